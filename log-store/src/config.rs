@@ -1,0 +1,167 @@
+//! Settings: the store-wide defaults and each topic's own settings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledged once handed to the kernel with `write`: survives a killed process. A
+    /// background fsync runs every [`StoreConfig::fsync_interval`].
+    Os,
+    /// Acknowledged once `fdatasync` covers the batch (group commit): survives power loss.
+    Fsync,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "os" => Ok(Durability::Os),
+            "fsync" => Ok(Durability::Fsync),
+            other => Err(StoreError::InvalidSetting(format!(
+                "durability '{other}' is not 'os' or 'fsync'"
+            ))),
+        }
+    }
+}
+
+/// Which timestamp a topic's Kafka batches carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum TimestampType {
+    /// The producer's timestamps are kept.
+    #[default]
+    CreateTime,
+    /// The server stamps its append time on every batch.
+    LogAppendTime,
+}
+
+/// Per-topic settings. `None` means "use the store default" where a default exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSettings {
+    /// Sealed segments whose newest batch is older than this are deleted. `None`: kept forever.
+    pub message_expiry: Option<Duration>,
+    /// The topic's size (all partitions) is kept at or below this by deleting the oldest sealed
+    /// segments. `None`: unlimited.
+    pub max_size: Option<u64>,
+    /// A segment is sealed once it holds this many bytes. `None`: the store default.
+    pub segment_size: Option<u64>,
+    /// A segment is sealed once its first batch is this old. `None`: the store default.
+    pub segment_max_age: Option<Duration>,
+    /// `None`: the store default.
+    pub durability: Option<Durability>,
+    pub timestamp_type: TimestampType,
+    /// Largest batch accepted, in payload bytes. `None`: the store default.
+    pub max_batch_bytes: Option<u32>,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        TopicSettings {
+            message_expiry: None,
+            max_size: None,
+            segment_size: None,
+            segment_max_age: None,
+            durability: None,
+            timestamp_type: TimestampType::CreateTime,
+            max_batch_bytes: None,
+        }
+    }
+}
+
+impl TopicSettings {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(size) = self.segment_size {
+            if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&size) {
+                return Err(StoreError::InvalidSetting(format!(
+                    "segment size {size} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE} bytes"
+                )));
+            }
+        }
+        if self.max_size == Some(0) {
+            return Err(StoreError::InvalidSetting(
+                "max size 0 would delete everything; leave it unset for unlimited".into(),
+            ));
+        }
+        if self.max_batch_bytes == Some(0) {
+            return Err(StoreError::InvalidSetting(
+                "max batch bytes must be positive".into(),
+            ));
+        }
+        if self.message_expiry == Some(Duration::ZERO)
+            || self.segment_max_age == Some(Duration::ZERO)
+        {
+            return Err(StoreError::InvalidSetting(
+                "durations must be positive; leave them unset for none".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Smallest segment size accepted: one byte, so tests can put every batch in its own segment.
+pub const MIN_SEGMENT_SIZE: u64 = 1;
+/// Largest segment size accepted: positions are u64 but we keep segments to a size that a
+/// single file comfortably holds and retention can delete in one step.
+pub const MAX_SEGMENT_SIZE: u64 = 64 << 30;
+
+/// Store-wide settings and topic defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub default_segment_size: u64,
+    pub default_segment_max_age: Duration,
+    pub default_durability: Durability,
+    pub default_max_batch_bytes: u32,
+    /// How often the background syncer fsyncs `os`-mode partitions and the offsets journal.
+    pub fsync_interval: Duration,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// Run the background syncer and retention thread (tests turn it off to drive them by hand).
+    pub background_tasks: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            default_segment_size: 1 << 30,
+            default_segment_max_age: Duration::from_secs(7 * 24 * 3600),
+            default_durability: Durability::Os,
+            default_max_batch_bytes: 16 << 20,
+            fsync_interval: Duration::from_secs(1),
+            retention_interval: Duration::from_secs(60),
+            background_tasks: true,
+        }
+    }
+}
+
+/// A topic's settings with the store defaults filled in: what the partitions act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EffectiveSettings {
+    pub segment_size: u64,
+    pub segment_max_age_us: u64,
+    pub durability: Durability,
+    pub log_append_time: bool,
+    pub max_batch_bytes: u32,
+}
+
+impl EffectiveSettings {
+    pub fn resolve(topic: &TopicSettings, store: &StoreConfig) -> Self {
+        EffectiveSettings {
+            segment_size: topic.segment_size.unwrap_or(store.default_segment_size),
+            segment_max_age_us: topic
+                .segment_max_age
+                .unwrap_or(store.default_segment_max_age)
+                .as_micros()
+                .min(u128::from(u64::MAX)) as u64,
+            durability: topic.durability.unwrap_or(store.default_durability),
+            log_append_time: topic.timestamp_type == TimestampType::LogAppendTime,
+            max_batch_bytes: topic
+                .max_batch_bytes
+                .unwrap_or(store.default_max_batch_bytes),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Wharf's append-only log.
+//!
+//! Streams hold topics, topics hold partitions, partitions hold segments, and segments hold
+//! **stored batches**: a checksummed envelope followed by the batch exactly as a client sent it
+//! (Iggy 0.8 messages or a Kafka record batch), with only server-owned fields stamped. This crate
+//! knows nothing of sockets or protocols beyond the byte layout it must stamp.
+//!
+//! - [`LogStore`]: the catalog of streams and topics, persisted crash-safely, and the background
+//!   syncer and retention.
+//! - [`Partition`]: appends (coalesced, single writer), reads of whole batches, timestamp
+//!   look-ups and long-poll waits.
+//! - [`ConsumerOffsets`]: committed consumer and group positions, in a checksummed journal.
+//!
+//! Durability is per topic: [`Durability::Os`] acknowledges after `write` (a killed process loses
+//! nothing acknowledged), [`Durability::Fsync`] after `fdatasync` (group commit). Opening a store
+//! verifies the tail of every partition and cuts a torn or corrupt tail back to the last whole
+//! batch.
+
+mod batch;
+mod config;
+mod durable_file;
+mod error;
+mod index;
+mod names;
+mod offsets;
+mod partition;
+mod segment;
+mod store;
+
+pub use batch::{
+    BatchFormat, Envelope, NewBatch, StoredBatch, ENVELOPE_LEN, NATIVE_MESSAGE_HEADER_LEN,
+};
+pub use config::{
+    Durability, StoreConfig, TimestampType, TopicSettings, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+};
+pub use durable_file::{read_durable, write_durable};
+pub use error::{BatchError, Result, StoreError};
+pub use names::validate_name;
+pub use offsets::{CommittedOffset, ConsumerOffsets, OffsetKey, OffsetOwner};
+pub use partition::{
+    AppendResult, Partition, PartitionKey, PartitionRepair, PartitionStats, ReadResult,
+};
+pub use segment::SegmentRepair;
+pub use store::{Ident, LogStore, OpenReport, StreamInfo, TopicInfo};

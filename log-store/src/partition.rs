@@ -1,0 +1,821 @@
+//! A partition: an ordered run of segments with one writer and many readers.
+//!
+//! Appends are queued; whoever finds the queue idle starts a writer on tokio's blocking pool that
+//! drains it. Every batch waiting when the writer looks is written with one vectored `write` (and,
+//! for `fsync` topics, covered by one `fdatasync`): concurrent appends coalesce by themselves, and
+//! group commit falls out of the same loop. Readers never wait for the writer: they see segments
+//! and index entries through a read lock that the writer takes only to publish what it wrote, and
+//! they read with positional reads. A `watch` channel carries the high watermark to long polls.
+
+use std::fs;
+use std::io::IoSlice;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, watch};
+
+use crate::batch::{NewBatch, StoredBatch, ENVELOPE_LEN};
+use crate::config::{Durability, EffectiveSettings};
+use crate::error::{Result, StoreError};
+use crate::index::{find_by_relative_offset, find_by_timestamp, IndexEntry};
+use crate::segment::{list_segments, Segment, SegmentRepair, SegmentWriter, INDEX_EXT, LOG_EXT};
+
+/// Where a partition sits: (stream id, topic id, partition id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub stream: u32,
+    pub topic: u32,
+    pub partition: u32,
+}
+
+impl std::fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.stream, self.topic, self.partition)
+    }
+}
+
+/// What an acknowledged append got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    /// Server time of the append, µs since the Unix epoch.
+    pub append_timestamp: u64,
+}
+
+/// Whole batches read from a partition, with the partition's bounds at the time of the read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub batches: Vec<StoredBatch>,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+}
+
+/// A snapshot of a partition's size and bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub size_bytes: u64,
+    pub segments: usize,
+}
+
+/// What recovery did to one partition.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionRepair {
+    pub segments: Vec<(u64, SegmentRepair)>,
+}
+
+const OPEN: u8 = 0;
+const CLOSED: u8 = 1;
+const FAILED: u8 = 2;
+
+#[derive(Debug)]
+struct View {
+    segments: Vec<Segment>,
+    high_watermark: u64,
+}
+
+impl View {
+    fn log_start(&self) -> u64 {
+        self.segments
+            .first()
+            .map_or(self.high_watermark, |s| s.base_offset)
+    }
+}
+
+struct Pending {
+    batch: NewBatch,
+    done: oneshot::Sender<Result<AppendResult>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    writing: bool,
+}
+
+/// One partition of a topic.
+pub struct Partition {
+    key: PartitionKey,
+    dir: PathBuf,
+    settings: RwLock<EffectiveSettings>,
+    view: RwLock<View>,
+    queue: Mutex<Queue>,
+    writer: Mutex<Option<SegmentWriter>>,
+    /// Handles of segments sealed since the last background sync.
+    unsynced_sealed: Mutex<Vec<SegmentWriter>>,
+    high_watermark: watch::Sender<u64>,
+    dirty: AtomicBool,
+    state: AtomicU8,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("key", &self.key)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Partition {
+    /// Creates an empty partition in `dir`.
+    pub(crate) fn create(
+        key: PartitionKey,
+        dir: &Path,
+        settings: EffectiveSettings,
+    ) -> Result<Arc<Partition>> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let (segment, writer) = SegmentWriter::create(dir, 0)?;
+        Ok(Partition::assemble(
+            key,
+            dir,
+            settings,
+            vec![segment],
+            writer,
+        ))
+    }
+
+    /// Opens a partition, verifying the tail of its last segment and repairing what it must.
+    pub(crate) fn open(
+        key: PartitionKey,
+        dir: &Path,
+        settings: EffectiveSettings,
+    ) -> Result<(Arc<Partition>, PartitionRepair)> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let bases = list_segments(dir)?;
+        remove_orphan_indexes(dir, &bases);
+        if bases.is_empty() {
+            return Ok((
+                Partition::create(key, dir, settings)?,
+                PartitionRepair::default(),
+            ));
+        }
+        let mut repair = PartitionRepair::default();
+        let mut segments = Vec::with_capacity(bases.len());
+        for (i, &base) in bases.iter().enumerate() {
+            let (segment, seg_repair) = Segment::recover(dir, base, i + 1 == bases.len())?;
+            if seg_repair != SegmentRepair::default() {
+                if let Some((bytes, why)) = &seg_repair.truncated {
+                    tracing::warn!(partition = %key, segment = base, "cut {bytes} bytes from the log {why}");
+                }
+                if seg_repair.index_rebuilt {
+                    tracing::warn!(partition = %key, segment = base, "rebuilt the index from the log");
+                }
+                repair.segments.push((base, seg_repair));
+            }
+            segments.push(segment);
+        }
+        let last = segments
+            .last_mut()
+            .ok_or_else(|| StoreError::io(dir, std::io::ErrorKind::NotFound.into()))?;
+        let writer = SegmentWriter::resume(last)?;
+        Ok((
+            Partition::assemble(key, dir, settings, segments, writer),
+            repair,
+        ))
+    }
+
+    fn assemble(
+        key: PartitionKey,
+        dir: &Path,
+        settings: EffectiveSettings,
+        segments: Vec<Segment>,
+        writer: SegmentWriter,
+    ) -> Arc<Partition> {
+        let hw = writer.base_offset + writer.next_relative;
+        Arc::new(Partition {
+            key,
+            dir: dir.to_path_buf(),
+            settings: RwLock::new(settings),
+            view: RwLock::new(View {
+                segments,
+                high_watermark: hw,
+            }),
+            queue: Mutex::new(Queue::default()),
+            writer: Mutex::new(Some(writer)),
+            unsynced_sealed: Mutex::new(Vec::new()),
+            high_watermark: watch::Sender::new(hw),
+            dirty: AtomicBool::new(false),
+            state: AtomicU8::new(OPEN),
+        })
+    }
+
+    pub fn key(&self) -> PartitionKey {
+        self.key
+    }
+
+    pub(crate) fn set_settings(&self, settings: EffectiveSettings) {
+        *self.settings.write() = settings;
+    }
+
+    fn check_open(&self) -> Result<()> {
+        match self.state.load(Ordering::Acquire) {
+            OPEN => Ok(()),
+            FAILED => Err(StoreError::PartitionFailed(self.key.to_string())),
+            _ => Err(StoreError::PartitionClosed(self.key.to_string())),
+        }
+    }
+
+    /// Appends one batch: assigns its offsets, stamps it, writes it and returns once it is as
+    /// durable as the topic's durability mode promises.
+    pub async fn append(self: &Arc<Self>, batch: NewBatch) -> Result<AppendResult> {
+        self.check_open()?;
+        let limit = self.settings.read().max_batch_bytes;
+        if batch.payload_len() > limit as usize {
+            return Err(StoreError::BatchTooLarge {
+                size: batch.payload_len(),
+                limit,
+            });
+        }
+        let (done, result) = oneshot::channel();
+        let start_writer = {
+            let mut queue = self.queue.lock();
+            queue.pending.push(Pending { batch, done });
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start_writer {
+            let me = Arc::clone(self);
+            tokio::task::spawn_blocking(move || me.drain());
+        }
+        result
+            .await
+            .map_err(|_| StoreError::PartitionClosed(self.key.to_string()))?
+    }
+
+    /// The writer loop: runs until the queue is empty.
+    fn drain(&self) {
+        loop {
+            let group = {
+                let mut queue = self.queue.lock();
+                if queue.pending.is_empty() {
+                    queue.writing = false;
+                    return;
+                }
+                std::mem::take(&mut queue.pending)
+            };
+            self.write_group(group);
+        }
+    }
+
+    fn write_group(&self, group: Vec<Pending>) {
+        let mut guard = self.writer.lock();
+        let writer = match (self.check_open(), guard.as_mut()) {
+            (Ok(()), Some(w)) => w,
+            (Err(e), _) => return fail_all(group.into_iter().map(|p| p.done), &e),
+            (Ok(()), None) => {
+                let e = StoreError::PartitionClosed(self.key.to_string());
+                return fail_all(group.into_iter().map(|p| p.done), &e);
+            }
+        };
+        let settings = self.settings.read().clone();
+        let now = now_us();
+
+        // Batches go into a chunk for the active segment; when the segment must roll, the chunk
+        // is written first. Only what is written (and synced, for `fsync`) is published and acked.
+        let mut published: Vec<Chunk> = Vec::new();
+        let mut acked: Vec<(Done, AppendResult)> = Vec::new();
+        let mut chunk = Chunk::new(writer.base_offset);
+        let mut waiting: Vec<(Done, AppendResult)> = Vec::new();
+        let mut failure: Option<(StoreError, Vec<Done>)> = None;
+        let mut group = group.into_iter();
+        for Pending { batch, done } in group.by_ref() {
+            let size = writer.size + chunk.len;
+            let next_relative = writer.next_relative + chunk.records;
+            let first_ts = writer.first_append_timestamp.or(chunk.first_timestamp);
+            let overflows = next_relative + u64::from(batch.record_count()) > u64::from(u32::MAX);
+            let too_big = size + batch.stored_len() > settings.segment_size;
+            let too_old =
+                first_ts.is_some_and(|t| now.saturating_sub(t) >= settings.segment_max_age_us);
+            if size > 0 && (overflows || too_big || too_old) {
+                let rolled = self
+                    .write_chunk(writer, &chunk)
+                    .and_then(|()| self.roll(writer, settings.durability));
+                if let Err(e) = rolled {
+                    let mut failed: Vec<Done> = waiting.drain(..).map(|(d, _)| d).collect();
+                    failed.push(done);
+                    failure = Some((e, failed));
+                    break;
+                }
+                published.push(std::mem::replace(
+                    &mut chunk,
+                    Chunk::new(writer.base_offset),
+                ));
+                acked.append(&mut waiting);
+            }
+            let base_offset = writer.base_offset + writer.next_relative + chunk.records;
+            let position = writer.size + chunk.len;
+            let (header, payload, env) = batch.stamp(base_offset, now, settings.log_append_time);
+            chunk
+                .entries
+                .push(IndexEntry::for_batch(writer.base_offset, position, &env));
+            chunk.len += env.stored_len();
+            chunk.records += u64::from(env.record_count);
+            chunk.first_timestamp.get_or_insert(now);
+            chunk.parts.push((header, payload));
+            let result = AppendResult {
+                base_offset,
+                last_offset: env.last_offset(),
+                append_timestamp: now,
+            };
+            waiting.push((done, result));
+        }
+        if let Some((_, failed)) = failure.as_mut() {
+            failed.extend(group.map(|p| p.done));
+        } else if !chunk.parts.is_empty() {
+            match self.write_chunk(writer, &chunk) {
+                Ok(()) => {
+                    published.push(chunk);
+                    acked.append(&mut waiting);
+                }
+                Err(e) => failure = Some((e, waiting.drain(..).map(|(d, _)| d).collect())),
+            }
+        }
+        if settings.durability == Durability::Fsync && !acked.is_empty() {
+            if let Err(e) = writer.sync_log() {
+                // We cannot know what reached the disk: nothing of this group is acknowledged.
+                self.state.store(FAILED, Ordering::Release);
+                let mut failed: Vec<Done> = acked.drain(..).map(|(d, _)| d).collect();
+                published.clear();
+                if let Some((_, more)) = failure.take() {
+                    failed.extend(more);
+                }
+                failure = Some((e, failed));
+            }
+        } else if !acked.is_empty() {
+            self.dirty.store(true, Ordering::Release);
+        }
+
+        // Publish to readers, then acknowledge.
+        if !published.is_empty() {
+            let mut view = self.view.write();
+            for chunk in &published {
+                if let Some(seg) = view
+                    .segments
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.base_offset == chunk.base)
+                {
+                    seg.entries.extend_from_slice(&chunk.entries);
+                    seg.size += chunk.len;
+                }
+            }
+            if let Some(last) = published.last() {
+                view.high_watermark = last.base
+                    + last
+                        .entries
+                        .last()
+                        .map_or(0, IndexEntry::end_relative_offset);
+                self.high_watermark.send_replace(view.high_watermark);
+            }
+        }
+        drop(guard);
+        for (done, result) in acked {
+            let _ = done.send(Ok(result));
+        }
+        if let Some((e, failed)) = failure {
+            tracing::warn!(partition = %self.key, "append failed: {e}");
+            fail_all(failed, &e);
+        }
+    }
+
+    /// Writes one chunk to the active segment. An error that leaves the files in doubt (the
+    /// cut-back after a failed write failed too) stops the partition taking writes.
+    fn write_chunk(&self, writer: &mut SegmentWriter, chunk: &Chunk) -> Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(chunk.parts.len() * 2);
+        for (header, payload) in &chunk.parts {
+            slices.push(IoSlice::new(header));
+            slices.push(IoSlice::new(payload));
+        }
+        let index: Vec<u8> = chunk.entries.iter().flat_map(|e| e.encode()).collect();
+        if let Err(e) = writer.append(&mut slices, chunk.len, &index) {
+            if writer.broken {
+                self.state.store(FAILED, Ordering::Release);
+            }
+            return Err(e);
+        }
+        writer.next_relative += chunk.records;
+        if writer.first_append_timestamp.is_none() {
+            writer.first_append_timestamp = chunk.first_timestamp;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    ///
+    /// A failure here happens after the old segment took bytes that are not yet published, so
+    /// it stops the partition taking writes; a restart recovers it.
+    fn roll(&self, writer: &mut SegmentWriter, durability: Durability) -> Result<()> {
+        let fail = |e: StoreError| {
+            self.state.store(FAILED, Ordering::Release);
+            e
+        };
+        if durability == Durability::Fsync {
+            // What was written to the old segment is acknowledged with this group.
+            writer.sync_log().map_err(fail)?;
+        }
+        let next = writer.base_offset + writer.next_relative;
+        let (mut segment, new_writer) = SegmentWriter::create(&self.dir, next).map_err(fail)?;
+        let old = std::mem::replace(writer, new_writer);
+        {
+            let mut view = self.view.write();
+            if let Some(prev) = view.segments.last_mut() {
+                prev.log = None;
+            }
+            segment.log = Some(Arc::clone(&writer.log));
+            view.segments.push(segment);
+        }
+        self.unsynced_sealed.lock().push(old);
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one that contains `from` (or the first one after
+    /// it), up to `max_bytes` of stored bytes but always at least one batch when there is one.
+    /// An offset below the log start reads from the log start: callers that must refuse such
+    /// reads compare with `log_start_offset` in the result.
+    pub fn read(&self, from: u64, max_bytes: u64) -> Result<ReadResult> {
+        let (ranges, log_start, hw) = {
+            let view = self.view.read();
+            let log_start = view.log_start();
+            let hw = view.high_watermark;
+            (
+                plan_read(&view, from.max(log_start), max_bytes),
+                log_start,
+                hw,
+            )
+        };
+        let mut batches = Vec::new();
+        for range in ranges {
+            let file = match range.segment.read_handle() {
+                Ok(f) => f,
+                // Retention deleted the segment after we planned: what remains starts later.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && batches.is_empty() => {
+                    continue
+                }
+                Err(e) => return Err(StoreError::io(&range.segment.log_path, e)),
+            };
+            let len = (range.end - range.start) as usize;
+            let mut buf = BytesMut::zeroed(len);
+            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, range.start)
+                .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
+            let buf: Bytes = buf.freeze();
+            let mut at = 0usize;
+            for len in range.lengths {
+                let bytes = buf.slice(at..at + len as usize);
+                batches.push(StoredBatch::from_bytes(bytes)?);
+                at += len as usize;
+            }
+        }
+        Ok(ReadResult {
+            batches,
+            log_start_offset: log_start,
+            high_watermark: hw,
+        })
+    }
+
+    /// The first offset of the first batch whose max timestamp is at or after `timestamp_us`,
+    /// or `None` when no batch is that recent.
+    pub fn offset_for_timestamp(&self, timestamp_us: u64) -> Option<u64> {
+        let view = self.view.read();
+        let hw = view.high_watermark;
+        for seg in &view.segments {
+            if let Some(i) = find_by_timestamp(&seg.entries, timestamp_us) {
+                let offset = seg.base_offset + u64::from(seg.entries[i].relative_offset);
+                return (offset < hw).then_some(offset.max(view.log_start()));
+            }
+        }
+        None
+    }
+
+    /// The offset of the batch with the greatest max timestamp, and that timestamp.
+    pub fn max_timestamp(&self) -> Option<(u64, u64)> {
+        let view = self.view.read();
+        let mut best: Option<(u64, u64)> = None;
+        for seg in &view.segments {
+            for e in &seg.entries {
+                if best.is_none_or(|(_, ts)| e.max_timestamp > ts) {
+                    best = Some((
+                        seg.base_offset + u64::from(e.relative_offset),
+                        e.max_timestamp,
+                    ));
+                }
+            }
+        }
+        best
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.view.read().log_start()
+    }
+
+    /// The offset the next batch will get; everything below it is readable.
+    pub fn high_watermark(&self) -> u64 {
+        self.view.read().high_watermark
+    }
+
+    pub fn stats(&self) -> PartitionStats {
+        let view = self.view.read();
+        PartitionStats {
+            log_start_offset: view.log_start(),
+            high_watermark: view.high_watermark,
+            size_bytes: view.segments.iter().map(|s| s.size).sum(),
+            segments: view.segments.len(),
+        }
+    }
+
+    /// Waits until the high watermark passes `offset` or `deadline` comes. True when data is
+    /// there. This is what a long poll awaits: appends wake it, nothing polls.
+    pub async fn wait_for_data(&self, offset: u64, deadline: tokio::time::Instant) -> bool {
+        let mut rx = self.high_watermark.subscribe();
+        let arrived = tokio::time::timeout_at(deadline, rx.wait_for(|&hw| hw > offset)).await;
+        matches!(arrived, Ok(Ok(_)))
+    }
+
+    /// Syncs whatever `os`-mode writes have not been synced yet. Called by the background syncer
+    /// and on close; the writer is held only long enough to borrow its handles.
+    pub fn sync(&self) -> Result<()> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let sealed = std::mem::take(&mut *self.unsynced_sealed.lock());
+        for w in &sealed {
+            w.sync_all()?;
+        }
+        let handles = self.writer.lock().as_ref().map(SegmentWriter::sync_handles);
+        if let Some((log, index)) = handles {
+            log.sync_data().map_err(|e| StoreError::io(&self.dir, e))?;
+            index
+                .sync_data()
+                .map_err(|e| StoreError::io(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// The sealed segments, oldest first: (base offset, size, last append timestamp).
+    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, u64)> {
+        let view = self.view.read();
+        let n = view.segments.len().saturating_sub(1);
+        view.segments[..n]
+            .iter()
+            .map(|s| {
+                (
+                    s.base_offset,
+                    s.size,
+                    s.last_append_timestamp().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// Deletes the oldest sealed segment if its base offset is `base`. Returns its size.
+    pub(crate) fn delete_oldest_segment(&self, base: u64) -> Result<Option<u64>> {
+        let removed = {
+            let mut view = self.view.write();
+            if view.segments.len() < 2 || view.segments[0].base_offset != base {
+                return Ok(None);
+            }
+            view.segments.remove(0)
+        };
+        for path in [&removed.log_path, &removed.index_path] {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(path, e)),
+            }
+        }
+        Ok(Some(removed.size))
+    }
+
+    /// Deletes up to `count` of the oldest sealed segments. Returns how many went.
+    pub fn delete_segments(&self, count: u32) -> Result<u32> {
+        let mut deleted = 0;
+        while deleted < count {
+            let Some(&(base, _, _)) = self.sealed_segments().first() else {
+                break;
+            };
+            if self.delete_oldest_segment(base)?.is_none() {
+                break;
+            }
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes sealed segments whose newest batch was appended at or before `now_us - expiry_us`.
+    pub(crate) fn expire(&self, now_us: u64, expiry_us: u64) -> Result<u64> {
+        let mut freed = 0;
+        for (base, _, last_ts) in self.sealed_segments() {
+            if last_ts.saturating_add(expiry_us) > now_us {
+                break;
+            }
+            match self.delete_oldest_segment(base)? {
+                Some(size) => freed += size,
+                None => break,
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Deletes every batch and starts again at offset 0, as Iggy's purge does.
+    pub(crate) fn purge(&self) -> Result<()> {
+        let mut guard = self.writer.lock();
+        self.check_open()?;
+        self.unsynced_sealed.lock().clear();
+        let old = std::mem::take(&mut self.view.write().segments);
+        for seg in &old {
+            for path in [&seg.log_path, &seg.index_path] {
+                if let Err(e) = fs::remove_file(path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(StoreError::io(path, e));
+                    }
+                }
+            }
+        }
+        let (segment, writer) = SegmentWriter::create(&self.dir, 0)?;
+        *guard = Some(writer);
+        let mut view = self.view.write();
+        view.segments = vec![segment];
+        view.high_watermark = 0;
+        self.high_watermark.send_replace(0);
+        Ok(())
+    }
+
+    /// Stops accepting appends, syncs and releases the files. Appends still queued fail.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut guard = self.writer.lock();
+        let _ = self
+            .state
+            .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        let result = self.sync_locked(guard.as_ref());
+        *guard = None;
+        let pending = std::mem::take(&mut self.queue.lock().pending);
+        let e = StoreError::PartitionClosed(self.key.to_string());
+        fail_all(pending.into_iter().map(|p| p.done), &e);
+        result
+    }
+
+    fn sync_locked(&self, writer: Option<&SegmentWriter>) -> Result<()> {
+        for w in std::mem::take(&mut *self.unsynced_sealed.lock()) {
+            w.sync_all()?;
+        }
+        if let Some(w) = writer {
+            w.sync_all()?;
+        }
+        self.dirty.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Batches bound for one segment within a write group.
+#[derive(Default)]
+struct Chunk {
+    base: u64,
+    parts: Vec<([u8; ENVELOPE_LEN], Bytes)>,
+    entries: Vec<IndexEntry>,
+    len: u64,
+    records: u64,
+    first_timestamp: Option<u64>,
+}
+
+type Done = oneshot::Sender<Result<AppendResult>>;
+
+impl Chunk {
+    fn new(base: u64) -> Chunk {
+        Chunk {
+            base,
+            ..Chunk::default()
+        }
+    }
+}
+
+/// A contiguous byte range of one segment to read, and the lengths of the batches in it.
+struct ReadRange {
+    segment: SegmentRef,
+    start: u64,
+    end: u64,
+    lengths: Vec<u32>,
+}
+
+/// What a reader needs of a segment once the view's lock is released.
+struct SegmentRef {
+    log_path: PathBuf,
+    log: Option<Arc<std::fs::File>>,
+}
+
+impl SegmentRef {
+    fn read_handle(&self) -> std::io::Result<Arc<std::fs::File>> {
+        match &self.log {
+            Some(f) => Ok(Arc::clone(f)),
+            None => std::fs::File::open(&self.log_path).map(Arc::new),
+        }
+    }
+}
+
+fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
+    let mut ranges = Vec::new();
+    if from >= view.high_watermark {
+        return ranges;
+    }
+    let first = view
+        .segments
+        .partition_point(|s| s.base_offset <= from)
+        .saturating_sub(1);
+    let mut taken = 0u64;
+    let mut any = false;
+    'segments: for seg in &view.segments[first..] {
+        let start = if seg.base_offset <= from {
+            let rel = from - seg.base_offset;
+            match find_by_relative_offset(&seg.entries, rel) {
+                Some(i) => i,
+                None => seg
+                    .entries
+                    .partition_point(|e| u64::from(e.relative_offset) < rel),
+            }
+        } else {
+            0
+        };
+        let mut range: Option<ReadRange> = None;
+        for e in &seg.entries[start..] {
+            if seg.base_offset + u64::from(e.relative_offset) >= view.high_watermark {
+                break;
+            }
+            if any && taken + u64::from(e.length) > max_bytes {
+                if let Some(r) = range.take() {
+                    ranges.push(r);
+                }
+                break 'segments;
+            }
+            let r = range.get_or_insert_with(|| ReadRange {
+                segment: SegmentRef {
+                    log_path: seg.log_path.clone(),
+                    log: seg.log.clone(),
+                },
+                start: e.position,
+                end: e.position,
+                lengths: Vec::new(),
+            });
+            r.end = e.end_position();
+            r.lengths.push(e.length);
+            taken += u64::from(e.length);
+            any = true;
+        }
+        if let Some(r) = range {
+            ranges.push(r);
+        }
+    }
+    ranges
+}
+
+fn remove_orphan_indexes(dir: &Path, bases: &[u64]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(&format!(".{INDEX_EXT}")) else {
+            continue;
+        };
+        let orphan = stem.parse::<u64>().is_ok_and(|b| !bases.contains(&b));
+        if orphan {
+            tracing::warn!(path = %entry.path().display(), "removing an index without its .{LOG_EXT}");
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn fail_all(dones: impl IntoIterator<Item = Done>, e: &StoreError) {
+    for done in dones {
+        let _ = done.send(Err(clone_err(e)));
+    }
+}
+
+/// Errors are not `Clone` (they hold `io::Error`); a group's failure is reported to each waiter
+/// with the same message.
+fn clone_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::PartitionClosed(k) => StoreError::PartitionClosed(k.clone()),
+        StoreError::PartitionFailed(k) => StoreError::PartitionFailed(k.clone()),
+        StoreError::Io { path, source } => StoreError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => StoreError::PartitionFailed(other.to_string()),
+    }
+}

@@ -1,0 +1,907 @@
+//! The store: the catalog of streams and topics, the partitions it opens, the consumer offsets,
+//! and the background thread that syncs `os`-mode data and applies retention.
+//!
+//! Layout under the data directory:
+//!
+//! ```text
+//! .lock                                  held while a process has the store open
+//! catalog                                streams, topics and settings (durable_file format)
+//! offsets/journal                        consumer offsets
+//! streams/<sid>/topics/<tid>/partitions/<pid>/<base offset, 20 digits>.{log,index}
+//! ```
+//!
+//! Metadata changes are serialised. A change that adds files creates them before the catalog
+//! names them; one that removes files drops them from the catalog first. Folders the catalog
+//! does not name (left by a crash between the two steps) are removed on open.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{EffectiveSettings, StoreConfig, TopicSettings};
+use crate::durable_file::{read_durable, write_durable};
+use crate::error::{Result, StoreError};
+use crate::names::validate_name;
+use crate::offsets::ConsumerOffsets;
+use crate::partition::{now_us, Partition, PartitionKey, PartitionRepair};
+
+/// Most partitions one topic may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+/// A stream or topic named by its id or its name, as both protocols allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ident<'a> {
+    Id(u32),
+    Name(&'a str),
+}
+
+impl From<u32> for Ident<'_> {
+    fn from(id: u32) -> Self {
+        Ident::Id(id)
+    }
+}
+
+impl<'a> From<&'a str> for Ident<'a> {
+    fn from(name: &'a str) -> Self {
+        Ident::Name(name)
+    }
+}
+
+impl std::fmt::Display for Ident<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ident::Id(id) => write!(f, "{id}"),
+            Ident::Name(name) => write!(f, "'{name}'"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub id: u32,
+    pub name: String,
+    /// µs since the Unix epoch.
+    pub created_at: u64,
+    pub topics: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub stream_id: u32,
+    pub id: u32,
+    pub name: String,
+    pub created_at: u64,
+    pub partitions: u32,
+    pub settings: TopicSettings,
+}
+
+/// What opening the store found and repaired.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub repaired: Vec<(PartitionKey, PartitionRepair)>,
+    /// Folders removed because the catalog does not name them.
+    pub removed_orphans: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CatalogDoc {
+    version: u32,
+    next_stream_id: u32,
+    streams: Vec<StreamDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StreamDoc {
+    id: u32,
+    name: String,
+    created_at: u64,
+    next_topic_id: u32,
+    topics: Vec<TopicDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicDoc {
+    id: u32,
+    name: String,
+    created_at: u64,
+    partitions: u32,
+    settings: TopicSettings,
+}
+
+impl CatalogDoc {
+    fn stream(&self, s: Ident<'_>) -> Result<&StreamDoc> {
+        self.streams
+            .iter()
+            .find(|d| match s {
+                Ident::Id(id) => d.id == id,
+                Ident::Name(n) => d.name == n,
+            })
+            .ok_or_else(|| StoreError::StreamNotFound(s.to_string()))
+    }
+
+    fn stream_mut(&mut self, s: Ident<'_>) -> Result<&mut StreamDoc> {
+        self.streams
+            .iter_mut()
+            .find(|d| match s {
+                Ident::Id(id) => d.id == id,
+                Ident::Name(n) => d.name == n,
+            })
+            .ok_or_else(|| StoreError::StreamNotFound(s.to_string()))
+    }
+}
+
+impl StreamDoc {
+    fn topic(&self, t: Ident<'_>) -> Result<&TopicDoc> {
+        self.topics
+            .iter()
+            .find(|d| match t {
+                Ident::Id(id) => d.id == id,
+                Ident::Name(n) => d.name == n,
+            })
+            .ok_or_else(|| StoreError::TopicNotFound {
+                stream: format!("'{}'", self.name),
+                topic: t.to_string(),
+            })
+    }
+
+    fn topic_mut(&mut self, t: Ident<'_>) -> Result<&mut TopicDoc> {
+        let stream = format!("'{}'", self.name);
+        self.topics
+            .iter_mut()
+            .find(|d| match t {
+                Ident::Id(id) => d.id == id,
+                Ident::Name(n) => d.name == n,
+            })
+            .ok_or(StoreError::TopicNotFound {
+                stream,
+                topic: t.to_string(),
+            })
+    }
+
+    fn info(&self) -> StreamInfo {
+        StreamInfo {
+            id: self.id,
+            name: self.name.clone(),
+            created_at: self.created_at,
+            topics: self.topics.len(),
+        }
+    }
+}
+
+impl TopicDoc {
+    fn info(&self, stream_id: u32) -> TopicInfo {
+        TopicInfo {
+            stream_id,
+            id: self.id,
+            name: self.name.clone(),
+            created_at: self.created_at,
+            partitions: self.partitions,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+struct Catalog {
+    doc: CatalogDoc,
+    partitions: HashMap<(u32, u32), Vec<Arc<Partition>>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: StoreConfig,
+    catalog: RwLock<Catalog>,
+    /// Serialises metadata changes (held across their file operations, unlike `catalog`).
+    changes: Mutex<()>,
+    offsets: ConsumerOffsets,
+    stop: Mutex<bool>,
+    wake: Condvar,
+    background: Mutex<Option<JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// The log store. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn stream_dir(root: &Path, s: u32) -> PathBuf {
+    root.join("streams").join(s.to_string())
+}
+fn topic_dir(root: &Path, s: u32, t: u32) -> PathBuf {
+    stream_dir(root, s).join("topics").join(t.to_string())
+}
+fn partition_dir(root: &Path, s: u32, t: u32, p: u32) -> PathBuf {
+    topic_dir(root, s, t).join("partitions").join(p.to_string())
+}
+
+impl LogStore {
+    /// Opens the store in `dir` (created if missing), recovering every partition.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(LogStore, OpenReport)> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(dir.join("streams")).map_err(|e| StoreError::io(&dir, e))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
+        lock.try_lock().map_err(|e| {
+            StoreError::io(
+                &lock_path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!("the data directory is in use by another process ({e})"),
+                ),
+            )
+        })?;
+        let catalog_path = dir.join("catalog");
+        let doc: CatalogDoc = match read_durable(&catalog_path)? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptMetadata {
+                    path: catalog_path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => CatalogDoc {
+                version: 1,
+                ..CatalogDoc::default()
+            },
+        };
+        let mut report = OpenReport::default();
+        let mut partitions = HashMap::new();
+        for s in &doc.streams {
+            for t in &s.topics {
+                let settings = EffectiveSettings::resolve(&t.settings, &config);
+                let mut parts = Vec::with_capacity(t.partitions as usize);
+                for p in 0..t.partitions {
+                    let key = PartitionKey {
+                        stream: s.id,
+                        topic: t.id,
+                        partition: p,
+                    };
+                    let pdir = partition_dir(&dir, s.id, t.id, p);
+                    let (partition, repair) = Partition::open(key, &pdir, settings.clone())?;
+                    if !repair.segments.is_empty() {
+                        report.repaired.push((key, repair));
+                    }
+                    parts.push(partition);
+                }
+                partitions.insert((s.id, t.id), parts);
+            }
+        }
+        report.removed_orphans = remove_orphans(&dir, &doc);
+        let offsets = ConsumerOffsets::open(&dir.join("offsets"))?;
+        let inner = Arc::new(Inner {
+            dir,
+            config,
+            catalog: RwLock::new(Catalog { doc, partitions }),
+            changes: Mutex::new(()),
+            offsets,
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            background: Mutex::new(None),
+            _lock: lock,
+        });
+        if inner.config.background_tasks {
+            let weak = Arc::downgrade(&inner);
+            let handle = std::thread::Builder::new()
+                .name("wharf-store-bg".into())
+                .spawn(move || background(weak))
+                .map_err(|e| StoreError::io(&inner.dir, e))?;
+            *inner.background.lock() = Some(handle);
+        }
+        Ok((LogStore { inner }, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub fn offsets(&self) -> &ConsumerOffsets {
+        &self.inner.offsets
+    }
+
+    fn save(&self, doc: &CatalogDoc) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(doc).map_err(|e| StoreError::CorruptMetadata {
+            path: self.inner.dir.join("catalog"),
+            reason: e.to_string(),
+        })?;
+        write_durable(&self.inner.dir.join("catalog"), &bytes)
+    }
+
+    fn doc(&self) -> CatalogDoc {
+        self.inner.catalog.read().doc.clone()
+    }
+
+    // ----- streams -----
+
+    pub fn create_stream(&self, name: &str) -> Result<StreamInfo> {
+        validate_name("stream", name)?;
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        if doc.streams.iter().any(|s| s.name == name) {
+            return Err(StoreError::StreamExists(name.to_string()));
+        }
+        let id = doc.next_stream_id;
+        doc.next_stream_id = id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::InvalidSetting("stream ids exhausted".into()))?;
+        let sdir = stream_dir(&self.inner.dir, id);
+        fs::create_dir_all(&sdir).map_err(|e| StoreError::io(&sdir, e))?;
+        let stream = StreamDoc {
+            id,
+            name: name.to_string(),
+            created_at: now_us(),
+            next_topic_id: 0,
+            topics: Vec::new(),
+        };
+        let info = stream.info();
+        doc.streams.push(stream);
+        self.save(&doc)?;
+        self.inner.catalog.write().doc = doc;
+        Ok(info)
+    }
+
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        self.inner
+            .catalog
+            .read()
+            .doc
+            .streams
+            .iter()
+            .map(StreamDoc::info)
+            .collect()
+    }
+
+    pub fn stream(&self, s: Ident<'_>) -> Result<StreamInfo> {
+        self.inner.catalog.read().doc.stream(s).map(StreamDoc::info)
+    }
+
+    pub fn rename_stream(&self, s: Ident<'_>, new_name: &str) -> Result<StreamInfo> {
+        validate_name("stream", new_name)?;
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        let id = doc.stream(s)?.id;
+        if doc.streams.iter().any(|d| d.name == new_name && d.id != id) {
+            return Err(StoreError::StreamExists(new_name.to_string()));
+        }
+        let stream = doc.stream_mut(Ident::Id(id))?;
+        stream.name = new_name.to_string();
+        let info = stream.info();
+        self.save(&doc)?;
+        self.inner.catalog.write().doc = doc;
+        Ok(info)
+    }
+
+    pub fn delete_stream(&self, s: Ident<'_>) -> Result<()> {
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        let id = doc.stream(s)?.id;
+        doc.streams.retain(|d| d.id != id);
+        self.save(&doc)?;
+        let dropped: Vec<Arc<Partition>> = {
+            let mut catalog = self.inner.catalog.write();
+            catalog.doc = doc;
+            let keys: Vec<_> = catalog
+                .partitions
+                .keys()
+                .filter(|k| k.0 == id)
+                .copied()
+                .collect();
+            keys.into_iter()
+                .flat_map(|k| catalog.partitions.remove(&k).unwrap_or_default())
+                .collect()
+        };
+        close_all(&dropped);
+        remove_dir(&stream_dir(&self.inner.dir, id))?;
+        self.inner.offsets.delete_where(|k| k.stream == id)?;
+        Ok(())
+    }
+
+    pub fn purge_stream(&self, s: Ident<'_>) -> Result<()> {
+        let stream = self.stream(s)?;
+        for t in self.topics(Ident::Id(stream.id))? {
+            self.purge_topic(Ident::Id(stream.id), Ident::Id(t.id))?;
+        }
+        Ok(())
+    }
+
+    // ----- topics -----
+
+    pub fn create_topic(
+        &self,
+        s: Ident<'_>,
+        name: &str,
+        partitions: u32,
+        settings: TopicSettings,
+    ) -> Result<TopicInfo> {
+        validate_name("topic", name)?;
+        settings.validate()?;
+        check_partition_count(partitions)?;
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        let stream = doc.stream_mut(s)?;
+        if stream.topics.iter().any(|t| t.name == name) {
+            return Err(StoreError::TopicExists {
+                stream: format!("'{}'", stream.name),
+                topic: name.to_string(),
+            });
+        }
+        let (sid, tid) = (stream.id, stream.next_topic_id);
+        stream.next_topic_id = tid
+            .checked_add(1)
+            .ok_or_else(|| StoreError::InvalidSetting("topic ids exhausted".into()))?;
+        let effective = EffectiveSettings::resolve(&settings, &self.inner.config);
+        let tdir = topic_dir(&self.inner.dir, sid, tid);
+        let created = (0..partitions)
+            .map(|p| {
+                let key = PartitionKey {
+                    stream: sid,
+                    topic: tid,
+                    partition: p,
+                };
+                Partition::create(
+                    key,
+                    &partition_dir(&self.inner.dir, sid, tid, p),
+                    effective.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>>>();
+        let topic = TopicDoc {
+            id: tid,
+            name: name.to_string(),
+            created_at: now_us(),
+            partitions,
+            settings,
+        };
+        let info = topic.info(sid);
+        stream.topics.push(topic);
+        let parts = match created.and_then(|parts| self.save(&doc).map(|()| parts)) {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tdir);
+                return Err(e);
+            }
+        };
+        let mut catalog = self.inner.catalog.write();
+        catalog.doc = doc;
+        catalog.partitions.insert((sid, tid), parts);
+        Ok(info)
+    }
+
+    pub fn topics(&self, s: Ident<'_>) -> Result<Vec<TopicInfo>> {
+        let catalog = self.inner.catalog.read();
+        let stream = catalog.doc.stream(s)?;
+        Ok(stream.topics.iter().map(|t| t.info(stream.id)).collect())
+    }
+
+    pub fn topic(&self, s: Ident<'_>, t: Ident<'_>) -> Result<TopicInfo> {
+        let catalog = self.inner.catalog.read();
+        let stream = catalog.doc.stream(s)?;
+        Ok(stream.topic(t)?.info(stream.id))
+    }
+
+    /// Renames a topic and/or replaces its settings; the partitions act on the new settings
+    /// from their next append.
+    pub fn update_topic(
+        &self,
+        s: Ident<'_>,
+        t: Ident<'_>,
+        new_name: Option<&str>,
+        settings: TopicSettings,
+    ) -> Result<TopicInfo> {
+        if let Some(n) = new_name {
+            validate_name("topic", n)?;
+        }
+        settings.validate()?;
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        let stream = doc.stream_mut(s)?;
+        let sid = stream.id;
+        let tid = stream.topic(t)?.id;
+        if let Some(n) = new_name {
+            if stream.topics.iter().any(|d| d.name == n && d.id != tid) {
+                return Err(StoreError::TopicExists {
+                    stream: format!("'{}'", stream.name),
+                    topic: n.to_string(),
+                });
+            }
+        }
+        let topic = stream.topic_mut(Ident::Id(tid))?;
+        if let Some(n) = new_name {
+            topic.name = n.to_string();
+        }
+        topic.settings = settings;
+        let info = topic.info(sid);
+        self.save(&doc)?;
+        let effective = EffectiveSettings::resolve(&info.settings, &self.inner.config);
+        let mut catalog = self.inner.catalog.write();
+        catalog.doc = doc;
+        for p in catalog.partitions.get(&(sid, tid)).into_iter().flatten() {
+            p.set_settings(effective.clone());
+        }
+        Ok(info)
+    }
+
+    pub fn delete_topic(&self, s: Ident<'_>, t: Ident<'_>) -> Result<()> {
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        let stream = doc.stream_mut(s)?;
+        let (sid, tid) = (stream.id, stream.topic(t)?.id);
+        stream.topics.retain(|d| d.id != tid);
+        self.save(&doc)?;
+        let dropped = {
+            let mut catalog = self.inner.catalog.write();
+            catalog.doc = doc;
+            catalog.partitions.remove(&(sid, tid)).unwrap_or_default()
+        };
+        close_all(&dropped);
+        remove_dir(&topic_dir(&self.inner.dir, sid, tid))?;
+        self.inner
+            .offsets
+            .delete_where(|k| k.stream == sid && k.topic == tid)?;
+        Ok(())
+    }
+
+    /// Deletes every message of the topic; offsets start again at 0 and stored consumer
+    /// positions on it are dropped (Iggy's purge).
+    pub fn purge_topic(&self, s: Ident<'_>, t: Ident<'_>) -> Result<()> {
+        let _changing = self.inner.changes.lock();
+        let info = self.topic(s, t)?;
+        for p in self.partitions(Ident::Id(info.stream_id), Ident::Id(info.id))? {
+            p.purge()?;
+        }
+        self.inner
+            .offsets
+            .delete_where(|k| k.stream == info.stream_id && k.topic == info.id)?;
+        Ok(())
+    }
+
+    /// Adds `count` partitions at the end. Returns the new partition count.
+    pub fn add_partitions(&self, s: Ident<'_>, t: Ident<'_>, count: u32) -> Result<u32> {
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        let stream = doc.stream_mut(s)?;
+        let sid = stream.id;
+        let topic = stream.topic_mut(t)?;
+        let tid = topic.id;
+        let old = topic.partitions;
+        let new = old
+            .checked_add(count)
+            .filter(|&n| n <= MAX_PARTITIONS && count > 0)
+            .ok_or_else(|| {
+                StoreError::InvalidPartitionCount(format!(
+                    "adding {count} to {old} partitions; a topic has 1..={MAX_PARTITIONS}"
+                ))
+            })?;
+        topic.partitions = new;
+        let effective = EffectiveSettings::resolve(&topic.settings, &self.inner.config);
+        let mut created = Vec::new();
+        for p in old..new {
+            let key = PartitionKey {
+                stream: sid,
+                topic: tid,
+                partition: p,
+            };
+            let pdir = partition_dir(&self.inner.dir, sid, tid, p);
+            match Partition::create(key, &pdir, effective.clone()) {
+                Ok(part) => created.push(part),
+                Err(e) => {
+                    for q in old..=p {
+                        let _ = fs::remove_dir_all(partition_dir(&self.inner.dir, sid, tid, q));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = self.save(&doc) {
+            for q in old..new {
+                let _ = fs::remove_dir_all(partition_dir(&self.inner.dir, sid, tid, q));
+            }
+            return Err(e);
+        }
+        let mut catalog = self.inner.catalog.write();
+        catalog.doc = doc;
+        catalog
+            .partitions
+            .entry((sid, tid))
+            .or_default()
+            .extend(created);
+        Ok(new)
+    }
+
+    /// Removes the last `count` partitions with their data and stored positions. Returns the
+    /// new partition count.
+    pub fn remove_partitions(&self, s: Ident<'_>, t: Ident<'_>, count: u32) -> Result<u32> {
+        let _changing = self.inner.changes.lock();
+        let mut doc = self.doc();
+        let stream = doc.stream_mut(s)?;
+        let sid = stream.id;
+        let topic = stream.topic_mut(t)?;
+        let tid = topic.id;
+        let old = topic.partitions;
+        let new = old
+            .checked_sub(count)
+            .filter(|_| count > 0)
+            .ok_or_else(|| {
+                StoreError::InvalidPartitionCount(format!(
+                    "cannot remove {count} of {old} partitions"
+                ))
+            })?;
+        topic.partitions = new;
+        self.save(&doc)?;
+        let dropped: Vec<Arc<Partition>> = {
+            let mut catalog = self.inner.catalog.write();
+            catalog.doc = doc;
+            let parts = catalog.partitions.entry((sid, tid)).or_default();
+            parts.split_off(new as usize)
+        };
+        close_all(&dropped);
+        for p in &dropped {
+            remove_dir(p.dir())?;
+        }
+        self.inner
+            .offsets
+            .delete_where(|k| k.stream == sid && k.topic == tid && k.partition >= new)?;
+        Ok(new)
+    }
+
+    // ----- partitions -----
+
+    pub fn partition(&self, s: Ident<'_>, t: Ident<'_>, partition: u32) -> Result<Arc<Partition>> {
+        let catalog = self.inner.catalog.read();
+        let stream = catalog.doc.stream(s)?;
+        let topic = stream.topic(t)?;
+        catalog
+            .partitions
+            .get(&(stream.id, topic.id))
+            .and_then(|ps| ps.get(partition as usize))
+            .cloned()
+            .ok_or_else(|| StoreError::PartitionNotFound {
+                topic: format!("'{}'", topic.name),
+                partition,
+                count: topic.partitions,
+            })
+    }
+
+    pub fn partitions(&self, s: Ident<'_>, t: Ident<'_>) -> Result<Vec<Arc<Partition>>> {
+        let catalog = self.inner.catalog.read();
+        let stream = catalog.doc.stream(s)?;
+        let topic = stream.topic(t)?;
+        Ok(catalog
+            .partitions
+            .get(&(stream.id, topic.id))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.inner
+            .catalog
+            .read()
+            .partitions
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    // ----- maintenance -----
+
+    /// Applies every topic's time and size retention as of `now_us`. Only whole sealed segments
+    /// are deleted; the active segment never is. Returns the bytes freed.
+    pub fn enforce_retention(&self, now_us: u64) -> Result<u64> {
+        let topics: Vec<(TopicSettings, Vec<Arc<Partition>>)> = {
+            let catalog = self.inner.catalog.read();
+            catalog
+                .doc
+                .streams
+                .iter()
+                .flat_map(|s| s.topics.iter().map(move |t| (s.id, t)))
+                .map(|(sid, t)| {
+                    let parts = catalog
+                        .partitions
+                        .get(&(sid, t.id))
+                        .cloned()
+                        .unwrap_or_default();
+                    (t.settings.clone(), parts)
+                })
+                .collect()
+        };
+        let mut freed = 0;
+        for (settings, parts) in topics {
+            if let Some(expiry) = settings.message_expiry {
+                let expiry_us = expiry.as_micros().min(u128::from(u64::MAX)) as u64;
+                for p in &parts {
+                    freed += p.expire(now_us, expiry_us)?;
+                }
+            }
+            if let Some(max) = settings.max_size {
+                let mut size: u64 = parts.iter().map(|p| p.stats().size_bytes).sum();
+                while size > max {
+                    // The oldest sealed segment across the topic's partitions goes first.
+                    let oldest = parts
+                        .iter()
+                        .filter_map(|p| p.sealed_segments().first().map(|s| (s.2, s.0, p)))
+                        .min_by_key(|&(ts, base, p)| (ts, p.key().partition, base));
+                    let Some((_, base, p)) = oldest else { break };
+                    match p.delete_oldest_segment(base)? {
+                        Some(bytes) => {
+                            size -= bytes;
+                            freed += bytes;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Syncs every partition with unsynced `os`-mode writes, and the offsets journal.
+    pub fn sync_all(&self) -> Result<()> {
+        for p in self.all_partitions() {
+            p.sync()?;
+        }
+        self.inner.offsets.sync()
+    }
+
+    /// Stops the background thread, fails queued appends, syncs everything and closes the
+    /// partitions. The store refuses appends afterwards.
+    pub fn close(&self) -> Result<()> {
+        self.inner.stop_background();
+        close_all(&self.all_partitions());
+        self.inner.offsets.sync()
+    }
+}
+
+impl Inner {
+    fn stop_background(&self) {
+        *self.stop.lock() = true;
+        self.wake.notify_all();
+        let handle = self.background.lock().take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_background();
+        let parts: Vec<Arc<Partition>> = self
+            .catalog
+            .read()
+            .partitions
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        close_all(&parts);
+        if let Err(e) = self.offsets.sync() {
+            tracing::warn!("syncing consumer offsets on close failed: {e}");
+        }
+    }
+}
+
+fn close_all(parts: &[Arc<Partition>]) {
+    for p in parts {
+        if let Err(e) = p.close() {
+            tracing::warn!(partition = %p.key(), "closing failed: {e}");
+        }
+    }
+}
+
+fn check_partition_count(n: u32) -> Result<()> {
+    if n > MAX_PARTITIONS {
+        return Err(StoreError::InvalidPartitionCount(format!(
+            "{n} partitions requested; at most {MAX_PARTITIONS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn remove_dir(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+/// Removes stream, topic and partition folders the catalog does not name.
+fn remove_orphans(root: &Path, doc: &CatalogDoc) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let numbered = |dir: &Path| -> Vec<(u32, PathBuf)> {
+        fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_str()?.parse::<u32>().ok()?;
+                        Some((n, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut drop_dir = |path: PathBuf| {
+        tracing::warn!(path = %path.display(), "removing a folder the catalog does not name");
+        if fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    };
+    for (sid, spath) in numbered(&root.join("streams")) {
+        let Ok(stream) = doc.stream(Ident::Id(sid)) else {
+            drop_dir(spath);
+            continue;
+        };
+        for (tid, tpath) in numbered(&spath.join("topics")) {
+            let Ok(topic) = stream.topic(Ident::Id(tid)) else {
+                drop_dir(tpath);
+                continue;
+            };
+            for (pid, ppath) in numbered(&tpath.join("partitions")) {
+                if pid >= topic.partitions {
+                    drop_dir(ppath);
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// The background loop: syncs `os`-mode partitions every `fsync_interval` and applies retention
+/// every `retention_interval`, until the store is closed or dropped.
+fn background(store: Weak<Inner>) {
+    let mut last_retention = Instant::now();
+    loop {
+        let Some(inner) = store.upgrade() else { return };
+        let interval = inner.config.fsync_interval.max(Duration::from_millis(10));
+        {
+            let mut stop = inner.stop.lock();
+            if !*stop {
+                inner.wake.wait_for(&mut stop, interval);
+            }
+            if *stop {
+                return;
+            }
+        }
+        let store = LogStore {
+            inner: Arc::clone(&inner),
+        };
+        drop(inner);
+        if let Err(e) = store.sync_all() {
+            tracing::warn!("background sync failed: {e}");
+        }
+        if last_retention.elapsed() >= store.inner.config.retention_interval {
+            last_retention = Instant::now();
+            match store.enforce_retention(now_us()) {
+                Ok(0) => {}
+                Ok(freed) => tracing::info!("retention freed {freed} bytes"),
+                Err(e) => tracing::warn!("retention failed: {e}"),
+            }
+        }
+        // The store may be dropped while we hold it; let Drop run on its own thread then.
+        if Arc::strong_count(&store.inner) == 1 {
+            *store.inner.stop.lock() = true;
+            return;
+        }
+    }
+}
