@@ -96,9 +96,9 @@ impl Segment {
             .metadata()
             .map_err(|e| StoreError::io(&log_path, e))?
             .len();
-        let index_bytes = match fs::read(&index_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        let (index_bytes, index_missing) = match fs::read(&index_path) {
+            Ok(b) => (b, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), true),
             Err(e) => return Err(StoreError::io(&index_path, e)),
         };
         let mut trusted = decode_prefix(&index_bytes);
@@ -133,7 +133,8 @@ impl Segment {
             log.set_len(pos).map_err(|e| StoreError::io(&log_path, e))?;
             log.sync_all().map_err(|e| StoreError::io(&log_path, e))?;
         }
-        let index_whole = index_bytes.len() == entries.len() * INDEX_ENTRY_LEN
+        let index_whole = !index_missing
+            && index_bytes.len() == entries.len() * INDEX_ENTRY_LEN
             && trusted.len() == entries.len()
             && trusted == entries;
         if !index_whole {
@@ -250,6 +251,7 @@ impl SegmentWriter {
             .map_err(|e| StoreError::io(&segment.log_path, e))?;
         let index = OpenOptions::new()
             .append(true)
+            .create(true)
             .open(&segment.index_path)
             .map_err(|e| StoreError::io(&segment.index_path, e))?;
         let log = Arc::new(log);
