@@ -6,6 +6,8 @@
 //! The child is this same test binary running the ignored test `crash_child_process` with
 //! `WHARF_CRASH_DIR` set; run by hand it does nothing.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::collections::HashMap;
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use wharf_log_store::{
-    CommittedOffset, Durability, Ident, LogStore, OffsetKey, OffsetOwner, StoreConfig, TopicSettings,
+    CommittedOffset, Durability, Ident, LogStore, OffsetKey, OffsetOwner, StoreConfig,
+    TopicSettings,
 };
 
 const DIR_ENV: &str = "WHARF_CRASH_DIR";
@@ -64,28 +67,40 @@ fn crash_child_process() {
                 segment_size: Some(16 * 1024),
                 ..TopicSettings::default()
             };
-            store.create_topic(Ident::Id(0), name, PARTITIONS, settings).unwrap();
+            store
+                .create_topic(Ident::Id(0), name, PARTITIONS, settings)
+                .unwrap();
         }
     }
     rt.block_on(async {
         let mut tasks = Vec::new();
         for topic in 0..TOPICS.len() as u32 {
             for partition in 0..PARTITIONS {
-                let p = store.partition(Ident::Id(0), Ident::Id(topic), partition).unwrap();
+                let p = store
+                    .partition(Ident::Id(0), Ident::Id(topic), partition)
+                    .unwrap();
                 let store = store.clone();
                 tasks.push(tokio::spawn(async move {
                     for n in 0u64.. {
-                        let seed = (run_seed << 24) ^ (u64::from(topic * PARTITIONS + partition) << 20) ^ n;
+                        let seed = (run_seed << 24)
+                            ^ (u64::from(topic * PARTITIONS + partition) << 20)
+                            ^ n;
                         let (count, size) = shape(seed);
                         let r = p.append(seeded_batch(seed, count, size)).await.unwrap();
-                        println!("ack {topic} {partition} {} {} {seed}", r.base_offset, r.last_offset);
+                        println!(
+                            "ack {topic} {partition} {} {} {seed}",
+                            r.base_offset, r.last_offset
+                        );
                         let next = r.last_offset + 1;
                         let value = CommittedOffset {
                             next_offset: next,
                             leader_epoch: -1,
                             ..CommittedOffset::default()
                         };
-                        store.offsets().commit(group_key(topic, partition), value).unwrap();
+                        store
+                            .offsets()
+                            .commit(group_key(topic, partition), value)
+                            .unwrap();
                         println!("commit {topic} {partition} {next}");
                         std::io::stdout().flush().unwrap();
                     }
@@ -118,11 +133,7 @@ impl Rng {
 #[test]
 fn crash_test_every_acknowledged_batch_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = test_seed();
     eprintln!("crash test seed {seed}");
     let mut rng = Rng(seed);
     let mut acks: HashMap<(u32, u32), Vec<Ack>> = HashMap::new();
@@ -132,7 +143,13 @@ fn crash_test_every_acknowledged_batch_survives_sigkill() {
     for run in 0..KILLS {
         let kill_after = 1 + rng.next() % 400;
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_process", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_ENV, dir.path())
             .env(SEED_ENV, (run as u64 + 1).to_string())
             .stdout(Stdio::piped())
@@ -185,7 +202,11 @@ fn crash_test_every_acknowledged_batch_survives_sigkill() {
             match (f.first(), num(1), num(2)) {
                 (Some(&"ack"), Some(t), Some(p)) => {
                     if let (Some(base), Some(last), Some(seed)) = (num(3), num(4), num(5)) {
-                        acks.entry((t as u32, p as u32)).or_default().push(Ack { base, last, seed });
+                        acks.entry((t as u32, p as u32)).or_default().push(Ack {
+                            base,
+                            last,
+                            seed,
+                        });
                     }
                 }
                 (Some(&"commit"), Some(t), Some(p)) => {
@@ -203,26 +224,41 @@ fn crash_test_every_acknowledged_batch_survives_sigkill() {
     eprintln!("{KILLS} kills, {total} acknowledged batches verified");
 }
 
-fn verify(dir: &std::path::Path, acks: &HashMap<(u32, u32), Vec<Ack>>, commits: &HashMap<(u32, u32), u64>, run: usize) {
+fn verify(
+    dir: &std::path::Path,
+    acks: &HashMap<(u32, u32), Vec<Ack>>,
+    commits: &HashMap<(u32, u32), u64>,
+    run: usize,
+) {
     let (store, report) = LogStore::open(dir, config()).unwrap();
     if !report.repaired.is_empty() {
         eprintln!("run {run}: recovery repaired {:?}", report.repaired);
     }
     for topic in 0..TOPICS.len() as u32 {
         for partition in 0..PARTITIONS {
-            let p = store.partition(Ident::Id(0), Ident::Id(topic), partition).unwrap();
+            let p = store
+                .partition(Ident::Id(0), Ident::Id(topic), partition)
+                .unwrap();
             // Every visible batch is whole, checksummed and follows the one before.
             let mut next = 0;
             let mut by_base = HashMap::new();
             loop {
                 let r = p.read(next, 1 << 20).unwrap();
                 if r.batches.is_empty() {
-                    assert_eq!(next, r.high_watermark, "run {run}: reads stop short of the high watermark");
+                    assert_eq!(
+                        next, r.high_watermark,
+                        "run {run}: reads stop short of the high watermark"
+                    );
                     break;
                 }
                 for b in r.batches {
-                    b.verify().unwrap_or_else(|e| panic!("run {run}: batch at {}: {e}", b.base_offset()));
-                    assert_eq!(b.base_offset(), next, "run {run}: gap or overlap in {topic}/{partition}");
+                    b.verify()
+                        .unwrap_or_else(|e| panic!("run {run}: batch at {}: {e}", b.base_offset()));
+                    assert_eq!(
+                        b.base_offset(),
+                        next,
+                        "run {run}: gap or overlap in {topic}/{partition}"
+                    );
                     next = b.last_offset() + 1;
                     by_base.insert(b.base_offset(), b);
                 }
@@ -234,11 +270,19 @@ fn verify(dir: &std::path::Path, acks: &HashMap<(u32, u32), Vec<Ack>>, commits: 
                 });
                 assert_eq!(b.last_offset(), ack.last, "run {run}: {ack:?}");
                 let (count, size) = shape(ack.seed);
-                let want: Vec<Vec<u8>> = (0..count).map(|i| seeded_body(ack.seed, i, size)).collect();
-                assert_eq!(native_bodies(&b.payload()), want, "run {run}: contents of {ack:?}");
+                let want: Vec<Vec<u8>> =
+                    (0..count).map(|i| seeded_body(ack.seed, i, size)).collect();
+                assert_eq!(
+                    native_bodies(&b.payload()),
+                    want,
+                    "run {run}: contents of {ack:?}"
+                );
             }
             if let Some(&committed) = commits.get(&(topic, partition)) {
-                let stored = store.offsets().get(&group_key(topic, partition)).map(|c| c.next_offset);
+                let stored = store
+                    .offsets()
+                    .get(&group_key(topic, partition))
+                    .map(|c| c.next_offset);
                 assert!(
                     stored.is_some_and(|s| s >= committed),
                     "run {run}: committed {committed} on {topic}/{partition}, found {stored:?}"

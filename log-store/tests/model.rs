@@ -1,6 +1,8 @@
 //! Model-based test: random sequences of appends, reads, timestamp look-ups, retention and
 //! close/reopen must agree with a plain in-memory model of partitions and segments.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;
@@ -146,7 +148,12 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
     store.create_stream("s").unwrap();
     for (i, c) in configs.iter().enumerate() {
         store
-            .create_topic(Ident::Id(0), &format!("t{i}"), PARTITIONS as u32, settings(c))
+            .create_topic(
+                Ident::Id(0),
+                &format!("t{i}"),
+                PARTITIONS as u32,
+                settings(c),
+            )
             .unwrap();
     }
     let mut model: Vec<Vec<MPartition>> = vec![vec![MPartition::new(); PARTITIONS]; TOPICS];
@@ -167,13 +174,16 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let (batch, bodies): (NewBatch, Option<Vec<Vec<u8>>>) = match kafka {
                     Some((first, max)) => (kafka_batch(count as u32, first, max, size), None),
                     None => {
-                        let bodies: Vec<Vec<u8>> =
-                            (0..count).map(|i| seeded_body(seed, i, size / count)).collect();
+                        let bodies: Vec<Vec<u8>> = (0..count)
+                            .map(|i| seeded_body(seed, i, size / count))
+                            .collect();
                         (native_batch(&bodies), Some(bodies))
                     }
                 };
                 let stored_len = batch.stored_len();
-                let p = store.partition(Ident::Id(0), Ident::Id(topic as u32), partition as u32).unwrap();
+                let p = store
+                    .partition(Ident::Id(0), Ident::Id(topic as u32), partition as u32)
+                    .unwrap();
                 let r = rt.block_on(p.append(batch)).unwrap();
                 let m = &mut model[topic][partition];
                 prop_assert_eq!(r.base_offset, m.next);
@@ -210,7 +220,9 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 from,
                 budget,
             } => {
-                let p = store.partition(Ident::Id(0), Ident::Id(topic as u32), partition as u32).unwrap();
+                let p = store
+                    .partition(Ident::Id(0), Ident::Id(topic as u32), partition as u32)
+                    .unwrap();
                 let got = p.read(from, budget).unwrap();
                 let m = &model[topic][partition];
                 prop_assert_eq!(got.high_watermark, m.next);
@@ -251,7 +263,9 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .copied()
                     .unwrap_or(latest)
                     .saturating_add_signed(delta);
-                let p = store.partition(Ident::Id(0), Ident::Id(topic as u32), partition as u32).unwrap();
+                let p = store
+                    .partition(Ident::Id(0), Ident::Id(topic as u32), partition as u32)
+                    .unwrap();
                 let m = &model[topic][partition];
                 let want = m.batches().find(|b| b.max_ts >= ts).map(|b| b.base);
                 prop_assert_eq!(p.offset_for_timestamp(ts), want);
@@ -263,7 +277,8 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if let Some(expiry) = c.expiry_us {
                         for m in model[t].iter_mut() {
                             while m.segments.len() > 1
-                                && m.segments[0].batches.last().map_or(0, |b| b.append_ts) + expiry <= now
+                                && m.segments[0].batches.last().map_or(0, |b| b.append_ts) + expiry
+                                    <= now
                             {
                                 m.segments.remove(0);
                             }
@@ -289,10 +304,11 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                     }
                 }
-                for t in 0..TOPICS {
-                    for part in 0..PARTITIONS {
-                        let p = store.partition(Ident::Id(0), Ident::Id(t as u32), part as u32).unwrap();
-                        let m = &model[t][part];
+                for (t, parts) in model.iter().enumerate() {
+                    for (part, m) in parts.iter().enumerate() {
+                        let p = store
+                            .partition(Ident::Id(0), Ident::Id(t as u32), part as u32)
+                            .unwrap();
                         prop_assert_eq!(p.log_start_offset(), m.log_start());
                         prop_assert_eq!(p.stats().segments, m.segments.len());
                         prop_assert_eq!(p.stats().size_bytes, m.size());
@@ -303,7 +319,11 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 store.close().unwrap();
                 drop(store);
                 let (reopened, report) = LogStore::open(dir.path(), config()).unwrap();
-                prop_assert!(report.repaired.is_empty(), "clean reopen repaired {:?}", report);
+                prop_assert!(
+                    report.repaired.is_empty(),
+                    "clean reopen repaired {:?}",
+                    report
+                );
                 store = reopened;
             }
         }

@@ -1,6 +1,8 @@
 //! Behaviour of the store through its public API: catalog, appends, reads, rolls, retention,
 //! long polls, offsets and reopening.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::sync::Arc;
@@ -23,14 +25,22 @@ fn catalog_is_persisted_and_errors_name_the_problem() {
         let store = open(dir.path());
         let shop = store.create_stream("shop").unwrap();
         assert_eq!(shop.id, 0);
-        assert!(matches!(store.create_stream("shop"), Err(StoreError::StreamExists(_))));
+        assert!(matches!(
+            store.create_stream("shop"),
+            Err(StoreError::StreamExists(_))
+        ));
         let err = store.create_stream("").unwrap_err().to_string();
         assert!(err.contains("must not be empty"), "{err}");
         store.create_stream("other").unwrap();
 
-        let t = store.create_topic("shop".into(), "orders", 3, settings()).unwrap();
+        let t = store
+            .create_topic("shop".into(), "orders", 3, settings())
+            .unwrap();
         assert_eq!((t.stream_id, t.id, t.partitions), (0, 0, 3));
-        let err = store.topic("shop".into(), "missing".into()).unwrap_err().to_string();
+        let err = store
+            .topic("shop".into(), "missing".into())
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "topic 'missing' not found in stream 'shop'");
         let err = store.stream(Ident::Id(9)).unwrap_err().to_string();
         assert_eq!(err, "stream 9 not found");
@@ -55,13 +65,32 @@ fn catalog_is_persisted_and_errors_name_the_problem() {
             ..settings()
         };
         store
-            .update_topic("shop".into(), "orders".into(), Some("purchases"), updated.clone())
+            .update_topic(
+                "shop".into(),
+                "orders".into(),
+                Some("purchases"),
+                updated.clone(),
+            )
             .unwrap();
-        store.create_topic("renamed".into(), "gone", 1, settings()).unwrap();
+        store
+            .create_topic("renamed".into(), "gone", 1, settings())
+            .unwrap();
         store.delete_topic("renamed".into(), "gone".into()).unwrap();
-        assert_eq!(store.add_partitions("shop".into(), "purchases".into(), 2).unwrap(), 5);
-        assert_eq!(store.remove_partitions("shop".into(), "purchases".into(), 1).unwrap(), 4);
-        assert!(store.remove_partitions("shop".into(), "purchases".into(), 5).is_err());
+        assert_eq!(
+            store
+                .add_partitions("shop".into(), "purchases".into(), 2)
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            store
+                .remove_partitions("shop".into(), "purchases".into(), 1)
+                .unwrap(),
+            4
+        );
+        assert!(store
+            .remove_partitions("shop".into(), "purchases".into(), 5)
+            .is_err());
         store.close().unwrap();
     }
     let store = open(dir.path());
@@ -91,7 +120,9 @@ fn orphan_folders_from_an_interrupted_change_are_removed() {
     {
         let store = open(dir.path());
         store.create_stream("s").unwrap();
-        store.create_topic(Ident::Id(0), "t", 1, settings()).unwrap();
+        store
+            .create_topic(Ident::Id(0), "t", 1, settings())
+            .unwrap();
     }
     std::fs::create_dir_all(dir.path().join("streams/7/topics/0/partitions/0")).unwrap();
     std::fs::create_dir_all(dir.path().join("streams/0/topics/0/partitions/5")).unwrap();
@@ -106,10 +137,15 @@ async fn appends_get_dense_offsets_and_reads_return_whole_batches() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.create_stream("s").unwrap();
-    store.create_topic(Ident::Id(0), "t", 1, settings()).unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, settings())
+        .unwrap();
     let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
 
-    let a = p.append(native_batch(&[b"a0", b"a1", b"a2"])).await.unwrap();
+    let a = p
+        .append(native_batch(&[b"a0", b"a1", b"a2"]))
+        .await
+        .unwrap();
     let b = p.append(native_batch(&[b"b0"])).await.unwrap();
     let c = p.append(native_batch(&[b"c0", b"c1"])).await.unwrap();
     assert_eq!((a.base_offset, a.last_offset), (0, 2));
@@ -128,7 +164,10 @@ async fn appends_get_dense_offsets_and_reads_return_whole_batches() {
         assert_eq!(batch.format(), BatchFormat::Native);
     }
     assert_eq!(native_offsets(&r.batches[0].payload()), [0, 1, 2]);
-    assert_eq!(native_bodies(&r.batches[2].payload()), [b"c0".to_vec(), b"c1".to_vec()]);
+    assert_eq!(
+        native_bodies(&r.batches[2].payload()),
+        [b"c0".to_vec(), b"c1".to_vec()]
+    );
 
     // A budget smaller than one batch still returns one whole batch, and no more.
     let r = p.read(3, 1).unwrap();
@@ -147,7 +186,9 @@ async fn kafka_batches_and_timestamp_lookups() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.create_stream("s").unwrap();
-    store.create_topic(Ident::Id(0), "t", 1, settings()).unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, settings())
+        .unwrap();
     let lat = TopicSettings {
         timestamp_type: TimestampType::LogAppendTime,
         ..settings()
@@ -174,7 +215,10 @@ async fn kafka_batches_and_timestamp_lookups() {
     let lat = store.partition(Ident::Id(0), "lat".into(), 0).unwrap();
     let r = lat.append(kafka_batch(1, 1, 1, 0)).await.unwrap();
     let read = lat.read(0, u64::MAX).unwrap();
-    assert_eq!(read.batches[0].envelope().max_timestamp / 1000, r.append_timestamp / 1000);
+    assert_eq!(
+        read.batches[0].envelope().max_timestamp / 1000,
+        r.append_timestamp / 1000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,13 +288,22 @@ async fn segments_roll_by_size_and_survive_reopen() {
         let r = p.read(offset, 2000).unwrap();
         for b in &r.batches {
             b.verify().unwrap();
-            assert_eq!(native_bodies(&b.payload())[0], seeded_body(b.base_offset() / 3, 0, 300));
+            assert_eq!(
+                native_bodies(&b.payload())[0],
+                seeded_body(b.base_offset() / 3, 0, 300)
+            );
             seen += 1;
         }
         offset = r.batches.last().unwrap().last_offset() + 1;
     }
     assert_eq!(seen, 40);
-    assert_eq!(p.append(seeded_batch(40, 3, 300)).await.unwrap().base_offset, 120);
+    assert_eq!(
+        p.append(seeded_batch(40, 3, 300))
+            .await
+            .unwrap()
+            .base_offset,
+        120
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,8 +321,12 @@ async fn retention_deletes_whole_sealed_segments_only() {
         message_expiry: Some(Duration::from_secs(60)),
         ..settings()
     };
-    store.create_topic(Ident::Id(0), "size", 2, by_size).unwrap();
-    store.create_topic(Ident::Id(0), "time", 1, by_time).unwrap();
+    store
+        .create_topic(Ident::Id(0), "size", 2, by_size)
+        .unwrap();
+    store
+        .create_topic(Ident::Id(0), "time", 1, by_time)
+        .unwrap();
     for part in 0..2 {
         let p = store.partition(Ident::Id(0), "size".into(), part).unwrap();
         for i in 0..10 {
@@ -279,7 +336,11 @@ async fn retention_deletes_whole_sealed_segments_only() {
     let t = store.partition(Ident::Id(0), "time".into(), 0).unwrap();
     let mut last = 0;
     for i in 0..5 {
-        last = t.append(seeded_batch(i, 1, 900)).await.unwrap().append_timestamp;
+        last = t
+            .append(seeded_batch(i, 1, 900))
+            .await
+            .unwrap()
+            .append_timestamp;
     }
     // Nothing is old enough yet.
     store.enforce_retention(last).unwrap();
@@ -316,7 +377,9 @@ async fn long_poll_wakes_on_append_and_times_out_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.create_stream("s").unwrap();
-    store.create_topic(Ident::Id(0), "t", 1, settings()).unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, settings())
+        .unwrap();
     let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
 
     let soon = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -350,7 +413,10 @@ async fn limits_purge_and_offsets_follow_the_catalog() {
     store.create_topic(Ident::Id(0), "t", 2, limited).unwrap();
     let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
     let err = p.append(seeded_batch(1, 1, 100)).await.unwrap_err();
-    assert!(matches!(err, StoreError::BatchTooLarge { limit: 100, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::BatchTooLarge { limit: 100, .. }),
+        "{err}"
+    );
     p.append(seeded_batch(1, 1, 10)).await.unwrap();
     p.append(seeded_batch(1, 1, 10)).await.unwrap();
 
@@ -367,7 +433,9 @@ async fn limits_purge_and_offsets_follow_the_catalog() {
     };
     store.offsets().commit(key(0), at(2)).unwrap();
     store.offsets().commit(key(1), at(0)).unwrap();
-    store.remove_partitions(Ident::Id(0), Ident::Id(0), 1).unwrap();
+    store
+        .remove_partitions(Ident::Id(0), Ident::Id(0), 1)
+        .unwrap();
     assert_eq!(store.offsets().get(&key(1)), None);
     assert_eq!(store.offsets().get(&key(0)), Some(at(2)));
 
@@ -375,7 +443,10 @@ async fn limits_purge_and_offsets_follow_the_catalog() {
     assert_eq!(p.high_watermark(), 0);
     assert!(p.read(0, u64::MAX).unwrap().batches.is_empty());
     assert_eq!(store.offsets().get(&key(0)), None);
-    assert_eq!(p.append(seeded_batch(1, 1, 10)).await.unwrap().base_offset, 0);
+    assert_eq!(
+        p.append(seeded_batch(1, 1, 10)).await.unwrap().base_offset,
+        0
+    );
 
     store.delete_stream(Ident::Id(0)).unwrap();
     assert!(p.append(seeded_batch(1, 1, 10)).await.is_err());

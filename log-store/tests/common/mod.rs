@@ -1,5 +1,5 @@
 //! Builders shared by the integration tests: native and Kafka batches with known contents.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use bytes::BytesMut;
 use wharf_log_store::{LogStore, NewBatch, StoreConfig, NATIVE_MESSAGE_HEADER_LEN};
@@ -102,8 +102,22 @@ fn crc32c_of(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
+}
+
+/// The seed for randomised tests: fixed, so a run is repeatable, unless `WHARF_TEST_SEED`
+/// asks for another.
+pub fn test_seed() -> u64 {
+    std::env::var("WHARF_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0x5EED_CAFE_F00D_0001)
+        | 1
 }
