@@ -34,6 +34,9 @@ use crate::error::BatchError;
 pub const ENVELOPE_LEN: usize = 64;
 const ENVELOPE_VERSION: u8 = 1;
 
+/// Largest payload a stored batch can carry: the envelope's length fields are u32.
+pub const MAX_PAYLOAD_LEN: usize = u32::MAX as usize - ENVELOPE_LEN;
+
 /// Size of an Iggy 0.8 message header.
 pub const NATIVE_MESSAGE_HEADER_LEN: usize = 64;
 /// Size of a Kafka record batch v2 header (up to and including `recordsCount`).
@@ -218,7 +221,7 @@ impl NewBatch {
         if payload.is_empty() {
             return Err(BatchError::Empty);
         }
-        if payload.len() > u32::MAX as usize {
+        if payload.len() > MAX_PAYLOAD_LEN {
             return Err(BatchError::Envelope("payload larger than 4 GiB"));
         }
         let mut positions = Vec::new();
@@ -271,7 +274,7 @@ impl NewBatch {
         if payload.len() < KAFKA_BATCH_HEADER_LEN {
             return Err(BatchError::Kafka("shorter than the 61-byte batch header"));
         }
-        if payload.len() > u32::MAX as usize {
+        if payload.len() > MAX_PAYLOAD_LEN {
             return Err(BatchError::Kafka("larger than 4 GiB"));
         }
         let batch_length = be_i32(&payload, 8);

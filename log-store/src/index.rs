@@ -114,8 +114,8 @@ pub(crate) fn find_by_relative_offset(entries: &[IndexEntry], relative: u64) -> 
 
 /// Index of the first entry whose max timestamp is at or after `ts`.
 ///
-/// Max timestamps of Kafka batches need not be monotonic, so this keeps a running maximum rather
-/// than binary searching raw values.
+/// Max timestamps of Kafka batches (client clocks) need not grow from batch to batch, so this is
+/// a scan, not a binary search: the answer is the first batch in offset order that qualifies.
 pub(crate) fn find_by_timestamp(entries: &[IndexEntry], ts: u64) -> Option<usize> {
     entries.iter().position(|e| e.max_timestamp >= ts)
 }

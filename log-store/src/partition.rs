@@ -550,17 +550,23 @@ impl Partition {
             return Ok(());
         }
         let sealed = std::mem::take(&mut *self.unsynced_sealed.lock());
-        for w in &sealed {
-            w.sync_all()?;
-        }
         let handles = self.writer.lock().as_ref().map(SegmentWriter::sync_handles);
-        if let Some((log, index)) = handles {
-            log.sync_data().map_err(|e| StoreError::io(&self.dir, e))?;
-            index
-                .sync_data()
-                .map_err(|e| StoreError::io(&self.dir, e))?;
+        let result = sealed
+            .iter()
+            .try_for_each(SegmentWriter::sync_all)
+            .and_then(|()| {
+                handles.map_or(Ok(()), |(log, index)| {
+                    log.sync_data()
+                        .and_then(|()| index.sync_data())
+                        .map_err(|e| StoreError::io(&self.dir, e))
+                })
+            });
+        if result.is_err() {
+            // Try again next time rather than forget what is unsynced.
+            self.unsynced_sealed.lock().extend(sealed);
+            self.dirty.store(true, Ordering::Release);
         }
-        Ok(())
+        result
     }
 
     /// The sealed segments, oldest first: (base offset, size, last append timestamp).
