@@ -13,3 +13,8 @@ pub mod wire;
 
 pub use primitives::{partition_for_key, Consumer, Identifier, Partitioning, PollingStrategy};
 pub use wire::{DecodeError, Problem, Reader};
+pub mod requests;
+pub mod responses;
+pub mod status;
+
+pub use requests::{Request, RequestError};

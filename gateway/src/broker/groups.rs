@@ -1,0 +1,376 @@
+//! Native (Iggy) consumer groups: server-side assignment of a topic's partitions to the clients
+//! that joined. Any membership change (join, leave, disconnect, partition count change) assigns
+//! again round-robin: partition `i` goes to member `i % members`, members in order of joining.
+//! A member polling without a partition id takes its own partitions in turn.
+//!
+//! Group definitions (ids and names) are persisted; membership is per connection and is formed
+//! again after a restart. Committed positions live in the log store's offsets, keyed by the
+//! group's name, so Kafka groups of the same name share them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use wharf_log_store::{read_durable, write_durable, Ident};
+
+use super::BrokerError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub id: u32,
+    pub name: String,
+    pub partitions_count: u32,
+    /// (client id, assigned partitions), in order of joining.
+    pub members: Vec<(u32, Vec<u32>)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Group {
+    id: u32,
+    name: String,
+    #[serde(skip)]
+    partitions_count: u32,
+    #[serde(skip)]
+    members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Member {
+    client_id: u32,
+    partitions: Vec<u32>,
+    next: usize,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TopicGroups {
+    next_id: u32,
+    groups: Vec<Group>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Keyed "stream/topic" so the document stays plain JSON.
+    topics: BTreeMap<String, TopicGroups>,
+}
+
+#[derive(Debug)]
+pub struct ConsumerGroups {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+fn key(stream: u32, topic: u32) -> String {
+    format!("{stream}/{topic}")
+}
+
+fn matches(g: &Group, ident: Ident<'_>) -> bool {
+    match ident {
+        Ident::Id(id) => g.id == id,
+        Ident::Name(n) => g.name == n,
+    }
+}
+
+impl Group {
+    fn info(&self) -> GroupInfo {
+        GroupInfo {
+            id: self.id,
+            name: self.name.clone(),
+            partitions_count: self.partitions_count,
+            members: self
+                .members
+                .iter()
+                .map(|m| (m.client_id, m.partitions.clone()))
+                .collect(),
+        }
+    }
+
+    fn rebalance(&mut self) {
+        for m in &mut self.members {
+            m.partitions.clear();
+            m.next = 0;
+        }
+        let n = self.members.len();
+        if n == 0 {
+            return;
+        }
+        for p in 0..self.partitions_count {
+            self.members[p as usize % n].partitions.push(p);
+        }
+    }
+}
+
+impl ConsumerGroups {
+    pub fn open(data_dir: &Path) -> Result<ConsumerGroups, BrokerError> {
+        let path = data_dir.join("consumer_groups");
+        let state = match read_durable(&path)? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                BrokerError::Internal(format!("consumer groups document is unreadable: {e}"))
+            })?,
+            None => State::default(),
+        };
+        Ok(ConsumerGroups {
+            path,
+            state: Mutex::new(state),
+        })
+    }
+
+    fn save(&self, state: &State) -> Result<(), BrokerError> {
+        let b = serde_json::to_vec(state).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        write_durable(&self.path, &b)?;
+        Ok(())
+    }
+
+    pub fn create(
+        &self,
+        stream: u32,
+        topic: u32,
+        name: &str,
+        partitions: u32,
+    ) -> Result<GroupInfo, BrokerError> {
+        wharf_log_store::validate_name("consumer group", name)?;
+        let mut state = self.state.lock();
+        let t = state.topics.entry(key(stream, topic)).or_default();
+        if t.groups.iter().any(|g| g.name == name) {
+            return Err(BrokerError::GroupExists(name.to_string()));
+        }
+        let group = Group {
+            id: t.next_id,
+            name: name.to_string(),
+            partitions_count: partitions,
+            members: Vec::new(),
+        };
+        t.next_id += 1;
+        let info = group.info();
+        t.groups.push(group);
+        if let Err(e) = self.save(&state) {
+            if let Some(t) = state.topics.get_mut(&key(stream, topic)) {
+                t.groups.retain(|g| g.id != info.id);
+            }
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    fn with_group<T>(
+        &self,
+        stream: u32,
+        topic: u32,
+        ident: Ident<'_>,
+        partitions: u32,
+        f: impl FnOnce(&mut Group) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        let mut state = self.state.lock();
+        let group = state
+            .topics
+            .get_mut(&key(stream, topic))
+            .and_then(|t| t.groups.iter_mut().find(|g| matches(g, ident)))
+            .ok_or_else(|| BrokerError::GroupNotFound(ident.to_string()))?;
+        if group.partitions_count != partitions {
+            group.partitions_count = partitions;
+            group.rebalance();
+        }
+        f(group)
+    }
+
+    pub fn get(
+        &self,
+        stream: u32,
+        topic: u32,
+        ident: Ident<'_>,
+        partitions: u32,
+    ) -> Option<GroupInfo> {
+        self.with_group(stream, topic, ident, partitions, |g| Ok(g.info()))
+            .ok()
+    }
+
+    pub fn list(&self, stream: u32, topic: u32, partitions: u32) -> Vec<GroupInfo> {
+        let mut state = self.state.lock();
+        let Some(t) = state.topics.get_mut(&key(stream, topic)) else {
+            return Vec::new();
+        };
+        t.groups
+            .iter_mut()
+            .map(|g| {
+                if g.partitions_count != partitions {
+                    g.partitions_count = partitions;
+                    g.rebalance();
+                }
+                g.info()
+            })
+            .collect()
+    }
+
+    pub fn delete(
+        &self,
+        stream: u32,
+        topic: u32,
+        ident: Ident<'_>,
+    ) -> Result<GroupInfo, BrokerError> {
+        let mut state = self.state.lock();
+        let t = state
+            .topics
+            .get_mut(&key(stream, topic))
+            .ok_or_else(|| BrokerError::GroupNotFound(ident.to_string()))?;
+        let i = t
+            .groups
+            .iter()
+            .position(|g| matches(g, ident))
+            .ok_or_else(|| BrokerError::GroupNotFound(ident.to_string()))?;
+        let removed = t.groups.remove(i);
+        self.save(&state)?;
+        Ok(removed.info())
+    }
+
+    pub fn join(
+        &self,
+        stream: u32,
+        topic: u32,
+        ident: Ident<'_>,
+        client: u32,
+        partitions: u32,
+    ) -> Result<GroupInfo, BrokerError> {
+        self.with_group(stream, topic, ident, partitions, |g| {
+            if !g.members.iter().any(|m| m.client_id == client) {
+                g.members.push(Member {
+                    client_id: client,
+                    ..Member::default()
+                });
+                g.rebalance();
+            }
+            Ok(g.info())
+        })
+    }
+
+    pub fn leave(
+        &self,
+        stream: u32,
+        topic: u32,
+        ident: Ident<'_>,
+        client: u32,
+        partitions: u32,
+    ) -> Result<GroupInfo, BrokerError> {
+        self.with_group(stream, topic, ident, partitions, |g| {
+            let before = g.members.len();
+            g.members.retain(|m| m.client_id != client);
+            if g.members.len() == before {
+                return Err(BrokerError::NotGroupMember(ident.to_string()));
+            }
+            g.rebalance();
+            Ok(g.info())
+        })
+    }
+
+    /// Removes a disconnected client from every group it joined.
+    pub fn disconnect(&self, client: u32) {
+        let mut state = self.state.lock();
+        for t in state.topics.values_mut() {
+            for g in &mut t.groups {
+                let before = g.members.len();
+                g.members.retain(|m| m.client_id != client);
+                if g.members.len() != before {
+                    g.rebalance();
+                }
+            }
+        }
+    }
+
+    /// The partition a member polls next (its own, in turn), or `None` when it has none now.
+    pub fn next_partition(
+        &self,
+        stream: u32,
+        topic: u32,
+        ident: Ident<'_>,
+        client: u32,
+        partitions: u32,
+    ) -> Result<Option<u32>, BrokerError> {
+        self.with_group(stream, topic, ident, partitions, |g| {
+            let m = g
+                .members
+                .iter_mut()
+                .find(|m| m.client_id == client)
+                .ok_or_else(|| BrokerError::NotGroupMember(ident.to_string()))?;
+            if m.partitions.is_empty() {
+                return Ok(None);
+            }
+            let p = m.partitions[m.next % m.partitions.len()];
+            m.next = (m.next + 1) % m.partitions.len();
+            Ok(Some(p))
+        })
+    }
+
+    /// The group's name (the key its offsets are stored under).
+    pub fn name_of(&self, stream: u32, topic: u32, ident: Ident<'_>) -> Option<String> {
+        let state = self.state.lock();
+        state
+            .topics
+            .get(&key(stream, topic))
+            .and_then(|t| t.groups.iter().find(|g| matches(g, ident)))
+            .map(|g| g.name.clone())
+    }
+
+    /// Forgets the groups of a deleted topic (or of every topic of a deleted stream).
+    pub fn drop_topics(&self, stream: u32, topic: Option<u32>) -> Result<(), BrokerError> {
+        let mut state = self.state.lock();
+        let prefix = format!("{stream}/");
+        state.topics.retain(|k, _| match topic {
+            Some(t) => *k != key(stream, t),
+            None => !k.starts_with(&prefix),
+        });
+        self.save(&state)
+    }
+
+    pub fn count(&self) -> usize {
+        self.state
+            .lock()
+            .topics
+            .values()
+            .map(|t| t.groups.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_split_partitions_and_take_them_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ConsumerGroups::open(dir.path()).unwrap();
+        let info = g.create(0, 0, "workers", 3).unwrap();
+        assert!(matches!(
+            g.create(0, 0, "workers", 3),
+            Err(BrokerError::GroupExists(_))
+        ));
+        let gid = Ident::Id(info.id);
+        let one = g.join(0, 0, gid, 10, 3).unwrap();
+        assert_eq!(one.members, vec![(10, vec![0, 1, 2])]);
+        let two = g.join(0, 0, Ident::Name("workers"), 11, 3).unwrap();
+        assert_eq!(two.members, vec![(10, vec![0, 2]), (11, vec![1])]);
+        let polled: Vec<_> = (0..4)
+            .map(|_| g.next_partition(0, 0, gid, 10, 3).unwrap())
+            .collect();
+        assert_eq!(polled, [Some(0), Some(2), Some(0), Some(2)]);
+        assert!(matches!(
+            g.next_partition(0, 0, gid, 99, 3),
+            Err(BrokerError::NotGroupMember(_))
+        ));
+        g.disconnect(10);
+        assert_eq!(
+            g.get(0, 0, gid, 3).unwrap().members,
+            vec![(11, vec![0, 1, 2])]
+        );
+        // Partitions added: assigned again.
+        assert_eq!(
+            g.get(0, 0, gid, 4).unwrap().members,
+            vec![(11, vec![0, 1, 2, 3])]
+        );
+        g.leave(0, 0, gid, 11, 4).unwrap();
+        drop(g);
+        let g = ConsumerGroups::open(dir.path()).unwrap();
+        let again = g.get(0, 0, Ident::Name("workers"), 3).unwrap();
+        assert_eq!((again.id, again.members.len()), (info.id, 0));
+        assert_eq!(g.create(0, 0, "second", 3).unwrap().id, info.id + 1);
+    }
+}

@@ -1,0 +1,153 @@
+//! The protocol-neutral broker core: the log store, users, connected clients and consumer
+//! groups. Adapters translate their protocol's requests into calls here and the errors back into
+//! their protocol's codes; this is the only place where a Kafka concept could meet a native one.
+
+pub mod clients;
+pub mod groups;
+pub mod users;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wharf_log_store::{LogStore, StoreConfig, StoreError};
+
+pub use clients::{ClientInfo, Clients};
+pub use groups::{ConsumerGroups, GroupInfo};
+pub use users::{Action, Permissions, User, Users};
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Every way a broker operation can fail, in the broker's own terms.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("not logged in")]
+    Unauthenticated,
+    #[error("permission denied")]
+    Unauthorized,
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("user is inactive")]
+    UserInactive,
+    #[error("invalid username: 3..=50 letters, digits, '.', '_' or '-'")]
+    InvalidUsername,
+    #[error("invalid password: 3..=100 characters")]
+    InvalidPassword,
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    #[error("user {0} not found")]
+    UserNotFound(String),
+    #[error("the root user cannot be deleted, deactivated or restricted")]
+    CannotChangeRoot,
+    #[error("invalid personal access token")]
+    InvalidToken,
+    #[error("personal access token '{0}' has expired")]
+    TokenExpired(String),
+    #[error("personal access token '{0}' already exists")]
+    TokenExists(String),
+    #[error("personal access token '{0}' not found")]
+    TokenNotFound(String),
+    #[error("too many personal access tokens")]
+    TooManyTokens,
+    #[error("invalid personal access token name: 3..=30 characters")]
+    InvalidTokenName,
+    #[error("stream {0} not found")]
+    StreamNotFound(String),
+    #[error("stream '{0}' already exists")]
+    StreamExists(String),
+    #[error("topic {topic} not found in stream {stream}")]
+    TopicNotFound { stream: String, topic: String },
+    #[error("topic '{topic}' already exists in stream {stream}")]
+    TopicExists { stream: String, topic: String },
+    #[error("partition {0} not found")]
+    PartitionNotFound(u32),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPartitionCount(String),
+    #[error("{0}")]
+    InvalidSetting(String),
+    #[error("consumer group {0} not found")]
+    GroupNotFound(String),
+    #[error("consumer group '{0}' already exists")]
+    GroupExists(String),
+    #[error("this client is not a member of consumer group {0}")]
+    NotGroupMember(String),
+    #[error("invalid messages: {0}")]
+    InvalidMessages(String),
+    #[error("batch of {size} bytes exceeds the limit of {limit}")]
+    BatchTooLarge { size: usize, limit: u32 },
+    #[error("consumer offset not found")]
+    OffsetNotFound,
+    #[error("{0}")]
+    Store(StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::StreamNotFound(s) => BrokerError::StreamNotFound(s),
+            StoreError::StreamExists(s) => BrokerError::StreamExists(s),
+            StoreError::TopicNotFound { stream, topic } => {
+                BrokerError::TopicNotFound { stream, topic }
+            }
+            StoreError::TopicExists { stream, topic } => BrokerError::TopicExists { stream, topic },
+            StoreError::PartitionNotFound { partition, .. } => {
+                BrokerError::PartitionNotFound(partition)
+            }
+            StoreError::InvalidName(m) => BrokerError::InvalidName(m),
+            StoreError::InvalidPartitionCount(m) => BrokerError::InvalidPartitionCount(m),
+            StoreError::InvalidSetting(m) => BrokerError::InvalidSetting(m),
+            StoreError::BatchTooLarge { size, limit } => BrokerError::BatchTooLarge { size, limit },
+            StoreError::InvalidBatch(b) => BrokerError::InvalidMessages(b.to_string()),
+            other => BrokerError::Store(other),
+        }
+    }
+}
+
+/// The broker: shared by every connection of every protocol.
+#[derive(Debug)]
+pub struct Broker {
+    pub store: LogStore,
+    pub users: Users,
+    pub clients: Clients,
+    pub groups: ConsumerGroups,
+    pub started_at: u64,
+}
+
+impl Broker {
+    pub fn open(
+        data_dir: &Path,
+        store_config: StoreConfig,
+        root_username: &str,
+        root_password: &str,
+    ) -> Result<Broker, BrokerError> {
+        let (store, report) = LogStore::open(data_dir, store_config)?;
+        for (partition, repair) in &report.repaired {
+            tracing::warn!(%partition, "recovered: {:?}", repair.segments);
+        }
+        let users = Users::open(data_dir, root_username, root_password)?;
+        let groups = ConsumerGroups::open(data_dir)?;
+        Ok(Broker {
+            store,
+            users,
+            clients: Clients::default(),
+            groups,
+            started_at: now_us(),
+        })
+    }
+
+    /// Fails unless `user` may do `action`.
+    pub fn authorize(&self, user: &User, action: Action) -> Result<(), BrokerError> {
+        if user.permissions().allows(action) {
+            Ok(())
+        } else {
+            Err(BrokerError::Unauthorized)
+        }
+    }
+}

@@ -1,0 +1,614 @@
+//! Users, their permissions and personal access tokens.
+//!
+//! Passwords are kept only as Argon2id hashes (PHC strings); tokens only as SHA-256 digests, so
+//! a token can be looked up on login without being stored. The whole set is one document in the
+//! data directory, written crash-safely on every change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wharf_log_store::{read_durable, write_durable};
+
+use super::{now_us, BrokerError};
+
+/// The root user's id; it always exists and cannot be deleted or restricted.
+pub const ROOT_USER_ID: u32 = 0;
+/// Most personal access tokens one user may hold.
+pub const MAX_TOKENS_PER_USER: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserStatus {
+    Active,
+    Inactive,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalPermissions {
+    pub manage_servers: bool,
+    pub read_servers: bool,
+    pub manage_users: bool,
+    pub read_users: bool,
+    pub manage_streams: bool,
+    pub read_streams: bool,
+    pub manage_topics: bool,
+    pub read_topics: bool,
+    pub poll_messages: bool,
+    pub send_messages: bool,
+}
+
+impl GlobalPermissions {
+    pub fn all() -> Self {
+        GlobalPermissions {
+            manage_servers: true,
+            read_servers: true,
+            manage_users: true,
+            read_users: true,
+            manage_streams: true,
+            read_streams: true,
+            manage_topics: true,
+            read_topics: true,
+            poll_messages: true,
+            send_messages: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPermissions {
+    pub manage_stream: bool,
+    pub read_stream: bool,
+    pub manage_topics: bool,
+    pub read_topics: bool,
+    pub poll_messages: bool,
+    pub send_messages: bool,
+    pub topics: BTreeMap<u32, TopicPermissions>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicPermissions {
+    pub manage_topic: bool,
+    pub read_topic: bool,
+    pub poll_messages: bool,
+    pub send_messages: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    pub global: GlobalPermissions,
+    pub streams: BTreeMap<u32, StreamPermissions>,
+}
+
+/// What a user may do. Broader rights imply narrower ones: managing implies reading, reading a
+/// stream implies reading its topics and polling them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ReadServers,
+    ManageServers,
+    ReadUsers,
+    ManageUsers,
+    ReadStreams,
+    ManageStreams,
+    ReadStream(u32),
+    ManageStream(u32),
+    ReadTopic(u32, u32),
+    ManageTopic(u32, u32),
+    /// Creating topics in a stream.
+    CreateTopic(u32),
+    Poll(u32, u32),
+    Send(u32, u32),
+}
+
+impl Permissions {
+    pub fn allows(&self, action: Action) -> bool {
+        let g = &self.global;
+        let s = |id: u32| self.streams.get(&id);
+        let t = |sid: u32, tid: u32| s(sid).and_then(|p| p.topics.get(&tid));
+        match action {
+            Action::ReadServers => g.read_servers || g.manage_servers,
+            Action::ManageServers => g.manage_servers,
+            Action::ReadUsers => g.read_users || g.manage_users,
+            Action::ManageUsers => g.manage_users,
+            Action::ReadStreams => g.read_streams || g.manage_streams,
+            Action::ManageStreams => g.manage_streams,
+            Action::ReadStream(sid) => {
+                g.read_streams
+                    || g.manage_streams
+                    || s(sid).is_some_and(|p| p.read_stream || p.manage_stream)
+            }
+            Action::ManageStream(sid) => {
+                g.manage_streams || s(sid).is_some_and(|p| p.manage_stream)
+            }
+            Action::CreateTopic(sid) => {
+                g.manage_streams
+                    || g.manage_topics
+                    || s(sid).is_some_and(|p| p.manage_stream || p.manage_topics)
+            }
+            Action::ReadTopic(sid, tid) => {
+                g.read_streams
+                    || g.manage_streams
+                    || g.read_topics
+                    || g.manage_topics
+                    || s(sid).is_some_and(|p| {
+                        p.read_stream || p.manage_stream || p.read_topics || p.manage_topics
+                    })
+                    || t(sid, tid).is_some_and(|p| p.read_topic || p.manage_topic)
+            }
+            Action::ManageTopic(sid, tid) => {
+                g.manage_streams
+                    || g.manage_topics
+                    || s(sid).is_some_and(|p| p.manage_stream || p.manage_topics)
+                    || t(sid, tid).is_some_and(|p| p.manage_topic)
+            }
+            Action::Poll(sid, tid) => {
+                g.poll_messages
+                    || g.read_streams
+                    || g.manage_streams
+                    || s(sid).is_some_and(|p| p.poll_messages || p.read_stream || p.manage_stream)
+                    || t(sid, tid)
+                        .is_some_and(|p| p.poll_messages || p.read_topic || p.manage_topic)
+            }
+            Action::Send(sid, tid) => {
+                g.send_messages
+                    || g.manage_streams
+                    || s(sid).is_some_and(|p| p.send_messages || p.manage_stream)
+                    || t(sid, tid).is_some_and(|p| p.send_messages || p.manage_topic)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: u32,
+    pub username: String,
+    pub password_hash: String,
+    pub status: UserStatus,
+    pub permissions: Option<Permissions>,
+    pub created_at: u64,
+}
+
+impl User {
+    pub fn permissions(&self) -> Permissions {
+        if self.id == ROOT_USER_ID {
+            return Permissions {
+                global: GlobalPermissions::all(),
+                streams: BTreeMap::new(),
+            };
+        }
+        self.permissions.clone().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersonalAccessToken {
+    pub user_id: u32,
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// µs since the Unix epoch; `None`: never expires.
+    pub expiry_at: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct UsersDoc {
+    next_user_id: u32,
+    users: BTreeMap<u32, User>,
+    tokens: Vec<PersonalAccessToken>,
+}
+
+/// The user directory.
+#[derive(Debug)]
+pub struct Users {
+    path: PathBuf,
+    doc: RwLock<UsersDoc>,
+    changes: parking_lot::Mutex<()>,
+}
+
+fn hash_password(password: &str) -> Result<String, BrokerError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| BrokerError::Internal(format!("password hashing failed: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+fn token_digest(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn validate_username(name: &str) -> Result<(), BrokerError> {
+    if name.len() < 3
+        || name.len() > 50
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "._-".contains(c))
+    {
+        return Err(BrokerError::InvalidUsername);
+    }
+    Ok(())
+}
+
+pub fn validate_password(password: &str) -> Result<(), BrokerError> {
+    if password.len() < 3 || password.len() > 100 {
+        return Err(BrokerError::InvalidPassword);
+    }
+    Ok(())
+}
+
+impl Users {
+    /// Opens the directory in `data_dir`, creating the root user on first start.
+    pub fn open(
+        data_dir: &Path,
+        root_username: &str,
+        root_password: &str,
+    ) -> Result<Users, BrokerError> {
+        let path = data_dir.join("users");
+        let doc = match read_durable(&path)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| BrokerError::Internal(format!("users document is unreadable: {e}")))?,
+            None => UsersDoc::default(),
+        };
+        let users = Users {
+            path,
+            doc: RwLock::new(doc),
+            changes: parking_lot::Mutex::new(()),
+        };
+        if users.doc.read().users.is_empty() {
+            let root = User {
+                id: ROOT_USER_ID,
+                username: root_username.to_string(),
+                password_hash: hash_password(root_password)?,
+                status: UserStatus::Active,
+                permissions: None,
+                created_at: now_us(),
+            };
+            let mut doc = users.doc.write();
+            doc.users.insert(ROOT_USER_ID, root);
+            doc.next_user_id = 1;
+            users.save(&doc)?;
+        }
+        Ok(users)
+    }
+
+    fn save(&self, doc: &UsersDoc) -> Result<(), BrokerError> {
+        let bytes = serde_json::to_vec(doc).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        write_durable(&self.path, &bytes)?;
+        Ok(())
+    }
+
+    /// Applies `change` to a copy of the directory, persists it, then makes it current.
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut UsersDoc) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        let _one_at_a_time = self.changes.lock();
+        let mut doc = {
+            let d = self.doc.read();
+            UsersDoc {
+                next_user_id: d.next_user_id,
+                users: d.users.clone(),
+                tokens: d.tokens.clone(),
+            }
+        };
+        let out = change(&mut doc)?;
+        self.save(&doc)?;
+        *self.doc.write() = doc;
+        Ok(out)
+    }
+
+    pub fn is_root_password(&self, password: &str) -> bool {
+        self.doc
+            .read()
+            .users
+            .get(&ROOT_USER_ID)
+            .is_some_and(|u| verify_password(password, &u.password_hash))
+    }
+
+    /// Checks a username and password; the same error for an unknown user and a wrong password.
+    pub fn authenticate(&self, username: &str, password: &str) -> Result<User, BrokerError> {
+        let user = self
+            .find_by_name(username)
+            .ok_or(BrokerError::InvalidCredentials)?;
+        if !verify_password(password, &user.password_hash) {
+            return Err(BrokerError::InvalidCredentials);
+        }
+        if user.status != UserStatus::Active {
+            return Err(BrokerError::UserInactive);
+        }
+        Ok(user)
+    }
+
+    pub fn authenticate_token(&self, token: &str) -> Result<User, BrokerError> {
+        let digest = token_digest(token);
+        let doc = self.doc.read();
+        let pat = doc
+            .tokens
+            .iter()
+            .find(|t| t.token_hash == digest)
+            .ok_or(BrokerError::InvalidToken)?;
+        if pat.expiry_at.is_some_and(|e| e <= now_us()) {
+            return Err(BrokerError::TokenExpired(pat.name.clone()));
+        }
+        let user = doc
+            .users
+            .get(&pat.user_id)
+            .cloned()
+            .ok_or(BrokerError::InvalidToken)?;
+        if user.status != UserStatus::Active {
+            return Err(BrokerError::UserInactive);
+        }
+        Ok(user)
+    }
+
+    pub fn get(&self, id: u32) -> Option<User> {
+        self.doc.read().users.get(&id).cloned()
+    }
+
+    pub fn find_by_name(&self, name: &str) -> Option<User> {
+        self.doc
+            .read()
+            .users
+            .values()
+            .find(|u| u.username == name)
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<User> {
+        self.doc.read().users.values().cloned().collect()
+    }
+
+    pub fn create(
+        &self,
+        username: &str,
+        password: &str,
+        status: UserStatus,
+        permissions: Option<Permissions>,
+    ) -> Result<User, BrokerError> {
+        validate_username(username)?;
+        validate_password(password)?;
+        let hash = hash_password(password)?;
+        self.change(|doc| {
+            if doc.users.values().any(|u| u.username == username) {
+                return Err(BrokerError::UserExists(username.to_string()));
+            }
+            let id = doc.next_user_id;
+            doc.next_user_id += 1;
+            let user = User {
+                id,
+                username: username.to_string(),
+                password_hash: hash,
+                status,
+                permissions,
+                created_at: now_us(),
+            };
+            doc.users.insert(id, user.clone());
+            Ok(user)
+        })
+    }
+
+    pub fn update(
+        &self,
+        id: u32,
+        username: Option<&str>,
+        status: Option<UserStatus>,
+    ) -> Result<User, BrokerError> {
+        if let Some(n) = username {
+            validate_username(n)?;
+        }
+        self.change(|doc| {
+            if let Some(n) = username {
+                if doc.users.values().any(|u| u.username == n && u.id != id) {
+                    return Err(BrokerError::UserExists(n.to_string()));
+                }
+            }
+            if id == ROOT_USER_ID && status == Some(UserStatus::Inactive) {
+                return Err(BrokerError::CannotChangeRoot);
+            }
+            let user = doc
+                .users
+                .get_mut(&id)
+                .ok_or(BrokerError::UserNotFound(id.to_string()))?;
+            if let Some(n) = username {
+                user.username = n.to_string();
+            }
+            if let Some(s) = status {
+                user.status = s;
+            }
+            Ok(user.clone())
+        })
+    }
+
+    pub fn set_permissions(
+        &self,
+        id: u32,
+        permissions: Option<Permissions>,
+    ) -> Result<(), BrokerError> {
+        if id == ROOT_USER_ID {
+            return Err(BrokerError::CannotChangeRoot);
+        }
+        self.change(|doc| {
+            let user = doc
+                .users
+                .get_mut(&id)
+                .ok_or(BrokerError::UserNotFound(id.to_string()))?;
+            user.permissions = permissions;
+            Ok(())
+        })
+    }
+
+    pub fn change_password(&self, id: u32, current: &str, new: &str) -> Result<(), BrokerError> {
+        validate_password(new)?;
+        let user = self
+            .get(id)
+            .ok_or(BrokerError::UserNotFound(id.to_string()))?;
+        if !verify_password(current, &user.password_hash) {
+            return Err(BrokerError::InvalidCredentials);
+        }
+        let hash = hash_password(new)?;
+        self.change(|doc| {
+            let user = doc
+                .users
+                .get_mut(&id)
+                .ok_or(BrokerError::UserNotFound(id.to_string()))?;
+            user.password_hash = hash;
+            Ok(())
+        })
+    }
+
+    pub fn delete(&self, id: u32) -> Result<(), BrokerError> {
+        if id == ROOT_USER_ID {
+            return Err(BrokerError::CannotChangeRoot);
+        }
+        self.change(|doc| {
+            doc.users
+                .remove(&id)
+                .ok_or(BrokerError::UserNotFound(id.to_string()))?;
+            doc.tokens.retain(|t| t.user_id != id);
+            Ok(())
+        })
+    }
+
+    /// Creates a token and returns it; only its digest is kept.
+    pub fn create_token(
+        &self,
+        user_id: u32,
+        name: &str,
+        expiry_us: Option<u64>,
+    ) -> Result<String, BrokerError> {
+        if name.len() < 3 || name.len() > 30 {
+            return Err(BrokerError::InvalidTokenName);
+        }
+        let token = random_token();
+        let digest = token_digest(&token);
+        self.change(|doc| {
+            let mine = doc.tokens.iter().filter(|t| t.user_id == user_id).count();
+            if doc
+                .tokens
+                .iter()
+                .any(|t| t.user_id == user_id && t.name == name)
+            {
+                return Err(BrokerError::TokenExists(name.to_string()));
+            }
+            if mine >= MAX_TOKENS_PER_USER {
+                return Err(BrokerError::TooManyTokens);
+            }
+            doc.tokens.push(PersonalAccessToken {
+                user_id,
+                name: name.to_string(),
+                token_hash: digest,
+                expiry_at: expiry_us.map(|e| now_us().saturating_add(e)),
+            });
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    pub fn tokens(&self, user_id: u32) -> Vec<PersonalAccessToken> {
+        self.doc
+            .read()
+            .tokens
+            .iter()
+            .filter(|t| t.user_id == user_id)
+            .cloned()
+            .collect()
+    }
+
+    pub fn delete_token(&self, user_id: u32, name: &str) -> Result<(), BrokerError> {
+        self.change(|doc| {
+            let before = doc.tokens.len();
+            doc.tokens
+                .retain(|t| !(t.user_id == user_id && t.name == name));
+            if doc.tokens.len() == before {
+                return Err(BrokerError::TokenNotFound(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+}
+
+fn random_token() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 50)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_tokens_and_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
+            assert!(users.is_root_password("iggy"));
+            assert_eq!(users.authenticate("iggy", "iggy").unwrap().id, ROOT_USER_ID);
+            assert!(matches!(
+                users.authenticate("iggy", "nope"),
+                Err(BrokerError::InvalidCredentials)
+            ));
+            let u = users
+                .create("alice", "secret", UserStatus::Active, None)
+                .unwrap();
+            assert!(matches!(
+                users.create("alice", "secret", UserStatus::Active, None),
+                Err(BrokerError::UserExists(_))
+            ));
+            let token = users.create_token(u.id, "ci-token", None).unwrap();
+            assert_eq!(users.authenticate_token(&token).unwrap().username, "alice");
+            assert!(users.authenticate_token("wrong").is_err());
+            assert!(matches!(
+                users.delete(ROOT_USER_ID),
+                Err(BrokerError::CannotChangeRoot)
+            ));
+            let raw = std::fs::read(dir.path().join("users")).unwrap();
+            let text = String::from_utf8_lossy(&raw);
+            assert!(
+                !text.contains("secret") && !text.contains(&token),
+                "secrets stored in clear"
+            );
+        }
+        let users = Users::open(dir.path(), "iggy", "changed").unwrap();
+        assert!(
+            users.is_root_password("iggy"),
+            "root password is set only on first start"
+        );
+        assert_eq!(users.authenticate("alice", "secret").unwrap().id, 1);
+        assert_eq!(users.tokens(1).len(), 1);
+    }
+
+    #[test]
+    fn permissions_imply_narrower_rights() {
+        let mut p = Permissions::default();
+        assert!(!p.allows(Action::Poll(1, 1)));
+        p.streams.insert(
+            1,
+            StreamPermissions {
+                read_stream: true,
+                ..Default::default()
+            },
+        );
+        assert!(p.allows(Action::Poll(1, 1)));
+        assert!(p.allows(Action::ReadTopic(1, 5)));
+        assert!(!p.allows(Action::Send(1, 1)));
+        assert!(!p.allows(Action::Poll(2, 1)));
+        p.global.manage_streams = true;
+        assert!(p.allows(Action::Send(2, 1)));
+        assert!(!p.allows(Action::ManageUsers));
+    }
+}

@@ -1,0 +1,420 @@
+//! Server configuration: `configs/server.toml` (embedded, so it holds every default), then the
+//! file given with `--config`, then `WHARF_<SECTION>_<KEY>` environment variables, then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+use wharf_log_store::{Durability, StoreConfig};
+
+/// The defaults, exactly as documented in `configs/server.toml`.
+pub const DEFAULTS: &str = include_str!("../../configs/server.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("unknown config key [{section}] {key} (from {origin})")]
+    UnknownKey {
+        section: String,
+        key: String,
+        origin: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("[{section}] {key}: {message}")]
+    Invalid {
+        section: &'static str,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// Overrides given on the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub native_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    native: RawNative,
+    storage: RawStorage,
+    auth: RawAuth,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    data_dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNative {
+    enabled: bool,
+    address: String,
+    max_request_size: String,
+    max_poll_messages: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    segment_size: String,
+    segment_max_age: String,
+    default_durability: String,
+    fsync_interval: String,
+    max_batch_size: String,
+    retention_interval: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    root_username: String,
+    root_password: String,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub native: NativeConfig,
+    pub store: StoreConfig,
+    pub root_username: String,
+    pub root_password: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NativeConfig {
+    pub enabled: bool,
+    pub address: SocketAddr,
+    pub max_request_size: u32,
+    pub max_poll_messages: u32,
+}
+
+impl ServerConfig {
+    /// Resolves the configuration from the embedded defaults, an optional file, the process
+    /// environment and the command-line overrides.
+    pub fn load(overrides: &Overrides) -> Result<ServerConfig, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(overrides, &env)
+    }
+
+    pub fn load_from(
+        overrides: &Overrides,
+        env: &[(String, String)],
+    ) -> Result<ServerConfig, ConfigError> {
+        let mut table = parse(DEFAULTS, "embedded defaults")?;
+        if let Some(path) = &overrides.config_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let file = parse(&text, &path.display().to_string())?;
+            merge(&mut table, file, &path.display().to_string())?;
+        }
+        apply_env(&mut table, env)?;
+        let set = |table: &mut Table, section: &str, key: &str, v: String| {
+            if let Some(Value::Table(s)) = table.get_mut(section) {
+                s.insert(key.to_string(), Value::String(v));
+            }
+        };
+        if let Some(d) = &overrides.data_dir {
+            set(&mut table, "server", "data_dir", d.display().to_string());
+        }
+        if let Some(a) = &overrides.native_addr {
+            set(&mut table, "native", "address", a.clone());
+        }
+        let raw: RawConfig = Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: "merged configuration".into(),
+                message: e.to_string(),
+            })?;
+        raw.resolve()
+    }
+}
+
+impl RawConfig {
+    fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let invalid = |section, key, message: String| ConfigError::Invalid {
+            section,
+            key,
+            message,
+        };
+        let address = self.native.address.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "native",
+                "address",
+                format!("'{}': {e}", self.native.address),
+            )
+        })?;
+        let max_request_size = parse_size(&self.native.max_request_size)
+            .and_then(|v| u32::try_from(v).map_err(|_| "must be below 4 GiB".to_string()))
+            .map_err(|m| invalid("native", "max_request_size", m))?;
+        let durability = self
+            .storage
+            .default_durability
+            .parse::<Durability>()
+            .map_err(|e| invalid("storage", "default_durability", e.to_string()))?;
+        let max_batch = parse_size(&self.storage.max_batch_size)
+            .and_then(|v| u32::try_from(v).map_err(|_| "must be below 4 GiB".to_string()))
+            .map_err(|m| invalid("storage", "max_batch_size", m))?;
+        let store = StoreConfig {
+            default_segment_size: parse_size(&self.storage.segment_size)
+                .map_err(|m| invalid("storage", "segment_size", m))?,
+            default_segment_max_age: parse_duration(&self.storage.segment_max_age)
+                .map_err(|m| invalid("storage", "segment_max_age", m))?,
+            default_durability: durability,
+            default_max_batch_bytes: max_batch,
+            fsync_interval: parse_duration(&self.storage.fsync_interval)
+                .map_err(|m| invalid("storage", "fsync_interval", m))?,
+            retention_interval: parse_duration(&self.storage.retention_interval)
+                .map_err(|m| invalid("storage", "retention_interval", m))?,
+            background_tasks: true,
+        };
+        if self.auth.root_username.is_empty() || self.auth.root_password.is_empty() {
+            return Err(invalid(
+                "auth",
+                "root_username",
+                "root username and password must not be empty".into(),
+            ));
+        }
+        Ok(ServerConfig {
+            data_dir: PathBuf::from(self.server.data_dir),
+            native: NativeConfig {
+                enabled: self.native.enabled,
+                address,
+                max_request_size,
+                max_poll_messages: self.native.max_poll_messages.max(1),
+            },
+            store,
+            root_username: self.auth.root_username,
+            root_password: self.auth.root_password,
+        })
+    }
+}
+
+fn parse(text: &str, origin: &str) -> Result<Table, ConfigError> {
+    text.parse::<Table>().map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Merges `overlay` into `base`, refusing sections or keys the defaults do not have.
+fn merge(base: &mut Table, overlay: Table, origin: &str) -> Result<(), ConfigError> {
+    for (section, value) in overlay {
+        let Some(Value::Table(target)) = base.get_mut(&section) else {
+            return Err(ConfigError::UnknownKey {
+                section,
+                key: String::new(),
+                origin: origin.to_string(),
+            });
+        };
+        let Value::Table(values) = value else {
+            return Err(ConfigError::Parse {
+                path: origin.to_string(),
+                message: format!("[{section}] must be a table"),
+            });
+        };
+        for (key, v) in values {
+            if !target.contains_key(&key) {
+                return Err(ConfigError::UnknownKey {
+                    section,
+                    key,
+                    origin: origin.to_string(),
+                });
+            }
+            target.insert(key, v);
+        }
+    }
+    Ok(())
+}
+
+/// Applies `WHARF_<SECTION>_<KEY>` variables, typed like the default they replace.
+fn apply_env(table: &mut Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (section, values) in table.iter_mut() {
+        let Value::Table(values) = values else {
+            continue;
+        };
+        for (key, value) in values.iter_mut() {
+            let var = format!("WHARF_{}_{}", section.to_uppercase(), key.to_uppercase());
+            let Some((_, raw)) = env.iter().find(|(k, _)| *k == var) else {
+                continue;
+            };
+            let bad = |message: String| ConfigError::Env {
+                var: var.clone(),
+                message,
+            };
+            *value = match value {
+                Value::String(_) => Value::String(raw.clone()),
+                Value::Boolean(_) => Value::Boolean(
+                    raw.parse::<bool>()
+                        .map_err(|_| bad(format!("'{raw}' is not true or false")))?,
+                ),
+                Value::Integer(_) => Value::Integer(
+                    raw.parse::<i64>()
+                        .map_err(|_| bad(format!("'{raw}' is not an integer")))?,
+                ),
+                other => return Err(bad(format!("cannot override a {} value", other.type_str()))),
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Parses a size such as `1 GiB`, `512MiB`, `64 KB` or `1000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (for example 512 MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// Parses a duration such as `500 ms`, `1 s`, `5 m`, `2 h` or `7 days`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (for example 1 s)"))?;
+    let ms: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        "" => return Err(format!("'{s}' needs a unit (ms, s, m, h or days)")),
+        other => return Err(format!("unknown duration unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("'{s}' is too long"))
+}
+
+impl ServerConfig {
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        assert_eq!(c.native.address.to_string(), "127.0.0.1:8090");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.root_username, "iggy");
+        assert_eq!(c.store.default_segment_size, 1 << 30);
+        assert_eq!(c.store.default_durability, Durability::Os);
+        assert_eq!(c.store.fsync_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[native]\naddress = \"127.0.0.1:1\"\n[storage]\ndefault_durability = \"fsync\"\n",
+        )
+        .unwrap();
+        let env = vec![
+            (
+                "WHARF_NATIVE_ADDRESS".to_string(),
+                "127.0.0.1:2".to_string(),
+            ),
+            (
+                "WHARF_NATIVE_MAX_POLL_MESSAGES".to_string(),
+                "7".to_string(),
+            ),
+        ];
+        let mut o = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::load_from(&o, &env).unwrap();
+        assert_eq!(c.native.address.port(), 2);
+        assert_eq!(c.native.max_poll_messages, 7);
+        assert_eq!(c.store.default_durability, Durability::Fsync);
+        o.native_addr = Some("127.0.0.1:3".into());
+        o.data_dir = Some("/tmp/x".into());
+        let c = ServerConfig::load_from(&o, &env).unwrap();
+        assert_eq!(c.native.address.port(), 3);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[native]\nadress = \"x\"\n").unwrap();
+        let o = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let e = ServerConfig::load_from(&o, &[]).unwrap_err().to_string();
+        assert!(e.contains("unknown config key [native] adress"), "{e}");
+        let env = vec![("WHARF_NATIVE_ENABLED".to_string(), "yes".to_string())];
+        let e = ServerConfig::load_from(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("WHARF_NATIVE_ENABLED"), "{e}");
+        let env = vec![(
+            "WHARF_STORAGE_SEGMENT_SIZE".to_string(),
+            "12 parsecs".to_string(),
+        )];
+        let e = ServerConfig::load_from(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("segment_size"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64KB"), Ok(64_000));
+        assert_eq!(parse_size("12"), Ok(12));
+        assert!(parse_size("x").is_err());
+        assert_eq!(
+            parse_duration("7 days"),
+            Ok(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5").is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! `wharf-server`: configuration, listeners, the protocol adapters and the broker core.
+//!
+//! - [`config`]: `configs/server.toml`, environment and flags.
+//! - [`broker`]: the protocol-neutral core (log store, users, clients, consumer groups).
+//! - [`native`]: the Apache Iggy 0.8 TCP adapter.
+
+pub mod broker;
+pub mod config;
+pub mod native;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::{Broker, BrokerError};
+use config::ServerConfig;
+use tokio::sync::watch;
+
+/// What stops the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Broker(#[from] BrokerError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// A running server, for tests and embedding: its listening address and a handle to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub native_addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, syncs the store and waits for it all.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(ServerError::Broker(BrokerError::Internal(e.to_string()))))
+    }
+}
+
+/// Opens the broker and binds the listeners, then serves in the background.
+pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
+    let broker = Broker::open(
+        &config.data_dir,
+        config.store.clone(),
+        &config.root_username,
+        &config.root_password,
+    )?;
+    if broker.users.is_root_password("iggy") {
+        tracing::warn!(
+            "the root user '{}' still has the default password; change it",
+            config.root_username
+        );
+    }
+    let broker = Arc::new(broker);
+    let listener = tokio::net::TcpListener::bind(config.native.address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.native.address,
+            source,
+        })?;
+    let native_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.native.address,
+        source,
+    })?;
+    tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {native_addr}");
+    let (stop, stopped) = watch::channel(false);
+    let native = config.native.clone();
+    let task = tokio::spawn(async move {
+        native::serve(listener, Arc::clone(&broker), native, stopped).await;
+        tracing::info!("syncing data");
+        broker.store.close()?;
+        tracing::info!("stopped");
+        Ok(())
+    });
+    Ok(Running {
+        native_addr,
+        stop,
+        task,
+    })
+}
+
+/// Runs the server until `shutdown` resolves, then stops it cleanly.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let running = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    tokio::time::timeout(Duration::from_secs(30), running.shutdown())
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!("shutdown took over 30 s; exiting anyway");
+            Ok(())
+        })
+}

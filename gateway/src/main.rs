@@ -1,0 +1,61 @@
+//! `wharf-server`: starts the broker with its native (Iggy 0.8) listener.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use wharf_gateway::config::{Overrides, ServerConfig};
+
+/// Wharf: a single-binary streaming server speaking Apache Iggy's native protocol.
+#[derive(Debug, Parser)]
+#[command(name = "wharf-server", version, about)]
+struct Args {
+    /// A TOML file overriding `configs/server.toml` (the embedded defaults).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where data is kept (`[server] data_dir`, default ./data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Native TCP listener address (`[native] address`, default 127.0.0.1:8090).
+    #[arg(long, value_name = "HOST:PORT")]
+    native_addr: Option<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let overrides = Overrides {
+        config_file: args.config,
+        data_dir: args.data_dir,
+        native_addr: args.native_addr,
+    };
+    let config = match ServerConfig::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(wharf_gateway::run(config, wharf_gateway::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Response payloads, encoded exactly as the `iggy` crate 0.10 decodes them. Lists are entries
+//! back to back without a count; "details" are a header followed by exactly as many children as
+//! the header's count says.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::requests::WirePermissions;
+use crate::wire::WriteExt;
+
+/// A stream: `StreamResponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamWire {
+    pub id: u32,
+    pub created_at: u64,
+    pub topics_count: u32,
+    pub size_bytes: u64,
+    pub messages_count: u64,
+    pub name: String,
+}
+
+impl StreamWire {
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u32_le(self.id);
+        out.put_u64_le(self.created_at);
+        out.put_u32_le(self.topics_count);
+        out.put_u64_le(self.size_bytes);
+        out.put_u64_le(self.messages_count);
+        out.name(&self.name);
+    }
+}
+
+/// A topic: `TopicHeader`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicWire {
+    pub id: u32,
+    pub created_at: u64,
+    pub partitions_count: u32,
+    /// µs; 0 or u64::MAX: never.
+    pub message_expiry: u64,
+    /// 1 none, 2 gzip; nothing else decodes.
+    pub compression: u8,
+    /// 0 server default, u64::MAX unlimited.
+    pub max_topic_size: u64,
+    pub replication_factor: u8,
+    pub size_bytes: u64,
+    pub messages_count: u64,
+    pub name: String,
+}
+
+impl TopicWire {
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u32_le(self.id);
+        out.put_u64_le(self.created_at);
+        out.put_u32_le(self.partitions_count);
+        out.put_u64_le(self.message_expiry);
+        out.put_u8(self.compression);
+        out.put_u64_le(self.max_topic_size);
+        out.put_u8(self.replication_factor);
+        out.put_u64_le(self.size_bytes);
+        out.put_u64_le(self.messages_count);
+        out.name(&self.name);
+    }
+}
+
+/// A partition: `PartitionResponse`, 40 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionWire {
+    pub id: u32,
+    pub created_at: u64,
+    pub segments_count: u32,
+    /// Offset of the newest message; 0 when empty.
+    pub current_offset: u64,
+    pub size_bytes: u64,
+    pub messages_count: u64,
+}
+
+impl PartitionWire {
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u32_le(self.id);
+        out.put_u64_le(self.created_at);
+        out.put_u32_le(self.segments_count);
+        out.put_u64_le(self.current_offset);
+        out.put_u64_le(self.size_bytes);
+        out.put_u64_le(self.messages_count);
+    }
+}
+
+/// A user: `UserResponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserWire {
+    pub id: u32,
+    pub created_at: u64,
+    pub active: bool,
+    pub username: String,
+}
+
+impl UserWire {
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u32_le(self.id);
+        out.put_u64_le(self.created_at);
+        out.put_u8(if self.active { 1 } else { 2 });
+        out.name(&self.username);
+    }
+
+    /// `UserDetails`: the user, then its permissions (`[1][len u32][block]`) or four zero bytes.
+    pub fn encode_details(&self, permissions: Option<&WirePermissions>, out: &mut BytesMut) {
+        self.encode(out);
+        match permissions {
+            None => out.put_u32_le(0),
+            Some(p) => {
+                let mut block = BytesMut::new();
+                p.encode(&mut block);
+                out.put_u8(1);
+                out.put_u32_le(block.len() as u32);
+                out.put_slice(&block);
+            }
+        }
+    }
+}
+
+/// A consumer group header: `ConsumerGroupResponse`.
+pub fn encode_group(
+    id: u32,
+    partitions_count: u32,
+    members_count: u32,
+    name: &str,
+    out: &mut BytesMut,
+) {
+    out.put_u32_le(id);
+    out.put_u32_le(partitions_count);
+    out.put_u32_le(members_count);
+    out.name(name);
+}
+
+/// One member of a `ConsumerGroupDetails`.
+pub fn encode_group_member(member_id: u32, partitions: &[u32], out: &mut BytesMut) {
+    out.put_u32_le(member_id);
+    out.put_u32_le(partitions.len() as u32);
+    for p in partitions {
+        out.put_u32_le(*p);
+    }
+}
+
+/// A connected client: `ClientResponse`, and with `groups` its `ClientDetails`.
+pub fn encode_client(
+    client_id: u32,
+    user_id: Option<u32>,
+    address: &str,
+    groups: &[(u32, u32, u32)],
+    details: bool,
+    out: &mut BytesMut,
+) {
+    out.put_u32_le(client_id);
+    out.put_u32_le(user_id.unwrap_or(u32::MAX));
+    out.put_u8(1); // TCP
+    out.put_u32_le(address.len() as u32);
+    out.put_slice(address.as_bytes());
+    out.put_u32_le(groups.len() as u32);
+    if details {
+        for (s, t, g) in groups {
+            out.put_u32_le(*s);
+            out.put_u32_le(*t);
+            out.put_u32_le(*g);
+        }
+    }
+}
+
+/// Server statistics: `Stats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsWire {
+    pub process_id: u32,
+    pub cpu_usage: f32,
+    pub total_cpu_usage: f32,
+    pub memory_usage: u64,
+    pub total_memory: u64,
+    pub available_memory: u64,
+    pub run_time: u64,
+    pub start_time: u64,
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+    pub messages_size_bytes: u64,
+    pub streams_count: u32,
+    pub topics_count: u32,
+    pub partitions_count: u32,
+    pub segments_count: u32,
+    pub messages_count: u64,
+    pub clients_count: u32,
+    pub consumer_groups_count: u32,
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub kernel_version: String,
+    pub server_version: String,
+    /// major * 1_000_000 + minor * 1000 + patch.
+    pub server_semver: u32,
+    pub threads_count: u32,
+    pub free_disk_space: u64,
+    pub total_disk_space: u64,
+}
+
+impl StatsWire {
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u32_le(self.process_id);
+        out.put_f32_le(self.cpu_usage);
+        out.put_f32_le(self.total_cpu_usage);
+        out.put_u64_le(self.memory_usage);
+        out.put_u64_le(self.total_memory);
+        out.put_u64_le(self.available_memory);
+        out.put_u64_le(self.run_time);
+        out.put_u64_le(self.start_time);
+        out.put_u64_le(self.read_bytes);
+        out.put_u64_le(self.written_bytes);
+        out.put_u64_le(self.messages_size_bytes);
+        out.put_u32_le(self.streams_count);
+        out.put_u32_le(self.topics_count);
+        out.put_u32_le(self.partitions_count);
+        out.put_u32_le(self.segments_count);
+        out.put_u64_le(self.messages_count);
+        out.put_u32_le(self.clients_count);
+        out.put_u32_le(self.consumer_groups_count);
+        for s in [
+            &self.hostname,
+            &self.os_name,
+            &self.os_version,
+            &self.kernel_version,
+            &self.server_version,
+        ] {
+            out.put_u32_le(s.len() as u32);
+            out.put_slice(s.as_bytes());
+        }
+        out.put_u32_le(self.server_semver);
+        out.put_u32_le(0); // cache metrics: none
+        out.put_u32_le(self.threads_count);
+        out.put_u64_le(self.free_disk_space);
+        out.put_u64_le(self.total_disk_space);
+    }
+}
+
+/// A personal access token in a list: name and expiry (µs timestamp, 0 = never).
+pub fn encode_token_info(name: &str, expiry_at: Option<u64>, out: &mut BytesMut) {
+    out.name(name);
+    out.put_u64_le(expiry_at.unwrap_or(0));
+}
+
+/// The answer to a login: the user id.
+pub fn encode_identity(user_id: u32, out: &mut BytesMut) {
+    out.put_u32_le(user_id);
+}
+
+/// A stored consumer offset.
+pub fn encode_consumer_offset(
+    partition_id: u32,
+    current_offset: u64,
+    stored_offset: u64,
+    out: &mut BytesMut,
+) {
+    out.put_u32_le(partition_id);
+    out.put_u64_le(current_offset);
+    out.put_u64_le(stored_offset);
+}
+
+/// The 16-byte head of a poll answer; the messages follow as stored.
+pub fn poll_header(partition_id: u32, current_offset: u64, messages_count: u32) -> BytesMut {
+    let mut out = BytesMut::with_capacity(16);
+    out.put_u32_le(partition_id);
+    out.put_u64_le(current_offset);
+    out.put_u32_le(messages_count);
+    out
+}
+
+/// A one-node cluster: this server, leader and healthy.
+pub fn encode_cluster_metadata(
+    cluster: &str,
+    node: &str,
+    ip: &str,
+    tcp_port: u16,
+    out: &mut BytesMut,
+) {
+    out.put_u32_le(cluster.len() as u32);
+    out.put_slice(cluster.as_bytes());
+    out.put_u32_le(1);
+    out.put_u32_le(node.len() as u32);
+    out.put_slice(node.as_bytes());
+    out.put_u32_le(ip.len() as u32);
+    out.put_slice(ip.as_bytes());
+    out.put_u16_le(tcp_port);
+    out.put_u16_le(0);
+    out.put_u16_le(0);
+    out.put_u16_le(0);
+    out.put_u8(0); // leader
+    out.put_u8(0); // healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_sizes_match_the_client() {
+        let mut b = BytesMut::new();
+        StreamWire {
+            id: 1,
+            created_at: 2,
+            topics_count: 0,
+            size_bytes: 3,
+            messages_count: 4,
+            name: "abc".into(),
+        }
+        .encode(&mut b);
+        assert_eq!(b.len(), 33 + 3);
+        let mut b = BytesMut::new();
+        TopicWire {
+            id: 0,
+            created_at: 0,
+            partitions_count: 1,
+            message_expiry: 0,
+            compression: 1,
+            max_topic_size: 0,
+            replication_factor: 1,
+            size_bytes: 0,
+            messages_count: 0,
+            name: "t".into(),
+        }
+        .encode(&mut b);
+        assert_eq!(b.len(), 51 + 1);
+        let mut b = BytesMut::new();
+        PartitionWire {
+            id: 0,
+            created_at: 0,
+            segments_count: 1,
+            current_offset: 0,
+            size_bytes: 0,
+            messages_count: 0,
+        }
+        .encode(&mut b);
+        assert_eq!(b.len(), 40);
+        let mut b = BytesMut::new();
+        UserWire {
+            id: 0,
+            created_at: 0,
+            active: true,
+            username: "iggy".into(),
+        }
+        .encode_details(None, &mut b);
+        assert_eq!(b.len(), 14 + 4 + 4);
+        assert_eq!(poll_header(1, 2, 3).len(), 16);
+        let mut b = BytesMut::new();
+        encode_client(1, None, "127.0.0.1:1", &[(1, 2, 3)], true, &mut b);
+        assert_eq!(b.len(), 17 + 11 + 12);
+    }
+}
