@@ -21,6 +21,8 @@ use tokio::sync::watch;
 pub enum ServerError {
     #[error("{0}")]
     Broker(#[from] BrokerError),
+    #[error("{0}")]
+    Store(#[from] wharf_log_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

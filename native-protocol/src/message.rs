@@ -171,7 +171,7 @@ pub fn validate_messages(blob: &[u8], declared: u32) -> Result<(), MessageError>
             return Err(MessageError::Truncated(n));
         }
         validate_user_headers(&rest[HEADER_LEN + p..len])
-            .map_err(|()| MessageError::InvalidHeaders(n))?;
+            .map_err(|_| MessageError::InvalidHeaders(n))?;
         pos += len;
         n += 1;
         if n > declared {
@@ -185,25 +185,25 @@ pub fn validate_messages(blob: &[u8], declared: u32) -> Result<(), MessageError>
 }
 
 /// User headers are TLV entries `[kind 1..=15][len u32 1..=255][bytes]`, in key/value pairs.
-pub fn validate_user_headers(buf: &[u8]) -> Result<(), ()> {
+pub fn validate_user_headers(buf: &[u8]) -> Result<(), DecodeError> {
     let mut r = Reader::new(buf);
     let mut entries = 0u32;
     while r.remaining() > 0 {
-        let kind = r.u8("kind").map_err(drop)?;
+        let kind = r.u8("user_headers.kind")?;
         if !(1..=15).contains(&kind) {
-            return Err(());
+            return Err(err("user_headers.kind", Problem::Unknown(u64::from(kind))));
         }
-        let len = r.u32("len").map_err(drop)? as usize;
+        let len = r.u32("user_headers.length")? as usize;
         if !(1..=255).contains(&len) {
-            return Err(());
+            return Err(invalid("user_headers.length", "must be 1..=255"));
         }
-        r.take(len, "value").map_err(drop)?;
+        r.take(len, "user_headers.value")?;
         entries += 1;
     }
-    if entries % 2 == 0 {
+    if entries.is_multiple_of(2) {
         Ok(())
     } else {
-        Err(())
+        Err(invalid("user_headers", "a key without a value"))
     }
 }
 

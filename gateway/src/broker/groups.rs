@@ -299,6 +299,24 @@ impl ConsumerGroups {
         })
     }
 
+    /// True when `client` is a member that was assigned `partition`.
+    pub fn owns(
+        &self,
+        stream: u32,
+        topic: u32,
+        ident: Ident<'_>,
+        client: u32,
+        partition: u32,
+        partitions: u32,
+    ) -> bool {
+        self.with_group(stream, topic, ident, partitions, |g| {
+            Ok(g.members
+                .iter()
+                .any(|m| m.client_id == client && m.partitions.contains(&partition)))
+        })
+        .unwrap_or(false)
+    }
+
     /// The group's name (the key its offsets are stored under).
     pub fn name_of(&self, stream: u32, topic: u32, ident: Ident<'_>) -> Option<String> {
         let state = self.state.lock();

@@ -118,6 +118,8 @@ pub struct Broker {
     pub clients: Clients,
     pub groups: ConsumerGroups,
     pub started_at: u64,
+    /// Per-topic counters for balanced sends.
+    balanced: parking_lot::Mutex<std::collections::HashMap<(u32, u32), u32>>,
 }
 
 impl Broker {
@@ -139,7 +141,17 @@ impl Broker {
             clients: Clients::default(),
             groups,
             started_at: now_us(),
+            balanced: parking_lot::Mutex::default(),
         })
+    }
+
+    /// The partition a balanced send goes to: the topic's partitions in turn.
+    pub fn next_balanced(&self, stream: u32, topic: u32, partitions: u32) -> u32 {
+        let mut counters = self.balanced.lock();
+        let c = counters.entry((stream, topic)).or_insert(0);
+        let p = *c % partitions.max(1);
+        *c = c.wrapping_add(1);
+        p
     }
 
     /// Fails unless `user` may do `action`.

@@ -54,7 +54,7 @@ pub async fn serve(
     let reason = loop {
         let mut head = [0u8; REQUEST_HEADER_LEN];
         tokio::select! {
-            _ = stopped.wait_for(|s| *s) => break "server stopping",
+            () = super::until_stopped(&mut stopped) => break "server stopping",
             r = rd.read_exact(&mut head) => if r.is_err() { break "closed by peer" },
         }
         let header = match RequestHeader::parse(&head, config.max_request_size) {
@@ -72,9 +72,6 @@ pub async fn serve(
         let reply = session.handle(header.code, payload).await;
         if write_reply(&mut wr, reply).await.is_err() {
             break "write failed";
-        }
-        if session.closing() {
-            break "protocol error";
         }
     };
     session.close();

@@ -4,12 +4,11 @@
 //! - [`connection`]: one task per connection reading frames and writing answers;
 //! - [`session`]: per-connection state (client id, logged-in user) and command dispatch;
 //! - [`handlers`]: one module per command group, translating to broker calls;
-//! - [`responses`]: encoding of answers; [`errors`]: broker errors to Iggy error codes.
+//! - [`errors`]: broker errors to Iggy error codes.
 
 pub mod connection;
 pub mod errors;
 pub mod handlers;
-pub mod responses;
 pub mod session;
 
 use std::sync::Arc;
@@ -27,13 +26,14 @@ pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     config: NativeConfig,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
     let config = Arc::new(config);
     let mut connections = JoinSet::new();
+    let mut stop = stopped.clone();
     loop {
         tokio::select! {
-            _ = stopped.wait_for(|s| *s) => break,
+            () = until_stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let broker = Arc::clone(&broker);
@@ -52,4 +52,9 @@ pub async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Resolves once the server is told to stop (or the signal is gone).
+pub(crate) async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }

@@ -1,1 +1,287 @@
+//! Per-connection state and dispatch: decode a request, check the connection may send it, run
+//! it, and turn the outcome into a reply.
 
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use wharf_log_store::Ident;
+use wharf_protocol::requests::RequestError;
+use wharf_protocol::{codes, Identifier, Request};
+
+use super::connection::Reply;
+use super::errors::{code, status_for};
+use crate::broker::{Broker, BrokerError, User};
+use crate::config::NativeConfig;
+
+/// One connection's view of the broker.
+#[derive(Debug)]
+pub struct Session {
+    pub(super) broker: Arc<Broker>,
+    pub(super) client_id: u32,
+    pub(super) config: Arc<NativeConfig>,
+    user_id: Option<u32>,
+}
+
+/// A store identifier from a wire identifier.
+pub(super) fn ident(id: &Identifier) -> Ident<'_> {
+    match id {
+        Identifier::Numeric(n) => Ident::Id(*n),
+        Identifier::Name(s) => Ident::Name(s),
+    }
+}
+
+impl Session {
+    pub fn new(broker: Arc<Broker>, client_id: u32, config: Arc<NativeConfig>) -> Session {
+        Session {
+            broker,
+            client_id,
+            config,
+            user_id: None,
+        }
+    }
+
+    /// The logged-in user, read afresh so permission changes apply at once.
+    pub(super) fn user(&self) -> Result<User, BrokerError> {
+        self.user_id
+            .and_then(|id| self.broker.users.get(id))
+            .ok_or(BrokerError::Unauthenticated)
+    }
+
+    pub(super) fn set_user(&mut self, user_id: Option<u32>) {
+        self.user_id = user_id;
+        self.broker.clients.set_user(self.client_id, user_id);
+    }
+
+    pub async fn handle(&mut self, code_value: u32, payload: BytesMut) -> Reply {
+        let result = if code_value == codes::SEND_MESSAGES {
+            self.send_messages(payload).await
+        } else {
+            match Request::decode(code_value, &payload) {
+                Ok(request) => self.dispatch(request).await,
+                Err(RequestError::UnknownCommand(c)) => {
+                    tracing::debug!(client_id = self.client_id, "unknown command {c}");
+                    return Reply::Error(code::INVALID_COMMAND);
+                }
+                Err(RequestError::Unsupported(c)) => {
+                    tracing::debug!(client_id = self.client_id, "unsupported command {c}");
+                    return Reply::Error(code::FEATURE_UNAVAILABLE);
+                }
+                Err(RequestError::Malformed(e)) => {
+                    tracing::debug!(
+                        client_id = self.client_id,
+                        "malformed {}: {e}",
+                        codes::command_name(code_value).unwrap_or("request")
+                    );
+                    return Reply::Error(code::INVALID_FORMAT);
+                }
+            }
+        };
+        match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                match &e {
+                    BrokerError::Store(_) | BrokerError::Internal(_) => {
+                        tracing::warn!(
+                            client_id = self.client_id,
+                            "{}: {e}",
+                            codes::command_name(code_value).unwrap_or("request")
+                        )
+                    }
+                    _ => tracing::debug!(
+                        client_id = self.client_id,
+                        "{}: {e}",
+                        codes::command_name(code_value).unwrap_or("request")
+                    ),
+                }
+                Reply::Error(status_for(&e))
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, request: Request) -> Result<Reply, BrokerError> {
+        use Request as R;
+        // Only these work before login.
+        if !matches!(
+            request,
+            R::Ping | R::LoginUser { .. } | R::LoginWithPersonalAccessToken { .. }
+        ) {
+            self.user()?;
+        }
+        match request {
+            R::Ping => Ok(Reply::empty()),
+            R::GetStats => self.get_stats(),
+            R::GetClusterMetadata => self.get_cluster_metadata(),
+            R::GetMe => self.get_client(self.client_id, true),
+            R::GetClient { client_id } => self.get_client(client_id, false),
+            R::GetClients => self.get_clients(),
+            R::LoginUser {
+                username, password, ..
+            } => self.login(&username, &password),
+            R::LoginWithPersonalAccessToken { token } => self.login_with_token(&token),
+            R::LogoutUser => {
+                self.set_user(None);
+                Ok(Reply::empty())
+            }
+            R::GetUser { user_id } => self.get_user(&user_id),
+            R::GetUsers => self.get_users(),
+            R::CreateUser {
+                username,
+                password,
+                active,
+                permissions,
+            } => self.create_user(&username, &password, active, permissions),
+            R::DeleteUser { user_id } => self.delete_user(&user_id),
+            R::UpdateUser {
+                user_id,
+                username,
+                active,
+            } => self.update_user(&user_id, username.as_deref(), active),
+            R::UpdatePermissions {
+                user_id,
+                permissions,
+            } => self.update_permissions(&user_id, permissions),
+            R::ChangePassword {
+                user_id,
+                current,
+                new,
+            } => self.change_password(&user_id, &current, &new),
+            R::GetPersonalAccessTokens => self.get_tokens(),
+            R::CreatePersonalAccessToken { name, expiry } => self.create_token(&name, expiry),
+            R::DeletePersonalAccessToken { name } => self.delete_token(&name),
+            R::GetStream { stream_id } => self.get_stream(&stream_id),
+            R::GetStreams => self.get_streams(),
+            R::CreateStream { name } => self.create_stream(&name),
+            R::DeleteStream { stream_id } => self.delete_stream(&stream_id),
+            R::UpdateStream { stream_id, name } => self.update_stream(&stream_id, &name),
+            R::PurgeStream { stream_id } => self.purge_stream(&stream_id),
+            R::GetTopic {
+                stream_id,
+                topic_id,
+            } => self.get_topic(&stream_id, &topic_id),
+            R::GetTopics { stream_id } => self.get_topics(&stream_id),
+            R::CreateTopic {
+                stream_id,
+                partitions_count,
+                message_expiry,
+                max_topic_size,
+                name,
+                ..
+            } => self.create_topic(
+                &stream_id,
+                partitions_count,
+                message_expiry,
+                max_topic_size,
+                &name,
+            ),
+            R::UpdateTopic {
+                stream_id,
+                topic_id,
+                message_expiry,
+                max_topic_size,
+                name,
+                ..
+            } => self.update_topic(&stream_id, &topic_id, message_expiry, max_topic_size, &name),
+            R::DeleteTopic {
+                stream_id,
+                topic_id,
+            } => self.delete_topic(&stream_id, &topic_id),
+            R::PurgeTopic {
+                stream_id,
+                topic_id,
+            } => self.purge_topic(&stream_id, &topic_id),
+            R::CreatePartitions {
+                stream_id,
+                topic_id,
+                count,
+            } => self.create_partitions(&stream_id, &topic_id, count),
+            R::DeletePartitions {
+                stream_id,
+                topic_id,
+                count,
+            } => self.delete_partitions(&stream_id, &topic_id, count),
+            R::DeleteSegments {
+                stream_id,
+                topic_id,
+                partition_id,
+                count,
+            } => self.delete_segments(&stream_id, &topic_id, partition_id, count),
+            R::PollMessages {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+                strategy,
+                count,
+                auto_commit,
+            } => self.poll_messages(
+                &consumer,
+                &stream_id,
+                &topic_id,
+                partition_id,
+                strategy,
+                count,
+                auto_commit,
+            ),
+            R::FlushUnsavedBuffer {
+                stream_id,
+                topic_id,
+                partition_id,
+                fsync,
+            } => self.flush(&stream_id, &topic_id, partition_id, fsync),
+            R::GetConsumerOffset {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+            } => self.get_offset(&consumer, &stream_id, &topic_id, partition_id),
+            R::StoreConsumerOffset {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+                offset,
+            } => self.store_offset(&consumer, &stream_id, &topic_id, partition_id, offset),
+            R::DeleteConsumerOffset {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+            } => self.delete_offset(&consumer, &stream_id, &topic_id, partition_id),
+            R::GetConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            } => self.get_group(&stream_id, &topic_id, &group_id),
+            R::GetConsumerGroups {
+                stream_id,
+                topic_id,
+            } => self.get_groups(&stream_id, &topic_id),
+            R::CreateConsumerGroup {
+                stream_id,
+                topic_id,
+                name,
+            } => self.create_group(&stream_id, &topic_id, &name),
+            R::DeleteConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            } => self.delete_group(&stream_id, &topic_id, &group_id),
+            R::JoinConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            } => self.join_group(&stream_id, &topic_id, &group_id),
+            R::LeaveConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            } => self.leave_group(&stream_id, &topic_id, &group_id),
+        }
+    }
+
+    /// Called when the connection ends: the client leaves its groups and the registry.
+    pub fn close(&mut self) {
+        self.broker.groups.disconnect(self.client_id);
+        self.broker.clients.disconnect(self.client_id);
+    }
+}

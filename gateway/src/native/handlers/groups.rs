@@ -1,0 +1,149 @@
+//! Consumer groups: create, get, list, delete, join and leave.
+
+use bytes::BytesMut;
+use wharf_log_store::OffsetOwner;
+use wharf_protocol::responses::{encode_group, encode_group_member};
+use wharf_protocol::Identifier;
+
+use crate::broker::{Action, BrokerError, GroupInfo};
+use crate::native::connection::Reply;
+use crate::native::session::{ident, Session};
+
+fn details(g: &GroupInfo) -> BytesMut {
+    let mut out = BytesMut::new();
+    encode_group(
+        g.id,
+        g.partitions_count,
+        g.members.len() as u32,
+        &g.name,
+        &mut out,
+    );
+    for (member, partitions) in &g.members {
+        encode_group_member(*member, partitions, &mut out);
+    }
+    out
+}
+
+impl Session {
+    pub(crate) fn get_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let Ok(t) = self.topic_info(stream, topic) else {
+            return Ok(Reply::empty());
+        };
+        self.broker
+            .authorize(&self.user()?, Action::ReadTopic(t.stream_id, t.id))?;
+        match self
+            .broker
+            .groups
+            .get(t.stream_id, t.id, ident(group), t.partitions)
+        {
+            Some(g) => Ok(Reply::body(details(&g))),
+            None => Ok(Reply::empty()),
+        }
+    }
+
+    pub(crate) fn get_groups(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ReadTopic(t.stream_id, t.id))?;
+        let mut out = BytesMut::new();
+        for g in self.broker.groups.list(t.stream_id, t.id, t.partitions) {
+            encode_group(
+                g.id,
+                g.partitions_count,
+                g.members.len() as u32,
+                &g.name,
+                &mut out,
+            );
+        }
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn create_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        name: &str,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::Poll(t.stream_id, t.id))?;
+        let g = self
+            .broker
+            .groups
+            .create(t.stream_id, t.id, name, t.partitions)?;
+        Ok(Reply::body(details(&g)))
+    }
+
+    pub(crate) fn delete_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let g = self.broker.groups.delete(t.stream_id, t.id, ident(group))?;
+        let (s, tid, name) = (t.stream_id, t.id, g.name.clone());
+        self.broker.store.offsets().delete_where(|k| {
+            k.stream == s && k.topic == tid && k.owner == OffsetOwner::Group(name.clone())
+        })?;
+        for (member, _) in &g.members {
+            self.broker.clients.left(*member, (s, tid, g.id));
+        }
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn join_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::Poll(t.stream_id, t.id))?;
+        let g = self.broker.groups.join(
+            t.stream_id,
+            t.id,
+            ident(group),
+            self.client_id,
+            t.partitions,
+        )?;
+        self.broker
+            .clients
+            .joined(self.client_id, (t.stream_id, t.id, g.id));
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn leave_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::Poll(t.stream_id, t.id))?;
+        let g = self.broker.groups.leave(
+            t.stream_id,
+            t.id,
+            ident(group),
+            self.client_id,
+            t.partitions,
+        )?;
+        self.broker
+            .clients
+            .left(self.client_id, (t.stream_id, t.id, g.id));
+        Ok(Reply::empty())
+    }
+}

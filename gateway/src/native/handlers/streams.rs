@@ -1,0 +1,279 @@
+//! Streams, topics, partitions and segments.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use wharf_log_store::{Ident, TopicSettings};
+use wharf_protocol::requests::Limit;
+use wharf_protocol::Identifier;
+
+use crate::broker::{Action, BrokerError};
+use crate::native::connection::Reply;
+use crate::native::session::{ident, Session};
+
+/// Most partitions one CreateTopic or CreatePartitions may ask for, as Iggy allows.
+const MAX_PARTITIONS_PER_REQUEST: u32 = 1000;
+
+fn expiry(limit: Limit) -> Option<Duration> {
+    match limit {
+        Limit::Value(us) => Some(Duration::from_micros(us)),
+        Limit::ServerDefault | Limit::Unlimited => None,
+    }
+}
+
+fn max_size(limit: Limit) -> Option<u64> {
+    match limit {
+        Limit::Value(bytes) => Some(bytes),
+        Limit::ServerDefault | Limit::Unlimited => None,
+    }
+}
+
+impl Session {
+    fn stream_details(&self, id: u32) -> Result<BytesMut, BrokerError> {
+        let (stream, topics) = self.stream_wire(id)?;
+        let mut out = BytesMut::new();
+        stream.encode(&mut out);
+        for t in &topics {
+            t.encode(&mut out);
+        }
+        Ok(out)
+    }
+
+    fn topic_details(&self, stream: u32, topic: u32) -> Result<BytesMut, BrokerError> {
+        let info = self
+            .broker
+            .store
+            .topic(Ident::Id(stream), Ident::Id(topic))?;
+        let (topic, partitions) = self.topic_wire(&info);
+        let mut out = BytesMut::new();
+        topic.encode(&mut out);
+        for p in &partitions {
+            p.encode(&mut out);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn get_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
+        let Ok(stream) = self.broker.store.stream(ident(id)) else {
+            return Ok(Reply::empty());
+        };
+        if !self
+            .user()?
+            .permissions()
+            .allows(Action::ReadStream(stream.id))
+        {
+            return Ok(Reply::empty());
+        }
+        Ok(Reply::body(self.stream_details(stream.id)?))
+    }
+
+    pub(crate) fn get_streams(&self) -> Result<Reply, BrokerError> {
+        let perms = self.user()?.permissions();
+        let mut out = BytesMut::new();
+        for s in self.broker.store.streams() {
+            if perms.allows(Action::ReadStream(s.id)) {
+                self.stream_wire(s.id)?.0.encode(&mut out);
+            }
+        }
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn create_stream(&self, name: &str) -> Result<Reply, BrokerError> {
+        self.broker
+            .authorize(&self.user()?, Action::ManageStreams)?;
+        let stream = self.broker.store.create_stream(name)?;
+        Ok(Reply::body(self.stream_details(stream.id)?))
+    }
+
+    pub(crate) fn update_stream(&self, id: &Identifier, name: &str) -> Result<Reply, BrokerError> {
+        let stream = self.broker.store.stream(ident(id))?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageStream(stream.id))?;
+        self.broker
+            .store
+            .rename_stream(Ident::Id(stream.id), name)?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn delete_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
+        let stream = self.broker.store.stream(ident(id))?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageStream(stream.id))?;
+        self.broker.store.delete_stream(Ident::Id(stream.id))?;
+        self.broker.groups.drop_topics(stream.id, None)?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn purge_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
+        let stream = self.broker.store.stream(ident(id))?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageStream(stream.id))?;
+        self.broker.store.purge_stream(Ident::Id(stream.id))?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn get_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let Ok(t) = self.topic_info(stream, topic) else {
+            return Ok(Reply::empty());
+        };
+        if !self
+            .user()?
+            .permissions()
+            .allows(Action::ReadTopic(t.stream_id, t.id))
+        {
+            return Ok(Reply::empty());
+        }
+        Ok(Reply::body(self.topic_details(t.stream_id, t.id)?))
+    }
+
+    pub(crate) fn get_topics(&self, stream: &Identifier) -> Result<Reply, BrokerError> {
+        let s = self.broker.store.stream(ident(stream))?;
+        let perms = self.user()?.permissions();
+        let mut out = BytesMut::new();
+        for t in self.broker.store.topics(Ident::Id(s.id))? {
+            if perms.allows(Action::ReadTopic(s.id, t.id)) {
+                self.topic_wire(&t).0.encode(&mut out);
+            }
+        }
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn create_topic(
+        &self,
+        stream: &Identifier,
+        partitions: u32,
+        message_expiry: Limit,
+        max_topic_size: Limit,
+        name: &str,
+    ) -> Result<Reply, BrokerError> {
+        let s = self.broker.store.stream(ident(stream))?;
+        self.broker
+            .authorize(&self.user()?, Action::CreateTopic(s.id))?;
+        if partitions > MAX_PARTITIONS_PER_REQUEST {
+            return Err(BrokerError::InvalidPartitionCount(format!(
+                "{partitions} partitions requested; at most {MAX_PARTITIONS_PER_REQUEST}"
+            )));
+        }
+        let settings = TopicSettings {
+            message_expiry: expiry(message_expiry),
+            max_size: max_size(max_topic_size),
+            ..TopicSettings::default()
+        };
+        let t = self
+            .broker
+            .store
+            .create_topic(Ident::Id(s.id), name, partitions, settings)?;
+        Ok(Reply::body(self.topic_details(s.id, t.id)?))
+    }
+
+    pub(crate) fn update_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        message_expiry: Limit,
+        max_topic_size: Limit,
+        name: &str,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let settings = TopicSettings {
+            message_expiry: expiry(message_expiry),
+            max_size: max_size(max_topic_size),
+            ..t.settings.clone()
+        };
+        self.broker.store.update_topic(
+            Ident::Id(t.stream_id),
+            Ident::Id(t.id),
+            Some(name),
+            settings,
+        )?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn delete_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        self.broker
+            .store
+            .delete_topic(Ident::Id(t.stream_id), Ident::Id(t.id))?;
+        self.broker.groups.drop_topics(t.stream_id, Some(t.id))?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn purge_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        self.broker
+            .store
+            .purge_topic(Ident::Id(t.stream_id), Ident::Id(t.id))?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn create_partitions(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        count: u32,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        if count == 0 || count > MAX_PARTITIONS_PER_REQUEST {
+            return Err(BrokerError::InvalidPartitionCount(format!(
+                "add 1..={MAX_PARTITIONS_PER_REQUEST} partitions, not {count}"
+            )));
+        }
+        self.broker
+            .store
+            .add_partitions(Ident::Id(t.stream_id), Ident::Id(t.id), count)?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn delete_partitions(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        count: u32,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        self.broker
+            .store
+            .remove_partitions(Ident::Id(t.stream_id), Ident::Id(t.id), count)?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) fn delete_segments(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition: u32,
+        count: u32,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let p = self
+            .broker
+            .store
+            .partition(Ident::Id(t.stream_id), Ident::Id(t.id), partition)?;
+        p.delete_segments(count)?;
+        Ok(Reply::empty())
+    }
+}

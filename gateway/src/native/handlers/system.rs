@@ -1,0 +1,145 @@
+//! Ping, stats, cluster metadata, clients, login and logout.
+
+use bytes::BytesMut;
+use wharf_protocol::responses::{
+    encode_client, encode_cluster_metadata, encode_identity, StatsWire,
+};
+
+use crate::broker::{now_us, Action, BrokerError};
+use crate::native::connection::Reply;
+use crate::native::session::Session;
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A `/proc/meminfo` value in bytes.
+fn meminfo(key: &str) -> u64 {
+    read_trimmed("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+impl Session {
+    pub(crate) fn login(&mut self, username: &str, password: &str) -> Result<Reply, BrokerError> {
+        let user = self.broker.users.authenticate(username, password)?;
+        self.set_user(Some(user.id));
+        tracing::debug!(client_id = self.client_id, user = %user.username, "logged in");
+        let mut out = BytesMut::new();
+        encode_identity(user.id, &mut out);
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn login_with_token(&mut self, token: &str) -> Result<Reply, BrokerError> {
+        let user = self.broker.users.authenticate_token(token)?;
+        self.set_user(Some(user.id));
+        let mut out = BytesMut::new();
+        encode_identity(user.id, &mut out);
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn get_cluster_metadata(&self) -> Result<Reply, BrokerError> {
+        let addr = self.config.address;
+        let mut out = BytesMut::new();
+        encode_cluster_metadata(
+            "wharf",
+            "wharf-0",
+            &addr.ip().to_string(),
+            addr.port(),
+            &mut out,
+        );
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn get_client(&self, client_id: u32, me: bool) -> Result<Reply, BrokerError> {
+        if !me {
+            self.broker.authorize(&self.user()?, Action::ReadServers)?;
+        }
+        let Some(c) = self.broker.clients.get(client_id) else {
+            return Ok(Reply::empty());
+        };
+        let mut out = BytesMut::new();
+        encode_client(
+            c.id,
+            c.user_id,
+            &c.address.to_string(),
+            &c.groups,
+            true,
+            &mut out,
+        );
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn get_clients(&self) -> Result<Reply, BrokerError> {
+        self.broker.authorize(&self.user()?, Action::ReadServers)?;
+        let mut out = BytesMut::new();
+        for c in self.broker.clients.list() {
+            encode_client(
+                c.id,
+                c.user_id,
+                &c.address.to_string(),
+                &c.groups,
+                false,
+                &mut out,
+            );
+        }
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) fn get_stats(&self) -> Result<Reply, BrokerError> {
+        self.broker.authorize(&self.user()?, Action::ReadServers)?;
+        let store = &self.broker.store;
+        let mut stats = StatsWire {
+            process_id: std::process::id(),
+            total_memory: meminfo("MemTotal:"),
+            available_memory: meminfo("MemAvailable:"),
+            memory_usage: read_trimmed("/proc/self/statm")
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+                .map_or(0, |pages| pages * 4096),
+            start_time: self.broker.started_at,
+            run_time: now_us().saturating_sub(self.broker.started_at),
+            clients_count: self.broker.clients.count() as u32,
+            consumer_groups_count: self.broker.groups.count() as u32,
+            hostname: read_trimmed("/proc/sys/kernel/hostname"),
+            os_name: std::env::consts::OS.to_string(),
+            os_version: read_trimmed("/proc/sys/kernel/ostype"),
+            kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
+            server_version: format!("0.8.0 (wharf {})", env!("CARGO_PKG_VERSION")),
+            server_semver: 8000,
+            threads_count: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            ..StatsWire::default()
+        };
+        for s in store.streams() {
+            stats.streams_count += 1;
+            for t in store
+                .topics(wharf_log_store::Ident::Id(s.id))
+                .unwrap_or_default()
+            {
+                stats.topics_count += 1;
+                for p in store
+                    .partitions(
+                        wharf_log_store::Ident::Id(s.id),
+                        wharf_log_store::Ident::Id(t.id),
+                    )
+                    .unwrap_or_default()
+                {
+                    let ps = p.stats();
+                    stats.partitions_count += 1;
+                    stats.segments_count += ps.segments as u32;
+                    stats.messages_count += ps.high_watermark - ps.log_start_offset;
+                    stats.messages_size_bytes += ps.size_bytes;
+                }
+            }
+        }
+        let mut out = BytesMut::new();
+        stats.encode(&mut out);
+        Ok(Reply::body(out))
+    }
+}
