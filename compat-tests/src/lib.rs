@@ -1,0 +1,66 @@
+//! Helpers for black-box tests: a real `wharf-server` on an ephemeral loopback port with a
+//! temporary data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use wharf_gateway::config::{Overrides, ServerConfig};
+use wharf_gateway::Running;
+
+/// A server started for one test. Stop it with [`TestServer::stop`] (or let the test end).
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    running: Option<Running>,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn config(data_dir: &Path) -> ServerConfig {
+    let overrides = Overrides {
+        data_dir: Some(data_dir.to_path_buf()),
+        native_addr: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
+    };
+    ServerConfig::load_from(&overrides, &[]).expect("test config")
+}
+
+impl TestServer {
+    /// Starts a server with a fresh temporary data directory.
+    pub async fn start() -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut s = TestServer::start_in(temp.path()).await;
+        s._temp = Some(temp);
+        s
+    }
+
+    /// Starts a server on an existing data directory (to test restarts).
+    pub async fn start_in(data_dir: &Path) -> TestServer {
+        let running = wharf_gateway::start(config(data_dir))
+            .await
+            .expect("server starts");
+        TestServer {
+            addr: running.native_addr,
+            running: Some(running),
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+        }
+    }
+
+    /// Stops the server cleanly, keeping its data directory.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory and a new port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let running = wharf_gateway::start(config(&self.data_dir))
+            .await
+            .expect("server restarts");
+        self.addr = running.native_addr;
+        self.running = Some(running);
+    }
+}
