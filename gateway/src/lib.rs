@@ -100,7 +100,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     })?;
     tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {native_addr}");
     let (stop, stopped) = watch::channel(false);
-    let native = config.native.clone();
+    let mut native = config.native.clone();
+    // Report the port actually bound (the config may say 0) in cluster metadata.
+    native.address = native_addr;
     let task = tokio::spawn(async move {
         native::serve(listener, Arc::clone(&broker), native, stopped).await;
         tracing::info!("syncing data");

@@ -40,8 +40,10 @@ pub enum BrokerError {
     UserExists(String),
     #[error("user {0} not found")]
     UserNotFound(String),
-    #[error("the root user cannot be deleted, deactivated or restricted")]
+    #[error("the root user cannot be deleted or deactivated, and no user can delete itself")]
     CannotChangeRoot,
+    #[error("the root user's permissions cannot be changed")]
+    CannotChangePermissions,
     #[error("invalid personal access token")]
     InvalidToken,
     #[error("personal access token '{0}' has expired")]

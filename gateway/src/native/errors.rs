@@ -22,6 +22,7 @@ pub fn status_for(e: &BrokerError) -> u32 {
         E::UserExists(_) => c::USER_ALREADY_EXISTS,
         E::UserNotFound(_) => c::RESOURCE_NOT_FOUND,
         E::CannotChangeRoot => c::CANNOT_DELETE_USER,
+        E::CannotChangePermissions => c::CANNOT_CHANGE_PERMISSIONS,
         E::InvalidToken => c::INVALID_PAT,
         E::TokenExpired(_) => c::PAT_EXPIRED,
         E::TokenExists(_) => c::PAT_ALREADY_EXISTS,
