@@ -745,3 +745,543 @@ mod tests {
         assert!(Request::decode(codes::PING, &[1]).is_err());
     }
 }
+
+fn put_name(out: &mut bytes::BytesMut, s: &str) {
+    use bytes::BufMut;
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.put_u8(b.len() as u8);
+    out.put_slice(b);
+}
+
+fn limit_to_wire(l: Limit) -> u64 {
+    match l {
+        Limit::ServerDefault => 0,
+        Limit::Unlimited => u64::MAX,
+        Limit::Value(v) => v,
+    }
+}
+
+fn put_optional_permissions(out: &mut bytes::BytesMut, p: &Option<WirePermissions>) {
+    use bytes::BufMut;
+    match p {
+        None => out.put_u8(0),
+        Some(p) => {
+            let mut block = bytes::BytesMut::new();
+            p.encode(&mut block);
+            out.put_u8(1);
+            out.put_u32_le(block.len() as u32);
+            out.put_slice(&block);
+        }
+    }
+}
+
+impl Request {
+    /// The command code of this request.
+    pub fn code(&self) -> u32 {
+        use Request as R;
+        match self {
+            R::Ping => codes::PING,
+            R::GetStats => codes::GET_STATS,
+            R::GetClusterMetadata => codes::GET_CLUSTER_METADATA,
+            R::GetMe => codes::GET_ME,
+            R::GetClient { .. } => codes::GET_CLIENT,
+            R::GetClients => codes::GET_CLIENTS,
+            R::GetUser { .. } => codes::GET_USER,
+            R::GetUsers => codes::GET_USERS,
+            R::CreateUser { .. } => codes::CREATE_USER,
+            R::DeleteUser { .. } => codes::DELETE_USER,
+            R::UpdateUser { .. } => codes::UPDATE_USER,
+            R::UpdatePermissions { .. } => codes::UPDATE_PERMISSIONS,
+            R::ChangePassword { .. } => codes::CHANGE_PASSWORD,
+            R::LoginUser { .. } => codes::LOGIN_USER,
+            R::LogoutUser => codes::LOGOUT_USER,
+            R::GetPersonalAccessTokens => codes::GET_PERSONAL_ACCESS_TOKENS,
+            R::CreatePersonalAccessToken { .. } => codes::CREATE_PERSONAL_ACCESS_TOKEN,
+            R::DeletePersonalAccessToken { .. } => codes::DELETE_PERSONAL_ACCESS_TOKEN,
+            R::LoginWithPersonalAccessToken { .. } => codes::LOGIN_WITH_PERSONAL_ACCESS_TOKEN,
+            R::PollMessages { .. } => codes::POLL_MESSAGES,
+            R::FlushUnsavedBuffer { .. } => codes::FLUSH_UNSAVED_BUFFER,
+            R::GetConsumerOffset { .. } => codes::GET_CONSUMER_OFFSET,
+            R::StoreConsumerOffset { .. } => codes::STORE_CONSUMER_OFFSET,
+            R::DeleteConsumerOffset { .. } => codes::DELETE_CONSUMER_OFFSET,
+            R::GetStream { .. } => codes::GET_STREAM,
+            R::GetStreams => codes::GET_STREAMS,
+            R::CreateStream { .. } => codes::CREATE_STREAM,
+            R::DeleteStream { .. } => codes::DELETE_STREAM,
+            R::UpdateStream { .. } => codes::UPDATE_STREAM,
+            R::PurgeStream { .. } => codes::PURGE_STREAM,
+            R::GetTopic { .. } => codes::GET_TOPIC,
+            R::GetTopics { .. } => codes::GET_TOPICS,
+            R::CreateTopic { .. } => codes::CREATE_TOPIC,
+            R::DeleteTopic { .. } => codes::DELETE_TOPIC,
+            R::UpdateTopic { .. } => codes::UPDATE_TOPIC,
+            R::PurgeTopic { .. } => codes::PURGE_TOPIC,
+            R::CreatePartitions { .. } => codes::CREATE_PARTITIONS,
+            R::DeletePartitions { .. } => codes::DELETE_PARTITIONS,
+            R::DeleteSegments { .. } => codes::DELETE_SEGMENTS,
+            R::GetConsumerGroup { .. } => codes::GET_CONSUMER_GROUP,
+            R::GetConsumerGroups { .. } => codes::GET_CONSUMER_GROUPS,
+            R::CreateConsumerGroup { .. } => codes::CREATE_CONSUMER_GROUP,
+            R::DeleteConsumerGroup { .. } => codes::DELETE_CONSUMER_GROUP,
+            R::JoinConsumerGroup { .. } => codes::JOIN_CONSUMER_GROUP,
+            R::LeaveConsumerGroup { .. } => codes::LEAVE_CONSUMER_GROUP,
+        }
+    }
+
+    /// Encodes the payload as a client sends it (the inverse of [`Request::decode`]).
+    pub fn encode(&self, out: &mut bytes::BytesMut) {
+        use bytes::BufMut;
+        use Request as R;
+        match self {
+            R::Ping
+            | R::GetStats
+            | R::GetClusterMetadata
+            | R::GetMe
+            | R::GetClients
+            | R::GetUsers
+            | R::LogoutUser
+            | R::GetPersonalAccessTokens
+            | R::GetStreams => {}
+            R::GetClient { client_id } => out.put_u32_le(*client_id),
+            R::GetUser { user_id } | R::DeleteUser { user_id } => user_id.encode(out),
+            R::CreateUser {
+                username,
+                password,
+                active,
+                permissions,
+            } => {
+                put_name(out, username);
+                put_name(out, password);
+                out.put_u8(if *active { 1 } else { 2 });
+                put_optional_permissions(out, permissions);
+            }
+            R::UpdateUser {
+                user_id,
+                username,
+                active,
+            } => {
+                user_id.encode(out);
+                match username {
+                    Some(n) => {
+                        out.put_u8(1);
+                        put_name(out, n);
+                    }
+                    None => out.put_u8(0),
+                }
+                match active {
+                    Some(a) => {
+                        out.put_u8(1);
+                        out.put_u8(if *a { 1 } else { 2 });
+                    }
+                    None => out.put_u8(0),
+                }
+            }
+            R::UpdatePermissions {
+                user_id,
+                permissions,
+            } => {
+                user_id.encode(out);
+                put_optional_permissions(out, permissions);
+            }
+            R::ChangePassword {
+                user_id,
+                current,
+                new,
+            } => {
+                user_id.encode(out);
+                put_name(out, current);
+                put_name(out, new);
+            }
+            R::LoginUser {
+                username,
+                password,
+                version,
+                context,
+            } => {
+                put_name(out, username);
+                put_name(out, password);
+                for s in [version, context] {
+                    let s = s.as_deref().unwrap_or("");
+                    out.put_u32_le(s.len() as u32);
+                    out.put_slice(s.as_bytes());
+                }
+            }
+            R::CreatePersonalAccessToken { name, expiry } => {
+                put_name(out, name);
+                out.put_u64_le(limit_to_wire(*expiry));
+            }
+            R::DeletePersonalAccessToken { name } => put_name(out, name),
+            R::LoginWithPersonalAccessToken { token } => put_name(out, token),
+            R::PollMessages {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+                strategy,
+                count,
+                auto_commit,
+            } => {
+                consumer.encode(out);
+                stream_id.encode(out);
+                topic_id.encode(out);
+                crate::primitives::encode_optional_partition(*partition_id, out);
+                strategy.encode(out);
+                out.put_u32_le(*count);
+                out.put_u8(u8::from(*auto_commit));
+            }
+            R::FlushUnsavedBuffer {
+                stream_id,
+                topic_id,
+                partition_id,
+                fsync,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+                out.put_u32_le(*partition_id);
+                out.put_u8(u8::from(*fsync));
+            }
+            R::GetConsumerOffset {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+            }
+            | R::DeleteConsumerOffset {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+            } => {
+                consumer.encode(out);
+                stream_id.encode(out);
+                topic_id.encode(out);
+                crate::primitives::encode_optional_partition(*partition_id, out);
+            }
+            R::StoreConsumerOffset {
+                consumer,
+                stream_id,
+                topic_id,
+                partition_id,
+                offset,
+            } => {
+                consumer.encode(out);
+                stream_id.encode(out);
+                topic_id.encode(out);
+                crate::primitives::encode_optional_partition(*partition_id, out);
+                out.put_u64_le(*offset);
+            }
+            R::GetStream { stream_id }
+            | R::DeleteStream { stream_id }
+            | R::PurgeStream { stream_id }
+            | R::GetTopics { stream_id } => stream_id.encode(out),
+            R::CreateStream { name } => put_name(out, name),
+            R::UpdateStream { stream_id, name } => {
+                stream_id.encode(out);
+                put_name(out, name);
+            }
+            R::GetTopic {
+                stream_id,
+                topic_id,
+            }
+            | R::DeleteTopic {
+                stream_id,
+                topic_id,
+            }
+            | R::PurgeTopic {
+                stream_id,
+                topic_id,
+            }
+            | R::GetConsumerGroups {
+                stream_id,
+                topic_id,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+            }
+            R::CreateTopic {
+                stream_id,
+                partitions_count,
+                compression,
+                message_expiry,
+                max_topic_size,
+                replication_factor,
+                name,
+            } => {
+                stream_id.encode(out);
+                out.put_u32_le(*partitions_count);
+                out.put_u8(*compression);
+                out.put_u64_le(limit_to_wire(*message_expiry));
+                out.put_u64_le(limit_to_wire(*max_topic_size));
+                out.put_u8(*replication_factor);
+                put_name(out, name);
+            }
+            R::UpdateTopic {
+                stream_id,
+                topic_id,
+                compression,
+                message_expiry,
+                max_topic_size,
+                replication_factor,
+                name,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+                out.put_u8(*compression);
+                out.put_u64_le(limit_to_wire(*message_expiry));
+                out.put_u64_le(limit_to_wire(*max_topic_size));
+                out.put_u8(*replication_factor);
+                put_name(out, name);
+            }
+            R::CreatePartitions {
+                stream_id,
+                topic_id,
+                count,
+            }
+            | R::DeletePartitions {
+                stream_id,
+                topic_id,
+                count,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+                out.put_u32_le(*count);
+            }
+            R::DeleteSegments {
+                stream_id,
+                topic_id,
+                partition_id,
+                count,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+                out.put_u32_le(*partition_id);
+                out.put_u32_le(*count);
+            }
+            R::CreateConsumerGroup {
+                stream_id,
+                topic_id,
+                name,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+                put_name(out, name);
+            }
+            R::GetConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            }
+            | R::DeleteConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            }
+            | R::JoinConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            }
+            | R::LeaveConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+                group_id.encode(out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+    use crate::primitives::{Consumer, Identifier, PollingStrategy};
+
+    /// Every request decodes back to itself: the client and server halves agree.
+    #[test]
+    fn every_request_round_trips() {
+        let s = || Identifier::Name("shop".into());
+        let t = || Identifier::Numeric(3);
+        let perms = Some(WirePermissions {
+            global: [true; 10],
+            streams: vec![WireStreamPermissions {
+                stream_id: 1,
+                flags: [true; 6],
+                topics: vec![],
+            }],
+        });
+        let all = vec![
+            Request::Ping,
+            Request::GetStats,
+            Request::GetClusterMetadata,
+            Request::GetMe,
+            Request::GetClient { client_id: 4 },
+            Request::GetClients,
+            Request::GetUser { user_id: s() },
+            Request::GetUsers,
+            Request::CreateUser {
+                username: "bob".into(),
+                password: "pw".into(),
+                active: false,
+                permissions: perms.clone(),
+            },
+            Request::DeleteUser { user_id: t() },
+            Request::UpdateUser {
+                user_id: t(),
+                username: Some("b".into()),
+                active: Some(true),
+            },
+            Request::UpdatePermissions {
+                user_id: t(),
+                permissions: perms,
+            },
+            Request::ChangePassword {
+                user_id: t(),
+                current: "a".into(),
+                new: "b".into(),
+            },
+            Request::LoginUser {
+                username: "u".into(),
+                password: "p".into(),
+                version: Some("1".into()),
+                context: None,
+            },
+            Request::LogoutUser,
+            Request::GetPersonalAccessTokens,
+            Request::CreatePersonalAccessToken {
+                name: "tok".into(),
+                expiry: Limit::Value(5),
+            },
+            Request::DeletePersonalAccessToken { name: "tok".into() },
+            Request::LoginWithPersonalAccessToken {
+                token: "secret".into(),
+            },
+            Request::PollMessages {
+                consumer: Consumer::Single(t()),
+                stream_id: s(),
+                topic_id: t(),
+                partition_id: Some(2),
+                strategy: PollingStrategy::Offset(9),
+                count: 10,
+                auto_commit: true,
+            },
+            Request::FlushUnsavedBuffer {
+                stream_id: s(),
+                topic_id: t(),
+                partition_id: 1,
+                fsync: true,
+            },
+            Request::GetConsumerOffset {
+                consumer: Consumer::Group(s()),
+                stream_id: s(),
+                topic_id: t(),
+                partition_id: None,
+            },
+            Request::StoreConsumerOffset {
+                consumer: Consumer::Group(s()),
+                stream_id: s(),
+                topic_id: t(),
+                partition_id: Some(1),
+                offset: 7,
+            },
+            Request::DeleteConsumerOffset {
+                consumer: Consumer::Single(s()),
+                stream_id: s(),
+                topic_id: t(),
+                partition_id: Some(0),
+            },
+            Request::GetStream { stream_id: s() },
+            Request::GetStreams,
+            Request::CreateStream { name: "n".into() },
+            Request::DeleteStream { stream_id: s() },
+            Request::UpdateStream {
+                stream_id: s(),
+                name: "m".into(),
+            },
+            Request::PurgeStream { stream_id: s() },
+            Request::GetTopic {
+                stream_id: s(),
+                topic_id: t(),
+            },
+            Request::GetTopics { stream_id: s() },
+            Request::CreateTopic {
+                stream_id: s(),
+                partitions_count: 3,
+                compression: 1,
+                message_expiry: Limit::Unlimited,
+                max_topic_size: Limit::Value(100),
+                replication_factor: 1,
+                name: "x".into(),
+            },
+            Request::DeleteTopic {
+                stream_id: s(),
+                topic_id: t(),
+            },
+            Request::UpdateTopic {
+                stream_id: s(),
+                topic_id: t(),
+                compression: 2,
+                message_expiry: Limit::ServerDefault,
+                max_topic_size: Limit::Unlimited,
+                replication_factor: 0,
+                name: "y".into(),
+            },
+            Request::PurgeTopic {
+                stream_id: s(),
+                topic_id: t(),
+            },
+            Request::CreatePartitions {
+                stream_id: s(),
+                topic_id: t(),
+                count: 2,
+            },
+            Request::DeletePartitions {
+                stream_id: s(),
+                topic_id: t(),
+                count: 1,
+            },
+            Request::DeleteSegments {
+                stream_id: s(),
+                topic_id: t(),
+                partition_id: 0,
+                count: 3,
+            },
+            Request::GetConsumerGroup {
+                stream_id: s(),
+                topic_id: t(),
+                group_id: s(),
+            },
+            Request::GetConsumerGroups {
+                stream_id: s(),
+                topic_id: t(),
+            },
+            Request::CreateConsumerGroup {
+                stream_id: s(),
+                topic_id: t(),
+                name: "g".into(),
+            },
+            Request::DeleteConsumerGroup {
+                stream_id: s(),
+                topic_id: t(),
+                group_id: t(),
+            },
+            Request::JoinConsumerGroup {
+                stream_id: s(),
+                topic_id: t(),
+                group_id: t(),
+            },
+            Request::LeaveConsumerGroup {
+                stream_id: s(),
+                topic_id: t(),
+                group_id: t(),
+            },
+        ];
+        for r in all {
+            let mut b = bytes::BytesMut::new();
+            r.encode(&mut b);
+            assert_eq!(Request::decode(r.code(), &b).unwrap(), r);
+        }
+    }
+}

@@ -349,3 +349,280 @@ mod tests {
         assert_eq!(b.len(), 17 + 11 + 12);
     }
 }
+
+// ----- decoding, for clients -----
+
+use crate::wire::{DecodeError, Reader};
+
+/// A string with a u32 length, bounded by what is left in the payload.
+fn long_string(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeError> {
+    let max = r.remaining();
+    r.string_u32(max, field)
+}
+
+impl StreamWire {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(StreamWire {
+            id: r.u32("stream.id")?,
+            created_at: r.u64("stream.created_at")?,
+            topics_count: r.u32("stream.topics_count")?,
+            size_bytes: r.u64("stream.size_bytes")?,
+            messages_count: r.u64("stream.messages_count")?,
+            name: r.name("stream.name")?,
+        })
+    }
+}
+
+impl TopicWire {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(TopicWire {
+            id: r.u32("topic.id")?,
+            created_at: r.u64("topic.created_at")?,
+            partitions_count: r.u32("topic.partitions_count")?,
+            message_expiry: r.u64("topic.message_expiry")?,
+            compression: r.u8("topic.compression")?,
+            max_topic_size: r.u64("topic.max_topic_size")?,
+            replication_factor: r.u8("topic.replication_factor")?,
+            size_bytes: r.u64("topic.size_bytes")?,
+            messages_count: r.u64("topic.messages_count")?,
+            name: r.name("topic.name")?,
+        })
+    }
+}
+
+impl PartitionWire {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(PartitionWire {
+            id: r.u32("partition.id")?,
+            created_at: r.u64("partition.created_at")?,
+            segments_count: r.u32("partition.segments_count")?,
+            current_offset: r.u64("partition.current_offset")?,
+            size_bytes: r.u64("partition.size_bytes")?,
+            messages_count: r.u64("partition.messages_count")?,
+        })
+    }
+}
+
+impl UserWire {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(UserWire {
+            id: r.u32("user.id")?,
+            created_at: r.u64("user.created_at")?,
+            active: r.u8("user.status")? == 1,
+            username: r.name("user.username")?,
+        })
+    }
+
+    /// `UserDetails`: the user and its permissions, if any.
+    pub fn decode_details(
+        r: &mut Reader<'_>,
+    ) -> Result<(Self, Option<WirePermissions>), DecodeError> {
+        let user = UserWire::decode(r)?;
+        if r.u8("user.has_permissions")? != 1 {
+            r.take(3, "user.permissions")?;
+            return Ok((user, None));
+        }
+        let len = r.u32("user.permissions_length")? as usize;
+        let mut block = Reader::new(r.take(len, "user.permissions")?);
+        Ok((user, Some(WirePermissions::decode(&mut block)?)))
+    }
+}
+
+/// A consumer group as listed, or with its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupWire {
+    pub id: u32,
+    pub partitions_count: u32,
+    pub members_count: u32,
+    pub name: String,
+    /// (member id, partitions); empty in lists.
+    pub members: Vec<(u32, Vec<u32>)>,
+}
+
+impl GroupWire {
+    pub fn decode(r: &mut Reader<'_>, with_members: bool) -> Result<Self, DecodeError> {
+        let mut g = GroupWire {
+            id: r.u32("group.id")?,
+            partitions_count: r.u32("group.partitions_count")?,
+            members_count: r.u32("group.members_count")?,
+            name: r.name("group.name")?,
+            members: Vec::new(),
+        };
+        if with_members {
+            for _ in 0..g.members_count {
+                let id = r.u32("member.id")?;
+                let n = r.u32("member.partitions_count")? as usize;
+                if n * 4 > r.remaining() {
+                    return Err(crate::wire::invalid(
+                        "member.partitions",
+                        "more than the payload holds",
+                    ));
+                }
+                let mut partitions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    partitions.push(r.u32("member.partition")?);
+                }
+                g.members.push((id, partitions));
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// A connected client as listed, or with the groups it joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientWire {
+    pub client_id: u32,
+    pub user_id: Option<u32>,
+    pub transport: u8,
+    pub address: String,
+    pub groups_count: u32,
+    pub groups: Vec<(u32, u32, u32)>,
+}
+
+impl ClientWire {
+    pub fn decode(r: &mut Reader<'_>, with_groups: bool) -> Result<Self, DecodeError> {
+        let client_id = r.u32("client.id")?;
+        let user_id = r.u32("client.user_id")?;
+        let transport = r.u8("client.transport")?;
+        let address = long_string(r, "client.address")?;
+        let groups_count = r.u32("client.groups_count")?;
+        let mut groups = Vec::new();
+        if with_groups {
+            for _ in 0..groups_count {
+                groups.push((
+                    r.u32("group.stream_id")?,
+                    r.u32("group.topic_id")?,
+                    r.u32("group.id")?,
+                ));
+            }
+        }
+        Ok(ClientWire {
+            client_id,
+            user_id: (user_id != u32::MAX).then_some(user_id),
+            transport,
+            address,
+            groups_count,
+            groups,
+        })
+    }
+}
+
+impl StatsWire {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let f32le = |r: &mut Reader<'_>, f| r.u32(f).map(f32::from_bits);
+        let mut s = StatsWire {
+            process_id: r.u32("stats.process_id")?,
+            cpu_usage: f32le(r, "stats.cpu_usage")?,
+            total_cpu_usage: f32le(r, "stats.total_cpu_usage")?,
+            memory_usage: r.u64("stats.memory_usage")?,
+            total_memory: r.u64("stats.total_memory")?,
+            available_memory: r.u64("stats.available_memory")?,
+            run_time: r.u64("stats.run_time")?,
+            start_time: r.u64("stats.start_time")?,
+            read_bytes: r.u64("stats.read_bytes")?,
+            written_bytes: r.u64("stats.written_bytes")?,
+            messages_size_bytes: r.u64("stats.messages_size_bytes")?,
+            streams_count: r.u32("stats.streams_count")?,
+            topics_count: r.u32("stats.topics_count")?,
+            partitions_count: r.u32("stats.partitions_count")?,
+            segments_count: r.u32("stats.segments_count")?,
+            messages_count: r.u64("stats.messages_count")?,
+            clients_count: r.u32("stats.clients_count")?,
+            consumer_groups_count: r.u32("stats.consumer_groups_count")?,
+            ..StatsWire::default()
+        };
+        s.hostname = long_string(r, "stats.hostname")?;
+        s.os_name = long_string(r, "stats.os_name")?;
+        s.os_version = long_string(r, "stats.os_version")?;
+        s.kernel_version = long_string(r, "stats.kernel_version")?;
+        s.server_version = long_string(r, "stats.server_version")?;
+        s.server_semver = r.u32("stats.server_semver")?;
+        let cache = r.u32("stats.cache_metrics_count")? as usize;
+        r.take(cache.saturating_mul(32), "stats.cache_metrics")?;
+        s.threads_count = r.u32("stats.threads_count")?;
+        s.free_disk_space = r.u64("stats.free_disk_space")?;
+        s.total_disk_space = r.u64("stats.total_disk_space")?;
+        Ok(s)
+    }
+}
+
+/// A personal access token as listed: name and expiry (µs timestamp; `None` = never).
+pub fn decode_token_info(r: &mut Reader<'_>) -> Result<(String, Option<u64>), DecodeError> {
+    let name = r.name("token.name")?;
+    let expiry = r.u64("token.expiry_at")?;
+    Ok((name, (expiry != 0).then_some(expiry)))
+}
+
+/// A stored consumer offset: (partition id, partition's current offset, stored offset).
+pub fn decode_consumer_offset(r: &mut Reader<'_>) -> Result<(u32, u64, u64), DecodeError> {
+    Ok((
+        r.u32("offset.partition_id")?,
+        r.u64("offset.current_offset")?,
+        r.u64("offset.stored_offset")?,
+    ))
+}
+
+/// The head of a poll answer: (partition id, current offset, messages count).
+pub fn decode_poll_header(r: &mut Reader<'_>) -> Result<(u32, u64, u32), DecodeError> {
+    Ok((
+        r.u32("poll.partition_id")?,
+        r.u64("poll.current_offset")?,
+        r.u32("poll.messages_count")?,
+    ))
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn encoders_and_decoders_agree() {
+        let s = StreamWire {
+            id: 1,
+            created_at: 2,
+            topics_count: 0,
+            size_bytes: 3,
+            messages_count: 4,
+            name: "abc".into(),
+        };
+        let mut b = BytesMut::new();
+        s.encode(&mut b);
+        assert_eq!(StreamWire::decode(&mut Reader::new(&b)).unwrap(), s);
+
+        let u = UserWire {
+            id: 3,
+            created_at: 9,
+            active: false,
+            username: "bob".into(),
+        };
+        let mut b = BytesMut::new();
+        u.encode_details(None, &mut b);
+        let mut r = Reader::new(&b);
+        assert_eq!(UserWire::decode_details(&mut r).unwrap(), (u, None));
+        assert_eq!(r.remaining(), 0);
+
+        let mut b = BytesMut::new();
+        encode_group(1, 3, 2, "g", &mut b);
+        encode_group_member(10, &[0, 2], &mut b);
+        encode_group_member(11, &[1], &mut b);
+        let g = GroupWire::decode(&mut Reader::new(&b), true).unwrap();
+        assert_eq!(g.members, vec![(10, vec![0, 2]), (11, vec![1])]);
+
+        let mut b = BytesMut::new();
+        encode_client(5, Some(1), "127.0.0.1:9", &[(1, 2, 3)], true, &mut b);
+        let c = ClientWire::decode(&mut Reader::new(&b), true).unwrap();
+        assert_eq!((c.user_id, c.groups.clone()), (Some(1), vec![(1, 2, 3)]));
+
+        let st = StatsWire {
+            process_id: 7,
+            hostname: "h".into(),
+            server_semver: 8000,
+            threads_count: 2,
+            ..StatsWire::default()
+        };
+        let mut b = BytesMut::new();
+        st.encode(&mut b);
+        assert_eq!(StatsWire::decode(&mut Reader::new(&b)).unwrap(), st);
+    }
+}
