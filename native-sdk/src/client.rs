@@ -1,0 +1,883 @@
+//! The connection to a server: framing, login, reconnection with backoff, a heartbeat, and a
+//! typed async method for every command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use wharf_protocol::requests::{Limit, WirePermissions};
+use wharf_protocol::responses::{
+    decode_consumer_offset, decode_token_info, ClientWire, GroupWire, PartitionWire, StatsWire,
+    StreamWire, TopicWire, UserWire,
+};
+use wharf_protocol::{
+    codes, framing, Consumer, Identifier, Partitioning, PollingStrategy, Reader, Request,
+};
+
+use crate::error::{Error, Result};
+use crate::message::{decode_polled, encode_all, Message, Polled};
+
+/// How to log in after connecting (and after every reconnect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    Password { username: String, password: String },
+    Token(String),
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub server: String,
+    pub credentials: Credentials,
+    /// Reconnect attempts before a call fails (`None`: keep trying).
+    pub reconnect_retries: Option<u32>,
+    /// First wait between reconnect attempts; doubles up to `reconnect_max_backoff`.
+    pub reconnect_backoff: Duration,
+    pub reconnect_max_backoff: Duration,
+    /// Ping interval when idle; `None` for no heartbeat.
+    pub heartbeat: Option<Duration>,
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(server: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            server: server.into(),
+            credentials: Credentials::None,
+            reconnect_retries: Some(5),
+            reconnect_backoff: Duration::from_millis(100),
+            reconnect_max_backoff: Duration::from_secs(5),
+            heartbeat: Some(Duration::from_secs(5)),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn with_password(mut self, username: &str, password: &str) -> ClientConfig {
+        self.credentials = Credentials::Password {
+            username: username.into(),
+            password: password.into(),
+        };
+        self
+    }
+
+    pub fn with_token(mut self, token: &str) -> ClientConfig {
+        self.credentials = Credentials::Token(token.into());
+        self
+    }
+}
+
+/// Options of a new topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicOptions {
+    /// µs; `None`: the server default.
+    pub message_expiry: Option<u64>,
+    /// Bytes; `None`: the server default.
+    pub max_size: Option<u64>,
+}
+
+/// One framed TCP connection; one request at a time.
+#[derive(Debug)]
+struct Connection {
+    stream: TcpStream,
+}
+
+impl Connection {
+    async fn open(addr: &str) -> std::io::Result<Connection> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Connection { stream })
+    }
+
+    async fn request(&mut self, code: u32, payload: &[u8]) -> Result<Bytes> {
+        let io = |e: std::io::Error| Error::Disconnected(e.to_string());
+        let mut head = BytesMut::with_capacity(8);
+        framing::encode_request(code, &[], &mut head);
+        head[..4].copy_from_slice(&(payload.len() as u32 + 4).to_le_bytes());
+        self.stream.write_all(&head).await.map_err(io)?;
+        self.stream.write_all(payload).await.map_err(io)?;
+        let mut resp = [0u8; 8];
+        self.stream.read_exact(&mut resp).await.map_err(io)?;
+        let status = u32::from_le_bytes([resp[0], resp[1], resp[2], resp[3]]);
+        let len = u32::from_le_bytes([resp[4], resp[5], resp[6], resp[7]]) as usize;
+        if status != 0 {
+            return Err(Error::Server { code: status });
+        }
+        if len > 1 << 30 {
+            return Err(Error::Protocol(format!("answer of {len} bytes")));
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).await.map_err(io)?;
+        Ok(Bytes::from(body))
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    conn: Mutex<Option<Connection>>,
+    heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut h) = self.heartbeat.lock() {
+            if let Some(h) = h.take() {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// A client. Cheap to clone; clones share one connection (requests take turns on it).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn decode_all<T>(
+    body: &[u8],
+    mut one: impl FnMut(&mut Reader<'_>) -> std::result::Result<T, wharf_protocol::DecodeError>,
+) -> Result<Vec<T>> {
+    let mut r = Reader::new(body);
+    let mut out = Vec::new();
+    while r.remaining() > 0 {
+        out.push(one(&mut r)?);
+    }
+    Ok(out)
+}
+
+impl Client {
+    /// Connects and logs in with the configured credentials.
+    pub async fn connect(config: ClientConfig) -> Result<Client> {
+        let client = Client {
+            inner: Arc::new(Inner {
+                config,
+                conn: Mutex::new(None),
+                heartbeat: std::sync::Mutex::new(None),
+            }),
+        };
+        {
+            let mut conn = client.inner.conn.lock().await;
+            *conn = Some(client.open_and_login().await?);
+        }
+        if let Some(every) = client.inner.config.heartbeat {
+            let weak = Arc::downgrade(&client.inner);
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let c = Client { inner };
+                    if let Err(e) = c.ping().await {
+                        tracing::debug!("heartbeat failed: {e}");
+                    }
+                }
+            });
+            if let Ok(mut h) = client.inner.heartbeat.lock() {
+                *h = Some(task);
+            }
+        }
+        Ok(client)
+    }
+
+    /// A second, independent connection with the same settings (a producer worker uses one per
+    /// partition so partitions are sent in parallel).
+    pub async fn duplicate(&self) -> Result<Client> {
+        let mut config = self.inner.config.clone();
+        config.heartbeat = None;
+        Client::connect(config).await
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    async fn open_and_login(&self) -> Result<Connection> {
+        let cfg = &self.inner.config;
+        let mut backoff = cfg.reconnect_backoff;
+        let mut attempt = 0u32;
+        let mut conn = loop {
+            match Connection::open(&cfg.server).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    attempt += 1;
+                    if cfg.reconnect_retries.is_some_and(|max| attempt > max) {
+                        return Err(Error::Disconnected(format!(
+                            "cannot connect to {}: {e}",
+                            cfg.server
+                        )));
+                    }
+                    tracing::debug!(
+                        "connect to {} failed ({e}); retrying in {backoff:?}",
+                        cfg.server
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(cfg.reconnect_max_backoff);
+                }
+            }
+        };
+        let login = match &cfg.credentials {
+            Credentials::None => None,
+            Credentials::Password { username, password } => Some(Request::LoginUser {
+                username: username.clone(),
+                password: password.clone(),
+                version: Some(concat!("wharf-sdk ", env!("CARGO_PKG_VERSION")).into()),
+                context: None,
+            }),
+            Credentials::Token(token) => Some(Request::LoginWithPersonalAccessToken {
+                token: token.clone(),
+            }),
+        };
+        if let Some(req) = login {
+            let mut payload = BytesMut::new();
+            req.encode(&mut payload);
+            conn.request(req.code(), &payload).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Sends one request and returns the answer's payload. A broken connection is reopened (and
+    /// logged in again) on the next call; the failed call reports `Disconnected`.
+    pub async fn call_raw(&self, code: u32, payload: &[u8]) -> Result<Bytes> {
+        let mut guard = self.inner.conn.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.open_and_login().await?);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(Error::Disconnected("no connection".into()));
+        };
+        let timeout = self.inner.config.request_timeout;
+        let result = match tokio::time::timeout(timeout, conn.request(code, payload)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(timeout)),
+        };
+        if matches!(result, Err(Error::Disconnected(_) | Error::Timeout(_))) {
+            // The stream may be mid-frame: drop it so the next call starts clean.
+            *guard = None;
+        }
+        result
+    }
+
+    async fn call(&self, request: Request) -> Result<Bytes> {
+        let mut payload = BytesMut::new();
+        request.encode(&mut payload);
+        self.call_raw(request.code(), &payload).await
+    }
+
+    /// Drops the connection (the next call reconnects). For tests of reconnection.
+    pub async fn disconnect(&self) {
+        *self.inner.conn.lock().await = None;
+    }
+
+    // ----- system -----
+
+    pub async fn ping(&self) -> Result<()> {
+        self.call(Request::Ping).await.map(drop)
+    }
+
+    pub async fn login_user(&self, username: &str, password: &str) -> Result<u32> {
+        let body = self
+            .call(Request::LoginUser {
+                username: username.into(),
+                password: password.into(),
+                version: None,
+                context: None,
+            })
+            .await?;
+        Ok(Reader::new(&body).u32("user_id")?)
+    }
+
+    pub async fn login_with_token(&self, token: &str) -> Result<u32> {
+        let body = self
+            .call(Request::LoginWithPersonalAccessToken {
+                token: token.into(),
+            })
+            .await?;
+        Ok(Reader::new(&body).u32("user_id")?)
+    }
+
+    pub async fn logout(&self) -> Result<()> {
+        self.call(Request::LogoutUser).await.map(drop)
+    }
+
+    pub async fn get_stats(&self) -> Result<StatsWire> {
+        let body = self.call(Request::GetStats).await?;
+        Ok(StatsWire::decode(&mut Reader::new(&body))?)
+    }
+
+    pub async fn get_me(&self) -> Result<ClientWire> {
+        let body = self.call(Request::GetMe).await?;
+        Ok(ClientWire::decode(&mut Reader::new(&body), true)?)
+    }
+
+    pub async fn get_client(&self, client_id: u32) -> Result<Option<ClientWire>> {
+        let body = self.call(Request::GetClient { client_id }).await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(ClientWire::decode(&mut Reader::new(&body), true)?))
+    }
+
+    pub async fn get_clients(&self) -> Result<Vec<ClientWire>> {
+        let body = self.call(Request::GetClients).await?;
+        decode_all(&body, |r| ClientWire::decode(r, false))
+    }
+
+    // ----- streams and topics -----
+
+    pub async fn create_stream(&self, name: &str) -> Result<StreamWire> {
+        let body = self
+            .call(Request::CreateStream { name: name.into() })
+            .await?;
+        Ok(StreamWire::decode(&mut Reader::new(&body))?)
+    }
+
+    /// The stream and its topics; `None` when there is no such stream.
+    pub async fn get_stream(
+        &self,
+        stream: &Identifier,
+    ) -> Result<Option<(StreamWire, Vec<TopicWire>)>> {
+        let body = self
+            .call(Request::GetStream {
+                stream_id: stream.clone(),
+            })
+            .await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        let mut r = Reader::new(&body);
+        let s = StreamWire::decode(&mut r)?;
+        let mut topics = Vec::new();
+        while r.remaining() > 0 {
+            topics.push(TopicWire::decode(&mut r)?);
+        }
+        Ok(Some((s, topics)))
+    }
+
+    pub async fn get_streams(&self) -> Result<Vec<StreamWire>> {
+        let body = self.call(Request::GetStreams).await?;
+        decode_all(&body, StreamWire::decode)
+    }
+
+    pub async fn update_stream(&self, stream: &Identifier, name: &str) -> Result<()> {
+        self.call(Request::UpdateStream {
+            stream_id: stream.clone(),
+            name: name.into(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn delete_stream(&self, stream: &Identifier) -> Result<()> {
+        self.call(Request::DeleteStream {
+            stream_id: stream.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn purge_stream(&self, stream: &Identifier) -> Result<()> {
+        self.call(Request::PurgeStream {
+            stream_id: stream.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn create_topic(
+        &self,
+        stream: &Identifier,
+        name: &str,
+        partitions: u32,
+        options: TopicOptions,
+    ) -> Result<(TopicWire, Vec<PartitionWire>)> {
+        let body = self
+            .call(Request::CreateTopic {
+                stream_id: stream.clone(),
+                partitions_count: partitions,
+                compression: 1,
+                message_expiry: options
+                    .message_expiry
+                    .map_or(Limit::ServerDefault, Limit::Value),
+                max_topic_size: options.max_size.map_or(Limit::ServerDefault, Limit::Value),
+                replication_factor: 1,
+                name: name.into(),
+            })
+            .await?;
+        let mut r = Reader::new(&body);
+        let t = TopicWire::decode(&mut r)?;
+        let mut parts = Vec::new();
+        while r.remaining() > 0 {
+            parts.push(PartitionWire::decode(&mut r)?);
+        }
+        Ok((t, parts))
+    }
+
+    /// The topic and its partitions; `None` when there is no such topic.
+    pub async fn get_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Option<(TopicWire, Vec<PartitionWire>)>> {
+        let body = self
+            .call(Request::GetTopic {
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+            })
+            .await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        let mut r = Reader::new(&body);
+        let t = TopicWire::decode(&mut r)?;
+        let mut parts = Vec::new();
+        while r.remaining() > 0 {
+            parts.push(PartitionWire::decode(&mut r)?);
+        }
+        Ok(Some((t, parts)))
+    }
+
+    pub async fn get_topics(&self, stream: &Identifier) -> Result<Vec<TopicWire>> {
+        let body = self
+            .call(Request::GetTopics {
+                stream_id: stream.clone(),
+            })
+            .await?;
+        decode_all(&body, TopicWire::decode)
+    }
+
+    pub async fn update_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        name: &str,
+        options: TopicOptions,
+    ) -> Result<()> {
+        self.call(Request::UpdateTopic {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            compression: 1,
+            message_expiry: options
+                .message_expiry
+                .map_or(Limit::ServerDefault, Limit::Value),
+            max_topic_size: options.max_size.map_or(Limit::ServerDefault, Limit::Value),
+            replication_factor: 1,
+            name: name.into(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn delete_topic(&self, stream: &Identifier, topic: &Identifier) -> Result<()> {
+        self.call(Request::DeleteTopic {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn purge_topic(&self, stream: &Identifier, topic: &Identifier) -> Result<()> {
+        self.call(Request::PurgeTopic {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn create_partitions(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        count: u32,
+    ) -> Result<()> {
+        self.call(Request::CreatePartitions {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            count,
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn delete_partitions(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        count: u32,
+    ) -> Result<()> {
+        self.call(Request::DeletePartitions {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            count,
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn delete_segments(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition_id: u32,
+        count: u32,
+    ) -> Result<()> {
+        self.call(Request::DeleteSegments {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            partition_id,
+            count,
+        })
+        .await
+        .map(drop)
+    }
+
+    // ----- messages -----
+
+    /// Sends messages in one request; returns when the server has acknowledged them.
+    pub async fn send_messages(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partitioning: &Partitioning,
+        messages: &[Message],
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Err(Error::InvalidInput("no messages to send".into()));
+        }
+        for m in messages {
+            m.validate()?;
+        }
+        let blob = encode_all(messages)?;
+        let mut payload = BytesMut::with_capacity(blob.len() + 64 + messages.len() * 16);
+        wharf_protocol::message::SendMessages::encode(
+            stream,
+            topic,
+            partitioning,
+            &blob,
+            &mut payload,
+        );
+        self.call_raw(codes::SEND_MESSAGES, &payload)
+            .await
+            .map(drop)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn poll_messages(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition_id: Option<u32>,
+        consumer: &Consumer,
+        strategy: PollingStrategy,
+        count: u32,
+        auto_commit: bool,
+    ) -> Result<Polled> {
+        let body = self
+            .call(Request::PollMessages {
+                consumer: consumer.clone(),
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+                partition_id,
+                strategy,
+                count,
+                auto_commit,
+            })
+            .await?;
+        decode_polled(body)
+    }
+
+    pub async fn flush_unsaved_buffer(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition_id: u32,
+        fsync: bool,
+    ) -> Result<()> {
+        self.call(Request::FlushUnsavedBuffer {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            partition_id,
+            fsync,
+        })
+        .await
+        .map(drop)
+    }
+
+    // ----- consumer offsets -----
+
+    /// Stores `offset` as the last consumed one.
+    pub async fn store_consumer_offset(
+        &self,
+        consumer: &Consumer,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition_id: Option<u32>,
+        offset: u64,
+    ) -> Result<()> {
+        self.call(Request::StoreConsumerOffset {
+            consumer: consumer.clone(),
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            partition_id,
+            offset,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// (partition's current offset, last consumed offset), or `None` when nothing is stored.
+    pub async fn get_consumer_offset(
+        &self,
+        consumer: &Consumer,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition_id: Option<u32>,
+    ) -> Result<Option<(u64, u64)>> {
+        let body = self
+            .call(Request::GetConsumerOffset {
+                consumer: consumer.clone(),
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+                partition_id,
+            })
+            .await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        let (_, current, stored) = decode_consumer_offset(&mut Reader::new(&body))?;
+        Ok(Some((current, stored)))
+    }
+
+    pub async fn delete_consumer_offset(
+        &self,
+        consumer: &Consumer,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition_id: Option<u32>,
+    ) -> Result<()> {
+        self.call(Request::DeleteConsumerOffset {
+            consumer: consumer.clone(),
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            partition_id,
+        })
+        .await
+        .map(drop)
+    }
+
+    // ----- consumer groups -----
+
+    pub async fn create_consumer_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        name: &str,
+    ) -> Result<GroupWire> {
+        let body = self
+            .call(Request::CreateConsumerGroup {
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+                name: name.into(),
+            })
+            .await?;
+        Ok(GroupWire::decode(&mut Reader::new(&body), true)?)
+    }
+
+    pub async fn get_consumer_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<Option<GroupWire>> {
+        let body = self
+            .call(Request::GetConsumerGroup {
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+                group_id: group.clone(),
+            })
+            .await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(GroupWire::decode(&mut Reader::new(&body), true)?))
+    }
+
+    pub async fn get_consumer_groups(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Vec<GroupWire>> {
+        let body = self
+            .call(Request::GetConsumerGroups {
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+            })
+            .await?;
+        decode_all(&body, |r| GroupWire::decode(r, false))
+    }
+
+    pub async fn delete_consumer_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<()> {
+        self.call(Request::DeleteConsumerGroup {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            group_id: group.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn join_consumer_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<()> {
+        self.call(Request::JoinConsumerGroup {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            group_id: group.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn leave_consumer_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<()> {
+        self.call(Request::LeaveConsumerGroup {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            group_id: group.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    // ----- users and tokens -----
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        active: bool,
+        permissions: Option<WirePermissions>,
+    ) -> Result<UserWire> {
+        let body = self
+            .call(Request::CreateUser {
+                username: username.into(),
+                password: password.into(),
+                active,
+                permissions,
+            })
+            .await?;
+        Ok(UserWire::decode_details(&mut Reader::new(&body))?.0)
+    }
+
+    pub async fn get_user(
+        &self,
+        user: &Identifier,
+    ) -> Result<Option<(UserWire, Option<WirePermissions>)>> {
+        let body = self
+            .call(Request::GetUser {
+                user_id: user.clone(),
+            })
+            .await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(UserWire::decode_details(&mut Reader::new(&body))?))
+    }
+
+    pub async fn get_users(&self) -> Result<Vec<UserWire>> {
+        let body = self.call(Request::GetUsers).await?;
+        decode_all(&body, UserWire::decode)
+    }
+
+    pub async fn update_user(
+        &self,
+        user: &Identifier,
+        username: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<()> {
+        self.call(Request::UpdateUser {
+            user_id: user.clone(),
+            username: username.map(Into::into),
+            active,
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn update_permissions(
+        &self,
+        user: &Identifier,
+        permissions: Option<WirePermissions>,
+    ) -> Result<()> {
+        self.call(Request::UpdatePermissions {
+            user_id: user.clone(),
+            permissions,
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn change_password(&self, user: &Identifier, current: &str, new: &str) -> Result<()> {
+        self.call(Request::ChangePassword {
+            user_id: user.clone(),
+            current: current.into(),
+            new: new.into(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn delete_user(&self, user: &Identifier) -> Result<()> {
+        self.call(Request::DeleteUser {
+            user_id: user.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Creates a token and returns it (the server keeps only its digest).
+    pub async fn create_personal_access_token(
+        &self,
+        name: &str,
+        expiry_us: Option<u64>,
+    ) -> Result<String> {
+        let body = self
+            .call(Request::CreatePersonalAccessToken {
+                name: name.into(),
+                expiry: expiry_us.map_or(Limit::Unlimited, Limit::Value),
+            })
+            .await?;
+        Ok(Reader::new(&body).name("token")?)
+    }
+
+    /// (name, expiry µs timestamp) of each token.
+    pub async fn get_personal_access_tokens(&self) -> Result<Vec<(String, Option<u64>)>> {
+        let body = self.call(Request::GetPersonalAccessTokens).await?;
+        decode_all(&body, decode_token_info)
+    }
+
+    pub async fn delete_personal_access_token(&self, name: &str) -> Result<()> {
+        self.call(Request::DeletePersonalAccessToken { name: name.into() })
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,636 @@
+//! The producer. In direct mode `send` returns once the server has acknowledged the message.
+//! In background mode `send` hands the message to the worker of its partition and returns at once;
+//! the worker batches by count, bytes and linger time, sends on its own connection, retries what a
+//! retry may cure, and reports what it could not deliver through the delivery handle and the error
+//! callback. Buffered bytes are bounded; when the bound is reached the configured backpressure
+//! applies.
+//!
+//! Order: each partition has one worker and one request in flight; a failed batch is retried
+//! before the next one is sent, so messages of one partition are stored in the order `send` was
+//! called. (Iggy's protocol answers one request at a time per connection, so more requests in
+//! flight per partition would need more connections, and a retry could then overtake.)
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use wharf_protocol::{partition_for_key, Identifier, Partitioning};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::message::Message;
+
+/// What `send` does when the buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Wait until there is room.
+    Block,
+    /// Wait at most this long, then fail with the message.
+    BlockWithTimeout(Duration),
+    /// Fail at once, giving the message back.
+    FailImmediately,
+}
+
+/// Settings of background mode.
+#[derive(Debug, Clone)]
+pub struct BackgroundConfig {
+    /// A batch is sent once it holds this many messages...
+    pub batch_messages: usize,
+    /// ... or this many bytes...
+    pub batch_bytes: usize,
+    /// ... or its first message has waited this long.
+    pub linger: Duration,
+    /// Most bytes buffered (queued or being sent) across all partitions.
+    pub buffer_bytes: usize,
+    pub backpressure: Backpressure,
+    /// Retries of a batch after a retriable failure.
+    pub retries: u32,
+    /// First wait before a retry; doubles each time.
+    pub retry_backoff: Duration,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> Self {
+        BackgroundConfig {
+            batch_messages: 1000,
+            batch_bytes: 1 << 20,
+            linger: Duration::from_millis(5),
+            buffer_bytes: 64 << 20,
+            backpressure: Backpressure::Block,
+            retries: 3,
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// How messages are spread over partitions.
+#[derive(Clone)]
+pub enum Partitioner {
+    /// Partitions in turn, message by message.
+    Balanced,
+    /// Always this partition.
+    Partition(u32),
+    /// By the message's key: XxHash32(key) % partitions, the rule Iggy's servers use, so a key
+    /// lands on the same partition whichever SDK sent it. Messages without a key are balanced.
+    Key,
+    /// Your own rule: `(message, partitions) -> partition` (taken modulo the count).
+    Custom(CustomPartitioner),
+}
+
+/// `(message, partitions) -> partition`.
+pub type CustomPartitioner = Arc<dyn Fn(&Message, u32) -> u32 + Send + Sync>;
+
+impl std::fmt::Debug for Partitioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Partitioner::Balanced => f.write_str("Balanced"),
+            Partitioner::Partition(p) => write!(f, "Partition({p})"),
+            Partitioner::Key => f.write_str("Key"),
+            Partitioner::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+/// Messages that could not be delivered, and why. Given to the error callback.
+#[derive(Debug, Clone)]
+pub struct SendFailure {
+    pub error: Error,
+    pub partition: u32,
+    pub messages: Vec<Message>,
+}
+
+/// A `send` that did not take the message; the message comes back.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("send failed: {error}")]
+pub struct SendError {
+    pub error: Error,
+    pub message: Box<Message>,
+}
+
+/// Where an acknowledged message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub partition: u32,
+}
+
+/// Resolves when the message is acknowledged, or with the error that stopped it.
+#[derive(Debug)]
+pub struct DeliveryHandle {
+    rx: DeliveryState,
+}
+
+#[derive(Debug)]
+enum DeliveryState {
+    Ready(Option<Result<Delivery>>),
+    Waiting(oneshot::Receiver<Result<Delivery>>),
+}
+
+impl Future for DeliveryHandle {
+    type Output = Result<Delivery>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.rx {
+            DeliveryState::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(Error::Closed))),
+            DeliveryState::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(Error::Closed))),
+        }
+    }
+}
+
+type ErrorCallback = Arc<dyn Fn(SendFailure) + Send + Sync>;
+
+/// Builds a [`Producer`].
+pub struct ProducerBuilder {
+    client: Client,
+    stream: Identifier,
+    topic: Identifier,
+    background: Option<BackgroundConfig>,
+    partitioner: Partitioner,
+    on_error: Option<ErrorCallback>,
+}
+
+impl std::fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("stream", &self.stream)
+            .field("topic", &self.topic)
+            .field("background", &self.background)
+            .field("partitioner", &self.partitioner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProducerBuilder {
+    pub fn new(client: &Client, stream: Identifier, topic: Identifier) -> ProducerBuilder {
+        ProducerBuilder {
+            client: client.clone(),
+            stream,
+            topic,
+            background: None,
+            partitioner: Partitioner::Balanced,
+            on_error: None,
+        }
+    }
+
+    /// `send` returns at once; a worker per partition batches and sends.
+    pub fn background(mut self, config: BackgroundConfig) -> Self {
+        self.background = Some(config);
+        self
+    }
+
+    pub fn partitioner(mut self, partitioner: Partitioner) -> Self {
+        self.partitioner = partitioner;
+        self
+    }
+
+    /// Called with every batch that could not be delivered (background mode).
+    pub fn on_error(mut self, callback: impl Fn(SendFailure) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(callback));
+        self
+    }
+
+    /// Looks the topic up (for its partition count) and starts the producer.
+    pub async fn build(self) -> Result<Producer> {
+        let (topic, _) = self
+            .client
+            .get_topic(&self.stream, &self.topic)
+            .await?
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "topic {} not found in stream {}",
+                    self.topic, self.stream
+                ))
+            })?;
+        let partitions = topic.partitions_count;
+        if partitions == 0 {
+            return Err(Error::InvalidInput("the topic has no partitions".into()));
+        }
+        let background = self.background.map(|config| {
+            let budget = Arc::new(Semaphore::new(
+                config.buffer_bytes.min(Semaphore::MAX_PERMITS),
+            ));
+            let outstanding = Arc::new(Outstanding::default());
+            let workers = (0..partitions)
+                .map(|partition| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let worker = Worker {
+                        client: self.client.clone(),
+                        own: None,
+                        stream: self.stream.clone(),
+                        topic: self.topic.clone(),
+                        partition,
+                        config: config.clone(),
+                        on_error: self.on_error.clone(),
+                        outstanding: Arc::clone(&outstanding),
+                    };
+                    let handle = tokio::spawn(worker.run(rx));
+                    (tx, handle)
+                })
+                .collect::<Vec<_>>();
+            let (senders, handles): (Vec<_>, Vec<_>) = workers.into_iter().unzip();
+            Background {
+                config,
+                budget,
+                outstanding,
+                senders: parking_mutex(Some(senders)),
+                handles: parking_mutex(handles),
+            }
+        });
+        Ok(Producer {
+            client: self.client,
+            stream: self.stream,
+            topic: self.topic,
+            partitions,
+            partitioner: self.partitioner,
+            next: AtomicU32::new(0),
+            background,
+            shut_down: AtomicBool::new(false),
+        })
+    }
+}
+
+fn parking_mutex<T>(t: T) -> std::sync::Mutex<T> {
+    std::sync::Mutex::new(t)
+}
+
+/// Messages handed to workers and not yet resolved, so `flush` can wait for none.
+#[derive(Debug, Default)]
+struct Outstanding {
+    count: AtomicUsize,
+    zero: Notify,
+}
+
+impl Outstanding {
+    fn add(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+    fn done(&self, n: usize) {
+        if self.count.fetch_sub(n, Ordering::AcqRel) == n {
+            self.zero.notify_waiters();
+        }
+    }
+    async fn wait_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+enum Envelope {
+    Message {
+        message: Message,
+        done: oneshot::Sender<Result<Delivery>>,
+        _permit: Option<OwnedSemaphorePermit>,
+    },
+    /// Send what is buffered now, without waiting for the linger time.
+    Flush,
+}
+
+#[derive(Debug)]
+struct Background {
+    config: BackgroundConfig,
+    budget: Arc<Semaphore>,
+    outstanding: Arc<Outstanding>,
+    senders: std::sync::Mutex<Option<Vec<mpsc::UnboundedSender<Envelope>>>>,
+    handles: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// A producer for one topic. See the module docs for direct and background mode.
+#[derive(Debug)]
+pub struct Producer {
+    client: Client,
+    stream: Identifier,
+    topic: Identifier,
+    partitions: u32,
+    partitioner: Partitioner,
+    next: AtomicU32,
+    background: Option<Background>,
+    shut_down: AtomicBool,
+}
+
+impl Producer {
+    pub fn builder(client: &Client, stream: Identifier, topic: Identifier) -> ProducerBuilder {
+        ProducerBuilder::new(client, stream, topic)
+    }
+
+    fn partition_for(&self, m: &Message) -> u32 {
+        let balanced = || self.next.fetch_add(1, Ordering::Relaxed) % self.partitions;
+        match &self.partitioner {
+            Partitioner::Balanced => balanced(),
+            Partitioner::Partition(p) => *p,
+            Partitioner::Key => m
+                .key
+                .as_ref()
+                .map_or_else(balanced, |k| partition_for_key(k, self.partitions)),
+            Partitioner::Custom(f) => f(m, self.partitions) % self.partitions,
+        }
+    }
+
+    /// Sends one message. Direct mode: returns after the server acknowledged it. Background
+    /// mode: returns once the message is buffered; await the handle for its delivery.
+    pub async fn send(&self, message: Message) -> Result<DeliveryHandle, SendError> {
+        let fail = |error, message| {
+            Err(SendError {
+                error,
+                message: Box::new(message),
+            })
+        };
+        if self.shut_down.load(Ordering::Acquire) {
+            return fail(Error::Closed, message);
+        }
+        if let Err(e) = message.validate() {
+            return fail(e, message);
+        }
+        let partition = self.partition_for(&message);
+        let Some(bg) = &self.background else {
+            let r = self
+                .client
+                .send_messages(
+                    &self.stream,
+                    &self.topic,
+                    &Partitioning::PartitionId(partition),
+                    std::slice::from_ref(&message),
+                )
+                .await;
+            return match r {
+                Ok(()) => Ok(DeliveryHandle {
+                    rx: DeliveryState::Ready(Some(Ok(Delivery { partition }))),
+                }),
+                Err(e) => fail(e, message),
+            };
+        };
+        let size = (message.wire_len().min(bg.config.buffer_bytes)).min(u32::MAX as usize) as u32;
+        let permit = match bg.config.backpressure {
+            Backpressure::Block => Arc::clone(&bg.budget).acquire_many_owned(size).await.ok(),
+            Backpressure::BlockWithTimeout(t) => {
+                match tokio::time::timeout(t, Arc::clone(&bg.budget).acquire_many_owned(size)).await
+                {
+                    Ok(p) => p.ok(),
+                    Err(_) => return fail(Error::Timeout(t), message),
+                }
+            }
+            Backpressure::FailImmediately => {
+                match Arc::clone(&bg.budget).try_acquire_many_owned(size) {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        return fail(
+                            Error::InvalidInput("the producer's buffer is full".into()),
+                            message,
+                        )
+                    }
+                }
+            }
+        };
+        let (done, rx) = oneshot::channel();
+        let sender = bg
+            .senders
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().and_then(|s| s.get(partition as usize).cloned()));
+        let Some(sender) = sender else {
+            return fail(Error::Closed, message);
+        };
+        bg.outstanding.add();
+        if let Err(mpsc::error::SendError(Envelope::Message { message, .. })) =
+            sender.send(Envelope::Message {
+                message,
+                done,
+                _permit: permit,
+            })
+        {
+            bg.outstanding.done(1);
+            return fail(Error::Closed, message);
+        }
+        Ok(DeliveryHandle {
+            rx: DeliveryState::Waiting(rx),
+        })
+    }
+
+    /// Sends a batch of messages to one partition in one request (both modes: this is direct).
+    pub async fn send_batch(&self, partition: u32, messages: &[Message]) -> Result<()> {
+        self.client
+            .send_messages(
+                &self.stream,
+                &self.topic,
+                &Partitioning::PartitionId(partition),
+                messages,
+            )
+            .await
+    }
+
+    /// Waits until everything sent so far is acknowledged or has failed.
+    pub async fn flush(&self) {
+        let Some(bg) = &self.background else { return };
+        if let Ok(senders) = bg.senders.lock() {
+            for s in senders.iter().flatten() {
+                let _ = s.send(Envelope::Flush);
+            }
+        }
+        bg.outstanding.wait_zero().await;
+    }
+
+    /// Flushes, then stops the workers. Sends after this fail with [`Error::Closed`].
+    pub async fn shutdown(self) {
+        self.shut_down.store(true, Ordering::Release);
+        self.flush().await;
+        if let Some(bg) = &self.background {
+            if let Ok(mut s) = bg.senders.lock() {
+                s.take();
+            }
+            let handles = bg
+                .handles
+                .lock()
+                .map(|mut h| std::mem::take(&mut *h))
+                .unwrap_or_default();
+            for h in handles {
+                let _ = h.await;
+            }
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let Some(bg) = &self.background {
+            if !self.shut_down.load(Ordering::Acquire)
+                && bg.outstanding.count.load(Ordering::Acquire) > 0
+            {
+                tracing::warn!(
+                    "producer dropped without shutdown(); its workers still deliver the {} messages it holds",
+                    bg.outstanding.count.load(Ordering::Acquire)
+                );
+            }
+            // Closing the channels lets each worker send what it holds and end.
+            if let Ok(mut s) = bg.senders.lock() {
+                s.take();
+            }
+        }
+    }
+}
+
+/// One partition's worker: batches, sends, retries, resolves.
+struct Worker {
+    client: Client,
+    own: Option<Client>,
+    stream: Identifier,
+    topic: Identifier,
+    partition: u32,
+    config: BackgroundConfig,
+    on_error: Option<ErrorCallback>,
+    outstanding: Arc<Outstanding>,
+}
+
+type Pending = (
+    Message,
+    oneshot::Sender<Result<Delivery>>,
+    Option<OwnedSemaphorePermit>,
+);
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+        let mut open = true;
+        while open {
+            let mut batch: Vec<Pending> = Vec::new();
+            let mut bytes = 0usize;
+            // The first message starts the linger clock.
+            match rx.recv().await {
+                Some(Envelope::Message {
+                    message,
+                    done,
+                    _permit,
+                }) => {
+                    bytes += message.wire_len();
+                    batch.push((message, done, _permit));
+                }
+                Some(Envelope::Flush) => continue,
+                None => break,
+            }
+            let deadline = tokio::time::Instant::now() + self.config.linger;
+            while batch.len() < self.config.batch_messages && bytes < self.config.batch_bytes {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(Envelope::Message {
+                        message,
+                        done,
+                        _permit,
+                    })) => {
+                        bytes += message.wire_len();
+                        batch.push((message, done, _permit));
+                    }
+                    Ok(Some(Envelope::Flush)) | Err(_) => break,
+                    Ok(None) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            self.deliver(batch).await;
+        }
+        // Channel closed: whatever is still queued is delivered before the worker ends.
+        let mut rest = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Envelope::Message {
+                message,
+                done,
+                _permit,
+            } = e
+            {
+                rest.push((message, done, _permit));
+                if rest.len() >= self.config.batch_messages {
+                    self.deliver(std::mem::take(&mut rest)).await;
+                }
+            }
+        }
+        if !rest.is_empty() {
+            self.deliver(rest).await;
+        }
+    }
+
+    async fn connection(&mut self) -> Result<Client> {
+        if let Some(c) = &self.own {
+            return Ok(c.clone());
+        }
+        let c = self.client.duplicate().await?;
+        self.own = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn deliver(&mut self, batch: Vec<Pending>) {
+        let n = batch.len();
+        let mut messages = Vec::with_capacity(n);
+        let mut dones = Vec::with_capacity(n);
+        // Buffer budget stays taken until the batch is resolved.
+        let mut permits = Vec::with_capacity(n);
+        for (m, d, p) in batch {
+            messages.push(m);
+            dones.push(d);
+            permits.push(p);
+        }
+        let mut attempt = 0u32;
+        let mut backoff = self.config.retry_backoff;
+        let result = loop {
+            let r = match self.connection().await {
+                Ok(c) => {
+                    c.send_messages(
+                        &self.stream,
+                        &self.topic,
+                        &Partitioning::PartitionId(self.partition),
+                        &messages,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => break Ok(()),
+                Err(e) if e.is_retriable() && attempt < self.config.retries => {
+                    attempt += 1;
+                    tracing::debug!(
+                        partition = self.partition,
+                        attempt,
+                        "send failed ({e}); retrying in {backoff:?}"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {
+                for d in dones {
+                    let _ = d.send(Ok(Delivery {
+                        partition: self.partition,
+                    }));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    partition = self.partition,
+                    "{n} messages not delivered: {error}"
+                );
+                for d in dones {
+                    let _ = d.send(Err(error.clone()));
+                }
+                if let Some(cb) = &self.on_error {
+                    cb(SendFailure {
+                        error,
+                        partition: self.partition,
+                        messages,
+                    });
+                }
+            }
+        }
+        drop(permits);
+        self.outstanding.done(n);
+    }
+}
