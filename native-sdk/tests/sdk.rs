@@ -1,0 +1,503 @@
+//! wharf-sdk against a real wharf-server (started in-process on an ephemeral port), with a TCP
+//! proxy in between where a test needs to cut connections or make the server stop reading.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use wharf_gateway::config::{Overrides, ServerConfig};
+use wharf_sdk::{
+    AutoCommit, BackgroundConfig, Backpressure, Client, ClientConfig, Consumer, ConsumerKind,
+    Error, HeaderValue, Identifier, Message, Partitioner, PollingStrategy, Producer, TopicOptions,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
+}
+
+struct Server {
+    addr: SocketAddr,
+    _running: wharf_gateway::Running,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = Overrides {
+        data_dir: Some(dir.path().to_path_buf()),
+        native_addr: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
+    };
+    let running = wharf_gateway::start(ServerConfig::load_from(&overrides, &[]).unwrap())
+        .await
+        .unwrap();
+    Server {
+        addr: running.native_addr,
+        _running: running,
+        _dir: dir,
+    }
+}
+
+fn id(s: &str) -> Identifier {
+    Identifier::Name(s.into())
+}
+
+async fn connect(addr: impl ToString) -> Client {
+    let mut config = ClientConfig::new(addr.to_string()).with_password("iggy", "iggy");
+    config.reconnect_backoff = Duration::from_millis(20);
+    config.heartbeat = None;
+    within("connect", Client::connect(config)).await.unwrap()
+}
+
+async fn topic(client: &Client, partitions: u32) {
+    client.create_stream("s").await.unwrap();
+    client
+        .create_topic(&id("s"), "t", partitions, TopicOptions::default())
+        .await
+        .unwrap();
+}
+
+fn seq(m: &wharf_sdk::ReceivedMessage) -> u64 {
+    match m
+        .headers
+        .iter()
+        .find(|(k, _)| k == "seq")
+        .map(|(_, v)| v.clone())
+    {
+        Some(HeaderValue::U64(v)) => v,
+        other => panic!("message without a seq header: {other:?}"),
+    }
+}
+
+/// Every message of a partition, in stored order.
+async fn read_partition(client: &Client, partition: u32) -> Vec<wharf_sdk::ReceivedMessage> {
+    let mut out = Vec::new();
+    loop {
+        let polled = client
+            .poll_messages(
+                &id("s"),
+                &id("t"),
+                Some(partition),
+                &ConsumerKind::Single(id("reader")),
+                PollingStrategy::Offset(out.len() as u64),
+                1000,
+                false,
+            )
+            .await
+            .unwrap();
+        if polled.messages.is_empty() {
+            return out;
+        }
+        out.extend(polled.messages);
+    }
+}
+
+async fn stored_count(client: &Client) -> u64 {
+    client
+        .get_topic(&id("s"), &id("t"))
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .messages_count
+}
+
+/// Waits (bounded) until the topic holds `n` messages.
+async fn until_stored(client: &Client, n: u64) {
+    within(&format!("{n} messages stored"), async {
+        while stored_count(client).await < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(stored_count(client).await, n);
+}
+
+fn message(i: u64) -> Message {
+    Message::new(format!("m{i}"))
+        .with_header("seq", i)
+        .with_key(format!("k{}", i % 5))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_producer_keeps_order_per_key_and_shutdown_delivers_everything() {
+    let server = server().await;
+    let client = connect(server.addr).await;
+    topic(&client, 3).await;
+    let producer = Producer::builder(&client, id("s"), id("t"))
+        .background(BackgroundConfig {
+            linger: Duration::from_millis(2),
+            batch_messages: 100,
+            ..BackgroundConfig::default()
+        })
+        .partitioner(Partitioner::Key)
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..5000 {
+        handles.push(producer.send(message(i)).await.unwrap());
+    }
+    for h in handles.drain(..100) {
+        within("delivery", h).await.unwrap();
+    }
+    within("shutdown", producer.shutdown()).await;
+    assert_eq!(
+        stored_count(&client).await,
+        5000,
+        "count stored equals count sent after shutdown()"
+    );
+    for p in 0..3 {
+        let msgs = read_partition(&client, p).await;
+        let seqs: Vec<u64> = msgs.iter().map(seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} out of order"
+        );
+        for s in &seqs {
+            assert_eq!(
+                wharf_protocol::partition_for_key(format!("k{}", s % 5).as_bytes(), 3),
+                p,
+                "key rule"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_producer_still_delivers_what_it_holds() {
+    let server = server().await;
+    let client = connect(server.addr).await;
+    topic(&client, 2).await;
+    let producer = Producer::builder(&client, id("s"), id("t"))
+        .background(BackgroundConfig {
+            linger: Duration::from_millis(50),
+            ..BackgroundConfig::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    for i in 0..3000 {
+        producer.send(message(i)).await.unwrap();
+    }
+    drop(producer);
+    until_stored(&client, 3000).await;
+}
+
+/// A TCP proxy that can cut every connection through it, or stop reading from clients.
+struct Proxy {
+    addr: SocketAddr,
+    paused: watch::Sender<bool>,
+    generation: watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (paused, paused_rx) = watch::channel(false);
+        let (generation, gen_rx) = watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let mut paused = paused_rx.clone();
+                let mut cut1 = gen_rx.clone();
+                let mut cut2 = gen_rx.clone();
+                cut1.borrow_and_update();
+                cut2.borrow_and_update();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        // While paused, nothing is read from the client: its writes back up.
+                        tokio::select! {
+                            r = paused.wait_for(|p| !*p) => if r.is_err() { return },
+                            _ = cut1.changed() => return,
+                        }
+                        tokio::select! {
+                            n = cr.read(&mut buf) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if sw.write_all(&buf[..n]).await.is_err() { return },
+                            },
+                            _ = cut1.changed() => return,
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        tokio::select! {
+                            n = sr.read(&mut buf) => match n {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => if cw.write_all(&buf[..n]).await.is_err() { return },
+                            },
+                            _ = cut2.changed() => return,
+                        }
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            paused,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn pause(&self, p: bool) {
+        self.paused.send_replace(p);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_per_partition_holds_when_connections_are_cut_mid_send() {
+    let server = server().await;
+    let admin = connect(server.addr).await;
+    topic(&admin, 2).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = connect(proxy.addr).await;
+    let producer = Producer::builder(&client, id("s"), id("t"))
+        .background(BackgroundConfig {
+            linger: Duration::from_millis(1),
+            batch_messages: 50,
+            retries: 20,
+            retry_backoff: Duration::from_millis(10),
+            ..BackgroundConfig::default()
+        })
+        .partitioner(Partitioner::Key)
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..4000u64 {
+        handles.push(producer.send(message(i)).await.unwrap());
+        if i % 500 == 250 {
+            proxy.cut();
+        }
+    }
+    for h in handles {
+        within("delivery after cuts", h).await.unwrap();
+    }
+    within("shutdown", producer.shutdown()).await;
+    let mut seen = std::collections::HashSet::new();
+    for p in 0..2 {
+        // A batch the server stored just before its connection was cut is sent again (at least
+        // once); after dropping such repeats, each partition is in send order with nothing lost.
+        let mut last = None;
+        for m in read_partition(&admin, p).await {
+            let s = seq(&m);
+            if !seen.insert(s) {
+                continue;
+            }
+            assert!(
+                last.is_none_or(|l| l < s),
+                "partition {p}: {s} after {last:?}"
+            );
+            last = Some(s);
+        }
+    }
+    assert_eq!(seen.len(), 4000, "messages lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_modes_when_the_server_stops_reading() {
+    let server = server().await;
+    let admin = connect(server.addr).await;
+    topic(&admin, 1).await;
+    let proxy = Proxy::start(server.addr).await;
+    let client = connect(proxy.addr).await;
+    let big = || Message::new(vec![7u8; 64 * 1024]);
+    let build = |mode| {
+        Producer::builder(&client, id("s"), id("t")).background(BackgroundConfig {
+            buffer_bytes: 512 * 1024,
+            linger: Duration::from_millis(1),
+            backpressure: mode,
+            ..BackgroundConfig::default()
+        })
+    };
+
+    // FailImmediately: once the buffer is full, send errs at once and gives the message back.
+    let producer = build(Backpressure::FailImmediately).build().await.unwrap();
+    proxy.pause(true);
+    let mut refused = None;
+    for _ in 0..1000 {
+        if let Err(e) = producer.send(big()).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("the buffer never filled");
+    assert_eq!(refused.message.payload.len(), 64 * 1024);
+    proxy.pause(false);
+    within("shutdown", producer.shutdown()).await;
+
+    // BlockWithTimeout: errs after its timeout.
+    let producer = build(Backpressure::BlockWithTimeout(Duration::from_millis(300)))
+        .build()
+        .await
+        .unwrap();
+    proxy.pause(true);
+    let started = tokio::time::Instant::now();
+    let err = within("timeout", async {
+        loop {
+            if let Err(e) = producer.send(big()).await {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(matches!(err.error, Error::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    proxy.pause(false);
+    within("shutdown", producer.shutdown()).await;
+
+    // Block: waits while the server does not read, and goes on once it does.
+    let producer = Arc::new(build(Backpressure::Block).build().await.unwrap());
+    proxy.pause(true);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sender = {
+        let producer = Arc::clone(&producer);
+        tokio::spawn(async move {
+            for i in 0..40 {
+                producer.send(big()).await.unwrap();
+                let _ = tx.send(i);
+            }
+        })
+    };
+    // Fill the buffer, then check the sender is stuck: no progress while paused.
+    let mut sent = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        sent += 1;
+    }
+    assert!(sent < 40, "send never blocked");
+    proxy.pause(false);
+    within("blocked sends resume", sender).await.unwrap();
+    let producer = Arc::into_inner(producer).unwrap();
+    within("shutdown", producer.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_callback_gets_exactly_the_undelivered_messages() {
+    let server = server().await;
+    let client = connect(server.addr).await;
+    topic(&client, 1).await;
+    let failed: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sink = Arc::clone(&failed);
+    let producer = Producer::builder(&client, id("s"), id("t"))
+        .background(BackgroundConfig {
+            linger: Duration::from_millis(1),
+            ..BackgroundConfig::default()
+        })
+        .on_error(move |f| {
+            sink.lock()
+                .unwrap()
+                .extend(f.messages.iter().map(|m| match &m.headers[0].1 {
+                    HeaderValue::U64(v) => *v,
+                    _ => u64::MAX,
+                }));
+        })
+        .build()
+        .await
+        .unwrap();
+    for i in 0..100 {
+        producer.send(message(i)).await.unwrap();
+    }
+    producer.flush().await;
+    client.delete_topic(&id("s"), &id("t")).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 100..150 {
+        handles.push(producer.send(message(i)).await.unwrap());
+    }
+    for h in handles {
+        assert!(within("failed delivery", h).await.is_err());
+    }
+    producer.flush().await;
+    let mut got = failed.lock().unwrap().clone();
+    got.sort_unstable();
+    assert_eq!(got, (100..150).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_of_two_splits_and_rebalances_when_one_leaves() {
+    let server = server().await;
+    let admin = connect(server.addr).await;
+    topic(&admin, 4).await;
+    for p in 0..4u32 {
+        let msgs: Vec<Message> = (0..25).map(|i| message(u64::from(p) * 100 + i)).collect();
+        admin
+            .send_messages(
+                &id("s"),
+                &id("t"),
+                &wharf_sdk::Partitioning::PartitionId(p),
+                &msgs,
+            )
+            .await
+            .unwrap();
+    }
+    let (c1, c2) = (connect(server.addr).await, connect(server.addr).await);
+    let mut first = Consumer::group(&c1, "g", id("s"), id("t"))
+        .auto_commit(AutoCommit::OnPoll)
+        .build()
+        .await
+        .unwrap();
+    let mut second = Consumer::group(&c2, "g", id("s"), id("t"))
+        .auto_commit(AutoCommit::AfterEach)
+        .build()
+        .await
+        .unwrap();
+    let group = admin
+        .get_consumer_group(&id("s"), &id("t"), &id("g"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(group.members.len(), 2);
+    let owned: HashMap<u32, Vec<u32>> = group.members.iter().cloned().collect();
+    assert!(owned.values().all(|p| p.len() == 2), "{owned:?}");
+
+    // Each reads 50 messages, all from its own two partitions.
+    let mut from_first = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let m = within("first member", first.next()).await.unwrap().unwrap();
+        from_first.insert(m.partition_id);
+    }
+    assert_eq!(from_first.len(), 2);
+    within("first leaves", first.shutdown()).await.unwrap();
+    let group = admin
+        .get_consumer_group(&id("s"), &id("t"), &id("g"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(group.members.len(), 1);
+    assert_eq!(group.members[0].1, vec![0, 1, 2, 3]);
+    // The remaining member now gets everything not yet consumed: the other 50 messages.
+    let mut rest = 0;
+    while rest < 50 {
+        let m = within("second member after rebalance", second.next_message())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !from_first.contains(&m.partition_id),
+            "re-read a partition the first member finished"
+        );
+        rest += 1;
+    }
+    within("second leaves", second.shutdown()).await.unwrap();
+}
