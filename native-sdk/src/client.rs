@@ -150,6 +150,17 @@ fn decode_all<T>(
     Ok(out)
 }
 
+/// A topic header followed by its partitions (GetTopic, CreateTopic).
+fn topic_details(body: &[u8]) -> Result<(TopicWire, Vec<PartitionWire>)> {
+    let mut r = Reader::new(body);
+    let topic = TopicWire::decode(&mut r)?;
+    let mut partitions = Vec::new();
+    while r.remaining() > 0 {
+        partitions.push(PartitionWire::decode(&mut r)?);
+    }
+    Ok((topic, partitions))
+}
+
 impl Client {
     /// Connects and logs in with the configured credentials.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
@@ -409,13 +420,7 @@ impl Client {
                 name: name.into(),
             })
             .await?;
-        let mut r = Reader::new(&body);
-        let t = TopicWire::decode(&mut r)?;
-        let mut parts = Vec::new();
-        while r.remaining() > 0 {
-            parts.push(PartitionWire::decode(&mut r)?);
-        }
-        Ok((t, parts))
+        topic_details(&body)
     }
 
     /// The topic and its partitions; `None` when there is no such topic.
@@ -433,13 +438,7 @@ impl Client {
         if body.is_empty() {
             return Ok(None);
         }
-        let mut r = Reader::new(&body);
-        let t = TopicWire::decode(&mut r)?;
-        let mut parts = Vec::new();
-        while r.remaining() > 0 {
-            parts.push(PartitionWire::decode(&mut r)?);
-        }
-        Ok(Some((t, parts)))
+        topic_details(&body).map(Some)
     }
 
     pub async fn get_topics(&self, stream: &Identifier) -> Result<Vec<TopicWire>> {
