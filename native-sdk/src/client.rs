@@ -23,27 +23,40 @@ use crate::message::{decode_polled, encode_all, Message, Polled};
 /// How to log in after connecting (and after every reconnect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
+    /// No login: only `ping` works until you call a login method.
     None,
-    Password { username: String, password: String },
+    /// Log in with a username and password.
+    Password {
+        /// The user's name.
+        username: String,
+        /// The user's password.
+        password: String,
+    },
+    /// Log in with a personal access token.
     Token(String),
 }
 
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// `host:port` of the server.
     pub server: String,
+    /// How to log in after every (re)connect.
     pub credentials: Credentials,
     /// Reconnect attempts before a call fails (`None`: keep trying).
     pub reconnect_retries: Option<u32>,
     /// First wait between reconnect attempts; doubles up to `reconnect_max_backoff`.
     pub reconnect_backoff: Duration,
+    /// Longest wait between reconnect attempts.
     pub reconnect_max_backoff: Duration,
     /// Ping interval when idle; `None` for no heartbeat.
     pub heartbeat: Option<Duration>,
+    /// How long a request may wait for its answer.
     pub request_timeout: Duration,
 }
 
 impl ClientConfig {
+    /// Settings for `server` with the defaults: no login, 5 reconnect attempts from 100 ms backoff, a 5 s heartbeat, a 30 s request timeout.
     pub fn new(server: impl Into<String>) -> ClientConfig {
         ClientConfig {
             server: server.into(),
@@ -56,6 +69,7 @@ impl ClientConfig {
         }
     }
 
+    /// Logs in with a username and password.
     pub fn with_password(mut self, username: &str, password: &str) -> ClientConfig {
         self.credentials = Credentials::Password {
             username: username.into(),
@@ -64,6 +78,7 @@ impl ClientConfig {
         self
     }
 
+    /// Logs in with a personal access token.
     pub fn with_token(mut self, token: &str) -> ClientConfig {
         self.credentials = Credentials::Token(token.into());
         self
@@ -204,6 +219,7 @@ impl Client {
         Client::connect(config).await
     }
 
+    /// The settings this client was made with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }
@@ -287,10 +303,12 @@ impl Client {
 
     // ----- system -----
 
+    /// Checks the server answers (works before login).
     pub async fn ping(&self) -> Result<()> {
         self.call(Request::Ping).await.map(drop)
     }
 
+    /// Logs this connection in; returns the user id.
     pub async fn login_user(&self, username: &str, password: &str) -> Result<u32> {
         let body = self
             .call(Request::LoginUser {
@@ -303,6 +321,7 @@ impl Client {
         Ok(Reader::new(&body).u32("user_id")?)
     }
 
+    /// Logs this connection in with a personal access token; returns the user id.
     pub async fn login_with_token(&self, token: &str) -> Result<u32> {
         let body = self
             .call(Request::LoginWithPersonalAccessToken {
@@ -312,20 +331,24 @@ impl Client {
         Ok(Reader::new(&body).u32("user_id")?)
     }
 
+    /// Logs this connection out.
     pub async fn logout(&self) -> Result<()> {
         self.call(Request::LogoutUser).await.map(drop)
     }
 
+    /// Server statistics.
     pub async fn get_stats(&self) -> Result<StatsWire> {
         let body = self.call(Request::GetStats).await?;
         Ok(StatsWire::decode(&mut Reader::new(&body))?)
     }
 
+    /// This connection as the server sees it.
     pub async fn get_me(&self) -> Result<ClientWire> {
         let body = self.call(Request::GetMe).await?;
         Ok(ClientWire::decode(&mut Reader::new(&body), true)?)
     }
 
+    /// A connected client by id; `None` when there is none.
     pub async fn get_client(&self, client_id: u32) -> Result<Option<ClientWire>> {
         let body = self.call(Request::GetClient { client_id }).await?;
         if body.is_empty() {
@@ -334,6 +357,7 @@ impl Client {
         Ok(Some(ClientWire::decode(&mut Reader::new(&body), true)?))
     }
 
+    /// Every connected client.
     pub async fn get_clients(&self) -> Result<Vec<ClientWire>> {
         let body = self.call(Request::GetClients).await?;
         decode_all(&body, |r| ClientWire::decode(r, false))
@@ -341,6 +365,7 @@ impl Client {
 
     // ----- streams and topics -----
 
+    /// Creates a stream; the server assigns its id.
     pub async fn create_stream(&self, name: &str) -> Result<StreamWire> {
         let body = self
             .call(Request::CreateStream { name: name.into() })
@@ -370,11 +395,13 @@ impl Client {
         Ok(Some((s, topics)))
     }
 
+    /// Every stream you may read.
     pub async fn get_streams(&self) -> Result<Vec<StreamWire>> {
         let body = self.call(Request::GetStreams).await?;
         decode_all(&body, StreamWire::decode)
     }
 
+    /// Renames a stream.
     pub async fn update_stream(&self, stream: &Identifier, name: &str) -> Result<()> {
         self.call(Request::UpdateStream {
             stream_id: stream.clone(),
@@ -384,6 +411,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Deletes a stream with its topics and messages.
     pub async fn delete_stream(&self, stream: &Identifier) -> Result<()> {
         self.call(Request::DeleteStream {
             stream_id: stream.clone(),
@@ -392,6 +420,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Deletes every message of every topic of a stream.
     pub async fn purge_stream(&self, stream: &Identifier) -> Result<()> {
         self.call(Request::PurgeStream {
             stream_id: stream.clone(),
@@ -400,6 +429,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Creates a topic with `partitions` partitions; returns it with its partitions.
     pub async fn create_topic(
         &self,
         stream: &Identifier,
@@ -441,6 +471,7 @@ impl Client {
         topic_details(&body).map(Some)
     }
 
+    /// The topics of a stream.
     pub async fn get_topics(&self, stream: &Identifier) -> Result<Vec<TopicWire>> {
         let body = self
             .call(Request::GetTopics {
@@ -450,6 +481,7 @@ impl Client {
         decode_all(&body, TopicWire::decode)
     }
 
+    /// Renames a topic and sets its expiry and size limit.
     pub async fn update_topic(
         &self,
         stream: &Identifier,
@@ -472,6 +504,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Deletes a topic with its messages.
     pub async fn delete_topic(&self, stream: &Identifier, topic: &Identifier) -> Result<()> {
         self.call(Request::DeleteTopic {
             stream_id: stream.clone(),
@@ -481,6 +514,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Deletes every message of a topic; offsets start again at 0.
     pub async fn purge_topic(&self, stream: &Identifier, topic: &Identifier) -> Result<()> {
         self.call(Request::PurgeTopic {
             stream_id: stream.clone(),
@@ -490,6 +524,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Adds `count` partitions at the end of a topic.
     pub async fn create_partitions(
         &self,
         stream: &Identifier,
@@ -505,6 +540,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Removes the last `count` partitions of a topic, with their messages.
     pub async fn delete_partitions(
         &self,
         stream: &Identifier,
@@ -520,6 +556,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Deletes the `count` oldest sealed segments of a partition.
     pub async fn delete_segments(
         &self,
         stream: &Identifier,
@@ -568,6 +605,7 @@ impl Client {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Reads up to `count` messages from a partition (or, for a group member without a partition, from its next assigned one).
     pub async fn poll_messages(
         &self,
         stream: &Identifier,
@@ -592,6 +630,7 @@ impl Client {
         decode_polled(body)
     }
 
+    /// Makes a partition's acknowledged messages durable (`fsync`).
     pub async fn flush_unsaved_buffer(
         &self,
         stream: &Identifier,
@@ -654,6 +693,7 @@ impl Client {
         Ok(Some((current, stored)))
     }
 
+    /// Forgets a stored offset.
     pub async fn delete_consumer_offset(
         &self,
         consumer: &Consumer,
@@ -673,6 +713,7 @@ impl Client {
 
     // ----- consumer groups -----
 
+    /// Creates a consumer group on a topic; the server assigns its id.
     pub async fn create_consumer_group(
         &self,
         stream: &Identifier,
@@ -689,6 +730,7 @@ impl Client {
         Ok(GroupWire::decode(&mut Reader::new(&body), true)?)
     }
 
+    /// A consumer group with its members and their partitions; `None` when there is none.
     pub async fn get_consumer_group(
         &self,
         stream: &Identifier,
@@ -708,6 +750,7 @@ impl Client {
         Ok(Some(GroupWire::decode(&mut Reader::new(&body), true)?))
     }
 
+    /// The consumer groups of a topic.
     pub async fn get_consumer_groups(
         &self,
         stream: &Identifier,
@@ -722,6 +765,7 @@ impl Client {
         decode_all(&body, |r| GroupWire::decode(r, false))
     }
 
+    /// Deletes a consumer group and its stored offsets.
     pub async fn delete_consumer_group(
         &self,
         stream: &Identifier,
@@ -737,6 +781,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Makes this connection a member; the server assigns it partitions.
     pub async fn join_consumer_group(
         &self,
         stream: &Identifier,
@@ -752,6 +797,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Leaves a group; its partitions go to the other members.
     pub async fn leave_consumer_group(
         &self,
         stream: &Identifier,
@@ -769,6 +815,7 @@ impl Client {
 
     // ----- users and tokens -----
 
+    /// Creates a user.
     pub async fn create_user(
         &self,
         username: &str,
@@ -787,6 +834,7 @@ impl Client {
         Ok(UserWire::decode_details(&mut Reader::new(&body))?.0)
     }
 
+    /// A user and its permissions; `None` when there is none.
     pub async fn get_user(
         &self,
         user: &Identifier,
@@ -802,11 +850,13 @@ impl Client {
         Ok(Some(UserWire::decode_details(&mut Reader::new(&body))?))
     }
 
+    /// Every user.
     pub async fn get_users(&self) -> Result<Vec<UserWire>> {
         let body = self.call(Request::GetUsers).await?;
         decode_all(&body, UserWire::decode)
     }
 
+    /// Renames a user and/or (de)activates it.
     pub async fn update_user(
         &self,
         user: &Identifier,
@@ -822,6 +872,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Replaces a user's permissions.
     pub async fn update_permissions(
         &self,
         user: &Identifier,
@@ -835,6 +886,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Changes a password (the current one must be given).
     pub async fn change_password(&self, user: &Identifier, current: &str, new: &str) -> Result<()> {
         self.call(Request::ChangePassword {
             user_id: user.clone(),
@@ -845,6 +897,7 @@ impl Client {
         .map(drop)
     }
 
+    /// Deletes a user and its tokens.
     pub async fn delete_user(&self, user: &Identifier) -> Result<()> {
         self.call(Request::DeleteUser {
             user_id: user.clone(),
@@ -874,6 +927,7 @@ impl Client {
         decode_all(&body, decode_token_info)
     }
 
+    /// Deletes one of your personal access tokens.
     pub async fn delete_personal_access_token(&self, name: &str) -> Result<()> {
         self.call(Request::DeletePersonalAccessToken { name: name.into() })
             .await

@@ -19,6 +19,7 @@ use crate::message::ReceivedMessage;
 /// When consumed offsets are stored on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutoCommit {
+    /// Offsets are stored only by [`Consumer::commit`] and [`Consumer::shutdown`].
     Disabled,
     /// Every so often, the last consumed offset of each partition.
     Interval(Duration),
@@ -111,6 +112,7 @@ impl ConsumerBuilder {
         self
     }
 
+    /// When offsets are stored (default: every second, checked as messages are consumed).
     pub fn auto_commit(mut self, a: AutoCommit) -> Self {
         self.auto_commit = a;
         self
@@ -325,6 +327,7 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
+    /// A builder for a single consumer of one partition.
     pub fn single(
         client: &Client,
         name: &str,
@@ -335,6 +338,7 @@ impl Consumer {
         ConsumerBuilder::single(client, name, stream, topic, partition)
     }
 
+    /// A builder for a consumer-group member.
     pub fn group(
         client: &Client,
         group: &str,

@@ -7,7 +7,10 @@ use wharf_protocol::status;
 pub enum Error {
     /// The server refused the request with this Iggy error code.
     #[error("server error {code} ({})", describe(*code))]
-    Server { code: u32 },
+    Server {
+        /// The Iggy error code (see [`describe`]).
+        code: u32,
+    },
     /// The connection failed or was closed; the client reconnects on the next call.
     #[error("disconnected: {0}")]
     Disconnected(String),
@@ -80,4 +83,5 @@ pub fn describe(code: u32) -> &'static str {
     }
 }
 
+/// The SDK's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,12 +8,19 @@ use crate::error::{Error, Result};
 /// A user header value. Keys are strings; values carry their kind, as Iggy's do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HeaderValue {
+    /// Bytes (kind 1).
     Raw(Vec<u8>),
+    /// UTF-8 text (kind 2).
     String(String),
+    /// A boolean (kind 3).
     Bool(bool),
+    /// An unsigned 32-bit integer (kind 11).
     U32(u32),
+    /// An unsigned 64-bit integer (kind 12).
     U64(u64),
+    /// A signed 64-bit integer (kind 7).
     I64(i64),
+    /// A 64-bit float (kind 15).
     F64(f64),
 }
 
@@ -72,13 +79,16 @@ impl From<u64> for HeaderValue {
 pub struct Message {
     /// 0: the server assigns a random UUIDv4.
     pub id: u128,
+    /// The message body.
     pub payload: Bytes,
+    /// User headers, in order.
     pub headers: Vec<(String, HeaderValue)>,
     /// Used by key partitioning; not sent.
     pub key: Option<Bytes>,
 }
 
 impl Message {
+    /// A message with this payload, no headers, id 0 (the server assigns one).
     pub fn new(payload: impl Into<Bytes>) -> Message {
         Message {
             id: 0,
@@ -88,11 +98,13 @@ impl Message {
         }
     }
 
+    /// Sets the message id (0: the server assigns a random UUIDv4).
     pub fn with_id(mut self, id: u128) -> Message {
         self.id = id;
         self
     }
 
+    /// Adds a user header.
     pub fn with_header(mut self, key: &str, value: impl Into<HeaderValue>) -> Message {
         self.headers.push((key.to_string(), value.into()));
         self
@@ -167,23 +179,32 @@ pub(crate) fn encode_all(messages: &[Message]) -> Result<BytesMut> {
 /// A message read from a partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedMessage {
+    /// The partition it was read from.
     pub partition_id: u32,
+    /// Its offset in the partition.
     pub offset: u64,
     /// Server append time, µs since the Unix epoch.
     pub timestamp: u64,
+    /// The producer's timestamp, µs since the Unix epoch.
     pub origin_timestamp: u64,
+    /// Its id.
     pub id: u128,
+    /// XXH3-64 of the message as stored.
     pub checksum: u64,
+    /// The message body.
     pub payload: Bytes,
+    /// User headers, in order.
     pub headers: Vec<(String, HeaderValue)>,
 }
 
 /// The answer to a poll.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Polled {
+    /// The partition it was read from.
     pub partition_id: u32,
     /// The partition's newest offset.
     pub current_offset: u64,
+    /// The messages, in offset order.
     pub messages: Vec<ReceivedMessage>,
 }
 

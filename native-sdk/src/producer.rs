@@ -46,6 +46,7 @@ pub struct BackgroundConfig {
     pub linger: Duration,
     /// Most bytes buffered (queued or being sent) across all partitions.
     pub buffer_bytes: usize,
+    /// What `send` does when the buffer is full.
     pub backpressure: Backpressure,
     /// Retries of a batch after a retriable failure.
     pub retries: u32,
@@ -98,8 +99,11 @@ impl std::fmt::Debug for Partitioner {
 /// Messages that could not be delivered, and why. Given to the error callback.
 #[derive(Debug, Clone)]
 pub struct SendFailure {
+    /// Why.
     pub error: Error,
+    /// The partition.
     pub partition: u32,
+    /// The messages, as given to `send`.
     pub messages: Vec<Message>,
 }
 
@@ -107,13 +111,16 @@ pub struct SendFailure {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("send failed: {error}")]
 pub struct SendError {
+    /// Why.
     pub error: Error,
+    /// The message, given back.
     pub message: Box<Message>,
 }
 
 /// Where an acknowledged message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
+    /// The partition.
     pub partition: u32,
 }
 
@@ -165,6 +172,7 @@ impl std::fmt::Debug for ProducerBuilder {
 }
 
 impl ProducerBuilder {
+    /// A direct, balanced producer for `topic` of `stream`.
     pub fn new(client: &Client, stream: Identifier, topic: Identifier) -> ProducerBuilder {
         ProducerBuilder {
             client: client.clone(),
@@ -182,6 +190,7 @@ impl ProducerBuilder {
         self
     }
 
+    /// How messages are spread over partitions (default: balanced).
     pub fn partitioner(mut self, partitioner: Partitioner) -> Self {
         self.partitioner = partitioner;
         self
@@ -319,6 +328,7 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// A builder; see [`ProducerBuilder`].
     pub fn builder(client: &Client, stream: Identifier, topic: Identifier) -> ProducerBuilder {
         ProducerBuilder::new(client, stream, topic)
     }
