@@ -277,51 +277,7 @@ fn apply_env(table: &mut Table, env: &[(String, String)]) -> Result<(), ConfigEr
     Ok(())
 }
 
-/// Parses a size such as `1 GiB`, `512MiB`, `64 KB` or `1000`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (for example 512 MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "kib" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit '{other}' in '{s}'")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{s}' is too large"))
-}
-
-/// Parses a duration such as `500 ms`, `1 s`, `5 m`, `2 h` or `7 days`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (for example 1 s)"))?;
-    let ms: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "ms" => 1,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
-        "h" | "hour" | "hours" => 3_600_000,
-        "d" | "day" | "days" => 86_400_000,
-        "" => return Err(format!("'{s}' needs a unit (ms, s, m, h or days)")),
-        other => return Err(format!("unknown duration unit '{other}' in '{s}'")),
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("'{s}' is too long"))
-}
+pub use wharf_protocol::units::{parse_duration, parse_size};
 
 impl ServerConfig {
     pub fn data_dir(&self) -> &Path {
@@ -402,19 +358,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("segment_size"), "{e}");
-    }
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("64KB"), Ok(64_000));
-        assert_eq!(parse_size("12"), Ok(12));
-        assert!(parse_size("x").is_err());
-        assert_eq!(
-            parse_duration("7 days"),
-            Ok(Duration::from_secs(7 * 86_400))
-        );
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("5").is_err());
     }
 }

@@ -48,6 +48,12 @@ pub const DELETE_CONSUMER_GROUP: u32 = 603;
 pub const JOIN_CONSUMER_GROUP: u32 = 604;
 pub const LEAVE_CONSUMER_GROUP: u32 = 605;
 
+// Wharf's own commands, beyond Iggy 0.8 (Iggy clients never send them).
+/// A topic's durability mode: answer `[u8]` 0 = server default, 1 = os, 2 = fsync.
+pub const WHARF_GET_TOPIC_DURABILITY: u32 = 10_001;
+/// Sets a topic's durability mode: `[stream][topic][u8 as above]`.
+pub const WHARF_SET_TOPIC_DURABILITY: u32 = 10_002;
+
 /// The command's name, for logs; `None` for a code Iggy 0.8 does not define.
 pub fn command_name(code: u32) -> Option<&'static str> {
     Some(match code {
@@ -98,6 +104,8 @@ pub fn command_name(code: u32) -> Option<&'static str> {
         DELETE_CONSUMER_GROUP => "consumer_group.delete",
         JOIN_CONSUMER_GROUP => "consumer_group.join",
         LEAVE_CONSUMER_GROUP => "consumer_group.leave",
+        WHARF_GET_TOPIC_DURABILITY => "wharf.topic.durability.get",
+        WHARF_SET_TOPIC_DURABILITY => "wharf.topic.durability.set",
         _ => return None,
     })
 }

@@ -18,3 +18,4 @@ pub mod responses;
 pub mod status;
 
 pub use requests::{Request, RequestError};
+pub mod units;

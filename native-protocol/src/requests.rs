@@ -332,6 +332,17 @@ pub enum Request {
         topic_id: Identifier,
         group_id: Identifier,
     },
+    /// Wharf only: a topic's durability (0 server default, 1 os, 2 fsync).
+    GetTopicDurability {
+        stream_id: Identifier,
+        topic_id: Identifier,
+    },
+    /// Wharf only: sets a topic's durability (0 server default, 1 os, 2 fsync).
+    SetTopicDurability {
+        stream_id: Identifier,
+        topic_id: Identifier,
+        durability: u8,
+    },
 }
 
 /// Why a request could not be decoded.
@@ -825,6 +836,8 @@ impl Request {
             R::DeleteConsumerGroup { .. } => codes::DELETE_CONSUMER_GROUP,
             R::JoinConsumerGroup { .. } => codes::JOIN_CONSUMER_GROUP,
             R::LeaveConsumerGroup { .. } => codes::LEAVE_CONSUMER_GROUP,
+            R::GetTopicDurability { .. } => codes::WHARF_GET_TOPIC_DURABILITY,
+            R::SetTopicDurability { .. } => codes::WHARF_SET_TOPIC_DURABILITY,
         }
     }
 
@@ -994,9 +1007,22 @@ impl Request {
             | R::GetConsumerGroups {
                 stream_id,
                 topic_id,
+            }
+            | R::GetTopicDurability {
+                stream_id,
+                topic_id,
             } => {
                 stream_id.encode(out);
                 topic_id.encode(out);
+            }
+            R::SetTopicDurability {
+                stream_id,
+                topic_id,
+                durability,
+            } => {
+                stream_id.encode(out);
+                topic_id.encode(out);
+                out.put_u8(*durability);
             }
             R::CreateTopic {
                 stream_id,

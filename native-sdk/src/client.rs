@@ -85,6 +85,15 @@ impl ClientConfig {
     }
 }
 
+/// When a Wharf server acknowledges a write to a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Once written to the kernel: survives a killed server.
+    Os,
+    /// Once `fdatasync` covers it: survives power loss.
+    Fsync,
+}
+
 /// Options of a new topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TopicOptions {
@@ -519,6 +528,46 @@ impl Client {
         self.call(Request::PurgeTopic {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Wharf only: a topic's durability, `None` when it follows the server default.
+    pub async fn get_topic_durability(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Option<Durability>> {
+        let body = self
+            .call(Request::GetTopicDurability {
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+            })
+            .await?;
+        Ok(match body.first() {
+            Some(1) => Some(Durability::Os),
+            Some(2) => Some(Durability::Fsync),
+            _ => None,
+        })
+    }
+
+    /// Wharf only: sets a topic's durability (`None`: the server default).
+    pub async fn set_topic_durability(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        durability: Option<Durability>,
+    ) -> Result<()> {
+        let durability = match durability {
+            None => 0,
+            Some(Durability::Os) => 1,
+            Some(Durability::Fsync) => 2,
+        };
+        self.call(Request::SetTopicDurability {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            durability,
         })
         .await
         .map(drop)

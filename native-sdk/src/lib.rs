@@ -57,7 +57,7 @@ mod error;
 mod message;
 mod producer;
 
-pub use client::{Client, ClientConfig, Credentials, TopicOptions};
+pub use client::{Client, ClientConfig, Credentials, Durability, TopicOptions};
 pub use consumer::{AutoCommit, Consumer, ConsumerBuilder};
 pub use error::{describe, Error, Result};
 pub use message::{HeaderValue, Message, Polled, ReceivedMessage};

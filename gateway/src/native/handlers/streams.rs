@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use wharf_log_store::{Ident, TopicSettings};
+use wharf_log_store::{Durability, Ident, TopicSettings};
 use wharf_protocol::requests::Limit;
 use wharf_protocol::Identifier;
 
@@ -274,6 +274,48 @@ impl Session {
             .store
             .partition(Ident::Id(t.stream_id), Ident::Id(t.id), partition)?;
         p.delete_segments(count)?;
+        Ok(Reply::empty())
+    }
+
+    /// Wharf's extension: a topic's durability (0 server default, 1 os, 2 fsync).
+    pub(crate) fn get_topic_durability(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ReadTopic(t.stream_id, t.id))?;
+        let code = match t.settings.durability {
+            None => 0u8,
+            Some(Durability::Os) => 1,
+            Some(Durability::Fsync) => 2,
+        };
+        // A one-byte OK answer would read as empty to Iggy clients; pad to two.
+        Ok(Reply::body(BytesMut::from(&[code, 0][..])))
+    }
+
+    /// Wharf's extension: sets a topic's durability.
+    pub(crate) fn set_topic_durability(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        durability: u8,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let settings = TopicSettings {
+            durability: match durability {
+                1 => Some(Durability::Os),
+                2 => Some(Durability::Fsync),
+                _ => None,
+            },
+            ..t.settings.clone()
+        };
+        self.broker
+            .store
+            .update_topic(Ident::Id(t.stream_id), Ident::Id(t.id), None, settings)?;
         Ok(Reply::empty())
     }
 }
