@@ -276,6 +276,15 @@ impl Session {
                 topic_id,
                 group_id,
             } => self.leave_group(&stream_id, &topic_id, &group_id),
+            R::GetTopicDurability {
+                stream_id,
+                topic_id,
+            } => self.get_topic_durability(&stream_id, &topic_id),
+            R::SetTopicDurability {
+                stream_id,
+                topic_id,
+                durability,
+            } => self.set_topic_durability(&stream_id, &topic_id, durability),
         }
     }
 
