@@ -65,4 +65,16 @@ pub use producer::{
     BackgroundConfig, Backpressure, Delivery, DeliveryHandle, Partitioner, Producer,
     ProducerBuilder, SendError, SendFailure,
 };
-pub use wharf_protocol::{Consumer as ConsumerKind, Identifier, Partitioning, PollingStrategy};
+pub use wharf_protocol::{
+    units, Consumer as ConsumerKind, Identifier, Partitioning, PollingStrategy,
+};
+
+/// The wire-level records some calls return (streams, topics, partitions, users, groups, ...).
+pub mod wire {
+    pub use wharf_protocol::requests::{
+        WirePermissions, WireStreamPermissions, WireTopicPermissions,
+    };
+    pub use wharf_protocol::responses::{
+        ClientWire, GroupWire, PartitionWire, StatsWire, StreamWire, TopicWire, UserWire,
+    };
+}
