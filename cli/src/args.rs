@@ -328,8 +328,12 @@ pub enum UserCmd {
         after_help = "Example: wharf user create alice 's3cret' --global read_streams,poll_messages"
     )]
     Create {
-        username: String,
-        password: String,
+        /// The new user's name.
+        #[arg(value_name = "USERNAME")]
+        new_username: String,
+        /// The new user's password.
+        #[arg(value_name = "PASSWORD")]
+        new_password: String,
         /// Create it inactive.
         #[arg(long)]
         inactive: bool,

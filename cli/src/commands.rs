@@ -1312,8 +1312,8 @@ async fn offset(
 async fn user(client: &Client, c: &UserCmd, out: &Out, conn: &About<'_>) -> Result<(), CliError> {
     match c {
         UserCmd::Create {
-            username,
-            password,
+            new_username: username,
+            new_password: password,
             inactive,
             global,
         } => {

@@ -631,6 +631,25 @@ impl Request {
                     },
                 }
             }
+            codes::WHARF_GET_TOPIC_DURABILITY => {
+                let (stream_id, topic_id) = stream_topic(r)?;
+                R::GetTopicDurability {
+                    stream_id,
+                    topic_id,
+                }
+            }
+            codes::WHARF_SET_TOPIC_DURABILITY => {
+                let (stream_id, topic_id) = stream_topic(r)?;
+                let durability = r.u8("durability")?;
+                if durability > 2 {
+                    return Err(err("durability", Problem::Unknown(u64::from(durability))).into());
+                }
+                R::SetTopicDurability {
+                    stream_id,
+                    topic_id,
+                    durability,
+                }
+            }
             codes::SEND_MESSAGES | codes::GET_SNAPSHOT_FILE => {
                 return Err(RequestError::Unsupported(code))
             }
@@ -1302,6 +1321,15 @@ mod encode_tests {
                 stream_id: s(),
                 topic_id: t(),
                 group_id: t(),
+            },
+            Request::GetTopicDurability {
+                stream_id: s(),
+                topic_id: t(),
+            },
+            Request::SetTopicDurability {
+                stream_id: s(),
+                topic_id: t(),
+                durability: 2,
             },
         ];
         for r in all {
