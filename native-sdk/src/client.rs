@@ -139,6 +139,70 @@ impl Connection {
     }
 }
 
+/// A logged-in connection whose requests are pipelined: several may be written before their
+/// answers are read. The server answers in order, so answers match requests first to last. A
+/// reader task turns answer frames into statuses; the producer's workers use one pipeline each.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    answers: tokio::sync::mpsc::UnboundedReceiver<Result<u32>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Pipeline {
+    /// Writes one request without waiting for its answer.
+    pub(crate) async fn send(&mut self, code: u32, payload: &[u8]) -> Result<()> {
+        let io = |e: std::io::Error| Error::Disconnected(e.to_string());
+        let mut head = [0u8; 8];
+        head[..4].copy_from_slice(&(payload.len() as u32 + 4).to_le_bytes());
+        head[4..].copy_from_slice(&code.to_le_bytes());
+        self.writer.write_all(&head).await.map_err(io)?;
+        self.writer.write_all(payload).await.map_err(io)
+    }
+
+    /// The status of the oldest unanswered request (0 = OK). Cancel-safe.
+    pub(crate) async fn answer(&mut self) -> Result<u32> {
+        self.answers
+            .recv()
+            .await
+            .unwrap_or_else(|| Err(Error::Disconnected("connection closed".into())))
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn read_answers(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    tx: tokio::sync::mpsc::UnboundedSender<Result<u32>>,
+) {
+    loop {
+        let mut head = [0u8; 8];
+        if let Err(e) = reader.read_exact(&mut head).await {
+            let _ = tx.send(Err(Error::Disconnected(e.to_string())));
+            return;
+        }
+        let status = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let mut len = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+        // Answers to sends carry no body; skip whatever there is without buffering it.
+        let mut sink = [0u8; 4096];
+        while len > 0 {
+            let n = (len as usize).min(sink.len());
+            if let Err(e) = reader.read_exact(&mut sink[..n]).await {
+                let _ = tx.send(Err(Error::Disconnected(e.to_string())));
+                return;
+            }
+            len -= n as u64;
+        }
+        if tx.send(Ok(status)).is_err() {
+            return;
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     config: ClientConfig,
@@ -275,6 +339,19 @@ impl Client {
             conn.request(req.code(), &payload).await?;
         }
         Ok(conn)
+    }
+
+    /// A new logged-in connection for pipelined requests.
+    pub(crate) async fn pipeline(&self) -> Result<Pipeline> {
+        let conn = self.open_and_login().await?;
+        let (reader, writer) = conn.stream.into_split();
+        let (tx, answers) = tokio::sync::mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_answers(reader, tx));
+        Ok(Pipeline {
+            writer,
+            answers,
+            reader,
+        })
     }
 
     /// Sends one request and returns the answer's payload. A broken connection is reopened (and

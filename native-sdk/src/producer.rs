@@ -5,11 +5,15 @@
 //! callback. Buffered bytes are bounded; when the bound is reached the configured backpressure
 //! applies.
 //!
-//! Order: each partition has one worker and one request in flight; a failed batch is retried
-//! before the next one is sent, so messages of one partition are stored in the order `send` was
-//! called. (Iggy's protocol answers one request at a time per connection, so more requests in
-//! flight per partition would need more connections, and a retry could then overtake.)
+//! Order: each partition has one worker with a connection of its own, on which it pipelines up to
+//! `max_in_flight` batches (Iggy's servers answer a connection's requests in order). Messages of
+//! one partition are stored in the order `send` was called: a lost connection fails every batch
+//! in flight and they are sent again in order (a batch the server had already stored is then
+//! stored twice: delivery is at least once); an error answer is retried only when no later batch
+//! is in flight, and otherwise the batch fails to the error callback rather than land out of
+//! order.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -20,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use wharf_protocol::{partition_for_key, Identifier, Partitioning};
 
-use crate::client::Client;
+use crate::client::{Client, Pipeline};
 use crate::error::{Error, Result};
 use crate::message::Message;
 
@@ -52,6 +56,9 @@ pub struct BackgroundConfig {
     pub retries: u32,
     /// First wait before a retry; doubles each time.
     pub retry_backoff: Duration,
+    /// Batches per partition written before the first is answered (pipelined on the worker's
+    /// connection; order is kept, see [`Producer`]).
+    pub max_in_flight: usize,
 }
 
 impl Default for BackgroundConfig {
@@ -64,6 +71,7 @@ impl Default for BackgroundConfig {
             backpressure: Backpressure::Block,
             retries: 3,
             retry_backoff: Duration::from_millis(100),
+            max_in_flight: 5,
         }
     }
 }
@@ -228,7 +236,6 @@ impl ProducerBuilder {
                     let (tx, rx) = mpsc::unbounded_channel();
                     let worker = Worker {
                         client: self.client.clone(),
-                        own: None,
                         stream: self.stream.clone(),
                         topic: self.topic.clone(),
                         partition,
@@ -488,10 +495,15 @@ impl Drop for Producer {
     }
 }
 
-/// One partition's worker: batches, sends, retries, resolves.
+/// One partition's worker: forms batches, writes up to `max_in_flight` of them on its own
+/// pipelined connection, matches answers to batches in order, retries, resolves.
+///
+/// Order is kept because a batch is retried only when nothing sent after it has been accepted: a
+/// lost connection fails every batch in flight, and they are all sent again in their order; a
+/// retriable error answer is retried only when no later batch is in flight, and otherwise fails
+/// the batch (to the error callback) rather than let it land behind later ones.
 struct Worker {
     client: Client,
-    own: Option<Client>,
     stream: Identifier,
     topic: Identifier,
     partition: u32,
@@ -506,118 +518,202 @@ type Pending = (
     Option<OwnedSemaphorePermit>,
 );
 
+/// A batch written (or about to be) and not yet answered.
+struct InFlight {
+    messages: Vec<Message>,
+    dones: Vec<oneshot::Sender<Result<Delivery>>>,
+    /// Buffer budget stays taken until the batch is resolved.
+    _permits: Vec<Option<OwnedSemaphorePermit>>,
+    payload: bytes::Bytes,
+    attempts: u32,
+    sent_at: tokio::time::Instant,
+}
+
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+        let max_in_flight = self.config.max_in_flight.max(1);
+        let mut forming: Vec<Pending> = Vec::new();
+        let mut forming_bytes = 0usize;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut flush = false;
         let mut open = true;
-        while open {
-            let mut batch: Vec<Pending> = Vec::new();
-            let mut bytes = 0usize;
-            // The first message starts the linger clock.
-            match rx.recv().await {
-                Some(Envelope::Message {
-                    message,
-                    done,
-                    _permit,
-                }) => {
-                    bytes += message.wire_len();
-                    batch.push((message, done, _permit));
-                }
-                Some(Envelope::Flush) => continue,
-                None => break,
-            }
-            let deadline = tokio::time::Instant::now() + self.config.linger;
-            while batch.len() < self.config.batch_messages && bytes < self.config.batch_bytes {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(Envelope::Message {
-                        message,
-                        done,
-                        _permit,
-                    })) => {
-                        bytes += message.wire_len();
-                        batch.push((message, done, _permit));
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut pipe: Option<Pipeline> = None;
+        loop {
+            let due = !forming.is_empty()
+                && (forming.len() >= self.config.batch_messages
+                    || forming_bytes >= self.config.batch_bytes
+                    || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+                    || flush
+                    || !open);
+            if due && inflight.len() < max_in_flight {
+                match self.prepare(std::mem::take(&mut forming)) {
+                    Ok(batch) => {
+                        inflight.push_back(batch);
+                        if self.transmit(&mut pipe, &mut inflight, 1).await.is_err() {
+                            self.recover(&mut pipe, &mut inflight).await;
+                        }
                     }
-                    Ok(Some(Envelope::Flush)) | Err(_) => break,
-                    Ok(None) => {
-                        open = false;
-                        break;
+                    Err(failed) => self.fail(failed),
+                }
+                forming_bytes = 0;
+                deadline = None;
+                flush = false;
+                continue;
+            }
+            if forming.is_empty() {
+                flush = false;
+            }
+            if !open && forming.is_empty() && inflight.is_empty() {
+                return;
+            }
+            let oldest = inflight
+                .front()
+                .map(|b| b.sent_at + self.client.config().request_timeout);
+            tokio::select! {
+                env = rx.recv(), if open && !due => match env {
+                    Some(Envelope::Message { message, done, _permit }) => {
+                        forming_bytes += message.wire_len();
+                        if forming.is_empty() {
+                            deadline = Some(tokio::time::Instant::now() + self.config.linger);
+                        }
+                        forming.push((message, done, _permit));
                     }
+                    Some(Envelope::Flush) => flush = true,
+                    None => open = false,
+                },
+                () = sleep_until_opt(deadline), if deadline.is_some() && !due => {}
+                answer = next_answer(&mut pipe), if !inflight.is_empty() => match answer {
+                    Ok(status) => self.answered(status, &mut pipe, &mut inflight).await,
+                    Err(_) => self.recover(&mut pipe, &mut inflight).await,
+                },
+                () = sleep_until_opt(oldest), if oldest.is_some() => {
+                    tracing::debug!(partition = self.partition, "no answer in time; reconnecting");
+                    self.recover(&mut pipe, &mut inflight).await;
                 }
             }
-            self.deliver(batch).await;
-        }
-        // Channel closed: whatever is still queued is delivered before the worker ends.
-        let mut rest = Vec::new();
-        while let Ok(e) = rx.try_recv() {
-            if let Envelope::Message {
-                message,
-                done,
-                _permit,
-            } = e
-            {
-                rest.push((message, done, _permit));
-                if rest.len() >= self.config.batch_messages {
-                    self.deliver(std::mem::take(&mut rest)).await;
-                }
-            }
-        }
-        if !rest.is_empty() {
-            self.deliver(rest).await;
         }
     }
 
-    async fn connection(&mut self) -> Result<Client> {
-        if let Some(c) = &self.own {
-            return Ok(c.clone());
-        }
-        let c = self.client.duplicate().await?;
-        self.own = Some(c.clone());
-        Ok(c)
-    }
-
-    async fn deliver(&mut self, batch: Vec<Pending>) {
-        let n = batch.len();
-        let mut messages = Vec::with_capacity(n);
-        let mut dones = Vec::with_capacity(n);
-        // Buffer budget stays taken until the batch is resolved.
-        let mut permits = Vec::with_capacity(n);
-        for (m, d, p) in batch {
-            messages.push(m);
+    /// Encodes a batch once, so retries resend the same bytes.
+    fn prepare(&self, batch: Vec<Pending>) -> Result<InFlight, (Vec<Pending>, Error)> {
+        let messages: Vec<Message> = batch.iter().map(|(m, _, _)| m.clone()).collect();
+        let blob = match crate::message::encode_all(&messages) {
+            Ok(b) => b,
+            Err(e) => return Err((batch, e)),
+        };
+        let mut payload = bytes::BytesMut::with_capacity(blob.len() + 64 + messages.len() * 16);
+        wharf_protocol::message::SendMessages::encode(
+            &self.stream,
+            &self.topic,
+            &Partitioning::PartitionId(self.partition),
+            &blob,
+            &mut payload,
+        );
+        let mut dones = Vec::with_capacity(batch.len());
+        let mut permits = Vec::with_capacity(batch.len());
+        for (_, d, p) in batch {
             dones.push(d);
             permits.push(p);
         }
-        let mut attempt = 0u32;
-        let mut backoff = self.config.retry_backoff;
-        let result = loop {
-            let r = match self.connection().await {
-                Ok(c) => {
-                    c.send_messages(
-                        &self.stream,
-                        &self.topic,
-                        &Partitioning::PartitionId(self.partition),
-                        &messages,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            };
-            match r {
-                Ok(()) => break Ok(()),
-                Err(e) if e.is_retriable() && attempt < self.config.retries => {
-                    attempt += 1;
-                    tracing::debug!(
-                        partition = self.partition,
-                        attempt,
-                        "send failed ({e}); retrying in {backoff:?}"
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                Err(e) => break Err(e),
-            }
+        Ok(InFlight {
+            messages,
+            dones,
+            _permits: permits,
+            payload: payload.freeze(),
+            attempts: 0,
+            sent_at: tokio::time::Instant::now(),
+        })
+    }
+
+    /// Writes the last `n` batches of `inflight`, opening the connection if need be.
+    async fn transmit(
+        &self,
+        pipe: &mut Option<Pipeline>,
+        inflight: &mut VecDeque<InFlight>,
+        n: usize,
+    ) -> Result<()> {
+        if pipe.is_none() {
+            *pipe = Some(self.client.pipeline().await?);
+        }
+        let Some(p) = pipe.as_mut() else {
+            return Err(Error::Disconnected("no connection".into()));
         };
+        let from = inflight.len().saturating_sub(n);
+        for b in inflight.iter_mut().skip(from) {
+            b.sent_at = tokio::time::Instant::now();
+            p.send(wharf_protocol::codes::SEND_MESSAGES, &b.payload)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The connection failed with batches in flight: reconnect and send them all again, in
+    /// order, until the oldest runs out of retries; then they all fail, in order.
+    async fn recover(&self, pipe: &mut Option<Pipeline>, inflight: &mut VecDeque<InFlight>) {
+        *pipe = None;
+        loop {
+            let Some(oldest) = inflight.front_mut() else {
+                return;
+            };
+            oldest.attempts += 1;
+            let attempt = oldest.attempts;
+            if attempt > self.config.retries {
+                let error = Error::Disconnected("retries exhausted".into());
+                while let Some(b) = inflight.pop_front() {
+                    self.resolve(b, Err(error.clone()));
+                }
+                return;
+            }
+            let backoff = self.config.retry_backoff * 2u32.saturating_pow(attempt - 1);
+            tracing::debug!(
+                partition = self.partition,
+                attempt,
+                "connection lost; resending {} batches in {backoff:?}",
+                inflight.len()
+            );
+            tokio::time::sleep(backoff).await;
+            let n = inflight.len();
+            match self.transmit(pipe, inflight, n).await {
+                Ok(()) => return,
+                Err(_) => *pipe = None,
+            }
+        }
+    }
+
+    /// Handles the answer to the oldest batch in flight.
+    async fn answered(
+        &self,
+        status: u32,
+        pipe: &mut Option<Pipeline>,
+        inflight: &mut VecDeque<InFlight>,
+    ) {
+        let Some(mut batch) = inflight.pop_front() else {
+            return;
+        };
+        if status == 0 {
+            return self.resolve(batch, Ok(()));
+        }
+        let error = Error::Server { code: status };
+        // Retrying behind batches already sent would reorder them: only retry when none is.
+        if error.is_retriable() && batch.attempts < self.config.retries && inflight.is_empty() {
+            batch.attempts += 1;
+            tokio::time::sleep(self.config.retry_backoff * 2u32.saturating_pow(batch.attempts - 1))
+                .await;
+            inflight.push_back(batch);
+            if self.transmit(pipe, inflight, 1).await.is_err() {
+                self.recover(pipe, inflight).await;
+            }
+            return;
+        }
+        self.resolve(batch, Err(error));
+    }
+
+    fn resolve(&self, batch: InFlight, result: Result<()>) {
+        let n = batch.dones.len();
         match result {
             Ok(()) => {
-                for d in dones {
+                for d in batch.dones {
                     let _ = d.send(Ok(Delivery {
                         partition: self.partition,
                     }));
@@ -628,19 +724,49 @@ impl Worker {
                     partition = self.partition,
                     "{n} messages not delivered: {error}"
                 );
-                for d in dones {
+                for d in batch.dones {
                     let _ = d.send(Err(error.clone()));
                 }
                 if let Some(cb) = &self.on_error {
                     cb(SendFailure {
                         error,
                         partition: self.partition,
-                        messages,
+                        messages: batch.messages,
                     });
                 }
             }
         }
-        drop(permits);
         self.outstanding.done(n);
+    }
+
+    fn fail(&self, (batch, error): (Vec<Pending>, Error)) {
+        let n = batch.len();
+        let mut messages = Vec::with_capacity(n);
+        for (m, d, _p) in batch {
+            let _ = d.send(Err(error.clone()));
+            messages.push(m);
+        }
+        if let Some(cb) = &self.on_error {
+            cb(SendFailure {
+                error,
+                partition: self.partition,
+                messages,
+            });
+        }
+        self.outstanding.done(n);
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_answer(pipe: &mut Option<Pipeline>) -> Result<u32> {
+    match pipe.as_mut() {
+        Some(p) => p.answer().await,
+        None => Err(Error::Disconnected("no connection".into())),
     }
 }
