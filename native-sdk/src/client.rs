@@ -131,6 +131,7 @@ impl Connection {
             return Err(Error::Server { code: status });
         }
         if len > 1 << 30 {
+            // The body stays unread, so this connection cannot be used again.
             return Err(Error::Protocol(format!("answer of {len} bytes")));
         }
         let mut body = vec![0u8; len];
@@ -358,20 +359,24 @@ impl Client {
     /// logged in again) on the next call; the failed call reports `Disconnected`.
     pub async fn call_raw(&self, code: u32, payload: &[u8]) -> Result<Bytes> {
         let mut guard = self.inner.conn.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.open_and_login().await?);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(Error::Disconnected("no connection".into()));
+        // The connection is taken out for the whole exchange and put back only once the answer
+        // has been read: if this future is dropped half-way, the half-used stream is dropped
+        // with it instead of handing the next caller someone else's answer.
+        let mut conn = match guard.take() {
+            Some(c) => c,
+            None => self.open_and_login().await?,
         };
         let timeout = self.inner.config.request_timeout;
         let result = match tokio::time::timeout(timeout, conn.request(code, payload)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(timeout)),
         };
-        if matches!(result, Err(Error::Disconnected(_) | Error::Timeout(_))) {
-            // The stream may be mid-frame: drop it so the next call starts clean.
-            *guard = None;
+        // After a lost connection or a timeout the stream may be mid-frame: drop it.
+        if !matches!(
+            result,
+            Err(Error::Disconnected(_) | Error::Timeout(_) | Error::Protocol(_))
+        ) {
+            *guard = Some(conn);
         }
         result
     }

@@ -100,7 +100,9 @@ impl ConsumerBuilder {
         }
     }
 
-    /// Where to start (default: `Next`, after the stored offset).
+    /// Where a single consumer starts (default: `Next`, after the stored offset). Group members
+    /// always continue from the group's stored offsets, since the server picks the partition of
+    /// each poll.
     pub fn polling_strategy(mut self, s: PollingStrategy) -> Self {
         self.strategy = s;
         self
@@ -197,7 +199,11 @@ impl ConsumerBuilder {
             }),
             consumer: wire,
             partition,
-            strategy: self.strategy,
+            strategy: if matches!(self.kind, Kind::Group { .. }) {
+                PollingStrategy::Next
+            } else {
+                self.strategy
+            },
             batch: self.batch,
             auto_commit: self.auto_commit,
             idle_wait: self.idle_wait,
@@ -266,18 +272,19 @@ impl State {
         loop {
             if let Some(m) = self.buffer.pop_front() {
                 self.consumed.insert(m.partition_id, m.offset);
-                match self.auto_commit {
-                    AutoCommit::AfterEach => {
-                        if let Err(e) = self.store(m.partition_id, m.offset).await {
-                            return Some(Err(e));
-                        }
-                    }
+                // A failed commit does not cost the message: it is still handed out, and the
+                // offset is stored again with the next commit.
+                let commit = match self.auto_commit {
+                    AutoCommit::AfterEach => self.store(m.partition_id, m.offset).await,
                     AutoCommit::Interval(every) if self.last_commit.elapsed() >= every => {
-                        if let Err(e) = self.commit_consumed().await {
-                            return Some(Err(e));
-                        }
+                        self.commit_consumed().await
                     }
-                    _ => {}
+                    _ => Ok(()),
+                };
+                if let Err(e) = commit {
+                    tracing::warn!(
+                        "storing consumer offsets failed (retried on the next commit): {e}"
+                    );
                 }
                 return Some(Ok(m));
             }

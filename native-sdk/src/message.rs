@@ -38,25 +38,32 @@ impl HeaderValue {
     }
 
     fn from_kind(kind: u8, b: &[u8]) -> HeaderValue {
-        let fixed = |n: usize| -> Option<[u8; 8]> {
-            (b.len() == n).then(|| {
-                let mut a = [0u8; 8];
-                a[..n].copy_from_slice(b);
-                a
-            })
-        };
-        match (kind, fixed(b.len())) {
-            (2, _) => std::str::from_utf8(b).map_or_else(
-                |_| HeaderValue::Raw(b.to_vec()),
-                |s| HeaderValue::String(s.to_string()),
+        // Fixed-size kinds are decoded only when the length is exactly theirs; anything else
+        // (including kinds this SDK does not model) comes back as raw bytes.
+        let arr8 = |b: &[u8]| -> Option<[u8; 8]> { b.try_into().ok() };
+        let arr4 = |b: &[u8]| -> Option<[u8; 4]> { b.try_into().ok() };
+        match kind {
+            2 => match std::str::from_utf8(b) {
+                Ok(s) => HeaderValue::String(s.to_string()),
+                Err(_) => HeaderValue::Raw(b.to_vec()),
+            },
+            3 if b.len() == 1 => HeaderValue::Bool(b[0] != 0),
+            11 => arr4(b).map_or_else(
+                || HeaderValue::Raw(b.to_vec()),
+                |a| HeaderValue::U32(u32::from_le_bytes(a)),
             ),
-            (3, _) if b.len() == 1 => HeaderValue::Bool(b[0] != 0),
-            (11, Some(a)) if b.len() == 4 => {
-                HeaderValue::U32(u32::from_le_bytes([a[0], a[1], a[2], a[3]]))
-            }
-            (12, Some(a)) if b.len() == 8 => HeaderValue::U64(u64::from_le_bytes(a)),
-            (7, Some(a)) if b.len() == 8 => HeaderValue::I64(i64::from_le_bytes(a)),
-            (15, Some(a)) if b.len() == 8 => HeaderValue::F64(f64::from_le_bytes(a)),
+            12 => arr8(b).map_or_else(
+                || HeaderValue::Raw(b.to_vec()),
+                |a| HeaderValue::U64(u64::from_le_bytes(a)),
+            ),
+            7 => arr8(b).map_or_else(
+                || HeaderValue::Raw(b.to_vec()),
+                |a| HeaderValue::I64(i64::from_le_bytes(a)),
+            ),
+            15 => arr8(b).map_or_else(
+                || HeaderValue::Raw(b.to_vec()),
+                |a| HeaderValue::F64(f64::from_le_bytes(a)),
+            ),
             _ => HeaderValue::Raw(b.to_vec()),
         }
     }
@@ -253,4 +260,33 @@ pub(crate) fn decode_polled(body: Bytes) -> Result<Polled> {
         current_offset,
         messages,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_of_every_kind_and_length_decode_without_panic() {
+        let m = Message::new("x")
+            .with_header("s", "checkout-service")
+            .with_header("n", 7u64)
+            .with_header("b", HeaderValue::Bool(true))
+            .with_header("r", HeaderValue::Raw(vec![1; 200]));
+        let mut blob = encode_all(std::slice::from_ref(&m)).unwrap();
+        let mut body = bytes::BytesMut::new();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&0u64.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&blob);
+        let polled = decode_polled(body.freeze()).unwrap();
+        assert_eq!(polled.messages[0].headers, m.headers);
+        // Odd lengths for fixed kinds come back raw.
+        for kind in [3u8, 7, 11, 12, 15] {
+            for len in [0usize, 1, 3, 9, 255] {
+                let _ = HeaderValue::from_kind(kind, &vec![0xAB; len]);
+            }
+        }
+        blob.clear();
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use wharf_protocol::{partition_for_key, Identifier, Partitioning};
 
 use crate::client::{Client, Pipeline};
@@ -242,6 +242,7 @@ impl ProducerBuilder {
                         config: config.clone(),
                         on_error: self.on_error.clone(),
                         outstanding: Arc::clone(&outstanding),
+                        resolved: std::sync::atomic::AtomicU64::new(0),
                     };
                     let handle = tokio::spawn(worker.run(rx));
                     (tx, handle)
@@ -273,11 +274,10 @@ fn parking_mutex<T>(t: T) -> std::sync::Mutex<T> {
     std::sync::Mutex::new(t)
 }
 
-/// Messages handed to workers and not yet resolved, so `flush` can wait for none.
+/// Messages handed to workers and not yet resolved (for the warning a dropped producer gives).
 #[derive(Debug, Default)]
 struct Outstanding {
     count: AtomicUsize,
-    zero: Notify,
 }
 
 impl Outstanding {
@@ -285,20 +285,7 @@ impl Outstanding {
         self.count.fetch_add(1, Ordering::AcqRel);
     }
     fn done(&self, n: usize) {
-        if self.count.fetch_sub(n, Ordering::AcqRel) == n {
-            self.zero.notify_waiters();
-        }
-    }
-    async fn wait_zero(&self) {
-        loop {
-            let notified = self.zero.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.count.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.count.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -308,8 +295,9 @@ enum Envelope {
         done: oneshot::Sender<Result<Delivery>>,
         _permit: Option<OwnedSemaphorePermit>,
     },
-    /// Send what is buffered now, without waiting for the linger time.
-    Flush,
+    /// Send what is buffered now, without waiting for the linger time, and answer once every
+    /// message that came before this marker is resolved.
+    Flush(oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -445,15 +433,23 @@ impl Producer {
             .await
     }
 
-    /// Waits until everything sent so far is acknowledged or has failed.
+    /// Waits until everything sent before this call is acknowledged or has failed (messages
+    /// other tasks send meanwhile do not hold it up).
     pub async fn flush(&self) {
         let Some(bg) = &self.background else { return };
+        let mut answers = Vec::new();
         if let Ok(senders) = bg.senders.lock() {
             for s in senders.iter().flatten() {
-                let _ = s.send(Envelope::Flush);
+                let (tx, rx) = oneshot::channel();
+                if s.send(Envelope::Flush(tx)).is_ok() {
+                    answers.push(rx);
+                }
             }
         }
-        bg.outstanding.wait_zero().await;
+        for rx in answers {
+            // An error means the worker ended, which it does only once it has resolved all.
+            let _ = rx.await;
+        }
     }
 
     /// Flushes, then stops the workers. Sends after this fail with [`Error::Closed`].
@@ -510,6 +506,8 @@ struct Worker {
     config: BackgroundConfig,
     on_error: Option<ErrorCallback>,
     outstanding: Arc<Outstanding>,
+    /// Messages resolved so far; batches resolve in the order their messages came.
+    resolved: std::sync::atomic::AtomicU64,
 }
 
 type Pending = (
@@ -539,7 +537,11 @@ impl Worker {
         let mut open = true;
         let mut inflight: VecDeque<InFlight> = VecDeque::new();
         let mut pipe: Option<Pipeline> = None;
+        // Messages received so far, and flush markers waiting for the messages before them.
+        let mut received = 0u64;
+        let mut waiters: Vec<(u64, oneshot::Sender<()>)> = Vec::new();
         loop {
+            answer_waiters(&mut waiters, self.resolved.load(Ordering::Acquire));
             let due = !forming.is_empty()
                 && (forming.len() >= self.config.batch_messages
                     || forming_bytes >= self.config.batch_bytes
@@ -573,13 +575,18 @@ impl Worker {
             tokio::select! {
                 env = rx.recv(), if open && !due => match env {
                     Some(Envelope::Message { message, done, _permit }) => {
+                        received += 1;
                         forming_bytes += message.wire_len();
                         if forming.is_empty() {
                             deadline = Some(tokio::time::Instant::now() + self.config.linger);
                         }
                         forming.push((message, done, _permit));
                     }
-                    Some(Envelope::Flush) => flush = true,
+                    Some(Envelope::Flush(done)) => {
+                        flush = true;
+                        waiters.push((received, done));
+                        answer_waiters(&mut waiters, self.resolved.load(Ordering::Acquire));
+                    }
                     None => open = false,
                 },
                 () = sleep_until_opt(deadline), if deadline.is_some() && !due => {}
@@ -737,6 +744,7 @@ impl Worker {
             }
         }
         self.outstanding.done(n);
+        self.resolved.fetch_add(n as u64, Ordering::AcqRel);
     }
 
     fn fail(&self, (batch, error): (Vec<Pending>, Error)) {
@@ -754,6 +762,20 @@ impl Worker {
             });
         }
         self.outstanding.done(n);
+        self.resolved.fetch_add(n as u64, Ordering::AcqRel);
+    }
+}
+
+/// Answers the flush markers whose preceding messages are all resolved.
+fn answer_waiters(waiters: &mut Vec<(u64, oneshot::Sender<()>)>, resolved: u64) {
+    let mut i = 0;
+    while i < waiters.len() {
+        if waiters[i].0 <= resolved {
+            let (_, done) = waiters.swap_remove(i);
+            let _ = done.send(());
+        } else {
+            i += 1;
+        }
     }
 }
 
