@@ -804,8 +804,26 @@ async fn topic(client: &Client, c: &TopicCmd, out: &Out, conn: &About<'_>) -> Re
                 topic: Some(topic),
                 ..conn.clone()
             };
+            // Limits not given keep their current values.
+            let (current, _) = client
+                .get_topic(&ident(stream), &ident(topic))
+                .await
+                .map_err(|e| explain(e, &a))?
+                .ok_or_else(|| {
+                    CliError::refused(format!(
+                        "topic {} not found in stream {}",
+                        quoted(topic),
+                        quoted(stream)
+                    ))
+                })?;
+            let keep = |v: u64| (v != 0 && v != u64::MAX).then_some(v);
+            let given = topic_limits(limits)?;
+            let options = TopicOptions {
+                message_expiry: given.message_expiry.or(keep(current.message_expiry)),
+                max_size: given.max_size.or(keep(current.max_topic_size)),
+            };
             client
-                .update_topic(&ident(stream), &ident(topic), name, topic_limits(limits)?)
+                .update_topic(&ident(stream), &ident(topic), name, options)
                 .await
                 .map_err(|e| explain(e, &a))?;
             if let Some(d) = durability(limits.durability) {

@@ -150,6 +150,7 @@ fn streams_topics_partitions_and_system_commands() {
     ]);
     let got = env.json(&["t", "get", "0", "0"]);
     assert_eq!(got["message_expiry_us"], 2 * 3_600 * 1_000_000u64);
+    assert_eq!(got["max_size"], 1u64 << 30, "a limit not given is kept");
     assert_eq!(got["durability"], "os");
     assert_eq!(
         env.json(&["topic", "list", "shop"])

@@ -62,7 +62,6 @@ struct RawServer {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNative {
-    enabled: bool,
     address: String,
     max_request_size: String,
     max_poll_messages: u32,
@@ -98,7 +97,6 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub struct NativeConfig {
-    pub enabled: bool,
     pub address: SocketAddr,
     pub max_request_size: u32,
     pub max_poll_messages: u32,
@@ -195,7 +193,6 @@ impl RawConfig {
         Ok(ServerConfig {
             data_dir: PathBuf::from(self.server.data_dir),
             native: NativeConfig {
-                enabled: self.native.enabled,
                 address,
                 max_request_size,
                 max_poll_messages: self.native.max_poll_messages.max(1),
@@ -345,11 +342,14 @@ mod tests {
         };
         let e = ServerConfig::load_from(&o, &[]).unwrap_err().to_string();
         assert!(e.contains("unknown config key [native] adress"), "{e}");
-        let env = vec![("WHARF_NATIVE_ENABLED".to_string(), "yes".to_string())];
+        let env = vec![(
+            "WHARF_NATIVE_MAX_POLL_MESSAGES".to_string(),
+            "many".to_string(),
+        )];
         let e = ServerConfig::load_from(&Overrides::default(), &env)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("WHARF_NATIVE_ENABLED"), "{e}");
+        assert!(e.contains("WHARF_NATIVE_MAX_POLL_MESSAGES"), "{e}");
         let env = vec![(
             "WHARF_STORAGE_SEGMENT_SIZE".to_string(),
             "12 parsecs".to_string(),

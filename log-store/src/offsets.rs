@@ -246,9 +246,13 @@ impl Journal {
         Ok(())
     }
 
+    /// Compacts when the journal has grown well past the live entries. A failed compaction is
+    /// logged, not returned: the commit that triggered it is already written.
     fn maybe_compact(&mut self) -> Result<()> {
         if self.records > (4 * self.entries.len()).max(100_000) {
-            self.compact()?;
+            if let Err(e) = self.compact() {
+                tracing::warn!(path = %self.path.display(), "compacting the offsets journal failed: {e}");
+            }
         }
         Ok(())
     }
@@ -265,9 +269,7 @@ impl Journal {
             .and_then(|()| f.sync_all())
             .map_err(|e| StoreError::io(&tmp, e))?;
         fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir)?;
-        }
+        // From the rename on, commits must go to the new file, whatever fails next.
         self.file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -276,6 +278,9 @@ impl Journal {
         self.records = self.entries.len();
         self.len = buf.len() as u64;
         self.dirty = false;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
         Ok(())
     }
 }

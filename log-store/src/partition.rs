@@ -137,6 +137,10 @@ impl Partition {
         settings: EffectiveSettings,
     ) -> Result<Arc<Partition>> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        // Make the new folders (partition, and the topic and stream above it) durable too.
+        for d in dir.ancestors().skip(1).take(5) {
+            crate::durable_file::sync_dir(d)?;
+        }
         let (segment, writer) = SegmentWriter::create(dir, 0)?;
         Ok(Partition::assemble(
             key,
@@ -301,17 +305,15 @@ impl Partition {
             if size > 0 && (overflows || too_big || too_old) {
                 let rolled = self
                     .write_chunk(writer, &chunk)
-                    .and_then(|()| self.roll(writer, settings.durability));
+                    .and_then(|()| self.roll(writer, settings.durability, &chunk));
                 if let Err(e) = rolled {
                     let mut failed: Vec<Done> = waiting.drain(..).map(|(d, _)| d).collect();
                     failed.push(done);
                     failure = Some((e, failed));
                     break;
                 }
-                published.push(std::mem::replace(
-                    &mut chunk,
-                    Chunk::new(writer.base_offset),
-                ));
+                // roll() published the chunk with the segment it sealed.
+                chunk = Chunk::new(writer.base_offset);
                 acked.append(&mut waiting);
             }
             let base_offset = writer.base_offset + writer.next_relative + chunk.records;
@@ -361,23 +363,7 @@ impl Partition {
         if !published.is_empty() {
             let mut view = self.view.write();
             for chunk in &published {
-                if let Some(seg) = view
-                    .segments
-                    .iter_mut()
-                    .rev()
-                    .find(|s| s.base_offset == chunk.base)
-                {
-                    seg.entries.extend_from_slice(&chunk.entries);
-                    seg.size += chunk.len;
-                }
-            }
-            if let Some(last) = published.last() {
-                view.high_watermark = last.base
-                    + last
-                        .entries
-                        .last()
-                        .map_or(0, IndexEntry::end_relative_offset);
-                self.high_watermark.send_replace(view.high_watermark);
+                self.publish_locked(&mut view, chunk);
             }
         }
         drop(guard);
@@ -387,6 +373,28 @@ impl Partition {
         if let Some((e, failed)) = failure {
             tracing::warn!(partition = %self.key, "append failed: {e}");
             fail_all(failed, &e);
+        }
+    }
+
+    /// Makes a written chunk visible to readers and moves the high watermark past it. Empty
+    /// chunks change nothing (the watermark never moves back).
+    fn publish_locked(&self, view: &mut View, chunk: &Chunk) {
+        let Some(last) = chunk.entries.last() else {
+            return;
+        };
+        if let Some(seg) = view
+            .segments
+            .iter_mut()
+            .rev()
+            .find(|s| s.base_offset == chunk.base)
+        {
+            seg.entries.extend_from_slice(&chunk.entries);
+            seg.size += chunk.len;
+        }
+        let hw = chunk.base + last.end_relative_offset();
+        if hw > view.high_watermark {
+            view.high_watermark = hw;
+            self.high_watermark.send_replace(hw);
         }
     }
 
@@ -416,7 +424,12 @@ impl Partition {
     ///
     /// A failure here happens after the old segment took bytes that are not yet published, so
     /// it stops the partition taking writes; a restart recovers it.
-    fn roll(&self, writer: &mut SegmentWriter, durability: Durability) -> Result<()> {
+    fn roll(
+        &self,
+        writer: &mut SegmentWriter,
+        durability: Durability,
+        written: &Chunk,
+    ) -> Result<()> {
         let fail = |e: StoreError| {
             self.state.store(FAILED, Ordering::Release);
             e
@@ -429,7 +442,10 @@ impl Partition {
         let (mut segment, new_writer) = SegmentWriter::create(&self.dir, next).map_err(fail)?;
         let old = std::mem::replace(writer, new_writer);
         {
+            // The sealed segment's last batches become visible in the same step that seals it,
+            // so retention never sees it sealed without them.
             let mut view = self.view.write();
+            self.publish_locked(&mut view, written);
             if let Some(prev) = view.segments.last_mut() {
                 prev.log = None;
             }
@@ -640,16 +656,21 @@ impl Partition {
         self.check_open()?;
         self.unsynced_sealed.lock().clear();
         let old = std::mem::take(&mut self.view.write().segments);
+        let fail = |e: StoreError| {
+            // Half-purged: refuse writes until a restart recovers what is on disk.
+            self.state.store(FAILED, Ordering::Release);
+            e
+        };
         for seg in &old {
             for path in [&seg.log_path, &seg.index_path] {
                 if let Err(e) = fs::remove_file(path) {
                     if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(StoreError::io(path, e));
+                        return Err(fail(StoreError::io(path, e)));
                     }
                 }
             }
         }
-        let (segment, writer) = SegmentWriter::create(&self.dir, 0)?;
+        let (segment, writer) = SegmentWriter::create(&self.dir, 0).map_err(fail)?;
         *guard = Some(writer);
         let mut view = self.view.write();
         view.segments = vec![segment];

@@ -230,6 +230,9 @@ impl SegmentWriter {
                 .open(p)
                 .map_err(|e| StoreError::io(p, e))?;
         }
+        // The new files' names must survive power loss before anything written to them is
+        // acknowledged.
+        crate::durable_file::sync_dir(dir)?;
         let mut segment = Segment {
             base_offset,
             entries: Vec::new(),

@@ -742,7 +742,7 @@ impl LogStore {
                     let Some((_, base, p)) = oldest else { break };
                     match p.delete_oldest_segment(base)? {
                         Some(bytes) => {
-                            size -= bytes;
+                            size = size.saturating_sub(bytes);
                             freed += bytes;
                         }
                         None => break,

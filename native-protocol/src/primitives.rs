@@ -178,11 +178,8 @@ impl PollingStrategy {
 pub fn decode_optional_partition(r: &mut Reader<'_>) -> Result<Option<u32>, DecodeError> {
     let flag = r.u8("partition_id.flag")?;
     let id = r.u32("partition_id")?;
-    match flag {
-        0 => Ok(None),
-        1 => Ok(Some(id)),
-        f => Err(err("partition_id.flag", Problem::Unknown(u64::from(f)))),
-    }
+    // As Iggy reads it: 1 means a partition is given, anything else means none.
+    Ok((flag == 1).then_some(id))
 }
 
 pub fn encode_optional_partition(p: Option<u32>, out: &mut BytesMut) {

@@ -33,6 +33,9 @@ impl Reply {
     }
 }
 
+/// Largest request accepted before the connection has logged in.
+const MAX_UNAUTHENTICATED_PAYLOAD: u32 = 64 * 1024;
+
 /// Largest read reservation made ahead of bytes arriving: a client that declares a large
 /// payload and sends nothing pins at most this much.
 const READ_CHUNK: usize = 1 << 20;
@@ -65,9 +68,18 @@ pub async fn serve(
                 break "malformed frame";
             }
         };
-        let payload = match read_payload(&mut rd, header.payload_len as usize).await {
-            Ok(p) => p,
-            Err(_) => break "closed mid-request",
+        // Before login only small requests (ping, login) make sense: a stranger cannot make
+        // the server buffer a large payload.
+        if !session.authenticated() && header.payload_len > MAX_UNAUTHENTICATED_PAYLOAD {
+            let _ = write_reply(&mut wr, Reply::Error(code::UNAUTHENTICATED)).await;
+            break "large request before login";
+        }
+        let payload = tokio::select! {
+            () = super::until_stopped(&mut stopped) => break "server stopping",
+            p = read_payload(&mut rd, header.payload_len as usize) => match p {
+                Ok(p) => p,
+                Err(_) => break "closed mid-request",
+            },
         };
         let reply = session.handle(header.code, payload).await;
         if write_reply(&mut wr, reply).await.is_err() {

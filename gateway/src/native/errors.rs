@@ -34,10 +34,8 @@ pub fn status_for(e: &BrokerError) -> u32 {
         E::TopicNotFound { .. } => c::TOPIC_ID_NOT_FOUND,
         E::TopicExists { .. } => c::TOPIC_NAME_ALREADY_EXISTS,
         E::PartitionNotFound(_) => c::PARTITION_NOT_FOUND,
-        E::InvalidName(m) if m.starts_with("invalid name: topic") => c::INVALID_TOPIC_NAME,
-        E::InvalidName(m) if m.starts_with("invalid name: consumer group") => {
-            c::INVALID_CONSUMER_GROUP_NAME
-        }
+        E::InvalidName(m) if m.starts_with("topic name") => c::INVALID_TOPIC_NAME,
+        E::InvalidName(m) if m.starts_with("consumer group name") => c::INVALID_CONSUMER_GROUP_NAME,
         E::InvalidName(_) => c::INVALID_STREAM_NAME,
         E::InvalidPartitionCount(_) => c::INVALID_PARTITIONS_COUNT,
         E::InvalidSetting(_) => c::INVALID_CONFIGURATION,

@@ -42,9 +42,19 @@ impl Session {
 
     /// The logged-in user, read afresh so permission changes apply at once.
     pub(super) fn user(&self) -> Result<User, BrokerError> {
-        self.user_id
+        let user = self
+            .user_id
             .and_then(|id| self.broker.users.get(id))
-            .ok_or(BrokerError::Unauthenticated)
+            .ok_or(BrokerError::Unauthenticated)?;
+        if user.status != crate::broker::users::UserStatus::Active {
+            return Err(BrokerError::UserInactive);
+        }
+        Ok(user)
+    }
+
+    /// True once a user has logged in on this connection.
+    pub fn authenticated(&self) -> bool {
+        self.user_id.is_some()
     }
 
     pub(super) fn set_user(&mut self, user_id: Option<u32>) {
@@ -116,7 +126,7 @@ impl Session {
             R::GetClients => self.get_clients(),
             R::LoginUser {
                 username, password, ..
-            } => self.login(&username, &password),
+            } => self.login(&username, &password).await,
             R::LoginWithPersonalAccessToken { token } => self.login_with_token(&token),
             R::LogoutUser => {
                 self.set_user(None);

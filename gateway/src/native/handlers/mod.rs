@@ -62,7 +62,7 @@ impl Session {
                     segments_count: s.segments as u32,
                     current_offset: s.high_watermark.saturating_sub(1),
                     size_bytes: s.size_bytes,
-                    messages_count: s.high_watermark - s.log_start_offset,
+                    messages_count: s.high_watermark.saturating_sub(s.log_start_offset),
                 }
             })
             .collect();

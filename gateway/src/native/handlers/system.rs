@@ -1,5 +1,7 @@
 //! Ping, stats, cluster metadata, clients, login and logout.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use wharf_protocol::responses::{
     encode_client, encode_cluster_metadata, encode_identity, StatsWire,
@@ -26,8 +28,17 @@ fn meminfo(key: &str) -> u64 {
 }
 
 impl Session {
-    pub(crate) fn login(&mut self, username: &str, password: &str) -> Result<Reply, BrokerError> {
-        let user = self.broker.users.authenticate(username, password)?;
+    pub(crate) async fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> Result<Reply, BrokerError> {
+        // Argon2 takes tens of milliseconds on purpose: keep it off the runtime's workers.
+        let broker = Arc::clone(&self.broker);
+        let (u, p) = (username.to_string(), password.to_string());
+        let user = tokio::task::spawn_blocking(move || broker.users.authenticate(&u, &p))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))??;
         self.set_user(Some(user.id));
         tracing::debug!(client_id = self.client_id, user = %user.username, "logged in");
         let mut out = BytesMut::new();
@@ -133,7 +144,7 @@ impl Session {
                     let ps = p.stats();
                     stats.partitions_count += 1;
                     stats.segments_count += ps.segments as u32;
-                    stats.messages_count += ps.high_watermark - ps.log_start_offset;
+                    stats.messages_count += ps.high_watermark.saturating_sub(ps.log_start_offset);
                     stats.messages_size_bytes += ps.size_bytes;
                 }
             }
