@@ -51,9 +51,7 @@ impl Session {
         stream: &Identifier,
         topic: &Identifier,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ReadTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ReadTopic)?;
         let mut out = BytesMut::new();
         for g in self.broker.groups.list(t.stream_id, t.id, t.partitions) {
             encode_group(
@@ -73,9 +71,7 @@ impl Session {
         topic: &Identifier,
         name: &str,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::Poll(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::Poll)?;
         let g = self
             .broker
             .groups
@@ -89,9 +85,7 @@ impl Session {
         topic: &Identifier,
         group: &Identifier,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         let g = self.broker.groups.delete(t.stream_id, t.id, ident(group))?;
         let (s, tid, name) = (t.stream_id, t.id, g.name.clone());
         self.broker.store.offsets().delete_where(|k| {
@@ -109,9 +103,7 @@ impl Session {
         topic: &Identifier,
         group: &Identifier,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::Poll(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::Poll)?;
         let g = self.broker.groups.join(
             t.stream_id,
             t.id,
@@ -131,9 +123,7 @@ impl Session {
         topic: &Identifier,
         group: &Identifier,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::Poll(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::Poll)?;
         let g = self.broker.groups.leave(
             t.stream_id,
             t.id,

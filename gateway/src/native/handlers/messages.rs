@@ -265,9 +265,7 @@ impl Session {
         partition_id: u32,
         fsync: bool,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::Send(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::Send)?;
         let p =
             self.broker
                 .store

@@ -13,7 +13,7 @@ use wharf_protocol::responses::{PartitionWire, StreamWire, TopicWire};
 use wharf_protocol::Identifier;
 
 use super::session::{ident, Session};
-use crate::broker::BrokerError;
+use crate::broker::{Action, BrokerError};
 
 impl Session {
     /// Resolves a stream and topic to the topic's catalog entry.
@@ -23,6 +23,19 @@ impl Session {
         topic: &Identifier,
     ) -> Result<TopicInfo, BrokerError> {
         Ok(self.broker.store.topic(ident(stream), ident(topic))?)
+    }
+
+    /// Resolves a topic and checks the logged-in user may do `action` on it.
+    pub(crate) fn authorized_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        action: fn(u32, u32) -> Action,
+    ) -> Result<TopicInfo, BrokerError> {
+        let t = self.topic_info(stream, topic)?;
+        self.broker
+            .authorize(&self.user()?, action(t.stream_id, t.id))?;
+        Ok(t)
     }
 
     pub(crate) fn stream_wire(&self, id: u32) -> Result<(StreamWire, Vec<TopicWire>), BrokerError> {

@@ -49,9 +49,7 @@ impl Session {
         topic: &Identifier,
         partition: Option<u32>,
     ) -> Result<(OffsetKey, u64), BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::Poll(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::Poll)?;
         let partition = partition.unwrap_or(0);
         let p = self
             .broker

@@ -178,9 +178,7 @@ impl Session {
         max_topic_size: Limit,
         name: &str,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         let settings = TopicSettings {
             message_expiry: expiry(message_expiry),
             max_size: max_size(max_topic_size),
@@ -200,9 +198,7 @@ impl Session {
         stream: &Identifier,
         topic: &Identifier,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         self.broker
             .store
             .delete_topic(Ident::Id(t.stream_id), Ident::Id(t.id))?;
@@ -215,9 +211,7 @@ impl Session {
         stream: &Identifier,
         topic: &Identifier,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         self.broker
             .store
             .purge_topic(Ident::Id(t.stream_id), Ident::Id(t.id))?;
@@ -230,9 +224,7 @@ impl Session {
         topic: &Identifier,
         count: u32,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         if count == 0 || count > MAX_PARTITIONS_PER_REQUEST {
             return Err(BrokerError::InvalidPartitionCount(format!(
                 "add 1..={MAX_PARTITIONS_PER_REQUEST} partitions, not {count}"
@@ -250,9 +242,7 @@ impl Session {
         topic: &Identifier,
         count: u32,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         self.broker
             .store
             .remove_partitions(Ident::Id(t.stream_id), Ident::Id(t.id), count)?;
@@ -266,9 +256,7 @@ impl Session {
         partition: u32,
         count: u32,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         let p = self
             .broker
             .store
@@ -283,9 +271,7 @@ impl Session {
         stream: &Identifier,
         topic: &Identifier,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ReadTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ReadTopic)?;
         let code = match t.settings.durability {
             None => 0u8,
             Some(Durability::Os) => 1,
@@ -302,9 +288,7 @@ impl Session {
         topic: &Identifier,
         durability: u8,
     ) -> Result<Reply, BrokerError> {
-        let t = self.topic_info(stream, topic)?;
-        self.broker
-            .authorize(&self.user()?, Action::ManageTopic(t.stream_id, t.id))?;
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         let settings = TopicSettings {
             durability: match durability {
                 1 => Some(Durability::Os),
