@@ -501,3 +501,54 @@ async fn a_consumer_group_of_two_splits_and_rebalances_when_one_leaves() {
     }
     within("second leaves", second.shutdown()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_earlier_messages_not_for_concurrent_senders() {
+    let server = server().await;
+    let client = connect(server.addr).await;
+    topic(&client, 1).await;
+    let producer = Arc::new(
+        Producer::builder(&client, id("s"), id("t"))
+            .background(BackgroundConfig {
+                linger: Duration::from_millis(20),
+                ..BackgroundConfig::default()
+            })
+            .build()
+            .await
+            .unwrap(),
+    );
+    let mine: Vec<_> = {
+        let mut v = Vec::new();
+        for i in 0..100 {
+            v.push(producer.send(message(i)).await.unwrap());
+        }
+        v
+    };
+    // Another task keeps sending the whole time flush() runs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (producer, stop) = (Arc::clone(&producer), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut i = 1000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 500_000 {
+                producer.send(message(i)).await.unwrap();
+                i += 1;
+                if i % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    within("flush while another task sends", producer.flush()).await;
+    for h in mine {
+        // Everything sent before flush() is resolved by the time it returns.
+        assert!(
+            tokio::time::timeout(Duration::ZERO, h).await.is_ok(),
+            "flush returned before an earlier message resolved"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.await.unwrap();
+    let producer = Arc::into_inner(producer).unwrap();
+    within("shutdown", producer.shutdown()).await;
+}
