@@ -51,7 +51,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(wharf_gateway::run(config, wharf_gateway::shutdown_signal())) {
+    // Signal handlers go in before anything listens, so an early SIGTERM still stops cleanly.
+    let result = runtime.block_on(async {
+        let stop = wharf_gateway::shutdown_signal();
+        wharf_gateway::run(config, stop).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
