@@ -156,6 +156,23 @@ impl Broker {
         p
     }
 
+    /// Deletes a stream with its topics, their stored offsets and their consumer groups,
+    /// whichever protocol asked.
+    pub fn delete_stream(&self, stream: u32) -> Result<(), BrokerError> {
+        self.store
+            .delete_stream(wharf_log_store::Ident::Id(stream))?;
+        self.groups.drop_topics(stream, None)
+    }
+
+    /// Deletes a topic with its stored offsets and its consumer groups.
+    pub fn delete_topic(&self, stream: u32, topic: u32) -> Result<(), BrokerError> {
+        self.store.delete_topic(
+            wharf_log_store::Ident::Id(stream),
+            wharf_log_store::Ident::Id(topic),
+        )?;
+        self.groups.drop_topics(stream, Some(topic))
+    }
+
     /// Fails unless `user` may do `action`.
     pub fn authorize(&self, user: &User, action: Action) -> Result<(), BrokerError> {
         if user.permissions().allows(action) {

@@ -42,19 +42,15 @@ fn random_message_id() -> u128 {
 
 /// Gives every message with id 0 a random one, in place.
 fn assign_ids(blob: &mut BytesMut) {
-    let mut pos = 0;
-    let positions: Vec<usize> = Messages::new(blob)
-        .map(|m| {
-            let at = pos;
-            pos += m.bytes().len();
-            at
-        })
-        .collect();
-    for at in positions {
+    // Walks the (already validated) headers in place: no per-request allocation.
+    let mut at = 0;
+    while let Some(m) = Messages::new(&blob[at..]).next() {
+        let len = m.bytes().len();
         let id = &mut blob[at + ID_AT..at + ID_AT + 16];
         if id.iter().all(|&b| b == 0) {
             id.copy_from_slice(&random_message_id().to_le_bytes());
         }
+        at += len;
     }
 }
 

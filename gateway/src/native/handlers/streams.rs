@@ -99,8 +99,7 @@ impl Session {
         let stream = self.broker.store.stream(ident(id))?;
         self.broker
             .authorize(&self.user()?, Action::ManageStream(stream.id))?;
-        self.broker.store.delete_stream(Ident::Id(stream.id))?;
-        self.broker.groups.drop_topics(stream.id, None)?;
+        self.broker.delete_stream(stream.id)?;
         Ok(Reply::empty())
     }
 
@@ -199,10 +198,7 @@ impl Session {
         topic: &Identifier,
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
-        self.broker
-            .store
-            .delete_topic(Ident::Id(t.stream_id), Ident::Id(t.id))?;
-        self.broker.groups.drop_topics(t.stream_id, Some(t.id))?;
+        self.broker.delete_topic(t.stream_id, t.id)?;
         Ok(Reply::empty())
     }
 
