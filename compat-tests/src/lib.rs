@@ -1,5 +1,5 @@
-//! Helpers for black-box tests: a real `wharf-server` on an ephemeral loopback port with a
-//! temporary data directory.
+//! Helpers for black-box tests: a real `wharf-server` on ephemeral loopback ports (native and
+//! Kafka) with a temporary data directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,10 @@ use wharf_gateway::Running;
 /// A server started for one test. Stop it with [`TestServer::stop`] (or let the test end).
 #[derive(Debug)]
 pub struct TestServer {
+    /// The native (Iggy) listener.
     pub addr: SocketAddr,
+    /// The Kafka listener.
+    pub kafka_addr: SocketAddr,
     running: Option<Running>,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
@@ -20,6 +23,7 @@ fn config(data_dir: &Path) -> ServerConfig {
     let overrides = Overrides {
         data_dir: Some(data_dir.to_path_buf()),
         native_addr: Some("127.0.0.1:0".into()),
+        kafka_addr: Some("127.0.0.1:0".into()),
         ..Overrides::default()
     };
     ServerConfig::load_from(&overrides, &[]).expect("test config")
@@ -41,6 +45,7 @@ impl TestServer {
             .expect("server starts");
         TestServer {
             addr: running.native_addr,
+            kafka_addr: running.kafka_addr,
             running: Some(running),
             data_dir: data_dir.to_path_buf(),
             _temp: None,
@@ -61,6 +66,7 @@ impl TestServer {
             .await
             .expect("server restarts");
         self.addr = running.native_addr;
+        self.kafka_addr = running.kafka_addr;
         self.running = Some(running);
     }
 }

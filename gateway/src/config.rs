@@ -42,6 +42,7 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub native_addr: Option<String>,
+    pub kafka_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,8 +50,21 @@ pub struct Overrides {
 struct RawConfig {
     server: RawServer,
     native: RawNative,
+    kafka: RawKafka,
     storage: RawStorage,
     auth: RawAuth,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    address: String,
+    advertised_host: String,
+    advertised_port: u16,
+    max_request_size: String,
+    auto_create_topics: bool,
+    default_partitions: u32,
+    default_stream: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,11 +99,27 @@ struct RawAuth {
     root_password: String,
 }
 
+/// The Kafka door's settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub address: SocketAddr,
+    /// Host given to clients in metadata; `None`: the address each client connected to.
+    pub advertised_host: Option<String>,
+    /// Port given to clients; `None`: the port listened on.
+    pub advertised_port: Option<u16>,
+    pub max_request_size: u32,
+    pub auto_create_topics: bool,
+    pub default_partitions: u32,
+    /// The stream whose topics Kafka clients see under their plain names.
+    pub default_stream: String,
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub native: NativeConfig,
+    pub kafka: KafkaConfig,
     pub store: StoreConfig,
     pub root_username: String,
     pub root_password: String,
@@ -134,6 +164,9 @@ impl ServerConfig {
         }
         if let Some(a) = &overrides.native_addr {
             set(&mut table, "native", "address", a.clone());
+        }
+        if let Some(a) = &overrides.kafka_addr {
+            set(&mut table, "kafka", "address", a.clone());
         }
         let raw: RawConfig = Value::Table(table)
             .try_into()
@@ -183,6 +216,7 @@ impl RawConfig {
                 .map_err(|m| invalid("storage", "retention_interval", m))?,
             background_tasks: true,
         };
+        let kafka = self.kafka.resolve()?;
         if self.auth.root_username.is_empty() || self.auth.root_password.is_empty() {
             return Err(invalid(
                 "auth",
@@ -197,9 +231,53 @@ impl RawConfig {
                 max_request_size,
                 max_poll_messages: self.native.max_poll_messages.max(1),
             },
+            kafka,
             store,
             root_username: self.auth.root_username,
             root_password: self.auth.root_password,
+        })
+    }
+}
+
+impl RawKafka {
+    fn resolve(self) -> Result<KafkaConfig, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            section: "kafka",
+            key,
+            message,
+        };
+        let address = self
+            .address
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("address", format!("'{}': {e}", self.address)))?;
+        let max_request_size = parse_size(&self.max_request_size)
+            .and_then(|v| {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|&v| (1024..=i32::MAX as u32).contains(&v))
+                    .ok_or_else(|| "must be between 1 KiB and 2 GiB".to_string())
+            })
+            .map_err(|m| invalid("max_request_size", m))?;
+        if self.default_partitions == 0 {
+            return Err(invalid("default_partitions", "must be at least 1".into()));
+        }
+        wharf_log_store::validate_name("stream", &self.default_stream)
+            .map_err(|e| invalid("default_stream", e.to_string()))?;
+        let host = self.advertised_host.trim();
+        if host.contains(char::is_whitespace) {
+            return Err(invalid(
+                "advertised_host",
+                format!("'{host}' is not a host"),
+            ));
+        }
+        Ok(KafkaConfig {
+            address,
+            advertised_host: (!host.is_empty()).then(|| host.trim_matches(['[', ']']).to_string()),
+            advertised_port: (self.advertised_port != 0).then_some(self.advertised_port),
+            max_request_size,
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+            default_stream: self.default_stream,
         })
     }
 }
@@ -290,6 +368,11 @@ mod tests {
     fn defaults_match_the_documented_values() {
         let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
         assert_eq!(c.native.address.to_string(), "127.0.0.1:8090");
+        assert_eq!(c.kafka.address.to_string(), "127.0.0.1:9092");
+        assert_eq!(c.kafka.default_stream, "default");
+        assert!(c.kafka.auto_create_topics);
+        assert_eq!(c.kafka.default_partitions, 1);
+        assert_eq!(c.kafka.advertised_host, None);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.root_username, "iggy");
         assert_eq!(c.store.default_segment_size, 1 << 30);

@@ -3,9 +3,11 @@
 //! - [`config`]: `configs/server.toml`, environment and flags.
 //! - [`broker`]: the protocol-neutral core (log store, users, clients, consumer groups).
 //! - [`native`]: the Apache Iggy 0.8 TCP adapter.
+//! - [`kafka`]: the Kafka wire protocol adapter.
 
 pub mod broker;
 pub mod config;
+pub mod kafka;
 pub mod native;
 
 use std::future::Future;
@@ -69,6 +71,7 @@ pub fn shutdown_signal() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
 #[derive(Debug)]
 pub struct Running {
     pub native_addr: std::net::SocketAddr,
+    pub kafka_addr: std::net::SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -108,13 +111,35 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         addr: config.native.address,
         source,
     })?;
+    let kafka_listener = tokio::net::TcpListener::bind(config.kafka.address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.kafka.address,
+            source,
+        })?;
+    let kafka_addr = kafka_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: config.kafka.address,
+            source,
+        })?;
+    let door = Arc::new(kafka::Door {
+        broker: Arc::clone(&broker),
+        cluster_id: kafka::cluster_id(&broker)?,
+        config: config.kafka.clone(),
+    });
     tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {native_addr}");
+    tracing::info!("Kafka listener on {kafka_addr}");
     let (stop, stopped) = watch::channel(false);
     let mut native = config.native.clone();
     // Report the port actually bound (the config may say 0) in cluster metadata.
     native.address = native_addr;
     let task = tokio::spawn(async move {
-        native::serve(listener, Arc::clone(&broker), native, stopped).await;
+        let kafka_stopped = stopped.clone();
+        tokio::join!(
+            native::serve(listener, Arc::clone(&broker), native, stopped),
+            kafka::serve(kafka_listener, door, kafka_stopped),
+        );
         tracing::info!("syncing data");
         broker.store.close()?;
         tracing::info!("stopped");
@@ -122,6 +147,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     });
     Ok(Running {
         native_addr,
+        kafka_addr,
         stop,
         task,
     })

@@ -1,4 +1,4 @@
-//! `wharf-server`: starts the broker with its native (Iggy 0.8) listener.
+//! `wharf-server`: starts the broker with its native (Iggy 0.8) and Kafka listeners.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use wharf_gateway::config::{Overrides, ServerConfig};
 
-/// Wharf: a single-binary streaming server speaking Apache Iggy's native protocol.
+/// Wharf: a single-binary streaming server speaking Apache Iggy's native protocol and Kafka's.
 #[derive(Debug, Parser)]
 #[command(name = "wharf-server", version, about)]
 struct Args {
@@ -19,6 +19,9 @@ struct Args {
     /// Native TCP listener address (`[native] address`, default 127.0.0.1:8090).
     #[arg(long, value_name = "HOST:PORT")]
     native_addr: Option<String>,
+    /// Kafka TCP listener address (`[kafka] address`, default 127.0.0.1:9092).
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka_addr: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         config_file: args.config,
         data_dir: args.data_dir,
         native_addr: args.native_addr,
+        kafka_addr: args.kafka_addr,
     };
     let config = match ServerConfig::load(&overrides) {
         Ok(c) => c,

@@ -25,7 +25,9 @@ use crate::index::{find_by_relative_offset, find_by_timestamp, IndexEntry};
 use crate::segment::{list_segments, Segment, SegmentRepair, SegmentWriter, INDEX_EXT, LOG_EXT};
 
 /// Where a partition sits: (stream id, topic id, partition id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PartitionKey {
     pub stream: u32,
     pub topic: u32,
@@ -78,6 +80,8 @@ const FAILED: u8 = 2;
 struct View {
     segments: Vec<Segment>,
     high_watermark: u64,
+    /// Where a delete-records request moved the log start inside a segment (0: nowhere).
+    records_start: u64,
 }
 
 impl View {
@@ -85,8 +89,12 @@ impl View {
         self.segments
             .first()
             .map_or(self.high_watermark, |s| s.base_offset)
+            .max(self.records_start)
     }
 }
+
+/// The file in a partition folder that keeps a log start set inside a segment.
+const RECORDS_START_FILE: &str = "records-start";
 
 struct Pending {
     batch: NewBatch,
@@ -185,10 +193,15 @@ impl Partition {
             .last_mut()
             .ok_or_else(|| StoreError::io(dir, std::io::ErrorKind::NotFound.into()))?;
         let writer = SegmentWriter::resume(last)?;
-        Ok((
-            Partition::assemble(key, dir, settings, segments, writer),
-            repair,
-        ))
+        let partition = Partition::assemble(key, dir, settings, segments, writer);
+        if let Some(doc) = crate::durable_file::read_durable(&dir.join(RECORDS_START_FILE))? {
+            let start = doc
+                .get(..8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+            let mut view = partition.view.write();
+            view.records_start = start.min(view.high_watermark);
+        }
+        Ok((partition, repair))
     }
 
     fn assemble(
@@ -206,6 +219,7 @@ impl Partition {
             view: RwLock::new(View {
                 segments,
                 high_watermark: hw,
+                records_start: 0,
             }),
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(Some(writer)),
@@ -235,6 +249,28 @@ impl Partition {
     /// Appends one batch: assigns its offsets, stamps it, writes it and returns once it is as
     /// durable as the topic's durability mode promises.
     pub async fn append(self: &Arc<Self>, batch: NewBatch) -> Result<AppendResult> {
+        self.submit(batch).await
+    }
+
+    /// Queues one batch for appending now (so batches submitted one after another are stored
+    /// in that order) and returns the future that resolves when [`Partition::append`] would.
+    pub fn submit(
+        self: &Arc<Self>,
+        batch: NewBatch,
+    ) -> impl std::future::Future<Output = Result<AppendResult>> + Send + 'static {
+        let queued = self.enqueue(batch);
+        let key = self.key;
+        async move {
+            queued?
+                .await
+                .map_err(|_| StoreError::PartitionClosed(key.to_string()))?
+        }
+    }
+
+    fn enqueue(
+        self: &Arc<Self>,
+        batch: NewBatch,
+    ) -> Result<oneshot::Receiver<Result<AppendResult>>> {
         self.check_open()?;
         let limit = self.settings.read().max_batch_bytes;
         if batch.payload_len() > limit as usize {
@@ -253,9 +289,7 @@ impl Partition {
             let me = Arc::clone(self);
             tokio::task::spawn_blocking(move || me.drain());
         }
-        result
-            .await
-            .map_err(|_| StoreError::PartitionClosed(self.key.to_string()))?
+        Ok(result)
     }
 
     /// The writer loop: runs until the queue is empty.
@@ -620,6 +654,44 @@ impl Partition {
         Ok(Some(removed.size))
     }
 
+    /// Moves the log start to `offset` (Kafka's DeleteRecords): records below it are no longer
+    /// readable, sealed segments wholly below it are deleted, and the new start survives a
+    /// restart. Returns the log start afterwards (it never moves back).
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
+        let _writer = self.writer.lock();
+        self.check_open()?;
+        let start = {
+            let view = self.view.read();
+            let target = offset.min(view.high_watermark);
+            if target <= view.log_start() {
+                return Ok(view.log_start());
+            }
+            target
+        };
+        crate::durable_file::write_durable(
+            &self.dir.join(RECORDS_START_FILE),
+            &start.to_le_bytes(),
+        )?;
+        self.view.write().records_start = start;
+        // Sealed segments that end at or before the new start hold nothing readable.
+        loop {
+            let sealed = self.sealed_segments();
+            let view_end = {
+                let view = self.view.read();
+                view.segments.get(1).map(|s| s.base_offset)
+            };
+            match (sealed.first(), view_end) {
+                (Some(&(base, _, _)), Some(next_base)) if next_base <= start => {
+                    if self.delete_oldest_segment(base)?.is_none() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(self.view.read().log_start())
+    }
+
     /// Deletes up to `count` of the oldest sealed segments. Returns how many went.
     pub fn delete_segments(&self, count: u32) -> Result<u32> {
         let mut deleted = 0;
@@ -675,6 +747,9 @@ impl Partition {
         let mut view = self.view.write();
         view.segments = vec![segment];
         view.high_watermark = 0;
+        view.records_start = 0;
+        drop(view);
+        let _ = fs::remove_file(self.dir.join(RECORDS_START_FILE));
         self.high_watermark.send_replace(0);
         Ok(())
     }

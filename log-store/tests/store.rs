@@ -452,3 +452,34 @@ async fn limits_purge_and_offsets_follow_the_catalog() {
     assert!(p.append(seeded_batch(1, 1, 10)).await.is_err());
     assert!(!dir.path().join("streams/0").exists());
 }
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start_and_it_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = wharf_log_store::StoreConfig {
+        default_segment_size: 1,
+        background_tasks: false,
+        ..wharf_log_store::StoreConfig::default()
+    };
+    {
+        let (store, _) = LogStore::open(dir.path(), config.clone()).unwrap();
+        store.create_stream("s").unwrap();
+        store
+            .create_topic("s".into(), "t", 1, Default::default())
+            .unwrap();
+        let p = store.partition("s".into(), "t".into(), 0).unwrap();
+        for i in 0..5u8 {
+            p.append(native_batch(&[[i]])).await.unwrap();
+        }
+        assert_eq!(p.delete_records_before(3).unwrap(), 3);
+        assert_eq!(p.delete_records_before(1).unwrap(), 3, "never moves back");
+        assert_eq!(p.log_start_offset(), 3);
+        assert!(p.stats().segments <= 3, "segments below the start are gone");
+        assert_eq!(p.read(0, 1).unwrap().batches[0].base_offset(), 3);
+        store.close().unwrap();
+    }
+    let (store, _) = LogStore::open(dir.path(), config).unwrap();
+    let p = store.partition("s".into(), "t".into(), 0).unwrap();
+    assert_eq!(p.log_start_offset(), 3);
+    assert_eq!(p.high_watermark(), 5);
+}

@@ -4,6 +4,9 @@
 
 pub mod clients;
 pub mod groups;
+pub mod kafka_batch;
+pub mod producers;
+pub mod translate;
 pub mod users;
 
 use std::path::Path;
@@ -13,6 +16,7 @@ use wharf_log_store::{LogStore, StoreConfig, StoreError};
 
 pub use clients::{ClientInfo, Clients};
 pub use groups::{ConsumerGroups, GroupInfo};
+pub use producers::Producers;
 pub use users::{Action, Permissions, User, Users};
 
 pub fn now_us() -> u64 {
@@ -119,6 +123,8 @@ pub struct Broker {
     pub users: Users,
     pub clients: Clients,
     pub groups: ConsumerGroups,
+    /// Kafka idempotent producers' ids and sequence state.
+    pub producers: Producers,
     pub started_at: u64,
     /// Per-topic counters for balanced sends.
     balanced: parking_lot::Mutex<std::collections::HashMap<(u32, u32), u32>>,
@@ -137,11 +143,13 @@ impl Broker {
         }
         let users = Users::open(data_dir, root_username, root_password)?;
         let groups = ConsumerGroups::open(data_dir)?;
+        let producers = Producers::open(data_dir)?;
         Ok(Broker {
             store,
             users,
             clients: Clients::default(),
             groups,
+            producers,
             started_at: now_us(),
             balanced: parking_lot::Mutex::default(),
         })

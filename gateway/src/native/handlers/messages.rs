@@ -3,7 +3,7 @@
 //! with one vectored write.
 
 use bytes::{Bytes, BytesMut};
-use wharf_log_store::{BatchFormat, Ident, NewBatch, Partition};
+use wharf_log_store::{Ident, NewBatch, Partition};
 use wharf_protocol::message::{validate_messages, MessageError, Messages, SendMessages, ID_AT};
 use wharf_protocol::responses::poll_header;
 use wharf_protocol::{partition_for_key, Consumer, Identifier, Partitioning, PollingStrategy};
@@ -83,11 +83,17 @@ fn collect(
         }
         for batch in &read.batches {
             from = batch.last_offset() + 1;
-            if batch.format() != BatchFormat::Native {
-                // Kafka-format batches reach native readers once the Kafka door converts them.
-                continue;
-            }
-            let payload = batch.payload();
+            // Kafka-format batches are converted to native messages (broker::translate).
+            let payload = match crate::broker::translate::as_native(batch) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(
+                        offset = batch.base_offset(),
+                        "cannot convert a stored Kafka batch for a native reader: {e}"
+                    );
+                    continue;
+                }
+            };
             let base = payload.as_ptr() as usize;
             let (mut first, mut end) = (None, 0);
             for m in Messages::new(&payload) {

@@ -1,0 +1,534 @@
+//! Kafka record batches (magic 2) as the broker sees them: the header fields it checks and
+//! stamps, CRC-32C validation, bounded decompression, a borrowing walk over the records, and an
+//! encoder for the uncompressed batches the broker builds when it converts native messages.
+//!
+//! Layout (big-endian): baseOffset i64 @0, batchLength i32 @8, partitionLeaderEpoch i32 @12,
+//! magic i8 @16, crc u32 @17 (CRC-32C over bytes 21..), attributes i16 @21, lastOffsetDelta i32
+//! @23, baseTimestamp i64 @27, maxTimestamp i64 @35, producerId i64 @43, producerEpoch i16 @51,
+//! baseSequence i32 @53, recordsCount i32 @57, records @61.
+//!
+//! Nothing here allocates from a length read off the wire before the bytes are there: record
+//! counts are checked against the bytes that hold them and decompression stops at
+//! [`MAX_DECOMPRESSED`].
+
+use std::io::Read;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Size of the batch header, up to and including `recordsCount`.
+pub const HEADER_LEN: usize = 61;
+/// Largest size a compressed batch may expand to when the broker has to open it.
+pub const MAX_DECOMPRESSED: usize = 256 << 20;
+
+const ATTR_CODEC_MASK: i16 = 0x07;
+const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// Why a batch is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KafkaBatchError {
+    #[error("record batch is truncated")]
+    Truncated,
+    #[error("record batch magic {0} is not 2")]
+    Magic(i8),
+    #[error("record batch CRC-32C mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Crc { stored: u32, computed: u32 },
+    #[error("unknown compression codec {0}")]
+    Codec(i16),
+    #[error("control batches cannot be produced")]
+    Control,
+    #[error("transactional batches are not supported")]
+    Transactional,
+    #[error("lastOffsetDelta {last_offset_delta} does not match recordsCount {count}")]
+    Count { last_offset_delta: i32, count: i32 },
+    #[error("malformed record {index}: {reason}")]
+    Record { index: usize, reason: &'static str },
+    #[error("cannot decompress the batch: {0}")]
+    Decompress(String),
+}
+
+/// Compression codecs of the attributes' low three bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+/// The header fields of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Reads the header of the batch at the start of `b`.
+    pub fn parse(b: &[u8]) -> Result<BatchHeader, KafkaBatchError> {
+        if b.len() < HEADER_LEN {
+            return Err(KafkaBatchError::Truncated);
+        }
+        if b[16] as i8 != 2 {
+            return Err(KafkaBatchError::Magic(b[16] as i8));
+        }
+        Ok(BatchHeader {
+            base_offset: be_i64(b, 0),
+            batch_length: be_i32(b, 8),
+            attributes: be_i16(b, 21),
+            last_offset_delta: be_i32(b, 23),
+            base_timestamp: be_i64(b, 27),
+            max_timestamp: be_i64(b, 35),
+            producer_id: be_i64(b, 43),
+            producer_epoch: be_i16(b, 51),
+            base_sequence: be_i32(b, 53),
+            records_count: be_i32(b, 57),
+        })
+    }
+
+    /// Bytes the whole batch occupies: `batchLength` + 12.
+    pub fn total_len(&self) -> usize {
+        usize::try_from(self.batch_length).unwrap_or(0) + 12
+    }
+
+    pub fn codec(&self) -> Result<Codec, KafkaBatchError> {
+        Ok(match self.attributes & ATTR_CODEC_MASK {
+            0 => Codec::None,
+            1 => Codec::Gzip,
+            2 => Codec::Snappy,
+            3 => Codec::Lz4,
+            4 => Codec::Zstd,
+            other => return Err(KafkaBatchError::Codec(other)),
+        })
+    }
+
+    pub fn log_append_time(&self) -> bool {
+        self.attributes & ATTR_LOG_APPEND_TIME != 0
+    }
+
+    /// True for an idempotent (or transactional) producer's batch.
+    pub fn has_producer(&self) -> bool {
+        self.producer_id >= 0
+    }
+
+    /// Sequence number of the batch's last record (sequences wrap at `i32::MAX`).
+    pub fn last_sequence(&self) -> i32 {
+        add_sequence(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// `seq + n` in Kafka's wrapping sequence space.
+pub fn add_sequence(seq: i32, n: i32) -> i32 {
+    let sum = i64::from(seq) + i64::from(n);
+    if sum > i64::from(i32::MAX) {
+        (sum - i64::from(i32::MAX) - 1) as i32
+    } else {
+        sum as i32
+    }
+}
+
+/// Splits a produce request's `records` into its batches, each checked for length only.
+pub fn split(records: &Bytes) -> Result<Vec<Bytes>, KafkaBatchError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        let rest = &records[at..];
+        if rest.len() < 12 {
+            return Err(KafkaBatchError::Truncated);
+        }
+        let len = be_i32(rest, 8);
+        let total = usize::try_from(len)
+            .map_err(|_| KafkaBatchError::Truncated)?
+            .checked_add(12)
+            .ok_or(KafkaBatchError::Truncated)?;
+        if total < HEADER_LEN || total > rest.len() {
+            return Err(KafkaBatchError::Truncated);
+        }
+        out.push(records.slice(at..at + total));
+        at += total;
+    }
+    Ok(out)
+}
+
+/// Everything the broker checks before it stores a batch a client produced: magic, CRC-32C,
+/// codec, no control or transactional bit, `lastOffsetDelta == recordsCount - 1`, and for
+/// uncompressed batches the structure of every record.
+pub fn validate(b: &[u8]) -> Result<BatchHeader, KafkaBatchError> {
+    let h = BatchHeader::parse(b)?;
+    if h.total_len() != b.len() {
+        return Err(KafkaBatchError::Truncated);
+    }
+    let stored = be_i32(b, 17) as u32;
+    let computed = crc32c::crc32c(&b[21..]);
+    if stored != computed {
+        return Err(KafkaBatchError::Crc { stored, computed });
+    }
+    let codec = h.codec()?;
+    if h.attributes & ATTR_CONTROL != 0 {
+        return Err(KafkaBatchError::Control);
+    }
+    if h.attributes & ATTR_TRANSACTIONAL != 0 {
+        return Err(KafkaBatchError::Transactional);
+    }
+    if h.records_count <= 0 || h.last_offset_delta != h.records_count - 1 {
+        return Err(KafkaBatchError::Count {
+            last_offset_delta: h.last_offset_delta,
+            count: h.records_count,
+        });
+    }
+    if codec == Codec::None {
+        let n = walk_records(&b[HEADER_LEN..], h.records_count, |_| {})?;
+        debug_assert_eq!(n, h.records_count as usize);
+    }
+    Ok(h)
+}
+
+/// Stamps LogAppendTime: sets the timestamp-type bit and `maxTimestamp`, then re-computes the
+/// CRC (the only server change that the CRC covers).
+pub fn stamp_log_append_time(b: &mut [u8], now_ms: i64) {
+    if b.len() < HEADER_LEN {
+        return;
+    }
+    let attrs = be_i16(b, 21) | ATTR_LOG_APPEND_TIME;
+    b[21..23].copy_from_slice(&attrs.to_be_bytes());
+    b[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// One record, borrowed from the (decompressed) records section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+/// The records section of a batch, decompressed if need be (bounded by [`MAX_DECOMPRESSED`]).
+pub fn records_section(b: &[u8]) -> Result<Bytes, KafkaBatchError> {
+    let h = BatchHeader::parse(b)?;
+    let body = b
+        .get(HEADER_LEN..h.total_len().min(b.len()))
+        .ok_or(KafkaBatchError::Truncated)?;
+    let bounded = |r: &mut dyn Read| -> Result<Bytes, KafkaBatchError> {
+        let mut out = Vec::new();
+        r.take(MAX_DECOMPRESSED as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| KafkaBatchError::Decompress(e.to_string()))?;
+        if out.len() > MAX_DECOMPRESSED {
+            return Err(KafkaBatchError::Decompress("expands past 256 MiB".into()));
+        }
+        Ok(Bytes::from(out))
+    };
+    match h.codec()? {
+        Codec::None => Ok(Bytes::copy_from_slice(body)),
+        Codec::Gzip => bounded(&mut flate2::read::GzDecoder::new(body)),
+        Codec::Zstd => bounded(
+            &mut zstd::stream::read::Decoder::new(body)
+                .map_err(|e| KafkaBatchError::Decompress(e.to_string()))?,
+        ),
+        Codec::Lz4 => bounded(
+            &mut lz4::Decoder::new(body).map_err(|e| KafkaBatchError::Decompress(e.to_string()))?,
+        ),
+        Codec::Snappy => snappy_decompress(body),
+    }
+}
+
+/// Snappy as Kafka writes it: xerial framing (magic, then `[u32 length][raw block]`...), or a
+/// single raw block from clients that skip the framing.
+fn snappy_decompress(body: &[u8]) -> Result<Bytes, KafkaBatchError> {
+    const MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+    let err = |e: snap::Error| KafkaBatchError::Decompress(e.to_string());
+    let mut out = Vec::new();
+    let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), KafkaBatchError> {
+        let len = snap::raw::decompress_len(block).map_err(err)?;
+        if out.len() + len > MAX_DECOMPRESSED {
+            return Err(KafkaBatchError::Decompress("expands past 256 MiB".into()));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(err)?;
+        Ok(())
+    };
+    if body.len() >= 16 && body[..8] == MAGIC {
+        let mut at = 16;
+        while at < body.len() {
+            let len = body
+                .get(at..at + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or(KafkaBatchError::Truncated)?;
+            let block = body
+                .get(at + 4..at + 4 + len)
+                .ok_or(KafkaBatchError::Truncated)?;
+            raw_block(block, &mut out)?;
+            at += 4 + len;
+        }
+    } else {
+        raw_block(body, &mut out)?;
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Walks `count` records of an uncompressed records section, calling `each` for every one.
+/// Returns how many were walked; fails on the first malformed record or trailing bytes.
+pub fn walk_records<'a>(
+    mut buf: &'a [u8],
+    count: i32,
+    mut each: impl FnMut(RecordView<'a>),
+) -> Result<usize, KafkaBatchError> {
+    let mut index = 0usize;
+    while index < usize::try_from(count).unwrap_or(0) {
+        let bad = |reason| KafkaBatchError::Record { index, reason };
+        let len = varint(&mut buf).ok_or(bad("length"))?;
+        let len = usize::try_from(len).map_err(|_| bad("negative length"))?;
+        if len > buf.len() {
+            return Err(bad("runs past the end of the batch"));
+        }
+        let (mut r, rest) = buf.split_at(len);
+        buf = rest;
+        take(&mut r, 1).ok_or(bad("attributes"))?;
+        let timestamp_delta = varlong(&mut r).ok_or(bad("timestampDelta"))?;
+        let offset_delta = varint(&mut r).ok_or(bad("offsetDelta"))?;
+        let key = nullable(&mut r).ok_or(bad("key"))?;
+        let value = nullable(&mut r).ok_or(bad("value"))?;
+        let n = varint(&mut r).ok_or(bad("header count"))?;
+        let n = usize::try_from(n).map_err(|_| bad("negative header count"))?;
+        if n > r.len() {
+            return Err(bad("header count larger than the record"));
+        }
+        let mut headers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = nullable(&mut r)
+                .ok_or(bad("header key"))?
+                .ok_or(bad("null header key"))?;
+            let v = nullable(&mut r).ok_or(bad("header value"))?;
+            headers.push((k, v));
+        }
+        if !r.is_empty() {
+            return Err(bad("bytes left after the headers"));
+        }
+        each(RecordView {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        });
+        index += 1;
+    }
+    if !buf.is_empty() {
+        return Err(KafkaBatchError::Record {
+            index,
+            reason: "bytes after the last record",
+        });
+    }
+    Ok(index)
+}
+
+/// A record to encode into a new batch.
+#[derive(Debug, Clone, Default)]
+pub struct NewRecord<'a> {
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+/// Encodes an uncompressed, CreateTime batch with no producer, offsets `base_offset..`.
+pub fn encode_batch(base_offset: i64, records: &[NewRecord<'_>]) -> Bytes {
+    let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
+    let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+    let mut body = BytesMut::new();
+    let mut rec = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        rec.clear();
+        rec.push(0u8);
+        put_varlong(&mut rec, r.timestamp_ms - first_ts);
+        put_varlong(&mut rec, i as i64);
+        put_nullable(&mut rec, r.key);
+        put_nullable(&mut rec, r.value);
+        put_varlong(&mut rec, r.headers.len() as i64);
+        for (k, v) in &r.headers {
+            put_nullable(&mut rec, Some(k));
+            put_nullable(&mut rec, *v);
+        }
+        let mut len = Vec::new();
+        put_varlong(&mut len, rec.len() as i64);
+        body.put_slice(&len);
+        body.put_slice(&rec);
+    }
+    let mut b = BytesMut::with_capacity(HEADER_LEN + body.len());
+    b.put_i64(base_offset);
+    b.put_i32((HEADER_LEN - 12 + body.len()) as i32);
+    b.put_i32(-1); // partitionLeaderEpoch
+    b.put_i8(2);
+    b.put_u32(0); // crc, below
+    b.put_i16(0);
+    b.put_i32(records.len().saturating_sub(1) as i32);
+    b.put_i64(first_ts);
+    b.put_i64(max_ts);
+    b.put_i64(-1);
+    b.put_i16(-1);
+    b.put_i32(-1);
+    b.put_i32(records.len() as i32);
+    b.put_slice(&body);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if buf.len() < n {
+        return None;
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Some(head)
+}
+
+fn varlong(buf: &mut &[u8]) -> Option<i64> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let b = *buf.first()?;
+        *buf = &buf[1..];
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+        }
+    }
+    None
+}
+
+fn varint(buf: &mut &[u8]) -> Option<i32> {
+    varlong(buf).and_then(|v| i32::try_from(v).ok())
+}
+
+fn nullable<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    let len = varint(buf)?;
+    if len < 0 {
+        return (len == -1).then_some(None);
+    }
+    take(buf, len as usize).map(Some)
+}
+
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn put_nullable(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        None => put_varlong(out, -1),
+        Some(b) => {
+            put_varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Bytes {
+        encode_batch(
+            0,
+            &[
+                NewRecord {
+                    timestamp_ms: 1000,
+                    key: Some(b"k1"),
+                    value: Some(b"v1"),
+                    headers: vec![(b"h", Some(b"x")), (b"h", None)],
+                },
+                NewRecord {
+                    timestamp_ms: 1005,
+                    key: None,
+                    value: None,
+                    headers: vec![],
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn encoded_batches_validate_and_walk_back() {
+        let b = sample();
+        let h = validate(&b).unwrap();
+        assert_eq!((h.records_count, h.max_timestamp), (2, 1005));
+        let mut seen = Vec::new();
+        let section = records_section(&b).unwrap();
+        walk_records(&section, 2, |r| seen.push(r.clone())).unwrap();
+        assert_eq!(seen[0].key, Some(&b"k1"[..]));
+        assert_eq!(seen[0].headers.len(), 2, "duplicate header keys are kept");
+        assert_eq!(seen[1].value, None);
+        assert_eq!(seen[1].timestamp_delta, 5);
+    }
+
+    #[test]
+    fn the_crate_agrees_with_our_encoder() {
+        let mut b = sample();
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode(&mut b).unwrap();
+        assert_eq!(sets.records.len(), 2);
+        assert_eq!(sets.records[1].timestamp, 1005);
+        assert_eq!(sets.records[0].key.as_deref(), Some(&b"k1"[..]));
+    }
+
+    #[test]
+    fn corruption_is_refused_without_panicking() {
+        let b = sample();
+        for i in 0..b.len() {
+            let mut m = b.to_vec();
+            m[i] ^= 0x41;
+            // Bytes 0..17 except magic are outside the CRC; the rest must fail the CRC.
+            let r = validate(&m);
+            if i >= 17 {
+                assert!(r.is_err(), "mutated byte {i} accepted");
+            }
+            for cut in [i, b.len() / 2] {
+                let _ = validate(&m[..cut]);
+                let _ = records_section(&m[..cut]);
+            }
+        }
+        let mut stamped = b.to_vec();
+        stamp_log_append_time(&mut stamped, 77);
+        let h = validate(&stamped).unwrap();
+        assert!(h.log_append_time());
+        assert_eq!(h.max_timestamp, 77);
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        assert_eq!(add_sequence(i32::MAX, 1), 0);
+        assert_eq!(add_sequence(5, 4), 9);
+    }
+}

@@ -1,0 +1,313 @@
+//! Idempotent producers: producer ids, and per producer and partition the last five batches'
+//! sequence ranges, so a retried batch is answered with its original offset and a gap is
+//! refused (Kafka's `ProducerStateManager`, in small).
+//!
+//! Durability works as in Kafka: the state is rebuilt from the log. A snapshot of every
+//! partition's state, with the offset it covers, is written now and then and on shutdown; a
+//! partition's state is loaded on first use and brought up to date by replaying the Kafka
+//! batches stored after the snapshot (after a SIGKILL that is everything since the last one).
+//! Producer ids are handed out from blocks reserved durably, so none is ever given twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use wharf_log_store::{BatchFormat, Partition, PartitionKey};
+
+use super::kafka_batch::{add_sequence, BatchHeader};
+use super::BrokerError;
+
+/// Batches remembered per producer and partition (Kafka's window).
+pub const WINDOW: usize = 5;
+const ID_BLOCK: i64 = 1000;
+const IDS_FILE: &str = "kafka-producer-ids";
+const SNAPSHOT_FILE: &str = "kafka-producers";
+
+/// What to do with an idempotent producer's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// The next batch in sequence (or the first seen from this producer): store it.
+    Append,
+    /// A retry of a batch already stored at this base offset: answer success, store nothing.
+    Duplicate { base_offset: u64 },
+    /// Older than the batches remembered: already stored, offset no longer known.
+    TooOld,
+    /// A gap or overlap: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    OutOfOrder,
+    /// An epoch older than the producer's current one: INVALID_PRODUCER_EPOCH.
+    Fenced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredRange {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<StoredRange>,
+}
+
+/// One partition's producer state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartitionProducers {
+    /// Every Kafka batch below this offset has been applied.
+    covered_to: u64,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl PartitionProducers {
+    pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            return SequenceCheck::Append;
+        };
+        if h.producer_epoch < entry.epoch {
+            return SequenceCheck::Fenced;
+        }
+        if h.producer_epoch > entry.epoch {
+            // A new epoch starts its sequences again at 0 (KIP-360).
+            return if h.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder
+            };
+        }
+        let last_seq = h.last_sequence();
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: dup.base_offset,
+            };
+        }
+        match (entry.batches.front(), entry.batches.back()) {
+            (_, Some(last)) if h.base_sequence == add_sequence(last.last_seq, 1) => {
+                SequenceCheck::Append
+            }
+            (Some(first), _) if h.base_sequence < first.first_seq && last_seq < first.first_seq => {
+                SequenceCheck::TooOld
+            }
+            (None, None) => SequenceCheck::Append,
+            _ => SequenceCheck::OutOfOrder,
+        }
+    }
+
+    /// Records a stored batch of an idempotent producer.
+    pub fn record(&mut self, h: &BatchHeader, base_offset: u64) {
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(StoredRange {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            base_offset,
+        });
+        while entry.batches.len() > WINDOW {
+            entry.batches.pop_front();
+        }
+        let last = base_offset + u64::try_from(h.last_offset_delta).unwrap_or(0) + 1;
+        self.covered_to = self.covered_to.max(last);
+    }
+
+    /// Applies what the log holds from `covered_to` on.
+    fn replay(&mut self, partition: &Partition) -> Result<(), BrokerError> {
+        let hw = partition.high_watermark();
+        if self.covered_to > hw {
+            // The partition was purged or re-created: what we knew is about another log.
+            *self = PartitionProducers::default();
+        }
+        let mut from = self.covered_to.max(partition.log_start_offset());
+        while from < hw {
+            let read = partition.read(from, 4 << 20)?;
+            if read.batches.is_empty() {
+                break;
+            }
+            for b in &read.batches {
+                from = b.last_offset() + 1;
+                if b.format() != BatchFormat::Kafka {
+                    continue;
+                }
+                if let Ok(h) = BatchHeader::parse(&b.payload()) {
+                    if h.has_producer() {
+                        self.record(&h, b.base_offset());
+                    }
+                }
+            }
+        }
+        self.covered_to = self.covered_to.max(hw);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Snapshot {
+    partitions: Vec<(PartitionKey, PartitionProducers)>,
+}
+
+/// Producer ids and every partition's producer state.
+#[derive(Debug)]
+pub struct Producers {
+    dir: PathBuf,
+    /// (next id to hand out, first id not reserved on disk).
+    ids: parking_lot::Mutex<(i64, i64)>,
+    /// Loaded from the snapshot, waiting for a partition's first use.
+    loaded: parking_lot::Mutex<HashMap<PartitionKey, PartitionProducers>>,
+    live: parking_lot::Mutex<HashMap<PartitionKey, Arc<tokio::sync::Mutex<PartitionProducers>>>>,
+}
+
+impl Producers {
+    pub fn open(dir: &Path) -> Result<Producers, BrokerError> {
+        let reserved = wharf_log_store::read_durable(&dir.join(IDS_FILE))?
+            .and_then(|b| {
+                b.get(..8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            })
+            .unwrap_or(0);
+        let snapshot: Snapshot = match wharf_log_store::read_durable(&dir.join(SNAPSHOT_FILE))? {
+            Some(doc) => serde_json::from_slice(&doc).map_err(|e| {
+                BrokerError::Internal(format!("kafka producer snapshot is unreadable: {e}"))
+            })?,
+            None => Snapshot::default(),
+        };
+        Ok(Producers {
+            dir: dir.to_path_buf(),
+            // Ids of a block reserved before a restart may have been given out: skip it.
+            ids: parking_lot::Mutex::new((reserved.max(1), reserved.max(1))),
+            loaded: parking_lot::Mutex::new(snapshot.partitions.into_iter().collect()),
+            live: parking_lot::Mutex::default(),
+        })
+    }
+
+    /// A producer id never handed out before, on this server or before any restart of it.
+    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.ids.lock();
+        if ids.0 >= ids.1 {
+            let reserve = ids.1 + ID_BLOCK;
+            wharf_log_store::write_durable(&self.dir.join(IDS_FILE), &reserve.to_le_bytes())?;
+            ids.1 = reserve;
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// The producer state of `partition`, loaded and replayed up to its high watermark.
+    /// Hold its lock from the sequence check until the batch is recorded.
+    pub async fn partition(
+        &self,
+        partition: &Arc<Partition>,
+    ) -> Result<tokio::sync::OwnedMutexGuard<PartitionProducers>, BrokerError> {
+        let key = partition.key();
+        let state = {
+            let mut live = self.live.lock();
+            match live.get(&key) {
+                Some(s) => Arc::clone(s),
+                None => {
+                    let loaded = self.loaded.lock().remove(&key).unwrap_or_default();
+                    let s = Arc::new(tokio::sync::Mutex::new(loaded));
+                    live.insert(key, Arc::clone(&s));
+                    s
+                }
+            }
+        };
+        let mut guard = state.lock_owned().await;
+        if guard.covered_to != partition.high_watermark() {
+            guard.replay(partition)?;
+        }
+        Ok(guard)
+    }
+
+    /// Forgets the state of partitions that no longer exist.
+    pub fn forget(&self, keep: impl Fn(&PartitionKey) -> bool) {
+        self.live.lock().retain(|k, _| keep(k));
+        self.loaded.lock().retain(|k, _| keep(k));
+    }
+
+    /// Writes every partition's state; a restart replays only what came after.
+    pub fn snapshot(&self) -> Result<(), BrokerError> {
+        let mut partitions: Vec<(PartitionKey, PartitionProducers)> = self
+            .loaded
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let live: Vec<_> = self
+            .live
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, Arc::clone(v)))
+            .collect();
+        for (k, state) in live {
+            // A partition busy producing is skipped; its log replays it after a restart.
+            if let Ok(s) = state.try_lock() {
+                partitions.push((k, s.clone()));
+            }
+        }
+        let doc = serde_json::to_vec(&Snapshot { partitions })
+            .map_err(|e| BrokerError::Internal(e.to_string()))?;
+        wharf_log_store::write_durable(&self.dir.join(SNAPSHOT_FILE), &doc)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, n: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            attributes: 0,
+            last_offset_delta: n - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records_count: n,
+        }
+    }
+
+    #[test]
+    fn duplicates_gaps_and_fencing() {
+        let mut s = PartitionProducers::default();
+        let h0 = header(7, 0, 0, 3);
+        assert_eq!(s.check(&h0), SequenceCheck::Append);
+        s.record(&h0, 100);
+        assert_eq!(s.check(&h0), SequenceCheck::Duplicate { base_offset: 100 });
+        assert_eq!(s.check(&header(7, 0, 4, 1)), SequenceCheck::OutOfOrder);
+        let h1 = header(7, 0, 3, 2);
+        assert_eq!(s.check(&h1), SequenceCheck::Append);
+        s.record(&h1, 103);
+        for i in 0..WINDOW as i32 {
+            let h = header(7, 0, 5 + i, 1);
+            s.record(&h, 105 + i as u64);
+        }
+        assert_eq!(s.check(&h0), SequenceCheck::TooOld);
+        assert_eq!(s.check(&header(7, -1, 0, 1)), SequenceCheck::Fenced);
+        assert_eq!(s.check(&header(7, 1, 0, 1)), SequenceCheck::Append);
+        assert_eq!(s.check(&header(7, 1, 5, 1)), SequenceCheck::OutOfOrder);
+        assert_eq!(s.check(&header(8, 0, 42, 1)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Producers::open(dir.path()).unwrap();
+        let first = a.next_producer_id().unwrap();
+        let second = a.next_producer_id().unwrap();
+        assert!(second > first);
+        drop(a);
+        let b = Producers::open(dir.path()).unwrap();
+        assert!(b.next_producer_id().unwrap() > second);
+    }
+}

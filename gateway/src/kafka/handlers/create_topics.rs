@@ -1,0 +1,128 @@
+//! CreateTopics (with `validate_only` and configs), and the create that Metadata's auto-create
+//! shares.
+
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use wharf_log_store::{Ident, TopicInfo, TopicSettings};
+
+use super::configs::{self, ConfigError};
+use super::{str_bytes, Request};
+use crate::broker::BrokerError;
+use crate::kafka::errors::{self, code};
+use crate::kafka::names;
+
+/// Creates the topic a Kafka name points to, with `partitions` partitions.
+pub fn create(
+    req: &Request<'_>,
+    name: &str,
+    partitions: u32,
+    settings: TopicSettings,
+) -> Result<TopicInfo, BrokerError> {
+    names::validate(name).map_err(BrokerError::InvalidName)?;
+    let loc = names::locate(req.broker(), req.default_stream(), name);
+    if loc.stream == req.default_stream() {
+        names::ensure_default_stream(req.broker(), req.default_stream())?;
+    }
+    Ok(req.broker().store.create_topic(
+        Ident::Name(&loc.stream),
+        &loc.topic,
+        partitions,
+        settings,
+    )?)
+}
+
+pub fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let name = t.name.0.as_str().to_string();
+        let fail = |error: i16, message: String| {
+            CreatableTopicResult::default()
+                .with_name(t.name.clone())
+                .with_error_code(error)
+                .with_error_message(Some(str_bytes(message)))
+        };
+        let partitions = match t.num_partitions {
+            -1 => req.door.config.default_partitions as i32,
+            n => n,
+        };
+        if partitions <= 0 {
+            results.push(fail(
+                code::INVALID_PARTITIONS,
+                format!("number of partitions {partitions} must be positive"),
+            ));
+            continue;
+        }
+        if !matches!(t.replication_factor, -1 | 1) {
+            results.push(fail(
+                code::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} is impossible: Wharf is one broker",
+                    t.replication_factor
+                ),
+            ));
+            continue;
+        }
+        if !t.assignments.is_empty() {
+            results.push(fail(
+                code::INVALID_REPLICA_ASSIGNMENT,
+                "replica assignments are not supported on a single broker".into(),
+            ));
+            continue;
+        }
+        if let Err(why) = names::validate(&name) {
+            results.push(fail(code::INVALID_TOPIC_EXCEPTION, why));
+            continue;
+        }
+        let mut settings = TopicSettings::default();
+        let applied = t.configs.iter().try_for_each(|c| {
+            configs::set(
+                &mut settings,
+                c.name.as_str(),
+                c.value.as_ref().map(|v| v.as_str()),
+            )
+        });
+        if let Err(ConfigError(why)) = applied {
+            results.push(fail(code::INVALID_CONFIG, why));
+            continue;
+        }
+        let outcome = if r.validate_only {
+            match req.topic(&name) {
+                Ok(_) => Err(BrokerError::TopicExists {
+                    stream: req.default_stream().to_string(),
+                    topic: name.clone(),
+                }),
+                Err(_) => Ok(None),
+            }
+        } else {
+            create(req, &name, partitions as u32, settings.clone()).map(Some)
+        };
+        match outcome {
+            Err(e) => results.push(fail(errors::for_broker(&e), e.to_string())),
+            Ok(created) => {
+                let mut ok = CreatableTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1);
+                if let Some(info) = &created {
+                    ok = ok.with_topic_id(names::topic_uuid(info));
+                }
+                if req.version >= 5 {
+                    let listed = configs::topic_entries(req, &settings)
+                        .into_iter()
+                        .map(|e| {
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(e.name))
+                                .with_value(Some(str_bytes(e.value)))
+                                .with_config_source(e.source)
+                        })
+                        .collect();
+                    ok = ok.with_configs(Some(listed));
+                }
+                results.push(ok);
+            }
+        }
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}

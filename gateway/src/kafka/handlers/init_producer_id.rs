@@ -1,0 +1,37 @@
+//! InitProducerId: a fresh producer id with epoch 0 for idempotent producers, or (KIP-360) the
+//! same id with the next epoch when the client asks to bump its own. Transactional ids are
+//! refused: Wharf does not support transactions.
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+
+use super::Request;
+use crate::kafka::errors::code;
+
+pub fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducerIdResponse {
+    let refused = |error| {
+        InitProducerIdResponse::default()
+            .with_error_code(error)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1)
+    };
+    if r.transactional_id.is_some() {
+        return refused(code::INVALID_REQUEST);
+    }
+    if r.producer_id.0 >= 0 {
+        // A bump: the next epoch, until the epoch space runs out, then a new id.
+        if r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {
+            return InitProducerIdResponse::default()
+                .with_producer_id(r.producer_id)
+                .with_producer_epoch(r.producer_epoch + 1);
+        }
+    }
+    match req.broker().producers.next_producer_id() {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(id.into())
+            .with_producer_epoch(0),
+        Err(e) => {
+            tracing::warn!("cannot hand out a producer id: {e}");
+            refused(code::UNKNOWN_SERVER_ERROR)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Metadata: one broker (this server) leads every partition; topics are listed or looked up by
+//! name, and created on request when `kafka.auto_create_topics` allows it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use wharf_log_store::TopicInfo;
+
+use super::{create_topics, str_bytes, Request};
+use crate::kafka::errors::{self, code};
+use crate::kafka::{names, NODE_ID};
+
+pub fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
+    let (host, port) = req.door.advertised(req.local);
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(NODE_ID.into())
+        .with_host(str_bytes(host))
+        .with_port(port);
+    // v0: an empty list means every topic; v1+: null means every topic.
+    let wanted = match r.topics {
+        None => None,
+        Some(t) if t.is_empty() && req.version == 0 => None,
+        Some(t) => Some(t),
+    };
+    let topics = match wanted {
+        None => names::all_topics(req.broker(), req.default_stream())
+            .into_iter()
+            .map(|(name, t)| topic(req, name, Ok(t)))
+            .collect(),
+        Some(list) => {
+            let auto = req.door.config.auto_create_topics
+                && (req.version < 4 || r.allow_auto_topic_creation);
+            list.into_iter()
+                .map(|wanted| {
+                    let name = wanted
+                        .name
+                        .map(|n| n.0.as_str().to_string())
+                        .unwrap_or_default();
+                    let found = lookup(req, &name, auto);
+                    topic(req, name, found)
+                })
+                .collect()
+        }
+    };
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_topics(topics);
+    if req.version >= 1 {
+        resp = resp.with_controller_id(NODE_ID.into());
+    }
+    if req.version >= 2 {
+        resp = resp.with_cluster_id(Some(str_bytes(req.door.cluster_id.clone())));
+    }
+    resp
+}
+
+fn lookup(req: &Request<'_>, name: &str, auto_create: bool) -> Result<TopicInfo, i16> {
+    if let Err(_why) = names::validate(name) {
+        return Err(code::INVALID_TOPIC_EXCEPTION);
+    }
+    match req.topic(name) {
+        Ok(t) => Ok(t),
+        Err(_) if auto_create => {
+            let partitions = req.door.config.default_partitions;
+            match create_topics::create(req, name, partitions, Default::default()) {
+                Ok(t) => Ok(t),
+                // Another connection made it first.
+                Err(_) => req.topic(name).map_err(|e| errors::for_broker(&e)),
+            }
+        }
+        Err(e) => Err(errors::for_broker(&e)),
+    }
+}
+
+fn topic(req: &Request<'_>, name: String, found: Result<TopicInfo, i16>) -> MetadataResponseTopic {
+    let out = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name))));
+    match found {
+        Err(e) => out.with_error_code(e),
+        Ok(t) => {
+            let partitions = (0..t.partitions as i32)
+                .map(|p| {
+                    let mut part = MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(NODE_ID.into())
+                        .with_replica_nodes(vec![NODE_ID.into()])
+                        .with_isr_nodes(vec![NODE_ID.into()]);
+                    // No leader epochs: clients skip KIP-320 truncation checks.
+                    if req.version >= 7 {
+                        part = part.with_leader_epoch(-1);
+                    }
+                    part
+                })
+                .collect();
+            let mut out = out.with_partitions(partitions);
+            if req.version >= 10 {
+                out = out.with_topic_id(names::topic_uuid(&t));
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Which Kafka API versions this door advertises and accepts.
+//!
+//! Only what is implemented is advertised (kafka.md section 8), below the versions that switch
+//! to topic ids (Fetch 13, Produce 13) or need transactions v2 (Produce 12). Produce is
+//! advertised from v0, as Kafka 4 does, because librdkafka before 2.11.1 only compresses when
+//! Produce v0 is in range; versions 0-2 (the old message sets) are refused when they arrive.
+
+/// `(api key, lowest advertised, highest)`.
+pub const ADVERTISED: &[(i16, i16, i16)] = &[
+    (PRODUCE, 0, 11),
+    (FETCH, 4, 12),
+    (LIST_OFFSETS, 1, 7),
+    (METADATA, 0, 12),
+    (FIND_COORDINATOR, 0, 3),
+    (API_VERSIONS, 0, 3),
+    (CREATE_TOPICS, 2, 7),
+    (DELETE_TOPICS, 1, 5),
+    (DELETE_RECORDS, 0, 2),
+    (INIT_PRODUCER_ID, 0, 4),
+    (DESCRIBE_CONFIGS, 1, 4),
+    (CREATE_PARTITIONS, 0, 3),
+    (INCREMENTAL_ALTER_CONFIGS, 0, 1),
+    (DESCRIBE_CLUSTER, 0, 1),
+];
+
+pub const PRODUCE: i16 = 0;
+pub const FETCH: i16 = 1;
+pub const LIST_OFFSETS: i16 = 2;
+pub const METADATA: i16 = 3;
+pub const FIND_COORDINATOR: i16 = 10;
+pub const API_VERSIONS: i16 = 18;
+pub const CREATE_TOPICS: i16 = 19;
+pub const DELETE_TOPICS: i16 = 20;
+pub const DELETE_RECORDS: i16 = 21;
+pub const INIT_PRODUCER_ID: i16 = 22;
+pub const DESCRIBE_CONFIGS: i16 = 32;
+pub const CREATE_PARTITIONS: i16 = 37;
+pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
+pub const DESCRIBE_CLUSTER: i16 = 60;
+
+/// Lowest Produce version actually served: v3 brought record batch v2.
+pub const PRODUCE_MIN_ACCEPTED: i16 = 3;
+
+/// The advertised range of `api_key`, if any.
+pub fn range(api_key: i16) -> Option<(i16, i16)> {
+    ADVERTISED
+        .iter()
+        .find(|(k, _, _)| *k == api_key)
+        .map(|&(_, lo, hi)| (lo, hi))
+}
+
+/// True when a request of this key and version is served.
+pub fn accepted(api_key: i16, version: i16) -> bool {
+    match range(api_key) {
+        Some((lo, hi)) => {
+            let lo = if api_key == PRODUCE {
+                PRODUCE_MIN_ACCEPTED
+            } else {
+                lo
+            };
+            (lo..=hi).contains(&version)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiKey;
+
+    #[test]
+    fn every_advertised_version_is_decodable_and_the_guard_knows_it() {
+        for &(key, lo, hi) in ADVERTISED {
+            let api = ApiKey::try_from(key).unwrap();
+            let valid = api.valid_versions();
+            assert!(hi <= valid.max, "{api:?} {hi}");
+            for v in lo..=hi {
+                if accepted(key, v) {
+                    assert!(v >= valid.min, "{api:?} v{v} is not decodable");
+                    assert!(super::super::guard::is_known(key, v), "{api:?} v{v}");
+                }
+            }
+        }
+        assert!(!accepted(PRODUCE, 2));
+        assert!(accepted(PRODUCE, 3));
+        assert!(!accepted(FETCH, 13));
+    }
+}
