@@ -52,6 +52,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Stops the server cleanly, keeping its data directory.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {

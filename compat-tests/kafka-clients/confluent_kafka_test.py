@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""confluent-kafka (librdkafka) against a running wharf-server.
+
+Usage: confluent_kafka_test.py HOST:PORT   (the server's Kafka listener)
+
+Runs every scenario, prints one line per scenario, exits 0 only if all pass.
+Set WHARF_CLIENT_DEBUG=1 for librdkafka's protocol/broker debug log on stderr.
+Consumers use assign() only: the server has no consumer groups yet.
+"""
+import os
+import sys
+import time
+import traceback
+
+from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError,
+                             Producer, TopicPartition)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+WAIT_S = 60.0  # the bound on every wait
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+N_RECORDS = 10_000
+BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: confluent_kafka_test.py HOST:PORT")
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failed(what)
+
+
+def conf(**extra):
+    c = {"bootstrap.servers": BOOTSTRAP, "broker.address.family": "v4"}
+    if os.environ.get("WHARF_CLIENT_DEBUG"):
+        c["debug"] = "protocol,broker,topic,msg"
+    c.update({k.replace("_", "."): v for k, v in extra.items()})
+    return c
+
+
+_ADMIN = []
+
+
+def admin():
+    """One AdminClient for the run: a handle must outlive the futures it returned."""
+    if not _ADMIN:
+        _ADMIN.append(AdminClient(conf()))
+    return _ADMIN[0]
+
+
+def wait_futures(futures, what):
+    """Resolves a dict of admin futures; raises with every error."""
+    errors = []
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=WAIT_S)
+        except Exception as e:  # KafkaException, or a timeout
+            errors.append(f"{name}: {e!r}")
+    check(not errors, f"{what}: {errors}")
+
+
+def create_topics(*topics, config=None):
+    new = [NewTopic(t, num_partitions=p, replication_factor=1, config=config or {}) for t, p in topics]
+    wait_futures(admin().create_topics(new, operation_timeout=WAIT_S, request_timeout=WAIT_S), "create_topics")
+
+
+def records(n, tag):
+    """(key, value, headers) in send order; two headers with distinct values each."""
+    return [(f"key-{i}".encode(), f"{tag} value {i} {'x' * (i % 50)}".encode(),
+             [("n", str(i).encode()), ("tag", f"{tag}-{i}".encode())]) for i in range(n)]
+
+
+def produce(producer, topic, recs, partition=None):
+    """Sends recs; returns the partition each one went to, from the delivery reports."""
+    placed, errors = [None] * len(recs), []
+
+    def report(i):
+        def cb(err, msg):
+            if err is not None:
+                errors.append(f"record {i}: {err}")
+            else:
+                placed[i] = (msg.partition(), msg.offset())
+        return cb
+
+    for i, (k, v, h) in enumerate(recs):
+        kw = {} if partition is None else {"partition": partition}
+        while True:
+            try:
+                producer.produce(topic, value=v, key=k, headers=h, on_delivery=report(i), **kw)
+                break
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                producer.poll(0.1)
+        producer.poll(0)
+    left = producer.flush(WAIT_S)
+    check(left == 0, f"{left} records still undelivered after {WAIT_S}s")
+    check(not errors, f"delivery errors: {errors[:5]} ({len(errors)} in all)")
+    # Offsets per partition must be 0.. in send order.
+    per = {}
+    for i, (p, off) in enumerate(placed):
+        per.setdefault(p, []).append(off)
+    for p, offs in per.items():
+        check(offs == list(range(len(offs))), f"partition {p}: delivery offsets not 0..n in send order")
+    return [p for p, _ in placed]
+
+
+def consume(topic, partitions, n):
+    """Reads every partition from the beginning until all hit EOF; returns (partition, offset, key, value, headers, ts)."""
+    c = Consumer(conf(enable_partition_eof=True, enable_auto_commit=False, group_id="wharf-compat-unused"))
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        out, eof, deadline = [], set(), time.monotonic() + WAIT_S
+        while len(eof) < partitions or len(out) < n:
+            check(time.monotonic() < deadline, f"consumed {len(out)} of {n} records, EOF on {sorted(eof)} after {WAIT_S}s")
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                raise Failed(f"consumer error: {m.error()}")
+            eof.discard(m.partition())
+            out.append((m.partition(), m.offset(), m.key(), m.value(), m.headers() or [], m.timestamp()))
+        return out
+    finally:
+        c.close()
+
+
+def check_round_trip(got, recs, partitions_sent, what):
+    want = sorted((p, k, v, h) for p, (k, v, h) in zip(partitions_sent, recs))
+    have = sorted((p, k, v, h) for p, _, k, v, h, _ in got)
+    check(len(have) == len(want), f"{what}: read {len(have)} records, sent {len(want)}")
+    check(have == want, f"{what}: the records read differ from those sent")
+    for p in set(partitions_sent):
+        sent = [k for q, (k, _, _) in zip(partitions_sent, recs) if q == p]
+        read = [k for q, _, k, _, _, _ in got if q == p]
+        check(read == sent, f"{what}: partition {p} order differs from send order")
+        offs = [o for q, o, *_ in got if q == p]
+        check(offs == list(range(len(offs))), f"{what}: partition {p} offsets not 0..n")
+
+
+def scenario_codecs():
+    for codec in CODECS:
+        topic = f"cfk-codec-{codec}"
+        create_topics((topic, 3))
+        recs = records(N_RECORDS, codec)
+        parts = produce(Producer(conf(compression_type=codec, linger_ms=5, acks="all")), topic, recs)
+        check(set(parts) == {0, 1, 2}, f"{codec}: the partitioner used only partitions {set(parts)}")
+        check_round_trip(consume(topic, 3, len(recs)), recs, parts, codec)
+        print(f"    {codec}: {len(recs)} records round-tripped", flush=True)
+
+
+def scenario_idempotent():
+    topic = "cfk-idempotent"
+    create_topics((topic, 1))
+    recs = records(5_000, "idem")
+    p = Producer(conf(enable_idempotence=True, linger_ms=2))
+    parts = produce(p, topic, recs, partition=0)
+    check_round_trip(consume(topic, 1, len(recs)), recs, parts, "idempotent")
+
+
+def scenario_admin():
+    a = admin()
+    create_topics(("cfk-adm-a", 2), ("cfk-adm-b", 1))
+    create_topics(("cfk-adm-c", 1), config={"retention.ms": "3600000"})
+    md = a.list_topics(timeout=WAIT_S)
+    for t, n in [("cfk-adm-a", 2), ("cfk-adm-b", 1), ("cfk-adm-c", 1)]:
+        check(t in md.topics, f"list_topics lacks {t}: {sorted(md.topics)}")
+        check(md.topics[t].error is None, f"{t}: metadata error {md.topics[t].error}")
+        check(len(md.topics[t].partitions) == n, f"{t}: {len(md.topics[t].partitions)} partitions, want {n}")
+    fut = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "cfk-adm-c")], request_timeout=WAIT_S)
+    cfg = list(fut.values())[0].result(timeout=WAIT_S)
+    check("retention.ms" in cfg, f"describe_configs lacks retention.ms: {sorted(cfg)}")
+    check(cfg["retention.ms"].value == "3600000", f"retention.ms = {cfg['retention.ms'].value!r}, want '3600000'")
+    names = ["cfk-adm-a", "cfk-adm-b", "cfk-adm-c"]
+    wait_futures(a.delete_topics(names, operation_timeout=WAIT_S, request_timeout=WAIT_S), "delete_topics")
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        left = [t for t in names if t in a.list_topics(timeout=WAIT_S).topics]
+        if not left:
+            break
+        check(time.monotonic() < deadline, f"still listed {WAIT_S}s after delete: {left}")
+        time.sleep(0.1)  # polling interval, not synchronisation
+
+
+def scenario_offsets_for_times():
+    topic = "cfk-times"
+    create_topics((topic, 1))
+    base = (int(time.time()) - 600) * 1000
+    p = Producer(conf(linger_ms=0))
+    errors = []
+    for i in range(10):
+        p.produce(topic, key=b"k", value=f"v{i}".encode(), partition=0, timestamp=base + i * 1000,
+                  on_delivery=lambda err, msg: err and errors.append(err))
+        check(p.flush(WAIT_S) == 0, "timestamped record not delivered")
+    check(not errors, f"delivery errors: {errors}")
+    got = consume(topic, 1, 10)
+    check([ts for *_, ts in got] == [(TIMESTAMP_CREATE_TIME, base + i * 1000) for i in range(10)],
+          f"timestamps read back differ: {[ts for *_, ts in got]}")
+    c = Consumer(conf(group_id="wharf-compat-unused"))
+    try:
+        for ts, want in [(base + 3500, 4), (base, 0), (base + 9000, 9), (base + 60_000, -1)]:
+            found = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=WAIT_S)[0]
+            check(found.error is None, f"offsets_for_times({ts}): {found.error}")
+            check(found.offset == want, f"offsets_for_times(base+{ts - base}) = {found.offset}, want {want}")
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=WAIT_S)
+        check((lo, hi) == (0, 10), f"watermarks ({lo}, {hi}), want (0, 10)")
+    finally:
+        c.close()
+
+
+SCENARIOS = [
+    ("produce+consume 10k keyed records with headers, every codec", scenario_codecs),
+    ("idempotent producer", scenario_idempotent),
+    ("admin create/list/describe/delete topics", scenario_admin),
+    ("offsets_for_times (ListOffsets by timestamp)", scenario_offsets_for_times),
+]
+
+
+def main():
+    print(f"confluent-kafka {__import__('confluent_kafka').__version__} "
+          f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) against {BOOTSTRAP}", flush=True)
+    failed = 0
+    for name, fn in SCENARIOS:
+        start = time.monotonic()
+        try:
+            fn()
+            print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
+        except Exception as e:
+            failed += 1
+            detail = str(e) if isinstance(e, Failed) else traceback.format_exc()
+            print(f"FAIL {name} ({time.monotonic() - start:.1f}s): {detail}", flush=True)
+    print(f"confluent-kafka: {len(SCENARIOS) - failed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

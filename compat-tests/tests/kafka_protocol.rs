@@ -1,0 +1,617 @@
+//! The Kafka door at the wire: the corner cases clients rely on, driven with hand-built
+//! requests (the `kafka-protocol` crate as the client), each against a fresh server.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use compat_tests::TestServer;
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One Kafka connection speaking raw frames.
+struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Conn {
+    async fn open(server: &TestServer) -> Conn {
+        let stream = TcpStream::connect(server.kafka_addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    async fn send_raw(&mut self, frame: &[u8]) {
+        let mut out = BytesMut::new();
+        out.put_i32(frame.len() as i32);
+        out.put_slice(frame);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// Reads one answer frame; `None` when the server closed the connection.
+    async fn read_raw(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        let read = tokio::time::timeout(WAIT, self.stream.read_exact(&mut len))
+            .await
+            .expect("answer in time");
+        read.ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    fn frame<R: Encodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &R,
+    ) -> BytesMut {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+            .encode(&mut buf, R::header_version(version))
+            .unwrap();
+        req.encode(&mut buf, version).unwrap();
+        buf
+    }
+
+    async fn call<R, T>(&mut self, key: ApiKey, version: i16, req: &R) -> T
+    where
+        R: Encodable + HeaderVersion,
+        T: Decodable + HeaderVersion,
+    {
+        let frame = self.frame(key, version, req);
+        self.send_raw(&frame).await;
+        let mut answer = self
+            .read_raw()
+            .await
+            .expect("an answer, not a closed connection");
+        let header = ResponseHeader::decode(&mut answer, T::header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation);
+        let body = T::decode(&mut answer, version).unwrap();
+        assert_eq!(answer.remaining(), 0, "{key:?} v{version}: bytes left over");
+        body
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+async fn create(conn: &mut Conn, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            ),
+    ]);
+    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+}
+
+/// A record batch of `n` records, optionally from an idempotent producer.
+fn batch(n: usize, producer: Option<(i64, i16, i32)>, ts: i64, value_len: usize) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+            Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The crate starts a new batch whenever offset - sequence changes, so records
+                // without a producer still count up (the broker ignores their sequence).
+                sequence: seq.max(0) + i as i32,
+                timestamp: ts + i as i64,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![b'v'; value_len])),
+                headers: IndexMap::new(),
+                delete_horizon: false,
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records)),
+            ])])
+}
+
+async fn produce(
+    conn: &mut Conn,
+    topic: &str,
+    records: Bytes,
+) -> produce_response::PartitionProduceResponse {
+    let resp: ProduceResponse = conn
+        .call(ApiKey::Produce, 9, &produce_req(topic, 0, records, -1))
+        .await;
+    resp.responses[0].partition_responses[0].clone()
+}
+
+fn fetch_req(
+    topic: &str,
+    offset: i64,
+    max_wait: i32,
+    min_bytes: i32,
+    max_bytes: i32,
+    part_max: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(max_bytes)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(part_max)])])
+}
+
+async fn fetch(conn: &mut Conn, req: &FetchRequest) -> fetch_response::PartitionData {
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, req).await;
+    assert_eq!(resp.session_id, 0, "fetch sessions are declined");
+    resp.responses[0].partitions[0].clone()
+}
+
+/// Base offsets of the whole batches in a fetch answer.
+fn batch_offsets(records: &Bytes) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut b = records.clone();
+    while b.remaining() >= 12 {
+        let base = b.get_i64();
+        let len = b.get_i32() as usize;
+        out.push(base);
+        b.advance(len.min(b.remaining()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn api_versions_above_ours_gets_the_v0_layout_answer() {
+    let server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    let frame = c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let mut raw = frame.to_vec();
+    raw[3] = 9; // version 9: above what we serve (and above what the crate knows)
+    c.send_raw(&raw).await;
+    let mut answer = c.read_raw().await.unwrap();
+    let header = ResponseHeader::decode(&mut answer, 0).unwrap();
+    assert_eq!(header.correlation_id, 1);
+    let body = ApiVersionsResponse::decode(&mut answer, 0).unwrap();
+    assert_eq!(body.error_code, 35);
+    let av = body.api_keys.iter().find(|k| k.api_key == 18).unwrap();
+    assert_eq!((av.min_version, av.max_version), (0, 3));
+    let produce = body.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+    assert_eq!(produce.min_version, 0, "Produce is advertised from v0");
+
+    // The connection still works, at a version we serve.
+    let ok: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(ok.error_code, 0);
+    let fetch = ok.api_keys.iter().find(|k| k.api_key == 1).unwrap();
+    assert_eq!(fetch.max_version, 12);
+
+    // An unadvertised API (or Produce v2) closes the connection, as Kafka does.
+    let mut produce_v2 = c.frame(ApiKey::Produce, 3, &produce_req("t", 0, Bytes::new(), 1));
+    produce_v2[3] = 2; // the crate cannot encode v2; the server must not decode it either
+    c.send_raw(&produce_v2).await;
+    assert!(c.read_raw().await.is_none());
+}
+
+#[tokio::test]
+async fn produce_validates_batches_and_limits() {
+    let server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "p", 1, &[("max.message.bytes", "2000")]).await;
+    let good = batch(3, None, 1000, 10);
+    let r = produce(&mut c, "p", good.clone()).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    let r = produce(&mut c, "p", good.clone()).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 3));
+
+    let mut corrupt = good.to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let r = produce(&mut c, "p", Bytes::from(corrupt)).await;
+    assert_eq!(r.error_code, 2, "CORRUPT_MESSAGE for a CRC mismatch");
+
+    let r = produce(&mut c, "p", batch(1, None, 1000, 5000)).await;
+    assert_eq!(
+        r.error_code, 10,
+        "MESSAGE_TOO_LARGE above max.message.bytes"
+    );
+
+    let r = produce(&mut c, "missing", good.clone()).await;
+    assert_eq!(r.error_code, 3);
+
+    // acks=0: no answer; the next request's answer is the next frame.
+    let frame = c.frame(ApiKey::Produce, 9, &produce_req("p", 0, good.clone(), 0));
+    c.send_raw(&frame).await;
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name("p"))),
+            ])),
+        )
+        .await;
+    assert_eq!(md.topics[0].partitions.len(), 1);
+    let list: ListOffsetsResponse = c
+        .call(ApiKey::ListOffsets, 7, &list_offsets(&"p", -1))
+        .await;
+    assert_eq!(
+        list.topics[0].partitions[0].offset, 9,
+        "the acks=0 batch is stored"
+    );
+}
+
+fn list_offsets(topic: &str, ts: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts),
+            ])])
+}
+
+#[tokio::test]
+async fn log_append_time_topics_stamp_the_server_time() {
+    let server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    create(
+        &mut c,
+        "lat",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let r = produce(&mut c, "lat", batch(2, None, 5, 1)).await;
+    assert!(
+        r.log_append_time_ms > 1_600_000_000_000,
+        "{}",
+        r.log_append_time_ms
+    );
+    let d = fetch(&mut c, &fetch_req("lat", 0, 0, 1, 1 << 20, 1 << 20)).await;
+    let records = d.records.unwrap();
+    // maxTimestamp (bytes 35..43) is the append time; clients use it for every record.
+    let max_ts = i64::from_be_bytes(records[35..43].try_into().unwrap());
+    assert_eq!(max_ts, r.log_append_time_ms);
+    let mut records = records;
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut records).unwrap();
+    assert_eq!(
+        set.records[0].timestamp_type,
+        TimestampType::LogAppend,
+        "CRC re-computed too"
+    );
+}
+
+#[tokio::test]
+async fn idempotent_sequences_dedup_refuse_gaps_and_survive_a_restart() {
+    let mut server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "idem", 1, &[]).await;
+    let init: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(-1)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    assert!(pid >= 0);
+
+    let first = batch(5, Some((pid, 0, 0)), 1, 1);
+    assert_eq!(produce(&mut c, "idem", first.clone()).await.base_offset, 0);
+    let second = batch(5, Some((pid, 0, 5)), 1, 1);
+    assert_eq!(produce(&mut c, "idem", second.clone()).await.base_offset, 5);
+    // A retry of the first batch: success with its original offset, nothing stored.
+    let retry = produce(&mut c, "idem", first.clone()).await;
+    assert_eq!((retry.error_code, retry.base_offset), (0, 0));
+    // A gap.
+    let gap = produce(&mut c, "idem", batch(1, Some((pid, 0, 42)), 1, 1)).await;
+    assert_eq!(gap.error_code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+
+    // After a crash there is no fresh snapshot: remove the one written at stop, so the state
+    // must come back from replaying the log.
+    drop(c);
+    server.stop().await;
+    std::fs::remove_file(server.data_dir().join("kafka-producers")).unwrap();
+    server.restart().await;
+    let mut c = Conn::open(&server).await;
+    let retry = produce(&mut c, "idem", second.clone()).await;
+    assert_eq!(
+        (retry.error_code, retry.base_offset),
+        (0, 5),
+        "dedup after restart"
+    );
+    let next = produce(&mut c, "idem", batch(2, Some((pid, 0, 10)), 1, 1)).await;
+    assert_eq!((next.error_code, next.base_offset), (0, 10));
+    let list: ListOffsetsResponse = c
+        .call(ApiKey::ListOffsets, 7, &list_offsets("idem", -1))
+        .await;
+    assert_eq!(list.topics[0].partitions[0].offset, 12);
+
+    // A new id after the restart is not one handed out before.
+    let again: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(-1)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert!(again.producer_id.0 > pid);
+}
+
+#[tokio::test]
+async fn fetch_returns_whole_batches_within_limits_and_long_polls() {
+    let server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "f", 1, &[]).await;
+    for _ in 0..3 {
+        produce(&mut c, "f", batch(10, None, 1, 100)).await;
+    }
+    // An offset inside the second batch returns the whole second batch first.
+    let d = fetch(&mut c, &fetch_req("f", 15, 0, 1, 1 << 20, 1 << 20)).await;
+    assert_eq!(d.error_code, 0);
+    assert_eq!(batch_offsets(d.records.as_ref().unwrap()), vec![10, 20]);
+    assert_eq!(
+        (d.high_watermark, d.log_start_offset, d.last_stable_offset),
+        (30, 0, 30)
+    );
+    // KIP-74: a limit smaller than one batch still returns that batch, and only it.
+    let d = fetch(&mut c, &fetch_req("f", 0, 0, 1, 10, 10)).await;
+    assert_eq!(batch_offsets(d.records.as_ref().unwrap()), vec![0]);
+    // Past the high watermark: OFFSET_OUT_OF_RANGE; at it: nothing, no error.
+    let d = fetch(&mut c, &fetch_req("f", 31, 0, 1, 1 << 20, 1 << 20)).await;
+    assert_eq!(d.error_code, 1);
+    // A long poll at the end is woken by an append from another connection.
+    let mut other = Conn::open(&server).await;
+    let waiter = tokio::spawn(async move {
+        let d = fetch(&mut c, &fetch_req("f", 30, 20_000, 1, 1 << 20, 1 << 20)).await;
+        (d, std::time::Instant::now())
+    });
+    tokio::task::yield_now().await;
+    let sent_at = std::time::Instant::now();
+    produce(&mut other, "f", batch(1, None, 1, 1)).await;
+    let (d, woke) = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
+    assert_eq!(batch_offsets(d.records.as_ref().unwrap()), vec![30]);
+    assert!(
+        woke.duration_since(sent_at) < Duration::from_secs(15),
+        "woken by the append, not the 20 s timeout"
+    );
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start_durably() {
+    let mut server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "dr", 1, &[]).await;
+    for _ in 0..4 {
+        produce(&mut c, "dr", batch(5, None, 1, 1)).await;
+    }
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+            .with_name(name("dr"))
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(7),
+            ])]);
+    let resp: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &req).await;
+    assert_eq!(resp.topics[0].partitions[0].low_watermark, 7);
+    drop(c);
+    server.restart().await;
+    let mut c = Conn::open(&server).await;
+    let list: ListOffsetsResponse = c
+        .call(ApiKey::ListOffsets, 7, &list_offsets("dr", -2))
+        .await;
+    assert_eq!(list.topics[0].partitions[0].offset, 7);
+    let d = fetch(&mut c, &fetch_req("dr", 3, 0, 1, 1 << 20, 1 << 20)).await;
+    assert_eq!(d.error_code, 1, "below the log start is out of range");
+    assert_eq!(d.log_start_offset, 7);
+}
+
+#[tokio::test]
+async fn list_offsets_by_timestamp_and_max_timestamp() {
+    let server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "ts", 1, &[]).await;
+    produce(&mut c, "ts", batch(5, None, 1000, 1)).await; // 1000..1004
+    produce(&mut c, "ts", batch(5, None, 9000, 1)).await; // 9000..9004
+    produce(&mut c, "ts", batch(5, None, 2000, 1)).await; // 2000..2004
+    let at = |resp: ListOffsetsResponse| {
+        let p = &resp.topics[0].partitions[0];
+        (p.offset, p.timestamp)
+    };
+    assert_eq!(
+        at(c.call(ApiKey::ListOffsets, 7, &list_offsets("ts", 1003))
+            .await),
+        (3, 1003)
+    );
+    assert_eq!(
+        at(c.call(ApiKey::ListOffsets, 7, &list_offsets("ts", 1005))
+            .await),
+        (5, 9000)
+    );
+    assert_eq!(
+        at(c.call(ApiKey::ListOffsets, 7, &list_offsets("ts", 9005))
+            .await),
+        (-1, -1)
+    );
+    assert_eq!(
+        at(c.call(ApiKey::ListOffsets, 7, &list_offsets("ts", -3))
+            .await),
+        (9, 9004)
+    );
+    assert_eq!(
+        at(c.call(ApiKey::ListOffsets, 7, &list_offsets("ts", -1))
+            .await)
+        .0,
+        15
+    );
+    assert_eq!(
+        at(c.call(ApiKey::ListOffsets, 1, &list_offsets("ts", -2))
+            .await)
+        .0,
+        0
+    );
+}
+
+#[tokio::test]
+async fn configs_describe_and_incremental_alter_cluster_and_auto_create() {
+    let server = TestServer::start().await;
+    let mut c = Conn::open(&server).await;
+    // Metadata auto-creates with the default partition count.
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(true)
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(name("auto")))])),
+        )
+        .await;
+    assert_eq!(md.topics[0].error_code, 0);
+    assert_eq!(md.topics[0].partitions.len(), 1);
+    assert_eq!(md.brokers[0].port, server.kafka_addr.port() as i32);
+    assert_eq!(md.brokers[0].host.as_str(), "127.0.0.1");
+    let bad: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(false)
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(name("nope")))])),
+        )
+        .await;
+    assert_eq!(bad.topics[0].error_code, 3);
+
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("auto"))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("86400000"))),
+            ]),
+    ]);
+    let resp: IncrementalAlterConfigsResponse =
+        c.call(ApiKey::IncrementalAlterConfigs, 1, &alter).await;
+    assert_eq!(resp.responses[0].error_code, 0);
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("auto"))
+            .with_configuration_keys(None),
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configuration_keys(None),
+    ]);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    let value = |r: &describe_configs_response::DescribeConfigsResult, n: &str| {
+        r.configs
+            .iter()
+            .find(|c| c.name.as_str() == n)
+            .and_then(|c| c.value.as_ref().map(|v| v.as_str().to_string()))
+    };
+    assert_eq!(
+        value(&resp.results[0], "retention.ms").as_deref(),
+        Some("86400000")
+    );
+    assert_eq!(
+        value(&resp.results[1], "num.partitions").as_deref(),
+        Some("1")
+    );
+
+    let cluster: DescribeClusterResponse = c
+        .call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default(),
+        )
+        .await;
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(
+        cluster.cluster_id.as_str(),
+        md.cluster_id.unwrap().as_str(),
+        "one stable cluster id"
+    );
+}
