@@ -1,0 +1,226 @@
+//! Cross-protocol round trips: messages sent with the official `iggy` SDK are read by a Kafka
+//! consumer (librdkafka), and records produced by a Kafka producer are polled by the `iggy` SDK,
+//! with key, headers, payload and timestamps intact (the rule in `broker::translate`).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use compat_tests::TestServer;
+use iggy::prelude::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
+}
+
+async fn iggy(server: &TestServer) -> IggyClient {
+    let client = IggyClient::builder()
+        .with_tcp()
+        .with_server_address(server.addr.to_string())
+        .with_no_delay()
+        .build()
+        .unwrap();
+    within("connect", client.connect()).await.unwrap();
+    within(
+        "login",
+        client.login_user(DEFAULT_ROOT_USERNAME, DEFAULT_ROOT_PASSWORD),
+    )
+    .await
+    .unwrap();
+    client
+}
+
+fn kafka(server: &TestServer) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", server.kafka_addr.to_string())
+        .set("broker.address.family", "v4");
+    c
+}
+
+fn id(s: &str) -> Identifier {
+    Identifier::named(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iggy_messages_are_read_by_a_kafka_consumer() {
+    let server = TestServer::start().await;
+    let client = iggy(&server).await;
+    client.create_stream("cross").await.unwrap();
+    client
+        .create_topic(
+            &id("cross"),
+            "events",
+            1,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap();
+    let origin_us = 1_700_000_000_123_000u64;
+    let mut messages: Vec<IggyMessage> = (0..100u32)
+        .map(|i| {
+            let mut headers = BTreeMap::new();
+            headers.insert(
+                HeaderKey::try_from("kafka.key").unwrap(),
+                HeaderValue::try_from(format!("key-{i}").as_bytes()).unwrap(),
+            );
+            headers.insert(
+                HeaderKey::try_from("trace").unwrap(),
+                HeaderValue::try_from(format!("t-{i}").as_str()).unwrap(),
+            );
+            let mut m = IggyMessage::builder()
+                .payload(Bytes::from(format!("payload {i}")))
+                .user_headers(headers)
+                .build()
+                .unwrap();
+            m.header.origin_timestamp = origin_us + u64::from(i) * 1000;
+            m
+        })
+        .collect();
+    within(
+        "send",
+        client.send_messages(
+            &id("cross"),
+            &id("events"),
+            &Partitioning::partition_id(0),
+            &mut messages,
+        ),
+    )
+    .await
+    .unwrap();
+
+    let consumer: BaseConsumer = kafka(&server).set("group.id", "unused").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("cross.events", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seen = 0u32;
+    while seen < 100 {
+        assert!(std::time::Instant::now() < deadline, "read {seen} of 100");
+        let Some(m) = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)))
+        else {
+            continue;
+        };
+        let m = m.unwrap();
+        let i = seen;
+        assert_eq!(m.offset(), i64::from(i));
+        assert_eq!(m.key(), Some(format!("key-{i}").as_bytes()));
+        assert_eq!(m.payload(), Some(format!("payload {i}").as_bytes()));
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .unwrap()
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.unwrap().to_vec()))
+            .collect();
+        assert_eq!(
+            headers,
+            vec![("trace".to_string(), format!("t-{i}").into_bytes())]
+        );
+        assert_eq!(
+            m.timestamp().to_millis(),
+            Some(((origin_us + u64::from(i) * 1000) / 1000) as i64)
+        );
+        seen += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_records_are_polled_by_the_iggy_sdk() {
+    let server = TestServer::start().await;
+    for codec in ["none", "gzip", "zstd"] {
+        let topic = format!("from-kafka-{codec}");
+        let producer: FutureProducer = kafka(&server)
+            .set("compression.codec", codec)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let sends = (0..50i64).map(|i| {
+            let key = format!("k{i}");
+            let value = format!("v{i}");
+            let topic = topic.clone();
+            let producer = &producer;
+            async move {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "h1",
+                        value: Some(b"one".as_slice()),
+                    })
+                    .insert(Header {
+                        key: "h2",
+                        value: Some(value.as_bytes()),
+                    });
+                let mut record = FutureRecord::to(&topic)
+                    .partition(0)
+                    .key(&key)
+                    .headers(headers)
+                    .timestamp(1_600_000_000_000 + i);
+                // Every tenth record is a tombstone (null value).
+                if i % 10 != 9 {
+                    record = record.payload(&value);
+                }
+                producer.send(record, Duration::from_secs(30)).await
+            }
+        });
+        for r in within("produce", futures_util::future::join_all(sends)).await {
+            r.map_err(|(e, _)| e).unwrap();
+        }
+
+        // The topic was auto-created in the default stream.
+        let client = iggy(&server).await;
+        let polled = within(
+            "poll",
+            client.poll_messages(
+                &id("default"),
+                &id(&topic),
+                Some(0),
+                &iggy::prelude::Consumer::new(id("reader")),
+                &PollingStrategy::offset(0),
+                100,
+                false,
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(polled.messages.len(), 50, "{codec}");
+        for (i, m) in polled.messages.iter().enumerate() {
+            assert_eq!(m.header.offset, i as u64);
+            let headers = m.user_headers_map().unwrap().unwrap();
+            let raw = |k: &str| {
+                headers
+                    .get(&HeaderKey::try_from(k).unwrap())
+                    .map(|v| v.as_raw().unwrap().to_vec())
+            };
+            assert_eq!(
+                raw("kafka.key"),
+                Some(format!("k{i}").into_bytes()),
+                "{codec}"
+            );
+            assert_eq!(raw("h1"), Some(b"one".to_vec()));
+            assert_eq!(raw("h2"), Some(format!("v{i}").into_bytes()));
+            if i % 10 == 9 {
+                assert!(m.payload.is_empty());
+                assert!(headers.contains_key(&HeaderKey::try_from("kafka.tombstone").unwrap()));
+            } else {
+                assert_eq!(m.payload, Bytes::from(format!("v{i}")), "{codec}");
+            }
+            assert_eq!(
+                m.header.origin_timestamp,
+                (1_600_000_000_000 + i as u64) * 1000
+            );
+        }
+    }
+}
