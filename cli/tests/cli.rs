@@ -27,6 +27,7 @@ fn start() -> Env {
     let overrides = Overrides {
         data_dir: Some(data.path().to_path_buf()),
         native_addr: Some("127.0.0.1:0".into()),
+        kafka_addr: Some("127.0.0.1:0".into()),
         ..Overrides::default()
     };
     let running = rt

@@ -36,6 +36,7 @@ async fn server() -> Server {
     let overrides = Overrides {
         data_dir: Some(dir.path().to_path_buf()),
         native_addr: Some("127.0.0.1:0".into()),
+        kafka_addr: Some("127.0.0.1:0".into()),
         ..Overrides::default()
     };
     let running = wharf_gateway::start(ServerConfig::load_from(&overrides, &[]).unwrap())
