@@ -55,7 +55,7 @@ fn name(s: &str) -> TopicName {
 /// Valid requests of several APIs and versions, to cut and mutate.
 fn seeds() -> Vec<Vec<u8>> {
     let topics = Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name("good"))),
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name("good")))
     ]);
     let records = {
         let mut b = BytesMut::new();
@@ -89,9 +89,11 @@ fn seeds() -> Vec<Vec<u8>> {
         .with_timeout_ms(1000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(name("scratch"))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records)),
+            ])]);
     let create = CreateTopicsRequest::default().with_topics(vec![
         create_topics_request::CreatableTopic::default()
             .with_name(name("made-by-fuzz"))
@@ -109,14 +111,26 @@ fn seeds() -> Vec<Vec<u8>> {
                 .with_partition_max_bytes(1 << 20)])]);
     vec![
         frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
-        frame(ApiKey::Metadata, 0, &MetadataRequest::default().with_topics(topics.clone())),
-        frame(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(topics)),
+        frame(
+            ApiKey::Metadata,
+            0,
+            &MetadataRequest::default().with_topics(topics.clone()),
+        ),
+        frame(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(topics),
+        ),
         frame(ApiKey::Produce, 3, &produce),
         frame(ApiKey::Produce, 9, &produce),
         frame(ApiKey::CreateTopics, 5, &create),
         frame(ApiKey::Fetch, 4, &fetch),
         frame(ApiKey::Fetch, 12, &fetch),
-        frame(ApiKey::DescribeConfigs, 4, &DescribeConfigsRequest::default()),
+        frame(
+            ApiKey::DescribeConfigs,
+            4,
+            &DescribeConfigsRequest::default(),
+        ),
     ]
 }
 
@@ -134,7 +148,10 @@ async fn throw(server: &TestServer, size: i32, body: &[u8]) -> bool {
     let _ = s.shutdown().await;
     let mut answer = Vec::new();
     let read = tokio::time::timeout(WAIT, s.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "server neither answered nor closed within {WAIT:?}");
+    assert!(
+        read.is_ok(),
+        "server neither answered nor closed within {WAIT:?}"
+    );
     !answer.is_empty()
 }
 
@@ -155,7 +172,12 @@ async fn healthy(server: &TestServer, c: &mut TcpStream, round: i32) {
     tokio::time::timeout(WAIT, c.read_exact(&mut len))
         .await
         .unwrap_or_else(|_| panic!("round {round}: no metadata answer"))
-        .unwrap_or_else(|e| panic!("round {round}: healthy connection lost: {e} ({})", server.kafka_addr));
+        .unwrap_or_else(|e| {
+            panic!(
+                "round {round}: healthy connection lost: {e} ({})",
+                server.kafka_addr
+            )
+        });
     let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
     c.read_exact(&mut body).await.unwrap();
     let mut body = Bytes::from(body);
@@ -172,7 +194,11 @@ async fn garbage_never_crashes_the_server_and_a_good_client_keeps_working() {
 
     // Allocation bombs: huge declared counts in tiny frames.
     let mut bombs: Vec<Vec<u8>> = Vec::new();
-    let mut md0 = frame(ApiKey::Metadata, 0, &MetadataRequest::default().with_topics(Some(vec![])));
+    let mut md0 = frame(
+        ApiKey::Metadata,
+        0,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    );
     let n = md0.len();
     md0[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
     bombs.push(md0);
@@ -205,7 +231,11 @@ async fn garbage_never_crashes_the_server_and_a_good_client_keeps_working() {
                 let mut m = seed.clone();
                 for _ in 0..1 + rng.below(4) {
                     let i = rng.below(m.len());
-                    m[i] = if rng.next() % 2 == 0 { 0xff } else { m[i] ^ (1 << rng.below(8)) };
+                    m[i] = if rng.next() % 2 == 0 {
+                        0xff
+                    } else {
+                        m[i] ^ (1 << rng.below(8))
+                    };
                 }
                 m
             }
