@@ -5,20 +5,23 @@ Usage: confluent_kafka_test.py HOST:PORT   (the server's Kafka listener)
 
 Runs every scenario, prints one line per scenario, exits 0 only if all pass.
 Set WHARF_CLIENT_DEBUG=1 for librdkafka's protocol/broker debug log on stderr.
+WHARF_TEST_TIMEOUT (seconds, default 540) bounds the whole run.
 Consumers use assign() only: the server has no consumer groups yet.
 """
 import os
 import sys
+import threading
 import time
 import traceback
 
 from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError,
-                             Producer, TopicPartition)
+                             KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 WAIT_S = 60.0  # the bound on every wait
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 N_RECORDS = 10_000
+NAME = "confluent-kafka"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: confluent_kafka_test.py HOST:PORT")
 
 
@@ -83,6 +86,7 @@ def produce(producer, topic, recs, partition=None):
                 placed[i] = (msg.partition(), msg.offset())
         return cb
 
+    deadline = time.monotonic() + WAIT_S
     for i, (k, v, h) in enumerate(recs):
         kw = {} if partition is None else {"partition": partition}
         while True:
@@ -90,6 +94,7 @@ def produce(producer, topic, recs, partition=None):
                 producer.produce(topic, value=v, key=k, headers=h, on_delivery=report(i), **kw)
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
+                check(time.monotonic() < deadline, f"producer queue still full after {WAIT_S}s")
                 producer.poll(0.1)
         producer.poll(0)
     left = producer.flush(WAIT_S)
@@ -173,6 +178,13 @@ def scenario_admin():
     cfg = list(fut.values())[0].result(timeout=WAIT_S)
     check("retention.ms" in cfg, f"describe_configs lacks retention.ms: {sorted(cfg)}")
     check(cfg["retention.ms"].value == "3600000", f"retention.ms = {cfg['retention.ms'].value!r}, want '3600000'")
+    check(not cfg["retention.ms"].is_default, f"retention.ms set at creation reported as a default: {cfg['retention.ms']}")
+    again = admin().create_topics([NewTopic("cfk-adm-a", num_partitions=2, replication_factor=1)], request_timeout=WAIT_S)
+    try:
+        again["cfk-adm-a"].result(timeout=WAIT_S)
+        raise Failed("creating an existing topic succeeded")
+    except KafkaException as e:
+        check(e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS, f"creating an existing topic: {e}, want TOPIC_ALREADY_EXISTS")
     names = ["cfk-adm-a", "cfk-adm-b", "cfk-adm-c"]
     wait_futures(a.delete_topics(names, operation_timeout=WAIT_S, request_timeout=WAIT_S), "delete_topics")
     deadline = time.monotonic() + WAIT_S
@@ -218,7 +230,18 @@ SCENARIOS = [
 ]
 
 
+def watchdog(seconds):
+    """A bound on the whole run, even if a client call hangs inside a library."""
+    def fire():
+        print(f"FAIL {NAME}: the whole run took over {seconds}s; stopped", flush=True)
+        os._exit(1)
+    t = threading.Timer(seconds, fire)
+    t.daemon = True
+    t.start()
+
+
 def main():
+    watchdog(float(os.environ.get("WHARF_TEST_TIMEOUT", "540")))
     print(f"confluent-kafka {__import__('confluent_kafka').__version__} "
           f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) against {BOOTSTRAP}", flush=True)
     failed = 0
