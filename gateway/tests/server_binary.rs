@@ -13,7 +13,13 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Starts the server and returns it with the address it logged.
 fn start(data_dir: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf-server"))
-        .args(["--native-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--native-addr",
+            "127.0.0.1:0",
+            "--kafka-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
