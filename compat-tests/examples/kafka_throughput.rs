@@ -73,7 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Err((e, _)) => return Err(e.into()),
         }
-        if sent % 1000 == 0 {
+        if sent.is_multiple_of(1000) {
             producer.poll(Duration::ZERO);
         }
     }

@@ -294,9 +294,7 @@ async fn produce_validates_batches_and_limits() {
         )
         .await;
     assert_eq!(md.topics[0].partitions.len(), 1);
-    let list: ListOffsetsResponse = c
-        .call(ApiKey::ListOffsets, 7, &list_offsets(&"p", -1))
-        .await;
+    let list: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &list_offsets("p", -1)).await;
     assert_eq!(
         list.topics[0].partitions[0].offset, 9,
         "the acks=0 batch is stored"

@@ -221,7 +221,7 @@ async fn garbage_never_crashes_the_server_and_a_good_client_keeps_working() {
 
     let seeds = seeds();
     let mut rng = Rng::new();
-    for round in 0..600 {
+    for round in 0..600u32 {
         let seed = &seeds[rng.below(seeds.len())];
         let body: Vec<u8> = match round % 3 {
             // Truncated (with a size prefix that matches what is sent).
@@ -231,7 +231,7 @@ async fn garbage_never_crashes_the_server_and_a_good_client_keeps_working() {
                 let mut m = seed.clone();
                 for _ in 0..1 + rng.below(4) {
                     let i = rng.below(m.len());
-                    m[i] = if rng.next() % 2 == 0 {
+                    m[i] = if rng.next().is_multiple_of(2) {
                         0xff
                     } else {
                         m[i] ^ (1 << rng.below(8))
@@ -247,8 +247,8 @@ async fn garbage_never_crashes_the_server_and_a_good_client_keeps_working() {
             }
         };
         throw(&server, body.len() as i32, &body).await;
-        if round % 50 == 0 {
-            healthy(&server, &mut good, round).await;
+        if round.is_multiple_of(50) {
+            healthy(&server, &mut good, round as i32).await;
         }
     }
     healthy(&server, &mut good, 600).await;
