@@ -16,7 +16,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use wharf_log_store::{BatchFormat, StoredBatch};
-use wharf_protocol::message::{Messages, HEADER_LEN};
+use wharf_protocol::message::Messages;
 
 use super::kafka_batch::{self, BatchHeader, KafkaBatchError, NewRecord};
 
@@ -150,9 +150,6 @@ impl<'a> Iterator for UserHeaders<'a> {
         Some((b[0], v))
     }
 }
-
-/// Size of one native message header, for callers that estimate output sizes.
-pub const NATIVE_HEADER_LEN: usize = HEADER_LEN;
 
 #[cfg(test)]
 mod tests {

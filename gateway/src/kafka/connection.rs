@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -173,7 +173,5 @@ fn encode(
 
 /// Decodes a request body of type `T` at `version`.
 pub fn decode<T: Decodable>(buf: &mut Bytes, version: i16) -> Result<T, ConnectionError> {
-    let r = T::decode(buf, version).map_err(|e| ConnectionError::Decode(e.to_string()))?;
-    let _ = buf.remaining();
-    Ok(r)
+    T::decode(buf, version).map_err(|e| ConnectionError::Decode(e.to_string()))
 }

@@ -29,7 +29,7 @@ pub mod code {
     pub const INVALID_RECORD: i16 = 87;
 }
 
-/// The Kafka code for a broker error, and whether its message is worth sending along.
+/// The Kafka code for a broker error.
 pub fn for_broker(e: &BrokerError) -> i16 {
     use code::*;
     match e {
