@@ -26,7 +26,12 @@ fn config(data_dir: &Path) -> ServerConfig {
         kafka_addr: Some("127.0.0.1:0".into()),
         ..Overrides::default()
     };
-    ServerConfig::load_from(&overrides, &[]).expect("test config")
+    let mut config = ServerConfig::load_from(&overrides, &[]).expect("test config");
+    // Groups form at once, and tests may ask for short sessions so a killed member is noticed
+    // in seconds rather than Kafka's default minimum of 6.
+    config.kafka.groups.initial_rebalance_delay = std::time::Duration::ZERO;
+    config.kafka.groups.min_session_timeout = std::time::Duration::from_millis(1000);
+    config
 }
 
 impl TestServer {

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use toml::{Table, Value};
 use wharf_log_store::{Durability, StoreConfig};
 
+use crate::broker::CoordinatorSettings;
+
 /// The defaults, exactly as documented in `configs/server.toml`.
 pub const DEFAULTS: &str = include_str!("../../configs/server.toml");
 
@@ -65,6 +67,9 @@ struct RawKafka {
     auto_create_topics: bool,
     default_partitions: u32,
     default_stream: String,
+    group_min_session_timeout: String,
+    group_max_session_timeout: String,
+    group_initial_rebalance_delay: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +117,8 @@ pub struct KafkaConfig {
     pub default_partitions: u32,
     /// The stream whose topics Kafka clients see under their plain names.
     pub default_stream: String,
+    /// Consumer group coordinator settings.
+    pub groups: CoordinatorSettings,
 }
 
 /// The resolved configuration.
@@ -270,7 +277,26 @@ impl RawKafka {
                 format!("'{host}' is not a host"),
             ));
         }
+        let duration = |key, text: &str| parse_duration(text).map_err(|m| invalid(key, m));
+        let min_session = duration("group_min_session_timeout", &self.group_min_session_timeout)?;
+        let max_session = duration("group_max_session_timeout", &self.group_max_session_timeout)?;
+        if min_session > max_session || max_session.as_millis() > i32::MAX as u128 {
+            return Err(invalid(
+                "group_max_session_timeout",
+                "must be at least group_min_session_timeout and below 24 days".into(),
+            ));
+        }
+        let groups = CoordinatorSettings {
+            min_session_timeout: min_session,
+            max_session_timeout: max_session,
+            initial_rebalance_delay: duration(
+                "group_initial_rebalance_delay",
+                &self.group_initial_rebalance_delay,
+            )?,
+            ..CoordinatorSettings::default()
+        };
         Ok(KafkaConfig {
+            groups,
             address,
             advertised_host: (!host.is_empty()).then(|| host.trim_matches(['[', ']']).to_string()),
             advertised_port: (self.advertised_port != 0).then_some(self.advertised_port),

@@ -93,6 +93,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         config.store.clone(),
         &config.root_username,
         &config.root_password,
+        config.kafka.groups.clone(),
     )?;
     if broker.users.is_root_password("iggy") {
         tracing::warn!(
@@ -136,9 +137,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     native.address = native_addr;
     let task = tokio::spawn(async move {
         let kafka_stopped = stopped.clone();
+        let timers_stopped = stopped.clone();
         tokio::join!(
             native::serve(listener, Arc::clone(&broker), native, stopped),
             kafka::serve(kafka_listener, door, kafka_stopped),
+            broker.coordinator.drive_timers(timers_stopped),
         );
         tracing::info!("syncing data");
         broker.store.close()?;

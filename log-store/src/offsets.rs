@@ -198,6 +198,25 @@ impl ConsumerOffsets {
         out
     }
 
+    /// True when any stored position matches.
+    pub fn any(&self, matches: impl Fn(&OffsetKey) -> bool) -> bool {
+        self.journal.lock().entries.keys().any(matches)
+    }
+
+    /// The names of the groups that have at least one stored position, sorted.
+    pub fn group_names(&self) -> Vec<String> {
+        let j = self.journal.lock();
+        let names: std::collections::BTreeSet<&str> = j
+            .entries
+            .keys()
+            .filter_map(|k| match &k.owner {
+                OffsetOwner::Group(g) => Some(g.as_str()),
+                OffsetOwner::Consumer(_) => None,
+            })
+            .collect();
+        names.into_iter().map(str::to_string).collect()
+    }
+
     /// Deletes one position; false when there was none.
     pub fn delete(&self, key: &OffsetKey) -> Result<bool> {
         Ok(self.delete_where(|k| k == key)? == 1)

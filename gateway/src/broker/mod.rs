@@ -3,6 +3,7 @@
 //! their protocol's codes; this is the only place where a Kafka concept could meet a native one.
 
 pub mod clients;
+pub mod coordinator;
 pub mod groups;
 pub mod kafka_batch;
 pub mod producers;
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wharf_log_store::{LogStore, StoreConfig, StoreError};
 
 pub use clients::{ClientInfo, Clients};
+pub use coordinator::{CoordinatorSettings, GroupCoordinator};
 pub use groups::{ConsumerGroups, GroupInfo};
 pub use producers::Producers;
 pub use users::{Action, Permissions, User, Users};
@@ -123,6 +125,8 @@ pub struct Broker {
     pub users: Users,
     pub clients: Clients,
     pub groups: ConsumerGroups,
+    /// Classic (Kafka) consumer groups: membership, rebalances, offset commit checks.
+    pub coordinator: GroupCoordinator,
     /// Kafka idempotent producers' ids and sequence state.
     pub producers: Producers,
     pub started_at: u64,
@@ -136,6 +140,7 @@ impl Broker {
         store_config: StoreConfig,
         root_username: &str,
         root_password: &str,
+        group_settings: CoordinatorSettings,
     ) -> Result<Broker, BrokerError> {
         let (store, report) = LogStore::open(data_dir, store_config)?;
         for (partition, repair) in &report.repaired {
@@ -149,6 +154,7 @@ impl Broker {
             users,
             clients: Clients::default(),
             groups,
+            coordinator: GroupCoordinator::new(group_settings),
             producers,
             started_at: now_us(),
             balanced: parking_lot::Mutex::default(),

@@ -74,7 +74,7 @@ pub async fn serve(
                 Err(_) => break "closed mid-request".into(),
             },
         };
-        let answer = match handle_frame(&door, local, frame).await {
+        let answer = match handle_frame(&door, local, peer, frame).await {
             Ok(Some(answer)) => answer,
             Ok(None) => continue, // acks=0
             Err(e) => {
@@ -106,6 +106,7 @@ async fn read_frame(rd: &mut (impl AsyncRead + Unpin), len: usize) -> std::io::R
 pub async fn handle_frame(
     door: &Door,
     local: SocketAddr,
+    peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Option<BytesMut>, ConnectionError> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -128,6 +129,7 @@ pub async fn handle_frame(
     let request = Request {
         door,
         local,
+        peer,
         version,
         client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()),
     };

@@ -11,7 +11,15 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (FETCH, 4, 12),
     (LIST_OFFSETS, 1, 7),
     (METADATA, 0, 12),
+    (OFFSET_COMMIT, 2, 9),
+    (OFFSET_FETCH, 1, 7),
     (FIND_COORDINATOR, 0, 3),
+    (JOIN_GROUP, 0, 9),
+    (HEARTBEAT, 0, 4),
+    (LEAVE_GROUP, 0, 5),
+    (SYNC_GROUP, 0, 5),
+    (DESCRIBE_GROUPS, 0, 5),
+    (LIST_GROUPS, 0, 4),
     (API_VERSIONS, 0, 3),
     (CREATE_TOPICS, 2, 7),
     (DELETE_TOPICS, 1, 5),
@@ -19,7 +27,9 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (INIT_PRODUCER_ID, 0, 4),
     (DESCRIBE_CONFIGS, 1, 4),
     (CREATE_PARTITIONS, 0, 3),
+    (DELETE_GROUPS, 0, 2),
     (INCREMENTAL_ALTER_CONFIGS, 0, 1),
+    (OFFSET_DELETE, 0, 0),
     (DESCRIBE_CLUSTER, 0, 1),
 ];
 
@@ -27,7 +37,15 @@ pub const PRODUCE: i16 = 0;
 pub const FETCH: i16 = 1;
 pub const LIST_OFFSETS: i16 = 2;
 pub const METADATA: i16 = 3;
+pub const OFFSET_COMMIT: i16 = 8;
+pub const OFFSET_FETCH: i16 = 9;
 pub const FIND_COORDINATOR: i16 = 10;
+pub const JOIN_GROUP: i16 = 11;
+pub const HEARTBEAT: i16 = 12;
+pub const LEAVE_GROUP: i16 = 13;
+pub const SYNC_GROUP: i16 = 14;
+pub const DESCRIBE_GROUPS: i16 = 15;
+pub const LIST_GROUPS: i16 = 16;
 pub const API_VERSIONS: i16 = 18;
 pub const CREATE_TOPICS: i16 = 19;
 pub const DELETE_TOPICS: i16 = 20;
@@ -35,7 +53,9 @@ pub const DELETE_RECORDS: i16 = 21;
 pub const INIT_PRODUCER_ID: i16 = 22;
 pub const DESCRIBE_CONFIGS: i16 = 32;
 pub const CREATE_PARTITIONS: i16 = 37;
+pub const DELETE_GROUPS: i16 = 42;
 pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
+pub const OFFSET_DELETE: i16 = 47;
 pub const DESCRIBE_CLUSTER: i16 = 60;
 
 /// Lowest Produce version actually served: v3 brought record batch v2.

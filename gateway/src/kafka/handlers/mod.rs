@@ -5,15 +5,25 @@ pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::net::SocketAddr;
 
@@ -32,6 +42,8 @@ pub struct Request<'a> {
     pub door: &'a Door,
     /// The address the client reached us on (what metadata advertises by default).
     pub local: SocketAddr,
+    /// The client's address (what DescribeGroups shows as a member's host).
+    pub peer: SocketAddr,
     pub version: i16,
     pub client_id: Option<String>,
 }
@@ -39,6 +51,11 @@ pub struct Request<'a> {
 impl Request<'_> {
     pub fn broker(&self) -> &Broker {
         &self.door.broker
+    }
+
+    /// The client's host as Kafka shows it in group descriptions (`/127.0.0.1`).
+    pub fn client_host(&self) -> String {
+        format!("/{}", self.peer.ip())
     }
 
     pub fn default_stream(&self) -> &str {
@@ -90,6 +107,16 @@ pub async fn dispatch(
         versions::LIST_OFFSETS => answer(list_offsets::handle(req, decode(buf, v)?)),
         versions::METADATA => answer(metadata::handle(req, decode(buf, v)?)),
         versions::FIND_COORDINATOR => answer(find_coordinator::handle(req, decode(buf, v)?)),
+        versions::OFFSET_COMMIT => answer(offset_commit::handle(req, decode(buf, v)?)),
+        versions::OFFSET_FETCH => answer(offset_fetch::handle(req, decode(buf, v)?)),
+        versions::JOIN_GROUP => answer(join_group::handle(req, decode(buf, v)?).await),
+        versions::HEARTBEAT => answer(heartbeat::handle(req, decode(buf, v)?)),
+        versions::LEAVE_GROUP => answer(leave_group::handle(req, decode(buf, v)?)),
+        versions::SYNC_GROUP => answer(sync_group::handle(req, decode(buf, v)?).await),
+        versions::DESCRIBE_GROUPS => answer(describe_groups::handle(req, decode(buf, v)?)),
+        versions::LIST_GROUPS => answer(list_groups::handle(req, decode(buf, v)?)),
+        versions::DELETE_GROUPS => answer(delete_groups::handle(req, decode(buf, v)?)),
+        versions::OFFSET_DELETE => answer(offset_delete::handle(req, decode(buf, v)?)),
         versions::API_VERSIONS => answer(api_versions::handle(req)),
         versions::CREATE_TOPICS => answer(create_topics::handle(req, decode(buf, v)?)),
         versions::DELETE_TOPICS => answer(delete_topics::handle(req, decode(buf, v)?)),

@@ -1,0 +1,67 @@
+//! DescribeGroups: state, protocol and members of each group (metadata and assignments only
+//! while the group is Stable, as Kafka does). A group nobody knows reads as Dead.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use wharf_log_store::OffsetOwner;
+
+use super::{str_bytes, Request};
+use crate::kafka::errors::{code, for_group};
+
+/// Kafka's ACL operation bits a group allows with no authorizer: READ (3), DELETE (6),
+/// DESCRIBE (8).
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let v = req.version;
+    let offsets = req.broker().store.offsets();
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|id| {
+            let name = id.0.to_string();
+            let mut out = DescribedGroup::default().with_group_id(id);
+            if v >= 3 {
+                out = out.with_authorized_operations(if r.include_authorized_operations {
+                    GROUP_OPERATIONS
+                } else {
+                    i32::MIN
+                });
+            }
+            if name.is_empty() {
+                return out
+                    .with_error_code(code::INVALID_GROUP_ID)
+                    .with_group_state(str_bytes("Dead"));
+            }
+            let owner = OffsetOwner::Group(name.clone());
+            let has_offsets = offsets.any(|k| k.owner == owner);
+            match req.broker().coordinator.describe(&name, has_offsets) {
+                Err(e) => out.with_error_code(for_group(&e)),
+                Ok(s) => out
+                    .with_error_code(code::NONE)
+                    .with_group_state(str_bytes(s.state.name()))
+                    .with_protocol_type(str_bytes(s.protocol_type))
+                    .with_protocol_data(str_bytes(s.protocol_name))
+                    .with_members(
+                        s.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(m.member_id))
+                                    .with_group_instance_id(if v >= 4 {
+                                        m.group_instance_id.map(str_bytes)
+                                    } else {
+                                        None
+                                    })
+                                    .with_client_id(str_bytes(m.client_id))
+                                    .with_client_host(str_bytes(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment)
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

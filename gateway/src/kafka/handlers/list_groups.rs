@@ -1,0 +1,33 @@
+//! ListGroups: the groups with members here and the groups with committed offsets (Empty),
+//! optionally filtered by state (v4+).
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::{str_bytes, Request};
+use crate::kafka::errors::code;
+
+pub fn handle(req: &Request<'_>, r: ListGroupsRequest) -> ListGroupsResponse {
+    let with_offsets = req.broker().store.offsets().group_names();
+    let groups = req
+        .broker()
+        .coordinator
+        .list(with_offsets)
+        .into_iter()
+        .filter(|g| {
+            r.states_filter.is_empty()
+                || r.states_filter
+                    .iter()
+                    .any(|s| s.as_str().eq_ignore_ascii_case(g.state.name()))
+        })
+        .map(|g| {
+            ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(g.group_id)))
+                .with_protocol_type(str_bytes(g.protocol_type))
+                .with_group_state(str_bytes(g.state.name()))
+        })
+        .collect();
+    ListGroupsResponse::default()
+        .with_error_code(code::NONE)
+        .with_groups(groups)
+}
