@@ -1346,3 +1346,7 @@ fn check_member(group: &Group, who: MemberRef<'_>) -> Result<(), GroupError> {
 fn new_member_id(client_id: &str) -> String {
     format!("{client_id}-{}", uuid::Uuid::from_bytes(rand::random()))
 }
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod tests;

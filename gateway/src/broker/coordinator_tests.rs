@@ -1,0 +1,499 @@
+//! The coordinator's state machine, driven directly with the clock paused (timeouts pass in
+//! virtual time, so nothing here waits for real).
+
+use std::sync::Arc;
+
+use super::*;
+
+fn settings() -> CoordinatorSettings {
+    CoordinatorSettings {
+        min_session_timeout: Duration::from_secs(1),
+        max_session_timeout: Duration::from_secs(60),
+        initial_rebalance_delay: Duration::ZERO,
+        max_group_size: 100,
+    }
+}
+
+fn coordinator(settings: CoordinatorSettings) -> Arc<GroupCoordinator> {
+    let c = Arc::new(GroupCoordinator::new(settings));
+    let timers = Arc::clone(&c);
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let _stop = stop; // never sent: the timers run for the whole test
+        timers.drive_timers(stopped).await;
+    });
+    c
+}
+
+fn join(group: &str, member: &str) -> JoinRequest {
+    JoinRequest {
+        group_id: group.into(),
+        member_id: member.into(),
+        group_instance_id: None,
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![
+            ("range".into(), Bytes::from(format!("sub-{member}"))),
+            ("roundrobin".into(), Bytes::from_static(b"rr")),
+        ],
+        require_known_member_id: true,
+    }
+}
+
+fn who(member: &str, generation: i32) -> MemberRef<'_> {
+    MemberRef {
+        member_id: member,
+        group_instance_id: None,
+        generation,
+    }
+}
+
+fn sync(group: &str, member: &str, generation: i32, assignments: &[(&str, &str)]) -> SyncRequest {
+    SyncRequest {
+        group_id: group.into(),
+        generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments: assignments
+            .iter()
+            .map(|(m, a)| (m.to_string(), Bytes::from(a.to_string())))
+            .collect(),
+    }
+}
+
+/// Joins through the MEMBER_ID_REQUIRED round trip; returns the member id it was given.
+async fn member_id(c: &GroupCoordinator, group: &str) -> String {
+    let first = c.join(join(group, "")).await;
+    assert_eq!(first.error, Some(GroupError::MemberIdRequired));
+    assert!(
+        first.member_id.starts_with("client-"),
+        "{}",
+        first.member_id
+    );
+    first.member_id
+}
+
+/// Lets spawned tasks run until they block.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A group of `a` and `b`, Stable in generation 2 with assignments "A" and "B".
+async fn stable_pair(c: &Arc<GroupCoordinator>, group: &str) -> (String, String) {
+    let a = member_id(c, group).await;
+    let joined = c.join(join(group, &a)).await;
+    assert_eq!((joined.error, joined.generation), (None, 1));
+    assert_eq!(joined.leader, a);
+    let got = c.sync(sync(group, &a, 1, &[(&a, "A")])).await;
+    assert_eq!((got.error, &got.assignment[..]), (None, &b"A"[..]));
+
+    let b = member_id(c, group).await;
+    let b_join = tokio::spawn({
+        let c = Arc::clone(c);
+        let req = join(group, &b);
+        async move { c.join(req).await }
+    });
+    settle().await;
+    assert_eq!(
+        c.heartbeat(group, who(&a, 1)),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let a_join = c.join(join(group, &a)).await;
+    let b_joined = b_join.await.unwrap();
+    assert_eq!((a_join.error, a_join.generation), (None, 2));
+    assert_eq!(a_join.protocol_name.as_deref(), Some("range"));
+    assert_eq!(a_join.members.len(), 2, "the leader sees every member");
+    assert_eq!(a_join.members[1].metadata, Bytes::from(format!("sub-{b}")));
+    assert_eq!((b_joined.error, b_joined.generation), (None, 2));
+    assert!(b_joined.members.is_empty(), "followers see no members");
+    assert_eq!(b_joined.leader, a);
+
+    let b_sync = tokio::spawn({
+        let c = Arc::clone(c);
+        let req = sync(group, &b, 2, &[]);
+        async move { c.sync(req).await }
+    });
+    settle().await;
+    let a_sync = c.sync(sync(group, &a, 2, &[(&a, "A"), (&b, "B")])).await;
+    assert_eq!(&a_sync.assignment[..], b"A");
+    assert_eq!(&b_sync.await.unwrap().assignment[..], b"B");
+    assert_eq!(c.heartbeat(group, who(&b, 2)), Ok(()));
+    (a, b)
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_join_sync_heartbeat_and_commit_by_generation() {
+    let c = coordinator(settings());
+    let (a, b) = stable_pair(&c, "g").await;
+    let describe = c.describe("g", false).unwrap();
+    assert_eq!(describe.state, GroupState::Stable);
+    assert_eq!(describe.protocol_name, "range");
+    assert_eq!(describe.members.len(), 2);
+    assert_eq!(&describe.members[1].assignment[..], b"B");
+
+    assert_eq!(c.commit_offsets("g", who(&a, 2), || 7), Ok(7));
+    assert_eq!(
+        c.commit_offsets("g", who(&a, 1), || 7),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.commit_offsets("g", who("stranger", 2), || 7),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.commit_offsets("g", who("", -1), || 7),
+        Err(GroupError::UnknownMemberId),
+        "outside commits are refused while the group has members"
+    );
+    assert_eq!(c.commit_offsets("nobody", who("", -1), || 7), Ok(7));
+    assert_eq!(
+        c.commit_offsets("nobody", who("x", 3), || 7),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.heartbeat("g", who(&b, 1)),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.heartbeat("missing", who(&b, 2)),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.sync(sync("g", &b, 2, &[])).await.assignment,
+        Bytes::from_static(b"B"),
+        "a Stable group answers SyncGroup with the current assignment"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_while_completing_a_rebalance_is_refused_but_allowed_while_preparing() {
+    let c = coordinator(settings());
+    let (a, b) = stable_pair(&c, "g").await;
+    let a_join = tokio::spawn({
+        let c = Arc::clone(&c);
+        let req = join("g", &a);
+        async move { c.join(req).await }
+    });
+    settle().await;
+    // PreparingRebalance: b has not rejoined; it may still commit what it processed.
+    assert_eq!(c.commit_offsets("g", who(&b, 2), || ()), Ok(()));
+    let b_join = c.join(join("g", &b)).await;
+    assert_eq!(b_join.generation, 3);
+    assert_eq!(a_join.await.unwrap().generation, 3);
+    // CompletingRebalance: generation 3 is known but not yet assigned.
+    assert_eq!(
+        c.commit_offsets("g", who(&b, 3), || ()),
+        Err(GroupError::RebalanceInProgress)
+    );
+    assert_eq!(
+        c.sync(sync("g", &b, 2, &[])).await.error,
+        Some(GroupError::IllegalGeneration)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_member_is_removed_after_its_session_and_the_group_rebalances() {
+    let c = coordinator(settings());
+    let (a, b) = stable_pair(&c, "g").await;
+    // a heartbeats every second; b says nothing (its session is 10 s).
+    let mut told = None;
+    for second in 1..=15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = c.heartbeat("g", who(&a, 2)) {
+            told = Some((second, e));
+            break;
+        }
+    }
+    let (second, e) = told.expect("a is told to rejoin");
+    assert_eq!(e, GroupError::RebalanceInProgress);
+    assert!((10..=11).contains(&second), "b expired after {second} s");
+    let again = c.join(join("g", &a)).await;
+    assert_eq!((again.generation, again.members.len()), (3, 1));
+    assert_eq!(
+        c.heartbeat("g", who(&b, 2)),
+        Err(GroupError::UnknownMemberId)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped() {
+    let c = coordinator(settings());
+    let (a, b) = stable_pair(&c, "g").await;
+    let newcomer = member_id(&c, "g").await;
+    let started = Instant::now();
+    let n_join = tokio::spawn({
+        let c = Arc::clone(&c);
+        let req = join("g", &newcomer);
+        async move { c.join(req).await }
+    });
+    settle().await;
+    // a rejoins at once and keeps its session alive by waiting; b keeps heartbeating but
+    // never rejoins (a consumer stuck in processing), so only the rebalance timeout ends it.
+    let a_join = tokio::spawn({
+        let c = Arc::clone(&c);
+        let req = join("g", &a);
+        async move { c.join(req).await }
+    });
+    let heartbeats = tokio::spawn({
+        let c = Arc::clone(&c);
+        let b = b.clone();
+        async move {
+            while c.heartbeat("g", who(&b, 2)) == Err(GroupError::RebalanceInProgress) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let joined = n_join.await.unwrap();
+    assert_eq!(joined.generation, 3);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(30),
+        "the rebalance timeout"
+    );
+    let leader = a_join.await.unwrap();
+    let ids: Vec<&str> = leader
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str())
+        .collect();
+    assert_eq!(ids, [a.as_str(), newcomer.as_str()]);
+    heartbeats.await.unwrap();
+    assert_eq!(
+        c.heartbeat("g", who(&b, 2)),
+        Err(GroupError::UnknownMemberId)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_member_id_lapses_after_the_session_timeout() {
+    let c = coordinator(settings());
+    let (a, _b) = stable_pair(&c, "g").await;
+    let _never_used = member_id(&c, "g").await;
+    let started = Instant::now();
+    // a rejoins for another reason; the rebalance waits for the pending member id to lapse.
+    c.leave("g", &[(_b.clone(), None)]).unwrap();
+    let again = c.join(join("g", &a)).await;
+    assert_eq!(again.members.len(), 1);
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "completed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_member_comes_back_without_a_rebalance_and_fences_its_old_self() {
+    let c = coordinator(settings());
+    let static_join = |member: &str| JoinRequest {
+        group_instance_id: Some("instance-1".into()),
+        ..join("g", member)
+    };
+    // Static members get their id at once (no MEMBER_ID_REQUIRED round trip).
+    let first = c.join(static_join("")).await;
+    assert_eq!((first.error, first.generation), (None, 1));
+    let old = first.member_id;
+    let stat = |member: &str, generation| SyncRequest {
+        group_instance_id: Some("instance-1".into()),
+        ..sync("g", member, generation, &[(member, "X")])
+    };
+    assert_eq!(&c.sync(stat(&old, 1)).await.assignment[..], b"X");
+
+    // The process restarts: same instance id, no member id.
+    let back = c.join(static_join("")).await;
+    assert_eq!((back.error, back.generation), (None, 1), "no rebalance");
+    assert_ne!(back.member_id, old);
+    assert_eq!(
+        back.leader, back.member_id,
+        "leadership moves to the new id"
+    );
+    let fenced = MemberRef {
+        member_id: &old,
+        group_instance_id: Some("instance-1"),
+        generation: 1,
+    };
+    assert_eq!(c.heartbeat("g", fenced), Err(GroupError::FencedInstanceId));
+    assert_eq!(
+        c.commit_offsets("g", fenced, || ()),
+        Err(GroupError::FencedInstanceId)
+    );
+    let current = MemberRef {
+        member_id: &back.member_id,
+        group_instance_id: Some("instance-1"),
+        generation: 1,
+    };
+    assert_eq!(c.heartbeat("g", current), Ok(()));
+    let resumed = c.sync(stat(&back.member_id, 1)).await;
+    assert_eq!(&resumed.assignment[..], b"X", "the assignment is kept");
+
+    // Leaving by instance id with a stale member id is fenced; with the right one it works.
+    let out = c
+        .leave("g", &[(old.clone(), Some("instance-1".into()))])
+        .unwrap();
+    assert_eq!(out, vec![Err(GroupError::FencedInstanceId)]);
+    let out = c
+        .leave("g", &[(String::new(), Some("instance-1".into()))])
+        .unwrap();
+    assert_eq!(out, vec![Ok(())]);
+    assert_eq!(c.describe("g", false).unwrap().state, GroupState::Empty);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leaving_empties_the_group_which_can_then_be_deleted() {
+    let c = coordinator(settings());
+    let (a, b) = stable_pair(&c, "g").await;
+    assert_eq!(c.delete("g", || true), Err(GroupError::NonEmptyGroup));
+    let out = c
+        .leave("g", &[(a.clone(), None), ("stranger".into(), None)])
+        .unwrap();
+    assert_eq!(out, vec![Ok(()), Err(GroupError::UnknownMemberId)]);
+    assert_eq!(
+        c.heartbeat("g", who(&b, 2)),
+        Err(GroupError::RebalanceInProgress)
+    );
+    assert_eq!(c.leave("g", &[(b, None)]).unwrap(), vec![Ok(())]);
+    let empty = c.describe("g", false).unwrap();
+    assert_eq!((empty.state, empty.members.len()), (GroupState::Empty, 0));
+    assert_eq!(
+        c.list(vec!["offsets-only".into()]),
+        vec![
+            GroupListing {
+                group_id: "g".into(),
+                protocol_type: String::new(),
+                state: GroupState::Empty
+            },
+            GroupListing {
+                group_id: "offsets-only".into(),
+                protocol_type: String::new(),
+                state: GroupState::Empty
+            },
+        ]
+    );
+    assert_eq!(c.delete("g", || false), Ok(()));
+    assert_eq!(c.describe("g", false).unwrap().state, GroupState::Dead);
+    assert_eq!(c.delete("g", || false), Err(GroupError::GroupIdNotFound));
+    assert_eq!(c.delete("offsets-only", || true), Ok(()));
+    assert_eq!(
+        c.leave("g", &[("x".into(), None)]).unwrap(),
+        vec![Err(GroupError::UnknownMemberId)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_rebalance_waits_the_initial_delay_for_more_members() {
+    let c = coordinator(CoordinatorSettings {
+        initial_rebalance_delay: Duration::from_secs(3),
+        ..settings()
+    });
+    let started = Instant::now();
+    let a = member_id(&c, "g").await;
+    let b = member_id(&c, "g").await;
+    let (ja, jb) = tokio::join!(c.join(join("g", &a)), c.join(join("g", &b)));
+    assert_eq!(
+        (ja.generation, jb.generation),
+        (1, 1),
+        "one generation for both"
+    );
+    assert_eq!(ja.members.len() + jb.members.len(), 2);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_joins_get_kafkas_errors() {
+    let c = coordinator(settings());
+    let bad = |f: fn(&mut JoinRequest)| {
+        let mut r = join("g", "");
+        f(&mut r);
+        r
+    };
+    let cases: Vec<(JoinRequest, GroupError)> = vec![
+        (bad(|r| r.group_id.clear()), GroupError::InvalidGroupId),
+        (
+            bad(|r| r.session_timeout_ms = 500),
+            GroupError::InvalidSessionTimeout,
+        ),
+        (
+            bad(|r| r.session_timeout_ms = -1),
+            GroupError::InvalidSessionTimeout,
+        ),
+        (
+            bad(|r| r.session_timeout_ms = 61_000),
+            GroupError::InvalidSessionTimeout,
+        ),
+        (
+            bad(|r| r.protocols.clear()),
+            GroupError::InconsistentGroupProtocol,
+        ),
+        (
+            bad(|r| r.protocol_type.clear()),
+            GroupError::InconsistentGroupProtocol,
+        ),
+        (
+            bad(|r| r.member_id = "ghost".into()),
+            GroupError::UnknownMemberId,
+        ),
+    ];
+    for (req, want) in cases {
+        assert_eq!(c.join(req).await.error, Some(want));
+    }
+    assert!(
+        c.list(Vec::new()).is_empty(),
+        "failed joins leave no group behind"
+    );
+
+    let (a, _b) = stable_pair(&c, "g").await;
+    let other_type = JoinRequest {
+        protocol_type: "connect".into(),
+        ..join("g", "")
+    };
+    assert_eq!(
+        c.join(other_type).await.error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
+    let no_common = JoinRequest {
+        protocols: vec![("sticky".into(), Bytes::new())],
+        ..join("g", "")
+    };
+    assert_eq!(
+        c.join(no_common).await.error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
+    assert_eq!(
+        c.heartbeat("g", who(&a, 2)),
+        Ok(()),
+        "the group is undisturbed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutting_down_answers_waiting_members_not_coordinator() {
+    let c = Arc::new(GroupCoordinator::new(settings()));
+    let (stop, stopped) = watch::channel(false);
+    let timers = tokio::spawn({
+        let c = Arc::clone(&c);
+        async move { c.drive_timers(stopped).await }
+    });
+    let (a, _b) = stable_pair(&c, "g").await;
+    let waiting = tokio::spawn({
+        let c = Arc::clone(&c);
+        let req = join("g", &a);
+        async move { c.join(req).await }
+    });
+    settle().await;
+    stop.send(true).unwrap();
+    timers.await.unwrap();
+    assert_eq!(
+        waiting.await.unwrap().error,
+        Some(GroupError::NotCoordinator)
+    );
+    assert_eq!(
+        c.heartbeat("g", who(&a, 2)),
+        Err(GroupError::NotCoordinator)
+    );
+}
