@@ -224,3 +224,139 @@ async fn kafka_records_are_polled_by_the_iggy_sdk() {
         }
     }
 }
+
+/// Reads `n` messages through a Kafka consumer in `group` (subscribed), returning their offsets,
+/// and commits the position after the last one.
+fn kafka_group_reads(server: &TestServer, group: &str, topic: &str, n: usize) -> Vec<i64> {
+    let consumer: BaseConsumer = kafka(server)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut offsets = Vec::new();
+    while offsets.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {offsets:?} of {n}"
+        );
+        let Some(m) = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)))
+        else {
+            continue;
+        };
+        let m = m.unwrap();
+        offsets.push(m.offset());
+        if offsets.len() == n {
+            consumer
+                .commit_message(&m, rdkafka::consumer::CommitMode::Sync)
+                .unwrap();
+        }
+    }
+    consumer.unsubscribe();
+    offsets
+}
+
+fn kafka_committed(server: &TestServer, group: &str, topic: &str) -> Offset {
+    let consumer: BaseConsumer = kafka(server).set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let got = tokio::task::block_in_place(|| consumer.committed_offsets(tpl, WAIT)).unwrap();
+    got.elements()[0].offset()
+}
+
+/// ARCHITECTURE.md: a group's committed position is one record whichever protocol committed
+/// it. A Kafka group `g` commits; an Iggy group `g` polling `next` continues from there and
+/// commits in turn; a Kafka consumer of `g` continues from that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_and_iggy_groups_of_the_same_name_share_committed_offsets() {
+    let server = TestServer::start().await;
+    let client = iggy(&server).await;
+    client.create_stream("shared").await.unwrap();
+    client
+        .create_topic(
+            &id("shared"),
+            "log",
+            1,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap();
+    let mut messages: Vec<IggyMessage> = (0..100)
+        .map(|i| {
+            IggyMessage::builder()
+                .payload(Bytes::from(format!("m{i}")))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    client
+        .send_messages(
+            &id("shared"),
+            &id("log"),
+            &Partitioning::partition_id(0),
+            &mut messages,
+        )
+        .await
+        .unwrap();
+
+    // Kafka group "g" reads 30 and commits: next is 30.
+    let read = kafka_group_reads(&server, "g", "shared.log", 30);
+    assert_eq!(read, (0..30).collect::<Vec<_>>());
+    assert_eq!(
+        kafka_committed(&server, "g", "shared.log"),
+        Offset::Offset(30)
+    );
+
+    // Iggy group "g" sees it as "last consumed 29" and polls on from 30.
+    client
+        .create_consumer_group(&id("shared"), &id("log"), "g")
+        .await
+        .unwrap();
+    client
+        .join_consumer_group(&id("shared"), &id("log"), &id("g"))
+        .await
+        .unwrap();
+    let group = Consumer::group(id("g"));
+    let stored = client
+        .get_consumer_offset(&group, &id("shared"), &id("log"), Some(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.stored_offset, 29);
+    let polled = within(
+        "iggy group poll",
+        client.poll_messages(
+            &id("shared"),
+            &id("log"),
+            None,
+            &group,
+            &PollingStrategy::next(),
+            10,
+            true,
+        ),
+    )
+    .await
+    .unwrap();
+    let offsets: Vec<u64> = polled.messages.iter().map(|m| m.header.offset).collect();
+    assert_eq!(offsets, (30..40).collect::<Vec<_>>());
+
+    // Its auto-commit is Kafka's committed 40; a Kafka member of "g" resumes there.
+    assert_eq!(
+        kafka_committed(&server, "g", "shared.log"),
+        Offset::Offset(40)
+    );
+    let read = kafka_group_reads(&server, "g", "shared.log", 5);
+    assert_eq!(read, (40..45).collect::<Vec<_>>());
+    let stored = client
+        .get_consumer_offset(&group, &id("shared"), &id("log"), Some(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.stored_offset, 44);
+}

@@ -613,3 +613,375 @@ async fn configs_describe_and_incremental_alter_cluster_and_auto_create() {
         "one stable cluster id"
     );
 }
+
+fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+fn gid(text: &str) -> GroupId {
+    GroupId(s(text))
+}
+
+/// A `ConsumerProtocolSubscription` v0 to `topics`, as Java clients and librdkafka send it.
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(topics.len() as i32);
+    for t in topics {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+    }
+    b.put_i32(-1); // no user data
+    b.freeze()
+}
+
+/// Joins `group` alone (through MEMBER_ID_REQUIRED from v4); returns (member id, generation).
+async fn join_alone(conn: &mut Conn, version: i16, group: &str, topic: &str) -> (String, i32) {
+    let req = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(if version >= 1 { 10_000 } else { -1 })
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(s("range"))
+            .with_metadata(subscription(&[topic]))])
+    };
+    let mut member = String::new();
+    if version >= 4 {
+        let first: JoinGroupResponse = conn.call(ApiKey::JoinGroup, version, &req("")).await;
+        assert_eq!(first.error_code, 79, "v{version}: MEMBER_ID_REQUIRED");
+        member = first.member_id.to_string();
+        assert!(member.starts_with("wire-test-"), "{member}");
+    }
+    let joined: JoinGroupResponse = conn.call(ApiKey::JoinGroup, version, &req(&member)).await;
+    assert_eq!(joined.error_code, 0, "JoinGroup v{version}");
+    if version < 4 {
+        member = joined.member_id.to_string();
+    }
+    assert_eq!(joined.member_id.as_str(), member);
+    assert_eq!(joined.leader.as_str(), member, "alone, it leads");
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+    assert_eq!(joined.members.len(), 1);
+    assert_eq!(joined.members[0].metadata, subscription(&[topic]));
+    if version >= 7 {
+        assert_eq!(joined.protocol_type.as_deref(), Some("consumer"));
+    }
+    (member, joined.generation_id)
+}
+
+fn offset_fetch(group: &str, topic: Option<(&str, Vec<i32>)>) -> OffsetFetchRequest {
+    OffsetFetchRequest::default()
+        .with_group_id(gid(group))
+        .with_topics(topic.map(|(t, partitions)| {
+            vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name(t))
+                .with_partition_indexes(partitions)]
+        }))
+}
+
+fn offset_commit(
+    group: &str,
+    member: &str,
+    generation: i32,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
+        .with_retention_time_ms(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|&(p, o)| {
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(o)
+                                .with_committed_leader_epoch(7)
+                                .with_committed_metadata(Some(s(&format!("meta {p}"))))
+                        })
+                        .collect(),
+                ),
+        ])
+}
+
+/// Every advertised version of every group API, one member's whole life per JoinGroup version:
+/// join, sync, heartbeat, commit (metadata and leader epoch kept), fetch (unknown partition
+/// -1), describe, list, leave, delete.
+#[tokio::test]
+async fn group_apis_answer_at_every_advertised_version() {
+    let server = TestServer::start().await;
+    let mut conn = Conn::open(&server).await;
+    create(&mut conn, "wire", 2, &[]).await;
+    for join_v in 0..=9i16 {
+        let group = format!("wire-group-v{join_v}");
+        let (member, generation) = join_alone(&mut conn, join_v, &group, "wire").await;
+
+        let sync_v = join_v % 6;
+        let sync = SyncGroupRequest::default()
+            .with_group_id(gid(&group))
+            .with_generation_id(generation)
+            .with_member_id(s(&member))
+            .with_protocol_type((sync_v >= 5).then(|| s("consumer")))
+            .with_protocol_name((sync_v >= 5).then(|| s("range")))
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(s(&member))
+                    .with_assignment(Bytes::from_static(b"assigned")),
+            ]);
+        let synced: SyncGroupResponse = conn.call(ApiKey::SyncGroup, sync_v, &sync).await;
+        assert_eq!(synced.error_code, 0, "SyncGroup v{sync_v}");
+        assert_eq!(&synced.assignment[..], b"assigned");
+
+        let hb_v = join_v % 5;
+        let hb = HeartbeatRequest::default()
+            .with_group_id(gid(&group))
+            .with_generation_id(generation)
+            .with_member_id(s(&member));
+        let beat: HeartbeatResponse = conn.call(ApiKey::Heartbeat, hb_v, &hb).await;
+        assert_eq!(beat.error_code, 0, "Heartbeat v{hb_v}");
+        let stale = hb.clone().with_generation_id(generation + 1);
+        let beat: HeartbeatResponse = conn.call(ApiKey::Heartbeat, hb_v, &stale).await;
+        assert_eq!(beat.error_code, 22, "ILLEGAL_GENERATION");
+        let stranger = hb.clone().with_member_id(s("stranger"));
+        let beat: HeartbeatResponse = conn.call(ApiKey::Heartbeat, hb_v, &stranger).await;
+        assert_eq!(beat.error_code, 25, "UNKNOWN_MEMBER_ID");
+
+        let commit_v = 2 + join_v % 8;
+        let commit = offset_commit(&group, &member, generation, "wire", &[(0, 42), (9, 1)]);
+        let committed: OffsetCommitResponse =
+            conn.call(ApiKey::OffsetCommit, commit_v, &commit).await;
+        let codes: Vec<i16> = committed.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(codes, [0, 3], "OffsetCommit v{commit_v}");
+        let stale = offset_commit(&group, &member, generation + 5, "wire", &[(0, 1)]);
+        let refused: OffsetCommitResponse = conn.call(ApiKey::OffsetCommit, commit_v, &stale).await;
+        assert_eq!(refused.topics[0].partitions[0].error_code, 22);
+
+        let fetch_v = 1 + join_v % 7;
+        let fetched: OffsetFetchResponse = conn
+            .call(
+                ApiKey::OffsetFetch,
+                fetch_v,
+                &offset_fetch(&group, Some(("wire", vec![0, 1]))),
+            )
+            .await;
+        let parts = &fetched.topics[0].partitions;
+        assert_eq!(parts[0].committed_offset, 42, "OffsetFetch v{fetch_v}");
+        assert_eq!(parts[0].metadata.as_deref(), Some("meta 0"));
+        if fetch_v >= 5 {
+            let epoch = if commit_v >= 6 { 7 } else { -1 };
+            assert_eq!(parts[0].committed_leader_epoch, epoch);
+        }
+        assert_eq!(parts[1].committed_offset, -1, "no commit reads -1");
+        assert_eq!(parts[1].error_code, 0);
+
+        let describe_v = join_v % 6;
+        let described: DescribeGroupsResponse = conn
+            .call(
+                ApiKey::DescribeGroups,
+                describe_v,
+                &DescribeGroupsRequest::default()
+                    .with_groups(vec![gid(&group), gid("never-seen")])
+                    .with_include_authorized_operations(describe_v >= 3),
+            )
+            .await;
+        let g = &described.groups[0];
+        assert_eq!((g.error_code, g.group_state.as_str()), (0, "Stable"));
+        assert_eq!(g.protocol_type.as_str(), "consumer");
+        assert_eq!(g.protocol_data.as_str(), "range");
+        assert_eq!(g.members.len(), 1);
+        assert_eq!(g.members[0].client_id.as_str(), "wire-test");
+        assert_eq!(g.members[0].client_host.as_str(), "/127.0.0.1");
+        assert_eq!(&g.members[0].member_assignment[..], b"assigned");
+        assert_eq!(g.members[0].member_metadata, subscription(&["wire"]));
+        assert_eq!(described.groups[1].group_state.as_str(), "Dead");
+
+        let list_v = join_v % 5;
+        let listed: ListGroupsResponse = conn
+            .call(ApiKey::ListGroups, list_v, &ListGroupsRequest::default())
+            .await;
+        let mine = listed
+            .groups
+            .iter()
+            .find(|l| l.group_id.as_str() == group)
+            .expect("listed");
+        assert_eq!(mine.protocol_type.as_str(), "consumer");
+        if list_v >= 4 {
+            assert_eq!(mine.group_state.as_str(), "Stable");
+            let only_empty: ListGroupsResponse = conn
+                .call(
+                    ApiKey::ListGroups,
+                    list_v,
+                    &ListGroupsRequest::default().with_states_filter(vec![s("Empty")]),
+                )
+                .await;
+            assert!(only_empty
+                .groups
+                .iter()
+                .all(|l| l.group_id.as_str() != group));
+        }
+
+        let deleted: DeleteGroupsResponse = conn
+            .call(
+                ApiKey::DeleteGroups,
+                join_v % 3,
+                &DeleteGroupsRequest::default().with_groups_names(vec![gid(&group)]),
+            )
+            .await;
+        assert_eq!(deleted.results[0].error_code, 68, "NON_EMPTY_GROUP");
+
+        let leave_v = join_v % 6;
+        let leave = if leave_v >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(gid(&group))
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s(&member)),
+                    leave_group_request::MemberIdentity::default().with_member_id(s("stranger")),
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(gid(&group))
+                .with_member_id(s(&member))
+        };
+        let left: LeaveGroupResponse = conn.call(ApiKey::LeaveGroup, leave_v, &leave).await;
+        assert_eq!(left.error_code, 0, "LeaveGroup v{leave_v}");
+        if leave_v >= 3 {
+            let codes: Vec<i16> = left.members.iter().map(|m| m.error_code).collect();
+            assert_eq!(codes, [0, 25]);
+        }
+
+        let deleted: DeleteGroupsResponse = conn
+            .call(
+                ApiKey::DeleteGroups,
+                join_v % 3,
+                &DeleteGroupsRequest::default()
+                    .with_groups_names(vec![gid(&group), gid("never-seen")]),
+            )
+            .await;
+        let codes: Vec<i16> = deleted.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [0, 69], "deleted, GROUP_ID_NOT_FOUND");
+        let fetched: OffsetFetchResponse = conn
+            .call(
+                ApiKey::OffsetFetch,
+                fetch_v,
+                &offset_fetch(&group, Some(("wire", vec![0]))),
+            )
+            .await;
+        assert_eq!(fetched.topics[0].partitions[0].committed_offset, -1);
+    }
+}
+
+/// OffsetFetch for every partition, commits from outside group management, OffsetDelete
+/// refusing a topic the group's members subscribe to.
+#[tokio::test]
+async fn offsets_are_fetched_whole_and_deleted_only_when_not_subscribed() {
+    let server = TestServer::start().await;
+    let mut conn = Conn::open(&server).await;
+    create(&mut conn, "subscribed", 2, &[]).await;
+    create(&mut conn, "other", 1, &[]).await;
+    // An assign()-style consumer commits with generation -1 and no member id.
+    for (topic, offsets) in [
+        ("subscribed", vec![(0, 5), (1, 6)]),
+        ("other", vec![(0, 9)]),
+    ] {
+        let commit = offset_commit("g", "", -1, topic, &offsets);
+        let resp: OffsetCommitResponse = conn.call(ApiKey::OffsetCommit, 8, &commit).await;
+        assert!(resp.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    }
+    let all: OffsetFetchResponse = conn
+        .call(ApiKey::OffsetFetch, 7, &offset_fetch("g", None))
+        .await;
+    let mut got: Vec<(String, i32, i64)> = all
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index, p.committed_offset))
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("other".to_string(), 0, 9),
+            ("subscribed".to_string(), 0, 5),
+            ("subscribed".to_string(), 1, 6)
+        ]
+    );
+    let listed: ListGroupsResponse = conn
+        .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+        .await;
+    assert!(listed
+        .groups
+        .iter()
+        .any(|l| l.group_id.as_str() == "g" && l.group_state.as_str() == "Empty"));
+
+    let (member, _) = join_alone(&mut conn, 9, "g", "subscribed").await;
+    let outside = offset_commit("g", "", -1, "other", &[(0, 10)]);
+    let resp: OffsetCommitResponse = conn.call(ApiKey::OffsetCommit, 8, &outside).await;
+    assert_eq!(
+        resp.topics[0].partitions[0].error_code, 25,
+        "no outside commits while the group has members"
+    );
+    let offset_delete = |topic: &str| {
+        OffsetDeleteRequest::default()
+            .with_group_id(gid("g"))
+            .with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(0),
+                    ]),
+            ])
+    };
+    let resp: OffsetDeleteResponse = conn
+        .call(ApiKey::OffsetDelete, 0, &offset_delete("subscribed"))
+        .await;
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(
+        resp.topics[0].partitions[0].error_code, 86,
+        "GROUP_SUBSCRIBED_TO_TOPIC"
+    );
+    let resp: OffsetDeleteResponse = conn
+        .call(ApiKey::OffsetDelete, 0, &offset_delete("other"))
+        .await;
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    let after: OffsetFetchResponse = conn
+        .call(ApiKey::OffsetFetch, 7, &offset_fetch("g", None))
+        .await;
+    let topics: Vec<&str> = after.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(topics, ["subscribed"]);
+
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(gid("g"))
+        .with_member_id(s(&member));
+    let _: LeaveGroupResponse = conn.call(ApiKey::LeaveGroup, 2, &leave).await;
+    let resp: OffsetDeleteResponse = conn
+        .call(ApiKey::OffsetDelete, 0, &offset_delete("subscribed"))
+        .await;
+    assert_eq!(
+        resp.topics[0].partitions[0].error_code, 0,
+        "empty group now"
+    );
+    let resp: OffsetDeleteResponse = conn
+        .call(
+            ApiKey::OffsetDelete,
+            0,
+            &offset_delete("other").with_group_id(gid("nobody")),
+        )
+        .await;
+    assert_eq!(resp.error_code, 69, "GROUP_ID_NOT_FOUND");
+}
