@@ -6,15 +6,17 @@ Usage: confluent_kafka_test.py HOST:PORT   (the server's Kafka listener)
 Runs every scenario, prints one line per scenario, exits 0 only if all pass.
 Set WHARF_CLIENT_DEBUG=1 for librdkafka's protocol/broker debug log on stderr.
 WHARF_TEST_TIMEOUT (seconds, default 540) bounds the whole run.
-Consumers use assign() only: the server has no consumer groups yet.
+The round-trip scenarios read with assign(); the group scenarios subscribe() in consumer groups.
 """
 import os
 import sys
 import threading
 import time
 import traceback
+import uuid
 
-from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError,
+from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, TIMESTAMP_CREATE_TIME, Consumer,
+                             ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError,
                              KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
@@ -23,6 +25,7 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 N_RECORDS = 10_000
 NAME = "confluent-kafka"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: confluent_kafka_test.py HOST:PORT")
+RUN = uuid.uuid4().hex[:8]  # makes the group scenarios' topic and group names unique
 
 
 class Failed(Exception):
@@ -37,7 +40,7 @@ def check(cond, what):
 def conf(**extra):
     c = {"bootstrap.servers": BOOTSTRAP, "broker.address.family": "v4"}
     if os.environ.get("WHARF_CLIENT_DEBUG"):
-        c["debug"] = "protocol,broker,topic,msg"
+        c["debug"] = "protocol,broker,topic,msg,cgrp"
     c.update({k.replace("_", "."): v for k, v in extra.items()})
     return c
 
@@ -222,11 +225,185 @@ def scenario_offsets_for_times():
         c.close()
 
 
+def group_consumer(group, client_id):
+    """A subscribing consumer: manual commits, short sessions so rebalances are quick."""
+    return Consumer(conf(group_id=group, client_id=client_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                         session_timeout_ms=6000, heartbeat_interval_ms=500, max_poll_interval_ms=20000))
+
+
+# A commit that races a rebalance may be refused with one of these (Kafka semantics, not a
+# failure): the partition's next owner reads again from the last commit that got through.
+REBALANCE_ERRORS = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID}
+
+
+def commit(c, topic, offsets, rebalance_ok=False):
+    """Commits {partition: next offset to read} synchronously; False if refused for a rebalance."""
+    try:
+        done = c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    except KafkaException as e:
+        if rebalance_ok and e.args[0].code() in REBALANCE_ERRORS:
+            return False
+        raise Failed(f"commit {offsets}: {e}")
+    errors = [tp for tp in done if tp.error is not None]
+    if errors and rebalance_ok and all(tp.error.code() in REBALANCE_ERRORS for tp in errors):
+        return False
+    check(not errors, f"commit {offsets}: {errors}")
+    return True
+
+
+def committed(c, topic, partitions):
+    got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=WAIT_S)
+    check(all(tp.error is None for tp in got), f"committed(): {got}")
+    return {tp.partition: tp.offset for tp in got}
+
+
+def produce_for_group(topic, partitions, n, tag):
+    """Creates topic and sends n keyed records; returns ({(partition, offset): value}, {partition: end offset})."""
+    create_topics((topic, partitions))
+    recs = records(n, tag)
+    parts = produce(Producer(conf(linger_ms=5)), topic, recs)
+    check(set(parts) == set(range(partitions)), f"the partitioner used only partitions {set(parts)}")
+    sent, ends = {}, {p: 0 for p in range(partitions)}
+    for p, (_, v, _) in zip(parts, recs):
+        sent[(p, ends[p])] = v
+        ends[p] += 1
+    return sent, ends
+
+
+def read_group(c, topic, start, stop, sent, what):
+    """Polls c until it has read every partition p in order from start[p] up to stop[p]."""
+    nxt, deadline = dict(start), time.monotonic() + WAIT_S
+    while any(nxt[p] < stop[p] for p in stop):
+        check(time.monotonic() < deadline, f"{what}: read up to {nxt} of {stop} within {WAIT_S}s "
+                                           f"(assignment {[tp.partition for tp in c.assignment()]})")
+        for m in c.consume(num_messages=500, timeout=0.2):
+            check(not m.error(), f"{what}: consumer error {m.error()}")
+            p, o = m.partition(), m.offset()
+            if o >= stop[p] and nxt[p] >= stop[p]:
+                continue  # read ahead, past what this reader wants
+            check(o == nxt[p], f"{what}: partition {p}: read offset {o}, want {nxt[p]}")
+            check(m.value() == sent[(p, o)], f"{what}: partition {p} offset {o}: value {m.value()!r}, sent {sent[(p, o)]!r}")
+            nxt[p] += 1
+
+
+def scenario_group_consume_commit():
+    topic = group = f"cfk-grp-commit-{RUN}"
+    sent, ends = produce_for_group(topic, 3, 3000, "group")
+    consumers = [group_consumer(group, f"cfk-member-{i}") for i in (1, 2)]
+    try:
+        for c in consumers:
+            c.subscribe([topic])
+        seen, refused, last_committed = {}, 0, None
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            for c in consumers:
+                msgs = c.consume(num_messages=500, timeout=0.1)
+                nxt = {}
+                for m in msgs:
+                    check(not m.error(), f"consumer error {m.error()}")
+                    seen[(m.partition(), m.offset())] = m.value()
+                    nxt[m.partition()] = m.offset() + 1
+                if nxt and not commit(c, topic, nxt, rebalance_ok=True):
+                    refused += 1
+            shares = [{tp.partition for tp in c.assignment()} for c in consumers]
+            both_in = all(shares) and not shares[0] & shares[1] and shares[0] | shares[1] == {0, 1, 2}
+            if both_in and len(seen) == len(sent):
+                last_committed = committed(consumers[0], topic, 3)
+                if last_committed == ends:
+                    break
+            check(time.monotonic() < deadline,
+                  f"after {WAIT_S}s: read {len(seen)} of {len(sent)} distinct records; assignments {shares} "
+                  f"(want two disjoint non-empty shares of 0-2); committed {last_committed}, end offsets {ends}; "
+                  f"{refused} commits refused for a rebalance")
+        check(seen.keys() == sent.keys(), f"read (partition, offset)s outside those sent: {sorted(seen.keys() - sent.keys())[:5]}")
+        bad = [k for k in sent if seen[k] != sent[k]]
+        check(not bad, f"values read differ from those sent at {bad[:5]}")
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def scenario_group_resume():
+    topic = group = f"cfk-grp-resume-{RUN}"
+    sent, ends = produce_for_group(topic, 2, 1000, "resume")
+    half = {p: n // 2 for p, n in ends.items()}
+    first = group_consumer(group, "cfk-resume-1")
+    try:
+        check(committed(first, topic, 2) == {0: OFFSET_INVALID, 1: OFFSET_INVALID}, "a new group has committed offsets")
+        first.subscribe([topic])
+        read_group(first, topic, {0: 0, 1: 0}, half, sent, "first consumer")
+        commit(first, topic, half)
+    finally:
+        first.close()
+    second = group_consumer(group, "cfk-resume-2")
+    try:
+        got = committed(second, topic, 2)
+        check(got == half, f"committed offsets {got} after the first consumer closed, want {half}")
+        second.subscribe([topic])
+        read_group(second, topic, half, ends, sent, "second consumer")  # must start exactly at half
+        commit(second, topic, ends)
+        got = committed(second, topic, 2)
+        check(got == ends, f"committed offsets {got} after the second consumer, want {ends}")
+    finally:
+        second.close()
+
+
+def scenario_group_admin():
+    topic = group = f"cfk-grp-admin-{RUN}"
+    client_id = f"cfk-admin-member-{RUN}"
+    sent, ends = produce_for_group(topic, 2, 200, "admin")
+    a = admin()
+    want_tps = [(topic, 0), (topic, 1)]
+    c = group_consumer(group, client_id)
+    try:
+        c.subscribe([topic])
+        read_group(c, topic, {0: 0, 1: 0}, ends, sent, "consumer")
+        commit(c, topic, ends)
+        d = a.describe_consumer_groups([group], request_timeout=WAIT_S)[group].result(timeout=WAIT_S)
+        check(d.state == ConsumerGroupState.STABLE, f"describe with an active member: state {d.state}, want STABLE")
+        check(not d.is_simple_consumer_group, "describe: reported as a simple consumer group")
+        check(d.partition_assignor == "range", f"describe: assignor {d.partition_assignor!r}, want 'range'")
+        check(len(d.members) == 1, f"describe: {len(d.members)} members, want 1: {d.members}")
+        m = d.members[0]
+        check(m.client_id == client_id, f"describe: member client id {m.client_id!r}, want {client_id!r}")
+        got = sorted((tp.topic, tp.partition) for tp in m.assignment.topic_partitions)
+        check(got == want_tps, f"describe: member assignment {got}, want {want_tps}")
+        listed = a.list_consumer_groups(request_timeout=WAIT_S).result(timeout=WAIT_S)
+        check(not listed.errors, f"list_consumer_groups errors: {listed.errors}")
+        mine = [g for g in listed.valid if g.group_id == group]
+        check(len(mine) == 1, f"list_consumer_groups lacks {group}: {[g.group_id for g in listed.valid]}")
+        check(mine[0].state == ConsumerGroupState.STABLE, f"list_consumer_groups: state {mine[0].state}, want STABLE")
+    finally:
+        c.close()
+    d = a.describe_consumer_groups([group], request_timeout=WAIT_S)[group].result(timeout=WAIT_S)
+    check(d.state == ConsumerGroupState.EMPTY, f"describe after the consumer closed: state {d.state}, want EMPTY")
+    check(not d.members, f"describe after the consumer closed: members {d.members}")
+    res = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=WAIT_S)[group].result(timeout=WAIT_S)
+    got = {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions}
+    check(got == {(topic, p): n for p, n in ends.items()}, f"list_consumer_group_offsets {got}, want end offsets {ends}")
+    wait_futures(a.delete_consumer_groups([group], request_timeout=WAIT_S), "delete_consumer_groups")
+    listed = a.list_consumer_groups(request_timeout=WAIT_S).result(timeout=WAIT_S)
+    check(group not in [g.group_id for g in listed.valid], f"{group} still listed after delete_consumer_groups")
+    res = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in ends])],
+                                        request_timeout=WAIT_S)[group].result(timeout=WAIT_S)
+    got = {tp.partition: tp.offset for tp in res.topic_partitions}
+    check(got == {p: OFFSET_INVALID for p in ends}, f"committed offsets after delete_consumer_groups: {got}, want none")
+    again = a.delete_consumer_groups([group], request_timeout=WAIT_S)[group]
+    try:
+        again.result(timeout=WAIT_S)
+        raise Failed("deleting a deleted group succeeded")
+    except KafkaException as e:
+        check(e.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND, f"deleting a deleted group: {e}, want GROUP_ID_NOT_FOUND")
+
+
 SCENARIOS = [
     ("produce+consume 10k keyed records with headers, every codec", scenario_codecs),
     ("idempotent producer", scenario_idempotent),
     ("admin create/list/describe/delete topics", scenario_admin),
     ("offsets_for_times (ListOffsets by timestamp)", scenario_offsets_for_times),
+    ("group_consume_commit: two subscribers share 3 partitions, commit per batch", scenario_group_consume_commit),
+    ("group_resume: a new member resumes from the group's committed offsets", scenario_group_resume),
+    ("group_admin: describe/list groups, list group offsets, delete group", scenario_group_admin),
 ]
 
 

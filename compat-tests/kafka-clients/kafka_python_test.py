@@ -6,7 +6,7 @@ Usage: kafka_python_test.py HOST:PORT   (the server's Kafka listener)
 Runs every scenario, prints one line per scenario, exits 0 only if all pass.
 Set WHARF_CLIENT_DEBUG=1 for kafka-python's DEBUG log (protocol traffic) on stderr.
 WHARF_TEST_TIMEOUT (seconds, default 540) bounds the whole run.
-Consumers use assign() only: the server has no consumer groups yet.
+The round-trip scenarios read with assign(); the group scenarios subscribe() in consumer groups.
 """
 import logging
 import os
@@ -14,17 +14,20 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 
 import kafka
 import kafka.errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.structs import OffsetAndMetadata
 
 WAIT_S = 60.0  # the bound on every wait
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]  # needs python-snappy, lz4, zstandard
 N_RECORDS = 10_000
 NAME = "kafka-python"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: kafka_python_test.py HOST:PORT")
+RUN = uuid.uuid4().hex[:8]  # makes the group scenarios' topic and group names unique
 COMMON = dict(bootstrap_servers=BOOTSTRAP, request_timeout_ms=30_000)
 
 
@@ -192,11 +195,207 @@ def scenario_offsets_for_times():
         c.close()
 
 
+def group_consumer(group, client_id):
+    """A subscribing consumer: manual commits, short sessions so rebalances are quick."""
+    return KafkaConsumer(group_id=group, client_id=client_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                         session_timeout_ms=6000, heartbeat_interval_ms=500, max_poll_interval_ms=20_000, **COMMON)
+
+
+# A commit that races a rebalance may be refused with one of these (Kafka semantics, not a
+# failure): the partition's next owner reads again from the last commit that got through.
+REBALANCE_ERRORS = (kafka.errors.CommitFailedError, kafka.errors.RebalanceInProgressError,
+                    kafka.errors.IllegalGenerationError, kafka.errors.UnknownMemberIdError)
+
+
+def commit(c, topic, offsets, rebalance_ok=False):
+    """Commits {partition: next offset to read} synchronously; False if refused for a rebalance."""
+    try:
+        c.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}, timeout_ms=30_000)
+        return True
+    except REBALANCE_ERRORS as e:
+        if rebalance_ok:
+            return False
+        raise Failed(f"commit {offsets}: {e!r}")
+
+
+def group_offsets(group, topic, partitions):
+    """The group's committed offsets, {partition: offset}, -1 for none, via the admin client."""
+    got = admin().list_group_offsets({group: [TopicPartition(topic, p) for p in range(partitions)]})[group]
+    return {tp.partition: om.offset for tp, om in got.items() if tp.topic == topic}
+
+
+def produce_for_group(topic, partitions, n, tag):
+    """Creates topic and sends n keyed records; returns ({(partition, offset): value}, {partition: end offset})."""
+    create_topics((topic, partitions))
+    recs = records(n, tag)
+    parts = produce(KafkaProducer(linger_ms=5, **COMMON), topic, recs)
+    check(set(parts) == set(range(partitions)), f"the partitioner used only partitions {set(parts)}")
+    sent, ends = {}, {p: 0 for p in range(partitions)}
+    for p, (_, v, _) in zip(parts, recs):
+        sent[(p, ends[p])] = v
+        ends[p] += 1
+    return sent, ends
+
+
+def read_group(c, start, stop, sent, what):
+    """Polls c until it has read every partition p in order from start[p] up to stop[p]."""
+    nxt, deadline = dict(start), time.monotonic() + WAIT_S
+    while any(nxt[p] < stop[p] for p in stop):
+        check(time.monotonic() < deadline, f"{what}: read up to {nxt} of {stop} within {WAIT_S}s "
+                                           f"(assignment {sorted(tp.partition for tp in c.assignment() or ())})")
+        for tp, batch in c.poll(timeout_ms=200).items():
+            for r in batch:
+                p, o = r.partition, r.offset
+                if o >= stop[p] and nxt[p] >= stop[p]:
+                    continue  # read ahead, past what this reader wants
+                check(o == nxt[p], f"{what}: partition {p}: read offset {o}, want {nxt[p]}")
+                check(r.value == sent[(p, o)], f"{what}: partition {p} offset {o}: value {r.value!r}, sent {sent[(p, o)]!r}")
+                nxt[p] += 1
+
+
+def scenario_group_consume_commit():
+    """Two members, each polling in its own thread (a KafkaConsumer is not thread-safe)."""
+    topic = group = f"kpy-grp-commit-{RUN}"
+    sent, ends = produce_for_group(topic, 3, 3000, "group")
+    lock, stop = threading.Lock(), threading.Event()
+    seen, shares, errors, refused = {}, [set(), set()], [], [0]
+
+    def member(i):
+        try:
+            c = group_consumer(group, f"kpy-member-{i + 1}")
+        except Exception:
+            errors.append(f"member {i + 1}: {traceback.format_exc()}")
+            return
+        try:
+            c.subscribe([topic])
+            while not stop.is_set():
+                nxt = {}
+                for tp, batch in c.poll(timeout_ms=100).items():
+                    with lock:
+                        seen.update(((r.partition, r.offset), r.value) for r in batch)
+                    nxt[tp.partition] = batch[-1].offset + 1
+                if nxt and not commit(c, topic, nxt, rebalance_ok=True):
+                    refused[0] += 1
+                shares[i] = {tp.partition for tp in c.assignment() or ()}
+        except Exception as e:
+            errors.append(f"member {i + 1}: {e if isinstance(e, Failed) else traceback.format_exc()}")
+        finally:
+            try:
+                c.close()
+            except Exception:
+                errors.append(f"member {i + 1} close: {traceback.format_exc()}")
+
+    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        last_committed, deadline = None, time.monotonic() + WAIT_S
+        while True:
+            check(not errors, "; ".join(errors))
+            with lock:
+                n_seen = len(seen)
+            a, b = shares
+            if a and b and not a & b and a | b == {0, 1, 2} and n_seen == len(sent):
+                last_committed = group_offsets(group, topic, 3)
+                if last_committed == ends:
+                    break
+            check(time.monotonic() < deadline,
+                  f"after {WAIT_S}s: read {n_seen} of {len(sent)} distinct records; assignments {shares} "
+                  f"(want two disjoint non-empty shares of 0-2); committed {last_committed}, end offsets {ends}; "
+                  f"{refused[0]} commits refused for a rebalance")
+            time.sleep(0.1)  # polling interval, not synchronisation
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(WAIT_S)
+    check(not any(t.is_alive() for t in threads), f"a member thread still running {WAIT_S}s after stop")
+    check(not errors, "; ".join(errors))
+    check(seen.keys() == sent.keys(), f"read (partition, offset)s outside those sent: {sorted(seen.keys() - sent.keys())[:5]}")
+    bad = [k for k in sent if seen[k] != sent[k]]
+    check(not bad, f"values read differ from those sent at {bad[:5]}")
+
+
+def scenario_group_resume():
+    topic = group = f"kpy-grp-resume-{RUN}"
+    sent, ends = produce_for_group(topic, 2, 1000, "resume")
+    half = {p: n // 2 for p, n in ends.items()}
+    first = group_consumer(group, "kpy-resume-1")
+    try:
+        got = {p: first.committed(TopicPartition(topic, p), timeout_ms=30_000) for p in ends}
+        check(got == {0: None, 1: None}, f"a new group has committed offsets {got}")
+        first.subscribe([topic])
+        read_group(first, {0: 0, 1: 0}, half, sent, "first consumer")
+        commit(first, topic, half)
+    finally:
+        first.close()
+    second = group_consumer(group, "kpy-resume-2")
+    try:
+        got = {p: second.committed(TopicPartition(topic, p), timeout_ms=30_000) for p in ends}
+        check(got == half, f"committed offsets {got} after the first consumer closed, want {half}")
+        second.subscribe([topic])
+        read_group(second, half, ends, sent, "second consumer")  # must start exactly at half
+        commit(second, topic, ends)
+        got = {p: second.committed(TopicPartition(topic, p), timeout_ms=30_000) for p in ends}
+        check(got == ends, f"committed offsets {got} after the second consumer, want {ends}")
+    finally:
+        second.close()
+
+
+def scenario_group_admin():
+    topic = group = f"kpy-grp-admin-{RUN}"
+    client_id = f"kpy-admin-member-{RUN}"
+    sent, ends = produce_for_group(topic, 2, 200, "admin")
+    a = admin()
+    c = group_consumer(group, client_id)
+    try:
+        c.subscribe([topic])
+        read_group(c, {0: 0, 1: 0}, ends, sent, "consumer")
+        commit(c, topic, ends)
+        d = a.describe_groups([group])[group]
+        check(d["error"] is None, f"describe_groups: {d['error']}")
+        check(d["group_state"] == "Stable", f"describe with an active member: state {d['group_state']!r}, want 'Stable'")
+        check((d["protocol_type"], d["protocol_data"]) == ("consumer", "range"),
+              f"describe: protocol type/name {d['protocol_type']!r}/{d['protocol_data']!r}, want 'consumer'/'range'")
+        check(len(d["members"]) == 1, f"describe: {len(d['members'])} members, want 1: {d['members']}")
+        m = d["members"][0]
+        check(m["client_id"] == client_id, f"describe: member client id {m['client_id']!r}, want {client_id!r}")
+        check(m["member_metadata"]["topics"] == [topic], f"describe: member subscription {m['member_metadata']}")
+        got = m["member_assignment"]["assigned_partitions"]
+        check([(t["topic"], sorted(t["partitions"])) for t in got] == [(topic, [0, 1])],
+              f"describe: member assignment {got}, want {topic} [0, 1]")
+        mine = [g for g in a.list_groups() if g["group_id"] == group]
+        check(len(mine) == 1, f"list_groups lacks {group}")
+        check((mine[0]["protocol_type"], mine[0]["group_state"]) == ("consumer", "Stable"),
+              f"list_groups: {mine[0]}, want protocol type 'consumer', state 'Stable'")
+    finally:
+        c.close()
+    d = a.describe_groups([group])[group]
+    check(d["group_state"] == "Empty", f"describe after the consumer closed: state {d['group_state']!r}, want 'Empty'")
+    check(not d["members"], f"describe after the consumer closed: members {d['members']}")
+    got = {(tp.topic, tp.partition): om.offset for tp, om in a.list_group_offsets(group)[group].items()}
+    check(got == {(topic, p): n for p, n in ends.items()}, f"list_group_offsets {got}, want end offsets {ends}")
+    # OffsetDelete on an empty group: partition 1's offset goes, partition 0's stays.
+    res = a.delete_group_offsets(group, [TopicPartition(topic, 1)])
+    check(res == {TopicPartition(topic, 1): kafka.errors.NoError}, f"delete_group_offsets: {res}")
+    got = group_offsets(group, topic, 2)
+    check(got == {0: ends[0], 1: -1}, f"offsets after delete_group_offsets of partition 1: {got}, want {{0: {ends[0]}, 1: -1}}")
+    res = a.delete_groups([group])
+    check(res == {group: "OK"}, f"delete_groups: {res}")
+    check(group not in [g["group_id"] for g in a.list_groups()], f"{group} still listed after delete_groups")
+    got = group_offsets(group, topic, 2)
+    check(got == {0: -1, 1: -1}, f"committed offsets after delete_groups: {got}, want none (-1)")
+    res = a.delete_groups([group])
+    check(res == {group: "GroupIdNotFoundError"}, f"deleting a deleted group: {res}, want GroupIdNotFoundError")
+
+
 SCENARIOS = [
     ("produce+consume 10k keyed records with headers, every codec", scenario_codecs),
     ("idempotent producer", scenario_idempotent),
     ("admin create/list/describe/delete topics", scenario_admin),
     ("offsets_for_times (ListOffsets by timestamp)", scenario_offsets_for_times),
+    ("group_consume_commit: two subscribers share 3 partitions, commit per batch", scenario_group_consume_commit),
+    ("group_resume: a new member resumes from the group's committed offsets", scenario_group_resume),
+    ("group_admin: describe/list groups, list/delete group offsets, delete group", scenario_group_admin),
 ]
 
 

@@ -7,13 +7,13 @@
 // Set WHARF_CLIENT_DEBUG=1 for kafkajs's DEBUG log (protocol traffic) on stderr.
 // WHARF_TEST_TIMEOUT (seconds, default 540) bounds the whole run.
 //
-// Reading back: kafkajs has no manual partition assignment (its consumer always joins a
-// group, which the server does not support yet), a client-side limitation. So records are
-// read with kafkajs's own Cluster/Broker classes (the ones its consumer fetches with):
-// kafkajs still encodes the Fetch requests and decodes (and decompresses) the batches.
+// Reading back in the round-trip scenarios: kafkajs has no manual partition assignment (its
+// consumer always joins a group). So records are read with kafkajs's own Cluster/Broker
+// classes (the ones its consumer fetches with): kafkajs still encodes the Fetch requests and
+// decodes (and decompresses) the batches. The group scenarios use kafkajs's consumer.
 'use strict'
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
-const { Kafka, CompressionTypes, CompressionCodecs, ConfigResourceTypes, Partitioners, logLevel } = require('kafkajs')
+const { Kafka, AssignerProtocol, CompressionTypes, CompressionCodecs, ConfigResourceTypes, Partitioners, logLevel } = require('kafkajs')
 const Cluster = require('kafkajs/src/cluster')
 const { createLogger } = require('kafkajs/src/loggers')
 const socketFactory = require('kafkajs/src/network/socketFactory')
@@ -36,6 +36,7 @@ const CODECS = {
 const WAIT_MS = 60000 // the bound on every wait
 const N_RECORDS = 10000
 const BOOTSTRAP = process.argv[2]
+const RUN = require('crypto').randomBytes(4).toString('hex') // makes the group scenarios' names unique
 if (!BOOTSTRAP) { console.error('usage: kafkajs_test.js HOST:PORT'); process.exit(2) }
 const LOG_LEVEL = process.env.WHARF_CLIENT_DEBUG ? logLevel.DEBUG : logLevel.ERROR
 // kafkajs's own console logger writes to stdout; keep stdout for the scenario lines.
@@ -255,11 +256,196 @@ async function scenarioOffsetsByTimestamp () {
   })
 }
 
+// A group consumer with its own client id: manual commits, short sessions so rebalances are quick.
+function groupConsumer (groupId, clientId) {
+  const k = new Kafka({ clientId, brokers: [BOOTSTRAP], logLevel: LOG_LEVEL, logCreator, requestTimeout: 30000 })
+  return k.consumer({ groupId, sessionTimeout: 6000, heartbeatInterval: 500, rebalanceTimeout: 20000, maxWaitTimeInMs: 100 })
+}
+
+// Awaits cond() until it holds; fails with what() after WAIT_MS.
+async function until (cond, what) {
+  const deadline = deadlineFrom()
+  while (!(await cond())) {
+    check(Date.now() < deadline, `after ${WAIT_MS}ms: ${what()}`)
+    await new Promise(resolve => setTimeout(resolve, 50)) // polling interval, not synchronisation
+  }
+}
+
+// A commit that races a rebalance may be refused with one of these (Kafka semantics, not a
+// failure): the partition's next owner reads again from the last commit that got through.
+const REBALANCE_ERRORS = ['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID']
+const refusedForRebalance = e => REBALANCE_ERRORS.includes(e.type) || (e.originalError && REBALANCE_ERRORS.includes(e.originalError.type))
+
+// Creates topic and sends n keyed records; returns the value sent per 'partition:offset' and the end offsets.
+async function produceForGroup (topic, partitions, n, tag) {
+  await createTopics([[topic, partitions]])
+  const recs = records(n, tag)
+  const producer = newProducer()
+  await producer.connect()
+  let placed
+  try { placed = await produce(producer, topic, recs) } finally { await producer.disconnect() }
+  check(new Set(placed).size === partitions, `the partitioner used only partitions ${[...new Set(placed)]}`)
+  const sent = new Map()
+  const ends = Array(partitions).fill(0)
+  placed.forEach((p, i) => { sent.set(`${p}:${ends[p]}`, recs[i].value); ends[p] += 1 })
+  return { sent, ends }
+}
+
+// The group's committed offset per partition (-1 for none).
+async function groupOffsets (admin, groupId, topic) {
+  const [res] = await admin.fetchOffsets({ groupId, topics: [topic] })
+  return res.partitions.slice().sort((a, b) => a.partition - b.partition).map(p => Number(p.offset))
+}
+
+// Runs consumer c in its group until it has read every partition p in order from start[p] up
+// to stop[p]; commits stop, calls whileActive() (still a member), then disconnects (leaves).
+async function readGroup (c, topic, start, stop, sent, what, whileActive = async () => {}) {
+  const next = start.slice()
+  const errors = []
+  c.on(c.events.CRASH, ({ payload }) => errors.push(`${what} crashed: ${payload.error && payload.error.stack}`))
+  await c.connect()
+  try {
+    await c.subscribe({ topics: [topic], fromBeginning: true })
+    await c.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        const p = batch.partition
+        for (const m of batch.messages) {
+          const o = Number(m.offset)
+          if (o >= stop[p] && next[p] >= stop[p]) continue // read ahead, past what this reader wants
+          if (o !== next[p]) errors.push(`${what}: partition ${p}: read offset ${o}, want ${next[p]}`)
+          else if (m.value.toString() !== sent.get(`${p}:${o}`)) errors.push(`${what}: partition ${p} offset ${o}: value differs from the one sent`)
+          else next[p] += 1
+        }
+      }
+    })
+    await until(() => { check(errors.length === 0, errors.slice(0, 3).join('; ')); return next.every((n, p) => n >= stop[p]) },
+      () => `${what}: read up to ${next} of ${stop}`)
+    await c.commitOffsets(stop.map((offset, partition) => ({ topic, partition, offset: String(offset) })))
+    await whileActive()
+  } finally {
+    await c.disconnect()
+  }
+}
+
+async function scenarioGroupConsumeCommit () {
+  const topic = `kjs-grp-commit-${RUN}`
+  const groupId = topic
+  const { sent, ends } = await produceForGroup(topic, 3, 3000, 'group')
+  const seen = new Map()
+  const shares = [[], []]
+  const errors = []
+  let refused = 0
+  const consumers = [1, 2].map(i => groupConsumer(groupId, `kjs-member-${i}`))
+  await withAdmin(async admin => {
+    try {
+      for (const [i, c] of consumers.entries()) {
+        c.on(c.events.GROUP_JOIN, ({ payload }) => { shares[i] = (payload.memberAssignment[topic] || []).slice().sort((a, b) => a - b) })
+        c.on(c.events.CRASH, ({ payload }) => errors.push(`member ${i + 1} crashed: ${payload.error && payload.error.stack}`))
+        await c.connect()
+        await c.subscribe({ topics: [topic], fromBeginning: true })
+        await c.run({
+          autoCommit: false,
+          eachBatch: async ({ batch, commitOffsetsIfNecessary }) => {
+            if (batch.messages.length === 0) return
+            for (const m of batch.messages) seen.set(`${batch.partition}:${m.offset}`, m.value.toString())
+            const offset = String(Number(batch.messages[batch.messages.length - 1].offset) + 1)
+            try {
+              await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition: batch.partition, offset }] }] })
+            } catch (e) {
+              if (refusedForRebalance(e)) refused += 1
+              else errors.push(`member ${i + 1}: commit ${batch.partition}@${offset}: ${e.stack}`)
+              throw e // kafkajs rejoins the group on a rebalance error
+            }
+          }
+        })
+      }
+      let committed = null
+      await until(async () => {
+        check(errors.length === 0, errors.slice(0, 3).join('; '))
+        const [a, b] = shares
+        const split = a.length > 0 && b.length > 0 && jsonish([...a, ...b].sort((x, y) => x - y)) === '[0,1,2]'
+        if (!split || seen.size < sent.size) return false
+        committed = await groupOffsets(admin, groupId, topic)
+        return jsonish(committed) === jsonish(ends)
+      }, () => `read ${seen.size} of ${sent.size} distinct records; assignments ${jsonish(shares)} (want two disjoint ` +
+        `non-empty shares of 0-2); committed ${jsonish(committed)}, end offsets ${jsonish(ends)}; ${refused} commits refused for a rebalance`)
+    } finally {
+      for (const c of consumers) await c.disconnect()
+    }
+  })
+  check(errors.length === 0, errors.slice(0, 3).join('; '))
+  const extra = [...seen.keys()].filter(k => !sent.has(k))
+  check(extra.length === 0 && seen.size === sent.size, `read partition:offsets outside those sent: ${extra.slice(0, 5)}`)
+  const bad = [...sent.keys()].filter(k => seen.get(k) !== sent.get(k))
+  check(bad.length === 0, `values read differ from those sent at ${bad.slice(0, 5)}`)
+}
+
+async function scenarioGroupResume () {
+  const topic = `kjs-grp-resume-${RUN}`
+  const groupId = topic
+  const { sent, ends } = await produceForGroup(topic, 2, 1000, 'resume')
+  const half = ends.map(n => Math.floor(n / 2))
+  await withAdmin(async admin => {
+    const before = await groupOffsets(admin, groupId, topic)
+    check(jsonish(before) === '[-1,-1]', `a new group has committed offsets ${before}`)
+    await readGroup(groupConsumer(groupId, 'kjs-resume-1'), topic, [0, 0], half, sent, 'first consumer')
+    const mid = await groupOffsets(admin, groupId, topic)
+    check(jsonish(mid) === jsonish(half), `committed offsets ${mid} after the first consumer closed, want ${half}`)
+    // The second consumer must start each partition exactly at the committed offset.
+    await readGroup(groupConsumer(groupId, 'kjs-resume-2'), topic, half, ends, sent, 'second consumer')
+    const after = await groupOffsets(admin, groupId, topic)
+    check(jsonish(after) === jsonish(ends), `committed offsets ${after} after the second consumer, want ${ends}`)
+  })
+}
+
+async function scenarioGroupAdmin () {
+  const topic = `kjs-grp-admin-${RUN}`
+  const groupId = topic
+  const clientId = `kjs-admin-member-${RUN}`
+  const { sent, ends } = await produceForGroup(topic, 2, 200, 'admin')
+  await withAdmin(async admin => {
+    await readGroup(groupConsumer(groupId, clientId), topic, [0, 0], ends, sent, 'consumer', async () => {
+      const { groups: [d] } = await admin.describeGroups([groupId])
+      check(d.errorCode === 0 && d.state === 'Stable', `describe with an active member: ${jsonish(d)}, want state Stable`)
+      check(d.protocolType === 'consumer' && d.protocol === 'RoundRobinAssigner',
+        `describe: protocol type/name ${d.protocolType}/${d.protocol}, want consumer/RoundRobinAssigner`)
+      check(d.members.length === 1, `describe: ${d.members.length} members, want 1`)
+      const m = d.members[0]
+      check(m.clientId === clientId, `describe: member client id ${m.clientId}, want ${clientId}`)
+      const { assignment } = AssignerProtocol.MemberAssignment.decode(m.memberAssignment)
+      check(jsonish(assignment) === jsonish({ [topic]: [0, 1] }), `describe: member assignment ${jsonish(assignment)}, want ${topic} [0,1]`)
+      const { topics } = AssignerProtocol.MemberMetadata.decode(m.memberMetadata)
+      check(jsonish(topics) === jsonish([topic]), `describe: member subscription ${jsonish(topics)}`)
+      const { groups } = await admin.listGroups()
+      const mine = groups.filter(g => g.groupId === groupId)
+      check(mine.length === 1 && mine[0].protocolType === 'consumer', `listGroups: ${jsonish(mine)}, want ${groupId} of type consumer`)
+    })
+    const { groups: [d] } = await admin.describeGroups([groupId])
+    check(d.errorCode === 0 && d.state === 'Empty', `describe after the consumer left: state ${d.state}, want Empty`)
+    check(d.members.length === 0, `describe after the consumer left: ${d.members.length} members`)
+    const committed = await groupOffsets(admin, groupId, topic)
+    check(jsonish(committed) === jsonish(ends), `fetchOffsets ${committed}, want end offsets ${ends}`)
+    const deleted = await admin.deleteGroups([groupId])
+    check(deleted.length === 1 && deleted[0].groupId === groupId && deleted[0].errorCode === 0, `deleteGroups: ${jsonish(deleted)}`)
+    const { groups } = await admin.listGroups()
+    check(!groups.some(g => g.groupId === groupId), `${groupId} still listed after deleteGroups`)
+    const after = await groupOffsets(admin, groupId, topic)
+    check(jsonish(after) === '[-1,-1]', `committed offsets after deleteGroups: ${after}, want none (-1)`)
+    const again = await admin.deleteGroups([groupId]).then(res => ({ res }), e => e)
+    check(again.name === 'KafkaJSDeleteGroupsError' && again.groups.length === 1 && again.groups[0].error.type === 'GROUP_ID_NOT_FOUND',
+      `deleting a deleted group: ${again.stack || jsonish(again)}, want KafkaJSDeleteGroupsError GROUP_ID_NOT_FOUND`)
+  })
+}
+
 const SCENARIOS = [
   ['produce+consume 10k keyed records with headers, every codec', scenarioCodecs],
   ['idempotent producer', scenarioIdempotent],
   ['admin create/list/describe/delete topics', scenarioAdmin],
-  ['fetchTopicOffsetsByTimestamp (ListOffsets by timestamp)', scenarioOffsetsByTimestamp]
+  ['fetchTopicOffsetsByTimestamp (ListOffsets by timestamp)', scenarioOffsetsByTimestamp],
+  ['group_consume_commit: two subscribers share 3 partitions, commit per batch', scenarioGroupConsumeCommit],
+  ['group_resume: a new member resumes from the group\'s committed offsets', scenarioGroupResume],
+  ['group_admin: describe/list groups, fetch group offsets, delete group', scenarioGroupAdmin]
 ]
 
 async function main () {
