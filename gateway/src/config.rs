@@ -404,6 +404,33 @@ mod tests {
         assert_eq!(c.store.default_segment_size, 1 << 30);
         assert_eq!(c.store.default_durability, Durability::Os);
         assert_eq!(c.store.fsync_interval, Duration::from_secs(1));
+        assert_eq!(c.kafka.groups.min_session_timeout, Duration::from_secs(6));
+        assert_eq!(
+            c.kafka.groups.max_session_timeout,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            c.kafka.groups.initial_rebalance_delay,
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn group_timeouts_are_checked() {
+        let var = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let env = var("WHARF_KAFKA_GROUP_INITIAL_REBALANCE_DELAY", "0 ms");
+        let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+        assert_eq!(c.kafka.groups.initial_rebalance_delay, Duration::ZERO);
+        let env = var("WHARF_KAFKA_GROUP_MAX_SESSION_TIMEOUT", "1 s");
+        let e = ServerConfig::load_from(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("group_max_session_timeout"), "{e}");
+        let env = var("WHARF_KAFKA_GROUP_MIN_SESSION_TIMEOUT", "soon");
+        let e = ServerConfig::load_from(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("group_min_session_timeout"), "{e}");
     }
 
     #[test]
