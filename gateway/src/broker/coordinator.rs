@@ -712,14 +712,18 @@ impl GroupCoordinator {
     pub async fn join(&self, req: JoinRequest) -> JoinResult {
         let rx = match self.start_join(req) {
             Ok(rx) => rx,
-            Err(answer) => return answer,
+            Err((member_id, e)) => return JoinResult::failed(&member_id, e),
         };
         rx.await
             .unwrap_or_else(|_| JoinResult::failed("", GroupError::NotCoordinator))
     }
 
-    fn start_join(&self, req: JoinRequest) -> Result<oneshot::Receiver<JoinResult>, JoinResult> {
-        let fail = |e| Err(JoinResult::failed(&req.member_id, e));
+    /// Starts a join; the error carries the member id the request gave.
+    fn start_join(
+        &self,
+        req: JoinRequest,
+    ) -> Result<oneshot::Receiver<JoinResult>, (String, GroupError)> {
+        let fail = |e| Err((req.member_id.clone(), e));
         if req.group_id.is_empty() {
             return fail(GroupError::InvalidGroupId);
         }
@@ -768,7 +772,7 @@ impl GroupCoordinator {
         self.reschedule(&mut state, &group_id);
         match outcome {
             Ok(()) => Ok(rx),
-            Err(e) => Err(JoinResult::failed(&member_id, e)),
+            Err(e) => Err((member_id, e)),
         }
     }
 
