@@ -71,7 +71,10 @@ fn rebalance_round(
         }
         producer.poll(Duration::ZERO);
     };
-    let members = [member(server, group, heartbeat_ms)?, member(server, group, heartbeat_ms)?];
+    let members = [
+        member(server, group, heartbeat_ms)?,
+        member(server, group, heartbeat_ms)?,
+    ];
     for m in &members {
         m.subscribe(&[topic])?;
     }
@@ -126,7 +129,9 @@ fn rebalance_round(
             }
         }
         if t0.elapsed() > LIMIT {
-            return Err(format!("the group did not settle after the third joined: {done:?}").into());
+            return Err(
+                format!("the group did not settle after the third joined: {done:?}").into(),
+            );
         }
     }
     Ok(done.iter().flatten().max().copied().unwrap_or_default())
@@ -162,7 +167,10 @@ fn commit_rate(server: &str, topic: &str, count: usize) -> Result<f64, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    let server = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:9092".into());
+    let server = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
     let rounds: usize = arg(&args, "--rounds", "5").parse()?;
     let heartbeat_ms = arg(&args, "--heartbeat-ms", "3000");
     let commits: usize = arg(&args, "--commits", "20000").parse()?;
@@ -207,7 +215,8 @@ async fn main() -> Result<(), Error> {
 
     for i in 0..commits {
         let key = i.to_string();
-        while let Err((e, _)) = producer.send(BaseRecord::to(&commit_topic).key(&key).payload("c")) {
+        while let Err((e, _)) = producer.send(BaseRecord::to(&commit_topic).key(&key).payload("c"))
+        {
             if e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
                 return Err(e.into());
             }
