@@ -104,14 +104,24 @@ impl Member {
         topic: &str,
         assignor: &str,
     ) -> Member {
+        Member::spawn_with(server, name, &[group, topic, assignor, SESSION_MS])
+    }
+
+    /// A static member (`group.instance.id` = `name`).
+    fn spawn_static(
+        server: &TestServer,
+        name: &'static str,
+        group: &str,
+        topic: &str,
+        session_ms: &str,
+    ) -> Member {
+        Member::spawn_with(server, name, &[group, topic, "range", session_ms, name])
+    }
+
+    fn spawn_with(server: &TestServer, name: &'static str, args: &[&str]) -> Member {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kafka-group-member"))
-            .args([
-                &server.kafka_addr.to_string(),
-                group,
-                topic,
-                assignor,
-                SESSION_MS,
-            ])
+            .arg(server.kafka_addr.to_string())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -362,4 +372,54 @@ async fn committed_offsets_survive_a_restart_and_a_new_member_resumes_there() {
     assert_eq!(firsts, BTreeMap::from([(0, 40), (1, 60)]));
     let distinct: BTreeSet<_> = got.iter().collect();
     assert_eq!(distinct.len(), 100, "each remaining message once");
+}
+
+/// KIP-345: a static member that crashes and comes back within its session timeout takes its
+/// old place without a rebalance: it gets its partitions back and the other member's assignment
+/// never changes (the scenario of librdkafka's test 0102 and redpanda#3842).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarting_within_its_session_gets_its_partitions_back() {
+    let server = TestServer::start().await;
+    create_topic(&server, "statics", PARTITIONS).await;
+    let producer: FutureProducer = config(&server).create().unwrap();
+    // A long session: the restart must be recognised, not waited out.
+    let session = "30000";
+    let a = Member::spawn_static(&server, "static-a", "statics", "statics", session);
+    let b = Member::spawn_static(&server, "static-b", "statics", "statics", session);
+    wait_until("a and b split the partitions", || spread(&[&a, &b])).await;
+    let first = produce(&producer, "statics", PARTITIONS, 20).await;
+    wait_until("a and b consume", || {
+        consumed_by(&[&a, &b]).is_superset(&first)
+    })
+    .await;
+    let a_partitions = a.assignment();
+    let b_history = b.assignments().len();
+
+    let mut a = a;
+    a.kill().await;
+    let again = Member::spawn_static(&server, "static-a", "statics", "statics", session);
+    let batch = produce(&producer, "statics", PARTITIONS, 20).await;
+    let started = Instant::now();
+    wait_until("the restarted a and b consume the next batch", || {
+        consumed_by(&[&again, &b]).is_superset(&batch)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}: the session timeout was waited out",
+        started.elapsed()
+    );
+    assert_eq!(
+        again.assignment(),
+        a_partitions,
+        "the same partitions come back"
+    );
+    assert_eq!(
+        b.assignments().len(),
+        b_history,
+        "b was never rebalanced: {:?}",
+        b.assignments()
+    );
+    again.close().await;
+    b.close().await;
 }

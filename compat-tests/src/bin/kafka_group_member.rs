@@ -1,7 +1,9 @@
 //! A librdkafka group consumer as a process of its own, so group tests can kill it without it
 //! leaving the group (as a crashed application would).
 //!
-//! `kafka-group-member BOOTSTRAP GROUP TOPIC ASSIGNOR SESSION_TIMEOUT_MS`
+//! `kafka-group-member BOOTSTRAP GROUP TOPIC ASSIGNOR SESSION_TIMEOUT_MS [GROUP_INSTANCE_ID]`
+//!
+//! With a group instance id it is a static member (KIP-345).
 //!
 //! Subscribes, and for every message prints `MSG <partition> <offset>` and then commits the
 //! offset after it synchronously (at-least-once: processed, then committed). Prints
@@ -27,12 +29,20 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [bootstrap, group, topic, assignor, session_ms] = args.as_slice() else {
-        return Err(
-            "usage: kafka-group-member BOOTSTRAP GROUP TOPIC ASSIGNOR SESSION_TIMEOUT_MS".into(),
-        );
+    let (args, instance) = match args.as_slice() {
+        [rest @ .., instance] if rest.len() == 5 => (rest, Some(instance)),
+        all => (all, None),
     };
-    let consumer: BaseConsumer = ClientConfig::new()
+    let [bootstrap, group, topic, assignor, session_ms] = args else {
+        return Err("usage: kafka-group-member BOOTSTRAP GROUP TOPIC ASSIGNOR \
+                    SESSION_TIMEOUT_MS [GROUP_INSTANCE_ID]"
+            .into());
+    };
+    let mut config = ClientConfig::new();
+    if let Some(instance) = instance {
+        config.set("group.instance.id", instance);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", bootstrap)
         .set("broker.address.family", "v4")
         .set("group.id", group)
