@@ -503,9 +503,8 @@ impl Group {
         if self.is_leader(id) {
             self.leader = self.members.first().map(|m| m.id.clone());
         }
-        if self.members.is_empty() {
-            self.protocol_type = None;
-        }
+        // The protocol type stays when the last member goes, as in Kafka: an Empty consumer
+        // group is still a consumer group (the next member to join sets it again).
         Some(member)
     }
 

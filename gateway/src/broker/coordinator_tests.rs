@@ -365,7 +365,7 @@ async fn leaving_empties_the_group_which_can_then_be_deleted() {
         vec![
             GroupListing {
                 group_id: "g".into(),
-                protocol_type: String::new(),
+                protocol_type: "consumer".into(),
                 state: GroupState::Empty
             },
             GroupListing {
