@@ -1,0 +1,333 @@
+//! What to run: the command line, checked and resolved into [`Settings`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::BenchError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Each producer sends to its own partition.
+    PinnedProducer,
+    /// Each consumer reads its own partition (filled first, not timed).
+    PinnedConsumer,
+    /// Producers spread their batches over all partitions.
+    BalancedProducer,
+    /// Consumers in one consumer group share the partitions (filled first, not timed).
+    BalancedConsumerGroup,
+    /// Producers and consumers at once; latency from the producer's timestamp to receipt.
+    EndToEnd,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::PinnedProducer => "pinned-producer",
+            Workload::PinnedConsumer => "pinned-consumer",
+            Workload::BalancedProducer => "balanced-producer",
+            Workload::BalancedConsumerGroup => "balanced-consumer-group",
+            Workload::EndToEnd => "end-to-end",
+        }
+    }
+
+    pub fn produces(self) -> bool {
+        matches!(
+            self,
+            Workload::PinnedProducer | Workload::BalancedProducer | Workload::EndToEnd
+        )
+    }
+
+    pub fn consumes(self) -> bool {
+        matches!(
+            self,
+            Workload::PinnedConsumer | Workload::BalancedConsumerGroup | Workload::EndToEnd
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Iggy 0.8's binary protocol over TCP, through wharf-sdk.
+    Native,
+    /// The Kafka protocol, through librdkafka.
+    Kafka,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityArg {
+    Os,
+    Fsync,
+}
+
+/// wharf-bench: drives a Wharf server (or an Iggy 0.8 server, or any Kafka broker) with
+/// producers and consumers and reports throughput and latency percentiles.
+#[derive(Debug, Parser)]
+#[command(name = "wharf-bench", version)]
+pub struct Args {
+    /// What to run.
+    #[arg(value_enum)]
+    pub workload: Workload,
+    /// Which protocol to speak.
+    #[arg(long, value_enum, default_value = "native")]
+    pub protocol: Protocol,
+    /// HOST:PORT of the server (default 127.0.0.1:8090 native, 127.0.0.1:9092 kafka).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Producers (each with its own connection).
+    #[arg(long, default_value_t = 1)]
+    pub producers: u32,
+    /// Consumers (each with its own connection).
+    #[arg(long, default_value_t = 1)]
+    pub consumers: u32,
+    /// Partitions of the topic it creates (default: one per producer or consumer).
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Payload bytes per message (at least 9: a timestamp and a flag lead every payload).
+    #[arg(long, default_value_t = 1000)]
+    pub message_size: usize,
+    /// Messages per request (native); for Kafka, librdkafka's batch.num.messages and a
+    /// batch.size that holds that many.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: u32,
+    /// Messages in total, over all producers (or for consumers to read).
+    #[arg(long, conflicts_with = "bytes")]
+    pub messages: Option<u64>,
+    /// Payload bytes in total instead of --messages (e.g. "1 GiB").
+    #[arg(long)]
+    pub bytes: Option<String>,
+    /// Limit, in messages per second over all producers.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Durability of the topic it creates (Wharf only; default: the server's).
+    #[arg(long, value_enum)]
+    pub durability: Option<DurabilityArg>,
+    /// Run this long first without measuring (e.g. "5 s").
+    #[arg(long, default_value = "0 s")]
+    pub warmup: String,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Native login.
+    #[arg(long, default_value = "iggy")]
+    pub username: String,
+    /// Native login.
+    #[arg(long, default_value = "iggy")]
+    pub password: String,
+    /// Kafka producer acks: -1 (all), 0 or 1.
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub acks: i32,
+    /// Kafka producer linger.ms.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u32,
+    /// No live progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The checked run description every part works from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub workload: Workload,
+    pub protocol: Protocol,
+    pub server: String,
+    pub producers: u32,
+    pub consumers: u32,
+    pub partitions: u32,
+    pub message_size: usize,
+    pub batch: u32,
+    pub messages: u64,
+    pub rate: Option<u64>,
+    pub durability: Option<DurabilityArg>,
+    #[serde(serialize_with = "seconds")]
+    pub warmup: Duration,
+    #[serde(skip)]
+    pub username: String,
+    #[serde(skip)]
+    pub password: String,
+    pub acks: i32,
+    pub linger_ms: u32,
+    #[serde(skip)]
+    pub quiet: bool,
+    #[serde(skip)]
+    pub json: Option<PathBuf>,
+    /// Unique per run: names of what it creates.
+    #[serde(skip)]
+    pub run_id: String,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The smallest payload: 8 bytes of send time (µs) and a byte saying measured or warm-up.
+pub const MIN_MESSAGE_SIZE: usize = 9;
+
+impl Settings {
+    pub fn from_args(a: Args) -> Result<Settings, BenchError> {
+        let bad = |m: String| Err(BenchError::Usage(m));
+        if a.message_size < MIN_MESSAGE_SIZE {
+            return bad(format!(
+                "--message-size must be at least {MIN_MESSAGE_SIZE} bytes (a timestamp and a flag lead every payload)"
+            ));
+        }
+        if a.batch == 0 {
+            return bad("--batch must be at least 1".into());
+        }
+        if a.workload.produces() && a.producers == 0 {
+            return bad(format!("{} needs at least one producer", a.workload.name()));
+        }
+        if a.workload.consumes() && a.consumers == 0 {
+            return bad(format!("{} needs at least one consumer", a.workload.name()));
+        }
+        if a.rate == Some(0) {
+            return bad("--rate must be at least 1 message per second".into());
+        }
+        if !matches!(a.acks, -1..=1) {
+            return bad(format!("--acks {} is not -1, 0 or 1", a.acks));
+        }
+        let warmup = wharf_sdk::units::parse_duration(&a.warmup)
+            .map_err(|e| BenchError::Usage(format!("--warmup: {e}")))?;
+        let messages = match (&a.messages, &a.bytes) {
+            (Some(n), _) => *n,
+            (None, Some(b)) => {
+                let bytes = wharf_sdk::units::parse_size(b)
+                    .map_err(|e| BenchError::Usage(format!("--bytes: {e}")))?;
+                bytes / a.message_size as u64
+            }
+            (None, None) => 1_000_000,
+        };
+        if messages == 0 {
+            return bad("nothing to do: --messages (or --bytes) gives 0 messages".into());
+        }
+        let actors = match a.workload {
+            Workload::PinnedProducer | Workload::BalancedProducer => a.producers,
+            Workload::PinnedConsumer | Workload::BalancedConsumerGroup => a.consumers,
+            Workload::EndToEnd => a.producers.max(a.consumers),
+        };
+        let partitions = a.partitions.unwrap_or(actors);
+        if partitions == 0 {
+            return bad("--partitions must be at least 1".into());
+        }
+        let pinned_to = match a.workload {
+            Workload::PinnedProducer | Workload::EndToEnd => Some(("producer", a.producers)),
+            Workload::PinnedConsumer => Some(("consumer", a.consumers)),
+            _ => None,
+        };
+        if let Some((who, n)) = pinned_to {
+            if partitions < n {
+                return bad(format!(
+                    "{}: each {who} needs its own partition, but --partitions {partitions} < {n}",
+                    a.workload.name()
+                ));
+            }
+        }
+        let server = a.server.unwrap_or_else(|| match a.protocol {
+            Protocol::Native => "127.0.0.1:8090".into(),
+            Protocol::Kafka => "127.0.0.1:9092".into(),
+        });
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        Ok(Settings {
+            workload: a.workload,
+            protocol: a.protocol,
+            server,
+            producers: a.producers,
+            consumers: a.consumers,
+            partitions,
+            message_size: a.message_size,
+            batch: a.batch,
+            messages,
+            rate: a.rate,
+            durability: a.durability,
+            warmup,
+            username: a.username,
+            password: a.password,
+            acks: a.acks,
+            linger_ms: a.linger_ms,
+            quiet: a.quiet,
+            json: a.json,
+            run_id: format!("{}-{stamp}", std::process::id()),
+        })
+    }
+
+    /// Messages for actor `i` of `n` when `total` is shared out (the first ones get the rest).
+    pub fn share(total: u64, n: u32, i: u32) -> u64 {
+        let n = u64::from(n.max(1));
+        total / n + u64::from(u64::from(i) < total % n)
+    }
+
+    /// Messages that end up in each partition when producers are pinned (producer `i` writes
+    /// partition `i`).
+    pub fn per_partition_pinned(&self) -> Vec<u64> {
+        (0..self.partitions)
+            .map(|p| {
+                if p < self.producers {
+                    Settings::share(self.messages, self.producers, p)
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// The partitions consumer `i` of `n` reads in end-to-end and pinned runs.
+    pub fn partitions_of(&self, consumer: u32, consumers: u32) -> Vec<u32> {
+        (0..self.partitions)
+            .filter(|p| p % consumers.max(1) == consumer)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, BenchError> {
+        let mut all = vec!["wharf-bench"];
+        all.extend_from_slice(args);
+        Settings::from_args(
+            Args::try_parse_from(all).map_err(|e| BenchError::Usage(e.to_string()))?,
+        )
+    }
+
+    #[test]
+    fn defaults_and_checks() {
+        let s = parse(&["pinned-producer", "--producers", "4"]).unwrap();
+        assert_eq!((s.partitions, s.messages, s.batch), (4, 1_000_000, 1000));
+        assert_eq!(s.server, "127.0.0.1:8090");
+        let s = parse(&["end-to-end", "--protocol", "kafka", "--bytes", "10 MB"]).unwrap();
+        assert_eq!((s.server.as_str(), s.messages), ("127.0.0.1:9092", 10_000));
+        assert!(parse(&["pinned-producer", "--message-size", "8"]).is_err());
+        assert!(parse(&["pinned-producer", "--producers", "3", "--partitions", "2"]).is_err());
+        assert!(parse(&["pinned-consumer", "--consumers", "0"]).is_err());
+        assert!(parse(&["pinned-producer", "--acks", "2"]).is_err());
+        assert!(parse(&["pinned-producer", "--warmup", "soon"]).is_err());
+        assert!(parse(&["pinned-producer", "--messages", "0"]).is_err());
+        assert!(parse(&["sideways"]).is_err());
+    }
+
+    #[test]
+    fn shares_add_up() {
+        let parts: Vec<u64> = (0..3).map(|i| Settings::share(10, 3, i)).collect();
+        assert_eq!(parts, [4, 3, 3]);
+        let s = parse(&[
+            "end-to-end",
+            "--producers",
+            "2",
+            "--consumers",
+            "3",
+            "--messages",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(s.per_partition_pinned(), [3, 2, 0]);
+        assert_eq!(s.partitions_of(0, 3), [0]);
+        assert_eq!(s.partitions_of(1, 2), [1]);
+    }
+}
