@@ -331,7 +331,10 @@ fn consume(
         LatencyKind::Poll
     };
     let mut stats = ActorStats::new(Role::Consumer, id, kind);
-    let start = Instant::now();
+    // In end-to-end the clock starts with the first measured message (the producers may still
+    // be warming up before that).
+    let mut start = Instant::now();
+    let mut started = !end_to_end;
     let mut last_news = Instant::now();
     let mut batch_started = Instant::now();
     while stats.messages < expected {
@@ -350,6 +353,10 @@ fn consume(
         let Some((sent_at, true)) = payload::read(body) else {
             continue;
         };
+        if !started {
+            start = Instant::now();
+            started = true;
+        }
         stats.messages += 1;
         stats.bytes += body.len() as u64;
         progress.add(1, body.len() as u64);

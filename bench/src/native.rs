@@ -133,12 +133,11 @@ async fn fill(
         let (s, place, progress) = (Arc::clone(s), place.clone(), Arc::clone(progress));
         tasks.spawn(async move {
             let mut sent = 0;
+            let mut pool = payload::Pool::default();
             while sent < count {
                 let n = (count - sent).min(u64::from(s.batch));
-                let messages: Vec<Message> = payload::batch(n as usize, s.message_size, true)
-                    .into_iter()
-                    .map(Message::new)
-                    .collect();
+                let (all, parts) = pool.batch(n as usize, s.message_size, true);
+                let messages: Vec<Message> = parts.into_iter().map(Message::new).collect();
                 client
                     .send_messages(
                         &place.stream,
@@ -147,6 +146,8 @@ async fn fill(
                         &messages,
                     )
                     .await?;
+                drop(messages);
+                pool.give_back(all);
                 sent += n;
                 progress.add(n, n * s.message_size as u64);
             }
@@ -185,15 +186,18 @@ async fn produce(
     };
     let rate = per_actor_rate(s, s.producers);
     let mut stats = ActorStats::new(Role::Producer, id, LatencyKind::Send);
+    let mut pool = payload::Pool::default();
     let warm_until = Instant::now() + s.warmup;
     let warm_start = Instant::now();
     let mut warm_sent = 0u64;
     while Instant::now() < warm_until {
         pace(warm_start, warm_sent, rate).await;
         let n = u64::from(s.batch);
-        let batch = payload::batch(n as usize, s.message_size, false);
-        let messages: Vec<Message> = batch.into_iter().map(Message::new).collect();
+        let (all, parts) = pool.batch(n as usize, s.message_size, false);
+        let messages: Vec<Message> = parts.into_iter().map(Message::new).collect();
         send(client, place, &partitioning, id, &messages).await?;
+        drop(messages);
+        pool.give_back(all);
         warm_sent += n;
     }
     let start = Instant::now();
@@ -201,12 +205,12 @@ async fn produce(
     while sent < count {
         pace(start, sent, rate).await;
         let n = (count - sent).min(u64::from(s.batch));
-        let messages: Vec<Message> = payload::batch(n as usize, s.message_size, true)
-            .into_iter()
-            .map(Message::new)
-            .collect();
+        let (all, parts) = pool.batch(n as usize, s.message_size, true);
+        let messages: Vec<Message> = parts.into_iter().map(Message::new).collect();
         let t = Instant::now();
         let retries = send(client, place, &partitioning, id, &messages).await?;
+        drop(messages);
+        pool.give_back(all);
         record(&mut stats.latency, t.elapsed().as_micros() as u64, n);
         stats.errors += retries;
         progress.errors.fetch_add(retries, Ordering::Relaxed);
@@ -289,7 +293,10 @@ async fn consume(
 
     let mut next = vec![0u64; mine.len()];
     let mut got = vec![0u64; mine.len()];
-    let start = Instant::now();
+    // In end-to-end the clock starts with the first measured message (the producers may still
+    // be warming up before that).
+    let mut start = Instant::now();
+    let mut started = !end_to_end;
     let mut last_news = Instant::now();
     while stats.messages < expected {
         let mut any = false;
@@ -319,6 +326,10 @@ async fn consume(
                 };
                 if !measured {
                     continue;
+                }
+                if !started {
+                    start = Instant::now();
+                    started = true;
                 }
                 n += 1;
                 stats.bytes += m.payload.len() as u64;

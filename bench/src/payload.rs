@@ -12,17 +12,35 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// `n` payloads of `size` bytes in one allocation, stamped now.
-pub fn batch(n: usize, size: usize, measured: bool) -> Vec<Bytes> {
-    let mut buf = BytesMut::zeroed(n * size);
-    let now = now_us();
-    for chunk in buf.chunks_mut(size) {
-        stamp_into(chunk, now, measured);
+/// Batches of payloads built in one buffer that is used again once a batch has been sent (a
+/// fresh megabyte per batch would cost more in page faults than building it).
+#[derive(Debug, Default)]
+pub struct Pool(Option<BytesMut>);
+
+impl Pool {
+    /// `n` payloads of `size` bytes stamped now; hand the first value back with
+    /// [`Pool::give_back`] once the payloads are dropped.
+    pub fn batch(&mut self, n: usize, size: usize, measured: bool) -> (Bytes, Vec<Bytes>) {
+        let mut buf = self.0.take().unwrap_or_default();
+        buf.clear();
+        buf.resize(n * size, 0);
+        let now = now_us();
+        for chunk in buf.chunks_mut(size) {
+            stamp_into(chunk, now, measured);
+        }
+        let all = buf.freeze();
+        let parts = (0..n)
+            .map(|i| all.slice(i * size..(i + 1) * size))
+            .collect();
+        (all, parts)
     }
-    let all = buf.freeze();
-    (0..n)
-        .map(|i| all.slice(i * size..(i + 1) * size))
-        .collect()
+
+    /// Takes the buffer back for the next batch, if nothing else holds it any more.
+    pub fn give_back(&mut self, all: Bytes) {
+        if let Ok(buf) = all.try_into_mut() {
+            self.0 = Some(buf);
+        }
+    }
 }
 
 /// Writes the header into the first 9 bytes of `payload`.
@@ -44,13 +62,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_carry_their_stamp() {
-        let b = batch(3, 20, true);
+    fn payloads_carry_their_stamp_and_the_buffer_is_used_again() {
+        let mut pool = Pool::default();
+        let (all, b) = pool.batch(3, 20, true);
         assert_eq!(b.len(), 3);
         let (ts, measured) = read(&b[2]).unwrap();
         assert!(measured && ts > 1_600_000_000_000_000);
         assert_eq!(b[1].len(), 20);
-        assert!(!read(&batch(1, 9, false)[0]).unwrap().1);
+        let at = all.as_ptr();
+        drop(b);
+        pool.give_back(all);
+        let (again, b) = pool.batch(1, 9, false);
+        assert_eq!(again.as_ptr(), at, "the same buffer");
+        assert!(!read(&b[0]).unwrap().1);
         assert_eq!(read(&[1, 2, 3]), None);
     }
 }

@@ -266,23 +266,46 @@ impl SendMessages {
         messages: &[u8],
         out: &mut BytesMut,
     ) {
+        let views: Vec<MessageView<'_>> = Messages::new(messages).collect();
+        let index_at =
+            SendMessages::encode_head(stream_id, topic_id, partitioning, views.len() as u32, out);
+        let mut end = 0u32;
+        for (i, v) in views.iter().enumerate() {
+            end += v.bytes().len() as u32;
+            SendMessages::set_index_end(out, index_at, i, end);
+        }
+        out.extend_from_slice(messages);
+    }
+
+    /// Writes the metadata and a zeroed index of `count` entries, for the messages to be
+    /// appended right after; returns where the index starts. Fill each entry with
+    /// [`SendMessages::set_index_end`] once its message is written (so a client encodes its
+    /// messages straight into the request, without an intermediate copy).
+    pub fn encode_head(
+        stream_id: &Identifier,
+        topic_id: &Identifier,
+        partitioning: &Partitioning,
+        count: u32,
+        out: &mut BytesMut,
+    ) -> usize {
         use bytes::BufMut;
         let mut meta = BytesMut::new();
         stream_id.encode(&mut meta);
         topic_id.encode(&mut meta);
         partitioning.encode(&mut meta);
-        let views: Vec<MessageView<'_>> = Messages::new(messages).collect();
-        meta.put_u32_le(views.len() as u32);
-        out.put_u32_le((meta.len()) as u32);
+        meta.put_u32_le(count);
+        out.put_u32_le(meta.len() as u32);
         out.put_slice(&meta);
-        let mut end = 0u32;
-        for v in &views {
-            end += v.bytes().len() as u32;
-            out.put_u32_le(0);
-            out.put_u32_le(end);
-            out.put_u64_le(0);
-        }
-        out.put_slice(messages);
+        let index_at = out.len();
+        out.put_bytes(0, count as usize * INDEX_ENTRY_LEN);
+        index_at
+    }
+
+    /// Sets index entry `i` (of an index written by [`SendMessages::encode_head`] at
+    /// `index_at`): `end` is where message `i` ends, counted from the first message.
+    pub fn set_index_end(out: &mut BytesMut, index_at: usize, i: usize, end: u32) {
+        let at = index_at + i * INDEX_ENTRY_LEN + 4;
+        out[at..at + 4].copy_from_slice(&end.to_le_bytes());
     }
 }
 

@@ -174,7 +174,29 @@ impl Message {
     }
 }
 
+/// Encodes a whole SendMessages request body into `out`: metadata, index, then each message
+/// written straight behind it (no intermediate copy of the messages).
+pub(crate) fn encode_send(
+    stream: &wharf_protocol::Identifier,
+    topic: &wharf_protocol::Identifier,
+    partitioning: &wharf_protocol::Partitioning,
+    messages: &[Message],
+    out: &mut BytesMut,
+) -> Result<()> {
+    use wharf_protocol::message::SendMessages;
+    out.reserve(64 + messages.len() * 16 + messages.iter().map(Message::wire_len).sum::<usize>());
+    let index_at =
+        SendMessages::encode_head(stream, topic, partitioning, messages.len() as u32, out);
+    let first = out.len();
+    for (i, m) in messages.iter().enumerate() {
+        m.encode(out)?;
+        SendMessages::set_index_end(out, index_at, i, (out.len() - first) as u32);
+    }
+    Ok(())
+}
+
 /// Encodes messages back to back, as a SendMessages body carries them.
+#[cfg(test)]
 pub(crate) fn encode_all(messages: &[Message]) -> Result<BytesMut> {
     let mut out = BytesMut::with_capacity(messages.iter().map(Message::wire_len).sum());
     for m in messages {

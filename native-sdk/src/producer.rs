@@ -605,18 +605,16 @@ impl Worker {
     /// Encodes a batch once, so retries resend the same bytes.
     fn prepare(&self, batch: Vec<Pending>) -> Result<InFlight, (Vec<Pending>, Error)> {
         let messages: Vec<Message> = batch.iter().map(|(m, _, _)| m.clone()).collect();
-        let blob = match crate::message::encode_all(&messages) {
-            Ok(b) => b,
-            Err(e) => return Err((batch, e)),
-        };
-        let mut payload = bytes::BytesMut::with_capacity(blob.len() + 64 + messages.len() * 16);
-        wharf_protocol::message::SendMessages::encode(
+        let mut payload = bytes::BytesMut::new();
+        if let Err(e) = crate::message::encode_send(
             &self.stream,
             &self.topic,
             &Partitioning::PartitionId(self.partition),
-            &blob,
+            &messages,
             &mut payload,
-        );
+        ) {
+            return Err((batch, e));
+        }
         let mut dones = Vec::with_capacity(batch.len());
         let mut permits = Vec::with_capacity(batch.len());
         for (_, d, p) in batch {
