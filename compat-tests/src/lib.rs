@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
 use wharf_gateway::config::{Overrides, ServerConfig};
 use wharf_gateway::Running;
 
@@ -54,6 +57,35 @@ impl TestServer {
             running: Some(running),
             data_dir: data_dir.to_path_buf(),
             _temp: None,
+        }
+    }
+
+    /// librdkafka settings for this server's Kafka listener (IPv4, a 30 s message timeout).
+    pub fn kafka_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.kafka_addr.to_string())
+            .set("broker.address.family", "v4")
+            .set("message.timeout.ms", "30000");
+        c
+    }
+
+    /// Creates a topic through librdkafka's admin API, failing the test with the reason if it
+    /// cannot (within 60 s).
+    pub async fn create_kafka_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.kafka_config().create().expect("admin client");
+        let results = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            admin.create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            ),
+        )
+        .await
+        .expect("topic created within 60 s")
+        .expect("CreateTopics answered");
+        if let Some(Err((topic, e))) = results.first() {
+            panic!("cannot create topic {topic}: {e}");
         }
     }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use compat_tests::TestServer;
 use iggy::prelude::*;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -39,13 +38,6 @@ async fn iggy(server: &TestServer) -> IggyClient {
     .await
     .unwrap();
     client
-}
-
-fn kafka(server: &TestServer) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", server.kafka_addr.to_string())
-        .set("broker.address.family", "v4");
-    c
 }
 
 fn id(s: &str) -> Identifier {
@@ -102,7 +94,11 @@ async fn iggy_messages_are_read_by_a_kafka_consumer() {
     .await
     .unwrap();
 
-    let consumer: BaseConsumer = kafka(&server).set("group.id", "unused").create().unwrap();
+    let consumer: BaseConsumer = server
+        .kafka_config()
+        .set("group.id", "unused")
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("cross.events", 0, Offset::Beginning)
         .unwrap();
@@ -143,7 +139,8 @@ async fn kafka_records_are_polled_by_the_iggy_sdk() {
     let server = TestServer::start().await;
     for codec in ["none", "gzip", "zstd"] {
         let topic = format!("from-kafka-{codec}");
-        let producer: FutureProducer = kafka(&server)
+        let producer: FutureProducer = server
+            .kafka_config()
             .set("compression.codec", codec)
             .set("linger.ms", "5")
             .create()
@@ -228,7 +225,8 @@ async fn kafka_records_are_polled_by_the_iggy_sdk() {
 /// Reads `n` messages through a Kafka consumer in `group` (subscribed), returning their offsets,
 /// and commits the position after the last one.
 fn kafka_group_reads(server: &TestServer, group: &str, topic: &str, n: usize) -> Vec<i64> {
-    let consumer: BaseConsumer = kafka(server)
+    let consumer: BaseConsumer = server
+        .kafka_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -260,7 +258,11 @@ fn kafka_group_reads(server: &TestServer, group: &str, topic: &str, n: usize) ->
 }
 
 fn kafka_committed(server: &TestServer, group: &str, topic: &str) -> Offset {
-    let consumer: BaseConsumer = kafka(server).set("group.id", group).create().unwrap();
+    let consumer: BaseConsumer = server
+        .kafka_config()
+        .set("group.id", group)
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, 0);
     let got = tokio::task::block_in_place(|| consumer.committed_offsets(tpl, WAIT)).unwrap();

@@ -12,9 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use compat_tests::TestServer;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,29 +23,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const PARTITIONS: i32 = 4;
 /// Short, so a killed member is noticed quickly (the test server allows 1 s and up).
 const SESSION_MS: &str = "3000";
-
-fn config(server: &TestServer) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", server.kafka_addr.to_string())
-        .set("broker.address.family", "v4")
-        .set("message.timeout.ms", "30000");
-    c
-}
-
-async fn create_topic(server: &TestServer, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = config(server).create().unwrap();
-    let results = tokio::time::timeout(
-        WAIT,
-        admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ),
-    )
-    .await
-    .expect("create topic in time")
-    .unwrap();
-    results[0].as_ref().unwrap();
-}
 
 /// Produces `per_partition` records to each partition; returns their (partition, offset).
 async fn produce(
@@ -205,7 +179,11 @@ fn committed(
     topic: &str,
     partitions: i32,
 ) -> BTreeMap<i32, Offset> {
-    let consumer: BaseConsumer = config(server).set("group.id", group).create().unwrap();
+    let consumer: BaseConsumer = server
+        .kafka_config()
+        .set("group.id", group)
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -226,8 +204,8 @@ async fn members_share_rebalance_and_take_over(assignor: &str) {
     let server = TestServer::start().await;
     let topic = format!("split-{assignor}");
     let group = format!("workers-{assignor}");
-    create_topic(&server, &topic, PARTITIONS).await;
-    let producer: FutureProducer = config(&server).create().unwrap();
+    server.create_kafka_topic(&topic, PARTITIONS).await;
+    let producer: FutureProducer = server.kafka_config().create().unwrap();
     let mut produced = BTreeSet::new();
 
     let a = Member::spawn(&server, "a", &group, &topic, assignor);
@@ -330,13 +308,13 @@ fn poll_n(consumer: &BaseConsumer, n: usize) -> Vec<(i32, i64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_a_restart_and_a_new_member_resumes_there() {
     let mut server = TestServer::start().await;
-    create_topic(&server, "resume", 2).await;
-    let producer: FutureProducer = config(&server).create().unwrap();
+    server.create_kafka_topic("resume", 2).await;
+    let producer: FutureProducer = server.kafka_config().create().unwrap();
     produce(&producer, "resume", 2, 100).await;
     drop(producer);
 
     let group_config = |server: &TestServer| {
-        let mut c = config(server);
+        let mut c = server.kafka_config();
         c.set("group.id", "resumers")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -380,8 +358,8 @@ async fn committed_offsets_survive_a_restart_and_a_new_member_resumes_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarting_within_its_session_gets_its_partitions_back() {
     let server = TestServer::start().await;
-    create_topic(&server, "statics", PARTITIONS).await;
-    let producer: FutureProducer = config(&server).create().unwrap();
+    server.create_kafka_topic("statics", PARTITIONS).await;
+    let producer: FutureProducer = server.kafka_config().create().unwrap();
     // A long session: the restart must be recognised, not waited out.
     let session = "30000";
     let a = Member::spawn_static(&server, "static-a", "statics", "statics", session);

@@ -11,7 +11,6 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -25,29 +24,8 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
 }
 
-fn config(server: &TestServer) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", server.kafka_addr.to_string())
-        .set("broker.address.family", "v4")
-        .set("message.timeout.ms", "30000");
-    c
-}
-
 fn admin(server: &TestServer) -> AdminClient<DefaultClientContext> {
-    config(server).create().unwrap()
-}
-
-async fn create_topic(server: &TestServer, name: &str, partitions: i32) {
-    let results = within(
-        "create topic",
-        admin(server).create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ),
-    )
-    .await
-    .unwrap();
-    results[0].as_ref().unwrap();
+    server.kafka_config().create().unwrap()
 }
 
 /// One produced record, as it must come back.
@@ -99,7 +77,8 @@ async fn produce(producer: &FutureProducer, topic: &str, records: &[Rec]) {
 
 /// Reads `n` records from the start of every partition.
 fn consume(server: &TestServer, topic: &str, partitions: i32, n: usize) -> Vec<Rec> {
-    let consumer: BaseConsumer = config(server)
+    let consumer: BaseConsumer = server
+        .kafka_config()
         .set("group.id", "unused-no-commits")
         .set("enable.auto.commit", "false")
         .create()
@@ -148,8 +127,9 @@ async fn every_codec_round_trips_10000_records_with_keys_and_headers() {
     let server = TestServer::start().await;
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("codec-{codec}");
-        create_topic(&server, &topic, 3).await;
-        let producer: FutureProducer = config(&server)
+        server.create_kafka_topic(&topic, 3).await;
+        let producer: FutureProducer = server
+            .kafka_config()
             .set("compression.codec", codec)
             .set("acks", "all")
             .set("linger.ms", "5")
@@ -185,8 +165,9 @@ async fn every_codec_round_trips_10000_records_with_keys_and_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_stores_each_record_once_in_order() {
     let server = TestServer::start().await;
-    create_topic(&server, "idem", 1).await;
-    let producer: FutureProducer = config(&server)
+    server.create_kafka_topic("idem", 1).await;
+    let producer: FutureProducer = server
+        .kafka_config()
         .set("enable.idempotence", "true")
         .set("linger.ms", "2")
         .create()
@@ -230,7 +211,7 @@ async fn admin_create_list_describe_grow_and_delete_topics() {
         Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))
     ));
 
-    let consumer: BaseConsumer = config(&server).create().unwrap();
+    let consumer: BaseConsumer = server.kafka_config().create().unwrap();
     let md = tokio::task::block_in_place(|| consumer.fetch_metadata(None, WAIT)).unwrap();
     let names: BTreeSet<_> = md.topics().iter().map(|t| t.name().to_string()).collect();
     assert!(names.contains("a1") && names.contains("a2"), "{names:?}");
@@ -274,8 +255,12 @@ async fn admin_create_list_describe_grow_and_delete_topics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_for_times_finds_the_first_record_at_or_after() {
     let server = TestServer::start().await;
-    create_topic(&server, "times", 1).await;
-    let producer: FutureProducer = config(&server).set("linger.ms", "0").create().unwrap();
+    server.create_kafka_topic("times", 1).await;
+    let producer: FutureProducer = server
+        .kafka_config()
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
     let base = 1_700_000_000_000i64;
     for i in 0..10i64 {
         within(
@@ -293,7 +278,7 @@ async fn offsets_for_times_finds_the_first_record_at_or_after() {
         .map_err(|(e, _)| e)
         .unwrap();
     }
-    let consumer: BaseConsumer = config(&server).create().unwrap();
+    let consumer: BaseConsumer = server.kafka_config().create().unwrap();
     let lookup = |ts: i64| {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset("times", 0, Offset::Offset(ts))
