@@ -385,16 +385,10 @@ impl Group {
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
-        // Every protocol all current members share, that the newcomer also speaks.
-        self.members
+        // Some protocol every current member speaks that the newcomer speaks too.
+        self.candidate_protocols()
             .iter()
-            .flat_map(|m| m.protocols.iter())
-            .any(|(name, _)| {
-                self.members
-                    .iter()
-                    .all(|m| m.protocols.iter().any(|(p, _)| p == name))
-                    && protocols.iter().any(|(p, _)| p == name)
-            })
+            .any(|c| protocols.iter().any(|(p, _)| p == c))
     }
 
     /// Kafka's vote: each member votes for its most preferred candidate; most votes wins,
