@@ -248,6 +248,32 @@ struct Member {
 }
 
 impl Member {
+    /// A member entering the group with `req`, waiting for the join phase to end.
+    fn joining(
+        id: String,
+        req: JoinRequest,
+        session_timeout: Duration,
+        rebalance_timeout: Duration,
+        join_waiter: oneshot::Sender<JoinResult>,
+        now: Instant,
+    ) -> Member {
+        Member {
+            id,
+            instance_id: req.group_instance_id,
+            client_id: req.client_id,
+            client_host: req.client_host,
+            session_timeout,
+            rebalance_timeout,
+            protocol_type: req.protocol_type,
+            protocols: req.protocols,
+            assignment: Bytes::new(),
+            join_waiter: Some(join_waiter),
+            sync_waiter: None,
+            last_heartbeat: now,
+            is_new: true,
+        }
+    }
+
     fn awaiting_join(&self) -> bool {
         self.join_waiter.is_some()
     }
@@ -794,21 +820,7 @@ impl GroupCoordinator {
             return Ok(());
         }
         group.add_member(
-            Member {
-                id: member_id,
-                instance_id: req.group_instance_id,
-                client_id: req.client_id,
-                client_host: req.client_host,
-                session_timeout: session,
-                rebalance_timeout: rebalance,
-                protocol_type: req.protocol_type,
-                protocols: req.protocols,
-                assignment: Bytes::new(),
-                join_waiter: Some(tx),
-                sync_waiter: None,
-                last_heartbeat: now,
-                is_new: true,
-            },
+            Member::joining(member_id, req, session, rebalance, tx, now),
             &self.settings,
             now,
         );
@@ -883,21 +895,7 @@ impl GroupCoordinator {
         let id = req.member_id.clone();
         if group.pending.remove(&id).is_some() {
             group.add_member(
-                Member {
-                    id,
-                    instance_id: req.group_instance_id,
-                    client_id: req.client_id,
-                    client_host: req.client_host,
-                    session_timeout: session,
-                    rebalance_timeout: rebalance,
-                    protocol_type: req.protocol_type,
-                    protocols: req.protocols,
-                    assignment: Bytes::new(),
-                    join_waiter: Some(tx),
-                    sync_waiter: None,
-                    last_heartbeat: now,
-                    is_new: true,
-                },
+                Member::joining(id, req, session, rebalance, tx, now),
                 &self.settings,
                 now,
             );
