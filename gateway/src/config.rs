@@ -222,6 +222,7 @@ impl RawConfig {
             retention_interval: parse_duration(&self.storage.retention_interval)
                 .map_err(|m| invalid("storage", "retention_interval", m))?,
             background_tasks: true,
+            disk: wharf_log_store::Disk::real(),
         };
         let kafka = self.kafka.resolve()?;
         if self.auth.root_username.is_empty() || self.auth.root_password.is_empty() {

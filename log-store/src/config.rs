@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 
 /// When an append is acknowledged.
@@ -74,7 +75,7 @@ impl Default for TopicSettings {
 }
 
 impl TopicSettings {
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if let Some(size) = self.segment_size {
             if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&size) {
                 return Err(StoreError::InvalidSetting(format!(
@@ -122,6 +123,9 @@ pub struct StoreConfig {
     pub retention_interval: Duration,
     /// Run the background syncer and retention thread (tests turn it off to drive them by hand).
     pub background_tasks: bool,
+    /// Every file operation of the store goes through this; [`Disk::real`] in production, a
+    /// [`Disk::with_hook`] in tests that watch or fail them.
+    pub disk: Disk,
 }
 
 impl Default for StoreConfig {
@@ -134,6 +138,7 @@ impl Default for StoreConfig {
             fsync_interval: Duration::from_secs(1),
             retention_interval: Duration::from_secs(60),
             background_tasks: true,
+            disk: Disk::real(),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Small documents (the catalog, users, ...) written crash-safely: write a new file, fsync it,
 //! rename it over the old one, fsync the folder. Each file carries a magic, its length and a
-//! CRC-32C, so a damaged file is reported instead of being half-read.
+//! CRC-32C, so a damaged file is reported instead of being half-read. Every file operation goes
+//! through a [`Disk`].
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 
 use crate::batch::le_u32;
+use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 
 const MAGIC: &[u8; 8] = b"WHARFDF1";
@@ -21,8 +23,15 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Replaces `path` with `contents` atomically and durably.
+/// Replaces `path` with `contents` atomically and durably, on the real file system
+/// (`Disk::real().write_durable`).
 pub fn write_durable(path: &Path, contents: &[u8]) -> Result<()> {
+    write_durable_with(&Disk::real(), path, contents)
+}
+
+/// [`write_durable`] through `disk`: create `<path>.tmp`, write, fdatasync, rename over `path`,
+/// sync the folder.
+pub(crate) fn write_durable_with(disk: &Disk, path: &Path, contents: &[u8]) -> Result<()> {
     let len = u32::try_from(contents.len()).map_err(|_| {
         StoreError::io(
             path,
@@ -34,14 +43,25 @@ pub fn write_durable(path: &Path, contents: &[u8]) -> Result<()> {
     header[..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&len.to_le_bytes());
     header[12..16].copy_from_slice(&crc32c::crc32c(contents).to_le_bytes());
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(&header)
-        .and_then(|()| f.write_all(contents))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| StoreError::io(&tmp, e))?;
+    let f = disk.create(&tmp)?;
+    let written = disk
+        .write_all_vectored(
+            &f,
+            &tmp,
+            &mut [IoSlice::new(&header), IoSlice::new(contents)],
+        )
+        .and_then(|()| disk.sync_data(&f, &tmp));
     drop(f);
-    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    if let Err(e) = written.and_then(|()| disk.rename(&tmp, path)) {
+        // The old document is untouched; the half-made new one is of no use to anybody.
+        let _ = disk.remove_file(&tmp);
+        return Err(e);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    disk.sync_dir(dir)
 }
 
 /// Reads a document written by [`write_durable`]; `None` when there is none.
@@ -67,13 +87,6 @@ pub fn read_durable(path: &Path) -> Result<Option<Vec<u8>>> {
         return Err(corrupt("checksum mismatch"));
     }
     Ok(Some(body.to_vec()))
-}
-
-/// Makes a rename or a new file in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 //!   syncer and retention.
 //! - [`Partition`]: appends (coalesced, single writer), reads of whole batches, timestamp
 //!   look-ups and long-poll waits.
-//! - [`ConsumerOffsets`]: committed consumer and group positions, in a checksummed journal.
+//! - [`ConsumerOffsets`]: committed consumer and group positions, in a checksummed journal
+//!   written with group commit.
+//! - [`Disk`]: the door every file operation of the store goes through, and the seam where tests
+//!   watch and fail them ([`FileHook`]).
 //!
 //! Durability is per topic: [`Durability::Os`] acknowledges after `write` (a killed process loses
 //! nothing acknowledged), [`Durability::Fsync`] after `fdatasync` (group commit). Opening a store
@@ -18,6 +21,7 @@
 
 mod batch;
 mod config;
+mod disk;
 mod durable_file;
 mod error;
 mod index;
@@ -33,6 +37,7 @@ pub use batch::{
 pub use config::{
     Durability, StoreConfig, TimestampType, TopicSettings, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
+pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
 pub use error::{BatchError, Result, StoreError};
 pub use names::validate_name;

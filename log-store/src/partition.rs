@@ -6,6 +6,7 @@
 //! group commit falls out of the same loop. Readers never wait for the writer: they see segments
 //! and index entries through a read lock that the writer takes only to publish what it wrote, and
 //! they read with positional reads. A `watch` channel carries the high watermark to long polls.
+//! Every change to the partition's files goes through the store's [`Disk`].
 
 use std::fs;
 use std::io::IoSlice;
@@ -20,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::batch::{NewBatch, StoredBatch, ENVELOPE_LEN};
 use crate::config::{Durability, EffectiveSettings};
+use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{find_by_relative_offset, find_by_timestamp, IndexEntry};
 use crate::segment::{list_segments, Segment, SegmentRepair, SegmentWriter, INDEX_EXT, LOG_EXT};
@@ -111,6 +113,7 @@ struct Queue {
 pub struct Partition {
     key: PartitionKey,
     dir: PathBuf,
+    disk: Disk,
     settings: RwLock<EffectiveSettings>,
     view: RwLock<View>,
     queue: Mutex<Queue>,
@@ -119,6 +122,9 @@ pub struct Partition {
     unsynced_sealed: Mutex<Vec<SegmentWriter>>,
     high_watermark: watch::Sender<u64>,
     dirty: AtomicBool,
+    /// Held across [`Partition::sync`], so that a sync returns only once what was written
+    /// before it is synced, even when a concurrent caller's sync is the one doing it.
+    syncing: Mutex<()>,
     state: AtomicU8,
 }
 
@@ -140,17 +146,21 @@ pub(crate) fn now_us() -> u64 {
 impl Partition {
     /// Creates an empty partition in `dir`.
     pub(crate) fn create(
+        disk: &Disk,
         key: PartitionKey,
         dir: &Path,
         settings: EffectiveSettings,
     ) -> Result<Arc<Partition>> {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        // Make the new folders (partition, and the topic and stream above it) durable too.
-        for d in dir.ancestors().skip(1).take(5) {
-            crate::durable_file::sync_dir(d)?;
+        disk.create_dir_all(dir)?;
+        // Make the new folders (partition, and the topic and stream above it, up to the
+        // `streams` folder) durable too. The partition folder itself is synced by
+        // `SegmentWriter::create`.
+        if let Some(parent) = dir.parent() {
+            disk.sync_dir_and_ancestors(parent, 4)?;
         }
-        let (segment, writer) = SegmentWriter::create(dir, 0)?;
+        let (segment, writer) = SegmentWriter::create(disk, dir, 0)?;
         Ok(Partition::assemble(
+            disk,
             key,
             dir,
             settings,
@@ -161,23 +171,24 @@ impl Partition {
 
     /// Opens a partition, verifying the tail of its last segment and repairing what it must.
     pub(crate) fn open(
+        disk: &Disk,
         key: PartitionKey,
         dir: &Path,
         settings: EffectiveSettings,
     ) -> Result<(Arc<Partition>, PartitionRepair)> {
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        disk.create_dir_all(dir)?;
         let bases = list_segments(dir)?;
-        remove_orphan_indexes(dir, &bases);
+        remove_orphan_indexes(disk, dir, &bases);
         if bases.is_empty() {
             return Ok((
-                Partition::create(key, dir, settings)?,
+                Partition::create(disk, key, dir, settings)?,
                 PartitionRepair::default(),
             ));
         }
         let mut repair = PartitionRepair::default();
         let mut segments = Vec::with_capacity(bases.len());
         for (i, &base) in bases.iter().enumerate() {
-            let (segment, seg_repair) = Segment::recover(dir, base, i + 1 == bases.len())?;
+            let (segment, seg_repair) = Segment::recover(disk, dir, base, i + 1 == bases.len())?;
             if seg_repair != SegmentRepair::default() {
                 if let Some((bytes, why)) = &seg_repair.truncated {
                     tracing::warn!(partition = %key, segment = base, "cut {bytes} bytes from the log {why}");
@@ -192,8 +203,8 @@ impl Partition {
         let last = segments
             .last_mut()
             .ok_or_else(|| StoreError::io(dir, std::io::ErrorKind::NotFound.into()))?;
-        let writer = SegmentWriter::resume(last)?;
-        let partition = Partition::assemble(key, dir, settings, segments, writer);
+        let writer = SegmentWriter::resume(disk, last)?;
+        let partition = Partition::assemble(disk, key, dir, settings, segments, writer);
         if let Some(doc) = crate::durable_file::read_durable(&dir.join(RECORDS_START_FILE))? {
             let start = doc
                 .get(..8)
@@ -205,6 +216,7 @@ impl Partition {
     }
 
     fn assemble(
+        disk: &Disk,
         key: PartitionKey,
         dir: &Path,
         settings: EffectiveSettings,
@@ -215,6 +227,7 @@ impl Partition {
         Arc::new(Partition {
             key,
             dir: dir.to_path_buf(),
+            disk: disk.clone(),
             settings: RwLock::new(settings),
             view: RwLock::new(View {
                 segments,
@@ -226,6 +239,7 @@ impl Partition {
             unsynced_sealed: Mutex::new(Vec::new()),
             high_watermark: watch::Sender::new(hw),
             dirty: AtomicBool::new(false),
+            syncing: Mutex::new(()),
             state: AtomicU8::new(OPEN),
         })
     }
@@ -337,9 +351,12 @@ impl Partition {
             let too_old =
                 first_ts.is_some_and(|t| now.saturating_sub(t) >= settings.segment_max_age_us);
             if size > 0 && (overflows || too_big || too_old) {
-                let rolled = self
-                    .write_chunk(writer, &chunk)
-                    .and_then(|()| self.roll(writer, settings.durability, &chunk));
+                let written = if chunk.parts.is_empty() {
+                    Ok(())
+                } else {
+                    self.write_chunk(writer, &chunk)
+                };
+                let rolled = written.and_then(|()| self.roll(writer, settings.durability, &chunk));
                 if let Err(e) = rolled {
                     let mut failed: Vec<Done> = waiting.drain(..).map(|(d, _)| d).collect();
                     failed.push(done);
@@ -473,7 +490,8 @@ impl Partition {
             writer.sync_log().map_err(fail)?;
         }
         let next = writer.base_offset + writer.next_relative;
-        let (mut segment, new_writer) = SegmentWriter::create(&self.dir, next).map_err(fail)?;
+        let (mut segment, new_writer) =
+            SegmentWriter::create(&self.disk, &self.dir, next).map_err(fail)?;
         let old = std::mem::replace(writer, new_writer);
         {
             // The sealed segment's last batches become visible in the same step that seals it,
@@ -596,6 +614,7 @@ impl Partition {
     /// Syncs whatever `os`-mode writes have not been synced yet. Called by the background syncer
     /// and on close; the writer is held only long enough to borrow its handles.
     pub fn sync(&self) -> Result<()> {
+        let _syncing = self.syncing.lock();
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
@@ -604,13 +623,7 @@ impl Partition {
         let result = sealed
             .iter()
             .try_for_each(SegmentWriter::sync_all)
-            .and_then(|()| {
-                handles.map_or(Ok(()), |(log, index)| {
-                    log.sync_data()
-                        .and_then(|()| index.sync_data())
-                        .map_err(|e| StoreError::io(&self.dir, e))
-                })
-            });
+            .and_then(|()| handles.map_or(Ok(()), |h| h.sync(&self.disk)));
         if result.is_err() {
             // Try again next time rather than forget what is unsynced.
             self.unsynced_sealed.lock().extend(sealed);
@@ -645,11 +658,7 @@ impl Partition {
             view.segments.remove(0)
         };
         for path in [&removed.log_path, &removed.index_path] {
-            match fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(path, e)),
-            }
+            self.disk.remove_file(path)?;
         }
         Ok(Some(removed.size))
     }
@@ -668,10 +677,8 @@ impl Partition {
             }
             target
         };
-        crate::durable_file::write_durable(
-            &self.dir.join(RECORDS_START_FILE),
-            &start.to_le_bytes(),
-        )?;
+        self.disk
+            .write_durable(&self.dir.join(RECORDS_START_FILE), &start.to_le_bytes())?;
         self.view.write().records_start = start;
         // Sealed segments that end at or before the new start hold nothing readable.
         loop {
@@ -735,21 +742,21 @@ impl Partition {
         };
         for seg in &old {
             for path in [&seg.log_path, &seg.index_path] {
-                if let Err(e) = fs::remove_file(path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(fail(StoreError::io(path, e)));
-                    }
-                }
+                self.disk.remove_file(path).map_err(fail)?;
             }
         }
-        let (segment, writer) = SegmentWriter::create(&self.dir, 0).map_err(fail)?;
+        // Gone before the new segment is created, so that the folder sync making the new
+        // segment durable makes this removal durable too.
+        self.disk
+            .remove_file(&self.dir.join(RECORDS_START_FILE))
+            .map_err(fail)?;
+        let (segment, writer) = SegmentWriter::create(&self.disk, &self.dir, 0).map_err(fail)?;
         *guard = Some(writer);
         let mut view = self.view.write();
         view.segments = vec![segment];
         view.high_watermark = 0;
         view.records_start = 0;
         drop(view);
-        let _ = fs::remove_file(self.dir.join(RECORDS_START_FILE));
         self.high_watermark.send_replace(0);
         Ok(())
     }
@@ -884,7 +891,7 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
     ranges
 }
 
-fn remove_orphan_indexes(dir: &Path, bases: &[u64]) {
+fn remove_orphan_indexes(disk: &Disk, dir: &Path, bases: &[u64]) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -897,7 +904,7 @@ fn remove_orphan_indexes(dir: &Path, bases: &[u64]) {
         let orphan = stem.parse::<u64>().is_ok_and(|b| !bases.contains(&b));
         if orphan {
             tracing::warn!(path = %entry.path().display(), "removing an index without its .{LOG_EXT}");
-            let _ = fs::remove_file(entry.path());
+            let _ = disk.remove_file(&entry.path());
         }
     }
 }
@@ -909,14 +916,18 @@ fn fail_all(dones: impl IntoIterator<Item = Done>, e: &StoreError) {
 }
 
 /// Errors are not `Clone` (they hold `io::Error`); a group's failure is reported to each waiter
-/// with the same message.
+/// with the same kind, OS error code and message.
 fn clone_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::PartitionClosed(k) => StoreError::PartitionClosed(k.clone()),
         StoreError::PartitionFailed(k) => StoreError::PartitionFailed(k.clone()),
         StoreError::Io { path, source } => StoreError::Io {
             path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
+            // The OS error code survives, so callers can tell a full disk from a failing one.
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
         },
         other => StoreError::PartitionFailed(other.to_string()),
     }

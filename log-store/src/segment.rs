@@ -1,14 +1,16 @@
 //! One segment of a partition: a `.log` file of stored batches and its `.index` beside it, both
 //! named by the segment's base offset (20 digits). This module owns their on-disk handling:
-//! creating, appending with vectored writes, reading ranges, and recovering on open.
+//! creating, appending with vectored writes, reading ranges, and recovering on open. Every change
+//! to the files goes through the partition's [`Disk`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::{Envelope, ENVELOPE_LEN};
+use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{decode_prefix, IndexEntry, INDEX_ENTRY_LEN};
 
@@ -81,6 +83,7 @@ impl Segment {
     /// checksum is verified (the last segment, whose tail may be torn); otherwise the index is
     /// trusted as far as it agrees with the log and only what lies beyond it is walked.
     pub fn recover(
+        disk: &Disk,
         dir: &Path,
         base_offset: u64,
         verify_all: bool,
@@ -130,8 +133,8 @@ impl Segment {
         let mut repair = SegmentRepair::default();
         if let Some(reason) = cut {
             repair.truncated = Some((log_len - pos, format!("at byte {pos}: {reason}")));
-            log.set_len(pos).map_err(|e| StoreError::io(&log_path, e))?;
-            log.sync_all().map_err(|e| StoreError::io(&log_path, e))?;
+            disk.set_len(&log, &log_path, pos)?;
+            disk.sync_data(&log, &log_path)?;
         }
         let index_whole = !index_missing
             && index_bytes.len() == entries.len() * INDEX_ENTRY_LEN
@@ -140,7 +143,9 @@ impl Segment {
         if !index_whole {
             repair.index_rebuilt = true;
             let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
-            write_and_sync(&index_path, &bytes)?;
+            let f = disk.create(&index_path)?;
+            disk.write_all(&f, &index_path, &bytes)?;
+            disk.sync_data(&f, &index_path)?;
         }
         Ok((
             Segment {
@@ -194,12 +199,6 @@ fn read_verified(
     Ok(env)
 }
 
-fn write_and_sync(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = File::create(path).map_err(|e| StoreError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| StoreError::io(path, e))?;
-    f.sync_all().map_err(|e| StoreError::io(path, e))
-}
-
 /// The writing end of the active segment. Only the partition's single writer holds it.
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
@@ -215,24 +214,36 @@ pub(crate) struct SegmentWriter {
     index_len: u64,
     log_path: PathBuf,
     index_path: PathBuf,
+    disk: Disk,
+}
+
+/// What a sync that must not hold up the writer needs: the files and their paths.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncHandles {
+    pub log: Arc<File>,
+    pub log_path: PathBuf,
+    pub index: Arc<File>,
+    pub index_path: PathBuf,
 }
 
 impl SegmentWriter {
     /// Creates the files of a new, empty segment.
-    pub fn create(dir: &Path, base_offset: u64) -> Result<(Segment, SegmentWriter)> {
+    pub fn create(disk: &Disk, dir: &Path, base_offset: u64) -> Result<(Segment, SegmentWriter)> {
         let log_path = dir.join(file_name(base_offset, LOG_EXT));
         let index_path = dir.join(file_name(base_offset, INDEX_EXT));
-        for p in [&log_path, &index_path] {
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(p)
-                .map_err(|e| StoreError::io(p, e))?;
-        }
         // The new files' names must survive power loss before anything written to them is
         // acknowledged.
-        crate::durable_file::sync_dir(dir)?;
+        let made = disk
+            .create(&log_path)
+            .and_then(|_| disk.create(&index_path))
+            .and_then(|_| disk.sync_dir(dir));
+        if let Err(e) = made {
+            // Leave no half-made segment for recovery to find.
+            for p in [&log_path, &index_path] {
+                let _ = disk.remove_file(p);
+            }
+            return Err(e);
+        }
         let mut segment = Segment {
             base_offset,
             entries: Vec::new(),
@@ -241,12 +252,13 @@ impl SegmentWriter {
             index_path,
             log: None,
         };
-        let writer = SegmentWriter::resume(&mut segment)?;
+        let writer = SegmentWriter::resume(disk, &mut segment)?;
         Ok((segment, writer))
     }
 
-    /// Opens a recovered segment for appending and gives it a shared read handle.
-    pub fn resume(segment: &mut Segment) -> Result<SegmentWriter> {
+    /// Opens a recovered (or just created) segment for appending and gives it a shared read
+    /// handle. Both files exist: [`Segment::recover`] rebuilds a missing index.
+    pub fn resume(disk: &Disk, segment: &mut Segment) -> Result<SegmentWriter> {
         let log = OpenOptions::new()
             .read(true)
             .append(true)
@@ -254,7 +266,6 @@ impl SegmentWriter {
             .map_err(|e| StoreError::io(&segment.log_path, e))?;
         let index = OpenOptions::new()
             .append(true)
-            .create(true)
             .open(&segment.index_path)
             .map_err(|e| StoreError::io(&segment.index_path, e))?;
         let log = Arc::new(log);
@@ -271,6 +282,7 @@ impl SegmentWriter {
             index_len: (segment.entries.len() * INDEX_ENTRY_LEN) as u64,
             log_path: segment.log_path.clone(),
             index_path: segment.index_path.clone(),
+            disk: disk.clone(),
         })
     }
 
@@ -282,18 +294,14 @@ impl SegmentWriter {
         len: u64,
         index_bytes: &[u8],
     ) -> Result<()> {
-        let result = write_all_vectored(&self.log, slices)
-            .map_err(|e| StoreError::io(&self.log_path, e))
-            .and_then(|()| {
-                (&*self.index)
-                    .write_all(index_bytes)
-                    .map_err(|e| StoreError::io(&self.index_path, e))
-            });
+        let disk = &self.disk;
+        let result = disk
+            .write_all_vectored(&self.log, &self.log_path, slices)
+            .and_then(|()| disk.write_all(&self.index, &self.index_path, index_bytes));
         if let Err(e) = result {
-            let cut = self
-                .log
-                .set_len(self.size)
-                .and_then(|()| self.index.set_len(self.index_len));
+            let cut = disk
+                .set_len(&self.log, &self.log_path, self.size)
+                .and_then(|()| disk.set_len(&self.index, &self.index_path, self.index_len));
             if let Err(cut_err) = cut {
                 tracing::error!(log = %self.log_path.display(), "cannot cut back a failed write: {cut_err}");
                 self.broken = true;
@@ -307,34 +315,30 @@ impl SegmentWriter {
 
     /// `fdatasync` of the log: what the `fsync` durability mode waits for.
     pub fn sync_log(&self) -> Result<()> {
-        self.log
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.log_path, e))
+        self.disk.sync_data(&self.log, &self.log_path)
     }
 
     /// Handles for a sync that must not hold up the writer.
-    pub fn sync_handles(&self) -> (Arc<File>, Arc<File>) {
-        (Arc::clone(&self.log), Arc::clone(&self.index))
+    pub fn sync_handles(&self) -> SyncHandles {
+        SyncHandles {
+            log: Arc::clone(&self.log),
+            log_path: self.log_path.clone(),
+            index: Arc::clone(&self.index),
+            index_path: self.index_path.clone(),
+        }
     }
 
     /// Syncs both files (on roll and close, and from the background syncer).
     pub fn sync_all(&self) -> Result<()> {
         self.sync_log()?;
-        self.index
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.index_path, e))
+        self.disk.sync_data(&self.index, &self.index_path)
     }
 }
 
-fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+impl SyncHandles {
+    /// Syncs the log, then the index.
+    pub fn sync(&self, disk: &Disk) -> Result<()> {
+        disk.sync_data(&self.log, &self.log_path)?;
+        disk.sync_data(&self.index, &self.index_path)
     }
-    Ok(())
 }

@@ -13,6 +13,8 @@
 //! Metadata changes are serialised. A change that adds files creates them before the catalog
 //! names them; one that removes files drops them from the catalog first. Folders the catalog
 //! does not name (left by a crash between the two steps) are removed on open.
+//!
+//! Every file operation of the store goes through the [`Disk`] of its [`StoreConfig`].
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -25,7 +27,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{EffectiveSettings, StoreConfig, TopicSettings};
-use crate::durable_file::{read_durable, write_durable};
+use crate::disk::Disk;
+use crate::durable_file::read_durable;
 use crate::error::{Result, StoreError};
 use crate::names::validate_name;
 use crate::offsets::ConsumerOffsets;
@@ -233,9 +236,10 @@ impl LogStore {
     /// Opens the store in `dir` (created if missing), recovering every partition.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(LogStore, OpenReport)> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(dir.join("streams")).map_err(|e| StoreError::io(&dir, e))?;
+        let disk = &config.disk;
+        disk.create_dir_all(&dir.join("streams"))?;
         let lock_path = dir.join(".lock");
-        let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
+        let lock = disk.create(&lock_path)?;
         lock.try_lock().map_err(|e| {
             StoreError::io(
                 &lock_path,
@@ -271,7 +275,7 @@ impl LogStore {
                         partition: p,
                     };
                     let pdir = partition_dir(&dir, s.id, t.id, p);
-                    let (partition, repair) = Partition::open(key, &pdir, settings.clone())?;
+                    let (partition, repair) = Partition::open(disk, key, &pdir, settings.clone())?;
                     if !repair.segments.is_empty() {
                         report.repaired.push((key, repair));
                     }
@@ -280,8 +284,8 @@ impl LogStore {
                 partitions.insert((s.id, t.id), parts);
             }
         }
-        report.removed_orphans = remove_orphans(&dir, &doc);
-        let offsets = ConsumerOffsets::open(&dir.join("offsets"))?;
+        report.removed_orphans = remove_orphans(disk, &dir, &doc);
+        let offsets = ConsumerOffsets::open_with(&dir.join("offsets"), disk.clone())?;
         let inner = Arc::new(Inner {
             dir,
             config,
@@ -316,12 +320,18 @@ impl LogStore {
         &self.inner.offsets
     }
 
+    /// The door through which the store reaches the file system (the one in its config).
+    pub fn disk(&self) -> &Disk {
+        &self.inner.config.disk
+    }
+
     fn save(&self, doc: &CatalogDoc) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(doc).map_err(|e| StoreError::CorruptMetadata {
             path: self.inner.dir.join("catalog"),
             reason: e.to_string(),
         })?;
-        write_durable(&self.inner.dir.join("catalog"), &bytes)
+        self.disk()
+            .write_durable(&self.inner.dir.join("catalog"), &bytes)
     }
 
     fn doc(&self) -> CatalogDoc {
@@ -342,7 +352,7 @@ impl LogStore {
             .checked_add(1)
             .ok_or_else(|| StoreError::InvalidSetting("stream ids exhausted".into()))?;
         let sdir = stream_dir(&self.inner.dir, id);
-        fs::create_dir_all(&sdir).map_err(|e| StoreError::io(&sdir, e))?;
+        self.disk().create_dir_all(&sdir)?;
         let stream = StreamDoc {
             id,
             name: name.to_string(),
@@ -352,7 +362,10 @@ impl LogStore {
         };
         let info = stream.info();
         doc.streams.push(stream);
-        self.save(&doc)?;
+        if let Err(e) = self.save(&doc) {
+            let _ = self.disk().remove_dir_all(&sdir);
+            return Err(e);
+        }
         self.inner.catalog.write().doc = doc;
         Ok(info)
     }
@@ -408,7 +421,7 @@ impl LogStore {
                 .collect()
         };
         close_all(&dropped);
-        remove_dir(&stream_dir(&self.inner.dir, id))?;
+        remove_dir(self.disk(), &stream_dir(&self.inner.dir, id))?;
         self.inner.offsets.delete_where(|k| k.stream == id)?;
         Ok(())
     }
@@ -456,6 +469,7 @@ impl LogStore {
                     partition: p,
                 };
                 Partition::create(
+                    self.disk(),
                     key,
                     &partition_dir(&self.inner.dir, sid, tid, p),
                     effective.clone(),
@@ -474,7 +488,7 @@ impl LogStore {
         let parts = match created.and_then(|parts| self.save(&doc).map(|()| parts)) {
             Ok(parts) => parts,
             Err(e) => {
-                let _ = fs::remove_dir_all(&tdir);
+                let _ = self.disk().remove_dir_all(&tdir);
                 return Err(e);
             }
         };
@@ -551,7 +565,7 @@ impl LogStore {
             catalog.partitions.remove(&(sid, tid)).unwrap_or_default()
         };
         close_all(&dropped);
-        remove_dir(&topic_dir(&self.inner.dir, sid, tid))?;
+        remove_dir(self.disk(), &topic_dir(&self.inner.dir, sid, tid))?;
         self.inner
             .offsets
             .delete_where(|k| k.stream == sid && k.topic == tid)?;
@@ -599,11 +613,16 @@ impl LogStore {
                 partition: p,
             };
             let pdir = partition_dir(&self.inner.dir, sid, tid, p);
-            match Partition::create(key, &pdir, effective.clone()) {
+            match Partition::create(self.disk(), key, &pdir, effective.clone()) {
                 Ok(part) => created.push(part),
                 Err(e) => {
                     for q in old..=p {
-                        let _ = fs::remove_dir_all(partition_dir(&self.inner.dir, sid, tid, q));
+                        let _ = self.disk().remove_dir_all(&partition_dir(
+                            &self.inner.dir,
+                            sid,
+                            tid,
+                            q,
+                        ));
                     }
                     return Err(e);
                 }
@@ -611,7 +630,9 @@ impl LogStore {
         }
         if let Err(e) = self.save(&doc) {
             for q in old..new {
-                let _ = fs::remove_dir_all(partition_dir(&self.inner.dir, sid, tid, q));
+                let _ = self
+                    .disk()
+                    .remove_dir_all(&partition_dir(&self.inner.dir, sid, tid, q));
             }
             return Err(e);
         }
@@ -653,7 +674,7 @@ impl LogStore {
         };
         close_all(&dropped);
         for p in &dropped {
-            remove_dir(p.dir())?;
+            remove_dir(self.disk(), p.dir())?;
         }
         self.inner
             .offsets
@@ -818,16 +839,12 @@ fn check_partition_count(n: u32) -> Result<()> {
     Ok(())
 }
 
-fn remove_dir(path: &Path) -> Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::io(path, e)),
-    }
+fn remove_dir(disk: &Disk, path: &Path) -> Result<()> {
+    disk.remove_dir_all(path).map(drop)
 }
 
 /// Removes stream, topic and partition folders the catalog does not name.
-fn remove_orphans(root: &Path, doc: &CatalogDoc) -> Vec<PathBuf> {
+fn remove_orphans(disk: &Disk, root: &Path, doc: &CatalogDoc) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let numbered = |dir: &Path| -> Vec<(u32, PathBuf)> {
         fs::read_dir(dir)
@@ -843,7 +860,7 @@ fn remove_orphans(root: &Path, doc: &CatalogDoc) -> Vec<PathBuf> {
     };
     let mut drop_dir = |path: PathBuf| {
         tracing::warn!(path = %path.display(), "removing a folder the catalog does not name");
-        if fs::remove_dir_all(&path).is_ok() {
+        if disk.remove_dir_all(&path).is_ok() {
             removed.push(path);
         }
     };
