@@ -17,60 +17,20 @@ use wharf_protocol::{codes, Request};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Every command code the server knows, plus a few it does not.
-const CODES: &[u32] = &[
-    1,
-    10,
-    11,
-    12,
-    20,
-    21,
-    22,
-    31,
-    32,
-    33,
-    34,
-    35,
-    36,
-    37,
-    38,
-    39,
-    41,
-    42,
-    43,
-    44,
-    100,
-    101,
-    102,
-    120,
-    121,
-    122,
-    200,
-    201,
-    202,
-    203,
-    204,
-    205,
-    300,
-    301,
-    302,
-    303,
-    304,
-    305,
-    402,
-    403,
-    503,
-    600,
-    601,
-    602,
-    603,
-    604,
-    605,
-    0,
-    7,
-    999,
-    u32::MAX,
-];
+/// Every command code the server decodes (from the protocol crate's one list), SendMessages and
+/// the unsupported ones, plus a few codes it does not know.
+fn fuzz_codes() -> Vec<u32> {
+    let mut all = Request::CODES.to_vec();
+    all.extend([
+        codes::SEND_MESSAGES,
+        codes::GET_SNAPSHOT_FILE,
+        0,
+        7,
+        999,
+        u32::MAX,
+    ]);
+    all
+}
 
 fn valid_send() -> BytesMut {
     let mut blob = BytesMut::new();
@@ -97,7 +57,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn decoder_survives_random_payloads(code in proptest::sample::select(CODES), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+    fn decoder_survives_random_payloads(code in proptest::sample::select(fuzz_codes()), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = Request::decode(code, &bytes);
         if let Ok(send) = SendMessages::decode(BytesMut::from(&bytes[..])) {
             let _ = validate_messages(&send.messages, send.messages_count);

@@ -17,5 +17,5 @@ pub mod requests;
 pub mod responses;
 pub mod status;
 
-pub use requests::{Request, RequestError};
+pub use requests::{Command, Request, RequestError};
 pub mod units;

@@ -8,13 +8,23 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use wharf_protocol::requests::{Limit, WirePermissions};
+use wharf_protocol::requests::{
+    ChangePassword, CreateConsumerGroup, CreatePartitions, CreatePersonalAccessToken, CreateStream,
+    CreateTopic, CreateUser, DeleteConsumerGroup, DeleteConsumerOffset, DeletePartitions,
+    DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
+    FlushUnsavedBuffer, GetClient, GetClients, GetConsumerGroup, GetConsumerGroups,
+    GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream, GetStreams, GetTopic,
+    GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup, LeaveConsumerGroup, Limit,
+    LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping, PollMessages, PurgeStream,
+    PurgeTopic, SetTopicDurability, StoreConsumerOffset, UpdatePermissions, UpdateStream,
+    UpdateTopic, UpdateUser, WirePermissions,
+};
 use wharf_protocol::responses::{
     decode_consumer_offset, decode_token_info, ClientWire, GroupWire, PartitionWire, StatsWire,
     StreamWire, TopicWire, UserWire,
 };
 use wharf_protocol::{
-    codes, framing, Consumer, Identifier, Partitioning, PollingStrategy, Reader, Request,
+    codes, framing, Command, Consumer, Identifier, Partitioning, PollingStrategy, Reader,
 };
 
 use crate::error::{Error, Result};
@@ -229,6 +239,13 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+/// A command's code and encoded payload, ready for [`Client::call_raw`].
+fn encode_command<C: Command>(command: &C) -> (u32, BytesMut) {
+    let mut payload = BytesMut::new();
+    command.encode(&mut payload);
+    (C::CODE, payload)
+}
+
 fn decode_all<T>(
     body: &[u8],
     mut one: impl FnMut(&mut Reader<'_>) -> std::result::Result<T, wharf_protocol::DecodeError>,
@@ -327,20 +344,18 @@ impl Client {
         };
         let login = match &cfg.credentials {
             Credentials::None => None,
-            Credentials::Password { username, password } => Some(Request::LoginUser {
+            Credentials::Password { username, password } => Some(encode_command(&LoginUser {
                 username: username.clone(),
                 password: password.clone(),
                 version: Some(concat!("wharf-sdk ", env!("CARGO_PKG_VERSION")).into()),
                 context: None,
-            }),
-            Credentials::Token(token) => Some(Request::LoginWithPersonalAccessToken {
+            })),
+            Credentials::Token(token) => Some(encode_command(&LoginWithPersonalAccessToken {
                 token: token.clone(),
-            }),
+            })),
         };
-        if let Some(req) = login {
-            let mut payload = BytesMut::new();
-            req.encode(&mut payload);
-            conn.request(req.code(), &payload).await?;
+        if let Some((code, payload)) = login {
+            conn.request(code, &payload).await?;
         }
         Ok(conn)
     }
@@ -384,10 +399,10 @@ impl Client {
         result
     }
 
-    async fn call(&self, request: Request) -> Result<Bytes> {
-        let mut payload = BytesMut::new();
-        request.encode(&mut payload);
-        self.call_raw(request.code(), &payload).await
+    /// Sends one command and returns the answer's payload.
+    async fn call<C: Command>(&self, command: C) -> Result<Bytes> {
+        let (code, payload) = encode_command(&command);
+        self.call_raw(code, &payload).await
     }
 
     /// Drops the connection (the next call reconnects). For tests of reconnection.
@@ -399,13 +414,13 @@ impl Client {
 
     /// Checks the server answers (works before login).
     pub async fn ping(&self) -> Result<()> {
-        self.call(Request::Ping).await.map(drop)
+        self.call(Ping).await.map(drop)
     }
 
     /// Logs this connection in; returns the user id.
     pub async fn login_user(&self, username: &str, password: &str) -> Result<u32> {
         let body = self
-            .call(Request::LoginUser {
+            .call(LoginUser {
                 username: username.into(),
                 password: password.into(),
                 version: None,
@@ -418,7 +433,7 @@ impl Client {
     /// Logs this connection in with a personal access token; returns the user id.
     pub async fn login_with_token(&self, token: &str) -> Result<u32> {
         let body = self
-            .call(Request::LoginWithPersonalAccessToken {
+            .call(LoginWithPersonalAccessToken {
                 token: token.into(),
             })
             .await?;
@@ -427,24 +442,24 @@ impl Client {
 
     /// Logs this connection out.
     pub async fn logout(&self) -> Result<()> {
-        self.call(Request::LogoutUser).await.map(drop)
+        self.call(LogoutUser).await.map(drop)
     }
 
     /// Server statistics.
     pub async fn get_stats(&self) -> Result<StatsWire> {
-        let body = self.call(Request::GetStats).await?;
+        let body = self.call(GetStats).await?;
         Ok(StatsWire::decode(&mut Reader::new(&body))?)
     }
 
     /// This connection as the server sees it.
     pub async fn get_me(&self) -> Result<ClientWire> {
-        let body = self.call(Request::GetMe).await?;
+        let body = self.call(GetMe).await?;
         Ok(ClientWire::decode(&mut Reader::new(&body), true)?)
     }
 
     /// A connected client by id; `None` when there is none.
     pub async fn get_client(&self, client_id: u32) -> Result<Option<ClientWire>> {
-        let body = self.call(Request::GetClient { client_id }).await?;
+        let body = self.call(GetClient { client_id }).await?;
         if body.is_empty() {
             return Ok(None);
         }
@@ -453,7 +468,7 @@ impl Client {
 
     /// Every connected client.
     pub async fn get_clients(&self) -> Result<Vec<ClientWire>> {
-        let body = self.call(Request::GetClients).await?;
+        let body = self.call(GetClients).await?;
         decode_all(&body, |r| ClientWire::decode(r, false))
     }
 
@@ -461,9 +476,7 @@ impl Client {
 
     /// Creates a stream; the server assigns its id.
     pub async fn create_stream(&self, name: &str) -> Result<StreamWire> {
-        let body = self
-            .call(Request::CreateStream { name: name.into() })
-            .await?;
+        let body = self.call(CreateStream { name: name.into() }).await?;
         Ok(StreamWire::decode(&mut Reader::new(&body))?)
     }
 
@@ -473,7 +486,7 @@ impl Client {
         stream: &Identifier,
     ) -> Result<Option<(StreamWire, Vec<TopicWire>)>> {
         let body = self
-            .call(Request::GetStream {
+            .call(GetStream {
                 stream_id: stream.clone(),
             })
             .await?;
@@ -491,13 +504,13 @@ impl Client {
 
     /// Every stream you may read.
     pub async fn get_streams(&self) -> Result<Vec<StreamWire>> {
-        let body = self.call(Request::GetStreams).await?;
+        let body = self.call(GetStreams).await?;
         decode_all(&body, StreamWire::decode)
     }
 
     /// Renames a stream.
     pub async fn update_stream(&self, stream: &Identifier, name: &str) -> Result<()> {
-        self.call(Request::UpdateStream {
+        self.call(UpdateStream {
             stream_id: stream.clone(),
             name: name.into(),
         })
@@ -507,7 +520,7 @@ impl Client {
 
     /// Deletes a stream with its topics and messages.
     pub async fn delete_stream(&self, stream: &Identifier) -> Result<()> {
-        self.call(Request::DeleteStream {
+        self.call(DeleteStream {
             stream_id: stream.clone(),
         })
         .await
@@ -516,7 +529,7 @@ impl Client {
 
     /// Deletes every message of every topic of a stream.
     pub async fn purge_stream(&self, stream: &Identifier) -> Result<()> {
-        self.call(Request::PurgeStream {
+        self.call(PurgeStream {
             stream_id: stream.clone(),
         })
         .await
@@ -532,7 +545,7 @@ impl Client {
         options: TopicOptions,
     ) -> Result<(TopicWire, Vec<PartitionWire>)> {
         let body = self
-            .call(Request::CreateTopic {
+            .call(CreateTopic {
                 stream_id: stream.clone(),
                 partitions_count: partitions,
                 compression: 1,
@@ -554,7 +567,7 @@ impl Client {
         topic: &Identifier,
     ) -> Result<Option<(TopicWire, Vec<PartitionWire>)>> {
         let body = self
-            .call(Request::GetTopic {
+            .call(GetTopic {
                 stream_id: stream.clone(),
                 topic_id: topic.clone(),
             })
@@ -568,7 +581,7 @@ impl Client {
     /// The topics of a stream.
     pub async fn get_topics(&self, stream: &Identifier) -> Result<Vec<TopicWire>> {
         let body = self
-            .call(Request::GetTopics {
+            .call(GetTopics {
                 stream_id: stream.clone(),
             })
             .await?;
@@ -583,7 +596,7 @@ impl Client {
         name: &str,
         options: TopicOptions,
     ) -> Result<()> {
-        self.call(Request::UpdateTopic {
+        self.call(UpdateTopic {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             compression: 1,
@@ -600,7 +613,7 @@ impl Client {
 
     /// Deletes a topic with its messages.
     pub async fn delete_topic(&self, stream: &Identifier, topic: &Identifier) -> Result<()> {
-        self.call(Request::DeleteTopic {
+        self.call(DeleteTopic {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
         })
@@ -610,7 +623,7 @@ impl Client {
 
     /// Deletes every message of a topic; offsets start again at 0.
     pub async fn purge_topic(&self, stream: &Identifier, topic: &Identifier) -> Result<()> {
-        self.call(Request::PurgeTopic {
+        self.call(PurgeTopic {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
         })
@@ -625,7 +638,7 @@ impl Client {
         topic: &Identifier,
     ) -> Result<Option<Durability>> {
         let body = self
-            .call(Request::GetTopicDurability {
+            .call(GetTopicDurability {
                 stream_id: stream.clone(),
                 topic_id: topic.clone(),
             })
@@ -649,7 +662,7 @@ impl Client {
             Some(Durability::Os) => 1,
             Some(Durability::Fsync) => 2,
         };
-        self.call(Request::SetTopicDurability {
+        self.call(SetTopicDurability {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             durability,
@@ -665,7 +678,7 @@ impl Client {
         topic: &Identifier,
         count: u32,
     ) -> Result<()> {
-        self.call(Request::CreatePartitions {
+        self.call(CreatePartitions {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             count,
@@ -681,7 +694,7 @@ impl Client {
         topic: &Identifier,
         count: u32,
     ) -> Result<()> {
-        self.call(Request::DeletePartitions {
+        self.call(DeletePartitions {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             count,
@@ -698,7 +711,7 @@ impl Client {
         partition_id: u32,
         count: u32,
     ) -> Result<()> {
-        self.call(Request::DeleteSegments {
+        self.call(DeleteSegments {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             partition_id,
@@ -757,7 +770,7 @@ impl Client {
         auto_commit: bool,
     ) -> Result<Polled> {
         let body = self
-            .call(Request::PollMessages {
+            .call(PollMessages {
                 consumer: consumer.clone(),
                 stream_id: stream.clone(),
                 topic_id: topic.clone(),
@@ -778,7 +791,7 @@ impl Client {
         partition_id: u32,
         fsync: bool,
     ) -> Result<()> {
-        self.call(Request::FlushUnsavedBuffer {
+        self.call(FlushUnsavedBuffer {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             partition_id,
@@ -799,7 +812,7 @@ impl Client {
         partition_id: Option<u32>,
         offset: u64,
     ) -> Result<()> {
-        self.call(Request::StoreConsumerOffset {
+        self.call(StoreConsumerOffset {
             consumer: consumer.clone(),
             stream_id: stream.clone(),
             topic_id: topic.clone(),
@@ -819,7 +832,7 @@ impl Client {
         partition_id: Option<u32>,
     ) -> Result<Option<(u64, u64)>> {
         let body = self
-            .call(Request::GetConsumerOffset {
+            .call(GetConsumerOffset {
                 consumer: consumer.clone(),
                 stream_id: stream.clone(),
                 topic_id: topic.clone(),
@@ -841,7 +854,7 @@ impl Client {
         topic: &Identifier,
         partition_id: Option<u32>,
     ) -> Result<()> {
-        self.call(Request::DeleteConsumerOffset {
+        self.call(DeleteConsumerOffset {
             consumer: consumer.clone(),
             stream_id: stream.clone(),
             topic_id: topic.clone(),
@@ -861,7 +874,7 @@ impl Client {
         name: &str,
     ) -> Result<GroupWire> {
         let body = self
-            .call(Request::CreateConsumerGroup {
+            .call(CreateConsumerGroup {
                 stream_id: stream.clone(),
                 topic_id: topic.clone(),
                 name: name.into(),
@@ -878,7 +891,7 @@ impl Client {
         group: &Identifier,
     ) -> Result<Option<GroupWire>> {
         let body = self
-            .call(Request::GetConsumerGroup {
+            .call(GetConsumerGroup {
                 stream_id: stream.clone(),
                 topic_id: topic.clone(),
                 group_id: group.clone(),
@@ -897,7 +910,7 @@ impl Client {
         topic: &Identifier,
     ) -> Result<Vec<GroupWire>> {
         let body = self
-            .call(Request::GetConsumerGroups {
+            .call(GetConsumerGroups {
                 stream_id: stream.clone(),
                 topic_id: topic.clone(),
             })
@@ -912,7 +925,7 @@ impl Client {
         topic: &Identifier,
         group: &Identifier,
     ) -> Result<()> {
-        self.call(Request::DeleteConsumerGroup {
+        self.call(DeleteConsumerGroup {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             group_id: group.clone(),
@@ -928,7 +941,7 @@ impl Client {
         topic: &Identifier,
         group: &Identifier,
     ) -> Result<()> {
-        self.call(Request::JoinConsumerGroup {
+        self.call(JoinConsumerGroup {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             group_id: group.clone(),
@@ -944,7 +957,7 @@ impl Client {
         topic: &Identifier,
         group: &Identifier,
     ) -> Result<()> {
-        self.call(Request::LeaveConsumerGroup {
+        self.call(LeaveConsumerGroup {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             group_id: group.clone(),
@@ -964,7 +977,7 @@ impl Client {
         permissions: Option<WirePermissions>,
     ) -> Result<UserWire> {
         let body = self
-            .call(Request::CreateUser {
+            .call(CreateUser {
                 username: username.into(),
                 password: password.into(),
                 active,
@@ -980,7 +993,7 @@ impl Client {
         user: &Identifier,
     ) -> Result<Option<(UserWire, Option<WirePermissions>)>> {
         let body = self
-            .call(Request::GetUser {
+            .call(GetUser {
                 user_id: user.clone(),
             })
             .await?;
@@ -992,7 +1005,7 @@ impl Client {
 
     /// Every user.
     pub async fn get_users(&self) -> Result<Vec<UserWire>> {
-        let body = self.call(Request::GetUsers).await?;
+        let body = self.call(GetUsers).await?;
         decode_all(&body, UserWire::decode)
     }
 
@@ -1003,7 +1016,7 @@ impl Client {
         username: Option<&str>,
         active: Option<bool>,
     ) -> Result<()> {
-        self.call(Request::UpdateUser {
+        self.call(UpdateUser {
             user_id: user.clone(),
             username: username.map(Into::into),
             active,
@@ -1018,7 +1031,7 @@ impl Client {
         user: &Identifier,
         permissions: Option<WirePermissions>,
     ) -> Result<()> {
-        self.call(Request::UpdatePermissions {
+        self.call(UpdatePermissions {
             user_id: user.clone(),
             permissions,
         })
@@ -1028,7 +1041,7 @@ impl Client {
 
     /// Changes a password (the current one must be given).
     pub async fn change_password(&self, user: &Identifier, current: &str, new: &str) -> Result<()> {
-        self.call(Request::ChangePassword {
+        self.call(ChangePassword {
             user_id: user.clone(),
             current: current.into(),
             new: new.into(),
@@ -1039,7 +1052,7 @@ impl Client {
 
     /// Deletes a user and its tokens.
     pub async fn delete_user(&self, user: &Identifier) -> Result<()> {
-        self.call(Request::DeleteUser {
+        self.call(DeleteUser {
             user_id: user.clone(),
         })
         .await
@@ -1053,7 +1066,7 @@ impl Client {
         expiry_us: Option<u64>,
     ) -> Result<String> {
         let body = self
-            .call(Request::CreatePersonalAccessToken {
+            .call(CreatePersonalAccessToken {
                 name: name.into(),
                 expiry: expiry_us.map_or(Limit::Unlimited, Limit::Value),
             })
@@ -1063,13 +1076,13 @@ impl Client {
 
     /// (name, expiry µs timestamp) of each token.
     pub async fn get_personal_access_tokens(&self) -> Result<Vec<(String, Option<u64>)>> {
-        let body = self.call(Request::GetPersonalAccessTokens).await?;
+        let body = self.call(GetPersonalAccessTokens).await?;
         decode_all(&body, decode_token_info)
     }
 
     /// Deletes one of your personal access tokens.
     pub async fn delete_personal_access_token(&self, name: &str) -> Result<()> {
-        self.call(Request::DeletePersonalAccessToken { name: name.into() })
+        self.call(DeletePersonalAccessToken { name: name.into() })
             .await
             .map(drop)
     }

@@ -1,0 +1,313 @@
+//! Topic commands (get, list, create, delete, update, purge), the partition and segment
+//! commands that reshape a topic, and Wharf's own topic durability commands.
+
+use bytes::{BufMut, BytesMut};
+
+use super::{put_name, put_stream_topic, stream_topic, Command, Limit};
+use crate::codes;
+use crate::primitives::Identifier;
+use crate::wire::{err, DecodeError, Problem, Reader};
+
+/// The topic and its partitions: `[stream_id][topic_id]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetTopic {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+}
+
+impl Command for GetTopic {
+    const CODE: u32 = codes::GET_TOPIC;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(GetTopic {
+            stream_id,
+            topic_id,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+    }
+}
+
+/// The topics of a stream: `[stream_id]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetTopics {
+    pub stream_id: Identifier,
+}
+
+impl Command for GetTopics {
+    const CODE: u32 = codes::GET_TOPICS;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(GetTopics {
+            stream_id: Identifier::decode(r, "stream_id")?,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        self.stream_id.encode(out);
+    }
+}
+
+/// `[stream_id][partitions_count u32][compression u8][message_expiry u64][max_topic_size u64]
+/// [replication_factor u8][name name]`; the server assigns the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTopic {
+    pub stream_id: Identifier,
+    pub partitions_count: u32,
+    pub compression: u8,
+    pub message_expiry: Limit,
+    pub max_topic_size: Limit,
+    pub replication_factor: u8,
+    pub name: String,
+}
+
+impl Command for CreateTopic {
+    const CODE: u32 = codes::CREATE_TOPIC;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(CreateTopic {
+            stream_id: Identifier::decode(r, "stream_id")?,
+            partitions_count: r.u32("partitions_count")?,
+            compression: r.u8("compression_algorithm")?,
+            message_expiry: Limit::decode(r, "message_expiry")?,
+            max_topic_size: Limit::decode(r, "max_topic_size")?,
+            replication_factor: r.u8("replication_factor")?,
+            name: r.name("name")?,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        self.stream_id.encode(out);
+        out.put_u32_le(self.partitions_count);
+        out.put_u8(self.compression);
+        self.message_expiry.encode(out);
+        self.max_topic_size.encode(out);
+        out.put_u8(self.replication_factor);
+        put_name(out, &self.name);
+    }
+}
+
+/// `[stream_id][topic_id]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteTopic {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+}
+
+impl Command for DeleteTopic {
+    const CODE: u32 = codes::DELETE_TOPIC;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(DeleteTopic {
+            stream_id,
+            topic_id,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+    }
+}
+
+/// `[stream_id][topic_id][compression u8][message_expiry u64][max_topic_size u64]
+/// [replication_factor u8][name name]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateTopic {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+    pub compression: u8,
+    pub message_expiry: Limit,
+    pub max_topic_size: Limit,
+    pub replication_factor: u8,
+    pub name: String,
+}
+
+impl Command for UpdateTopic {
+    const CODE: u32 = codes::UPDATE_TOPIC;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(UpdateTopic {
+            stream_id,
+            topic_id,
+            compression: r.u8("compression_algorithm")?,
+            message_expiry: Limit::decode(r, "message_expiry")?,
+            max_topic_size: Limit::decode(r, "max_topic_size")?,
+            replication_factor: r.u8("replication_factor")?,
+            name: r.name("name")?,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+        out.put_u8(self.compression);
+        self.message_expiry.encode(out);
+        self.max_topic_size.encode(out);
+        out.put_u8(self.replication_factor);
+        put_name(out, &self.name);
+    }
+}
+
+/// Deletes every message of a topic: `[stream_id][topic_id]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeTopic {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+}
+
+impl Command for PurgeTopic {
+    const CODE: u32 = codes::PURGE_TOPIC;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(PurgeTopic {
+            stream_id,
+            topic_id,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+    }
+}
+
+/// Adds partitions at the end of a topic: `[stream_id][topic_id][partitions_count u32]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatePartitions {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+    pub count: u32,
+}
+
+impl Command for CreatePartitions {
+    const CODE: u32 = codes::CREATE_PARTITIONS;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(CreatePartitions {
+            stream_id,
+            topic_id,
+            count: r.u32("partitions_count")?,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+        out.put_u32_le(self.count);
+    }
+}
+
+/// Removes a topic's last partitions: `[stream_id][topic_id][partitions_count u32]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletePartitions {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+    pub count: u32,
+}
+
+impl Command for DeletePartitions {
+    const CODE: u32 = codes::DELETE_PARTITIONS;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(DeletePartitions {
+            stream_id,
+            topic_id,
+            count: r.u32("partitions_count")?,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+        out.put_u32_le(self.count);
+    }
+}
+
+/// Deletes a partition's oldest sealed segments:
+/// `[stream_id][topic_id][partition_id u32][segments_count u32]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteSegments {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+    pub partition_id: u32,
+    pub count: u32,
+}
+
+impl Command for DeleteSegments {
+    const CODE: u32 = codes::DELETE_SEGMENTS;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(DeleteSegments {
+            stream_id,
+            topic_id,
+            partition_id: r.u32("partition_id")?,
+            count: r.u32("segments_count")?,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+        out.put_u32_le(self.partition_id);
+        out.put_u32_le(self.count);
+    }
+}
+
+/// Wharf only: a topic's durability (0 server default, 1 os, 2 fsync):
+/// `[stream_id][topic_id]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetTopicDurability {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+}
+
+impl Command for GetTopicDurability {
+    const CODE: u32 = codes::WHARF_GET_TOPIC_DURABILITY;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(GetTopicDurability {
+            stream_id,
+            topic_id,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+    }
+}
+
+/// Wharf only: sets a topic's durability (0 server default, 1 os, 2 fsync; anything else is
+/// refused): `[stream_id][topic_id][durability u8]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetTopicDurability {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+    pub durability: u8,
+}
+
+impl Command for SetTopicDurability {
+    const CODE: u32 = codes::WHARF_SET_TOPIC_DURABILITY;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        let durability = r.u8("durability")?;
+        if durability > 2 {
+            return Err(err("durability", Problem::Unknown(u64::from(durability))));
+        }
+        Ok(SetTopicDurability {
+            stream_id,
+            topic_id,
+            durability,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+        out.put_u8(self.durability);
+    }
+}
