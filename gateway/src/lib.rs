@@ -4,17 +4,19 @@
 //! - [`broker`]: the protocol-neutral core (log store, users, clients, consumer groups).
 //! - [`native`]: the Apache Iggy 0.8 TCP adapter.
 //! - [`kafka`]: the Kafka wire protocol adapter.
+//! - [`server`]: what both listeners share (accept loop, frame reader, stop signal).
 
 pub mod broker;
 pub mod config;
 pub mod kafka;
 pub mod native;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{Broker, BrokerError};
+use broker::{Broker, BrokerError, BrokerSettings};
 use config::ServerConfig;
 use tokio::sync::watch;
 
@@ -91,9 +93,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let broker = Broker::open(
         &config.data_dir,
         config.store.clone(),
-        &config.root_username,
-        &config.root_password,
-        config.kafka.groups.clone(),
+        BrokerSettings {
+            root_username: config.root_username.clone(),
+            root_password: config.root_password.clone(),
+            kafka_default_stream: config.kafka.default_stream.clone(),
+            groups: config.kafka.groups.clone(),
+        },
     )?;
     if broker.users.is_root_password("iggy") {
         tracing::warn!(
@@ -126,7 +131,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         })?;
     let door = Arc::new(kafka::Door {
         broker: Arc::clone(&broker),
-        cluster_id: kafka::cluster_id(&broker)?,
+        cluster_id: kafka::cluster_id(&broker).await?,
         config: config.kafka.clone(),
     });
     tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {native_addr}");
@@ -136,15 +141,17 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     // Report the port actually bound (the config may say 0) in cluster metadata.
     native.address = native_addr;
     let task = tokio::spawn(async move {
-        let kafka_stopped = stopped.clone();
-        let timers_stopped = stopped.clone();
         tokio::join!(
-            native::serve(listener, Arc::clone(&broker), native, stopped),
-            kafka::serve(kafka_listener, door, kafka_stopped),
-            broker.coordinator.drive_timers(timers_stopped),
+            native::serve(listener, Arc::clone(&broker), native, stopped.clone()),
+            kafka::serve(kafka_listener, door, stopped.clone()),
+            broker.coordinator.drive_timers(stopped.clone()),
+            broker.drive_producer_snapshots(stopped),
         );
+        if let Err(e) = broker.save_producers().await {
+            tracing::warn!("cannot save the idempotent producer state: {e}");
+        }
         tracing::info!("syncing data");
-        broker.store.close()?;
+        broker.close().await?;
         tracing::info!("stopped");
         Ok(())
     });

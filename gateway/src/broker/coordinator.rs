@@ -1288,7 +1288,7 @@ impl GroupCoordinator {
             tokio::select! {
                 () = sleep => {}
                 () = self.wake.notified() => {}
-                () = crate::native::until_stopped(&mut stopped) => break,
+                () = crate::server::until_stopped(&mut stopped) => break,
             }
         }
         self.unload();

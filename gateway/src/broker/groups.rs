@@ -128,7 +128,8 @@ impl ConsumerGroups {
         name: &str,
         partitions: u32,
     ) -> Result<GroupInfo, BrokerError> {
-        wharf_log_store::validate_name("consumer group", name)?;
+        wharf_log_store::validate_name("consumer group", name)
+            .map_err(|e| BrokerError::for_name(super::NameKind::ConsumerGroup, e))?;
         let mut state = self.state.lock();
         let t = state.topics.entry(key(stream, topic)).or_default();
         if t.groups.iter().any(|g| g.name == name) {

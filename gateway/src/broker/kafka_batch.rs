@@ -28,6 +28,8 @@ const ATTR_CONTROL: i16 = 0x20;
 /// Why a batch is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KafkaBatchError {
+    #[error("no record batch")]
+    Empty,
     #[error("record batch is truncated")]
     Truncated,
     #[error("record batch magic {0} is not 2")]

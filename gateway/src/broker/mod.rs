@@ -1,11 +1,23 @@
-//! The protocol-neutral broker core: the log store, users, connected clients and consumer
-//! groups. Adapters translate their protocol's requests into calls here and the errors back into
-//! their protocol's codes; this is the only place where a Kafka concept could meet a native one.
+//! The protocol-neutral broker core: the use-case layer between the doors and the log store.
+//!
+//! Each door decodes a request, makes one call here and encodes the answer. Every rule that must
+//! hold for both doors lives in this module tree: names and their collisions ([`names`]), topic
+//! lifecycle ([`catalog`]), produce with idempotence ([`produce`]), reads, long polls and offset
+//! look-ups ([`consume`]), committed offsets ([`offsets`]), both kinds of consumer group, users
+//! and authorization. The store stays private: doors never reach it, and it knows no protocol.
+//!
+//! Disk work never runs on the runtime's worker threads: every call that may touch a file hands
+//! it to the blocking pool ([`Broker::blocking`]), as partition appends already do.
 
+pub mod catalog;
 pub mod clients;
+pub mod consume;
 pub mod coordinator;
 pub mod groups;
 pub mod kafka_batch;
+pub mod names;
+pub mod offsets;
+pub mod produce;
 pub mod producers;
 pub mod translate;
 pub mod users;
@@ -13,13 +25,20 @@ pub mod users;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wharf_log_store::{LogStore, StoreConfig, StoreError};
+use wharf_log_store::LogStore;
 
 pub use clients::{ClientInfo, Clients};
 pub use coordinator::{CoordinatorSettings, GroupCoordinator};
 pub use groups::{ConsumerGroups, GroupInfo};
+pub use kafka_batch::KafkaBatchError;
 pub use producers::Producers;
 pub use users::{Action, Permissions, User, Users};
+/// The store's vocabulary that the broker's use cases speak in (settings, catalog entries,
+/// positions and errors). Doors name them through here, never through the store.
+pub use wharf_log_store::{
+    CommittedOffset, Durability, Ident, OffsetKey, OffsetOwner, PartitionKey, PartitionStats,
+    StoreConfig, StoreError, StreamInfo, TimestampType, TopicInfo, TopicSettings,
+};
 
 pub fn now_us() -> u64 {
     SystemTime::now()
@@ -27,7 +46,37 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Every way a broker operation can fail, in the broker's own terms.
+/// What kind of thing a refused name was meant to name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Stream,
+    Topic,
+    ConsumerGroup,
+}
+
+impl std::fmt::Display for NameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NameKind::Stream => "stream",
+            NameKind::Topic => "topic",
+            NameKind::ConsumerGroup => "consumer group",
+        })
+    }
+}
+
+/// Why an idempotent producer's batch was refused (Kafka's sequence rules).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    #[error("{0} is older than the batches remembered")]
+    Duplicate(String),
+    #[error("{0} does not follow the last stored batch")]
+    OutOfOrder(String),
+    #[error("{0} is older than the current epoch")]
+    Fenced(String),
+}
+
+/// Every way a broker operation can fail, in the broker's own terms. The store's errors are
+/// nested whole ([`BrokerError::Store`]), not mirrored.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("not logged in")]
@@ -62,22 +111,13 @@ pub enum BrokerError {
     TooManyTokens,
     #[error("invalid personal access token name: 3..=30 characters")]
     InvalidTokenName,
-    #[error("stream {0} not found")]
-    StreamNotFound(String),
-    #[error("stream '{0}' already exists")]
-    StreamExists(String),
-    #[error("topic {topic} not found in stream {stream}")]
-    TopicNotFound { stream: String, topic: String },
-    #[error("topic '{topic}' already exists in stream {stream}")]
-    TopicExists { stream: String, topic: String },
-    #[error("partition {0} not found")]
-    PartitionNotFound(u32),
+    #[error("invalid {kind} name: {reason}")]
+    InvalidName { kind: NameKind, reason: String },
+    /// A create or rename that would give two topics one Kafka name, or hide one.
     #[error("{0}")]
-    InvalidName(String),
+    NameCollision(String),
     #[error("{0}")]
     InvalidPartitionCount(String),
-    #[error("{0}")]
-    InvalidSetting(String),
     #[error("consumer group {0} not found")]
     GroupNotFound(String),
     #[error("consumer group '{0}' already exists")]
@@ -86,49 +126,76 @@ pub enum BrokerError {
     NotGroupMember(String),
     #[error("invalid messages: {0}")]
     InvalidMessages(String),
-    #[error("batch of {size} bytes exceeds the limit of {limit}")]
-    BatchTooLarge { size: usize, limit: u32 },
+    #[error("invalid record batch: {0}")]
+    InvalidRecords(#[from] KafkaBatchError),
+    #[error("zstd needs Produce v7 or later")]
+    ZstdNeedsNewerProduce,
+    #[error("{0}")]
+    Sequence(#[from] SequenceError),
     #[error("consumer offset not found")]
     OffsetNotFound,
-    #[error("{0}")]
-    Store(StoreError),
+    #[error("offset {offset} is outside the partition's {log_start}..={high_watermark}")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: u64,
+        high_watermark: u64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl From<StoreError> for BrokerError {
-    fn from(e: StoreError) -> Self {
+impl BrokerError {
+    /// A store refusal of a name, typed by what the name was for.
+    pub fn for_name(kind: NameKind, e: StoreError) -> BrokerError {
         match e {
-            StoreError::StreamNotFound(s) => BrokerError::StreamNotFound(s),
-            StoreError::StreamExists(s) => BrokerError::StreamExists(s),
-            StoreError::TopicNotFound { stream, topic } => {
-                BrokerError::TopicNotFound { stream, topic }
-            }
-            StoreError::TopicExists { stream, topic } => BrokerError::TopicExists { stream, topic },
-            StoreError::PartitionNotFound { partition, .. } => {
-                BrokerError::PartitionNotFound(partition)
-            }
-            StoreError::InvalidName(m) => BrokerError::InvalidName(m),
-            StoreError::InvalidPartitionCount(m) => BrokerError::InvalidPartitionCount(m),
-            StoreError::InvalidSetting(m) => BrokerError::InvalidSetting(m),
-            StoreError::BatchTooLarge { size, limit } => BrokerError::BatchTooLarge { size, limit },
-            StoreError::InvalidBatch(b) => BrokerError::InvalidMessages(b.to_string()),
+            StoreError::InvalidName(reason) => BrokerError::InvalidName { kind, reason },
             other => BrokerError::Store(other),
         }
     }
+
+    /// True when the failure is the server's (I/O, corrupt state), not the request's.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Internal(_)
+                | BrokerError::Store(
+                    StoreError::Io { .. }
+                        | StoreError::CorruptMetadata { .. }
+                        | StoreError::PartitionFailed(_)
+                        | StoreError::PartitionClosed(_)
+                )
+        )
+    }
+}
+
+/// What the broker needs to know beyond the store's own settings.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub root_username: String,
+    pub root_password: String,
+    /// The stream whose topics Kafka clients see under their plain names.
+    pub kafka_default_stream: String,
+    pub groups: CoordinatorSettings,
 }
 
 /// The broker: shared by every connection of every protocol.
 #[derive(Debug)]
 pub struct Broker {
-    pub store: LogStore,
+    store: LogStore,
+    default_stream: String,
+    /// Serialises catalog changes, so a name checked for collisions is still free when it is
+    /// created.
+    catalog_changes: std::sync::Arc<parking_lot::Mutex<()>>,
     pub users: Users,
     pub clients: Clients,
-    pub groups: ConsumerGroups,
+    /// Native (Iggy) consumer groups: definitions (persisted) and membership.
+    pub groups: std::sync::Arc<ConsumerGroups>,
     /// Classic (Kafka) consumer groups: membership, rebalances, offset commit checks.
-    pub coordinator: GroupCoordinator,
+    pub coordinator: std::sync::Arc<GroupCoordinator>,
     /// Kafka idempotent producers' ids and sequence state.
-    pub producers: Producers,
+    producers: std::sync::Arc<Producers>,
     pub started_at: u64,
     /// Per-topic counters for balanced sends.
     balanced: parking_lot::Mutex<std::collections::HashMap<(u32, u32), u32>>,
@@ -138,53 +205,40 @@ impl Broker {
     pub fn open(
         data_dir: &Path,
         store_config: StoreConfig,
-        root_username: &str,
-        root_password: &str,
-        group_settings: CoordinatorSettings,
+        settings: BrokerSettings,
     ) -> Result<Broker, BrokerError> {
         let (store, report) = LogStore::open(data_dir, store_config)?;
         for (partition, repair) in &report.repaired {
             tracing::warn!(%partition, "recovered: {:?}", repair.segments);
         }
-        let users = Users::open(data_dir, root_username, root_password)?;
+        let users = Users::open(data_dir, &settings.root_username, &settings.root_password)?;
         let groups = ConsumerGroups::open(data_dir)?;
         let producers = Producers::open(data_dir)?;
         Ok(Broker {
             store,
+            default_stream: settings.kafka_default_stream,
+            catalog_changes: std::sync::Arc::default(),
             users,
             clients: Clients::default(),
-            groups,
-            coordinator: GroupCoordinator::new(group_settings),
-            producers,
+            groups: std::sync::Arc::new(groups),
+            coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
+            producers: std::sync::Arc::new(producers),
             started_at: now_us(),
             balanced: parking_lot::Mutex::default(),
         })
     }
 
-    /// The partition a balanced send goes to: the topic's partitions in turn.
-    pub fn next_balanced(&self, stream: u32, topic: u32, partitions: u32) -> u32 {
-        let mut counters = self.balanced.lock();
-        let c = counters.entry((stream, topic)).or_insert(0);
-        let p = *c % partitions.max(1);
-        *c = c.wrapping_add(1);
-        p
-    }
-
-    /// Deletes a stream with its topics, their stored offsets and their consumer groups,
-    /// whichever protocol asked.
-    pub fn delete_stream(&self, stream: u32) -> Result<(), BrokerError> {
-        self.store
-            .delete_stream(wharf_log_store::Ident::Id(stream))?;
-        self.groups.drop_topics(stream, None)
-    }
-
-    /// Deletes a topic with its stored offsets and its consumer groups.
-    pub fn delete_topic(&self, stream: u32, topic: u32) -> Result<(), BrokerError> {
-        self.store.delete_topic(
-            wharf_log_store::Ident::Id(stream),
-            wharf_log_store::Ident::Id(topic),
-        )?;
-        self.groups.drop_topics(stream, Some(topic))
+    /// Runs `work` on the blocking pool with the store, so a slow disk call holds up one
+    /// blocking thread rather than a runtime worker and every connection on it.
+    pub(crate) async fn blocking<T, F>(&self, work: F) -> Result<T, BrokerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&LogStore) -> Result<T, BrokerError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
     }
 
     /// Fails unless `user` may do `action`.
@@ -194,5 +248,60 @@ impl Broker {
         } else {
             Err(BrokerError::Unauthorized)
         }
+    }
+
+    /// The store's settings: topic defaults that describe-configs answers report.
+    pub fn store_defaults(&self) -> &StoreConfig {
+        self.store.config()
+    }
+
+    /// Reads the document `name` in the data directory, creating it with `make` on first use
+    /// (the Kafka cluster id, for one).
+    pub async fn stable_document(
+        &self,
+        name: &'static str,
+        make: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) -> Result<Vec<u8>, BrokerError> {
+        self.blocking(move |store| {
+            let path = store.dir().join(name);
+            if let Some(doc) = wharf_log_store::read_durable(&path)? {
+                return Ok(doc);
+            }
+            let doc = make();
+            wharf_log_store::write_durable(&path, &doc)?;
+            Ok(doc)
+        })
+        .await
+    }
+
+    /// Saves the idempotent producers' state (periodically and at shutdown).
+    pub async fn save_producers(&self) -> Result<(), BrokerError> {
+        let producers = std::sync::Arc::clone(&self.producers);
+        tokio::task::spawn_blocking(move || producers.snapshot())
+            .await
+            .unwrap_or_else(|e| Err(BrokerError::Internal(e.to_string())))
+    }
+
+    /// Saves the idempotent producers' state every 10 s until `stopped`, so a restart replays
+    /// only the log written since.
+    pub async fn drive_producer_snapshots(&self, mut stopped: crate::server::Stopped) {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                () = crate::server::until_stopped(&mut stopped) => break,
+                _ = every.tick() => {
+                    if let Err(e) = self.save_producers().await {
+                        tracing::warn!("cannot save the idempotent producer state: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the store: syncs and closes every partition.
+    pub async fn close(&self) -> Result<(), BrokerError> {
+        self.blocking(|store| Ok(store.close()?)).await
     }
 }

@@ -219,10 +219,21 @@ impl Producers {
             }
         };
         let mut guard = state.lock_owned().await;
-        if guard.covered_to != partition.high_watermark() {
-            guard.replay(partition)?;
+        if guard.covered_to == partition.high_watermark() {
+            return Ok(guard);
         }
-        Ok(guard)
+        // Replaying reads the log: off the runtime's workers.
+        let partition = Arc::clone(partition);
+        tokio::task::spawn_blocking(move || {
+            guard.replay(&partition)?;
+            Ok(guard)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(BrokerError::Internal(format!(
+                "producer replay failed: {e}"
+            )))
+        })
     }
 
     /// Forgets the state of partitions that no longer exist.

@@ -13,15 +13,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use super::handlers::{self, Request};
 use super::{guard, versions, Door};
-
-/// Largest read reservation made ahead of bytes arriving.
-const READ_CHUNK: usize = 1 << 20;
+use crate::server::{read_frame, until_stopped, Stopped};
 
 /// Why a connection ends early.
 #[derive(Debug, thiserror::Error)]
@@ -38,15 +35,7 @@ pub enum ConnectionError {
     Encode(String),
 }
 
-pub async fn serve(
-    socket: TcpStream,
-    peer: SocketAddr,
-    door: Arc<Door>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    if let Err(e) = socket.set_nodelay(true) {
-        tracing::warn!(%peer, "cannot set TCP_NODELAY: {e}");
-    }
+pub async fn serve(socket: TcpStream, peer: SocketAddr, door: Arc<Door>, mut stopped: Stopped) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -60,7 +49,7 @@ pub async fn serve(
     let reason: String = loop {
         let mut size = [0u8; 4];
         tokio::select! {
-            () = crate::native::until_stopped(&mut stopped) => break "server stopping".into(),
+            () = until_stopped(&mut stopped) => break "server stopping".into(),
             r = rd.read_exact(&mut size) => if r.is_err() { break "closed by peer".into() },
         }
         let size = i32::from_be_bytes(size);
@@ -68,7 +57,7 @@ pub async fn serve(
             break ConnectionError::FrameSize(size, max).to_string();
         }
         let frame = tokio::select! {
-            () = crate::native::until_stopped(&mut stopped) => break "server stopping".into(),
+            () = until_stopped(&mut stopped) => break "server stopping".into(),
             f = read_frame(&mut rd, size as usize) => match f {
                 Ok(f) => f.freeze(),
                 Err(_) => break "closed mid-request".into(),
@@ -87,19 +76,6 @@ pub async fn serve(
         }
     };
     tracing::debug!(%peer, reason, "kafka connection closed");
-}
-
-async fn read_frame(rd: &mut (impl AsyncRead + Unpin), len: usize) -> std::io::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
-    while buf.len() < len {
-        let want = (len - buf.len()).min(READ_CHUNK);
-        buf.reserve(want);
-        let n = rd.take(want as u64).read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(buf)
 }
 
 /// Checks, decodes and answers one frame. `Ok(None)`: nothing to send back (acks=0).

@@ -1,68 +1,81 @@
-//! Kafka error codes, and which one a broker error is.
+//! Kafka error codes, and which one a broker error is. The numbers come from the
+//! `kafka-protocol` crate's [`ResponseError`], never typed in by hand.
+
+use kafka_protocol::error::ResponseError;
 
 use crate::broker::coordinator::GroupError;
-use crate::broker::BrokerError;
+use crate::broker::offsets::PartitionOffsetError;
+use crate::broker::{BrokerError, KafkaBatchError, SequenceError, StoreError};
 
-/// The codes this door answers with (Kafka's numbering).
+/// The codes this door answers with.
 pub mod code {
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    use kafka_protocol::error::ResponseError as E;
+
     pub const NONE: i16 = 0;
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const INVALID_REQUIRED_ACKS: i16 = 21;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const INVALID_GROUP_ID: i16 = 24;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
-    pub const POLICY_VIOLATION: i16 = 44;
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();
+    pub const OFFSET_OUT_OF_RANGE: i16 = E::OffsetOutOfRange.code();
+    pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = E::UnknownTopicOrPartition.code();
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = E::NotLeaderOrFollower.code();
+    pub const MESSAGE_TOO_LARGE: i16 = E::MessageTooLarge.code();
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = E::OffsetMetadataTooLarge.code();
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
+    pub const NOT_COORDINATOR: i16 = E::NotCoordinator.code();
+    pub const INVALID_TOPIC_EXCEPTION: i16 = E::InvalidTopicException.code();
+    pub const INVALID_REQUIRED_ACKS: i16 = E::InvalidRequiredAcks.code();
+    pub const ILLEGAL_GENERATION: i16 = E::IllegalGeneration.code();
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = E::InconsistentGroupProtocol.code();
+    pub const INVALID_GROUP_ID: i16 = E::InvalidGroupId.code();
+    pub const UNKNOWN_MEMBER_ID: i16 = E::UnknownMemberId.code();
+    pub const INVALID_SESSION_TIMEOUT: i16 = E::InvalidSessionTimeout.code();
+    pub const REBALANCE_IN_PROGRESS: i16 = E::RebalanceInProgress.code();
+    pub const INVALID_COMMIT_OFFSET_SIZE: i16 = E::InvalidCommitOffsetSize.code();
+    pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
+    pub const TOPIC_ALREADY_EXISTS: i16 = E::TopicAlreadyExists.code();
+    pub const INVALID_PARTITIONS: i16 = E::InvalidPartitions.code();
+    pub const INVALID_REPLICATION_FACTOR: i16 = E::InvalidReplicationFactor.code();
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = E::InvalidReplicaAssignment.code();
+    pub const INVALID_CONFIG: i16 = E::InvalidConfig.code();
+    pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = E::UnsupportedForMessageFormat.code();
+    pub const POLICY_VIOLATION: i16 = E::PolicyViolation.code();
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = E::OutOfOrderSequenceNumber.code();
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = E::DuplicateSequenceNumber.code();
+    pub const INVALID_PRODUCER_EPOCH: i16 = E::InvalidProducerEpoch.code();
+    pub const KAFKA_STORAGE_ERROR: i16 = E::KafkaStorageError.code();
+    pub const NON_EMPTY_GROUP: i16 = E::NonEmptyGroup.code();
+    pub const GROUP_ID_NOT_FOUND: i16 = E::GroupIdNotFound.code();
+    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = E::UnsupportedCompressionType.code();
+    pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
+    pub const GROUP_MAX_SIZE_REACHED: i16 = E::GroupMaxSizeReached.code();
+    pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
+    pub const INVALID_RECORD: i16 = E::InvalidRecord.code();
 }
 
-/// The Kafka code for a group coordinator refusal.
-pub fn for_group(e: &GroupError) -> i16 {
-    use code::*;
+/// The Kafka error for a group coordinator refusal.
+pub fn group_error(e: &GroupError) -> ResponseError {
+    use ResponseError as K;
     match e {
-        GroupError::CoordinatorNotAvailable => COORDINATOR_NOT_AVAILABLE,
-        GroupError::NotCoordinator => NOT_COORDINATOR,
-        GroupError::InvalidGroupId => INVALID_GROUP_ID,
-        GroupError::InvalidSessionTimeout => INVALID_SESSION_TIMEOUT,
-        GroupError::InconsistentGroupProtocol => INCONSISTENT_GROUP_PROTOCOL,
-        GroupError::UnknownMemberId => UNKNOWN_MEMBER_ID,
-        GroupError::IllegalGeneration => ILLEGAL_GENERATION,
-        GroupError::RebalanceInProgress => REBALANCE_IN_PROGRESS,
-        GroupError::MemberIdRequired => MEMBER_ID_REQUIRED,
-        GroupError::FencedInstanceId => FENCED_INSTANCE_ID,
-        GroupError::GroupMaxSizeReached => GROUP_MAX_SIZE_REACHED,
-        GroupError::NonEmptyGroup => NON_EMPTY_GROUP,
-        GroupError::GroupIdNotFound => GROUP_ID_NOT_FOUND,
+        GroupError::CoordinatorNotAvailable => K::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => K::NotCoordinator,
+        GroupError::InvalidGroupId => K::InvalidGroupId,
+        GroupError::InvalidSessionTimeout => K::InvalidSessionTimeout,
+        GroupError::InconsistentGroupProtocol => K::InconsistentGroupProtocol,
+        GroupError::UnknownMemberId => K::UnknownMemberId,
+        GroupError::IllegalGeneration => K::IllegalGeneration,
+        GroupError::RebalanceInProgress => K::RebalanceInProgress,
+        GroupError::MemberIdRequired => K::MemberIdRequired,
+        GroupError::FencedInstanceId => K::FencedInstanceId,
+        GroupError::GroupMaxSizeReached => K::GroupMaxSizeReached,
+        GroupError::NonEmptyGroup => K::NonEmptyGroup,
+        GroupError::GroupIdNotFound => K::GroupIdNotFound,
     }
+}
+
+/// The code for a group coordinator refusal.
+pub fn for_group(e: &GroupError) -> i16 {
+    group_error(e).code()
 }
 
 /// The code of an optional group error (`None`: success).
@@ -70,19 +83,66 @@ pub fn for_group_result(e: Option<&GroupError>) -> i16 {
     e.map_or(code::NONE, for_group)
 }
 
-/// The Kafka code for a broker error.
-pub fn for_broker(e: &BrokerError) -> i16 {
-    use code::*;
+/// The Kafka error for a store failure.
+fn store_error(e: &StoreError) -> ResponseError {
+    use ResponseError as K;
     match e {
-        BrokerError::StreamNotFound(_)
-        | BrokerError::TopicNotFound { .. }
-        | BrokerError::PartitionNotFound(_) => UNKNOWN_TOPIC_OR_PARTITION,
-        BrokerError::TopicExists { .. } | BrokerError::StreamExists(_) => TOPIC_ALREADY_EXISTS,
-        BrokerError::InvalidName(_) => INVALID_TOPIC_EXCEPTION,
-        BrokerError::InvalidPartitionCount(_) => INVALID_PARTITIONS,
-        BrokerError::InvalidSetting(_) => INVALID_CONFIG,
-        BrokerError::BatchTooLarge { .. } => MESSAGE_TOO_LARGE,
-        BrokerError::InvalidMessages(_) => CORRUPT_MESSAGE,
-        _ => UNKNOWN_SERVER_ERROR,
+        StoreError::StreamNotFound(_)
+        | StoreError::TopicNotFound { .. }
+        | StoreError::PartitionNotFound { .. } => K::UnknownTopicOrPartition,
+        StoreError::TopicExists { .. } | StoreError::StreamExists(_) => K::TopicAlreadyExists,
+        StoreError::InvalidName(_) => K::InvalidTopicException,
+        StoreError::InvalidPartitionCount(_) => K::InvalidPartitions,
+        StoreError::InvalidSetting(_) => K::InvalidConfig,
+        StoreError::BatchTooLarge { .. } => K::MessageTooLarge,
+        StoreError::InvalidBatch(_) => K::CorruptMessage,
+        // Kafka's answer for a log it cannot write: retriable, and clients say "disk error".
+        StoreError::Io { .. } | StoreError::PartitionFailed(_) => K::KafkaStorageError,
+        // Deleted under the request, or the server is stopping: look again and retry.
+        StoreError::PartitionClosed(_) => K::NotLeaderOrFollower,
+        StoreError::CorruptMetadata { .. } => K::UnknownServerError,
+    }
+}
+
+/// The Kafka error for a broker failure.
+pub fn broker_error(e: &BrokerError) -> ResponseError {
+    use ResponseError as K;
+    match e {
+        BrokerError::Store(s) => store_error(s),
+        BrokerError::InvalidName { .. } | BrokerError::NameCollision(_) => K::InvalidTopicException,
+        BrokerError::InvalidPartitionCount(_) => K::InvalidPartitions,
+        BrokerError::InvalidMessages(_) => K::CorruptMessage,
+        BrokerError::InvalidRecords(r) => match r {
+            KafkaBatchError::Control | KafkaBatchError::Transactional => K::InvalidRecord,
+            KafkaBatchError::Magic(_) => K::UnsupportedForMessageFormat,
+            _ => K::CorruptMessage,
+        },
+        BrokerError::ZstdNeedsNewerProduce => K::UnsupportedCompressionType,
+        BrokerError::Sequence(SequenceError::Duplicate(_)) => K::DuplicateSequenceNumber,
+        BrokerError::Sequence(SequenceError::OutOfOrder(_)) => K::OutOfOrderSequenceNumber,
+        BrokerError::Sequence(SequenceError::Fenced(_)) => K::InvalidProducerEpoch,
+        BrokerError::OffsetOutOfRange { .. } => K::OffsetOutOfRange,
+        BrokerError::Unauthenticated | BrokerError::Unauthorized => K::TopicAuthorizationFailed,
+        _ => K::UnknownServerError,
+    }
+}
+
+/// The code for a broker failure.
+pub fn for_broker(e: &BrokerError) -> i16 {
+    broker_error(e).code()
+}
+
+/// The code for one partition of an offset commit or delete.
+pub fn for_partition_offset(e: &PartitionOffsetError) -> i16 {
+    match e {
+        PartitionOffsetError::UnknownPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        PartitionOffsetError::MetadataTooLarge(_) => code::OFFSET_METADATA_TOO_LARGE,
+        PartitionOffsetError::InvalidOffset(_) => code::INVALID_COMMIT_OFFSET_SIZE,
+        PartitionOffsetError::Subscribed => code::GROUP_SUBSCRIBED_TO_TOPIC,
+        PartitionOffsetError::Group(g) => for_group(g),
+        PartitionOffsetError::Broker(b) => {
+            tracing::warn!("offset operation failed: {b}");
+            for_broker(b)
+        }
     }
 }

@@ -1,11 +1,10 @@
 //! The Kafka door: the Kafka wire protocol over TCP, onto the same partitions and offsets as
 //! the native door.
 //!
-//! - this module: the accept loop, graceful stop, and what every handler shares ([`Door`]);
+//! - this module: what every handler shares ([`Door`]); the accept loop is [`crate::server`]'s;
 //! - [`connection`]: framing, the version firewall, the bounds guard, dispatch, answers;
 //! - [`guard`]: walks a request's lengths before the `kafka-protocol` decoders allocate;
 //! - [`versions`]: which API versions are advertised and accepted;
-//! - [`names`]: Kafka topic names to (stream, topic) and back;
 //! - [`errors`]: Kafka error codes and the broker errors they stand for;
 //! - [`handlers`]: one module per API, like franz-go's `kfake`.
 
@@ -13,19 +12,16 @@ pub mod connection;
 pub mod errors;
 pub mod guard;
 pub mod handlers;
-pub mod names;
 pub mod versions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::broker::{Broker, BrokerError};
 use crate::config::KafkaConfig;
+use crate::server::{accept_loop, Stopped};
 
 /// The node id this server gives itself in metadata.
 pub const NODE_ID: i32 = 1;
@@ -54,14 +50,16 @@ impl Door {
 }
 
 /// Reads the cluster id from the data directory, creating it on first start.
-pub fn cluster_id(broker: &Broker) -> Result<String, BrokerError> {
-    let path = broker.store.dir().join("kafka-cluster-id");
-    if let Some(doc) = wharf_log_store::read_durable(&path)? {
-        if let Ok(id) = String::from_utf8(doc) {
-            return Ok(id);
-        }
-    }
-    // Kafka's ids are 16 random bytes in URL-safe base64 without padding (22 characters).
+pub async fn cluster_id(broker: &Broker) -> Result<String, BrokerError> {
+    let doc = broker
+        .stable_document("kafka-cluster-id", || new_cluster_id().into_bytes())
+        .await?;
+    String::from_utf8(doc)
+        .map_err(|_| BrokerError::Internal("the stored Kafka cluster id is not UTF-8".into()))
+}
+
+/// Kafka's ids are 16 random bytes in URL-safe base64 without padding (22 characters).
+fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes: [u8; 16] = rand::random();
     let mut bits = u128::from_be_bytes(bytes);
@@ -70,44 +68,14 @@ pub fn cluster_id(broker: &Broker) -> Result<String, BrokerError> {
         id.push(ALPHABET[(bits & 63) as usize] as char);
         bits >>= 6;
     }
-    wharf_log_store::write_durable(&path, id.as_bytes())?;
-    Ok(id)
+    id
 }
 
 /// Accepts connections until `stopped` turns true, then waits for every connection to finish
-/// the request it is serving. Snapshots the idempotent-producer state now and then, and last.
-pub async fn serve(listener: TcpListener, door: Arc<Door>, stopped: watch::Receiver<bool>) {
-    let mut connections = JoinSet::new();
-    let mut stop = stopped.clone();
-    let mut snapshot = tokio::time::interval(Duration::from_secs(10));
-    snapshot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = crate::native::until_stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let door = Arc::clone(&door);
-                    let stopped = stopped.clone();
-                    connections.spawn(connection::serve(socket, peer, door, stopped));
-                }
-                Err(e) => {
-                    tracing::warn!("kafka accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = snapshot.tick() => save_producers(&door).await,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-    save_producers(&door).await;
-}
-
-async fn save_producers(door: &Arc<Door>) {
-    let door = Arc::clone(door);
-    let saved = tokio::task::spawn_blocking(move || door.broker.producers.snapshot()).await;
-    if let Ok(Err(e)) = saved {
-        tracing::warn!("cannot save the idempotent producer state: {e}");
-    }
+/// the request it is serving.
+pub async fn serve(listener: TcpListener, door: Arc<Door>, stopped: Stopped) {
+    accept_loop(listener, "kafka", stopped, |socket, peer, stopped| {
+        connection::serve(socket, peer, Arc::clone(&door), stopped)
+    })
+    .await;
 }

@@ -6,15 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use wharf_protocol::framing::{response_header, RequestHeader, REQUEST_HEADER_LEN};
 
 use super::errors::code;
 use super::session::Session;
 use crate::broker::Broker;
 use crate::config::NativeConfig;
+use crate::server::{read_frame, until_stopped, Stopped};
 
 /// An answer: OK with a body (possibly in several pieces, written with one vectored write), or
 /// an Iggy error code with an empty body.
@@ -36,20 +36,13 @@ impl Reply {
 /// Largest request accepted before the connection has logged in.
 const MAX_UNAUTHENTICATED_PAYLOAD: u32 = 64 * 1024;
 
-/// Largest read reservation made ahead of bytes arriving: a client that declares a large
-/// payload and sends nothing pins at most this much.
-const READ_CHUNK: usize = 1 << 20;
-
 pub async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     config: Arc<NativeConfig>,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: Stopped,
 ) {
-    if let Err(e) = socket.set_nodelay(true) {
-        tracing::warn!(%peer, "cannot set TCP_NODELAY: {e}");
-    }
     let client_id = broker.clients.connect(peer, "TCP");
     tracing::debug!(client_id, %peer, "connection opened");
     let mut session = Session::new(Arc::clone(&broker), client_id, Arc::clone(&config));
@@ -57,7 +50,7 @@ pub async fn serve(
     let reason = loop {
         let mut head = [0u8; REQUEST_HEADER_LEN];
         tokio::select! {
-            () = super::until_stopped(&mut stopped) => break "server stopping",
+            () = until_stopped(&mut stopped) => break "server stopping",
             r = rd.read_exact(&mut head) => if r.is_err() { break "closed by peer" },
         }
         let header = match RequestHeader::parse(&head, config.max_request_size) {
@@ -75,8 +68,8 @@ pub async fn serve(
             break "large request before login";
         }
         let payload = tokio::select! {
-            () = super::until_stopped(&mut stopped) => break "server stopping",
-            p = read_payload(&mut rd, header.payload_len as usize) => match p {
+            () = until_stopped(&mut stopped) => break "server stopping",
+            p = read_frame(&mut rd, header.payload_len as usize) => match p {
                 Ok(p) => p,
                 Err(_) => break "closed mid-request",
             },
@@ -88,19 +81,6 @@ pub async fn serve(
     };
     session.close();
     tracing::debug!(client_id, %peer, reason, "connection closed");
-}
-
-async fn read_payload(rd: &mut (impl AsyncRead + Unpin), len: usize) -> std::io::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
-    while buf.len() < len {
-        let want = (len - buf.len()).min(READ_CHUNK);
-        buf.reserve(want);
-        let n = rd.take(want as u64).read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(buf)
 }
 
 async fn write_reply(wr: &mut (impl AsyncWrite + Unpin), reply: Reply) -> std::io::Result<()> {

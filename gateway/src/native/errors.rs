@@ -2,7 +2,7 @@
 
 use wharf_protocol::status as code_values;
 
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, NameKind, StoreError};
 
 pub mod code {
     pub use wharf_protocol::status::*;
@@ -29,23 +29,46 @@ pub fn status_for(e: &BrokerError) -> u32 {
         E::TokenNotFound(_) => c::RESOURCE_NOT_FOUND,
         E::TooManyTokens => c::PATS_LIMIT_REACHED,
         E::InvalidTokenName => c::INVALID_PAT_NAME,
-        E::StreamNotFound(_) => c::STREAM_ID_NOT_FOUND,
-        E::StreamExists(_) => c::STREAM_NAME_ALREADY_EXISTS,
-        E::TopicNotFound { .. } => c::TOPIC_ID_NOT_FOUND,
-        E::TopicExists { .. } => c::TOPIC_NAME_ALREADY_EXISTS,
-        E::PartitionNotFound(_) => c::PARTITION_NOT_FOUND,
-        E::InvalidName(m) if m.starts_with("topic name") => c::INVALID_TOPIC_NAME,
-        E::InvalidName(m) if m.starts_with("consumer group name") => c::INVALID_CONSUMER_GROUP_NAME,
-        E::InvalidName(_) => c::INVALID_STREAM_NAME,
+        E::InvalidName { kind, .. } => match kind {
+            NameKind::Stream => c::INVALID_STREAM_NAME,
+            NameKind::Topic => c::INVALID_TOPIC_NAME,
+            NameKind::ConsumerGroup => c::INVALID_CONSUMER_GROUP_NAME,
+        },
+        // Iggy's nearest: the name is taken (by what Kafka clients would see).
+        E::NameCollision(_) => c::TOPIC_NAME_ALREADY_EXISTS,
         E::InvalidPartitionCount(_) => c::INVALID_PARTITIONS_COUNT,
-        E::InvalidSetting(_) => c::INVALID_CONFIGURATION,
         E::GroupNotFound(_) => c::CONSUMER_GROUP_ID_NOT_FOUND,
         E::GroupExists(_) => c::CONSUMER_GROUP_NAME_ALREADY_EXISTS,
         E::NotGroupMember(_) => c::CONSUMER_GROUP_MEMBER_NOT_FOUND,
         E::InvalidMessages(_) => c::INVALID_MESSAGES_SIZE,
-        E::BatchTooLarge { .. } => c::TOO_BIG_MESSAGE_PAYLOAD,
         E::OffsetNotFound => c::CONSUMER_OFFSET_NOT_FOUND,
-        E::Store(_) => c::IO_ERROR,
-        E::Internal(_) => c::ERROR,
+        E::Store(s) => store_status(s),
+        // Kafka-only refusals never reach this door; a plain error if one did.
+        E::InvalidRecords(_)
+        | E::ZstdNeedsNewerProduce
+        | E::Sequence(_)
+        | E::OffsetOutOfRange { .. }
+        | E::Internal(_) => c::ERROR,
+    }
+}
+
+/// The Iggy status code for a store failure.
+fn store_status(e: &StoreError) -> u32 {
+    use code_values as c;
+    match e {
+        StoreError::StreamNotFound(_) => c::STREAM_ID_NOT_FOUND,
+        StoreError::StreamExists(_) => c::STREAM_NAME_ALREADY_EXISTS,
+        StoreError::TopicNotFound { .. } => c::TOPIC_ID_NOT_FOUND,
+        StoreError::TopicExists { .. } => c::TOPIC_NAME_ALREADY_EXISTS,
+        StoreError::PartitionNotFound { .. } => c::PARTITION_NOT_FOUND,
+        StoreError::InvalidName(_) => c::INVALID_STREAM_NAME,
+        StoreError::InvalidPartitionCount(_) => c::INVALID_PARTITIONS_COUNT,
+        StoreError::InvalidSetting(_) => c::INVALID_CONFIGURATION,
+        StoreError::InvalidBatch(_) => c::INVALID_MESSAGES_SIZE,
+        StoreError::BatchTooLarge { .. } => c::TOO_BIG_MESSAGE_PAYLOAD,
+        StoreError::PartitionClosed(_)
+        | StoreError::PartitionFailed(_)
+        | StoreError::CorruptMetadata { .. }
+        | StoreError::Io { .. } => c::IO_ERROR,
     }
 }

@@ -4,13 +4,22 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use wharf_log_store::Ident;
-use wharf_protocol::requests::RequestError;
+use wharf_protocol::requests::{
+    ChangePassword, CreateConsumerGroup, CreatePartitions, CreatePersonalAccessToken, CreateStream,
+    CreateTopic, CreateUser, DeleteConsumerGroup, DeleteConsumerOffset, DeletePartitions,
+    DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
+    FlushUnsavedBuffer, GetClient, GetClients, GetClusterMetadata, GetConsumerGroup,
+    GetConsumerGroups, GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream,
+    GetStreams, GetTopic, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup,
+    LeaveConsumerGroup, LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping, PollMessages,
+    PurgeStream, PurgeTopic, RequestError, SetTopicDurability, StoreConsumerOffset,
+    UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser,
+};
 use wharf_protocol::{codes, Identifier, Request};
 
 use super::connection::Reply;
 use super::errors::{code, status_for};
-use crate::broker::{Broker, BrokerError, User};
+use crate::broker::{Broker, BrokerError, Ident, User};
 use crate::config::NativeConfig;
 
 /// One connection's view of the broker.
@@ -22,12 +31,9 @@ pub struct Session {
     user_id: Option<u32>,
 }
 
-/// A store identifier from a wire identifier.
+/// A look-up key from a wire identifier.
 pub(super) fn ident(id: &Identifier) -> Ident<'_> {
-    match id {
-        Identifier::Numeric(n) => Ident::Id(*n),
-        Identifier::Name(s) => Ident::Name(s),
-    }
+    crate::broker::offsets::group_ident(id)
 }
 
 impl Session {
@@ -90,7 +96,7 @@ impl Session {
             Ok(reply) => reply,
             Err(e) => {
                 match &e {
-                    BrokerError::Store(_) | BrokerError::Internal(_) => {
+                    e if e.is_internal() => {
                         tracing::warn!(
                             client_id = self.client_id,
                             "{}: {e}",
@@ -113,109 +119,126 @@ impl Session {
         // Only these work before login.
         if !matches!(
             request,
-            R::Ping | R::LoginUser { .. } | R::LoginWithPersonalAccessToken { .. }
+            R::Ping(_) | R::LoginUser(_) | R::LoginWithPersonalAccessToken(_)
         ) {
             self.user()?;
         }
         match request {
-            R::Ping => Ok(Reply::empty()),
-            R::GetStats => self.get_stats(),
-            R::GetClusterMetadata => self.get_cluster_metadata(),
-            R::GetMe => self.get_client(self.client_id, true),
-            R::GetClient { client_id } => self.get_client(client_id, false),
-            R::GetClients => self.get_clients(),
-            R::LoginUser {
+            R::Ping(Ping) => Ok(Reply::empty()),
+            R::GetStats(GetStats) => self.get_stats(),
+            R::GetClusterMetadata(GetClusterMetadata) => self.get_cluster_metadata(),
+            R::GetMe(GetMe) => self.get_client(self.client_id, true),
+            R::GetClient(GetClient { client_id }) => self.get_client(client_id, false),
+            R::GetClients(GetClients) => self.get_clients(),
+            R::LoginUser(LoginUser {
                 username, password, ..
-            } => self.login(&username, &password).await,
-            R::LoginWithPersonalAccessToken { token } => self.login_with_token(&token),
-            R::LogoutUser => {
+            }) => self.login(&username, &password).await,
+            R::LoginWithPersonalAccessToken(LoginWithPersonalAccessToken { token }) => {
+                self.login_with_token(&token)
+            }
+            R::LogoutUser(LogoutUser) => {
                 self.set_user(None);
                 Ok(Reply::empty())
             }
-            R::GetUser { user_id } => self.get_user(&user_id),
-            R::GetUsers => self.get_users(),
-            R::CreateUser {
+            R::GetUser(GetUser { user_id }) => self.get_user(&user_id),
+            R::GetUsers(GetUsers) => self.get_users(),
+            R::CreateUser(CreateUser {
                 username,
                 password,
                 active,
                 permissions,
-            } => self.create_user(&username, &password, active, permissions),
-            R::DeleteUser { user_id } => self.delete_user(&user_id),
-            R::UpdateUser {
+            }) => self.create_user(&username, &password, active, permissions),
+            R::DeleteUser(DeleteUser { user_id }) => self.delete_user(&user_id),
+            R::UpdateUser(UpdateUser {
                 user_id,
                 username,
                 active,
-            } => self.update_user(&user_id, username.as_deref(), active),
-            R::UpdatePermissions {
+            }) => self.update_user(&user_id, username.as_deref(), active),
+            R::UpdatePermissions(UpdatePermissions {
                 user_id,
                 permissions,
-            } => self.update_permissions(&user_id, permissions),
-            R::ChangePassword {
+            }) => self.update_permissions(&user_id, permissions),
+            R::ChangePassword(ChangePassword {
                 user_id,
                 current,
                 new,
-            } => self.change_password(&user_id, &current, &new),
-            R::GetPersonalAccessTokens => self.get_tokens(),
-            R::CreatePersonalAccessToken { name, expiry } => self.create_token(&name, expiry),
-            R::DeletePersonalAccessToken { name } => self.delete_token(&name),
-            R::GetStream { stream_id } => self.get_stream(&stream_id),
-            R::GetStreams => self.get_streams(),
-            R::CreateStream { name } => self.create_stream(&name),
-            R::DeleteStream { stream_id } => self.delete_stream(&stream_id),
-            R::UpdateStream { stream_id, name } => self.update_stream(&stream_id, &name),
-            R::PurgeStream { stream_id } => self.purge_stream(&stream_id),
-            R::GetTopic {
+            }) => self.change_password(&user_id, &current, &new),
+            R::GetPersonalAccessTokens(GetPersonalAccessTokens) => self.get_tokens(),
+            R::CreatePersonalAccessToken(CreatePersonalAccessToken { name, expiry }) => {
+                self.create_token(&name, expiry)
+            }
+            R::DeletePersonalAccessToken(DeletePersonalAccessToken { name }) => {
+                self.delete_token(&name)
+            }
+            R::GetStream(GetStream { stream_id }) => self.get_stream(&stream_id),
+            R::GetStreams(GetStreams) => self.get_streams(),
+            R::CreateStream(CreateStream { name }) => self.create_stream(&name).await,
+            R::DeleteStream(DeleteStream { stream_id }) => self.delete_stream(&stream_id).await,
+            R::UpdateStream(UpdateStream { stream_id, name }) => {
+                self.update_stream(&stream_id, &name).await
+            }
+            R::PurgeStream(PurgeStream { stream_id }) => self.purge_stream(&stream_id).await,
+            R::GetTopic(GetTopic {
                 stream_id,
                 topic_id,
-            } => self.get_topic(&stream_id, &topic_id),
-            R::GetTopics { stream_id } => self.get_topics(&stream_id),
-            R::CreateTopic {
+            }) => self.get_topic(&stream_id, &topic_id),
+            R::GetTopics(GetTopics { stream_id }) => self.get_topics(&stream_id),
+            R::CreateTopic(CreateTopic {
                 stream_id,
                 partitions_count,
                 message_expiry,
                 max_topic_size,
                 name,
                 ..
-            } => self.create_topic(
-                &stream_id,
-                partitions_count,
-                message_expiry,
-                max_topic_size,
-                &name,
-            ),
-            R::UpdateTopic {
+            }) => {
+                self.create_topic(
+                    &stream_id,
+                    partitions_count,
+                    message_expiry,
+                    max_topic_size,
+                    &name,
+                )
+                .await
+            }
+            R::UpdateTopic(UpdateTopic {
                 stream_id,
                 topic_id,
                 message_expiry,
                 max_topic_size,
                 name,
                 ..
-            } => self.update_topic(&stream_id, &topic_id, message_expiry, max_topic_size, &name),
-            R::DeleteTopic {
+            }) => {
+                self.update_topic(&stream_id, &topic_id, message_expiry, max_topic_size, &name)
+                    .await
+            }
+            R::DeleteTopic(DeleteTopic {
                 stream_id,
                 topic_id,
-            } => self.delete_topic(&stream_id, &topic_id),
-            R::PurgeTopic {
+            }) => self.delete_topic(&stream_id, &topic_id).await,
+            R::PurgeTopic(PurgeTopic {
                 stream_id,
                 topic_id,
-            } => self.purge_topic(&stream_id, &topic_id),
-            R::CreatePartitions {
+            }) => self.purge_topic(&stream_id, &topic_id).await,
+            R::CreatePartitions(CreatePartitions {
                 stream_id,
                 topic_id,
                 count,
-            } => self.create_partitions(&stream_id, &topic_id, count),
-            R::DeletePartitions {
+            }) => self.create_partitions(&stream_id, &topic_id, count).await,
+            R::DeletePartitions(DeletePartitions {
                 stream_id,
                 topic_id,
                 count,
-            } => self.delete_partitions(&stream_id, &topic_id, count),
-            R::DeleteSegments {
+            }) => self.delete_partitions(&stream_id, &topic_id, count).await,
+            R::DeleteSegments(DeleteSegments {
                 stream_id,
                 topic_id,
                 partition_id,
                 count,
-            } => self.delete_segments(&stream_id, &topic_id, partition_id, count),
-            R::PollMessages {
+            }) => {
+                self.delete_segments(&stream_id, &topic_id, partition_id, count)
+                    .await
+            }
+            R::PollMessages(PollMessages {
                 consumer,
                 stream_id,
                 topic_id,
@@ -223,78 +246,90 @@ impl Session {
                 strategy,
                 count,
                 auto_commit,
-            } => self.poll_messages(
-                &consumer,
-                &stream_id,
-                &topic_id,
-                partition_id,
-                strategy,
-                count,
-                auto_commit,
-            ),
-            R::FlushUnsavedBuffer {
+            }) => {
+                self.poll_messages(
+                    consumer,
+                    &stream_id,
+                    &topic_id,
+                    partition_id,
+                    strategy,
+                    count,
+                    auto_commit,
+                )
+                .await
+            }
+            R::FlushUnsavedBuffer(FlushUnsavedBuffer {
                 stream_id,
                 topic_id,
                 partition_id,
                 fsync,
-            } => self.flush(&stream_id, &topic_id, partition_id, fsync),
-            R::GetConsumerOffset {
+            }) => self.flush(&stream_id, &topic_id, partition_id, fsync).await,
+            R::GetConsumerOffset(GetConsumerOffset {
                 consumer,
                 stream_id,
                 topic_id,
                 partition_id,
-            } => self.get_offset(&consumer, &stream_id, &topic_id, partition_id),
-            R::StoreConsumerOffset {
+            }) => self.get_offset(&consumer, &stream_id, &topic_id, partition_id),
+            R::StoreConsumerOffset(StoreConsumerOffset {
                 consumer,
                 stream_id,
                 topic_id,
                 partition_id,
                 offset,
-            } => self.store_offset(&consumer, &stream_id, &topic_id, partition_id, offset),
-            R::DeleteConsumerOffset {
+            }) => {
+                self.store_offset(&consumer, &stream_id, &topic_id, partition_id, offset)
+                    .await
+            }
+            R::DeleteConsumerOffset(DeleteConsumerOffset {
                 consumer,
                 stream_id,
                 topic_id,
                 partition_id,
-            } => self.delete_offset(&consumer, &stream_id, &topic_id, partition_id),
-            R::GetConsumerGroup {
+            }) => {
+                self.delete_offset(&consumer, &stream_id, &topic_id, partition_id)
+                    .await
+            }
+            R::GetConsumerGroup(GetConsumerGroup {
                 stream_id,
                 topic_id,
                 group_id,
-            } => self.get_group(&stream_id, &topic_id, &group_id),
-            R::GetConsumerGroups {
+            }) => self.get_group(&stream_id, &topic_id, &group_id),
+            R::GetConsumerGroups(GetConsumerGroups {
                 stream_id,
                 topic_id,
-            } => self.get_groups(&stream_id, &topic_id),
-            R::CreateConsumerGroup {
+            }) => self.get_groups(&stream_id, &topic_id),
+            R::CreateConsumerGroup(CreateConsumerGroup {
                 stream_id,
                 topic_id,
                 name,
-            } => self.create_group(&stream_id, &topic_id, &name),
-            R::DeleteConsumerGroup {
+            }) => self.create_group(&stream_id, &topic_id, &name).await,
+            R::DeleteConsumerGroup(DeleteConsumerGroup {
                 stream_id,
                 topic_id,
                 group_id,
-            } => self.delete_group(&stream_id, &topic_id, &group_id),
-            R::JoinConsumerGroup {
+            }) => self.delete_group(&stream_id, &topic_id, &group_id).await,
+            R::JoinConsumerGroup(JoinConsumerGroup {
                 stream_id,
                 topic_id,
                 group_id,
-            } => self.join_group(&stream_id, &topic_id, &group_id),
-            R::LeaveConsumerGroup {
+            }) => self.join_group(&stream_id, &topic_id, &group_id),
+            R::LeaveConsumerGroup(LeaveConsumerGroup {
                 stream_id,
                 topic_id,
                 group_id,
-            } => self.leave_group(&stream_id, &topic_id, &group_id),
-            R::GetTopicDurability {
+            }) => self.leave_group(&stream_id, &topic_id, &group_id),
+            R::GetTopicDurability(GetTopicDurability {
                 stream_id,
                 topic_id,
-            } => self.get_topic_durability(&stream_id, &topic_id),
-            R::SetTopicDurability {
+            }) => self.get_topic_durability(&stream_id, &topic_id),
+            R::SetTopicDurability(SetTopicDurability {
                 stream_id,
                 topic_id,
                 durability,
-            } => self.set_topic_durability(&stream_id, &topic_id, durability),
+            }) => {
+                self.set_topic_durability(&stream_id, &topic_id, durability)
+                    .await
+            }
         }
     }
 

@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use crate::broker::{Durability, TimestampType, TopicSettings};
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -23,7 +24,6 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 };
-use wharf_log_store::{Durability, Ident, TimestampType, TopicSettings};
 
 use super::{str_bytes, Request};
 use crate::kafka::errors::{self, code};
@@ -126,7 +126,7 @@ fn ms(d: Option<Duration>) -> String {
 
 /// A topic's configs, each with its source (set on the topic, or the server default).
 pub fn topic_entries(req: &Request<'_>, s: &TopicSettings) -> Vec<Entry> {
-    let store = req.broker().store.config();
+    let store = req.broker().store_defaults();
     let e = |name: &str, value: String, set: bool, config_type: i8| Entry {
         name: name.into(),
         value,
@@ -202,7 +202,7 @@ fn durability(d: Durability) -> String {
 }
 
 fn broker_entries(req: &Request<'_>) -> Vec<Entry> {
-    let store = req.broker().store.config();
+    let store = req.broker().store_defaults();
     let c = &req.door.config;
     let e = |name: &str, value: String, config_type: i8| Entry {
         name: name.into(),
@@ -294,64 +294,68 @@ pub fn describe(req: &Request<'_>, r: DescribeConfigsRequest) -> DescribeConfigs
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub fn incremental_alter(
+/// IncrementalAlterConfigs: SET and DELETE of topic configs (validated whole, then applied).
+pub async fn incremental_alter(
     req: &Request<'_>,
     r: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = r
-        .resources
-        .into_iter()
-        .map(|res| {
-            let out = AlterConfigsResourceResponse::default()
-                .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name.clone());
-            let fail = |error: i16, message: String| {
-                out.clone()
-                    .with_error_code(error)
-                    .with_error_message(Some(str_bytes(message)))
-            };
-            if res.resource_type != RESOURCE_TOPIC {
-                return fail(
-                    code::INVALID_REQUEST,
-                    "only topic configs can be altered; server settings live in server.toml".into(),
-                );
+    let mut responses = Vec::with_capacity(r.resources.len());
+    for res in r.resources {
+        let out = AlterConfigsResourceResponse::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        let fail = |error: i16, message: String| {
+            out.clone()
+                .with_error_code(error)
+                .with_error_message(Some(str_bytes(message)))
+        };
+        if res.resource_type != RESOURCE_TOPIC {
+            responses.push(fail(
+                code::INVALID_REQUEST,
+                "only topic configs can be altered; server settings live in server.toml".into(),
+            ));
+            continue;
+        }
+        let t = match req.topic(res.resource_name.as_str()) {
+            Ok(t) => t,
+            Err(e) => {
+                responses.push(fail(errors::for_broker(&e), e.to_string()));
+                continue;
             }
-            let t = match req.topic(res.resource_name.as_str()) {
-                Ok(t) => t,
-                Err(e) => return fail(errors::for_broker(&e), e.to_string()),
-            };
-            let mut settings = t.settings.clone();
-            for c in &res.configs {
-                let name = c.name.as_str();
-                let applied = match c.config_operation {
-                    0 => set(&mut settings, name, c.value.as_ref().map(|v| v.as_str())),
-                    1 => set(&mut settings, name, None),
-                    2 | 3 => Err(ConfigError(format!(
-                        "{name}: APPEND and SUBTRACT apply to list configs only"
-                    ))),
-                    op => Err(ConfigError(format!("unknown config operation {op}"))),
-                };
-                if let Err(ConfigError(why)) = applied {
-                    return fail(code::INVALID_CONFIG, why);
-                }
+        };
+        let mut settings = t.settings.clone();
+        let applied = res.configs.iter().try_for_each(|c| {
+            let name = c.name.as_str();
+            match c.config_operation {
+                0 => set(&mut settings, name, c.value.as_ref().map(|v| v.as_str())),
+                1 => set(&mut settings, name, None),
+                2 | 3 => Err(ConfigError(format!(
+                    "{name}: APPEND and SUBTRACT apply to list configs only"
+                ))),
+                op => Err(ConfigError(format!("unknown config operation {op}"))),
             }
-            if r.validate_only {
-                return out;
-            }
-            match req.broker().store.update_topic(
-                Ident::Id(t.stream_id),
-                Ident::Id(t.id),
-                None,
-                settings,
-            ) {
-                Ok(_) => out,
-                Err(e) => {
-                    let e = crate::broker::BrokerError::from(e);
-                    fail(errors::for_broker(&e), e.to_string())
-                }
-            }
-        })
-        .collect();
+        });
+        if let Err(ConfigError(why)) = applied {
+            responses.push(fail(code::INVALID_CONFIG, why));
+            continue;
+        }
+        if let Err(e) = settings.validate() {
+            responses.push(fail(code::INVALID_CONFIG, e.to_string()));
+            continue;
+        }
+        if r.validate_only {
+            responses.push(out);
+            continue;
+        }
+        let updated = req
+            .broker()
+            .update_topic(t.stream_id, t.id, None, settings)
+            .await;
+        responses.push(match updated {
+            Ok(_) => out,
+            Err(e) => fail(errors::for_broker(&e), e.to_string()),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

@@ -2,57 +2,56 @@
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use wharf_log_store::Ident;
 
 use super::{str_bytes, Request};
 use crate::kafka::errors::{self, code};
 
-pub fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let results = r
-        .topics
-        .into_iter()
-        .map(|t| {
-            let out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let fail = |error: i16, message: String| {
-                out.clone()
-                    .with_error_code(error)
-                    .with_error_message(Some(str_bytes(message)))
-            };
-            let info = match req.topic(t.name.0.as_str()) {
-                Ok(i) => i,
-                Err(e) => return fail(errors::for_broker(&e), e.to_string()),
-            };
-            if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-                return fail(
-                    code::INVALID_REPLICA_ASSIGNMENT,
-                    "replica assignments are not supported on a single broker".into(),
-                );
+pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let fail = |error: i16, message: String| {
+            out.clone()
+                .with_error_code(error)
+                .with_error_message(Some(str_bytes(message)))
+        };
+        let info = match req.topic(t.name.0.as_str()) {
+            Ok(i) => i,
+            Err(e) => {
+                results.push(fail(errors::for_broker(&e), e.to_string()));
+                continue;
             }
-            let current = info.partitions as i32;
-            if t.count <= current {
-                return fail(
-                    code::INVALID_PARTITIONS,
-                    format!(
-                        "topic has {current} partitions; the new count {} must be larger",
-                        t.count
-                    ),
-                );
-            }
-            if r.validate_only {
-                return out;
-            }
-            match req.broker().store.add_partitions(
-                Ident::Id(info.stream_id),
-                Ident::Id(info.id),
-                (t.count - current) as u32,
-            ) {
-                Ok(_) => out,
-                Err(e) => {
-                    let e = crate::broker::BrokerError::from(e);
-                    fail(errors::for_broker(&e), e.to_string())
-                }
-            }
-        })
-        .collect();
+        };
+        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            results.push(fail(
+                code::INVALID_REPLICA_ASSIGNMENT,
+                "replica assignments are not supported on a single broker".into(),
+            ));
+            continue;
+        }
+        let current = info.partitions as i32;
+        if t.count <= current {
+            results.push(fail(
+                code::INVALID_PARTITIONS,
+                format!(
+                    "topic has {current} partitions; the new count {} must be larger",
+                    t.count
+                ),
+            ));
+            continue;
+        }
+        if r.validate_only {
+            results.push(out);
+            continue;
+        }
+        let added = req
+            .broker()
+            .add_partitions(info.stream_id, info.id, (t.count - current) as u32)
+            .await;
+        results.push(match added {
+            Ok(_) => out,
+            Err(e) => fail(errors::for_broker(&e), e.to_string()),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

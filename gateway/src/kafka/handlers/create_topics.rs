@@ -1,39 +1,18 @@
-//! CreateTopics (with `validate_only` and configs), and the create that Metadata's auto-create
-//! shares.
+//! CreateTopics (with `validate_only` and configs): the broker resolves the Kafka name, keeps
+//! the naming rules of both doors and creates the topic.
 
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use wharf_log_store::{Ident, TopicInfo, TopicSettings};
 
 use super::configs::{self, ConfigError};
 use super::{str_bytes, Request};
-use crate::broker::BrokerError;
+use crate::broker::names::topic_uuid;
+use crate::broker::TopicSettings;
 use crate::kafka::errors::{self, code};
-use crate::kafka::names;
 
-/// Creates the topic a Kafka name points to, with `partitions` partitions.
-pub fn create(
-    req: &Request<'_>,
-    name: &str,
-    partitions: u32,
-    settings: TopicSettings,
-) -> Result<TopicInfo, BrokerError> {
-    names::validate(name).map_err(BrokerError::InvalidName)?;
-    let loc = names::locate(req.broker(), req.default_stream(), name);
-    if loc.stream == req.default_stream() {
-        names::ensure_default_stream(req.broker(), req.default_stream())?;
-    }
-    Ok(req.broker().store.create_topic(
-        Ident::Name(&loc.stream),
-        &loc.topic,
-        partitions,
-        settings,
-    )?)
-}
-
-pub fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let name = t.name.0.as_str().to_string();
@@ -71,10 +50,6 @@ pub fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse
             ));
             continue;
         }
-        if let Err(why) = names::validate(&name) {
-            results.push(fail(code::INVALID_TOPIC_EXCEPTION, why));
-            continue;
-        }
         let mut settings = TopicSettings::default();
         let applied = t.configs.iter().try_for_each(|c| {
             configs::set(
@@ -87,17 +62,10 @@ pub fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse
             results.push(fail(code::INVALID_CONFIG, why));
             continue;
         }
-        let outcome = if r.validate_only {
-            match req.topic(&name) {
-                Ok(_) => Err(BrokerError::TopicExists {
-                    stream: req.default_stream().to_string(),
-                    topic: name.clone(),
-                }),
-                Err(_) => Ok(None),
-            }
-        } else {
-            create(req, &name, partitions as u32, settings.clone()).map(Some)
-        };
+        let outcome = req
+            .broker()
+            .create_kafka_topic(&name, partitions as u32, settings.clone(), r.validate_only)
+            .await;
         match outcome {
             Err(e) => results.push(fail(errors::for_broker(&e), e.to_string())),
             Ok(created) => {
@@ -106,7 +74,7 @@ pub fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse
                     .with_num_partitions(partitions)
                     .with_replication_factor(1);
                 if let Some(info) = &created {
-                    ok = ok.with_topic_id(names::topic_uuid(info));
+                    ok = ok.with_topic_id(topic_uuid(info));
                 }
                 if req.version >= 5 {
                     let listed = configs::topic_entries(req, &settings)

@@ -1,4 +1,5 @@
-//! DeleteTopics: by name (versions up to 5; deletion by topic id is not advertised).
+//! DeleteTopics: by name (versions up to 5; deletion by topic id is not advertised). The broker
+//! deletes the topic with its offsets, groups and producer state.
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
@@ -6,36 +7,30 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use super::{str_bytes, Request};
 use crate::kafka::errors;
 
-pub fn handle(req: &Request<'_>, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle(req: &Request<'_>, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let names: Vec<_> = if req.version >= 6 {
         r.topics.into_iter().filter_map(|t| t.name).collect()
     } else {
         r.topic_names
     };
-    let responses = names
-        .into_iter()
-        .map(|name| {
-            let outcome = req
-                .topic(name.0.as_str())
-                .and_then(|t| req.broker().delete_topic(t.stream_id, t.id).map(|()| t));
-            let out = DeletableTopicResult::default().with_name(Some(name));
-            match outcome {
-                Ok(t) => {
-                    req.broker()
-                        .producers
-                        .forget(|k| !(k.stream == t.stream_id && k.topic == t.id));
+    let mut responses = Vec::with_capacity(names.len());
+    for name in names {
+        let outcome = match req.topic(name.0.as_str()) {
+            Ok(t) => req.broker().delete_topic(t.stream_id, t.id).await,
+            Err(e) => Err(e),
+        };
+        let out = DeletableTopicResult::default().with_name(Some(name));
+        responses.push(match outcome {
+            Ok(()) => out,
+            Err(e) => {
+                let out = out.with_error_code(errors::for_broker(&e));
+                if req.version >= 5 {
+                    out.with_error_message(Some(str_bytes(e.to_string())))
+                } else {
                     out
                 }
-                Err(e) => {
-                    let out = out.with_error_code(errors::for_broker(&e));
-                    if req.version >= 5 {
-                        out.with_error_message(Some(str_bytes(e.to_string())))
-                    } else {
-                        out
-                    }
-                }
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -3,7 +3,6 @@
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
-use wharf_log_store::OffsetOwner;
 
 use super::{str_bytes, Request};
 use crate::kafka::errors::{code, for_group};
@@ -14,7 +13,6 @@ const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let v = req.version;
-    let offsets = req.broker().store.offsets();
     let groups = r
         .groups
         .into_iter()
@@ -33,9 +31,7 @@ pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResp
                     .with_error_code(code::INVALID_GROUP_ID)
                     .with_group_state(str_bytes("Dead"));
             }
-            let owner = OffsetOwner::Group(name.clone());
-            let has_offsets = offsets.any(|k| k.owner == owner);
-            match req.broker().coordinator.describe(&name, has_offsets) {
+            match req.broker().describe_kafka_group(&name) {
                 Err(e) => out.with_error_code(for_group(&e)),
                 Ok(s) => out
                     .with_error_code(code::NONE)

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use super::Request;
 use crate::kafka::errors::code;
 
-pub fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducerIdResponse {
     let refused = |error| {
         InitProducerIdResponse::default()
             .with_error_code(error)
@@ -25,7 +25,7 @@ pub fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducerIdResp
                 .with_producer_epoch(r.producer_epoch + 1);
         }
     }
-    match req.broker().producers.next_producer_id() {
+    match req.broker().next_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(id.into())
             .with_producer_epoch(0),

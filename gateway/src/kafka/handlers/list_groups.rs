@@ -8,11 +8,9 @@ use super::{str_bytes, Request};
 use crate::kafka::errors::code;
 
 pub fn handle(req: &Request<'_>, r: ListGroupsRequest) -> ListGroupsResponse {
-    let with_offsets = req.broker().store.offsets().group_names();
     let groups = req
         .broker()
-        .coordinator
-        .list(with_offsets)
+        .list_kafka_groups()
         .into_iter()
         .filter(|g| {
             r.states_filter.is_empty()

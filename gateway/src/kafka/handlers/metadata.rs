@@ -1,17 +1,17 @@
 //! Metadata: one broker (this server) leads every partition; topics are listed or looked up by
 //! name, and created on request when `kafka.auto_create_topics` allows it.
 
+use super::{str_bytes, Request};
+use crate::broker::names::{topic_uuid, validate_kafka_name};
+use crate::broker::TopicInfo;
+use crate::kafka::errors;
+use crate::kafka::NODE_ID;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
-use wharf_log_store::TopicInfo;
 
-use super::{create_topics, str_bytes, Request};
-use crate::kafka::errors::{self, code};
-use crate::kafka::{names, NODE_ID};
-
-pub fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
+pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
     let (host, port) = req.door.advertised(req.local);
     let broker = MetadataResponseBroker::default()
         .with_node_id(NODE_ID.into())
@@ -24,23 +24,25 @@ pub fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
         Some(t) => Some(t),
     };
     let topics = match wanted {
-        None => names::all_topics(req.broker(), req.default_stream())
+        None => req
+            .broker()
+            .kafka_topics()
             .into_iter()
             .map(|(name, t)| topic(req, name, Ok(t)))
             .collect(),
         Some(list) => {
             let auto = req.door.config.auto_create_topics
                 && (req.version < 4 || r.allow_auto_topic_creation);
-            list.into_iter()
-                .map(|wanted| {
-                    let name = wanted
-                        .name
-                        .map(|n| n.0.as_str().to_string())
-                        .unwrap_or_default();
-                    let found = lookup(req, &name, auto);
-                    topic(req, name, found)
-                })
-                .collect()
+            let mut out = Vec::with_capacity(list.len());
+            for wanted in list {
+                let name = wanted
+                    .name
+                    .map(|n| n.0.as_str().to_string())
+                    .unwrap_or_default();
+                let found = lookup(req, &name, auto).await;
+                out.push(topic(req, name, found));
+            }
+            out
         }
     };
     let mut resp = MetadataResponse::default()
@@ -55,18 +57,23 @@ pub fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
     resp
 }
 
-fn lookup(req: &Request<'_>, name: &str, auto_create: bool) -> Result<TopicInfo, i16> {
-    if let Err(_why) = names::validate(name) {
-        return Err(code::INVALID_TOPIC_EXCEPTION);
+async fn lookup(req: &Request<'_>, name: &str, auto_create: bool) -> Result<TopicInfo, i16> {
+    if let Err(e) = validate_kafka_name(name) {
+        return Err(errors::for_broker(&e));
     }
     match req.topic(name) {
         Ok(t) => Ok(t),
         Err(_) if auto_create => {
             let partitions = req.door.config.default_partitions;
-            match create_topics::create(req, name, partitions, Default::default()) {
-                Ok(t) => Ok(t),
-                // Another connection made it first.
-                Err(_) => req.topic(name).map_err(|e| errors::for_broker(&e)),
+            let created = req
+                .broker()
+                .create_kafka_topic(name, partitions, Default::default(), false)
+                .await;
+            match created {
+                Ok(Some(t)) => Ok(t),
+                Ok(None) => req.topic(name).map_err(|e| errors::for_broker(&e)),
+                // Another connection may have made it first.
+                Err(e) => req.topic(name).map_err(|_| errors::for_broker(&e)),
             }
         }
         Err(e) => Err(errors::for_broker(&e)),
@@ -94,7 +101,7 @@ fn topic(req: &Request<'_>, name: String, found: Result<TopicInfo, i16>) -> Meta
                 .collect();
             let mut out = out.with_partitions(partitions);
             if req.version >= 10 {
-                out = out.with_topic_id(names::topic_uuid(&t));
+                out = out.with_topic_id(topic_uuid(&t));
             }
             out
         }

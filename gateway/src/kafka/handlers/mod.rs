@@ -29,12 +29,10 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use kafka_protocol::protocol::StrBytes;
-use wharf_log_store::{Ident, Partition};
 
 use super::connection::{decode, ConnectionError, ResponseBody};
-use super::{names, versions, Door};
-use crate::broker::{Broker, BrokerError};
-use wharf_log_store::TopicInfo;
+use super::{versions, Door};
+use crate::broker::{Broker, BrokerError, TopicInfo};
 
 /// What a handler knows about the request in hand.
 #[derive(Debug)]
@@ -58,26 +56,9 @@ impl Request<'_> {
         format!("/{}", self.peer.ip())
     }
 
-    pub fn default_stream(&self) -> &str {
-        &self.door.config.default_stream
-    }
-
     /// The existing topic a Kafka name points to.
     pub fn topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
-        names::resolve(self.broker(), self.default_stream(), name)
-    }
-
-    /// A partition of a topic, by Kafka's i32 index.
-    pub fn partition(
-        &self,
-        t: &TopicInfo,
-        index: i32,
-    ) -> Result<std::sync::Arc<Partition>, BrokerError> {
-        let p = u32::try_from(index).map_err(|_| BrokerError::PartitionNotFound(u32::MAX))?;
-        Ok(self
-            .broker()
-            .store
-            .partition(Ident::Id(t.stream_id), Ident::Id(t.id), p)?)
+        self.broker().kafka_topic(name)
     }
 }
 
@@ -104,10 +85,10 @@ pub async fn dispatch(
             .await
             .map(|r| Box::new(r) as Box<dyn ResponseBody>),
         versions::FETCH => answer(fetch::handle(req, decode(buf, v)?).await),
-        versions::LIST_OFFSETS => answer(list_offsets::handle(req, decode(buf, v)?)),
-        versions::METADATA => answer(metadata::handle(req, decode(buf, v)?)),
+        versions::LIST_OFFSETS => answer(list_offsets::handle(req, decode(buf, v)?).await),
+        versions::METADATA => answer(metadata::handle(req, decode(buf, v)?).await),
         versions::FIND_COORDINATOR => answer(find_coordinator::handle(req, decode(buf, v)?)),
-        versions::OFFSET_COMMIT => answer(offset_commit::handle(req, decode(buf, v)?)),
+        versions::OFFSET_COMMIT => answer(offset_commit::handle(req, decode(buf, v)?).await),
         versions::OFFSET_FETCH => answer(offset_fetch::handle(req, decode(buf, v)?)),
         versions::JOIN_GROUP => answer(join_group::handle(req, decode(buf, v)?).await),
         versions::HEARTBEAT => answer(heartbeat::handle(req, decode(buf, v)?)),
@@ -115,17 +96,19 @@ pub async fn dispatch(
         versions::SYNC_GROUP => answer(sync_group::handle(req, decode(buf, v)?).await),
         versions::DESCRIBE_GROUPS => answer(describe_groups::handle(req, decode(buf, v)?)),
         versions::LIST_GROUPS => answer(list_groups::handle(req, decode(buf, v)?)),
-        versions::DELETE_GROUPS => answer(delete_groups::handle(req, decode(buf, v)?)),
-        versions::OFFSET_DELETE => answer(offset_delete::handle(req, decode(buf, v)?)),
+        versions::DELETE_GROUPS => answer(delete_groups::handle(req, decode(buf, v)?).await),
+        versions::OFFSET_DELETE => answer(offset_delete::handle(req, decode(buf, v)?).await),
         versions::API_VERSIONS => answer(api_versions::handle(req)),
-        versions::CREATE_TOPICS => answer(create_topics::handle(req, decode(buf, v)?)),
-        versions::DELETE_TOPICS => answer(delete_topics::handle(req, decode(buf, v)?)),
-        versions::DELETE_RECORDS => answer(delete_records::handle(req, decode(buf, v)?)),
-        versions::INIT_PRODUCER_ID => answer(init_producer_id::handle(req, decode(buf, v)?)),
+        versions::CREATE_TOPICS => answer(create_topics::handle(req, decode(buf, v)?).await),
+        versions::DELETE_TOPICS => answer(delete_topics::handle(req, decode(buf, v)?).await),
+        versions::DELETE_RECORDS => answer(delete_records::handle(req, decode(buf, v)?).await),
+        versions::INIT_PRODUCER_ID => answer(init_producer_id::handle(req, decode(buf, v)?).await),
         versions::DESCRIBE_CONFIGS => answer(configs::describe(req, decode(buf, v)?)),
-        versions::CREATE_PARTITIONS => answer(create_partitions::handle(req, decode(buf, v)?)),
+        versions::CREATE_PARTITIONS => {
+            answer(create_partitions::handle(req, decode(buf, v)?).await)
+        }
         versions::INCREMENTAL_ALTER_CONFIGS => {
-            answer(configs::incremental_alter(req, decode(buf, v)?))
+            answer(configs::incremental_alter(req, decode(buf, v)?).await)
         }
         versions::DESCRIBE_CLUSTER => answer(describe_cluster::handle(req)),
         other => return Err(ConnectionError::Unsupported(other, v)),

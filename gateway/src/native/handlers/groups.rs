@@ -1,7 +1,6 @@
 //! Consumer groups: create, get, list, delete, join and leave.
 
 use bytes::BytesMut;
-use wharf_log_store::OffsetOwner;
 use wharf_protocol::responses::{encode_group, encode_group_member};
 use wharf_protocol::Identifier;
 
@@ -65,35 +64,25 @@ impl Session {
         Ok(Reply::body(out))
     }
 
-    pub(crate) fn create_group(
+    pub(crate) async fn create_group(
         &self,
         stream: &Identifier,
         topic: &Identifier,
         name: &str,
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::Poll)?;
-        let g = self
-            .broker
-            .groups
-            .create(t.stream_id, t.id, name, t.partitions)?;
+        let g = self.broker.create_native_group(&t, name).await?;
         Ok(Reply::body(details(&g)))
     }
 
-    pub(crate) fn delete_group(
+    pub(crate) async fn delete_group(
         &self,
         stream: &Identifier,
         topic: &Identifier,
         group: &Identifier,
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
-        let g = self.broker.groups.delete(t.stream_id, t.id, ident(group))?;
-        let (s, tid, name) = (t.stream_id, t.id, g.name.clone());
-        self.broker.store.offsets().delete_where(|k| {
-            k.stream == s && k.topic == tid && k.owner == OffsetOwner::Group(name.clone())
-        })?;
-        for (member, _) in &g.members {
-            self.broker.clients.left(*member, (s, tid, g.id));
-        }
+        self.broker.delete_native_group(&t, group).await?;
         Ok(Reply::empty())
     }
 

@@ -8,12 +8,11 @@ mod streams;
 mod system;
 mod users;
 
-use wharf_log_store::{Ident, TopicInfo};
 use wharf_protocol::responses::{PartitionWire, StreamWire, TopicWire};
 use wharf_protocol::Identifier;
 
 use super::session::{ident, Session};
-use crate::broker::{Action, BrokerError};
+use crate::broker::{Action, BrokerError, Ident, TopicInfo};
 
 impl Session {
     /// Resolves a stream and topic to the topic's catalog entry.
@@ -22,7 +21,7 @@ impl Session {
         stream: &Identifier,
         topic: &Identifier,
     ) -> Result<TopicInfo, BrokerError> {
-        Ok(self.broker.store.topic(ident(stream), ident(topic))?)
+        self.broker.topic(ident(stream), ident(topic))
     }
 
     /// Resolves a topic and checks the logged-in user may do `action` on it.
@@ -39,11 +38,10 @@ impl Session {
     }
 
     pub(crate) fn stream_wire(&self, id: u32) -> Result<(StreamWire, Vec<TopicWire>), BrokerError> {
-        let s = self.broker.store.stream(Ident::Id(id))?;
+        let s = self.broker.stream(Ident::Id(id))?;
         let topics: Vec<TopicWire> = self
             .broker
-            .store
-            .topics(Ident::Id(id))?
+            .topics(id)?
             .iter()
             .map(|t| self.topic_wire(t).0)
             .collect();
@@ -63,20 +61,16 @@ impl Session {
     pub(crate) fn topic_wire(&self, t: &TopicInfo) -> (TopicWire, Vec<PartitionWire>) {
         let partitions: Vec<PartitionWire> = self
             .broker
-            .store
-            .partitions(Ident::Id(t.stream_id), Ident::Id(t.id))
-            .unwrap_or_default()
+            .partition_stats(t.stream_id, t.id)
             .iter()
-            .map(|p| {
-                let s = p.stats();
-                PartitionWire {
-                    id: p.key().partition,
-                    created_at: t.created_at,
-                    segments_count: s.segments as u32,
-                    current_offset: s.high_watermark.saturating_sub(1),
-                    size_bytes: s.size_bytes,
-                    messages_count: s.high_watermark.saturating_sub(s.log_start_offset),
-                }
+            .zip(0u32..)
+            .map(|(s, id)| PartitionWire {
+                id,
+                created_at: t.created_at,
+                segments_count: s.segments as u32,
+                current_offset: s.high_watermark.saturating_sub(1),
+                size_bytes: s.size_bytes,
+                messages_count: s.high_watermark.saturating_sub(s.log_start_offset),
             })
             .collect();
         let topic = TopicWire {

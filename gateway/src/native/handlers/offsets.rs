@@ -1,69 +1,15 @@
-//! Consumer offsets. Iggy speaks of the last consumed offset; the store keeps the next offset to
-//! read (Kafka's meaning), so a stored `n` is `n + 1` here and comes back as `n`.
+//! Consumer offsets. Iggy speaks of the last consumed offset; the broker converts to and from
+//! the next offset to read that it stores (Kafka's meaning).
 
 use bytes::BytesMut;
-use wharf_log_store::{CommittedOffset, Ident, OffsetKey, OffsetOwner};
 use wharf_protocol::responses::encode_consumer_offset;
 use wharf_protocol::{Consumer, Identifier};
 
-use crate::broker::{now_us, Action, BrokerError};
+use crate::broker::{Action, BrokerError};
 use crate::native::connection::Reply;
-use crate::native::session::{ident, Session};
+use crate::native::session::Session;
 
 impl Session {
-    /// Whose offsets these are: a consumer by its id or name, or a group by its name (so Kafka
-    /// groups of the same name share them).
-    pub(crate) fn offset_owner(
-        &self,
-        consumer: &Consumer,
-        stream: u32,
-        topic: u32,
-    ) -> Result<OffsetOwner, BrokerError> {
-        Ok(match consumer {
-            Consumer::Single(Identifier::Numeric(n)) => OffsetOwner::Consumer(n.to_string()),
-            Consumer::Single(Identifier::Name(s)) => OffsetOwner::Consumer(s.clone()),
-            Consumer::Group(g) => OffsetOwner::Group(
-                self.broker
-                    .groups
-                    .name_of(stream, topic, ident(g))
-                    .ok_or_else(|| BrokerError::GroupNotFound(g.to_string()))?,
-            ),
-        })
-    }
-
-    pub(crate) fn commit(&self, key: OffsetKey, next_offset: u64) -> Result<(), BrokerError> {
-        let value = CommittedOffset {
-            next_offset,
-            leader_epoch: -1,
-            metadata: String::new(),
-            commit_timestamp: now_us(),
-        };
-        self.broker.store.offsets().commit(key, value)?;
-        Ok(())
-    }
-
-    fn offset_key(
-        &self,
-        consumer: &Consumer,
-        stream: &Identifier,
-        topic: &Identifier,
-        partition: Option<u32>,
-    ) -> Result<(OffsetKey, u64), BrokerError> {
-        let t = self.authorized_topic(stream, topic, Action::Poll)?;
-        let partition = partition.unwrap_or(0);
-        let p = self
-            .broker
-            .store
-            .partition(Ident::Id(t.stream_id), Ident::Id(t.id), partition)?;
-        let key = OffsetKey {
-            owner: self.offset_owner(consumer, t.stream_id, t.id)?,
-            stream: t.stream_id,
-            topic: t.id,
-            partition,
-        };
-        Ok((key, p.high_watermark()))
-    }
-
     pub(crate) fn get_offset(
         &self,
         consumer: &Consumer,
@@ -71,27 +17,18 @@ impl Session {
         topic: &Identifier,
         partition: Option<u32>,
     ) -> Result<Reply, BrokerError> {
-        let (key, hw) = match self.offset_key(consumer, stream, topic, partition) {
-            Ok(k) => k,
-            Err(BrokerError::GroupNotFound(_)) => return Ok(Reply::empty()),
-            Err(e) => return Err(e),
-        };
-        match self.broker.store.offsets().get(&key) {
-            Some(c) if c.next_offset > 0 => {
+        let t = self.authorized_topic(stream, topic, Action::Poll)?;
+        match self.broker.consumer_offset(consumer, &t, partition)? {
+            Some(p) => {
                 let mut out = BytesMut::new();
-                encode_consumer_offset(
-                    key.partition,
-                    hw.saturating_sub(1),
-                    c.next_offset - 1,
-                    &mut out,
-                );
+                encode_consumer_offset(p.partition, p.current_offset, p.stored_offset, &mut out);
                 Ok(Reply::body(out))
             }
-            _ => Ok(Reply::empty()),
+            None => Ok(Reply::empty()),
         }
     }
 
-    pub(crate) fn store_offset(
+    pub(crate) async fn store_offset(
         &self,
         consumer: &Consumer,
         stream: &Identifier,
@@ -99,22 +36,24 @@ impl Session {
         partition: Option<u32>,
         offset: u64,
     ) -> Result<Reply, BrokerError> {
-        let (key, _) = self.offset_key(consumer, stream, topic, partition)?;
-        self.commit(key, offset.saturating_add(1))?;
+        let t = self.authorized_topic(stream, topic, Action::Poll)?;
+        self.broker
+            .store_consumer_offset(consumer, &t, partition, offset)
+            .await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn delete_offset(
+    pub(crate) async fn delete_offset(
         &self,
         consumer: &Consumer,
         stream: &Identifier,
         topic: &Identifier,
         partition: Option<u32>,
     ) -> Result<Reply, BrokerError> {
-        let (key, _) = self.offset_key(consumer, stream, topic, partition)?;
-        if !self.broker.store.offsets().delete(&key)? {
-            return Err(BrokerError::OffsetNotFound);
-        }
+        let t = self.authorized_topic(stream, topic, Action::Poll)?;
+        self.broker
+            .delete_consumer_offset(consumer, &t, partition)
+            .await?;
         Ok(Reply::empty())
     }
 }

@@ -3,16 +3,12 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use wharf_log_store::{Durability, Ident, TopicSettings};
 use wharf_protocol::requests::Limit;
 use wharf_protocol::Identifier;
 
-use crate::broker::{Action, BrokerError};
+use crate::broker::{Action, BrokerError, Durability, Ident, TopicSettings};
 use crate::native::connection::Reply;
 use crate::native::session::{ident, Session};
-
-/// Most partitions one CreateTopic or CreatePartitions may ask for, as Iggy allows.
-const MAX_PARTITIONS_PER_REQUEST: u32 = 1000;
 
 fn expiry(limit: Limit) -> Option<Duration> {
     match limit {
@@ -40,10 +36,7 @@ impl Session {
     }
 
     fn topic_details(&self, stream: u32, topic: u32) -> Result<BytesMut, BrokerError> {
-        let info = self
-            .broker
-            .store
-            .topic(Ident::Id(stream), Ident::Id(topic))?;
+        let info = self.broker.topic(Ident::Id(stream), Ident::Id(topic))?;
         let (topic, partitions) = self.topic_wire(&info);
         let mut out = BytesMut::new();
         topic.encode(&mut out);
@@ -54,7 +47,7 @@ impl Session {
     }
 
     pub(crate) fn get_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
-        let Ok(stream) = self.broker.store.stream(ident(id)) else {
+        let Ok(stream) = self.broker.stream(ident(id)) else {
             return Ok(Reply::empty());
         };
         if !self
@@ -70,7 +63,7 @@ impl Session {
     pub(crate) fn get_streams(&self) -> Result<Reply, BrokerError> {
         let perms = self.user()?.permissions();
         let mut out = BytesMut::new();
-        for s in self.broker.store.streams() {
+        for s in self.broker.streams() {
             if perms.allows(Action::ReadStream(s.id)) {
                 self.stream_wire(s.id)?.0.encode(&mut out);
             }
@@ -78,36 +71,38 @@ impl Session {
         Ok(Reply::body(out))
     }
 
-    pub(crate) fn create_stream(&self, name: &str) -> Result<Reply, BrokerError> {
+    pub(crate) async fn create_stream(&self, name: &str) -> Result<Reply, BrokerError> {
         self.broker
             .authorize(&self.user()?, Action::ManageStreams)?;
-        let stream = self.broker.store.create_stream(name)?;
+        let stream = self.broker.create_stream(name).await?;
         Ok(Reply::body(self.stream_details(stream.id)?))
     }
 
-    pub(crate) fn update_stream(&self, id: &Identifier, name: &str) -> Result<Reply, BrokerError> {
-        let stream = self.broker.store.stream(ident(id))?;
+    pub(crate) async fn update_stream(
+        &self,
+        id: &Identifier,
+        name: &str,
+    ) -> Result<Reply, BrokerError> {
+        let stream = self.broker.stream(ident(id))?;
         self.broker
             .authorize(&self.user()?, Action::ManageStream(stream.id))?;
-        self.broker
-            .store
-            .rename_stream(Ident::Id(stream.id), name)?;
+        self.broker.rename_stream(stream.id, name).await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn delete_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
-        let stream = self.broker.store.stream(ident(id))?;
+    pub(crate) async fn delete_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
+        let stream = self.broker.stream(ident(id))?;
         self.broker
             .authorize(&self.user()?, Action::ManageStream(stream.id))?;
-        self.broker.delete_stream(stream.id)?;
+        self.broker.delete_stream(stream.id).await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn purge_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
-        let stream = self.broker.store.stream(ident(id))?;
+    pub(crate) async fn purge_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
+        let stream = self.broker.stream(ident(id))?;
         self.broker
             .authorize(&self.user()?, Action::ManageStream(stream.id))?;
-        self.broker.store.purge_stream(Ident::Id(stream.id))?;
+        self.broker.purge_stream(stream.id).await?;
         Ok(Reply::empty())
     }
 
@@ -130,10 +125,10 @@ impl Session {
     }
 
     pub(crate) fn get_topics(&self, stream: &Identifier) -> Result<Reply, BrokerError> {
-        let s = self.broker.store.stream(ident(stream))?;
+        let s = self.broker.stream(ident(stream))?;
         let perms = self.user()?.permissions();
         let mut out = BytesMut::new();
-        for t in self.broker.store.topics(Ident::Id(s.id))? {
+        for t in self.broker.topics(s.id)? {
             if perms.allows(Action::ReadTopic(s.id, t.id)) {
                 self.topic_wire(&t).0.encode(&mut out);
             }
@@ -141,7 +136,7 @@ impl Session {
         Ok(Reply::body(out))
     }
 
-    pub(crate) fn create_topic(
+    pub(crate) async fn create_topic(
         &self,
         stream: &Identifier,
         partitions: u32,
@@ -149,14 +144,9 @@ impl Session {
         max_topic_size: Limit,
         name: &str,
     ) -> Result<Reply, BrokerError> {
-        let s = self.broker.store.stream(ident(stream))?;
+        let s = self.broker.stream(ident(stream))?;
         self.broker
             .authorize(&self.user()?, Action::CreateTopic(s.id))?;
-        if partitions > MAX_PARTITIONS_PER_REQUEST {
-            return Err(BrokerError::InvalidPartitionCount(format!(
-                "{partitions} partitions requested; at most {MAX_PARTITIONS_PER_REQUEST}"
-            )));
-        }
         let settings = TopicSettings {
             message_expiry: expiry(message_expiry),
             max_size: max_size(max_topic_size),
@@ -164,12 +154,12 @@ impl Session {
         };
         let t = self
             .broker
-            .store
-            .create_topic(Ident::Id(s.id), name, partitions, settings)?;
+            .create_topic(s.id, name, partitions, settings)
+            .await?;
         Ok(Reply::body(self.topic_details(s.id, t.id)?))
     }
 
-    pub(crate) fn update_topic(
+    pub(crate) async fn update_topic(
         &self,
         stream: &Identifier,
         topic: &Identifier,
@@ -183,56 +173,44 @@ impl Session {
             max_size: max_size(max_topic_size),
             ..t.settings.clone()
         };
-        self.broker.store.update_topic(
-            Ident::Id(t.stream_id),
-            Ident::Id(t.id),
-            Some(name),
-            settings,
-        )?;
-        Ok(Reply::empty())
-    }
-
-    pub(crate) fn delete_topic(
-        &self,
-        stream: &Identifier,
-        topic: &Identifier,
-    ) -> Result<Reply, BrokerError> {
-        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
-        self.broker.delete_topic(t.stream_id, t.id)?;
-        Ok(Reply::empty())
-    }
-
-    pub(crate) fn purge_topic(
-        &self,
-        stream: &Identifier,
-        topic: &Identifier,
-    ) -> Result<Reply, BrokerError> {
-        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         self.broker
-            .store
-            .purge_topic(Ident::Id(t.stream_id), Ident::Id(t.id))?;
+            .update_topic(t.stream_id, t.id, Some(name), settings)
+            .await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn create_partitions(
+    pub(crate) async fn delete_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
+        self.broker.delete_topic(t.stream_id, t.id).await?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) async fn purge_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
+        self.broker.purge_topic(t.stream_id, t.id).await?;
+        Ok(Reply::empty())
+    }
+
+    pub(crate) async fn create_partitions(
         &self,
         stream: &Identifier,
         topic: &Identifier,
         count: u32,
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
-        if count == 0 || count > MAX_PARTITIONS_PER_REQUEST {
-            return Err(BrokerError::InvalidPartitionCount(format!(
-                "add 1..={MAX_PARTITIONS_PER_REQUEST} partitions, not {count}"
-            )));
-        }
-        self.broker
-            .store
-            .add_partitions(Ident::Id(t.stream_id), Ident::Id(t.id), count)?;
+        self.broker.add_partitions(t.stream_id, t.id, count).await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn delete_partitions(
+    pub(crate) async fn delete_partitions(
         &self,
         stream: &Identifier,
         topic: &Identifier,
@@ -240,12 +218,12 @@ impl Session {
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
         self.broker
-            .store
-            .remove_partitions(Ident::Id(t.stream_id), Ident::Id(t.id), count)?;
+            .remove_partitions(t.stream_id, t.id, count)
+            .await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn delete_segments(
+    pub(crate) async fn delete_segments(
         &self,
         stream: &Identifier,
         topic: &Identifier,
@@ -253,11 +231,9 @@ impl Session {
         count: u32,
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
-        let p = self
-            .broker
-            .store
-            .partition(Ident::Id(t.stream_id), Ident::Id(t.id), partition)?;
-        p.delete_segments(count)?;
+        self.broker
+            .delete_segments(t.stream_id, t.id, partition, count)
+            .await?;
         Ok(Reply::empty())
     }
 
@@ -278,7 +254,7 @@ impl Session {
     }
 
     /// Wharf's extension: sets a topic's durability.
-    pub(crate) fn set_topic_durability(
+    pub(crate) async fn set_topic_durability(
         &self,
         stream: &Identifier,
         topic: &Identifier,
@@ -294,8 +270,8 @@ impl Session {
             ..t.settings.clone()
         };
         self.broker
-            .store
-            .update_topic(Ident::Id(t.stream_id), Ident::Id(t.id), None, settings)?;
+            .update_topic(t.stream_id, t.id, None, settings)
+            .await?;
         Ok(Reply::empty())
     }
 }

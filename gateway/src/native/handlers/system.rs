@@ -104,7 +104,6 @@ impl Session {
 
     pub(crate) fn get_stats(&self) -> Result<Reply, BrokerError> {
         self.broker.authorize(&self.user()?, Action::ReadServers)?;
-        let store = &self.broker.store;
         let mut stats = StatsWire {
             process_id: std::process::id(),
             total_memory: meminfo("MemTotal:"),
@@ -127,21 +126,11 @@ impl Session {
             threads_count: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             ..StatsWire::default()
         };
-        for s in store.streams() {
+        for s in self.broker.streams() {
             stats.streams_count += 1;
-            for t in store
-                .topics(wharf_log_store::Ident::Id(s.id))
-                .unwrap_or_default()
-            {
+            for t in self.broker.topics(s.id).unwrap_or_default() {
                 stats.topics_count += 1;
-                for p in store
-                    .partitions(
-                        wharf_log_store::Ident::Id(s.id),
-                        wharf_log_store::Ident::Id(t.id),
-                    )
-                    .unwrap_or_default()
-                {
-                    let ps = p.stats();
+                for ps in self.broker.partition_stats(s.id, t.id) {
                     stats.partitions_count += 1;
                     stats.segments_count += ps.segments as u32;
                     stats.messages_count += ps.high_watermark.saturating_sub(ps.log_start_offset);

@@ -1,0 +1,343 @@
+//! Topic lifecycle, for both doors: streams and topics created, renamed, altered, purged and
+//! deleted with the naming rules of [`super::names`], partitions added and removed, and what goes
+//! with a topic when it goes (its committed offsets, its native groups, its idempotent producers'
+//! state). Kafka names are resolved here too, so both doors agree on what a name means.
+//!
+//! Catalog changes write and sync files, so they run on the blocking pool, one at a time (the
+//! collision check and the change happen under one lock).
+
+use std::sync::Arc;
+
+use super::names::{self, Location};
+use super::{
+    Broker, BrokerError, Ident, NameKind, PartitionStats, StoreError, StreamInfo, TopicInfo,
+    TopicSettings,
+};
+
+/// Most partitions one create or add may ask for, as Iggy allows.
+pub const MAX_PARTITIONS_PER_REQUEST: u32 = 1000;
+
+fn check_partitions_to_add(count: u32) -> Result<(), BrokerError> {
+    if count == 0 || count > MAX_PARTITIONS_PER_REQUEST {
+        return Err(BrokerError::InvalidPartitionCount(format!(
+            "add 1..={MAX_PARTITIONS_PER_REQUEST} partitions, not {count}"
+        )));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// The stream whose topics Kafka clients see under their plain names.
+    pub fn default_stream(&self) -> &str {
+        &self.default_stream
+    }
+
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        self.store.streams()
+    }
+
+    pub fn stream(&self, s: Ident<'_>) -> Result<StreamInfo, BrokerError> {
+        Ok(self.store.stream(s)?)
+    }
+
+    pub fn topics(&self, stream: u32) -> Result<Vec<TopicInfo>, BrokerError> {
+        Ok(self.store.topics(Ident::Id(stream))?)
+    }
+
+    pub fn topic(&self, s: Ident<'_>, t: Ident<'_>) -> Result<TopicInfo, BrokerError> {
+        Ok(self.store.topic(s, t)?)
+    }
+
+    /// The size and bounds of each partition of a topic, in partition order.
+    pub fn partition_stats(&self, stream: u32, topic: u32) -> Vec<PartitionStats> {
+        self.store
+            .partitions(Ident::Id(stream), Ident::Id(topic))
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.stats())
+            .collect()
+    }
+
+    /// Creates a stream, unless its name would capture a default-stream topic's Kafka name.
+    pub async fn create_stream(&self, name: &str) -> Result<StreamInfo, BrokerError> {
+        let name = name.to_string();
+        let default = self.default_stream.clone();
+        let lock = Arc::clone(&self.catalog_changes);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            names::check_stream_name(&default, &name, &default_topics(store, &default))?;
+            store
+                .create_stream(&name)
+                .map_err(|e| BrokerError::for_name(NameKind::Stream, e))
+        })
+        .await
+    }
+
+    pub async fn rename_stream(&self, stream: u32, name: &str) -> Result<(), BrokerError> {
+        let name = name.to_string();
+        let default = self.default_stream.clone();
+        let lock = Arc::clone(&self.catalog_changes);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            let current = store.stream(Ident::Id(stream))?;
+            if current.name == default && name != default {
+                // The default stream's topics would all change their Kafka names at once.
+                if !store.topics(Ident::Id(stream))?.is_empty() {
+                    return Err(BrokerError::NameCollision(format!(
+                        "stream '{default}' holds the Kafka door's topics; it cannot be renamed \
+                         while it has any"
+                    )));
+                }
+            }
+            if current.name != name {
+                names::check_stream_name(&default, &name, &default_topics(store, &default))?;
+            }
+            store
+                .rename_stream(Ident::Id(stream), &name)
+                .map_err(|e| BrokerError::for_name(NameKind::Stream, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a stream with its topics, their stored offsets, their native consumer groups and
+    /// their idempotent producers' state, whichever protocol asked.
+    pub async fn delete_stream(&self, stream: u32) -> Result<(), BrokerError> {
+        let lock = Arc::clone(&self.catalog_changes);
+        let groups = Arc::clone(&self.groups);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            store.delete_stream(Ident::Id(stream))?;
+            groups.drop_topics(stream, None)
+        })
+        .await?;
+        self.producers.forget(|k| k.stream != stream);
+        Ok(())
+    }
+
+    pub async fn purge_stream(&self, stream: u32) -> Result<(), BrokerError> {
+        self.blocking(move |store| Ok(store.purge_stream(Ident::Id(stream))?))
+            .await?;
+        self.producers.forget(|k| k.stream != stream);
+        Ok(())
+    }
+
+    /// Creates a topic in a stream, unless its Kafka name would collide.
+    pub async fn create_topic(
+        &self,
+        stream: u32,
+        name: &str,
+        partitions: u32,
+        settings: TopicSettings,
+    ) -> Result<TopicInfo, BrokerError> {
+        if partitions > MAX_PARTITIONS_PER_REQUEST {
+            return Err(BrokerError::InvalidPartitionCount(format!(
+                "{partitions} partitions requested; at most {MAX_PARTITIONS_PER_REQUEST}"
+            )));
+        }
+        let name = name.to_string();
+        let default = self.default_stream.clone();
+        let lock = Arc::clone(&self.catalog_changes);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            let s = store.stream(Ident::Id(stream))?;
+            names::check_topic_name(&default, &store.streams(), &s.name, &name)?;
+            store
+                .create_topic(Ident::Id(stream), &name, partitions, settings)
+                .map_err(|e| BrokerError::for_name(NameKind::Topic, e))
+        })
+        .await
+    }
+
+    /// Renames a topic (when `name` is given) and replaces its settings.
+    pub async fn update_topic(
+        &self,
+        stream: u32,
+        topic: u32,
+        name: Option<&str>,
+        settings: TopicSettings,
+    ) -> Result<TopicInfo, BrokerError> {
+        let name = name.map(str::to_string);
+        let default = self.default_stream.clone();
+        let lock = Arc::clone(&self.catalog_changes);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            let current = store.topic(Ident::Id(stream), Ident::Id(topic))?;
+            if let Some(n) = name.as_deref().filter(|n| *n != current.name) {
+                let s = store.stream(Ident::Id(stream))?;
+                names::check_topic_name(&default, &store.streams(), &s.name, n)?;
+            }
+            store
+                .update_topic(
+                    Ident::Id(stream),
+                    Ident::Id(topic),
+                    name.as_deref(),
+                    settings,
+                )
+                .map_err(|e| BrokerError::for_name(NameKind::Topic, e))
+        })
+        .await
+    }
+
+    /// Deletes a topic with its stored offsets, its native consumer groups and its idempotent
+    /// producers' state.
+    pub async fn delete_topic(&self, stream: u32, topic: u32) -> Result<(), BrokerError> {
+        let lock = Arc::clone(&self.catalog_changes);
+        let groups = Arc::clone(&self.groups);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            store.delete_topic(Ident::Id(stream), Ident::Id(topic))?;
+            groups.drop_topics(stream, Some(topic))
+        })
+        .await?;
+        self.producers
+            .forget(|k| !(k.stream == stream && k.topic == topic));
+        Ok(())
+    }
+
+    /// Deletes every message of a topic; its partitions start again at offset 0.
+    pub async fn purge_topic(&self, stream: u32, topic: u32) -> Result<(), BrokerError> {
+        self.blocking(move |store| Ok(store.purge_topic(Ident::Id(stream), Ident::Id(topic))?))
+            .await?;
+        self.producers
+            .forget(|k| !(k.stream == stream && k.topic == topic));
+        Ok(())
+    }
+
+    /// Adds `count` partitions. Returns the new partition count.
+    pub async fn add_partitions(
+        &self,
+        stream: u32,
+        topic: u32,
+        count: u32,
+    ) -> Result<u32, BrokerError> {
+        check_partitions_to_add(count)?;
+        let lock = Arc::clone(&self.catalog_changes);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            Ok(store.add_partitions(Ident::Id(stream), Ident::Id(topic), count)?)
+        })
+        .await
+    }
+
+    /// Removes the last `count` partitions. Returns the new partition count.
+    pub async fn remove_partitions(
+        &self,
+        stream: u32,
+        topic: u32,
+        count: u32,
+    ) -> Result<u32, BrokerError> {
+        let lock = Arc::clone(&self.catalog_changes);
+        let left = self
+            .blocking(move |store| {
+                let _changing = lock.lock();
+                Ok(store.remove_partitions(Ident::Id(stream), Ident::Id(topic), count)?)
+            })
+            .await?;
+        self.producers
+            .forget(|k| !(k.stream == stream && k.topic == topic && k.partition >= left));
+        Ok(left)
+    }
+
+    /// Deletes up to `count` of a partition's oldest sealed segments.
+    pub async fn delete_segments(
+        &self,
+        stream: u32,
+        topic: u32,
+        partition: u32,
+        count: u32,
+    ) -> Result<u32, BrokerError> {
+        self.blocking(move |store| {
+            let p = store.partition(Ident::Id(stream), Ident::Id(topic), partition)?;
+            Ok(p.delete_segments(count)?)
+        })
+        .await
+    }
+
+    // ----- Kafka names -----
+
+    fn locate(&self, name: &str) -> Location {
+        names::locate(
+            &self.default_stream,
+            |s| self.store.stream(Ident::Name(s)).is_ok(),
+            name,
+        )
+    }
+
+    /// The existing topic a Kafka name points to.
+    pub fn kafka_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        let loc = self.locate(name);
+        Ok(self
+            .store
+            .topic(Ident::Name(&loc.stream), Ident::Name(&loc.topic))?)
+    }
+
+    /// Every topic Kafka clients can reach, with its Kafka name.
+    pub fn kafka_topics(&self) -> Vec<(String, TopicInfo)> {
+        let streams = self.store.streams();
+        let exists = |n: &str| streams.iter().any(|s| s.name == n);
+        let mut out = Vec::new();
+        for s in &streams {
+            let Ok(topics) = self.store.topics(Ident::Id(s.id)) else {
+                continue;
+            };
+            for t in topics {
+                if names::reachable(&self.default_stream, exists, &s.name, &t.name) {
+                    out.push((names::kafka_name(&self.default_stream, &s.name, &t.name), t));
+                }
+            }
+        }
+        out
+    }
+
+    /// Creates the topic a Kafka name points to (in the default stream, made on first use, or
+    /// in the stream its prefix names). With `validate_only`, checks everything and creates
+    /// nothing.
+    pub async fn create_kafka_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        settings: TopicSettings,
+        validate_only: bool,
+    ) -> Result<Option<TopicInfo>, BrokerError> {
+        names::validate_kafka_name(name)?;
+        settings.validate()?;
+        let name = name.to_string();
+        let default = self.default_stream.clone();
+        let lock = Arc::clone(&self.catalog_changes);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            let loc = names::locate(&default, |s| store.stream(Ident::Name(s)).is_ok(), &name);
+            if validate_only {
+                if store
+                    .topic(Ident::Name(&loc.stream), Ident::Name(&loc.topic))
+                    .is_ok()
+                {
+                    return Err(StoreError::TopicExists {
+                        stream: loc.stream,
+                        topic: loc.topic,
+                    }
+                    .into());
+                }
+                return Ok(None);
+            }
+            if loc.stream == default {
+                match store.create_stream(&default) {
+                    Ok(_) | Err(StoreError::StreamExists(_)) => {}
+                    Err(e) => return Err(BrokerError::for_name(NameKind::Stream, e)),
+                }
+            }
+            names::check_topic_name(&default, &store.streams(), &loc.stream, &loc.topic)?;
+            store
+                .create_topic(Ident::Name(&loc.stream), &loc.topic, partitions, settings)
+                .map(Some)
+                .map_err(|e| BrokerError::for_name(NameKind::Topic, e))
+        })
+        .await
+    }
+}
+
+/// The default stream's topics (none when it does not exist yet).
+fn default_topics(store: &wharf_log_store::LogStore, default: &str) -> Vec<TopicInfo> {
+    store.topics(Ident::Name(default)).unwrap_or_default()
+}

@@ -1,0 +1,572 @@
+//! Reading, for both doors: Kafka fetches (whole batches in the Kafka format, KIP-74's "at least
+//! one batch", long polls woken by appends), native polls (partition choice for groups, offset
+//! strategies, auto-commit), offset look-ups by time, moving a log start, and flushes.
+//!
+//! Reads are positional file reads: each pass over a request's partitions runs on the blocking
+//! pool, never on a runtime worker. Long polls wait on the partitions' watermarks, not on a timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+use wharf_log_store::{LogStore, Partition};
+use wharf_protocol::message::Messages;
+use wharf_protocol::{Consumer, PollingStrategy};
+
+use super::{translate, Broker, BrokerError, Ident, OffsetKey, PartitionStats, StoreError};
+
+/// Longest long poll honoured, whatever the client asks.
+pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// Bytes read from the store per step while collecting a poll's messages.
+const READ_STEP: u64 = 4 << 20;
+/// A native poll answer stops growing past this many bytes.
+const MAX_POLL_BYTES: usize = 64 << 20;
+
+/// One partition a Kafka fetch asks for.
+#[derive(Debug, Clone)]
+pub struct FetchWant {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// The limits of a whole Kafka fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    pub max_bytes: usize,
+    pub min_bytes: usize,
+    pub max_wait: Duration,
+}
+
+/// A fetched partition: its bounds (when it exists) and its records or why there are none.
+#[derive(Debug)]
+pub struct Fetched {
+    pub bounds: Option<PartitionStats>,
+    pub records: Result<Bytes, BrokerError>,
+}
+
+/// What a native poll found: the partition, its last offset, and the messages as slices of the
+/// stored batches.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub partition: u32,
+    pub current_offset: u64,
+    pub count: u32,
+    pub messages: Vec<Bytes>,
+}
+
+/// A native poll.
+#[derive(Debug, Clone)]
+pub struct PollRequest {
+    pub client_id: u32,
+    pub consumer: Consumer,
+    pub stream: u32,
+    pub topic: u32,
+    pub partition: Option<u32>,
+    pub strategy: PollingStrategy,
+    pub count: u32,
+    pub auto_commit: bool,
+}
+
+impl Broker {
+    pub(crate) fn partition_handle(
+        &self,
+        stream: u32,
+        topic: u32,
+        partition: u32,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        Ok(self
+            .store
+            .partition(Ident::Id(stream), Ident::Id(topic), partition)?)
+    }
+
+    fn kafka_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, BrokerError> {
+        let t = self.kafka_topic(topic)?;
+        let p = u32::try_from(index).map_err(|_| StoreError::PartitionNotFound {
+            topic: t.name.clone(),
+            partition: u32::MAX,
+            count: t.partitions,
+        })?;
+        self.partition_handle(t.stream_id, t.id, p)
+    }
+
+    /// A Kafka fetch: reads every wanted partition, and when fewer than `min_bytes` came, waits
+    /// (up to `max_wait`, at most [`MAX_FETCH_WAIT`]) for appends and reads again.
+    pub async fn fetch(&self, wants: Vec<FetchWant>, limits: FetchLimits) -> Vec<Fetched> {
+        let deadline = Instant::now() + limits.max_wait.min(MAX_FETCH_WAIT);
+        let count = wants.len();
+        let mut targets = Vec::with_capacity(count);
+        let mut unknown = Vec::new();
+        for (slot, w) in wants.into_iter().enumerate() {
+            match self.kafka_partition(&w.topic, w.partition) {
+                Ok(partition) => targets.push(FetchTarget {
+                    slot,
+                    partition,
+                    offset: w.offset,
+                    max_bytes: w.max_bytes,
+                }),
+                Err(e) => unknown.push((slot, e)),
+            }
+        }
+        let targets = Arc::new(targets);
+        let fetched = loop {
+            let (fetched, bytes) = read_all(&targets, limits.max_bytes).await;
+            if bytes >= limits.min_bytes.max(1) || Instant::now() >= deadline {
+                break fetched;
+            }
+            if !wait_for_any(&targets, deadline).await {
+                // Nothing arrived in time: answer with what there is (which is nothing new).
+                break read_all(&targets, limits.max_bytes).await.0;
+            }
+        };
+        // Back into request order, with the partitions that do not exist.
+        let mut slots: Vec<Option<Fetched>> = (0..count).map(|_| None).collect();
+        for (t, f) in targets.iter().zip(fetched) {
+            slots[t.slot] = Some(f);
+        }
+        for (slot, e) in unknown {
+            slots[slot] = Some(Fetched {
+                bounds: None,
+                records: Err(e),
+            });
+        }
+        slots.into_iter().flatten().collect()
+    }
+
+    /// Kafka ListOffsets for one partition: `(offset, timestamp ms)`, `(-1, -1)` when nothing
+    /// matches. -1 latest, -2 earliest, -3 the record with the largest timestamp, else the first
+    /// record at or after the timestamp.
+    pub async fn kafka_offset_for_time(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<(i64, i64), BrokerError> {
+        let p = self.kafka_partition(topic, partition)?;
+        blocking(move || Ok(look_up(&p, timestamp))).await
+    }
+
+    /// Kafka DeleteRecords: moves the log start (durably) to `offset`, -1 meaning the high
+    /// watermark. Returns the new log start.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<u64, BrokerError> {
+        let p = self.kafka_partition(topic, partition)?;
+        let hw = p.high_watermark();
+        let target = match offset {
+            -1 => hw,
+            o if o >= 0 && (o as u64) <= hw => o as u64,
+            _ => {
+                return Err(BrokerError::OffsetOutOfRange {
+                    offset,
+                    log_start: p.log_start_offset(),
+                    high_watermark: hw,
+                })
+            }
+        };
+        blocking(move || Ok(p.delete_records_before(target)?)).await
+    }
+
+    /// Makes what a partition acknowledged durable now (`fsync`), or does nothing: every
+    /// acknowledged batch is already with the kernel.
+    pub async fn flush(
+        &self,
+        stream: u32,
+        topic: u32,
+        partition: u32,
+        fsync: bool,
+    ) -> Result<(), BrokerError> {
+        let p = self.partition_handle(stream, topic, partition)?;
+        if fsync {
+            blocking(move || Ok(p.sync()?)).await?;
+        }
+        Ok(())
+    }
+
+    /// A native poll: picks the partition (a group member's own, in turn), finds where to start
+    /// by the strategy, collects up to `count` messages (at most `max_count`) and, with
+    /// auto-commit, stores the position after the last one.
+    pub async fn poll_messages(
+        &self,
+        req: PollRequest,
+        max_count: u32,
+    ) -> Result<Polled, BrokerError> {
+        let t = self.topic(Ident::Id(req.stream), Ident::Id(req.topic))?;
+        let partition_id = match &req.consumer {
+            Consumer::Single(_) => req.partition.unwrap_or(0),
+            Consumer::Group(group) => {
+                let gid = super::offsets::group_ident(group);
+                if self.groups.name_of(t.stream_id, t.id, gid).is_none() {
+                    return Err(BrokerError::GroupNotFound(group.to_string()));
+                }
+                let next = self.groups.next_partition(
+                    t.stream_id,
+                    t.id,
+                    gid,
+                    req.client_id,
+                    t.partitions,
+                )?;
+                match (req.partition, next) {
+                    (_, None) => return Ok(Polled::default()),
+                    (Some(p), Some(_))
+                        if self.groups.owns(
+                            t.stream_id,
+                            t.id,
+                            gid,
+                            req.client_id,
+                            p,
+                            t.partitions,
+                        ) =>
+                    {
+                        p
+                    }
+                    (Some(_), Some(_)) => return Ok(Polled::default()),
+                    (None, Some(p)) => p,
+                }
+            }
+        };
+        let partition = self.partition_handle(t.stream_id, t.id, partition_id)?;
+        let stats = partition.stats();
+        let current = stats.high_watermark.saturating_sub(1);
+        let nothing = Polled {
+            partition: partition_id,
+            current_offset: current,
+            ..Polled::default()
+        };
+        let count = req.count.min(max_count);
+        if count == 0 || stats.high_watermark == 0 {
+            return Ok(nothing);
+        }
+        let key = OffsetKey {
+            owner: self.offset_owner(&req.consumer, t.stream_id, t.id)?,
+            stream: t.stream_id,
+            topic: t.id,
+            partition: partition_id,
+        };
+        let store = self.store.clone();
+        blocking(move || {
+            let (start, min_ts) = match req.strategy {
+                PollingStrategy::Offset(o) if o > current => return Ok(nothing),
+                PollingStrategy::Offset(o) => (o, None),
+                PollingStrategy::Timestamp(ts) => match partition.offset_for_timestamp(ts) {
+                    Some(o) => (o, Some(ts)),
+                    None => return Ok(nothing),
+                },
+                PollingStrategy::First => (stats.log_start_offset, None),
+                PollingStrategy::Last => {
+                    (stats.high_watermark.saturating_sub(u64::from(count)), None)
+                }
+                PollingStrategy::Next => {
+                    (store.offsets().get(&key).map_or(0, |c| c.next_offset), None)
+                }
+            };
+            let start = start.max(stats.log_start_offset);
+            let collected = collect_native(&partition, start, count, min_ts)?;
+            if req.auto_commit {
+                if let Some(last) = collected.last_offset {
+                    commit_position(&store, key, last + 1)?;
+                }
+            }
+            Ok(Polled {
+                partition: partition_id,
+                current_offset: current,
+                count: collected.count,
+                messages: collected.parts,
+            })
+        })
+        .await
+    }
+}
+
+/// Stores a native consumer's next position.
+pub(crate) fn commit_position(
+    store: &LogStore,
+    key: OffsetKey,
+    next_offset: u64,
+) -> Result<(), BrokerError> {
+    let value = super::CommittedOffset {
+        next_offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: super::now_us(),
+    };
+    Ok(store.offsets().commit(key, value)?)
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
+}
+
+struct FetchTarget {
+    /// Where its answer goes in the request's order.
+    slot: usize,
+    partition: Arc<Partition>,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// Reads every target once, on the blocking pool. Returns the answers and the record bytes in
+/// them.
+async fn read_all(targets: &Arc<Vec<FetchTarget>>, max_bytes: usize) -> (Vec<Fetched>, usize) {
+    let mine = Arc::clone(targets);
+    let read = tokio::task::spawn_blocking(move || read_all_now(&mine, max_bytes)).await;
+    read.unwrap_or_else(|e| {
+        tracing::warn!("fetch read task failed: {e}");
+        let failed = targets
+            .iter()
+            .map(|_| Fetched {
+                bounds: None,
+                records: Err(BrokerError::Internal(format!(
+                    "fetch read task failed: {e}"
+                ))),
+            })
+            .collect();
+        (failed, 0)
+    })
+}
+
+fn read_all_now(targets: &[FetchTarget], max_bytes: usize) -> (Vec<Fetched>, usize) {
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        let p = &t.partition;
+        let stats = p.stats();
+        let in_range = u64::try_from(t.offset)
+            .ok()
+            .filter(|&o| o >= stats.log_start_offset && o <= stats.high_watermark);
+        let Some(from) = in_range else {
+            out.push(Fetched {
+                bounds: Some(stats),
+                records: Err(BrokerError::OffsetOutOfRange {
+                    offset: t.offset,
+                    log_start: stats.log_start_offset,
+                    high_watermark: stats.high_watermark,
+                }),
+            });
+            continue;
+        };
+        let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
+        let records = if from == stats.high_watermark {
+            Ok(Bytes::new())
+        } else {
+            read_kafka(p, from, budget, total == 0).inspect_err(|e| {
+                tracing::warn!(partition = %p.key(), "fetch read failed: {e}");
+            })
+        };
+        if let Ok(r) = &records {
+            total += r.len();
+        }
+        out.push(Fetched {
+            bounds: Some(stats),
+            records: records.map_err(BrokerError::from),
+        });
+    }
+    (out, total)
+}
+
+/// Whole batches from `from`, in the Kafka format, within `budget` bytes, or one batch past it
+/// when `first_in_response` (KIP-74: a consumer must always be able to make progress).
+fn read_kafka(
+    p: &Partition,
+    from: u64,
+    budget: usize,
+    first_in_response: bool,
+) -> Result<Bytes, StoreError> {
+    let result = p.read(from, budget.max(1) as u64)?;
+    let mut batches: Vec<Bytes> = Vec::with_capacity(result.batches.len());
+    let mut size = 0usize;
+    for b in &result.batches {
+        let kafka = translate::as_kafka(b);
+        if size + kafka.len() > budget && !(first_in_response && batches.is_empty()) {
+            break;
+        }
+        size += kafka.len();
+        batches.push(kafka);
+    }
+    Ok(match batches.len() {
+        0 => Bytes::new(),
+        1 => batches.remove(0),
+        _ => {
+            let mut all = BytesMut::with_capacity(size);
+            for b in &batches {
+                all.extend_from_slice(b);
+            }
+            all.freeze()
+        }
+    })
+}
+
+/// Waits until a target gets data past its fetch offset, or the deadline. True when something
+/// arrived.
+async fn wait_for_any(targets: &[FetchTarget], deadline: Instant) -> bool {
+    let mut waits = tokio::task::JoinSet::new();
+    for t in targets {
+        if let Ok(offset) = u64::try_from(t.offset) {
+            let p = Arc::clone(&t.partition);
+            waits.spawn(async move { p.wait_for_data(offset, deadline).await });
+        }
+    }
+    if waits.is_empty() {
+        tokio::time::sleep_until(deadline).await;
+        return false;
+    }
+    while let Some(done) = waits.join_next().await {
+        if matches!(done, Ok(true)) {
+            return true;
+        }
+    }
+    false
+}
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+/// `(offset, timestamp)` for a ListOffsets timestamp; `(-1, -1)` when nothing matches. Look-ups
+/// go through the time index to a batch, then through that batch's records.
+fn look_up(p: &Partition, timestamp: i64) -> (i64, i64) {
+    let stats = p.stats();
+    match timestamp {
+        LATEST => (stats.high_watermark as i64, -1),
+        EARLIEST => (stats.log_start_offset as i64, -1),
+        MAX_TIMESTAMP => {
+            let Some((batch_offset, _)) = p.max_timestamp() else {
+                return (-1, -1);
+            };
+            record_times(p, batch_offset)
+                .into_iter()
+                .filter(|&(o, _)| o >= stats.log_start_offset as i64)
+                .fold(None, |best: Option<(i64, i64)>, (o, ts)| match best {
+                    Some((_, b)) if b >= ts => best,
+                    _ => Some((o, ts)),
+                })
+                .unwrap_or((-1, -1))
+        }
+        ts if ts >= 0 => {
+            let Some(batch_offset) = p.offset_for_timestamp((ts as u64).saturating_mul(1000))
+            else {
+                return (-1, -1);
+            };
+            // The batch found is the first whose newest record is recent enough; the answer is
+            // its first record at or after the timestamp, or the next batch's first.
+            let mut from = batch_offset;
+            loop {
+                let times = record_times(p, from);
+                let Some(&(last, _)) = times.last() else {
+                    return (-1, -1);
+                };
+                if let Some(&(o, t)) = times
+                    .iter()
+                    .find(|&&(o, t)| t >= ts && o >= stats.log_start_offset as i64)
+                {
+                    return (o, t);
+                }
+                from = last as u64 + 1;
+                if from >= stats.high_watermark {
+                    return (-1, -1);
+                }
+            }
+        }
+        _ => (-1, -1),
+    }
+}
+
+/// `(offset, timestamp ms)` of every record of the batch that holds `offset`.
+fn record_times(p: &Partition, offset: u64) -> Vec<(i64, i64)> {
+    let Ok(read) = p.read(offset, 1) else {
+        return Vec::new();
+    };
+    let Some(batch) = read.batches.first() else {
+        return Vec::new();
+    };
+    let Ok(native) = translate::as_native(batch) else {
+        return Vec::new();
+    };
+    Messages::new(&native)
+        .map(|m| {
+            let us = if m.origin_timestamp() > 0 {
+                m.origin_timestamp()
+            } else {
+                m.timestamp()
+            };
+            (m.offset() as i64, (us / 1000) as i64)
+        })
+        .collect()
+}
+
+/// Messages of a poll: slices of stored batches, and what they cover.
+struct Collected {
+    parts: Vec<Bytes>,
+    count: u32,
+    last_offset: Option<u64>,
+}
+
+/// Collects up to `count` native messages from `start` on (with timestamps at or after
+/// `min_timestamp`, if given), as zero-copy slices of the stored batches.
+fn collect_native(
+    partition: &Partition,
+    start: u64,
+    count: u32,
+    min_timestamp: Option<u64>,
+) -> Result<Collected, BrokerError> {
+    let mut out = Collected {
+        parts: Vec::new(),
+        count: 0,
+        last_offset: None,
+    };
+    let mut from = start;
+    let mut bytes = 0usize;
+    'read: while out.count < count && bytes < MAX_POLL_BYTES {
+        let read = partition.read(from, READ_STEP)?;
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in &read.batches {
+            from = batch.last_offset() + 1;
+            // Kafka-format batches are converted to native messages.
+            let payload = match translate::as_native(batch) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(
+                        offset = batch.base_offset(),
+                        "cannot convert a stored Kafka batch for a native reader: {e}"
+                    );
+                    continue;
+                }
+            };
+            let base = payload.as_ptr() as usize;
+            let (mut first, mut end) = (None, 0);
+            for m in Messages::new(&payload) {
+                if out.count >= count {
+                    break;
+                }
+                if m.offset() < start || min_timestamp.is_some_and(|ts| m.timestamp() < ts) {
+                    continue;
+                }
+                let at = m.bytes().as_ptr() as usize - base;
+                first.get_or_insert(at);
+                end = at + m.bytes().len();
+                out.count += 1;
+                out.last_offset = Some(m.offset());
+            }
+            if let Some(first) = first {
+                bytes += end - first;
+                out.parts.push(payload.slice(first..end));
+            }
+            if out.count >= count || bytes >= MAX_POLL_BYTES {
+                break 'read;
+            }
+        }
+    }
+    Ok(out)
+}

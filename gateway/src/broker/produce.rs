@@ -1,0 +1,280 @@
+//! Produce, for both doors: a native send (partition choice, message ids, one append) and a
+//! Kafka produce (batch checks, idempotent producers' sequence rules, appends). Every partition
+//! of a Kafka request is appended concurrently, so partitions of an `fsync` topic share one
+//! group-commit round instead of paying one sync after another.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use wharf_log_store::{AppendResult, NewBatch, Partition};
+use wharf_protocol::message::{Messages, ID_AT};
+use wharf_protocol::{partition_for_key, Partitioning};
+
+use super::kafka_batch::{self, BatchHeader, Codec, KafkaBatchError};
+use super::producers::SequenceCheck;
+use super::{Broker, BrokerError, Ident, SequenceError, StoreError, TimestampType, TopicInfo};
+
+/// A partition's part of a Kafka produce request.
+#[derive(Debug, Clone)]
+pub struct KafkaPartitionWrite {
+    pub index: i32,
+    pub records: Option<Bytes>,
+}
+
+/// A topic's part of a Kafka produce request.
+#[derive(Debug, Clone)]
+pub struct KafkaTopicWrite {
+    pub name: String,
+    pub partitions: Vec<KafkaPartitionWrite>,
+}
+
+/// What an acknowledged Kafka write reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    pub base_offset: u64,
+    /// The broker's append time in ms, when the topic stamps log-append time.
+    pub log_append_time_ms: Option<i64>,
+    pub log_start_offset: u64,
+}
+
+/// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
+fn random_message_id() -> u128 {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    u128::from_le_bytes(b)
+}
+
+/// Gives every message with id 0 a random one, in place.
+fn assign_ids(blob: &mut BytesMut) {
+    // Walks the (already validated) headers in place: no per-request allocation.
+    let mut at = 0;
+    while let Some(m) = Messages::new(&blob[at..]).next() {
+        let len = m.bytes().len();
+        let id = &mut blob[at + ID_AT..at + ID_AT + 16];
+        if id.iter().all(|&b| b == 0) {
+            id.copy_from_slice(&random_message_id().to_le_bytes());
+        }
+        at += len;
+    }
+}
+
+type Append = Pin<Box<dyn Future<Output = Result<AppendResult, StoreError>> + Send>>;
+
+impl Broker {
+    /// The partition a balanced send goes to: the topic's partitions in turn.
+    fn next_balanced(&self, stream: u32, topic: u32, partitions: u32) -> u32 {
+        let mut counters = self.balanced.lock();
+        let c = counters.entry((stream, topic)).or_insert(0);
+        let p = *c % partitions.max(1);
+        *c = c.wrapping_add(1);
+        p
+    }
+
+    /// A native send: validated messages (`count` of them) appended as one batch to the
+    /// partition `partitioning` picks; messages without an id get a random one.
+    pub async fn send_messages(
+        &self,
+        topic: &TopicInfo,
+        partitioning: &Partitioning,
+        mut messages: BytesMut,
+    ) -> Result<AppendResult, BrokerError> {
+        if topic.partitions == 0 {
+            return Err(StoreError::PartitionNotFound {
+                topic: topic.name.clone(),
+                partition: 0,
+                count: 0,
+            }
+            .into());
+        }
+        let partition_id = match partitioning {
+            Partitioning::Balanced => {
+                self.next_balanced(topic.stream_id, topic.id, topic.partitions)
+            }
+            Partitioning::PartitionId(p) => *p,
+            Partitioning::MessagesKey(key) => partition_for_key(key, topic.partitions),
+        };
+        let partition = self.store.partition(
+            Ident::Id(topic.stream_id),
+            Ident::Id(topic.id),
+            partition_id,
+        )?;
+        assign_ids(&mut messages);
+        let batch = NewBatch::native(messages).map_err(StoreError::from)?;
+        Ok(partition.append(batch).await?)
+    }
+
+    /// A Kafka produce: each topic's partitions in request order, each with its outcome. All
+    /// partitions are appended concurrently; a partition's own batches keep their order.
+    /// `allow_zstd` is false for requests older than Produce v7.
+    pub async fn produce_kafka(
+        &self,
+        topics: Vec<KafkaTopicWrite>,
+        allow_zstd: bool,
+    ) -> Vec<Vec<Result<Produced, BrokerError>>> {
+        let mut shape = Vec::with_capacity(topics.len());
+        let mut work = Vec::new();
+        for t in topics {
+            shape.push(t.partitions.len());
+            // Looked up per partition: an in-memory read, and each answer owns its error.
+            for p in t.partitions {
+                work.push(self.produce_partition(t.name.clone(), p, allow_zstd));
+            }
+        }
+        let mut results = futures_util::future::join_all(work).await.into_iter();
+        shape
+            .into_iter()
+            .map(|n| results.by_ref().take(n).collect())
+            .collect()
+    }
+
+    async fn produce_partition(
+        &self,
+        topic: String,
+        write: KafkaPartitionWrite,
+        allow_zstd: bool,
+    ) -> Result<Produced, BrokerError> {
+        let topic = self.kafka_topic(&topic)?;
+        let index = u32::try_from(write.index).map_err(|_| StoreError::PartitionNotFound {
+            topic: topic.name.clone(),
+            partition: u32::MAX,
+            count: topic.partitions,
+        })?;
+        let partition =
+            self.store
+                .partition(Ident::Id(topic.stream_id), Ident::Id(topic.id), index)?;
+        let checked = check_batches(&write.records.unwrap_or_default(), allow_zstd)?;
+        let log_append_time = topic.settings.timestamp_type == TimestampType::LogAppendTime;
+        let first = if checked.iter().any(|(h, _)| h.has_producer()) {
+            self.append_idempotent(&partition, checked).await?
+        } else {
+            // Queue every batch now (so they are stored in request order), then wait.
+            let mut appends: Vec<Append> = Vec::with_capacity(checked.len());
+            for (_, b) in checked {
+                let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
+                appends.push(Box::pin(partition.submit(nb)));
+            }
+            let mut first: Option<AppendResult> = None;
+            let mut error: Option<StoreError> = None;
+            for a in appends {
+                match a.await {
+                    Ok(res) => {
+                        first.get_or_insert(res);
+                    }
+                    Err(e) => {
+                        error.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = error {
+                return Err(e.into());
+            }
+            first.ok_or(KafkaBatchError::Empty)?
+        };
+        Ok(Produced {
+            base_offset: first.base_offset,
+            log_append_time_ms: log_append_time.then_some((first.append_timestamp / 1000) as i64),
+            log_start_offset: partition.log_start_offset(),
+        })
+    }
+
+    /// Appends an idempotent producer's batches one by one under the partition's producer
+    /// lock: a duplicate answers with the offset it got first, a gap or an old epoch is refused.
+    async fn append_idempotent(
+        &self,
+        partition: &Arc<Partition>,
+        checked: Vec<(BatchHeader, Bytes)>,
+    ) -> Result<AppendResult, BrokerError> {
+        let mut state = self.producers.partition(partition).await?;
+        let mut first: Option<AppendResult> = None;
+        for (h, b) in checked {
+            let res = match state.check(&h) {
+                SequenceCheck::Duplicate { base_offset } => AppendResult {
+                    base_offset,
+                    last_offset: base_offset + h.last_offset_delta as u64,
+                    append_timestamp: 0,
+                },
+                SequenceCheck::Append => {
+                    let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
+                    let res = partition.submit(nb).await?;
+                    state.record(&h, res.base_offset);
+                    res
+                }
+                SequenceCheck::TooOld => {
+                    return Err(SequenceError::Duplicate(describe_sequence(&h)).into())
+                }
+                SequenceCheck::OutOfOrder => {
+                    return Err(SequenceError::OutOfOrder(describe_sequence(&h)).into())
+                }
+                SequenceCheck::Fenced => {
+                    return Err(SequenceError::Fenced(format!(
+                        "producer {} epoch {}",
+                        h.producer_id, h.producer_epoch
+                    ))
+                    .into())
+                }
+            };
+            first.get_or_insert(res);
+        }
+        Ok(first.ok_or(KafkaBatchError::Empty)?)
+    }
+
+    /// A fresh producer id for an idempotent Kafka producer (never handed out before).
+    pub async fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let producers = Arc::clone(&self.producers);
+        tokio::task::spawn_blocking(move || producers.next_producer_id())
+            .await
+            .unwrap_or_else(|e| Err(BrokerError::Internal(e.to_string())))
+    }
+}
+
+/// Splits and checks a partition's record batches (magic, CRC, codec, counts).
+fn check_batches(
+    records: &Bytes,
+    allow_zstd: bool,
+) -> Result<Vec<(BatchHeader, Bytes)>, BrokerError> {
+    let batches = kafka_batch::split(records)?;
+    if batches.is_empty() {
+        return Err(KafkaBatchError::Empty.into());
+    }
+    let mut checked = Vec::with_capacity(batches.len());
+    for b in batches {
+        let h = kafka_batch::validate(&b)?;
+        if h.codec() == Ok(Codec::Zstd) && !allow_zstd {
+            return Err(BrokerError::ZstdNeedsNewerProduce);
+        }
+        checked.push((h, b));
+    }
+    Ok(checked)
+}
+
+fn describe_sequence(h: &BatchHeader) -> String {
+    format!(
+        "producer {} epoch {} sequence {}..={}",
+        h.producer_id,
+        h.producer_epoch,
+        h.base_sequence,
+        h.last_sequence()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_protocol::message::HEADER_LEN;
+
+    #[test]
+    fn zero_ids_get_uuid_v4s_and_others_stay() {
+        let mut blob = BytesMut::new();
+        wharf_protocol::message::encode_message(0, 0, b"a", &[], &mut blob);
+        wharf_protocol::message::encode_message(7, 0, b"b", &[], &mut blob);
+        assign_ids(&mut blob);
+        let ids: Vec<u128> = Messages::new(&blob).map(|m| m.id()).collect();
+        assert_ne!(ids[0], 0);
+        assert_eq!(ids[0].to_le_bytes()[6] >> 4, 4, "version nibble");
+        assert_eq!(ids[1], 7);
+        assert_eq!(blob.len(), 2 * (HEADER_LEN + 1));
+    }
+}
