@@ -514,6 +514,25 @@ impl Partition {
     /// An offset below the log start reads from the log start: callers that must refuse such
     /// reads compare with `log_start_offset` in the result.
     pub fn read(&self, from: u64, max_bytes: u64) -> Result<ReadResult> {
+        self.read_from(from, max_bytes, false)
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Reads as [`Partition::read`] does, but only what the page cache already holds:
+    /// `Ok(None)` when some byte would have to come from the disk (or the kernel cannot tell),
+    /// so that the caller can do the read where blocking is allowed. Callers on an async
+    /// runtime's worker use this first: the common read of recent data costs no thread hop, and
+    /// a slow disk never stalls the worker.
+    pub fn read_cached(&self, from: u64, max_bytes: u64) -> Result<Option<ReadResult>> {
+        self.read_from(from, max_bytes, true)
+    }
+
+    fn read_from(
+        &self,
+        from: u64,
+        max_bytes: u64,
+        cached_only: bool,
+    ) -> Result<Option<ReadResult>> {
         let (ranges, log_start, hw) = {
             let view = self.view.read();
             let log_start = view.log_start();
@@ -536,8 +555,16 @@ impl Partition {
             };
             let len = (range.end - range.start) as usize;
             let mut buf = BytesMut::zeroed(len);
-            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, range.start)
-                .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
+            if cached_only {
+                let whole = read_at_cached(&file, &mut buf, range.start)
+                    .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
+                if !whole {
+                    return Ok(None);
+                }
+            } else {
+                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, range.start)
+                    .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
+            }
             let buf: Bytes = buf.freeze();
             let mut at = 0usize;
             for len in range.lengths {
@@ -546,11 +573,11 @@ impl Partition {
                 at += len as usize;
             }
         }
-        Ok(ReadResult {
+        Ok(Some(ReadResult {
             batches,
             log_start_offset: log_start,
             high_watermark: hw,
-        })
+        }))
     }
 
     /// The first offset of the first batch whose max timestamp is at or after `timestamp_us`,
@@ -889,6 +916,40 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
         }
     }
     ranges
+}
+
+/// Set once the kernel or file system refuses `RWF_NOWAIT`: every cached read then says "not
+/// cached" at once and callers read on their blocking threads.
+static NOWAIT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Fills `buf` from `offset` if the page cache holds all of it (`preadv2` with `RWF_NOWAIT`).
+/// False when some of it would have to come from the disk.
+fn read_at_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
+    use rustix::io::{preadv2, Errno, ReadWriteFlags};
+    if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
+        return Ok(false);
+    }
+    let mut done = 0usize;
+    while done < buf.len() {
+        let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match preadv2(
+            file,
+            &mut slices,
+            offset + done as u64,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(Errno::AGAIN) => return Ok(false),
+            Err(Errno::INTR) => {}
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
+                NOWAIT_UNSUPPORTED.store(true, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 fn remove_orphan_indexes(disk: &Disk, dir: &Path, bases: &[u64]) {

@@ -179,6 +179,23 @@ async fn appends_get_dense_offsets_and_reads_return_whole_batches() {
     // At the high watermark there is nothing (yet); below the log start reads from it.
     assert!(p.read(6, u64::MAX).unwrap().batches.is_empty());
     assert!(p.read(600, u64::MAX).unwrap().batches.is_empty());
+
+    // A cached read is the same read, or nothing when the page cache cannot serve all of it
+    // (just written, it can, unless the kernel cannot say: RWF_NOWAIT unsupported).
+    for (from, budget) in [(0, u64::MAX), (1, 1), (3, two + 1), (6, u64::MAX)] {
+        let plain = p.read(from, budget).unwrap();
+        if let Some(cached) = p.read_cached(from, budget).unwrap() {
+            let bytes = |r: &wharf_log_store::ReadResult| -> Vec<Vec<u8>> {
+                r.batches.iter().map(|b| b.as_bytes().to_vec()).collect()
+            };
+            assert_eq!(
+                bytes(&cached),
+                bytes(&plain),
+                "from {from}, budget {budget}"
+            );
+            assert_eq!(cached.high_watermark, plain.high_watermark);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

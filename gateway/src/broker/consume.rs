@@ -2,8 +2,10 @@
 //! one batch", long polls woken by appends), native polls (partition choice for groups, offset
 //! strategies, auto-commit), offset look-ups by time, moving a log start, and flushes.
 //!
-//! Reads are positional file reads: each pass over a request's partitions runs on the blocking
-//! pool, never on a runtime worker. Long polls wait on the partitions' watermarks, not on a timer.
+//! Reads are positional file reads. A read is first tried from the page cache alone
+//! ([`Partition::read_cached`]: no thread hop for the common read of recent data); when some of
+//! it would have to come from the disk, the read runs on the blocking pool instead, so a slow
+//! disk never stalls a runtime worker. Long polls wait on the partitions' watermarks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -248,38 +250,44 @@ impl Broker {
             topic: t.id,
             partition: partition_id,
         };
-        let store = self.store.clone();
-        blocking(move || {
-            let (start, min_ts) = match req.strategy {
-                PollingStrategy::Offset(o) if o > current => return Ok(nothing),
-                PollingStrategy::Offset(o) => (o, None),
-                PollingStrategy::Timestamp(ts) => match partition.offset_for_timestamp(ts) {
-                    Some(o) => (o, Some(ts)),
-                    None => return Ok(nothing),
-                },
-                PollingStrategy::First => (stats.log_start_offset, None),
-                PollingStrategy::Last => {
-                    (stats.high_watermark.saturating_sub(u64::from(count)), None)
-                }
-                PollingStrategy::Next => {
-                    (store.offsets().get(&key).map_or(0, |c| c.next_offset), None)
-                }
-            };
-            let start = start.max(stats.log_start_offset);
-            let collected = collect_native(&partition, start, count, min_ts)?;
-            if req.auto_commit {
-                if let Some(last) = collected.last_offset {
-                    commit_position(&store, key, last + 1)?;
-                }
+        // Where to start needs no disk: the time index and the positions are in memory.
+        let (start, min_ts) = match req.strategy {
+            PollingStrategy::Offset(o) if o > current => return Ok(nothing),
+            PollingStrategy::Offset(o) => (o, None),
+            PollingStrategy::Timestamp(ts) => match partition.offset_for_timestamp(ts) {
+                Some(o) => (o, Some(ts)),
+                None => return Ok(nothing),
+            },
+            PollingStrategy::First => (stats.log_start_offset, None),
+            PollingStrategy::Last => (stats.high_watermark.saturating_sub(u64::from(count)), None),
+            PollingStrategy::Next => (
+                self.store.offsets().get(&key).map_or(0, |c| c.next_offset),
+                None,
+            ),
+        };
+        let start = start.max(stats.log_start_offset);
+        let collected = match collect_native(&partition, start, count, min_ts, true)? {
+            Some(c) => c,
+            None => {
+                blocking(move || {
+                    collect_native(&partition, start, count, min_ts, false)
+                        .map(Option::unwrap_or_default)
+                })
+                .await?
             }
-            Ok(Polled {
-                partition: partition_id,
-                current_offset: current,
-                count: collected.count,
-                messages: collected.parts,
-            })
+        };
+        if req.auto_commit {
+            if let Some(last) = collected.last_offset {
+                self.blocking(move |store| commit_position(store, key, last + 1))
+                    .await?;
+            }
+        }
+        Ok(Polled {
+            partition: partition_id,
+            current_offset: current,
+            count: collected.count,
+            messages: collected.parts,
         })
-        .await
     }
 }
 
@@ -315,27 +323,37 @@ struct FetchTarget {
     max_bytes: usize,
 }
 
-/// Reads every target once, on the blocking pool. Returns the answers and the record bytes in
-/// them.
+/// Reads every target once: from the page cache on this worker when it holds everything asked
+/// for, else on the blocking pool. Returns the answers and the record bytes in them.
 async fn read_all(targets: &Arc<Vec<FetchTarget>>, max_bytes: usize) -> (Vec<Fetched>, usize) {
+    if let Some(read) = read_all_now(targets, max_bytes, true) {
+        return read;
+    }
     let mine = Arc::clone(targets);
-    let read = tokio::task::spawn_blocking(move || read_all_now(&mine, max_bytes)).await;
-    read.unwrap_or_else(|e| {
-        tracing::warn!("fetch read task failed: {e}");
-        let failed = targets
-            .iter()
-            .map(|_| Fetched {
-                bounds: None,
-                records: Err(BrokerError::Internal(format!(
-                    "fetch read task failed: {e}"
-                ))),
-            })
-            .collect();
-        (failed, 0)
-    })
+    let read = tokio::task::spawn_blocking(move || read_all_now(&mine, max_bytes, false)).await;
+    match read {
+        Ok(Some(read)) => read,
+        Ok(None) | Err(_) => {
+            tracing::warn!("fetch read task failed");
+            let failed = targets
+                .iter()
+                .map(|_| Fetched {
+                    bounds: None,
+                    records: Err(BrokerError::Internal("fetch read task failed".into())),
+                })
+                .collect();
+            (failed, 0)
+        }
+    }
 }
 
-fn read_all_now(targets: &[FetchTarget], max_bytes: usize) -> (Vec<Fetched>, usize) {
+/// One pass over the targets; `None` when `cached_only` and something was not in the page
+/// cache.
+fn read_all_now(
+    targets: &[FetchTarget],
+    max_bytes: usize,
+    cached_only: bool,
+) -> Option<(Vec<Fetched>, usize)> {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
@@ -359,9 +377,14 @@ fn read_all_now(targets: &[FetchTarget], max_bytes: usize) -> (Vec<Fetched>, usi
         let records = if from == stats.high_watermark {
             Ok(Bytes::new())
         } else {
-            read_kafka(p, from, budget, total == 0).inspect_err(|e| {
-                tracing::warn!(partition = %p.key(), "fetch read failed: {e}");
-            })
+            match read_kafka(p, from, budget, total == 0, cached_only) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(partition = %p.key(), "fetch read failed: {e}");
+                    Err(e)
+                }
+            }
         };
         if let Ok(r) = &records {
             total += r.len();
@@ -371,7 +394,7 @@ fn read_all_now(targets: &[FetchTarget], max_bytes: usize) -> (Vec<Fetched>, usi
             records: records.map_err(BrokerError::from),
         });
     }
-    (out, total)
+    Some((out, total))
 }
 
 /// Whole batches from `from`, in the Kafka format, within `budget` bytes, or one batch past it
@@ -381,8 +404,16 @@ fn read_kafka(
     from: u64,
     budget: usize,
     first_in_response: bool,
-) -> Result<Bytes, StoreError> {
-    let result = p.read(from, budget.max(1) as u64)?;
+    cached_only: bool,
+) -> Result<Option<Bytes>, StoreError> {
+    let result = if cached_only {
+        match p.read_cached(from, budget.max(1) as u64)? {
+            Some(r) => r,
+            None => return Ok(None),
+        }
+    } else {
+        p.read(from, budget.max(1) as u64)?
+    };
     let mut batches: Vec<Bytes> = Vec::with_capacity(result.batches.len());
     let mut size = 0usize;
     for b in &result.batches {
@@ -393,7 +424,7 @@ fn read_kafka(
         size += kafka.len();
         batches.push(kafka);
     }
-    Ok(match batches.len() {
+    Ok(Some(match batches.len() {
         0 => Bytes::new(),
         1 => batches.remove(0),
         _ => {
@@ -403,7 +434,7 @@ fn read_kafka(
             }
             all.freeze()
         }
-    })
+    }))
 }
 
 /// Waits until a target gets data past its fetch offset, or the deadline. True when something
@@ -505,6 +536,7 @@ fn record_times(p: &Partition, offset: u64) -> Vec<(i64, i64)> {
 }
 
 /// Messages of a poll: slices of stored batches, and what they cover.
+#[derive(Default)]
 struct Collected {
     parts: Vec<Bytes>,
     count: u32,
@@ -518,7 +550,8 @@ fn collect_native(
     start: u64,
     count: u32,
     min_timestamp: Option<u64>,
-) -> Result<Collected, BrokerError> {
+    cached_only: bool,
+) -> Result<Option<Collected>, BrokerError> {
     let mut out = Collected {
         parts: Vec::new(),
         count: 0,
@@ -527,7 +560,14 @@ fn collect_native(
     let mut from = start;
     let mut bytes = 0usize;
     'read: while out.count < count && bytes < MAX_POLL_BYTES {
-        let read = partition.read(from, READ_STEP)?;
+        let read = if cached_only {
+            match partition.read_cached(from, READ_STEP)? {
+                Some(r) => r,
+                None => return Ok(None),
+            }
+        } else {
+            partition.read(from, READ_STEP)?
+        };
         if read.batches.is_empty() {
             break;
         }
@@ -568,5 +608,5 @@ fn collect_native(
             }
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }

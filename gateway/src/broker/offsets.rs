@@ -191,6 +191,48 @@ impl Broker {
             .await
     }
 
+    /// A native client joins a consumer group (assignments are redone).
+    pub fn join_native_group(
+        &self,
+        t: &TopicInfo,
+        group: &Identifier,
+        client_id: u32,
+    ) -> Result<(), BrokerError> {
+        let g = self.groups.join(
+            t.stream_id,
+            t.id,
+            group_ident(group),
+            client_id,
+            t.partitions,
+        )?;
+        self.clients.joined(client_id, (t.stream_id, t.id, g.id));
+        Ok(())
+    }
+
+    /// A native client leaves a consumer group.
+    pub fn leave_native_group(
+        &self,
+        t: &TopicInfo,
+        group: &Identifier,
+        client_id: u32,
+    ) -> Result<(), BrokerError> {
+        let g = self.groups.leave(
+            t.stream_id,
+            t.id,
+            group_ident(group),
+            client_id,
+            t.partitions,
+        )?;
+        self.clients.left(client_id, (t.stream_id, t.id, g.id));
+        Ok(())
+    }
+
+    /// A native connection ended: its client leaves its groups and the registry.
+    pub fn disconnect(&self, client_id: u32) {
+        self.groups.disconnect(client_id);
+        self.clients.disconnect(client_id);
+    }
+
     // ----- Kafka groups -----
 
     /// A Kafka OffsetCommit: each partition's outcome, in order. The commits that pass the

@@ -335,7 +335,6 @@ impl Session {
 
     /// Called when the connection ends: the client leaves its groups and the registry.
     pub fn close(&mut self) {
-        self.broker.groups.disconnect(self.client_id);
-        self.broker.clients.disconnect(self.client_id);
+        self.broker.disconnect(self.client_id);
     }
 }

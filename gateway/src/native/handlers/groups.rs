@@ -93,16 +93,7 @@ impl Session {
         group: &Identifier,
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::Poll)?;
-        let g = self.broker.groups.join(
-            t.stream_id,
-            t.id,
-            ident(group),
-            self.client_id,
-            t.partitions,
-        )?;
-        self.broker
-            .clients
-            .joined(self.client_id, (t.stream_id, t.id, g.id));
+        self.broker.join_native_group(&t, group, self.client_id)?;
         Ok(Reply::empty())
     }
 
@@ -113,16 +104,7 @@ impl Session {
         group: &Identifier,
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::Poll)?;
-        let g = self.broker.groups.leave(
-            t.stream_id,
-            t.id,
-            ident(group),
-            self.client_id,
-            t.partitions,
-        )?;
-        self.broker
-            .clients
-            .left(self.client_id, (t.stream_id, t.id, g.id));
+        self.broker.leave_native_group(&t, group, self.client_id)?;
         Ok(Reply::empty())
     }
 }
