@@ -188,7 +188,9 @@ pub struct Broker {
     /// Serialises catalog changes, so a name checked for collisions is still free when it is
     /// created.
     catalog_changes: std::sync::Arc<parking_lot::Mutex<()>>,
-    pub users: Users,
+    /// Users, passwords (Argon2) and personal access tokens. Changes go through
+    /// [`Broker::change_users`].
+    pub users: std::sync::Arc<Users>,
     pub clients: Clients,
     /// Native (Iggy) consumer groups: definitions (persisted) and membership.
     pub groups: std::sync::Arc<ConsumerGroups>,
@@ -218,7 +220,7 @@ impl Broker {
             store,
             default_stream: settings.kafka_default_stream,
             catalog_changes: std::sync::Arc::default(),
-            users,
+            users: std::sync::Arc::new(users),
             clients: Clients::default(),
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
@@ -237,6 +239,19 @@ impl Broker {
     {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
+    }
+
+    /// Runs a change to the users on the blocking pool: it may hash a password with Argon2
+    /// (tens of milliseconds of CPU) and rewrites the users document durably.
+    pub async fn change_users<T, F>(&self, change: F) -> Result<T, BrokerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Users) -> Result<T, BrokerError> + Send + 'static,
+    {
+        let users = std::sync::Arc::clone(&self.users);
+        tokio::task::spawn_blocking(move || change(&users))
             .await
             .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
     }

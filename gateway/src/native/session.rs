@@ -147,28 +147,31 @@ impl Session {
                 password,
                 active,
                 permissions,
-            }) => self.create_user(&username, &password, active, permissions),
-            R::DeleteUser(DeleteUser { user_id }) => self.delete_user(&user_id),
+            }) => {
+                self.create_user(username, password, active, permissions)
+                    .await
+            }
+            R::DeleteUser(DeleteUser { user_id }) => self.delete_user(&user_id).await,
             R::UpdateUser(UpdateUser {
                 user_id,
                 username,
                 active,
-            }) => self.update_user(&user_id, username.as_deref(), active),
+            }) => self.update_user(&user_id, username, active).await,
             R::UpdatePermissions(UpdatePermissions {
                 user_id,
                 permissions,
-            }) => self.update_permissions(&user_id, permissions),
+            }) => self.update_permissions(&user_id, permissions).await,
             R::ChangePassword(ChangePassword {
                 user_id,
                 current,
                 new,
-            }) => self.change_password(&user_id, &current, &new),
+            }) => self.change_password(&user_id, current, new).await,
             R::GetPersonalAccessTokens(GetPersonalAccessTokens) => self.get_tokens(),
             R::CreatePersonalAccessToken(CreatePersonalAccessToken { name, expiry }) => {
-                self.create_token(&name, expiry)
+                self.create_token(name, expiry).await
             }
             R::DeletePersonalAccessToken(DeletePersonalAccessToken { name }) => {
-                self.delete_token(&name)
+                self.delete_token(name).await
             }
             R::GetStream(GetStream { stream_id }) => self.get_stream(&stream_id),
             R::GetStreams(GetStreams) => self.get_streams(),

@@ -166,73 +166,81 @@ impl Session {
         Ok(Reply::body(out))
     }
 
-    pub(crate) fn create_user(
+    pub(crate) async fn create_user(
         &self,
-        username: &str,
-        password: &str,
+        username: String,
+        password: String,
         active: bool,
         permissions: Option<WirePermissions>,
     ) -> Result<Reply, BrokerError> {
         self.broker.authorize(&self.user()?, Action::ManageUsers)?;
-        let user = self.broker.users.create(
-            username,
-            password,
-            status(active),
-            permissions.map(from_wire),
-        )?;
+        let permissions = permissions.map(from_wire);
+        let user = self
+            .broker
+            .change_users(move |users| {
+                users.create(&username, &password, status(active), permissions)
+            })
+            .await?;
         Ok(Reply::body(details(&user)))
     }
 
-    pub(crate) fn delete_user(&self, id: &Identifier) -> Result<Reply, BrokerError> {
+    pub(crate) async fn delete_user(&self, id: &Identifier) -> Result<Reply, BrokerError> {
         let me = self.user()?;
         self.broker.authorize(&me, Action::ManageUsers)?;
         let user = self.existing_user(id)?;
         if user.id == me.id {
             return Err(BrokerError::CannotChangeRoot);
         }
-        self.broker.users.delete(user.id)?;
+        self.broker
+            .change_users(move |users| users.delete(user.id))
+            .await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn update_user(
+    pub(crate) async fn update_user(
         &self,
         id: &Identifier,
-        username: Option<&str>,
+        username: Option<String>,
         active: Option<bool>,
     ) -> Result<Reply, BrokerError> {
         self.broker.authorize(&self.user()?, Action::ManageUsers)?;
         let user = self.existing_user(id)?;
         self.broker
-            .users
-            .update(user.id, username, active.map(status))?;
+            .change_users(move |users| {
+                users.update(user.id, username.as_deref(), active.map(status))
+            })
+            .await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn update_permissions(
+    pub(crate) async fn update_permissions(
         &self,
         id: &Identifier,
         permissions: Option<WirePermissions>,
     ) -> Result<Reply, BrokerError> {
         self.broker.authorize(&self.user()?, Action::ManageUsers)?;
         let user = self.existing_user(id)?;
+        let permissions = permissions.map(from_wire);
         self.broker
-            .users
-            .set_permissions(user.id, permissions.map(from_wire))?;
+            .change_users(move |users| users.set_permissions(user.id, permissions))
+            .await?;
         Ok(Reply::empty())
     }
 
-    pub(crate) fn change_password(
+    pub(crate) async fn change_password(
         &self,
         id: &Identifier,
-        current: &str,
-        new: &str,
+        current: String,
+        new: String,
     ) -> Result<Reply, BrokerError> {
         let me = self.user()?;
         let user = self.existing_user(id)?;
         if user.id != me.id {
             self.broker.authorize(&me, Action::ManageUsers)?;
         }
-        self.broker.users.change_password(user.id, current, new)?;
+        self.broker
+            .change_users(move |users| users.change_password(user.id, &current, &new))
+            .await?;
         Ok(Reply::empty())
     }
 
@@ -245,21 +253,30 @@ impl Session {
         Ok(Reply::body(out))
     }
 
-    pub(crate) fn create_token(&self, name: &str, expiry: Limit) -> Result<Reply, BrokerError> {
+    pub(crate) async fn create_token(
+        &self,
+        name: String,
+        expiry: Limit,
+    ) -> Result<Reply, BrokerError> {
         let me = self.user()?;
         let expiry_us = match expiry {
             Limit::Value(us) => Some(us),
             Limit::ServerDefault | Limit::Unlimited => None,
         };
-        let token = self.broker.users.create_token(me.id, name, expiry_us)?;
+        let token = self
+            .broker
+            .change_users(move |users| users.create_token(me.id, &name, expiry_us))
+            .await?;
         let mut out = BytesMut::new();
         out.name(&token);
         Ok(Reply::body(out))
     }
 
-    pub(crate) fn delete_token(&self, name: &str) -> Result<Reply, BrokerError> {
+    pub(crate) async fn delete_token(&self, name: String) -> Result<Reply, BrokerError> {
         let me = self.user()?;
-        self.broker.users.delete_token(me.id, name)?;
+        self.broker
+            .change_users(move |users| users.delete_token(me.id, &name))
+            .await?;
         Ok(Reply::empty())
     }
 }
