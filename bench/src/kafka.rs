@@ -172,6 +172,7 @@ fn producer(
     let p: ThreadedProducer<Deliveries> = base(s)
         .set("acks", s.acks.to_string())
         .set("linger.ms", s.linger_ms.to_string())
+        .set("enable.idempotence", s.idempotent.to_string())
         .set("batch.num.messages", s.batch.to_string())
         .set("batch.size", batch_bytes.to_string())
         .set("message.max.bytes", (batch_bytes + 1_000_000).to_string())

@@ -124,6 +124,9 @@ pub struct Args {
     /// Kafka producer linger.ms.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u32,
+    /// Kafka producer enable.idempotence (the Java client's default since Kafka 3.0).
+    #[arg(long)]
+    pub idempotent: bool,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -151,6 +154,7 @@ pub struct Settings {
     pub password: String,
     pub acks: i32,
     pub linger_ms: u32,
+    pub idempotent: bool,
     #[serde(skip)]
     pub quiet: bool,
     #[serde(skip)]
@@ -250,6 +254,7 @@ impl Settings {
             password: a.password,
             acks: a.acks,
             linger_ms: a.linger_ms,
+            idempotent: a.idempotent,
             quiet: a.quiet,
             json: a.json,
             run_id: format!("{}-{stamp}", std::process::id()),
