@@ -1,8 +1,12 @@
 //! Helpers for black-box tests: a real `wharf-server` on ephemeral loopback ports (native and
 //! Kafka) with a temporary data directory.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use iggy::prelude::{Client as _, IggyClient, UserClient as _};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -111,4 +115,37 @@ impl TestServer {
         self.kafka_addr = running.kafka_addr;
         self.running = Some(running);
     }
+}
+
+/// How long one step of a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Awaits `f`, failing the test with `what` if it takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
+}
+
+/// The official `iggy` client, connected to `server`'s native door and logged in as root.
+pub async fn iggy_root_client(server: &TestServer) -> IggyClient {
+    let client = IggyClient::builder()
+        .with_tcp()
+        .with_server_address(server.addr.to_string())
+        .with_no_delay()
+        .build()
+        .expect("iggy client");
+    within("connect", client.connect())
+        .await
+        .expect("iggy client connects");
+    within(
+        "login",
+        client.login_user(
+            iggy::prelude::DEFAULT_ROOT_USERNAME,
+            iggy::prelude::DEFAULT_ROOT_PASSWORD,
+        ),
+    )
+    .await
+    .expect("iggy root login");
+    client
 }

@@ -3,18 +3,9 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use compat_tests::TestServer;
+use compat_tests::{within, TestServer};
 use iggy::prelude::*;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
-}
 
 fn id(s: &str) -> Identifier {
     Identifier::named(s).unwrap()

@@ -3,40 +3,12 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use compat_tests::TestServer;
+use compat_tests::{iggy_root_client, within, TestServer};
 use futures_util::StreamExt;
 use iggy::prelude::*;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Awaits `f`, failing the test with `what` if it takes longer than a minute.
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
-}
-
-async fn client(server: &TestServer) -> IggyClient {
-    let client = IggyClient::builder()
-        .with_tcp()
-        .with_server_address(server.addr.to_string())
-        .with_no_delay()
-        .build()
-        .unwrap();
-    within("connect", client.connect()).await.unwrap();
-    within(
-        "login",
-        client.login_user(DEFAULT_ROOT_USERNAME, DEFAULT_ROOT_PASSWORD),
-    )
-    .await
-    .unwrap();
-    client
-}
 
 fn id(s: &str) -> Identifier {
     Identifier::named(s).unwrap()
@@ -130,7 +102,7 @@ async fn poll(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_sends_100k_messages_and_every_polling_strategy_reads_them() {
     let server = TestServer::start().await;
-    let client = client(&server).await;
+    let client = iggy_root_client(&server).await;
     client.create_stream("shop").await.unwrap();
     let topic = client
         .create_topic(
@@ -325,7 +297,7 @@ async fn producer_sends_100k_messages_and_every_polling_strategy_reads_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_and_a_consumer_group_split_and_hand_over_partitions() {
     let server = TestServer::start().await;
-    let admin = client(&server).await;
+    let admin = iggy_root_client(&server).await;
     admin.create_stream("shop").await.unwrap();
     admin
         .create_topic(
@@ -382,7 +354,10 @@ async fn offsets_and_a_consumer_group_split_and_hand_over_partitions() {
         .is_none());
 
     // Two group members, each on its own connection.
-    let (c1, c2) = (client(&server).await, client(&server).await);
+    let (c1, c2) = (
+        iggy_root_client(&server).await,
+        iggy_root_client(&server).await,
+    );
     let mut first = c1
         .consumer_group("workers", "shop", "orders")
         .unwrap()
@@ -475,7 +450,7 @@ async fn errors_surface_as_the_right_iggy_errors() {
     let err = bad.login_user("iggy", "wrong").await.unwrap_err();
     assert!(matches!(err, IggyError::InvalidCredentials), "{err:?}");
 
-    let client = client(&server).await;
+    let client = iggy_root_client(&server).await;
     client.create_stream("shop").await.unwrap();
     let err = client.create_stream("shop").await.unwrap_err();
     assert!(
@@ -582,7 +557,7 @@ async fn errors_surface_as_the_right_iggy_errors() {
 async fn everything_survives_a_restart() {
     let mut server = TestServer::start().await;
     let token = {
-        let client = client(&server).await;
+        let client = iggy_root_client(&server).await;
         client.create_stream("shop").await.unwrap();
         client
             .create_topic(
@@ -638,7 +613,7 @@ async fn everything_survives_a_restart() {
         .login_with_personal_access_token(&token)
         .await
         .unwrap();
-    let client = client(&server).await;
+    let client = iggy_root_client(&server).await;
     let stream = client.get_stream(&id("shop")).await.unwrap().unwrap();
     assert_eq!(stream.topics_count, 1);
     let topic = client

@@ -4,41 +4,15 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use compat_tests::TestServer;
+use compat_tests::{iggy_root_client, within, TestServer, WAIT};
 use iggy::prelude::*;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
-}
-
-async fn iggy(server: &TestServer) -> IggyClient {
-    let client = IggyClient::builder()
-        .with_tcp()
-        .with_server_address(server.addr.to_string())
-        .with_no_delay()
-        .build()
-        .unwrap();
-    within("connect", client.connect()).await.unwrap();
-    within(
-        "login",
-        client.login_user(DEFAULT_ROOT_USERNAME, DEFAULT_ROOT_PASSWORD),
-    )
-    .await
-    .unwrap();
-    client
-}
 
 fn id(s: &str) -> Identifier {
     Identifier::named(s).unwrap()
@@ -47,7 +21,7 @@ fn id(s: &str) -> Identifier {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iggy_messages_are_read_by_a_kafka_consumer() {
     let server = TestServer::start().await;
-    let client = iggy(&server).await;
+    let client = iggy_root_client(&server).await;
     client.create_stream("cross").await.unwrap();
     client
         .create_topic(
@@ -177,7 +151,7 @@ async fn kafka_records_are_polled_by_the_iggy_sdk() {
         }
 
         // The topic was auto-created in the default stream.
-        let client = iggy(&server).await;
+        let client = iggy_root_client(&server).await;
         let polled = within(
             "poll",
             client.poll_messages(
@@ -275,7 +249,7 @@ fn kafka_committed(server: &TestServer, group: &str, topic: &str) -> Offset {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_and_iggy_groups_of_the_same_name_share_committed_offsets() {
     let server = TestServer::start().await;
-    let client = iggy(&server).await;
+    let client = iggy_root_client(&server).await;
     client.create_stream("shared").await.unwrap();
     client
         .create_topic(

@@ -3,10 +3,9 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
-use compat_tests::TestServer;
+use compat_tests::{within, TestServer, WAIT};
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
@@ -15,14 +14,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
-}
 
 fn admin(server: &TestServer) -> AdminClient<DefaultClientContext> {
     server.kafka_config().create().unwrap()

@@ -4,10 +4,9 @@
 //! official `iggy` SDK and from the Kafka door with librdkafka, in both orders.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::future::Future;
 use std::time::Duration;
 
-use compat_tests::TestServer;
+use compat_tests::{iggy_root_client, within, TestServer, WAIT};
 use iggy::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -16,32 +15,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-const WAIT: Duration = Duration::from_secs(60);
 /// Iggy's TOPIC_NAME_ALREADY_EXISTS: the name is taken (here: by what Kafka clients see).
 const NAME_TAKEN: u32 = 2013;
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
-}
-
-async fn iggy(server: &TestServer) -> IggyClient {
-    let client = IggyClient::builder()
-        .with_tcp()
-        .with_server_address(server.addr.to_string())
-        .with_no_delay()
-        .build()
-        .unwrap();
-    within("connect", client.connect()).await.unwrap();
-    within(
-        "login",
-        client.login_user(DEFAULT_ROOT_USERNAME, DEFAULT_ROOT_PASSWORD),
-    )
-    .await
-    .unwrap();
-    client
-}
 
 fn id(s: &str) -> Identifier {
     Identifier::named(s).unwrap()
@@ -127,7 +102,7 @@ async fn a_native_stream_cannot_capture_a_kafka_topic_name() {
         .unwrap();
     }
 
-    let client = iggy(&server).await;
+    let client = iggy_root_client(&server).await;
     let refused = within("create stream s", client.create_stream("s"))
         .await
         .expect_err("stream 's' would take the Kafka name 's.t'");
@@ -150,7 +125,7 @@ async fn a_native_stream_cannot_capture_a_kafka_topic_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_name_of_a_native_topic_is_taken_from_both_doors() {
     let server = TestServer::start().await;
-    let client = iggy(&server).await;
+    let client = iggy_root_client(&server).await;
     within("create stream s", client.create_stream("s"))
         .await
         .unwrap();
