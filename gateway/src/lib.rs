@@ -100,7 +100,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             groups: config.kafka.groups.clone(),
         },
     )?;
-    if broker.users.is_root_password("iggy") {
+    if broker.root_has_password("iggy") {
         tracing::warn!(
             "the root user '{}' still has the default password; change it",
             config.root_username
@@ -144,7 +144,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         tokio::join!(
             native::serve(listener, Arc::clone(&broker), native, stopped.clone()),
             kafka::serve(kafka_listener, door, stopped.clone()),
-            broker.coordinator.drive_timers(stopped.clone()),
+            broker.drive_group_timers(stopped.clone()),
             broker.drive_producer_snapshots(stopped),
         );
         if let Err(e) = broker.save_producers().await {

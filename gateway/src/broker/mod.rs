@@ -14,7 +14,9 @@ pub mod clients;
 pub mod consume;
 pub mod coordinator;
 pub mod groups;
+pub mod identity;
 pub mod kafka_batch;
+pub mod membership;
 pub mod names;
 pub mod offsets;
 pub mod produce;
@@ -190,12 +192,12 @@ pub struct Broker {
     catalog_changes: std::sync::Arc<parking_lot::Mutex<()>>,
     /// Users, passwords (Argon2) and personal access tokens. Changes go through
     /// [`Broker::change_users`].
-    pub users: std::sync::Arc<Users>,
-    pub clients: Clients,
+    users: std::sync::Arc<Users>,
+    clients: Clients,
     /// Native (Iggy) consumer groups: definitions (persisted) and membership.
-    pub groups: std::sync::Arc<ConsumerGroups>,
+    groups: std::sync::Arc<ConsumerGroups>,
     /// Classic (Kafka) consumer groups: membership, rebalances, offset commit checks.
-    pub coordinator: std::sync::Arc<GroupCoordinator>,
+    coordinator: std::sync::Arc<GroupCoordinator>,
     /// Kafka idempotent producers' ids and sequence state.
     producers: std::sync::Arc<Producers>,
     pub started_at: u64,
@@ -239,19 +241,6 @@ impl Broker {
     {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
-    }
-
-    /// Runs a change to the users on the blocking pool: it may hash a password with Argon2
-    /// (tens of milliseconds of CPU) and rewrites the users document durably.
-    pub async fn change_users<T, F>(&self, change: F) -> Result<T, BrokerError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Users) -> Result<T, BrokerError> + Send + 'static,
-    {
-        let users = std::sync::Arc::clone(&self.users);
-        tokio::task::spawn_blocking(move || change(&users))
             .await
             .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
     }

@@ -43,7 +43,7 @@ pub async fn serve(
     config: Arc<NativeConfig>,
     mut stopped: Stopped,
 ) {
-    let client_id = broker.clients.connect(peer, "TCP");
+    let client_id = broker.connect_client(peer, "TCP");
     tracing::debug!(client_id, %peer, "connection opened");
     let mut session = Session::new(Arc::clone(&broker), client_id, Arc::clone(&config));
     let (mut rd, mut wr) = socket.into_split();

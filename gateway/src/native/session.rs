@@ -50,7 +50,7 @@ impl Session {
     pub(super) fn user(&self) -> Result<User, BrokerError> {
         let user = self
             .user_id
-            .and_then(|id| self.broker.users.get(id))
+            .and_then(|id| self.broker.user(id))
             .ok_or(BrokerError::Unauthenticated)?;
         if user.status != crate::broker::users::UserStatus::Active {
             return Err(BrokerError::UserInactive);
@@ -65,7 +65,7 @@ impl Session {
 
     pub(super) fn set_user(&mut self, user_id: Option<u32>) {
         self.user_id = user_id;
-        self.broker.clients.set_user(self.client_id, user_id);
+        self.broker.set_client_user(self.client_id, user_id);
     }
 
     pub async fn handle(&mut self, code_value: u32, payload: BytesMut) -> Reply {

@@ -12,9 +12,6 @@ pub fn handle(req: &Request<'_>, r: HeartbeatRequest) -> HeartbeatResponse {
         group_instance_id: r.group_instance_id.as_ref().map(|s| s.as_str()),
         generation: r.generation_id,
     };
-    let result = req
-        .broker()
-        .coordinator
-        .heartbeat(r.group_id.0.as_str(), who);
+    let result = req.broker().heartbeat(r.group_id.0.as_str(), who);
     HeartbeatResponse::default().with_error_code(for_group_result(result.err().as_ref()))
 }

@@ -26,7 +26,7 @@ pub async fn handle(req: &Request<'_>, r: JoinGroupRequest) -> JoinGroupResponse
             .collect(),
         require_known_member_id: v >= 4,
     };
-    let res = req.broker().coordinator.join(join).await;
+    let res = req.broker().join_group(join).await;
     let members = res
         .members
         .into_iter()

@@ -22,10 +22,7 @@ pub fn handle(req: &Request<'_>, r: LeaveGroupRequest) -> LeaveGroupResponse {
     } else {
         vec![(r.member_id.to_string(), None)]
     };
-    let results = req
-        .broker()
-        .coordinator
-        .leave(r.group_id.0.as_str(), &leaving);
+    let results = req.broker().leave_group(r.group_id.0.as_str(), &leaving);
     let per_member = match results {
         Ok(results) => results,
         Err(e) => return LeaveGroupResponse::default().with_error_code(for_group(&e)),

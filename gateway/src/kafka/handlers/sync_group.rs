@@ -21,7 +21,7 @@ pub async fn handle(req: &Request<'_>, r: SyncGroupRequest) -> SyncGroupResponse
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let res = req.broker().coordinator.sync(sync).await;
+    let res = req.broker().sync_group(sync).await;
     let mut resp = SyncGroupResponse::default()
         .with_error_code(for_group_result(res.error.as_ref()))
         .with_assignment(res.assignment);

@@ -6,7 +6,7 @@ use wharf_protocol::Identifier;
 
 use crate::broker::{Action, BrokerError, GroupInfo};
 use crate::native::connection::Reply;
-use crate::native::session::{ident, Session};
+use crate::native::session::Session;
 
 fn details(g: &GroupInfo) -> BytesMut {
     let mut out = BytesMut::new();
@@ -35,11 +35,7 @@ impl Session {
         };
         self.broker
             .authorize(&self.user()?, Action::ReadTopic(t.stream_id, t.id))?;
-        match self
-            .broker
-            .groups
-            .get(t.stream_id, t.id, ident(group), t.partitions)
-        {
+        match self.broker.native_group(&t, group) {
             Some(g) => Ok(Reply::body(details(&g))),
             None => Ok(Reply::empty()),
         }
@@ -52,7 +48,7 @@ impl Session {
     ) -> Result<Reply, BrokerError> {
         let t = self.authorized_topic(stream, topic, Action::ReadTopic)?;
         let mut out = BytesMut::new();
-        for g in self.broker.groups.list(t.stream_id, t.id, t.partitions) {
+        for g in self.broker.native_groups(&t) {
             encode_group(
                 g.id,
                 g.partitions_count,

@@ -1,7 +1,5 @@
 //! Ping, stats, cluster metadata, clients, login and logout.
 
-use std::sync::Arc;
-
 use bytes::BytesMut;
 use wharf_protocol::responses::{
     encode_client, encode_cluster_metadata, encode_identity, StatsWire,
@@ -33,12 +31,7 @@ impl Session {
         username: &str,
         password: &str,
     ) -> Result<Reply, BrokerError> {
-        // Argon2 takes tens of milliseconds on purpose: keep it off the runtime's workers.
-        let broker = Arc::clone(&self.broker);
-        let (u, p) = (username.to_string(), password.to_string());
-        let user = tokio::task::spawn_blocking(move || broker.users.authenticate(&u, &p))
-            .await
-            .map_err(|e| BrokerError::Internal(e.to_string()))??;
+        let user = self.broker.login(username, password).await?;
         self.set_user(Some(user.id));
         tracing::debug!(client_id = self.client_id, user = %user.username, "logged in");
         let mut out = BytesMut::new();
@@ -47,7 +40,7 @@ impl Session {
     }
 
     pub(crate) fn login_with_token(&mut self, token: &str) -> Result<Reply, BrokerError> {
-        let user = self.broker.users.authenticate_token(token)?;
+        let user = self.broker.login_with_token(token)?;
         self.set_user(Some(user.id));
         let mut out = BytesMut::new();
         encode_identity(user.id, &mut out);
@@ -71,7 +64,7 @@ impl Session {
         if !me {
             self.broker.authorize(&self.user()?, Action::ReadServers)?;
         }
-        let Some(c) = self.broker.clients.get(client_id) else {
+        let Some(c) = self.broker.client(client_id) else {
             return Ok(Reply::empty());
         };
         let mut out = BytesMut::new();
@@ -89,7 +82,7 @@ impl Session {
     pub(crate) fn get_clients(&self) -> Result<Reply, BrokerError> {
         self.broker.authorize(&self.user()?, Action::ReadServers)?;
         let mut out = BytesMut::new();
-        for c in self.broker.clients.list() {
+        for c in self.broker.clients() {
             encode_client(
                 c.id,
                 c.user_id,
@@ -115,8 +108,8 @@ impl Session {
                 .map_or(0, |pages| pages * 4096),
             start_time: self.broker.started_at,
             run_time: now_us().saturating_sub(self.broker.started_at),
-            clients_count: self.broker.clients.count() as u32,
-            consumer_groups_count: self.broker.groups.count() as u32,
+            clients_count: self.broker.client_count() as u32,
+            consumer_groups_count: self.broker.native_group_count() as u32,
             hostname: read_trimmed("/proc/sys/kernel/hostname"),
             os_name: std::env::consts::OS.to_string(),
             os_version: read_trimmed("/proc/sys/kernel/ostype"),

@@ -136,8 +136,8 @@ fn status(active: bool) -> UserStatus {
 impl Session {
     fn find_user(&self, id: &Identifier) -> Option<User> {
         match id {
-            Identifier::Numeric(n) => self.broker.users.get(*n),
-            Identifier::Name(name) => self.broker.users.find_by_name(name),
+            Identifier::Numeric(n) => self.broker.user(*n),
+            Identifier::Name(name) => self.broker.user_by_name(name),
         }
     }
 
@@ -160,7 +160,7 @@ impl Session {
     pub(crate) fn get_users(&self) -> Result<Reply, BrokerError> {
         self.broker.authorize(&self.user()?, Action::ReadUsers)?;
         let mut out = BytesMut::new();
-        for u in self.broker.users.list() {
+        for u in self.broker.users() {
             user_wire(&u).encode(&mut out);
         }
         Ok(Reply::body(out))
@@ -247,7 +247,7 @@ impl Session {
     pub(crate) fn get_tokens(&self) -> Result<Reply, BrokerError> {
         let me = self.user()?;
         let mut out = BytesMut::new();
-        for t in self.broker.users.tokens(me.id) {
+        for t in self.broker.tokens(me.id) {
             encode_token_info(&t.name, t.expiry_at, &mut out);
         }
         Ok(Reply::body(out))

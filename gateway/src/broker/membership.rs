@@ -1,0 +1,58 @@
+//! Consumer group membership, for both doors: Kafka's classic groups (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup through the [`GroupCoordinator`]) and Iggy's server-assigned groups.
+//! Committed offsets, which both kinds share, are in [`super::offsets`].
+//!
+//! [`GroupCoordinator`]: super::GroupCoordinator
+
+use super::coordinator::{GroupError, JoinRequest, JoinResult, MemberRef, SyncRequest, SyncResult};
+use super::offsets::group_ident;
+use super::{Broker, GroupInfo, TopicInfo};
+use wharf_protocol::Identifier;
+
+impl Broker {
+    /// Kafka JoinGroup: resolves when the group's rebalance completes (or the member must
+    /// retry).
+    pub async fn join_group(&self, req: JoinRequest) -> JoinResult {
+        self.coordinator.join(req).await
+    }
+
+    /// Kafka SyncGroup: resolves with the member's assignment once the leader sent them.
+    pub async fn sync_group(&self, req: SyncRequest) -> SyncResult {
+        self.coordinator.sync(req).await
+    }
+
+    /// Kafka Heartbeat.
+    pub fn heartbeat(&self, group: &str, who: MemberRef<'_>) -> Result<(), GroupError> {
+        self.coordinator.heartbeat(group, who)
+    }
+
+    /// Kafka LeaveGroup for each `(member id, group instance id)`.
+    pub fn leave_group(
+        &self,
+        group: &str,
+        leaving: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.coordinator.leave(group, leaving)
+    }
+
+    /// Expires Kafka group members and rebalances on their deadlines until `stopped`.
+    pub async fn drive_group_timers(&self, stopped: crate::server::Stopped) {
+        self.coordinator.drive_timers(stopped).await;
+    }
+
+    /// A native consumer group of a topic, with its members' assignments.
+    pub fn native_group(&self, t: &TopicInfo, group: &Identifier) -> Option<GroupInfo> {
+        self.groups
+            .get(t.stream_id, t.id, group_ident(group), t.partitions)
+    }
+
+    /// The native consumer groups of a topic.
+    pub fn native_groups(&self, t: &TopicInfo) -> Vec<GroupInfo> {
+        self.groups.list(t.stream_id, t.id, t.partitions)
+    }
+
+    /// How many native consumer groups exist.
+    pub fn native_group_count(&self) -> usize {
+        self.groups.count()
+    }
+}
