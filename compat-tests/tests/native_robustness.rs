@@ -21,14 +21,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// the unsupported ones, plus a few codes it does not know.
 fn fuzz_codes() -> Vec<u32> {
     let mut all = Request::CODES.to_vec();
-    all.extend([
-        codes::SEND_MESSAGES,
-        codes::GET_SNAPSHOT_FILE,
-        0,
-        7,
-        999,
-        u32::MAX,
-    ]);
+    all.extend_from_slice(Request::UNSUPPORTED_CODES);
+    all.extend([0, 7, 999, u32::MAX]);
     all
 }
 

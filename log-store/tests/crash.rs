@@ -120,16 +120,6 @@ struct Ack {
     seed: u64,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn crash_test_every_acknowledged_batch_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();

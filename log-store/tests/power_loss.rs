@@ -54,25 +54,6 @@ const MAX_APPENDS_PER_WRITER: u64 = 200;
 /// The power fails before an operation drawn from 0..this.
 const CRASH_WINDOW: u64 = 1500;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-impl std::fmt::Debug for Rng {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Rng")
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
     File(u64),

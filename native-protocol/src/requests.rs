@@ -81,6 +81,11 @@ macro_rules! commands {
             /// The code of every command [`Request::decode`] accepts, in list order.
             pub const CODES: &'static [u32] = &[$(<$command as Command>::CODE,)+];
 
+            /// Iggy commands that [`Request::decode`] knows but refuses as unsupported:
+            /// SendMessages (decoded in place by its own type) and snapshots.
+            pub const UNSUPPORTED_CODES: &'static [u32] =
+                &[codes::SEND_MESSAGES, codes::GET_SNAPSHOT_FILE];
+
             /// Decodes the payload of command `code` (anything but SendMessages). A payload
             /// longer than its command allows is malformed.
             pub fn decode(code: u32, payload: &[u8]) -> Result<Request, RequestError> {
@@ -89,8 +94,8 @@ macro_rules! commands {
                     $(<$command as Command>::CODE => {
                         Request::$command(<$command as Command>::decode(r)?)
                     })+
-                    codes::SEND_MESSAGES | codes::GET_SNAPSHOT_FILE => {
-                        return Err(RequestError::Unsupported(code))
+                    other if Request::UNSUPPORTED_CODES.contains(&other) => {
+                        return Err(RequestError::Unsupported(other))
                     }
                     other => return Err(RequestError::UnknownCommand(other)),
                 };

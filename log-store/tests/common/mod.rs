@@ -121,3 +121,21 @@ pub fn test_seed() -> u64 {
         .unwrap_or(0x5EED_CAFE_F00D_0001)
         | 1
 }
+
+/// A small seeded xorshift generator: the randomised tests must replay exactly from a seed.
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}

@@ -457,14 +457,8 @@ fn unknown_unsupported_and_garbage() {
 /// Every listed command, plus the unsupported ones and a few unknown codes.
 fn fuzz_codes() -> Vec<u32> {
     let mut all = Request::CODES.to_vec();
-    all.extend([
-        codes::SEND_MESSAGES,
-        codes::GET_SNAPSHOT_FILE,
-        0,
-        7,
-        999,
-        u32::MAX,
-    ]);
+    all.extend_from_slice(Request::UNSUPPORTED_CODES);
+    all.extend([0, 7, 999, u32::MAX]);
     all
 }
 
