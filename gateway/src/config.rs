@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::{Table, Value};
 use wharf_log_store::{Durability, StoreConfig};
 
-use crate::broker::CoordinatorSettings;
+use crate::broker::{CoordinatorSettings, LoginSettings};
 
 /// The defaults, exactly as documented in `configs/server.toml`.
 pub const DEFAULTS: &str = include_str!("../../configs/server.toml");
@@ -67,6 +68,11 @@ struct RawKafka {
     auto_create_topics: bool,
     default_partitions: u32,
     default_stream: String,
+    fetch_max_bytes: String,
+    max_connections: u32,
+    max_connections_per_ip: u32,
+    connections_max_idle: String,
+    request_read_timeout: String,
     group_min_session_timeout: String,
     group_max_session_timeout: String,
     group_initial_rebalance_delay: String,
@@ -76,6 +82,10 @@ struct RawKafka {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     data_dir: String,
+    queued_max_request_bytes: String,
+    peer_log_interval: String,
+    max_partitions_per_topic: u32,
+    max_partitions: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +94,11 @@ struct RawNative {
     address: String,
     max_request_size: String,
     max_poll_messages: u32,
+    max_poll_bytes: String,
+    max_connections: u32,
+    max_connections_per_ip: u32,
+    connections_max_idle: String,
+    request_read_timeout: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +110,7 @@ struct RawStorage {
     fsync_interval: String,
     max_batch_size: String,
     retention_interval: String,
+    max_open_files: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +118,25 @@ struct RawStorage {
 struct RawAuth {
     root_username: String,
     root_password: String,
+    password_verifications: u32,
+    max_failed_logins: u32,
+    failed_login_window: String,
+    failed_login_lockout: String,
+    end_sessions_on_password_change: bool,
+}
+
+/// What one door lets its connections spend: how many, how long they may sit idle, and how long
+/// a request may take to arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once on this door.
+    pub max_connections: u32,
+    /// Connections open at once from one IP address on this door.
+    pub max_connections_per_ip: u32,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A request that has started arriving must be whole within this.
+    pub request_read_timeout: Duration,
 }
 
 /// The Kafka door's settings.
@@ -113,6 +148,9 @@ pub struct KafkaConfig {
     /// Port given to clients; `None`: the port listened on.
     pub advertised_port: Option<u16>,
     pub max_request_size: u32,
+    /// Most record bytes in one Fetch answer (Kafka's fetch.max.bytes).
+    pub fetch_max_bytes: u32,
+    pub limits: ConnectionLimits,
     pub auto_create_topics: bool,
     pub default_partitions: u32,
     /// The stream whose topics Kafka clients see under their plain names.
@@ -130,6 +168,13 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     pub root_username: String,
     pub root_password: String,
+    /// Request bytes held at once across both doors (Kafka's queued.max.request.bytes).
+    pub queued_max_request_bytes: u64,
+    /// One log line per misbehaving peer per this interval.
+    pub peer_log_interval: Duration,
+    pub max_partitions_per_topic: u32,
+    pub max_partitions: u32,
+    pub logins: LoginSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +182,9 @@ pub struct NativeConfig {
     pub address: SocketAddr,
     pub max_request_size: u32,
     pub max_poll_messages: u32,
+    /// Most message bytes one poll returns (at least one message always).
+    pub max_poll_bytes: u32,
+    pub limits: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -223,8 +271,71 @@ impl RawConfig {
                 .map_err(|m| invalid("storage", "retention_interval", m))?,
             background_tasks: true,
             disk: wharf_log_store::Disk::real(),
+            max_open_files: usize::try_from(self.storage.max_open_files)
+                .ok()
+                .filter(|&n| n >= 8)
+                .ok_or_else(|| invalid("storage", "max_open_files", "must be at least 8".into()))?,
         };
         let kafka = self.kafka.resolve()?;
+        let native_limits = connection_limits(
+            "native",
+            self.native.max_connections,
+            self.native.max_connections_per_ip,
+            &self.native.connections_max_idle,
+            &self.native.request_read_timeout,
+        )?;
+        let max_poll_bytes = parse_size(&self.native.max_poll_bytes)
+            .and_then(|v| {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|&v| v >= 1024)
+                    .ok_or_else(|| "must be between 1 KiB and 4 GiB".to_string())
+            })
+            .map_err(|m| invalid("native", "max_poll_bytes", m))?;
+        let queued_max_request_bytes = parse_size(&self.server.queued_max_request_bytes)
+            .map_err(|m| invalid("server", "queued_max_request_bytes", m))?;
+        let largest_request = u64::from(max_request_size.max(kafka.max_request_size));
+        if queued_max_request_bytes < largest_request {
+            return Err(invalid(
+                "server",
+                "queued_max_request_bytes",
+                format!("must be at least the largest max_request_size ({largest_request} B)"),
+            ));
+        }
+        let peer_log_interval = parse_duration(&self.server.peer_log_interval)
+            .map_err(|m| invalid("server", "peer_log_interval", m))?;
+        if self.server.max_partitions_per_topic == 0
+            || self.server.max_partitions < self.server.max_partitions_per_topic
+        {
+            return Err(invalid(
+                "server",
+                "max_partitions",
+                "max_partitions_per_topic must be at least 1 and max_partitions at least that"
+                    .into(),
+            ));
+        }
+        let auth_duration =
+            |key, text: &str| parse_duration(text).map_err(|m| invalid("auth", key, m));
+        if self.auth.password_verifications == 0 || self.auth.max_failed_logins == 0 {
+            return Err(invalid(
+                "auth",
+                "password_verifications",
+                "password_verifications and max_failed_logins must be at least 1".into(),
+            ));
+        }
+        let logins = LoginSettings {
+            password_verifications: self.auth.password_verifications as usize,
+            max_failed_logins: self.auth.max_failed_logins,
+            failed_login_window: auth_duration(
+                "failed_login_window",
+                &self.auth.failed_login_window,
+            )?,
+            failed_login_lockout: auth_duration(
+                "failed_login_lockout",
+                &self.auth.failed_login_lockout,
+            )?,
+            end_sessions_on_password_change: self.auth.end_sessions_on_password_change,
+        };
         if self.auth.root_username.is_empty() || self.auth.root_password.is_empty() {
             return Err(invalid(
                 "auth",
@@ -238,11 +349,18 @@ impl RawConfig {
                 address,
                 max_request_size,
                 max_poll_messages: self.native.max_poll_messages.max(1),
+                max_poll_bytes,
+                limits: native_limits,
             },
             kafka,
             store,
             root_username: self.auth.root_username,
             root_password: self.auth.root_password,
+            queued_max_request_bytes,
+            peer_log_interval,
+            max_partitions_per_topic: self.server.max_partitions_per_topic,
+            max_partitions: self.server.max_partitions,
+            logins,
         })
     }
 }
@@ -266,6 +384,21 @@ impl RawKafka {
                     .ok_or_else(|| "must be between 1 KiB and 2 GiB".to_string())
             })
             .map_err(|m| invalid("max_request_size", m))?;
+        let fetch_max_bytes = parse_size(&self.fetch_max_bytes)
+            .and_then(|v| {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|&v| (1024..=i32::MAX as u32).contains(&v))
+                    .ok_or_else(|| "must be between 1 KiB and 2 GiB".to_string())
+            })
+            .map_err(|m| invalid("fetch_max_bytes", m))?;
+        let limits = connection_limits(
+            "kafka",
+            self.max_connections,
+            self.max_connections_per_ip,
+            &self.connections_max_idle,
+            &self.request_read_timeout,
+        )?;
         if self.default_partitions == 0 {
             return Err(invalid("default_partitions", "must be at least 1".into()));
         }
@@ -302,11 +435,51 @@ impl RawKafka {
             advertised_host: (!host.is_empty()).then(|| host.trim_matches(['[', ']']).to_string()),
             advertised_port: (self.advertised_port != 0).then_some(self.advertised_port),
             max_request_size,
+            fetch_max_bytes,
+            limits,
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             default_stream: self.default_stream,
         })
     }
+}
+
+/// A door's connection limits, checked.
+fn connection_limits(
+    section: &'static str,
+    max_connections: u32,
+    max_connections_per_ip: u32,
+    idle: &str,
+    read: &str,
+) -> Result<ConnectionLimits, ConfigError> {
+    let invalid = |key, message: String| ConfigError::Invalid {
+        section,
+        key,
+        message,
+    };
+    if max_connections == 0 || max_connections_per_ip == 0 {
+        return Err(invalid(
+            "max_connections",
+            "max_connections and max_connections_per_ip must be at least 1".into(),
+        ));
+    }
+    let positive = |key, text: &str| {
+        parse_duration(text)
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err("must be positive".to_string())
+                } else {
+                    Ok(d)
+                }
+            })
+            .map_err(|m| invalid(key, m))
+    };
+    Ok(ConnectionLimits {
+        max_connections,
+        max_connections_per_ip,
+        idle_timeout: positive("connections_max_idle", idle)?,
+        request_read_timeout: positive("request_read_timeout", read)?,
+    })
 }
 
 fn parse(text: &str, origin: &str) -> Result<Table, ConfigError> {
@@ -402,6 +575,20 @@ mod tests {
         assert_eq!(c.kafka.advertised_host, None);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.root_username, "iggy");
+        assert_eq!(c.queued_max_request_bytes, 512 << 20);
+        assert_eq!(c.kafka.fetch_max_bytes, 55 << 20);
+        assert_eq!(c.native.max_poll_bytes, 55 << 20);
+        assert_eq!(c.kafka.limits.idle_timeout, Duration::from_secs(600));
+        assert_eq!(
+            c.native.limits.request_read_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(c.store.max_open_files, 512);
+        assert_eq!(c.logins, LoginSettings::default());
+        assert_eq!(
+            (c.max_partitions_per_topic, c.max_partitions),
+            (1000, 100_000)
+        );
         assert_eq!(c.store.default_segment_size, 1 << 30);
         assert_eq!(c.store.default_durability, Durability::Os);
         assert_eq!(c.store.fsync_interval, Duration::from_secs(1));

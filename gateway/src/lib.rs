@@ -98,6 +98,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             root_password: config.root_password.clone(),
             kafka_default_stream: config.kafka.default_stream.clone(),
             groups: config.kafka.groups.clone(),
+            logins: config.logins.clone(),
+            max_partitions_per_topic: config.max_partitions_per_topic,
+            max_partitions: config.max_partitions,
         },
     )?;
     if broker.root_has_password("iggy") {

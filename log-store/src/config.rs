@@ -126,6 +126,8 @@ pub struct StoreConfig {
     /// Every file operation of the store goes through this; [`Disk::real`] in production, a
     /// [`Disk::with_hook`] in tests that watch or fail them.
     pub disk: Disk,
+    /// Segment files kept open at once across all partitions; the rest are opened on demand.
+    pub max_open_files: usize,
 }
 
 impl Default for StoreConfig {
@@ -139,6 +141,7 @@ impl Default for StoreConfig {
             retention_interval: Duration::from_secs(60),
             background_tasks: true,
             disk: Disk::real(),
+            max_open_files: 512,
         }
     }
 }

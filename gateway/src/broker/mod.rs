@@ -16,6 +16,7 @@ pub mod coordinator;
 pub mod groups;
 pub mod identity;
 pub mod kafka_batch;
+pub mod logins;
 pub mod membership;
 pub mod names;
 pub mod offsets;
@@ -33,6 +34,7 @@ pub use clients::{ClientInfo, Clients};
 pub use coordinator::{CoordinatorSettings, GroupCoordinator};
 pub use groups::{ConsumerGroups, GroupInfo};
 pub use kafka_batch::KafkaBatchError;
+pub use logins::LoginSettings;
 pub use producers::Producers;
 pub use users::{Action, Permissions, User, Users};
 /// The store's vocabulary that the broker's use cases speak in (settings, catalog entries,
@@ -180,6 +182,11 @@ pub struct BrokerSettings {
     /// The stream whose topics Kafka clients see under their plain names.
     pub kafka_default_stream: String,
     pub groups: CoordinatorSettings,
+    /// How logins are bounded on both doors.
+    pub logins: LoginSettings,
+    /// Most partitions one topic may have, and all topics together.
+    pub max_partitions_per_topic: u32,
+    pub max_partitions: u32,
 }
 
 /// The broker: shared by every connection of every protocol.
