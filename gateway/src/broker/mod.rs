@@ -38,10 +38,12 @@ pub use logins::LoginSettings;
 pub use producers::Producers;
 pub use users::{Action, Permissions, User, Users};
 /// The store's vocabulary that the broker's use cases speak in (settings, catalog entries,
-/// positions and errors). Doors name them through here, never through the store.
+/// positions and errors, and the file-system seam [`StoreConfig`] holds, where tests put
+/// faults). Doors name them through here, never through the store.
 pub use wharf_log_store::{
-    CommittedOffset, Durability, Ident, OffsetKey, OffsetOwner, PartitionKey, PartitionStats,
-    StoreConfig, StoreError, StreamInfo, TimestampType, TopicInfo, TopicSettings,
+    CommittedOffset, Disk, Durability, FileHook, FileOp, Ident, OffsetKey, OffsetOwner,
+    PartitionKey, PartitionStats, StoreConfig, StoreError, StreamInfo, TimestampType, TopicInfo,
+    TopicSettings,
 };
 
 pub fn now_us() -> u64 {
@@ -66,6 +68,15 @@ impl std::fmt::Display for NameKind {
             NameKind::ConsumerGroup => "consumer group",
         })
     }
+}
+
+/// Which partition limit a create or add would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionLimit {
+    /// `server.max_partitions_per_topic` (or Iggy's 1000 per request).
+    PerTopic,
+    /// `server.max_partitions`, all topics together.
+    Total,
 }
 
 /// Why an idempotent producer's batch was refused (Kafka's sequence rules).
@@ -122,6 +133,12 @@ pub enum BrokerError {
     NameCollision(String),
     #[error("{0}")]
     InvalidPartitionCount(String),
+    /// A create or add that would take a topic, or the server, past its partition limit.
+    #[error("{message}")]
+    PartitionLimit {
+        limit: PartitionLimit,
+        message: String,
+    },
     #[error("consumer group {0} not found")]
     GroupNotFound(String),
     #[error("consumer group '{0}' already exists")]
@@ -172,6 +189,94 @@ impl BrokerError {
                 )
         )
     }
+
+    /// True when the server's storage failed: a write or read of the data directory (a full
+    /// disk, an I/O error), a partition stopped after one, or metadata it cannot read.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Store(
+                StoreError::Io { .. }
+                    | StoreError::CorruptMetadata { .. }
+                    | StoreError::PartitionFailed(_)
+            )
+        )
+    }
+
+    /// The text a client may be shown. A failure of the server itself says only what kind of
+    /// failure it was: its details (file paths under the data directory, internal state) are
+    /// the operator's and go to the server log ([`log_server_failure`]). Every other error is
+    /// about the request and is shown whole.
+    pub fn client_message(&self) -> String {
+        match self {
+            BrokerError::Store(StoreError::Io { source, .. }) => match source.raw_os_error() {
+                // The OS's words for its own code ("No space left on device (os error 28)")
+                // hold no path.
+                Some(code) => format!(
+                    "storage error on the server: {}",
+                    std::io::Error::from_raw_os_error(code)
+                ),
+                None => format!("storage error on the server: {}", source.kind()),
+            },
+            BrokerError::Store(StoreError::PartitionFailed(_)) => {
+                "storage error on the server: the partition stopped taking writes after an I/O \
+                 failure"
+                    .into()
+            }
+            BrokerError::Store(StoreError::CorruptMetadata { .. }) => {
+                "storage error on the server: unreadable metadata".into()
+            }
+            BrokerError::Store(StoreError::PartitionClosed(_)) => {
+                "the partition is closed (deleted, or the server is stopping)".into()
+            }
+            BrokerError::Internal(_) => "internal server error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Logs a failure of the server's own (storage, internal) in full, for the operator: at most
+/// one line per [`SERVER_FAILURE_LOG_INTERVAL`], with a count of the lines left out, so a full
+/// disk under load does not also flood the log.
+pub fn log_server_failure(context: &str, e: &BrokerError) {
+    static LAST: parking_lot::Mutex<Option<(std::time::Instant, u64)>> =
+        parking_lot::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let suppressed = {
+        let mut last = LAST.lock();
+        match *last {
+            Some((at, ref mut skipped)) if now.duration_since(at) < SERVER_FAILURE_LOG_INTERVAL => {
+                *skipped += 1;
+                return;
+            }
+            Some((_, skipped)) => {
+                *last = Some((now, 0));
+                skipped
+            }
+            None => {
+                *last = Some((now, 0));
+                0
+            }
+        }
+    };
+    if suppressed > 0 {
+        tracing::warn!("{context}: {e} ({suppressed} more such failures since the last line)");
+    } else {
+        tracing::warn!("{context}: {e}");
+    }
+}
+
+/// How often [`log_server_failure`] writes a line at most.
+pub const SERVER_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl BrokerError {
+    /// Logs this error with [`log_server_failure`] when it is the server's (see
+    /// [`BrokerError::is_internal`]); a refusal of the request is not logged.
+    pub fn log_if_internal(&self, context: &str) {
+        if self.is_internal() {
+            log_server_failure(context, self);
+        }
+    }
 }
 
 /// What the broker needs to know beyond the store's own settings.
@@ -207,6 +312,9 @@ pub struct Broker {
     coordinator: std::sync::Arc<GroupCoordinator>,
     /// Kafka idempotent producers' ids and sequence state.
     producers: std::sync::Arc<Producers>,
+    /// Most partitions one topic may have, and all topics together (checked before a create).
+    max_partitions_per_topic: u32,
+    max_partitions: u32,
     pub started_at: u64,
     /// Per-topic counters for balanced sends.
     balanced: parking_lot::Mutex<std::collections::HashMap<(u32, u32), u32>>,
@@ -225,6 +333,18 @@ impl Broker {
         let users = Users::open(data_dir, &settings.root_username, &settings.root_password)?;
         let groups = ConsumerGroups::open(data_dir)?;
         let producers = Producers::open(data_dir)?;
+        let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
+            store.topics(Ident::Id(s)).unwrap_or_default()
+        });
+        if !outside.is_empty() {
+            tracing::warn!(
+                "{} stream or topic names predate the naming rule (Kafka's: 1..=249 of \
+                 [a-zA-Z0-9._-]; stream names without '.'); they keep working on the native \
+                 door, but Kafka clients cannot use them and new names must follow it: {}",
+                outside.len(),
+                names::summary(&outside)
+            );
+        }
         Ok(Broker {
             store,
             default_stream: settings.kafka_default_stream,
@@ -234,6 +354,8 @@ impl Broker {
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
             producers: std::sync::Arc::new(producers),
+            max_partitions_per_topic: settings.max_partitions_per_topic,
+            max_partitions: settings.max_partitions,
             started_at: now_us(),
             balanced: parking_lot::Mutex::default(),
         })

@@ -18,7 +18,8 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
         let info = match req.topic(t.name.0.as_str()) {
             Ok(i) => i,
             Err(e) => {
-                results.push(fail(errors::for_broker(&e), e.to_string()));
+                let (error, message) = errors::answer("create partitions failed", &e);
+                results.push(fail(error, message));
                 continue;
             }
         };
@@ -50,7 +51,10 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
             .await;
         results.push(match added {
             Ok(_) => out,
-            Err(e) => fail(errors::for_broker(&e), e.to_string()),
+            Err(e) => {
+                let (error, message) = errors::answer("create partitions failed", &e);
+                fail(error, message)
+            }
         });
     }
     CreatePartitionsResponse::default().with_results(results)
