@@ -137,9 +137,15 @@ impl Conn {
         (t.error_code, text(&t.error_message))
     }
 
-    async fn add_partitions(&mut self, topic: &str, count: i32) -> (i16, String) {
+    async fn add_partitions(
+        &mut self,
+        topic: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> (i16, String) {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(10_000)
+            .with_validate_only(validate_only)
             .with_topics(vec![
                 create_partitions_request::CreatePartitionsTopic::default()
                     .with_name(name(topic))
@@ -422,10 +428,12 @@ async fn partition_limits_hold_per_topic_and_in_total_on_both_doors() {
         "{message}"
     );
     assert_eq!(conn.create("b", 2).await.0, 0, "6 in all is allowed");
-    let (code, message) = conn.add_partitions("a", 5).await;
-    assert_eq!(code, INVALID_PARTITIONS, "{message}");
-    let (code, message) = conn.add_partitions("b", 3).await;
-    assert_eq!(code, POLICY_VIOLATION, "{message}");
+    for validate_only in [true, false] {
+        let (code, message) = conn.add_partitions("a", 5, validate_only).await;
+        assert_eq!(code, INVALID_PARTITIONS, "{message}");
+        let (code, message) = conn.add_partitions("b", 3, validate_only).await;
+        assert_eq!(code, POLICY_VIOLATION, "{message}");
+    }
     // Auto-creation is a create like any other.
     let auto = conn
         .metadata_with(

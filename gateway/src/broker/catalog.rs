@@ -292,6 +292,19 @@ impl Broker {
         .await
     }
 
+    /// Checks an add of `count` partitions as [`Broker::add_partitions`] would, adding none
+    /// (Kafka's `validate_only`).
+    pub fn check_add_partitions(
+        &self,
+        stream: u32,
+        topic: u32,
+        count: u32,
+    ) -> Result<(), BrokerError> {
+        check_partitions_to_add(count)?;
+        let t = self.store.topic(Ident::Id(stream), Ident::Id(topic))?;
+        self.limits().check(&self.store, t.partitions, count)
+    }
+
     /// Removes the last `count` partitions. Returns the new partition count.
     pub async fn remove_partitions(
         &self,

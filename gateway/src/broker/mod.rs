@@ -190,19 +190,6 @@ impl BrokerError {
         )
     }
 
-    /// True when the server's storage failed: a write or read of the data directory (a full
-    /// disk, an I/O error), a partition stopped after one, or metadata it cannot read.
-    pub fn is_storage_failure(&self) -> bool {
-        matches!(
-            self,
-            BrokerError::Store(
-                StoreError::Io { .. }
-                    | StoreError::CorruptMetadata { .. }
-                    | StoreError::PartitionFailed(_)
-            )
-        )
-    }
-
     /// The text a client may be shown. A failure of the server itself says only what kind of
     /// failure it was: its details (file paths under the data directory, internal state) are
     /// the operator's and go to the server log ([`log_server_failure`]). Every other error is
@@ -219,8 +206,7 @@ impl BrokerError {
                 None => format!("storage error on the server: {}", source.kind()),
             },
             BrokerError::Store(StoreError::PartitionFailed(_)) => {
-                "storage error on the server: the partition stopped taking writes after an I/O \
-                 failure"
+                "storage error on the server: the partition stopped taking writes after a failed write"
                     .into()
             }
             BrokerError::Store(StoreError::CorruptMetadata { .. }) => {
@@ -239,35 +225,54 @@ impl BrokerError {
 /// one line per [`SERVER_FAILURE_LOG_INTERVAL`], with a count of the lines left out, so a full
 /// disk under load does not also flood the log.
 pub fn log_server_failure(context: &str, e: &BrokerError) {
-    static LAST: parking_lot::Mutex<Option<(std::time::Instant, u64)>> =
-        parking_lot::Mutex::new(None);
-    let now = std::time::Instant::now();
-    let suppressed = {
-        let mut last = LAST.lock();
-        match *last {
-            Some((at, ref mut skipped)) if now.duration_since(at) < SERVER_FAILURE_LOG_INTERVAL => {
-                *skipped += 1;
-                return;
-            }
-            Some((_, skipped)) => {
-                *last = Some((now, 0));
-                skipped
-            }
-            None => {
-                *last = Some((now, 0));
-                0
-            }
-        }
-    };
-    if suppressed > 0 {
-        tracing::warn!("{context}: {e} ({suppressed} more such failures since the last line)");
-    } else {
-        tracing::warn!("{context}: {e}");
+    static FAILURES: LogThrottle = LogThrottle::new(SERVER_FAILURE_LOG_INTERVAL);
+    match FAILURES.admit(std::time::Instant::now()) {
+        Some(0) => tracing::warn!("{context}: {e}"),
+        Some(n) => tracing::warn!("{context}: {e} ({n} more such failures since the last line)"),
+        None => {}
     }
 }
 
 /// How often [`log_server_failure`] writes a line at most.
 pub const SERVER_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most one log line per interval: says whether a line may be written now, and how many
+/// were left out since the last one.
+#[derive(Debug)]
+pub struct LogThrottle {
+    interval: std::time::Duration,
+    /// When the last line was written, and how many were left out since.
+    last: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl LogThrottle {
+    pub const fn new(interval: std::time::Duration) -> LogThrottle {
+        LogThrottle {
+            interval,
+            last: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// `Some(left_out)` when a line may be written at `now`; `None` when it is left out.
+    pub fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        let mut last = self.last.lock();
+        match last.as_mut() {
+            Some((at, left_out)) if now.saturating_duration_since(*at) < self.interval => {
+                *left_out += 1;
+                None
+            }
+            Some((at, left_out)) => {
+                let n = std::mem::take(left_out);
+                *at = now;
+                Some(n)
+            }
+            None => {
+                *last = Some((now, 0));
+                Some(0)
+            }
+        }
+    }
+}
 
 impl BrokerError {
     /// Logs this error with [`log_server_failure`] when it is the server's (see
@@ -436,5 +441,48 @@ impl Broker {
     /// Stops the store: syncs and closes every partition.
     pub async fn close(&self) -> Result<(), BrokerError> {
         self.blocking(|store| Ok(store.close()?)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Bound: one server-failure line per interval, the next one counting those left out.
+    #[test]
+    fn server_failures_are_logged_once_per_interval() {
+        let throttle = LogThrottle::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(throttle.admit(t0), Some(0));
+        for s in 1..10 {
+            assert_eq!(throttle.admit(t0 + Duration::from_secs(s)), None);
+        }
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(10)), Some(9));
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(11)), None);
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(25)), Some(1));
+    }
+
+    /// Bound: no answer to a client shows a server path; storage failures say what kind.
+    #[test]
+    fn client_messages_hold_no_server_paths() {
+        let full = BrokerError::Store(StoreError::Io {
+            path: "/srv/wharf/data/streams/1/topics/1/partitions/0/00000000000000000000.log".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert!(full.to_string().contains("/srv/wharf"), "the log keeps it");
+        let shown = full.client_message();
+        assert!(shown.starts_with("storage error on the server"), "{shown}");
+        assert!(!shown.contains('/'), "{shown}");
+        let corrupt = BrokerError::Store(StoreError::CorruptMetadata {
+            path: "/srv/wharf/data/streams/1/stream.json".into(),
+            reason: "bad".into(),
+        });
+        assert!(!corrupt.client_message().contains('/'));
+        let failed = BrokerError::Store(StoreError::PartitionFailed("/srv/x".into()));
+        assert!(!failed.client_message().contains('/'));
+        let internal = BrokerError::Internal("blocking task failed at /srv/x".into());
+        assert_eq!(internal.client_message(), "internal server error");
     }
 }

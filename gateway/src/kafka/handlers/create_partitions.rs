@@ -41,14 +41,16 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
             ));
             continue;
         }
-        if r.validate_only {
-            results.push(out);
-            continue;
-        }
-        let added = req
-            .broker()
-            .add_partitions(info.stream_id, info.id, (t.count - current) as u32)
-            .await;
+        let adding = (t.count - current) as u32;
+        let added = if r.validate_only {
+            req.broker()
+                .check_add_partitions(info.stream_id, info.id, adding)
+                .map(|()| 0)
+        } else {
+            req.broker()
+                .add_partitions(info.stream_id, info.id, adding)
+                .await
+        };
         results.push(match added {
             Ok(_) => out,
             Err(e) => {
