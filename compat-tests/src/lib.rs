@@ -52,9 +52,25 @@ impl TestServer {
 
     /// Starts a server on an existing data directory (to test restarts).
     pub async fn start_in(data_dir: &Path) -> TestServer {
-        let running = wharf_gateway::start(config(data_dir))
-            .await
-            .expect("server starts");
+        TestServer::start_configured(data_dir, |_| {}).await
+    }
+
+    /// Starts a server with a fresh temporary data directory and the test's settings (limits,
+    /// a fault hook in `store.disk`) applied over the defaults.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut s = TestServer::start_configured(temp.path(), adjust).await;
+        s._temp = Some(temp);
+        s
+    }
+
+    async fn start_configured(
+        data_dir: &Path,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
+        let mut config = config(data_dir);
+        adjust(&mut config);
+        let running = wharf_gateway::start(config).await.expect("server starts");
         TestServer {
             addr: running.native_addr,
             kafka_addr: running.kafka_addr,

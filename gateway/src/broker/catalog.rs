@@ -3,30 +3,96 @@
 //! with a topic when it goes (its committed offsets, its native groups, its idempotent producers'
 //! state). Kafka names are resolved here too, so both doors agree on what a name means.
 //!
+//! New names follow the naming rule of [`super::names`], and partitions are bounded per topic and
+//! in total (`server.max_partitions_per_topic`, `server.max_partitions`): both are checked
+//! before anything is created, so a refused request leaves nothing behind.
+//!
 //! Catalog changes write and sync files, so they run on the blocking pool, one at a time (the
-//! collision check and the change happen under one lock).
+//! collision and limit checks and the change happen under one lock).
 
 use std::sync::Arc;
 
 use super::names::{self, Location};
 use super::{
-    Broker, BrokerError, Ident, NameKind, PartitionStats, StoreError, StreamInfo, TopicInfo,
-    TopicSettings,
+    Broker, BrokerError, Ident, NameKind, PartitionLimit, PartitionStats, StoreError, StreamInfo,
+    TopicInfo, TopicSettings,
 };
+use wharf_log_store::LogStore;
 
 /// Most partitions one create or add may ask for, as Iggy allows.
 pub const MAX_PARTITIONS_PER_REQUEST: u32 = 1000;
 
 fn check_partitions_to_add(count: u32) -> Result<(), BrokerError> {
-    if count == 0 || count > MAX_PARTITIONS_PER_REQUEST {
-        return Err(BrokerError::InvalidPartitionCount(format!(
-            "add 1..={MAX_PARTITIONS_PER_REQUEST} partitions, not {count}"
-        )));
+    if count == 0 {
+        return Err(BrokerError::InvalidPartitionCount(
+            "add at least 1 partition".into(),
+        ));
+    }
+    check_request_size(count)
+}
+
+/// Iggy's bound on one create or add (its answer is TooManyPartitions).
+fn check_request_size(count: u32) -> Result<(), BrokerError> {
+    if count > MAX_PARTITIONS_PER_REQUEST {
+        return Err(BrokerError::PartitionLimit {
+            limit: PartitionLimit::PerTopic,
+            message: format!(
+                "{count} partitions requested; at most {MAX_PARTITIONS_PER_REQUEST} per request"
+            ),
+        });
     }
     Ok(())
 }
 
+/// The partition limits, checked before a create or add of `adding` partitions to a topic that
+/// has `topic_now`.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    per_topic: u32,
+    total: u32,
+}
+
+impl Limits {
+    fn check(self, store: &LogStore, topic_now: u32, adding: u32) -> Result<(), BrokerError> {
+        let topic_after = u64::from(topic_now) + u64::from(adding);
+        if topic_after > u64::from(self.per_topic) {
+            return Err(BrokerError::PartitionLimit {
+                limit: PartitionLimit::PerTopic,
+                message: format!(
+                    "a topic may have at most {} partitions (server.max_partitions_per_topic); \
+                     this request would give it {topic_after}",
+                    self.per_topic
+                ),
+            });
+        }
+        let total_now: u64 = store
+            .streams()
+            .iter()
+            .flat_map(|s| store.topics(Ident::Id(s.id)).unwrap_or_default())
+            .map(|t| u64::from(t.partitions))
+            .sum();
+        if total_now + u64::from(adding) > u64::from(self.total) {
+            return Err(BrokerError::PartitionLimit {
+                limit: PartitionLimit::Total,
+                message: format!(
+                    "the server may hold at most {} partitions (server.max_partitions); it \
+                     holds {total_now}, and this request asks for {adding} more",
+                    self.total
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Broker {
+    fn limits(&self) -> Limits {
+        Limits {
+            per_topic: self.max_partitions_per_topic,
+            total: self.max_partitions,
+        }
+    }
+
     /// The stream whose topics Kafka clients see under their plain names.
     pub fn default_stream(&self) -> &str {
         &self.default_stream
@@ -60,6 +126,7 @@ impl Broker {
 
     /// Creates a stream, unless its name would capture a default-stream topic's Kafka name.
     pub async fn create_stream(&self, name: &str) -> Result<StreamInfo, BrokerError> {
+        names::validate_stream_name(&self.default_stream, name)?;
         let name = name.to_string();
         let default = self.default_stream.clone();
         let lock = Arc::clone(&self.catalog_changes);
@@ -90,6 +157,8 @@ impl Broker {
                 }
             }
             if current.name != name {
+                let topics = store.topics(Ident::Id(stream))?;
+                names::validate_stream_rename(&default, &name, &topics)?;
                 names::check_stream_name(&default, &name, &default_topics(store, &default))?;
             }
             store
@@ -130,18 +199,17 @@ impl Broker {
         partitions: u32,
         settings: TopicSettings,
     ) -> Result<TopicInfo, BrokerError> {
-        if partitions > MAX_PARTITIONS_PER_REQUEST {
-            return Err(BrokerError::InvalidPartitionCount(format!(
-                "{partitions} partitions requested; at most {MAX_PARTITIONS_PER_REQUEST}"
-            )));
-        }
+        check_request_size(partitions)?;
         let name = name.to_string();
         let default = self.default_stream.clone();
         let lock = Arc::clone(&self.catalog_changes);
+        let limits = self.limits();
         self.blocking(move |store| {
             let _changing = lock.lock();
             let s = store.stream(Ident::Id(stream))?;
+            names::validate_topic_name(&default, &s.name, &name)?;
             names::check_topic_name(&default, &store.streams(), &s.name, &name)?;
+            limits.check(store, 0, partitions)?;
             store
                 .create_topic(Ident::Id(stream), &name, partitions, settings)
                 .map_err(|e| BrokerError::for_name(NameKind::Topic, e))
@@ -165,6 +233,7 @@ impl Broker {
             let current = store.topic(Ident::Id(stream), Ident::Id(topic))?;
             if let Some(n) = name.as_deref().filter(|n| *n != current.name) {
                 let s = store.stream(Ident::Id(stream))?;
+                names::validate_topic_name(&default, &s.name, n)?;
                 names::check_topic_name(&default, &store.streams(), &s.name, n)?;
             }
             store
@@ -213,11 +282,27 @@ impl Broker {
     ) -> Result<u32, BrokerError> {
         check_partitions_to_add(count)?;
         let lock = Arc::clone(&self.catalog_changes);
+        let limits = self.limits();
         self.blocking(move |store| {
             let _changing = lock.lock();
+            let t = store.topic(Ident::Id(stream), Ident::Id(topic))?;
+            limits.check(store, t.partitions, count)?;
             Ok(store.add_partitions(Ident::Id(stream), Ident::Id(topic), count)?)
         })
         .await
+    }
+
+    /// Checks an add of `count` partitions as [`Broker::add_partitions`] would, adding none
+    /// (Kafka's `validate_only`).
+    pub fn check_add_partitions(
+        &self,
+        stream: u32,
+        topic: u32,
+        count: u32,
+    ) -> Result<(), BrokerError> {
+        check_partitions_to_add(count)?;
+        let t = self.store.topic(Ident::Id(stream), Ident::Id(topic))?;
+        self.limits().check(&self.store, t.partitions, count)
     }
 
     /// Removes the last `count` partitions. Returns the new partition count.
@@ -264,15 +349,18 @@ impl Broker {
         )
     }
 
-    /// The existing topic a Kafka name points to.
+    /// The existing topic a Kafka name points to. A name Kafka's rule refuses points nowhere
+    /// (a topic named before the rule is not served to Kafka clients).
     pub fn kafka_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        names::validate_kafka_name(name)?;
         let loc = self.locate(name);
         Ok(self
             .store
             .topic(Ident::Name(&loc.stream), Ident::Name(&loc.topic))?)
     }
 
-    /// Every topic Kafka clients can reach, with its Kafka name.
+    /// Every topic Kafka clients can reach, with its Kafka name (a legal one: topics named
+    /// before the naming rule are left out).
     pub fn kafka_topics(&self) -> Vec<(String, TopicInfo)> {
         let streams = self.store.streams();
         let exists = |n: &str| streams.iter().any(|s| s.name == n);
@@ -282,8 +370,12 @@ impl Broker {
                 continue;
             };
             for t in topics {
-                if names::reachable(&self.default_stream, exists, &s.name, &t.name) {
-                    out.push((names::kafka_name(&self.default_stream, &s.name, &t.name), t));
+                if !names::reachable(&self.default_stream, exists, &s.name, &t.name) {
+                    continue;
+                }
+                let name = names::kafka_name(&self.default_stream, &s.name, &t.name);
+                if names::validate_kafka_name(&name).is_ok() {
+                    out.push((name, t));
                 }
             }
         }
@@ -305,9 +397,12 @@ impl Broker {
         let name = name.to_string();
         let default = self.default_stream.clone();
         let lock = Arc::clone(&self.catalog_changes);
+        let limits = self.limits();
         self.blocking(move |store| {
             let _changing = lock.lock();
             let loc = names::locate(&default, |s| store.stream(Ident::Name(s)).is_ok(), &name);
+            names::validate_topic_name(&default, &loc.stream, &loc.topic)?;
+            limits.check(store, 0, partitions)?;
             if validate_only {
                 if store
                     .topic(Ident::Name(&loc.stream), Ident::Name(&loc.topic))

@@ -38,10 +38,12 @@ pub use logins::LoginSettings;
 pub use producers::Producers;
 pub use users::{Action, Permissions, User, Users};
 /// The store's vocabulary that the broker's use cases speak in (settings, catalog entries,
-/// positions and errors). Doors name them through here, never through the store.
+/// positions and errors, and the file-system seam [`StoreConfig`] holds, where tests put
+/// faults). Doors name them through here, never through the store.
 pub use wharf_log_store::{
-    CommittedOffset, Durability, Ident, OffsetKey, OffsetOwner, PartitionKey, PartitionStats,
-    StoreConfig, StoreError, StreamInfo, TimestampType, TopicInfo, TopicSettings,
+    CommittedOffset, Disk, Durability, FileHook, FileOp, Ident, OffsetKey, OffsetOwner,
+    PartitionKey, PartitionStats, StoreConfig, StoreError, StreamInfo, TimestampType, TopicInfo,
+    TopicSettings,
 };
 
 pub fn now_us() -> u64 {
@@ -66,6 +68,15 @@ impl std::fmt::Display for NameKind {
             NameKind::ConsumerGroup => "consumer group",
         })
     }
+}
+
+/// Which partition limit a create or add would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionLimit {
+    /// `server.max_partitions_per_topic` (or Iggy's 1000 per request).
+    PerTopic,
+    /// `server.max_partitions`, all topics together.
+    Total,
 }
 
 /// Why an idempotent producer's batch was refused (Kafka's sequence rules).
@@ -122,6 +133,12 @@ pub enum BrokerError {
     NameCollision(String),
     #[error("{0}")]
     InvalidPartitionCount(String),
+    /// A create or add that would take a topic, or the server, past its partition limit.
+    #[error("{message}")]
+    PartitionLimit {
+        limit: PartitionLimit,
+        message: String,
+    },
     #[error("consumer group {0} not found")]
     GroupNotFound(String),
     #[error("consumer group '{0}' already exists")]
@@ -172,6 +189,99 @@ impl BrokerError {
                 )
         )
     }
+
+    /// The text a client may be shown. A failure of the server itself says only what kind of
+    /// failure it was: its details (file paths under the data directory, internal state) are
+    /// the operator's and go to the server log ([`log_server_failure`]). Every other error is
+    /// about the request and is shown whole.
+    pub fn client_message(&self) -> String {
+        match self {
+            BrokerError::Store(StoreError::Io { source, .. }) => match source.raw_os_error() {
+                // The OS's words for its own code ("No space left on device (os error 28)")
+                // hold no path.
+                Some(code) => format!(
+                    "storage error on the server: {}",
+                    std::io::Error::from_raw_os_error(code)
+                ),
+                None => format!("storage error on the server: {}", source.kind()),
+            },
+            BrokerError::Store(StoreError::PartitionFailed(_)) => {
+                "storage error on the server: the partition stopped taking writes after a failed write"
+                    .into()
+            }
+            BrokerError::Store(StoreError::CorruptMetadata { .. }) => {
+                "storage error on the server: unreadable metadata".into()
+            }
+            BrokerError::Store(StoreError::PartitionClosed(_)) => {
+                "the partition is closed (deleted, or the server is stopping)".into()
+            }
+            BrokerError::Internal(_) => "internal server error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Logs a failure of the server's own (storage, internal) in full, for the operator: at most
+/// one line per [`SERVER_FAILURE_LOG_INTERVAL`], with a count of the lines left out, so a full
+/// disk under load does not also flood the log.
+pub fn log_server_failure(context: &str, e: &BrokerError) {
+    static FAILURES: LogThrottle = LogThrottle::new(SERVER_FAILURE_LOG_INTERVAL);
+    match FAILURES.admit(std::time::Instant::now()) {
+        Some(0) => tracing::warn!("{context}: {e}"),
+        Some(n) => tracing::warn!("{context}: {e} ({n} more such failures since the last line)"),
+        None => {}
+    }
+}
+
+/// How often [`log_server_failure`] writes a line at most.
+pub const SERVER_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most one log line per interval: says whether a line may be written now, and how many
+/// were left out since the last one.
+#[derive(Debug)]
+pub struct LogThrottle {
+    interval: std::time::Duration,
+    /// When the last line was written, and how many were left out since.
+    last: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl LogThrottle {
+    pub const fn new(interval: std::time::Duration) -> LogThrottle {
+        LogThrottle {
+            interval,
+            last: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// `Some(left_out)` when a line may be written at `now`; `None` when it is left out.
+    pub fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        let mut last = self.last.lock();
+        match last.as_mut() {
+            Some((at, left_out)) if now.saturating_duration_since(*at) < self.interval => {
+                *left_out += 1;
+                None
+            }
+            Some((at, left_out)) => {
+                let n = std::mem::take(left_out);
+                *at = now;
+                Some(n)
+            }
+            None => {
+                *last = Some((now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+impl BrokerError {
+    /// Logs this error with [`log_server_failure`] when it is the server's (see
+    /// [`BrokerError::is_internal`]); a refusal of the request is not logged.
+    pub fn log_if_internal(&self, context: &str) {
+        if self.is_internal() {
+            log_server_failure(context, self);
+        }
+    }
 }
 
 /// What the broker needs to know beyond the store's own settings.
@@ -207,6 +317,9 @@ pub struct Broker {
     coordinator: std::sync::Arc<GroupCoordinator>,
     /// Kafka idempotent producers' ids and sequence state.
     producers: std::sync::Arc<Producers>,
+    /// Most partitions one topic may have, and all topics together (checked before a create).
+    max_partitions_per_topic: u32,
+    max_partitions: u32,
     pub started_at: u64,
     /// Per-topic counters for balanced sends.
     balanced: parking_lot::Mutex<std::collections::HashMap<(u32, u32), u32>>,
@@ -225,6 +338,18 @@ impl Broker {
         let users = Users::open(data_dir, &settings.root_username, &settings.root_password)?;
         let groups = ConsumerGroups::open(data_dir)?;
         let producers = Producers::open(data_dir)?;
+        let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
+            store.topics(Ident::Id(s)).unwrap_or_default()
+        });
+        if !outside.is_empty() {
+            tracing::warn!(
+                "{} stream or topic names predate the naming rule (Kafka's: 1..=249 of \
+                 [a-zA-Z0-9._-]; stream names without '.'); they keep working on the native \
+                 door, but Kafka clients cannot use them and new names must follow it: {}",
+                outside.len(),
+                names::summary(&outside)
+            );
+        }
         Ok(Broker {
             store,
             default_stream: settings.kafka_default_stream,
@@ -234,6 +359,8 @@ impl Broker {
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
             producers: std::sync::Arc::new(producers),
+            max_partitions_per_topic: settings.max_partitions_per_topic,
+            max_partitions: settings.max_partitions,
             started_at: now_us(),
             balanced: parking_lot::Mutex::default(),
         })
@@ -314,5 +441,48 @@ impl Broker {
     /// Stops the store: syncs and closes every partition.
     pub async fn close(&self) -> Result<(), BrokerError> {
         self.blocking(|store| Ok(store.close()?)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Bound: one server-failure line per interval, the next one counting those left out.
+    #[test]
+    fn server_failures_are_logged_once_per_interval() {
+        let throttle = LogThrottle::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(throttle.admit(t0), Some(0));
+        for s in 1..10 {
+            assert_eq!(throttle.admit(t0 + Duration::from_secs(s)), None);
+        }
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(10)), Some(9));
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(11)), None);
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(25)), Some(1));
+    }
+
+    /// Bound: no answer to a client shows a server path; storage failures say what kind.
+    #[test]
+    fn client_messages_hold_no_server_paths() {
+        let full = BrokerError::Store(StoreError::Io {
+            path: "/srv/wharf/data/streams/1/topics/1/partitions/0/00000000000000000000.log".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert!(full.to_string().contains("/srv/wharf"), "the log keeps it");
+        let shown = full.client_message();
+        assert!(shown.starts_with("storage error on the server"), "{shown}");
+        assert!(!shown.contains('/'), "{shown}");
+        let corrupt = BrokerError::Store(StoreError::CorruptMetadata {
+            path: "/srv/wharf/data/streams/1/stream.json".into(),
+            reason: "bad".into(),
+        });
+        assert!(!corrupt.client_message().contains('/'));
+        let failed = BrokerError::Store(StoreError::PartitionFailed("/srv/x".into()));
+        assert!(!failed.client_message().contains('/'));
+        let internal = BrokerError::Internal("blocking task failed at /srv/x".into());
+        assert_eq!(internal.client_message(), "internal server error");
     }
 }

@@ -1,16 +1,33 @@
-//! Names across the two doors (ARCHITECTURE.md, "Translation"). The topics of the Kafka default
-//! stream appear to Kafka clients under their own names, a topic `t` of another stream `s` as
-//! `s.t`. A Kafka name is resolved by its prefix before the first `.` when a stream of that name
-//! exists, else it is a topic of the default stream.
+//! Names across the two doors (ARCHITECTURE.md, "Translation"), and the one naming rule both
+//! doors apply to new names.
+//!
+//! The topics of the Kafka default stream appear to Kafka clients under their own names, a
+//! topic `t` of another stream `s` as `s.t`. A Kafka name is resolved by its prefix before the
+//! first `.` when a stream of that name exists, else it is a topic of the default stream.
+//!
+//! The naming rule makes every new stream and topic usable from Kafka: a Kafka topic name is
+//! 1..=249 of `[a-zA-Z0-9._-]` and not `.` or `..` (Kafka's `Topic.validate`). A topic name
+//! follows it, and so does its Kafka name as a whole (`s.t` is at most 249 characters). A
+//! stream name (other than the default stream's, which Kafka clients never see) is 1..=247 of
+//! `[a-zA-Z0-9_-]`: no `.`, because the first `.` of a Kafka name ends the stream part, so a
+//! stream `p.q` would be listed as `p.q.t` and then resolved to stream `p`. The rule is
+//! stricter than Iggy's (1..=255 bytes of UTF-8) and keeps `..`, `/`, control and invisible
+//! characters out of names and paths. Names made before the rule keep working on the native
+//! door; Kafka clients are not shown them, and the server lists them once at start.
 //!
 //! The rule both doors must keep: every topic's Kafka name resolves back to that topic, and no
 //! two topics share one. Two changes could break it, and both are refused here whichever door
 //! asks: a stream `s` created (or renamed to) while the default stream has a topic `s.x` (the
 //! new stream would capture that name), and a default-stream topic `s.x` created (or renamed to)
-//! while a stream `s` exists. Topics of a stream whose name holds a `.` cannot be reached from
-//! Kafka at all (the prefix rule splits at the first dot) and are not listed to Kafka clients.
+//! while a stream `s` exists.
 
 use super::{BrokerError, NameKind, StreamInfo, TopicInfo};
+
+/// Longest Kafka topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
+pub const MAX_KAFKA_NAME_LEN: usize = 249;
+
+/// Longest stream name: its topics' Kafka names `s.t` need a `.` and one more character.
+pub const MAX_STREAM_NAME_LEN: usize = MAX_KAFKA_NAME_LEN - 2;
 
 /// Where a Kafka topic name points: a stream (by name) and a topic name in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,29 +36,166 @@ pub struct Location {
     pub topic: String,
 }
 
-/// Kafka's own rule for topic names: 1..=249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
-pub fn validate_kafka_name(name: &str) -> Result<(), BrokerError> {
-    let bad = |reason: String| {
-        Err(BrokerError::InvalidName {
-            kind: NameKind::Topic,
-            reason,
-        })
-    };
-    if name.is_empty() || name.len() > 249 {
-        return bad(format!("topic name '{name}' must be 1..=249 characters"));
+fn refuse(kind: NameKind, name: &str, why: &str) -> Result<(), BrokerError> {
+    Err(BrokerError::InvalidName {
+        kind,
+        // Debug form: an invisible or control character shows as an escape.
+        reason: format!("{name:?} {why}"),
+    })
+}
+
+/// Checks `name` against Kafka's characters: ASCII letters, digits, `_`, `-`, and `.` when
+/// `dots` allows it.
+fn kafka_characters(kind: NameKind, name: &str, dots: bool) -> Result<(), BrokerError> {
+    if name.is_empty() {
+        return refuse(kind, name, "is empty");
     }
     if name == "." || name == ".." {
-        return bad(format!("topic name '{name}' is not allowed"));
+        return refuse(kind, name, "is not allowed");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return bad(format!(
-            "topic name '{name}' may only hold ASCII letters, digits, '.', '_' and '-'"
-        ));
+    let legal = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (dots && b == b'.');
+    if name.bytes().all(legal) {
+        return Ok(());
+    }
+    if !dots && name.contains('.') && name.bytes().all(|b| legal(b) || b == b'.') {
+        return refuse(
+            kind,
+            name,
+            "holds '.', which separates stream and topic in Kafka names (stream.topic)",
+        );
+    }
+    refuse(
+        kind,
+        name,
+        if dots {
+            "may only hold ASCII letters, digits, '.', '_' and '-'"
+        } else {
+            "may only hold ASCII letters, digits, '_' and '-'"
+        },
+    )
+}
+
+/// Kafka's own rule for topic names: 1..=249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_kafka_name(name: &str) -> Result<(), BrokerError> {
+    if name.len() > MAX_KAFKA_NAME_LEN {
+        return refuse(
+            NameKind::Topic,
+            name,
+            &format!(
+                "is {} characters long; at most {MAX_KAFKA_NAME_LEN}",
+                name.len()
+            ),
+        );
+    }
+    kafka_characters(NameKind::Topic, name, true)
+}
+
+/// The rule for a new stream name (a create or a rename): 1..=247 of `[a-zA-Z0-9_-]`. The
+/// default stream's name never shows in a Kafka name, so it only needs Kafka's characters.
+pub fn validate_stream_name(default_stream: &str, name: &str) -> Result<(), BrokerError> {
+    if name == default_stream {
+        return kafka_characters(NameKind::Stream, name, true);
+    }
+    if name.len() > MAX_STREAM_NAME_LEN {
+        return refuse(
+            NameKind::Stream,
+            name,
+            &format!(
+                "is {} characters long; at most {MAX_STREAM_NAME_LEN}, so its topics' Kafka \
+                 names (stream.topic) fit Kafka's {MAX_KAFKA_NAME_LEN}",
+                name.len()
+            ),
+        );
+    }
+    kafka_characters(NameKind::Stream, name, false)
+}
+
+/// The rule for a new topic name in `stream` (a create or a rename): Kafka's rule for the
+/// name, and for its Kafka name `stream.name` as a whole. In a stream named before the rule
+/// (not reachable from Kafka anyway) only the topic's own name is checked.
+pub fn validate_topic_name(
+    default_stream: &str,
+    stream: &str,
+    name: &str,
+) -> Result<(), BrokerError> {
+    validate_kafka_name(name)?;
+    if stream != default_stream && validate_stream_name(default_stream, stream).is_ok() {
+        let full = kafka_name(default_stream, stream, name);
+        if full.len() > MAX_KAFKA_NAME_LEN {
+            return refuse(
+                NameKind::Topic,
+                name,
+                &format!(
+                    "would have the Kafka name '{full}' of {} characters; at most \
+                     {MAX_KAFKA_NAME_LEN}",
+                    full.len()
+                ),
+            );
+        }
     }
     Ok(())
+}
+
+/// The rule for a stream renamed to `name`: the new name, and its topics' Kafka names.
+pub fn validate_stream_rename(
+    default_stream: &str,
+    name: &str,
+    topics: &[TopicInfo],
+) -> Result<(), BrokerError> {
+    validate_stream_name(default_stream, name)?;
+    if name == default_stream {
+        return Ok(());
+    }
+    match topics
+        .iter()
+        .find(|t| name.len() + 1 + t.name.len() > MAX_KAFKA_NAME_LEN)
+    {
+        Some(t) => refuse(
+            NameKind::Stream,
+            name,
+            &format!(
+                "would give topic '{}' a Kafka name longer than {MAX_KAFKA_NAME_LEN} characters",
+                t.name
+            ),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The names in the catalog that the naming rule refuses (made before it), described for the
+/// log: streams, then topics with their stream.
+pub fn outside_rules(
+    default_stream: &str,
+    streams: &[StreamInfo],
+    topics_of: impl Fn(u32) -> Vec<TopicInfo>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in streams {
+        if validate_stream_name(default_stream, &s.name).is_err() {
+            out.push(format!("stream {:?}", s.name));
+        }
+        for t in topics_of(s.id) {
+            if validate_topic_name(default_stream, &s.name, &t.name).is_err() {
+                out.push(format!("topic {:?} of stream {:?}", t.name, s.name));
+            }
+        }
+    }
+    out
+}
+
+/// A bounded one-line list: the first 20 entries and how many more there are.
+pub fn summary(entries: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut line = entries
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if entries.len() > SHOWN {
+        line.push_str(&format!(" and {} more", entries.len() - SHOWN));
+    }
+    line
 }
 
 /// Resolves a Kafka name to its stream and topic names (the topic need not exist), given the
@@ -178,6 +332,88 @@ mod tests {
         assert!(validate_kafka_name(&"x".repeat(250)).is_err());
         assert_eq!(kafka_name("default", "default", "t"), "t");
         assert_eq!(kafka_name("default", "s", "t"), "s.t");
+    }
+
+    /// The attack names of issue 14 item 9, refused as new stream and topic names; names near
+    /// the 249-character Kafka bound are taken up to it and no further.
+    #[test]
+    fn new_names_follow_one_rule_for_both_doors() {
+        let zero_width = "a\u{200b}b";
+        let long_255 = "x".repeat(255);
+        for bad in [
+            "", ".", "..", "../../x", "a/b", "a b", zero_width, "p.q", &long_255,
+        ] {
+            assert!(
+                validate_stream_name("default", bad).is_err(),
+                "stream {bad:?}"
+            );
+        }
+        for bad in [
+            "", ".", "..", "../../x", "a/b", "a b", zero_width, "ü", &long_255,
+        ] {
+            assert!(
+                validate_topic_name("default", "default", bad).is_err(),
+                "topic {bad:?}"
+            );
+            assert!(
+                validate_topic_name("default", "s", bad).is_err(),
+                "topic {bad:?}"
+            );
+        }
+        for good in ["orders", "test-stream", "a_b-1", "O"] {
+            assert!(validate_stream_name("default", good).is_ok(), "{good}");
+            assert!(
+                validate_topic_name("default", good, "t.v1").is_ok(),
+                "{good}"
+            );
+        }
+        // The default stream's name never shows in a Kafka name.
+        assert!(validate_stream_name("kafka.default", "kafka.default").is_ok());
+        // Bounds: a stream of 247 and a topic of 1 make a Kafka name of exactly 249.
+        let s247 = "s".repeat(MAX_STREAM_NAME_LEN);
+        assert!(validate_stream_name("default", &s247).is_ok());
+        assert!(validate_stream_name("default", &"s".repeat(248)).is_err());
+        assert!(validate_topic_name("default", &s247, "t").is_ok());
+        assert!(validate_topic_name("default", &s247, "tt").is_err());
+        assert!(validate_topic_name("default", "default", &"t".repeat(249)).is_ok());
+        assert!(validate_topic_name("default", "default", &"t".repeat(250)).is_err());
+        // A rename must keep the stream's topics' Kafka names within 249.
+        let topics = [topic(&"t".repeat(100))];
+        assert!(validate_stream_rename("default", &"s".repeat(148), &topics).is_ok());
+        assert!(validate_stream_rename("default", &"s".repeat(149), &topics).is_err());
+        // Refusals name the problem and show invisible characters escaped.
+        let why = validate_stream_name("default", zero_width)
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("\\u{200b}"), "{why}");
+        let why = validate_stream_name("default", "p.q")
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("separates stream and topic"), "{why}");
+    }
+
+    #[test]
+    fn names_made_before_the_rule_are_listed() {
+        let streams = [
+            StreamInfo {
+                id: 1,
+                ..stream("default")
+            },
+            StreamInfo {
+                id: 2,
+                ..stream("p.q")
+            },
+        ];
+        let found = outside_rules("default", &streams, |id| match id {
+            1 => vec![topic("../../x"), topic("fine")],
+            _ => vec![topic("t")],
+        });
+        assert_eq!(
+            found,
+            ["topic \"../../x\" of stream \"default\"", "stream \"p.q\"",]
+        );
+        let many: Vec<String> = (0..25).map(|i| format!("n{i}")).collect();
+        assert!(summary(&many).ends_with("n19 and 5 more"));
     }
 
     #[test]

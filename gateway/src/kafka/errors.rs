@@ -5,7 +5,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::broker::coordinator::GroupError;
 use crate::broker::offsets::PartitionOffsetError;
-use crate::broker::{BrokerError, KafkaBatchError, SequenceError, StoreError};
+use crate::broker::{BrokerError, KafkaBatchError, PartitionLimit, SequenceError, StoreError};
 
 /// The codes this door answers with.
 pub mod code {
@@ -96,11 +96,14 @@ fn store_error(e: &StoreError) -> ResponseError {
         StoreError::InvalidSetting(_) => K::InvalidConfig,
         StoreError::BatchTooLarge { .. } => K::MessageTooLarge,
         StoreError::InvalidBatch(_) => K::CorruptMessage,
-        // Kafka's answer for a log it cannot write: retriable, and clients say "disk error".
-        StoreError::Io { .. } | StoreError::PartitionFailed(_) => K::KafkaStorageError,
+        // Kafka's answer for a log it cannot write or read (a full disk, an I/O error, a log
+        // directory gone offline): KAFKA_STORAGE_ERROR, retriable, so producers retry until
+        // the disk has room again instead of failing every record at once.
+        StoreError::Io { .. }
+        | StoreError::PartitionFailed(_)
+        | StoreError::CorruptMetadata { .. } => K::KafkaStorageError,
         // Deleted under the request, or the server is stopping: look again and retry.
         StoreError::PartitionClosed(_) => K::NotLeaderOrFollower,
-        StoreError::CorruptMetadata { .. } => K::UnknownServerError,
     }
 }
 
@@ -111,6 +114,16 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::Store(s) => store_error(s),
         BrokerError::InvalidName { .. } | BrokerError::NameCollision(_) => K::InvalidTopicException,
         BrokerError::InvalidPartitionCount(_) => K::InvalidPartitions,
+        // A count one topic may not have is an invalid count; the server-wide cap is a policy
+        // of this server, as Kafka's create-topic policies answer.
+        BrokerError::PartitionLimit {
+            limit: PartitionLimit::PerTopic,
+            ..
+        } => K::InvalidPartitions,
+        BrokerError::PartitionLimit {
+            limit: PartitionLimit::Total,
+            ..
+        } => K::PolicyViolation,
         BrokerError::InvalidMessages(_) => K::CorruptMessage,
         BrokerError::InvalidRecords(r) => match r {
             KafkaBatchError::Control | KafkaBatchError::Transactional => K::InvalidRecord,
@@ -132,6 +145,14 @@ pub fn for_broker(e: &BrokerError) -> i16 {
     broker_error(e).code()
 }
 
+/// The code and the `error_message` for a broker failure answered to a client. The message
+/// never holds the server's paths or internal state: a failure of the server's own is logged
+/// in full here (rate-limited) and answered with its kind only.
+pub fn answer(context: &str, e: &BrokerError) -> (i16, String) {
+    e.log_if_internal(context);
+    (for_broker(e), e.client_message())
+}
+
 /// The code for one partition of an offset commit or delete.
 pub fn for_partition_offset(e: &PartitionOffsetError) -> i16 {
     match e {
@@ -141,7 +162,7 @@ pub fn for_partition_offset(e: &PartitionOffsetError) -> i16 {
         PartitionOffsetError::Subscribed => code::GROUP_SUBSCRIBED_TO_TOPIC,
         PartitionOffsetError::Group(g) => for_group(g),
         PartitionOffsetError::Broker(b) => {
-            tracing::warn!("offset operation failed: {b}");
+            crate::broker::log_server_failure("offset operation failed", b);
             for_broker(b)
         }
     }

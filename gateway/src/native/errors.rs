@@ -37,6 +37,9 @@ pub fn status_for(e: &BrokerError) -> u32 {
         // Iggy's nearest: the name is taken (by what Kafka clients would see).
         E::NameCollision(_) => c::TOPIC_NAME_ALREADY_EXISTS,
         E::InvalidPartitionCount(_) => c::INVALID_PARTITIONS_COUNT,
+        // Iggy's answer for a partition count over its bound (`CreateTopic`/`CreatePartitions`
+        // validation in iggy_common): TooManyPartitions.
+        E::PartitionLimit { .. } => c::TOO_MANY_PARTITIONS,
         E::GroupNotFound(_) => c::CONSUMER_GROUP_ID_NOT_FOUND,
         E::GroupExists(_) => c::CONSUMER_GROUP_NAME_ALREADY_EXISTS,
         E::NotGroupMember(_) => c::CONSUMER_GROUP_MEMBER_NOT_FOUND,
@@ -66,9 +69,23 @@ fn store_status(e: &StoreError) -> u32 {
         StoreError::InvalidSetting(_) => c::INVALID_CONFIGURATION,
         StoreError::InvalidBatch(_) => c::INVALID_MESSAGES_SIZE,
         StoreError::BatchTooLarge { .. } => c::TOO_BIG_MESSAGE_PAYLOAD,
+        // Iggy answers a segment write that failed with CannotWriteToFile (its messages
+        // writer maps any write error to it). A full disk can only be a write; so is a
+        // partition that stopped taking writes after one.
+        StoreError::Io { source, .. } if is_disk_full(source) => c::CANNOT_WRITE_TO_FILE,
+        StoreError::PartitionFailed(_) => c::CANNOT_WRITE_TO_FILE,
+        // Anything else (a read or write that failed otherwise): Iggy's IoError.
         StoreError::PartitionClosed(_)
-        | StoreError::PartitionFailed(_)
         | StoreError::CorruptMetadata { .. }
         | StoreError::Io { .. } => c::IO_ERROR,
     }
+}
+
+/// True for the OS errors of a disk (or quota, or file size limit) with no room left.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge
+    )
 }

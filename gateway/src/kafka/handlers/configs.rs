@@ -255,9 +255,10 @@ pub fn describe(req: &Request<'_>, r: DescribeConfigsRequest) -> DescribeConfigs
                 RESOURCE_TOPIC => match req.topic(res.resource_name.as_str()) {
                     Ok(t) => topic_entries(req, &t.settings),
                     Err(e) => {
+                        let (error, message) = errors::answer("describe configs failed", &e);
                         return out
-                            .with_error_code(errors::for_broker(&e))
-                            .with_error_message(Some(str_bytes(e.to_string())))
+                            .with_error_code(error)
+                            .with_error_message(Some(str_bytes(message)));
                     }
                 },
                 RESOURCE_BROKER => broker_entries(req),
@@ -319,7 +320,8 @@ pub async fn incremental_alter(
         let t = match req.topic(res.resource_name.as_str()) {
             Ok(t) => t,
             Err(e) => {
-                responses.push(fail(errors::for_broker(&e), e.to_string()));
+                let (error, message) = errors::answer("alter configs failed", &e);
+                responses.push(fail(error, message));
                 continue;
             }
         };
@@ -353,7 +355,10 @@ pub async fn incremental_alter(
             .await;
         responses.push(match updated {
             Ok(_) => out,
-            Err(e) => fail(errors::for_broker(&e), e.to_string()),
+            Err(e) => {
+                let (error, message) = errors::answer("alter configs failed", &e);
+                fail(error, message)
+            }
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)

@@ -18,7 +18,8 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
         let info = match req.topic(t.name.0.as_str()) {
             Ok(i) => i,
             Err(e) => {
-                results.push(fail(errors::for_broker(&e), e.to_string()));
+                let (error, message) = errors::answer("create partitions failed", &e);
+                results.push(fail(error, message));
                 continue;
             }
         };
@@ -40,17 +41,22 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
             ));
             continue;
         }
-        if r.validate_only {
-            results.push(out);
-            continue;
-        }
-        let added = req
-            .broker()
-            .add_partitions(info.stream_id, info.id, (t.count - current) as u32)
-            .await;
+        let adding = (t.count - current) as u32;
+        let added = if r.validate_only {
+            req.broker()
+                .check_add_partitions(info.stream_id, info.id, adding)
+                .map(|()| 0)
+        } else {
+            req.broker()
+                .add_partitions(info.stream_id, info.id, adding)
+                .await
+        };
         results.push(match added {
             Ok(_) => out,
-            Err(e) => fail(errors::for_broker(&e), e.to_string()),
+            Err(e) => {
+                let (error, message) = errors::answer("create partitions failed", &e);
+                fail(error, message)
+            }
         });
     }
     CreatePartitionsResponse::default().with_results(results)

@@ -67,7 +67,10 @@ pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsRe
             .create_kafka_topic(&name, partitions as u32, settings.clone(), r.validate_only)
             .await;
         match outcome {
-            Err(e) => results.push(fail(errors::for_broker(&e), e.to_string())),
+            Err(e) => {
+                let (error, message) = errors::answer("create topic failed", &e);
+                results.push(fail(error, message));
+            }
             Ok(created) => {
                 let mut ok = CreatableTopicResult::default()
                     .with_name(t.name.clone())

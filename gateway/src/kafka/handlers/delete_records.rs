@@ -23,12 +23,7 @@ pub async fn handle(req: &Request<'_>, r: DeleteRecordsRequest) -> DeleteRecords
                     .await
                 {
                     Ok(start) => out.with_low_watermark(start as i64),
-                    Err(e) => {
-                        if e.is_internal() {
-                            tracing::warn!(topic = %t.name.0, "delete records failed: {e}");
-                        }
-                        out.with_error_code(errors::for_broker(&e))
-                    }
+                    Err(e) => out.with_error_code(errors::answer("delete records failed", &e).0),
                 },
             );
         }

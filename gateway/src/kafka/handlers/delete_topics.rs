@@ -23,9 +23,10 @@ pub async fn handle(req: &Request<'_>, r: DeleteTopicsRequest) -> DeleteTopicsRe
         responses.push(match outcome {
             Ok(()) => out,
             Err(e) => {
-                let out = out.with_error_code(errors::for_broker(&e));
+                let (error, message) = errors::answer("delete topic failed", &e);
+                let out = out.with_error_code(error);
                 if req.version >= 5 {
-                    out.with_error_message(Some(str_bytes(e.to_string())))
+                    out.with_error_message(Some(str_bytes(message)))
                 } else {
                     out
                 }

@@ -73,7 +73,9 @@ async fn lookup(req: &Request<'_>, name: &str, auto_create: bool) -> Result<Topi
                 Ok(Some(t)) => Ok(t),
                 Ok(None) => req.topic(name).map_err(|e| errors::for_broker(&e)),
                 // Another connection may have made it first.
-                Err(e) => req.topic(name).map_err(|_| errors::for_broker(&e)),
+                Err(e) => req
+                    .topic(name)
+                    .map_err(|_| errors::answer("auto-create failed", &e).0),
             }
         }
         Err(e) => Err(errors::for_broker(&e)),

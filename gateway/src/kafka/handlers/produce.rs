@@ -102,10 +102,8 @@ fn answer(
             r
         }
         Err(e) => {
-            if e.is_internal() {
-                tracing::warn!(partition = index, "produce failed: {e}");
-            }
-            failed(version, index, errors::for_broker(&e), Some(e.to_string()))
+            let (error, message) = errors::answer("produce failed", &e);
+            failed(version, index, error, Some(message))
         }
     }
 }
