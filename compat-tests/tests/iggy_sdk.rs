@@ -100,6 +100,84 @@ async fn poll(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_answer_holds_at_most_max_poll_bytes_but_always_one_message() {
+    const MAX_POLL_BYTES: usize = 10_000;
+    let server = TestServer::start_with(|c| c.native.max_poll_bytes = MAX_POLL_BYTES as u32).await;
+    let client = iggy_root_client(&server).await;
+    client.create_stream("shop").await.unwrap();
+    client
+        .create_topic(
+            &id("shop"),
+            "orders",
+            1,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap();
+    // 50 messages of 1,000 bytes in five stored batches of ten, then one of 20,000 bytes.
+    let payload_lens: Vec<usize> = [1000; 50].into_iter().chain([20_000]).collect();
+    for chunk in payload_lens.chunks(10) {
+        let mut messages: Vec<IggyMessage> = chunk
+            .iter()
+            .map(|&len| {
+                IggyMessage::builder()
+                    .payload(Bytes::from(vec![b'p'; len]))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        within(
+            "send",
+            client.send_messages(
+                &id("shop"),
+                &id("orders"),
+                &Partitioning::partition_id(0),
+                &mut messages,
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    // Bound: the messages of one answer (64-byte header, payload and user headers each, as on
+    // the wire) hold at most max_poll_bytes, filled message by message across stored batches,
+    // except that a single message larger than that still comes (alone).
+    let consumer = Consumer::new(id("reader"));
+    let mut next = 0u64;
+    let mut answers = Vec::new();
+    while next < payload_lens.len() as u64 {
+        let polled = poll(
+            &client,
+            0,
+            &consumer,
+            PollingStrategy::offset(next),
+            1000,
+            false,
+        )
+        .await;
+        let bytes: usize = polled
+            .messages
+            .iter()
+            .map(|m| 64 + m.header.payload_length as usize + m.header.user_headers_length as usize)
+            .sum();
+        assert!(
+            bytes <= MAX_POLL_BYTES || polled.messages.len() == 1,
+            "{} messages of {bytes} bytes in one answer",
+            polled.messages.len()
+        );
+        let offsets: Vec<u64> = polled.messages.iter().map(|m| m.header.offset).collect();
+        let expected: Vec<u64> = (next..next + offsets.len() as u64).collect();
+        assert_eq!(offsets, expected, "every message once, in order");
+        next += offsets.len() as u64;
+        answers.push(offsets.len());
+    }
+    // 9 × 1,064 bytes fit in 10,000, a tenth does not; the large message comes alone.
+    assert_eq!(answers, vec![9, 9, 9, 9, 9, 5, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_sends_100k_messages_and_every_polling_strategy_reads_them() {
     let server = TestServer::start().await;
     let client = iggy_root_client(&server).await;

@@ -449,6 +449,171 @@ async fn fetch_returns_whole_batches_within_limits_and_long_polls() {
     );
 }
 
+/// The server's cap on one Fetch answer in the fetch-limit tests (Kafka's `fetch.max.bytes`).
+const FETCH_MAX: usize = 1 << 20;
+
+async fn fetch_capped_server() -> TestServer {
+    TestServer::start_with(|c| c.kafka.fetch_max_bytes = FETCH_MAX as u32).await
+}
+
+async fn produce_to(conn: &mut Conn, topic: &str, partition: i32, records: Bytes) {
+    let resp: ProduceResponse = conn
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req(topic, partition, records, -1),
+        )
+        .await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+}
+
+/// A fetch of `(partition, offset, partition max_bytes)` in this order, at most `max_bytes`.
+fn fetch_partitions(topic: &str, wants: &[(i32, i64, i32)], max_bytes: i32) -> FetchRequest {
+    fetch_req(topic, 0, 0, 1, max_bytes, 0).with_topics(vec![fetch_request::FetchTopic::default()
+        .with_topic(name(topic))
+        .with_partitions(
+            wants
+                .iter()
+                .map(|&(p, offset, max)| {
+                    fetch_request::FetchPartition::default()
+                        .with_partition(p)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(max)
+                })
+                .collect(),
+        )])
+}
+
+/// `(partition, record bytes)` of each partition of a fetch answer, in answer order.
+async fn fetch_sizes(conn: &mut Conn, version: i16, req: &FetchRequest) -> Vec<(i32, usize)> {
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, version, req).await;
+    resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0, "partition {}", p.partition_index);
+            (p.partition_index, p.records.as_ref().map_or(0, Bytes::len))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn fetch_answers_hold_at_most_fetch_max_bytes_whatever_the_client_asks() {
+    let server = fetch_capped_server().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "big", 1, &[]).await;
+    // 8 MiB in one partition, as 128 batches of about 64 KiB.
+    let one = batch(64, None, 1, 1000);
+    let batches = 128;
+    for _ in 0..batches {
+        produce_to(&mut c, "big", 0, one.clone()).await;
+    }
+    // Bound: one answer holds at most fetch_max_bytes (1 MiB) of records, filled with whole
+    // batches, even when the client asks for i32::MAX; in both encodings (v4 and v12), and a
+    // consumer reading on from each answer's end gets every batch once, in order.
+    for version in [4, 12] {
+        let mut next = 0i64;
+        let mut answers = 0;
+        while next < batches * 64 {
+            let req = fetch_req("big", next, 0, 1, i32::MAX, i32::MAX);
+            let resp: FetchResponse = c.call(ApiKey::Fetch, version, &req).await;
+            let records = resp.responses[0].partitions[0].records.clone().unwrap();
+            assert!(
+                records.len() <= FETCH_MAX,
+                "v{version}: answer of {} record bytes, cap {FETCH_MAX}",
+                records.len()
+            );
+            let offsets = batch_offsets(&records);
+            let expected: Vec<i64> = (0..offsets.len() as i64).map(|i| next + i * 64).collect();
+            assert_eq!(offsets, expected, "v{version}: whole batches in order");
+            if next + (offsets.len() as i64) * 64 < batches * 64 {
+                assert!(
+                    records.len() + one.len() > FETCH_MAX,
+                    "v{version}: answer of {} bytes not filled up to the cap",
+                    records.len()
+                );
+            }
+            next += offsets.len() as i64 * 64;
+            answers += 1;
+        }
+        let per_answer = FETCH_MAX / one.len();
+        assert_eq!(
+            answers,
+            (batches as usize).div_ceil(per_answer),
+            "v{version}: read in answers of {per_answer} batches"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_every_limit_is_still_returned_whole() {
+    let server = fetch_capped_server().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "huge", 1, &[]).await;
+    // Bound (KIP-74): the first batch comes whole even when larger than the request's and the
+    // partition's max_bytes and the server's fetch_max_bytes, and nothing comes after it.
+    let huge = batch(2, None, 1, 1 << 20);
+    assert!(huge.len() > FETCH_MAX);
+    produce_to(&mut c, "huge", 0, huge.clone()).await;
+    produce_to(&mut c, "huge", 0, batch(1, None, 1, 10)).await;
+    for (max, part_max) in [(i32::MAX, i32::MAX), (i32::MAX, 1000), (10, 10)] {
+        let req = fetch_req("huge", 0, 0, 1, max, part_max);
+        let d = fetch(&mut c, &req).await;
+        let records = d.records.unwrap();
+        assert_eq!(
+            records, huge,
+            "max_bytes {max}, partition max_bytes {part_max}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fetch_limits_fill_partitions_in_request_order() {
+    let server = fetch_capped_server().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "m", 3, &[]).await;
+    // Partition 0 empty, 1 one batch of 1.5 MiB, 2 three batches of about 100 KiB.
+    let large = batch(3, None, 1, 512 << 10);
+    produce_to(&mut c, "m", 1, large.clone()).await;
+    let small = batch(100, None, 1, 1000);
+    for _ in 0..3 {
+        produce_to(&mut c, "m", 2, small.clone()).await;
+    }
+    let all = i32::MAX;
+    // Only the first partition with data may go past the limits (KIP-74); it leaves no room
+    // for those after it.
+    let order = fetch_sizes(
+        &mut c,
+        12,
+        &fetch_partitions("m", &[(0, 0, all), (1, 0, all), (2, 0, all)], all),
+    )
+    .await;
+    assert_eq!(order, vec![(0, 0), (1, large.len()), (2, 0)]);
+    // The other way round: partition 2 fills first, partition 1's batch no longer fits in
+    // what is left of the 1 MiB.
+    let order = fetch_sizes(
+        &mut c,
+        12,
+        &fetch_partitions("m", &[(2, 0, all), (1, 0, all), (0, 0, all)], all),
+    )
+    .await;
+    assert_eq!(order, vec![(2, 3 * small.len()), (1, 0), (0, 0)]);
+    // A partition's own max_bytes still holds: one batch of partition 2 fits in 150 KiB.
+    let order = fetch_sizes(
+        &mut c,
+        4,
+        &fetch_partitions("m", &[(2, 0, 150 << 10), (1, 0, all)], all),
+    )
+    .await;
+    assert_eq!(order, vec![(2, small.len()), (1, 0)]);
+    // The request's own max_bytes below the server's cap holds too.
+    let req = fetch_partitions("m", &[(2, 0, all)], (2 * small.len() + 1) as i32);
+    assert_eq!(
+        fetch_sizes(&mut c, 12, &req).await,
+        vec![(2, 2 * small.len())]
+    );
+}
+
 #[tokio::test]
 async fn delete_records_moves_the_log_start_durably() {
     let mut server = TestServer::start().await;

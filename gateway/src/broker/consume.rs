@@ -1,6 +1,7 @@
-//! Reading, for both doors: Kafka fetches (whole batches in the Kafka format, KIP-74's "at least
-//! one batch", long polls woken by appends), native polls (partition choice for groups, offset
-//! strategies, auto-commit), offset look-ups by time, moving a log start, and flushes.
+//! Reading, for both doors: Kafka fetches (whole batches in the Kafka format, the server's cap on
+//! one answer with KIP-74's "at least one batch", long polls woken by appends), native polls
+//! (partition choice for groups, offset strategies, auto-commit, a cap on the bytes of one
+//! answer), offset look-ups by time, moving a log start, and flushes.
 //!
 //! Reads are positional file reads. A read is first tried from the page cache alone
 //! ([`Partition::read_cached`]: no thread hop for the common read of recent data); when some of
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 use wharf_log_store::{LogStore, Partition};
 use wharf_protocol::message::Messages;
@@ -22,8 +23,6 @@ use super::{translate, Broker, BrokerError, Ident, OffsetKey, PartitionStats, St
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Bytes read from the store per step while collecting a poll's messages.
 const READ_STEP: u64 = 4 << 20;
-/// A native poll answer stops growing past this many bytes.
-const MAX_POLL_BYTES: usize = 64 << 20;
 
 /// One partition a Kafka fetch asks for.
 #[derive(Debug, Clone)]
@@ -35,18 +34,41 @@ pub struct FetchWant {
 }
 
 /// The limits of a whole Kafka fetch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchLimits {
+    /// Most record bytes in the answer, past which no further batch is added; the first batch
+    /// of the first partition with data comes whole even when larger (KIP-74).
     pub max_bytes: usize,
     pub min_bytes: usize,
     pub max_wait: Duration,
 }
 
-/// A fetched partition: its bounds (when it exists) and its records or why there are none.
+impl FetchLimits {
+    /// The limits a fetch gets, as Kafka sets them: the answer holds at most the smaller of
+    /// what the client asked for and the server's `fetch.max.bytes` (`server_max_bytes`), and
+    /// a long poll never waits for more bytes than that.
+    pub fn new(
+        requested_max_bytes: usize,
+        server_max_bytes: usize,
+        min_bytes: usize,
+        max_wait: Duration,
+    ) -> FetchLimits {
+        let max_bytes = requested_max_bytes.min(server_max_bytes);
+        FetchLimits {
+            max_bytes,
+            min_bytes: min_bytes.min(max_bytes),
+            max_wait,
+        }
+    }
+}
+
+/// A fetched partition: its bounds (when it exists) and its record batches (in the Kafka
+/// format, in order, each a slice of what the store read: nothing is copied to join them) or
+/// why there are none.
 #[derive(Debug)]
 pub struct Fetched {
     pub bounds: Option<PartitionStats>,
-    pub records: Result<Bytes, BrokerError>,
+    pub records: Result<Vec<Bytes>, BrokerError>,
 }
 
 /// What a native poll found: the partition, its last offset, and the messages as slices of the
@@ -191,12 +213,14 @@ impl Broker {
     }
 
     /// A native poll: picks the partition (a group member's own, in turn), finds where to start
-    /// by the strategy, collects up to `count` messages (at most `max_count`) and, with
-    /// auto-commit, stores the position after the last one.
+    /// by the strategy, collects up to `count` messages (at most `max_count`, and no more
+    /// message bytes than `max_bytes` past the first message) and, with auto-commit, stores the
+    /// position after the last one.
     pub async fn poll_messages(
         &self,
         req: PollRequest,
         max_count: u32,
+        max_bytes: usize,
     ) -> Result<Polled, BrokerError> {
         let t = self.topic(Ident::Id(req.stream), Ident::Id(req.topic))?;
         let partition_id = match &req.consumer {
@@ -266,12 +290,17 @@ impl Broker {
             ),
         };
         let start = start.max(stats.log_start_offset);
-        let collected = match collect_native(&partition, start, count, min_ts, true)? {
+        let want = Want {
+            start,
+            count,
+            max_bytes,
+            min_timestamp: min_ts,
+        };
+        let collected = match collect_native(&partition, want, true)? {
             Some(c) => c,
             None => {
                 blocking(move || {
-                    collect_native(&partition, start, count, min_ts, false)
-                        .map(Option::unwrap_or_default)
+                    collect_native(&partition, want, false).map(Option::unwrap_or_default)
                 })
                 .await?
             }
@@ -375,7 +404,7 @@ fn read_all_now(
         };
         let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
         let records = if from == stats.high_watermark {
-            Ok(Bytes::new())
+            Ok(Vec::new())
         } else {
             match read_kafka(p, from, budget, total == 0, cached_only) {
                 Ok(Some(r)) => Ok(r),
@@ -387,7 +416,7 @@ fn read_all_now(
             }
         };
         if let Ok(r) = &records {
-            total += r.len();
+            total += r.iter().map(Bytes::len).sum::<usize>();
         }
         out.push(Fetched {
             bounds: Some(stats),
@@ -399,42 +428,48 @@ fn read_all_now(
 
 /// Whole batches from `from`, in the Kafka format, within `budget` bytes, or one batch past it
 /// when `first_in_response` (KIP-74: a consumer must always be able to make progress).
+///
+/// The store counts stored bytes (each batch behind its envelope, native batches in their own
+/// format), so what it returns for `budget` may hold fewer Kafka bytes than fit: the rest of
+/// the budget is read in further steps, each of at least one batch, until a batch no longer
+/// fits or the partition ends. What is held stays within the budget plus one batch.
 fn read_kafka(
     p: &Partition,
     from: u64,
     budget: usize,
     first_in_response: bool,
     cached_only: bool,
-) -> Result<Option<Bytes>, StoreError> {
-    let result = if cached_only {
-        match p.read_cached(from, budget.max(1) as u64)? {
-            Some(r) => r,
-            None => return Ok(None),
-        }
-    } else {
-        p.read(from, budget.max(1) as u64)?
-    };
-    let mut batches: Vec<Bytes> = Vec::with_capacity(result.batches.len());
+) -> Result<Option<Vec<Bytes>>, StoreError> {
+    let mut batches: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
-    for b in &result.batches {
-        let kafka = translate::as_kafka(b);
-        if size + kafka.len() > budget && !(first_in_response && batches.is_empty()) {
+    let mut from = from;
+    'read: loop {
+        let step = budget.saturating_sub(size).max(1) as u64;
+        let result = if cached_only {
+            match p.read_cached(from, step)? {
+                Some(r) => r,
+                None => return Ok(None),
+            }
+        } else {
+            p.read(from, step)?
+        };
+        if result.batches.is_empty() {
             break;
         }
-        size += kafka.len();
-        batches.push(kafka);
-    }
-    Ok(Some(match batches.len() {
-        0 => Bytes::new(),
-        1 => batches.remove(0),
-        _ => {
-            let mut all = BytesMut::with_capacity(size);
-            for b in &batches {
-                all.extend_from_slice(b);
+        for b in &result.batches {
+            let kafka = translate::as_kafka(b);
+            if size + kafka.len() > budget && !(first_in_response && batches.is_empty()) {
+                break 'read;
             }
-            all.freeze()
+            size += kafka.len();
+            batches.push(kafka);
+            from = b.last_offset() + 1;
         }
-    }))
+        if size >= budget {
+            break;
+        }
+    }
+    Ok(Some(batches))
 }
 
 /// Waits until a target gets data past its fetch offset, or the deadline. True when something
@@ -543,15 +578,30 @@ struct Collected {
     last_offset: Option<u64>,
 }
 
-/// Collects up to `count` native messages from `start` on (with timestamps at or after
-/// `min_timestamp`, if given), as zero-copy slices of the stored batches.
-fn collect_native(
-    partition: &Partition,
+/// What a poll collects.
+#[derive(Debug, Clone, Copy)]
+struct Want {
     start: u64,
     count: u32,
+    /// Most message bytes; the first message comes whatever its size.
+    max_bytes: usize,
     min_timestamp: Option<u64>,
+}
+
+/// Collects up to `want.count` native messages from `want.start` on (with timestamps at or
+/// after `want.min_timestamp`, if given) and within `want.max_bytes`, as zero-copy slices of
+/// the stored batches.
+fn collect_native(
+    partition: &Partition,
+    want: Want,
     cached_only: bool,
 ) -> Result<Option<Collected>, BrokerError> {
+    let Want {
+        start,
+        count,
+        max_bytes,
+        min_timestamp,
+    } = want;
     let mut out = Collected {
         parts: Vec::new(),
         count: 0,
@@ -559,14 +609,17 @@ fn collect_native(
     };
     let mut from = start;
     let mut bytes = 0usize;
-    'read: while out.count < count && bytes < MAX_POLL_BYTES {
+    let mut full = false;
+    'read: while out.count < count && !full && !(out.count > 0 && bytes >= max_bytes) {
+        // The store always gives at least one batch, so a small step still makes progress.
+        let step = READ_STEP.min(max_bytes.saturating_sub(bytes).max(1) as u64);
         let read = if cached_only {
-            match partition.read_cached(from, READ_STEP)? {
+            match partition.read_cached(from, step)? {
                 Some(r) => r,
                 None => return Ok(None),
             }
         } else {
-            partition.read(from, READ_STEP)?
+            partition.read(from, step)?
         };
         if read.batches.is_empty() {
             break;
@@ -594,8 +647,13 @@ fn collect_native(
                     continue;
                 }
                 let at = m.bytes().as_ptr() as usize - base;
+                let next_end = at + m.bytes().len();
+                if out.count > 0 && bytes + (next_end - first.unwrap_or(at)) > max_bytes {
+                    full = true;
+                    break;
+                }
                 first.get_or_insert(at);
-                end = at + m.bytes().len();
+                end = next_end;
                 out.count += 1;
                 out.last_offset = Some(m.offset());
             }
@@ -603,7 +661,7 @@ fn collect_native(
                 bytes += end - first;
                 out.parts.push(payload.slice(first..end));
             }
-            if out.count >= count || bytes >= MAX_POLL_BYTES {
+            if out.count >= count || full {
                 break 'read;
             }
         }

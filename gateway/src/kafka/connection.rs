@@ -1,19 +1,24 @@
 //! One Kafka connection: read a size-prefixed frame, check it, decode it, hand it to its API's
 //! handler, write the answer; one request at a time, in order, as Kafka brokers do.
 //!
+//! An answer is encoded into a [`ResponseFrame`], in which a large field (a Fetch answer's
+//! records) may be a part of its own: the parts are written from where they already are with
+//! vectored writes, not copied into one buffer.
+//!
 //! Before any decoder of the `kafka-protocol` crate sees a frame, the frame must be of an
 //! advertised API and version and pass [`guard::check_request`]. An ApiVersions request of a
 //! version above ours is answered in the v0 layout with UNSUPPORTED_VERSION (KIP-511); any
 //! other unadvertised request, or a frame the guard refuses, closes the connection, as Kafka
 //! does.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handlers::{self, Request};
@@ -71,20 +76,21 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, door: Arc<Door>, mut sto
                 break e.to_string();
             }
         };
-        if wr.write_all(&answer).await.is_err() {
+        if write_frame(&mut wr, answer).await.is_err() {
             break "write failed".into();
         }
     };
     tracing::debug!(%peer, reason, "kafka connection closed");
 }
 
-/// Checks, decodes and answers one frame. `Ok(None)`: nothing to send back (acks=0).
+/// Checks, decodes and answers one frame, as the parts to write. `Ok(None)`: nothing to send
+/// back (acks=0).
 pub async fn handle_frame(
     door: &Door,
     local: SocketAddr,
     peer: SocketAddr,
     frame: Bytes,
-) -> Result<Option<BytesMut>, ConnectionError> {
+) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -119,6 +125,12 @@ pub async fn handle_frame(
 /// A response body ready to encode at the request's version.
 pub trait ResponseBody: Send {
     fn encode_body(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()>;
+
+    /// Encodes into `frame`, where large fields may be parts of their own; by default the
+    /// whole body goes into the frame's buffer.
+    fn encode_frame(&self, frame: &mut ResponseFrame, version: i16) -> anyhow::Result<()> {
+        self.encode_body(frame.buf(), version)
+    }
 }
 
 impl<T: Encodable + Send> ResponseBody for T {
@@ -127,26 +139,107 @@ impl<T: Encodable + Send> ResponseBody for T {
     }
 }
 
+/// An answer being encoded: the size prefix, then parts to write one after the other. Small
+/// fields are copied into a buffer; [`ResponseFrame::splice`] adds a large one without copying.
+#[derive(Debug)]
+pub struct ResponseFrame {
+    parts: Vec<Part>,
+    buf: BytesMut,
+}
+
+#[derive(Debug)]
+enum Part {
+    Written(BytesMut),
+    Spliced(Bytes),
+}
+
+impl ResponseFrame {
+    pub(crate) fn new() -> ResponseFrame {
+        let mut buf = BytesMut::with_capacity(256);
+        buf.extend_from_slice(&[0; 4]); // the size, known at the end
+        ResponseFrame {
+            parts: Vec::new(),
+            buf,
+        }
+    }
+
+    /// Where the next bytes are written.
+    pub fn buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Appends `part` as it is, after what was written so far.
+    pub fn splice(&mut self, part: Bytes) {
+        if part.is_empty() {
+            return;
+        }
+        if !self.buf.is_empty() {
+            self.parts.push(Part::Written(self.buf.split()));
+        }
+        self.parts.push(Part::Spliced(part));
+    }
+
+    /// The whole frame as parts in order, its size prefix filled in.
+    pub(crate) fn finish(mut self) -> Result<Vec<Bytes>, ConnectionError> {
+        if !self.buf.is_empty() {
+            self.parts.push(Part::Written(self.buf));
+        }
+        let total: usize = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Written(b) => b.len(),
+                Part::Spliced(b) => b.len(),
+            })
+            .sum();
+        let size = i32::try_from(total - 4)
+            .map_err(|_| ConnectionError::Encode(format!("answer of {total} bytes")))?;
+        // The first part is the buffer that began with the size's place.
+        if let Some(Part::Written(first)) = self.parts.first_mut() {
+            first[..4].copy_from_slice(&size.to_be_bytes());
+        }
+        Ok(self
+            .parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Written(b) => b.freeze(),
+                Part::Spliced(b) => b,
+            })
+            .collect())
+    }
+}
+
 fn encode(
     correlation_id: i32,
     api_key: i16,
     version: i16,
     body: &dyn ResponseBody,
-) -> Result<BytesMut, ConnectionError> {
+) -> Result<Vec<Bytes>, ConnectionError> {
     let header_version = ApiKey::try_from(api_key)
         .map(|k| k.response_header_version(version))
         .unwrap_or(0);
-    let mut out = BytesMut::with_capacity(256);
-    out.extend_from_slice(&[0; 4]);
+    let mut frame = ResponseFrame::new();
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
-        .encode(&mut out, header_version)
+        .encode(frame.buf(), header_version)
         .map_err(|e| ConnectionError::Encode(e.to_string()))?;
-    body.encode_body(&mut out, version)
+    body.encode_frame(&mut frame, version)
         .map_err(|e| ConnectionError::Encode(e.to_string()))?;
-    let len = (out.len() - 4) as u32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(out)
+    frame.finish()
+}
+
+/// Writes an answer's parts with vectored writes, so that spliced parts are never copied.
+async fn write_frame(wr: &mut (impl AsyncWrite + Unpin), parts: Vec<Bytes>) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        let n = wr.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// Decodes a request body of type `T` at `version`.

@@ -1,26 +1,31 @@
 //! Fetch: decodes the request, makes one broker call ([`Broker::fetch`]: whole batches in the
-//! Kafka format, at least one batch per response (KIP-74), a long poll woken by appends) and
-//! encodes the answer. Fetch sessions are declined (session id 0), so clients send full
+//! Kafka format, at most the smaller of the request's `max_bytes` and the server's
+//! `fetch_max_bytes` but at least one batch per response (KIP-74), a long poll woken by
+//! appends) and encodes the answer with its records spliced in, not copied
+//! ([`FetchAnswer`]). Fetch sessions are declined (session id 0), so clients send full
 //! requests; without transactions the last stable offset is the high watermark.
 //!
 //! [`Broker::fetch`]: crate::broker::Broker::fetch
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::protocol::Encodable;
 
 use super::Request;
 use crate::broker::consume::{FetchLimits, FetchWant, Fetched};
+use crate::kafka::connection::{ResponseBody, ResponseFrame};
 use crate::kafka::errors;
 
-pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchResponse {
-    let limits = FetchLimits {
-        max_bytes: usize::try_from(r.max_bytes).unwrap_or(0),
-        min_bytes: usize::try_from(r.min_bytes).unwrap_or(0),
-        max_wait: Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
-    };
+pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
+    let limits = FetchLimits::new(
+        usize::try_from(r.max_bytes).unwrap_or(0),
+        req.door.config.fetch_max_bytes as usize,
+        usize::try_from(r.min_bytes).unwrap_or(0),
+        Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
+    );
     let mut wants = Vec::new();
     let mut shape = Vec::with_capacity(r.topics.len());
     for t in r.topics {
@@ -37,23 +42,32 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchResponse {
         shape.push((t.topic, indexes));
     }
     let mut fetched = req.broker().fetch(wants, limits).await.into_iter();
+    let mut records = Vec::new();
     let responses = shape
         .into_iter()
         .map(|(name, indexes)| {
             let partitions = indexes
                 .into_iter()
                 .zip(fetched.by_ref())
-                .map(|(index, f)| partition(req.version, index, f))
+                .map(|(index, f)| {
+                    let (data, batches) = partition(req.version, index, f);
+                    records.push(Some(batches));
+                    data
+                })
                 .collect();
             FetchableTopicResponse::default()
                 .with_topic(name)
                 .with_partitions(partitions)
         })
         .collect();
-    FetchResponse::default().with_responses(responses)
+    FetchAnswer {
+        response: FetchResponse::default().with_responses(responses),
+        records,
+    }
 }
 
-fn partition(version: i16, index: i32, f: Fetched) -> PartitionData {
+/// A partition's answer without its records, and its records.
+fn partition(version: i16, index: i32, f: Fetched) -> (PartitionData, Vec<Bytes>) {
     let mut data = PartitionData::default().with_partition_index(index);
     if let Some(b) = f.bounds {
         data = data
@@ -66,9 +80,337 @@ fn partition(version: i16, index: i32, f: Fetched) -> PartitionData {
         }
     }
     match f.records {
-        Ok(records) => data.with_records(Some(records)),
-        Err(e) => data
-            .with_error_code(errors::for_broker(&e))
-            .with_records(Some(Bytes::new())),
+        Ok(records) => (data, records),
+        Err(e) => (data.with_error_code(errors::for_broker(&e)), Vec::new()),
+    }
+}
+
+/// A Fetch answer: the response without its records, and the records of each partition (in
+/// the order the partitions are encoded) as parts: null, or batches to be written one after
+/// the other. It is encoded exactly as `FetchResponse::encode` would encode the response
+/// with each partition's parts joined, but the parts are written from where they are, not
+/// copied into the answer's buffer.
+#[derive(Debug)]
+pub struct FetchAnswer {
+    response: FetchResponse,
+    records: Vec<Option<Vec<Bytes>>>,
+}
+
+impl From<FetchResponse> for FetchAnswer {
+    /// Takes each partition's records out of `response` as one part.
+    fn from(mut response: FetchResponse) -> FetchAnswer {
+        let records = response
+            .responses
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+            .map(|p| p.records.take().map(|r| vec![r]))
+            .collect();
+        FetchAnswer { response, records }
+    }
+}
+
+impl ResponseBody for FetchAnswer {
+    /// The whole answer in `buf`, records copied (what [`encode_sliced`] avoids).
+    fn encode_body(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+        let mut whole = self.response.clone();
+        let partitions = whole
+            .responses
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut());
+        for (p, r) in partitions.zip(&self.records) {
+            p.records = r.as_ref().map(|parts| parts.concat().into());
+        }
+        whole.encode(buf, version)
+    }
+
+    fn encode_frame(&self, frame: &mut ResponseFrame, version: i16) -> anyhow::Result<()> {
+        encode_sliced(&self.response, &self.records, version, frame)
+    }
+}
+
+/// Record parts shorter than this are copied into the frame's buffer, while fewer than
+/// [`COPY_MAX`] record bytes were: a part of its own costs an entry in the vectored write,
+/// which is dearer than copying a few KiB, but a frame of many small batches must not become
+/// one copy of them all.
+const SPLICE_MIN: usize = 4096;
+const COPY_MAX: usize = 64 << 10;
+
+/// First version with flexible (compact, tagged) encodings.
+const FIRST_FLEXIBLE: i16 = 12;
+
+/// Encodes `response` into `frame` with `records` (one entry per partition, in encoding
+/// order) spliced in. Everything but the records is encoded by the `kafka-protocol` crate,
+/// twice: with every partition's records null, and with every one empty. The two encodings
+/// have the same length and differ only in each partition's records marker, in the order the
+/// partitions are encoded (null: int32 -1 or varint 0; empty: int32 0 or varint 1; they
+/// differ in their first byte). Each marker is replaced by the records' length and parts.
+fn encode_sliced(
+    response: &FetchResponse,
+    records: &[Option<Vec<Bytes>>],
+    version: i16,
+    frame: &mut ResponseFrame,
+) -> anyhow::Result<()> {
+    let flexible = version >= FIRST_FLEXIBLE;
+    let marker_len = if flexible { 1 } else { 4 };
+    // The response's own records fields are not used: `records` holds them.
+    let mut skeleton = response.clone();
+    for p in skeleton
+        .responses
+        .iter_mut()
+        .flat_map(|t| t.partitions.iter_mut())
+    {
+        p.records = None;
+    }
+    let mut nulls = BytesMut::new();
+    skeleton.encode(&mut nulls, version)?;
+    for p in skeleton
+        .responses
+        .iter_mut()
+        .flat_map(|t| t.partitions.iter_mut())
+    {
+        p.records = Some(Bytes::new());
+    }
+    let mut empties = BytesMut::new();
+    skeleton.encode(&mut empties, version)?;
+    anyhow::ensure!(
+        nulls.len() == empties.len(),
+        "null and empty records encode to different lengths"
+    );
+    let mut records = records.iter();
+    let mut copied_records = 0;
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(offset) = nulls[at..]
+        .iter()
+        .zip(&empties[at..])
+        .position(|(n, e)| n != e)
+    {
+        at += offset;
+        let Some(record) = records.next() else {
+            anyhow::bail!("more records markers than partitions");
+        };
+        let marker = at..at + marker_len;
+        let Some(null) = nulls.get(marker.clone()) else {
+            anyhow::bail!("records marker past the end");
+        };
+        frame.buf().extend_from_slice(&nulls[copied..at]);
+        match record {
+            None => frame.buf().extend_from_slice(null),
+            Some(parts) => {
+                put_length(frame.buf(), parts.iter().map(Bytes::len).sum(), flexible)?;
+                for part in parts {
+                    if part.len() < SPLICE_MIN && copied_records < COPY_MAX {
+                        frame.buf().extend_from_slice(part);
+                        copied_records += part.len();
+                    } else {
+                        frame.splice(part.clone());
+                    }
+                }
+            }
+        }
+        at = marker.end;
+        copied = at;
+    }
+    anyhow::ensure!(
+        records.next().is_none(),
+        "fewer records markers than partitions"
+    );
+    frame.buf().extend_from_slice(&nulls[copied..]);
+    Ok(())
+}
+
+/// The length before non-null bytes: int32, or in flexible versions an unsigned varint of the
+/// length plus one.
+fn put_length(buf: &mut BytesMut, len: usize, flexible: bool) -> anyhow::Result<()> {
+    if flexible {
+        let mut v = u32::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(1))
+            .ok_or_else(|| anyhow::anyhow!("records of {len} bytes"))?;
+        while v >= 0x80 {
+            buf.put_u8((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        buf.put_u8(v as u8);
+    } else {
+        let l = i32::try_from(len).map_err(|_| anyhow::anyhow!("records of {len} bytes"))?;
+        buf.put_i32(l);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::versions;
+    use kafka_protocol::messages::fetch_response::{
+        AbortedTransaction, EpochEndOffset, LeaderIdAndEpoch, SnapshotId,
+    };
+    use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn records(len: usize, seed: u8) -> Bytes {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    /// Two topics, partitions with null, empty, small (copied) and large (spliced, with a
+    /// multi-byte varint length) records, aborted transactions, error codes and, where the
+    /// version has them, the other optional and tagged fields.
+    fn sample(version: i16) -> (FetchResponse, Vec<Bytes>) {
+        let large = [records(70_000, 1), records(SPLICE_MIN, 2)];
+        let mut p = Vec::new();
+        for (i, r) in [
+            None,
+            Some(Bytes::new()),
+            Some(records(100, 3)),
+            Some(large[0].clone()),
+            Some(large[1].clone()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut d = PartitionData::default()
+                .with_partition_index(i as i32)
+                .with_error_code(if i == 1 { 1 } else { 0 })
+                .with_high_watermark(1000 + i as i64)
+                .with_last_stable_offset(900 + i as i64)
+                .with_log_start_offset(i as i64)
+                .with_records(r);
+            if i % 2 == 0 {
+                d = d.with_aborted_transactions(Some(vec![
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(7))
+                        .with_first_offset(5),
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(8))
+                        .with_first_offset(6),
+                ]));
+            } else if i == 3 {
+                d = d.with_aborted_transactions(Some(Vec::new()));
+            }
+            if version >= 11 {
+                d = d.with_preferred_read_replica(BrokerId(if i == 2 { 3 } else { -1 }));
+            }
+            if version >= FIRST_FLEXIBLE && i == 4 {
+                d = d
+                    .with_diverging_epoch(
+                        EpochEndOffset::default().with_epoch(2).with_end_offset(9),
+                    )
+                    .with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(1))
+                            .with_leader_epoch(4),
+                    )
+                    .with_snapshot_id(SnapshotId::default().with_end_offset(3).with_epoch(1));
+                d.unknown_tagged_fields.insert(40, Bytes::from_static(b"x"));
+            }
+            p.push(d);
+        }
+        let second = p.split_off(3);
+        let topic = |name: &str, partitions| {
+            let mut t = FetchableTopicResponse::default()
+                .with_topic(TopicName(StrBytes::from_string(name.into())))
+                .with_partitions(partitions);
+            if version >= FIRST_FLEXIBLE {
+                t.unknown_tagged_fields
+                    .insert(50, Bytes::from_static(b"yz"));
+            }
+            t
+        };
+        let mut r = FetchResponse::default()
+            .with_throttle_time_ms(12)
+            .with_responses(vec![
+                topic("alpha", p),
+                topic("", Vec::new()),
+                topic("beta", second),
+            ]);
+        if version >= 7 {
+            r = r.with_error_code(0).with_session_id(0);
+        }
+        if version >= FIRST_FLEXIBLE {
+            r.unknown_tagged_fields.insert(60, Bytes::from_static(b"t"));
+        }
+        (r, large.to_vec())
+    }
+
+    /// The frame's bytes after the size prefix, checking the prefix.
+    fn encoded(answer: &FetchAnswer, version: i16) -> (Vec<Bytes>, Vec<u8>) {
+        let mut frame = ResponseFrame::new();
+        answer.encode_frame(&mut frame, version).unwrap();
+        let parts = frame.finish().unwrap();
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let size = u32::from_be_bytes(whole[..4].try_into().unwrap()) as usize;
+        assert_eq!(size, whole.len() - 4, "v{version}: size prefix");
+        (parts, whole[4..].to_vec())
+    }
+
+    #[test]
+    fn sliced_encoding_equals_the_crates_for_every_advertised_fetch_version() {
+        let (lo, hi) = versions::range(versions::FETCH).unwrap();
+        for version in lo..=hi {
+            let (response, large) = sample(version);
+            let mut expected = BytesMut::new();
+            response.encode(&mut expected, version).unwrap();
+
+            let answer = FetchAnswer::from(response);
+            let (parts, bytes) = encoded(&answer, version);
+            assert!(bytes == expected[..], "v{version}: bytes differ");
+            // The large records were written from where they were, not copied.
+            for l in &large {
+                assert!(
+                    parts
+                        .iter()
+                        .any(|p| p.as_ptr() == l.as_ptr() && p.len() == l.len()),
+                    "v{version}: records of {} bytes were copied",
+                    l.len()
+                );
+            }
+            // Each large records set follows a buffer part; in flexible versions tagged
+            // fields follow the last one.
+            let tail = usize::from(version >= FIRST_FLEXIBLE);
+            assert_eq!(parts.len(), 2 * large.len() + tail, "v{version}: parts");
+
+            let mut whole = BytesMut::new();
+            answer.encode_body(&mut whole, version).unwrap();
+            assert!(whole == expected, "v{version}: encode_body differs");
+        }
+    }
+
+    #[test]
+    fn records_in_many_parts_encode_as_their_concatenation() {
+        let (lo, hi) = versions::range(versions::FETCH).unwrap();
+        for version in lo..=hi {
+            let (response, _) = sample(version);
+            let mut expected = BytesMut::new();
+            response.encode(&mut expected, version).unwrap();
+            // Every records set cut into parts of growing sizes: many small ones (copied until
+            // COPY_MAX is reached, then spliced) and large ones.
+            let mut answer = FetchAnswer::from(response);
+            for r in answer.records.iter_mut().flatten() {
+                let whole = r.concat();
+                let (mut at, mut len) = (0, 1);
+                r.clear();
+                while at < whole.len() {
+                    let end = (at + len).min(whole.len());
+                    r.push(Bytes::copy_from_slice(&whole[at..end]));
+                    at = end;
+                    len = len * 3 / 2 + 1;
+                }
+            }
+            let (parts, bytes) = encoded(&answer, version);
+            assert!(bytes == expected[..], "v{version}: bytes differ");
+            assert!(parts.len() > 3, "v{version}: large parts are spliced");
+        }
+    }
+
+    #[test]
+    fn other_answers_stay_one_buffer() {
+        let mut frame = ResponseFrame::new();
+        FetchResponse::default()
+            .encode_frame(&mut frame, 12)
+            .unwrap();
+        assert_eq!(frame.finish().unwrap().len(), 1);
     }
 }

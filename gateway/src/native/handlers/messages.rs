@@ -79,6 +79,7 @@ impl Session {
                     auto_commit,
                 },
                 self.config.max_poll_messages,
+                self.config.max_poll_bytes as usize,
             )
             .await?;
         let mut parts = Vec::with_capacity(polled.messages.len() + 1);
