@@ -114,7 +114,8 @@ impl OpenFiles {
                     ring.places[i] = Arc::downgrade(file);
                     return None;
                 }
-                Some(other) if step < 2 * self.capacity && other.used.swap(false, Ordering::AcqRel) => {}
+                Some(other)
+                    if step < 2 * self.capacity && other.used.swap(false, Ordering::AcqRel) => {}
                 Some(other) => {
                     ring.places[i] = Arc::downgrade(file);
                     return Some(other);
@@ -415,7 +416,10 @@ mod tests {
         fs[0].written();
         fs[1].handle().unwrap();
         assert!(fs[0].if_open().is_none());
-        assert!(!fs[0].dirty.load(Ordering::Acquire), "closed without a sync");
+        assert!(
+            !fs[0].dirty.load(Ordering::Acquire),
+            "closed without a sync"
+        );
         fs[1].handle().unwrap();
         fs[0].sync().unwrap();
     }

@@ -265,10 +265,7 @@ impl LogStore {
                 ..CatalogDoc::default()
             },
         };
-        let files = OpenFiles::new(
-            disk.clone(),
-            capacity_within_limit(config.max_open_files),
-        );
+        let files = OpenFiles::new(disk.clone(), capacity_within_limit(config.max_open_files));
         let mut report = OpenReport::default();
         let mut partitions = HashMap::new();
         for s in &doc.streams {

@@ -130,14 +130,20 @@ async fn many_partitions_fit_a_small_descriptor_budget_through_appends_reads_and
                 ack.await.unwrap();
             }
             let now = open_fds();
-            assert!(now <= bound, "{now} descriptors open while appending (bound {bound})");
+            assert!(
+                now <= bound,
+                "{now} descriptors open while appending (bound {bound})"
+            );
         }
     }
     for p in &parts {
         let read = p.read(0, u64::MAX).unwrap();
         assert_eq!(read.batches.len(), 2, "partition {}", p.key());
         let now = open_fds();
-        assert!(now <= bound, "{now} descriptors open while reading (bound {bound})");
+        assert!(
+            now <= bound,
+            "{now} descriptors open while reading (bound {bound})"
+        );
     }
     store.sync_all().unwrap();
     let busy_bound = bound + IN_FLIGHT * PER_APPEND;
@@ -173,7 +179,10 @@ async fn many_partitions_fit_a_small_descriptor_budget_through_appends_reads_and
         "recovery did not go through the Disk seam"
     );
     let now = open_fds();
-    assert!(now <= bound, "{now} descriptors open after recovery (bound {bound})");
+    assert!(
+        now <= bound,
+        "{now} descriptors open after recovery (bound {bound})"
+    );
     for p in store.partitions(Ident::Id(0), Ident::Id(0)).unwrap() {
         let read = p.read(0, u64::MAX).unwrap();
         let got: Vec<Vec<Vec<u8>>> = read
@@ -211,9 +220,7 @@ impl FileHook for SyncBeforeClose {
     }
 
     fn after(&self, op: FileOp, path: &Path, _to: Option<&Path>) {
-        let is_segment = path
-            .extension()
-            .is_some_and(|e| e == "log" || e == "index");
+        let is_segment = path.extension().is_some_and(|e| e == "log" || e == "index");
         if !is_segment {
             return;
         }
