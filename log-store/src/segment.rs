@@ -276,6 +276,8 @@ impl SegmentWriter {
 
     /// Appends stored batches (`slices`, `len` bytes in all) and their index entries. On failure
     /// both files are cut back to where they were, so a failed write leaves no partial batch.
+    /// Both files are opened before anything is written: a failed open (say, no descriptor
+    /// left) changes nothing and leaves the partition taking writes.
     pub fn append(
         &mut self,
         slices: &mut [IoSlice<'_>],
@@ -283,23 +285,21 @@ impl SegmentWriter {
         index_bytes: &[u8],
     ) -> Result<()> {
         let disk = &self.disk;
-        let result = self
-            .log
-            .handle()
-            .and_then(|log| {
-                let written = disk.write_all_vectored(&log, self.log.path(), slices);
-                self.log.written();
-                written
-            })
-            .and_then(|()| self.index.handle())
-            .and_then(|index| {
-                let written = disk.write_all(&index, self.index.path(), index_bytes);
-                self.index.written();
-                written
-            });
+        let log = self.log.handle()?;
+        let index = self.index.handle()?;
+        let written = disk.write_all_vectored(&log, self.log.path(), slices);
+        self.log.written();
+        let result = written.and_then(|()| {
+            let written = disk.write_all(&index, self.index.path(), index_bytes);
+            self.index.written();
+            written
+        });
         if let Err(e) = result {
-            let cut = cut_back(disk, &self.log, self.size)
-                .and_then(|()| cut_back(disk, &self.index, self.index_len));
+            let cut = disk
+                .set_len(&log, self.log.path(), self.size)
+                .and_then(|()| disk.set_len(&index, self.index.path(), self.index_len));
+            self.log.written();
+            self.index.written();
             if let Err(cut_err) = cut {
                 tracing::error!(log = %self.log.path().display(), "cannot cut back a failed write: {cut_err}");
                 self.broken = true;
@@ -320,12 +320,4 @@ impl SegmentWriter {
     pub fn files(&self) -> [Arc<SegmentFile>; 2] {
         [Arc::clone(&self.log), Arc::clone(&self.index)]
     }
-}
-
-/// Cuts `file` back to `len` bytes after a failed write.
-fn cut_back(disk: &Disk, file: &Arc<SegmentFile>, len: u64) -> Result<()> {
-    let handle = file.handle()?;
-    let cut = disk.set_len(&handle, file.path(), len);
-    file.written();
-    cut
 }

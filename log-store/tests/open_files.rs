@@ -37,7 +37,7 @@ const IN_FLIGHT: usize = 8;
 const PER_APPEND: usize = 2;
 
 /// The tests here count the process's descriptors, so they must not run side by side.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -95,7 +95,7 @@ fn body(partition: u32, round: u64) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_partitions_fit_a_small_descriptor_budget_through_appends_reads_and_recovery() {
-    let _alone = ONE_AT_A_TIME.lock();
+    let _alone = ONE_AT_A_TIME.lock().await;
     let dir = temp_dir();
     let baseline = open_fds();
     let bound = baseline + CAPACITY + SLACK;
@@ -246,7 +246,7 @@ impl FileHook for SyncBeforeClose {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_written_file_is_synced_before_the_cache_closes_it() {
-    let _alone = ONE_AT_A_TIME.lock();
+    let _alone = ONE_AT_A_TIME.lock().await;
     /// A cache this small against this many partitions closes a file at nearly every append.
     const SMALL_CAPACITY: usize = 4;
     const EACH: u32 = 24;
