@@ -315,3 +315,71 @@ async fn a_written_file_is_synced_before_the_cache_closes_it() {
         }
     }
 }
+
+/// By hand, not in `scripts/test` (it measures time, which tests never assert): the issue's
+/// 10,000 partitions on the real disk, opened and closed with the default cache. Run it under
+/// the common limit with `ulimit -n 1024; cargo test -p wharf-log-store --test open_files
+/// -- --ignored --nocapture`; `WHARF_MEASURE_DIR` keeps the data directory between runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_open_and_close_with_10_000_partitions() {
+    const ALL: u32 = 10_000;
+    /// Partitions written to (and so dirty) before the timed close.
+    const WRITTEN: u32 = 1_000;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let kept = std::env::var_os("WHARF_MEASURE_DIR").map(PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let dir = kept.unwrap_or_else(|| temp.path().to_path_buf());
+    // No background syncer: the partitions written to are all still dirty at the timed close.
+    let config = || StoreConfig {
+        background_tasks: false,
+        ..StoreConfig::default()
+    };
+    if !dir.join("catalog").exists() {
+        let started = std::time::Instant::now();
+        let store = LogStore::open(&dir, config()).unwrap().0;
+        store.create_stream("s").unwrap();
+        store
+            .create_topic(Ident::Id(0), "t", ALL, TopicSettings::default())
+            .unwrap();
+        for p in store.partitions(Ident::Id(0), Ident::Id(0)).unwrap() {
+            p.append(native_batch(&body(p.key().partition, 0)))
+                .await
+                .unwrap();
+        }
+        store.close().unwrap();
+        println!("created {ALL} partitions in {:?}", started.elapsed());
+    }
+    println!(
+        "open files limit: {:?}",
+        wharf_log_store::open_files_limit()
+    );
+    let started = std::time::Instant::now();
+    let store = LogStore::open(&dir, config()).unwrap().0;
+    println!(
+        "opened (recovered) {ALL} partitions in {:?}; {} descriptors open; cache {}",
+        started.elapsed(),
+        open_fds(),
+        store.open_files_capacity()
+    );
+    let parts = store.partitions(Ident::Id(0), Ident::Id(0)).unwrap();
+    for p in parts.iter().take(WRITTEN as usize) {
+        p.append(native_batch(&body(p.key().partition, 1)))
+            .await
+            .unwrap();
+    }
+    println!(
+        "after writing to {WRITTEN}: {} descriptors open",
+        open_fds()
+    );
+    let started = std::time::Instant::now();
+    store.close().unwrap();
+    println!(
+        "closed {ALL} partitions ({WRITTEN} with unsynced writes) in {:?}",
+        started.elapsed()
+    );
+    drop(parts);
+    let started = std::time::Instant::now();
+    drop(store);
+    println!("dropped the store in {:?}", started.elapsed());
+}
