@@ -149,6 +149,7 @@ impl Segment {
             disk.sync_data(&f, &index_path)?;
         }
         drop(log);
+        disk.closed(&log_path);
         Ok((
             Segment {
                 base_offset,
