@@ -31,6 +31,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    raise_open_files_limit();
     let args = Args::parse();
     let overrides = Overrides {
         config_file: args.config,
@@ -65,6 +66,28 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Lets the server use every descriptor the operator allowed: the soft `RLIMIT_NOFILE` (often
+/// 1,024) goes up to the hard one. The store keeps its segment files within half of it.
+fn raise_open_files_limit() {
+    let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    match wharf_log_store::raise_open_files_limit() {
+        Ok(l) => tracing::info!(
+            soft_before = %show(l.soft_before),
+            soft = %show(l.soft),
+            hard = %show(l.hard),
+            "open files limit"
+        ),
+        Err(e) => {
+            let l = wharf_log_store::open_files_limit();
+            tracing::warn!(
+                soft = %show(l.soft),
+                hard = %show(l.hard),
+                "cannot raise the open files limit: {e}"
+            );
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The store's door to the file system, and the seam where tests put faults.
 //!
 //! Every operation of the store that changes what is on disk (creating a file or folder,
-//! writing, truncating, `fdatasync`, syncing a folder, renaming, removing) goes through a
-//! [`Disk`]. In production a `Disk` holds no hook and each operation costs one branch more than
+//! writing, truncating, `fdatasync`, syncing a folder, renaming, removing), and every opening and
+//! closing of a segment file, goes through a [`Disk`]. In production a `Disk` holds no hook and each operation costs one branch more than
 //! the bare system call. Tests give it a [`FileHook`] that watches every operation and may fail
 //! any of them, which drives the store's failure paths (a full disk, a failed `fdatasync`) and
 //! lets a test keep its own picture of what would survive a power loss.
 //!
-//! Opening files for reading, and reads, do not go through the seam.
+//! Reads, and reading whole small files (an index on recovery, a durable document), do not go
+//! through the seam.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
@@ -34,6 +35,11 @@ pub enum FileOp {
     Rename,
     /// Removing a file, or (for [`Disk::remove_dir_all`]) a folder with everything in it.
     Remove,
+    /// Opening an existing segment file ([`Disk::open`]); a hook may fail it (say with EMFILE).
+    Open,
+    /// A segment file's descriptor was closed. Reported only to [`FileHook::after`]: a close
+    /// cannot be refused.
+    Close,
 }
 
 /// Watches (and may fail) the store's file operations. Tests implement it; production has none.
@@ -114,6 +120,18 @@ impl Disk {
     /// Creates `path` empty (truncating a file already there) and opens it for writing.
     pub fn create(&self, path: &Path) -> Result<File> {
         self.run(FileOp::Create, path, None, || File::create(path))
+    }
+
+    /// Opens the existing file `path` with `options` (never creating it).
+    pub fn open(&self, path: &Path, options: &OpenOptions) -> Result<File> {
+        self.run(FileOp::Open, path, None, || options.open(path))
+    }
+
+    /// Tells the hook that the store closed its descriptor of `path`.
+    pub(crate) fn closed(&self, path: &Path) {
+        if let Some(hook) = &self.hook {
+            hook.after(FileOp::Close, path, None);
+        }
     }
 
     /// Creates `path` for appending if it does not exist; returns whether it did not.

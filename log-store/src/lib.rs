@@ -13,6 +13,8 @@
 //!   written with group commit.
 //! - [`Disk`]: the door every file operation of the store goes through, and the seam where tests
 //!   watch and fail them ([`FileHook`]).
+//! - Segment files are held open by one bounded cache per store (`max_open_files`): any number
+//!   of partitions fits a fixed number of descriptors ([`raise_open_files_limit`] for servers).
 //!
 //! Durability is per topic: [`Durability::Os`] acknowledges after `write` (a killed process loses
 //! nothing acknowledged), [`Durability::Fsync`] after `fdatasync` (group commit). Opening a store
@@ -27,6 +29,7 @@ mod error;
 mod index;
 mod names;
 mod offsets;
+mod open_files;
 mod partition;
 mod segment;
 mod store;
@@ -42,6 +45,7 @@ pub use durable_file::{read_durable, write_durable};
 pub use error::{BatchError, Result, StoreError};
 pub use names::validate_name;
 pub use offsets::{CommittedOffset, ConsumerOffsets, OffsetKey, OffsetOwner};
+pub use open_files::{open_files_limit, raise_open_files_limit, OpenFilesLimit};
 pub use partition::{
     AppendResult, Partition, PartitionKey, PartitionRepair, PartitionStats, ReadResult,
 };

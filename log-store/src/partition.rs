@@ -6,7 +6,9 @@
 //! group commit falls out of the same loop. Readers never wait for the writer: they see segments
 //! and index entries through a read lock that the writer takes only to publish what it wrote, and
 //! they read with positional reads. A `watch` channel carries the high watermark to long polls.
-//! Every change to the partition's files goes through the store's [`Disk`].
+//! Every change to the partition's files goes through the store's [`Disk`], and their
+//! descriptors are opened and closed by the store's open-files cache: a partition holds none of
+//! its own between uses.
 
 use std::fs;
 use std::io::IoSlice;
@@ -24,6 +26,7 @@ use crate::config::{Durability, EffectiveSettings};
 use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{find_by_relative_offset, find_by_timestamp, IndexEntry};
+use crate::open_files::{OpenFiles, SegmentFile};
 use crate::segment::{list_segments, Segment, SegmentRepair, SegmentWriter, INDEX_EXT, LOG_EXT};
 
 /// Where a partition sits: (stream id, topic id, partition id).
@@ -114,12 +117,13 @@ pub struct Partition {
     key: PartitionKey,
     dir: PathBuf,
     disk: Disk,
+    files: Arc<OpenFiles>,
     settings: RwLock<EffectiveSettings>,
     view: RwLock<View>,
     queue: Mutex<Queue>,
     writer: Mutex<Option<SegmentWriter>>,
-    /// Handles of segments sealed since the last background sync.
-    unsynced_sealed: Mutex<Vec<SegmentWriter>>,
+    /// Files of segments sealed since the last background sync.
+    unsynced_sealed: Mutex<Vec<Arc<SegmentFile>>>,
     high_watermark: watch::Sender<u64>,
     dirty: AtomicBool,
     /// Held across [`Partition::sync`], so that a sync returns only once what was written
@@ -146,11 +150,12 @@ pub(crate) fn now_us() -> u64 {
 impl Partition {
     /// Creates an empty partition in `dir`.
     pub(crate) fn create(
-        disk: &Disk,
+        files: &Arc<OpenFiles>,
         key: PartitionKey,
         dir: &Path,
         settings: EffectiveSettings,
     ) -> Result<Arc<Partition>> {
+        let disk = files.disk();
         disk.create_dir_all(dir)?;
         // Make the new folders (partition, and the topic and stream above it, up to the
         // `streams` folder) durable too. The partition folder itself is synced by
@@ -158,9 +163,9 @@ impl Partition {
         if let Some(parent) = dir.parent() {
             disk.sync_dir_and_ancestors(parent, 4)?;
         }
-        let (segment, writer) = SegmentWriter::create(disk, dir, 0)?;
+        let (segment, writer) = SegmentWriter::create(files, dir, 0)?;
         Ok(Partition::assemble(
-            disk,
+            files,
             key,
             dir,
             settings,
@@ -171,24 +176,25 @@ impl Partition {
 
     /// Opens a partition, verifying the tail of its last segment and repairing what it must.
     pub(crate) fn open(
-        disk: &Disk,
+        files: &Arc<OpenFiles>,
         key: PartitionKey,
         dir: &Path,
         settings: EffectiveSettings,
     ) -> Result<(Arc<Partition>, PartitionRepair)> {
+        let disk = files.disk();
         disk.create_dir_all(dir)?;
         let bases = list_segments(dir)?;
         remove_orphan_indexes(disk, dir, &bases);
         if bases.is_empty() {
             return Ok((
-                Partition::create(disk, key, dir, settings)?,
+                Partition::create(files, key, dir, settings)?,
                 PartitionRepair::default(),
             ));
         }
         let mut repair = PartitionRepair::default();
         let mut segments = Vec::with_capacity(bases.len());
         for (i, &base) in bases.iter().enumerate() {
-            let (segment, seg_repair) = Segment::recover(disk, dir, base, i + 1 == bases.len())?;
+            let (segment, seg_repair) = Segment::recover(files, dir, base, i + 1 == bases.len())?;
             if seg_repair != SegmentRepair::default() {
                 if let Some((bytes, why)) = &seg_repair.truncated {
                     tracing::warn!(partition = %key, segment = base, "cut {bytes} bytes from the log {why}");
@@ -203,8 +209,8 @@ impl Partition {
         let last = segments
             .last_mut()
             .ok_or_else(|| StoreError::io(dir, std::io::ErrorKind::NotFound.into()))?;
-        let writer = SegmentWriter::resume(disk, last)?;
-        let partition = Partition::assemble(disk, key, dir, settings, segments, writer);
+        let writer = SegmentWriter::resume(files, last);
+        let partition = Partition::assemble(files, key, dir, settings, segments, writer);
         if let Some(doc) = crate::durable_file::read_durable(&dir.join(RECORDS_START_FILE))? {
             let start = doc
                 .get(..8)
@@ -216,7 +222,7 @@ impl Partition {
     }
 
     fn assemble(
-        disk: &Disk,
+        files: &Arc<OpenFiles>,
         key: PartitionKey,
         dir: &Path,
         settings: EffectiveSettings,
@@ -227,7 +233,8 @@ impl Partition {
         Arc::new(Partition {
             key,
             dir: dir.to_path_buf(),
-            disk: disk.clone(),
+            disk: files.disk().clone(),
+            files: Arc::clone(files),
             settings: RwLock::new(settings),
             view: RwLock::new(View {
                 segments,
@@ -490,21 +497,17 @@ impl Partition {
             writer.sync_log().map_err(fail)?;
         }
         let next = writer.base_offset + writer.next_relative;
-        let (mut segment, new_writer) =
-            SegmentWriter::create(&self.disk, &self.dir, next).map_err(fail)?;
+        let (segment, new_writer) =
+            SegmentWriter::create(&self.files, &self.dir, next).map_err(fail)?;
         let old = std::mem::replace(writer, new_writer);
         {
             // The sealed segment's last batches become visible in the same step that seals it,
             // so retention never sees it sealed without them.
             let mut view = self.view.write();
             self.publish_locked(&mut view, written);
-            if let Some(prev) = view.segments.last_mut() {
-                prev.log = None;
-            }
-            segment.log = Some(Arc::clone(&writer.log));
             view.segments.push(segment);
         }
-        self.unsynced_sealed.lock().push(old);
+        self.unsynced_sealed.lock().extend(old.files());
         self.dirty.store(true, Ordering::Release);
         Ok(())
     }
@@ -545,13 +548,23 @@ impl Partition {
         };
         let mut batches = Vec::new();
         for range in ranges {
-            let file = match range.segment.read_handle() {
-                Ok(f) => f,
-                // Retention deleted the segment after we planned: what remains starts later.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && batches.is_empty() => {
-                    continue
+            let file = if cached_only {
+                // Opening may block; the caller reads again where blocking is allowed.
+                match range.segment.log.if_open() {
+                    Some(f) => f,
+                    None => return Ok(None),
                 }
-                Err(e) => return Err(StoreError::io(&range.segment.log_path, e)),
+            } else {
+                match range.segment.log.handle() {
+                    Ok(f) => f,
+                    // Retention deleted the segment after we planned: what remains starts later.
+                    Err(StoreError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound && batches.is_empty() =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                }
             };
             let len = (range.end - range.start) as usize;
             let mut buf = BytesMut::zeroed(len);
@@ -562,7 +575,7 @@ impl Partition {
                     return Ok(None);
                 }
             } else {
-                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, range.start)
+                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut buf, range.start)
                     .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
             }
             let buf: Bytes = buf.freeze();
@@ -646,11 +659,11 @@ impl Partition {
             return Ok(());
         }
         let sealed = std::mem::take(&mut *self.unsynced_sealed.lock());
-        let handles = self.writer.lock().as_ref().map(SegmentWriter::sync_handles);
+        let active = self.writer.lock().as_ref().map(SegmentWriter::files);
         let result = sealed
             .iter()
-            .try_for_each(SegmentWriter::sync_all)
-            .and_then(|()| handles.map_or(Ok(()), |h| h.sync(&self.disk)));
+            .chain(active.iter().flatten())
+            .try_for_each(|f| f.sync());
         if result.is_err() {
             // Try again next time rather than forget what is unsynced.
             self.unsynced_sealed.lock().extend(sealed);
@@ -777,7 +790,7 @@ impl Partition {
         self.disk
             .remove_file(&self.dir.join(RECORDS_START_FILE))
             .map_err(fail)?;
-        let (segment, writer) = SegmentWriter::create(&self.disk, &self.dir, 0).map_err(fail)?;
+        let (segment, writer) = SegmentWriter::create(&self.files, &self.dir, 0).map_err(fail)?;
         *guard = Some(writer);
         let mut view = self.view.write();
         view.segments = vec![segment];
@@ -802,12 +815,14 @@ impl Partition {
         result
     }
 
+    /// Syncs the files written since their last sync (and only those: a partition nobody wrote
+    /// to costs no system call to close).
     fn sync_locked(&self, writer: Option<&SegmentWriter>) -> Result<()> {
-        for w in std::mem::take(&mut *self.unsynced_sealed.lock()) {
-            w.sync_all()?;
+        for f in std::mem::take(&mut *self.unsynced_sealed.lock()) {
+            f.sync()?;
         }
-        if let Some(w) = writer {
-            w.sync_all()?;
+        for f in writer.map(SegmentWriter::files).iter().flatten() {
+            f.sync()?;
         }
         self.dirty.store(false, Ordering::Release);
         Ok(())
@@ -851,16 +866,7 @@ struct ReadRange {
 /// What a reader needs of a segment once the view's lock is released.
 struct SegmentRef {
     log_path: PathBuf,
-    log: Option<Arc<std::fs::File>>,
-}
-
-impl SegmentRef {
-    fn read_handle(&self) -> std::io::Result<Arc<std::fs::File>> {
-        match &self.log {
-            Some(f) => Ok(Arc::clone(f)),
-            None => std::fs::File::open(&self.log_path).map(Arc::new),
-        }
-    }
+    log: Arc<SegmentFile>,
 }
 
 fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
@@ -900,7 +906,7 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
             let r = range.get_or_insert_with(|| ReadRange {
                 segment: SegmentRef {
                     log_path: seg.log_path.clone(),
-                    log: seg.log.clone(),
+                    log: Arc::clone(&seg.log),
                 },
                 start: e.position,
                 end: e.position,

@@ -1,7 +1,8 @@
 //! One segment of a partition: a `.log` file of stored batches and its `.index` beside it, both
 //! named by the segment's base offset (20 digits). This module owns their on-disk handling:
 //! creating, appending with vectored writes, reading ranges, and recovering on open. Every change
-//! to the files goes through the partition's [`Disk`].
+//! to the files goes through the partition's [`Disk`]; their descriptors are the store's
+//! [`OpenFiles`] cache's to open and close.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice};
@@ -13,6 +14,7 @@ use crate::batch::{Envelope, ENVELOPE_LEN};
 use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{decode_prefix, IndexEntry, INDEX_ENTRY_LEN};
+use crate::open_files::{Access, OpenFiles, SegmentFile};
 
 pub(crate) const LOG_EXT: &str = "log";
 pub(crate) const INDEX_EXT: &str = "index";
@@ -57,9 +59,9 @@ pub(crate) struct Segment {
     pub size: u64,
     pub log_path: PathBuf,
     pub index_path: PathBuf,
-    /// Open handle of the active segment's log, shared with readers; sealed segments open theirs
-    /// on demand so a partition with many segments holds few descriptors.
-    pub log: Option<Arc<File>>,
+    /// The log as readers (and, for the active segment, the writer) reach it: opened on demand
+    /// through the store's open-files cache.
+    pub log: Arc<SegmentFile>,
 }
 
 impl Segment {
@@ -82,19 +84,18 @@ impl Segment {
     /// Opens an existing segment, checking and repairing it. With `verify_all`, every batch's
     /// checksum is verified (the last segment, whose tail may be torn); otherwise the index is
     /// trusted as far as it agrees with the log and only what lies beyond it is walked.
+    ///
+    /// The log is open only while this runs: recovery holds one descriptor at a time.
     pub fn recover(
-        disk: &Disk,
+        files: &Arc<OpenFiles>,
         dir: &Path,
         base_offset: u64,
         verify_all: bool,
     ) -> Result<(Segment, SegmentRepair)> {
+        let disk = files.disk();
         let log_path = dir.join(file_name(base_offset, LOG_EXT));
         let index_path = dir.join(file_name(base_offset, INDEX_EXT));
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|e| StoreError::io(&log_path, e))?;
+        let log = disk.open(&log_path, OpenOptions::new().read(true).write(true))?;
         let log_len = log
             .metadata()
             .map_err(|e| StoreError::io(&log_path, e))?
@@ -147,14 +148,16 @@ impl Segment {
             disk.write_all(&f, &index_path, &bytes)?;
             disk.sync_data(&f, &index_path)?;
         }
+        drop(log);
+        disk.closed(&log_path);
         Ok((
             Segment {
                 base_offset,
                 entries,
                 size: pos,
+                log: SegmentFile::new(files, log_path.clone(), Access::Read),
                 log_path,
                 index_path,
-                log: None,
             },
             repair,
         ))
@@ -199,7 +202,9 @@ fn read_verified(
     Ok(env)
 }
 
-/// The writing end of the active segment. Only the partition's single writer holds it.
+/// The writing end of the active segment. Only the partition's single writer holds it. Its
+/// files are opened on demand through the store's open-files cache and may be closed between
+/// appends; the write position lives here, not in a descriptor.
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
     pub base_offset: u64,
@@ -207,28 +212,22 @@ pub(crate) struct SegmentWriter {
     /// Relative offset the next batch gets.
     pub next_relative: u64,
     pub first_append_timestamp: Option<u64>,
-    pub log: Arc<File>,
-    index: Arc<File>,
+    pub log: Arc<SegmentFile>,
+    index: Arc<SegmentFile>,
     /// A failed write could not be cut back: the files are in doubt until recovery.
     pub broken: bool,
     index_len: u64,
-    log_path: PathBuf,
-    index_path: PathBuf,
     disk: Disk,
-}
-
-/// What a sync that must not hold up the writer needs: the files and their paths.
-#[derive(Debug, Clone)]
-pub(crate) struct SyncHandles {
-    pub log: Arc<File>,
-    pub log_path: PathBuf,
-    pub index: Arc<File>,
-    pub index_path: PathBuf,
 }
 
 impl SegmentWriter {
     /// Creates the files of a new, empty segment.
-    pub fn create(disk: &Disk, dir: &Path, base_offset: u64) -> Result<(Segment, SegmentWriter)> {
+    pub fn create(
+        files: &Arc<OpenFiles>,
+        dir: &Path,
+        base_offset: u64,
+    ) -> Result<(Segment, SegmentWriter)> {
+        let disk = files.disk();
         let log_path = dir.join(file_name(base_offset, LOG_EXT));
         let index_path = dir.join(file_name(base_offset, INDEX_EXT));
         // The new files' names must survive power loss before anything written to them is
@@ -248,30 +247,22 @@ impl SegmentWriter {
             base_offset,
             entries: Vec::new(),
             size: 0,
+            log: SegmentFile::new(files, log_path.clone(), Access::Read),
             log_path,
             index_path,
-            log: None,
         };
-        let writer = SegmentWriter::resume(disk, &mut segment)?;
+        let writer = SegmentWriter::resume(files, &mut segment);
         Ok((segment, writer))
     }
 
-    /// Opens a recovered (or just created) segment for appending and gives it a shared read
-    /// handle. Both files exist: [`Segment::recover`] rebuilds a missing index.
-    pub fn resume(disk: &Disk, segment: &mut Segment) -> Result<SegmentWriter> {
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&segment.log_path)
-            .map_err(|e| StoreError::io(&segment.log_path, e))?;
-        let index = OpenOptions::new()
-            .append(true)
-            .open(&segment.index_path)
-            .map_err(|e| StoreError::io(&segment.index_path, e))?;
-        let log = Arc::new(log);
-        let index = Arc::new(index);
-        segment.log = Some(Arc::clone(&log));
-        Ok(SegmentWriter {
+    /// Makes a recovered (or just created) segment the one appended to; readers share its log
+    /// file. Both files exist: [`Segment::recover`] rebuilds a missing index. Nothing is opened
+    /// until the first append.
+    pub fn resume(files: &Arc<OpenFiles>, segment: &mut Segment) -> SegmentWriter {
+        let log = SegmentFile::new(files, segment.log_path.clone(), Access::ReadAppend);
+        let index = SegmentFile::new(files, segment.index_path.clone(), Access::Append);
+        segment.log = Arc::clone(&log);
+        SegmentWriter {
             base_offset: segment.base_offset,
             size: segment.size,
             next_relative: segment.next_offset() - segment.base_offset,
@@ -280,14 +271,14 @@ impl SegmentWriter {
             index,
             broken: false,
             index_len: (segment.entries.len() * INDEX_ENTRY_LEN) as u64,
-            log_path: segment.log_path.clone(),
-            index_path: segment.index_path.clone(),
-            disk: disk.clone(),
-        })
+            disk: files.disk().clone(),
+        }
     }
 
     /// Appends stored batches (`slices`, `len` bytes in all) and their index entries. On failure
     /// both files are cut back to where they were, so a failed write leaves no partial batch.
+    /// Both files are opened before anything is written: a failed open (say, no descriptor
+    /// left) changes nothing and leaves the partition taking writes.
     pub fn append(
         &mut self,
         slices: &mut [IoSlice<'_>],
@@ -295,15 +286,23 @@ impl SegmentWriter {
         index_bytes: &[u8],
     ) -> Result<()> {
         let disk = &self.disk;
-        let result = disk
-            .write_all_vectored(&self.log, &self.log_path, slices)
-            .and_then(|()| disk.write_all(&self.index, &self.index_path, index_bytes));
+        let log = self.log.handle()?;
+        let index = self.index.handle()?;
+        let written = disk.write_all_vectored(&log, self.log.path(), slices);
+        self.log.written();
+        let result = written.and_then(|()| {
+            let written = disk.write_all(&index, self.index.path(), index_bytes);
+            self.index.written();
+            written
+        });
         if let Err(e) = result {
             let cut = disk
-                .set_len(&self.log, &self.log_path, self.size)
-                .and_then(|()| disk.set_len(&self.index, &self.index_path, self.index_len));
+                .set_len(&log, self.log.path(), self.size)
+                .and_then(|()| disk.set_len(&index, self.index.path(), self.index_len));
+            self.log.written();
+            self.index.written();
             if let Err(cut_err) = cut {
-                tracing::error!(log = %self.log_path.display(), "cannot cut back a failed write: {cut_err}");
+                tracing::error!(log = %self.log.path().display(), "cannot cut back a failed write: {cut_err}");
                 self.broken = true;
             }
             return Err(e);
@@ -315,30 +314,11 @@ impl SegmentWriter {
 
     /// `fdatasync` of the log: what the `fsync` durability mode waits for.
     pub fn sync_log(&self) -> Result<()> {
-        self.disk.sync_data(&self.log, &self.log_path)
+        self.log.sync()
     }
 
-    /// Handles for a sync that must not hold up the writer.
-    pub fn sync_handles(&self) -> SyncHandles {
-        SyncHandles {
-            log: Arc::clone(&self.log),
-            log_path: self.log_path.clone(),
-            index: Arc::clone(&self.index),
-            index_path: self.index_path.clone(),
-        }
-    }
-
-    /// Syncs both files (on roll and close, and from the background syncer).
-    pub fn sync_all(&self) -> Result<()> {
-        self.sync_log()?;
-        self.disk.sync_data(&self.index, &self.index_path)
-    }
-}
-
-impl SyncHandles {
-    /// Syncs the log, then the index.
-    pub fn sync(&self, disk: &Disk) -> Result<()> {
-        disk.sync_data(&self.log, &self.log_path)?;
-        disk.sync_data(&self.index, &self.index_path)
+    /// The log and the index, for a sync that must not hold up the writer.
+    pub fn files(&self) -> [Arc<SegmentFile>; 2] {
+        [Arc::clone(&self.log), Arc::clone(&self.index)]
     }
 }

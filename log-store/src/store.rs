@@ -32,6 +32,7 @@ use crate::durable_file::read_durable;
 use crate::error::{Result, StoreError};
 use crate::names::validate_name;
 use crate::offsets::ConsumerOffsets;
+use crate::open_files::{capacity_within_limit, OpenFiles};
 use crate::partition::{now_us, Partition, PartitionKey, PartitionRepair};
 
 /// Most partitions one topic may have.
@@ -198,6 +199,8 @@ struct Catalog {
 struct Inner {
     dir: PathBuf,
     config: StoreConfig,
+    /// The segment files held open, shared by every partition.
+    files: Arc<OpenFiles>,
     catalog: RwLock<Catalog>,
     /// Serialises metadata changes (held across their file operations, unlike `catalog`).
     changes: Mutex<()>,
@@ -262,6 +265,7 @@ impl LogStore {
                 ..CatalogDoc::default()
             },
         };
+        let files = OpenFiles::new(disk.clone(), capacity_within_limit(config.max_open_files));
         let mut report = OpenReport::default();
         let mut partitions = HashMap::new();
         for s in &doc.streams {
@@ -275,7 +279,8 @@ impl LogStore {
                         partition: p,
                     };
                     let pdir = partition_dir(&dir, s.id, t.id, p);
-                    let (partition, repair) = Partition::open(disk, key, &pdir, settings.clone())?;
+                    let (partition, repair) =
+                        Partition::open(&files, key, &pdir, settings.clone())?;
                     if !repair.segments.is_empty() {
                         report.repaired.push((key, repair));
                     }
@@ -289,6 +294,7 @@ impl LogStore {
         let inner = Arc::new(Inner {
             dir,
             config,
+            files,
             catalog: RwLock::new(Catalog { doc, partitions }),
             changes: Mutex::new(()),
             offsets,
@@ -314,6 +320,12 @@ impl LogStore {
 
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    /// How many segment files the store keeps open at most: `max_open_files` of its config,
+    /// clamped to half the process's soft open-files limit when that is lower.
+    pub fn open_files_capacity(&self) -> usize {
+        self.inner.files.capacity()
     }
 
     pub fn offsets(&self) -> &ConsumerOffsets {
@@ -469,7 +481,7 @@ impl LogStore {
                     partition: p,
                 };
                 Partition::create(
-                    self.disk(),
+                    &self.inner.files,
                     key,
                     &partition_dir(&self.inner.dir, sid, tid, p),
                     effective.clone(),
@@ -613,7 +625,7 @@ impl LogStore {
                 partition: p,
             };
             let pdir = partition_dir(&self.inner.dir, sid, tid, p);
-            match Partition::create(self.disk(), key, &pdir, effective.clone()) {
+            match Partition::create(&self.inner.files, key, &pdir, effective.clone()) {
                 Ok(part) => created.push(part),
                 Err(e) => {
                     for q in old..=p {

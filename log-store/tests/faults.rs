@@ -538,3 +538,77 @@ fn a_failed_offsets_journal_write_keeps_the_previous_value() {
         assert_eq!(offsets.get(&offset_key(2)), Some(offset(3)), "torn {torn}");
     }
 }
+
+/// EMFILE: what `open` reports when the process has no descriptor left.
+const EMFILE: i32 = 24;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_open_of_a_segment_file_fails_one_call_and_changes_nothing() {
+    for files in [Files::Ext("log"), Files::Ext("index")] {
+        for durability in [Durability::Os, Durability::Fsync] {
+            let what = format!("{files:?} {durability:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let faults = Faults::new();
+            // One file open at a time: the log and the index push each other out, so every
+            // append opens both.
+            let config = StoreConfig {
+                max_open_files: 1,
+                ..config(&faults)
+            };
+            let store = LogStore::open(dir.path(), config).unwrap().0;
+            store.create_stream("s").unwrap();
+            store
+                .create_topic(Ident::Id(0), "t", 1, topic(durability, None))
+                .unwrap();
+            let p = partition(&store);
+            let mut ledger = Vec::new();
+            for seed in 1..=3 {
+                append_ok(&p, seed, &mut ledger).await;
+            }
+            let opens = faults.count(FileOp::Open, files);
+            assert!(
+                opens >= 3,
+                "{what}: the file was not reopened ({opens} opens)"
+            );
+
+            faults.fail_once(FileOp::Open, files, EMFILE);
+            let err = p.append(native_batch(&bodies(99))).await.unwrap_err();
+            assert_eq!(
+                faults.fired(FileOp::Open, files),
+                1,
+                "{what}: fault not reached"
+            );
+            assert_eq!(raw_os_error(&err), Some(EMFILE), "{what}: {err}");
+            assert_holds_exactly(&p, &ledger);
+            // Nothing was written, so the partition goes on with no gap in the offsets.
+            for seed in 4..=5 {
+                append_ok(&p, seed, &mut ledger).await;
+            }
+            assert_eq!(
+                ledger[3].at.base_offset,
+                ledger[2].at.last_offset + 1,
+                "{what}"
+            );
+
+            // The append opened the index last, so the log is closed: a read that cannot open
+            // it fails alone.
+            if files == Files::Ext("log") {
+                faults.fail_once(FileOp::Open, files, EMFILE);
+                let err = p.read(0, u64::MAX).unwrap_err();
+                assert_eq!(
+                    faults.fired(FileOp::Open, files),
+                    2,
+                    "{what}: fault not reached"
+                );
+                assert_eq!(raw_os_error(&err), Some(EMFILE), "{what}: {err}");
+            }
+            assert_holds_exactly(&p, &ledger);
+            store.close().unwrap();
+            drop(p);
+            drop(store);
+            let (store, report) = reopen_plain(dir.path());
+            assert!(report.repaired.is_empty(), "{what}: {:?}", report.repaired);
+            assert_holds_exactly(&partition(&store), &ledger);
+        }
+    }
+}

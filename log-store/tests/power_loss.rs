@@ -250,7 +250,7 @@ impl FileHook for PowerLoss {
                     PowerLoss::new_file(&mut m, path);
                 }
             }
-            FileOp::Write | FileOp::Truncate => {}
+            FileOp::Write | FileOp::Truncate | FileOp::Open | FileOp::Close => {}
             FileOp::SyncData => {
                 let id = match m.live.get(path) {
                     Some(Node::File(id)) => *id,
