@@ -76,7 +76,11 @@ async fn sixty_four_parallel_wrong_logins_run_at_most_two_argon2_computations_at
         refused_as_wrong(r.unwrap());
     }
     let stats = broker.password_stats();
-    assert_eq!(stats.computations - before, 64, "one verification per login");
+    assert_eq!(
+        stats.computations - before,
+        64,
+        "one verification per login"
+    );
     assert!(
         stats.most_running <= 2,
         "{} Argon2 computations ran at once; password_verifications is 2",
@@ -118,7 +122,10 @@ async fn parallel_guesses_from_one_address_get_no_more_tries_than_the_limit() {
         refused_as_wrong(r.unwrap());
     }
     let tried = broker.password_stats().computations - start;
-    assert_eq!(tried, 5, "max_failed_logins is 5: {tried} passwords were checked");
+    assert_eq!(
+        tried, 5,
+        "max_failed_logins is 5: {tried} passwords were checked"
+    );
     // Locked out: the right password is refused like a wrong one, without running Argon2,
     // from that address and, for that user, from any other.
     refused_as_wrong(broker.login("iggy", "iggy", attacker).await);
@@ -143,6 +150,10 @@ async fn token_guesses_are_failed_logins_of_the_address() {
     }
     let start = broker.password_stats().computations;
     refused_as_wrong(broker.login("iggy", "iggy", guesser).await);
-    assert_eq!(broker.password_stats().computations, start, "refused before Argon2");
+    assert_eq!(
+        broker.password_stats().computations,
+        start,
+        "refused before Argon2"
+    );
     assert_eq!(broker.login("iggy", "iggy", peer(8)).await.unwrap().id, 0);
 }

@@ -118,8 +118,14 @@ async fn a_password_change_ends_the_users_other_sessions_and_revokes_their_token
     .await
     .unwrap();
     // The other sessions are logged out; the one that changed the password stays.
-    assert_eq!(code(within("get_me", first.get_me()).await), Some(UNAUTHENTICATED));
-    assert_eq!(code(within("get_me", by_token.get_me()).await), Some(UNAUTHENTICATED));
+    assert_eq!(
+        code(within("get_me", first.get_me()).await),
+        Some(UNAUTHENTICATED)
+    );
+    assert_eq!(
+        code(within("get_me", by_token.get_me()).await),
+        Some(UNAUTHENTICATED)
+    );
     within("get_me", changer.get_me()).await.unwrap();
     within("get_me", root.get_me()).await.unwrap();
     // The token is revoked and the old password is gone; the new one works.
@@ -140,7 +146,13 @@ async fn a_password_change_ends_the_users_other_sessions_and_revokes_their_token
     )
     .await
     .unwrap();
-    assert_eq!(code(within("get_me", first.get_me()).await), Some(UNAUTHENTICATED));
-    assert_eq!(code(within("get_me", changer.get_me()).await), Some(UNAUTHENTICATED));
+    assert_eq!(
+        code(within("get_me", first.get_me()).await),
+        Some(UNAUTHENTICATED)
+    );
+    assert_eq!(
+        code(within("get_me", changer.get_me()).await),
+        Some(UNAUTHENTICATED)
+    );
     within("get_me", root.get_me()).await.unwrap();
 }

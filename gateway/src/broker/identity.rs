@@ -103,9 +103,9 @@ impl Broker {
             }
         };
         let user = self.users.find_by_name(username);
-        let hash = user
-            .as_ref()
-            .map_or(self.logins.dummy_hash.as_str(), |u| u.password_hash.as_str());
+        let hash = user.as_ref().map_or(self.logins.dummy_hash.as_str(), |u| {
+            u.password_hash.as_str()
+        });
         let matches = self.logins.slots.verify(password, hash).await;
         match (user, matches) {
             (Some(user), Ok(true)) => {
@@ -224,7 +224,7 @@ impl Broker {
         Ok(())
     }
 
-    /// Failed-login and password-slot figures (for tests and diagnostics).
+    /// What the password slots have done (for tests and diagnostics).
     pub fn password_stats(&self) -> SlotStats {
         self.logins.slots.stats()
     }

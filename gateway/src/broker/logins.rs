@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv6Addr};
 #[cfg(test)]
 use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +58,10 @@ fn hash_error(e: impl std::fmt::Display) -> BrokerError {
 
 /// The PHC string of a new hash's parameters (Argon2id v19, the crate's defaults: 19 MiB, two
 /// passes, one lane), with `salt` and, when known, the output.
-fn new_hash_phc<'a>(salt: &'a SaltString, output: Option<Output>) -> Result<PasswordHash<'a>, BrokerError> {
+fn new_hash_phc<'a>(
+    salt: &'a SaltString,
+    output: Option<Output>,
+) -> Result<PasswordHash<'a>, BrokerError> {
     Ok(PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -464,7 +467,8 @@ impl Attempt<'_> {
     /// not, so one good account cannot launder guesses at others).
     pub fn succeeded(mut self, now: Instant) {
         self.finished = true;
-        self.limiter.finish(now, self.peer, self.username.as_deref(), false);
+        self.limiter
+            .finish(now, self.peer, self.username.as_deref(), false);
     }
 
     /// The credentials were wrong: returns how long to wait before answering.
@@ -690,7 +694,9 @@ mod tests {
     async fn failures_are_delayed_more_each_time_then_the_address_is_locked_out() {
         let l = LoginLimiter::new(settings(5));
         let t0 = Instant::now();
-        let delays: Vec<_> = (0..5).map(|i| fail(&l, t0, ip(1), &format!("user{i}"))).collect();
+        let delays: Vec<_> = (0..5)
+            .map(|i| fail(&l, t0, ip(1), &format!("user{i}")))
+            .collect();
         assert_eq!(
             delays,
             [100, 200, 300, 400, 500].map(Duration::from_millis),
@@ -703,7 +709,10 @@ mod tests {
             Some(Duration::from_millis(500))
         );
         assert!(l.attempt(later, ip(1), None).is_err(), "tokens too");
-        assert!(l.attempt(later, ip(2), Some("other")).is_ok(), "other addresses are not");
+        assert!(
+            l.attempt(later, ip(2), Some("other")).is_ok(),
+            "other addresses are not"
+        );
         // The lockout ends after `failed_login_lockout`, and the count starts again.
         let after = t0 + Duration::from_secs(60);
         assert_eq!(fail(&l, after, ip(1), "user0"), Duration::from_millis(100));
@@ -785,12 +794,14 @@ mod tests {
         for i in 0..4 {
             fail(&l, t0, ip(10 + i), "alice");
         }
-        assert!(l.attempt(t0, ip(20), Some("alice")).is_ok(), "alice restarted at zero");
+        assert!(
+            l.attempt(t0, ip(20), Some("alice")).is_ok(),
+            "alice restarted at zero"
+        );
         l.attempt(t0, ip(1), Some("mallory")).unwrap().succeeded(t0);
         fail(&l, t0, ip(1), "x");
         assert!(
-            l.attempt(t0, ip(1), Some("y")).is_ok()
-                && l.attempt(t0, ip(1), Some("z")).is_err(),
+            l.attempt(t0, ip(1), Some("y")).is_ok() && l.attempt(t0, ip(1), Some("z")).is_err(),
             "address 1 kept its failures: 3 + 1 failed + 1 in flight"
         );
     }
@@ -841,7 +852,10 @@ mod tests {
         for i in 0..5 {
             fail(&l, t0, mapped, &format!("v{i}"));
         }
-        assert!(l.attempt(t0, ip(9), Some("new")).is_err(), "v4-mapped is v4");
+        assert!(
+            l.attempt(t0, ip(9), Some("new")).is_err(),
+            "v4-mapped is v4"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -884,7 +898,11 @@ mod tests {
         assert!(slots.verify_now("pw", &old).unwrap());
         assert!(!slots.verify_now("pW", &old).unwrap());
         let new = slots.hash_now("pw").unwrap();
-        assert_eq!(new.split('$').nth(3), old.split('$').nth(3), "same parameters");
+        assert_eq!(
+            new.split('$').nth(3),
+            old.split('$').nth(3),
+            "same parameters"
+        );
         let parsed = PasswordHash::new(&new).unwrap();
         assert!(Argon2::default().verify_password(b"pw", &parsed).is_ok());
         // The dummy hash has the same parameters and matches nothing.

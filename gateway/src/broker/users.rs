@@ -531,7 +531,12 @@ mod tests {
             assert!(slots.verify_now("iggy", &root_hash(&users)).unwrap());
             assert!(!slots.verify_now("nope", &root_hash(&users)).unwrap());
             let u = users
-                .create("alice", slots.hash_now("secret").unwrap(), UserStatus::Active, None)
+                .create(
+                    "alice",
+                    slots.hash_now("secret").unwrap(),
+                    UserStatus::Active,
+                    None,
+                )
                 .unwrap();
             assert!(matches!(
                 users.create("alice", String::new(), UserStatus::Active, None),
@@ -572,7 +577,12 @@ mod tests {
         let slots = PasswordSlots::new(1);
         let users = Users::open(dir.path(), "iggy", "iggy", &slots).unwrap();
         let alice = users
-            .create("alice", slots.hash_now("old-pw").unwrap(), UserStatus::Active, None)
+            .create(
+                "alice",
+                slots.hash_now("old-pw").unwrap(),
+                UserStatus::Active,
+                None,
+            )
             .unwrap();
         let token = users.create_token(alice.id, "ci-token", None).unwrap();
         let new = slots.hash_now("new-pw").unwrap();
