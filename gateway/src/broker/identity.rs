@@ -98,7 +98,9 @@ impl Broker {
         {
             Ok(a) => a,
             Err(delay) => {
-                tokio::time::sleep(delay).await;
+                // As long as a checked wrong password would have taken.
+                let check = self.logins.slots.typical_duration();
+                tokio::time::sleep(delay + check).await;
                 return Err(BrokerError::InvalidCredentials);
             }
         };

@@ -153,6 +153,8 @@ struct SlotsShared {
     most_running: AtomicUsize,
     computations: AtomicU64,
     buffers: AtomicUsize,
+    /// A moving average of one computation's time, in µs.
+    typical_micros: AtomicU64,
 }
 
 impl SlotsShared {
@@ -165,7 +167,18 @@ impl SlotsShared {
         let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_running.fetch_max(running, Ordering::SeqCst);
         self.computations.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let out = work(&mut memory);
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .typical_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+                Some(if avg == 0 {
+                    took
+                } else {
+                    avg.saturating_mul(7).saturating_add(took) / 8
+                })
+            });
         self.running.fetch_sub(1, Ordering::SeqCst);
         self.memory.lock().push(memory);
         out
@@ -235,6 +248,12 @@ impl PasswordSlots {
     pub fn hash_now(&self, password: &str) -> Result<String, BrokerError> {
         self.shared
             .with_memory(|memory| hash_in(password.as_bytes(), memory))
+    }
+
+    /// About how long one computation takes here: a refused login waits this long too, so its
+    /// answer does not come sooner than a checked one's.
+    pub fn typical_duration(&self) -> Duration {
+        Duration::from_micros(self.shared.typical_micros.load(Ordering::Relaxed))
     }
 
     pub fn stats(&self) -> SlotStats {
@@ -911,5 +930,9 @@ mod tests {
         assert!(!slots.verify_now("", &dummy).unwrap());
         assert!(slots.verify_now("pw", "not a hash").is_err());
         assert_eq!(slots.stats().buffers, 1);
+        assert!(
+            slots.typical_duration() > Duration::ZERO,
+            "refusals wait as long as a check"
+        );
     }
 }
