@@ -48,6 +48,37 @@ impl Clients {
         }
     }
 
+    /// The user connection `id` is logged in as.
+    pub fn user_of(&self, id: u32) -> Option<u32> {
+        self.clients.read().get(&id).and_then(|c| c.user_id)
+    }
+
+    /// Logs connection `id` in as `user_id` if `still_valid` holds, checked under the registry's
+    /// lock so that [`Clients::end_sessions`] cannot run between the check and the login.
+    pub fn log_in_if(&self, id: u32, user_id: u32, still_valid: impl FnOnce() -> bool) -> bool {
+        let mut clients = self.clients.write();
+        let Some(c) = clients.get_mut(&id) else {
+            return false;
+        };
+        if !still_valid() {
+            return false;
+        }
+        c.user_id = Some(user_id);
+        true
+    }
+
+    /// Logs out every connection logged in as `user_id` except `keep`; returns how many.
+    pub fn end_sessions(&self, user_id: u32, keep: u32) -> usize {
+        let mut ended = 0;
+        for c in self.clients.write().values_mut() {
+            if c.user_id == Some(user_id) && c.id != keep {
+                c.user_id = None;
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     pub fn joined(&self, id: u32, group: (u32, u32, u32)) {
         if let Some(c) = self.clients.write().get_mut(&id) {
             if !c.groups.contains(&group) {

@@ -1,6 +1,24 @@
-//! Login policy: how many password checks run at once and how failed logins are limited.
+//! Logins for both doors: the policy ([`LoginSettings`]), the Argon2 work it bounds
+//! ([`PasswordSlots`]: a fixed number of password computations at once, each in a memory buffer
+//! that is kept and reused), and the limiter of failed logins per address and per user
+//! ([`LoginLimiter`]).
 
+use std::collections::HashMap;
+use std::hash::Hash;
+#[cfg(test)]
+use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::BrokerError;
 
 /// How logins are bounded (`[auth]` in `configs/server.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,5 +43,896 @@ impl Default for LoginSettings {
             failed_login_lockout: Duration::from_secs(60),
             end_sessions_on_password_change: true,
         }
+    }
+}
+
+// ----- Argon2 in reused memory -----
+
+/// Largest Argon2 memory a stored hash may ask for (256 MiB, in 1 KiB blocks): a damaged users
+/// document cannot make the server allocate without bound.
+const MAX_BLOCKS: usize = 256 * 1024;
+
+fn hash_error(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Internal(format!("password hash: {e}"))
+}
+
+/// The PHC string of a new hash's parameters (Argon2id v19, the crate's defaults: 19 MiB, two
+/// passes, one lane), with `salt` and, when known, the output.
+fn new_hash_phc<'a>(
+    salt: &'a SaltString,
+    output: Option<Output>,
+) -> Result<PasswordHash<'a>, BrokerError> {
+    Ok(PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&Params::DEFAULT).map_err(hash_error)?,
+        salt: Some(salt.as_salt()),
+        hash: output,
+    })
+}
+
+/// Computes Argon2 of `password` with the algorithm, version, parameters and salt of `phc`, in
+/// `memory` (grown to the parameters' size on first use, then reused as is).
+fn compute(
+    password: &[u8],
+    phc: &PasswordHash<'_>,
+    memory: &mut Vec<Block>,
+) -> Result<Output, BrokerError> {
+    let algorithm = Algorithm::try_from(phc.algorithm).map_err(hash_error)?;
+    let version = phc
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(hash_error)?
+        .unwrap_or_default();
+    let params = Params::try_from(phc).map_err(hash_error)?;
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        return Err(hash_error(format!("{blocks} KiB of memory asked for")));
+    }
+    let mut salt = [0u8; 64];
+    let salt = phc
+        .salt
+        .ok_or_else(|| hash_error("no salt"))?
+        .decode_b64(&mut salt)
+        .map_err(hash_error)?;
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let argon2 = Argon2::new(algorithm, version, params);
+    Output::init_with(len, |out| {
+        argon2
+            .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .map_err(hash_error)
+}
+
+/// True when `password` matches the PHC string `hash`; the outputs are compared in constant time
+/// (`Output`'s equality).
+fn verify_in(password: &[u8], hash: &str, memory: &mut Vec<Block>) -> Result<bool, BrokerError> {
+    let phc = PasswordHash::new(hash).map_err(hash_error)?;
+    let expected = phc.hash.ok_or_else(|| hash_error("no output"))?;
+    Ok(compute(password, &phc, memory)? == expected)
+}
+
+/// A new PHC string for `password` with a random salt.
+fn hash_in(password: &[u8], memory: &mut Vec<Block>) -> Result<String, BrokerError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(hash_error)?;
+    let mut phc = new_hash_phc(&salt, None)?;
+    phc.hash = Some(compute(password, &phc, memory)?);
+    Ok(phc.to_string())
+}
+
+/// A hash no password matches, with the parameters of every new hash: an unknown user's login
+/// is checked against it, so it costs the same Argon2 work as a wrong password.
+pub fn dummy_hash() -> Result<String, BrokerError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(hash_error)?;
+    let output = Output::new(&rand::random::<[u8; 32]>()).map_err(hash_error)?;
+    Ok(new_hash_phc(&salt, Some(output))?.to_string())
+}
+
+/// What the slots have done, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotStats {
+    /// Most Argon2 computations that ever ran at once.
+    pub most_running: usize,
+    /// Argon2 computations run (verifications and new hashes).
+    pub computations: u64,
+    /// Memory buffers ever allocated (each about 19 MiB); never more than the slots.
+    pub buffers: usize,
+}
+
+#[derive(Debug, Default)]
+struct SlotsShared {
+    /// Buffers not in use. A computation takes one (or allocates one when none is free, which
+    /// can happen only while fewer buffers exist than slots) and puts it back.
+    memory: Mutex<Vec<Vec<Block>>>,
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+    computations: AtomicU64,
+    buffers: AtomicUsize,
+    /// A moving average of one computation's time, in µs.
+    typical_micros: AtomicU64,
+}
+
+impl SlotsShared {
+    fn with_memory<T>(&self, work: impl FnOnce(&mut Vec<Block>) -> T) -> T {
+        let taken = self.memory.lock().pop();
+        let mut memory = taken.unwrap_or_else(|| {
+            self.buffers.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        });
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
+        self.computations.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let out = work(&mut memory);
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .typical_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+                Some(if avg == 0 {
+                    took
+                } else {
+                    avg.saturating_mul(7).saturating_add(took) / 8
+                })
+            });
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.memory.lock().push(memory);
+        out
+    }
+}
+
+/// A fixed number of Argon2 computations at once. A caller waits for a slot before anything is
+/// spawned or allocated, so a flood of logins waits in a queue costing a few bytes each; the
+/// slot is held by the blocking task itself, so a caller that goes away cannot free a slot whose
+/// computation still runs. Each computation reuses a kept buffer: at most `slots` buffers of
+/// about 19 MiB ever exist, instead of one fresh allocation per check that the allocator may
+/// never give back.
+#[derive(Debug)]
+pub struct PasswordSlots {
+    permits: Arc<Semaphore>,
+    shared: Arc<SlotsShared>,
+}
+
+impl PasswordSlots {
+    pub fn new(slots: usize) -> PasswordSlots {
+        PasswordSlots {
+            permits: Arc::new(Semaphore::new(slots.max(1))),
+            shared: Arc::default(),
+        }
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T, BrokerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Vec<Block>) -> Result<T, BrokerError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| BrokerError::Internal("password slots closed".into()))?;
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            shared.with_memory(work)
+        })
+        .await
+        .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
+    }
+
+    /// True when `password` matches the PHC string `hash`.
+    pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, BrokerError> {
+        let (password, hash) = (password.to_string(), hash.to_string());
+        self.run(move |memory| verify_in(password.as_bytes(), &hash, memory))
+            .await
+    }
+
+    /// A new hash of `password`.
+    pub async fn hash(&self, password: &str) -> Result<String, BrokerError> {
+        let password = password.to_string();
+        self.run(move |memory| hash_in(password.as_bytes(), memory))
+            .await
+    }
+
+    /// [`PasswordSlots::verify`] on this thread, without waiting for a slot: only for the
+    /// start-up checks, before any connection is served.
+    pub fn verify_now(&self, password: &str, hash: &str) -> Result<bool, BrokerError> {
+        self.shared
+            .with_memory(|memory| verify_in(password.as_bytes(), hash, memory))
+    }
+
+    /// [`PasswordSlots::hash`] on this thread; see [`PasswordSlots::verify_now`].
+    pub fn hash_now(&self, password: &str) -> Result<String, BrokerError> {
+        self.shared
+            .with_memory(|memory| hash_in(password.as_bytes(), memory))
+    }
+
+    /// About how long one computation takes here: a refused login waits this long too, so its
+    /// answer does not come sooner than a checked one's.
+    pub fn typical_duration(&self) -> Duration {
+        Duration::from_micros(self.shared.typical_micros.load(Ordering::Relaxed))
+    }
+
+    pub fn stats(&self) -> SlotStats {
+        SlotStats {
+            most_running: self.shared.most_running.load(Ordering::SeqCst),
+            computations: self.shared.computations.load(Ordering::SeqCst),
+            buffers: self.shared.buffers.load(Ordering::SeqCst),
+        }
+    }
+}
+
+// ----- failed-login limiter -----
+
+/// Each failure is answered after this delay times the failures counted so far...
+const DELAY_STEP: Duration = Duration::from_millis(100);
+/// ...up to this.
+const MAX_DELAY: Duration = Duration::from_secs(1);
+/// Addresses, and usernames, tracked at once; beyond this, forgotten records (no failures left
+/// in their window, no lockout, nothing in flight) go first, then the least recently seen.
+pub const MAX_TRACKED: usize = 4096;
+/// Longest username kept as a key (longer ones cannot exist: usernames have at most 50 bytes).
+const MAX_USERNAME_KEY: usize = 64;
+/// A peer's failed logins are logged at most once per this interval, with a count.
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Failed logins of one address or one username.
+#[derive(Debug, Clone)]
+struct Record {
+    /// Failures since `window_start`.
+    failures: u32,
+    /// Attempts admitted and not finished: they count against the limit while they run, so
+    /// parallel attempts cannot get more guesses than the limit allows.
+    pending: u32,
+    window_start: Instant,
+    locked_until: Option<Instant>,
+    last_seen: Instant,
+    /// Failures and refusals not yet logged (addresses only), and when the last line was.
+    unreported: u32,
+    reported_at: Option<Instant>,
+}
+
+impl Record {
+    fn new(now: Instant) -> Record {
+        Record {
+            failures: 0,
+            pending: 0,
+            window_start: now,
+            locked_until: None,
+            last_seen: now,
+            unreported: 0,
+            reported_at: None,
+        }
+    }
+
+    /// Ends a lockout or a window whose time is up.
+    fn settle(&mut self, now: Instant, s: &LoginSettings) {
+        match self.locked_until {
+            Some(until) if now >= until => {
+                self.locked_until = None;
+                self.failures = 0;
+                self.window_start = now;
+            }
+            Some(_) => {}
+            None if now.saturating_duration_since(self.window_start) >= s.failed_login_window => {
+                self.failures = 0;
+                self.window_start = now;
+            }
+            None => {}
+        }
+    }
+
+    fn refuses(&self, now: Instant, s: &LoginSettings) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+            || self.failures.saturating_add(self.pending) >= s.max_failed_logins
+    }
+
+    fn fail(&mut self, now: Instant, s: &LoginSettings) -> bool {
+        self.settle(now, s);
+        if self.failures == 0 {
+            self.window_start = now;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let locks = self.failures >= s.max_failed_logins && self.locked_until.is_none();
+        if locks {
+            self.locked_until = Some(now + s.failed_login_lockout);
+        }
+        locks
+    }
+
+    /// Nothing left to remember (after [`Record::settle`]).
+    fn forgettable(&self) -> bool {
+        self.failures == 0 && self.pending == 0 && self.locked_until.is_none()
+    }
+}
+
+fn delay_for(failures: u32) -> Duration {
+    DELAY_STEP.saturating_mul(failures).min(MAX_DELAY)
+}
+
+/// The address a limit applies to: IPv4 as is (also when mapped into IPv6), IPv6 by its /64
+/// network, since one host commonly holds a whole /64.
+fn address_key(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+fn username_key(name: &str) -> String {
+    let mut end = name.len().min(MAX_USERNAME_KEY);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+/// The record for `key`, made room for when the map is full.
+fn record<'m, K: Hash + Eq + Clone>(
+    map: &'m mut HashMap<K, Record>,
+    key: K,
+    now: Instant,
+    s: &LoginSettings,
+    capacity: usize,
+) -> &'m mut Record {
+    if !map.contains_key(&key) && map.len() >= capacity {
+        map.retain(|_, r| {
+            r.settle(now, s);
+            !r.forgettable()
+        });
+        if map.len() >= capacity {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, r)| r.last_seen)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                map.remove(&k);
+            }
+        }
+    }
+    let r = map.entry(key).or_insert_with(|| Record::new(now));
+    r.settle(now, s);
+    r.last_seen = now;
+    r
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    addresses: HashMap<IpAddr, Record>,
+    users: HashMap<String, Record>,
+    /// User lockouts not yet logged, and when the last line was (one line per interval).
+    user_lockouts_unreported: u32,
+    user_lockouts_reported_at: Option<Instant>,
+}
+
+/// A log line to write once the state's lock is released.
+#[derive(Debug)]
+enum Report {
+    Peer {
+        peer: IpAddr,
+        attempts: u32,
+        locked: bool,
+        username: Option<String>,
+    },
+    UserLockouts {
+        count: u32,
+        username: String,
+        peer: IpAddr,
+    },
+}
+
+impl Report {
+    fn log(self, lockout: Duration) {
+        match self {
+            Report::Peer {
+                peer,
+                attempts,
+                locked,
+                username,
+            } => tracing::warn!(
+                %peer,
+                attempts,
+                locked,
+                "failed logins from this address since its last report (last username tried: {:?})",
+                username.unwrap_or_default()
+            ),
+            Report::UserLockouts {
+                count,
+                username,
+                peer,
+            } => tracing::warn!(
+                count,
+                %peer,
+                "users locked out for {lockout:?} after failed logins since the last report (last: {username:?})"
+            ),
+        }
+    }
+}
+
+/// Failed logins per address and per username, across both doors. A login attempt is admitted
+/// ([`LoginLimiter::attempt`]) unless its address or username is locked out or already has as
+/// many failures and attempts in flight as the limit; a refused attempt runs no password check
+/// at all and is answered like a wrong password. Unknown usernames are tracked like real ones,
+/// so lockouts do not tell which users exist. Memory is bounded: at most [`MAX_TRACKED`]
+/// addresses and as many usernames.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    settings: LoginSettings,
+    capacity: usize,
+    state: Mutex<LimiterState>,
+}
+
+/// An admitted login attempt: report its outcome with [`Attempt::succeeded`] or
+/// [`Attempt::failed`]; dropped without either, it counts as failed.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    peer: IpAddr,
+    username: Option<String>,
+    finished: bool,
+}
+
+impl Attempt<'_> {
+    /// The credentials were right: the username's failures are forgotten (the address's are
+    /// not, so one good account cannot launder guesses at others).
+    pub fn succeeded(mut self, now: Instant) {
+        self.finished = true;
+        self.limiter
+            .finish(now, self.peer, self.username.as_deref(), false);
+    }
+
+    /// The credentials were wrong: returns how long to wait before answering.
+    pub fn failed(mut self, now: Instant) -> Duration {
+        self.finished = true;
+        self.limiter
+            .finish(now, self.peer, self.username.as_deref(), true)
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.limiter
+                .finish(Instant::now(), self.peer, self.username.as_deref(), true);
+        }
+    }
+}
+
+impl LoginLimiter {
+    pub fn new(settings: LoginSettings) -> LoginLimiter {
+        LoginLimiter::with_capacity(settings, MAX_TRACKED)
+    }
+
+    pub fn with_capacity(settings: LoginSettings, capacity: usize) -> LoginLimiter {
+        LoginLimiter {
+            settings,
+            capacity: capacity.max(1),
+            state: Mutex::default(),
+        }
+    }
+
+    /// Admits a login attempt from `peer` (for `username`; `None` for a token, which names no
+    /// user), or refuses it: `Err(delay)` says how long to wait before answering.
+    pub fn attempt(
+        &self,
+        now: Instant,
+        peer: IpAddr,
+        username: Option<&str>,
+    ) -> Result<Attempt<'_>, Duration> {
+        let s = &self.settings;
+        let mut report = None;
+        let verdict = {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            let address = record(
+                &mut state.addresses,
+                address_key(peer),
+                now,
+                s,
+                self.capacity,
+            );
+            let mut refused = address.refuses(now, s);
+            let mut failures = address.failures;
+            let mut user = None;
+            if let Some(name) = username {
+                let r = record(&mut state.users, username_key(name), now, s, self.capacity);
+                refused |= r.refuses(now, s);
+                failures = failures.max(r.failures);
+                user = Some(r);
+            }
+            if refused {
+                address.unreported = address.unreported.saturating_add(1);
+                report = peer_report(address, now, peer, username);
+                Err(delay_for(failures.max(1)))
+            } else {
+                address.pending += 1;
+                if let Some(user) = user {
+                    user.pending += 1;
+                }
+                Ok(())
+            }
+        };
+        if let Some(r) = report {
+            r.log(s.failed_login_lockout);
+        }
+        verdict.map(|()| Attempt {
+            limiter: self,
+            peer,
+            username: username.map(str::to_string),
+            finished: false,
+        })
+    }
+
+    fn finish(&self, now: Instant, peer: IpAddr, username: Option<&str>, failed: bool) -> Duration {
+        let s = &self.settings;
+        let mut reports = Vec::new();
+        let delay = {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            let mut failures = 0;
+            if let Some(name) = username {
+                let user = record(&mut state.users, username_key(name), now, s, self.capacity);
+                user.pending = user.pending.saturating_sub(1);
+                if failed {
+                    if user.fail(now, s) {
+                        state.user_lockouts_unreported += 1;
+                        if state
+                            .user_lockouts_reported_at
+                            .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_INTERVAL)
+                        {
+                            reports.push(Report::UserLockouts {
+                                count: state.user_lockouts_unreported,
+                                username: name.to_string(),
+                                peer,
+                            });
+                            state.user_lockouts_unreported = 0;
+                            state.user_lockouts_reported_at = Some(now);
+                        }
+                    }
+                    failures = user.failures;
+                } else {
+                    user.failures = 0;
+                    user.locked_until = None;
+                }
+            }
+            let key = address_key(peer);
+            let address = record(&mut state.addresses, key, now, s, self.capacity);
+            address.pending = address.pending.saturating_sub(1);
+            if failed {
+                address.fail(now, s);
+                address.unreported = address.unreported.saturating_add(1);
+                failures = failures.max(address.failures);
+                reports.extend(peer_report(address, now, peer, username));
+            } else if address.forgettable() {
+                state.addresses.remove(&key);
+            }
+            if !failed {
+                if let Some(name) = username {
+                    let key = username_key(name);
+                    if state.users.get(&key).is_some_and(Record::forgettable) {
+                        state.users.remove(&key);
+                    }
+                }
+            }
+            if failed {
+                delay_for(failures)
+            } else {
+                Duration::ZERO
+            }
+        };
+        for r in reports {
+            r.log(s.failed_login_lockout);
+        }
+        delay
+    }
+
+    /// Addresses and usernames tracked now (for tests of the bound).
+    pub fn tracked(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        (state.addresses.len(), state.users.len())
+    }
+}
+
+/// A log line for `peer` when its interval has passed.
+fn peer_report(
+    address: &mut Record,
+    now: Instant,
+    peer: IpAddr,
+    username: Option<&str>,
+) -> Option<Report> {
+    if address
+        .reported_at
+        .is_some_and(|at| now.saturating_duration_since(at) < REPORT_INTERVAL)
+    {
+        return None;
+    }
+    let report = Report::Peer {
+        peer,
+        attempts: address.unreported,
+        locked: address.locked_until.is_some_and(|until| now < until),
+        username: username.map(username_key),
+    };
+    address.unreported = 0;
+    address.reported_at = Some(now);
+    Some(report)
+}
+
+/// Everything a broker needs for logins.
+#[derive(Debug)]
+pub struct Logins {
+    pub settings: LoginSettings,
+    pub slots: PasswordSlots,
+    pub limiter: LoginLimiter,
+    /// Checked for unknown users (see [`dummy_hash`]).
+    pub dummy_hash: String,
+}
+
+impl Logins {
+    pub fn new(settings: LoginSettings) -> Result<Logins, BrokerError> {
+        Ok(Logins {
+            slots: PasswordSlots::new(settings.password_verifications),
+            limiter: LoginLimiter::new(settings.clone()),
+            dummy_hash: dummy_hash()?,
+            settings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    fn settings(max_failed_logins: u32) -> LoginSettings {
+        LoginSettings {
+            max_failed_logins,
+            ..LoginSettings::default()
+        }
+    }
+
+    /// Fails one login of `user` from `peer` at `now`; returns the answer's delay.
+    fn fail(l: &LoginLimiter, now: Instant, peer: IpAddr, user: &str) -> Duration {
+        l.attempt(now, peer, Some(user))
+            .expect("attempt admitted")
+            .failed(now)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_delayed_more_each_time_then_the_address_is_locked_out() {
+        let l = LoginLimiter::new(settings(5));
+        let t0 = Instant::now();
+        let delays: Vec<_> = (0..5)
+            .map(|i| fail(&l, t0, ip(1), &format!("user{i}")))
+            .collect();
+        assert_eq!(
+            delays,
+            [100, 200, 300, 400, 500].map(Duration::from_millis),
+            "the delay grows by 100 ms per failure"
+        );
+        // Locked: any username from that address is refused, with the same kind of delay.
+        let later = t0 + Duration::from_secs(59);
+        assert_eq!(
+            l.attempt(later, ip(1), Some("someone-else")).err(),
+            Some(Duration::from_millis(500))
+        );
+        assert!(l.attempt(later, ip(1), None).is_err(), "tokens too");
+        assert!(
+            l.attempt(later, ip(2), Some("other")).is_ok(),
+            "other addresses are not"
+        );
+        // The lockout ends after `failed_login_lockout`, and the count starts again.
+        let after = t0 + Duration::from_secs(60);
+        assert_eq!(fail(&l, after, ip(1), "user0"), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_delay_is_capped_at_one_second() {
+        let l = LoginLimiter::new(settings(100));
+        let t0 = Instant::now();
+        let last = (0..30).map(|_| fail(&l, t0, ip(1), "alice")).last();
+        assert_eq!(last, Some(MAX_DELAY));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_is_locked_out_whatever_the_address() {
+        let l = LoginLimiter::new(settings(5));
+        let t0 = Instant::now();
+        for i in 0..5 {
+            fail(&l, t0, ip(i), "alice");
+        }
+        assert!(
+            l.attempt(t0, ip(100), Some("alice")).is_err(),
+            "alice is locked from a fresh address"
+        );
+        assert!(l.attempt(t0, ip(100), Some("bob")).is_ok());
+        assert!(l
+            .attempt(t0 + Duration::from_secs(60), ip(100), Some("alice"))
+            .is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_outside_the_window_do_not_add_up() {
+        let l = LoginLimiter::new(settings(5));
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            fail(&l, t0, ip(1), "alice");
+        }
+        let t1 = t0 + Duration::from_secs(60);
+        assert_eq!(
+            fail(&l, t1, ip(1), "alice"),
+            Duration::from_millis(100),
+            "a new window counts from one"
+        );
+        for _ in 0..3 {
+            fail(&l, t1, ip(1), "alice");
+        }
+        assert!(l.attempt(t1, ip(1), Some("alice")).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_in_flight_count_against_the_limit() {
+        let l = LoginLimiter::new(settings(5));
+        let t0 = Instant::now();
+        let running: Vec<_> = (0..5)
+            .map(|_| l.attempt(t0, ip(1), Some("alice")).unwrap())
+            .collect();
+        assert!(
+            l.attempt(t0, ip(1), Some("alice")).is_err(),
+            "a sixth parallel guess would exceed the limit"
+        );
+        let mut running = running.into_iter();
+        // A success gives its place back; a dropped attempt counts as failed.
+        running.next().unwrap().succeeded(t0);
+        drop(running.next());
+        let again = l.attempt(t0, ip(1), Some("bob")).unwrap();
+        assert!(l.attempt(t0, ip(1), Some("bob")).is_err());
+        drop((again, running));
+        assert!(l.attempt(t0, ip(1), Some("bob")).is_err(), "now locked");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_forgets_the_users_failures_but_not_the_addresss() {
+        let l = LoginLimiter::new(settings(5));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            fail(&l, t0, ip(1), "alice");
+        }
+        l.attempt(t0, ip(2), Some("alice")).unwrap().succeeded(t0);
+        for i in 0..4 {
+            fail(&l, t0, ip(10 + i), "alice");
+        }
+        assert!(
+            l.attempt(t0, ip(20), Some("alice")).is_ok(),
+            "alice restarted at zero"
+        );
+        l.attempt(t0, ip(1), Some("mallory")).unwrap().succeeded(t0);
+        fail(&l, t0, ip(1), "x");
+        assert!(
+            l.attempt(t0, ip(1), Some("y")).is_ok() && l.attempt(t0, ip(1), Some("z")).is_err(),
+            "address 1 kept its failures: 3 + 1 failed + 1 in flight"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tracked_addresses_and_usernames_are_bounded() {
+        let capacity = 16;
+        let l = LoginLimiter::with_capacity(settings(5), capacity);
+        let t0 = Instant::now();
+        for i in 0..1000u32 {
+            let peer = IpAddr::from(i.to_be_bytes());
+            let name = format!("user-{i}-{}", "x".repeat(200));
+            fail(&l, t0, peer, &name);
+            let (addresses, users) = l.tracked();
+            assert!(
+                addresses <= capacity && users <= capacity,
+                "{addresses} addresses, {users} usernames tracked"
+            );
+        }
+        // Successful logins leave nothing behind; expired records make room first.
+        let l = LoginLimiter::with_capacity(settings(5), capacity);
+        for i in 0..100u8 {
+            l.attempt(t0, ip(i), Some("alice")).unwrap().succeeded(t0);
+        }
+        assert_eq!(l.tracked(), (0, 0));
+        fail(&l, t0, ip(1), "locked");
+        let t1 = t0 + Duration::from_secs(61);
+        for i in 0..(capacity as u8 - 1) {
+            fail(&l, t1, ip(100 + i), &format!("u{i}"));
+        }
+        fail(&l, t1, ip(200), "last");
+        assert_eq!(l.tracked(), (capacity, capacity));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ipv6_addresses_are_limited_by_their_64_network() {
+        let l = LoginLimiter::new(settings(5));
+        let t0 = Instant::now();
+        for i in 0..5u16 {
+            let peer = IpAddr::from([0x2001, 0xdb8, 0, 1, i, 7, 7, i]);
+            fail(&l, t0, peer, &format!("user{i}"));
+        }
+        let same_net = IpAddr::from([0x2001, 0xdb8, 0, 1, 0xffff, 0, 0, 1]);
+        let other_net = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert!(l.attempt(t0, same_net, Some("new")).is_err());
+        assert!(l.attempt(t0, other_net, Some("new")).is_ok());
+        let mapped = IpAddr::from(Ipv4Addr::new(10, 0, 0, 9).to_ipv6_mapped());
+        for i in 0..5 {
+            fail(&l, t0, mapped, &format!("v{i}"));
+        }
+        assert!(
+            l.attempt(t0, ip(9), Some("new")).is_err(),
+            "v4-mapped is v4"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_the_slots_run_argon2_at_once_and_reuse_their_memory() {
+        let slots = Arc::new(PasswordSlots::new(2));
+        let hash = slots.hash("right").await.unwrap();
+        let mut checks = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let (slots, hash) = (Arc::clone(&slots), hash.clone());
+            checks.spawn(async move { slots.verify(&format!("wrong{i}"), &hash).await });
+        }
+        while let Some(r) = checks.join_next().await {
+            assert!(!r.unwrap().unwrap());
+        }
+        let stats = slots.stats();
+        assert_eq!(stats.computations, 65);
+        assert!(
+            stats.most_running <= 2,
+            "{} Argon2 computations ran at once; the bound is 2",
+            stats.most_running
+        );
+        assert!(
+            stats.buffers <= 2,
+            "{} Argon2 buffers allocated; the bound is one per slot",
+            stats.buffers
+        );
+        assert!(slots.verify("right", &hash).await.unwrap());
+    }
+
+    #[test]
+    fn hashes_are_those_of_the_argon2_crate_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let slots = PasswordSlots::new(1);
+        // Users documents written before the slots hold hashes made by the crate's own API.
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let old = Argon2::default()
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        assert!(slots.verify_now("pw", &old).unwrap());
+        assert!(!slots.verify_now("pW", &old).unwrap());
+        let new = slots.hash_now("pw").unwrap();
+        assert_eq!(
+            new.split('$').nth(3),
+            old.split('$').nth(3),
+            "same parameters"
+        );
+        let parsed = PasswordHash::new(&new).unwrap();
+        assert!(Argon2::default().verify_password(b"pw", &parsed).is_ok());
+        // The dummy hash has the same parameters and matches nothing.
+        let dummy = dummy_hash().unwrap();
+        assert_eq!(dummy.split('$').nth(3), old.split('$').nth(3));
+        assert!(!slots.verify_now("", &dummy).unwrap());
+        assert!(slots.verify_now("pw", "not a hash").is_err());
+        assert_eq!(slots.stats().buffers, 1);
+        assert!(
+            slots.typical_duration() > Duration::ZERO,
+            "refusals wait as long as a check"
+        );
     }
 }

@@ -310,6 +310,8 @@ pub struct Broker {
     /// Users, passwords (Argon2) and personal access tokens. Changes go through
     /// [`Broker::change_users`].
     users: std::sync::Arc<Users>,
+    /// Password slots, the failed-login limiter and the login policy, for both doors.
+    logins: logins::Logins,
     clients: Clients,
     /// Native (Iggy) consumer groups: definitions (persisted) and membership.
     groups: std::sync::Arc<ConsumerGroups>,
@@ -335,7 +337,13 @@ impl Broker {
         for (partition, repair) in &report.repaired {
             tracing::warn!(%partition, "recovered: {:?}", repair.segments);
         }
-        let users = Users::open(data_dir, &settings.root_username, &settings.root_password)?;
+        let logins = logins::Logins::new(settings.logins)?;
+        let users = Users::open(
+            data_dir,
+            &settings.root_username,
+            &settings.root_password,
+            &logins.slots,
+        )?;
         let groups = ConsumerGroups::open(data_dir)?;
         let producers = Producers::open(data_dir)?;
         let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
@@ -355,6 +363,7 @@ impl Broker {
             default_stream: settings.kafka_default_stream,
             catalog_changes: std::sync::Arc::default(),
             users: std::sync::Arc::new(users),
+            logins,
             clients: Clients::default(),
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),

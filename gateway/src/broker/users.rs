@@ -7,13 +7,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wharf_log_store::{read_durable, write_durable};
 
+use super::logins::PasswordSlots;
 use super::{now_us, BrokerError};
 
 /// The root user's id; it always exists and cannot be deleted or restricted.
@@ -209,23 +208,6 @@ pub struct Users {
     changes: parking_lot::Mutex<()>,
 }
 
-fn hash_password(password: &str) -> Result<String, BrokerError> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|e| BrokerError::Internal(format!("salt encoding failed: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| BrokerError::Internal(format!("password hashing failed: {e}")))
-}
-
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
-}
-
 fn token_digest(token: &str) -> String {
     let d = Sha256::digest(token.as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -251,11 +233,13 @@ pub fn validate_password(password: &str) -> Result<(), BrokerError> {
 }
 
 impl Users {
-    /// Opens the directory in `data_dir`, creating the root user on first start.
+    /// Opens the directory in `data_dir`, creating the root user on first start (its password
+    /// hashed in one of `slots`' buffers).
     pub fn open(
         data_dir: &Path,
         root_username: &str,
         root_password: &str,
+        slots: &PasswordSlots,
     ) -> Result<Users, BrokerError> {
         let path = data_dir.join("users");
         let doc = match read_durable(&path)? {
@@ -272,7 +256,7 @@ impl Users {
             let root = User {
                 id: ROOT_USER_ID,
                 username: root_username.to_string(),
-                password_hash: hash_password(root_password)?,
+                password_hash: slots.hash_now(root_password)?,
                 status: UserStatus::Active,
                 permissions: None,
                 created_at: now_us(),
@@ -309,28 +293,6 @@ impl Users {
         self.save(&doc)?;
         *self.doc.write() = doc;
         Ok(out)
-    }
-
-    pub fn is_root_password(&self, password: &str) -> bool {
-        self.doc
-            .read()
-            .users
-            .get(&ROOT_USER_ID)
-            .is_some_and(|u| verify_password(password, &u.password_hash))
-    }
-
-    /// Checks a username and password; the same error for an unknown user and a wrong password.
-    pub fn authenticate(&self, username: &str, password: &str) -> Result<User, BrokerError> {
-        let user = self
-            .find_by_name(username)
-            .ok_or(BrokerError::InvalidCredentials)?;
-        if !verify_password(password, &user.password_hash) {
-            return Err(BrokerError::InvalidCredentials);
-        }
-        if user.status != UserStatus::Active {
-            return Err(BrokerError::UserInactive);
-        }
-        Ok(user)
     }
 
     pub fn authenticate_token(&self, token: &str) -> Result<User, BrokerError> {
@@ -372,16 +334,16 @@ impl Users {
         self.doc.read().users.values().cloned().collect()
     }
 
+    /// Creates a user whose password has the hash `password_hash` (the password was checked
+    /// with [`validate_password`] before it was hashed).
     pub fn create(
         &self,
         username: &str,
-        password: &str,
+        password_hash: String,
         status: UserStatus,
         permissions: Option<Permissions>,
     ) -> Result<User, BrokerError> {
         validate_username(username)?;
-        validate_password(password)?;
-        let hash = hash_password(password)?;
         self.change(|doc| {
             if doc.users.values().any(|u| u.username == username) {
                 return Err(BrokerError::UserExists(username.to_string()));
@@ -391,7 +353,7 @@ impl Users {
             let user = User {
                 id,
                 username: username.to_string(),
-                password_hash: hash,
+                password_hash,
                 status,
                 permissions,
                 created_at: now_us(),
@@ -451,22 +413,31 @@ impl Users {
         })
     }
 
-    pub fn change_password(&self, id: u32, current: &str, new: &str) -> Result<(), BrokerError> {
-        validate_password(new)?;
-        let user = self
-            .get(id)
-            .ok_or(BrokerError::UserNotFound(id.to_string()))?;
-        if !verify_password(current, &user.password_hash) {
-            return Err(BrokerError::InvalidCredentials);
-        }
-        let hash = hash_password(new)?;
+    /// Replaces user `id`'s password hash `verified` (the one the current password was checked
+    /// against) with `new`, and with `revoke_tokens` deletes all the user's personal access
+    /// tokens in the same durable change; returns how many were deleted. If the hash changed in
+    /// the meantime, the check was against a stale password and nothing changes.
+    pub fn set_password(
+        &self,
+        id: u32,
+        verified: &str,
+        new: String,
+        revoke_tokens: bool,
+    ) -> Result<usize, BrokerError> {
         self.change(|doc| {
             let user = doc
                 .users
                 .get_mut(&id)
                 .ok_or(BrokerError::UserNotFound(id.to_string()))?;
-            user.password_hash = hash;
-            Ok(())
+            if user.password_hash != verified {
+                return Err(BrokerError::InvalidCredentials);
+            }
+            user.password_hash = new;
+            let before = doc.tokens.len();
+            if revoke_tokens {
+                doc.tokens.retain(|t| t.user_id != id);
+            }
+            Ok(before - doc.tokens.len())
         })
     }
 
@@ -553,19 +524,22 @@ mod tests {
     #[test]
     fn users_tokens_and_persistence() {
         let dir = tempfile::tempdir().unwrap();
+        let slots = PasswordSlots::new(1);
+        let root_hash = |users: &Users| users.get(ROOT_USER_ID).unwrap().password_hash;
         {
-            let users = Users::open(dir.path(), "iggy", "iggy").unwrap();
-            assert!(users.is_root_password("iggy"));
-            assert_eq!(users.authenticate("iggy", "iggy").unwrap().id, ROOT_USER_ID);
-            assert!(matches!(
-                users.authenticate("iggy", "nope"),
-                Err(BrokerError::InvalidCredentials)
-            ));
+            let users = Users::open(dir.path(), "iggy", "iggy", &slots).unwrap();
+            assert!(slots.verify_now("iggy", &root_hash(&users)).unwrap());
+            assert!(!slots.verify_now("nope", &root_hash(&users)).unwrap());
             let u = users
-                .create("alice", "secret", UserStatus::Active, None)
+                .create(
+                    "alice",
+                    slots.hash_now("secret").unwrap(),
+                    UserStatus::Active,
+                    None,
+                )
                 .unwrap();
             assert!(matches!(
-                users.create("alice", "secret", UserStatus::Active, None),
+                users.create("alice", String::new(), UserStatus::Active, None),
                 Err(BrokerError::UserExists(_))
             ));
             let token = users.create_token(u.id, "ci-token", None).unwrap();
@@ -582,13 +556,50 @@ mod tests {
                 "secrets stored in clear"
             );
         }
-        let users = Users::open(dir.path(), "iggy", "changed").unwrap();
+        let users = Users::open(dir.path(), "iggy", "changed", &slots).unwrap();
         assert!(
-            users.is_root_password("iggy"),
+            slots.verify_now("iggy", &root_hash(&users)).unwrap(),
             "root password is set only on first start"
         );
-        assert_eq!(users.authenticate("alice", "secret").unwrap().id, 1);
+        let alice = users.find_by_name("alice").unwrap();
+        assert!(slots.verify_now("secret", &alice.password_hash).unwrap());
         assert_eq!(users.tokens(1).len(), 1);
+        assert_eq!(
+            slots.stats().buffers,
+            1,
+            "every hash and check reused the one buffer"
+        );
+    }
+
+    #[test]
+    fn a_password_change_revokes_tokens_only_against_the_checked_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = PasswordSlots::new(1);
+        let users = Users::open(dir.path(), "iggy", "iggy", &slots).unwrap();
+        let alice = users
+            .create(
+                "alice",
+                slots.hash_now("old-pw").unwrap(),
+                UserStatus::Active,
+                None,
+            )
+            .unwrap();
+        let token = users.create_token(alice.id, "ci-token", None).unwrap();
+        let new = slots.hash_now("new-pw").unwrap();
+        assert!(matches!(
+            users.set_password(alice.id, "a stale hash", new.clone(), true),
+            Err(BrokerError::InvalidCredentials)
+        ));
+        assert_eq!(users.tokens(alice.id).len(), 1, "nothing changed");
+        assert_eq!(
+            users
+                .set_password(alice.id, &alice.password_hash, new, true)
+                .unwrap(),
+            1
+        );
+        assert!(users.authenticate_token(&token).is_err());
+        let stored = users.get(alice.id).unwrap().password_hash;
+        assert!(slots.verify_now("new-pw", &stored).unwrap());
     }
 
     #[test]

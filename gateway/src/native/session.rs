@@ -22,13 +22,13 @@ use super::errors::{code, status_for};
 use crate::broker::{Broker, BrokerError, Ident, User};
 use crate::config::NativeConfig;
 
-/// One connection's view of the broker.
+/// One connection's view of the broker. Which user it is logged in as is kept in the broker's
+/// client registry, not here, so the broker can end the session (a password change does).
 #[derive(Debug)]
 pub struct Session {
     pub(super) broker: Arc<Broker>,
     pub(super) client_id: u32,
     pub(super) config: Arc<NativeConfig>,
-    user_id: Option<u32>,
 }
 
 /// A look-up key from a wire identifier.
@@ -42,14 +42,14 @@ impl Session {
             broker,
             client_id,
             config,
-            user_id: None,
         }
     }
 
     /// The logged-in user, read afresh so permission changes apply at once.
     pub(super) fn user(&self) -> Result<User, BrokerError> {
         let user = self
-            .user_id
+            .broker
+            .client_user(self.client_id)
             .and_then(|id| self.broker.user(id))
             .ok_or(BrokerError::Unauthenticated)?;
         if user.status != crate::broker::users::UserStatus::Active {
@@ -60,12 +60,15 @@ impl Session {
 
     /// True once a user has logged in on this connection.
     pub fn authenticated(&self) -> bool {
-        self.user_id.is_some()
+        self.broker.client_user(self.client_id).is_some()
     }
 
-    pub(super) fn set_user(&mut self, user_id: Option<u32>) {
-        self.user_id = user_id;
-        self.broker.set_client_user(self.client_id, user_id);
+    /// The peer's IP address (from the client registry), which failed logins count against.
+    pub(super) fn peer(&self) -> Result<std::net::IpAddr, BrokerError> {
+        self.broker
+            .client(self.client_id)
+            .map(|c| c.address.ip())
+            .ok_or_else(|| BrokerError::Internal("connection not registered".into()))
     }
 
     pub async fn handle(&mut self, code_value: u32, payload: BytesMut) -> Reply {
@@ -134,10 +137,10 @@ impl Session {
                 username, password, ..
             }) => self.login(&username, &password).await,
             R::LoginWithPersonalAccessToken(LoginWithPersonalAccessToken { token }) => {
-                self.login_with_token(&token)
+                self.login_with_token(&token).await
             }
             R::LogoutUser(LogoutUser) => {
-                self.set_user(None);
+                self.broker.set_client_user(self.client_id, None);
                 Ok(Reply::empty())
             }
             R::GetUser(GetUser { user_id }) => self.get_user(&user_id),

@@ -1,9 +1,7 @@
-//! Ping, stats, cluster metadata, clients, login and logout.
+//! Ping, stats, cluster metadata and clients.
 
 use bytes::BytesMut;
-use wharf_protocol::responses::{
-    encode_client, encode_cluster_metadata, encode_identity, StatsWire,
-};
+use wharf_protocol::responses::{encode_client, encode_cluster_metadata, StatsWire};
 
 use crate::broker::{now_us, Action, BrokerError};
 use crate::native::connection::Reply;
@@ -26,27 +24,6 @@ fn meminfo(key: &str) -> u64 {
 }
 
 impl Session {
-    pub(crate) async fn login(
-        &mut self,
-        username: &str,
-        password: &str,
-    ) -> Result<Reply, BrokerError> {
-        let user = self.broker.login(username, password).await?;
-        self.set_user(Some(user.id));
-        tracing::debug!(client_id = self.client_id, user = %user.username, "logged in");
-        let mut out = BytesMut::new();
-        encode_identity(user.id, &mut out);
-        Ok(Reply::body(out))
-    }
-
-    pub(crate) fn login_with_token(&mut self, token: &str) -> Result<Reply, BrokerError> {
-        let user = self.broker.login_with_token(token)?;
-        self.set_user(Some(user.id));
-        let mut out = BytesMut::new();
-        encode_identity(user.id, &mut out);
-        Ok(Reply::body(out))
-    }
-
     pub(crate) fn get_cluster_metadata(&self) -> Result<Reply, BrokerError> {
         let addr = self.config.address;
         let mut out = BytesMut::new();

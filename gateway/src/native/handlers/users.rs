@@ -1,10 +1,10 @@
-//! Users and personal access tokens.
+//! Logins, users and personal access tokens.
 
 use bytes::BytesMut;
 use wharf_protocol::requests::{
     Limit, WirePermissions, WireStreamPermissions, WireTopicPermissions,
 };
-use wharf_protocol::responses::{encode_token_info, UserWire};
+use wharf_protocol::responses::{encode_identity, encode_token_info, UserWire};
 use wharf_protocol::wire::WriteExt;
 use wharf_protocol::Identifier;
 
@@ -134,6 +134,27 @@ fn status(active: bool) -> UserStatus {
 }
 
 impl Session {
+    pub(crate) async fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> Result<Reply, BrokerError> {
+        let user = self.broker.login(username, password, self.peer()?).await?;
+        self.broker.log_in_client(self.client_id, &user)?;
+        tracing::debug!(client_id = self.client_id, user = %user.username, "logged in");
+        let mut out = BytesMut::new();
+        encode_identity(user.id, &mut out);
+        Ok(Reply::body(out))
+    }
+
+    pub(crate) async fn login_with_token(&mut self, token: &str) -> Result<Reply, BrokerError> {
+        let user = self.broker.login_with_token(token, self.peer()?).await?;
+        self.broker.log_in_client(self.client_id, &user)?;
+        let mut out = BytesMut::new();
+        encode_identity(user.id, &mut out);
+        Ok(Reply::body(out))
+    }
+
     fn find_user(&self, id: &Identifier) -> Option<User> {
         match id {
             Identifier::Numeric(n) => self.broker.user(*n),
@@ -177,9 +198,7 @@ impl Session {
         let permissions = permissions.map(from_wire);
         let user = self
             .broker
-            .change_users(move |users| {
-                users.create(&username, &password, status(active), permissions)
-            })
+            .create_user(&username, &password, status(active), permissions)
             .await?;
         Ok(Reply::body(details(&user)))
     }
@@ -239,7 +258,7 @@ impl Session {
             self.broker.authorize(&me, Action::ManageUsers)?;
         }
         self.broker
-            .change_users(move |users| users.change_password(user.id, &current, &new))
+            .change_password(self.client_id, self.peer()?, user.id, &current, &new)
             .await?;
         Ok(Reply::empty())
     }
