@@ -50,22 +50,6 @@ impl TestServer {
         s
     }
 
-    /// Starts a server with a fresh temporary data directory and `configure` applied to the
-    /// test settings (for a test that needs a policy other than the default).
-    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let mut config = config(temp.path());
-        configure(&mut config);
-        let running = wharf_gateway::start(config).await.expect("server starts");
-        TestServer {
-            addr: running.native_addr,
-            kafka_addr: running.kafka_addr,
-            running: Some(running),
-            data_dir: temp.path().to_path_buf(),
-            _temp: Some(temp),
-        }
-    }
-
     /// Starts a server on an existing data directory (to test restarts).
     pub async fn start_in(data_dir: &Path) -> TestServer {
         TestServer::start_configured(data_dir, |_| {}).await
