@@ -184,6 +184,34 @@ async fn an_idle_connection_is_closed_after_connections_max_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_takes_no_answers_is_closed_after_connections_max_idle() {
+    // Bound: connections_max_idle = 300 ms also limits an answer the client takes no byte of.
+    let idle = Duration::from_millis(300);
+    let server = TestServer::start_with(|c| limits(c, |l| l.idle_timeout = idle)).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    // A small receive window, so that unread answers soon stop the server's writes.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut c = within("connect", socket.connect(server.kafka_addr))
+        .await
+        .unwrap();
+    // About 15 MB of answers: more than the socket buffers hold.
+    let pipelined: Vec<u8> = API_VERSIONS_V0.repeat(50_000);
+    // Never reading: once the server gives up on an answer it closes, and our writes fail.
+    within(
+        "the server closes a connection that takes no answers",
+        async {
+            if c.write_all(&pipelined).await.is_err() {
+                return;
+            }
+            while c.write_all(&API_VERSIONS_V0).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_sent_request_is_closed_after_request_read_timeout() {
     // Bound: request_read_timeout = 300 ms (idle timeout far away, so it is not what fires).
     let read_timeout = Duration::from_millis(300);

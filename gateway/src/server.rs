@@ -10,10 +10,13 @@
 //!   counting the time spent waiting for the budget (that wait is the server's doing, and it
 //!   ends when the server stops);
 //! - budget: taken for the frame's declared size once its head has been checked and before any
-//!   memory is reserved for its body, held until the request is answered.
+//!   memory is reserved for its body, held until the request is answered;
+//! - answer: a write the client takes no byte of for `connections_max_idle` ends the connection
+//!   ([`writer::AnswerWriter`]).
 
 pub mod budget;
 pub mod limits;
+pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 use super::handlers::{self, Request};
 use super::{guard, versions, Door};
+use crate::server::writer::AnswerWriter;
 use crate::server::{Accepted, Head, RequestReader};
 
 /// Why a connection ends early.
@@ -45,7 +46,8 @@ pub async fn serve(socket: TcpStream, accepted: Accepted, door: Arc<Door>) {
         }
     };
     tracing::debug!(%peer, "kafka connection opened");
-    let (rd, mut wr) = socket.into_split();
+    let (rd, wr) = socket.into_split();
+    let mut wr = AnswerWriter::new(wr, accepted.limits.idle_timeout);
     let mut reader = RequestReader::new(rd, accepted);
     let max = door.config.max_request_size;
     let reason: String = loop {

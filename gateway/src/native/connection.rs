@@ -14,6 +14,7 @@ use super::errors::code;
 use super::session::Session;
 use crate::broker::Broker;
 use crate::config::NativeConfig;
+use crate::server::writer::AnswerWriter;
 use crate::server::{Accepted, Head, RequestReader};
 
 /// An answer: OK with a body (possibly in several pieces, written with one vectored write), or
@@ -46,7 +47,8 @@ pub async fn serve(
     let client_id = broker.connect_client(peer, "TCP");
     tracing::debug!(client_id, %peer, "connection opened");
     let mut session = Session::new(Arc::clone(&broker), client_id, Arc::clone(&config));
-    let (rd, mut wr) = socket.into_split();
+    let (rd, wr) = socket.into_split();
+    let mut wr = AnswerWriter::new(wr, accepted.limits.idle_timeout);
     let mut reader = RequestReader::new(rd, accepted);
     let reason: String = loop {
         let head: Head<REQUEST_HEADER_LEN> = match reader.head().await {
