@@ -234,7 +234,8 @@ impl PeerLog {
         self.windows.lock().len()
     }
 
-    /// Writes the summaries of ended intervals, once per interval, until the server stops.
+    /// Writes the summaries of ended intervals, once per interval, until the server stops (and
+    /// what is left out then).
     pub async fn drive(&self, mut stopped: Stopped) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,15 +244,25 @@ impl PeerLog {
                 () = until_stopped(&mut stopped) => break,
                 _ = tick.tick() => {}
             }
-            for (subject, left_out) in self.flush() {
-                match subject {
-                    Subject::Accept(door) => tracing::warn!(
-                        "{door} accept failed {} more times in the last interval",
-                        left_out.total()
-                    ),
-                    _ => tracing::info!("{subject}, in the last interval: {left_out}"),
-                }
-            }
+            write_summaries(self.flush());
+        }
+        let left_out: Vec<_> = std::mem::take(&mut *self.windows.lock())
+            .into_iter()
+            .filter(|(_, w)| !w.suppressed.is_empty())
+            .map(|(subject, w)| (subject, w.suppressed))
+            .collect();
+        write_summaries(left_out);
+    }
+}
+
+fn write_summaries(summaries: Vec<(Subject, Suppressed)>) {
+    for (subject, left_out) in summaries {
+        match subject {
+            Subject::Accept(door) => tracing::warn!(
+                "{door} accept failed {} more times in the last interval",
+                left_out.total()
+            ),
+            _ => tracing::info!("{subject}, in the last interval: {left_out}"),
         }
     }
 }
