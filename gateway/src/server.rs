@@ -289,3 +289,36 @@ pub async fn read_frame(
     // Capacity equals length here, so both conversions keep the allocation (no copy).
     Ok(BytesMut::from(bytes::Bytes::from(buf)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_buffer_never_grows_beyond_the_declared_length() {
+        // Bound: the memory a frame pins is within its budget grant (its declared length), for
+        // lengths around the first reservation and the doublings after it.
+        for len in [
+            0,
+            1,
+            READ_CHUNK - 1,
+            READ_CHUNK,
+            READ_CHUNK + 1,
+            3 * READ_CHUNK + 7,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut rd = &data[..];
+            let frame = read_frame(&mut rd, len).await.unwrap();
+            assert_eq!(&frame[..], &data[..]);
+            assert!(
+                frame.capacity() <= len.max(1),
+                "{len}: capacity {}",
+                frame.capacity()
+            );
+        }
+        // A frame cut short is an error, not a short frame.
+        let mut rd = &[1u8, 2, 3][..];
+        let e = read_frame(&mut rd, 4).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+}
