@@ -23,6 +23,8 @@ pub struct TestServer {
     pub kafka_addr: SocketAddr,
     running: Option<Running>,
     data_dir: PathBuf,
+    /// The configuration it runs with (restarts reuse it).
+    config: ServerConfig,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -50,34 +52,43 @@ impl TestServer {
         s
     }
 
-    /// Starts a server on an existing data directory (to test restarts).
-    pub async fn start_in(data_dir: &Path) -> TestServer {
-        TestServer::start_configured(data_dir, |_| {}).await
-    }
-
-    /// Starts a server with a fresh temporary data directory and the test's settings (limits,
-    /// a fault hook in `store.disk`) applied over the defaults.
-    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    /// Starts a server with a fresh temporary data directory and the test configuration as
+    /// changed by `tweak` (for small limits and timeouts).
+    pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut s = TestServer::start_configured(temp.path(), adjust).await;
+        let mut config = config(temp.path());
+        tweak(&mut config);
+        let mut s = TestServer::start_config(config).await;
         s._temp = Some(temp);
         s
     }
 
-    async fn start_configured(
-        data_dir: &Path,
-        adjust: impl FnOnce(&mut ServerConfig),
-    ) -> TestServer {
-        let mut config = config(data_dir);
-        adjust(&mut config);
-        let running = wharf_gateway::start(config).await.expect("server starts");
+    /// Starts a server on an existing data directory (to test restarts).
+    pub async fn start_in(data_dir: &Path) -> TestServer {
+        TestServer::start_config(config(data_dir)).await
+    }
+
+    async fn start_config(config: ServerConfig) -> TestServer {
+        let running = wharf_gateway::start(config.clone())
+            .await
+            .expect("server starts");
         TestServer {
             addr: running.native_addr,
             kafka_addr: running.kafka_addr,
             running: Some(running),
-            data_dir: data_dir.to_path_buf(),
+            data_dir: config.data_dir.clone(),
+            config,
             _temp: None,
         }
+    }
+
+    /// The server's request budget and its gauges (bytes granted now, peak, waiters).
+    pub fn request_budget(&self) -> &wharf_gateway::server::budget::RequestBudget {
+        &self
+            .running
+            .as_ref()
+            .expect("the server is running")
+            .request_budget
     }
 
     /// librdkafka settings for this server's Kafka listener (IPv4, a 30 s message timeout).
@@ -124,7 +135,7 @@ impl TestServer {
     /// Stops the server and starts a new one on the same data directory and a new port.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let running = wharf_gateway::start(config(&self.data_dir))
+        let running = wharf_gateway::start(self.config.clone())
             .await
             .expect("server restarts");
         self.addr = running.native_addr;

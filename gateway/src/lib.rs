@@ -4,12 +4,15 @@
 //! - [`broker`]: the protocol-neutral core (log store, users, clients, consumer groups).
 //! - [`native`]: the Apache Iggy 0.8 TCP adapter.
 //! - [`kafka`]: the Kafka wire protocol adapter.
-//! - [`server`]: what both listeners share (accept loop, frame reader, stop signal).
+//! - [`server`]: what both listeners share (accept loop and connection caps, request reader
+//!   with its timeouts, the request budget, stop signal).
+//! - [`peer_log`]: rate-limited log lines about misbehaving peers and failed accepts.
 
 pub mod broker;
 pub mod config;
 pub mod kafka;
 pub mod native;
+pub mod peer_log;
 pub mod server;
 
 use std::future::Future;
@@ -18,6 +21,9 @@ use std::time::Duration;
 
 use broker::{Broker, BrokerError, BrokerSettings};
 use config::ServerConfig;
+use peer_log::PeerLog;
+use server::budget::RequestBudget;
+use server::Shared;
 use tokio::sync::watch;
 
 /// What stops the server from starting or running.
@@ -74,6 +80,8 @@ pub fn shutdown_signal() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
 pub struct Running {
     pub native_addr: std::net::SocketAddr,
     pub kafka_addr: std::net::SocketAddr,
+    /// Request bytes in memory across both doors, with its gauges.
+    pub request_budget: Arc<RequestBudget>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -139,14 +147,26 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     });
     tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {native_addr}");
     tracing::info!("Kafka listener on {kafka_addr}");
+    let shared = Shared {
+        budget: RequestBudget::new(config.queued_max_request_bytes),
+        peer_log: Arc::new(PeerLog::new(config.peer_log_interval)),
+    };
+    let request_budget = Arc::clone(&shared.budget);
     let (stop, stopped) = watch::channel(false);
     let mut native = config.native.clone();
     // Report the port actually bound (the config may say 0) in cluster metadata.
     native.address = native_addr;
     let task = tokio::spawn(async move {
         tokio::join!(
-            native::serve(listener, Arc::clone(&broker), native, stopped.clone()),
-            kafka::serve(kafka_listener, door, stopped.clone()),
+            native::serve(
+                listener,
+                Arc::clone(&broker),
+                native,
+                shared.clone(),
+                stopped.clone()
+            ),
+            kafka::serve(kafka_listener, door, shared.clone(), stopped.clone()),
+            shared.peer_log.drive(stopped.clone()),
             broker.drive_group_timers(stopped.clone()),
             broker.drive_producer_snapshots(stopped),
         );
@@ -161,6 +181,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     Ok(Running {
         native_addr,
         kafka_addr,
+        request_budget,
         stop,
         task,
     })

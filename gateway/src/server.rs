@@ -1,8 +1,26 @@
-//! What both doors' listeners share: one accept loop, one bounded frame reader and one shutdown
-//! signal. A door brings only its connection handler.
+//! What both doors' listeners share: one accept loop with the connection caps ([`limits`]), one
+//! request reader that applies the idle timeout, the request read timeout and the request
+//! budget ([`budget`]), the peer log, and one shutdown signal. A door brings only its
+//! connection handler and its framing.
+//!
+//! Timing of one request, as the reader applies it:
+//! - idle: from the end of the previous answer (or the accept) to the first byte of the next
+//!   request, at most `connections_max_idle`;
+//! - read: from that first byte until the frame is whole, at most `request_read_timeout`, not
+//!   counting the time spent waiting for the budget (that wait is the server's doing, and it
+//!   ends when the server stops);
+//! - budget: taken for the frame's declared size once its head has been checked and before any
+//!   memory is reserved for its body, held until the request is answered;
+//! - answer: a write the client takes no byte of for `connections_max_idle` ends the connection
+//!   ([`writer::AnswerWriter`]).
+
+pub mod budget;
+pub mod limits;
+pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -10,9 +28,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::{timeout, timeout_at, Instant};
 
-/// Largest read reservation made ahead of bytes arriving: a client that declares a large frame
-/// and sends nothing pins at most this much.
+use crate::config::ConnectionLimits;
+use crate::peer_log::{Misbehaviour, PeerLog};
+use budget::{BudgetError, BudgetGrant, RequestBudget};
+use limits::ConnectionCaps;
+
+/// Largest first read reservation for a frame: a client that declares a large frame and sends
+/// nothing pins at most this much (within its budget grant).
 pub const READ_CHUNK: usize = 1 << 20;
 
 /// The server-wide stop signal, as each task holds it.
@@ -23,17 +47,38 @@ pub async fn until_stopped(stopped: &mut Stopped) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
+/// What both doors share: the request budget and the peer log.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub budget: Arc<RequestBudget>,
+    pub peer_log: Arc<PeerLog>,
+}
+
+/// What the accept loop hands each connection it admits.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub door: &'static str,
+    pub peer: SocketAddr,
+    pub limits: ConnectionLimits,
+    pub shared: Shared,
+    pub stopped: Stopped,
+}
+
 /// Accepts connections until `stopped` turns true, serving each with `serve` on a task of its
-/// own; then waits for every connection to finish the request it is serving.
+/// own; then waits for every connection to finish the request it is serving. A connection over
+/// the door's caps is closed at once and noted in the peer log.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     door: &'static str,
+    limits: ConnectionLimits,
+    shared: Shared,
     stopped: Stopped,
     serve: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, Stopped) -> Fut,
+    F: Fn(TcpStream, Accepted) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_ip);
     let mut connections = JoinSet::new();
     let mut stop = stopped.clone();
     loop {
@@ -41,14 +86,32 @@ pub async fn accept_loop<F, Fut>(
             () = until_stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let slot = match caps.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(over) => {
+                            shared.peer_log.note(door, peer.ip(), Misbehaviour::OverLimit, &over);
+                            drop(socket);
+                            continue;
+                        }
+                    };
                     if let Err(e) = socket.set_nodelay(true) {
-                        tracing::warn!(%peer, "cannot set TCP_NODELAY: {e}");
+                        tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
                     }
-                    connections.spawn(serve(socket, peer, stopped.clone()));
+                    let connection = serve(socket, Accepted {
+                        door,
+                        peer,
+                        limits: limits.clone(),
+                        shared: shared.clone(),
+                        stopped: stopped.clone(),
+                    });
+                    connections.spawn(async move {
+                        connection.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: keep serving the connections we have.
-                    tracing::warn!("{door} accept failed: {e}");
+                    shared.peer_log.accept_failed(door, &e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -59,20 +122,203 @@ pub async fn accept_loop<F, Fut>(
     while connections.join_next().await.is_some() {}
 }
 
-/// Reads exactly `len` bytes, reserving memory only as they arrive (at most [`READ_CHUNK`]
-/// ahead). `len` must already be checked against the door's frame limit.
+/// Why a connection stops reading requests.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("server stopping")]
+    Stopped,
+    #[error("closed by peer")]
+    Closed,
+    #[error("closed mid-request")]
+    ClosedMidRequest,
+    #[error("idle for {0:?} (connections_max_idle)")]
+    Idle(Duration),
+    #[error("request not whole within {0:?} (request_read_timeout)")]
+    ReadTimeout(Duration),
+    #[error("{0}")]
+    Budget(#[from] BudgetError),
+    #[error("read failed: {0}")]
+    Io(std::io::Error),
+}
+
+/// The head of a request (a door's fixed-size prefix) and the time by which its frame must be
+/// whole.
+#[derive(Debug)]
+pub struct Head<const N: usize> {
+    pub bytes: [u8; N],
+    deadline: Instant,
+}
+
+/// Reads a connection's requests under the idle timeout, the request read timeout and the
+/// request budget.
+#[derive(Debug)]
+pub struct RequestReader<R> {
+    rd: R,
+    connection: Accepted,
+}
+
+impl<R: AsyncRead + Unpin> RequestReader<R> {
+    pub fn new(rd: R, connection: Accepted) -> Self {
+        RequestReader { rd, connection }
+    }
+
+    /// Notes in the peer log that this connection's peer sent a frame the door refuses.
+    pub fn refused(&self, what: &dyn std::fmt::Display) {
+        let c = &self.connection;
+        c.shared
+            .peer_log
+            .note(c.door, c.peer.ip(), Misbehaviour::RefusedFrame, what);
+    }
+
+    /// Waits (at most the idle timeout) for the next request to begin, then reads its `N`-byte
+    /// head (within the request read timeout).
+    pub async fn head<const N: usize>(&mut self) -> Result<Head<N>, ReadError> {
+        let mut bytes = [0u8; N];
+        let idle = self.connection.limits.idle_timeout;
+        let first = tokio::select! {
+            () = until_stopped(&mut self.connection.stopped) => return Err(ReadError::Stopped),
+            r = timeout(idle, self.rd.read(&mut bytes[..1.min(N)])) => r,
+        };
+        match first {
+            Err(_) => return Err(ReadError::Idle(idle)),
+            Ok(Ok(0)) if N > 0 => return Err(ReadError::Closed),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ReadError::Io(e)),
+        }
+        let deadline = Instant::now() + self.connection.limits.request_read_timeout;
+        if N > 1 {
+            tokio::select! {
+                () = until_stopped(&mut self.connection.stopped) => return Err(ReadError::Stopped),
+                r = timeout_at(deadline, self.rd.read_exact(&mut bytes[1..])) => {
+                    self.finished(r)?;
+                }
+            }
+        }
+        Ok(Head { bytes, deadline })
+    }
+
+    /// Takes `len` bytes of the request budget (waiting, unread, until they are free), then
+    /// reads the `len`-byte body of the request begun by `head`. The grant is to be held until
+    /// the request is answered.
+    pub async fn body<const N: usize>(
+        &mut self,
+        head: &Head<N>,
+        len: usize,
+    ) -> Result<(BytesMut, BudgetGrant), ReadError> {
+        let waiting_since = Instant::now();
+        let grant = tokio::select! {
+            () = until_stopped(&mut self.connection.stopped) => return Err(ReadError::Stopped),
+            g = self.connection.shared.budget.acquire(len) => g?,
+        };
+        // The wait for the budget does not count against the client.
+        let deadline = head.deadline + waiting_since.elapsed();
+        let body = tokio::select! {
+            () = until_stopped(&mut self.connection.stopped) => return Err(ReadError::Stopped),
+            r = timeout_at(deadline, read_frame(&mut self.rd, len)) => self.finished(r)?,
+        };
+        Ok((body, grant))
+    }
+
+    /// Reads and throws away the `len`-byte body of the request begun by `head` (within the
+    /// request read timeout), so that an answer refusing it reaches a client that sends the
+    /// whole frame before reading. Uses no buffer beyond a small fixed one and no budget.
+    pub async fn discard<const N: usize>(
+        &mut self,
+        head: &Head<N>,
+        len: usize,
+    ) -> Result<(), ReadError> {
+        let mut scratch = [0u8; 8192];
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(scratch.len());
+            let n = tokio::select! {
+                () = until_stopped(&mut self.connection.stopped) => return Err(ReadError::Stopped),
+                r = timeout_at(head.deadline, self.rd.read(&mut scratch[..want])) => self.finished(r)?,
+            };
+            if n == 0 {
+                return Err(ReadError::ClosedMidRequest);
+            }
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Maps the outcome of a read inside a request, noting a timeout in the peer log.
+    fn finished<T>(
+        &self,
+        r: Result<std::io::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, ReadError> {
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(ReadError::ClosedMidRequest)
+            }
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Err(_) => {
+                let limit = self.connection.limits.request_read_timeout;
+                let e = ReadError::ReadTimeout(limit);
+                let c = &self.connection;
+                c.shared
+                    .peer_log
+                    .note(c.door, c.peer.ip(), Misbehaviour::ReadTimeout, &e);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Reads exactly `len` bytes. The buffer grows as bytes arrive (first [`READ_CHUNK`], then
+/// doubling) and never beyond `len`, so what a frame pins stays within its budget grant.
+/// `len` must already be checked against the door's frame limit.
 pub async fn read_frame(
     rd: &mut (impl AsyncRead + Unpin),
     len: usize,
 ) -> std::io::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
+    let mut buf: Vec<u8> = Vec::with_capacity(len.min(READ_CHUNK));
     while buf.len() < len {
-        let want = (len - buf.len()).min(READ_CHUNK);
-        buf.reserve(want);
-        let n = rd.take(want as u64).read_buf(&mut buf).await?;
+        if buf.capacity() == buf.len() {
+            let target = buf.capacity().saturating_mul(2).max(READ_CHUNK).min(len);
+            buf.reserve_exact(target - buf.len());
+        }
+        let want = (buf.capacity() - buf.len()).min(len - buf.len());
+        let n = (&mut *rd).take(want as u64).read_buf(&mut buf).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
-    Ok(buf)
+    // Capacity equals length here, so both conversions keep the allocation (no copy).
+    Ok(BytesMut::from(bytes::Bytes::from(buf)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_buffer_never_grows_beyond_the_declared_length() {
+        // Bound: the memory a frame pins is within its budget grant (its declared length), for
+        // lengths around the first reservation and the doublings after it.
+        for len in [
+            0,
+            1,
+            READ_CHUNK - 1,
+            READ_CHUNK,
+            READ_CHUNK + 1,
+            3 * READ_CHUNK + 7,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut rd = &data[..];
+            let frame = read_frame(&mut rd, len).await.unwrap();
+            assert_eq!(&frame[..], &data[..]);
+            assert!(
+                frame.capacity() <= len.max(1),
+                "{len}: capacity {}",
+                frame.capacity()
+            );
+        }
+        // A frame cut short is an error, not a short frame.
+        let mut rd = &[1u8, 2, 3][..];
+        let e = read_frame(&mut rd, 4).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 }

@@ -18,12 +18,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handlers::{self, Request};
 use super::{guard, versions, Door};
-use crate::server::{read_frame, until_stopped, Stopped};
+use crate::server::writer::AnswerWriter;
+use crate::server::{Accepted, Head, RequestReader};
 
 /// Why a connection ends early.
 #[derive(Debug, thiserror::Error)]
@@ -40,47 +41,62 @@ pub enum ConnectionError {
     Encode(String),
 }
 
-pub async fn serve(socket: TcpStream, peer: SocketAddr, door: Arc<Door>, mut stopped: Stopped) {
+pub async fn serve(socket: TcpStream, accepted: Accepted, door: Arc<Door>) {
+    let peer = accepted.peer;
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(%peer, "no local address: {e}");
+            tracing::debug!(%peer, "no local address: {e}");
             return;
         }
     };
     tracing::debug!(%peer, "kafka connection opened");
-    let (mut rd, mut wr) = socket.into_split();
+    let (rd, wr) = socket.into_split();
+    let mut wr = AnswerWriter::new(wr, accepted.limits.idle_timeout);
+    let mut reader = RequestReader::new(rd, accepted);
     let max = door.config.max_request_size;
     let reason: String = loop {
-        let mut size = [0u8; 4];
-        tokio::select! {
-            () = until_stopped(&mut stopped) => break "server stopping".into(),
-            r = rd.read_exact(&mut size) => if r.is_err() { break "closed by peer".into() },
-        }
-        let size = i32::from_be_bytes(size);
+        let head: Head<4> = match reader.head().await {
+            Ok(h) => h,
+            Err(e) => break e.to_string(),
+        };
+        let size = i32::from_be_bytes(head.bytes);
         if size < 8 || size as u32 > max {
-            break ConnectionError::FrameSize(size, max).to_string();
+            // Kafka closes the connection without an answer.
+            let e = ConnectionError::FrameSize(size, max);
+            reader.refused(&e);
+            break e.to_string();
         }
-        let frame = tokio::select! {
-            () = until_stopped(&mut stopped) => break "server stopping".into(),
-            f = read_frame(&mut rd, size as usize) => match f {
-                Ok(f) => f.freeze(),
-                Err(_) => break "closed mid-request".into(),
-            },
+        let (frame, grant) = match reader.body(&head, size as usize).await {
+            Ok((f, grant)) => (f.freeze(), grant),
+            Err(e) => break e.to_string(),
         };
         let answer = match handle_frame(&door, local, peer, frame).await {
             Ok(Some(answer)) => answer,
             Ok(None) => continue, // acks=0
             Err(e) => {
-                tracing::warn!(%peer, "closing kafka connection: {e}");
+                if e.is_peer_error() {
+                    reader.refused(&e);
+                } else {
+                    tracing::warn!(%peer, "closing kafka connection: {e}");
+                }
                 break e.to_string();
             }
         };
         if write_frame(&mut wr, answer).await.is_err() {
             break "write failed".into();
         }
+        // The request's bytes count against the budget until it is answered.
+        drop(grant);
     };
     tracing::debug!(%peer, reason, "kafka connection closed");
+}
+
+impl ConnectionError {
+    /// True when the peer sent something the door refuses (as opposed to a failure of ours).
+    pub fn is_peer_error(&self) -> bool {
+        !matches!(self, ConnectionError::Encode(_))
+    }
 }
 
 /// Checks, decodes and answers one frame, as the parts to write. `Ok(None)`: nothing to send

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::broker::{Broker, BrokerError};
 use crate::config::KafkaConfig;
-use crate::server::{accept_loop, Stopped};
+use crate::server::{accept_loop, Shared, Stopped};
 
 /// The node id this server gives itself in metadata.
 pub const NODE_ID: i32 = 1;
@@ -73,9 +73,15 @@ fn new_cluster_id() -> String {
 
 /// Accepts connections until `stopped` turns true, then waits for every connection to finish
 /// the request it is serving.
-pub async fn serve(listener: TcpListener, door: Arc<Door>, stopped: Stopped) {
-    accept_loop(listener, "kafka", stopped, |socket, peer, stopped| {
-        connection::serve(socket, peer, Arc::clone(&door), stopped)
-    })
+pub async fn serve(listener: TcpListener, door: Arc<Door>, shared: Shared, stopped: Stopped) {
+    let limits = door.config.limits.clone();
+    accept_loop(
+        listener,
+        "kafka",
+        limits,
+        shared,
+        stopped,
+        |socket, accepted| connection::serve(socket, accepted, Arc::clone(&door)),
+    )
     .await;
 }

@@ -1,20 +1,21 @@
-//! One native connection: read a frame, dispatch it, write the answer, until the peer closes,
-//! a frame is malformed beyond answering, or the server stops (after the request in hand).
+//! One native connection: read a frame (under the idle and read timeouts and the request budget
+//! of [`crate::server`]), dispatch it, write the answer, until the peer closes, a frame is
+//! refused, a timeout ends it, or the server stops (after the request in hand).
 
 use std::io::IoSlice;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wharf_protocol::framing::{response_header, RequestHeader, REQUEST_HEADER_LEN};
+use wharf_protocol::framing::{response_header, FrameError, RequestHeader, REQUEST_HEADER_LEN};
 
 use super::errors::code;
 use super::session::Session;
 use crate::broker::Broker;
 use crate::config::NativeConfig;
-use crate::server::{read_frame, until_stopped, Stopped};
+use crate::server::writer::AnswerWriter;
+use crate::server::{Accepted, Head, RequestReader};
 
 /// An answer: OK with a body (possibly in several pieces, written with one vectored write), or
 /// an Iggy error code with an empty body.
@@ -38,49 +39,100 @@ const MAX_UNAUTHENTICATED_PAYLOAD: u32 = 64 * 1024;
 
 pub async fn serve(
     socket: TcpStream,
-    peer: SocketAddr,
+    accepted: Accepted,
     broker: Arc<Broker>,
     config: Arc<NativeConfig>,
-    mut stopped: Stopped,
 ) {
+    let peer = accepted.peer;
     let client_id = broker.connect_client(peer, "TCP");
     tracing::debug!(client_id, %peer, "connection opened");
     let mut session = Session::new(Arc::clone(&broker), client_id, Arc::clone(&config));
-    let (mut rd, mut wr) = socket.into_split();
-    let reason = loop {
-        let mut head = [0u8; REQUEST_HEADER_LEN];
-        tokio::select! {
-            () = until_stopped(&mut stopped) => break "server stopping",
-            r = rd.read_exact(&mut head) => if r.is_err() { break "closed by peer" },
-        }
-        let header = match RequestHeader::parse(&head, config.max_request_size) {
+    let (rd, wr) = socket.into_split();
+    let mut wr = AnswerWriter::new(wr, accepted.limits.idle_timeout);
+    let mut reader = RequestReader::new(rd, accepted);
+    let reason: String = loop {
+        let head: Head<REQUEST_HEADER_LEN> = match reader.head().await {
+            Ok(h) => h,
+            Err(e) => break e.to_string(),
+        };
+        let header = match RequestHeader::parse(&head.bytes, config.max_request_size) {
             Ok(h) => h,
             Err(e) => {
-                tracing::warn!(client_id, %peer, "refused frame: {e}");
-                let _ = write_reply(&mut wr, Reply::Error(code::INVALID_COMMAND)).await;
-                break "malformed frame";
+                reader.refused(&e);
+                let body = match e {
+                    FrameError::TooLarge { len, .. } => Some(len),
+                    FrameError::TooShort(_) => None,
+                };
+                refuse(
+                    &mut reader,
+                    &mut wr,
+                    &head,
+                    body,
+                    code::INVALID_COMMAND,
+                    &config,
+                )
+                .await;
+                break format!("refused frame: {e}");
             }
         };
         // Before login only small requests (ping, login) make sense: a stranger cannot make
         // the server buffer a large payload.
         if !session.authenticated() && header.payload_len > MAX_UNAUTHENTICATED_PAYLOAD {
-            let _ = write_reply(&mut wr, Reply::Error(code::UNAUTHENTICATED)).await;
-            break "large request before login";
+            reader.refused(&format_args!(
+                "request of {} bytes before login (at most {MAX_UNAUTHENTICATED_PAYLOAD})",
+                header.payload_len
+            ));
+            let body = Some(header.payload_len);
+            refuse(
+                &mut reader,
+                &mut wr,
+                &head,
+                body,
+                code::UNAUTHENTICATED,
+                &config,
+            )
+            .await;
+            break "large request before login".into();
         }
-        let payload = tokio::select! {
-            () = until_stopped(&mut stopped) => break "server stopping",
-            p = read_frame(&mut rd, header.payload_len as usize) => match p {
-                Ok(p) => p,
-                Err(_) => break "closed mid-request",
-            },
+        let (payload, grant) = match reader.body(&head, header.payload_len as usize).await {
+            Ok(p) => p,
+            Err(e) => break e.to_string(),
         };
         let reply = session.handle(header.code, payload).await;
-        if write_reply(&mut wr, reply).await.is_err() {
-            break "write failed";
+        let written = write_reply(&mut wr, reply).await;
+        // The request's bytes count against the budget until it is answered.
+        drop(grant);
+        if written.is_err() {
+            break "write failed".into();
         }
     };
     session.close();
     tracing::debug!(client_id, %peer, reason, "connection closed");
+}
+
+/// Answers a refused frame with `status` and ends the connection. Clients (the Iggy SDK among
+/// them) send a whole frame before reading the answer, and closing on unread bytes resets the
+/// connection, so the client would see a broken pipe instead of the code: the rest of the
+/// frame (`body` bytes) is read and thrown away first, if it is at most twice
+/// `max_request_size` (within the request read timeout). Longer frames are answered at once.
+async fn refuse<const N: usize>(
+    reader: &mut RequestReader<impl AsyncRead + Unpin>,
+    wr: &mut (impl AsyncWrite + Unpin),
+    head: &Head<N>,
+    body: Option<u32>,
+    status: u32,
+    config: &NativeConfig,
+) {
+    let bound = 2 * u64::from(config.max_request_size);
+    if let Some(len) = body.filter(|&len| u64::from(len) <= bound) {
+        if reader.discard(head, len as usize).await.is_err() {
+            return;
+        }
+    }
+    if write_reply(wr, Reply::Error(status)).await.is_ok() {
+        // The answer and then the end of the stream: the client reads the code, then EOF.
+        let _ = wr.shutdown().await;
+    }
 }
 
 async fn write_reply(wr: &mut (impl AsyncWrite + Unpin), reply: Reply) -> std::io::Result<()> {

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 use crate::config::NativeConfig;
-use crate::server::{accept_loop, Stopped};
+use crate::server::{accept_loop, Shared, Stopped};
 
 /// Accepts connections until `stopped` turns true, then waits for every connection to finish
 /// the request it is serving.
@@ -25,17 +25,20 @@ pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     config: NativeConfig,
+    shared: Shared,
     stopped: Stopped,
 ) {
+    let limits = config.limits.clone();
     let config = Arc::new(config);
-    accept_loop(listener, "native", stopped, |socket, peer, stopped| {
-        connection::serve(
-            socket,
-            peer,
-            Arc::clone(&broker),
-            Arc::clone(&config),
-            stopped,
-        )
-    })
+    accept_loop(
+        listener,
+        "native",
+        limits,
+        shared,
+        stopped,
+        |socket, accepted| {
+            connection::serve(socket, accepted, Arc::clone(&broker), Arc::clone(&config))
+        },
+    )
     .await;
 }

@@ -1,0 +1,398 @@
+//! What a careless or hostile client can hold on both doors, and that the bounds hold: connection
+//! caps per door and per address, the idle timeout, the request read timeout, the global request
+//! budget (backpressure instead of memory), and the native answer to an oversize request reaching
+//! the client. Limits are scaled down in each server's configuration.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use compat_tests::{within, TestServer};
+use iggy::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+use wharf_gateway::config::ServerConfig;
+use wharf_protocol::{codes, status};
+
+#[derive(Debug, Clone, Copy)]
+enum Door {
+    Native,
+    Kafka,
+}
+
+impl Door {
+    fn addr(self, server: &TestServer) -> SocketAddr {
+        match self {
+            Door::Native => server.addr,
+            Door::Kafka => server.kafka_addr,
+        }
+    }
+}
+
+fn native_frame(code: u32, payload: &[u8]) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    wharf_protocol::framing::encode_request(code, payload, &mut b);
+    b.to_vec()
+}
+
+fn login_frame() -> Vec<u8> {
+    let mut p = BytesMut::new();
+    for s in ["iggy", "iggy"] {
+        p.put_u8(s.len() as u8);
+        p.put_slice(s.as_bytes());
+    }
+    native_frame(codes::LOGIN_USER, &p)
+}
+
+/// Kafka ApiVersions v0: key 18, version 0, correlation id 7, null client id.
+const API_VERSIONS_V0: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xff, 0xff];
+
+/// Reads one native answer; its status.
+async fn native_answer(c: &mut TcpStream) -> std::io::Result<u32> {
+    let mut head = [0u8; 8];
+    c.read_exact(&mut head).await?;
+    let len = u32::from_le_bytes(head[4..].try_into().unwrap()) as usize;
+    assert!(len < 1 << 20, "absurd answer length {len}");
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).await?;
+    Ok(u32::from_le_bytes(head[..4].try_into().unwrap()))
+}
+
+/// Sends the door's cheapest request (native ping, Kafka ApiVersions) and waits for the answer.
+async fn served(door: Door, c: &mut TcpStream) -> bool {
+    let ok = async {
+        match door {
+            Door::Native => {
+                c.write_all(&native_frame(codes::PING, &[])).await?;
+                Ok::<bool, std::io::Error>(native_answer(c).await? == 0)
+            }
+            Door::Kafka => {
+                c.write_all(&API_VERSIONS_V0).await?;
+                let mut len = [0u8; 4];
+                c.read_exact(&mut len).await?;
+                let mut body = vec![0u8; u32::from_be_bytes(len).min(1 << 20) as usize];
+                c.read_exact(&mut body).await?;
+                Ok(body[..4] == 7i32.to_be_bytes())
+            }
+        }
+    };
+    within("an answer or a close", ok).await.unwrap_or(false)
+}
+
+/// Waits until the server closes `c` (end of stream or reset), failing on any data.
+async fn closed_by_server(what: &str, c: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    match within(what, c.read(&mut buf)).await {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("{what}: expected the server to close, got {n} bytes"),
+    }
+}
+
+/// Connects to `to` from the loopback address `from` (127.0.0.x are all this host).
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    within("connect", socket.connect(to)).await.unwrap()
+}
+
+/// Polls `cond` until it holds (bounded by [`compat_tests::WAIT`]).
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+fn limits(config: &mut ServerConfig, f: impl Fn(&mut wharf_gateway::config::ConnectionLimits)) {
+    f(&mut config.native.limits);
+    f(&mut config.kafka.limits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_over_a_cap_is_closed_and_the_others_keep_working() {
+    // Bounds: max_connections_per_ip = 2 and max_connections = 3, on each door.
+    let server = TestServer::start_with(|c| {
+        limits(c, |l| {
+            l.max_connections = 3;
+            l.max_connections_per_ip = 2;
+        })
+    })
+    .await;
+    for door in [Door::Native, Door::Kafka] {
+        let to = door.addr(&server);
+        let mut a1 = connect_from([127, 0, 0, 1], to).await;
+        assert!(served(door, &mut a1).await, "{door:?}: first connection");
+        let mut a2 = connect_from([127, 0, 0, 1], to).await;
+        assert!(served(door, &mut a2).await, "{door:?}: second connection");
+        // Third from the same address: over max_connections_per_ip.
+        let mut a3 = connect_from([127, 0, 0, 1], to).await;
+        closed_by_server("the third connection from one address", &mut a3).await;
+        // Another address still gets in, up to max_connections ...
+        let mut b1 = connect_from([127, 0, 0, 2], to).await;
+        assert!(served(door, &mut b1).await, "{door:?}: another address");
+        // ... and no further, whatever the address.
+        let mut c1 = connect_from([127, 0, 0, 3], to).await;
+        closed_by_server("a connection over max_connections", &mut c1).await;
+        // The admitted ones never noticed.
+        assert!(
+            served(door, &mut a1).await,
+            "{door:?}: a1 after the refusals"
+        );
+        assert!(
+            served(door, &mut a2).await,
+            "{door:?}: a2 after the refusals"
+        );
+        assert!(
+            served(door, &mut b1).await,
+            "{door:?}: b1 after the refusals"
+        );
+        // A closed connection gives its slot back.
+        drop(a1);
+        within("a slot freed by a closed connection", async {
+            loop {
+                let mut again = connect_from([127, 0, 0, 1], to).await;
+                if served(door, &mut again).await {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_after_connections_max_idle() {
+    // Bound: connections_max_idle = 300 ms.
+    let idle = Duration::from_millis(300);
+    let server = TestServer::start_with(|c| limits(c, |l| l.idle_timeout = idle)).await;
+    for door in [Door::Native, Door::Kafka] {
+        let mut c = TcpStream::connect(door.addr(&server)).await.unwrap();
+        let asked = Instant::now();
+        assert!(served(door, &mut c).await, "{door:?}: served before idling");
+        closed_by_server("an idle connection", &mut c).await;
+        assert!(
+            asked.elapsed() >= idle,
+            "{door:?}: closed before connections_max_idle"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_takes_no_answers_is_closed_after_connections_max_idle() {
+    // Bound: connections_max_idle = 300 ms also limits an answer the client takes no byte of.
+    let idle = Duration::from_millis(300);
+    let server = TestServer::start_with(|c| limits(c, |l| l.idle_timeout = idle)).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    // A small receive window, so that unread answers soon stop the server's writes.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut c = within("connect", socket.connect(server.kafka_addr))
+        .await
+        .unwrap();
+    // About 15 MB of answers: more than the socket buffers hold.
+    let pipelined: Vec<u8> = API_VERSIONS_V0.repeat(50_000);
+    // Never reading: once the server gives up on an answer it closes, and our writes fail.
+    within(
+        "the server closes a connection that takes no answers",
+        async {
+            if c.write_all(&pipelined).await.is_err() {
+                return;
+            }
+            while c.write_all(&API_VERSIONS_V0).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_is_closed_after_request_read_timeout() {
+    // Bound: request_read_timeout = 300 ms (idle timeout far away, so it is not what fires).
+    let read_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(|c| {
+        limits(c, |l| {
+            l.request_read_timeout = read_timeout;
+            l.idle_timeout = Duration::from_secs(600);
+        })
+    })
+    .await;
+    let half_frames: [(Door, &[u8]); 4] = [
+        // Head whole, body declared 100 bytes, 10 sent.
+        (
+            Door::Native,
+            &[104, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        ),
+        // Head cut short.
+        (Door::Native, &[104, 0]),
+        (
+            Door::Kafka,
+            &[0, 0, 0, 100, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff],
+        ),
+        (Door::Kafka, &[0, 0]),
+    ];
+    for (door, bytes) in half_frames {
+        let mut c = TcpStream::connect(door.addr(&server)).await.unwrap();
+        let started = Instant::now();
+        c.write_all(bytes).await.unwrap();
+        closed_by_server("a half-sent request", &mut c).await;
+        assert!(
+            started.elapsed() >= read_timeout,
+            "{door:?} {bytes:?}: closed before request_read_timeout"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_frames_hold_no_more_than_the_request_budget_and_wait_unread() {
+    // Bound: queued_max_request_bytes = 4 MiB across both doors; frames of 2 MiB declared, 1 MiB
+    // sent, on 10 connections (5 per door): at most two are read at a time, the rest wait.
+    const BUDGET: u64 = 4 << 20;
+    const FRAME: usize = 2 << 20;
+    let server = TestServer::start_with(|c| {
+        // Nothing may time out while the test looks at the budget.
+        limits(c, |l| l.request_read_timeout = Duration::from_secs(600));
+        c.queued_max_request_bytes = BUDGET;
+        c.native.max_request_size = FRAME as u32;
+        c.kafka.max_request_size = FRAME as u32;
+    })
+    .await;
+    let budget = server.request_budget();
+    // Connect (and log in) first: once the budget is full, even a login waits its turn.
+    let mut hogs = Vec::new();
+    for i in 0..10 {
+        hogs.push(if i % 2 == 0 {
+            (
+                Door::Kafka,
+                TcpStream::connect(server.kafka_addr).await.unwrap(),
+            )
+        } else {
+            let mut c = TcpStream::connect(server.addr).await.unwrap();
+            c.write_all(&login_frame()).await.unwrap();
+            assert_eq!(within("login", native_answer(&mut c)).await.unwrap(), 0);
+            (Door::Native, c)
+        });
+    }
+    for (door, c) in &mut hogs {
+        let mut half = Vec::with_capacity(8 + FRAME / 2);
+        match door {
+            Door::Kafka => half.extend_from_slice(&(FRAME as u32).to_be_bytes()),
+            Door::Native => {
+                half.extend_from_slice(&(FRAME as u32 + 4).to_le_bytes());
+                half.extend_from_slice(&codes::SEND_MESSAGES.to_le_bytes());
+            }
+        }
+        half.resize(half.len() + FRAME / 2, 0);
+        within("send half a frame", c.write_all(&half))
+            .await
+            .unwrap();
+    }
+    eventually("two frames granted, eight waiting", || {
+        budget.in_use() == BUDGET && budget.waiting() == 8
+    })
+    .await;
+    assert!(
+        budget.peak() <= BUDGET,
+        "peak {} over the budget",
+        budget.peak()
+    );
+
+    // A small request on a fresh connection queues behind them (first come, first served).
+    let mut late = TcpStream::connect(server.kafka_addr).await.unwrap();
+    late.write_all(&API_VERSIONS_V0).await.unwrap();
+    eventually("the small request waiting for the budget", || {
+        budget.waiting() == 9
+    })
+    .await;
+    assert_eq!(budget.in_use(), BUDGET);
+
+    // The hogs go away; each waiting one is granted in turn, finds the end of its stream and
+    // gives its grant back; then the small request is read and answered.
+    drop(hogs);
+    let mut len = [0u8; 4];
+    within("the small request answered", late.read_exact(&mut len))
+        .await
+        .unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    late.read_exact(&mut body).await.unwrap();
+    assert_eq!(body[..4], 7i32.to_be_bytes());
+    assert!(
+        budget.peak() <= BUDGET,
+        "peak {} over the budget",
+        budget.peak()
+    );
+    eventually("every grant given back", || budget.in_use() == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_native_request_gets_its_error_code_not_a_broken_pipe() {
+    // Bound: max_request_size = 1 MiB; a frame 1 byte over it (and one just under twice it) is
+    // read and discarded, then answered with INVALID_COMMAND.
+    const MAX: u32 = 1 << 20;
+    let server = TestServer::start_with(|c| c.native.max_request_size = MAX).await;
+    for payload in [MAX as usize + 1, 2 * MAX as usize - 1] {
+        let mut c = TcpStream::connect(server.addr).await.unwrap();
+        c.write_all(&login_frame()).await.unwrap();
+        assert_eq!(within("login", native_answer(&mut c)).await.unwrap(), 0);
+        let frame = native_frame(codes::SEND_MESSAGES, &vec![0u8; payload]);
+        within("send the oversize frame", c.write_all(&frame))
+            .await
+            .expect("the whole frame is taken, no broken pipe");
+        let code = within("the error code", native_answer(&mut c))
+            .await
+            .expect("the error code arrives before the connection ends");
+        assert_eq!(code, status::INVALID_COMMAND);
+        closed_by_server("after the refusal", &mut c).await;
+    }
+    // Before login the limit is 64 KiB; the answer reaches the client the same way.
+    let mut c = TcpStream::connect(server.addr).await.unwrap();
+    let frame = native_frame(codes::PING, &vec![0u8; 100 << 10]);
+    within("send a large request before login", c.write_all(&frame))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("the error code", native_answer(&mut c))
+            .await
+            .unwrap(),
+        status::UNAUTHENTICATED
+    );
+
+    // The official client: its request fails with the server's code, not a broken connection.
+    let client = compat_tests::iggy_root_client(&server).await;
+    client.create_stream("s").await.unwrap();
+    client
+        .create_topic(
+            &Identifier::named("s").unwrap(),
+            "t",
+            1,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap();
+    let mut messages = vec![IggyMessage::builder()
+        .payload(vec![7u8; MAX as usize + 1024].into())
+        .build()
+        .unwrap()];
+    let sent = within(
+        "the oversize send answered",
+        client.send_messages(
+            &Identifier::named("s").unwrap(),
+            &Identifier::named("t").unwrap(),
+            &Partitioning::partition_id(0),
+            &mut messages,
+        ),
+    )
+    .await;
+    match sent {
+        Err(IggyError::InvalidCommand) => {}
+        other => panic!("expected the server's InvalidCommand (3), got {other:?}"),
+    }
+}

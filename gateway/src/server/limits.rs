@@ -1,0 +1,110 @@
+//! Connection caps of one door: connections open at once, in all and from one IP address
+//! (Kafka's `max.connections` and `max.connections.per.ip`). The accept loop takes a slot for
+//! each connection and closes a connection that finds no slot; the slot is given back when the
+//! connection's task ends.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Why a connection was not admitted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OverCap {
+    #[error("connection closed: the door has its maximum of {0} connections (max_connections)")]
+    Door(u32),
+    #[error("connection closed: this address has its maximum of {0} connections (max_connections_per_ip)")]
+    Address(u32),
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: u32,
+    /// Only addresses with open connections, so at most `max_connections` entries.
+    by_address: HashMap<IpAddr, u32>,
+}
+
+/// One door's caps and its open connections.
+#[derive(Debug)]
+pub struct ConnectionCaps {
+    max_connections: u32,
+    max_per_address: u32,
+    open: Mutex<Open>,
+}
+
+impl ConnectionCaps {
+    pub fn new(max_connections: u32, max_per_address: u32) -> Arc<ConnectionCaps> {
+        Arc::new(ConnectionCaps {
+            max_connections,
+            max_per_address,
+            open: Mutex::new(Open::default()),
+        })
+    }
+
+    /// Takes a slot for a connection from `address`, if both caps allow it.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Slot, OverCap> {
+        let mut open = self.open.lock();
+        if open.total >= self.max_connections {
+            return Err(OverCap::Door(self.max_connections));
+        }
+        let from_address = open.by_address.get(&address).copied().unwrap_or(0);
+        if from_address >= self.max_per_address {
+            return Err(OverCap::Address(self.max_per_address));
+        }
+        open.total += 1;
+        open.by_address.insert(address, from_address + 1);
+        Ok(Slot {
+            caps: Arc::clone(self),
+            address,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> u32 {
+        self.open.lock().total
+    }
+}
+
+/// One admitted connection's place; given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    caps: Arc<ConnectionCaps>,
+    address: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.caps.open.lock();
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.by_address.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn caps_per_door_and_per_address_and_slots_come_back() {
+        let caps = ConnectionCaps::new(3, 2);
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let a1 = caps.admit(a).unwrap();
+        let _a2 = caps.admit(a).unwrap();
+        assert_eq!(caps.admit(a).unwrap_err(), OverCap::Address(2));
+        let _b1 = caps.admit(b).unwrap();
+        assert_eq!(caps.admit(b).unwrap_err(), OverCap::Door(3));
+        assert_eq!(caps.open(), 3);
+        drop(a1);
+        assert_eq!(caps.open(), 2);
+        let _a3 = caps.admit(a).unwrap();
+        assert_eq!(caps.open.lock().by_address.len(), 2);
+    }
+}
