@@ -429,7 +429,8 @@ impl Partition {
             let _ = done.send(Ok(result));
         }
         if let Some((e, failed)) = failure {
-            tracing::warn!(partition = %self.key, "append failed: {e}");
+            // Every waiting producer gets the error; the broker logs it, rate-limited.
+            tracing::debug!(partition = %self.key, "append failed: {e}");
             fail_all(failed, &e);
         }
     }

@@ -99,13 +99,12 @@ impl Session {
             Ok(reply) => reply,
             Err(e) => {
                 match &e {
-                    e if e.is_internal() => {
-                        tracing::warn!(
-                            client_id = self.client_id,
-                            "{}: {e}",
-                            codes::command_name(code_value).unwrap_or("request")
-                        )
-                    }
+                    // The server's own failures (a full disk under load) are logged in full,
+                    // but at most once per interval.
+                    e if e.is_internal() => crate::broker::log_server_failure(
+                        codes::command_name(code_value).unwrap_or("request"),
+                        e,
+                    ),
                     _ => tracing::debug!(
                         client_id = self.client_id,
                         "{}: {e}",
