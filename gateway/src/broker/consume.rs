@@ -1,5 +1,6 @@
 //! Reading, for both doors: Kafka fetches (whole batches in the Kafka format, the server's cap on
-//! one answer with KIP-74's "at least one batch", long polls woken by appends), native polls
+//! one answer with KIP-74's "at least one batch", partitions past the cap answered without a
+//! read, long polls woken by appends), native polls
 //! (partition choice for groups, offset strategies, auto-commit, a cap on the bytes of one
 //! answer), offset look-ups by time, moving a log start, and flushes.
 //!
@@ -119,7 +120,9 @@ impl Broker {
     }
 
     /// A Kafka fetch: reads every wanted partition, and when fewer than `min_bytes` came, waits
-    /// (up to `max_wait`, at most [`MAX_FETCH_WAIT`]) for appends and reads again.
+    /// (up to `max_wait`, at most [`MAX_FETCH_WAIT`]) for appends and reads again. `wants` are
+    /// distinct partitions (the Kafka door keeps one per partition, as Kafka does), so the
+    /// waits are bounded by the partitions that exist.
     pub async fn fetch(&self, wants: Vec<FetchWant>, limits: FetchLimits) -> Vec<Fetched> {
         self.fetch_tallied(wants, limits).await.0
     }

@@ -1,4 +1,5 @@
-//! Fetch: decodes the request, makes one broker call ([`Broker::fetch`]: whole batches in the
+//! Fetch: decodes the request (each partition once, however often it is listed, as Kafka keeps
+//! them), makes one broker call ([`Broker::fetch`]: whole batches in the
 //! Kafka format, at most the smaller of the request's `max_bytes` and the server's
 //! `fetch_max_bytes` but at least one batch per response (KIP-74), a long poll woken by
 //! appends) and encodes the answer with its records spliced in, not copied
