@@ -546,6 +546,57 @@ async fn fetch_answers_hold_at_most_fetch_max_bytes_whatever_the_client_asks() {
 }
 
 #[tokio::test]
+async fn a_partition_listed_many_times_in_one_fetch_is_answered_once() {
+    let server = fetch_capped_server().await;
+    let mut c = Conn::open(&server).await;
+    create(&mut c, "dup", 2, &[]).await;
+    let huge = batch(2, None, 1, 1 << 20);
+    assert!(huge.len() > FETCH_MAX);
+    produce_to(&mut c, "dup", 0, huge.clone()).await;
+    let small = batch(1, None, 1, 10);
+    produce_to(&mut c, "dup", 1, small.clone()).await;
+    let part = |p: i32, offset: i64| {
+        fetch_request::FetchPartition::default()
+            .with_partition(p)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(i32::MAX)
+    };
+    let topic = |partitions| {
+        fetch_request::FetchTopic::default()
+            .with_topic(name("dup"))
+            .with_partitions(partitions)
+    };
+    // Bound: as Kafka keeps a fetch's partitions (a map by topic and partition, in first-seen
+    // order, the last listing's offset winning), partition 0 listed 10,000 times is answered
+    // once: one entry, its huge batch once (KIP-74), and partition 1 after it with no records
+    // (the cap is used up) but its high watermark.
+    for version in [4, 12] {
+        let listed = |last_offset| {
+            let mut first: Vec<_> = (0..9_999).map(|_| part(0, 0)).collect();
+            first.push(part(1, 0));
+            fetch_req("dup", 0, 0, 1, i32::MAX, i32::MAX)
+                .with_topics(vec![topic(first), topic(vec![part(0, last_offset)])])
+        };
+        let resp: FetchResponse = c.call(ApiKey::Fetch, version, &listed(0)).await;
+        assert_eq!(resp.responses.len(), 1, "v{version}: one topic entry");
+        let parts = &resp.responses[0].partitions;
+        assert_eq!(parts.len(), 2, "v{version}: partitions answered");
+        let answered: Vec<i32> = parts.iter().map(|p| p.partition_index).collect();
+        assert_eq!(answered, [0, 1], "v{version}: each partition once");
+        assert_eq!(parts[0].records.as_ref(), Some(&huge), "v{version}");
+        assert_eq!(parts[1].records.as_ref().map_or(0, Bytes::len), 0);
+        assert_eq!((parts[0].high_watermark, parts[1].high_watermark), (2, 1));
+
+        // The last listing's offset (the end of partition 0) is the one fetched from.
+        let resp: FetchResponse = c.call(ApiKey::Fetch, version, &listed(2)).await;
+        let parts = &resp.responses[0].partitions;
+        assert_eq!(parts.len(), 2, "v{version}");
+        assert_eq!(parts[0].records.as_ref().map_or(0, Bytes::len), 0);
+        assert_eq!(parts[1].records.as_ref(), Some(&small), "v{version}");
+    }
+}
+
+#[tokio::test]
 async fn a_batch_larger_than_every_limit_is_still_returned_whole() {
     let server = fetch_capped_server().await;
     let mut c = Conn::open(&server).await;

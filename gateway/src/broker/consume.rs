@@ -1,5 +1,6 @@
 //! Reading, for both doors: Kafka fetches (whole batches in the Kafka format, the server's cap on
-//! one answer with KIP-74's "at least one batch", long polls woken by appends), native polls
+//! one answer with KIP-74's "at least one batch", partitions past the cap answered without a
+//! read, long polls woken by appends), native polls
 //! (partition choice for groups, offset strategies, auto-commit, a cap on the bytes of one
 //! answer), offset look-ups by time, moving a log start, and flushes.
 //!
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 use wharf_log_store::{LogStore, Partition};
 use wharf_protocol::message::Messages;
@@ -24,10 +26,11 @@ pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Bytes read from the store per step while collecting a poll's messages.
 const READ_STEP: u64 = 4 << 20;
 
-/// One partition a Kafka fetch asks for.
+/// One partition a Kafka fetch asks for. The topic's name is shared by all its partitions'
+/// wants (a request may list many).
 #[derive(Debug, Clone)]
 pub struct FetchWant {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: usize,
@@ -117,8 +120,19 @@ impl Broker {
     }
 
     /// A Kafka fetch: reads every wanted partition, and when fewer than `min_bytes` came, waits
-    /// (up to `max_wait`, at most [`MAX_FETCH_WAIT`]) for appends and reads again.
+    /// (up to `max_wait`, at most [`MAX_FETCH_WAIT`]) for appends and reads again. `wants` are
+    /// distinct partitions (the Kafka door keeps one per partition, as Kafka does), so the
+    /// waits are bounded by the partitions that exist.
     pub async fn fetch(&self, wants: Vec<FetchWant>, limits: FetchLimits) -> Vec<Fetched> {
+        self.fetch_tallied(wants, limits).await.0
+    }
+
+    /// [`Broker::fetch`], also saying what it read from the store.
+    pub(crate) async fn fetch_tallied(
+        &self,
+        wants: Vec<FetchWant>,
+        limits: FetchLimits,
+    ) -> (Vec<Fetched>, ReadTally) {
         let deadline = Instant::now() + limits.max_wait.min(MAX_FETCH_WAIT);
         let count = wants.len();
         let mut targets = Vec::with_capacity(count);
@@ -135,14 +149,18 @@ impl Broker {
             }
         }
         let targets = Arc::new(targets);
+        let mut tally = ReadTally::default();
         let fetched = loop {
-            let (fetched, bytes) = read_all(&targets, limits.max_bytes).await;
-            if bytes >= limits.min_bytes.max(1) || Instant::now() >= deadline {
-                break fetched;
+            let pass = read_all(&targets, limits.max_bytes).await;
+            tally.add(pass.tally);
+            if pass.bytes >= limits.min_bytes.max(1) || Instant::now() >= deadline {
+                break pass.fetched;
             }
             if !wait_for_any(&targets, deadline).await {
                 // Nothing arrived in time: answer with what there is (which is nothing new).
-                break read_all(&targets, limits.max_bytes).await.0;
+                let pass = read_all(&targets, limits.max_bytes).await;
+                tally.add(pass.tally);
+                break pass.fetched;
             }
         };
         // Back into request order, with the partitions that do not exist.
@@ -156,7 +174,7 @@ impl Broker {
                 records: Err(e),
             });
         }
-        slots.into_iter().flatten().collect()
+        (slots.into_iter().flatten().collect(), tally)
     }
 
     /// Kafka ListOffsets for one partition: `(offset, timestamp ms)`, `(-1, -1)` when nothing
@@ -352,37 +370,78 @@ struct FetchTarget {
     max_bytes: usize,
 }
 
+/// What a fetch read from the store: read calls, and the stored bytes they returned (read
+/// and then possibly dropped when they did not fit).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadTally {
+    pub store_reads: u64,
+    pub stored_bytes: u64,
+}
+
+impl ReadTally {
+    fn add(&mut self, other: ReadTally) {
+        self.store_reads += other.store_reads;
+        self.stored_bytes += other.stored_bytes;
+    }
+}
+
+/// One pass over a fetch's targets: the answers, the record bytes in them, and what was read.
+struct ReadPass {
+    fetched: Vec<Fetched>,
+    bytes: usize,
+    tally: ReadTally,
+}
+
 /// Reads every target once: from the page cache on this worker when it holds everything asked
-/// for, else on the blocking pool. Returns the answers and the record bytes in them.
-async fn read_all(targets: &Arc<Vec<FetchTarget>>, max_bytes: usize) -> (Vec<Fetched>, usize) {
-    if let Some(read) = read_all_now(targets, max_bytes, true) {
-        return read;
+/// for, else on the blocking pool.
+async fn read_all(targets: &Arc<Vec<FetchTarget>>, max_bytes: usize) -> ReadPass {
+    let mut tally = ReadTally::default();
+    if let Some(pass) = read_all_now(targets, max_bytes, true, &mut tally) {
+        return pass;
     }
     let mine = Arc::clone(targets);
-    let read = tokio::task::spawn_blocking(move || read_all_now(&mine, max_bytes, false)).await;
+    let read = tokio::task::spawn_blocking(move || {
+        let mut blocking_tally = ReadTally::default();
+        let pass = read_all_now(&mine, max_bytes, false, &mut blocking_tally);
+        (pass, blocking_tally)
+    })
+    .await;
     match read {
-        Ok(Some(read)) => read,
-        Ok(None) | Err(_) => {
-            tracing::warn!("fetch read task failed");
-            let failed = targets
+        Ok((Some(mut pass), blocking_tally)) => {
+            tally.add(blocking_tally);
+            pass.tally = tally;
+            pass
+        }
+        Ok((None, _)) | Err(_) => {
+            let e = BrokerError::Internal("fetch read task failed".into());
+            super::log_server_failure("fetch", &e);
+            let fetched = targets
                 .iter()
                 .map(|_| Fetched {
                     bounds: None,
                     records: Err(BrokerError::Internal("fetch read task failed".into())),
                 })
                 .collect();
-            (failed, 0)
+            ReadPass {
+                fetched,
+                bytes: 0,
+                tally,
+            }
         }
     }
 }
 
 /// One pass over the targets; `None` when `cached_only` and something was not in the page
-/// cache.
+/// cache. Adds what it read to `tally` (also when it gives up).
+///
+/// As in Kafka, once the answer holds records its byte limit only shrinks: a later partition
+/// gets what still fits, and once nothing does, its bounds and no records, without a read.
 fn read_all_now(
     targets: &[FetchTarget],
     max_bytes: usize,
     cached_only: bool,
-) -> Option<(Vec<Fetched>, usize)> {
+    tally: &mut ReadTally,
+) -> Option<ReadPass> {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
@@ -403,14 +462,18 @@ fn read_all_now(
             continue;
         };
         let budget = t.max_bytes.min(max_bytes.saturating_sub(total));
-        let records = if from == stats.high_watermark {
+        // Only the first partition with records may go past the limits (KIP-74); after it, a
+        // partition with no room left is not read at all.
+        let first_in_response = total == 0;
+        let records = if from == stats.high_watermark || (budget == 0 && !first_in_response) {
             Ok(Vec::new())
         } else {
-            match read_kafka(p, from, budget, total == 0, cached_only) {
+            match read_kafka(p, from, budget, first_in_response, cached_only, tally) {
                 Ok(Some(r)) => Ok(r),
                 Ok(None) => return None,
                 Err(e) => {
-                    tracing::warn!(partition = %p.key(), "fetch read failed: {e}");
+                    let e = BrokerError::from(e);
+                    super::log_server_failure(&format!("fetch from {}", p.key()), &e);
                     Err(e)
                 }
             }
@@ -420,10 +483,14 @@ fn read_all_now(
         }
         out.push(Fetched {
             bounds: Some(stats),
-            records: records.map_err(BrokerError::from),
+            records,
         });
     }
-    Some((out, total))
+    Some(ReadPass {
+        fetched: out,
+        bytes: total,
+        tally: *tally,
+    })
 }
 
 /// Whole batches from `from`, in the Kafka format, within `budget` bytes, or one batch past it
@@ -439,6 +506,7 @@ fn read_kafka(
     budget: usize,
     first_in_response: bool,
     cached_only: bool,
+    tally: &mut ReadTally,
 ) -> Result<Option<Vec<Bytes>>, StoreError> {
     let mut batches: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
@@ -453,6 +521,12 @@ fn read_kafka(
         } else {
             p.read(from, step)?
         };
+        tally.store_reads += 1;
+        tally.stored_bytes += result
+            .batches
+            .iter()
+            .map(|b| b.as_bytes().len() as u64)
+            .sum::<u64>();
         if result.batches.is_empty() {
             break;
         }
@@ -473,22 +547,27 @@ fn read_kafka(
 }
 
 /// Waits until a target gets data past its fetch offset, or the deadline. True when something
-/// arrived.
+/// arrived. One future per target, polled together on this task (no task per partition); the
+/// targets are distinct partitions, so this is bounded by the partitions that exist.
 async fn wait_for_any(targets: &[FetchTarget], deadline: Instant) -> bool {
-    let mut waits = tokio::task::JoinSet::new();
-    for t in targets {
-        if let Ok(offset) = u64::try_from(t.offset) {
-            let p = Arc::clone(&t.partition);
-            waits.spawn(async move { p.wait_for_data(offset, deadline).await });
-        }
-    }
+    let mut waits: FuturesUnordered<_> = targets
+        .iter()
+        .filter_map(|t| {
+            let offset = u64::try_from(t.offset).ok()?;
+            Some(t.partition.wait_for_data(offset, deadline))
+        })
+        .collect();
     if waits.is_empty() {
         tokio::time::sleep_until(deadline).await;
         return false;
     }
-    while let Some(done) = waits.join_next().await {
-        if matches!(done, Ok(true)) {
+    while let Some(arrived) = waits.next().await {
+        // A wait also ends without data when its partition closes; the others go on.
+        if arrived {
             return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
         }
     }
     false
@@ -630,9 +709,13 @@ fn collect_native(
             let payload = match translate::as_native(batch) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(
-                        offset = batch.base_offset(),
-                        "cannot convert a stored Kafka batch for a native reader: {e}"
+                    super::log_server_failure(
+                        &format!(
+                            "cannot convert the stored Kafka batch at offset {} of {} for a native reader",
+                            batch.base_offset(),
+                            partition.key()
+                        ),
+                        &BrokerError::Internal(e.to_string()),
                     );
                     continue;
                 }
@@ -667,4 +750,154 @@ fn collect_native(
         }
     }
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use bytes::BytesMut;
+    use wharf_log_store::{NewBatch, StoreConfig};
+
+    use super::*;
+    use crate::broker::BrokerSettings;
+
+    /// The server's cap on one answer in these tests.
+    const CAP: usize = 64 << 10;
+
+    async fn broker(dir: &std::path::Path) -> Broker {
+        let settings = BrokerSettings {
+            root_username: "iggy".into(),
+            root_password: "iggy".into(),
+            kafka_default_stream: "default".into(),
+            groups: Default::default(),
+            logins: Default::default(),
+            max_partitions_per_topic: 1000,
+            max_partitions: 100_000,
+        };
+        Broker::open(dir, StoreConfig::default(), settings).unwrap()
+    }
+
+    /// Creates Kafka topic `name` with `partitions` partitions; returns its handles.
+    async fn topic(b: &Broker, name: &str, partitions: u32) -> Vec<Arc<Partition>> {
+        let t = b
+            .create_kafka_topic(name, partitions, Default::default(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        (0..partitions)
+            .map(|p| b.partition_handle(t.stream_id, t.id, p).unwrap())
+            .collect()
+    }
+
+    /// Appends one batch of `messages` messages of `size` bytes each.
+    async fn append(p: &Arc<Partition>, messages: usize, size: usize) {
+        let mut blob = BytesMut::new();
+        for i in 0..messages {
+            let payload = vec![i as u8; size];
+            wharf_protocol::message::encode_message(i as u128 + 1, 0, &payload, &[], &mut blob);
+        }
+        p.append(NewBatch::native(blob).unwrap()).await.unwrap();
+    }
+
+    fn want(topic: &Arc<str>, partition: i32) -> FetchWant {
+        FetchWant {
+            topic: Arc::clone(topic),
+            partition,
+            offset: 0,
+            max_bytes: i32::MAX as usize,
+        }
+    }
+
+    fn no_wait() -> FetchLimits {
+        FetchLimits::new(i32::MAX as usize, CAP, 0, Duration::ZERO)
+    }
+
+    /// Bound: a partition listed 10,000 times, whose one batch is larger than the cap, costs one
+    /// store read (of that batch) in one fetch, not one per listing: once the answer is over
+    /// its cap, the other listings are answered without reading.
+    #[tokio::test]
+    async fn a_partition_listed_10_000_times_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let p = topic(&b, "big", 1).await;
+        append(&p[0], 2, CAP).await;
+        let name: Arc<str> = Arc::from("big");
+        let wants = vec![want(&name, 0); 10_000];
+        let (fetched, tally) = b.fetch_tallied(wants, no_wait()).await;
+        assert_eq!(fetched.len(), 10_000);
+        let first = fetched[0].records.as_ref().unwrap();
+        assert_eq!(first.len(), 1, "KIP-74: the first batch comes whole");
+        assert!(first[0].len() > CAP);
+        for f in &fetched[1..] {
+            assert!(f.records.as_ref().unwrap().is_empty());
+            assert_eq!(f.bounds.unwrap().high_watermark, 2);
+        }
+        assert_eq!(tally.store_reads, 1, "store reads: {tally:?}");
+        assert!(
+            tally.stored_bytes < 2 * CAP as u64 + 4096,
+            "one batch read: {tally:?}"
+        );
+    }
+
+    /// Bound: once the answer holds the cap, the later partitions (each holding a batch) are not
+    /// read at all; they answer no records and their own high watermarks.
+    #[tokio::test]
+    async fn partitions_after_the_cap_is_reached_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let partitions = 40;
+        let ps = topic(&b, "many", partitions).await;
+        for (i, p) in ps.iter().enumerate() {
+            // Partition i holds i + 1 messages in one batch larger than the cap.
+            append(p, i + 1, CAP / (i + 1) + 1).await;
+        }
+        let name: Arc<str> = Arc::from("many");
+        let wants = (0..partitions as i32).map(|p| want(&name, p)).collect();
+        let (fetched, tally) = b.fetch_tallied(wants, no_wait()).await;
+        assert_eq!(fetched[0].records.as_ref().unwrap().len(), 1);
+        for (i, f) in fetched.iter().enumerate().skip(1) {
+            assert!(f.records.as_ref().unwrap().is_empty(), "partition {i}");
+            assert_eq!(f.bounds.unwrap().high_watermark, i as u64 + 1);
+        }
+        assert_eq!(tally.store_reads, 1, "store reads: {tally:?}");
+    }
+
+    /// Bound: a long poll over many partitions spawns no task per partition (it waits on all of
+    /// them from its own task), and an append to any one of them still ends it.
+    #[tokio::test]
+    async fn a_long_poll_over_many_partitions_waits_without_a_task_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let partitions = 50;
+        let ps = topic(&b, "quiet", partitions).await;
+        let name: Arc<str> = Arc::from("quiet");
+        let wants = (0..partitions as i32).map(|p| want(&name, p)).collect();
+        let limits = FetchLimits::new(i32::MAX as usize, CAP, 1, Duration::from_secs(30));
+        let tasks_before = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let mut poll = Box::pin(b.fetch(wants, limits));
+        tokio::select! {
+            biased;
+            _ = &mut poll => panic!("the fetch answered before anything was appended"),
+            _ = std::future::ready(()) => {}
+        }
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        assert_eq!(tasks, tasks_before, "tasks alive while the fetch waits");
+        append(&ps[partitions as usize - 1], 1, 10).await;
+        let fetched = tokio::time::timeout(Duration::from_secs(20), poll)
+            .await
+            .expect("the append ends the long poll");
+        assert_eq!(
+            fetched[partitions as usize - 1]
+                .records
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }

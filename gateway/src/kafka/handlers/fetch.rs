@@ -1,4 +1,5 @@
-//! Fetch: decodes the request, makes one broker call ([`Broker::fetch`]: whole batches in the
+//! Fetch: decodes the request (each partition once, however often it is listed, as Kafka keeps
+//! them), makes one broker call ([`Broker::fetch`]: whole batches in the
 //! Kafka format, at most the smaller of the request's `max_bytes` and the server's
 //! `fetch_max_bytes` but at least one batch per response (KIP-74), a long poll woken by
 //! appends) and encodes the answer with its records spliced in, not copied
@@ -7,12 +8,15 @@
 //!
 //! [`Broker::fetch`]: crate::broker::Broker::fetch
 
+use std::collections::hash_map::{Entry, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::Request;
 use crate::broker::consume::{FetchLimits, FetchWant, Fetched};
@@ -26,44 +30,55 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
         usize::try_from(r.min_bytes).unwrap_or(0),
         Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
     );
-    let mut wants = Vec::new();
-    let mut shape = Vec::with_capacity(r.topics.len());
-    for t in r.topics {
-        let mut indexes = Vec::with_capacity(t.partitions.len());
-        for p in t.partitions {
-            indexes.push(p.partition);
-            wants.push(FetchWant {
-                topic: t.topic.0.as_str().to_string(),
-                partition: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-            });
+    let wants = distinct_wants(r.topics);
+    let fetched = req.broker().fetch(wants.clone(), limits).await;
+    let mut records = Vec::with_capacity(wants.len());
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    for (w, f) in wants.iter().zip(fetched) {
+        let (data, batches) = partition(req.version, w.partition, f);
+        records.push(Some(batches));
+        // As Kafka groups its answer: consecutive partitions of one topic share an entry.
+        match responses.last_mut() {
+            Some(t) if *t.topic.0 == *w.topic => t.partitions.push(data),
+            _ => responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(w.topic.to_string())))
+                    .with_partitions(vec![data]),
+            ),
         }
-        shape.push((t.topic, indexes));
     }
-    let mut fetched = req.broker().fetch(wants, limits).await.into_iter();
-    let mut records = Vec::new();
-    let responses = shape
-        .into_iter()
-        .map(|(name, indexes)| {
-            let partitions = indexes
-                .into_iter()
-                .zip(fetched.by_ref())
-                .map(|(index, f)| {
-                    let (data, batches) = partition(req.version, index, f);
-                    records.push(Some(batches));
-                    data
-                })
-                .collect();
-            FetchableTopicResponse::default()
-                .with_topic(name)
-                .with_partitions(partitions)
-        })
-        .collect();
     FetchAnswer {
         response: FetchResponse::default().with_responses(responses),
         records,
     }
+}
+
+/// The partitions a request asks for, as Kafka keeps them (an insertion-ordered map by topic
+/// and partition): each partition once, where it first appears, with the fetch offset and
+/// `max_bytes` of its last appearance. A request listing one partition a million times costs
+/// one read and one answer entry.
+fn distinct_wants(topics: Vec<FetchTopic>) -> Vec<FetchWant> {
+    let mut wants: Vec<FetchWant> = Vec::new();
+    let mut seen: HashMap<(Arc<str>, i32), usize> = HashMap::new();
+    for t in topics {
+        let topic: Arc<str> = Arc::from(t.topic.0.as_str());
+        for p in t.partitions {
+            let want = FetchWant {
+                topic: Arc::clone(&topic),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+            };
+            match seen.entry((Arc::clone(&topic), p.partition)) {
+                Entry::Occupied(at) => wants[*at.get()] = want,
+                Entry::Vacant(slot) => {
+                    slot.insert(wants.len());
+                    wants.push(want);
+                }
+            }
+        }
+    }
+    wants
 }
 
 /// A partition's answer without its records, and its records.
@@ -403,6 +418,39 @@ mod tests {
             assert!(bytes == expected[..], "v{version}: bytes differ");
             assert!(parts.len() > 3, "v{version}: large parts are spliced");
         }
+    }
+
+    /// Bound: the wants of a request are its distinct partitions, however often one is listed,
+    /// in first-seen order with the last listing's offset (Kafka's map by topic and partition).
+    #[test]
+    fn each_partition_is_wanted_once() {
+        use kafka_protocol::messages::fetch_request::FetchPartition;
+        let topic = |n: &str, parts: Vec<(i32, i64)>| {
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(n.into())))
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(o)
+                        })
+                        .collect(),
+                )
+        };
+        let mut many = vec![(3, 0); 100_000];
+        many.push((1, 5));
+        let wants = distinct_wants(vec![
+            topic("a", many),
+            topic("b", vec![(3, 1)]),
+            topic("a", vec![(3, 9), (2, 0)]),
+        ]);
+        let got: Vec<(&str, i32, i64)> = wants
+            .iter()
+            .map(|w| (&*w.topic, w.partition, w.offset))
+            .collect();
+        assert_eq!(got, [("a", 3, 9), ("a", 1, 5), ("b", 3, 1), ("a", 2, 0)]);
     }
 
     #[test]
