@@ -8,7 +8,9 @@
 //! `used` bit; the hand passes over the files, clearing set bits, and closes the first one found
 //! unused since its last pass. A data directory with any number of partitions therefore holds
 //! at most `capacity` segment descriptors (plus the few a read, a write or a sync holds for the
-//! length of the call).
+//! length of the call). When an open or a create finds no descriptor left (EMFILE, ENFILE),
+//! the cache closes one of its files and the call tries once more, so a process short of
+//! descriptors (sockets took them) costs reopenings, not failed appends.
 //!
 //! Closing never weakens what a sync promises. Each file knows whether it was written since its
 //! last `fdatasync` (`dirty`); a dirty file is synced before the cache closes it, and if that
