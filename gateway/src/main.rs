@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    raise_open_files_limit();
+    let limit = raise_open_files_limit();
     let args = Args::parse();
     let overrides = Overrides {
         config_file: args.config,
@@ -39,13 +39,14 @@ fn main() -> ExitCode {
         native_addr: args.native_addr,
         kafka_addr: args.kafka_addr,
     };
-    let config = match ServerConfig::load(&overrides) {
+    let mut config = match ServerConfig::load(&overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    fit_connections_to_limit(&mut config, limit.soft);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,15 +73,18 @@ fn main() -> ExitCode {
 
 /// Lets the server use every descriptor the operator allowed: the soft `RLIMIT_NOFILE` (often
 /// 1,024) goes up to the hard one. The store keeps its segment files within half of it.
-fn raise_open_files_limit() {
+fn raise_open_files_limit() -> wharf_log_store::OpenFilesLimit {
     let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
     match wharf_log_store::raise_open_files_limit() {
-        Ok(l) => tracing::info!(
-            soft_before = %show(l.soft_before),
-            soft = %show(l.soft),
-            hard = %show(l.hard),
-            "open files limit"
-        ),
+        Ok(l) => {
+            tracing::info!(
+                soft_before = %show(l.soft_before),
+                soft = %show(l.soft),
+                hard = %show(l.hard),
+                "open files limit"
+            );
+            l
+        }
         Err(e) => {
             let l = wharf_log_store::open_files_limit();
             tracing::warn!(
@@ -88,6 +92,86 @@ fn raise_open_files_limit() {
                 hard = %show(l.hard),
                 "cannot raise the open files limit: {e}"
             );
+            l
         }
+    }
+}
+
+/// Descriptors kept for everything but connections and cached segment files: the listeners,
+/// the runtime's own, the store's lock file and offsets journal, a file a sync, a roll or
+/// recovery holds for the length of a call, the users and catalog documents being saved.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Lowers the doors' `max_connections` so that both doors full, the store's open-files cache
+/// full and [`RESERVED_DESCRIPTORS`] together fit the soft open-files limit: a connection flood
+/// is then refused at the door rather than taking the descriptors appends and reads need.
+fn fit_connections_to_limit(config: &mut ServerConfig, soft: Option<u64>) {
+    let native = config.native.limits.max_connections;
+    let kafka = config.kafka.limits.max_connections;
+    let Some((fit_native, fit_kafka)) =
+        connections_within(soft, config.store.max_open_files, native, kafka)
+    else {
+        return;
+    };
+    tracing::warn!(
+        soft_limit = soft.unwrap_or_default(),
+        "max_connections of the two doors ({native} native, {kafka} Kafka) do not fit the open \
+         files limit beside the segment-file cache; keeping {fit_native} native and {fit_kafka} \
+         Kafka connections"
+    );
+    config.native.limits.max_connections = fit_native;
+    config.kafka.limits.max_connections = fit_kafka;
+}
+
+/// The doors' connection caps that fit `soft` beside a segment-file cache of `max_open_files`
+/// (which the store keeps within half the limit) and [`RESERVED_DESCRIPTORS`], shared in the
+/// proportion configured, at least one each; `None` when the configured caps fit as they are.
+fn connections_within(
+    soft: Option<u64>,
+    max_open_files: usize,
+    native: u32,
+    kafka: u32,
+) -> Option<(u32, u32)> {
+    let soft = soft?;
+    // The store's own rule (`capacity_within_limit` in the log store): at most half the limit.
+    let cache = u64::try_from(max_open_files)
+        .unwrap_or(u64::MAX)
+        .min(soft / 2)
+        .max(1);
+    let room = soft.saturating_sub(cache + RESERVED_DESCRIPTORS);
+    let wanted = u64::from(native) + u64::from(kafka);
+    if wanted <= room {
+        return None;
+    }
+    let fit_native = (room * u64::from(native) / wanted.max(1)).max(1);
+    let fit_kafka = room.saturating_sub(fit_native).max(1);
+    let cap = |n: u64, configured: u32| u32::try_from(n).unwrap_or(configured).min(configured);
+    Some((cap(fit_native, native), cap(fit_kafka, kafka)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_doors_the_file_cache_and_the_reserve_fit_the_open_files_limit() {
+        // The defaults under the common limit: 4,096 + 4,096 connections cannot fit 1,024.
+        let (native, kafka) = connections_within(Some(1024), 512, 4096, 4096).unwrap();
+        assert!(
+            u64::from(native) + u64::from(kafka) + 512 + RESERVED_DESCRIPTORS <= 1024,
+            "{native} + {kafka} connections, 512 files and the reserve exceed 1,024"
+        );
+        assert_eq!((native, kafka), (224, 224), "shared as configured");
+        // Uneven caps keep their proportion.
+        let (native, kafka) = connections_within(Some(1024), 512, 1000, 3000).unwrap();
+        assert!(
+            native + kafka <= 1024 - 512 - 64 && native * 3 == kafka,
+            "{native} {kafka}"
+        );
+        // Caps that fit, and an unlimited limit, change nothing.
+        assert_eq!(connections_within(Some(1 << 20), 512, 4096, 4096), None);
+        assert_eq!(connections_within(None, 512, 4096, 4096), None);
+        // A tiny limit still leaves each door one connection.
+        assert_eq!(connections_within(Some(100), 512, 4096, 4096), Some((1, 1)));
     }
 }

@@ -1,7 +1,7 @@
 //! The `wharf-server` binary itself: it starts with flags, serves, and on SIGTERM (and SIGINT)
 //! finishes, syncs and exits 0; bad configuration is refused with a message naming the problem;
 //! and a data directory with far more partitions than the open-files limit allows files opens,
-//! serves and stops.
+//! serves and stops, with the doors' connection caps fitted to the limit.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -166,6 +166,20 @@ const MANY_PARTITIONS: u32 = 3_000;
 const NOFILE: u32 = 256;
 /// Partitions read back through the server: more than the store may keep open under `NOFILE`.
 const FETCHED: u32 = 300;
+/// Each door's connection cap under `NOFILE`: what is left of the limit after the segment-file
+/// cache (half of it) and the server's reserve of 64, shared evenly by the two doors' equal
+/// defaults: (256 - 128 - 64) / 2.
+const CONNECTIONS_PER_DOOR: usize = 32;
+/// Native connections the test opens at once: far more than fit beside the cache.
+const FLOOD: usize = 200;
+
+/// True when the server answers a ping on `s` (a connection over the cap is closed unanswered).
+fn answers_ping(s: &mut TcpStream) -> bool {
+    let mut head = [0u8; 8];
+    s.write_all(&[4, 0, 0, 0, 1, 0, 0, 0]).is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && head[..4] == [0, 0, 0, 0]
+}
 
 /// A temporary folder, on tmpfs when there is one: the test makes thousands of folders and
 /// syncs each, and what it checks is descriptors, not the disk's speed.
@@ -288,6 +302,22 @@ fn many_partitions_open_serve_and_stop_under_a_low_open_files_limit() {
     );
     assert_eq!(ping(&server.native_addr), 0);
 
+    // A flood of connections on one door is refused at its cap, before it takes the
+    // descriptors the store needs to read the partitions below.
+    let mut flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| {
+            let s = TcpStream::connect(&server.native_addr).unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            s
+        })
+        .collect();
+    let served = flood.iter_mut().map(answers_ping).filter(|&ok| ok).count();
+    assert!(
+        (1..=CONNECTIONS_PER_DOOR).contains(&served),
+        "{served} of {FLOOD} native connections served; the cap under nofile={NOFILE} is \
+         {CONNECTIONS_PER_DOOR}"
+    );
+
     // Spread over the whole topic, and more partitions than the store may hold open here.
     let step = MANY_PARTITIONS / FETCHED;
     let wanted: Vec<u32> = (0..FETCHED).map(|i| i * step + i % step).collect();
@@ -311,6 +341,7 @@ fn many_partitions_open_serve_and_stop_under_a_low_open_files_limit() {
         .unwrap()
         .count();
     assert!(open < NOFILE as usize, "{open} descriptors open");
+    drop(flood);
 
     signal(&server.child, "-TERM");
     let status = wait_exit(server.child);
@@ -325,5 +356,11 @@ fn many_partitions_open_serve_and_stop_under_a_low_open_files_limit() {
     assert!(
         log.contains(&format!("keeping {} segment files open", NOFILE / 2)),
         "the open-files cache was not kept within half the limit:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "keeping {CONNECTIONS_PER_DOOR} native and {CONNECTIONS_PER_DOOR} Kafka connections"
+        )),
+        "the doors' max_connections were not fitted to the limit:\n{log}"
     );
 }

@@ -8,7 +8,9 @@
 //! `used` bit; the hand passes over the files, clearing set bits, and closes the first one found
 //! unused since its last pass. A data directory with any number of partitions therefore holds
 //! at most `capacity` segment descriptors (plus the few a read, a write or a sync holds for the
-//! length of the call).
+//! length of the call). When an open or a create finds no descriptor left (EMFILE, ENFILE),
+//! the cache closes one of its files and the call tries once more, so a process short of
+//! descriptors (sockets took them) costs reopenings, not failed appends.
 //!
 //! Closing never weakens what a sync promises. Each file knows whether it was written since its
 //! last `fdatasync` (`dirty`); a dirty file is synced before the cache closes it, and if that
@@ -94,6 +96,57 @@ impl OpenFiles {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Runs `open` (an open or create of a file); when it fails because the process or the
+    /// system has no descriptor left (EMFILE, ENFILE), closes one cached file other than
+    /// `except` and runs it once more. The cache is the one holder of descriptors the store can
+    /// give back on demand, so running out costs one file's reopening, not a failed call.
+    pub(crate) fn retry_out_of_descriptors<T>(
+        &self,
+        except: Option<&SegmentFile>,
+        mut open: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
+        match open() {
+            Err(e) if out_of_descriptors(&e) && self.evict_one(except) => open(),
+            other => other,
+        }
+    }
+
+    /// Closes one open cached file other than `except`, chosen by the CLOCK rule, and frees its
+    /// place. False when the cache holds no other open file.
+    fn evict_one(&self, except: Option<&SegmentFile>) -> bool {
+        let victim = {
+            let mut ring = self.ring.lock();
+            let n = ring.places.len();
+            let mut victim = None;
+            // As in `admit`: two passes clear every bit, the third takes what it finds.
+            for step in 0..3 * n {
+                let i = ring.hand % n;
+                ring.hand = (i + 1) % n;
+                let Some(other) = ring.places[i].upgrade() else {
+                    continue;
+                };
+                // Never a file's handle lock under the ring's: `admit` takes them the other way.
+                if except.is_some_and(|e| std::ptr::eq(e, Arc::as_ptr(&other))) {
+                    continue;
+                }
+                if step < 2 * n && other.used.swap(false, Ordering::AcqRel) {
+                    continue;
+                }
+                ring.places[i] = Weak::new();
+                victim = Some(other);
+                break;
+            }
+            victim
+        };
+        match victim {
+            Some(other) => {
+                other.close();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Gives `file` (just opened, not in the ring) a place; returns the file that must be
@@ -201,8 +254,20 @@ impl SegmentFile {
         })
     }
 
-    /// The open descriptor, opening the file (and closing another) if it is not open.
+    /// The open descriptor, opening the file (and closing another) if it is not open. When no
+    /// descriptor is left, another cached file is closed and the open tried once more.
     pub fn handle(self: &Arc<Self>) -> Result<Arc<Handle>> {
+        // Our own handle lock is not held while another file is closed: two files making room
+        // for each other at once must not wait on each other's locks.
+        match self.try_handle() {
+            Err(e) if out_of_descriptors(&e) && self.files.evict_one(Some(self)) => {
+                self.try_handle()
+            }
+            other => other,
+        }
+    }
+
+    fn try_handle(self: &Arc<Self>) -> Result<Arc<Handle>> {
         let (handle, evict) = {
             let mut slot = self.handle.lock();
             if let Some(h) = slot.as_ref() {
@@ -241,6 +306,13 @@ impl SegmentFile {
     /// while the cache closed the file, if one failed since. Opens the file for the sync when
     /// the cache has closed it (without taking a place: the handle is let go at once).
     pub fn sync(&self) -> Result<()> {
+        self.sync_with(None)
+    }
+
+    /// [`SegmentFile::sync`], with `held` (a descriptor of this file the caller still holds,
+    /// say the one it just wrote through) doing the `fdatasync` when the cache has closed the
+    /// file meanwhile: a sync that covers a write just made never needs a new descriptor.
+    pub fn sync_with(&self, held: Option<&Handle>) -> Result<()> {
         let mut kept = self.sync.lock();
         if let Some(e) = kept.take() {
             return Err(e);
@@ -250,9 +322,12 @@ impl SegmentFile {
         }
         let disk = self.files.disk();
         let open = self.handle.lock().as_ref().map(Arc::clone);
-        let result = match open {
-            Some(h) => disk.sync_data(&h, &self.path),
-            None => match self.open_file() {
+        let result = match (open, held) {
+            (Some(h), _) => disk.sync_data(&h, &self.path),
+            (None, Some(h)) => disk.sync_data(h, &self.path),
+            // No other file is closed to make room here: that would take its sync lock while
+            // this one's is held, and two syncs could then wait on each other.
+            (None, None) => match self.open_file() {
                 Ok(h) => disk.sync_data(&h, &self.path),
                 // Deleted (retention, purge) since it was written: nothing left to make durable.
                 Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -282,6 +357,18 @@ impl SegmentFile {
         }
         drop(kept);
         drop(h);
+    }
+}
+
+/// True when `e` says the process (EMFILE) or the whole system (ENFILE) has no descriptor left.
+pub(crate) fn out_of_descriptors(e: &StoreError) -> bool {
+    use rustix::io::Errno;
+    match e {
+        StoreError::Io { source, .. } => matches!(
+            Errno::from_io_error(source),
+            Some(Errno::MFILE | Errno::NFILE)
+        ),
+        _ => false,
     }
 }
 

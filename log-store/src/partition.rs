@@ -26,7 +26,7 @@ use crate::config::{Durability, EffectiveSettings};
 use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{find_by_relative_offset, find_by_timestamp, IndexEntry};
-use crate::open_files::{OpenFiles, SegmentFile};
+use crate::open_files::{Handle, OpenFiles, SegmentFile};
 use crate::segment::{list_segments, Segment, SegmentRepair, SegmentWriter, INDEX_EXT, LOG_EXT};
 
 /// Where a partition sits: (stream id, topic id, partition id).
@@ -163,7 +163,7 @@ impl Partition {
         if let Some(parent) = dir.parent() {
             disk.sync_dir_and_ancestors(parent, 4)?;
         }
-        let (segment, writer) = SegmentWriter::create(files, dir, 0)?;
+        let (segment, writer) = SegmentWriter::create(files, dir, 0).map_err(|n| n.error)?;
         Ok(Partition::assemble(
             files,
             key,
@@ -348,6 +348,9 @@ impl Partition {
         let mut chunk = Chunk::new(writer.base_offset);
         let mut waiting: Vec<(Done, AppendResult)> = Vec::new();
         let mut failure: Option<(StoreError, Vec<Done>)> = None;
+        // The log descriptor the last chunk went through: the group's `fdatasync` uses it, so
+        // that it never needs a descriptor of its own (the call holds it, then lets it go).
+        let mut held: Option<Arc<Handle>> = None;
         let mut group = group.into_iter();
         for Pending { batch, done } in group.by_ref() {
             let size = writer.size + chunk.len;
@@ -361,10 +364,18 @@ impl Partition {
                 let written = if chunk.parts.is_empty() {
                     Ok(())
                 } else {
-                    self.write_chunk(writer, &chunk)
+                    self.write_chunk(writer, &chunk).map(|h| held = Some(h))
                 };
-                let rolled = written.and_then(|()| self.roll(writer, settings.durability, &chunk));
-                if let Err(e) = rolled {
+                let rolled = written
+                    .map_err(|e| (e, false))
+                    .and_then(|()| self.roll(writer, settings.durability, &chunk, held.as_deref()));
+                if let Err((e, kept)) = rolled {
+                    if kept {
+                        // The new segment could not be made, but the chunk written to the old
+                        // one is as durable as promised and published: only what needed the
+                        // new segment fails.
+                        acked.append(&mut waiting);
+                    }
                     let mut failed: Vec<Done> = waiting.drain(..).map(|(d, _)| d).collect();
                     failed.push(done);
                     failure = Some((e, failed));
@@ -395,7 +406,8 @@ impl Partition {
             failed.extend(group.map(|p| p.done));
         } else if !chunk.parts.is_empty() {
             match self.write_chunk(writer, &chunk) {
-                Ok(()) => {
+                Ok(h) => {
+                    held = Some(h);
                     published.push(chunk);
                     acked.append(&mut waiting);
                 }
@@ -403,7 +415,7 @@ impl Partition {
             }
         }
         if settings.durability == Durability::Fsync && !acked.is_empty() {
-            if let Err(e) = writer.sync_log() {
+            if let Err(e) = writer.sync_log(held.as_deref()) {
                 // We cannot know what reached the disk: nothing of this group is acknowledged.
                 self.state.store(FAILED, Ordering::Release);
                 let mut failed: Vec<Done> = acked.drain(..).map(|(d, _)| d).collect();
@@ -457,49 +469,71 @@ impl Partition {
         }
     }
 
-    /// Writes one chunk to the active segment. An error that leaves the files in doubt (the
-    /// cut-back after a failed write failed too) stops the partition taking writes.
-    fn write_chunk(&self, writer: &mut SegmentWriter, chunk: &Chunk) -> Result<()> {
+    /// Writes one chunk to the active segment; returns the log descriptor it wrote through. An
+    /// error that leaves the files in doubt (the cut-back after a failed write failed too) stops
+    /// the partition taking writes.
+    fn write_chunk(&self, writer: &mut SegmentWriter, chunk: &Chunk) -> Result<Arc<Handle>> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(chunk.parts.len() * 2);
         for (header, payload) in &chunk.parts {
             slices.push(IoSlice::new(header));
             slices.push(IoSlice::new(payload));
         }
         let index: Vec<u8> = chunk.entries.iter().flat_map(|e| e.encode()).collect();
-        if let Err(e) = writer.append(&mut slices, chunk.len, &index) {
-            if writer.broken {
-                self.state.store(FAILED, Ordering::Release);
+        let log = match writer.append(&mut slices, chunk.len, &index) {
+            Ok(log) => log,
+            Err(e) => {
+                if writer.broken {
+                    self.state.store(FAILED, Ordering::Release);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         writer.next_relative += chunk.records;
         if writer.first_append_timestamp.is_none() {
             writer.first_append_timestamp = chunk.first_timestamp;
         }
-        Ok(())
+        Ok(log)
     }
 
-    /// Seals the active segment and starts a new one at the next offset.
+    /// Seals the active segment and starts a new one at the next offset; `written` (the chunk
+    /// just written to the old segment, through `held`) is published with the seal.
     ///
-    /// A failure here happens after the old segment took bytes that are not yet published, so
-    /// it stops the partition taking writes; a restart recovers it.
+    /// On failure, the flag says whether `written` was kept: the new segment's files could not
+    /// be created (no descriptor, no space) and nothing of them is left, so the old segment
+    /// stays active, `written` is published as durable as its mode promises, and the partition
+    /// goes on (the next append tries the roll again). Any other failure (the old log's
+    /// `fdatasync`, a sync or cleanup of the new files) leaves the files in doubt and stops the
+    /// partition taking writes; a restart recovers it.
     fn roll(
         &self,
         writer: &mut SegmentWriter,
         durability: Durability,
         written: &Chunk,
-    ) -> Result<()> {
+        held: Option<&Handle>,
+    ) -> Result<(), (StoreError, bool)> {
         let fail = |e: StoreError| {
             self.state.store(FAILED, Ordering::Release);
-            e
+            (e, false)
         };
         if durability == Durability::Fsync {
             // What was written to the old segment is acknowledged with this group.
-            writer.sync_log().map_err(fail)?;
+            writer.sync_log(held).map_err(fail)?;
         }
         let next = writer.base_offset + writer.next_relative;
-        let (segment, new_writer) =
-            SegmentWriter::create(&self.files, &self.dir, next).map_err(fail)?;
+        let (segment, new_writer) = match SegmentWriter::create(&self.files, &self.dir, next) {
+            Ok(made) => made,
+            Err(not) if not.clean => {
+                if !written.parts.is_empty() {
+                    let mut view = self.view.write();
+                    self.publish_locked(&mut view, written);
+                    drop(view);
+                    // `os` writes just made: the background sync covers them.
+                    self.dirty.store(true, Ordering::Release);
+                }
+                return Err((not.error, true));
+            }
+            Err(not) => return Err(fail(not.error)),
+        };
         let old = std::mem::replace(writer, new_writer);
         {
             // The sealed segment's last batches become visible in the same step that seals it,
@@ -791,7 +825,8 @@ impl Partition {
         self.disk
             .remove_file(&self.dir.join(RECORDS_START_FILE))
             .map_err(fail)?;
-        let (segment, writer) = SegmentWriter::create(&self.files, &self.dir, 0).map_err(fail)?;
+        let (segment, writer) =
+            SegmentWriter::create(&self.files, &self.dir, 0).map_err(|n| fail(n.error))?;
         *guard = Some(writer);
         let mut view = self.view.write();
         view.segments = vec![segment];

@@ -14,7 +14,7 @@ use crate::batch::{Envelope, ENVELOPE_LEN};
 use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{decode_prefix, IndexEntry, INDEX_ENTRY_LEN};
-use crate::open_files::{Access, OpenFiles, SegmentFile};
+use crate::open_files::{Access, Handle, OpenFiles, SegmentFile};
 
 pub(crate) const LOG_EXT: &str = "log";
 pub(crate) const INDEX_EXT: &str = "index";
@@ -95,7 +95,9 @@ impl Segment {
         let disk = files.disk();
         let log_path = dir.join(file_name(base_offset, LOG_EXT));
         let index_path = dir.join(file_name(base_offset, INDEX_EXT));
-        let log = disk.open(&log_path, OpenOptions::new().read(true).write(true))?;
+        let log = files.retry_out_of_descriptors(None, || {
+            disk.open(&log_path, OpenOptions::new().read(true).write(true))
+        })?;
         let log_len = log
             .metadata()
             .map_err(|e| StoreError::io(&log_path, e))?
@@ -202,6 +204,17 @@ fn read_verified(
     Ok(env)
 }
 
+/// Why [`SegmentWriter::create`] made no segment, and whether the partition's files are as they
+/// were before it tried.
+#[derive(Debug)]
+pub(crate) struct NotCreated {
+    pub error: StoreError,
+    /// True when nothing is left of the attempt: a file could not be created (no descriptor,
+    /// no space), what was created is removed, and the removal is durable. False when a sync
+    /// failed or the half-made segment could not be removed: the files are in doubt.
+    pub clean: bool,
+}
+
 /// The writing end of the active segment. Only the partition's single writer holds it. Its
 /// files are opened on demand through the store's open-files cache and may be closed between
 /// appends; the write position lives here, not in a descriptor.
@@ -226,22 +239,46 @@ impl SegmentWriter {
         files: &Arc<OpenFiles>,
         dir: &Path,
         base_offset: u64,
-    ) -> Result<(Segment, SegmentWriter)> {
+    ) -> Result<(Segment, SegmentWriter), NotCreated> {
         let disk = files.disk();
         let log_path = dir.join(file_name(base_offset, LOG_EXT));
         let index_path = dir.join(file_name(base_offset, INDEX_EXT));
+        let create = |path: &Path| files.retry_out_of_descriptors(None, || disk.create(path));
         // The new files' names must survive power loss before anything written to them is
         // acknowledged.
-        let made = disk
-            .create(&log_path)
-            .and_then(|_| disk.create(&index_path))
-            .and_then(|_| disk.sync_dir(dir));
-        if let Err(e) = made {
-            // Leave no half-made segment for recovery to find.
+        let made = create(&log_path)
+            .and_then(|_| create(&index_path))
+            .map_err(|e| (e, true))
+            .and_then(|_| {
+                files
+                    .retry_out_of_descriptors(None, || disk.sync_dir(dir))
+                    // A folder that could not even be opened was not synced: nothing in doubt.
+                    .map_err(|e| {
+                        let clean = crate::open_files::out_of_descriptors(&e);
+                        (e, clean)
+                    })
+            });
+        if let Err((error, mut clean)) = made {
+            // Leave no half-made segment for recovery to find: an empty segment above data the
+            // old one takes later would hand out its offsets again. The removal is made durable
+            // before the partition is trusted to go on.
+            let mut removed = false;
             for p in [&log_path, &index_path] {
-                let _ = disk.remove_file(p);
+                match disk.remove_file(p) {
+                    Ok(gone) => removed |= gone,
+                    Err(e) => {
+                        tracing::error!("cannot remove a half-made segment file: {e}");
+                        clean = false;
+                    }
+                }
             }
-            return Err(e);
+            if removed && clean {
+                if let Err(e) = files.retry_out_of_descriptors(None, || disk.sync_dir(dir)) {
+                    tracing::error!("cannot sync the removal of a half-made segment: {e}");
+                    clean = false;
+                }
+            }
+            return Err(NotCreated { error, clean });
         }
         let mut segment = Segment {
             base_offset,
@@ -279,12 +316,14 @@ impl SegmentWriter {
     /// both files are cut back to where they were, so a failed write leaves no partial batch.
     /// Both files are opened before anything is written: a failed open (say, no descriptor
     /// left) changes nothing and leaves the partition taking writes.
+    ///
+    /// Returns the log's descriptor it wrote through, for [`SegmentWriter::sync_log`].
     pub fn append(
         &mut self,
         slices: &mut [IoSlice<'_>],
         len: u64,
         index_bytes: &[u8],
-    ) -> Result<()> {
+    ) -> Result<Arc<Handle>> {
         let disk = &self.disk;
         let log = self.log.handle()?;
         let index = self.index.handle()?;
@@ -309,12 +348,14 @@ impl SegmentWriter {
         }
         self.size += len;
         self.index_len += index_bytes.len() as u64;
-        Ok(())
+        Ok(log)
     }
 
-    /// `fdatasync` of the log: what the `fsync` durability mode waits for.
-    pub fn sync_log(&self) -> Result<()> {
-        self.log.sync()
+    /// `fdatasync` of the log: what the `fsync` durability mode waits for. `held` is the log's
+    /// descriptor the last append wrote through, if the caller kept it: it does the sync if the
+    /// cache has closed the file since, so no descriptor has to be found for it.
+    pub fn sync_log(&self, held: Option<&Handle>) -> Result<()> {
+        self.log.sync_with(held)
     }
 
     /// The log and the index, for a sync that must not hold up the writer.

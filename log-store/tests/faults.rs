@@ -13,7 +13,8 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use common::*;
 use parking_lot::Mutex;
@@ -26,6 +27,10 @@ use wharf_log_store::{
 const ENOSPC: i32 = 28;
 /// EIO: what a failing disk reports.
 const EIO: i32 = 5;
+/// EMFILE: what `open` reports when the process has no descriptor left.
+const EMFILE: i32 = 24;
+/// The longest a test waits for the store's writer to reach a point.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Which files a rule or a count applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +63,19 @@ struct Rule {
     fired: usize,
 }
 
-/// Fails chosen operations and records every operation it sees.
+/// Holds the next `Write` of a `.log` until the test releases it.
+#[derive(Debug)]
+struct Gate {
+    entered: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
+}
+
+/// Fails chosen operations and records every operation it sees (closes included).
 #[derive(Debug, Default)]
 struct Faults {
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<(FileOp, PathBuf)>>,
+    gate: Mutex<Option<Gate>>,
 }
 
 impl Faults {
@@ -73,6 +86,28 @@ impl Faults {
     /// Fails the next matching operation with `errno`.
     fn fail_once(&self, op: FileOp, files: Files, errno: i32) {
         self.add(op, files, Some(1), errno, 0);
+    }
+
+    /// Fails the next `n` matching operations with `errno`.
+    fn fail_times(&self, op: FileOp, files: Files, n: usize, errno: i32) {
+        self.add(op, files, Some(n), errno, 0);
+    }
+
+    /// Drops every rule (and their counts): nothing fails from now on.
+    fn clear(&self) {
+        self.rules.lock().clear();
+    }
+
+    /// Makes the next `Write` of a `.log` wait until the returned sender sends (or is
+    /// dropped); the returned receiver hears when that write has started waiting.
+    fn hold_next_log_write(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        *self.gate.lock() = Some(Gate {
+            entered,
+            release: release_rx,
+        });
+        (started, release)
     }
 
     /// Fails the next matching `Write` with `errno` after writing `torn` junk bytes.
@@ -112,8 +147,21 @@ impl Faults {
 }
 
 impl FileHook for Faults {
+    fn after(&self, op: FileOp, path: &Path, _to: Option<&Path>) {
+        if op == FileOp::Close {
+            self.seen.lock().push((op, path.to_path_buf()));
+        }
+    }
+
     fn before(&self, op: FileOp, path: &Path) -> io::Result<()> {
         self.seen.lock().push((op, path.to_path_buf()));
+        if op == FileOp::Write && Files::Ext("log").matches(path) {
+            let gate = self.gate.lock().take();
+            if let Some(gate) = gate {
+                let _ = gate.entered.send(());
+                let _ = gate.release.recv_timeout(WAIT);
+            }
+        }
         let mut rules = self.rules.lock();
         let Some(rule) = rules
             .iter_mut()
@@ -375,53 +423,130 @@ async fn a_failed_background_sync_of_os_data_is_retried() {
     assert_holds_exactly(&p, &ledger);
 }
 
+/// The faults a roll meets when it cannot create the new segment's files: a full disk, and no
+/// descriptor left even after the open-files cache closed one of its files for it (so EMFILE
+/// fails both tries).
+const CREATE_FAULTS: [(i32, usize); 2] = [(ENOSPC, 1), (EMFILE, 2)];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_segment_roll_loses_nothing_acknowledged() {
+async fn a_failed_segment_roll_fails_its_append_and_the_partition_goes_on() {
     for durability in [Durability::Os, Durability::Fsync] {
         for files in [Files::Ext("log"), Files::Ext("index")] {
-            let what = format!("{durability:?}, create of the new {files:?} fails");
+            for (errno, times) in CREATE_FAULTS {
+                let what = format!("{durability:?}, create of the new {files:?} fails ({errno})");
+                let dir = tempfile::tempdir().unwrap();
+                let faults = Faults::new();
+                // One byte: every batch gets a segment of its own, so every append rolls.
+                let store = store_with_topic(dir.path(), &faults, topic(durability, Some(1)));
+                let p = partition(&store);
+                let mut ledger = Vec::new();
+                for seed in 1..=2 {
+                    append_ok(&p, seed, &mut ledger).await;
+                }
+                assert_eq!(p.stats().segments, 2, "{what}: the segments did not roll");
+
+                faults.fail_times(FileOp::Create, files, times, errno);
+                let err = p.append(native_batch(&bodies(99))).await.unwrap_err();
+                assert!(
+                    faults.fired(FileOp::Create, files) >= 1,
+                    "{what}: fault not reached"
+                );
+                faults.clear();
+                assert_eq!(raw_os_error(&err), Some(errno), "{what}: {err}");
+                assert_holds_exactly(&p, &ledger);
+                assert_eq!(p.stats().segments, 2, "{what}");
+                // Nothing of the new segment was left, so the partition goes on: the next
+                // append rolls, with no gap in the offsets.
+                append_ok(&p, 3, &mut ledger).await;
+                assert_eq!(p.stats().segments, 3, "{what}");
+                assert_eq!(ledger[2].at.base_offset, ledger[1].at.last_offset + 1);
+                assert_holds_exactly(&p, &ledger);
+                store.close().unwrap();
+                drop(p);
+                drop(store);
+
+                let (store, report) = reopen_plain(dir.path());
+                assert!(
+                    report.repaired.is_empty(),
+                    "{what}: reopening had to repair {:?}",
+                    report.repaired
+                );
+                let p = partition(&store);
+                assert_holds_exactly(&p, &ledger);
+                append_ok(&p, 4, &mut ledger).await;
+                assert_holds_exactly(&p, &ledger);
+                assert_eq!(p.stats().segments, 4, "{what}");
+            }
+        }
+    }
+}
+
+/// One message of `len` bytes: batches of known sizes, to place a roll between two of them.
+fn sized_batch(seed: u64, len: usize) -> Vec<Vec<u8>> {
+    vec![seeded_body(seed, 0, len)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roll_that_fails_after_a_write_in_the_same_group_keeps_what_was_written() {
+    /// Holds the first two small batches, not the large third one.
+    const SEGMENT: u64 = 1_000;
+    for durability in [Durability::Os, Durability::Fsync] {
+        for (errno, times) in CREATE_FAULTS {
+            let what = format!("{durability:?}, create of the new log fails ({errno})");
             let dir = tempfile::tempdir().unwrap();
             let faults = Faults::new();
-            // One byte: every batch gets a segment of its own, so every append rolls.
-            let store = store_with_topic(dir.path(), &faults, topic(durability, Some(1)));
+            let store = store_with_topic(dir.path(), &faults, topic(durability, Some(SEGMENT)));
             let p = partition(&store);
-            let mut ledger = Vec::new();
-            for seed in 1..=2 {
-                append_ok(&p, seed, &mut ledger).await;
-            }
-            assert_eq!(p.stats().segments, 2, "{what}: the segments did not roll");
+            let (first, second, third) = (
+                sized_batch(1, 10),
+                sized_batch(2, 10),
+                sized_batch(3, 2_000),
+            );
 
-            faults.fail_once(FileOp::Create, files, ENOSPC);
-            let err = p.append(native_batch(&bodies(99))).await.unwrap_err();
-            assert_eq!(
-                faults.fired(FileOp::Create, files),
-                1,
+            // The writer is held in the first batch's write, so the next two wait together and
+            // go in one group: the second is written to the active segment, then the third
+            // needs a new segment, whose creation fails.
+            let (started, release) = faults.hold_next_log_write();
+            let a = p.submit(native_batch(&first));
+            started
+                .recv_timeout(WAIT)
+                .expect("the first write did not start");
+            let b = p.submit(native_batch(&second));
+            let c = p.submit(native_batch(&third));
+            faults.fail_times(FileOp::Create, Files::Ext("log"), times, errno);
+            release.send(()).unwrap();
+            let mut ledger = vec![
+                Acked {
+                    at: a.await.unwrap(),
+                    bodies: first,
+                },
+                Acked {
+                    at: b.await.expect("the batch written before the failed roll"),
+                    bodies: second,
+                },
+            ];
+            let err = c.await.unwrap_err();
+            assert!(
+                faults.fired(FileOp::Create, Files::Ext("log")) >= 1,
                 "{what}: fault not reached"
             );
-            assert_eq!(raw_os_error(&err), Some(ENOSPC), "{what}: {err}");
+            faults.clear();
+            assert_eq!(raw_os_error(&err), Some(errno), "{what}: {err}");
             assert_holds_exactly(&p, &ledger);
+            assert_eq!(p.stats().segments, 1, "{what}");
+
+            // The fault has cleared: the same batch goes in now, in a new segment.
+            let at = p.append(native_batch(&third)).await.unwrap();
+            ledger.push(Acked { at, bodies: third });
             assert_eq!(p.stats().segments, 2, "{what}");
-            // A failed roll stops the partition taking writes until a restart.
-            let later = p.append(native_batch(&bodies(98))).await.unwrap_err();
-            assert!(
-                matches!(later, StoreError::PartitionFailed(_)),
-                "{what}: {later}"
-            );
+            assert_holds_exactly(&p, &ledger);
             store.close().unwrap();
             drop(p);
             drop(store);
 
             let (store, report) = reopen_plain(dir.path());
-            assert!(
-                report.repaired.is_empty(),
-                "{what}: reopening had to repair {:?}",
-                report.repaired
-            );
-            let p = partition(&store);
-            assert_holds_exactly(&p, &ledger);
-            append_ok(&p, 3, &mut ledger).await;
-            assert_holds_exactly(&p, &ledger);
-            assert_eq!(p.stats().segments, 3, "{what}");
+            assert!(report.repaired.is_empty(), "{what}: {:?}", report.repaired);
+            assert_holds_exactly(&partition(&store), &ledger);
         }
     }
 }
@@ -539,9 +664,6 @@ fn a_failed_offsets_journal_write_keeps_the_previous_value() {
     }
 }
 
-/// EMFILE: what `open` reports when the process has no descriptor left.
-const EMFILE: i32 = 24;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_open_of_a_segment_file_fails_one_call_and_changes_nothing() {
     for files in [Files::Ext("log"), Files::Ext("index")] {
@@ -571,35 +693,57 @@ async fn a_failed_open_of_a_segment_file_fails_one_call_and_changes_nothing() {
                 "{what}: the file was not reopened ({opens} opens)"
             );
 
+            // One EMFILE: the cache closes another of its files and the open goes through.
+            let closes = faults.count(FileOp::Close, Files::Ext("log"))
+                + faults.count(FileOp::Close, Files::Ext("index"));
             faults.fail_once(FileOp::Open, files, EMFILE);
-            let err = p.append(native_batch(&bodies(99))).await.unwrap_err();
+            append_ok(&p, 4, &mut ledger).await;
             assert_eq!(
                 faults.fired(FileOp::Open, files),
                 1,
                 "{what}: fault not reached"
             );
+            let closed = faults.count(FileOp::Close, Files::Ext("log"))
+                + faults.count(FileOp::Close, Files::Ext("index"))
+                - closes;
+            assert!(
+                closed >= 1,
+                "{what}: no cached file was closed to make room"
+            );
+            faults.clear();
+
+            // EMFILE again after that: the call fails.
+            faults.fail_times(FileOp::Open, files, 2, EMFILE);
+            let err = p.append(native_batch(&bodies(99))).await.unwrap_err();
+            assert_eq!(
+                faults.fired(FileOp::Open, files),
+                2,
+                "{what}: fault not reached"
+            );
+            faults.clear();
             assert_eq!(raw_os_error(&err), Some(EMFILE), "{what}: {err}");
             assert_holds_exactly(&p, &ledger);
             // Nothing was written, so the partition goes on with no gap in the offsets.
-            for seed in 4..=5 {
+            for seed in 5..=6 {
                 append_ok(&p, seed, &mut ledger).await;
             }
             assert_eq!(
-                ledger[3].at.base_offset,
-                ledger[2].at.last_offset + 1,
+                ledger[4].at.base_offset,
+                ledger[3].at.last_offset + 1,
                 "{what}"
             );
 
             // The append opened the index last, so the log is closed: a read that cannot open
             // it fails alone.
             if files == Files::Ext("log") {
-                faults.fail_once(FileOp::Open, files, EMFILE);
+                faults.fail_times(FileOp::Open, files, 2, EMFILE);
                 let err = p.read(0, u64::MAX).unwrap_err();
                 assert_eq!(
                     faults.fired(FileOp::Open, files),
                     2,
                     "{what}: fault not reached"
                 );
+                faults.clear();
                 assert_eq!(raw_os_error(&err), Some(EMFILE), "{what}: {err}");
             }
             assert_holds_exactly(&p, &ledger);

@@ -271,8 +271,11 @@ impl PasswordSlots {
 const DELAY_STEP: Duration = Duration::from_millis(100);
 /// ...up to this.
 const MAX_DELAY: Duration = Duration::from_secs(1);
-/// Addresses, and usernames, tracked at once; beyond this, forgotten records (no failures left
-/// in their window, no lockout, nothing in flight) go first, then the least recently seen.
+/// Addresses, and usernames, tracked at once. To make room, forgotten records (no failures left
+/// in their window, no lockout, nothing in flight) go first, then the record with the fewest
+/// failures (the least recently seen of those) that is neither locked out nor has attempts in
+/// flight. A locked-out record, or one with an attempt in flight, is never dropped: when every
+/// record is one, a new key shares the table's overflow record (see [`Table`]).
 pub const MAX_TRACKED: usize = 4096;
 /// Longest username kept as a key (longer ones cannot exist: usernames have at most 50 bytes).
 const MAX_USERNAME_KEY: usize = 64;
@@ -376,39 +379,96 @@ fn username_key(name: &str) -> String {
     name[..end].to_string()
 }
 
-/// The record for `key`, made room for when the map is full.
-fn record<'m, K: Hash + Eq + Clone>(
-    map: &'m mut HashMap<K, Record>,
-    key: K,
-    now: Instant,
-    s: &LoginSettings,
-    capacity: usize,
-) -> &'m mut Record {
-    if !map.contains_key(&key) && map.len() >= capacity {
-        map.retain(|_, r| {
-            r.settle(now, s);
-            !r.forgettable()
-        });
-        if map.len() >= capacity {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, r)| r.last_seen)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                map.remove(&k);
-            }
-        }
-    }
-    let r = map.entry(key).or_insert_with(|| Record::new(now));
-    r.settle(now, s);
-    r.last_seen = now;
-    r
+/// Where an attempt's record for one key is: its own, or the table's shared overflow record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Own,
+    Overflow,
 }
 
-#[derive(Debug, Default)]
+/// The records of addresses, or of usernames: at most `capacity` of their own, and one shared
+/// by every key that found the table full of records it must not drop.
+///
+/// Why a shared record rather than refusing untracked keys or letting them through: letting
+/// them through would give an attacker who fills the table with lockouts unlimited guesses at
+/// any user not in it; refusing them would lock every such user out, the right password
+/// included. Sharing one record counts their failures together, so untracked keys get at most
+/// `max_failed_logins` failures per window between them (fail safe), and their logins still go
+/// through while that count is low. A success does not clear it (as for an address: one good
+/// account cannot launder guesses at others).
+#[derive(Debug)]
+struct Table<K> {
+    own: HashMap<K, Record>,
+    overflow: Record,
+}
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    fn new(now: Instant) -> Table<K> {
+        Table {
+            own: HashMap::new(),
+            overflow: Record::new(now),
+        }
+    }
+
+    /// The record for `key` for a new attempt: its own, one made for it (dropping another to
+    /// make room when the table is full), or the overflow record.
+    fn admit(
+        &mut self,
+        key: K,
+        now: Instant,
+        s: &LoginSettings,
+        capacity: usize,
+    ) -> (&mut Record, Place) {
+        if !self.own.contains_key(&key) && self.own.len() >= capacity {
+            self.own.retain(|_, r| {
+                r.settle(now, s);
+                !r.forgettable()
+            });
+            if self.own.len() >= capacity {
+                let droppable = self
+                    .own
+                    .iter()
+                    .filter(|(_, r)| r.locked_until.is_none() && r.pending == 0)
+                    .min_by_key(|(_, r)| (r.failures, r.last_seen))
+                    .map(|(k, _)| k.clone());
+                match droppable {
+                    Some(k) => {
+                        self.own.remove(&k);
+                    }
+                    None => {
+                        self.overflow.settle(now, s);
+                        self.overflow.last_seen = now;
+                        return (&mut self.overflow, Place::Overflow);
+                    }
+                }
+            }
+        }
+        (self.get(key, Place::Own, now, s), Place::Own)
+    }
+
+    /// The record an admitted attempt counted on (it is never dropped while the attempt runs).
+    fn get(&mut self, key: K, place: Place, now: Instant, s: &LoginSettings) -> &mut Record {
+        let r = match place {
+            Place::Own => self.own.entry(key).or_insert_with(|| Record::new(now)),
+            Place::Overflow => &mut self.overflow,
+        };
+        r.settle(now, s);
+        r.last_seen = now;
+        r
+    }
+
+    /// Forgets `key`'s own record if nothing is left in it.
+    fn forget_if_empty(&mut self, key: &K, place: Place) {
+        if place == Place::Own && self.own.get(key).is_some_and(Record::forgettable) {
+            self.own.remove(key);
+        }
+    }
+}
+
+#[derive(Debug)]
 struct LimiterState {
-    addresses: HashMap<IpAddr, Record>,
-    users: HashMap<String, Record>,
+    addresses: Table<IpAddr>,
+    users: Table<String>,
     /// User lockouts not yet logged, and when the last line was (one line per interval).
     user_lockouts_unreported: u32,
     user_lockouts_reported_at: Option<Instant>,
@@ -478,6 +538,8 @@ pub struct Attempt<'a> {
     limiter: &'a LoginLimiter,
     peer: IpAddr,
     username: Option<String>,
+    /// Where the address's and the username's records are (the ones counting this attempt).
+    places: (Place, Place),
     finished: bool,
 }
 
@@ -487,22 +549,27 @@ impl Attempt<'_> {
     pub fn succeeded(mut self, now: Instant) {
         self.finished = true;
         self.limiter
-            .finish(now, self.peer, self.username.as_deref(), false);
+            .finish(now, self.peer, self.username.as_deref(), self.places, false);
     }
 
     /// The credentials were wrong: returns how long to wait before answering.
     pub fn failed(mut self, now: Instant) -> Duration {
         self.finished = true;
         self.limiter
-            .finish(now, self.peer, self.username.as_deref(), true)
+            .finish(now, self.peer, self.username.as_deref(), self.places, true)
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.limiter
-                .finish(Instant::now(), self.peer, self.username.as_deref(), true);
+            self.limiter.finish(
+                Instant::now(),
+                self.peer,
+                self.username.as_deref(),
+                self.places,
+                true,
+            );
         }
     }
 }
@@ -516,7 +583,12 @@ impl LoginLimiter {
         LoginLimiter {
             settings,
             capacity: capacity.max(1),
-            state: Mutex::default(),
+            state: Mutex::new(LimiterState {
+                addresses: Table::new(Instant::now()),
+                users: Table::new(Instant::now()),
+                user_lockouts_unreported: 0,
+                user_lockouts_reported_at: None,
+            }),
         }
     }
 
@@ -533,21 +605,20 @@ impl LoginLimiter {
         let verdict = {
             let mut state = self.state.lock();
             let state = &mut *state;
-            let address = record(
-                &mut state.addresses,
-                address_key(peer),
-                now,
-                s,
-                self.capacity,
-            );
+            let (address, address_place) =
+                state
+                    .addresses
+                    .admit(address_key(peer), now, s, self.capacity);
             let mut refused = address.refuses(now, s);
             let mut failures = address.failures;
             let mut user = None;
+            let mut user_place = Place::Own;
             if let Some(name) = username {
-                let r = record(&mut state.users, username_key(name), now, s, self.capacity);
+                let (r, place) = state.users.admit(username_key(name), now, s, self.capacity);
                 refused |= r.refuses(now, s);
                 failures = failures.max(r.failures);
                 user = Some(r);
+                user_place = place;
             }
             if refused {
                 address.unreported = address.unreported.saturating_add(1);
@@ -558,21 +629,29 @@ impl LoginLimiter {
                 if let Some(user) = user {
                     user.pending += 1;
                 }
-                Ok(())
+                Ok((address_place, user_place))
             }
         };
         if let Some(r) = report {
             r.log(s.failed_login_lockout);
         }
-        verdict.map(|()| Attempt {
+        verdict.map(|places| Attempt {
             limiter: self,
             peer,
             username: username.map(str::to_string),
+            places,
             finished: false,
         })
     }
 
-    fn finish(&self, now: Instant, peer: IpAddr, username: Option<&str>, failed: bool) -> Duration {
+    fn finish(
+        &self,
+        now: Instant,
+        peer: IpAddr,
+        username: Option<&str>,
+        (address_place, user_place): (Place, Place),
+        failed: bool,
+    ) -> Duration {
         let s = &self.settings;
         let mut reports = Vec::new();
         let delay = {
@@ -580,7 +659,7 @@ impl LoginLimiter {
             let state = &mut *state;
             let mut failures = 0;
             if let Some(name) = username {
-                let user = record(&mut state.users, username_key(name), now, s, self.capacity);
+                let user = state.users.get(username_key(name), user_place, now, s);
                 user.pending = user.pending.saturating_sub(1);
                 if failed {
                     if user.fail(now, s) {
@@ -599,28 +678,24 @@ impl LoginLimiter {
                         }
                     }
                     failures = user.failures;
-                } else {
+                } else if user_place == Place::Own {
+                    // The shared overflow record is not cleared by one user's success.
                     user.failures = 0;
                     user.locked_until = None;
                 }
             }
             let key = address_key(peer);
-            let address = record(&mut state.addresses, key, now, s, self.capacity);
+            let address = state.addresses.get(key, address_place, now, s);
             address.pending = address.pending.saturating_sub(1);
             if failed {
                 address.fail(now, s);
                 address.unreported = address.unreported.saturating_add(1);
                 failures = failures.max(address.failures);
                 reports.extend(peer_report(address, now, peer, username));
-            } else if address.forgettable() {
-                state.addresses.remove(&key);
-            }
-            if !failed {
+            } else {
+                state.addresses.forget_if_empty(&key, address_place);
                 if let Some(name) = username {
-                    let key = username_key(name);
-                    if state.users.get(&key).is_some_and(Record::forgettable) {
-                        state.users.remove(&key);
-                    }
+                    state.users.forget_if_empty(&username_key(name), user_place);
                 }
             }
             if failed {
@@ -635,10 +710,11 @@ impl LoginLimiter {
         delay
     }
 
-    /// Addresses and usernames tracked now (for tests of the bound).
+    /// Addresses and usernames tracked now, each with a record of its own (for tests of the
+    /// bound).
     pub fn tracked(&self) -> (usize, usize) {
         let state = self.state.lock();
-        (state.addresses.len(), state.users.len())
+        (state.addresses.own.len(), state.users.own.len())
     }
 }
 
@@ -853,6 +929,91 @@ mod tests {
         }
         fail(&l, t1, ip(200), "last");
         assert_eq!(l.tracked(), (capacity, capacity));
+    }
+
+    /// A distinct address for each `i` (outside the `ip()` range).
+    fn nth_ip(i: u32) -> IpAddr {
+        IpAddr::from((0x0b00_0000 + i).to_be_bytes())
+    }
+
+    /// The bound: a lockout lasts `failed_login_lockout` however many other keys an attacker
+    /// makes the limiter track; the table holds at most `MAX_TRACKED` of each kind.
+    #[tokio::test(start_paused = true)]
+    async fn a_locked_user_stays_locked_while_10_000_other_keys_are_tracked() {
+        const OTHERS: u32 = 10_000;
+        let l = LoginLimiter::new(settings(5));
+        let t0 = Instant::now();
+        for i in 0..5 {
+            fail(&l, t0, ip(i), "alice");
+        }
+        // An address locked out on its own failures.
+        for i in 0..5 {
+            fail(&l, t0, ip(200), &format!("guess{i}"));
+        }
+        let t1 = t0 + Duration::from_secs(1);
+        for i in 0..OTHERS {
+            fail(&l, t1, nth_ip(i), &format!("other{i}"));
+            let (addresses, users) = l.tracked();
+            assert!(
+                addresses <= MAX_TRACKED && users <= MAX_TRACKED,
+                "{addresses} addresses, {users} usernames tracked; the bound is {MAX_TRACKED}"
+            );
+        }
+        let t2 = t0 + Duration::from_secs(59);
+        assert!(
+            l.attempt(t2, ip(100), Some("alice")).is_err(),
+            "alice's lockout was pushed out by {OTHERS} other keys"
+        );
+        assert!(
+            l.attempt(t2, ip(200), Some("bob")).is_err(),
+            "the locked address was pushed out by {OTHERS} other keys"
+        );
+        let after = t0 + Duration::from_secs(60);
+        assert!(l.attempt(after, ip(100), Some("alice")).is_ok());
+    }
+
+    /// The bound when every tracked record is locked out: keys that find no room share one
+    /// record, so they get `max_failed_logins` failures per window between them, not each.
+    #[tokio::test(start_paused = true)]
+    async fn keys_finding_the_table_full_of_lockouts_share_one_limit() {
+        let capacity = 16;
+        let l = LoginLimiter::with_capacity(settings(5), capacity);
+        let t0 = Instant::now();
+        let mut next_ip = 0;
+        let mut fresh_ip = || {
+            next_ip += 1;
+            nth_ip(next_ip)
+        };
+        for u in 0..capacity {
+            for _ in 0..5 {
+                fail(&l, t0, fresh_ip(), &format!("locked{u}"));
+            }
+        }
+        assert_eq!(l.tracked().1, capacity);
+        // Untracked usernames still log in while their shared count is low, and a success
+        // neither leaks an attempt in flight nor clears the shared failures.
+        for i in 0..10 {
+            l.attempt(t0, fresh_ip(), Some(&format!("good{i}")))
+                .expect("an untracked user with no failures is admitted")
+                .succeeded(t0);
+        }
+        for i in 0..5 {
+            fail(&l, t0, fresh_ip(), &format!("new{i}"));
+        }
+        assert!(
+            l.attempt(t0, fresh_ip(), Some("new-5")).is_err(),
+            "a sixth untracked username got a guess after five failed between them"
+        );
+        for u in 0..capacity {
+            assert!(
+                l.attempt(t0, fresh_ip(), Some(&format!("locked{u}")))
+                    .is_err(),
+                "locked{u} was let in"
+            );
+        }
+        assert_eq!(l.tracked().1, capacity);
+        let after = t0 + Duration::from_secs(60);
+        assert!(l.attempt(after, fresh_ip(), Some("new-5")).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
