@@ -191,7 +191,10 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         // The listeners give their connections STOP_DRAIN; this is the last resort, so that
         // whatever still runs then, the producer state is saved and the store closed.
         let mut serving = serving;
-        if tokio::time::timeout(SERVING_WAIT, &mut serving).await.is_err() {
+        if tokio::time::timeout(SERVING_WAIT, &mut serving)
+            .await
+            .is_err()
+        {
             tracing::warn!("still serving {SERVING_WAIT:?} after the stop; abandoning it");
             serving.abort();
             let _ = serving.await;

@@ -401,7 +401,8 @@ mod tests {
         assert_eq!((log.tracked(), lines), (1, 1));
         let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 9).to_ipv6_mapped());
         assert_eq!(
-            log.decide(Subject::Peer(mapped), Misbehaviour::RefusedFrame).0,
+            log.decide(Subject::Peer(mapped), Misbehaviour::RefusedFrame)
+                .0,
             Subject::Peer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)))
         );
     }

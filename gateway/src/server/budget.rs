@@ -316,7 +316,12 @@ mod tests {
         assert!(budget.peak() <= 16_000, "bound: peak <= capacity");
         // Shares nobody holds are swept: the table does not grow with addresses seen.
         for n in 0..=255u8 {
-            drop(budget.acquire(IpAddr::from([10, 1, 0, n]), 1).await.unwrap());
+            drop(
+                budget
+                    .acquire(IpAddr::from([10, 1, 0, n]), 1)
+                    .await
+                    .unwrap(),
+            );
         }
         assert!(budget.addresses.lock().shares.len() <= 2 * MIN_SWEEP);
     }

@@ -140,11 +140,11 @@ mod tests {
         let v4 = Ipv4Addr::new(10, 0, 0, 1);
         let _d = caps.admit(IpAddr::V4(v4)).unwrap();
         let _e = caps.admit(IpAddr::V6(v4.to_ipv6_mapped())).unwrap();
-        assert_eq!(
-            caps.admit(IpAddr::V4(v4)).unwrap_err(),
-            OverCap::Address(2)
-        );
+        assert_eq!(caps.admit(IpAddr::V4(v4)).unwrap_err(), OverCap::Address(2));
         assert_eq!(caps.open.lock().by_address.len(), 3);
-        assert_eq!(address_key(host(7)), IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, 0]));
+        assert_eq!(
+            address_key(host(7)),
+            IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, 0])
+        );
     }
 }
