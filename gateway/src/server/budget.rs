@@ -11,9 +11,9 @@
 //! 2. the memory itself, from one of two pools that together are the capacity:
 //!    - the general pool (`capacity - reserve`), first come first served, so a large request is
 //!      not overtaken by small ones forever;
-//!    - the small-request reserve (`capacity / 16`), for requests of at most [`SMALL_REQUEST`]
-//!      bytes (heartbeats, commits, metadata, pings) that find the general pool taken or
-//!      queued for: they do not wait behind large requests.
+//!    - the small-request reserve (`capacity / 16`, less if the largest frame needs it), for
+//!      requests of at most [`SMALL_REQUEST`] bytes (heartbeats, commits, metadata, pings) that
+//!      find the general pool taken or queued for: they do not wait behind large requests.
 //!
 //! A connection holds at most one grant and waits for at most one at a time, and it waits for
 //! memory only while holding its address's share for the same request (never another grant),
@@ -73,7 +73,8 @@ impl RequestBudget {
     /// A budget of `capacity` bytes, for doors whose largest frame is `largest_request` bytes.
     pub fn new(capacity: u64, largest_request: u64) -> Arc<RequestBudget> {
         let capacity = capacity.min(Semaphore::MAX_PERMITS as u64);
-        let reserve_capacity = capacity / 16;
+        // Never so large that the largest frame no longer fits the general pool.
+        let reserve_capacity = (capacity / 16).min(capacity.saturating_sub(largest_request));
         let general_capacity = capacity - reserve_capacity;
         let share = (capacity / 4).max(largest_request).min(capacity);
         // All within MAX_PERMITS, so within usize.
@@ -275,6 +276,11 @@ mod tests {
             budget.acquire(ip(1), 501).await,
             Err(BudgetError::LargerThanBudget { bytes: 501, .. })
         ));
+        // A budget of just the largest frame keeps no reserve, so that frame still fits.
+        let tight = RequestBudget::new(500, 500);
+        assert_eq!((tight.small_reserve(), tight.share()), (0, 500));
+        drop(tight.acquire(ip(1), 500).await.unwrap());
+        drop(tight.acquire(ip(1), 10).await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]
