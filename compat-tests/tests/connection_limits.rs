@@ -1,7 +1,8 @@
 //! What a careless or hostile client can hold on both doors, and that the bounds hold: connection
 //! caps per door and per address, the idle timeout, the request read timeout, the global request
-//! budget (backpressure instead of memory), and the native answer to an oversize request reaching
-//! the client. Limits are scaled down in each server's configuration.
+//! budget (backpressure instead of memory) with its share per address and its reserve for small
+//! requests, a shutdown that a client which reads nothing cannot hold up, and the native answer
+//! to an oversize request reaching the client. Limits are scaled down in each server's configuration.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::net::SocketAddr;
@@ -248,11 +249,39 @@ async fn a_half_sent_request_is_closed_after_request_read_timeout() {
     }
 }
 
+/// Sends the first half of a `frame`-byte request of `door` on `c`: its size prefix (and the
+/// native command code) and half the body, so that the server takes a grant for `frame` bytes.
+async fn send_half_frame(door: Door, c: &mut TcpStream, frame: usize) {
+    let mut half = Vec::with_capacity(8 + frame / 2);
+    match door {
+        Door::Kafka => half.extend_from_slice(&(frame as u32).to_be_bytes()),
+        Door::Native => {
+            half.extend_from_slice(&(frame as u32 + 4).to_le_bytes());
+            half.extend_from_slice(&codes::SEND_MESSAGES.to_le_bytes());
+        }
+    }
+    half.resize(half.len() + frame / 2, 0);
+    within("send half a frame", c.write_all(&half))
+        .await
+        .unwrap();
+}
+
+/// Reads one Kafka answer and checks its correlation id.
+async fn kafka_answer(what: &str, c: &mut TcpStream, correlation_id: i32) {
+    let mut len = [0u8; 4];
+    within(what, c.read_exact(&mut len)).await.unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len).min(1 << 20) as usize];
+    within(what, c.read_exact(&mut body)).await.unwrap();
+    assert_eq!(body[..4], correlation_id.to_be_bytes(), "{what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_frames_hold_no_more_than_the_request_budget_and_wait_unread() {
-    // Bound: queued_max_request_bytes = 4 MiB across both doors; frames of 2 MiB declared, 1 MiB
-    // sent, on 10 connections (5 per door): at most two are read at a time, the rest wait.
-    const BUDGET: u64 = 4 << 20;
+    // Bound: queued_max_request_bytes = 8 MiB across both doors, of which 1/16 is kept for
+    // small requests: frames of 2 MiB declared, 1 MiB sent, on 10 connections (5 per door, each
+    // from an address of its own): three are read at a time (6 of the 7.5 MiB general pool),
+    // the rest wait unread, and a small request is still answered.
+    const BUDGET: u64 = 8 << 20;
     const FRAME: usize = 2 << 20;
     let server = TestServer::start_with(|c| {
         // Nothing may time out while the test looks at the budget.
@@ -263,37 +292,23 @@ async fn half_sent_frames_hold_no_more_than_the_request_budget_and_wait_unread()
     })
     .await;
     let budget = server.request_budget();
-    // Connect (and log in) first: once the budget is full, even a login waits its turn.
     let mut hogs = Vec::new();
-    for i in 0..10 {
+    for i in 0..10u8 {
+        let from = [127, 0, 0, 10 + i];
         hogs.push(if i % 2 == 0 {
-            (
-                Door::Kafka,
-                TcpStream::connect(server.kafka_addr).await.unwrap(),
-            )
+            (Door::Kafka, connect_from(from, server.kafka_addr).await)
         } else {
-            let mut c = TcpStream::connect(server.addr).await.unwrap();
+            let mut c = connect_from(from, server.addr).await;
             c.write_all(&login_frame()).await.unwrap();
             assert_eq!(within("login", native_answer(&mut c)).await.unwrap(), 0);
             (Door::Native, c)
         });
     }
     for (door, c) in &mut hogs {
-        let mut half = Vec::with_capacity(8 + FRAME / 2);
-        match door {
-            Door::Kafka => half.extend_from_slice(&(FRAME as u32).to_be_bytes()),
-            Door::Native => {
-                half.extend_from_slice(&(FRAME as u32 + 4).to_le_bytes());
-                half.extend_from_slice(&codes::SEND_MESSAGES.to_le_bytes());
-            }
-        }
-        half.resize(half.len() + FRAME / 2, 0);
-        within("send half a frame", c.write_all(&half))
-            .await
-            .unwrap();
+        send_half_frame(*door, c, FRAME).await;
     }
-    eventually("two frames granted, eight waiting", || {
-        budget.in_use() == BUDGET && budget.waiting() == 8
+    eventually("three frames granted, seven waiting", || {
+        budget.in_use() == 3 * FRAME as u64 && budget.waiting() == 7
     })
     .await;
     assert!(
@@ -302,31 +317,187 @@ async fn half_sent_frames_hold_no_more_than_the_request_budget_and_wait_unread()
         budget.peak()
     );
 
-    // A small request on a fresh connection queues behind them (first come, first served).
+    // A small request on a fresh connection is not queued behind them: the small-request
+    // reserve answers it while they still wait.
     let mut late = TcpStream::connect(server.kafka_addr).await.unwrap();
     late.write_all(&API_VERSIONS_V0).await.unwrap();
-    eventually("the small request waiting for the budget", || {
-        budget.waiting() == 9
-    })
-    .await;
-    assert_eq!(budget.in_use(), BUDGET);
+    kafka_answer("the small request answered", &mut late, 7).await;
+    assert_eq!(
+        (budget.in_use(), budget.waiting()),
+        (3 * FRAME as u64, 7),
+        "the large frames still hold and wait"
+    );
 
     // The hogs go away; each waiting one is granted in turn, finds the end of its stream and
-    // gives its grant back; then the small request is read and answered.
+    // gives its grant back.
     drop(hogs);
-    let mut len = [0u8; 4];
-    within("the small request answered", late.read_exact(&mut len))
-        .await
-        .unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    late.read_exact(&mut body).await.unwrap();
-    assert_eq!(body[..4], 7i32.to_be_bytes());
+    eventually("every grant given back", || {
+        budget.in_use() == 0 && budget.waiting() == 0
+    })
+    .await;
     assert!(
         budget.peak() <= BUDGET,
         "peak {} over the budget",
         budget.peak()
     );
-    eventually("every grant given back", || budget.in_use() == 0).await;
+    assert!(served(Door::Kafka, &mut late).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_holding_its_share_does_not_delay_another_address() {
+    // Bound: one address holds at most max(queued_max_request_bytes / 4, largest
+    // max_request_size) = 2 MiB of the 8 MiB budget. One address declares five 2 MiB frames on
+    // the Kafka door (no account needed) and sends half of each: it holds 2 MiB and its other
+    // four connections wait in its own line; another address's 1 MiB request is answered.
+    const BUDGET: u64 = 8 << 20;
+    const FRAME: usize = 2 << 20;
+    let server = TestServer::start_with(|c| {
+        limits(c, |l| l.request_read_timeout = Duration::from_secs(600));
+        c.queued_max_request_bytes = BUDGET;
+        c.native.max_request_size = FRAME as u32;
+        c.kafka.max_request_size = FRAME as u32;
+    })
+    .await;
+    let budget = server.request_budget();
+    assert_eq!(budget.share(), FRAME as u64);
+    let mut other = connect_from([127, 0, 0, 3], server.addr).await;
+    other.write_all(&login_frame()).await.unwrap();
+    assert_eq!(within("login", native_answer(&mut other)).await.unwrap(), 0);
+
+    let mut hogs = Vec::new();
+    for _ in 0..5 {
+        let mut c = connect_from([127, 0, 0, 2], server.kafka_addr).await;
+        send_half_frame(Door::Kafka, &mut c, FRAME).await;
+        hogs.push(c);
+    }
+    eventually(
+        "one frame of the address granted, four waiting for its share",
+        || budget.in_use() == FRAME as u64 && budget.waiting() == 4,
+    )
+    .await;
+
+    // Another address's large request (1 MiB, well over the small-request size) is read and
+    // answered while the first address still holds its share and waits.
+    let payload = vec![0u8; 1 << 20];
+    within(
+        "send 1 MiB",
+        other.write_all(&native_frame(codes::PING, &payload)),
+    )
+    .await
+    .unwrap();
+    within(
+        "the other address's large request answered",
+        native_answer(&mut other),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (budget.in_use(), budget.waiting()),
+        (FRAME as u64, 4),
+        "the first address still holds its share and waits"
+    );
+    assert!(
+        budget.peak() <= 2 * FRAME as u64,
+        "peak {} beyond one share and the 1 MiB request",
+        budget.peak()
+    );
+    drop(hogs);
+    eventually("every grant given back", || {
+        budget.in_use() == 0 && budget.waiting() == 0
+    })
+    .await;
+    assert!(served(Door::Native, &mut other).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_hold_up_the_shutdown() {
+    // Bound: once stopping, an answer gets STOP_GRACE (2 s) and a connection STOP_DRAIN (10 s);
+    // the idle timeout (which would also end it) is 10 min away. A poll whose answer (32 MiB)
+    // is larger than the socket buffers and is never read must not keep the server from
+    // stopping, saving and closing its store.
+    let mut server = TestServer::start_with(|c| {
+        limits(c, |l| l.idle_timeout = Duration::from_secs(600));
+    })
+    .await;
+    let good = compat_tests::iggy_root_client(&server).await;
+    good.create_stream("s").await.unwrap();
+    good.create_topic(
+        &Identifier::named("s").unwrap(),
+        "t",
+        1,
+        CompressionAlgorithm::None,
+        None,
+        IggyExpiry::NeverExpire,
+        MaxTopicSize::ServerDefault,
+    )
+    .await
+    .unwrap();
+    for _ in 0..32 {
+        let mut batch: Vec<IggyMessage> = (0..16)
+            .map(|_| {
+                IggyMessage::builder()
+                    .payload(vec![7u8; 64 << 10].into())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        within(
+            "send 1 MiB",
+            good.send_messages(
+                &Identifier::named("s").unwrap(),
+                &Identifier::named("t").unwrap(),
+                &Partitioning::partition_id(0),
+                &mut batch,
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut c = within("connect", socket.connect(server.addr))
+        .await
+        .unwrap();
+    c.write_all(&login_frame()).await.unwrap();
+    assert_eq!(within("login", native_answer(&mut c)).await.unwrap(), 0);
+    // Consumer "c", stream "s", topic "t", partition 0, from the first offset, up to 10^6.
+    let mut poll = vec![1, 2, 1, b'c', 2, 1, b's', 2, 1, b't', 1, 0, 0, 0, 0, 3];
+    poll.extend_from_slice(&0u64.to_le_bytes());
+    poll.extend_from_slice(&1_000_000u32.to_le_bytes());
+    poll.push(0);
+    c.write_all(&native_frame(codes::POLL_MESSAGES, &poll))
+        .await
+        .unwrap();
+    // The poll holds its grant until its answer is written, which cannot happen: no more
+    // than a few MiB fit in the socket buffers and we read none of it.
+    let budget = server.request_budget();
+    eventually("the poll answered into a full socket", || {
+        budget.in_use() > 0
+    })
+    .await;
+
+    within("shutdown with a client that reads no answer", server.stop()).await;
+    drop(c);
+    drop(good);
+    // The store was closed cleanly: it reopens with every message.
+    server.restart().await;
+    let good = compat_tests::iggy_root_client(&server).await;
+    let polled = within(
+        "poll after the restart",
+        good.poll_messages(
+            &Identifier::named("s").unwrap(),
+            &Identifier::named("t").unwrap(),
+            Some(0),
+            &Consumer::new(Identifier::named("c").unwrap()),
+            &PollingStrategy::offset(511),
+            1,
+            false,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(polled.messages.len(), 1, "the 512th message is there");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

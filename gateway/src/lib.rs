@@ -75,6 +75,10 @@ pub fn shutdown_signal() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
     }
 }
 
+/// How long, once stopping, the listeners and background drivers get before they are abandoned
+/// and the store is closed anyway (beyond the connections' [`server::STOP_DRAIN`]).
+const SERVING_WAIT: Duration = Duration::from_secs(20);
+
 /// A running server, for tests and embedding: its listening address and a handle to stop it.
 #[derive(Debug)]
 pub struct Running {
@@ -87,7 +91,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, syncs the store and waits for it all.
+    /// Stops accepting, lets in-flight requests finish (within [`server::STOP_DRAIN`]; answers
+    /// within [`server::STOP_GRACE`]), saves the producer state, syncs and closes the store,
+    /// and waits for it all.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.stop.send(true);
         self.task
@@ -147,8 +153,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     });
     tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {native_addr}");
     tracing::info!("Kafka listener on {kafka_addr}");
+    let largest_request = config
+        .native
+        .max_request_size
+        .max(config.kafka.max_request_size);
     let shared = Shared {
-        budget: RequestBudget::new(config.queued_max_request_bytes),
+        budget: RequestBudget::new(config.queued_max_request_bytes, u64::from(largest_request)),
         peer_log: Arc::new(PeerLog::new(config.peer_log_interval)),
     };
     let request_budget = Arc::clone(&shared.budget);
@@ -156,20 +166,39 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let mut native = config.native.clone();
     // Report the port actually bound (the config may say 0) in cluster metadata.
     native.address = native_addr;
+    let serving = {
+        let broker = Arc::clone(&broker);
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            tokio::join!(
+                native::serve(
+                    listener,
+                    Arc::clone(&broker),
+                    native,
+                    shared.clone(),
+                    stopped.clone()
+                ),
+                kafka::serve(kafka_listener, door, shared.clone(), stopped.clone()),
+                shared.peer_log.drive(stopped.clone()),
+                broker.drive_group_timers(stopped.clone()),
+                broker.drive_producer_snapshots(stopped),
+            );
+        })
+    };
     let task = tokio::spawn(async move {
-        tokio::join!(
-            native::serve(
-                listener,
-                Arc::clone(&broker),
-                native,
-                shared.clone(),
-                stopped.clone()
-            ),
-            kafka::serve(kafka_listener, door, shared.clone(), stopped.clone()),
-            shared.peer_log.drive(stopped.clone()),
-            broker.drive_group_timers(stopped.clone()),
-            broker.drive_producer_snapshots(stopped),
-        );
+        let mut stopped = stopped;
+        server::until_stopped(&mut stopped).await;
+        // The listeners give their connections STOP_DRAIN; this is the last resort, so that
+        // whatever still runs then, the producer state is saved and the store closed.
+        let mut serving = serving;
+        if tokio::time::timeout(SERVING_WAIT, &mut serving)
+            .await
+            .is_err()
+        {
+            tracing::warn!("still serving {SERVING_WAIT:?} after the stop; abandoning it");
+            serving.abort();
+            let _ = serving.await;
+        }
         if let Err(e) = broker.save_producers().await {
             tracing::warn!("cannot save the idempotent producer state: {e}");
         }
@@ -195,10 +224,7 @@ pub async fn run(
     let running = start(config).await?;
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");
-    tokio::time::timeout(Duration::from_secs(30), running.shutdown())
-        .await
-        .unwrap_or_else(|_| {
-            tracing::warn!("shutdown took over 30 s; exiting anyway");
-            Ok(())
-        })
+    // Bounded: connections get STOP_DRAIN, everything else SERVING_WAIT, and then the
+    // producer state is saved and the store closed in any case.
+    running.shutdown().await
 }

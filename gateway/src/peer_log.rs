@@ -12,6 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use crate::server::limits::address_key;
 use crate::server::{until_stopped, Stopped};
 
 /// Peers tracked at once; further peers share one entry ("other peers") until entries expire.
@@ -175,7 +176,13 @@ impl PeerLog {
 
     /// The limiter: whether this event gets a line. Each line starts a new interval for its
     /// subject; a peer that finds the table full is counted under [`Subject::OtherPeers`].
+    /// Peers are keyed like the connection caps ([`address_key`]: an IPv6 /64 is one peer), so
+    /// one IPv6 host cannot fill the table by itself.
     pub fn decide(&self, subject: Subject, kind: Misbehaviour) -> (Subject, Verdict) {
+        let subject = match subject {
+            Subject::Peer(ip) => Subject::Peer(address_key(ip)),
+            other => other,
+        };
         let now = Instant::now();
         let mut windows = self.windows.lock();
         let subject = if matches!(subject, Subject::Peer(_))
@@ -371,6 +378,32 @@ mod tests {
         assert_eq!(
             log.decide(Subject::Peer(ip(1)), Misbehaviour::OverLimit).0,
             Subject::Peer(ip(1))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_ipv6_64_is_one_peer_and_mapped_ipv4_is_ipv4() {
+        // Bound: a host cycling through the addresses of its /64 takes one entry, not
+        // MAX_TRACKED_PEERS of them.
+        let log = PeerLog::new(INTERVAL);
+        let mut lines = 0;
+        for n in 0..(MAX_TRACKED_PEERS as u16 + 10) {
+            let peer = IpAddr::from([0x2001, 0xdb8, 7, 7, n, 1, 2, n]);
+            let (subject, verdict) = log.decide(Subject::Peer(peer), Misbehaviour::RefusedFrame);
+            assert_eq!(
+                subject,
+                Subject::Peer(IpAddr::from([0x2001, 0xdb8, 7, 7, 0, 0, 0, 0]))
+            );
+            if verdict != Verdict::Suppress {
+                lines += 1;
+            }
+        }
+        assert_eq!((log.tracked(), lines), (1, 1));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 9).to_ipv6_mapped());
+        assert_eq!(
+            log.decide(Subject::Peer(mapped), Misbehaviour::RefusedFrame)
+                .0,
+            Subject::Peer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)))
         );
     }
 

@@ -10,9 +10,15 @@
 //!   counting the time spent waiting for the budget (that wait is the server's doing, and it
 //!   ends when the server stops);
 //! - budget: taken for the frame's declared size once its head has been checked and before any
-//!   memory is reserved for its body, held until the request is answered;
+//!   memory is reserved for its body, held until the request is answered (within the peer's
+//!   share, with a reserve for small requests: [`budget`]);
 //! - answer: a write the client takes no byte of for `connections_max_idle` ends the connection
 //!   ([`writer::AnswerWriter`]).
+//!
+//! Stopping: no connection starts reading a new request; an answer being written (or written
+//! after stop) gets [`STOP_GRACE`], after which its connection is dropped
+//! ([`answer_before_stop`]); the accept loop waits at most [`STOP_DRAIN`] for its connections and
+//! then abandons the rest, so a client that stops reading cannot hold the server open.
 
 pub mod budget;
 pub mod limits;
@@ -35,6 +41,13 @@ use crate::peer_log::{Misbehaviour, PeerLog};
 use budget::{BudgetError, BudgetGrant, RequestBudget};
 use limits::ConnectionCaps;
 
+/// How long an answer may still take to write once the server is stopping.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the accept loop waits, once stopping, for its connections to finish the requests
+/// in hand (handlers, then answers within [`STOP_GRACE`]) before it abandons them.
+pub const STOP_DRAIN: Duration = Duration::from_secs(10);
+
 /// Largest first read reservation for a frame: a client that declares a large frame and sends
 /// nothing pins at most this much (within its budget grant).
 pub const READ_CHUNK: usize = 1 << 20;
@@ -45,6 +58,24 @@ pub type Stopped = watch::Receiver<bool>;
 /// Resolves once the server is told to stop (or the signal is gone).
 pub async fn until_stopped(stopped: &mut Stopped) {
     let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Writes an answer with `write`, unless the server has been stopping for [`STOP_GRACE`]: a
+/// client that does not read its answers cannot hold the shutdown up.
+pub async fn answer_before_stop<T>(
+    stopped: &mut Stopped,
+    write: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::select! {
+        r = write => r,
+        () = async {
+            until_stopped(stopped).await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("server stopping; answer not taken within {STOP_GRACE:?}"),
+        )),
+    }
 }
 
 /// What both doors share: the request budget and the peer log.
@@ -65,8 +96,9 @@ pub struct Accepted {
 }
 
 /// Accepts connections until `stopped` turns true, serving each with `serve` on a task of its
-/// own; then waits for every connection to finish the request it is serving. A connection over
-/// the door's caps is closed at once and noted in the peer log.
+/// own; then waits (at most [`STOP_DRAIN`]) for every connection to finish the request it is
+/// serving, and drops those that have not. A connection over the door's caps is closed at once
+/// and noted in the peer log.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     door: &'static str,
@@ -119,7 +151,19 @@ pub async fn accept_loop<F, Fut>(
         }
     }
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    let drained = timeout(STOP_DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            door,
+            left = connections.len(),
+            "connections still busy {STOP_DRAIN:?} after the stop; dropping them"
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
 }
 
 /// Why a connection stops reading requests.
@@ -160,6 +204,11 @@ pub struct RequestReader<R> {
 impl<R: AsyncRead + Unpin> RequestReader<R> {
     pub fn new(rd: R, connection: Accepted) -> Self {
         RequestReader { rd, connection }
+    }
+
+    /// The stop signal, for the door's answer writes ([`answer_before_stop`]).
+    pub fn stop_signal(&self) -> Stopped {
+        self.connection.stopped.clone()
     }
 
     /// Notes in the peer log that this connection's peer sent a frame the door refuses.
@@ -208,7 +257,7 @@ impl<R: AsyncRead + Unpin> RequestReader<R> {
         let waiting_since = Instant::now();
         let grant = tokio::select! {
             () = until_stopped(&mut self.connection.stopped) => return Err(ReadError::Stopped),
-            g = self.connection.shared.budget.acquire(len) => g?,
+            g = self.connection.shared.budget.acquire(self.connection.peer.ip(), len) => g?,
         };
         // The wait for the budget does not count against the client.
         let deadline = head.deadline + waiting_since.elapsed();

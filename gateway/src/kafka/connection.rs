@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use super::handlers::{self, Request};
 use super::{guard, versions, Door};
 use crate::server::writer::AnswerWriter;
-use crate::server::{Accepted, Head, RequestReader};
+use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
 
 /// Why a connection ends early.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,7 @@ pub async fn serve(socket: TcpStream, accepted: Accepted, door: Arc<Door>) {
     let (rd, wr) = socket.into_split();
     let mut wr = AnswerWriter::new(wr, accepted.limits.idle_timeout);
     let mut reader = RequestReader::new(rd, accepted);
+    let mut stopped = reader.stop_signal();
     let max = door.config.max_request_size;
     let reason: String = loop {
         let head: Head<4> = match reader.head().await {
@@ -83,7 +84,10 @@ pub async fn serve(socket: TcpStream, accepted: Accepted, door: Arc<Door>) {
                 break e.to_string();
             }
         };
-        if write_frame(&mut wr, answer).await.is_err() {
+        if answer_before_stop(&mut stopped, write_frame(&mut wr, answer))
+            .await
+            .is_err()
+        {
             break "write failed".into();
         }
         // The request's bytes count against the budget until it is answered.

@@ -1,6 +1,7 @@
 //! One native connection: read a frame (under the idle and read timeouts and the request budget
 //! of [`crate::server`]), dispatch it, write the answer, until the peer closes, a frame is
-//! refused, a timeout ends it, or the server stops (after the request in hand).
+//! refused, a timeout ends it, or the server stops (after the request in hand, whose answer
+//! gets [`crate::server::STOP_GRACE`]).
 
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use super::session::Session;
 use crate::broker::Broker;
 use crate::config::NativeConfig;
 use crate::server::writer::AnswerWriter;
-use crate::server::{Accepted, Head, RequestReader};
+use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
 
 /// An answer: OK with a body (possibly in several pieces, written with one vectored write), or
 /// an Iggy error code with an empty body.
@@ -50,6 +51,7 @@ pub async fn serve(
     let (rd, wr) = socket.into_split();
     let mut wr = AnswerWriter::new(wr, accepted.limits.idle_timeout);
     let mut reader = RequestReader::new(rd, accepted);
+    let mut stopped = reader.stop_signal();
     let reason: String = loop {
         let head: Head<REQUEST_HEADER_LEN> = match reader.head().await {
             Ok(h) => h,
@@ -99,7 +101,7 @@ pub async fn serve(
             Err(e) => break e.to_string(),
         };
         let reply = session.handle(header.code, payload).await;
-        let written = write_reply(&mut wr, reply).await;
+        let written = answer_before_stop(&mut stopped, write_reply(&mut wr, reply)).await;
         // The request's bytes count against the budget until it is answered.
         drop(grant);
         if written.is_err() {
