@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
 #[cfg(test)]
 use std::net::Ipv4Addr;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::BrokerError;
+use crate::server::limits::address_key;
 
 /// How logins are bounded (`[auth]` in `configs/server.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,21 +355,6 @@ impl Record {
 
 fn delay_for(failures: u32) -> Duration {
     DELAY_STEP.saturating_mul(failures).min(MAX_DELAY)
-}
-
-/// The address a limit applies to: IPv4 as is (also when mapped into IPv6), IPv6 by its /64
-/// network, since one host commonly holds a whole /64.
-fn address_key(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
 }
 
 fn username_key(name: &str) -> String {

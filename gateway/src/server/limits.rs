@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 /// The address a per-address limit applies to (connection caps, the request budget's share, the
 /// peer log): IPv4 as is, also when mapped into IPv6; IPv6 by its /64 network, since one host
 /// commonly holds a whole /64 and could otherwise open connections from as many addresses as it
-/// likes. The same keying as the login limiter's (`broker::logins`).
+/// likes. The login limiter (`broker::logins`) keys addresses by it too.
 pub fn address_key(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V4(v4) => IpAddr::V4(v4),
