@@ -176,3 +176,21 @@ pub async fn iggy_root_client(server: &TestServer) -> IggyClient {
     .expect("iggy root login");
     client
 }
+
+/// A native request frame (length, command code, payload), for tests that speak the wire by hand.
+pub fn native_frame(code: u32, payload: &[u8]) -> Vec<u8> {
+    let mut b = bytes::BytesMut::new();
+    wharf_protocol::framing::encode_request(code, payload, &mut b);
+    b.to_vec()
+}
+
+/// A native LoginUser frame for the test server's root user (`iggy`/`iggy`), in the oldest
+/// layout (no version or context).
+pub fn root_login_frame() -> Vec<u8> {
+    let mut p = Vec::new();
+    for s in ["iggy", "iggy"] {
+        p.push(s.len() as u8);
+        p.extend_from_slice(s.as_bytes());
+    }
+    native_frame(wharf_protocol::codes::LOGIN_USER, &p)
+}

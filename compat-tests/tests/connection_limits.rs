@@ -8,8 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
-use compat_tests::{within, TestServer};
+use compat_tests::{native_frame, root_login_frame, within, TestServer};
 use iggy::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -30,21 +29,6 @@ impl Door {
             Door::Kafka => server.kafka_addr,
         }
     }
-}
-
-fn native_frame(code: u32, payload: &[u8]) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    wharf_protocol::framing::encode_request(code, payload, &mut b);
-    b.to_vec()
-}
-
-fn login_frame() -> Vec<u8> {
-    let mut p = BytesMut::new();
-    for s in ["iggy", "iggy"] {
-        p.put_u8(s.len() as u8);
-        p.put_slice(s.as_bytes());
-    }
-    native_frame(codes::LOGIN_USER, &p)
 }
 
 /// Kafka ApiVersions v0: key 18, version 0, correlation id 7, null client id.
@@ -299,7 +283,7 @@ async fn half_sent_frames_hold_no_more_than_the_request_budget_and_wait_unread()
             (Door::Kafka, connect_from(from, server.kafka_addr).await)
         } else {
             let mut c = connect_from(from, server.addr).await;
-            c.write_all(&login_frame()).await.unwrap();
+            c.write_all(&root_login_frame()).await.unwrap();
             assert_eq!(within("login", native_answer(&mut c)).await.unwrap(), 0);
             (Door::Native, c)
         });
@@ -361,7 +345,7 @@ async fn an_address_holding_its_share_does_not_delay_another_address() {
     let budget = server.request_budget();
     assert_eq!(budget.share(), FRAME as u64);
     let mut other = connect_from([127, 0, 0, 3], server.addr).await;
-    other.write_all(&login_frame()).await.unwrap();
+    other.write_all(&root_login_frame()).await.unwrap();
     assert_eq!(within("login", native_answer(&mut other)).await.unwrap(), 0);
 
     let mut hogs = Vec::new();
@@ -459,7 +443,7 @@ async fn a_client_that_stops_reading_does_not_hold_up_the_shutdown() {
     let mut c = within("connect", socket.connect(server.addr))
         .await
         .unwrap();
-    c.write_all(&login_frame()).await.unwrap();
+    c.write_all(&root_login_frame()).await.unwrap();
     assert_eq!(within("login", native_answer(&mut c)).await.unwrap(), 0);
     // Consumer "c", stream "s", topic "t", partition 0, from the first offset, up to 10^6.
     let mut poll = vec![1, 2, 1, b'c', 2, 1, b's', 2, 1, b't', 1, 0, 0, 0, 0, 3];
@@ -508,7 +492,7 @@ async fn an_oversize_native_request_gets_its_error_code_not_a_broken_pipe() {
     let server = TestServer::start_with(|c| c.native.max_request_size = MAX).await;
     for payload in [MAX as usize + 1, 2 * MAX as usize - 1] {
         let mut c = TcpStream::connect(server.addr).await.unwrap();
-        c.write_all(&login_frame()).await.unwrap();
+        c.write_all(&root_login_frame()).await.unwrap();
         assert_eq!(within("login", native_answer(&mut c)).await.unwrap(), 0);
         let frame = native_frame(codes::SEND_MESSAGES, &vec![0u8; payload]);
         within("send the oversize frame", c.write_all(&frame))

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
-use compat_tests::TestServer;
+use bytes::BytesMut;
+use compat_tests::{native_frame, root_login_frame, TestServer};
 use iggy::prelude::*;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,21 +96,6 @@ async fn raw(conn: &mut TcpStream, frame: &[u8]) -> Option<u32> {
     Some(status)
 }
 
-fn frame(code: u32, payload: &[u8]) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    wharf_protocol::framing::encode_request(code, payload, &mut b);
-    b.to_vec()
-}
-
-fn login_frame() -> Vec<u8> {
-    let mut p = BytesMut::new();
-    for s in ["iggy", "iggy"] {
-        p.put_u8(s.len() as u8);
-        p.put_slice(s.as_bytes());
-    }
-    frame(codes::LOGIN_USER, &p)
-}
-
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -151,7 +136,7 @@ async fn live_server_survives_hostile_frames_while_serving_a_good_client() {
     let mut c = TcpStream::connect(server.addr).await.unwrap();
     assert_eq!(raw(&mut c, &[3, 0, 0, 0, 1, 0, 0, 0]).await, Some(3));
     assert_eq!(
-        raw(&mut c, &frame(codes::PING, &[])).await,
+        raw(&mut c, &native_frame(codes::PING, &[])).await,
         None,
         "connection should be closed"
     );
@@ -166,12 +151,15 @@ async fn live_server_survives_hostile_frames_while_serving_a_good_client() {
     // Before login only ping works; unknown codes and malformed payloads get errors and the
     // connection stays usable.
     let mut c = TcpStream::connect(server.addr).await.unwrap();
-    assert_eq!(raw(&mut c, &frame(codes::PING, &[])).await, Some(0));
-    assert_eq!(raw(&mut c, &frame(codes::GET_STREAMS, &[])).await, Some(40));
-    assert_eq!(raw(&mut c, &frame(999, &[1, 2, 3])).await, Some(3));
-    assert_eq!(raw(&mut c, &login_frame()).await, Some(0));
+    assert_eq!(raw(&mut c, &native_frame(codes::PING, &[])).await, Some(0));
     assert_eq!(
-        raw(&mut c, &frame(codes::GET_STREAM, &[2, 200, b'x'])).await,
+        raw(&mut c, &native_frame(codes::GET_STREAMS, &[])).await,
+        Some(40)
+    );
+    assert_eq!(raw(&mut c, &native_frame(999, &[1, 2, 3])).await, Some(3));
+    assert_eq!(raw(&mut c, &root_login_frame()).await, Some(0));
+    assert_eq!(
+        raw(&mut c, &native_frame(codes::GET_STREAM, &[2, 200, b'x'])).await,
         Some(4)
     );
     // A send claiming four billion messages is refused without trusting the count.
@@ -179,10 +167,10 @@ async fn live_server_survives_hostile_frames_while_serving_a_good_client() {
     let count_at = 4 + 3 + 6 + 2; // metadata length, stream "s", topic 0, balanced
     huge_count[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(
-        raw(&mut c, &frame(codes::SEND_MESSAGES, &huge_count)).await,
+        raw(&mut c, &native_frame(codes::SEND_MESSAGES, &huge_count)).await,
         Some(4)
     );
-    assert_eq!(raw(&mut c, &frame(codes::PING, &[])).await, Some(0));
+    assert_eq!(raw(&mut c, &native_frame(codes::PING, &[])).await, Some(0));
 
     // A payload announced but never finished: the server drops the connection when we do.
     let mut c = TcpStream::connect(server.addr).await.unwrap();
@@ -194,17 +182,17 @@ async fn live_server_survives_hostile_frames_while_serving_a_good_client() {
     // Random mutations of valid frames, some before and some after login.
     let mut rng = Rng(0x00C0_FFEE_1234_5678);
     let templates: Vec<Vec<u8>> = vec![
-        frame(codes::SEND_MESSAGES, &valid_send()),
-        login_frame(),
-        frame(codes::GET_STREAM, &[2, 1, b's']),
-        frame(
+        native_frame(codes::SEND_MESSAGES, &valid_send()),
+        root_login_frame(),
+        native_frame(codes::GET_STREAM, &[2, 1, b's']),
+        native_frame(
             codes::CREATE_TOPIC,
             &[
                 2, 1, b's', 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
                 b'x',
             ],
         ),
-        frame(
+        native_frame(
             codes::POLL_MESSAGES,
             &[
                 1, 2, 1, b'c', 2, 1, b's', 2, 1, b't', 1, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -217,7 +205,7 @@ async fn live_server_survives_hostile_frames_while_serving_a_good_client() {
     for round in 0..40 {
         let mut c = TcpStream::connect(server.addr).await.unwrap();
         if round % 2 == 0 {
-            assert_eq!(raw(&mut c, &login_frame()).await, Some(0));
+            assert_eq!(raw(&mut c, &root_login_frame()).await, Some(0));
         }
         for _ in 0..25 {
             let mut f = templates[(rng.next() % templates.len() as u64) as usize].clone();
