@@ -177,6 +177,39 @@ pub async fn iggy_root_client(server: &TestServer) -> IggyClient {
     client
 }
 
+/// Creates stream `stream` and its topic `topic` of `partitions` partitions (no compression, no
+/// expiry, the server's default size limit) through the official client, failing the test if
+/// either is refused.
+pub async fn create_stream_with_topic(
+    client: &IggyClient,
+    stream: &str,
+    topic: &str,
+    partitions: u32,
+) {
+    use iggy::prelude::{
+        CompressionAlgorithm, Identifier, IggyExpiry, MaxTopicSize, StreamClient as _,
+        TopicClient as _,
+    };
+    within("create stream", client.create_stream(stream))
+        .await
+        .expect("stream created");
+    let stream_id = Identifier::named(stream).expect("a valid stream name");
+    within(
+        "create topic",
+        client.create_topic(
+            &stream_id,
+            topic,
+            partitions,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::ServerDefault,
+        ),
+    )
+    .await
+    .expect("topic created");
+}
+
 /// A native request frame (length, command code, payload), for tests that speak the wire by hand.
 pub fn native_frame(code: u32, payload: &[u8]) -> Vec<u8> {
     let mut b = bytes::BytesMut::new();

@@ -404,18 +404,7 @@ async fn a_client_that_stops_reading_does_not_hold_up_the_shutdown() {
     })
     .await;
     let good = compat_tests::iggy_root_client(&server).await;
-    good.create_stream("s").await.unwrap();
-    good.create_topic(
-        &Identifier::named("s").unwrap(),
-        "t",
-        1,
-        CompressionAlgorithm::None,
-        None,
-        IggyExpiry::NeverExpire,
-        MaxTopicSize::ServerDefault,
-    )
-    .await
-    .unwrap();
+    compat_tests::create_stream_with_topic(&good, "s", "t", 1).await;
     for _ in 0..32 {
         let mut batch: Vec<IggyMessage> = (0..16)
             .map(|_| {
@@ -519,19 +508,7 @@ async fn an_oversize_native_request_gets_its_error_code_not_a_broken_pipe() {
 
     // The official client: its request fails with the server's code, not a broken connection.
     let client = compat_tests::iggy_root_client(&server).await;
-    client.create_stream("s").await.unwrap();
-    client
-        .create_topic(
-            &Identifier::named("s").unwrap(),
-            "t",
-            1,
-            CompressionAlgorithm::None,
-            None,
-            IggyExpiry::NeverExpire,
-            MaxTopicSize::ServerDefault,
-        )
-        .await
-        .unwrap();
+    compat_tests::create_stream_with_topic(&client, "s", "t", 1).await;
     let mut messages = vec![IggyMessage::builder()
         .payload(vec![7u8; MAX as usize + 1024].into())
         .build()

@@ -104,19 +104,7 @@ async fn a_poll_answer_holds_at_most_max_poll_bytes_but_always_one_message() {
     const MAX_POLL_BYTES: usize = 10_000;
     let server = TestServer::start_with(|c| c.native.max_poll_bytes = MAX_POLL_BYTES as u32).await;
     let client = iggy_root_client(&server).await;
-    client.create_stream("shop").await.unwrap();
-    client
-        .create_topic(
-            &id("shop"),
-            "orders",
-            1,
-            CompressionAlgorithm::None,
-            None,
-            IggyExpiry::NeverExpire,
-            MaxTopicSize::ServerDefault,
-        )
-        .await
-        .unwrap();
+    compat_tests::create_stream_with_topic(&client, "shop", "orders", 1).await;
     // 50 messages of 1,000 bytes in five stored batches of ten, then one of 20,000 bytes.
     let payload_lens: Vec<usize> = [1000; 50].into_iter().chain([20_000]).collect();
     for chunk in payload_lens.chunks(10) {
@@ -376,19 +364,7 @@ async fn producer_sends_100k_messages_and_every_polling_strategy_reads_them() {
 async fn offsets_and_a_consumer_group_split_and_hand_over_partitions() {
     let server = TestServer::start().await;
     let admin = iggy_root_client(&server).await;
-    admin.create_stream("shop").await.unwrap();
-    admin
-        .create_topic(
-            &id("shop"),
-            "orders",
-            3,
-            CompressionAlgorithm::None,
-            None,
-            IggyExpiry::NeverExpire,
-            MaxTopicSize::ServerDefault,
-        )
-        .await
-        .unwrap();
+    compat_tests::create_stream_with_topic(&admin, "shop", "orders", 3).await;
     for partition in 0..3u32 {
         let mut messages: Vec<IggyMessage> = (0..10)
             .map(|i| message(u64::from(partition) * 10 + i))
@@ -636,19 +612,7 @@ async fn everything_survives_a_restart() {
     let mut server = TestServer::start().await;
     let token = {
         let client = iggy_root_client(&server).await;
-        client.create_stream("shop").await.unwrap();
-        client
-            .create_topic(
-                &id("shop"),
-                "orders",
-                2,
-                CompressionAlgorithm::None,
-                None,
-                IggyExpiry::NeverExpire,
-                MaxTopicSize::ServerDefault,
-            )
-            .await
-            .unwrap();
+        compat_tests::create_stream_with_topic(&client, "shop", "orders", 2).await;
         let mut messages: Vec<IggyMessage> = (0..50).map(message).collect();
         client
             .send_messages(

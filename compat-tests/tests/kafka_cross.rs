@@ -22,19 +22,7 @@ fn id(s: &str) -> Identifier {
 async fn iggy_messages_are_read_by_a_kafka_consumer() {
     let server = TestServer::start().await;
     let client = iggy_root_client(&server).await;
-    client.create_stream("cross").await.unwrap();
-    client
-        .create_topic(
-            &id("cross"),
-            "events",
-            1,
-            CompressionAlgorithm::None,
-            None,
-            IggyExpiry::NeverExpire,
-            MaxTopicSize::ServerDefault,
-        )
-        .await
-        .unwrap();
+    compat_tests::create_stream_with_topic(&client, "cross", "events", 1).await;
     let origin_us = 1_700_000_000_123_000u64;
     let mut messages: Vec<IggyMessage> = (0..100u32)
         .map(|i| {
@@ -250,19 +238,7 @@ fn kafka_committed(server: &TestServer, group: &str, topic: &str) -> Offset {
 async fn kafka_and_iggy_groups_of_the_same_name_share_committed_offsets() {
     let server = TestServer::start().await;
     let client = iggy_root_client(&server).await;
-    client.create_stream("shared").await.unwrap();
-    client
-        .create_topic(
-            &id("shared"),
-            "log",
-            1,
-            CompressionAlgorithm::None,
-            None,
-            IggyExpiry::NeverExpire,
-            MaxTopicSize::ServerDefault,
-        )
-        .await
-        .unwrap();
+    compat_tests::create_stream_with_topic(&client, "shared", "log", 1).await;
     let mut messages: Vec<IggyMessage> = (0..100)
         .map(|i| {
             IggyMessage::builder()

@@ -119,18 +119,7 @@ async fn live_server_survives_hostile_frames_while_serving_a_good_client() {
         .unwrap();
     good.connect().await.unwrap();
     good.login_user("iggy", "iggy").await.unwrap();
-    good.create_stream("s").await.unwrap();
-    good.create_topic(
-        &Identifier::named("s").unwrap(),
-        "t",
-        1,
-        CompressionAlgorithm::None,
-        None,
-        IggyExpiry::NeverExpire,
-        MaxTopicSize::ServerDefault,
-    )
-    .await
-    .unwrap();
+    compat_tests::create_stream_with_topic(&good, "s", "t", 1).await;
 
     // A length below the code's size: refused and closed.
     let mut c = TcpStream::connect(server.addr).await.unwrap();
