@@ -76,6 +76,40 @@ struct RawKafka {
     group_min_session_timeout: String,
     group_max_session_timeout: String,
     group_initial_rebalance_delay: String,
+    authentication: String,
+    allow_anonymous: bool,
+    sasl_enabled_mechanisms: String,
+    connections_max_reauth: String,
+    tls_cert_file: String,
+    tls_key_file: String,
+    tls_client_ca_file: String,
+    listeners: Vec<RawKafkaListener>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafkaListener {
+    address: String,
+    #[serde(default)]
+    advertised_host: String,
+    #[serde(default)]
+    advertised_port: u16,
+    #[serde(default = "default_authentication")]
+    authentication: String,
+    #[serde(default)]
+    tls: bool,
+}
+
+fn default_authentication() -> String {
+    "none".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNativeListener {
+    address: String,
+    #[serde(default)]
+    tls: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +133,10 @@ struct RawNative {
     max_connections_per_ip: u32,
     connections_max_idle: String,
     request_read_timeout: String,
+    tls_cert_file: String,
+    tls_key_file: String,
+    tls_client_ca_file: String,
+    listeners: Vec<RawNativeListener>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +161,7 @@ struct RawAuth {
     failed_login_window: String,
     failed_login_lockout: String,
     end_sessions_on_password_change: bool,
+    scram_iterations: u32,
 }
 
 /// What one door lets its connections spend: how many, how long they may sit idle, and how long
@@ -139,14 +178,110 @@ pub struct ConnectionLimits {
     pub request_read_timeout: Duration,
 }
 
-/// The Kafka door's settings.
-#[derive(Debug, Clone)]
-pub struct KafkaConfig {
+/// The files that give a door's listeners TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate signed by one of these CAs (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Who may use a Kafka listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaAuthentication {
+    /// Anyone who can connect, as `User:ANONYMOUS` with every right.
+    None,
+    /// SaslHandshake and SaslAuthenticate first, as a Wharf user.
+    Sasl,
+}
+
+/// A SASL mechanism the Kafka door can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SaslMechanism {
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub const ALL: [SaslMechanism; 3] = [
+        SaslMechanism::Plain,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::ScramSha512,
+    ];
+
+    /// The mechanism's name as SASL and Kafka spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// The mechanism named `name` (case as SASL spells it).
+    pub fn from_name(name: &str) -> Option<SaslMechanism> {
+        SaslMechanism::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// One Kafka listener: where it listens, what it advertises, its security protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaListener {
     pub address: SocketAddr,
     /// Host given to clients in metadata; `None`: the address each client connected to.
     pub advertised_host: Option<String>,
     /// Port given to clients; `None`: the port listened on.
     pub advertised_port: Option<u16>,
+    pub authentication: KafkaAuthentication,
+    /// Speaks TLS with the door's [`TlsSettings`].
+    pub tls: bool,
+}
+
+impl KafkaListener {
+    /// Kafka's name for what the listener accepts (`security.protocol` of its clients).
+    pub fn security_protocol(&self) -> &'static str {
+        match (self.authentication, self.tls) {
+            (KafkaAuthentication::None, false) => "PLAINTEXT",
+            (KafkaAuthentication::None, true) => "SSL",
+            (KafkaAuthentication::Sasl, false) => "SASL_PLAINTEXT",
+            (KafkaAuthentication::Sasl, true) => "SASL_SSL",
+        }
+    }
+}
+
+/// One native listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeListener {
+    pub address: SocketAddr,
+    /// Speaks TLS with the door's [`TlsSettings`].
+    pub tls: bool,
+}
+
+/// The Kafka door's settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// The main listener's address (`--kafka-addr`); its other settings are the fields below.
+    pub address: SocketAddr,
+    /// Host given to clients in metadata; `None`: the address each client connected to.
+    pub advertised_host: Option<String>,
+    /// Port given to clients; `None`: the port listened on.
+    pub advertised_port: Option<u16>,
+    /// The main listener's authentication.
+    pub authentication: KafkaAuthentication,
+    /// Listeners with authentication "none" may bind beyond loopback.
+    pub allow_anonymous: bool,
+    /// SASL mechanisms offered, in the configured order.
+    pub sasl_mechanisms: Vec<SaslMechanism>,
+    /// How long a SASL session lasts before re-authentication (KIP-368); `None`: forever.
+    pub connections_max_reauth: Option<Duration>,
+    /// TLS for the main listener (when set) and for further listeners with `tls = true`.
+    pub tls: Option<TlsSettings>,
+    /// Listeners beside the main one.
+    pub more_listeners: Vec<KafkaListener>,
     pub max_request_size: u32,
     /// Most record bytes in one Fetch answer (Kafka's fetch.max.bytes).
     pub fetch_max_bytes: u32,
@@ -179,7 +314,12 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub struct NativeConfig {
+    /// The main listener's address (`--native-addr`); TLS when `tls` is set.
     pub address: SocketAddr,
+    /// TLS for the main listener (when set) and for further listeners with `tls = true`.
+    pub tls: Option<TlsSettings>,
+    /// Listeners beside the main one.
+    pub more_listeners: Vec<NativeListener>,
     pub max_request_size: u32,
     pub max_poll_messages: u32,
     /// Most message bytes one poll returns (at least one message always).
@@ -335,7 +475,42 @@ impl RawConfig {
                 &self.auth.failed_login_lockout,
             )?,
             end_sessions_on_password_change: self.auth.end_sessions_on_password_change,
+            scram_iterations: self.auth.scram_iterations,
         };
+        if !(4096..=1_000_000).contains(&self.auth.scram_iterations) {
+            return Err(invalid(
+                "auth",
+                "scram_iterations",
+                "must be between 4096 (Kafka's minimum) and 1000000".into(),
+            ));
+        }
+        let native_tls = tls_settings(
+            "native",
+            &self.native.tls_cert_file,
+            &self.native.tls_key_file,
+            &self.native.tls_client_ca_file,
+        )?;
+        let mut native_listeners = Vec::with_capacity(self.native.listeners.len());
+        for l in &self.native.listeners {
+            let address = l.address.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "native",
+                    "listeners",
+                    format!("address '{}': {e}", l.address),
+                )
+            })?;
+            if l.tls && native_tls.is_none() {
+                return Err(invalid(
+                    "native",
+                    "listeners",
+                    format!("listener {address} has tls = true but tls_cert_file and tls_key_file are not set"),
+                ));
+            }
+            native_listeners.push(NativeListener {
+                address,
+                tls: l.tls,
+            });
+        }
         if self.auth.root_username.is_empty() || self.auth.root_password.is_empty() {
             return Err(invalid(
                 "auth",
@@ -351,6 +526,8 @@ impl RawConfig {
                 max_poll_messages: self.native.max_poll_messages.max(1),
                 max_poll_bytes,
                 limits: native_limits,
+                tls: native_tls,
+                more_listeners: native_listeners,
             },
             kafka,
             store,
@@ -429,11 +606,105 @@ impl RawKafka {
             )?,
             ..CoordinatorSettings::default()
         };
+        let authentication =
+            kafka_authentication(&self.authentication).map_err(|m| invalid("authentication", m))?;
+        let mut sasl_mechanisms = Vec::new();
+        for name in self.sasl_enabled_mechanisms.split(',').map(str::trim) {
+            if name.is_empty() {
+                continue;
+            }
+            let m = SaslMechanism::from_name(name).ok_or_else(|| {
+                invalid(
+                    "sasl_enabled_mechanisms",
+                    format!("'{name}' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                )
+            })?;
+            if !sasl_mechanisms.contains(&m) {
+                sasl_mechanisms.push(m);
+            }
+        }
+        let connections_max_reauth =
+            duration("connections_max_reauth", &self.connections_max_reauth)?;
+        let tls = tls_settings(
+            "kafka",
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            &self.tls_client_ca_file,
+        )?;
+        let advertised_host = advertised(host);
+        let main = KafkaListener {
+            address,
+            advertised_host: advertised_host.clone(),
+            advertised_port: (self.advertised_port != 0).then_some(self.advertised_port),
+            authentication,
+            tls: tls.is_some(),
+        };
+        let mut more_listeners = Vec::with_capacity(self.listeners.len());
+        for l in &self.listeners {
+            let address = l
+                .address
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("listeners", format!("address '{}': {e}", l.address)))?;
+            let host = l.advertised_host.trim();
+            if host.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "listeners",
+                    format!("listener {address}: advertised_host '{host}' is not a host"),
+                ));
+            }
+            let authentication = kafka_authentication(&l.authentication)
+                .map_err(|m| invalid("listeners", format!("listener {address}: {m}")))?;
+            if l.tls && tls.is_none() {
+                return Err(invalid(
+                    "listeners",
+                    format!("listener {address} has tls = true but tls_cert_file and tls_key_file are not set"),
+                ));
+            }
+            more_listeners.push(KafkaListener {
+                address,
+                advertised_host: advertised(host),
+                advertised_port: (l.advertised_port != 0).then_some(l.advertised_port),
+                authentication,
+                tls: l.tls,
+            });
+        }
+        for l in std::iter::once(&main).chain(&more_listeners) {
+            if l.authentication == KafkaAuthentication::Sasl && sasl_mechanisms.is_empty() {
+                return Err(invalid(
+                    "sasl_enabled_mechanisms",
+                    format!(
+                        "listener {} uses SASL but no mechanism is enabled",
+                        l.address
+                    ),
+                ));
+            }
+            if l.authentication == KafkaAuthentication::None
+                && !l.address.ip().is_loopback()
+                && !self.allow_anonymous
+            {
+                return Err(invalid(
+                    "authentication",
+                    format!(
+                        "listener {} is not on loopback and has authentication = \"none\": anyone \
+                         who reaches it could read, write and delete every topic. Set \
+                         authentication = \"sasl\", or allow_anonymous = true to accept that",
+                        l.address
+                    ),
+                ));
+            }
+        }
         Ok(KafkaConfig {
             groups,
             address,
-            advertised_host: (!host.is_empty()).then(|| host.trim_matches(['[', ']']).to_string()),
-            advertised_port: (self.advertised_port != 0).then_some(self.advertised_port),
+            advertised_host,
+            advertised_port: main.advertised_port,
+            authentication,
+            allow_anonymous: self.allow_anonymous,
+            sasl_mechanisms,
+            connections_max_reauth: (!connections_max_reauth.is_zero())
+                .then_some(connections_max_reauth),
+            tls,
+            more_listeners,
             max_request_size,
             fetch_max_bytes,
             limits,
@@ -441,6 +712,87 @@ impl RawKafka {
             default_partitions: self.default_partitions,
             default_stream: self.default_stream,
         })
+    }
+}
+
+impl KafkaConfig {
+    /// Every Kafka listener, the main one (`address`) first.
+    pub fn listeners(&self) -> Vec<KafkaListener> {
+        let main = KafkaListener {
+            address: self.address,
+            advertised_host: self.advertised_host.clone(),
+            advertised_port: self.advertised_port,
+            authentication: self.authentication,
+            tls: self.tls.is_some(),
+        };
+        std::iter::once(main)
+            .chain(self.more_listeners.iter().cloned())
+            .collect()
+    }
+}
+
+impl NativeConfig {
+    /// Every native listener, the main one (`address`) first.
+    pub fn listeners(&self) -> Vec<NativeListener> {
+        let main = NativeListener {
+            address: self.address,
+            tls: self.tls.is_some(),
+        };
+        std::iter::once(main)
+            .chain(self.more_listeners.iter().cloned())
+            .collect()
+    }
+}
+
+fn kafka_authentication(text: &str) -> Result<KafkaAuthentication, String> {
+    match text.trim() {
+        "none" => Ok(KafkaAuthentication::None),
+        "sasl" => Ok(KafkaAuthentication::Sasl),
+        other => Err(format!("'{other}' is not \"none\" or \"sasl\"")),
+    }
+}
+
+/// An advertised host as written in the config: empty is none; IPv6 without brackets.
+fn advertised(host: &str) -> Option<String> {
+    (!host.is_empty()).then(|| host.trim_matches(['[', ']']).to_string())
+}
+
+/// A door's TLS files: none, or certificate and key (and perhaps a client CA), each readable.
+fn tls_settings(
+    section: &'static str,
+    cert: &str,
+    key: &str,
+    client_ca: &str,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let invalid = |key, message: String| ConfigError::Invalid {
+        section,
+        key,
+        message,
+    };
+    let (cert, key, client_ca) = (cert.trim(), key.trim(), client_ca.trim());
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => {
+            if !client_ca.is_empty() {
+                return Err(invalid(
+                    "tls_client_ca_file",
+                    "needs tls_cert_file and tls_key_file".into(),
+                ));
+            }
+            Ok(None)
+        }
+        (false, false) => Ok(Some(TlsSettings {
+            cert_file: PathBuf::from(cert),
+            key_file: PathBuf::from(key),
+            client_ca_file: (!client_ca.is_empty()).then(|| PathBuf::from(client_ca)),
+        })),
+        (true, false) => Err(invalid(
+            "tls_cert_file",
+            "tls_key_file is set but tls_cert_file is not".into(),
+        )),
+        (false, true) => Err(invalid(
+            "tls_key_file",
+            "tls_cert_file is set but tls_key_file is not".into(),
+        )),
     }
 }
 

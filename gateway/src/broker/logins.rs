@@ -33,6 +33,8 @@ pub struct LoginSettings {
     pub failed_login_lockout: Duration,
     /// A password change ends the user's other sessions and revokes their tokens.
     pub end_sessions_on_password_change: bool,
+    /// PBKDF2 iterations of the SCRAM credentials derived when a password is set.
+    pub scram_iterations: u32,
 }
 
 impl Default for LoginSettings {
@@ -43,6 +45,7 @@ impl Default for LoginSettings {
             failed_login_window: Duration::from_secs(60),
             failed_login_lockout: Duration::from_secs(60),
             end_sessions_on_password_change: true,
+            scram_iterations: 4096,
         }
     }
 }
