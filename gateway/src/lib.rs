@@ -166,6 +166,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let mut native = config.native.clone();
     // Report the port actually bound (the config may say 0) in cluster metadata.
     native.address = native_addr;
+    let mut kafka_settings = config.kafka.listeners().swap_remove(0);
+    kafka_settings.address = kafka_addr;
     let serving = {
         let broker = Arc::clone(&broker);
         let stopped = stopped.clone();
@@ -178,7 +180,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                     shared.clone(),
                     stopped.clone()
                 ),
-                kafka::serve(kafka_listener, door, shared.clone(), stopped.clone()),
+                kafka::serve(
+                    kafka_listener,
+                    kafka_settings,
+                    door,
+                    shared.clone(),
+                    stopped.clone()
+                ),
                 shared.peer_log.drive(stopped.clone()),
                 broker.drive_group_timers(stopped.clone()),
                 broker.drive_producer_snapshots(stopped),

@@ -13,6 +13,17 @@ use super::users::{
 };
 use super::{Broker, BrokerError, ClientInfo, Permissions, User, Users};
 
+/// Who a request comes from, as authorization sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Kafka's `User:ANONYMOUS`: a connection on a Kafka listener with authentication "none",
+    /// which has every right (as a Kafka broker without an authorizer allows everything).
+    Anonymous,
+    /// A Wharf user, by id (its rights are read when each request is authorized, so a change of
+    /// permissions applies at once).
+    User(u32),
+}
+
 impl Broker {
     /// Registers a new connection; returns its client id.
     pub fn connect_client(&self, address: SocketAddr, transport: &'static str) -> u32 {

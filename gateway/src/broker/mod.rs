@@ -33,6 +33,7 @@ use wharf_log_store::LogStore;
 pub use clients::{ClientInfo, Clients};
 pub use coordinator::{CoordinatorSettings, GroupCoordinator};
 pub use groups::{ConsumerGroups, GroupInfo};
+pub use identity::Principal;
 pub use kafka_batch::KafkaBatchError;
 pub use logins::LoginSettings;
 pub use producers::Producers;

@@ -23,6 +23,8 @@ use tokio::net::TcpStream;
 
 use super::handlers::{self, Request};
 use super::{guard, versions, Door};
+use crate::broker::Principal;
+use crate::config::KafkaListener;
 use crate::server::writer::AnswerWriter;
 use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
 
@@ -41,7 +43,13 @@ pub enum ConnectionError {
     Encode(String),
 }
 
-pub async fn serve(socket: TcpStream, accepted: Accepted, door: Arc<Door>) {
+/// Serves one connection that came in on `listener`.
+pub async fn serve(
+    socket: TcpStream,
+    accepted: Accepted,
+    door: Arc<Door>,
+    listener: Arc<KafkaListener>,
+) {
     let peer = accepted.peer;
     let local = match socket.local_addr() {
         Ok(a) => a,
@@ -56,6 +64,7 @@ pub async fn serve(socket: TcpStream, accepted: Accepted, door: Arc<Door>) {
     let mut reader = RequestReader::new(rd, accepted);
     let mut stopped = reader.stop_signal();
     let max = door.config.max_request_size;
+    let principal = Principal::Anonymous;
     let reason: String = loop {
         let head: Head<4> = match reader.head().await {
             Ok(h) => h,
@@ -72,7 +81,7 @@ pub async fn serve(socket: TcpStream, accepted: Accepted, door: Arc<Door>) {
             Ok((f, grant)) => (f.freeze(), grant),
             Err(e) => break e.to_string(),
         };
-        let answer = match handle_frame(&door, local, peer, frame).await {
+        let answer = match handle_frame(&door, &listener, &principal, local, peer, frame).await {
             Ok(Some(answer)) => answer,
             Ok(None) => continue, // acks=0
             Err(e) => {
@@ -107,6 +116,8 @@ impl ConnectionError {
 /// back (acks=0).
 pub async fn handle_frame(
     door: &Door,
+    listener: &KafkaListener,
+    principal: &Principal,
     local: SocketAddr,
     peer: SocketAddr,
     frame: Bytes,
@@ -134,6 +145,8 @@ pub async fn handle_frame(
         peer,
         version,
         client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()),
+        listener,
+        principal,
     };
     let body = handlers::dispatch(&request, api_key, &mut buf).await?;
     match body {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::broker::{Broker, BrokerError};
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, KafkaListener};
 use crate::server::{accept_loop, Shared, Stopped};
 
 /// The node id this server gives itself in metadata.
@@ -35,18 +35,16 @@ pub struct Door {
     pub cluster_id: String,
 }
 
-impl Door {
-    /// The host and port this server tells clients to connect to: the configured advertised
-    /// address, else the address the client reached us on (right for IPv4 and IPv6 alike).
-    pub fn advertised(&self, local: SocketAddr) -> (String, i32) {
-        let host = self
-            .config
-            .advertised_host
-            .clone()
-            .unwrap_or_else(|| local.ip().to_string());
-        let port = self.config.advertised_port.unwrap_or(local.port());
-        (host, i32::from(port))
-    }
+/// The host and port this server tells a client of `listener` to connect to: the listener's
+/// advertised address, else the address the client reached us on (right for IPv4 and IPv6
+/// alike).
+pub fn advertised(listener: &KafkaListener, local: SocketAddr) -> (String, i32) {
+    let host = listener
+        .advertised_host
+        .clone()
+        .unwrap_or_else(|| local.ip().to_string());
+    let port = listener.advertised_port.unwrap_or(local.port());
+    (host, i32::from(port))
 }
 
 /// Reads the cluster id from the data directory, creating it on first start.
@@ -71,17 +69,26 @@ fn new_cluster_id() -> String {
     id
 }
 
-/// Accepts connections until `stopped` turns true, then waits for every connection to finish
-/// the request it is serving.
-pub async fn serve(listener: TcpListener, door: Arc<Door>, shared: Shared, stopped: Stopped) {
+/// Accepts connections on `listener` (configured as `settings`) until `stopped` turns true,
+/// then waits for every connection to finish the request it is serving.
+pub async fn serve(
+    listener: TcpListener,
+    settings: KafkaListener,
+    door: Arc<Door>,
+    shared: Shared,
+    stopped: Stopped,
+) {
     let limits = door.config.limits.clone();
+    let settings = Arc::new(settings);
     accept_loop(
         listener,
         "kafka",
         limits,
         shared,
         stopped,
-        |socket, accepted| connection::serve(socket, accepted, Arc::clone(&door)),
+        |socket, accepted| {
+            connection::serve(socket, accepted, Arc::clone(&door), Arc::clone(&settings))
+        },
     )
     .await;
 }

@@ -7,7 +7,7 @@ use super::{str_bytes, Request};
 use crate::kafka::NODE_ID;
 
 pub fn handle(req: &Request<'_>) -> DescribeClusterResponse {
-    let (host, port) = req.door.advertised(req.local);
+    let (host, port) = req.advertised();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(req.door.cluster_id.clone()))
         .with_controller_id(NODE_ID.into())

@@ -9,7 +9,7 @@ use crate::kafka::errors::code;
 use crate::kafka::NODE_ID;
 
 pub fn handle(req: &Request<'_>, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let (host, port) = req.door.advertised(req.local);
+    let (host, port) = req.advertised();
     let (error, message) = if r.key_type == 0 {
         (code::NONE, None)
     } else {

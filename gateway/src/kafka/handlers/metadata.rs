@@ -12,7 +12,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 
 pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
-    let (host, port) = req.door.advertised(req.local);
+    let (host, port) = req.advertised();
     let broker = MetadataResponseBroker::default()
         .with_node_id(NODE_ID.into())
         .with_host(str_bytes(host))

@@ -32,7 +32,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::connection::{decode, ConnectionError, ResponseBody};
 use super::{versions, Door};
-use crate::broker::{Broker, BrokerError, TopicInfo};
+use crate::broker::{Broker, BrokerError, Principal, TopicInfo};
+use crate::config::KafkaListener;
 
 /// What a handler knows about the request in hand.
 #[derive(Debug)]
@@ -44,9 +45,18 @@ pub struct Request<'a> {
     pub peer: SocketAddr,
     pub version: i16,
     pub client_id: Option<String>,
+    /// The listener the connection came in on (its advertised address, its security protocol).
+    pub listener: &'a KafkaListener,
+    /// Who sent the request.
+    pub principal: &'a Principal,
 }
 
 impl Request<'_> {
+    /// The host and port metadata gives this request's client for this node.
+    pub fn advertised(&self) -> (String, i32) {
+        super::advertised(self.listener, self.local)
+    }
+
     pub fn broker(&self) -> &Broker {
         &self.door.broker
     }
