@@ -398,6 +398,22 @@ impl Broker {
         }
     }
 
+    /// Fails unless `principal` may do `action` (the user's rights as they are now; a user
+    /// deleted since the session began may do nothing).
+    pub fn authorize_principal(
+        &self,
+        principal: &Principal,
+        action: Action,
+    ) -> Result<(), BrokerError> {
+        match principal {
+            Principal::Anonymous => Ok(()),
+            Principal::User(id) => match self.user(*id) {
+                Some(user) => self.authorize(&user, action),
+                None => Err(BrokerError::Unauthorized),
+            },
+        }
+    }
+
     /// The store's settings: topic defaults that describe-configs answers report.
     pub fn store_defaults(&self) -> &StoreConfig {
         self.store.config()
