@@ -177,10 +177,9 @@ impl Connection {
         let mut head = BytesMut::with_capacity(8);
         framing::encode_request(code, &[], &mut head);
         head[..4].copy_from_slice(&(payload.len() as u32 + 4).to_le_bytes());
-        self.stream.write_all(&head).await.map_err(lost)?;
-        self.stream.write_all(payload).await.map_err(lost)?;
-        // A no-op for TCP; TLS may hold the last record back until flushed.
-        self.stream.flush().await.map_err(lost)?;
+        if let Err(e) = self.write(&head, payload).await {
+            return Err(self.write_failed(e).await);
+        }
         let mut resp = [0u8; 8];
         self.stream.read_exact(&mut resp).await.map_err(lost)?;
         let status = u32::from_le_bytes([resp[0], resp[1], resp[2], resp[3]]);
@@ -195,6 +194,31 @@ impl Connection {
         let mut body = vec![0u8; len];
         self.stream.read_exact(&mut body).await.map_err(lost)?;
         Ok(Bytes::from(body))
+    }
+
+    async fn write(&mut self, head: &[u8], payload: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(head).await?;
+        self.stream.write_all(payload).await?;
+        // A no-op for TCP; TLS may hold the last record back until flushed.
+        self.stream.flush().await
+    }
+
+    /// The error for a failed write. A TLS server that refuses our certificate sends an alert
+    /// and closes, which the next write may meet as a broken pipe; the alert is still there to
+    /// read and says what actually went wrong.
+    async fn write_failed(&mut self, e: std::io::Error) -> Error {
+        if matches!(self.stream, Transport::Tls(_)) {
+            let mut byte = [0u8; 1];
+            // Bounded although the peer has normally closed already, so the read ends at once.
+            if let Ok(Err(read)) =
+                tokio::time::timeout(Duration::from_secs(1), self.stream.read(&mut byte)).await
+            {
+                if let Some(refused) = tls::client_certificate_refused(&read) {
+                    return Error::Tls(refused);
+                }
+            }
+        }
+        lost(e)
     }
 }
 
