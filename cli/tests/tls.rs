@@ -142,8 +142,7 @@ fn tls_flags_environment_and_contexts() {
     assert!(out.contains("shop"), "{out}");
     // `--tls` takes no value: what follows is the command.
     let (code, err) = env.fails(
-        &mut env
-            .cmd(&["--tls", "ping"])
+        env.cmd(&["--tls", "ping"])
             .env("WHARF_TLS_DOMAIN", "wharf.example.com")
             .env("WHARF_TLS_CA_FILE", env.ca()),
     );
