@@ -121,6 +121,9 @@ impl Running {
 
 /// Opens the broker and binds the listeners, then serves in the background.
 pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
+    // TLS files first: a bad one stops the start before the store opens or anything listens.
+    let native_tls = door_tls("native", config.native.tls.as_ref())?;
+    let kafka_tls = door_tls("kafka", config.kafka.tls.as_ref())?;
     let broker = Broker::open(
         &config.data_dir,
         config.store.clone(),
@@ -141,9 +144,6 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         );
     }
     let broker = Arc::new(broker);
-    // TLS files first: a bad one stops the start before anything listens.
-    let native_tls = door_tls("native", config.native.tls.as_ref())?;
-    let kafka_tls = door_tls("kafka", config.kafka.tls.as_ref())?;
     let mut native_bound = Vec::new();
     for l in config.native.listeners() {
         let (listener, addr) = bind(l.address).await?;
