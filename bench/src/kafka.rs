@@ -43,7 +43,9 @@ fn base(s: &Settings) -> ClientConfig {
 /// the client (and, with TLS, loading the CA file) is part of it, closing is not.
 fn connections(s: &Settings, progress: &Progress) -> Result<Vec<ActorStats>, BenchError> {
     let one = || -> Result<BaseConsumer, BenchError> {
-        let c: BaseConsumer = base(s).create()?;
+        // librdkafka leaves Nagle on by default; its small first requests then wait out the
+        // server's delayed ACK (about 40 ms on Linux), which would hide what is measured.
+        let c: BaseConsumer = base(s).set("socket.nagle.disable", "true").create()?;
         c.fetch_metadata(None, Duration::from_secs(30))?;
         Ok(c)
     };

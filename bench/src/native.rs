@@ -42,34 +42,47 @@ async fn connect(s: &Settings) -> Result<Client, BenchError> {
 /// The `connect` workload: connector 0 makes a new client for every connection (its TLS
 /// settings read and a full handshake each time: what a new process pays); connector 1
 /// reconnects one client (`duplicate`: the same TLS settings, so rustls may resume the
-/// session). Each connection is logged in, then closed; only connecting and login are timed.
+/// session). Each connection logs in (or, with --no-login, answers one ping), then closes; only
+/// getting that far is timed.
 async fn connections(s: &Settings, progress: &Progress) -> Result<Vec<ActorStats>, BenchError> {
     let mut config = client_config(s);
     config.heartbeat = None;
     config.reconnect_retries = Some(0);
+    if !s.login {
+        config.credentials = wharf_sdk::Credentials::None;
+    }
     let warm_until = Instant::now() + s.warmup;
     while Instant::now() < warm_until {
-        drop(Client::connect(config.clone()).await?);
+        drop(ready(s, Client::connect(config.clone()).await?).await?);
     }
     progress.begin("connecting", s.messages * 2);
-    let fresh = timed(0, s.messages, progress, || Client::connect(config.clone())).await?;
+    let fresh = timed(0, s, progress, || Client::connect(config.clone())).await?;
     let first = Client::connect(config.clone()).await?;
-    let again = timed(1, s.messages, progress, || first.duplicate()).await?;
+    let again = timed(1, s, progress, || first.duplicate()).await?;
     Ok(vec![fresh, again])
 }
 
-/// Makes `n` connections with `open` one after another; times each until it is ready (the
-/// rate counts that time only, not closing).
+/// A connection that has logged in is ready; one that does not log in is once it has answered
+/// a ping (so the server has finished its side of the TLS handshake too).
+async fn ready(s: &Settings, client: Client) -> Result<Client, BenchError> {
+    if !s.login {
+        client.ping().await?;
+    }
+    Ok(client)
+}
+
+/// Makes `--connections` connections with `open` one after another; times each until it is
+/// ready (the rate counts that time only, not closing).
 async fn timed<F: std::future::Future<Output = wharf_sdk::Result<Client>>>(
     id: u32,
-    n: u64,
+    s: &Settings,
     progress: &Progress,
     mut open: impl FnMut() -> F,
 ) -> Result<ActorStats, BenchError> {
     let mut stats = ActorStats::new(Role::Connector, id, LatencyKind::Connect);
-    for _ in 0..n {
+    for _ in 0..s.messages {
         let t = Instant::now();
-        let client = open().await?;
+        let client = ready(s, open().await?).await?;
         let took = t.elapsed();
         stats.elapsed += took;
         record(&mut stats.latency, took.as_micros() as u64, 1);

@@ -360,8 +360,13 @@ impl Report {
         };
         let tls = if s.tls.is_some() { " (TLS)" } else { "" };
         if s.workload == crate::settings::Workload::Connect {
+            let ready = match s.protocol {
+                crate::settings::Protocol::Native if s.login => "logged in",
+                crate::settings::Protocol::Native => "one ping answered",
+                crate::settings::Protocol::Kafka => "first Metadata answered",
+            };
             line(format!(
-                "connect over {:?} at {}{tls}: {} connections one after another per connector",
+                "connect over {:?} at {}{tls}: {} connections one after another per connector, each timed until {ready}",
                 s.protocol, s.server, s.messages
             ));
         } else {

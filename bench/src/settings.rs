@@ -119,6 +119,10 @@ pub struct Args {
     /// Connections the `connect` workload opens (per kind it measures).
     #[arg(long, default_value_t = 200)]
     pub connections: u64,
+    /// `connect` over the native protocol: a ping instead of a login (whose password hashing,
+    /// Argon2, is slow on purpose and would hide the connection's own cost).
+    #[arg(long)]
+    pub no_login: bool,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// Native login.
@@ -208,6 +212,8 @@ pub struct Settings {
     pub acks: i32,
     pub linger_ms: u32,
     pub idempotent: bool,
+    /// `connect`: each native connection logs in (else it pings).
+    pub login: bool,
     /// `Some`: every connection speaks TLS.
     pub tls: Option<Tls>,
     #[serde(skip)]
@@ -321,6 +327,7 @@ impl Settings {
             acks: a.acks,
             linger_ms: a.linger_ms,
             idempotent: a.idempotent,
+            login: !a.no_login,
             tls: a.tls.resolve(),
             quiet: a.quiet,
             json: a.json,

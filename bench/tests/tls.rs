@@ -93,10 +93,12 @@ async fn over_tls(protocol: &str, connectors: u64) {
     .await;
     let ca = certs.path().join("ca.pem");
 
-    let r = bench(&server, &ca, protocol, &["connect"]).await;
-    assert_eq!(r["latency"]["kind"], "connect");
-    assert_eq!(r["messages"], CONNECTIONS * connectors, "{r}");
-    assert_eq!(r["latency"]["samples"], CONNECTIONS * connectors);
+    for args in [&["connect"][..], &["connect", "--no-login"][..]] {
+        let r = bench(&server, &ca, protocol, args).await;
+        assert_eq!(r["latency"]["kind"], "connect");
+        assert_eq!(r["messages"], CONNECTIONS * connectors, "{r}");
+        assert_eq!(r["latency"]["samples"], CONNECTIONS * connectors);
+    }
 
     let r = bench(&server, &ca, protocol, &["pinned-producer"]).await;
     assert_eq!(r["producers"]["messages"], MESSAGES);

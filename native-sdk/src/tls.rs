@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -190,9 +190,12 @@ impl Tls {
         &self,
         tcp: TcpStream,
         server: &str,
-    ) -> Result<TlsStream<TcpStream>, TlsError> {
+    ) -> Result<TlsSocket, TlsError> {
         self.connector
-            .connect(self.domain.clone(), tcp)
+            .connect(
+                self.domain.clone(),
+                BufReader::with_capacity(SOCKET_READ, tcp),
+            )
             .await
             .map_err(|e| self.classify(&e, server))
     }
@@ -303,12 +306,19 @@ fn system_roots() -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// Bytes asked of the socket at once under TLS. rustls reads at most 4 KiB per call; without a
+/// buffer below it, a 1 MB answer would take some 256 system calls.
+const SOCKET_READ: usize = 64 * 1024;
+
+/// A TLS session over a buffered socket.
+pub(crate) type TlsSocket = TlsStream<BufReader<TcpStream>>;
+
 /// A connection's byte stream. An enum rather than a boxed trait object so the plain path
 /// stays a direct call.
 #[derive(Debug)]
 pub(crate) enum Transport {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsSocket>),
 }
 
 impl Transport {
@@ -331,14 +341,14 @@ impl Transport {
 #[derive(Debug)]
 pub(crate) enum ReadHalf {
     Plain(tokio::net::tcp::OwnedReadHalf),
-    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+    Tls(tokio::io::ReadHalf<TlsSocket>),
 }
 
 /// The writing half of a [`Transport`].
 #[derive(Debug)]
 pub(crate) enum WriteHalf {
     Plain(tokio::net::tcp::OwnedWriteHalf),
-    Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
+    Tls(tokio::io::WriteHalf<TlsSocket>),
 }
 
 macro_rules! delegate_read {
