@@ -440,8 +440,16 @@ impl Scope {
             .collect()
     }
 
-    /// Grants `op` on `kind` here with the narrowest right that implies it.
+    /// Grants `op` on `kind` here with the narrowest right that implies it; a refused grant
+    /// changes nothing.
     fn grant(&self, p: &mut Permissions, kind: ResourceType, op: Operation) -> Result<(), AclRefusal> {
+        let mut changed = p.clone();
+        self.grant_into(&mut changed, kind, op)?;
+        *p = changed;
+        Ok(())
+    }
+
+    fn grant_into(&self, p: &mut Permissions, kind: ResourceType, op: Operation) -> Result<(), AclRefusal> {
         use Operation as O;
         match (self, kind) {
             (Scope::Global, ResourceType::Cluster) => {
