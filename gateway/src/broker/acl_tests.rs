@@ -230,5 +230,10 @@ fn what_the_model_cannot_express_is_refused_with_a_reason() {
         })
         .unwrap();
     assert!(scope.grant(&mut p, kind, op).unwrap_err().0.contains("Create"));
+    let why = scope
+        .grant(&mut p, ResourceType::Topic, Operation::Describe)
+        .unwrap_err()
+        .0;
+    assert!(why.contains("polling"), "{why}");
     assert_eq!(p, Permissions::default(), "nothing granted");
 }
