@@ -226,7 +226,6 @@ async fn kafka_acls_and_native_permissions_are_one_model() {
 /// A user allowed to read topic A but not B, authenticated with SASL/PLAIN, gets
 /// TOPIC_AUTHORIZATION_FAILED on B (Fetch and Metadata) and reads A.
 #[tokio::test]
-#[ignore = "needs the sasl branch"]
 async fn a_sasl_user_may_read_topic_a_but_not_b() {
     let server = TestServer::start_with(|c| c.kafka.authentication = KafkaAuthentication::Sasl).await;
     let root = iggy_root_client(&server).await;
