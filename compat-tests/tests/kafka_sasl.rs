@@ -126,7 +126,10 @@ async fn produce(producer: &FutureProducer<Recorder>, topic: &str, tag: &str, n:
         within(
             "delivery",
             producer.send(
-                FutureRecord::to(topic).partition(0).key("k").payload(&value),
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("k")
+                    .payload(&value),
                 Duration::from_secs(30),
             ),
         )
@@ -298,9 +301,8 @@ impl Conn {
     }
 
     async fn handshake(&mut self, mechanism: &str) -> SaslHandshakeResponse {
-        let req = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(
-            mechanism.to_string(),
-        ));
+        let req = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_string(mechanism.to_string()));
         self.call(ApiKey::SaslHandshake, 1, &req).await
     }
 
@@ -310,7 +312,12 @@ impl Conn {
     }
 
     /// SASL/PLAIN as `user`, at SaslAuthenticate `version`.
-    async fn plain(&mut self, user: &str, password: &str, version: i16) -> SaslAuthenticateResponse {
+    async fn plain(
+        &mut self,
+        user: &str,
+        password: &str,
+        version: i16,
+    ) -> SaslAuthenticateResponse {
         let hs = self.handshake("PLAIN").await;
         assert_eq!(hs.error_code, 0);
         self.authenticate(version, format!("\0{user}\0{password}").into_bytes())
@@ -323,8 +330,12 @@ impl Conn {
     }
 
     async fn metadata(&mut self) -> MetadataResponse {
-        self.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None))
-            .await
+        self.call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await
     }
 }
 
@@ -457,7 +468,12 @@ async fn a_personal_access_token_is_a_plain_password_of_its_user_only() {
     assert_eq!(answer.error_code, SASL_AUTHENTICATION_FAILED);
 }
 
-fn upsertion(name: &str, m: ScramMechanism, password: &str, iterations: i32) -> ScramCredentialUpsertion {
+fn upsertion(
+    name: &str,
+    m: ScramMechanism,
+    password: &str,
+    iterations: i32,
+) -> ScramCredentialUpsertion {
     let salt = b"a-salt-chosen-by-the-client".to_vec();
     let salted = m.salted_password(password.as_bytes(), &salt, iterations as u32);
     ScramCredentialUpsertion::default()
@@ -476,9 +492,8 @@ async fn alter(
     let req = AlterUserScramCredentialsRequest::default()
         .with_deletions(deletions)
         .with_upsertions(upsertions);
-    let answer: AlterUserScramCredentialsResponse = conn
-        .call(ApiKey::AlterUserScramCredentials, 0, &req)
-        .await;
+    let answer: AlterUserScramCredentialsResponse =
+        conn.call(ApiKey::AlterUserScramCredentials, 0, &req).await;
     answer
         .results
         .iter()
@@ -487,9 +502,11 @@ async fn alter(
 }
 
 async fn describe(conn: &mut Conn, names: Option<&[&str]>) -> DescribeUserScramCredentialsResponse {
-    let req = DescribeUserScramCredentialsRequest::default().with_users(
-        names.map(|n| n.iter().map(|n| UserName::default().with_name(s(n))).collect()),
-    );
+    let req = DescribeUserScramCredentialsRequest::default().with_users(names.map(|n| {
+        n.iter()
+            .map(|n| UserName::default().with_name(s(n)))
+            .collect()
+    }));
     conn.call(ApiKey::DescribeUserScramCredentials, 0, &req)
         .await
 }
@@ -541,7 +558,11 @@ async fn a_user_made_from_kafka_authenticates_with_scram_and_logs_in_natively() 
             })
     };
     assert_eq!(infos("bob"), Some(vec![(1, 8192)]));
-    assert_eq!(infos("iggy"), Some(vec![(1, 4096), (2, 4096)]), "root's from its password");
+    assert_eq!(
+        infos("iggy"),
+        Some(vec![(1, 4096), (2, 4096)]),
+        "root's from its password"
+    );
     let some = describe(&mut admin, Some(&["bob", "nobody", "bob"])).await;
     let codes: Vec<(String, i16)> = some
         .results
@@ -631,7 +652,10 @@ async fn failed_sasl_logins_lock_out_like_native_logins() {
         .unwrap();
     let deadline = std::time::Instant::now() + compat_tests::WAIT;
     while !recorder.authentication_failed() {
-        assert!(std::time::Instant::now() < deadline, "SCRAM was not refused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SCRAM was not refused"
+        );
         let _ = tokio::task::block_in_place(|| {
             producer
                 .client()

@@ -67,10 +67,7 @@ pub async fn handle(
         }
     };
     for d in &body.deletions {
-        add(
-            d.name.as_str(),
-            mechanism(d.mechanism).map(Change::Delete),
-        );
+        add(d.name.as_str(), mechanism(d.mechanism).map(Change::Delete));
     }
     for u in body.upsertions {
         let change = mechanism(u.mechanism).map(|m| Change::Upsert {
@@ -81,9 +78,7 @@ pub async fn handle(
         });
         add(u.name.as_str(), change);
     }
-    let allowed = broker
-        .authorize(req.principal, Action::ManageUsers)
-        .is_ok();
+    let allowed = broker.authorize(req.principal, Action::ManageUsers).is_ok();
     let mut results = Vec::with_capacity(users.len());
     for (name, changes) in users {
         let outcome = if !allowed {
@@ -118,8 +113,7 @@ fn mechanism(t: i8) -> Result<ScramMechanism, Refusal> {
 }
 
 async fn apply(req: &Request<'_>, name: &str, changes: Vec<Change>) -> Result<(), Refusal> {
-    validate_username(name)
-        .map_err(|e| (ResponseError::UnacceptableCredential, e.to_string()))?;
+    validate_username(name).map_err(|e| (ResponseError::UnacceptableCredential, e.to_string()))?;
     let broker = req.broker();
     for c in changes {
         match c {
