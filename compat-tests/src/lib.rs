@@ -1,5 +1,5 @@
 //! Helpers for black-box tests: a real `wharf-server` on ephemeral loopback ports (native and
-//! Kafka) with a temporary data directory.
+//! Kafka) with a temporary data directory, and certificates for TLS tests ([`TestCerts`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use iggy::prelude::{Client as _, IggyClient, UserClient as _};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use wharf_gateway::config::{Overrides, ServerConfig};
+use wharf_gateway::config::{Overrides, ServerConfig, TlsSettings};
 use wharf_gateway::Running;
 
 /// A server started for one test. Stop it with [`TestServer::stop`] (or let the test end).
@@ -21,6 +21,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The Kafka listener.
     pub kafka_addr: SocketAddr,
+    /// Every native listener, the main one (`addr`) first.
+    pub native_listeners: Vec<SocketAddr>,
+    /// Every Kafka listener, the main one (`kafka_addr`) first.
+    pub kafka_listeners: Vec<SocketAddr>,
     running: Option<Running>,
     data_dir: PathBuf,
     /// The configuration it runs with (restarts reuse it).
@@ -28,7 +32,8 @@ pub struct TestServer {
     _temp: Option<tempfile::TempDir>,
 }
 
-fn config(data_dir: &Path) -> ServerConfig {
+/// The test configuration: ephemeral loopback ports, `data_dir`, quick group formation.
+pub fn test_config(data_dir: &Path) -> ServerConfig {
     let overrides = Overrides {
         data_dir: Some(data_dir.to_path_buf()),
         native_addr: Some("127.0.0.1:0".into()),
@@ -56,7 +61,7 @@ impl TestServer {
     /// changed by `tweak` (for small limits and timeouts).
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut config = config(temp.path());
+        let mut config = test_config(temp.path());
         tweak(&mut config);
         let mut s = TestServer::start_config(config).await;
         s._temp = Some(temp);
@@ -65,7 +70,7 @@ impl TestServer {
 
     /// Starts a server on an existing data directory (to test restarts).
     pub async fn start_in(data_dir: &Path) -> TestServer {
-        TestServer::start_config(config(data_dir)).await
+        TestServer::start_config(test_config(data_dir)).await
     }
 
     async fn start_config(config: ServerConfig) -> TestServer {
@@ -75,6 +80,8 @@ impl TestServer {
         TestServer {
             addr: running.native_addr,
             kafka_addr: running.kafka_addr,
+            native_listeners: running.native_listeners.clone(),
+            kafka_listeners: running.kafka_listeners.clone(),
             running: Some(running),
             data_dir: config.data_dir.clone(),
             config,
@@ -140,6 +147,8 @@ impl TestServer {
             .expect("server restarts");
         self.addr = running.native_addr;
         self.kafka_addr = running.kafka_addr;
+        self.native_listeners = running.native_listeners.clone();
+        self.kafka_listeners = running.kafka_listeners.clone();
         self.running = Some(running);
     }
 }
@@ -226,4 +235,92 @@ pub fn root_login_frame() -> Vec<u8> {
         p.extend_from_slice(s.as_bytes());
     }
     native_frame(wharf_protocol::codes::LOGIN_USER, &p)
+}
+
+/// Certificates for TLS tests, made in the test (never committed) as PEM files in a temporary
+/// directory: a CA, a server certificate for `localhost` and 127.0.0.1 signed by it, and a
+/// client certificate (for mutual TLS) signed by it.
+#[derive(Debug)]
+pub struct TestCerts {
+    /// The CA certificate: clients trust it, and with mutual TLS the server checks clients
+    /// against it.
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn new() -> TestCerts {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair, KeyUsagePurpose,
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("write a PEM file");
+            path
+        };
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "wharf test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate");
+        let leaf = |names: Vec<String>, cn: &str, usage: ExtendedKeyUsagePurpose| {
+            let mut params = CertificateParams::new(names).expect("certificate params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.extended_key_usages = vec![usage];
+            let key = KeyPair::generate().expect("key");
+            let cert = params.signed_by(&key, &ca).expect("certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            "localhost",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_cert, client_key) = leaf(
+            Vec::new(),
+            "wharf test client",
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        TestCerts {
+            ca: write("ca.pem", ca.pem()),
+            server_cert: write("server.pem", server_cert),
+            server_key: write("server.key", server_key),
+            client_cert: write("client.pem", client_cert),
+            client_key: write("client.key", client_key),
+            _dir: dir,
+        }
+    }
+
+    /// The server's TLS settings; with `mutual`, clients must present a certificate of the CA.
+    pub fn tls_settings(&self, mutual: bool) -> TlsSettings {
+        TlsSettings {
+            cert_file: self.server_cert.clone(),
+            key_file: self.server_key.clone(),
+            client_ca_file: mutual.then(|| self.ca.clone()),
+        }
+    }
+
+    /// A path as a string, for client options that take one.
+    pub fn path(p: &Path) -> String {
+        p.display().to_string()
+    }
+}
+
+impl Default for TestCerts {
+    fn default() -> Self {
+        TestCerts::new()
+    }
 }

@@ -1035,4 +1035,163 @@ mod tests {
             .to_string();
         assert!(e.contains("segment_size"), "{e}");
     }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn an_anonymous_listener_beyond_loopback_needs_allow_anonymous() {
+        let o = Overrides {
+            kafka_addr: Some("0.0.0.0:9092".into()),
+            ..Overrides::default()
+        };
+        let e = ServerConfig::load_from(&o, &[]).unwrap_err().to_string();
+        assert!(e.contains("allow_anonymous"), "{e}");
+        assert!(e.contains("0.0.0.0:9092"), "{e}");
+        let c =
+            ServerConfig::load_from(&o, &env(&[("WHARF_KAFKA_ALLOW_ANONYMOUS", "true")])).unwrap();
+        assert!(c.kafka.allow_anonymous);
+        let c =
+            ServerConfig::load_from(&o, &env(&[("WHARF_KAFKA_AUTHENTICATION", "sasl")])).unwrap();
+        assert_eq!(c.kafka.authentication, KafkaAuthentication::Sasl);
+        assert_eq!(c.kafka.listeners()[0].security_protocol(), "SASL_PLAINTEXT");
+        // A further listener is held to the same rule.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[[kafka.listeners]]\naddress = \"0.0.0.0:9094\"\n").unwrap();
+        let o = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let e = ServerConfig::load_from(&o, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("allow_anonymous") && e.contains("0.0.0.0:9094"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        for (set, named) in [
+            ("WHARF_KAFKA_TLS_CERT_FILE", "tls_key_file"),
+            ("WHARF_KAFKA_TLS_KEY_FILE", "tls_cert_file"),
+            ("WHARF_NATIVE_TLS_CERT_FILE", "tls_key_file"),
+        ] {
+            let e = ServerConfig::load_from(&Overrides::default(), &env(&[(set, "/x.pem")]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{set}: {e}");
+        }
+        let e = ServerConfig::load_from(
+            &Overrides::default(),
+            &env(&[("WHARF_NATIVE_TLS_CLIENT_CA_FILE", "/ca.pem")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tls_client_ca_file"), "{e}");
+    }
+
+    #[test]
+    fn the_tls_files_in_the_environment_make_the_main_kafka_listener_tls() {
+        let c = ServerConfig::load_from(
+            &Overrides::default(),
+            &env(&[
+                ("WHARF_KAFKA_TLS_CERT_FILE", "/etc/wharf/cert.pem"),
+                ("WHARF_KAFKA_TLS_KEY_FILE", "/etc/wharf/key.pem"),
+            ]),
+        )
+        .unwrap();
+        let tls = c.kafka.tls.clone().unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/etc/wharf/cert.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/etc/wharf/key.pem"));
+        assert_eq!(tls.client_ca_file, None);
+        let main = &c.kafka.listeners()[0];
+        assert!(main.tls);
+        assert_eq!(main.security_protocol(), "SSL");
+        // The native door is untouched.
+        assert!(c.native.tls.is_none() && !c.native.listeners()[0].tls);
+    }
+
+    #[test]
+    fn further_listeners_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            r#"
+[native]
+tls_cert_file = "/c.pem"
+tls_key_file = "/k.pem"
+[[native.listeners]]
+address = "127.0.0.1:8190"
+
+[kafka]
+tls_cert_file = "/c.pem"
+tls_key_file = "/k.pem"
+sasl_enabled_mechanisms = "SCRAM-SHA-512"
+[[kafka.listeners]]
+address = "127.0.0.1:9192"
+advertised_host = "broker.example.com"
+advertised_port = 19192
+authentication = "sasl"
+tls = true
+[[kafka.listeners]]
+address = "127.0.0.1:9193"
+"#,
+        )
+        .unwrap();
+        let o = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::load_from(&o, &[]).unwrap();
+        let kafka = c.kafka.listeners();
+        assert_eq!(kafka.len(), 3);
+        assert_eq!(kafka[0].address, c.kafka.address);
+        assert_eq!(kafka[0].security_protocol(), "SSL");
+        assert_eq!(kafka[1].address.to_string(), "127.0.0.1:9192");
+        assert_eq!(
+            kafka[1].advertised_host.as_deref(),
+            Some("broker.example.com")
+        );
+        assert_eq!(kafka[1].advertised_port, Some(19192));
+        assert_eq!(kafka[1].security_protocol(), "SASL_SSL");
+        assert_eq!(kafka[2].security_protocol(), "PLAINTEXT");
+        assert_eq!(kafka[2].advertised_host, None);
+        let native = c.native.listeners();
+        assert_eq!(native.len(), 2);
+        assert!(native[0].tls && !native[1].tls);
+        assert_eq!(native[1].address.to_string(), "127.0.0.1:8190");
+    }
+
+    #[test]
+    fn a_tls_listener_needs_the_doors_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, section) in [
+            (
+                "[[kafka.listeners]]\naddress = \"127.0.0.1:9192\"\ntls = true\n",
+                "kafka",
+            ),
+            (
+                "[[native.listeners]]\naddress = \"127.0.0.1:8190\"\ntls = true\n",
+                "native",
+            ),
+        ] {
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, text).unwrap();
+            let o = Overrides {
+                config_file: Some(file),
+                ..Overrides::default()
+            };
+            let e = ServerConfig::load_from(&o, &[]).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("[{section}] listeners")) && e.contains("tls_cert_file"),
+                "{e}"
+            );
+        }
+    }
 }

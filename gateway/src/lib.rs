@@ -6,6 +6,7 @@
 //! - [`kafka`]: the Kafka wire protocol adapter.
 //! - [`server`]: what both listeners share (accept loop and connection caps, request reader
 //!   with its timeouts, the request budget, stop signal).
+//! - [`tls`]: a door's certificate, key and client CA turned into its TLS acceptor.
 //! - [`peer_log`]: rate-limited log lines about misbehaving peers and failed accepts.
 
 pub mod broker;
@@ -14,17 +15,21 @@ pub mod kafka;
 pub mod native;
 pub mod peer_log;
 pub mod server;
+pub mod tls;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use broker::{Broker, BrokerError, BrokerSettings};
-use config::ServerConfig;
+use config::{KafkaAuthentication, KafkaConfig, KafkaListener, ServerConfig, TlsSettings};
 use peer_log::PeerLog;
 use server::budget::RequestBudget;
-use server::Shared;
+use server::{Entrance, Shared};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 /// What stops the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,12 @@ pub enum ServerError {
     Bind {
         addr: std::net::SocketAddr,
         source: std::io::Error,
+    },
+    /// A door's TLS files cannot be used (named in the message).
+    #[error("{door} door: {source}")]
+    Tls {
+        door: &'static str,
+        source: tls::TlsError,
     },
 }
 
@@ -79,11 +90,17 @@ pub fn shutdown_signal() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
 /// and the store is closed anyway (beyond the connections' [`server::STOP_DRAIN`]).
 const SERVING_WAIT: Duration = Duration::from_secs(20);
 
-/// A running server, for tests and embedding: its listening address and a handle to stop it.
+/// A running server, for tests and embedding: its listening addresses and a handle to stop it.
 #[derive(Debug)]
 pub struct Running {
-    pub native_addr: std::net::SocketAddr,
-    pub kafka_addr: std::net::SocketAddr,
+    /// The main native listener (`--native-addr`).
+    pub native_addr: SocketAddr,
+    /// The main Kafka listener (`--kafka-addr`).
+    pub kafka_addr: SocketAddr,
+    /// Every native listener's bound address, in config order (the main one first).
+    pub native_listeners: Vec<SocketAddr>,
+    /// Every Kafka listener's bound address, in config order (the main one first).
+    pub kafka_listeners: Vec<SocketAddr>,
     /// Request bytes in memory across both doors, with its gauges.
     pub request_budget: Arc<RequestBudget>,
     stop: watch::Sender<bool>,
@@ -104,6 +121,9 @@ impl Running {
 
 /// Opens the broker and binds the listeners, then serves in the background.
 pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
+    // TLS files first: a bad one stops the start before the store opens or anything listens.
+    let native_tls = door_tls("native", config.native.tls.as_ref())?;
+    let kafka_tls = door_tls("kafka", config.kafka.tls.as_ref())?;
     let broker = Broker::open(
         &config.data_dir,
         config.store.clone(),
@@ -124,35 +144,38 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         );
     }
     let broker = Arc::new(broker);
-    let listener = tokio::net::TcpListener::bind(config.native.address)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.native.address,
-            source,
-        })?;
-    let native_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.native.address,
-        source,
-    })?;
-    let kafka_listener = tokio::net::TcpListener::bind(config.kafka.address)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.kafka.address,
-            source,
-        })?;
-    let kafka_addr = kafka_listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind {
-            addr: config.kafka.address,
-            source,
-        })?;
+    let mut native_bound = Vec::new();
+    for l in config.native.listeners() {
+        let (listener, addr) = bind(l.address).await?;
+        native_bound.push((listener, addr, l.tls));
+    }
+    let mut kafka_bound = Vec::new();
+    for mut l in config.kafka.listeners() {
+        let (listener, addr) = bind(l.address).await?;
+        // Report the port actually bound (the config may say 0) in metadata.
+        l.address = addr;
+        kafka_bound.push((listener, l));
+    }
     let door = Arc::new(kafka::Door {
         broker: Arc::clone(&broker),
         cluster_id: kafka::cluster_id(&broker).await?,
         config: config.kafka.clone(),
     });
-    tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {native_addr}");
-    tracing::info!("Kafka listener on {kafka_addr}");
+    for (i, (_, addr, tls)) in native_bound.iter().enumerate() {
+        let accepts = native_accepts(*tls, config.native.tls.as_ref());
+        if i == 0 {
+            tracing::info!(data_dir = %config.data_dir.display(), "native (Iggy) listener on {addr} ({accepts})");
+        } else {
+            tracing::info!("native (Iggy) listener on {addr} ({accepts})");
+        }
+    }
+    for (_, l) in &kafka_bound {
+        tracing::info!(
+            "Kafka listener on {} ({})",
+            l.address,
+            kafka_accepts(l, &config.kafka)
+        );
+    }
     let largest_request = config
         .native
         .max_request_size
@@ -163,30 +186,43 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     };
     let request_budget = Arc::clone(&shared.budget);
     let (stop, stopped) = watch::channel(false);
-    let mut native = config.native.clone();
-    // Report the port actually bound (the config may say 0) in cluster metadata.
-    native.address = native_addr;
-    let mut kafka_settings = config.kafka.listeners().swap_remove(0);
-    kafka_settings.address = kafka_addr;
+    let native_listeners: Vec<SocketAddr> = native_bound.iter().map(|(_, a, _)| *a).collect();
+    let kafka_listeners: Vec<SocketAddr> = kafka_bound.iter().map(|(_, l)| l.address).collect();
+    // Each door's caps hold across all its listeners.
+    let native_entrance = Entrance::new("native", config.native.limits.clone());
+    let kafka_entrance = Entrance::new("kafka", config.kafka.limits.clone());
+    let mut listeners = tokio::task::JoinSet::new();
+    for (listener, addr, tls) in native_bound {
+        let mut native = config.native.clone();
+        // What cluster metadata reports to a client of this listener.
+        native.address = addr;
+        let entrance = native_entrance.with_tls(native_tls.clone().filter(|_| tls));
+        listeners.spawn(native::serve(
+            listener,
+            entrance,
+            Arc::clone(&broker),
+            native,
+            shared.clone(),
+            stopped.clone(),
+        ));
+    }
+    for (listener, settings) in kafka_bound {
+        let entrance = kafka_entrance.with_tls(kafka_tls.clone().filter(|_| settings.tls));
+        listeners.spawn(kafka::serve(
+            listener,
+            settings,
+            entrance,
+            Arc::clone(&door),
+            shared.clone(),
+            stopped.clone(),
+        ));
+    }
     let serving = {
         let broker = Arc::clone(&broker);
         let stopped = stopped.clone();
         tokio::spawn(async move {
             tokio::join!(
-                native::serve(
-                    listener,
-                    Arc::clone(&broker),
-                    native,
-                    shared.clone(),
-                    stopped.clone()
-                ),
-                kafka::serve(
-                    kafka_listener,
-                    kafka_settings,
-                    door,
-                    shared.clone(),
-                    stopped.clone()
-                ),
+                async move { while listeners.join_next().await.is_some() {} },
                 shared.peer_log.drive(stopped.clone()),
                 broker.drive_group_timers(stopped.clone()),
                 broker.drive_producer_snapshots(stopped),
@@ -216,12 +252,75 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         Ok(())
     });
     Ok(Running {
-        native_addr,
-        kafka_addr,
+        native_addr: native_listeners[0],
+        kafka_addr: kafka_listeners[0],
+        native_listeners,
+        kafka_listeners,
         request_budget,
         stop,
         task,
     })
+}
+
+/// Binds `addr`, returning the listener and the address actually bound.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+/// The TLS acceptor for a door's TLS listeners, when it has TLS settings.
+fn door_tls(
+    door: &'static str,
+    settings: Option<&TlsSettings>,
+) -> Result<Option<TlsAcceptor>, ServerError> {
+    settings
+        .map(tls::acceptor)
+        .transpose()
+        .map_err(|source| ServerError::Tls { door, source })
+}
+
+/// What a native listener accepts, for its log line.
+fn native_accepts(tls: bool, settings: Option<&TlsSettings>) -> String {
+    match settings.filter(|_| tls) {
+        None => "plain TCP; login required".into(),
+        Some(s) if s.client_ca_file.is_some() => {
+            "TLS; client certificates required; login required".into()
+        }
+        Some(_) => "TLS; login required".into(),
+    }
+}
+
+/// What a Kafka listener accepts, for its log line: its security protocol, SASL mechanisms,
+/// client certificates and advertised address.
+fn kafka_accepts(l: &KafkaListener, kafka: &KafkaConfig) -> String {
+    let mut out = l.security_protocol().to_string();
+    match l.authentication {
+        KafkaAuthentication::Sasl => {
+            let names: Vec<&str> = kafka.sasl_mechanisms.iter().map(|m| m.name()).collect();
+            out.push_str(": ");
+            out.push_str(&names.join(", "));
+        }
+        KafkaAuthentication::None => out.push_str("; no authentication"),
+    }
+    if l.tls
+        && kafka
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some())
+    {
+        out.push_str("; client certificates required");
+    }
+    match (&l.advertised_host, l.advertised_port) {
+        (Some(_), _) => {
+            let (host, port) = kafka::advertised(l, l.address);
+            out.push_str(&format!("; advertised as {host}:{port}"));
+        }
+        (None, Some(port)) => out.push_str(&format!("; advertised port {port}")),
+        (None, None) => {}
+    }
+    out
 }
 
 /// Runs the server until `shutdown` resolves, then stops it cleanly.

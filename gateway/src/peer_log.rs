@@ -27,15 +27,18 @@ pub enum Misbehaviour {
     OverLimit,
     /// A request that started arriving and was not whole within the request read timeout.
     ReadTimeout,
+    /// A TLS handshake that failed or was not done within the request read timeout.
+    TlsHandshake,
 }
 
-const KINDS: usize = 3;
+const KINDS: usize = 4;
 
 impl Misbehaviour {
     const ALL: [Misbehaviour; KINDS] = [
         Misbehaviour::RefusedFrame,
         Misbehaviour::OverLimit,
         Misbehaviour::ReadTimeout,
+        Misbehaviour::TlsHandshake,
     ];
 
     fn index(self) -> usize {
@@ -43,6 +46,7 @@ impl Misbehaviour {
             Misbehaviour::RefusedFrame => 0,
             Misbehaviour::OverLimit => 1,
             Misbehaviour::ReadTimeout => 2,
+            Misbehaviour::TlsHandshake => 3,
         }
     }
 
@@ -51,6 +55,7 @@ impl Misbehaviour {
             Misbehaviour::RefusedFrame => "refused frames",
             Misbehaviour::OverLimit => "connections over a limit",
             Misbehaviour::ReadTimeout => "read timeouts",
+            Misbehaviour::TlsHandshake => "failed TLS handshakes",
         }
     }
 }

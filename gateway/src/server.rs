@@ -1,7 +1,11 @@
 //! What both doors' listeners share: one accept loop with the connection caps ([`limits`]), one
 //! request reader that applies the idle timeout, the request read timeout and the request
-//! budget ([`budget`]), the peer log, and one shutdown signal. A door brings only its
-//! connection handler and its framing.
+//! budget ([`budget`]), TLS for the listeners that speak it ([`stream`]), the peer log, and one
+//! shutdown signal. A door brings only its connection handler and its framing.
+//!
+//! A TLS handshake runs on the connection's own task, after the caps admitted it, within the
+//! door's `request_read_timeout`: a client that opens a connection and stalls the handshake
+//! holds one slot for that long at most.
 //!
 //! Timing of one request, as the reader applies it:
 //! - idle: from the end of the previous answer (or the accept) to the first byte of the next
@@ -22,6 +26,7 @@
 
 pub mod budget;
 pub mod limits;
+pub mod stream;
 pub mod writer;
 
 use std::future::Future;
@@ -35,11 +40,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ConnectionLimits;
 use crate::peer_log::{Misbehaviour, PeerLog};
 use budget::{BudgetError, BudgetGrant, RequestBudget};
 use limits::ConnectionCaps;
+use stream::Connection;
 
 /// How long an answer may still take to write once the server is stopping.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -95,22 +102,99 @@ pub struct Accepted {
     pub stopped: Stopped,
 }
 
-/// Accepts connections until `stopped` turns true, serving each with `serve` on a task of its
-/// own; then waits (at most [`STOP_DRAIN`]) for every connection to finish the request it is
-/// serving, and drops those that have not. A connection over the door's caps is closed at once
-/// and noted in the peer log.
+/// One listener as the accept loop runs it: its door, the door's limits and connection caps
+/// (shared by all the door's listeners), and the TLS acceptor when it speaks TLS.
+#[derive(Clone)]
+pub struct Entrance {
+    pub door: &'static str,
+    pub limits: ConnectionLimits,
+    pub caps: Arc<ConnectionCaps>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Entrance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entrance")
+            .field("door", &self.door)
+            .field("limits", &self.limits)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Entrance {
+    /// A listener of `door` under `limits`, with connection caps of its own.
+    pub fn new(door: &'static str, limits: ConnectionLimits) -> Entrance {
+        let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_ip);
+        Entrance {
+            door,
+            limits,
+            caps,
+            tls: None,
+        }
+    }
+
+    /// The same door's caps and limits for another listener, speaking TLS with `tls`.
+    pub fn with_tls(&self, tls: Option<TlsAcceptor>) -> Entrance {
+        Entrance {
+            tls,
+            ..self.clone()
+        }
+    }
+}
+
+/// Why a TLS handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("server stopping")]
+    Stopped,
+    #[error("TLS handshake not done within {0:?} (request_read_timeout)")]
+    Timeout(Duration),
+    #[error("TLS handshake failed: {0}")]
+    Failed(std::io::Error),
+}
+
+/// Runs the server side of a TLS handshake on `socket`, within the door's request read timeout
+/// and until the server stops.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    socket: TcpStream,
+    accepted: &Accepted,
+) -> Result<Connection, HandshakeError> {
+    let limit = accepted.limits.request_read_timeout;
+    let mut stopped = accepted.stopped.clone();
+    tokio::select! {
+        () = until_stopped(&mut stopped) => Err(HandshakeError::Stopped),
+        r = timeout(limit, acceptor.accept(socket)) => match r {
+            Err(_) => Err(HandshakeError::Timeout(limit)),
+            Ok(Err(e)) => Err(HandshakeError::Failed(e)),
+            Ok(Ok(tls)) => Ok(Connection::Tls(Box::new(tls))),
+        },
+    }
+}
+
+/// Accepts connections on `listener` until `stopped` turns true, serving each with `serve` on a
+/// task of its own (after the TLS handshake, for a TLS listener); then waits (at most
+/// [`STOP_DRAIN`]) for every connection to finish the request it is serving, and drops those
+/// that have not. A connection over the door's caps is closed at once and noted in the peer
+/// log, as is a failed TLS handshake.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    door: &'static str,
-    limits: ConnectionLimits,
+    entrance: Entrance,
     shared: Shared,
     stopped: Stopped,
     serve: F,
 ) where
-    F: Fn(TcpStream, Accepted) -> Fut,
+    F: Fn(Connection, Accepted) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_ip);
+    let Entrance {
+        door,
+        limits,
+        caps,
+        tls,
+    } = entrance;
+    let serve = Arc::new(serve);
     let mut connections = JoinSet::new();
     let mut stop = stopped.clone();
     loop {
@@ -129,15 +213,27 @@ pub async fn accept_loop<F, Fut>(
                     if let Err(e) = socket.set_nodelay(true) {
                         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
                     }
-                    let connection = serve(socket, Accepted {
+                    let accepted = Accepted {
                         door,
                         peer,
                         limits: limits.clone(),
                         shared: shared.clone(),
                         stopped: stopped.clone(),
-                    });
+                    };
+                    let serve = Arc::clone(&serve);
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        connection.await;
+                        let connection = match tls {
+                            None => Connection::Plain(socket),
+                            Some(acceptor) => match handshake(&acceptor, socket, &accepted).await {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    handshake_failed(&accepted, &e);
+                                    return;
+                                }
+                            },
+                        };
+                        serve(connection, accepted).await;
                         drop(slot);
                     });
                 }
@@ -163,6 +259,24 @@ pub async fn accept_loop<F, Fut>(
         );
         connections.abort_all();
         while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Notes a TLS handshake that did not complete in the peer log; a client that closes before
+/// sending anything (a port check) is not misbehaving and is only traced.
+fn handshake_failed(accepted: &Accepted, e: &HandshakeError) {
+    let peer = accepted.peer;
+    match e {
+        HandshakeError::Stopped => {}
+        HandshakeError::Failed(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(%peer, door = accepted.door, "closed during the TLS handshake");
+        }
+        HandshakeError::Timeout(_) | HandshakeError::Failed(_) => {
+            accepted
+                .shared
+                .peer_log
+                .note(accepted.door, peer.ip(), Misbehaviour::TlsHandshake, e);
+        }
     }
 }
 

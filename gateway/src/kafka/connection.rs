@@ -19,12 +19,12 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::handlers::{self, Request};
 use super::{guard, versions, Door};
 use crate::broker::Principal;
 use crate::config::KafkaListener;
+use crate::server::stream::Connection;
 use crate::server::writer::AnswerWriter;
 use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
 
@@ -45,7 +45,7 @@ pub enum ConnectionError {
 
 /// Serves one connection that came in on `listener`.
 pub async fn serve(
-    socket: TcpStream,
+    socket: Connection,
     accepted: Accepted,
     door: Arc<Door>,
     listener: Arc<KafkaListener>,

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::broker::{Broker, BrokerError};
 use crate::config::{KafkaConfig, KafkaListener};
-use crate::server::{accept_loop, Shared, Stopped};
+use crate::server::{accept_loop, Entrance, Shared, Stopped};
 
 /// The node id this server gives itself in metadata.
 pub const NODE_ID: i32 = 1;
@@ -69,25 +69,30 @@ fn new_cluster_id() -> String {
     id
 }
 
-/// Accepts connections on `listener` (configured as `settings`) until `stopped` turns true,
-/// then waits for every connection to finish the request it is serving.
+/// Accepts connections on `listener` (configured as `settings`; plain or TLS as `entrance`
+/// says) until `stopped` turns true, then waits for every connection to finish the request it
+/// is serving.
 pub async fn serve(
     listener: TcpListener,
     settings: KafkaListener,
+    entrance: Entrance,
     door: Arc<Door>,
     shared: Shared,
     stopped: Stopped,
 ) {
-    let limits = door.config.limits.clone();
     let settings = Arc::new(settings);
     accept_loop(
         listener,
-        "kafka",
-        limits,
+        entrance,
         shared,
         stopped,
-        |socket, accepted| {
-            connection::serve(socket, accepted, Arc::clone(&door), Arc::clone(&settings))
+        move |connection, accepted| {
+            connection::serve(
+                connection,
+                accepted,
+                Arc::clone(&door),
+                Arc::clone(&settings),
+            )
         },
     )
     .await;

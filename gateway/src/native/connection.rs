@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use wharf_protocol::framing::{response_header, FrameError, RequestHeader, REQUEST_HEADER_LEN};
 
 use super::errors::code;
 use super::session::Session;
 use crate::broker::Broker;
 use crate::config::NativeConfig;
+use crate::server::stream::Connection;
 use crate::server::writer::AnswerWriter;
 use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
 
@@ -39,7 +39,7 @@ impl Reply {
 const MAX_UNAUTHENTICATED_PAYLOAD: u32 = 64 * 1024;
 
 pub async fn serve(
-    socket: TcpStream,
+    socket: Connection,
     accepted: Accepted,
     broker: Arc<Broker>,
     config: Arc<NativeConfig>,

@@ -1,4 +1,4 @@
-//! The native door: Apache Iggy 0.8's binary protocol over TCP.
+//! The native door: Apache Iggy 0.8's binary protocol over TCP, plain or TLS.
 //!
 //! - this module: starts the shared accept loop ([`crate::server`]) with this door's handler;
 //! - [`connection`]: one task per connection reading frames and writing answers;
@@ -17,27 +17,32 @@ use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 use crate::config::NativeConfig;
-use crate::server::{accept_loop, Shared, Stopped};
+use crate::server::{accept_loop, Entrance, Shared, Stopped};
 
-/// Accepts connections until `stopped` turns true, then waits for every connection to finish
-/// the request it is serving.
+/// Accepts connections on `listener` (as `entrance` says: plain or TLS) until `stopped` turns
+/// true, then waits for every connection to finish the request it is serving. `config.address`
+/// is the listener's bound address (what cluster metadata reports).
 pub async fn serve(
     listener: TcpListener,
+    entrance: Entrance,
     broker: Arc<Broker>,
     config: NativeConfig,
     shared: Shared,
     stopped: Stopped,
 ) {
-    let limits = config.limits.clone();
     let config = Arc::new(config);
     accept_loop(
         listener,
-        "native",
-        limits,
+        entrance,
         shared,
         stopped,
-        |socket, accepted| {
-            connection::serve(socket, accepted, Arc::clone(&broker), Arc::clone(&config))
+        move |connection, accepted| {
+            connection::serve(
+                connection,
+                accepted,
+                Arc::clone(&broker),
+                Arc::clone(&config),
+            )
         },
     )
     .await;
