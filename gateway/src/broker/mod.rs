@@ -22,6 +22,7 @@ pub mod names;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
+pub mod scram;
 pub mod translate;
 pub mod users;
 
@@ -119,6 +120,11 @@ pub enum BrokerError {
     InvalidToken,
     #[error("personal access token '{0}' has expired")]
     TokenExpired(String),
+    #[error("user '{user}' has no {mechanism} credential")]
+    NoScramCredential {
+        user: String,
+        mechanism: &'static str,
+    },
     #[error("personal access token '{0}' already exists")]
     TokenExists(String),
     #[error("personal access token '{0}' not found")]
@@ -344,6 +350,7 @@ impl Broker {
             &settings.root_username,
             &settings.root_password,
             &logins.slots,
+            logins.settings.scram_iterations,
         )?;
         let groups = ConsumerGroups::open(data_dir)?;
         let producers = Producers::open(data_dir)?;

@@ -119,7 +119,7 @@ const NEVER: i16 = i16::MAX;
 
 /// The requests Wharf serves: anything else is [`GuardError::Unsupported`].
 #[rustfmt::skip]
-const APIS: [Api; 24] = [
+const APIS: [Api; 28] = [
     Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
     Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
     Api { key: 2, min: 1, max: 7, flexible_from: 6, walk: list_offsets },
@@ -144,6 +144,10 @@ const APIS: [Api; 24] = [
     Api { key: 44, min: 0, max: 1, flexible_from: 1, walk: incremental_alter_configs },
     Api { key: 47, min: 0, max: 0, flexible_from: NEVER, walk: offset_delete },
     Api { key: 60, min: 0, max: 1, flexible_from: 0, walk: describe_cluster },
+    Api { key: 17, min: 1, max: 1, flexible_from: NEVER, walk: sasl_handshake },
+    Api { key: 36, min: 0, max: 2, flexible_from: 2, walk: sasl_authenticate },
+    Api { key: 50, min: 0, max: 0, flexible_from: 0, walk: describe_user_scram_credentials },
+    Api { key: 51, min: 0, max: 0, flexible_from: 0, walk: alter_user_scram_credentials },
 ];
 
 fn lookup(api_key: i16, api_version: i16) -> Option<&'static Api> {
@@ -820,6 +824,40 @@ fn describe_cluster(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+fn sasl_handshake(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.string(f, "mechanism")
+}
+
+fn sasl_authenticate(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.bytes(f, "auth_bytes")?;
+    c.tags(f)
+}
+
+fn describe_user_scram_credentials(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "users", |c| {
+        c.string(f, "user name")?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn alter_user_scram_credentials(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "deletions", |c| {
+        c.string(f, "deletion name")?;
+        c.i8("mechanism")?;
+        c.tags(f)
+    })?;
+    c.array(f, "upsertions", |c| {
+        c.string(f, "upsertion name")?;
+        c.i8("mechanism")?;
+        c.i32("iterations")?;
+        c.bytes(f, "salt")?;
+        c.bytes(f, "salted_password")?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -833,6 +871,10 @@ mod tests {
         list_offsets_request::*, metadata_request::*, offset_commit_request::*,
         offset_delete_request::*, offset_fetch_request::*, produce_request::*,
         sync_group_request::*, *,
+    };
+    use kafka_protocol::messages::{
+        alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion},
+        describe_user_scram_credentials_request::UserName,
     };
     use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 
@@ -1323,6 +1365,43 @@ mod tests {
             .with_unknown_tagged_field(TAG, tag())
     }
 
+    fn sasl_handshake(_v: i16) -> SaslHandshakeRequest {
+        SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512"))
+    }
+
+    fn sasl_authenticate(_v: i16) -> SaslAuthenticateRequest {
+        SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"n,,n=user,r=abc"))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn describe_user_scram_credentials(_v: i16) -> DescribeUserScramCredentialsRequest {
+        let user = |n| {
+            UserName::default()
+                .with_name(s(n))
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        DescribeUserScramCredentialsRequest::default()
+            .with_users(Some(vec![user("alice"), user("bob")]))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn alter_user_scram_credentials(_v: i16) -> AlterUserScramCredentialsRequest {
+        AlterUserScramCredentialsRequest::default()
+            .with_deletions(vec![ScramCredentialDeletion::default()
+                .with_name(s("alice"))
+                .with_mechanism(1)
+                .with_unknown_tagged_field(TAG, tag())])
+            .with_upsertions(vec![ScramCredentialUpsertion::default()
+                .with_name(s("bob"))
+                .with_mechanism(2)
+                .with_iterations(8192)
+                .with_salt(Bytes::from_static(b"salt"))
+                .with_salted_password(Bytes::from_static(&[7; 64]))
+                .with_unknown_tagged_field(TAG, tag())])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     /// Encodes header + `body` with the crate, checks that the crate decodes the frame back
     /// (to something that re-encodes to the same bytes), and returns the frame.
     fn encode<T: Encodable + Decodable>(key: ApiKey, v: i16, body: T) -> Vec<u8> {
@@ -1381,6 +1460,12 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => encode(key, v, incremental_alter_configs(v)),
             ApiKey::OffsetDelete => encode(key, v, offset_delete(v)),
             ApiKey::DescribeCluster => encode(key, v, describe_cluster(v)),
+            ApiKey::SaslHandshake => encode(key, v, sasl_handshake(v)),
+            ApiKey::SaslAuthenticate => encode(key, v, sasl_authenticate(v)),
+            ApiKey::DescribeUserScramCredentials => {
+                encode(key, v, describe_user_scram_credentials(v))
+            }
+            ApiKey::AlterUserScramCredentials => encode(key, v, alter_user_scram_credentials(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -1400,7 +1485,10 @@ mod tests {
                 InitProducerId => InitProducerIdRequest, DescribeConfigs => DescribeConfigsRequest,
                 CreatePartitions => CreatePartitionsRequest, DeleteGroups => DeleteGroupsRequest,
                 IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
-                OffsetDelete => OffsetDeleteRequest, DescribeCluster => DescribeClusterRequest)
+                OffsetDelete => OffsetDeleteRequest, DescribeCluster => DescribeClusterRequest,
+                SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
+                DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+                AlterUserScramCredentials => AlterUserScramCredentialsRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {

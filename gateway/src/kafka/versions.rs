@@ -31,6 +31,12 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (INCREMENTAL_ALTER_CONFIGS, 0, 1),
     (OFFSET_DELETE, 0, 0),
     (DESCRIBE_CLUSTER, 0, 1),
+    // From v1 only: v0 exchanges raw SASL tokens outside Kafka framing; clients use v1 with
+    // SaslAuthenticate whenever the broker advertises it.
+    (SASL_HANDSHAKE, 1, 1),
+    (SASL_AUTHENTICATE, 0, 2),
+    (DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0),
+    (ALTER_USER_SCRAM_CREDENTIALS, 0, 0),
 ];
 
 pub const PRODUCE: i16 = 0;
@@ -57,6 +63,10 @@ pub const DELETE_GROUPS: i16 = 42;
 pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
 pub const OFFSET_DELETE: i16 = 47;
 pub const DESCRIBE_CLUSTER: i16 = 60;
+pub const SASL_HANDSHAKE: i16 = 17;
+pub const SASL_AUTHENTICATE: i16 = 36;
+pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 50;
+pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 51;
 
 /// Lowest Produce version actually served: v3 brought record batch v2.
 pub const PRODUCE_MIN_ACCEPTED: i16 = 3;

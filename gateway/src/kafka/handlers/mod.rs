@@ -1,6 +1,7 @@
 //! One module per Kafka API. Each turns the decoded request into broker calls and builds the
 //! response for the request's version.
 
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
@@ -10,6 +11,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -23,6 +25,8 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::net::SocketAddr;
@@ -84,6 +88,8 @@ fn answer<T: ResponseBody + 'static>(body: T) -> Answer {
 }
 
 /// Decodes the body of an (already accepted and guarded) request and runs its handler.
+/// SaslHandshake and SaslAuthenticate change the connection's session: the connection runs
+/// them ([`super::connection`]), never this.
 pub async fn dispatch(
     req: &Request<'_>,
     api_key: i16,
@@ -121,6 +127,12 @@ pub async fn dispatch(
             answer(configs::incremental_alter(req, decode(buf, v)?).await)
         }
         versions::DESCRIBE_CLUSTER => answer(describe_cluster::handle(req)),
+        versions::DESCRIBE_USER_SCRAM_CREDENTIALS => {
+            answer(describe_user_scram_credentials::handle(req, decode(buf, v)?))
+        }
+        versions::ALTER_USER_SCRAM_CREDENTIALS => {
+            answer(alter_user_scram_credentials::handle(req, decode(buf, v)?).await)
+        }
         other => return Err(ConnectionError::Unsupported(other, v)),
     })
 }
