@@ -9,6 +9,7 @@
 //! Disk work never runs on the runtime's worker threads: every call that may touch a file hands
 //! it to the blocking pool ([`Broker::blocking`]), as partition appends already do.
 
+pub mod acl;
 pub mod catalog;
 pub mod clients;
 pub mod consume;
@@ -396,27 +397,21 @@ impl Broker {
             .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
     }
 
-    /// Fails unless `user` may do `action`.
-    pub fn authorize(&self, user: &User, action: Action) -> Result<(), BrokerError> {
-        if user.permissions().allows(action) {
-            Ok(())
-        } else {
-            Err(BrokerError::Unauthorized)
-        }
-    }
-
-    /// Fails unless `principal` may do `action` (the user's rights as they are now; a user
-    /// deleted since the session began may do nothing).
-    pub fn authorize_principal(
-        &self,
-        principal: &Principal,
-        action: Action,
-    ) -> Result<(), BrokerError> {
+    /// The one authorization function of both doors: fails unless `principal` may do
+    /// `action`. A user's rights are read as they are now, so a change of permissions applies
+    /// to the next request; a user deleted or deactivated since the session began may do
+    /// nothing. Kafka's operations reach it through [`acl`]'s mapping.
+    pub fn authorize(&self, principal: &Principal, action: Action<'_>) -> Result<(), BrokerError> {
         match principal {
             Principal::Anonymous => Ok(()),
             Principal::User(id) => match self.user(*id) {
-                Some(user) => self.authorize(&user, action),
-                None => Err(BrokerError::Unauthorized),
+                Some(user)
+                    if user.status == users::UserStatus::Active
+                        && user.permissions().allows(action) =>
+                {
+                    Ok(())
+                }
+                _ => Err(BrokerError::Unauthorized),
             },
         }
     }

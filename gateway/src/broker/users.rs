@@ -78,16 +78,88 @@ pub struct TopicPermissions {
     pub send_messages: bool,
 }
 
+/// The names a group or transactional-id grant covers: one name (`*` is every name, as in
+/// Kafka's LITERAL wildcard) or every name with a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NamePattern {
+    Literal(String),
+    Prefixed(String),
+}
+
+impl NamePattern {
+    /// The wildcard: every name.
+    pub fn any() -> NamePattern {
+        NamePattern::Literal("*".into())
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Literal(l) => l == "*" || l == name,
+            NamePattern::Prefixed(p) => name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// Rights on the Kafka consumer groups a pattern names. Reading (joining, committing) and
+/// deleting imply describing, as in Kafka.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPermissions {
+    pub read: bool,
+    pub describe: bool,
+    pub delete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupGrant {
+    pub pattern: NamePattern,
+    pub rights: GroupPermissions,
+}
+
+/// Rights on the Kafka transactional ids a pattern names. Writing implies describing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionalIdPermissions {
+    pub write: bool,
+    pub describe: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionalIdGrant {
+    pub pattern: NamePattern,
+    pub rights: TransactionalIdPermissions,
+}
+
+/// A user's rights: Iggy's (global, per stream, per topic) and the Kafka resource kinds Iggy
+/// has no word for (consumer groups, transactional ids). The native wire format carries only
+/// Iggy's part; documents written before the Kafka kinds existed load with none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {
     pub global: GlobalPermissions,
     pub streams: BTreeMap<u32, StreamPermissions>,
+    #[serde(default)]
+    pub groups: Vec<GroupGrant>,
+    #[serde(default)]
+    pub transactional_ids: Vec<TransactionalIdGrant>,
+}
+
+/// A right on a Kafka consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRight {
+    Read,
+    Describe,
+    Delete,
+}
+
+/// A right on a Kafka transactional id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionalIdRight {
+    Write,
+    Describe,
 }
 
 /// What a user may do. Broader rights imply narrower ones: managing implies reading, reading a
 /// stream implies reading its topics and polling them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<'a> {
     ReadServers,
     ManageServers,
     ReadUsers,
@@ -98,14 +170,44 @@ pub enum Action {
     ManageStream(u32),
     ReadTopic(u32, u32),
     ManageTopic(u32, u32),
+    /// Seeing that a topic exists and where it is (Kafka's Describe): implied by any right on
+    /// it, as Kafka's READ, WRITE, DELETE and ALTER imply DESCRIBE.
+    DescribeTopic(u32, u32),
     /// Creating topics in a stream.
     CreateTopic(u32),
     Poll(u32, u32),
     Send(u32, u32),
+    /// An idempotent producer id: implied by sending to any topic (KIP-679).
+    IdempotentWrite,
+    Group(GroupRight, &'a str),
+    TransactionalId(TransactionalIdRight, &'a str),
 }
 
 impl Permissions {
-    pub fn allows(&self, action: Action) -> bool {
+    /// Every right (the root user's).
+    pub fn all() -> Permissions {
+        Permissions {
+            global: GlobalPermissions::all(),
+            streams: BTreeMap::new(),
+            groups: vec![GroupGrant {
+                pattern: NamePattern::any(),
+                rights: GroupPermissions {
+                    read: true,
+                    describe: true,
+                    delete: true,
+                },
+            }],
+            transactional_ids: vec![TransactionalIdGrant {
+                pattern: NamePattern::any(),
+                rights: TransactionalIdPermissions {
+                    write: true,
+                    describe: true,
+                },
+            }],
+        }
+    }
+
+    pub fn allows(&self, action: Action<'_>) -> bool {
         let g = &self.global;
         let s = |id: u32| self.streams.get(&id);
         let t = |sid: u32, tid: u32| s(sid).and_then(|p| p.topics.get(&tid));
@@ -145,6 +247,11 @@ impl Permissions {
                     || s(sid).is_some_and(|p| p.manage_stream || p.manage_topics)
                     || t(sid, tid).is_some_and(|p| p.manage_topic)
             }
+            Action::DescribeTopic(sid, tid) => {
+                self.allows(Action::ReadTopic(sid, tid))
+                    || self.allows(Action::Poll(sid, tid))
+                    || self.allows(Action::Send(sid, tid))
+            }
             Action::Poll(sid, tid) => {
                 g.poll_messages
                     || g.read_streams
@@ -159,7 +266,47 @@ impl Permissions {
                     || s(sid).is_some_and(|p| p.send_messages || p.manage_stream)
                     || t(sid, tid).is_some_and(|p| p.send_messages || p.manage_topic)
             }
+            Action::IdempotentWrite => {
+                g.send_messages
+                    || g.manage_streams
+                    || self.streams.values().any(|p| {
+                        p.send_messages
+                            || p.manage_stream
+                            || p.topics
+                                .values()
+                                .any(|t| t.send_messages || t.manage_topic)
+                    })
+            }
+            Action::Group(right, name) => self
+                .groups
+                .iter()
+                .filter(|grant| grant.pattern.matches(name))
+                .any(|grant| {
+                    let r = &grant.rights;
+                    match right {
+                        GroupRight::Read => r.read,
+                        GroupRight::Delete => r.delete,
+                        GroupRight::Describe => r.describe || r.read || r.delete,
+                    }
+                }),
+            Action::TransactionalId(right, name) => self
+                .transactional_ids
+                .iter()
+                .filter(|grant| grant.pattern.matches(name))
+                .any(|grant| {
+                    let r = &grant.rights;
+                    match right {
+                        TransactionalIdRight::Write => r.write,
+                        TransactionalIdRight::Describe => r.describe || r.write,
+                    }
+                }),
         }
+    }
+
+    /// Whether this holds any group or transactional-id grant (what the native wire format
+    /// cannot carry).
+    pub fn has_kafka_grants(&self) -> bool {
+        !self.groups.is_empty() || !self.transactional_ids.is_empty()
     }
 }
 
@@ -194,10 +341,7 @@ impl User {
 
     pub fn permissions(&self) -> Permissions {
         if self.id == ROOT_USER_ID {
-            return Permissions {
-                global: GlobalPermissions::all(),
-                streams: BTreeMap::new(),
-            };
+            return Permissions::all();
         }
         self.permissions.clone().unwrap_or_default()
     }
@@ -433,6 +577,38 @@ impl Users {
         id: u32,
         permissions: Option<Permissions>,
     ) -> Result<(), BrokerError> {
+        self.change_permissions(id, |p| *p = permissions)
+    }
+
+    /// Replaces user `id`'s Iggy permissions (global, streams, topics) as the native door's
+    /// UpdatePermissions carries them, keeping the group and transactional-id grants its wire
+    /// format has no room for.
+    pub fn set_native_permissions(
+        &self,
+        id: u32,
+        permissions: Option<Permissions>,
+    ) -> Result<(), BrokerError> {
+        self.change_permissions(id, |current| {
+            let kept = current.take().filter(Permissions::has_kafka_grants);
+            *current = match (permissions, kept) {
+                (new, None) => new,
+                (new, Some(old)) => {
+                    let mut p = new.unwrap_or_default();
+                    p.groups = old.groups;
+                    p.transactional_ids = old.transactional_ids;
+                    Some(p)
+                }
+            };
+        })
+    }
+
+    /// Applies `change` to user `id`'s permissions in one durable change (the root user's
+    /// cannot change).
+    pub fn change_permissions<T>(
+        &self,
+        id: u32,
+        change: impl FnOnce(&mut Option<Permissions>) -> T,
+    ) -> Result<T, BrokerError> {
         if id == ROOT_USER_ID {
             return Err(BrokerError::CannotChangeRoot);
         }
@@ -441,8 +617,30 @@ impl Users {
                 .users
                 .get_mut(&id)
                 .ok_or(BrokerError::UserNotFound(id.to_string()))?;
-            user.permissions = permissions;
-            Ok(())
+            Ok(change(&mut user.permissions))
+        })
+    }
+
+    /// Applies `change` to every user's permissions but the root's in one durable change
+    /// (Kafka's CreateAcls and DeleteAcls change several users at once).
+    pub fn change_all_permissions<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<u32, (String, Option<Permissions>)>) -> T,
+    ) -> Result<T, BrokerError> {
+        self.change(|doc| {
+            let mut all: BTreeMap<u32, (String, Option<Permissions>)> = doc
+                .users
+                .values()
+                .filter(|u| u.id != ROOT_USER_ID)
+                .map(|u| (u.id, (u.username.clone(), u.permissions.clone())))
+                .collect();
+            let out = change(&mut all);
+            for (id, (_, p)) in all {
+                if let Some(u) = doc.users.get_mut(&id) {
+                    u.permissions = p;
+                }
+            }
+            Ok(out)
         })
     }
 

@@ -119,7 +119,7 @@ const NEVER: i16 = i16::MAX;
 
 /// The requests Wharf serves: anything else is [`GuardError::Unsupported`].
 #[rustfmt::skip]
-const APIS: [Api; 28] = [
+const APIS: [Api; 31] = [
     Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
     Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
     Api { key: 2, min: 1, max: 7, flexible_from: 6, walk: list_offsets },
@@ -138,6 +138,9 @@ const APIS: [Api; 28] = [
     Api { key: 20, min: 1, max: 5, flexible_from: 4, walk: delete_topics },
     Api { key: 21, min: 0, max: 2, flexible_from: 2, walk: delete_records },
     Api { key: 22, min: 0, max: 4, flexible_from: 2, walk: init_producer_id },
+    Api { key: 29, min: 0, max: 3, flexible_from: 2, walk: describe_acls },
+    Api { key: 30, min: 0, max: 3, flexible_from: 2, walk: create_acls },
+    Api { key: 31, min: 0, max: 3, flexible_from: 2, walk: delete_acls },
     Api { key: 32, min: 1, max: 4, flexible_from: 4, walk: describe_configs },
     Api { key: 37, min: 0, max: 3, flexible_from: 2, walk: create_partitions },
     Api { key: 42, min: 0, max: 2, flexible_from: 2, walk: delete_groups },
@@ -813,6 +816,48 @@ fn offset_delete(c: &mut Cursor<'_>, _v: i16, _f: bool) -> Res {
     })
 }
 
+/// One ACL binding filter (DescribeAcls' body, DeleteAcls' filters), without its tags.
+fn acl_filter(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.i8("resource_type_filter")?;
+    c.string(f, "resource_name_filter")?;
+    if v >= 1 {
+        c.i8("pattern_type_filter")?;
+    }
+    c.string(f, "principal_filter")?;
+    c.string(f, "host_filter")?;
+    c.i8("operation")?;
+    c.i8("permission_type")
+}
+
+fn describe_acls(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    acl_filter(c, v, f)?;
+    c.tags(f)
+}
+
+fn create_acls(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.array(f, "creations", |c| {
+        c.i8("resource_type")?;
+        c.string(f, "resource_name")?;
+        if v >= 1 {
+            c.i8("resource_pattern_type")?;
+        }
+        c.string(f, "principal")?;
+        c.string(f, "host")?;
+        c.i8("operation")?;
+        c.i8("permission_type")?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn delete_acls(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.array(f, "filters", |c| {
+        acl_filter(c, v, f)?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
 fn describe_cluster(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
     c.bool("include_cluster_authorized_operations")?;
     if v >= 1 {
@@ -865,7 +910,8 @@ mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::{
-        create_partitions_request::*, create_topics_request::*, delete_records_request::*,
+        create_acls_request::*, create_partitions_request::*, create_topics_request::*,
+        delete_acls_request::*, delete_records_request::*,
         delete_topics_request::*, describe_configs_request::*, fetch_request::*,
         incremental_alter_configs_request::*, join_group_request::*, leave_group_request::*,
         list_offsets_request::*, metadata_request::*, offset_commit_request::*,
@@ -1357,6 +1403,52 @@ mod tests {
             .with_topics(vec![t("a"), t("b")])
     }
 
+    fn describe_acls(v: i16) -> DescribeAclsRequest {
+        DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("orders")))
+            .with_pattern_type_filter(if v >= 1 { 2 } else { 3 })
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(3)
+            .with_permission_type(3)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn create_acls(v: i16) -> CreateAclsRequest {
+        let c = |n| {
+            AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s(n))
+                .with_resource_pattern_type(if v >= 1 { 4 } else { 3 })
+                .with_principal(s("User:alice"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3)
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        CreateAclsRequest::default()
+            .with_creations(vec![c("a"), c("b")])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn delete_acls(v: i16) -> DeleteAclsRequest {
+        let f = |n| {
+            DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(n)
+                .with_pattern_type_filter(if v >= 1 { 1 } else { 3 })
+                .with_principal_filter(Some(s("User:alice")))
+                .with_host_filter(Some(s("*")))
+                .with_operation(1)
+                .with_permission_type(1)
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        DeleteAclsRequest::default()
+            .with_filters(vec![f(Some(s("a"))), f(None)])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     fn describe_cluster(v: i16) -> DescribeClusterRequest {
         DescribeClusterRequest::default()
             .with_include_cluster_authorized_operations(true)
@@ -1466,6 +1558,9 @@ mod tests {
                 encode(key, v, describe_user_scram_credentials(v))
             }
             ApiKey::AlterUserScramCredentials => encode(key, v, alter_user_scram_credentials(v)),
+            ApiKey::DescribeAcls => encode(key, v, describe_acls(v)),
+            ApiKey::CreateAcls => encode(key, v, create_acls(v)),
+            ApiKey::DeleteAcls => encode(key, v, delete_acls(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -1488,7 +1583,9 @@ mod tests {
                 OffsetDelete => OffsetDeleteRequest, DescribeCluster => DescribeClusterRequest,
                 SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
                 DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
-                AlterUserScramCredentials => AlterUserScramCredentialsRequest)
+                AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+                DescribeAcls => DescribeAclsRequest, CreateAcls => CreateAclsRequest,
+                DeleteAcls => DeleteAclsRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {

@@ -25,6 +25,9 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (DELETE_TOPICS, 1, 5),
     (DELETE_RECORDS, 0, 2),
     (INIT_PRODUCER_ID, 0, 4),
+    (DESCRIBE_ACLS, 0, 3),
+    (CREATE_ACLS, 0, 3),
+    (DELETE_ACLS, 0, 3),
     (DESCRIBE_CONFIGS, 1, 4),
     (CREATE_PARTITIONS, 0, 3),
     (DELETE_GROUPS, 0, 2),
@@ -57,6 +60,9 @@ pub const CREATE_TOPICS: i16 = 19;
 pub const DELETE_TOPICS: i16 = 20;
 pub const DELETE_RECORDS: i16 = 21;
 pub const INIT_PRODUCER_ID: i16 = 22;
+pub const DESCRIBE_ACLS: i16 = 29;
+pub const CREATE_ACLS: i16 = 30;
+pub const DELETE_ACLS: i16 = 31;
 pub const DESCRIBE_CONFIGS: i16 = 32;
 pub const CREATE_PARTITIONS: i16 = 37;
 pub const DELETE_GROUPS: i16 = 42;

@@ -21,7 +21,7 @@ pub fn handle(
 ) -> DescribeUserScramCredentialsResponse {
     let broker = req.broker();
     if broker
-        .authorize_principal(req.principal, Action::ReadUsers)
+        .authorize(req.principal, Action::ReadUsers)
         .is_err()
     {
         let e = ResponseError::ClusterAuthorizationFailed;

@@ -4,11 +4,14 @@
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_groups;
 pub mod describe_user_scram_credentials;
@@ -36,6 +39,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::connection::{decode, ConnectionError, ResponseBody};
 use super::{versions, Door};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::{Broker, BrokerError, Principal, TopicInfo};
 use crate::config::KafkaListener;
 
@@ -68,6 +72,13 @@ impl Request<'_> {
     /// The client's host as Kafka shows it in group descriptions (`/127.0.0.1`).
     pub fn client_host(&self) -> String {
         format!("/{}", self.peer.ip())
+    }
+
+    /// Whether the request's principal may do `op` on `resource` (one call to the core).
+    pub fn may(&self, op: Operation, resource: Resource<'_>) -> bool {
+        self.broker()
+            .authorize_kafka(self.principal, op, resource)
+            .is_ok()
     }
 
     /// The existing topic a Kafka name points to.
@@ -119,6 +130,9 @@ pub async fn dispatch(
         versions::DELETE_TOPICS => answer(delete_topics::handle(req, decode(buf, v)?).await),
         versions::DELETE_RECORDS => answer(delete_records::handle(req, decode(buf, v)?).await),
         versions::INIT_PRODUCER_ID => answer(init_producer_id::handle(req, decode(buf, v)?).await),
+        versions::DESCRIBE_ACLS => answer(describe_acls::handle(req, decode(buf, v)?)),
+        versions::CREATE_ACLS => answer(create_acls::handle(req, decode(buf, v)?).await),
+        versions::DELETE_ACLS => answer(delete_acls::handle(req, decode(buf, v)?).await),
         versions::DESCRIBE_CONFIGS => answer(configs::describe(req, decode(buf, v)?)),
         versions::CREATE_PARTITIONS => {
             answer(create_partitions::handle(req, decode(buf, v)?).await)
@@ -126,7 +140,7 @@ pub async fn dispatch(
         versions::INCREMENTAL_ALTER_CONFIGS => {
             answer(configs::incremental_alter(req, decode(buf, v)?).await)
         }
-        versions::DESCRIBE_CLUSTER => answer(describe_cluster::handle(req)),
+        versions::DESCRIBE_CLUSTER => answer(describe_cluster::handle(req, decode(buf, v)?)),
         versions::DESCRIBE_USER_SCRAM_CREDENTIALS => {
             answer(describe_user_scram_credentials::handle(req, decode(buf, v)?))
         }
