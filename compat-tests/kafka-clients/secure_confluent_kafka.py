@@ -7,6 +7,9 @@ Environment (the Rust harness compat-tests/tests/kafka_clients_secure.rs sets it
   WHARF_USER, WHARF_PASSWORD    a user who may send to and poll both topics
   WHARF_READER, WHARF_READER_PASSWORD   a user who may read WHARF_TOPIC_A only
   WHARF_TOPIC_A, WHARF_TOPIC_B  two existing one-partition topics, empty at start
+  WHARF_ADMIN, WHARF_ADMIN_PASSWORD   a user who may manage users (grants the two users their
+                                consumer groups with CreateAcls: a confluent-kafka consumer
+                                always has a group.id, and librdkafka looks its coordinator up)
 
 Runs every scenario, prints one line per scenario, exits 0 only if all pass.
 Set WHARF_CLIENT_DEBUG=1 for librdkafka's security/protocol debug log on stderr.
@@ -19,6 +22,8 @@ import time
 import traceback
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                   ResourcePatternType, ResourceType)
 
 WAIT_S = 60.0  # the bound on every wait
 N_RECORDS = 200
@@ -26,10 +31,11 @@ NAME = "secure confluent-kafka"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: secure_confluent_kafka.py HOST:PORT")
 ENV = {k: os.environ.get(k) or sys.exit(f"{k} is not set") for k in (
     "WHARF_CA_FILE", "WHARF_USER", "WHARF_PASSWORD", "WHARF_READER", "WHARF_READER_PASSWORD",
-    "WHARF_TOPIC_A", "WHARF_TOPIC_B")}
+    "WHARF_TOPIC_A", "WHARF_TOPIC_B", "WHARF_ADMIN", "WHARF_ADMIN_PASSWORD")}
 TOPIC_A, TOPIC_B = ENV["WHARF_TOPIC_A"], ENV["WHARF_TOPIC_B"]
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SENT = {TOPIC_A: [], TOPIC_B: []}  # values sent so far, in order, per topic
+GROUPS = "secure-"  # the prefix of every consumer group name here
 
 
 class Failed(Exception):
@@ -74,8 +80,8 @@ def produce(c, topic, values):
 
 
 def consume(c, topic):
-    """Reads partition 0 of topic from the beginning to its end; returns the values, or raises
-    Failed with the first consumer error."""
+    """Reads partition 0 of topic from the beginning to its end; returns the values (a consumer
+    error fails)."""
     consumer = Consumer(dict(c, **{"enable.partition.eof": True, "enable.auto.commit": False}))
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -88,16 +94,26 @@ def consume(c, topic):
             if m.error():
                 if m.error().code() == KafkaError._PARTITION_EOF:
                     return out
-                raise ConsumerError(m.error())
+                raise Failed(f"{topic}: consumer error: {m.error()}")
             out.append(m.value())
     finally:
         consumer.close()
 
 
-class ConsumerError(Exception):
-    def __init__(self, err):
-        super().__init__(f"consumer error: {err}")
-        self.err = err
+def scenario_group_acls():
+    admin = AdminClient(conf("SCRAM-SHA-512", ENV["WHARF_ADMIN"], ENV["WHARF_ADMIN_PASSWORD"]))
+    users = [f"User:{ENV['WHARF_USER']}", f"User:{ENV['WHARF_READER']}"]
+    bindings = [AclBinding(ResourceType.GROUP, GROUPS, ResourcePatternType.PREFIXED, u, "*",
+                           AclOperation.READ, AclPermissionType.ALLOW) for u in users]
+    for b, fut in admin.create_acls(bindings, request_timeout=WAIT_S).items():
+        fut.result(timeout=WAIT_S)  # raises KafkaException on a refusal
+    for u in users:
+        listed = admin.describe_acls(AclBindingFilter(ResourceType.GROUP, None, ResourcePatternType.ANY, u, None,
+                                                      AclOperation.ANY, AclPermissionType.ANY),
+                                     request_timeout=WAIT_S).result(timeout=WAIT_S)
+        want = [(ResourceType.GROUP, GROUPS, ResourcePatternType.PREFIXED, AclOperation.READ, AclPermissionType.ALLOW)]
+        got = [(b.restype, b.name, b.resource_pattern_type, b.operation, b.permission_type) for b in listed]
+        check(got == want, f"describe_acls for {u}: {listed}, want Group {GROUPS}* Read Allow")
 
 
 def scenario_mechanism(mechanism):
@@ -105,7 +121,7 @@ def scenario_mechanism(mechanism):
         c = conf(mechanism, ENV["WHARF_USER"], ENV["WHARF_PASSWORD"])
         values = [f"{mechanism} record {i}".encode() for i in range(N_RECORDS)]
         produce(c, TOPIC_A, values)
-        got = consume(dict(c, **{"group.id": f"secure-{mechanism}"}), TOPIC_A)
+        got = consume(dict(c, **{"group.id": f"{GROUPS}{mechanism}"}), TOPIC_A)
         check(got == SENT[TOPIC_A], f"read {len(got)} records from {TOPIC_A}, sent {len(SENT[TOPIC_A])} (or in another order)")
     return run
 
@@ -113,17 +129,29 @@ def scenario_mechanism(mechanism):
 def scenario_reader():
     writer = conf("SCRAM-SHA-512", ENV["WHARF_USER"], ENV["WHARF_PASSWORD"])
     produce(writer, TOPIC_B, [b"for the writer's eyes"])
-    got = consume(dict(writer, **{"group.id": "secure-writer"}), TOPIC_B)
+    got = consume(dict(writer, **{"group.id": f"{GROUPS}writer"}), TOPIC_B)
     check(got == SENT[TOPIC_B], f"the writer read {got!r} from {TOPIC_B}, sent {SENT[TOPIC_B]!r}")
-    reader = dict(conf("SCRAM-SHA-512", ENV["WHARF_READER"], ENV["WHARF_READER_PASSWORD"]), **{"group.id": "secure-reader"})
+    reader = dict(conf("SCRAM-SHA-512", ENV["WHARF_READER"], ENV["WHARF_READER_PASSWORD"]), **{"group.id": f"{GROUPS}reader"})
     got = consume(reader, TOPIC_A)
     check(got == SENT[TOPIC_A] and got, f"the reader read {len(got)} records from {TOPIC_A}, want the {len(SENT[TOPIC_A])} sent")
+    # librdkafka reports a topic's metadata error to the application for subscribed topics (an
+    # assign()ed partition of such a topic just waits for a leader), so subscribe here.
+    c = Consumer(dict(reader, **{"group.id": f"{GROUPS}reader-b", "enable.auto.commit": False}))
     try:
-        got = consume(reader, TOPIC_B)
-        raise Failed(f"the reader read {got!r} from {TOPIC_B}, want TOPIC_AUTHORIZATION_FAILED")
-    except ConsumerError as e:
-        check(e.err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
-              f"the reader on {TOPIC_B}: {e.err}, want TOPIC_AUTHORIZATION_FAILED")
+        c.subscribe([TOPIC_B])
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            check(time.monotonic() < deadline, f"the reader subscribed to {TOPIC_B}: no error within {WAIT_S}s")
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            check(m.error() is not None, f"the reader read {m.value()!r} from {TOPIC_B}, want TOPIC_AUTHORIZATION_FAILED")
+            check(m.error().code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                  f"the reader subscribed to {TOPIC_B}: {m.error()}, want TOPIC_AUTHORIZATION_FAILED")
+            print(f"    {TOPIC_B}: {m.error()}", flush=True)
+            break
+    finally:
+        c.close()
 
 
 def scenario_wrong_password():
@@ -135,9 +163,10 @@ def scenario_wrong_password():
             if err.code() == KafkaError._AUTHENTICATION:
                 seen.set()
 
-        p = Producer(conf(mechanism, ENV["WHARF_USER"], "not the password", error_cb=on_error,
-                          # one failed attempt is enough to see; do not hammer the server
-                          reconnect_backoff_ms=10_000, reconnect_backoff_max_ms=10_000))
+        p = Producer(dict(conf(mechanism, ENV["WHARF_USER"], "not the password",
+                               # one failed attempt is enough to see; do not hammer the server
+                               reconnect_backoff_ms=10_000, reconnect_backoff_max_ms=10_000),
+                          error_cb=on_error))
         p.produce(TOPIC_A, value=b"never stored")
         deadline = time.monotonic() + WAIT_S
         while not seen.is_set():
@@ -151,7 +180,8 @@ def scenario_wrong_password():
         print(f"    {mechanism}: {err.str()}", flush=True)
 
 
-SCENARIOS = [(f"SASL_SSL {m}: produce {N_RECORDS} records and read them back", scenario_mechanism(m)) for m in MECHANISMS] + [
+SCENARIOS = [("an admin grants the users their consumer groups (CreateAcls, DescribeAcls)", scenario_group_acls)] + [
+    (f"SASL_SSL {m}: produce {N_RECORDS} records and read them back", scenario_mechanism(m)) for m in MECHANISMS] + [
     ("a user who may read topic A only reads A and gets TOPIC_AUTHORIZATION_FAILED on B", scenario_reader),
     # Last: failed logins count against the user and address (the server's login limiter).
     ("a wrong password (PLAIN, SCRAM-SHA-512) fails with _AUTHENTICATION", scenario_wrong_password),

@@ -1,11 +1,11 @@
 //! Kafka clients in other languages over SASL_SSL: `confluent-kafka` and `kafka-python`
 //! (Python) and `kafkajs` (Node) against a server whose Kafka listener speaks TLS and requires
-//! SASL. This harness makes the certificates (rcgen, in a temp dir, never committed), starts the
-//! server, and sets up, through the native door with the official `iggy` SDK, the users the
-//! programs log in as and their permissions; the programs
+//! SASL. This harness makes the certificates ([`TestCerts`]: rcgen, in a temp dir, never
+//! committed), starts the server and sets up, through the native door with the official `iggy`
+//! SDK, topics `a` and `b` and the two users the programs log in as. The programs
 //! (`compat-tests/kafka-clients/secure_*`) log in with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512,
-//! produce and consume, check that a wrong password gets the client's authentication error and
-//! that a user who may read topic A only is refused topic B with TOPIC_AUTHORIZATION_FAILED.
+//! produce and read back, check that a wrong password gets the client's authentication error,
+//! and that a user who may read `a` only is refused `b` with TOPIC_AUTHORIZATION_FAILED.
 //! `scripts/kafka-clients` installs the clients under `target/kafka-clients/`.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use compat_tests::{iggy_root_client, within, TestServer};
+use compat_tests::{iggy_root_client, within, TestCerts, TestServer};
 use iggy::prelude::{
     CompressionAlgorithm, GlobalPermissions, Identifier, IggyExpiry, MaxTopicSize, Permissions,
     StreamClient as _, StreamPermissions, TopicClient as _, TopicPermissions, UserClient as _,
     UserStatus,
 };
-use wharf_gateway::config::{KafkaAuthentication, TlsSettings};
+use wharf_gateway::config::KafkaAuthentication;
 
 /// Longest a client program may run.
 const LIMIT: Duration = Duration::from_secs(400);
@@ -47,65 +47,11 @@ fn installed(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// A CA and a server certificate it signed for `localhost` and `127.0.0.1`, as PEM files in a
-/// temp dir that lives as long as this value.
-struct Certs {
-    dir: tempfile::TempDir,
-}
-
-impl Certs {
-    fn generate() -> Certs {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        };
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "wharf test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "wharf test server");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
-        std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
-        Certs { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn server_tls(&self) -> TlsSettings {
-        TlsSettings {
-            cert_file: self.dir.path().join("server.pem"),
-            key_file: self.dir.path().join("server.key"),
-            client_ca_file: None,
-        }
-    }
-}
-
 /// A server whose Kafka listener is SASL_SSL (the native door stays plain, for the setup), with
 /// topics `a` and `b` of stream [`STREAM`], [`WRITER`] allowed to send to and poll both, and
 /// [`READER`] allowed to read `a` only.
-async fn secure_server(certs: &Certs) -> TestServer {
-    let tls = certs.server_tls();
+async fn secure_server(certs: &TestCerts) -> TestServer {
+    let tls = certs.tls_settings(false);
     let server = TestServer::start_with(|c| {
         c.kafka.authentication = KafkaAuthentication::Sasl;
         c.kafka.tls = Some(tls);
@@ -176,19 +122,22 @@ async fn secure_server(certs: &Certs) -> TestServer {
 }
 
 async fn run(program: &str, interpreter: PathBuf, env: &[(&str, PathBuf)]) {
-    let certs = Certs::generate();
+    let certs = TestCerts::new();
     let server = secure_server(&certs).await;
     let script = repo().join("compat-tests/kafka-clients").join(program);
     let mut cmd = tokio::process::Command::new(interpreter);
     cmd.arg(&script)
         .arg(server.kafka_addr.to_string())
-        .env("WHARF_CA_FILE", certs.ca())
+        .env("WHARF_CA_FILE", &certs.ca)
         .env("WHARF_USER", WRITER.0)
         .env("WHARF_PASSWORD", WRITER.1)
         .env("WHARF_READER", READER.0)
         .env("WHARF_READER_PASSWORD", READER.1)
         .env("WHARF_TOPIC_A", format!("{STREAM}.a"))
         .env("WHARF_TOPIC_B", format!("{STREAM}.b"))
+        // The root user, who may grant consumer groups (CreateAcls); the server's default root.
+        .env("WHARF_ADMIN", iggy::prelude::DEFAULT_ROOT_USERNAME)
+        .env("WHARF_ADMIN_PASSWORD", iggy::prelude::DEFAULT_ROOT_PASSWORD)
         .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
