@@ -21,15 +21,20 @@ use crate::config::TlsSettings;
 /// Why a door's TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("TLS file {}: cannot read it: {source}", path.display())]
+    #[error("TLS {what} file {}: cannot read it: {source}", path.display())]
     Read {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("TLS file {}: not valid PEM: {message}", path.display())]
-    Pem { path: PathBuf, message: String },
-    #[error("TLS certificate file {}: no certificate in it", path.display())]
-    NoCertificate { path: PathBuf },
+    #[error("TLS {what} file {}: not valid PEM: {message}", path.display())]
+    Pem {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("TLS {what} file {}: no certificate in it", path.display())]
+    NoCertificate { what: &'static str, path: PathBuf },
     #[error("TLS key file {}: no private key in it (PKCS#8, PKCS#1 or SEC1 PEM)", path.display())]
     NoKey { path: PathBuf },
     #[error(
@@ -53,31 +58,33 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Maps a PEM reading error for `path`: an unreadable file, bad PEM, or (`missing`) no item of
-/// the kind looked for.
+/// Maps a PEM reading error for the `what` file at `path`: unreadable, bad PEM, or (`missing`)
+/// no item of the kind looked for.
 fn pem_error(
+    what: &'static str,
     path: &Path,
     e: rustls_pki_types::pem::Error,
-    missing: fn(PathBuf) -> TlsError,
+    missing: impl FnOnce(PathBuf) -> TlsError,
 ) -> TlsError {
     let path = path.to_path_buf();
     match e {
-        rustls_pki_types::pem::Error::Io(source) => TlsError::Read { path, source },
+        rustls_pki_types::pem::Error::Io(source) => TlsError::Read { what, path, source },
         rustls_pki_types::pem::Error::NoItemsFound => missing(path),
         other => TlsError::Pem {
+            what,
             path,
             message: other.to_string(),
         },
     }
 }
 
-/// Every certificate in the PEM file at `path`, at least one.
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let missing = |path| TlsError::NoCertificate { path };
+/// Every certificate in the PEM `what` file at `path`, at least one.
+fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let missing = |path| TlsError::NoCertificate { what, path };
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, e, missing))?
+        .map_err(|e| pem_error(what, path, e, missing))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, e, missing))?;
+        .map_err(|e| pem_error(what, path, e, missing))?;
     if certs.is_empty() {
         return Err(missing(path.to_path_buf()));
     }
@@ -87,9 +94,12 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// The server configuration for `settings`: its certificate chain and key, and, with a client
 /// CA file, client certificates required and checked against it (mutual TLS).
 pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
-    let chain = certificates(&settings.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&settings.key_file)
-        .map_err(|e| pem_error(&settings.key_file, e, |path| TlsError::NoKey { path }))?;
+    let chain = certificates("certificate", &settings.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&settings.key_file).map_err(|e| {
+        pem_error("key", &settings.key_file, e, |path| TlsError::NoKey {
+            path,
+        })
+    })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
@@ -97,7 +107,7 @@ pub fn server_config(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {
         None => builder.with_no_client_auth(),
         Some(ca_file) => {
             let mut roots = RootCertStore::empty();
-            for ca in certificates(ca_file)? {
+            for ca in certificates("client CA", ca_file)? {
                 roots.add(ca).map_err(|e| TlsError::ClientCa {
                     path: ca_file.clone(),
                     message: e.to_string(),
@@ -173,6 +183,7 @@ mod tests {
         s.cert_file = dir.path().join("absent.pem");
         let e = server_config(&s).unwrap_err();
         assert!(matches!(e, TlsError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("certificate file"), "{e}");
         assert!(e.to_string().contains("absent.pem"), "{e}");
 
         // The key where the certificate should be: no certificate in it.

@@ -174,3 +174,98 @@ impl AsyncWrite for WriteHalf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A server and a client config over one self-signed certificate for `localhost`.
+    fn configs() -> (rustls::ServerConfig, rustls::ClientConfig) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = || Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap())
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (server, client)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tls_answer_reaches_the_client_whole_without_a_flush() {
+        // The doors write an answer and then wait for the next request, without flushing: the
+        // whole answer must still reach a client that reads slowly, so that the server's last
+        // write finds the socket full and rustls keeps records it could not send yet. Small
+        // socket buffers and a paced reader make that last write wait on the socket.
+        const ANSWER: usize = 2 << 20;
+        let (server, client) = configs();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(8192).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener: TcpListener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let tls = tokio_rustls::TlsAcceptor::from(Arc::new(server))
+                .accept(socket)
+                .await
+                .unwrap();
+            let (rd, mut wr) = Connection::Tls(Box::new(tls)).into_split();
+            let answer: Vec<u8> = (0..ANSWER).map(|i| i as u8).collect();
+            wr.write_all(&answer).await.unwrap();
+            // Hold the connection open, as a door waiting for the next request does.
+            (rd, wr)
+        });
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(8192).unwrap();
+        let socket: TcpStream = socket.connect(addr).await.unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::try_from("localhost").unwrap(), socket)
+            .await
+            .unwrap();
+        let mut got = vec![0u8; ANSWER];
+        let mut filled = 0;
+        let read_all = async {
+            while filled < ANSWER {
+                let end = (filled + 4096).min(ANSWER);
+                let n = tls.read(&mut got[filled..end]).await.unwrap();
+                assert!(n > 0, "closed after {filled} bytes");
+                filled += n;
+                // Pacing only (the outcome does not depend on it): a reader slower than the
+                // writer keeps the server's socket full.
+                if filled % (64 << 10) < n {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
+            .await
+            .unwrap_or_else(|_| panic!("only {filled} of {ANSWER} answer bytes arrived"));
+        assert!(got.iter().enumerate().all(|(i, &b)| b == i as u8));
+        let _halves = serving.await.unwrap();
+    }
+}
