@@ -34,7 +34,9 @@
 //! the rights that imply describing). What the model cannot express is refused with a
 //! message: DENY, hosts other than `*`, principals other than `User:<existing user>` (the root
 //! user has every right and cannot change), prefixes other than an existing stream's `s.`,
-//! topics that do not exist yet, Create on one topic, All or IdempotentWrite on the cluster.
+//! topics that do not exist yet, Create on one topic, Describe or DescribeConfigs alone on one
+//! topic (Iggy's read right on a topic also allows polling it), All or IdempotentWrite on the
+//! cluster.
 //! The default stream's own rights have no Kafka pattern (its topics have no common prefix)
 //! and are not listed.
 
@@ -440,8 +442,16 @@ impl Scope {
             .collect()
     }
 
-    /// Grants `op` on `kind` here with the narrowest right that implies it.
+    /// Grants `op` on `kind` here with the narrowest right that implies it; a refused grant
+    /// changes nothing.
     fn grant(&self, p: &mut Permissions, kind: ResourceType, op: Operation) -> Result<(), AclRefusal> {
+        let mut changed = p.clone();
+        self.grant_into(&mut changed, kind, op)?;
+        *p = changed;
+        Ok(())
+    }
+
+    fn grant_into(&self, p: &mut Permissions, kind: ResourceType, op: Operation) -> Result<(), AclRefusal> {
         use Operation as O;
         match (self, kind) {
             (Scope::Global, ResourceType::Cluster) => {
@@ -494,7 +504,13 @@ impl Scope {
                 match op {
                     O::Read => tp.poll_messages = true,
                     O::Write => tp.send_messages = true,
-                    O::Describe | O::DescribeConfigs => tp.read_topic = true,
+                    O::Describe | O::DescribeConfigs => {
+                        return refuse(
+                            "Describe or DescribeConfigs on one topic cannot be granted alone: \
+                             a topic's read right also allows polling it; grant Read (which \
+                             implies Describe), or Describe on the stream's prefix or `*`",
+                        )
+                    }
                     O::Delete | O::Alter | O::AlterConfigs | O::All => tp.manage_topic = true,
                     O::Create => {
                         return refuse(

@@ -932,6 +932,45 @@ mod tests {
     }
 
     #[test]
+    fn kafka_grants_survive_native_permission_updates_and_old_documents_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = PasswordSlots::new(1);
+        let users = Users::open(dir.path(), "iggy", "iggy", &slots, 4096).unwrap();
+        let alice = users
+            .create("alice", slots.secrets_now("pw1", 4096).unwrap(), UserStatus::Active, None)
+            .unwrap();
+        let grant = GroupGrant {
+            pattern: NamePattern::Prefixed("app-".into()),
+            rights: GroupPermissions {
+                read: true,
+                ..Default::default()
+            },
+        };
+        users
+            .change_permissions(alice.id, |p| {
+                p.get_or_insert_with(Permissions::default).groups.push(grant.clone())
+            })
+            .unwrap();
+        // A native UpdatePermissions carries no group grants: they are kept.
+        let mut native = Permissions::default();
+        native.global.poll_messages = true;
+        users.set_native_permissions(alice.id, Some(native)).unwrap();
+        let p = users.get(alice.id).unwrap().permissions.unwrap();
+        assert!(p.global.poll_messages);
+        assert_eq!(p.groups, vec![grant.clone()]);
+        users.set_native_permissions(alice.id, None).unwrap();
+        let p = users.get(alice.id).unwrap().permissions.unwrap();
+        assert_eq!(p.global, GlobalPermissions::default());
+        assert_eq!(p.groups, vec![grant]);
+        // A document written before the Kafka kinds existed.
+        let old = r#"{"global":{"manage_servers":false,"read_servers":false,"manage_users":false,
+            "read_users":false,"manage_streams":false,"read_streams":true,"manage_topics":false,
+            "read_topics":false,"poll_messages":false,"send_messages":false},"streams":{}}"#;
+        let p: Permissions = serde_json::from_str(old).unwrap();
+        assert!(p.global.read_streams && p.groups.is_empty() && p.transactional_ids.is_empty());
+    }
+
+    #[test]
     fn permissions_imply_narrower_rights() {
         let mut p = Permissions::default();
         assert!(!p.allows(Action::Poll(1, 1)));
@@ -949,5 +988,11 @@ mod tests {
         p.global.manage_streams = true;
         assert!(p.allows(Action::Send(2, 1)));
         assert!(!p.allows(Action::ManageUsers));
+        assert!(p.allows(Action::DescribeTopic(1, 9)), "reading implies describing");
+        assert!(
+            !p.allows(Action::Group(GroupRight::Read, "g")),
+            "groups are their own kind"
+        );
+        assert!(Permissions::all().allows(Action::Group(GroupRight::Delete, "g")));
     }
 }

@@ -138,9 +138,9 @@ const APIS: [Api; 31] = [
     Api { key: 20, min: 1, max: 5, flexible_from: 4, walk: delete_topics },
     Api { key: 21, min: 0, max: 2, flexible_from: 2, walk: delete_records },
     Api { key: 22, min: 0, max: 4, flexible_from: 2, walk: init_producer_id },
-    Api { key: 29, min: 0, max: 3, flexible_from: 2, walk: describe_acls },
-    Api { key: 30, min: 0, max: 3, flexible_from: 2, walk: create_acls },
-    Api { key: 31, min: 0, max: 3, flexible_from: 2, walk: delete_acls },
+    Api { key: 29, min: 1, max: 3, flexible_from: 2, walk: describe_acls },
+    Api { key: 30, min: 1, max: 3, flexible_from: 2, walk: create_acls },
+    Api { key: 31, min: 1, max: 3, flexible_from: 2, walk: delete_acls },
     Api { key: 32, min: 1, max: 4, flexible_from: 4, walk: describe_configs },
     Api { key: 37, min: 0, max: 3, flexible_from: 2, walk: create_partitions },
     Api { key: 42, min: 0, max: 2, flexible_from: 2, walk: delete_groups },
@@ -1552,15 +1552,15 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => encode(key, v, incremental_alter_configs(v)),
             ApiKey::OffsetDelete => encode(key, v, offset_delete(v)),
             ApiKey::DescribeCluster => encode(key, v, describe_cluster(v)),
+            ApiKey::DescribeAcls => encode(key, v, describe_acls(v)),
+            ApiKey::CreateAcls => encode(key, v, create_acls(v)),
+            ApiKey::DeleteAcls => encode(key, v, delete_acls(v)),
             ApiKey::SaslHandshake => encode(key, v, sasl_handshake(v)),
             ApiKey::SaslAuthenticate => encode(key, v, sasl_authenticate(v)),
             ApiKey::DescribeUserScramCredentials => {
                 encode(key, v, describe_user_scram_credentials(v))
             }
             ApiKey::AlterUserScramCredentials => encode(key, v, alter_user_scram_credentials(v)),
-            ApiKey::DescribeAcls => encode(key, v, describe_acls(v)),
-            ApiKey::CreateAcls => encode(key, v, create_acls(v)),
-            ApiKey::DeleteAcls => encode(key, v, delete_acls(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -1581,11 +1581,11 @@ mod tests {
                 CreatePartitions => CreatePartitionsRequest, DeleteGroups => DeleteGroupsRequest,
                 IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
                 OffsetDelete => OffsetDeleteRequest, DescribeCluster => DescribeClusterRequest,
+                DescribeAcls => DescribeAclsRequest, CreateAcls => CreateAclsRequest,
+                DeleteAcls => DeleteAclsRequest,
                 SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
                 DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
-                AlterUserScramCredentials => AlterUserScramCredentialsRequest,
-                DescribeAcls => DescribeAclsRequest, CreateAcls => CreateAclsRequest,
-                DeleteAcls => DeleteAclsRequest)
+                AlterUserScramCredentials => AlterUserScramCredentialsRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {

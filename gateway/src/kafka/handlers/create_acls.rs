@@ -10,7 +10,7 @@ use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 
 use super::{str_bytes, Request};
-use crate::broker::acl::{AclRequest, PatternType};
+use crate::broker::acl::AclRequest;
 use crate::broker::BrokerError;
 use crate::kafka::errors::{self, code};
 
@@ -22,12 +22,7 @@ pub async fn handle(req: &Request<'_>, r: CreateAclsRequest) -> CreateAclsRespon
         .map(|c| AclRequest {
             resource_type: c.resource_type,
             name: c.resource_name.to_string(),
-            // v0 has no pattern type: every binding is LITERAL.
-            pattern: if req.version >= 1 {
-                c.resource_pattern_type
-            } else {
-                PatternType::Literal.code()
-            },
+            pattern: c.resource_pattern_type,
             principal: c.principal.to_string(),
             host: c.host.to_string(),
             operation: c.operation,

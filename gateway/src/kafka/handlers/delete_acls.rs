@@ -10,7 +10,7 @@ use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, Del
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 
 use super::{str_bytes, Request};
-use crate::broker::acl::{AclFilter, PatternType, ALLOW};
+use crate::broker::acl::{AclFilter, ALLOW};
 use crate::broker::BrokerError;
 use crate::kafka::errors::{self, code};
 
@@ -22,12 +22,7 @@ pub async fn handle(req: &Request<'_>, r: DeleteAclsRequest) -> DeleteAclsRespon
         .map(|f| AclFilter {
             resource_type: f.resource_type_filter,
             name: f.resource_name_filter.map(|n| n.to_string()),
-            // v0 has no pattern type: it filters LITERAL bindings.
-            pattern: if req.version >= 1 {
-                f.pattern_type_filter
-            } else {
-                PatternType::Literal.code()
-            },
+            pattern: f.pattern_type_filter,
             principal: f.principal_filter.map(|p| p.to_string()),
             host: f.host_filter.map(|h| h.to_string()),
             operation: f.operation,
