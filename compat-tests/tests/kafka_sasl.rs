@@ -13,7 +13,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use compat_tests::{iggy_root_client, within, TestServer};
 use iggy::prelude::{
     Client as _, GlobalPermissions, Identifier, IggyClient, PersonalAccessTokenClient as _,
-    PersonalAccessTokenExpiry, UserClient as _, UserStatus,
+    PersonalAccessTokenExpiry, SystemClient as _, UserClient as _, UserStatus,
 };
 use kafka_protocol::messages::alter_user_scram_credentials_request::{
     ScramCredentialDeletion, ScramCredentialUpsertion,
@@ -126,7 +126,10 @@ async fn produce(producer: &FutureProducer<Recorder>, topic: &str, tag: &str, n:
         within(
             "delivery",
             producer.send(
-                FutureRecord::to(topic).partition(0).key("k").payload(&value),
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("k")
+                    .payload(&value),
                 Duration::from_secs(30),
             ),
         )
@@ -298,9 +301,8 @@ impl Conn {
     }
 
     async fn handshake(&mut self, mechanism: &str) -> SaslHandshakeResponse {
-        let req = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(
-            mechanism.to_string(),
-        ));
+        let req = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_string(mechanism.to_string()));
         self.call(ApiKey::SaslHandshake, 1, &req).await
     }
 
@@ -310,7 +312,12 @@ impl Conn {
     }
 
     /// SASL/PLAIN as `user`, at SaslAuthenticate `version`.
-    async fn plain(&mut self, user: &str, password: &str, version: i16) -> SaslAuthenticateResponse {
+    async fn plain(
+        &mut self,
+        user: &str,
+        password: &str,
+        version: i16,
+    ) -> SaslAuthenticateResponse {
         let hs = self.handshake("PLAIN").await;
         assert_eq!(hs.error_code, 0);
         self.authenticate(version, format!("\0{user}\0{password}").into_bytes())
@@ -323,8 +330,12 @@ impl Conn {
     }
 
     async fn metadata(&mut self) -> MetadataResponse {
-        self.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None))
-            .await
+        self.call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await
     }
 }
 
@@ -444,6 +455,26 @@ async fn a_personal_access_token_is_a_plain_password_of_its_user_only() {
         .unwrap();
     create_topic(&server, "tokens").await;
     produce(&producer, "tokens", "with-token", 1).await;
+    // A token that expires bounds the session: the lifetime the server gives is at most the
+    // token's remaining time (here with no connections_max_reauth at all).
+    let hour = within(
+        "create expiring token",
+        alice.create_personal_access_token(
+            "hour-token",
+            PersonalAccessTokenExpiry::ExpireDuration(Duration::from_secs(3600).into()),
+        ),
+    )
+    .await
+    .unwrap()
+    .token;
+    let mut conn = Conn::open(&server).await;
+    let answer = conn.plain("alice", &hour, 1).await;
+    assert_eq!(answer.error_code, 0);
+    assert!(
+        (3_500_000..=3_600_000).contains(&answer.session_lifetime_ms),
+        "{}",
+        answer.session_lifetime_ms
+    );
     // The token is alice's: as root's password it fails.
     let mut conn = Conn::open(&server).await;
     let answer = conn.plain("iggy", &token, 1).await;
@@ -457,7 +488,12 @@ async fn a_personal_access_token_is_a_plain_password_of_its_user_only() {
     assert_eq!(answer.error_code, SASL_AUTHENTICATION_FAILED);
 }
 
-fn upsertion(name: &str, m: ScramMechanism, password: &str, iterations: i32) -> ScramCredentialUpsertion {
+fn upsertion(
+    name: &str,
+    m: ScramMechanism,
+    password: &str,
+    iterations: i32,
+) -> ScramCredentialUpsertion {
     let salt = b"a-salt-chosen-by-the-client".to_vec();
     let salted = m.salted_password(password.as_bytes(), &salt, iterations as u32);
     ScramCredentialUpsertion::default()
@@ -476,9 +512,8 @@ async fn alter(
     let req = AlterUserScramCredentialsRequest::default()
         .with_deletions(deletions)
         .with_upsertions(upsertions);
-    let answer: AlterUserScramCredentialsResponse = conn
-        .call(ApiKey::AlterUserScramCredentials, 0, &req)
-        .await;
+    let answer: AlterUserScramCredentialsResponse =
+        conn.call(ApiKey::AlterUserScramCredentials, 0, &req).await;
     answer
         .results
         .iter()
@@ -487,9 +522,11 @@ async fn alter(
 }
 
 async fn describe(conn: &mut Conn, names: Option<&[&str]>) -> DescribeUserScramCredentialsResponse {
-    let req = DescribeUserScramCredentialsRequest::default().with_users(
-        names.map(|n| n.iter().map(|n| UserName::default().with_name(s(n))).collect()),
-    );
+    let req = DescribeUserScramCredentialsRequest::default().with_users(names.map(|n| {
+        n.iter()
+            .map(|n| UserName::default().with_name(s(n)))
+            .collect()
+    }));
     conn.call(ApiKey::DescribeUserScramCredentials, 0, &req)
         .await
 }
@@ -541,7 +578,11 @@ async fn a_user_made_from_kafka_authenticates_with_scram_and_logs_in_natively() 
             })
     };
     assert_eq!(infos("bob"), Some(vec![(1, 8192)]));
-    assert_eq!(infos("iggy"), Some(vec![(1, 4096), (2, 4096)]), "root's from its password");
+    assert_eq!(
+        infos("iggy"),
+        Some(vec![(1, 4096), (2, 4096)]),
+        "root's from its password"
+    );
     let some = describe(&mut admin, Some(&["bob", "nobody", "bob"])).await;
     let codes: Vec<(String, i16)> = some
         .results
@@ -605,11 +646,32 @@ async fn failed_sasl_logins_lock_out_like_native_logins() {
     let server = sasl_server(|_| {}).await;
     let root = iggy_root_client(&server).await;
     create_user(&root, "alice", "alice-pw").await;
-    // Five failures (max_failed_logins), each on its own connection (a failure closes it).
-    for _ in 0..5 {
+    // Five failures (max_failed_logins), each on its own connection (a failure closes it):
+    // three PLAIN, two SCRAM proofs that do not match.
+    for _ in 0..3 {
         let mut conn = Conn::open(&server).await;
         let answer = conn.plain("alice", "wrong", 1).await;
         assert_eq!(answer.error_code, SASL_AUTHENTICATION_FAILED);
+    }
+    for _ in 0..2 {
+        let mut conn = Conn::open(&server).await;
+        assert_eq!(conn.handshake("SCRAM-SHA-256").await.error_code, 0);
+        let first = conn
+            .authenticate(2, b"n,,n=alice,r=client-nonce".to_vec())
+            .await;
+        assert_eq!(first.error_code, 0);
+        let server_first = String::from_utf8(first.auth_bytes.to_vec()).unwrap();
+        let nonce = server_first
+            .split(',')
+            .find_map(|a| a.strip_prefix("r="))
+            .unwrap();
+        // A proof of the right size that no password gives.
+        let proof = "A".repeat(43) + "=";
+        let answer = conn
+            .authenticate(2, format!("c=biws,r={nonce},p={proof}").into_bytes())
+            .await;
+        assert_eq!(answer.error_code, SASL_AUTHENTICATION_FAILED);
+        conn.closed().await;
     }
     // The sixth attempt is refused with the right password, on either door and by SCRAM too.
     let mut conn = Conn::open(&server).await;
@@ -631,7 +693,10 @@ async fn failed_sasl_logins_lock_out_like_native_logins() {
         .unwrap();
     let deadline = std::time::Instant::now() + compat_tests::WAIT;
     while !recorder.authentication_failed() {
-        assert!(std::time::Instant::now() < deadline, "SCRAM was not refused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SCRAM was not refused"
+        );
         let _ = tokio::task::block_in_place(|| {
             producer
                 .client()
@@ -649,9 +714,20 @@ async fn a_native_password_change_ends_kafka_sessions() {
     assert_eq!(kafka.plain("alice", "alice-pw", 2).await.error_code, 0);
     kafka.metadata().await;
     let native = native_client(&server).await;
-    within("login", native.login_user("alice", "alice-pw"))
+    let alice_id = within("login", native.login_user("alice", "alice-pw"))
         .await
-        .unwrap();
+        .unwrap()
+        .user_id;
+    // The Kafka session is one of alice's connected clients, beside the native one.
+    let sessions = || async {
+        within("get clients", root.get_clients())
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.user_id == Some(alice_id))
+            .count()
+    };
+    assert_eq!(sessions().await, 2);
     within(
         "change password",
         native.change_password(&Identifier::named("alice").unwrap(), "alice-pw", "new-pw"),
@@ -662,6 +738,16 @@ async fn a_native_password_change_ends_kafka_sessions() {
     kafka
         .refused(ApiKey::Metadata, 12, &MetadataRequest::default())
         .await;
+    // Closed, it left the clients (the native session that changed the password stays).
+    assert_eq!(sessions().await, 1);
+    assert_eq!(
+        within("get clients", root.get_clients())
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "root's and alice's native clients only"
+    );
     // The new password works over SCRAM: its credentials were derived with it.
     let consumer: BaseConsumer<Recorder> = sasl(&server, "SCRAM-SHA-256", "alice", "new-pw")
         .create_with_context(Recorder::default())

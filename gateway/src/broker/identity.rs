@@ -10,10 +10,10 @@ use tokio::time::Instant;
 
 use super::logins::SlotStats;
 use super::scram::{self, ClientFirst, ScramCredential, ScramError, ScramExchange, ScramMechanism};
+use super::users::PasswordSecrets;
 use super::users::{
     validate_password, validate_username, PersonalAccessToken, UserStatus, ROOT_USER_ID,
 };
-use super::users::PasswordSecrets;
 use super::{Broker, BrokerError, ClientInfo, LogThrottle, Permissions, User, Users};
 
 /// Fewest and most PBKDF2 iterations of a credential set by a client (Kafka's bounds in
@@ -33,7 +33,9 @@ pub struct SaslLogin {
 /// Why AlterUserScramCredentials refused an upsertion.
 #[derive(Debug, thiserror::Error)]
 pub enum ScramChangeError {
-    #[error("iterations must be between {MIN_CLIENT_ITERATIONS} and {MAX_CLIENT_ITERATIONS}, not {0}")]
+    #[error(
+        "iterations must be between {MIN_CLIENT_ITERATIONS} and {MAX_CLIENT_ITERATIONS}, not {0}"
+    )]
     Iterations(i32),
     #[error("the salt must have 1..={max} bytes, not {0}", max = scram::MAX_SALT_LEN)]
     Salt(usize),
@@ -307,11 +309,7 @@ impl Broker {
                     .users
                     .find_by_name(&username)
                     .ok_or(BrokerError::InvalidCredentials)?;
-                if !user
-                    .scram
-                    .get(&mechanism)
-                    .is_some_and(|c| exchange.uses(c))
-                {
+                if !user.scram.get(&mechanism).is_some_and(|c| exchange.uses(c)) {
                     return Err(BrokerError::InvalidCredentials);
                 }
                 Ok((user, server_final))
@@ -395,7 +393,11 @@ impl Broker {
     /// since the check: a login racing a password change either happens before it (and is
     /// ended by it) or is refused.
     pub fn log_in_client(&self, client_id: u32, user: &User) -> Result<(), BrokerError> {
-        let still_current = || self.users.get(user.id).is_some_and(|u| u.same_secrets(user));
+        let still_current = || {
+            self.users
+                .get(user.id)
+                .is_some_and(|u| u.same_secrets(user))
+        };
         if self.clients.log_in_if(client_id, user.id, still_current) {
             Ok(())
         } else {

@@ -56,7 +56,9 @@ impl ScramMechanism {
     }
 
     pub fn from_kafka_type(t: i8) -> Option<ScramMechanism> {
-        ScramMechanism::ALL.into_iter().find(|m| m.kafka_type() == t)
+        ScramMechanism::ALL
+            .into_iter()
+            .find(|m| m.kafka_type() == t)
     }
 
     pub fn from_name(name: &str) -> Option<ScramMechanism> {
@@ -129,7 +131,8 @@ mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
-        B64.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+        B64.decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -189,8 +192,10 @@ impl ScramCredential {
         username: &str,
         iterations: u32,
     ) -> ScramCredential {
-        let mut salt =
-            mechanism.hmac(secret, &[b"salt", mechanism.name().as_bytes(), username.as_bytes()]);
+        let mut salt = mechanism.hmac(
+            secret,
+            &[b"salt", mechanism.name().as_bytes(), username.as_bytes()],
+        );
         salt.truncate(SALT_LEN);
         ScramCredential {
             salt,
@@ -257,7 +262,9 @@ fn unescape_name(s: &str) -> Result<String, ScramError> {
     let mut rest = s;
     while let Some(i) = rest.find('=') {
         out.push_str(&rest[..i]);
-        let esc = rest.get(i..i + 3).ok_or(ScramError::Malformed("bad escape in a name"))?;
+        let esc = rest
+            .get(i..i + 3)
+            .ok_or(ScramError::Malformed("bad escape in a name"))?;
         out.push(match esc {
             "=2C" => ',',
             "=3D" => '=',
@@ -464,7 +471,12 @@ mod tests {
             .find_map(|a| a.strip_prefix("r="))
             .unwrap();
         let salt = B64
-            .decode(server_first.split(',').find_map(|a| a.strip_prefix("s=")).unwrap())
+            .decode(
+                server_first
+                    .split(',')
+                    .find_map(|a| a.strip_prefix("s="))
+                    .unwrap(),
+            )
             .unwrap();
         let iterations: u32 = server_first
             .split(',')
@@ -555,7 +567,10 @@ mod tests {
         let m = ScramMechanism::Sha512;
         let a = ScramCredential::stand_in(m, b"secret", "ghost", 4096);
         assert_eq!(a, ScramCredential::stand_in(m, b"secret", "ghost", 4096));
-        assert_ne!(a.salt, ScramCredential::stand_in(m, b"secret", "other", 4096).salt);
+        assert_ne!(
+            a.salt,
+            ScramCredential::stand_in(m, b"secret", "other", 4096).salt
+        );
         assert_eq!(a.salt.len(), SALT_LEN);
         assert!(!a.matches_password(m, "anything"));
         let first = parse_client_first(b"n,,n=ghost,r=xyz").unwrap();

@@ -463,7 +463,8 @@ impl Users {
     }
 
     pub fn authenticate_token(&self, token: &str) -> Result<User, BrokerError> {
-        self.authenticate_token_expiring(token).map(|(user, _)| user)
+        self.authenticate_token_expiring(token)
+            .map(|(user, _)| user)
     }
 
     /// [`Users::authenticate_token`], with the token's expiry (µs since the epoch; `None`:
@@ -877,12 +878,7 @@ mod tests {
             Err(BrokerError::InvalidCredentials)
         ));
         assert_eq!(users.tokens(alice.id).len(), 1, "nothing changed");
-        assert_eq!(
-            users
-                .set_password(alice.id, &alice, new, true)
-                .unwrap(),
-            1
-        );
+        assert_eq!(users.set_password(alice.id, &alice, new, true).unwrap(), 1);
         assert!(users.authenticate_token(&token).is_err());
         let stored = users.get(alice.id).unwrap().password_hash;
         assert!(slots.verify_now("new-pw", &stored).unwrap());

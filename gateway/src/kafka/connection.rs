@@ -93,11 +93,9 @@ pub async fn serve(
                 tracing::info!(%peer, "closing kafka connection: {why}");
                 break why.to_string();
             }
-            Gate::Serve => {
-                handle_frame(&door, &listener, session.principal(), local, peer, frame)
-                    .await
-                    .map(|a| a.map(|a| (a, After::KeepOpen)))
-            }
+            Gate::Serve => handle_frame(&door, &listener, session.principal(), local, peer, frame)
+                .await
+                .map(|a| a.map(|a| (a, After::KeepOpen))),
             Gate::Sasl => handle_sasl_frame(&door, &listener, &mut session, local, peer, frame)
                 .await
                 .map(Some),

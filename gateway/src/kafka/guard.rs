@@ -910,6 +910,10 @@ mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::{
+        alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion},
+        describe_user_scram_credentials_request::UserName,
+    };
+    use kafka_protocol::messages::{
         create_acls_request::*, create_partitions_request::*, create_topics_request::*,
         delete_acls_request::*, delete_records_request::*,
         delete_topics_request::*, describe_configs_request::*, fetch_request::*,
@@ -917,10 +921,6 @@ mod tests {
         list_offsets_request::*, metadata_request::*, offset_commit_request::*,
         offset_delete_request::*, offset_fetch_request::*, produce_request::*,
         sync_group_request::*, *,
-    };
-    use kafka_protocol::messages::{
-        alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion},
-        describe_user_scram_credentials_request::UserName,
     };
     use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 

@@ -67,10 +67,7 @@ pub async fn handle(
         }
     };
     for d in &body.deletions {
-        add(
-            d.name.as_str(),
-            mechanism(d.mechanism).map(Change::Delete),
-        );
+        add(d.name.as_str(), mechanism(d.mechanism).map(Change::Delete));
     }
     for u in body.upsertions {
         let change = mechanism(u.mechanism).map(|m| Change::Upsert {
@@ -118,8 +115,7 @@ fn mechanism(t: i8) -> Result<ScramMechanism, Refusal> {
 }
 
 async fn apply(req: &Request<'_>, name: &str, changes: Vec<Change>) -> Result<(), Refusal> {
-    validate_username(name)
-        .map_err(|e| (ResponseError::UnacceptableCredential, e.to_string()))?;
+    validate_username(name).map_err(|e| (ResponseError::UnacceptableCredential, e.to_string()))?;
     let broker = req.broker();
     for c in changes {
         match c {

@@ -31,7 +31,10 @@ pub async fn handle(
 ) -> (SaslAuthenticateResponse, After) {
     if !session.requires_sasl() {
         return (
-            failure(ResponseError::IllegalSaslState, "this listener does not use SASL"),
+            failure(
+                ResponseError::IllegalSaslState,
+                "this listener does not use SASL",
+            ),
             After::KeepOpen,
         );
     }
@@ -43,16 +46,14 @@ pub async fn handle(
             ResponseError::IllegalSaslState,
             "SaslAuthenticate before SaslHandshake".to_string(),
         )),
-        SaslState::Authenticate(SaslMechanism::Plain) => {
-            match parse_plain(&body.auth_bytes) {
-                Err(reason) => Err((ResponseError::SaslAuthenticationFailed, reason.into())),
-                Ok((authzid, username, password)) => broker
-                    .authenticate_plain(authzid, username, password, peer)
-                    .await
-                    .map(|login| (login, Bytes::new()))
-                    .map_err(|_| (ResponseError::SaslAuthenticationFailed, PLAIN_FAILED.into())),
-            }
-        }
+        SaslState::Authenticate(SaslMechanism::Plain) => match parse_plain(&body.auth_bytes) {
+            Err(reason) => Err((ResponseError::SaslAuthenticationFailed, reason.into())),
+            Ok((authzid, username, password)) => broker
+                .authenticate_plain(authzid, username, password, peer)
+                .await
+                .map(|login| (login, Bytes::new()))
+                .map_err(|_| (ResponseError::SaslAuthenticationFailed, PLAIN_FAILED.into())),
+        },
         SaslState::Authenticate(m) => {
             let Some(mechanism) = ScramMechanism::from_name(m.name()) else {
                 return (
@@ -158,7 +159,10 @@ mod tests {
     #[test]
     fn plain_messages_are_bounded_and_parsed_strictly() {
         assert_eq!(parse_plain(b"\0alice\0pw"), Ok(("", "alice", "pw")));
-        assert_eq!(parse_plain(b"alice\0alice\0pw"), Ok(("alice", "alice", "pw")));
+        assert_eq!(
+            parse_plain(b"alice\0alice\0pw"),
+            Ok(("alice", "alice", "pw"))
+        );
         for bad in [
             &b""[..],
             b"alice",

@@ -16,8 +16,8 @@ pub fn handle(
     body: SaslHandshakeRequest,
 ) -> (SaslHandshakeResponse, After) {
     if !session.requires_sasl() {
-        let answer =
-            SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code());
+        let answer = SaslHandshakeResponse::default()
+            .with_error_code(ResponseError::IllegalSaslState.code());
         return (answer, After::KeepOpen);
     }
     let enabled = &req.door.config.sasl_mechanisms;
