@@ -146,9 +146,15 @@ async fn kafka_acls_and_native_permissions_are_one_model() {
     let alice = root.get_user(&id("alice")).await.unwrap().unwrap();
     let perms = alice.permissions.expect("alice has permissions now");
     let sp = &perms.streams.as_ref().unwrap()[&(stream.id as usize)];
-    assert!(sp.send_messages, "Write on the stream prefix is the stream's send right");
+    assert!(
+        sp.send_messages,
+        "Write on the stream prefix is the stream's send right"
+    );
     let tp = &sp.topics.as_ref().unwrap()[&(topic.id as usize)];
-    assert!(tp.poll_messages && !tp.send_messages, "Read on the topic is its poll right");
+    assert!(
+        tp.poll_messages && !tp.send_messages,
+        "Read on the topic is its poll right"
+    );
 
     // A native update keeps the group grant it cannot carry.
     let native = Permissions {
@@ -219,7 +225,11 @@ async fn kafka_acls_and_native_permissions_are_one_model() {
     // allows polling it too.
     assert!(!tp.poll_messages && !tp.read_topic, "Read is gone");
     let r: DescribeAclsResponse = kafka.call(ApiKey::DescribeAcls, 3, &describe_alice()).await;
-    let names: Vec<String> = r.resources.iter().map(|r| r.resource_name.to_string()).collect();
+    let names: Vec<String> = r
+        .resources
+        .iter()
+        .map(|r| r.resource_name.to_string())
+        .collect();
     assert_eq!(names, ["billing-"]);
 }
 
@@ -227,7 +237,8 @@ async fn kafka_acls_and_native_permissions_are_one_model() {
 /// TOPIC_AUTHORIZATION_FAILED on B (Fetch and Metadata) and reads A.
 #[tokio::test]
 async fn a_sasl_user_may_read_topic_a_but_not_b() {
-    let server = TestServer::start_with(|c| c.kafka.authentication = KafkaAuthentication::Sasl).await;
+    let server =
+        TestServer::start_with(|c| c.kafka.authentication = KafkaAuthentication::Sasl).await;
     let root = iggy_root_client(&server).await;
     create_stream_with_topic(&root, "shop", "a", 1).await;
     within(
@@ -245,7 +256,11 @@ async fn a_sasl_user_may_read_topic_a_but_not_b() {
     .await
     .unwrap();
     let stream = root.get_stream(&id("shop")).await.unwrap().unwrap();
-    let a = root.get_topic(&id("shop"), &id("a")).await.unwrap().unwrap();
+    let a = root
+        .get_topic(&id("shop"), &id("a"))
+        .await
+        .unwrap()
+        .unwrap();
     let perms = Permissions {
         global: Default::default(),
         streams: Some(BTreeMap::from([(
@@ -309,16 +324,25 @@ async fn a_sasl_user_may_read_topic_a_but_not_b() {
     let codes: Vec<(String, i16)> = r
         .responses
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), p.error_code)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.topic.0.to_string(), p.error_code))
+        })
         .collect();
     assert_eq!(
         codes,
-        [("shop.a".to_string(), 0), ("shop.b".to_string(), TOPIC_DENIED)]
+        [
+            ("shop.a".to_string(), 0),
+            ("shop.b".to_string(), TOPIC_DENIED)
+        ]
     );
     let md = MetadataRequest::default().with_topics(Some(
         ["shop.a", "shop.b"]
             .iter()
-            .map(|t| metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(t)))))
+            .map(|t| {
+                metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(t))))
+            })
             .collect(),
     ));
     let r: MetadataResponse = kafka.call(ApiKey::Metadata, 12, &md).await;

@@ -162,18 +162,21 @@ fn records() -> Bytes {
 
 fn produce(topics: &[&str]) -> ProduceRequest {
     use produce_request::{PartitionProduceData, TopicProduceData};
-    ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(
-        topics
-            .iter()
-            .map(|t| {
-                TopicProduceData::default()
-                    .with_name(topic(t))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records()))])
-            })
-            .collect(),
-    )
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(
+            topics
+                .iter()
+                .map(|t| {
+                    TopicProduceData::default()
+                        .with_name(topic(t))
+                        .with_partition_data(vec![PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(records()))])
+                })
+                .collect(),
+        )
 }
 
 async fn produce_codes(h: &Harness, who: &Principal, topics: &[&str]) -> Vec<i16> {
@@ -184,7 +187,13 @@ async fn produce_codes(h: &Harness, who: &Principal, topics: &[&str]) -> Vec<i16
         .collect()
 }
 
-fn acl(kind: i8, name: &str, pattern: i8, principal: &str, op: i8) -> create_acls_request::AclCreation {
+fn acl(
+    kind: i8,
+    name: &str,
+    pattern: i8,
+    principal: &str,
+    op: i8,
+) -> create_acls_request::AclCreation {
     create_acls_request::AclCreation::default()
         .with_resource_type(kind)
         .with_resource_name(s(name))
@@ -209,7 +218,10 @@ async fn topic_and_cluster_apis_answer_kafkas_authorization_codes() {
     let alice = &h.alice;
 
     // Produce: Write on each topic, TOPIC_AUTHORIZATION_FAILED per partition.
-    assert_eq!(produce_codes(&h, alice, &["a", "b"]).await, [TOPIC_DENIED; 2]);
+    assert_eq!(
+        produce_codes(&h, alice, &["a", "b"]).await,
+        [TOPIC_DENIED; 2]
+    );
 
     // Fetch: Read, per partition.
     use fetch_request::{FetchPartition, FetchTopic};
@@ -221,11 +233,11 @@ async fn topic_and_cluster_apis_answer_kafkas_authorization_codes() {
             ["a", "b"]
                 .iter()
                 .map(|t| {
-                    FetchTopic::default().with_topic(topic(t)).with_partitions(vec![
-                        FetchPartition::default()
+                    FetchTopic::default()
+                        .with_topic(topic(t))
+                        .with_partitions(vec![FetchPartition::default()
                             .with_partition(0)
-                            .with_partition_max_bytes(1 << 20),
-                    ])
+                            .with_partition_max_bytes(1 << 20)])
                 })
                 .collect(),
         );
@@ -233,26 +245,36 @@ async fn topic_and_cluster_apis_answer_kafkas_authorization_codes() {
     let codes: Vec<(String, i16)> = r
         .responses
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), p.error_code)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.topic.0.to_string(), p.error_code))
+        })
         .collect();
     assert_eq!(codes, [("a".into(), 0), ("b".into(), TOPIC_DENIED)]);
 
     // ListOffsets: Describe.
     use list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    let lo = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(
-        ["a", "b"]
-            .iter()
-            .map(|t| {
-                ListOffsetsTopic::default().with_name(topic(t)).with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ])
-            })
-            .collect(),
-    );
+    let lo = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(
+            ["a", "b"]
+                .iter()
+                .map(|t| {
+                    ListOffsetsTopic::default()
+                        .with_name(topic(t))
+                        .with_partitions(vec![ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1)])
+                })
+                .collect(),
+        );
     let r: ListOffsetsResponse = h.call(alice, ApiKey::ListOffsets, 7, &lo).await;
-    let codes: Vec<i16> = r.topics.iter().map(|t| t.partitions[0].error_code).collect();
+    let codes: Vec<i16> = r
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
     assert_eq!(codes, [0, TOPIC_DENIED]);
 
     // Metadata: all topics lists only what alice may describe; an explicit topic she may not
@@ -277,7 +299,9 @@ async fn topic_and_cluster_apis_answer_kafkas_authorization_codes() {
         .with_topics(Some(
             ["a", "b", "ghost"]
                 .iter()
-                .map(|t| metadata_request::MetadataRequestTopic::default().with_name(Some(topic(t))))
+                .map(|t| {
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(topic(t)))
+                })
                 .collect(),
         ));
     let r: MetadataResponse = h.call(alice, ApiKey::Metadata, 12, &explicit).await;
@@ -306,9 +330,11 @@ async fn topic_and_cluster_apis_answer_kafkas_authorization_codes() {
     let dr = DeleteRecordsRequest::default().with_topics(vec![
         delete_records_request::DeleteRecordsTopic::default()
             .with_name(topic("a"))
-            .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default()
-                .with_partition_index(0)
-                .with_offset(-1)]),
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(-1),
+            ]),
     ]);
     let r: DeleteRecordsResponse = h.call(alice, ApiKey::DeleteRecords, 2, &dr).await;
     assert_eq!(r.topics[0].partitions[0].error_code, TOPIC_DENIED);
@@ -386,20 +412,27 @@ async fn group_apis_answer_group_authorization_failed_until_granted() {
         .with_session_timeout_ms(10_000)
         .with_rebalance_timeout_ms(10_000)
         .with_protocol_type(s("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-            .with_name(s("range"))
-            .with_metadata(Bytes::from_static(b"m"))]);
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(s("range"))
+        .with_metadata(Bytes::from_static(b"m"))]);
     let r: JoinGroupResponse = h.call(alice, ApiKey::JoinGroup, 9, &join).await;
     assert_eq!(r.error_code, GROUP_DENIED);
-    let sync = SyncGroupRequest::default().with_group_id(g()).with_member_id(s("m"));
+    let sync = SyncGroupRequest::default()
+        .with_group_id(g())
+        .with_member_id(s("m"));
     let r: SyncGroupResponse = h.call(alice, ApiKey::SyncGroup, 5, &sync).await;
     assert_eq!(r.error_code, GROUP_DENIED);
-    let hb = HeartbeatRequest::default().with_group_id(g()).with_member_id(s("m"));
+    let hb = HeartbeatRequest::default()
+        .with_group_id(g())
+        .with_member_id(s("m"));
     let r: HeartbeatResponse = h.call(alice, ApiKey::Heartbeat, 4, &hb).await;
     assert_eq!(r.error_code, GROUP_DENIED);
-    let lg = LeaveGroupRequest::default().with_group_id(g()).with_members(vec![
-        leave_group_request::MemberIdentity::default().with_member_id(s("m")),
-    ]);
+    let lg = LeaveGroupRequest::default()
+        .with_group_id(g())
+        .with_members(vec![
+            leave_group_request::MemberIdentity::default().with_member_id(s("m"))
+        ]);
     let r: LeaveGroupResponse = h.call(alice, ApiKey::LeaveGroup, 5, &lg).await;
     assert_eq!(r.error_code, GROUP_DENIED);
     let dg = DescribeGroupsRequest::default().with_groups(vec![g()]);
@@ -408,20 +441,25 @@ async fn group_apis_answer_group_authorization_failed_until_granted() {
     let del = DeleteGroupsRequest::default().with_groups_names(vec![g()]);
     let r: DeleteGroupsResponse = h.call(alice, ApiKey::DeleteGroups, 2, &del).await;
     assert_eq!(r.results[0].error_code, GROUP_DENIED);
-    let od = OffsetDeleteRequest::default().with_group_id(g()).with_topics(vec![
-        offset_delete_request::OffsetDeleteRequestTopic::default()
-            .with_name(topic("a"))
-            .with_partitions(vec![
-                offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
-            ]),
-    ]);
+    let od = OffsetDeleteRequest::default()
+        .with_group_id(g())
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(topic("a"))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
     let r: OffsetDeleteResponse = h.call(alice, ApiKey::OffsetDelete, 0, &od).await;
     assert_eq!(r.error_code, GROUP_DENIED);
-    let of = OffsetFetchRequest::default().with_group_id(g()).with_topics(Some(vec![
-        offset_fetch_request::OffsetFetchRequestTopic::default()
-            .with_name(topic("b"))
-            .with_partition_indexes(vec![0]),
-    ]));
+    let of = OffsetFetchRequest::default()
+        .with_group_id(g())
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic("b"))
+                .with_partition_indexes(vec![0]),
+        ]));
     let r: OffsetFetchResponse = h.call(alice, ApiKey::OffsetFetch, 7, &of).await;
     assert_eq!(r.error_code, GROUP_DENIED);
     let commit = OffsetCommitRequest::default()
@@ -442,16 +480,29 @@ async fn group_apis_answer_group_authorization_failed_until_granted() {
                 .collect(),
         );
     let commit_codes = |r: OffsetCommitResponse| -> Vec<i16> {
-        r.topics.iter().map(|t| t.partitions[0].error_code).collect()
+        r.topics
+            .iter()
+            .map(|t| t.partitions[0].error_code)
+            .collect()
     };
     let r = h.call(alice, ApiKey::OffsetCommit, 9, &commit).await;
     assert_eq!(commit_codes(r), [GROUP_DENIED; 2]);
 
     // Root grants Read on group `g` through CreateAcls: the group answers, and each topic is
     // still judged on its own (Read on `b` is missing).
-    let ca = CreateAclsRequest::default().with_creations(vec![acl(GROUP, "g", LITERAL, "User:alice", READ)]);
+    let ca = CreateAclsRequest::default().with_creations(vec![acl(
+        GROUP,
+        "g",
+        LITERAL,
+        "User:alice",
+        READ,
+    )]);
     let r: CreateAclsResponse = h.call(&ROOT, ApiKey::CreateAcls, 3, &ca).await;
-    assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
+    assert_eq!(
+        r.results[0].error_code, 0,
+        "{:?}",
+        r.results[0].error_message
+    );
     let r: FindCoordinatorResponse = h.call(alice, ApiKey::FindCoordinator, 3, &fc).await;
     assert_eq!(r.error_code, 0);
     let r = h.call(alice, ApiKey::OffsetCommit, 9, &commit).await;
@@ -469,9 +520,19 @@ async fn group_apis_answer_group_authorization_failed_until_granted() {
     assert_eq!(groups, ["g"]);
     let r: ListGroupsResponse = h.call(&h.bob, ApiKey::ListGroups, 4, &list).await;
     assert!(r.groups.is_empty(), "bob may describe no group");
-    let r: DescribeGroupsResponse = h.call(alice, ApiKey::DescribeGroups, 5, &dg.clone().with_include_authorized_operations(true)).await;
+    let r: DescribeGroupsResponse = h
+        .call(
+            alice,
+            ApiKey::DescribeGroups,
+            5,
+            &dg.clone().with_include_authorized_operations(true),
+        )
+        .await;
     assert_eq!(r.groups[0].error_code, 0);
-    assert_eq!(r.groups[0].authorized_operations, (1 << READ) | (1 << DESCRIBE));
+    assert_eq!(
+        r.groups[0].authorized_operations,
+        (1 << READ) | (1 << DESCRIBE)
+    );
 }
 
 #[tokio::test]
@@ -490,8 +551,13 @@ async fn acl_apis_read_and_change_the_one_permission_model() {
         .with_permission_type(1);
     let r: DescribeAclsResponse = h.call(alice, ApiKey::DescribeAcls, 3, &describe_all).await;
     assert_eq!(r.error_code, CLUSTER_DENIED);
-    let grant_write = CreateAclsRequest::default()
-        .with_creations(vec![acl(TOPIC, "a", LITERAL, "User:alice", WRITE)]);
+    let grant_write = CreateAclsRequest::default().with_creations(vec![acl(
+        TOPIC,
+        "a",
+        LITERAL,
+        "User:alice",
+        WRITE,
+    )]);
     let r: CreateAclsResponse = h.call(alice, ApiKey::CreateAcls, 3, &grant_write).await;
     assert_eq!(r.results[0].error_code, CLUSTER_DENIED);
     let delete_write = DeleteAclsRequest::default().with_filters(vec![
@@ -521,11 +587,30 @@ async fn acl_apis_read_and_change_the_one_permission_model() {
         acl(TOPIC, "a", LITERAL, "User:iggy", READ),
     ];
     let r: CreateAclsResponse = h
-        .call(&ROOT, ApiKey::CreateAcls, 3, &CreateAclsRequest::default().with_creations(creations))
+        .call(
+            &ROOT,
+            ApiKey::CreateAcls,
+            3,
+            &CreateAclsRequest::default().with_creations(creations),
+        )
         .await;
     let codes: Vec<i16> = r.results.iter().map(|r| r.error_code).collect();
-    assert_eq!(codes, [0, 0, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST]);
-    assert!(r.results[2..].iter().all(|r| r.error_message.as_ref().is_some_and(|m| !m.is_empty())));
+    assert_eq!(
+        codes,
+        [
+            0,
+            0,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST
+        ]
+    );
+    assert!(r.results[2..]
+        .iter()
+        .all(|r| r.error_message.as_ref().is_some_and(|m| !m.is_empty())));
 
     // The grants are the native permissions: alice now sends to `a` natively and via Kafka.
     let p = h.broker().user(h.alice_id).unwrap().permissions.unwrap();
@@ -536,7 +621,9 @@ async fn acl_apis_read_and_change_the_one_permission_model() {
     assert_eq!(produce_codes(&h, alice, &["a"]).await, [0]);
 
     // DescribeAcls answers the bindings the model implies.
-    let mine = describe_all.clone().with_principal_filter(Some(s("User:alice")));
+    let mine = describe_all
+        .clone()
+        .with_principal_filter(Some(s("User:alice")));
     let r: DescribeAclsResponse = h.call(&ROOT, ApiKey::DescribeAcls, 3, &mine).await;
     assert_eq!(r.error_code, 0);
     let seen: Vec<(i8, String, i8, Vec<i8>)> = r
@@ -559,7 +646,14 @@ async fn acl_apis_read_and_change_the_one_permission_model() {
         ]
     );
     let r: DescribeAclsResponse = h
-        .call(&ROOT, ApiKey::DescribeAcls, 3, &describe_all.clone().with_principal_filter(Some(s("User:bob"))))
+        .call(
+            &ROOT,
+            ApiKey::DescribeAcls,
+            3,
+            &describe_all
+                .clone()
+                .with_principal_filter(Some(s("User:bob"))),
+        )
         .await;
     assert!(r.resources.is_empty());
 
@@ -574,7 +668,10 @@ async fn acl_apis_read_and_change_the_one_permission_model() {
     assert_eq!(removed, [("a".to_string(), WRITE)]);
     let p = h.broker().user(h.alice_id).unwrap().permissions.unwrap();
     let tp = &p.streams[&a.stream_id].topics[&a.id];
-    assert!(tp.poll_messages && !tp.send_messages, "Read stays, Write is gone");
+    assert!(
+        tp.poll_messages && !tp.send_messages,
+        "Read stays, Write is gone"
+    );
     assert_eq!(produce_codes(&h, alice, &["a"]).await, [TOPIC_DENIED]);
 }
 
@@ -586,7 +683,9 @@ async fn anonymous_principals_may_do_everything_and_deleted_users_nothing() {
         [0, 0]
     );
     let all = MetadataRequest::default().with_topics(None);
-    let r: MetadataResponse = h.call(&Principal::Anonymous, ApiKey::Metadata, 12, &all).await;
+    let r: MetadataResponse = h
+        .call(&Principal::Anonymous, ApiKey::Metadata, 12, &all)
+        .await;
     assert_eq!(r.topics.len(), 2);
     // A session whose user is gone may do nothing (rights are read at each request).
     let alice_id = h.alice_id;

@@ -17,15 +17,18 @@
 //! | Cluster Alter/AlterConfigs/ClusterAction | manage_servers                              |
 //! | Cluster Create                | create topics anywhere (global manage_topics/streams)  |
 //! | Cluster IdempotentWrite       | send to any topic at all (KIP-679)                     |
-//! | Group Read/Describe/Delete    | a group grant (literal, prefixed or `*`)               |
+//! | Group Read/Describe/Delete    | a group grant (literal, prefixed or `*`); global poll, |
+//! |                               | read_streams or manage_streams imply Read and Describe |
+//! |                               | on every group (Iggy's groups need only polling),      |
+//! |                               | manage_streams Delete                                  |
 //! | TransactionalId Write/Describe| a transactional-id grant                               |
 //! | the ACLs (Describe / Alter)   | read_users / manage_users: ACLs are users' rights      |
 //!
 //! A topic that does not exist is judged by the stream's and the global rights alone (so a
 //! principal who may not describe it learns nothing from the answer, as in Kafka).
 //!
-//! ACL bindings are the model seen from Kafka: global rights are Topic `*` (LITERAL) and
-//! Cluster `kafka-cluster` bindings, a stream's rights are Topic PREFIXED `<stream>.`
+//! ACL bindings are the model seen from Kafka: global rights are Topic `*` (LITERAL), Group
+//! `*` and Cluster `kafka-cluster` bindings, a stream's rights are Topic PREFIXED `<stream>.`
 //! bindings, a topic's rights Topic LITERAL `<kafka name>` bindings, group and
 //! transactional-id grants their own kinds. Listed are the operations a scope's rights imply,
 //! without the ones Kafka itself implies from another listed one (`All` when every one is
@@ -274,7 +277,9 @@ impl AclFilter {
     pub fn matches(&self, b: &AclBinding) -> bool {
         let kind = self.resource_type == ANY || self.resource_type == b.resource_type.code();
         let name = match (self.pattern, &self.name) {
-            (_, None) => self.pattern == ANY || self.pattern == MATCH || self.pattern == b.pattern.code(),
+            (_, None) => {
+                self.pattern == ANY || self.pattern == MATCH || self.pattern == b.pattern.code()
+            }
             (ANY, Some(n)) => *n == b.name,
             (MATCH, Some(n)) => match b.pattern {
                 PatternType::Literal => b.name == *n || b.name == "*",
@@ -362,6 +367,7 @@ impl Scope {
         match (self, kind) {
             (Scope::Global, ResourceType::Cluster) => cluster_action(op),
             (Scope::Global, ResourceType::Topic) => topic_action(op, NO_ID, NO_ID),
+            (Scope::Global, ResourceType::Group) => group_action(op, "*"),
             (Scope::Stream(s), ResourceType::Topic) => topic_action(op, *s, NO_ID),
             // Create is a stream's right, not one topic's.
             (Scope::Topic(s, t), ResourceType::Topic) if op != Operation::Create => {
@@ -444,14 +450,24 @@ impl Scope {
 
     /// Grants `op` on `kind` here with the narrowest right that implies it; a refused grant
     /// changes nothing.
-    fn grant(&self, p: &mut Permissions, kind: ResourceType, op: Operation) -> Result<(), AclRefusal> {
+    fn grant(
+        &self,
+        p: &mut Permissions,
+        kind: ResourceType,
+        op: Operation,
+    ) -> Result<(), AclRefusal> {
         let mut changed = p.clone();
         self.grant_into(&mut changed, kind, op)?;
         *p = changed;
         Ok(())
     }
 
-    fn grant_into(&self, p: &mut Permissions, kind: ResourceType, op: Operation) -> Result<(), AclRefusal> {
+    fn grant_into(
+        &self,
+        p: &mut Permissions,
+        kind: ResourceType,
+        op: Operation,
+    ) -> Result<(), AclRefusal> {
         use Operation as O;
         match (self, kind) {
             (Scope::Global, ResourceType::Cluster) => {
@@ -500,7 +516,13 @@ impl Scope {
                 }
             }
             (Scope::Topic(s, t), ResourceType::Topic) => {
-                let tp = p.streams.entry(*s).or_default().topics.entry(*t).or_default();
+                let tp = p
+                    .streams
+                    .entry(*s)
+                    .or_default()
+                    .topics
+                    .entry(*t)
+                    .or_default();
                 match op {
                     O::Read => tp.poll_messages = true,
                     O::Write => tp.send_messages = true,
@@ -546,7 +568,11 @@ impl Scope {
                 }
             }
             (Scope::TransactionalId(pattern), ResourceType::TransactionalId) => {
-                let at = match p.transactional_ids.iter().position(|g| g.pattern == *pattern) {
+                let at = match p
+                    .transactional_ids
+                    .iter()
+                    .position(|g| g.pattern == *pattern)
+                {
                     Some(at) => at,
                     None => {
                         p.transactional_ids.push(TransactionalIdGrant {
@@ -732,7 +758,12 @@ fn stream_from(f: [bool; 6], topics: BTreeMap<u32, TopicPermissions>) -> StreamP
 }
 
 fn topic_flags(t: &TopicPermissions) -> [bool; 4] {
-    [t.manage_topic, t.read_topic, t.poll_messages, t.send_messages]
+    [
+        t.manage_topic,
+        t.read_topic,
+        t.poll_messages,
+        t.send_messages,
+    ]
 }
 
 fn topic_from(f: [bool; 4]) -> TopicPermissions {
@@ -755,7 +786,12 @@ struct Names {
 
 impl Names {
     /// A binding's resource pattern as the scope holding its rights.
-    fn scope(&self, kind: ResourceType, name: &str, pattern: PatternType) -> Result<Scope, AclRefusal> {
+    fn scope(
+        &self,
+        kind: ResourceType,
+        name: &str,
+        pattern: PatternType,
+    ) -> Result<Scope, AclRefusal> {
         let pattern_of = |name: &str| match pattern {
             PatternType::Literal => NamePattern::Literal(name.to_string()),
             PatternType::Prefixed => NamePattern::Prefixed(name.to_string()),
@@ -792,30 +828,70 @@ impl Names {
         }
     }
 
-    /// Every binding the rights `p` of user `username` imply.
+    /// Every binding the rights `p` of user `username` imply (sorted, each once).
     fn bindings(&self, username: &str, p: &Permissions) -> Vec<AclBinding> {
+        let mut out: Vec<AclBinding> = self
+            .scoped_bindings(username, p)
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every binding the rights `p` of user `username` imply, with the scope whose rights
+    /// imply it (Group `*` may be implied by global rights and by a grant).
+    fn scoped_bindings(&self, username: &str, p: &Permissions) -> Vec<(Scope, AclBinding)> {
         let principal = format!("User:{username}");
         let mut out = Vec::new();
         let mut add = |scope: &Scope, kind: ResourceType, name: &str, pattern: PatternType| {
             for operation in scope.listed(p, kind) {
-                out.push(AclBinding {
+                let b = AclBinding {
                     resource_type: kind,
                     name: name.to_string(),
                     pattern,
                     principal: principal.clone(),
                     operation,
-                });
+                };
+                out.push((scope.clone(), b));
             }
         };
-        add(&Scope::Global, ResourceType::Topic, "*", PatternType::Literal);
-        add(&Scope::Global, ResourceType::Cluster, CLUSTER_NAME, PatternType::Literal);
+        add(
+            &Scope::Global,
+            ResourceType::Group,
+            "*",
+            PatternType::Literal,
+        );
+        add(
+            &Scope::Global,
+            ResourceType::Topic,
+            "*",
+            PatternType::Literal,
+        );
+        add(
+            &Scope::Global,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            PatternType::Literal,
+        );
         for (&sid, sp) in &p.streams {
             if let Some(name) = self.streams.get(&sid) {
-                add(&Scope::Stream(sid), ResourceType::Topic, &format!("{name}."), PatternType::Prefixed);
+                add(
+                    &Scope::Stream(sid),
+                    ResourceType::Topic,
+                    &format!("{name}."),
+                    PatternType::Prefixed,
+                );
             }
             for &tid in sp.topics.keys() {
                 if let Some(name) = self.topics.get(&(sid, tid)) {
-                    add(&Scope::Topic(sid, tid), ResourceType::Topic, name, PatternType::Literal);
+                    add(
+                        &Scope::Topic(sid, tid),
+                        ResourceType::Topic,
+                        name,
+                        PatternType::Literal,
+                    );
                 }
             }
         }
@@ -828,7 +904,12 @@ impl Names {
             if !seen.contains(&g.pattern) {
                 seen.push(g.pattern.clone());
                 let (name, pattern) = grant_of(&g.pattern);
-                add(&Scope::Group(g.pattern.clone()), ResourceType::Group, &name, pattern);
+                add(
+                    &Scope::Group(g.pattern.clone()),
+                    ResourceType::Group,
+                    &name,
+                    pattern,
+                );
             }
         }
         seen.clear();
@@ -848,7 +929,10 @@ impl Names {
     }
 
     /// The binding a client asks for, checked against what the model can hold.
-    fn binding(&self, r: &AclRequest) -> Result<(ResourceType, Scope, Operation, String), AclRefusal> {
+    fn binding(
+        &self,
+        r: &AclRequest,
+    ) -> Result<(ResourceType, Scope, Operation, String), AclRefusal> {
         if r.permission != ALLOW {
             return refuse(if r.permission == DENY {
                 "DENY bindings cannot be expressed: Wharf's permissions only grant".to_string()
@@ -863,7 +947,10 @@ impl Names {
             ));
         }
         let Some(kind) = ResourceType::from_code(r.resource_type) else {
-            return refuse(format!("resource type {} cannot be expressed", r.resource_type));
+            return refuse(format!(
+                "resource type {} cannot be expressed",
+                r.resource_type
+            ));
         };
         let pattern = match r.pattern {
             3 => PatternType::Literal,
@@ -929,7 +1016,11 @@ impl Broker {
 
     /// Kafka's authorized-operations bit field (bit = operation code) of `resource` for
     /// `principal`, as Metadata, DescribeCluster and DescribeGroups report it.
-    pub fn kafka_authorized_operations(&self, principal: &Principal, resource: Resource<'_>) -> i32 {
+    pub fn kafka_authorized_operations(
+        &self,
+        principal: &Principal,
+        resource: Resource<'_>,
+    ) -> i32 {
         let ops: &[Operation] = match resource {
             Resource::Topic(_) => &TOPIC_OPERATIONS,
             Resource::Group(_) => &GROUP_OPERATIONS,
@@ -983,7 +1074,11 @@ impl Broker {
             .users()
             .iter()
             .filter(|u| u.id != super::users::ROOT_USER_ID)
-            .filter_map(|u| u.permissions.as_ref().map(|p| names.bindings(&u.username, p)))
+            .filter_map(|u| {
+                u.permissions
+                    .as_ref()
+                    .map(|p| names.bindings(&u.username, p))
+            })
             .flatten()
             .filter(|b| filter.matches(b))
             .collect();
@@ -1035,16 +1130,15 @@ impl Broker {
                         let mut removed = Vec::new();
                         for (username, p) in all.values_mut() {
                             let Some(perms) = p.as_mut() else { continue };
-                            for b in names.bindings(username, perms) {
-                                if !f.matches(&b) {
-                                    continue;
-                                }
-                                if let Ok(scope) = names.scope(b.resource_type, &b.name, b.pattern) {
+                            for (scope, b) in names.scoped_bindings(username, perms) {
+                                if f.matches(&b) {
                                     scope.revoke(perms, b.resource_type, b.operation);
                                     removed.push(b);
                                 }
                             }
                         }
+                        removed.sort();
+                        removed.dedup();
                         Ok(removed)
                     })
                     .collect()

@@ -30,14 +30,26 @@ fn kafka_operations_map_onto_the_model() {
     assert!(!allows(&p, Operation::Write));
     assert!(!allows(&p, Operation::DescribeConfigs));
     assert!(!allows(&p, Operation::Delete));
-    assert!(!p.allows(Action::IdempotentWrite), "no right to send anywhere");
+    assert!(
+        !p.allows(Action::IdempotentWrite),
+        "no right to send anywhere"
+    );
     assert!(
         !topic_action(Operation::Read, 1, 4).is_some_and(|a| p.allows(a)),
         "another topic"
     );
 
-    p.streams.get_mut(&1).unwrap().topics.get_mut(&3).unwrap().send_messages = true;
-    assert!(p.allows(Action::IdempotentWrite), "KIP-679: Write on any topic");
+    p.streams
+        .get_mut(&1)
+        .unwrap()
+        .topics
+        .get_mut(&3)
+        .unwrap()
+        .send_messages = true;
+    assert!(
+        p.allows(Action::IdempotentWrite),
+        "KIP-679: Write on any topic"
+    );
     assert!(cluster_action(Operation::IdempotentWrite).is_some_and(|a| p.allows(a)));
     assert!(!cluster_action(Operation::Describe).is_some_and(|a| p.allows(a)));
 
@@ -50,10 +62,16 @@ fn kafka_operations_map_onto_the_model() {
     });
     let group = |p: &Permissions, op, name| group_action(op, name).is_some_and(|a| p.allows(a));
     assert!(group(&p, Operation::Read, "app-1"));
-    assert!(group(&p, Operation::Describe, "app-1"), "Read implies Describe");
+    assert!(
+        group(&p, Operation::Describe, "app-1"),
+        "Read implies Describe"
+    );
     assert!(!group(&p, Operation::Delete, "app-1"));
     assert!(!group(&p, Operation::Read, "other"));
-    assert!(!group(&p, Operation::Write, "app-1"), "not a group operation");
+    assert!(
+        !group(&p, Operation::Write, "app-1"),
+        "not a group operation"
+    );
 
     let root = Permissions::all();
     assert!(group(&root, Operation::Delete, "any"));
@@ -64,12 +82,16 @@ fn kafka_operations_map_onto_the_model() {
 fn bindings_round_trip_through_grant_list_and_revoke() {
     let n = names();
     let mut p = Permissions::default();
-    let a = n.scope(ResourceType::Topic, "a", PatternType::Literal).unwrap();
+    let a = n
+        .scope(ResourceType::Topic, "a", PatternType::Literal)
+        .unwrap();
     assert_eq!(a, Scope::Topic(1, 3));
-    a.grant(&mut p, ResourceType::Topic, Operation::Read).unwrap();
+    a.grant(&mut p, ResourceType::Topic, Operation::Read)
+        .unwrap();
     assert_eq!(ops(&p, &a, ResourceType::Topic), [Operation::Read]);
     assert!(p.streams[&1].topics[&3].poll_messages, "Read is poll");
-    a.grant(&mut p, ResourceType::Topic, Operation::Write).unwrap();
+    a.grant(&mut p, ResourceType::Topic, Operation::Write)
+        .unwrap();
     assert_eq!(
         ops(&p, &a, ResourceType::Topic),
         [Operation::Read, Operation::Write]
@@ -77,7 +99,9 @@ fn bindings_round_trip_through_grant_list_and_revoke() {
     a.revoke(&mut p, ResourceType::Topic, Operation::Read);
     assert_eq!(ops(&p, &a, ResourceType::Topic), [Operation::Write]);
 
-    let global = n.scope(ResourceType::Topic, "*", PatternType::Literal).unwrap();
+    let global = n
+        .scope(ResourceType::Topic, "*", PatternType::Literal)
+        .unwrap();
     global
         .grant(&mut p, ResourceType::Topic, Operation::Describe)
         .unwrap();
@@ -87,9 +111,13 @@ fn bindings_round_trip_through_grant_list_and_revoke() {
         [Operation::Describe, Operation::DescribeConfigs]
     );
 
-    let stream = n.scope(ResourceType::Topic, "s.", PatternType::Prefixed).unwrap();
+    let stream = n
+        .scope(ResourceType::Topic, "s.", PatternType::Prefixed)
+        .unwrap();
     assert_eq!(stream, Scope::Stream(2));
-    stream.grant(&mut p, ResourceType::Topic, Operation::All).unwrap();
+    stream
+        .grant(&mut p, ResourceType::Topic, Operation::All)
+        .unwrap();
     assert_eq!(ops(&p, &stream, ResourceType::Topic), [Operation::All]);
     // Revoking Describe takes away every right of the stream that implies it.
     stream.revoke(&mut p, ResourceType::Topic, Operation::Describe);
@@ -107,10 +135,16 @@ fn bindings_round_trip_through_grant_list_and_revoke() {
         [Operation::Describe, Operation::DescribeConfigs]
     );
 
-    let group = n.scope(ResourceType::Group, "app-", PatternType::Prefixed).unwrap();
-    group.grant(&mut p, ResourceType::Group, Operation::Read).unwrap();
+    let group = n
+        .scope(ResourceType::Group, "app-", PatternType::Prefixed)
+        .unwrap();
+    group
+        .grant(&mut p, ResourceType::Group, Operation::Read)
+        .unwrap();
     assert_eq!(ops(&p, &group, ResourceType::Group), [Operation::Read]);
-    group.grant(&mut p, ResourceType::Group, Operation::Delete).unwrap();
+    group
+        .grant(&mut p, ResourceType::Group, Operation::Delete)
+        .unwrap();
     group.revoke(&mut p, ResourceType::Group, Operation::Read);
     assert_eq!(ops(&p, &group, ResourceType::Group), [Operation::Delete]);
     group.revoke(&mut p, ResourceType::Group, Operation::All);
@@ -125,6 +159,27 @@ fn bindings_round_trip_through_grant_list_and_revoke() {
         principal: "User:alice".into(),
         operation: Operation::Write,
     }));
+}
+
+#[test]
+fn global_rights_list_and_lose_their_group_bindings() {
+    let n = names();
+    let mut p = Permissions::default();
+    p.global.poll_messages = true;
+    let listed = n.bindings("alice", &p);
+    let group_star = AclBinding {
+        resource_type: ResourceType::Group,
+        name: "*".into(),
+        pattern: PatternType::Literal,
+        principal: "User:alice".into(),
+        operation: Operation::Read,
+    };
+    assert!(listed.contains(&group_star), "{listed:?}");
+    let scoped = n.scoped_bindings("alice", &p);
+    let (scope, _) = scoped.iter().find(|(_, b)| *b == group_star).unwrap();
+    scope.revoke(&mut p, ResourceType::Group, Operation::Read);
+    assert!(!p.global.poll_messages, "the right implying it is gone");
+    assert!(n.bindings("alice", &p).is_empty());
 }
 
 #[test]
@@ -229,7 +284,11 @@ fn what_the_model_cannot_express_is_refused_with_a_reason() {
             ..ok.clone()
         })
         .unwrap();
-    assert!(scope.grant(&mut p, kind, op).unwrap_err().0.contains("Create"));
+    assert!(scope
+        .grant(&mut p, kind, op)
+        .unwrap_err()
+        .0
+        .contains("Create"));
     let why = scope
         .grant(&mut p, ResourceType::Topic, Operation::Describe)
         .unwrap_err()

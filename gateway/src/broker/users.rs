@@ -101,7 +101,8 @@ impl NamePattern {
 }
 
 /// Rights on the Kafka consumer groups a pattern names. Reading (joining, committing) and
-/// deleting imply describing, as in Kafka.
+/// deleting imply describing, as in Kafka. Global rights imply some too (see
+/// [`Permissions::allows`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupPermissions {
     pub read: bool,
@@ -272,11 +273,18 @@ impl Permissions {
                     || self.streams.values().any(|p| {
                         p.send_messages
                             || p.manage_stream
-                            || p.topics
-                                .values()
-                                .any(|t| t.send_messages || t.manage_topic)
+                            || p.topics.values().any(|t| t.send_messages || t.manage_topic)
                     })
             }
+            // Iggy's own consumer groups need only the right to poll: who may poll every
+            // topic may use (read, describe) every group; who manages every stream may also
+            // delete them.
+            Action::Group(GroupRight::Read | GroupRight::Describe, _)
+                if g.poll_messages || g.read_streams || g.manage_streams =>
+            {
+                true
+            }
+            Action::Group(GroupRight::Delete, _) if g.manage_streams => true,
             Action::Group(right, name) => self
                 .groups
                 .iter()
@@ -933,7 +941,12 @@ mod tests {
         let slots = PasswordSlots::new(1);
         let users = Users::open(dir.path(), "iggy", "iggy", &slots, 4096).unwrap();
         let alice = users
-            .create("alice", slots.secrets_now("pw1", 4096).unwrap(), UserStatus::Active, None)
+            .create(
+                "alice",
+                slots.secrets_now("pw1", 4096).unwrap(),
+                UserStatus::Active,
+                None,
+            )
             .unwrap();
         let grant = GroupGrant {
             pattern: NamePattern::Prefixed("app-".into()),
@@ -944,13 +957,17 @@ mod tests {
         };
         users
             .change_permissions(alice.id, |p| {
-                p.get_or_insert_with(Permissions::default).groups.push(grant.clone())
+                p.get_or_insert_with(Permissions::default)
+                    .groups
+                    .push(grant.clone())
             })
             .unwrap();
         // A native UpdatePermissions carries no group grants: they are kept.
         let mut native = Permissions::default();
         native.global.poll_messages = true;
-        users.set_native_permissions(alice.id, Some(native)).unwrap();
+        users
+            .set_native_permissions(alice.id, Some(native))
+            .unwrap();
         let p = users.get(alice.id).unwrap().permissions.unwrap();
         assert!(p.global.poll_messages);
         assert_eq!(p.groups, vec![grant.clone()]);
@@ -984,11 +1001,29 @@ mod tests {
         p.global.manage_streams = true;
         assert!(p.allows(Action::Send(2, 1)));
         assert!(!p.allows(Action::ManageUsers));
-        assert!(p.allows(Action::DescribeTopic(1, 9)), "reading implies describing");
         assert!(
-            !p.allows(Action::Group(GroupRight::Read, "g")),
-            "groups are their own kind"
+            p.allows(Action::DescribeTopic(1, 9)),
+            "reading implies describing"
         );
+        let mut streams_only = Permissions::default();
+        streams_only.streams.insert(
+            1,
+            StreamPermissions {
+                manage_stream: true,
+                ..Default::default()
+            },
+        );
+        assert!(
+            !streams_only.allows(Action::Group(GroupRight::Read, "g")),
+            "groups are their own kind: a stream's rights grant none"
+        );
+        let mut pollers = Permissions::default();
+        pollers.global.poll_messages = true;
+        assert!(
+            pollers.allows(Action::Group(GroupRight::Read, "any")),
+            "as Iggy's groups"
+        );
+        assert!(!pollers.allows(Action::Group(GroupRight::Delete, "any")));
         assert!(Permissions::all().allows(Action::Group(GroupRight::Delete, "g")));
     }
 }

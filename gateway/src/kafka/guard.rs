@@ -915,12 +915,11 @@ mod tests {
     };
     use kafka_protocol::messages::{
         create_acls_request::*, create_partitions_request::*, create_topics_request::*,
-        delete_acls_request::*, delete_records_request::*,
-        delete_topics_request::*, describe_configs_request::*, fetch_request::*,
-        incremental_alter_configs_request::*, join_group_request::*, leave_group_request::*,
-        list_offsets_request::*, metadata_request::*, offset_commit_request::*,
-        offset_delete_request::*, offset_fetch_request::*, produce_request::*,
-        sync_group_request::*, *,
+        delete_acls_request::*, delete_records_request::*, delete_topics_request::*,
+        describe_configs_request::*, fetch_request::*, incremental_alter_configs_request::*,
+        join_group_request::*, leave_group_request::*, list_offsets_request::*,
+        metadata_request::*, offset_commit_request::*, offset_delete_request::*,
+        offset_fetch_request::*, produce_request::*, sync_group_request::*, *,
     };
     use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 

@@ -78,9 +78,7 @@ pub async fn handle(
         });
         add(u.name.as_str(), change);
     }
-    let allowed = broker
-        .authorize(req.principal, Action::ManageUsers)
-        .is_ok();
+    let allowed = broker.authorize(req.principal, Action::ManageUsers).is_ok();
     let mut results = Vec::with_capacity(users.len());
     for (name, changes) in users {
         let outcome = if !allowed {

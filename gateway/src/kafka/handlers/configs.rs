@@ -263,10 +263,17 @@ pub fn describe(req: &Request<'_>, r: DescribeConfigsRequest) -> DescribeConfigs
             let out = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
-            if let Some(error) = denied(req, Operation::DescribeConfigs, res.resource_type, &res.resource_name) {
-                return out.with_error_code(error).with_error_message(Some(str_bytes(
-                    "not authorized to describe this resource's configs",
-                )));
+            if let Some(error) = denied(
+                req,
+                Operation::DescribeConfigs,
+                res.resource_type,
+                &res.resource_name,
+            ) {
+                return out
+                    .with_error_code(error)
+                    .with_error_message(Some(str_bytes(
+                        "not authorized to describe this resource's configs",
+                    )));
             }
             let entries = match res.resource_type {
                 RESOURCE_TOPIC => match req.topic(res.resource_name.as_str()) {
@@ -327,7 +334,12 @@ pub async fn incremental_alter(
                 .with_error_code(error)
                 .with_error_message(Some(str_bytes(message)))
         };
-        if let Some(error) = denied(req, Operation::AlterConfigs, res.resource_type, &res.resource_name) {
+        if let Some(error) = denied(
+            req,
+            Operation::AlterConfigs,
+            res.resource_type,
+            &res.resource_name,
+        ) {
             responses.push(fail(
                 error,
                 "not authorized to alter this resource's configs".into(),

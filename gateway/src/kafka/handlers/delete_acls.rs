@@ -6,7 +6,9 @@
 //!
 //! [`Broker::delete_acls`]: crate::broker::Broker::delete_acls
 
-use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 
 use super::{str_bytes, Request};

@@ -20,10 +20,7 @@ pub fn handle(
     body: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let broker = req.broker();
-    if broker
-        .authorize(req.principal, Action::ReadUsers)
-        .is_err()
-    {
+    if broker.authorize(req.principal, Action::ReadUsers).is_err() {
         let e = ResponseError::ClusterAuthorizationFailed;
         return DescribeUserScramCredentialsResponse::default()
             .with_error_code(e.code())

@@ -3,8 +3,8 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Request;
-use crate::broker::coordinator::MemberRef;
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::coordinator::MemberRef;
 use crate::kafka::errors::{code, for_group_result};
 
 pub fn handle(req: &Request<'_>, r: HeartbeatRequest) -> HeartbeatResponse {

@@ -5,8 +5,8 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::{str_bytes, Request};
-use crate::broker::coordinator::JoinRequest;
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::coordinator::JoinRequest;
 use crate::kafka::errors::{code, for_group_result};
 
 pub async fn handle(req: &Request<'_>, r: JoinGroupRequest) -> JoinGroupResponse {

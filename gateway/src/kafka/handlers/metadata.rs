@@ -2,9 +2,9 @@
 //! name, and created on request when `kafka.auto_create_topics` allows it.
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::names::{topic_uuid, validate_kafka_name};
 use crate::broker::TopicInfo;
-use crate::broker::acl::{Operation, Resource};
 use crate::kafka::errors::{self, code};
 use crate::kafka::NODE_ID;
 use kafka_protocol::messages::metadata_response::{

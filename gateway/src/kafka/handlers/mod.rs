@@ -141,9 +141,9 @@ pub async fn dispatch(
             answer(configs::incremental_alter(req, decode(buf, v)?).await)
         }
         versions::DESCRIBE_CLUSTER => answer(describe_cluster::handle(req, decode(buf, v)?)),
-        versions::DESCRIBE_USER_SCRAM_CREDENTIALS => {
-            answer(describe_user_scram_credentials::handle(req, decode(buf, v)?))
-        }
+        versions::DESCRIBE_USER_SCRAM_CREDENTIALS => answer(
+            describe_user_scram_credentials::handle(req, decode(buf, v)?),
+        ),
         versions::ALTER_USER_SCRAM_CREDENTIALS => {
             answer(alter_user_scram_credentials::handle(req, decode(buf, v)?).await)
         }

@@ -9,8 +9,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, Request};
-use crate::broker::produce::{KafkaPartitionWrite, KafkaTopicWrite, Produced};
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::produce::{KafkaPartitionWrite, KafkaTopicWrite, Produced};
 use crate::broker::BrokerError;
 use crate::kafka::errors::{self, code};
 

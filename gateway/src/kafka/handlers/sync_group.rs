@@ -3,8 +3,8 @@
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{str_bytes, Request};
-use crate::broker::coordinator::SyncRequest;
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::coordinator::SyncRequest;
 use crate::kafka::errors::{code, for_group_result};
 
 pub async fn handle(req: &Request<'_>, r: SyncGroupRequest) -> SyncGroupResponse {
