@@ -5,6 +5,8 @@
 //! permission. One result per user named, as Kafka answers: the first refusal among its
 //! operations, else success.
 
+use std::collections::HashMap;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{
@@ -37,14 +39,14 @@ pub async fn handle(
     let broker = req.broker();
     // Users in first-named order, each with its changes or the first refusal.
     let mut users: Vec<(String, Result<Vec<Change>, Refusal>)> = Vec::new();
+    // Where each name is in `users`: a request may name tens of thousands of users (the
+    // guard's array bound), so no linear search per operation.
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut add = |name: &str, change: Result<Change, Refusal>| {
-        let i = match users.iter().position(|(n, _)| n == name) {
-            Some(i) => i,
-            None => {
-                users.push((name.to_string(), Ok(Vec::new())));
-                users.len() - 1
-            }
-        };
+        let i = *index.entry(name.to_string()).or_insert_with(|| {
+            users.push((name.to_string(), Ok(Vec::new())));
+            users.len() - 1
+        });
         let entry = &mut users[i].1;
         let Ok(changes) = entry else { return };
         match change {
