@@ -25,10 +25,56 @@ use crate::{BenchError, IDLE_LIMIT};
 fn base(s: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &s.server);
+    if let Some(tls) = &s.tls {
+        c.set("security.protocol", "ssl");
+        if let Some(ca) = &tls.ca_file {
+            c.set("ssl.ca.location", ca.display().to_string());
+        }
+        if let Some((cert, key)) = &tls.client_certificate {
+            c.set("ssl.certificate.location", cert.display().to_string());
+            c.set("ssl.key.location", key.display().to_string());
+        }
+    }
     c
 }
 
+/// The `connect` workload over Kafka: a new librdkafka client per connection, timed until its
+/// first Metadata answer (TCP, the TLS handshake with --tls, ApiVersions, Metadata); creating
+/// the client (and, with TLS, loading the CA file) is part of it, closing is not.
+fn connections(s: &Settings, progress: &Progress) -> Result<Vec<ActorStats>, BenchError> {
+    let one = || -> Result<BaseConsumer, BenchError> {
+        let c: BaseConsumer = base(s).create()?;
+        c.fetch_metadata(None, Duration::from_secs(30))?;
+        Ok(c)
+    };
+    let warm_until = Instant::now() + s.warmup;
+    while Instant::now() < warm_until {
+        drop(one()?);
+    }
+    progress.begin("connecting", s.messages);
+    let mut stats = ActorStats::new(Role::Connector, 0, LatencyKind::Connect);
+    let mut ready = Duration::ZERO;
+    for _ in 0..s.messages {
+        let t = Instant::now();
+        let client = one()?;
+        let took = t.elapsed();
+        ready += took;
+        record(&mut stats.latency, took.as_micros() as u64, 1);
+        drop(client);
+        stats.messages += 1;
+        progress.add(1, 0);
+    }
+    // Closing a librdkafka client waits for its threads; the rate counts connecting only.
+    stats.elapsed = ready;
+    Ok(vec![stats])
+}
+
 pub async fn run(s: Arc<Settings>, progress: Arc<Progress>) -> Result<Vec<ActorStats>, BenchError> {
+    if s.workload == Workload::Connect {
+        return tokio::task::spawn_blocking(move || connections(&s, &progress))
+            .await
+            .map_err(|e| BenchError::Run(format!("the run failed: {e}")))?;
+    }
     let admin: AdminClient<DefaultClientContext> = base(&s).create()?;
     let topic = format!("wharf-bench-{}", s.run_id);
     let mut new = NewTopic::new(&topic, s.partitions as i32, TopicReplication::Fixed(1));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wharf_sdk::{
     Client, ClientConfig, ConsumerKind, Durability, Identifier, Message, Partitioning,
-    PollingStrategy, TopicOptions,
+    PollingStrategy, TlsConfig, TopicOptions,
 };
 
 use crate::payload;
@@ -19,9 +19,65 @@ use crate::{BenchError, IDLE_LIMIT};
 const TOPIC: &str = "bench";
 const GROUP: &str = "wharf-bench";
 
+fn client_config(s: &Settings) -> ClientConfig {
+    let mut config = ClientConfig::new(s.server.clone()).with_password(&s.username, &s.password);
+    if let Some(tls) = &s.tls {
+        let mut t = TlsConfig {
+            ca_file: tls.ca_file.clone(),
+            domain: tls.domain.clone(),
+            ..TlsConfig::default()
+        };
+        if let Some((cert, key)) = &tls.client_certificate {
+            t = t.client_certificate(cert, key);
+        }
+        config = config.with_tls(t);
+    }
+    config
+}
+
 async fn connect(s: &Settings) -> Result<Client, BenchError> {
-    let config = ClientConfig::new(s.server.clone()).with_password(&s.username, &s.password);
-    Ok(Client::connect(config).await?)
+    Ok(Client::connect(client_config(s)).await?)
+}
+
+/// The `connect` workload: connector 0 makes a new client for every connection (its TLS
+/// settings read and a full handshake each time: what a new process pays); connector 1
+/// reconnects one client (`duplicate`: the same TLS settings, so rustls may resume the
+/// session). Each connection is logged in, then closed; only connecting and login are timed.
+async fn connections(s: &Settings, progress: &Progress) -> Result<Vec<ActorStats>, BenchError> {
+    let mut config = client_config(s);
+    config.heartbeat = None;
+    config.reconnect_retries = Some(0);
+    let warm_until = Instant::now() + s.warmup;
+    while Instant::now() < warm_until {
+        drop(Client::connect(config.clone()).await?);
+    }
+    progress.begin("connecting", s.messages * 2);
+    let fresh = timed(0, s.messages, progress, || Client::connect(config.clone())).await?;
+    let first = Client::connect(config.clone()).await?;
+    let again = timed(1, s.messages, progress, || first.duplicate()).await?;
+    Ok(vec![fresh, again])
+}
+
+/// Makes `n` connections with `open` one after another; times each until it is ready (the
+/// rate counts that time only, not closing).
+async fn timed<F: std::future::Future<Output = wharf_sdk::Result<Client>>>(
+    id: u32,
+    n: u64,
+    progress: &Progress,
+    mut open: impl FnMut() -> F,
+) -> Result<ActorStats, BenchError> {
+    let mut stats = ActorStats::new(Role::Connector, id, LatencyKind::Connect);
+    for _ in 0..n {
+        let t = Instant::now();
+        let client = open().await?;
+        let took = t.elapsed();
+        stats.elapsed += took;
+        record(&mut stats.latency, took.as_micros() as u64, 1);
+        drop(client);
+        stats.messages += 1;
+        progress.add(1, 0);
+    }
+    Ok(stats)
 }
 
 /// Where the run's data lives.
@@ -32,6 +88,9 @@ struct Place {
 }
 
 pub async fn run(s: Arc<Settings>, progress: Arc<Progress>) -> Result<Vec<ActorStats>, BenchError> {
+    if s.workload == Workload::Connect {
+        return connections(&s, &progress).await;
+    }
     let admin = connect(&s).await?;
     let stream_name = format!("wharf-bench-{}", s.run_id);
     admin.create_stream(&stream_name).await?;

@@ -32,6 +32,8 @@ pub enum LatencyKind {
     Poll,
     /// Consumer in end-to-end: from the producer's timestamp in the payload to receipt.
     EndToEnd,
+    /// One connection made ready (TCP, TLS handshake, login or first Metadata answer).
+    Connect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +41,8 @@ pub enum LatencyKind {
 pub enum Role {
     Producer,
     Consumer,
+    /// Opens connections one after another (the `connect` workload).
+    Connector,
 }
 
 /// One producer's or consumer's result.
@@ -276,8 +280,14 @@ impl Report {
         };
         let producers = totals(Role::Producer);
         let consumers = totals(Role::Consumer);
+        let connectors = totals(Role::Connector);
         let mut latencies = Vec::new();
-        for kind in [LatencyKind::EndToEnd, LatencyKind::Send, LatencyKind::Poll] {
+        for kind in [
+            LatencyKind::EndToEnd,
+            LatencyKind::Send,
+            LatencyKind::Poll,
+            LatencyKind::Connect,
+        ] {
             let mut merged = histogram();
             let mut any = false;
             for a in actors.iter().filter(|a| a.latency_kind == kind) {
@@ -293,11 +303,13 @@ impl Report {
             .cloned()
             .unwrap_or_else(|| Percentiles::of(LatencyKind::Send, &histogram()));
         // The consumers' side counts in end-to-end (a message counts once it arrived).
-        let (main, elapsed) = match (&consumers, &producers) {
-            (Some(c), _) if settings.workload.consumes() => c.clone(),
-            (_, Some(p)) => p.clone(),
-            (Some(c), None) => c.clone(),
-            (None, None) => (
+        // The connect workload counts connections.
+        let (main, elapsed) = match (&connectors, &consumers, &producers) {
+            (Some(c), _, _) => c.clone(),
+            (None, Some(c), _) if settings.workload.consumes() => c.clone(),
+            (None, _, Some(p)) => p.clone(),
+            (None, Some(c), None) => c.clone(),
+            (None, None, None) => (
                 Totals {
                     messages: 0,
                     bytes: 0,
@@ -346,8 +358,15 @@ impl Report {
             out.push_str(&l);
             out.push('\n');
         };
-        line(format!(
-            "{} over {:?} at {}: {} producer(s), {} consumer(s), {} partition(s), {} B messages, {} per batch{}{}",
+        let tls = if s.tls.is_some() { " (TLS)" } else { "" };
+        if s.workload == crate::settings::Workload::Connect {
+            line(format!(
+                "connect over {:?} at {}{tls}: {} connections one after another per connector",
+                s.protocol, s.server, s.messages
+            ));
+        } else {
+            line(format!(
+            "{} over {:?} at {}{tls}: {} producer(s), {} consumer(s), {} partition(s), {} B messages, {} per batch{}{}",
             s.workload.name(),
             s.protocol,
             s.server,
@@ -359,6 +378,7 @@ impl Report {
             s.rate.map_or(String::new(), |r| format!(", limited to {r} msgs/s")),
             s.durability.map_or(String::new(), |d| format!(", durability {d:?}")),
         ));
+        }
         for a in &self.actors {
             line(format!(
                 "  {:?} {:>2}: {:>10} msgs {:>9.1} MB/s {:>11.0} msgs/s  {:?} p50 {:.3} ms p99 {:.3} ms{}",

@@ -20,6 +20,9 @@ pub enum Workload {
     BalancedConsumerGroup,
     /// Producers and consumers at once; latency from the producer's timestamp to receipt.
     EndToEnd,
+    /// `--connections` connections one after another, each closed once ready: TCP, the TLS
+    /// handshake with --tls, and login (native) or the first Metadata answer (Kafka).
+    Connect,
 }
 
 impl Workload {
@@ -30,6 +33,7 @@ impl Workload {
             Workload::BalancedProducer => "balanced-producer",
             Workload::BalancedConsumerGroup => "balanced-consumer-group",
             Workload::EndToEnd => "end-to-end",
+            Workload::Connect => "connect",
         }
     }
 
@@ -112,6 +116,11 @@ pub struct Args {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Connections the `connect` workload opens (per kind it measures).
+    #[arg(long, default_value_t = 200)]
+    pub connections: u64,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Native login.
     #[arg(long, default_value = "iggy")]
     pub username: String,
@@ -130,6 +139,50 @@ pub struct Args {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// TLS to the server (both protocols). Any of the file or domain flags turns TLS on by itself.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Connect over TLS (Kafka: security.protocol=SSL).
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the CA(s) that signed the server's certificate (default: the system's CAs).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Native only: the name the server's certificate must carry (default: the address's host,
+    /// or localhost for an IP address). librdkafka verifies the broker's advertised host.
+    #[arg(long, value_name = "NAME")]
+    pub tls_domain: Option<String>,
+    /// A client certificate (PEM) for servers that require one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// TLS settings of a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub domain: Option<String>,
+    /// (certificate, key) files for mutual TLS.
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsArgs {
+    fn resolve(self) -> Option<Tls> {
+        let on = self.tls
+            || self.tls_ca_file.is_some()
+            || self.tls_domain.is_some()
+            || self.tls_cert_file.is_some();
+        on.then(|| Tls {
+            ca_file: self.tls_ca_file,
+            domain: self.tls_domain,
+            client_certificate: self.tls_cert_file.zip(self.tls_key_file),
+        })
+    }
 }
 
 /// The checked run description every part works from.
@@ -155,6 +208,8 @@ pub struct Settings {
     pub acks: i32,
     pub linger_ms: u32,
     pub idempotent: bool,
+    /// `Some`: every connection speaks TLS.
+    pub tls: Option<Tls>,
     #[serde(skip)]
     pub quiet: bool,
     #[serde(skip)]
@@ -191,12 +246,22 @@ impl Settings {
         if a.rate == Some(0) {
             return bad("--rate must be at least 1 message per second".into());
         }
+        if a.workload == Workload::Connect && a.connections == 0 {
+            return bad("--connections must be at least 1".into());
+        }
+        if a.protocol == Protocol::Kafka && a.tls.tls_domain.is_some() {
+            return bad(
+                "--tls-domain is for the native protocol; librdkafka verifies the broker's advertised host"
+                    .into(),
+            );
+        }
         if !matches!(a.acks, -1..=1) {
             return bad(format!("--acks {} is not -1, 0 or 1", a.acks));
         }
         let warmup = wharf_sdk::units::parse_duration(&a.warmup)
             .map_err(|e| BenchError::Usage(format!("--warmup: {e}")))?;
         let messages = match (&a.messages, &a.bytes) {
+            _ if a.workload == Workload::Connect => a.connections,
             (Some(n), _) => *n,
             (None, Some(b)) => {
                 let bytes = wharf_sdk::units::parse_size(b)
@@ -212,6 +277,7 @@ impl Settings {
             Workload::PinnedProducer | Workload::BalancedProducer => a.producers,
             Workload::PinnedConsumer | Workload::BalancedConsumerGroup => a.consumers,
             Workload::EndToEnd => a.producers.max(a.consumers),
+            Workload::Connect => 1,
         };
         let partitions = a.partitions.unwrap_or(actors);
         if partitions == 0 {
@@ -255,6 +321,7 @@ impl Settings {
             acks: a.acks,
             linger_ms: a.linger_ms,
             idempotent: a.idempotent,
+            tls: a.tls.resolve(),
             quiet: a.quiet,
             json: a.json,
             run_id: format!("{}-{stamp}", std::process::id()),
@@ -315,6 +382,32 @@ mod tests {
         assert!(parse(&["pinned-producer", "--warmup", "soon"]).is_err());
         assert!(parse(&["pinned-producer", "--messages", "0"]).is_err());
         assert!(parse(&["sideways"]).is_err());
+        let s = parse(&["connect", "--connections", "50"]).unwrap();
+        assert_eq!((s.messages, s.partitions, s.tls.is_none()), (50, 1, true));
+        assert!(parse(&["connect", "--connections", "0"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags() {
+        let s = parse(&["pinned-producer", "--tls-ca-file", "ca.pem"]).unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!((tls.domain, tls.client_certificate), (None, None));
+        assert!(parse(&["pinned-producer", "--tls"]).unwrap().tls.is_some());
+        assert!(parse(&["pinned-producer", "--tls-cert-file", "c.pem"]).is_err());
+        let s = parse(&[
+            "connect",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.tls.unwrap().client_certificate,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+        assert!(parse(&["connect", "--protocol", "kafka", "--tls-domain", "x"]).is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Cli {
     /// Personal access token, instead of username and password.
     #[arg(long, global = true, env = "WHARF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -39,6 +41,43 @@ pub struct Cli {
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// TLS to the server. Any of the file or domain flags turns TLS on by itself.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// Connect over TLS (default: the active context's, else plain TCP).
+    #[arg(long, global = true, env = "WHARF_TLS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue, overrides_with = "no_tls")]
+    pub tls: bool,
+    /// Plain TCP even if the active context says TLS.
+    #[arg(long, global = true, overrides_with = "tls")]
+    pub no_tls: bool,
+    /// PEM file of the CA(s) that signed the server's certificate (default: the system's CAs).
+    #[arg(long, global = true, env = "WHARF_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the server address's host, or
+    /// localhost for an IP address).
+    #[arg(long, global = true, env = "WHARF_TLS_DOMAIN", value_name = "NAME")]
+    pub tls_domain: Option<String>,
+    /// Your client certificate (PEM), for servers that require one (mutual TLS).
+    #[arg(
+        long,
+        global = true,
+        env = "WHARF_TLS_CERT_FILE",
+        value_name = "FILE",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(
+        long,
+        global = true,
+        env = "WHARF_TLS_KEY_FILE",
+        value_name = "FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -397,7 +436,8 @@ pub enum ContextCmd {
     /// Make a context the active one.
     #[command(after_help = "Example: wharf context use staging")]
     Use { name: String },
-    /// Create (or replace) a context from --server, --username, --password and --token.
+    /// Create (or replace) a context from --server, --username, --password, --token and the
+    /// --tls flags.
     #[command(
         after_help = "Example: wharf --server broker.example:8090 -u ops -p secret context create staging"
     )]

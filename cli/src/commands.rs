@@ -9,7 +9,7 @@ use wharf_sdk::units::{format_duration, format_size, parse_duration, parse_size}
 use wharf_sdk::wire::{PartitionWire, TopicWire, WirePermissions};
 use wharf_sdk::{
     describe, Client, ClientConfig, ConsumerKind, Durability, Error, HeaderValue, Identifier,
-    Message, Partitioning, PollingStrategy, TopicOptions,
+    Message, Partitioning, PollingStrategy, TlsConfig, TlsError, TopicOptions,
 };
 
 use crate::args::*;
@@ -91,6 +91,24 @@ fn explain(e: Error, a: &About<'_>) -> CliError {
                 code: 3,
             }
         }
+        E::Tls(tls) => {
+            let server = a.server.unwrap_or("?");
+            return match tls {
+                // Files or flags to fix on this side.
+                TlsError::CaFile { .. }
+                | TlsError::SystemTrustStore(_)
+                | TlsError::ClientCertificate { .. }
+                | TlsError::InvalidDomain(_) => CliError::usage(format!("TLS: {tls}")),
+                TlsError::ClientCertificateRefused(_) => CliError {
+                    message: format!("authentication failed: TLS: {tls}"),
+                    code: 4,
+                },
+                _ => CliError {
+                    message: format!("cannot connect securely to {server}: {tls}"),
+                    code: 3,
+                },
+            };
+        }
         other => return CliError::refused(other.to_string()),
     };
     let message = match code {
@@ -135,12 +153,14 @@ fn ident(s: &str) -> Identifier {
 fn settings(cli: &Cli) -> Result<ClientConfig, CliError> {
     let contexts = Contexts::load().map_err(CliError::usage)?;
     let ctx = contexts.current().cloned().unwrap_or_default();
+    let tls = tls_settings(&cli.tls, &ctx);
     let server = cli
         .server
         .clone()
         .or(ctx.server)
         .unwrap_or_else(|| "127.0.0.1:8090".into());
     let mut config = ClientConfig::new(server);
+    config.tls = tls;
     config.reconnect_retries = Some(0);
     config.heartbeat = None;
     config.request_timeout = Duration::from_secs(30);
@@ -163,6 +183,30 @@ fn settings(cli: &Cli) -> Result<ClientConfig, CliError> {
         .or(ctx.password)
         .unwrap_or_else(|| "iggy".into());
     Ok(config.with_password(&username, &password))
+}
+
+/// What the flags (and environment) and the context say about TLS: on with `--tls` or any of
+/// the file and domain flags, or when the context says so; `--no-tls` turns it off.
+fn tls_settings(flags: &TlsArgs, ctx: &Context) -> Option<TlsConfig> {
+    let from_flags =
+        flags.tls_ca_file.is_some() || flags.tls_domain.is_some() || flags.tls_cert_file.is_some();
+    if flags.no_tls || !(flags.tls || from_flags || ctx.tls) {
+        return None;
+    }
+    let path = |s: &Option<String>| s.as_ref().map(std::path::PathBuf::from);
+    let client_certificate = match (&flags.tls_cert_file, &flags.tls_key_file) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => path(&ctx.tls_cert_file).zip(path(&ctx.tls_key_file)),
+    };
+    let mut tls = TlsConfig {
+        ca_file: flags.tls_ca_file.clone().or_else(|| path(&ctx.tls_ca_file)),
+        domain: flags.tls_domain.clone().or_else(|| ctx.tls_domain.clone()),
+        client_certificate: None,
+    };
+    if let Some((cert, key)) = client_certificate {
+        tls = tls.client_certificate(cert, key);
+    }
+    Some(tls)
 }
 
 struct Out {
@@ -459,6 +503,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A file named in a context, made absolute so the context works from any directory.
+fn absolute(file: &Option<std::path::PathBuf>) -> Option<String> {
+    file.as_ref().map(|f| {
+        std::path::absolute(f)
+            .unwrap_or_else(|_| f.clone())
+            .display()
+            .to_string()
+    })
+}
+
 fn context(cli: &Cli, c: &ContextCmd, out: &Out) -> Result<(), CliError> {
     let mut all = Contexts::load().map_err(CliError::usage)?;
     match c {
@@ -505,6 +559,11 @@ fn context(cli: &Cli, c: &ContextCmd, out: &Out) -> Result<(), CliError> {
                     username: cli.username.clone(),
                     password: cli.password.clone(),
                     token: cli.token.clone(),
+                    tls: tls_settings(&cli.tls, &Context::default()).is_some(),
+                    tls_ca_file: absolute(&cli.tls.tls_ca_file),
+                    tls_domain: cli.tls.tls_domain.clone(),
+                    tls_cert_file: absolute(&cli.tls.tls_cert_file),
+                    tls_key_file: absolute(&cli.tls.tls_key_file),
                 },
             );
             if all.active.is_none() {

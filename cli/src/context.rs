@@ -14,6 +14,12 @@ pub struct Context {
     pub username: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// TLS to the server, with the files and name below.
+    pub tls: bool,
+    pub tls_ca_file: Option<String>,
+    pub tls_domain: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }
 
 /// All profiles and which is active.
@@ -66,6 +72,11 @@ impl Contexts {
                         username: field(c, "username"),
                         password: field(c, "password"),
                         token: field(c, "token"),
+                        tls: c.get("tls").and_then(Value::as_bool).unwrap_or(false),
+                        tls_ca_file: field(c, "tls_ca_file"),
+                        tls_domain: field(c, "tls_domain"),
+                        tls_cert_file: field(c, "tls_cert_file"),
+                        tls_key_file: field(c, "tls_key_file"),
                     },
                 );
             }
@@ -85,7 +96,11 @@ impl Contexts {
             .map(|(n, c)| {
                 (
                     n.clone(),
-                    json!({"server": c.server, "username": c.username, "password": c.password, "token": c.token}),
+                    json!({
+                        "server": c.server, "username": c.username, "password": c.password, "token": c.token,
+                        "tls": c.tls, "tls_ca_file": c.tls_ca_file, "tls_domain": c.tls_domain,
+                        "tls_cert_file": c.tls_cert_file, "tls_key_file": c.tls_key_file,
+                    }),
                 )
             })
             .collect();

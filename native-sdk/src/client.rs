@@ -29,6 +29,7 @@ use wharf_protocol::{
 
 use crate::error::{Error, Result};
 use crate::message::{decode_polled, encode_send, Message, Polled};
+use crate::tls::{self, Tls, TlsConfig, TlsError, Transport};
 
 /// How to log in after connecting (and after every reconnect).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +62,14 @@ pub struct ClientConfig {
     pub reconnect_max_backoff: Duration,
     /// Ping interval when idle; `None` for no heartbeat.
     pub heartbeat: Option<Duration>,
-    /// How long a request may wait for its answer.
+    /// How long a request may wait for its answer (and a TLS handshake for the server's).
     pub request_timeout: Duration,
+    /// `Some`: connect over TLS with these settings; `None`: plain TCP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ClientConfig {
-    /// Settings for `server` with the defaults: no login, 5 reconnect attempts from 100 ms backoff, a 5 s heartbeat, a 30 s request timeout.
+    /// Settings for `server` with the defaults: no login, 5 reconnect attempts from 100 ms backoff, a 5 s heartbeat, a 30 s request timeout, plain TCP.
     pub fn new(server: impl Into<String>) -> ClientConfig {
         ClientConfig {
             server: server.into(),
@@ -76,7 +79,14 @@ impl ClientConfig {
             reconnect_max_backoff: Duration::from_secs(5),
             heartbeat: Some(Duration::from_secs(5)),
             request_timeout: Duration::from_secs(30),
+            tls: None,
         }
+    }
+
+    /// Connects over TLS.
+    pub fn with_tls(mut self, tls: TlsConfig) -> ClientConfig {
+        self.tls = Some(tls);
+        self
     }
 
     /// Logs in with a username and password.
@@ -113,28 +123,65 @@ pub struct TopicOptions {
     pub max_size: Option<u64>,
 }
 
-/// One framed TCP connection; one request at a time.
+/// A lost connection, or the server's refusal of our TLS client certificate (which TLS 1.3
+/// delivers on the first read after the handshake).
+fn lost(e: std::io::Error) -> Error {
+    match tls::client_certificate_refused(&e) {
+        Some(refused) => Error::Tls(refused),
+        None => Error::Disconnected(e.to_string()),
+    }
+}
+
+/// Why a connection could not be opened.
+enum OpenError {
+    /// TCP connect failed: worth another attempt.
+    Connect(std::io::Error),
+    /// TLS could not be set up with the server: retrying will not help.
+    Tls(TlsError),
+}
+
+/// One framed connection (plain or TLS); one request at a time.
 #[derive(Debug)]
 struct Connection {
-    stream: TcpStream,
+    stream: Transport,
 }
 
 impl Connection {
-    async fn open(addr: &str) -> std::io::Result<Connection> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    async fn open(
+        addr: &str,
+        tls: Option<&Tls>,
+        timeout: Duration,
+    ) -> std::result::Result<Connection, OpenError> {
+        let tcp = TcpStream::connect(addr).await.map_err(OpenError::Connect)?;
+        tcp.set_nodelay(true).map_err(OpenError::Connect)?;
+        let stream = match tls {
+            None => Transport::Plain(tcp),
+            // Bounded: a server that does not speak TLS may just wait for more bytes.
+            Some(tls) => match tokio::time::timeout(timeout, tls.handshake(tcp, addr)).await {
+                Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+                Ok(Err(e)) => return Err(OpenError::Tls(e)),
+                Err(_) => {
+                    return Err(OpenError::Tls(TlsError::Handshake {
+                        server: addr.into(),
+                        reason: format!(
+                            "no answer within {timeout:?} (does the server speak TLS there?)"
+                        ),
+                    }))
+                }
+            },
+        };
         Ok(Connection { stream })
     }
 
     async fn request(&mut self, code: u32, payload: &[u8]) -> Result<Bytes> {
-        let io = |e: std::io::Error| Error::Disconnected(e.to_string());
         let mut head = BytesMut::with_capacity(8);
         framing::encode_request(code, &[], &mut head);
         head[..4].copy_from_slice(&(payload.len() as u32 + 4).to_le_bytes());
-        self.stream.write_all(&head).await.map_err(io)?;
-        self.stream.write_all(payload).await.map_err(io)?;
+        if let Err(e) = self.write(&head, payload).await {
+            return Err(self.write_failed(e).await);
+        }
         let mut resp = [0u8; 8];
-        self.stream.read_exact(&mut resp).await.map_err(io)?;
+        self.stream.read_exact(&mut resp).await.map_err(lost)?;
         let status = u32::from_le_bytes([resp[0], resp[1], resp[2], resp[3]]);
         let len = u32::from_le_bytes([resp[4], resp[5], resp[6], resp[7]]) as usize;
         if status != 0 {
@@ -145,8 +192,33 @@ impl Connection {
             return Err(Error::Protocol(format!("answer of {len} bytes")));
         }
         let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body).await.map_err(io)?;
+        self.stream.read_exact(&mut body).await.map_err(lost)?;
         Ok(Bytes::from(body))
+    }
+
+    async fn write(&mut self, head: &[u8], payload: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(head).await?;
+        self.stream.write_all(payload).await?;
+        // A no-op for TCP; TLS may hold the last record back until flushed.
+        self.stream.flush().await
+    }
+
+    /// The error for a failed write. A TLS server that refuses our certificate sends an alert
+    /// and closes, which the next write may meet as a broken pipe; the alert is still there to
+    /// read and says what actually went wrong.
+    async fn write_failed(&mut self, e: std::io::Error) -> Error {
+        if matches!(self.stream, Transport::Tls(_)) {
+            let mut byte = [0u8; 1];
+            // Bounded although the peer has normally closed already, so the read ends at once.
+            if let Ok(Err(read)) =
+                tokio::time::timeout(Duration::from_secs(1), self.stream.read(&mut byte)).await
+            {
+                if let Some(refused) = tls::client_certificate_refused(&read) {
+                    return Error::Tls(refused);
+                }
+            }
+        }
+        lost(e)
     }
 }
 
@@ -155,7 +227,7 @@ impl Connection {
 /// reader task turns answer frames into statuses; the producer's workers use one pipeline each.
 #[derive(Debug)]
 pub(crate) struct Pipeline {
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: tls::WriteHalf,
     answers: tokio::sync::mpsc::UnboundedReceiver<Result<u32>>,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -163,12 +235,12 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     /// Writes one request without waiting for its answer.
     pub(crate) async fn send(&mut self, code: u32, payload: &[u8]) -> Result<()> {
-        let io = |e: std::io::Error| Error::Disconnected(e.to_string());
         let mut head = [0u8; 8];
         head[..4].copy_from_slice(&(payload.len() as u32 + 4).to_le_bytes());
         head[4..].copy_from_slice(&code.to_le_bytes());
-        self.writer.write_all(&head).await.map_err(io)?;
-        self.writer.write_all(payload).await.map_err(io)
+        self.writer.write_all(&head).await.map_err(lost)?;
+        self.writer.write_all(payload).await.map_err(lost)?;
+        self.writer.flush().await.map_err(lost)
     }
 
     /// The status of the oldest unanswered request (0 = OK). Cancel-safe.
@@ -187,13 +259,13 @@ impl Drop for Pipeline {
 }
 
 async fn read_answers(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut reader: tls::ReadHalf,
     tx: tokio::sync::mpsc::UnboundedSender<Result<u32>>,
 ) {
     loop {
         let mut head = [0u8; 8];
         if let Err(e) = reader.read_exact(&mut head).await {
-            let _ = tx.send(Err(Error::Disconnected(e.to_string())));
+            let _ = tx.send(Err(lost(e)));
             return;
         }
         let status = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
@@ -203,7 +275,7 @@ async fn read_answers(
         while len > 0 {
             let n = (len as usize).min(sink.len());
             if let Err(e) = reader.read_exact(&mut sink[..n]).await {
-                let _ = tx.send(Err(Error::Disconnected(e.to_string())));
+                let _ = tx.send(Err(lost(e)));
                 return;
             }
             len -= n as u64;
@@ -217,6 +289,8 @@ async fn read_answers(
 #[derive(Debug)]
 struct Inner {
     config: ClientConfig,
+    /// Made once from `config.tls`; every (re)connection and duplicate uses it.
+    tls: Option<Tls>,
     conn: Mutex<Option<Connection>>,
     /// Reused for SendMessages requests.
     send_buffer: std::sync::Mutex<BytesMut>,
@@ -272,9 +346,18 @@ fn topic_details(body: &[u8]) -> Result<(TopicWire, Vec<PartitionWire>)> {
 impl Client {
     /// Connects and logs in with the configured credentials.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
+        let tls = match &config.tls {
+            Some(settings) => Some(Tls::new(settings, &config.server)?),
+            None => None,
+        };
+        Client::connect_with(config, tls).await
+    }
+
+    async fn connect_with(config: ClientConfig, tls: Option<Tls>) -> Result<Client> {
         let client = Client {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 conn: Mutex::new(None),
                 send_buffer: std::sync::Mutex::default(),
                 heartbeat: std::sync::Mutex::new(None),
@@ -310,7 +393,7 @@ impl Client {
     pub async fn duplicate(&self) -> Result<Client> {
         let mut config = self.inner.config.clone();
         config.heartbeat = None;
-        Client::connect(config).await
+        Client::connect_with(config, self.inner.tls.clone()).await
     }
 
     /// The settings this client was made with.
@@ -323,9 +406,11 @@ impl Client {
         let mut backoff = cfg.reconnect_backoff;
         let mut attempt = 0u32;
         let mut conn = loop {
-            match Connection::open(&cfg.server).await {
+            match Connection::open(&cfg.server, self.inner.tls.as_ref(), cfg.request_timeout).await
+            {
                 Ok(c) => break c,
-                Err(e) => {
+                Err(OpenError::Tls(e)) => return Err(Error::Tls(e)),
+                Err(OpenError::Connect(e)) => {
                     attempt += 1;
                     if cfg.reconnect_retries.is_some_and(|max| attempt > max) {
                         return Err(Error::Disconnected(format!(
@@ -392,7 +477,7 @@ impl Client {
         // After a lost connection or a timeout the stream may be mid-frame: drop it.
         if !matches!(
             result,
-            Err(Error::Disconnected(_) | Error::Timeout(_) | Error::Protocol(_))
+            Err(Error::Disconnected(_) | Error::Timeout(_) | Error::Protocol(_) | Error::Tls(_))
         ) {
             *guard = Some(conn);
         }

@@ -26,6 +26,9 @@ pub enum Error {
     /// The producer or client was shut down.
     #[error("shut down")]
     Closed,
+    /// TLS could not be set up: a file, the server's certificate, or ours was refused.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Error {

@@ -1,7 +1,8 @@
 //! `wharf-sdk`: a Rust client for Wharf's native protocol (Apache Iggy 0.8's, so it also talks to
 //! Iggy 0.8 servers).
 //!
-//! - [`Client`]: one connection, login (password or token), reconnection with backoff, a
+//! - [`Client`]: one connection, plain or TLS ([`TlsConfig`]: a CA file, the name to verify, a
+//!   client certificate for mutual TLS), login (password or token), reconnection with backoff, a
 //!   heartbeat, and a typed async method for every command.
 //! - [`Producer`]: direct (`send` returns when acknowledged) or background (`send` returns at
 //!   once; workers batch by count, bytes and linger time, with a bounded buffer, backpressure,
@@ -56,6 +57,7 @@ mod consumer;
 mod error;
 mod message;
 mod producer;
+mod tls;
 
 pub use client::{Client, ClientConfig, Credentials, Durability, TopicOptions};
 pub use consumer::{AutoCommit, Consumer, ConsumerBuilder};
@@ -65,6 +67,7 @@ pub use producer::{
     BackgroundConfig, Backpressure, Delivery, DeliveryHandle, Partitioner, Producer,
     ProducerBuilder, SendError, SendFailure,
 };
+pub use tls::{ClientCertificate, TlsConfig, TlsError};
 pub use wharf_protocol::{
     units, Consumer as ConsumerKind, Identifier, Partitioning, PollingStrategy,
 };
