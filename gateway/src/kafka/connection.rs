@@ -121,6 +121,14 @@ pub async fn serve(
         // The request's bytes count against the budget until it is answered.
         drop(grant);
         if after == After::Close {
+            // As Kafka (connection.failed.authentication.delay.ms): the failure answer is read
+            // before the close, and a client that retries at once is slowed down. Some clients
+            // (kafka-python) drop data that arrives together with the close.
+            let delay = door.config.failed_authentication_delay;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = crate::server::until_stopped(&mut stopped) => {}
+            }
             break "SASL authentication failed".into();
         }
     };
