@@ -370,6 +370,46 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_and_serves_one_with_i
     produce_and_consume(&config, "mutual", 3).await;
 }
 
+/// Sends the root login frame and reads the answer's status; an error if the connection ends
+/// first.
+async fn native_login<S>(stream: &mut S) -> std::io::Result<u32>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(&compat_tests::root_login_frame()).await?;
+    stream.flush().await?;
+    let mut head = [0u8; 8];
+    stream.read_exact(&mut head).await?;
+    Ok(u32::from_le_bytes([head[0], head[1], head[2], head[3]]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_native_door_with_mutual_tls_answers_only_clients_with_a_certificate() {
+    let certs = TestCerts::new();
+    let server = TestServer::start_with(|c| c.native.tls = Some(certs.tls_settings(true))).await;
+    let name = ServerName::try_from("localhost").unwrap();
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let refused = within("the certificate-less client to be refused", async {
+        let mut tls = tls_connector(&certs, false)
+            .connect(name.clone(), tcp)
+            .await?;
+        native_login(&mut tls).await
+    })
+    .await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate was answered: {refused:?}"
+    );
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = within(
+        "handshake with a client certificate",
+        tls_connector(&certs, true).connect(name, tcp),
+    )
+    .await
+    .unwrap();
+    assert_eq!(within("login", native_login(&mut tls)).await.unwrap(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_tls_handshake_is_dropped_after_the_request_read_timeout() {
     let certs = TestCerts::new();

@@ -80,6 +80,7 @@ struct RawKafka {
     allow_anonymous: bool,
     sasl_enabled_mechanisms: String,
     connections_max_reauth: String,
+    failed_authentication_delay: String,
     tls_cert_file: String,
     tls_key_file: String,
     tls_client_ca_file: String,
@@ -278,6 +279,9 @@ pub struct KafkaConfig {
     pub sasl_mechanisms: Vec<SaslMechanism>,
     /// How long a SASL session lasts before re-authentication (KIP-368); `None`: forever.
     pub connections_max_reauth: Option<Duration>,
+    /// How long a connection stays open after a failed SASL authentication was answered
+    /// (Kafka's connection.failed.authentication.delay.ms).
+    pub failed_authentication_delay: Duration,
     /// TLS for the main listener (when set) and for further listeners with `tls = true`.
     pub tls: Option<TlsSettings>,
     /// Listeners beside the main one.
@@ -625,6 +629,16 @@ impl RawKafka {
         }
         let connections_max_reauth =
             duration("connections_max_reauth", &self.connections_max_reauth)?;
+        let failed_authentication_delay = duration(
+            "failed_authentication_delay",
+            &self.failed_authentication_delay,
+        )?;
+        if failed_authentication_delay >= limits.idle_timeout {
+            return Err(invalid(
+                "failed_authentication_delay",
+                "must be below connections_max_idle, as Kafka requires".into(),
+            ));
+        }
         let tls = tls_settings(
             "kafka",
             &self.tls_cert_file,
@@ -703,6 +717,7 @@ impl RawKafka {
             sasl_mechanisms,
             connections_max_reauth: (!connections_max_reauth.is_zero())
                 .then_some(connections_max_reauth),
+            failed_authentication_delay,
             tls,
             more_listeners,
             max_request_size,

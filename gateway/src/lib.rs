@@ -335,3 +335,54 @@ pub async fn run(
     // producer state is saved and the store closed in any case.
     running.shutdown().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::Overrides;
+
+    #[test]
+    fn each_listener_line_says_what_it_accepts() {
+        let env: Vec<(String, String)> = [
+            ("WHARF_KAFKA_AUTHENTICATION", "sasl"),
+            ("WHARF_KAFKA_TLS_CERT_FILE", "/c.pem"),
+            ("WHARF_KAFKA_TLS_KEY_FILE", "/k.pem"),
+            ("WHARF_KAFKA_TLS_CLIENT_CA_FILE", "/ca.pem"),
+            ("WHARF_KAFKA_ADVERTISED_HOST", "kafka.example.com"),
+            ("WHARF_KAFKA_ADVERTISED_PORT", "9093"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+        let main = &c.kafka.listeners()[0];
+        assert_eq!(
+            kafka_accepts(main, &c.kafka),
+            "SASL_SSL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; client certificates required; \
+             advertised as kafka.example.com:9093"
+        );
+        let plain = KafkaListener {
+            authentication: KafkaAuthentication::None,
+            tls: false,
+            advertised_host: None,
+            advertised_port: None,
+            ..main.clone()
+        };
+        assert_eq!(
+            kafka_accepts(&plain, &c.kafka),
+            "PLAINTEXT; no authentication"
+        );
+        assert_eq!(native_accepts(false, None), "plain TCP; login required");
+        let tls = TlsSettings {
+            cert_file: "/c.pem".into(),
+            key_file: "/k.pem".into(),
+            client_ca_file: None,
+        };
+        assert_eq!(native_accepts(true, Some(&tls)), "TLS; login required");
+        // A plain listener beside a TLS one says plain.
+        assert_eq!(
+            native_accepts(false, Some(&tls)),
+            "plain TCP; login required"
+        );
+    }
+}

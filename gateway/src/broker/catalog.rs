@@ -341,7 +341,7 @@ impl Broker {
 
     // ----- Kafka names -----
 
-    fn locate(&self, name: &str) -> Location {
+    pub(super) fn locate(&self, name: &str) -> Location {
         names::locate(
             &self.default_stream,
             |s| self.store.stream(Ident::Name(s)).is_ok(),

@@ -1,6 +1,7 @@
 //! Who is connected and who they are, for both doors: the connected clients, users and their
-//! personal access tokens, logins. Password checks (Argon2, in bounded slots: [`super::logins`])
-//! and changes to the users document run on the blocking pool.
+//! personal access tokens, logins (native, and SASL PLAIN and SCRAM for the Kafka door, all
+//! through the one limiter of failed logins). Password checks (Argon2 or PBKDF2, in bounded
+//! slots: [`super::logins`]) and changes to the users document run on the blocking pool.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -8,10 +9,62 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::logins::SlotStats;
+use super::scram::{self, ClientFirst, ScramCredential, ScramError, ScramExchange, ScramMechanism};
+use super::users::PasswordSecrets;
 use super::users::{
     validate_password, validate_username, PersonalAccessToken, UserStatus, ROOT_USER_ID,
 };
-use super::{Broker, BrokerError, ClientInfo, Permissions, User, Users};
+use super::{Broker, BrokerError, ClientInfo, LogThrottle, Permissions, User, Users};
+
+/// Fewest and most PBKDF2 iterations of a credential set by a client (Kafka's bounds in
+/// AlterUserScramCredentials).
+pub const MIN_CLIENT_ITERATIONS: u32 = 4096;
+pub const MAX_CLIENT_ITERATIONS: u32 = 16384;
+
+/// A SASL authentication that succeeded.
+#[derive(Debug, Clone)]
+pub struct SaslLogin {
+    pub user: User,
+    /// When the personal access token used as the password expires (µs since the epoch), if
+    /// one was used and it expires: the session must end by then.
+    pub token_expiry_us: Option<u64>,
+}
+
+/// Why AlterUserScramCredentials refused an upsertion.
+#[derive(Debug, thiserror::Error)]
+pub enum ScramChangeError {
+    #[error(
+        "iterations must be between {MIN_CLIENT_ITERATIONS} and {MAX_CLIENT_ITERATIONS}, not {0}"
+    )]
+    Iterations(i32),
+    #[error("the salt must have 1..={max} bytes, not {0}", max = scram::MAX_SALT_LEN)]
+    Salt(usize),
+    #[error("the salted password has {0} bytes, not the mechanism's hash size")]
+    SaltedPassword(usize),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Failed SASL authentications are logged at most once per this interval (with a count of the
+/// lines left out), so a flood of wrong passwords cannot fill the log; the limiter reports
+/// per address as well.
+const SASL_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn log_sasl_failure(mechanism: &str, username: &str, peer: IpAddr, reason: &str) {
+    static FAILURES: LogThrottle = LogThrottle::new(SASL_FAILURE_LOG_INTERVAL);
+    let Some(left_out) = FAILURES.admit(std::time::Instant::now()) else {
+        return;
+    };
+    // The name as the client sent it, bounded: it may be anything.
+    let shown: String = username.chars().take(64).collect();
+    tracing::warn!(
+        principal = %format!("User:{shown}"),
+        mechanism,
+        %peer,
+        left_out,
+        "kafka SASL authentication failed: {reason} ({left_out} more failures since the last line)"
+    );
+}
 
 /// Who a request comes from, as authorization sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,37 +155,212 @@ impl Broker {
         password: &str,
         peer: IpAddr,
     ) -> Result<User, BrokerError> {
-        let attempt = match self
-            .logins
-            .limiter
-            .attempt(Instant::now(), peer, Some(username))
-        {
-            Ok(a) => a,
+        let attempt = self.admit(peer, Some(username)).await?;
+        let user = self.users.find_by_name(username);
+        if self.password_matches(user.as_ref(), password).await {
+            if let Some(user) = user {
+                attempt.succeeded(Instant::now());
+                return Ok(user);
+            }
+        }
+        // The slot is free again: the delay holds nothing but this login.
+        let delay = attempt.failed(Instant::now());
+        tokio::time::sleep(delay).await;
+        Err(BrokerError::InvalidCredentials)
+    }
+
+    /// Admits a login attempt from `peer` for `username`, or waits as long as a checked wrong
+    /// password would have taken and refuses it.
+    async fn admit(
+        &self,
+        peer: IpAddr,
+        username: Option<&str>,
+    ) -> Result<super::logins::Attempt<'_>, BrokerError> {
+        match self.logins.limiter.attempt(Instant::now(), peer, username) {
+            Ok(a) => Ok(a),
             Err(delay) => {
-                // As long as a checked wrong password would have taken.
                 let check = self.logins.slots.typical_duration();
                 tokio::time::sleep(delay + check).await;
-                return Err(BrokerError::InvalidCredentials);
+                Err(BrokerError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// True when `password` is `user`'s: checked against the Argon2 hash, or for a user created
+    /// from Kafka (no hash) against a SCRAM credential (PBKDF2, in a slot too). An unknown user,
+    /// or one without either, is checked against the dummy hash, at the same cost.
+    async fn password_matches(&self, user: Option<&User>, password: &str) -> bool {
+        let scram_only = user
+            .filter(|u| u.password_hash.is_empty())
+            .and_then(|u| u.scram.iter().next_back())
+            .map(|(m, c)| (*m, c.clone()));
+        let matches = match scram_only {
+            Some((m, credential)) => {
+                let password = password.to_string();
+                self.logins
+                    .slots
+                    .compute(move || Ok(credential.matches_password(m, &password)))
+                    .await
+                    .and_then(|r| r)
+            }
+            None => {
+                let hash = user
+                    .map(|u| u.password_hash.as_str())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or(self.logins.dummy_hash.as_str());
+                self.logins.slots.verify(password, hash).await
             }
         };
-        let user = self.users.find_by_name(username);
-        let hash = user.as_ref().map_or(self.logins.dummy_hash.as_str(), |u| {
-            u.password_hash.as_str()
-        });
-        let matches = self.logins.slots.verify(password, hash).await;
-        match (user, matches) {
-            (Some(user), Ok(true)) => {
-                attempt.succeeded(Instant::now());
-                Ok(user)
-            }
-            (_, matches) => {
-                if let Err(e) = matches {
-                    tracing::warn!("cannot check a password: {e}");
+        matches.unwrap_or_else(|e| {
+            tracing::warn!("cannot check a password: {e}");
+            false
+        }) && user.is_some()
+    }
+
+    /// SASL/PLAIN on the Kafka door: `username` with `password`, which may also be one of the
+    /// user's personal access tokens; `authzid` must be empty or the username. Counts in the
+    /// login limiter like a native login. Logs the outcome with the peer.
+    pub async fn authenticate_plain(
+        &self,
+        authzid: &str,
+        username: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<SaslLogin, BrokerError> {
+        let attempt = self.admit(peer, Some(username)).await?;
+        let result = if !authzid.is_empty() && authzid != username {
+            Err(BrokerError::InvalidCredentials)
+        } else {
+            match self.users.authenticate_token_expiring(password) {
+                Ok((user, expiry)) if user.username == username => Ok(SaslLogin {
+                    user,
+                    token_expiry_us: expiry,
+                }),
+                _ => {
+                    let user = self.users.find_by_name(username);
+                    if self.password_matches(user.as_ref(), password).await {
+                        user.map(|user| SaslLogin {
+                            user,
+                            token_expiry_us: None,
+                        })
+                        .ok_or(BrokerError::InvalidCredentials)
+                    } else {
+                        Err(BrokerError::InvalidCredentials)
+                    }
                 }
-                // The slot is free again: the delay holds nothing but this login.
+            }
+        };
+        self.finish_sasl(attempt, result, "PLAIN", username, peer)
+            .await
+    }
+
+    /// Starts a SCRAM exchange on the Kafka door: parses the client's first message and answers
+    /// with the user's salt and iterations. A user without a credential for `mechanism` (or
+    /// unknown) gets a stand-in that fails only at [`Broker::scram_finish`]. A malformed
+    /// message is a failed login of `peer`.
+    pub async fn scram_start(
+        &self,
+        mechanism: ScramMechanism,
+        client_first: &[u8],
+        peer: IpAddr,
+    ) -> Result<ScramExchange, ScramError> {
+        let first: ClientFirst = match scram::parse_client_first(client_first) {
+            Ok(f) => f,
+            Err(e) => {
+                if let Ok(attempt) = self.admit(peer, None).await {
+                    let delay = attempt.failed(Instant::now());
+                    tokio::time::sleep(delay).await;
+                }
+                return Err(e);
+            }
+        };
+        let credential = self
+            .users
+            .find_by_name(&first.username)
+            .and_then(|u| u.scram.get(&mechanism).cloned())
+            .unwrap_or_else(|| {
+                ScramCredential::stand_in(
+                    mechanism,
+                    &self.logins.scram_secret,
+                    &first.username,
+                    self.logins.settings.scram_iterations,
+                )
+            });
+        Ok(ScramExchange::new(mechanism, first, credential))
+    }
+
+    /// Ends a SCRAM exchange with the client's final message: the proof is checked (counted in
+    /// the login limiter like a password) and the user must still have the credential the
+    /// exchange began with. Returns the user and `server-final-message`.
+    pub async fn scram_finish(
+        &self,
+        exchange: &ScramExchange,
+        client_final: &[u8],
+        peer: IpAddr,
+    ) -> Result<(SaslLogin, Vec<u8>), BrokerError> {
+        let username = exchange.username().to_string();
+        let attempt = self.admit(peer, Some(&username)).await?;
+        let mechanism = exchange.mechanism();
+        let result = exchange
+            .finish(client_final)
+            .map_err(|_| BrokerError::InvalidCredentials)
+            .and_then(|server_final| {
+                let user = self
+                    .users
+                    .find_by_name(&username)
+                    .ok_or(BrokerError::InvalidCredentials)?;
+                if !user.scram.get(&mechanism).is_some_and(|c| exchange.uses(c)) {
+                    return Err(BrokerError::InvalidCredentials);
+                }
+                Ok((user, server_final))
+            });
+        let (result, server_final) = match result {
+            Ok((user, server_final)) => (
+                Ok(SaslLogin {
+                    user,
+                    token_expiry_us: None,
+                }),
+                server_final,
+            ),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let login = self
+            .finish_sasl(attempt, result, mechanism.name(), &username, peer)
+            .await?;
+        Ok((login, server_final))
+    }
+
+    /// Reports a SASL attempt's outcome to the limiter and the log; an inactive user's right
+    /// password is a success for the limiter and a refusal for the client.
+    async fn finish_sasl(
+        &self,
+        attempt: super::logins::Attempt<'_>,
+        result: Result<SaslLogin, BrokerError>,
+        mechanism: &str,
+        username: &str,
+        peer: IpAddr,
+    ) -> Result<SaslLogin, BrokerError> {
+        match result {
+            Ok(login) => {
+                attempt.succeeded(Instant::now());
+                if login.user.status != UserStatus::Active {
+                    log_sasl_failure(mechanism, username, peer, "user is inactive");
+                    return Err(BrokerError::UserInactive);
+                }
+                tracing::info!(
+                    principal = %format!("User:{}", login.user.username),
+                    mechanism,
+                    %peer,
+                    token = login.token_expiry_us.is_some(),
+                    "kafka SASL authentication succeeded"
+                );
+                Ok(login)
+            }
+            Err(e) => {
                 let delay = attempt.failed(Instant::now());
+                log_sasl_failure(mechanism, username, peer, "invalid credentials");
                 tokio::time::sleep(delay).await;
-                Err(BrokerError::InvalidCredentials)
+                Err(e)
             }
         }
     }
@@ -168,7 +396,7 @@ impl Broker {
         let still_current = || {
             self.users
                 .get(user.id)
-                .is_some_and(|u| u.password_hash == user.password_hash)
+                .is_some_and(|u| u.same_secrets(user))
         };
         if self.clients.log_in_if(client_id, user.id, still_current) {
             Ok(())
@@ -192,9 +420,9 @@ impl Broker {
     ) -> Result<User, BrokerError> {
         validate_username(username)?;
         validate_password(password)?;
-        let hash = self.logins.slots.hash(password).await?;
+        let secrets = self.password_secrets(password).await?;
         let username = username.to_string();
-        self.change_users(move |users| users.create(&username, hash, status, permissions))
+        self.change_users(move |users| users.create(&username, secrets, status, permissions))
             .await
     }
 
@@ -217,11 +445,13 @@ impl Broker {
             .get(user_id)
             .ok_or_else(|| BrokerError::UserNotFound(user_id.to_string()))?;
         let user = self.check_password(&user.username, current, peer).await?;
-        let hash = self.logins.slots.hash(new).await?;
+        let secrets = self.password_secrets(new).await?;
         let end_sessions = self.logins.settings.end_sessions_on_password_change;
-        let verified = user.password_hash.clone();
+        let verified = user.clone();
         let revoked = self
-            .change_users(move |users| users.set_password(user_id, &verified, hash, end_sessions))
+            .change_users(move |users| {
+                users.set_password(user_id, &verified, secrets, end_sessions)
+            })
             .await?;
         if end_sessions {
             // After the change is durable and visible: a racing login checks the hash under the
@@ -235,6 +465,56 @@ impl Broker {
             );
         }
         Ok(())
+    }
+
+    /// The Argon2 hash and SCRAM credentials to store for `password` (in a password slot).
+    async fn password_secrets(&self, password: &str) -> Result<PasswordSecrets, BrokerError> {
+        self.logins
+            .slots
+            .secrets(password, self.logins.settings.scram_iterations)
+            .await
+    }
+
+    /// AlterUserScramCredentials: sets user `name`'s credential for `mechanism` from the salted
+    /// password a client computed (only StoredKey and ServerKey are kept), creating the user
+    /// when none has that name. `iterations` must be within Kafka's 4096..=16384.
+    pub async fn upsert_scram_credential(
+        &self,
+        name: &str,
+        mechanism: ScramMechanism,
+        salt: Vec<u8>,
+        salted_password: Vec<u8>,
+        iterations: i32,
+    ) -> Result<User, ScramChangeError> {
+        let iterations = u32::try_from(iterations)
+            .ok()
+            .filter(|i| (MIN_CLIENT_ITERATIONS..=MAX_CLIENT_ITERATIONS).contains(i))
+            .ok_or(ScramChangeError::Iterations(iterations))?;
+        if salt.is_empty() || salt.len() > scram::MAX_SALT_LEN {
+            return Err(ScramChangeError::Salt(salt.len()));
+        }
+        if salted_password.len() != mechanism.output_len() {
+            return Err(ScramChangeError::SaltedPassword(salted_password.len()));
+        }
+        let credential =
+            ScramCredential::from_salted_password(mechanism, salt, &salted_password, iterations);
+        let name = name.to_string();
+        let user = self
+            .change_users(move |users| users.upsert_scram(&name, mechanism, credential))
+            .await?;
+        tracing::info!(user = %user.username, %mechanism, "SCRAM credential set");
+        Ok(user)
+    }
+
+    /// AlterUserScramCredentials: removes user `name`'s credential for `mechanism`.
+    pub async fn delete_scram_credential(
+        &self,
+        name: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<(), BrokerError> {
+        let name = name.to_string();
+        self.change_users(move |users| users.delete_scram(&name, mechanism))
+            .await
     }
 
     /// What the password slots have done (for tests and diagnostics).

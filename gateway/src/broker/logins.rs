@@ -18,6 +18,8 @@ use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::scram::{ScramCredential, ScramMechanism};
+use super::users::PasswordSecrets;
 use super::BrokerError;
 use crate::server::limits::address_key;
 
@@ -127,6 +129,21 @@ fn hash_in(password: &[u8], memory: &mut Vec<Block>) -> Result<String, BrokerErr
     let mut phc = new_hash_phc(&salt, None)?;
     phc.hash = Some(compute(password, &phc, memory)?);
     Ok(phc.to_string())
+}
+
+/// The Argon2 hash and the SCRAM credentials of `password`.
+fn secrets_in(
+    password: &str,
+    scram_iterations: u32,
+    memory: &mut Vec<Block>,
+) -> Result<PasswordSecrets, BrokerError> {
+    Ok(PasswordSecrets {
+        hash: hash_in(password.as_bytes(), memory)?,
+        scram: ScramMechanism::ALL
+            .into_iter()
+            .map(|m| (m, ScramCredential::derive(m, password, scram_iterations)))
+            .collect(),
+    })
 }
 
 /// A hash no password matches, with the parameters of every new hash: an unknown user's login
@@ -239,6 +256,47 @@ impl PasswordSlots {
         let password = password.to_string();
         self.run(move |memory| hash_in(password.as_bytes(), memory))
             .await
+    }
+
+    /// What setting `password` stores: a new Argon2 hash and SCRAM-SHA-256/512 credentials
+    /// with `scram_iterations`, all computed in one slot.
+    pub async fn secrets(
+        &self,
+        password: &str,
+        scram_iterations: u32,
+    ) -> Result<PasswordSecrets, BrokerError> {
+        let password = password.to_string();
+        self.run(move |memory| secrets_in(&password, scram_iterations, memory))
+            .await
+    }
+
+    /// Runs `work` (PBKDF2 for SCRAM, which needs no Argon2 buffer) in a slot on the blocking
+    /// pool: password work of every kind shares the one bound.
+    pub async fn compute<T, F>(&self, work: F) -> Result<T, BrokerError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| BrokerError::Internal("password slots closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            work()
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("blocking task failed: {e}")))
+    }
+
+    /// [`PasswordSlots::secrets`] on this thread; see [`PasswordSlots::verify_now`].
+    pub fn secrets_now(
+        &self,
+        password: &str,
+        scram_iterations: u32,
+    ) -> Result<PasswordSecrets, BrokerError> {
+        self.shared
+            .with_memory(|memory| secrets_in(password, scram_iterations, memory))
     }
 
     /// [`PasswordSlots::verify`] on this thread, without waiting for a slot: only for the
@@ -739,6 +797,9 @@ pub struct Logins {
     pub limiter: LoginLimiter,
     /// Checked for unknown users (see [`dummy_hash`]).
     pub dummy_hash: String,
+    /// Random per process: the SCRAM salts shown for users without a credential are derived
+    /// from it (see [`ScramCredential::stand_in`]).
+    pub scram_secret: [u8; 32],
 }
 
 impl Logins {
@@ -747,6 +808,7 @@ impl Logins {
             slots: PasswordSlots::new(settings.password_verifications),
             limiter: LoginLimiter::new(settings.clone()),
             dummy_hash: dummy_hash()?,
+            scram_secret: rand::random(),
             settings,
         })
     }

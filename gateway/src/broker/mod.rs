@@ -9,6 +9,7 @@
 //! Disk work never runs on the runtime's worker threads: every call that may touch a file hands
 //! it to the blocking pool ([`Broker::blocking`]), as partition appends already do.
 
+pub mod acl;
 pub mod catalog;
 pub mod clients;
 pub mod consume;
@@ -22,6 +23,7 @@ pub mod names;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
+pub mod scram;
 pub mod translate;
 pub mod users;
 
@@ -119,6 +121,11 @@ pub enum BrokerError {
     InvalidToken,
     #[error("personal access token '{0}' has expired")]
     TokenExpired(String),
+    #[error("user '{user}' has no {mechanism} credential")]
+    NoScramCredential {
+        user: String,
+        mechanism: &'static str,
+    },
     #[error("personal access token '{0}' already exists")]
     TokenExists(String),
     #[error("personal access token '{0}' not found")]
@@ -344,6 +351,7 @@ impl Broker {
             &settings.root_username,
             &settings.root_password,
             &logins.slots,
+            logins.settings.scram_iterations,
         )?;
         let groups = ConsumerGroups::open(data_dir)?;
         let producers = Producers::open(data_dir)?;
@@ -389,27 +397,21 @@ impl Broker {
             .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
     }
 
-    /// Fails unless `user` may do `action`.
-    pub fn authorize(&self, user: &User, action: Action) -> Result<(), BrokerError> {
-        if user.permissions().allows(action) {
-            Ok(())
-        } else {
-            Err(BrokerError::Unauthorized)
-        }
-    }
-
-    /// Fails unless `principal` may do `action` (the user's rights as they are now; a user
-    /// deleted since the session began may do nothing).
-    pub fn authorize_principal(
-        &self,
-        principal: &Principal,
-        action: Action,
-    ) -> Result<(), BrokerError> {
+    /// The one authorization function of both doors: fails unless `principal` may do
+    /// `action`. A user's rights are read as they are now, so a change of permissions applies
+    /// to the next request; a user deleted or deactivated since the session began may do
+    /// nothing. Kafka's operations reach it through [`acl`]'s mapping.
+    pub fn authorize(&self, principal: &Principal, action: Action<'_>) -> Result<(), BrokerError> {
         match principal {
             Principal::Anonymous => Ok(()),
             Principal::User(id) => match self.user(*id) {
-                Some(user) => self.authorize(&user, action),
-                None => Err(BrokerError::Unauthorized),
+                Some(user)
+                    if user.status == users::UserStatus::Active
+                        && user.permissions().allows(action) =>
+                {
+                    Ok(())
+                }
+                _ => Err(BrokerError::Unauthorized),
             },
         }
     }

@@ -1,8 +1,9 @@
 //! Users, their permissions and personal access tokens.
 //!
-//! Passwords are kept only as Argon2id hashes (PHC strings); tokens only as SHA-256 digests, so
-//! a token can be looked up on login without being stored. The whole set is one document in the
-//! data directory, written crash-safely on every change.
+//! Passwords are kept only as Argon2id hashes (PHC strings) and salted SCRAM credentials (for
+//! SASL on the Kafka door); tokens only as SHA-256 digests, so a token can be looked up on login
+//! without being stored. The whole set is one document in the data directory, written
+//! crash-safely on every change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use wharf_log_store::{read_durable, write_durable};
 
 use super::logins::PasswordSlots;
+use super::scram::{ScramCredential, ScramMechanism};
 use super::{now_us, BrokerError};
 
 /// The root user's id; it always exists and cannot be deleted or restricted.
@@ -76,16 +78,89 @@ pub struct TopicPermissions {
     pub send_messages: bool,
 }
 
+/// The names a group or transactional-id grant covers: one name (`*` is every name, as in
+/// Kafka's LITERAL wildcard) or every name with a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NamePattern {
+    Literal(String),
+    Prefixed(String),
+}
+
+impl NamePattern {
+    /// The wildcard: every name.
+    pub fn any() -> NamePattern {
+        NamePattern::Literal("*".into())
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Literal(l) => l == "*" || l == name,
+            NamePattern::Prefixed(p) => name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// Rights on the Kafka consumer groups a pattern names. Reading (joining, committing) and
+/// deleting imply describing, as in Kafka. Global rights imply some too (see
+/// [`Permissions::allows`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPermissions {
+    pub read: bool,
+    pub describe: bool,
+    pub delete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupGrant {
+    pub pattern: NamePattern,
+    pub rights: GroupPermissions,
+}
+
+/// Rights on the Kafka transactional ids a pattern names. Writing implies describing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionalIdPermissions {
+    pub write: bool,
+    pub describe: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionalIdGrant {
+    pub pattern: NamePattern,
+    pub rights: TransactionalIdPermissions,
+}
+
+/// A user's rights: Iggy's (global, per stream, per topic) and the Kafka resource kinds Iggy
+/// has no word for (consumer groups, transactional ids). The native wire format carries only
+/// Iggy's part; documents written before the Kafka kinds existed load with none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {
     pub global: GlobalPermissions,
     pub streams: BTreeMap<u32, StreamPermissions>,
+    #[serde(default)]
+    pub groups: Vec<GroupGrant>,
+    #[serde(default)]
+    pub transactional_ids: Vec<TransactionalIdGrant>,
+}
+
+/// A right on a Kafka consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRight {
+    Read,
+    Describe,
+    Delete,
+}
+
+/// A right on a Kafka transactional id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionalIdRight {
+    Write,
+    Describe,
 }
 
 /// What a user may do. Broader rights imply narrower ones: managing implies reading, reading a
 /// stream implies reading its topics and polling them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<'a> {
     ReadServers,
     ManageServers,
     ReadUsers,
@@ -96,14 +171,44 @@ pub enum Action {
     ManageStream(u32),
     ReadTopic(u32, u32),
     ManageTopic(u32, u32),
+    /// Seeing that a topic exists and where it is (Kafka's Describe): implied by any right on
+    /// it, as Kafka's READ, WRITE, DELETE and ALTER imply DESCRIBE.
+    DescribeTopic(u32, u32),
     /// Creating topics in a stream.
     CreateTopic(u32),
     Poll(u32, u32),
     Send(u32, u32),
+    /// An idempotent producer id: implied by sending to any topic (KIP-679).
+    IdempotentWrite,
+    Group(GroupRight, &'a str),
+    TransactionalId(TransactionalIdRight, &'a str),
 }
 
 impl Permissions {
-    pub fn allows(&self, action: Action) -> bool {
+    /// Every right (the root user's).
+    pub fn all() -> Permissions {
+        Permissions {
+            global: GlobalPermissions::all(),
+            streams: BTreeMap::new(),
+            groups: vec![GroupGrant {
+                pattern: NamePattern::any(),
+                rights: GroupPermissions {
+                    read: true,
+                    describe: true,
+                    delete: true,
+                },
+            }],
+            transactional_ids: vec![TransactionalIdGrant {
+                pattern: NamePattern::any(),
+                rights: TransactionalIdPermissions {
+                    write: true,
+                    describe: true,
+                },
+            }],
+        }
+    }
+
+    pub fn allows(&self, action: Action<'_>) -> bool {
         let g = &self.global;
         let s = |id: u32| self.streams.get(&id);
         let t = |sid: u32, tid: u32| s(sid).and_then(|p| p.topics.get(&tid));
@@ -143,6 +248,11 @@ impl Permissions {
                     || s(sid).is_some_and(|p| p.manage_stream || p.manage_topics)
                     || t(sid, tid).is_some_and(|p| p.manage_topic)
             }
+            Action::DescribeTopic(sid, tid) => {
+                self.allows(Action::ReadTopic(sid, tid))
+                    || self.allows(Action::Poll(sid, tid))
+                    || self.allows(Action::Send(sid, tid))
+            }
             Action::Poll(sid, tid) => {
                 g.poll_messages
                     || g.read_streams
@@ -157,7 +267,54 @@ impl Permissions {
                     || s(sid).is_some_and(|p| p.send_messages || p.manage_stream)
                     || t(sid, tid).is_some_and(|p| p.send_messages || p.manage_topic)
             }
+            Action::IdempotentWrite => {
+                g.send_messages
+                    || g.manage_streams
+                    || self.streams.values().any(|p| {
+                        p.send_messages
+                            || p.manage_stream
+                            || p.topics.values().any(|t| t.send_messages || t.manage_topic)
+                    })
+            }
+            // Iggy's own consumer groups need only the right to poll: who may poll every
+            // topic may use (read, describe) every group; who manages every stream may also
+            // delete them.
+            Action::Group(GroupRight::Read | GroupRight::Describe, _)
+                if g.poll_messages || g.read_streams || g.manage_streams =>
+            {
+                true
+            }
+            Action::Group(GroupRight::Delete, _) if g.manage_streams => true,
+            Action::Group(right, name) => self
+                .groups
+                .iter()
+                .filter(|grant| grant.pattern.matches(name))
+                .any(|grant| {
+                    let r = &grant.rights;
+                    match right {
+                        GroupRight::Read => r.read,
+                        GroupRight::Delete => r.delete,
+                        GroupRight::Describe => r.describe || r.read || r.delete,
+                    }
+                }),
+            Action::TransactionalId(right, name) => self
+                .transactional_ids
+                .iter()
+                .filter(|grant| grant.pattern.matches(name))
+                .any(|grant| {
+                    let r = &grant.rights;
+                    match right {
+                        TransactionalIdRight::Write => r.write,
+                        TransactionalIdRight::Describe => r.describe || r.write,
+                    }
+                }),
         }
+    }
+
+    /// Whether this holds any group or transactional-id grant (what the native wire format
+    /// cannot carry).
+    pub fn has_kafka_grants(&self) -> bool {
+        !self.groups.is_empty() || !self.transactional_ids.is_empty()
     }
 }
 
@@ -165,19 +322,34 @@ impl Permissions {
 pub struct User {
     pub id: u32,
     pub username: String,
+    /// The Argon2 PHC string; empty for a user created from Kafka (AlterUserScramCredentials),
+    /// whose password is checked against its SCRAM credentials.
     pub password_hash: String,
     pub status: UserStatus,
     pub permissions: Option<Permissions>,
     pub created_at: u64,
+    /// Salted SCRAM credentials per mechanism (absent in documents written before SASL).
+    #[serde(default)]
+    pub scram: BTreeMap<ScramMechanism, ScramCredential>,
+}
+
+/// What setting a password stores: its Argon2 hash and SCRAM credentials derived from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordSecrets {
+    pub hash: String,
+    pub scram: BTreeMap<ScramMechanism, ScramCredential>,
 }
 
 impl User {
+    /// True when `other` (an earlier copy of this user) still has this user's password and
+    /// credentials: a check made against `other` is not stale.
+    pub fn same_secrets(&self, other: &User) -> bool {
+        self.password_hash == other.password_hash && self.scram == other.scram
+    }
+
     pub fn permissions(&self) -> Permissions {
         if self.id == ROOT_USER_ID {
-            return Permissions {
-                global: GlobalPermissions::all(),
-                streams: BTreeMap::new(),
-            };
+            return Permissions::all();
         }
         self.permissions.clone().unwrap_or_default()
     }
@@ -234,12 +406,13 @@ pub fn validate_password(password: &str) -> Result<(), BrokerError> {
 
 impl Users {
     /// Opens the directory in `data_dir`, creating the root user on first start (its password
-    /// hashed in one of `slots`' buffers).
+    /// hashed in one of `slots`' buffers, its SCRAM credentials derived with `scram_iterations`).
     pub fn open(
         data_dir: &Path,
         root_username: &str,
         root_password: &str,
         slots: &PasswordSlots,
+        scram_iterations: u32,
     ) -> Result<Users, BrokerError> {
         let path = data_dir.join("users");
         let doc = match read_durable(&path)? {
@@ -253,13 +426,15 @@ impl Users {
             changes: parking_lot::Mutex::new(()),
         };
         if users.doc.read().users.is_empty() {
+            let secrets = slots.secrets_now(root_password, scram_iterations)?;
             let root = User {
                 id: ROOT_USER_ID,
                 username: root_username.to_string(),
-                password_hash: slots.hash_now(root_password)?,
+                password_hash: secrets.hash,
                 status: UserStatus::Active,
                 permissions: None,
                 created_at: now_us(),
+                scram: secrets.scram,
             };
             let mut doc = users.doc.write();
             doc.users.insert(ROOT_USER_ID, root);
@@ -296,6 +471,16 @@ impl Users {
     }
 
     pub fn authenticate_token(&self, token: &str) -> Result<User, BrokerError> {
+        self.authenticate_token_expiring(token)
+            .map(|(user, _)| user)
+    }
+
+    /// [`Users::authenticate_token`], with the token's expiry (µs since the epoch; `None`:
+    /// never).
+    pub fn authenticate_token_expiring(
+        &self,
+        token: &str,
+    ) -> Result<(User, Option<u64>), BrokerError> {
         let digest = token_digest(token);
         let doc = self.doc.read();
         let pat = doc
@@ -314,7 +499,7 @@ impl Users {
         if user.status != UserStatus::Active {
             return Err(BrokerError::UserInactive);
         }
-        Ok(user)
+        Ok((user, pat.expiry_at))
     }
 
     pub fn get(&self, id: u32) -> Option<User> {
@@ -334,12 +519,12 @@ impl Users {
         self.doc.read().users.values().cloned().collect()
     }
 
-    /// Creates a user whose password has the hash `password_hash` (the password was checked
-    /// with [`validate_password`] before it was hashed).
+    /// Creates a user whose password has the `secrets` (the password was checked with
+    /// [`validate_password`] before they were derived).
     pub fn create(
         &self,
         username: &str,
-        password_hash: String,
+        secrets: PasswordSecrets,
         status: UserStatus,
         permissions: Option<Permissions>,
     ) -> Result<User, BrokerError> {
@@ -353,10 +538,11 @@ impl Users {
             let user = User {
                 id,
                 username: username.to_string(),
-                password_hash,
+                password_hash: secrets.hash,
                 status,
                 permissions,
                 created_at: now_us(),
+                scram: secrets.scram,
             };
             doc.users.insert(id, user.clone());
             Ok(user)
@@ -400,6 +586,38 @@ impl Users {
         id: u32,
         permissions: Option<Permissions>,
     ) -> Result<(), BrokerError> {
+        self.change_permissions(id, |p| *p = permissions)
+    }
+
+    /// Replaces user `id`'s Iggy permissions (global, streams, topics) as the native door's
+    /// UpdatePermissions carries them, keeping the group and transactional-id grants its wire
+    /// format has no room for.
+    pub fn set_native_permissions(
+        &self,
+        id: u32,
+        permissions: Option<Permissions>,
+    ) -> Result<(), BrokerError> {
+        self.change_permissions(id, |current| {
+            let kept = current.take().filter(Permissions::has_kafka_grants);
+            *current = match (permissions, kept) {
+                (new, None) => new,
+                (new, Some(old)) => {
+                    let mut p = new.unwrap_or_default();
+                    p.groups = old.groups;
+                    p.transactional_ids = old.transactional_ids;
+                    Some(p)
+                }
+            };
+        })
+    }
+
+    /// Applies `change` to user `id`'s permissions in one durable change (the root user's
+    /// cannot change).
+    pub fn change_permissions<T>(
+        &self,
+        id: u32,
+        change: impl FnOnce(&mut Option<Permissions>) -> T,
+    ) -> Result<T, BrokerError> {
         if id == ROOT_USER_ID {
             return Err(BrokerError::CannotChangeRoot);
         }
@@ -408,20 +626,43 @@ impl Users {
                 .users
                 .get_mut(&id)
                 .ok_or(BrokerError::UserNotFound(id.to_string()))?;
-            user.permissions = permissions;
-            Ok(())
+            Ok(change(&mut user.permissions))
         })
     }
 
-    /// Replaces user `id`'s password hash `verified` (the one the current password was checked
-    /// against) with `new`, and with `revoke_tokens` deletes all the user's personal access
-    /// tokens in the same durable change; returns how many were deleted. If the hash changed in
-    /// the meantime, the check was against a stale password and nothing changes.
+    /// Applies `change` to every user's permissions but the root's in one durable change
+    /// (Kafka's CreateAcls and DeleteAcls change several users at once).
+    pub fn change_all_permissions<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<u32, (String, Option<Permissions>)>) -> T,
+    ) -> Result<T, BrokerError> {
+        self.change(|doc| {
+            let mut all: BTreeMap<u32, (String, Option<Permissions>)> = doc
+                .users
+                .values()
+                .filter(|u| u.id != ROOT_USER_ID)
+                .map(|u| (u.id, (u.username.clone(), u.permissions.clone())))
+                .collect();
+            let out = change(&mut all);
+            for (id, (_, p)) in all {
+                if let Some(u) = doc.users.get_mut(&id) {
+                    u.permissions = p;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Replaces user `id`'s password secrets, as they were in `verified` (the copy the current
+    /// password was checked against), with `new`, and with `revoke_tokens` deletes all the
+    /// user's personal access tokens in the same durable change; returns how many were deleted.
+    /// If the secrets changed in the meantime, the check was against a stale password and
+    /// nothing changes.
     pub fn set_password(
         &self,
         id: u32,
-        verified: &str,
-        new: String,
+        verified: &User,
+        new: PasswordSecrets,
         revoke_tokens: bool,
     ) -> Result<usize, BrokerError> {
         self.change(|doc| {
@@ -429,15 +670,62 @@ impl Users {
                 .users
                 .get_mut(&id)
                 .ok_or(BrokerError::UserNotFound(id.to_string()))?;
-            if user.password_hash != verified {
+            if !user.same_secrets(verified) {
                 return Err(BrokerError::InvalidCredentials);
             }
-            user.password_hash = new;
+            user.password_hash = new.hash;
+            user.scram = new.scram;
             let before = doc.tokens.len();
             if revoke_tokens {
                 doc.tokens.retain(|t| t.user_id != id);
             }
             Ok(before - doc.tokens.len())
+        })
+    }
+
+    /// Sets user `name`'s SCRAM `credential` for `mechanism` (AlterUserScramCredentials), creating
+    /// the user when none has that name: Active, without permissions or an Argon2 hash. Returns
+    /// the user.
+    pub fn upsert_scram(
+        &self,
+        name: &str,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    ) -> Result<User, BrokerError> {
+        validate_username(name)?;
+        self.change(|doc| {
+            if let Some(user) = doc.users.values_mut().find(|u| u.username == name) {
+                user.scram.insert(mechanism, credential);
+                return Ok(user.clone());
+            }
+            let id = doc.next_user_id;
+            doc.next_user_id += 1;
+            let user = User {
+                id,
+                username: name.to_string(),
+                password_hash: String::new(),
+                status: UserStatus::Active,
+                permissions: None,
+                created_at: now_us(),
+                scram: BTreeMap::from([(mechanism, credential)]),
+            };
+            doc.users.insert(id, user.clone());
+            Ok(user)
+        })
+    }
+
+    /// Removes user `name`'s SCRAM credential for `mechanism`.
+    pub fn delete_scram(&self, name: &str, mechanism: ScramMechanism) -> Result<(), BrokerError> {
+        self.change(|doc| {
+            doc.users
+                .values_mut()
+                .find(|u| u.username == name)
+                .and_then(|u| u.scram.remove(&mechanism))
+                .map(drop)
+                .ok_or_else(|| BrokerError::NoScramCredential {
+                    user: name.to_string(),
+                    mechanism: mechanism.name(),
+                })
         })
     }
 
@@ -527,19 +815,24 @@ mod tests {
         let slots = PasswordSlots::new(1);
         let root_hash = |users: &Users| users.get(ROOT_USER_ID).unwrap().password_hash;
         {
-            let users = Users::open(dir.path(), "iggy", "iggy", &slots).unwrap();
+            let users = Users::open(dir.path(), "iggy", "iggy", &slots, 4096).unwrap();
             assert!(slots.verify_now("iggy", &root_hash(&users)).unwrap());
             assert!(!slots.verify_now("nope", &root_hash(&users)).unwrap());
             let u = users
                 .create(
                     "alice",
-                    slots.hash_now("secret").unwrap(),
+                    slots.secrets_now("secret", 4096).unwrap(),
                     UserStatus::Active,
                     None,
                 )
                 .unwrap();
             assert!(matches!(
-                users.create("alice", String::new(), UserStatus::Active, None),
+                users.create(
+                    "alice",
+                    slots.secrets_now("x", 4096).unwrap(),
+                    UserStatus::Active,
+                    None
+                ),
                 Err(BrokerError::UserExists(_))
             ));
             let token = users.create_token(u.id, "ci-token", None).unwrap();
@@ -556,7 +849,7 @@ mod tests {
                 "secrets stored in clear"
             );
         }
-        let users = Users::open(dir.path(), "iggy", "changed", &slots).unwrap();
+        let users = Users::open(dir.path(), "iggy", "changed", &slots, 4096).unwrap();
         assert!(
             slots.verify_now("iggy", &root_hash(&users)).unwrap(),
             "root password is set only on first start"
@@ -575,31 +868,119 @@ mod tests {
     fn a_password_change_revokes_tokens_only_against_the_checked_hash() {
         let dir = tempfile::tempdir().unwrap();
         let slots = PasswordSlots::new(1);
-        let users = Users::open(dir.path(), "iggy", "iggy", &slots).unwrap();
+        let users = Users::open(dir.path(), "iggy", "iggy", &slots, 4096).unwrap();
         let alice = users
             .create(
                 "alice",
-                slots.hash_now("old-pw").unwrap(),
+                slots.secrets_now("old-pw", 4096).unwrap(),
                 UserStatus::Active,
                 None,
             )
             .unwrap();
         let token = users.create_token(alice.id, "ci-token", None).unwrap();
-        let new = slots.hash_now("new-pw").unwrap();
+        let new = slots.secrets_now("new-pw", 4096).unwrap();
+        let mut stale = alice.clone();
+        stale.password_hash = "a stale hash".into();
         assert!(matches!(
-            users.set_password(alice.id, "a stale hash", new.clone(), true),
+            users.set_password(alice.id, &stale, new.clone(), true),
             Err(BrokerError::InvalidCredentials)
         ));
         assert_eq!(users.tokens(alice.id).len(), 1, "nothing changed");
-        assert_eq!(
-            users
-                .set_password(alice.id, &alice.password_hash, new, true)
-                .unwrap(),
-            1
-        );
+        assert_eq!(users.set_password(alice.id, &alice, new, true).unwrap(), 1);
         assert!(users.authenticate_token(&token).is_err());
         let stored = users.get(alice.id).unwrap().password_hash;
         assert!(slots.verify_now("new-pw", &stored).unwrap());
+    }
+
+    /// One identity: setting a password stores SCRAM credentials for both mechanisms beside
+    /// the Argon2 hash, never the password; a name unknown to AlterUserScramCredentials becomes
+    /// a user without permissions or hash; deleting a credential that is not there fails.
+    #[test]
+    fn scram_credentials_are_kept_per_mechanism_and_create_kafka_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = PasswordSlots::new(1);
+        let users = Users::open(dir.path(), "iggy", "root-pw", &slots, 4096).unwrap();
+        let root = users.get(ROOT_USER_ID).unwrap();
+        for m in ScramMechanism::ALL {
+            let c = &root.scram[&m];
+            assert_eq!(c.iterations, 4096);
+            assert!(c.matches_password(m, "root-pw"));
+        }
+        let cred = ScramCredential::derive(ScramMechanism::Sha512, "kpw", 8192);
+        let bob = users
+            .upsert_scram("bob", ScramMechanism::Sha512, cred.clone())
+            .unwrap();
+        assert_eq!(bob.status, UserStatus::Active);
+        assert!(bob.password_hash.is_empty() && bob.permissions.is_none());
+        assert_eq!(users.find_by_name("bob").unwrap().scram.len(), 1);
+        assert!(matches!(
+            users.delete_scram("bob", ScramMechanism::Sha256),
+            Err(BrokerError::NoScramCredential { .. })
+        ));
+        users.delete_scram("bob", ScramMechanism::Sha512).unwrap();
+        assert!(users.find_by_name("bob").unwrap().scram.is_empty());
+        // A users document written before SASL (no "scram" field) still loads.
+        drop(users);
+        let path = dir.path().join("users");
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&read_durable(&path).unwrap().unwrap()).unwrap();
+        for u in doc["users"].as_object_mut().unwrap().values_mut() {
+            u.as_object_mut().unwrap().remove("scram");
+        }
+        let old = serde_json::to_vec(&doc).unwrap();
+        assert!(!String::from_utf8_lossy(&old).contains("scram"));
+        write_durable(&path, &old).unwrap();
+        let users = Users::open(dir.path(), "iggy", "root-pw", &slots, 4096).unwrap();
+        assert!(users.get(ROOT_USER_ID).unwrap().scram.is_empty());
+        assert!(users.find_by_name("bob").is_some());
+    }
+
+    #[test]
+    fn kafka_grants_survive_native_permission_updates_and_old_documents_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = PasswordSlots::new(1);
+        let users = Users::open(dir.path(), "iggy", "iggy", &slots, 4096).unwrap();
+        let alice = users
+            .create(
+                "alice",
+                slots.secrets_now("pw1", 4096).unwrap(),
+                UserStatus::Active,
+                None,
+            )
+            .unwrap();
+        let grant = GroupGrant {
+            pattern: NamePattern::Prefixed("app-".into()),
+            rights: GroupPermissions {
+                read: true,
+                ..Default::default()
+            },
+        };
+        users
+            .change_permissions(alice.id, |p| {
+                p.get_or_insert_with(Permissions::default)
+                    .groups
+                    .push(grant.clone())
+            })
+            .unwrap();
+        // A native UpdatePermissions carries no group grants: they are kept.
+        let mut native = Permissions::default();
+        native.global.poll_messages = true;
+        users
+            .set_native_permissions(alice.id, Some(native))
+            .unwrap();
+        let p = users.get(alice.id).unwrap().permissions.unwrap();
+        assert!(p.global.poll_messages);
+        assert_eq!(p.groups, vec![grant.clone()]);
+        users.set_native_permissions(alice.id, None).unwrap();
+        let p = users.get(alice.id).unwrap().permissions.unwrap();
+        assert_eq!(p.global, GlobalPermissions::default());
+        assert_eq!(p.groups, vec![grant]);
+        // A document written before the Kafka kinds existed.
+        let old = r#"{"global":{"manage_servers":false,"read_servers":false,"manage_users":false,
+            "read_users":false,"manage_streams":false,"read_streams":true,"manage_topics":false,
+            "read_topics":false,"poll_messages":false,"send_messages":false},"streams":{}}"#;
+        let p: Permissions = serde_json::from_str(old).unwrap();
+        assert!(p.global.read_streams && p.groups.is_empty() && p.transactional_ids.is_empty());
     }
 
     #[test]
@@ -620,5 +1001,29 @@ mod tests {
         p.global.manage_streams = true;
         assert!(p.allows(Action::Send(2, 1)));
         assert!(!p.allows(Action::ManageUsers));
+        assert!(
+            p.allows(Action::DescribeTopic(1, 9)),
+            "reading implies describing"
+        );
+        let mut streams_only = Permissions::default();
+        streams_only.streams.insert(
+            1,
+            StreamPermissions {
+                manage_stream: true,
+                ..Default::default()
+            },
+        );
+        assert!(
+            !streams_only.allows(Action::Group(GroupRight::Read, "g")),
+            "groups are their own kind: a stream's rights grant none"
+        );
+        let mut pollers = Permissions::default();
+        pollers.global.poll_messages = true;
+        assert!(
+            pollers.allows(Action::Group(GroupRight::Read, "any")),
+            "as Iggy's groups"
+        );
+        assert!(!pollers.allows(Action::Group(GroupRight::Delete, "any")));
+        assert!(Permissions::all().allows(Action::Group(GroupRight::Delete, "g")));
     }
 }

@@ -10,6 +10,11 @@
 //! version above ours is answered in the v0 layout with UNSUPPORTED_VERSION (KIP-511); any
 //! other unadvertised request, or a frame the guard refuses, closes the connection, as Kafka
 //! does.
+//!
+//! Each connection has a [`Session`]: on a SASL listener it decides, before a frame is decoded,
+//! whether the request may be served (see [`super::session`]); SaslHandshake and
+//! SaslAuthenticate are run against it here, and an answer that ends the exchange (a failed
+//! authentication, an unsupported mechanism) is written before the connection closes.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -20,7 +25,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::handlers::{self, Request};
+use super::handlers::{self, sasl_authenticate, sasl_handshake, Request};
+use super::session::{After, Gate, Session};
 use super::{guard, versions, Door};
 use crate::broker::Principal;
 use crate::config::KafkaListener;
@@ -64,7 +70,7 @@ pub async fn serve(
     let mut reader = RequestReader::new(rd, accepted);
     let mut stopped = reader.stop_signal();
     let max = door.config.max_request_size;
-    let principal = Principal::Anonymous;
+    let mut session = Session::new(&listener, peer);
     let reason: String = loop {
         let head: Head<4> = match reader.head().await {
             Ok(h) => h,
@@ -81,7 +87,20 @@ pub async fn serve(
             Ok((f, grant)) => (f.freeze(), grant),
             Err(e) => break e.to_string(),
         };
-        let answer = match handle_frame(&door, &listener, &principal, local, peer, frame).await {
+        let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+        let handled = match session.gate(&door, api_key, tokio::time::Instant::now()) {
+            Gate::Close(why) => {
+                tracing::info!(%peer, "closing kafka connection: {why}");
+                break why.to_string();
+            }
+            Gate::Serve => handle_frame(&door, &listener, session.principal(), local, peer, frame)
+                .await
+                .map(|a| a.map(|a| (a, After::KeepOpen))),
+            Gate::Sasl => handle_sasl_frame(&door, &listener, &mut session, local, peer, frame)
+                .await
+                .map(Some),
+        };
+        let (answer, after) = match handled {
             Ok(Some(answer)) => answer,
             Ok(None) => continue, // acks=0
             Err(e) => {
@@ -101,7 +120,19 @@ pub async fn serve(
         }
         // The request's bytes count against the budget until it is answered.
         drop(grant);
+        if after == After::Close {
+            // As Kafka (connection.failed.authentication.delay.ms): the failure answer is read
+            // before the close, and a client that retries at once is slowed down. Some clients
+            // (kafka-python) drop data that arrives together with the close.
+            let delay = door.config.failed_authentication_delay;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = crate::server::until_stopped(&mut stopped) => {}
+            }
+            break "SASL authentication failed".into();
+        }
     };
+    session.close(&door);
     tracing::debug!(%peer, reason, "kafka connection closed");
 }
 
@@ -110,6 +141,45 @@ impl ConnectionError {
     pub fn is_peer_error(&self) -> bool {
         !matches!(self, ConnectionError::Encode(_))
     }
+}
+
+/// A frame that passed the version firewall and the guard.
+enum Checked {
+    /// Answered already (an ApiVersions of a version above ours).
+    Answered(Vec<Bytes>),
+    Request {
+        api_key: i16,
+        version: i16,
+        header: RequestHeader,
+        body: Bytes,
+    },
+}
+
+/// Checks a frame's API and version and its lengths, and decodes its header.
+fn check_frame(frame: Bytes) -> Result<Checked, ConnectionError> {
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if !versions::accepted(api_key, version) {
+        if api_key == versions::API_VERSIONS && version >= 0 {
+            // KIP-511: a client that asked too high reads our range from a v0-layout answer.
+            let body = handlers::api_versions::unsupported_version();
+            return encode(correlation_id, api_key, 0, &body).map(Checked::Answered);
+        }
+        return Err(ConnectionError::Unsupported(api_key, version));
+    }
+    guard::check_request(&frame)?;
+    let api =
+        ApiKey::try_from(api_key).map_err(|_| ConnectionError::Unsupported(api_key, version))?;
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
+        .map_err(|e| ConnectionError::Decode(e.to_string()))?;
+    Ok(Checked::Request {
+        api_key,
+        version,
+        header,
+        body,
+    })
 }
 
 /// Checks, decodes and answers one frame, as the parts to write. `Ok(None)`: nothing to send
@@ -122,23 +192,15 @@ pub async fn handle_frame(
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Option<Vec<Bytes>>, ConnectionError> {
-    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    if !versions::accepted(api_key, version) {
-        if api_key == versions::API_VERSIONS && version >= 0 {
-            // KIP-511: a client that asked too high reads our range from a v0-layout answer.
-            let body = handlers::api_versions::unsupported_version();
-            return encode(correlation_id, api_key, 0, &body).map(Some);
-        }
-        return Err(ConnectionError::Unsupported(api_key, version));
-    }
-    guard::check_request(&frame)?;
-    let api =
-        ApiKey::try_from(api_key).map_err(|_| ConnectionError::Unsupported(api_key, version))?;
-    let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
-        .map_err(|e| ConnectionError::Decode(e.to_string()))?;
+    let (api_key, version, header, mut buf) = match check_frame(frame)? {
+        Checked::Answered(answer) => return Ok(Some(answer)),
+        Checked::Request {
+            api_key,
+            version,
+            header,
+            body,
+        } => (api_key, version, header, body),
+    };
     let request = Request {
         door,
         local,
@@ -153,6 +215,50 @@ pub async fn handle_frame(
         None => Ok(None),
         Some(body) => encode(header.correlation_id, api_key, version, body.as_ref()).map(Some),
     }
+}
+
+/// Checks, decodes and answers a SaslHandshake or SaslAuthenticate frame against `session`;
+/// says whether the connection stays open after the answer.
+async fn handle_sasl_frame(
+    door: &Door,
+    listener: &KafkaListener,
+    session: &mut Session,
+    local: SocketAddr,
+    peer: SocketAddr,
+    frame: Bytes,
+) -> Result<(Vec<Bytes>, After), ConnectionError> {
+    let (api_key, version, header, mut buf) = match check_frame(frame)? {
+        Checked::Answered(answer) => return Ok((answer, After::KeepOpen)),
+        Checked::Request {
+            api_key,
+            version,
+            header,
+            body,
+        } => (api_key, version, header, body),
+    };
+    let principal = session.principal().clone();
+    let request = Request {
+        door,
+        local,
+        peer,
+        version,
+        client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()),
+        listener,
+        principal: &principal,
+    };
+    let (body, after): (Box<dyn ResponseBody>, After) = match api_key {
+        versions::SASL_HANDSHAKE => {
+            let (r, after) = sasl_handshake::handle(&request, session, decode(&mut buf, version)?);
+            (Box::new(r), after)
+        }
+        versions::SASL_AUTHENTICATE => {
+            let (r, after) =
+                sasl_authenticate::handle(&request, session, decode(&mut buf, version)?).await;
+            (Box::new(r), after)
+        }
+        other => return Err(ConnectionError::Unsupported(other, version)),
+    };
+    encode(header.correlation_id, api_key, version, body.as_ref()).map(|a| (a, after))
 }
 
 /// A response body ready to encode at the request's version.

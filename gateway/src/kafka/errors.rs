@@ -51,6 +51,12 @@ pub mod code {
     pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
     pub const INVALID_RECORD: i16 = E::InvalidRecord.code();
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = E::TopicAuthorizationFailed.code();
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = E::GroupAuthorizationFailed.code();
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = E::ClusterAuthorizationFailed.code();
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
+        E::TransactionalIdAuthorizationFailed.code();
+    pub const SECURITY_DISABLED: i16 = E::SecurityDisabled.code();
 }
 
 /// The Kafka error for a group coordinator refusal.

@@ -119,7 +119,7 @@ const NEVER: i16 = i16::MAX;
 
 /// The requests Wharf serves: anything else is [`GuardError::Unsupported`].
 #[rustfmt::skip]
-const APIS: [Api; 24] = [
+const APIS: [Api; 31] = [
     Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
     Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
     Api { key: 2, min: 1, max: 7, flexible_from: 6, walk: list_offsets },
@@ -138,12 +138,19 @@ const APIS: [Api; 24] = [
     Api { key: 20, min: 1, max: 5, flexible_from: 4, walk: delete_topics },
     Api { key: 21, min: 0, max: 2, flexible_from: 2, walk: delete_records },
     Api { key: 22, min: 0, max: 4, flexible_from: 2, walk: init_producer_id },
+    Api { key: 29, min: 1, max: 3, flexible_from: 2, walk: describe_acls },
+    Api { key: 30, min: 1, max: 3, flexible_from: 2, walk: create_acls },
+    Api { key: 31, min: 1, max: 3, flexible_from: 2, walk: delete_acls },
     Api { key: 32, min: 1, max: 4, flexible_from: 4, walk: describe_configs },
     Api { key: 37, min: 0, max: 3, flexible_from: 2, walk: create_partitions },
     Api { key: 42, min: 0, max: 2, flexible_from: 2, walk: delete_groups },
     Api { key: 44, min: 0, max: 1, flexible_from: 1, walk: incremental_alter_configs },
     Api { key: 47, min: 0, max: 0, flexible_from: NEVER, walk: offset_delete },
     Api { key: 60, min: 0, max: 1, flexible_from: 0, walk: describe_cluster },
+    Api { key: 17, min: 1, max: 1, flexible_from: NEVER, walk: sasl_handshake },
+    Api { key: 36, min: 0, max: 2, flexible_from: 2, walk: sasl_authenticate },
+    Api { key: 50, min: 0, max: 0, flexible_from: 0, walk: describe_user_scram_credentials },
+    Api { key: 51, min: 0, max: 0, flexible_from: 0, walk: alter_user_scram_credentials },
 ];
 
 fn lookup(api_key: i16, api_version: i16) -> Option<&'static Api> {
@@ -809,6 +816,48 @@ fn offset_delete(c: &mut Cursor<'_>, _v: i16, _f: bool) -> Res {
     })
 }
 
+/// One ACL binding filter (DescribeAcls' body, DeleteAcls' filters), without its tags.
+fn acl_filter(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.i8("resource_type_filter")?;
+    c.string(f, "resource_name_filter")?;
+    if v >= 1 {
+        c.i8("pattern_type_filter")?;
+    }
+    c.string(f, "principal_filter")?;
+    c.string(f, "host_filter")?;
+    c.i8("operation")?;
+    c.i8("permission_type")
+}
+
+fn describe_acls(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    acl_filter(c, v, f)?;
+    c.tags(f)
+}
+
+fn create_acls(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.array(f, "creations", |c| {
+        c.i8("resource_type")?;
+        c.string(f, "resource_name")?;
+        if v >= 1 {
+            c.i8("resource_pattern_type")?;
+        }
+        c.string(f, "principal")?;
+        c.string(f, "host")?;
+        c.i8("operation")?;
+        c.i8("permission_type")?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn delete_acls(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.array(f, "filters", |c| {
+        acl_filter(c, v, f)?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
 fn describe_cluster(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
     c.bool("include_cluster_authorized_operations")?;
     if v >= 1 {
@@ -820,6 +869,40 @@ fn describe_cluster(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+fn sasl_handshake(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.string(f, "mechanism")
+}
+
+fn sasl_authenticate(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.bytes(f, "auth_bytes")?;
+    c.tags(f)
+}
+
+fn describe_user_scram_credentials(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "users", |c| {
+        c.string(f, "user name")?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn alter_user_scram_credentials(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "deletions", |c| {
+        c.string(f, "deletion name")?;
+        c.i8("mechanism")?;
+        c.tags(f)
+    })?;
+    c.array(f, "upsertions", |c| {
+        c.string(f, "upsertion name")?;
+        c.i8("mechanism")?;
+        c.i32("iterations")?;
+        c.bytes(f, "salt")?;
+        c.bytes(f, "salted_password")?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -827,12 +910,16 @@ mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::{
-        create_partitions_request::*, create_topics_request::*, delete_records_request::*,
-        delete_topics_request::*, describe_configs_request::*, fetch_request::*,
-        incremental_alter_configs_request::*, join_group_request::*, leave_group_request::*,
-        list_offsets_request::*, metadata_request::*, offset_commit_request::*,
-        offset_delete_request::*, offset_fetch_request::*, produce_request::*,
-        sync_group_request::*, *,
+        alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion},
+        describe_user_scram_credentials_request::UserName,
+    };
+    use kafka_protocol::messages::{
+        create_acls_request::*, create_partitions_request::*, create_topics_request::*,
+        delete_acls_request::*, delete_records_request::*, delete_topics_request::*,
+        describe_configs_request::*, fetch_request::*, incremental_alter_configs_request::*,
+        join_group_request::*, leave_group_request::*, list_offsets_request::*,
+        metadata_request::*, offset_commit_request::*, offset_delete_request::*,
+        offset_fetch_request::*, produce_request::*, sync_group_request::*, *,
     };
     use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 
@@ -1315,11 +1402,94 @@ mod tests {
             .with_topics(vec![t("a"), t("b")])
     }
 
+    fn describe_acls(v: i16) -> DescribeAclsRequest {
+        DescribeAclsRequest::default()
+            .with_resource_type_filter(2)
+            .with_resource_name_filter(Some(s("orders")))
+            .with_pattern_type_filter(if v >= 1 { 2 } else { 3 })
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(3)
+            .with_permission_type(3)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn create_acls(v: i16) -> CreateAclsRequest {
+        let c = |n| {
+            AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s(n))
+                .with_resource_pattern_type(if v >= 1 { 4 } else { 3 })
+                .with_principal(s("User:alice"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3)
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        CreateAclsRequest::default()
+            .with_creations(vec![c("a"), c("b")])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn delete_acls(v: i16) -> DeleteAclsRequest {
+        let f = |n| {
+            DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(n)
+                .with_pattern_type_filter(if v >= 1 { 1 } else { 3 })
+                .with_principal_filter(Some(s("User:alice")))
+                .with_host_filter(Some(s("*")))
+                .with_operation(1)
+                .with_permission_type(1)
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        DeleteAclsRequest::default()
+            .with_filters(vec![f(Some(s("a"))), f(None)])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     fn describe_cluster(v: i16) -> DescribeClusterRequest {
         DescribeClusterRequest::default()
             .with_include_cluster_authorized_operations(true)
             .with_endpoint_type(if v >= 1 { 2 } else { 1 })
             .with_include_fenced_brokers(v >= 2)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn sasl_handshake(_v: i16) -> SaslHandshakeRequest {
+        SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512"))
+    }
+
+    fn sasl_authenticate(_v: i16) -> SaslAuthenticateRequest {
+        SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"n,,n=user,r=abc"))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn describe_user_scram_credentials(_v: i16) -> DescribeUserScramCredentialsRequest {
+        let user = |n| {
+            UserName::default()
+                .with_name(s(n))
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        DescribeUserScramCredentialsRequest::default()
+            .with_users(Some(vec![user("alice"), user("bob")]))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn alter_user_scram_credentials(_v: i16) -> AlterUserScramCredentialsRequest {
+        AlterUserScramCredentialsRequest::default()
+            .with_deletions(vec![ScramCredentialDeletion::default()
+                .with_name(s("alice"))
+                .with_mechanism(1)
+                .with_unknown_tagged_field(TAG, tag())])
+            .with_upsertions(vec![ScramCredentialUpsertion::default()
+                .with_name(s("bob"))
+                .with_mechanism(2)
+                .with_iterations(8192)
+                .with_salt(Bytes::from_static(b"salt"))
+                .with_salted_password(Bytes::from_static(&[7; 64]))
+                .with_unknown_tagged_field(TAG, tag())])
             .with_unknown_tagged_field(TAG, tag())
     }
 
@@ -1381,6 +1551,15 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => encode(key, v, incremental_alter_configs(v)),
             ApiKey::OffsetDelete => encode(key, v, offset_delete(v)),
             ApiKey::DescribeCluster => encode(key, v, describe_cluster(v)),
+            ApiKey::DescribeAcls => encode(key, v, describe_acls(v)),
+            ApiKey::CreateAcls => encode(key, v, create_acls(v)),
+            ApiKey::DeleteAcls => encode(key, v, delete_acls(v)),
+            ApiKey::SaslHandshake => encode(key, v, sasl_handshake(v)),
+            ApiKey::SaslAuthenticate => encode(key, v, sasl_authenticate(v)),
+            ApiKey::DescribeUserScramCredentials => {
+                encode(key, v, describe_user_scram_credentials(v))
+            }
+            ApiKey::AlterUserScramCredentials => encode(key, v, alter_user_scram_credentials(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -1400,7 +1579,12 @@ mod tests {
                 InitProducerId => InitProducerIdRequest, DescribeConfigs => DescribeConfigsRequest,
                 CreatePartitions => CreatePartitionsRequest, DeleteGroups => DeleteGroupsRequest,
                 IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
-                OffsetDelete => OffsetDeleteRequest, DescribeCluster => DescribeClusterRequest)
+                OffsetDelete => OffsetDeleteRequest, DescribeCluster => DescribeClusterRequest,
+                DescribeAcls => DescribeAclsRequest, CreateAcls => CreateAclsRequest,
+                DeleteAcls => DeleteAclsRequest,
+                SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
+                DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+                AlterUserScramCredentials => AlterUserScramCredentialsRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {

@@ -3,6 +3,7 @@
 //!
 //! - this module: what every handler shares ([`Door`]); the accept loop is [`crate::server`]'s;
 //! - [`connection`]: framing, the version firewall, the bounds guard, dispatch, answers;
+//! - [`session`]: a connection's SASL authentication and who it is;
 //! - [`guard`]: walks a request's lengths before the `kafka-protocol` decoders allocate;
 //! - [`versions`]: which API versions are advertised and accepted;
 //! - [`errors`]: Kafka error codes and the broker errors they stand for;
@@ -12,6 +13,7 @@ pub mod connection;
 pub mod errors;
 pub mod guard;
 pub mod handlers;
+pub mod session;
 pub mod versions;
 
 use std::net::SocketAddr;

@@ -25,12 +25,21 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (DELETE_TOPICS, 1, 5),
     (DELETE_RECORDS, 0, 2),
     (INIT_PRODUCER_ID, 0, 4),
+    (DESCRIBE_ACLS, 1, 3),
+    (CREATE_ACLS, 1, 3),
+    (DELETE_ACLS, 1, 3),
     (DESCRIBE_CONFIGS, 1, 4),
     (CREATE_PARTITIONS, 0, 3),
     (DELETE_GROUPS, 0, 2),
     (INCREMENTAL_ALTER_CONFIGS, 0, 1),
     (OFFSET_DELETE, 0, 0),
     (DESCRIBE_CLUSTER, 0, 1),
+    // From v1 only: v0 exchanges raw SASL tokens outside Kafka framing; clients use v1 with
+    // SaslAuthenticate whenever the broker advertises it.
+    (SASL_HANDSHAKE, 1, 1),
+    (SASL_AUTHENTICATE, 0, 2),
+    (DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0),
+    (ALTER_USER_SCRAM_CREDENTIALS, 0, 0),
 ];
 
 pub const PRODUCE: i16 = 0;
@@ -51,12 +60,19 @@ pub const CREATE_TOPICS: i16 = 19;
 pub const DELETE_TOPICS: i16 = 20;
 pub const DELETE_RECORDS: i16 = 21;
 pub const INIT_PRODUCER_ID: i16 = 22;
+pub const DESCRIBE_ACLS: i16 = 29;
+pub const CREATE_ACLS: i16 = 30;
+pub const DELETE_ACLS: i16 = 31;
 pub const DESCRIBE_CONFIGS: i16 = 32;
 pub const CREATE_PARTITIONS: i16 = 37;
 pub const DELETE_GROUPS: i16 = 42;
 pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
 pub const OFFSET_DELETE: i16 = 47;
 pub const DESCRIBE_CLUSTER: i16 = 60;
+pub const SASL_HANDSHAKE: i16 = 17;
+pub const SASL_AUTHENTICATE: i16 = 36;
+pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 50;
+pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 51;
 
 /// Lowest Produce version actually served: v3 brought record batch v2.
 pub const PRODUCE_MIN_ACCEPTED: i16 = 3;

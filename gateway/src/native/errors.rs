@@ -26,7 +26,7 @@ pub fn status_for(e: &BrokerError) -> u32 {
         E::InvalidToken => c::INVALID_PAT,
         E::TokenExpired(_) => c::PAT_EXPIRED,
         E::TokenExists(_) => c::PAT_ALREADY_EXISTS,
-        E::TokenNotFound(_) => c::RESOURCE_NOT_FOUND,
+        E::TokenNotFound(_) | E::NoScramCredential { .. } => c::RESOURCE_NOT_FOUND,
         E::TooManyTokens => c::PATS_LIMIT_REACHED,
         E::InvalidTokenName => c::INVALID_PAT_NAME,
         E::InvalidName { kind, .. } => match kind {

@@ -19,7 +19,7 @@ use wharf_protocol::{codes, Identifier, Request};
 
 use super::connection::Reply;
 use super::errors::{code, status_for};
-use crate::broker::{Broker, BrokerError, Ident, User};
+use crate::broker::{Broker, BrokerError, Ident, Principal, User};
 use crate::config::NativeConfig;
 
 /// One connection's view of the broker. Which user it is logged in as is kept in the broker's
@@ -56,6 +56,11 @@ impl Session {
             return Err(BrokerError::UserInactive);
         }
         Ok(user)
+    }
+
+    /// The logged-in user as authorization sees them.
+    pub(super) fn principal(&self) -> Result<Principal, BrokerError> {
+        self.user().map(|u| Principal::User(u.id))
     }
 
     /// True once a user has logged in on this connection.

@@ -34,12 +34,8 @@ impl Connection {
         }
     }
 
-    /// True for a TLS connection.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Connection::Tls(_))
-    }
-
-    /// The client's certificate chain (end entity first), when it presented one (mutual TLS).
+    /// The client's certificate chain (end entity first), when it presented one (mutual TLS):
+    /// the hook for a door that wants to record who connected (not used yet).
     pub fn peer_certificates(&self) -> Option<&[rustls_pki_types::CertificateDer<'static>]> {
         match self {
             Connection::Plain(_) => None,

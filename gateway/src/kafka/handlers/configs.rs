@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::{Durability, TimestampType, TopicSettings};
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -243,6 +244,17 @@ fn broker_entries(req: &Request<'_>) -> Vec<Entry> {
     ]
 }
 
+/// The authorization failure for `op` on a config resource, if the principal may not: a
+/// topic's is TOPIC_AUTHORIZATION_FAILED, the broker's CLUSTER_AUTHORIZATION_FAILED.
+fn denied(req: &Request<'_>, op: Operation, resource_type: i8, name: &str) -> Option<i16> {
+    let (resource, error) = match resource_type {
+        RESOURCE_TOPIC => (Resource::Topic(name), code::TOPIC_AUTHORIZATION_FAILED),
+        RESOURCE_BROKER => (Resource::Cluster, code::CLUSTER_AUTHORIZATION_FAILED),
+        _ => return None,
+    };
+    (!req.may(op, resource)).then_some(error)
+}
+
 pub fn describe(req: &Request<'_>, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = r
         .resources
@@ -251,6 +263,18 @@ pub fn describe(req: &Request<'_>, r: DescribeConfigsRequest) -> DescribeConfigs
             let out = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            if let Some(error) = denied(
+                req,
+                Operation::DescribeConfigs,
+                res.resource_type,
+                &res.resource_name,
+            ) {
+                return out
+                    .with_error_code(error)
+                    .with_error_message(Some(str_bytes(
+                        "not authorized to describe this resource's configs",
+                    )));
+            }
             let entries = match res.resource_type {
                 RESOURCE_TOPIC => match req.topic(res.resource_name.as_str()) {
                     Ok(t) => topic_entries(req, &t.settings),
@@ -310,6 +334,18 @@ pub async fn incremental_alter(
                 .with_error_code(error)
                 .with_error_message(Some(str_bytes(message)))
         };
+        if let Some(error) = denied(
+            req,
+            Operation::AlterConfigs,
+            res.resource_type,
+            &res.resource_name,
+        ) {
+            responses.push(fail(
+                error,
+                "not authorized to alter this resource's configs".into(),
+            ));
+            continue;
+        }
         if res.resource_type != RESOURCE_TOPIC {
             responses.push(fail(
                 code::INVALID_REQUEST,

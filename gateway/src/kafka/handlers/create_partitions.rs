@@ -4,6 +4,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::kafka::errors::{self, code};
 
 pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
@@ -15,6 +16,13 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
                 .with_error_code(error)
                 .with_error_message(Some(str_bytes(message)))
         };
+        if !req.may(Operation::Alter, Resource::Topic(t.name.0.as_str())) {
+            results.push(fail(
+                code::TOPIC_AUTHORIZATION_FAILED,
+                format!("not authorized to alter topic `{}`", t.name.0.as_str()),
+            ));
+            continue;
+        }
         let info = match req.topic(t.name.0.as_str()) {
             Ok(i) => i,
             Err(e) => {

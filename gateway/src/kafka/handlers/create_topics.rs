@@ -8,6 +8,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::configs::{self, ConfigError};
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::names::topic_uuid;
 use crate::broker::TopicSettings;
 use crate::kafka::errors::{self, code};
@@ -22,6 +23,13 @@ pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsRe
                 .with_error_code(error)
                 .with_error_message(Some(str_bytes(message)))
         };
+        if !req.may(Operation::Create, Resource::Topic(&name)) {
+            results.push(fail(
+                code::TOPIC_AUTHORIZATION_FAILED,
+                format!("not authorized to create topic `{name}`"),
+            ));
+            continue;
+        }
         let partitions = match t.num_partitions {
             -1 => req.door.config.default_partitions as i32,
             n => n,

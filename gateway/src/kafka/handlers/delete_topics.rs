@@ -5,6 +5,8 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
+use crate::broker::BrokerError;
 use crate::kafka::errors;
 
 pub async fn handle(req: &Request<'_>, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -15,9 +17,13 @@ pub async fn handle(req: &Request<'_>, r: DeleteTopicsRequest) -> DeleteTopicsRe
     };
     let mut responses = Vec::with_capacity(names.len());
     for name in names {
-        let outcome = match req.topic(name.0.as_str()) {
-            Ok(t) => req.broker().delete_topic(t.stream_id, t.id).await,
-            Err(e) => Err(e),
+        let outcome = if !req.may(Operation::Delete, Resource::Topic(name.0.as_str())) {
+            Err(BrokerError::Unauthorized)
+        } else {
+            match req.topic(name.0.as_str()) {
+                Ok(t) => req.broker().delete_topic(t.stream_id, t.id).await,
+                Err(e) => Err(e),
+            }
         };
         let out = DeletableTopicResult::default().with_name(Some(name));
         responses.push(match outcome {

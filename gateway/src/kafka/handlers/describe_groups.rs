@@ -5,11 +5,8 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::kafka::errors::{code, for_group};
-
-/// Kafka's ACL operation bits a group allows with no authorizer: READ (3), DELETE (6),
-/// DESCRIBE (8).
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let v = req.version;
@@ -21,10 +18,16 @@ pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResp
             let mut out = DescribedGroup::default().with_group_id(id);
             if v >= 3 {
                 out = out.with_authorized_operations(if r.include_authorized_operations {
-                    GROUP_OPERATIONS
+                    req.broker()
+                        .kafka_authorized_operations(req.principal, Resource::Group(&name))
                 } else {
                     i32::MIN
                 });
+            }
+            if !req.may(Operation::Describe, Resource::Group(&name)) {
+                return out
+                    .with_error_code(code::GROUP_AUTHORIZATION_FAILED)
+                    .with_group_state(str_bytes(""));
             }
             if name.is_empty() {
                 return out

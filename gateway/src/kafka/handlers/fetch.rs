@@ -19,6 +19,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::Request;
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::consume::{FetchLimits, FetchWant, Fetched};
 use crate::kafka::connection::{ResponseBody, ResponseFrame};
 use crate::kafka::errors;
@@ -31,11 +32,36 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
         Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
     );
     let wants = distinct_wants(r.topics);
-    let fetched = req.broker().fetch(wants.clone(), limits).await;
+    // Partitions of topics the principal may not read: TOPIC_AUTHORIZATION_FAILED, unread.
+    let mut may_read: HashMap<Arc<str>, bool> = HashMap::new();
+    let denied: Vec<bool> = wants
+        .iter()
+        .map(|w| {
+            !*may_read
+                .entry(Arc::clone(&w.topic))
+                .or_insert_with(|| req.may(Operation::Read, Resource::Topic(&w.topic)))
+        })
+        .collect();
+    let asked: Vec<FetchWant> = wants
+        .iter()
+        .zip(&denied)
+        .filter(|(_, &d)| !d)
+        .map(|(w, _)| w.clone())
+        .collect();
+    let mut fetched = if asked.is_empty() && !wants.is_empty() {
+        Vec::new()
+    } else {
+        req.broker().fetch(asked, limits).await
+    }
+    .into_iter();
     let mut records = Vec::with_capacity(wants.len());
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
-    for (w, f) in wants.iter().zip(fetched) {
-        let (data, batches) = partition(req.version, w.partition, f);
+    for (w, &denied) in wants.iter().zip(&denied) {
+        let outcome = if denied { None } else { fetched.next() };
+        let (data, batches) = match outcome {
+            Some(f) => partition(req.version, w.partition, f),
+            None => (refused(req.version, w.partition, denied), Vec::new()),
+        };
         records.push(Some(batches));
         // As Kafka groups its answer: consecutive partitions of one topic share an entry.
         match responses.last_mut() {
@@ -79,6 +105,26 @@ fn distinct_wants(topics: Vec<FetchTopic>) -> Vec<FetchWant> {
         }
     }
     wants
+}
+
+/// The answer for a partition that was not read: refused (TOPIC_AUTHORIZATION_FAILED), or
+/// missing from the broker's answer (which never happens: one outcome per partition asked).
+fn refused(version: i16, index: i32, denied: bool) -> PartitionData {
+    let error = if denied {
+        errors::code::TOPIC_AUTHORIZATION_FAILED
+    } else {
+        errors::code::UNKNOWN_SERVER_ERROR
+    };
+    let data = PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error)
+        .with_high_watermark(-1)
+        .with_log_start_offset(-1);
+    if version >= 4 {
+        data.with_last_stable_offset(-1)
+    } else {
+        data
+    }
 }
 
 /// A partition's answer without its records, and its records.

@@ -3,10 +3,14 @@
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::Request;
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::coordinator::MemberRef;
-use crate::kafka::errors::for_group_result;
+use crate::kafka::errors::{code, for_group_result};
 
 pub fn handle(req: &Request<'_>, r: HeartbeatRequest) -> HeartbeatResponse {
+    if !req.may(Operation::Read, Resource::Group(r.group_id.0.as_str())) {
+        return HeartbeatResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let who = MemberRef {
         member_id: r.member_id.as_str(),
         group_instance_id: r.group_instance_id.as_ref().map(|s| s.as_str()),

@@ -5,6 +5,7 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
 use super::Request;
+use crate::broker::acl::{Operation, Resource};
 use crate::kafka::errors::code;
 
 pub async fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -14,8 +15,16 @@ pub async fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducer
             .with_producer_id((-1).into())
             .with_producer_epoch(-1)
     };
-    if r.transactional_id.is_some() {
+    if let Some(id) = &r.transactional_id {
+        if !req.may(Operation::Write, Resource::TransactionalId(id.as_str())) {
+            return refused(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
         return refused(code::INVALID_REQUEST);
+    }
+    // Idempotence needs IdempotentWrite on the cluster, which any right to send implies
+    // (KIP-679).
+    if !req.may(Operation::IdempotentWrite, Resource::Cluster) {
+        return refused(code::CLUSTER_AUTHORIZATION_FAILED);
     }
     if r.producer_id.0 >= 0 {
         // A bump: the next epoch, until the epoch space runs out, then a new id.

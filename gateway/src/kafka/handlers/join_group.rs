@@ -5,11 +5,22 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::coordinator::JoinRequest;
-use crate::kafka::errors::for_group_result;
+use crate::kafka::errors::{code, for_group_result};
 
 pub async fn handle(req: &Request<'_>, r: JoinGroupRequest) -> JoinGroupResponse {
     let v = req.version;
+    if !req.may(Operation::Read, Resource::Group(r.group_id.0.as_str())) {
+        let mut resp = JoinGroupResponse::default()
+            .with_error_code(code::GROUP_AUTHORIZATION_FAILED)
+            .with_generation_id(-1)
+            .with_member_id(r.member_id);
+        if v < 7 {
+            resp = resp.with_protocol_name(Some(str_bytes("")));
+        }
+        return resp;
+    }
     let join = JoinRequest {
         group_id: r.group_id.0.to_string(),
         member_id: r.member_id.to_string(),

@@ -5,10 +5,14 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::kafka::errors::{code, for_group, for_group_result};
 
 pub fn handle(req: &Request<'_>, r: LeaveGroupRequest) -> LeaveGroupResponse {
     let v = req.version;
+    if !req.may(Operation::Read, Resource::Group(r.group_id.0.as_str())) {
+        return LeaveGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let leaving: Vec<(String, Option<String>)> = if v >= 3 {
         r.members
             .iter()

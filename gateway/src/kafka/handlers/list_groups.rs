@@ -5,6 +5,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::kafka::errors::code;
 
 pub fn handle(req: &Request<'_>, r: ListGroupsRequest) -> ListGroupsResponse {
@@ -12,6 +13,9 @@ pub fn handle(req: &Request<'_>, r: ListGroupsRequest) -> ListGroupsResponse {
         .broker()
         .list_kafka_groups()
         .into_iter()
+        // Only the groups the principal may describe (Kafka lists them all with Describe on
+        // the cluster; Wharf's cluster rights say nothing about groups).
+        .filter(|g| req.may(Operation::Describe, Resource::Group(&g.group_id)))
         .filter(|g| {
             r.states_filter.is_empty()
                 || r.states_filter

@@ -10,13 +10,25 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::Request;
+use crate::broker::acl::{Operation, Resource};
 use crate::kafka::errors;
 
 pub async fn handle(req: &Request<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
+        let may = req.may(Operation::Describe, Resource::Topic(t.name.0.as_str()));
         for p in t.partitions {
+            if !may {
+                partitions.push(
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(errors::code::TOPIC_AUTHORIZATION_FAILED)
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                );
+                continue;
+            }
             let out =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             partitions.push(

@@ -2,9 +2,10 @@
 //! name, and created on request when `kafka.auto_create_topics` allows it.
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::names::{topic_uuid, validate_kafka_name};
 use crate::broker::TopicInfo;
-use crate::kafka::errors;
+use crate::kafka::errors::{self, code};
 use crate::kafka::NODE_ID;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -24,10 +25,12 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
         Some(t) => Some(t),
     };
     let topics = match wanted {
+        // Every topic the principal may describe: the others are not listed, as in Kafka.
         None => req
             .broker()
             .kafka_topics()
             .into_iter()
+            .filter(|(name, _)| req.may(Operation::Describe, Resource::Topic(name)))
             .map(|(name, t)| topic(req, name, Ok(t)))
             .collect(),
         Some(list) => {
@@ -39,7 +42,14 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
                     .name
                     .map(|n| n.0.as_str().to_string())
                     .unwrap_or_default();
-                let found = lookup(req, &name, auto).await;
+                // A topic the principal may not describe is TOPIC_AUTHORIZATION_FAILED whether
+                // it exists or not (never UNKNOWN_TOPIC_OR_PARTITION, which clients retry).
+                let found = if req.may(Operation::Describe, Resource::Topic(&name)) {
+                    let create = auto && req.may(Operation::Create, Resource::Topic(&name));
+                    lookup(req, &name, create).await
+                } else {
+                    Err(code::TOPIC_AUTHORIZATION_FAILED)
+                };
                 out.push(topic(req, name, found));
             }
             out
@@ -53,6 +63,22 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
     }
     if req.version >= 2 {
         resp = resp.with_cluster_id(Some(str_bytes(req.door.cluster_id.clone())));
+    }
+    if (8..=10).contains(&req.version) && r.include_cluster_authorized_operations {
+        resp = resp.with_cluster_authorized_operations(
+            req.broker()
+                .kafka_authorized_operations(req.principal, Resource::Cluster),
+        );
+    }
+    if req.version >= 8 && r.include_topic_authorized_operations {
+        for t in &mut resp.topics {
+            if t.error_code == code::NONE {
+                let name = t.name.as_ref().map_or("", |n| n.0.as_str());
+                t.topic_authorized_operations = req
+                    .broker()
+                    .kafka_authorized_operations(req.principal, Resource::Topic(name));
+            }
+        }
     }
     resp
 }

@@ -1,15 +1,20 @@
 //! One module per Kafka API. Each turns the decoded request into broker calls and builds the
 //! response for the request's version.
 
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -23,6 +28,8 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::net::SocketAddr;
@@ -32,6 +39,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::connection::{decode, ConnectionError, ResponseBody};
 use super::{versions, Door};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::{Broker, BrokerError, Principal, TopicInfo};
 use crate::config::KafkaListener;
 
@@ -66,6 +74,13 @@ impl Request<'_> {
         format!("/{}", self.peer.ip())
     }
 
+    /// Whether the request's principal may do `op` on `resource` (one call to the core).
+    pub fn may(&self, op: Operation, resource: Resource<'_>) -> bool {
+        self.broker()
+            .authorize_kafka(self.principal, op, resource)
+            .is_ok()
+    }
+
     /// The existing topic a Kafka name points to.
     pub fn topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         self.broker().kafka_topic(name)
@@ -84,6 +99,8 @@ fn answer<T: ResponseBody + 'static>(body: T) -> Answer {
 }
 
 /// Decodes the body of an (already accepted and guarded) request and runs its handler.
+/// SaslHandshake and SaslAuthenticate change the connection's session: the connection runs
+/// them ([`super::connection`]), never this.
 pub async fn dispatch(
     req: &Request<'_>,
     api_key: i16,
@@ -113,6 +130,9 @@ pub async fn dispatch(
         versions::DELETE_TOPICS => answer(delete_topics::handle(req, decode(buf, v)?).await),
         versions::DELETE_RECORDS => answer(delete_records::handle(req, decode(buf, v)?).await),
         versions::INIT_PRODUCER_ID => answer(init_producer_id::handle(req, decode(buf, v)?).await),
+        versions::DESCRIBE_ACLS => answer(describe_acls::handle(req, decode(buf, v)?)),
+        versions::CREATE_ACLS => answer(create_acls::handle(req, decode(buf, v)?).await),
+        versions::DELETE_ACLS => answer(delete_acls::handle(req, decode(buf, v)?).await),
         versions::DESCRIBE_CONFIGS => answer(configs::describe(req, decode(buf, v)?)),
         versions::CREATE_PARTITIONS => {
             answer(create_partitions::handle(req, decode(buf, v)?).await)
@@ -120,7 +140,13 @@ pub async fn dispatch(
         versions::INCREMENTAL_ALTER_CONFIGS => {
             answer(configs::incremental_alter(req, decode(buf, v)?).await)
         }
-        versions::DESCRIBE_CLUSTER => answer(describe_cluster::handle(req)),
+        versions::DESCRIBE_CLUSTER => answer(describe_cluster::handle(req, decode(buf, v)?)),
+        versions::DESCRIBE_USER_SCRAM_CREDENTIALS => answer(
+            describe_user_scram_credentials::handle(req, decode(buf, v)?),
+        ),
+        versions::ALTER_USER_SCRAM_CREDENTIALS => {
+            answer(alter_user_scram_credentials::handle(req, decode(buf, v)?).await)
+        }
         other => return Err(ConnectionError::Unsupported(other, v)),
     })
 }

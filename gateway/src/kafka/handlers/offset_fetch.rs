@@ -7,19 +7,50 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::CommittedOffset;
 use crate::kafka::errors::code;
 
 pub fn handle(req: &Request<'_>, r: OffsetFetchRequest) -> OffsetFetchResponse {
     let group = r.group_id.0.to_string();
-    let topics: Vec<OffsetFetchResponseTopic> = match r.topics {
-        Some(asked) => asked
+    // Describe on the group (else GROUP_AUTHORIZATION_FAILED: at the top from v2, on each
+    // partition asked before), then Describe on each topic: a topic asked for is
+    // TOPIC_AUTHORIZATION_FAILED, one not asked for is left out (as Kafka does).
+    if !group.is_empty() && !req.may(Operation::Describe, Resource::Group(&group)) {
+        let denied = code::GROUP_AUTHORIZATION_FAILED;
+        if req.version >= 2 {
+            return OffsetFetchResponse::default().with_error_code(denied);
+        }
+        let topics = r
+            .topics
+            .unwrap_or_default()
             .into_iter()
             .map(|t| {
                 let partitions = t
                     .partition_indexes
                     .into_iter()
+                    .map(|index| partition(index, None).with_error_code(denied))
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
+    let topics: Vec<OffsetFetchResponseTopic> = match r.topics {
+        Some(asked) => asked
+            .into_iter()
+            .map(|t| {
+                let may = req.may(Operation::Describe, Resource::Topic(t.name.0.as_str()));
+                let partitions = t
+                    .partition_indexes
+                    .into_iter()
                     .map(|index| {
+                        if !may {
+                            return partition(index, None)
+                                .with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                        }
                         let committed = req.broker().group_offset(&group, t.name.0.as_str(), index);
                         partition(index, committed)
                     })
@@ -32,7 +63,19 @@ pub fn handle(req: &Request<'_>, r: OffsetFetchRequest) -> OffsetFetchResponse {
         None => {
             // Every partition the group has a position on, by topic (sorted by name).
             let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+            let mut may: Option<(String, bool)> = None;
             for (name, p, committed) in req.broker().group_offsets(&group) {
+                let allowed = match &may {
+                    Some((n, allowed)) if *n == name => *allowed,
+                    _ => {
+                        let allowed = req.may(Operation::Describe, Resource::Topic(&name));
+                        may = Some((name.clone(), allowed));
+                        allowed
+                    }
+                };
+                if !allowed {
+                    continue;
+                }
                 let part = partition(p as i32, Some(committed));
                 match topics.last_mut() {
                     Some(t) if t.name.0.as_str() == name => t.partitions.push(part),

@@ -9,6 +9,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::produce::{KafkaPartitionWrite, KafkaTopicWrite, Produced};
 use crate::broker::BrokerError;
 use crate::kafka::errors::{self, code};
@@ -28,7 +29,10 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceRespo
     };
     let mut names = Vec::with_capacity(r.topic_data.len());
     let mut writes = Vec::with_capacity(r.topic_data.len());
+    // Topics the principal may not write to: every partition TOPIC_AUTHORIZATION_FAILED.
+    let mut denied = Vec::with_capacity(r.topic_data.len());
     for t in r.topic_data {
+        denied.push(!req.may(Operation::Write, Resource::Topic(t.name.0.as_str())));
         writes.push(KafkaTopicWrite {
             name: t.name.0.as_str().to_string(),
             partitions: t
@@ -62,17 +66,41 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceRespo
             .iter()
             .map(|w| w.partitions.iter().map(|p| p.index).collect())
             .collect();
-        let outcomes = req.broker().produce_kafka(writes, req.version >= 7).await;
+        let allowed: Vec<KafkaTopicWrite> = writes
+            .into_iter()
+            .zip(&denied)
+            .filter(|(_, &d)| !d)
+            .map(|(w, _)| w)
+            .collect();
+        let mut outcomes = req
+            .broker()
+            .produce_kafka(allowed, req.version >= 7)
+            .await
+            .into_iter();
         names
             .into_iter()
             .zip(indexes)
-            .zip(outcomes)
-            .map(|((name, indexes), outcomes)| {
-                let parts = indexes
-                    .into_iter()
-                    .zip(outcomes)
-                    .map(|(index, outcome)| answer(req.version, index, outcome))
-                    .collect();
+            .zip(denied)
+            .map(|((name, indexes), denied)| {
+                let outcomes = if denied {
+                    Vec::new()
+                } else {
+                    outcomes.next().unwrap_or_default()
+                };
+                let parts = if denied {
+                    indexes
+                        .into_iter()
+                        .map(|index| {
+                            failed(req.version, index, code::TOPIC_AUTHORIZATION_FAILED, None)
+                        })
+                        .collect()
+                } else {
+                    indexes
+                        .into_iter()
+                        .zip(outcomes)
+                        .map(|(index, outcome)| answer(req.version, index, outcome))
+                        .collect()
+                };
                 TopicProduceResponse::default()
                     .with_name(name)
                     .with_partition_responses(parts)

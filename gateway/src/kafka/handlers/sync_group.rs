@@ -3,11 +3,15 @@
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{str_bytes, Request};
+use crate::broker::acl::{Operation, Resource};
 use crate::broker::coordinator::SyncRequest;
-use crate::kafka::errors::for_group_result;
+use crate::kafka::errors::{code, for_group_result};
 
 pub async fn handle(req: &Request<'_>, r: SyncGroupRequest) -> SyncGroupResponse {
     let v = req.version;
+    if !req.may(Operation::Read, Resource::Group(r.group_id.0.as_str())) {
+        return SyncGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let sync = SyncRequest {
         group_id: r.group_id.0.to_string(),
         generation: r.generation_id,

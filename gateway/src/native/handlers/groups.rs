@@ -34,7 +34,7 @@ impl Session {
             return Ok(Reply::empty());
         };
         self.broker
-            .authorize(&self.user()?, Action::ReadTopic(t.stream_id, t.id))?;
+            .authorize(&self.principal()?, Action::ReadTopic(t.stream_id, t.id))?;
         match self.broker.native_group(&t, group) {
             Some(g) => Ok(Reply::body(details(&g))),
             None => Ok(Reply::empty()),

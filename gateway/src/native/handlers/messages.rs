@@ -8,7 +8,7 @@ use wharf_protocol::responses::poll_header;
 use wharf_protocol::{Consumer, Identifier, PollingStrategy};
 
 use crate::broker::consume::PollRequest;
-use crate::broker::{Action, BrokerError};
+use crate::broker::{Action, BrokerError, Principal};
 use crate::native::connection::Reply;
 use crate::native::errors::code;
 use crate::native::session::Session;
@@ -38,8 +38,10 @@ impl Session {
             }
         };
         let topic = self.topic_info(&send.stream_id, &send.topic_id)?;
-        self.broker
-            .authorize(&user, Action::Send(topic.stream_id, topic.id))?;
+        self.broker.authorize(
+            &Principal::User(user.id),
+            Action::Send(topic.stream_id, topic.id),
+        )?;
         if topic.partitions == 0 {
             return Ok(Reply::Error(code::NO_PARTITIONS));
         }

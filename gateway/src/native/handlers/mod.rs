@@ -29,11 +29,11 @@ impl Session {
         &self,
         stream: &Identifier,
         topic: &Identifier,
-        action: fn(u32, u32) -> Action,
+        action: fn(u32, u32) -> Action<'static>,
     ) -> Result<TopicInfo, BrokerError> {
         let t = self.topic_info(stream, topic)?;
         self.broker
-            .authorize(&self.user()?, action(t.stream_id, t.id))?;
+            .authorize(&self.principal()?, action(t.stream_id, t.id))?;
         Ok(t)
     }
 

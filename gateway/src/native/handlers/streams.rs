@@ -73,7 +73,7 @@ impl Session {
 
     pub(crate) async fn create_stream(&self, name: &str) -> Result<Reply, BrokerError> {
         self.broker
-            .authorize(&self.user()?, Action::ManageStreams)?;
+            .authorize(&self.principal()?, Action::ManageStreams)?;
         let stream = self.broker.create_stream(name).await?;
         Ok(Reply::body(self.stream_details(stream.id)?))
     }
@@ -85,7 +85,7 @@ impl Session {
     ) -> Result<Reply, BrokerError> {
         let stream = self.broker.stream(ident(id))?;
         self.broker
-            .authorize(&self.user()?, Action::ManageStream(stream.id))?;
+            .authorize(&self.principal()?, Action::ManageStream(stream.id))?;
         self.broker.rename_stream(stream.id, name).await?;
         Ok(Reply::empty())
     }
@@ -93,7 +93,7 @@ impl Session {
     pub(crate) async fn delete_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
         let stream = self.broker.stream(ident(id))?;
         self.broker
-            .authorize(&self.user()?, Action::ManageStream(stream.id))?;
+            .authorize(&self.principal()?, Action::ManageStream(stream.id))?;
         self.broker.delete_stream(stream.id).await?;
         Ok(Reply::empty())
     }
@@ -101,7 +101,7 @@ impl Session {
     pub(crate) async fn purge_stream(&self, id: &Identifier) -> Result<Reply, BrokerError> {
         let stream = self.broker.stream(ident(id))?;
         self.broker
-            .authorize(&self.user()?, Action::ManageStream(stream.id))?;
+            .authorize(&self.principal()?, Action::ManageStream(stream.id))?;
         self.broker.purge_stream(stream.id).await?;
         Ok(Reply::empty())
     }
@@ -146,7 +146,7 @@ impl Session {
     ) -> Result<Reply, BrokerError> {
         let s = self.broker.stream(ident(stream))?;
         self.broker
-            .authorize(&self.user()?, Action::CreateTopic(s.id))?;
+            .authorize(&self.principal()?, Action::CreateTopic(s.id))?;
         let settings = TopicSettings {
             message_expiry: expiry(message_expiry),
             max_size: max_size(max_topic_size),

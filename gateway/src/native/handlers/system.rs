@@ -39,7 +39,8 @@ impl Session {
 
     pub(crate) fn get_client(&self, client_id: u32, me: bool) -> Result<Reply, BrokerError> {
         if !me {
-            self.broker.authorize(&self.user()?, Action::ReadServers)?;
+            self.broker
+                .authorize(&self.principal()?, Action::ReadServers)?;
         }
         let Some(c) = self.broker.client(client_id) else {
             return Ok(Reply::empty());
@@ -57,7 +58,8 @@ impl Session {
     }
 
     pub(crate) fn get_clients(&self) -> Result<Reply, BrokerError> {
-        self.broker.authorize(&self.user()?, Action::ReadServers)?;
+        self.broker
+            .authorize(&self.principal()?, Action::ReadServers)?;
         let mut out = BytesMut::new();
         for c in self.broker.clients() {
             encode_client(
@@ -73,7 +75,8 @@ impl Session {
     }
 
     pub(crate) fn get_stats(&self) -> Result<Reply, BrokerError> {
-        self.broker.authorize(&self.user()?, Action::ReadServers)?;
+        self.broker
+            .authorize(&self.principal()?, Action::ReadServers)?;
         let mut stats = StatsWire {
             process_id: std::process::id(),
             total_memory: meminfo("MemTotal:"),

@@ -9,7 +9,7 @@ use wharf_protocol::wire::WriteExt;
 use wharf_protocol::Identifier;
 
 use crate::broker::users::{GlobalPermissions, StreamPermissions, TopicPermissions, UserStatus};
-use crate::broker::{Action, BrokerError, Permissions, User};
+use crate::broker::{Action, BrokerError, Permissions, Principal, User};
 use crate::native::connection::Reply;
 use crate::native::session::Session;
 
@@ -60,6 +60,9 @@ pub(crate) fn from_wire(w: WirePermissions) -> Permissions {
                 (s.stream_id, perms)
             })
             .collect(),
+        // Not on Iggy's wire: kept by `set_native_permissions`.
+        groups: Vec::new(),
+        transactional_ids: Vec::new(),
     }
 }
 
@@ -173,13 +176,15 @@ impl Session {
             return Ok(Reply::empty());
         };
         if user.id != me.id {
-            self.broker.authorize(&me, Action::ReadUsers)?;
+            self.broker
+                .authorize(&Principal::User(me.id), Action::ReadUsers)?;
         }
         Ok(Reply::body(details(&user)))
     }
 
     pub(crate) fn get_users(&self) -> Result<Reply, BrokerError> {
-        self.broker.authorize(&self.user()?, Action::ReadUsers)?;
+        self.broker
+            .authorize(&self.principal()?, Action::ReadUsers)?;
         let mut out = BytesMut::new();
         for u in self.broker.users() {
             user_wire(&u).encode(&mut out);
@@ -194,7 +199,8 @@ impl Session {
         active: bool,
         permissions: Option<WirePermissions>,
     ) -> Result<Reply, BrokerError> {
-        self.broker.authorize(&self.user()?, Action::ManageUsers)?;
+        self.broker
+            .authorize(&self.principal()?, Action::ManageUsers)?;
         let permissions = permissions.map(from_wire);
         let user = self
             .broker
@@ -205,7 +211,8 @@ impl Session {
 
     pub(crate) async fn delete_user(&self, id: &Identifier) -> Result<Reply, BrokerError> {
         let me = self.user()?;
-        self.broker.authorize(&me, Action::ManageUsers)?;
+        self.broker
+            .authorize(&Principal::User(me.id), Action::ManageUsers)?;
         let user = self.existing_user(id)?;
         if user.id == me.id {
             return Err(BrokerError::CannotChangeRoot);
@@ -222,7 +229,8 @@ impl Session {
         username: Option<String>,
         active: Option<bool>,
     ) -> Result<Reply, BrokerError> {
-        self.broker.authorize(&self.user()?, Action::ManageUsers)?;
+        self.broker
+            .authorize(&self.principal()?, Action::ManageUsers)?;
         let user = self.existing_user(id)?;
         self.broker
             .change_users(move |users| {
@@ -237,11 +245,12 @@ impl Session {
         id: &Identifier,
         permissions: Option<WirePermissions>,
     ) -> Result<Reply, BrokerError> {
-        self.broker.authorize(&self.user()?, Action::ManageUsers)?;
+        self.broker
+            .authorize(&self.principal()?, Action::ManageUsers)?;
         let user = self.existing_user(id)?;
         let permissions = permissions.map(from_wire);
         self.broker
-            .change_users(move |users| users.set_permissions(user.id, permissions))
+            .change_users(move |users| users.set_native_permissions(user.id, permissions))
             .await?;
         Ok(Reply::empty())
     }
@@ -255,7 +264,8 @@ impl Session {
         let me = self.user()?;
         let user = self.existing_user(id)?;
         if user.id != me.id {
-            self.broker.authorize(&me, Action::ManageUsers)?;
+            self.broker
+                .authorize(&Principal::User(me.id), Action::ManageUsers)?;
         }
         self.broker
             .change_password(self.client_id, self.peer()?, user.id, &current, &new)
