@@ -1,45 +1,16 @@
 //! wharf-bench's TLS flags against a server whose native and Kafka listeners both speak TLS:
 //! the connect workload and a produce/consume pair over each protocol complete with every
-//! message counted. Checks counts, never speed. Certificates are made here with rcgen.
+//! message counted. Checks counts, never speed. Certificates: compat-tests' `TestCerts` (rcgen).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::Path;
 use std::time::Duration;
 
-use compat_tests::TestServer;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
-use wharf_gateway::config::TlsSettings;
+use compat_tests::{TestCerts, TestServer};
 
 const LIMIT: Duration = Duration::from_secs(180);
 const MESSAGES: u64 = 2000;
 const CONNECTIONS: u64 = 5;
-
-/// A CA (`ca.pem`) and a server certificate it signed for `localhost` and `127.0.0.1` (the
-/// Kafka listener advertises the address a client reached, and librdkafka checks that name).
-fn certificates(dir: &Path) -> TlsSettings {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "bench test CA");
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.as_ref().pem()).unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    TlsSettings {
-        cert_file: dir.join("server.pem"),
-        key_file: dir.join("server.key"),
-        client_ca_file: None,
-    }
-}
 
 /// Runs `wharf-bench` over TLS and returns its JSON report.
 async fn bench(server: &TestServer, ca: &Path, protocol: &str, args: &[&str]) -> serde_json::Value {
@@ -84,14 +55,16 @@ async fn bench(server: &TestServer, ca: &Path, protocol: &str, args: &[&str]) ->
 }
 
 async fn over_tls(protocol: &str, connectors: u64) {
-    let certs = tempfile::tempdir().unwrap();
-    let tls = certificates(certs.path());
+    // The server certificate names localhost and 127.0.0.1: the Kafka listener advertises the
+    // address a client reached, and librdkafka checks that name.
+    let certs = TestCerts::new();
+    let tls = certs.tls_settings(false);
     let server = TestServer::start_with(|c| {
         c.native.tls = Some(tls.clone());
         c.kafka.tls = Some(tls);
     })
     .await;
-    let ca = certs.path().join("ca.pem");
+    let ca = certs.ca.clone();
 
     for args in [&["connect"][..], &["connect", "--no-login"][..]] {
         let r = bench(&server, &ca, protocol, args).await;
