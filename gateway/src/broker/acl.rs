@@ -990,12 +990,14 @@ impl Names {
     /// permissions, when those also hold a right that is not being deleted (a binding on
     /// another resource, another listed operation, a right on streams), since in Kafka
     /// deleting one binding never takes away another.
+    /// `before` is `p`'s [`Names::footprint`]; the answer holds the changed rights' own.
     fn without(
         &self,
         username: &str,
         p: &Permissions,
+        before: &BTreeSet<HeldRight>,
         matched: &[&(Scope, AclBinding)],
-    ) -> Result<Permissions, AclRefusal> {
+    ) -> Result<(Permissions, BTreeSet<HeldRight>), AclRefusal> {
         let mut changed = p.clone();
         let mut asked = BTreeSet::new();
         for (scope, b) in matched {
@@ -1019,14 +1021,13 @@ impl Names {
             }
         }
         let after = self.footprint(&changed);
-        let also: Vec<String> = self
-            .footprint(p)
-            .into_iter()
+        let also: Vec<String> = before
+            .iter()
             .filter(|r| !after.contains(r) && !asked.contains(r))
             .map(|r| r.to_string())
             .collect();
         if also.is_empty() {
-            return Ok(changed);
+            return Ok((changed, after));
         }
         let shown = also.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
         let more = if also.len() > 4 {
@@ -1335,6 +1336,9 @@ impl Broker {
                         p.as_ref().map(|p| (id, names.scoped_bindings(name, p)))
                     })
                     .collect();
+                // Each user's rights as a deletion must keep them, worked out when a filter
+                // first matches one of their bindings and kept up to date.
+                let mut held: BTreeMap<u32, BTreeSet<HeldRight>> = BTreeMap::new();
                 let mut deleted: BTreeSet<AclBinding> = BTreeSet::new();
                 filters
                     .iter()
@@ -1354,14 +1358,16 @@ impl Broker {
                             if matched.is_empty() {
                                 continue;
                             }
-                            let changed = names.without(username, p, &matched)?;
-                            changes.push((*id, changed, matched));
+                            let before = held.entry(*id).or_insert_with(|| names.footprint(p));
+                            let (changed, after) = names.without(username, p, before, &matched)?;
+                            changes.push((*id, changed, after, matched));
                         }
                         let mut removed = Vec::new();
-                        for (id, changed, matched) in changes {
+                        for (id, changed, after, matched) in changes {
                             if let Some((_, p)) = all.get_mut(&id) {
                                 *p = Some(changed);
                             }
+                            held.insert(id, after);
                             removed.extend(matched.into_iter().map(|(_, b)| b.clone()));
                         }
                         removed.sort();

@@ -181,12 +181,15 @@ fn global_rights_list_and_lose_their_group_bindings() {
     assert_eq!(group_only.len(), 1);
     // Bound: deleting Group `*` Read alone may not take away the topic reads the same global
     // poll right grants; it is refused, naming the native permission.
-    let why = n.without("alice", &p, &group_only).unwrap_err().0;
+    let why = n
+        .without("alice", &p, &n.footprint(&p), &group_only)
+        .unwrap_err()
+        .0;
     assert!(why.contains("global poll_messages"), "{why}");
     assert!(why.contains("Topic:Literal:* Read"), "{why}");
     // Both bindings the right is listed as, deleted together, clear it.
     let both: Vec<&(Scope, AclBinding)> = scoped.iter().collect();
-    let cleared = n.without("alice", &p, &both).unwrap();
+    let (cleared, _) = n.without("alice", &p, &n.footprint(&p), &both).unwrap();
     assert!(
         !cleared.global.poll_messages,
         "the right implying them is gone"
@@ -218,7 +221,7 @@ fn a_deletion_takes_away_only_what_it_names() {
     a.grant(&mut p, ResourceType::Topic, Operation::Write)
         .unwrap();
     let r = read(a.clone(), "a", PatternType::Literal, Operation::Read);
-    let after = n.without("alice", &p, &[&r]).unwrap();
+    let (after, _) = n.without("alice", &p, &n.footprint(&p), &[&r]).unwrap();
     let tp = &after.streams[&1].topics[&3];
     assert!(!tp.poll_messages && tp.send_messages && after.global.read_servers);
 
@@ -235,13 +238,16 @@ fn a_deletion_takes_away_only_what_it_names() {
     let listed = n.scoped_bindings("alice", &p);
     let ops: Vec<Operation> = listed.iter().map(|(_, b)| b.operation).collect();
     assert_eq!(ops, [Operation::Read, Operation::DescribeConfigs]);
-    let why = n.without("alice", &p, &[&listed[0]]).unwrap_err().0;
+    let why = n
+        .without("alice", &p, &n.footprint(&p), &[&listed[0]])
+        .unwrap_err()
+        .0;
     assert!(
         why.contains("read_topic") && why.contains("DescribeConfigs"),
         "{why}"
     );
     let all: Vec<_> = listed.iter().collect();
-    assert_eq!(n.without("alice", &p, &all).unwrap(), {
+    assert_eq!(n.without("alice", &p, &n.footprint(&p), &all).unwrap().0, {
         let mut e = Permissions::default();
         e.streams
             .entry(1)
@@ -257,7 +263,10 @@ fn a_deletion_takes_away_only_what_it_names() {
     p.streams.entry(2).or_default().manage_stream = true;
     let listed = n.scoped_bindings("alice", &p);
     let all: Vec<_> = listed.iter().collect();
-    let why = n.without("alice", &p, &all).unwrap_err().0;
+    let why = n
+        .without("alice", &p, &n.footprint(&p), &all)
+        .unwrap_err()
+        .0;
     assert!(
         why.contains("managing stream `s`") && why.contains("manage_stream"),
         "{why}"
