@@ -19,10 +19,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wharf_gateway::config::KafkaAuthentication;
+use wharf_gateway::config::{KafkaAuthentication, KafkaListener};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
+const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
 
 /// One Kafka connection speaking raw frames.
 struct Conn {
@@ -32,9 +33,11 @@ struct Conn {
 
 impl Conn {
     async fn open(server: &TestServer) -> Conn {
-        let stream = within("connect", TcpStream::connect(server.kafka_addr))
-            .await
-            .unwrap();
+        Conn::open_at(server.kafka_addr).await
+    }
+
+    async fn open_at(addr: std::net::SocketAddr) -> Conn {
+        let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
         stream.set_nodelay(true).unwrap();
         Conn {
             stream,
@@ -77,6 +80,29 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Authenticates with SASL/PLAIN.
+    async fn plain(&mut self, user: &str, password: &str) {
+        let hs: SaslHandshakeResponse = self
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
+            )
+            .await;
+        assert_eq!(hs.error_code, 0, "PLAIN offered: {:?}", hs.mechanisms);
+        let auth: SaslAuthenticateResponse = self
+            .call(
+                ApiKey::SaslAuthenticate,
+                2,
+                &SaslAuthenticateRequest::default()
+                    .with_auth_bytes(Bytes::from(format!("\0{user}\0{password}"))),
+            )
+            .await;
+        assert_eq!(auth.error_code, 0, "{:?}", auth.error_message);
+    }
+}
+
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
@@ -109,10 +135,20 @@ fn id(name: &str) -> Identifier {
 
 /// Bindings made with Kafka's CreateAcls are the permissions the official iggy SDK reads;
 /// a native UpdatePermissions keeps the group grants its wire format cannot carry; DeleteAcls
-/// takes the binding away from the same model.
+/// takes the binding away from the same model. The anonymous listener may not use the ACL
+/// APIs; root, authenticated with SASL on a second listener, may.
 #[tokio::test]
 async fn kafka_acls_and_native_permissions_are_one_model() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| {
+        c.kafka.more_listeners = vec![KafkaListener {
+            address: "127.0.0.1:0".parse().unwrap(),
+            advertised_host: None,
+            advertised_port: None,
+            authentication: KafkaAuthentication::Sasl,
+            tls: false,
+        }];
+    })
+    .await;
     let root = iggy_root_client(&server).await;
     create_stream_with_topic(&root, "shop", "orders", 1).await;
     within(
@@ -128,14 +164,26 @@ async fn kafka_acls_and_native_permissions_are_one_model() {
         .unwrap()
         .unwrap();
 
-    // The anonymous listener may do everything, ACLs included.
-    let mut kafka = Conn::open(&server).await;
     let create = CreateAclsRequest::default().with_creations(vec![
         binding(2, "shop.orders", 3, 3), // Topic LITERAL Read
         binding(2, "shop.", 4, 4),       // Topic PREFIXED (the stream) Write
         binding(3, "billing-", 4, 3),    // Group PREFIXED Read
         binding(2, "shop.nope", 3, 3),   // a topic that does not exist
     ]);
+    // The anonymous listener may use data, not the ACLs (users' rights).
+    let mut anonymous = Conn::open(&server).await;
+    let r: CreateAclsResponse = anonymous.call(ApiKey::CreateAcls, 3, &create).await;
+    let codes: Vec<i16> = r.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [CLUSTER_DENIED; 4]);
+    let r: DescribeAclsResponse = anonymous
+        .call(ApiKey::DescribeAcls, 3, &describe_alice())
+        .await;
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+
+    // Root, authenticated with SASL on the second listener.
+    assert_eq!(server.kafka_listeners.len(), 2);
+    let mut kafka = Conn::open_at(server.kafka_listeners[1]).await;
+    kafka.plain("iggy", "iggy").await;
     let r: CreateAclsResponse = kafka.call(ApiKey::CreateAcls, 3, &create).await;
     let codes: Vec<i16> = r.results.iter().map(|r| r.error_code).collect();
     assert_eq!(codes, [0, 0, 0, ResponseError::InvalidRequest.code()]);
@@ -201,20 +249,39 @@ async fn kafka_acls_and_native_permissions_are_one_model() {
         "the native update replaced the stream's Write and kept the group grant"
     );
 
-    // DeleteAcls changes what the SDK reads.
-    let delete = DeleteAclsRequest::default().with_filters(vec![
-        delete_acls_request::DeleteAclsFilter::default()
-            .with_resource_type_filter(2)
-            .with_resource_name_filter(Some(s("shop.orders")))
-            .with_pattern_type_filter(3)
-            .with_principal_filter(Some(s("User:alice")))
-            .with_host_filter(None)
-            .with_operation(3)
-            .with_permission_type(3),
-    ]);
-    let r: DeleteAclsResponse = kafka.call(ApiKey::DeleteAcls, 3, &delete).await;
+    // DeleteAcls changes what the SDK reads. Read alone is refused: the topic's read right it
+    // comes from also grants DescribeConfigs, which the filter does not name.
+    let delete = |operation: i8| {
+        DeleteAclsRequest::default().with_filters(vec![
+            delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(s("shop.orders")))
+                .with_pattern_type_filter(3)
+                .with_principal_filter(Some(s("User:alice")))
+                .with_host_filter(None)
+                .with_operation(operation)
+                .with_permission_type(3),
+        ])
+    };
+    let r: DeleteAclsResponse = kafka.call(ApiKey::DeleteAcls, 3, &delete(3)).await;
+    assert_eq!(
+        r.filter_results[0].error_code,
+        ResponseError::InvalidRequest.code()
+    );
+    let why = r.filter_results[0]
+        .error_message
+        .as_ref()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("read_topic"), "{why}");
+    let r: DeleteAclsResponse = kafka.call(ApiKey::DeleteAcls, 3, &delete(1)).await;
     assert_eq!(r.filter_results[0].error_code, 0);
-    assert_eq!(r.filter_results[0].matching_acls.len(), 1);
+    let ops: Vec<i8> = r.filter_results[0]
+        .matching_acls
+        .iter()
+        .map(|m| m.operation)
+        .collect();
+    assert_eq!(ops, [3, 10], "Read and DescribeConfigs");
     let alice = root.get_user(&id("alice")).await.unwrap().unwrap();
     let perms = alice.permissions.unwrap();
     let tp = &perms.streams.as_ref().unwrap()[&(stream.id as usize)]

@@ -675,18 +675,98 @@ async fn acl_apis_read_and_change_the_one_permission_model() {
     assert_eq!(produce_codes(&h, alice, &["a"]).await, [TOPIC_DENIED]);
 }
 
+/// Bound: the anonymous principal (a listener without authentication) has every right on
+/// data but none on users: the ACL APIs and the SCRAM credential APIs answer
+/// CLUSTER_AUTHORIZATION_FAILED and change nothing.
 #[tokio::test]
-async fn anonymous_principals_may_do_everything_and_deleted_users_nothing() {
+async fn anonymous_principals_may_use_data_but_not_administer_users() {
     let h = harness().await;
-    assert_eq!(
-        produce_codes(&h, &Principal::Anonymous, &["a", "b"]).await,
-        [0, 0]
-    );
+    let anonymous = &Principal::Anonymous;
+    assert_eq!(produce_codes(&h, anonymous, &["a", "b"]).await, [0, 0]);
     let all = MetadataRequest::default().with_topics(None);
-    let r: MetadataResponse = h
-        .call(&Principal::Anonymous, ApiKey::Metadata, 12, &all)
-        .await;
+    let r: MetadataResponse = h.call(anonymous, ApiKey::Metadata, 12, &all).await;
     assert_eq!(r.topics.len(), 2);
+    let ct = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(topic("c"))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let r: CreateTopicsResponse = h.call(anonymous, ApiKey::CreateTopics, 7, &ct).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let fc = FindCoordinatorRequest::default().with_key(s("g"));
+    let r: FindCoordinatorResponse = h.call(anonymous, ApiKey::FindCoordinator, 3, &fc).await;
+    assert_eq!(r.error_code, 0);
+
+    let describe = DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1);
+    let r: DescribeAclsResponse = h.call(anonymous, ApiKey::DescribeAcls, 3, &describe).await;
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+    let before = h.broker().user(h.alice_id).unwrap().permissions;
+    let grant = CreateAclsRequest::default().with_creations(vec![acl(
+        TOPIC,
+        "b",
+        LITERAL,
+        "User:alice",
+        WRITE,
+    )]);
+    let r: CreateAclsResponse = h.call(anonymous, ApiKey::CreateAcls, 3, &grant).await;
+    assert_eq!(r.results[0].error_code, CLUSTER_DENIED);
+    let delete = DeleteAclsRequest::default().with_filters(vec![
+        delete_acls_request::DeleteAclsFilter::default()
+            .with_resource_type_filter(1)
+            .with_resource_name_filter(None)
+            .with_pattern_type_filter(1)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_operation(1)
+            .with_permission_type(1),
+    ]);
+    let r: DeleteAclsResponse = h.call(anonymous, ApiKey::DeleteAcls, 3, &delete).await;
+    assert_eq!(r.filter_results[0].error_code, CLUSTER_DENIED);
+    assert_eq!(
+        h.broker().user(h.alice_id).unwrap().permissions,
+        before,
+        "no permission changed"
+    );
+
+    let r: DescribeUserScramCredentialsResponse = h
+        .call(
+            anonymous,
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            &DescribeUserScramCredentialsRequest::default().with_users(None),
+        )
+        .await;
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+    let upsert = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+            .with_name(s("mallory"))
+            .with_mechanism(2)
+            .with_iterations(4096)
+            .with_salt(Bytes::from_static(b"0123456789abcdef"))
+            .with_salted_password(Bytes::from_static(&[7; 64])),
+    ]);
+    let r: AlterUserScramCredentialsResponse = h
+        .call(anonymous, ApiKey::AlterUserScramCredentials, 0, &upsert)
+        .await;
+    assert_eq!(r.results[0].error_code, CLUSTER_DENIED);
+    assert!(h.broker().user_by_name("mallory").is_none(), "no user made");
+    // Root may (the APIs themselves work).
+    let r: DescribeAclsResponse = h.call(&ROOT, ApiKey::DescribeAcls, 3, &describe).await;
+    assert_eq!(r.error_code, 0);
+}
+
+#[tokio::test]
+async fn deleted_users_may_do_nothing() {
+    let h = harness().await;
+    let all = MetadataRequest::default().with_topics(None);
     // A session whose user is gone may do nothing (rights are read at each request).
     let alice_id = h.alice_id;
     h.broker()
@@ -695,4 +775,83 @@ async fn anonymous_principals_may_do_everything_and_deleted_users_nothing() {
         .unwrap();
     let r: MetadataResponse = h.call(&h.alice, ApiKey::Metadata, 12, &all).await;
     assert!(r.topics.is_empty());
+}
+
+/// Bound: deleting a binding takes away no right on another resource. `Group:* Read` of a
+/// user with the global poll right is refused (INVALID_REQUEST naming `poll_messages`), and
+/// the user still reads every topic.
+#[tokio::test]
+async fn delete_acls_never_takes_rights_on_other_resources() {
+    let h = harness().await;
+    let mut perms = Permissions::default();
+    perms.global.poll_messages = true;
+    h.broker()
+        .change_users({
+            let id = h.alice_id;
+            move |users| users.set_permissions(id, Some(perms))
+        })
+        .await
+        .unwrap();
+    let group_star = DeleteAclsRequest::default().with_filters(vec![
+        delete_acls_request::DeleteAclsFilter::default()
+            .with_resource_type_filter(GROUP)
+            .with_resource_name_filter(Some(s("*")))
+            .with_pattern_type_filter(LITERAL)
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(READ)
+            .with_permission_type(1),
+    ]);
+    let r: DeleteAclsResponse = h.call(&ROOT, ApiKey::DeleteAcls, 3, &group_star).await;
+    let result = &r.filter_results[0];
+    assert_eq!(result.error_code, INVALID_REQUEST);
+    let why = result.error_message.as_ref().unwrap().to_string();
+    assert!(why.contains("poll_messages"), "{why}");
+    assert!(result.matching_acls.is_empty());
+    let p = h.broker().user(h.alice_id).unwrap().permissions.unwrap();
+    assert!(p.global.poll_messages, "the topic reads stay");
+
+    // One filter naming every binding the right is listed as (Topic `*` Read and Group `*`
+    // Read) removes it.
+    let all_of_alice = DeleteAclsRequest::default().with_filters(vec![
+        delete_acls_request::DeleteAclsFilter::default()
+            .with_resource_type_filter(1)
+            .with_resource_name_filter(None)
+            .with_pattern_type_filter(1)
+            .with_principal_filter(Some(s("User:alice")))
+            .with_host_filter(None)
+            .with_operation(1)
+            .with_permission_type(1),
+    ]);
+    let r: DeleteAclsResponse = h.call(&ROOT, ApiKey::DeleteAcls, 3, &all_of_alice).await;
+    let result = &r.filter_results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    let removed: Vec<(i8, String, i8)> = result
+        .matching_acls
+        .iter()
+        .map(|m| (m.resource_type, m.resource_name.to_string(), m.operation))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (TOPIC, "*".to_string(), READ),
+            (GROUP, "*".to_string(), READ)
+        ]
+    );
+    let p = h.broker().user(h.alice_id).unwrap().permissions.unwrap();
+    assert!(!p.global.poll_messages);
+}
+
+/// Bound: OffsetFetch authorizes the empty group id like any other (Kafka does): bob, with no
+/// group right, gets GROUP_AUTHORIZATION_FAILED, not the group's positions or INVALID_GROUP_ID.
+#[tokio::test]
+async fn offset_fetch_authorizes_the_empty_group_id() {
+    let h = harness().await;
+    let of = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s("")))
+        .with_topics(None);
+    let r: OffsetFetchResponse = h.call(&h.bob, ApiKey::OffsetFetch, 7, &of).await;
+    assert_eq!(r.error_code, GROUP_DENIED);
+    let r: OffsetFetchResponse = h.call(&ROOT, ApiKey::OffsetFetch, 7, &of).await;
+    assert_eq!(r.error_code, ResponseError::InvalidGroupId.code());
 }

@@ -33,8 +33,10 @@
 //! transactional-id grants their own kinds. Listed are the operations a scope's rights imply,
 //! without the ones Kafka itself implies from another listed one (`All` when every one is
 //! implied). Creating a binding sets the narrowest right that implies it; deleting one clears,
-//! at its scope, every right that implies it (so deleting Topic `*` Describe also takes away
-//! the rights that imply describing). What the model cannot express is refused with a
+//! at its scope, the rights it is listed from, and is refused (naming them) when they also
+//! grant something the deletion does not name: another resource's binding (global poll also
+//! lists Group `*` Read), another listed operation, or a right on streams themselves, since in
+//! Kafka deleting one binding never takes away another. What the model cannot express is refused with a
 //! message: DENY, hosts other than `*`, principals other than `User:<existing user>` (the root
 //! user has every right and cannot change), prefixes other than an existing stream's `s.`,
 //! topics that do not exist yet, Create on one topic, Describe or DescribeConfigs alone on one
@@ -43,7 +45,7 @@
 //! The default stream's own rights have no Kafka pattern (its topics have no common prefix)
 //! and are not listed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::users::{
     GlobalPermissions, GroupGrant, GroupPermissions, GroupRight, NamePattern, StreamPermissions,
@@ -448,6 +450,18 @@ impl Scope {
             .collect()
     }
 
+    /// Every operation on `kind` this scope's rights in `p` allow, none left out because
+    /// another implies it (what a deletion may not take away unasked).
+    fn held(&self, p: &Permissions, kind: ResourceType) -> Vec<Operation> {
+        let only = self.only(p);
+        operations_of(kind)
+            .iter()
+            .copied()
+            .filter(|&op| op != Operation::IdempotentWrite)
+            .filter(|&op| self.action(kind, op).is_some_and(|a| only.allows(a)))
+            .collect()
+    }
+
     /// Grants `op` on `kind` here with the narrowest right that implies it; a refused grant
     /// changes nothing.
     fn grant(
@@ -843,10 +857,20 @@ impl Names {
     /// Every binding the rights `p` of user `username` imply, with the scope whose rights
     /// imply it (Group `*` may be implied by global rights and by a grant).
     fn scoped_bindings(&self, username: &str, p: &Permissions) -> Vec<(Scope, AclBinding)> {
+        self.scoped_bindings_with(p, |scope, p, kind| scope.listed(p, kind), username)
+    }
+
+    /// The bindings of each scope of `p`, with the operations `ops` gives for it.
+    fn scoped_bindings_with(
+        &self,
+        p: &Permissions,
+        ops: impl Fn(&Scope, &Permissions, ResourceType) -> Vec<Operation>,
+        username: &str,
+    ) -> Vec<(Scope, AclBinding)> {
         let principal = format!("User:{username}");
         let mut out = Vec::new();
         let mut add = |scope: &Scope, kind: ResourceType, name: &str, pattern: PatternType| {
-            for operation in scope.listed(p, kind) {
+            for operation in ops(scope, p, kind) {
                 let b = AclBinding {
                     resource_type: kind,
                     name: name.to_string(),
@@ -928,6 +952,97 @@ impl Names {
         out
     }
 
+    /// Every right `p` holds, as a deletion must keep it: each operation on each resource a
+    /// binding names (none left out), and the rights on streams themselves that only the
+    /// native door names.
+    fn footprint(&self, p: &Permissions) -> BTreeSet<HeldRight> {
+        let mut out = BTreeSet::new();
+        for (_, b) in self.scoped_bindings_with(p, |scope, p, kind| scope.held(p, kind), "") {
+            out.insert(HeldRight::Binding(
+                b.resource_type,
+                b.name,
+                b.pattern,
+                b.operation,
+            ));
+        }
+        let g = &p.global;
+        if g.manage_streams {
+            out.insert(HeldRight::Streams(None, true));
+        }
+        if g.read_streams {
+            out.insert(HeldRight::Streams(None, false));
+        }
+        for (&sid, sp) in &p.streams {
+            if let Some(name) = self.streams.get(&sid) {
+                if sp.manage_stream {
+                    out.insert(HeldRight::Streams(Some(name.clone()), true));
+                }
+                if sp.read_stream {
+                    out.insert(HeldRight::Streams(Some(name.clone()), false));
+                }
+            }
+        }
+        out
+    }
+
+    /// `p` without the bindings `matched` (each with the scope it is listed from): clears, at
+    /// each binding's scope, the permissions that imply it. Refused, naming the native
+    /// permissions, when those also hold a right that is not being deleted (a binding on
+    /// another resource, another listed operation, a right on streams), since in Kafka
+    /// deleting one binding never takes away another.
+    /// `before` is `p`'s [`Names::footprint`]; the answer holds the changed rights' own.
+    fn without(
+        &self,
+        username: &str,
+        p: &Permissions,
+        before: &BTreeSet<HeldRight>,
+        matched: &[&(Scope, AclBinding)],
+    ) -> Result<(Permissions, BTreeSet<HeldRight>), AclRefusal> {
+        let mut changed = p.clone();
+        let mut asked = BTreeSet::new();
+        for (scope, b) in matched {
+            scope.revoke(&mut changed, b.resource_type, b.operation);
+            let ops: Vec<Operation> = if b.operation == Operation::All {
+                operations_of(b.resource_type).to_vec()
+            } else {
+                ALL_OPERATIONS
+                    .iter()
+                    .copied()
+                    .filter(|&o| o == b.operation || o.implied_by(b.operation))
+                    .collect()
+            };
+            for o in ops {
+                asked.insert(HeldRight::Binding(
+                    b.resource_type,
+                    b.name.clone(),
+                    b.pattern,
+                    o,
+                ));
+            }
+        }
+        let after = self.footprint(&changed);
+        let also: Vec<String> = before
+            .iter()
+            .filter(|r| !after.contains(r) && !asked.contains(r))
+            .map(|r| r.to_string())
+            .collect();
+        if also.is_empty() {
+            return Ok((changed, after));
+        }
+        let shown = also.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+        let more = if also.len() > 4 {
+            format!(" and {} more", also.len() - 4)
+        } else {
+            String::new()
+        };
+        refuse(format!(
+            "cannot delete only these bindings of User:{username}: they come from the native \
+             permission(s) {}, which also grant {shown}{more}; remove that permission natively \
+             (wharf user permissions), or delete those bindings in the same filter",
+            cleared(p, &changed).join(", ")
+        ))
+    }
+
     /// The binding a client asks for, checked against what the model can hold.
     fn binding(
         &self,
@@ -971,6 +1086,98 @@ impl Names {
     }
 }
 
+/// One right a user holds, as [`Names::footprint`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum HeldRight {
+    Binding(ResourceType, String, PatternType, Operation),
+    /// Reading (`false`) or managing (`true`) a stream (`None`: every stream) itself.
+    Streams(Option<String>, bool),
+}
+
+impl std::fmt::Display for HeldRight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeldRight::Binding(kind, name, pattern, op) => {
+                write!(f, "{kind:?}:{pattern:?}:{name} {op:?}")
+            }
+            HeldRight::Streams(stream, manage) => {
+                let verb = if *manage { "managing" } else { "reading" };
+                match stream {
+                    None => write!(f, "{verb} every stream"),
+                    Some(s) => write!(f, "{verb} stream `{s}`"),
+                }
+            }
+        }
+    }
+}
+
+const GLOBAL_FLAG_NAMES: [&str; 10] = [
+    "manage_servers",
+    "read_servers",
+    "manage_users",
+    "read_users",
+    "manage_streams",
+    "read_streams",
+    "manage_topics",
+    "read_topics",
+    "poll_messages",
+    "send_messages",
+];
+const STREAM_FLAG_NAMES: [&str; 6] = [
+    "manage_stream",
+    "read_stream",
+    "manage_topics",
+    "read_topics",
+    "poll_messages",
+    "send_messages",
+];
+const TOPIC_FLAG_NAMES: [&str; 4] = [
+    "manage_topic",
+    "read_topic",
+    "poll_messages",
+    "send_messages",
+];
+
+/// The native permissions set in `before` and not in `after`, by name and scope.
+fn cleared(before: &Permissions, after: &Permissions) -> Vec<String> {
+    let mut out = Vec::new();
+    let gone = |b: &[bool], a: &[bool], names: &[&str], at: &str, out: &mut Vec<String>| {
+        for i in 0..b.len() {
+            if b[i] && !a[i] {
+                out.push(format!("{at}{}", names[i]));
+            }
+        }
+    };
+    gone(
+        &global_flags(&before.global),
+        &global_flags(&after.global),
+        &GLOBAL_FLAG_NAMES,
+        "global ",
+        &mut out,
+    );
+    for (sid, sp) in &before.streams {
+        let asp = after.streams.get(sid).cloned().unwrap_or_default();
+        gone(
+            &stream_flags(sp),
+            &stream_flags(&asp),
+            &STREAM_FLAG_NAMES,
+            &format!("stream {sid} "),
+            &mut out,
+        );
+        for (tid, tp) in &sp.topics {
+            let atp = asp.topics.get(tid).cloned().unwrap_or_default();
+            gone(
+                &topic_flags(tp),
+                &topic_flags(&atp),
+                &TOPIC_FLAG_NAMES,
+                &format!("stream {sid} topic {tid} "),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
 /// Users other than root by id: name and rights (what ACL changes work on).
 type AllPermissions = BTreeMap<u32, (String, Option<Permissions>)>;
 
@@ -996,9 +1203,6 @@ impl Broker {
         op: Operation,
         resource: Resource<'_>,
     ) -> Result<(), BrokerError> {
-        if *principal == Principal::Anonymous {
-            return Ok(());
-        }
         let action = match resource {
             Resource::Topic(name) => {
                 let (s, t) = self.topic_ids(name);
@@ -1123,22 +1327,52 @@ impl Broker {
         let names = self.acl_names();
         self.change_users(move |users| {
             users.change_all_permissions(|all| {
+                // Each user's bindings, built once per request (as Kafka matches every filter
+                // against the ACLs as the request found them); a binding is removed once, by
+                // the first filter matching it.
+                let listed: Vec<(u32, Vec<(Scope, AclBinding)>)> = all
+                    .iter()
+                    .filter_map(|(&id, (name, p))| {
+                        p.as_ref().map(|p| (id, names.scoped_bindings(name, p)))
+                    })
+                    .collect();
+                // Each user's rights as a deletion must keep them, worked out when a filter
+                // first matches one of their bindings and kept up to date.
+                let mut held: BTreeMap<u32, BTreeSet<HeldRight>> = BTreeMap::new();
+                let mut deleted: BTreeSet<AclBinding> = BTreeSet::new();
                 filters
                     .iter()
                     .map(|f| {
                         f.check()?;
-                        let mut removed = Vec::new();
-                        for (username, p) in all.values_mut() {
-                            let Some(perms) = p.as_mut() else { continue };
-                            for (scope, b) in names.scoped_bindings(username, perms) {
-                                if f.matches(&b) {
-                                    scope.revoke(perms, b.resource_type, b.operation);
-                                    removed.push(b);
-                                }
+                        // A filter is all or nothing: every user's change is worked out
+                        // before any is made.
+                        let mut changes = Vec::new();
+                        for (id, bindings) in &listed {
+                            let matched: Vec<&(Scope, AclBinding)> = bindings
+                                .iter()
+                                .filter(|(_, b)| f.matches(b) && !deleted.contains(b))
+                                .collect();
+                            let Some((username, Some(p))) = all.get(id) else {
+                                continue;
+                            };
+                            if matched.is_empty() {
+                                continue;
                             }
+                            let before = held.entry(*id).or_insert_with(|| names.footprint(p));
+                            let (changed, after) = names.without(username, p, before, &matched)?;
+                            changes.push((*id, changed, after, matched));
+                        }
+                        let mut removed = Vec::new();
+                        for (id, changed, after, matched) in changes {
+                            if let Some((_, p)) = all.get_mut(&id) {
+                                *p = Some(changed);
+                            }
+                            held.insert(id, after);
+                            removed.extend(matched.into_iter().map(|(_, b)| b.clone()));
                         }
                         removed.sort();
                         removed.dedup();
+                        deleted.extend(removed.iter().cloned());
                         Ok(removed)
                     })
                     .collect()

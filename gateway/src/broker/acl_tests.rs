@@ -176,10 +176,101 @@ fn global_rights_list_and_lose_their_group_bindings() {
     };
     assert!(listed.contains(&group_star), "{listed:?}");
     let scoped = n.scoped_bindings("alice", &p);
-    let (scope, _) = scoped.iter().find(|(_, b)| *b == group_star).unwrap();
-    scope.revoke(&mut p, ResourceType::Group, Operation::Read);
-    assert!(!p.global.poll_messages, "the right implying it is gone");
-    assert!(n.bindings("alice", &p).is_empty());
+    let group_only: Vec<&(Scope, AclBinding)> =
+        scoped.iter().filter(|(_, b)| *b == group_star).collect();
+    assert_eq!(group_only.len(), 1);
+    // Bound: deleting Group `*` Read alone may not take away the topic reads the same global
+    // poll right grants; it is refused, naming the native permission.
+    let why = n
+        .without("alice", &p, &n.footprint(&p), &group_only)
+        .unwrap_err()
+        .0;
+    assert!(why.contains("global poll_messages"), "{why}");
+    assert!(why.contains("Topic:Literal:* Read"), "{why}");
+    // Both bindings the right is listed as, deleted together, clear it.
+    let both: Vec<&(Scope, AclBinding)> = scoped.iter().collect();
+    let (cleared, _) = n.without("alice", &p, &n.footprint(&p), &both).unwrap();
+    assert!(
+        !cleared.global.poll_messages,
+        "the right implying them is gone"
+    );
+    assert!(n.bindings("alice", &cleared).is_empty());
+}
+
+#[test]
+fn a_deletion_takes_away_only_what_it_names() {
+    let n = names();
+    let read = |scope: Scope, name: &str, pattern, op| {
+        (
+            scope,
+            AclBinding {
+                resource_type: ResourceType::Topic,
+                name: name.into(),
+                pattern,
+                principal: "User:alice".into(),
+                operation: op,
+            },
+        )
+    };
+    // Topic `a` Read from its poll right alone: deleted, other rights untouched.
+    let mut p = Permissions::default();
+    p.global.read_servers = true;
+    let a = Scope::Topic(1, 3);
+    a.grant(&mut p, ResourceType::Topic, Operation::Read)
+        .unwrap();
+    a.grant(&mut p, ResourceType::Topic, Operation::Write)
+        .unwrap();
+    let r = read(a.clone(), "a", PatternType::Literal, Operation::Read);
+    let (after, _) = n.without("alice", &p, &n.footprint(&p), &[&r]).unwrap();
+    let tp = &after.streams[&1].topics[&3];
+    assert!(!tp.poll_messages && tp.send_messages && after.global.read_servers);
+
+    // A topic's read right lists Read and DescribeConfigs: deleting Read alone would take
+    // DescribeConfigs too, so it is refused; both together are deleted.
+    let mut p = Permissions::default();
+    p.streams.entry(1).or_default().topics.insert(
+        3,
+        TopicPermissions {
+            read_topic: true,
+            ..Default::default()
+        },
+    );
+    let listed = n.scoped_bindings("alice", &p);
+    let ops: Vec<Operation> = listed.iter().map(|(_, b)| b.operation).collect();
+    assert_eq!(ops, [Operation::Read, Operation::DescribeConfigs]);
+    let why = n
+        .without("alice", &p, &n.footprint(&p), &[&listed[0]])
+        .unwrap_err()
+        .0;
+    assert!(
+        why.contains("read_topic") && why.contains("DescribeConfigs"),
+        "{why}"
+    );
+    let all: Vec<_> = listed.iter().collect();
+    assert_eq!(n.without("alice", &p, &n.footprint(&p), &all).unwrap().0, {
+        let mut e = Permissions::default();
+        e.streams
+            .entry(1)
+            .or_default()
+            .topics
+            .insert(3, Default::default());
+        e
+    });
+
+    // A stream's manage right lists All on its prefix, but also manages the stream itself
+    // (natively): refused.
+    let mut p = Permissions::default();
+    p.streams.entry(2).or_default().manage_stream = true;
+    let listed = n.scoped_bindings("alice", &p);
+    let all: Vec<_> = listed.iter().collect();
+    let why = n
+        .without("alice", &p, &n.footprint(&p), &all)
+        .unwrap_err()
+        .0;
+    assert!(
+        why.contains("managing stream `s`") && why.contains("manage_stream"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -401,9 +401,18 @@ impl Broker {
     /// `action`. A user's rights are read as they are now, so a change of permissions applies
     /// to the next request; a user deleted or deactivated since the session began may do
     /// nothing. Kafka's operations reach it through [`acl`]'s mapping.
+    ///
+    /// The anonymous principal (a Kafka listener without authentication) has every right on
+    /// data (topics, groups, transactional ids, configs, the cluster) but none on users: it
+    /// may not read or change users, their SCRAM credentials or their permissions (the ACLs),
+    /// which the native door's logins rely on, as a Kafka broker with an authorizer denies
+    /// `User:ANONYMOUS`.
     pub fn authorize(&self, principal: &Principal, action: Action<'_>) -> Result<(), BrokerError> {
         match principal {
-            Principal::Anonymous => Ok(()),
+            Principal::Anonymous => match action {
+                Action::ReadUsers | Action::ManageUsers => Err(BrokerError::Unauthorized),
+                _ => Ok(()),
+            },
             Principal::User(id) => match self.user(*id) {
                 Some(user)
                     if user.status == users::UserStatus::Active

@@ -589,25 +589,23 @@ impl Users {
         self.change_permissions(id, |p| *p = permissions)
     }
 
-    /// Replaces user `id`'s Iggy permissions (global, streams, topics) as the native door's
-    /// UpdatePermissions carries them, keeping the group and transactional-id grants its wire
-    /// format has no room for.
+    /// Replaces user `id`'s permissions as the native door's UpdatePermissions carries them.
+    /// `Some` replaces the Iggy part (global, streams, topics) and keeps the Kafka-only group
+    /// and transactional-id grants its wire format has no room for; `None` clears every right,
+    /// the Kafka-only grants included (a user whose permissions are cleared may do nothing).
     pub fn set_native_permissions(
         &self,
         id: u32,
         permissions: Option<Permissions>,
     ) -> Result<(), BrokerError> {
         self.change_permissions(id, |current| {
-            let kept = current.take().filter(Permissions::has_kafka_grants);
-            *current = match (permissions, kept) {
-                (new, None) => new,
-                (new, Some(old)) => {
-                    let mut p = new.unwrap_or_default();
-                    p.groups = old.groups;
-                    p.transactional_ids = old.transactional_ids;
-                    Some(p)
+            *current = permissions.map(|mut new| {
+                if let Some(old) = current.take() {
+                    new.groups = old.groups;
+                    new.transactional_ids = old.transactional_ids;
                 }
-            };
+                new
+            });
         })
     }
 
@@ -971,10 +969,15 @@ mod tests {
         let p = users.get(alice.id).unwrap().permissions.unwrap();
         assert!(p.global.poll_messages);
         assert_eq!(p.groups, vec![grant.clone()]);
+        // Clearing a user's permissions natively clears every right, the Kafka-only grants
+        // included.
         users.set_native_permissions(alice.id, None).unwrap();
-        let p = users.get(alice.id).unwrap().permissions.unwrap();
-        assert_eq!(p.global, GlobalPermissions::default());
-        assert_eq!(p.groups, vec![grant]);
+        assert_eq!(users.get(alice.id).unwrap().permissions, None);
+        assert!(!users
+            .get(alice.id)
+            .unwrap()
+            .permissions()
+            .allows(Action::Group(GroupRight::Read, "app-1")));
         // A document written before the Kafka kinds existed.
         let old = r#"{"global":{"manage_servers":false,"read_servers":false,"manage_users":false,
             "read_users":false,"manage_streams":false,"read_streams":true,"manage_topics":false,

@@ -1,6 +1,8 @@
-//! DeleteAcls: each filter takes away the bindings it matches (at their own scope, every
-//! Wharf permission that implies them), all in one durable change of the users document
-//! ([`Broker::delete_acls`]); each filter's answer lists the bindings it removed. Needs the
+//! DeleteAcls: each filter takes away the bindings it matches (at their own scope, the Wharf
+//! permissions they are listed from), all in one durable change of the users document
+//! ([`Broker::delete_acls`]); each filter's answer lists the bindings it removed, or is
+//! INVALID_REQUEST with a message when those permissions also grant rights the filter does
+//! not name (nothing is removed for it). Needs the
 //! right to manage users (Kafka's Alter on the cluster for ACLs), else
 //! CLUSTER_AUTHORIZATION_FAILED for every filter.
 //!

@@ -15,8 +15,9 @@ pub fn handle(req: &Request<'_>, r: OffsetFetchRequest) -> OffsetFetchResponse {
     let group = r.group_id.0.to_string();
     // Describe on the group (else GROUP_AUTHORIZATION_FAILED: at the top from v2, on each
     // partition asked before), then Describe on each topic: a topic asked for is
-    // TOPIC_AUTHORIZATION_FAILED, one not asked for is left out (as Kafka does).
-    if !group.is_empty() && !req.may(Operation::Describe, Resource::Group(&group)) {
+    // TOPIC_AUTHORIZATION_FAILED, one not asked for is left out (as Kafka does). The empty
+    // group id is authorized like any other (Kafka does), before it is found invalid.
+    if !req.may(Operation::Describe, Resource::Group(&group)) {
         let denied = code::GROUP_AUTHORIZATION_FAILED;
         if req.version >= 2 {
             return OffsetFetchResponse::default().with_error_code(denied);
