@@ -841,9 +841,11 @@ async fn librdkafka_keeps_its_connection_across_reauthentications() {
 async fn scram_alterations_guard_root_and_rotate_the_whole_password() {
     let server = sasl_server(|_| {}).await;
     let root = iggy_root_client(&server).await;
-    let mut global = GlobalPermissions::default();
-    global.manage_users = true;
-    global.read_users = true;
+    let global = GlobalPermissions {
+        manage_users: true,
+        read_users: true,
+        ..Default::default()
+    };
     let permissions = iggy::prelude::Permissions {
         global,
         streams: None,
