@@ -833,3 +833,90 @@ async fn librdkafka_keeps_its_connection_across_reauthentications() {
     );
     assert_eq!(got, ["before-0", "round-0-0", "round-1-0"]);
 }
+
+/// A users manager (manage_users, not root) cannot change root's credentials (CLUSTER_
+/// AUTHORIZATION_FAILED, 31); a Kafka password rotation leaves nothing of the old password
+/// (native login, PLAIN) and ends the user's Kafka sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_alterations_guard_root_and_rotate_the_whole_password() {
+    let server = sasl_server(|_| {}).await;
+    let root = iggy_root_client(&server).await;
+    let global = GlobalPermissions {
+        manage_users: true,
+        read_users: true,
+        ..Default::default()
+    };
+    let permissions = iggy::prelude::Permissions {
+        global,
+        streams: None,
+    };
+    within(
+        "create admin",
+        root.create_user("admin", "admin-pw", UserStatus::Active, Some(permissions)),
+    )
+    .await
+    .unwrap();
+    create_user(&root, "alice", "alice-pw").await;
+    let mut admin = Conn::open(&server).await;
+    assert_eq!(admin.plain("admin", "admin-pw", 2).await.error_code, 0);
+    let take_over = alter(
+        &mut admin,
+        vec![],
+        vec![upsertion("iggy", ScramMechanism::Sha512, "mine", 4096)],
+    )
+    .await;
+    assert_eq!(take_over, vec![("iggy".to_string(), 31)]);
+    let deletion = ScramCredentialDeletion::default()
+        .with_name(s("iggy"))
+        .with_mechanism(1);
+    assert_eq!(
+        alter(&mut admin, vec![deletion], vec![]).await,
+        vec![("iggy".to_string(), 31)]
+    );
+    let mut conn = Conn::open(&server).await;
+    assert_eq!(conn.plain("iggy", "iggy", 2).await.error_code, 0);
+
+    let mut alice = Conn::open(&server).await;
+    assert_eq!(alice.plain("alice", "alice-pw", 2).await.error_code, 0);
+    let rotated = alter(
+        &mut admin,
+        vec![],
+        vec![upsertion("alice", ScramMechanism::Sha256, "new-pw", 4096)],
+    )
+    .await;
+    assert_eq!(rotated, vec![("alice".to_string(), 0)]);
+    alice
+        .refused(ApiKey::Metadata, 12, &MetadataRequest::default())
+        .await;
+    let mut conn = Conn::open(&server).await;
+    let old = conn.plain("alice", "alice-pw", 2).await;
+    assert_eq!(old.error_code, SASL_AUTHENTICATION_FAILED, "old password");
+    let native = native_client(&server).await;
+    assert!(within("old login", native.login_user("alice", "alice-pw"))
+        .await
+        .is_err());
+    let mut conn = Conn::open(&server).await;
+    assert_eq!(conn.plain("alice", "new-pw", 2).await.error_code, 0);
+}
+
+/// Bound: before SASL authentication a frame above 512 KiB (Kafka's
+/// `sasl.server.max.receive.size`) closes the connection before its body is read; a
+/// re-authentication must use the first authentication's mechanism (KIP-368).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_frames_are_capped_and_reauthentication_keeps_its_mechanism() {
+    // A body that never comes is not what closes the connection: only the cap can, in time.
+    let server =
+        sasl_server(|c| c.kafka.limits.request_read_timeout = Duration::from_secs(3600)).await;
+    let mut conn = Conn::open(&server).await;
+    conn.stream
+        .write_all(&(512 * 1024 + 1_i32).to_be_bytes())
+        .await
+        .unwrap();
+    conn.closed().await;
+
+    let mut conn = Conn::open(&server).await;
+    assert_eq!(conn.plain("iggy", "iggy", 2).await.error_code, 0);
+    let hs = conn.handshake("SCRAM-SHA-256").await;
+    assert_eq!(hs.error_code, SASL_AUTHENTICATION_FAILED);
+    conn.closed().await;
+}

@@ -10,16 +10,66 @@ use tokio::time::Instant;
 
 use super::logins::SlotStats;
 use super::scram::{self, ClientFirst, ScramCredential, ScramError, ScramExchange, ScramMechanism};
-use super::users::PasswordSecrets;
 use super::users::{
     validate_password, validate_username, PersonalAccessToken, UserStatus, ROOT_USER_ID,
 };
+use super::users::{Action, CredentialChange, PasswordSecrets};
 use super::{Broker, BrokerError, ClientInfo, LogThrottle, Permissions, User, Users};
 
 /// Fewest and most PBKDF2 iterations of a credential set by a client (Kafka's bounds in
 /// AlterUserScramCredentials).
 pub const MIN_CLIENT_ITERATIONS: u32 = 4096;
 pub const MAX_CLIENT_ITERATIONS: u32 = 16384;
+
+/// Most users one AlterUserScramCredentials request may create (the rest are refused with
+/// [`BrokerError::TooManyNewUsers`]): a request may name 65,536 users.
+pub const MAX_USERS_CREATED_PER_REQUEST: usize = 1000;
+
+/// One operation of AlterUserScramCredentials, as the client sent it.
+#[derive(Debug, Clone)]
+pub enum ScramChange {
+    Delete(ScramMechanism),
+    Upsert {
+        mechanism: ScramMechanism,
+        iterations: i32,
+        salt: Vec<u8>,
+        salted_password: Vec<u8>,
+    },
+}
+
+/// Checks an upsertion's iterations (Kafka's 4096..=16384), salt and salted password, and
+/// derives the credential to keep.
+fn credential_change(change: ScramChange) -> Result<CredentialChange, ScramChangeError> {
+    match change {
+        ScramChange::Delete(m) => Ok(CredentialChange::Delete(m)),
+        ScramChange::Upsert {
+            mechanism,
+            iterations,
+            salt,
+            salted_password,
+        } => {
+            let iterations = u32::try_from(iterations)
+                .ok()
+                .filter(|i| (MIN_CLIENT_ITERATIONS..=MAX_CLIENT_ITERATIONS).contains(i))
+                .ok_or(ScramChangeError::Iterations(iterations))?;
+            if salt.is_empty() || salt.len() > scram::MAX_SALT_LEN {
+                return Err(ScramChangeError::Salt(salt.len()));
+            }
+            if salted_password.len() != mechanism.output_len() {
+                return Err(ScramChangeError::SaltedPassword(salted_password.len()));
+            }
+            Ok(CredentialChange::Upsert(
+                mechanism,
+                ScramCredential::from_salted_password(
+                    mechanism,
+                    salt,
+                    &salted_password,
+                    iterations,
+                ),
+            ))
+        }
+    }
+}
 
 /// A SASL authentication that succeeded.
 #[derive(Debug, Clone)]
@@ -28,6 +78,8 @@ pub struct SaslLogin {
     /// When the personal access token used as the password expires (µs since the epoch), if
     /// one was used and it expires: the session must end by then.
     pub token_expiry_us: Option<u64>,
+    /// True when the password was a personal access token (expiring or not).
+    pub token: bool,
 }
 
 /// Why AlterUserScramCredentials refused an upsertion.
@@ -140,11 +192,24 @@ impl Broker {
         password: &str,
         peer: IpAddr,
     ) -> Result<User, BrokerError> {
-        let user = self.check_password(username, password, peer).await?;
-        if user.status != UserStatus::Active {
-            return Err(BrokerError::UserInactive);
+        let attempt = self.admit(peer, Some(username)).await?;
+        let user = self.users.find_by_name(username);
+        if self.password_matches(user.as_ref(), password).await {
+            if let Some(user) = user {
+                if user.status == UserStatus::Active {
+                    attempt.succeeded(Instant::now());
+                    return Ok(user);
+                }
+                // An inactive user's right password counts as a failure: it neither resets
+                // the limiter nor answers sooner than a wrong password.
+                let delay = attempt.failed(Instant::now());
+                tokio::time::sleep(delay).await;
+                return Err(BrokerError::UserInactive);
+            }
         }
-        Ok(user)
+        let delay = attempt.failed(Instant::now());
+        tokio::time::sleep(delay).await;
+        Err(BrokerError::InvalidCredentials)
     }
 
     /// The user named `username` if `password` is theirs, whatever their status; failures count
@@ -186,30 +251,33 @@ impl Broker {
         }
     }
 
-    /// True when `password` is `user`'s: checked against the Argon2 hash, or for a user created
-    /// from Kafka (no hash) against a SCRAM credential (PBKDF2, in a slot too). An unknown user,
-    /// or one without either, is checked against the dummy hash, at the same cost.
+    /// True when `password` is `user`'s: checked against the Argon2 hash, or for a user
+    /// without one (its password set from Kafka) against its SCRAM credentials (PBKDF2, in a
+    /// slot too): all of them come from the same password (an upsertion replaces the others),
+    /// so any one matching is enough. An unknown user, or one without either, is checked
+    /// against the dummy hash, at the same cost.
     async fn password_matches(&self, user: Option<&User>, password: &str) -> bool {
-        let scram_only = user
+        let scram_only: Vec<(ScramMechanism, ScramCredential)> = user
             .filter(|u| u.password_hash.is_empty())
-            .and_then(|u| u.scram.iter().next_back())
-            .map(|(m, c)| (*m, c.clone()));
-        let matches = match scram_only {
-            Some((m, credential)) => {
-                let password = password.to_string();
-                self.logins
-                    .slots
-                    .compute(move || Ok(credential.matches_password(m, &password)))
-                    .await
-                    .and_then(|r| r)
-            }
-            None => {
-                let hash = user
-                    .map(|u| u.password_hash.as_str())
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or(self.logins.dummy_hash.as_str());
-                self.logins.slots.verify(password, hash).await
-            }
+            .map(|u| u.scram.iter().map(|(m, c)| (*m, c.clone())).collect())
+            .unwrap_or_default();
+        let matches = if scram_only.is_empty() {
+            let hash = user
+                .map(|u| u.password_hash.as_str())
+                .filter(|h| !h.is_empty())
+                .unwrap_or(self.logins.dummy_hash.as_str());
+            self.logins.slots.verify(password, hash).await
+        } else {
+            let password = password.to_string();
+            self.logins
+                .slots
+                .compute(move || {
+                    Ok(scram_only
+                        .iter()
+                        .any(|(m, c)| c.matches_password(*m, &password)))
+                })
+                .await
+                .and_then(|r| r)
         };
         matches.unwrap_or_else(|e| {
             tracing::warn!("cannot check a password: {e}");
@@ -235,6 +303,7 @@ impl Broker {
                 Ok((user, expiry)) if user.username == username => Ok(SaslLogin {
                     user,
                     token_expiry_us: expiry,
+                    token: true,
                 }),
                 _ => {
                     let user = self.users.find_by_name(username);
@@ -242,6 +311,7 @@ impl Broker {
                         user.map(|user| SaslLogin {
                             user,
                             token_expiry_us: None,
+                            token: false,
                         })
                         .ok_or(BrokerError::InvalidCredentials)
                     } else {
@@ -319,6 +389,7 @@ impl Broker {
                 Ok(SaslLogin {
                     user,
                     token_expiry_us: None,
+                    token: false,
                 }),
                 server_final,
             ),
@@ -331,7 +402,7 @@ impl Broker {
     }
 
     /// Reports a SASL attempt's outcome to the limiter and the log; an inactive user's right
-    /// password is a success for the limiter and a refusal for the client.
+    /// password is a failure for the limiter (with its delay) and a refusal for the client.
     async fn finish_sasl(
         &self,
         attempt: super::logins::Attempt<'_>,
@@ -342,16 +413,18 @@ impl Broker {
     ) -> Result<SaslLogin, BrokerError> {
         match result {
             Ok(login) => {
-                attempt.succeeded(Instant::now());
                 if login.user.status != UserStatus::Active {
+                    let delay = attempt.failed(Instant::now());
                     log_sasl_failure(mechanism, username, peer, "user is inactive");
+                    tokio::time::sleep(delay).await;
                     return Err(BrokerError::UserInactive);
                 }
+                attempt.succeeded(Instant::now());
                 tracing::info!(
                     principal = %format!("User:{}", login.user.username),
                     mechanism,
                     %peer,
-                    token = login.token_expiry_us.is_some(),
+                    token = login.token,
                     "kafka SASL authentication succeeded"
                 );
                 Ok(login)
@@ -475,46 +548,72 @@ impl Broker {
             .await
     }
 
-    /// AlterUserScramCredentials: sets user `name`'s credential for `mechanism` from the salted
-    /// password a client computed (only StoredKey and ServerKey are kept), creating the user
-    /// when none has that name. `iterations` must be within Kafka's 4096..=16384.
-    pub async fn upsert_scram_credential(
+    /// AlterUserScramCredentials for `principal` (Kafka's Alter on Cluster: `manage_users`):
+    /// each user's deletions and upsertions (an upsertion carries the salted password a client
+    /// computed; only StoredKey and ServerKey are kept), applied in ONE durable change. Returns
+    /// one outcome per user, in order, or `Unauthorized` for the whole request.
+    ///
+    /// An upsertion changes the user's password: its secrets become just the credentials
+    /// upserted by this request, and, as for a native password change, with
+    /// `end_sessions_on_password_change` its tokens are revoked and its sessions end. Root's
+    /// credentials may be changed by root only. At most [`MAX_USERS_CREATED_PER_REQUEST`] new
+    /// users per request.
+    pub async fn alter_scram_credentials(
         &self,
-        name: &str,
-        mechanism: ScramMechanism,
-        salt: Vec<u8>,
-        salted_password: Vec<u8>,
-        iterations: i32,
-    ) -> Result<User, ScramChangeError> {
-        let iterations = u32::try_from(iterations)
-            .ok()
-            .filter(|i| (MIN_CLIENT_ITERATIONS..=MAX_CLIENT_ITERATIONS).contains(i))
-            .ok_or(ScramChangeError::Iterations(iterations))?;
-        if salt.is_empty() || salt.len() > scram::MAX_SALT_LEN {
-            return Err(ScramChangeError::Salt(salt.len()));
+        principal: &Principal,
+        changes: Vec<(String, Vec<ScramChange>)>,
+    ) -> Result<Vec<Result<(), ScramChangeError>>, BrokerError> {
+        self.authorize(principal, Action::ManageUsers)?;
+        let by_root = *principal == Principal::User(ROOT_USER_ID);
+        let mut outcomes: Vec<Result<(), ScramChangeError>> = Vec::with_capacity(changes.len());
+        let mut valid = Vec::new();
+        for (name, ops) in changes {
+            match ops.into_iter().map(credential_change).collect() {
+                Ok(ops) => {
+                    valid.push((name, ops));
+                    outcomes.push(Ok(()));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
         }
-        if salted_password.len() != mechanism.output_len() {
-            return Err(ScramChangeError::SaltedPassword(salted_password.len()));
-        }
-        let credential =
-            ScramCredential::from_salted_password(mechanism, salt, &salted_password, iterations);
-        let name = name.to_string();
-        let user = self
-            .change_users(move |users| users.upsert_scram(&name, mechanism, credential))
+        let end_sessions = self.logins.settings.end_sessions_on_password_change;
+        let applied = self
+            .change_users(move |users| {
+                users.alter_scram(valid, by_root, MAX_USERS_CREATED_PER_REQUEST, end_sessions)
+            })
             .await?;
-        tracing::info!(user = %user.username, %mechanism, "SCRAM credential set");
-        Ok(user)
+        let mut applied = applied.into_iter();
+        for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+            let Some(result) = applied.next() else { break };
+            match result {
+                Ok(altered) => {
+                    tracing::info!(user = %altered.user.username, "SCRAM credentials altered");
+                    if altered.password_changed && end_sessions {
+                        // No connection is kept: the request may come from any user's session.
+                        let ended = self.clients.end_sessions(altered.user.id, u32::MAX);
+                        tracing::info!(
+                            user = %altered.user.username,
+                            ended,
+                            "password changed: other sessions ended, personal access tokens revoked"
+                        );
+                    }
+                }
+                Err(e) => *outcome = Err(e.into()),
+            }
+        }
+        Ok(outcomes)
     }
 
-    /// AlterUserScramCredentials: removes user `name`'s credential for `mechanism`.
-    pub async fn delete_scram_credential(
-        &self,
-        name: &str,
-        mechanism: ScramMechanism,
-    ) -> Result<(), BrokerError> {
-        let name = name.to_string();
-        self.change_users(move |users| users.delete_scram(&name, mechanism))
-            .await
+    /// DescribeUserScramCredentials for `principal` (Kafka's Describe on Cluster:
+    /// `read_users`): the users who have a SCRAM credential.
+    pub fn scram_users(&self, principal: &Principal) -> Result<Vec<User>, BrokerError> {
+        self.authorize(principal, Action::ReadUsers)?;
+        Ok(self
+            .users
+            .list()
+            .into_iter()
+            .filter(|u| !u.scram.is_empty())
+            .collect())
     }
 
     /// What the password slots have done (for tests and diagnostics).
@@ -533,5 +632,101 @@ impl Broker {
         tokio::task::spawn_blocking(move || change(&users))
             .await
             .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::logins::LoginSettings;
+    use crate::broker::BrokerSettings;
+
+    fn broker(dir: &std::path::Path) -> Broker {
+        let settings = BrokerSettings {
+            root_username: "iggy".into(),
+            root_password: "iggy".into(),
+            kafka_default_stream: "default".into(),
+            groups: Default::default(),
+            logins: LoginSettings {
+                max_failed_logins: 3,
+                ..LoginSettings::default()
+            },
+            max_partitions_per_topic: 1000,
+            max_partitions: 100_000,
+        };
+        Broker::open(dir, wharf_log_store::StoreConfig::default(), settings).unwrap()
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    /// Bound: an inactive user's right password is a failed login (max_failed_logins = 3), by
+    /// native login, PLAIN and SCRAM alike, so it locks the user out rather than resetting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inactive_users_right_password_counts_as_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.create_user("idle", "idle-pw", UserStatus::Inactive, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            b.login("idle", "idle-pw", PEER).await,
+            Err(BrokerError::UserInactive)
+        ));
+        assert!(matches!(
+            b.authenticate_plain("", "idle", "idle-pw", PEER).await,
+            Err(BrokerError::UserInactive)
+        ));
+        let m = ScramMechanism::Sha256;
+        let exchange = b
+            .scram_start(m, b"n,,n=idle,r=client-nonce", PEER)
+            .await
+            .unwrap();
+        let server_first = String::from_utf8(exchange.server_first().to_vec()).unwrap();
+        let (client_final, _) = crate::broker::scram::tests::client_final(
+            m,
+            "idle-pw",
+            "n=idle,r=client-nonce",
+            &server_first,
+            "biws",
+        );
+        assert!(matches!(
+            b.scram_finish(&exchange, client_final.as_bytes(), PEER)
+                .await,
+            Err(BrokerError::UserInactive)
+        ));
+        assert!(
+            b.logins
+                .limiter
+                .attempt(Instant::now(), PEER, Some("idle"))
+                .is_err(),
+            "three right passwords of an inactive user lock it out"
+        );
+    }
+
+    /// A personal access token that never expires, used as a PLAIN password, is logged as a
+    /// token; the SCRAM stand-in secret is the same after a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plain_token_logins_are_flagged_and_the_stand_in_secret_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        {
+            let token = b
+                .users
+                .create_token(ROOT_USER_ID, "ci-token", None)
+                .unwrap();
+            let login = b
+                .authenticate_plain("", "iggy", &token, PEER)
+                .await
+                .unwrap();
+            assert!(login.token && login.token_expiry_us.is_none());
+            let login = b
+                .authenticate_plain("", "iggy", "iggy", PEER)
+                .await
+                .unwrap();
+            assert!(!login.token);
+        }
+        // What a restart reads back from the data directory.
+        let stored = crate::broker::logins::stand_in_secret(dir.path()).unwrap();
+        assert_eq!(b.logins.scram_secret, stored);
     }
 }

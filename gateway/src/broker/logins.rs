@@ -789,6 +789,22 @@ fn peer_report(
     Some(report)
 }
 
+/// The file in the data directory holding the SCRAM stand-in secret.
+const STAND_IN_SECRET_FILE: &str = "scram-stand-in-secret";
+
+/// Reads the SCRAM stand-in secret from `data_dir`, creating it (random) on first start.
+pub fn stand_in_secret(data_dir: &std::path::Path) -> Result<[u8; 32], BrokerError> {
+    let path = data_dir.join(STAND_IN_SECRET_FILE);
+    if let Some(doc) = wharf_log_store::read_durable(&path)? {
+        return <[u8; 32]>::try_from(doc.as_slice()).map_err(|_| {
+            BrokerError::Internal(format!("{} does not hold 32 bytes", path.display()))
+        });
+    }
+    let secret: [u8; 32] = rand::random();
+    wharf_log_store::write_durable(&path, &secret)?;
+    Ok(secret)
+}
+
 /// Everything a broker needs for logins.
 #[derive(Debug)]
 pub struct Logins {
@@ -797,18 +813,19 @@ pub struct Logins {
     pub limiter: LoginLimiter,
     /// Checked for unknown users (see [`dummy_hash`]).
     pub dummy_hash: String,
-    /// Random per process: the SCRAM salts shown for users without a credential are derived
-    /// from it (see [`ScramCredential::stand_in`]).
+    /// Random once per data directory (kept in it, see [`stand_in_secret`]): the SCRAM salts
+    /// shown for users without a credential are derived from it (see
+    /// [`ScramCredential::stand_in`]), so they stay the same across restarts like real users'.
     pub scram_secret: [u8; 32],
 }
 
 impl Logins {
-    pub fn new(settings: LoginSettings) -> Result<Logins, BrokerError> {
+    pub fn new(settings: LoginSettings, scram_secret: [u8; 32]) -> Result<Logins, BrokerError> {
         Ok(Logins {
             slots: PasswordSlots::new(settings.password_verifications),
             limiter: LoginLimiter::new(settings.clone()),
             dummy_hash: dummy_hash()?,
-            scram_secret: rand::random(),
+            scram_secret,
             settings,
         })
     }

@@ -115,6 +115,10 @@ pub enum BrokerError {
     UserNotFound(String),
     #[error("the root user cannot be deleted or deactivated, and no user can delete itself")]
     CannotChangeRoot,
+    #[error("only the root user may change the root user's credentials")]
+    CannotChangeRootCredentials,
+    #[error("at most {0} users may be created by one request")]
+    TooManyNewUsers(usize),
     #[error("the root user's permissions cannot be changed")]
     CannotChangePermissions,
     #[error("invalid personal access token")]
@@ -345,7 +349,7 @@ impl Broker {
         for (partition, repair) in &report.repaired {
             tracing::warn!(%partition, "recovered: {:?}", repair.segments);
         }
-        let logins = logins::Logins::new(settings.logins)?;
+        let logins = logins::Logins::new(settings.logins, logins::stand_in_secret(data_dir)?)?;
         let users = Users::open(
             data_dir,
             &settings.root_username,

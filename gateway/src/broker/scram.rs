@@ -453,13 +453,13 @@ impl ScramExchange {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
 
     /// A client's side, only for the tests: the proof for `password` over an exchange.
-    fn client_final(
+    pub(crate) fn client_final(
         m: ScramMechanism,
         password: &str,
         client_first_bare: &str,

@@ -681,49 +681,41 @@ impl Users {
         })
     }
 
-    /// Sets user `name`'s SCRAM `credential` for `mechanism` (AlterUserScramCredentials), creating
-    /// the user when none has that name: Active, without permissions or an Argon2 hash. Returns
-    /// the user.
-    pub fn upsert_scram(
+    /// AlterUserScramCredentials, in ONE durable change for the whole request: for each user
+    /// named, its deletions then its upsertions, all or nothing per user. An upsertion is a
+    /// password change: the user's password secrets become just the credentials upserted in
+    /// this request (the Argon2 hash and the other mechanism's credential, derived from the old
+    /// password, are dropped), and with `revoke_tokens` the user's personal access tokens are
+    /// deleted. Only root (`by_root`) may change root's credentials. A name no user has becomes
+    /// a new user (Active, no permissions, no Argon2 hash), at most `max_new` per request.
+    pub fn alter_scram(
         &self,
-        name: &str,
-        mechanism: ScramMechanism,
-        credential: ScramCredential,
-    ) -> Result<User, BrokerError> {
-        validate_username(name)?;
+        changes: Vec<(String, Vec<CredentialChange>)>,
+        by_root: bool,
+        max_new: usize,
+        revoke_tokens: bool,
+    ) -> Result<Vec<Result<ScramAltered, BrokerError>>, BrokerError> {
         self.change(|doc| {
-            if let Some(user) = doc.users.values_mut().find(|u| u.username == name) {
-                user.scram.insert(mechanism, credential);
-                return Ok(user.clone());
+            let mut ids: std::collections::HashMap<String, u32> = doc
+                .users
+                .values()
+                .map(|u| (u.username.clone(), u.id))
+                .collect();
+            let mut created = 0;
+            let mut results = Vec::with_capacity(changes.len());
+            for (name, ops) in changes {
+                results.push(alter_one(
+                    doc,
+                    &mut ids,
+                    &mut created,
+                    &name,
+                    ops,
+                    by_root,
+                    max_new,
+                    revoke_tokens,
+                ));
             }
-            let id = doc.next_user_id;
-            doc.next_user_id += 1;
-            let user = User {
-                id,
-                username: name.to_string(),
-                password_hash: String::new(),
-                status: UserStatus::Active,
-                permissions: None,
-                created_at: now_us(),
-                scram: BTreeMap::from([(mechanism, credential)]),
-            };
-            doc.users.insert(id, user.clone());
-            Ok(user)
-        })
-    }
-
-    /// Removes user `name`'s SCRAM credential for `mechanism`.
-    pub fn delete_scram(&self, name: &str, mechanism: ScramMechanism) -> Result<(), BrokerError> {
-        self.change(|doc| {
-            doc.users
-                .values_mut()
-                .find(|u| u.username == name)
-                .and_then(|u| u.scram.remove(&mechanism))
-                .map(drop)
-                .ok_or_else(|| BrokerError::NoScramCredential {
-                    user: name.to_string(),
-                    mechanism: mechanism.name(),
-                })
+            Ok(results)
         })
     }
 
@@ -796,6 +788,91 @@ impl Users {
             Ok(())
         })
     }
+}
+
+/// One SCRAM credential change of AlterUserScramCredentials.
+#[derive(Debug, Clone)]
+pub enum CredentialChange {
+    Delete(ScramMechanism),
+    Upsert(ScramMechanism, ScramCredential),
+}
+
+/// What [`Users::alter_scram`] did to one user.
+#[derive(Debug, Clone)]
+pub struct ScramAltered {
+    pub user: User,
+    /// The user existed and its password changed (an upsertion): its sessions must end.
+    pub password_changed: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alter_one(
+    doc: &mut UsersDoc,
+    ids: &mut std::collections::HashMap<String, u32>,
+    created: &mut usize,
+    name: &str,
+    ops: Vec<CredentialChange>,
+    by_root: bool,
+    max_new: usize,
+    revoke_tokens: bool,
+) -> Result<ScramAltered, BrokerError> {
+    validate_username(name)?;
+    let existing = ids.get(name).and_then(|id| doc.users.get(id)).cloned();
+    if existing.as_ref().is_some_and(|u| u.id == ROOT_USER_ID) && !by_root {
+        return Err(BrokerError::CannotChangeRootCredentials);
+    }
+    let mut user = match existing {
+        Some(u) => u,
+        None => User {
+            id: doc.next_user_id,
+            username: name.to_string(),
+            password_hash: String::new(),
+            status: UserStatus::Active,
+            permissions: None,
+            created_at: now_us(),
+            scram: BTreeMap::new(),
+        },
+    };
+    let is_new = !doc.users.contains_key(&user.id);
+    let mut upserted = BTreeMap::new();
+    for op in ops {
+        match op {
+            CredentialChange::Delete(m) => {
+                if user.scram.remove(&m).is_none() {
+                    return Err(BrokerError::NoScramCredential {
+                        user: name.to_string(),
+                        mechanism: m.name(),
+                    });
+                }
+            }
+            CredentialChange::Upsert(m, c) => {
+                upserted.insert(m, c);
+            }
+        }
+    }
+    let password_changed = !upserted.is_empty();
+    if password_changed {
+        user.password_hash.clear();
+        user.scram = upserted;
+    }
+    if is_new {
+        if !password_changed {
+            return Err(BrokerError::UserNotFound(name.to_string()));
+        }
+        if *created >= max_new {
+            return Err(BrokerError::TooManyNewUsers(max_new));
+        }
+        *created += 1;
+        doc.next_user_id += 1;
+        ids.insert(name.to_string(), user.id);
+    } else if password_changed && revoke_tokens {
+        doc.tokens.retain(|t| t.user_id != user.id);
+    }
+    doc.users.insert(user.id, user.clone());
+    Ok(ScramAltered {
+        user,
+        password_changed: password_changed && !is_new,
+    })
 }
 
 fn random_token() -> String {
@@ -905,17 +982,36 @@ mod tests {
             assert!(c.matches_password(m, "root-pw"));
         }
         let cred = ScramCredential::derive(ScramMechanism::Sha512, "kpw", 8192);
-        let bob = users
-            .upsert_scram("bob", ScramMechanism::Sha512, cred.clone())
-            .unwrap();
+        let alter = |name: &str, ops: Vec<CredentialChange>| {
+            let mut r = users
+                .alter_scram(vec![(name.to_string(), ops)], false, 10, true)
+                .unwrap();
+            r.remove(0)
+        };
+        let bob = alter(
+            "bob",
+            vec![CredentialChange::Upsert(
+                ScramMechanism::Sha512,
+                cred.clone(),
+            )],
+        )
+        .unwrap()
+        .user;
         assert_eq!(bob.status, UserStatus::Active);
         assert!(bob.password_hash.is_empty() && bob.permissions.is_none());
         assert_eq!(users.find_by_name("bob").unwrap().scram.len(), 1);
         assert!(matches!(
-            users.delete_scram("bob", ScramMechanism::Sha256),
+            alter(
+                "bob",
+                vec![CredentialChange::Delete(ScramMechanism::Sha256)]
+            ),
             Err(BrokerError::NoScramCredential { .. })
         ));
-        users.delete_scram("bob", ScramMechanism::Sha512).unwrap();
+        alter(
+            "bob",
+            vec![CredentialChange::Delete(ScramMechanism::Sha512)],
+        )
+        .unwrap();
         assert!(users.find_by_name("bob").unwrap().scram.is_empty());
         // A users document written before SASL (no "scram" field) still loads.
         drop(users);
@@ -931,6 +1027,72 @@ mod tests {
         let users = Users::open(dir.path(), "iggy", "root-pw", &slots, 4096).unwrap();
         assert!(users.get(ROOT_USER_ID).unwrap().scram.is_empty());
         assert!(users.find_by_name("bob").is_some());
+    }
+
+    /// AlterUserScramCredentials: only root changes root's credentials; an upsertion replaces
+    /// the user's password secrets (the old password's Argon2 hash and other-mechanism
+    /// credential go) and revokes its tokens; new users per request are capped.
+    #[test]
+    fn scram_alterations_guard_root_replace_old_secrets_and_cap_new_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = PasswordSlots::new(1);
+        let users = Users::open(dir.path(), "iggy", "root-pw", &slots, 4096).unwrap();
+        let m = ScramMechanism::Sha256;
+        let upsert = |pw: &str| CredentialChange::Upsert(m, ScramCredential::derive(m, pw, 4096));
+        let one = |name: &str, by_root: bool| {
+            users
+                .alter_scram(
+                    vec![(name.into(), vec![upsert("new-pw")])],
+                    by_root,
+                    10,
+                    true,
+                )
+                .unwrap()
+                .remove(0)
+        };
+        // Bound: root's credentials change only by root.
+        assert!(matches!(
+            one("iggy", false),
+            Err(BrokerError::CannotChangeRootCredentials)
+        ));
+        let del = vec![("iggy".into(), vec![CredentialChange::Delete(m)])];
+        assert!(matches!(
+            users.alter_scram(del, false, 10, true).unwrap()[0],
+            Err(BrokerError::CannotChangeRootCredentials)
+        ));
+        let root = users.get(ROOT_USER_ID).unwrap();
+        assert!(slots.verify_now("root-pw", &root.password_hash).unwrap());
+        assert_eq!(root.scram.len(), 2);
+        // A password rotation leaves nothing of the old password, and revokes tokens.
+        let alice = users
+            .create(
+                "alice",
+                slots.secrets_now("old-pw", 4096).unwrap(),
+                UserStatus::Active,
+                None,
+            )
+            .unwrap();
+        users.create_token(alice.id, "ci-token", None).unwrap();
+        let altered = one("alice", false).unwrap();
+        assert!(altered.password_changed);
+        let alice = users.get(alice.id).unwrap();
+        assert!(
+            alice.password_hash.is_empty(),
+            "the old Argon2 hash is gone"
+        );
+        assert_eq!(alice.scram.keys().copied().collect::<Vec<_>>(), vec![m]);
+        assert!(users.tokens(alice.id).is_empty());
+        assert!(one("iggy", true).is_ok(), "root may rotate its own");
+        // Bound: at most `max_new` users created per request, in one durable change.
+        let many = (0..5)
+            .map(|i| (format!("user-{i}"), vec![upsert("pw")]))
+            .collect();
+        let results = users.alter_scram(many, false, 3, true).unwrap();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+        assert!(matches!(results[4], Err(BrokerError::TooManyNewUsers(3))));
+        drop(users);
+        let users = Users::open(dir.path(), "iggy", "root-pw", &slots, 4096).unwrap();
+        assert!(users.find_by_name("user-2").is_some() && users.find_by_name("user-3").is_none());
     }
 
     #[test]

@@ -28,6 +28,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::handlers::{self, sasl_authenticate, sasl_handshake, Request};
 use super::session::{After, Gate, Session};
 use super::{guard, versions, Door};
+
+/// Largest frame read before SASL authentication on a SASL listener: Kafka's default
+/// `sasl.server.max.receive.size` (512 KiB).
+pub const MAX_UNAUTHENTICATED_FRAME: u32 = 512 * 1024;
 use crate::broker::Principal;
 use crate::config::KafkaListener;
 use crate::server::stream::Connection;
@@ -69,7 +73,7 @@ pub async fn serve(
     let mut wr = AnswerWriter::new(wr, accepted.limits.idle_timeout);
     let mut reader = RequestReader::new(rd, accepted);
     let mut stopped = reader.stop_signal();
-    let max = door.config.max_request_size;
+    let max_request_size = door.config.max_request_size;
     let mut session = Session::new(&listener, peer);
     let reason: String = loop {
         let head: Head<4> = match reader.head().await {
@@ -77,6 +81,14 @@ pub async fn serve(
             Err(e) => break e.to_string(),
         };
         let size = i32::from_be_bytes(head.bytes);
+        // Before SASL authentication, frames are capped as Kafka's
+        // `sasl.server.max.receive.size`: an unauthenticated peer cannot make the server read
+        // and budget max_request_size bytes.
+        let max = if session.requires_sasl() && session.user_id().is_none() {
+            max_request_size.min(MAX_UNAUTHENTICATED_FRAME)
+        } else {
+            max_request_size
+        };
         if size < 8 || size as u32 > max {
             // Kafka closes the connection without an answer.
             let e = ConnectionError::FrameSize(size, max);

@@ -62,6 +62,8 @@ pub struct Session {
     client_id: Option<u32>,
     /// When the session must be re-authenticated.
     expires_at: Option<Instant>,
+    /// The mechanism of the first authentication: a re-authentication must use it (KIP-368).
+    mechanism: Option<SaslMechanism>,
 }
 
 impl Session {
@@ -73,7 +75,21 @@ impl Session {
             principal: Principal::Anonymous,
             client_id: None,
             expires_at: None,
+            mechanism: None,
         }
+    }
+
+    /// Starts an exchange of `mechanism` after a handshake, unless it is a re-authentication
+    /// with another mechanism than the first authentication's (KIP-368): then false.
+    pub fn begin(&mut self, mechanism: SaslMechanism) -> bool {
+        if self.user_id().is_none() {
+            // A failed authentication closes the connection: the first success is this one.
+            self.mechanism = Some(mechanism);
+        } else if self.mechanism != Some(mechanism) {
+            return false;
+        }
+        self.state = SaslState::Authenticate(mechanism);
+        true
     }
 
     /// True on a listener with authentication "sasl".

@@ -48,6 +48,8 @@ pub fn status_for(e: &BrokerError) -> u32 {
         E::Store(s) => store_status(s),
         // Kafka-only refusals never reach this door; a plain error if one did.
         E::InvalidRecords(_)
+        | E::CannotChangeRootCredentials
+        | E::TooManyNewUsers(_)
         | E::ZstdNeedsNewerProduce
         | E::Sequence(_)
         | E::OffsetOutOfRange { .. }

@@ -1,9 +1,11 @@
 //! AlterUserScramCredentials: sets or removes Wharf users' SCRAM credentials from Kafka admin
 //! clients. An upsertion carries the salt, iterations and salted password the client computed;
 //! only StoredKey and ServerKey are kept. A name no user has becomes a new user (Active, no
-//! permissions, no native password hash). Kafka's Alter on Cluster: the `manage_users`
-//! permission. One result per user named, as Kafka answers: the first refusal among its
-//! operations, else success.
+//! permissions, no native password hash). The broker authorizes (Kafka's Alter on Cluster: the
+//! `manage_users` permission) and applies the whole request in one durable change
+//! ([`crate::broker::Broker::alter_scram_credentials`]). One result per user named, as Kafka
+//! answers: the first refusal among its operations, else success. Changing root's credentials
+//! by anyone but root is answered CLUSTER_AUTHORIZATION_FAILED for that user.
 
 use std::collections::HashMap;
 
@@ -14,21 +16,11 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, Request};
-use crate::broker::identity::ScramChangeError;
+use crate::broker::identity::{ScramChange, ScramChangeError};
 use crate::broker::scram::ScramMechanism;
-use crate::broker::users::{validate_username, Action};
 use crate::broker::BrokerError;
 
-/// One operation of the request, in the order given (deletions first, as Kafka applies them).
-enum Change {
-    Delete(ScramMechanism),
-    Upsert {
-        mechanism: ScramMechanism,
-        iterations: i32,
-        salt: Vec<u8>,
-        salted_password: Vec<u8>,
-    },
-}
+type Change = ScramChange;
 
 type Refusal = (ResponseError, String);
 
@@ -80,19 +72,26 @@ pub async fn handle(
         });
         add(u.name.as_str(), change);
     }
-    let allowed = broker.authorize(req.principal, Action::ManageUsers).is_ok();
+    let asked: Vec<(String, Vec<Change>)> = users
+        .iter()
+        .filter_map(|(name, c)| c.as_ref().ok().map(|c| (name.clone(), c.clone())))
+        .collect();
+    let mut applied = match broker.alter_scram_credentials(req.principal, asked).await {
+        Ok(outcomes) => outcomes
+            .into_iter()
+            .map(|o| o.map_err(change_refusal))
+            .collect(),
+        Err(e) => {
+            let refusal = broker_refusal(e);
+            vec![Err(refusal); users.len()]
+        }
+    }
+    .into_iter();
     let mut results = Vec::with_capacity(users.len());
     for (name, changes) in users {
-        let outcome = if !allowed {
-            Err((
-                ResponseError::ClusterAuthorizationFailed,
-                ResponseError::ClusterAuthorizationFailed.to_string(),
-            ))
-        } else {
-            match changes {
-                Err(r) => Err(r),
-                Ok(changes) => apply(req, &name, changes).await,
-            }
+        let outcome = match changes {
+            Err(r) => Err(r),
+            Ok(_) => applied.next().unwrap_or(Ok(())),
         };
         let result = AlterUserScramCredentialsResult::default().with_user(str_bytes(name));
         results.push(match outcome {
@@ -114,32 +113,11 @@ fn mechanism(t: i8) -> Result<ScramMechanism, Refusal> {
     })
 }
 
-async fn apply(req: &Request<'_>, name: &str, changes: Vec<Change>) -> Result<(), Refusal> {
-    validate_username(name).map_err(|e| (ResponseError::UnacceptableCredential, e.to_string()))?;
-    let broker = req.broker();
-    for c in changes {
-        match c {
-            Change::Delete(m) => broker
-                .delete_scram_credential(name, m)
-                .await
-                .map_err(broker_refusal)?,
-            Change::Upsert {
-                mechanism,
-                iterations,
-                salt,
-                salted_password,
-            } => {
-                broker
-                    .upsert_scram_credential(name, mechanism, salt, salted_password, iterations)
-                    .await
-                    .map_err(|e| match e {
-                        ScramChangeError::Broker(b) => broker_refusal(b),
-                        other => (ResponseError::UnacceptableCredential, other.to_string()),
-                    })?;
-            }
-        }
+fn change_refusal(e: ScramChangeError) -> Refusal {
+    match e {
+        ScramChangeError::Broker(b) => broker_refusal(b),
+        other => (ResponseError::UnacceptableCredential, other.to_string()),
     }
-    Ok(())
 }
 
 fn broker_refusal(e: BrokerError) -> Refusal {
@@ -148,6 +126,10 @@ fn broker_refusal(e: BrokerError) -> Refusal {
             (ResponseError::ResourceNotFound, e.to_string())
         }
         BrokerError::InvalidUsername => (ResponseError::UnacceptableCredential, e.to_string()),
+        BrokerError::Unauthorized | BrokerError::CannotChangeRootCredentials => {
+            (ResponseError::ClusterAuthorizationFailed, e.to_string())
+        }
+        BrokerError::TooManyNewUsers(_) => (ResponseError::PolicyViolation, e.to_string()),
         other => {
             other.log_if_internal("AlterUserScramCredentials");
             (

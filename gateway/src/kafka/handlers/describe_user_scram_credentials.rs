@@ -12,7 +12,6 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, Request};
-use crate::broker::users::Action;
 use crate::broker::User;
 
 pub fn handle(
@@ -20,25 +19,22 @@ pub fn handle(
     body: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let broker = req.broker();
-    if broker.authorize(req.principal, Action::ReadUsers).is_err() {
+    let Ok(users) = broker.scram_users(req.principal) else {
         let e = ResponseError::ClusterAuthorizationFailed;
         return DescribeUserScramCredentialsResponse::default()
             .with_error_code(e.code())
             .with_error_message(Some(str_bytes(e.to_string())));
-    }
+    };
     let results = match body.users.filter(|u| !u.is_empty()) {
         // No names: every user who has a credential.
-        None => broker
-            .users()
-            .iter()
-            .filter(|u| !u.scram.is_empty())
-            .map(described)
-            .collect(),
+        None => users.iter().map(described).collect(),
         Some(names) => {
             let mut times: BTreeMap<&str, usize> = BTreeMap::new();
             for n in &names {
                 *times.entry(n.name.as_str()).or_default() += 1;
             }
+            let by_name: std::collections::HashMap<&str, &User> =
+                users.iter().map(|u| (u.username.as_str(), u)).collect();
             let mut results = Vec::new();
             for (name, count) in times {
                 let result = if count > 1 {
@@ -48,8 +44,8 @@ pub fn handle(
                         "cannot describe the same user twice in one request",
                     )
                 } else {
-                    match broker.user_by_name(name).filter(|u| !u.scram.is_empty()) {
-                        Some(u) => described(&u),
+                    match by_name.get(name) {
+                        Some(u) => described(u),
                         None => failed(
                             name,
                             ResponseError::ResourceNotFound,

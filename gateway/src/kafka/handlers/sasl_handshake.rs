@@ -1,7 +1,8 @@
 //! SaslHandshake (v1, KIP-152): the client names a mechanism; the answer lists the enabled
 //! ones. Kafka's behaviour: an unsupported mechanism is answered UNSUPPORTED_SASL_MECHANISM and
 //! the connection closes; a handshake in the middle of an exchange closes it; on a listener
-//! without SASL the answer is ILLEGAL_SASL_STATE.
+//! without SASL the answer is ILLEGAL_SASL_STATE; a re-authentication naming another mechanism
+//! than the first authentication's is answered SASL_AUTHENTICATION_FAILED and closes (KIP-368).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
@@ -28,9 +29,11 @@ pub fn handle(
         return (answer, After::Close);
     }
     match SaslMechanism::from_name(body.mechanism.as_str()).filter(|m| enabled.contains(m)) {
-        Some(m) => {
-            session.state = SaslState::Authenticate(m);
-            (answer, After::KeepOpen)
+        Some(m) if session.begin(m) => (answer, After::KeepOpen),
+        Some(_) => {
+            // KIP-368: a re-authentication uses the first authentication's mechanism.
+            let answer = answer.with_error_code(ResponseError::SaslAuthenticationFailed.code());
+            (answer, After::Close)
         }
         None => {
             let answer = answer.with_error_code(ResponseError::UnsupportedSaslMechanism.code());
