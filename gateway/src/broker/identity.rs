@@ -122,7 +122,9 @@ fn log_sasl_failure(mechanism: &str, username: &str, peer: IpAddr, reason: &str)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// Kafka's `User:ANONYMOUS`: a connection on a Kafka listener with authentication "none",
-    /// which has every right (as a Kafka broker without an authorizer allows everything).
+    /// which has every right on data (as a Kafka broker without an authorizer allows
+    /// everything) but may not read or change users and their permissions, which the native
+    /// door guards with its login.
     Anonymous,
     /// A Wharf user, by id (its rights are read when each request is authorized, so a change of
     /// permissions applies at once).
