@@ -324,3 +324,73 @@ impl Default for TestCerts {
         TestCerts::new()
     }
 }
+
+/// The third-party Kafka client programs in `compat-tests/kafka-clients/`, run as processes
+/// with the clients `scripts/kafka-clients` installs under `target/kafka-clients/`.
+pub mod client_programs {
+    use std::ffi::OsString;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    /// The workspace's root folder.
+    pub fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("compat-tests lives in the workspace")
+            .to_path_buf()
+    }
+
+    /// `path`, which `scripts/kafka-clients` must have installed.
+    pub fn installed(path: &Path) -> PathBuf {
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/kafka-clients first (scripts/test does)",
+            path.display()
+        );
+        path.to_path_buf()
+    }
+
+    /// The venv's Python, with confluent-kafka and kafka-python.
+    pub fn python() -> PathBuf {
+        installed(&repo().join("target/kafka-clients/venv/bin/python"))
+    }
+
+    /// Node with kafkajs: the interpreter and the environment that finds its modules.
+    pub fn node() -> (PathBuf, Vec<(String, OsString)>) {
+        let modules = installed(&repo().join("target/kafka-clients/node/node_modules"));
+        (
+            PathBuf::from("node"),
+            vec![("NODE_PATH".into(), modules.into())],
+        )
+    }
+
+    /// Runs `program` (a file in `compat-tests/kafka-clients/`) with `interpreter`, the bootstrap
+    /// address as its argument and `env`, for at most `limit`; fails the test unless it
+    /// succeeds, showing its output.
+    pub async fn run(
+        program: &str,
+        interpreter: &Path,
+        bootstrap: &str,
+        env: &[(String, OsString)],
+        limit: Duration,
+    ) {
+        let script = repo().join("compat-tests/kafka-clients").join(program);
+        let mut cmd = tokio::process::Command::new(interpreter);
+        cmd.arg(&script).arg(bootstrap).kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(limit, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("{program} did not finish within {limit:?}"))
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{stdout}");
+        assert!(
+            out.status.success(),
+            "{program} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+}

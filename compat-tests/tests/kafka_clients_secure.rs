@@ -10,10 +10,11 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
-use compat_tests::{iggy_root_client, within, TestCerts, TestServer};
+use compat_tests::{client_programs, iggy_root_client, within, TestCerts, TestServer};
 use iggy::prelude::{
     CompressionAlgorithm, GlobalPermissions, Identifier, IggyExpiry, MaxTopicSize, Permissions,
     StreamClient as _, StreamPermissions, TopicClient as _, TopicPermissions, UserClient as _,
@@ -30,22 +31,6 @@ const STREAM: &str = "secure";
 const WRITER: (&str, &str) = ("kafka-writer", "writer-pw-1");
 /// The user who may read topic A only.
 const READER: (&str, &str) = ("kafka-reader", "reader-pw-1");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn installed(path: &Path) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/kafka-clients first (scripts/test does)",
-        path.display()
-    );
-    path.to_path_buf()
-}
 
 /// A server whose Kafka listener is SASL_SSL (the native door stays plain, for the setup), with
 /// topics `a` and `b` of stream [`STREAM`], [`WRITER`] allowed to send to and poll both, and
@@ -121,62 +106,40 @@ async fn secure_server(certs: &TestCerts) -> TestServer {
     server
 }
 
-async fn run(program: &str, interpreter: PathBuf, env: &[(&str, PathBuf)]) {
+async fn run(program: &str, interpreter: &Path, env: &[(String, OsString)]) {
     let certs = TestCerts::new();
     let server = secure_server(&certs).await;
-    let script = repo().join("compat-tests/kafka-clients").join(program);
-    let mut cmd = tokio::process::Command::new(interpreter);
-    cmd.arg(&script)
-        .arg(server.kafka_addr.to_string())
-        .env("WHARF_CA_FILE", &certs.ca)
-        .env("WHARF_USER", WRITER.0)
-        .env("WHARF_PASSWORD", WRITER.1)
-        .env("WHARF_READER", READER.0)
-        .env("WHARF_READER_PASSWORD", READER.1)
-        .env("WHARF_TOPIC_A", format!("{STREAM}.a"))
-        .env("WHARF_TOPIC_B", format!("{STREAM}.b"))
-        // The root user, who may grant consumer groups (CreateAcls); the server's default root.
-        .env("WHARF_ADMIN", iggy::prelude::DEFAULT_ROOT_USERNAME)
-        .env("WHARF_ADMIN_PASSWORD", iggy::prelude::DEFAULT_ROOT_PASSWORD)
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(LIMIT, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{program} did not finish within {LIMIT:?}"))
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{program} failed ({}):\n{stdout}\n{stderr}",
-        out.status
+    let mut env = env.to_vec();
+    let mut set = |k: &str, v: OsString| env.push((k.to_string(), v));
+    set("WHARF_CA_FILE", certs.ca.clone().into());
+    set("WHARF_USER", WRITER.0.into());
+    set("WHARF_PASSWORD", WRITER.1.into());
+    set("WHARF_READER", READER.0.into());
+    set("WHARF_READER_PASSWORD", READER.1.into());
+    set("WHARF_TOPIC_A", format!("{STREAM}.a").into());
+    set("WHARF_TOPIC_B", format!("{STREAM}.b").into());
+    // The root user, who may grant consumer groups (CreateAcls); the server's default root.
+    set("WHARF_ADMIN", iggy::prelude::DEFAULT_ROOT_USERNAME.into());
+    set(
+        "WHARF_ADMIN_PASSWORD",
+        iggy::prelude::DEFAULT_ROOT_PASSWORD.into(),
     );
-}
-
-fn python() -> PathBuf {
-    installed(&repo().join("target/kafka-clients/venv/bin/python"))
+    let bootstrap = server.kafka_addr.to_string();
+    client_programs::run(program, interpreter, &bootstrap, &env, LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_kafka_python_over_sasl_ssl() {
-    run("secure_confluent_kafka.py", python(), &[]).await;
+    run("secure_confluent_kafka.py", &client_programs::python(), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_over_sasl_ssl() {
-    run("secure_kafka_python.py", python(), &[]).await;
+    run("secure_kafka_python.py", &client_programs::python(), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafkajs_over_sasl_ssl() {
-    let modules = installed(&repo().join("target/kafka-clients/node/node_modules"));
-    run(
-        "secure_kafkajs.js",
-        PathBuf::from("node"),
-        &[("NODE_PATH", modules)],
-    )
-    .await;
+    let (node, env) = client_programs::node();
+    run("secure_kafkajs.js", &node, &env).await;
 }
