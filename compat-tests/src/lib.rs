@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use iggy::prelude::{Client as _, IggyClient, UserClient as _};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -322,6 +326,97 @@ impl TestCerts {
 impl Default for TestCerts {
     fn default() -> Self {
         TestCerts::new()
+    }
+}
+
+/// One Kafka connection speaking raw frames, with the `kafka-protocol` crate as the client: for
+/// tests that need what no Kafka client sends (a request before SASL, a given version) or that
+/// check what a client would hide (an error code, a close).
+#[derive(Debug)]
+pub struct KafkaWire {
+    pub stream: tokio::net::TcpStream,
+    correlation: i32,
+}
+
+impl KafkaWire {
+    pub async fn open(addr: SocketAddr) -> KafkaWire {
+        let stream = within("connect", tokio::net::TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        KafkaWire {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Sends `req` as API `key` at `version`.
+    pub async fn send<R: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, req: &R) {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("compat-test")))
+            .encode(&mut buf, R::header_version(version))
+            .expect("encodable request header");
+        req.encode(&mut buf, version).expect("encodable request");
+        let mut out = BytesMut::new();
+        out.put_i32(buf.len() as i32);
+        out.put_slice(&buf);
+        within("send", self.stream.write_all(&out))
+            .await
+            .expect("request sent");
+    }
+
+    /// Reads one answer frame; `None` when the server closed the connection.
+    pub async fn read(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        within("an answer or a close", self.stream.read_exact(&mut len))
+            .await
+            .ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        within("the rest of an answer", self.stream.read_exact(&mut body))
+            .await
+            .ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// Sends `req` and decodes its answer, checking the correlation id and that nothing is left.
+    pub async fn call<R, T>(&mut self, key: ApiKey, version: i16, req: &R) -> T
+    where
+        R: Encodable + HeaderVersion,
+        T: Decodable + HeaderVersion,
+    {
+        self.send(key, version, req).await;
+        let mut answer = self
+            .read()
+            .await
+            .unwrap_or_else(|| panic!("{key:?}: the server closed the connection"));
+        let header = ResponseHeader::decode(&mut answer, T::header_version(version))
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: answer header: {e}"));
+        assert_eq!(header.correlation_id, self.correlation);
+        let body = T::decode(&mut answer, version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: answer: {e}"));
+        assert_eq!(answer.remaining(), 0, "{key:?} v{version}: bytes left over");
+        body
+    }
+
+    /// Sends `req` and checks that the server closes the connection without an answer.
+    pub async fn refused<R: Encodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &R,
+    ) {
+        self.send(key, version, req).await;
+        assert!(self.read().await.is_none(), "{key:?} was answered");
+    }
+
+    /// Checks that the connection is closed (the server sent nothing more).
+    pub async fn closed(&mut self) {
+        assert!(self.read().await.is_none(), "the connection is still open");
     }
 }
 

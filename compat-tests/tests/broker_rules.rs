@@ -14,19 +14,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use compat_tests::{iggy_root_client, within, TestServer, WAIT};
+use bytes::{Bytes, BytesMut};
+use compat_tests::{iggy_root_client, within, KafkaWire, TestServer, WAIT};
 use iggy::prelude::*;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use wharf_gateway::broker::{Disk, FileHook, FileOp};
 
 const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -75,54 +73,25 @@ async fn server_with_disk(disk: &Arc<FullDisk>) -> TestServer {
     TestServer::start_with(|c| c.store.disk = Disk::with_hook(hook)).await
 }
 
-/// One Kafka connection speaking raw frames (the `kafka-protocol` crate as the client).
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
+/// One Kafka connection speaking raw frames ([`KafkaWire`]), with this file's requests.
+struct Conn(KafkaWire);
+
+impl std::ops::Deref for Conn {
+    type Target = KafkaWire;
+    fn deref(&self) -> &KafkaWire {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut KafkaWire {
+        &mut self.0
+    }
 }
 
 impl Conn {
     async fn open(server: &TestServer) -> Conn {
-        let stream = TcpStream::connect(server.kafka_addr).await.unwrap();
-        Conn {
-            stream,
-            correlation: 0,
-        }
-    }
-
-    async fn call<R, T>(&mut self, key: ApiKey, version: i16, req: &R) -> T
-    where
-        R: Encodable + HeaderVersion,
-        T: Decodable + HeaderVersion,
-    {
-        self.correlation += 1;
-        let mut frame = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("rules-test")))
-            .encode(&mut frame, R::header_version(version))
-            .unwrap();
-        req.encode(&mut frame, version).unwrap();
-        let mut out = BytesMut::new();
-        out.put_i32(frame.len() as i32);
-        out.put_slice(&frame);
-        within("send", self.stream.write_all(&out)).await.unwrap();
-        let mut len = [0u8; 4];
-        within("answer", self.stream.read_exact(&mut len))
-            .await
-            .unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        within("answer", self.stream.read_exact(&mut body))
-            .await
-            .unwrap();
-        let mut answer = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut answer, T::header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        let decoded = T::decode(&mut answer, version).unwrap();
-        assert_eq!(answer.remaining(), 0, "{key:?}: bytes left over");
-        decoded
+        Conn(KafkaWire::open(server.kafka_addr).await)
     }
 
     async fn create(&mut self, topic: &str, partitions: i32) -> (i16, String) {

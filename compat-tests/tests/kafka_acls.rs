@@ -6,77 +6,44 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use compat_tests::{create_stream_with_topic, iggy_root_client, within, TestServer};
+use bytes::Bytes;
+use compat_tests::{create_stream_with_topic, iggy_root_client, within, KafkaWire, TestServer};
 use iggy::prelude::{
     Identifier, Permissions, StreamClient as _, StreamPermissions, TopicClient as _,
     TopicPermissions, UserClient as _, UserStatus,
 };
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::protocol::StrBytes;
 use wharf_gateway::config::{KafkaAuthentication, KafkaListener};
 
-const WAIT: Duration = Duration::from_secs(30);
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
 
-/// One Kafka connection speaking raw frames.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
+/// One Kafka connection speaking raw frames ([`KafkaWire`]), with this file's requests.
+struct Conn(KafkaWire);
+
+impl std::ops::Deref for Conn {
+    type Target = KafkaWire;
+    fn deref(&self) -> &KafkaWire {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut KafkaWire {
+        &mut self.0
+    }
 }
 
 impl Conn {
     async fn open(server: &TestServer) -> Conn {
-        Conn::open_at(server.kafka_addr).await
+        Conn(KafkaWire::open(server.kafka_addr).await)
     }
 
     async fn open_at(addr: std::net::SocketAddr) -> Conn {
-        let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn {
-            stream,
-            correlation: 0,
-        }
-    }
-
-    async fn call<R, T>(&mut self, key: ApiKey, version: i16, req: &R) -> T
-    where
-        R: Encodable + HeaderVersion,
-        T: Decodable + HeaderVersion,
-    {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("acl-test")))
-            .encode(&mut buf, R::header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let mut out = BytesMut::new();
-        out.put_i32(buf.len() as i32);
-        out.put_slice(&buf);
-        self.stream.write_all(&out).await.unwrap();
-        let mut len = [0u8; 4];
-        tokio::time::timeout(WAIT, self.stream.read_exact(&mut len))
-            .await
-            .expect("answer in time")
-            .expect("the server answers");
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.unwrap();
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, T::header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        let answer = T::decode(&mut body, version).unwrap();
-        assert!(!body.has_remaining(), "{key:?} answer fully decoded");
-        answer
+        Conn(KafkaWire::open(addr).await)
     }
 }
 

@@ -9,8 +9,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use compat_tests::{iggy_root_client, within, TestServer};
+use bytes::Bytes;
+use compat_tests::{iggy_root_client, within, KafkaWire, TestServer};
 use iggy::prelude::{
     Client as _, GlobalPermissions, Identifier, IggyClient, PersonalAccessTokenClient as _,
     PersonalAccessTokenExpiry, SystemClient as _, UserClient as _, UserStatus,
@@ -20,7 +20,7 @@ use kafka_protocol::messages::alter_user_scram_credentials_request::{
 };
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -29,8 +29,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use wharf_gateway::broker::scram::ScramMechanism;
 use wharf_gateway::config::KafkaAuthentication;
 
@@ -234,70 +233,25 @@ async fn a_wrong_password_fails_with_librdkafkas_authentication_error() {
     }
 }
 
-/// One Kafka connection speaking raw frames.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
+/// One Kafka connection speaking raw frames ([`KafkaWire`]), with this file's requests.
+struct Conn(KafkaWire);
+
+impl std::ops::Deref for Conn {
+    type Target = KafkaWire;
+    fn deref(&self) -> &KafkaWire {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut KafkaWire {
+        &mut self.0
+    }
 }
 
 impl Conn {
     async fn open(server: &TestServer) -> Conn {
-        let stream = TcpStream::connect(server.kafka_addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn {
-            stream,
-            correlation: 0,
-        }
-    }
-
-    async fn send<R: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, req: &R) {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("sasl-test")))
-            .encode(&mut buf, R::header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let mut out = BytesMut::new();
-        out.put_i32(buf.len() as i32);
-        out.put_slice(&buf);
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    /// Reads one answer frame; `None` when the server closed the connection.
-    async fn read(&mut self) -> Option<Bytes> {
-        let mut len = [0u8; 4];
-        let read = within("an answer or a close", self.stream.read_exact(&mut len)).await;
-        read.ok()?;
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.ok()?;
-        Some(Bytes::from(body))
-    }
-
-    async fn call<R, T>(&mut self, key: ApiKey, version: i16, req: &R) -> T
-    where
-        R: Encodable + HeaderVersion,
-        T: Decodable + HeaderVersion,
-    {
-        self.send(key, version, req).await;
-        let mut answer = self
-            .read()
-            .await
-            .unwrap_or_else(|| panic!("{key:?}: the server closed the connection"));
-        let header = ResponseHeader::decode(&mut answer, T::header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        let body = T::decode(&mut answer, version).unwrap();
-        assert_eq!(answer.remaining(), 0, "{key:?} v{version}: bytes left over");
-        body
-    }
-
-    /// Sends `req` and checks that the server closes the connection without an answer.
-    async fn refused<R: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, req: &R) {
-        self.send(key, version, req).await;
-        assert!(self.read().await.is_none(), "{key:?} was answered");
+        Conn(KafkaWire::open(server.kafka_addr).await)
     }
 
     async fn handshake(&mut self, mechanism: &str) -> SaslHandshakeResponse {
@@ -322,11 +276,6 @@ impl Conn {
         assert_eq!(hs.error_code, 0);
         self.authenticate(version, format!("\0{user}\0{password}").into_bytes())
             .await
-    }
-
-    /// Checks that the connection is closed (the server sent nothing more).
-    async fn closed(&mut self) {
-        assert!(self.read().await.is_none(), "the connection is still open");
     }
 
     async fn metadata(&mut self) -> MetadataResponse {
