@@ -4,11 +4,10 @@
 //! 1,000 malformed Kafka frames and 1,000 malformed native frames, and counts the lines.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::Write;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wharf_gateway::config::{Overrides, ServerConfig};
@@ -18,29 +17,9 @@ const FRAMES: usize = 1000;
 /// The bound: lines about the peer, for both doors together, within one interval.
 const MAX_LINES: usize = 4;
 
-/// Collects what the server logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_from_one_peer_are_a_line_per_interval_not_a_line_each() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    let captured = common::capture_logs();
 
     let dir = tempfile::tempdir().unwrap();
     let overrides = Overrides {
