@@ -48,8 +48,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::users::{
-    GlobalPermissions, GroupGrant, GroupPermissions, GroupRight, NamePattern, StreamPermissions,
-    TopicPermissions, TransactionalIdGrant, TransactionalIdPermissions, TransactionalIdRight,
+    grant_for, GlobalPermissions, GroupPermissions, GroupRight, NamePattern, StreamPermissions,
+    TopicPermissions, TransactionalIdPermissions, TransactionalIdRight,
 };
 use super::{Action, Broker, BrokerError, Ident, Permissions, Principal};
 
@@ -558,17 +558,7 @@ impl Scope {
                 }
             }
             (Scope::Group(pattern), ResourceType::Group) => {
-                let at = match p.groups.iter().position(|g| g.pattern == *pattern) {
-                    Some(at) => at,
-                    None => {
-                        p.groups.push(GroupGrant {
-                            pattern: pattern.clone(),
-                            rights: GroupPermissions::default(),
-                        });
-                        p.groups.len() - 1
-                    }
-                };
-                let rights = &mut p.groups[at].rights;
+                let rights = grant_for(&mut p.groups, pattern);
                 match op {
                     O::Read => rights.read = true,
                     O::Describe => rights.describe = true,
@@ -582,21 +572,7 @@ impl Scope {
                 }
             }
             (Scope::TransactionalId(pattern), ResourceType::TransactionalId) => {
-                let at = match p
-                    .transactional_ids
-                    .iter()
-                    .position(|g| g.pattern == *pattern)
-                {
-                    Some(at) => at,
-                    None => {
-                        p.transactional_ids.push(TransactionalIdGrant {
-                            pattern: pattern.clone(),
-                            rights: TransactionalIdPermissions::default(),
-                        });
-                        p.transactional_ids.len() - 1
-                    }
-                };
-                let rights = &mut p.transactional_ids[at].rights;
+                let rights = grant_for(&mut p.transactional_ids, pattern);
                 match op {
                     O::Write => rights.write = true,
                     O::Describe => rights.describe = true,

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use super::*;
+use crate::broker::users::GroupGrant;
 
 fn names() -> Names {
     let mut n = Names::default();

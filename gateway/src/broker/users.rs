@@ -110,11 +110,32 @@ pub struct GroupPermissions {
     pub delete: bool,
 }
 
+/// Rights `R` on the Kafka resources (groups, transactional ids) a pattern names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupGrant {
+pub struct Grant<R> {
     pub pattern: NamePattern,
-    pub rights: GroupPermissions,
+    pub rights: R,
 }
+
+/// The rights of the grant for exactly `pattern` in `grants`, added with no rights if missing.
+pub fn grant_for<'a, R: Default>(
+    grants: &'a mut Vec<Grant<R>>,
+    pattern: &NamePattern,
+) -> &'a mut R {
+    let at = match grants.iter().position(|g| g.pattern == *pattern) {
+        Some(at) => at,
+        None => {
+            grants.push(Grant {
+                pattern: pattern.clone(),
+                rights: R::default(),
+            });
+            grants.len() - 1
+        }
+    };
+    &mut grants[at].rights
+}
+
+pub type GroupGrant = Grant<GroupPermissions>;
 
 /// Rights on the Kafka transactional ids a pattern names. Writing implies describing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,11 +144,7 @@ pub struct TransactionalIdPermissions {
     pub describe: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransactionalIdGrant {
-    pub pattern: NamePattern,
-    pub rights: TransactionalIdPermissions,
-}
+pub type TransactionalIdGrant = Grant<TransactionalIdPermissions>;
 
 /// A user's rights: Iggy's (global, per stream, per topic) and the Kafka resource kinds Iggy
 /// has no word for (consumer groups, transactional ids). The native wire format carries only
