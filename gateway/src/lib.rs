@@ -132,6 +132,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             root_password: config.root_password.clone(),
             kafka_default_stream: config.kafka.default_stream.clone(),
             groups: config.kafka.groups.clone(),
+            transactions: Default::default(),
             logins: config.logins.clone(),
             max_partitions_per_topic: config.max_partitions_per_topic,
             max_partitions: config.max_partitions,

@@ -107,6 +107,7 @@ async fn an_idempotent_produce_to_eight_fsync_partitions_is_one_sync_round() {
             root_password: "iggy".into(),
             kafka_default_stream: "default".into(),
             groups: Default::default(),
+            transactions: Default::default(),
             logins: Default::default(),
             max_partitions_per_topic: 1000,
             max_partitions: 100_000,

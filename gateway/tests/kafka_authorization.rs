@@ -51,6 +51,7 @@ async fn harness() -> Harness {
         root_password: "iggy".into(),
         kafka_default_stream: "default".into(),
         groups: Default::default(),
+        transactions: Default::default(),
         logins: Default::default(),
         max_partitions_per_topic: 1000,
         max_partitions: 100_000,

@@ -26,6 +26,7 @@ fn open(dir: &Path, logins: LoginSettings) -> Arc<Broker> {
             root_password: "iggy".into(),
             kafka_default_stream: "default".into(),
             groups: Default::default(),
+            transactions: Default::default(),
             logins,
             max_partitions_per_topic: 1000,
             max_partitions: 100_000,

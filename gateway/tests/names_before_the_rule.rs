@@ -30,6 +30,7 @@ fn settings() -> BrokerSettings {
         root_password: "iggy".into(),
         kafka_default_stream: "default".into(),
         groups: Default::default(),
+        transactions: Default::default(),
         logins: Default::default(),
         max_partitions_per_topic: 1000,
         max_partitions: 100_000,

@@ -649,6 +649,7 @@ mod tests {
             root_password: "iggy".into(),
             kafka_default_stream: "default".into(),
             groups: Default::default(),
+            transactions: Default::default(),
             logins: LoginSettings {
                 max_failed_logins: 3,
                 ..LoginSettings::default()

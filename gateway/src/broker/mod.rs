@@ -24,7 +24,9 @@ pub mod offsets;
 pub mod produce;
 pub mod producers;
 pub mod scram;
+pub mod transactions;
 pub mod translate;
+pub mod txn_state;
 pub mod users;
 
 use std::path::Path;
@@ -39,6 +41,7 @@ pub use identity::Principal;
 pub use kafka_batch::KafkaBatchError;
 pub use logins::LoginSettings;
 pub use producers::Producers;
+pub use transactions::{TransactionCoordinator, TransactionSettings};
 pub use users::{Action, Permissions, User, Users};
 /// The store's vocabulary that the broker's use cases speak in (settings, catalog entries,
 /// positions and errors, and the file-system seam [`StoreConfig`] holds, where tests put
@@ -304,6 +307,8 @@ pub struct BrokerSettings {
     /// The stream whose topics Kafka clients see under their plain names.
     pub kafka_default_stream: String,
     pub groups: CoordinatorSettings,
+    /// The Kafka transaction coordinator's settings.
+    pub transactions: TransactionSettings,
     /// How logins are bounded on both doors.
     pub logins: LoginSettings,
     /// Most partitions one topic may have, and all topics together.
@@ -331,6 +336,8 @@ pub struct Broker {
     coordinator: std::sync::Arc<GroupCoordinator>,
     /// Kafka idempotent producers' ids and sequence state.
     producers: std::sync::Arc<Producers>,
+    /// Kafka transactional ids and their transactions.
+    transactions: std::sync::Arc<TransactionCoordinator>,
     /// Most partitions one topic may have, and all topics together (checked before a create).
     max_partitions_per_topic: u32,
     max_partitions: u32,
@@ -359,6 +366,7 @@ impl Broker {
         )?;
         let groups = ConsumerGroups::open(data_dir)?;
         let producers = Producers::open(data_dir)?;
+        let transactions = TransactionCoordinator::open(data_dir, settings.transactions)?;
         let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
             store.topics(Ident::Id(s)).unwrap_or_default()
         });
@@ -381,6 +389,7 @@ impl Broker {
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
             producers: std::sync::Arc::new(producers),
+            transactions: std::sync::Arc::new(transactions),
             max_partitions_per_topic: settings.max_partitions_per_topic,
             max_partitions: settings.max_partitions,
             started_at: now_us(),

@@ -221,6 +221,31 @@ impl Broker {
         Ok(first.ok_or(KafkaBatchError::Empty)?)
     }
 
+    /// Writes a transaction marker (a Kafka control batch, commit or abort, epoch
+    /// `producer_epoch`) for `producer_id` into `partition` and closes its transaction there.
+    /// Returns the marker's offset. (SKELETON: filled in by the partition-state work of #16.)
+    pub(crate) async fn write_txn_marker(
+        &self,
+        _partition: wharf_log_store::PartitionKey,
+        _producer_id: i64,
+        _producer_epoch: i16,
+        _commit: bool,
+    ) -> Result<u64, BrokerError> {
+        Err(BrokerError::Internal(
+            "transaction markers are not written yet".into(),
+        ))
+    }
+
+    /// The transactions of `partition` (open ones bound its last stable offset, aborted ones
+    /// are skipped by `read_committed` readers), loaded and replayed from the log on first
+    /// use. (SKELETON: filled in by the partition-state work of #16.)
+    pub(crate) async fn partition_txns(
+        &self,
+        _partition: &Arc<Partition>,
+    ) -> Result<super::txn_state::TxnHandle, BrokerError> {
+        Ok(super::txn_state::TxnHandle::default())
+    }
+
     /// A fresh producer id for an idempotent Kafka producer (never handed out before).
     pub async fn next_producer_id(&self) -> Result<i64, BrokerError> {
         let producers = Arc::clone(&self.producers);
