@@ -123,10 +123,72 @@ impl BatchHeader {
         self.producer_id >= 0
     }
 
+    /// True for a transactional producer's batch (and for transaction markers).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    /// True for a control batch (a transaction marker): no data records.
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
     /// Sequence number of the batch's last record (sequences wrap at `i32::MAX`).
     pub fn last_sequence(&self) -> i32 {
         add_sequence(self.base_sequence, self.last_offset_delta)
     }
+}
+
+/// What a control batch's record says (Kafka's `ControlRecordType`): the key is
+/// `version i16, type i16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    /// Type 0: the producer's transaction was aborted.
+    Abort,
+    /// Type 1: the producer's transaction was committed.
+    Commit,
+    /// Any other type, or a key that cannot be read (Kafka's `UNKNOWN`): still a control
+    /// batch, so readers skip it.
+    Other(i16),
+}
+
+/// The control type of a stored Kafka batch, or `None` when it is not a control batch (or not
+/// a magic-2 batch at all). Readers use it to skip markers; it reads only the first record's
+/// key and allocates nothing for an uncompressed batch (markers are never compressed).
+pub(crate) fn control_type(b: &[u8]) -> Option<ControlType> {
+    let h = BatchHeader::parse(b).ok()?;
+    if !h.is_control() {
+        return None;
+    }
+    if h.codec() == Ok(Codec::None) {
+        let body = b.get(HEADER_LEN..h.total_len().min(b.len()));
+        Some(control_type_of(body.and_then(first_record_key)))
+    } else {
+        let section = records_section(b).ok();
+        Some(control_type_of(section.as_deref().and_then(first_record_key)))
+    }
+}
+
+/// Reads a control record's key (`version i16, type i16`); unreadable is `Other(-1)`.
+fn control_type_of(key: Option<&[u8]>) -> ControlType {
+    match key {
+        Some(k) if k.len() >= 4 && be_i16(k, 0) >= 0 => match be_i16(k, 2) {
+            0 => ControlType::Abort,
+            1 => ControlType::Commit,
+            other => ControlType::Other(other),
+        },
+        _ => ControlType::Other(-1),
+    }
+}
+
+/// The key of the first record of an uncompressed records section.
+fn first_record_key(mut buf: &[u8]) -> Option<&[u8]> {
+    let len = usize::try_from(varint(&mut buf)?).ok()?;
+    let mut r = buf.get(..len)?;
+    take(&mut r, 1)?;
+    varlong(&mut r)?;
+    varint(&mut r)?;
+    nullable(&mut r)?
 }
 
 /// `seq + n` in Kafka's wrapping sequence space.
@@ -393,6 +455,51 @@ pub fn encode_batch(base_offset: i64, records: &[NewRecord<'_>]) -> Bytes {
     b.freeze()
 }
 
+/// Encodes a transaction marker as Kafka writes one: an uncompressed CreateTime control batch
+/// of `producer_id`/`producer_epoch` (attributes transactional | control, baseSequence -1)
+/// holding one record whose key is `[version 0 i16, type i16]` (0 abort, 1 commit) and whose
+/// value is `[version 0 i16, coordinator_epoch i32]`, stamped `timestamp_ms`.
+pub fn encode_txn_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Bytes {
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut rec = vec![0u8]; // attributes
+    put_varlong(&mut rec, 0); // timestampDelta
+    put_varlong(&mut rec, 0); // offsetDelta
+    put_nullable(&mut rec, Some(&key));
+    put_nullable(&mut rec, Some(&value));
+    put_varlong(&mut rec, 0); // no headers
+    let mut len = Vec::new();
+    put_varlong(&mut len, rec.len() as i64);
+    let body_len = len.len() + rec.len();
+    let mut b = BytesMut::with_capacity(HEADER_LEN + body_len);
+    b.put_i64(0);
+    b.put_i32((HEADER_LEN - 12 + body_len) as i32);
+    b.put_i32(-1); // partitionLeaderEpoch, as the broker stores produced batches
+    b.put_i8(2);
+    b.put_u32(0); // crc, below
+    b.put_i16(ATTR_TRANSACTIONAL | ATTR_CONTROL);
+    b.put_i32(0); // lastOffsetDelta
+    b.put_i64(timestamp_ms);
+    b.put_i64(timestamp_ms);
+    b.put_i64(producer_id);
+    b.put_i16(producer_epoch);
+    b.put_i32(-1); // baseSequence: markers carry none
+    b.put_i32(1);
+    b.put_slice(&len);
+    b.put_slice(&rec);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if buf.len() < n {
         return None;
@@ -526,6 +633,34 @@ mod tests {
         let h = validate(&stamped).unwrap();
         assert!(h.log_append_time());
         assert_eq!(h.max_timestamp, 77);
+    }
+
+    #[test]
+    fn markers_are_control_batches_any_kafka_reader_decodes() {
+        for (commit, want) in [(true, ControlType::Commit), (false, ControlType::Abort)] {
+            let m = encode_txn_marker(42, 3, commit, 0, 1_700_000_000_000);
+            let h = BatchHeader::parse(&m).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+            assert_eq!(h.total_len(), m.len());
+            assert_eq!(be_i32(&m, 17) as u32, crc32c::crc32c(&m[21..]));
+            assert_eq!(control_type(&m), Some(want));
+            // The kafka-protocol crate (as clients do) sees one control record, type in key.
+            let mut wire = m.clone();
+            let sets = kafka_protocol::records::RecordBatchDecoder::decode(&mut wire).unwrap();
+            let r = &sets.records[0];
+            assert!(r.control && r.transactional);
+            assert_eq!(r.producer_id, 42);
+            assert_eq!(r.key.as_deref(), Some(&[0, 0, 0, u8::from(commit)][..]));
+            assert_eq!(r.value.as_deref(), Some(&[0u8, 0, 0, 0, 0, 0][..]));
+        }
+        // Data batches are not control batches, whatever their producer.
+        assert_eq!(control_type(&sample()), None);
+        assert_eq!(control_type(b"short"), None);
+        // A control batch whose key cannot be read is still one (readers skip it).
+        let mut m = encode_txn_marker(1, 0, true, 0, 0).to_vec();
+        m[HEADER_LEN + 4] = 0x03; // key length 4 -> -2 (zigzag 3)
+        assert_eq!(control_type(&m), Some(ControlType::Other(-1)));
     }
 
     #[test]
