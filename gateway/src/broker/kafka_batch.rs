@@ -40,8 +40,10 @@ pub enum KafkaBatchError {
     Codec(i16),
     #[error("control batches cannot be produced")]
     Control,
-    #[error("transactional batches are not supported")]
+    #[error("a transactional batch needs a producer id")]
     Transactional,
+    #[error("invalid sequence number {0} in a batch with a producer id")]
+    NoSequence(i32),
     #[error("lastOffsetDelta {last_offset_delta} does not match recordsCount {count}")]
     Count { last_offset_delta: i32, count: i32 },
     #[error("malformed record {index}: {reason}")]
@@ -225,8 +227,9 @@ pub fn split(records: &Bytes) -> Result<Vec<Bytes>, KafkaBatchError> {
 }
 
 /// Everything the broker checks before it stores a batch a client produced: magic, CRC-32C,
-/// codec, no control or transactional bit, `lastOffsetDelta == recordsCount - 1`, and for
-/// uncompressed batches the structure of every record.
+/// codec, no control bit (markers are the broker's to write), a producer id and a sequence on
+/// a transactional batch, a sequence with a producer id, `lastOffsetDelta == recordsCount - 1`,
+/// and for uncompressed batches the structure of every record.
 pub fn validate(b: &[u8]) -> Result<BatchHeader, KafkaBatchError> {
     let h = BatchHeader::parse(b)?;
     if h.total_len() != b.len() {
@@ -241,8 +244,11 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, KafkaBatchError> {
     if h.attributes & ATTR_CONTROL != 0 {
         return Err(KafkaBatchError::Control);
     }
-    if h.attributes & ATTR_TRANSACTIONAL != 0 {
+    if h.is_transactional() && !h.has_producer() {
         return Err(KafkaBatchError::Transactional);
+    }
+    if h.has_producer() && h.base_sequence < 0 {
+        return Err(KafkaBatchError::NoSequence(h.base_sequence));
     }
     if h.records_count <= 0 || h.last_offset_delta != h.records_count - 1 {
         return Err(KafkaBatchError::Count {

@@ -94,6 +94,9 @@ pub enum SequenceError {
     OutOfOrder(String),
     #[error("{0} is older than the current epoch")]
     Fenced(String),
+    /// A batch that does not fit the producer's transaction state here (INVALID_TXN_STATE).
+    #[error("{0}")]
+    InvalidTxnState(String),
 }
 
 /// Every way a broker operation can fail, in the broker's own terms. The store's errors are

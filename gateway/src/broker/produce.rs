@@ -1,5 +1,6 @@
 //! Produce, for both doors: a native send (partition choice, message ids, one append) and a
-//! Kafka produce (batch checks, idempotent producers' sequence rules, appends). Every partition
+//! Kafka produce (batch checks, idempotent producers' sequence rules, transactional batches
+//! and the transaction markers the coordinator has written, appends). Every partition
 //! of a Kafka request is appended concurrently, so partitions of an `fsync` topic share one
 //! group-commit round instead of paying one sync after another.
 
@@ -14,7 +15,10 @@ use wharf_protocol::{partition_for_key, Partitioning};
 
 use super::kafka_batch::{self, BatchHeader, Codec, KafkaBatchError};
 use super::producers::SequenceCheck;
-use super::{Broker, BrokerError, Ident, SequenceError, StoreError, TimestampType, TopicInfo};
+use super::txn_state::TxnHandle;
+use super::{
+    Broker, BrokerError, Ident, PartitionKey, SequenceError, StoreError, TimestampType, TopicInfo,
+};
 
 /// A partition's part of a Kafka produce request.
 #[derive(Debug, Clone)]
@@ -180,16 +184,33 @@ impl Broker {
         })
     }
 
-    /// Appends an idempotent producer's batches one by one under the partition's producer
-    /// lock: a duplicate answers with the offset it got first, a gap or an old epoch is refused.
+    /// Appends an idempotent or transactional producer's batches one by one under the
+    /// partition's producer lock: a duplicate answers with the offset it got first, a gap or
+    /// an old epoch is refused. A transactional batch must belong to the producer's ongoing
+    /// transaction holding this partition (KIP-890 part 1, the coordinator's word) and opens
+    /// the transaction here: registered open *before* the batch is queued, at the high
+    /// watermark (no later than where the batch lands), so no reader's last stable offset
+    /// passes it; moved to its real offset once stored; forgotten if the append fails.
     async fn append_idempotent(
         &self,
         partition: &Arc<Partition>,
         checked: Vec<(BatchHeader, Bytes)>,
     ) -> Result<AppendResult, BrokerError> {
         let mut state = self.producers.partition(partition).await?;
+        let txns = state.txns();
         let mut first: Option<AppendResult> = None;
         for (h, b) in checked {
+            if !h.has_producer() {
+                // A batch without a producer among idempotent ones: no sequence to follow.
+                let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
+                let res = partition.submit(nb).await?;
+                first.get_or_insert(res);
+                continue;
+            }
+            if h.is_transactional() {
+                self.transactions
+                    .verify_produce(h.producer_id, h.producer_epoch, partition.key())?;
+            }
             let res = match state.check(&h) {
                 SequenceCheck::Duplicate { base_offset } => AppendResult {
                     base_offset,
@@ -197,8 +218,26 @@ impl Broker {
                     append_timestamp: 0,
                 },
                 SequenceCheck::Append => {
+                    state.check_txn_state(&h)?;
                     let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
-                    let res = partition.submit(nb).await?;
+                    let opens = h.is_transactional() && !txns.read().is_open(h.producer_id);
+                    if opens {
+                        txns.write()
+                            .begin(h.producer_id, partition.high_watermark());
+                    }
+                    let res = match partition.submit(nb).await {
+                        Ok(res) => res,
+                        Err(e) => {
+                            if opens {
+                                txns.write().forget_open(h.producer_id);
+                            }
+                            return Err(e.into());
+                        }
+                    };
+                    if opens {
+                        txns.write()
+                            .settle_first_offset(h.producer_id, res.base_offset);
+                    }
                     state.record(&h, res.base_offset);
                     res
                 }
@@ -221,29 +260,54 @@ impl Broker {
         Ok(first.ok_or(KafkaBatchError::Empty)?)
     }
 
-    /// Writes a transaction marker (a Kafka control batch, commit or abort, epoch
-    /// `producer_epoch`) for `producer_id` into `partition` and closes its transaction there.
-    /// Returns the marker's offset. (SKELETON: filled in by the partition-state work of #16.)
+    /// Writes a transaction marker (a Kafka control batch, commit or abort, of `producer_id`
+    /// at `producer_epoch`, coordinator epoch 0: one node) into `partition` as Kafka writes
+    /// it, durable as the topic's batches are, then closes the producer's transaction there
+    /// and moves its epoch to the marker's (Kafka's `appendEndTxnMarker`). Returns the
+    /// marker's offset. A marker older than the producer's epoch is refused
+    /// (INVALID_PRODUCER_EPOCH); a partition that no longer exists fails with the store's
+    /// `StreamNotFound`/`TopicNotFound`/`PartitionNotFound`. Writing a marker again (after a
+    /// restart) is harmless: it closes nothing and covers only itself.
     pub(crate) async fn write_txn_marker(
         &self,
-        _partition: wharf_log_store::PartitionKey,
-        _producer_id: i64,
-        _producer_epoch: i16,
-        _commit: bool,
+        key: PartitionKey,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
     ) -> Result<u64, BrokerError> {
-        Err(BrokerError::Internal(
-            "transaction markers are not written yet".into(),
-        ))
+        let partition = self.store.partition(
+            Ident::Id(key.stream),
+            Ident::Id(key.topic),
+            key.partition,
+        )?;
+        // The producer lock orders the marker after every batch verified before it.
+        let mut state = self.producers.partition(&partition).await?;
+        state.check_marker(producer_id, producer_epoch)?;
+        let now_ms = i64::try_from(super::now_us() / 1000).unwrap_or(i64::MAX);
+        let marker =
+            kafka_batch::encode_txn_marker(producer_id, producer_epoch, commit, 0, now_ms);
+        let nb = NewBatch::kafka(BytesMut::from(&marker[..])).map_err(StoreError::from)?;
+        let res = partition.submit(nb).await?;
+        state.record_marker(producer_id, producer_epoch, res.base_offset, commit);
+        state
+            .txns()
+            .write()
+            .forget_before(partition.log_start_offset());
+        Ok(res.base_offset)
     }
 
     /// The transactions of `partition` (open ones bound its last stable offset, aborted ones
     /// are skipped by `read_committed` readers), loaded and replayed from the log on first
-    /// use. (SKELETON: filled in by the partition-state work of #16.)
+    /// use; after that, kept current by the writers and returned without waiting for an
+    /// append in flight. Read the partition's high watermark *before* reading this state.
     pub(crate) async fn partition_txns(
         &self,
-        _partition: &Arc<Partition>,
-    ) -> Result<super::txn_state::TxnHandle, BrokerError> {
-        Ok(super::txn_state::TxnHandle::default())
+        partition: &Arc<Partition>,
+    ) -> Result<TxnHandle, BrokerError> {
+        if let Some(txns) = self.producers.ready_txns(&partition.key()) {
+            return Ok(txns);
+        }
+        Ok(self.producers.partition(partition).await?.txns())
     }
 
     /// A fresh producer id for an idempotent Kafka producer (never handed out before).
@@ -284,6 +348,10 @@ fn describe_sequence(h: &BatchHeader) -> String {
         h.last_sequence()
     )
 }
+
+#[cfg(test)]
+#[path = "produce_tests.rs"]
+mod txn_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,19 @@
-//! Idempotent producers: producer ids, and per producer and partition the last five batches'
-//! sequence ranges, so a retried batch is answered with its original offset and a gap is
-//! refused (Kafka's `ProducerStateManager`, in small).
+//! Idempotent and transactional producers' state per partition: producer ids, per producer
+//! and partition its epoch and the last five batches' sequence ranges, so a retried batch is
+//! answered with its original offset and a gap is refused; and the partition's transactions
+//! ([`PartitionTxns`]: open ones, aborted ones). Kafka's `ProducerStateManager`, in small.
 //!
 //! Durability works as in Kafka: the state is rebuilt from the log. A snapshot of every
 //! partition's state, with the offset it covers, is written now and then and on shutdown; a
 //! partition's state is loaded on first use and brought up to date by replaying the Kafka
-//! batches stored after the snapshot (after a SIGKILL that is everything since the last one).
-//! Producer ids are handed out from blocks reserved durably, so none is ever given twice.
+//! batches stored after the snapshot (after a SIGKILL that is everything since the last one):
+//! a transactional batch opens its producer's transaction, a transaction marker (control
+//! batch) closes it and moves the producer's epoch. Producer ids are handed out from blocks
+//! reserved durably, so none is ever given twice.
+//!
+//! Once a partition's state has been loaded it is kept current by the writers (every
+//! transactional batch and marker is appended under its lock), so readers of the transactions
+//! get the handle without waiting for that lock ([`Producers::ready_txns`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -15,8 +22,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use wharf_log_store::{BatchFormat, Partition, PartitionKey};
 
-use super::kafka_batch::{add_sequence, BatchHeader};
-use super::BrokerError;
+use super::kafka_batch::{self, add_sequence, BatchHeader, ControlType};
+use super::txn_state::{PartitionTxns, TxnHandle};
+use super::{BrokerError, SequenceError};
 
 /// Batches remembered per producer and partition (Kafka's window).
 pub const WINDOW: usize = 5;
@@ -58,6 +66,26 @@ pub struct PartitionProducers {
     /// Every Kafka batch below this offset has been applied.
     covered_to: u64,
     producers: HashMap<i64, ProducerEntry>,
+    /// The partition's transactions; shared with readers (a clone shares it too). Absent in
+    /// snapshots written before transactions existed, when none could have been stored.
+    #[serde(default, with = "shared_txns")]
+    txns: TxnHandle,
+}
+
+/// Serialises the shared transaction state by value.
+mod shared_txns {
+    use super::{PartitionTxns, TxnHandle};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &TxnHandle, s: S) -> Result<S::Ok, S::Error> {
+        t.read().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TxnHandle, D::Error> {
+        Ok(TxnHandle::new(parking_lot::RwLock::new(
+            PartitionTxns::deserialize(d)?,
+        )))
+    }
 }
 
 impl PartitionProducers {
@@ -93,9 +121,58 @@ impl PartitionProducers {
             (Some(first), _) if h.base_sequence < first.first_seq && last_seq < first.first_seq => {
                 SequenceCheck::TooOld
             }
-            (None, None) => SequenceCheck::Append,
+            // Emptied by a marker that moved the epoch: the new epoch starts at 0, as in Kafka.
+            (None, None) if h.base_sequence == 0 => SequenceCheck::Append,
             _ => SequenceCheck::OutOfOrder,
         }
+    }
+
+    /// The partition's transactions (the handle readers share).
+    pub fn txns(&self) -> TxnHandle {
+        TxnHandle::clone(&self.txns)
+    }
+
+    /// Kafka's rule for a data batch that passed the sequence check: a producer with a
+    /// transaction open here may write only transactional batches (INVALID_TXN_STATE).
+    pub fn check_txn_state(&self, h: &BatchHeader) -> Result<(), SequenceError> {
+        if !h.is_transactional() && self.txns.read().is_open(h.producer_id) {
+            return Err(SequenceError::InvalidTxnState(format!(
+                "producer {} has a transaction open and wrote a non-transactional batch",
+                h.producer_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Kafka's rule for a transaction marker: its epoch may not be older than the producer's
+    /// (INVALID_PRODUCER_EPOCH).
+    pub fn check_marker(&self, producer_id: i64, producer_epoch: i16) -> Result<(), SequenceError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if producer_epoch < e.epoch => Err(SequenceError::Fenced(format!(
+                "marker for producer {producer_id} epoch {producer_epoch}, current epoch {}",
+                e.epoch
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a stored transaction marker: closes the producer's transaction (an abort is
+    /// remembered) and moves its epoch when the marker's is newer (a coordinator abort after a
+    /// timeout or fencing bumps it; the new epoch's sequences start again at 0).
+    pub fn record_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker_offset: u64,
+        commit: bool,
+    ) {
+        let entry = self.producers.entry(producer_id).or_default();
+        if producer_epoch > entry.epoch {
+            entry.epoch = producer_epoch;
+            entry.batches.clear();
+        }
+        self.txns.write().end(producer_id, marker_offset, commit);
+        self.covered_to = self.covered_to.max(marker_offset + 1);
     }
 
     /// Records a stored batch of an idempotent producer.
@@ -121,8 +198,11 @@ impl PartitionProducers {
     fn replay(&mut self, partition: &Partition) -> Result<(), BrokerError> {
         let hw = partition.high_watermark();
         if self.covered_to > hw {
-            // The partition was purged or re-created: what we knew is about another log.
-            *self = PartitionProducers::default();
+            // The partition was purged or re-created: what we knew is about another log. The
+            // transactions are emptied in place: readers may hold their handle.
+            self.covered_to = 0;
+            self.producers.clear();
+            *self.txns.write() = PartitionTxns::default();
         }
         let mut from = self.covered_to.max(partition.log_start_offset());
         while from < hw {
@@ -135,14 +215,37 @@ impl PartitionProducers {
                 if b.format() != BatchFormat::Kafka {
                     continue;
                 }
-                if let Ok(h) = BatchHeader::parse(&b.payload()) {
-                    if h.has_producer() {
-                        self.record(&h, b.base_offset());
-                    }
+                let payload = b.payload();
+                let Ok(h) = BatchHeader::parse(&payload) else {
+                    continue;
+                };
+                if !h.has_producer() {
+                    continue;
                 }
+                if h.is_control() {
+                    match kafka_batch::control_type(&payload) {
+                        Some(ControlType::Commit) => {
+                            self.record_marker(h.producer_id, h.producer_epoch, b.base_offset(), true)
+                        }
+                        Some(ControlType::Abort) => self.record_marker(
+                            h.producer_id,
+                            h.producer_epoch,
+                            b.base_offset(),
+                            false,
+                        ),
+                        // Not a transaction marker: nothing a producer's state follows.
+                        _ => {}
+                    }
+                    continue;
+                }
+                if h.is_transactional() {
+                    self.txns.write().begin(h.producer_id, b.base_offset());
+                }
+                self.record(&h, b.base_offset());
             }
         }
         self.covered_to = self.covered_to.max(hw);
+        self.txns.write().forget_before(partition.log_start_offset());
         Ok(())
     }
 }
@@ -160,7 +263,18 @@ pub struct Producers {
     ids: parking_lot::Mutex<(i64, i64)>,
     /// Loaded from the snapshot, waiting for a partition's first use.
     loaded: parking_lot::Mutex<HashMap<PartitionKey, PartitionProducers>>,
-    live: parking_lot::Mutex<HashMap<PartitionKey, Arc<tokio::sync::Mutex<PartitionProducers>>>>,
+    live: parking_lot::Mutex<HashMap<PartitionKey, Live>>,
+}
+
+/// A partition's state in use.
+#[derive(Debug, Clone)]
+struct Live {
+    state: Arc<tokio::sync::Mutex<PartitionProducers>>,
+    /// The same handle as `state`'s, reachable without its lock.
+    txns: TxnHandle,
+    /// Set once `state` has been replayed up to the log's end: from then on the writers keep
+    /// `txns` current, and readers take it without waiting for `state`'s lock.
+    replayed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Producers {
@@ -205,26 +319,33 @@ impl Producers {
         &self,
         partition: &Arc<Partition>,
     ) -> Result<tokio::sync::OwnedMutexGuard<PartitionProducers>, BrokerError> {
+        use std::sync::atomic::Ordering;
         let key = partition.key();
-        let state = {
+        let live = {
             let mut live = self.live.lock();
             match live.get(&key) {
-                Some(s) => Arc::clone(s),
+                Some(l) => l.clone(),
                 None => {
                     let loaded = self.loaded.lock().remove(&key).unwrap_or_default();
-                    let s = Arc::new(tokio::sync::Mutex::new(loaded));
-                    live.insert(key, Arc::clone(&s));
-                    s
+                    let l = Live {
+                        txns: loaded.txns(),
+                        state: Arc::new(tokio::sync::Mutex::new(loaded)),
+                        replayed: Arc::default(),
+                    };
+                    live.insert(key, l.clone());
+                    l
                 }
             }
         };
-        let mut guard = state.lock_owned().await;
-        if guard.covered_to == partition.high_watermark() {
+        let mut guard = Arc::clone(&live.state).lock_owned().await;
+        if guard.covered_to == partition.high_watermark()
+            && live.replayed.load(Ordering::Acquire)
+        {
             return Ok(guard);
         }
         // Replaying reads the log: off the runtime's workers.
         let partition = Arc::clone(partition);
-        tokio::task::spawn_blocking(move || {
+        let guard = tokio::task::spawn_blocking(move || {
             guard.replay(&partition)?;
             Ok(guard)
         })
@@ -233,7 +354,19 @@ impl Producers {
             Err(BrokerError::Internal(format!(
                 "producer replay failed: {e}"
             )))
-        })
+        })?;
+        live.replayed.store(true, Ordering::Release);
+        Ok(guard)
+    }
+
+    /// The transactions of a partition whose state has been loaded and replayed (kept current
+    /// since by its writers), without waiting for an append in flight; `None` before that.
+    pub fn ready_txns(&self, key: &PartitionKey) -> Option<TxnHandle> {
+        let live = self.live.lock();
+        let l = live.get(key)?;
+        l.replayed
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| TxnHandle::clone(&l.txns))
     }
 
     /// Forgets the state of partitions that no longer exist.
@@ -254,7 +387,7 @@ impl Producers {
             .live
             .lock()
             .iter()
-            .map(|(k, v)| (*k, Arc::clone(v)))
+            .map(|(k, v)| (*k, Arc::clone(&v.state)))
             .collect();
         for (k, state) in live {
             // A partition busy producing is skipped; its log replays it after a restart.
@@ -308,6 +441,66 @@ mod tests {
         assert_eq!(s.check(&header(7, 1, 0, 1)), SequenceCheck::Append);
         assert_eq!(s.check(&header(7, 1, 5, 1)), SequenceCheck::OutOfOrder);
         assert_eq!(s.check(&header(8, 0, 42, 1)), SequenceCheck::Append);
+    }
+
+    fn txn_header(pid: i64, epoch: i16, seq: i32, n: i32) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..header(pid, epoch, seq, n)
+        }
+    }
+
+    #[test]
+    fn markers_move_the_epoch_as_kafka_does() {
+        let mut s = PartitionProducers::default();
+        s.txns.write().begin(7, 0);
+        s.record(&txn_header(7, 2, 0, 2), 0);
+        // A marker of the producer's epoch: its sequences go on in the next transaction.
+        assert_eq!(s.check_marker(7, 2), Ok(()));
+        s.record_marker(7, 2, 2, true);
+        assert!(!s.txns.read().is_open(7));
+        assert_eq!(s.check(&txn_header(7, 2, 2, 1)), SequenceCheck::Append);
+        assert_eq!(
+            s.check(&txn_header(7, 2, 0, 2)),
+            SequenceCheck::Duplicate { base_offset: 0 }
+        );
+        // A bumped epoch (the coordinator aborting a timed-out or fenced transaction).
+        s.record_marker(7, 3, 3, false);
+        assert_eq!(s.check(&txn_header(7, 2, 2, 1)), SequenceCheck::Fenced);
+        assert_eq!(s.check(&txn_header(7, 3, 4, 1)), SequenceCheck::OutOfOrder);
+        assert_eq!(s.check(&txn_header(7, 3, 0, 1)), SequenceCheck::Append);
+        assert!(matches!(s.check_marker(7, 2), Err(SequenceError::Fenced(_))));
+        assert_eq!(s.check_marker(8, 0), Ok(()), "a producer never seen here");
+        assert_eq!(s.covered_to, 4);
+    }
+
+    #[test]
+    fn an_open_transaction_takes_only_transactional_batches() {
+        let s = PartitionProducers::default();
+        s.txns.write().begin(7, 0);
+        assert!(matches!(
+            s.check_txn_state(&header(7, 0, 1, 1)),
+            Err(SequenceError::InvalidTxnState(_))
+        ));
+        assert_eq!(s.check_txn_state(&txn_header(7, 0, 1, 1)), Ok(()));
+        assert_eq!(s.check_txn_state(&header(8, 0, 0, 1)), Ok(()));
+    }
+
+    #[test]
+    fn snapshots_carry_the_transactions_and_older_ones_still_load() {
+        let mut s = PartitionProducers::default();
+        s.record(&txn_header(7, 0, 0, 1), 0);
+        s.txns.write().begin(7, 0);
+        s.txns.write().begin(9, 4);
+        s.record_marker(9, 0, 5, false);
+        let doc = serde_json::to_vec(&s).unwrap();
+        let back: PartitionProducers = serde_json::from_slice(&doc).unwrap();
+        assert_eq!(back.txns.read().last_stable_offset(10), 0);
+        assert!(back.txns.read().is_aborted(9, 4));
+        assert_eq!(back.covered_to, 6);
+        let old = br#"{"covered_to":3,"producers":{}}"#;
+        let old: PartitionProducers = serde_json::from_slice(old).unwrap();
+        assert_eq!(old.txns.read().last_stable_offset(3), 3);
     }
 
     #[test]

@@ -132,7 +132,9 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         } => K::PolicyViolation,
         BrokerError::InvalidMessages(_) => K::CorruptMessage,
         BrokerError::InvalidRecords(r) => match r {
-            KafkaBatchError::Control | KafkaBatchError::Transactional => K::InvalidRecord,
+            KafkaBatchError::Control
+            | KafkaBatchError::Transactional
+            | KafkaBatchError::NoSequence(_) => K::InvalidRecord,
             KafkaBatchError::Magic(_) => K::UnsupportedForMessageFormat,
             _ => K::CorruptMessage,
         },
@@ -140,6 +142,7 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::Sequence(SequenceError::Duplicate(_)) => K::DuplicateSequenceNumber,
         BrokerError::Sequence(SequenceError::OutOfOrder(_)) => K::OutOfOrderSequenceNumber,
         BrokerError::Sequence(SequenceError::Fenced(_)) => K::InvalidProducerEpoch,
+        BrokerError::Sequence(SequenceError::InvalidTxnState(_)) => K::InvalidTxnState,
         BrokerError::OffsetOutOfRange { .. } => K::OffsetOutOfRange,
         BrokerError::Unauthenticated | BrokerError::Unauthorized => K::TopicAuthorizationFailed,
         _ => K::UnknownServerError,
