@@ -171,10 +171,18 @@ async fn markers_are_stored_as_kafka_writes_them_and_move_the_epoch() {
     let h = BatchHeader::parse(&payload).unwrap();
     assert_eq!(h.attributes & 0x30, 0x30, "control | transactional");
     assert_eq!(
-        (h.producer_id, h.producer_epoch, h.base_sequence, h.records_count),
+        (
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            h.records_count
+        ),
         (7, 3, -1, 1)
     );
-    assert_eq!(kafka_batch::control_type(&payload), Some(ControlType::Abort));
+    assert_eq!(
+        kafka_batch::control_type(&payload),
+        Some(ControlType::Abort)
+    );
     // The store stamped the offset; the CRC still covers what it covers.
     let crc = u32::from_be_bytes(payload[17..21].try_into().unwrap());
     assert_eq!(crc, crc32c::crc32c(&payload[21..]));
@@ -246,20 +254,32 @@ async fn client_control_batches_and_malformed_transactional_ones_are_refused() {
         matches!(e, BrokerError::InvalidRecords(KafkaBatchError::Control)),
         "{e:?}"
     );
-    let e = produce(&b, "t", batch(-1, -1, -1, 1, true)).await.unwrap_err();
+    let e = produce(&b, "t", batch(-1, -1, -1, 1, true))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(e, BrokerError::InvalidRecords(KafkaBatchError::Transactional)),
+        matches!(
+            e,
+            BrokerError::InvalidRecords(KafkaBatchError::Transactional)
+        ),
         "{e:?}"
     );
-    let e = produce(&b, "t", batch(7, 0, -1, 1, true)).await.unwrap_err();
+    let e = produce(&b, "t", batch(7, 0, -1, 1, true))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(e, BrokerError::InvalidRecords(KafkaBatchError::NoSequence(-1))),
+        matches!(
+            e,
+            BrokerError::InvalidRecords(KafkaBatchError::NoSequence(-1))
+        ),
         "{e:?}"
     );
     assert_eq!(p.high_watermark(), 0, "nothing stored");
     // With a transaction open here, the producer may not write outside it (INVALID_TXN_STATE).
     produce(&b, "t", batch(7, 0, 0, 1, true)).await.unwrap();
-    let e = produce(&b, "t", batch(7, 0, 1, 1, false)).await.unwrap_err();
+    let e = produce(&b, "t", batch(7, 0, 1, 1, false))
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, BrokerError::Sequence(SequenceError::InvalidTxnState(_))),
         "{e:?}"
@@ -379,7 +399,10 @@ async fn the_lso_never_passes_an_undecided_batch_under_concurrent_appends() {
         }
         inside += usize::from(below < batches.len() && lso < after);
     }
-    assert!(inside > 0, "no reader saw an open transaction hold the LSO back");
+    assert!(
+        inside > 0,
+        "no reader saw an open transaction hold the LSO back"
+    );
     let (open, _, lso) = seen_state(&b, &p).await;
     assert!(open.is_empty(), "every transaction ended");
     assert_eq!(lso, p.high_watermark());

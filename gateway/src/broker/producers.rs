@@ -224,9 +224,12 @@ impl PartitionProducers {
                 }
                 if h.is_control() {
                     match kafka_batch::control_type(&payload) {
-                        Some(ControlType::Commit) => {
-                            self.record_marker(h.producer_id, h.producer_epoch, b.base_offset(), true)
-                        }
+                        Some(ControlType::Commit) => self.record_marker(
+                            h.producer_id,
+                            h.producer_epoch,
+                            b.base_offset(),
+                            true,
+                        ),
                         Some(ControlType::Abort) => self.record_marker(
                             h.producer_id,
                             h.producer_epoch,
@@ -245,7 +248,9 @@ impl PartitionProducers {
             }
         }
         self.covered_to = self.covered_to.max(hw);
-        self.txns.write().forget_before(partition.log_start_offset());
+        self.txns
+            .write()
+            .forget_before(partition.log_start_offset());
         Ok(())
     }
 }
@@ -338,9 +343,7 @@ impl Producers {
             }
         };
         let mut guard = Arc::clone(&live.state).lock_owned().await;
-        if guard.covered_to == partition.high_watermark()
-            && live.replayed.load(Ordering::Acquire)
-        {
+        if guard.covered_to == partition.high_watermark() && live.replayed.load(Ordering::Acquire) {
             return Ok(guard);
         }
         // Replaying reads the log: off the runtime's workers.
@@ -469,7 +472,10 @@ mod tests {
         assert_eq!(s.check(&txn_header(7, 2, 2, 1)), SequenceCheck::Fenced);
         assert_eq!(s.check(&txn_header(7, 3, 4, 1)), SequenceCheck::OutOfOrder);
         assert_eq!(s.check(&txn_header(7, 3, 0, 1)), SequenceCheck::Append);
-        assert!(matches!(s.check_marker(7, 2), Err(SequenceError::Fenced(_))));
+        assert!(matches!(
+            s.check_marker(7, 2),
+            Err(SequenceError::Fenced(_))
+        ));
         assert_eq!(s.check_marker(8, 0), Ok(()), "a producer never seen here");
         assert_eq!(s.covered_to, 4);
     }
