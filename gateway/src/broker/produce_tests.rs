@@ -407,3 +407,36 @@ async fn the_lso_never_passes_an_undecided_batch_under_concurrent_appends() {
     assert!(open.is_empty(), "every transaction ended");
     assert_eq!(lso, p.high_watermark());
 }
+
+/// Bound: a transaction whose first batch was never stored does not hold the LSO back.
+#[tokio::test]
+async fn a_failed_first_append_leaves_no_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let settings = wharf_log_store::TopicSettings {
+        max_batch_bytes: Some(128),
+        ..Default::default()
+    };
+    let t = b
+        .create_kafka_topic("small", 1, settings, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let p = b.partition_handle(t.stream_id, t.id, 0).unwrap();
+    produce(&b, "small", batch(-1, -1, -1, 1, false))
+        .await
+        .unwrap();
+    let e = produce(&b, "small", batch(7, 0, 0, 20, true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, BrokerError::Store(StoreError::BatchTooLarge { .. })),
+        "{e:?}"
+    );
+    let (open, _, lso) = seen_state(&b, &p).await;
+    assert!(open.is_empty(), "{open:?}");
+    assert_eq!(lso, 1);
+    // The producer's next try is its first batch again, and opens the transaction.
+    produce(&b, "small", batch(7, 0, 0, 1, true)).await.unwrap();
+    assert_eq!(seen_state(&b, &p).await.0, vec![(7, 1)]);
+}
