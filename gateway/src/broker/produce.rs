@@ -152,7 +152,11 @@ impl Broker {
         let checked = check_batches(&write.records.unwrap_or_default(), allow_zstd)?;
         let log_append_time = topic.settings.timestamp_type == TimestampType::LogAppendTime;
         let first = if checked.iter().any(|(h, _)| h.has_producer()) {
-            self.append_idempotent(&partition, checked).await?
+            let verify = |producer_id, producer_epoch, key| {
+                self.transactions
+                    .verify_produce(producer_id, producer_epoch, key)
+            };
+            self.append_idempotent(&partition, checked, &verify).await?
         } else {
             // Queue every batch now (so they are stored in request order), then wait.
             let mut appends: Vec<Append> = Vec::with_capacity(checked.len());
@@ -187,7 +191,8 @@ impl Broker {
     /// Appends an idempotent or transactional producer's batches one by one under the
     /// partition's producer lock: a duplicate answers with the offset it got first, a gap or
     /// an old epoch is refused. A transactional batch must belong to the producer's ongoing
-    /// transaction holding this partition (KIP-890 part 1, the coordinator's word) and opens
+    /// transaction holding this partition (KIP-890 part 1: `verify`, the coordinator's word,
+    /// asked under the lock so no marker slips between the answer and the append) and opens
     /// the transaction here: registered open *before* the batch is queued, at the high
     /// watermark (no later than where the batch lands), so no reader's last stable offset
     /// passes it; moved to its real offset once stored; forgotten if the append fails.
@@ -195,6 +200,7 @@ impl Broker {
         &self,
         partition: &Arc<Partition>,
         checked: Vec<(BatchHeader, Bytes)>,
+        verify: &(dyn Fn(i64, i16, PartitionKey) -> Result<(), BrokerError> + Sync),
     ) -> Result<AppendResult, BrokerError> {
         let mut state = self.producers.partition(partition).await?;
         let txns = state.txns();
@@ -208,11 +214,7 @@ impl Broker {
                 continue;
             }
             if h.is_transactional() {
-                self.transactions.verify_produce(
-                    h.producer_id,
-                    h.producer_epoch,
-                    partition.key(),
-                )?;
+                verify(h.producer_id, h.producer_epoch, partition.key())?;
             }
             let res = match state.check(&h) {
                 SequenceCheck::Duplicate { base_offset } => AppendResult {

@@ -56,6 +56,21 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize, transactional: bool) -> Bytes
     Bytes::from(b)
 }
 
+/// The partition side of a Kafka produce: the batch checks, then the append with the
+/// coordinator's verification (KIP-890 part 1) answering yes. The coordinator is not what
+/// these tests are about: its own tests and `gateway/tests/transactions.rs` cover it, and
+/// [`the_coordinator_is_asked_about_every_transactional_batch_before_it_is_stored`] that it
+/// is asked.
+async fn append(
+    b: &Broker,
+    p: &Arc<Partition>,
+    records: Bytes,
+) -> Result<AppendResult, BrokerError> {
+    let checked = check_batches(&records, true)?;
+    b.append_idempotent(p, checked, &|_, _, _| Ok(())).await
+}
+
+/// A whole Kafka produce of one partition of topic `name`.
 async fn produce(b: &Broker, name: &str, records: Bytes) -> Result<Produced, BrokerError> {
     let mut out = b
         .produce_kafka(
@@ -107,13 +122,13 @@ async fn replay_rebuilds_open_aborted_and_the_lso_exactly() {
         let b = open(dir.path());
         let (key, p) = topic(&b, "t").await;
         produce(&b, "t", batch(-1, -1, -1, 2, false)).await.unwrap(); // 0..=1
-        produce(&b, "t", batch(10, 0, 0, 2, true)).await.unwrap(); // 2..=3
-        produce(&b, "t", batch(11, 0, 0, 1, true)).await.unwrap(); // 4
-        produce(&b, "t", batch(12, 0, 0, 1, true)).await.unwrap(); // 5
-        produce(&b, "t", batch(10, 0, 2, 1, true)).await.unwrap(); // 6
+        append(&b, &p, batch(10, 0, 0, 2, true)).await.unwrap(); // 2..=3
+        append(&b, &p, batch(11, 0, 0, 1, true)).await.unwrap(); // 4
+        append(&b, &p, batch(12, 0, 0, 1, true)).await.unwrap(); // 5
+        append(&b, &p, batch(10, 0, 2, 1, true)).await.unwrap(); // 6
         assert_eq!(b.write_txn_marker(key, 10, 0, true).await.unwrap(), 7);
         assert_eq!(b.write_txn_marker(key, 11, 0, false).await.unwrap(), 8);
-        produce(&b, "t", batch(11, 0, 1, 1, true)).await.unwrap(); // 9: a second txn
+        append(&b, &p, batch(11, 0, 1, 1, true)).await.unwrap(); // 9: a second txn
         let before = seen_state(&b, &p).await;
         assert_eq!(before.0, vec![(11, 9), (12, 5)]);
         assert_eq!(
@@ -133,9 +148,9 @@ async fn replay_rebuilds_open_aborted_and_the_lso_exactly() {
     let p = b.partition_handle(key.stream, key.topic, 0).unwrap();
     assert_eq!(seen_state(&b, &p).await, before);
     // The sequences came back too: the next batch of 10 follows 2, a replayed one is a duplicate.
-    produce(&b, "t", batch(11, 0, 2, 1, true)).await.unwrap(); // 10
+    append(&b, &p, batch(11, 0, 2, 1, true)).await.unwrap(); // 10
     assert_eq!(
-        produce(&b, "t", batch(10, 0, 2, 1, true))
+        append(&b, &p, batch(10, 0, 2, 1, true))
             .await
             .unwrap()
             .base_offset,
@@ -145,7 +160,7 @@ async fn replay_rebuilds_open_aborted_and_the_lso_exactly() {
     b.save_producers().await.unwrap();
     b.write_txn_marker(key, 12, 0, false).await.unwrap(); // 11
     b.write_txn_marker(key, 11, 0, true).await.unwrap(); // 12
-    produce(&b, "t", batch(12, 0, 1, 1, true)).await.unwrap(); // 13
+    append(&b, &p, batch(12, 0, 1, 1, true)).await.unwrap(); // 13
     let before = seen_state(&b, &p).await;
     assert_eq!(before.0, vec![(12, 13)]);
     assert_eq!(before.1.len(), 2);
@@ -162,7 +177,7 @@ async fn markers_are_stored_as_kafka_writes_them_and_move_the_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());
     let (key, p) = topic(&b, "t").await;
-    produce(&b, "t", batch(7, 3, 0, 2, true)).await.unwrap(); // 0..=1
+    append(&b, &p, batch(7, 3, 0, 2, true)).await.unwrap(); // 0..=1
     let at = b.write_txn_marker(key, 7, 3, false).await.unwrap();
     assert_eq!(at, 2);
     let marker = stored(&p).pop().unwrap();
@@ -188,22 +203,22 @@ async fn markers_are_stored_as_kafka_writes_them_and_move_the_epoch() {
     assert_eq!(crc, crc32c::crc32c(&payload[21..]));
 
     // The epoch's sequences continue across transactions of one epoch.
-    produce(&b, "t", batch(7, 3, 2, 1, true)).await.unwrap();
+    append(&b, &p, batch(7, 3, 2, 1, true)).await.unwrap();
     b.write_txn_marker(key, 7, 3, true).await.unwrap();
     // A coordinator abort with a bumped epoch (timeout, fencing) fences the old epoch ...
     b.write_txn_marker(key, 7, 4, false).await.unwrap();
-    let old = produce(&b, "t", batch(7, 3, 3, 1, true)).await.unwrap_err();
+    let old = append(&b, &p, batch(7, 3, 3, 1, true)).await.unwrap_err();
     assert!(
         matches!(old, BrokerError::Sequence(SequenceError::Fenced(_))),
         "{old:?}"
     );
     // ... and the new epoch starts again at sequence 0.
-    let gap = produce(&b, "t", batch(7, 4, 5, 1, true)).await.unwrap_err();
+    let gap = append(&b, &p, batch(7, 4, 5, 1, true)).await.unwrap_err();
     assert!(
         matches!(gap, BrokerError::Sequence(SequenceError::OutOfOrder(_))),
         "{gap:?}"
     );
-    produce(&b, "t", batch(7, 4, 0, 1, true)).await.unwrap();
+    append(&b, &p, batch(7, 4, 0, 1, true)).await.unwrap();
     // A marker older than the producer's epoch is refused (INVALID_PRODUCER_EPOCH).
     let stale = b.write_txn_marker(key, 7, 3, true).await.unwrap_err();
     assert!(
@@ -254,7 +269,7 @@ async fn client_control_batches_and_malformed_transactional_ones_are_refused() {
         matches!(e, BrokerError::InvalidRecords(KafkaBatchError::Control)),
         "{e:?}"
     );
-    let e = produce(&b, "t", batch(-1, -1, -1, 1, true))
+    let e = append(&b, &p, batch(-1, -1, -1, 1, true))
         .await
         .unwrap_err();
     assert!(
@@ -264,9 +279,7 @@ async fn client_control_batches_and_malformed_transactional_ones_are_refused() {
         ),
         "{e:?}"
     );
-    let e = produce(&b, "t", batch(7, 0, -1, 1, true))
-        .await
-        .unwrap_err();
+    let e = append(&b, &p, batch(7, 0, -1, 1, true)).await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -276,7 +289,7 @@ async fn client_control_batches_and_malformed_transactional_ones_are_refused() {
     );
     assert_eq!(p.high_watermark(), 0, "nothing stored");
     // With a transaction open here, the producer may not write outside it (INVALID_TXN_STATE).
-    produce(&b, "t", batch(7, 0, 0, 1, true)).await.unwrap();
+    append(&b, &p, batch(7, 0, 0, 1, true)).await.unwrap();
     let e = produce(&b, "t", batch(7, 0, 1, 1, false))
         .await
         .unwrap_err();
@@ -287,18 +300,43 @@ async fn client_control_batches_and_malformed_transactional_ones_are_refused() {
     assert_eq!(p.high_watermark(), 1);
 }
 
-/// Needs the coordinator's `verify_produce` (part B of #16): the skeleton accepts everything.
 #[tokio::test]
-#[ignore = "until TransactionCoordinator::verify_produce is implemented (#16 part B)"]
-async fn a_transactional_batch_outside_an_ongoing_transaction_is_refused() {
+async fn the_coordinator_is_asked_about_every_transactional_batch_before_it_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());
-    let (_, p) = topic(&b, "t").await;
-    // No InitProducerId, no AddPartitionsToTxn: the coordinator knows no such transaction.
-    assert!(produce(&b, "t", batch(999, 0, 0, 1, true)).await.is_err());
+    let (key, p) = topic(&b, "t").await;
+    let asked = parking_lot::Mutex::new(Vec::new());
+    let refuse = |pid, epoch, key| {
+        asked.lock().push((pid, epoch, key));
+        Err(BrokerError::Internal("no such transaction".into()))
+    };
+    let accept = |pid, epoch, key| {
+        asked.lock().push((pid, epoch, key));
+        Ok(())
+    };
+    let checked = |records| check_batches(&records, true).unwrap();
+    // Refused: nothing stored, no transaction opened, even for a batch out of sequence.
+    for seq in [0, 5] {
+        let e = b
+            .append_idempotent(&p, checked(batch(7, 2, seq, 1, true)), &refuse)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, BrokerError::Internal(_)), "{e:?}");
+    }
+    assert_eq!(*asked.lock(), vec![(7, 2, key), (7, 2, key)]);
     assert_eq!(p.high_watermark(), 0);
-    let (open, _, _) = seen_state(&b, &p).await;
-    assert!(open.is_empty(), "a refused batch opens nothing");
+    assert!(seen_state(&b, &p).await.0.is_empty());
+    // An idempotent producer's batch is not the coordinator's business.
+    b.append_idempotent(&p, checked(batch(8, 0, 0, 1, false)), &refuse)
+        .await
+        .unwrap();
+    assert_eq!(asked.lock().len(), 2);
+    // Accepted: stored, and its transaction is open from its offset.
+    b.append_idempotent(&p, checked(batch(7, 2, 0, 1, true)), &accept)
+        .await
+        .unwrap();
+    assert_eq!(asked.lock().len(), 3);
+    assert_eq!(seen_state(&b, &p).await.0, vec![(7, 1)]);
 }
 
 /// Bound: a read_committed reader never gets past a batch of an undecided transaction.
@@ -318,12 +356,12 @@ async fn the_lso_never_passes_an_undecided_batch_under_concurrent_appends() {
     let done = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for pid in [1i64, 2, 3] {
-        let b = Arc::clone(&b);
+        let (b, p) = (Arc::clone(&b), Arc::clone(&p));
         writers.push(tokio::spawn(async move {
             let mut seq = 0;
             for i in 0..TXNS {
                 for _ in 0..2 {
-                    produce(&b, "t", batch(pid, 0, seq, 1, true)).await.unwrap();
+                    append(&b, &p, batch(pid, 0, seq, 1, true)).await.unwrap();
                     seq += 1;
                 }
                 b.write_txn_marker(key, pid, 0, i % 3 != 0).await.unwrap();
@@ -426,9 +464,7 @@ async fn a_failed_first_append_leaves_no_open_transaction() {
     produce(&b, "small", batch(-1, -1, -1, 1, false))
         .await
         .unwrap();
-    let e = produce(&b, "small", batch(7, 0, 0, 20, true))
-        .await
-        .unwrap_err();
+    let e = append(&b, &p, batch(7, 0, 0, 20, true)).await.unwrap_err();
     assert!(
         matches!(e, BrokerError::Store(StoreError::BatchTooLarge { .. })),
         "{e:?}"
@@ -437,6 +473,6 @@ async fn a_failed_first_append_leaves_no_open_transaction() {
     assert!(open.is_empty(), "{open:?}");
     assert_eq!(lso, 1);
     // The producer's next try is its first batch again, and opens the transaction.
-    produce(&b, "small", batch(7, 0, 0, 1, true)).await.unwrap();
+    append(&b, &p, batch(7, 0, 0, 1, true)).await.unwrap();
     assert_eq!(seen_state(&b, &p).await.0, vec![(7, 1)]);
 }
