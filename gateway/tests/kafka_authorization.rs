@@ -399,6 +399,53 @@ async fn topic_and_cluster_apis_answer_kafkas_authorization_codes() {
     assert_eq!(r.error_code, 0);
 }
 
+/// `records()` as a transactional producer's batch (producer 1, epoch 0, sequence 0).
+fn transactional_records() -> Bytes {
+    let mut b = records().to_vec();
+    b[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+    b[43..51].copy_from_slice(&1i64.to_be_bytes());
+    b[51..53].copy_from_slice(&0i16.to_be_bytes());
+    b[53..57].copy_from_slice(&0i32.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+#[tokio::test]
+async fn transactional_produce_needs_write_on_its_transactional_id() {
+    let h = harness().await;
+    let txn_produce = |id: Option<&str>| {
+        let mut r = produce(&["a", "b"]).with_transactional_id(id.map(|i| s(i).into()));
+        for t in &mut r.topic_data {
+            t.partition_data[0].records = Some(transactional_records());
+        }
+        r
+    };
+    let codes = |r: ProduceResponse| -> Vec<i16> {
+        r.responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
+            .collect()
+    };
+    // Without a transactional id, or without Write on it: the whole request, every
+    // partition, before any topic's own rights are looked at.
+    for id in [None, Some("tx-1")] {
+        let r: ProduceResponse = h.call(&h.alice, ApiKey::Produce, 9, &txn_produce(id)).await;
+        assert_eq!(codes(r), [TXN_DENIED; 2], "{id:?}");
+        let r: ProduceResponse = h.call(&ROOT, ApiKey::Produce, 9, &txn_produce(None)).await;
+        assert_eq!(codes(r), [TXN_DENIED; 2], "no transactional id");
+    }
+    // With the right, the batches reach the broker (whose coordinator then judges them).
+    let r: ProduceResponse = h
+        .call(&ROOT, ApiKey::Produce, 9, &txn_produce(Some("tx-1")))
+        .await;
+    let invalid = ResponseError::InvalidRequest.code();
+    assert!(
+        codes(r).iter().all(|&c| c != TXN_DENIED && c != invalid),
+        "refused at the door"
+    );
+}
+
 #[tokio::test]
 async fn group_apis_answer_group_authorization_failed_until_granted() {
     let h = harness().await;

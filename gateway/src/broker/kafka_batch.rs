@@ -195,6 +195,12 @@ fn first_record_key(mut buf: &[u8]) -> Option<&[u8]> {
     nullable(&mut r)?
 }
 
+/// True when `records` (a partition's part of a produce request) start with a transactional
+/// batch: how Kafka tells a transactional produce (`RequestUtils.hasTransactionalRecords`).
+pub fn starts_transactional(records: &[u8]) -> bool {
+    BatchHeader::parse(records).is_ok_and(|h| h.is_transactional())
+}
+
 /// `seq + n` in Kafka's wrapping sequence space.
 pub fn add_sequence(seq: i32, n: i32) -> i32 {
     let sum = i64::from(seq) + i64::from(n);

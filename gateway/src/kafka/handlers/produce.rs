@@ -1,5 +1,5 @@
 //! Produce: decodes the request, makes one broker call ([`Broker::produce_kafka`]: batch
-//! checks, idempotence, concurrent appends) and encodes each partition's outcome. acks 0, 1 and
+//! checks, idempotence, transactions, concurrent appends) and encodes each partition's outcome. acks 0, 1 and
 //! -1 are accepted; 1 and -1 both wait for the topic's durability mode (there are no replicas
 //! to wait for).
 //!
@@ -10,18 +10,32 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::kafka_batch;
 use crate::broker::produce::{KafkaPartitionWrite, KafkaTopicWrite, Produced};
 use crate::broker::BrokerError;
 use crate::kafka::errors::{self, code};
 
 pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceResponse> {
     let acks = r.acks;
+    // Transactional records need Write on the request's transactional id, checked first for
+    // the whole request (Kafka's KafkaApis).
+    let transactional = r
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .any(|p| {
+            p.records
+                .as_deref()
+                .is_some_and(kafka_batch::starts_transactional)
+        });
+    let txn_allowed = || {
+        r.transactional_id
+            .as_ref()
+            .is_some_and(|id| req.may(Operation::Write, Resource::TransactionalId(id.as_str())))
+    };
     // Refusals of the whole request still answer per partition, as Kafka does.
-    let refusal = if r.transactional_id.is_some() {
-        Some((
-            code::INVALID_REQUEST,
-            Some("Wharf does not support transactions"),
-        ))
+    let refusal = if transactional && !txn_allowed() {
+        Some((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None::<&str>))
     } else if !matches!(acks, -1..=1) {
         Some((code::INVALID_REQUIRED_ACKS, None))
     } else {
