@@ -5,6 +5,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::broker::coordinator::GroupError;
 use crate::broker::offsets::PartitionOffsetError;
+use crate::broker::transactions::TxnError;
 use crate::broker::{BrokerError, KafkaBatchError, PartitionLimit, SequenceError, StoreError};
 
 /// The codes this door answers with.
@@ -57,6 +58,16 @@ pub mod code {
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
         E::TransactionalIdAuthorizationFailed.code();
     pub const SECURITY_DISABLED: i16 = E::SecurityDisabled.code();
+    pub const NOT_ENOUGH_REPLICAS: i16 = E::NotEnoughReplicas.code();
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = E::InvalidProducerIdMapping.code();
+    pub const INVALID_TRANSACTION_TIMEOUT: i16 = E::InvalidTransactionTimeout.code();
+    pub const CONCURRENT_TRANSACTIONS: i16 = E::ConcurrentTransactions.code();
+    pub const INVALID_TXN_STATE: i16 = E::InvalidTxnState.code();
+    pub const OPERATION_NOT_ATTEMPTED: i16 = E::OperationNotAttempted.code();
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = E::UnstableOffsetCommit.code();
+    pub const PRODUCER_FENCED: i16 = E::ProducerFenced.code();
+    pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = E::TransactionalIdNotFound.code();
+    pub const TRANSACTION_ABORTABLE: i16 = E::TransactionAbortable.code();
 }
 
 /// The Kafka error for a group coordinator refusal.
@@ -142,7 +153,57 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::Sequence(SequenceError::Fenced(_)) => K::InvalidProducerEpoch,
         BrokerError::OffsetOutOfRange { .. } => K::OffsetOutOfRange,
         BrokerError::Unauthenticated | BrokerError::Unauthorized => K::TopicAuthorizationFailed,
+        BrokerError::Transaction(t) => txn_error(t),
+        BrokerError::TxnProduce(t) => match t {
+            // Kafka's produce path (ReplicaManager, AddPartitionsToTxnManager) answers a fenced
+            // epoch INVALID_PRODUCER_EPOCH, and a verification that may succeed on retry
+            // NOT_ENOUGH_REPLICAS, which every client retries without a metadata refresh.
+            TxnError::ProducerFenced { .. } => K::InvalidProducerEpoch,
+            TxnError::ConcurrentTransactions => K::NotEnoughReplicas,
+            other => txn_error(other),
+        },
         _ => K::UnknownServerError,
+    }
+}
+
+/// The Kafka error for a transaction coordinator refusal (PRODUCER_FENCED as it is: the
+/// APIs that predate it turn it into INVALID_PRODUCER_EPOCH, [`for_txn`]).
+fn txn_error(t: &TxnError) -> ResponseError {
+    use ResponseError as K;
+    match t {
+        TxnError::InvalidRequest(_) | TxnError::EmptyTransactionalId => K::InvalidRequest,
+        TxnError::InvalidTimeout { .. } => K::InvalidTransactionTimeout,
+        TxnError::InvalidProducerIdMapping(_) => K::InvalidProducerIdMapping,
+        TxnError::ProducerFenced { .. } => K::ProducerFenced,
+        TxnError::ConcurrentTransactions => K::ConcurrentTransactions,
+        TxnError::InvalidTxnState(_) | TxnError::NotInTransaction(_) => K::InvalidTxnState,
+        // Wharf's bound on transactional ids: a policy of this server, not retriable (the
+        // table drains only as ids expire).
+        TxnError::TooManyTransactionalIds(_) => K::PolicyViolation,
+        TxnError::TransactionalIdNotFound => K::TransactionalIdNotFound,
+    }
+}
+
+/// The code of a transactional API's failure at `version`: PRODUCER_FENCED (KIP-588) only from
+/// `fenced_from` on, INVALID_PRODUCER_EPOCH before, as Kafka answers older clients.
+pub fn for_txn(e: &BrokerError, version: i16, fenced_from: i16) -> i16 {
+    let code = for_broker(e);
+    if code == code::PRODUCER_FENCED && version < fenced_from {
+        code::INVALID_PRODUCER_EPOCH
+    } else {
+        code
+    }
+}
+
+/// The code of a refused Produce partition at `version`: a transactional batch for a partition
+/// its transaction never added is TRANSACTION_ABORTABLE from Produce v11 (KIP-890), which
+/// older clients do not know and get as INVALID_TXN_STATE.
+pub fn for_produce(e: &BrokerError, version: i16) -> i16 {
+    match e {
+        BrokerError::TxnProduce(TxnError::NotInTransaction(_)) if version >= 11 => {
+            code::TRANSACTION_ABORTABLE
+        }
+        other => for_broker(other),
     }
 }
 
