@@ -1011,6 +1011,40 @@ mod tests {
             c.kafka.groups.initial_rebalance_delay,
             Duration::from_secs(3)
         );
+        // Kafka's defaults for its transaction settings.
+        let t = &c.kafka.transactions;
+        let kafka = crate::broker::TransactionSettings::default();
+        assert_eq!(
+            (t.max_timeout, t.id_expiration, t.abort_timed_out_interval),
+            (kafka.max_timeout, kafka.id_expiration, kafka.abort_timed_out_interval)
+        );
+        assert_eq!(t.remove_expired_interval, kafka.remove_expired_interval);
+        assert_eq!(t.max_transactional_ids, 100_000);
+    }
+
+    #[test]
+    fn transaction_settings_are_read_and_checked() {
+        let var = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let env = var(
+            "WHARF_KAFKA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL",
+            "200 ms",
+        );
+        let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+        assert_eq!(
+            c.kafka.transactions.abort_timed_out_interval,
+            Duration::from_millis(200)
+        );
+        for (k, v) in [
+            ("WHARF_KAFKA_TRANSACTION_MAX_TIMEOUT", "0 ms"),
+            ("WHARF_KAFKA_TRANSACTION_MAX_TIMEOUT", "30 days"),
+            ("WHARF_KAFKA_MAX_TRANSACTIONAL_IDS", "0"),
+            ("WHARF_KAFKA_TRANSACTIONAL_ID_EXPIRATION", "soon"),
+        ] {
+            assert!(
+                ServerConfig::load_from(&Overrides::default(), &var(k, v)).is_err(),
+                "{k}={v}"
+            );
+        }
     }
 
     #[test]

@@ -234,3 +234,61 @@ pub fn for_partition_offset(e: &PartitionOffsetError) -> i16 {
         }
     }
 }
+
+#[cfg(test)]
+mod txn_tests {
+    use super::*;
+    use crate::broker::PartitionKey;
+
+    fn fenced() -> TxnError {
+        TxnError::ProducerFenced {
+            producer_id: 1,
+            epoch: 0,
+            current: 1,
+        }
+    }
+
+    /// Kafka answers PRODUCER_FENCED only to versions that know it (KIP-588): InitProducerId
+    /// v4+, EndTxn/AddPartitionsToTxn/AddOffsetsToTxn v2+; INVALID_PRODUCER_EPOCH before.
+    #[test]
+    fn producer_fenced_depends_on_the_version() {
+        let e = BrokerError::Transaction(fenced());
+        assert_eq!(for_txn(&e, 3, 4), code::INVALID_PRODUCER_EPOCH);
+        assert_eq!(for_txn(&e, 4, 4), code::PRODUCER_FENCED);
+        assert_eq!(for_txn(&e, 1, 2), code::INVALID_PRODUCER_EPOCH);
+        let other = BrokerError::Transaction(TxnError::ConcurrentTransactions);
+        assert_eq!(for_txn(&other, 0, 2), code::CONCURRENT_TRANSACTIONS);
+        assert_eq!(
+            for_broker(&BrokerError::Transaction(TxnError::TooManyTransactionalIds(1))),
+            code::POLICY_VIOLATION
+        );
+    }
+
+    /// The produce path's codes for a batch the coordinator refuses (Kafka's ReplicaManager).
+    #[test]
+    fn produce_verification_codes() {
+        let key = PartitionKey {
+            stream: 1,
+            topic: 1,
+            partition: 0,
+        };
+        let not_added = BrokerError::TxnProduce(TxnError::NotInTransaction(key));
+        assert_eq!(for_produce(&not_added, 10), code::INVALID_TXN_STATE);
+        assert_eq!(for_produce(&not_added, 11), code::TRANSACTION_ABORTABLE);
+        assert_eq!(
+            for_produce(&BrokerError::TxnProduce(fenced()), 11),
+            code::INVALID_PRODUCER_EPOCH
+        );
+        assert_eq!(
+            for_produce(&BrokerError::TxnProduce(TxnError::ConcurrentTransactions), 9),
+            code::NOT_ENOUGH_REPLICAS
+        );
+        assert_eq!(
+            for_produce(
+                &BrokerError::TxnProduce(TxnError::InvalidProducerIdMapping(3)),
+                9
+            ),
+            code::INVALID_PRODUCER_ID_MAPPING
+        );
+    }
+}
