@@ -650,7 +650,10 @@ impl RawKafka {
             ));
         }
         if transactions.max_transactional_ids == 0 {
-            return Err(invalid("max_transactional_ids", "must be at least 1".into()));
+            return Err(invalid(
+                "max_transactional_ids",
+                "must be at least 1".into(),
+            ));
         }
         let authentication =
             kafka_authentication(&self.authentication).map_err(|m| invalid("authentication", m))?;
@@ -1016,7 +1019,11 @@ mod tests {
         let kafka = crate::broker::TransactionSettings::default();
         assert_eq!(
             (t.max_timeout, t.id_expiration, t.abort_timed_out_interval),
-            (kafka.max_timeout, kafka.id_expiration, kafka.abort_timed_out_interval)
+            (
+                kafka.max_timeout,
+                kafka.id_expiration,
+                kafka.abort_timed_out_interval
+            )
         );
         assert_eq!(t.remove_expired_interval, kafka.remove_expired_interval);
         assert_eq!(t.max_transactional_ids, 100_000);

@@ -170,14 +170,24 @@ async fn a_committed_transaction_has_its_markers_and_offsets_before_end_txn_answ
     broker.end_txn("app-1", pid, epoch, true).await.unwrap();
 
     for p in 0..2 {
-        let found: Vec<_> = batches(&broker, p).await.iter().map(|b| describe(b)).collect();
+        let found: Vec<_> = batches(&broker, p)
+            .await
+            .iter()
+            .map(|b| describe(b))
+            .collect();
         assert_eq!(
             found,
             vec![(pid, false, None), (pid, true, Some(1))],
             "partition {p}: the data batch, then the commit marker"
         );
     }
-    assert_eq!(broker.group_offset("readers", TOPIC, 1).unwrap().next_offset, 17);
+    assert_eq!(
+        broker
+            .group_offset("readers", TOPIC, 1)
+            .unwrap()
+            .next_offset,
+        17
+    );
     assert!(!broker.has_pending_txn_offset("readers", TOPIC, 1));
     // A retried EndTxn of the completed commit succeeds; an abort of it is refused.
     broker.end_txn("app-1", pid, epoch, true).await.unwrap();

@@ -155,7 +155,8 @@ impl KeyedJournal {
             let tail = self.tail.lock();
             (Arc::clone(&tail.file), tail.len)
         };
-        file.sync_data().map_err(|e| StoreError::io(&self.path, e))?;
+        file.sync_data()
+            .map_err(|e| StoreError::io(&self.path, e))?;
         *synced = len;
         Ok(())
     }

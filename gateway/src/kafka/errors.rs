@@ -259,7 +259,9 @@ mod txn_tests {
         let other = BrokerError::Transaction(TxnError::ConcurrentTransactions);
         assert_eq!(for_txn(&other, 0, 2), code::CONCURRENT_TRANSACTIONS);
         assert_eq!(
-            for_broker(&BrokerError::Transaction(TxnError::TooManyTransactionalIds(1))),
+            for_broker(&BrokerError::Transaction(
+                TxnError::TooManyTransactionalIds(1)
+            )),
             code::POLICY_VIOLATION
         );
     }
@@ -280,7 +282,10 @@ mod txn_tests {
             code::INVALID_PRODUCER_EPOCH
         );
         assert_eq!(
-            for_produce(&BrokerError::TxnProduce(TxnError::ConcurrentTransactions), 9),
+            for_produce(
+                &BrokerError::TxnProduce(TxnError::ConcurrentTransactions),
+                9
+            ),
             code::NOT_ENOUGH_REPLICAS
         );
         assert_eq!(

@@ -1421,7 +1421,9 @@ mod tests {
     }
 
     fn add_partitions_to_txn(v: i16) -> AddPartitionsToTxnRequest {
-        use add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+        use add_partitions_to_txn_request::{
+            AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+        };
         let t = |n| {
             AddPartitionsToTxnTopic::default()
                 .with_name(topic(n))

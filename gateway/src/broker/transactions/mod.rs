@@ -189,11 +189,7 @@ impl TransactionCoordinator {
             table.by_producer.insert(meta.producer_id, id.clone());
             table.ids.insert(id, meta);
         }
-        let open = table
-            .ids
-            .values()
-            .filter(|m| m.state.is_pending())
-            .count();
+        let open = table.ids.values().filter(|m| m.state.is_pending()).count();
         if !table.ids.is_empty() {
             tracing::info!(
                 "transaction coordinator: {} transactional ids, {open} transactions in progress",
@@ -339,9 +335,7 @@ impl TransactionCoordinator {
                 // Fence the producer of the ongoing transaction and abort it with the bumped
                 // epoch; the client retries and then gets the next epoch (or a new id).
                 let mut next = meta;
-                if next.epoch < i16::MAX {
-                    next.epoch += 1;
-                }
+                next.epoch = next.epoch.saturating_add(1);
                 next.last_epoch = -1;
                 next.state = TxnState::PrepareAbort;
                 next.last_update_ms = now;
@@ -481,8 +475,11 @@ impl TransactionCoordinator {
             .into());
         }
         let mut next = meta.clone();
-        next.pending_offsets
-            .retain(|p| !offsets.iter().any(|o| o.group == p.group && o.partition == p.partition));
+        next.pending_offsets.retain(|p| {
+            !offsets
+                .iter()
+                .any(|o| o.group == p.group && o.partition == p.partition)
+        });
         next.pending_offsets.extend(offsets);
         next.last_update_ms = now;
         self.record(&mut table, id, next)
@@ -556,7 +553,11 @@ impl TransactionCoordinator {
         next.groups.clear();
         next.pending_offsets.clear();
         next.last_update_ms = now;
-        Ok(Some(self.record(&mut table, &plan.transactional_id, next)?))
+        Ok(Some(self.record(
+            &mut table,
+            &plan.transactional_id,
+            next,
+        )?))
     }
 
     /// Transactions whose markers are still to be written (found after a restart, or whose
@@ -591,9 +592,7 @@ impl TransactionCoordinator {
             let Some(mut next) = table.ids.get(&id).cloned() else {
                 continue;
             };
-            if next.epoch < i16::MAX {
-                next.epoch += 1;
-            }
+            next.epoch = next.epoch.saturating_add(1);
             next.last_epoch = -1;
             next.state = TxnState::PrepareAbort;
             next.last_update_ms = now;
@@ -654,7 +653,9 @@ impl TransactionCoordinator {
             return Err(BrokerError::TxnProduce(TxnError::ConcurrentTransactions));
         }
         if meta.state != TxnState::Ongoing || !meta.partitions.contains(&partition) {
-            return Err(BrokerError::TxnProduce(TxnError::NotInTransaction(partition)));
+            return Err(BrokerError::TxnProduce(TxnError::NotInTransaction(
+                partition,
+            )));
         }
         Ok(())
     }

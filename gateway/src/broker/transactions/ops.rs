@@ -66,7 +66,7 @@ impl Broker {
         producer_epoch: i16,
     ) -> Result<(i64, i16), BrokerError> {
         let Some(id) = transactional_id else {
-            if producer_id >= 0 && producer_epoch >= 0 && producer_epoch < i16::MAX - 1 {
+            if producer_id >= 0 && (0..i16::MAX - 1).contains(&producer_epoch) {
                 return Ok((producer_id, producer_epoch + 1));
             }
             return Ok((self.next_producer_id().await?, 0));
@@ -163,7 +163,9 @@ impl Broker {
     /// The partition key of a Kafka topic's partition, if it exists.
     pub fn kafka_partition_key(&self, topic: &str, partition: i32) -> Option<PartitionKey> {
         let t = self.kafka_topic(topic).ok()?;
-        let p = u32::try_from(partition).ok().filter(|p| *p < t.partitions)?;
+        let p = u32::try_from(partition)
+            .ok()
+            .filter(|p| *p < t.partitions)?;
         Some(PartitionKey {
             stream: t.stream_id,
             topic: t.id,
@@ -228,17 +230,18 @@ impl Broker {
         let mut pending = Vec::new();
         let mut slots = Vec::new();
         for c in commits {
-            let checked = self.kafka_partition_key(&c.topic, c.partition).ok_or(
-                PartitionOffsetError::UnknownPartition,
-            ).and_then(|key| {
-                if c.metadata.len() > MAX_COMMIT_METADATA {
-                    Err(PartitionOffsetError::MetadataTooLarge(c.metadata.len()))
-                } else if c.offset < 0 {
-                    Err(PartitionOffsetError::InvalidOffset(c.offset))
-                } else {
-                    Ok(key)
-                }
-            });
+            let checked = self
+                .kafka_partition_key(&c.topic, c.partition)
+                .ok_or(PartitionOffsetError::UnknownPartition)
+                .and_then(|key| {
+                    if c.metadata.len() > MAX_COMMIT_METADATA {
+                        Err(PartitionOffsetError::MetadataTooLarge(c.metadata.len()))
+                    } else if c.offset < 0 {
+                        Err(PartitionOffsetError::InvalidOffset(c.offset))
+                    } else {
+                        Ok(key)
+                    }
+                });
             match checked {
                 Ok(key) => {
                     pending.push(PendingOffset {

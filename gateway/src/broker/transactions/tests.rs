@@ -55,7 +55,12 @@ impl Fixture {
         self.c = Arc::new(TransactionCoordinator::open(self.dir.path(), s).unwrap());
     }
 
-    fn init(&self, id: &str, expected: Option<(i64, i16)>, now: i64) -> Result<InitOutcome, BrokerError> {
+    fn init(
+        &self,
+        id: &str,
+        expected: Option<(i64, i16)>,
+        now: i64,
+    ) -> Result<InitOutcome, BrokerError> {
         self.c.init_producer_id(
             id,
             60_000,
@@ -201,7 +206,12 @@ async fn init_during_an_ongoing_transaction_fences_and_aborts_it() {
         other => panic!("{other:?}"),
     };
     assert_eq!(
-        (plan.producer_id, plan.epoch, plan.commit, plan.partitions.clone()),
+        (
+            plan.producer_id,
+            plan.epoch,
+            plan.commit,
+            plan.partitions.clone()
+        ),
         (pid, 1, false, vec![key(0), key(1)])
     );
     assert_eq!(f.c.describe("t").unwrap().state, TxnState::PrepareAbort);
@@ -228,7 +238,11 @@ fn kip_360_expected_epochs() {
     let f = Fixture::new();
     let (pid, _) = f.ready("t", None, 1);
     assert_eq!(f.ready("t", Some((pid, 0)), 2), (pid, 1));
-    assert_eq!(f.ready("t", Some((pid, 0)), 3), (pid, 1), "a retry of a bump");
+    assert_eq!(
+        f.ready("t", Some((pid, 0)), 3),
+        (pid, 1),
+        "a retry of a bump"
+    );
     assert!(matches!(
         txn_err(f.init("t", Some((pid, 7)), 4)),
         TxnError::ProducerFenced { .. }
@@ -264,7 +278,8 @@ fn an_exhausted_epoch_rotates_the_producer_id() {
         last_update_ms: 1,
     };
     let (j, _) = KeyedJournal::open(&f.dir.path().join(JOURNAL)).unwrap();
-    j.put("t", Some(&serde_json::to_vec(&meta).unwrap())).unwrap();
+    j.put("t", Some(&serde_json::to_vec(&meta).unwrap()))
+        .unwrap();
     drop(j);
     f.reopen();
     let (pid, epoch) = f.ready("t", Some((7, i16::MAX - 1)), 2);
@@ -291,7 +306,8 @@ fn add_partitions_is_journaled_once_and_refused_while_preparing() {
         .is_some());
     assert_eq!(f.c.describe("t").unwrap().start_ms, 2);
     assert_eq!(
-        f.c.add_to_transaction("t", pid, e, &[key(0)], &[], 3).unwrap(),
+        f.c.add_to_transaction("t", pid, e, &[key(0)], &[], 3)
+            .unwrap(),
         None,
         "already in the transaction: nothing to journal"
     );
@@ -300,7 +316,10 @@ fn add_partitions_is_journaled_once_and_refused_while_preparing() {
     assert_eq!(f.c.journal.records(), before + 2);
     let m = f.c.describe("t").unwrap();
     assert_eq!(m.partitions.len(), 2);
-    assert_eq!(m.start_ms, 2, "the transaction began with its first partition");
+    assert_eq!(
+        m.start_ms, 2,
+        "the transaction began with its first partition"
+    );
     f.c.end_transaction("t", pid, e, true, 5).unwrap();
     assert_eq!(
         txn_err(f.c.add_to_transaction("t", pid, e, &[key(2)], &[], 6)),
@@ -384,16 +403,26 @@ async fn offsets_committed_in_a_transaction_are_stored_only_if_it_commits() {
     let (pid, e) = f.ready("t", None, 1);
     f.c.add_to_transaction("t", pid, e, &[key(0)], &[], 2)
         .unwrap();
-    assert!(matches!(
-        txn_err(f.c.add_pending_offsets("t", pid, e, "g", vec![pending("g", 0, 5)], 3)),
-        TxnError::InvalidTxnState(_)
-    ), "AddOffsetsToTxn first");
+    assert!(
+        matches!(
+            txn_err(f.c.add_pending_offsets("t", pid, e, "g", vec![pending("g", 0, 5)], 3)),
+            TxnError::InvalidTxnState(_)
+        ),
+        "AddOffsetsToTxn first"
+    );
     f.c.add_to_transaction("t", pid, e, &[], &["g".into()], 3)
         .unwrap();
     f.c.add_pending_offsets("t", pid, e, "g", vec![pending("g", 0, 5)], 4)
         .unwrap();
-    f.c.add_pending_offsets("t", pid, e, "g", vec![pending("g", 0, 9), pending("g", 1, 3)], 5)
-        .unwrap();
+    f.c.add_pending_offsets(
+        "t",
+        pid,
+        e,
+        "g",
+        vec![pending("g", 0, 9), pending("g", 1, 3)],
+        5,
+    )
+    .unwrap();
     assert!(f.c.has_pending_offset("g", key(0)));
     assert!(!f.c.has_pending_offset("other", key(0)));
     let EndOutcome::Prepared { plan, .. } = f.c.end_transaction("t", pid, e, true, 6).unwrap()
@@ -408,7 +437,11 @@ async fn offsets_committed_in_a_transaction_are_stored_only_if_it_commits() {
         .iter()
         .map(|o| (o.partition.partition, o.offset))
         .collect();
-    assert_eq!(stored, vec![(0, 9), (1, 3)], "the last commit of a partition wins");
+    assert_eq!(
+        stored,
+        vec![(0, 9), (1, 3)],
+        "the last commit of a partition wins"
+    );
     assert!(!f.c.has_pending_offset("g", key(0)));
 
     // An aborted transaction's offsets are dropped.
@@ -559,13 +592,18 @@ fn list_filters_by_state_producer_and_duration() {
     let (b, _) = f.ready("b", None, 0);
     f.c.add_to_transaction("a", a, 0, &[key(0)], &[], 100)
         .unwrap();
-    let ids = |l: Vec<TxnListing>| -> Vec<String> {
-        l.into_iter().map(|t| t.transactional_id).collect()
-    };
+    let ids =
+        |l: Vec<TxnListing>| -> Vec<String> { l.into_iter().map(|t| t.transactional_id).collect() };
     assert_eq!(ids(f.c.list(&[], &[], -1, 1000)), vec!["a", "b"]);
-    assert_eq!(ids(f.c.list(&[TxnState::Ongoing], &[], -1, 1000)), vec!["a"]);
+    assert_eq!(
+        ids(f.c.list(&[TxnState::Ongoing], &[], -1, 1000)),
+        vec!["a"]
+    );
     assert_eq!(ids(f.c.list(&[], &[b], -1, 1000)), vec!["b"]);
-    assert_eq!(ids(f.c.list(&[TxnState::Ongoing], &[], 899, 1000)), vec!["a"]);
+    assert_eq!(
+        ids(f.c.list(&[TxnState::Ongoing], &[], 899, 1000)),
+        vec!["a"]
+    );
     assert!(f.c.list(&[TxnState::Ongoing], &[], 900, 1000).is_empty());
 }
 

@@ -48,7 +48,12 @@ pub async fn handle(req: &Request<'_>, r: AddPartitionsToTxnRequest) -> AddParti
     } else {
         match req
             .broker()
-            .add_partitions_to_txn(id, r.v3_and_below_producer_id.0, r.v3_and_below_producer_epoch, keys)
+            .add_partitions_to_txn(
+                id,
+                r.v3_and_below_producer_id.0,
+                r.v3_and_below_producer_epoch,
+                keys,
+            )
             .await
         {
             Ok(()) => code::NONE,

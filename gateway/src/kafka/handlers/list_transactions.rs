@@ -2,7 +2,9 @@
 //! producer id and (v1) how long their transaction has run.
 
 use kafka_protocol::messages::list_transactions_response::TransactionState;
-use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse, TransactionalId};
+use kafka_protocol::messages::{
+    ListTransactionsRequest, ListTransactionsResponse, TransactionalId,
+};
 
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
@@ -10,7 +12,11 @@ use crate::broker::acl::{Operation, Resource};
 pub fn handle(req: &Request<'_>, r: ListTransactionsRequest) -> ListTransactionsResponse {
     let states: Vec<String> = r.state_filters.iter().map(|s| s.to_string()).collect();
     let producers: Vec<i64> = r.producer_id_filters.iter().map(|p| p.0).collect();
-    let duration = if req.version >= 1 { r.duration_filter } else { -1 };
+    let duration = if req.version >= 1 {
+        r.duration_filter
+    } else {
+        -1
+    };
     let (listed, unknown) = req
         .broker()
         .list_transactions(&states, &producers, duration);

@@ -139,7 +139,9 @@ pub async fn dispatch(
         versions::ADD_PARTITIONS_TO_TXN => {
             answer(add_partitions_to_txn::handle(req, decode(buf, v)?).await)
         }
-        versions::ADD_OFFSETS_TO_TXN => answer(add_offsets_to_txn::handle(req, decode(buf, v)?).await),
+        versions::ADD_OFFSETS_TO_TXN => {
+            answer(add_offsets_to_txn::handle(req, decode(buf, v)?).await)
+        }
         versions::END_TXN => answer(end_txn::handle(req, decode(buf, v)?).await),
         versions::TXN_OFFSET_COMMIT => {
             answer(txn_offset_commit::handle(req, decode(buf, v)?).await)
