@@ -11,7 +11,7 @@
 //! rewrites it from its rows ([`KeyedJournal::compact`]: a new file, fsynced, renamed over the
 //! journal, the folder fsynced).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ struct Tail {
     len: u64,
     /// Records in the file, live or superseded.
     records: usize,
+    /// The size of each live key's last record, and their sum: what a compaction would keep.
+    live: HashMap<String, u64>,
+    live_bytes: u64,
     /// A failed write left bytes of unknown extent: refuse writes until reopened.
     broken: bool,
 }
@@ -70,12 +73,19 @@ impl KeyedJournal {
         let mut contents = JournalContents::default();
         let mut pos = 0;
         let mut records = 0;
+        let mut live = HashMap::new();
         while pos < bytes.len() {
             match decode(&bytes[pos..]) {
                 Ok((len, key, value)) => {
                     match value {
-                        Some(v) => contents.rows.insert(key, v),
-                        None => contents.rows.remove(&key),
+                        Some(v) => {
+                            live.insert(key.clone(), len as u64);
+                            contents.rows.insert(key, v);
+                        }
+                        None => {
+                            live.remove(&key);
+                            contents.rows.remove(&key);
+                        }
                     };
                     records += 1;
                     pos += len;
@@ -102,12 +112,15 @@ impl KeyedJournal {
                 .and_then(|()| file.sync_data())
                 .map_err(|e| StoreError::io(path, e))?;
         }
+        let live_bytes = live.values().sum();
         let journal = KeyedJournal {
             path: path.to_path_buf(),
             tail: Mutex::new(Tail {
                 file: Arc::new(file),
                 len: pos as u64,
                 records,
+                live,
+                live_bytes,
                 broken: false,
             }),
             synced: Mutex::new(pos as u64),
@@ -142,6 +155,12 @@ impl KeyedJournal {
         }
         tail.len += record.len() as u64;
         tail.records += 1;
+        let old = match value {
+            Some(_) => tail.live.insert(key.to_string(), record.len() as u64),
+            None => tail.live.remove(key),
+        };
+        tail.live_bytes =
+            tail.live_bytes - old.unwrap_or(0) + value.map_or(0, |_| record.len() as u64);
         Ok(tail.len)
     }
 
@@ -166,11 +185,23 @@ impl KeyedJournal {
         self.tail.lock().records
     }
 
-    /// True when the file holds more than four times `live` records (and at least `min`):
-    /// time to [`KeyedJournal::compact`].
-    pub fn wants_compaction(&self, live: usize, min: usize) -> bool {
-        let records = self.records();
-        records > min && records > live.saturating_mul(4)
+    /// Bytes in the file.
+    pub fn len(&self) -> u64 {
+        self.tail.lock().len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the file holds more than four times the records, or the bytes, that its live
+    /// rows need (and at least `min_records` records, or `min_bytes` bytes): time to
+    /// [`KeyedJournal::compact`]. The bytes count too, so a few large rows rewritten often
+    /// (a transaction over many partitions) cannot grow the file far past them.
+    pub fn wants_compaction(&self, min_records: usize, min_bytes: u64) -> bool {
+        let tail = self.tail.lock();
+        (tail.records > min_records && tail.records > tail.live.len().saturating_mul(4))
+            || (tail.len > min_bytes && tail.len > tail.live_bytes.saturating_mul(4))
     }
 
     /// Rewrites the journal to hold exactly `rows`. The caller keeps writers out meanwhile
@@ -180,8 +211,11 @@ impl KeyedJournal {
         let tmp = self.path.with_extension("compact");
         let mut out = Vec::new();
         let mut records = 0;
+        let mut live = HashMap::new();
         for (k, v) in rows {
+            let start = out.len();
             encode(&mut out, k, Some(v));
+            live.insert(k.to_string(), (out.len() - start) as u64);
             records += 1;
         }
         let io = |e| StoreError::io(&tmp, e);
@@ -200,6 +234,8 @@ impl KeyedJournal {
             file: Arc::new(file),
             len: out.len() as u64,
             records,
+            live_bytes: out.len() as u64,
+            live,
             broken: false,
         };
         *self.synced.lock() = out.len() as u64;
@@ -323,7 +359,8 @@ mod tests {
             j.put("hot", Some(&i.to_le_bytes())).unwrap();
         }
         j.put("cold", Some(b"x")).unwrap();
-        assert!(j.wants_compaction(2, 10));
+        assert!(j.wants_compaction(10, u64::MAX), "51 records for 2 rows");
+        assert!(!j.wants_compaction(100, u64::MAX));
         let live: Vec<(String, Vec<u8>)> = vec![
             ("cold".into(), b"x".to_vec()),
             ("hot".into(), 49u32.to_le_bytes().to_vec()),
@@ -337,6 +374,27 @@ mod tests {
         assert_eq!(c.rows.len(), 3);
         assert_eq!(c.rows["hot"], 49u32.to_le_bytes().to_vec());
         assert_eq!(j.records(), 3);
+    }
+
+    /// Bound: a few large rows rewritten often grow the file to at most four times what they
+    /// need (past `min_bytes`) before it is compacted, however few records that is.
+    #[test]
+    fn large_rows_rewritten_want_compaction_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = KeyedJournal::open(&dir.path().join("journal")).unwrap();
+        let big = vec![7u8; 10_000];
+        for _ in 0..4 {
+            j.put("wide", Some(&big)).unwrap();
+        }
+        assert!(
+            !j.wants_compaction(usize::MAX, 1000),
+            "4 records: 4x exactly"
+        );
+        j.put("wide", Some(&big)).unwrap();
+        assert!(j.wants_compaction(usize::MAX, 1000));
+        assert!(!j.wants_compaction(usize::MAX, 1 << 20), "below min_bytes");
+        j.put("wide", None).unwrap();
+        assert!(j.wants_compaction(usize::MAX, 1000), "nothing live");
     }
 
     #[test]

@@ -43,8 +43,10 @@ use state::{epoch_exhausted, EndPlan, PendingOffset, TxnMetadata, TxnState};
 
 /// The journal file, under the data directory.
 const JOURNAL: &str = "transactions/journal";
-/// The journal is rewritten once it holds this many records and four times the live ids.
+/// The journal is rewritten once it holds four times the records (at least this many) or the
+/// bytes (at least [`COMPACT_MIN_BYTES`]) its live ids need.
 const COMPACT_MIN_RECORDS: usize = 10_000;
+const COMPACT_MIN_BYTES: u64 = 16 << 20;
 
 /// Kafka's transaction settings.
 #[derive(Debug, Clone)]
@@ -245,7 +247,7 @@ impl TransactionCoordinator {
     fn maybe_compact(&self, table: &Table) {
         if !self
             .journal
-            .wants_compaction(table.ids.len(), COMPACT_MIN_RECORDS)
+            .wants_compaction(COMPACT_MIN_RECORDS, COMPACT_MIN_BYTES)
         {
             return;
         }
