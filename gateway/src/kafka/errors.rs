@@ -179,7 +179,9 @@ fn txn_error(t: &TxnError) -> ResponseError {
         TxnError::InvalidTxnState(_) | TxnError::NotInTransaction(_) => K::InvalidTxnState,
         // Wharf's bound on transactional ids: a policy of this server, not retriable (the
         // table drains only as ids expire).
-        TxnError::TooManyTransactionalIds(_) => K::PolicyViolation,
+        TxnError::TooManyTransactionalIds(_) | TxnError::TransactionTooLarge { .. } => {
+            K::PolicyViolation
+        }
         TxnError::TransactionalIdNotFound => K::TransactionalIdNotFound,
     }
 }

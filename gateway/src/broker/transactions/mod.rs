@@ -47,6 +47,11 @@ const JOURNAL: &str = "transactions/journal";
 /// bytes (at least [`COMPACT_MIN_BYTES`]) its live ids need.
 const COMPACT_MIN_RECORDS: usize = 10_000;
 const COMPACT_MIN_BYTES: u64 = 16 << 20;
+/// Most groups one transaction may add (AddOffsetsToTxn), and most offsets it may hold
+/// pending (TxnOffsetCommit): Wharf's bounds on what a producer makes the coordinator keep
+/// (Kafka's are its 50 offsets-topic partitions and its partitions' count).
+pub const MAX_TXN_GROUPS: usize = 1_000;
+pub const MAX_TXN_PENDING_OFFSETS: usize = 100_000;
 
 /// Kafka's transaction settings.
 #[derive(Debug, Clone)]
@@ -105,6 +110,9 @@ pub enum TxnError {
     TooManyTransactionalIds(usize),
     #[error("transactional id not found")]
     TransactionalIdNotFound,
+    /// A transaction past [`MAX_TXN_GROUPS`] or [`MAX_TXN_PENDING_OFFSETS`].
+    #[error("a transaction may hold at most {limit} {what}")]
+    TransactionTooLarge { what: &'static str, limit: usize },
 }
 
 /// What InitProducerId led to.
@@ -449,6 +457,13 @@ impl TransactionCoordinator {
         next.state = TxnState::Ongoing;
         next.partitions.extend(partitions.iter().copied());
         next.groups.extend(groups.iter().cloned());
+        if next.groups.len() > MAX_TXN_GROUPS {
+            return Err(TxnError::TransactionTooLarge {
+                what: "groups",
+                limit: MAX_TXN_GROUPS,
+            }
+            .into());
+        }
         next.last_update_ms = now;
         Ok(Some(self.record(&mut table, id, next)?))
     }
@@ -483,6 +498,13 @@ impl TransactionCoordinator {
                 .any(|o| o.group == p.group && o.partition == p.partition)
         });
         next.pending_offsets.extend(offsets);
+        if next.pending_offsets.len() > MAX_TXN_PENDING_OFFSETS {
+            return Err(TxnError::TransactionTooLarge {
+                what: "pending offsets",
+                limit: MAX_TXN_PENDING_OFFSETS,
+            }
+            .into());
+        }
         next.last_update_ms = now;
         self.record(&mut table, id, next)
     }

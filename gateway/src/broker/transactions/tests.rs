@@ -624,3 +624,30 @@ fn the_journal_is_compacted_as_it_grows() {
     f.reopen();
     assert_eq!(f.c.describe("t").unwrap(), before);
 }
+
+/// Bound: a transaction holds at most MAX_TXN_GROUPS groups and MAX_TXN_PENDING_OFFSETS
+/// pending offsets; past them the request is refused and the transaction stays as it was.
+#[test]
+fn a_transaction_holds_a_bounded_number_of_groups_and_offsets() {
+    let f = Fixture::new();
+    let (pid, e) = f.ready("t", None, 1);
+    let groups: Vec<String> = (0..MAX_TXN_GROUPS).map(|i| format!("g{i}")).collect();
+    f.c.add_to_transaction("t", pid, e, &[], &groups, 2)
+        .unwrap();
+    assert_eq!(
+        txn_err(f.c.add_to_transaction("t", pid, e, &[], &["one-more".into()], 3)),
+        TxnError::TransactionTooLarge {
+            what: "groups",
+            limit: MAX_TXN_GROUPS
+        }
+    );
+    assert_eq!(f.c.describe("t").unwrap().groups.len(), MAX_TXN_GROUPS);
+    let many: Vec<PendingOffset> = (0..=MAX_TXN_PENDING_OFFSETS as u32)
+        .map(|p| pending("g0", p, 1))
+        .collect();
+    assert!(matches!(
+        txn_err(f.c.add_pending_offsets("t", pid, e, "g0", many, 4)),
+        TxnError::TransactionTooLarge { .. }
+    ));
+    assert!(f.c.describe("t").unwrap().pending_offsets.is_empty());
+}
