@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::{Table, Value};
 use wharf_log_store::{Durability, StoreConfig};
 
-use crate::broker::{CoordinatorSettings, LoginSettings};
+use crate::broker::{CoordinatorSettings, LoginSettings, TransactionSettings};
 
 /// The defaults, exactly as documented in `configs/server.toml`.
 pub const DEFAULTS: &str = include_str!("../../configs/server.toml");
@@ -76,6 +76,11 @@ struct RawKafka {
     group_min_session_timeout: String,
     group_max_session_timeout: String,
     group_initial_rebalance_delay: String,
+    transaction_max_timeout: String,
+    transactional_id_expiration: String,
+    transaction_abort_timed_out_transaction_cleanup_interval: String,
+    transaction_remove_expired_transaction_cleanup_interval: String,
+    max_transactional_ids: u32,
     authentication: String,
     allow_anonymous: bool,
     sasl_enabled_mechanisms: String,
@@ -296,6 +301,8 @@ pub struct KafkaConfig {
     pub default_stream: String,
     /// Consumer group coordinator settings.
     pub groups: CoordinatorSettings,
+    /// Transaction coordinator settings.
+    pub transactions: TransactionSettings,
 }
 
 /// The resolved configuration.
@@ -610,6 +617,44 @@ impl RawKafka {
             )?,
             ..CoordinatorSettings::default()
         };
+        let transactions = TransactionSettings {
+            max_timeout: duration("transaction_max_timeout", &self.transaction_max_timeout)?,
+            id_expiration: duration(
+                "transactional_id_expiration",
+                &self.transactional_id_expiration,
+            )?,
+            abort_timed_out_interval: duration(
+                "transaction_abort_timed_out_transaction_cleanup_interval",
+                &self.transaction_abort_timed_out_transaction_cleanup_interval,
+            )?,
+            remove_expired_interval: duration(
+                "transaction_remove_expired_transaction_cleanup_interval",
+                &self.transaction_remove_expired_transaction_cleanup_interval,
+            )?,
+            max_transactional_ids: self.max_transactional_ids as usize,
+        };
+        if transactions.max_timeout.is_zero()
+            || transactions.max_timeout.as_millis() > i32::MAX as u128
+        {
+            return Err(invalid(
+                "transaction_max_timeout",
+                "must be above 0 and below 24 days (an i32 of ms, as Kafka's)".into(),
+            ));
+        }
+        if transactions.abort_timed_out_interval.is_zero()
+            || transactions.remove_expired_interval.is_zero()
+        {
+            return Err(invalid(
+                "transaction_abort_timed_out_transaction_cleanup_interval",
+                "the cleanup intervals must be above 0".into(),
+            ));
+        }
+        if transactions.max_transactional_ids == 0 {
+            return Err(invalid(
+                "max_transactional_ids",
+                "must be at least 1".into(),
+            ));
+        }
         let authentication =
             kafka_authentication(&self.authentication).map_err(|m| invalid("authentication", m))?;
         let mut sasl_mechanisms = Vec::new();
@@ -709,6 +754,7 @@ impl RawKafka {
         }
         Ok(KafkaConfig {
             groups,
+            transactions,
             address,
             advertised_host,
             advertised_port: main.advertised_port,
@@ -968,6 +1014,44 @@ mod tests {
             c.kafka.groups.initial_rebalance_delay,
             Duration::from_secs(3)
         );
+        // Kafka's defaults for its transaction settings.
+        let t = &c.kafka.transactions;
+        let kafka = crate::broker::TransactionSettings::default();
+        assert_eq!(
+            (t.max_timeout, t.id_expiration, t.abort_timed_out_interval),
+            (
+                kafka.max_timeout,
+                kafka.id_expiration,
+                kafka.abort_timed_out_interval
+            )
+        );
+        assert_eq!(t.remove_expired_interval, kafka.remove_expired_interval);
+        assert_eq!(t.max_transactional_ids, 100_000);
+    }
+
+    #[test]
+    fn transaction_settings_are_read_and_checked() {
+        let var = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let env = var(
+            "WHARF_KAFKA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL",
+            "200 ms",
+        );
+        let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+        assert_eq!(
+            c.kafka.transactions.abort_timed_out_interval,
+            Duration::from_millis(200)
+        );
+        for (k, v) in [
+            ("WHARF_KAFKA_TRANSACTION_MAX_TIMEOUT", "0 ms"),
+            ("WHARF_KAFKA_TRANSACTION_MAX_TIMEOUT", "30 days"),
+            ("WHARF_KAFKA_MAX_TRANSACTIONAL_IDS", "0"),
+            ("WHARF_KAFKA_TRANSACTIONAL_ID_EXPIRATION", "soon"),
+        ] {
+            assert!(
+                ServerConfig::load_from(&Overrides::default(), &var(k, v)).is_err(),
+                "{k}={v}"
+            );
+        }
     }
 
     #[test]

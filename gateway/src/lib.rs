@@ -132,7 +132,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             root_password: config.root_password.clone(),
             kafka_default_stream: config.kafka.default_stream.clone(),
             groups: config.kafka.groups.clone(),
-            transactions: Default::default(),
+            transactions: config.kafka.transactions.clone(),
             logins: config.logins.clone(),
             max_partitions_per_topic: config.max_partitions_per_topic,
             max_partitions: config.max_partitions,
@@ -145,6 +145,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         );
     }
     let broker = Arc::new(broker);
+    // Transactions left prepared by the last run get their markers before any Kafka client
+    // can read or write again.
+    broker.recover_transactions().await;
     let mut native_bound = Vec::new();
     for l in config.native.listeners() {
         let (listener, addr) = bind(l.address).await?;
@@ -226,6 +229,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                 async move { while listeners.join_next().await.is_some() {} },
                 shared.peer_log.drive(stopped.clone()),
                 broker.drive_group_timers(stopped.clone()),
+                broker.drive_transactions(stopped.clone()),
                 broker.drive_producer_snapshots(stopped),
             );
         })

@@ -903,3 +903,204 @@ async fn offset_fetch_authorizes_the_empty_group_id() {
     let r: OffsetFetchResponse = h.call(&ROOT, ApiKey::OffsetFetch, 7, &of).await;
     assert_eq!(r.error_code, ResponseError::InvalidGroupId.code());
 }
+
+/// The transactional APIs through the Kafka door: Kafka's authorization (Write or Describe on
+/// the transactional id, Read on the group, Write on topics), Kafka's per-version codes
+/// (PRODUCER_FENCED only where the version knows it) and `require_stable`. None of this needs
+/// a marker written.
+#[tokio::test]
+async fn transaction_apis_answer_kafkas_codes_per_version() {
+    const NONE: i16 = 0;
+    const FENCED: i16 = ResponseError::ProducerFenced.code();
+    const OLD_FENCED: i16 = ResponseError::InvalidProducerEpoch.code();
+    const INVALID_TXN_STATE: i16 = ResponseError::InvalidTxnState.code();
+    const NOT_ATTEMPTED: i16 = ResponseError::OperationNotAttempted.code();
+    const UNKNOWN: i16 = ResponseError::UnknownTopicOrPartition.code();
+    const UNSTABLE: i16 = ResponseError::UnstableOffsetCommit.code();
+    let h = harness().await;
+    let alice = &h.alice;
+    let id = || TransactionalId(s("tx-1"));
+
+    // FindCoordinator for a transactional id: this node, for whoever may describe it.
+    let fc = FindCoordinatorRequest::default()
+        .with_key(s("tx-1"))
+        .with_key_type(1);
+    let r: FindCoordinatorResponse = h.call(alice, ApiKey::FindCoordinator, 3, &fc).await;
+    assert_eq!(r.error_code, TXN_DENIED);
+    let r: FindCoordinatorResponse = h.call(&ROOT, ApiKey::FindCoordinator, 3, &fc).await;
+    assert_eq!(
+        (r.error_code, r.node_id.0),
+        (NONE, wharf_gateway::kafka::NODE_ID)
+    );
+
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(id()))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id((-1).into())
+        .with_producer_epoch(-1);
+    let r: InitProducerIdResponse = h.call(&ROOT, ApiKey::InitProducerId, 4, &init).await;
+    assert_eq!((r.error_code, r.producer_epoch), (NONE, 0));
+    let pid = r.producer_id;
+    let r: InitProducerIdResponse = h.call(&ROOT, ApiKey::InitProducerId, 4, &init).await;
+    assert_eq!(
+        (r.error_code, r.producer_id, r.producer_epoch),
+        (NONE, pid, 1)
+    );
+    // KIP-360 with an epoch that is neither current nor last: fenced, by version.
+    let stale = init.clone().with_producer_id(pid).with_producer_epoch(9);
+    let r: InitProducerIdResponse = h.call(&ROOT, ApiKey::InitProducerId, 3, &stale).await;
+    assert_eq!(r.error_code, OLD_FENCED);
+    let r: InitProducerIdResponse = h.call(&ROOT, ApiKey::InitProducerId, 4, &stale).await;
+    assert_eq!(r.error_code, FENCED);
+
+    // EndTxn with no transaction: INVALID_TXN_STATE; without Write on the id: denied.
+    let end = EndTxnRequest::default()
+        .with_transactional_id(id())
+        .with_producer_id(pid)
+        .with_producer_epoch(1)
+        .with_committed(true);
+    let r: EndTxnResponse = h.call(&ROOT, ApiKey::EndTxn, 3, &end).await;
+    assert_eq!(r.error_code, INVALID_TXN_STATE);
+    let r: EndTxnResponse = h.call(alice, ApiKey::EndTxn, 3, &end).await;
+    assert_eq!(r.error_code, TXN_DENIED);
+
+    // AddPartitionsToTxn: the zombie epoch 0 is fenced (INVALID_PRODUCER_EPOCH before v2); one
+    // unknown partition fails the request and the others are not attempted.
+    let add = |epoch: i16, topics: &[(&str, Vec<i32>)]| {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(id())
+            .with_v3_and_below_producer_id(pid)
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(
+                topics
+                    .iter()
+                    .map(|(t, ps)| {
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(topic(t))
+                            .with_partitions(ps.clone())
+                    })
+                    .collect(),
+            )
+    };
+    let codes = |r: &AddPartitionsToTxnResponse| -> Vec<i16> {
+        r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })
+            .collect()
+    };
+    let r: AddPartitionsToTxnResponse = h
+        .call(
+            &ROOT,
+            ApiKey::AddPartitionsToTxn,
+            1,
+            &add(0, &[("a", vec![0])]),
+        )
+        .await;
+    assert_eq!(codes(&r), [OLD_FENCED]);
+    let r: AddPartitionsToTxnResponse = h
+        .call(
+            &ROOT,
+            ApiKey::AddPartitionsToTxn,
+            2,
+            &add(0, &[("a", vec![0])]),
+        )
+        .await;
+    assert_eq!(codes(&r), [FENCED]);
+    let mixed = add(1, &[("a", vec![0, 7]), ("nope", vec![0])]);
+    let r: AddPartitionsToTxnResponse = h.call(&ROOT, ApiKey::AddPartitionsToTxn, 3, &mixed).await;
+    assert_eq!(codes(&r), [NOT_ATTEMPTED, UNKNOWN, UNKNOWN]);
+    let r: AddPartitionsToTxnResponse = h
+        .call(
+            alice,
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &add(1, &[("a", vec![0])]),
+        )
+        .await;
+    assert_eq!(codes(&r), [TXN_DENIED]);
+    let r: AddPartitionsToTxnResponse = h
+        .call(
+            &ROOT,
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &add(1, &[("a", vec![0])]),
+        )
+        .await;
+    assert_eq!(codes(&r), [NONE]);
+
+    // Offsets committed in the transaction: pending, so unstable for require_stable readers.
+    let ao = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(id())
+        .with_producer_id(pid)
+        .with_producer_epoch(1)
+        .with_group_id(GroupId(s("g")));
+    let r: AddOffsetsToTxnResponse = h.call(alice, ApiKey::AddOffsetsToTxn, 3, &ao).await;
+    assert_eq!(r.error_code, TXN_DENIED);
+    let r: AddOffsetsToTxnResponse = h.call(&ROOT, ApiKey::AddOffsetsToTxn, 3, &ao).await;
+    assert_eq!(r.error_code, NONE);
+    let toc = TxnOffsetCommitRequest::default()
+        .with_transactional_id(id())
+        .with_group_id(GroupId(s("g")))
+        .with_producer_id(pid)
+        .with_producer_epoch(1)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(topic("a"))
+                .with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(5),
+                ]),
+        ]);
+    let r: TxnOffsetCommitResponse = h.call(&ROOT, ApiKey::TxnOffsetCommit, 3, &toc).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, NONE);
+    let fenced_toc = toc.clone().with_producer_epoch(0);
+    let r: TxnOffsetCommitResponse = h.call(&ROOT, ApiKey::TxnOffsetCommit, 3, &fenced_toc).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, OLD_FENCED);
+    let of = |stable: bool| {
+        OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(topic("a"))
+                    .with_partition_indexes(vec![0]),
+            ]))
+            .with_require_stable(stable)
+    };
+    let r: OffsetFetchResponse = h.call(&ROOT, ApiKey::OffsetFetch, 7, &of(true)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, UNSTABLE);
+    let r: OffsetFetchResponse = h.call(&ROOT, ApiKey::OffsetFetch, 7, &of(false)).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.committed_offset), (NONE, -1));
+
+    // DescribeTransactions and ListTransactions show only what the principal may describe.
+    let dt = DescribeTransactionsRequest::default().with_transactional_ids(vec![id()]);
+    let r: DescribeTransactionsResponse = h.call(alice, ApiKey::DescribeTransactions, 0, &dt).await;
+    assert_eq!(r.transaction_states[0].error_code, TXN_DENIED);
+    let r: DescribeTransactionsResponse = h.call(&ROOT, ApiKey::DescribeTransactions, 0, &dt).await;
+    let st = &r.transaction_states[0];
+    assert_eq!(
+        (
+            st.error_code,
+            st.transaction_state.as_str(),
+            st.producer_epoch
+        ),
+        (NONE, "Ongoing", 1)
+    );
+    assert_eq!(st.topics.len(), 1);
+    assert_eq!(
+        (st.topics[0].topic.as_str(), &st.topics[0].partitions[..]),
+        ("a", &[0][..])
+    );
+    let lt = ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing"), s("Bogus")]);
+    let r: ListTransactionsResponse = h.call(&ROOT, ApiKey::ListTransactions, 1, &lt).await;
+    assert_eq!(r.transaction_states.len(), 1);
+    assert_eq!(r.unknown_state_filters, vec![s("Bogus")]);
+    let r: ListTransactionsResponse = h.call(alice, ApiKey::ListTransactions, 1, &lt).await;
+    assert!(r.transaction_states.is_empty());
+}

@@ -11,6 +11,8 @@
 //!   look-ups and long-poll waits.
 //! - [`ConsumerOffsets`]: committed consumer and group positions, in a checksummed journal
 //!   written with group commit.
+//! - [`KeyedJournal`]: a checksummed journal of keyed records, last one wins (the Kafka
+//!   transaction coordinator's state).
 //! - [`Disk`]: the door every file operation of the store goes through, and the seam where tests
 //!   watch and fail them ([`FileHook`]).
 //! - Segment files are held open by one bounded cache per store (`max_open_files`): any number
@@ -27,6 +29,7 @@ mod disk;
 mod durable_file;
 mod error;
 mod index;
+mod journal;
 mod names;
 mod offsets;
 mod open_files;
@@ -43,6 +46,7 @@ pub use config::{
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
 pub use error::{BatchError, Result, StoreError};
+pub use journal::{JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE};
 pub use names::validate_name;
 pub use offsets::{CommittedOffset, ConsumerOffsets, OffsetKey, OffsetOwner};
 pub use open_files::{open_files_limit, raise_open_files_limit, OpenFilesLimit};

@@ -1106,6 +1106,28 @@ impl GroupCoordinator {
         who: MemberRef<'_>,
         write: impl FnOnce() -> R,
     ) -> Result<R, GroupError> {
+        self.check_commit(group_id, who, false, write)
+    }
+
+    /// [`GroupCoordinator::commit_offsets`] with Kafka's rules for TxnOffsetCommit: a request
+    /// without member and generation (v0-2) is not checked against the members, and a
+    /// rebalance being completed does not refuse it.
+    pub fn commit_offsets_in_txn<R>(
+        &self,
+        group_id: &str,
+        who: MemberRef<'_>,
+        write: impl FnOnce() -> R,
+    ) -> Result<R, GroupError> {
+        self.check_commit(group_id, who, true, write)
+    }
+
+    fn check_commit<R>(
+        &self,
+        group_id: &str,
+        who: MemberRef<'_>,
+        transactional: bool,
+        write: impl FnOnce() -> R,
+    ) -> Result<R, GroupError> {
         let now = Instant::now();
         let mut state = self.state.lock();
         if state.closed {
@@ -1124,6 +1146,13 @@ impl GroupCoordinator {
         if who.generation < 0 && group.state == GroupState::Empty {
             return Ok(write());
         }
+        if transactional
+            && who.generation < 0
+            && who.member_id.is_empty()
+            && who.group_instance_id.is_none()
+        {
+            return Ok(write());
+        }
         if !group.has(who.member_id) {
             return Err(GroupError::UnknownMemberId);
         }
@@ -1131,7 +1160,10 @@ impl GroupCoordinator {
             return Err(GroupError::IllegalGeneration);
         }
         match group.state {
-            GroupState::CompletingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::CompletingRebalance if !transactional => {
+                Err(GroupError::RebalanceInProgress)
+            }
+            GroupState::CompletingRebalance => Ok(write()),
             GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
             GroupState::Stable | GroupState::PreparingRebalance => {
                 if let Some(m) = group.member_mut(who.member_id) {

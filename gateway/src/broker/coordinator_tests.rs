@@ -192,6 +192,18 @@ async fn a_commit_while_completing_a_rebalance_is_refused_but_allowed_while_prep
         c.commit_offsets("g", who(&b, 3), || ()),
         Err(GroupError::RebalanceInProgress)
     );
+    // Kafka's TxnOffsetCommit is not held by the group's state, and one without member and
+    // generation (v0-2) is not checked against the members; a wrong generation still is.
+    assert_eq!(c.commit_offsets_in_txn("g", who(&b, 3), || ()), Ok(()));
+    assert_eq!(c.commit_offsets_in_txn("g", who("", -1), || ()), Ok(()));
+    assert_eq!(
+        c.commit_offsets_in_txn("g", who(&b, 2), || ()),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.commit_offsets_in_txn("g", who("stranger", 3), || ()),
+        Err(GroupError::UnknownMemberId)
+    );
     assert_eq!(
         c.sync(sync("g", &b, 2, &[])).await.error,
         Some(GroupError::IllegalGeneration)

@@ -179,6 +179,13 @@ pub enum BrokerError {
         log_start: u64,
         high_watermark: u64,
     },
+    /// A transaction coordinator refusal of a transactional API.
+    #[error("{0}")]
+    Transaction(#[from] transactions::TxnError),
+    /// A transactional batch the coordinator does not accept (KIP-890 part 1): the same
+    /// refusals, answered with the produce path's codes.
+    #[error("{0}")]
+    TxnProduce(transactions::TxnError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

@@ -5,6 +5,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::broker::coordinator::GroupError;
 use crate::broker::offsets::PartitionOffsetError;
+use crate::broker::transactions::TxnError;
 use crate::broker::{BrokerError, KafkaBatchError, PartitionLimit, SequenceError, StoreError};
 
 /// The codes this door answers with.
@@ -57,6 +58,16 @@ pub mod code {
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
         E::TransactionalIdAuthorizationFailed.code();
     pub const SECURITY_DISABLED: i16 = E::SecurityDisabled.code();
+    pub const NOT_ENOUGH_REPLICAS: i16 = E::NotEnoughReplicas.code();
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = E::InvalidProducerIdMapping.code();
+    pub const INVALID_TRANSACTION_TIMEOUT: i16 = E::InvalidTransactionTimeout.code();
+    pub const CONCURRENT_TRANSACTIONS: i16 = E::ConcurrentTransactions.code();
+    pub const INVALID_TXN_STATE: i16 = E::InvalidTxnState.code();
+    pub const OPERATION_NOT_ATTEMPTED: i16 = E::OperationNotAttempted.code();
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = E::UnstableOffsetCommit.code();
+    pub const PRODUCER_FENCED: i16 = E::ProducerFenced.code();
+    pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = E::TransactionalIdNotFound.code();
+    pub const TRANSACTION_ABORTABLE: i16 = E::TransactionAbortable.code();
 }
 
 /// The Kafka error for a group coordinator refusal.
@@ -145,7 +156,59 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::Sequence(SequenceError::InvalidTxnState(_)) => K::InvalidTxnState,
         BrokerError::OffsetOutOfRange { .. } => K::OffsetOutOfRange,
         BrokerError::Unauthenticated | BrokerError::Unauthorized => K::TopicAuthorizationFailed,
+        BrokerError::Transaction(t) => txn_error(t),
+        BrokerError::TxnProduce(t) => match t {
+            // Kafka's produce path (ReplicaManager, AddPartitionsToTxnManager) answers a fenced
+            // epoch INVALID_PRODUCER_EPOCH, and a verification that may succeed on retry
+            // NOT_ENOUGH_REPLICAS, which every client retries without a metadata refresh.
+            TxnError::ProducerFenced { .. } => K::InvalidProducerEpoch,
+            TxnError::ConcurrentTransactions => K::NotEnoughReplicas,
+            other => txn_error(other),
+        },
         _ => K::UnknownServerError,
+    }
+}
+
+/// The Kafka error for a transaction coordinator refusal (PRODUCER_FENCED as it is: the
+/// APIs that predate it turn it into INVALID_PRODUCER_EPOCH, [`for_txn`]).
+fn txn_error(t: &TxnError) -> ResponseError {
+    use ResponseError as K;
+    match t {
+        TxnError::InvalidRequest(_) | TxnError::EmptyTransactionalId => K::InvalidRequest,
+        TxnError::InvalidTimeout { .. } => K::InvalidTransactionTimeout,
+        TxnError::InvalidProducerIdMapping(_) => K::InvalidProducerIdMapping,
+        TxnError::ProducerFenced { .. } => K::ProducerFenced,
+        TxnError::ConcurrentTransactions => K::ConcurrentTransactions,
+        TxnError::InvalidTxnState(_) | TxnError::NotInTransaction(_) => K::InvalidTxnState,
+        // Wharf's bound on transactional ids: a policy of this server, not retriable (the
+        // table drains only as ids expire).
+        TxnError::TooManyTransactionalIds(_) | TxnError::TransactionTooLarge { .. } => {
+            K::PolicyViolation
+        }
+        TxnError::TransactionalIdNotFound => K::TransactionalIdNotFound,
+    }
+}
+
+/// The code of a transactional API's failure at `version`: PRODUCER_FENCED (KIP-588) only from
+/// `fenced_from` on, INVALID_PRODUCER_EPOCH before, as Kafka answers older clients.
+pub fn for_txn(e: &BrokerError, version: i16, fenced_from: i16) -> i16 {
+    let code = for_broker(e);
+    if code == code::PRODUCER_FENCED && version < fenced_from {
+        code::INVALID_PRODUCER_EPOCH
+    } else {
+        code
+    }
+}
+
+/// The code of a refused Produce partition at `version`: a transactional batch for a partition
+/// its transaction never added is TRANSACTION_ABORTABLE from Produce v11 (KIP-890), which
+/// older clients do not know and get as INVALID_TXN_STATE.
+pub fn for_produce(e: &BrokerError, version: i16) -> i16 {
+    match e {
+        BrokerError::TxnProduce(TxnError::NotInTransaction(_)) if version >= 11 => {
+            code::TRANSACTION_ABORTABLE
+        }
+        other => for_broker(other),
     }
 }
 
@@ -174,5 +237,68 @@ pub fn for_partition_offset(e: &PartitionOffsetError) -> i16 {
             crate::broker::log_server_failure("offset operation failed", b);
             for_broker(b)
         }
+    }
+}
+
+#[cfg(test)]
+mod txn_tests {
+    use super::*;
+    use crate::broker::PartitionKey;
+
+    fn fenced() -> TxnError {
+        TxnError::ProducerFenced {
+            producer_id: 1,
+            epoch: 0,
+            current: 1,
+        }
+    }
+
+    /// Kafka answers PRODUCER_FENCED only to versions that know it (KIP-588): InitProducerId
+    /// v4+, EndTxn/AddPartitionsToTxn/AddOffsetsToTxn v2+; INVALID_PRODUCER_EPOCH before.
+    #[test]
+    fn producer_fenced_depends_on_the_version() {
+        let e = BrokerError::Transaction(fenced());
+        assert_eq!(for_txn(&e, 3, 4), code::INVALID_PRODUCER_EPOCH);
+        assert_eq!(for_txn(&e, 4, 4), code::PRODUCER_FENCED);
+        assert_eq!(for_txn(&e, 1, 2), code::INVALID_PRODUCER_EPOCH);
+        let other = BrokerError::Transaction(TxnError::ConcurrentTransactions);
+        assert_eq!(for_txn(&other, 0, 2), code::CONCURRENT_TRANSACTIONS);
+        assert_eq!(
+            for_broker(&BrokerError::Transaction(
+                TxnError::TooManyTransactionalIds(1)
+            )),
+            code::POLICY_VIOLATION
+        );
+    }
+
+    /// The produce path's codes for a batch the coordinator refuses (Kafka's ReplicaManager).
+    #[test]
+    fn produce_verification_codes() {
+        let key = PartitionKey {
+            stream: 1,
+            topic: 1,
+            partition: 0,
+        };
+        let not_added = BrokerError::TxnProduce(TxnError::NotInTransaction(key));
+        assert_eq!(for_produce(&not_added, 10), code::INVALID_TXN_STATE);
+        assert_eq!(for_produce(&not_added, 11), code::TRANSACTION_ABORTABLE);
+        assert_eq!(
+            for_produce(&BrokerError::TxnProduce(fenced()), 11),
+            code::INVALID_PRODUCER_EPOCH
+        );
+        assert_eq!(
+            for_produce(
+                &BrokerError::TxnProduce(TxnError::ConcurrentTransactions),
+                9
+            ),
+            code::NOT_ENOUGH_REPLICAS
+        );
+        assert_eq!(
+            for_produce(
+                &BrokerError::TxnProduce(TxnError::InvalidProducerIdMapping(3)),
+                9
+            ),
+            code::INVALID_PRODUCER_ID_MAPPING
+        );
     }
 }

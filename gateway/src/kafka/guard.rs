@@ -119,7 +119,7 @@ const NEVER: i16 = i16::MAX;
 
 /// The requests Wharf serves: anything else is [`GuardError::Unsupported`].
 #[rustfmt::skip]
-const APIS: [Api; 31] = [
+const APIS: [Api; 37] = [
     Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
     Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
     Api { key: 2, min: 1, max: 7, flexible_from: 6, walk: list_offsets },
@@ -138,6 +138,12 @@ const APIS: [Api; 31] = [
     Api { key: 20, min: 1, max: 5, flexible_from: 4, walk: delete_topics },
     Api { key: 21, min: 0, max: 2, flexible_from: 2, walk: delete_records },
     Api { key: 22, min: 0, max: 4, flexible_from: 2, walk: init_producer_id },
+    Api { key: 24, min: 0, max: 3, flexible_from: 3, walk: add_partitions_to_txn },
+    Api { key: 25, min: 0, max: 4, flexible_from: 3, walk: add_offsets_to_txn },
+    Api { key: 26, min: 0, max: 4, flexible_from: 3, walk: end_txn },
+    Api { key: 28, min: 0, max: 4, flexible_from: 3, walk: txn_offset_commit },
+    Api { key: 65, min: 0, max: 0, flexible_from: 0, walk: describe_transactions },
+    Api { key: 66, min: 0, max: 1, flexible_from: 0, walk: list_transactions },
     Api { key: 29, min: 1, max: 3, flexible_from: 2, walk: describe_acls },
     Api { key: 30, min: 1, max: 3, flexible_from: 2, walk: create_acls },
     Api { key: 31, min: 1, max: 3, flexible_from: 2, walk: delete_acls },
@@ -756,6 +762,92 @@ fn init_producer_id(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+/// v0-3 is the client's form; v4+ (brokers' batches of transactions) is not served.
+fn add_partitions_to_txn(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    let topics = |c: &mut Cursor<'_>| {
+        c.array(f, "topics", |c| {
+            c.string(f, "topic name")?;
+            c.array(f, "partitions", |c| c.i32("partition"))?;
+            c.tags(f)
+        })
+    };
+    if v >= 4 {
+        c.array(f, "transactions", |c| {
+            c.string(f, "transactional_id")?;
+            c.i64("producer_id")?;
+            c.i16("producer_epoch")?;
+            c.bool("verify_only")?;
+            topics(c)?;
+            c.tags(f)
+        })?;
+    } else {
+        c.string(f, "transactional_id")?;
+        c.i64("producer_id")?;
+        c.i16("producer_epoch")?;
+        topics(c)?;
+    }
+    c.tags(f)
+}
+
+fn add_offsets_to_txn(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.string(f, "transactional_id")?;
+    c.i64("producer_id")?;
+    c.i16("producer_epoch")?;
+    c.string(f, "group_id")?;
+    c.tags(f)
+}
+
+fn end_txn(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.string(f, "transactional_id")?;
+    c.i64("producer_id")?;
+    c.i16("producer_epoch")?;
+    c.bool("committed")?;
+    c.tags(f)
+}
+
+fn txn_offset_commit(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.string(f, "transactional_id")?;
+    c.string(f, "group_id")?;
+    c.i64("producer_id")?;
+    c.i16("producer_epoch")?;
+    if v >= 3 {
+        c.i32("generation_id")?;
+        c.string(f, "member_id")?;
+        c.string(f, "group_instance_id")?;
+    }
+    c.array(f, "topics", |c| {
+        c.string(f, "topic name")?;
+        c.array(f, "partitions", |c| {
+            c.i32("partition_index")?;
+            c.i64("committed_offset")?;
+            if v >= 2 {
+                c.i32("committed_leader_epoch")?;
+            }
+            c.string(f, "committed_metadata")?;
+            c.tags(f)
+        })?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn describe_transactions(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "transactional_ids", |c| c.string(f, "transactional id"))?;
+    c.tags(f)
+}
+
+fn list_transactions(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.array(f, "state_filters", |c| c.string(f, "state"))?;
+    c.array(f, "producer_id_filters", |c| c.i64("producer id"))?;
+    if v >= 1 {
+        c.i64("duration_filter")?;
+    }
+    if v >= 2 {
+        c.string(f, "transactional_id_pattern")?;
+    }
+    c.tags(f)
+}
+
 fn describe_configs(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
     c.array(f, "resources", |c| {
         c.i8("resource_type")?;
@@ -1328,6 +1420,97 @@ mod tests {
         }
     }
 
+    fn add_partitions_to_txn(v: i16) -> AddPartitionsToTxnRequest {
+        use add_partitions_to_txn_request::{
+            AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+        };
+        let t = |n| {
+            AddPartitionsToTxnTopic::default()
+                .with_name(topic(n))
+                .with_partitions(vec![0, 1])
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        let r = AddPartitionsToTxnRequest::default().with_unknown_tagged_field(TAG, tag());
+        if v >= 4 {
+            r.with_transactions(vec![AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(s("txn")))
+                .with_producer_id(ProducerId(5))
+                .with_producer_epoch(1)
+                .with_verify_only(true)
+                .with_topics(vec![t("a"), t("b")])
+                .with_unknown_tagged_field(TAG, tag())])
+        } else {
+            r.with_v3_and_below_transactional_id(TransactionalId(s("txn")))
+                .with_v3_and_below_producer_id(ProducerId(5))
+                .with_v3_and_below_producer_epoch(1)
+                .with_v3_and_below_topics(vec![t("a"), t("b")])
+        }
+    }
+
+    fn add_offsets_to_txn(_v: i16) -> AddOffsetsToTxnRequest {
+        AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("txn")))
+            .with_producer_id(ProducerId(5))
+            .with_producer_epoch(1)
+            .with_group_id(GroupId(s("group")))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn end_txn(_v: i16) -> EndTxnRequest {
+        EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("txn")))
+            .with_producer_id(ProducerId(5))
+            .with_producer_epoch(1)
+            .with_committed(true)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn txn_offset_commit(v: i16) -> TxnOffsetCommitRequest {
+        let part = |p| {
+            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(1000)
+                .with_committed_leader_epoch(if v >= 2 { 3 } else { -1 })
+                .with_committed_metadata(Some(s("meta")))
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        let t = |n| {
+            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(topic(n))
+                .with_partitions(vec![part(0), part(1)])
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        let r = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("txn")))
+            .with_group_id(GroupId(s("group")))
+            .with_producer_id(ProducerId(5))
+            .with_producer_epoch(1)
+            .with_topics(vec![t("a"), t("b")])
+            .with_unknown_tagged_field(TAG, tag());
+        if v >= 3 {
+            r.with_generation_id(4)
+                .with_member_id(s("member"))
+                .with_group_instance_id(Some(s("instance")))
+        } else {
+            r
+        }
+    }
+
+    fn describe_transactions(_v: i16) -> DescribeTransactionsRequest {
+        DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(s("a")), TransactionalId(s("b"))])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn list_transactions(v: i16) -> ListTransactionsRequest {
+        ListTransactionsRequest::default()
+            .with_state_filters(vec![s("Ongoing")])
+            .with_producer_id_filters(vec![ProducerId(5), ProducerId(6)])
+            .with_duration_filter(if v >= 1 { 1000 } else { -1 })
+            .with_transactional_id_pattern((v >= 2).then(|| s("t.*")))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     fn describe_configs(v: i16) -> DescribeConfigsRequest {
         let res = |n| {
             DescribeConfigsResource::default()
@@ -1545,6 +1728,12 @@ mod tests {
             ApiKey::DeleteTopics => encode(key, v, delete_topics(v)),
             ApiKey::DeleteRecords => encode(key, v, delete_records(v)),
             ApiKey::InitProducerId => encode(key, v, init_producer_id(v)),
+            ApiKey::AddPartitionsToTxn => encode(key, v, add_partitions_to_txn(v)),
+            ApiKey::AddOffsetsToTxn => encode(key, v, add_offsets_to_txn(v)),
+            ApiKey::EndTxn => encode(key, v, end_txn(v)),
+            ApiKey::TxnOffsetCommit => encode(key, v, txn_offset_commit(v)),
+            ApiKey::DescribeTransactions => encode(key, v, describe_transactions(v)),
+            ApiKey::ListTransactions => encode(key, v, list_transactions(v)),
             ApiKey::DescribeConfigs => encode(key, v, describe_configs(v)),
             ApiKey::CreatePartitions => encode(key, v, create_partitions(v)),
             ApiKey::DeleteGroups => encode(key, v, delete_groups(v)),
@@ -1577,6 +1766,11 @@ mod tests {
                 ApiVersions => ApiVersionsRequest, CreateTopics => CreateTopicsRequest,
                 DeleteTopics => DeleteTopicsRequest, DeleteRecords => DeleteRecordsRequest,
                 InitProducerId => InitProducerIdRequest, DescribeConfigs => DescribeConfigsRequest,
+                AddPartitionsToTxn => AddPartitionsToTxnRequest,
+                AddOffsetsToTxn => AddOffsetsToTxnRequest, EndTxn => EndTxnRequest,
+                TxnOffsetCommit => TxnOffsetCommitRequest,
+                DescribeTransactions => DescribeTransactionsRequest,
+                ListTransactions => ListTransactionsRequest,
                 CreatePartitions => CreatePartitionsRequest, DeleteGroups => DeleteGroupsRequest,
                 IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
                 OffsetDelete => OffsetDeleteRequest, DescribeCluster => DescribeClusterRequest,

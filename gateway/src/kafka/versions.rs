@@ -25,6 +25,14 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (DELETE_TOPICS, 1, 5),
     (DELETE_RECORDS, 0, 2),
     (INIT_PRODUCER_ID, 0, 4),
+    // Transactions v1 (not v2/KIP-890 part 2: no AddPartitionsToTxn v5, EndTxn v5,
+    // TxnOffsetCommit v5). AddPartitionsToTxn v4 is the brokers' batched form, not served.
+    (ADD_PARTITIONS_TO_TXN, 0, 3),
+    (ADD_OFFSETS_TO_TXN, 0, 4),
+    (END_TXN, 0, 4),
+    (TXN_OFFSET_COMMIT, 0, 4),
+    (DESCRIBE_TRANSACTIONS, 0, 0),
+    (LIST_TRANSACTIONS, 0, 1),
     (DESCRIBE_ACLS, 1, 3),
     (CREATE_ACLS, 1, 3),
     (DELETE_ACLS, 1, 3),
@@ -60,6 +68,12 @@ pub const CREATE_TOPICS: i16 = 19;
 pub const DELETE_TOPICS: i16 = 20;
 pub const DELETE_RECORDS: i16 = 21;
 pub const INIT_PRODUCER_ID: i16 = 22;
+pub const ADD_PARTITIONS_TO_TXN: i16 = 24;
+pub const ADD_OFFSETS_TO_TXN: i16 = 25;
+pub const END_TXN: i16 = 26;
+pub const TXN_OFFSET_COMMIT: i16 = 28;
+pub const DESCRIBE_TRANSACTIONS: i16 = 65;
+pub const LIST_TRANSACTIONS: i16 = 66;
 pub const DESCRIBE_ACLS: i16 = 29;
 pub const CREATE_ACLS: i16 = 30;
 pub const DELETE_ACLS: i16 = 31;

@@ -52,6 +52,8 @@ pub fn status_for(e: &BrokerError) -> u32 {
         | E::TooManyNewUsers(_)
         | E::ZstdNeedsNewerProduce
         | E::Sequence(_)
+        | E::Transaction(_)
+        | E::TxnProduce(_)
         | E::OffsetOutOfRange { .. }
         | E::Internal(_) => c::ERROR,
     }

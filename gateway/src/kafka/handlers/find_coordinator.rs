@@ -1,5 +1,5 @@
-//! FindCoordinator: this broker coordinates every group the principal may describe.
-//! Transactions are not supported, so a transaction coordinator is never available.
+//! FindCoordinator: this broker coordinates every group and every transactional id the
+//! principal may describe.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
@@ -12,19 +12,22 @@ use crate::kafka::NODE_ID;
 
 /// The error and message for one coordinator key (`NONE`: this broker).
 fn outcome(req: &Request<'_>, key_type: i8, key: &str) -> (i16, Option<StrBytes>) {
-    if key_type == 0 {
-        if req.may(Operation::Describe, Resource::Group(key)) {
-            (code::NONE, None)
-        } else {
-            (code::GROUP_AUTHORIZATION_FAILED, None)
+    match key_type {
+        0 if req.may(Operation::Describe, Resource::Group(key)) => (code::NONE, None),
+        0 => (code::GROUP_AUTHORIZATION_FAILED, None),
+        1 if !req.may(Operation::Describe, Resource::TransactionalId(key)) => {
+            (code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None)
         }
-    } else if !req.may(Operation::Describe, Resource::TransactionalId(key)) {
-        (code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None)
-    } else {
-        (
-            code::COORDINATOR_NOT_AVAILABLE,
-            Some(str_bytes("Wharf does not support transactions")),
-        )
+        // Kafka refuses the empty transactional id.
+        1 if key.is_empty() => (
+            code::INVALID_REQUEST,
+            Some(str_bytes("the transactional id must not be empty")),
+        ),
+        1 => (code::NONE, None),
+        other => (
+            code::INVALID_REQUEST,
+            Some(str_bytes(format!("unknown coordinator key type {other}"))),
+        ),
     }
 }
 

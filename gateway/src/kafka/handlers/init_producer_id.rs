@@ -1,12 +1,14 @@
-//! InitProducerId: a fresh producer id with epoch 0 for idempotent producers, or (KIP-360) the
-//! same id with the next epoch when the client asks to bump its own. Transactional ids are
-//! refused: Wharf does not support transactions.
+//! InitProducerId: a producer id and epoch for an idempotent producer, or for a transactional
+//! id from the transaction coordinator (epoch bumps, fencing, KIP-360 retries).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
 use super::Request;
 use crate::broker::acl::{Operation, Resource};
-use crate::kafka::errors::code;
+use crate::kafka::errors::{code, for_txn};
+
+/// InitProducerId answers PRODUCER_FENCED from v4 (KIP-588).
+const FENCED_FROM: i16 = 4;
 
 pub async fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducerIdResponse {
     let refused = |error| {
@@ -15,32 +17,39 @@ pub async fn handle(req: &Request<'_>, r: InitProducerIdRequest) -> InitProducer
             .with_producer_id((-1).into())
             .with_producer_epoch(-1)
     };
-    if let Some(id) = &r.transactional_id {
-        if !req.may(Operation::Write, Resource::TransactionalId(id.as_str())) {
+    let transactional_id = r.transactional_id.as_ref().map(|id| id.as_str());
+    match transactional_id {
+        Some(id) if !req.may(Operation::Write, Resource::TransactionalId(id)) => {
             return refused(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
         }
-        return refused(code::INVALID_REQUEST);
-    }
-    // Idempotence needs IdempotentWrite on the cluster, which any right to send implies
-    // (KIP-679).
-    if !req.may(Operation::IdempotentWrite, Resource::Cluster) {
-        return refused(code::CLUSTER_AUTHORIZATION_FAILED);
-    }
-    if r.producer_id.0 >= 0 {
-        // A bump: the next epoch, until the epoch space runs out, then a new id.
-        if r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {
-            return InitProducerIdResponse::default()
-                .with_producer_id(r.producer_id)
-                .with_producer_epoch(r.producer_epoch + 1);
+        // Idempotence needs IdempotentWrite on the cluster, which any right to send implies
+        // (KIP-679).
+        None if !req.may(Operation::IdempotentWrite, Resource::Cluster) => {
+            return refused(code::CLUSTER_AUTHORIZATION_FAILED);
         }
+        _ => {}
     }
-    match req.broker().next_producer_id().await {
-        Ok(id) => InitProducerIdResponse::default()
+    let (producer_id, producer_epoch) = if req.version >= 3 {
+        (r.producer_id.0, r.producer_epoch)
+    } else {
+        (-1, -1)
+    };
+    match req
+        .broker()
+        .init_producer_id(
+            transactional_id,
+            r.transaction_timeout_ms,
+            producer_id,
+            producer_epoch,
+        )
+        .await
+    {
+        Ok((id, epoch)) => InitProducerIdResponse::default()
             .with_producer_id(id.into())
-            .with_producer_epoch(0),
+            .with_producer_epoch(epoch),
         Err(e) => {
-            tracing::warn!("cannot hand out a producer id: {e}");
-            refused(code::UNKNOWN_SERVER_ERROR)
+            e.log_if_internal("InitProducerId failed");
+            refused(for_txn(&e, req.version, FENCED_FROM))
         }
     }
 }

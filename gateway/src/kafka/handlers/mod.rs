@@ -1,6 +1,8 @@
 //! One module per Kafka API. Each turns the decoded request into broker calls and builds the
 //! response for the request's version.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
@@ -14,7 +16,9 @@ pub mod delete_topics;
 pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -23,6 +27,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -31,6 +36,7 @@ pub mod produce;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::net::SocketAddr;
 
@@ -130,6 +136,20 @@ pub async fn dispatch(
         versions::DELETE_TOPICS => answer(delete_topics::handle(req, decode(buf, v)?).await),
         versions::DELETE_RECORDS => answer(delete_records::handle(req, decode(buf, v)?).await),
         versions::INIT_PRODUCER_ID => answer(init_producer_id::handle(req, decode(buf, v)?).await),
+        versions::ADD_PARTITIONS_TO_TXN => {
+            answer(add_partitions_to_txn::handle(req, decode(buf, v)?).await)
+        }
+        versions::ADD_OFFSETS_TO_TXN => {
+            answer(add_offsets_to_txn::handle(req, decode(buf, v)?).await)
+        }
+        versions::END_TXN => answer(end_txn::handle(req, decode(buf, v)?).await),
+        versions::TXN_OFFSET_COMMIT => {
+            answer(txn_offset_commit::handle(req, decode(buf, v)?).await)
+        }
+        versions::DESCRIBE_TRANSACTIONS => {
+            answer(describe_transactions::handle(req, decode(buf, v)?))
+        }
+        versions::LIST_TRANSACTIONS => answer(list_transactions::handle(req, decode(buf, v)?)),
         versions::DESCRIBE_ACLS => answer(describe_acls::handle(req, decode(buf, v)?)),
         versions::CREATE_ACLS => answer(create_acls::handle(req, decode(buf, v)?).await),
         versions::DELETE_ACLS => answer(delete_acls::handle(req, decode(buf, v)?).await),

@@ -1,5 +1,6 @@
 //! OffsetFetch: a group's committed positions, for the partitions asked or for all of them.
-//! A partition without a commit reads -1.
+//! A partition without a commit reads -1. With `require_stable` (v7+), a partition with an
+//! offset committed in a transaction still in progress is UNSTABLE_OFFSET_COMMIT (KIP-447).
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
@@ -39,6 +40,10 @@ pub fn handle(req: &Request<'_>, r: OffsetFetchRequest) -> OffsetFetchResponse {
             .collect();
         return OffsetFetchResponse::default().with_topics(topics);
     }
+    let stable = req.version >= 7 && r.require_stable;
+    let unstable = |topic: &str, index: i32| {
+        stable && req.broker().has_pending_txn_offset(&group, topic, index)
+    };
     let topics: Vec<OffsetFetchResponseTopic> = match r.topics {
         Some(asked) => asked
             .into_iter()
@@ -51,6 +56,10 @@ pub fn handle(req: &Request<'_>, r: OffsetFetchRequest) -> OffsetFetchResponse {
                         if !may {
                             return partition(index, None)
                                 .with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                        }
+                        if unstable(t.name.0.as_str(), index) {
+                            return partition(index, None)
+                                .with_error_code(code::UNSTABLE_OFFSET_COMMIT);
                         }
                         let committed = req.broker().group_offset(&group, t.name.0.as_str(), index);
                         partition(index, committed)
@@ -77,7 +86,11 @@ pub fn handle(req: &Request<'_>, r: OffsetFetchRequest) -> OffsetFetchResponse {
                 if !allowed {
                     continue;
                 }
-                let part = partition(p as i32, Some(committed));
+                let part = if unstable(&name, p as i32) {
+                    partition(p as i32, None).with_error_code(code::UNSTABLE_OFFSET_COMMIT)
+                } else {
+                    partition(p as i32, Some(committed))
+                };
                 match topics.last_mut() {
                     Some(t) if t.name.0.as_str() == name => t.partitions.push(part),
                     _ => topics.push(

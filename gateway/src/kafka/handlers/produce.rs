@@ -144,8 +144,14 @@ fn answer(
             r
         }
         Err(e) => {
-            let (error, message) = errors::answer("produce failed", &e);
-            failed(version, index, error, Some(message))
+            let (_, message) = errors::answer("produce failed", &e);
+            // The transactional refusals' code depends on the version (KIP-890).
+            failed(
+                version,
+                index,
+                errors::for_produce(&e, version),
+                Some(message),
+            )
         }
     }
 }

@@ -1,0 +1,811 @@
+//! The Kafka transaction coordinator (transactions v1, the protocol of today's clients).
+//!
+//! Owns every transactional id's state ([`state::TxnMetadata`]: producer id and epoch, the
+//! partitions and groups of its current transaction, the offsets committed in it, its timeout)
+//! and decides every transition as Kafka's `TransactionCoordinator` does: InitProducerId (epoch
+//! bumps, fencing of an ongoing transaction, KIP-360 retries, a new producer id when the epochs
+//! run out), AddPartitionsToTxn / AddOffsetsToTxn, EndTxn, TxnOffsetCommit, timeouts and the
+//! expiry of idle ids; and verifies that a transactional batch belongs to an ongoing
+//! transaction holding its partition (KIP-890 part 1, [`TransactionCoordinator::verify_produce`]).
+//!
+//! **Durable before effective.** Each transition is one record in a [`KeyedJournal`] (the
+//! whole metadata of the id, JSON, last record wins), written under the table's lock before the
+//! table changes and fsynced before the request is answered (per transition, not on the store's
+//! cadence: a transaction is a few records, and a `Prepare*` lost to a power cut after its
+//! markers were written would leave partitions that disagree). The journal is replayed in
+//! [`TransactionCoordinator::open`], before any listener opens; `Prepare*` transactions found
+//! there are completed by [`ops`] before the Kafka listeners bind.
+//!
+//! **EndTxn is synchronous**: `Prepare*` durable -> markers written to every partition (all at
+//! once) -> pending offsets stored (commit) or dropped -> `Complete*` durable -> answer. The
+//! next AddPartitionsToTxn of the producer therefore never meets CONCURRENT_TRANSACTIONS. If a
+//! marker cannot be written the transaction stays `Prepare*` (the client is answered
+//! CONCURRENT_TRANSACTIONS and retries) and the background task completes it.
+//!
+//! The decisions here are synchronous and take the time as an argument, so tests drive them
+//! directly; the markers and offsets go through [`TxnEffects`], which the broker implements.
+
+pub mod ops;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use wharf_log_store::KeyedJournal;
+
+use super::{BrokerError, PartitionKey};
+use state::{epoch_exhausted, EndPlan, PendingOffset, TxnMetadata, TxnState};
+
+/// The journal file, under the data directory.
+const JOURNAL: &str = "transactions/journal";
+/// The journal is rewritten once it holds four times the records (at least this many) or the
+/// bytes (at least [`COMPACT_MIN_BYTES`]) its live ids need.
+const COMPACT_MIN_RECORDS: usize = 10_000;
+const COMPACT_MIN_BYTES: u64 = 16 << 20;
+/// Most groups one transaction may add (AddOffsetsToTxn), and most offsets it may hold
+/// pending (TxnOffsetCommit): Wharf's bounds on what a producer makes the coordinator keep
+/// (Kafka's are its 50 offsets-topic partitions and its partitions' count).
+pub const MAX_TXN_GROUPS: usize = 1_000;
+pub const MAX_TXN_PENDING_OFFSETS: usize = 100_000;
+
+/// Kafka's transaction settings.
+#[derive(Debug, Clone)]
+pub struct TransactionSettings {
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask.
+    pub max_timeout: Duration,
+    /// `transactional.id.expiration.ms`: an idle transactional id is forgotten after this.
+    pub id_expiration: Duration,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_timed_out_interval: Duration,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    pub remove_expired_interval: Duration,
+    /// Most transactional ids known at once (Wharf's bound; InitProducerId for a new id past it
+    /// is answered POLICY_VIOLATION once the expired ids are gone).
+    pub max_transactional_ids: usize,
+}
+
+impl Default for TransactionSettings {
+    fn default() -> Self {
+        TransactionSettings {
+            max_timeout: Duration::from_millis(900_000),
+            id_expiration: Duration::from_millis(604_800_000),
+            abort_timed_out_interval: Duration::from_millis(10_000),
+            remove_expired_interval: Duration::from_millis(3_600_000),
+            max_transactional_ids: 100_000,
+        }
+    }
+}
+
+/// Why the coordinator refused a request, in Kafka's terms (the door picks the code per API
+/// and version).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxnError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the transactional id must not be empty")]
+    EmptyTransactionalId,
+    #[error("transaction timeout {asked} ms is outside 1..={max} ms")]
+    InvalidTimeout { asked: i32, max: u128 },
+    #[error("producer id {0} is not the one of this transactional id")]
+    InvalidProducerIdMapping(i64),
+    #[error("producer {producer_id} epoch {epoch} is fenced: the current epoch is {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("a commit or abort of this transactional id is in progress")]
+    ConcurrentTransactions,
+    #[error("{0}")]
+    InvalidTxnState(String),
+    /// KIP-890 part 1: a transactional batch for a partition the transaction has not added.
+    #[error("partition {0} was not added to the transaction")]
+    NotInTransaction(PartitionKey),
+    #[error("at most {0} transactional ids may exist at once")]
+    TooManyTransactionalIds(usize),
+    #[error("transactional id not found")]
+    TransactionalIdNotFound,
+    /// A transaction past [`MAX_TXN_GROUPS`] or [`MAX_TXN_PENDING_OFFSETS`].
+    #[error("a transaction may hold at most {limit} {what}")]
+    TransactionTooLarge { what: &'static str, limit: usize },
+}
+
+/// What InitProducerId led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// The producer id and epoch to answer with; journaled up to `sync_to`.
+    Ready {
+        producer_id: i64,
+        epoch: i16,
+        sync_to: u64,
+    },
+    /// An ongoing transaction was fenced (its epoch bumped, `PrepareAbort` journaled up to
+    /// `sync_to`): abort it, then answer CONCURRENT_TRANSACTIONS so the client retries.
+    Fenced { plan: EndPlan, sync_to: u64 },
+}
+
+/// What EndTxn leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndOutcome {
+    /// Already done (a retry of a completed commit or abort): answer at once.
+    Done,
+    /// `Prepare*` journaled up to `sync_to`: write the markers, then complete.
+    Prepared { plan: EndPlan, sync_to: u64 },
+}
+
+/// One row of ListTransactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnListing {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub state: TxnState,
+}
+
+/// What the coordinator needs done outside itself to finish a transaction: the broker writes
+/// markers into partitions and stores offsets; tests record them.
+pub trait TxnEffects: Send + Sync {
+    /// Writes a commit or abort marker for (`producer_id`, `epoch`) into `partition`. A
+    /// partition that no longer exists answers a store `*NotFound` error.
+    fn write_marker(
+        &self,
+        partition: PartitionKey,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> impl std::future::Future<Output = Result<u64, BrokerError>> + Send;
+
+    /// Stores offsets committed inside a transaction that committed.
+    fn store_offsets(
+        &self,
+        offsets: Vec<PendingOffset>,
+    ) -> impl std::future::Future<Output = Result<(), BrokerError>> + Send;
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    ids: HashMap<String, TxnMetadata>,
+    /// Producer id -> transactional id, for the produce path's verification.
+    by_producer: HashMap<i64, String>,
+}
+
+/// Every transactional id's state.
+#[derive(Debug)]
+pub struct TransactionCoordinator {
+    settings: TransactionSettings,
+    table: Mutex<Table>,
+    journal: KeyedJournal,
+}
+
+fn now_ms() -> i64 {
+    (super::now_us() / 1000) as i64
+}
+
+impl TransactionCoordinator {
+    /// Opens the journal under `dir` and replays it (a torn tail is cut).
+    pub fn open(dir: &Path, settings: TransactionSettings) -> Result<Self, BrokerError> {
+        let (journal, contents) = KeyedJournal::open(&dir.join(JOURNAL))?;
+        let mut table = Table::default();
+        for (id, bytes) in contents.rows {
+            let meta: TxnMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+                BrokerError::Internal(format!(
+                    "unreadable transaction state of '{id}' in the journal: {e}"
+                ))
+            })?;
+            table.by_producer.insert(meta.producer_id, id.clone());
+            table.ids.insert(id, meta);
+        }
+        let open = table.ids.values().filter(|m| m.state.is_pending()).count();
+        if !table.ids.is_empty() {
+            tracing::info!(
+                "transaction coordinator: {} transactional ids, {open} transactions in progress",
+                table.ids.len()
+            );
+        }
+        Ok(TransactionCoordinator {
+            settings,
+            table: Mutex::new(table),
+            journal,
+        })
+    }
+
+    pub fn settings(&self) -> &TransactionSettings {
+        &self.settings
+    }
+
+    /// Fsyncs the journal up to `pos` (a position a transition returned).
+    pub fn sync(&self, pos: u64) -> Result<(), BrokerError> {
+        Ok(self.journal.sync(pos)?)
+    }
+
+    /// Journals `meta` as `id`'s state, then makes it the table's. Returns the journal position
+    /// to sync to.
+    fn record(&self, table: &mut Table, id: &str, meta: TxnMetadata) -> Result<u64, BrokerError> {
+        let bytes = serde_json::to_vec(&meta)
+            .map_err(|e| BrokerError::Internal(format!("cannot encode transaction state: {e}")))?;
+        let pos = self.journal.put(id, Some(&bytes))?;
+        if let Some(old) = table.ids.get(id) {
+            if old.producer_id != meta.producer_id
+                && table.by_producer.get(&old.producer_id).map(String::as_str) == Some(id)
+            {
+                table.by_producer.remove(&old.producer_id);
+            }
+        }
+        table.by_producer.insert(meta.producer_id, id.to_string());
+        table.ids.insert(id.to_string(), meta);
+        self.maybe_compact(table);
+        Ok(pos)
+    }
+
+    fn forget(&self, table: &mut Table, id: &str) -> Result<u64, BrokerError> {
+        let pos = self.journal.put(id, None)?;
+        if let Some(old) = table.ids.remove(id) {
+            if table.by_producer.get(&old.producer_id).map(String::as_str) == Some(id) {
+                table.by_producer.remove(&old.producer_id);
+            }
+        }
+        self.maybe_compact(table);
+        Ok(pos)
+    }
+
+    fn maybe_compact(&self, table: &Table) {
+        if !self
+            .journal
+            .wants_compaction(COMPACT_MIN_RECORDS, COMPACT_MIN_BYTES)
+        {
+            return;
+        }
+        let rows: Vec<(&str, Vec<u8>)> = table
+            .ids
+            .iter()
+            .filter_map(|(k, v)| serde_json::to_vec(v).ok().map(|b| (k.as_str(), b)))
+            .collect();
+        if let Err(e) = self
+            .journal
+            .compact(rows.iter().map(|(k, v)| (*k, v.as_slice())))
+        {
+            // The journal as it is stays valid; try again after the next transition.
+            tracing::warn!("cannot compact the transaction journal: {e}");
+        }
+    }
+
+    /// InitProducerId with a transactional id. `fresh_producer_id` hands out a new producer id
+    /// (for a new transactional id, or when the epochs of the current one run out).
+    pub fn init_producer_id(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        fresh_producer_id: &mut dyn FnMut() -> Result<i64, BrokerError>,
+        now: i64,
+    ) -> Result<InitOutcome, BrokerError> {
+        if id.is_empty() {
+            return Err(TxnError::EmptyTransactionalId.into());
+        }
+        let max = self.settings.max_timeout.as_millis();
+        if timeout_ms <= 0 || timeout_ms as u128 > max {
+            return Err(TxnError::InvalidTimeout {
+                asked: timeout_ms,
+                max,
+            }
+            .into());
+        }
+        let mut table = self.table.lock();
+        let meta = match table.ids.get(id) {
+            Some(m) => m.clone(),
+            None => {
+                if table.ids.len() >= self.settings.max_transactional_ids {
+                    self.expire_locked(&mut table, now)?;
+                    if table.ids.len() >= self.settings.max_transactional_ids {
+                        return Err(TxnError::TooManyTransactionalIds(
+                            self.settings.max_transactional_ids,
+                        )
+                        .into());
+                    }
+                }
+                TxnMetadata {
+                    producer_id: fresh_producer_id()?,
+                    last_producer_id: -1,
+                    epoch: -1,
+                    last_epoch: -1,
+                    timeout_ms,
+                    state: TxnState::Empty,
+                    partitions: BTreeSet::new(),
+                    groups: BTreeSet::new(),
+                    pending_offsets: Vec::new(),
+                    start_ms: -1,
+                    last_update_ms: now,
+                }
+            }
+        };
+        // KIP-360: a producer that names its id and epoch is fenced unless the id is new, it
+        // is this id's producer, or it is the previous one retrying a bump that rotated the id.
+        if let Some((pid, epoch)) = expected {
+            let valid = meta.epoch == -1
+                || pid == meta.producer_id
+                || (pid == meta.last_producer_id && epoch_exhausted(epoch));
+            if !valid {
+                return Err(TxnError::ProducerFenced {
+                    producer_id: pid,
+                    epoch,
+                    current: meta.epoch,
+                }
+                .into());
+            }
+        }
+        match meta.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                Err(TxnError::ConcurrentTransactions.into())
+            }
+            TxnState::Ongoing => {
+                // Fence the producer of the ongoing transaction and abort it with the bumped
+                // epoch; the client retries and then gets the next epoch (or a new id).
+                let mut next = meta;
+                next.epoch = next.epoch.saturating_add(1);
+                next.last_epoch = -1;
+                next.state = TxnState::PrepareAbort;
+                next.last_update_ms = now;
+                let plan = plan_of(id, &next, false);
+                let sync_to = self.record(&mut table, id, next)?;
+                Ok(InitOutcome::Fenced { plan, sync_to })
+            }
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                let mut next = meta.clone();
+                if epoch_exhausted(meta.epoch) && expected.is_none_or(|(_, e)| e == meta.epoch) {
+                    next.last_producer_id = meta.producer_id;
+                    next.producer_id = fresh_producer_id()?;
+                    next.epoch = 0;
+                    next.last_epoch = if expected.is_some() { meta.epoch } else { -1 };
+                } else {
+                    let (epoch, last) = match expected {
+                        None => (meta.epoch + 1, -1),
+                        Some((_, e)) if meta.epoch == -1 || e == meta.epoch => {
+                            (meta.epoch + 1, meta.epoch)
+                        }
+                        // A retry of a bump that succeeded: the same epoch again.
+                        Some((_, e)) if e == meta.last_epoch => (meta.epoch, meta.last_epoch),
+                        Some((pid, e)) => {
+                            return Err(TxnError::ProducerFenced {
+                                producer_id: pid,
+                                epoch: e,
+                                current: meta.epoch,
+                            }
+                            .into())
+                        }
+                    };
+                    next.epoch = epoch;
+                    next.last_epoch = last;
+                }
+                next.state = TxnState::Empty;
+                next.timeout_ms = timeout_ms;
+                next.partitions.clear();
+                next.groups.clear();
+                next.pending_offsets.clear();
+                next.start_ms = -1;
+                next.last_update_ms = now;
+                let (producer_id, epoch) = (next.producer_id, next.epoch);
+                let sync_to = self.record(&mut table, id, next)?;
+                Ok(InitOutcome::Ready {
+                    producer_id,
+                    epoch,
+                    sync_to,
+                })
+            }
+        }
+    }
+
+    /// The checks every request of a transaction's producer passes: the id exists, the
+    /// producer id is its, the epoch is current.
+    fn producer_of<'a>(
+        table: &'a Table,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<&'a TxnMetadata, BrokerError> {
+        if id.is_empty() {
+            return Err(TxnError::EmptyTransactionalId.into());
+        }
+        let meta = table
+            .ids
+            .get(id)
+            .filter(|m| m.producer_id == producer_id)
+            .ok_or(TxnError::InvalidProducerIdMapping(producer_id))?;
+        if meta.epoch != epoch {
+            return Err(TxnError::ProducerFenced {
+                producer_id,
+                epoch,
+                current: meta.epoch,
+            }
+            .into());
+        }
+        Ok(meta)
+    }
+
+    /// AddPartitionsToTxn (and, with a group, AddOffsetsToTxn): the transaction becomes (or
+    /// stays) Ongoing with these partitions and groups. `None`: nothing new, nothing journaled.
+    pub fn add_to_transaction(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[PartitionKey],
+        groups: &[String],
+        now: i64,
+    ) -> Result<Option<u64>, BrokerError> {
+        let mut table = self.table.lock();
+        let meta = Self::producer_of(&table, id, producer_id, epoch)?;
+        if meta.state.is_preparing() {
+            return Err(TxnError::ConcurrentTransactions.into());
+        }
+        if meta.state == TxnState::Ongoing
+            && partitions.iter().all(|p| meta.partitions.contains(p))
+            && groups.iter().all(|g| meta.groups.contains(g))
+        {
+            return Ok(None);
+        }
+        let mut next = meta.clone();
+        if next.state != TxnState::Ongoing {
+            next.start_ms = now;
+            next.partitions.clear();
+            next.groups.clear();
+            next.pending_offsets.clear();
+        }
+        next.state = TxnState::Ongoing;
+        next.partitions.extend(partitions.iter().copied());
+        next.groups.extend(groups.iter().cloned());
+        if next.groups.len() > MAX_TXN_GROUPS {
+            return Err(TxnError::TransactionTooLarge {
+                what: "groups",
+                limit: MAX_TXN_GROUPS,
+            }
+            .into());
+        }
+        next.last_update_ms = now;
+        Ok(Some(self.record(&mut table, id, next)?))
+    }
+
+    /// TxnOffsetCommit: `offsets` (all of one group) become pending in the transaction,
+    /// replacing earlier ones of the same partitions. The group must have been added by
+    /// AddOffsetsToTxn.
+    pub fn add_pending_offsets(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+        offsets: Vec<PendingOffset>,
+        now: i64,
+    ) -> Result<u64, BrokerError> {
+        let mut table = self.table.lock();
+        let meta = Self::producer_of(&table, id, producer_id, epoch)?;
+        if meta.state.is_preparing() {
+            return Err(TxnError::ConcurrentTransactions.into());
+        }
+        if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
+            return Err(TxnError::InvalidTxnState(format!(
+                "group '{group}' was not added to the transaction (AddOffsetsToTxn)"
+            ))
+            .into());
+        }
+        let mut next = meta.clone();
+        next.pending_offsets.retain(|p| {
+            !offsets
+                .iter()
+                .any(|o| o.group == p.group && o.partition == p.partition)
+        });
+        next.pending_offsets.extend(offsets);
+        if next.pending_offsets.len() > MAX_TXN_PENDING_OFFSETS {
+            return Err(TxnError::TransactionTooLarge {
+                what: "pending offsets",
+                limit: MAX_TXN_PENDING_OFFSETS,
+            }
+            .into());
+        }
+        next.last_update_ms = now;
+        self.record(&mut table, id, next)
+    }
+
+    /// EndTxn from the client: `Prepare*` for an ongoing transaction; a retry of a finished
+    /// one is done; anything else is refused as Kafka does.
+    pub fn end_transaction(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        now: i64,
+    ) -> Result<EndOutcome, BrokerError> {
+        let mut table = self.table.lock();
+        let meta = Self::producer_of(&table, id, producer_id, epoch)?;
+        let wrong = |state: TxnState| {
+            Err(TxnError::InvalidTxnState(format!(
+                "cannot {} a transaction in state {}",
+                if commit { "commit" } else { "abort" },
+                state.name()
+            ))
+            .into())
+        };
+        match (meta.state, commit) {
+            (TxnState::Ongoing, _) => {
+                let mut next = meta.clone();
+                next.state = if commit {
+                    TxnState::PrepareCommit
+                } else {
+                    TxnState::PrepareAbort
+                };
+                next.last_update_ms = now;
+                let plan = plan_of(id, &next, commit);
+                let sync_to = self.record(&mut table, id, next)?;
+                Ok(EndOutcome::Prepared { plan, sync_to })
+            }
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                Ok(EndOutcome::Done)
+            }
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                Err(TxnError::ConcurrentTransactions.into())
+            }
+            (state, _) => wrong(state),
+        }
+    }
+
+    /// Records `Complete*` for a transaction whose markers are written (and offsets stored).
+    /// A transaction that moved on meanwhile is left alone.
+    pub fn complete(&self, plan: &EndPlan, now: i64) -> Result<Option<u64>, BrokerError> {
+        let mut table = self.table.lock();
+        let Some(meta) = table.ids.get(&plan.transactional_id) else {
+            return Ok(None);
+        };
+        let preparing = if plan.commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        if meta.state != preparing || meta.producer_id != plan.producer_id {
+            return Ok(None);
+        }
+        let mut next = meta.clone();
+        next.state = if plan.commit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        next.partitions.clear();
+        next.groups.clear();
+        next.pending_offsets.clear();
+        next.last_update_ms = now;
+        Ok(Some(self.record(
+            &mut table,
+            &plan.transactional_id,
+            next,
+        )?))
+    }
+
+    /// Transactions whose markers are still to be written (found after a restart, or whose
+    /// markers failed).
+    pub fn unfinished(&self) -> Vec<EndPlan> {
+        let table = self.table.lock();
+        let mut plans: Vec<EndPlan> = table
+            .ids
+            .iter()
+            .filter(|(_, m)| m.state.is_preparing())
+            .map(|(id, m)| plan_of(id, m, m.state == TxnState::PrepareCommit))
+            .collect();
+        plans.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        plans
+    }
+
+    /// Ongoing transactions past their timeout at `now` are fenced (epoch bumped, as Kafka's
+    /// `prepareFenceProducerEpoch`) and moved to `PrepareAbort`: their plans, to abort.
+    pub fn fence_timed_out(&self, now: i64) -> Result<(Vec<EndPlan>, u64), BrokerError> {
+        let mut table = self.table.lock();
+        let due: Vec<String> = table
+            .ids
+            .iter()
+            .filter(|(_, m)| {
+                m.state == TxnState::Ongoing && m.start_ms + i64::from(m.timeout_ms) < now
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut plans = Vec::with_capacity(due.len());
+        let mut sync_to = 0;
+        for id in due {
+            let Some(mut next) = table.ids.get(&id).cloned() else {
+                continue;
+            };
+            next.epoch = next.epoch.saturating_add(1);
+            next.last_epoch = -1;
+            next.state = TxnState::PrepareAbort;
+            next.last_update_ms = now;
+            plans.push(plan_of(&id, &next, false));
+            sync_to = self.record(&mut table, &id, next)?;
+        }
+        Ok((plans, sync_to))
+    }
+
+    /// Forgets the ids idle past `transactional.id.expiration.ms` with no transaction in
+    /// progress. Returns how many, and the journal position to sync to.
+    pub fn expire_ids(&self, now: i64) -> Result<(usize, u64), BrokerError> {
+        let mut table = self.table.lock();
+        self.expire_locked(&mut table, now)
+    }
+
+    fn expire_locked(&self, table: &mut Table, now: i64) -> Result<(usize, u64), BrokerError> {
+        let horizon = now.saturating_sub(self.settings.id_expiration.as_millis() as i64);
+        let doomed: Vec<String> = table
+            .ids
+            .iter()
+            .filter(|(_, m)| !m.state.is_pending() && m.last_update_ms <= horizon)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut pos = 0;
+        for id in &doomed {
+            pos = self.forget(table, id)?;
+        }
+        Ok((doomed.len(), pos))
+    }
+
+    /// KIP-890 part 1: a transactional batch of (`producer_id`, `producer_epoch`) may be
+    /// stored in `partition` only while that producer's transaction is ongoing and holds the
+    /// partition. The errors are those of Kafka's produce path (the door maps them).
+    pub fn verify_produce(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        partition: PartitionKey,
+    ) -> Result<(), BrokerError> {
+        let table = self.table.lock();
+        let meta = table
+            .by_producer
+            .get(&producer_id)
+            .and_then(|id| table.ids.get(id))
+            .filter(|m| m.producer_id == producer_id)
+            .ok_or(BrokerError::TxnProduce(TxnError::InvalidProducerIdMapping(
+                producer_id,
+            )))?;
+        if meta.epoch != producer_epoch {
+            return Err(BrokerError::TxnProduce(TxnError::ProducerFenced {
+                producer_id,
+                epoch: producer_epoch,
+                current: meta.epoch,
+            }));
+        }
+        if meta.state.is_preparing() {
+            return Err(BrokerError::TxnProduce(TxnError::ConcurrentTransactions));
+        }
+        if meta.state != TxnState::Ongoing || !meta.partitions.contains(&partition) {
+            return Err(BrokerError::TxnProduce(TxnError::NotInTransaction(
+                partition,
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when a transaction in progress holds an offset of `group` on `partition` not yet
+    /// committed (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_offset(&self, group: &str, partition: PartitionKey) -> bool {
+        self.table.lock().ids.values().any(|m| {
+            m.state.is_pending()
+                && m.pending_offsets
+                    .iter()
+                    .any(|p| p.group == group && p.partition == partition)
+        })
+    }
+
+    /// One id's state (DescribeTransactions).
+    pub fn describe(&self, id: &str) -> Result<TxnMetadata, TxnError> {
+        if id.is_empty() {
+            return Err(TxnError::EmptyTransactionalId);
+        }
+        self.table
+            .lock()
+            .ids
+            .get(id)
+            .cloned()
+            .ok_or(TxnError::TransactionalIdNotFound)
+    }
+
+    /// ListTransactions: the ids matching every filter given (empty: no filter; a negative
+    /// `min_duration_ms`: none), sorted by id.
+    pub fn list(
+        &self,
+        states: &[TxnState],
+        producer_ids: &[i64],
+        min_duration_ms: i64,
+        now: i64,
+    ) -> Vec<TxnListing> {
+        let table = self.table.lock();
+        let mut out: Vec<TxnListing> = table
+            .ids
+            .iter()
+            .filter(|(_, m)| states.is_empty() || states.contains(&m.state))
+            .filter(|(_, m)| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
+            .filter(|(_, m)| min_duration_ms < 0 || now - m.start_ms > min_duration_ms)
+            .map(|(id, m)| TxnListing {
+                transactional_id: id.clone(),
+                producer_id: m.producer_id,
+                state: m.state,
+            })
+            .collect();
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        out
+    }
+
+    /// How many transactional ids are known.
+    pub fn len(&self) -> usize {
+        self.table.lock().ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn plan_of(id: &str, meta: &TxnMetadata, commit: bool) -> EndPlan {
+    EndPlan {
+        transactional_id: id.to_string(),
+        producer_id: meta.producer_id,
+        epoch: meta.epoch,
+        commit,
+        partitions: meta.partitions.iter().copied().collect(),
+        offsets: meta.pending_offsets.clone(),
+    }
+}
+
+/// Finishes a prepared transaction: every marker (all partitions at once; a partition deleted
+/// since is skipped), then the offsets (commit only), then `Complete*`, durable. On a failed
+/// marker the transaction stays `Prepare*` and the error is returned: it is finished later.
+pub async fn finish(
+    coordinator: &Arc<TransactionCoordinator>,
+    effects: &impl TxnEffects,
+    plan: EndPlan,
+) -> Result<(), BrokerError> {
+    let markers = plan
+        .partitions
+        .iter()
+        .map(|&p| effects.write_marker(p, plan.producer_id, plan.epoch, plan.commit));
+    for (partition, written) in plan
+        .partitions
+        .iter()
+        .zip(futures_util::future::join_all(markers).await)
+    {
+        match written {
+            Ok(_) => {}
+            Err(BrokerError::Store(
+                super::StoreError::PartitionNotFound { .. }
+                | super::StoreError::TopicNotFound { .. }
+                | super::StoreError::StreamNotFound(_),
+            )) => {
+                tracing::debug!(
+                    %partition,
+                    "transaction '{}': partition deleted, no marker",
+                    plan.transactional_id
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if plan.commit && !plan.offsets.is_empty() {
+        effects.store_offsets(plan.offsets.clone()).await?;
+    }
+    let c = Arc::clone(coordinator);
+    blocking(move || {
+        if let Some(pos) = c.complete(&plan, now_ms())? {
+            c.sync(pos)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs coordinator work that writes the journal on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}"))))
+}
