@@ -969,11 +969,6 @@ struct Want {
     min_timestamp: Option<u64>,
 }
 
-/// Kafka batch attributes a native reader looks at (bit 4: transactional, bit 5: control).
-// TODO(#16 merge): use the partition-state work's helper in `kafka_batch` for these.
-const ATTR_TRANSACTIONAL: i16 = 0x10;
-const ATTR_CONTROL: i16 = 0x20;
-
 /// True when a native reader does not see `batch`: a Kafka control batch (a transaction's
 /// marker), or a batch of a transaction that was aborted. Only called below the LSO, where
 /// every transaction is decided.
@@ -984,11 +979,10 @@ fn hidden_from_native(batch: &StoredBatch, txns: &TxnHandle) -> bool {
     let Ok(h) = BatchHeader::parse(&batch.payload()) else {
         return false;
     };
-    if h.attributes & ATTR_CONTROL != 0 {
+    if h.is_control() {
         return true;
     }
-    h.attributes & ATTR_TRANSACTIONAL != 0
-        && txns.read().is_aborted(h.producer_id, batch.base_offset())
+    h.is_transactional() && txns.read().is_aborted(h.producer_id, batch.base_offset())
 }
 
 /// Collects up to `want.count` native messages from `want.start` on and below `want.end`
@@ -1253,6 +1247,8 @@ mod tests {
 
     const ABORT: bool = false;
     const COMMIT: bool = true;
+    /// Kafka's transactional bit in a batch's attributes.
+    const TRANSACTIONAL: i16 = 0x10;
 
     fn txn_handle() -> TxnHandle {
         Arc::new(parking_lot::RwLock::new(PartitionTxns::default()))
@@ -1283,24 +1279,14 @@ mod tests {
             .collect();
         let mut b = BytesMut::from(&kafka_batch::encode_batch(0, &records)[..]);
         if pid >= 0 {
-            stamp(&mut b, ATTR_TRANSACTIONAL, pid, 0);
+            stamp(&mut b, TRANSACTIONAL, pid, 0);
         }
         b
     }
 
-    /// A transaction marker as Kafka writes it: one control record, key (version 0, type).
+    /// A transaction marker as Kafka writes it.
     fn marker(pid: i64, commit: bool) -> BytesMut {
-        let key = [0, 0, 0, u8::from(commit)];
-        let value = [0u8; 6];
-        let record = NewRecord {
-            timestamp_ms: 1,
-            key: Some(&key),
-            value: Some(&value),
-            headers: Vec::new(),
-        };
-        let mut b = BytesMut::from(&kafka_batch::encode_batch(0, &[record])[..]);
-        stamp(&mut b, ATTR_CONTROL | ATTR_TRANSACTIONAL, pid, -1);
-        b
+        BytesMut::from(&kafka_batch::encode_txn_marker(pid, 0, commit, 0, 1)[..])
     }
 
     async fn append_kafka(p: &Arc<Partition>, b: BytesMut) -> u64 {

@@ -165,7 +165,9 @@ pub(crate) fn control_type(b: &[u8]) -> Option<ControlType> {
         Some(control_type_of(body.and_then(first_record_key)))
     } else {
         let section = records_section(b).ok();
-        Some(control_type_of(section.as_deref().and_then(first_record_key)))
+        Some(control_type_of(
+            section.as_deref().and_then(first_record_key),
+        ))
     }
 }
 
@@ -641,7 +643,10 @@ mod tests {
             let m = encode_txn_marker(42, 3, commit, 0, 1_700_000_000_000);
             let h = BatchHeader::parse(&m).unwrap();
             assert!(h.is_control() && h.is_transactional());
-            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, -1)
+            );
             assert_eq!(h.total_len(), m.len());
             assert_eq!(be_i32(&m, 17) as u32, crc32c::crc32c(&m[21..]));
             assert_eq!(control_type(&m), Some(want));
