@@ -1696,4 +1696,96 @@ mod tests {
         let (got, _) = poll_at(&b, &t, &p, &txns, req, 4096).await;
         assert_eq!(got, [(41, b"z".to_vec())]);
     }
+
+    /// A transactional Kafka produce of one batch of `values`, sequence `seq` on.
+    async fn produce_txn(b: &Broker, topic: &str, pid: i64, seq: i32, values: &[&[u8]]) -> u64 {
+        let mut batch = kafka_records(-1, 2000, values);
+        stamp(&mut batch, TRANSACTIONAL, pid, seq);
+        let write = crate::broker::produce::KafkaTopicWrite {
+            name: topic.into(),
+            partitions: vec![crate::broker::produce::KafkaPartitionWrite {
+                index: 0,
+                records: Some(batch.freeze()),
+            }],
+        };
+        let mut answer = b.produce_kafka(vec![write], true).await;
+        answer.remove(0).remove(0).unwrap().base_offset
+    }
+
+    /// End to end through the broker's own writers (the partition side of #16: transactional
+    /// produce, markers, the state kept by the producer lock): every reader at once. Needs the
+    /// partition side (branch `txn-partition`): on this branch alone its writers are still
+    /// skeletons and this test fails; merged with it, it passes.
+    #[tokio::test]
+    async fn readers_see_the_transactions_the_broker_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let (t, p) = kafka_topic(&b, "e2e").await;
+        let key = p.key();
+        let (p1, p2, p3) = (
+            b.next_producer_id().await.unwrap(),
+            b.next_producer_id().await.unwrap(),
+            b.next_producer_id().await.unwrap(),
+        );
+        assert_eq!(produce_txn(&b, "e2e", p1, 0, &[b"x"]).await, 0);
+        assert_eq!(b.write_txn_marker(key, p1, 0, ABORT).await.unwrap(), 1);
+        assert_eq!(produce_txn(&b, "e2e", p2, 0, &[b"b"]).await, 2);
+        assert_eq!(b.write_txn_marker(key, p2, 0, COMMIT).await.unwrap(), 3);
+        assert_eq!(produce_txn(&b, "e2e", p3, 0, &[b"c"]).await, 4);
+        assert_eq!(plain(&p, 3000, &[b"p"]).await, 5);
+
+        let name: Arc<str> = Arc::from("e2e");
+        let committed = limits(Isolation::ReadCommitted, 0, Duration::ZERO);
+        let f = b.fetch(vec![want(&name, 0)], committed).await.remove(0);
+        assert_eq!(base_offsets(&f), [0, 1, 2, 3]);
+        assert_eq!(f.last_stable_offset, Some(4));
+        assert_eq!(aborted(&f), Some(vec![(p1, 0)]));
+        let uncommitted = limits(Isolation::ReadUncommitted, 0, Duration::ZERO);
+        let f = b.fetch(vec![want(&name, 0)], uncommitted).await.remove(0);
+        assert_eq!(base_offsets(&f), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(f.last_stable_offset, Some(4));
+
+        for (isolation, latest) in [
+            (Isolation::ReadCommitted, 4),
+            (Isolation::ReadUncommitted, 6),
+        ] {
+            let got = b.kafka_offset_for_time("e2e", 0, LATEST, isolation).await;
+            assert_eq!(got.unwrap(), (latest, -1), "{isolation:?}");
+        }
+
+        let req = PollRequest {
+            stream: t.stream_id,
+            topic: t.id,
+            ..poll(1, PollingStrategy::First, 100, false)
+        };
+        let polled = b.poll_messages(req, 1000, CAP).await.unwrap();
+        let joined = polled.messages.concat();
+        let got: Vec<(u64, Vec<u8>)> = Messages::new(&joined)
+            .map(|m| (m.offset(), m.payload().to_vec()))
+            .collect();
+        assert_eq!(got, [(2, b"b".to_vec())]);
+        assert_eq!(polled.current_offset, 3);
+
+        // A read_committed long poll held by p3's transaction is answered by its marker.
+        let held = FetchWant {
+            offset: 4,
+            ..want(&name, 0)
+        };
+        let long_poll = limits(Isolation::ReadCommitted, 1, MAX_FETCH_WAIT);
+        // Polled together on this task, the fetch first: it is reading or waiting before the
+        // marker is written (and it may hold the producer lock for a moment, which the
+        // marker's writer then waits for).
+        let both = async {
+            tokio::join!(b.fetch(vec![held], long_poll), async {
+                b.write_txn_marker(key, p3, 0, COMMIT).await.unwrap()
+            })
+        };
+        let (mut f, marker_at) = tokio::time::timeout(Duration::from_secs(10), both)
+            .await
+            .expect("the marker ends the long poll (not its 30 s wait)");
+        assert_eq!(marker_at, 6);
+        let f = f.remove(0);
+        assert_eq!(base_offsets(&f), [4, 5, 6]);
+        assert_eq!(f.last_stable_offset, Some(7));
+    }
 }
