@@ -4,7 +4,9 @@
 //! `fetch_max_bytes` but at least one batch per response (KIP-74), a long poll woken by
 //! appends) and encodes the answer with its records spliced in, not copied
 //! ([`FetchAnswer`]). Fetch sessions are declined (session id 0), so clients send full
-//! requests; without transactions the last stable offset is the high watermark.
+//! requests. `isolation_level` (v4+) is the broker's: `read_committed` answers stop at the
+//! last stable offset and list the aborted transactions their data overlaps; every v4+ answer
+//! carries the last stable offset.
 //!
 //! [`Broker::fetch`]: crate::broker::Broker::fetch
 
@@ -14,13 +16,15 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::Request;
 use crate::broker::acl::{Operation, Resource};
-use crate::broker::consume::{FetchLimits, FetchWant, Fetched};
+use crate::broker::consume::{FetchLimits, FetchWant, Fetched, Isolation};
 use crate::kafka::connection::{ResponseBody, ResponseFrame};
 use crate::kafka::errors;
 
@@ -30,7 +34,8 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
         req.door.config.fetch_max_bytes as usize,
         usize::try_from(r.min_bytes).unwrap_or(0),
         Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
-    );
+    )
+    .with_isolation(Isolation::from_kafka(r.isolation_level));
     let wants = distinct_wants(r.topics);
     // Partitions of topics the principal may not read: TOPIC_AUTHORIZATION_FAILED, unread.
     let mut may_read: HashMap<Arc<str>, bool> = HashMap::new();
@@ -134,11 +139,20 @@ fn partition(version: i16, index: i32, f: Fetched) -> (PartitionData, Vec<Bytes>
         data = data
             .with_high_watermark(b.high_watermark as i64)
             .with_log_start_offset(b.log_start_offset as i64);
-        if version >= 4 {
-            data = data
-                .with_last_stable_offset(b.high_watermark as i64)
-                .with_aborted_transactions(Some(Vec::new()));
-        }
+    }
+    if version >= 4 {
+        let aborted = f.aborted.map(|list| {
+            list.into_iter()
+                .map(|t| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(t.producer_id))
+                        .with_first_offset(t.first_offset as i64)
+                })
+                .collect()
+        });
+        data = data
+            .with_last_stable_offset(f.last_stable_offset.map_or(-1, |o| o as i64))
+            .with_aborted_transactions(aborted);
     }
     match f.records {
         Ok(records) => (data, records),
@@ -304,10 +318,8 @@ fn put_length(buf: &mut BytesMut, len: usize, flexible: bool) -> anyhow::Result<
 mod tests {
     use super::*;
     use crate::kafka::versions;
-    use kafka_protocol::messages::fetch_response::{
-        AbortedTransaction, EpochEndOffset, LeaderIdAndEpoch, SnapshotId,
-    };
-    use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
+    use kafka_protocol::messages::fetch_response::{EpochEndOffset, LeaderIdAndEpoch, SnapshotId};
+    use kafka_protocol::messages::BrokerId;
     use kafka_protocol::protocol::StrBytes;
 
     fn records(len: usize, seed: u8) -> Bytes {
@@ -497,6 +509,62 @@ mod tests {
             .map(|w| (&*w.topic, w.partition, w.offset))
             .collect();
         assert_eq!(got, [("a", 3, 9), ("a", 1, 5), ("b", 3, 1), ("a", 2, 0)]);
+    }
+
+    /// The LSO goes into every v4+ answer; the aborted transactions are a list for
+    /// read_committed and null for read_uncommitted (as Kafka); older versions have neither.
+    #[test]
+    fn partition_answers_carry_the_lso_and_the_aborted_transactions() {
+        use crate::broker::txn_state::AbortedTxn;
+        use crate::broker::PartitionStats;
+        let fetched = |aborted: Option<Vec<AbortedTxn>>| Fetched {
+            bounds: Some(PartitionStats {
+                log_start_offset: 2,
+                high_watermark: 10,
+                size_bytes: 0,
+                segments: 1,
+            }),
+            last_stable_offset: Some(6),
+            aborted,
+            records: Ok(Vec::new()),
+        };
+        let txn = AbortedTxn {
+            producer_id: 9,
+            first_offset: 3,
+            last_offset: 5,
+        };
+        let (d, _) = partition(11, 0, fetched(Some(vec![txn])));
+        assert_eq!((d.high_watermark, d.last_stable_offset), (10, 6));
+        let listed: Vec<(i64, i64)> = d
+            .aborted_transactions
+            .unwrap()
+            .iter()
+            .map(|t| (t.producer_id.0, t.first_offset))
+            .collect();
+        assert_eq!(listed, [(9, 3)]);
+        let (d, _) = partition(11, 0, fetched(None));
+        assert_eq!(d.last_stable_offset, 6);
+        assert!(
+            d.aborted_transactions.is_none(),
+            "null for read_uncommitted"
+        );
+        let (d, _) = partition(3, 0, fetched(Some(vec![txn])));
+        assert_eq!(
+            d,
+            PartitionData::default()
+                .with_high_watermark(10)
+                .with_log_start_offset(2)
+        );
+        // And each encodes at every advertised version.
+        let (lo, hi) = versions::range(versions::FETCH).unwrap();
+        for version in lo..=hi {
+            let (d, _) = partition(version, 0, fetched(Some(vec![txn])));
+            let r =
+                FetchResponse::default().with_responses(vec![
+                    FetchableTopicResponse::default().with_partitions(vec![d])
+                ]);
+            r.encode(&mut BytesMut::new(), version).unwrap();
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! ListOffsets: each partition's answer comes from [`Broker::kafka_offset_for_time`] (-1
 //! latest, -2 earliest, -3 the record with the largest timestamp, else the first record at or
-//! after the timestamp; offset -1 when there is none).
+//! after the timestamp; offset -1 when there is none), at the request's `isolation_level` (v2+;
+//! `read_committed` answers are bounded by the last stable offset, as Kafka's).
 //!
 //! [`Broker::kafka_offset_for_time`]: crate::broker::Broker::kafka_offset_for_time
 
@@ -11,9 +12,11 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::Request;
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::consume::Isolation;
 use crate::kafka::errors;
 
 pub async fn handle(req: &Request<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse {
+    let isolation = Isolation::from_kafka(r.isolation_level);
     let mut topics = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -34,7 +37,12 @@ pub async fn handle(req: &Request<'_>, r: ListOffsetsRequest) -> ListOffsetsResp
             partitions.push(
                 match req
                     .broker()
-                    .kafka_offset_for_time(t.name.0.as_str(), p.partition_index, p.timestamp)
+                    .kafka_offset_for_time(
+                        t.name.0.as_str(),
+                        p.partition_index,
+                        p.timestamp,
+                        isolation,
+                    )
                     .await
                 {
                     Ok((offset, timestamp)) => out.with_offset(offset).with_timestamp(timestamp),
