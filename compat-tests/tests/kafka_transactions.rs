@@ -767,6 +767,16 @@ impl Loop {
     }
 }
 
+impl Drop for Loop {
+    /// A failed test leaves no loop running (a finished or killed one is already reaped).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A consume-transform-produce loop (confluent-kafka, `send_offsets_to_transaction`, one
 /// transactional id) is SIGKILLed at 20 seeded random points (during init, after begin, after
 /// producing, after sending offsets, while committing, after committing), restarted each time,
@@ -898,7 +908,8 @@ fn spawn_server_process(dir: &Path) -> (Child, SocketAddr) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("KAFKA_ADDR ") {
+            // libtest's "test txn_server_process ... " may start the same line.
+            if let Some(addr) = line.split("KAFKA_ADDR ").nth(1) {
                 let _ = tx.send(addr.to_string());
             }
         }
