@@ -75,7 +75,11 @@ def try_send(producer, topic, partition, values):
 
     for i, v in enumerate(values):
         producer.produce(topic, value=v.encode(), partition=partition, on_delivery=report(i))
-    left = producer.flush(WAIT_S)
+    try:
+        left = producer.flush(WAIT_S)
+    except KafkaException as e:
+        # A fatal error (a fenced producer) ends flush: what was not delivered failed with it.
+        return [r if r is not None else e.args[0] for r in results]
     check(left == 0, f"{left} records to {topic}/{partition} undelivered after {WAIT_S}s")
     return results
 
