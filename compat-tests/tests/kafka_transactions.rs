@@ -920,6 +920,22 @@ fn spawn_server_process(dir: &Path) -> (Child, SocketAddr) {
     (child, addr.parse().unwrap())
 }
 
+/// Creates `name` with `partitions` partitions on the server at `addr` (a server process).
+async fn create_topic(addr: SocketAddr, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = client(addr).create().unwrap();
+    let made = within(
+        "create topic",
+        admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(made.iter().all(Result::is_ok), "{made:?}");
+}
+
 /// A server SIGKILLed with committed transactions (records and group offsets) and an open one
 /// (records, a plain producer's records behind it, pending offsets): after a restart the
 /// committed ones are all there; the open one holds `read_committed` until its 3 s timeout
@@ -932,24 +948,7 @@ async fn server_sigkill_mid_transactions_keeps_committed_ones_and_aborts_open_on
     let (mut process, addr) = blocking(|| spawn_server_process(data.path()));
     let group = "crash-group";
     let topic = "txn-crash";
-    {
-        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-            client(addr).create().unwrap();
-        let made = within(
-            "create topic",
-            admin.create_topics(
-                &[rdkafka::admin::NewTopic::new(
-                    topic,
-                    2,
-                    rdkafka::admin::TopicReplication::Fixed(1),
-                )],
-                &rdkafka::admin::AdminOptions::new(),
-            ),
-        )
-        .await
-        .unwrap();
-        assert!(made.iter().all(Result::is_ok), "{made:?}");
-    }
+    create_topic(addr, topic, 2).await;
     let consumer: BaseConsumer = client(addr)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -1054,4 +1053,141 @@ async fn server_sigkill_mid_transactions_keeps_committed_ones_and_aborts_open_on
         vals(&read, 1),
         [values("crash-done", 1, 1), values("crash-open", 1, 1)].concat()
     );
+}
+
+/// What the commit loop of [`server_sigkill_during_commits_leaves_each_transaction_all_or_nothing`]
+/// is doing, reported before each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Begun(u64),
+    Sent(u64),
+    Committing(u64),
+    Committed(u64),
+}
+
+const ATOMIC_TOPIC: &str = "txn-atomic";
+const ATOMIC_PARTITIONS: i32 = 3;
+
+/// Transaction after transaction from `first` on, each writing `t<i>-p<p>` to every partition,
+/// reporting each step, until a step fails (the server was killed) or the test stops listening;
+/// returns the first transaction number it did not attempt.
+fn commit_loop(producer: FutureProducer, first: u64, steps: std::sync::mpsc::Sender<Step>) -> u64 {
+    let mut i = first;
+    loop {
+        if producer.begin_transaction().is_err() || steps.send(Step::Begun(i)).is_err() {
+            return i + 1;
+        }
+        for p in 0..ATOMIC_PARTITIONS {
+            let value = format!("t{i}-p{p}");
+            let record = FutureRecord::<(), _>::to(ATOMIC_TOPIC)
+                .partition(p)
+                .payload(&value);
+            // The commit flushes; its result is the one that counts.
+            if producer.send_result(record).is_err() {
+                return i + 1;
+            }
+        }
+        if steps.send(Step::Sent(i)).is_err() || steps.send(Step::Committing(i)).is_err() {
+            return i + 1;
+        }
+        // Short, so the loop ends soon after the server is killed.
+        if producer.commit_transaction(Duration::from_secs(5)).is_err() {
+            return i + 1;
+        }
+        if steps.send(Step::Committed(i)).is_err() {
+            return i + 1;
+        }
+        i += 1;
+    }
+}
+
+/// A server SIGKILLed three times at seeded points of a producer's stream of transactions
+/// (each writing one record to each of 3 partitions), while a transaction is begun, sent or
+/// being committed (the kill may land between the coordinator's prepare and its markers):
+/// after each restart, once nothing is open, every transaction is all or nothing for
+/// `read_committed` (all 3 records or none), and every one whose commit returned is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sigkill_during_commits_leaves_each_transaction_all_or_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let seed = seed() ^ 0xA70_41C;
+    println!("server kill seed {seed} (WHARF_TXN_SEED replays it)");
+    let mut rng = Rng(seed);
+    let (mut process, mut addr) = blocking(|| spawn_server_process(data.path()));
+    create_topic(addr, ATOMIC_TOPIC, ATOMIC_PARTITIONS).await;
+    let mut next = 0u64;
+    let mut returned = BTreeSet::new();
+    let mut kills = Vec::new();
+    for _round in 0..3 {
+        let producer = blocking(|| txn_producer(addr, "txn-atomic", Duration::from_secs(3)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = next;
+        let looping = std::thread::spawn(move || commit_loop(producer, first, tx));
+        let at = first + 1 + rng.below(5);
+        let target = match rng.below(3) {
+            0 => Step::Begun(at),
+            1 => Step::Sent(at),
+            _ => Step::Committing(at),
+        };
+        blocking(|| loop {
+            let step = rx
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|e| panic!("the commit loop did not reach {target:?}: {e}"));
+            if let Step::Committed(i) = step {
+                returned.insert(i);
+            }
+            if step == target {
+                break;
+            }
+        });
+        process.kill().unwrap();
+        process.wait().unwrap();
+        kills.push(target);
+        next = blocking(|| looping.join().unwrap());
+        returned.extend(rx.try_iter().filter_map(|s| match s {
+            Step::Committed(i) => Some(i),
+            _ => None,
+        }));
+
+        (process, addr) = blocking(|| spawn_server_process(data.path()));
+        for p in 0..ATOMIC_PARTITIONS {
+            blocking(|| {
+                wait_until_stable(addr, ATOMIC_TOPIC, p, "transactions open at the kill end")
+            });
+        }
+        let read = blocking(|| read_all(addr, ATOMIC_TOPIC, ATOMIC_PARTITIONS, "read_committed"));
+        let mut seen: BTreeMap<u64, BTreeSet<i32>> = BTreeMap::new();
+        for (p, records) in &read {
+            for (_, v) in records {
+                let i = v
+                    .strip_prefix('t')
+                    .and_then(|r| r.split_once("-p"))
+                    .and_then(|(i, q)| Some((i.parse::<u64>().ok()?, q.parse::<i32>().ok()?)))
+                    .filter(|&(_, q)| q == *p)
+                    .unwrap_or_else(|| panic!("unexpected record {v:?} in partition {p}"))
+                    .0;
+                assert!(
+                    seen.entry(i).or_default().insert(*p),
+                    "t{i} twice in partition {p}"
+                );
+            }
+        }
+        for (i, partitions) in &seen {
+            assert_eq!(
+                partitions.len(),
+                ATOMIC_PARTITIONS as usize,
+                "transaction t{i} is visible in partitions {partitions:?} only (kills at {kills:?})"
+            );
+        }
+        let lost: Vec<_> = returned.iter().filter(|i| !seen.contains_key(i)).collect();
+        assert!(
+            lost.is_empty(),
+            "committed transactions {lost:?} are gone (kills at {kills:?})"
+        );
+    }
+    println!(
+        "kills at {kills:?}; {} transactions attempted, {} commits returned",
+        next,
+        returned.len()
+    );
+    drop(process);
 }
