@@ -2,7 +2,9 @@
 //! transactional producer (the `rdkafka` crate), the confluent-kafka and kafka-python
 //! transactional producers (programs in `compat-tests/kafka-clients/`), a
 //! consume-transform-produce loop SIGKILLed at seeded random points, and a server SIGKILLed in
-//! the middle of transactions.
+//! the middle of transactions (open ones abort after their timeout, committed ones stay) and at
+//! seeded points of a stream of commits (each transaction all or nothing after the restart).
+//! Kill points come from a printed seed; `WHARF_TXN_SEED` replays one.
 //!
 //! What every test checks is what a Kafka client can see: the records a `read_committed` and a
 //! `read_uncommitted` consumer get, the offsets (each commit or abort marker takes one, as in
@@ -730,9 +732,8 @@ impl Loop {
     fn wait_for(&mut self, target: &str) -> bool {
         let deadline = Instant::now() + WAIT;
         loop {
-            // The loop prints at least one line per transaction, and a stuck program is
-            // killed by the bound below (reads block, so the bound is checked per line; the
-            // program's own watchdog ends it within WAIT as well).
+            // A read blocks, so the bound below is checked per line; a program that stops
+            // printing is ended by its own watchdog (120 s), which ends the read.
             match self.lines.next() {
                 Some(Ok(line)) => {
                     let hit = line == target;
