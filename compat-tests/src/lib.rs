@@ -38,13 +38,27 @@ pub struct TestServer {
 
 /// The test configuration: ephemeral loopback ports, `data_dir`, quick group formation.
 pub fn test_config(data_dir: &Path) -> ServerConfig {
+    test_config_from(data_dir, None)
+}
+
+/// The test configuration with `toml`, a fragment of `configs/server.toml` (sections and keys
+/// as documented there), merged over it: for settings a test names as an operator would. A key
+/// the server does not know fails the test.
+pub fn test_config_with_toml(data_dir: &Path, toml: &str) -> ServerConfig {
+    let file = tempfile::NamedTempFile::new().expect("temp config file");
+    std::fs::write(file.path(), toml).expect("write the config fragment");
+    test_config_from(data_dir, Some(file.path()))
+}
+
+fn test_config_from(data_dir: &Path, config_file: Option<&Path>) -> ServerConfig {
     let overrides = Overrides {
+        config_file: config_file.map(Path::to_path_buf),
         data_dir: Some(data_dir.to_path_buf()),
         native_addr: Some("127.0.0.1:0".into()),
         kafka_addr: Some("127.0.0.1:0".into()),
-        ..Overrides::default()
     };
-    let mut config = ServerConfig::load_from(&overrides, &[]).expect("test config");
+    let mut config =
+        ServerConfig::load_from(&overrides, &[]).unwrap_or_else(|e| panic!("test config: {e}"));
     // Groups form at once, and tests may ask for short sessions so a killed member is noticed
     // in seconds rather than Kafka's default minimum of 6.
     config.kafka.groups.initial_rebalance_delay = std::time::Duration::ZERO;
@@ -77,7 +91,8 @@ impl TestServer {
         TestServer::start_config(test_config(data_dir)).await
     }
 
-    async fn start_config(config: ServerConfig) -> TestServer {
+    /// Starts a server with `config`, on its data directory (kept when the server stops).
+    pub async fn start_config(config: ServerConfig) -> TestServer {
         let running = wharf_gateway::start(config.clone())
             .await
             .expect("server starts");
