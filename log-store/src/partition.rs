@@ -130,6 +130,8 @@ pub struct Partition {
     /// before it is synced, even when a concurrent caller's sync is the one doing it.
     syncing: Mutex<()>,
     state: AtomicU8,
+    /// Reads served ([`Partition::reads`]).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -248,6 +250,7 @@ impl Partition {
             dirty: AtomicBool::new(false),
             syncing: Mutex::new(()),
             state: AtomicU8::new(OPEN),
+            reads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -279,13 +282,24 @@ impl Partition {
         self: &Arc<Self>,
         batch: NewBatch,
     ) -> impl std::future::Future<Output = Result<AppendResult>> + Send + 'static {
-        let queued = self.enqueue(batch);
+        let queued = self.try_submit(batch);
+        async move { queued?.await }
+    }
+
+    /// [`Partition::submit`], telling a refusal before anything is written (the outer error:
+    /// the batch is too large or the partition is not open) from a failure after the batch
+    /// was queued (the future's error), when its bytes may already be in the log.
+    pub fn try_submit(
+        self: &Arc<Self>,
+        batch: NewBatch,
+    ) -> Result<impl std::future::Future<Output = Result<AppendResult>> + Send + 'static> {
+        let queued = self.enqueue(batch)?;
         let key = self.key;
-        async move {
-            queued?
+        Ok(async move {
+            queued
                 .await
                 .map_err(|_| StoreError::PartitionClosed(key.to_string()))?
-        }
+        })
     }
 
     fn enqueue(
@@ -565,12 +579,19 @@ impl Partition {
         self.read_from(from, max_bytes, true)
     }
 
+    /// How many reads ([`Partition::read`], [`Partition::read_cached`]) this partition has
+    /// served since it was opened: what a caller's work costs in store reads, countable.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
     fn read_from(
         &self,
         from: u64,
         max_bytes: u64,
         cached_only: bool,
     ) -> Result<Option<ReadResult>> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let (ranges, log_start, hw) = {
             let view = self.view.read();
             let log_start = view.log_start();
