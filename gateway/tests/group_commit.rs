@@ -133,7 +133,7 @@ async fn an_idempotent_produce_to_eight_fsync_partitions_is_one_sync_round() {
             })
             .collect(),
     };
-    let outcomes = broker.produce_kafka(vec![write], true).await;
+    let outcomes = broker.produce_kafka(None, vec![write], true).await;
     let seen = std::mem::take(&mut *hook.state.lock());
 
     for (p, o) in outcomes[0].iter().enumerate() {

@@ -134,7 +134,7 @@ async fn a_committed_transaction_has_its_markers_and_offsets_before_end_txn_answ
             })
             .collect(),
     };
-    for (p, o) in broker.produce_kafka(vec![write], true).await[0]
+    for (p, o) in broker.produce_kafka(Some("app-1"), vec![write], true).await[0]
         .iter()
         .enumerate()
     {
@@ -253,7 +253,7 @@ async fn transactional_init_refusals_reach_the_broker_api() {
     );
     assert!(broker
         .transactions()
-        .verify_produce(pid, e, broker_key(&broker).await)
+        .verify_produce("t", pid, e, broker_key(&broker).await)
         .is_err());
 }
 

@@ -1697,8 +1697,25 @@ mod tests {
         assert_eq!(got, [(41, b"z".to_vec())]);
     }
 
+    /// A producer of transactional id `id` with its transaction holding `key` (the
+    /// coordinator's side, so that the produce path's verification passes).
+    async fn txn_producer(b: &Broker, id: &str, key: crate::broker::PartitionKey) -> i64 {
+        let (pid, epoch) = b.init_producer_id(Some(id), 60_000, -1, -1).await.unwrap();
+        assert_eq!(epoch, 0);
+        b.add_partitions_to_txn(id, pid, epoch, vec![key])
+            .await
+            .unwrap();
+        pid
+    }
+
     /// A transactional Kafka produce of one batch of `values`, sequence `seq` on.
-    async fn produce_txn(b: &Broker, topic: &str, pid: i64, seq: i32, values: &[&[u8]]) -> u64 {
+    async fn produce_txn(
+        b: &Broker,
+        (topic, id): (&str, &str),
+        pid: i64,
+        seq: i32,
+        values: &[&[u8]],
+    ) -> u64 {
         let mut batch = kafka_records(-1, 2000, values);
         stamp(&mut batch, TRANSACTIONAL, pid, seq);
         let write = crate::broker::produce::KafkaTopicWrite {
@@ -1708,7 +1725,7 @@ mod tests {
                 records: Some(batch.freeze()),
             }],
         };
-        let mut answer = b.produce_kafka(vec![write], true).await;
+        let mut answer = b.produce_kafka(Some(id), vec![write], true).await;
         answer.remove(0).remove(0).unwrap().base_offset
     }
 
@@ -1723,15 +1740,15 @@ mod tests {
         let (t, p) = kafka_topic(&b, "e2e").await;
         let key = p.key();
         let (p1, p2, p3) = (
-            b.next_producer_id().await.unwrap(),
-            b.next_producer_id().await.unwrap(),
-            b.next_producer_id().await.unwrap(),
+            txn_producer(&b, "t1", key).await,
+            txn_producer(&b, "t2", key).await,
+            txn_producer(&b, "t3", key).await,
         );
-        assert_eq!(produce_txn(&b, "e2e", p1, 0, &[b"x"]).await, 0);
+        assert_eq!(produce_txn(&b, ("e2e", "t1"), p1, 0, &[b"x"]).await, 0);
         assert_eq!(b.write_txn_marker(key, p1, 0, ABORT).await.unwrap(), 1);
-        assert_eq!(produce_txn(&b, "e2e", p2, 0, &[b"b"]).await, 2);
+        assert_eq!(produce_txn(&b, ("e2e", "t2"), p2, 0, &[b"b"]).await, 2);
         assert_eq!(b.write_txn_marker(key, p2, 0, COMMIT).await.unwrap(), 3);
-        assert_eq!(produce_txn(&b, "e2e", p3, 0, &[b"c"]).await, 4);
+        assert_eq!(produce_txn(&b, ("e2e", "t3"), p3, 0, &[b"c"]).await, 4);
         assert_eq!(plain(&p, 3000, &[b"p"]).await, 5);
 
         let name: Arc<str> = Arc::from("e2e");

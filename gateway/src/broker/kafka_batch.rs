@@ -195,10 +195,22 @@ fn first_record_key(mut buf: &[u8]) -> Option<&[u8]> {
     nullable(&mut r)?
 }
 
-/// True when `records` (a partition's part of a produce request) start with a transactional
-/// batch: how Kafka tells a transactional produce (`RequestUtils.hasTransactionalRecords`).
-pub fn starts_transactional(records: &[u8]) -> bool {
-    BatchHeader::parse(records).is_ok_and(|h| h.is_transactional())
+/// True when any batch of `records` (a partition's part of a produce request) is
+/// transactional: how Kafka tells a transactional produce (`RequestUtils.hasTransactionalRecords`
+/// looks at every batch). Walks the headers in place; a malformed batch ends the walk (the
+/// produce refuses such records anyway).
+pub fn has_transactional(records: &[u8]) -> bool {
+    let mut rest = records;
+    while let Ok(h) = BatchHeader::parse(rest) {
+        if h.is_transactional() {
+            return true;
+        }
+        match rest.get(h.total_len().max(HEADER_LEN)..) {
+            Some(next) => rest = next,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// `seq + n` in Kafka's wrapping sequence space.
@@ -678,6 +690,27 @@ mod tests {
         let mut m = encode_txn_marker(1, 0, true, 0, 0).to_vec();
         m[HEADER_LEN + 4] = 0x03; // key length 4 -> -2 (zigzag 3)
         assert_eq!(control_type(&m), Some(ControlType::Other(-1)));
+    }
+
+    /// Kafka's `hasTransactionalRecords`: any batch, not only the first (a plain batch ahead
+    /// of a transactional one must not hide it from the transactional-id ACL).
+    #[test]
+    fn transactional_records_are_found_in_any_batch() {
+        let plain = sample();
+        let mut txn = plain.to_vec();
+        txn[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+        let both = [&plain[..], &plain[..], &txn[..]].concat();
+        assert!(has_transactional(&both));
+        assert!(has_transactional(&txn));
+        assert!(!has_transactional(&[&plain[..], &plain[..]].concat()));
+        assert!(!has_transactional(
+            &both[..both.len() - 1][..plain.len() * 2 + 30]
+        ));
+        assert!(!has_transactional(b""));
+        // A length that points past the end ends the walk without reading out of bounds.
+        let mut lying = plain.to_vec();
+        lying[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(!has_transactional(&[&lying[..], &txn[..]].concat()));
     }
 
     #[test]

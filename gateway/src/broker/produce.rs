@@ -112,9 +112,11 @@ impl Broker {
 
     /// A Kafka produce: each topic's partitions in request order, each with its outcome. All
     /// partitions are appended concurrently; a partition's own batches keep their order.
-    /// `allow_zstd` is false for requests older than Produce v7.
+    /// `allow_zstd` is false for requests older than Produce v7. Transactional batches are
+    /// verified against the request's `transactional_id` (KIP-890 part 1).
     pub async fn produce_kafka(
         &self,
+        transactional_id: Option<&str>,
         topics: Vec<KafkaTopicWrite>,
         allow_zstd: bool,
     ) -> Vec<Vec<Result<Produced, BrokerError>>> {
@@ -124,7 +126,7 @@ impl Broker {
             shape.push(t.partitions.len());
             // Looked up per partition: an in-memory read, and each answer owns its error.
             for p in t.partitions {
-                work.push(self.produce_partition(t.name.clone(), p, allow_zstd));
+                work.push(self.produce_partition(transactional_id, t.name.clone(), p, allow_zstd));
             }
         }
         let mut results = futures_util::future::join_all(work).await.into_iter();
@@ -136,6 +138,7 @@ impl Broker {
 
     async fn produce_partition(
         &self,
+        transactional_id: Option<&str>,
         topic: String,
         write: KafkaPartitionWrite,
         allow_zstd: bool,
@@ -152,9 +155,15 @@ impl Broker {
         let checked = check_batches(&write.records.unwrap_or_default(), allow_zstd)?;
         let log_append_time = topic.settings.timestamp_type == TimestampType::LogAppendTime;
         let first = if checked.iter().any(|(h, _)| h.has_producer()) {
-            let verify = |producer_id, producer_epoch, key| {
-                self.transactions
-                    .verify_produce(producer_id, producer_epoch, key)
+            let verify = |producer_id, producer_epoch, key| match transactional_id {
+                Some(id) => self
+                    .transactions
+                    .verify_produce(id, producer_id, producer_epoch, key),
+                // Transactional records without a transactional id: no transaction of the
+                // producer's can be verified (the door refuses such requests before this).
+                None => Err(BrokerError::TxnProduce(
+                    super::transactions::TxnError::InvalidProducerIdMapping(producer_id),
+                )),
             };
             self.append_idempotent(&partition, checked, &verify).await?
         } else {
@@ -190,12 +199,17 @@ impl Broker {
 
     /// Appends an idempotent or transactional producer's batches one by one under the
     /// partition's producer lock: a duplicate answers with the offset it got first, a gap or
-    /// an old epoch is refused. A transactional batch must belong to the producer's ongoing
-    /// transaction holding this partition (KIP-890 part 1: `verify`, the coordinator's word,
-    /// asked under the lock so no marker slips between the answer and the append) and opens
-    /// the transaction here: registered open *before* the batch is queued, at the high
-    /// watermark (no later than where the batch lands), so no reader's last stable offset
-    /// passes it; moved to its real offset once stored; forgotten if the append fails.
+    /// an old epoch is refused. A transactional batch that opens the producer's transaction
+    /// here must belong to its ongoing transaction holding this partition (KIP-890 part 1:
+    /// `verify`, the coordinator's word, asked under the lock so no marker slips between the
+    /// answer and the append); later batches of a transaction open here are checked by the
+    /// partition's own state (open for this producer, same epoch), as Kafka verifies only a
+    /// transaction's first batch per partition. The opening batch registers the transaction
+    /// open *before* it is queued, at the high watermark (no later than where the batch
+    /// lands), so no reader's last stable offset passes it; moved to its real offset once
+    /// stored. It is forgotten only when the store refused the batch before writing anything
+    /// (too large, partition closed): after any later failure the bytes may be in the log, so
+    /// the transaction stays open until its marker covers them.
     async fn append_idempotent(
         &self,
         partition: &Arc<Partition>,
@@ -213,7 +227,12 @@ impl Broker {
                 first.get_or_insert(res);
                 continue;
             }
-            if h.is_transactional() {
+            // Open here at the batch's epoch: the marker that would have closed it has not
+            // been written, so the coordinator's transaction is still the one verified.
+            let opens = h.is_transactional()
+                && !(txns.read().is_open(h.producer_id)
+                    && state.epoch_of(h.producer_id) == Some(h.producer_epoch));
+            if opens {
                 verify(h.producer_id, h.producer_epoch, partition.key())?;
             }
             let res = match state.check(&h) {
@@ -225,20 +244,22 @@ impl Broker {
                 SequenceCheck::Append => {
                     state.check_txn_state(&h)?;
                     let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
-                    let opens = h.is_transactional() && !txns.read().is_open(h.producer_id);
+                    let opens = opens && !txns.read().is_open(h.producer_id);
                     if opens {
                         txns.write()
                             .begin(h.producer_id, partition.high_watermark());
                     }
-                    let res = match partition.submit(nb).await {
-                        Ok(res) => res,
+                    let queued = match partition.try_submit(nb) {
+                        Ok(queued) => queued,
                         Err(e) => {
+                            // Refused before anything was written: nothing to cover.
                             if opens {
                                 txns.write().forget_open(h.producer_id);
                             }
                             return Err(e.into());
                         }
                     };
+                    let res = queued.await?;
                     if opens {
                         txns.write()
                             .settle_first_offset(h.producer_id, res.base_offset);
@@ -273,10 +294,6 @@ impl Broker {
     /// (INVALID_PRODUCER_EPOCH); a partition that no longer exists fails with the store's
     /// `StreamNotFound`/`TopicNotFound`/`PartitionNotFound`. Writing a marker again (after a
     /// restart) is harmless: it closes nothing and covers only itself.
-    #[allow(
-        dead_code,
-        reason = "the callers (#16's coordinator, read side) land on their own branches"
-    )]
     pub(crate) async fn write_txn_marker(
         &self,
         key: PartitionKey,
@@ -306,10 +323,6 @@ impl Broker {
     /// are skipped by `read_committed` readers), loaded and replayed from the log on first
     /// use; after that, kept current by the writers and returned without waiting for an
     /// append in flight. Read the partition's high watermark *before* reading this state.
-    #[allow(
-        dead_code,
-        reason = "the callers (#16's coordinator, read side) land on their own branches"
-    )]
     pub(crate) async fn partition_txns(
         &self,
         partition: &Arc<Partition>,

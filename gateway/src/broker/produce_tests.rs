@@ -72,8 +72,19 @@ async fn append(
 
 /// A whole Kafka produce of one partition of topic `name`.
 async fn produce(b: &Broker, name: &str, records: Bytes) -> Result<Produced, BrokerError> {
+    produce_as(b, None, name, records).await
+}
+
+/// [`produce`] with the request's transactional id.
+async fn produce_as(
+    b: &Broker,
+    transactional_id: Option<&str>,
+    name: &str,
+    records: Bytes,
+) -> Result<Produced, BrokerError> {
     let mut out = b
         .produce_kafka(
+            transactional_id,
             vec![KafkaTopicWrite {
                 name: name.into(),
                 partitions: vec![KafkaPartitionWrite {
@@ -475,4 +486,141 @@ async fn a_failed_first_append_leaves_no_open_transaction() {
     // The producer's next try is its first batch again, and opens the transaction.
     append(&b, &p, batch(7, 0, 0, 1, true)).await.unwrap();
     assert_eq!(seen_state(&b, &p).await.0, vec![(7, 1)]);
+}
+
+/// M5, KIP-890 part 1 as Kafka: a transactional batch is verified with the request's
+/// transactional id, so a producer id that is not that id's current one is refused
+/// (INVALID_PRODUCER_ID_MAPPING), even when the producer's own transaction holds the partition.
+#[tokio::test]
+async fn a_transactional_produce_is_verified_with_the_requests_transactional_id() {
+    use crate::broker::transactions::TxnError;
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let (key, p) = topic(&b, "t").await;
+    let (pa, ea) = b.init_producer_id(Some("a"), 60_000, -1, -1).await.unwrap();
+    b.init_producer_id(Some("b"), 60_000, -1, -1).await.unwrap();
+    b.add_partitions_to_txn("a", pa, ea, vec![key])
+        .await
+        .unwrap();
+    for other in [Some("b"), Some("nobody"), None] {
+        let e = produce_as(&b, other, "t", batch(pa, ea, 0, 1, true))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, BrokerError::TxnProduce(TxnError::InvalidProducerIdMapping(p)) if p == pa),
+            "{other:?}: {e:?}"
+        );
+    }
+    assert_eq!(p.high_watermark(), 0, "nothing stored");
+    assert!(seen_state(&b, &p).await.0.is_empty());
+    produce_as(&b, Some("a"), "t", batch(pa, ea, 0, 1, true))
+        .await
+        .unwrap();
+    assert_eq!(seen_state(&b, &p).await.0, vec![(pa, 0)]);
+}
+
+/// S1, as Kafka: the coordinator is asked only about the batch that opens a producer's
+/// transaction in a partition; the later batches of that transaction (open here, same epoch)
+/// are checked by the partition's own state. A marker closes it: the next batch asks again.
+#[tokio::test]
+async fn the_coordinator_is_asked_only_about_a_transactions_first_batch_in_a_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let (key, p) = topic(&b, "t").await;
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let verify = |_, _, _| {
+        asked.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    };
+    let checked = |records: Bytes| check_batches(&records, true).unwrap();
+    b.append_idempotent(&p, checked(batch(7, 0, 0, 1, true)), &verify)
+        .await
+        .unwrap();
+    assert_eq!(asked.load(Ordering::Relaxed), 1);
+    let two = Bytes::from([batch(7, 0, 1, 1, true), batch(7, 0, 2, 1, true)].concat());
+    b.append_idempotent(&p, checked(two), &verify)
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        1,
+        "the transaction is open here"
+    );
+    b.write_txn_marker(key, 7, 0, true).await.unwrap();
+    b.append_idempotent(&p, checked(batch(7, 0, 3, 1, true)), &verify)
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        2,
+        "a new transaction is verified"
+    );
+    // Another producer's first batch is its own transaction's first.
+    b.append_idempotent(&p, checked(batch(8, 0, 0, 1, true)), &verify)
+        .await
+        .unwrap();
+    assert_eq!(asked.load(Ordering::Relaxed), 3);
+}
+
+/// M6. Bound: once a partition's producer state has been replayed, the log is never read for
+/// it again: 0 store reads for a later `partition()` after appends that carry no producer
+/// state, and 0 after a snapshot and a restart (the snapshot covers up to the high watermark).
+#[tokio::test]
+async fn a_replayed_partition_is_not_read_again_after_other_appends_or_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = {
+        let b = open(dir.path());
+        let (key, p) = topic(&b, "t").await;
+        append(&b, &p, batch(7, 0, 0, 1, true)).await.unwrap(); // 0: replayed here
+        for _ in 0..3 {
+            produce(&b, "t", batch(-1, -1, -1, 2, false)).await.unwrap();
+        }
+        let reads = p.reads();
+        drop(b.producers.partition(&p).await.unwrap());
+        drop(b.producers.partition(&p).await.unwrap());
+        assert_eq!(p.reads() - reads, 0, "store reads of a loaded partition");
+        b.producers.snapshot().unwrap();
+        b.close().await.unwrap();
+        key
+    };
+    let b = open(dir.path());
+    let p = b
+        .partition_handle(key.stream, key.topic, key.partition)
+        .unwrap();
+    let reads = p.reads();
+    assert_eq!(seen_state(&b, &p).await, (vec![(7, 0)], Vec::new(), 0));
+    assert_eq!(
+        p.reads() - reads,
+        0,
+        "store reads after a snapshot and a restart"
+    );
+}
+
+/// M6: a partition busy producing when a snapshot is taken keeps the entry the previous
+/// snapshot wrote (a restart replays the log after it), instead of being dropped (a replay
+/// from the log start).
+#[tokio::test]
+async fn a_partition_busy_at_a_snapshot_keeps_its_previous_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = {
+        let b = open(dir.path());
+        let (key, p) = topic(&b, "t").await;
+        append(&b, &p, batch(7, 0, 0, 1, true)).await.unwrap(); // 0
+        b.producers.snapshot().unwrap();
+        append(&b, &p, batch(8, 0, 0, 1, true)).await.unwrap(); // 1
+        let busy = b.producers.partition(&p).await.unwrap();
+        b.producers.snapshot().unwrap();
+        drop(busy);
+        b.close().await.unwrap();
+        key
+    };
+    let b = open(dir.path());
+    assert!(
+        b.producers.has_snapshot_entry(&key),
+        "the busy partition's entry"
+    );
+    let p = b
+        .partition_handle(key.stream, key.topic, key.partition)
+        .unwrap();
+    assert_eq!(seen_state(&b, &p).await.0, vec![(7, 0), (8, 1)]);
 }

@@ -12,12 +12,16 @@
 //! reserved durably, so none is ever given twice.
 //!
 //! Once a partition's state has been loaded it is kept current by the writers (every
-//! transactional batch and marker is appended under its lock), so readers of the transactions
-//! get the handle without waiting for that lock ([`Producers::ready_txns`]).
+//! producer's batch and marker is appended under its lock), so readers of the transactions
+//! get the handle without waiting for that lock ([`Producers::ready_txns`]), and what the log
+//! holds past the last applied batch (native messages, Kafka batches without a producer) is
+//! never read again: the state covers the whole log up to the high watermark seen under the
+//! lock, and its snapshot says so, so a restart replays only what came after it.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
 use wharf_log_store::{BatchFormat, Partition, PartitionKey};
@@ -125,6 +129,11 @@ impl PartitionProducers {
             (None, None) if h.base_sequence == 0 => SequenceCheck::Append,
             _ => SequenceCheck::OutOfOrder,
         }
+    }
+
+    /// The epoch of `producer_id`'s batches here, if it has written any.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
     }
 
     /// The partition's transactions (the handle readers share).
@@ -268,7 +277,11 @@ pub struct Producers {
     ids: parking_lot::Mutex<(i64, i64)>,
     /// Loaded from the snapshot, waiting for a partition's first use.
     loaded: parking_lot::Mutex<HashMap<PartitionKey, PartitionProducers>>,
-    live: parking_lot::Mutex<HashMap<PartitionKey, Live>>,
+    /// Read by every fetch and poll ([`Producers::ready_txns`]), written once per partition.
+    live: parking_lot::RwLock<HashMap<PartitionKey, Live>>,
+    /// What the last snapshot wrote for partitions in use: written again for one that is busy
+    /// producing when the next snapshot is taken.
+    written: parking_lot::Mutex<HashMap<PartitionKey, PartitionProducers>>,
 }
 
 /// A partition's state in use.
@@ -280,6 +293,8 @@ struct Live {
     /// Set once `state` has been replayed up to the log's end: from then on the writers keep
     /// `txns` current, and readers take it without waiting for `state`'s lock.
     replayed: Arc<std::sync::atomic::AtomicBool>,
+    /// The partition, for its high watermark when a snapshot is taken.
+    partition: Weak<Partition>,
 }
 
 impl Producers {
@@ -301,7 +316,8 @@ impl Producers {
             // Ids of a block reserved before a restart may have been given out: skip it.
             ids: parking_lot::Mutex::new((reserved.max(1), reserved.max(1))),
             loaded: parking_lot::Mutex::new(snapshot.partitions.into_iter().collect()),
-            live: parking_lot::Mutex::default(),
+            live: parking_lot::RwLock::default(),
+            written: parking_lot::Mutex::default(),
         })
     }
 
@@ -318,33 +334,52 @@ impl Producers {
         Ok(id)
     }
 
-    /// The producer state of `partition`, loaded and replayed up to its high watermark.
-    /// Hold its lock from the sequence check until the batch is recorded.
+    /// The producer state of `partition`, loaded and replayed up to its high watermark (once:
+    /// after that the writers keep it current, see the module's doc). Hold its lock from the
+    /// sequence check until the batch is recorded.
     pub async fn partition(
         &self,
         partition: &Arc<Partition>,
     ) -> Result<tokio::sync::OwnedMutexGuard<PartitionProducers>, BrokerError> {
-        use std::sync::atomic::Ordering;
         let key = partition.key();
-        let live = {
-            let mut live = self.live.lock();
-            match live.get(&key) {
-                Some(l) => l.clone(),
-                None => {
-                    let loaded = self.loaded.lock().remove(&key).unwrap_or_default();
-                    let l = Live {
-                        txns: loaded.txns(),
-                        state: Arc::new(tokio::sync::Mutex::new(loaded)),
-                        replayed: Arc::default(),
-                    };
-                    live.insert(key, l.clone());
-                    l
+        let known = self.live.read().get(&key).cloned();
+        let live = match known {
+            Some(l) => l,
+            None => {
+                let mut live = self.live.write();
+                match live.get(&key) {
+                    Some(l) => l.clone(),
+                    None => {
+                        // `written` first: a snapshot taken meanwhile finds the entry in one of them.
+                        let mut written = self.written.lock();
+                        let loaded = self.loaded.lock().remove(&key);
+                        if let Some(entry) = &loaded {
+                            // Written again by a snapshot taken while the partition is busy.
+                            written.insert(key, entry.clone());
+                        }
+                        drop(written);
+                        let loaded = loaded.unwrap_or_default();
+                        let l = Live {
+                            txns: loaded.txns(),
+                            state: Arc::new(tokio::sync::Mutex::new(loaded)),
+                            replayed: Arc::default(),
+                            partition: Arc::downgrade(partition),
+                        };
+                        live.insert(key, l.clone());
+                        l
+                    }
                 }
             }
         };
         let mut guard = Arc::clone(&live.state).lock_owned().await;
-        if guard.covered_to == partition.high_watermark() && live.replayed.load(Ordering::Acquire) {
-            return Ok(guard);
+        if live.replayed.load(Ordering::Acquire) {
+            // Every producer's batch and marker is applied under this lock: what lies between
+            // the last one and the high watermark has nothing for this state.
+            let hw = partition.high_watermark();
+            if guard.covered_to <= hw {
+                guard.covered_to = hw;
+                return Ok(guard);
+            }
         }
         // Replaying reads the log: off the runtime's workers.
         let partition = Arc::clone(partition);
@@ -365,17 +400,24 @@ impl Producers {
     /// The transactions of a partition whose state has been loaded and replayed (kept current
     /// since by its writers), without waiting for an append in flight; `None` before that.
     pub fn ready_txns(&self, key: &PartitionKey) -> Option<TxnHandle> {
-        let live = self.live.lock();
+        let live = self.live.read();
         let l = live.get(key)?;
         l.replayed
-            .load(std::sync::atomic::Ordering::Acquire)
+            .load(Ordering::Acquire)
             .then(|| TxnHandle::clone(&l.txns))
     }
 
     /// Forgets the state of partitions that no longer exist.
     pub fn forget(&self, keep: impl Fn(&PartitionKey) -> bool) {
-        self.live.lock().retain(|k, _| keep(k));
+        self.live.write().retain(|k, _| keep(k));
         self.loaded.lock().retain(|k, _| keep(k));
+        self.written.lock().retain(|k, _| keep(k));
+    }
+
+    /// True when the snapshot this was opened from has an entry for `key` (tests).
+    #[cfg(test)]
+    pub(crate) fn has_snapshot_entry(&self, key: &PartitionKey) -> bool {
+        self.loaded.lock().contains_key(key)
     }
 
     /// Writes every partition's state; a restart replays only what came after.
@@ -386,18 +428,27 @@ impl Producers {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect();
-        let live: Vec<_> = self
-            .live
-            .lock()
-            .iter()
-            .map(|(k, v)| (*k, Arc::clone(&v.state)))
-            .collect();
-        for (k, state) in live {
-            // A partition busy producing is skipped; its log replays it after a restart.
-            if let Ok(s) = state.try_lock() {
-                partitions.push((k, s.clone()));
+        let live: Vec<Live> = self.live.read().values().cloned().collect();
+        let mut written = self.written.lock();
+        for l in live {
+            let Some(p) = l.partition.upgrade() else {
+                continue;
+            };
+            let k = p.key();
+            // Busy producing: what the last snapshot wrote (or loaded) still holds: the log
+            // after it is replayed on a restart, not the whole log.
+            if let Ok(mut s) = l.state.try_lock() {
+                // Under the lock a replayed state covers the log up to the high watermark (see
+                // `partition`): a restart reads nothing before it.
+                let hw = p.high_watermark();
+                if l.replayed.load(Ordering::Acquire) && s.covered_to <= hw {
+                    s.covered_to = hw;
+                }
+                written.insert(k, s.clone());
             }
         }
+        partitions.extend(written.iter().map(|(k, v)| (*k, v.clone())));
+        drop(written);
         let doc = serde_json::to_vec(&Snapshot { partitions })
             .map_err(|e| BrokerError::Internal(e.to_string()))?;
         wharf_log_store::write_durable(&self.dir.join(SNAPSHOT_FILE), &doc)?;

@@ -648,20 +648,22 @@ impl TransactionCoordinator {
         Ok((doomed.len(), pos))
     }
 
-    /// KIP-890 part 1: a transactional batch of (`producer_id`, `producer_epoch`) may be
-    /// stored in `partition` only while that producer's transaction is ongoing and holds the
-    /// partition. The errors are those of Kafka's produce path (the door maps them).
+    /// KIP-890 part 1: a transactional batch of (`producer_id`, `producer_epoch`) sent with
+    /// `transactional_id` may be stored in `partition` only while that id's current producer
+    /// is `producer_id` (else INVALID_PRODUCER_ID_MAPPING, as Kafka: a principal allowed on one
+    /// id cannot write into another id's transaction) and its transaction is ongoing and holds
+    /// the partition. The errors are those of Kafka's produce path (the door maps them).
     pub fn verify_produce(
         &self,
+        transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         partition: PartitionKey,
     ) -> Result<(), BrokerError> {
         let table = self.table.lock();
         let meta = table
-            .by_producer
-            .get(&producer_id)
-            .and_then(|id| table.ids.get(id))
+            .ids
+            .get(transactional_id)
             .filter(|m| m.producer_id == producer_id)
             .ok_or(BrokerError::TxnProduce(TxnError::InvalidProducerIdMapping(
                 producer_id,

@@ -289,7 +289,7 @@ fn an_exhausted_epoch_rotates_the_producer_id() {
     // The previous producer retrying with its exhausted epoch is not fenced.
     assert_eq!(f.ready("t", Some((7, i16::MAX - 1)), 3).0, 1000);
     assert!(matches!(
-        produce_err(f.c.verify_produce(7, i16::MAX - 1, key(0))),
+        produce_err(f.c.verify_produce("t", 7, i16::MAX - 1, key(0))),
         TxnError::InvalidProducerIdMapping(7)
     ));
 }
@@ -370,29 +370,39 @@ async fn end_txn_follows_kafkas_state_rules() {
 fn verify_produce_accepts_only_the_ongoing_transactions_partitions() {
     let f = Fixture::new();
     assert_eq!(
-        produce_err(f.c.verify_produce(5, 0, key(0))),
+        produce_err(f.c.verify_produce("t", 5, 0, key(0))),
         TxnError::InvalidProducerIdMapping(5)
     );
     let (pid, e) = f.ready("t", None, 1);
     assert_eq!(
-        produce_err(f.c.verify_produce(pid, e, key(0))),
+        produce_err(f.c.verify_produce("t", pid, e, key(0))),
         TxnError::NotInTransaction(key(0)),
         "no transaction yet"
     );
     f.c.add_to_transaction("t", pid, e, &[key(0)], &[], 2)
         .unwrap();
-    f.c.verify_produce(pid, e, key(0)).unwrap();
+    f.c.verify_produce("t", pid, e, key(0)).unwrap();
+    // Another id's producer: refused whatever the producer's own transaction holds.
+    f.ready("u", None, 2);
     assert_eq!(
-        produce_err(f.c.verify_produce(pid, e, key(1))),
+        produce_err(f.c.verify_produce("u", pid, e, key(0))),
+        TxnError::InvalidProducerIdMapping(pid)
+    );
+    assert_eq!(
+        produce_err(f.c.verify_produce("none", pid, e, key(0))),
+        TxnError::InvalidProducerIdMapping(pid)
+    );
+    assert_eq!(
+        produce_err(f.c.verify_produce("t", pid, e, key(1))),
         TxnError::NotInTransaction(key(1))
     );
     assert!(matches!(
-        produce_err(f.c.verify_produce(pid, e + 1, key(0))),
+        produce_err(f.c.verify_produce("t", pid, e + 1, key(0))),
         TxnError::ProducerFenced { .. }
     ));
     f.c.end_transaction("t", pid, e, false, 3).unwrap();
     assert_eq!(
-        produce_err(f.c.verify_produce(pid, e, key(0))),
+        produce_err(f.c.verify_produce("t", pid, e, key(0))),
         TxnError::ConcurrentTransactions
     );
 }
@@ -480,7 +490,7 @@ async fn a_transaction_past_its_timeout_is_fenced_and_aborted() {
         TxnError::ProducerFenced { .. }
     ));
     assert!(matches!(
-        produce_err(f.c.verify_produce(pid, e, key(0))),
+        produce_err(f.c.verify_produce("t", pid, e, key(0))),
         TxnError::ProducerFenced { .. }
     ));
     assert_eq!(f.ready("t", None, 70_001), (pid, e + 2));
@@ -543,7 +553,7 @@ async fn state_survives_a_restart_and_prepared_transactions_are_finished() {
     );
     // The produce path knows the producer again.
     assert_eq!(
-        produce_err(f.c.verify_produce(pid, e, key(0))),
+        produce_err(f.c.verify_produce("t", pid, e, key(0))),
         TxnError::ConcurrentTransactions
     );
     let effects = Recorder::default();

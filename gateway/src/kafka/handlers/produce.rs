@@ -26,7 +26,7 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceRespo
         .any(|p| {
             p.records
                 .as_deref()
-                .is_some_and(kafka_batch::starts_transactional)
+                .is_some_and(kafka_batch::has_transactional)
         });
     let txn_allowed = || {
         r.transactional_id
@@ -88,7 +88,11 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceRespo
             .collect();
         let mut outcomes = req
             .broker()
-            .produce_kafka(allowed, req.version >= 7)
+            .produce_kafka(
+                r.transactional_id.as_ref().map(|id| id.as_str()),
+                allowed,
+                req.version >= 7,
+            )
             .await
             .into_iter();
         names
