@@ -18,6 +18,7 @@
 //! it would have to come from the disk, the read runs on the blocking pool instead, so a slow
 //! disk never stalls a runtime worker. Long polls wait on the partitions' watermarks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,10 @@ use super::{translate, Broker, BrokerError, Ident, OffsetKey, PartitionStats, St
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Bytes read from the store per step while collecting a poll's messages.
 const READ_STEP: u64 = 4 << 20;
+/// Most stored bytes a native poll reads past without returning them (markers, aborted
+/// transactions) before it answers with what it has: one poll over a long aborted region
+/// costs a bounded read, and its position (auto-commit, `resume_at`) moves past the part read.
+pub const MAX_SKIPPED_BYTES_PER_POLL: usize = 16 << 20;
 
 /// One partition a Kafka fetch asks for. The topic's name is shared by all its partitions'
 /// wants (a request may list many).
@@ -518,11 +523,14 @@ impl Broker {
             max_bytes,
             min_timestamp: min_ts,
         };
-        let collected = match collect_native(&partition, &txns, want, true)? {
+        // The aborted transactions of the range, once per poll (as Kafka's consumer takes
+        // a fetch's aborted list), not a search of the whole list per batch.
+        let aborted = AbortedIndex::between(&txns, start, stable);
+        let collected = match collect_native(&partition, &aborted, want, true)? {
             Some(c) => c,
             None => {
                 blocking(move || {
-                    collect_native(&partition, &txns, want, false).map(Option::unwrap_or_default)
+                    collect_native(&partition, &aborted, want, false).map(Option::unwrap_or_default)
                 })
                 .await?
             }
@@ -969,10 +977,36 @@ struct Want {
     min_timestamp: Option<u64>,
 }
 
+/// The aborted transactions overlapping a poll's range, by producer: (first offset, marker
+/// offset) pairs.
+#[derive(Debug, Default)]
+struct AbortedIndex(HashMap<i64, Vec<(u64, u64)>>);
+
+impl AbortedIndex {
+    fn between(txns: &TxnHandle, from: u64, to: u64) -> AbortedIndex {
+        let mut index: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
+        for t in txns.read().aborted_between(from, to) {
+            index
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        AbortedIndex(index)
+    }
+
+    /// True when `producer_id`'s batch at `offset` belongs to an aborted transaction.
+    fn covers(&self, producer_id: i64, offset: u64) -> bool {
+        self.0.get(&producer_id).is_some_and(|r| {
+            r.iter()
+                .any(|&(first, last)| first <= offset && offset <= last)
+        })
+    }
+}
+
 /// True when a native reader does not see `batch`: a Kafka control batch (a transaction's
 /// marker), or a batch of a transaction that was aborted. Only called below the LSO, where
 /// every transaction is decided.
-fn hidden_from_native(batch: &StoredBatch, txns: &TxnHandle) -> bool {
+fn hidden_from_native(batch: &StoredBatch, aborted: &AbortedIndex) -> bool {
     if batch.format() != BatchFormat::Kafka {
         return false;
     }
@@ -982,7 +1016,7 @@ fn hidden_from_native(batch: &StoredBatch, txns: &TxnHandle) -> bool {
     if h.is_control() {
         return true;
     }
-    h.is_transactional() && txns.read().is_aborted(h.producer_id, batch.base_offset())
+    h.is_transactional() && aborted.covers(h.producer_id, batch.base_offset())
 }
 
 /// Collects up to `want.count` native messages from `want.start` on and below `want.end`
@@ -990,11 +1024,12 @@ fn hidden_from_native(batch: &StoredBatch, txns: &TxnHandle) -> bool {
 /// as zero-copy slices of the stored batches, skipping what [`hidden_from_native`] hides.
 ///
 /// Skipped batches are read but not returned: until the first message is found the poll reads
-/// on to `want.end` (so a consumer always makes progress when there is a message to have);
-/// after it, skipped bytes count against `want.max_bytes` like returned ones.
+/// on over at most [`MAX_SKIPPED_BYTES_PER_POLL`] of them (and answers what it has, its
+/// `resume_at` past them, when that is reached); after it, skipped bytes count against
+/// `want.max_bytes` like returned ones.
 fn collect_native(
     partition: &Partition,
-    txns: &TxnHandle,
+    aborted: &AbortedIndex,
     want: Want,
     cached_only: bool,
 ) -> Result<Option<Collected>, BrokerError> {
@@ -1033,10 +1068,12 @@ fn collect_native(
                 break 'read;
             }
             from = batch.last_offset() + 1;
-            if hidden_from_native(batch, txns) {
+            if hidden_from_native(batch, aborted) {
                 skipped += batch.as_bytes().len();
                 out.resume_at = Some(from);
-                if out.count > 0 && bytes + skipped >= max_bytes {
+                if (out.count > 0 && bytes + skipped >= max_bytes)
+                    || skipped >= MAX_SKIPPED_BYTES_PER_POLL
+                {
                     break 'read;
                 }
                 continue;
@@ -1706,6 +1743,41 @@ mod tests {
             .await
             .unwrap();
         pid
+    }
+
+    /// S5. Bound: [`MAX_SKIPPED_BYTES_PER_POLL`]. A poll that finds only aborted data reads
+    /// no more than that past it (plus the batch that crosses it) and answers empty, its
+    /// auto-committed position past what it read; the next poll goes on from there.
+    #[tokio::test]
+    async fn a_native_poll_over_a_large_aborted_region_reads_a_bounded_part_of_it() {
+        const VALUE: usize = 256 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let (t, p) = kafka_topic(&b, "aborted-region").await;
+        let txns = txn_handle();
+        let big = vec![7u8; VALUE];
+        let runs = (MAX_SKIPPED_BYTES_PER_POLL / VALUE) as i64 + 8;
+        for i in 0..runs {
+            in_txn(&p, &txns, 10 + i, &[&big]).await;
+            end_txn(&p, &txns, 10 + i, ABORT).await;
+        }
+        let z = plain(&p, 1000, &[b"z"]).await;
+        assert_eq!(z, 2 * runs as u64);
+
+        let req = poll(3, PollingStrategy::Next, 10, true);
+        let (got, _) = poll_at(&b, &t, &p, &txns, req, 1 << 20).await;
+        assert!(got.is_empty(), "{} messages", got.len());
+        let at = stored_position(&b, &t, 3).expect("a position past the skipped part");
+        // Two offsets (batch and marker) per aborted transaction of VALUE bytes.
+        let skipped_txns = at.div_ceil(2) as usize;
+        assert!(
+            (MAX_SKIPPED_BYTES_PER_POLL / (VALUE + 1024)..=MAX_SKIPPED_BYTES_PER_POLL / VALUE + 1)
+                .contains(&skipped_txns),
+            "one poll read past {skipped_txns} aborted transactions of {VALUE} bytes"
+        );
+        let req = poll(3, PollingStrategy::Next, 10, true);
+        let (got, _) = poll_at(&b, &t, &p, &txns, req, 1 << 20).await;
+        assert_eq!(got, [(z, b"z".to_vec())], "the next poll goes on");
     }
 
     /// A transactional Kafka produce of one batch of `values`, sequence `seq` on.
