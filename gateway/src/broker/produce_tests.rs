@@ -624,3 +624,63 @@ async fn a_partition_busy_at_a_snapshot_keeps_its_previous_entry() {
         .unwrap();
     assert_eq!(seen_state(&b, &p).await.0, vec![(7, 0), (8, 1)]);
 }
+
+/// Fails the next fdatasync of a segment log once armed: the batch written before it stays in
+/// the file, unacknowledged.
+#[derive(Debug, Default)]
+struct FailNextLogSync(AtomicBool);
+
+impl wharf_log_store::FileHook for FailNextLogSync {
+    fn before(&self, op: wharf_log_store::FileOp, path: &std::path::Path) -> std::io::Result<()> {
+        let log = path.extension().is_some_and(|e| e == "log");
+        if op == wharf_log_store::FileOp::SyncData && log && self.0.swap(false, Ordering::AcqRel) {
+            return Err(std::io::Error::from_raw_os_error(5)); // EIO
+        }
+        Ok(())
+    }
+}
+
+/// S11: a first append that fails after its bytes were written (a failed fdatasync on an
+/// `fsync` topic) keeps the producer's transaction open from where the batch may lie, so the
+/// LSO stays below it until the transaction's marker (an abort then covers the batch). Only a
+/// refusal before anything is written forgets it ([`a_failed_first_append_leaves_no_open_transaction`]).
+#[tokio::test]
+async fn a_first_append_that_failed_after_writing_keeps_the_transaction_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Arc::new(FailNextLogSync::default());
+    let store = StoreConfig {
+        background_tasks: false,
+        disk: wharf_log_store::Disk::with_hook(Arc::clone(&hook) as _),
+        ..StoreConfig::default()
+    };
+    let settings = BrokerSettings {
+        root_username: "iggy".into(),
+        root_password: "iggy".into(),
+        kafka_default_stream: "default".into(),
+        groups: Default::default(),
+        transactions: Default::default(),
+        logins: Default::default(),
+        max_partitions_per_topic: 1000,
+        max_partitions: 100_000,
+    };
+    let b = Broker::open(dir.path(), store, settings).unwrap();
+    let fsync = wharf_log_store::TopicSettings {
+        durability: Some(wharf_log_store::Durability::Fsync),
+        ..Default::default()
+    };
+    let t = b
+        .create_kafka_topic("synced", 1, fsync, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let p = b.partition_handle(t.stream_id, t.id, 0).unwrap();
+    produce(&b, "synced", batch(-1, -1, -1, 1, false))
+        .await
+        .unwrap();
+    hook.0.store(true, Ordering::Release);
+    append(&b, &p, batch(7, 0, 0, 1, true)).await.unwrap_err();
+    assert!(!hook.0.load(Ordering::Acquire), "the fault was reached");
+    let (open, _, lso) = seen_state(&b, &p).await;
+    assert_eq!(open, vec![(7, 1)], "open from where the batch may lie");
+    assert_eq!(lso, 1);
+}
