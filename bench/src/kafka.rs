@@ -1,7 +1,8 @@
 //! The workloads over the Kafka protocol, through librdkafka: `acks=all` producers (unless
-//! told otherwise) batching `--batch` messages, consumers assigned their partitions or
-//! subscribed as one group. Creates a topic of its own and deletes it afterwards, so it can be
-//! pointed at any Kafka broker.
+//! told otherwise) batching `--batch` messages, optionally idempotent or transactional (a
+//! transaction committed every `--commit-interval`), consumers assigned their partitions or
+//! subscribed as one group (librdkafka's default `read_committed`). Creates a topic of its own
+//! and deletes it afterwards, so it can be pointed at any Kafka broker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +19,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::payload;
-use crate::report::{histogram, record, ActorStats, Coverage, LatencyKind, Progress, Role};
-use crate::settings::{DurabilityArg, Settings, Workload};
+use crate::report::{
+    histogram, record, ActorStats, Coverage, LatencyKind, Progress, Role, TxnCounts,
+};
+use crate::settings::{DurabilityArg, Settings, Transactions, Workload};
 use crate::{BenchError, IDLE_LIMIT};
 
 fn base(s: &Settings) -> ClientConfig {
@@ -166,6 +169,11 @@ fn run_threads(
 
 /// Counts deliveries and their latency. The opaque of each message is the µs since `base` at
 /// which it was sent, with the top bit set for measured messages.
+///
+/// A transactional producer's acknowledged messages wait in `pending` until their transaction
+/// ends: committed, they count as delivered (latency: send to commit); aborted, as failed.
+/// librdkafka's commit first flushes, serving every delivery report of the transaction, so
+/// `pending` holds exactly the open transaction's messages when it is settled.
 struct Deliveries {
     base: Instant,
     latency: Mutex<Histogram<u64>>,
@@ -173,9 +181,73 @@ struct Deliveries {
     failed: AtomicU64,
     message_size: u64,
     progress: Arc<Progress>,
+    transactional: bool,
+    /// µs since `base` at which the open transaction began.
+    txn_began: AtomicU64,
+    /// Acknowledged measured messages of the open transaction: µs from `txn_began` to their
+    /// send (relative to the transaction so the histogram's 3 digits stay precise).
+    pending: Mutex<Histogram<u64>>,
 }
 
 const MEASURED: usize = 1 << (usize::BITS - 1);
+
+impl Deliveries {
+    fn new(s: &Settings, progress: &Arc<Progress>, transactional: bool) -> Deliveries {
+        Deliveries {
+            base: Instant::now(),
+            latency: Mutex::new(histogram()),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            message_size: s.message_size as u64,
+            progress: Arc::clone(progress),
+            transactional,
+            txn_began: AtomicU64::new(0),
+            pending: Mutex::new(histogram()),
+        }
+    }
+
+    /// A transactional producer's measured message, sent `sent` µs after `base`, was
+    /// acknowledged: it waits for its transaction's end.
+    fn hold(&self, sent: u64) {
+        let began = self.txn_began.load(Ordering::Relaxed);
+        if let Ok(mut h) = self.pending.lock() {
+            record(&mut h, sent.saturating_sub(began), 1);
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.base.elapsed().as_micros() as u64
+    }
+
+    /// Ends the open transaction's count: `committed` or aborted.
+    fn settle(&self, committed: bool) {
+        let now = self.now_us();
+        let began = self.txn_began.load(Ordering::Relaxed);
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let n = pending.len();
+        if committed {
+            if let Ok(mut latency) = self.latency.lock() {
+                let waited = now.saturating_sub(began);
+                for v in pending.iter_recorded() {
+                    let sent = v.value_iterated_to();
+                    record(
+                        &mut latency,
+                        waited.saturating_sub(sent),
+                        v.count_at_value(),
+                    );
+                }
+            }
+            self.delivered.fetch_add(n, Ordering::Relaxed);
+            self.progress.add(n, n * self.message_size);
+        } else {
+            self.failed.fetch_add(n, Ordering::Relaxed);
+            self.progress.errors.fetch_add(n, Ordering::Relaxed);
+        }
+        pending.reset();
+    }
+}
 
 impl ClientContext for Deliveries {}
 
@@ -185,11 +257,11 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let measured = opaque & MEASURED != 0;
         match result {
+            Ok(_) if measured && self.transactional => self.hold((opaque & !MEASURED) as u64),
             Ok(_) if measured => {
                 let sent = (opaque & !MEASURED) as u64;
-                let now = self.base.elapsed().as_micros() as u64;
                 if let Ok(mut h) = self.latency.lock() {
-                    record(&mut h, now.saturating_sub(sent), 1);
+                    record(&mut h, self.now_us().saturating_sub(sent), 1);
                 }
                 self.delivered.fetch_add(1, Ordering::Relaxed);
                 self.progress.add(1, self.message_size);
@@ -203,21 +275,26 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// A producer; transactional with `transactional_id`.
 fn producer(
     s: &Settings,
     progress: &Arc<Progress>,
+    transactional_id: Option<&str>,
 ) -> Result<ThreadedProducer<Deliveries>, BenchError> {
     // librdkafka's batch.size is in bytes: room for --batch messages with record overhead.
     let batch_bytes = (u64::from(s.batch) * (s.message_size as u64 + 64)).clamp(1_000, 100_000_000);
-    let context = Deliveries {
-        base: Instant::now(),
-        latency: Mutex::new(histogram()),
-        delivered: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        message_size: s.message_size as u64,
-        progress: Arc::clone(progress),
-    };
-    let p: ThreadedProducer<Deliveries> = base(s)
+    let context = Deliveries::new(s, progress, transactional_id.is_some());
+    let mut config = base(s);
+    config.set("message.timeout.ms", "120000");
+    if let Some(id) = transactional_id {
+        // librdkafka wants message.timeout.ms <= transaction.timeout.ms; the transaction
+        // timeout stays the clients' default (60 s), which any broker's
+        // transaction.max.timeout.ms (15 min by default) accepts.
+        config
+            .set("transactional.id", id)
+            .set("message.timeout.ms", "60000");
+    }
+    let p: ThreadedProducer<Deliveries> = config
         .set("acks", s.acks.to_string())
         .set("linger.ms", s.linger_ms.to_string())
         .set("enable.idempotence", s.idempotent.to_string())
@@ -225,7 +302,6 @@ fn producer(
         .set("batch.size", batch_bytes.to_string())
         .set("message.max.bytes", (batch_bytes + 1_000_000).to_string())
         .set("queue.buffering.max.kbytes", "1048576")
-        .set("message.timeout.ms", "120000")
         .create_with_context(context)?;
     Ok(p)
 }
@@ -253,6 +329,137 @@ fn send(
     }
 }
 
+/// How long librdkafka may take to commit or abort a transaction, flushing the
+/// transaction's messages included (as long as a message may take).
+const TXN_CALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// How long `init_transactions` may take (finding the coordinator, InitProducerId): a server
+/// without transactions fails the run after this long.
+const TXN_INIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Commit attempts that end in a retriable error before the run gives up.
+const COMMIT_RETRIES: u32 = 10;
+
+/// Where a producer's messages go: straight to librdkafka, or (transactional) inside a
+/// transaction that is committed once `commit_interval` has passed since it began and a new
+/// one begun; [`Outbox::finish`] flushes or commits the tail. Commits are synchronous, as in
+/// any transactional client: the producer does not send while one is in progress.
+struct Outbox {
+    producer: ThreadedProducer<Deliveries>,
+    txn: Option<OpenTxn>,
+}
+
+struct OpenTxn {
+    commit_interval: Duration,
+    began: Instant,
+    counts: TxnCounts,
+}
+
+impl Outbox {
+    /// Producer `id`'s outbox; transactional (transactions initialised, the first one begun)
+    /// when the run is.
+    fn new(s: &Settings, progress: &Arc<Progress>, id: u32) -> Result<Outbox, BenchError> {
+        let t: Option<&Transactions> = s.transactions.as_ref();
+        let producer = producer(s, progress, t.map(|t| t.id_of(id)).as_deref())?;
+        let mut outbox = Outbox {
+            producer,
+            txn: None,
+        };
+        if let Some(t) = t {
+            outbox
+                .producer
+                .init_transactions(TXN_INIT_LIMIT)
+                .map_err(|e| {
+                    BenchError::Setup(format!(
+                        "cannot start transactions as {:?} (does the broker support them?): {e}",
+                        t.id_of(id)
+                    ))
+                })?;
+            outbox.txn = Some(OpenTxn {
+                commit_interval: t.commit_interval,
+                began: Instant::now(),
+                counts: TxnCounts::default(),
+            });
+            outbox.begin()?;
+        }
+        Ok(outbox)
+    }
+
+    fn begin(&mut self) -> Result<(), BenchError> {
+        let ctx = self.producer.context();
+        ctx.txn_began.store(ctx.now_us(), Ordering::Relaxed);
+        if let Some(t) = &mut self.txn {
+            t.began = Instant::now();
+        }
+        self.producer.begin_transaction()?;
+        Ok(())
+    }
+
+    /// Commits the open transaction; one that hit an abortable error is aborted instead (its
+    /// messages count as failed) and the run goes on; a fatal error ends the run.
+    fn commit(&mut self) -> Result<(), BenchError> {
+        let Some(t) = &mut self.txn else {
+            return Ok(());
+        };
+        let mut retries = 0;
+        loop {
+            let e = match self.producer.commit_transaction(TXN_CALL_LIMIT) {
+                Ok(()) => {
+                    self.producer.context().settle(true);
+                    t.counts.committed += 1;
+                    return Ok(());
+                }
+                Err(KafkaError::Transaction(e)) => e,
+                Err(e) => return Err(e.into()),
+            };
+            if e.is_retriable() && retries < COMMIT_RETRIES {
+                retries += 1;
+            } else if e.txn_requires_abort() {
+                self.producer.abort_transaction(TXN_CALL_LIMIT)?;
+                self.producer.context().settle(false);
+                t.counts.aborted += 1;
+                return Ok(());
+            } else {
+                return Err(KafkaError::Transaction(e).into());
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        body: &[u8],
+        opaque: usize,
+    ) -> Result<(), BenchError> {
+        if let Some(t) = &self.txn {
+            if t.began.elapsed() >= t.commit_interval {
+                self.commit()?;
+                self.begin()?;
+            }
+        }
+        send(&self.producer, topic, partition, body, opaque)
+    }
+
+    /// The warm-up is over: transactions count from here (the open one included).
+    fn start_measuring(&mut self) {
+        if let Some(t) = &mut self.txn {
+            t.counts = TxnCounts::default();
+        }
+    }
+
+    /// Delivers everything sent: flushes, or commits the last transaction. Returns the
+    /// transactions' counts when transactional.
+    fn finish(&mut self) -> Result<Option<TxnCounts>, BenchError> {
+        if self.txn.is_some() {
+            self.commit()?;
+        } else {
+            self.producer.flush(Duration::from_secs(300))?;
+        }
+        Ok(self.txn.as_ref().map(|t| t.counts))
+    }
+}
+
 fn pace(start: Instant, sent: u64, per_second: Option<f64>) {
     if let Some(r) = per_second {
         let due = start + Duration::from_secs_f64(sent as f64 / r);
@@ -270,7 +477,8 @@ fn fill(
     progress: &Arc<Progress>,
 ) -> Result<(), BenchError> {
     progress.begin("filling", counts.iter().sum());
-    let p = producer(s, progress)?;
+    // Not transactional: the flag is refused for the consumer workloads.
+    let p = producer(s, progress, None)?;
     let mut body = vec![0u8; s.message_size];
     for (partition, &count) in counts.iter().enumerate() {
         for _ in 0..count {
@@ -297,7 +505,7 @@ fn produce(
 ) -> Result<ActorStats, BenchError> {
     let count = Settings::share(s.messages, s.producers, id);
     let rate = s.rate.map(|r| r as f64 / f64::from(s.producers.max(1)));
-    let p = producer(s, progress)?;
+    let mut outbox = Outbox::new(s, progress, id)?;
     let partition_of = |sent: u64| -> i32 {
         match s.workload {
             // Balanced: batch by batch over every partition, each producer starting elsewhere.
@@ -308,25 +516,32 @@ fn produce(
         }
     };
     let mut body = vec![0u8; s.message_size];
-    let base = p.context().base;
+    let base = outbox.producer.context().base;
     let warm_start = Instant::now();
     let mut warm_sent = 0u64;
     while warm_start.elapsed() < s.warmup {
         pace(warm_start, warm_sent, rate);
         payload::stamp_into(&mut body, payload::now_us(), false);
-        send(&p, topic, partition_of(warm_sent), &body, 0)?;
+        outbox.send(topic, partition_of(warm_sent), &body, 0)?;
         warm_sent += 1;
     }
+    outbox.start_measuring();
     let start = Instant::now();
     for sent in 0..count {
         pace(start, sent, rate);
         payload::stamp_into(&mut body, payload::now_us(), true);
         let opaque = (base.elapsed().as_micros() as usize & !MEASURED) | MEASURED;
-        send(&p, topic, partition_of(sent), &body, opaque)?;
+        outbox.send(topic, partition_of(sent), &body, opaque)?;
     }
-    p.flush(Duration::from_secs(300))?;
-    let ctx = p.context();
-    let mut stats = ActorStats::new(Role::Producer, id, LatencyKind::Send);
+    let transactions = outbox.finish()?;
+    let ctx = outbox.producer.context();
+    let kind = if transactions.is_some() {
+        LatencyKind::Commit
+    } else {
+        LatencyKind::Send
+    };
+    let mut stats = ActorStats::new(Role::Producer, id, kind);
+    stats.transactions = transactions;
     stats.elapsed = start.elapsed();
     stats.messages = ctx.delivered.load(Ordering::Relaxed);
     stats.bytes = stats.messages * s.message_size as u64;
@@ -477,4 +692,87 @@ fn consume_group(
     stats.elapsed = start.elapsed();
     c.unsubscribe();
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Args;
+    use clap::Parser;
+
+    #[test]
+    fn a_transactions_messages_count_when_it_ends() {
+        let s = Settings::from_args(Args::parse_from([
+            "wharf-bench",
+            "pinned-producer",
+            "--protocol",
+            "kafka",
+            "--message-size",
+            "100",
+            "--transactional-id",
+            "t",
+        ]))
+        .unwrap();
+        let progress = Arc::new(Progress::default());
+        let d = Deliveries::new(&s, &progress, true);
+        // A transaction that began 10 s into the run; its messages acknowledged, not yet
+        // delivered.
+        d.txn_began.store(10_000_000, Ordering::Relaxed);
+        for sent in [10_000_000, 10_001_000, 10_002_000] {
+            d.hold(sent);
+        }
+        assert_eq!(
+            d.delivered.load(Ordering::Relaxed),
+            0,
+            "not before the commit"
+        );
+        assert_eq!(progress.messages.load(Ordering::Relaxed), 0);
+        d.settle(true);
+        assert_eq!(d.delivered.load(Ordering::Relaxed), 3);
+        assert_eq!(progress.bytes.load(Ordering::Relaxed), 300);
+        {
+            let latency = d.latency.lock().unwrap();
+            assert_eq!(latency.len(), 3, "one latency per committed message");
+            // Settled at "now" (about 0 µs into the test's run), before the transaction's
+            // made-up start: latencies clamp to the smallest value, never wrap.
+            assert_eq!(latency.max(), 1);
+        }
+        // The next transaction is aborted: its messages count as failed, none as delivered.
+        d.txn_began.store(0, Ordering::Relaxed);
+        d.hold(5);
+        d.hold(6);
+        d.settle(false);
+        assert_eq!(d.delivered.load(Ordering::Relaxed), 3);
+        assert_eq!(d.failed.load(Ordering::Relaxed), 2);
+        assert_eq!(progress.errors.load(Ordering::Relaxed), 2);
+        // Settling an empty transaction changes nothing.
+        d.settle(true);
+        assert_eq!(d.delivered.load(Ordering::Relaxed), 3);
+        assert_eq!(d.latency.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn commit_latency_runs_from_send_to_commit() {
+        let s = Settings::from_args(Args::parse_from([
+            "wharf-bench",
+            "pinned-producer",
+            "--protocol",
+            "kafka",
+            "--transactional-id",
+            "t",
+        ]))
+        .unwrap();
+        let progress = Arc::new(Progress::default());
+        let mut d = Deliveries::new(&s, &progress, true);
+        // Move the clock's origin 2 s back: "now" is 2 s into the run.
+        d.base = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
+        d.txn_began.store(1_000_000, Ordering::Relaxed);
+        d.hold(1_500_000);
+        d.settle(true);
+        let latency = d.latency.lock().unwrap();
+        // Sent 1.5 s into the run, committed at 2 s (and a little): about 500 ms (the
+        // histogram keeps 3 significant digits of the send time within the transaction).
+        let ms = latency.max() / 1000;
+        assert!((495..600).contains(&ms), "{ms} ms");
+    }
 }

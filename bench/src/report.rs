@@ -28,6 +28,8 @@ pub fn record(h: &mut Histogram<u64>, us: u64, count: u64) {
 pub enum LatencyKind {
     /// Producer: from sending a message to its acknowledgement.
     Send,
+    /// Transactional producer: from sending a message to the commit of its transaction.
+    Commit,
     /// Consumer: one poll request (native), or receiving one batch's worth (Kafka).
     Poll,
     /// Consumer in end-to-end: from the producer's timestamp in the payload to receipt.
@@ -45,6 +47,14 @@ pub enum Role {
     Connector,
 }
 
+/// A transactional producer's transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TxnCounts {
+    pub committed: u64,
+    /// Aborted after an abortable error; their messages count as errors.
+    pub aborted: u64,
+}
+
 /// One producer's or consumer's result.
 #[derive(Debug)]
 pub struct ActorStats {
@@ -53,6 +63,8 @@ pub struct ActorStats {
     pub messages: u64,
     pub bytes: u64,
     pub errors: u64,
+    /// `Some` for a transactional producer.
+    pub transactions: Option<TxnCounts>,
     pub elapsed: Duration,
     pub latency_kind: LatencyKind,
     pub latency: Histogram<u64>,
@@ -66,6 +78,7 @@ impl ActorStats {
             messages: 0,
             bytes: 0,
             errors: 0,
+            transactions: None,
             elapsed: Duration::ZERO,
             latency_kind,
             latency: histogram(),
@@ -214,6 +227,8 @@ pub struct ActorReport {
     pub messages: u64,
     pub bytes: u64,
     pub errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<TxnCounts>,
     pub elapsed_s: f64,
     pub mb_per_s: f64,
     pub msgs_per_s: f64,
@@ -229,6 +244,9 @@ pub struct Report {
     pub messages: u64,
     pub bytes: u64,
     pub errors: u64,
+    /// Transactional runs: the producers' transactions, summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<TxnCounts>,
     pub elapsed_s: f64,
     pub mb_per_s: f64,
     pub msgs_per_s: f64,
@@ -285,6 +303,7 @@ impl Report {
         for kind in [
             LatencyKind::EndToEnd,
             LatencyKind::Send,
+            LatencyKind::Commit,
             LatencyKind::Poll,
             LatencyKind::Connect,
         ] {
@@ -324,6 +343,13 @@ impl Report {
             messages: main.messages,
             bytes: main.bytes,
             errors: actors.iter().map(|a| a.errors).sum(),
+            transactions: actors
+                .iter()
+                .filter_map(|a| a.transactions)
+                .reduce(|a, b| TxnCounts {
+                    committed: a.committed + b.committed,
+                    aborted: a.aborted + b.aborted,
+                }),
             elapsed_s: elapsed.as_secs_f64(),
             mb_per_s: main.mb_per_s,
             msgs_per_s: main.msgs_per_s,
@@ -339,6 +365,7 @@ impl Report {
                     messages: a.messages,
                     bytes: a.bytes,
                     errors: a.errors,
+                    transactions: a.transactions,
                     elapsed_s: a.elapsed.as_secs_f64(),
                     mb_per_s: rate(a.bytes, a.elapsed) / 1e6,
                     msgs_per_s: rate(a.messages, a.elapsed),
@@ -371,7 +398,7 @@ impl Report {
             ));
         } else {
             line(format!(
-            "{} over {:?} at {}{tls}: {} producer(s), {} consumer(s), {} partition(s), {} B messages, {} per batch{}{}",
+            "{} over {:?} at {}{tls}: {} producer(s), {} consumer(s), {} partition(s), {} B messages, {} per batch{}{}{}",
             s.workload.name(),
             s.protocol,
             s.server,
@@ -382,11 +409,15 @@ impl Report {
             s.batch,
             s.rate.map_or(String::new(), |r| format!(", limited to {r} msgs/s")),
             s.durability.map_or(String::new(), |d| format!(", durability {d:?}")),
+            s.transactions.as_ref().map_or(String::new(), |t| format!(
+                ", transactional (commit every {} ms)",
+                t.commit_interval.as_millis()
+            )),
         ));
         }
         for a in &self.actors {
             line(format!(
-                "  {:?} {:>2}: {:>10} msgs {:>9.1} MB/s {:>11.0} msgs/s  {:?} p50 {:.3} ms p99 {:.3} ms{}",
+                "  {:?} {:>2}: {:>10} msgs {:>9.1} MB/s {:>11.0} msgs/s  {:?} p50 {:.3} ms p99 {:.3} ms{}{}",
                 a.role,
                 a.id,
                 a.messages,
@@ -395,6 +426,10 @@ impl Report {
                 a.latency.kind,
                 a.latency.p50,
                 a.latency.p99,
+                a.transactions.map_or(String::new(), |t| format!(
+                    "  transactions {} committed, {} aborted",
+                    t.committed, t.aborted
+                )),
                 if a.errors > 0 {
                     format!("  errors {}", a.errors)
                 } else {

@@ -140,6 +140,15 @@ pub struct Args {
     /// Kafka producer enable.idempotence (the Java client's default since Kafka 3.0).
     #[arg(long)]
     pub idempotent: bool,
+    /// Kafka: transactional producers (implies --idempotent; needs acks -1). Producer i uses
+    /// the transactional.id "ID-i"; each produces flat out inside a transaction committed every
+    /// --commit-interval, and a message counts as delivered once its transaction committed.
+    #[arg(long, value_name = "ID")]
+    pub transactional_id: Option<String>,
+    /// With --transactional-id: how long each transaction stays open before it is committed
+    /// (e.g. "100 ms"; default 100 ms).
+    #[arg(long, requires = "transactional_id")]
+    pub commit_interval: Option<String>,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -189,6 +198,26 @@ impl TlsArgs {
     }
 }
 
+/// Transactional producing (Kafka): what `--transactional-id` and `--commit-interval` asked for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Transactions {
+    /// Producer i's transactional.id is `"{id}-{i}"` (two producers sharing one would fence
+    /// each other).
+    pub id: String,
+    #[serde(serialize_with = "seconds")]
+    pub commit_interval: Duration,
+}
+
+/// A transaction is committed this long after it began unless told otherwise.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Transactions {
+    /// The transactional.id of producer `producer`.
+    pub fn id_of(&self, producer: u32) -> String {
+        format!("{}-{producer}", self.id)
+    }
+}
+
 /// The checked run description every part works from.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Settings {
@@ -212,6 +241,8 @@ pub struct Settings {
     pub acks: i32,
     pub linger_ms: u32,
     pub idempotent: bool,
+    /// `Some`: Kafka producers are transactional (and idempotent).
+    pub transactions: Option<Transactions>,
     /// `connect`: each native connection logs in (else it pings).
     pub login: bool,
     /// `Some`: every connection speaks TLS.
@@ -264,6 +295,10 @@ impl Settings {
         if !matches!(a.acks, -1..=1) {
             return bad(format!("--acks {} is not -1, 0 or 1", a.acks));
         }
+        let transactions = match &a.transactional_id {
+            None => None,
+            Some(id) => Some(Settings::transactions(&a, id)?),
+        };
         let warmup = wharf_sdk::units::parse_duration(&a.warmup)
             .map_err(|e| BenchError::Usage(format!("--warmup: {e}")))?;
         let messages = match (&a.messages, &a.bytes) {
@@ -326,12 +361,45 @@ impl Settings {
             password: a.password,
             acks: a.acks,
             linger_ms: a.linger_ms,
-            idempotent: a.idempotent,
+            // A transactional producer is an idempotent one (librdkafka turns it on by itself).
+            idempotent: a.idempotent || transactions.is_some(),
+            transactions,
             login: !a.no_login,
             tls: a.tls.resolve(),
             quiet: a.quiet,
             json: a.json,
             run_id: format!("{}-{stamp}", std::process::id()),
+        })
+    }
+
+    /// Checks the transactional flags against the rest of the command line.
+    fn transactions(a: &Args, id: &str) -> Result<Transactions, BenchError> {
+        let bad = |m: &str| Err(BenchError::Usage(m.into()));
+        if a.protocol != Protocol::Kafka {
+            return bad("--transactional-id is for --protocol kafka");
+        }
+        if !a.workload.produces() {
+            return bad(
+                "--transactional-id is for the workloads that produce (pinned-producer, balanced-producer, end-to-end)",
+            );
+        }
+        if a.acks != -1 {
+            return bad("--transactional-id needs --acks -1 (a transactional producer waits for all replicas)");
+        }
+        if id.is_empty() {
+            return bad("--transactional-id must not be empty");
+        }
+        let commit_interval = match &a.commit_interval {
+            None => DEFAULT_COMMIT_INTERVAL,
+            Some(d) => wharf_sdk::units::parse_duration(d)
+                .map_err(|e| BenchError::Usage(format!("--commit-interval: {e}")))?,
+        };
+        if commit_interval.is_zero() {
+            return bad("--commit-interval must be at least 1 ms");
+        }
+        Ok(Transactions {
+            id: id.to_owned(),
+            commit_interval,
         })
     }
 
@@ -415,6 +483,54 @@ mod tests {
             Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
         );
         assert!(parse(&["connect", "--protocol", "kafka", "--tls-domain", "x"]).is_err());
+    }
+
+    #[test]
+    fn transactional_flags() {
+        let kafka = ["pinned-producer", "--protocol", "kafka"];
+        let with = |more: &[&str]| {
+            let mut all = kafka.to_vec();
+            all.extend_from_slice(more);
+            parse(&all)
+        };
+        let s = with(&["--transactional-id", "bench"]).unwrap();
+        let t = s.transactions.unwrap();
+        assert_eq!(t.commit_interval, DEFAULT_COMMIT_INTERVAL);
+        assert_eq!(
+            (t.id_of(0), t.id_of(3)),
+            ("bench-0".into(), "bench-3".into())
+        );
+        assert!(s.idempotent, "a transactional producer is idempotent");
+        let s = with(&["--transactional-id", "b", "--commit-interval", "250ms"]).unwrap();
+        assert_eq!(
+            s.transactions.unwrap().commit_interval,
+            Duration::from_millis(250)
+        );
+        let s = with(&["--idempotent"]).unwrap();
+        assert!(s.idempotent && s.transactions.is_none());
+        assert!(with(&["--commit-interval", "1 s"]).is_err(), "needs an id");
+        assert!(with(&["--transactional-id", "b", "--commit-interval", "0 ms"]).is_err());
+        assert!(with(&["--transactional-id", "b", "--commit-interval", "soon"]).is_err());
+        assert!(with(&["--transactional-id", "b", "--acks", "1"]).is_err());
+        assert!(with(&["--transactional-id", ""]).is_err());
+        assert!(parse(&["pinned-producer", "--transactional-id", "b"]).is_err());
+        assert!(parse(&[
+            "pinned-consumer",
+            "--protocol",
+            "kafka",
+            "--transactional-id",
+            "b"
+        ])
+        .is_err());
+        let s = parse(&[
+            "end-to-end",
+            "--protocol",
+            "kafka",
+            "--transactional-id",
+            "b",
+        ])
+        .unwrap();
+        assert!(s.transactions.is_some());
     }
 
     #[test]
