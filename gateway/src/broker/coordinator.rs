@@ -1121,6 +1121,14 @@ impl GroupCoordinator {
         self.check_commit(group_id, who, true, write)
     }
 
+    /// Runs `write` under the lock every offset commit of a group is checked and written
+    /// under, so a read-then-write of committed offsets (a transaction's offsets applied on
+    /// its commit) sees no plain commit slip in between.
+    pub fn with_commit_lock<R>(&self, write: impl FnOnce() -> R) -> R {
+        let _state = self.state.lock();
+        write()
+    }
+
     fn check_commit<R>(
         &self,
         group_id: &str,
