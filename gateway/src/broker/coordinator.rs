@@ -1148,6 +1148,13 @@ impl GroupCoordinator {
                 Err(GroupError::IllegalGeneration)
             };
         };
+        // Kafka's ClassicGroup.validateOffsetCommit (used for OffsetCommit and TxnOffsetCommit
+        // alike): a dead group first; then a generation of -1 commits to an empty group; a
+        // request naming a member or a generation >= 0 must name a current member and the
+        // current generation; an anonymous transactional commit passes in any state.
+        if group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
         if group.is_fenced(who.group_instance_id, who.member_id) {
             return Err(GroupError::FencedInstanceId);
         }

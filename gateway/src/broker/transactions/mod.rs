@@ -114,6 +114,11 @@ pub enum TxnError {
     /// KIP-890 part 1: a transactional batch for a partition the transaction has not added.
     #[error("partition {0} was not added to the transaction")]
     NotInTransaction(PartitionKey),
+    /// TxnOffsetCommit for a group the ongoing transaction has not added (AddOffsetsToTxn):
+    /// Kafka's verification answers TRANSACTION_ABORTABLE from TxnOffsetCommit v4,
+    /// INVALID_TXN_STATE before.
+    #[error("group '{0}' was not added to the transaction (AddOffsetsToTxn)")]
+    GroupNotInTransaction(String),
     #[error("at most {0} transactional ids may exist at once")]
     TooManyTransactionalIds(usize),
     #[error("transactional id not found")]
@@ -665,10 +670,7 @@ impl TransactionCoordinator {
             return Err(TxnError::ConcurrentTransactions.into());
         }
         if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
-            return Err(TxnError::InvalidTxnState(format!(
-                "group '{group}' was not added to the transaction (AddOffsetsToTxn)"
-            ))
-            .into());
+            return Err(TxnError::GroupNotInTransaction(group.to_string()).into());
         }
         let mut next = meta.clone();
         next.pending_offsets.retain(|p| {

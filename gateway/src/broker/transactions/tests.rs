@@ -421,7 +421,7 @@ async fn offsets_committed_in_a_transaction_are_stored_only_if_it_commits() {
     assert!(
         matches!(
             txn_err(f.c.add_pending_offsets("t", pid, e, "g", vec![pending("g", 0, 5)], 3)),
-            TxnError::InvalidTxnState(_)
+            TxnError::GroupNotInTransaction(_)
         ),
         "AddOffsetsToTxn first"
     );
