@@ -507,7 +507,7 @@ mod tests {
         j.put("gone", Some(b"x")).unwrap();
         let mark = j.compaction_mark().unwrap();
         assert!(j.compaction_mark().is_none(), "one compaction at a time");
-        let rows: Vec<(String, Vec<u8>)> = vec![
+        let live: Vec<(String, Vec<u8>)> = vec![
             ("a".into(), 19u32.to_le_bytes().to_vec()),
             ("gone".into(), b"x".to_vec()),
         ];
@@ -515,7 +515,7 @@ mod tests {
         j.put("a", Some(b"late")).unwrap();
         j.put("b", Some(b"new")).unwrap();
         let before = j.put("gone", None).unwrap();
-        j.compact(mark, rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        j.compact(mark, live.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
             .unwrap();
         assert_eq!(j.records(), 5, "2 rows + 3 records carried over");
         let after = j.put("c", Some(b"c")).unwrap();
@@ -528,17 +528,13 @@ mod tests {
         drop(j);
         let (_, c) = KeyedJournal::open(&path).unwrap();
         assert_eq!(
-            rows_of(&c),
+            rows(&c),
             vec![
                 ("a".to_string(), b"late".to_vec()),
                 ("b".to_string(), b"new".to_vec()),
                 ("c".to_string(), b"c".to_vec()),
             ]
         );
-    }
-
-    fn rows_of(c: &JournalContents) -> Vec<(String, Vec<u8>)> {
-        rows(c)
     }
 
     /// Review M1: `sync` takes `synced` then `tail`; a compaction must never hold `tail` while
