@@ -1062,6 +1062,20 @@ async fn transaction_apis_answer_kafkas_codes_per_version() {
     let fenced_toc = toc.clone().with_producer_epoch(0);
     let r: TxnOffsetCommitResponse = h.call(&ROOT, ApiKey::TxnOffsetCommit, 3, &fenced_toc).await;
     assert_eq!(r.topics[0].partitions[0].error_code, OLD_FENCED);
+    // A group the transaction has not added: Kafka's verification answers
+    // TRANSACTION_ABORTABLE from v4, INVALID_TXN_STATE to older clients.
+    let other_group = toc.clone().with_group_id(GroupId(s("h")));
+    let r: TxnOffsetCommitResponse = h
+        .call(&ROOT, ApiKey::TxnOffsetCommit, 3, &other_group)
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, INVALID_TXN_STATE);
+    let r: TxnOffsetCommitResponse = h
+        .call(&ROOT, ApiKey::TxnOffsetCommit, 4, &other_group)
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ResponseError::TransactionAbortable.code()
+    );
     let of = |stable: bool| {
         OffsetFetchRequest::default()
             .with_group_id(GroupId(s("g")))

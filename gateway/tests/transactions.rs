@@ -243,14 +243,17 @@ async fn transactional_init_refusals_reach_the_broker_api() {
         .init_producer_id(Some("t"), 1000, -1, -1)
         .await
         .unwrap();
-    // The idempotent path is untouched: a fresh id, or the next epoch on request.
+    // Without a transactional id: always a fresh id with epoch 0, as Kafka's
+    // handleInitProducerId, even when the request names a producer id and epoch (review M4:
+    // bumping the named id would let any idempotent producer fence a transactional one).
     let (other, e0) = broker.init_producer_id(None, 0, -1, -1).await.unwrap();
     assert_ne!(other, pid);
     assert_eq!(e0, 0);
-    assert_eq!(
-        broker.init_producer_id(None, 0, other, 0).await.unwrap(),
-        (other, 1)
-    );
+    let (again, e1) = broker.init_producer_id(None, 0, other, 0).await.unwrap();
+    assert!(again != other && again != pid && e1 == 0, "({again}, {e1})");
+    let (stolen, e2) = broker.init_producer_id(None, 0, pid, e).await.unwrap();
+    assert!(stolen != pid && e2 == 0, "({stolen}, {e2})");
+    assert_eq!(broker.describe_transaction("t").unwrap().0.epoch, e);
     assert!(broker
         .transactions()
         .verify_produce("t", pid, e, broker_key(&broker).await)
@@ -263,4 +266,66 @@ async fn broker_key(broker: &Broker) -> wharf_gateway::broker::PartitionKey {
         .await
         .unwrap();
     broker.kafka_partition_key(TOPIC, 0).unwrap()
+}
+
+/// Review S9: offsets committed in a transaction are applied on its commit only where no plain
+/// OffsetCommit of the group came later (Kafka's completePendingTxnOffsetCommit): a late or
+/// retried completion never moves the group back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactions_offsets_never_overwrite_a_newer_plain_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_kafka_topic(TOPIC, 2, TopicSettings::default(), false)
+        .await
+        .unwrap();
+    let (pid, epoch) = broker
+        .init_producer_id(Some("app-2"), 60_000, -1, -1)
+        .await
+        .unwrap();
+    broker
+        .add_offsets_to_txn("app-2", pid, epoch, "readers")
+        .await
+        .unwrap();
+    let who = || MemberRef {
+        member_id: "",
+        group_instance_id: None,
+        generation: -1,
+    };
+    let commit = |partition: i32, offset: i64| GroupCommit {
+        topic: TOPIC.into(),
+        partition,
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+    };
+    let outcomes = broker
+        .txn_offset_commit(
+            "app-2",
+            pid,
+            epoch,
+            "readers",
+            who(),
+            vec![commit(0, 10), commit(1, 10)],
+        )
+        .await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    // A plain commit of partition 0 after the transactional one.
+    let outcomes = broker
+        .commit_group_offsets("readers", who(), vec![commit(0, 50)])
+        .await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    broker.end_txn("app-2", pid, epoch, true).await.unwrap();
+    let at = |p| {
+        broker
+            .group_offset("readers", TOPIC, p)
+            .unwrap()
+            .next_offset
+    };
+    assert_eq!(at(0), 50, "the newer plain commit stays");
+    assert_eq!(
+        at(1),
+        10,
+        "the transaction's offset applies where nothing newer is"
+    );
 }

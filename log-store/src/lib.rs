@@ -46,7 +46,9 @@ pub use config::{
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
 pub use error::{BatchError, Result, StoreError};
-pub use journal::{JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE};
+pub use journal::{
+    CompactionMark, JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE,
+};
 pub use names::validate_name;
 pub use offsets::{CommittedOffset, ConsumerOffsets, OffsetKey, OffsetOwner};
 pub use open_files::{open_files_limit, raise_open_files_limit, OpenFilesLimit};

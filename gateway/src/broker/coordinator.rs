@@ -1121,6 +1121,14 @@ impl GroupCoordinator {
         self.check_commit(group_id, who, true, write)
     }
 
+    /// Runs `write` under the lock every offset commit of a group is checked and written
+    /// under, so a read-then-write of committed offsets (a transaction's offsets applied on
+    /// its commit) sees no plain commit slip in between.
+    pub fn with_commit_lock<R>(&self, write: impl FnOnce() -> R) -> R {
+        let _state = self.state.lock();
+        write()
+    }
+
     fn check_commit<R>(
         &self,
         group_id: &str,
@@ -1140,6 +1148,13 @@ impl GroupCoordinator {
                 Err(GroupError::IllegalGeneration)
             };
         };
+        // Kafka's ClassicGroup.validateOffsetCommit (used for OffsetCommit and TxnOffsetCommit
+        // alike): a dead group first; then a generation of -1 commits to an empty group; a
+        // request naming a member or a generation >= 0 must name a current member and the
+        // current generation; an anonymous transactional commit passes in any state.
+        if group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
         if group.is_fenced(who.group_instance_id, who.member_id) {
             return Err(GroupError::FencedInstanceId);
         }

@@ -204,6 +204,16 @@ async fn a_commit_while_completing_a_rebalance_is_refused_but_allowed_while_prep
         c.commit_offsets_in_txn("g", who("stranger", 3), || ()),
         Err(GroupError::UnknownMemberId)
     );
+    // Kafka 4's ClassicGroup.validateOffsetCommit (not the old coordinator's looser
+    // doTxnCommitOffsets): a generation >= 0 or a member id means both are checked.
+    assert_eq!(
+        c.commit_offsets_in_txn("g", who("", 3), || ()),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.commit_offsets_in_txn("g", who(&b, -1), || ()),
+        Err(GroupError::IllegalGeneration)
+    );
     assert_eq!(
         c.sync(sync("g", &b, 2, &[])).await.error,
         Some(GroupError::IllegalGeneration)

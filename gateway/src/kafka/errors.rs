@@ -179,7 +179,9 @@ fn txn_error(t: &TxnError) -> ResponseError {
         TxnError::InvalidProducerIdMapping(_) => K::InvalidProducerIdMapping,
         TxnError::ProducerFenced { .. } => K::ProducerFenced,
         TxnError::ConcurrentTransactions => K::ConcurrentTransactions,
-        TxnError::InvalidTxnState(_) | TxnError::NotInTransaction(_) => K::InvalidTxnState,
+        TxnError::InvalidTxnState(_)
+        | TxnError::NotInTransaction(_)
+        | TxnError::GroupNotInTransaction(_) => K::InvalidTxnState,
         // Wharf's bound on transactional ids: a policy of this server, not retriable (the
         // table drains only as ids expire).
         TxnError::TooManyTransactionalIds(_) | TxnError::TransactionTooLarge { .. } => {

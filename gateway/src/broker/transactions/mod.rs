@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use wharf_log_store::KeyedJournal;
+use wharf_log_store::{CompactionMark, KeyedJournal};
 
 use super::{BrokerError, PartitionKey};
 use state::{epoch_exhausted, EndPlan, PendingOffset, TxnMetadata, TxnState};
@@ -52,6 +52,14 @@ const COMPACT_MIN_BYTES: u64 = 16 << 20;
 /// (Kafka's are its 50 offsets-topic partitions and its partitions' count).
 pub const MAX_TXN_GROUPS: usize = 1_000;
 pub const MAX_TXN_PENDING_OFFSETS: usize = 100_000;
+/// Most bytes of pending offsets (group, metadata and a fixed [`PENDING_OFFSET_OVERHEAD`]
+/// each) one transaction may hold: each TxnOffsetCommit journals the whole transaction, so
+/// this also bounds the bytes one request writes.
+pub const MAX_TXN_PENDING_OFFSET_BYTES: usize = 4 << 20;
+/// Most bytes of pending offsets all transactions together may hold.
+pub const MAX_PENDING_OFFSET_BYTES: usize = 256 << 20;
+/// What one pending offset costs besides its group's name and metadata.
+pub const PENDING_OFFSET_OVERHEAD: usize = 64;
 
 /// Kafka's transaction settings.
 #[derive(Debug, Clone)]
@@ -106,12 +114,18 @@ pub enum TxnError {
     /// KIP-890 part 1: a transactional batch for a partition the transaction has not added.
     #[error("partition {0} was not added to the transaction")]
     NotInTransaction(PartitionKey),
+    /// TxnOffsetCommit for a group the ongoing transaction has not added (AddOffsetsToTxn):
+    /// Kafka's verification answers TRANSACTION_ABORTABLE from TxnOffsetCommit v4,
+    /// INVALID_TXN_STATE before.
+    #[error("group '{0}' was not added to the transaction (AddOffsetsToTxn)")]
+    GroupNotInTransaction(String),
     #[error("at most {0} transactional ids may exist at once")]
     TooManyTransactionalIds(usize),
     #[error("transactional id not found")]
     TransactionalIdNotFound,
-    /// A transaction past [`MAX_TXN_GROUPS`] or [`MAX_TXN_PENDING_OFFSETS`].
-    #[error("a transaction may hold at most {limit} {what}")]
+    /// A transaction past [`MAX_TXN_GROUPS`], [`MAX_TXN_PENDING_OFFSETS`] or a bound in bytes
+    /// (POLICY_VIOLATION, as other bounds of this server).
+    #[error("too large: at most {limit} {what}")]
     TransactionTooLarge { what: &'static str, limit: usize },
 }
 
@@ -171,6 +185,131 @@ struct Table {
     ids: HashMap<String, TxnMetadata>,
     /// Producer id -> transactional id, for the produce path's verification.
     by_producer: HashMap<i64, String>,
+    /// The ids whose transaction someone is finishing, with the claim's token: EndTxn, an
+    /// InitProducerId fence, a timeout or the background task; never two at once (Kafka's
+    /// `pendingTransitionInProgress`), or a late marker of one could close the next
+    /// transaction of the producer.
+    finishing: HashMap<String, u64>,
+    next_claim: u64,
+    /// A compaction made due by the last transition: run once the table's lock is let go.
+    due_compaction: Option<(CompactionMark, Vec<(String, TxnMetadata)>)>,
+    /// (group, partition) -> how many transactions in progress hold a pending offset there:
+    /// OffsetFetch's `require_stable` check in O(1).
+    pending_index: HashMap<(String, PartitionKey), usize>,
+    /// The bytes of every transaction's pending offsets ([`pending_bytes`]).
+    pending_bytes: usize,
+    /// With the table at its bound on ids: no id can expire before this (ms), so a new id is
+    /// refused without scanning them all again.
+    next_expiry_ms: i64,
+}
+
+/// The bytes `meta`'s pending offsets count for (the bounds in bytes).
+fn pending_bytes(meta: &TxnMetadata) -> usize {
+    meta.pending_offsets
+        .iter()
+        .map(|p| PENDING_OFFSET_OVERHEAD + p.group.len() + p.metadata.len())
+        .sum()
+}
+
+impl Table {
+    /// Counts `meta`'s pending offsets in (`add`) or out of the index.
+    fn index(&mut self, meta: &TxnMetadata, add: bool) {
+        if !meta.state.is_pending() {
+            return;
+        }
+        for p in &meta.pending_offsets {
+            let k = (p.group.clone(), p.partition);
+            if add {
+                *self.pending_index.entry(k).or_insert(0) += 1;
+            } else if let Some(n) = self.pending_index.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending_index.remove(&k);
+                }
+            }
+        }
+        let bytes = pending_bytes(meta);
+        if add {
+            self.pending_bytes += bytes;
+        } else {
+            self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
+        }
+    }
+
+    /// Claims the finishing of `id`'s transaction and returns its plan.
+    fn claim(&mut self, id: &str, meta: &TxnMetadata, commit: bool) -> EndPlan {
+        self.next_claim += 1;
+        self.finishing.insert(id.to_string(), self.next_claim);
+        EndPlan {
+            claim: self.next_claim,
+            ..plan_of(id, meta, commit)
+        }
+    }
+}
+
+/// The table, locked; letting it go runs a compaction the transitions made due, outside the
+/// lock (the journal carries over the records put meanwhile).
+struct TableGuard<'a> {
+    guard: Option<parking_lot::MutexGuard<'a, Table>>,
+    coordinator: &'a TransactionCoordinator,
+    /// False: leave a due compaction for [`TransactionCoordinator::compact_if_due`] (the
+    /// caller holds another lock that must not wait on the file I/O).
+    compact: bool,
+}
+
+impl std::ops::Deref for TableGuard<'_> {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for TableGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Table {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for TableGuard<'_> {
+    fn drop(&mut self) {
+        let due = if self.compact {
+            self.guard.as_mut().and_then(|t| t.due_compaction.take())
+        } else {
+            None
+        };
+        drop(self.guard.take());
+        if let Some((mark, rows)) = due {
+            self.coordinator.compact(mark, rows);
+        }
+    }
+}
+
+/// A claim on finishing one transaction; let go when dropped (also when the finishing future
+/// is dropped half way), unless the transaction completed or was claimed anew meanwhile.
+#[derive(Debug)]
+pub struct Claim {
+    coordinator: Arc<TransactionCoordinator>,
+    id: String,
+    token: u64,
+}
+
+impl Claim {
+    pub fn of(coordinator: &Arc<TransactionCoordinator>, plan: &EndPlan) -> Claim {
+        Claim {
+            coordinator: Arc::clone(coordinator),
+            id: plan.transactional_id.clone(),
+            token: plan.claim,
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut table = self.coordinator.table.lock();
+        if table.finishing.get(&self.id) == Some(&self.token) {
+            table.finishing.remove(&self.id);
+        }
+    }
 }
 
 /// Every transactional id's state.
@@ -197,6 +336,7 @@ impl TransactionCoordinator {
                 ))
             })?;
             table.by_producer.insert(meta.producer_id, id.clone());
+            table.index(&meta, true);
             table.ids.insert(id, meta);
         }
         let open = table.ids.values().filter(|m| m.state.is_pending()).count();
@@ -227,15 +367,24 @@ impl TransactionCoordinator {
     fn record(&self, table: &mut Table, id: &str, meta: TxnMetadata) -> Result<u64, BrokerError> {
         let bytes = serde_json::to_vec(&meta)
             .map_err(|e| BrokerError::Internal(format!("cannot encode transaction state: {e}")))?;
+        if bytes.len() > wharf_log_store::MAX_JOURNAL_VALUE {
+            return Err(TxnError::TransactionTooLarge {
+                what: "bytes of state per transactional id",
+                limit: wharf_log_store::MAX_JOURNAL_VALUE,
+            }
+            .into());
+        }
         let pos = self.journal.put(id, Some(&bytes))?;
-        if let Some(old) = table.ids.get(id) {
+        if let Some(old) = table.ids.remove(id) {
             if old.producer_id != meta.producer_id
                 && table.by_producer.get(&old.producer_id).map(String::as_str) == Some(id)
             {
                 table.by_producer.remove(&old.producer_id);
             }
+            table.index(&old, false);
         }
         table.by_producer.insert(meta.producer_id, id.to_string());
+        table.index(&meta, true);
         table.ids.insert(id.to_string(), meta);
         self.maybe_compact(table);
         Ok(pos)
@@ -247,26 +396,56 @@ impl TransactionCoordinator {
             if table.by_producer.get(&old.producer_id).map(String::as_str) == Some(id) {
                 table.by_producer.remove(&old.producer_id);
             }
+            table.index(&old, false);
         }
         self.maybe_compact(table);
         Ok(pos)
     }
 
-    fn maybe_compact(&self, table: &Table) {
-        if !self
-            .journal
-            .wants_compaction(COMPACT_MIN_RECORDS, COMPACT_MIN_BYTES)
+    /// Locks the table (see [`TableGuard`]).
+    fn lock(&self) -> TableGuard<'_> {
+        TableGuard {
+            guard: Some(self.table.lock()),
+            coordinator: self,
+            compact: true,
+        }
+    }
+
+    /// Runs a compaction the last transitions made due, if any (after a transition made
+    /// under another lock).
+    pub fn compact_if_due(&self) {
+        drop(self.lock());
+    }
+
+    /// When the journal has grown well past the live ids: marks it and copies the rows, for a
+    /// compaction once the table's lock is let go (serialising and writing them happen then).
+    fn maybe_compact(&self, table: &mut Table) {
+        if table.due_compaction.is_some()
+            || !self
+                .journal
+                .wants_compaction(COMPACT_MIN_RECORDS, COMPACT_MIN_BYTES)
         {
             return;
         }
-        let rows: Vec<(&str, Vec<u8>)> = table
+        let Some(mark) = self.journal.compaction_mark() else {
+            return;
+        };
+        let rows = table
             .ids
             .iter()
-            .filter_map(|(k, v)| serde_json::to_vec(v).ok().map(|b| (k.as_str(), b)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        table.due_compaction = Some((mark, rows));
+    }
+
+    fn compact(&self, mark: CompactionMark, rows: Vec<(String, TxnMetadata)>) {
+        let rows: Vec<(String, Vec<u8>)> = rows
+            .into_iter()
+            .filter_map(|(k, v)| serde_json::to_vec(&v).ok().map(|b| (k, b)))
             .collect();
         if let Err(e) = self
             .journal
-            .compact(rows.iter().map(|(k, v)| (*k, v.as_slice())))
+            .compact(mark, rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
         {
             // The journal as it is stays valid; try again after the next transition.
             tracing::warn!("cannot compact the transaction journal: {e}");
@@ -294,18 +473,20 @@ impl TransactionCoordinator {
             }
             .into());
         }
-        let mut table = self.table.lock();
+        let mut table = self.lock();
         let meta = match table.ids.get(id) {
             Some(m) => m.clone(),
             None => {
-                if table.ids.len() >= self.settings.max_transactional_ids {
+                if table.ids.len() >= self.settings.max_transactional_ids
+                    && now >= table.next_expiry_ms
+                {
                     self.expire_locked(&mut table, now)?;
-                    if table.ids.len() >= self.settings.max_transactional_ids {
-                        return Err(TxnError::TooManyTransactionalIds(
-                            self.settings.max_transactional_ids,
-                        )
-                        .into());
-                    }
+                }
+                if table.ids.len() >= self.settings.max_transactional_ids {
+                    return Err(TxnError::TooManyTransactionalIds(
+                        self.settings.max_transactional_ids,
+                    )
+                    .into());
                 }
                 TxnMetadata {
                     producer_id: fresh_producer_id()?,
@@ -349,8 +530,8 @@ impl TransactionCoordinator {
                 next.last_epoch = -1;
                 next.state = TxnState::PrepareAbort;
                 next.last_update_ms = now;
-                let plan = plan_of(id, &next, false);
-                let sync_to = self.record(&mut table, id, next)?;
+                let sync_to = self.record(&mut table, id, next.clone())?;
+                let plan = table.claim(id, &next, false);
                 Ok(InitOutcome::Fenced { plan, sync_to })
             }
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
@@ -436,7 +617,7 @@ impl TransactionCoordinator {
         groups: &[String],
         now: i64,
     ) -> Result<Option<u64>, BrokerError> {
-        let mut table = self.table.lock();
+        let mut table = self.lock();
         let meta = Self::producer_of(&table, id, producer_id, epoch)?;
         if meta.state.is_preparing() {
             return Err(TxnError::ConcurrentTransactions.into());
@@ -470,7 +651,8 @@ impl TransactionCoordinator {
 
     /// TxnOffsetCommit: `offsets` (all of one group) become pending in the transaction,
     /// replacing earlier ones of the same partitions. The group must have been added by
-    /// AddOffsetsToTxn.
+    /// AddOffsetsToTxn. A compaction this makes due runs at [`Self::compact_if_due`] (or the
+    /// next transition), not here.
     pub fn add_pending_offsets(
         &self,
         id: &str,
@@ -480,16 +662,15 @@ impl TransactionCoordinator {
         offsets: Vec<PendingOffset>,
         now: i64,
     ) -> Result<u64, BrokerError> {
-        let mut table = self.table.lock();
+        // Called under the group coordinator's lock: a compaction waits for compact_if_due.
+        let mut table = self.lock();
+        table.compact = false;
         let meta = Self::producer_of(&table, id, producer_id, epoch)?;
         if meta.state.is_preparing() {
             return Err(TxnError::ConcurrentTransactions.into());
         }
         if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
-            return Err(TxnError::InvalidTxnState(format!(
-                "group '{group}' was not added to the transaction (AddOffsetsToTxn)"
-            ))
-            .into());
+            return Err(TxnError::GroupNotInTransaction(group.to_string()).into());
         }
         let mut next = meta.clone();
         next.pending_offsets.retain(|p| {
@@ -502,6 +683,21 @@ impl TransactionCoordinator {
             return Err(TxnError::TransactionTooLarge {
                 what: "pending offsets",
                 limit: MAX_TXN_PENDING_OFFSETS,
+            }
+            .into());
+        }
+        let (before, after) = (pending_bytes(meta), pending_bytes(&next));
+        if after > MAX_TXN_PENDING_OFFSET_BYTES {
+            return Err(TxnError::TransactionTooLarge {
+                what: "bytes of pending offsets in one transaction",
+                limit: MAX_TXN_PENDING_OFFSET_BYTES,
+            }
+            .into());
+        }
+        if after > before && table.pending_bytes - before + after > MAX_PENDING_OFFSET_BYTES {
+            return Err(TxnError::TransactionTooLarge {
+                what: "bytes of pending offsets in all transactions",
+                limit: MAX_PENDING_OFFSET_BYTES,
             }
             .into());
         }
@@ -519,7 +715,7 @@ impl TransactionCoordinator {
         commit: bool,
         now: i64,
     ) -> Result<EndOutcome, BrokerError> {
-        let mut table = self.table.lock();
+        let mut table = self.lock();
         let meta = Self::producer_of(&table, id, producer_id, epoch)?;
         let wrong = |state: TxnState| {
             Err(TxnError::InvalidTxnState(format!(
@@ -538,8 +734,8 @@ impl TransactionCoordinator {
                     TxnState::PrepareAbort
                 };
                 next.last_update_ms = now;
-                let plan = plan_of(id, &next, commit);
-                let sync_to = self.record(&mut table, id, next)?;
+                let sync_to = self.record(&mut table, id, next.clone())?;
+                let plan = table.claim(id, &next, commit);
                 Ok(EndOutcome::Prepared { plan, sync_to })
             }
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
@@ -555,7 +751,13 @@ impl TransactionCoordinator {
     /// Records `Complete*` for a transaction whose markers are written (and offsets stored).
     /// A transaction that moved on meanwhile is left alone.
     pub fn complete(&self, plan: &EndPlan, now: i64) -> Result<Option<u64>, BrokerError> {
-        let mut table = self.table.lock();
+        let mut table = self.lock();
+        if table.ids.get(&plan.transactional_id).is_some_and(|m| {
+            m.producer_id == plan.producer_id && m.epoch == plan.epoch && m.state.is_preparing()
+        }) {
+            // Done (or about to be): no claim stands any more.
+            table.finishing.remove(&plan.transactional_id);
+        }
         let Some(meta) = table.ids.get(&plan.transactional_id) else {
             return Ok(None);
         };
@@ -585,23 +787,30 @@ impl TransactionCoordinator {
     }
 
     /// Transactions whose markers are still to be written (found after a restart, or whose
-    /// markers failed).
+    /// markers failed) and that nobody is finishing: each is claimed for the caller.
     pub fn unfinished(&self) -> Vec<EndPlan> {
-        let table = self.table.lock();
-        let mut plans: Vec<EndPlan> = table
+        let mut table = self.lock();
+        let mut ids: Vec<String> = table
             .ids
             .iter()
-            .filter(|(_, m)| m.state.is_preparing())
-            .map(|(id, m)| plan_of(id, m, m.state == TxnState::PrepareCommit))
+            .filter(|(id, m)| m.state.is_preparing() && !table.finishing.contains_key(*id))
+            .map(|(id, _)| id.clone())
             .collect();
-        plans.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        ids.sort();
+        let mut plans = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(meta) = table.ids.get(&id).cloned() {
+                let commit = meta.state == TxnState::PrepareCommit;
+                plans.push(table.claim(&id, &meta, commit));
+            }
+        }
         plans
     }
 
     /// Ongoing transactions past their timeout at `now` are fenced (epoch bumped, as Kafka's
     /// `prepareFenceProducerEpoch`) and moved to `PrepareAbort`: their plans, to abort.
     pub fn fence_timed_out(&self, now: i64) -> Result<(Vec<EndPlan>, u64), BrokerError> {
-        let mut table = self.table.lock();
+        let mut table = self.lock();
         let due: Vec<String> = table
             .ids
             .iter()
@@ -620,8 +829,8 @@ impl TransactionCoordinator {
             next.last_epoch = -1;
             next.state = TxnState::PrepareAbort;
             next.last_update_ms = now;
-            plans.push(plan_of(&id, &next, false));
-            sync_to = self.record(&mut table, &id, next)?;
+            sync_to = self.record(&mut table, &id, next.clone())?;
+            plans.push(table.claim(&id, &next, false));
         }
         Ok((plans, sync_to))
     }
@@ -629,18 +838,28 @@ impl TransactionCoordinator {
     /// Forgets the ids idle past `transactional.id.expiration.ms` with no transaction in
     /// progress. Returns how many, and the journal position to sync to.
     pub fn expire_ids(&self, now: i64) -> Result<(usize, u64), BrokerError> {
-        let mut table = self.table.lock();
+        let mut table = self.lock();
         self.expire_locked(&mut table, now)
     }
 
     fn expire_locked(&self, table: &mut Table, now: i64) -> Result<(usize, u64), BrokerError> {
-        let horizon = now.saturating_sub(self.settings.id_expiration.as_millis() as i64);
-        let doomed: Vec<String> = table
-            .ids
-            .iter()
-            .filter(|(_, m)| !m.state.is_pending() && m.last_update_ms <= horizon)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let expiration = self.settings.id_expiration.as_millis() as i64;
+        let horizon = now.saturating_sub(expiration);
+        let mut doomed = Vec::new();
+        // The soonest a remaining id can expire: an id in progress, or one that moves later,
+        // is updated after now, so expires after every id idle now.
+        let mut next = now.saturating_add(expiration);
+        for (id, m) in &table.ids {
+            if m.state.is_pending() {
+                continue;
+            }
+            if m.last_update_ms <= horizon {
+                doomed.push(id.clone());
+            } else {
+                next = next.min(m.last_update_ms.saturating_add(expiration));
+            }
+        }
+        table.next_expiry_ms = next;
         let mut pos = 0;
         for id in &doomed {
             pos = self.forget(table, id)?;
@@ -660,7 +879,7 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         partition: PartitionKey,
     ) -> Result<(), BrokerError> {
-        let table = self.table.lock();
+        let table = self.lock();
         let meta = table
             .ids
             .get(transactional_id)
@@ -689,12 +908,10 @@ impl TransactionCoordinator {
     /// True when a transaction in progress holds an offset of `group` on `partition` not yet
     /// committed (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT).
     pub fn has_pending_offset(&self, group: &str, partition: PartitionKey) -> bool {
-        self.table.lock().ids.values().any(|m| {
-            m.state.is_pending()
-                && m.pending_offsets
-                    .iter()
-                    .any(|p| p.group == group && p.partition == partition)
-        })
+        self.table
+            .lock()
+            .pending_index
+            .contains_key(&(group.to_string(), partition))
     }
 
     /// One id's state (DescribeTransactions).
@@ -719,7 +936,7 @@ impl TransactionCoordinator {
         min_duration_ms: i64,
         now: i64,
     ) -> Vec<TxnListing> {
-        let table = self.table.lock();
+        let table = self.lock();
         let mut out: Vec<TxnListing> = table
             .ids
             .iter()
@@ -754,6 +971,7 @@ fn plan_of(id: &str, meta: &TxnMetadata, commit: bool) -> EndPlan {
         commit,
         partitions: meta.partitions.iter().copied().collect(),
         offsets: meta.pending_offsets.clone(),
+        claim: 0,
     }
 }
 
@@ -765,6 +983,7 @@ pub async fn finish(
     effects: &impl TxnEffects,
     plan: EndPlan,
 ) -> Result<(), BrokerError> {
+    let _claim = Claim::of(coordinator, &plan);
     let markers = plan
         .partitions
         .iter()
@@ -784,6 +1003,16 @@ pub async fn finish(
                 tracing::debug!(
                     %partition,
                     "transaction '{}': partition deleted, no marker",
+                    plan.transactional_id
+                );
+            }
+            // The partition knows a newer epoch of the producer: this marker can never be
+            // written, and the producer has moved on. Kafka gives up on such a partition too
+            // (INVALID_PRODUCER_EPOCH from WriteTxnMarkers: "this txn can now be ignored").
+            Err(BrokerError::Sequence(crate::broker::SequenceError::Fenced(why))) => {
+                tracing::warn!(
+                    %partition,
+                    "transaction '{}': marker refused, the producer's epoch there is newer: {why}",
                     plan.transactional_id
                 );
             }

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use super::state::{EndPlan, PendingOffset, TxnMetadata, TxnState};
-use super::{blocking, finish, now_ms, EndOutcome, InitOutcome, TxnEffects, TxnError, TxnListing};
+use super::{
+    blocking, finish, now_ms, Claim, EndOutcome, InitOutcome, TxnEffects, TxnError, TxnListing,
+};
 use crate::broker::coordinator::MemberRef;
 use crate::broker::offsets::{GroupCommit, PartitionOffsetError, MAX_COMMIT_METADATA};
 use crate::broker::{
@@ -44,8 +46,28 @@ impl TxnEffects for Broker {
                 )
             })
             .collect();
-        self.blocking(move |store| Ok(store.offsets().commit_many(items)?))
-            .await
+        // As Kafka's completePendingTxnOffsetCommit: a plain commit made after the offset was
+        // committed in the transaction stays (a late or retried completion never moves the
+        // group back). Read and written under the groups' commit lock, as plain commits are.
+        let groups = Arc::clone(&self.coordinator);
+        self.blocking(move |store| {
+            groups.with_commit_lock(|| {
+                let offsets = store.offsets();
+                let newer: Vec<(OffsetKey, CommittedOffset)> = items
+                    .into_iter()
+                    .filter(|(key, pending)| {
+                        offsets.get(key).is_none_or(|stored| {
+                            stored.commit_timestamp <= pending.commit_timestamp
+                        })
+                    })
+                    .collect();
+                if newer.is_empty() {
+                    return Ok(());
+                }
+                Ok(offsets.commit_many(newer)?)
+            })
+        })
+        .await
     }
 }
 
@@ -53,11 +75,12 @@ impl TxnEffects for Broker {
 pub type TopicPartitions = (String, Vec<i32>);
 
 impl Broker {
-    /// InitProducerId. Without a transactional id: a fresh producer id with epoch 0 for an
-    /// idempotent producer, or (KIP-360) the same id with the next epoch when the client asks
-    /// to bump its own. With one: the coordinator's answer ([`super::TransactionCoordinator::
-    /// init_producer_id`]); an ongoing transaction of the id is aborted first and the client
-    /// told CONCURRENT_TRANSACTIONS, to retry.
+    /// InitProducerId. Without a transactional id: always a fresh producer id with epoch 0, as
+    /// Kafka's `handleInitProducerId` (an idempotent producer that asks to bump its epoch,
+    /// KIP-360, gets a new id instead: nothing ties the id it names to the caller, and bumping
+    /// another producer's epoch would fence it). With one: the coordinator's answer
+    /// ([`super::TransactionCoordinator::init_producer_id`]); an ongoing transaction of the id
+    /// is aborted first and the client told CONCURRENT_TRANSACTIONS, to retry.
     pub async fn init_producer_id(
         &self,
         transactional_id: Option<&str>,
@@ -66,9 +89,6 @@ impl Broker {
         producer_epoch: i16,
     ) -> Result<(i64, i16), BrokerError> {
         let Some(id) = transactional_id else {
-            if producer_id >= 0 && (0..i16::MAX - 1).contains(&producer_epoch) {
-                return Ok((producer_id, producer_epoch + 1));
-            }
             return Ok((self.next_producer_id().await?, 0));
         };
         let expected = match (producer_id, producer_epoch) {
@@ -92,16 +112,24 @@ impl Broker {
                 &mut || producers.next_producer_id(),
                 now_ms(),
             )?;
+            // Held from the moment the plan exists, so a dropped request lets it go.
+            let claim = match &out {
+                InitOutcome::Fenced { plan, .. } => Some(Claim::of(&c, plan)),
+                InitOutcome::Ready { .. } => None,
+            };
             let (InitOutcome::Ready { sync_to, .. } | InitOutcome::Fenced { sync_to, .. }) = &out;
             c.sync(*sync_to)?;
-            Ok(out)
+            Ok((out, claim))
         })
         .await?;
         match outcome {
-            InitOutcome::Ready {
-                producer_id, epoch, ..
-            } => Ok((producer_id, epoch)),
-            InitOutcome::Fenced { plan, .. } => {
+            (
+                InitOutcome::Ready {
+                    producer_id, epoch, ..
+                },
+                _,
+            ) => Ok((producer_id, epoch)),
+            (InitOutcome::Fenced { plan, .. }, _claim) => {
                 self.finish_transaction(plan).await?;
                 Err(TxnError::ConcurrentTransactions.into())
             }
@@ -188,15 +216,17 @@ impl Broker {
         let id = transactional_id.to_string();
         let outcome = blocking(move || {
             let out = c.end_transaction(&id, producer_id, epoch, commit, now_ms())?;
-            if let EndOutcome::Prepared { sync_to, .. } = &out {
+            let mut claim = None;
+            if let EndOutcome::Prepared { sync_to, plan } = &out {
+                claim = Some(Claim::of(&c, plan));
                 c.sync(*sync_to)?;
             }
-            Ok(out)
+            Ok((out, claim))
         })
         .await?;
         match outcome {
-            EndOutcome::Done => Ok(()),
-            EndOutcome::Prepared { plan, .. } => self.finish_transaction(plan).await,
+            (EndOutcome::Done, _) => Ok(()),
+            (EndOutcome::Prepared { plan, .. }, _claim) => self.finish_transaction(plan).await,
         }
     }
 
@@ -276,9 +306,14 @@ impl Broker {
                 group_instance_id: instance_id.as_deref(),
                 generation,
             };
+            // Checked and journaled (one write, no fsync) under the group's lock, so a
+            // rebalance cannot slip between the generation check and the offsets (KIP-447's
+            // fencing of zombies relies on it); a compaction it makes due and the fsync run
+            // after the lock is let go.
             let pos = groups.commit_offsets_in_txn(&group, who, || {
                 c.add_pending_offsets(&id, producer_id, epoch, &group, pending, now_ms())
             });
+            c.compact_if_due();
             match pos {
                 Ok(Ok(pos)) => {
                     c.sync(pos)?;
@@ -367,6 +402,10 @@ impl Broker {
     /// whose markers still fail is retried by [`Broker::drive_transactions`].
     pub async fn recover_transactions(&self) -> usize {
         let plans = self.transactions.unfinished();
+        let _claims: Vec<Claim> = plans
+            .iter()
+            .map(|p| Claim::of(&self.transactions, p))
+            .collect();
         let mut done = 0;
         for plan in plans {
             let id = plan.transactional_id.clone();
@@ -388,12 +427,14 @@ impl Broker {
         let c = Arc::clone(&self.transactions);
         let plans = blocking(move || {
             let (plans, pos) = c.fence_timed_out(now_ms())?;
+            let claims: Vec<Claim> = plans.iter().map(|p| Claim::of(&c, p)).collect();
             if !plans.is_empty() {
                 c.sync(pos)?;
             }
-            Ok(plans)
+            Ok((plans, claims))
         })
         .await?;
+        let (plans, _claims) = plans;
         let mut aborted = 0;
         for plan in plans {
             let id = plan.transactional_id.clone();

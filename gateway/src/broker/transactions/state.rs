@@ -101,7 +101,8 @@ pub fn epoch_exhausted(epoch: i16) -> bool {
 
 /// What a commit or abort must do once its `Prepare*` state is durable: write a marker into
 /// each partition, store (commit) or drop (abort) the pending offsets, then record `Complete*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Equal plans do the same work, whichever claim they were handed out under.
+#[derive(Debug, Clone)]
 pub struct EndPlan {
     pub transactional_id: String,
     pub producer_id: i64,
@@ -110,4 +111,28 @@ pub struct EndPlan {
     pub commit: bool,
     pub partitions: Vec<PartitionKey>,
     pub offsets: Vec<PendingOffset>,
+    /// The coordinator's claim on finishing this transaction (one finisher at a time).
+    pub claim: u64,
 }
+
+impl PartialEq for EndPlan {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.transactional_id,
+            self.producer_id,
+            self.epoch,
+            self.commit,
+            &self.partitions,
+            &self.offsets,
+        ) == (
+            &other.transactional_id,
+            other.producer_id,
+            other.epoch,
+            other.commit,
+            &other.partitions,
+            &other.offsets,
+        )
+    }
+}
+
+impl Eq for EndPlan {}

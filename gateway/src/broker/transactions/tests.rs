@@ -99,7 +99,16 @@ fn produce_err(r: Result<(), BrokerError>) -> TxnError {
 struct Recorder {
     markers: Mutex<Vec<(PartitionKey, i64, i16, bool)>>,
     offsets: Mutex<Vec<PendingOffset>>,
-    fail: Mutex<HashMap<PartitionKey, bool>>, // true: deleted, false: I/O error
+    fail: Mutex<HashMap<PartitionKey, Fail>>,
+}
+
+/// How a partition refuses its marker.
+#[derive(Clone, Copy)]
+enum Fail {
+    Deleted,
+    Io,
+    /// The partition knows a newer epoch of the producer.
+    Fenced,
 }
 
 impl TxnEffects for Recorder {
@@ -110,8 +119,14 @@ impl TxnEffects for Recorder {
         epoch: i16,
         commit: bool,
     ) -> Result<u64, BrokerError> {
-        match self.fail.lock().get(&partition) {
-            Some(true) => {
+        match self.fail.lock().get(&partition).copied() {
+            Some(Fail::Fenced) => {
+                return Err(crate::broker::SequenceError::Fenced(format!(
+                    "marker of producer {producer_id} epoch {epoch}"
+                ))
+                .into())
+            }
+            Some(Fail::Deleted) => {
                 return Err(StoreError::PartitionNotFound {
                     topic: "t".into(),
                     partition: partition.partition,
@@ -119,7 +134,7 @@ impl TxnEffects for Recorder {
                 }
                 .into())
             }
-            Some(false) => {
+            Some(Fail::Io) => {
                 return Err(StoreError::Io {
                     path: "/x".into(),
                     source: std::io::Error::other("disk gone"),
@@ -416,7 +431,7 @@ async fn offsets_committed_in_a_transaction_are_stored_only_if_it_commits() {
     assert!(
         matches!(
             txn_err(f.c.add_pending_offsets("t", pid, e, "g", vec![pending("g", 0, 5)], 3)),
-            TxnError::InvalidTxnState(_)
+            TxnError::GroupNotInTransaction(_)
         ),
         "AddOffsetsToTxn first"
     );
@@ -515,6 +530,13 @@ fn transactional_ids_are_bounded_and_expire_when_idle() {
         TxnError::TooManyTransactionalIds(2)
     );
     assert_eq!(f.c.len(), 2, "a refused id leaves no state");
+    // The scan found nothing to expire before b's 1000: until then new ids are refused
+    // without scanning every id again (review S3).
+    assert_eq!(f.c.table.lock().next_expiry_ms, 1_000);
+    assert_eq!(
+        txn_err(f.init("d", None, 999)),
+        TxnError::TooManyTransactionalIds(2)
+    );
     // At 1000 "b" has been idle for the expiration time; "a" is in a transaction.
     f.ready("c", None, 1_000);
     assert_eq!(f.c.describe("b"), Err(TxnError::TransactionalIdNotFound));
@@ -543,6 +565,7 @@ async fn state_survives_a_restart_and_prepared_transactions_are_finished() {
     assert_eq!(
         plans,
         vec![EndPlan {
+            claim: 0,
             transactional_id: "t".into(),
             producer_id: pid,
             epoch: e,
@@ -585,11 +608,11 @@ async fn finishing_skips_deleted_partitions_and_retries_failed_markers() {
         panic!("prepared")
     };
     let effects = Recorder::default();
-    effects.fail.lock().insert(key(1), false);
+    effects.fail.lock().insert(key(1), Fail::Io);
     assert!(finish(&f.c, &effects, plan.clone()).await.is_err());
     assert_eq!(f.c.describe("t").unwrap().state, TxnState::PrepareCommit);
     assert_eq!(f.c.unfinished(), vec![plan.clone()]);
-    effects.fail.lock().insert(key(1), true);
+    effects.fail.lock().insert(key(1), Fail::Deleted);
     finish(&f.c, &effects, plan).await.unwrap();
     assert_eq!(f.c.describe("t").unwrap().state, TxnState::CompleteCommit);
     assert!(f.c.unfinished().is_empty());
@@ -660,4 +683,150 @@ fn a_transaction_holds_a_bounded_number_of_groups_and_offsets() {
         TxnError::TransactionTooLarge { .. }
     ));
     assert!(f.c.describe("t").unwrap().pending_offsets.is_empty());
+}
+
+/// Review M2: a transaction that EndTxn (or an InitProducerId fence) is finishing is never
+/// handed to the background task as well, whose late marker could otherwise close the
+/// producer's NEXT transaction on a partition. A claim let go without finishing (a dropped
+/// request) hands it over.
+#[tokio::test]
+async fn a_transaction_being_finished_has_one_finisher() {
+    let f = Fixture::new();
+    let (pid, e) = f.ready("t", None, 1);
+    f.c.add_to_transaction("t", pid, e, &[key(0)], &[], 2)
+        .unwrap();
+    let EndOutcome::Prepared { plan, .. } = f.c.end_transaction("t", pid, e, true, 3).unwrap()
+    else {
+        panic!("prepared")
+    };
+    assert!(f.c.unfinished().is_empty(), "EndTxn is finishing it");
+    let effects = Recorder::default();
+    finish(&f.c, &effects, plan).await.unwrap();
+    f.c.add_to_transaction("t", pid, e, &[key(0)], &[], 4)
+        .unwrap();
+    assert!(f.c.unfinished().is_empty(), "the next transaction is open");
+    assert_eq!(effects.markers.lock().len(), 1, "one commit marker");
+
+    // A fence by InitProducerId claims the abort it starts.
+    let InitOutcome::Fenced { plan, .. } = f.init("t", None, 5).unwrap() else {
+        panic!("fenced")
+    };
+    assert!(
+        f.c.unfinished().is_empty(),
+        "InitProducerId is finishing it"
+    );
+    // Its request is dropped before the markers: the claim goes with it.
+    drop(Claim::of(&f.c, &plan));
+    let plans = f.c.unfinished();
+    assert_eq!(plans, vec![plan]);
+    assert!(f.c.unfinished().is_empty(), "claimed by the first call");
+    finish(&f.c, &effects, plans[0].clone()).await.unwrap();
+    assert_eq!(f.c.describe("t").unwrap().state, TxnState::CompleteAbort);
+}
+
+/// Review M3: a marker refused because the partition knows a newer epoch of the producer can
+/// never be written; the transaction completes without it (as Kafka gives up on
+/// INVALID_PRODUCER_EPOCH) instead of staying prepared forever.
+#[tokio::test]
+async fn a_marker_refused_as_fenced_does_not_wedge_the_id() {
+    let f = Fixture::new();
+    let (pid, e) = f.ready("t", None, 1);
+    f.c.add_to_transaction("t", pid, e, &[key(0), key(1)], &[], 2)
+        .unwrap();
+    let EndOutcome::Prepared { plan, .. } = f.c.end_transaction("t", pid, e, false, 3).unwrap()
+    else {
+        panic!("prepared")
+    };
+    let effects = Recorder::default();
+    effects.fail.lock().insert(key(1), Fail::Fenced);
+    finish(&f.c, &effects, plan).await.unwrap();
+    assert_eq!(f.c.describe("t").unwrap().state, TxnState::CompleteAbort);
+    assert_eq!(*effects.markers.lock(), vec![(key(0), pid, e, false)]);
+    assert!(f.c.unfinished().is_empty());
+}
+
+/// Review S2: OffsetFetch's `require_stable` looks up an index of (group, partition) ->
+/// transactions in progress holding a pending offset there, kept by every transition (and
+/// rebuilt on open), instead of scanning every id's offsets.
+#[tokio::test]
+async fn pending_offsets_are_indexed_by_group_and_partition() {
+    let mut f = Fixture::new();
+    let (a, ea) = f.ready("a", None, 1);
+    let (b, eb) = f.ready("b", None, 1);
+    for (id, pid, e) in [("a", a, ea), ("b", b, eb)] {
+        f.c.add_to_transaction(id, pid, e, &[key(0)], &["g".into()], 2)
+            .unwrap();
+        f.c.add_pending_offsets(id, pid, e, "g", vec![pending("g", 3, 1)], 3)
+            .unwrap();
+    }
+    f.c.add_pending_offsets("a", a, ea, "g", vec![pending("g", 3, 2)], 4)
+        .unwrap();
+    assert_eq!(
+        f.c.table.lock().pending_index[&("g".to_string(), key(3))],
+        2
+    );
+    assert!(f.c.has_pending_offset("g", key(3)));
+    assert!(!f.c.has_pending_offset("g", key(4)));
+    assert!(!f.c.has_pending_offset("h", key(3)));
+    f.reopen();
+    assert_eq!(
+        f.c.table.lock().pending_index[&("g".to_string(), key(3))],
+        2
+    );
+    let EndOutcome::Prepared { plan, .. } = f.c.end_transaction("a", a, ea, true, 5).unwrap()
+    else {
+        panic!("prepared")
+    };
+    assert!(
+        f.c.has_pending_offset("g", key(3)),
+        "pending until complete"
+    );
+    finish(&f.c, &Recorder::default(), plan).await.unwrap();
+    assert_eq!(
+        f.c.table.lock().pending_index[&("g".to_string(), key(3))],
+        1
+    );
+    let EndOutcome::Prepared { plan, .. } = f.c.end_transaction("b", b, eb, false, 6).unwrap()
+    else {
+        panic!("prepared")
+    };
+    finish(&f.c, &Recorder::default(), plan).await.unwrap();
+    assert!(!f.c.has_pending_offset("g", key(3)));
+    let t = f.c.table.lock();
+    assert!(t.pending_index.is_empty());
+    assert_eq!(t.pending_bytes, 0);
+}
+
+/// Review S3: bound: a transaction holds at most MAX_TXN_PENDING_OFFSET_BYTES of pending
+/// offsets (each TxnOffsetCommit journals all of them); past it the request is refused and
+/// the transaction keeps what it had.
+#[test]
+fn pending_offsets_are_bounded_in_bytes() {
+    let f = Fixture::new();
+    let (pid, e) = f.ready("t", None, 1);
+    f.c.add_to_transaction("t", pid, e, &[], &["g".into()], 2)
+        .unwrap();
+    let big = |p: u32| PendingOffset {
+        metadata: "m".repeat(crate::broker::offsets::MAX_COMMIT_METADATA),
+        ..pending("g", p, 1)
+    };
+    let each = PENDING_OFFSET_OVERHEAD + 1 + crate::broker::offsets::MAX_COMMIT_METADATA;
+    let fit = (MAX_TXN_PENDING_OFFSET_BYTES / each) as u32;
+    f.c.add_pending_offsets("t", pid, e, "g", (0..fit).map(big).collect(), 3)
+        .unwrap();
+    assert_eq!(
+        txn_err(f.c.add_pending_offsets("t", pid, e, "g", vec![big(fit)], 4)),
+        TxnError::TransactionTooLarge {
+            what: "bytes of pending offsets in one transaction",
+            limit: MAX_TXN_PENDING_OFFSET_BYTES
+        }
+    );
+    // Replacing an offset already held does not grow the transaction.
+    f.c.add_pending_offsets("t", pid, e, "g", vec![big(0)], 5)
+        .unwrap();
+    assert_eq!(
+        f.c.describe("t").unwrap().pending_offsets.len(),
+        fit as usize
+    );
+    assert!(f.c.table.lock().pending_bytes <= MAX_TXN_PENDING_OFFSET_BYTES);
 }

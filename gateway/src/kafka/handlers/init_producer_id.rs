@@ -1,5 +1,6 @@
-//! InitProducerId: a producer id and epoch for an idempotent producer, or for a transactional
-//! id from the transaction coordinator (epoch bumps, fencing, KIP-360 retries).
+//! InitProducerId: for an idempotent producer always a new producer id with epoch 0 (as
+//! Kafka, even when the request names an id and epoch to bump); for a transactional id, the
+//! transaction coordinator's answer (epoch bumps, fencing, KIP-360 retries).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 

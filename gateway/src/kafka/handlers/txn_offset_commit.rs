@@ -10,7 +10,12 @@ use super::Request;
 use crate::broker::acl::{Operation, Resource};
 use crate::broker::coordinator::MemberRef;
 use crate::broker::offsets::{GroupCommit, PartitionOffsetError};
+use crate::broker::transactions::TxnError;
+use crate::broker::BrokerError;
 use crate::kafka::errors::{code, for_partition_offset, for_txn};
+
+/// The first TxnOffsetCommit version answered TRANSACTION_ABORTABLE (KIP-890).
+const ABORTABLE_FROM: i16 = 4;
 
 pub async fn handle(req: &Request<'_>, r: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let id = r.transactional_id.as_str();
@@ -89,6 +94,13 @@ pub async fn handle(req: &Request<'_>, r: TxnOffsetCommitRequest) -> TxnOffsetCo
                             // Kafka's group coordinator verifies the transaction as the produce
                             // path does: a fenced epoch is INVALID_PRODUCER_EPOCH at every
                             // version.
+                            // A group the transaction has not added fails Kafka's
+                            // verification: TRANSACTION_ABORTABLE from v4 (its
+                            // CoordinatorPartitionWriter's genericError), INVALID_TXN_STATE
+                            // before, for older clients.
+                            Some(Err(PartitionOffsetError::Broker(BrokerError::Transaction(
+                                TxnError::GroupNotInTransaction(_),
+                            )))) if req.version >= ABORTABLE_FROM => code::TRANSACTION_ABORTABLE,
                             Some(Err(PartitionOffsetError::Broker(e))) => {
                                 e.log_if_internal("TxnOffsetCommit failed");
                                 for_txn(&e, req.version, i16::MAX)
