@@ -10,9 +10,7 @@ The round-trip scenarios read with assign(); the group scenarios subscribe() in 
 """
 import os
 import sys
-import threading
 import time
-import traceback
 import uuid
 
 from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, TIMESTAMP_CREATE_TIME, Consumer,
@@ -20,21 +18,13 @@ from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, TIMESTAMP_CREATE_
                              KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-WAIT_S = 60.0  # the bound on every wait
+from scenarios import Failed, WAIT_S, check, run_scenarios, run_timeout
+
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 N_RECORDS = 10_000
 NAME = "confluent-kafka"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: confluent_kafka_test.py HOST:PORT")
 RUN = uuid.uuid4().hex[:8]  # makes the group scenarios' topic and group names unique
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failed(what)
 
 
 def conf(**extra):
@@ -407,32 +397,10 @@ SCENARIOS = [
 ]
 
 
-def watchdog(seconds):
-    """A bound on the whole run, even if a client call hangs inside a library."""
-    def fire():
-        print(f"FAIL {NAME}: the whole run took over {seconds}s; stopped", flush=True)
-        os._exit(1)
-    t = threading.Timer(seconds, fire)
-    t.daemon = True
-    t.start()
-
-
 def main():
-    watchdog(float(os.environ.get("WHARF_TEST_TIMEOUT", "540")))
-    print(f"confluent-kafka {__import__('confluent_kafka').__version__} "
-          f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) against {BOOTSTRAP}", flush=True)
-    failed = 0
-    for name, fn in SCENARIOS:
-        start = time.monotonic()
-        try:
-            fn()
-            print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
-        except Exception as e:
-            failed += 1
-            detail = str(e) if isinstance(e, Failed) else traceback.format_exc()
-            print(f"FAIL {name} ({time.monotonic() - start:.1f}s): {detail}", flush=True)
-    print(f"confluent-kafka: {len(SCENARIOS) - failed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed else 0)
+    run_scenarios(NAME, f"confluent-kafka {__import__('confluent_kafka').__version__} "
+        f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) against {BOOTSTRAP}",
+        SCENARIOS, run_timeout(540))
 
 
 if __name__ == "__main__":

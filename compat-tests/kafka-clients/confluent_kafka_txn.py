@@ -10,28 +10,18 @@ Each commit or abort marker takes one offset, as in Kafka; the scenarios check t
 """
 import os
 import sys
-import threading
 import time
-import traceback
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-WAIT_S = 60.0  # the bound on every wait
+from scenarios import Failed, WAIT_S, check, run_scenarios, run_timeout, values
+
 NAME = "confluent-kafka transactions"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: confluent_kafka_txn.py HOST:PORT")
 RUN = uuid.uuid4().hex[:8]  # makes topic, group and transactional id names unique
 FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failed(what)
 
 
 def conf(**extra):
@@ -89,10 +79,6 @@ def send(producer, topic, partition, values):
     errors = [r for r in got if not isinstance(r, int)]
     check(not errors, f"delivery to {topic}/{partition}: {errors[:3]}")
     return got
-
-
-def values(tag, partition, n):
-    return [f"{tag}-{partition}-{i}" for i in range(n)]
 
 
 def read(topic, start, isolation):
@@ -265,32 +251,10 @@ SCENARIOS = [
 ]
 
 
-def watchdog(seconds):
-    """A bound on the whole run, even if a client call hangs inside a library."""
-    def fire():
-        print(f"FAIL {NAME}: the whole run took over {seconds}s; stopped", flush=True)
-        os._exit(1)
-    t = threading.Timer(seconds, fire)
-    t.daemon = True
-    t.start()
-
-
 def main():
-    watchdog(float(os.environ.get("WHARF_TEST_TIMEOUT", "240")))
-    print(f"confluent-kafka {__import__('confluent_kafka').__version__} "
-          f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) transactions against {BOOTSTRAP}", flush=True)
-    failed = 0
-    for name, fn in SCENARIOS:
-        start = time.monotonic()
-        try:
-            fn()
-            print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
-        except Exception as e:
-            failed += 1
-            detail = str(e) if isinstance(e, Failed) else traceback.format_exc()
-            print(f"FAIL {name} ({time.monotonic() - start:.1f}s): {detail}", flush=True)
-    print(f"{NAME}: {len(SCENARIOS) - failed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed else 0)
+    run_scenarios(NAME, f"confluent-kafka {__import__('confluent_kafka').__version__} "
+        f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) transactions against {BOOTSTRAP}",
+        SCENARIOS, run_timeout(240))
 
 
 if __name__ == "__main__":

@@ -23,12 +23,11 @@ default 120) bounds a run.
 """
 import os
 import sys
-import threading
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-WAIT_S = 60.0  # the bound on every wait
+from scenarios import WAIT_S, run_timeout, watchdog
 
 
 def say(line):
@@ -40,18 +39,13 @@ def fail(what):
     os._exit(1)
 
 
-def watchdog(seconds):
-    t = threading.Timer(seconds, lambda: fail(f"the run took over {seconds}s; stopped"))
-    t.daemon = True
-    t.start()
-
-
 def main():
     if len(sys.argv) != 7:
         sys.exit("usage: ctp_confluent_kafka.py HOST:PORT INPUT OUTPUT GROUP TRANSACTIONAL_ID PER_TXN")
     bootstrap, input_topic, output_topic, group, txn_id, per_txn = sys.argv[1:]
     per_txn = int(per_txn)
-    watchdog(float(os.environ.get("WHARF_TEST_TIMEOUT", "120")))
+    seconds = run_timeout(120)
+    watchdog(seconds, lambda: fail(f"the run took over {seconds}s; stopped"))
     common = {"bootstrap.servers": bootstrap, "broker.address.family": "v4"}
     producer = Producer({**common, "transactional.id": txn_id, "transaction.timeout.ms": 30_000, "linger.ms": 5})
     producer.init_transactions(WAIT_S)

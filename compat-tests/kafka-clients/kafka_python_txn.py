@@ -12,9 +12,7 @@ Each commit or abort marker takes one offset, as in Kafka; the scenarios check t
 import logging
 import os
 import sys
-import threading
 import time
-import traceback
 import uuid
 
 import kafka
@@ -22,20 +20,12 @@ import kafka.errors as Errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-WAIT_S = 60.0  # the bound on every wait
+from scenarios import Failed, WAIT_S, check, run_scenarios, run_timeout, values
+
 NAME = "kafka-python transactions"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: kafka_python_txn.py HOST:PORT")
 RUN = uuid.uuid4().hex[:8]  # makes topic, group and transactional id names unique
 COMMON = dict(bootstrap_servers=BOOTSTRAP, request_timeout_ms=30_000)
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failed(what)
 
 
 _ADMIN = []
@@ -71,10 +61,6 @@ def send(producer, topic, partition, values):
         check(f.succeeded(), f"record {i} to {topic}/{partition}: {f.exception!r}")
         offsets.append(f.get(timeout=0).offset)
     return offsets
-
-
-def values(tag, partition, n):
-    return [f"{tag}-{partition}-{i}" for i in range(n)]
 
 
 def consumer(isolation, **extra):
@@ -283,33 +269,11 @@ SCENARIOS = [
 ]
 
 
-def watchdog(seconds):
-    """A bound on the whole run, even if a client call hangs inside a library."""
-    def fire():
-        print(f"FAIL {NAME}: the whole run took over {seconds}s; stopped", flush=True)
-        os._exit(1)
-    t = threading.Timer(seconds, fire)
-    t.daemon = True
-    t.start()
-
-
 def main():
-    watchdog(float(os.environ.get("WHARF_TEST_TIMEOUT", "240")))
     logging.basicConfig(level=logging.DEBUG if os.environ.get("WHARF_CLIENT_DEBUG") else logging.ERROR,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    print(f"kafka-python {kafka.__version__} transactions against {BOOTSTRAP}", flush=True)
-    failed = 0
-    for name, fn in SCENARIOS:
-        start = time.monotonic()
-        try:
-            fn()
-            print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
-        except Exception as e:
-            failed += 1
-            detail = str(e) if isinstance(e, Failed) else traceback.format_exc()
-            print(f"FAIL {name} ({time.monotonic() - start:.1f}s): {detail}", flush=True)
-    print(f"{NAME}: {len(SCENARIOS) - failed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed else 0)
+    run_scenarios(NAME, f"kafka-python {kafka.__version__} transactions against {BOOTSTRAP}",
+        SCENARIOS, run_timeout(240))
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ import os
 import sys
 import threading
 import time
-import traceback
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType)
 
-WAIT_S = 60.0  # the bound on every wait
+from scenarios import Failed, WAIT_S, check, run_scenarios, run_timeout
+
 N_RECORDS = 200
 NAME = "secure confluent-kafka"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: secure_confluent_kafka.py HOST:PORT")
@@ -36,15 +36,6 @@ TOPIC_A, TOPIC_B = ENV["WHARF_TOPIC_A"], ENV["WHARF_TOPIC_B"]
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SENT = {TOPIC_A: [], TOPIC_B: []}  # values sent so far, in order, per topic
 GROUPS = "secure-"  # the prefix of every consumer group name here
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failed(what)
 
 
 def conf(mechanism, user, password, **extra):
@@ -188,32 +179,10 @@ SCENARIOS = [("an admin grants the users their consumer groups (CreateAcls, Desc
 ]
 
 
-def watchdog(seconds):
-    """A bound on the whole run, even if a client call hangs inside a library."""
-    def fire():
-        print(f"FAIL {NAME}: the whole run took over {seconds}s; stopped", flush=True)
-        os._exit(1)
-    t = threading.Timer(seconds, fire)
-    t.daemon = True
-    t.start()
-
-
 def main():
-    watchdog(float(os.environ.get("WHARF_TEST_TIMEOUT", "300")))
-    print(f"confluent-kafka {__import__('confluent_kafka').__version__} "
-          f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) against {BOOTSTRAP} (SASL_SSL)", flush=True)
-    failed = 0
-    for name, fn in SCENARIOS:
-        start = time.monotonic()
-        try:
-            fn()
-            print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
-        except Exception as e:
-            failed += 1
-            detail = str(e) if isinstance(e, Failed) else traceback.format_exc()
-            print(f"FAIL {name} ({time.monotonic() - start:.1f}s): {detail}", flush=True)
-    print(f"{NAME}: {len(SCENARIOS) - failed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed else 0)
+    run_scenarios(NAME, f"confluent-kafka {__import__('confluent_kafka').__version__} "
+        f"(librdkafka {__import__('confluent_kafka').libversion()[0]}) against {BOOTSTRAP} (SASL_SSL)",
+        SCENARIOS, run_timeout(300))
 
 
 if __name__ == "__main__":

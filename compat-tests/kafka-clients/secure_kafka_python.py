@@ -15,15 +15,14 @@ WHARF_TEST_TIMEOUT (seconds, default 300) bounds the whole run.
 import logging
 import os
 import sys
-import threading
 import time
-import traceback
 
 import kafka
 import kafka.errors
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-WAIT_S = 60.0  # the bound on every wait
+from scenarios import Failed, WAIT_S, check, run_scenarios, run_timeout
+
 N_RECORDS = 200
 NAME = "secure kafka-python"
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else sys.exit("usage: secure_kafka_python.py HOST:PORT")
@@ -33,15 +32,6 @@ ENV = {k: os.environ.get(k) or sys.exit(f"{k} is not set") for k in (
 TOPIC_A, TOPIC_B = ENV["WHARF_TOPIC_A"], ENV["WHARF_TOPIC_B"]
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SENT = {TOPIC_A: [], TOPIC_B: []}  # values sent so far, in order, per topic
-
-
-class Failed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failed(what)
 
 
 def conf(mechanism, user, password):
@@ -158,33 +148,11 @@ SCENARIOS = [(f"SASL_SSL {m}: produce {N_RECORDS} records and read them back", s
 ]
 
 
-def watchdog(seconds):
-    """A bound on the whole run, even if a client call hangs inside a library."""
-    def fire():
-        print(f"FAIL {NAME}: the whole run took over {seconds}s; stopped", flush=True)
-        os._exit(1)
-    t = threading.Timer(seconds, fire)
-    t.daemon = True
-    t.start()
-
-
 def main():
-    watchdog(float(os.environ.get("WHARF_TEST_TIMEOUT", "300")))
     logging.basicConfig(level=logging.DEBUG if os.environ.get("WHARF_CLIENT_DEBUG") else logging.CRITICAL,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    print(f"kafka-python {kafka.__version__} against {BOOTSTRAP} (SASL_SSL)", flush=True)
-    failed = 0
-    for name, fn in SCENARIOS:
-        start = time.monotonic()
-        try:
-            fn()
-            print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
-        except Exception as e:
-            failed += 1
-            detail = str(e) if isinstance(e, Failed) else traceback.format_exc()
-            print(f"FAIL {name} ({time.monotonic() - start:.1f}s): {detail}", flush=True)
-    print(f"{NAME}: {len(SCENARIOS) - failed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed else 0)
+    run_scenarios(NAME, f"kafka-python {kafka.__version__} against {BOOTSTRAP} (SASL_SSL)",
+        SCENARIOS, run_timeout(300))
 
 
 if __name__ == "__main__":
