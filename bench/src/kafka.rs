@@ -329,9 +329,31 @@ fn send(
     }
 }
 
+/// Waits (at most `limit`) until librdkafka holds none of `p`'s messages: each one answered
+/// and its delivery report served by the producer's polling thread.
+///
+/// Call it before `flush` and `commit_transaction`: rust-rdkafka's flush (which its commit
+/// starts with) waits by `poll(100 ms)` on the calling thread, and that poll always runs its
+/// full timeout, so any flush that finds a message in flight took 100 ms or more however soon
+/// the last report came (a commit every 100 ms then cycled in 200 ms). Once this returns,
+/// that flush finds nothing in flight and returns at once.
+fn drain(p: &ThreadedProducer<Deliveries>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while p.in_flight_count() > 0 && Instant::now() < deadline {
+        std::thread::sleep(DRAIN_STEP);
+    }
+}
+
+/// How often [`drain`] looks at librdkafka's in-flight count: small beside a transaction's
+/// end (EndTxn, the next transaction's first produce), cheap beside a message's send.
+const DRAIN_STEP: Duration = Duration::from_micros(200);
+
 /// How long librdkafka may take to commit or abort a transaction, flushing the
 /// transaction's messages included (as long as a message may take).
 const TXN_CALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// How long a producer may take to deliver what it holds at the end of a run.
+const FLUSH_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long `init_transactions` may take (finding the coordinator, InitProducerId): a server
 /// without transactions fails the run after this long.
@@ -401,6 +423,7 @@ impl Outbox {
         let Some(t) = &mut self.txn else {
             return Ok(());
         };
+        drain(&self.producer, TXN_CALL_LIMIT);
         let mut retries = 0;
         loop {
             let e = match self.producer.commit_transaction(TXN_CALL_LIMIT) {
@@ -454,7 +477,8 @@ impl Outbox {
         if self.txn.is_some() {
             self.commit()?;
         } else {
-            self.producer.flush(Duration::from_secs(300))?;
+            drain(&self.producer, FLUSH_LIMIT);
+            self.producer.flush(FLUSH_LIMIT)?;
         }
         Ok(self.txn.as_ref().map(|t| t.counts))
     }
