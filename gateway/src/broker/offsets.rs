@@ -36,6 +36,20 @@ pub struct GroupCommit {
     pub metadata: String,
 }
 
+impl GroupCommit {
+    /// The checks a committed position must pass whoever stores it (OffsetCommit and
+    /// TxnOffsetCommit alike): metadata within [`MAX_COMMIT_METADATA`], offset not negative.
+    pub fn check(&self) -> Result<(), PartitionOffsetError> {
+        if self.metadata.len() > MAX_COMMIT_METADATA {
+            Err(PartitionOffsetError::MetadataTooLarge(self.metadata.len()))
+        } else if self.offset < 0 {
+            Err(PartitionOffsetError::InvalidOffset(self.offset))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Why one partition of a Kafka offset commit or delete was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionOffsetError {
@@ -253,15 +267,7 @@ impl Broker {
                 Err(GroupError::InvalidGroupId.into())
             } else {
                 self.group_key(group, &c.topic, c.partition)
-                    .and_then(|key| {
-                        if c.metadata.len() > MAX_COMMIT_METADATA {
-                            Err(PartitionOffsetError::MetadataTooLarge(c.metadata.len()))
-                        } else if c.offset < 0 {
-                            Err(PartitionOffsetError::InvalidOffset(c.offset))
-                        } else {
-                            Ok(key)
-                        }
-                    })
+                    .and_then(|key| c.check().map(|()| key))
             };
             match checked {
                 Ok(key) => {

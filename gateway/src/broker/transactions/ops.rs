@@ -9,7 +9,7 @@ use super::{
     blocking, finish, now_ms, Claim, EndOutcome, InitOutcome, TxnEffects, TxnError, TxnListing,
 };
 use crate::broker::coordinator::MemberRef;
-use crate::broker::offsets::{GroupCommit, PartitionOffsetError, MAX_COMMIT_METADATA};
+use crate::broker::offsets::{GroupCommit, PartitionOffsetError};
 use crate::broker::{
     now_us, Broker, BrokerError, CommittedOffset, OffsetKey, OffsetOwner, PartitionKey,
 };
@@ -263,15 +263,7 @@ impl Broker {
             let checked = self
                 .kafka_partition_key(&c.topic, c.partition)
                 .ok_or(PartitionOffsetError::UnknownPartition)
-                .and_then(|key| {
-                    if c.metadata.len() > MAX_COMMIT_METADATA {
-                        Err(PartitionOffsetError::MetadataTooLarge(c.metadata.len()))
-                    } else if c.offset < 0 {
-                        Err(PartitionOffsetError::InvalidOffset(c.offset))
-                    } else {
-                        Ok(key)
-                    }
-                });
+                .and_then(|key| c.check().map(|()| key));
             match checked {
                 Ok(key) => {
                     pending.push(PendingOffset {
