@@ -426,6 +426,8 @@ impl RawConfig {
                 .ok()
                 .filter(|&n| n >= 8)
                 .ok_or_else(|| invalid("storage", "max_open_files", "must be at least 8".into()))?,
+            // Seam: the `[cleaner]` section of the config fills this in.
+            cleaner: wharf_log_store::CleanerConfig::default(),
         };
         let kafka = self.kafka.resolve()?;
         let native_limits = connection_limits(

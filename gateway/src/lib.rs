@@ -148,6 +148,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     // Transactions left prepared by the last run get their markers before any Kafka client
     // can read or write again.
     broker.recover_transactions().await;
+    // Compaction asks the broker core about transactions, so it starts once they are recovered.
+    broker.start_cleaner();
     let mut native_bound = Vec::new();
     for l in config.native.listeners() {
         let (listener, addr) = bind(l.address).await?;

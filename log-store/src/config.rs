@@ -41,6 +41,51 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// What happens to a topic's old data (Kafka's `cleanup.policy`, a list of `delete` and
+/// `compact`). Both may be off: data is then kept until deleted by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CleanupPolicy {
+    /// Retention (`message_expiry`, `max_size`) deletes whole sealed segments.
+    pub delete: bool,
+    /// The cleaner keeps only the latest record of each key in sealed segments.
+    pub compact: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy {
+            delete: true,
+            compact: false,
+        }
+    }
+}
+
+/// A ratio in 0.0..=1.0 kept as millionths, so that settings stay `Eq` and print back as they
+/// were given (Kafka's `min.cleanable.dirty.ratio`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ratio(u32);
+
+impl Ratio {
+    pub const ONE: Ratio = Ratio(1_000_000);
+
+    /// `None` unless `value` lies in 0.0..=1.0.
+    pub fn new(value: f64) -> Option<Ratio> {
+        (0.0..=1.0)
+            .contains(&value)
+            .then(|| Ratio((value * 1_000_000.0).round() as u32))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / 1_000_000.0
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.as_f64())
+    }
+}
+
 /// Per-topic settings. `None` means "use the store default" where a default exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicSettings {
@@ -58,6 +103,24 @@ pub struct TopicSettings {
     pub timestamp_type: TimestampType,
     /// Largest batch accepted, in payload bytes. `None`: the store default.
     pub max_batch_bytes: Option<u32>,
+    /// Retention, compaction, or both (Kafka's `cleanup.policy`).
+    #[serde(default)]
+    pub cleanup_policy: CleanupPolicy,
+    /// A partition is compacted once this share of its sealed bytes is dirty (written since the
+    /// last cleaning). `None`: the store default.
+    #[serde(default)]
+    pub min_cleanable_dirty_ratio: Option<Ratio>,
+    /// A record is not compacted away before it is this old. `None`: the store default.
+    #[serde(default)]
+    pub min_compaction_lag: Option<Duration>,
+    /// A dirty record older than this is compacted whatever the dirty ratio. `None`: the store
+    /// default.
+    #[serde(default)]
+    pub max_compaction_lag: Option<Duration>,
+    /// How long a tombstone (and a transaction marker) survives compaction. `None`: the store
+    /// default.
+    #[serde(default)]
+    pub delete_retention: Option<Duration>,
 }
 
 impl Default for TopicSettings {
@@ -70,6 +133,11 @@ impl Default for TopicSettings {
             durability: None,
             timestamp_type: TimestampType::CreateTime,
             max_batch_bytes: None,
+            cleanup_policy: CleanupPolicy::default(),
+            min_cleanable_dirty_ratio: None,
+            min_compaction_lag: None,
+            max_compaction_lag: None,
+            delete_retention: None,
         }
     }
 }
@@ -128,6 +196,47 @@ pub struct StoreConfig {
     pub disk: Disk,
     /// Segment files kept open at once across all partitions; the rest are opened on demand.
     pub max_open_files: usize,
+    /// The log cleaner (compaction) and the compaction defaults of topics.
+    pub cleaner: CleanerConfig,
+}
+
+/// The log cleaner's settings, under Kafka's names where Kafka has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanerConfig {
+    /// Run the cleaner at all (`log.cleaner.enable`).
+    pub enabled: bool,
+    /// Memory for the key-to-offset map of one cleaning (`log.cleaner.dedupe.buffer.size`);
+    /// a dirty section with more keys is cleaned in several passes.
+    pub dedupe_buffer_size: u64,
+    /// Bytes per second the cleaner reads and writes at most
+    /// (`log.cleaner.io.max.bytes.per.second`); `None`: unlimited.
+    pub io_max_bytes_per_second: Option<u64>,
+    /// Sleep between looks when no partition needs cleaning (`log.cleaner.backoff.ms`).
+    pub backoff: Duration,
+    /// Topic default of `min.cleanable.dirty.ratio` (`log.cleaner.min.cleanable.ratio`).
+    pub min_cleanable_dirty_ratio: Ratio,
+    /// Topic default of `min.compaction.lag.ms` (`log.cleaner.min.compaction.lag.ms`).
+    pub min_compaction_lag: Duration,
+    /// Topic default of `max.compaction.lag.ms` (`log.cleaner.max.compaction.lag.ms`);
+    /// `None`: no limit.
+    pub max_compaction_lag: Option<Duration>,
+    /// Topic default of `delete.retention.ms` (`log.cleaner.delete.retention.ms`).
+    pub delete_retention: Duration,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        CleanerConfig {
+            enabled: true,
+            dedupe_buffer_size: 128 << 20,
+            io_max_bytes_per_second: None,
+            backoff: Duration::from_secs(15),
+            min_cleanable_dirty_ratio: Ratio(500_000),
+            min_compaction_lag: Duration::ZERO,
+            max_compaction_lag: None,
+            delete_retention: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -142,6 +251,7 @@ impl Default for StoreConfig {
             background_tasks: true,
             disk: Disk::real(),
             max_open_files: 512,
+            cleaner: CleanerConfig::default(),
         }
     }
 }

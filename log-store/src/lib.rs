@@ -24,6 +24,7 @@
 //! batch.
 
 mod batch;
+pub mod compaction;
 mod config;
 mod disk;
 mod durable_file;
@@ -41,7 +42,8 @@ pub use batch::{
     BatchFormat, Envelope, NewBatch, StoredBatch, ENVELOPE_LEN, NATIVE_MESSAGE_HEADER_LEN,
 };
 pub use config::{
-    Durability, StoreConfig, TimestampType, TopicSettings, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicSettings,
+    MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};

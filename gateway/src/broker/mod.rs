@@ -12,6 +12,7 @@
 pub mod acl;
 pub mod catalog;
 pub mod clients;
+pub mod compaction;
 pub mod consume;
 pub mod coordinator;
 pub mod groups;
