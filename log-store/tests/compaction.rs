@@ -588,3 +588,68 @@ fn a_disabled_cleaner_starts_no_thread() {
     store.close().unwrap();
     assert_eq!(store.cleaner_stats().cleanings, 0);
 }
+
+/// Holds the first open of one path until released: a reader stopped between planning its
+/// read and opening the segment file.
+#[derive(Debug)]
+struct OpenGate {
+    path: std::path::PathBuf,
+    gate: parking_lot::Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+}
+
+impl FileHook for OpenGate {
+    fn before(&self, op: FileOp, path: &Path) -> io::Result<()> {
+        if op == FileOp::Open && path == self.path {
+            let gate = self.gate.lock().take();
+            if let Some((entered, release)) = gate {
+                entered.send(()).unwrap();
+                release.recv_timeout(WAIT).unwrap();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A read planned before a swap and reading after it would read the renamed-in file at the old
+/// positions; the swap generation makes it plan again and read what the log now holds.
+#[test]
+fn a_read_planned_before_a_swap_and_done_after_it_is_planned_again() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = build(dir.path(), Crash::new(false), &compacted(600, None), &rt);
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    let first_log = walk(dir.path())
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        .min()
+        .unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new(OpenGate {
+        path: first_log,
+        gate: parking_lot::Mutex::new(None),
+    });
+    let (store, _) =
+        LogStore::open(dir.path(), config(Disk::with_hook(gate.clone()), 1 << 20)).unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    *gate.gate.lock() = Some((entered_tx, release_rx));
+    let reader = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.read(0, u64::MAX))
+    };
+    entered.recv_timeout(WAIT).unwrap();
+    // The reader has planned against the old segments and waits to open the first one.
+    let report = store.clean_once(&ToyKeys::default(), later()).unwrap();
+    assert_eq!(report.cleaned.len(), 1);
+    release.send(()).unwrap();
+    let read = reader.join().unwrap().expect("the raced read failed");
+    let direct = p.read(0, u64::MAX).unwrap();
+    assert_eq!(
+        read.batches, direct.batches,
+        "the raced read saw a mix of old and new files"
+    );
+    check_latest(&p, "after the raced read");
+}
