@@ -653,3 +653,72 @@ fn a_read_planned_before_a_swap_and_done_after_it_is_planned_again() {
     );
     check_latest(&p, "after the raced read");
 }
+
+/// The toy format, except that partition 0's batches cannot be read.
+#[derive(Debug, Default)]
+struct BrokenFirst(ToyKeys);
+
+impl wharf_log_store::compaction::RecordKeys for BrokenFirst {
+    fn stable_offset(&self, p: wharf_log_store::PartitionKey) -> u64 {
+        self.0.stable_offset(p)
+    }
+
+    fn scan(
+        &self,
+        p: wharf_log_store::PartitionKey,
+        batch: &wharf_log_store::StoredBatch,
+        visit: &mut dyn FnMut(wharf_log_store::compaction::CleanRecord<'_>),
+    ) -> Result<wharf_log_store::compaction::BatchFacts, wharf_log_store::compaction::CodecError>
+    {
+        if p.partition == 0 {
+            return Err(wharf_log_store::compaction::CodecError("unreadable".into()));
+        }
+        self.0.scan(p, batch, visit)
+    }
+
+    fn retain(
+        &self,
+        p: wharf_log_store::PartitionKey,
+        batch: &wharf_log_store::StoredBatch,
+        keep: &dyn Fn(u64) -> bool,
+        keep_empty: bool,
+    ) -> Result<Option<bytes::Bytes>, wharf_log_store::compaction::CodecError> {
+        self.0.retain(p, batch, keep, keep_empty)
+    }
+}
+
+#[test]
+fn a_partition_that_cannot_be_cleaned_does_not_hold_up_the_others() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+    store.create_stream("s").unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 2, compacted(600, None))
+        .unwrap();
+    let parts = store.partitions(Ident::Id(0), Ident::Id(0)).unwrap();
+    for p in &parts {
+        fill(&rt, p, 14);
+    }
+    let before: Vec<_> = parts.iter().map(|p| read_all(p)).collect();
+    let err = store
+        .clean_once(&BrokenFirst::default(), later())
+        .unwrap_err();
+    assert!(err.to_string().contains("unreadable"), "{err}");
+    assert_eq!(
+        read_all(&parts[0]),
+        before[0],
+        "the failed cleaning changed partition 0"
+    );
+    assert!(
+        read_all(&parts[1]).len() < before[1].len(),
+        "partition 1 was not cleaned"
+    );
+    assert_eq!(store.cleaner_stats().cleanings, 1);
+    // No leftovers of the failed cleaning.
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}
