@@ -722,3 +722,65 @@ fn a_partition_that_cannot_be_cleaned_does_not_hold_up_the_others() {
         leftovers(dir.path())
     );
 }
+
+/// Which partitions a cleaning picks: the dirty ratio against the checkpoint kept across a
+/// reopen, `min.compaction.lag.ms` and `max.compaction.lag.ms`.
+#[test]
+fn selection_follows_the_dirty_ratio_of_the_persisted_checkpoint_and_the_lags() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Disk::real(), 1 << 20);
+    cfg.cleaner.min_cleanable_dirty_ratio = Ratio::new(0.5).unwrap();
+    let open = |cfg: &StoreConfig| LogStore::open(dir.path(), cfg.clone()).unwrap().0;
+    let store = open(&cfg);
+    store.create_stream("s").unwrap();
+    let mut settings = compacted(600, None);
+    settings.min_compaction_lag = Some(Duration::from_secs(3600));
+    settings.max_compaction_lag = Some(Duration::from_secs(7200));
+    store.create_topic(Ident::Id(0), "t", 1, settings).unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    fill(&rt, &p, 20);
+    let keys = ToyKeys::default();
+    let hour = 3_600_000_000u64;
+    // Younger than min.compaction.lag.ms: nothing is cleanable yet.
+    assert!(store
+        .clean_once(&keys, now_us())
+        .unwrap()
+        .cleaned
+        .is_empty());
+    let report = store.clean_once(&keys, now_us() + hour + 1).unwrap();
+    assert_eq!(report.cleaned.len(), 1, "{report:?}");
+    assert!(report.cleaned[0].dirty_ratio > 0.99);
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    // The checkpoint survives the reopen: the cleaned log is not dirty.
+    let store = open(&cfg);
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    assert!(store
+        .clean_once(&keys, now_us() + hour + 1)
+        .unwrap()
+        .cleaned
+        .is_empty());
+    // A little new data: dirty, but below the ratio.
+    let size = p.stats().size_bytes;
+    while p.stats().size_bytes < size + size / 4 {
+        fill(&rt, &p, 1);
+    }
+    fill(&rt, &p, 3);
+    let now = now_us() + hour + 1;
+    assert!(
+        store.clean_once(&keys, now).unwrap().cleaned.is_empty(),
+        "cleaned below the ratio"
+    );
+    // Once the first dirty append is older than max.compaction.lag.ms, it is cleaned anyway.
+    let report = store.clean_once(&keys, now + 2 * hour).unwrap();
+    assert_eq!(
+        report.cleaned.len(),
+        1,
+        "max.compaction.lag.ms did not force a cleaning"
+    );
+    assert!(report.cleaned[0].dirty_ratio < 0.5);
+    check_latest(&p, "after the forced cleaning");
+}
