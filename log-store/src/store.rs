@@ -8,6 +8,9 @@
 //! catalog                                streams, topics and settings (durable_file format)
 //! offsets/journal                        consumer offsets
 //! streams/<sid>/topics/<tid>/partitions/<pid>/<base offset, 20 digits>.{log,index}
+//!                                             cleaner-checkpoint   how far compaction got
+//!                                             cleaner-swap         a committed swap, until done
+//!                                             <base>.{log,index}.cleaned   a cleaning's output
 //! ```
 //!
 //! Metadata changes are serialised. A change that adds files creates them before the catalog
