@@ -784,3 +784,78 @@ fn selection_follows_the_dirty_ratio_of_the_persisted_checkpoint_and_the_lags() 
     assert!(report.cleaned[0].dirty_ratio < 0.5);
     check_latest(&p, "after the forced cleaning");
 }
+
+/// Power loss at every file operation of a cleaning (the durable image of `common::power`,
+/// frozen before operation k): the store opened on what survived holds the old log or the new
+/// one, every latest value, and no leftovers.
+#[test]
+fn power_loss_at_every_operation_of_a_cleaning_leaves_old_or_new() {
+    use common::power::PowerLoss;
+    let rt = rt();
+    let keys = ToyKeys::default();
+    let mut settings = compacted(1 << 20, Some(Duration::from_micros(1)));
+    settings.durability = Some(wharf_log_store::Durability::Fsync);
+    let now = later();
+    let setup = |crash_before: u64| {
+        let live = tempfile::tempdir().unwrap();
+        let power = PowerLoss::new(live.path(), crash_before, crash_before ^ 0x5EED);
+        let hook: Arc<dyn FileHook> = power.clone();
+        let (store, _) =
+            LogStore::open(live.path(), config(Disk::with_hook(hook), 1 << 20)).unwrap();
+        store.create_stream("s").unwrap();
+        store
+            .create_topic(Ident::Id(0), "t", 1, settings.clone())
+            .unwrap();
+        let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+        fill(&rt, &p, 14);
+        (live, power, store, p)
+    };
+    let (_live, power, store, p) = setup(u64::MAX);
+    let setup_ops = power.ops();
+    let old = read_all(&p);
+    assert_eq!(store.clean_once(&keys, now).unwrap().cleaned.len(), 1);
+    let clean_ops = power.ops() - setup_ops;
+    let new = read_all(&p);
+    assert!(new.len() < old.len());
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    for k in 0..=clean_ops {
+        let context = format!("power lost before operation {k} of the cleaning's {clean_ops}");
+        let (_live, power, store, p) = setup(setup_ops + k);
+        assert_eq!(
+            power.ops(),
+            setup_ops,
+            "{context}: the setup is not repeatable"
+        );
+        store.clean_once(&keys, now).unwrap();
+        power.crash_now();
+        drop(p);
+        store.close().unwrap();
+        drop(store);
+        let after = tempfile::tempdir().unwrap();
+        power.image().materialise(after.path());
+        let (store, _) = LogStore::open(after.path(), config(Disk::real(), 1 << 20))
+            .unwrap_or_else(|e| panic!("{context}: the store does not open: {e}"));
+        let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+        let got = check_latest(&p, &context);
+        assert!(
+            got == old || got == new,
+            "{context}: neither the old log nor the new one"
+        );
+        assert!(
+            leftovers(after.path()).is_empty(),
+            "{context}: {:?}",
+            leftovers(after.path())
+        );
+        drop(p);
+        store.close().unwrap();
+        drop(store);
+        let (_store, report) = LogStore::open(after.path(), config(Disk::real(), 1 << 20)).unwrap();
+        assert!(
+            report.repaired.is_empty(),
+            "{context}: second open repaired {report:?}"
+        );
+    }
+}
