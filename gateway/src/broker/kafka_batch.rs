@@ -649,7 +649,11 @@ pub fn encode_sparse_batch<'r, 'a: 'r>(
     records: impl Iterator<Item = (i32, &'r NewRecord<'a>)> + Clone,
 ) -> Bytes {
     let first_ts = records.clone().next().map_or(0, |(_, r)| r.timestamp_ms);
-    let max_ts = records.clone().map(|(_, r)| r.timestamp_ms).max().unwrap_or(0);
+    let max_ts = records
+        .clone()
+        .map(|(_, r)| r.timestamp_ms)
+        .max()
+        .unwrap_or(0);
     let mut body = BytesMut::new();
     let mut rec = Vec::new();
     let mut count = 0i32;
