@@ -3,6 +3,10 @@
 //! and the transaction markers the coordinator has written, appends). Every partition
 //! of a Kafka request is appended concurrently, so partitions of an `fsync` topic share one
 //! group-commit round instead of paying one sync after another.
+//!
+//! A compacted topic (`cleanup.policy` with `compact`) takes only records with a key, on both
+//! doors ([`KeylessRecords`]): Kafka's rule, which compaction needs (a keyless record has no
+//! latest value to keep). Topics that are not compacted never pay for the check.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +45,119 @@ pub struct Produced {
     /// The broker's append time in ms, when the topic stamps log-append time.
     pub log_append_time_ms: Option<i64>,
     pub log_start_offset: u64,
+}
+
+/// Most keyless records a refusal lists one by one (the count says how many there were): a
+/// compressed batch may expand to millions of records, and the answer stays small.
+pub const MAX_RECORD_ERRORS: usize = 1000;
+
+/// Records without a key sent to a compacted topic, refused whole (Kafka's `LogValidator`:
+/// INVALID_RECORD with one record error per keyless record). For a Kafka produce, the indexes
+/// are of records in the first batch that has keyless ones; for a native send, of messages
+/// in the send. A native message's key is its `kafka.key` user header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeylessRecords {
+    /// The partition as Kafka names it in the message: `<topic>-<partition>`.
+    pub partition: String,
+    /// Index of each keyless record (at most [`MAX_RECORD_ERRORS`] of them).
+    pub indexes: Vec<u32>,
+    /// How many keyless records there were.
+    pub total: usize,
+}
+
+impl KeylessRecords {
+    /// What Kafka says of each keyless record.
+    pub fn record_message(&self) -> String {
+        format!(
+            "Compacted topic cannot accept message without key in topic partition {}.",
+            self.partition
+        )
+    }
+}
+
+impl std::fmt::Display for KeylessRecords {
+    /// Kafka's `InvalidRecordException` message for record errors.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = self.record_message();
+        let first: Vec<String> = self
+            .indexes
+            .iter()
+            .take(3)
+            .map(|i| format!("RecordError(batchIndex={i}, message='{message}')"))
+            .collect();
+        write!(
+            f,
+            "One or more records have been rejected due to {} record errors in total, and only \
+             showing the first three errors at most: [{}]",
+            self.total,
+            first.join(", ")
+        )
+    }
+}
+
+/// Refuses a native send to a compacted topic whose messages lack a key (a `kafka.key` user
+/// header), listing the indexes of those messages.
+fn keyless_native(messages: &[u8], partition: String) -> Result<(), BrokerError> {
+    let mut refusal = KeylessRecords {
+        partition,
+        indexes: Vec::new(),
+        total: 0,
+    };
+    for (i, m) in Messages::new(messages).enumerate() {
+        if super::translate::native_key(&m).0.is_none() {
+            refusal.total += 1;
+            if refusal.indexes.len() < MAX_RECORD_ERRORS {
+                refusal.indexes.push(i as u32);
+            }
+        }
+    }
+    match refusal.total {
+        0 => Ok(()),
+        _ => Err(BrokerError::KeylessRecords(refusal)),
+    }
+}
+
+/// The keyless records of the first batch of a Kafka produce that has any (decompressed when
+/// need be: the batches were checked by [`check_batches`]).
+fn keyless_kafka(checked: &[(BatchHeader, Bytes)], partition: String) -> Result<(), BrokerError> {
+    for (h, b) in checked {
+        let section = kafka_batch::records_section(b)?;
+        let mut refusal = KeylessRecords {
+            partition: String::new(),
+            indexes: Vec::new(),
+            total: 0,
+        };
+        let mut index = 0u32;
+        kafka_batch::walk_records(&section, h.records_count, |r| {
+            if r.key.is_none() {
+                refusal.total += 1;
+                if refusal.indexes.len() < MAX_RECORD_ERRORS {
+                    refusal.indexes.push(index);
+                }
+            }
+            index += 1;
+        })?;
+        if refusal.total > 0 {
+            refusal.partition = partition;
+            return Err(BrokerError::KeylessRecords(refusal));
+        }
+    }
+    Ok(())
+}
+
+/// A compacted topic's check of a Kafka produce's batches ([`keyless_kafka`]), off the
+/// runtime's workers when a batch has to be decompressed; hands the batches back.
+async fn refuse_keyless(
+    checked: Vec<(BatchHeader, Bytes)>,
+    partition: String,
+) -> Result<Vec<(BatchHeader, Bytes)>, BrokerError> {
+    if checked.iter().all(|(h, _)| h.codec() == Ok(Codec::None)) {
+        keyless_kafka(&checked, partition)?;
+        return Ok(checked);
+    }
+    tokio::task::spawn_blocking(move || keyless_kafka(&checked, partition).map(|()| checked))
+        .await
+        .map_err(|e| BrokerError::Internal(format!("keyless record check failed: {e}")))?
 }
 
 /// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
@@ -105,6 +222,9 @@ impl Broker {
             Ident::Id(topic.id),
             partition_id,
         )?;
+        if topic.settings.cleanup_policy.compact {
+            keyless_native(&messages, format!("{}-{partition_id}", topic.name))?;
+        }
         assign_ids(&mut messages);
         let batch = NewBatch::native(messages).map_err(StoreError::from)?;
         Ok(partition.append(batch).await?)
@@ -143,7 +263,8 @@ impl Broker {
         write: KafkaPartitionWrite,
         allow_zstd: bool,
     ) -> Result<Produced, BrokerError> {
-        let topic = self.kafka_topic(&topic)?;
+        let topic_name = topic;
+        let topic = self.kafka_topic(&topic_name)?;
         let index = u32::try_from(write.index).map_err(|_| StoreError::PartitionNotFound {
             topic: topic.name.clone(),
             partition: u32::MAX,
@@ -153,6 +274,11 @@ impl Broker {
             self.store
                 .partition(Ident::Id(topic.stream_id), Ident::Id(topic.id), index)?;
         let checked = check_batches(&write.records.unwrap_or_default(), allow_zstd)?;
+        let checked = if topic.settings.cleanup_policy.compact {
+            refuse_keyless(checked, format!("{topic_name}-{index}")).await?
+        } else {
+            checked
+        };
         let log_append_time = topic.settings.timestamp_type == TimestampType::LogAppendTime;
         let first = if checked.iter().any(|(h, _)| h.has_producer()) {
             let verify = |producer_id, producer_epoch, key| match transactional_id {
@@ -380,6 +506,73 @@ mod txn_tests;
 mod tests {
     use super::*;
     use wharf_protocol::message::HEADER_LEN;
+
+    /// Bound: a compressed batch of 5,000 keyless records (it could expand to millions) is
+    /// refused with at most [`MAX_RECORD_ERRORS`] record errors and the true count, in Kafka's
+    /// words.
+    #[test]
+    fn keyless_refusals_list_a_bounded_number_of_records_in_kafkas_words() {
+        use super::kafka_batch::{compress, encode_batch, NewRecord};
+        let records: Vec<NewRecord<'_>> = (0..5_000)
+            .map(|i| NewRecord {
+                timestamp_ms: i,
+                key: None,
+                value: Some(b"v"),
+                headers: Vec::new(),
+            })
+            .collect();
+        let plain = encode_batch(0, &records);
+        let body = compress(Codec::Zstd, &plain[kafka_batch::HEADER_LEN..], false).unwrap();
+        let mut b = plain[..kafka_batch::HEADER_LEN].to_vec();
+        b.extend_from_slice(&body);
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[21..23].copy_from_slice(&4i16.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let checked = check_batches(&Bytes::from(b), true).unwrap();
+        let Err(BrokerError::KeylessRecords(k)) = keyless_kafka(&checked, "t-0".into()) else {
+            panic!("keyless records accepted");
+        };
+        assert_eq!((k.indexes.len(), k.total), (MAX_RECORD_ERRORS, 5_000));
+        assert_eq!(k.indexes[..3], [0, 1, 2]);
+        let each = "Compacted topic cannot accept message without key in topic partition t-0.";
+        assert_eq!(k.record_message(), each);
+        assert_eq!(
+            k.to_string(),
+            format!(
+                "One or more records have been rejected due to 5000 record errors in total, and \
+                 only showing the first three errors at most: [RecordError(batchIndex=0, \
+                 message='{each}'), RecordError(batchIndex=1, message='{each}'), \
+                 RecordError(batchIndex=2, message='{each}')]"
+            )
+        );
+        // Keyed records pass; so does a native send whose messages all have `kafka.key`.
+        let keyed = encode_batch(
+            0,
+            &[NewRecord {
+                timestamp_ms: 0,
+                key: Some(b"k"),
+                value: None,
+                headers: Vec::new(),
+            }],
+        );
+        assert!(keyless_kafka(&check_batches(&keyed, true).unwrap(), "t-0".into()).is_ok());
+        let mut blob = BytesMut::new();
+        let mut headers = Vec::new();
+        for (kind, v) in [(2u8, &b"kafka.key"[..]), (1, b"k")] {
+            headers.push(kind);
+            headers.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            headers.extend_from_slice(v);
+        }
+        wharf_protocol::message::encode_message(0, 0, b"a", &headers, &mut blob);
+        assert!(keyless_native(&blob, "t-0".into()).is_ok());
+        wharf_protocol::message::encode_message(0, 0, b"b", &[], &mut blob);
+        let Err(BrokerError::KeylessRecords(k)) = keyless_native(&blob, "t-0".into()) else {
+            panic!("a keyless message accepted");
+        };
+        assert_eq!((k.indexes, k.total), (vec![1], 1));
+    }
 
     #[test]
     fn zero_ids_get_uuid_v4s_and_others_stay() {
