@@ -679,5 +679,9 @@ fn topic_configs_on_create_get_and_set() {
         "--cleanup-policy",
         "shred",
     ]);
-    assert_eq!(out.status.code(), Some(2), "an unknown policy is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown policy is a usage error"
+    );
 }

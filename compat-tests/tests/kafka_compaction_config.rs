@@ -72,10 +72,7 @@ async fn create(
 ) -> Result<(), RDKafkaErrorCode> {
     let r = within(
         "CreateTopics",
-        admin.create_topics(
-            &[topic],
-            &AdminOptions::new().validate_only(validate_only),
-        ),
+        admin.create_topics(&[topic], &AdminOptions::new().validate_only(validate_only)),
     )
     .await
     .unwrap();
@@ -126,8 +123,8 @@ async fn rdkafka_creates_describes_and_replaces_compaction_configs() {
         r[0]
     );
     // Kafka's validators: INVALID_CONFIG, nothing created.
-    let bad = NewTopic::new("bad", 1, TopicReplication::Fixed(1))
-        .set("min.cleanable.dirty.ratio", "2");
+    let bad =
+        NewTopic::new("bad", 1, TopicReplication::Fixed(1)).set("min.cleanable.dirty.ratio", "2");
     assert_eq!(
         create(&a, bad, false).await,
         Err(RDKafkaErrorCode::InvalidConfig)
@@ -175,7 +172,10 @@ async fn rdkafka_creates_describes_and_replaces_compaction_configs() {
         ("log.cleanup.policy", "delete"),
         ("log.cleaner.enable", "true"),
         ("log.cleaner.dedupe.buffer.size", "134217728"),
-        ("log.cleaner.io.max.bytes.per.second", "1.7976931348623157E308"),
+        (
+            "log.cleaner.io.max.bytes.per.second",
+            "1.7976931348623157E308",
+        ),
         ("log.cleaner.backoff.ms", "15000"),
         ("log.cleaner.min.cleanable.ratio", "0.5"),
         ("log.cleaner.min.compaction.lag.ms", "0"),
@@ -400,7 +400,10 @@ async fn native_config_commands_agree_with_the_kafka_door() {
         .await;
     assert_eq!(status, 0);
     assert_eq!(
-        find(&n.configs("default", "orders").await, "max.compaction.lag.ms"),
+        find(
+            &n.configs("default", "orders").await,
+            "max.compaction.lag.ms"
+        ),
         ("9223372036854775807", "DEFAULT_CONFIG")
     );
 

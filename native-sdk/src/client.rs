@@ -14,10 +14,10 @@ use wharf_protocol::requests::{
     DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
     FlushUnsavedBuffer, GetClient, GetClients, GetConsumerGroup, GetConsumerGroups,
     GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream, GetStreams, GetTopic,
-    GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup, LeaveConsumerGroup, Limit,
-    LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping, PollMessages, PurgeStream,
-    PurgeTopic, SetTopicConfig, SetTopicDurability, TopicConfigChange, StoreConsumerOffset, UpdatePermissions, UpdateStream,
-    UpdateTopic, UpdateUser, WirePermissions,
+    GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup,
+    LeaveConsumerGroup, Limit, LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping,
+    PollMessages, PurgeStream, PurgeTopic, SetTopicConfig, SetTopicDurability, StoreConsumerOffset,
+    TopicConfigChange, UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser, WirePermissions,
 };
 use wharf_protocol::responses::{
     decode_consumer_offset, decode_token_info, ClientWire, GroupWire, PartitionWire, StatsWire,

@@ -10,10 +10,10 @@ use wharf_protocol::requests::{
     DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
     FlushUnsavedBuffer, GetClient, GetClients, GetClusterMetadata, GetConsumerGroup,
     GetConsumerGroups, GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream,
-    GetStreams, GetTopic, GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup,
-    LeaveConsumerGroup, LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping, PollMessages,
-    PurgeStream, PurgeTopic, RequestError, SetTopicConfig, SetTopicDurability, StoreConsumerOffset,
-    UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser,
+    GetStreams, GetTopic, GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers,
+    JoinConsumerGroup, LeaveConsumerGroup, LoginUser, LoginWithPersonalAccessToken, LogoutUser,
+    Ping, PollMessages, PurgeStream, PurgeTopic, RequestError, SetTopicConfig, SetTopicDurability,
+    StoreConsumerOffset, UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser,
 };
 use wharf_protocol::{codes, Identifier, Request};
 
@@ -348,10 +348,7 @@ impl Session {
                 stream_id,
                 topic_id,
                 changes,
-            }) => {
-                self.set_topic_config(&stream_id, &topic_id, changes)
-                    .await
-            }
+            }) => self.set_topic_config(&stream_id, &topic_id, changes).await,
         }
     }
 
