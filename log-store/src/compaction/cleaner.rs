@@ -355,6 +355,10 @@ pub(crate) fn clean(
     }
     report.segments_before = groups.iter().map(Vec::len).sum();
     let map: &OffsetMap = map;
+    // Per producer: does its current transaction still have records in the rewritten log? A
+    // marker stays while it does, as in Kafka: a reader (or a replay of the log) that met the
+    // transaction's data without its marker would take the transaction for open forever.
+    let mut txn_data_kept: HashMap<i64, bool> = HashMap::new();
     for group in groups {
         let rules = Rules {
             map,
@@ -372,6 +376,7 @@ pub(crate) fn clean(
             work,
             &mut report,
             &mut tombstones_due,
+            &mut txn_data_kept,
         )?;
         let replaced: Vec<u64> = group.iter().map(|s| s.base_offset).collect();
         let group_size: u64 = group.iter().map(|s| s.size).sum();
@@ -455,6 +460,7 @@ fn rewrite_group(
     work: &mut Work<'_>,
     report: &mut PartitionCleaning,
     tombstones_due: &mut u64,
+    txn_data_kept: &mut HashMap<i64, bool>,
 ) -> Result<Output> {
     let base = group[0].base_offset;
     let log_path = cleaned_path(dir, base, LOG_EXT);
@@ -491,6 +497,8 @@ fn rewrite_group(
                     let mut dropped: Vec<u64> = Vec::new();
                     let mut kept = 0u64;
                     let mut keeps_marker = false;
+                    // Markers are decided once the batch's producer is known (after the scan).
+                    let mut markers: Vec<u64> = Vec::new();
                     let facts = work
                         .keys
                         .scan(key, &batch, &mut |r| {
@@ -511,9 +519,9 @@ fn rewrite_group(
                                     }
                                 }
                                 CleanRecord::Keyless { .. } | CleanRecord::Aborted { .. } => true,
-                                CleanRecord::Control { .. } => {
-                                    keeps_marker |= !expired;
-                                    expired
+                                CleanRecord::Control { offset } => {
+                                    markers.push(offset);
+                                    return;
                                 }
                             };
                             if drop {
@@ -523,6 +531,27 @@ fn rewrite_group(
                             }
                         })
                         .map_err(|e| codec(p, e))?;
+                    match facts.producer_id {
+                        Some(pid) if markers.is_empty() => {
+                            if kept > 0 {
+                                txn_data_kept.insert(pid, true);
+                            }
+                        }
+                        pid => {
+                            // A marker closes its producer's transaction: it may go once old
+                            // enough and once none of the transaction's records is left.
+                            let data_left =
+                                pid.is_some_and(|pid| txn_data_kept.remove(&pid) == Some(true));
+                            let drop = expired && !data_left;
+                            keeps_marker |= !expired;
+                            if drop {
+                                dropped.extend_from_slice(&markers);
+                                dropped.sort_unstable();
+                            } else {
+                                kept += markers.len() as u64;
+                            }
+                        }
+                    }
                     if keeps_marker {
                         *tombstones_due = (*tombstones_due).min(due);
                     }
