@@ -55,6 +55,7 @@ struct RawConfig {
     native: RawNative,
     kafka: RawKafka,
     storage: RawStorage,
+    cleaner: RawCleaner,
     auth: RawAuth,
 }
 
@@ -155,6 +156,109 @@ struct RawStorage {
     max_batch_size: String,
     retention_interval: String,
     max_open_files: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCleaner {
+    enable: bool,
+    dedupe_buffer_size: String,
+    io_max_bytes_per_second: String,
+    backoff: String,
+    min_cleanable_dirty_ratio: String,
+    min_compaction_lag: String,
+    max_compaction_lag: String,
+    delete_retention: String,
+}
+
+/// Smallest dedupe buffer (about 40 keys of 24 bytes): small enough for tests to force
+/// cleanings in several passes, large enough that each pass makes progress.
+const MIN_DEDUPE_BUFFER: u64 = 1 << 10;
+
+impl RawCleaner {
+    fn resolve(&self) -> Result<wharf_log_store::CleanerConfig, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            section: "cleaner",
+            key,
+            message,
+        };
+        // An empty value means "none" (unlimited, no maximum), as for the TLS files.
+        let unset = |text: &str| text.trim().is_empty();
+        let dedupe_buffer_size = parse_size(&self.dedupe_buffer_size)
+            .and_then(|v| {
+                (v >= MIN_DEDUPE_BUFFER)
+                    .then_some(v)
+                    .ok_or_else(|| "must be at least 1 KiB".to_string())
+            })
+            .map_err(|m| invalid("dedupe_buffer_size", m))?;
+        let io_max_bytes_per_second = if unset(&self.io_max_bytes_per_second) {
+            None
+        } else {
+            Some(
+                parse_size(&self.io_max_bytes_per_second)
+                    .and_then(|v| {
+                        (v > 0)
+                            .then_some(v)
+                            .ok_or_else(|| "must be positive; leave it empty for unlimited".into())
+                    })
+                    .map_err(|m| invalid("io_max_bytes_per_second", m))?,
+            )
+        };
+        let backoff = parse_duration(&self.backoff)
+            .and_then(|d| {
+                (!d.is_zero())
+                    .then_some(d)
+                    .ok_or_else(|| "must be positive".to_string())
+            })
+            .map_err(|m| invalid("backoff", m))?;
+        let min_cleanable_dirty_ratio = self
+            .min_cleanable_dirty_ratio
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(wharf_log_store::Ratio::new)
+            .ok_or_else(|| {
+                invalid(
+                    "min_cleanable_dirty_ratio",
+                    format!(
+                        "'{}' is not a number between 0 and 1",
+                        self.min_cleanable_dirty_ratio
+                    ),
+                )
+            })?;
+        let min_compaction_lag = parse_duration(&self.min_compaction_lag)
+            .map_err(|m| invalid("min_compaction_lag", m))?;
+        let max_compaction_lag = if unset(&self.max_compaction_lag) {
+            None
+        } else {
+            Some(
+                parse_duration(&self.max_compaction_lag)
+                    .and_then(|d| {
+                        (!d.is_zero()).then_some(d).ok_or_else(|| {
+                            "must be positive; leave it empty for no maximum".to_string()
+                        })
+                    })
+                    .map_err(|m| invalid("max_compaction_lag", m))?,
+            )
+        };
+        if let Some(max) = max_compaction_lag.filter(|max| min_compaction_lag > *max) {
+            return Err(invalid(
+                "min_compaction_lag",
+                format!("must not exceed max_compaction_lag ({max:?})"),
+            ));
+        }
+        Ok(wharf_log_store::CleanerConfig {
+            enabled: self.enable,
+            dedupe_buffer_size,
+            io_max_bytes_per_second,
+            backoff,
+            min_cleanable_dirty_ratio,
+            min_compaction_lag,
+            max_compaction_lag,
+            delete_retention: parse_duration(&self.delete_retention)
+                .map_err(|m| invalid("delete_retention", m))?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -426,8 +530,7 @@ impl RawConfig {
                 .ok()
                 .filter(|&n| n >= 8)
                 .ok_or_else(|| invalid("storage", "max_open_files", "must be at least 8".into()))?,
-            // Seam: the `[cleaner]` section of the config fills this in.
-            cleaner: wharf_log_store::CleanerConfig::default(),
+            cleaner: self.cleaner.resolve()?,
         };
         let kafka = self.kafka.resolve()?;
         let native_limits = connection_limits(
@@ -1029,6 +1132,84 @@ mod tests {
         );
         assert_eq!(t.remove_expired_interval, kafka.remove_expired_interval);
         assert_eq!(t.max_transactional_ids, 100_000);
+    }
+
+    #[test]
+    fn cleaner_defaults_are_kafkas() {
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        // The embedded server.toml and the store's built-in defaults (Kafka's) agree, so
+        // DescribeConfigs reports DEFAULT_CONFIG for an untouched server.
+        assert_eq!(c.store.cleaner, wharf_log_store::CleanerConfig::default());
+        let k = &c.store.cleaner;
+        assert!(k.enabled);
+        assert_eq!(k.dedupe_buffer_size, 128 << 20);
+        assert_eq!(k.io_max_bytes_per_second, None);
+        assert_eq!(k.backoff, Duration::from_secs(15));
+        assert_eq!(k.min_cleanable_dirty_ratio.as_f64(), 0.5);
+        assert_eq!(k.min_compaction_lag, Duration::ZERO);
+        assert_eq!(k.max_compaction_lag, None);
+        assert_eq!(k.delete_retention, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn cleaner_settings_come_from_file_and_env_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "[cleaner]\nenable = false\nio_max_bytes_per_second = \"10 MiB\"\nmax_compaction_lag = \"1 h\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::load_from(
+            &overrides,
+            &env(&[
+                ("WHARF_CLEANER_BACKOFF", "200 ms"),
+                ("WHARF_CLEANER_DEDUPE_BUFFER_SIZE", "4 KiB"),
+                ("WHARF_CLEANER_MIN_CLEANABLE_DIRTY_RATIO", "0.1"),
+                ("WHARF_CLEANER_MIN_COMPACTION_LAG", "1 s"),
+                ("WHARF_CLEANER_DELETE_RETENTION", "100 ms"),
+            ]),
+        )
+        .unwrap();
+        let k = &c.store.cleaner;
+        assert!(!k.enabled);
+        assert_eq!(k.io_max_bytes_per_second, Some(10 << 20));
+        assert_eq!(k.max_compaction_lag, Some(Duration::from_secs(3600)));
+        assert_eq!(k.backoff, Duration::from_millis(200));
+        assert_eq!(k.dedupe_buffer_size, 4096);
+        assert_eq!(k.min_cleanable_dirty_ratio.as_f64(), 0.1);
+        assert_eq!(k.min_compaction_lag, Duration::from_secs(1));
+        assert_eq!(k.delete_retention, Duration::from_millis(100));
+        for (var, value, key) in [
+            ("WHARF_CLEANER_ENABLE", "yes", "WHARF_CLEANER_ENABLE"),
+            ("WHARF_CLEANER_DEDUPE_BUFFER_SIZE", "512 B", "dedupe_buffer_size"),
+            ("WHARF_CLEANER_IO_MAX_BYTES_PER_SECOND", "0", "io_max_bytes_per_second"),
+            ("WHARF_CLEANER_BACKOFF", "0 s", "backoff"),
+            ("WHARF_CLEANER_MIN_CLEANABLE_DIRTY_RATIO", "1.5", "min_cleanable_dirty_ratio"),
+            ("WHARF_CLEANER_MIN_CLEANABLE_DIRTY_RATIO", "half", "min_cleanable_dirty_ratio"),
+            ("WHARF_CLEANER_MAX_COMPACTION_LAG", "0 s", "max_compaction_lag"),
+            ("WHARF_CLEANER_DELETE_RETENTION", "1", "delete_retention"),
+        ] {
+            let e = ServerConfig::load_from(&Overrides::default(), &env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{var}={value}: {e}");
+        }
+        // Kafka's rule: the minimum lag may not exceed the maximum.
+        let e = ServerConfig::load_from(
+            &Overrides::default(),
+            &env(&[
+                ("WHARF_CLEANER_MIN_COMPACTION_LAG", "2 h"),
+                ("WHARF_CLEANER_MAX_COMPACTION_LAG", "1 h"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("min_compaction_lag"), "{e}");
     }
 
     #[test]

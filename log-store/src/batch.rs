@@ -18,7 +18,7 @@
 //! | 5 | 1 | envelope version (1) |
 //! | 6 | 2 | reserved, 0 |
 //! | 8 | 8 | base offset |
-//! | 16 | 4 | record count |
+//! | 16 | 4 | record count: the offsets the batch spans (last - first + 1) |
 //! | 20 | 4 | reserved, 0 |
 //! | 24 | 8 | first timestamp (µs) |
 //! | 32 | 8 | max timestamp (µs) |
@@ -74,6 +74,9 @@ pub struct Envelope {
     pub payload_len: u32,
     pub format: BatchFormat,
     pub base_offset: u64,
+    /// The offsets the batch spans: last offset - base offset + 1. A batch written by a client
+    /// holds that many records; one rewritten by compaction keeps its span and may hold fewer
+    /// (offsets never change, so a compacted batch has holes).
     pub record_count: u32,
     pub first_timestamp: u64,
     pub max_timestamp: u64,
@@ -185,6 +188,8 @@ impl StoredBatch {
     pub fn last_offset(&self) -> u64 {
         self.envelope.last_offset()
     }
+    /// The offsets the batch spans (see [`Envelope::record_count`]); after compaction it may
+    /// hold fewer records.
     pub fn record_count(&self) -> u32 {
         self.envelope.record_count
     }

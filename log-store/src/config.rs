@@ -256,6 +256,24 @@ impl Default for StoreConfig {
     }
 }
 
+/// The age at which the active segment is sealed: `segment.ms`, or `max.compaction.lag.ms`
+/// when the topic is compacted and that is sooner (as Kafka does), so that data older than the
+/// lag becomes cleanable.
+fn roll_age(topic: &TopicSettings, store: &StoreConfig) -> u64 {
+    let mut age = topic
+        .segment_max_age
+        .unwrap_or(store.default_segment_max_age);
+    if topic.cleanup_policy.compact {
+        if let Some(lag) = topic
+            .max_compaction_lag
+            .or(store.cleaner.max_compaction_lag)
+        {
+            age = age.min(lag.max(Duration::from_millis(1)));
+        }
+    }
+    age.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
 /// A topic's settings with the store defaults filled in: what the partitions act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EffectiveSettings {
@@ -270,11 +288,7 @@ impl EffectiveSettings {
     pub fn resolve(topic: &TopicSettings, store: &StoreConfig) -> Self {
         EffectiveSettings {
             segment_size: topic.segment_size.unwrap_or(store.default_segment_size),
-            segment_max_age_us: topic
-                .segment_max_age
-                .unwrap_or(store.default_segment_max_age)
-                .as_micros()
-                .min(u128::from(u64::MAX)) as u64,
+            segment_max_age_us: roll_age(topic, store),
             durability: topic.durability.unwrap_or(store.default_durability),
             log_append_time: topic.timestamp_type == TimestampType::LogAppendTime,
             max_batch_bytes: topic

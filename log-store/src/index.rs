@@ -5,7 +5,7 @@
 //! | off | size | field |
 //! |---|---|---|
 //! | 0 | 4 | offset of the batch's first record, relative to the segment's base offset |
-//! | 4 | 4 | record count |
+//! | 4 | 4 | offset span (the envelope's `record_count`: last offset - first + 1) |
 //! | 8 | 8 | position of the batch's envelope in the `.log` file |
 //! | 16 | 4 | stored length (envelope + payload) |
 //! | 20 | 4 | CRC-32C over bytes 0..20 and 24..40 |
@@ -85,8 +85,9 @@ fn entry_crc(b: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&b[0..20]), &b[24..40])
 }
 
-/// Decodes the longest valid prefix of an index file: entries whose checksums match and that
-/// follow each other without gaps in offsets or positions.
+/// Decodes the longest valid prefix of an index file: entries whose checksums match, that
+/// follow each other without gaps in positions, and whose offsets never go back. Offsets may
+/// skip: compaction removes whole batches, leaving holes between the ones it keeps.
 pub(crate) fn decode_prefix(bytes: &[u8]) -> Vec<IndexEntry> {
     let mut entries: Vec<IndexEntry> = Vec::with_capacity(bytes.len() / INDEX_ENTRY_LEN);
     for chunk in bytes.chunks_exact(INDEX_ENTRY_LEN) {
@@ -96,7 +97,10 @@ pub(crate) fn decode_prefix(bytes: &[u8]) -> Vec<IndexEntry> {
         let (want_rel, want_pos) = entries
             .last()
             .map_or((0, 0), |p| (p.end_relative_offset(), p.end_position()));
-        if u64::from(entry.relative_offset) != want_rel || entry.position != want_pos {
+        if u64::from(entry.relative_offset) < want_rel
+            || entry.position != want_pos
+            || entry.end_relative_offset() > u64::from(u32::MAX)
+        {
             break;
         }
         entries.push(entry);
@@ -148,17 +152,33 @@ mod tests {
     }
 
     #[test]
-    fn prefix_stops_at_gap_corruption_or_torn_entry() {
+    fn prefix_stops_at_position_gap_offset_overlap_corruption_or_torn_entry() {
         let a = entry(0, 2, 0, 100, 1);
         let b = entry(2, 3, 100, 50, 2);
-        let gap = entry(9, 1, 150, 10, 3);
-        let mut bytes = [a.encode(), b.encode(), gap.encode()].concat();
+        let position_gap = entry(9, 1, 151, 10, 3);
+        let mut bytes = [a.encode(), b.encode(), position_gap.encode()].concat();
         assert_eq!(decode_prefix(&bytes), vec![a, b]);
+        let overlap = entry(4, 1, 150, 10, 3);
+        let bytes2 = [a.encode(), b.encode(), overlap.encode()].concat();
+        assert_eq!(decode_prefix(&bytes2), vec![a, b]);
         bytes.truncate(INDEX_ENTRY_LEN * 2 - 1);
         assert_eq!(decode_prefix(&bytes), vec![a]);
         let mut bytes = [a.encode(), b.encode()].concat();
         bytes[45] ^= 0xff;
         assert_eq!(decode_prefix(&bytes), vec![a]);
+    }
+
+    #[test]
+    fn offset_holes_between_entries_are_accepted() {
+        // Compaction removed offsets 2..9 and 11..20: the entries skip them.
+        let a = entry(0, 2, 0, 100, 1);
+        let b = entry(9, 2, 100, 50, 2);
+        let c = entry(20, 1, 150, 10, 3);
+        let bytes = [a.encode(), b.encode(), c.encode()].concat();
+        assert_eq!(decode_prefix(&bytes), vec![a, b, c]);
+        assert_eq!(find_by_relative_offset(&[a, b, c], 5), None);
+        assert_eq!(find_by_relative_offset(&[a, b, c], 10), Some(1));
+        assert_eq!(find_by_relative_offset(&[a, b, c], 20), Some(2));
     }
 
     #[test]

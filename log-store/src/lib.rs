@@ -47,6 +47,7 @@ pub use config::{
 };
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
+pub use compaction::{CleanReport, CleanerStats, PartitionCleaning};
 pub use error::{BatchError, Result, StoreError};
 pub use journal::{
     CompactionMark, JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE,

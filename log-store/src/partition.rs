@@ -31,7 +31,17 @@ use crate::segment::{list_segments, Segment, SegmentRepair, SegmentWriter, INDEX
 
 /// Where a partition sits: (stream id, topic id, partition id).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct PartitionKey {
     pub stream: u32,
@@ -87,6 +97,10 @@ struct View {
     high_watermark: u64,
     /// Where a delete-records request moved the log start inside a segment (0: nowhere).
     records_start: u64,
+    /// Bumped twice by each compaction swap: odd while files are being renamed, even
+    /// otherwise. A read planned at one generation and finished at another may have read a
+    /// renamed file at old positions, so it is discarded and planned again.
+    generation: u64,
 }
 
 impl View {
@@ -132,6 +146,14 @@ pub struct Partition {
     state: AtomicU8,
     /// Reads served ([`Partition::reads`]).
     reads: std::sync::atomic::AtomicU64,
+    /// Held by the cleaner for a whole cleaning and by whatever deletes segment files
+    /// (retention, delete-records, purge), so the two never work on the same segments.
+    maintenance: Mutex<()>,
+    /// Held while a compaction swap renames files; a reader that keeps losing the race with
+    /// swaps holds it for its whole read.
+    swapping: Mutex<()>,
+    /// How far the cleaner has cleaned (`cleaner-checkpoint`).
+    checkpoint: Mutex<crate::compaction::Checkpoint>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -185,6 +207,10 @@ impl Partition {
     ) -> Result<(Arc<Partition>, PartitionRepair)> {
         let disk = files.disk();
         disk.create_dir_all(dir)?;
+        // A compaction swap cut short is finished (or its leftovers removed) before the
+        // segments are listed.
+        crate::compaction::swap::recover(disk, dir)?;
+        let checkpoint = crate::compaction::Checkpoint::load(dir)?;
         let bases = list_segments(dir)?;
         remove_orphan_indexes(disk, dir, &bases);
         if bases.is_empty() {
@@ -213,6 +239,7 @@ impl Partition {
             .ok_or_else(|| StoreError::io(dir, std::io::ErrorKind::NotFound.into()))?;
         let writer = SegmentWriter::resume(files, last);
         let partition = Partition::assemble(files, key, dir, settings, segments, writer);
+        *partition.checkpoint.lock() = checkpoint;
         if let Some(doc) = crate::durable_file::read_durable(&dir.join(RECORDS_START_FILE))? {
             let start = doc
                 .get(..8)
@@ -242,6 +269,7 @@ impl Partition {
                 segments,
                 high_watermark: hw,
                 records_start: 0,
+                generation: 0,
             }),
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(Some(writer)),
@@ -251,6 +279,9 @@ impl Partition {
             syncing: Mutex::new(()),
             state: AtomicU8::new(OPEN),
             reads: std::sync::atomic::AtomicU64::new(0),
+            maintenance: Mutex::new(()),
+            swapping: Mutex::new(()),
+            checkpoint: Mutex::new(crate::compaction::Checkpoint::default()),
         })
     }
 
@@ -592,16 +623,55 @@ impl Partition {
         cached_only: bool,
     ) -> Result<Option<ReadResult>> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let (ranges, log_start, hw) = {
+        for _ in 0..READ_ATTEMPTS {
+            let (result, generation) = self.read_planned(from, max_bytes, cached_only);
+            if self.view.read().generation == generation {
+                return result;
+            }
+            // A compaction swap ran during the read: what it read may mix old and new files.
+        }
+        // Lost the race every time: hold the swaps off for one last read, which then cannot
+        // lose it.
+        let _no_swap = self.swapping.lock();
+        self.read_planned(from, max_bytes, cached_only).0
+    }
+
+    /// One read planned against the view as it is now, with the generation it was planned at.
+    /// While a swap is renaming files (odd generation) this waits for it first.
+    fn read_planned(
+        &self,
+        from: u64,
+        max_bytes: u64,
+        cached_only: bool,
+    ) -> (Result<Option<ReadResult>>, u64) {
+        let (ranges, log_start, hw, generation) = loop {
             let view = self.view.read();
+            if view.generation % 2 == 1 {
+                drop(view);
+                drop(self.swapping.lock());
+                continue;
+            }
             let log_start = view.log_start();
-            let hw = view.high_watermark;
-            (
+            break (
                 plan_read(&view, from.max(log_start), max_bytes),
                 log_start,
-                hw,
-            )
+                view.high_watermark,
+                view.generation,
+            );
         };
+        (
+            self.read_ranges(ranges, log_start, hw, cached_only),
+            generation,
+        )
+    }
+
+    fn read_ranges(
+        &self,
+        ranges: Vec<ReadRange>,
+        log_start: u64,
+        hw: u64,
+        cached_only: bool,
+    ) -> Result<Option<ReadResult>> {
         let mut batches = Vec::new();
         for range in ranges {
             let file = if cached_only {
@@ -746,6 +816,7 @@ impl Partition {
 
     /// Deletes the oldest sealed segment if its base offset is `base`. Returns its size.
     pub(crate) fn delete_oldest_segment(&self, base: u64) -> Result<Option<u64>> {
+        let _maintenance = self.maintenance.lock();
         let removed = {
             let mut view = self.view.write();
             if view.segments.len() < 2 || view.segments[0].base_offset != base {
@@ -828,6 +899,7 @@ impl Partition {
     /// Deletes every batch and starts again at offset 0, as Iggy's purge does.
     pub(crate) fn purge(&self) -> Result<()> {
         let mut guard = self.writer.lock();
+        let _maintenance = self.maintenance.lock();
         self.check_open()?;
         self.unsynced_sealed.lock().clear();
         let old = std::mem::take(&mut self.view.write().segments);
@@ -846,6 +918,9 @@ impl Partition {
         self.disk
             .remove_file(&self.dir.join(RECORDS_START_FILE))
             .map_err(fail)?;
+        // Offsets start again at 0: what was cleaned is gone.
+        crate::compaction::Checkpoint::remove(&self.disk, &self.dir).map_err(fail)?;
+        *self.checkpoint.lock() = crate::compaction::Checkpoint::default();
         let (segment, writer) =
             SegmentWriter::create(&self.files, &self.dir, 0).map_err(|n| fail(n.error))?;
         *guard = Some(writer);
@@ -888,7 +963,114 @@ impl Partition {
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
+
+    // ----- what the cleaner needs -----
+
+    pub(crate) fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
+    /// Stops the partition taking writes until a restart recovers its files.
+    pub(crate) fn fail(&self) {
+        self.state.store(FAILED, Ordering::Release);
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.check_open().is_ok()
+    }
+
+    pub(crate) fn maintenance(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.maintenance.lock()
+    }
+
+    pub(crate) fn checkpoint(&self) -> &Mutex<crate::compaction::Checkpoint> {
+        &self.checkpoint
+    }
+
+    /// The sealed segments as they are now, oldest first, and the base offset of the active
+    /// segment.
+    pub(crate) fn sealed_snapshot(&self) -> (Vec<SealedSegment>, u64) {
+        let view = self.view.read();
+        let n = view.segments.len().saturating_sub(1);
+        let sealed = view.segments[..n]
+            .iter()
+            .map(|s| SealedSegment {
+                base_offset: s.base_offset,
+                entries: s.entries.clone(),
+                size: s.size,
+                log_path: s.log_path.clone(),
+            })
+            .collect();
+        let active = view
+            .segments
+            .last()
+            .map_or(view.high_watermark, |s| s.base_offset);
+        (sealed, active)
+    }
+
+    /// Replaces the sealed segments `replaced` (consecutive, oldest first) with `new` (a base
+    /// offset, its index entries and size; `None`: with nothing) in the view, after `rename`
+    /// has put the files in place. Readers planned before see the generation change and read
+    /// again. A failed `rename` leaves the files in doubt: the partition refuses writes until
+    /// a restart recovers the swap from its manifest.
+    pub(crate) fn swap_segments(
+        &self,
+        replaced: &[u64],
+        new: Option<(u64, Vec<IndexEntry>, u64)>,
+        rename: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let _swapping = self.swapping.lock();
+        self.view.write().generation += 1;
+        let renamed = rename();
+        let mut view = self.view.write();
+        view.generation += 1;
+        if let Err(e) = renamed {
+            self.state.store(FAILED, Ordering::Release);
+            return Err(e);
+        }
+        let Some(first) = view
+            .segments
+            .iter()
+            .position(|s| Some(&s.base_offset) == replaced.first())
+        else {
+            return Ok(());
+        };
+        let count = replaced.len().min(view.segments.len() - first);
+        let new_segment = new.map(|(base_offset, entries, size)| {
+            let log_path = self.dir.join(crate::segment::file_name(base_offset, LOG_EXT));
+            Segment {
+                base_offset,
+                entries,
+                size,
+                log: SegmentFile::new(&self.files, log_path.clone(), crate::open_files::Access::Read),
+                log_path,
+                index_path: self.dir.join(crate::segment::file_name(base_offset, INDEX_EXT)),
+            }
+        });
+        view.segments.splice(first..first + count, new_segment);
+        Ok(())
+    }
 }
+
+/// A sealed segment as the cleaner sees it: a copy of its index, taken under the view lock.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedSegment {
+    pub base_offset: u64,
+    pub entries: Vec<IndexEntry>,
+    pub size: u64,
+    pub log_path: PathBuf,
+}
+
+impl SealedSegment {
+    /// The offset just past its last batch (its base offset when it has none).
+    pub fn end_offset(&self) -> u64 {
+        self.base_offset + self.entries.last().map_or(0, IndexEntry::end_relative_offset)
+    }
+}
+
+/// Reads planned and discarded because a compaction swap ran meanwhile, before a reader holds
+/// the swaps off.
+const READ_ATTEMPTS: usize = 4;
 
 /// Batches bound for one segment within a write group.
 #[derive(Default)]

@@ -119,7 +119,8 @@ impl Segment {
             let next_rel = entries.last().map_or(0, IndexEntry::end_relative_offset);
             match read_verified(&log, pos, log_len, base_offset + next_rel, &mut buf) {
                 Ok(env) => {
-                    if u64::from(u32::MAX) < next_rel + u64::from(env.record_count) {
+                    let rel = env.base_offset - base_offset;
+                    if u64::from(u32::MAX) < rel + u64::from(env.record_count) {
                         cut = Some("relative offset overflows the index".to_string());
                         break;
                     }
@@ -166,13 +167,14 @@ impl Segment {
     }
 }
 
-/// Reads the batch at `pos`, checking that it is whole, sane, at the expected offset and that its
+/// Reads the batch at `pos`, checking that it is whole, sane, at or after `min_base` (where the
+/// previous batch ended: compaction leaves holes between batches, never overlaps) and that its
 /// checksum matches. The error says what was wrong.
 fn read_verified(
     log: &File,
     pos: u64,
     log_len: u64,
-    expected_base: u64,
+    min_base: u64,
     buf: &mut Vec<u8>,
 ) -> Result<Envelope, String> {
     let remaining = log_len - pos;
@@ -190,10 +192,10 @@ fn read_verified(
             env.stored_len()
         ));
     }
-    if env.base_offset != expected_base {
+    if env.base_offset < min_base {
         return Err(format!(
-            "batch claims offset {} where {} was expected",
-            env.base_offset, expected_base
+            "batch claims offset {} below {}, where the previous batch ended",
+            env.base_offset, min_base
         ));
     }
     // The length is bounded by the file size checked above, so this allocation is too.

@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
+use crate::compaction::cleaner::{self, Policy, Work};
+use crate::compaction::map::OffsetMap;
+use crate::compaction::throttle::Throttle;
+use crate::compaction::{CleanReport, CleanerStats, RecordKeys};
 use crate::config::{EffectiveSettings, StoreConfig, TopicSettings};
 use crate::disk::Disk;
 use crate::durable_file::read_durable;
@@ -208,7 +212,46 @@ struct Inner {
     stop: Mutex<bool>,
     wake: Condvar,
     background: Mutex<Option<JoinHandle<()>>>,
+    cleaner: Cleaner,
     _lock: File,
+}
+
+/// The log cleaner's share of the store.
+struct Cleaner {
+    /// Held by the cleaner thread without the store, so the store can be dropped while the
+    /// thread waits.
+    signal: Arc<CleanerSignal>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The key map and the rate limit; held across a whole `clean_once`, so cleanings run one
+    /// at a time.
+    work: Mutex<CleanerWork>,
+    stats: Mutex<CleanerStats>,
+}
+
+#[derive(Default)]
+struct CleanerSignal {
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl CleanerSignal {
+    fn stopping(&self) -> bool {
+        *self.stop.lock()
+    }
+
+    /// Waits up to `d`, less when the store closes.
+    fn pause(&self, d: Duration) {
+        let mut stop = self.stop.lock();
+        if !*stop {
+            self.wake.wait_for(&mut stop, d);
+        }
+    }
+}
+
+struct CleanerWork {
+    /// Allocated at the first cleaning, then kept: its size is the configured bound.
+    map: Option<OffsetMap>,
+    throttle: Throttle,
 }
 
 /// The log store. Cheap to clone; all clones share one store.
@@ -291,6 +334,7 @@ impl LogStore {
         }
         report.removed_orphans = remove_orphans(disk, &dir, &doc);
         let offsets = ConsumerOffsets::open_with(&dir.join("offsets"), disk.clone())?;
+        let config_cleaner = config.cleaner.clone();
         let inner = Arc::new(Inner {
             dir,
             config,
@@ -301,6 +345,15 @@ impl LogStore {
             stop: Mutex::new(false),
             wake: Condvar::new(),
             background: Mutex::new(None),
+            cleaner: Cleaner {
+                signal: Arc::new(CleanerSignal::default()),
+                thread: Mutex::new(None),
+                work: Mutex::new(CleanerWork {
+                    map: None,
+                    throttle: Throttle::new(config_io_rate(&config_cleaner)),
+                }),
+                stats: Mutex::new(CleanerStats::default()),
+            },
             _lock: lock,
         });
         if inner.config.background_tasks {
@@ -758,6 +811,10 @@ impl LogStore {
         };
         let mut freed = 0;
         for (settings, parts) in topics {
+            // A compacted topic keeps its data unless its policy also says `delete`.
+            if !settings.cleanup_policy.delete {
+                continue;
+            }
             if let Some(expiry) = settings.message_expiry {
                 let expiry_us = expiry.as_micros().min(u128::from(u64::MAX)) as u64;
                 for p in &parts {
@@ -789,9 +846,126 @@ impl LogStore {
     /// Starts the log cleaner: a background thread that compacts the partitions of topics whose
     /// cleanup policy includes `compact`, asking `keys` what the records are. It stops when
     /// the store closes. Does nothing when the cleaner is disabled in the config.
-    pub fn start_cleaner(&self, keys: Arc<dyn crate::compaction::RecordKeys>) {
-        // Seam: the cleaner itself is built in `compaction`.
-        let _ = keys;
+    pub fn start_cleaner(&self, keys: Arc<dyn RecordKeys>) {
+        let cleaner = &self.inner.cleaner;
+        if !self.inner.config.cleaner.enabled || cleaner.signal.stopping() {
+            return;
+        }
+        let mut thread = cleaner.thread.lock();
+        if thread.is_some() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let signal = Arc::clone(&cleaner.signal);
+        let backoff = self.inner.config.cleaner.backoff;
+        let spawned = std::thread::Builder::new()
+            .name("wharf-cleaner".into())
+            .spawn(move || loop {
+                if signal.stopping() {
+                    return;
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let store = LogStore { inner };
+                let worked = match store.clean_once(&*keys, now_us()) {
+                    Ok(report) => !report.cleaned.is_empty(),
+                    Err(e) => {
+                        if !signal.stopping() {
+                            tracing::warn!("log cleaner: {e}");
+                        }
+                        false
+                    }
+                };
+                // Not held while waiting: the store may be dropped meanwhile.
+                drop(store);
+                if !worked {
+                    signal.pause(backoff);
+                }
+            });
+        match spawned {
+            Ok(handle) => *thread = Some(handle),
+            Err(e) => tracing::error!("cannot start the log cleaner: {e}"),
+        }
+    }
+
+    /// Cleans, once, every partition of a compacted topic that needs it (dirtiest first), as
+    /// of server time `now_us`, asking `keys` what the records are. The cleaner thread calls
+    /// this in a loop; tests call it to clean at a chosen moment. Cleanings run one at a time.
+    pub fn clean_once(&self, keys: &dyn RecordKeys, now_us: u64) -> Result<CleanReport> {
+        let candidates: Vec<(Policy, Arc<Partition>)> = {
+            let catalog = self.inner.catalog.read();
+            catalog
+                .doc
+                .streams
+                .iter()
+                .flat_map(|s| s.topics.iter().map(move |t| (s.id, t)))
+                .filter(|(_, t)| t.settings.cleanup_policy.compact)
+                .flat_map(|(sid, t)| {
+                    let policy = Policy::resolve(&t.settings, &self.inner.config);
+                    catalog
+                        .partitions
+                        .get(&(sid, t.id))
+                        .into_iter()
+                        .flatten()
+                        .map(move |p| (policy, Arc::clone(p)))
+                })
+                .collect()
+        };
+        let mut ranked: Vec<(f64, Policy, Arc<Partition>)> = candidates
+            .into_iter()
+            .filter_map(|(policy, p)| {
+                cleaner::assess(&p, &policy, keys, now_us).map(|a| (a.dirty_ratio, policy, p))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut report = CleanReport::default();
+        if ranked.is_empty() {
+            return Ok(report);
+        }
+        let cleaner = &self.inner.cleaner;
+        let mut guard = cleaner.work.lock();
+        let CleanerWork { map, throttle } = &mut *guard;
+        let map = map.get_or_insert_with(|| {
+            OffsetMap::with_memory(self.inner.config.cleaner.dedupe_buffer_size)
+        });
+        cleaner.stats.lock().map_bytes = map.memory_bytes();
+        let signal = &cleaner.signal;
+        let stopping = || signal.stopping();
+        let pause = |d| signal.pause(d);
+        let mut work = Work {
+            keys,
+            now_us,
+            throttle,
+            stopping: &stopping,
+            pause: &pause,
+        };
+        for (_, policy, p) in ranked {
+            let Some(done) = cleaner::clean(&p, &policy, map, &mut work)? else {
+                continue;
+            };
+            tracing::info!(
+                "cleaned {}: read {} B, wrote {} B, removed {} records in {} ms",
+                done.partition,
+                done.bytes_read,
+                done.bytes_written,
+                done.records_removed,
+                done.duration.as_millis()
+            );
+            let mut stats = cleaner.stats.lock();
+            stats.cleanings += 1;
+            stats.bytes_read += done.bytes_read;
+            stats.bytes_written += done.bytes_written;
+            stats.bytes_removed += done.bytes_removed;
+            stats.records_removed += done.records_removed;
+            stats.time_spent += done.duration;
+            drop(stats);
+            report.cleaned.push(done);
+        }
+        Ok(report)
+    }
+
+    /// The cleaner's totals since the store was opened.
+    pub fn cleaner_stats(&self) -> CleanerStats {
+        *self.inner.cleaner.stats.lock()
     }
 
     /// Syncs every partition with unsynced `os`-mode writes, and the offsets journal.
@@ -815,8 +989,13 @@ impl Inner {
     fn stop_background(&self) {
         *self.stop.lock() = true;
         self.wake.notify_all();
-        let handle = self.background.lock().take();
-        if let Some(h) = handle {
+        *self.cleaner.signal.stop.lock() = true;
+        self.cleaner.signal.wake.notify_all();
+        let handles = [
+            self.background.lock().take(),
+            self.cleaner.thread.lock().take(),
+        ];
+        for h in handles.into_iter().flatten() {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
@@ -848,6 +1027,10 @@ fn close_all(parts: &[Arc<Partition>]) {
             tracing::warn!(partition = %p.key(), "closing failed: {e}");
         }
     }
+}
+
+fn config_io_rate(c: &crate::config::CleanerConfig) -> Option<u64> {
+    c.io_max_bytes_per_second
 }
 
 fn check_partition_count(n: u32) -> Result<()> {

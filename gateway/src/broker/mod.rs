@@ -25,6 +25,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producers;
 pub mod scram;
+pub mod topic_config;
 pub mod transactions;
 pub mod translate;
 pub mod txn_state;

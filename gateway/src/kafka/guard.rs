@@ -119,7 +119,7 @@ const NEVER: i16 = i16::MAX;
 
 /// The requests Wharf serves: anything else is [`GuardError::Unsupported`].
 #[rustfmt::skip]
-const APIS: [Api; 37] = [
+const APIS: [Api; 38] = [
     Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
     Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
     Api { key: 2, min: 1, max: 7, flexible_from: 6, walk: list_offsets },
@@ -148,6 +148,7 @@ const APIS: [Api; 37] = [
     Api { key: 30, min: 1, max: 3, flexible_from: 2, walk: create_acls },
     Api { key: 31, min: 1, max: 3, flexible_from: 2, walk: delete_acls },
     Api { key: 32, min: 1, max: 4, flexible_from: 4, walk: describe_configs },
+    Api { key: 33, min: 0, max: 2, flexible_from: 2, walk: alter_configs },
     Api { key: 37, min: 0, max: 3, flexible_from: 2, walk: create_partitions },
     Api { key: 42, min: 0, max: 2, flexible_from: 2, walk: delete_groups },
     Api { key: 44, min: 0, max: 1, flexible_from: 1, walk: incremental_alter_configs },
@@ -864,6 +865,21 @@ fn describe_configs(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+fn alter_configs(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "resources", |c| {
+        c.i8("resource_type")?;
+        c.string(f, "resource_name")?;
+        c.array(f, "configs", |c| {
+            c.string(f, "config name")?;
+            c.string(f, "config value")?;
+            c.tags(f)
+        })?;
+        c.tags(f)
+    })?;
+    c.bool("validate_only")?;
+    c.tags(f)
+}
+
 fn create_partitions(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
     c.array(f, "topics", |c| {
         c.string(f, "topic name")?;
@@ -1552,6 +1568,27 @@ mod tests {
             .with_unknown_tagged_field(TAG, tag())
     }
 
+    fn alter_configs(_v: i16) -> AlterConfigsRequest {
+        use kafka_protocol::messages::alter_configs_request as legacy;
+        let cfg = |k, v: Option<&'static str>| {
+            legacy::AlterableConfig::default()
+                .with_name(s(k))
+                .with_value(v.map(s))
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        let res = |n| {
+            legacy::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(n))
+                .with_configs(vec![cfg("cleanup.policy", Some("compact")), cfg("segment.ms", None)])
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        AlterConfigsRequest::default()
+            .with_resources(vec![res("a"), res("b")])
+            .with_validate_only(true)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     fn incremental_alter_configs(_v: i16) -> IncrementalAlterConfigsRequest {
         let cfg = |k| {
             AlterableConfig::default()
@@ -1735,6 +1772,7 @@ mod tests {
             ApiKey::DescribeTransactions => encode(key, v, describe_transactions(v)),
             ApiKey::ListTransactions => encode(key, v, list_transactions(v)),
             ApiKey::DescribeConfigs => encode(key, v, describe_configs(v)),
+            ApiKey::AlterConfigs => encode(key, v, alter_configs(v)),
             ApiKey::CreatePartitions => encode(key, v, create_partitions(v)),
             ApiKey::DeleteGroups => encode(key, v, delete_groups(v)),
             ApiKey::IncrementalAlterConfigs => encode(key, v, incremental_alter_configs(v)),
@@ -1766,6 +1804,7 @@ mod tests {
                 ApiVersions => ApiVersionsRequest, CreateTopics => CreateTopicsRequest,
                 DeleteTopics => DeleteTopicsRequest, DeleteRecords => DeleteRecordsRequest,
                 InitProducerId => InitProducerIdRequest, DescribeConfigs => DescribeConfigsRequest,
+                AlterConfigs => AlterConfigsRequest,
                 AddPartitionsToTxn => AddPartitionsToTxnRequest,
                 AddOffsetsToTxn => AddOffsetsToTxnRequest, EndTxn => EndTxnRequest,
                 TxnOffsetCommit => TxnOffsetCommitRequest,

@@ -37,6 +37,7 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (CREATE_ACLS, 1, 3),
     (DELETE_ACLS, 1, 3),
     (DESCRIBE_CONFIGS, 1, 4),
+    (ALTER_CONFIGS, 0, 2),
     (CREATE_PARTITIONS, 0, 3),
     (DELETE_GROUPS, 0, 2),
     (INCREMENTAL_ALTER_CONFIGS, 0, 1),
@@ -78,6 +79,7 @@ pub const DESCRIBE_ACLS: i16 = 29;
 pub const CREATE_ACLS: i16 = 30;
 pub const DELETE_ACLS: i16 = 31;
 pub const DESCRIBE_CONFIGS: i16 = 32;
+pub const ALTER_CONFIGS: i16 = 33;
 pub const CREATE_PARTITIONS: i16 = 37;
 pub const DELETE_GROUPS: i16 = 42;
 pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;

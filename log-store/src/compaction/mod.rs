@@ -11,10 +11,68 @@
 //! Offsets never change: a cleaned batch keeps its base offset and the span of offsets it
 //! covered (its envelope's `record_count`), so a compacted log has holes, as in Kafka.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::batch::StoredBatch;
 use crate::partition::PartitionKey;
+
+pub(crate) mod cleaner;
+pub(crate) mod map;
+pub(crate) mod swap;
+pub(crate) mod throttle;
+
+pub(crate) use swap::Checkpoint;
+
+/// What one cleaning of one partition did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartitionCleaning {
+    pub partition: PartitionKey,
+    /// Dirty share of the sealed bytes when the cleaning began.
+    pub dirty_ratio: f64,
+    /// Stored bytes read (the key map's pass and the rewrite's).
+    pub bytes_read: u64,
+    /// Stored bytes of the cleaned segments written.
+    pub bytes_written: u64,
+    /// Bytes the rewritten segments shrank by.
+    pub bytes_removed: u64,
+    /// Records dropped (superseded, expired tombstones and markers, keyless, aborted).
+    pub records_removed: u64,
+    /// Batches left with no record and dropped whole.
+    pub batches_removed: u64,
+    /// Sealed segments rewritten, and the segments they became.
+    pub segments_before: usize,
+    pub segments_after: usize,
+    /// The checkpoint afterwards: offsets below it have been deduplicated. Below the end of the
+    /// cleanable section when the key map filled up (another pass follows).
+    pub cleaned_to: u64,
+    /// Keys the key map held, and how many it could hold (its memory is
+    /// [`CleanerStats::map_bytes`]).
+    pub map_keys: usize,
+    pub map_capacity: usize,
+    pub duration: Duration,
+}
+
+/// What [`crate::LogStore::clean_once`] did: one entry per partition cleaned, dirtiest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanReport {
+    pub cleaned: Vec<PartitionCleaning>,
+}
+
+/// The cleaner's totals since the store was opened ([`crate::LogStore::cleaner_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanerStats {
+    pub cleanings: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Bytes the log shrank by.
+    pub bytes_removed: u64,
+    pub records_removed: u64,
+    pub time_spent: Duration,
+    /// Memory held by the key map: at most `dedupe_buffer_size` (two 24-byte slots at least).
+    pub map_bytes: u64,
+}
 
 /// One record of a batch, as the cleaner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

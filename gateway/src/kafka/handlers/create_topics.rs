@@ -6,11 +6,10 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use super::configs::{self, ConfigError};
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
 use crate::broker::names::topic_uuid;
-use crate::broker::TopicSettings;
+use crate::broker::topic_config::{self, ConfigChange};
 use crate::kafka::errors::{self, code};
 
 pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse {
@@ -58,18 +57,38 @@ pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsRe
             ));
             continue;
         }
-        let mut settings = TopicSettings::default();
-        let applied = t.configs.iter().try_for_each(|c| {
-            configs::set(
-                &mut settings,
-                c.name.as_str(),
-                c.value.as_ref().map(|v| v.as_str()),
-            )
-        });
-        if let Err(ConfigError(why)) = applied {
-            results.push(fail(code::INVALID_CONFIG, why));
+        let nulls: Vec<&str> = t
+            .configs
+            .iter()
+            .filter(|c| c.value.is_none())
+            .map(|c| c.name.as_str())
+            .collect();
+        if !nulls.is_empty() {
+            results.push(fail(
+                code::INVALID_CONFIG,
+                format!(
+                    "Null value not supported for topic configs: {}",
+                    nulls.join(",")
+                ),
+            ));
             continue;
         }
+        let changes: Vec<ConfigChange> = t
+            .configs
+            .iter()
+            .filter_map(|c| {
+                let v = c.value.as_ref()?;
+                Some(ConfigChange::set(c.name.as_str(), v.as_str()))
+            })
+            .collect();
+        let settings =
+            match topic_config::new_topic_settings(&changes, req.broker().store_defaults()) {
+                Ok(s) => s,
+                Err(why) => {
+                    results.push(fail(code::INVALID_CONFIG, why.0));
+                    continue;
+                }
+            };
         let outcome = req
             .broker()
             .create_kafka_topic(&name, partitions as u32, settings.clone(), r.validate_only)
@@ -88,13 +107,13 @@ pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsRe
                     ok = ok.with_topic_id(topic_uuid(info));
                 }
                 if req.version >= 5 {
-                    let listed = configs::topic_entries(req, &settings)
+                    let listed = topic_config::describe(&settings, req.broker().store_defaults())
                         .into_iter()
                         .map(|e| {
                             CreatableTopicConfigs::default()
                                 .with_name(str_bytes(e.name))
                                 .with_value(Some(str_bytes(e.value)))
-                                .with_config_source(e.source)
+                                .with_config_source(e.source.kafka_code())
                         })
                         .collect();
                     ok = ok.with_configs(Some(listed));

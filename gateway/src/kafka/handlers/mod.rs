@@ -3,6 +3,7 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
@@ -157,6 +158,7 @@ pub async fn dispatch(
         versions::CREATE_PARTITIONS => {
             answer(create_partitions::handle(req, decode(buf, v)?).await)
         }
+        versions::ALTER_CONFIGS => answer(alter_configs::handle(req, decode(buf, v)?).await),
         versions::INCREMENTAL_ALTER_CONFIGS => {
             answer(configs::incremental_alter(req, decode(buf, v)?).await)
         }

@@ -1,0 +1,953 @@
+//! Topic configs under Kafka's names, for both doors: what each name means in
+//! [`TopicSettings`], how it is set, reset, appended to and subtracted from, how it is checked
+//! (Kafka's validators, and its rule that `min.compaction.lag.ms` may not exceed
+//! `max.compaction.lag.ms`), how a topic's configs are described with their sources, and the
+//! server defaults behind them. The Kafka door (CreateTopics, DescribeConfigs, AlterConfigs,
+//! IncrementalAlterConfigs) and the native door (Wharf's 10_003/10_004 commands) both call here.
+//!
+//! | Kafka config | Wharf topic setting |
+//! |---|---|
+//! | `retention.ms` (-1: forever) | message expiry |
+//! | `retention.bytes` (-1: unlimited) | max size (Wharf applies it to the topic as a whole) |
+//! | `segment.bytes` | segment size |
+//! | `segment.ms` | segment max age |
+//! | `max.message.bytes` | largest batch |
+//! | `message.timestamp.type` | `CreateTime` or `LogAppendTime` |
+//! | `wharf.durability` | `os` or `fsync` |
+//! | `cleanup.policy` | a list of `delete` and `compact` (may be empty) |
+//! | `min.cleanable.dirty.ratio` | dirty share of sealed bytes that triggers a cleaning |
+//! | `min.compaction.lag.ms` | records younger than this are not compacted |
+//! | `max.compaction.lag.ms` | dirty records older than this are compacted whatever the ratio |
+//! | `delete.retention.ms` | how long tombstones and transaction markers survive compaction |
+//! | `compression.type` | only `producer` (batches are kept as sent) |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_log_store::{CleanerConfig, CleanupPolicy, Ratio};
+
+use super::{
+    Broker, BrokerError, Durability, Ident, StoreConfig, StoreError, TimestampType, TopicInfo,
+    TopicSettings,
+};
+
+/// A config that cannot be applied, and why (Kafka's INVALID_CONFIG; the native door's
+/// InvalidConfiguration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl From<ConfigError> for BrokerError {
+    fn from(e: ConfigError) -> BrokerError {
+        BrokerError::Store(StoreError::InvalidSetting(e.0))
+    }
+}
+
+/// One change to one config (Kafka's IncrementalAlterConfigs operations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    /// Gives the config this value.
+    Set(String),
+    /// Returns the config to its default.
+    Delete,
+    /// Adds the listed values that are missing (list configs only).
+    Append(String),
+    /// Removes the listed values (list configs only).
+    Subtract(String),
+}
+
+/// A config change by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub name: String,
+    pub op: ConfigOp,
+}
+
+impl ConfigChange {
+    pub fn set(name: impl Into<String>, value: impl Into<String>) -> ConfigChange {
+        ConfigChange {
+            name: name.into(),
+            op: ConfigOp::Set(value.into()),
+        }
+    }
+
+    pub fn delete(name: impl Into<String>) -> ConfigChange {
+        ConfigChange {
+            name: name.into(),
+            op: ConfigOp::Delete,
+        }
+    }
+}
+
+/// How a set of changes relates to the topic's current configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterMode {
+    /// Only the named configs change (IncrementalAlterConfigs, the native set command).
+    Incremental,
+    /// The changes are the topic's whole config set: every config not named returns to its
+    /// default (Kafka's legacy AlterConfigs).
+    Replace,
+}
+
+/// Where a described value comes from (Kafka's DescribeConfigs `config_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic.
+    DynamicTopic,
+    /// The server's configuration sets it (for a topic config: the default it follows).
+    StaticBroker,
+    /// The built-in default.
+    Default,
+}
+
+impl ConfigSource {
+    /// Kafka's code for it.
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigSource::DynamicTopic => 1,
+            ConfigSource::StaticBroker => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+
+    /// Kafka's name for it (the native door's answer carries it as text).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",
+            ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG",
+            ConfigSource::Default => "DEFAULT_CONFIG",
+        }
+    }
+}
+
+/// A config's type as DescribeConfigs v3+ reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Long,
+    Double,
+    List,
+}
+
+impl ConfigType {
+    /// Kafka's code for it.
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// One config as described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    pub source: ConfigSource,
+    pub config_type: ConfigType,
+}
+
+/// `max.compaction.lag.ms`'s "no limit", Kafka's default (Long.MAX_VALUE).
+pub const NO_MAX_COMPACTION_LAG_MS: i64 = i64::MAX;
+/// `log.cleaner.io.max.bytes.per.second`'s "unlimited", Kafka's default (Double.MAX_VALUE).
+pub const UNLIMITED_IO: &str = "1.7976931348623157E308";
+
+fn long(name: &str, v: &str) -> Result<i64, ConfigError> {
+    v.trim()
+        .parse::<i64>()
+        .map_err(|_| ConfigError(format!("{name}: '{v}' is not a number")))
+}
+
+fn at_least(name: &str, v: &str, min: i64) -> Result<u64, ConfigError> {
+    let n = long(name, v)?;
+    if n < min {
+        return Err(ConfigError(format!(
+            "Invalid value {n} for configuration {name}: Value must be at least {min}"
+        )));
+    }
+    // n >= min >= 0 here.
+    Ok(n.unsigned_abs())
+}
+
+fn ratio(name: &str, v: &str) -> Result<Ratio, ConfigError> {
+    let x = v
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| ConfigError(format!("{name}: '{v}' is not a number")))?;
+    Ratio::new(x).ok_or_else(|| {
+        ConfigError(format!(
+            "Invalid value {v} for configuration {name}: Value must be between 0 and 1"
+        ))
+    })
+}
+
+/// The values of a `cleanup.policy` list: comma separated, each `delete` or `compact`; an
+/// empty list means neither (Kafka allows it: data then stays until deleted by hand).
+pub fn parse_policy(v: &str) -> Result<CleanupPolicy, ConfigError> {
+    let mut p = CleanupPolicy {
+        delete: false,
+        compact: false,
+    };
+    for item in policy_items(v)? {
+        match item {
+            PolicyItem::Delete => p.delete = true,
+            PolicyItem::Compact => p.compact = true,
+        }
+    }
+    Ok(p)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolicyItem {
+    Delete,
+    Compact,
+}
+
+fn policy_items(v: &str) -> Result<Vec<PolicyItem>, ConfigError> {
+    if v.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    v.split(',')
+        .map(|item| match item.trim() {
+            "delete" => Ok(PolicyItem::Delete),
+            "compact" => Ok(PolicyItem::Compact),
+            other => Err(ConfigError(format!(
+                "Invalid value {other} for configuration cleanup.policy: String must be one of: compact, delete"
+            ))),
+        })
+        .collect()
+}
+
+/// How a cleanup policy is described: Kafka's list form, `compact,delete` for both.
+pub fn policy_text(p: CleanupPolicy) -> &'static str {
+    match (p.compact, p.delete) {
+        (true, true) => "compact,delete",
+        (true, false) => "compact",
+        (false, true) => "delete",
+        (false, false) => "",
+    }
+}
+
+/// Whether `name` is a list config (APPEND and SUBTRACT apply to it).
+pub fn is_list(name: &str) -> bool {
+    name == "cleanup.policy"
+}
+
+/// Applies one change to `s`. Checks of the whole set (the lag rule, sizes) are [`check`]'s.
+pub fn apply(s: &mut TopicSettings, name: &str, op: &ConfigOp) -> Result<(), ConfigError> {
+    match op {
+        ConfigOp::Set(v) => set(s, name, Some(v)),
+        ConfigOp::Delete => set(s, name, None),
+        ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
+            if !is_list(name) {
+                known(name)?;
+                return Err(ConfigError(format!(
+                    "Config value append or subtract is not allowed for config key: {name} (not a list)"
+                )));
+            }
+            let mut p = s.cleanup_policy;
+            let on = matches!(op, ConfigOp::Append(_));
+            for item in policy_items(v)? {
+                match item {
+                    PolicyItem::Delete => p.delete = on,
+                    PolicyItem::Compact => p.compact = on,
+                }
+            }
+            s.cleanup_policy = p;
+            Ok(())
+        }
+    }
+}
+
+/// The topic config names Wharf has.
+pub const NAMES: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "wharf.durability",
+    "cleanup.policy",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
+    "compression.type",
+];
+
+fn known(name: &str) -> Result<(), ConfigError> {
+    if NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{name} is not a topic config Wharf has"
+        )))
+    }
+}
+
+/// Sets (`Some`) or resets to the default (`None`) one config on `s`.
+pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(), ConfigError> {
+    let positive = |v: &str| -> Result<Option<u64>, ConfigError> {
+        match long(name, v)? {
+            -1 => Ok(None),
+            n if n > 0 => Ok(Some(n.unsigned_abs())),
+            n => Err(ConfigError(format!("{name}: {n} must be positive or -1"))),
+        }
+    };
+    match (name, value) {
+        ("retention.ms", None) => s.message_expiry = None,
+        ("retention.ms", Some(v)) => s.message_expiry = positive(v)?.map(Duration::from_millis),
+        ("retention.bytes", None) => s.max_size = None,
+        ("retention.bytes", Some(v)) => s.max_size = positive(v)?,
+        ("segment.bytes", None) => s.segment_size = None,
+        ("segment.bytes", Some(v)) => {
+            s.segment_size = Some(
+                positive(v)?
+                    .ok_or_else(|| ConfigError("segment.bytes: -1 is not a size".into()))?,
+            )
+        }
+        ("segment.ms", None) => s.segment_max_age = None,
+        ("segment.ms", Some(v)) => s.segment_max_age = positive(v)?.map(Duration::from_millis),
+        ("max.message.bytes", None) => s.max_batch_bytes = None,
+        ("max.message.bytes", Some(v)) => {
+            let n = positive(v)?
+                .ok_or_else(|| ConfigError("max.message.bytes: -1 is not a size".into()))?;
+            s.max_batch_bytes = Some(
+                u32::try_from(n)
+                    .map_err(|_| ConfigError(format!("max.message.bytes: {n} is above 4 GiB")))?,
+            );
+        }
+        ("message.timestamp.type", None) => s.timestamp_type = TimestampType::CreateTime,
+        ("message.timestamp.type", Some("CreateTime")) => {
+            s.timestamp_type = TimestampType::CreateTime
+        }
+        ("message.timestamp.type", Some("LogAppendTime")) => {
+            s.timestamp_type = TimestampType::LogAppendTime
+        }
+        ("wharf.durability", None) => s.durability = None,
+        ("wharf.durability", Some(v)) => {
+            s.durability = Some(
+                v.parse::<Durability>()
+                    .map_err(|e| ConfigError(format!("wharf.durability: {e}")))?,
+            )
+        }
+        ("cleanup.policy", None) => s.cleanup_policy = CleanupPolicy::default(),
+        ("cleanup.policy", Some(v)) => s.cleanup_policy = parse_policy(v)?,
+        ("min.cleanable.dirty.ratio", None) => s.min_cleanable_dirty_ratio = None,
+        ("min.cleanable.dirty.ratio", Some(v)) => {
+            s.min_cleanable_dirty_ratio = Some(ratio(name, v)?)
+        }
+        ("min.compaction.lag.ms", None) => s.min_compaction_lag = None,
+        ("min.compaction.lag.ms", Some(v)) => {
+            s.min_compaction_lag = Some(Duration::from_millis(at_least(name, v, 0)?))
+        }
+        ("max.compaction.lag.ms", None) => s.max_compaction_lag = None,
+        ("max.compaction.lag.ms", Some(v)) => {
+            // Kafka's Long.MAX_VALUE means no limit; it is kept as the explicit value so that
+            // a topic can opt out of a server default that has one.
+            s.max_compaction_lag = Some(Duration::from_millis(at_least(name, v, 1)?))
+        }
+        ("delete.retention.ms", None) => s.delete_retention = None,
+        ("delete.retention.ms", Some(v)) => {
+            s.delete_retention = Some(Duration::from_millis(at_least(name, v, 0)?))
+        }
+        ("compression.type", None | Some("producer")) => {}
+        ("message.timestamp.type" | "compression.type", Some(v)) => {
+            return Err(ConfigError(format!(
+                "{name}: '{v}' is not supported by Wharf"
+            )))
+        }
+        (other, _) => {
+            return Err(ConfigError(format!(
+                "{other} is not a topic config Wharf has"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The topic's `min.compaction.lag.ms` and `max.compaction.lag.ms` in force (its own or the
+/// server default); `None`: no maximum.
+fn lags(s: &TopicSettings, cleaner: &CleanerConfig) -> (Duration, Option<Duration>) {
+    let min = s.min_compaction_lag.unwrap_or(cleaner.min_compaction_lag);
+    let max = s.max_compaction_lag.or(cleaner.max_compaction_lag);
+    (min, max)
+}
+
+/// Checks a whole set of settings: the store's own rules and Kafka's cross-config rule.
+pub fn check(s: &TopicSettings, defaults: &StoreConfig) -> Result<(), ConfigError> {
+    s.validate().map_err(|e| match e {
+        StoreError::InvalidSetting(why) => ConfigError(why),
+        other => ConfigError(other.to_string()),
+    })?;
+    if let (min, Some(max)) = lags(s, &defaults.cleaner) {
+        if min > max {
+            return Err(ConfigError(format!(
+                "conflict topic config setting min.compaction.lag.ms ({}) > max.compaction.lag.ms ({})",
+                millis(min),
+                millis(max)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `changes` to `current` (or to the defaults, in [`AlterMode::Replace`]) and checks
+/// the result.
+pub fn changed(
+    current: &TopicSettings,
+    mode: AlterMode,
+    changes: &[ConfigChange],
+    defaults: &StoreConfig,
+) -> Result<TopicSettings, ConfigError> {
+    let mut s = match mode {
+        AlterMode::Incremental => current.clone(),
+        AlterMode::Replace => TopicSettings::default(),
+    };
+    for c in changes {
+        apply(&mut s, &c.name, &c.op)?;
+    }
+    check(&s, defaults)?;
+    Ok(s)
+}
+
+/// A ratio as Kafka prints a double (`0.5`, `1.0`).
+fn double(r: Ratio) -> String {
+    let x = r.as_f64();
+    if x.fract() == 0.0 {
+        format!("{x:.1}")
+    } else {
+        x.to_string()
+    }
+}
+
+fn ms_or_forever(d: Option<Duration>) -> String {
+    d.map_or("-1".into(), |d| millis(d).to_string())
+}
+
+fn max_lag_text(d: Option<Duration>) -> String {
+    d.map_or(NO_MAX_COMPACTION_LAG_MS.to_string(), |d| {
+        millis(d).min(NO_MAX_COMPACTION_LAG_MS.unsigned_abs()).to_string()
+    })
+}
+
+fn durability_text(d: Durability) -> String {
+    match d {
+        Durability::Os => "os".into(),
+        Durability::Fsync => "fsync".into(),
+    }
+}
+
+/// A topic's configs, each with its source: set on the topic, else the server's default
+/// (`STATIC_BROKER_CONFIG` for a compaction default the server config changed from Kafka's,
+/// `DEFAULT_CONFIG` otherwise).
+pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
+    let builtin = CleanerConfig::default();
+    let cleaner = &defaults.cleaner;
+    let entry = |name: &str, value: String, source: ConfigSource, config_type| ConfigEntry {
+        name: name.into(),
+        value,
+        source,
+        config_type,
+    };
+    let topic_or = |set: bool| {
+        if set {
+            ConfigSource::DynamicTopic
+        } else {
+            ConfigSource::Default
+        }
+    };
+    // A compaction setting: the topic's, else the server default, which the server config
+    // may have changed from Kafka's.
+    let cleaner_source = |set: bool, server_changed: bool| match (set, server_changed) {
+        (true, _) => ConfigSource::DynamicTopic,
+        (false, true) => ConfigSource::StaticBroker,
+        (false, false) => ConfigSource::Default,
+    };
+    let (min_lag, max_lag) = lags(s, cleaner);
+    vec![
+        entry(
+            "retention.ms",
+            ms_or_forever(s.message_expiry),
+            topic_or(s.message_expiry.is_some()),
+            ConfigType::Long,
+        ),
+        entry(
+            "retention.bytes",
+            s.max_size.map_or("-1".into(), |b| b.to_string()),
+            topic_or(s.max_size.is_some()),
+            ConfigType::Long,
+        ),
+        entry(
+            "segment.bytes",
+            s.segment_size
+                .unwrap_or(defaults.default_segment_size)
+                .to_string(),
+            topic_or(s.segment_size.is_some()),
+            ConfigType::Int,
+        ),
+        entry(
+            "segment.ms",
+            millis(s.segment_max_age.unwrap_or(defaults.default_segment_max_age)).to_string(),
+            topic_or(s.segment_max_age.is_some()),
+            ConfigType::Long,
+        ),
+        entry(
+            "max.message.bytes",
+            s.max_batch_bytes
+                .unwrap_or(defaults.default_max_batch_bytes)
+                .to_string(),
+            topic_or(s.max_batch_bytes.is_some()),
+            ConfigType::Int,
+        ),
+        entry(
+            "message.timestamp.type",
+            match s.timestamp_type {
+                TimestampType::CreateTime => "CreateTime".into(),
+                TimestampType::LogAppendTime => "LogAppendTime".into(),
+            },
+            topic_or(s.timestamp_type != TimestampType::CreateTime),
+            ConfigType::String,
+        ),
+        entry(
+            "wharf.durability",
+            durability_text(s.durability.unwrap_or(defaults.default_durability)),
+            topic_or(s.durability.is_some()),
+            ConfigType::String,
+        ),
+        entry(
+            "cleanup.policy",
+            policy_text(s.cleanup_policy).into(),
+            topic_or(s.cleanup_policy != CleanupPolicy::default()),
+            ConfigType::List,
+        ),
+        entry(
+            "min.cleanable.dirty.ratio",
+            double(
+                s.min_cleanable_dirty_ratio
+                    .unwrap_or(cleaner.min_cleanable_dirty_ratio),
+            ),
+            cleaner_source(
+                s.min_cleanable_dirty_ratio.is_some(),
+                cleaner.min_cleanable_dirty_ratio != builtin.min_cleanable_dirty_ratio,
+            ),
+            ConfigType::Double,
+        ),
+        entry(
+            "min.compaction.lag.ms",
+            millis(min_lag).to_string(),
+            cleaner_source(
+                s.min_compaction_lag.is_some(),
+                cleaner.min_compaction_lag != builtin.min_compaction_lag,
+            ),
+            ConfigType::Long,
+        ),
+        entry(
+            "max.compaction.lag.ms",
+            max_lag_text(max_lag),
+            cleaner_source(
+                s.max_compaction_lag.is_some(),
+                cleaner.max_compaction_lag != builtin.max_compaction_lag,
+            ),
+            ConfigType::Long,
+        ),
+        entry(
+            "delete.retention.ms",
+            millis(s.delete_retention.unwrap_or(cleaner.delete_retention)).to_string(),
+            cleaner_source(
+                s.delete_retention.is_some(),
+                cleaner.delete_retention != builtin.delete_retention,
+            ),
+            ConfigType::Long,
+        ),
+        entry(
+            "compression.type",
+            "producer".into(),
+            ConfigSource::Default,
+            ConfigType::String,
+        ),
+    ]
+}
+
+/// The server's log and cleaner settings under Kafka's broker config names, as the server's
+/// configuration sets them.
+pub fn broker_defaults(defaults: &StoreConfig) -> Vec<ConfigEntry> {
+    let c = &defaults.cleaner;
+    let entry = |name: &str, value: String, config_type| ConfigEntry {
+        name: name.into(),
+        value,
+        source: ConfigSource::StaticBroker,
+        config_type,
+    };
+    vec![
+        entry(
+            "log.cleanup.policy",
+            policy_text(CleanupPolicy::default()).into(),
+            ConfigType::List,
+        ),
+        entry(
+            "log.cleaner.enable",
+            c.enabled.to_string(),
+            ConfigType::Boolean,
+        ),
+        entry(
+            "log.cleaner.dedupe.buffer.size",
+            c.dedupe_buffer_size.to_string(),
+            ConfigType::Long,
+        ),
+        entry(
+            "log.cleaner.io.max.bytes.per.second",
+            c.io_max_bytes_per_second
+                .map_or(UNLIMITED_IO.into(), |b| format!("{b}.0")),
+            ConfigType::Double,
+        ),
+        entry(
+            "log.cleaner.backoff.ms",
+            millis(c.backoff).to_string(),
+            ConfigType::Long,
+        ),
+        entry(
+            "log.cleaner.min.cleanable.ratio",
+            double(c.min_cleanable_dirty_ratio),
+            ConfigType::Double,
+        ),
+        entry(
+            "log.cleaner.min.compaction.lag.ms",
+            millis(c.min_compaction_lag).to_string(),
+            ConfigType::Long,
+        ),
+        entry(
+            "log.cleaner.max.compaction.lag.ms",
+            max_lag_text(c.max_compaction_lag),
+            ConfigType::Long,
+        ),
+        entry(
+            "log.cleaner.delete.retention.ms",
+            millis(c.delete_retention).to_string(),
+            ConfigType::Long,
+        ),
+    ]
+}
+
+/// Settings for a new topic from its configs (CreateTopics' configs, a native create).
+pub fn new_topic_settings(
+    changes: &[ConfigChange],
+    defaults: &StoreConfig,
+) -> Result<TopicSettings, ConfigError> {
+    changed(
+        &TopicSettings::default(),
+        AlterMode::Replace,
+        changes,
+        defaults,
+    )
+}
+
+impl Broker {
+    /// A topic's configs with their sources.
+    pub fn topic_config(&self, topic: &TopicInfo) -> Vec<ConfigEntry> {
+        describe(&topic.settings, self.store_defaults())
+    }
+
+    /// Changes a topic's configs (checked whole, then stored), or only checks them when
+    /// `validate_only`. The current settings are read under the catalog lock, so concurrent
+    /// changes of different configs do not undo each other.
+    pub async fn alter_topic_config(
+        &self,
+        stream: u32,
+        topic: u32,
+        mode: AlterMode,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> Result<TopicSettings, BrokerError> {
+        let lock = Arc::clone(&self.catalog_changes);
+        self.blocking(move |store| {
+            let _changing = lock.lock();
+            let current = store.topic(Ident::Id(stream), Ident::Id(topic))?;
+            let settings = changed(&current.settings, mode, &changes, store.config())?;
+            if !validate_only && settings != current.settings {
+                store.update_topic(
+                    Ident::Id(stream),
+                    Ident::Id(topic),
+                    None,
+                    settings.clone(),
+                )?;
+            }
+            Ok(settings)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(s: &TopicSettings) -> &'static str {
+        policy_text(s.cleanup_policy)
+    }
+
+    fn apply_all(s: &mut TopicSettings, ops: &[(&str, ConfigOp)]) -> Result<(), ConfigError> {
+        ops.iter().try_for_each(|(n, op)| apply(s, n, op))
+    }
+
+    #[test]
+    fn configs_map_onto_settings() {
+        let mut s = TopicSettings::default();
+        set(&mut s, "retention.ms", Some("60000")).unwrap();
+        set(&mut s, "max.message.bytes", Some("1024")).unwrap();
+        set(&mut s, "message.timestamp.type", Some("LogAppendTime")).unwrap();
+        set(&mut s, "wharf.durability", Some("fsync")).unwrap();
+        assert_eq!(s.message_expiry, Some(Duration::from_secs(60)));
+        assert_eq!(s.max_batch_bytes, Some(1024));
+        assert_eq!(s.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(s.durability, Some(Durability::Fsync));
+        set(&mut s, "retention.ms", Some("-1")).unwrap();
+        assert_eq!(s.message_expiry, None);
+        assert!(set(&mut s, "retention.ms", Some("soon")).is_err());
+        assert!(set(&mut s, "no.such.config", Some("1")).is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_is_a_list_of_delete_and_compact() {
+        let mut s = TopicSettings::default();
+        assert_eq!(policy(&s), "delete");
+        for (given, described) in [
+            ("compact", "compact"),
+            ("delete", "delete"),
+            ("compact,delete", "compact,delete"),
+            ("delete,compact", "compact,delete"),
+            (" compact , delete ", "compact,delete"),
+            ("", ""),
+        ] {
+            set(&mut s, "cleanup.policy", Some(given)).unwrap();
+            assert_eq!(policy(&s), described, "{given:?}");
+        }
+        for bad in ["Compact", "compact,", "retain", "compact,,delete"] {
+            let e = set(&mut s, "cleanup.policy", Some(bad)).unwrap_err();
+            assert!(e.0.contains("cleanup.policy"), "{bad:?}: {e}");
+        }
+        set(&mut s, "cleanup.policy", None).unwrap();
+        assert_eq!(s.cleanup_policy, CleanupPolicy::default());
+    }
+
+    #[test]
+    fn append_and_subtract_edit_the_policy_list_only() {
+        let mut s = TopicSettings::default();
+        let append = |v: &str| ConfigOp::Append(v.into());
+        let subtract = |v: &str| ConfigOp::Subtract(v.into());
+        apply_all(&mut s, &[("cleanup.policy", append("compact"))]).unwrap();
+        assert_eq!(policy(&s), "compact,delete");
+        // Appending a value already there changes nothing.
+        apply_all(&mut s, &[("cleanup.policy", append("delete"))]).unwrap();
+        assert_eq!(policy(&s), "compact,delete");
+        apply_all(&mut s, &[("cleanup.policy", subtract("delete"))]).unwrap();
+        assert_eq!(policy(&s), "compact");
+        // Subtracting a value that is not there changes nothing.
+        apply_all(&mut s, &[("cleanup.policy", subtract("delete"))]).unwrap();
+        assert_eq!(policy(&s), "compact");
+        apply_all(&mut s, &[("cleanup.policy", subtract("compact"))]).unwrap();
+        assert_eq!(policy(&s), "");
+        apply_all(&mut s, &[("cleanup.policy", append("delete,compact"))]).unwrap();
+        assert_eq!(policy(&s), "compact,delete");
+        assert!(apply(&mut s, "cleanup.policy", &append("shred")).is_err());
+        // Kafka: APPEND/SUBTRACT on a config that is not a list is INVALID_CONFIG.
+        for name in ["retention.ms", "min.cleanable.dirty.ratio", "delete.retention.ms"] {
+            let e = apply(&mut s, name, &append("1")).unwrap_err();
+            assert!(e.0.contains("not a list"), "{name}: {e}");
+            assert!(apply(&mut s, name, &subtract("1")).is_err(), "{name}");
+        }
+        assert!(apply(&mut s, "no.such.config", &append("1"))
+            .unwrap_err()
+            .0
+            .contains("not a topic config"));
+    }
+
+    #[test]
+    fn compaction_settings_follow_kafkas_validators() {
+        let mut s = TopicSettings::default();
+        set(&mut s, "min.cleanable.dirty.ratio", Some("0.25")).unwrap();
+        assert_eq!(s.min_cleanable_dirty_ratio, Ratio::new(0.25));
+        for ok in ["0", "1", "1.0", "0.0"] {
+            set(&mut s, "min.cleanable.dirty.ratio", Some(ok)).unwrap();
+        }
+        for bad in ["-0.1", "1.01", "NaN", "half", ""] {
+            assert!(
+                set(&mut s, "min.cleanable.dirty.ratio", Some(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+        set(&mut s, "min.compaction.lag.ms", Some("0")).unwrap();
+        assert_eq!(s.min_compaction_lag, Some(Duration::ZERO));
+        assert!(set(&mut s, "min.compaction.lag.ms", Some("-1")).is_err());
+        // max.compaction.lag.ms is at least 1.
+        assert!(set(&mut s, "max.compaction.lag.ms", Some("0")).is_err());
+        set(&mut s, "max.compaction.lag.ms", Some("1")).unwrap();
+        set(&mut s, "delete.retention.ms", Some("0")).unwrap();
+        assert_eq!(s.delete_retention, Some(Duration::ZERO));
+        assert!(set(&mut s, "delete.retention.ms", Some("-5")).is_err());
+        set(&mut s, "delete.retention.ms", None).unwrap();
+        assert_eq!(s.delete_retention, None);
+    }
+
+    #[test]
+    fn min_compaction_lag_may_not_exceed_max_compaction_lag() {
+        let defaults = StoreConfig::default();
+        let change = |n: &str, v: &str| ConfigChange::set(n, v);
+        let s = new_topic_settings(
+            &[
+                change("min.compaction.lag.ms", "1000"),
+                change("max.compaction.lag.ms", "1000"),
+            ],
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(s.max_compaction_lag, Some(Duration::from_secs(1)));
+        let e = new_topic_settings(
+            &[
+                change("min.compaction.lag.ms", "1001"),
+                change("max.compaction.lag.ms", "1000"),
+            ],
+            &defaults,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("min.compaction.lag.ms (1001) > max.compaction.lag.ms (1000)"));
+        // Against a server default maximum too.
+        let mut server = StoreConfig::default();
+        server.cleaner.max_compaction_lag = Some(Duration::from_secs(10));
+        assert!(new_topic_settings(&[change("min.compaction.lag.ms", "20000")], &server).is_err());
+        // ... which a topic can lift with Kafka's Long.MAX_VALUE.
+        let s = new_topic_settings(
+            &[
+                change("min.compaction.lag.ms", "20000"),
+                change("max.compaction.lag.ms", &i64::MAX.to_string()),
+            ],
+            &server,
+        )
+        .unwrap();
+        let described = describe(&s, &server);
+        let max = described
+            .iter()
+            .find(|e| e.name == "max.compaction.lag.ms")
+            .unwrap();
+        assert_eq!(max.value, i64::MAX.to_string());
+        assert_eq!(max.source, ConfigSource::DynamicTopic);
+    }
+
+    #[test]
+    fn replace_returns_unnamed_configs_to_their_defaults() {
+        let defaults = StoreConfig::default();
+        let mut current = TopicSettings::default();
+        set(&mut current, "retention.ms", Some("60000")).unwrap();
+        set(&mut current, "cleanup.policy", Some("compact")).unwrap();
+        let incremental = changed(
+            &current,
+            AlterMode::Incremental,
+            &[ConfigChange::set("delete.retention.ms", "100")],
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(incremental.message_expiry, Some(Duration::from_secs(60)));
+        assert!(incremental.cleanup_policy.compact);
+        let replaced = changed(
+            &current,
+            AlterMode::Replace,
+            &[ConfigChange::set("delete.retention.ms", "100")],
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(replaced.message_expiry, None);
+        assert_eq!(replaced.cleanup_policy, CleanupPolicy::default());
+        assert_eq!(replaced.delete_retention, Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn describe_reports_values_types_and_sources() {
+        let mut server = StoreConfig::default();
+        let get = |entries: &[ConfigEntry], name: &str| {
+            entries.iter().find(|e| e.name == name).cloned().unwrap()
+        };
+        let plain = describe(&TopicSettings::default(), &server);
+        let policy = get(&plain, "cleanup.policy");
+        assert_eq!(
+            (policy.value.as_str(), policy.source, policy.config_type),
+            ("delete", ConfigSource::Default, ConfigType::List)
+        );
+        let ratio = get(&plain, "min.cleanable.dirty.ratio");
+        assert_eq!(
+            (ratio.value.as_str(), ratio.source, ratio.config_type.kafka_code()),
+            ("0.5", ConfigSource::Default, 6)
+        );
+        assert_eq!(get(&plain, "min.compaction.lag.ms").value, "0");
+        assert_eq!(
+            get(&plain, "max.compaction.lag.ms").value,
+            "9223372036854775807"
+        );
+        assert_eq!(get(&plain, "delete.retention.ms").value, "86400000");
+        assert_eq!(
+            get(&plain, "delete.retention.ms").config_type,
+            ConfigType::Long
+        );
+
+        // A server default changed in the server config is STATIC_BROKER_CONFIG.
+        server.cleaner.delete_retention = Duration::from_secs(60);
+        let s = new_topic_settings(
+            &[
+                ConfigChange::set("cleanup.policy", "compact"),
+                ConfigChange::set("min.cleanable.dirty.ratio", "1"),
+            ],
+            &server,
+        )
+        .unwrap();
+        let d = describe(&s, &server);
+        let policy = get(&d, "cleanup.policy");
+        assert_eq!(
+            (policy.value.as_str(), policy.source),
+            ("compact", ConfigSource::DynamicTopic)
+        );
+        assert_eq!(get(&d, "min.cleanable.dirty.ratio").value, "1.0");
+        let retention = get(&d, "delete.retention.ms");
+        assert_eq!(
+            (retention.value.as_str(), retention.source),
+            ("60000", ConfigSource::StaticBroker)
+        );
+        // Every described name is one `set` knows.
+        let mut fresh = TopicSettings::default();
+        for e in &d {
+            set(&mut fresh, &e.name, Some(&e.value)).unwrap_or_else(|err| panic!("{err}"));
+        }
+    }
+
+    #[test]
+    fn broker_defaults_carry_kafkas_names_and_defaults() {
+        let d = broker_defaults(&StoreConfig::default());
+        let value = |n: &str| d.iter().find(|e| e.name == n).unwrap().value.clone();
+        assert_eq!(value("log.cleanup.policy"), "delete");
+        assert_eq!(value("log.cleaner.enable"), "true");
+        assert_eq!(value("log.cleaner.dedupe.buffer.size"), "134217728");
+        assert_eq!(
+            value("log.cleaner.io.max.bytes.per.second"),
+            "1.7976931348623157E308"
+        );
+        assert_eq!(value("log.cleaner.backoff.ms"), "15000");
+        assert_eq!(value("log.cleaner.min.cleanable.ratio"), "0.5");
+        assert_eq!(value("log.cleaner.min.compaction.lag.ms"), "0");
+        assert_eq!(
+            value("log.cleaner.max.compaction.lag.ms"),
+            "9223372036854775807"
+        );
+        assert_eq!(value("log.cleaner.delete.retention.ms"), "86400000");
+        assert!(d.iter().all(|e| e.source == ConfigSource::StaticBroker));
+    }
+}
