@@ -1,6 +1,8 @@
 //! Builders shared by the integration tests: native and Kafka batches with known contents.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod toy;
+
 use bytes::BytesMut;
 use wharf_log_store::{LogStore, NewBatch, StoreConfig, NATIVE_MESSAGE_HEADER_LEN};
 
