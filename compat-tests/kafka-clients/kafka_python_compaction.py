@@ -214,7 +214,7 @@ def compacted_scenario(retention_ms):
 def scenario_keyless_refused():
     topic = f"kpy-compact-keyless-{RUN}"
     create_compacted_topic(topic, LONG_RETENTION_MS)
-    producer = KafkaProducer(linger_ms=0, retries=0, **COMMON)
+    producer = KafkaProducer(linger_ms=0, **COMMON)
     try:
         f = producer.send(topic, value=b"no key", partition=0)
         producer.flush(timeout=WAIT_S)
@@ -222,6 +222,11 @@ def scenario_keyless_refused():
         check(f.failed(), f"a keyless record to a compacted topic was stored at {f.value!r}")
         check(isinstance(f.exception, Errors.InvalidRecordError),
               f"a keyless record to a compacted topic: {f.exception!r}, want InvalidRecordError (87)")
+    finally:
+        producer.close(timeout=WAIT_S)
+    # Nothing was stored: the first keyed record takes offset 0.
+    producer = KafkaProducer(linger_ms=0, **COMMON)
+    try:
         ok = producer.send(topic, key=b"k", value=b"keyed", partition=0)
         producer.flush(timeout=WAIT_S)
         check(ok.succeeded(), f"a keyed record after the refused one: {ok.exception!r}")
