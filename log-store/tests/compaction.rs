@@ -1,0 +1,527 @@
+//! Compaction at store level: crash safety of the swap (a failure injected at every file
+//! operation of a cleaning, then a reopen), reads across holes and after recovery, the key
+//! map's bound (passes), reads running during swaps, retention and compaction policies, the
+//! cleaner thread and the roll at `max.compaction.lag.ms`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::toy::*;
+use wharf_log_store::{
+    CleanerConfig, CleanupPolicy, Disk, FileHook, FileOp, Ident, LogStore, Partition, Ratio,
+    StoreConfig, TopicSettings,
+};
+
+/// How long a bounded wait in these tests may take before it fails.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Fails every file operation from the `fail_at`-th one counted after arming (a process that
+/// died there), or only that one (`only_one`).
+#[derive(Debug)]
+struct Crash {
+    armed: AtomicBool,
+    seen: AtomicU64,
+    fail_at: AtomicU64,
+    only_one: bool,
+}
+
+impl Crash {
+    fn new(only_one: bool) -> Arc<Crash> {
+        Arc::new(Crash {
+            armed: AtomicBool::new(false),
+            seen: AtomicU64::new(0),
+            fail_at: AtomicU64::new(u64::MAX),
+            only_one,
+        })
+    }
+
+    fn arm(&self, fail_at: u64) {
+        self.seen.store(0, Ordering::SeqCst);
+        self.fail_at.store(fail_at, Ordering::SeqCst);
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl FileHook for Crash {
+    fn before(&self, _op: FileOp, _path: &Path) -> io::Result<()> {
+        if !self.armed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        let at = self.fail_at.load(Ordering::SeqCst);
+        if n == at || (!self.only_one && n > at) {
+            return Err(io::Error::other("injected crash"));
+        }
+        Ok(())
+    }
+}
+
+fn compacted(segment_size: u64, segment_max_age: Option<Duration>) -> TopicSettings {
+    TopicSettings {
+        segment_size: Some(segment_size),
+        segment_max_age,
+        cleanup_policy: CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        ..TopicSettings::default()
+    }
+}
+
+fn config(disk: Disk, map_bytes: u64) -> StoreConfig {
+    StoreConfig {
+        background_tasks: false,
+        disk,
+        cleaner: CleanerConfig {
+            dedupe_buffer_size: map_bytes,
+            min_cleanable_dirty_ratio: Ratio::new(0.0).unwrap(),
+            delete_retention: Duration::from_secs(1),
+            ..CleanerConfig::default()
+        },
+        ..StoreConfig::default()
+    }
+}
+
+/// The record written at `offset` by [`fill`]: 8 keys, every 11th a tombstone, every 13th
+/// keyless.
+fn record_at(offset: u64) -> Toy {
+    let key = vec![b'k', (offset % 8) as u8];
+    if offset % 13 == 5 {
+        Toy::Keyless {
+            value: format!("free{offset}").into_bytes(),
+        }
+    } else if offset % 11 == 3 {
+        Toy::Tombstone { key }
+    } else {
+        Toy::Value {
+            key,
+            value: format!("value-{offset}-{}", "x".repeat((offset % 40) as usize)).into_bytes(),
+        }
+    }
+}
+
+/// Appends `batches` batches of 1..=3 records (contents fixed by offset) starting at the
+/// partition's high watermark.
+fn fill(rt: &tokio::runtime::Runtime, p: &Arc<Partition>, batches: u64) {
+    for i in 0..batches {
+        let base = p.high_watermark();
+        let recs: Vec<Toy> = (0..=(i % 3)).map(|j| record_at(base + j)).collect();
+        let r = rt.block_on(p.append(toy_batch(&recs, 0))).unwrap();
+        assert_eq!(r.base_offset, base);
+    }
+}
+
+/// Checks what `p` holds: records as written, the latest value of every key present, and
+/// (from `read_all`) offsets strictly increasing.
+fn check_latest(p: &Partition, context: &str) -> Vec<(u64, Toy)> {
+    let got = read_all(p);
+    for (o, r) in &got {
+        assert_eq!(*r, record_at(*o), "{context}: offset {o}");
+    }
+    let mut latest = BTreeMap::new();
+    for o in 0..p.high_watermark() {
+        if let Some(k) = record_at(o).key().map(<[u8]>::to_vec) {
+            latest.insert(k, o);
+        }
+    }
+    for (k, o) in latest {
+        if matches!(record_at(o), Toy::Value { .. }) {
+            assert!(
+                got.iter().any(|(g, _)| *g == o),
+                "{context}: the latest value of {k:?} at {o} is gone"
+            );
+        }
+    }
+    got
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walk(dir) {
+        let name = e.file_name().unwrap().to_string_lossy().to_string();
+        if name.contains(".cleaned") || name.starts_with("cleaner-swap") {
+            out.push(e.display().to_string());
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Builds the same partition in `dir` every time; returns the store (with `hook`) and it.
+fn build(
+    dir: &Path,
+    hook: Arc<Crash>,
+    settings: &TopicSettings,
+    rt: &tokio::runtime::Runtime,
+) -> (LogStore, Arc<Partition>) {
+    let (store, _) = LogStore::open(dir, config(Disk::with_hook(hook), 1 << 20)).unwrap();
+    store.create_stream("s").unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, settings.clone())
+        .unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    fill(rt, &p, 14);
+    (store, p)
+}
+
+/// Far enough in the future that every latest tombstone is past its retention.
+fn later() -> u64 {
+    now_us() + 3_600_000_000
+}
+
+/// The crash test: for every file operation n of a cleaning, a store whose disk fails from
+/// operation n on (or only at n) is reopened with a sound disk. Recovery must leave the old
+/// log or the new one (exactly one of the two when the cleaning swaps a single group), every
+/// latest value, no leftover files, and a log that a second open finds whole.
+fn swap_fails_at_every_operation(settings: TopicSettings, single_group: bool, only_one: bool) {
+    let rt = rt();
+    let keys = ToyKeys::default();
+    // The reference run: the old log, the new one, and how many operations the cleaning takes.
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Crash::new(only_one);
+    let (store, p) = build(dir.path(), Arc::clone(&hook), &settings, &rt);
+    let old = read_all(&p);
+    let now = later();
+    hook.arm(u64::MAX);
+    let report = store.clean_once(&keys, now).unwrap();
+    let ops = hook.seen.load(Ordering::SeqCst);
+    assert_eq!(report.cleaned.len(), 1, "{report:?}");
+    let new = check_latest(&p, "reference");
+    assert!(new.len() < old.len(), "the reference cleaning removed nothing");
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+    assert!(ops > 10, "only {ops} file operations counted");
+
+    for n in 0..ops {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = Crash::new(only_one);
+        let (store, p) = build(dir.path(), Arc::clone(&hook), &settings, &rt);
+        hook.arm(n);
+        let result = store.clean_once(&keys, now);
+        assert!(result.is_err(), "operation {n} of {ops} failed, yet the cleaning succeeded");
+        drop(p);
+        let _ = store.close();
+        drop(store);
+
+        let context = format!("failure at operation {n} of {ops}");
+        let (store, _) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+        let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+        let got = check_latest(&p, &context);
+        if single_group {
+            assert!(got == old || got == new, "{context}: neither the old log nor the new one: {got:?}");
+        }
+        assert!(leftovers(dir.path()).is_empty(), "{context}: {:?}", leftovers(dir.path()));
+        // What the recovered store cleans next is the reference's result.
+        store.clean_once(&keys, now).unwrap();
+        assert_eq!(check_latest(&p, &context), new, "{context}: cleaning again");
+        drop(p);
+        store.close().unwrap();
+        drop(store);
+        let (_store, report) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+        assert!(report.repaired.is_empty(), "{context}: second open repaired {report:?}");
+    }
+}
+
+#[test]
+fn crash_at_every_swap_operation_leaves_old_or_new_single_group() {
+    // Every append its own segment (sealed by age), all merged into one cleaned segment.
+    let settings = compacted(1 << 20, Some(Duration::from_micros(1)));
+    swap_fails_at_every_operation(settings, true, false);
+}
+
+#[test]
+fn crash_at_every_swap_operation_keeps_latest_values_across_groups() {
+    swap_fails_at_every_operation(compacted(600, None), false, false);
+}
+
+#[test]
+fn one_failed_operation_at_every_step_of_a_swap_is_recovered() {
+    swap_fails_at_every_operation(compacted(600, None), false, true);
+}
+
+#[test]
+fn reads_across_holes_and_recovery_with_holes() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ToyKeys::default();
+    let (store, p) = build(dir.path(), Crash::new(false), &compacted(600, None), &rt);
+    let hw = p.high_watermark();
+    store.clean_once(&keys, later()).unwrap();
+    let batches = {
+        let mut all = Vec::new();
+        let mut from = 0;
+        loop {
+            let r = p.read(from, u64::MAX).unwrap();
+            let Some(last) = r.batches.last() else { break };
+            from = last.last_offset() + 1;
+            all.extend(r.batches);
+        }
+        all
+    };
+    let spans: Vec<(u64, u64)> = batches.iter().map(|b| (b.base_offset(), b.last_offset())).collect();
+    assert!(
+        spans.windows(2).any(|w| w[1].0 > w[0].1 + 1),
+        "compaction left no hole between batches: {spans:?}"
+    );
+    // A read from any offset starts with the batch holding it, or the next one after a hole.
+    for o in 0..hw {
+        let r = p.read(o, 1).unwrap();
+        let want = spans.iter().find(|(_, last)| *last >= o).copied();
+        let got = r.batches.first().map(|b| (b.base_offset(), b.last_offset()));
+        assert_eq!(got, want, "read from {o}");
+    }
+    // Timestamp look-ups land on batches that exist.
+    let first = p.offset_for_timestamp(0).unwrap();
+    assert!(spans.iter().any(|(b, _)| *b == first), "{first} is no batch's base");
+    let before = read_all(&p);
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    // Recovery accepts the holes: nothing cut, nothing rebuilt.
+    let (store, report) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+    assert!(report.repaired.is_empty(), "{report:?}");
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    assert_eq!(read_all(&p), before);
+    assert_eq!(p.high_watermark(), hw);
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    // Indexes rebuilt from logs with holes come back the same.
+    for f in walk(dir.path()) {
+        if f.extension().is_some_and(|e| e == "index") {
+            std::fs::remove_file(&f).unwrap();
+        }
+    }
+    let (store, report) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+    assert!(!report.repaired.is_empty());
+    for (_, repair) in &report.repaired {
+        for (_, seg) in &repair.segments {
+            assert!(seg.truncated.is_none(), "a log with holes was cut: {seg:?}");
+        }
+    }
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    assert_eq!(read_all(&p), before);
+    // Appends go on at the high watermark.
+    fill(&rt, &p, 2);
+    assert!(p.high_watermark() > hw);
+}
+
+/// The key map's bound: a map of 20 slots (480 bytes) over 300 keys cleans in many passes and
+/// ends where one big map ends.
+#[test]
+fn a_small_key_map_cleans_in_passes_to_the_same_result() {
+    let rt = rt();
+    const KEYS: u64 = 300;
+    let run = |map_bytes: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LogStore::open(dir.path(), config(Disk::real(), map_bytes)).unwrap();
+        store.create_stream("s").unwrap();
+        store
+            .create_topic(Ident::Id(0), "t", 1, compacted(2000, None))
+            .unwrap();
+        let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+        for i in 0..KEYS * 3 {
+            let key = format!("key{}", (i * 7) % KEYS).into_bytes();
+            let rec = Toy::Value {
+                key,
+                value: i.to_le_bytes().to_vec(),
+            };
+            rt.block_on(p.append(toy_batch(&[rec], 0))).unwrap();
+        }
+        let keys = ToyKeys::default();
+        let mut cleanings = 0;
+        for _ in 0..200 {
+            let report = store.clean_once(&keys, now_us()).unwrap();
+            if report.cleaned.is_empty() {
+                break;
+            }
+            for done in &report.cleaned {
+                assert!(done.map_keys <= done.map_capacity);
+            }
+            cleanings += report.cleaned.len();
+        }
+        assert!(store.cleaner_stats().map_bytes <= map_bytes.max(48));
+        (read_all(&p), cleanings)
+    };
+    let (big, big_cleanings) = run(1 << 20);
+    let (small, small_cleanings) = run(20 * 24);
+    assert_eq!(big_cleanings, 1);
+    // 18 keys a pass (90 % of 20 slots) over 300 keys.
+    assert!(small_cleanings >= (KEYS / 18) as usize, "{small_cleanings} passes");
+    assert_eq!(small, big);
+    assert!(big.len() < (KEYS * 2) as usize, "nothing was compacted: {}", big.len());
+}
+
+/// Readers running while the cleaner swaps segments always read records as written, in
+/// strictly increasing offsets (a read that raced a swap is planned again).
+#[test]
+fn reads_during_swaps_see_a_consistent_log() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ToyKeys::default();
+    let (store, p) = build(dir.path(), Crash::new(false), &compacted(500, None), &rt);
+    let done = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let p = Arc::clone(&p);
+            let done = Arc::clone(&done);
+            let reads = Arc::clone(&reads);
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    for (o, r) in read_all(&p) {
+                        assert_eq!(r, record_at(o), "offset {o}");
+                    }
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut swaps = 0;
+    for _ in 0..40 {
+        fill(&rt, &p, 4);
+        swaps += store
+            .clean_once(&keys, later())
+            .unwrap()
+            .cleaned
+            .iter()
+            .map(|c| c.segments_before)
+            .sum::<usize>();
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(swaps >= 40, "{swaps} segments swapped");
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    check_latest(&p, "after the swaps");
+}
+
+#[test]
+fn retention_applies_only_with_the_delete_policy() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+    store.create_stream("s").unwrap();
+    let mut compact_only = compacted(300, None);
+    compact_only.message_expiry = Some(Duration::from_secs(1));
+    let mut both = compact_only.clone();
+    both.cleanup_policy.delete = true;
+    store.create_topic(Ident::Id(0), "c", 1, compact_only).unwrap();
+    store.create_topic(Ident::Id(0), "cd", 1, both).unwrap();
+    let c = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    let cd = store.partition(Ident::Id(0), Ident::Id(1), 0).unwrap();
+    fill(&rt, &c, 10);
+    fill(&rt, &cd, 10);
+    let segments = c.stats().segments;
+    store.enforce_retention(later()).unwrap();
+    assert_eq!(c.stats().segments, segments, "compact-only topic lost segments");
+    assert_eq!(cd.stats().segments, 1, "compact,delete topic kept expired segments");
+}
+
+#[test]
+fn max_compaction_lag_rolls_the_active_segment() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+    store.create_stream("s").unwrap();
+    let mut settings = compacted(1 << 20, None);
+    settings.max_compaction_lag = Some(Duration::from_millis(1));
+    store.create_topic(Ident::Id(0), "t", 1, settings.clone()).unwrap();
+    settings.cleanup_policy.compact = false;
+    store.create_topic(Ident::Id(0), "plain", 1, settings).unwrap();
+    let t = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    let plain = store.partition(Ident::Id(0), Ident::Id(1), 0).unwrap();
+    fill(&rt, &t, 1);
+    fill(&rt, &plain, 1);
+    // The server clock must pass the lag; a bounded spin on the clock, no sleep.
+    let start = now_us();
+    let deadline = Instant::now() + WAIT;
+    while now_us() < start + 2_000 {
+        assert!(Instant::now() < deadline, "the clock did not move");
+        std::hint::spin_loop();
+    }
+    fill(&rt, &t, 1);
+    fill(&rt, &plain, 1);
+    assert_eq!(t.stats().segments, 2, "the compacted topic did not roll at the lag");
+    assert_eq!(plain.stats().segments, 1, "a topic without compaction rolled at the lag");
+}
+
+#[test]
+fn the_cleaner_thread_cleans_and_stops_on_close() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Disk::real(), 1 << 20);
+    cfg.cleaner.backoff = Duration::from_secs(3600);
+    let (store, _) = LogStore::open(dir.path(), cfg).unwrap();
+    store.create_stream("s").unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, compacted(600, None))
+        .unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    fill(&rt, &p, 24);
+    store.start_cleaner(Arc::new(ToyKeys::default()));
+    let deadline = Instant::now() + WAIT;
+    while store.cleaner_stats().cleanings == 0 {
+        assert!(Instant::now() < deadline, "the cleaner thread never cleaned");
+        std::thread::yield_now();
+    }
+    let stats = store.cleaner_stats();
+    assert!(stats.records_removed > 0 && stats.bytes_read > 0, "{stats:?}");
+    check_latest(&p, "after the thread's cleaning");
+    // With an hour's backoff, close returns only if it wakes the sleeping thread.
+    store.close().unwrap();
+}
+
+#[test]
+fn a_disabled_cleaner_starts_no_thread() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Disk::real(), 1 << 20);
+    cfg.cleaner.enabled = false;
+    let (store, _) = LogStore::open(dir.path(), cfg).unwrap();
+    store.create_stream("s").unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, compacted(600, None))
+        .unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    fill(&rt, &p, 24);
+    store.start_cleaner(Arc::new(ToyKeys::default()));
+    store.close().unwrap();
+    assert_eq!(store.cleaner_stats().cleanings, 0);
+}
