@@ -593,7 +593,13 @@ fn produce(
     while warm_start.elapsed() < s.warmup {
         pace(warm_start, warm_sent, rate);
         payload::stamp_into(&mut body, payload::now_us(), false);
-        outbox.send(topic, partition_of(warm_sent), next_key(&mut keys), &body, 0)?;
+        outbox.send(
+            topic,
+            partition_of(warm_sent),
+            next_key(&mut keys),
+            &body,
+            0,
+        )?;
         warm_sent += 1;
     }
     outbox.start_measuring();
@@ -602,7 +608,13 @@ fn produce(
         pace(start, sent, rate);
         payload::stamp_into(&mut body, payload::now_us(), true);
         let opaque = (base.elapsed().as_micros() as usize & !MEASURED) | MEASURED;
-        outbox.send(topic, partition_of(sent), next_key(&mut keys), &body, opaque)?;
+        outbox.send(
+            topic,
+            partition_of(sent),
+            next_key(&mut keys),
+            &body,
+            opaque,
+        )?;
     }
     let transactions = outbox.finish()?;
     let ctx = outbox.producer.context();
@@ -782,8 +794,14 @@ mod tests {
         assert_eq!(a, draw(0), "the same producer draws the same keys");
         assert_ne!(a, draw(1), "producers draw differently");
         let distinct: std::collections::BTreeSet<_> = a.iter().collect();
-        assert_eq!(distinct.len(), 100, "10,000 draws over 100 keys hit every key");
-        assert!(distinct.iter().all(|k| k.starts_with(b"key-") && k.len() == 12));
+        assert_eq!(
+            distinct.len(),
+            100,
+            "10,000 draws over 100 keys hit every key"
+        );
+        assert!(distinct
+            .iter()
+            .all(|k| k.starts_with(b"key-") && k.len() == 12));
         let first = a.iter().filter(|k| k.as_slice() == b"key-00000000").count();
         assert!((50..200).contains(&first), "about 100 of each: {first}");
     }

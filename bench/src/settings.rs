@@ -409,7 +409,9 @@ impl Settings {
             return bad("--keys must be at least 1".into());
         }
         if a.workload == Workload::Connect && (a.keys.is_some() || !a.topic_config.is_empty()) {
-            return bad("connect creates no topic and sends no records: no --keys or --topic-config".into());
+            return bad(
+                "connect creates no topic and sends no records: no --keys or --topic-config".into(),
+            );
         }
         let mut configs = Vec::with_capacity(a.topic_config.len());
         for c in &a.topic_config {
@@ -611,8 +613,14 @@ mod tests {
         );
         let s = parse(&["pinned-producer", "--protocol", "kafka"]).unwrap();
         assert_eq!((s.keys, s.topic_configs.len()), (None, 0));
-        assert!(parse(&["pinned-producer", "--keys", "5"]).is_err(), "native");
-        assert!(parse(&["pinned-producer", "--topic-config", "a=b"]).is_err(), "native");
+        assert!(
+            parse(&["pinned-producer", "--keys", "5"]).is_err(),
+            "native"
+        );
+        assert!(
+            parse(&["pinned-producer", "--topic-config", "a=b"]).is_err(),
+            "native"
+        );
         let kafka = |more: &[&str]| {
             let mut all = vec!["pinned-producer", "--protocol", "kafka"];
             all.extend_from_slice(more);
