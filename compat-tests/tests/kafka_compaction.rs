@@ -975,6 +975,26 @@ async fn crash_writer(
     w
 }
 
+/// Files a cleaning in progress leaves in `dir` (any depth): cleaned segments not yet swapped
+/// in (`*.cleaned`) and the swap manifest (`cleaner-swap`). Found after a kill, they show the
+/// kill landed inside a cleaning (counted and printed: when a kill lands is up to the timing).
+fn cleaning_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map_while(Result::ok)
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                cleaning_leftovers(&e.path())
+            } else {
+                usize::from(name.ends_with(".cleaned") || name == "cleaner-swap")
+            }
+        })
+        .sum()
+}
+
 /// Checks a read of the crash topic against `log`: offsets strictly increase; every record
 /// is one that was sent (acknowledged or not: a write the kill cut off may be stored); every
 /// acknowledged record is there at its offset, or a newer record of its key is (the only loss
@@ -1043,6 +1063,7 @@ async fn server_sigkill_while_cleaning_loses_no_latest_value() {
     let mut log = CrashLog::default();
     let mut seq = 0;
     let mut kills = Vec::new();
+    let mut mid_cleaning = 0;
     let mut read = None;
     for round in 0..=CRASH_KILLS {
         let killing = round < CRASH_KILLS;
@@ -1078,6 +1099,9 @@ async fn server_sigkill_while_cleaning_loses_no_latest_value() {
             process.kill().unwrap();
             process.wait().unwrap();
             kills.push(target);
+            if cleaning_leftovers(data.path()) > 0 {
+                mid_cleaning += 1;
+            }
             // Whatever librdkafka still holds can never be acknowledged: purge it (again, until
             // the writer has seen it) so the writer ends now rather than at its timeout.
             let deadline = Instant::now() + WAIT;
@@ -1116,8 +1140,8 @@ async fn server_sigkill_while_cleaning_loses_no_latest_value() {
     }
     let read = read.unwrap();
     println!(
-        "{} kills after {kills:?} acknowledgements in {:?}; {} records sent, {} acknowledged; \
-         the log holds {} records up to offset {}",
+        "{} kills after {kills:?} acknowledgements in {:?} ({mid_cleaning} left a cleaning's \
+         files behind); {} records sent, {} acknowledged; the log holds {} records up to offset {}",
         kills.len(),
         started.elapsed(),
         log.sent.len(),
