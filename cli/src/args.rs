@@ -171,6 +171,13 @@ pub struct TopicLimits {
     /// When writes are acknowledged: `os` (after write) or `fsync` (after fdatasync).
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityArg>,
+    /// What happens to old messages: `delete` (retention), `compact` (keep the latest message
+    /// of each `kafka.key` header) or both (Kafka's `cleanup.policy`).
+    #[arg(long, value_name = "POLICY", value_parser = ["delete", "compact", "compact,delete", "delete,compact"])]
+    pub cleanup_policy: Option<String>,
+    /// A topic config under its Kafka name (e.g. `delete.retention.ms=60000`); repeatable.
+    #[arg(long = "config", value_name = "NAME=VALUE")]
+    pub configs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,6 +223,30 @@ pub enum TopicCmd {
     /// Delete every message of a topic.
     #[command(after_help = "Example: wharf topic purge shop orders")]
     Purge { stream: String, topic: String },
+    /// Show or change a topic's configs (Kafka's names: cleanup.policy, delete.retention.ms...).
+    #[command(subcommand)]
+    Config(TopicConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicConfigCmd {
+    /// Show a topic's configs with their values and sources.
+    #[command(after_help = "Example: wharf topic config get shop orders")]
+    Get { stream: String, topic: String },
+    /// Set topic configs (all or none are applied); `--reset` returns one to its default.
+    #[command(
+        after_help = "Example: wharf topic config set shop orders cleanup.policy=compact delete.retention.ms=60000"
+    )]
+    Set {
+        stream: String,
+        topic: String,
+        /// Configs to set, as NAME=VALUE.
+        #[arg(value_name = "NAME=VALUE")]
+        settings: Vec<String>,
+        /// A config to return to its default; repeatable.
+        #[arg(long, value_name = "NAME")]
+        reset: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

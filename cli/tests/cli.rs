@@ -575,3 +575,113 @@ fn errors_are_one_clear_line_with_an_exit_code() {
     let out = env.run(&["stream", "create"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn topic_configs_on_create_get_and_set() {
+    let env = start();
+    env.ok(&["stream", "create", "shop"]);
+    env.ok(&[
+        "topic",
+        "create",
+        "shop",
+        "ledger",
+        "1",
+        "--cleanup-policy",
+        "compact",
+        "--config",
+        "delete.retention.ms=60000",
+    ]);
+    let configs = env.json(&["topic", "config", "get", "shop", "ledger"]);
+    let get = |configs: &Value, name: &str| {
+        configs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing from {configs}"))
+    };
+    assert_eq!(get(&configs, "cleanup.policy")["value"], "compact");
+    assert_eq!(
+        get(&configs, "cleanup.policy")["source"],
+        "DYNAMIC_TOPIC_CONFIG"
+    );
+    assert_eq!(get(&configs, "delete.retention.ms")["value"], "60000");
+    assert_eq!(
+        get(&configs, "min.cleanable.dirty.ratio")["source"],
+        "DEFAULT_CONFIG"
+    );
+    let table = env.ok(&["topic", "config", "get", "shop", "ledger"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("compact"),
+        "{table}"
+    );
+
+    env.ok(&[
+        "topic",
+        "config",
+        "set",
+        "shop",
+        "ledger",
+        "cleanup.policy=compact,delete",
+        "min.compaction.lag.ms=10",
+        "--reset",
+        "delete.retention.ms",
+    ]);
+    let configs = env.json(&["topic", "config", "get", "shop", "ledger"]);
+    assert_eq!(get(&configs, "cleanup.policy")["value"], "compact,delete");
+    assert_eq!(get(&configs, "min.compaction.lag.ms")["value"], "10");
+    assert_eq!(get(&configs, "delete.retention.ms")["value"], "86400000");
+
+    // Refused configs: exit code 1, the configs named, nothing changed.
+    let (code, err) = env.fails(&[
+        "topic",
+        "config",
+        "set",
+        "shop",
+        "ledger",
+        "cleanup.policy=delete",
+        "min.cleanable.dirty.ratio=7",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("min.cleanable.dirty.ratio=7"), "{err}");
+    let configs = env.json(&["topic", "config", "get", "shop", "ledger"]);
+    assert_eq!(get(&configs, "cleanup.policy")["value"], "compact,delete");
+    let (code, _) = env.fails(&["topic", "config", "set", "shop", "ledger", "novalue"]);
+    assert_eq!(code, 2);
+    let (code, _) = env.fails(&["topic", "config", "set", "shop", "ledger"]);
+    assert_eq!(code, 2);
+
+    // A create whose configs are refused leaves no topic behind.
+    let (code, _) = env.fails(&[
+        "topic",
+        "create",
+        "shop",
+        "bad",
+        "1",
+        "--config",
+        "max.compaction.lag.ms=0",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        env.json(&["topic", "list", "shop"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let out = env.run(&[
+        "topic",
+        "create",
+        "shop",
+        "bad",
+        "1",
+        "--cleanup-policy",
+        "shred",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown policy is a usage error"
+    );
+}

@@ -1186,12 +1186,32 @@ mod tests {
         assert_eq!(k.delete_retention, Duration::from_millis(100));
         for (var, value, key) in [
             ("WHARF_CLEANER_ENABLE", "yes", "WHARF_CLEANER_ENABLE"),
-            ("WHARF_CLEANER_DEDUPE_BUFFER_SIZE", "512 B", "dedupe_buffer_size"),
-            ("WHARF_CLEANER_IO_MAX_BYTES_PER_SECOND", "0", "io_max_bytes_per_second"),
+            (
+                "WHARF_CLEANER_DEDUPE_BUFFER_SIZE",
+                "512 B",
+                "dedupe_buffer_size",
+            ),
+            (
+                "WHARF_CLEANER_IO_MAX_BYTES_PER_SECOND",
+                "0",
+                "io_max_bytes_per_second",
+            ),
             ("WHARF_CLEANER_BACKOFF", "0 s", "backoff"),
-            ("WHARF_CLEANER_MIN_CLEANABLE_DIRTY_RATIO", "1.5", "min_cleanable_dirty_ratio"),
-            ("WHARF_CLEANER_MIN_CLEANABLE_DIRTY_RATIO", "half", "min_cleanable_dirty_ratio"),
-            ("WHARF_CLEANER_MAX_COMPACTION_LAG", "0 s", "max_compaction_lag"),
+            (
+                "WHARF_CLEANER_MIN_CLEANABLE_DIRTY_RATIO",
+                "1.5",
+                "min_cleanable_dirty_ratio",
+            ),
+            (
+                "WHARF_CLEANER_MIN_CLEANABLE_DIRTY_RATIO",
+                "half",
+                "min_cleanable_dirty_ratio",
+            ),
+            (
+                "WHARF_CLEANER_MAX_COMPACTION_LAG",
+                "0 s",
+                "max_compaction_lag",
+            ),
             ("WHARF_CLEANER_DELETE_RETENTION", "1", "delete_retention"),
         ] {
             let e = ServerConfig::load_from(&Overrides::default(), &env(&[(var, value)]))

@@ -373,6 +373,16 @@ async fn topic_and_cluster_apis_answer_kafkas_authorization_codes() {
     let r: IncrementalAlterConfigsResponse =
         h.call(alice, ApiKey::IncrementalAlterConfigs, 1, &ia).await;
     assert_eq!(r.responses[0].error_code, TOPIC_DENIED);
+    let la = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("a"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s("cleanup.policy"))
+                .with_value(Some(s("compact")))]),
+    ]);
+    let r: AlterConfigsResponse = h.call(alice, ApiKey::AlterConfigs, 2, &la).await;
+    assert_eq!(r.responses[0].error_code, TOPIC_DENIED);
 
     // InitProducerId: IdempotentWrite (any right to send), and Write on a transactional id.
     let ip = InitProducerIdRequest::default()

@@ -22,7 +22,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mb: u64 = args.next().map_or(256, |a| a.parse().unwrap());
     let tmp = tempfile::tempdir().unwrap();
-    let dir = args.next().map_or_else(|| tmp.path().to_path_buf(), Into::into);
+    let dir = args
+        .next()
+        .map_or_else(|| tmp.path().to_path_buf(), Into::into);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

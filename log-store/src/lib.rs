@@ -41,13 +41,13 @@ mod store;
 pub use batch::{
     BatchFormat, Envelope, NewBatch, StoredBatch, ENVELOPE_LEN, NATIVE_MESSAGE_HEADER_LEN,
 };
+pub use compaction::{CleanReport, CleanerStats, PartitionCleaning};
 pub use config::{
     CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicSettings,
     MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
-pub use compaction::{CleanReport, CleanerStats, PartitionCleaning};
 pub use error::{BatchError, Result, StoreError};
 pub use journal::{
     CompactionMark, JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE,

@@ -1028,23 +1028,41 @@ impl Partition {
             self.state.store(FAILED, Ordering::Release);
             return Err(e);
         }
-        let Some(first) = view
+        // The maintenance lock kept the replaced segments where the cleaner found them.
+        let first = view
             .segments
             .iter()
             .position(|s| Some(&s.base_offset) == replaced.first())
-        else {
-            return Ok(());
+            .filter(|&i| {
+                let found = view.segments[i..].iter().map(|s| s.base_offset);
+                replaced.len() < view.segments.len() - i
+                    && found.take(replaced.len()).eq(replaced.iter().copied())
+            });
+        let Some(first) = first else {
+            self.state.store(FAILED, Ordering::Release);
+            return Err(StoreError::PartitionFailed(format!(
+                "{}: compaction swapped segments {replaced:?} the view does not hold",
+                self.key
+            )));
         };
-        let count = replaced.len().min(view.segments.len() - first);
+        let count = replaced.len();
         let new_segment = new.map(|(base_offset, entries, size)| {
-            let log_path = self.dir.join(crate::segment::file_name(base_offset, LOG_EXT));
+            let log_path = self
+                .dir
+                .join(crate::segment::file_name(base_offset, LOG_EXT));
             Segment {
                 base_offset,
                 entries,
                 size,
-                log: SegmentFile::new(&self.files, log_path.clone(), crate::open_files::Access::Read),
+                log: SegmentFile::new(
+                    &self.files,
+                    log_path.clone(),
+                    crate::open_files::Access::Read,
+                ),
                 log_path,
-                index_path: self.dir.join(crate::segment::file_name(base_offset, INDEX_EXT)),
+                index_path: self
+                    .dir
+                    .join(crate::segment::file_name(base_offset, INDEX_EXT)),
             }
         });
         view.segments.splice(first..first + count, new_segment);
@@ -1064,7 +1082,11 @@ pub(crate) struct SealedSegment {
 impl SealedSegment {
     /// The offset just past its last batch (its base offset when it has none).
     pub fn end_offset(&self) -> u64 {
-        self.base_offset + self.entries.last().map_or(0, IndexEntry::end_relative_offset)
+        self.base_offset
+            + self
+                .entries
+                .last()
+                .map_or(0, IndexEntry::end_relative_offset)
     }
 }
 

@@ -24,7 +24,10 @@ use wharf_log_store::{
 const WAIT: Duration = Duration::from_secs(60);
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -219,7 +222,10 @@ fn swap_fails_at_every_operation(settings: TopicSettings, single_group: bool, on
     let ops = hook.seen.load(Ordering::SeqCst);
     assert_eq!(report.cleaned.len(), 1, "{report:?}");
     let new = check_latest(&p, "reference");
-    assert!(new.len() < old.len(), "the reference cleaning removed nothing");
+    assert!(
+        new.len() < old.len(),
+        "the reference cleaning removed nothing"
+    );
     drop(p);
     store.close().unwrap();
     drop(store);
@@ -231,7 +237,10 @@ fn swap_fails_at_every_operation(settings: TopicSettings, single_group: bool, on
         let (store, p) = build(dir.path(), Arc::clone(&hook), &settings, &rt);
         hook.arm(n);
         let result = store.clean_once(&keys, now);
-        assert!(result.is_err(), "operation {n} of {ops} failed, yet the cleaning succeeded");
+        assert!(
+            result.is_err(),
+            "operation {n} of {ops} failed, yet the cleaning succeeded"
+        );
         drop(p);
         let _ = store.close();
         drop(store);
@@ -241,9 +250,16 @@ fn swap_fails_at_every_operation(settings: TopicSettings, single_group: bool, on
         let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
         let got = check_latest(&p, &context);
         if single_group {
-            assert!(got == old || got == new, "{context}: neither the old log nor the new one: {got:?}");
+            assert!(
+                got == old || got == new,
+                "{context}: neither the old log nor the new one: {got:?}"
+            );
         }
-        assert!(leftovers(dir.path()).is_empty(), "{context}: {:?}", leftovers(dir.path()));
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{context}: {:?}",
+            leftovers(dir.path())
+        );
         // What the recovered store cleans next is the reference's result.
         store.clean_once(&keys, now).unwrap();
         assert_eq!(check_latest(&p, &context), new, "{context}: cleaning again");
@@ -251,7 +267,10 @@ fn swap_fails_at_every_operation(settings: TopicSettings, single_group: bool, on
         store.close().unwrap();
         drop(store);
         let (_store, report) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
-        assert!(report.repaired.is_empty(), "{context}: second open repaired {report:?}");
+        assert!(
+            report.repaired.is_empty(),
+            "{context}: second open repaired {report:?}"
+        );
     }
 }
 
@@ -291,7 +310,10 @@ fn reads_across_holes_and_recovery_with_holes() {
         }
         all
     };
-    let spans: Vec<(u64, u64)> = batches.iter().map(|b| (b.base_offset(), b.last_offset())).collect();
+    let spans: Vec<(u64, u64)> = batches
+        .iter()
+        .map(|b| (b.base_offset(), b.last_offset()))
+        .collect();
     assert!(
         spans.windows(2).any(|w| w[1].0 > w[0].1 + 1),
         "compaction left no hole between batches: {spans:?}"
@@ -300,12 +322,18 @@ fn reads_across_holes_and_recovery_with_holes() {
     for o in 0..hw {
         let r = p.read(o, 1).unwrap();
         let want = spans.iter().find(|(_, last)| *last >= o).copied();
-        let got = r.batches.first().map(|b| (b.base_offset(), b.last_offset()));
+        let got = r
+            .batches
+            .first()
+            .map(|b| (b.base_offset(), b.last_offset()));
         assert_eq!(got, want, "read from {o}");
     }
     // Timestamp look-ups land on batches that exist.
     let first = p.offset_for_timestamp(0).unwrap();
-    assert!(spans.iter().any(|(b, _)| *b == first), "{first} is no batch's base");
+    assert!(
+        spans.iter().any(|(b, _)| *b == first),
+        "{first} is no batch's base"
+    );
     let before = read_all(&p);
     drop(p);
     store.close().unwrap();
@@ -382,9 +410,16 @@ fn a_small_key_map_cleans_in_passes_to_the_same_result() {
     let (small, small_cleanings) = run(20 * 24);
     assert_eq!(big_cleanings, 1);
     // 18 keys a pass (90 % of 20 slots) over 300 keys.
-    assert!(small_cleanings >= (KEYS / 18) as usize, "{small_cleanings} passes");
+    assert!(
+        small_cleanings >= (KEYS / 18) as usize,
+        "{small_cleanings} passes"
+    );
     assert_eq!(small, big);
-    assert!(big.len() < (KEYS * 2) as usize, "nothing was compacted: {}", big.len());
+    assert!(
+        big.len() < (KEYS * 2) as usize,
+        "nothing was compacted: {}",
+        big.len()
+    );
 }
 
 /// Readers running while the cleaner swaps segments always read records as written, in
@@ -442,7 +477,9 @@ fn retention_applies_only_with_the_delete_policy() {
     compact_only.message_expiry = Some(Duration::from_secs(1));
     let mut both = compact_only.clone();
     both.cleanup_policy.delete = true;
-    store.create_topic(Ident::Id(0), "c", 1, compact_only).unwrap();
+    store
+        .create_topic(Ident::Id(0), "c", 1, compact_only)
+        .unwrap();
     store.create_topic(Ident::Id(0), "cd", 1, both).unwrap();
     let c = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
     let cd = store.partition(Ident::Id(0), Ident::Id(1), 0).unwrap();
@@ -450,8 +487,16 @@ fn retention_applies_only_with_the_delete_policy() {
     fill(&rt, &cd, 10);
     let segments = c.stats().segments;
     store.enforce_retention(later()).unwrap();
-    assert_eq!(c.stats().segments, segments, "compact-only topic lost segments");
-    assert_eq!(cd.stats().segments, 1, "compact,delete topic kept expired segments");
+    assert_eq!(
+        c.stats().segments,
+        segments,
+        "compact-only topic lost segments"
+    );
+    assert_eq!(
+        cd.stats().segments,
+        1,
+        "compact,delete topic kept expired segments"
+    );
 }
 
 #[test]
@@ -462,9 +507,13 @@ fn max_compaction_lag_rolls_the_active_segment() {
     store.create_stream("s").unwrap();
     let mut settings = compacted(1 << 20, None);
     settings.max_compaction_lag = Some(Duration::from_millis(1));
-    store.create_topic(Ident::Id(0), "t", 1, settings.clone()).unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, settings.clone())
+        .unwrap();
     settings.cleanup_policy.compact = false;
-    store.create_topic(Ident::Id(0), "plain", 1, settings).unwrap();
+    store
+        .create_topic(Ident::Id(0), "plain", 1, settings)
+        .unwrap();
     let t = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
     let plain = store.partition(Ident::Id(0), Ident::Id(1), 0).unwrap();
     fill(&rt, &t, 1);
@@ -478,8 +527,16 @@ fn max_compaction_lag_rolls_the_active_segment() {
     }
     fill(&rt, &t, 1);
     fill(&rt, &plain, 1);
-    assert_eq!(t.stats().segments, 2, "the compacted topic did not roll at the lag");
-    assert_eq!(plain.stats().segments, 1, "a topic without compaction rolled at the lag");
+    assert_eq!(
+        t.stats().segments,
+        2,
+        "the compacted topic did not roll at the lag"
+    );
+    assert_eq!(
+        plain.stats().segments,
+        1,
+        "a topic without compaction rolled at the lag"
+    );
 }
 
 #[test]
@@ -498,11 +555,17 @@ fn the_cleaner_thread_cleans_and_stops_on_close() {
     store.start_cleaner(Arc::new(ToyKeys::default()));
     let deadline = Instant::now() + WAIT;
     while store.cleaner_stats().cleanings == 0 {
-        assert!(Instant::now() < deadline, "the cleaner thread never cleaned");
+        assert!(
+            Instant::now() < deadline,
+            "the cleaner thread never cleaned"
+        );
         std::thread::yield_now();
     }
     let stats = store.cleaner_stats();
-    assert!(stats.records_removed > 0 && stats.bytes_read > 0, "{stats:?}");
+    assert!(
+        stats.records_removed > 0 && stats.bytes_read > 0,
+        "{stats:?}"
+    );
     check_latest(&p, "after the thread's cleaning");
     // With an hour's backoff, close returns only if it wakes the sleeping thread.
     store.close().unwrap();

@@ -27,11 +27,18 @@ const RETENTION: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 enum Op {
     /// Records as (key, kind): kinds 0..=5 a value, 6 a tombstone, 7 keyless.
-    Append { records: Vec<(u8, u8)>, producer: u8 },
+    Append {
+        records: Vec<(u8, u8)>,
+        producer: u8,
+    },
     /// A cleaning at server time now + `skew`, after the skew grows by `advance_s` seconds.
-    Clean { advance_s: u64 },
+    Clean {
+        advance_s: u64,
+    },
     /// The stable offset: `hw - back`, or none undecided when `back` is 0.
-    Stable { back: u64 },
+    Stable {
+        back: u64,
+    },
     Reopen,
 }
 
@@ -54,7 +61,11 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (150..1500u64, prop_oneof![Just(2u64), 3..8u64, Just(4096)], prop_oneof![Just(0.0), Just(0.5)])
+    (
+        150..1500u64,
+        prop_oneof![Just(2u64), 3..8u64, Just(4096)],
+        prop_oneof![Just(0.0), Just(0.5)],
+    )
         .prop_map(|(segment_size, map_slots, dirty_ratio)| Case {
             segment_size,
             map_slots,
@@ -63,7 +74,10 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 fn open(dir: &std::path::Path, c: &Case) -> (LogStore, std::sync::Arc<Partition>) {
@@ -78,7 +92,10 @@ fn open(dir: &std::path::Path, c: &Case) -> (LogStore, std::sync::Arc<Partition>
         ..StoreConfig::default()
     };
     let (store, report) = LogStore::open(dir, config).unwrap();
-    assert!(report.repaired.is_empty(), "a clean close needed repairs: {report:?}");
+    assert!(
+        report.repaired.is_empty(),
+        "a clean close needed repairs: {report:?}"
+    );
     if store.streams().is_empty() {
         store.create_stream("s").unwrap();
         let settings = TopicSettings {
@@ -124,7 +141,13 @@ impl Model {
         let got = read_all(p);
         let got_map: BTreeMap<u64, &Toy> = got.iter().map(|(o, r)| (*o, r)).collect();
         for (o, r) in &got {
-            prop_assert_eq!(self.written.get(o), Some(r), "step {}: offset {} differs", step, o);
+            prop_assert_eq!(
+                self.written.get(o),
+                Some(r),
+                "step {}: offset {} differs",
+                step,
+                o
+            );
         }
         let mut latest: BTreeMap<&[u8], u64> = BTreeMap::new();
         for (o, r) in &self.written {
@@ -139,19 +162,26 @@ impl Model {
             }
             prop_assert!(
                 *o < self.max_clean_stable,
-                "step {}: offset {} is gone but no cleaning had a stable offset above it", step, o
+                "step {}: offset {} is gone but no cleaning had a stable offset above it",
+                step,
+                o
             );
             match r {
                 Toy::Keyless { .. } => {}
                 Toy::Value { key, .. } => prop_assert!(
                     latest[key.as_slice()] > *o,
-                    "step {}: the latest value of {:?} at {} is gone", step, key, o
+                    "step {}: the latest value of {:?} at {} is gone",
+                    step,
+                    key,
+                    o
                 ),
                 Toy::Tombstone { key } => {
                     if latest[key.as_slice()] == *o {
                         prop_assert!(
                             self.append_ts[o] + retention < self.max_clean_now,
-                            "step {}: the tombstone at {} went before its retention", step, o
+                            "step {}: the tombstone at {} went before its retention",
+                            step,
+                            o
                         );
                     }
                 }
@@ -188,7 +218,8 @@ fn run(c: Case, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(r.base_offset, m.next);
                 for (i, rec) in recs.into_iter().enumerate() {
                     m.written.insert(r.base_offset + i as u64, rec);
-                    m.append_ts.insert(r.base_offset + i as u64, r.append_timestamp);
+                    m.append_ts
+                        .insert(r.base_offset + i as u64, r.append_timestamp);
                 }
                 m.next = r.last_offset + 1;
             }
@@ -265,15 +296,24 @@ fn cleaning_removes_superseded_values_and_expired_tombstones() {
     let report = store.clean_once(&keys, now_us()).unwrap();
     assert_eq!(report.cleaned.len(), 1, "{report:?}");
     let after = read_all(&p);
-    assert!(after.len() < before / 2, "{} of {before} records left", after.len());
+    assert!(
+        after.len() < before / 2,
+        "{} of {before} records left",
+        after.len()
+    );
     // The tombstone of key 5 is the latest and younger than its retention: kept.
-    assert!(after.iter().any(|(_, r)| matches!(r, Toy::Tombstone { .. })));
+    assert!(after
+        .iter()
+        .any(|(_, r)| matches!(r, Toy::Tombstone { .. })));
     // Later, past its retention, the next cleaning is due for it alone and removes it.
     let later = now_us() + RETENTION.as_micros() as u64 + 1_000_000;
     let report = store.clean_once(&keys, later).unwrap();
     assert_eq!(report.cleaned.len(), 1, "{report:?}");
     let last = read_all(&p);
-    assert!(!last.iter().any(|(_, r)| matches!(r, Toy::Tombstone { .. })), "{last:?}");
+    assert!(
+        !last.iter().any(|(_, r)| matches!(r, Toy::Tombstone { .. })),
+        "{last:?}"
+    );
     // Offsets never change: the high watermark and every surviving offset are as written.
     assert_eq!(p.high_watermark(), 40);
     assert!(store.cleaner_stats().records_removed >= 20);

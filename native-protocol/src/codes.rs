@@ -53,6 +53,12 @@ pub const LEAVE_CONSUMER_GROUP: u32 = 605;
 pub const WHARF_GET_TOPIC_DURABILITY: u32 = 10_001;
 /// Sets a topic's durability mode: `[stream][topic][u8 as above]`.
 pub const WHARF_SET_TOPIC_DURABILITY: u32 = 10_002;
+/// A topic's configs under Kafka's names: `[stream][topic]`, answered with
+/// [`crate::responses::TopicConfigWire`] entries (name, value, source).
+pub const WHARF_GET_TOPIC_CONFIG: u32 = 10_003;
+/// Sets or resets some of a topic's configs: `[stream][topic][count u32]` then per config
+/// `[name len u8][name][value present u8]([value len u16][value])`; answered empty.
+pub const WHARF_SET_TOPIC_CONFIG: u32 = 10_004;
 
 /// The command's name, for logs; `None` for a code Iggy 0.8 does not define.
 pub fn command_name(code: u32) -> Option<&'static str> {
@@ -106,6 +112,8 @@ pub fn command_name(code: u32) -> Option<&'static str> {
         LEAVE_CONSUMER_GROUP => "consumer_group.leave",
         WHARF_GET_TOPIC_DURABILITY => "wharf.topic.durability.get",
         WHARF_SET_TOPIC_DURABILITY => "wharf.topic.durability.set",
+        WHARF_GET_TOPIC_CONFIG => "wharf.topic.config.get",
+        WHARF_SET_TOPIC_CONFIG => "wharf.topic.config.set",
         _ => return None,
     })
 }

@@ -36,7 +36,8 @@ pub use streams::{CreateStream, DeleteStream, GetStream, GetStreams, PurgeStream
 pub use system::{GetClient, GetClients, GetClusterMetadata, GetMe, GetStats, Ping};
 pub use topics::{
     CreatePartitions, CreateTopic, DeletePartitions, DeleteSegments, DeleteTopic, GetTopic,
-    GetTopicDurability, GetTopics, PurgeTopic, SetTopicDurability, UpdateTopic,
+    GetTopicConfig, GetTopicDurability, GetTopics, PurgeTopic, SetTopicConfig, SetTopicDurability,
+    TopicConfigChange, UpdateTopic, MAX_CONFIG_VALUE_LEN, MAX_TOPIC_CONFIG_CHANGES,
 };
 pub use users::{
     ChangePassword, CreatePersonalAccessToken, CreateUser, DeletePersonalAccessToken, DeleteUser,
@@ -184,6 +185,8 @@ commands! {
     // Wharf only
     GetTopicDurability,
     SetTopicDurability,
+    GetTopicConfig,
+    SetTopicConfig,
 }
 
 /// Iggy's `IggyExpiry` / `MaxTopicSize` style value: 0 = server default, u64::MAX = never or

@@ -350,6 +350,27 @@ mod tests {
     }
 }
 
+/// One topic config (Wharf's 10_003 answer holds one per config, back to back):
+/// `[name len u8][name][value len u16][value][source len u8][source]`. Names and sources are
+/// Kafka's (`cleanup.policy`, `DYNAMIC_TOPIC_CONFIG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigWire {
+    pub name: String,
+    pub value: String,
+    pub source: String,
+}
+
+impl TopicConfigWire {
+    /// Values are cut at 65535 bytes (the length field's range; config values are far shorter).
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.name(&self.name);
+        let v = &self.value.as_bytes()[..self.value.len().min(usize::from(u16::MAX))];
+        out.put_u16_le(v.len() as u16);
+        out.put_slice(v);
+        out.name(&self.source);
+    }
+}
+
 // ----- decoding, for clients -----
 
 use crate::wire::{DecodeError, Reader};
@@ -572,9 +593,55 @@ pub fn decode_poll_header(r: &mut Reader<'_>) -> Result<(u32, u64, u32), DecodeE
     ))
 }
 
+impl TopicConfigWire {
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let name = r.name("config.name")?;
+        let b = r.take(2, "config.value")?;
+        let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        let value = r.utf8(len, "config.value")?;
+        let source = r.name("config.source")?;
+        Ok(TopicConfigWire {
+            name,
+            value,
+            source,
+        })
+    }
+}
+
 #[cfg(test)]
 mod decode_tests {
     use super::*;
+
+    #[test]
+    fn topic_configs_round_trip() {
+        let entries = [
+            TopicConfigWire {
+                name: "cleanup.policy".into(),
+                value: String::new(),
+                source: "DYNAMIC_TOPIC_CONFIG".into(),
+            },
+            TopicConfigWire {
+                name: "delete.retention.ms".into(),
+                value: "86400000".into(),
+                source: "DEFAULT_CONFIG".into(),
+            },
+        ];
+        let mut b = BytesMut::new();
+        for e in &entries {
+            e.encode(&mut b);
+        }
+        let mut r = Reader::new(&b);
+        for e in &entries {
+            assert_eq!(&TopicConfigWire::decode(&mut r).unwrap(), e);
+        }
+        assert_eq!(r.remaining(), 0);
+        // A value length past the payload is refused, not read.
+        let mut cut = b.clone();
+        cut.truncate(b.len() - 20);
+        let mut r = Reader::new(&cut);
+        TopicConfigWire::decode(&mut r).unwrap();
+        assert!(TopicConfigWire::decode(&mut r).is_err());
+    }
 
     #[test]
     fn encoders_and_decoders_agree() {

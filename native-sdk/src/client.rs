@@ -14,14 +14,14 @@ use wharf_protocol::requests::{
     DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
     FlushUnsavedBuffer, GetClient, GetClients, GetConsumerGroup, GetConsumerGroups,
     GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream, GetStreams, GetTopic,
-    GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup, LeaveConsumerGroup, Limit,
-    LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping, PollMessages, PurgeStream,
-    PurgeTopic, SetTopicDurability, StoreConsumerOffset, UpdatePermissions, UpdateStream,
-    UpdateTopic, UpdateUser, WirePermissions,
+    GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup,
+    LeaveConsumerGroup, Limit, LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping,
+    PollMessages, PurgeStream, PurgeTopic, SetTopicConfig, SetTopicDurability, StoreConsumerOffset,
+    TopicConfigChange, UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser, WirePermissions,
 };
 use wharf_protocol::responses::{
     decode_consumer_offset, decode_token_info, ClientWire, GroupWire, PartitionWire, StatsWire,
-    StreamWire, TopicWire, UserWire,
+    StreamWire, TopicConfigWire, TopicWire, UserWire,
 };
 use wharf_protocol::{
     codes, framing, Command, Consumer, Identifier, Partitioning, PollingStrategy, Reader,
@@ -330,6 +330,17 @@ fn decode_all<T>(
         out.push(one(&mut r)?);
     }
     Ok(out)
+}
+
+/// One topic config as the server describes it (Wharf's config commands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigEntry {
+    /// Kafka's name of the config.
+    pub name: String,
+    /// The value in force (the topic's own, or the default it follows).
+    pub value: String,
+    /// Kafka's name of where the value comes from.
+    pub source: String,
 }
 
 /// A topic header followed by its partitions (GetTopic, CreateTopic).
@@ -751,6 +762,74 @@ impl Client {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             durability,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Wharf only: a topic's configs under Kafka's names (`cleanup.policy`,
+    /// `delete.retention.ms`, ...), each with its value and source (`DYNAMIC_TOPIC_CONFIG` when
+    /// set on the topic, else `DEFAULT_CONFIG` or `STATIC_BROKER_CONFIG`).
+    pub async fn get_topic_config(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Vec<TopicConfigEntry>> {
+        let body = self
+            .call(GetTopicConfig {
+                stream_id: stream.clone(),
+                topic_id: topic.clone(),
+            })
+            .await?;
+        decode_all(&body, |r| {
+            TopicConfigWire::decode(r).map(|w| TopicConfigEntry {
+                name: w.name,
+                value: w.value,
+                source: w.source,
+            })
+        })
+    }
+
+    /// Wharf only: sets (`Some`) or resets to the default (`None`) some of a topic's configs,
+    /// under Kafka's names and with Kafka's rules; the server checks them together and applies
+    /// all or none. At most 64 changes, names of 1..=255 bytes, values of at most 1024 bytes.
+    pub async fn set_topic_config(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        changes: &[(&str, Option<&str>)],
+    ) -> Result<()> {
+        if changes.is_empty()
+            || changes.len() > wharf_protocol::requests::MAX_TOPIC_CONFIG_CHANGES as usize
+        {
+            return Err(Error::InvalidInput(format!(
+                "1..={} config changes per call",
+                wharf_protocol::requests::MAX_TOPIC_CONFIG_CHANGES
+            )));
+        }
+        for (name, value) in changes {
+            if name.is_empty() || name.len() > 255 {
+                return Err(Error::InvalidInput(format!(
+                    "config name '{name}' must be 1..=255 bytes"
+                )));
+            }
+            if value.is_some_and(|v| v.len() > wharf_protocol::requests::MAX_CONFIG_VALUE_LEN) {
+                return Err(Error::InvalidInput(format!(
+                    "the value of {name} is over {} bytes",
+                    wharf_protocol::requests::MAX_CONFIG_VALUE_LEN
+                )));
+            }
+        }
+        self.call(SetTopicConfig {
+            stream_id: stream.clone(),
+            topic_id: topic.clone(),
+            changes: changes
+                .iter()
+                .map(|(name, value)| TopicConfigChange {
+                    name: (*name).to_string(),
+                    value: value.map(str::to_string),
+                })
+                .collect(),
         })
         .await
         .map(drop)

@@ -59,7 +59,7 @@ mod message;
 mod producer;
 mod tls;
 
-pub use client::{Client, ClientConfig, Credentials, Durability, TopicOptions};
+pub use client::{Client, ClientConfig, Credentials, Durability, TopicConfigEntry, TopicOptions};
 pub use consumer::{AutoCommit, Consumer, ConsumerBuilder};
 pub use error::{describe, Error, Result};
 pub use message::{HeaderValue, Message, Polled, ReceivedMessage};

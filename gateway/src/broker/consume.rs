@@ -915,8 +915,7 @@ fn look_up_by_time(p: &Partition, stats: &PartitionStats, timestamp: i64) -> (i6
             // its first record at or after the timestamp, or the next batch's first.
             let mut from = batch_offset;
             loop {
-                let times = record_times(p, from);
-                let Some(&(last, _)) = times.last() else {
+                let Some((times, end)) = batch_record_times(p, from) else {
                     return (-1, -1);
                 };
                 if let Some(&(o, t)) = times
@@ -925,10 +924,12 @@ fn look_up_by_time(p: &Partition, stats: &PartitionStats, timestamp: i64) -> (i6
                 {
                     return (o, t);
                 }
-                from = last as u64 + 1;
-                if from >= stats.high_watermark {
+                // On past the batch's span, not its last record: a compacted batch may end
+                // in a hole, or hold no record at all.
+                if end <= from || end >= stats.high_watermark {
                     return (-1, -1);
                 }
+                from = end;
             }
         }
         _ => (-1, -1),
@@ -937,16 +938,16 @@ fn look_up_by_time(p: &Partition, stats: &PartitionStats, timestamp: i64) -> (i6
 
 /// `(offset, timestamp ms)` of every record of the batch that holds `offset`.
 fn record_times(p: &Partition, offset: u64) -> Vec<(i64, i64)> {
-    let Ok(read) = p.read(offset, 1) else {
-        return Vec::new();
-    };
-    let Some(batch) = read.batches.first() else {
-        return Vec::new();
-    };
-    let Ok(native) = translate::as_native(batch) else {
-        return Vec::new();
-    };
-    Messages::new(&native)
+    batch_record_times(p, offset).map_or_else(Vec::new, |(times, _)| times)
+}
+
+/// `(offset, timestamp ms)` of every record of the batch that holds `offset` (or the first
+/// after it), and the offset after that batch's span.
+fn batch_record_times(p: &Partition, offset: u64) -> Option<(Vec<(i64, i64)>, u64)> {
+    let read = p.read(offset, 1).ok()?;
+    let batch = read.batches.first()?;
+    let native = translate::as_native(batch).ok()?;
+    let times = Messages::new(&native)
         .map(|m| {
             let us = if m.origin_timestamp() > 0 {
                 m.origin_timestamp()
@@ -955,7 +956,8 @@ fn record_times(p: &Partition, offset: u64) -> Vec<(i64, i64)> {
             };
             (m.offset() as i64, (us / 1000) as i64)
         })
-        .collect()
+        .collect();
+    Some((times, batch.last_offset() + 1))
 }
 
 /// Messages of a poll: slices of stored batches, and what they cover.

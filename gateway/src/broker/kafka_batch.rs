@@ -1,6 +1,8 @@
 //! Kafka record batches (magic 2) as the broker sees them: the header fields it checks and
-//! stamps, CRC-32C validation, bounded decompression, a borrowing walk over the records, and an
-//! encoder for the uncompressed batches the broker builds when it converts native messages.
+//! stamps, CRC-32C validation, bounded decompression, a borrowing walk over the records, an
+//! encoder for the uncompressed batches the broker builds when it converts native messages,
+//! and the rebuild of a stored batch with fewer records that log compaction asks for
+//! ([`retain_records`]: offsets, timestamps and codec kept, records copied verbatim).
 //!
 //! Layout (big-endian): baseOffset i64 @0, batchLength i32 @8, partitionLeaderEpoch i32 @12,
 //! magic i8 @16, crc u32 @17 (CRC-32C over bytes 21..), attributes i16 @21, lastOffsetDelta i32
@@ -50,6 +52,8 @@ pub enum KafkaBatchError {
     Record { index: usize, reason: &'static str },
     #[error("cannot decompress the batch: {0}")]
     Decompress(String),
+    #[error("cannot compress the batch: {0}")]
+    Compress(String),
 }
 
 /// Compression codecs of the attributes' low three bits.
@@ -299,6 +303,8 @@ pub fn stamp_log_append_time(b: &mut [u8], now_ms: i64) {
 /// One record, borrowed from the (decompressed) records section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordView<'a> {
+    /// The whole record as encoded, its length prefix included: what a rebuilt batch copies.
+    pub bytes: &'a [u8],
     pub offset_delta: i32,
     pub timestamp_delta: i64,
     pub key: Option<&'a [u8]>,
@@ -336,10 +342,21 @@ pub fn records_section(b: &[u8]) -> Result<Bytes, KafkaBatchError> {
     }
 }
 
+/// The first bytes of xerial's snappy framing (Java clients', and Kafka's own, snappy).
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+/// The framing's header: the magic, then version 1 and oldest compatible version 1 (i32 BE).
+const XERIAL_HEADER_LEN: usize = 16;
+/// Uncompressed bytes per xerial block, as xerial's `SnappyOutputStream` writes them.
+const XERIAL_BLOCK: usize = 32 << 10;
+
+/// True when a snappy body uses xerial's framing rather than one raw block.
+fn is_xerial(body: &[u8]) -> bool {
+    body.len() >= XERIAL_HEADER_LEN && body[..8] == XERIAL_MAGIC
+}
+
 /// Snappy as Kafka writes it: xerial framing (magic, then `[u32 length][raw block]`...), or a
 /// single raw block from clients that skip the framing.
 fn snappy_decompress(body: &[u8]) -> Result<Bytes, KafkaBatchError> {
-    const MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
     let err = |e: snap::Error| KafkaBatchError::Decompress(e.to_string());
     let mut out = Vec::new();
     let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), KafkaBatchError> {
@@ -354,8 +371,8 @@ fn snappy_decompress(body: &[u8]) -> Result<Bytes, KafkaBatchError> {
             .map_err(err)?;
         Ok(())
     };
-    if body.len() >= 16 && body[..8] == MAGIC {
-        let mut at = 16;
+    if is_xerial(body) {
+        let mut at = XERIAL_HEADER_LEN;
         while at < body.len() {
             let len = body
                 .get(at..at + 4)
@@ -373,6 +390,177 @@ fn snappy_decompress(body: &[u8]) -> Result<Bytes, KafkaBatchError> {
     Ok(Bytes::from(out))
 }
 
+/// Compresses a records section with `codec` as Kafka's clients write it: gzip and zstd
+/// frames, an LZ4 frame of independent 64 KiB blocks (Java's `KafkaLZ4BlockInputStream` reads
+/// no other kind), snappy in xerial's framing when `xerial_snappy` (else one raw block, as
+/// librdkafka writes it).
+pub fn compress(codec: Codec, raw: &[u8], xerial_snappy: bool) -> Result<Vec<u8>, KafkaBatchError> {
+    use std::io::Write;
+    let io = |e: std::io::Error| KafkaBatchError::Compress(e.to_string());
+    match codec {
+        Codec::None => Ok(raw.to_vec()),
+        Codec::Gzip => {
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            w.write_all(raw).map_err(io)?;
+            w.finish().map_err(io)
+        }
+        Codec::Zstd => zstd::bulk::compress(raw, 0).map_err(io),
+        Codec::Lz4 => {
+            let mut w = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::new())
+                .map_err(io)?;
+            w.write_all(raw).map_err(io)?;
+            let (out, done) = w.finish();
+            done.map_err(io)?;
+            Ok(out)
+        }
+        Codec::Snappy => {
+            let snappy = |e: snap::Error| KafkaBatchError::Compress(e.to_string());
+            let mut encoder = snap::raw::Encoder::new();
+            if !xerial_snappy {
+                return encoder.compress_vec(raw).map_err(snappy);
+            }
+            let mut out = Vec::with_capacity(XERIAL_HEADER_LEN + raw.len() / 2);
+            out.extend_from_slice(&XERIAL_MAGIC);
+            out.extend_from_slice(&1i32.to_be_bytes());
+            out.extend_from_slice(&1i32.to_be_bytes());
+            for chunk in raw.chunks(XERIAL_BLOCK) {
+                let block = encoder.compress_vec(chunk).map_err(snappy)?;
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A batch read back from the log, opened for log compaction: its header and its records
+/// section (decompressed), after checking its length and its CRC-32C (a damaged batch is
+/// never rebuilt with a fresh CRC).
+pub fn open_stored(b: &[u8]) -> Result<(BatchHeader, Bytes), KafkaBatchError> {
+    let h = BatchHeader::parse(b)?;
+    if h.total_len() != b.len() {
+        return Err(KafkaBatchError::Truncated);
+    }
+    let stored = be_i32(b, 17) as u32;
+    let computed = crc32c::crc32c(&b[21..]);
+    if stored != computed {
+        return Err(KafkaBatchError::Crc { stored, computed });
+    }
+    h.codec()?;
+    let section = records_section(b)?;
+    Ok((h, section))
+}
+
+/// Walks the records of a stored batch opened by [`open_stored`]. A compacted batch may hold
+/// fewer records than its offsets span, so the offset deltas are checked for what every
+/// reader relies on instead: increasing, and none past `lastOffsetDelta`.
+pub fn walk_stored<'a>(
+    h: &BatchHeader,
+    section: &'a [u8],
+    mut each: impl FnMut(RecordView<'a>),
+) -> Result<usize, KafkaBatchError> {
+    let mut previous = -1i32;
+    let mut index = 0usize;
+    let mut bad = None;
+    let n = walk_records(section, h.records_count, |r| {
+        if bad.is_some() {
+            return;
+        }
+        if r.offset_delta <= previous || r.offset_delta > h.last_offset_delta {
+            bad = Some(KafkaBatchError::Record {
+                index,
+                reason: "offsetDelta not increasing within lastOffsetDelta",
+            });
+            return;
+        }
+        previous = r.offset_delta;
+        index += 1;
+        each(r);
+    })?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
+
+/// What [`retain_records`] leaves of a stored batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retained {
+    /// Every record is kept: the batch stays as stored.
+    All,
+    /// No record is kept.
+    Nothing,
+    /// Some: the batch rebuilt around them.
+    Some(Bytes),
+}
+
+/// A stored batch with only the records whose offset delta `keep` accepts, as Kafka's cleaner
+/// rebuilds one: `baseOffset`, `lastOffsetDelta` (the offsets it spans), producer, sequence,
+/// epoch, attributes and timestamps stay; the kept records are copied byte for byte (their
+/// offset and timestamp deltas still hold against the unchanged header), recompressed with
+/// the batch's codec (snappy in the framing it came in); `recordsCount`, `batchLength` and the
+/// CRC-32C are set anew.
+/// `b` is the batch, `h` and `section` what [`open_stored`] made of it.
+pub fn retain_records(
+    b: &[u8],
+    h: &BatchHeader,
+    section: &[u8],
+    mut keep: impl FnMut(i32) -> bool,
+) -> Result<Retained, KafkaBatchError> {
+    // Bounded by the section, itself bounded by MAX_DECOMPRESSED.
+    let mut kept = Vec::with_capacity(section.len());
+    let mut count = 0i32;
+    let total = walk_stored(h, section, |r| {
+        if keep(r.offset_delta) {
+            kept.extend_from_slice(r.bytes);
+            count += 1;
+        }
+    })?;
+    if count as usize == total {
+        return Ok(Retained::All);
+    }
+    if count == 0 {
+        return Ok(Retained::Nothing);
+    }
+    let codec = h.codec()?;
+    let xerial = is_xerial(&b[HEADER_LEN..]);
+    let body = compress(codec, &kept, xerial)?;
+    with_records(b, h.attributes, &body, count).map(Retained::Some)
+}
+
+/// A stored batch emptied of its records, as Kafka's cleaner keeps a producer's last batch so
+/// its sequence survives: the header alone, uncompressed (nothing to compress), zero records,
+/// everything else as it was.
+pub fn empty_batch_like(b: &[u8]) -> Result<Bytes, KafkaBatchError> {
+    let h = BatchHeader::parse(b)?;
+    with_records(b, h.attributes & !ATTR_CODEC_MASK, &[], 0)
+}
+
+/// The header of batch `b` over a new records section of `count` records.
+fn with_records(
+    b: &[u8],
+    attributes: i16,
+    body: &[u8],
+    count: i32,
+) -> Result<Bytes, KafkaBatchError> {
+    let header = b.get(..HEADER_LEN).ok_or(KafkaBatchError::Truncated)?;
+    let batch_length = i32::try_from(HEADER_LEN - 12 + body.len())
+        .map_err(|_| KafkaBatchError::Compress("rebuilt batch larger than 2 GiB".into()))?;
+    let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
+    out.put_slice(header);
+    out.put_slice(body);
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
 /// Walks `count` records of an uncompressed records section, calling `each` for every one.
 /// Returns how many were walked; fails on the first malformed record or trailing bytes.
 pub fn walk_records<'a>(
@@ -383,12 +571,14 @@ pub fn walk_records<'a>(
     let mut index = 0usize;
     while index < usize::try_from(count).unwrap_or(0) {
         let bad = |reason| KafkaBatchError::Record { index, reason };
+        let whole = buf;
         let len = varint(&mut buf).ok_or(bad("length"))?;
         let len = usize::try_from(len).map_err(|_| bad("negative length"))?;
         if len > buf.len() {
             return Err(bad("runs past the end of the batch"));
         }
         let (mut r, rest) = buf.split_at(len);
+        let bytes = &whole[..whole.len() - rest.len()];
         buf = rest;
         take(&mut r, 1).ok_or(bad("attributes"))?;
         let timestamp_delta = varlong(&mut r).ok_or(bad("timestampDelta"))?;
@@ -412,6 +602,7 @@ pub fn walk_records<'a>(
             return Err(bad("bytes left after the headers"));
         }
         each(RecordView {
+            bytes,
             offset_delta,
             timestamp_delta,
             key,
@@ -440,15 +631,34 @@ pub struct NewRecord<'a> {
 
 /// Encodes an uncompressed, CreateTime batch with no producer, offsets `base_offset..`.
 pub fn encode_batch(base_offset: i64, records: &[NewRecord<'_>]) -> Bytes {
-    let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
-    let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+    let last_offset_delta = records.len().saturating_sub(1) as i32;
+    encode_sparse_batch(
+        base_offset,
+        last_offset_delta,
+        records.iter().enumerate().map(|(i, r)| (i as i32, r)),
+    )
+}
+
+/// Encodes an uncompressed, CreateTime batch with no producer whose records sit at the given
+/// offset deltas (increasing) of a batch spanning `base_offset..=base_offset +
+/// last_offset_delta`: a compacted log's batch, whose offsets have holes. `recordsCount` is the
+/// number of records, which may be below the span (or 0).
+pub fn encode_sparse_batch<'r, 'a: 'r>(
+    base_offset: i64,
+    last_offset_delta: i32,
+    records: impl Iterator<Item = (i32, &'r NewRecord<'a>)> + Clone,
+) -> Bytes {
+    let first_ts = records.clone().next().map_or(0, |(_, r)| r.timestamp_ms);
+    let max_ts = records.clone().map(|(_, r)| r.timestamp_ms).max().unwrap_or(0);
     let mut body = BytesMut::new();
     let mut rec = Vec::new();
-    for (i, r) in records.iter().enumerate() {
+    let mut count = 0i32;
+    for (delta, r) in records {
+        count += 1;
         rec.clear();
         rec.push(0u8);
         put_varlong(&mut rec, r.timestamp_ms - first_ts);
-        put_varlong(&mut rec, i as i64);
+        put_varlong(&mut rec, i64::from(delta));
         put_nullable(&mut rec, r.key);
         put_nullable(&mut rec, r.value);
         put_varlong(&mut rec, r.headers.len() as i64);
@@ -468,13 +678,13 @@ pub fn encode_batch(base_offset: i64, records: &[NewRecord<'_>]) -> Bytes {
     b.put_i8(2);
     b.put_u32(0); // crc, below
     b.put_i16(0);
-    b.put_i32(records.len().saturating_sub(1) as i32);
+    b.put_i32(last_offset_delta);
     b.put_i64(first_ts);
     b.put_i64(max_ts);
     b.put_i64(-1);
     b.put_i16(-1);
     b.put_i32(-1);
-    b.put_i32(records.len() as i32);
+    b.put_i32(count);
     b.put_slice(&body);
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());

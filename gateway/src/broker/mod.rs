@@ -171,6 +171,9 @@ pub enum BrokerError {
     InvalidRecords(#[from] KafkaBatchError),
     #[error("zstd needs Produce v7 or later")]
     ZstdNeedsNewerProduce,
+    /// Records without a key for a compacted topic (both doors; Kafka's INVALID_RECORD).
+    #[error("{0}")]
+    KeylessRecords(produce::KeylessRecords),
     #[error("{0}")]
     Sequence(#[from] SequenceError),
     #[error("consumer offset not found")]

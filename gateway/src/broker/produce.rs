@@ -3,6 +3,10 @@
 //! and the transaction markers the coordinator has written, appends). Every partition
 //! of a Kafka request is appended concurrently, so partitions of an `fsync` topic share one
 //! group-commit round instead of paying one sync after another.
+//!
+//! A compacted topic (`cleanup.policy` with `compact`) takes only records with a key, on both
+//! doors ([`KeylessRecords`]): Kafka's rule, which compaction needs (a keyless record has no
+//! latest value to keep). Topics that are not compacted never pay for the check.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +45,118 @@ pub struct Produced {
     /// The broker's append time in ms, when the topic stamps log-append time.
     pub log_append_time_ms: Option<i64>,
     pub log_start_offset: u64,
+}
+
+/// Most keyless records a refusal lists one by one (the count says how many there were): a
+/// compressed batch may expand to millions of records, and the answer stays small.
+pub const MAX_RECORD_ERRORS: usize = 1000;
+
+/// Records without a key sent to a compacted topic, refused whole (Kafka's `LogValidator`:
+/// INVALID_RECORD with one record error per keyless record). For a Kafka produce, the indexes
+/// are of records in the first batch that has keyless ones; for a native send, of messages
+/// in the send. A native message's key is its `kafka.key` user header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeylessRecords {
+    /// The partition as Kafka names it in the message: `<topic>-<partition>`.
+    pub partition: String,
+    /// Index of each keyless record (at most [`MAX_RECORD_ERRORS`] of them).
+    pub indexes: Vec<u32>,
+    /// How many keyless records there were.
+    pub total: usize,
+}
+
+impl KeylessRecords {
+    /// What Kafka says of each keyless record.
+    pub fn record_message(&self) -> String {
+        format!(
+            "Compacted topic cannot accept message without key in topic partition {}.",
+            self.partition
+        )
+    }
+}
+
+impl std::fmt::Display for KeylessRecords {
+    /// Kafka's `InvalidRecordException` message for record errors.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = self.record_message();
+        let first: Vec<String> = self
+            .indexes
+            .iter()
+            .take(3)
+            .map(|i| format!("RecordError(batchIndex={i}, message='{message}')"))
+            .collect();
+        write!(
+            f,
+            "One or more records have been rejected due to {} record errors in total, and only \
+             showing the first three errors at most: [{}]",
+            self.total,
+            first.join(", ")
+        )
+    }
+}
+
+/// The indexes of the messages of a native send that have no `kafka.key` header.
+fn keyless_native(messages: &[u8], partition: String) -> Result<(), BrokerError> {
+    let mut refusal = KeylessRecords {
+        partition,
+        indexes: Vec::new(),
+        total: 0,
+    };
+    for (i, m) in Messages::new(messages).enumerate() {
+        if super::translate::native_key(&m).0.is_none() {
+            refusal.total += 1;
+            if refusal.indexes.len() < MAX_RECORD_ERRORS {
+                refusal.indexes.push(i as u32);
+            }
+        }
+    }
+    match refusal.total {
+        0 => Ok(()),
+        _ => Err(BrokerError::KeylessRecords(refusal)),
+    }
+}
+
+/// The keyless records of the first batch of a Kafka produce that has any (decompressed when
+/// need be: the batches were checked by [`check_batches`]).
+fn keyless_kafka(checked: &[(BatchHeader, Bytes)], partition: String) -> Result<(), BrokerError> {
+    for (h, b) in checked {
+        let section = kafka_batch::records_section(b)?;
+        let mut refusal = KeylessRecords {
+            partition: String::new(),
+            indexes: Vec::new(),
+            total: 0,
+        };
+        let mut index = 0u32;
+        kafka_batch::walk_records(&section, h.records_count, |r| {
+            if r.key.is_none() {
+                refusal.total += 1;
+                if refusal.indexes.len() < MAX_RECORD_ERRORS {
+                    refusal.indexes.push(index);
+                }
+            }
+            index += 1;
+        })?;
+        if refusal.total > 0 {
+            refusal.partition = partition;
+            return Err(BrokerError::KeylessRecords(refusal));
+        }
+    }
+    Ok(())
+}
+
+/// A compacted topic's check of a Kafka produce's batches ([`keyless_kafka`]), off the
+/// runtime's workers when a batch has to be decompressed; hands the batches back.
+async fn refuse_keyless(
+    checked: Vec<(BatchHeader, Bytes)>,
+    partition: String,
+) -> Result<Vec<(BatchHeader, Bytes)>, BrokerError> {
+    if checked.iter().all(|(h, _)| h.codec() == Ok(Codec::None)) {
+        keyless_kafka(&checked, partition)?;
+        return Ok(checked);
+    }
+    tokio::task::spawn_blocking(move || keyless_kafka(&checked, partition).map(|()| checked))
+        .await
+        .map_err(|e| BrokerError::Internal(format!("keyless record check failed: {e}")))?
 }
 
 /// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
@@ -105,6 +221,9 @@ impl Broker {
             Ident::Id(topic.id),
             partition_id,
         )?;
+        if topic.settings.cleanup_policy.compact {
+            keyless_native(&messages, format!("{}-{partition_id}", topic.name))?;
+        }
         assign_ids(&mut messages);
         let batch = NewBatch::native(messages).map_err(StoreError::from)?;
         Ok(partition.append(batch).await?)
@@ -143,7 +262,8 @@ impl Broker {
         write: KafkaPartitionWrite,
         allow_zstd: bool,
     ) -> Result<Produced, BrokerError> {
-        let topic = self.kafka_topic(&topic)?;
+        let topic_name = topic;
+        let topic = self.kafka_topic(&topic_name)?;
         let index = u32::try_from(write.index).map_err(|_| StoreError::PartitionNotFound {
             topic: topic.name.clone(),
             partition: u32::MAX,
@@ -153,6 +273,11 @@ impl Broker {
             self.store
                 .partition(Ident::Id(topic.stream_id), Ident::Id(topic.id), index)?;
         let checked = check_batches(&write.records.unwrap_or_default(), allow_zstd)?;
+        let checked = if topic.settings.cleanup_policy.compact {
+            refuse_keyless(checked, format!("{topic_name}-{index}")).await?
+        } else {
+            checked
+        };
         let log_append_time = topic.settings.timestamp_type == TimestampType::LogAppendTime;
         let first = if checked.iter().any(|(h, _)| h.has_producer()) {
             let verify = |producer_id, producer_epoch, key| match transactional_id {

@@ -250,7 +250,10 @@ impl PartitionProducers {
                     }
                     continue;
                 }
-                if h.is_transactional() {
+                // A batch with no records left was emptied by the log cleaner, which works only
+                // below the last stable offset: its transaction was decided, and its marker
+                // may be gone, so it opens nothing (it still carries the producer's sequence).
+                if h.is_transactional() && h.records_count > 0 {
                     self.txns.write().begin(h.producer_id, b.base_offset());
                 }
                 self.record(&h, b.base_offset());

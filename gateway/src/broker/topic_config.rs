@@ -439,7 +439,9 @@ fn ms_or_forever(d: Option<Duration>) -> String {
 
 fn max_lag_text(d: Option<Duration>) -> String {
     d.map_or(NO_MAX_COMPACTION_LAG_MS.to_string(), |d| {
-        millis(d).min(NO_MAX_COMPACTION_LAG_MS.unsigned_abs()).to_string()
+        millis(d)
+            .min(NO_MAX_COMPACTION_LAG_MS.unsigned_abs())
+            .to_string()
     })
 }
 
@@ -500,7 +502,11 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
         ),
         entry(
             "segment.ms",
-            millis(s.segment_max_age.unwrap_or(defaults.default_segment_max_age)).to_string(),
+            millis(
+                s.segment_max_age
+                    .unwrap_or(defaults.default_segment_max_age),
+            )
+            .to_string(),
             topic_or(s.segment_max_age.is_some()),
             ConfigType::Long,
         ),
@@ -677,12 +683,7 @@ impl Broker {
             let current = store.topic(Ident::Id(stream), Ident::Id(topic))?;
             let settings = changed(&current.settings, mode, &changes, store.config())?;
             if !validate_only && settings != current.settings {
-                store.update_topic(
-                    Ident::Id(stream),
-                    Ident::Id(topic),
-                    None,
-                    settings.clone(),
-                )?;
+                store.update_topic(Ident::Id(stream), Ident::Id(topic), None, settings.clone())?;
             }
             Ok(settings)
         })
@@ -763,7 +764,11 @@ mod tests {
         assert_eq!(policy(&s), "compact,delete");
         assert!(apply(&mut s, "cleanup.policy", &append("shred")).is_err());
         // Kafka: APPEND/SUBTRACT on a config that is not a list is INVALID_CONFIG.
-        for name in ["retention.ms", "min.cleanable.dirty.ratio", "delete.retention.ms"] {
+        for name in [
+            "retention.ms",
+            "min.cleanable.dirty.ratio",
+            "delete.retention.ms",
+        ] {
             let e = apply(&mut s, name, &append("1")).unwrap_err();
             assert!(e.0.contains("not a list"), "{name}: {e}");
             assert!(apply(&mut s, name, &subtract("1")).is_err(), "{name}");
@@ -822,7 +827,9 @@ mod tests {
             &defaults,
         )
         .unwrap_err();
-        assert!(e.0.contains("min.compaction.lag.ms (1001) > max.compaction.lag.ms (1000)"));
+        assert!(e
+            .0
+            .contains("min.compaction.lag.ms (1001) > max.compaction.lag.ms (1000)"));
         // Against a server default maximum too.
         let mut server = StoreConfig::default();
         server.cleaner.max_compaction_lag = Some(Duration::from_secs(10));
@@ -886,7 +893,11 @@ mod tests {
         );
         let ratio = get(&plain, "min.cleanable.dirty.ratio");
         assert_eq!(
-            (ratio.value.as_str(), ratio.source, ratio.config_type.kafka_code()),
+            (
+                ratio.value.as_str(),
+                ratio.source,
+                ratio.config_type.kafka_code()
+            ),
             ("0.5", ConfigSource::Default, 6)
         );
         assert_eq!(get(&plain, "min.compaction.lag.ms").value, "0");

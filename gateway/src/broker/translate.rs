@@ -13,10 +13,15 @@
 //! Native messages read by Kafka clients come out as one uncompressed CreateTime batch per
 //! stored batch, with the message's origin timestamp (or its server timestamp when the origin
 //! is 0) in ms. Same-protocol reads never pass through here: they get the stored bytes.
+//!
+//! Offsets are the stored ones both ways, never counted: a compacted log's batch may hold fewer
+//! records than the offsets it spans (its envelope's `record_count`), so a converted native
+//! batch puts each message at its own offset delta and keeps `lastOffsetDelta` at the span's
+//! end, as Kafka's cleaned batches do.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use wharf_log_store::{BatchFormat, StoredBatch};
-use wharf_protocol::message::Messages;
+use wharf_protocol::message::{MessageView, Messages, HEADER_LEN as NATIVE_HEADER_LEN};
 
 use super::kafka_batch::{self, BatchHeader, KafkaBatchError, NewRecord};
 
@@ -74,38 +79,93 @@ pub fn kafka_to_native(batch: &StoredBatch) -> Result<Bytes, KafkaBatchError> {
     Ok(out.freeze())
 }
 
-/// One Kafka record batch (uncompressed, offsets as stored) for a stored native batch.
+/// What a native message is as a Kafka record: its key (the first `kafka.key` user header),
+/// whether it is a tombstone (a `kafka.tombstone` header set to true on an empty payload: a
+/// record whose value was null), and its other user headers.
+#[derive(Debug, Default)]
+pub struct NativeRecord<'a> {
+    pub key: Option<&'a [u8]>,
+    pub tombstone: bool,
+    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+/// The Kafka key and tombstone of a native message ([`NativeRecord`] without its other
+/// headers, and without allocating): what log compaction and the produce check of a
+/// compacted topic ask of a native message.
+pub fn native_key<'a>(m: &MessageView<'a>) -> (Option<&'a [u8]>, bool) {
+    let mut key = None;
+    let mut tombstone = false;
+    walk_native_headers(m, |k, v| {
+        if k == KEY_HEADER.as_bytes() {
+            key.get_or_insert(v);
+        } else if k == TOMBSTONE_HEADER.as_bytes() && v == [1] {
+            tombstone = true;
+        }
+    });
+    (key, tombstone && m.payload().is_empty())
+}
+
+/// A native message as a Kafka record's key, tombstone and headers.
+pub fn native_record<'a>(m: &MessageView<'a>) -> NativeRecord<'a> {
+    let mut r = NativeRecord::default();
+    let mut tombstone = false;
+    walk_native_headers(m, |k, v| {
+        if k == KEY_HEADER.as_bytes() && r.key.is_none() {
+            r.key = Some(v);
+        } else if k == TOMBSTONE_HEADER.as_bytes() && v == [1] {
+            tombstone = true;
+        } else {
+            r.headers.push((k, Some(v)));
+        }
+    });
+    r.tombstone = tombstone && m.payload().is_empty();
+    r
+}
+
+/// Calls `each(key, value)` for the user headers of `m`, stopping at anything malformed.
+fn walk_native_headers<'a>(m: &MessageView<'a>, mut each: impl FnMut(&'a [u8], &'a [u8])) {
+    let mut it = UserHeaders(m.user_headers());
+    while let (Some((_, k)), Some((_, v))) = (it.next(), it.next()) {
+        each(k, v);
+    }
+}
+
+/// One Kafka record batch (uncompressed, offsets as stored) for a stored native batch: each
+/// message at its own offset, the batch spanning the stored batch's offsets (a compacted
+/// batch's holes stay holes; one with no message left is an empty batch Kafka readers step
+/// over).
 pub fn native_to_kafka(batch: &StoredBatch) -> Bytes {
     let payload = batch.payload();
-    let mut records = Vec::with_capacity(batch.record_count() as usize);
+    let base = batch.base_offset();
+    // The span is the envelope's; the messages are at most what the bytes can hold.
+    let span = batch.record_count();
+    let last_offset_delta = i32::try_from(span.saturating_sub(1)).unwrap_or(i32::MAX);
+    let mut records = Vec::with_capacity(payload.len() / NATIVE_HEADER_LEN);
     for m in Messages::new(&payload) {
-        let mut r = NewRecord {
+        let delta = m
+            .offset()
+            .checked_sub(base)
+            .and_then(|d| i32::try_from(d).ok())
+            .unwrap_or(0)
+            .min(last_offset_delta);
+        let kafka = native_record(&m);
+        let r = NewRecord {
             timestamp_ms: ms(if m.origin_timestamp() > 0 {
                 m.origin_timestamp()
             } else {
                 m.timestamp()
             }),
-            key: None,
-            value: Some(m.payload()),
-            headers: Vec::new(),
+            key: kafka.key,
+            value: (!kafka.tombstone).then(|| m.payload()),
+            headers: kafka.headers,
         };
-        let mut tombstone = false;
-        let mut it = UserHeaders(m.user_headers());
-        while let (Some((_, k)), Some((_, v))) = (it.next(), it.next()) {
-            if k == KEY_HEADER.as_bytes() && r.key.is_none() {
-                r.key = Some(v);
-            } else if k == TOMBSTONE_HEADER.as_bytes() && v == [1] {
-                tombstone = true;
-            } else {
-                r.headers.push((k, Some(v)));
-            }
-        }
-        if tombstone && m.payload().is_empty() {
-            r.value = None;
-        }
-        records.push(r);
+        records.push((delta, r));
     }
-    kafka_batch::encode_batch(batch.base_offset() as i64, &records)
+    kafka_batch::encode_sparse_batch(
+        base as i64,
+        last_offset_delta,
+        records.iter().map(|(d, r)| (*d, r)),
+    )
 }
 
 /// A stored batch in the Kafka format: verbatim when it is one, converted when native.

@@ -112,9 +112,9 @@ impl PartitionTxns {
             .collect()
     }
 
-    /// True when the batch of `producer_id` at `offset` belongs to an aborted transaction.
-    /// (Readers take [`PartitionTxns::aborted_between`] once for their range instead.)
-    #[cfg(test)]
+    /// True when the batch of `producer_id` at `offset` belongs to an aborted transaction
+    /// (the log cleaner asks batch by batch; readers take [`PartitionTxns::aborted_between`]
+    /// once for their range instead).
     pub fn is_aborted(&self, producer_id: i64, offset: u64) -> bool {
         let start = self.aborted.partition_point(|t| t.last_offset < offset);
         self.aborted

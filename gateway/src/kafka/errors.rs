@@ -150,6 +150,7 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
             _ => K::CorruptMessage,
         },
         BrokerError::ZstdNeedsNewerProduce => K::UnsupportedCompressionType,
+        BrokerError::KeylessRecords(_) => K::InvalidRecord,
         BrokerError::Sequence(SequenceError::Duplicate(_)) => K::DuplicateSequenceNumber,
         BrokerError::Sequence(SequenceError::OutOfOrder(_)) => K::OutOfOrderSequenceNumber,
         BrokerError::Sequence(SequenceError::Fenced(_)) => K::InvalidProducerEpoch,

@@ -1580,7 +1580,10 @@ mod tests {
             legacy::AlterConfigsResource::default()
                 .with_resource_type(2)
                 .with_resource_name(s(n))
-                .with_configs(vec![cfg("cleanup.policy", Some("compact")), cfg("segment.ms", None)])
+                .with_configs(vec![
+                    cfg("cleanup.policy", Some("compact")),
+                    cfg("segment.ms", None),
+                ])
                 .with_unknown_tagged_field(TAG, tag())
         };
         AlterConfigsRequest::default()

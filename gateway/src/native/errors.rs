@@ -8,6 +8,10 @@ pub mod code {
     pub use wharf_protocol::status::*;
 }
 
+/// Iggy's `InvalidHeaderKey`: a send's messages lack the `kafka.key` header a compacted topic
+/// needs (see [`status_for`]).
+pub const INVALID_HEADER_KEY: u32 = 4018;
+
 /// The Iggy status code for a broker error.
 pub fn status_for(e: &BrokerError) -> u32 {
     use code_values as c;
@@ -44,6 +48,10 @@ pub fn status_for(e: &BrokerError) -> u32 {
         E::GroupExists(_) => c::CONSUMER_GROUP_NAME_ALREADY_EXISTS,
         E::NotGroupMember(_) => c::CONSUMER_GROUP_MEMBER_NOT_FOUND,
         E::InvalidMessages(_) => c::INVALID_MESSAGES_SIZE,
+        // A send to a compacted topic with messages that have no `kafka.key` user header (the
+        // native message's key). Iggy has no word for a missing key; its nearest is
+        // InvalidHeaderKey (4018): the message is refused for a user header, the one it lacks.
+        E::KeylessRecords(_) => INVALID_HEADER_KEY,
         E::OffsetNotFound => c::CONSUMER_OFFSET_NOT_FOUND,
         E::Store(s) => store_status(s),
         // Kafka-only refusals never reach this door; a plain error if one did.

@@ -10,10 +10,10 @@ use wharf_protocol::requests::{
     DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
     FlushUnsavedBuffer, GetClient, GetClients, GetClusterMetadata, GetConsumerGroup,
     GetConsumerGroups, GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream,
-    GetStreams, GetTopic, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup,
-    LeaveConsumerGroup, LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping, PollMessages,
-    PurgeStream, PurgeTopic, RequestError, SetTopicDurability, StoreConsumerOffset,
-    UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser,
+    GetStreams, GetTopic, GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers,
+    JoinConsumerGroup, LeaveConsumerGroup, LoginUser, LoginWithPersonalAccessToken, LogoutUser,
+    Ping, PollMessages, PurgeStream, PurgeTopic, RequestError, SetTopicConfig, SetTopicDurability,
+    StoreConsumerOffset, UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser,
 };
 use wharf_protocol::{codes, Identifier, Request};
 
@@ -340,6 +340,15 @@ impl Session {
                 self.set_topic_durability(&stream_id, &topic_id, durability)
                     .await
             }
+            R::GetTopicConfig(GetTopicConfig {
+                stream_id,
+                topic_id,
+            }) => self.get_topic_config(&stream_id, &topic_id),
+            R::SetTopicConfig(SetTopicConfig {
+                stream_id,
+                topic_id,
+                changes,
+            }) => self.set_topic_config(&stream_id, &topic_id, changes).await,
         }
     }
 

@@ -94,7 +94,12 @@ pub(crate) struct Assessment {
 }
 
 /// Whether `p` needs cleaning now, and what may be cleaned. `None`: nothing to do.
-pub(crate) fn assess(p: &Partition, policy: &Policy, keys: &dyn RecordKeys, now_us: u64) -> Option<Assessment> {
+pub(crate) fn assess(
+    p: &Partition,
+    policy: &Policy,
+    keys: &dyn RecordKeys,
+    now_us: u64,
+) -> Option<Assessment> {
     if !p.is_open() {
         return None;
     }
@@ -196,7 +201,10 @@ fn for_each_batch(
                 {
                     return Err(StoreError::CorruptMetadata {
                         path: path.clone(),
-                        reason: format!("batch at byte {} disagrees with its index entry", e.position),
+                        reason: format!(
+                            "batch at byte {} disagrees with its index entry",
+                            e.position
+                        ),
                     });
                 }
                 if !visit(batch)? {
@@ -337,7 +345,8 @@ pub(crate) fn clean(
     for seg in range {
         let fits = groups.last().is_some_and(|g: &Vec<&SealedSegment>| {
             let size: u64 = g.iter().map(|s| s.size).sum::<u64>() + seg.size;
-            size <= policy.segment_size && seg.end_offset() - g[0].base_offset <= u64::from(u32::MAX)
+            size <= policy.segment_size
+                && seg.end_offset() - g[0].base_offset <= u64::from(u32::MAX)
         });
         match groups.last_mut() {
             Some(g) if fits => g.push(seg),
@@ -354,7 +363,16 @@ pub(crate) fn clean(
             retention_us: policy.delete_retention_us,
             last_of_producer: &last_of_producer,
         };
-        let out = rewrite_group(p, &disk, &dir, &group, &rules, work, &mut report, &mut tombstones_due)?;
+        let out = rewrite_group(
+            p,
+            &disk,
+            &dir,
+            &group,
+            &rules,
+            work,
+            &mut report,
+            &mut tombstones_due,
+        )?;
         let replaced: Vec<u64> = group.iter().map(|s| s.base_offset).collect();
         let group_size: u64 = group.iter().map(|s| s.size).sum();
         let base = group[0].base_offset;
@@ -380,11 +398,9 @@ pub(crate) fn clean(
             return Err(e);
         }
         // Committed: from here the new files are the log.
-        p.swap_segments(
-            &replaced,
-            new.map(|b| (b, out.entries, out.size)),
-            || manifest.apply(&disk, &dir),
-        )?;
+        p.swap_segments(&replaced, new.map(|b| (b, out.entries, out.size)), || {
+            manifest.apply(&disk, &dir)
+        })?;
         if let Err(e) = Manifest::finish(&disk, &dir) {
             // A manifest left behind would be redone over the next cleaning's files.
             p.fail();
@@ -453,100 +469,112 @@ fn rewrite_group(
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
         let key = p.key();
         for seg in group {
-            for_each_batch(disk, seg, |_, _| true, |batch| {
-                if (work.stopping)() {
-                    return Err(aborted(p));
-                }
-                let stored = batch.as_bytes().len() as u64;
-                report.bytes_read += stored;
-                let expired = batch.envelope().append_timestamp.saturating_add(rules.retention_us)
-                    < rules.now_us;
-                let due = batch.envelope().append_timestamp.saturating_add(rules.retention_us);
-                let mut dropped: Vec<u64> = Vec::new();
-                let mut kept = 0u64;
-                let mut keeps_marker = false;
-                let facts = work
-                    .keys
-                    .scan(key, &batch, &mut |r| {
-                        let drop = match r {
-                            CleanRecord::Keyed {
-                                offset,
-                                key,
-                                tombstone,
-                            } => {
-                                let latest = rules.map.get(OffsetMap::hash(key));
-                                if latest.is_some_and(|l| l > offset) {
-                                    true
-                                } else if tombstone && offset < rules.map_end {
+            for_each_batch(
+                disk,
+                seg,
+                |_, _| true,
+                |batch| {
+                    if (work.stopping)() {
+                        return Err(aborted(p));
+                    }
+                    let stored = batch.as_bytes().len() as u64;
+                    report.bytes_read += stored;
+                    let expired = batch
+                        .envelope()
+                        .append_timestamp
+                        .saturating_add(rules.retention_us)
+                        < rules.now_us;
+                    let due = batch
+                        .envelope()
+                        .append_timestamp
+                        .saturating_add(rules.retention_us);
+                    let mut dropped: Vec<u64> = Vec::new();
+                    let mut kept = 0u64;
+                    let mut keeps_marker = false;
+                    let facts = work
+                        .keys
+                        .scan(key, &batch, &mut |r| {
+                            let drop = match r {
+                                CleanRecord::Keyed {
+                                    offset,
+                                    key,
+                                    tombstone,
+                                } => {
+                                    let latest = rules.map.get(OffsetMap::hash(key));
+                                    if latest.is_some_and(|l| l > offset) {
+                                        true
+                                    } else if tombstone && offset < rules.map_end {
+                                        keeps_marker |= !expired;
+                                        expired
+                                    } else {
+                                        false
+                                    }
+                                }
+                                CleanRecord::Keyless { .. } | CleanRecord::Aborted { .. } => true,
+                                CleanRecord::Control { .. } => {
                                     keeps_marker |= !expired;
                                     expired
-                                } else {
-                                    false
                                 }
-                            }
-                            CleanRecord::Keyless { .. } | CleanRecord::Aborted { .. } => true,
-                            CleanRecord::Control { .. } => {
-                                keeps_marker |= !expired;
-                                expired
-                            }
-                        };
-                        if drop {
-                            dropped.push(r.offset());
-                        } else {
-                            kept += 1;
-                        }
-                    })
-                    .map_err(|e| codec(p, e))?;
-                if keeps_marker {
-                    *tombstones_due = (*tombstones_due).min(due);
-                }
-                report.records_removed += dropped.len() as u64;
-                let rebuilt: Option<Bytes> = if dropped.is_empty() {
-                    Some(batch.as_bytes().clone())
-                } else {
-                    let keep_empty = facts
-                        .producer_id
-                        .is_some_and(|pid| rules.last_of_producer.get(&pid) == Some(&batch.base_offset()));
-                    if kept == 0 && !keep_empty {
-                        None
-                    } else {
-                        let keep = |o: u64| dropped.binary_search(&o).is_err();
-                        let payload = work
-                            .keys
-                            .retain(key, &batch, &keep, keep_empty)
-                            .map_err(|e| codec(p, e))?;
-                        payload.map(|payload| {
-                            let env = Envelope {
-                                payload_len: payload.len() as u32,
-                                ..*batch.envelope()
                             };
-                            let mut b = BytesMut::with_capacity(ENVELOPE_LEN + payload.len());
-                            b.extend_from_slice(&env.encode(&payload));
-                            b.extend_from_slice(&payload);
-                            b.freeze()
+                            if drop {
+                                dropped.push(r.offset());
+                            } else {
+                                kept += 1;
+                            }
                         })
+                        .map_err(|e| codec(p, e))?;
+                    if keeps_marker {
+                        *tombstones_due = (*tombstones_due).min(due);
                     }
-                };
-                let Some(bytes) = rebuilt else {
-                    report.batches_removed += 1;
-                    work.pace(stored);
-                    return Ok(true);
-                };
-                let out_batch = StoredBatch::from_bytes(bytes).map_err(StoreError::from)?;
-                let env = *out_batch.envelope();
-                if env.base_offset != batch.base_offset() || env.record_count != batch.record_count() {
-                    return Err(codec(p, super::CodecError("a rebuilt batch changed its offsets".into())));
-                }
-                out.entries.push(IndexEntry::for_batch(base, out.size, &env));
-                out.size += env.stored_len();
-                buf.extend_from_slice(out_batch.as_bytes());
-                if buf.len() >= WRITE_CHUNK {
-                    disk.write_all(&log, &log_path, &buf)?;
-                    buf.clear();
-                }
-                work.pace(stored + env.stored_len());
-                Ok(true)
-            })?;
+                    report.records_removed += dropped.len() as u64;
+                    let rebuilt: Option<Bytes> = if dropped.is_empty() {
+                        Some(batch.as_bytes().clone())
+                    } else {
+                        let keep_empty = facts.producer_id.is_some_and(|pid| {
+                            rules.last_of_producer.get(&pid) == Some(&batch.base_offset())
+                        });
+                        if kept == 0 && !keep_empty {
+                            None
+                        } else {
+                            let keep = |o: u64| dropped.binary_search(&o).is_err();
+                            let payload = work
+                                .keys
+                                .retain(key, &batch, &keep, keep_empty)
+                                .map_err(|e| codec(p, e))?;
+                            payload.map(|payload| {
+                                let env = Envelope {
+                                    payload_len: payload.len() as u32,
+                                    ..*batch.envelope()
+                                };
+                                let mut b = BytesMut::with_capacity(ENVELOPE_LEN + payload.len());
+                                b.extend_from_slice(&env.encode(&payload));
+                                b.extend_from_slice(&payload);
+                                b.freeze()
+                            })
+                        }
+                    };
+                    let Some(bytes) = rebuilt else {
+                        report.batches_removed += 1;
+                        work.pace(stored);
+                        return Ok(true);
+                    };
+                    let out_batch = StoredBatch::from_bytes(bytes).map_err(StoreError::from)?;
+                    if !dropped.is_empty() {
+                        check_rebuilt(&out_batch).map_err(|e| codec(p, e))?;
+                    }
+                    let env = *out_batch.envelope();
+                    out.entries
+                        .push(IndexEntry::for_batch(base, out.size, &env));
+                    out.size += env.stored_len();
+                    buf.extend_from_slice(out_batch.as_bytes());
+                    if buf.len() >= WRITE_CHUNK {
+                        disk.write_all(&log, &log_path, &buf)?;
+                        buf.clear();
+                    }
+                    work.pace(stored + env.stored_len());
+                    Ok(true)
+                },
+            )?;
         }
         if !buf.is_empty() {
             disk.write_all(&log, &log_path, &buf)?;
@@ -564,4 +592,119 @@ fn rewrite_group(
         remove_cleaned(disk, dir, base);
     }
     result
+}
+
+/// Checks that a batch rebuilt by [`RecordKeys::retain`] kept its place: a Kafka batch its
+/// `baseOffset`, `lastOffsetDelta` and length; native messages offsets inside the batch's span,
+/// increasing. A rebuilt batch that moved would hand out offsets twice.
+fn check_rebuilt(batch: &StoredBatch) -> Result<(), super::CodecError> {
+    let bad = |why: &str| {
+        Err(super::CodecError(format!(
+            "rebuilt batch at {}: {why}",
+            batch.base_offset()
+        )))
+    };
+    let payload = batch.payload();
+    match batch.format() {
+        crate::batch::BatchFormat::Kafka => {
+            if payload.len() < crate::batch::KAFKA_BATCH_HEADER_LEN {
+                return bad("shorter than a Kafka batch header");
+            }
+            let be32 = |at: usize| {
+                i32::from_be_bytes([
+                    payload[at],
+                    payload[at + 1],
+                    payload[at + 2],
+                    payload[at + 3],
+                ])
+            };
+            let base = u64::from_be_bytes(payload[0..8].try_into().unwrap_or([0; 8]));
+            if base != batch.base_offset() {
+                return bad("baseOffset changed");
+            }
+            if be32(8) < 0 || be32(8) as usize + 12 != payload.len() {
+                return bad("batchLength does not match its bytes");
+            }
+            if i64::from(be32(23)) + 1 != i64::from(batch.record_count()) {
+                return bad("lastOffsetDelta changed");
+            }
+        }
+        crate::batch::BatchFormat::Native => {
+            let mut pos = 0usize;
+            let mut prev: Option<u64> = None;
+            while pos < payload.len() {
+                let Some(m) = payload.get(pos..pos + crate::batch::NATIVE_MESSAGE_HEADER_LEN)
+                else {
+                    return bad("truncated message header");
+                };
+                let offset = crate::batch::le_u64(m, 24);
+                if offset < batch.base_offset()
+                    || offset > batch.last_offset()
+                    || prev.is_some_and(|p| p >= offset)
+                {
+                    return bad("a message offset left its place");
+                }
+                prev = Some(offset);
+                let len = crate::batch::NATIVE_MESSAGE_HEADER_LEN as u64
+                    + u64::from(crate::batch::le_u32(m, 48))
+                    + u64::from(crate::batch::le_u32(m, 52));
+                pos = match usize::try_from(len).ok().and_then(|l| pos.checked_add(l)) {
+                    Some(end) if end <= payload.len() => end,
+                    _ => return bad("a message runs past the batch"),
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::BatchFormat;
+
+    fn stored(format: BatchFormat, base: u64, span: u32, payload: &[u8]) -> StoredBatch {
+        let env = Envelope {
+            payload_len: payload.len() as u32,
+            format,
+            base_offset: base,
+            record_count: span,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            append_timestamp: 0,
+        };
+        let mut b = env.encode(payload).to_vec();
+        b.extend_from_slice(payload);
+        StoredBatch::from_bytes(Bytes::from(b)).unwrap()
+    }
+
+    fn kafka(base: i64, last_delta: i32) -> Vec<u8> {
+        let mut b = vec![0u8; 61];
+        b[0..8].copy_from_slice(&base.to_be_bytes());
+        b[8..12].copy_from_slice(&49i32.to_be_bytes());
+        b[23..27].copy_from_slice(&last_delta.to_be_bytes());
+        b
+    }
+
+    fn native(offsets: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &o in offsets {
+            let mut m = [0u8; 64];
+            m[24..32].copy_from_slice(&o.to_le_bytes());
+            out.extend_from_slice(&m);
+        }
+        out
+    }
+
+    #[test]
+    fn a_rebuilt_batch_must_keep_its_offsets() {
+        assert!(check_rebuilt(&stored(BatchFormat::Kafka, 10, 5, &kafka(10, 4))).is_ok());
+        assert!(check_rebuilt(&stored(BatchFormat::Kafka, 10, 5, &kafka(11, 4))).is_err());
+        assert!(check_rebuilt(&stored(BatchFormat::Kafka, 10, 5, &kafka(10, 3))).is_err());
+        assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &native(&[10, 12, 14]))).is_ok());
+        assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &[])).is_ok());
+        assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &native(&[12, 11]))).is_err());
+        assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &native(&[15]))).is_err());
+        assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &native(&[9]))).is_err());
+    }
 }

@@ -126,7 +126,10 @@ mod tests {
         }
         assert_eq!(map.put(OffsetMap::hash(b"new"), 100), Put::Full);
         // An update of a key it holds needs no slot.
-        assert_eq!(map.put(OffsetMap::hash(&3u64.to_le_bytes()), 50), Put::Stored);
+        assert_eq!(
+            map.put(OffsetMap::hash(&3u64.to_le_bytes()), 50),
+            Put::Stored
+        );
         assert_eq!(map.get(OffsetMap::hash(&3u64.to_le_bytes())), Some(50));
         assert_eq!(map.get(OffsetMap::hash(b"new")), None);
         assert_eq!(map.len(), 9);

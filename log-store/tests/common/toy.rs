@@ -94,7 +94,10 @@ pub fn toy_records(batch: &StoredBatch) -> Vec<(u64, Toy)> {
         .into_iter()
         .map(|(offset, range)| {
             let m = &payload[range];
-            (offset, Toy::decode(&m[NATIVE_MESSAGE_HEADER_LEN..]).unwrap())
+            (
+                offset,
+                Toy::decode(&m[NATIVE_MESSAGE_HEADER_LEN..]).unwrap(),
+            )
         })
         .collect()
 }
@@ -109,7 +112,11 @@ pub fn read_all(p: &Partition) -> Vec<(u64, Toy)> {
             break;
         }
         for b in &r.batches {
-            assert!(b.base_offset() >= from || out.is_empty(), "batch at {} read from {from}", b.base_offset());
+            assert!(
+                b.base_offset() >= from || out.is_empty(),
+                "batch at {} read from {from}",
+                b.base_offset()
+            );
             for (offset, rec) in toy_records(b) {
                 assert!(
                     offset >= b.base_offset() && offset <= b.last_offset(),

@@ -241,6 +241,30 @@ fn samples() -> Vec<Request> {
             durability: 2,
         }
         .into(),
+        GetTopicConfig {
+            stream_id: s(),
+            topic_id: t(),
+        }
+        .into(),
+        SetTopicConfig {
+            stream_id: t(),
+            topic_id: s(),
+            changes: vec![
+                TopicConfigChange {
+                    name: "cleanup.policy".into(),
+                    value: Some("compact,delete".into()),
+                },
+                TopicConfigChange {
+                    name: "delete.retention.ms".into(),
+                    value: None,
+                },
+                TopicConfigChange {
+                    name: "cleanup.policy".into(),
+                    value: Some(String::new()),
+                },
+            ],
+        }
+        .into(),
     ]
 }
 
@@ -500,4 +524,81 @@ proptest! {
             prop_assert_eq!(Request::decode(req.code(), &encoded(&back)), Ok(back));
         }
     }
+}
+
+fn set_config(changes: Vec<TopicConfigChange>) -> BytesMut {
+    encoded(
+        &SetTopicConfig {
+            stream_id: s(),
+            topic_id: t(),
+            changes,
+        }
+        .into(),
+    )
+}
+
+fn change(name: &str, value: Option<&str>) -> TopicConfigChange {
+    TopicConfigChange {
+        name: name.into(),
+        value: value.map(str::to_owned),
+    }
+}
+
+#[test]
+fn set_topic_config_bounds_its_count_and_value_lengths() {
+    let decode = |b: &[u8]| Request::decode(codes::WHARF_SET_TOPIC_CONFIG, b);
+    let head = encoded(
+        &GetTopicConfig {
+            stream_id: s(),
+            topic_id: t(),
+        }
+        .into(),
+    );
+    // The bound on the count: MAX_TOPIC_CONFIG_CHANGES, refused before any change is read
+    // (a huge count with nothing behind it allocates nothing).
+    let mut b = head.clone();
+    b.put_u32_le(MAX_TOPIC_CONFIG_CHANGES + 1);
+    assert!(matches!(
+        decode(&b),
+        Err(RequestError::Malformed(DecodeError {
+            field: "configs_count",
+            problem: crate::wire::Problem::TooLong { .. }
+        }))
+    ));
+    let mut b = head.clone();
+    b.put_u32_le(u32::MAX);
+    assert!(decode(&b).is_err());
+    let mut b = head.clone();
+    b.put_u32_le(0);
+    assert!(decode(&b).is_err(), "an empty change list is refused");
+    // The bound on a value: MAX_CONFIG_VALUE_LEN bytes.
+    let at_limit = "x".repeat(MAX_CONFIG_VALUE_LEN);
+    let b = set_config(vec![change("cleanup.policy", Some(&at_limit))]);
+    assert!(decode(&b).is_ok());
+    let mut b = head.clone();
+    b.put_u32_le(1);
+    b.put_u8(1);
+    b.put_slice(b"a");
+    b.put_u8(1);
+    b.put_u16_le(MAX_CONFIG_VALUE_LEN as u16 + 1);
+    b.put_slice(&vec![b'x'; MAX_CONFIG_VALUE_LEN + 1]);
+    assert!(matches!(
+        decode(&b),
+        Err(RequestError::Malformed(DecodeError {
+            field: "config_value",
+            problem: crate::wire::Problem::TooLong { .. }
+        }))
+    ));
+    // A count larger than the changes present, an empty name, a presence flag other than 0/1.
+    let mut b = set_config(vec![change("a", None)]);
+    let at = head.len();
+    b[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+    assert!(decode(&b).is_err());
+    let mut b = set_config(vec![change("a", None)]);
+    b[at + 4] = 0;
+    assert!(decode(&b).is_err());
+    let mut b = set_config(vec![change("a", None)]);
+    let last = b.len() - 1;
+    b[last] = 2;
+    assert!(decode(&b).is_err());
 }

@@ -1,12 +1,12 @@
 //! Topic commands (get, list, create, delete, update, purge), the partition and segment
-//! commands that reshape a topic, and Wharf's own topic durability commands.
+//! commands that reshape a topic, and Wharf's own topic durability and config commands.
 
 use bytes::{BufMut, BytesMut};
 
 use super::{put_name, put_stream_topic, stream_topic, Command, Limit};
 use crate::codes;
 use crate::primitives::Identifier;
-use crate::wire::{err, DecodeError, Problem, Reader};
+use crate::wire::{err, invalid, DecodeError, Problem, Reader};
 
 /// The topic and its partitions: `[stream_id][topic_id]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,5 +309,120 @@ impl Command for SetTopicDurability {
     fn encode(&self, out: &mut BytesMut) {
         put_stream_topic(out, &self.stream_id, &self.topic_id);
         out.put_u8(self.durability);
+    }
+}
+
+/// Wharf only: a topic's configs under Kafka's names: `[stream_id][topic_id]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetTopicConfig {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+}
+
+impl Command for GetTopicConfig {
+    const CODE: u32 = codes::WHARF_GET_TOPIC_CONFIG;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        Ok(GetTopicConfig {
+            stream_id,
+            topic_id,
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+    }
+}
+
+/// Most config changes one [`SetTopicConfig`] may carry (Wharf has 13 topic configs).
+pub const MAX_TOPIC_CONFIG_CHANGES: u32 = 64;
+/// Longest config value accepted, in bytes.
+pub const MAX_CONFIG_VALUE_LEN: usize = 1024;
+
+/// One config change: a value to set, or `None` to return the config to its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigChange {
+    /// Kafka's name of the config (`cleanup.policy`), 1..=255 bytes.
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// Wharf only: sets (or resets) some of a topic's configs, checked whole by the server:
+/// `[stream_id][topic_id][count u32]` then per change
+/// `[name len u8][name][value present u8]([value len u16][value])`, at most
+/// [`MAX_TOPIC_CONFIG_CHANGES`] changes and [`MAX_CONFIG_VALUE_LEN`] bytes a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetTopicConfig {
+    pub stream_id: Identifier,
+    pub topic_id: Identifier,
+    pub changes: Vec<TopicConfigChange>,
+}
+
+impl Command for SetTopicConfig {
+    const CODE: u32 = codes::WHARF_SET_TOPIC_CONFIG;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (stream_id, topic_id) = stream_topic(r)?;
+        let count = r.u32("configs_count")?;
+        if count > MAX_TOPIC_CONFIG_CHANGES {
+            return Err(err(
+                "configs_count",
+                Problem::TooLong {
+                    len: count as usize,
+                    max: MAX_TOPIC_CONFIG_CHANGES as usize,
+                },
+            ));
+        }
+        if count == 0 {
+            return Err(invalid("configs_count", "must not be 0"));
+        }
+        // Bounded above, so the allocation is too.
+        let mut changes = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let name = r.name("config_name")?;
+            let value = if r.bool("config_value_present")? {
+                let b = r.take(2, "config_value")?;
+                let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+                if len > MAX_CONFIG_VALUE_LEN {
+                    return Err(err(
+                        "config_value",
+                        Problem::TooLong {
+                            len,
+                            max: MAX_CONFIG_VALUE_LEN,
+                        },
+                    ));
+                }
+                Some(r.utf8(len, "config_value")?)
+            } else {
+                None
+            };
+            changes.push(TopicConfigChange { name, value });
+        }
+        Ok(SetTopicConfig {
+            stream_id,
+            topic_id,
+            changes,
+        })
+    }
+
+    /// Encodes at most [`MAX_TOPIC_CONFIG_CHANGES`] changes, names cut at 255 bytes and values
+    /// at [`MAX_CONFIG_VALUE_LEN`] (the decoder's limits; callers check them first).
+    fn encode(&self, out: &mut BytesMut) {
+        put_stream_topic(out, &self.stream_id, &self.topic_id);
+        let changes = &self.changes[..self.changes.len().min(MAX_TOPIC_CONFIG_CHANGES as usize)];
+        out.put_u32_le(changes.len() as u32);
+        for c in changes {
+            put_name(out, &c.name);
+            match &c.value {
+                Some(v) => {
+                    out.put_u8(1);
+                    let b = &v.as_bytes()[..v.len().min(MAX_CONFIG_VALUE_LEN)];
+                    out.put_u16_le(b.len() as u16);
+                    out.put_slice(b);
+                }
+                None => out.put_u8(0),
+            }
+        }
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! [`Broker::produce_kafka`]: crate::broker::Broker::produce_kafka
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, Request};
@@ -150,12 +152,29 @@ fn answer(
         Err(e) => {
             let (_, message) = errors::answer("produce failed", &e);
             // The transactional refusals' code depends on the version (KIP-890).
-            failed(
+            let r = failed(
                 version,
                 index,
                 errors::for_produce(&e, version),
                 Some(message),
-            )
+            );
+            match e {
+                // Kafka lists each keyless record of a compacted topic's batch (v8+).
+                BrokerError::KeylessRecords(k) if version >= 8 => {
+                    let each = Some(str_bytes(k.record_message()));
+                    r.with_record_errors(
+                        k.indexes
+                            .iter()
+                            .map(|&i| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(i as i32)
+                                    .with_batch_index_error_message(each.clone())
+                            })
+                            .collect(),
+                    )
+                }
+                _ => r,
+            }
         }
     }
 }

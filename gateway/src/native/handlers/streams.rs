@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use wharf_protocol::requests::Limit;
+use wharf_protocol::requests::{Limit, TopicConfigChange};
+use wharf_protocol::responses::TopicConfigWire;
 use wharf_protocol::Identifier;
 
+use crate::broker::topic_config::{AlterMode, ConfigChange};
 use crate::broker::{Action, BrokerError, Durability, Ident, TopicSettings};
 use crate::native::connection::Reply;
 use crate::native::session::{ident, Session};
@@ -271,6 +273,48 @@ impl Session {
         };
         self.broker
             .update_topic(t.stream_id, t.id, None, settings)
+            .await?;
+        Ok(Reply::empty())
+    }
+
+    /// Wharf's extension: a topic's configs under Kafka's names, with their sources.
+    pub(crate) fn get_topic_config(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.authorized_topic(stream, topic, Action::ReadTopic)?;
+        let mut out = BytesMut::new();
+        for e in self.broker.topic_config(&t) {
+            TopicConfigWire {
+                name: e.name,
+                value: e.value,
+                source: e.source.name().into(),
+            }
+            .encode(&mut out);
+        }
+        Ok(Reply::body(out))
+    }
+
+    /// Wharf's extension: sets or resets some of a topic's configs, with the rules Kafka's
+    /// IncrementalAlterConfigs follows (the broker core's); a refused config is
+    /// InvalidConfiguration and changes nothing.
+    pub(crate) async fn set_topic_config(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        changes: Vec<TopicConfigChange>,
+    ) -> Result<Reply, BrokerError> {
+        let t = self.authorized_topic(stream, topic, Action::ManageTopic)?;
+        let changes = changes
+            .into_iter()
+            .map(|c| match c.value {
+                Some(v) => ConfigChange::set(c.name, v),
+                None => ConfigChange::delete(c.name),
+            })
+            .collect();
+        self.broker
+            .alter_topic_config(t.stream_id, t.id, AlterMode::Incremental, changes, false)
             .await?;
         Ok(Reply::empty())
     }
