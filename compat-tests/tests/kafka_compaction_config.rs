@@ -421,3 +421,148 @@ async fn native_config_commands_agree_with_the_kafka_door() {
     let (status, _) = n.answer().await;
     assert_eq!(status, wharf_protocol::status::INVALID_FORMAT);
 }
+
+/// What no admin client sends, at the wire: every AlterConfigs version (v2 is flexible), and
+/// Kafka's INVALID_REQUEST for a config named twice or given no value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_configs_versions_and_request_refusals_at_the_wire() {
+    use compat_tests::KafkaWire;
+    use kafka_protocol::messages::{
+        alter_configs_request as legacy, incremental_alter_configs_request as incremental,
+        AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+        IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const INVALID_REQUEST: i16 = 42;
+    const INVALID_CONFIG: i16 = 40;
+
+    let (server, _dir) = server().await;
+    server.create_kafka_topic("t", 1).await;
+    let mut c = KafkaWire::open(server.kafka_addr).await;
+    let s = |v: &str| StrBytes::from_string(v.into());
+
+    let versions: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let alter = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::AlterConfigs as i16)
+        .map(|k| (k.min_version, k.max_version));
+    assert_eq!(alter, Some((0, 2)), "AlterConfigs advertised");
+
+    let legacy_req = |configs: &[(&str, Option<&str>)]| {
+        AlterConfigsRequest::default().with_resources(vec![legacy::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("t"))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(n, v)| {
+                        legacy::AlterableConfig::default()
+                            .with_name(s(n))
+                            .with_value(v.map(s))
+                    })
+                    .collect(),
+            )])
+    };
+    for version in 0..=2 {
+        let policy = if version % 2 == 0 {
+            "compact"
+        } else {
+            "delete"
+        };
+        let r: AlterConfigsResponse = c
+            .call(
+                ApiKey::AlterConfigs,
+                version,
+                &legacy_req(&[("cleanup.policy", Some(policy))]),
+            )
+            .await;
+        assert_eq!(r.responses[0].error_code, 0, "v{version}");
+    }
+    let r: AlterConfigsResponse = c
+        .call(
+            ApiKey::AlterConfigs,
+            2,
+            &legacy_req(&[
+                ("cleanup.policy", Some("compact")),
+                ("cleanup.policy", Some("delete")),
+            ]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, INVALID_REQUEST, "a name twice");
+    let r: AlterConfigsResponse = c
+        .call(
+            ApiKey::AlterConfigs,
+            1,
+            &legacy_req(&[("segment.ms", None)]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, INVALID_REQUEST, "no value");
+    let r: AlterConfigsResponse = c
+        .call(
+            ApiKey::AlterConfigs,
+            1,
+            &legacy_req(&[("min.cleanable.dirty.ratio", Some("-1"))]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, INVALID_CONFIG);
+
+    let incremental_req = |configs: &[(&str, i8, Option<&str>)]| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(n, op, v)| {
+                            incremental::AlterableConfig::default()
+                                .with_name(s(n))
+                                .with_config_operation(*op)
+                                .with_value(v.map(s))
+                        })
+                        .collect(),
+                ),
+        ])
+    };
+    for (configs, expected, what) in [
+        (
+            vec![
+                ("cleanup.policy", 2, Some("delete")),
+                ("cleanup.policy", 3, Some("compact")),
+            ],
+            INVALID_REQUEST,
+            "a name twice",
+        ),
+        (
+            vec![("cleanup.policy", 2, None)],
+            INVALID_REQUEST,
+            "APPEND without a value",
+        ),
+        (
+            vec![("cleanup.policy", 9, Some("x"))],
+            INVALID_REQUEST,
+            "an unknown operation",
+        ),
+        (
+            vec![("segment.ms", 3, Some("1"))],
+            INVALID_CONFIG,
+            "SUBTRACT on a non-list",
+        ),
+        (vec![("cleanup.policy", 2, Some("delete"))], 0, "APPEND"),
+    ] {
+        let r: IncrementalAlterConfigsResponse = c
+            .call(
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                &incremental_req(&configs),
+            )
+            .await;
+        assert_eq!(r.responses[0].error_code, expected, "{what}");
+    }
+    let a = admin(&server);
+    let d = describe(&a, ResourceSpecifier::Topic("t")).await;
+    assert_eq!(value(&d, "cleanup.policy").0, "compact,delete");
+}

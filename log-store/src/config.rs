@@ -163,10 +163,21 @@ impl TopicSettings {
         }
         if self.message_expiry == Some(Duration::ZERO)
             || self.segment_max_age == Some(Duration::ZERO)
+            || self.max_compaction_lag == Some(Duration::ZERO)
         {
             return Err(StoreError::InvalidSetting(
                 "durations must be positive; leave them unset for none".into(),
             ));
+        }
+        if let (Some(min), Some(max)) = (self.min_compaction_lag, self.max_compaction_lag) {
+            // Kafka refuses the same conflict.
+            if min > max {
+                return Err(StoreError::InvalidSetting(format!(
+                    "min compaction lag {} ms is above max compaction lag {} ms",
+                    min.as_millis(),
+                    max.as_millis()
+                )));
+            }
         }
         Ok(())
     }

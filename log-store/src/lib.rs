@@ -9,6 +9,10 @@
 //!   syncer and retention.
 //! - [`Partition`]: appends (coalesced, single writer), reads of whole batches, timestamp
 //!   look-ups and long-poll waits.
+//! - [`compaction`]: the log cleaner of compacted topics (`cleanup.policy=compact`): keeps the
+//!   latest record of each key in sealed segments, asking the broker's [`compaction::RecordKeys`]
+//!   what a record's key is; offsets never change, so a compacted log has holes between
+//!   batches and inside them ([`LogStore::start_cleaner`], [`LogStore::clean_once`]).
 //! - [`ConsumerOffsets`]: committed consumer and group positions, in a checksummed journal
 //!   written with group commit.
 //! - [`KeyedJournal`]: a checksummed journal of keyed records, last one wins (the Kafka

@@ -8,6 +8,9 @@
 //! catalog                                streams, topics and settings (durable_file format)
 //! offsets/journal                        consumer offsets
 //! streams/<sid>/topics/<tid>/partitions/<pid>/<base offset, 20 digits>.{log,index}
+//!                                             cleaner-checkpoint   how far compaction got
+//!                                             cleaner-swap         a committed swap, until done
+//!                                             <base>.{log,index}.cleaned   a cleaning's output
 //! ```
 //!
 //! Metadata changes are serialised. A change that adds files creates them before the catalog
@@ -870,7 +873,7 @@ impl LogStore {
                     Ok(report) => !report.cleaned.is_empty(),
                     Err(e) => {
                         if !signal.stopping() {
-                            tracing::warn!("log cleaner: {e}");
+                            tracing::debug!("log cleaner: {e}");
                         }
                         false
                     }
@@ -890,6 +893,8 @@ impl LogStore {
     /// Cleans, once, every partition of a compacted topic that needs it (dirtiest first), as
     /// of server time `now_us`, asking `keys` what the records are. The cleaner thread calls
     /// this in a loop; tests call it to clean at a chosen moment. Cleanings run one at a time.
+    /// A partition whose cleaning fails is skipped (its files are as before, or as after a
+    /// committed swap) and the first such error is returned once the others are cleaned.
     pub fn clean_once(&self, keys: &dyn RecordKeys, now_us: u64) -> Result<CleanReport> {
         let candidates: Vec<(Policy, Arc<Partition>)> = {
             let catalog = self.inner.catalog.read();
@@ -938,9 +943,21 @@ impl LogStore {
             stopping: &stopping,
             pause: &pause,
         };
+        // One partition that cannot be cleaned (say, a batch its RecordKeys cannot read) must
+        // not hold up the others: its error is reported after they are cleaned.
+        let mut failure = None;
         for (_, policy, p) in ranked {
-            let Some(done) = cleaner::clean(&p, &policy, map, &mut work)? else {
-                continue;
+            let done = match cleaner::clean(&p, &policy, map, &mut work) {
+                Ok(Some(done)) => done,
+                Ok(None) => continue,
+                Err(e) => {
+                    if signal.stopping() {
+                        return Err(e);
+                    }
+                    tracing::warn!(partition = %p.key(), "cleaning failed: {e}");
+                    failure.get_or_insert(e);
+                    continue;
+                }
             };
             tracing::info!(
                 "cleaned {}: read {} B, wrote {} B, removed {} records in {} ms",
@@ -960,7 +977,10 @@ impl LogStore {
             drop(stats);
             report.cleaned.push(done);
         }
-        Ok(report)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// The cleaner's totals since the store was opened.

@@ -588,3 +588,274 @@ fn a_disabled_cleaner_starts_no_thread() {
     store.close().unwrap();
     assert_eq!(store.cleaner_stats().cleanings, 0);
 }
+
+/// Holds the first open of one path until released: a reader stopped between planning its
+/// read and opening the segment file.
+#[derive(Debug)]
+struct OpenGate {
+    path: std::path::PathBuf,
+    gate: parking_lot::Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+}
+
+impl FileHook for OpenGate {
+    fn before(&self, op: FileOp, path: &Path) -> io::Result<()> {
+        if op == FileOp::Open && path == self.path {
+            let gate = self.gate.lock().take();
+            if let Some((entered, release)) = gate {
+                entered.send(()).unwrap();
+                release.recv_timeout(WAIT).unwrap();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A read planned before a swap and reading after it would read the renamed-in file at the old
+/// positions; the swap generation makes it plan again and read what the log now holds.
+#[test]
+fn a_read_planned_before_a_swap_and_done_after_it_is_planned_again() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = build(dir.path(), Crash::new(false), &compacted(600, None), &rt);
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    let first_log = walk(dir.path())
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        .min()
+        .unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new(OpenGate {
+        path: first_log,
+        gate: parking_lot::Mutex::new(None),
+    });
+    let (store, _) =
+        LogStore::open(dir.path(), config(Disk::with_hook(gate.clone()), 1 << 20)).unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    *gate.gate.lock() = Some((entered_tx, release_rx));
+    let reader = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.read(0, u64::MAX))
+    };
+    entered.recv_timeout(WAIT).unwrap();
+    // The reader has planned against the old segments and waits to open the first one.
+    let report = store.clean_once(&ToyKeys::default(), later()).unwrap();
+    assert_eq!(report.cleaned.len(), 1);
+    release.send(()).unwrap();
+    let read = reader.join().unwrap().expect("the raced read failed");
+    let direct = p.read(0, u64::MAX).unwrap();
+    assert_eq!(
+        read.batches, direct.batches,
+        "the raced read saw a mix of old and new files"
+    );
+    check_latest(&p, "after the raced read");
+}
+
+/// The toy format, except that partition 0's batches cannot be read.
+#[derive(Debug, Default)]
+struct BrokenFirst(ToyKeys);
+
+impl wharf_log_store::compaction::RecordKeys for BrokenFirst {
+    fn stable_offset(&self, p: wharf_log_store::PartitionKey) -> u64 {
+        self.0.stable_offset(p)
+    }
+
+    fn scan(
+        &self,
+        p: wharf_log_store::PartitionKey,
+        batch: &wharf_log_store::StoredBatch,
+        visit: &mut dyn FnMut(wharf_log_store::compaction::CleanRecord<'_>),
+    ) -> Result<wharf_log_store::compaction::BatchFacts, wharf_log_store::compaction::CodecError>
+    {
+        if p.partition == 0 {
+            return Err(wharf_log_store::compaction::CodecError("unreadable".into()));
+        }
+        self.0.scan(p, batch, visit)
+    }
+
+    fn retain(
+        &self,
+        p: wharf_log_store::PartitionKey,
+        batch: &wharf_log_store::StoredBatch,
+        keep: &dyn Fn(u64) -> bool,
+        keep_empty: bool,
+    ) -> Result<Option<bytes::Bytes>, wharf_log_store::compaction::CodecError> {
+        self.0.retain(p, batch, keep, keep_empty)
+    }
+}
+
+#[test]
+fn a_partition_that_cannot_be_cleaned_does_not_hold_up_the_others() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+    store.create_stream("s").unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 2, compacted(600, None))
+        .unwrap();
+    let parts = store.partitions(Ident::Id(0), Ident::Id(0)).unwrap();
+    for p in &parts {
+        fill(&rt, p, 14);
+    }
+    let before: Vec<_> = parts.iter().map(|p| read_all(p)).collect();
+    let err = store
+        .clean_once(&BrokenFirst::default(), later())
+        .unwrap_err();
+    assert!(err.to_string().contains("unreadable"), "{err}");
+    assert_eq!(
+        read_all(&parts[0]),
+        before[0],
+        "the failed cleaning changed partition 0"
+    );
+    assert!(
+        read_all(&parts[1]).len() < before[1].len(),
+        "partition 1 was not cleaned"
+    );
+    assert_eq!(store.cleaner_stats().cleanings, 1);
+    // No leftovers of the failed cleaning.
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}
+
+/// Which partitions a cleaning picks: the dirty ratio against the checkpoint kept across a
+/// reopen, `min.compaction.lag.ms` and `max.compaction.lag.ms`.
+#[test]
+fn selection_follows_the_dirty_ratio_of_the_persisted_checkpoint_and_the_lags() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Disk::real(), 1 << 20);
+    cfg.cleaner.min_cleanable_dirty_ratio = Ratio::new(0.5).unwrap();
+    let open = |cfg: &StoreConfig| LogStore::open(dir.path(), cfg.clone()).unwrap().0;
+    let store = open(&cfg);
+    store.create_stream("s").unwrap();
+    let mut settings = compacted(600, None);
+    settings.min_compaction_lag = Some(Duration::from_secs(3600));
+    settings.max_compaction_lag = Some(Duration::from_secs(7200));
+    store.create_topic(Ident::Id(0), "t", 1, settings).unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    fill(&rt, &p, 20);
+    let keys = ToyKeys::default();
+    let hour = 3_600_000_000u64;
+    // Younger than min.compaction.lag.ms: nothing is cleanable yet.
+    assert!(store
+        .clean_once(&keys, now_us())
+        .unwrap()
+        .cleaned
+        .is_empty());
+    let report = store.clean_once(&keys, now_us() + hour + 1).unwrap();
+    assert_eq!(report.cleaned.len(), 1, "{report:?}");
+    assert!(report.cleaned[0].dirty_ratio > 0.99);
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    // The checkpoint survives the reopen: the cleaned log is not dirty.
+    let store = open(&cfg);
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    assert!(store
+        .clean_once(&keys, now_us() + hour + 1)
+        .unwrap()
+        .cleaned
+        .is_empty());
+    // A little new data: dirty, but below the ratio.
+    let size = p.stats().size_bytes;
+    while p.stats().size_bytes < size + size / 4 {
+        fill(&rt, &p, 1);
+    }
+    fill(&rt, &p, 3);
+    let now = now_us() + hour + 1;
+    assert!(
+        store.clean_once(&keys, now).unwrap().cleaned.is_empty(),
+        "cleaned below the ratio"
+    );
+    // Once the first dirty append is older than max.compaction.lag.ms, it is cleaned anyway.
+    let report = store.clean_once(&keys, now + 2 * hour).unwrap();
+    assert_eq!(
+        report.cleaned.len(),
+        1,
+        "max.compaction.lag.ms did not force a cleaning"
+    );
+    assert!(report.cleaned[0].dirty_ratio < 0.5);
+    check_latest(&p, "after the forced cleaning");
+}
+
+/// Power loss at every file operation of a cleaning (the durable image of `common::power`,
+/// frozen before operation k): the store opened on what survived holds the old log or the new
+/// one, every latest value, and no leftovers.
+#[test]
+fn power_loss_at_every_operation_of_a_cleaning_leaves_old_or_new() {
+    use common::power::PowerLoss;
+    let rt = rt();
+    let keys = ToyKeys::default();
+    let mut settings = compacted(1 << 20, Some(Duration::from_micros(1)));
+    settings.durability = Some(wharf_log_store::Durability::Fsync);
+    let now = later();
+    let setup = |crash_before: u64| {
+        let live = tempfile::tempdir().unwrap();
+        let power = PowerLoss::new(live.path(), crash_before, crash_before ^ 0x5EED);
+        let hook: Arc<dyn FileHook> = power.clone();
+        let (store, _) =
+            LogStore::open(live.path(), config(Disk::with_hook(hook), 1 << 20)).unwrap();
+        store.create_stream("s").unwrap();
+        store
+            .create_topic(Ident::Id(0), "t", 1, settings.clone())
+            .unwrap();
+        let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+        fill(&rt, &p, 14);
+        (live, power, store, p)
+    };
+    let (_live, power, store, p) = setup(u64::MAX);
+    let setup_ops = power.ops();
+    let old = read_all(&p);
+    assert_eq!(store.clean_once(&keys, now).unwrap().cleaned.len(), 1);
+    let clean_ops = power.ops() - setup_ops;
+    let new = read_all(&p);
+    assert!(new.len() < old.len());
+    drop(p);
+    store.close().unwrap();
+    drop(store);
+
+    for k in 0..=clean_ops {
+        let context = format!("power lost before operation {k} of the cleaning's {clean_ops}");
+        let (_live, power, store, p) = setup(setup_ops + k);
+        assert_eq!(
+            power.ops(),
+            setup_ops,
+            "{context}: the setup is not repeatable"
+        );
+        store.clean_once(&keys, now).unwrap();
+        power.crash_now();
+        drop(p);
+        store.close().unwrap();
+        drop(store);
+        let after = tempfile::tempdir().unwrap();
+        power.image().materialise(after.path());
+        let (store, _) = LogStore::open(after.path(), config(Disk::real(), 1 << 20))
+            .unwrap_or_else(|e| panic!("{context}: the store does not open: {e}"));
+        let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+        let got = check_latest(&p, &context);
+        assert!(
+            got == old || got == new,
+            "{context}: neither the old log nor the new one"
+        );
+        assert!(
+            leftovers(after.path()).is_empty(),
+            "{context}: {:?}",
+            leftovers(after.path())
+        );
+        drop(p);
+        store.close().unwrap();
+        drop(store);
+        let (_store, report) = LogStore::open(after.path(), config(Disk::real(), 1 << 20)).unwrap();
+        assert!(
+            report.repaired.is_empty(),
+            "{context}: second open repaired {report:?}"
+        );
+    }
+}

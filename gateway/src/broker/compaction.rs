@@ -82,14 +82,20 @@ impl BrokerRecordKeys {
     /// True when the transactional batch of `producer_id` at `offset` of `key` belongs to an
     /// aborted transaction. Only asked below the stable offset, which is 0 until the state is
     /// loaded, so a missing state is an error, not "not aborted".
-    fn aborted(&self, key: PartitionKey, producer_id: i64, offset: u64) -> Result<bool, CodecError> {
+    fn aborted(
+        &self,
+        key: PartitionKey,
+        producer_id: i64,
+        offset: u64,
+    ) -> Result<bool, CodecError> {
         let broker = self
             .broker
             .upgrade()
             .ok_or_else(|| CodecError("the broker is closing".into()))?;
-        let txns = broker.producers.ready_txns(&key).ok_or_else(|| {
-            CodecError(format!("the transactions of {key} are not loaded"))
-        })?;
+        let txns = broker
+            .producers
+            .ready_txns(&key)
+            .ok_or_else(|| CodecError(format!("the transactions of {key} are not loaded")))?;
         let aborted = txns.read().is_aborted(producer_id, offset);
         Ok(aborted)
     }
@@ -103,11 +109,11 @@ impl RecordKeys for BrokerRecordKeys {
         let Some(broker) = self.broker.upgrade() else {
             return 0;
         };
-        let Ok(partition) = broker.store.partition(
-            Ident::Id(key.stream),
-            Ident::Id(key.topic),
-            key.partition,
-        ) else {
+        let Ok(partition) =
+            broker
+                .store
+                .partition(Ident::Id(key.stream), Ident::Id(key.topic), key.partition)
+        else {
             return 0;
         };
         // The high watermark before the transaction state (see `txn_state`'s doc).

@@ -500,9 +500,10 @@ pub enum Retained {
 
 /// A stored batch with only the records whose offset delta `keep` accepts, as Kafka's cleaner
 /// rebuilds one: `baseOffset`, `lastOffsetDelta` (the offsets it spans), producer, sequence,
-/// epoch, attributes and timestamps stay; the kept records are copied byte for byte (their
+/// epoch, attributes and `baseTimestamp` stay; the kept records are copied byte for byte (their
 /// offset and timestamp deltas still hold against the unchanged header), recompressed with
-/// the batch's codec (snappy in the framing it came in); `recordsCount`, `batchLength` and the
+/// the batch's codec (snappy in the framing it came in); `recordsCount`, `batchLength`, a
+/// CreateTime batch's `maxTimestamp` (its records' newest, as Kafka's cleaner sets it) and the
 /// CRC-32C are set anew.
 /// `b` is the batch, `h` and `section` what [`open_stored`] made of it.
 pub fn retain_records(
@@ -514,10 +515,12 @@ pub fn retain_records(
     // Bounded by the section, itself bounded by MAX_DECOMPRESSED.
     let mut kept = Vec::with_capacity(section.len());
     let mut count = 0i32;
+    let mut max_delta = i64::MIN;
     let total = walk_stored(h, section, |r| {
         if keep(r.offset_delta) {
             kept.extend_from_slice(r.bytes);
             count += 1;
+            max_delta = max_delta.max(r.timestamp_delta);
         }
     })?;
     if count as usize == total {
@@ -529,7 +532,20 @@ pub fn retain_records(
     let codec = h.codec()?;
     let xerial = is_xerial(&b[HEADER_LEN..]);
     let body = compress(codec, &kept, xerial)?;
-    with_records(b, h.attributes, &body, count).map(Retained::Some)
+    let mut out = with_records(b, h.attributes, &body, count)?;
+    if !h.log_append_time() {
+        // Kafka's cleaner: a CreateTime batch's maxTimestamp is its records' (a LogAppendTime
+        // one keeps the append time). The base timestamp stays: the records' deltas hold.
+        let max = h.base_timestamp.saturating_add(max_delta);
+        if max != h.max_timestamp {
+            let mut m = BytesMut::from(&out[..]);
+            m[35..43].copy_from_slice(&max.to_be_bytes());
+            let crc = crc32c::crc32c(&m[21..]);
+            m[17..21].copy_from_slice(&crc.to_be_bytes());
+            out = m.freeze();
+        }
+    }
+    Ok(Retained::Some(out))
 }
 
 /// A stored batch emptied of its records, as Kafka's cleaner keeps a producer's last batch so
@@ -649,7 +665,11 @@ pub fn encode_sparse_batch<'r, 'a: 'r>(
     records: impl Iterator<Item = (i32, &'r NewRecord<'a>)> + Clone,
 ) -> Bytes {
     let first_ts = records.clone().next().map_or(0, |(_, r)| r.timestamp_ms);
-    let max_ts = records.clone().map(|(_, r)| r.timestamp_ms).max().unwrap_or(0);
+    let max_ts = records
+        .clone()
+        .map(|(_, r)| r.timestamp_ms)
+        .max()
+        .unwrap_or(0);
     let mut body = BytesMut::new();
     let mut rec = Vec::new();
     let mut count = 0i32;

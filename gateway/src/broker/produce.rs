@@ -95,7 +95,8 @@ impl std::fmt::Display for KeylessRecords {
     }
 }
 
-/// The indexes of the messages of a native send that have no `kafka.key` header.
+/// Refuses a native send to a compacted topic whose messages lack a key (a `kafka.key` user
+/// header), listing the indexes of those messages.
 fn keyless_native(messages: &[u8], partition: String) -> Result<(), BrokerError> {
     let mut refusal = KeylessRecords {
         partition,
@@ -505,6 +506,73 @@ mod txn_tests;
 mod tests {
     use super::*;
     use wharf_protocol::message::HEADER_LEN;
+
+    /// Bound: a compressed batch of 5,000 keyless records (it could expand to millions) is
+    /// refused with at most [`MAX_RECORD_ERRORS`] record errors and the true count, in Kafka's
+    /// words.
+    #[test]
+    fn keyless_refusals_list_a_bounded_number_of_records_in_kafkas_words() {
+        use super::kafka_batch::{compress, encode_batch, NewRecord};
+        let records: Vec<NewRecord<'_>> = (0..5_000)
+            .map(|i| NewRecord {
+                timestamp_ms: i,
+                key: None,
+                value: Some(b"v"),
+                headers: Vec::new(),
+            })
+            .collect();
+        let plain = encode_batch(0, &records);
+        let body = compress(Codec::Zstd, &plain[kafka_batch::HEADER_LEN..], false).unwrap();
+        let mut b = plain[..kafka_batch::HEADER_LEN].to_vec();
+        b.extend_from_slice(&body);
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[21..23].copy_from_slice(&4i16.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let checked = check_batches(&Bytes::from(b), true).unwrap();
+        let Err(BrokerError::KeylessRecords(k)) = keyless_kafka(&checked, "t-0".into()) else {
+            panic!("keyless records accepted");
+        };
+        assert_eq!((k.indexes.len(), k.total), (MAX_RECORD_ERRORS, 5_000));
+        assert_eq!(k.indexes[..3], [0, 1, 2]);
+        let each = "Compacted topic cannot accept message without key in topic partition t-0.";
+        assert_eq!(k.record_message(), each);
+        assert_eq!(
+            k.to_string(),
+            format!(
+                "One or more records have been rejected due to 5000 record errors in total, and \
+                 only showing the first three errors at most: [RecordError(batchIndex=0, \
+                 message='{each}'), RecordError(batchIndex=1, message='{each}'), \
+                 RecordError(batchIndex=2, message='{each}')]"
+            )
+        );
+        // Keyed records pass; so does a native send whose messages all have `kafka.key`.
+        let keyed = encode_batch(
+            0,
+            &[NewRecord {
+                timestamp_ms: 0,
+                key: Some(b"k"),
+                value: None,
+                headers: Vec::new(),
+            }],
+        );
+        assert!(keyless_kafka(&check_batches(&keyed, true).unwrap(), "t-0".into()).is_ok());
+        let mut blob = BytesMut::new();
+        let mut headers = Vec::new();
+        for (kind, v) in [(2u8, &b"kafka.key"[..]), (1, b"k")] {
+            headers.push(kind);
+            headers.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            headers.extend_from_slice(v);
+        }
+        wharf_protocol::message::encode_message(0, 0, b"a", &headers, &mut blob);
+        assert!(keyless_native(&blob, "t-0".into()).is_ok());
+        wharf_protocol::message::encode_message(0, 0, b"b", &[], &mut blob);
+        let Err(BrokerError::KeylessRecords(k)) = keyless_native(&blob, "t-0".into()) else {
+            panic!("a keyless message accepted");
+        };
+        assert_eq!((k.indexes, k.total), (vec![1], 1));
+    }
 
     #[test]
     fn zero_ids_get_uuid_v4s_and_others_stay() {

@@ -1,6 +1,7 @@
 //! Builders shared by the integration tests: native and Kafka batches with known contents.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod power;
 pub mod toy;
 
 use bytes::BytesMut;
