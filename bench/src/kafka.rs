@@ -2,7 +2,9 @@
 //! told otherwise) batching `--batch` messages, optionally idempotent or transactional (a
 //! transaction committed every `--commit-interval`), consumers assigned their partitions or
 //! subscribed as one group (librdkafka's default `read_committed`). Creates a topic of its own
-//! and deletes it afterwards, so it can be pointed at any Kafka broker.
+//! (with the `--topic-config` configs) and deletes it afterwards, so it can be pointed at any
+//! Kafka broker. With `--keys N` every record carries a key drawn from N distinct keys (what a
+//! compacted topic needs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,6 +94,9 @@ pub async fn run(s: Arc<Settings>, progress: Arc<Progress>) -> Result<Vec<ActorS
             },
         );
     }
+    for (k, v) in &s.topic_configs {
+        new = new.set(k, v);
+    }
     for r in admin.create_topics(&[new], &AdminOptions::new()).await? {
         r.map_err(|(t, e)| BenchError::Setup(format!("cannot create topic {t}: {e}")))?;
     }
@@ -102,6 +107,10 @@ pub async fn run(s: Arc<Settings>, progress: Arc<Progress>) -> Result<Vec<ActorS
             .map_err(|e| BenchError::Run(format!("the run failed: {e}")))
             .and_then(|r| r)
     };
+    if s.keep_topic {
+        eprintln!("wharf-bench: topic {topic} kept (--keep-topic)");
+        return result;
+    }
     match admin
         .delete_topics(&[topic.as_str()], &AdminOptions::new())
         .await
@@ -306,17 +315,52 @@ fn producer(
     Ok(p)
 }
 
-/// Sends one message, waiting while librdkafka's queue is full.
+/// The keys of `--keys N`, drawn uniformly by a splitmix64 sequence of a fixed seed per
+/// producer (so runs are repeatable).
+struct KeyDraw {
+    keys: Vec<Vec<u8>>,
+    state: u64,
+}
+
+impl KeyDraw {
+    /// Producer `id`'s draw over `n` keys (`key-00000000` ...); `None` without `--keys`.
+    fn new(n: Option<u64>, id: u32) -> Option<KeyDraw> {
+        n.map(|n| KeyDraw {
+            keys: (0..n).map(|i| format!("key-{i:08}").into_bytes()).collect(),
+            state: 0x17C0_11EC ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        })
+    }
+
+    fn next(&mut self) -> &[u8] {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        &self.keys[(z % self.keys.len() as u64) as usize]
+    }
+}
+
+/// The next key of `draw`, if the run is keyed.
+fn next_key(draw: &mut Option<KeyDraw>) -> Option<&[u8]> {
+    draw.as_mut().map(KeyDraw::next)
+}
+
+/// Sends one message (with `key` if given), waiting while librdkafka's queue is full.
 fn send(
     p: &ThreadedProducer<Deliveries>,
     topic: &str,
     partition: i32,
+    key: Option<&[u8]>,
     body: &[u8],
     opaque: usize,
 ) -> Result<(), BenchError> {
-    let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, opaque)
+    let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, opaque)
         .partition(partition)
         .payload(body);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
     loop {
         match p.send(record) {
             Ok(()) => return Ok(()),
@@ -452,6 +496,7 @@ impl Outbox {
         &mut self,
         topic: &str,
         partition: i32,
+        key: Option<&[u8]>,
         body: &[u8],
         opaque: usize,
     ) -> Result<(), BenchError> {
@@ -461,7 +506,7 @@ impl Outbox {
                 self.begin()?;
             }
         }
-        send(&self.producer, topic, partition, body, opaque)
+        send(&self.producer, topic, partition, key, body, opaque)
     }
 
     /// The warm-up is over: transactions count from here (the open one included).
@@ -504,10 +549,11 @@ fn fill(
     // Not transactional: the flag is refused for the consumer workloads.
     let p = producer(s, progress, None)?;
     let mut body = vec![0u8; s.message_size];
+    let mut keys = KeyDraw::new(s.keys, 0);
     for (partition, &count) in counts.iter().enumerate() {
         for _ in 0..count {
             payload::stamp_into(&mut body, payload::now_us(), true);
-            send(&p, topic, partition as i32, &body, 0)?;
+            send(&p, topic, partition as i32, next_key(&mut keys), &body, 0)?;
         }
     }
     p.flush(Duration::from_secs(300))?;
@@ -540,13 +586,20 @@ fn produce(
         }
     };
     let mut body = vec![0u8; s.message_size];
+    let mut keys = KeyDraw::new(s.keys, id);
     let base = outbox.producer.context().base;
     let warm_start = Instant::now();
     let mut warm_sent = 0u64;
     while warm_start.elapsed() < s.warmup {
         pace(warm_start, warm_sent, rate);
         payload::stamp_into(&mut body, payload::now_us(), false);
-        outbox.send(topic, partition_of(warm_sent), &body, 0)?;
+        outbox.send(
+            topic,
+            partition_of(warm_sent),
+            next_key(&mut keys),
+            &body,
+            0,
+        )?;
         warm_sent += 1;
     }
     outbox.start_measuring();
@@ -555,7 +608,13 @@ fn produce(
         pace(start, sent, rate);
         payload::stamp_into(&mut body, payload::now_us(), true);
         let opaque = (base.elapsed().as_micros() as usize & !MEASURED) | MEASURED;
-        outbox.send(topic, partition_of(sent), &body, opaque)?;
+        outbox.send(
+            topic,
+            partition_of(sent),
+            next_key(&mut keys),
+            &body,
+            opaque,
+        )?;
     }
     let transactions = outbox.finish()?;
     let ctx = outbox.producer.context();
@@ -723,6 +782,29 @@ mod tests {
     use super::*;
     use crate::settings::Args;
     use clap::Parser;
+
+    #[test]
+    fn keys_are_drawn_from_n_and_repeat_per_producer() {
+        assert!(KeyDraw::new(None, 0).is_none());
+        let draw = |id| {
+            let mut d = KeyDraw::new(Some(100), id).unwrap();
+            (0..10_000).map(|_| d.next().to_vec()).collect::<Vec<_>>()
+        };
+        let a = draw(0);
+        assert_eq!(a, draw(0), "the same producer draws the same keys");
+        assert_ne!(a, draw(1), "producers draw differently");
+        let distinct: std::collections::BTreeSet<_> = a.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            100,
+            "10,000 draws over 100 keys hit every key"
+        );
+        assert!(distinct
+            .iter()
+            .all(|k| k.starts_with(b"key-") && k.len() == 12));
+        let first = a.iter().filter(|k| k.as_slice() == b"key-00000000").count();
+        assert!((50..200).contains(&first), "about 100 of each: {first}");
+    }
 
     #[test]
     fn a_transactions_messages_count_when_it_ends() {

@@ -398,7 +398,7 @@ impl Report {
             ));
         } else {
             line(format!(
-            "{} over {:?} at {}{tls}: {} producer(s), {} consumer(s), {} partition(s), {} B messages, {} per batch{}{}{}",
+            "{} over {:?} at {}{tls}: {} producer(s), {} consumer(s), {} partition(s), {} B messages, {} per batch{}{}{}{}{}",
             s.workload.name(),
             s.protocol,
             s.server,
@@ -413,6 +413,13 @@ impl Report {
                 ", transactional (commit every {} ms)",
                 t.commit_interval.as_millis()
             )),
+            s.keys.map_or(String::new(), |n| format!(", keyed over {n} keys")),
+            if s.topic_configs.is_empty() {
+                String::new()
+            } else {
+                let c: Vec<String> = s.topic_configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(", topic configs {}", c.join(" "))
+            },
         ));
         }
         for a in &self.actors {

@@ -149,6 +149,18 @@ pub struct Args {
     /// (e.g. "100 ms"; default 100 ms).
     #[arg(long, requires = "transactional_id")]
     pub commit_interval: Option<String>,
+    /// Kafka: each record gets a key drawn (uniformly, from a fixed seed per producer) from N
+    /// distinct keys, as a compacted topic needs; without it records have no key.
+    #[arg(long, value_name = "N")]
+    pub keys: Option<u64>,
+    /// Kafka: a config of the topic it creates, as in CreateTopics (e.g.
+    /// "cleanup.policy=compact"); repeat for several.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    pub topic_config: Vec<String>,
+    /// Kafka: leave the topic it created instead of deleting it, e.g. for
+    /// the log cleaner to work on afterwards.
+    #[arg(long)]
+    pub keep_topic: bool,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -243,6 +255,12 @@ pub struct Settings {
     pub idempotent: bool,
     /// `Some`: Kafka producers are transactional (and idempotent).
     pub transactions: Option<Transactions>,
+    /// `Some(n)`: Kafka records are keyed, over `n` distinct keys.
+    pub keys: Option<u64>,
+    /// Configs of the topic the run creates (Kafka), in the order given.
+    pub topic_configs: Vec<(String, String)>,
+    /// Kafka: the topic stays after the run.
+    pub keep_topic: bool,
     /// `connect`: each native connection logs in (else it pings).
     pub login: bool,
     /// `Some`: every connection speaks TLS.
@@ -299,6 +317,7 @@ impl Settings {
             None => None,
             Some(id) => Some(Settings::transactions(&a, id)?),
         };
+        let (keys, topic_configs) = Settings::keys_and_topic_configs(&a)?;
         let warmup = wharf_sdk::units::parse_duration(&a.warmup)
             .map_err(|e| BenchError::Usage(format!("--warmup: {e}")))?;
         let messages = match (&a.messages, &a.bytes) {
@@ -364,12 +383,46 @@ impl Settings {
             // A transactional producer is an idempotent one (librdkafka turns it on by itself).
             idempotent: a.idempotent || transactions.is_some(),
             transactions,
+            keys,
+            topic_configs,
+            keep_topic: a.keep_topic,
             login: !a.no_login,
             tls: a.tls.resolve(),
             quiet: a.quiet,
             json: a.json,
             run_id: format!("{}-{stamp}", std::process::id()),
         })
+    }
+
+    /// Checks `--keys` and `--topic-config` (Kafka only) and splits each config at its `=`.
+    #[allow(clippy::type_complexity)]
+    fn keys_and_topic_configs(
+        a: &Args,
+    ) -> Result<(Option<u64>, Vec<(String, String)>), BenchError> {
+        let bad = |m: String| Err(BenchError::Usage(m));
+        if a.protocol != Protocol::Kafka
+            && (a.keys.is_some() || !a.topic_config.is_empty() || a.keep_topic)
+        {
+            return bad("--keys, --topic-config and --keep-topic are for --protocol kafka".into());
+        }
+        if a.keys == Some(0) {
+            return bad("--keys must be at least 1".into());
+        }
+        if a.workload == Workload::Connect && (a.keys.is_some() || !a.topic_config.is_empty()) {
+            return bad(
+                "connect creates no topic and sends no records: no --keys or --topic-config".into(),
+            );
+        }
+        let mut configs = Vec::with_capacity(a.topic_config.len());
+        for c in &a.topic_config {
+            match c.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    configs.push((k.trim().to_owned(), v.trim().to_owned()))
+                }
+                _ => return bad(format!("--topic-config {c:?} is not KEY=VALUE")),
+            }
+        }
+        Ok((a.keys, configs))
     }
 
     /// Checks the transactional flags against the rest of the command line.
@@ -531,6 +584,52 @@ mod tests {
         ])
         .unwrap();
         assert!(s.transactions.is_some());
+    }
+
+    #[test]
+    fn keys_and_topic_configs() {
+        let s = parse(&[
+            "pinned-producer",
+            "--protocol",
+            "kafka",
+            "--keys",
+            "10000",
+            "--topic-config",
+            "cleanup.policy=compact",
+            "--topic-config",
+            "segment.bytes = 1048576",
+            "--topic-config",
+            "min.cleanable.dirty.ratio=",
+        ])
+        .unwrap();
+        assert_eq!(s.keys, Some(10_000));
+        assert_eq!(
+            s.topic_configs,
+            [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".into(), "1048576".into()),
+                ("min.cleanable.dirty.ratio".into(), String::new()),
+            ]
+        );
+        let s = parse(&["pinned-producer", "--protocol", "kafka"]).unwrap();
+        assert_eq!((s.keys, s.topic_configs.len()), (None, 0));
+        assert!(
+            parse(&["pinned-producer", "--keys", "5"]).is_err(),
+            "native"
+        );
+        assert!(
+            parse(&["pinned-producer", "--topic-config", "a=b"]).is_err(),
+            "native"
+        );
+        let kafka = |more: &[&str]| {
+            let mut all = vec!["pinned-producer", "--protocol", "kafka"];
+            all.extend_from_slice(more);
+            parse(&all)
+        };
+        assert!(kafka(&["--keys", "0"]).is_err());
+        assert!(kafka(&["--topic-config", "cleanup.policy"]).is_err());
+        assert!(kafka(&["--topic-config", "=compact"]).is_err());
+        assert!(parse(&["connect", "--protocol", "kafka", "--keys", "3"]).is_err());
     }
 
     #[test]
