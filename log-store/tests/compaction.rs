@@ -318,6 +318,12 @@ fn reads_across_holes_and_recovery_with_holes() {
         spans.windows(2).any(|w| w[1].0 > w[0].1 + 1),
         "compaction left no hole between batches: {spans:?}"
     );
+    // The batch before any offset (how a native `Last` poll walks back) is the last one
+    // starting below it, across holes.
+    for o in 0..=hw + 1 {
+        let want = spans.iter().rev().find(|(base, _)| *base < o).map(|s| s.0);
+        assert_eq!(p.batch_before(o), want, "batch before {o}");
+    }
     // A read from any offset starts with the batch holding it, or the next one after a hole.
     for o in 0..hw {
         let r = p.read(o, 1).unwrap();

@@ -1065,3 +1065,54 @@ async fn a_native_tombstone_is_its_header_whatever_its_payload() {
     }
     assert_eq!(left, [(2, b"y".to_vec()), (3, b"v2".to_vec())]);
 }
+
+/// A native `Last` poll of N messages on a compacted log returns the last N messages that
+/// exist (not what is left of the last N offsets), walking back over holes and an emptied
+/// batch, from the log start when fewer exist; bound: within the poll's byte limit, the last
+/// messages that fit (the walk back stops there).
+#[tokio::test]
+async fn a_last_poll_returns_the_last_messages_across_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let keys = broker.record_keys();
+    let _p = compacted_log(&broker, &*keys, "last").await;
+    let t = broker.kafka_topic("last").unwrap();
+    let poll = |count: u32, max_bytes: usize| {
+        let broker = Arc::clone(&broker);
+        async move {
+            let req = PollRequest {
+                client_id: 1,
+                consumer: Consumer::Single(Identifier::Numeric(1)),
+                stream: t.stream_id,
+                topic: t.id,
+                partition: Some(0),
+                strategy: PollingStrategy::Last,
+                count,
+                auto_commit: false,
+            };
+            let polled = broker.poll_messages(req, 1000, max_bytes).await.unwrap();
+            let joined = polled.messages.concat();
+            let got: Vec<(u64, usize)> = Messages::new(&joined)
+                .map(|m| (m.offset(), m.bytes().len()))
+                .collect();
+            assert_eq!(got.len(), polled.count as usize);
+            got
+        }
+    };
+    let offsets = |got: Vec<(u64, usize)>| got.into_iter().map(|(o, _)| o).collect::<Vec<_>>();
+    // Records at 0, 1, 5, 7, 10, 11; the high watermark is 12 (12 - 3 = 9 holds two).
+    assert_eq!(offsets(poll(1, 1 << 20).await), [11]);
+    assert_eq!(offsets(poll(3, 1 << 20).await), [7, 10, 11]);
+    assert_eq!(
+        offsets(poll(5, 1 << 20).await),
+        [1, 5, 7, 10, 11],
+        "over the emptied batch 8..=9 and the holes of 4..=7"
+    );
+    let all = poll(10, 1 << 20).await;
+    assert_eq!(offsets(all.clone()), [0, 1, 5, 7, 10, 11], "fewer exist");
+    // A byte limit that holds the last two messages: those two, not the first two of the last
+    // four.
+    let two: usize = all[4..].iter().map(|(_, len)| len).sum();
+    assert_eq!(offsets(poll(4, two).await), [10, 11]);
+    assert_eq!(offsets(poll(4, two - 1).await), [11], "the last one, whatever its size");
+}
