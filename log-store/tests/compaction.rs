@@ -896,7 +896,10 @@ fn a_transaction_marker_stays_while_its_transaction_has_records() {
     assert_eq!(append(&[Toy::Marker], 7), 1);
     append(&[value(b"f", "filler-1")], 0);
     append(&[value(b"g", "filler-2")], 0);
-    assert!(p.stats().segments > 2, "the transaction is in sealed segments");
+    assert!(
+        p.stats().segments > 2,
+        "the transaction is in sealed segments"
+    );
 
     let report = store.clean_once(&keys, later()).unwrap();
     assert_eq!(report.cleaned.len(), 1, "the partition was cleaned");

@@ -1114,5 +1114,9 @@ async fn a_last_poll_returns_the_last_messages_across_holes() {
     // four.
     let two: usize = all[4..].iter().map(|(_, len)| len).sum();
     assert_eq!(offsets(poll(4, two).await), [10, 11]);
-    assert_eq!(offsets(poll(4, two - 1).await), [11], "the last one, whatever its size");
+    assert_eq!(
+        offsets(poll(4, two - 1).await),
+        [11],
+        "the last one, whatever its size"
+    );
 }

@@ -13,9 +13,16 @@ use wharf_log_store::{NewBatch, Partition, PartitionKey, StoredBatch, NATIVE_MES
 /// One record of the toy format.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Toy {
-    Value { key: Vec<u8>, value: Vec<u8> },
-    Tombstone { key: Vec<u8> },
-    Keyless { value: Vec<u8> },
+    Value {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Tombstone {
+        key: Vec<u8>,
+    },
+    Keyless {
+        value: Vec<u8>,
+    },
     /// A transaction marker (a control record) of the batch's producer.
     Marker,
 }
