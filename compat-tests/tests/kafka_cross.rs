@@ -1,6 +1,7 @@
 //! Cross-protocol round trips: messages sent with the official `iggy` SDK are read by a Kafka
 //! consumer (librdkafka), and records produced by a Kafka producer are polled by the `iggy` SDK,
-//! with key, headers, payload and timestamps intact (the rule in `broker::translate`).
+//! with key, headers, payload and timestamps intact (the rule in `broker::translate`); an iggy
+//! SDK tombstone (the `kafka.tombstone` header on a non-empty payload) reads as a null value.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
@@ -9,6 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use compat_tests::{iggy_root_client, within, TestServer, WAIT};
 use iggy::prelude::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -311,4 +314,88 @@ async fn kafka_and_iggy_groups_of_the_same_name_share_committed_offsets() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.stored_offset, 44);
+}
+
+/// A tombstone from the iggy SDK, which refuses an empty payload: a keyed message with the
+/// `kafka.tombstone` header (Bool true) and a one-byte payload, sent to a compacted topic (made
+/// by a Kafka admin client), is stored, and a Kafka consumer reads its key with a null value
+/// (the payload dropped); a plain value of the same key before it reads as itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iggy_sdk_tombstone_is_read_by_kafka_as_a_null_value() {
+    let server = TestServer::start().await;
+    let admin: AdminClient<DefaultClientContext> = server.kafka_config().create().unwrap();
+    let created = within(
+        "CreateTopics",
+        admin.create_topics(
+            &[NewTopic::new("states", 1, TopicReplication::Fixed(1))
+                .set("cleanup.policy", "compact")],
+            &AdminOptions::new(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let client = iggy_root_client(&server).await;
+    let message = |payload: &'static [u8], tombstone: bool| {
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            HeaderKey::try_from("kafka.key").unwrap(),
+            HeaderValue::try_from(&b"k"[..]).unwrap(),
+        );
+        if tombstone {
+            headers.insert(HeaderKey::try_from("kafka.tombstone").unwrap(), true.into());
+        }
+        IggyMessage::builder()
+            .payload(Bytes::from_static(payload))
+            .user_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let mut messages = vec![message(b"value", false), message(b"x", true)];
+    within(
+        "send",
+        client.send_messages(
+            &id("default"),
+            &id("states"),
+            &Partitioning::partition_id(0),
+            &mut messages,
+        ),
+    )
+    .await
+    .unwrap();
+
+    let consumer: BaseConsumer = server
+        .kafka_config()
+        .set("group.id", "unused")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("states", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    // (offset, key, value) of each record read.
+    type Read = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+    let mut seen: Vec<Read> = Vec::new();
+    while seen.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "read {seen:?}");
+        let Some(m) = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)))
+        else {
+            continue;
+        };
+        let m = m.unwrap();
+        seen.push((
+            m.offset(),
+            m.key().map(<[u8]>::to_vec),
+            m.payload().map(<[u8]>::to_vec),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (0, Some(b"k".to_vec()), Some(b"value".to_vec())),
+            (1, Some(b"k".to_vec()), None),
+        ]
+    );
 }

@@ -3,19 +3,22 @@
 //! INVALID_RECORD (87) with a record error per keyless record (Produce v8+), compressed batches
 //! included; the native door refuses the send with Iggy's InvalidHeaderKey (4018: the
 //! `kafka.key` user header, a native message's key, is missing). Nothing refused is stored, and
-//! topics that are not compacted take keyless records as before.
+//! topics that are not compacted take keyless records as before. A native client's tombstone
+//! (the `kafka.tombstone` header with a non-empty payload, as Iggy requires one) is stored and
+//! read by Kafka clients as a null value.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -308,6 +311,90 @@ async fn native_send_of_keyless_messages_to_a_compacted_topic_is_refused() {
         latest(&mut k, "compacted").await,
         2,
         "only the keyed send was stored"
+    );
+    running.shutdown().await.unwrap();
+}
+
+/// Every record of partition 0 of `topic` from offset 0, by one Kafka Fetch (v4).
+async fn fetch_all(s: &mut TcpStream, topic: &str) -> Vec<Record> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = kafka_call(s, ApiKey::Fetch, 4, &req).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let mut records = p.records.clone().unwrap_or_default();
+    RecordBatchDecoder::decode_all(&mut records)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .collect()
+}
+
+/// A native client cannot send an empty payload (Iggy and its SDK refuse one), so its tombstone
+/// is the `kafka.tombstone` header (Bool true) on any payload: sent with a one-byte payload to a
+/// compacted topic, it is stored, and a Kafka fetch sees the key with a null value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_tombstone_with_a_payload_reads_as_a_null_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path()).await;
+    let mut s = TcpStream::connect(running.native_addr).await.unwrap();
+    let mut login = BytesMut::new();
+    LoginUser {
+        username: "iggy".into(),
+        password: "iggy".into(),
+        version: None,
+        context: None,
+    }
+    .encode(&mut login);
+    assert_eq!(native_call(&mut s, LOGIN_USER, &login).await, 0);
+
+    let mut messages = BytesMut::new();
+    message(Some(b"k"), &mut messages);
+    let mut headers = Vec::new();
+    for (kind, v) in [
+        (2u8, &b"kafka.key"[..]),
+        (1, b"k"),
+        (2, b"kafka.tombstone"),
+        (3, &[1]),
+    ] {
+        headers.put_u8(kind);
+        headers.put_u32_le(v.len() as u32);
+        headers.put_slice(v);
+    }
+    encode_message(0, 0, b"x", &headers, &mut messages);
+    let mut payload = BytesMut::new();
+    SendMessages::encode(
+        &Identifier::Name("default".into()),
+        &Identifier::Name("compacted".into()),
+        &Partitioning::PartitionId(0),
+        &messages,
+        &mut payload,
+    );
+    assert_eq!(native_call(&mut s, SEND_MESSAGES, &payload).await, 0);
+
+    let mut k = TcpStream::connect(running.kafka_addr).await.unwrap();
+    let got: Vec<(i64, Option<Bytes>, Option<Bytes>)> = fetch_all(&mut k, "compacted")
+        .await
+        .into_iter()
+        .map(|r| (r.offset, r.key, r.value))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, Some(Bytes::from("k")), Some(Bytes::from("payload"))),
+            (1, Some(Bytes::from("k")), None),
+        ],
+        "the tombstone's payload is dropped: a null value"
     );
     running.shutdown().await.unwrap();
 }

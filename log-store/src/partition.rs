@@ -733,6 +733,24 @@ impl Partition {
         None
     }
 
+    /// The first offset of the last batch that starts below `offset` (and below the high
+    /// watermark), from the in-memory index: how a reader that wants the records just before an
+    /// offset walks the log back batch by batch, over a compacted log's holes. It may start
+    /// below the log start when the log start is inside it; `None` when no batch is that old.
+    pub fn batch_before(&self, offset: u64) -> Option<u64> {
+        let view = self.view.read();
+        let end = offset.min(view.high_watermark);
+        let below = view.segments.partition_point(|s| s.base_offset < end);
+        view.segments[..below].iter().rev().find_map(|seg| {
+            let rel = end - seg.base_offset;
+            let i = seg
+                .entries
+                .partition_point(|e| u64::from(e.relative_offset) < rel);
+            let e = seg.entries.get(i.checked_sub(1)?)?;
+            Some(seg.base_offset + u64::from(e.relative_offset))
+        })
+    }
+
     /// The offset of the batch with the greatest max timestamp, and that timestamp.
     pub fn max_timestamp(&self) -> Option<(u64, u64)> {
         let view = self.view.read();

@@ -318,6 +318,12 @@ fn reads_across_holes_and_recovery_with_holes() {
         spans.windows(2).any(|w| w[1].0 > w[0].1 + 1),
         "compaction left no hole between batches: {spans:?}"
     );
+    // The batch before any offset (how a native `Last` poll walks back) is the last one
+    // starting below it, across holes.
+    for o in 0..=hw + 1 {
+        let want = spans.iter().rev().find(|(base, _)| *base < o).map(|s| s.0);
+        assert_eq!(p.batch_before(o), want, "batch before {o}");
+    }
     // A read from any offset starts with the batch holding it, or the next one after a hole.
     for o in 0..hw {
         let r = p.read(o, 1).unwrap();
@@ -858,4 +864,67 @@ fn power_loss_at_every_operation_of_a_cleaning_leaves_old_or_new() {
             "{context}: second open repaired {report:?}"
         );
     }
+}
+
+/// A transaction marker goes only once it is past `delete.retention.ms` AND no record of its
+/// producer's transaction is left in the rewritten log (Kafka's rule: a reader or a replay that
+/// met committed data without its marker would take the transaction for open forever). Bound:
+/// with retention long expired, the marker stays exactly as long as producer 7's data does.
+#[test]
+fn a_transaction_marker_stays_while_its_transaction_has_records() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = ToyKeys::default();
+    let (store, _) = LogStore::open(dir.path(), config(Disk::real(), 1 << 20)).unwrap();
+    store.create_stream("s").unwrap();
+    store
+        .create_topic(Ident::Id(0), "t", 1, compacted(200, None))
+        .unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    let value = |key: &[u8], v: &str| Toy::Value {
+        key: key.to_vec(),
+        value: v.as_bytes().to_vec(),
+    };
+    let append = |recs: &[Toy], producer: u64| {
+        rt.block_on(p.append(toy_batch(recs, producer)))
+            .unwrap()
+            .base_offset
+    };
+    // Producer 7's transaction: data at 0, its marker at 1; then other keys (producer 0) so
+    // that both sit in sealed segments.
+    assert_eq!(append(&[value(b"a", "in-txn")], 7), 0);
+    assert_eq!(append(&[Toy::Marker], 7), 1);
+    append(&[value(b"f", "filler-1")], 0);
+    append(&[value(b"g", "filler-2")], 0);
+    assert!(
+        p.stats().segments > 2,
+        "the transaction is in sealed segments"
+    );
+
+    let report = store.clean_once(&keys, later()).unwrap();
+    assert_eq!(report.cleaned.len(), 1, "the partition was cleaned");
+    let got = read_all(&p);
+    assert!(
+        got.contains(&(0, value(b"a", "in-txn"))),
+        "the latest value of a is kept: {got:?}"
+    );
+    assert!(
+        got.contains(&(1, Toy::Marker)),
+        "the marker, past its retention, stays while its transaction's data does: {got:?}"
+    );
+
+    // a is superseded by a write outside any transaction: its old value goes, and with it the
+    // last record of producer 7's transaction, so the marker goes too.
+    let newer = append(&[value(b"a", "plain")], 0);
+    append(&[value(b"h", "filler-3")], 0);
+    append(&[value(b"i", "filler-4")], 0);
+    let report = store.clean_once(&keys, later()).unwrap();
+    assert_eq!(report.cleaned.len(), 1, "the partition was cleaned again");
+    let got = read_all(&p);
+    assert!(
+        !got.iter().any(|(o, _)| *o <= 1),
+        "neither the old value nor the marker is left: {got:?}"
+    );
+    assert!(got.contains(&(newer, value(b"a", "plain"))), "{got:?}");
+    store.close().unwrap();
 }

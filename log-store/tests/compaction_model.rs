@@ -167,7 +167,7 @@ impl Model {
                 o
             );
             match r {
-                Toy::Keyless { .. } => {}
+                Toy::Keyless { .. } | Toy::Marker => {}
                 Toy::Value { key, .. } => prop_assert!(
                     latest[key.as_slice()] > *o,
                     "step {}: the latest value of {:?} at {} is gone",

@@ -7,9 +7,10 @@
 //!   transaction the partition's state ([`super::txn_state`]) lists as aborted are aborted
 //!   data. A rebuilt batch keeps its header (base offset, offset span, producer, sequence,
 //!   timestamps, codec) and the kept records byte for byte ([`kafka_batch::retain_records`]).
-//! - Native batches: the key is the `kafka.key` user header and a tombstone is the
-//!   `kafka.tombstone` convention ([`translate::native_key`]); a rebuilt batch is the kept
-//!   messages' bytes exactly (their own offsets and checksums).
+//! - Native batches: the key is the `kafka.key` user header and a tombstone is any message
+//!   with the `kafka.tombstone` header set to true, whatever its payload (Iggy refuses empty
+//!   payloads; [`translate::native_key`]); a rebuilt batch is the kept messages' bytes exactly
+//!   (their own offsets and checksums).
 //!
 //! The cleaner calls this from its own plain thread, so nothing here waits on async work: the
 //! transaction state is read through its `parking_lot` lock, and a partition whose state has

@@ -972,3 +972,151 @@ async fn producer_replay_reads_a_compacted_batch_by_its_span() {
         producers::SequenceCheck::Duplicate { base_offset: 0 }
     );
 }
+
+/// A native tombstone is the `kafka.tombstone` header set to true alone, whatever the payload
+/// (Iggy and its SDK refuse an empty payload): such a message with a one-byte payload is
+/// scanned as a tombstone, reads as a null value for Kafka, and the cleaner removes it (and the
+/// value it deletes) once past `delete.retention.ms`; the header set to false makes none.
+#[tokio::test]
+async fn a_native_tombstone_is_its_header_whatever_its_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let keys = broker.record_keys();
+    let settings = wharf_log_store::TopicSettings {
+        segment_size: Some(1),
+        cleanup_policy: wharf_log_store::CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        ..Default::default()
+    };
+    let t = broker
+        .create_kafka_topic("native-tombstones", 1, settings, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let p = broker.partition_handle(t.stream_id, t.id, 0).unwrap();
+    let message = |key: &[u8], tombstone: Option<u8>, payload: &[u8]| {
+        let mut h = Vec::new();
+        header(&mut h, 2, b"kafka.key");
+        header(&mut h, 1, key);
+        if let Some(flag) = tombstone {
+            header(&mut h, 2, b"kafka.tombstone");
+            header(&mut h, 3, &[flag]);
+        }
+        let mut blob = BytesMut::new();
+        encode_message(1, 0, payload, &h, &mut blob);
+        NewBatch::native(blob).unwrap()
+    };
+    // One batch (and one segment) each: a's value, a's tombstone with a payload, b's value
+    // with the header set to false, c's value (the active segment).
+    for batch in [
+        message(b"a", None, b"v1"),
+        message(b"a", Some(1), b"x"),
+        message(b"b", Some(0), b"y"),
+        message(b"c", None, b"v2"),
+    ] {
+        p.append(batch).await.unwrap();
+    }
+    let batches = p.read(0, 1 << 20).unwrap().batches;
+    let seen: Vec<Seen> = batches[..3]
+        .iter()
+        .flat_map(|b| scan(&*keys, b).0)
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            Seen::Keyed(0, b"a".to_vec(), false),
+            Seen::Keyed(1, b"a".to_vec(), true),
+            Seen::Keyed(2, b"b".to_vec(), false),
+        ]
+    );
+    let as_kafka = |b: &StoredBatch| {
+        let kafka = translate::native_to_kafka(b);
+        let r = RecordBatchDecoder::decode(&mut kafka.clone()).unwrap();
+        r.records
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        as_kafka(&batches[1]),
+        [(Some(Bytes::from("a")), None)],
+        "the tombstone's payload is dropped: a null value"
+    );
+    assert_eq!(
+        as_kafka(&batches[2]),
+        [(Some(Bytes::from("b")), Some(Bytes::from("y")))]
+    );
+
+    // Past the default delete.retention.ms (1 day): a's value and tombstone go, b and c stay.
+    broker.partition_txns(&p).await.unwrap();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let later = now_us + 2 * 86_400_000_000;
+    let report = broker.store.clean_once(&*keys, later).unwrap();
+    assert_eq!(report.cleaned.len(), 1, "the partition was cleaned");
+    let mut left = Vec::new();
+    for b in p.read(0, 1 << 20).unwrap().batches {
+        let payload = b.payload();
+        left.extend(Messages::new(&payload).map(|m| (m.offset(), m.payload().to_vec())));
+    }
+    assert_eq!(left, [(2, b"y".to_vec()), (3, b"v2".to_vec())]);
+}
+
+/// A native `Last` poll of N messages on a compacted log returns the last N messages that
+/// exist (not what is left of the last N offsets), walking back over holes and an emptied
+/// batch, from the log start when fewer exist; bound: within the poll's byte limit, the last
+/// messages that fit (the walk back stops there).
+#[tokio::test]
+async fn a_last_poll_returns_the_last_messages_across_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let keys = broker.record_keys();
+    let _p = compacted_log(&broker, &*keys, "last").await;
+    let t = broker.kafka_topic("last").unwrap();
+    let poll = |count: u32, max_bytes: usize| {
+        let broker = Arc::clone(&broker);
+        async move {
+            let req = PollRequest {
+                client_id: 1,
+                consumer: Consumer::Single(Identifier::Numeric(1)),
+                stream: t.stream_id,
+                topic: t.id,
+                partition: Some(0),
+                strategy: PollingStrategy::Last,
+                count,
+                auto_commit: false,
+            };
+            let polled = broker.poll_messages(req, 1000, max_bytes).await.unwrap();
+            let joined = polled.messages.concat();
+            let got: Vec<(u64, usize)> = Messages::new(&joined)
+                .map(|m| (m.offset(), m.bytes().len()))
+                .collect();
+            assert_eq!(got.len(), polled.count as usize);
+            got
+        }
+    };
+    let offsets = |got: Vec<(u64, usize)>| got.into_iter().map(|(o, _)| o).collect::<Vec<_>>();
+    // Records at 0, 1, 5, 7, 10, 11; the high watermark is 12 (12 - 3 = 9 holds two).
+    assert_eq!(offsets(poll(1, 1 << 20).await), [11]);
+    assert_eq!(offsets(poll(3, 1 << 20).await), [7, 10, 11]);
+    assert_eq!(
+        offsets(poll(5, 1 << 20).await),
+        [1, 5, 7, 10, 11],
+        "over the emptied batch 8..=9 and the holes of 4..=7"
+    );
+    let all = poll(10, 1 << 20).await;
+    assert_eq!(offsets(all.clone()), [0, 1, 5, 7, 10, 11], "fewer exist");
+    // A byte limit that holds the last two messages: those two, not the first two of the last
+    // four.
+    let two: usize = all[4..].iter().map(|(_, len)| len).sum();
+    assert_eq!(offsets(poll(4, two).await), [10, 11]);
+    assert_eq!(
+        offsets(poll(4, two - 1).await),
+        [11],
+        "the last one, whatever its size"
+    );
+}

@@ -512,13 +512,37 @@ impl Broker {
                 _ => return Ok(nothing),
             },
             PollingStrategy::First => (stats.log_start_offset, None),
-            PollingStrategy::Last => (stable.saturating_sub(u64::from(count)), None),
+            // Found below, by walking back from the LSO: a compacted log has holes.
+            PollingStrategy::Last => (stable, None),
             PollingStrategy::Next => (
                 self.store.offsets().get(&key).map_or(0, |c| c.next_offset),
                 None,
             ),
         };
-        let start = start.max(stats.log_start_offset);
+        let last = matches!(req.strategy, PollingStrategy::Last);
+        let start = if last {
+            stats.log_start_offset
+        } else {
+            start.max(stats.log_start_offset)
+        };
+        // The aborted transactions of the range, once per poll (as Kafka's consumer takes
+        // a fetch's aborted list), not a search of the whole list per batch.
+        let aborted = Arc::new(AbortedIndex::between(&txns, start, stable));
+        let start = if last {
+            match last_start(&partition, &aborted, stable, count, max_bytes, true)? {
+                Some(s) => s,
+                None => {
+                    let (partition, aborted) = (Arc::clone(&partition), Arc::clone(&aborted));
+                    blocking(move || {
+                        last_start(&partition, &aborted, stable, count, max_bytes, false)
+                            .map(|s| s.unwrap_or(stable))
+                    })
+                    .await?
+                }
+            }
+        } else {
+            start
+        };
         let want = Want {
             start,
             end: stable,
@@ -526,9 +550,6 @@ impl Broker {
             max_bytes,
             min_timestamp: min_ts,
         };
-        // The aborted transactions of the range, once per poll (as Kafka's consumer takes
-        // a fetch's aborted list), not a search of the whole list per batch.
-        let aborted = AbortedIndex::between(&txns, start, stable);
         let collected = match collect_native(&partition, &aborted, want, true)? {
             Some(c) => c,
             None => {
@@ -1022,6 +1043,82 @@ fn hidden_from_native(batch: &StoredBatch, aborted: &AbortedIndex) -> bool {
         return true;
     }
     h.is_transactional() && aborted.covers(h.producer_id, batch.base_offset())
+}
+
+/// Where a `Last` poll of `count` messages starts: the offset of the `count`-th message a
+/// native reader sees below `end` (the LSO), counted back from `end`. The log is walked back
+/// batch by batch ([`Partition::batch_before`]) because a compacted log has holes: `end - count`
+/// may hold fewer messages than `count`, or none. Bounds, as [`collect_native`] reads forward:
+/// the walk stops at the log start, once the messages found (and, past the first, the hidden
+/// batches between them) fill `max_bytes` (the last message counts whatever its size), or
+/// after [`MAX_SKIPPED_BYTES_PER_POLL`] of hidden batches. `Ok(None)`: `cached_only` and a
+/// batch is not in the page cache.
+fn last_start(
+    partition: &Partition,
+    aborted: &AbortedIndex,
+    end: u64,
+    count: u32,
+    max_bytes: usize,
+    cached_only: bool,
+) -> Result<Option<u64>, BrokerError> {
+    let log_start = partition.log_start_offset();
+    let (mut start, mut found, mut bytes, mut skipped) = (end, 0u32, 0usize, 0usize);
+    let mut before = end;
+    while found < count && before > log_start {
+        let Some(base) = partition.batch_before(before) else {
+            break;
+        };
+        let read = if cached_only {
+            match partition.read_cached(base, 1)? {
+                Some(r) => r,
+                None => return Ok(None),
+            }
+        } else {
+            partition.read(base, 1)?
+        };
+        let Some(batch) = read.batches.first() else {
+            break;
+        };
+        // Each step goes back (a batch that does not, after a race with a swap, ends the walk).
+        if batch.base_offset() >= before {
+            break;
+        }
+        before = batch.base_offset();
+        if batch.last_offset() >= end {
+            continue;
+        }
+        if hidden_from_native(batch, aborted) {
+            let len = batch.as_bytes().len();
+            skipped += len;
+            if found > 0 {
+                bytes += len;
+            }
+            if skipped >= MAX_SKIPPED_BYTES_PER_POLL || (found > 0 && bytes >= max_bytes) {
+                break;
+            }
+            continue;
+        }
+        // Unconvertible batches are skipped (and logged) by the forward read.
+        let Ok(payload) = translate::as_native(batch) else {
+            continue;
+        };
+        let messages: Vec<(u64, usize)> = Messages::new(&payload)
+            .filter(|m| m.offset() >= log_start && m.offset() < end)
+            .map(|m| (m.offset(), m.bytes().len()))
+            .collect();
+        for (offset, len) in messages.into_iter().rev() {
+            if found > 0 && bytes + len > max_bytes {
+                return Ok(Some(start));
+            }
+            bytes += len;
+            found += 1;
+            start = offset;
+            if found == count {
+                break;
+            }
+        }
+    }
+    Ok(Some(start))
 }
 
 /// Collects up to `want.count` native messages from `want.start` on and below `want.end`

@@ -388,10 +388,8 @@ fn lags(s: &TopicSettings, cleaner: &CleanerConfig) -> (Duration, Option<Duratio
 
 /// Checks a whole set of settings: the store's own rules and Kafka's cross-config rule.
 pub fn check(s: &TopicSettings, defaults: &StoreConfig) -> Result<(), ConfigError> {
-    s.validate().map_err(|e| match e {
-        StoreError::InvalidSetting(why) => ConfigError(why),
-        other => ConfigError(other.to_string()),
-    })?;
+    // The lags first: the store's own check of them words it otherwise, and clients see
+    // Kafka's message.
     if let (min, Some(max)) = lags(s, &defaults.cleaner) {
         if min > max {
             return Err(ConfigError(format!(
@@ -401,6 +399,10 @@ pub fn check(s: &TopicSettings, defaults: &StoreConfig) -> Result<(), ConfigErro
             )));
         }
     }
+    s.validate().map_err(|e| match e {
+        StoreError::InvalidSetting(why) => ConfigError(why),
+        other => ConfigError(other.to_string()),
+    })?;
     Ok(())
 }
 

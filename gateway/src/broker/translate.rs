@@ -4,11 +4,15 @@
 //! | Kafka record | native message |
 //! |---|---|
 //! | value | payload (empty for a null value) |
-//! | null value (tombstone) | user header `kafka.tombstone` = Bool true, empty payload |
+//! | null value (tombstone) | user header `kafka.tombstone` = Bool true, empty payload; back: any message with that header, its payload dropped |
 //! | key | user header `kafka.key` (Raw); absent when the key is null |
 //! | each header `k: v`, in order | user header String `k` -> Raw `v` (a null value becomes empty) |
 //! | timestamp (ms) | origin timestamp (µs); the message timestamp is the batch's append time |
 //! | offset | offset |
+//!
+//! A native message is a tombstone whenever it carries `kafka.tombstone` = true (the value
+//! byte 1), whatever its payload: Iggy and its SDK refuse an empty payload, so a native client
+//! marks a tombstone by the header alone, and its payload is not part of the record.
 //!
 //! Native messages read by Kafka clients come out as one uncompressed CreateTime batch per
 //! stored batch, with the message's origin timestamp (or its server timestamp when the origin
@@ -80,8 +84,8 @@ pub fn kafka_to_native(batch: &StoredBatch) -> Result<Bytes, KafkaBatchError> {
 }
 
 /// What a native message is as a Kafka record: its key (the first `kafka.key` user header),
-/// whether it is a tombstone (a `kafka.tombstone` header set to true on an empty payload: a
-/// record whose value was null), and its other user headers.
+/// whether it is a tombstone (a `kafka.tombstone` header set to true, whatever the payload: a
+/// record whose value is null), and its other user headers.
 #[derive(Debug, Default)]
 pub struct NativeRecord<'a> {
     pub key: Option<&'a [u8]>,
@@ -102,23 +106,21 @@ pub fn native_key<'a>(m: &MessageView<'a>) -> (Option<&'a [u8]>, bool) {
             tombstone = true;
         }
     });
-    (key, tombstone && m.payload().is_empty())
+    (key, tombstone)
 }
 
 /// A native message as a Kafka record's key, tombstone and headers.
 pub fn native_record<'a>(m: &MessageView<'a>) -> NativeRecord<'a> {
     let mut r = NativeRecord::default();
-    let mut tombstone = false;
     walk_native_headers(m, |k, v| {
         if k == KEY_HEADER.as_bytes() && r.key.is_none() {
             r.key = Some(v);
         } else if k == TOMBSTONE_HEADER.as_bytes() && v == [1] {
-            tombstone = true;
+            r.tombstone = true;
         } else {
             r.headers.push((k, Some(v)));
         }
     });
-    r.tombstone = tombstone && m.payload().is_empty();
     r
 }
 

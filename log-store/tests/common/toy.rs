@@ -1,6 +1,7 @@
 //! A toy record format for compaction tests and benches: native messages whose body is
-//! `[flags u8][key length u8][key][value]` (flags: 1 tombstone, 2 keyless), and the
-//! [`RecordKeys`] that reads it. The message id carries a producer id (0: none).
+//! `[flags u8][key length u8][key][value]` (flags: 1 tombstone, 2 keyless, 3 transaction
+//! marker, reported as [`CleanRecord::Control`]), and the [`RecordKeys`] that reads it. The
+//! message id carries a producer id (0: none).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,16 +13,25 @@ use wharf_log_store::{NewBatch, Partition, PartitionKey, StoredBatch, NATIVE_MES
 /// One record of the toy format.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Toy {
-    Value { key: Vec<u8>, value: Vec<u8> },
-    Tombstone { key: Vec<u8> },
-    Keyless { value: Vec<u8> },
+    Value {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Tombstone {
+        key: Vec<u8>,
+    },
+    Keyless {
+        value: Vec<u8>,
+    },
+    /// A transaction marker (a control record) of the batch's producer.
+    Marker,
 }
 
 impl Toy {
     pub fn key(&self) -> Option<&[u8]> {
         match self {
             Toy::Value { key, .. } | Toy::Tombstone { key } => Some(key),
-            Toy::Keyless { .. } => None,
+            Toy::Keyless { .. } | Toy::Marker => None,
         }
     }
 
@@ -30,6 +40,7 @@ impl Toy {
             Toy::Value { key, value } => (0, key, value),
             Toy::Tombstone { key } => (1, key, &[]),
             Toy::Keyless { value } => (2, &[], value),
+            Toy::Marker => (3, &[], &[]),
         };
         let mut b = vec![flags, key.len() as u8];
         b.extend_from_slice(key);
@@ -46,6 +57,7 @@ impl Toy {
             0 => Some(Toy::Value { key, value }),
             1 => Some(Toy::Tombstone { key }),
             2 => Some(Toy::Keyless { value }),
+            3 => Some(Toy::Marker),
             _ => None,
         }
     }
@@ -179,6 +191,7 @@ impl RecordKeys for ToyKeys {
                     });
                 }
                 Some(Toy::Keyless { .. }) => visit(CleanRecord::Keyless { offset }),
+                Some(Toy::Marker) => visit(CleanRecord::Control { offset }),
                 None => return Err(CodecError(format!("record {offset} is not a toy record"))),
             }
         }

@@ -70,6 +70,8 @@ impl Session {
                 segments_count: s.segments as u32,
                 current_offset: s.high_watermark.saturating_sub(1),
                 size_bytes: s.size_bytes,
+                // Offsets, not records: on a compacted topic the holes count too (the records
+                // left are known only by reading the log; README, Compaction).
                 messages_count: s.high_watermark.saturating_sub(s.log_start_offset),
             })
             .collect();
