@@ -145,7 +145,8 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::InvalidRecords(r) => match r {
             KafkaBatchError::Control
             | KafkaBatchError::Transactional
-            | KafkaBatchError::NoSequence(_) => K::InvalidRecord,
+            | KafkaBatchError::NoSequence(_)
+            | KafkaBatchError::OffsetDelta { .. } => K::InvalidRecord,
             KafkaBatchError::Magic(_) => K::UnsupportedForMessageFormat,
             _ => K::CorruptMessage,
         },
