@@ -174,6 +174,10 @@ pub enum BrokerError {
     /// Records without a key for a compacted topic (both doors; Kafka's INVALID_RECORD).
     #[error("{0}")]
     KeylessRecords(produce::KeylessRecords),
+    /// DeleteRecords on a topic whose `cleanup.policy` lacks `delete` (Kafka's
+    /// PolicyViolationException, POLICY_VIOLATION).
+    #[error("Records of partition {0} can not be deleted due to the configured policy")]
+    DeletePolicy(String),
     #[error("{0}")]
     Sequence(#[from] SequenceError),
     #[error("consumer offset not found")]

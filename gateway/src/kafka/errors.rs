@@ -152,6 +152,7 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         },
         BrokerError::ZstdNeedsNewerProduce => K::UnsupportedCompressionType,
         BrokerError::KeylessRecords(_) => K::InvalidRecord,
+        BrokerError::DeletePolicy(_) => K::PolicyViolation,
         BrokerError::Sequence(SequenceError::Duplicate(_)) => K::DuplicateSequenceNumber,
         BrokerError::Sequence(SequenceError::OutOfOrder(_)) => K::OutOfOrderSequenceNumber,
         BrokerError::Sequence(SequenceError::Fenced(_)) => K::InvalidProducerEpoch,
