@@ -82,6 +82,7 @@ struct RawKafka {
     transaction_abort_timed_out_transaction_cleanup_interval: String,
     transaction_remove_expired_transaction_cleanup_interval: String,
     max_transactional_ids: u32,
+    max_inflight_decompressions: u32,
     authentication: String,
     allow_anonymous: bool,
     sasl_enabled_mechanisms: String,
@@ -174,6 +175,11 @@ struct RawCleaner {
 /// Smallest dedupe buffer (about 40 keys of 24 bytes): small enough for tests to force
 /// cleanings in several passes, large enough that each pass makes progress.
 const MIN_DEDUPE_BUFFER: u64 = 1 << 10;
+/// Largest dedupe buffer: 2 GiB, Kafka's own ceiling (its cleaner thread's map takes
+/// `min(log.cleaner.dedupe.buffer.size / threads, Int.MaxValue)` bytes), about 89 million
+/// keys a pass. The map is allocated whole at a cleaning's start, so a larger value would be
+/// a capacity overflow or an out-of-memory abort in the cleaner thread, not a bigger map.
+pub const MAX_DEDUPE_BUFFER: u64 = 2 << 30;
 
 impl RawCleaner {
     fn resolve(&self) -> Result<wharf_log_store::CleanerConfig, ConfigError> {
@@ -186,9 +192,10 @@ impl RawCleaner {
         let unset = |text: &str| text.trim().is_empty();
         let dedupe_buffer_size = parse_size(&self.dedupe_buffer_size)
             .and_then(|v| {
-                (v >= MIN_DEDUPE_BUFFER)
+                (MIN_DEDUPE_BUFFER..=MAX_DEDUPE_BUFFER)
+                    .contains(&v)
                     .then_some(v)
-                    .ok_or_else(|| "must be at least 1 KiB".to_string())
+                    .ok_or_else(|| "must be 1 KiB..=2 GiB".to_string())
             })
             .map_err(|m| invalid("dedupe_buffer_size", m))?;
         let io_max_bytes_per_second = if unset(&self.io_max_bytes_per_second) {
@@ -407,7 +414,13 @@ pub struct KafkaConfig {
     pub groups: CoordinatorSettings,
     /// Transaction coordinator settings.
     pub transactions: TransactionSettings,
+    /// Produce requests that may decompress batches at once for a compacted topic's keyless
+    /// check (each batch at most 256 MiB decompressed); 1..=[`MAX_INFLIGHT_DECOMPRESSIONS`].
+    pub max_inflight_decompressions: usize,
 }
+
+/// Most `[kafka] max_inflight_decompressions`: 64 × 256 MiB is already 16 GiB.
+pub const MAX_INFLIGHT_DECOMPRESSIONS: u32 = 64;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -760,6 +773,12 @@ impl RawKafka {
                 "must be at least 1".into(),
             ));
         }
+        if !(1..=MAX_INFLIGHT_DECOMPRESSIONS).contains(&self.max_inflight_decompressions) {
+            return Err(invalid(
+                "max_inflight_decompressions",
+                format!("must be 1..={MAX_INFLIGHT_DECOMPRESSIONS}"),
+            ));
+        }
         let authentication =
             kafka_authentication(&self.authentication).map_err(|m| invalid("authentication", m))?;
         let mut sasl_mechanisms = Vec::new();
@@ -877,6 +896,7 @@ impl RawKafka {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             default_stream: self.default_stream,
+            max_inflight_decompressions: self.max_inflight_decompressions as usize,
         })
     }
 }
@@ -1230,6 +1250,44 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("min_compaction_lag"), "{e}");
+    }
+
+    /// Bound (review 17 #11): `dedupe_buffer_size` at most [`MAX_DEDUPE_BUFFER`] (2 GiB,
+    /// Kafka's ceiling per cleaner thread); above it the server refuses to start, naming the
+    /// key, instead of failing to allocate the map in the cleaner thread later.
+    /// `[kafka] max_inflight_decompressions`: 1..=64, default 2.
+    #[test]
+    fn the_dedupe_buffer_and_inflight_decompressions_are_bounded() {
+        let load = |var: &str, value: &str| {
+            ServerConfig::load_from(&Overrides::default(), &env(&[(var, value)]))
+        };
+        let dedupe = "WHARF_CLEANER_DEDUPE_BUFFER_SIZE";
+        let c = load(dedupe, "2 GiB").unwrap();
+        assert_eq!(c.store.cleaner.dedupe_buffer_size, MAX_DEDUPE_BUFFER);
+        for too_big in ["2147483649", "3 GiB", "16 TiB"] {
+            let e = load(dedupe, too_big).unwrap_err().to_string();
+            assert!(
+                e.contains("[cleaner] dedupe_buffer_size") && e.contains("2 GiB"),
+                "{too_big}: {e}"
+            );
+        }
+        let inflight = "WHARF_KAFKA_MAX_INFLIGHT_DECOMPRESSIONS";
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        assert_eq!(c.kafka.max_inflight_decompressions, 2);
+        assert_eq!(
+            load(inflight, "64")
+                .unwrap()
+                .kafka
+                .max_inflight_decompressions,
+            64
+        );
+        for bad in ["0", "65"] {
+            let e = load(inflight, bad).unwrap_err().to_string();
+            assert!(
+                e.contains("[kafka] max_inflight_decompressions"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

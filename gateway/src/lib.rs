@@ -137,7 +137,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             max_partitions_per_topic: config.max_partitions_per_topic,
             max_partitions: config.max_partitions,
         },
-    )?;
+    )?
+    .with_max_inflight_decompressions(config.kafka.max_inflight_decompressions);
     if broker.root_has_password("iggy") {
         tracing::warn!(
             "the root user '{}' still has the default password; change it",

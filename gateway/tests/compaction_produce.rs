@@ -398,3 +398,73 @@ async fn a_native_tombstone_with_a_payload_reads_as_a_null_value() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// `encode_sparse_batch`'s records at offset deltas `deltas`, all keyed, compressed with zstd
+/// (codec 4) when `zstd`, header fixed up (length, codec, CRC).
+fn with_deltas(deltas: &[i32], zstd: bool) -> Bytes {
+    use wharf_gateway::broker::kafka_batch::{self, Codec, NewRecord, HEADER_LEN};
+    let r = NewRecord {
+        timestamp_ms: 1_700_000_000_000,
+        key: Some(b"k"),
+        value: Some(b"v"),
+        headers: Vec::new(),
+    };
+    let last = deltas.len() as i32 - 1;
+    let plain = kafka_batch::encode_sparse_batch(0, last, deltas.iter().map(|&d| (d, &r)));
+    if !zstd {
+        return plain;
+    }
+    let body = kafka_batch::compress(Codec::Zstd, &plain[HEADER_LEN..], false).unwrap();
+    let mut b = plain[..HEADER_LEN].to_vec();
+    b.extend_from_slice(&body);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[21..23].copy_from_slice(&4i16.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// Review 17 #3, on the wire: a keyed batch whose records' offset deltas do not run 0, 1, 2
+/// is INVALID_RECORD (87), as Kafka's LogValidator answers, and nothing is stored: compressed
+/// (checked where a compacted topic decompresses anyway) or not (checked on every topic).
+/// Kafka semantics: DeleteRecords on a topic whose cleanup.policy lacks `delete` is
+/// POLICY_VIOLATION (44), and the log start stays; on a `delete` topic it moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_offset_deltas_are_invalid_record_and_delete_records_needs_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server(dir.path()).await;
+    let mut s = TcpStream::connect(running.kafka_addr).await.unwrap();
+    for (topic, zstd) in [("compacted", true), ("compacted", false), ("plain", false)] {
+        let p = produce(&mut s, 9, topic, with_deltas(&[0, 0, 0], zstd)).await;
+        assert_eq!(p.error_code, INVALID_RECORD, "{topic} zstd {zstd}");
+        let message = p.error_message.as_deref().unwrap_or("").to_string();
+        assert!(message.contains("offsetDelta 0, expected 1"), "{message}");
+        assert_eq!(latest(&mut s, topic).await, 0, "{topic}: nothing stored");
+    }
+    for topic in ["compacted", "plain"] {
+        let p = produce(&mut s, 9, topic, with_deltas(&[0, 1, 2], true)).await;
+        assert_eq!(p.error_code, 0, "{topic}");
+        assert_eq!(latest(&mut s, topic).await, 3);
+    }
+    let delete = |topic: &str| {
+        DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(2),
+                ])])
+    };
+    for (topic, code, low) in [
+        ("compacted", ResponseError::PolicyViolation.code(), -1),
+        ("plain", 0, 2),
+    ] {
+        let r: DeleteRecordsResponse =
+            kafka_call(&mut s, ApiKey::DeleteRecords, 2, &delete(topic)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.low_watermark), (code, low), "{topic}");
+    }
+}

@@ -37,7 +37,8 @@ pub use system::{GetClient, GetClients, GetClusterMetadata, GetMe, GetStats, Pin
 pub use topics::{
     CreatePartitions, CreateTopic, DeletePartitions, DeleteSegments, DeleteTopic, GetTopic,
     GetTopicConfig, GetTopicDurability, GetTopics, PurgeTopic, SetTopicConfig, SetTopicDurability,
-    TopicConfigChange, UpdateTopic, MAX_CONFIG_VALUE_LEN, MAX_TOPIC_CONFIG_CHANGES,
+    TopicConfigChange, TopicConfigError, UpdateTopic, MAX_CONFIG_VALUE_LEN,
+    MAX_TOPIC_CONFIG_CHANGES,
 };
 pub use users::{
     ChangePassword, CreatePersonalAccessToken, CreateUser, DeletePersonalAccessToken, DeleteUser,

@@ -799,28 +799,7 @@ impl Client {
         topic: &Identifier,
         changes: &[(&str, Option<&str>)],
     ) -> Result<()> {
-        if changes.is_empty()
-            || changes.len() > wharf_protocol::requests::MAX_TOPIC_CONFIG_CHANGES as usize
-        {
-            return Err(Error::InvalidInput(format!(
-                "1..={} config changes per call",
-                wharf_protocol::requests::MAX_TOPIC_CONFIG_CHANGES
-            )));
-        }
-        for (name, value) in changes {
-            if name.is_empty() || name.len() > 255 {
-                return Err(Error::InvalidInput(format!(
-                    "config name '{name}' must be 1..=255 bytes"
-                )));
-            }
-            if value.is_some_and(|v| v.len() > wharf_protocol::requests::MAX_CONFIG_VALUE_LEN) {
-                return Err(Error::InvalidInput(format!(
-                    "the value of {name} is over {} bytes",
-                    wharf_protocol::requests::MAX_CONFIG_VALUE_LEN
-                )));
-            }
-        }
-        self.call(SetTopicConfig {
+        let command = SetTopicConfig {
             stream_id: stream.clone(),
             topic_id: topic.clone(),
             changes: changes
@@ -830,9 +809,12 @@ impl Client {
                     value: value.map(str::to_string),
                 })
                 .collect(),
-        })
-        .await
-        .map(drop)
+        };
+        // Refused here whole, never cut to the wire's limits.
+        command
+            .check()
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        self.call(command).await.map(drop)
     }
 
     /// Adds `count` partitions at the end of a topic.

@@ -369,7 +369,8 @@ impl Broker {
     }
 
     /// Kafka DeleteRecords: moves the log start (durably) to `offset`, -1 meaning the high
-    /// watermark. Returns the new log start.
+    /// watermark. Returns the new log start. Refused on a topic whose `cleanup.policy` lacks
+    /// `delete` ([`BrokerError::DeletePolicy`], Kafka's rule).
     pub async fn delete_records(
         &self,
         topic: &str,
@@ -377,6 +378,7 @@ impl Broker {
         offset: i64,
     ) -> Result<u64, BrokerError> {
         let p = self.kafka_partition(topic, partition)?;
+        self.deletable(topic, partition)?;
         let hw = p.high_watermark();
         let target = match offset {
             -1 => hw,

@@ -50,6 +50,14 @@ pub enum KafkaBatchError {
     Count { last_offset_delta: i32, count: i32 },
     #[error("malformed record {index}: {reason}")]
     Record { index: usize, reason: &'static str },
+    /// Kafka's `LogValidator`: "Inner record ... does not have incremental offsets"
+    /// (InvalidRecordException, INVALID_RECORD). A produced batch's records sit at offset
+    /// deltas 0, 1, 2, ...: the cleaner and every reader rely on it.
+    #[error(
+        "inner record {index} has offsetDelta {found}, expected {index}: a produced batch's \
+         offset deltas must run 0, 1, 2, ..."
+    )]
+    OffsetDelta { index: usize, found: i32 },
     #[error("cannot decompress the batch: {0}")]
     Decompress(String),
     #[error("cannot compress the batch: {0}")]
@@ -253,7 +261,10 @@ pub fn split(records: &Bytes) -> Result<Vec<Bytes>, KafkaBatchError> {
 /// Everything the broker checks before it stores a batch a client produced: magic, CRC-32C,
 /// codec, no control bit (markers are the broker's to write), a producer id and a sequence on
 /// a transactional batch, a sequence with a producer id, `lastOffsetDelta == recordsCount - 1`,
-/// and for uncompressed batches the structure of every record.
+/// and for uncompressed batches the structure of every record and offset deltas 0, 1, 2, ...
+/// ([`walk_produced`]: the walk is done anyway, so the check is free). A compressed batch's
+/// deltas are checked where it is decompressed anyway (a compacted topic's keyless check):
+/// decompressing every produced batch only for this would cost the hot path.
 pub fn validate(b: &[u8]) -> Result<BatchHeader, KafkaBatchError> {
     let h = BatchHeader::parse(b)?;
     if h.total_len() != b.len() {
@@ -281,7 +292,7 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, KafkaBatchError> {
         });
     }
     if codec == Codec::None {
-        let n = walk_records(&b[HEADER_LEN..], h.records_count, |_| {})?;
+        let n = walk_produced(&b[HEADER_LEN..], h.records_count, |_| {})?;
         debug_assert_eq!(n, h.records_count as usize);
     }
     Ok(h)
@@ -478,6 +489,36 @@ pub fn walk_stored<'a>(
             return;
         }
         previous = r.offset_delta;
+        index += 1;
+        each(r);
+    })?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
+
+/// Walks the records of a batch a client produced (an uncompressed records section), refusing
+/// the first whose offset delta is not its index, as Kafka's `LogValidator` refuses inner
+/// offsets that are not incremental ([`KafkaBatchError::OffsetDelta`]).
+pub fn walk_produced<'a>(
+    section: &'a [u8],
+    count: i32,
+    mut each: impl FnMut(RecordView<'a>),
+) -> Result<usize, KafkaBatchError> {
+    let mut index = 0usize;
+    let mut bad = None;
+    let n = walk_records(section, count, |r| {
+        if bad.is_some() {
+            return;
+        }
+        if usize::try_from(r.offset_delta).ok() != Some(index) {
+            bad = Some(KafkaBatchError::OffsetDelta {
+                index,
+                found: r.offset_delta,
+            });
+            return;
+        }
         index += 1;
         each(r);
     })?;
@@ -941,6 +982,71 @@ mod tests {
         let mut lying = plain.to_vec();
         lying[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
         assert!(!has_transactional(&[&lying[..], &txn[..]].concat()));
+    }
+
+    /// The records of `plain` (an uncompressed batch from [`encode_sparse_batch`]) compressed
+    /// with `codec`, header fixed up (length, codec bits, CRC).
+    pub(crate) fn compressed(plain: &[u8], codec: Codec, bits: i16) -> Bytes {
+        let body = compress(codec, &plain[HEADER_LEN..], false).unwrap();
+        with_records(plain, bits, &body, be_i32(plain, 57)).unwrap()
+    }
+
+    /// Kafka's LogValidator: inner offsets of a produced batch run 0, 1, 2, ... An
+    /// uncompressed batch whose deltas repeat or go backwards is refused by `validate`, with
+    /// `lastOffsetDelta == recordsCount - 1` holding (what was checked before). A compressed
+    /// one passes `validate` (no decompression there) and is refused by `walk_produced`.
+    #[test]
+    fn produced_offset_deltas_must_run_from_zero_one_by_one() {
+        let r = NewRecord {
+            timestamp_ms: 0,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: vec![],
+        };
+        for (deltas, index, found) in [([0, 0, 0], 1, 0), ([0, 2, 1], 1, 2), ([1, 1, 2], 0, 1)] {
+            let plain = encode_sparse_batch(0, 2, deltas.iter().map(|&d| (d, &r)));
+            assert_eq!(
+                validate(&plain),
+                Err(KafkaBatchError::OffsetDelta { index, found }),
+                "{deltas:?}"
+            );
+            let zipped = compressed(&plain, Codec::Gzip, 1);
+            let h = validate(&zipped).expect("compressed deltas are not looked at here");
+            let section = records_section(&zipped).unwrap();
+            assert_eq!(
+                walk_produced(&section, h.records_count, |_| {}),
+                Err(KafkaBatchError::OffsetDelta { index, found }),
+                "{deltas:?}"
+            );
+        }
+        let good = encode_sparse_batch(0, 2, [0, 1, 2].iter().map(|&d| (d, &r)));
+        assert_eq!(validate(&good).unwrap().records_count, 3);
+    }
+
+    /// Bound: a snappy block that claims more than [`MAX_DECOMPRESSED`] (256 MiB) is refused
+    /// from its length header, before anything is allocated for it (the scan, the rebuild and
+    /// the keyless check all open batches through `records_section`; the streaming codecs stop
+    /// reading at the same bound).
+    #[test]
+    fn a_snappy_block_claiming_more_than_256_mib_is_refused_unread() {
+        let plain = sample();
+        let mut body = Vec::new();
+        put_varlong_u(&mut body, MAX_DECOMPRESSED as u64 + 1);
+        body.extend_from_slice(&[0u8; 8]);
+        let b = with_records(&plain, 2, &body, 2).unwrap();
+        assert!(matches!(
+            records_section(&b),
+            Err(KafkaBatchError::Decompress(m)) if m.contains("256 MiB")
+        ));
+    }
+
+    /// Snappy's length header: a plain unsigned varint.
+    fn put_varlong_u(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
     }
 
     #[test]

@@ -174,6 +174,10 @@ pub enum BrokerError {
     /// Records without a key for a compacted topic (both doors; Kafka's INVALID_RECORD).
     #[error("{0}")]
     KeylessRecords(produce::KeylessRecords),
+    /// DeleteRecords on a topic whose `cleanup.policy` lacks `delete` (Kafka's
+    /// PolicyViolationException, POLICY_VIOLATION).
+    #[error("Records of partition {0} can not be deleted due to the configured policy")]
+    DeletePolicy(String),
     #[error("{0}")]
     Sequence(#[from] SequenceError),
     #[error("consumer offset not found")]
@@ -359,6 +363,9 @@ pub struct Broker {
     pub started_at: u64,
     /// Per-topic counters for balanced sends.
     balanced: parking_lot::Mutex<std::collections::HashMap<(u32, u32), u32>>,
+    /// Permits to decompress a produce's batches for a compacted topic's keyless check
+    /// ([`Broker::with_max_inflight_decompressions`]).
+    decompressions: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Broker {
@@ -409,7 +416,18 @@ impl Broker {
             max_partitions: settings.max_partitions,
             started_at: now_us(),
             balanced: parking_lot::Mutex::default(),
+            decompressions: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                produce::DEFAULT_MAX_INFLIGHT_DECOMPRESSIONS,
+            )),
         })
+    }
+
+    /// Lets at most `permits` (at least 1) produce requests decompress batches at once for a
+    /// compacted topic's keyless check (`[kafka] max_inflight_decompressions`), each batch
+    /// bounded by [`kafka_batch::MAX_DECOMPRESSED`]; the others wait their turn.
+    pub fn with_max_inflight_decompressions(mut self, permits: usize) -> Broker {
+        self.decompressions = std::sync::Arc::new(tokio::sync::Semaphore::new(permits.max(1)));
+        self
     }
 
     /// Runs `work` on the blocking pool with the store, so a slow disk call holds up one

@@ -118,7 +118,9 @@ fn keyless_native(messages: &[u8], partition: String) -> Result<(), BrokerError>
 }
 
 /// The keyless records of the first batch of a Kafka produce that has any (decompressed when
-/// need be: the batches were checked by [`check_batches`]).
+/// need be: the batches were checked by [`check_batches`]). The walk also refuses offset
+/// deltas that do not run 0, 1, 2, ... ([`kafka_batch::walk_produced`]): the only place a
+/// compressed batch is opened on produce, so its deltas are checked here, for compacted topics.
 fn keyless_kafka(checked: &[(BatchHeader, Bytes)], partition: String) -> Result<(), BrokerError> {
     for (h, b) in checked {
         let section = kafka_batch::records_section(b)?;
@@ -128,7 +130,7 @@ fn keyless_kafka(checked: &[(BatchHeader, Bytes)], partition: String) -> Result<
             total: 0,
         };
         let mut index = 0u32;
-        kafka_batch::walk_records(&section, h.records_count, |r| {
+        kafka_batch::walk_produced(&section, h.records_count, |r| {
             if r.key.is_none() {
                 refusal.total += 1;
                 if refusal.indexes.len() < MAX_RECORD_ERRORS {
@@ -145,19 +147,36 @@ fn keyless_kafka(checked: &[(BatchHeader, Bytes)], partition: String) -> Result<
     Ok(())
 }
 
+/// How many produce requests may decompress batches for the keyless check at once, unless
+/// the server config says otherwise (`[kafka] max_inflight_decompressions`): with at most
+/// [`kafka_batch::MAX_DECOMPRESSED`] (256 MiB) per batch opened, 2 hold at most 512 MiB.
+pub const DEFAULT_MAX_INFLIGHT_DECOMPRESSIONS: usize = 2;
+
 /// A compacted topic's check of a Kafka produce's batches ([`keyless_kafka`]), off the
-/// runtime's workers when a batch has to be decompressed; hands the batches back.
+/// runtime's workers when a batch has to be decompressed; hands the batches back. A request
+/// that has to decompress waits for one of `decompressions`' permits first and holds it while
+/// it does, so at most that many requests hold decompressed batches at once, however many
+/// connections send compressed batches to compacted topics.
 async fn refuse_keyless(
     checked: Vec<(BatchHeader, Bytes)>,
     partition: String,
+    decompressions: &Arc<tokio::sync::Semaphore>,
 ) -> Result<Vec<(BatchHeader, Bytes)>, BrokerError> {
     if checked.iter().all(|(h, _)| h.codec() == Ok(Codec::None)) {
         keyless_kafka(&checked, partition)?;
         return Ok(checked);
     }
-    tokio::task::spawn_blocking(move || keyless_kafka(&checked, partition).map(|()| checked))
+    let permit = Arc::clone(decompressions)
+        .acquire_owned()
         .await
-        .map_err(|e| BrokerError::Internal(format!("keyless record check failed: {e}")))?
+        .map_err(|e| BrokerError::Internal(format!("decompression permits closed: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let checked = keyless_kafka(&checked, partition).map(|()| checked);
+        drop(permit);
+        checked
+    })
+    .await
+    .map_err(|e| BrokerError::Internal(format!("keyless record check failed: {e}")))?
 }
 
 /// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
@@ -275,7 +294,12 @@ impl Broker {
                 .partition(Ident::Id(topic.stream_id), Ident::Id(topic.id), index)?;
         let checked = check_batches(&write.records.unwrap_or_default(), allow_zstd)?;
         let checked = if topic.settings.cleanup_policy.compact {
-            refuse_keyless(checked, format!("{topic_name}-{index}")).await?
+            refuse_keyless(
+                checked,
+                format!("{topic_name}-{index}"),
+                &self.decompressions,
+            )
+            .await?
         } else {
             checked
         };
@@ -572,6 +596,95 @@ mod tests {
             panic!("a keyless message accepted");
         };
         assert_eq!((k.indexes, k.total), (vec![1], 1));
+    }
+
+    /// A batch of `records` compressed with zstd, as a client sends it.
+    fn zstd_batch(plain: &[u8]) -> Bytes {
+        let body = compress(Codec::Zstd, &plain[kafka_batch::HEADER_LEN..], false).unwrap();
+        let mut b = plain[..kafka_batch::HEADER_LEN].to_vec();
+        b.extend_from_slice(&body);
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[21..23].copy_from_slice(&4i16.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(b)
+    }
+
+    use super::kafka_batch::{compress, encode_sparse_batch, NewRecord};
+
+    /// Review 17 #3: a compressed batch to a compacted topic whose offset deltas repeat is
+    /// refused (Kafka's INVALID_RECORD), even with every record keyed: stored, it would stop
+    /// the partition's compaction for good.
+    #[test]
+    fn a_compressed_batch_with_repeated_offset_deltas_is_refused() {
+        let r = NewRecord {
+            timestamp_ms: 0,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: Vec::new(),
+        };
+        let bad = zstd_batch(&encode_sparse_batch(
+            0,
+            2,
+            [0, 0, 0].iter().map(|&d| (d, &r)),
+        ));
+        let checked = check_batches(&bad, true).unwrap();
+        assert!(matches!(
+            keyless_kafka(&checked, "t-0".into()),
+            Err(BrokerError::InvalidRecords(KafkaBatchError::OffsetDelta {
+                index: 1,
+                found: 0
+            }))
+        ));
+        let good = zstd_batch(&encode_sparse_batch(
+            0,
+            2,
+            [0, 1, 2].iter().map(|&d| (d, &r)),
+        ));
+        assert!(keyless_kafka(&check_batches(&good, true).unwrap(), "t-0".into()).is_ok());
+    }
+
+    /// Bound (review 17 #5): at most `max_inflight_decompressions` requests decompress for the
+    /// keyless check at once. With the only permit taken, a compressed produce to a compacted
+    /// topic waits (paused time: the timeout fires once nothing else can run) and decompresses
+    /// nothing; an uncompressed one needs no permit; once the permit is back, it goes through.
+    #[tokio::test(start_paused = true)]
+    async fn keyless_checks_that_decompress_wait_for_a_permit() {
+        let r = NewRecord {
+            timestamp_ms: 0,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: Vec::new(),
+        };
+        let plain = encode_sparse_batch(0, 0, [(0, &r)].into_iter());
+        let zipped = zstd_batch(&plain);
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let held = Arc::clone(&permits).acquire_owned().await.unwrap();
+        let waiting = refuse_keyless(
+            check_batches(&zipped, true).unwrap(),
+            "t-0".into(),
+            &permits,
+        );
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;
+        assert!(waited.is_err(), "decompressed without a permit");
+        let uncompressed =
+            refuse_keyless(check_batches(&plain, true).unwrap(), "t-0".into(), &permits).await;
+        assert_eq!(
+            uncompressed.unwrap().len(),
+            1,
+            "no permit needed without compression"
+        );
+        drop(held);
+        let done = refuse_keyless(
+            check_batches(&zipped, true).unwrap(),
+            "t-0".into(),
+            &permits,
+        )
+        .await
+        .unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(permits.available_permits(), 1, "the permit is given back");
     }
 
     #[test]

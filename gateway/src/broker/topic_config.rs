@@ -693,6 +693,19 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Kafka's rule for DeleteRecords (both doors would share it; only Kafka's has the API):
+    /// records are deleted only from a topic whose `cleanup.policy` includes `delete`. A
+    /// compacted-only topic is its keys' latest values; moving its log start would drop some.
+    pub(crate) fn deletable(&self, topic: &str, partition: i32) -> Result<(), BrokerError> {
+        if self.kafka_topic(topic)?.settings.cleanup_policy.delete {
+            Ok(())
+        } else {
+            Err(BrokerError::DeletePolicy(format!("{topic}-{partition}")))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -962,5 +975,88 @@ mod tests {
         );
         assert_eq!(value("log.cleaner.delete.retention.ms"), "86400000");
         assert!(d.iter().all(|e| e.source == ConfigSource::StaticBroker));
+    }
+}
+
+#[cfg(test)]
+mod delete_policy_tests {
+    use super::*;
+    use crate::broker::kafka_batch::{encode_batch, NewRecord};
+    use crate::broker::produce::{KafkaPartitionWrite, KafkaTopicWrite};
+    use crate::broker::BrokerSettings;
+
+    fn open(dir: &std::path::Path) -> Broker {
+        let settings = BrokerSettings {
+            root_username: "iggy".into(),
+            root_password: "iggy".into(),
+            kafka_default_stream: "default".into(),
+            groups: Default::default(),
+            transactions: Default::default(),
+            logins: Default::default(),
+            max_partitions_per_topic: 1000,
+            max_partitions: 100_000,
+        };
+        Broker::open(dir, StoreConfig::default(), settings).unwrap()
+    }
+
+    async fn topic_with_two_records(b: &Broker, name: &str, policy: CleanupPolicy) {
+        let settings = TopicSettings {
+            cleanup_policy: policy,
+            ..TopicSettings::default()
+        };
+        b.create_kafka_topic(name, 1, settings, false)
+            .await
+            .unwrap();
+        let r = NewRecord {
+            timestamp_ms: 0,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: Vec::new(),
+        };
+        let write = KafkaTopicWrite {
+            name: name.into(),
+            partitions: vec![KafkaPartitionWrite {
+                index: 0,
+                records: Some(encode_batch(0, &[r.clone(), r])),
+            }],
+        };
+        let produced = b.produce_kafka(None, vec![write], true).await;
+        produced[0][0].as_ref().expect("produce");
+    }
+
+    /// Kafka (`Partition.deleteRecordsOnLeader`): DeleteRecords on a topic whose
+    /// cleanup.policy lacks `delete` is refused with POLICY_VIOLATION (44) and the log start
+    /// stays; with `compact,delete` or `delete` it moves.
+    #[tokio::test]
+    async fn delete_records_needs_the_delete_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        let compact = CleanupPolicy {
+            delete: false,
+            compact: true,
+        };
+        topic_with_two_records(&b, "state", compact).await;
+        let e = b.delete_records("state", 0, 1).await.unwrap_err();
+        assert!(
+            matches!(&e, BrokerError::DeletePolicy(p) if p == "state-0"),
+            "{e:?}"
+        );
+        assert_eq!(crate::kafka::errors::for_broker(&e), 44, "POLICY_VIOLATION");
+        assert_eq!(
+            e.to_string(),
+            "Records of partition state-0 can not be deleted due to the configured policy"
+        );
+        let p = b.kafka_partition_key("state", 0).unwrap();
+        let p = b.partition_handle(p.stream, p.topic, 0).unwrap();
+        assert_eq!(p.log_start_offset(), 0, "nothing deleted");
+        // A partition that does not exist is still UNKNOWN_TOPIC_OR_PARTITION first.
+        assert!(!matches!(
+            b.delete_records("state", 5, 1).await,
+            Err(BrokerError::DeletePolicy(_))
+        ));
+        for (name, delete, compact) in [("both", true, true), ("plain", true, false)] {
+            topic_with_two_records(&b, name, CleanupPolicy { delete, compact }).await;
+            assert_eq!(b.delete_records(name, 0, 1).await.unwrap(), 1, "{name}");
+        }
     }
 }

@@ -145,12 +145,14 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
         BrokerError::InvalidRecords(r) => match r {
             KafkaBatchError::Control
             | KafkaBatchError::Transactional
-            | KafkaBatchError::NoSequence(_) => K::InvalidRecord,
+            | KafkaBatchError::NoSequence(_)
+            | KafkaBatchError::OffsetDelta { .. } => K::InvalidRecord,
             KafkaBatchError::Magic(_) => K::UnsupportedForMessageFormat,
             _ => K::CorruptMessage,
         },
         BrokerError::ZstdNeedsNewerProduce => K::UnsupportedCompressionType,
         BrokerError::KeylessRecords(_) => K::InvalidRecord,
+        BrokerError::DeletePolicy(_) => K::PolicyViolation,
         BrokerError::Sequence(SequenceError::Duplicate(_)) => K::DuplicateSequenceNumber,
         BrokerError::Sequence(SequenceError::OutOfOrder(_)) => K::OutOfOrderSequenceNumber,
         BrokerError::Sequence(SequenceError::Fenced(_)) => K::InvalidProducerEpoch,

@@ -63,6 +63,7 @@ pub fn status_for(e: &BrokerError) -> u32 {
         | E::Transaction(_)
         | E::TxnProduce(_)
         | E::OffsetOutOfRange { .. }
+        | E::DeletePolicy(_)
         | E::Internal(_) => c::ERROR,
     }
 }

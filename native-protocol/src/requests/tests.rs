@@ -602,3 +602,56 @@ fn set_topic_config_bounds_its_count_and_value_lengths() {
     b[last] = 2;
     assert!(decode(&b).is_err());
 }
+
+/// Review 17 #12: a value over MAX_CONFIG_VALUE_LEN whose cut would land inside a UTF-8
+/// character (1023 ASCII bytes, then "é") is refused by `check` and, sent anyway, refused by
+/// the server as too long: never applied cut short, never refused as bad UTF-8. More than
+/// MAX_TOPIC_CONFIG_CHANGES changes are refused too, not silently dropped.
+#[test]
+fn over_long_config_values_are_refused_never_cut() {
+    let decode = |b: &[u8]| Request::decode(codes::WHARF_SET_TOPIC_CONFIG, b);
+    let value = format!("{}é", "x".repeat(MAX_CONFIG_VALUE_LEN - 1));
+    assert_eq!(value.len(), MAX_CONFIG_VALUE_LEN + 1);
+    let over = SetTopicConfig {
+        stream_id: s(),
+        topic_id: t(),
+        changes: vec![change("cleanup.policy", Some(&value))],
+    };
+    assert_eq!(
+        over.check(),
+        Err(TopicConfigError::Value {
+            name: "cleanup.policy".into(),
+            len: MAX_CONFIG_VALUE_LEN + 1
+        })
+    );
+    assert!(matches!(
+        decode(&set_config(over.changes.clone())),
+        Err(RequestError::Malformed(DecodeError {
+            field: "config_value",
+            problem: crate::wire::Problem::TooLong { .. }
+        }))
+    ));
+    // At the limit, multi-byte characters included, the value travels whole.
+    let at_limit = format!("{}é", "x".repeat(MAX_CONFIG_VALUE_LEN - 2));
+    let ok = vec![change("cleanup.policy", Some(&at_limit))];
+    let Ok(Request::SetTopicConfig(back)) = decode(&set_config(ok.clone())) else {
+        panic!("a value at the limit was refused");
+    };
+    assert_eq!(back.changes, ok);
+    let many: Vec<TopicConfigChange> = (0..=MAX_TOPIC_CONFIG_CHANGES)
+        .map(|_| change("a", None))
+        .collect();
+    assert!(decode(&set_config(many)).is_err());
+    let empty = SetTopicConfig {
+        stream_id: s(),
+        topic_id: t(),
+        changes: vec![],
+    };
+    assert_eq!(empty.check(), Err(TopicConfigError::Count { count: 0 }));
+    let name = SetTopicConfig {
+        stream_id: s(),
+        topic_id: t(),
+        changes: vec![change(&"n".repeat(256), None)],
+    };
+    assert!(matches!(name.check(), Err(TopicConfigError::Name { .. })));
+}

@@ -359,6 +359,42 @@ pub struct SetTopicConfig {
     pub changes: Vec<TopicConfigChange>,
 }
 
+/// Why a [`SetTopicConfig`] cannot be sent as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicConfigError {
+    #[error("1..={max} config changes per command, not {count}", max = MAX_TOPIC_CONFIG_CHANGES)]
+    Count { count: usize },
+    #[error("config name '{name}' must be 1..=255 bytes")]
+    Name { name: String },
+    #[error("the value of {name} is {len} bytes, over {max}", max = MAX_CONFIG_VALUE_LEN)]
+    Value { name: String, len: usize },
+}
+
+impl SetTopicConfig {
+    /// Checks the decoder's limits (count, name and value lengths in bytes) before sending:
+    /// an over-long value is refused here, never cut.
+    pub fn check(&self) -> Result<(), TopicConfigError> {
+        let count = self.changes.len();
+        if count == 0 || count > MAX_TOPIC_CONFIG_CHANGES as usize {
+            return Err(TopicConfigError::Count { count });
+        }
+        for c in &self.changes {
+            if c.name.is_empty() || c.name.len() > 255 {
+                return Err(TopicConfigError::Name {
+                    name: c.name.clone(),
+                });
+            }
+            if let Some(v) = c.value.as_ref().filter(|v| v.len() > MAX_CONFIG_VALUE_LEN) {
+                return Err(TopicConfigError::Value {
+                    name: c.name.clone(),
+                    len: v.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Command for SetTopicConfig {
     const CODE: u32 = codes::WHARF_SET_TOPIC_CONFIG;
 
@@ -406,18 +442,22 @@ impl Command for SetTopicConfig {
         })
     }
 
-    /// Encodes at most [`MAX_TOPIC_CONFIG_CHANGES`] changes, names cut at 255 bytes and values
-    /// at [`MAX_CONFIG_VALUE_LEN`] (the decoder's limits; callers check them first).
+    /// Encodes the changes as given, never cutting one: a command past the decoder's limits
+    /// (more than [`MAX_TOPIC_CONFIG_CHANGES`] changes, a value over [`MAX_CONFIG_VALUE_LEN`]
+    /// bytes) is encoded so that the server refuses it whole (its length or count field says
+    /// how far over it is), instead of applying a value cut short, possibly in the middle of
+    /// a UTF-8 character. Callers check with [`SetTopicConfig::check`] first.
     fn encode(&self, out: &mut BytesMut) {
         put_stream_topic(out, &self.stream_id, &self.topic_id);
-        let changes = &self.changes[..self.changes.len().min(MAX_TOPIC_CONFIG_CHANGES as usize)];
-        out.put_u32_le(changes.len() as u32);
-        for c in changes {
+        out.put_u32_le(u32::try_from(self.changes.len()).unwrap_or(u32::MAX));
+        for c in &self.changes {
             put_name(out, &c.name);
             match &c.value {
                 Some(v) => {
                     out.put_u8(1);
-                    let b = &v.as_bytes()[..v.len().min(MAX_CONFIG_VALUE_LEN)];
+                    // Over the limit: its first MAX + 1 bytes, which the decoder refuses by
+                    // their length before it reads them.
+                    let b = &v.as_bytes()[..v.len().min(MAX_CONFIG_VALUE_LEN + 1)];
                     out.put_u16_le(b.len() as u16);
                     out.put_slice(b);
                 }
