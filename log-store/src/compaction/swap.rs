@@ -106,12 +106,23 @@ pub(crate) fn cleaned_path(dir: &Path, base: u64, ext: &str) -> PathBuf {
 /// never committed.
 pub(crate) fn recover(disk: &Disk, dir: &Path) -> Result<()> {
     let path = dir.join(MANIFEST_FILE);
+    // A manifest is replaced atomically, so a damaged one was damaged after its commit: whether
+    // its swap had begun cannot be told, and guessing either way may lose the log. The
+    // partition refuses to open until someone looks.
+    let refuse = |reason: String| StoreError::CorruptMetadata {
+        path: path.clone(),
+        reason: format!(
+            "{reason}: a compaction swap cannot be decided; the partition stays closed (restore \
+             the folder or remove the manifest by hand knowing what it replaced)"
+        ),
+    };
     let manifest = match read_durable(&path) {
-        Ok(Some(bytes)) => Manifest::decode(&bytes),
+        Ok(Some(bytes)) => match Manifest::decode(&bytes) {
+            Some(m) => Some(m),
+            None => return Err(refuse("unreadable compaction manifest".into())),
+        },
         Ok(None) => None,
-        // A damaged manifest was never committed whole (it is replaced atomically): the swap
-        // did not happen.
-        Err(StoreError::CorruptMetadata { .. }) => None,
+        Err(StoreError::CorruptMetadata { reason, .. }) => return Err(refuse(reason)),
         Err(e) => return Err(e),
     };
     if let Some(m) = &manifest {
