@@ -485,6 +485,7 @@ pub(crate) fn clean(
         }
         let manifest = Manifest {
             new_base: new,
+            new_len: new.map(|_| out.size),
             replaced: replaced.clone(),
         };
         if let Err(e) = manifest.commit(&disk, &dir) {
