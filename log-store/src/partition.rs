@@ -240,6 +240,11 @@ impl Partition {
             }
             segments.push(segment);
         }
+        // All but the last are sealed: their entries are shared from now on.
+        let n = segments.len().saturating_sub(1);
+        for s in &mut segments[..n] {
+            s.entries.seal();
+        }
         let last = segments
             .last_mut()
             .ok_or_else(|| StoreError::io(dir, std::io::ErrorKind::NotFound.into()))?;
@@ -592,6 +597,9 @@ impl Partition {
             // so retention never sees it sealed without them.
             let mut view = self.view.write();
             self.publish_locked(&mut view, written);
+            if let Some(sealed) = view.segments.last_mut() {
+                sealed.entries.seal();
+            }
             view.segments.push(segment);
         }
         self.unsynced_sealed.lock().extend(old.files());
@@ -771,7 +779,7 @@ impl Partition {
         let view = self.view.read();
         let mut best: Option<(u64, u64)> = None;
         for seg in &view.segments {
-            for e in &seg.entries {
+            for e in seg.entries.iter() {
                 if best.is_none_or(|(_, ts)| e.max_timestamp > ts) {
                     best = Some((
                         seg.base_offset + u64::from(e.relative_offset),
@@ -1069,7 +1077,7 @@ impl Partition {
             .iter()
             .map(|s| SealedSegment {
                 base_offset: s.base_offset,
-                entries: s.entries.clone(),
+                entries: s.entries.shared(),
                 size: s.size,
                 log_path: s.log_path.clone(),
             })
@@ -1126,7 +1134,7 @@ impl Partition {
                 .join(crate::segment::file_name(base_offset, LOG_EXT));
             Segment {
                 base_offset,
-                entries,
+                entries: crate::segment::Entries::Sealed(entries.into()),
                 size,
                 log: SegmentFile::new(
                     &self.files,
@@ -1144,11 +1152,12 @@ impl Partition {
     }
 }
 
-/// A sealed segment as the cleaner sees it: a copy of its index, taken under the view lock.
+/// A sealed segment as the cleaner sees it: its index (shared with the view), taken under the
+/// view lock.
 #[derive(Debug, Clone)]
 pub(crate) struct SealedSegment {
     pub base_offset: u64,
-    pub entries: Vec<IndexEntry>,
+    pub entries: Arc<[IndexEntry]>,
     pub size: u64,
     pub log_path: PathBuf,
 }

@@ -196,7 +196,7 @@ pub(crate) fn assess(
     let mut first_dirty_append = None;
     for s in &sealed {
         sealed_bytes += s.size;
-        for e in &s.entries {
+        for e in s.entries.iter() {
             if s.base_offset + e.end_relative_offset() > dirty_start {
                 dirty_bytes += u64::from(e.length);
                 first_dirty_append.get_or_insert(e.append_timestamp);
