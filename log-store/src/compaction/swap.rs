@@ -6,7 +6,9 @@
 //! replaced segments' files are removed, the folder is synced, and the manifest goes. Opening a
 //! partition redoes the renames and removals of a manifest it finds (each step can be redone: a
 //! missing `.cleaned` was renamed already), and without a manifest removes every `.cleaned`
-//! file: a crash leaves the old segments or the new ones, never a mix.
+//! file: a crash leaves the old segments or the new ones, never a mix. A manifest that cannot
+//! be read (damaged after its commit), or whose renamed log is not the cleaned one (by length),
+//! makes the partition refuse to open rather than guess.
 
 use std::fs;
 use std::path::{Path, PathBuf};
