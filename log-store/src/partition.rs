@@ -146,14 +146,19 @@ pub struct Partition {
     state: AtomicU8,
     /// Reads served ([`Partition::reads`]).
     reads: std::sync::atomic::AtomicU64,
-    /// Held by the cleaner for a whole cleaning and by whatever deletes segment files
-    /// (retention, delete-records, purge), so the two never work on the same segments.
+    /// Held by the cleaner while it reads, writes and swaps (released for its rate-limit
+    /// pauses) and by whatever deletes segment files (retention, which only tries it,
+    /// delete-records, purge, closing a partition that is deleted), so the two never work on
+    /// the same segments. Taken before `writer`, never after.
     maintenance: Mutex<()>,
     /// Held while a compaction swap renames files; a reader that keeps losing the race with
     /// swaps holds it for its whole read.
     swapping: Mutex<()>,
     /// How far the cleaner has cleaned (`cleaner-checkpoint`).
     checkpoint: Mutex<crate::compaction::Checkpoint>,
+    /// A compaction swap failed halfway: the view no longer matches the files, so reads fail
+    /// too until a restart recovers the swap from its manifest.
+    swap_failed: AtomicBool,
 }
 
 impl std::fmt::Debug for Partition {
@@ -181,6 +186,7 @@ impl Partition {
     ) -> Result<Arc<Partition>> {
         let disk = files.disk();
         disk.create_dir_all(dir)?;
+        remove_stale_files(disk, dir)?;
         // Make the new folders (partition, and the topic and stream above it, up to the
         // `streams` folder) durable too. The partition folder itself is synced by
         // `SegmentWriter::create`.
@@ -234,6 +240,11 @@ impl Partition {
             }
             segments.push(segment);
         }
+        // All but the last are sealed: their entries are shared from now on.
+        let n = segments.len().saturating_sub(1);
+        for s in &mut segments[..n] {
+            s.entries.seal();
+        }
         let last = segments
             .last_mut()
             .ok_or_else(|| StoreError::io(dir, std::io::ErrorKind::NotFound.into()))?;
@@ -282,6 +293,7 @@ impl Partition {
             maintenance: Mutex::new(()),
             swapping: Mutex::new(()),
             checkpoint: Mutex::new(crate::compaction::Checkpoint::default()),
+            swap_failed: AtomicBool::new(false),
         })
     }
 
@@ -585,6 +597,9 @@ impl Partition {
             // so retention never sees it sealed without them.
             let mut view = self.view.write();
             self.publish_locked(&mut view, written);
+            if let Some(sealed) = view.segments.last_mut() {
+                sealed.entries.seal();
+            }
             view.segments.push(segment);
         }
         self.unsynced_sealed.lock().extend(old.files());
@@ -623,21 +638,43 @@ impl Partition {
         cached_only: bool,
     ) -> Result<Option<ReadResult>> {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        self.check_readable()?;
         for _ in 0..READ_ATTEMPTS {
             let (result, generation) = self.read_planned(from, max_bytes, cached_only);
-            if self.view.read().generation == generation {
-                return result;
+            // `Ok(None)` (cached reads only) sends the caller to a blocking read anyway.
+            if matches!(result, Ok(None)) || self.view.read().generation == generation {
+                return self.check_readable().and(result);
             }
             // A compaction swap ran during the read: what it read may mix old and new files.
         }
         // Lost the race every time: hold the swaps off for one last read, which then cannot
-        // lose it.
-        let _no_swap = self.swapping.lock();
-        self.read_planned(from, max_bytes, cached_only).0
+        // lose it. A cached read on an async worker does not wait for a swap: it goes to the
+        // blocking read instead.
+        let _no_swap = if cached_only {
+            match self.swapping.try_lock() {
+                Some(g) => g,
+                None => return Ok(None),
+            }
+        } else {
+            self.swapping.lock()
+        };
+        let result = self.read_planned(from, max_bytes, cached_only).0;
+        self.check_readable().and(result)
+    }
+
+    fn check_readable(&self) -> Result<()> {
+        if self.swap_failed.load(Ordering::Acquire) {
+            return Err(StoreError::PartitionFailed(format!(
+                "{}: a compaction swap failed; reads wait for a restart",
+                self.key
+            )));
+        }
+        Ok(())
     }
 
     /// One read planned against the view as it is now, with the generation it was planned at.
-    /// While a swap is renaming files (odd generation) this waits for it first.
+    /// While a swap is renaming files (odd generation) this waits for it first, except for a
+    /// cached read, which answers `Ok(None)` (go read where blocking is allowed).
     fn read_planned(
         &self,
         from: u64,
@@ -647,7 +684,11 @@ impl Partition {
         let (ranges, log_start, hw, generation) = loop {
             let view = self.view.read();
             if view.generation % 2 == 1 {
+                let generation = view.generation;
                 drop(view);
+                if cached_only {
+                    return (Ok(None), generation);
+                }
                 drop(self.swapping.lock());
                 continue;
             }
@@ -756,7 +797,7 @@ impl Partition {
         let view = self.view.read();
         let mut best: Option<(u64, u64)> = None;
         for seg in &view.segments {
-            for e in &seg.entries {
+            for e in seg.entries.iter() {
                 if best.is_none_or(|(_, ts)| e.max_timestamp > ts) {
                     best = Some((
                         seg.base_offset + u64::from(e.relative_offset),
@@ -832,9 +873,18 @@ impl Partition {
             .collect()
     }
 
-    /// Deletes the oldest sealed segment if its base offset is `base`. Returns its size.
-    pub(crate) fn delete_oldest_segment(&self, base: u64) -> Result<Option<u64>> {
-        let _maintenance = self.maintenance.lock();
+    /// Deletes the oldest sealed segment if its base offset is `base`, unless a cleaning holds
+    /// the partition (retention runs on the store's background thread, which must not wait for
+    /// a cleaning: it tries again next round). Returns its size; `None`: nothing deleted.
+    pub(crate) fn try_delete_oldest_segment(&self, base: u64) -> Result<Option<u64>> {
+        let Some(_maintenance) = self.maintenance.try_lock() else {
+            return Ok(None);
+        };
+        self.delete_oldest_segment_locked(base)
+    }
+
+    /// [`Partition::try_delete_oldest_segment`] for a caller holding the maintenance lock.
+    fn delete_oldest_segment_locked(&self, base: u64) -> Result<Option<u64>> {
         let removed = {
             let mut view = self.view.write();
             if view.segments.len() < 2 || view.segments[0].base_offset != base {
@@ -852,6 +902,8 @@ impl Partition {
     /// readable, sealed segments wholly below it are deleted, and the new start survives a
     /// restart. Returns the log start afterwards (it never moves back).
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
+        // Maintenance first, then the writer: appends never wait for a cleaning.
+        let _maintenance = self.maintenance.lock();
         let _writer = self.writer.lock();
         self.check_open()?;
         let start = {
@@ -874,7 +926,7 @@ impl Partition {
             };
             match (sealed.first(), view_end) {
                 (Some(&(base, _, _)), Some(next_base)) if next_base <= start => {
-                    if self.delete_oldest_segment(base)?.is_none() {
+                    if self.delete_oldest_segment_locked(base)?.is_none() {
                         break;
                     }
                 }
@@ -886,12 +938,13 @@ impl Partition {
 
     /// Deletes up to `count` of the oldest sealed segments. Returns how many went.
     pub fn delete_segments(&self, count: u32) -> Result<u32> {
+        let _maintenance = self.maintenance.lock();
         let mut deleted = 0;
         while deleted < count {
             let Some(&(base, _, _)) = self.sealed_segments().first() else {
                 break;
             };
-            if self.delete_oldest_segment(base)?.is_none() {
+            if self.delete_oldest_segment_locked(base)?.is_none() {
                 break;
             }
             deleted += 1;
@@ -900,13 +953,17 @@ impl Partition {
     }
 
     /// Deletes sealed segments whose newest batch was appended at or before `now_us - expiry_us`.
+    /// Skipped (0) while a cleaning holds the partition: the next round does it.
     pub(crate) fn expire(&self, now_us: u64, expiry_us: u64) -> Result<u64> {
+        let Some(_maintenance) = self.maintenance.try_lock() else {
+            return Ok(0);
+        };
         let mut freed = 0;
         for (base, _, last_ts) in self.sealed_segments() {
             if last_ts.saturating_add(expiry_us) > now_us {
                 break;
             }
-            match self.delete_oldest_segment(base)? {
+            match self.delete_oldest_segment_locked(base)? {
                 Some(size) => freed += size,
                 None => break,
             }
@@ -915,9 +972,10 @@ impl Partition {
     }
 
     /// Deletes every batch and starts again at offset 0, as Iggy's purge does.
-    pub(crate) fn purge(&self) -> Result<()> {
+    /// The caller holds the maintenance lock ([`Partition::maintenance`]), taken before the
+    /// writer's so that appends never wait for a cleaning.
+    pub(crate) fn purge_locked(&self) -> Result<()> {
         let mut guard = self.writer.lock();
-        let _maintenance = self.maintenance.lock();
         self.check_open()?;
         self.unsynced_sealed.lock().clear();
         let old = std::mem::take(&mut self.view.write().segments);
@@ -1001,6 +1059,29 @@ impl Partition {
         self.maintenance.lock()
     }
 
+    pub(crate) fn try_maintenance(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        self.maintenance.try_lock()
+    }
+
+    /// Whether the view still holds `group` as sealed segments, as the cleaner read them (the
+    /// same base offsets, sizes and newest index entries): retention, delete-records or a
+    /// purge may have run while the cleaner had released the maintenance lock.
+    pub(crate) fn holds_sealed(&self, group: &[&SealedSegment]) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        let view = self.view.read();
+        let n = view.segments.len().saturating_sub(1);
+        let sealed = &view.segments[..n];
+        group.iter().all(|g| {
+            sealed.iter().any(|s| {
+                s.base_offset == g.base_offset
+                    && s.size == g.size
+                    && s.entries.last() == g.entries.last()
+            })
+        })
+    }
+
     pub(crate) fn checkpoint(&self) -> &Mutex<crate::compaction::Checkpoint> {
         &self.checkpoint
     }
@@ -1014,7 +1095,7 @@ impl Partition {
             .iter()
             .map(|s| SealedSegment {
                 base_offset: s.base_offset,
-                entries: s.entries.clone(),
+                entries: s.entries.shared(),
                 size: s.size,
                 log_path: s.log_path.clone(),
             })
@@ -1044,6 +1125,7 @@ impl Partition {
         view.generation += 1;
         if let Err(e) = renamed {
             self.state.store(FAILED, Ordering::Release);
+            self.swap_failed.store(true, Ordering::Release);
             return Err(e);
         }
         // The maintenance lock kept the replaced segments where the cleaner found them.
@@ -1070,7 +1152,7 @@ impl Partition {
                 .join(crate::segment::file_name(base_offset, LOG_EXT));
             Segment {
                 base_offset,
-                entries,
+                entries: crate::segment::Entries::Sealed(entries.into()),
                 size,
                 log: SegmentFile::new(
                     &self.files,
@@ -1088,11 +1170,12 @@ impl Partition {
     }
 }
 
-/// A sealed segment as the cleaner sees it: a copy of its index, taken under the view lock.
+/// A sealed segment as the cleaner sees it: its index (shared with the view), taken under the
+/// view lock.
 #[derive(Debug, Clone)]
 pub(crate) struct SealedSegment {
     pub base_offset: u64,
-    pub entries: Vec<IndexEntry>,
+    pub entries: Arc<[IndexEntry]>,
     pub size: u64,
     pub log_path: PathBuf,
 }
@@ -1235,6 +1318,28 @@ fn read_at_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io:
         }
     }
     Ok(true)
+}
+
+/// Removes what a folder reused for a new partition (a partition index removed and added
+/// again) may still hold of an earlier one: a compaction manifest or checkpoint, cleaned files,
+/// a log start, segments. A leftover manifest would otherwise be applied to the new partition's
+/// segments at the next open. Made durable by the folder sync of the new first segment.
+fn remove_stale_files(disk: &Disk, dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = name.starts_with("cleaner-")
+            || name.ends_with(crate::compaction::swap::CLEANED_SUFFIX)
+            || name == RECORDS_START_FILE
+            || name.ends_with(&format!(".{LOG_EXT}"))
+            || name.ends_with(&format!(".{INDEX_EXT}"));
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            tracing::warn!(path = %entry.path().display(), "removing a file left by an earlier partition");
+            disk.remove_file(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn remove_orphan_indexes(disk: &Disk, dir: &Path, bases: &[u64]) {

@@ -51,11 +51,69 @@ pub struct SegmentRepair {
     pub index_rebuilt: bool,
 }
 
+/// A segment's index entries: a list that grows while the segment is active, shared once it
+/// is sealed, so that a snapshot of the sealed segments (the cleaner's, every round) costs a
+/// reference count per segment instead of a copy of every entry.
+#[derive(Debug)]
+pub(crate) enum Entries {
+    Open(Vec<IndexEntry>),
+    Sealed(Arc<[IndexEntry]>),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Open(Vec::new())
+    }
+}
+
+impl From<Vec<IndexEntry>> for Entries {
+    fn from(v: Vec<IndexEntry>) -> Self {
+        Entries::Open(v)
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [IndexEntry];
+
+    fn deref(&self) -> &[IndexEntry] {
+        match self {
+            Entries::Open(v) => v,
+            Entries::Sealed(a) => a,
+        }
+    }
+}
+
+impl Entries {
+    pub fn extend_from_slice(&mut self, more: &[IndexEntry]) {
+        if let Entries::Sealed(a) = self {
+            *self = Entries::Open(a.to_vec());
+        }
+        if let Entries::Open(v) = self {
+            v.extend_from_slice(more);
+        }
+    }
+
+    /// The segment will take no more entries: share them from now on.
+    pub fn seal(&mut self) {
+        if let Entries::Open(v) = self {
+            *self = Entries::Sealed(Arc::from(std::mem::take(v)));
+        }
+    }
+
+    /// The entries, shared (copied once if the segment was never sealed).
+    pub fn shared(&self) -> Arc<[IndexEntry]> {
+        match self {
+            Entries::Sealed(a) => Arc::clone(a),
+            Entries::Open(v) => Arc::from(v.as_slice()),
+        }
+    }
+}
+
 /// A segment as readers see it: where its batches are and what they hold.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub base_offset: u64,
-    pub entries: Vec<IndexEntry>,
+    pub entries: Entries,
     pub size: u64,
     pub log_path: PathBuf,
     pub index_path: PathBuf,
@@ -156,7 +214,7 @@ impl Segment {
         Ok((
             Segment {
                 base_offset,
-                entries,
+                entries: entries.into(),
                 size: pos,
                 log: SegmentFile::new(files, log_path.clone(), Access::Read),
                 log_path,
@@ -284,7 +342,7 @@ impl SegmentWriter {
         }
         let mut segment = Segment {
             base_offset,
-            entries: Vec::new(),
+            entries: Entries::default(),
             size: 0,
             log: SegmentFile::new(files, log_path.clone(), Access::Read),
             log_path,

@@ -643,15 +643,44 @@ impl LogStore {
     /// Deletes every message of the topic; offsets start again at 0 and stored consumer
     /// positions on it are dropped (Iggy's purge).
     pub fn purge_topic(&self, s: Ident<'_>, t: Ident<'_>) -> Result<()> {
-        let _changing = self.inner.changes.lock();
-        let info = self.topic(s, t)?;
-        for p in self.partitions(Ident::Id(info.stream_id), Ident::Id(info.id))? {
-            p.purge()?;
+        // A partition being cleaned is waited for without the store's `changes` lock (which
+        // every metadata change needs), a few times; then under it. Never the other way round:
+        // deleting a topic holds `changes` while it takes the maintenance locks.
+        let mut attempts = 0;
+        loop {
+            let changing = self.inner.changes.lock();
+            let info = self.topic(s, t)?;
+            let parts = self.partitions(Ident::Id(info.stream_id), Ident::Id(info.id))?;
+            let busy = {
+                let mut guards = Vec::with_capacity(parts.len());
+                let mut busy = None;
+                for p in &parts {
+                    match p.try_maintenance() {
+                        Some(g) => guards.push(g),
+                        None if attempts < PURGE_ATTEMPTS => {
+                            busy = Some(Arc::clone(p));
+                            break;
+                        }
+                        None => guards.push(p.maintenance()),
+                    }
+                }
+                if busy.is_none() {
+                    for p in &parts {
+                        p.purge_locked()?;
+                    }
+                }
+                busy
+            };
+            let Some(busy) = busy else {
+                self.inner
+                    .offsets
+                    .delete_where(|k| k.stream == info.stream_id && k.topic == info.id)?;
+                return Ok(());
+            };
+            drop(changing);
+            attempts += 1;
+            drop(busy.maintenance());
         }
-        self.inner
-            .offsets
-            .delete_where(|k| k.stream == info.stream_id && k.topic == info.id)?;
-        Ok(())
     }
 
     /// Adds `count` partitions at the end. Returns the new partition count.
@@ -833,7 +862,8 @@ impl LogStore {
                         .filter_map(|p| p.sealed_segments().first().map(|s| (s.2, s.0, p)))
                         .min_by_key(|&(ts, base, p)| (ts, p.key().partition, base));
                     let Some((_, base, p)) = oldest else { break };
-                    match p.delete_oldest_segment(base)? {
+                    // `None` also when a cleaning holds the partition: next round.
+                    match p.try_delete_oldest_segment(base)? {
                         Some(bytes) => {
                             size = size.saturating_sub(bytes);
                             freed += bytes;
@@ -973,6 +1003,7 @@ impl LogStore {
             stats.bytes_written += done.bytes_written;
             stats.bytes_removed += done.bytes_removed;
             stats.records_removed += done.records_removed;
+            stats.batches_unreadable += done.batches_unreadable;
             stats.time_spent += done.duration;
             drop(stats);
             report.cleaned.push(done);
@@ -1041,8 +1072,12 @@ impl Drop for Inner {
     }
 }
 
+/// Closes `parts`, each under its maintenance lock: a cleaning finishes (or gives up) its
+/// current step first, and makes no file in the partition's folder afterwards, so that the
+/// folder can be removed.
 fn close_all(parts: &[Arc<Partition>]) {
     for p in parts {
+        let _maintenance = p.maintenance();
         if let Err(e) = p.close() {
             tracing::warn!(partition = %p.key(), "closing failed: {e}");
         }
@@ -1052,6 +1087,10 @@ fn close_all(parts: &[Arc<Partition>]) {
 fn config_io_rate(c: &crate::config::CleanerConfig) -> Option<u64> {
     c.io_max_bytes_per_second
 }
+
+/// Times a purge waits for a cleaning without the store's `changes` lock before it waits
+/// under it.
+const PURGE_ATTEMPTS: u32 = 3;
 
 fn check_partition_count(n: u32) -> Result<()> {
     if n > MAX_PARTITIONS {

@@ -2,13 +2,14 @@
 //! section, rewrite the sealed segments from the log start up to where the map ends, and swap
 //! each rewritten group of segments in crash-safely ([`super::swap`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use parking_lot::MutexGuard;
 
 use super::map::{OffsetMap, Put};
 use super::swap::{cleaned_path, Checkpoint, Manifest};
@@ -72,11 +73,81 @@ pub(crate) struct Work<'a> {
 }
 
 impl Work<'_> {
+    /// Charges `bytes` to the rate limit. The wait it asks for is paid by [`Work::settle`],
+    /// outside the partition's maintenance lock.
     fn pace(&mut self, bytes: u64) {
-        let wait = self.throttle.charge(bytes, Instant::now());
+        self.throttle.charge(bytes, Instant::now());
+    }
+
+    /// Pays what the rate limit asks with the maintenance lock released, so that retention,
+    /// delete-records, purge and topic deletion never wait out a throttle pause. Fails when the
+    /// partition was closed meanwhile.
+    fn settle(&mut self, p: &Partition, maintenance: &mut MutexGuard<'_, ()>) -> Result<()> {
+        let wait = self.throttle.charge(0, Instant::now());
         if !wait.is_zero() {
-            (self.pause)(wait);
+            MutexGuard::unlocked(maintenance, || (self.pause)(wait));
         }
+        if !p.is_open() || (self.stopping)() {
+            return Err(aborted(p));
+        }
+        Ok(())
+    }
+}
+
+/// Producer ids a cleaning keeps track of (in each of its two per-producer tables). Beyond it
+/// the cleaning keeps what it cannot decide: a producer it lost count of has its batches kept
+/// as if each were its last, and its transaction markers kept as if data were left. One
+/// entry costs about 40 bytes, so the tables stay under 10 MB whatever the log holds.
+pub(crate) const MAX_PRODUCERS_PER_CLEANING: usize = 100_000;
+
+/// What one cleaning knows of the producers in the rewritten range.
+#[derive(Debug, Default)]
+struct Producers {
+    /// Producer id -> base offset of its last batch in the range.
+    last_batch: HashMap<i64, u64>,
+    /// A producer id did not fit in `last_batch`.
+    last_overflow: bool,
+    /// Producers whose current transaction still has records in the rewritten log.
+    txn_data_kept: HashSet<i64>,
+    /// A producer id did not fit in `txn_data_kept`.
+    txn_overflow: bool,
+    /// A batch was kept unread: whose transaction its records belong to is unknown.
+    opaque: bool,
+}
+
+impl Producers {
+    fn saw_batch(&mut self, pid: i64, base: u64) {
+        if let Some(last) = self.last_batch.get_mut(&pid) {
+            *last = (*last).max(base);
+        } else if self.last_batch.len() < MAX_PRODUCERS_PER_CLEANING {
+            self.last_batch.insert(pid, base);
+        } else {
+            self.last_overflow = true;
+        }
+    }
+
+    /// Whether the batch at `base` may hold `pid`'s last sequence (kept even when emptied).
+    fn is_last(&self, pid: i64, base: u64) -> bool {
+        match self.last_batch.get(&pid) {
+            Some(&last) => last == base,
+            None => self.last_overflow,
+        }
+    }
+
+    fn data_kept(&mut self, pid: i64) {
+        if self.txn_data_kept.len() < MAX_PRODUCERS_PER_CLEANING
+            || self.txn_data_kept.contains(&pid)
+        {
+            self.txn_data_kept.insert(pid);
+        } else {
+            self.txn_overflow = true;
+        }
+    }
+
+    /// A marker of `pid` closes its transaction: whether records of it may be left.
+    fn marker_closes(&mut self, pid: Option<i64>) -> bool {
+        let kept = pid.is_some_and(|pid| self.txn_data_kept.remove(&pid));
+        kept || self.txn_overflow || self.opaque
     }
 }
 
@@ -125,7 +196,7 @@ pub(crate) fn assess(
     let mut first_dirty_append = None;
     for s in &sealed {
         sealed_bytes += s.size;
-        for e in &s.entries {
+        for e in s.entries.iter() {
             if s.base_offset + e.end_relative_offset() > dirty_start {
                 dirty_bytes += u64::from(e.length);
                 first_dirty_append.get_or_insert(e.append_timestamp);
@@ -220,18 +291,27 @@ fn for_each_batch(
     result
 }
 
-fn codec(p: &Partition, e: super::CodecError) -> StoreError {
-    StoreError::CorruptMetadata {
-        path: p.dir().to_path_buf(),
-        reason: format!("compaction cannot read a batch: {e}"),
-    }
-}
-
 fn aborted(p: &Partition) -> StoreError {
     StoreError::PartitionClosed(p.key().to_string())
 }
 
-/// Cleans `p` once as `a` says. Holds the partition's maintenance lock throughout.
+/// Batches whose records the [`RecordKeys`] could not read in one cleaning: each is kept as it
+/// is (left out of the key map), counted, and the first reason is logged once.
+#[derive(Debug, Default)]
+struct Unreadable {
+    first: Option<String>,
+}
+
+impl Unreadable {
+    fn note(&mut self, base: u64, e: &super::CodecError) {
+        self.first
+            .get_or_insert_with(|| format!("batch at offset {base}: {e}"));
+    }
+}
+
+/// Cleans `p` once as `a` says. Holds the partition's maintenance lock while it reads and
+/// writes, and releases it to pay the rate limit's waits; each group of segments is checked
+/// against the view again before it is rewritten and before its swap is committed.
 pub(crate) fn clean(
     p: &Partition,
     policy: &Policy,
@@ -239,7 +319,7 @@ pub(crate) fn clean(
     work: &mut Work<'_>,
 ) -> Result<Option<PartitionCleaning>> {
     let started = Instant::now();
-    let _maintenance = p.maintenance();
+    let mut maintenance = p.maintenance();
     // Assessed again under the lock: retention may have deleted segments meanwhile.
     let Some(a) = assess(p, policy, work.keys, work.now_us) else {
         return Ok(None);
@@ -252,14 +332,16 @@ pub(crate) fn clean(
         dirty_ratio: a.dirty_ratio,
         ..PartitionCleaning::default()
     };
+    let mut unreadable = Unreadable::default();
 
     // 1. The key map over the dirty section, until it is full or the section ends.
     map.clear();
     let mut map_end = a.cleanable_end;
     let mut full = false;
-    // Producer id -> base offset of its last batch seen; and the batches whose facts are known.
-    let mut last_of_producer: HashMap<i64, u64> = HashMap::new();
+    let mut producers = Producers::default();
     let mut scanned_until = a.dirty_start;
+    // A batch's keys, put in the map only once the whole batch was read.
+    let mut batch_keys: Vec<(u128, u64)> = Vec::new();
     for seg in &a.cleanable {
         if full || seg.end_offset() <= a.dirty_start {
             continue;
@@ -269,29 +351,34 @@ pub(crate) fn clean(
             seg,
             |base, e| base + e.end_relative_offset() > a.dirty_start,
             |batch| {
-                if (work.stopping)() {
-                    return Err(aborted(p));
-                }
+                work.settle(p, &mut maintenance)?;
                 work.pace(batch.as_bytes().len() as u64);
                 report.bytes_read += batch.as_bytes().len() as u64;
-                let map = &mut *map;
                 let dirty_start = a.dirty_start;
-                let facts = work
-                    .keys
-                    .scan(key, &batch, &mut |r| {
-                        if full || r.offset() < dirty_start {
-                            return;
-                        }
-                        if let CleanRecord::Keyed { offset, key, .. } = r {
-                            if map.put(OffsetMap::hash(key), offset) == Put::Full {
+                batch_keys.clear();
+                let scanned = work.keys.scan(key, &batch, &mut |r| {
+                    if r.offset() < dirty_start {
+                        return;
+                    }
+                    if let CleanRecord::Keyed { offset, key, .. } = r {
+                        batch_keys.push((OffsetMap::hash(key), offset));
+                    }
+                });
+                match scanned {
+                    Ok(facts) => {
+                        for &(hash, offset) in &batch_keys {
+                            if map.put(hash, offset) == Put::Full {
                                 full = true;
                                 map_end = offset;
+                                break;
                             }
                         }
-                    })
-                    .map_err(|e| codec(p, e))?;
-                if let Some(pid) = facts.producer_id {
-                    last_of_producer.insert(pid, batch.base_offset());
+                        if let Some(pid) = facts.producer_id {
+                            producers.saw_batch(pid, batch.base_offset());
+                        }
+                    }
+                    // Kept as it is by the rewrite: nothing of it goes in the map.
+                    Err(e) => unreadable.note(batch.base_offset(), &e),
                 }
                 scanned_until = batch.last_offset() + 1;
                 Ok(!full)
@@ -323,16 +410,14 @@ pub(crate) fn clean(
                 end <= a.dirty_start || b >= scanned_until
             },
             |batch| {
-                if (work.stopping)() {
-                    return Err(aborted(p));
-                }
-                let facts = work
-                    .keys
-                    .scan(key, &batch, &mut |_| {})
-                    .map_err(|e| codec(p, e))?;
-                if let Some(pid) = facts.producer_id {
-                    let last = last_of_producer.entry(pid).or_insert(0);
-                    *last = (*last).max(batch.base_offset());
+                work.settle(p, &mut maintenance)?;
+                match work.keys.facts(key, &batch) {
+                    Ok(facts) => {
+                        if let Some(pid) = facts.producer_id {
+                            producers.saw_batch(pid, batch.base_offset());
+                        }
+                    }
+                    Err(e) => unreadable.note(batch.base_offset(), &e),
                 }
                 Ok(true)
             },
@@ -353,31 +438,29 @@ pub(crate) fn clean(
             _ => groups.push(vec![seg]),
         }
     }
-    report.segments_before = groups.iter().map(Vec::len).sum();
     let map: &OffsetMap = map;
-    // Per producer: does its current transaction still have records in the rewritten log? A
-    // marker stays while it does, as in Kafka: a reader (or a replay of the log) that met the
-    // transaction's data without its marker would take the transaction for open forever.
-    let mut txn_data_kept: HashMap<i64, bool> = HashMap::new();
+    let mut complete = true;
     for group in groups {
+        // Retention or a purge may have removed segments while the lock was released.
+        if !p.holds_sealed(&group) {
+            complete = false;
+            break;
+        }
         let rules = Rules {
             map,
             map_end,
             now_us: work.now_us,
             retention_us: policy.delete_retention_us,
-            last_of_producer: &last_of_producer,
         };
-        let out = rewrite_group(
-            p,
-            &disk,
-            &dir,
-            &group,
-            &rules,
+        let mut step = Step {
             work,
-            &mut report,
-            &mut tombstones_due,
-            &mut txn_data_kept,
-        )?;
+            report: &mut report,
+            tombstones_due: &mut tombstones_due,
+            producers: &mut producers,
+            unreadable: &mut unreadable,
+            maintenance: &mut maintenance,
+        };
+        let out = rewrite_group(p, &disk, &dir, &group, &rules, &mut step)?;
         let replaced: Vec<u64> = group.iter().map(|s| s.base_offset).collect();
         let group_size: u64 = group.iter().map(|s| s.size).sum();
         let base = group[0].base_offset;
@@ -390,16 +473,32 @@ pub(crate) fn clean(
         } else {
             Some(base)
         };
-        if (work.stopping)() {
+        // Checked under the lock that the swap then holds: a partition closed (deleted) or
+        // segments removed since the group was read must not be swapped.
+        if (work.stopping)() || !p.is_open() || !p.holds_sealed(&group) {
             remove_cleaned(&disk, &dir, base);
-            return Err(aborted(p));
+            if (work.stopping)() || !p.is_open() {
+                return Err(aborted(p));
+            }
+            complete = false;
+            break;
         }
         let manifest = Manifest {
             new_base: new,
+            new_len: new.map(|_| out.size),
             replaced: replaced.clone(),
         };
         if let Err(e) = manifest.commit(&disk, &dir) {
-            remove_cleaned(&disk, &dir, base);
+            // The manifest may be in place (its rename done, the folder sync failed): the
+            // cleaned files are then the log, for the next open. They may go only once the
+            // manifest's removal is durable; otherwise recovery decides.
+            match Manifest::finish(&disk, &dir) {
+                Ok(()) => remove_cleaned(&disk, &dir, base),
+                Err(finish) => {
+                    tracing::error!(partition = %key, "compaction commit in doubt, the partition waits for a restart: {finish}");
+                    p.fail();
+                }
+            }
             return Err(e);
         }
         // Committed: from here the new files are the log.
@@ -411,9 +510,23 @@ pub(crate) fn clean(
             p.fail();
             return Err(e);
         }
+        report.segments_before += group.len();
         report.segments_after += usize::from(new.is_some());
         report.bytes_written += out.size;
         report.bytes_removed += group_size.saturating_sub(out.size);
+    }
+    if let Some(first) = &unreadable.first {
+        tracing::warn!(
+            partition = %key,
+            "compaction kept {} batches it cannot read as they are; the first: {first}",
+            report.batches_unreadable
+        );
+    }
+    if !complete {
+        // Some groups were not rewritten against this map: the checkpoint stays.
+        report.cleaned_to = p.checkpoint().lock().cleaned_to;
+        report.duration = started.elapsed();
+        return Ok((report.segments_before > 0).then_some(report));
     }
 
     let checkpoint = Checkpoint {
@@ -441,7 +554,16 @@ struct Rules<'a> {
     map_end: u64,
     now_us: u64,
     retention_us: u64,
-    last_of_producer: &'a HashMap<i64, u64>,
+}
+
+/// What rewriting one group updates.
+struct Step<'s, 'w, 'g> {
+    work: &'s mut Work<'w>,
+    report: &'s mut PartitionCleaning,
+    tombstones_due: &'s mut u64,
+    producers: &'s mut Producers,
+    unreadable: &'s mut Unreadable,
+    maintenance: &'s mut MutexGuard<'g, ()>,
 }
 
 /// A rewritten group: its index entries and size.
@@ -450,17 +572,127 @@ struct Output {
     size: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What becomes of one batch: dropped whole (`None`), or these bytes.
+fn filter_batch(
+    p: &Partition,
+    batch: &StoredBatch,
+    rules: &Rules<'_>,
+    step: &mut Step<'_, '_, '_>,
+) -> std::result::Result<Option<Bytes>, super::CodecError> {
+    let key = p.key();
+    let keys = step.work.keys;
+    let append = batch.envelope().append_timestamp;
+    let due = append.saturating_add(rules.retention_us);
+    let expired = due < rules.now_us;
+    let mut dropped: Vec<u64> = Vec::new();
+    let mut kept = 0u64;
+    let mut keeps_marker = false;
+    // Markers are decided once the batch's producer is known (after the scan).
+    let mut markers: Vec<u64> = Vec::new();
+    let facts = keys.scan(key, batch, &mut |r| {
+        let drop = match r {
+            CleanRecord::Keyed {
+                offset,
+                key,
+                tombstone,
+            } => {
+                let latest = rules.map.get(OffsetMap::hash(key));
+                if latest.is_some_and(|l| l > offset) {
+                    true
+                } else if tombstone && offset < rules.map_end {
+                    keeps_marker |= !expired;
+                    expired
+                } else {
+                    false
+                }
+            }
+            CleanRecord::Keyless { .. } | CleanRecord::Aborted { .. } => true,
+            CleanRecord::Control { offset } => {
+                markers.push(offset);
+                return;
+            }
+        };
+        if drop {
+            dropped.push(r.offset());
+        } else {
+            kept += 1;
+        }
+    })?;
+    if markers.is_empty() {
+        if let Some(pid) = facts.producer_id.filter(|_| kept > 0) {
+            step.producers.data_kept(pid);
+        }
+    } else {
+        // A marker closes its producer's transaction: it may go once old enough and once
+        // none of the transaction's records is left.
+        let data_left = step.producers.marker_closes(facts.producer_id);
+        keeps_marker |= !expired;
+        if expired && !data_left {
+            dropped.extend_from_slice(&markers);
+            dropped.sort_unstable();
+        } else {
+            kept += markers.len() as u64;
+        }
+    }
+    if keeps_marker {
+        *step.tombstones_due = (*step.tombstones_due).min(due);
+    }
+    if dropped.is_empty() {
+        return Ok(Some(batch.as_bytes().clone()));
+    }
+    let keep_empty = facts
+        .producer_id
+        .is_some_and(|pid| step.producers.is_last(pid, batch.base_offset()));
+    if kept == 0 && !keep_empty {
+        step.report.records_removed += dropped.len() as u64;
+        return Ok(None);
+    }
+    let keep = |o: u64| dropped.binary_search(&o).is_err();
+    let Some(payload) = keys.retain(key, batch, &keep, keep_empty)? else {
+        step.report.records_removed += dropped.len() as u64;
+        return Ok(None);
+    };
+    let env = Envelope {
+        payload_len: payload.len() as u32,
+        max_timestamp: rebuilt_max_timestamp(batch, &payload),
+        ..*batch.envelope()
+    };
+    let mut b = BytesMut::with_capacity(ENVELOPE_LEN + payload.len());
+    b.extend_from_slice(&env.encode(&payload));
+    b.extend_from_slice(&payload);
+    let out = StoredBatch::from_bytes(b.freeze())
+        .map_err(|e| super::CodecError(format!("rebuilt batch: {e}")))?;
+    check_rebuilt(&out)?;
+    step.report.records_removed += dropped.len() as u64;
+    Ok(Some(out.as_bytes().clone()))
+}
+
+/// The newest timestamp of a rebuilt batch, for its envelope and index entry (time look-ups
+/// must not land on a batch whose newest record went). A Kafka batch says it in its header
+/// (`maxTimestamp`, rewritten by [`RecordKeys::retain`]); a native batch's timestamps are its
+/// append time, which compaction does not change.
+fn rebuilt_max_timestamp(batch: &StoredBatch, payload: &[u8]) -> u64 {
+    let env = batch.envelope();
+    match batch.format() {
+        crate::batch::BatchFormat::Kafka => payload
+            .get(35..43)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes)
+            .filter(|&ms| ms >= 0)
+            .map_or(env.max_timestamp, |ms| {
+                (ms as u64).saturating_mul(1000).max(env.first_timestamp)
+            }),
+        crate::batch::BatchFormat::Native => env.max_timestamp,
+    }
+}
+
 fn rewrite_group(
     p: &Partition,
     disk: &Disk,
     dir: &Path,
     group: &[&SealedSegment],
     rules: &Rules<'_>,
-    work: &mut Work<'_>,
-    report: &mut PartitionCleaning,
-    tombstones_due: &mut u64,
-    txn_data_kept: &mut HashMap<i64, bool>,
+    step: &mut Step<'_, '_, '_>,
 ) -> Result<Output> {
     let base = group[0].base_offset;
     let log_path = cleaned_path(dir, base, LOG_EXT);
@@ -473,124 +705,32 @@ fn rewrite_group(
             size: 0,
         };
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
-        let key = p.key();
         for seg in group {
             for_each_batch(
                 disk,
                 seg,
                 |_, _| true,
                 |batch| {
-                    if (work.stopping)() {
-                        return Err(aborted(p));
-                    }
+                    step.work.settle(p, step.maintenance)?;
                     let stored = batch.as_bytes().len() as u64;
-                    report.bytes_read += stored;
-                    let expired = batch
-                        .envelope()
-                        .append_timestamp
-                        .saturating_add(rules.retention_us)
-                        < rules.now_us;
-                    let due = batch
-                        .envelope()
-                        .append_timestamp
-                        .saturating_add(rules.retention_us);
-                    let mut dropped: Vec<u64> = Vec::new();
-                    let mut kept = 0u64;
-                    let mut keeps_marker = false;
-                    // Markers are decided once the batch's producer is known (after the scan).
-                    let mut markers: Vec<u64> = Vec::new();
-                    let facts = work
-                        .keys
-                        .scan(key, &batch, &mut |r| {
-                            let drop = match r {
-                                CleanRecord::Keyed {
-                                    offset,
-                                    key,
-                                    tombstone,
-                                } => {
-                                    let latest = rules.map.get(OffsetMap::hash(key));
-                                    if latest.is_some_and(|l| l > offset) {
-                                        true
-                                    } else if tombstone && offset < rules.map_end {
-                                        keeps_marker |= !expired;
-                                        expired
-                                    } else {
-                                        false
-                                    }
-                                }
-                                CleanRecord::Keyless { .. } | CleanRecord::Aborted { .. } => true,
-                                CleanRecord::Control { offset } => {
-                                    markers.push(offset);
-                                    return;
-                                }
-                            };
-                            if drop {
-                                dropped.push(r.offset());
-                            } else {
-                                kept += 1;
-                            }
-                        })
-                        .map_err(|e| codec(p, e))?;
-                    match facts.producer_id {
-                        Some(pid) if markers.is_empty() => {
-                            if kept > 0 {
-                                txn_data_kept.insert(pid, true);
-                            }
+                    step.report.bytes_read += stored;
+                    let bytes = match filter_batch(p, &batch, rules, step) {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => {
+                            step.report.batches_removed += 1;
+                            step.work.pace(stored);
+                            return Ok(true);
                         }
-                        pid => {
-                            // A marker closes its producer's transaction: it may go once old
-                            // enough and once none of the transaction's records is left.
-                            let data_left =
-                                pid.is_some_and(|pid| txn_data_kept.remove(&pid) == Some(true));
-                            let drop = expired && !data_left;
-                            keeps_marker |= !expired;
-                            if drop {
-                                dropped.extend_from_slice(&markers);
-                                dropped.sort_unstable();
-                            } else {
-                                kept += markers.len() as u64;
-                            }
+                        Err(e) => {
+                            // Kept as it is: one batch the record format cannot read must not
+                            // stop the partition's compaction for good.
+                            step.unreadable.note(batch.base_offset(), &e);
+                            step.report.batches_unreadable += 1;
+                            step.producers.opaque = true;
+                            batch.as_bytes().clone()
                         }
-                    }
-                    if keeps_marker {
-                        *tombstones_due = (*tombstones_due).min(due);
-                    }
-                    report.records_removed += dropped.len() as u64;
-                    let rebuilt: Option<Bytes> = if dropped.is_empty() {
-                        Some(batch.as_bytes().clone())
-                    } else {
-                        let keep_empty = facts.producer_id.is_some_and(|pid| {
-                            rules.last_of_producer.get(&pid) == Some(&batch.base_offset())
-                        });
-                        if kept == 0 && !keep_empty {
-                            None
-                        } else {
-                            let keep = |o: u64| dropped.binary_search(&o).is_err();
-                            let payload = work
-                                .keys
-                                .retain(key, &batch, &keep, keep_empty)
-                                .map_err(|e| codec(p, e))?;
-                            payload.map(|payload| {
-                                let env = Envelope {
-                                    payload_len: payload.len() as u32,
-                                    ..*batch.envelope()
-                                };
-                                let mut b = BytesMut::with_capacity(ENVELOPE_LEN + payload.len());
-                                b.extend_from_slice(&env.encode(&payload));
-                                b.extend_from_slice(&payload);
-                                b.freeze()
-                            })
-                        }
-                    };
-                    let Some(bytes) = rebuilt else {
-                        report.batches_removed += 1;
-                        work.pace(stored);
-                        return Ok(true);
                     };
                     let out_batch = StoredBatch::from_bytes(bytes).map_err(StoreError::from)?;
-                    if !dropped.is_empty() {
-                        check_rebuilt(&out_batch).map_err(|e| codec(p, e))?;
-                    }
                     let env = *out_batch.envelope();
                     out.entries
                         .push(IndexEntry::for_batch(base, out.size, &env));
@@ -600,7 +740,7 @@ fn rewrite_group(
                         disk.write_all(&log, &log_path, &buf)?;
                         buf.clear();
                     }
-                    work.pace(stored + env.stored_len());
+                    step.work.pace(stored + env.stored_len());
                     Ok(true)
                 },
             )?;
@@ -735,5 +875,66 @@ mod tests {
         assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &native(&[12, 11]))).is_err());
         assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &native(&[15]))).is_err());
         assert!(check_rebuilt(&stored(BatchFormat::Native, 10, 5, &native(&[9]))).is_err());
+    }
+
+    /// Review 17 #6, the bound: the per-producer tables never hold more than
+    /// MAX_PRODUCERS_PER_CLEANING ids, and past it the cleaning keeps what it cannot decide.
+    #[test]
+    fn producer_tables_are_bounded_and_keep_what_overflows() {
+        let mut p = Producers::default();
+        let max = MAX_PRODUCERS_PER_CLEANING as i64;
+        for pid in 0..max + 10 {
+            p.saw_batch(pid, pid as u64 * 10);
+            p.data_kept(pid);
+        }
+        assert_eq!(p.last_batch.len(), MAX_PRODUCERS_PER_CLEANING);
+        assert_eq!(p.txn_data_kept.len(), MAX_PRODUCERS_PER_CLEANING);
+        // Known producers stay exact; a later batch of a known one still moves its last.
+        p.saw_batch(3, 5_000_000);
+        assert!(p.is_last(3, 5_000_000) && !p.is_last(3, 30));
+        // A producer past the bound: every batch of it counts as its last (kept).
+        assert!(p.is_last(max + 5, 1) && p.is_last(max + 5, 2));
+        // Its markers, and everyone's once the table overflowed, keep as if data were left.
+        assert!(p.marker_closes(Some(max + 5)));
+        assert!(p.marker_closes(Some(1)));
+        let mut q = Producers::default();
+        q.data_kept(7);
+        assert!(q.marker_closes(Some(7)));
+        assert!(
+            !q.marker_closes(Some(7)),
+            "the transaction's data were counted once"
+        );
+        assert!(!q.marker_closes(None));
+        q.opaque = true;
+        assert!(
+            q.marker_closes(Some(8)),
+            "an unread batch may hold its data"
+        );
+    }
+
+    /// Review 17 #10: a rebuilt Kafka batch's envelope takes its header's new maxTimestamp.
+    #[test]
+    fn a_rebuilt_kafka_batch_takes_its_new_max_timestamp() {
+        let mut old = kafka(10, 4);
+        old[35..43].copy_from_slice(&9_000i64.to_be_bytes());
+        let mut b = stored(BatchFormat::Kafka, 10, 5, &old);
+        let env = Envelope {
+            first_timestamp: 1_000_000,
+            max_timestamp: 9_000_000,
+            ..*b.envelope()
+        };
+        let mut bytes = env.encode(&old).to_vec();
+        bytes.extend_from_slice(&old);
+        b = StoredBatch::from_bytes(Bytes::from(bytes)).unwrap();
+        let mut rebuilt = kafka(10, 4);
+        rebuilt[35..43].copy_from_slice(&4_000i64.to_be_bytes());
+        assert_eq!(rebuilt_max_timestamp(&b, &rebuilt), 4_000_000);
+        // Never below the first timestamp; unknown (-1) keeps the old one.
+        rebuilt[35..43].copy_from_slice(&500i64.to_be_bytes());
+        assert_eq!(rebuilt_max_timestamp(&b, &rebuilt), 1_000_000);
+        rebuilt[35..43].copy_from_slice(&(-1i64).to_be_bytes());
+        assert_eq!(rebuilt_max_timestamp(&b, &rebuilt), 9_000_000);
+        let n = stored(BatchFormat::Native, 10, 5, &native(&[10]));
+        assert_eq!(rebuilt_max_timestamp(&n, &native(&[10])), 0);
     }
 }

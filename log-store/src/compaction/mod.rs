@@ -41,6 +41,9 @@ pub struct PartitionCleaning {
     pub records_removed: u64,
     /// Batches left with no record and dropped whole.
     pub batches_removed: u64,
+    /// Batches the [`RecordKeys`] could not read, kept as they were (and left out of the key
+    /// map) rather than stopping the partition's compaction.
+    pub batches_unreadable: u64,
     /// Sealed segments rewritten, and the segments they became.
     pub segments_before: usize,
     pub segments_after: usize,
@@ -69,6 +72,8 @@ pub struct CleanerStats {
     /// Bytes the log shrank by.
     pub bytes_removed: u64,
     pub records_removed: u64,
+    /// Batches kept as they were because the record format could not read them.
+    pub batches_unreadable: u64,
     pub time_spent: Duration,
     /// Memory held by the key map: at most `dedupe_buffer_size` (two 24-byte slots at least).
     pub map_bytes: u64,
@@ -132,6 +137,17 @@ pub trait RecordKeys: Send + Sync + 'static {
         batch: &StoredBatch,
         visit: &mut dyn FnMut(CleanRecord<'_>),
     ) -> Result<BatchFacts, CodecError>;
+
+    /// What the cleaner needs to know of `batch` without its records (its producer). The
+    /// default reads the whole batch through [`RecordKeys::scan`]; a format whose header says
+    /// it should read only the header.
+    fn facts(
+        &self,
+        partition: PartitionKey,
+        batch: &StoredBatch,
+    ) -> Result<BatchFacts, CodecError> {
+        self.scan(partition, batch, &mut |_| {})
+    }
 
     /// The payload of `batch` rebuilt with only the records whose offsets `keep` accepts, in
     /// the batch's own format and codec, keeping its base offset and offset span. `None` when

@@ -6,7 +6,9 @@
 //! replaced segments' files are removed, the folder is synced, and the manifest goes. Opening a
 //! partition redoes the renames and removals of a manifest it finds (each step can be redone: a
 //! missing `.cleaned` was renamed already), and without a manifest removes every `.cleaned`
-//! file: a crash leaves the old segments or the new ones, never a mix.
+//! file: a crash leaves the old segments or the new ones, never a mix. A manifest that cannot
+//! be read (damaged after its commit), or whose renamed log is not the cleaned one (by length),
+//! makes the partition refuse to open rather than guess.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,8 @@ use crate::segment::{file_name, INDEX_EXT, LOG_EXT};
 
 pub(crate) const MANIFEST_FILE: &str = "cleaner-swap";
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
-const MANIFEST_VERSION: u8 = 1;
+/// Version 1 had no `new_len`; it is still read.
+const MANIFEST_VERSION: u8 = 2;
 /// `new_base` of a swap whose output was empty and is dropped.
 const NO_OUTPUT: u64 = u64::MAX;
 
@@ -27,14 +30,19 @@ const NO_OUTPUT: u64 = u64::MAX;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Manifest {
     pub new_base: Option<u64>,
+    /// The byte length of the new segment's log: recovery checks, before it removes anything,
+    /// that a `<base>.log` whose `.cleaned` file is gone is indeed the cleaned one. `None` in
+    /// a version 1 manifest.
+    pub new_len: Option<u64>,
     pub replaced: Vec<u64>,
 }
 
 impl Manifest {
     fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(13 + 8 * self.replaced.len());
+        let mut b = Vec::with_capacity(21 + 8 * self.replaced.len());
         b.push(MANIFEST_VERSION);
         b.extend_from_slice(&self.new_base.unwrap_or(NO_OUTPUT).to_le_bytes());
+        b.extend_from_slice(&self.new_len.unwrap_or(u64::MAX).to_le_bytes());
         b.extend_from_slice(&(self.replaced.len() as u32).to_le_bytes());
         for base in &self.replaced {
             b.extend_from_slice(&base.to_le_bytes());
@@ -43,7 +51,22 @@ impl Manifest {
     }
 
     fn decode(b: &[u8]) -> Option<Manifest> {
-        if b.first() != Some(&MANIFEST_VERSION) || b.len() < 13 {
+        let (new_len, b) = match b.first() {
+            Some(1) => (None, std::borrow::Cow::Borrowed(b)),
+            Some(&MANIFEST_VERSION) if b.len() >= 21 => {
+                let len = u64::from_le_bytes(b[9..17].try_into().ok()?);
+                // The same layout as version 1 from here, the length cut out.
+                let mut v1 = b[..9].to_vec();
+                v1.extend_from_slice(&b[17..]);
+                (
+                    Some(len).filter(|&l| l != u64::MAX),
+                    std::borrow::Cow::Owned(v1),
+                )
+            }
+            _ => return None,
+        };
+        let b: &[u8] = &b;
+        if b.len() < 13 {
             return None;
         }
         let new_base = u64::from_le_bytes(b[1..9].try_into().ok()?);
@@ -58,6 +81,7 @@ impl Manifest {
             .collect();
         Some(Manifest {
             new_base: (new_base != NO_OUTPUT).then_some(new_base),
+            new_len,
             replaced,
         })
     }
@@ -70,6 +94,23 @@ impl Manifest {
     /// Puts the new files in place and removes the replaced ones; every step may be redone.
     pub fn apply(&self, disk: &Disk, dir: &Path) -> Result<()> {
         if let Some(base) = self.new_base {
+            let log = dir.join(file_name(base, LOG_EXT));
+            let cleaned = cleaned_path(dir, base, LOG_EXT);
+            if let (Some(len), false) = (self.new_len, cleaned.exists()) {
+                // Renamed already, so `<base>.log` must be the cleaned log. If it is not, the
+                // cleaned files were lost: removing the other segments would lose the log.
+                let found = fs::metadata(&log).map(|m| m.len()).ok();
+                if found != Some(len) {
+                    return Err(StoreError::CorruptMetadata {
+                        path: dir.join(MANIFEST_FILE),
+                        reason: format!(
+                            "the compaction manifest names a {len}-byte segment {base} but \
+                             finds {found:?} bytes and no cleaned file: the swap cannot be \
+                             finished; nothing was removed"
+                        ),
+                    });
+                }
+            }
             for ext in [LOG_EXT, INDEX_EXT] {
                 let cleaned = cleaned_path(dir, base, ext);
                 if cleaned.exists() {
@@ -106,12 +147,23 @@ pub(crate) fn cleaned_path(dir: &Path, base: u64, ext: &str) -> PathBuf {
 /// never committed.
 pub(crate) fn recover(disk: &Disk, dir: &Path) -> Result<()> {
     let path = dir.join(MANIFEST_FILE);
+    // A manifest is replaced atomically, so a damaged one was damaged after its commit: whether
+    // its swap had begun cannot be told, and guessing either way may lose the log. The
+    // partition refuses to open until someone looks.
+    let refuse = |reason: String| StoreError::CorruptMetadata {
+        path: path.clone(),
+        reason: format!(
+            "{reason}: a compaction swap cannot be decided; the partition stays closed (restore \
+             the folder or remove the manifest by hand knowing what it replaced)"
+        ),
+    };
     let manifest = match read_durable(&path) {
-        Ok(Some(bytes)) => Manifest::decode(&bytes),
+        Ok(Some(bytes)) => match Manifest::decode(&bytes) {
+            Some(m) => Some(m),
+            None => return Err(refuse("unreadable compaction manifest".into())),
+        },
         Ok(None) => None,
-        // A damaged manifest was never committed whole (it is replaced atomically): the swap
-        // did not happen.
-        Err(StoreError::CorruptMetadata { .. }) => None,
+        Err(StoreError::CorruptMetadata { reason, .. }) => return Err(refuse(reason)),
         Err(e) => return Err(e),
     };
     if let Some(m) = &manifest {
@@ -197,16 +249,66 @@ mod tests {
     fn manifest_round_trips_and_rejects_damage() {
         let m = Manifest {
             new_base: Some(10),
+            new_len: Some(4096),
             replaced: vec![10, 20, 35],
         };
         assert_eq!(Manifest::decode(&m.encode()), Some(m.clone()));
         let none = Manifest {
             new_base: None,
+            new_len: None,
             replaced: vec![20],
         };
         assert_eq!(Manifest::decode(&none.encode()), Some(none));
         let b = m.encode();
         assert_eq!(Manifest::decode(&b[..b.len() - 1]), None);
         assert_eq!(Manifest::decode(&[]), None);
+        // Version 1 (no length) is still read.
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&10u64.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&10u64.to_le_bytes());
+        assert_eq!(
+            Manifest::decode(&v1),
+            Some(Manifest {
+                new_base: Some(10),
+                new_len: None,
+                replaced: vec![10],
+            })
+        );
+    }
+
+    /// Review 17 #1, recovery's side: a committed manifest whose cleaned files are gone and
+    /// whose `<base>.log` is not the cleaned one (another length) removes nothing.
+    #[test]
+    fn a_manifest_without_its_cleaned_log_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for base in [0u64, 5] {
+            for ext in [LOG_EXT, INDEX_EXT] {
+                fs::write(d.join(file_name(base, ext)), b"old segment").unwrap();
+            }
+        }
+        let m = Manifest {
+            new_base: Some(0),
+            new_len: Some(3),
+            replaced: vec![0, 5],
+        };
+        let disk = Disk::real();
+        m.commit(&disk, d).unwrap();
+        assert!(matches!(
+            recover(&disk, d),
+            Err(StoreError::CorruptMetadata { .. })
+        ));
+        for base in [0u64, 5] {
+            assert!(
+                d.join(file_name(base, LOG_EXT)).exists(),
+                "segment {base} removed"
+            );
+        }
+        // The renamed cleaned log (its length matches): the swap is finished.
+        fs::write(d.join(file_name(0, LOG_EXT)), b"new").unwrap();
+        recover(&disk, d).unwrap();
+        assert!(!d.join(file_name(5, LOG_EXT)).exists());
+        assert!(!d.join(MANIFEST_FILE).exists());
     }
 }
