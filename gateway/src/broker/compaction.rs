@@ -106,7 +106,7 @@ impl BrokerRecordKeys {
     /// What the cleaner needs of a batch beyond its records, from the batch header alone:
     /// nothing is decompressed or walked (review 17 #5: the producer id is in a Kafka batch's
     /// header; a native batch has none). The header's base offset and offset span must agree
-    /// with the store's envelope, as in a scan. To be `RecordKeys::facts`' override.
+    /// with the store's envelope, as in a scan. What `RecordKeys::facts` answers.
     pub fn header_facts(batch: &StoredBatch) -> Result<BatchFacts, CodecError> {
         match batch.format() {
             BatchFormat::Native => Ok(BatchFacts { producer_id: None }),
@@ -138,6 +138,16 @@ impl BrokerRecordKeys {
 }
 
 impl RecordKeys for BrokerRecordKeys {
+    /// The producer of a batch from its header alone: the cleaner's pass over the clean
+    /// section that only wants producers decompresses nothing.
+    fn facts(
+        &self,
+        _partition: PartitionKey,
+        batch: &StoredBatch,
+    ) -> Result<BatchFacts, CodecError> {
+        Self::header_facts(batch)
+    }
+
     /// Kafka's last stable offset of the partition: its high watermark, or the first offset of
     /// its oldest open transaction. 0 (nothing cleanable) while its transaction state is not
     /// loaded: the load is started then, and a later round finds it.
