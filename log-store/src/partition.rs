@@ -151,6 +151,10 @@ pub struct Partition {
     /// delete-records, purge, closing a partition that is deleted), so the two never work on
     /// the same segments. Taken before `writer`, never after.
     maintenance: Mutex<()>,
+    /// Callers waiting for `maintenance` (retention excepted: it never waits). A cleaning
+    /// that sees one gives up at its next batch, so that DeleteRecords, purge and deleting a
+    /// topic wait for one batch of a cleaning, not all of it.
+    maintenance_waiters: std::sync::atomic::AtomicUsize,
     /// Held while a compaction swap renames files; a reader that keeps losing the race with
     /// swaps holds it for its whole read.
     swapping: Mutex<()>,
@@ -291,6 +295,7 @@ impl Partition {
             state: AtomicU8::new(OPEN),
             reads: std::sync::atomic::AtomicU64::new(0),
             maintenance: Mutex::new(()),
+            maintenance_waiters: std::sync::atomic::AtomicUsize::new(0),
             swapping: Mutex::new(()),
             checkpoint: Mutex::new(crate::compaction::Checkpoint::default()),
             swap_failed: AtomicBool::new(false),
@@ -885,6 +890,11 @@ impl Partition {
 
     /// [`Partition::try_delete_oldest_segment`] for a caller holding the maintenance lock.
     fn delete_oldest_segment_locked(&self, base: u64) -> Result<Option<u64>> {
+        // A failed partition's view may no longer match its files (a swap that failed half
+        // way): deleting by the view could remove a segment that now holds newer data.
+        if !self.is_open() {
+            return Ok(None);
+        }
         let removed = {
             let mut view = self.view.write();
             if view.segments.len() < 2 || view.segments[0].base_offset != base {
@@ -903,7 +913,7 @@ impl Partition {
     /// restart. Returns the log start afterwards (it never moves back).
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
         // Maintenance first, then the writer: appends never wait for a cleaning.
-        let _maintenance = self.maintenance.lock();
+        let _maintenance = self.maintenance();
         let _writer = self.writer.lock();
         self.check_open()?;
         let start = {
@@ -938,7 +948,7 @@ impl Partition {
 
     /// Deletes up to `count` of the oldest sealed segments. Returns how many went.
     pub fn delete_segments(&self, count: u32) -> Result<u32> {
-        let _maintenance = self.maintenance.lock();
+        let _maintenance = self.maintenance();
         let mut deleted = 0;
         while deleted < count {
             let Some(&(base, _, _)) = self.sealed_segments().first() else {
@@ -1056,7 +1066,19 @@ impl Partition {
     }
 
     pub(crate) fn maintenance(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.maintenance.lock()
+        if let Some(guard) = self.maintenance.try_lock() {
+            return guard;
+        }
+        self.maintenance_waiters.fetch_add(1, Ordering::AcqRel);
+        let guard = self.maintenance.lock();
+        self.maintenance_waiters.fetch_sub(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// Someone waits for the maintenance lock a cleaning holds (DeleteRecords, purge, a
+    /// deletion): the cleaning gives up at its next batch.
+    pub fn maintenance_wanted(&self) -> bool {
+        self.maintenance_waiters.load(Ordering::Acquire) > 0
     }
 
     pub(crate) fn try_maintenance(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {

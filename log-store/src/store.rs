@@ -972,6 +972,7 @@ impl LogStore {
             throttle,
             stopping: &stopping,
             pause: &pause,
+            yielded: false,
         };
         // One partition that cannot be cleaned (say, a batch its RecordKeys cannot read) must
         // not hold up the others: its error is reported after they are cleaned.
@@ -980,6 +981,10 @@ impl LogStore {
             let done = match cleaner::clean(&p, &policy, map, &mut work) {
                 Ok(Some(done)) => done,
                 Ok(None) => continue,
+                Err(_) if std::mem::take(&mut work.yielded) => {
+                    tracing::debug!(partition = %p.key(), "cleaning gave way to a deletion");
+                    continue;
+                }
                 Err(e) => {
                     if signal.stopping() {
                         return Err(e);

@@ -580,3 +580,166 @@ fn nothing_on_the_hot_paths_waits_for_a_swap_in_progress() {
     assert_eq!(retained, Ok(true), "retention waited for the cleaning");
     assert_eq!(appended, Ok(true), "an append waited for the cleaning");
 }
+
+/// Review 17b B1: retention leaves a partition whose swap failed half way alone. Its view
+/// still lists segments whose files the swap merged: deleting the first by its old age would
+/// delete the newer values merged into it, and leave a manifest the next start cannot finish.
+#[test]
+fn retention_leaves_a_partition_whose_swap_failed_alone() {
+    let rt = rt();
+    let keys = ToyKeys::default();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Arc::new(FailRemove::default());
+    let mut compact_delete = settings(true);
+    compact_delete.message_expiry = Some(Duration::from_secs(1));
+    let (store, p) = build(
+        dir.path(),
+        Disk::with_hook(hook.clone()),
+        &compact_delete,
+        12,
+        &rt,
+    );
+    let old = read_all(&p);
+    hook.armed.store(true, Ordering::SeqCst);
+    assert!(store.clean_once(&keys, now_us()).is_err());
+    assert!(hook.fired.load(Ordering::SeqCst));
+    let freed = store.enforce_retention(now_us() + 3_600_000_000).unwrap();
+    assert_eq!(freed, 0, "retention deleted segments of a failed partition");
+    drop(p);
+    let _ = store.close();
+    drop(store);
+    let (_store, p) = reopen(dir.path());
+    let got = read_all(&p);
+    for k in 0..4u8 {
+        let latest = old
+            .iter()
+            .rev()
+            .find(|(_, r)| r.key() == Some(&[b'k', k][..]))
+            .unwrap();
+        assert!(got.contains(latest), "latest of k{k} gone: {got:?}");
+    }
+}
+
+/// The toy format, with a gate: the first scan of a cleaning says so and waits until the
+/// gate opens.
+#[derive(Debug, Default)]
+struct Gated {
+    keys: ToyKeys,
+    started: Mutex<Option<mpsc::Sender<()>>>,
+    open: (Mutex<bool>, std::sync::Condvar),
+}
+
+impl RecordKeys for Gated {
+    fn stable_offset(&self, p: PartitionKey) -> u64 {
+        self.keys.stable_offset(p)
+    }
+
+    fn scan(
+        &self,
+        p: PartitionKey,
+        batch: &StoredBatch,
+        visit: &mut dyn FnMut(CleanRecord<'_>),
+    ) -> Result<BatchFacts, CodecError> {
+        if let Some(tx) = self.started.lock().unwrap().take() {
+            tx.send(()).unwrap();
+            let (lock, cv) = &self.open;
+            let (open, timeout) = cv
+                .wait_timeout_while(lock.lock().unwrap(), WAIT, |open| !*open)
+                .unwrap();
+            assert!(*open && !timeout.timed_out(), "the gate never opened");
+        }
+        self.keys.scan(p, batch, visit)
+    }
+
+    fn retain(
+        &self,
+        p: PartitionKey,
+        batch: &StoredBatch,
+        keep: &dyn Fn(u64) -> bool,
+        keep_empty: bool,
+    ) -> Result<Option<Bytes>, CodecError> {
+        self.keys.retain(p, batch, keep, keep_empty)
+    }
+}
+
+/// Review 17b B2: DeleteRecords waits for one batch of a cleaning, not all of it: a cleaning
+/// that finds someone waiting for the partition gives way (and is no failure).
+#[test]
+fn a_cleaning_gives_way_to_delete_records() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = build(dir.path(), Disk::real(), &settings(true), 12, &rt);
+    let store = Arc::new(store);
+    let (tx, started) = mpsc::channel();
+    let keys = Arc::new(Gated {
+        started: Mutex::new(Some(tx)),
+        ..Gated::default()
+    });
+    let cleaning = {
+        let (store, keys) = (Arc::clone(&store), Arc::clone(&keys));
+        std::thread::spawn(move || store.clean_once(&*keys, now_us()))
+    };
+    started
+        .recv_timeout(WAIT)
+        .expect("the cleaning never started");
+    let deleting = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.delete_records_before(2))
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !p.maintenance_wanted() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "DeleteRecords never waited for the cleaning"
+        );
+        std::thread::yield_now();
+    }
+    *keys.open.0.lock().unwrap() = true;
+    keys.open.1.notify_all();
+    let report = cleaning.join().unwrap().expect("giving way is no failure");
+    assert!(
+        report.cleaned.is_empty(),
+        "the cleaning ran to its end past a waiting DeleteRecords: {report:?}"
+    );
+    assert_eq!(deleting.join().unwrap().unwrap(), 2);
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    // The next round cleans it.
+    let report = store.clean_once(&ToyKeys::default(), now_us()).unwrap();
+    assert_eq!(report.cleaned.len(), 1, "{report:?}");
+}
+
+/// Review 17b B3: a tombstone after a batch kept unread stays past its retention: that batch
+/// may hold an older value of the key, which the tombstone alone hides.
+#[test]
+fn a_tombstone_after_an_unreadable_batch_stays() {
+    let rt = rt();
+    let keys = Picky::default();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = build(dir.path(), Disk::real(), &settings(false), 4, &rt);
+    let bad = Toy::Value {
+        key: BAD.to_vec(),
+        value: b"opaque".to_vec(),
+    };
+    let k0_old = value(0, 100);
+    rt.block_on(p.append(toy_batch(&[k0_old.clone(), bad], 0)))
+        .unwrap();
+    let tombstone = Toy::Tombstone { key: vec![b'k', 0] };
+    rt.block_on(p.append(toy_batch(std::slice::from_ref(&tombstone), 0)))
+        .unwrap();
+    for i in 4..8 {
+        rt.block_on(p.append(toy_batch(&[value(1 + (i % 3) as u8, i)], 0)))
+            .unwrap();
+    }
+    // Past the tombstone's retention.
+    let later = now_us() + 2 * RETENTION.as_micros() as u64;
+    store.clean_once(&keys, later).unwrap();
+    let after = read_all(&p);
+    assert!(
+        after.iter().any(|(_, r)| r == &tombstone),
+        "the tombstone went, and k0's old value in the unreadable batch is back: {after:?}"
+    );
+}

@@ -70,6 +70,9 @@ pub(crate) struct Work<'a> {
     pub stopping: &'a dyn Fn() -> bool,
     /// Waits up to the given time (less when the store closes): the rate limit's pause.
     pub pause: &'a dyn Fn(Duration),
+    /// Set when a cleaning gave up because someone waited for the partition's maintenance
+    /// lock: not a failure, the partition is cleaned again later.
+    pub yielded: bool,
 }
 
 impl Work<'_> {
@@ -86,6 +89,10 @@ impl Work<'_> {
         let wait = self.throttle.charge(0, Instant::now());
         if !wait.is_zero() {
             MutexGuard::unlocked(maintenance, || (self.pause)(wait));
+        }
+        if p.maintenance_wanted() {
+            self.yielded = true;
+            return Err(aborted(p));
         }
         if !p.is_open() || (self.stopping)() {
             return Err(aborted(p));
@@ -589,6 +596,9 @@ fn filter_batch(
     let mut keeps_marker = false;
     // Markers are decided once the batch's producer is known (after the scan).
     let mut markers: Vec<u64> = Vec::new();
+    // After a batch kept unread, a tombstone may be all that hides an older value of its key
+    // in that batch: it stays.
+    let opaque_before = step.producers.opaque;
     let facts = keys.scan(key, batch, &mut |r| {
         let drop = match r {
             CleanRecord::Keyed {
@@ -601,7 +611,7 @@ fn filter_batch(
                     true
                 } else if tombstone && offset < rules.map_end {
                     keeps_marker |= !expired;
-                    expired
+                    expired && !opaque_before
                 } else {
                     false
                 }
