@@ -504,3 +504,65 @@ pub mod client_programs {
         );
     }
 }
+
+/// A server in a process of its own, so that a test can SIGKILL it for real: the test binary
+/// runs itself with `--exact <test> --ignored`, and that ignored test (which calls
+/// [`serve_as_child_process`]) prints the Kafka address and serves until killed.
+pub mod child_server {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    use wharf_gateway::config::ServerConfig;
+
+    use crate::{TestServer, WAIT};
+
+    /// Starts this test binary's ignored test `test` as a server process on the data directory
+    /// `dir`, passed in the environment variable `dir_var`. Returns it and its Kafka address.
+    pub fn spawn(test: &str, dir_var: &str, dir: &Path) -> (Child, SocketAddr) {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let mut child = Command::new(exe)
+            .args([
+                "--exact",
+                test,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(dir_var, dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server process starts");
+        let stdout = child.stdout.take().expect("the server process's stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // libtest's "test <name> ... " may start the same line.
+                if let Some(addr) = line.split("KAFKA_ADDR ").nth(1) {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("the server process did not print its Kafka address");
+        (child, addr.parse().expect("a socket address"))
+    }
+
+    /// The body of the ignored test that [`spawn`] runs: serves `config` and prints its Kafka
+    /// address, until killed or until its standard input closes (should the test itself die).
+    pub async fn serve_as_child_process(config: ServerConfig) {
+        let server = TestServer::start_config(config).await;
+        println!("KAFKA_ADDR {}", server.kafka_addr);
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+        })
+        .await
+        .expect("the stdin watcher");
+        drop(server);
+    }
+}

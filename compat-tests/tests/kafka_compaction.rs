@@ -23,15 +23,16 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use compat_tests::{client_programs, iggy_root_client, test_config, within, TestServer, WAIT};
+use compat_tests::{
+    child_server, client_programs, iggy_root_client, test_config, within, TestServer, WAIT,
+};
 use iggy::prelude::{
     Consumer as IggyConsumer, HeaderKey, HeaderValue, Identifier, IggyMessage, MessageClient as _,
     Partitioning, PollingStrategy,
@@ -820,46 +821,12 @@ async fn compaction_server_process() {
         return;
     };
     let config = cleaning_config(Path::new(&dir), Duration::from_millis(5));
-    let server = TestServer::start_config(config).await;
-    println!("KAFKA_ADDR {}", server.kafka_addr);
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
-    })
-    .await
-    .unwrap();
+    child_server::serve_as_child_process(config).await;
 }
 
 /// Starts [`compaction_server_process`] on `dir`; returns it and its Kafka address.
 fn spawn_server_process(dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "compaction_server_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SERVER_DIR_VAR, dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // libtest's "test compaction_server_process ... " may start the same line.
-            if let Some(addr) = line.split("KAFKA_ADDR ").nth(1) {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .expect("the server process did not print its Kafka address");
-    (child, addr.parse().unwrap())
+    child_server::spawn("compaction_server_process", SERVER_DIR_VAR, dir)
 }
 
 /// splitmix64: kill points and writes come from a seed (printed; `WHARF_COMPACTION_SEED`

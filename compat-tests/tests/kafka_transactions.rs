@@ -19,7 +19,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use compat_tests::{client_programs, test_config_with_toml, within, KafkaWire, TestServer, WAIT};
+use compat_tests::{
+    child_server, client_programs, test_config_with_toml, within, KafkaWire, TestServer, WAIT,
+};
 use kafka_protocol::messages::{
     offset_fetch_request, ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
@@ -879,46 +881,12 @@ async fn txn_server_process() {
     let Some(dir) = std::env::var_os(SERVER_DIR_VAR) else {
         return;
     };
-    let server = TestServer::start_config(short_cleanup_config(Path::new(&dir))).await;
-    println!("KAFKA_ADDR {}", server.kafka_addr);
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
-    })
-    .await
-    .unwrap();
+    child_server::serve_as_child_process(short_cleanup_config(Path::new(&dir))).await;
 }
 
 /// Starts [`txn_server_process`] on `dir`; returns it and its Kafka address.
 fn spawn_server_process(dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "txn_server_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SERVER_DIR_VAR, dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // libtest's "test txn_server_process ... " may start the same line.
-            if let Some(addr) = line.split("KAFKA_ADDR ").nth(1) {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .expect("the server process did not print its Kafka address");
-    (child, addr.parse().unwrap())
+    child_server::spawn("txn_server_process", SERVER_DIR_VAR, dir)
 }
 
 /// Creates `name` with `partitions` partitions on the server at `addr` (a server process).
