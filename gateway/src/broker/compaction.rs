@@ -338,7 +338,3 @@ fn codec_error(batch: &StoredBatch, e: KafkaBatchError) -> CodecError {
 #[cfg(test)]
 #[path = "compaction_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "compaction_facts_tests.rs"]
-mod facts_tests;

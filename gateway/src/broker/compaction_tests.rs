@@ -1120,3 +1120,73 @@ async fn a_last_poll_returns_the_last_messages_across_holes() {
         "the last one, whatever its size"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// `BrokerRecordKeys::header_facts`: a batch's facts from its header alone
+// ---------------------------------------------------------------------------------------------
+
+/// Two keyed records at `base`, zstd-compressed, from producer `pid` (or none: -1), CRC set.
+fn zstd_pair(base: i64, pid: i64, body: Option<&[u8]>) -> Bytes {
+    let r = NewRecord {
+        timestamp_ms: 0,
+        key: Some(b"k"),
+        value: Some(b"v"),
+        headers: Vec::new(),
+    };
+    let plain = encode_batch(base, &[r.clone(), r]);
+    let zipped =
+        crate::broker::kafka_batch::compress(Codec::Zstd, &plain[HEADER_LEN..], false).unwrap();
+    let mut b = plain[..HEADER_LEN].to_vec();
+    b.extend_from_slice(body.unwrap_or(&zipped));
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[21..23].copy_from_slice(&4i16.to_be_bytes());
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[53..57].copy_from_slice(&(if pid >= 0 { 0i32 } else { -1 }).to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// The header gives what the scan finds (producer 9 or none; native: none), and it gives it
+/// without opening the records: a batch whose compressed body cannot be decompressed still
+/// has its facts, where the scan fails. A header that disagrees with the envelope is refused.
+#[tokio::test]
+async fn header_facts_agree_with_the_scan_without_decompressing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let keys = broker.record_keys();
+    for pid in [9, -1] {
+        let b = stored(BatchFormat::Kafka, 40, 2, &zstd_pair(40, pid, None));
+        let facts = BrokerRecordKeys::header_facts(&b).unwrap();
+        assert_eq!(facts, keys.scan(ANY, &b, &mut |_| {}).unwrap(), "pid {pid}");
+        assert_eq!(facts.producer_id, (pid >= 0).then_some(pid));
+    }
+    let garbage = stored(
+        BatchFormat::Kafka,
+        40,
+        2,
+        &zstd_pair(40, 9, Some(b"not zstd")),
+    );
+    assert!(keys.scan(ANY, &garbage, &mut |_| {}).is_err());
+    assert_eq!(
+        BrokerRecordKeys::header_facts(&garbage).unwrap(),
+        wharf_log_store::compaction::BatchFacts {
+            producer_id: Some(9)
+        }
+    );
+    let elsewhere = stored(BatchFormat::Kafka, 41, 2, &zstd_pair(40, 9, None));
+    assert!(BrokerRecordKeys::header_facts(&elsewhere).is_err());
+    let wider = stored(BatchFormat::Kafka, 40, 3, &zstd_pair(40, 9, None));
+    assert!(BrokerRecordKeys::header_facts(&wider).is_err());
+    let short = zstd_pair(40, 9, None);
+    let short = stored(BatchFormat::Kafka, 40, 2, &short[..HEADER_LEN - 1]);
+    assert!(BrokerRecordKeys::header_facts(&short).is_err());
+    let mut blob = BytesMut::new();
+    encode_message(1, 0, b"m", &[], &mut blob);
+    let native = stored(BatchFormat::Native, 0, 1, &blob);
+    assert_eq!(
+        BrokerRecordKeys::header_facts(&native).unwrap(),
+        keys.scan(ANY, &native, &mut |_| {}).unwrap()
+    );
+}
