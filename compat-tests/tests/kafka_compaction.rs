@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compat_tests::{
-    child_server, client_programs, iggy_root_client, test_config, within, TestServer, WAIT,
+    child_server, client_programs, iggy_root_client, seed_from_env, test_config, within, Rng,
+    TestServer, WAIT,
 };
 use iggy::prelude::{
     Consumer as IggyConsumer, HeaderKey, HeaderValue, Identifier, IggyMessage, MessageClient as _,
@@ -829,31 +830,8 @@ fn spawn_server_process(dir: &Path) -> (Child, SocketAddr) {
     child_server::spawn("compaction_server_process", SERVER_DIR_VAR, dir)
 }
 
-/// splitmix64: kill points and writes come from a seed (printed; `WHARF_COMPACTION_SEED`
-/// replays one).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn seed() -> u64 {
-    match std::env::var("WHARF_COMPACTION_SEED") {
-        Ok(s) => s
-            .parse()
-            .unwrap_or_else(|_| panic!("WHARF_COMPACTION_SEED={s} is not a number")),
-        Err(_) => 0x17_C0_11_EC,
-    }
+    seed_from_env("WHARF_COMPACTION_SEED", 0x17_C0_11_EC)
 }
 
 const CRASH_TOPIC: &str = "compact-crash";
@@ -1045,7 +1023,7 @@ async fn server_sigkill_while_cleaning_loses_no_latest_value() {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut writer = tokio::spawn(crash_writer(
             Arc::clone(&producer),
-            Rng(rng.next()),
+            Rng(rng.next_u64()),
             seq,
             Arc::clone(&stop),
             acks_tx,

@@ -20,7 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use compat_tests::{
-    child_server, client_programs, test_config_with_toml, within, KafkaWire, TestServer, WAIT,
+    child_server, client_programs, seed_from_env, test_config_with_toml, within, KafkaWire, Rng,
+    TestServer, WAIT,
 };
 use kafka_protocol::messages::{
     offset_fetch_request, ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName,
@@ -651,30 +652,8 @@ async fn kafka_python_transactions() {
 // A consume-transform-produce loop killed at random points
 // ---------------------------------------------------------------------------------------------
 
-/// splitmix64: the kill points come from a seed (printed, and `WHARF_TXN_SEED` replays one).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn seed() -> u64 {
-    match std::env::var("WHARF_TXN_SEED") {
-        Ok(s) => s
-            .parse()
-            .unwrap_or_else(|_| panic!("WHARF_TXN_SEED={s} is not a number")),
-        Err(_) => 0x16_7A_11_5E,
-    }
+    seed_from_env("WHARF_TXN_SEED", 0x16_7A_11_5E)
 }
 
 /// One run of `ctp_confluent_kafka.py`: its stdout lines as they come, its stderr in a file.
