@@ -57,6 +57,25 @@ struct RawConfig {
     storage: RawStorage,
     cleaner: RawCleaner,
     auth: RawAuth,
+    http: RawHttp,
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    address: String,
+    tls_cert_file: String,
+    tls_key_file: String,
+    tls_client_ca_file: String,
+    max_connections: u32,
+    request_timeout: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enable: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -438,6 +457,31 @@ pub struct ServerConfig {
     pub max_partitions_per_topic: u32,
     pub max_partitions: u32,
     pub logins: LoginSettings,
+    /// The HTTP listener for `/metrics`, `/health` and `/ready` (`[http]`).
+    pub http: HttpConfig,
+    /// Whether the request and traffic counters are kept (`[metrics] enable`).
+    pub metrics: MetricsConfig,
+}
+
+/// The operator's HTTP listener: Prometheus metrics and health endpoints (`[http]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where to listen; `None` (an empty `address`) keeps the listener off.
+    pub address: Option<SocketAddr>,
+    /// HTTPS instead of HTTP when set.
+    pub tls: Option<TlsSettings>,
+    /// HTTP connections open at once; more are refused at accept.
+    pub max_connections: u32,
+    /// A request must arrive whole, and its answer be taken, within this.
+    pub request_timeout: Duration,
+}
+
+/// Which metrics the server keeps (`[metrics]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Count requests, traffic and latencies on the hot paths (scrape-time gauges such as
+    /// offsets, lag and process figures are always available).
+    pub enable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -667,6 +711,10 @@ impl RawConfig {
             max_partitions_per_topic: self.server.max_partitions_per_topic,
             max_partitions: self.server.max_partitions,
             logins,
+            http: self.http.resolve()?,
+            metrics: MetricsConfig {
+                enable: self.metrics.enable,
+            },
         })
     }
 }
@@ -979,6 +1027,49 @@ fn tls_settings(
             "tls_key_file",
             "tls_cert_file is set but tls_key_file is not".into(),
         )),
+    }
+}
+
+impl RawHttp {
+    fn resolve(self) -> Result<HttpConfig, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            section: "http",
+            key,
+            message,
+        };
+        let address = match self.address.trim() {
+            "" => None,
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .map_err(|e| invalid("address", format!("'{a}': {e}")))?,
+            ),
+        };
+        if !(1..=4096).contains(&self.max_connections) {
+            return Err(invalid(
+                "max_connections",
+                "must be between 1 and 4096".into(),
+            ));
+        }
+        let request_timeout = parse_duration(&self.request_timeout)
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err("must be positive".to_string())
+                } else {
+                    Ok(d)
+                }
+            })
+            .map_err(|m| invalid("request_timeout", m))?;
+        Ok(HttpConfig {
+            address,
+            tls: tls_settings(
+                "http",
+                &self.tls_cert_file,
+                &self.tls_key_file,
+                &self.tls_client_ca_file,
+            )?,
+            max_connections: self.max_connections,
+            request_timeout,
+        })
     }
 }
 

@@ -7,11 +7,13 @@
 //! - [`server`]: what both listeners share (accept loop and connection caps, request reader
 //!   with its timeouts, the request budget, stop signal).
 //! - [`tls`]: a door's certificate, key and client CA turned into its TLS acceptor.
+//! - [`metrics`]: what the server counts about itself for the operator.
 //! - [`peer_log`]: rate-limited log lines about misbehaving peers and failed accepts.
 
 pub mod broker;
 pub mod config;
 pub mod kafka;
+pub mod metrics;
 pub mod native;
 pub mod peer_log;
 pub mod server;
@@ -124,6 +126,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     // TLS files first: a bad one stops the start before the store opens or anything listens.
     let native_tls = door_tls("native", config.native.tls.as_ref())?;
     let kafka_tls = door_tls("kafka", config.kafka.tls.as_ref())?;
+    let metrics = metrics::Metrics::new(config.metrics.enable);
     let broker = Broker::open(
         &config.data_dir,
         config.store.clone(),
@@ -138,7 +141,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             max_partitions: config.max_partitions,
         },
     )?
-    .with_max_inflight_decompressions(config.kafka.max_inflight_decompressions);
+    .with_max_inflight_decompressions(config.kafka.max_inflight_decompressions)
+    .with_metrics(Arc::clone(&metrics));
     if broker.root_has_password("iggy") {
         tracing::warn!(
             "the root user '{}' still has the default password; change it",
@@ -190,6 +194,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let shared = Shared {
         budget: RequestBudget::new(config.queued_max_request_bytes, u64::from(largest_request)),
         peer_log: Arc::new(PeerLog::new(config.peer_log_interval)),
+        metrics,
     };
     let request_budget = Arc::clone(&shared.budget);
     let (stop, stopped) = watch::channel(false);

@@ -85,11 +85,12 @@ pub async fn answer_before_stop<T>(
     }
 }
 
-/// What both doors share: the request budget and the peer log.
+/// What both doors share: the request budget, the peer log and the metrics.
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub budget: Arc<RequestBudget>,
     pub peer_log: Arc<PeerLog>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the accept loop hands each connection it admits.

@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod groups;
 pub mod identity;
 pub mod kafka_batch;
+pub mod lag;
 pub mod logins;
 pub mod membership;
 pub mod names;
@@ -366,6 +367,8 @@ pub struct Broker {
     /// Permits to decompress a produce's batches for a compacted topic's keyless check
     /// ([`Broker::with_max_inflight_decompressions`]).
     decompressions: std::sync::Arc<tokio::sync::Semaphore>,
+    /// What is counted for the operator ([`crate::metrics`]), shared with the doors.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Broker {
@@ -419,6 +422,7 @@ impl Broker {
             decompressions: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 produce::DEFAULT_MAX_INFLIGHT_DECOMPRESSIONS,
             )),
+            metrics: crate::metrics::Metrics::new(true),
         })
     }
 
@@ -428,6 +432,23 @@ impl Broker {
     pub fn with_max_inflight_decompressions(mut self, permits: usize) -> Broker {
         self.decompressions = std::sync::Arc::new(tokio::sync::Semaphore::new(permits.max(1)));
         self
+    }
+
+    /// Counts into `metrics` (the server's, made before the store opens so `/metrics` can answer
+    /// during recovery) instead of a set of its own.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Broker {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What is counted for the operator.
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.store.dir()
     }
 
     /// Runs `work` on the blocking pool with the store, so a slow disk call holds up one
