@@ -46,6 +46,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub native_addr: Option<String>,
     pub kafka_addr: Option<String>,
+    /// `--http-addr`: the HTTP listener's address (`[http] address`; empty turns it off).
+    pub http_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -534,6 +536,9 @@ impl ServerConfig {
         }
         if let Some(a) = &overrides.kafka_addr {
             set(&mut table, "kafka", "address", a.clone());
+        }
+        if let Some(a) = &overrides.http_addr {
+            set(&mut table, "http", "address", a.clone());
         }
         let raw: RawConfig = Value::Table(table)
             .try_into()
