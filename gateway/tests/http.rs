@@ -432,6 +432,33 @@ async fn https_with_the_configured_certificate() {
         String::from_utf8_lossy(&got)
     );
     running.shutdown().await.unwrap();
+
+    // With a client CA, a scraper without a certificate gets no answer.
+    let (mut settings, client) = tls_files(dir.path());
+    settings.client_ca_file = Some(settings.cert_file.clone());
+    let mut c = config(&dir.path().join("data"));
+    c.http.tls = Some(settings);
+    let running = start(c).await.unwrap();
+    let http = running.http_addr.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(http).await.unwrap();
+    let got = timeout(WAIT, async {
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        // TLS 1.3: the client may finish its side before the server refuses it.
+        let Ok(mut tls) = connector.connect(name, tcp).await else {
+            return Vec::new();
+        };
+        let _ = tls
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        out
+    })
+    .await
+    .expect("refused within WAIT");
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    running.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
