@@ -70,7 +70,9 @@ async fn native_call(s: &mut TcpStream, code: u32, payload: &[u8]) -> u32 {
     encode_request(code, payload, &mut frame);
     s.write_all(&frame).await.unwrap();
     let mut head = [0u8; 8];
-    within("a native answer", s.read_exact(&mut head)).await.unwrap();
+    within("a native answer", s.read_exact(&mut head))
+        .await
+        .unwrap();
     let mut head = &head[..];
     let (status, len) = (head.get_u32_le(), head.get_u32_le());
     let mut body = vec![0; len as usize];
@@ -151,7 +153,9 @@ async fn both_doors_count_requests_errors_and_connections() {
         .with_timeout_ms(1000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_static_str("missing")))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0)])]);
+            .with_partition_data(
+                vec![PartitionProduceData::default().with_index(0)],
+            )]);
     kafka_call(&mut k, &kafka_frame(ApiKey::Produce, 9, &produce)).await;
 
     // A second Kafka connection is over the cap: closed at once, counted as refused.
@@ -170,17 +174,38 @@ async fn both_doors_count_requests_errors_and_connections() {
     let text = exposition(&metrics, Some(&broker));
     let series = |door: &str, api: &str| format!(r#"{{door="{door}",api="{api}"}}"#);
     let versions = series("kafka", "ApiVersions");
-    assert_eq!(sample(&text, &format!("wharf_requests_total{versions}")), "1");
-    assert_eq!(sample(&text, &format!("wharf_request_errors_total{versions}")), "0");
+    assert_eq!(
+        sample(&text, &format!("wharf_requests_total{versions}")),
+        "1"
+    );
+    assert_eq!(
+        sample(&text, &format!("wharf_request_errors_total{versions}")),
+        "0"
+    );
     let produce = series("kafka", "Produce");
-    assert_eq!(sample(&text, &format!("wharf_requests_total{produce}")), "1");
-    assert_eq!(sample(&text, &format!("wharf_request_errors_total{produce}")), "1");
+    assert_eq!(
+        sample(&text, &format!("wharf_requests_total{produce}")),
+        "1"
+    );
+    assert_eq!(
+        sample(&text, &format!("wharf_request_errors_total{produce}")),
+        "1"
+    );
     let ping = series("native", "Ping");
     assert_eq!(sample(&text, &format!("wharf_requests_total{ping}")), "1");
-    assert_eq!(sample(&text, &format!("wharf_request_errors_total{ping}")), "0");
+    assert_eq!(
+        sample(&text, &format!("wharf_request_errors_total{ping}")),
+        "0"
+    );
     let streams = series("native", "GetStreams");
-    assert_eq!(sample(&text, &format!("wharf_requests_total{streams}")), "1");
-    assert_eq!(sample(&text, &format!("wharf_request_errors_total{streams}")), "1");
+    assert_eq!(
+        sample(&text, &format!("wharf_requests_total{streams}")),
+        "1"
+    );
+    assert_eq!(
+        sample(&text, &format!("wharf_request_errors_total{streams}")),
+        "1"
+    );
     assert_eq!(sample(&text, r#"wharf_connections{door="kafka"}"#), "1");
     assert_eq!(sample(&text, r#"wharf_connections{door="native"}"#), "1");
     assert_eq!(

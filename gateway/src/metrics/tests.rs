@@ -217,40 +217,70 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     check_well_formed(&text);
     let orders = r#"{stream="default",topic="orders"}"#;
     let carts = r#"{stream="shop",topic="shop.carts"}"#;
-    assert_eq!(value(&text, &format!("wharf_topic_messages_in_total{orders}")), "5");
+    assert_eq!(
+        value(&text, &format!("wharf_topic_messages_in_total{orders}")),
+        "5"
+    );
     assert_eq!(
         value(&text, &format!("wharf_topic_bytes_in_total{orders}")),
         kafka_bytes.to_string()
     );
-    assert_eq!(value(&text, &format!("wharf_topic_messages_out_total{orders}")), "5");
+    assert_eq!(
+        value(&text, &format!("wharf_topic_messages_out_total{orders}")),
+        "5"
+    );
     assert_eq!(
         value(&text, &format!("wharf_topic_bytes_out_total{orders}")),
         fetched_bytes.to_string()
     );
-    assert_eq!(value(&text, &format!("wharf_topic_messages_in_total{carts}")), "4");
+    assert_eq!(
+        value(&text, &format!("wharf_topic_messages_in_total{carts}")),
+        "4"
+    );
     assert_eq!(
         value(&text, &format!("wharf_topic_bytes_in_total{carts}")),
         native_bytes.to_string()
     );
-    assert_eq!(value(&text, &format!("wharf_topic_messages_out_total{carts}")), "3");
+    assert_eq!(
+        value(&text, &format!("wharf_topic_messages_out_total{carts}")),
+        "3"
+    );
     assert_eq!(
         value(&text, &format!("wharf_topic_bytes_out_total{carts}")),
         polled_bytes.to_string()
     );
     let p0 = r#"{stream="default",topic="orders",partition="0"}"#;
     let p1 = r#"{stream="default",topic="orders",partition="1"}"#;
-    assert_eq!(value(&text, &format!("wharf_partition_high_watermark{p0}")), "5");
-    assert_eq!(value(&text, &format!("wharf_partition_high_watermark{p1}")), "0");
-    assert_eq!(value(&text, &format!("wharf_partition_log_start_offset{p0}")), "0");
+    assert_eq!(
+        value(&text, &format!("wharf_partition_high_watermark{p0}")),
+        "5"
+    );
+    assert_eq!(
+        value(&text, &format!("wharf_partition_high_watermark{p1}")),
+        "0"
+    );
+    assert_eq!(
+        value(&text, &format!("wharf_partition_log_start_offset{p0}")),
+        "0"
+    );
     let g = r#"{group="billing",stream="default",topic="orders",partition="0"}"#;
-    assert_eq!(value(&text, &format!("wharf_consumer_group_committed_offset{g}")), "2");
+    assert_eq!(
+        value(&text, &format!("wharf_consumer_group_committed_offset{g}")),
+        "2"
+    );
     assert_eq!(value(&text, &format!("wharf_consumer_group_lag{g}")), "3");
 
     let produce = r#"{door="kafka",api="Produce"}"#;
     assert_eq!(value(&text, &format!("wharf_requests_total{produce}")), "2");
-    assert_eq!(value(&text, &format!("wharf_request_errors_total{produce}")), "1");
     assert_eq!(
-        value(&text, &format!("wharf_request_duration_seconds_count{produce}")),
+        value(&text, &format!("wharf_request_errors_total{produce}")),
+        "1"
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("wharf_request_duration_seconds_count{produce}")
+        ),
         "2"
     );
     // 3 ms is at most 5 ms, 30 ms is not.
@@ -263,7 +293,10 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     );
     let send = r#"{door="native",api="SendMessages"}"#;
     assert_eq!(value(&text, &format!("wharf_requests_total{send}")), "1");
-    assert_eq!(value(&text, &format!("wharf_request_errors_total{send}")), "0");
+    assert_eq!(
+        value(&text, &format!("wharf_request_errors_total{send}")),
+        "0"
+    );
     assert_eq!(value(&text, r#"wharf_connections{door="native"}"#), "1");
     assert_eq!(value(&text, r#"wharf_connections{door="kafka"}"#), "0");
     assert_eq!(
@@ -277,7 +310,10 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     assert_eq!(value(&text, "wharf_ready"), "1");
     assert_eq!(value(&text, "wharf_metrics_enabled"), "1");
     assert_ne!(value(&text, "wharf_data_dir_bytes"), "0");
-    assert_eq!(value(&text, r#"wharf_group_rebalances_total{protocol="kafka"}"#), "0");
+    assert_eq!(
+        value(&text, r#"wharf_group_rebalances_total{protocol="kafka"}"#),
+        "0"
+    );
     #[cfg(target_os = "linux")]
     assert_ne!(value(&text, "process_resident_memory_bytes"), "0");
 }
@@ -294,7 +330,12 @@ async fn with_metrics_off_nothing_is_counted_on_the_hot_path() {
     produce(&broker, "orders", 0, kafka_batch(3)).await;
     metrics.kafka_request(0, Duration::from_millis(3), Outcome::Error);
     metrics.native_request(101, Duration::from_millis(3), Outcome::Ok);
-    metrics.request(DoorKind::Kafka, "Fetch", Duration::from_millis(3), Outcome::Ok);
+    metrics.request(
+        DoorKind::Kafka,
+        "Fetch",
+        Duration::from_millis(3),
+        Outcome::Ok,
+    );
     let _connection = metrics.connection_opened(DoorKind::Kafka);
 
     let text = exposition(&metrics, Some(&broker));
@@ -303,7 +344,10 @@ async fn with_metrics_off_nothing_is_counted_on_the_hot_path() {
     assert!(metrics.request_totals().is_empty());
     assert!(!text.contains("wharf_requests_total{"), "{text}");
     let orders = r#"{stream="default",topic="orders"}"#;
-    assert_eq!(value(&text, &format!("wharf_topic_messages_in_total{orders}")), "0");
+    assert_eq!(
+        value(&text, &format!("wharf_topic_messages_in_total{orders}")),
+        "0"
+    );
     assert_eq!(value(&text, "wharf_append_duration_seconds_count"), "0");
     assert_eq!(value(&text, "wharf_fsync_duration_seconds_count"), "0");
     // Scrape-time figures are served all the same.
@@ -380,7 +424,11 @@ async fn a_deleted_topics_series_vanish() {
     let after = exposition(&metrics, Some(&broker));
     check_well_formed(&after);
     assert!(!after.contains(r#"topic="gone""#), "{after}");
-    assert_eq!(metrics.topic_totals().len(), 1, "the deleted topic's counters are forgotten");
+    assert_eq!(
+        metrics.topic_totals().len(),
+        1,
+        "the deleted topic's counters are forgotten"
+    );
     assert_eq!(
         value(
             &after,
