@@ -349,6 +349,8 @@ impl Session {
                 topic_id,
                 changes,
             }) => self.set_topic_config(&stream_id, &topic_id, changes).await,
+            R::GetConsumerLag(c) => self.get_consumer_lag(c.group.as_deref()),
+            R::GetMetricsSnapshot(c) => self.get_metrics_snapshot(c.lag_rows),
         }
     }
 
