@@ -362,6 +362,8 @@ pub struct Broker {
     max_partitions_per_topic: u32,
     max_partitions: u32,
     pub started_at: u64,
+    /// When this broker opened, on the monotonic clock: its uptime ([`Broker::uptime`]).
+    started: std::time::Instant,
     /// Per-topic counters for balanced sends.
     balanced: parking_lot::Mutex<std::collections::HashMap<(u32, u32), u32>>,
     /// Permits to decompress a produce's batches for a compacted topic's keyless check
@@ -418,6 +420,7 @@ impl Broker {
             max_partitions_per_topic: settings.max_partitions_per_topic,
             max_partitions: settings.max_partitions,
             started_at: now_us(),
+            started: std::time::Instant::now(),
             balanced: parking_lot::Mutex::default(),
             decompressions: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 produce::DEFAULT_MAX_INFLIGHT_DECOMPRESSIONS,

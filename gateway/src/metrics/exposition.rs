@@ -280,8 +280,10 @@ impl Scrape {
             ]
         };
 
-        // Traffic: every topic that exists, 0 until it is used; a deleted one's are gone.
-        let traffic: std::collections::HashMap<_, _> = metrics.topic_totals().into_iter().collect();
+        // Traffic: every topic that exists, 0 until it is used; a deleted one's are gone. The
+        // broker counts into the server's metrics (`with_metrics`), so its join is this one's.
+        debug_assert!(std::ptr::eq(metrics, &**broker.metrics()));
+        let traffic = broker.topic_traffic();
         let traffic_families: [(&'static str, &'static str, TrafficField); 4] = [
             (
                 "wharf_topic_bytes_in",
@@ -305,11 +307,14 @@ impl Scrape {
             ),
         ];
         for (name, help, field) in traffic_families {
-            *self.family(name, help, MetricType::Counter) = topics
+            *self.family(name, help, MetricType::Counter) = traffic
                 .iter()
-                .map(|(id, n)| {
-                    let v = traffic.get(*id).map_or(0, field);
-                    (topic_labels(n), Value::Counter(v))
+                .map(|t| {
+                    let labels = vec![
+                        ("stream", Cow::Owned(t.stream.clone())),
+                        ("topic", Cow::Owned(t.topic.clone())),
+                    ];
+                    (labels, Value::Counter(field(&t.totals)))
                 })
                 .collect();
         }

@@ -139,12 +139,22 @@ impl CpuReading {
     }
 }
 
-/// CPU use between two readings: over the window from the previous reading when it is at
-/// least [`CPU_MIN_WINDOW`] old (the previous reading then moves up), else averaged since the
-/// process started (the machine: since boot), so the first answer is already a measurement.
+/// CPU use over the last window of at least [`CPU_MIN_WINDOW`]: a caller at least that long
+/// after the previous reading closes a new window (the reading starts the next one); a caller
+/// sooner gets the last window's answer again, so callers close together all see the same
+/// recent figure. Before the first window closes, the answer is the average since the process
+/// started (the machine's: since boot), so the first answer is already a measurement.
 #[derive(Debug, Default)]
 pub struct CpuMeter {
-    last: Mutex<Option<CpuReading>>,
+    state: Mutex<MeterState>,
+}
+
+#[derive(Debug, Default)]
+struct MeterState {
+    /// Where the current window started.
+    last: Option<CpuReading>,
+    /// The last closed window's answer.
+    window: Option<CpuUsage>,
 }
 
 /// The process-wide meter: CPU use is a fact of the process, whichever server in it asks.
@@ -160,15 +170,17 @@ impl CpuMeter {
     }
 
     fn usage_at(&self, now: CpuReading) -> CpuUsage {
-        let mut last = self.last.lock();
-        match *last {
-            Some(prev) if now.at.duration_since(prev.at) >= CPU_MIN_WINDOW => {
-                *last = Some(now);
-                window_usage(&prev, &now)
+        let mut state = self.state.lock();
+        match state.last {
+            Some(prev) if now.at.saturating_duration_since(prev.at) >= CPU_MIN_WINDOW => {
+                let usage = window_usage(&prev, &now);
+                state.last = Some(now);
+                state.window = Some(usage);
+                usage
             }
-            Some(_) => since_start(&now),
+            Some(_) => state.window.unwrap_or_else(|| since_start(&now)),
             None => {
-                *last = Some(now);
+                state.last = Some(now);
                 since_start(&now)
             }
         }
@@ -199,10 +211,13 @@ fn window_usage(prev: &CpuReading, now: &CpuReading) -> CpuUsage {
         _ => 0.0,
     };
     let machine = match (prev.machine, now.machine) {
+        // At most 100: iowait, counted as idle here, may go down between two readings
+        // (proc(5)), and the busy time then grows by more than the total.
         (Some((busy_a, total_a)), Some((busy_b, total_b))) => percent(
             busy_b.saturating_sub(busy_a) as f64,
             total_b.saturating_sub(total_a) as f64,
-        ),
+        )
+        .min(100.0),
         _ => 0.0,
     };
     CpuUsage {
@@ -279,34 +294,46 @@ mod tests {
         }
     }
 
-    /// The first answer is the average since start; a later one at least CPU_MIN_WINDOW after
-    /// the previous reading is the window's; one sooner is the average since start again and
-    /// leaves the window's start where it was.
+    /// The first answer is the average since start, and so is any before the first window
+    /// of CPU_MIN_WINDOW closes; a reading at least that long after the window's start closes
+    /// it and answers for it; a caller sooner than that gets the last window's answer again
+    /// (not the lifetime average, review 19 item 14), whatever its own reading says.
     #[test]
-    fn cpu_meter_measures_windows_of_at_least_the_minimum() {
+    fn cpu_meter_answers_for_the_last_window_of_at_least_the_minimum() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let meter = CpuMeter::default();
         // 2 CPU seconds in a 10-second-old process, machine 25 % busy since boot.
         let u = meter.usage_at(reading(t0, 2.0, 10.0, 250, 1000));
         assert_eq!((u.process_percent, u.machine_percent), (20.0, 25.0));
-        // 0.5 s later: too short a window, so the since-start average.
-        let u = meter.usage_at(reading(
-            t0 + Duration::from_millis(500),
-            2.4,
-            10.5,
-            300,
-            1100,
-        ));
+        // 0.5 s later: no window has closed yet, so the since-start average.
+        let u = meter.usage_at(reading(t0 + ms(500), 2.4, 10.5, 300, 1100));
         assert!(
             (u.process_percent - 2.4 / 10.5 * 100.0).abs() < 1e-3,
             "{u:?}"
         );
+        assert!((u.machine_percent - 300.0 / 1100.0 * 100.0).abs() < 1e-3);
         // 2 s after the first reading: 1.5 CPU seconds in 2 s, 100 of 200 ticks busy.
-        let u = meter.usage_at(reading(t0 + Duration::from_secs(2), 3.5, 12.0, 350, 1200));
+        let u = meter.usage_at(reading(t0 + ms(2000), 3.5, 12.0, 350, 1200));
         assert_eq!((u.process_percent, u.machine_percent), (75.0, 50.0));
+        // 0.1 s and 0.9 s after that: the same window's answer, though these readings (an
+        // idle process since start: 3.5 s of 12.9) would average to something else.
+        for at in [2100, 2900] {
+            let u = meter.usage_at(reading(t0 + ms(at), 3.5, 12.9, 350, 1290));
+            assert_eq!((u.process_percent, u.machine_percent), (75.0, 50.0), "{at}");
+        }
+        // 1 s after the window's start (2 s): a new window, 0.25 CPU s and 10 of 100 ticks.
+        let u = meter.usage_at(reading(t0 + ms(3000), 3.75, 13.0, 360, 1300));
+        assert_eq!((u.process_percent, u.machine_percent), (25.0, 10.0));
         // Clocks that went backwards (a reading cut short) give 0, never a negative.
-        let u = meter.usage_at(reading(t0 + Duration::from_secs(4), 3.0, 14.0, 300, 1100));
+        let u = meter.usage_at(reading(t0 + ms(4000), 3.0, 14.0, 300, 1100));
         assert_eq!((u.process_percent, u.machine_percent), (0.0, 0.0));
+        // The machine's idle time went down (iowait may): 150 busy of 100 ticks is 100 %.
+        let u = meter.usage_at(reading(t0 + ms(5000), 3.0, 15.0, 450, 1200));
+        assert_eq!(u.machine_percent, 100.0);
+        // An Instant before the window's start (never in practice) closes no window.
+        let u = meter.usage_at(reading(t0, 9.0, 9.0, 900, 900));
+        assert_eq!((u.process_percent, u.machine_percent), (0.0, 100.0));
     }
 
     #[cfg(target_os = "linux")]

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use wharf_protocol::responses::{MetricsSnapshotWire, PartitionLagWire, TopicTrafficWire};
 
 use crate::broker::lag::PartitionLag;
-use crate::broker::{now_us, Action, BrokerError};
+use crate::broker::{Action, BrokerError};
 use crate::metrics::process::ProcessSample;
 use crate::metrics::DoorKind;
 use crate::native::connection::Reply;
@@ -40,36 +40,28 @@ impl Session {
 
     /// Traffic totals of every topic, connections per door, process figures and the
     /// `lag_rows` group partitions with the largest lag (ties by group, topic, partition).
+    /// The uptime is the monotonic clock's, so rates over two snapshots survive clock steps.
     pub(crate) fn get_metrics_snapshot(&self, lag_rows: u32) -> Result<Reply, BrokerError> {
         self.broker
             .authorize(&self.principal()?, Action::ReadServers)?;
         let metrics = self.broker.metrics();
-        let totals: std::collections::HashMap<(u32, u32), _> =
-            metrics.topic_totals().into_iter().collect();
-        let mut topics: Vec<TopicTrafficWire> = self
+        let topics = self
             .broker
-            .topic_labels()
+            .topic_traffic()
             .into_iter()
-            .map(|(key, (stream, topic))| {
-                let t = totals.get(&key).copied().unwrap_or_default();
-                TopicTrafficWire {
-                    stream,
-                    topic,
-                    bytes_in: t.bytes_in,
-                    messages_in: t.messages_in,
-                    bytes_out: t.bytes_out,
-                    messages_out: t.messages_out,
-                }
+            .map(|t| TopicTrafficWire {
+                stream: t.stream,
+                topic: t.topic,
+                bytes_in: t.totals.bytes_in,
+                messages_in: t.totals.messages_in,
+                bytes_out: t.totals.bytes_out,
+                messages_out: t.totals.messages_out,
             })
             .collect();
-        topics.sort_by(|a, b| (&a.stream, &a.topic).cmp(&(&b.stream, &b.topic)));
-        let mut lag = self.broker.consumer_lag(None);
-        // Stable: equal lags keep consumer_lag's (group, topic, partition) order.
-        lag.sort_by_key(|l| std::cmp::Reverse(l.lag));
-        lag.truncate(lag_rows as usize);
+        let lag = self.broker.largest_lags(lag_rows as usize);
         let process = ProcessSample::now();
         let snapshot = MetricsSnapshotWire {
-            uptime_us: now_us().saturating_sub(self.broker.started_at),
+            uptime_us: u64::try_from(self.broker.uptime().as_micros()).unwrap_or(u64::MAX),
             metrics_enabled: metrics.enabled(),
             native_connections: metrics.connections(DoorKind::Native),
             kafka_connections: metrics.connections(DoorKind::Kafka),

@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use wharf_protocol::responses::{encode_client, encode_cluster_metadata, StatsWire};
 
-use crate::broker::{now_us, Action, BrokerError};
+use crate::broker::{Action, BrokerError};
 use crate::metrics::process::{self, ProcessSample};
 use crate::native::connection::Reply;
 use crate::native::session::Session;
@@ -94,7 +94,8 @@ impl Session {
             read_bytes: process.read_bytes,
             written_bytes: process.written_bytes,
             start_time: self.broker.started_at,
-            run_time: now_us().saturating_sub(self.broker.started_at),
+            // The monotonic clock's, as the snapshot's: a wall-clock step does not change it.
+            run_time: u64::try_from(self.broker.uptime().as_micros()).unwrap_or(u64::MAX),
             clients_count: self.broker.client_count() as u32,
             consumer_groups_count: self.broker.native_group_count() as u32,
             hostname: read_trimmed("/proc/sys/kernel/hostname"),
