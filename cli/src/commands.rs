@@ -14,7 +14,7 @@ use wharf_sdk::{
 
 use crate::args::*;
 use crate::context::{Context, Contexts};
-use crate::output::{json, properties, timestamp, Table};
+use crate::output::{json, properties, shown, timestamp, Table, NAME_CHARS};
 
 /// A failure to report: one line, and the process exit code.
 #[derive(Debug)]
@@ -1481,13 +1481,13 @@ pub(crate) fn lag_json(l: &PartitionLagWire) -> Value {
            "committed": l.committed, "end_offset": l.end_offset, "lag": l.lag})
 }
 
-/// Lag rows for people, with Kafka's topic names.
+/// Lag rows for people, with Kafka's topic names; names as [`shown`] prints them.
 pub(crate) fn lag_table(rows: &[PartitionLagWire]) -> String {
     let mut t = Table::new(&["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"]);
     for l in rows {
         t.row(vec![
-            l.group.clone(),
-            l.topic.clone(),
+            shown(&l.group, NAME_CHARS),
+            shown(&l.topic, NAME_CHARS),
             l.partition.to_string(),
             l.committed.to_string(),
             l.end_offset.to_string(),
@@ -1745,4 +1745,36 @@ async fn pat(client: &Client, c: &PatCmd, out: &Out, conn: &About<'_>) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bound: `wharf consumer-group lag` shows a group id a Kafka client chose (any bytes, up
+    /// to 64 KiB) without the terminal controls in it and at most NAME_CHARS characters wide;
+    /// `--output json` keeps it whole.
+    #[test]
+    fn lag_rows_show_client_chosen_group_ids_safely() {
+        let evil = format!("\x1b[2J\x1b[H{}\nforged 0 0 0", "g".repeat(65_535));
+        let row = PartitionLagWire {
+            group: evil.clone(),
+            stream: "default".into(),
+            topic: "orders".into(),
+            partition: 1,
+            committed: 2,
+            end_offset: 5,
+            lag: 3,
+        };
+        let text = lag_table(std::slice::from_ref(&row));
+        assert_eq!(text.lines().count(), 2, "a header and one row: {text:.200}");
+        assert!(!text.contains('\x1b'));
+        let line = text.lines().nth(1).unwrap_or_default();
+        assert!(line.chars().count() < NAME_CHARS + 40, "{}", line.len());
+        assert!(
+            line.ends_with("…  orders  1          2          5    3"),
+            "{line}"
+        );
+        assert_eq!(lag_json(&row)["group"], evil.as_str());
+    }
 }

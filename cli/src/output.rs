@@ -60,6 +60,37 @@ pub fn properties(pairs: &[(&'static str, String)]) -> String {
     t.render()
 }
 
+/// The most characters of one name (group id, topic, stream) shown in a table: Kafka's topic
+/// names (249) fit whole; a group id may be up to 64 KiB, which would widen every row.
+pub const NAME_CHARS: usize = 255;
+
+/// A name from the server (a group id any Kafka client chose, a topic name made before the
+/// naming rule) made safe to print for people: control characters, which a terminal would
+/// obey (clear the screen, move the cursor, end the line), and the bidirectional overrides,
+/// which reorder what is shown, are printed escaped (`\u{1b}`); text that would show more than
+/// `max` characters (escapes counted as shown) is cut and ends with `…`. JSON output keeps names as they are (its strings are escaped).
+pub fn shown(text: &str, max: usize) -> String {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::with_capacity(text.len().min(max));
+    let mut width = 0;
+    for c in text.chars() {
+        let piece: String = if unsafe_char(c) {
+            c.escape_unicode().collect()
+        } else {
+            c.into()
+        };
+        let w = piece.chars().count();
+        if width + w > max {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+        width += w;
+    }
+    out
+}
+
 pub fn json(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
@@ -98,6 +129,25 @@ mod tests {
         t.row(vec!["1".into(), "shop".into()]);
         t.row(vec!["10".into(), "a".into()]);
         assert_eq!(t.render(), "ID  NAME\n1   shop\n10  a");
+    }
+
+    /// Bound: a name is at most NAME_CHARS characters on screen (a 64 KiB group id is cut)
+    /// and carries no character a terminal obeys: escape sequences, line ends, bidi overrides.
+    #[test]
+    fn names_are_shown_without_terminal_controls_and_cut() {
+        assert_eq!(shown("orders", NAME_CHARS), "orders");
+        assert_eq!(
+            shown("a\u{1b}[2Jb\nc\u{202e}d\u{7f}", NAME_CHARS),
+            "a\\u{1b}[2Jb\\u{a}c\\u{202e}d\\u{7f}"
+        );
+        let huge = "g".repeat(65_535);
+        let cut = shown(&huge, NAME_CHARS);
+        assert_eq!(cut.chars().count(), NAME_CHARS + 1);
+        assert!(cut.ends_with("g…"), "{cut}");
+        assert_eq!(shown("日本語", 2), "日本…");
+        // Escapes count as what they show: `\u{1b}` is 6 characters.
+        assert_eq!(shown("a\u{1b}", 6), "a…");
+        assert_eq!(shown("日本", 2), "日本");
     }
 
     #[test]

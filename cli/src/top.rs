@@ -3,9 +3,12 @@
 //! CPU and memory, and the consumer group partitions with the largest lag.
 //!
 //! The server sends totals; rates are the difference of two snapshots over the difference of
-//! their server uptimes, so the first frame has totals only. On a terminal each frame replaces
-//! the last (ANSI clear and home); otherwise, and with `--output json` (one object a line),
-//! frames follow each other, as `top -b` prints them.
+//! their server uptimes (the server's monotonic clock), so the first frame has totals only, and
+//! so has the first after a server restart (its uptime went back). On a terminal that can
+//! (`TERM` set and not `dumb`) each frame replaces the last (ANSI clear and home, no colours);
+//! otherwise, and with `--output json` (one object a line), frames follow each other, as
+//! `top -b` prints them. Names from the server are shown without terminal controls, and no
+//! more lag rows than asked for are shown, whatever the server sends.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -13,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wharf_sdk::units::{format_duration, format_size};
-use wharf_sdk::wire::{MetricsSnapshotWire, TopicTrafficWire};
+use wharf_sdk::wire::{MetricsSnapshotWire, PartitionLagWire, TopicTrafficWire};
 use wharf_sdk::{Client, Error};
 
 use crate::commands::{emit, lag_json, lag_table};
-use crate::output::Table;
+use crate::output::{shown, Table, NAME_CHARS};
 
 /// What to show and how often.
 #[derive(Debug)]
@@ -60,6 +63,10 @@ struct Frame<'a> {
     topics: Vec<TopicLine<'a>>,
     /// Topics left out by the limit.
     more_topics: usize,
+    /// The largest lags, at most the limit.
+    lag: &'a [PartitionLagWire],
+    /// The server's uptime went back since the last frame: it restarted, so no rates.
+    restarted: bool,
 }
 
 fn per_second(now: u64, before: u64, seconds: f64) -> f64 {
@@ -95,6 +102,9 @@ fn frame<'a>(
     elapsed: Duration,
     limit: usize,
 ) -> Frame<'a> {
+    // A server that restarted since `before` counts from 0 again over an unknown time.
+    let restarted = before.is_some_and(|b| now.uptime_us < b.uptime_us);
+    let before = before.filter(|_| !restarted);
     let seconds = before.and_then(|b| {
         let server = now.uptime_us.saturating_sub(b.uptime_us) as f64 / 1e6;
         let s = if server > 0.0 {
@@ -106,7 +116,8 @@ fn frame<'a>(
     });
     let cpu_percent = before
         .zip(seconds)
-        .map(|(b, s)| (100.0 * (now.cpu_seconds - b.cpu_seconds) / s).max(0.0));
+        .map(|(b, s)| (100.0 * (now.cpu_seconds - b.cpu_seconds) / s).max(0.0))
+        .filter(|c| c.is_finite());
     let previous: HashMap<(&str, &str), &TopicTrafficWire> = before
         .map(|b| {
             b.topics
@@ -150,6 +161,8 @@ fn frame<'a>(
         cpu_percent,
         topics,
         more_topics,
+        lag: &now.lag[..now.lag.len().min(limit)],
+        restarted,
     }
 }
 
@@ -195,6 +208,9 @@ fn render_text(view: &View<'_>, f: &Frame<'_>) -> String {
         "connections  native {}  kafka {}\n",
         s.native_connections, s.kafka_connections
     ));
+    if f.restarted {
+        out.push_str("the server restarted since the last frame: rates start again\n");
+    }
     if !s.metrics_enabled {
         out.push_str("traffic is not counted on this server ([metrics] enable = false)\n");
     }
@@ -214,8 +230,8 @@ fn render_text(view: &View<'_>, f: &Frame<'_>) -> String {
     for l in &f.topics {
         let tr = l.traffic;
         t.row(vec![
-            tr.topic.clone(),
-            tr.stream.clone(),
+            shown(&tr.topic, NAME_CHARS),
+            shown(&tr.stream, NAME_CHARS),
             rate_text(l.rates, |r| r.messages_in, false),
             rate_text(l.rates, |r| r.messages_out, false),
             rate_text(l.rates, |r| r.bytes_in, true),
@@ -231,10 +247,10 @@ fn render_text(view: &View<'_>, f: &Frame<'_>) -> String {
         out.push_str(&format!("\n(and {} more topics)", f.more_topics));
     }
     out.push_str("\n\n");
-    if s.lag.is_empty() {
+    if f.lag.is_empty() {
         out.push_str("no consumer group has committed offsets");
     } else {
-        out.push_str(&lag_table(&s.lag));
+        out.push_str(&lag_table(f.lag));
     }
     out
 }
@@ -249,6 +265,7 @@ fn render_json(f: &Frame<'_>) -> Value {
         "frame": f.number,
         "uptime_us": s.uptime_us,
         "seconds": f.seconds,
+        "restarted": f.restarted,
         "metrics_enabled": s.metrics_enabled,
         "connections": {"native": s.native_connections, "kafka": s.kafka_connections},
         "process": {"cpu_percent": f.cpu_percent, "cpu_seconds": s.cpu_seconds,
@@ -265,13 +282,20 @@ fn render_json(f: &Frame<'_>) -> Value {
                    "bytes_out_per_s": rate_json(l.rates, |r| r.bytes_out)})
         }).collect::<Vec<_>>(),
         "more_topics": f.more_topics,
-        "lag": s.lag.iter().map(lag_json).collect::<Vec<_>>(),
+        "lag": f.lag.iter().map(lag_json).collect::<Vec<_>>(),
     })
+}
+
+/// Whether frames replace each other on screen: only on a terminal that obeys ANSI cursor
+/// codes (`TERM` set and not `dumb`), never for JSON.
+fn redraws(json: bool, stdout_is_terminal: bool, term: Option<&str>) -> bool {
+    !json && stdout_is_terminal && term.is_some_and(|t| !t.is_empty() && t != "dumb")
 }
 
 /// Draws frames until `view.iterations` have been shown (or forever).
 pub async fn run(client: &Client, view: &View<'_>) -> Result<(), Error> {
-    let terminal = !view.json && std::io::stdout().is_terminal();
+    let term = std::env::var("TERM").ok();
+    let terminal = redraws(view.json, std::io::stdout().is_terminal(), term.as_deref());
     let mut ticks = tokio::time::interval(view.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut before: Option<(MetricsSnapshotWire, Instant)> = None;
@@ -424,5 +448,110 @@ mod tests {
         assert_eq!(v["lag"][0]["lag"], 6);
         assert_eq!(v["process"]["cpu_percent"], 50.0);
         assert_eq!(v["connections"]["kafka"], 1);
+    }
+
+    fn lag_row(group: &str, lag: u64) -> PartitionLagWire {
+        PartitionLagWire {
+            group: group.into(),
+            stream: "default".into(),
+            topic: "orders".into(),
+            partition: 0,
+            committed: 0,
+            end_offset: lag,
+            lag,
+        }
+    }
+
+    /// A server whose uptime went back restarted between the frames: its counters start
+    /// from 0 again over a time this client does not know, so the frame has no rates (not a
+    /// spike from totals over the client's interval) and says why.
+    #[test]
+    fn a_server_restart_gives_a_frame_without_rates() {
+        let a = snapshot(100, 50.0, vec![traffic("orders", 1_000_000, 1 << 30)]);
+        let b = snapshot(2, 0.5, vec![traffic("orders", 10, 100)]);
+        let f = frame(7, Some(&a), &b, Duration::from_secs(1), 10);
+        assert!(f.restarted);
+        assert_eq!((f.seconds, f.cpu_percent), (None, None));
+        assert!(f.topics.iter().all(|l| l.rates.is_none()));
+        let view = View {
+            server: "s",
+            every: Duration::from_secs(1),
+            iterations: None,
+            limit: 10,
+            json: false,
+        };
+        assert!(render_text(&view, &f).contains("the server restarted since the last frame"));
+        assert_eq!(render_json(&f)["restarted"], true);
+        // The next frame measures against the restarted server's first snapshot.
+        let c = snapshot(4, 0.5, vec![traffic("orders", 30, 300)]);
+        let g = frame(8, Some(&b), &c, Duration::from_secs(1), 10);
+        assert!(!g.restarted);
+        assert_eq!(g.topics[0].rates.map(|r| r.messages_in), Some(10.0));
+    }
+
+    /// Bounds on what a server sends: no more lag rows than the limit are shown (the server
+    /// sent 50 for a limit of 3); counts at u64::MAX and a non-finite CPU time render without
+    /// overflow (CPU use then unknown); a group id with terminal escapes and 64 KiB long is
+    /// shown escaped and cut at NAME_CHARS.
+    #[test]
+    fn absurd_answers_are_shown_within_bounds() {
+        let evil = format!("\x1b[2J\x1b]0;owned\x07{}", "g".repeat(65_535));
+        let mut b = snapshot(
+            20,
+            f64::INFINITY,
+            vec![TopicTrafficWire {
+                stream: "s\nfake line".into(),
+                topic: "t".into(),
+                bytes_in: u64::MAX,
+                messages_in: u64::MAX,
+                bytes_out: u64::MAX,
+                messages_out: u64::MAX,
+            }],
+        );
+        b.lag = (0..50).map(|i| lag_row(&evil, 100 - i)).collect();
+        let a = snapshot(10, 1.0, vec![traffic("t", 0, 0)]);
+        let f = frame(2, Some(&a), &b, Duration::ZERO, 3);
+        assert_eq!(f.lag.len(), 3);
+        assert_eq!(f.cpu_percent, None, "infinite CPU time: unknown use");
+        let r = f.topics[0].rates.expect("rates");
+        assert!(
+            r.bytes_in.is_finite() && r.messages_out.is_finite(),
+            "{r:?}"
+        );
+        let view = View {
+            server: "s",
+            every: Duration::from_secs(1),
+            iterations: None,
+            limit: 3,
+            json: false,
+        };
+        let text = render_text(&view, &f);
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(!text.contains("\nfake line"), "a name cannot start a line");
+        let lag_lines: Vec<&str> = text.lines().filter(|l| l.contains("orders")).collect();
+        assert_eq!(lag_lines.len(), 3, "{text}");
+        for l in lag_lines {
+            // The cut group id (NAME_CHARS + "…"), the topic and four numbers, padded.
+            assert!(l.chars().count() < NAME_CHARS + 80, "{} chars", l.len());
+        }
+        let v = render_json(&f);
+        assert_eq!(v["lag"].as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            v["lag"][0]["group"],
+            evil.as_str(),
+            "JSON keeps names whole"
+        );
+        assert!(v["process"]["cpu_percent"].is_null());
+    }
+
+    /// Frames replace each other only on a terminal that obeys cursor codes.
+    #[test]
+    fn frames_redraw_only_on_a_terminal_that_can() {
+        assert!(redraws(false, true, Some("xterm-256color")));
+        assert!(!redraws(false, true, Some("dumb")), "TERM=dumb");
+        assert!(!redraws(false, true, Some("")));
+        assert!(!redraws(false, true, None), "no TERM");
+        assert!(!redraws(false, false, Some("xterm")), "not a terminal");
+        assert!(!redraws(true, true, Some("xterm")), "JSON lines");
     }
 }

@@ -834,3 +834,46 @@ fn top_draws_the_asked_number_of_frames() {
     let (code, err) = env.fails(&["top", "--interval", "0ms", "--iterations", "1"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `wharf top` without --iterations runs until Ctrl-C, then exits 0 (within a bounded wait)
+/// having printed only whole frames: every line of its JSON output parses.
+#[test]
+fn top_ends_cleanly_on_ctrl_c() {
+    let env = start();
+    let _client = lagging_group(&env);
+    let mut top = env
+        .cmd(&["--output", "json", "top", "--interval", "50ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(top.stdout.take().unwrap()).lines();
+    // A frame on stdout means the Ctrl-C handler is in place (it is polled before the
+    // connection is made).
+    let first = lines.next().unwrap().unwrap();
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["frame"], 1);
+    Command::new("kill")
+        .args(["-INT", &top.id().to_string()])
+        .status()
+        .unwrap();
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(top.wait_with_output());
+    });
+    let out = waited
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("wharf top still running 60 s after Ctrl-C")
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    for line in lines {
+        let line = line.unwrap();
+        serde_json::from_str::<Value>(&line)
+            .unwrap_or_else(|e| panic!("a partial frame after Ctrl-C ({e}): {line}"));
+    }
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
