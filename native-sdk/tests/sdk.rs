@@ -769,13 +769,14 @@ fn cpu_seconds_counted() -> f64 {
 }
 
 /// The stats fields that were 0 before issue 19 are filled, checked only where the kernel
-/// guarantees an answer: RSS, threads and the data directory's disk are never 0; the I/O
-/// counters are this process's `/proc/self/io` (the server runs here), bracketed by the
-/// test's own readings (on tmpfs they stay 0, so no lower bound beyond that); CPU use is a
-/// percentage of one core and of the machine (up to 100). The CPU meter's
+/// guarantees an answer: RSS, threads, the run time (monotonic) and the data directory's disk
+/// are never 0; the I/O counters are this process's `/proc/self/io` (the server runs here),
+/// bracketed by the test's own readings (on tmpfs they stay 0, so no lower bound beyond
+/// that); CPU use is a percentage of one core and of the machine (up to 100). The CPU meter's
 /// arithmetic is tested with injected readings in `gateway/src/metrics/process.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_report_cpu_memory_io_threads_and_disk() {
+    let before_start = std::time::Instant::now();
     let server = server().await;
     let client = connect(server.addr).await;
     topic(&client, 1).await;
@@ -811,6 +812,12 @@ async fn stats_report_cpu_memory_io_threads_and_disk() {
     );
     // The runtime's workers and the test's own thread at least.
     assert!(s.threads_count >= 3, "threads {}", s.threads_count);
+    // The run time is the monotonic clock's since the broker opened: within this test's.
+    let run_time = Duration::from_micros(s.run_time);
+    assert!(
+        run_time > Duration::ZERO && run_time <= before_start.elapsed(),
+        "{run_time:?}"
+    );
     assert!(
         s.total_disk_space > 0 && s.free_disk_space <= s.total_disk_space,
         "{s:?}"
