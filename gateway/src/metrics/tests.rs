@@ -12,7 +12,7 @@ use wharf_protocol::message::encode_message;
 use wharf_protocol::{Consumer, Identifier, Partitioning, PollingStrategy};
 
 use super::exposition::exposition;
-use super::{DoorKind, Metrics, Outcome};
+use super::{DoorKind, Metrics};
 use crate::broker::consume::{FetchLimits, FetchWant, PollRequest};
 use crate::broker::coordinator::MemberRef;
 use crate::broker::kafka_batch::{encode_batch, NewRecord};
@@ -64,6 +64,7 @@ fn check_well_formed(text: &str) {
         let series_end = line.find(['{', ' ']).unwrap();
         let series = &line[..series_end];
         let ok = match kind.as_str() {
+            "info" => series == format!("{name}_info"),
             "histogram" => [
                 format!("{name}_bucket"),
                 format!("{name}_sum"),
@@ -208,9 +209,17 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     let polled_bytes: u64 = polled.messages.iter().map(|m| m.len() as u64).sum();
 
     // Requests as the doors record them.
-    metrics.kafka_request(0, Duration::from_millis(3), Outcome::Ok);
-    metrics.kafka_request(0, Duration::from_millis(30), Outcome::Error);
-    metrics.native_request(101, Duration::from_micros(70), Outcome::Ok);
+    metrics.kafka_request_took(0, Duration::from_millis(3));
+    metrics.kafka_request_took(0, Duration::from_millis(30));
+    // The second Produce's answer: one partition NOT_LEADER_OR_FOLLOWER, two
+    // UNKNOWN_TOPIC_OR_PARTITION, one NONE (not counted).
+    for code in [6, 3, 3, 0] {
+        metrics.kafka_error(0, code);
+    }
+    metrics.kafka_error(11, 79);
+    metrics.kafka_connection_closed(1);
+    metrics.native_request_took(101, Duration::from_micros(70), None);
+    metrics.native_request_took(300, Duration::from_micros(70), Some(2010));
     let _connection = metrics.connection_opened(DoorKind::Native);
 
     let text = exposition(&metrics, Some(&broker));
@@ -272,10 +281,30 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
 
     let produce = r#"{door="kafka",api="Produce"}"#;
     assert_eq!(value(&text, &format!("wharf_requests_total{produce}")), "2");
-    assert_eq!(
-        value(&text, &format!("wharf_request_errors_total{produce}")),
-        "1"
-    );
+    // Errors by Kafka's name, once per code in the answer (as ErrorsPerSec{request,error}).
+    let err = |door: &str, api: &str, error: &str| {
+        value(
+            &text,
+            &format!(
+                r#"wharf_request_errors_total{{door="{door}",api="{api}",error="{error}"}}"#
+            ),
+        )
+    };
+    assert_eq!(err("kafka", "Produce", "UNKNOWN_TOPIC_OR_PARTITION"), "2");
+    assert_eq!(err("kafka", "Produce", "NOT_LEADER_OR_FOLLOWER"), "1");
+    assert_eq!(err("kafka", "JoinGroup", "MEMBER_ID_REQUIRED"), "1");
+    assert_eq!(err("kafka", "Fetch", "CONNECTION_CLOSED"), "1");
+    assert_eq!(err("native", "GetTopic", "topic_id_not_found"), "1");
+    assert!(!text.contains(r#"error="NONE""#), "{text}");
+    // Bound: the error label set is the fixed tables' names, nothing from a client.
+    for line in text.lines().filter(|l| l.starts_with("wharf_request_errors_total{")) {
+        let error = line.split("error=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert!(
+            super::kafka_errors::KAFKA_ERRORS.iter().any(|&(_, n)| n == error)
+                || super::native_errors::NATIVE_ERRORS.iter().any(|&(_, n)| n == error),
+            "{line}"
+        );
+    }
     assert_eq!(
         value(
             &text,
@@ -293,9 +322,9 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     );
     let send = r#"{door="native",api="SendMessages"}"#;
     assert_eq!(value(&text, &format!("wharf_requests_total{send}")), "1");
-    assert_eq!(
-        value(&text, &format!("wharf_request_errors_total{send}")),
-        "0"
+    assert!(
+        !text.contains(r#"wharf_request_errors_total{door="native",api="SendMessages""#),
+        "{text}"
     );
     assert_eq!(value(&text, r#"wharf_connections{door="native"}"#), "1");
     assert_eq!(value(&text, r#"wharf_connections{door="kafka"}"#), "0");
@@ -328,14 +357,14 @@ async fn with_metrics_off_nothing_is_counted_on_the_hot_path() {
         .await
         .unwrap();
     produce(&broker, "orders", 0, kafka_batch(3)).await;
-    metrics.kafka_request(0, Duration::from_millis(3), Outcome::Error);
-    metrics.native_request(101, Duration::from_millis(3), Outcome::Ok);
-    metrics.request(
-        DoorKind::Kafka,
-        "Fetch",
-        Duration::from_millis(3),
-        Outcome::Ok,
-    );
+    // Bound: off, the doors read no clock (and so time and classify nothing).
+    assert_eq!(metrics.clock(), None);
+    metrics.kafka_request(0, metrics.clock());
+    metrics.kafka_request_took(0, Duration::from_millis(3));
+    metrics.kafka_error(0, 3);
+    metrics.kafka_connection_closed(1);
+    metrics.native_request_took(101, Duration::from_millis(3), Some(2010));
+    assert!(metrics.error_totals().is_empty());
     let _connection = metrics.connection_opened(DoorKind::Kafka);
 
     let text = exposition(&metrics, Some(&broker));
@@ -490,7 +519,7 @@ fn connections_are_counted_until_their_guard_drops() {
 #[test]
 fn the_openmetrics_form_names_counter_families_without_total_and_ends_with_eof() {
     let metrics = Metrics::new(true);
-    metrics.kafka_request(1, Duration::from_millis(2), Outcome::Ok);
+    metrics.kafka_request_took(1, Duration::from_millis(2));
     let text = super::exposition::exposition_openmetrics(&metrics, None);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("# TYPE wharf_requests counter\n"), "{text}");
