@@ -2052,4 +2052,33 @@ mod tests {
         assert_eq!(base_offsets(&f), [4, 5, 6]);
         assert_eq!(f.last_stable_offset, Some(7));
     }
+
+    /// Review #19 item 9: Kafka `messages_out` counts records at or after the fetch offset and
+    /// never a control batch's.
+    #[test]
+    fn fetched_records_are_counted_from_the_fetch_offset_and_control_batches_not_at_all() {
+        use crate::broker::kafka_batch::{encode_batch, NewRecord};
+        let values: Vec<Vec<u8>> = (0..5).map(|i| vec![b'v'; 3 + i]).collect();
+        let records: Vec<NewRecord<'_>> = values
+            .iter()
+            .map(|v| NewRecord {
+                timestamp_ms: 1,
+                value: Some(v),
+                ..Default::default()
+            })
+            .collect();
+        let mut batch = encode_batch(0, &records).to_vec();
+        // Stored at base offset 10: offsets 10..=14.
+        batch[0..8].copy_from_slice(&10i64.to_be_bytes());
+        assert_eq!(kafka_batch_records_from(&batch, 0), 5);
+        assert_eq!(kafka_batch_records_from(&batch, 10), 5);
+        assert_eq!(kafka_batch_records_from(&batch, 12), 3);
+        assert_eq!(kafka_batch_records_from(&batch, 14), 1);
+        assert_eq!(kafka_batch_records_from(&batch, 15), 0);
+        // Attributes bit 5: a control batch (a transaction marker) is no message.
+        batch[22] |= 0x20;
+        assert_eq!(kafka_batch_records_from(&batch, 0), 0);
+        // A truncated header counts nothing.
+        assert_eq!(kafka_batch_records_from(&batch[..30], 0), 0);
+    }
 }
