@@ -212,7 +212,10 @@ async fn both_doors_count_requests_errors_and_connections() {
     );
     // Only the answered one's error counts (acks=0: no answer, no error).
     assert_eq!(
-        sample(&text, &errors("kafka", "Produce", "UNKNOWN_TOPIC_OR_PARTITION")),
+        sample(
+            &text,
+            &errors("kafka", "Produce", "UNKNOWN_TOPIC_OR_PARTITION")
+        ),
         "1"
     );
     assert_eq!(any_errors("kafka", "Produce"), 1, "{text}");
@@ -228,7 +231,10 @@ async fn both_doors_count_requests_errors_and_connections() {
         sample(&text, &errors("native", "GetStreams", "unauthenticated")),
         "1"
     );
-    assert_eq!(try_sample(&text, &errors("native", "GetStreams", "other")), None);
+    assert_eq!(
+        try_sample(&text, &errors("native", "GetStreams", "other")),
+        None
+    );
     assert_eq!(sample(&text, r#"wharf_connections{door="kafka"}"#), "1");
     assert_eq!(sample(&text, r#"wharf_connections{door="native"}"#), "1");
     assert_eq!(

@@ -370,7 +370,8 @@ impl Scrape {
         // Consumer lag, Kafka groups and native groups alike: the largest lags, bounded.
         let mut committed = Vec::new();
         let mut lag = Vec::new();
-        let (rows, omitted) = super::largest_lags(broker.consumer_lag(None), metrics.max_lag_series());
+        let (rows, omitted) =
+            super::largest_lags(broker.consumer_lag(None), metrics.max_lag_series());
         for l in rows {
             let labels: Labels = vec![
                 ("group", Cow::Owned(l.group)),

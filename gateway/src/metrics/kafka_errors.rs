@@ -312,7 +312,11 @@ mod tests {
         assert_eq!(KAFKA_ERRORS[slot(27)].1, "REBALANCE_IN_PROGRESS");
         assert_eq!(KAFKA_ERRORS[slot(120)].1, "TRANSACTION_ABORTABLE");
         for code in [121, 999, i16::MAX, -2, i16::MIN] {
-            assert_eq!(KAFKA_ERRORS[slot(code)].1, "UNKNOWN_SERVER_ERROR", "code {code}");
+            assert_eq!(
+                KAFKA_ERRORS[slot(code)].1,
+                "UNKNOWN_SERVER_ERROR",
+                "code {code}"
+            );
         }
     }
 }

@@ -427,7 +427,9 @@ impl Metrics {
             return;
         }
         let slot = apis::native_slot(code);
-        self.native_requests[slot].duration.observe_duration(elapsed);
+        self.native_requests[slot]
+            .duration
+            .observe_duration(elapsed);
         if let Some(status) = status {
             let i = slot * native_errors::NATIVE_ERRORS.len() + native_errors::slot(status);
             self.native_errors[i].fetch_add(1, Ordering::Relaxed);

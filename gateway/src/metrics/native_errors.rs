@@ -33,7 +33,10 @@ pub const NATIVE_ERRORS: &[(u32, &str)] = &[
     (code::CLIENT_NOT_FOUND, "client_not_found"),
     (code::STREAM_ID_NOT_FOUND, "stream_id_not_found"),
     (code::STREAM_NAME_NOT_FOUND, "stream_name_not_found"),
-    (code::STREAM_NAME_ALREADY_EXISTS, "stream_name_already_exists"),
+    (
+        code::STREAM_NAME_ALREADY_EXISTS,
+        "stream_name_already_exists",
+    ),
     (code::INVALID_STREAM_NAME, "invalid_stream_name"),
     (code::INVALID_TOPIC_SIZE, "invalid_topic_size"),
     (code::TOPIC_ID_NOT_FOUND, "topic_id_not_found"),
@@ -41,7 +44,10 @@ pub const NATIVE_ERRORS: &[(u32, &str)] = &[
     (code::TOPIC_NAME_ALREADY_EXISTS, "topic_name_already_exists"),
     (code::INVALID_TOPIC_NAME, "invalid_topic_name"),
     (code::TOO_MANY_PARTITIONS, "too_many_partitions"),
-    (code::INVALID_REPLICATION_FACTOR, "invalid_replication_factor"),
+    (
+        code::INVALID_REPLICATION_FACTOR,
+        "invalid_replication_factor",
+    ),
     (code::INVALID_PARTITIONS_COUNT, "invalid_partitions_count"),
     (code::PARTITION_NOT_FOUND, "partition_not_found"),
     (code::NO_PARTITIONS, "no_partitions"),
@@ -58,14 +64,32 @@ pub const NATIVE_ERRORS: &[(u32, &str)] = &[
     (code::INVALID_HEADER_KIND, "invalid_header_kind"),
     (code::INVALID_OFFSET, "invalid_offset"),
     (code::INVALID_RESERVED_FIELD, "invalid_reserved_field"),
-    (code::CONSUMER_GROUP_ID_NOT_FOUND, "consumer_group_id_not_found"),
-    (code::CONSUMER_GROUP_NAME_NOT_FOUND, "consumer_group_name_not_found"),
-    (code::CONSUMER_GROUP_NAME_ALREADY_EXISTS, "consumer_group_name_already_exists"),
-    (code::INVALID_CONSUMER_GROUP_NAME, "invalid_consumer_group_name"),
-    (code::CONSUMER_GROUP_MEMBER_NOT_FOUND, "consumer_group_member_not_found"),
+    (
+        code::CONSUMER_GROUP_ID_NOT_FOUND,
+        "consumer_group_id_not_found",
+    ),
+    (
+        code::CONSUMER_GROUP_NAME_NOT_FOUND,
+        "consumer_group_name_not_found",
+    ),
+    (
+        code::CONSUMER_GROUP_NAME_ALREADY_EXISTS,
+        "consumer_group_name_already_exists",
+    ),
+    (
+        code::INVALID_CONSUMER_GROUP_NAME,
+        "invalid_consumer_group_name",
+    ),
+    (
+        code::CONSUMER_GROUP_MEMBER_NOT_FOUND,
+        "consumer_group_member_not_found",
+    ),
     (code::CANNOT_WRITE_TO_FILE, "cannot_write_to_file"),
     (code::IO_ERROR, "io_error"),
-    (crate::native::errors::INVALID_HEADER_KEY, "invalid_header_key"),
+    (
+        crate::native::errors::INVALID_HEADER_KEY,
+        "invalid_header_key",
+    ),
     (u32::MAX, "other"),
 ];
 
@@ -85,8 +109,14 @@ mod tests {
     /// Bound: at most `NATIVE_ERRORS.len()` label values, whatever status is answered.
     #[test]
     fn statuses_find_their_iggy_name_and_others_are_other() {
-        assert_eq!(NATIVE_ERRORS[slot(code::UNAUTHENTICATED)].1, "unauthenticated");
-        assert_eq!(NATIVE_ERRORS[slot(code::TOPIC_ID_NOT_FOUND)].1, "topic_id_not_found");
+        assert_eq!(
+            NATIVE_ERRORS[slot(code::UNAUTHENTICATED)].1,
+            "unauthenticated"
+        );
+        assert_eq!(
+            NATIVE_ERRORS[slot(code::TOPIC_ID_NOT_FOUND)].1,
+            "topic_id_not_found"
+        );
         assert_eq!(NATIVE_ERRORS[slot(4018)].1, "invalid_header_key");
         assert_eq!(NATIVE_ERRORS[slot(987_654)].1, "other");
         assert_eq!(NATIVE_ERRORS[slot(u32::MAX)].1, "other");

@@ -285,9 +285,7 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     let err = |door: &str, api: &str, error: &str| {
         value(
             &text,
-            &format!(
-                r#"wharf_request_errors_total{{door="{door}",api="{api}",error="{error}"}}"#
-            ),
+            &format!(r#"wharf_request_errors_total{{door="{door}",api="{api}",error="{error}"}}"#),
         )
     };
     assert_eq!(err("kafka", "Produce", "UNKNOWN_TOPIC_OR_PARTITION"), "2");
@@ -297,11 +295,24 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     assert_eq!(err("native", "GetTopic", "topic_id_not_found"), "1");
     assert!(!text.contains(r#"error="NONE""#), "{text}");
     // Bound: the error label set is the fixed tables' names, nothing from a client.
-    for line in text.lines().filter(|l| l.starts_with("wharf_request_errors_total{")) {
-        let error = line.split("error=\"").nth(1).unwrap().split('"').next().unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("wharf_request_errors_total{"))
+    {
+        let error = line
+            .split("error=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert!(
-            super::kafka_errors::KAFKA_ERRORS.iter().any(|&(_, n)| n == error)
-                || super::native_errors::NATIVE_ERRORS.iter().any(|&(_, n)| n == error),
+            super::kafka_errors::KAFKA_ERRORS
+                .iter()
+                .any(|&(_, n)| n == error)
+                || super::native_errors::NATIVE_ERRORS
+                    .iter()
+                    .any(|&(_, n)| n == error),
             "{line}"
         );
     }
@@ -569,7 +580,10 @@ fn check_inf_buckets(text: &str) -> usize {
             })
             .collect();
         assert_eq!(inf.len(), 1, "one +Inf bucket of {name}{labels:?}:\n{text}");
-        assert_eq!(inf[0].3, *count, "+Inf bucket of {name}{labels:?} = its count");
+        assert_eq!(
+            inf[0].3, *count,
+            "+Inf bucket of {name}{labels:?} = its count"
+        );
     }
     counts.len()
 }
@@ -606,7 +620,10 @@ async fn every_histogram_has_an_inf_bucket_equal_to_its_count_in_both_formats() 
         assert!(check_inf_buckets(&text) >= 4, "{text}");
         let produce = [r#"door="kafka"#, r#"api="Produce"#];
         let family = "wharf_request_duration_seconds";
-        assert_eq!(bucket(&text, family, &produce, "+Inf").as_deref(), Some("2"));
+        assert_eq!(
+            bucket(&text, family, &produce, "+Inf").as_deref(),
+            Some("2")
+        );
         // The last finite bound, 10 s (written `10` in 0.0.4, `10.0` in OpenMetrics).
         let ten = bucket(&text, family, &produce, "10").or(bucket(&text, family, &produce, "10.0"));
         assert_eq!(ten.as_deref(), Some("1"), "{text}");
@@ -614,16 +631,25 @@ async fn every_histogram_has_an_inf_bucket_equal_to_its_count_in_both_formats() 
     let open_metrics = super::exposition::exposition_openmetrics(&metrics, None);
     let version = env!("CARGO_PKG_VERSION");
     // `_info` belongs to the Info type in OpenMetrics; 0.0.4 has none and says gauge.
-    assert!(open_metrics.contains("# TYPE wharf_build info\n"), "{open_metrics}");
+    assert!(
+        open_metrics.contains("# TYPE wharf_build info\n"),
+        "{open_metrics}"
+    );
     assert_eq!(
-        value(&open_metrics, &format!(r#"wharf_build_info{{version="{version}"}}"#)),
+        value(
+            &open_metrics,
+            &format!(r#"wharf_build_info{{version="{version}"}}"#)
+        ),
         "1"
     );
     let text = exposition(&metrics, None);
     check_well_formed(&text);
     assert!(text.contains("# TYPE wharf_build_info gauge\n"), "{text}");
     assert_eq!(
-        value(&text, &format!(r#"wharf_build_info{{version="{version}"}}"#)),
+        value(
+            &text,
+            &format!(r#"wharf_build_info{{version="{version}"}}"#)
+        ),
         "1"
     );
 }
@@ -676,15 +702,24 @@ async fn lag_series_are_bounded_largest_first_and_group_labels_are_capped() {
     assert_eq!(value(&text, "wharf_consumer_group_lag_series_omitted"), "1");
     let rest = r#"stream="default",topic="orders",partition="0"}"#;
     assert_eq!(
-        value(&text, &format!(r#"wharf_consumer_group_lag{{group="big",{rest}"#)),
+        value(
+            &text,
+            &format!(r#"wharf_consumer_group_lag{{group="big",{rest}"#)
+        ),
         "8"
     );
     assert!(!text.contains(r#"group="small""#), "{text}");
     let cut = super::group_label(&long);
-    assert!(cut.len() <= super::MAX_GROUP_LABEL && cut.len() > 200, "{cut}");
+    assert!(
+        cut.len() <= super::MAX_GROUP_LABEL && cut.len() > 200,
+        "{cut}"
+    );
     assert!(cut.starts_with("éé"));
     assert_eq!(
-        value(&text, &format!(r#"wharf_consumer_group_lag{{group="{cut}",{rest}"#)),
+        value(
+            &text,
+            &format!(r#"wharf_consumer_group_lag{{group="{cut}",{rest}"#)
+        ),
         "5"
     );
     // Two long ids with one prefix stay two labels.

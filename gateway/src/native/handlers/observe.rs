@@ -38,7 +38,9 @@ impl Session {
         let max = self.broker.metrics().max_lag_series();
         let (mut rows, _omitted) =
             crate::metrics::largest_lags(self.broker.consumer_lag(group), max);
-        rows.sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
+        rows.sort_by(|a, b| {
+            (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition))
+        });
         for row in rows {
             lag_wire(row).encode(&mut out);
         }
