@@ -8,7 +8,6 @@
 //! or past the end). A position below the log start (retention or compaction removed what it
 //! points to) still counts every offset up to the end, as Kafka's tools report it.
 
-use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -46,18 +45,6 @@ pub struct TopicTraffic {
     pub totals: TrafficTotals,
 }
 
-/// Largest lag first; equal lags in [`Broker::consumer_lag`]'s order (group, topic,
-/// partition; the stream last, so the order is total).
-fn larger_lag_first(a: &PartitionLag, b: &PartitionLag) -> Ordering {
-    (Reverse(a.lag), &a.group, &a.topic, a.partition, &a.stream).cmp(&(
-        Reverse(b.lag),
-        &b.group,
-        &b.topic,
-        b.partition,
-        &b.stream,
-    ))
-}
-
 impl Broker {
     /// How long since this broker opened, on the monotonic clock: a step of the wall clock
     /// (NTP, an operator's `date`) never moves it, so rates over two uptimes stay true.
@@ -84,19 +71,14 @@ impl Broker {
     }
 
     /// The `n` group partitions with the largest lag, largest first (equal lags by group,
-    /// topic and partition).
+    /// topic and partition), group ids cut as the metrics label them
+    /// ([`crate::metrics::largest_lags`], the one selection every lag reader shares).
     pub fn largest_lags(&self, n: usize) -> Vec<PartitionLag> {
-        let mut lags = self.consumer_lag(None);
-        if n == 0 {
-            return Vec::new();
-        }
-        if lags.len() > n {
-            // Linear selection of the n largest, then only those are sorted.
-            lags.select_nth_unstable_by(n - 1, larger_lag_first);
-            lags.truncate(n);
-        }
-        lags.sort_by(larger_lag_first);
-        lags
+        let (mut rows, _omitted) = crate::metrics::largest_lags(self.consumer_lag(None), n);
+        // Sorted there only when rows were left out; stable, so equal lags keep
+        // consumer_lag's (group, topic, partition) order.
+        rows.sort_by_key(|l| std::cmp::Reverse(l.lag));
+        rows
     }
 
     /// The names every topic is shown under, by (stream id, topic id).
