@@ -171,7 +171,7 @@ async fn both_doors_count_requests_errors_and_connections() {
     assert_eq!(native_call(&mut n, 1, &[]).await, 0);
     assert_ne!(native_call(&mut n, 201, &[]).await, 0);
 
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     let series = |door: &str, api: &str| format!(r#"{{door="{door}",api="{api}"}}"#);
     let versions = series("kafka", "ApiVersions");
     assert_eq!(

@@ -213,7 +213,7 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     metrics.native_request(101, Duration::from_micros(70), Outcome::Ok);
     let _connection = metrics.connection_opened(DoorKind::Native);
 
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     check_well_formed(&text);
     let orders = r#"{stream="default",topic="orders"}"#;
     let carts = r#"{stream="shop",topic="shop.carts"}"#;
@@ -338,7 +338,7 @@ async fn with_metrics_off_nothing_is_counted_on_the_hot_path() {
     );
     let _connection = metrics.connection_opened(DoorKind::Kafka);
 
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     check_well_formed(&text);
     assert_eq!(value(&text, "wharf_metrics_enabled"), "0");
     assert!(metrics.request_totals().is_empty());
@@ -391,7 +391,7 @@ async fn label_values_are_escaped() {
         )
         .await;
     assert!(committed.iter().all(Result::is_ok), "{committed:?}");
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     check_well_formed(&text);
     assert_eq!(
         value(
@@ -418,10 +418,10 @@ async fn a_deleted_topics_series_vanish() {
         .unwrap();
     produce(&broker, "gone", 0, kafka_batch(2)).await;
     produce(&broker, "kept", 0, kafka_batch(1)).await;
-    let before = exposition(&metrics, Some(&broker));
+    let before = exposition(&metrics, Some(&broker), true);
     assert!(before.contains(r#"topic="gone""#));
     broker.delete_topic(t.stream_id, t.id).await.unwrap();
-    let after = exposition(&metrics, Some(&broker));
+    let after = exposition(&metrics, Some(&broker), true);
     check_well_formed(&after);
     assert!(!after.contains(r#"topic="gone""#), "{after}");
     assert_eq!(
@@ -441,7 +441,7 @@ async fn a_deleted_topics_series_vanish() {
         .create_kafka_topic("gone", 1, Default::default(), false)
         .await
         .unwrap();
-    let again = exposition(&metrics, Some(&broker));
+    let again = exposition(&metrics, Some(&broker), true);
     assert_eq!(
         value(
             &again,
@@ -454,7 +454,7 @@ async fn a_deleted_topics_series_vanish() {
 #[test]
 fn while_the_store_opens_only_the_servers_own_figures_are_given() {
     let metrics = Metrics::new(true);
-    let text = exposition(&metrics, None);
+    let text = exposition(&metrics, None, false);
     check_well_formed(&text);
     assert_eq!(value(&text, "wharf_ready"), "0");
     assert_eq!(value(&text, "wharf_up"), "1");
@@ -491,7 +491,7 @@ fn connections_are_counted_until_their_guard_drops() {
 fn the_openmetrics_form_names_counter_families_without_total_and_ends_with_eof() {
     let metrics = Metrics::new(true);
     metrics.kafka_request(1, Duration::from_millis(2), Outcome::Ok);
-    let text = super::exposition::exposition_openmetrics(&metrics, None);
+    let text = super::exposition::exposition_openmetrics(&metrics, None, false);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("# TYPE wharf_requests counter\n"), "{text}");
     assert_eq!(
