@@ -140,6 +140,8 @@ pub struct StartHooks {
     /// Awaited once stopping, after the connections are drained and before the HTTP listener
     /// stops and the store closes: holds the server in its stopping phase.
     pub before_close: Option<oneshot::Receiver<()>>,
+    /// Told when the server turns ready (`/ready` says 200); dropped unsent if it never does.
+    pub ready: Option<oneshot::Sender<()>>,
     /// Told as soon as the server is stopping (`/ready` says 503 from then on).
     pub stopping: Option<oneshot::Sender<()>>,
     /// A stop asked for while the server starts (what [`run`] passes its shutdown signal
@@ -196,6 +198,7 @@ pub async fn start_with(config: ServerConfig, hooks: StartHooks) -> Result<Runni
         peer_log,
         state,
         before_close: hooks.before_close,
+        ready: hooks.ready,
         stopping: hooks.stopping,
         stop: hooks.stop,
     };
@@ -226,6 +229,7 @@ struct Doors {
     peer_log: Arc<PeerLog>,
     state: Arc<http::ServerState>,
     before_close: Option<oneshot::Receiver<()>>,
+    ready: Option<oneshot::Sender<()>>,
     stopping: Option<oneshot::Sender<()>>,
     stop: Option<watch::Receiver<bool>>,
 }
@@ -245,6 +249,7 @@ async fn open_and_serve(
         peer_log,
         state,
         before_close,
+        ready,
         stopping,
         stop: stop_asked,
     } = doors;
@@ -316,7 +321,11 @@ async fn open_and_serve(
     // Every listener is bound (connections wait in its backlog until its loop runs) and nothing
     // below can fail: ready, before the listener lines, so whoever reads them finds /ready 200.
     // (After a stop, the phase stays Stopping: it only moves forward.)
-    state.listeners_bound();
+    if state.listeners_bound() {
+        if let Some(tx) = ready {
+            let _ = tx.send(());
+        }
+    }
     for (i, (_, addr, tls)) in native_bound.iter().enumerate() {
         let accepts = native_accepts(*tls, config.native.tls.as_ref());
         if i == 0 {

@@ -552,9 +552,12 @@ async fn a_stalled_tls_handshake_is_closed_after_request_timeout() {
             .await
             .expect("the stalled handshake was closed within WAIT");
         assert!(out.is_empty(), "{out:?}");
-        assert!(began.elapsed() >= REQUEST_TIMEOUT, "closed before the timeout");
+        assert!(
+            began.elapsed() >= REQUEST_TIMEOUT,
+            "closed before the timeout"
+        );
     }
-    // The slots came back: both of max_connections can be held again.
+    // Their slots came back.
     all_slots_back(&running).await;
     running.shutdown().await.unwrap();
 }
@@ -566,10 +569,12 @@ async fn ready_is_503_until_the_store_is_open_and_again_while_stopping() {
     let (open_tx, open_rx) = oneshot::channel();
     let (close_tx, close_rx) = oneshot::channel();
     let (stopping_tx, stopping_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
     let hooks = StartHooks {
         http_bound: Some(bound_tx),
         before_open: Some(open_rx),
         before_close: Some(close_rx),
+        ready: Some(ready_tx),
         stopping: Some(stopping_tx),
         stop: None,
     };
@@ -599,6 +604,7 @@ async fn ready_is_503_until_the_store_is_open_and_again_while_stopping() {
         .unwrap()
         .unwrap();
     assert_eq!(running.http_addr, Some(http));
+    ready_rx.await.expect("the ready hook was told");
     assert_eq!(get(http, "/ready").await.status, 200);
     assert_eq!(gauge(&get(http, "/metrics").await, "wharf_ready"), 1);
 
@@ -632,10 +638,12 @@ async fn a_stop_asked_during_recovery_never_lets_ready_answer_200() {
     let (bound_tx, bound_rx) = oneshot::channel();
     let (open_tx, open_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = oneshot::channel();
     let hooks = StartHooks {
         http_bound: Some(bound_tx),
         before_open: Some(open_rx),
         stop: Some(stop_rx),
+        ready: Some(ready_tx),
         ..StartHooks::default()
     };
     let starting = tokio::spawn(start_with(config(dir.path()), hooks));
@@ -652,7 +660,12 @@ async fn a_stop_asked_during_recovery_never_lets_ready_answer_200() {
         .expect("the start finished within WAIT")
         .unwrap()
         .unwrap();
-    // Never ready, and no door lets a client in.
+    // Never ready (the hook is dropped unsent: not even for a moment), and no door lets a
+    // client in.
+    assert!(
+        ready_rx.await.is_err(),
+        "the server turned ready after a stop asked during recovery"
+    );
     let ready = get(http, "/ready").await;
     assert_eq!(
         (ready.status, ready.text().as_str()),

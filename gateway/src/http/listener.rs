@@ -188,15 +188,13 @@ impl Exchange {
             }
             Ok(Err(HeadError::Bad(bad))) => self.refuse(&bad),
             Ok(Ok(len)) => match parse_head(&buf[..len]) {
-                Ok(request) => {
-                    match timeout(limit, routes::answer(&request, &self.state)).await {
-                        Ok(response) => response,
-                        Err(_) => Response::text(
-                            Status::ServiceUnavailable,
-                            format!("the answer was not ready within {limit:?} (request_timeout)\n"),
-                        ),
-                    }
-                }
+                Ok(request) => match timeout(limit, routes::answer(&request, &self.state)).await {
+                    Ok(response) => response,
+                    Err(_) => Response::text(
+                        Status::ServiceUnavailable,
+                        format!("the answer was not ready within {limit:?} (request_timeout)\n"),
+                    ),
+                },
                 Err(bad) => self.refuse(&bad),
             },
         };
@@ -289,9 +287,7 @@ mod tests {
     /// Serves one exchange over `server`, the head due within `limit`.
     async fn serve(limit: Duration, server: DuplexStream) {
         let (rd, wr) = split(server);
-        exchange(limit)
-            .serve(rd, wr, Instant::now() + limit)
-            .await;
+        exchange(limit).serve(rd, wr, Instant::now() + limit).await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -107,9 +107,10 @@ impl ServerState {
         self.advance(Phase::StartingListeners);
     }
 
-    /// Every door's listener is bound: ready.
-    pub fn listeners_bound(&self) {
+    /// Every door's listener is bound: ready, unless already stopping. Whether it turned ready.
+    pub fn listeners_bound(&self) -> bool {
         self.advance(Phase::Ready);
+        self.phase() == Phase::Ready
     }
 
     /// Told to stop: not ready any more.
@@ -206,11 +207,11 @@ mod tests {
     fn phases_only_move_forward() {
         let state = ServerState::new(Metrics::new(true));
         assert_eq!(state.phase(), Phase::OpeningStore);
-        state.listeners_bound();
+        assert!(state.listeners_bound());
         assert_eq!(state.phase(), Phase::Ready);
         state.stopping();
         // A late "bound" cannot make a stopping server ready again.
-        state.listeners_bound();
+        assert!(!state.listeners_bound());
         assert_eq!(state.phase(), Phase::Stopping);
         assert!(state.broker().is_none());
     }

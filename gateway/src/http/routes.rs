@@ -69,9 +69,7 @@ async fn metrics(request: &Request, state: &Arc<ServerState>) -> Response {
             let broker = state_now.broker();
             let ready = state_now.phase() == Phase::Ready;
             match format {
-                Format::Prometheus => {
-                    exposition::exposition(&metrics, broker.as_deref(), ready)
-                }
+                Format::Prometheus => exposition::exposition(&metrics, broker.as_deref(), ready),
                 Format::OpenMetrics => {
                     exposition::exposition_openmetrics(&metrics, broker.as_deref(), ready)
                 }

@@ -89,9 +89,7 @@ impl Expositions {
             });
             Ok(text)
         });
-        making
-            .await
-            .map_err(|e| ExpositionFailed(e.to_string()))?
+        making.await.map_err(|e| ExpositionFailed(e.to_string()))?
     }
 
     /// Expositions made so far.
@@ -163,16 +161,25 @@ mod tests {
         for o in others {
             assert_eq!(&*o.await.unwrap().unwrap(), "first\n");
         }
-        assert_eq!(expositions.made(), 1, "one exposition for {} scrapes", SCRAPES + 1);
+        assert_eq!(
+            expositions.made(),
+            1,
+            "one exposition for {} scrapes",
+            SCRAPES + 1
+        );
 
         // Once none is being made, a scrape gets a new one; another format is never shared.
         let e = &expositions;
         assert_eq!(
-            &*e.get(Format::Prometheus, || "second\n".into()).await.unwrap(),
+            &*e.get(Format::Prometheus, || "second\n".into())
+                .await
+                .unwrap(),
             "second\n"
         );
         assert_eq!(
-            &*e.get(Format::OpenMetrics, || "# EOF\n".into()).await.unwrap(),
+            &*e.get(Format::OpenMetrics, || "# EOF\n".into())
+                .await
+                .unwrap(),
             "# EOF\n"
         );
         assert_eq!(e.made(), 3);
@@ -196,9 +203,8 @@ mod tests {
         // Still being made: the lock is held by its own task, and the next scrape waits.
         assert!(expositions.latest.try_lock().is_err());
         let e = Arc::clone(&expositions);
-        let next = tokio::spawn(async move {
-            e.get(Format::Prometheus, || "next\n".to_string()).await
-        });
+        let next =
+            tokio::spawn(async move { e.get(Format::Prometheus, || "next\n".to_string()).await });
         until_waiting(&expositions, 1).await;
         release.send(()).unwrap();
         // The slow one finished after `next` arrived: shared.
