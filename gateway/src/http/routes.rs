@@ -65,7 +65,10 @@ async fn metrics(request: &Request, state: &Arc<ServerState>) -> Response {
     let made = state
         .expositions
         .get(format, move || {
-            // Read when it is made: a scrape never says ready when /ready would not.
+            // Read when it is made: a scrape never says ready when /ready would not. One made
+            // while the store closes keeps its `Arc<Broker>` to the end (a blocking task
+            // cannot be aborted): it only reads, and `close` does not wait for the last Arc
+            // (figures the closed store no longer gives are left out of that one scrape).
             let broker = state_now.broker();
             let ready = state_now.phase() == Phase::Ready;
             match format {
