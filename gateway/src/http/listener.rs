@@ -365,4 +365,49 @@ mod tests {
         // Stopped for the bytes, not for the time.
         assert!(began.elapsed() < LINGER);
     }
+
+    #[tokio::test]
+    async fn an_answer_not_made_within_request_timeout_is_503() {
+        // Bound: request_timeout for the answer to be made (here the exposition waits for one
+        // that is held); the scrape gives up, the connection is not held.
+        const LIMIT: Duration = Duration::from_millis(200);
+        let ex = exchange(LIMIT);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let state = Arc::clone(&ex.state);
+        let slow = tokio::spawn(async move {
+            state
+                .expositions()
+                .get(super::super::scrape::Format::Prometheus, move || {
+                    let _ = held.recv();
+                    String::new()
+                })
+                .await
+        });
+        for _ in 0..10_000 {
+            if ex.state.expositions().busy() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(ex.state.expositions().busy());
+        let (mut client, server) = duplex(64 * 1024);
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (rd, wr) = split(server);
+        timeout(
+            Duration::from_secs(30),
+            ex.serve(rd, wr, Instant::now() + LIMIT),
+        )
+        .await
+        .expect("answered within request_timeout, not when the exposition was made");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+        assert!(got.contains("request_timeout"), "{got}");
+        release.send(()).unwrap();
+        slow.await.unwrap().unwrap();
+    }
 }

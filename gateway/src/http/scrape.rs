@@ -97,6 +97,11 @@ impl Expositions {
         self.made.load(Ordering::Acquire)
     }
 
+    /// Whether an exposition is being made now.
+    pub fn busy(&self) -> bool {
+        self.latest.try_lock().is_err()
+    }
+
     /// Scrapes waiting now for the exposition being made.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Acquire)
