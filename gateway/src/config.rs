@@ -79,6 +79,7 @@ struct RawHttp {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     enable: bool,
+    max_lag_series: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -487,6 +488,9 @@ pub struct MetricsConfig {
     /// Count requests, traffic and latencies on the hot paths (scrape-time gauges such as
     /// offsets, lag and process figures are always available).
     pub enable: bool,
+    /// At most this many (group, partition) series of consumer lag per scrape, the largest
+    /// lags first (`[metrics] max_lag_series`); the native lag command answers as many rows.
+    pub max_lag_series: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -722,6 +726,7 @@ impl RawConfig {
             http: self.http.resolve()?,
             metrics: MetricsConfig {
                 enable: self.metrics.enable,
+                max_lag_series: self.metrics.max_lag_series,
             },
         })
     }
@@ -1676,6 +1681,7 @@ address = "127.0.0.1:9193"
             }
         );
         assert!(c.metrics.enable);
+        assert_eq!(c.metrics.max_lag_series, 10_000);
         let c = ServerConfig::load_from(
             &Overrides::default(),
             &env(&[
@@ -1684,9 +1690,11 @@ address = "127.0.0.1:9193"
                 ("WHARF_HTTP_MAX_CONNECTIONS_PER_IP", "2"),
                 ("WHARF_HTTP_REQUEST_TIMEOUT", "250 ms"),
                 ("WHARF_METRICS_ENABLE", "false"),
+                ("WHARF_METRICS_MAX_LAG_SERIES", "7"),
             ]),
         )
         .unwrap();
+        assert_eq!(c.metrics.max_lag_series, 7);
         assert_eq!(c.http.address, Some("127.0.0.1:8091".parse().unwrap()));
         assert_eq!(c.http.max_connections, 3);
         assert_eq!(c.http.max_connections_per_ip, 2);

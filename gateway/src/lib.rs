@@ -164,7 +164,7 @@ pub async fn start_with(config: ServerConfig, hooks: StartHooks) -> Result<Runni
     let native_tls = door_tls("native", config.native.tls.as_ref())?;
     let kafka_tls = door_tls("kafka", config.kafka.tls.as_ref())?;
     let http_tls = door_tls(http::DOOR, config.http.tls.as_ref())?;
-    let metrics = metrics::Metrics::new(config.metrics.enable);
+    let metrics = metrics::Metrics::configured(&config.metrics);
     let peer_log = Arc::new(PeerLog::new(config.peer_log_interval));
     let state = http::ServerState::new(Arc::clone(&metrics));
     let http_listener = match config.http.address {

@@ -660,8 +660,7 @@ async fn a_stop_asked_during_recovery_never_lets_ready_answer_200() {
         .expect("the start finished within WAIT")
         .unwrap()
         .unwrap();
-    // Never ready (the hook is dropped unsent: not even for a moment), and no door lets a
-    // client in.
+    // Never ready (the hook is dropped unsent: not even for a moment).
     assert!(
         ready_rx.await.is_err(),
         "the server turned ready after a stop asked during recovery"
@@ -672,8 +671,8 @@ async fn a_stop_asked_during_recovery_never_lets_ready_answer_200() {
         (503, "not ready: stopping\n")
     );
     assert_eq!(gauge(&get(http, "/metrics").await, "wharf_ready"), 0);
-    assert!(TcpStream::connect(running.native_addr).await.is_err());
-    assert!(TcpStream::connect(running.kafka_addr).await.is_err());
+    // (That the doors' listeners were closed unserved is not checked by connecting: their
+    // freed ephemeral ports may already belong to another test's server.)
     timeout(WAIT, running.shutdown())
         .await
         .expect("stopped within WAIT")

@@ -1,7 +1,7 @@
 //! Both doors count their requests and connections where they serve them, over real sockets:
-//! each Kafka request by its API name and each native command by its name, answers with an
-//! error code as errors, the connections open now, admitted and refused (over the door's
-//! `max_connections` cap).
+//! each Kafka request by its API name and each native command by its name, the errors in
+//! answers by Kafka's or Iggy's error name (`error` label), acks=0 produces as requests only,
+//! the connections open now, admitted and refused (over the door's `max_connections` cap).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::sync::Arc;
@@ -33,6 +33,12 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(BOUND, f)
         .await
         .unwrap_or_else(|_| panic!("{what} not done within {BOUND:?}"))
+}
+
+fn try_sample(text: &str, series: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_string)
 }
 
 fn sample(text: &str, series: &str) -> String {
@@ -157,6 +163,17 @@ async fn both_doors_count_requests_errors_and_connections() {
                 vec![PartitionProduceData::default().with_index(0)],
             )]);
     kafka_call(&mut k, &kafka_frame(ApiKey::Produce, 9, &produce)).await;
+    // An acks=0 Produce to the same missing topic: no answer, so a request and no error. The
+    // ApiVersions after it is answered only once it was handled (one connection, in order).
+    let unanswered = produce.clone().with_acks(0);
+    k.write_all(&kafka_frame(ApiKey::Produce, 9, &unanswered))
+        .await
+        .unwrap();
+    kafka_call(
+        &mut k,
+        &kafka_frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+    )
+    .await;
 
     // A second Kafka connection is over the cap: closed at once, counted as refused.
     let mut over = TcpStream::connect(kafka_addr).await.unwrap();
@@ -173,38 +190,50 @@ async fn both_doors_count_requests_errors_and_connections() {
 
     let text = exposition(&metrics, Some(&broker), true);
     let series = |door: &str, api: &str| format!(r#"{{door="{door}",api="{api}"}}"#);
+    let errors = |door: &str, api: &str, error: &str| {
+        format!(r#"wharf_request_errors_total{{door="{door}",api="{api}",error="{error}"}}"#)
+    };
+    // The errors of one door and API, whatever their name.
+    let any_errors = |door: &str, api: &str| {
+        let prefix = format!(r#"wharf_request_errors_total{{door="{door}",api="{api}","#);
+        text.lines().filter(|l| l.starts_with(&prefix)).count()
+    };
     let versions = series("kafka", "ApiVersions");
     assert_eq!(
         sample(&text, &format!("wharf_requests_total{versions}")),
-        "1"
+        "2"
     );
-    assert_eq!(
-        sample(&text, &format!("wharf_request_errors_total{versions}")),
-        "0"
-    );
+    assert_eq!(any_errors("kafka", "ApiVersions"), 0, "{text}");
     let produce = series("kafka", "Produce");
+    // The answered Produce and the acks=0 one.
     assert_eq!(
         sample(&text, &format!("wharf_requests_total{produce}")),
-        "1"
+        "2"
     );
+    // Only the answered one's error counts (acks=0: no answer, no error).
     assert_eq!(
-        sample(&text, &format!("wharf_request_errors_total{produce}")),
+        sample(
+            &text,
+            &errors("kafka", "Produce", "UNKNOWN_TOPIC_OR_PARTITION")
+        ),
         "1"
     );
+    assert_eq!(any_errors("kafka", "Produce"), 1, "{text}");
     let ping = series("native", "Ping");
     assert_eq!(sample(&text, &format!("wharf_requests_total{ping}")), "1");
-    assert_eq!(
-        sample(&text, &format!("wharf_request_errors_total{ping}")),
-        "0"
-    );
+    assert_eq!(any_errors("native", "Ping"), 0, "{text}");
     let streams = series("native", "GetStreams");
     assert_eq!(
         sample(&text, &format!("wharf_requests_total{streams}")),
         "1"
     );
     assert_eq!(
-        sample(&text, &format!("wharf_request_errors_total{streams}")),
+        sample(&text, &errors("native", "GetStreams", "unauthenticated")),
         "1"
+    );
+    assert_eq!(
+        try_sample(&text, &errors("native", "GetStreams", "other")),
+        None
     );
     assert_eq!(sample(&text, r#"wharf_connections{door="kafka"}"#), "1");
     assert_eq!(sample(&text, r#"wharf_connections{door="native"}"#), "1");

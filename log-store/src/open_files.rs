@@ -330,9 +330,9 @@ impl SegmentFile {
         let disk = self.files.disk();
         let open = self.handle.lock().as_ref().map(Arc::clone);
         let timed = |file: &File| {
-            let started = std::time::Instant::now();
+            let started = self.files.metrics().clock();
             let result = disk.sync_data(file, &self.path);
-            self.files.metrics().fsync(started.elapsed());
+            self.files.metrics().fsync(started);
             result
         };
         let result = match (open, held) {
@@ -362,9 +362,9 @@ impl SegmentFile {
         };
         let mut kept = self.sync.lock();
         if self.dirty.swap(false, Ordering::AcqRel) {
-            let started = std::time::Instant::now();
+            let started = self.files.metrics().clock();
             let synced = self.files.disk().sync_data(&h, &self.path);
-            self.files.metrics().fsync(started.elapsed());
+            self.files.metrics().fsync(started);
             if let Err(e) = synced {
                 tracing::warn!(path = %self.path.display(), "fdatasync before closing failed: {e}");
                 self.dirty.store(true, Ordering::Release);

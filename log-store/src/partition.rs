@@ -391,8 +391,9 @@ impl Partition {
     }
 
     fn write_group(&self, group: Vec<Pending>) {
-        let started = std::time::Instant::now();
         let mut guard = self.writer.lock();
+        // Timed from holding the writer: the wait for it is the previous group's time.
+        let started = self.files.metrics().clock();
         let writer = match (self.check_open(), guard.as_mut()) {
             (Ok(()), Some(w)) => w,
             (Err(e), _) => return fail_all(group.into_iter().map(|p| p.done), &e),
@@ -507,7 +508,7 @@ impl Partition {
             // A group stored whole (a failed one's time says nothing about group commit).
             self.files
                 .metrics()
-                .append_group(started.elapsed(), group_messages, group_bytes);
+                .append_group(started, group_messages, group_bytes);
         }
         for (done, result) in acked {
             let _ = done.send(Ok(result));

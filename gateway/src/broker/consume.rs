@@ -235,9 +235,12 @@ impl Broker {
         (slots.into_iter().flatten().collect(), tally)
     }
 
-    /// Counts what a Kafka fetch returns in its topics' traffic: the record batches' bytes and
-    /// records. One count per run of partitions of the same topic (a fetch lists a topic's
-    /// partitions together), not per partition.
+    /// Counts what a Kafka fetch returns in its topics' traffic. Bytes: every record batch sent
+    /// (as Kafka's BytesOutPerSec). Messages: the records of the data batches sent that are at
+    /// or after the fetch offset ([`kafka_batch_records_from`]); control batches (transaction
+    /// markers, never counted in) are not messages. Aborted batches a `read_committed` reader
+    /// is sent (and skips) are counted as sent. One count per run of partitions of the same
+    /// topic (a fetch lists a topic's partitions together), not per partition.
     fn count_fetched(&self, targets: &[FetchTarget], fetched: &[(usize, Fetched)]) {
         if !self.metrics.enabled() {
             return;
@@ -248,7 +251,8 @@ impl Broker {
             let key = t.partition.key();
             let topic = (key.stream, key.topic);
             let (bytes, records) = batches.iter().fold((0u64, 0u64), |(b, r), batch| {
-                (b + batch.len() as u64, r + kafka_batch_records(batch))
+                let records = kafka_batch_records_from(batch, t.offset);
+                (b + batch.len() as u64, r + records)
             });
             match &mut run {
                 Some((k, b, r)) if *k == topic => {
@@ -613,13 +617,34 @@ impl Broker {
     }
 }
 
-/// Records in a Kafka record batch, from its header's `records` count (bytes 57..61); 0 for
-/// a piece too short to hold one.
-fn kafka_batch_records(batch: &[u8]) -> u64 {
-    batch
-        .get(57..61)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(0, |b| u64::try_from(i32::from_be_bytes(b)).unwrap_or(0))
+/// The records of a stored Kafka record batch (v2 header) at or after offset `from`: 0 for a
+/// control batch (attributes bit 5); all its records when it starts at or after `from`; when
+/// `from` falls inside it (the first batch of a fetch from mid-batch), the offsets from `from`
+/// to its last offset, at most its record count (exact unless compaction left gaps in it).
+fn kafka_batch_records_from(batch: &[u8], from: i64) -> u64 {
+    let field = |at: usize| -> Option<[u8; 4]> { batch.get(at..at + 4)?.try_into().ok() };
+    let base = batch
+        .get(0..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes);
+    let attributes = batch
+        .get(21..23)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(i16::from_be_bytes);
+    let last_delta = field(23).map(i32::from_be_bytes);
+    let count = field(57).map_or(0, |b| u64::try_from(i32::from_be_bytes(b)).unwrap_or(0));
+    let (Some(base), Some(attributes), Some(last_delta)) = (base, attributes, last_delta) else {
+        return 0;
+    };
+    if attributes & 0x20 != 0 {
+        return 0;
+    }
+    if base >= from {
+        return count;
+    }
+    let last = base.saturating_add(i64::from(last_delta));
+    let from_on = u64::try_from(last.saturating_sub(from).saturating_add(1)).unwrap_or(0);
+    from_on.min(count)
 }
 
 /// The partition a native poll reads, with its transactions.
@@ -2026,5 +2051,34 @@ mod tests {
         let f = f.remove(0);
         assert_eq!(base_offsets(&f), [4, 5, 6]);
         assert_eq!(f.last_stable_offset, Some(7));
+    }
+
+    /// Review #19 item 9: Kafka `messages_out` counts records at or after the fetch offset and
+    /// never a control batch's.
+    #[test]
+    fn fetched_records_are_counted_from_the_fetch_offset_and_control_batches_not_at_all() {
+        use crate::broker::kafka_batch::{encode_batch, NewRecord};
+        let values: Vec<Vec<u8>> = (0..5).map(|i| vec![b'v'; 3 + i]).collect();
+        let records: Vec<NewRecord<'_>> = values
+            .iter()
+            .map(|v| NewRecord {
+                timestamp_ms: 1,
+                value: Some(v),
+                ..Default::default()
+            })
+            .collect();
+        let mut batch = encode_batch(0, &records).to_vec();
+        // Stored at base offset 10: offsets 10..=14.
+        batch[0..8].copy_from_slice(&10i64.to_be_bytes());
+        assert_eq!(kafka_batch_records_from(&batch, 0), 5);
+        assert_eq!(kafka_batch_records_from(&batch, 10), 5);
+        assert_eq!(kafka_batch_records_from(&batch, 12), 3);
+        assert_eq!(kafka_batch_records_from(&batch, 14), 1);
+        assert_eq!(kafka_batch_records_from(&batch, 15), 0);
+        // Attributes bit 5: a control batch (a transaction marker) is no message.
+        batch[22] |= 0x20;
+        assert_eq!(kafka_batch_records_from(&batch, 0), 0);
+        // A truncated header counts nothing.
+        assert_eq!(kafka_batch_records_from(&batch[..30], 0), 0);
     }
 }

@@ -35,7 +35,9 @@ use super::{guard, versions, Door};
 pub const MAX_UNAUTHENTICATED_FRAME: u32 = 512 * 1024;
 use crate::broker::Principal;
 use crate::config::KafkaListener;
-use crate::metrics::Outcome;
+
+/// Kafka's UNSUPPORTED_VERSION, the answer to an ApiVersions above our range.
+const UNSUPPORTED_VERSION: i16 = 35;
 use crate::server::stream::Connection;
 use crate::server::writer::AnswerWriter;
 use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
@@ -196,22 +198,30 @@ fn check_frame(frame: Bytes) -> Result<Checked, ConnectionError> {
     })
 }
 
-/// Records one request of `api_key` that started at `started` in the server's metrics: an
-/// error when it ended the connection or its answer carries an error code.
+/// Records one request of `api_key` that started at `started` (`None`: metrics off) in the
+/// server's metrics; one that ended the connection counts as a `CONNECTION_CLOSED` error (the
+/// answer's own error codes were counted when it was encoded).
 fn count_request<T>(
     door: &Door,
     api_key: i16,
-    started: Instant,
-    result: Result<(T, Outcome), ConnectionError>,
+    started: Option<Instant>,
+    result: Result<T, ConnectionError>,
 ) -> Result<T, ConnectionError> {
-    let outcome = match &result {
-        Ok((_, outcome)) => *outcome,
-        Err(_) => Outcome::Error,
-    };
-    door.broker
-        .metrics()
-        .kafka_request(api_key, started.elapsed(), outcome);
-    result.map(|(answer, _)| answer)
+    let metrics = door.broker.metrics();
+    metrics.kafka_request(api_key, started);
+    if result.is_err() {
+        metrics.kafka_connection_closed(api_key);
+    }
+    result
+}
+
+/// Counts the error codes of an answer of `api_key` (only when metrics are on: classifying
+/// walks every partition of the answer).
+fn count_errors(door: &Door, api_key: i16, body: &dyn ResponseBody) {
+    let metrics = door.broker.metrics();
+    if metrics.enabled() {
+        body.errors(&mut |code| metrics.kafka_error(api_key, code));
+    }
 }
 
 /// Checks, decodes and answers one frame, as the parts to write. `Ok(None)`: nothing to send
@@ -224,7 +234,7 @@ pub async fn handle_frame(
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Option<Vec<Bytes>>, ConnectionError> {
-    let started = Instant::now();
+    let started = door.broker.metrics().clock();
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let result = answer_frame(door, listener, principal, local, peer, frame).await;
     count_request(door, api_key, started, result)
@@ -237,10 +247,15 @@ async fn answer_frame(
     local: SocketAddr,
     peer: SocketAddr,
     frame: Bytes,
-) -> Result<(Option<Vec<Bytes>>, Outcome), ConnectionError> {
+) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let (api_key, version, header, mut buf) = match check_frame(frame)? {
         // An ApiVersions above our range, answered UNSUPPORTED_VERSION.
-        Checked::Answered(answer) => return Ok((Some(answer), Outcome::Error)),
+        Checked::Answered(answer) => {
+            door.broker
+                .metrics()
+                .kafka_error(versions::API_VERSIONS, UNSUPPORTED_VERSION);
+            return Ok(Some(answer));
+        }
         Checked::Request {
             api_key,
             version,
@@ -258,11 +273,11 @@ async fn answer_frame(
         principal,
     };
     let body = handlers::dispatch(&request, api_key, &mut buf).await?;
-    match body {
-        None => Ok((None, Outcome::Ok)),
-        Some(body) => encode(header.correlation_id, api_key, version, body.as_ref())
-            .map(|answer| (Some(answer), body.outcome())),
-    }
+    // No body: an acks=0 Produce, which has no answer; it counts as a request only, never as
+    // an error, even when its append failed (as Kafka, which has no answer to count either).
+    let Some(body) = body else { return Ok(None) };
+    count_errors(door, api_key, body.as_ref());
+    encode(header.correlation_id, api_key, version, body.as_ref()).map(Some)
 }
 
 /// Checks, decodes and answers a SaslHandshake or SaslAuthenticate frame against `session`;
@@ -275,7 +290,7 @@ async fn handle_sasl_frame(
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<(Vec<Bytes>, After), ConnectionError> {
-    let started = Instant::now();
+    let started = door.broker.metrics().clock();
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let result = answer_sasl_frame(door, listener, session, local, peer, frame).await;
     count_request(door, api_key, started, result)
@@ -288,9 +303,14 @@ async fn answer_sasl_frame(
     local: SocketAddr,
     peer: SocketAddr,
     frame: Bytes,
-) -> Result<((Vec<Bytes>, After), Outcome), ConnectionError> {
+) -> Result<(Vec<Bytes>, After), ConnectionError> {
     let (api_key, version, header, mut buf) = match check_frame(frame)? {
-        Checked::Answered(answer) => return Ok(((answer, After::KeepOpen), Outcome::Error)),
+        Checked::Answered(answer) => {
+            door.broker
+                .metrics()
+                .kafka_error(versions::API_VERSIONS, UNSUPPORTED_VERSION);
+            return Ok((answer, After::KeepOpen));
+        }
         Checked::Request {
             api_key,
             version,
@@ -320,17 +340,18 @@ async fn answer_sasl_frame(
         }
         other => return Err(ConnectionError::Unsupported(other, version)),
     };
-    let outcome = body.outcome();
-    encode(header.correlation_id, api_key, version, body.as_ref()).map(|a| ((a, after), outcome))
+    count_errors(door, api_key, body.as_ref());
+    encode(header.correlation_id, api_key, version, body.as_ref()).map(|a| (a, after))
 }
 
 /// A response body ready to encode at the request's version.
 pub trait ResponseBody: Send {
     fn encode_body(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()>;
 
-    /// Whether the answer carries an error code, for the request error counters.
-    fn outcome(&self) -> Outcome {
-        Outcome::Ok
+    /// Calls `each` with every error code the answer carries, for the request error counters
+    /// (called only while metrics are on).
+    fn errors(&self, each: &mut dyn FnMut(i16)) {
+        let _ = each;
     }
 
     /// Encodes into `frame`, where large fields may be parts of their own; by default the
@@ -345,8 +366,8 @@ impl<T: Encodable + Send + 'static> ResponseBody for T {
         self.encode(buf, version)
     }
 
-    fn outcome(&self) -> Outcome {
-        crate::metrics::kafka_errors::outcome_of(self)
+    fn errors(&self, each: &mut dyn FnMut(i16)) {
+        crate::metrics::kafka_errors::each_error(self, each);
     }
 }
 

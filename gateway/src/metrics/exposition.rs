@@ -8,8 +8,9 @@
 //! several servers in one process (tests) never mix their series.
 //!
 //! Series, with their labels (see the README's "Operating Wharf" for Kafka's counterparts):
-//! - `wharf_requests_total`, `wharf_request_errors_total`, `wharf_request_duration_seconds`
-//!   {door, api}: requests per door and API, those answered with an error, and their latency;
+//! - `wharf_requests_total`, `wharf_request_duration_seconds` {door, api}: requests per door
+//!   and API and their latency; `wharf_request_errors_total` {door, api, error}: the errors in
+//!   their answers, by Kafka's or Iggy's error name (fixed tables, so bounded);
 //! - `wharf_topic_{bytes,messages}_{in,out}_total` {stream, topic}: produced and fetched;
 //! - `wharf_connections`, `wharf_connections_accepted_total`,
 //!   `wharf_connections_refused_total` {door};
@@ -18,7 +19,8 @@
 //! - `wharf_partition_log_start_offset`, `wharf_partition_high_watermark`,
 //!   `wharf_partition_size_bytes` {stream, topic, partition};
 //! - `wharf_consumer_group_committed_offset`, `wharf_consumer_group_lag`
-//!   {group, stream, topic, partition};
+//!   {group, stream, topic, partition}: the `[metrics] max_lag_series` largest lags, group ids
+//!   cut to 255 bytes; `wharf_consumer_group_lag_series_omitted`: how many were left out;
 //! - `wharf_group_rebalances_total` {protocol}; `wharf_retention_deleted_segments_total`,
 //!   `wharf_retention_deleted_bytes_total`; `wharf_data_dir_bytes`;
 //! - `wharf_up`, `wharf_ready`, `wharf_metrics_enabled`, `wharf_build_info` {version};
@@ -82,8 +84,11 @@ enum Value {
     CounterF(f64),
     Gauge(i64),
     GaugeF(f64),
-    /// Sum (in the series' unit), count, per-bucket (not cumulative) counts by upper bound.
+    /// Sum (in the series' unit), count, per-bucket (not cumulative) counts by upper bound,
+    /// the last bound `+Inf`.
     Histogram(f64, u64, Vec<(f64, u64)>),
+    /// An Info sample: its labels are the information, its value 1.
+    Info,
 }
 
 #[derive(Debug)]
@@ -141,14 +146,16 @@ impl Scrape {
             MetricType::Gauge,
             Value::Gauge(i64::from(metrics.enabled())),
         );
+        // An Info family: `wharf_build_info{version} 1`, typed `info` in OpenMetrics (where the
+        // `_info` suffix belongs to that type) and `gauge` in 0.0.4.
         s.family(
-            "wharf_build_info",
+            "wharf_build",
             "The server's version; always 1.",
-            MetricType::Gauge,
+            MetricType::Info,
         )
         .push((
             vec![("version", Cow::Borrowed(env!("CARGO_PKG_VERSION")))],
-            Value::Gauge(1),
+            Value::Info,
         ));
         s.read_process();
         s.read_connections(metrics);
@@ -253,11 +260,24 @@ impl Scrape {
             .collect();
         *self.family(
             "wharf_request_errors",
-            "Requests answered with an error code or that ended their connection.",
+            "Errors in answers, per door, API and error (as Kafka's ErrorsPerSec): Kafka's \
+             error name, once per error code an answer carries (per partition for partitioned \
+             APIs), or CONNECTION_CLOSED for a request that ended its connection; Iggy's error \
+             name for the native door. acks=0 produces have no answer and count no error.",
             MetricType::Counter,
-        ) = totals
-            .iter()
-            .map(|t| (labels(t), Value::Counter(t.errors)))
+        ) = metrics
+            .error_totals()
+            .into_iter()
+            .map(|e| {
+                (
+                    vec![
+                        ("door", Cow::Borrowed(e.door.label())),
+                        ("api", Cow::Borrowed(e.api)),
+                        ("error", Cow::Borrowed(e.error)),
+                    ],
+                    Value::Counter(e.count),
+                )
+            })
             .collect();
         *self.family(
             "wharf_request_duration_seconds",
@@ -347,10 +367,12 @@ impl Scrape {
             MetricType::Gauge,
         ) = size;
 
-        // Consumer lag, Kafka groups and native groups alike.
+        // Consumer lag, Kafka groups and native groups alike: the largest lags, bounded.
         let mut committed = Vec::new();
         let mut lag = Vec::new();
-        for l in broker.consumer_lag(None) {
+        let (rows, omitted) =
+            super::largest_lags(broker.consumer_lag(None), metrics.max_lag_series());
+        for l in rows {
             let labels: Labels = vec![
                 ("group", Cow::Owned(l.group)),
                 ("stream", Cow::Owned(l.stream)),
@@ -362,14 +384,23 @@ impl Scrape {
         }
         *self.family(
             "wharf_consumer_group_committed_offset",
-            "The next offset the group reads on the partition (its committed position).",
+            "The next offset the group reads on the partition (its committed position). \
+             Group ids over 255 bytes are cut (then ~ and a hash of the whole id).",
             MetricType::Gauge,
         ) = committed;
         *self.family(
             "wharf_consumer_group_lag",
-            "High watermark minus the group's committed offset, at least 0.",
+            "High watermark minus the group's committed offset, at least 0; the \
+             [metrics] max_lag_series largest only. Group ids over 255 bytes are cut (then ~ \
+             and a hash of the whole id).",
             MetricType::Gauge,
         ) = lag;
+        self.one(
+            "wharf_consumer_group_lag_series_omitted",
+            "(group, partition) lag series left out of this scrape by [metrics] max_lag_series.",
+            MetricType::Gauge,
+            Value::Gauge(gauge(omitted as u64)),
+        );
 
         let (kafka, native) = broker.group_rebalances();
         *self.family(
@@ -460,6 +491,7 @@ fn encode_value(metric: &mut MetricEncoder<'_>, value: &Value) -> Result<(), std
         Value::Histogram(sum, count, buckets) => {
             metric.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
         }
+        Value::Info => metric.encode_info(&Labels::new()),
     }
 }
 
@@ -481,18 +513,22 @@ fn plain_histogram(h: &HistogramSnapshot) -> Value {
     histogram(h, 1.0)
 }
 
+/// A histogram's buckets, ending with `+Inf` (what is above the last bound): the OpenMetrics
+/// encoder writes only the buckets it is given, and a histogram without `le="+Inf"` is
+/// invalid there (and gives no quantile); the 0.0.4 encoder then adds none of its own.
 fn histogram(h: &HistogramSnapshot, scale: f64) -> Value {
     let mut below = 0;
-    let buckets = h
+    let mut buckets: Vec<(f64, u64)> = h
         .bounds
         .iter()
         .zip(&h.cumulative)
         .map(|(&bound, &cumulative)| {
-            let in_bucket = cumulative - below;
+            let in_bucket = cumulative.saturating_sub(below);
             below = cumulative;
             (bound as f64 * scale, in_bucket)
         })
         .collect();
+    buckets.push((f64::INFINITY, h.count.saturating_sub(below)));
     Value::Histogram(h.sum as f64 * scale, h.count, buckets)
 }
 

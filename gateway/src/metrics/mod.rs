@@ -8,22 +8,27 @@
 //! process and disk) are read at scrape time, never kept twice.
 //!
 //! Requests are counted per door and API in fixed slots ([`apis`]): a request costs one table
-//! search and a few relaxed atomic adds (count, errors, a latency histogram bucket).
+//! search and a few relaxed atomic adds (a latency histogram bucket; one per error). Errors
+//! are counted per door, API and error name, from fixed tables ([`kafka_errors`],
+//! [`native_errors`]). With metrics off, the doors and the store read no clock and classify no
+//! answer.
 //!
 //! - [`exposition`]: the Prometheus text of it all, for `GET /metrics`.
 //! - [`apis`]: the bounded set of `api` label values of each door.
-//! - [`kafka_errors`]: whether a Kafka answer carries an error code, for the error counters.
+//! - [`kafka_errors`]: the error codes a Kafka answer carries and Kafka's names for them.
+//! - [`native_errors`]: Iggy's names for the native door's error statuses.
 //! - [`process`]: CPU, memory, open files and I/O of this process, from `/proc`.
 
 pub mod apis;
 pub mod exposition;
 pub mod kafka_errors;
+pub mod native_errors;
 pub mod process;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 use wharf_log_store::metrics::{Histogram, HistogramSnapshot, DURATION_BOUNDS_NANOS};
@@ -74,27 +79,17 @@ pub struct TrafficTotals {
     pub messages_out: u64,
 }
 
-/// How a request ended, for the error counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// The answer carried an error code (any partition's, for a partitioned API).
-    Error,
-}
-
-/// One door's requests of one API: how many, how many failed, how long they took.
+/// One door's requests of one API: how many and how long they took.
 #[derive(Debug)]
 struct RequestStats {
     /// Nanoseconds from a whole request read to its answer ready; its count is the requests'.
     duration: Histogram,
-    errors: AtomicU64,
 }
 
 impl RequestStats {
     fn new() -> RequestStats {
         RequestStats {
             duration: Histogram::new(DURATION_BOUNDS_NANOS),
-            errors: AtomicU64::new(0),
         }
     }
 }
@@ -106,19 +101,34 @@ pub struct RequestTotals {
     /// The `api` label ([`apis`]).
     pub api: &'static str,
     pub requests: u64,
-    pub errors: u64,
     /// Latency, in nanoseconds.
     pub duration: HistogramSnapshot,
+}
+
+/// A copy of one door's error count of one API and one error at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorTotals {
+    pub door: DoorKind,
+    /// The `api` label ([`apis`]).
+    pub api: &'static str,
+    /// The `error` label: Kafka's error name ([`kafka_errors::KAFKA_ERRORS`]) or Iggy's
+    /// ([`native_errors::NATIVE_ERRORS`]), from a fixed table.
+    pub error: &'static str,
+    pub count: u64,
 }
 
 /// The server's metrics. Cheap to share (`Arc`); every method is callable from any thread.
 #[derive(Debug)]
 pub struct Metrics {
     enabled: bool,
+    /// `[metrics] max_lag_series`: lag rows per scrape (and per native lag answer).
+    max_lag_series: usize,
     /// When this server started (its metrics were made), for its uptime.
     started: SystemTime,
-    /// Per (stream id, topic id): names are looked up at scrape time, so a rename shows at once.
-    topics: RwLock<HashMap<(u32, u32), TopicTraffic>>,
+    /// Per (stream id, topic id), in [`TRAFFIC_SHARDS`] maps by topic so that producers and
+    /// consumers of different topics never share a lock; names are looked up at scrape time,
+    /// so a rename shows at once.
+    topics: Box<[RwLock<TrafficShard>]>,
     connections: [AtomicU64; 2],
     accepted: [AtomicU64; 2],
     refused: [AtomicU64; 2],
@@ -126,27 +136,122 @@ pub struct Metrics {
     kafka_requests: Box<[RequestStats]>,
     /// By [`apis::native_slot`], the last one `Unknown`.
     native_requests: Box<[RequestStats]>,
+    /// By `apis::kafka_slot * KAFKA_ERRORS.len() + kafka_errors::slot`: a fixed table, so the
+    /// `error` label is bounded whatever codes an answer carries.
+    kafka_errors: Box<[AtomicU64]>,
+    /// By `apis::native_slot * NATIVE_ERRORS.len() + native_errors::slot`.
+    native_errors: Box<[AtomicU64]>,
 }
+
+/// `[metrics] max_lag_series` unless configured.
+pub const DEFAULT_MAX_LAG_SERIES: usize = 10_000;
+
+/// The longest `group` label (and group name in a native lag answer), in bytes.
+pub const MAX_GROUP_LABEL: usize = 255;
+
+/// The `max` rows of `rows` with the largest lag (ties by group, topic, partition), their
+/// group ids cut to [`MAX_GROUP_LABEL`] bytes ([`group_label`]), and how many were left out.
+/// Group ids come from clients and committed offsets never expire, so every reader of lag for
+/// an operator goes through this bound.
+pub fn largest_lags(
+    mut rows: Vec<crate::broker::lag::PartitionLag>,
+    max: usize,
+) -> (Vec<crate::broker::lag::PartitionLag>, usize) {
+    let omitted = rows.len().saturating_sub(max);
+    if omitted > 0 {
+        let order = |a: &crate::broker::lag::PartitionLag, b: &crate::broker::lag::PartitionLag| {
+            b.lag
+                .cmp(&a.lag)
+                .then_with(|| a.group.cmp(&b.group))
+                .then_with(|| a.topic.cmp(&b.topic))
+                .then_with(|| a.partition.cmp(&b.partition))
+        };
+        if max > 0 {
+            rows.select_nth_unstable_by(max - 1, order);
+        }
+        rows.truncate(max);
+        rows.sort_by(order);
+    }
+    for row in &mut rows {
+        if let std::borrow::Cow::Owned(cut) = group_label(&row.group) {
+            row.group = cut;
+        }
+    }
+    (rows, omitted)
+}
+
+/// A group id as a label: itself when at most [`MAX_GROUP_LABEL`] bytes; longer, its first
+/// bytes (cut at a character boundary) then `~` and 16 hex digits of an FNV-1a hash of the
+/// whole id, [`MAX_GROUP_LABEL`] bytes at most, so two long ids with one prefix stay distinct.
+pub fn group_label(group: &str) -> std::borrow::Cow<'_, str> {
+    if group.len() <= MAX_GROUP_LABEL {
+        return std::borrow::Cow::Borrowed(group);
+    }
+    let hash = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut end = MAX_GROUP_LABEL - 17;
+    while !group.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}~{hash:016x}", &group[..end]))
+}
+
+/// How many locks the topic traffic map is split into.
+const TRAFFIC_SHARDS: usize = 16;
+
+#[derive(Debug, Default)]
+struct TrafficShard {
+    topics: HashMap<(u32, u32), TopicTraffic>,
+    /// Deleted topics (a deleted stream as topic [`WHOLE_STREAM`]): a count that lands after
+    /// the delete (a produce that resolved the topic just before) must not
+    /// make their entry again. Ids are never reused (the store's next ids only grow), so a
+    /// tombstone never hides a new topic; one per deleted topic or stream.
+    forgotten: std::collections::HashSet<(u32, u32)>,
+}
+
+/// The tombstone of a deleted stream in [`TrafficShard::forgotten`] (no topic has this id).
+const WHOLE_STREAM: u32 = u32::MAX;
 
 impl Metrics {
     /// `enabled` false (`[metrics] enable = false`) turns the hot-path counters (requests,
     /// topic traffic) into no-ops; connections are counted either way.
     pub fn new(enabled: bool) -> Arc<Metrics> {
         let slots = |n: usize| (0..=n).map(|_| RequestStats::new()).collect();
+        let counters = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
         Arc::new(Metrics {
             enabled,
+            max_lag_series: DEFAULT_MAX_LAG_SERIES,
             started: SystemTime::now(),
-            topics: RwLock::default(),
+            topics: (0..TRAFFIC_SHARDS).map(|_| RwLock::default()).collect(),
             connections: Default::default(),
             accepted: Default::default(),
             refused: Default::default(),
             kafka_requests: slots(apis::KAFKA_APIS.len()),
             native_requests: slots(apis::NATIVE_APIS.len()),
+            kafka_errors: counters((apis::KAFKA_APIS.len() + 1) * kafka_errors::KAFKA_ERRORS.len()),
+            native_errors: counters(
+                (apis::NATIVE_APIS.len() + 1) * native_errors::NATIVE_ERRORS.len(),
+            ),
         })
+    }
+
+    /// Metrics as `[metrics]` says.
+    pub fn configured(config: &crate::config::MetricsConfig) -> Arc<Metrics> {
+        let mut metrics = Metrics::new(config.enable);
+        if let Some(m) = Arc::get_mut(&mut metrics) {
+            m.max_lag_series = config.max_lag_series as usize;
+        }
+        metrics
     }
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// At most this many consumer-lag rows per scrape or native lag answer.
+    pub fn max_lag_series(&self) -> usize {
+        self.max_lag_series
     }
 
     /// How long since this server started.
@@ -154,13 +259,27 @@ impl Metrics {
         self.started.elapsed().unwrap_or_default()
     }
 
-    /// Runs `count` on a topic's traffic counters (made on first use), under the map's read
-    /// lock in the common case: no allocation, no reference count traffic.
+    fn shard(&self, stream: u32, topic: u32) -> &RwLock<TrafficShard> {
+        // Topics of one stream spread over the shards; the multiplier mixes the stream in.
+        let h = topic.wrapping_add(stream.wrapping_mul(0x9E37_79B9));
+        &self.topics[h as usize % TRAFFIC_SHARDS]
+    }
+
+    /// Runs `count` on a topic's traffic counters (made on first use), under its shard's read
+    /// lock in the common case: no allocation, no reference count traffic, and producers of
+    /// other topics mostly take other locks. A deleted topic's counts are dropped.
     fn with_traffic(&self, stream: u32, topic: u32, count: impl Fn(&TopicTraffic)) {
-        if let Some(t) = self.topics.read().get(&(stream, topic)) {
+        let shard = self.shard(stream, topic);
+        if let Some(t) = shard.read().topics.get(&(stream, topic)) {
             return count(t);
         }
-        count(self.topics.write().entry((stream, topic)).or_default());
+        let mut shard = shard.write();
+        if shard.forgotten.contains(&(stream, topic))
+            || shard.forgotten.contains(&(stream, WHOLE_STREAM))
+        {
+            return;
+        }
+        count(shard.topics.entry((stream, topic)).or_default());
     }
 
     /// `messages` messages of `bytes` bytes were appended to a topic.
@@ -176,7 +295,7 @@ impl Metrics {
 
     /// `messages` messages of `bytes` bytes were read from a topic by a client.
     pub fn topic_out(&self, stream: u32, topic: u32, bytes: u64, messages: u64) {
-        if !self.enabled || messages == 0 {
+        if !self.enabled || (messages == 0 && bytes == 0) {
             return;
         }
         self.with_traffic(stream, topic, |t| {
@@ -185,23 +304,27 @@ impl Metrics {
         });
     }
 
-    /// Forgets a deleted topic's counters.
+    /// Forgets a deleted topic's counters, for good: counts that land later are dropped.
     pub fn forget_topic(&self, stream: u32, topic: u32) {
-        self.topics.write().remove(&(stream, topic));
+        let mut shard = self.shard(stream, topic).write();
+        shard.topics.remove(&(stream, topic));
+        shard.forgotten.insert((stream, topic));
     }
 
-    /// Forgets the counters of every topic of a deleted stream.
+    /// Forgets the counters of every topic of a deleted stream, for good.
     pub fn forget_stream(&self, stream: u32) {
-        self.topics.write().retain(|&(s, _), _| s != stream);
+        for shard in self.topics.iter() {
+            let mut shard = shard.write();
+            shard.topics.retain(|&(s, _), _| s != stream);
+            shard.forgotten.insert((stream, WHOLE_STREAM));
+        }
     }
 
     /// Every topic's totals so far, by (stream id, topic id).
     pub fn topic_totals(&self) -> Vec<((u32, u32), TrafficTotals)> {
-        let mut out: Vec<_> = self
-            .topics
-            .read()
-            .iter()
-            .map(|(k, t)| {
+        let mut out = Vec::new();
+        for shard in self.topics.iter() {
+            out.extend(shard.read().topics.iter().map(|(k, t)| {
                 (
                     *k,
                     TrafficTotals {
@@ -211,8 +334,8 @@ impl Metrics {
                         messages_out: t.messages_out.load(Ordering::Relaxed),
                     },
                 )
-            })
-            .collect();
+            }));
+        }
         out.sort_by_key(|(k, _)| *k);
         out
     }
@@ -247,38 +370,70 @@ impl Metrics {
         self.refused[door as usize].load(Ordering::Relaxed)
     }
 
-    /// One Kafka request of API `key` took `elapsed` and ended as `outcome`.
-    pub fn kafka_request(&self, key: i16, elapsed: Duration, outcome: Outcome) {
-        if self.enabled {
-            self.kafka_requests[apis::kafka_slot(key)].record(elapsed, outcome);
+    /// The start of a request to time: `None` when metrics are off, so the doors read no
+    /// clock then.
+    pub fn clock(&self) -> Option<Instant> {
+        self.enabled.then(Instant::now)
+    }
+
+    /// One Kafka request of API `key`, started at `started` ([`Metrics::clock`]), is answered
+    /// (or ended its connection).
+    pub fn kafka_request(&self, key: i16, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.kafka_request_took(key, started.elapsed());
         }
     }
 
-    /// One native command of `code` took `elapsed` and ended as `outcome`.
-    pub fn native_request(&self, code: u32, elapsed: Duration, outcome: Outcome) {
+    /// One Kafka request of API `key` took `elapsed` ([`Metrics::kafka_request`] measures it).
+    pub fn kafka_request_took(&self, key: i16, elapsed: Duration) {
         if self.enabled {
-            self.native_requests[apis::native_slot(code)].record(elapsed, outcome);
+            self.kafka_requests[apis::kafka_slot(key)]
+                .duration
+                .observe_duration(elapsed);
         }
     }
 
-    /// One request of `api` (a name of [`apis`]'s tables) on `door` took `elapsed` and ended
-    /// as `outcome`. The doors use [`Metrics::kafka_request`] and [`Metrics::native_request`],
-    /// which find the slot by code.
-    pub fn request(&self, door: DoorKind, api: &'static str, elapsed: Duration, outcome: Outcome) {
+    /// A Kafka answer of API `key` carried error `code` (once per occurrence: per partition for
+    /// a partitioned API, as Kafka's `ErrorsPerSec`); NONE (0) is not counted.
+    pub fn kafka_error(&self, key: i16, code: i16) {
+        if self.enabled && code != 0 {
+            self.kafka_error_slot(key, kafka_errors::slot(code));
+        }
+    }
+
+    /// A Kafka request of API `key` ended its connection instead of being answered.
+    pub fn kafka_connection_closed(&self, key: i16) {
+        if self.enabled {
+            self.kafka_error_slot(key, kafka_errors::CONNECTION_CLOSED_SLOT);
+        }
+    }
+
+    fn kafka_error_slot(&self, key: i16, error: usize) {
+        let i = apis::kafka_slot(key) * kafka_errors::KAFKA_ERRORS.len() + error;
+        self.kafka_errors[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One native command of `code`, started at `started` ([`Metrics::clock`]), is answered;
+    /// `status` is the answer's Iggy status when it is an error.
+    pub fn native_request(&self, code: u32, started: Option<Instant>, status: Option<u32>) {
+        if let Some(started) = started {
+            self.native_request_took(code, started.elapsed(), status);
+        }
+    }
+
+    /// One native command of `code` took `elapsed` ([`Metrics::native_request`] measures it).
+    pub fn native_request_took(&self, code: u32, elapsed: Duration, status: Option<u32>) {
         if !self.enabled {
             return;
         }
-        let (slots, slot) = match door {
-            DoorKind::Kafka => (
-                &self.kafka_requests,
-                apis::KAFKA_APIS.iter().position(|&(_, n)| n == api),
-            ),
-            DoorKind::Native => (
-                &self.native_requests,
-                apis::NATIVE_APIS.iter().position(|&(_, n)| n == api),
-            ),
-        };
-        slots[slot.unwrap_or(slots.len() - 1)].record(elapsed, outcome);
+        let slot = apis::native_slot(code);
+        self.native_requests[slot]
+            .duration
+            .observe_duration(elapsed);
+        if let Some(status) = status {
+            let i = slot * native_errors::NATIVE_ERRORS.len() + native_errors::slot(status);
+            self.native_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Every door's requests so far, of the APIs that were asked for at least once.
@@ -288,6 +443,25 @@ impl Metrics {
             DoorKind::Kafka,
             apis::KAFKA_APIS,
             &self.kafka_requests,
+        ));
+        out
+    }
+
+    /// Every door's errors so far, per API and error, of those seen at least once.
+    pub fn error_totals(&self) -> Vec<ErrorTotals> {
+        let mut out = error_totals(
+            DoorKind::Native,
+            apis::NATIVE_APIS,
+            native_errors::NATIVE_ERRORS.len(),
+            |e| native_errors::NATIVE_ERRORS[e].1,
+            &self.native_errors,
+        );
+        out.extend(error_totals(
+            DoorKind::Kafka,
+            apis::KAFKA_APIS,
+            kafka_errors::KAFKA_ERRORS.len(),
+            |e| kafka_errors::KAFKA_ERRORS[e].1,
+            &self.kafka_errors,
         ));
         out
     }
@@ -303,29 +477,38 @@ fn door_totals<K: Copy>(
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            // Errors before the histogram: never more errors than requests in one reading.
-            let errors = s.errors.load(Ordering::Acquire);
             let duration = s.duration.snapshot();
             (duration.count > 0).then(|| RequestTotals {
                 door,
                 api: apis::slot_name(table, i),
                 requests: duration.count,
-                errors,
                 duration,
             })
         })
         .collect()
 }
 
-impl RequestStats {
-    fn record(&self, elapsed: Duration, outcome: Outcome) {
-        // The request before its error, released with it: a reader that loads the errors
-        // first (acquiring) never sees more errors than requests.
-        self.duration.observe_duration(elapsed);
-        if outcome == Outcome::Error {
-            self.errors.fetch_add(1, Ordering::Release);
-        }
-    }
+/// One door's [`ErrorTotals`], of the (API, error) pairs seen at least once.
+fn error_totals<K: Copy>(
+    door: DoorKind,
+    table: &[(K, &'static str)],
+    errors_per_api: usize,
+    error_name: impl Fn(usize) -> &'static str,
+    counters: &[AtomicU64],
+) -> Vec<ErrorTotals> {
+    counters
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let count = c.load(Ordering::Relaxed);
+            (count > 0).then(|| ErrorTotals {
+                door,
+                api: apis::slot_name(table, i / errors_per_api),
+                error: error_name(i % errors_per_api),
+                count,
+            })
+        })
+        .collect()
 }
 
 /// Counts one open connection of a door until dropped.

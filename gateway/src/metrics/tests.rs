@@ -12,7 +12,7 @@ use wharf_protocol::message::encode_message;
 use wharf_protocol::{Consumer, Identifier, Partitioning, PollingStrategy};
 
 use super::exposition::exposition;
-use super::{DoorKind, Metrics, Outcome};
+use super::{DoorKind, Metrics};
 use crate::broker::consume::{FetchLimits, FetchWant, PollRequest};
 use crate::broker::coordinator::MemberRef;
 use crate::broker::kafka_batch::{encode_batch, NewRecord};
@@ -64,6 +64,7 @@ fn check_well_formed(text: &str) {
         let series_end = line.find(['{', ' ']).unwrap();
         let series = &line[..series_end];
         let ok = match kind.as_str() {
+            "info" => series == format!("{name}_info"),
             "histogram" => [
                 format!("{name}_bucket"),
                 format!("{name}_sum"),
@@ -208,9 +209,17 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     let polled_bytes: u64 = polled.messages.iter().map(|m| m.len() as u64).sum();
 
     // Requests as the doors record them.
-    metrics.kafka_request(0, Duration::from_millis(3), Outcome::Ok);
-    metrics.kafka_request(0, Duration::from_millis(30), Outcome::Error);
-    metrics.native_request(101, Duration::from_micros(70), Outcome::Ok);
+    metrics.kafka_request_took(0, Duration::from_millis(3));
+    metrics.kafka_request_took(0, Duration::from_millis(30));
+    // The second Produce's answer: one partition NOT_LEADER_OR_FOLLOWER, two
+    // UNKNOWN_TOPIC_OR_PARTITION, one NONE (not counted).
+    for code in [6, 3, 3, 0] {
+        metrics.kafka_error(0, code);
+    }
+    metrics.kafka_error(11, 79);
+    metrics.kafka_connection_closed(1);
+    metrics.native_request_took(101, Duration::from_micros(70), None);
+    metrics.native_request_took(300, Duration::from_micros(70), Some(2010));
     let _connection = metrics.connection_opened(DoorKind::Native);
 
     let text = exposition(&metrics, Some(&broker), true);
@@ -272,10 +281,41 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
 
     let produce = r#"{door="kafka",api="Produce"}"#;
     assert_eq!(value(&text, &format!("wharf_requests_total{produce}")), "2");
-    assert_eq!(
-        value(&text, &format!("wharf_request_errors_total{produce}")),
-        "1"
-    );
+    // Errors by Kafka's name, once per code in the answer (as ErrorsPerSec{request,error}).
+    let err = |door: &str, api: &str, error: &str| {
+        value(
+            &text,
+            &format!(r#"wharf_request_errors_total{{door="{door}",api="{api}",error="{error}"}}"#),
+        )
+    };
+    assert_eq!(err("kafka", "Produce", "UNKNOWN_TOPIC_OR_PARTITION"), "2");
+    assert_eq!(err("kafka", "Produce", "NOT_LEADER_OR_FOLLOWER"), "1");
+    assert_eq!(err("kafka", "JoinGroup", "MEMBER_ID_REQUIRED"), "1");
+    assert_eq!(err("kafka", "Fetch", "CONNECTION_CLOSED"), "1");
+    assert_eq!(err("native", "GetTopic", "topic_id_not_found"), "1");
+    assert!(!text.contains(r#"error="NONE""#), "{text}");
+    // Bound: the error label set is the fixed tables' names, nothing from a client.
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("wharf_request_errors_total{"))
+    {
+        let error = line
+            .split("error=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            super::kafka_errors::KAFKA_ERRORS
+                .iter()
+                .any(|&(_, n)| n == error)
+                || super::native_errors::NATIVE_ERRORS
+                    .iter()
+                    .any(|&(_, n)| n == error),
+            "{line}"
+        );
+    }
     assert_eq!(
         value(
             &text,
@@ -293,9 +333,9 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     );
     let send = r#"{door="native",api="SendMessages"}"#;
     assert_eq!(value(&text, &format!("wharf_requests_total{send}")), "1");
-    assert_eq!(
-        value(&text, &format!("wharf_request_errors_total{send}")),
-        "0"
+    assert!(
+        !text.contains(r#"wharf_request_errors_total{door="native",api="SendMessages""#),
+        "{text}"
     );
     assert_eq!(value(&text, r#"wharf_connections{door="native"}"#), "1");
     assert_eq!(value(&text, r#"wharf_connections{door="kafka"}"#), "0");
@@ -328,14 +368,14 @@ async fn with_metrics_off_nothing_is_counted_on_the_hot_path() {
         .await
         .unwrap();
     produce(&broker, "orders", 0, kafka_batch(3)).await;
-    metrics.kafka_request(0, Duration::from_millis(3), Outcome::Error);
-    metrics.native_request(101, Duration::from_millis(3), Outcome::Ok);
-    metrics.request(
-        DoorKind::Kafka,
-        "Fetch",
-        Duration::from_millis(3),
-        Outcome::Ok,
-    );
+    // Bound: off, the doors read no clock (and so time and classify nothing).
+    assert_eq!(metrics.clock(), None);
+    metrics.kafka_request(0, metrics.clock());
+    metrics.kafka_request_took(0, Duration::from_millis(3));
+    metrics.kafka_error(0, 3);
+    metrics.kafka_connection_closed(1);
+    metrics.native_request_took(101, Duration::from_millis(3), Some(2010));
+    assert!(metrics.error_totals().is_empty());
     let _connection = metrics.connection_opened(DoorKind::Kafka);
 
     let text = exposition(&metrics, Some(&broker), true);
@@ -490,12 +530,266 @@ fn connections_are_counted_until_their_guard_drops() {
 #[test]
 fn the_openmetrics_form_names_counter_families_without_total_and_ends_with_eof() {
     let metrics = Metrics::new(true);
-    metrics.kafka_request(1, Duration::from_millis(2), Outcome::Ok);
+    metrics.kafka_request_took(1, Duration::from_millis(2));
     let text = super::exposition::exposition_openmetrics(&metrics, None, false);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("# TYPE wharf_requests counter\n"), "{text}");
     assert_eq!(
         value(&text, r#"wharf_requests_total{door="kafka",api="Fetch"}"#),
         "1"
+    );
+}
+
+/// A sample line's name, its labels other than `le` (in order), its `le`, and its value.
+fn bucket_parts(line: &str) -> (&str, Vec<&str>, Option<&str>, &str) {
+    let (series, value) = line.rsplit_once(' ').unwrap();
+    let Some((name, labels)) = series.split_once('{') else {
+        return (series, Vec::new(), None, value);
+    };
+    let labels = labels.strip_suffix('}').unwrap();
+    let mut le = None;
+    let mut others = Vec::new();
+    // No label value in these tests holds `",`.
+    for label in labels.split(r#"","#) {
+        match label.strip_prefix(r#"le=""#) {
+            Some(v) => le = Some(v.trim_end_matches('"')),
+            None => others.push(label.trim_end_matches('"')),
+        }
+    }
+    (name, others, le, value)
+}
+
+/// Every histogram series has one `le="+Inf"` bucket equal to its `_count` (whichever order
+/// the format writes the labels in); how many histogram series there are.
+fn check_inf_buckets(text: &str) -> usize {
+    let samples: Vec<_> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(bucket_parts)
+        .collect();
+    let counts: Vec<_> = samples
+        .iter()
+        .filter(|(n, ..)| n.ends_with("_count"))
+        .collect();
+    for (name, labels, _, count) in &counts {
+        let family = name.strip_suffix("_count").unwrap();
+        let inf: Vec<_> = samples
+            .iter()
+            .filter(|(n, l, le, _)| {
+                *n == format!("{family}_bucket") && l == labels && *le == Some("+Inf")
+            })
+            .collect();
+        assert_eq!(inf.len(), 1, "one +Inf bucket of {name}{labels:?}:\n{text}");
+        assert_eq!(
+            inf[0].3, *count,
+            "+Inf bucket of {name}{labels:?} = its count"
+        );
+    }
+    counts.len()
+}
+
+/// The value of the bucket `le` of `family`'s series with labels `labels`.
+fn bucket(text: &str, family: &str, labels: &[&str], le: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(bucket_parts)
+        .find(|(n, l, b, _)| *n == format!("{family}_bucket") && l == labels && *b == Some(le))
+        .map(|(.., v)| v.to_string())
+}
+
+/// Review #19 item 3: an OpenMetrics histogram without `le="+Inf"` is invalid (and has no
+/// quantile); the 0.0.4 one must not get two.
+#[tokio::test]
+async fn every_histogram_has_an_inf_bucket_equal_to_its_count_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new(true);
+    let broker = open(dir.path(), &metrics);
+    broker
+        .create_kafka_topic("orders", 1, Default::default(), false)
+        .await
+        .unwrap();
+    produce(&broker, "orders", 0, kafka_batch(3)).await;
+    metrics.kafka_request_took(0, Duration::from_millis(3));
+    // Above the last bound (10 s): only in +Inf.
+    metrics.kafka_request_took(0, Duration::from_secs(20));
+    for text in [
+        exposition(&metrics, Some(&broker), true),
+        super::exposition::exposition_openmetrics(&metrics, Some(&broker), true),
+    ] {
+        // Request, append, fsync, group messages, group bytes.
+        assert!(check_inf_buckets(&text) >= 4, "{text}");
+        let produce = [r#"door="kafka"#, r#"api="Produce"#];
+        let family = "wharf_request_duration_seconds";
+        assert_eq!(
+            bucket(&text, family, &produce, "+Inf").as_deref(),
+            Some("2")
+        );
+        // The last finite bound, 10 s (written `10` in 0.0.4, `10.0` in OpenMetrics).
+        let ten = bucket(&text, family, &produce, "10").or(bucket(&text, family, &produce, "10.0"));
+        assert_eq!(ten.as_deref(), Some("1"), "{text}");
+    }
+    let open_metrics = super::exposition::exposition_openmetrics(&metrics, None, false);
+    let version = env!("CARGO_PKG_VERSION");
+    // `_info` belongs to the Info type in OpenMetrics; 0.0.4 has none and says gauge.
+    assert!(
+        open_metrics.contains("# TYPE wharf_build info\n"),
+        "{open_metrics}"
+    );
+    assert_eq!(
+        value(
+            &open_metrics,
+            &format!(r#"wharf_build_info{{version="{version}"}}"#)
+        ),
+        "1"
+    );
+    let text = exposition(&metrics, None, false);
+    check_well_formed(&text);
+    assert!(text.contains("# TYPE wharf_build_info gauge\n"), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            &format!(r#"wharf_build_info{{version="{version}"}}"#)
+        ),
+        "1"
+    );
+}
+
+/// Review #19 item 4. Bound: at most `[metrics] max_lag_series` lag series (the largest lags),
+/// the rest counted as omitted; a group label is at most 255 bytes, cut at a char boundary.
+#[tokio::test]
+async fn lag_series_are_bounded_largest_first_and_group_labels_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = 2;
+    let metrics = Metrics::configured(&crate::config::MetricsConfig {
+        enable: true,
+        max_lag_series: max,
+    });
+    let broker = open(dir.path(), &metrics);
+    broker
+        .create_kafka_topic("orders", 1, Default::default(), false)
+        .await
+        .unwrap();
+    produce(&broker, "orders", 0, kafka_batch(10)).await;
+    // max + 1 groups, lags 8, 5 and 1; the one with lag 5 has a 300-byte id of 3-byte chars.
+    let long = "é".repeat(150);
+    for (group, offset) in [("small", 9), (long.as_str(), 5), ("big", 2)] {
+        let committed = broker
+            .commit_group_offsets(
+                group,
+                MemberRef {
+                    member_id: "",
+                    group_instance_id: None,
+                    generation: -1,
+                },
+                vec![GroupCommit {
+                    topic: "orders".into(),
+                    partition: 0,
+                    offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                }],
+            )
+            .await;
+        assert!(committed.iter().all(Result::is_ok), "{committed:?}");
+    }
+    let text = exposition(&metrics, Some(&broker), true);
+    check_well_formed(&text);
+    let lag_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("wharf_consumer_group_lag{"))
+        .collect();
+    assert_eq!(lag_lines.len(), max as usize, "{text}");
+    assert_eq!(value(&text, "wharf_consumer_group_lag_series_omitted"), "1");
+    let rest = r#"stream="default",topic="orders",partition="0"}"#;
+    assert_eq!(
+        value(
+            &text,
+            &format!(r#"wharf_consumer_group_lag{{group="big",{rest}"#)
+        ),
+        "8"
+    );
+    assert!(!text.contains(r#"group="small""#), "{text}");
+    let cut = super::group_label(&long);
+    assert!(
+        cut.len() <= super::MAX_GROUP_LABEL && cut.len() > 200,
+        "{cut}"
+    );
+    assert!(cut.starts_with("éé"));
+    assert_eq!(
+        value(
+            &text,
+            &format!(r#"wharf_consumer_group_lag{{group="{cut}",{rest}"#)
+        ),
+        "5"
+    );
+    // Two long ids with one prefix stay two labels.
+    let other = format!("{}x", "é".repeat(150));
+    assert_ne!(super::group_label(&other), cut);
+    assert_eq!(super::group_label("short"), "short");
+    // max 0: no lag series at all, every one counted as omitted.
+    let (rows, omitted) = super::largest_lags(broker.consumer_lag(None), 0);
+    assert_eq!((rows.len(), omitted), (0, 3));
+}
+
+/// Review #19 item 7: a count that lands after its topic (or stream) was deleted (a produce
+/// that resolved the topic just before the delete) makes no entry again.
+#[test]
+fn a_count_after_its_topic_was_forgotten_makes_no_entry() {
+    let metrics = Metrics::new(true);
+    metrics.topic_in(1, 1, 10, 1);
+    metrics.topic_in(1, 2, 10, 1);
+    metrics.topic_in(2, 7, 10, 1);
+    metrics.forget_topic(1, 1);
+    metrics.topic_in(1, 1, 10, 1);
+    metrics.topic_out(1, 1, 10, 1);
+    metrics.forget_stream(2);
+    metrics.topic_in(2, 7, 10, 1);
+    metrics.topic_out(2, 8, 10, 1);
+    let keys: Vec<_> = metrics.topic_totals().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec![(1, 2)]);
+    // Topics of other streams, in every shard, are counted as before.
+    for topic in 0..64 {
+        metrics.topic_in(3, topic, 1, 1);
+    }
+    assert_eq!(metrics.topic_totals().len(), 65);
+}
+
+/// Review #19 item 9: a Kafka fetch from inside a batch counts the records from the fetch
+/// offset on, not the whole batch.
+#[tokio::test]
+async fn kafka_messages_out_count_only_records_from_the_fetch_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new(true);
+    let broker = open(dir.path(), &metrics);
+    broker
+        .create_kafka_topic("orders", 1, Default::default(), false)
+        .await
+        .unwrap();
+    produce(&broker, "orders", 0, kafka_batch(3)).await;
+    produce(&broker, "orders", 0, kafka_batch(2)).await;
+    let fetched = broker
+        .fetch(
+            vec![FetchWant {
+                topic: "orders".into(),
+                partition: 0,
+                offset: 1,
+                max_bytes: 1 << 20,
+            }],
+            FetchLimits::new(1 << 20, 1 << 20, 1, Duration::ZERO),
+        )
+        .await;
+    // The whole first batch is sent (bytes), but offset 0 is before the fetch offset.
+    let batches = fetched[0].records.as_ref().unwrap();
+    assert_eq!(batches.len(), 2);
+    let sent: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let text = exposition(&metrics, Some(&broker), true);
+    let orders = r#"{stream="default",topic="orders"}"#;
+    assert_eq!(
+        value(&text, &format!("wharf_topic_messages_out_total{orders}")),
+        "4"
+    );
+    assert_eq!(
+        value(&text, &format!("wharf_topic_bytes_out_total{orders}")),
+        sent.to_string()
     );
 }

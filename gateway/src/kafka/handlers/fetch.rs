@@ -202,8 +202,8 @@ impl ResponseBody for FetchAnswer {
         encode_sliced(&self.response, &self.records, version, frame)
     }
 
-    fn outcome(&self) -> crate::metrics::Outcome {
-        crate::metrics::kafka_errors::fetch(&self.response)
+    fn errors(&self, each: &mut dyn FnMut(i16)) {
+        crate::metrics::kafka_errors::fetch(&self.response, each);
     }
 }
 

@@ -27,12 +27,21 @@ fn lag_wire(l: PartitionLag) -> PartitionLagWire {
 
 impl Session {
     /// Every group's lag (or `group`'s) on every partition it has committed a position on,
-    /// sorted by group, topic and partition.
+    /// sorted by group, topic and partition; at most `[metrics] max_lag_series` rows (the
+    /// largest lags).
     pub(crate) fn get_consumer_lag(&self, group: Option<&str>) -> Result<Reply, BrokerError> {
         self.broker
             .authorize(&self.principal()?, Action::ReadServers)?;
         let mut out = BytesMut::new();
-        for row in self.broker.consumer_lag(group) {
+        // Bounded as the scrape is: the `[metrics] max_lag_series` largest lags, group ids
+        // cut to 255 bytes; then back in group, topic, partition order.
+        let max = self.broker.metrics().max_lag_series();
+        let (mut rows, _omitted) =
+            crate::metrics::largest_lags(self.broker.consumer_lag(group), max);
+        rows.sort_by(|a, b| {
+            (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition))
+        });
+        for row in rows {
             lag_wire(row).encode(&mut out);
         }
         Ok(Reply::body(out))
