@@ -71,6 +71,7 @@ struct RawHttp {
     tls_key_file: String,
     tls_client_ca_file: String,
     max_connections: u32,
+    max_connections_per_ip: u32,
     request_timeout: String,
 }
 
@@ -475,6 +476,8 @@ pub struct HttpConfig {
     pub tls: Option<TlsSettings>,
     /// HTTP connections open at once; more are refused at accept.
     pub max_connections: u32,
+    /// HTTP connections open at once from one address (IPv6: one /64); more are refused.
+    pub max_connections_per_ip: u32,
     /// A request must arrive whole, and its answer be taken, within this.
     pub request_timeout: Duration,
 }
@@ -1060,6 +1063,13 @@ impl RawHttp {
                 "must be between 1 and 4096".into(),
             ));
         }
+        // Above max_connections it is simply not reached: the total cap holds first.
+        if !(1..=4096).contains(&self.max_connections_per_ip) {
+            return Err(invalid(
+                "max_connections_per_ip",
+                "must be between 1 and 4096".into(),
+            ));
+        }
         let request_timeout = parse_duration(&self.request_timeout)
             .and_then(|d| {
                 if d.is_zero() {
@@ -1078,6 +1088,7 @@ impl RawHttp {
                 &self.tls_client_ca_file,
             )?,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             request_timeout,
         })
     }
@@ -1665,6 +1676,7 @@ address = "127.0.0.1:9193"
                 address: None,
                 tls: None,
                 max_connections: 64,
+                max_connections_per_ip: 16,
                 request_timeout: Duration::from_secs(10),
             }
         );
@@ -1675,6 +1687,7 @@ address = "127.0.0.1:9193"
             &env(&[
                 ("WHARF_HTTP_ADDRESS", "127.0.0.1:8091"),
                 ("WHARF_HTTP_MAX_CONNECTIONS", "3"),
+                ("WHARF_HTTP_MAX_CONNECTIONS_PER_IP", "2"),
                 ("WHARF_HTTP_REQUEST_TIMEOUT", "250 ms"),
                 ("WHARF_METRICS_ENABLE", "false"),
                 ("WHARF_METRICS_MAX_LAG_SERIES", "7"),
@@ -1684,6 +1697,7 @@ address = "127.0.0.1:9193"
         assert_eq!(c.metrics.max_lag_series, 7);
         assert_eq!(c.http.address, Some("127.0.0.1:8091".parse().unwrap()));
         assert_eq!(c.http.max_connections, 3);
+        assert_eq!(c.http.max_connections_per_ip, 2);
         assert_eq!(c.http.request_timeout, Duration::from_millis(250));
         assert!(!c.metrics.enable);
         // The flag beats the environment; an empty one turns the listener off again.
@@ -1707,6 +1721,16 @@ address = "127.0.0.1:9193"
                 "WHARF_HTTP_MAX_CONNECTIONS",
                 "4097",
                 "[http] max_connections",
+            ),
+            (
+                "WHARF_HTTP_MAX_CONNECTIONS_PER_IP",
+                "0",
+                "[http] max_connections_per_ip",
+            ),
+            (
+                "WHARF_HTTP_MAX_CONNECTIONS_PER_IP",
+                "4097",
+                "[http] max_connections_per_ip",
             ),
             (
                 "WHARF_HTTP_REQUEST_TIMEOUT",

@@ -107,6 +107,9 @@ pub struct Running {
     pub kafka_listeners: Vec<SocketAddr>,
     /// The HTTP listener's bound address (`/metrics`, `/health`, `/ready`), when it is on.
     pub http_addr: Option<SocketAddr>,
+    /// The HTTP connections open now, as they change (when the listener is on): tests wait on
+    /// it for a slot to come back.
+    pub http_connections: Option<watch::Receiver<usize>>,
     /// Request bytes in memory across both doors, with its gauges.
     pub request_budget: Arc<RequestBudget>,
     stop: watch::Sender<bool>,
@@ -137,6 +140,15 @@ pub struct StartHooks {
     /// Awaited once stopping, after the connections are drained and before the HTTP listener
     /// stops and the store closes: holds the server in its stopping phase.
     pub before_close: Option<oneshot::Receiver<()>>,
+    /// Told when the server turns ready (`/ready` says 200); dropped unsent if it never does.
+    pub ready: Option<oneshot::Sender<()>>,
+    /// Told as soon as the server is stopping (`/ready` says 503 from then on).
+    pub stopping: Option<oneshot::Sender<()>>,
+    /// A stop asked for while the server starts (what [`run`] passes its shutdown signal
+    /// through): once it is true, the server never turns ready and its doors serve no client;
+    /// the start still finishes (the store opened cleanly) and returns a server that only
+    /// closes.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// Opens the broker and binds the listeners, then serves in the background.
@@ -186,13 +198,18 @@ pub async fn start_with(config: ServerConfig, hooks: StartHooks) -> Result<Runni
         peer_log,
         state,
         before_close: hooks.before_close,
+        ready: hooks.ready,
+        stopping: hooks.stopping,
+        stop: hooks.stop,
     };
     // Whatever stops the start, the HTTP listener stops with it.
     let http_addr = http_listener.as_ref().map(|l| l.addr);
+    let http_connections = http_listener.as_ref().map(|l| l.open_connections());
     let mut http_listener = http_listener;
     match open_and_serve(config, doors, &mut http_listener).await {
         Ok(mut running) => {
             running.http_addr = http_addr;
+            running.http_connections = http_connections;
             Ok(running)
         }
         Err(e) => {
@@ -212,6 +229,9 @@ struct Doors {
     peer_log: Arc<PeerLog>,
     state: Arc<http::ServerState>,
     before_close: Option<oneshot::Receiver<()>>,
+    ready: Option<oneshot::Sender<()>>,
+    stopping: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Receiver<bool>>,
 }
 
 /// Opens the store (recovery runs on the blocking pool, so the HTTP listener answers
@@ -229,6 +249,9 @@ async fn open_and_serve(
         peer_log,
         state,
         before_close,
+        ready,
+        stopping,
+        stop: stop_asked,
     } = doors;
     let broker = {
         let data_dir = config.data_dir.clone();
@@ -284,9 +307,25 @@ async fn open_and_serve(
         cluster_id: kafka::cluster_id(&broker).await?,
         config: config.kafka.clone(),
     });
+    let native_listeners: Vec<SocketAddr> = native_bound.iter().map(|(_, a, _)| *a).collect();
+    let kafka_listeners: Vec<SocketAddr> = kafka_bound.iter().map(|(_, l)| l.address).collect();
+    // Asked to stop while starting (recovery can be long): never ready, and no client is let
+    // in; the listeners close unserved and the serving task below only closes the store.
+    let stop_asked = stop_asked.is_some_and(|s| *s.borrow());
+    if stop_asked {
+        state.stopping();
+        tracing::info!("stop asked while starting: not serving");
+        native_bound.clear();
+        kafka_bound.clear();
+    }
     // Every listener is bound (connections wait in its backlog until its loop runs) and nothing
     // below can fail: ready, before the listener lines, so whoever reads them finds /ready 200.
-    state.listeners_bound();
+    // (After a stop, the phase stays Stopping: it only moves forward.)
+    if state.listeners_bound() {
+        if let Some(tx) = ready {
+            let _ = tx.send(());
+        }
+    }
     for (i, (_, addr, tls)) in native_bound.iter().enumerate() {
         let accepts = native_accepts(*tls, config.native.tls.as_ref());
         if i == 0 {
@@ -312,9 +351,7 @@ async fn open_and_serve(
         metrics,
     };
     let request_budget = Arc::clone(&shared.budget);
-    let (stop, stopped) = watch::channel(false);
-    let native_listeners: Vec<SocketAddr> = native_bound.iter().map(|(_, a, _)| *a).collect();
-    let kafka_listeners: Vec<SocketAddr> = kafka_bound.iter().map(|(_, l)| l.address).collect();
+    let (stop, stopped) = watch::channel(stop_asked);
     // Each door's caps hold across all its listeners.
     let native_entrance = Entrance::new("native", config.native.limits.clone());
     let kafka_entrance = Entrance::new("kafka", config.kafka.limits.clone());
@@ -362,6 +399,9 @@ async fn open_and_serve(
         let mut stopped = stopped;
         server::until_stopped(&mut stopped).await;
         state.stopping();
+        if let Some(tx) = stopping {
+            let _ = tx.send(());
+        }
         // The listeners give their connections STOP_DRAIN; this is the last resort, so that
         // whatever still runs then, the producer state is saved and the store closed.
         let mut serving = serving;
@@ -395,6 +435,7 @@ async fn open_and_serve(
         native_listeners,
         kafka_listeners,
         http_addr: None,
+        http_connections: None,
         request_budget,
         stop,
         task,
@@ -462,13 +503,33 @@ fn kafka_accepts(l: &KafkaListener, kafka: &KafkaConfig) -> String {
     out
 }
 
-/// Runs the server until `shutdown` resolves, then stops it cleanly.
+/// Runs the server until `shutdown` resolves, then stops it cleanly. A `shutdown` that
+/// resolves while the store still opens is seen at once: the server never turns ready.
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let running = start(config).await?;
-    shutdown.await;
+    let (stop, stop_asked) = watch::channel(false);
+    let hooks = StartHooks {
+        stop: Some(stop_asked),
+        ..StartHooks::default()
+    };
+    let starting = start_with(config, hooks);
+    tokio::pin!(starting, shutdown);
+    let mut shutdown_seen = false;
+    let running = loop {
+        tokio::select! {
+            started = &mut starting => break started?,
+            () = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                tracing::info!("shutdown asked while starting: stopping once the store is open");
+                let _ = stop.send(true);
+            }
+        }
+    };
+    if !shutdown_seen {
+        shutdown.await;
+    }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     // Bounded: connections get STOP_DRAIN, everything else SERVING_WAIT, and then the
     // producer state is saved and the store closed in any case.

@@ -116,6 +116,25 @@ async fn get(addr: SocketAddr, path: &str) -> Answer {
     request(addr, "GET", path, "").await
 }
 
+/// The value of the unlabelled gauge `name` in a 0.0.4 `/metrics` answer.
+fn gauge(metrics: &Answer, name: &str) -> i64 {
+    let text = metrics.text();
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Waits (on the listener's report, within [`WAIT`]) until no HTTP connection is open.
+async fn all_slots_back(running: &wharf_gateway::Running) {
+    let mut open = running.http_connections.clone().expect("HTTP is on");
+    timeout(WAIT, open.wait_for(|n| *n == 0))
+        .await
+        .expect("every slot came back within WAIT")
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_and_metrics_answer_with_their_content_types() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,11 +155,16 @@ async fn health_ready_and_metrics_answer_with_their_content_types() {
     let ready = get(http, "/ready").await;
     assert_eq!((ready.status, ready.text().as_str()), (200, "ready\n"));
 
+    // The Prometheus text format 0.0.4: no `# EOF` (that is OpenMetrics).
     let metrics = get(http, "/metrics").await;
     assert_eq!(metrics.status, 200);
     assert_eq!(metrics.field("content-type"), Some(PROMETHEUS_TEXT));
-    assert!(metrics.text().ends_with("# EOF\n"), "{}", metrics.text());
-    // What Prometheus itself sends: OpenMetrics preferred.
+    let text = metrics.text();
+    assert!(text.contains("# TYPE wharf_up gauge\n"), "{text}");
+    assert!(text.contains("\nwharf_ready 1\n"), "{text}");
+    assert!(!text.contains("# EOF"), "{text}");
+    // What Prometheus itself sends: OpenMetrics preferred, and then the body is OpenMetrics,
+    // which must end with `# EOF` (Prometheus refuses the scrape otherwise).
     let open = request(
         http,
         "GET",
@@ -150,6 +174,10 @@ async fn health_ready_and_metrics_answer_with_their_content_types() {
     .await;
     assert_eq!(open.status, 200);
     assert_eq!(open.field("content-type"), Some(OPENMETRICS_TEXT));
+    let text = open.text();
+    assert!(text.contains("# TYPE wharf_up gauge\n"), "{text}");
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     // HEAD: the GET answer's fields, no body (checked by the parser).
     let head = request(http, "HEAD", "/metrics", "").await;
     assert_eq!(head.status, 200);
@@ -334,21 +362,63 @@ async fn connections_over_max_connections_are_closed_and_the_rest_served() {
     let a = Answer::parse(&exchange(first, request.as_bytes()).await, false);
     assert_eq!(a.status, 200);
     // Once they close, new connections are admitted again (the slots come back when each
-    // connection's task ends: polled, within WAIT).
+    // connection's task ends, which the listener reports).
     drop(held);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut s = TcpStream::connect(http).await.unwrap();
-        let _ = s.write_all(request.as_bytes()).await;
+    all_slots_back(&running).await;
+    assert_eq!(get(http, "/health").await.status, 200);
+    running.shutdown().await.unwrap();
+}
+
+/// A connection to `addr` from the loopback address `from` (127.0.0.0/8 is all loopback).
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Sends a `/health` request on `s` and reads until the server closes, within [`WAIT`]:
+/// empty when the server closed without answering.
+async fn try_health(mut s: TcpStream) -> Vec<u8> {
+    timeout(WAIT, async {
+        let _ = s
+            .write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await;
         let mut out = Vec::new();
-        let _ = timeout(WAIT, s.read_to_end(&mut out)).await;
-        if !out.is_empty() {
-            assert_eq!(Answer::parse(&out, false).status, 200);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no slot came back within WAIT");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Closed (EOF) or reset: either way what came before is the answer, if any.
+        let _ = s.read_to_end(&mut out).await;
+        out
+    })
+    .await
+    .expect("answered or closed within WAIT")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_slot() {
+    // Bound: max_connections_per_ip open at once from one address.
+    const PER_IP: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = patient(dir.path());
+    c.http.max_connections = 8;
+    c.http.max_connections_per_ip = PER_IP as u32;
+    let running = start(c).await.unwrap();
+    let http = running.http_addr.unwrap();
+
+    // PER_IP silent connections from 127.0.0.1 (kept 600 s)...
+    let mut held = Vec::new();
+    for _ in 0..PER_IP {
+        held.push(connect_from([127, 0, 0, 1], http).await);
     }
+    // ...and one more from there is closed unanswered (accepted in order, after those)...
+    let over = try_health(connect_from([127, 0, 0, 1], http).await).await;
+    assert!(over.is_empty(), "{}", String::from_utf8_lossy(&over));
+    // ...while another address, e.g. the orchestrator's probe, is still served.
+    let probe = try_health(connect_from([127, 0, 0, 2], http).await).await;
+    assert_eq!(Answer::parse(&probe, false).status, 200);
+    // Their slots back, 127.0.0.1 is served again.
+    drop(held);
+    all_slots_back(&running).await;
+    let again = try_health(connect_from([127, 0, 0, 1], http).await).await;
+    assert_eq!(Answer::parse(&again, false).status, 200);
     running.shutdown().await.unwrap();
 }
 
@@ -460,15 +530,53 @@ async fn https_with_the_configured_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_tls_handshake_is_closed_after_request_timeout() {
+    // Bound: request_timeout, from the accept to the end of the TLS handshake.
+    const REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, _) = tls_files(dir.path());
+    let mut c = config(&dir.path().join("data"));
+    c.http.tls = Some(settings);
+    c.http.request_timeout = REQUEST_TIMEOUT;
+    c.http.max_connections = 2;
+    let running = start(c).await.unwrap();
+    let http = running.http_addr.unwrap();
+    // No ClientHello at all, then the first bytes of one and nothing more: each closed with
+    // no answer once request_timeout has passed (the test waits up to WAIT, far longer).
+    for sent in [&[][..], &[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01][..]] {
+        let began = Instant::now();
+        let mut s = TcpStream::connect(http).await.unwrap();
+        s.write_all(sent).await.unwrap();
+        let mut out = Vec::new();
+        let _ = timeout(WAIT, s.read_to_end(&mut out))
+            .await
+            .expect("the stalled handshake was closed within WAIT");
+        assert!(out.is_empty(), "{out:?}");
+        assert!(
+            began.elapsed() >= REQUEST_TIMEOUT,
+            "closed before the timeout"
+        );
+    }
+    // Their slots came back.
+    all_slots_back(&running).await;
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_503_until_the_store_is_open_and_again_while_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let (bound_tx, bound_rx) = oneshot::channel();
     let (open_tx, open_rx) = oneshot::channel();
     let (close_tx, close_rx) = oneshot::channel();
+    let (stopping_tx, stopping_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
     let hooks = StartHooks {
         http_bound: Some(bound_tx),
         before_open: Some(open_rx),
         before_close: Some(close_rx),
+        ready: Some(ready_tx),
+        stopping: Some(stopping_tx),
+        stop: None,
     };
     let starting = tokio::spawn(start_with(config(dir.path()), hooks));
     let http = timeout(WAIT, bound_rx)
@@ -484,7 +592,9 @@ async fn ready_is_503_until_the_store_is_open_and_again_while_stopping() {
         (ready.status, ready.text().as_str()),
         (503, "not ready: opening the store\n")
     );
-    assert_eq!(get(http, "/metrics").await.status, 200);
+    let metrics = get(http, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert_eq!(gauge(&metrics, "wharf_ready"), 0);
     assert!(!starting.is_finished());
 
     open_tx.send(()).unwrap();
@@ -494,24 +604,23 @@ async fn ready_is_503_until_the_store_is_open_and_again_while_stopping() {
         .unwrap()
         .unwrap();
     assert_eq!(running.http_addr, Some(http));
+    ready_rx.await.expect("the ready hook was told");
     assert_eq!(get(http, "/ready").await.status, 200);
+    assert_eq!(gauge(&get(http, "/metrics").await, "wharf_ready"), 1);
 
-    // Stopping, held before the store closes: not ready, still alive.
+    // Stopping, held before the store closes: not ready, still alive, and the scrape says so
+    // too (the store is still open: the gauge follows /ready, not the store).
     let stopping = tokio::spawn(running.shutdown());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let ready = get(http, "/ready").await;
-        if ready.status == 503 {
-            assert_eq!(ready.text(), "not ready: stopping\n");
-            break;
-        }
-        assert_eq!(ready.status, 200);
-        assert!(
-            Instant::now() < deadline,
-            "/ready still 200 WAIT after the stop"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    timeout(WAIT, stopping_rx)
+        .await
+        .expect("stopping within WAIT")
+        .unwrap();
+    let ready = get(http, "/ready").await;
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (503, "not ready: stopping\n")
+    );
+    assert_eq!(gauge(&get(http, "/metrics").await, "wharf_ready"), 0);
     assert_eq!(get(http, "/health").await.status, 200);
     close_tx.send(()).unwrap();
     timeout(WAIT, stopping)
@@ -520,6 +629,54 @@ async fn ready_is_503_until_the_store_is_open_and_again_while_stopping() {
         .unwrap()
         .unwrap();
     // The listener is gone with the server.
+    assert!(TcpStream::connect(http).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_asked_during_recovery_never_lets_ready_answer_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bound_tx, bound_rx) = oneshot::channel();
+    let (open_tx, open_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let hooks = StartHooks {
+        http_bound: Some(bound_tx),
+        before_open: Some(open_rx),
+        stop: Some(stop_rx),
+        ready: Some(ready_tx),
+        ..StartHooks::default()
+    };
+    let starting = tokio::spawn(start_with(config(dir.path()), hooks));
+    let http = timeout(WAIT, bound_rx)
+        .await
+        .expect("the HTTP listener bound within WAIT")
+        .unwrap();
+    assert_eq!(get(http, "/ready").await.status, 503);
+    // Stopped (SIGTERM, as `run` passes it) while recovering; then recovery finishes.
+    stop_tx.send(true).unwrap();
+    open_tx.send(()).unwrap();
+    let running = timeout(WAIT, starting)
+        .await
+        .expect("the start finished within WAIT")
+        .unwrap()
+        .unwrap();
+    // Never ready (the hook is dropped unsent: not even for a moment).
+    assert!(
+        ready_rx.await.is_err(),
+        "the server turned ready after a stop asked during recovery"
+    );
+    let ready = get(http, "/ready").await;
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (503, "not ready: stopping\n")
+    );
+    assert_eq!(gauge(&get(http, "/metrics").await, "wharf_ready"), 0);
+    // (That the doors' listeners were closed unserved is not checked by connecting: their
+    // freed ephemeral ports may already belong to another test's server.)
+    timeout(WAIT, running.shutdown())
+        .await
+        .expect("stopped within WAIT")
+        .unwrap();
     assert!(TcpStream::connect(http).await.is_err());
 }
 

@@ -188,7 +188,7 @@ async fn both_doors_count_requests_errors_and_connections() {
     assert_eq!(native_call(&mut n, 1, &[]).await, 0);
     assert_ne!(native_call(&mut n, 201, &[]).await, 0);
 
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     let series = |door: &str, api: &str| format!(r#"{{door="{door}",api="{api}"}}"#);
     let errors = |door: &str, api: &str, error: &str| {
         format!(r#"wharf_request_errors_total{{door="{door}",api="{api}",error="{error}"}}"#)

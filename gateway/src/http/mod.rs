@@ -4,20 +4,23 @@
 //! recovery, and stopped only when the store is about to close, so `/ready` says 503 while the
 //! server drains.
 //!
-//! Bounds, each from `[http]` or below: connections open at once (`max_connections`, more are
-//! closed at accept), one request per connection, its head at most [`request::MAX_HEAD`] bytes,
-//! its TLS handshake and head within `request_timeout` from the accept and its answer taken
-//! within `request_timeout` again.
+//! Bounds, each from `[http]` or below: connections open at once (`max_connections`, and
+//! `max_connections_per_ip` from one address; more are closed at accept), one request per
+//! connection, its head at most [`request::MAX_HEAD`] bytes, its TLS handshake and head within
+//! `request_timeout` from the accept, its answer made within `request_timeout` and taken within
+//! `request_timeout` again; one `/metrics` exposition made at a time.
 //!
 //! - [`listener`]: accept loop, connection caps, TLS, timeouts, one request and its answer.
 //! - [`request`]: finding and parsing the request head.
 //! - [`routes`]: what each path answers.
+//! - [`scrape`]: `/metrics` expositions made one at a time, shared by concurrent scrapes.
 //! - [`response`]: the answer as sent.
 
 pub mod listener;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod scrape;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -66,6 +69,7 @@ pub struct ServerState {
     metrics: Arc<Metrics>,
     phase: AtomicU8,
     broker: RwLock<Option<Arc<Broker>>>,
+    expositions: scrape::Expositions,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -84,6 +88,7 @@ impl ServerState {
             metrics,
             phase: AtomicU8::new(Phase::OpeningStore as u8),
             broker: RwLock::new(None),
+            expositions: scrape::Expositions::default(),
         })
     }
 
@@ -102,9 +107,10 @@ impl ServerState {
         self.advance(Phase::StartingListeners);
     }
 
-    /// Every door's listener is bound: ready.
-    pub fn listeners_bound(&self) {
+    /// Every door's listener is bound: ready, unless already stopping. Whether it turned ready.
+    pub fn listeners_bound(&self) -> bool {
         self.advance(Phase::Ready);
+        self.phase() == Phase::Ready
     }
 
     /// Told to stop: not ready any more.
@@ -125,6 +131,11 @@ impl ServerState {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
+
+    /// The `/metrics` expositions, made one at a time.
+    pub fn expositions(&self) -> &scrape::Expositions {
+        &self.expositions
+    }
 }
 
 /// The running listener: its address and what stops it.
@@ -134,6 +145,7 @@ pub struct HttpListener {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    open: watch::Receiver<usize>,
 }
 
 impl HttpListener {
@@ -149,12 +161,24 @@ impl HttpListener {
         let (stop, stopped) = watch::channel(false);
         let settings = listener::Settings {
             max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
             request_timeout: config.request_timeout,
         };
+        let (opened, open) = watch::channel(0);
         let task = tokio::spawn(listener::accept_loop(
-            listener, tls, settings, state, peer_log, stopped,
+            listener, tls, settings, state, peer_log, stopped, opened,
         ));
-        HttpListener { addr, stop, task }
+        HttpListener {
+            addr,
+            stop,
+            task,
+            open,
+        }
+    }
+
+    /// The connections open now (their slots taken), as they change.
+    pub fn open_connections(&self) -> watch::Receiver<usize> {
+        self.open.clone()
     }
 
     /// Stops accepting, gives answers being written [`crate::server::STOP_GRACE`], and waits.
@@ -183,11 +207,11 @@ mod tests {
     fn phases_only_move_forward() {
         let state = ServerState::new(Metrics::new(true));
         assert_eq!(state.phase(), Phase::OpeningStore);
-        state.listeners_bound();
+        assert!(state.listeners_bound());
         assert_eq!(state.phase(), Phase::Ready);
         state.stopping();
         // A late "bound" cannot make a stopping server ready again.
-        state.listeners_bound();
+        assert!(!state.listeners_bound());
         assert_eq!(state.phase(), Phase::Stopping);
         assert!(state.broker().is_none());
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use super::request::{Method, Request};
 use super::response::{Response, Status};
+use super::scrape::Format;
 use super::{Phase, ServerState};
+use crate::metrics::exposition;
 
 /// The Prometheus text format, version 0.0.4: what a scraper gets unless it asks for
 /// OpenMetrics.
@@ -50,29 +52,42 @@ fn ready(phase: Phase) -> Response {
     }
 }
 
-/// `/metrics`: the exposition, made off the runtime's threads (it reads `/proc` and walks the
-/// data directory).
+/// `/metrics`: the exposition in the format the scraper prefers, made off the runtime's threads
+/// (it reads `/proc` and the store) and at most one at a time ([`super::scrape`]).
 async fn metrics(request: &Request, state: &Arc<ServerState>) -> Response {
-    let content_type = if prefers_openmetrics(request.accept.as_deref()) {
-        OPENMETRICS_TEXT
+    let (format, content_type) = if prefers_openmetrics(request.accept.as_deref()) {
+        (Format::OpenMetrics, OPENMETRICS_TEXT)
     } else {
-        PROMETHEUS_TEXT
+        (Format::Prometheus, PROMETHEUS_TEXT)
     };
     let metrics = Arc::clone(&state.metrics);
-    let broker = state.broker();
-    let made = tokio::task::spawn_blocking(move || {
-        crate::metrics::exposition::exposition(&metrics, broker.as_deref())
-    })
-    .await;
+    let state_now = Arc::clone(state);
+    let made = state
+        .expositions
+        .get(format, move || {
+            // Read when it is made: a scrape never says ready when /ready would not. One made
+            // while the store closes keeps its `Arc<Broker>` to the end (a blocking task
+            // cannot be aborted): it only reads, and `close` does not wait for the last Arc
+            // (figures the closed store no longer gives are left out of that one scrape).
+            let broker = state_now.broker();
+            let ready = state_now.phase() == Phase::Ready;
+            match format {
+                Format::Prometheus => exposition::exposition(&metrics, broker.as_deref(), ready),
+                Format::OpenMetrics => {
+                    exposition::exposition_openmetrics(&metrics, broker.as_deref(), ready)
+                }
+            }
+        })
+        .await;
     match made {
         Ok(body) => Response {
             status: Status::Ok,
             content_type,
-            body,
+            body: String::from(&*body),
             head_only: false,
         },
         Err(e) => {
-            tracing::warn!("the metrics exposition failed: {e}");
+            tracing::warn!("{e}");
             Response::text(Status::InternalServerError, "the exposition failed\n")
         }
     }

@@ -36,7 +36,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use wharf_log_store::HistogramSnapshot;
 
-use super::process::{dir_bytes, ProcessSample};
+use super::process::{dir_bytes_cached, ProcessSample};
 use super::{DoorKind, Metrics};
 use crate::broker::Broker;
 
@@ -49,9 +49,9 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 
 /// The exposition now, in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]). `broker` is
 /// `None` while the store is still opening (recovery): then only what the server counts itself
-/// (process, connections, requests) is given, with `wharf_ready 0`.
-pub fn exposition(metrics: &Metrics, broker: Option<&Broker>) -> String {
-    let registry = registry(Scrape::read(metrics, broker));
+/// (process, connections, requests) is given. `ready`: what `/ready` says (`wharf_ready`).
+pub fn exposition(metrics: &Metrics, broker: Option<&Broker>, ready: bool) -> String {
+    let registry = registry(Scrape::read(metrics, broker, ready));
     let mut out = String::new();
     // Writing into a String cannot fail, and our collector only fails on a failed write.
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
@@ -60,8 +60,8 @@ pub fn exposition(metrics: &Metrics, broker: Option<&Broker>) -> String {
 
 /// [`exposition`] in the OpenMetrics text format ([`OPENMETRICS_CONTENT_TYPE`]), for a
 /// scraper that asks for it.
-pub fn exposition_openmetrics(metrics: &Metrics, broker: Option<&Broker>) -> String {
-    let registry = registry(Scrape::read(metrics, broker));
+pub fn exposition_openmetrics(metrics: &Metrics, broker: Option<&Broker>, ready: bool) -> String {
+    let registry = registry(Scrape::read(metrics, broker, ready));
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
@@ -126,7 +126,7 @@ impl Scrape {
         self.family(name, help, kind).push((Vec::new(), value));
     }
 
-    fn read(metrics: &Metrics, broker: Option<&Broker>) -> Scrape {
+    fn read(metrics: &Metrics, broker: Option<&Broker>, ready: bool) -> Scrape {
         let mut s = Scrape::default();
         s.one(
             "wharf_up",
@@ -136,9 +136,9 @@ impl Scrape {
         );
         s.one(
             "wharf_ready",
-            "1 once the store is open (recovery done) and the server serves clients.",
+            "1 while /ready answers 200: store open, every listener bound, not stopping.",
             MetricType::Gauge,
-            Value::Gauge(i64::from(broker.is_some())),
+            Value::Gauge(i64::from(ready)),
         );
         s.one(
             "wharf_metrics_enabled",
@@ -466,7 +466,7 @@ impl Scrape {
             "wharf_data_dir_bytes",
             "Bytes of the files under the data directory.",
             MetricType::Gauge,
-            Value::Gauge(gauge(dir_bytes(broker.data_dir()))),
+            Value::Gauge(gauge(dir_bytes_cached(broker.data_dir()))),
         );
     }
 }

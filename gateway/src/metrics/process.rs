@@ -97,6 +97,31 @@ pub fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// How long a walk of a data directory ([`dir_bytes_cached`]) is reused.
+pub const DIR_BYTES_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// [`dir_bytes`], walked at most once per [`DIR_BYTES_MAX_AGE`] per directory: a scrape (or
+/// many) need not `stat` every file of a large store each time. Kept per directory path, so
+/// servers in one process (tests) never share a figure; entries older than the age are
+/// dropped on each call, so only directories scraped lately are kept.
+pub fn dir_bytes_cached(dir: &Path) -> u64 {
+    dir_bytes_cached_at(dir, Instant::now())
+}
+
+fn dir_bytes_cached_at(dir: &Path, now: Instant) -> u64 {
+    static WALKED: LazyLock<Mutex<Vec<(std::path::PathBuf, Instant, u64)>>> =
+        LazyLock::new(Mutex::default);
+    let mut walked = WALKED.lock();
+    walked.retain(|(_, at, _)| now.saturating_duration_since(*at) < DIR_BYTES_MAX_AGE);
+    if let Some((_, _, bytes)) = walked.iter().find(|(d, _, _)| d == dir) {
+        return *bytes;
+    }
+    // Walked under the lock: two scrapes of one directory never walk it twice.
+    let bytes = dir_bytes(dir);
+    walked.push((dir.to_path_buf(), now, bytes));
+    bytes
+}
+
 /// (free, total) bytes of the file system holding `dir`; free is what an unprivileged process
 /// may still use (`f_bavail`), as `df` shows it.
 pub fn disk_space(dir: &Path) -> Option<(u64, u64)> {
@@ -370,5 +395,23 @@ mod tests {
         std::fs::write(dir.path().join("a/f"), [0u8; 1000]).expect("write");
         std::fs::write(dir.path().join("g"), [0u8; 24]).expect("write");
         assert_eq!(dir_bytes(dir.path()), 1024);
+    }
+
+    #[test]
+    fn a_data_dir_walk_is_reused_for_dir_bytes_max_age() {
+        // Bound: one walk per directory per DIR_BYTES_MAX_AGE.
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("f"), [0u8; 100]).expect("write");
+        let t0 = Instant::now();
+        assert_eq!(dir_bytes_cached_at(dir.path(), t0), 100);
+        std::fs::write(dir.path().join("g"), [0u8; 50]).expect("write");
+        // Within the age: the last walk's figure, the new file not seen.
+        let within = t0 + DIR_BYTES_MAX_AGE - Duration::from_millis(1);
+        assert_eq!(dir_bytes_cached_at(dir.path(), within), 100);
+        // Another directory is walked on its own.
+        let other = tempfile::tempdir().expect("temp dir");
+        assert_eq!(dir_bytes_cached_at(other.path(), within), 0);
+        // Past the age: walked again.
+        assert_eq!(dir_bytes_cached_at(dir.path(), t0 + DIR_BYTES_MAX_AGE), 150);
     }
 }

@@ -222,7 +222,7 @@ async fn exposition_counts_both_doors_traffic_and_lag_exactly() {
     metrics.native_request_took(300, Duration::from_micros(70), Some(2010));
     let _connection = metrics.connection_opened(DoorKind::Native);
 
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     check_well_formed(&text);
     let orders = r#"{stream="default",topic="orders"}"#;
     let carts = r#"{stream="shop",topic="shop.carts"}"#;
@@ -378,7 +378,7 @@ async fn with_metrics_off_nothing_is_counted_on_the_hot_path() {
     assert!(metrics.error_totals().is_empty());
     let _connection = metrics.connection_opened(DoorKind::Kafka);
 
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     check_well_formed(&text);
     assert_eq!(value(&text, "wharf_metrics_enabled"), "0");
     assert!(metrics.request_totals().is_empty());
@@ -431,7 +431,7 @@ async fn label_values_are_escaped() {
         )
         .await;
     assert!(committed.iter().all(Result::is_ok), "{committed:?}");
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     check_well_formed(&text);
     assert_eq!(
         value(
@@ -458,10 +458,10 @@ async fn a_deleted_topics_series_vanish() {
         .unwrap();
     produce(&broker, "gone", 0, kafka_batch(2)).await;
     produce(&broker, "kept", 0, kafka_batch(1)).await;
-    let before = exposition(&metrics, Some(&broker));
+    let before = exposition(&metrics, Some(&broker), true);
     assert!(before.contains(r#"topic="gone""#));
     broker.delete_topic(t.stream_id, t.id).await.unwrap();
-    let after = exposition(&metrics, Some(&broker));
+    let after = exposition(&metrics, Some(&broker), true);
     check_well_formed(&after);
     assert!(!after.contains(r#"topic="gone""#), "{after}");
     assert_eq!(
@@ -481,7 +481,7 @@ async fn a_deleted_topics_series_vanish() {
         .create_kafka_topic("gone", 1, Default::default(), false)
         .await
         .unwrap();
-    let again = exposition(&metrics, Some(&broker));
+    let again = exposition(&metrics, Some(&broker), true);
     assert_eq!(
         value(
             &again,
@@ -494,7 +494,7 @@ async fn a_deleted_topics_series_vanish() {
 #[test]
 fn while_the_store_opens_only_the_servers_own_figures_are_given() {
     let metrics = Metrics::new(true);
-    let text = exposition(&metrics, None);
+    let text = exposition(&metrics, None, false);
     check_well_formed(&text);
     assert_eq!(value(&text, "wharf_ready"), "0");
     assert_eq!(value(&text, "wharf_up"), "1");
@@ -531,7 +531,7 @@ fn connections_are_counted_until_their_guard_drops() {
 fn the_openmetrics_form_names_counter_families_without_total_and_ends_with_eof() {
     let metrics = Metrics::new(true);
     metrics.kafka_request_took(1, Duration::from_millis(2));
-    let text = super::exposition::exposition_openmetrics(&metrics, None);
+    let text = super::exposition::exposition_openmetrics(&metrics, None, false);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("# TYPE wharf_requests counter\n"), "{text}");
     assert_eq!(
@@ -613,8 +613,8 @@ async fn every_histogram_has_an_inf_bucket_equal_to_its_count_in_both_formats() 
     // Above the last bound (10 s): only in +Inf.
     metrics.kafka_request_took(0, Duration::from_secs(20));
     for text in [
-        exposition(&metrics, Some(&broker)),
-        super::exposition::exposition_openmetrics(&metrics, Some(&broker)),
+        exposition(&metrics, Some(&broker), true),
+        super::exposition::exposition_openmetrics(&metrics, Some(&broker), true),
     ] {
         // Request, append, fsync, group messages, group bytes.
         assert!(check_inf_buckets(&text) >= 4, "{text}");
@@ -628,7 +628,7 @@ async fn every_histogram_has_an_inf_bucket_equal_to_its_count_in_both_formats() 
         let ten = bucket(&text, family, &produce, "10").or(bucket(&text, family, &produce, "10.0"));
         assert_eq!(ten.as_deref(), Some("1"), "{text}");
     }
-    let open_metrics = super::exposition::exposition_openmetrics(&metrics, None);
+    let open_metrics = super::exposition::exposition_openmetrics(&metrics, None, false);
     let version = env!("CARGO_PKG_VERSION");
     // `_info` belongs to the Info type in OpenMetrics; 0.0.4 has none and says gauge.
     assert!(
@@ -642,7 +642,7 @@ async fn every_histogram_has_an_inf_bucket_equal_to_its_count_in_both_formats() 
         ),
         "1"
     );
-    let text = exposition(&metrics, None);
+    let text = exposition(&metrics, None, false);
     check_well_formed(&text);
     assert!(text.contains("# TYPE wharf_build_info gauge\n"), "{text}");
     assert_eq!(
@@ -692,7 +692,7 @@ async fn lag_series_are_bounded_largest_first_and_group_labels_are_capped() {
             .await;
         assert!(committed.iter().all(Result::is_ok), "{committed:?}");
     }
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     check_well_formed(&text);
     let lag_lines: Vec<&str> = text
         .lines()
@@ -782,7 +782,7 @@ async fn kafka_messages_out_count_only_records_from_the_fetch_offset() {
     let batches = fetched[0].records.as_ref().unwrap();
     assert_eq!(batches.len(), 2);
     let sent: u64 = batches.iter().map(|b| b.len() as u64).sum();
-    let text = exposition(&metrics, Some(&broker));
+    let text = exposition(&metrics, Some(&broker), true);
     let orders = r#"{stream="default",topic="orders"}"#;
     assert_eq!(
         value(&text, &format!("wharf_topic_messages_out_total{orders}")),
