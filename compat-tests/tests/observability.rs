@@ -459,8 +459,11 @@ async fn kafka_workload(server: &Server) {
             let record: FutureRecord<'_, (), _> =
                 FutureRecord::to(KAFKA_TOPIC).partition(partition).payload(&value);
             let sent = within("delivery", producer.send(record, Duration::from_secs(30))).await;
-            let (p, offset) = sent.map_err(|(e, _)| e).unwrap();
-            assert_eq!((p, offset), (partition, i as i64));
+            let delivery = sent.map_err(|(e, _)| e).unwrap();
+            assert_eq!(
+                (delivery.partition, delivery.offset),
+                (partition, i as i64)
+            );
         }
     }
     drop(producer);
@@ -909,13 +912,202 @@ fn read_back_everything(kafka: SocketAddr) {
     }
 }
 
-/// A server on a data directory with data, SIGKILLed, then started again: `/health` answers
-/// 200 while it opens; `/ready` is 503 until the store is open and the doors listen, and from
-/// its first 200 on every record written before the kill is readable (bound: each of the
+/// How [`ready_server_process`] starts: held before the store opens until the test says so.
+const READY_HOLD_VAR: &str = "WHARF_OBS_SERVER_HOLD";
+
+/// The server of [`ready_only_after_recovery_and_then_every_record_is_readable`], as a process
+/// of its own so it can be SIGKILLed for real. Started with [`READY_DIR_VAR`] set, it prints
+/// `HTTP_ADDR <addr>` as soon as its HTTP listener is bound, then (with [`READY_HOLD_VAR`] set)
+/// waits for the line `open` on its standard input before the store opens, prints
+/// `KAFKA_ADDR <addr>` once started, and serves until killed or until its standard input
+/// closes. Without the variable (a plain `--ignored` run) it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the server process of the readiness test, which starts it"]
+async fn ready_server_process() {
+    let Some(dir) = std::env::var_os(READY_DIR_VAR) else {
+        return;
+    };
+    let hold = std::env::var_os(READY_HOLD_VAR).is_some();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+        // End of input: the sender drops, and the server stops.
+    });
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel();
+    let hooks = wharf_gateway::StartHooks {
+        http_bound: Some(bound_tx),
+        before_open: hold.then_some(open_rx),
+        ..Default::default()
+    };
+    let start = tokio::spawn(wharf_gateway::start_with(
+        with_http(test_config(Path::new(&dir))),
+        hooks,
+    ));
+    println!("HTTP_ADDR {}", bound_rx.await.expect("the HTTP listener is bound"));
+    if hold {
+        while let Some(line) = lines.recv().await {
+            if line == "open" {
+                break;
+            }
+        }
+    }
+    drop(open_tx.send(()));
+    let running = start.await.unwrap().expect("the server starts");
+    println!("KAFKA_ADDR {}", running.kafka_addr);
+    while lines.recv().await.is_some() {}
+    running.shutdown().await.unwrap();
+}
+
+/// [`ready_server_process`] running, with its printed addresses.
+struct ServerProcess {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    fn spawn(dir: &Path, hold: bool) -> ServerProcess {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "ready_server_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(READY_DIR_VAR, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        if hold {
+            cmd.env(READY_HOLD_VAR, "1");
+        }
+        let mut child = cmd.spawn().expect("the server process starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        ServerProcess {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    /// The address the process printed after `key` (libtest may start the same line).
+    fn address(&self, key: &str) -> SocketAddr {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the server process did not print {key} in {WAIT:?}"));
+            if let Some(addr) = line.split(&format!("{key} ")).nth(1) {
+                return addr.trim().parse().unwrap();
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server on a data directory with data, SIGKILLed, then started again and held before its
+/// store opens: `/health` answers 200 and `/ready` 503 meanwhile, and `/metrics` still parses
+/// (with `wharf_ready 0`); once let go, `/ready` turns 200 after the recovery, and from that
+/// first 200 on every record written before the kill is readable (bound: each of the
 /// [`READY_PARTITIONS`] x [`READY_PER_PARTITION`] records, in order, at its offset).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_only_after_recovery_and_then_every_record_is_readable() {
-    let _ = (READY_DIR_VAR, with_http, read_back_everything, blocking);
-    let _ = Path::new("");
-    // Filled in once the HTTP listener lands (the child server prints its addresses).
+    let data = tempfile::tempdir().unwrap();
+
+    let first = blocking(|| ServerProcess::spawn(data.path(), false));
+    let kafka = blocking(|| first.address("KAFKA_ADDR"));
+    create_kafka_topic(kafka, READY_TOPIC, READY_PARTITIONS).await;
+    let producer: FutureProducer = kafka_config(kafka)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let values: Vec<(i32, String)> = (0..READY_PER_PARTITION)
+        .flat_map(|i| (0..READY_PARTITIONS).map(move |p| (p, ready_value(p, i))))
+        .collect();
+    let sends = values.iter().map(|(p, v)| {
+        let record: FutureRecord<'_, (), _> = FutureRecord::to(READY_TOPIC).partition(*p).payload(v);
+        producer.send(record, Duration::from_secs(30))
+    });
+    for sent in within("deliveries", futures_util::future::join_all(sends)).await {
+        sent.map_err(|(e, _)| e).unwrap();
+    }
+    drop(producer);
+    blocking(|| first.kill());
+
+    let mut second = blocking(|| ServerProcess::spawn(data.path(), true));
+    let http = blocking(|| second.address("HTTP_ADDR"));
+    let health = http_get(http, "/health", None).await;
+    assert_eq!(health.status, 200, "/health while the store is held shut");
+    let ready = http_get(http, "/ready", None).await;
+    assert_eq!(ready.status, 503, "/ready before the store opens: {}", ready.text());
+    let opening = scrape(http).await;
+    assert_eq!(opening.value("wharf_ready", &[]), 0.0);
+    assert!(
+        opening.samples().all(|s| !s.name.starts_with("wharf_partition_")),
+        "no partition figures before the store is open"
+    );
+
+    second.say("open");
+    within("/ready turns 200", async {
+        loop {
+            let answer = http_get(http, "/ready", None).await;
+            match answer.status {
+                200 => break,
+                503 => tokio::time::sleep(Duration::from_millis(10)).await,
+                other => panic!("/ready answered {other}: {}", answer.text()),
+            }
+        }
+    })
+    .await;
+    let kafka = blocking(|| second.address("KAFKA_ADDR"));
+    blocking(|| read_back_everything(kafka));
+    let s = scrape(http).await;
+    assert_eq!(s.value("wharf_ready", &[]), 1.0);
+    for p in 0..READY_PARTITIONS {
+        let part = p.to_string();
+        let labels = [
+            ("stream", "default"),
+            ("topic", READY_TOPIC),
+            ("partition", part.as_str()),
+        ];
+        assert_eq!(
+            s.value("wharf_partition_high_watermark", &labels),
+            READY_PER_PARTITION as f64
+        );
+    }
 }
