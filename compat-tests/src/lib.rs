@@ -56,6 +56,7 @@ fn test_config_from(data_dir: &Path, config_file: Option<&Path>) -> ServerConfig
         data_dir: Some(data_dir.to_path_buf()),
         native_addr: Some("127.0.0.1:0".into()),
         kafka_addr: Some("127.0.0.1:0".into()),
+        http_addr: None,
     };
     let mut config =
         ServerConfig::load_from(&overrides, &[]).unwrap_or_else(|e| panic!("test config: {e}"));

@@ -46,6 +46,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub native_addr: Option<String>,
     pub kafka_addr: Option<String>,
+    /// `--http-addr`: the HTTP listener's address (`[http] address`; empty turns it off).
+    pub http_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -534,6 +536,9 @@ impl ServerConfig {
         }
         if let Some(a) = &overrides.kafka_addr {
             set(&mut table, "kafka", "address", a.clone());
+        }
+        if let Some(a) = &overrides.http_addr {
+            set(&mut table, "http", "address", a.clone());
         }
         let raw: RawConfig = Value::Table(table)
             .try_into()
@@ -1644,5 +1649,94 @@ address = "127.0.0.1:9193"
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn http_is_off_by_default_and_on_with_an_address() {
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        assert_eq!(
+            c.http,
+            HttpConfig {
+                address: None,
+                tls: None,
+                max_connections: 64,
+                request_timeout: Duration::from_secs(10),
+            }
+        );
+        assert!(c.metrics.enable);
+        let c = ServerConfig::load_from(
+            &Overrides::default(),
+            &env(&[
+                ("WHARF_HTTP_ADDRESS", "127.0.0.1:8091"),
+                ("WHARF_HTTP_MAX_CONNECTIONS", "3"),
+                ("WHARF_HTTP_REQUEST_TIMEOUT", "250 ms"),
+                ("WHARF_METRICS_ENABLE", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.address, Some("127.0.0.1:8091".parse().unwrap()));
+        assert_eq!(c.http.max_connections, 3);
+        assert_eq!(c.http.request_timeout, Duration::from_millis(250));
+        assert!(!c.metrics.enable);
+        // The flag beats the environment; an empty one turns the listener off again.
+        let flag = |a: &str| Overrides {
+            http_addr: Some(a.into()),
+            ..Overrides::default()
+        };
+        let on = env(&[("WHARF_HTTP_ADDRESS", "127.0.0.1:8091")]);
+        let c = ServerConfig::load_from(&flag("127.0.0.1:0"), &on).unwrap();
+        assert_eq!(c.http.address, Some("127.0.0.1:0".parse().unwrap()));
+        let c = ServerConfig::load_from(&flag(""), &on).unwrap();
+        assert_eq!(c.http.address, None);
+    }
+
+    #[test]
+    fn http_settings_are_checked_with_their_names() {
+        for (var, value, key) in [
+            ("WHARF_HTTP_ADDRESS", "localhost", "[http] address"),
+            ("WHARF_HTTP_MAX_CONNECTIONS", "0", "[http] max_connections"),
+            ("WHARF_HTTP_MAX_CONNECTIONS", "4097", "[http] max_connections"),
+            ("WHARF_HTTP_REQUEST_TIMEOUT", "0 s", "[http] request_timeout"),
+            ("WHARF_HTTP_REQUEST_TIMEOUT", "soon", "[http] request_timeout"),
+            ("WHARF_HTTP_TLS_KEY_FILE", "/k.pem", "[http] tls_cert_file"),
+            ("WHARF_HTTP_TLS_CERT_FILE", "/c.pem", "[http] tls_key_file"),
+            (
+                "WHARF_HTTP_TLS_CLIENT_CA_FILE",
+                "/ca.pem",
+                "[http] tls_client_ca_file",
+            ),
+        ] {
+            let e = ServerConfig::load_from(&Overrides::default(), &env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{var}={value}: {e}");
+        }
+        let e = ServerConfig::load_from(
+            &Overrides {
+                http_addr: Some("nowhere".into()),
+                ..Overrides::default()
+            },
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("[http] address"), "{e}");
+        let c = ServerConfig::load_from(
+            &Overrides::default(),
+            &env(&[
+                ("WHARF_HTTP_TLS_CERT_FILE", "/c.pem"),
+                ("WHARF_HTTP_TLS_KEY_FILE", "/k.pem"),
+                ("WHARF_HTTP_TLS_CLIENT_CA_FILE", "/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.tls,
+            Some(TlsSettings {
+                cert_file: "/c.pem".into(),
+                key_file: "/k.pem".into(),
+                client_ca_file: Some("/ca.pem".into()),
+            })
+        );
     }
 }

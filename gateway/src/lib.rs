@@ -8,10 +8,12 @@
 //!   with its timeouts, the request budget, stop signal).
 //! - [`tls`]: a door's certificate, key and client CA turned into its TLS acceptor.
 //! - [`metrics`]: what the server counts about itself for the operator.
+//! - [`http`]: the operator's HTTP listener (`/metrics`, `/health`, `/ready`).
 //! - [`peer_log`]: rate-limited log lines about misbehaving peers and failed accepts.
 
 pub mod broker;
 pub mod config;
+pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod native;
@@ -30,7 +32,7 @@ use peer_log::PeerLog;
 use server::budget::RequestBudget;
 use server::{Entrance, Shared};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// What stops the server from starting or running.
@@ -103,6 +105,8 @@ pub struct Running {
     pub native_listeners: Vec<SocketAddr>,
     /// Every Kafka listener's bound address, in config order (the main one first).
     pub kafka_listeners: Vec<SocketAddr>,
+    /// The HTTP listener's bound address (`/metrics`, `/health`, `/ready`), when it is on.
+    pub http_addr: Option<SocketAddr>,
     /// Request bytes in memory across both doors, with its gauges.
     pub request_budget: Arc<RequestBudget>,
     stop: watch::Sender<bool>,
@@ -121,16 +125,114 @@ impl Running {
     }
 }
 
+/// Test seams in the start: what a test may learn and hold between its steps.
+#[derive(Debug, Default)]
+pub struct StartHooks {
+    /// Told the HTTP listener's address as soon as it is bound (before the store opens).
+    pub http_bound: Option<oneshot::Sender<SocketAddr>>,
+    /// Awaited after the HTTP listener is bound and before the store opens: holds the server
+    /// in recovery, as a slow one would be (a dropped sender lets it go on).
+    pub before_open: Option<oneshot::Receiver<()>>,
+    /// Awaited once stopping, after the connections are drained and before the HTTP listener
+    /// stops and the store closes: holds the server in its stopping phase.
+    pub before_close: Option<oneshot::Receiver<()>>,
+}
+
 /// Opens the broker and binds the listeners, then serves in the background.
 pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
+    start_with(config, StartHooks::default()).await
+}
+
+/// [`start`], with the [`StartHooks`] a test holds. The HTTP listener is bound first, so that
+/// `/health` answers and `/ready` says 503 while the store recovers; `/ready` turns 200 once
+/// every door's listener is bound.
+pub async fn start_with(config: ServerConfig, hooks: StartHooks) -> Result<Running, ServerError> {
     // TLS files first: a bad one stops the start before the store opens or anything listens.
     let native_tls = door_tls("native", config.native.tls.as_ref())?;
     let kafka_tls = door_tls("kafka", config.kafka.tls.as_ref())?;
+    let http_tls = door_tls(http::DOOR, config.http.tls.as_ref())?;
     let metrics = metrics::Metrics::new(config.metrics.enable);
-    let broker = Broker::open(
-        &config.data_dir,
-        config.store.clone(),
-        BrokerSettings {
+    let peer_log = Arc::new(PeerLog::new(config.peer_log_interval));
+    let state = http::ServerState::new(Arc::clone(&metrics));
+    let http_listener = match config.http.address {
+        None => None,
+        Some(address) => {
+            let (listener, addr) = bind(address).await?;
+            tracing::info!(
+                "HTTP listener on {addr} ({}): /metrics, /health, /ready",
+                http::accepts(&config.http)
+            );
+            Some(http::HttpListener::spawn(
+                listener,
+                addr,
+                http_tls,
+                &config.http,
+                Arc::clone(&state),
+                Arc::clone(&peer_log),
+            ))
+        }
+    };
+    if let (Some(tx), Some(l)) = (hooks.http_bound, &http_listener) {
+        let _ = tx.send(l.addr);
+    }
+    if let Some(gate) = hooks.before_open {
+        let _ = gate.await;
+    }
+    let doors = Doors {
+        native_tls,
+        kafka_tls,
+        metrics,
+        peer_log,
+        state,
+        before_close: hooks.before_close,
+    };
+    // Whatever stops the start, the HTTP listener stops with it.
+    let http_addr = http_listener.as_ref().map(|l| l.addr);
+    let mut http_listener = http_listener;
+    match open_and_serve(config, doors, &mut http_listener).await {
+        Ok(mut running) => {
+            running.http_addr = http_addr;
+            Ok(running)
+        }
+        Err(e) => {
+            if let Some(l) = http_listener {
+                l.stop().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What the start made before the store opens, for [`open_and_serve`].
+struct Doors {
+    native_tls: Option<TlsAcceptor>,
+    kafka_tls: Option<TlsAcceptor>,
+    metrics: Arc<metrics::Metrics>,
+    peer_log: Arc<PeerLog>,
+    state: Arc<http::ServerState>,
+    before_close: Option<oneshot::Receiver<()>>,
+}
+
+/// Opens the store (recovery runs on the blocking pool, so the HTTP listener answers
+/// meanwhile), binds the doors' listeners and serves. Takes the HTTP listener once nothing
+/// can fail any more: the serving task stops it just before the store closes.
+async fn open_and_serve(
+    config: ServerConfig,
+    doors: Doors,
+    http_listener: &mut Option<http::HttpListener>,
+) -> Result<Running, ServerError> {
+    let Doors {
+        native_tls,
+        kafka_tls,
+        metrics,
+        peer_log,
+        state,
+        before_close,
+    } = doors;
+    let broker = {
+        let data_dir = config.data_dir.clone();
+        let store = config.store.clone();
+        let settings = BrokerSettings {
             root_username: config.root_username.clone(),
             root_password: config.root_password.clone(),
             kafka_default_stream: config.kafka.default_stream.clone(),
@@ -139,10 +241,18 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             logins: config.logins.clone(),
             max_partitions_per_topic: config.max_partitions_per_topic,
             max_partitions: config.max_partitions,
-        },
-    )?
-    .with_max_inflight_decompressions(config.kafka.max_inflight_decompressions)
-    .with_metrics(Arc::clone(&metrics));
+        };
+        let inflight = config.kafka.max_inflight_decompressions;
+        let metrics = Arc::clone(&metrics);
+        tokio::task::spawn_blocking(move || {
+            Broker::open(&data_dir, store, settings).map(|b| {
+                b.with_max_inflight_decompressions(inflight)
+                    .with_metrics(metrics)
+            })
+        })
+        .await
+        .map_err(|e| ServerError::Broker(BrokerError::Internal(e.to_string())))??
+    };
     if broker.root_has_password("iggy") {
         tracing::warn!(
             "the root user '{}' still has the default password; change it",
@@ -150,6 +260,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         );
     }
     let broker = Arc::new(broker);
+    state.store_opened(Arc::clone(&broker));
     // Transactions left prepared by the last run get their markers before any Kafka client
     // can read or write again.
     broker.recover_transactions().await;
@@ -193,7 +304,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .max(config.kafka.max_request_size);
     let shared = Shared {
         budget: RequestBudget::new(config.queued_max_request_bytes, u64::from(largest_request)),
-        peer_log: Arc::new(PeerLog::new(config.peer_log_interval)),
+        peer_log,
         metrics,
     };
     let request_budget = Arc::clone(&shared.budget);
@@ -229,6 +340,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             stopped.clone(),
         ));
     }
+    // Bound listeners take connections into their backlog from here on.
+    state.listeners_bound();
     let serving = {
         let broker = Arc::clone(&broker);
         let stopped = stopped.clone();
@@ -242,9 +355,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             );
         })
     };
+    let http_listener = http_listener.take();
     let task = tokio::spawn(async move {
         let mut stopped = stopped;
         server::until_stopped(&mut stopped).await;
+        state.stopping();
         // The listeners give their connections STOP_DRAIN; this is the last resort, so that
         // whatever still runs then, the producer state is saved and the store closed.
         let mut serving = serving;
@@ -259,6 +374,14 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         if let Err(e) = broker.save_producers().await {
             tracing::warn!("cannot save the idempotent producer state: {e}");
         }
+        if let Some(gate) = before_close {
+            let _ = gate.await;
+        }
+        // No scrape reads the store while it closes.
+        if let Some(l) = http_listener {
+            l.stop().await;
+        }
+        state.store_closing();
         tracing::info!("syncing data");
         broker.close().await?;
         tracing::info!("stopped");
@@ -269,6 +392,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         kafka_addr: kafka_listeners[0],
         native_listeners,
         kafka_listeners,
+        http_addr: None,
         request_budget,
         stop,
         task,

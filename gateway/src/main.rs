@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use wharf_gateway::config::{Overrides, ServerConfig};
 
 /// Wharf: a single-binary streaming server speaking Apache Iggy's native protocol and Kafka's.
@@ -22,22 +22,47 @@ struct Args {
     /// Kafka TCP listener address (`[kafka] address`, default 127.0.0.1:9092).
     #[arg(long, value_name = "HOST:PORT")]
     kafka_addr: Option<String>,
+    /// HTTP listener for /metrics, /health and /ready (`[http] address`, default off; "" turns
+    /// it off).
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<String>,
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// collectors. `RUST_LOG` chooses which lines, as ever.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the process's log subscriber: `RUST_LOG` (default `info`) in `format`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        // The event's fields (its message among them) at the top level of each object, beside
+        // timestamp, level and target: what log collectors index without a nested path.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let limit = raise_open_files_limit();
+    // Arguments first: the log format is one of them, and a bad one is clap's usage error.
     let args = Args::parse();
+    init_logging(args.log_format);
+    let limit = raise_open_files_limit();
     let overrides = Overrides {
         config_file: args.config,
         data_dir: args.data_dir,
         native_addr: args.native_addr,
         kafka_addr: args.kafka_addr,
+        http_addr: args.http_addr,
     };
     let mut config = match ServerConfig::load(&overrides) {
         Ok(c) => c,
