@@ -17,6 +17,8 @@
 //!   written with group commit.
 //! - [`KeyedJournal`]: a checksummed journal of keyed records, last one wins (the Kafka
 //!   transaction coordinator's state).
+//! - [`StoreMetrics`]: append-group, `fdatasync` and group-commit histograms and retention
+//!   counts, for the operator ([`LogStore::metrics`]).
 //! - [`Disk`]: the door every file operation of the store goes through, and the seam where tests
 //!   watch and fail them ([`FileHook`]).
 //! - Segment files are held open by one bounded cache per store (`max_open_files`): any number
@@ -35,6 +37,7 @@ mod durable_file;
 mod error;
 mod index;
 mod journal;
+pub mod metrics;
 mod names;
 mod offsets;
 mod open_files;
@@ -53,6 +56,7 @@ pub use config::{
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
 pub use error::{BatchError, Result, StoreError};
+pub use metrics::{Histogram, HistogramSnapshot, StoreMetrics};
 pub use journal::{
     CompactionMark, JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE,
 };

@@ -58,6 +58,8 @@ impl Access {
 /// The bounded set of open segment files of one store.
 pub(crate) struct OpenFiles {
     disk: Disk,
+    /// The store's figures, here because every partition and segment file holds this.
+    metrics: Arc<crate::metrics::StoreMetrics>,
     capacity: usize,
     ring: Mutex<Ring>,
 }
@@ -82,6 +84,7 @@ impl OpenFiles {
         let capacity = capacity.max(1);
         Arc::new(OpenFiles {
             disk,
+            metrics: Arc::default(),
             capacity,
             ring: Mutex::new(Ring {
                 places: Vec::with_capacity(capacity.min(4096)),
@@ -92,6 +95,10 @@ impl OpenFiles {
 
     pub fn disk(&self) -> &Disk {
         &self.disk
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::StoreMetrics> {
+        &self.metrics
     }
 
     pub fn capacity(&self) -> usize {
@@ -322,13 +329,19 @@ impl SegmentFile {
         }
         let disk = self.files.disk();
         let open = self.handle.lock().as_ref().map(Arc::clone);
+        let timed = |file: &File| {
+            let started = std::time::Instant::now();
+            let result = disk.sync_data(file, &self.path);
+            self.files.metrics().fsync(started.elapsed());
+            result
+        };
         let result = match (open, held) {
-            (Some(h), _) => disk.sync_data(&h, &self.path),
-            (None, Some(h)) => disk.sync_data(h, &self.path),
+            (Some(h), _) => timed(&h),
+            (None, Some(h)) => timed(h),
             // No other file is closed to make room here: that would take its sync lock while
             // this one's is held, and two syncs could then wait on each other.
             (None, None) => match self.open_file() {
-                Ok(h) => disk.sync_data(&h, &self.path),
+                Ok(h) => timed(&h),
                 // Deleted (retention, purge) since it was written: nothing left to make durable.
                 Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                     Ok(())
@@ -349,7 +362,10 @@ impl SegmentFile {
         };
         let mut kept = self.sync.lock();
         if self.dirty.swap(false, Ordering::AcqRel) {
-            if let Err(e) = self.files.disk().sync_data(&h, &self.path) {
+            let started = std::time::Instant::now();
+            let synced = self.files.disk().sync_data(&h, &self.path);
+            self.files.metrics().fsync(started.elapsed());
+            if let Err(e) = synced {
                 tracing::warn!(path = %self.path.display(), "fdatasync before closing failed: {e}");
                 self.dirty.store(true, Ordering::Release);
                 *kept = Some(e);

@@ -391,6 +391,7 @@ impl Partition {
     }
 
     fn write_group(&self, group: Vec<Pending>) {
+        let started = std::time::Instant::now();
         let mut guard = self.writer.lock();
         let writer = match (self.check_open(), guard.as_mut()) {
             (Ok(()), Some(w)) => w,
@@ -413,6 +414,7 @@ impl Partition {
         // The log descriptor the last chunk went through: the group's `fdatasync` uses it, so
         // that it never needs a descriptor of its own (the call holds it, then lets it go).
         let mut held: Option<Arc<Handle>> = None;
+        let (mut group_messages, mut group_bytes) = (0u64, 0u64);
         let mut group = group.into_iter();
         for Pending { batch, done } in group.by_ref() {
             let size = writer.size + chunk.len;
@@ -455,6 +457,8 @@ impl Partition {
                 .push(IndexEntry::for_batch(writer.base_offset, position, &env));
             chunk.len += env.stored_len();
             chunk.records += u64::from(env.record_count);
+            group_messages += u64::from(env.record_count);
+            group_bytes += env.stored_len();
             chunk.first_timestamp.get_or_insert(now);
             chunk.parts.push((header, payload));
             let result = AppendResult {
@@ -499,6 +503,12 @@ impl Partition {
             }
         }
         drop(guard);
+        if failure.is_none() && !acked.is_empty() {
+            // A group stored whole (a failed one's time says nothing about group commit).
+            self.files
+                .metrics()
+                .append_group(started.elapsed(), group_messages, group_bytes);
+        }
         for (done, result) in acked {
             let _ = done.send(Ok(result));
         }
@@ -974,7 +984,10 @@ impl Partition {
                 break;
             }
             match self.delete_oldest_segment_locked(base)? {
-                Some(size) => freed += size,
+                Some(size) => {
+                    freed += size;
+                    self.files.metrics().retention_deleted(size);
+                }
                 None => break,
             }
         }

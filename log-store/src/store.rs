@@ -384,6 +384,12 @@ impl LogStore {
         self.inner.files.capacity()
     }
 
+    /// The store's own figures: append-group, `fdatasync` and group-commit histograms and
+    /// retention counts.
+    pub fn metrics(&self) -> &Arc<crate::metrics::StoreMetrics> {
+        self.inner.files.metrics()
+    }
+
     pub fn offsets(&self) -> &ConsumerOffsets {
         &self.inner.offsets
     }
@@ -867,6 +873,7 @@ impl LogStore {
                         Some(bytes) => {
                             size = size.saturating_sub(bytes);
                             freed += bytes;
+                            self.inner.files.metrics().retention_deleted(bytes);
                         }
                         None => break,
                     }

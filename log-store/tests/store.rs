@@ -500,3 +500,51 @@ async fn delete_records_moves_the_log_start_and_it_survives_a_reopen() {
     assert_eq!(p.log_start_offset(), 3);
     assert_eq!(p.high_watermark(), 5);
 }
+
+/// The store's figures after a known workload: every append group is counted with exactly the
+/// messages and stored bytes appended, an `fsync` topic's group commit is timed as an
+/// `fdatasync`, and retention counts exactly the segments and bytes it deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_metrics_count_groups_syncs_and_retention_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create_stream("s").unwrap();
+    let synced = TopicSettings {
+        durability: Some(Durability::Fsync),
+        segment_size: Some(1000),
+        message_expiry: Some(Duration::from_secs(60)),
+        ..settings()
+    };
+    store.create_topic(Ident::Id(0), "t", 1, synced).unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    let m = Arc::clone(store.metrics());
+    let mut stored = 0;
+    let mut last = 0;
+    for i in 0..5 {
+        let batch = seeded_batch(i, 2, 400);
+        stored += batch.stored_len();
+        // One append at a time: each is a group of its own.
+        last = p.append(batch).await.unwrap().append_timestamp;
+    }
+    let groups = m.append_group_duration.snapshot();
+    assert_eq!(groups.count, 5);
+    let messages = m.append_group_messages.snapshot();
+    assert_eq!((messages.count, messages.sum), (5, 10));
+    assert_eq!(m.append_group_bytes.snapshot().sum, stored);
+    // Each group of an `fsync` topic waits for at least one `fdatasync` of the log.
+    assert!(m.fsync_duration.snapshot().count >= 5);
+
+    let before = p.stats();
+    assert!(before.segments > 1, "{before:?}");
+    store.enforce_retention(last + 3_600_000_000).unwrap();
+    let after = p.stats();
+    assert_eq!(after.segments, 1);
+    assert_eq!(
+        m.retention_deleted_segments(),
+        (before.segments - after.segments) as u64
+    );
+    assert_eq!(
+        m.retention_deleted_bytes(),
+        before.size_bytes - after.size_bytes
+    );
+}
