@@ -59,6 +59,13 @@ pub const WHARF_GET_TOPIC_CONFIG: u32 = 10_003;
 /// Sets or resets some of a topic's configs: `[stream][topic][count u32]` then per config
 /// `[name len u8][name][value present u8]([value len u16][value])`; answered empty.
 pub const WHARF_SET_TOPIC_CONFIG: u32 = 10_004;
+/// Consumer lag of every group (or one) on every partition it has committed a position on:
+/// `[group len u16][group]` (length 0: every group), answered with
+/// [`crate::responses::PartitionLagWire`] rows back to back.
+pub const WHARF_CONSUMER_LAG: u32 = 10_005;
+/// What `wharf top` shows: `[lag rows u32]` (the most lagging partitions wanted), answered with
+/// one [`crate::responses::MetricsSnapshotWire`].
+pub const WHARF_METRICS_SNAPSHOT: u32 = 10_006;
 
 /// The command's name, for logs; `None` for a code Iggy 0.8 does not define.
 pub fn command_name(code: u32) -> Option<&'static str> {
@@ -114,6 +121,8 @@ pub fn command_name(code: u32) -> Option<&'static str> {
         WHARF_SET_TOPIC_DURABILITY => "wharf.topic.durability.set",
         WHARF_GET_TOPIC_CONFIG => "wharf.topic.config.get",
         WHARF_SET_TOPIC_CONFIG => "wharf.topic.config.set",
+        WHARF_CONSUMER_LAG => "wharf.consumer_group.lag",
+        WHARF_METRICS_SNAPSHOT => "wharf.metrics.snapshot",
         _ => return None,
     })
 }

@@ -33,7 +33,10 @@ pub use groups::{
 pub use messages::{FlushUnsavedBuffer, PollMessages};
 pub use offsets::{DeleteConsumerOffset, GetConsumerOffset, StoreConsumerOffset};
 pub use streams::{CreateStream, DeleteStream, GetStream, GetStreams, PurgeStream, UpdateStream};
-pub use system::{GetClient, GetClients, GetClusterMetadata, GetMe, GetStats, Ping};
+pub use system::{
+    GetClient, GetClients, GetClusterMetadata, GetConsumerLag, GetMe, GetMetricsSnapshot, GetStats,
+    Ping, MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS,
+};
 pub use topics::{
     CreatePartitions, CreateTopic, DeletePartitions, DeleteSegments, DeleteTopic, GetTopic,
     GetTopicConfig, GetTopicDurability, GetTopics, PurgeTopic, SetTopicConfig, SetTopicDurability,
@@ -188,6 +191,8 @@ commands! {
     SetTopicDurability,
     GetTopicConfig,
     SetTopicConfig,
+    GetConsumerLag,
+    GetMetricsSnapshot,
 }
 
 /// Iggy's `IggyExpiry` / `MaxTopicSize` style value: 0 = server default, u64::MAX = never or

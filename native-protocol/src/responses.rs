@@ -693,3 +693,302 @@ mod decode_tests {
         assert_eq!(StatsWire::decode(&mut Reader::new(&b)).unwrap(), st);
     }
 }
+
+// ----- Wharf's observability answers (10_005, 10_006) -----
+
+/// `s` cut to at most `max` bytes at a character boundary, so a cut string still decodes.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn put_string_u16(out: &mut BytesMut, s: &str) {
+    let b = cut(s, usize::from(u16::MAX)).as_bytes();
+    out.put_u16_le(b.len() as u16);
+    out.put_slice(b);
+}
+
+fn string_u16(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeError> {
+    let b = r.take(2, field)?;
+    let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+    r.utf8(len, field)
+}
+
+/// A list's `[count u32]`, refused when the payload cannot hold that many entries of at least
+/// `min_entry` bytes, so nothing is allocated from an unchecked count.
+fn list_count(
+    r: &mut Reader<'_>,
+    min_entry: usize,
+    field: &'static str,
+) -> Result<usize, DecodeError> {
+    let count = r.u32(field)? as usize;
+    let max = r.remaining() / min_entry;
+    if count > max {
+        return Err(crate::wire::err(
+            field,
+            crate::wire::Problem::TooLong { len: count, max },
+        ));
+    }
+    Ok(count)
+}
+
+/// One group's position on one partition, Kafka's way (lag = end offset - committed next
+/// offset): `[group len u16][group][stream len u8][stream][topic len u16][topic]
+/// [partition u32][committed u64][end_offset u64][lag u64]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLagWire {
+    /// Kafka group id or Iggy group name (one namespace for committed positions).
+    pub group: String,
+    pub stream: String,
+    /// The topic's Kafka name: its own in the Kafka default stream, `stream.topic` otherwise.
+    pub topic: String,
+    pub partition: u32,
+    /// The next offset the group will read.
+    pub committed: u64,
+    /// The partition's high watermark.
+    pub end_offset: u64,
+    pub lag: u64,
+}
+
+impl PartitionLagWire {
+    /// The fewest bytes one row takes (a one-byte stream name, empty group and topic).
+    pub const MIN_LEN: usize = 2 + 2 + 2 + 4 + 8 * 3;
+
+    pub fn encode(&self, out: &mut BytesMut) {
+        put_string_u16(out, &self.group);
+        out.name(cut(&self.stream, 255));
+        put_string_u16(out, &self.topic);
+        out.put_u32_le(self.partition);
+        out.put_u64_le(self.committed);
+        out.put_u64_le(self.end_offset);
+        out.put_u64_le(self.lag);
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(PartitionLagWire {
+            group: string_u16(r, "lag.group")?,
+            stream: r.name("lag.stream")?,
+            topic: string_u16(r, "lag.topic")?,
+            partition: r.u32("lag.partition")?,
+            committed: r.u64("lag.committed")?,
+            end_offset: r.u64("lag.end_offset")?,
+            lag: r.u64("lag.lag")?,
+        })
+    }
+}
+
+/// Bytes and messages in (produced) and out (fetched or polled) of one topic since the server
+/// started, both doors: `[stream len u8][stream][topic len u16][topic][bytes_in u64]
+/// [messages_in u64][bytes_out u64][messages_out u64]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicTrafficWire {
+    pub stream: String,
+    /// The topic's Kafka name.
+    pub topic: String,
+    pub bytes_in: u64,
+    pub messages_in: u64,
+    pub bytes_out: u64,
+    pub messages_out: u64,
+}
+
+impl TopicTrafficWire {
+    /// The fewest bytes one entry takes.
+    pub const MIN_LEN: usize = 2 + 2 + 8 * 4;
+
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.name(cut(&self.stream, 255));
+        put_string_u16(out, &self.topic);
+        out.put_u64_le(self.bytes_in);
+        out.put_u64_le(self.messages_in);
+        out.put_u64_le(self.bytes_out);
+        out.put_u64_le(self.messages_out);
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(TopicTrafficWire {
+            stream: r.name("traffic.stream")?,
+            topic: string_u16(r, "traffic.topic")?,
+            bytes_in: r.u64("traffic.bytes_in")?,
+            messages_in: r.u64("traffic.messages_in")?,
+            bytes_out: r.u64("traffic.bytes_out")?,
+            messages_out: r.u64("traffic.messages_out")?,
+        })
+    }
+}
+
+/// The server at one moment, for `wharf top` (Wharf's 10_006 answer). Totals, not rates: a
+/// client takes two snapshots and divides by the difference of their `uptime_us`.
+///
+/// `[uptime_us u64][metrics_enabled u8][native_connections u64][kafka_connections u64]
+/// [cpu_seconds f64][resident_bytes u64][virtual_bytes u64][open_fds u64][threads u64]
+/// [topics count u32]{TopicTrafficWire}[lag count u32]{PartitionLagWire}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshotWire {
+    /// Since the server started, µs.
+    pub uptime_us: u64,
+    /// False when `[metrics] enable = false`: traffic is not counted (all 0).
+    pub metrics_enabled: bool,
+    /// Connections open now, per door.
+    pub native_connections: u64,
+    pub kafka_connections: u64,
+    /// User plus system CPU time of the server process, seconds.
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub open_fds: u64,
+    pub threads: u64,
+    /// Every topic, by stream and name.
+    pub topics: Vec<TopicTrafficWire>,
+    /// The partitions whose groups lag most, largest lag first.
+    pub lag: Vec<PartitionLagWire>,
+}
+
+impl MetricsSnapshotWire {
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u64_le(self.uptime_us);
+        out.bool(self.metrics_enabled);
+        out.put_u64_le(self.native_connections);
+        out.put_u64_le(self.kafka_connections);
+        out.put_f64_le(self.cpu_seconds);
+        out.put_u64_le(self.resident_bytes);
+        out.put_u64_le(self.virtual_bytes);
+        out.put_u64_le(self.open_fds);
+        out.put_u64_le(self.threads);
+        out.put_u32_le(u32::try_from(self.topics.len()).unwrap_or(u32::MAX));
+        for t in self.topics.iter().take(u32::MAX as usize) {
+            t.encode(out);
+        }
+        out.put_u32_le(u32::try_from(self.lag.len()).unwrap_or(u32::MAX));
+        for l in self.lag.iter().take(u32::MAX as usize) {
+            l.encode(out);
+        }
+    }
+
+    /// Decodes a whole answer; bytes left over are refused.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let mut s = MetricsSnapshotWire {
+            uptime_us: r.u64("snapshot.uptime_us")?,
+            metrics_enabled: r.bool("snapshot.metrics_enabled")?,
+            native_connections: r.u64("snapshot.native_connections")?,
+            kafka_connections: r.u64("snapshot.kafka_connections")?,
+            cpu_seconds: f64::from_bits(r.u64("snapshot.cpu_seconds")?),
+            resident_bytes: r.u64("snapshot.resident_bytes")?,
+            virtual_bytes: r.u64("snapshot.virtual_bytes")?,
+            open_fds: r.u64("snapshot.open_fds")?,
+            threads: r.u64("snapshot.threads")?,
+            ..MetricsSnapshotWire::default()
+        };
+        let topics = list_count(r, TopicTrafficWire::MIN_LEN, "snapshot.topics_count")?;
+        s.topics.reserve_exact(topics);
+        for _ in 0..topics {
+            s.topics.push(TopicTrafficWire::decode(r)?);
+        }
+        let lag = list_count(r, PartitionLagWire::MIN_LEN, "snapshot.lag_count")?;
+        s.lag.reserve_exact(lag);
+        for _ in 0..lag {
+            s.lag.push(PartitionLagWire::decode(r)?);
+        }
+        r.finish("snapshot")?;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod observe_tests {
+    use super::*;
+
+    fn lag_row(group: &str, partition: u32) -> PartitionLagWire {
+        PartitionLagWire {
+            group: group.into(),
+            stream: "default".into(),
+            topic: "orders".into(),
+            partition,
+            committed: 3,
+            end_offset: 10,
+            lag: 7,
+        }
+    }
+
+    fn snapshot() -> MetricsSnapshotWire {
+        MetricsSnapshotWire {
+            uptime_us: 5_000_000,
+            metrics_enabled: true,
+            native_connections: 2,
+            kafka_connections: 1,
+            cpu_seconds: 1.25,
+            resident_bytes: 1 << 20,
+            virtual_bytes: 1 << 30,
+            open_fds: 40,
+            threads: 9,
+            topics: vec![TopicTrafficWire {
+                stream: "shop".into(),
+                topic: "shop.orders".into(),
+                bytes_in: 1000,
+                messages_in: 10,
+                bytes_out: 500,
+                messages_out: 5,
+            }],
+            lag: vec![lag_row("workers", 0), lag_row("ünïcode", 1)],
+        }
+    }
+
+    #[test]
+    fn snapshot_and_lag_rows_round_trip() {
+        let s = snapshot();
+        let mut b = BytesMut::new();
+        s.encode(&mut b);
+        assert_eq!(MetricsSnapshotWire::decode(&mut Reader::new(&b)).unwrap(), s);
+
+        let mut b = BytesMut::new();
+        for row in &s.lag {
+            row.encode(&mut b);
+        }
+        let mut r = Reader::new(&b);
+        for row in &s.lag {
+            assert_eq!(&PartitionLagWire::decode(&mut r).unwrap(), row);
+        }
+        assert_eq!(r.remaining(), 0);
+    }
+
+    /// Bound: a list count larger than the payload could hold (count * the smallest entry) is
+    /// refused before anything is reserved for it.
+    #[test]
+    fn snapshot_counts_are_checked_against_the_payload() {
+        let mut s = snapshot();
+        s.topics.clear();
+        s.lag.clear();
+        let mut b = BytesMut::new();
+        s.encode(&mut b);
+        // Overwrite the topics count (8 bytes before the end: two u32 counts) with u32::MAX.
+        let at = b.len() - 8;
+        b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = MetricsSnapshotWire::decode(&mut Reader::new(&b)).unwrap_err();
+        assert_eq!(e.field, "snapshot.topics_count");
+        // Every truncation of a full answer is an error, never a panic.
+        let full = {
+            let mut b = BytesMut::new();
+            snapshot().encode(&mut b);
+            b
+        };
+        for len in 0..full.len() {
+            assert!(MetricsSnapshotWire::decode(&mut Reader::new(&full[..len])).is_err());
+        }
+    }
+
+    #[test]
+    fn over_long_names_are_cut_at_a_character_boundary() {
+        let mut row = lag_row("g", 0);
+        row.topic = "é".repeat(40_000); // 80,000 bytes, over u16::MAX
+        let mut b = BytesMut::new();
+        row.encode(&mut b);
+        let back = PartitionLagWire::decode(&mut Reader::new(&b)).unwrap();
+        assert_eq!(back.topic.len(), 65_534);
+        assert!(back.topic.chars().all(|c| c == 'é'));
+    }
+}

@@ -12,16 +12,17 @@ use wharf_protocol::requests::{
     ChangePassword, CreateConsumerGroup, CreatePartitions, CreatePersonalAccessToken, CreateStream,
     CreateTopic, CreateUser, DeleteConsumerGroup, DeleteConsumerOffset, DeletePartitions,
     DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
-    FlushUnsavedBuffer, GetClient, GetClients, GetConsumerGroup, GetConsumerGroups,
-    GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream, GetStreams, GetTopic,
+    FlushUnsavedBuffer, GetClient, GetClients, GetConsumerGroup, GetConsumerGroups, GetConsumerLag,
+    GetConsumerOffset, GetMe, GetMetricsSnapshot, GetPersonalAccessTokens, GetStats, GetStream, GetStreams, GetTopic,
     GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup,
     LeaveConsumerGroup, Limit, LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping,
     PollMessages, PurgeStream, PurgeTopic, SetTopicConfig, SetTopicDurability, StoreConsumerOffset,
     TopicConfigChange, UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser, WirePermissions,
+    MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS,
 };
 use wharf_protocol::responses::{
-    decode_consumer_offset, decode_token_info, ClientWire, GroupWire, PartitionWire, StatsWire,
-    StreamWire, TopicConfigWire, TopicWire, UserWire,
+    decode_consumer_offset, decode_token_info, ClientWire, GroupWire, MetricsSnapshotWire,
+    PartitionLagWire, PartitionWire, StatsWire, StreamWire, TopicConfigWire, TopicWire, UserWire,
 };
 use wharf_protocol::{
     codes, framing, Command, Consumer, Identifier, Partitioning, PollingStrategy, Reader,
@@ -545,6 +546,42 @@ impl Client {
     pub async fn get_stats(&self) -> Result<StatsWire> {
         let body = self.call(GetStats).await?;
         Ok(StatsWire::decode(&mut Reader::new(&body))?)
+    }
+
+    /// Wharf only: how far consumer groups (Kafka's and Iggy's alike) are behind, per partition
+    /// they have committed a position on: `group`'s, or every group's with `None`. Sorted by
+    /// group, topic and partition; lag is Kafka's (end offset minus the committed next offset).
+    /// Needs the `read_servers` permission.
+    pub async fn consumer_lag(&self, group: Option<&str>) -> Result<Vec<PartitionLagWire>> {
+        if let Some(g) = group {
+            if g.is_empty() || g.len() > MAX_GROUP_ID_LEN {
+                return Err(Error::InvalidInput(format!(
+                    "a group id is 1..={MAX_GROUP_ID_LEN} bytes, not {}",
+                    g.len()
+                )));
+            }
+        }
+        let body = self
+            .call(GetConsumerLag {
+                group: group.map(str::to_string),
+            })
+            .await?;
+        decode_all(&body, PartitionLagWire::decode)
+    }
+
+    /// Wharf only: traffic totals of every topic, connections per door, process figures and
+    /// the `lag_rows` group partitions with the largest lag (at most
+    /// [`MAX_SNAPSHOT_LAG_ROWS`]), as `wharf top` shows them. Rates come from two snapshots:
+    /// the difference of the totals over the difference of `uptime_us`. Needs the
+    /// `read_servers` permission.
+    pub async fn metrics_snapshot(&self, lag_rows: u32) -> Result<MetricsSnapshotWire> {
+        if lag_rows > MAX_SNAPSHOT_LAG_ROWS {
+            return Err(Error::InvalidInput(format!(
+                "at most {MAX_SNAPSHOT_LAG_ROWS} lag rows, not {lag_rows}"
+            )));
+        }
+        let body = self.call(GetMetricsSnapshot { lag_rows }).await?;
+        Ok(MetricsSnapshotWire::decode(&mut Reader::new(&body))?)
     }
 
     /// This connection as the server sees it.

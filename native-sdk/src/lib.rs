@@ -8,6 +8,9 @@
 //!   once; workers batch by count, bytes and linger time, with a bounded buffer, backpressure,
 //!   retries, delivery handles and an error callback).
 //! - [`Consumer`]: single or group, polling strategies, auto-commit, a `futures::Stream`.
+//! - Wharf's own commands beyond Iggy 0.8: topic durability and configs, consumer lag
+//!   ([`Client::consumer_lag`]) and the metrics snapshot behind `wharf top`
+//!   ([`Client::metrics_snapshot`]).
 //!
 //! Producing in the background:
 //!
@@ -77,7 +80,9 @@ pub mod wire {
     pub use wharf_protocol::requests::{
         WirePermissions, WireStreamPermissions, WireTopicPermissions,
     };
+    pub use wharf_protocol::requests::{MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS};
     pub use wharf_protocol::responses::{
-        ClientWire, GroupWire, PartitionWire, StatsWire, StreamWire, TopicWire, UserWire,
+        ClientWire, GroupWire, MetricsSnapshotWire, PartitionLagWire, PartitionWire, StatsWire,
+        StreamWire, TopicTrafficWire, TopicWire, UserWire,
     };
 }

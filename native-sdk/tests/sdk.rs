@@ -14,8 +14,10 @@ use tokio::sync::watch;
 use wharf_gateway::config::{Overrides, ServerConfig};
 use wharf_sdk::{
     AutoCommit, BackgroundConfig, Backpressure, Client, ClientConfig, Consumer, ConsumerKind,
-    Error, HeaderValue, Identifier, Message, Partitioner, PollingStrategy, Producer, TopicOptions,
+    Error, HeaderValue, Identifier, Message, Partitioner, Partitioning, PollingStrategy, Producer,
+    TopicOptions,
 };
+use wharf_sdk::wire::{PartitionLagWire, MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -596,4 +598,129 @@ async fn an_over_long_config_value_is_refused_not_cut() {
     )
     .await
     .unwrap();
+}
+
+/// Sends `count` messages of 10 bytes to one partition of s/t.
+async fn send_to(client: &Client, partition: u32, count: usize) {
+    let messages: Vec<Message> = (0..count).map(|_| Message::new("0123456789")).collect();
+    within(
+        "send",
+        client.send_messages(
+            &id("s"),
+            &id("t"),
+            &Partitioning::PartitionId(partition),
+            &messages,
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+/// Consumer lag through Wharf's command 10_005 and the top lags of the snapshot (10_006), with
+/// exact values: 5 and 3 messages on two partitions, the group's last consumed offsets 1 and
+/// 2, so committed next offsets 2 and 3 and lags 3 and 0. The topic of stream `s` (not the
+/// Kafka default stream) is named `s.t`, as Kafka clients see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_and_the_metrics_snapshot_report_exact_positions() {
+    let server = server().await;
+    let client = connect(server.addr).await;
+    topic(&client, 2).await;
+    client
+        .create_consumer_group(&id("s"), &id("t"), "workers")
+        .await
+        .unwrap();
+    send_to(&client, 0, 5).await;
+    send_to(&client, 1, 3).await;
+    let group = ConsumerKind::Group(id("workers"));
+    for (partition, last_consumed) in [(0, 1), (1, 2)] {
+        within(
+            "store offset",
+            client.store_consumer_offset(&group, &id("s"), &id("t"), Some(partition), last_consumed),
+        )
+        .await
+        .unwrap();
+    }
+    let row = |partition, committed, end_offset, lag| PartitionLagWire {
+        group: "workers".into(),
+        stream: "s".into(),
+        topic: "s.t".into(),
+        partition,
+        committed,
+        end_offset,
+        lag,
+    };
+    let all = within("lag", client.consumer_lag(None)).await.unwrap();
+    assert_eq!(all, vec![row(0, 2, 5, 3), row(1, 3, 3, 0)]);
+    let one = within("lag of workers", client.consumer_lag(Some("workers")))
+        .await
+        .unwrap();
+    assert_eq!(one, all);
+    let none = within("lag of nobody", client.consumer_lag(Some("nobody")))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    // Refused before sending: an empty id, and an id over the store's bound.
+    for bad in [String::new(), "g".repeat(MAX_GROUP_ID_LEN + 1)] {
+        let e = client.consumer_lag(Some(&bad)).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+    }
+
+    let snapshot = within("snapshot", client.metrics_snapshot(1)).await.unwrap();
+    assert_eq!(snapshot.lag, vec![row(0, 2, 5, 3)], "the largest lag only");
+    assert_eq!(
+        snapshot
+            .topics
+            .iter()
+            .map(|t| (t.stream.as_str(), t.topic.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("s", "s.t")],
+        "every topic is listed, counted or not"
+    );
+    assert!(snapshot.uptime_us > 0 && snapshot.resident_bytes > 0 && snapshot.threads > 0);
+    assert!(snapshot.open_fds > 0 && snapshot.cpu_seconds > 0.0, "{snapshot:?}");
+    let e = client
+        .metrics_snapshot(MAX_SNAPSHOT_LAG_ROWS + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+}
+
+/// The two Wharf commands need read_servers, as Iggy's stats do: a user without it is refused
+/// with Iggy's Unauthorized (41).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_and_snapshot_need_read_servers() {
+    let server = server().await;
+    let root = connect(server.addr).await;
+    root.create_user("viewer", "secret-pw", true, None)
+        .await
+        .unwrap();
+    let mut config = ClientConfig::new(server.addr.to_string()).with_password("viewer", "secret-pw");
+    config.heartbeat = None;
+    let viewer = within("connect", Client::connect(config)).await.unwrap();
+    let e = viewer.consumer_lag(None).await.unwrap_err();
+    assert_eq!(e.server_code(), Some(41), "{e:?}");
+    let e = viewer.metrics_snapshot(5).await.unwrap_err();
+    assert_eq!(e.server_code(), Some(41), "{e:?}");
+}
+
+/// The stats fields that were 0 before issue 19 are filled: the process's CPU use (the first
+/// reading averages since start), the machine's, RSS, bytes written (messages were appended
+/// to files here), process threads and the data directory's disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_report_cpu_memory_io_threads_and_disk() {
+    let server = server().await;
+    let client = connect(server.addr).await;
+    topic(&client, 1).await;
+    send_to(&client, 0, 100).await;
+    let s = within("stats", client.get_stats()).await.unwrap();
+    assert!(s.cpu_usage > 0.0, "cpu_usage {}", s.cpu_usage);
+    assert!(s.total_cpu_usage > 0.0 && s.total_cpu_usage <= 100.0, "{}", s.total_cpu_usage);
+    assert!(s.memory_usage > 0 && s.memory_usage < s.total_memory, "{s:?}");
+    assert!(s.written_bytes > 0, "written_bytes {}", s.written_bytes);
+    // The runtime's workers and the test's own thread at least.
+    assert!(s.threads_count >= 3, "threads {}", s.threads_count);
+    assert!(
+        s.total_disk_space > 0 && s.free_disk_space <= s.total_disk_space,
+        "{s:?}"
+    );
 }

@@ -96,3 +96,76 @@ impl Command for GetClients {
 
     fn encode(&self, _: &mut BytesMut) {}
 }
+
+/// Longest consumer group id [`GetConsumerLag`] carries: the store's bound on a group id (Kafka
+/// group ids may be longer than Iggy's 255-byte names).
+pub const MAX_GROUP_ID_LEN: usize = u16::MAX as usize;
+
+/// Wharf only: consumer lag, for Kafka and Iggy groups alike: `[group len u16][group]`, length
+/// 0 for every group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetConsumerLag {
+    /// `None`: every group's.
+    pub group: Option<String>,
+}
+
+impl Command for GetConsumerLag {
+    const CODE: u32 = codes::WHARF_CONSUMER_LAG;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let b = r.take(2, "group")?;
+        // At most u16::MAX bytes by the length field's type.
+        let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        let group = if len == 0 {
+            None
+        } else {
+            Some(r.utf8(len, "group")?)
+        };
+        Ok(GetConsumerLag { group })
+    }
+
+    /// A group id over [`MAX_GROUP_ID_LEN`] bytes is encoded with its first bytes only up to
+    /// the limit, which no group can have: callers refuse it first (the SDK does).
+    fn encode(&self, out: &mut BytesMut) {
+        match &self.group {
+            None => out.put_u16_le(0),
+            Some(g) => {
+                let b = &g.as_bytes()[..g.len().min(MAX_GROUP_ID_LEN)];
+                out.put_u16_le(b.len() as u16);
+                out.put_slice(b);
+            }
+        }
+    }
+}
+
+/// Most lag rows one [`GetMetricsSnapshot`] may ask for.
+pub const MAX_SNAPSHOT_LAG_ROWS: u32 = 1000;
+
+/// Wharf only: traffic per topic, connections, process figures and the most lagging group
+/// partitions, for `wharf top`: `[lag rows u32]`, at most [`MAX_SNAPSHOT_LAG_ROWS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetMetricsSnapshot {
+    pub lag_rows: u32,
+}
+
+impl Command for GetMetricsSnapshot {
+    const CODE: u32 = codes::WHARF_METRICS_SNAPSHOT;
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let lag_rows = r.u32("lag_rows")?;
+        if lag_rows > MAX_SNAPSHOT_LAG_ROWS {
+            return Err(crate::wire::err(
+                "lag_rows",
+                crate::wire::Problem::TooLong {
+                    len: lag_rows as usize,
+                    max: MAX_SNAPSHOT_LAG_ROWS as usize,
+                },
+            ));
+        }
+        Ok(GetMetricsSnapshot { lag_rows })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        out.put_u32_le(self.lag_rows);
+    }
+}

@@ -265,6 +265,12 @@ fn samples() -> Vec<Request> {
             ],
         }
         .into(),
+        GetConsumerLag { group: None }.into(),
+        GetConsumerLag {
+            group: Some("workers".into()),
+        }
+        .into(),
+        GetMetricsSnapshot { lag_rows: 10 }.into(),
     ]
 }
 
@@ -654,4 +660,48 @@ fn over_long_config_values_are_refused_never_cut() {
         changes: vec![change(&"n".repeat(256), None)],
     };
     assert!(matches!(name.check(), Err(TopicConfigError::Name { .. })));
+}
+
+/// Bound: a snapshot asks for at most MAX_SNAPSHOT_LAG_ROWS lag rows; one more is refused
+/// before anything is gathered.
+#[test]
+fn metrics_snapshot_bounds_its_lag_rows() {
+    let at = GetMetricsSnapshot {
+        lag_rows: MAX_SNAPSHOT_LAG_ROWS,
+    };
+    assert_eq!(
+        Request::decode(codes::WHARF_METRICS_SNAPSHOT, &encoded(&at.into())).unwrap(),
+        Request::GetMetricsSnapshot(at)
+    );
+    let over = (MAX_SNAPSHOT_LAG_ROWS + 1).to_le_bytes();
+    assert!(matches!(
+        Request::decode(codes::WHARF_METRICS_SNAPSHOT, &over),
+        Err(RequestError::Malformed(DecodeError {
+            field: "lag_rows",
+            problem: crate::wire::Problem::TooLong { .. }
+        }))
+    ));
+}
+
+/// Bound: the group id of a lag request is read only as far as its u16 length says and only
+/// if the bytes are there; a length past the payload or bytes that are not UTF-8 are refused.
+#[test]
+fn consumer_lag_group_is_bounded_and_utf8() {
+    let mut b = BytesMut::new();
+    b.put_u16_le(u16::MAX);
+    b.put_slice(b"short");
+    assert!(Request::decode(codes::WHARF_CONSUMER_LAG, &b).is_err());
+    let mut b = BytesMut::new();
+    b.put_u16_le(2);
+    b.put_slice(&[0xff, 0xfe]);
+    assert!(Request::decode(codes::WHARF_CONSUMER_LAG, &b).is_err());
+    // The longest id the store allows still round-trips.
+    let longest = GetConsumerLag {
+        group: Some("g".repeat(MAX_GROUP_ID_LEN)),
+    };
+    let r: Request = longest.clone().into();
+    assert_eq!(
+        Request::decode(codes::WHARF_CONSUMER_LAG, &encoded(&r)).unwrap(),
+        Request::GetConsumerLag(longest)
+    );
 }

@@ -3,6 +3,7 @@
 
 mod groups;
 mod messages;
+mod observe;
 mod offsets;
 mod streams;
 mod system;

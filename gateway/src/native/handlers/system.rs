@@ -1,9 +1,11 @@
-//! Ping, stats, cluster metadata and clients.
+//! Ping, stats, cluster metadata and clients. Stats fills every field Iggy's has: process and
+//! machine CPU ([`process::cpu_meter`]), memory, disk I/O, threads and the data directory's disk.
 
 use bytes::BytesMut;
 use wharf_protocol::responses::{encode_client, encode_cluster_metadata, StatsWire};
 
 use crate::broker::{now_us, Action, BrokerError};
+use crate::metrics::process::{self, ProcessSample};
 use crate::native::connection::Reply;
 use crate::native::session::Session;
 
@@ -77,15 +79,20 @@ impl Session {
     pub(crate) fn get_stats(&self) -> Result<Reply, BrokerError> {
         self.broker
             .authorize(&self.principal()?, Action::ReadServers)?;
+        let process = ProcessSample::now();
+        let cpu = process::cpu_meter().usage();
+        let (free_disk_space, total_disk_space) =
+            process::disk_space(self.broker.data_dir()).unwrap_or((0, 0));
         let mut stats = StatsWire {
             process_id: std::process::id(),
+            // As Iggy's (sysinfo's): the process in percent of one core, the machine 0..=100.
+            cpu_usage: cpu.process_percent,
+            total_cpu_usage: cpu.machine_percent,
             total_memory: meminfo("MemTotal:"),
             available_memory: meminfo("MemAvailable:"),
-            memory_usage: read_trimmed("/proc/self/statm")
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-                .map_or(0, |pages| pages * 4096),
+            memory_usage: process.resident_bytes,
+            read_bytes: process.read_bytes,
+            written_bytes: process.written_bytes,
             start_time: self.broker.started_at,
             run_time: now_us().saturating_sub(self.broker.started_at),
             clients_count: self.broker.client_count() as u32,
@@ -96,7 +103,9 @@ impl Session {
             kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
             server_version: format!("0.8.0 (wharf {})", env!("CARGO_PKG_VERSION")),
             server_semver: 8000,
-            threads_count: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            threads_count: u32::try_from(process.threads).unwrap_or(u32::MAX),
+            free_disk_space,
+            total_disk_space,
             ..StatsWire::default()
         };
         for s in self.broker.streams() {
