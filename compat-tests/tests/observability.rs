@@ -957,7 +957,7 @@ async fn ready_server_process() {
             }
         }
     }
-    drop(open_tx.send(()));
+    let _ = open_tx.send(());
     let running = start.await.unwrap().expect("the server starts");
     println!("KAFKA_ADDR {}", running.kafka_addr);
     while lines.recv().await.is_some() {}
