@@ -196,6 +196,7 @@ pub async fn accept_loop<F, Fut>(
         tls,
     } = entrance;
     let serve = Arc::new(serve);
+    let door_kind = crate::metrics::DoorKind::from_label(door);
     let mut connections = JoinSet::new();
     let mut stop = stopped.clone();
     loop {
@@ -206,6 +207,9 @@ pub async fn accept_loop<F, Fut>(
                     let slot = match caps.admit(peer.ip()) {
                         Ok(slot) => slot,
                         Err(over) => {
+                            if let Some(d) = door_kind {
+                                shared.metrics.connection_refused(d);
+                            }
                             shared.peer_log.note(door, peer.ip(), Misbehaviour::OverLimit, &over);
                             drop(socket);
                             continue;
@@ -223,7 +227,10 @@ pub async fn accept_loop<F, Fut>(
                     };
                     let serve = Arc::clone(&serve);
                     let tls = tls.clone();
+                    // Counted open from admission (TLS handshake included) until its task ends.
+                    let counted = door_kind.map(|d| shared.metrics.connection_opened(d));
                     connections.spawn(async move {
+                        let _counted = counted;
                         let connection = match tls {
                             None => Connection::Plain(socket),
                             Some(acceptor) => match handshake(&acceptor, socket, &accepted).await {

@@ -54,9 +54,9 @@ pub const BYTE_BOUNDS: &[u64] = &[
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [u64],
-    /// Per bucket (not cumulative), one more than `bounds`.
+    /// Per bucket (not cumulative), one more than `bounds`; the count is their sum, so a
+    /// reading's buckets never exceed its count.
     buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
     sum: AtomicU64,
 }
 
@@ -77,7 +77,6 @@ impl Histogram {
         Histogram {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
             sum: AtomicU64::new(0),
         }
     }
@@ -86,7 +85,6 @@ impl Histogram {
     pub fn observe(&self, value: u64) {
         let i = self.bounds.partition_point(|&b| b < value);
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(value, Ordering::Relaxed);
     }
 
@@ -97,17 +95,20 @@ impl Histogram {
 
     pub fn snapshot(&self) -> HistogramSnapshot {
         let mut running = 0;
-        let cumulative = self.buckets[..self.bounds.len()]
+        let mut cumulative: Vec<u64> = self
+            .buckets
             .iter()
             .map(|b| {
                 running += b.load(Ordering::Relaxed);
                 running
             })
             .collect();
+        // The last bucket (above every bound) is the count.
+        let count = cumulative.pop().unwrap_or(0);
         HistogramSnapshot {
             bounds: self.bounds,
             cumulative,
-            count: self.count.load(Ordering::Relaxed),
+            count,
             sum: self.sum.load(Ordering::Relaxed),
         }
     }

@@ -180,6 +180,7 @@ impl Broker {
             groups.drop_topics(stream, None)
         })
         .await?;
+        self.metrics.forget_stream(stream);
         self.producers.forget(|k| k.stream != stream);
         Ok(())
     }
@@ -259,6 +260,7 @@ impl Broker {
             groups.drop_topics(stream, Some(topic))
         })
         .await?;
+        self.metrics.forget_topic(stream, topic);
         self.producers
             .forget(|k| !(k.stream == stream && k.topic == topic));
         Ok(())

@@ -221,7 +221,9 @@ impl Broker {
                 Err(e) => unknown.push((slot, e)),
             }
         }
-        let (fetched, tally) = self.fetch_targets(Arc::new(targets), limits).await;
+        let targets = Arc::new(targets);
+        let (fetched, tally) = self.fetch_targets(Arc::clone(&targets), limits).await;
+        self.count_fetched(&targets, &fetched);
         // Back into request order, with the partitions that could not be read.
         let mut slots: Vec<Option<Fetched>> = (0..count).map(|_| None).collect();
         for (slot, f) in fetched {
@@ -231,6 +233,38 @@ impl Broker {
             slots[slot] = Some(Fetched::failed(None, e));
         }
         (slots.into_iter().flatten().collect(), tally)
+    }
+
+    /// Counts what a Kafka fetch returns in its topics' traffic: the record batches' bytes and
+    /// records. One count per run of partitions of the same topic (a fetch lists a topic's
+    /// partitions together), not per partition.
+    fn count_fetched(&self, targets: &[FetchTarget], fetched: &[(usize, Fetched)]) {
+        if !self.metrics.enabled() {
+            return;
+        }
+        let mut run: Option<((u32, u32), u64, u64)> = None;
+        for (t, (_, f)) in targets.iter().zip(fetched) {
+            let Ok(batches) = &f.records else { continue };
+            let key = t.partition.key();
+            let topic = (key.stream, key.topic);
+            let (bytes, records) = batches.iter().fold((0u64, 0u64), |(b, r), batch| {
+                (b + batch.len() as u64, r + kafka_batch_records(batch))
+            });
+            match &mut run {
+                Some((k, b, r)) if *k == topic => {
+                    *b += bytes;
+                    *r += records;
+                }
+                _ => {
+                    if let Some(((s, t), b, r)) = run.replace((topic, bytes, records)) {
+                        self.metrics.topic_out(s, t, b, r);
+                    }
+                }
+            }
+        }
+        if let Some(((s, t), b, r)) = run {
+            self.metrics.topic_out(s, t, b, r);
+        }
     }
 
     /// The transactions of a partition a Kafka reader reads. A `read_committed` reader cannot
@@ -567,6 +601,9 @@ impl Broker {
                     .await?;
             }
         }
+        let bytes = collected.parts.iter().map(|m| m.len() as u64).sum();
+        self.metrics
+            .topic_out(stream, topic, bytes, u64::from(collected.count));
         Ok(Polled {
             partition: partition_id,
             current_offset: current,
@@ -574,6 +611,15 @@ impl Broker {
             messages: collected.parts,
         })
     }
+}
+
+/// Records in a Kafka record batch, from its header's `records` count (bytes 57..61); 0 for
+/// a piece too short to hold one.
+fn kafka_batch_records(batch: &[u8]) -> u64 {
+    batch
+        .get(57..61)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u64::try_from(i32::from_be_bytes(b)).unwrap_or(0))
 }
 
 /// The partition a native poll reads, with its transactions.

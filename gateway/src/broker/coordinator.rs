@@ -17,6 +17,8 @@
 //! until the earliest one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -344,11 +346,14 @@ struct Group {
     statics: HashMap<String, String>,
     join_deadline: Option<JoinDeadline>,
     new_member_added: bool,
+    /// The coordinator's count of completed rebalances, shared by its groups.
+    rebalances: Arc<AtomicU64>,
 }
 
 impl Group {
-    fn new(id: &str) -> Group {
+    fn new(id: &str, rebalances: &Arc<AtomicU64>) -> Group {
         Group {
+            rebalances: Arc::clone(rebalances),
             id: id.to_string(),
             state: GroupState::Empty,
             generation: 0,
@@ -609,6 +614,7 @@ impl Group {
             self.remove_member(&id);
         }
         self.generation = self.generation.wrapping_add(1).max(1);
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
         if self.members.is_empty() {
             self.protocol_name = None;
             self.state = GroupState::Empty;
@@ -701,6 +707,8 @@ pub struct GroupCoordinator {
     settings: CoordinatorSettings,
     state: Mutex<State>,
     wake: Notify,
+    /// Rebalances completed (a new generation), for the operator.
+    rebalances: Arc<AtomicU64>,
 }
 
 impl GroupCoordinator {
@@ -709,7 +717,14 @@ impl GroupCoordinator {
             settings,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            rebalances: Arc::default(),
         }
+    }
+
+    /// Rebalances completed (each a new generation of a group) since the start, as Kafka's
+    /// group coordinator counts them.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::Relaxed)
     }
 
     pub fn settings(&self) -> &CoordinatorSettings {
@@ -774,7 +789,7 @@ impl GroupCoordinator {
         let group = state
             .groups
             .entry(req.group_id.clone())
-            .or_insert_with(|| Group::new(&req.group_id));
+            .or_insert_with(|| Group::new(&req.group_id, &self.rebalances));
         let member_id = req.member_id.clone();
         let outcome = if !group.supports(&req.protocol_type, &req.protocols) {
             Err(GroupError::InconsistentGroupProtocol)

@@ -8,6 +8,7 @@
 //! group's name, so Kafka groups of the same name share them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -58,6 +59,9 @@ struct State {
 pub struct ConsumerGroups {
     path: PathBuf,
     state: Mutex<State>,
+    /// Reassignments of a group with members (a member joined or left, the partition count
+    /// changed), for the operator.
+    rebalances: AtomicU64,
 }
 
 fn key(stream: u32, topic: u32) -> String {
@@ -112,7 +116,21 @@ impl ConsumerGroups {
         Ok(ConsumerGroups {
             path,
             state: Mutex::new(state),
+            rebalances: AtomicU64::new(0),
         })
+    }
+
+    /// Reassignments of groups with members since the start.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::Relaxed)
+    }
+
+    /// Reassigns `g`'s partitions, counting it when it has members to reassign.
+    fn rebalance(&self, g: &mut Group) {
+        g.rebalance();
+        if !g.members.is_empty() {
+            self.rebalances.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn save(&self, state: &State) -> Result<(), BrokerError> {
@@ -169,7 +187,7 @@ impl ConsumerGroups {
             .ok_or_else(|| BrokerError::GroupNotFound(ident.to_string()))?;
         if group.partitions_count != partitions {
             group.partitions_count = partitions;
-            group.rebalance();
+            self.rebalance(group);
         }
         f(group)
     }
@@ -237,7 +255,7 @@ impl ConsumerGroups {
                     client_id: client,
                     ..Member::default()
                 });
-                g.rebalance();
+                self.rebalance(g);
             }
             Ok(g.info())
         })
@@ -257,7 +275,9 @@ impl ConsumerGroups {
             if g.members.len() == before {
                 return Err(BrokerError::NotGroupMember(ident.to_string()));
             }
+            // The last member leaving reassigns nothing, but the group did change.
             g.rebalance();
+            self.rebalances.fetch_add(1, Ordering::Relaxed);
             Ok(g.info())
         })
     }
@@ -271,6 +291,7 @@ impl ConsumerGroups {
                 g.members.retain(|m| m.client_id != client);
                 if g.members.len() != before {
                     g.rebalance();
+                    self.rebalances.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }

@@ -437,6 +437,8 @@ impl Broker {
     /// Counts into `metrics` (the server's, made before the store opens so `/metrics` can answer
     /// during recovery) instead of a set of its own.
     pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Broker {
+        // The store's histograms follow the same switch as the hot-path counters.
+        self.store.metrics().set_enabled(metrics.enabled());
         self.metrics = metrics;
         self
     }
@@ -444,6 +446,18 @@ impl Broker {
     /// What is counted for the operator.
     pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
         &self.metrics
+    }
+
+    /// What the store counts: append-group, `fdatasync` and group-commit histograms,
+    /// retention deletions.
+    pub fn store_metrics(&self) -> &std::sync::Arc<wharf_log_store::StoreMetrics> {
+        self.store.metrics()
+    }
+
+    /// Rebalances since the start: (Kafka groups' completed rebalances, native groups'
+    /// reassignments on a membership or partition-count change).
+    pub fn group_rebalances(&self) -> (u64, u64) {
+        (self.coordinator.rebalances(), self.groups.rebalances())
     }
 
     /// The data directory.

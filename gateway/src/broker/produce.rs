@@ -246,7 +246,11 @@ impl Broker {
         }
         assign_ids(&mut messages);
         let batch = NewBatch::native(messages).map_err(StoreError::from)?;
-        Ok(partition.append(batch).await?)
+        let (bytes, count) = (batch.payload_len() as u64, u64::from(batch.record_count()));
+        let appended = partition.append(batch).await?;
+        self.metrics
+            .topic_in(topic.stream_id, topic.id, bytes, count);
+        Ok(appended)
     }
 
     /// A Kafka produce: each topic's partitions in request order, each with its outcome. All
@@ -293,6 +297,13 @@ impl Broker {
             self.store
                 .partition(Ident::Id(topic.stream_id), Ident::Id(topic.id), index)?;
         let checked = check_batches(&write.records.unwrap_or_default(), allow_zstd)?;
+        // What the client sent, counted once stored: record batch bytes and records.
+        let (bytes, records) = checked.iter().fold((0u64, 0u64), |(b, r), (h, batch)| {
+            (
+                b + batch.len() as u64,
+                r + u64::try_from(h.records_count).unwrap_or(0),
+            )
+        });
         let checked = if topic.settings.cleanup_policy.compact {
             refuse_keyless(
                 checked,
@@ -340,6 +351,8 @@ impl Broker {
             }
             first.ok_or(KafkaBatchError::Empty)?
         };
+        self.metrics
+            .topic_in(topic.stream_id, topic.id, bytes, records);
         Ok(Produced {
             base_offset: first.base_offset,
             log_append_time_ms: log_append_time.then_some((first.append_timestamp / 1000) as i64),

@@ -19,6 +19,7 @@
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -34,6 +35,7 @@ use super::{guard, versions, Door};
 pub const MAX_UNAUTHENTICATED_FRAME: u32 = 512 * 1024;
 use crate::broker::Principal;
 use crate::config::KafkaListener;
+use crate::metrics::Outcome;
 use crate::server::stream::Connection;
 use crate::server::writer::AnswerWriter;
 use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
@@ -194,6 +196,24 @@ fn check_frame(frame: Bytes) -> Result<Checked, ConnectionError> {
     })
 }
 
+/// Records one request of `api_key` that started at `started` in the server's metrics: an
+/// error when it ended the connection or its answer carries an error code.
+fn count_request<T>(
+    door: &Door,
+    api_key: i16,
+    started: Instant,
+    result: Result<(T, Outcome), ConnectionError>,
+) -> Result<T, ConnectionError> {
+    let outcome = match &result {
+        Ok((_, outcome)) => *outcome,
+        Err(_) => Outcome::Error,
+    };
+    door.broker
+        .metrics()
+        .kafka_request(api_key, started.elapsed(), outcome);
+    result.map(|(answer, _)| answer)
+}
+
 /// Checks, decodes and answers one frame, as the parts to write. `Ok(None)`: nothing to send
 /// back (acks=0).
 pub async fn handle_frame(
@@ -204,8 +224,23 @@ pub async fn handle_frame(
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Option<Vec<Bytes>>, ConnectionError> {
+    let started = Instant::now();
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let result = answer_frame(door, listener, principal, local, peer, frame).await;
+    count_request(door, api_key, started, result)
+}
+
+async fn answer_frame(
+    door: &Door,
+    listener: &KafkaListener,
+    principal: &Principal,
+    local: SocketAddr,
+    peer: SocketAddr,
+    frame: Bytes,
+) -> Result<(Option<Vec<Bytes>>, Outcome), ConnectionError> {
     let (api_key, version, header, mut buf) = match check_frame(frame)? {
-        Checked::Answered(answer) => return Ok(Some(answer)),
+        // An ApiVersions above our range, answered UNSUPPORTED_VERSION.
+        Checked::Answered(answer) => return Ok((Some(answer), Outcome::Error)),
         Checked::Request {
             api_key,
             version,
@@ -224,8 +259,9 @@ pub async fn handle_frame(
     };
     let body = handlers::dispatch(&request, api_key, &mut buf).await?;
     match body {
-        None => Ok(None),
-        Some(body) => encode(header.correlation_id, api_key, version, body.as_ref()).map(Some),
+        None => Ok((None, Outcome::Ok)),
+        Some(body) => encode(header.correlation_id, api_key, version, body.as_ref())
+            .map(|answer| (Some(answer), body.outcome())),
     }
 }
 
@@ -239,8 +275,22 @@ async fn handle_sasl_frame(
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<(Vec<Bytes>, After), ConnectionError> {
+    let started = Instant::now();
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let result = answer_sasl_frame(door, listener, session, local, peer, frame).await;
+    count_request(door, api_key, started, result)
+}
+
+async fn answer_sasl_frame(
+    door: &Door,
+    listener: &KafkaListener,
+    session: &mut Session,
+    local: SocketAddr,
+    peer: SocketAddr,
+    frame: Bytes,
+) -> Result<((Vec<Bytes>, After), Outcome), ConnectionError> {
     let (api_key, version, header, mut buf) = match check_frame(frame)? {
-        Checked::Answered(answer) => return Ok((answer, After::KeepOpen)),
+        Checked::Answered(answer) => return Ok(((answer, After::KeepOpen), Outcome::Error)),
         Checked::Request {
             api_key,
             version,
@@ -270,12 +320,18 @@ async fn handle_sasl_frame(
         }
         other => return Err(ConnectionError::Unsupported(other, version)),
     };
-    encode(header.correlation_id, api_key, version, body.as_ref()).map(|a| (a, after))
+    let outcome = body.outcome();
+    encode(header.correlation_id, api_key, version, body.as_ref()).map(|a| ((a, after), outcome))
 }
 
 /// A response body ready to encode at the request's version.
 pub trait ResponseBody: Send {
     fn encode_body(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()>;
+
+    /// Whether the answer carries an error code, for the request error counters.
+    fn outcome(&self) -> Outcome {
+        Outcome::Ok
+    }
 
     /// Encodes into `frame`, where large fields may be parts of their own; by default the
     /// whole body goes into the frame's buffer.
@@ -284,9 +340,13 @@ pub trait ResponseBody: Send {
     }
 }
 
-impl<T: Encodable + Send> ResponseBody for T {
+impl<T: Encodable + Send + 'static> ResponseBody for T {
     fn encode_body(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
         self.encode(buf, version)
+    }
+
+    fn outcome(&self) -> Outcome {
+        crate::metrics::kafka_errors::outcome_of(self)
     }
 }
 

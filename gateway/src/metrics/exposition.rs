@@ -1,14 +1,513 @@
 //! `GET /metrics`: everything in [`super::Metrics`] and what is read at scrape time, in the
-//! Prometheus text format (OpenMetrics), encoded with the `prometheus-client` crate.
+//! Prometheus text format (version 0.0.4, or OpenMetrics when asked), encoded with the
+//! `prometheus-client` crate.
+//!
+//! A scrape first reads every figure into an owned [`Scrape`] (hot-path atomics, the store's
+//! histograms, partition offsets, consumer lag, `/proc`), then registers it as the one
+//! collector of a registry made for this scrape and encodes that: no global registry, so
+//! several servers in one process (tests) never mix their series.
+//!
+//! Series, with their labels (see the README's "Operating Wharf" for Kafka's counterparts):
+//! - `wharf_requests_total`, `wharf_request_errors_total`, `wharf_request_duration_seconds`
+//!   {door, api}: requests per door and API, those answered with an error, and their latency;
+//! - `wharf_topic_{bytes,messages}_{in,out}_total` {stream, topic}: produced and fetched;
+//! - `wharf_connections`, `wharf_connections_accepted_total`,
+//!   `wharf_connections_refused_total` {door};
+//! - `wharf_append_duration_seconds`, `wharf_fsync_duration_seconds`,
+//!   `wharf_append_group_messages`, `wharf_append_group_bytes`: the store's histograms;
+//! - `wharf_partition_log_start_offset`, `wharf_partition_high_watermark`,
+//!   `wharf_partition_size_bytes` {stream, topic, partition};
+//! - `wharf_consumer_group_committed_offset`, `wharf_consumer_group_lag`
+//!   {group, stream, topic, partition};
+//! - `wharf_group_rebalances_total` {protocol}; `wharf_retention_deleted_segments_total`,
+//!   `wharf_retention_deleted_bytes_total`; `wharf_data_dir_bytes`;
+//! - `wharf_up`, `wharf_ready`, `wharf_metrics_enabled`, `wharf_build_info` {version};
+//! - `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//!   `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
+//!   `process_start_time_seconds`, `process_threads`.
 
+use std::borrow::Cow;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use wharf_log_store::HistogramSnapshot;
+
+use super::process::{dir_bytes, ProcessSample};
+use super::{DoorKind, Metrics};
 use crate::broker::Broker;
 
-use super::Metrics;
+/// The content type of [`exposition`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// The exposition now. `broker` is `None` while the store is still opening (recovery): then
-/// only the process's own figures are given.
+/// The content type of [`exposition_openmetrics`]'s text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition now, in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]). `broker` is
+/// `None` while the store is still opening (recovery): then only what the server counts itself
+/// (process, connections, requests) is given, with `wharf_ready 0`.
 pub fn exposition(metrics: &Metrics, broker: Option<&Broker>) -> String {
-    // SEAM: the metrics part fills this in.
-    let _ = (metrics, broker);
-    String::from("# EOF\n")
+    let registry = registry(Scrape::read(metrics, broker));
+    let mut out = String::new();
+    // Writing into a String cannot fail, and our collector only fails on a failed write.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    out
+}
+
+/// [`exposition`] in the OpenMetrics text format ([`OPENMETRICS_CONTENT_TYPE`]), for a
+/// scraper that asks for it.
+pub fn exposition_openmetrics(metrics: &Metrics, broker: Option<&Broker>) -> String {
+    let registry = registry(Scrape::read(metrics, broker));
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+fn registry(scrape: Scrape) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    registry
+}
+
+type Labels = Vec<(&'static str, Cow<'static, str>)>;
+
+#[derive(Debug)]
+enum Value {
+    Counter(u64),
+    CounterF(f64),
+    Gauge(i64),
+    GaugeF(f64),
+    /// Sum (in the series' unit), count, per-bucket (not cumulative) counts by upper bound.
+    Histogram(f64, u64, Vec<(f64, u64)>),
+}
+
+#[derive(Debug)]
+struct Family {
+    /// A counter's name without `_total` (the encoder adds it).
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    samples: Vec<(Labels, Value)>,
+}
+
+/// Every series of one scrape, read from the server.
+#[derive(Debug, Default)]
+struct Scrape {
+    families: Vec<Family>,
+}
+
+impl Scrape {
+    fn family(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: MetricType,
+    ) -> &mut Vec<(Labels, Value)> {
+        self.families.push(Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        });
+        &mut self.families.last_mut().expect("just pushed").samples
+    }
+
+    fn one(&mut self, name: &'static str, help: &'static str, kind: MetricType, value: Value) {
+        self.family(name, help, kind).push((Vec::new(), value));
+    }
+
+    fn read(metrics: &Metrics, broker: Option<&Broker>) -> Scrape {
+        let mut s = Scrape::default();
+        s.one(
+            "wharf_up",
+            "1 while the server process runs.",
+            MetricType::Gauge,
+            Value::Gauge(1),
+        );
+        s.one(
+            "wharf_ready",
+            "1 once the store is open (recovery done) and the server serves clients.",
+            MetricType::Gauge,
+            Value::Gauge(i64::from(broker.is_some())),
+        );
+        s.one(
+            "wharf_metrics_enabled",
+            "1 when request and traffic counting is on ([metrics] enable).",
+            MetricType::Gauge,
+            Value::Gauge(i64::from(metrics.enabled())),
+        );
+        s.family(
+            "wharf_build_info",
+            "The server's version; always 1.",
+            MetricType::Gauge,
+        )
+        .push((
+            vec![("version", Cow::Borrowed(env!("CARGO_PKG_VERSION")))],
+            Value::Gauge(1),
+        ));
+        s.read_process();
+        s.read_connections(metrics);
+        s.read_requests(metrics);
+        if let Some(broker) = broker {
+            s.read_broker(metrics, broker);
+        }
+        s
+    }
+
+    fn read_process(&mut self) {
+        let p = ProcessSample::now();
+        self.one(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            MetricType::Counter,
+            Value::CounterF(p.cpu_seconds),
+        );
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                p.resident_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                p.virtual_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                p.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                p.max_fds,
+            ),
+            ("process_threads", "Number of OS threads.", p.threads),
+        ];
+        for (name, help, v) in gauges {
+            self.one(name, help, MetricType::Gauge, Value::Gauge(gauge(v)));
+        }
+        if let Some(start) = process_start_time() {
+            self.one(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                MetricType::Gauge,
+                Value::GaugeF(start),
+            );
+        }
+    }
+
+    fn read_connections(&mut self, metrics: &Metrics) {
+        let per_door = |f: &dyn Fn(DoorKind) -> u64, counter: bool| {
+            DoorKind::ALL
+                .iter()
+                .map(|&d| {
+                    let v = f(d);
+                    let value = if counter {
+                        Value::Counter(v)
+                    } else {
+                        Value::Gauge(gauge(v))
+                    };
+                    (door_label(d), value)
+                })
+                .collect::<Vec<_>>()
+        };
+        *self.family(
+            "wharf_connections",
+            "Client connections open now, per door.",
+            MetricType::Gauge,
+        ) = per_door(&|d| metrics.connections(d), false);
+        *self.family(
+            "wharf_connections_accepted",
+            "Client connections admitted since the start, per door.",
+            MetricType::Counter,
+        ) = per_door(&|d| metrics.connections_accepted(d), true);
+        *self.family(
+            "wharf_connections_refused",
+            "Client connections closed at once for being over the door's connection caps.",
+            MetricType::Counter,
+        ) = per_door(&|d| metrics.connections_refused(d), true);
+    }
+
+    fn read_requests(&mut self, metrics: &Metrics) {
+        let totals = metrics.request_totals();
+        let labels = |t: &super::RequestTotals| -> Labels {
+            vec![
+                ("door", Cow::Borrowed(t.door.label())),
+                ("api", Cow::Borrowed(t.api)),
+            ]
+        };
+        *self.family(
+            "wharf_requests",
+            "Requests answered (or that ended their connection), per door and API.",
+            MetricType::Counter,
+        ) = totals
+            .iter()
+            .map(|t| (labels(t), Value::Counter(t.requests)))
+            .collect();
+        *self.family(
+            "wharf_request_errors",
+            "Requests answered with an error code or that ended their connection.",
+            MetricType::Counter,
+        ) = totals
+            .iter()
+            .map(|t| (labels(t), Value::Counter(t.errors)))
+            .collect();
+        *self.family(
+            "wharf_request_duration_seconds",
+            "Time from a request read whole to its answer ready, per door and API.",
+            MetricType::Histogram,
+        ) = totals
+            .iter()
+            .map(|t| (labels(t), seconds_histogram(&t.duration)))
+            .collect();
+    }
+
+    fn read_broker(&mut self, metrics: &Metrics, broker: &Broker) {
+        let names = broker.topic_labels();
+        let mut topics: Vec<_> = names.iter().collect();
+        topics.sort_by(|a, b| a.1.cmp(b.1));
+        let topic_labels = |(stream, topic): &(String, String)| -> Labels {
+            vec![
+                ("stream", Cow::Owned(stream.clone())),
+                ("topic", Cow::Owned(topic.clone())),
+            ]
+        };
+
+        // Traffic: every topic that exists, 0 until it is used; a deleted one's are gone.
+        let traffic: std::collections::HashMap<_, _> =
+            metrics.topic_totals().into_iter().collect();
+        let traffic_families: [(&'static str, &'static str, fn(&super::TrafficTotals) -> u64); 4] = [
+            (
+                "wharf_topic_bytes_in",
+                "Bytes of messages (record batches) appended to the topic, both doors.",
+                |t| t.bytes_in,
+            ),
+            (
+                "wharf_topic_messages_in",
+                "Messages (records) appended to the topic, both doors.",
+                |t| t.messages_in,
+            ),
+            (
+                "wharf_topic_bytes_out",
+                "Bytes of messages (record batches) returned to consumers, both doors.",
+                |t| t.bytes_out,
+            ),
+            (
+                "wharf_topic_messages_out",
+                "Messages (records) returned to consumers, both doors.",
+                |t| t.messages_out,
+            ),
+        ];
+        for (name, help, field) in traffic_families {
+            *self.family(name, help, MetricType::Counter) = topics
+                .iter()
+                .map(|(id, n)| {
+                    let v = traffic.get(*id).map_or(0, field);
+                    (topic_labels(n), Value::Counter(v))
+                })
+                .collect();
+        }
+
+        // Partition offsets and sizes.
+        let mut start = Vec::new();
+        let mut end = Vec::new();
+        let mut size = Vec::new();
+        for ((stream_id, topic_id), n) in &topics {
+            for (p, stats) in broker
+                .partition_stats(*stream_id, *topic_id)
+                .iter()
+                .enumerate()
+            {
+                let mut labels = topic_labels(n);
+                labels.push(("partition", Cow::Owned(p.to_string())));
+                start.push((labels.clone(), Value::Gauge(gauge(stats.log_start_offset))));
+                end.push((labels.clone(), Value::Gauge(gauge(stats.high_watermark))));
+                size.push((labels, Value::Gauge(gauge(stats.size_bytes))));
+            }
+        }
+        *self.family(
+            "wharf_partition_log_start_offset",
+            "The partition's first readable offset (Kafka's log start offset).",
+            MetricType::Gauge,
+        ) = start;
+        *self.family(
+            "wharf_partition_high_watermark",
+            "The offset the partition's next message gets (Kafka's high watermark).",
+            MetricType::Gauge,
+        ) = end;
+        *self.family(
+            "wharf_partition_size_bytes",
+            "Bytes of the partition's segments.",
+            MetricType::Gauge,
+        ) = size;
+
+        // Consumer lag, Kafka groups and native groups alike.
+        let mut committed = Vec::new();
+        let mut lag = Vec::new();
+        for l in broker.consumer_lag(None) {
+            let labels: Labels = vec![
+                ("group", Cow::Owned(l.group)),
+                ("stream", Cow::Owned(l.stream)),
+                ("topic", Cow::Owned(l.topic)),
+                ("partition", Cow::Owned(l.partition.to_string())),
+            ];
+            committed.push((labels.clone(), Value::Gauge(gauge(l.committed))));
+            lag.push((labels, Value::Gauge(gauge(l.lag))));
+        }
+        *self.family(
+            "wharf_consumer_group_committed_offset",
+            "The next offset the group reads on the partition (its committed position).",
+            MetricType::Gauge,
+        ) = committed;
+        *self.family(
+            "wharf_consumer_group_lag",
+            "High watermark minus the group's committed offset, at least 0.",
+            MetricType::Gauge,
+        ) = lag;
+
+        let (kafka, native) = broker.group_rebalances();
+        *self.family(
+            "wharf_group_rebalances",
+            "Group rebalances since the start: Kafka groups' completed rebalances, native \
+             groups' reassignments on a membership or partition-count change.",
+            MetricType::Counter,
+        ) = vec![
+            (
+                vec![("protocol", Cow::Borrowed("kafka"))],
+                Value::Counter(kafka),
+            ),
+            (
+                vec![("protocol", Cow::Borrowed("native"))],
+                Value::Counter(native),
+            ),
+        ];
+
+        let store = broker.store_metrics();
+        self.one(
+            "wharf_append_duration_seconds",
+            "Time to write one append group (group commit), including its fdatasync for \
+             fsync topics.",
+            MetricType::Histogram,
+            seconds_histogram(&store.append_group_duration.snapshot()),
+        );
+        self.one(
+            "wharf_fsync_duration_seconds",
+            "Time of one fdatasync of a segment file.",
+            MetricType::Histogram,
+            seconds_histogram(&store.fsync_duration.snapshot()),
+        );
+        self.one(
+            "wharf_append_group_messages",
+            "Messages (records) per append group: how much group commit coalesces.",
+            MetricType::Histogram,
+            plain_histogram(&store.append_group_messages.snapshot()),
+        );
+        self.one(
+            "wharf_append_group_bytes",
+            "Stored bytes per append group.",
+            MetricType::Histogram,
+            plain_histogram(&store.append_group_bytes.snapshot()),
+        );
+        self.one(
+            "wharf_retention_deleted_segments",
+            "Segments deleted by time or size retention since the start.",
+            MetricType::Counter,
+            Value::Counter(store.retention_deleted_segments()),
+        );
+        self.one(
+            "wharf_retention_deleted_bytes",
+            "Bytes of the segments deleted by retention since the start.",
+            MetricType::Counter,
+            Value::Counter(store.retention_deleted_bytes()),
+        );
+        self.one(
+            "wharf_data_dir_bytes",
+            "Bytes of the files under the data directory.",
+            MetricType::Gauge,
+            Value::Gauge(gauge(dir_bytes(broker.data_dir()))),
+        );
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.families {
+            let mut metric = encoder.encode_descriptor(f.name, f.help, None, f.kind)?;
+            for (labels, value) in &f.samples {
+                if labels.is_empty() {
+                    encode_value(&mut metric, value)?;
+                } else {
+                    encode_value(&mut metric.encode_family(labels)?, value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(metric: &mut MetricEncoder<'_>, value: &Value) -> Result<(), std::fmt::Error> {
+    match value {
+        Value::Counter(v) => metric.encode_counter::<NoLabelSet, _, u64>(v, None),
+        Value::CounterF(v) => metric.encode_counter::<NoLabelSet, _, f64>(v, None),
+        Value::Gauge(v) => metric.encode_gauge(v),
+        Value::GaugeF(v) => metric.encode_gauge(v),
+        Value::Histogram(sum, count, buckets) => {
+            metric.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
+        }
+    }
+}
+
+fn door_label(door: DoorKind) -> Labels {
+    vec![("door", Cow::Borrowed(door.label()))]
+}
+
+/// A figure as a gauge's `i64` (figures past `i64::MAX` do not occur; they would saturate).
+fn gauge(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A histogram of nanoseconds, in seconds.
+fn seconds_histogram(h: &HistogramSnapshot) -> Value {
+    histogram(h, 1e-9)
+}
+
+fn plain_histogram(h: &HistogramSnapshot) -> Value {
+    histogram(h, 1.0)
+}
+
+fn histogram(h: &HistogramSnapshot, scale: f64) -> Value {
+    let mut below = 0;
+    let buckets = h
+        .bounds
+        .iter()
+        .zip(&h.cumulative)
+        .map(|(&bound, &cumulative)| {
+            let in_bucket = cumulative - below;
+            below = cumulative;
+            (bound as f64 * scale, in_bucket)
+        })
+        .collect();
+    Value::Histogram(h.sum as f64 * scale, h.count, buckets)
+}
+
+/// When this process started, in seconds since the epoch: its start in clock ticks after boot
+/// (`/proc/self/stat` field 22) plus the boot time (`/proc/stat` `btime`).
+fn process_start_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the command name the state is field 3, so field 22 is the 20th from here.
+    let ticks: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 for every Linux user-space ABI.
+    Some(boot as f64 + ticks as f64 / 100.0)
 }

@@ -5,6 +5,7 @@
 
 use std::io::IoSlice;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -14,6 +15,7 @@ use super::errors::code;
 use super::session::Session;
 use crate::broker::Broker;
 use crate::config::NativeConfig;
+use crate::metrics::Outcome;
 use crate::server::stream::Connection;
 use crate::server::writer::AnswerWriter;
 use crate::server::{answer_before_stop, Accepted, Head, RequestReader};
@@ -100,7 +102,15 @@ pub async fn serve(
             Ok(p) => p,
             Err(e) => break e.to_string(),
         };
+        let started = Instant::now();
         let reply = session.handle(header.code, payload).await;
+        let outcome = match reply {
+            Reply::Ok(_) => Outcome::Ok,
+            Reply::Error(_) => Outcome::Error,
+        };
+        broker
+            .metrics()
+            .native_request(header.code, started.elapsed(), outcome);
         let written = answer_before_stop(&mut stopped, write_reply(&mut wr, reply)).await;
         // The request's bytes count against the budget until it is answered.
         drop(grant);

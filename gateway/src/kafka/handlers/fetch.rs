@@ -201,6 +201,10 @@ impl ResponseBody for FetchAnswer {
     fn encode_frame(&self, frame: &mut ResponseFrame, version: i16) -> anyhow::Result<()> {
         encode_sliced(&self.response, &self.records, version, frame)
     }
+
+    fn outcome(&self) -> crate::metrics::Outcome {
+        crate::metrics::kafka_errors::fetch(&self.response)
+    }
 }
 
 /// Record parts shorter than this are copied into the frame's buffer, while fewer than
