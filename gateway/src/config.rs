@@ -1695,9 +1695,21 @@ address = "127.0.0.1:9193"
         for (var, value, key) in [
             ("WHARF_HTTP_ADDRESS", "localhost", "[http] address"),
             ("WHARF_HTTP_MAX_CONNECTIONS", "0", "[http] max_connections"),
-            ("WHARF_HTTP_MAX_CONNECTIONS", "4097", "[http] max_connections"),
-            ("WHARF_HTTP_REQUEST_TIMEOUT", "0 s", "[http] request_timeout"),
-            ("WHARF_HTTP_REQUEST_TIMEOUT", "soon", "[http] request_timeout"),
+            (
+                "WHARF_HTTP_MAX_CONNECTIONS",
+                "4097",
+                "[http] max_connections",
+            ),
+            (
+                "WHARF_HTTP_REQUEST_TIMEOUT",
+                "0 s",
+                "[http] request_timeout",
+            ),
+            (
+                "WHARF_HTTP_REQUEST_TIMEOUT",
+                "soon",
+                "[http] request_timeout",
+            ),
             ("WHARF_HTTP_TLS_KEY_FILE", "/k.pem", "[http] tls_cert_file"),
             ("WHARF_HTTP_TLS_CERT_FILE", "/c.pem", "[http] tls_key_file"),
             (

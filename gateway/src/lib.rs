@@ -283,6 +283,9 @@ async fn open_and_serve(
         cluster_id: kafka::cluster_id(&broker).await?,
         config: config.kafka.clone(),
     });
+    // Every listener is bound (connections wait in its backlog until its loop runs) and nothing
+    // below can fail: ready, before the listener lines, so whoever reads them finds /ready 200.
+    state.listeners_bound();
     for (i, (_, addr, tls)) in native_bound.iter().enumerate() {
         let accepts = native_accepts(*tls, config.native.tls.as_ref());
         if i == 0 {
@@ -340,8 +343,6 @@ async fn open_and_serve(
             stopped.clone(),
         ));
     }
-    // Bound listeners take connections into their backlog from here on.
-    state.listeners_bound();
     let serving = {
         let broker = Arc::clone(&broker);
         let stopped = stopped.clone();
