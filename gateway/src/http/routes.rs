@@ -53,7 +53,8 @@ fn ready(phase: Phase) -> Response {
 /// `/metrics`: the exposition, made off the runtime's threads (it reads `/proc` and walks the
 /// data directory).
 async fn metrics(request: &Request, state: &Arc<ServerState>) -> Response {
-    let content_type = if prefers_openmetrics(request.accept.as_deref()) {
+    let openmetrics = prefers_openmetrics(request.accept.as_deref());
+    let content_type = if openmetrics {
         OPENMETRICS_TEXT
     } else {
         PROMETHEUS_TEXT
@@ -61,7 +62,13 @@ async fn metrics(request: &Request, state: &Arc<ServerState>) -> Response {
     let metrics = Arc::clone(&state.metrics);
     let broker = state.broker();
     let made = tokio::task::spawn_blocking(move || {
-        crate::metrics::exposition::exposition(&metrics, broker.as_deref())
+        // The body in the format the content type names (OpenMetrics names counters without
+        // `_total` in its metadata and ends with `# EOF`; 0.0.4 does neither).
+        if openmetrics {
+            crate::metrics::exposition::exposition_openmetrics(&metrics, broker.as_deref())
+        } else {
+            crate::metrics::exposition::exposition(&metrics, broker.as_deref())
+        }
     })
     .await;
     match made {

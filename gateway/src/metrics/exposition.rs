@@ -481,7 +481,7 @@ fn plain_histogram(h: &HistogramSnapshot) -> Value {
 
 fn histogram(h: &HistogramSnapshot, scale: f64) -> Value {
     let mut below = 0;
-    let buckets = h
+    let mut buckets: Vec<(f64, u64)> = h
         .bounds
         .iter()
         .zip(&h.cumulative)
@@ -491,6 +491,8 @@ fn histogram(h: &HistogramSnapshot, scale: f64) -> Value {
             (bound as f64 * scale, in_bucket)
         })
         .collect();
+    // The `+Inf` bucket both formats require (the OpenMetrics encoder does not add it).
+    buckets.push((f64::INFINITY, h.count.saturating_sub(below)));
     Value::Histogram(h.sum as f64 * scale, h.count, buckets)
 }
 
