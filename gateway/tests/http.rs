@@ -139,7 +139,9 @@ async fn health_ready_and_metrics_answer_with_their_content_types() {
     let metrics = get(http, "/metrics").await;
     assert_eq!(metrics.status, 200);
     assert_eq!(metrics.field("content-type"), Some(PROMETHEUS_TEXT));
-    assert!(metrics.text().ends_with("# EOF\n"), "{}", metrics.text());
+    // The 0.0.4 text has no `# EOF`; OpenMetrics (below) ends with it.
+    assert!(metrics.text().contains("\nwharf_ready 1\n"), "{}", metrics.text());
+    assert!(!metrics.text().ends_with("# EOF\n"), "{}", metrics.text());
     // What Prometheus itself sends: OpenMetrics preferred.
     let open = request(
         http,
@@ -150,6 +152,7 @@ async fn health_ready_and_metrics_answer_with_their_content_types() {
     .await;
     assert_eq!(open.status, 200);
     assert_eq!(open.field("content-type"), Some(OPENMETRICS_TEXT));
+    assert!(open.text().ends_with("# EOF\n"), "{}", open.text());
     // HEAD: the GET answer's fields, no body (checked by the parser).
     let head = request(http, "HEAD", "/metrics", "").await;
     assert_eq!(head.status, 200);
