@@ -128,14 +128,19 @@ fn raise_open_files_limit() -> wharf_log_store::OpenFilesLimit {
 const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// Lowers the doors' `max_connections` so that both doors full, the store's open-files cache
-/// full and [`RESERVED_DESCRIPTORS`] together fit the soft open-files limit: a connection flood
+/// full, [`RESERVED_DESCRIPTORS`] and the HTTP listener's connections (when it is on) together
+/// fit the soft open-files limit: a connection flood
 /// is then refused at the door rather than taking the descriptors appends and reads need.
 fn fit_connections_to_limit(config: &mut ServerConfig, soft: Option<u64>) {
     let native = config.native.limits.max_connections;
     let kafka = config.kafka.limits.max_connections;
-    let Some((fit_native, fit_kafka)) =
-        connections_within(soft, config.store.max_open_files, native, kafka)
-    else {
+    let Some((fit_native, fit_kafka)) = connections_within(
+        soft,
+        config.store.max_open_files,
+        reserved(config),
+        native,
+        kafka,
+    ) else {
         return;
     };
     tracing::warn!(
@@ -148,12 +153,23 @@ fn fit_connections_to_limit(config: &mut ServerConfig, soft: Option<u64>) {
     config.kafka.limits.max_connections = fit_kafka;
 }
 
+/// Descriptors kept beside the doors' connections and the segment-file cache: the reserve, and
+/// the HTTP listener's `max_connections` when it listens.
+fn reserved(config: &ServerConfig) -> u64 {
+    let http = match config.http.address {
+        Some(_) => u64::from(config.http.max_connections),
+        None => 0,
+    };
+    RESERVED_DESCRIPTORS + http
+}
+
 /// The doors' connection caps that fit `soft` beside a segment-file cache of `max_open_files`
-/// (which the store keeps within half the limit) and [`RESERVED_DESCRIPTORS`], shared in the
+/// (which the store keeps within half the limit) and `reserved` descriptors, shared in the
 /// proportion configured, at least one each; `None` when the configured caps fit as they are.
 fn connections_within(
     soft: Option<u64>,
     max_open_files: usize,
+    reserved: u64,
     native: u32,
     kafka: u32,
 ) -> Option<(u32, u32)> {
@@ -163,7 +179,7 @@ fn connections_within(
         .unwrap_or(u64::MAX)
         .min(soft / 2)
         .max(1);
-    let room = soft.saturating_sub(cache + RESERVED_DESCRIPTORS);
+    let room = soft.saturating_sub(cache + reserved);
     let wanted = u64::from(native) + u64::from(kafka);
     if wanted <= room {
         return None;
@@ -181,22 +197,49 @@ mod tests {
     #[test]
     fn both_doors_the_file_cache_and_the_reserve_fit_the_open_files_limit() {
         // The defaults under the common limit: 4,096 + 4,096 connections cannot fit 1,024.
-        let (native, kafka) = connections_within(Some(1024), 512, 4096, 4096).unwrap();
+        let (native, kafka) =
+            connections_within(Some(1024), 512, RESERVED_DESCRIPTORS, 4096, 4096).unwrap();
         assert!(
             u64::from(native) + u64::from(kafka) + 512 + RESERVED_DESCRIPTORS <= 1024,
             "{native} + {kafka} connections, 512 files and the reserve exceed 1,024"
         );
         assert_eq!((native, kafka), (224, 224), "shared as configured");
         // Uneven caps keep their proportion.
-        let (native, kafka) = connections_within(Some(1024), 512, 1000, 3000).unwrap();
+        let (native, kafka) =
+            connections_within(Some(1024), 512, RESERVED_DESCRIPTORS, 1000, 3000).unwrap();
         assert!(
             native + kafka <= 1024 - 512 - 64 && native * 3 == kafka,
             "{native} {kafka}"
         );
         // Caps that fit, and an unlimited limit, change nothing.
-        assert_eq!(connections_within(Some(1 << 20), 512, 4096, 4096), None);
-        assert_eq!(connections_within(None, 512, 4096, 4096), None);
+        assert_eq!(
+            connections_within(Some(1 << 20), 512, RESERVED_DESCRIPTORS, 4096, 4096),
+            None
+        );
+        assert_eq!(
+            connections_within(None, 512, RESERVED_DESCRIPTORS, 4096, 4096),
+            None
+        );
         // A tiny limit still leaves each door one connection.
-        assert_eq!(connections_within(Some(100), 512, 4096, 4096), Some((1, 1)));
+        assert_eq!(
+            connections_within(Some(100), 512, RESERVED_DESCRIPTORS, 4096, 4096),
+            Some((1, 1))
+        );
+    }
+
+    #[test]
+    fn the_http_listeners_connections_are_kept_out_of_the_doors_share() {
+        let mut config = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        assert_eq!(
+            reserved(&config),
+            RESERVED_DESCRIPTORS,
+            "HTTP off: nothing more"
+        );
+        config.http.address = Some("127.0.0.1:8091".parse().unwrap());
+        assert_eq!(reserved(&config), RESERVED_DESCRIPTORS + 64);
+        // 1,024 - 512 files - 64 reserved - 64 HTTP = 384 for the doors.
+        let (native, kafka) =
+            connections_within(Some(1024), 512, reserved(&config), 4096, 4096).unwrap();
+        assert_eq!((native, kafka), (192, 192));
     }
 }
