@@ -56,10 +56,10 @@ pub use config::{
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
 pub use error::{BatchError, Result, StoreError};
-pub use metrics::{Histogram, HistogramSnapshot, StoreMetrics};
 pub use journal::{
     CompactionMark, JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE,
 };
+pub use metrics::{Histogram, HistogramSnapshot, StoreMetrics};
 pub use names::validate_name;
 pub use offsets::{CommittedOffset, ConsumerOffsets, OffsetKey, OffsetOwner};
 pub use open_files::{open_files_limit, raise_open_files_limit, OpenFilesLimit};

@@ -145,7 +145,11 @@ mod tests {
     #[test]
     fn every_api_the_kafka_door_advertises_has_a_name() {
         for &(key, _, _) in crate::kafka::versions::ADVERTISED {
-            assert_ne!(kafka_slot(key), KAFKA_APIS.len(), "API key {key} has no name");
+            assert_ne!(
+                kafka_slot(key),
+                KAFKA_APIS.len(),
+                "API key {key} has no name"
+            );
         }
     }
 
@@ -153,7 +157,11 @@ mod tests {
     fn every_native_command_has_a_name() {
         for code in 0..=11_000 {
             if wharf_protocol::codes::command_name(code).is_some() {
-                assert_ne!(native_slot(code), NATIVE_APIS.len(), "code {code} has no name");
+                assert_ne!(
+                    native_slot(code),
+                    NATIVE_APIS.len(),
+                    "code {code} has no name"
+                );
             }
         }
     }

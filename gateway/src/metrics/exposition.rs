@@ -73,6 +73,9 @@ fn registry(scrape: Scrape) -> Registry {
 
 type Labels = Vec<(&'static str, Cow<'static, str>)>;
 
+/// One of a topic's traffic totals.
+type TrafficField = fn(&super::TrafficTotals) -> u64;
+
 #[derive(Debug)]
 enum Value {
     Counter(u64),
@@ -278,9 +281,8 @@ impl Scrape {
         };
 
         // Traffic: every topic that exists, 0 until it is used; a deleted one's are gone.
-        let traffic: std::collections::HashMap<_, _> =
-            metrics.topic_totals().into_iter().collect();
-        let traffic_families: [(&'static str, &'static str, fn(&super::TrafficTotals) -> u64); 4] = [
+        let traffic: std::collections::HashMap<_, _> = metrics.topic_totals().into_iter().collect();
+        let traffic_families: [(&'static str, &'static str, TrafficField); 4] = [
             (
                 "wharf_topic_bytes_in",
                 "Bytes of messages (record batches) appended to the topic, both doors.",

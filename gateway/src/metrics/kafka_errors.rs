@@ -7,13 +7,12 @@
 use std::any::Any;
 
 use kafka_protocol::messages::{
-    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, ApiVersionsResponse,
-    CreateTopicsResponse, DeleteGroupsResponse, DeleteTopicsResponse, DescribeGroupsResponse,
-    EndTxnResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
-    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchResponse,
-    ProduceResponse, SaslAuthenticateResponse, SaslHandshakeResponse, SyncGroupResponse,
-    TxnOffsetCommitResponse,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, ApiVersionsResponse, CreateTopicsResponse,
+    DeleteGroupsResponse, DeleteTopicsResponse, DescribeGroupsResponse, EndTxnResponse,
+    FetchResponse, FindCoordinatorResponse, HeartbeatResponse, InitProducerIdResponse,
+    JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse,
+    MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
+    SaslAuthenticateResponse, SaslHandshakeResponse, SyncGroupResponse, TxnOffsetCommitResponse,
 };
 
 use super::Outcome;
@@ -156,12 +155,12 @@ mod tests {
         let ok = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
             .with_partition_responses(vec![PartitionProduceResponse::default()])]);
         assert_eq!(outcome_of(&ok), Outcome::Ok);
-        let failed = ProduceResponse::default().with_responses(vec![
-            TopicProduceResponse::default().with_partition_responses(vec![
-                PartitionProduceResponse::default(),
-                PartitionProduceResponse::default().with_error_code(3),
-            ]),
-        ]);
+        let failed =
+            ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                .with_partition_responses(vec![
+                    PartitionProduceResponse::default(),
+                    PartitionProduceResponse::default().with_error_code(3),
+                ])]);
         assert_eq!(outcome_of(&failed), Outcome::Error);
         assert_eq!(
             outcome_of(&HeartbeatResponse::default().with_error_code(27)),

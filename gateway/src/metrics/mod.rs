@@ -340,3 +340,6 @@ impl Drop for ConnectionGuard {
         self.metrics.connections[self.door as usize].fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests;
