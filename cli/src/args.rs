@@ -103,6 +103,22 @@ pub enum Command {
     /// Show server statistics.
     #[command(after_help = "Example: wharf stats --output json")]
     Stats,
+    /// A live view of the server, redrawn every --interval: throughput per topic, connections
+    /// per door, process CPU and memory, and the consumer groups with the largest lag.
+    #[command(
+        after_help = "Rates are per second between two frames, so the first frame shows totals only.\nWithout a terminal (or with --output json: one JSON object a line) frames are printed\none after another.\n\nExample: wharf top --interval 2s --limit 20"
+    )]
+    Top {
+        /// Time between frames.
+        #[arg(long, default_value = "1 s", value_name = "DURATION")]
+        interval: String,
+        /// Stop after this many frames (default: until interrupted).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: Option<u64>,
+        /// Most topics and most lagging group partitions shown.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
     /// Streams.
     #[command(subcommand, visible_alias = "s")]
     Stream(StreamCmd),
@@ -359,6 +375,15 @@ pub enum GroupCmd {
         stream: String,
         topic: String,
         group: String,
+    },
+    /// How far groups are behind, per partition: Kafka and Iggy groups alike, from their
+    /// committed offsets (lag = end offset - committed next offset, as Kafka reports it).
+    #[command(
+        after_help = "Topics are shown by their Kafka names (stream.topic outside the Kafka default stream).\n\nExamples:\n  wharf consumer-group lag\n  wharf consumer-group lag workers --output json"
+    )]
+    Lag {
+        /// Only this group (a Kafka group id or an Iggy group name).
+        group: Option<String>,
     },
 }
 

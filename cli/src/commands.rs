@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wharf_sdk::units::{format_duration, format_size, parse_duration, parse_size};
-use wharf_sdk::wire::{PartitionWire, TopicWire, WirePermissions};
+use wharf_sdk::wire::{PartitionLagWire, PartitionWire, TopicWire, WirePermissions};
 use wharf_sdk::{
     describe, Client, ClientConfig, ConsumerKind, Durability, Error, HeaderValue, Identifier,
     Message, Partitioning, PollingStrategy, TlsConfig, TlsError, TopicOptions,
@@ -39,7 +39,7 @@ impl CliError {
 }
 
 /// Writes a line to stdout; a closed pipe (`wharf ... | head`) ends the program quietly.
-fn emit(line: &str) {
+pub(crate) fn emit(line: &str) {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = writeln!(stdout, "{line}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -495,13 +495,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 json!({"streams": s.streams_count, "topics": s.topics_count, "partitions": s.partitions_count, "segments": s.segments_count,
                        "messages": s.messages_count, "messages_size_bytes": s.messages_size_bytes, "clients": s.clients_count,
                        "consumer_groups": s.consumer_groups_count, "memory_usage": s.memory_usage, "run_time_us": s.run_time,
-                       "server_version": s.server_version, "hostname": s.hostname}),
+                       "server_version": s.server_version, "hostname": s.hostname,
+                       "cpu_usage": s.cpu_usage, "total_cpu_usage": s.total_cpu_usage, "threads": s.threads_count,
+                       "read_bytes": s.read_bytes, "written_bytes": s.written_bytes,
+                       "free_disk_space": s.free_disk_space, "total_disk_space": s.total_disk_space}),
                 || {
                     properties(&[
                         ("server version", s.server_version.clone()),
                         ("hostname", s.hostname.clone()),
                         ("up for", format_duration(Duration::from_secs(s.run_time / 1_000_000))),
+                        ("cpu (process, of one core)", format!("{:.1} %", s.cpu_usage)),
+                        ("cpu (machine)", format!("{:.1} %", s.total_cpu_usage)),
                         ("memory", format_size(s.memory_usage)),
+                        ("threads", s.threads_count.to_string()),
+                        ("disk read / written", format!("{} / {}", format_size(s.read_bytes), format_size(s.written_bytes))),
+                        ("disk free / total", format!("{} / {}", format_size(s.free_disk_space), format_size(s.total_disk_space))),
                         ("streams", s.streams_count.to_string()),
                         ("topics", s.topics_count.to_string()),
                         ("partitions", s.partitions_count.to_string()),
@@ -556,6 +564,27 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         },
         Command::Message(c) => message(&client, c, &out, &conn).await?,
         Command::ConsumerGroup(c) => group(&client, c, &out, &conn).await?,
+        Command::Top {
+            interval,
+            iterations,
+            limit,
+        } => {
+            let every = parse_duration(interval)
+                .map_err(|e| CliError::usage(format!("--interval: {e}")))?;
+            if every.is_zero() {
+                return Err(CliError::usage("--interval: must be more than 0"));
+            }
+            let view = crate::top::View {
+                server: &server,
+                every,
+                iterations: *iterations,
+                limit: *limit,
+                json: out.format == Output::Json,
+            };
+            crate::top::run(&client, &view)
+                .await
+                .map_err(|e| explain(e, &conn))?;
+        }
         Command::ConsumerOffset(c) => offset(&client, c, &out, &conn).await?,
         Command::User(c) => user(&client, c, &out, &conn).await?,
         Command::Pat(c) => pat(&client, c, &out, &conn).await?,
@@ -1426,8 +1455,46 @@ async fn group(client: &Client, c: &GroupCmd, out: &Out, conn: &About<'_>) -> Re
                 format!("consumer group {} deleted", quoted(group)),
             );
         }
+        GroupCmd::Lag { group } => {
+            let rows = client
+                .consumer_lag(group.as_deref())
+                .await
+                .map_err(|e| explain(e, conn))?;
+            if let Some(g) = group.as_deref().filter(|_| rows.is_empty()) {
+                // As Kafka's tool does for a group it does not know, rather than an empty table
+                // that looks like a group with nothing to read.
+                return Err(CliError::refused(format!(
+                    "consumer group '{g}' has no committed offsets"
+                )));
+            }
+            out.show(json!(rows.iter().map(lag_json).collect::<Vec<_>>()), || {
+                lag_table(&rows)
+            });
+        }
     }
     Ok(())
+}
+
+/// One lag row for scripts.
+pub(crate) fn lag_json(l: &PartitionLagWire) -> Value {
+    json!({"group": l.group, "stream": l.stream, "topic": l.topic, "partition": l.partition,
+           "committed": l.committed, "end_offset": l.end_offset, "lag": l.lag})
+}
+
+/// Lag rows for people, with Kafka's topic names.
+pub(crate) fn lag_table(rows: &[PartitionLagWire]) -> String {
+    let mut t = Table::new(&["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"]);
+    for l in rows {
+        t.row(vec![
+            l.group.clone(),
+            l.topic.clone(),
+            l.partition.to_string(),
+            l.committed.to_string(),
+            l.end_offset.to_string(),
+            l.lag.to_string(),
+        ]);
+    }
+    t.render()
 }
 
 async fn offset(

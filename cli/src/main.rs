@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod context;
 mod output;
+mod top;
 
 use std::process::ExitCode;
 
@@ -26,10 +27,11 @@ fn main() -> ExitCode {
     let follow = matches!(
         &cli.command,
         args::Command::Message(args::MessageCmd::Poll { follow: true, .. })
+            | args::Command::Top { .. }
     );
     let result = runtime.block_on(async {
         if follow {
-            // `--follow` runs until interrupted; Ctrl-C ends it cleanly.
+            // `--follow` and `top` run until interrupted; Ctrl-C ends them cleanly.
             tokio::select! {
                 r = commands::run(cli) => r,
                 _ = tokio::signal::ctrl_c() => Ok(()),

@@ -101,10 +101,12 @@ fn streams_topics_partitions_and_system_commands() {
     let env = start();
     assert!(env.ok(&["ping", "--count", "2"]).contains("pong"));
     assert_eq!(env.json(&["me"])["user_id"], 0);
-    assert!(env.json(&["stats"])["server_version"]
-        .as_str()
-        .unwrap()
-        .contains("wharf"));
+    let stats = env.json(&["stats"]);
+    assert!(stats["server_version"].as_str().unwrap().contains("wharf"));
+    // Filled since issue 19 (0 before): process threads, the data directory's disk.
+    assert!(stats["threads"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(stats["total_disk_space"].as_u64().unwrap() > 0, "{stats}");
+    assert!(env.ok(&["stats"]).contains("cpu (machine)"));
 
     assert_eq!(env.json(&["stream", "create", "shop"])["id"], 0);
     assert!(env.ok(&["s", "create", "other"]).contains("created"));
@@ -684,4 +686,151 @@ fn topic_configs_on_create_get_and_set() {
         Some(2),
         "an unknown policy is a usage error"
     );
+}
+
+/// Produces 5 and 3 messages to the two partitions of shop/orders and stores the group
+/// `workers`' last consumed offsets 1 and 2, through the SDK: committed next offsets 2 and 3,
+/// lags 3 and 0.
+fn lagging_group(env: &Env) -> wharf_sdk::Client {
+    use wharf_sdk::{Client, ClientConfig, ConsumerKind, Identifier, Message, Partitioning};
+    env.ok(&["stream", "create", "shop"]);
+    env.ok(&["topic", "create", "shop", "orders", "2"]);
+    env.ok(&["consumer-group", "create", "shop", "orders", "workers"]);
+    env._rt.block_on(async {
+        let mut config = ClientConfig::new(env.server.clone()).with_password("iggy", "iggy");
+        config.heartbeat = None;
+        let client = Client::connect(config).await.unwrap();
+        let (s, t) = (
+            Identifier::Name("shop".into()),
+            Identifier::Name("orders".into()),
+        );
+        for (partition, count, last_consumed) in [(0u32, 5usize, 1u64), (1, 3, 2)] {
+            let messages: Vec<Message> =
+                (0..count).map(|i| Message::new(format!("m{i}"))).collect();
+            client
+                .send_messages(&s, &t, &Partitioning::PartitionId(partition), &messages)
+                .await
+                .unwrap();
+            client
+                .store_consumer_offset(
+                    &ConsumerKind::Group(Identifier::Name("workers".into())),
+                    &s,
+                    &t,
+                    Some(partition),
+                    last_consumed,
+                )
+                .await
+                .unwrap();
+        }
+        client
+    })
+}
+
+fn lag_row(partition: u32, committed: u64, end_offset: u64, lag: u64) -> Value {
+    serde_json::json!({"group": "workers", "stream": "shop", "topic": "shop.orders",
+        "partition": partition, "committed": committed, "end_offset": end_offset, "lag": lag})
+}
+
+/// `wharf consumer-group lag`: exact rows in JSON and as a table, one group or all; a group
+/// with nothing committed is an error (exit 1), not an empty table.
+#[test]
+fn consumer_group_lag_prints_exact_positions() {
+    let env = start();
+    let _client = lagging_group(&env);
+    let all = env.json(&["consumer-group", "lag"]);
+    assert_eq!(
+        all,
+        serde_json::json!([lag_row(0, 2, 5, 3), lag_row(1, 3, 3, 0)])
+    );
+    assert_eq!(env.json(&["g", "lag", "workers"]), all);
+    let text = env.ok(&["consumer-group", "lag", "workers"]);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"],
+            vec!["workers", "shop.orders", "0", "2", "5", "3"],
+            vec!["workers", "shop.orders", "1", "3", "3", "0"],
+        ]
+    );
+    let (code, err) = env.fails(&["consumer-group", "lag", "nobody"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("'nobody' has no committed offsets"), "{err}");
+}
+
+/// `wharf top --iterations 2`: two frames, then exit 0. Frame 1 has totals only; frame 2 has
+/// rates, exactly 0 here since nothing is produced between the frames; the totals are the
+/// server's (as its snapshot reports them); the lag rows are the largest first and cut at
+/// --limit.
+#[test]
+fn top_draws_the_asked_number_of_frames() {
+    let env = start();
+    let client = lagging_group(&env);
+    let out = env.ok(&[
+        "--output",
+        "json",
+        "top",
+        "--iterations",
+        "2",
+        "--interval",
+        "100ms",
+    ]);
+    let frames: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(frames.len(), 2, "{out}");
+    let server = env._rt.block_on(client.metrics_snapshot(10)).unwrap();
+    let expected_totals = &server.topics[0];
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["frame"], i as u64 + 1);
+        assert_eq!(
+            f["lag"],
+            serde_json::json!([lag_row(0, 2, 5, 3), lag_row(1, 3, 3, 0)])
+        );
+        let topics = f["topics"].as_array().unwrap();
+        assert_eq!(topics.len(), 1, "{f}");
+        assert_eq!(topics[0]["topic"], "shop.orders");
+        assert_eq!(topics[0]["messages_in"], expected_totals.messages_in);
+        assert_eq!(topics[0]["bytes_in"], expected_totals.bytes_in);
+        assert!(f["process"]["resident_bytes"].as_u64().unwrap() > 0, "{f}");
+    }
+    assert!(frames[0]["topics"][0]["messages_in_per_s"].is_null());
+    assert!(frames[0]["process"]["cpu_percent"].is_null());
+    assert_eq!(frames[1]["topics"][0]["messages_in_per_s"], 0.0);
+    assert_eq!(frames[1]["topics"][0]["bytes_out_per_s"], 0.0);
+    assert!(frames[1]["seconds"].as_f64().unwrap() > 0.0);
+
+    // For people: frames one after another (no terminal), the lag cut at --limit 1.
+    let text = env.ok(&[
+        "top",
+        "--iterations",
+        "2",
+        "--interval",
+        "100ms",
+        "--limit",
+        "1",
+    ]);
+    let heads: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("wharf top - "))
+        .collect();
+    assert_eq!(heads.len(), 2, "{text}");
+    assert!(heads[1].contains("frame 2/2 every 100 ms"), "{}", heads[1]);
+    let lag_lines: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("workers"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lag_lines,
+        vec![vec!["workers", "shop.orders", "0", "2", "5", "3"]; 2]
+    );
+    assert!(!text.contains('\x1b'), "no terminal, no escape codes");
+
+    let (code, err) = env.fails(&["top", "--interval", "0ms", "--iterations", "1"]);
+    assert_eq!(code, 2, "{err}");
 }

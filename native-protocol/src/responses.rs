@@ -943,7 +943,10 @@ mod observe_tests {
         let s = snapshot();
         let mut b = BytesMut::new();
         s.encode(&mut b);
-        assert_eq!(MetricsSnapshotWire::decode(&mut Reader::new(&b)).unwrap(), s);
+        assert_eq!(
+            MetricsSnapshotWire::decode(&mut Reader::new(&b)).unwrap(),
+            s
+        );
 
         let mut b = BytesMut::new();
         for row in &s.lag {

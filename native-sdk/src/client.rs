@@ -13,12 +13,12 @@ use wharf_protocol::requests::{
     CreateTopic, CreateUser, DeleteConsumerGroup, DeleteConsumerOffset, DeletePartitions,
     DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
     FlushUnsavedBuffer, GetClient, GetClients, GetConsumerGroup, GetConsumerGroups, GetConsumerLag,
-    GetConsumerOffset, GetMe, GetMetricsSnapshot, GetPersonalAccessTokens, GetStats, GetStream, GetStreams, GetTopic,
-    GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers, JoinConsumerGroup,
-    LeaveConsumerGroup, Limit, LoginUser, LoginWithPersonalAccessToken, LogoutUser, Ping,
-    PollMessages, PurgeStream, PurgeTopic, SetTopicConfig, SetTopicDurability, StoreConsumerOffset,
-    TopicConfigChange, UpdatePermissions, UpdateStream, UpdateTopic, UpdateUser, WirePermissions,
-    MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS,
+    GetConsumerOffset, GetMe, GetMetricsSnapshot, GetPersonalAccessTokens, GetStats, GetStream,
+    GetStreams, GetTopic, GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers,
+    JoinConsumerGroup, LeaveConsumerGroup, Limit, LoginUser, LoginWithPersonalAccessToken,
+    LogoutUser, Ping, PollMessages, PurgeStream, PurgeTopic, SetTopicConfig, SetTopicDurability,
+    StoreConsumerOffset, TopicConfigChange, UpdatePermissions, UpdateStream, UpdateTopic,
+    UpdateUser, WirePermissions, MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS,
 };
 use wharf_protocol::responses::{
     decode_consumer_offset, decode_token_info, ClientWire, GroupWire, MetricsSnapshotWire,

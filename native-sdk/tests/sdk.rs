@@ -12,12 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use wharf_gateway::config::{Overrides, ServerConfig};
+use wharf_sdk::wire::{PartitionLagWire, MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS};
 use wharf_sdk::{
     AutoCommit, BackgroundConfig, Backpressure, Client, ClientConfig, Consumer, ConsumerKind,
     Error, HeaderValue, Identifier, Message, Partitioner, Partitioning, PollingStrategy, Producer,
     TopicOptions,
 };
-use wharf_sdk::wire::{PartitionLagWire, MAX_GROUP_ID_LEN, MAX_SNAPSHOT_LAG_ROWS};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -635,7 +635,13 @@ async fn consumer_lag_and_the_metrics_snapshot_report_exact_positions() {
     for (partition, last_consumed) in [(0, 1), (1, 2)] {
         within(
             "store offset",
-            client.store_consumer_offset(&group, &id("s"), &id("t"), Some(partition), last_consumed),
+            client.store_consumer_offset(
+                &group,
+                &id("s"),
+                &id("t"),
+                Some(partition),
+                last_consumed,
+            ),
         )
         .await
         .unwrap();
@@ -665,7 +671,9 @@ async fn consumer_lag_and_the_metrics_snapshot_report_exact_positions() {
         assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
     }
 
-    let snapshot = within("snapshot", client.metrics_snapshot(1)).await.unwrap();
+    let snapshot = within("snapshot", client.metrics_snapshot(1))
+        .await
+        .unwrap();
     assert_eq!(snapshot.lag, vec![row(0, 2, 5, 3)], "the largest lag only");
     assert_eq!(
         snapshot
@@ -677,7 +685,10 @@ async fn consumer_lag_and_the_metrics_snapshot_report_exact_positions() {
         "every topic is listed, counted or not"
     );
     assert!(snapshot.uptime_us > 0 && snapshot.resident_bytes > 0 && snapshot.threads > 0);
-    assert!(snapshot.open_fds > 0 && snapshot.cpu_seconds > 0.0, "{snapshot:?}");
+    assert!(
+        snapshot.open_fds > 0 && snapshot.cpu_seconds > 0.0,
+        "{snapshot:?}"
+    );
     let e = client
         .metrics_snapshot(MAX_SNAPSHOT_LAG_ROWS + 1)
         .await
@@ -694,7 +705,8 @@ async fn lag_and_snapshot_need_read_servers() {
     root.create_user("viewer", "secret-pw", true, None)
         .await
         .unwrap();
-    let mut config = ClientConfig::new(server.addr.to_string()).with_password("viewer", "secret-pw");
+    let mut config =
+        ClientConfig::new(server.addr.to_string()).with_password("viewer", "secret-pw");
     config.heartbeat = None;
     let viewer = within("connect", Client::connect(config)).await.unwrap();
     let e = viewer.consumer_lag(None).await.unwrap_err();
@@ -714,8 +726,15 @@ async fn stats_report_cpu_memory_io_threads_and_disk() {
     send_to(&client, 0, 100).await;
     let s = within("stats", client.get_stats()).await.unwrap();
     assert!(s.cpu_usage > 0.0, "cpu_usage {}", s.cpu_usage);
-    assert!(s.total_cpu_usage > 0.0 && s.total_cpu_usage <= 100.0, "{}", s.total_cpu_usage);
-    assert!(s.memory_usage > 0 && s.memory_usage < s.total_memory, "{s:?}");
+    assert!(
+        s.total_cpu_usage > 0.0 && s.total_cpu_usage <= 100.0,
+        "{}",
+        s.total_cpu_usage
+    );
+    assert!(
+        s.memory_usage > 0 && s.memory_usage < s.total_memory,
+        "{s:?}"
+    );
     assert!(s.written_bytes > 0, "written_bytes {}", s.written_bytes);
     // The runtime's workers and the test's own thread at least.
     assert!(s.threads_count >= 3, "threads {}", s.threads_count);

@@ -217,7 +217,11 @@ fn process_cpu_and_age() -> Option<(f64, f64)> {
     let text = read("/proc/self/stat")?;
     let (cpu, _, _) = stat(&text)?;
     let started = stat_field(&text, 22)? as f64 / USER_HZ;
-    let uptime: f64 = read("/proc/uptime")?.split_whitespace().next()?.parse().ok()?;
+    let uptime: f64 = read("/proc/uptime")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some((cpu, (uptime - started).max(0.0)))
 }
 
@@ -286,8 +290,17 @@ mod tests {
         let u = meter.usage_at(reading(t0, 2.0, 10.0, 250, 1000));
         assert_eq!((u.process_percent, u.machine_percent), (20.0, 25.0));
         // 0.5 s later: too short a window, so the since-start average.
-        let u = meter.usage_at(reading(t0 + Duration::from_millis(500), 2.4, 10.5, 300, 1100));
-        assert!((u.process_percent - 2.4 / 10.5 * 100.0).abs() < 1e-3, "{u:?}");
+        let u = meter.usage_at(reading(
+            t0 + Duration::from_millis(500),
+            2.4,
+            10.5,
+            300,
+            1100,
+        ));
+        assert!(
+            (u.process_percent - 2.4 / 10.5 * 100.0).abs() < 1e-3,
+            "{u:?}"
+        );
         // 2 s after the first reading: 1.5 CPU seconds in 2 s, 100 of 200 ticks busy.
         let u = meter.usage_at(reading(t0 + Duration::from_secs(2), 3.5, 12.0, 350, 1200));
         assert_eq!((u.process_percent, u.machine_percent), (75.0, 50.0));

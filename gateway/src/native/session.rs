@@ -9,7 +9,7 @@ use wharf_protocol::requests::{
     CreateTopic, CreateUser, DeleteConsumerGroup, DeleteConsumerOffset, DeletePartitions,
     DeletePersonalAccessToken, DeleteSegments, DeleteStream, DeleteTopic, DeleteUser,
     FlushUnsavedBuffer, GetClient, GetClients, GetClusterMetadata, GetConsumerGroup,
-    GetConsumerGroups, GetConsumerLag, GetConsumerOffset, GetMe, GetMetricsSnapshot, GetPersonalAccessTokens, GetStats, GetStream,
+    GetConsumerGroups, GetConsumerOffset, GetMe, GetPersonalAccessTokens, GetStats, GetStream,
     GetStreams, GetTopic, GetTopicConfig, GetTopicDurability, GetTopics, GetUser, GetUsers,
     JoinConsumerGroup, LeaveConsumerGroup, LoginUser, LoginWithPersonalAccessToken, LogoutUser,
     Ping, PollMessages, PurgeStream, PurgeTopic, RequestError, SetTopicConfig, SetTopicDurability,
@@ -349,10 +349,8 @@ impl Session {
                 topic_id,
                 changes,
             }) => self.set_topic_config(&stream_id, &topic_id, changes).await,
-            R::GetConsumerLag(GetConsumerLag { group }) => self.get_consumer_lag(group.as_deref()),
-            R::GetMetricsSnapshot(GetMetricsSnapshot { lag_rows }) => {
-                self.get_metrics_snapshot(lag_rows)
-            }
+            R::GetConsumerLag(c) => self.get_consumer_lag(c.group.as_deref()),
+            R::GetMetricsSnapshot(c) => self.get_metrics_snapshot(c.lag_rows),
         }
     }
 

@@ -65,7 +65,7 @@ impl Session {
         topics.sort_by(|a, b| (&a.stream, &a.topic).cmp(&(&b.stream, &b.topic)));
         let mut lag = self.broker.consumer_lag(None);
         // Stable: equal lags keep consumer_lag's (group, topic, partition) order.
-        lag.sort_by(|a, b| b.lag.cmp(&a.lag));
+        lag.sort_by_key(|l| std::cmp::Reverse(l.lag));
         lag.truncate(lag_rows as usize);
         let process = ProcessSample::now();
         let snapshot = MetricsSnapshotWire {
