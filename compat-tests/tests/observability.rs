@@ -167,24 +167,35 @@ async fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Answer 
             .await
             .unwrap_or_else(|e| panic!("cannot connect to the HTTP listener {addr}: {e}"));
         let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let head_end = loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i;
             }
-            assert!(buf.len() < MAX_HEAD, "no end of the answer head in {MAX_HEAD} bytes");
+            assert!(
+                buf.len() < MAX_HEAD,
+                "no end of the answer head in {MAX_HEAD} bytes"
+            );
             let mut chunk = [0u8; 4096];
             let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "the server closed before the answer head ended: {buf:?}");
+            assert!(
+                n > 0,
+                "the server closed before the answer head ended: {buf:?}"
+            );
             buf.extend_from_slice(&chunk[..n]);
         };
         let head = String::from_utf8(buf[..head_end].to_vec()).expect("an ASCII head");
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap();
         let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
+        assert_eq!(
+            parts.next(),
+            Some("HTTP/1.1"),
+            "status line {status_line:?}"
+        );
         let status: u16 = parts.next().unwrap().parse().unwrap();
         let headers: Vec<(String, String)> = lines
             .map(|l| {
@@ -325,7 +336,11 @@ impl Scrape {
             .filter(|s| s.name == name && s.labels == want)
             .map(|s| s.value)
             .collect();
-        assert!(found.len() <= 1, "{name}{want:?} appears {} times", found.len());
+        assert!(
+            found.len() <= 1,
+            "{name}{want:?} appears {} times",
+            found.len()
+        );
         found.first().copied()
     }
 
@@ -362,7 +377,10 @@ impl Scrape {
             .filter(|f| f.kind == "unknown" || f.kind == "untyped")
             .map(|f| &f.name)
             .collect();
-        assert!(untyped.is_empty(), "{format:?}: families without a type: {untyped:?}");
+        assert!(
+            untyped.is_empty(),
+            "{format:?}: families without a type: {untyped:?}"
+        );
     }
 }
 
@@ -459,14 +477,12 @@ async fn kafka_workload(server: &Server) {
     for i in 0..KAFKA_PER_PARTITION {
         for partition in 0..2 {
             let value = kafka_value(partition, i);
-            let record: FutureRecord<'_, (), _> =
-                FutureRecord::to(KAFKA_TOPIC).partition(partition).payload(&value);
+            let record: FutureRecord<'_, (), _> = FutureRecord::to(KAFKA_TOPIC)
+                .partition(partition)
+                .payload(&value);
             let sent = within("delivery", producer.send(record, Duration::from_secs(30))).await;
             let delivery = sent.map_err(|(e, _)| e).unwrap();
-            assert_eq!(
-                (delivery.partition, delivery.offset),
-                (partition, i as i64)
-            );
+            assert_eq!((delivery.partition, delivery.offset), (partition, i as i64));
         }
     }
     drop(producer);
@@ -718,14 +734,20 @@ async fn metrics_after_a_known_workload_from_librdkafka_and_the_iggy_sdk_are_exa
     let kafka_records = (2 * KAFKA_PER_PARTITION) as f64;
     let kt = kafka_topic();
     assert_eq!(s.value("wharf_topic_messages_in_total", &kt), kafka_records);
-    assert_eq!(s.value("wharf_topic_messages_out_total", &kt), kafka_records);
+    assert_eq!(
+        s.value("wharf_topic_messages_out_total", &kt),
+        kafka_records
+    );
     let produce = [("door", "kafka"), ("api", "Produce")];
     assert_eq!(s.value("wharf_requests_total", &produce), kafka_records);
     assert_eq!(
         s.value("wharf_request_duration_seconds_count", &produce),
         kafka_records
     );
-    assert_eq!(s.get("wharf_request_errors_total", &produce).unwrap_or(0.0), 0.0);
+    assert_eq!(
+        s.get("wharf_request_errors_total", &produce).unwrap_or(0.0),
+        0.0
+    );
     let fetch = [("door", "kafka"), ("api", "Fetch")];
     let fetches = s.value("wharf_requests_total", &fetch);
     assert!(fetches >= 1.0, "the group consumer fetched");
@@ -733,8 +755,14 @@ async fn metrics_after_a_known_workload_from_librdkafka_and_the_iggy_sdk_are_exa
     // Native topic: 30 messages in 3 sends, 30 out in one poll (the second one was empty).
     let native_messages = (NATIVE_SENDS * NATIVE_BATCH) as f64;
     let nt = native_topic();
-    assert_eq!(s.value("wharf_topic_messages_in_total", &nt), native_messages);
-    assert_eq!(s.value("wharf_topic_messages_out_total", &nt), native_messages);
+    assert_eq!(
+        s.value("wharf_topic_messages_in_total", &nt),
+        native_messages
+    );
+    assert_eq!(
+        s.value("wharf_topic_messages_out_total", &nt),
+        native_messages
+    );
     assert_eq!(
         s.value("wharf_topic_bytes_in_total", &nt),
         native_messages * NATIVE_MESSAGE_LEN as f64
@@ -765,12 +793,18 @@ async fn metrics_after_a_known_workload_from_librdkafka_and_the_iggy_sdk_are_exa
         assert!(s.value("wharf_partition_size_bytes", &labels) > 0.0);
     }
     let np0 = with(&nt, &[("partition", "0")]);
-    assert_eq!(s.value("wharf_partition_high_watermark", &np0), native_messages);
+    assert_eq!(
+        s.value("wharf_partition_high_watermark", &np0),
+        native_messages
+    );
 
     // Lag = high watermark - committed next offset, for the Kafka group and the Iggy group.
     for (p, next) in KAFKA_COMMITS {
         let part = p.to_string();
-        let labels = with(&[("group", KAFKA_GROUP)], &with(&kt, &[("partition", &part)]));
+        let labels = with(
+            &[("group", KAFKA_GROUP)],
+            &with(&kt, &[("partition", &part)]),
+        );
         assert_eq!(
             s.value("wharf_consumer_group_committed_offset", &labels),
             next as f64
@@ -793,8 +827,14 @@ async fn metrics_after_a_known_workload_from_librdkafka_and_the_iggy_sdk_are_exa
     // The group members' joins and leaves: Kafka's coordinator completes a generation when
     // librdkafka's member joins and again when it leaves (the group goes Empty); the native
     // group is assigned once, when its one member joins.
-    assert_eq!(s.value("wharf_group_rebalances_total", &[("protocol", "kafka")]), 2.0);
-    assert_eq!(s.value("wharf_group_rebalances_total", &[("protocol", "native")]), 1.0);
+    assert_eq!(
+        s.value("wharf_group_rebalances_total", &[("protocol", "kafka")]),
+        2.0
+    );
+    assert_eq!(
+        s.value("wharf_group_rebalances_total", &[("protocol", "native")]),
+        1.0
+    );
 
     // Connections now: the iggy client, and exactly the two raw Kafka connections opened here.
     let mut k1 = KafkaWire::open(server.kafka).await;
@@ -826,7 +866,10 @@ async fn metrics_after_a_known_workload_from_librdkafka_and_the_iggy_sdk_are_exa
         s2.value("wharf_topic_messages_out_total", &kt),
         2.0 * kafka_records
     );
-    assert_eq!(s2.value("wharf_topic_bytes_out_total", &kt), 2.0 * stored_bytes);
+    assert_eq!(
+        s2.value("wharf_topic_bytes_out_total", &kt),
+        2.0 * stored_bytes
+    );
     assert_eq!(
         s2.value("wharf_topic_messages_in_total", &kt),
         kafka_records,
@@ -835,13 +878,19 @@ async fn metrics_after_a_known_workload_from_librdkafka_and_the_iggy_sdk_are_exa
 
     // The same exposition as OpenMetrics, through the strict OpenMetrics parser.
     let om = scrape_as(server.http, Format::OpenMetrics).await;
-    assert_eq!(om.value("wharf_topic_messages_in_total", &kt), kafka_records);
+    assert_eq!(
+        om.value("wharf_topic_messages_in_total", &kt),
+        kafka_records
+    );
     assert_eq!(
         om.value("wharf_consumer_group_lag", &native_lag),
         native_messages - (NATIVE_STORED + 1) as f64
     );
     assert_eq!(om.family("wharf_requests").kind, "counter");
-    assert_eq!(om.family("wharf_request_duration_seconds").kind, "histogram");
+    assert_eq!(
+        om.family("wharf_request_duration_seconds").kind,
+        "histogram"
+    );
 
     drop((k1, k2));
     within("logout", native_client.shutdown()).await.unwrap();
@@ -973,7 +1022,10 @@ async fn ready_server_process() {
         with_http(test_config(Path::new(&dir))),
         hooks,
     ));
-    println!("HTTP_ADDR {}", bound_rx.await.expect("the HTTP listener is bound"));
+    println!(
+        "HTTP_ADDR {}",
+        bound_rx.await.expect("the HTTP listener is bound")
+    );
     if hold {
         while let Some(line) = lines.recv().await {
             if line == "open" {
@@ -1017,7 +1069,10 @@ impl ServerProcess {
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = tx.send(line);
             }
         });
@@ -1084,7 +1139,8 @@ async fn ready_only_after_recovery_and_then_every_record_is_readable() {
         .flat_map(|i| (0..READY_PARTITIONS).map(move |p| (p, ready_value(p, i))))
         .collect();
     let sends = values.iter().map(|(p, v)| {
-        let record: FutureRecord<'_, (), _> = FutureRecord::to(READY_TOPIC).partition(*p).payload(v);
+        let record: FutureRecord<'_, (), _> =
+            FutureRecord::to(READY_TOPIC).partition(*p).payload(v);
         producer.send(record, Duration::from_secs(30))
     });
     for sent in within("deliveries", futures_util::future::join_all(sends)).await {
@@ -1098,11 +1154,18 @@ async fn ready_only_after_recovery_and_then_every_record_is_readable() {
     let health = http_get(http, "/health", None).await;
     assert_eq!(health.status, 200, "/health while the store is held shut");
     let ready = http_get(http, "/ready", None).await;
-    assert_eq!(ready.status, 503, "/ready before the store opens: {}", ready.text());
+    assert_eq!(
+        ready.status,
+        503,
+        "/ready before the store opens: {}",
+        ready.text()
+    );
     let opening = scrape(http).await;
     assert_eq!(opening.value("wharf_ready", &[]), 0.0);
     assert!(
-        opening.samples().all(|s| !s.name.starts_with("wharf_partition_")),
+        opening
+            .samples()
+            .all(|s| !s.name.starts_with("wharf_partition_")),
         "no partition figures before the store is open"
     );
 

@@ -140,7 +140,11 @@ async fn health_ready_and_metrics_answer_with_their_content_types() {
     assert_eq!(metrics.status, 200);
     assert_eq!(metrics.field("content-type"), Some(PROMETHEUS_TEXT));
     // The 0.0.4 text has no `# EOF`; OpenMetrics (below) ends with it.
-    assert!(metrics.text().contains("\nwharf_ready 1\n"), "{}", metrics.text());
+    assert!(
+        metrics.text().contains("\nwharf_ready 1\n"),
+        "{}",
+        metrics.text()
+    );
     assert!(!metrics.text().ends_with("# EOF\n"), "{}", metrics.text());
     // What Prometheus itself sends: OpenMetrics preferred.
     let open = request(
