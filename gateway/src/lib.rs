@@ -128,7 +128,8 @@ impl Running {
 /// Test seams in the start: what a test may learn and hold between its steps.
 #[derive(Debug, Default)]
 pub struct StartHooks {
-    /// Told the HTTP listener's address as soon as it is bound (before the store opens).
+    /// Told the HTTP listener's address as soon as it is bound, before the store opens
+    /// (dropped unsent when the listener is off).
     pub http_bound: Option<oneshot::Sender<SocketAddr>>,
     /// Awaited after the HTTP listener is bound and before the store opens: holds the server
     /// in recovery, as a slow one would be (a dropped sender lets it go on).
