@@ -717,6 +717,7 @@ async fn metrics_after_a_known_workload_from_librdkafka_and_the_iggy_sdk_are_exa
     // Before any traffic: valid, typed, the server up and ready, no connections.
     let before = scrape(server.http).await;
     assert_eq!(before.value("wharf_ready", &[]), 1.0);
+    assert_eq!(before.value("wharf_metrics_enabled", &[]), 1.0);
     for door in ["native", "kafka"] {
         assert_eq!(before.value("wharf_connections", &[("door", door)]), 0.0);
     }
@@ -910,6 +911,7 @@ async fn metrics_off_counts_no_traffic_but_still_serves_offsets_and_lag() {
     let mut server = Server::start(|c| c.metrics.enable = false).await;
     let client = native_workload(server.native).await;
     let s = scrape(server.http).await;
+    assert_eq!(s.value("wharf_metrics_enabled", &[]), 0.0);
     let nt = native_topic();
     assert_eq!(
         s.get("wharf_topic_messages_in_total", &nt).unwrap_or(0.0),
