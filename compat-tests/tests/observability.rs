@@ -6,8 +6,11 @@
 //! a parse failure fails the test. The counters, offsets, connections and consumer lag read
 //! back from the parsed exposition are checked exactly against the workload.
 //!
-//! `/ready` is checked on a server process restarted on a data directory with data after a
-//! SIGKILL: from the first 200 on, every record written before the kill is readable.
+//! `[metrics] enable = false` is checked to count nothing on the hot path while offsets and lag
+//! are still served. `/ready` is checked on a server process restarted on a data directory with
+//! data after a SIGKILL and held before its store opens (`/ready` 503, `/health` 200,
+//! `wharf_ready 0`): from the first 200 after the recovery on, every record written before the
+//! kill is readable.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
