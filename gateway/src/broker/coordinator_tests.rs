@@ -519,3 +519,20 @@ async fn shutting_down_answers_waiting_members_not_coordinator() {
         Err(GroupError::NotCoordinator)
     );
 }
+
+/// Each completed rebalance (a new generation) is counted once, in every group alike: two for
+/// a pair that formed in two steps, one more for a second group.
+#[tokio::test(start_paused = true)]
+async fn completed_rebalances_are_counted() {
+    let c = coordinator(settings());
+    assert_eq!(c.rebalances(), 0);
+    stable_pair(&c, "g").await;
+    assert_eq!(c.rebalances(), 2);
+    let a = member_id(&c, "h").await;
+    let joined = c.join(join("h", &a)).await;
+    assert_eq!((joined.error, joined.generation), (None, 1));
+    assert_eq!(c.rebalances(), 3);
+    // A heartbeat of a stable member changes nothing.
+    assert_eq!(c.heartbeat("h", who(&a, 1)), Ok(()));
+    assert_eq!(c.rebalances(), 3);
+}

@@ -374,6 +374,28 @@ impl ConsumerGroups {
 mod tests {
     use super::*;
 
+    /// Every reassignment of a group with members is counted: joins of new members, leaves,
+    /// disconnects and a partition-count change; a repeated join or a stranger's disconnect
+    /// changes nothing and counts nothing.
+    #[test]
+    fn membership_changes_are_counted_as_rebalances() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ConsumerGroups::open(dir.path()).unwrap();
+        let info = g.create(0, 0, "workers", 3).unwrap();
+        let gid = Ident::Id(info.id);
+        g.join(0, 0, gid, 10, 3).unwrap();
+        g.join(0, 0, gid, 11, 3).unwrap();
+        g.join(0, 0, gid, 11, 3).unwrap();
+        assert_eq!(g.rebalances(), 2);
+        g.next_partition(0, 0, gid, 10, 4).unwrap();
+        assert_eq!(g.rebalances(), 3, "four partitions now");
+        g.leave(0, 0, gid, 10, 4).unwrap();
+        g.disconnect(99);
+        assert_eq!(g.rebalances(), 4);
+        g.disconnect(11);
+        assert_eq!(g.rebalances(), 5);
+    }
+
     #[test]
     fn members_split_partitions_and_take_them_in_turn() {
         let dir = tempfile::tempdir().unwrap();

@@ -486,3 +486,16 @@ fn connections_are_counted_until_their_guard_drops() {
     assert_eq!(metrics.connections_refused(DoorKind::Kafka), 1);
     assert_eq!(metrics.connections(DoorKind::Native), 0);
 }
+
+#[test]
+fn the_openmetrics_form_names_counter_families_without_total_and_ends_with_eof() {
+    let metrics = Metrics::new(true);
+    metrics.kafka_request(1, Duration::from_millis(2), Outcome::Ok);
+    let text = super::exposition::exposition_openmetrics(&metrics, None);
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(text.contains("# TYPE wharf_requests counter\n"), "{text}");
+    assert_eq!(
+        value(&text, r#"wharf_requests_total{door="kafka",api="Fetch"}"#),
+        "1"
+    );
+}
