@@ -489,7 +489,8 @@ pub struct MetricsConfig {
     /// offsets, lag and process figures are always available).
     pub enable: bool,
     /// At most this many (group, partition) series of consumer lag per scrape, the largest
-    /// lags first (`[metrics] max_lag_series`); the native lag command answers as many rows.
+    /// lags first (`[metrics] max_lag_series`, at least 1); the native lag command answers as
+    /// many rows.
     pub max_lag_series: u32,
 }
 
@@ -724,10 +725,24 @@ impl RawConfig {
             max_partitions: self.server.max_partitions,
             logins,
             http: self.http.resolve()?,
-            metrics: MetricsConfig {
-                enable: self.metrics.enable,
-                max_lag_series: self.metrics.max_lag_series,
-            },
+            metrics: self.metrics.resolve()?,
+        })
+    }
+}
+
+impl RawMetrics {
+    fn resolve(self) -> Result<MetricsConfig, ConfigError> {
+        // 0 would make every lag answer empty, read as "no committed offsets": refused.
+        if self.max_lag_series == 0 {
+            return Err(ConfigError::Invalid {
+                section: "metrics",
+                key: "max_lag_series",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(MetricsConfig {
+            enable: self.enable,
+            max_lag_series: self.max_lag_series,
         })
     }
 }
@@ -1695,6 +1710,17 @@ address = "127.0.0.1:9193"
         )
         .unwrap();
         assert_eq!(c.metrics.max_lag_series, 7);
+        // Bound: at least one lag row, or a lag answer would be empty whatever was committed.
+        let e = ServerConfig::load_from(
+            &Overrides::default(),
+            &env(&[("WHARF_METRICS_MAX_LAG_SERIES", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("max_lag_series") && e.contains("at least 1"),
+            "{e}"
+        );
         assert_eq!(c.http.address, Some("127.0.0.1:8091".parse().unwrap()));
         assert_eq!(c.http.max_connections, 3);
         assert_eq!(c.http.max_connections_per_ip, 2);

@@ -125,6 +125,7 @@ impl Harness {
         let parts = handle_frame(&self.door, &self.listener, who, local, peer, buf.freeze())
             .await
             .unwrap()
+            .into_parts()
             .expect("an answer");
         let mut all = BytesMut::new();
         for p in parts {

@@ -1,7 +1,7 @@
 //! Both doors count their requests and connections where they serve them, over real sockets:
 //! each Kafka request by its API name and each native command by its name, the errors in
-//! answers by Kafka's or Iggy's error name (`error` label), acks=0 produces as requests only,
-//! the connections open now, admitted and refused (over the door's `max_connections` cap).
+//! answers by Kafka's or Iggy's error name (`error` label), an acks=0 produce with an error
+//! (its errors counted, its connection closed, as Kafka), the connections open now, admitted and refused (over the door's `max_connections` cap).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::sync::Arc;
@@ -61,6 +61,12 @@ fn kafka_frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, req: &R)
     let mut frame = (buf.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&buf);
     frame
+}
+
+/// The error series of one door and API in `text`, whatever their error name.
+fn any_errors_in(text: &str, door: &str, api: &str) -> usize {
+    let prefix = format!(r#"wharf_request_errors_total{{door="{door}",api="{api}","#);
+    text.lines().filter(|l| l.starts_with(&prefix)).count()
 }
 
 async fn kafka_call(s: &mut TcpStream, frame: &[u8]) {
@@ -154,7 +160,7 @@ async fn both_doors_count_requests_errors_and_connections() {
         &kafka_frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
     )
     .await;
-    let produce = ProduceRequest::default()
+    let missing = ProduceRequest::default()
         .with_acks(1)
         .with_timeout_ms(1000)
         .with_topic_data(vec![TopicProduceData::default()
@@ -162,13 +168,7 @@ async fn both_doors_count_requests_errors_and_connections() {
             .with_partition_data(
                 vec![PartitionProduceData::default().with_index(0)],
             )]);
-    kafka_call(&mut k, &kafka_frame(ApiKey::Produce, 9, &produce)).await;
-    // An acks=0 Produce to the same missing topic: no answer, so a request and no error. The
-    // ApiVersions after it is answered only once it was handled (one connection, in order).
-    let unanswered = produce.clone().with_acks(0);
-    k.write_all(&kafka_frame(ApiKey::Produce, 9, &unanswered))
-        .await
-        .unwrap();
+    kafka_call(&mut k, &kafka_frame(ApiKey::Produce, 9, &missing)).await;
     kafka_call(
         &mut k,
         &kafka_frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
@@ -194,10 +194,7 @@ async fn both_doors_count_requests_errors_and_connections() {
         format!(r#"wharf_request_errors_total{{door="{door}",api="{api}",error="{error}"}}"#)
     };
     // The errors of one door and API, whatever their name.
-    let any_errors = |door: &str, api: &str| {
-        let prefix = format!(r#"wharf_request_errors_total{{door="{door}",api="{api}","#);
-        text.lines().filter(|l| l.starts_with(&prefix)).count()
-    };
+    let any_errors = |door: &str, api: &str| any_errors_in(&text, door, api);
     let versions = series("kafka", "ApiVersions");
     assert_eq!(
         sample(&text, &format!("wharf_requests_total{versions}")),
@@ -205,12 +202,10 @@ async fn both_doors_count_requests_errors_and_connections() {
     );
     assert_eq!(any_errors("kafka", "ApiVersions"), 0, "{text}");
     let produce = series("kafka", "Produce");
-    // The answered Produce and the acks=0 one.
     assert_eq!(
         sample(&text, &format!("wharf_requests_total{produce}")),
-        "2"
+        "1"
     );
-    // Only the answered one's error counts (acks=0: no answer, no error).
     assert_eq!(
         sample(
             &text,
@@ -244,6 +239,41 @@ async fn both_doors_count_requests_errors_and_connections() {
     assert_eq!(
         sample(&text, r#"wharf_connections_refused_total{door="kafka"}"#),
         "1"
+    );
+
+    // An acks=0 Produce to the same missing topic: no answer, but as Kafka's KafkaApis
+    // (`closeConnection`) its error counts and the connection is closed, so the producer
+    // refreshes its metadata. Bound: the close is seen within `within`'s wait.
+    let unanswered = missing.clone().with_acks(0);
+    k.write_all(&kafka_frame(ApiKey::Produce, 9, &unanswered))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let n_read = within("the acks=0 connection's close", k.read(&mut byte))
+        .await
+        .unwrap_or(0);
+    assert_eq!(
+        n_read, 0,
+        "an acks=0 produce with an error closes its connection"
+    );
+    let text = exposition(&metrics, Some(&broker), true);
+    assert_eq!(
+        sample(&text, &format!("wharf_requests_total{produce}")),
+        "2",
+        "the acks=0 produce counts as a request"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &errors("kafka", "Produce", "UNKNOWN_TOPIC_OR_PARTITION")
+        ),
+        "2",
+        "the acks=0 produce's UNKNOWN_TOPIC_OR_PARTITION counts 1 (the answered one's 1 before)"
+    );
+    assert_eq!(
+        any_errors_in(&text, "kafka", "Produce"),
+        1,
+        "no CONNECTION_CLOSED or other error for it: {text}"
     );
 
     // Closed by the client: no longer counted open once the server has seen it go.

@@ -751,6 +751,20 @@ fn proc_cpu_seconds() -> f64 {
     (ticks(14) + ticks(15)) as f64 / 100.0
 }
 
+/// Works until the kernel has counted at least one more CPU tick for this process (bounded).
+fn burn_one_cpu_tick() {
+    let start = proc_cpu_seconds();
+    let mut x = 0u64;
+    for i in 0..4_000_000_000u64 {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
+        if i % 1_000_000 == 0 && proc_cpu_seconds() > start {
+            std::hint::black_box(x);
+            return;
+        }
+    }
+    panic!("the kernel counted no more CPU time for this process after 4e9 rounds of work");
+}
+
 /// [`proc_cpu_seconds`] once the kernel has counted at least one tick for this process:
 /// works until it has (bounded), so a test may require a non-zero count.
 fn cpu_seconds_counted() -> f64 {
@@ -772,7 +786,8 @@ fn cpu_seconds_counted() -> f64 {
 /// guarantees an answer: RSS, threads, the run time (monotonic) and the data directory's disk
 /// are never 0; the I/O counters are this process's `/proc/self/io` (the server runs here),
 /// bracketed by the test's own readings (on tmpfs they stay 0, so no lower bound beyond
-/// that); CPU use is a percentage of one core and of the machine (up to 100). The CPU meter's
+/// that); CPU use is a percentage of one core and of the machine (up to 100), non-zero once
+/// this process has burnt CPU. The CPU meter's
 /// arithmetic is tested with injected readings in `gateway/src/metrics/process.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_report_cpu_memory_io_threads_and_disk() {
@@ -781,21 +796,34 @@ async fn stats_report_cpu_memory_io_threads_and_disk() {
     let client = connect(server.addr).await;
     topic(&client, 1).await;
     send_to(&client, 0, 100).await;
-    let (read_before, written_before) = proc_io();
-    let s = within("stats", client.get_stats()).await.unwrap();
-    let (read_after, written_after) = proc_io();
+    // CPU: this process burns CPU (at least one kernel tick more each round), then asks; the
+    // meter answers for its last closed window (at least a second), so a few rounds may pass
+    // before a window holding the work closes. Bound: `CPU_ROUNDS` rounds of one tick each.
+    // Stats hard-coding 0 (issue 19's complaint) fail here.
+    const CPU_ROUNDS: usize = 1000;
+    let mut busy = None;
+    for _ in 0..CPU_ROUNDS {
+        burn_one_cpu_tick();
+        let s = within("stats", client.get_stats()).await.unwrap();
+        if s.cpu_usage > 0.0 && s.total_cpu_usage > 0.0 {
+            busy = Some(s);
+            break;
+        }
+    }
+    let s = busy.unwrap_or_else(|| {
+        panic!("cpu_usage and total_cpu_usage stayed 0 over {CPU_ROUNDS} rounds of CPU work")
+    });
     // A percentage of one core: not bounded here by the CPU count, as 10 ms ticks against a
     // young process's age may overshoot it a little.
+    assert!(s.cpu_usage.is_finite(), "cpu_usage {}", s.cpu_usage);
     assert!(
-        s.cpu_usage.is_finite() && s.cpu_usage >= 0.0,
-        "cpu_usage {}",
-        s.cpu_usage
-    );
-    assert!(
-        s.total_cpu_usage >= 0.0 && s.total_cpu_usage <= 100.0,
+        s.total_cpu_usage <= 100.0,
         "total_cpu_usage {}",
         s.total_cpu_usage
     );
+    let (read_before, written_before) = proc_io();
+    let s = within("stats", client.get_stats()).await.unwrap();
+    let (read_after, written_after) = proc_io();
     assert!(
         s.memory_usage > 0 && s.memory_usage < s.total_memory,
         "{s:?}"

@@ -109,16 +109,21 @@ pub async fn serve(
                 tracing::info!(%peer, "closing kafka connection: {why}");
                 break why.to_string();
             }
-            Gate::Serve => handle_frame(&door, &listener, session.principal(), local, peer, frame)
-                .await
-                .map(|a| a.map(|a| (a, After::KeepOpen))),
+            Gate::Serve => {
+                handle_frame(&door, &listener, session.principal(), local, peer, frame).await
+            }
             Gate::Sasl => handle_sasl_frame(&door, &listener, &mut session, local, peer, frame)
                 .await
-                .map(Some),
+                .map(|(answer, after)| Handled::Answer(answer, after)),
         };
         let (answer, after) = match handled {
-            Ok(Some(answer)) => answer,
-            Ok(None) => continue, // acks=0
+            Ok(Handled::Answer(answer, after)) => (answer, after),
+            Ok(Handled::Unanswered) => continue, // acks=0
+            Ok(Handled::Close) => {
+                // acks=0 with an error: as Kafka, close so the producer refreshes its metadata.
+                tracing::debug!(%peer, "closing kafka connection: acks=0 produce failed");
+                break "acks=0 produce failed".into();
+            }
             Err(e) => {
                 if e.is_peer_error() {
                     reader.refused(&e);
@@ -224,8 +229,28 @@ fn count_errors(door: &Door, api_key: i16, body: &dyn ResponseBody) {
     }
 }
 
-/// Checks, decodes and answers one frame, as the parts to write. `Ok(None)`: nothing to send
-/// back (acks=0).
+/// What a handled frame leaves the connection to do.
+#[derive(Debug)]
+pub enum Handled {
+    /// Write these parts, then keep the connection open or close it.
+    Answer(Vec<Bytes>, After),
+    /// Nothing to send back: an acks=0 Produce that succeeded.
+    Unanswered,
+    /// Close without an answer: an acks=0 Produce with an error (Kafka's `closeConnection`).
+    Close,
+}
+
+impl Handled {
+    /// The parts to write, when there is an answer.
+    pub fn into_parts(self) -> Option<Vec<Bytes>> {
+        match self {
+            Handled::Answer(parts, _) => Some(parts),
+            Handled::Unanswered | Handled::Close => None,
+        }
+    }
+}
+
+/// Checks, decodes and answers one frame.
 pub async fn handle_frame(
     door: &Door,
     listener: &KafkaListener,
@@ -233,7 +258,7 @@ pub async fn handle_frame(
     local: SocketAddr,
     peer: SocketAddr,
     frame: Bytes,
-) -> Result<Option<Vec<Bytes>>, ConnectionError> {
+) -> Result<Handled, ConnectionError> {
     let started = door.broker.metrics().clock();
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let result = answer_frame(door, listener, principal, local, peer, frame).await;
@@ -247,14 +272,14 @@ async fn answer_frame(
     local: SocketAddr,
     peer: SocketAddr,
     frame: Bytes,
-) -> Result<Option<Vec<Bytes>>, ConnectionError> {
+) -> Result<Handled, ConnectionError> {
     let (api_key, version, header, mut buf) = match check_frame(frame)? {
         // An ApiVersions above our range, answered UNSUPPORTED_VERSION.
         Checked::Answered(answer) => {
             door.broker
                 .metrics()
                 .kafka_error(versions::API_VERSIONS, UNSUPPORTED_VERSION);
-            return Ok(Some(answer));
+            return Ok(Handled::Answer(answer, After::KeepOpen));
         }
         Checked::Request {
             api_key,
@@ -273,11 +298,18 @@ async fn answer_frame(
         principal,
     };
     let body = handlers::dispatch(&request, api_key, &mut buf).await?;
-    // No body: an acks=0 Produce, which has no answer; it counts as a request only, never as
-    // an error, even when its append failed (as Kafka, which has no answer to count either).
-    let Some(body) = body else { return Ok(None) };
+    // No body: an acks=0 Produce that succeeded; it has no answer and counts as a request.
+    let Some(body) = body else {
+        return Ok(Handled::Unanswered);
+    };
     count_errors(door, api_key, body.as_ref());
-    encode(header.correlation_id, api_key, version, body.as_ref()).map(Some)
+    if body.unanswered() {
+        // An acks=0 Produce with an error: as Kafka's KafkaApis, its errors are counted (done
+        // above) and the connection is closed without an answer.
+        return Ok(Handled::Close);
+    }
+    encode(header.correlation_id, api_key, version, body.as_ref())
+        .map(|answer| Handled::Answer(answer, After::KeepOpen))
 }
 
 /// Checks, decodes and answers a SaslHandshake or SaslAuthenticate frame against `session`;
@@ -352,6 +384,12 @@ pub trait ResponseBody: Send {
     /// (called only while metrics are on).
     fn errors(&self, each: &mut dyn FnMut(i16)) {
         let _ = each;
+    }
+
+    /// True for an answer that must not be sent (an acks=0 Produce with an error): the
+    /// connection is closed instead.
+    fn unanswered(&self) -> bool {
+        false
     }
 
     /// Encodes into `frame`, where large fields may be parts of their own; by default the

@@ -263,7 +263,7 @@ impl Scrape {
             "Errors in answers, per door, API and error (as Kafka's ErrorsPerSec): Kafka's \
              error name, once per error code an answer carries (per partition for partitioned \
              APIs), or CONNECTION_CLOSED for a request that ended its connection; Iggy's error \
-             name for the native door. acks=0 produces have no answer and count no error.",
+             name for the native door. An acks=0 produce with an error counts its errors and closes its connection, as Kafka.",
             MetricType::Counter,
         ) = metrics
             .error_totals()

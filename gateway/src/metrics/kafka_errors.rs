@@ -4,7 +4,8 @@
 //! ([`KAFKA_ERRORS`]); NONE (0) is not counted. Answers of APIs not listed here carry their
 //! errors in ways an operator does not count per request (ACL and config results) and count
 //! no error. A request that ended its connection counts as `CONNECTION_CLOSED`. An acks=0
-//! Produce gets no answer, so it counts as a request only, never as an error.
+//! Produce gets no answer; one with an error still counts its errors and closes the
+//! connection, as Kafka's KafkaApis (`closeConnection` with the error counts).
 
 use std::any::Any;
 

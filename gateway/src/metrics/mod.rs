@@ -203,15 +203,53 @@ const TRAFFIC_SHARDS: usize = 16;
 #[derive(Debug, Default)]
 struct TrafficShard {
     topics: HashMap<(u32, u32), TopicTraffic>,
-    /// Deleted topics (a deleted stream as topic [`WHOLE_STREAM`]): a count that lands after
-    /// the delete (a produce that resolved the topic just before) must not
-    /// make their entry again. Ids are never reused (the store's next ids only grow), so a
-    /// tombstone never hides a new topic; one per deleted topic or stream.
-    forgotten: std::collections::HashSet<(u32, u32)>,
+    /// Recently deleted topics and streams, oldest first, stamped when deleted: a count that
+    /// lands after the delete (a produce that resolved the topic just before) must not make
+    /// their entry again. Ids are never reused (the store's next ids only grow), so a
+    /// tombstone never hides a new topic. Bounded: dropped after [`TOMBSTONE_GRACE`] (such a
+    /// late count comes within a request's time, not minutes later), and at most
+    /// [`MAX_TOMBSTONES`] per shard, the oldest dropped first.
+    forgotten: std::collections::VecDeque<(Tombstone, Instant)>,
 }
 
-/// The tombstone of a deleted stream in [`TrafficShard::forgotten`] (no topic has this id).
-const WHOLE_STREAM: u32 = u32::MAX;
+/// A deleted topic or stream in [`TrafficShard::forgotten`]: the stream has a variant of its
+/// own, so no topic id (`u32::MAX` included) can be mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tombstone {
+    Topic(u32, u32),
+    Stream(u32),
+}
+
+/// How long a deleted topic's late counts are dropped; a count after that makes an entry no
+/// scrape shows (the exposition names only existing topics) until the process ends.
+pub const TOMBSTONE_GRACE: Duration = Duration::from_secs(60);
+
+/// At most this many tombstones per traffic shard (so [`TRAFFIC_SHARDS`] times as many in
+/// all), however fast topics are deleted.
+pub const MAX_TOMBSTONES: usize = 1024;
+
+impl TrafficShard {
+    fn is_forgotten(&self, stream: u32, topic: u32) -> bool {
+        self.forgotten
+            .iter()
+            .any(|&(t, _)| t == Tombstone::Topic(stream, topic) || t == Tombstone::Stream(stream))
+    }
+
+    /// Adds a tombstone stamped `now`, dropping those past the grace and the oldest over the cap.
+    fn bury(&mut self, tombstone: Tombstone, now: Instant) {
+        while self
+            .forgotten
+            .front()
+            .is_some_and(|&(_, at)| now.saturating_duration_since(at) >= TOMBSTONE_GRACE)
+        {
+            self.forgotten.pop_front();
+        }
+        while self.forgotten.len() >= MAX_TOMBSTONES {
+            self.forgotten.pop_front();
+        }
+        self.forgotten.push_back((tombstone, now));
+    }
+}
 
 impl Metrics {
     /// `enabled` false (`[metrics] enable = false`) turns the hot-path counters (requests,
@@ -274,9 +312,7 @@ impl Metrics {
             return count(t);
         }
         let mut shard = shard.write();
-        if shard.forgotten.contains(&(stream, topic))
-            || shard.forgotten.contains(&(stream, WHOLE_STREAM))
-        {
+        if shard.is_forgotten(stream, topic) {
             return;
         }
         count(shard.topics.entry((stream, topic)).or_default());
@@ -306,18 +342,32 @@ impl Metrics {
 
     /// Forgets a deleted topic's counters, for good: counts that land later are dropped.
     pub fn forget_topic(&self, stream: u32, topic: u32) {
+        self.forget_topic_at(stream, topic, Instant::now());
+    }
+
+    fn forget_topic_at(&self, stream: u32, topic: u32, now: Instant) {
         let mut shard = self.shard(stream, topic).write();
         shard.topics.remove(&(stream, topic));
-        shard.forgotten.insert((stream, topic));
+        shard.bury(Tombstone::Topic(stream, topic), now);
     }
 
     /// Forgets the counters of every topic of a deleted stream, for good.
     pub fn forget_stream(&self, stream: u32) {
+        self.forget_stream_at(stream, Instant::now());
+    }
+
+    fn forget_stream_at(&self, stream: u32, now: Instant) {
         for shard in self.topics.iter() {
             let mut shard = shard.write();
             shard.topics.retain(|&(s, _), _| s != stream);
-            shard.forgotten.insert((stream, WHOLE_STREAM));
+            shard.bury(Tombstone::Stream(stream), now);
         }
+    }
+
+    /// How many tombstones the traffic map holds now (for the bound's test).
+    #[cfg(test)]
+    fn tombstones(&self) -> usize {
+        self.topics.iter().map(|s| s.read().forgotten.len()).sum()
     }
 
     /// Every topic's totals so far, by (stream id, topic id).

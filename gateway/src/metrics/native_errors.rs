@@ -24,11 +24,17 @@ pub const NATIVE_ERRORS: &[(u32, &str)] = &[
     (code::USER_INACTIVE, "user_inactive"),
     (code::CANNOT_DELETE_USER, "cannot_delete_user"),
     (code::CANNOT_CHANGE_PERMISSIONS, "cannot_change_permissions"),
-    (code::INVALID_PAT_NAME, "invalid_pat_name"),
-    (code::PAT_ALREADY_EXISTS, "pat_already_exists"),
-    (code::PATS_LIMIT_REACHED, "pats_limit_reached"),
-    (code::INVALID_PAT, "invalid_pat"),
-    (code::PAT_EXPIRED, "pat_expired"),
+    (code::INVALID_PAT_NAME, "invalid_personal_access_token_name"),
+    (
+        code::PAT_ALREADY_EXISTS,
+        "personal_access_token_already_exists",
+    ),
+    (
+        code::PATS_LIMIT_REACHED,
+        "personal_access_tokens_limit_reached",
+    ),
+    (code::INVALID_PAT, "invalid_personal_access_token"),
+    (code::PAT_EXPIRED, "personal_access_token_expired"),
     (code::INVALID_UTF8, "invalid_utf8"),
     (code::CLIENT_NOT_FOUND, "client_not_found"),
     (code::STREAM_ID_NOT_FOUND, "stream_id_not_found"),
@@ -120,6 +126,23 @@ mod tests {
         assert_eq!(NATIVE_ERRORS[slot(4018)].1, "invalid_header_key");
         assert_eq!(NATIVE_ERRORS[slot(987_654)].1, "other");
         assert_eq!(NATIVE_ERRORS[slot(u32::MAX)].1, "other");
+        // Iggy's own snake_case names (iggy_common's IggyError) for the personal access
+        // token statuses, not abbreviations.
+        for (status, name) in [
+            (code::INVALID_PAT_NAME, "invalid_personal_access_token_name"),
+            (
+                code::PAT_ALREADY_EXISTS,
+                "personal_access_token_already_exists",
+            ),
+            (
+                code::PATS_LIMIT_REACHED,
+                "personal_access_tokens_limit_reached",
+            ),
+            (code::INVALID_PAT, "invalid_personal_access_token"),
+            (code::PAT_EXPIRED, "personal_access_token_expired"),
+        ] {
+            assert_eq!(NATIVE_ERRORS[slot(status)].1, name, "status {status}");
+        }
         let mut codes: Vec<u32> = NATIVE_ERRORS.iter().map(|&(c, _)| c).collect();
         codes.sort_unstable();
         codes.dedup();

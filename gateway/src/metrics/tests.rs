@@ -754,6 +754,47 @@ fn a_count_after_its_topic_was_forgotten_makes_no_entry() {
     assert_eq!(metrics.topic_totals().len(), 65);
 }
 
+/// Second review B2: tombstones are bounded: dropped after `TOMBSTONE_GRACE`, at most
+/// `MAX_TOMBSTONES` per shard (the oldest dropped), and topic id `u32::MAX` is a topic like
+/// any other, not a deleted stream.
+#[test]
+fn tombstones_are_dropped_after_the_grace_and_capped() {
+    use super::{MAX_TOMBSTONES, TOMBSTONE_GRACE, TRAFFIC_SHARDS};
+    let metrics = Metrics::new(true);
+    let t0 = std::time::Instant::now();
+    // Topic u32::MAX of stream 5 deleted: stream 5's other topics still count.
+    metrics.forget_topic_at(5, u32::MAX, t0);
+    metrics.topic_in(5, 1, 10, 1);
+    metrics.topic_in(5, u32::MAX, 10, 1);
+    let keys: Vec<_> = metrics.topic_totals().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        vec![(5, 1)],
+        "only the deleted topic's late count is dropped"
+    );
+    // Churn: many deleted topics, all within the grace: at most the cap per shard.
+    for topic in 0..(4 * MAX_TOMBSTONES * TRAFFIC_SHARDS) as u32 {
+        metrics.forget_topic_at(6, topic, t0);
+    }
+    assert!(
+        metrics.tombstones() <= MAX_TOMBSTONES * TRAFFIC_SHARDS,
+        "{} tombstones over the cap",
+        metrics.tombstones()
+    );
+    // Past the grace, the next delete drops every older tombstone of its shards.
+    metrics.forget_stream_at(7, t0 + TOMBSTONE_GRACE);
+    assert_eq!(
+        metrics.tombstones(),
+        TRAFFIC_SHARDS,
+        "only the new stream's tombstone (one per shard) is left"
+    );
+    metrics.topic_in(7, 3, 10, 1);
+    assert!(
+        metrics.topic_totals().iter().all(|((s, _), _)| *s != 7),
+        "the deleted stream's late counts are still dropped"
+    );
+}
+
 /// Review #19 item 9: a Kafka fetch from inside a batch counts the records from the fetch
 /// offset on, not the whole batch.
 #[tokio::test]

@@ -1,23 +1,27 @@
 //! Produce: decodes the request, makes one broker call ([`Broker::produce_kafka`]: batch
 //! checks, idempotence, transactions, concurrent appends) and encodes each partition's outcome. acks 0, 1 and
-//! -1 are accepted; 1 and -1 both wait for the topic's durability mode (there are no replicas
+//! -1 are accepted (an acks=0 Produce with an error closes the connection, as Kafka's); 1 and -1 both wait for the topic's durability mode (there are no replicas
 //! to wait for).
 //!
 //! [`Broker::produce_kafka`]: crate::broker::Broker::produce_kafka
 
+use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::Encodable;
 
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
 use crate::broker::kafka_batch;
 use crate::broker::produce::{KafkaPartitionWrite, KafkaTopicWrite, Produced};
 use crate::broker::BrokerError;
+use crate::kafka::connection::ResponseBody;
 use crate::kafka::errors::{self, code};
 
-pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceResponse> {
+/// `None`: an acks=0 Produce without error, which has no answer.
+pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceAnswer> {
     let acks = r.acks;
     // Transactional records need Write on the request's transactional id, checked first for
     // the whole request (Kafka's KafkaApis).
@@ -127,8 +131,47 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceRespo
             })
             .collect()
     };
-    // acks=0: everything was stored (or refused) all the same; there is just no answer.
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    let response = ProduceResponse::default().with_responses(responses);
+    if acks != 0 {
+        return Some(ProduceAnswer {
+            response,
+            unanswered: false,
+        });
+    }
+    // acks=0: everything was stored (or refused) all the same; there is just no answer. One
+    // refused partition closes the connection, as Kafka's KafkaApis (`closeConnection`), so the
+    // producer refreshes its metadata; the errors are still counted.
+    let failed = response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|p| p.error_code != code::NONE);
+    failed.then_some(ProduceAnswer {
+        response,
+        unanswered: true,
+    })
+}
+
+/// A Produce answer. An `unanswered` one (acks=0 with an error) is never sent: its error codes
+/// are counted and the connection is closed.
+#[derive(Debug)]
+pub struct ProduceAnswer {
+    response: ProduceResponse,
+    unanswered: bool,
+}
+
+impl ResponseBody for ProduceAnswer {
+    fn encode_body(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+        self.response.encode(buf, version)
+    }
+
+    fn errors(&self, each: &mut dyn FnMut(i16)) {
+        crate::metrics::kafka_errors::each_error(&self.response, each);
+    }
+
+    fn unanswered(&self) -> bool {
+        self.unanswered
+    }
 }
 
 fn answer(
