@@ -639,9 +639,13 @@ async fn a_stop_asked_during_recovery_never_lets_ready_answer_200() {
     let (open_tx, open_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = oneshot::channel();
+    // The stop makes the server stop on its own, without waiting for `shutdown()`: held
+    // before its HTTP listener closes until the checks below are done, or they would race it.
+    let (close_tx, close_rx) = oneshot::channel();
     let hooks = StartHooks {
         http_bound: Some(bound_tx),
         before_open: Some(open_rx),
+        before_close: Some(close_rx),
         stop: Some(stop_rx),
         ready: Some(ready_tx),
         ..StartHooks::default()
@@ -673,6 +677,7 @@ async fn a_stop_asked_during_recovery_never_lets_ready_answer_200() {
     assert_eq!(gauge(&get(http, "/metrics").await, "wharf_ready"), 0);
     // (That the doors' listeners were closed unserved is not checked by connecting: their
     // freed ephemeral ports may already belong to another test's server.)
+    close_tx.send(()).unwrap();
     timeout(WAIT, running.shutdown())
         .await
         .expect("stopped within WAIT")

@@ -164,6 +164,9 @@ impl HttpListener {
             max_connections_per_ip: config.max_connections_per_ip,
             request_timeout: config.request_timeout,
         };
+        state
+            .expositions()
+            .keep_for(scrape::kept_for(config.request_timeout));
         let (opened, open) = watch::channel(0);
         let task = tokio::spawn(listener::accept_loop(
             listener, tls, settings, state, peer_log, stopped, opened,
