@@ -33,16 +33,7 @@ const ANY: PartitionKey = PartitionKey {
 };
 
 fn open(dir: &std::path::Path) -> Arc<Broker> {
-    let settings = BrokerSettings {
-        root_username: "iggy".into(),
-        root_password: "iggy".into(),
-        kafka_default_stream: "default".into(),
-        groups: Default::default(),
-        transactions: Default::default(),
-        logins: Default::default(),
-        max_partitions_per_topic: 1000,
-        max_partitions: 100_000,
-    };
+    let settings = BrokerSettings::for_tests();
     let config = StoreConfig {
         background_tasks: false,
         ..StoreConfig::default()

@@ -645,17 +645,11 @@ mod tests {
 
     fn broker(dir: &std::path::Path) -> Broker {
         let settings = BrokerSettings {
-            root_username: "iggy".into(),
-            root_password: "iggy".into(),
-            kafka_default_stream: "default".into(),
-            groups: Default::default(),
-            transactions: Default::default(),
             logins: LoginSettings {
                 max_failed_logins: 3,
                 ..LoginSettings::default()
             },
-            max_partitions_per_topic: 1000,
-            max_partitions: 100_000,
+            ..BrokerSettings::for_tests()
         };
         Broker::open(dir, wharf_log_store::StoreConfig::default(), settings).unwrap()
     }

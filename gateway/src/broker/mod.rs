@@ -336,6 +336,24 @@ pub struct BrokerSettings {
     pub max_partitions: u32,
 }
 
+#[cfg(test)]
+impl BrokerSettings {
+    /// What the unit tests open a broker with: root `iggy`/`iggy` (the server's defaults), the
+    /// Kafka default stream `default`, and every other setting at its default.
+    pub(crate) fn for_tests() -> BrokerSettings {
+        BrokerSettings {
+            root_username: "iggy".into(),
+            root_password: "iggy".into(),
+            kafka_default_stream: "default".into(),
+            groups: Default::default(),
+            transactions: Default::default(),
+            logins: Default::default(),
+            max_partitions_per_topic: 1000,
+            max_partitions: 100_000,
+        }
+    }
+}
+
 /// The broker: shared by every connection of every protocol.
 #[derive(Debug)]
 pub struct Broker {

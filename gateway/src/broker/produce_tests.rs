@@ -13,16 +13,7 @@ use crate::broker::BrokerSettings;
 use wharf_log_store::StoreConfig;
 
 fn open(dir: &std::path::Path) -> Broker {
-    let settings = BrokerSettings {
-        root_username: "iggy".into(),
-        root_password: "iggy".into(),
-        kafka_default_stream: "default".into(),
-        groups: Default::default(),
-        transactions: Default::default(),
-        logins: Default::default(),
-        max_partitions_per_topic: 1000,
-        max_partitions: 100_000,
-    };
+    let settings = BrokerSettings::for_tests();
     Broker::open(dir, StoreConfig::default(), settings).unwrap()
 }
 
@@ -653,16 +644,7 @@ async fn a_first_append_that_failed_after_writing_keeps_the_transaction_open() {
         disk: wharf_log_store::Disk::with_hook(Arc::clone(&hook) as _),
         ..StoreConfig::default()
     };
-    let settings = BrokerSettings {
-        root_username: "iggy".into(),
-        root_password: "iggy".into(),
-        kafka_default_stream: "default".into(),
-        groups: Default::default(),
-        transactions: Default::default(),
-        logins: Default::default(),
-        max_partitions_per_topic: 1000,
-        max_partitions: 100_000,
-    };
+    let settings = BrokerSettings::for_tests();
     let b = Broker::open(dir.path(), store, settings).unwrap();
     let fsync = wharf_log_store::TopicSettings {
         durability: Some(wharf_log_store::Durability::Fsync),

@@ -986,16 +986,7 @@ mod delete_policy_tests {
     use crate::broker::BrokerSettings;
 
     fn open(dir: &std::path::Path) -> Broker {
-        let settings = BrokerSettings {
-            root_username: "iggy".into(),
-            root_password: "iggy".into(),
-            kafka_default_stream: "default".into(),
-            groups: Default::default(),
-            transactions: Default::default(),
-            logins: Default::default(),
-            max_partitions_per_topic: 1000,
-            max_partitions: 100_000,
-        };
+        let settings = BrokerSettings::for_tests();
         Broker::open(dir, StoreConfig::default(), settings).unwrap()
     }
 
