@@ -28,7 +28,7 @@ pub mod process;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use wharf_log_store::metrics::{Histogram, HistogramSnapshot, DURATION_BOUNDS_NANOS};
@@ -123,8 +123,6 @@ pub struct Metrics {
     enabled: bool,
     /// `[metrics] max_lag_series`: lag rows per scrape (and per native lag answer).
     max_lag_series: usize,
-    /// When this server started (its metrics were made), for its uptime.
-    started: SystemTime,
     /// Per (stream id, topic id), in [`TRAFFIC_SHARDS`] maps by topic so that producers and
     /// consumers of different topics never share a lock; names are looked up at scrape time,
     /// so a rename shows at once.
@@ -260,7 +258,6 @@ impl Metrics {
         Arc::new(Metrics {
             enabled,
             max_lag_series: DEFAULT_MAX_LAG_SERIES,
-            started: SystemTime::now(),
             topics: (0..TRAFFIC_SHARDS).map(|_| RwLock::default()).collect(),
             connections: Default::default(),
             accepted: Default::default(),
@@ -290,11 +287,6 @@ impl Metrics {
     /// At most this many consumer-lag rows per scrape or native lag answer.
     pub fn max_lag_series(&self) -> usize {
         self.max_lag_series
-    }
-
-    /// How long since this server started.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed().unwrap_or_default()
     }
 
     fn shard(&self, stream: u32, topic: u32) -> &RwLock<TrafficShard> {
