@@ -601,6 +601,8 @@ impl RawConfig {
                 .filter(|&n| n >= 8)
                 .ok_or_else(|| invalid("storage", "max_open_files", "must be at least 8".into()))?,
             cleaner: self.cleaner.resolve()?,
+            // SEAM (#20, gateway part): `[remote_storage]` builds the remote tier here.
+            remote: None,
         };
         let kafka = self.kafka.resolve()?;
         let native_limits = connection_limits(

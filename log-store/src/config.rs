@@ -121,6 +121,20 @@ pub struct TopicSettings {
     /// default.
     #[serde(default)]
     pub delete_retention: Option<Duration>,
+    /// Sealed segments are copied to the store's remote tier (Kafka's `remote.storage.enable`).
+    /// Needs a remote tier in the store's config; not with compaction.
+    #[serde(default)]
+    pub remote_storage: bool,
+    /// With remote storage: sealed segments are kept on local disk until their newest batch is
+    /// this old, once uploaded (Kafka's `local.retention.ms`). `None`: as long as
+    /// `message_expiry` (Kafka's -2). Never longer than `message_expiry`.
+    #[serde(default)]
+    pub local_retention: Option<Duration>,
+    /// With remote storage: uploaded sealed segments are deleted locally, oldest first, while
+    /// the topic's local size is above this (Kafka's `local.retention.bytes`, which Wharf
+    /// applies to the topic as a whole like `max_size`). `None`: as `max_size` (Kafka's -2).
+    #[serde(default)]
+    pub local_retention_bytes: Option<u64>,
 }
 
 impl Default for TopicSettings {
@@ -138,6 +152,9 @@ impl Default for TopicSettings {
             min_compaction_lag: None,
             max_compaction_lag: None,
             delete_retention: None,
+            remote_storage: false,
+            local_retention: None,
+            local_retention_bytes: None,
         }
     }
 }
@@ -168,6 +185,33 @@ impl TopicSettings {
             return Err(StoreError::InvalidSetting(
                 "durations must be positive; leave them unset for none".into(),
             ));
+        }
+        if self.remote_storage && self.cleanup_policy.compact {
+            // Kafka refuses the same: uploaded segments are never rewritten.
+            return Err(StoreError::InvalidSetting(
+                "remote storage is not supported for compacted topics".into(),
+            ));
+        }
+        if self.local_retention == Some(Duration::ZERO) || self.local_retention_bytes == Some(0) {
+            return Err(StoreError::InvalidSetting(
+                "local retention must be positive; leave it unset to follow retention".into(),
+            ));
+        }
+        if let (Some(local), Some(total)) = (self.local_retention, self.message_expiry) {
+            if local > total {
+                return Err(StoreError::InvalidSetting(format!(
+                    "local retention {} ms is above retention {} ms",
+                    local.as_millis(),
+                    total.as_millis()
+                )));
+            }
+        }
+        if let (Some(local), Some(total)) = (self.local_retention_bytes, self.max_size) {
+            if local > total {
+                return Err(StoreError::InvalidSetting(format!(
+                    "local retention {local} bytes is above retention {total} bytes"
+                )));
+            }
         }
         if let (Some(min), Some(max)) = (self.min_compaction_lag, self.max_compaction_lag) {
             // Kafka refuses the same conflict.
@@ -209,6 +253,9 @@ pub struct StoreConfig {
     pub max_open_files: usize,
     /// The log cleaner (compaction) and the compaction defaults of topics.
     pub cleaner: CleanerConfig,
+    /// The remote tier for topics with remote storage on; `None`: no remote tier (such topics
+    /// are refused).
+    pub remote: Option<crate::remote::RemoteTier>,
 }
 
 /// The log cleaner's settings, under Kafka's names where Kafka has them.
@@ -263,6 +310,7 @@ impl Default for StoreConfig {
             disk: Disk::real(),
             max_open_files: 512,
             cleaner: CleanerConfig::default(),
+            remote: None,
         }
     }
 }

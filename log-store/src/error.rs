@@ -36,6 +36,10 @@ pub enum StoreError {
     PartitionFailed(String),
     #[error("corrupt metadata in {path}: {reason}")]
     CorruptMetadata { path: PathBuf, reason: String },
+    /// The remote tier failed (object store unreachable, a corrupt remote object, a bad
+    /// remote configuration). Reads of uploaded data fail with it; appends never do.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,

@@ -19,6 +19,10 @@
 //!   transaction coordinator's state).
 //! - [`StoreMetrics`]: append-group, `fdatasync` and group-commit histograms and retention
 //!   counts, for the operator ([`LogStore::metrics`]).
+//! - [`remote`]: the remote tier (KIP-405's tiered storage): sealed segments of topics with
+//!   remote storage on are uploaded to an object store with a checksummed manifest per
+//!   partition, deleted locally past the local retention, and read back transparently below the
+//!   local log start ([`LogStore::restore_from_remote`] rebuilds a lost data directory).
 //! - [`Disk`]: the door every file operation of the store goes through, and the seam where tests
 //!   watch and fail them ([`FileHook`]).
 //! - Segment files are held open by one bounded cache per store (`max_open_files`): any number
@@ -42,6 +46,7 @@ mod names;
 mod offsets;
 mod open_files;
 mod partition;
+pub mod remote;
 mod segment;
 mod store;
 
@@ -59,7 +64,7 @@ pub use error::{BatchError, Result, StoreError};
 pub use journal::{
     CompactionMark, JournalContents, KeyedJournal, MAX_JOURNAL_KEY, MAX_JOURNAL_VALUE,
 };
-pub use metrics::{Histogram, HistogramSnapshot, StoreMetrics};
+pub use metrics::{Histogram, HistogramSnapshot, RemoteMetrics, StoreMetrics};
 pub use names::validate_name;
 pub use offsets::{CommittedOffset, ConsumerOffsets, OffsetKey, OffsetOwner};
 pub use open_files::{open_files_limit, raise_open_files_limit, OpenFilesLimit};

@@ -132,6 +132,47 @@ pub struct StoreMetrics {
     pub append_group_bytes: Histogram,
     retention_deleted_segments: AtomicU64,
     retention_deleted_bytes: AtomicU64,
+    /// The remote tier's counts (all zero without one).
+    pub remote: RemoteMetrics,
+}
+
+/// What the remote tier did since the store opened. Counters are plain atomics; the tiering
+/// thread and remote reads bump them, a scrape reads them.
+#[derive(Debug, Default)]
+pub struct RemoteMetrics {
+    /// Segments uploaded (log and index, manifest stored), and their log bytes.
+    pub uploaded_segments: AtomicU64,
+    pub uploaded_bytes: AtomicU64,
+    /// Failed attempts to upload a segment or store a manifest (each retried later).
+    pub upload_failures: AtomicU64,
+    /// Consecutive failed tiering rounds now: 0 when the last round reached the store. An
+    /// alert on `> 0` for a while says the object store is down and local data is piling up.
+    pub failing_rounds: AtomicU64,
+    /// Local copies of uploaded segments deleted by the local retention, and their bytes.
+    pub local_deleted_segments: AtomicU64,
+    pub local_deleted_bytes: AtomicU64,
+    /// Remote segments deleted by the total retention (or DeleteRecords, or purge), and bytes.
+    pub remote_deleted_segments: AtomicU64,
+    pub remote_deleted_bytes: AtomicU64,
+    /// Bytes served to readers from the remote tier, and the cache's chunk hits and misses
+    /// (a miss fetches the chunk from the object store).
+    pub read_bytes: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    /// Bytes fetched from the object store (cache fills and read-ahead).
+    pub fetched_bytes: AtomicU64,
+}
+
+impl RemoteMetrics {
+    /// Adds `n` to `counter` (relaxed: these are statistics).
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for StoreMetrics {
@@ -144,6 +185,7 @@ impl Default for StoreMetrics {
             append_group_bytes: Histogram::new(BYTE_BOUNDS),
             retention_deleted_segments: AtomicU64::new(0),
             retention_deleted_bytes: AtomicU64::new(0),
+            remote: RemoteMetrics::default(),
         }
     }
 }

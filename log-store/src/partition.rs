@@ -829,6 +829,26 @@ impl Partition {
         self.view.read().log_start()
     }
 
+    /// The first offset on local disk (Kafka's earliest-local, ListOffsets `-4`): the log
+    /// start, unless older data is only in the remote tier.
+    /// SEAM (#20, partition part): the remote view is not built yet.
+    pub fn local_log_start_offset(&self) -> u64 {
+        self.view.read().log_start()
+    }
+
+    /// The last offset uploaded to the remote tier (Kafka's latest-tiered, ListOffsets `-5`);
+    /// `None` when nothing is.
+    /// SEAM (#20, partition part).
+    pub fn last_remote_offset(&self) -> Option<u64> {
+        None
+    }
+
+    /// What this partition has in the remote tier, as its manifest says now (empty: nothing).
+    /// SEAM (#20, partition part).
+    pub fn remote_manifest(&self) -> crate::remote::RemoteManifest {
+        crate::remote::RemoteManifest::default()
+    }
+
     /// The offset the next batch will get; everything below it is readable.
     pub fn high_watermark(&self) -> u64 {
         self.view.read().high_watermark

@@ -374,6 +374,16 @@ impl LogStore {
         &self.inner.dir
     }
 
+    /// Rebuilds the data directory `dir` (which must hold no catalog) from the remote tier of
+    /// `config`: the catalog's copy, every partition's manifest, and empty local logs that
+    /// continue after the uploaded data. Open the store afterwards as usual.
+    pub fn restore_from_remote(
+        dir: impl AsRef<Path>,
+        config: &StoreConfig,
+    ) -> Result<crate::remote::RestoreReport> {
+        crate::remote::restore_from_remote(dir.as_ref(), config)
+    }
+
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
     }

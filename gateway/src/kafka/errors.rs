@@ -119,6 +119,9 @@ fn store_error(e: &StoreError) -> ResponseError {
         StoreError::Io { .. }
         | StoreError::PartitionFailed(_)
         | StoreError::CorruptMetadata { .. } => K::KafkaStorageError,
+        // The remote tier unreachable or a remote object corrupt: a log that cannot be read
+        // now, retriable, as the local disk's failures are.
+        StoreError::Remote(_) => K::KafkaStorageError,
         // Deleted under the request, or the server is stopping: look again and retry.
         StoreError::PartitionClosed(_) => K::NotLeaderOrFollower,
     }

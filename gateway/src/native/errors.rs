@@ -90,6 +90,7 @@ fn store_status(e: &StoreError) -> u32 {
         // Anything else (a read or write that failed otherwise): Iggy's IoError.
         StoreError::PartitionClosed(_)
         | StoreError::CorruptMetadata { .. }
+        | StoreError::Remote(_)
         | StoreError::Io { .. } => c::IO_ERROR,
     }
 }

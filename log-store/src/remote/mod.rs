@@ -1,0 +1,215 @@
+//! The remote tier: sealed segments of topics with `remote.storage.enable` copied to object
+//! storage (S3 or an S3-compatible server, or a local folder), read back transparently below
+//! the local log start, and a durable record of what is there (one checksummed manifest per
+//! partition, plus a copy of the catalog for restoring a lost data directory).
+//!
+//! - [`RemoteStore`]: the narrow trait the store talks to; [`ObjectStoreRemote`] implements it
+//!   with the `object_store` crate (S3 and a local folder). Tests wrap it to fail on demand.
+//! - [`RemoteManifest`] (`manifest`): what a partition has uploaded, checksummed, kept both in
+//!   the partition folder (`remote-manifest`) and beside the segments in the remote store.
+//! - `cache`: the bounded read-ahead cache on local disk through which remote reads go.
+//! - `reader`: reading whole batches (and timestamp and offset look-ups) of uploaded segments.
+//! - `tiering`: the background thread that uploads sealed segments, writes manifests, deletes
+//!   local copies past the local retention and remote ones past the total retention, with
+//!   retries and backoff while the object store is down.
+//! - `restore`: rebuilding an empty data directory from the remote catalog and manifests.
+//!
+//! The order that keeps data safe: segment objects are uploaded, then the manifest naming them
+//! is stored remotely and written durably in the partition folder, and only then may the local
+//! copy go. A kill at any point leaves either the old manifest (and objects re-uploaded next
+//! time) or the new one.
+//!
+//! Remote layout under the configured prefix:
+//!
+//! ```text
+//! <prefix>catalog                                           the catalog (streams, topics, settings)
+//! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/manifest
+//! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/<base:020>.log
+//! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/<base:020>.index
+//! ```
+//!
+//! The topic's creation time is part of the key, so a topic deleted and created again under the
+//! same id never meets the old topic's objects.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+// SEAM (#20): the parts are wired in by the tiering and partition work; until then unused.
+#[allow(dead_code)]
+mod cache;
+mod manifest;
+mod object;
+#[allow(dead_code)]
+mod reader;
+mod restore;
+#[allow(dead_code)]
+mod tiering;
+
+#[allow(unused_imports)]
+pub(crate) use cache::ReadCache;
+pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION};
+pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind};
+#[allow(unused_imports)]
+pub(crate) use reader::RemoteReader;
+pub(crate) use restore::restore_from_remote;
+pub use restore::RestoreReport;
+#[allow(unused_imports)]
+pub(crate) use tiering::Tiering;
+
+/// An object store as the log store needs it: whole objects in, whole objects or ranges out.
+///
+/// Every call blocks until done; callers are the store's own threads and tokio's blocking pool,
+/// never an async worker. Implementations bound each call by a timeout and report a store that
+/// cannot be reached as [`RemoteError::Unavailable`].
+pub trait RemoteStore: Send + Sync + std::fmt::Debug {
+    /// Stores `len` bytes read from `source` under `key`, replacing any object there. Large
+    /// objects are sent in parts, so memory stays bounded whatever `len` is.
+    fn put(&self, key: &str, source: &mut dyn std::io::Read, len: u64) -> Result<(), RemoteError>;
+
+    /// The whole object, or `None` when there is none under `key`.
+    fn get(&self, key: &str) -> Result<Option<Bytes>, RemoteError>;
+
+    /// Bytes `range` of the object under `key` (the object must hold them all).
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, RemoteError>;
+
+    /// Deletes the object; a missing object is not an error.
+    fn delete(&self, key: &str) -> Result<(), RemoteError>;
+
+    /// The keys of every object whose key starts with `prefix`, in no particular order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError>;
+}
+
+/// What went wrong talking to the remote tier.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// No object under the key (from `get_range`; `get` answers `None`).
+    #[error("no object '{0}' in the remote store")]
+    NotFound(String),
+    /// The store could not be reached, refused, or took longer than the timeout: retried later.
+    #[error("the remote store is unavailable for '{key}': {reason}")]
+    Unavailable { key: String, reason: String },
+    /// An object was there but is not what was stored (checksum, length or format).
+    #[error("remote object '{key}' is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The configuration cannot work (bucket, endpoint, credentials missing or malformed).
+    #[error("remote storage configuration: {0}")]
+    Config(String),
+    /// The local side of a transfer failed (reading a segment file, writing the cache).
+    #[error("local file {path}: {source}")]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RemoteError {
+    /// True for failures worth retrying (the store down or slow), false for what will not
+    /// change by itself.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Unavailable { .. } | RemoteError::Local { .. }
+        )
+    }
+}
+
+/// The remote tier as the store is configured with it: the object store and how the store
+/// uses it. Two tiers are equal when they are the same store with the same settings.
+#[derive(Debug, Clone)]
+pub struct RemoteTier {
+    pub store: Arc<dyn RemoteStore>,
+    pub settings: RemoteSettings,
+}
+
+impl PartialEq for RemoteTier {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.store, &other.store) && self.settings == other.settings
+    }
+}
+
+impl Eq for RemoteTier {}
+
+/// How the store uses its remote tier, under Kafka's names where Kafka has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSettings {
+    /// The read-ahead cache's folder; `None`: `remote-cache` in the data directory. Emptied
+    /// when the store opens (it is only a cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes the read-ahead cache may hold on local disk
+    /// (like `remote.log.index.file.cache.total.size.bytes`, for data as well).
+    pub cache_max_bytes: u64,
+    /// The unit of a remote read: a read of any byte of an uploaded segment fetches the whole
+    /// chunk around it, and the next chunk is fetched ahead.
+    pub chunk_size: u64,
+    /// How often the tiering thread looks for sealed segments to upload and for segments past
+    /// their local or total retention (`remote.log.manager.task.interval.ms`).
+    pub task_interval: Duration,
+    /// First wait after a failed upload (`remote.log.manager.copier.retry.backoff.ms`)...
+    pub retry_backoff: Duration,
+    /// ...doubled after each failure up to this (`remote.log.manager.copier.retry.backoff.max.ms`).
+    pub retry_backoff_max: Duration,
+    /// Bytes per second uploads may send at most (`remote.log.manager.copy.max.bytes.per.second`);
+    /// `None`: unlimited.
+    pub copy_max_bytes_per_second: Option<u64>,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        RemoteSettings {
+            cache_dir: None,
+            cache_max_bytes: 1 << 30,
+            chunk_size: 4 << 20,
+            task_interval: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(500),
+            retry_backoff_max: Duration::from_secs(30),
+            copy_max_bytes_per_second: None,
+        }
+    }
+}
+
+/// Where a partition's objects live, below the configured prefix (the store's prefix is
+/// applied by the [`RemoteStore`] itself, so keys here are relative to it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionPrefix(String);
+
+impl PartitionPrefix {
+    pub fn new(stream: u32, topic: u32, topic_created_us: u64, partition: u32) -> PartitionPrefix {
+        PartitionPrefix(format!(
+            "{TOPICS_PREFIX}{stream}-{topic}-{topic_created_us}/{partition}/"
+        ))
+    }
+
+    /// The prefix of every partition of one topic.
+    pub fn topic(stream: u32, topic: u32, topic_created_us: u64) -> String {
+        format!("{TOPICS_PREFIX}{stream}-{topic}-{topic_created_us}/")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn manifest(&self) -> String {
+        format!("{}manifest", self.0)
+    }
+
+    pub fn log(&self, base_offset: u64) -> String {
+        format!("{}{base_offset:020}.log", self.0)
+    }
+
+    pub fn index(&self, base_offset: u64) -> String {
+        format!("{}{base_offset:020}.index", self.0)
+    }
+}
+
+/// The key of the catalog's copy.
+pub const CATALOG_KEY: &str = "catalog";
+/// Where the topics' objects start.
+pub const TOPICS_PREFIX: &str = "topics/";
+/// The name of a partition's manifest in its folder.
+#[allow(dead_code)]
+pub(crate) const MANIFEST_FILE: &str = "remote-manifest";

@@ -1,0 +1,15 @@
+//! Reading uploaded segments: whole batches from an offset, the offset for a timestamp, the
+//! batch before an offset. A segment's index object is fetched once and kept parsed (a bounded
+//! number of them); its log is read through the read-ahead [`ReadCache`]. Every batch read is
+//! checked (envelope checksum) before it is handed out.
+
+use std::sync::Arc;
+
+use super::{PartitionPrefix, ReadCache};
+
+/// Reads one partition's uploaded segments.
+#[derive(Debug)]
+pub(crate) struct RemoteReader {
+    pub prefix: PartitionPrefix,
+    pub cache: Arc<ReadCache>,
+}
