@@ -1,16 +1,29 @@
 //! [`ObjectStoreRemote`]: the [`RemoteStore`] over the `object_store` crate, for S3 and
 //! S3-compatible servers (endpoint, region, bucket, credentials from the config or the usual
 //! `AWS_*` environment variables, path-style addressing) and for a local folder (tests and
-//! single-machine archives). It owns a small tokio runtime of its own, so the store's threads
-//! can call it blocking from anywhere but an async worker.
+//! single-machine archives).
+//!
+//! `object_store` is async; the log store is not. The remote store owns a small tokio runtime
+//! of its own: each call is spawned onto it and the caller waits on a channel, bounded by the
+//! request timeout. Waiting on a channel never panics, wherever it is called from (a runtime's
+//! `block_on` would, inside another runtime).
 
+use std::io::Read;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::{RemoteError, RemoteStore};
+
+/// Objects up to this size are sent with one request; larger ones in parts of this size (S3
+/// wants parts of at least 5 MiB), so an upload holds one part in memory whatever its size.
+pub const PART_SIZE: usize = 8 << 20;
 
 /// Which object store, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,51 +56,370 @@ pub struct RemoteConfig {
     pub kind: RemoteKind,
     /// Put before every key (for example `wharf/prod/`); empty for none.
     pub prefix: String,
-    /// One request's limit, retries included; past it the call is `Unavailable`.
+    /// One request's limit (one part of an upload, one ranged read), the client's own
+    /// retries included; past it the call is `Unavailable`.
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
 }
 
+impl RemoteConfig {
+    /// A local folder as the remote store (tests, single-machine archives).
+    pub fn filesystem(root: impl Into<PathBuf>) -> RemoteConfig {
+        RemoteConfig {
+            kind: RemoteKind::Filesystem { root: root.into() },
+            prefix: String::new(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The object store behind the remote tier.
-#[derive(Debug)]
 pub struct ObjectStoreRemote {
-    config: RemoteConfig,
+    store: Arc<dyn ObjectStore>,
+    /// Normalised: empty, or ending with `/`.
+    prefix: String,
+    request_timeout: Duration,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    description: String,
+}
+
+impl std::fmt::Debug for ObjectStoreRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStoreRemote")
+            .field("store", &self.description)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ObjectStoreRemote {
+    fn drop(&mut self) {
+        // A runtime dropped on an async worker would panic; this one may be dropped anywhere.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn config_error(what: &str, e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::Config(format!("{what}: {e}"))
 }
 
 impl ObjectStoreRemote {
-    /// Builds the client (no request is made: a store that is down is found out at the first
-    /// call, so a server starts while its object store is unreachable).
+    /// Builds the client. No request is made: a store that is down is found out at the first
+    /// call, so a server starts while its object store is unreachable.
     pub fn open(config: RemoteConfig) -> Result<ObjectStoreRemote, RemoteError> {
-        Ok(ObjectStoreRemote { config })
+        let (store, description): (Arc<dyn ObjectStore>, String) = match &config.kind {
+            RemoteKind::Filesystem { root } => {
+                std::fs::create_dir_all(root).map_err(|source| RemoteError::Local {
+                    path: root.clone(),
+                    source,
+                })?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(root)
+                    .map_err(|e| config_error("local folder", e))?;
+                (Arc::new(fs), format!("folder {}", root.display()))
+            }
+            RemoteKind::S3(s3) => {
+                if s3.bucket.is_empty() {
+                    return Err(RemoteError::Config("the S3 bucket is not set".into()));
+                }
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(&s3.bucket)
+                    .with_virtual_hosted_style_request(!s3.path_style)
+                    .with_allow_http(s3.allow_http)
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_allow_http(s3.allow_http)
+                            .with_timeout(config.request_timeout)
+                            .with_connect_timeout(config.connect_timeout),
+                    )
+                    .with_retry(object_store::RetryConfig {
+                        backoff: object_store::BackoffConfig::default(),
+                        max_retries: 3,
+                        retry_timeout: config.request_timeout,
+                    });
+                if let Some(region) = &s3.region {
+                    b = b.with_region(region);
+                } else if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                {
+                    b = b.with_region("us-east-1");
+                }
+                if let Some(endpoint) = &s3.endpoint {
+                    b = b.with_endpoint(endpoint);
+                }
+                if let Some(k) = &s3.access_key_id {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(k) = &s3.secret_access_key {
+                    b = b.with_secret_access_key(k);
+                }
+                if let Some(t) = &s3.session_token {
+                    b = b.with_token(t);
+                }
+                let store = b.build().map_err(|e| config_error("S3", e))?;
+                let at = s3.endpoint.as_deref().unwrap_or("AWS");
+                (Arc::new(store), format!("s3://{} at {at}", s3.bucket))
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("wharf-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| config_error("starting the remote store's runtime", e))?;
+        let mut prefix = config.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        Ok(ObjectStoreRemote {
+            store,
+            prefix,
+            request_timeout: config.request_timeout,
+            runtime: Some(runtime),
+            description,
+        })
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}{key}", self.prefix))
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it, at most the request timeout.
+    fn run<T, F>(&self, key: &str, fut: F) -> Result<T, RemoteError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = object_store::Result<T>> + Send + 'static,
+    {
+        let unavailable = |reason: String| RemoteError::Unavailable {
+            key: key.to_string(),
+            reason,
+        };
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| unavailable("the remote store is closing".into()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let timeout = self.request_timeout;
+        runtime.spawn(async move {
+            let result = tokio::time::timeout(timeout, fut).await;
+            let _ = tx.send(result);
+        });
+        // The task's own timeout answers first; this one only guards against a runtime that
+        // cannot run it at all.
+        match rx.recv_timeout(timeout + Duration::from_secs(5)) {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(object_store::Error::NotFound { .. }))) => {
+                Err(RemoteError::NotFound(key.to_string()))
+            }
+            Ok(Ok(Err(e))) => Err(unavailable(e.to_string())),
+            Ok(Err(_)) | Err(_) => Err(unavailable(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        }
     }
 }
 
+/// Reads exactly `buf.len()` bytes, naming the object being uploaded when the source is short.
+fn read_part(source: &mut dyn Read, buf: &mut [u8], key: &str) -> Result<(), RemoteError> {
+    source.read_exact(buf).map_err(|source| RemoteError::Local {
+        path: PathBuf::from(format!("(source of {key})")),
+        source,
+    })
+}
+
 impl RemoteStore for ObjectStoreRemote {
-    fn put(
-        &self,
-        key: &str,
-        _source: &mut dyn std::io::Read,
-        _len: u64,
-    ) -> Result<(), RemoteError> {
-        Err(RemoteError::Config(format!(
-            "{key}: not built yet ({:?})",
-            self.config.kind
-        )))
+    fn put(&self, key: &str, source: &mut dyn Read, len: u64) -> Result<(), RemoteError> {
+        let path = self.path(key);
+        let store = Arc::clone(&self.store);
+        if len <= PART_SIZE as u64 {
+            let mut buf = vec![0u8; len as usize];
+            read_part(source, &mut buf, key)?;
+            self.run(key, async move {
+                store.put(&path, PutPayload::from(buf)).await.map(|_| ())
+            })?;
+            return Ok(());
+        }
+        let upload_path = path.clone();
+        let mut upload = self.run(key, async move { store.put_multipart(&upload_path).await })?;
+        let mut left = len;
+        let sent: Result<(), RemoteError> = (|| {
+            while left > 0 {
+                let n = left.min(PART_SIZE as u64) as usize;
+                let mut buf = vec![0u8; n];
+                read_part(source, &mut buf, key)?;
+                let part = upload.put_part(PutPayload::from(buf));
+                self.run(key, part)?;
+                left -= n as u64;
+            }
+            Ok(())
+        })();
+        let finish = match sent {
+            Ok(()) => self.run(key, async move {
+                let done = upload.complete().await.map(|_| ());
+                if done.is_err() {
+                    let _ = upload.abort().await;
+                }
+                done
+            }),
+            Err(e) => {
+                // Best effort: a part-made upload is invisible, and the store's own lifecycle
+                // rules (or the next attempt) clean it up if this fails too.
+                let _ = self.run(key, async move { upload.abort().await });
+                Err(e)
+            }
+        };
+        finish
     }
 
     fn get(&self, key: &str) -> Result<Option<Bytes>, RemoteError> {
-        Err(RemoteError::Config(format!("{key}: not built yet")))
+        let path = self.path(key);
+        let store = Arc::clone(&self.store);
+        match self.run(key, async move { store.get(&path).await?.bytes().await }) {
+            Ok(b) => Ok(Some(b)),
+            Err(RemoteError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    fn get_range(&self, key: &str, _range: Range<u64>) -> Result<Bytes, RemoteError> {
-        Err(RemoteError::Config(format!("{key}: not built yet")))
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, RemoteError> {
+        let want = range.end.saturating_sub(range.start);
+        let path = self.path(key);
+        let store = Arc::clone(&self.store);
+        let bytes = self.run(key, async move { store.get_range(&path, range).await })?;
+        if bytes.len() as u64 != want {
+            return Err(RemoteError::Corrupt {
+                key: key.to_string(),
+                reason: format!("asked for {want} bytes, got {}", bytes.len()),
+            });
+        }
+        Ok(bytes)
     }
 
     fn delete(&self, key: &str) -> Result<(), RemoteError> {
-        Err(RemoteError::Config(format!("{key}: not built yet")))
+        let path = self.path(key);
+        let store = Arc::clone(&self.store);
+        match self.run(key, async move { store.delete(&path).await }) {
+            Ok(()) | Err(RemoteError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError> {
-        Err(RemoteError::Config(format!("{prefix}: not built yet")))
+        let full = format!("{}{prefix}", self.prefix);
+        let dir = ObjectPath::from(full.trim_end_matches('/'));
+        let store = Arc::clone(&self.store);
+        let strip = self.prefix.clone();
+        let want = full.clone();
+        let keys = self.run(prefix, async move {
+            let mut out = Vec::new();
+            let mut listing = store.list(Some(&dir));
+            while let Some(meta) = listing.next().await {
+                let key = meta?.location.to_string();
+                // Listing is by folder; keep the keys the string prefix names.
+                if key.starts_with(&want) {
+                    out.push(key[strip.len()..].to_string());
+                }
+            }
+            Ok(out)
+        })?;
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> (tempfile::TempDir, ObjectStoreRemote) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = RemoteConfig::filesystem(dir.path().join("bucket"));
+        config.prefix = "/wharf/test/".into();
+        (dir, ObjectStoreRemote::open(config).expect("local store"))
+    }
+
+    #[test]
+    fn puts_gets_ranges_lists_and_deletes() {
+        let (_dir, store) = local();
+        let data: Vec<u8> = (0..100u8).collect();
+        store
+            .put("topics/1-1-7/0/manifest", &mut &data[..], 100)
+            .expect("put");
+        assert_eq!(
+            store
+                .get("topics/1-1-7/0/manifest")
+                .expect("get")
+                .as_deref(),
+            Some(&data[..])
+        );
+        assert_eq!(
+            &store
+                .get_range("topics/1-1-7/0/manifest", 10..20)
+                .expect("range")[..],
+            &data[10..20]
+        );
+        assert!(store.get("topics/1-1-7/0/missing").expect("get").is_none());
+        assert!(matches!(
+            store.get_range("topics/1-1-7/0/missing", 0..1),
+            Err(RemoteError::NotFound(_))
+        ));
+        store
+            .put("topics/1-1-7/1/x", &mut &data[..3], 3)
+            .expect("put");
+        store
+            .put("topics/1-2-7/0/y", &mut &data[..3], 3)
+            .expect("put");
+        let mut keys = store.list("topics/1-1-7/").expect("list");
+        keys.sort();
+        assert_eq!(keys, vec!["topics/1-1-7/0/manifest", "topics/1-1-7/1/x"]);
+        store.delete("topics/1-1-7/0/manifest").expect("delete");
+        store
+            .delete("topics/1-1-7/0/manifest")
+            .expect("deleting twice is fine");
+        assert!(store.get("topics/1-1-7/0/manifest").expect("get").is_none());
+    }
+
+    #[test]
+    fn large_objects_go_in_parts_and_a_short_source_fails() {
+        let (_dir, store) = local();
+        let len = PART_SIZE * 2 + 123;
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        store.put("big", &mut &data[..], len as u64).expect("put");
+        assert_eq!(store.get("big").expect("get").as_deref(), Some(&data[..]));
+        let short = store.put("short", &mut &data[..10], 20);
+        assert!(matches!(short, Err(RemoteError::Local { .. })), "{short:?}");
+        let short = store.put("short", &mut &data[..PART_SIZE + 1], len as u64);
+        assert!(matches!(short, Err(RemoteError::Local { .. })), "{short:?}");
+        assert!(store.get("short").expect("get").is_none());
+    }
+
+    #[test]
+    fn an_unreachable_s3_endpoint_is_unavailable_not_a_panic() {
+        // A loopback port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let store = ObjectStoreRemote::open(RemoteConfig {
+            kind: RemoteKind::S3(S3Config {
+                bucket: "b".into(),
+                region: Some("us-east-1".into()),
+                endpoint: Some(format!("http://127.0.0.1:{port}")),
+                access_key_id: Some("k".into()),
+                secret_access_key: Some("s".into()),
+                session_token: None,
+                path_style: true,
+                allow_http: true,
+            }),
+            prefix: String::new(),
+            request_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(500),
+        })
+        .expect("building makes no request");
+        let e = store.get("x").expect_err("nobody listens");
+        assert!(e.is_retriable(), "{e}");
     }
 }
