@@ -81,6 +81,17 @@ pub struct PartitionStats {
     pub segments: usize,
 }
 
+/// A sealed local segment ready to upload ([`Partition::upload_candidates`]).
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // SEAM (#20): used by the tiering part.
+pub(crate) struct UploadCandidate {
+    /// Its manifest entry, `log_crc32c` still 0 and `upload_epoch` still to be set.
+    pub segment: crate::remote::RemoteSegment,
+    pub log_path: PathBuf,
+    /// The index as uploaded: every entry encoded, as in the `.index` file.
+    pub index: Bytes,
+}
+
 /// What recovery did to one partition.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionRepair {
@@ -847,6 +858,42 @@ impl Partition {
     /// SEAM (#20, partition part).
     pub fn remote_manifest(&self) -> crate::remote::RemoteManifest {
         crate::remote::RemoteManifest::default()
+    }
+
+    /// Lets reads below the local log start go to the remote tier through `reader`.
+    /// SEAM (#20, partition part).
+    #[allow(dead_code)] // SEAM (#20)
+    pub(crate) fn attach_remote(&self, reader: Arc<crate::remote::RemoteReader>) {
+        let _ = reader;
+    }
+
+    /// The sealed local segments not yet named by the manifest, oldest first, each with what
+    /// its manifest entry will say (all but `log_crc32c`, which the uploader computes while it
+    /// reads the file) and its index as uploaded.
+    /// SEAM (#20, partition part).
+    #[allow(dead_code)] // SEAM (#20)
+    pub(crate) fn upload_candidates(&self) -> Vec<UploadCandidate> {
+        Vec::new()
+    }
+
+    /// Makes `manifest` this partition's: written durably to `remote-manifest` in the folder,
+    /// then the view follows (reads, log start). Refused unless its epoch is above the current
+    /// one's.
+    /// SEAM (#20, partition part).
+    #[allow(dead_code)] // SEAM (#20)
+    pub(crate) fn install_manifest(&self, manifest: crate::remote::RemoteManifest) -> Result<()> {
+        let _ = manifest;
+        Ok(())
+    }
+
+    /// Deletes the oldest local sealed segment if its base offset is `base` and the manifest
+    /// names it (uploaded), unless maintenance holds the partition (then `None`, as retention).
+    /// Returns the bytes freed.
+    /// SEAM (#20, partition part).
+    #[allow(dead_code)] // SEAM (#20)
+    pub(crate) fn delete_uploaded_segment(&self, base: u64) -> Result<Option<u64>> {
+        let _ = base;
+        Ok(None)
     }
 
     /// The offset the next batch will get; everything below it is readable.

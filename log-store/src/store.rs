@@ -374,6 +374,12 @@ impl LogStore {
         &self.inner.dir
     }
 
+    /// The remote tier's state now, `None` without one.
+    /// SEAM (#20, tiering part).
+    pub fn remote_status(&self) -> Option<crate::remote::RemoteStatus> {
+        None
+    }
+
     /// Rebuilds the data directory `dir` (which must hold no catalog) from the remote tier of
     /// `config`: the catalog's copy, every partition's manifest, and empty local logs that
     /// continue after the uploaded data. Open the store afterwards as usual.

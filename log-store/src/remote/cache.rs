@@ -19,6 +19,7 @@ pub(crate) struct ReadCache {
     max_bytes: u64,
     chunk_size: u64,
     store: Arc<dyn RemoteStore>,
+    metrics: Arc<crate::metrics::StoreMetrics>,
 }
 
 impl ReadCache {
@@ -28,12 +29,14 @@ impl ReadCache {
         max_bytes: u64,
         chunk_size: u64,
         store: Arc<dyn RemoteStore>,
+        metrics: Arc<crate::metrics::StoreMetrics>,
     ) -> Result<ReadCache, RemoteError> {
         Ok(ReadCache {
             dir: dir.to_path_buf(),
             max_bytes,
             chunk_size,
             store,
+            metrics,
         })
     }
 
@@ -45,7 +48,13 @@ impl ReadCache {
         object_len: u64,
         range: Range<u64>,
     ) -> Result<Bytes, RemoteError> {
-        let _ = (object_len, self.max_bytes, self.chunk_size, &self.dir);
+        let _ = (
+            object_len,
+            self.max_bytes,
+            self.chunk_size,
+            &self.dir,
+            &self.metrics,
+        );
         self.store.get_range(key, range)
     }
 

@@ -22,6 +22,9 @@ pub(crate) const MAX_MANIFEST_BYTES: usize = 512 << 20;
 pub struct RemoteSegment {
     /// The first offset the segment may hold (its file name).
     pub base_offset: u64,
+    /// The epoch of the manifest that first named it: part of its objects' keys
+    /// ([`super::PartitionPrefix::log`]).
+    pub upload_epoch: u64,
     /// One past the last offset of its last batch.
     pub next_offset: u64,
     /// Size of the `.log` object, and its CRC-32C.
@@ -167,6 +170,7 @@ mod tests {
     fn seg(base: u64, next: u64) -> RemoteSegment {
         RemoteSegment {
             base_offset: base,
+            upload_epoch: 1,
             next_offset: next,
             log_size: 100,
             log_crc32c: 1,

@@ -24,12 +24,14 @@
 //! ```text
 //! <prefix>catalog                                           the catalog (streams, topics, settings)
 //! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/manifest
-//! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/<base:020>.log
-//! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/<base:020>.index
+//! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/<base:020>-<epoch>.log
+//! <prefix>topics/<stream>-<topic>-<created_us>/<partition>/<base:020>-<epoch>.index
 //! ```
 //!
 //! The topic's creation time is part of the key, so a topic deleted and created again under the
-//! same id never meets the old topic's objects.
+//! same id never meets the old topic's objects. A segment's objects carry the epoch of the
+//! manifest that first names them, so a purged partition's new segment 0 never overwrites (or
+//! is deleted as) the old one, and an upload cut short by a kill is redone under the same keys.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -172,6 +174,20 @@ impl Default for RemoteSettings {
     }
 }
 
+/// The remote tier's state, for the operator ([`crate::LogStore::remote_status`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoteStatus {
+    /// Sealed segments of remote-storage topics not uploaded yet, and their bytes: what is
+    /// waiting (grows while the object store is down).
+    pub pending_segments: u64,
+    pub pending_bytes: u64,
+    /// Segments and `.log` bytes the manifests name.
+    pub remote_segments: u64,
+    pub remote_bytes: u64,
+    /// Bytes held by the read-ahead cache.
+    pub cache_bytes: u64,
+}
+
 /// Where a partition's objects live, below the configured prefix (the store's prefix is
 /// applied by the [`RemoteStore`] itself, so keys here are relative to it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -197,12 +213,12 @@ impl PartitionPrefix {
         format!("{}manifest", self.0)
     }
 
-    pub fn log(&self, base_offset: u64) -> String {
-        format!("{}{base_offset:020}.log", self.0)
+    pub fn log(&self, base_offset: u64, epoch: u64) -> String {
+        format!("{}{base_offset:020}-{epoch}.log", self.0)
     }
 
-    pub fn index(&self, base_offset: u64) -> String {
-        format!("{}{base_offset:020}.index", self.0)
+    pub fn index(&self, base_offset: u64, epoch: u64) -> String {
+        format!("{}{base_offset:020}-{epoch}.index", self.0)
     }
 }
 

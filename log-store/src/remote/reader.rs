@@ -10,6 +10,22 @@ use super::{PartitionPrefix, ReadCache};
 /// Reads one partition's uploaded segments.
 #[derive(Debug)]
 pub(crate) struct RemoteReader {
-    pub prefix: PartitionPrefix,
-    pub cache: Arc<ReadCache>,
+    prefix: PartitionPrefix,
+    cache: Arc<ReadCache>,
+    metrics: Arc<crate::metrics::StoreMetrics>,
+}
+
+impl RemoteReader {
+    /// A reader of the partition whose objects are under `prefix`, through the store's cache.
+    pub fn new(
+        prefix: PartitionPrefix,
+        cache: Arc<ReadCache>,
+        metrics: Arc<crate::metrics::StoreMetrics>,
+    ) -> RemoteReader {
+        RemoteReader {
+            prefix,
+            cache,
+            metrics,
+        }
+    }
 }
