@@ -779,6 +779,8 @@ impl Partition {
         max_bytes: u64,
         cached_only: bool,
     ) -> (Result<Option<ReadResult>>, u64) {
+        let mut from = from;
+        let mut remote_attempts = 0;
         let (ranges, log_start, hw, generation) = loop {
             let view = self.view.read();
             if view.generation % 2 == 1 {
@@ -791,8 +793,43 @@ impl Partition {
                 continue;
             }
             let log_start = view.log_start();
+            from = from.max(log_start);
+            if let Some(segment) = view.remote_segment_for(from) {
+                // Only in the remote tier: never read on an async worker.
+                let generation = view.generation;
+                if cached_only {
+                    return (Ok(None), generation);
+                }
+                let (segment, hw, epoch) = (segment.clone(), view.high_watermark, view.remote.epoch);
+                drop(view);
+                match self.read_remote(&segment, from, max_bytes) {
+                    Ok(batches) if batches.is_empty() => {
+                        // Nothing at or after `from` in that segment: the next one has it.
+                        from = segment.next_offset.max(from + 1);
+                        continue;
+                    }
+                    Ok(batches) => {
+                        let result = ReadResult {
+                            batches,
+                            log_start_offset: log_start,
+                            high_watermark: hw,
+                        };
+                        return (Ok(Some(result)), generation);
+                    }
+                    // The segment went (total retention) while we read: plan again against
+                    // the new manifest, a few times at most.
+                    Err(StoreError::Remote(crate::remote::RemoteError::NotFound(_)))
+                        if remote_attempts < READ_ATTEMPTS
+                            && self.view.read().remote.epoch != epoch =>
+                    {
+                        remote_attempts += 1;
+                        continue;
+                    }
+                    Err(e) => return (Err(e), generation),
+                }
+            }
             break (
-                plan_read(&view, from.max(log_start), max_bytes),
+                plan_read(&view, from, max_bytes),
                 log_start,
                 view.high_watermark,
                 view.generation,
@@ -802,6 +839,27 @@ impl Partition {
             self.read_ranges(ranges, log_start, hw, cached_only),
             generation,
         )
+    }
+
+    /// Batches of one uploaded segment from `from` (blocking on the object store).
+    fn read_remote(
+        &self,
+        segment: &RemoteSegment,
+        from: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<StoredBatch>> {
+        Ok(self.reader()?.read(segment, from, max_bytes)?)
+    }
+
+    /// The attached remote reader; an error when uploaded data must be read and the store has
+    /// no remote tier (configured off after data was uploaded).
+    fn reader(&self) -> Result<Arc<RemoteReader>> {
+        self.remote_reader.read().clone().ok_or_else(|| {
+            StoreError::Remote(crate::remote::RemoteError::Config(format!(
+                "partition {} has data in the remote tier, but the server has no remote storage configured",
+                self.key
+            )))
+        })
     }
 
     fn read_ranges(
@@ -859,41 +917,85 @@ impl Partition {
     }
 
     /// The first offset of the first batch whose max timestamp is at or after `timestamp_us`,
-    /// or `None` when no batch is that recent.
-    pub fn offset_for_timestamp(&self, timestamp_us: u64) -> Option<u64> {
-        let view = self.view.read();
-        let hw = view.high_watermark;
-        for seg in &view.segments {
-            if let Some(i) = find_by_timestamp(&seg.entries, timestamp_us) {
-                let offset = seg.base_offset + u64::from(seg.entries[i].relative_offset);
-                return (offset < hw).then_some(offset.max(view.log_start()));
+    /// or `None` when no batch is that recent. Uploaded segments are searched first; one whose
+    /// manifest entry says it is too old is skipped unread, so only a look-up whose answer is
+    /// remote fetches (one index). May block on the object store when
+    /// [`Partition::has_remote_data`]: async callers run it on the blocking pool then.
+    pub fn offset_for_timestamp(&self, timestamp_us: u64) -> Result<Option<u64>> {
+        let remote: Vec<RemoteSegment> = {
+            let view = self.view.read();
+            let remote: Vec<RemoteSegment> = view
+                .remote_only_segments()
+                .filter(|s| s.max_timestamp >= timestamp_us)
+                .cloned()
+                .collect();
+            if remote.is_empty() {
+                return Ok(local_offset_for_timestamp(&view, timestamp_us));
+            }
+            remote
+        };
+        let reader = self.reader()?;
+        for segment in &remote {
+            if let Some(offset) = reader.offset_for_timestamp(segment, timestamp_us)? {
+                let view = self.view.read();
+                return Ok((offset < view.high_watermark).then_some(offset.max(view.log_start())));
             }
         }
-        None
+        Ok(local_offset_for_timestamp(&self.view.read(), timestamp_us))
     }
 
     /// The first offset of the last batch that starts below `offset` (and below the high
-    /// watermark), from the in-memory index: how a reader that wants the records just before an
-    /// offset walks the log back batch by batch, over a compacted log's holes. It may start
-    /// below the log start when the log start is inside it; `None` when no batch is that old.
-    pub fn batch_before(&self, offset: u64) -> Option<u64> {
-        let view = self.view.read();
-        let end = offset.min(view.high_watermark);
-        let below = view.segments.partition_point(|s| s.base_offset < end);
-        view.segments[..below].iter().rev().find_map(|seg| {
-            let rel = end - seg.base_offset;
-            let i = seg
-                .entries
-                .partition_point(|e| u64::from(e.relative_offset) < rel);
-            let e = seg.entries.get(i.checked_sub(1)?)?;
-            Some(seg.base_offset + u64::from(e.relative_offset))
-        })
+    /// watermark), from the in-memory index, or below the local segments from the uploaded
+    /// ones' indexes: how a reader that wants the records just before an offset walks the log
+    /// back batch by batch, over a compacted log's holes. It may start below the log start when
+    /// the log start is inside it; `None` when no batch is that old. May block on the object
+    /// store when [`Partition::has_remote_data`].
+    pub fn batch_before(&self, offset: u64) -> Result<Option<u64>> {
+        let (remote, end) = {
+            let view = self.view.read();
+            let end = offset.min(view.high_watermark);
+            let below = view.segments.partition_point(|s| s.base_offset < end);
+            let local = view.segments[..below].iter().rev().find_map(|seg| {
+                let rel = end - seg.base_offset;
+                let i = seg
+                    .entries
+                    .partition_point(|e| u64::from(e.relative_offset) < rel);
+                let e = seg.entries.get(i.checked_sub(1)?)?;
+                Some(seg.base_offset + u64::from(e.relative_offset))
+            });
+            if local.is_some() {
+                return Ok(local);
+            }
+            let remote: Vec<RemoteSegment> = view
+                .remote_only_segments()
+                .filter(|s| s.base_offset < end)
+                .cloned()
+                .collect();
+            (remote, end)
+        };
+        if remote.is_empty() {
+            return Ok(None);
+        }
+        let reader = self.reader()?;
+        for segment in remote.iter().rev() {
+            if let Some(base) = reader.batch_before(segment, end)? {
+                return Ok(Some(base));
+            }
+        }
+        Ok(None)
     }
 
-    /// The offset of the batch with the greatest max timestamp, and that timestamp.
+    /// The offset of the batch with the greatest max timestamp, and that timestamp (the first
+    /// such batch on a tie). Uploaded segments count through their manifest entries, so this
+    /// never reads the remote tier.
     pub fn max_timestamp(&self) -> Option<(u64, u64)> {
         let view = self.view.read();
         let mut best: Option<(u64, u64)> = None;
+        for seg in view.remote_only_segments() {
+            if best.is_none_or(|(_, ts)| seg.max_timestamp > ts) {
+                best = Some((seg.max_timestamp_offset, seg.max_timestamp));
+            }
+        }
         for seg in &view.segments {
             for e in seg.entries.iter() {
                 if best.is_none_or(|(_, ts)| e.max_timestamp > ts) {
@@ -1418,6 +1520,18 @@ impl Partition {
         view.segments.splice(first..first + count, new_segment);
         Ok(())
     }
+}
+
+/// [`Partition::offset_for_timestamp`] over the local segments.
+fn local_offset_for_timestamp(view: &View, timestamp_us: u64) -> Option<u64> {
+    let hw = view.high_watermark;
+    for seg in &view.segments {
+        if let Some(i) = find_by_timestamp(&seg.entries, timestamp_us) {
+            let offset = seg.base_offset + u64::from(seg.entries[i].relative_offset);
+            return (offset < hw).then_some(offset.max(view.log_start()));
+        }
+    }
+    None
 }
 
 /// A local segment's manifest entry, `log_crc32c` and `upload_epoch` left for the uploader.
