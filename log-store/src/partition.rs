@@ -954,15 +954,7 @@ impl Partition {
         let (remote, end) = {
             let view = self.view.read();
             let end = offset.min(view.high_watermark);
-            let below = view.segments.partition_point(|s| s.base_offset < end);
-            let local = view.segments[..below].iter().rev().find_map(|seg| {
-                let rel = end - seg.base_offset;
-                let i = seg
-                    .entries
-                    .partition_point(|e| u64::from(e.relative_offset) < rel);
-                let e = seg.entries.get(i.checked_sub(1)?)?;
-                Some(seg.base_offset + u64::from(e.relative_offset))
-            });
+            let local = local_batch_before(&view, end);
             if local.is_some() {
                 return Ok(local);
             }
@@ -983,6 +975,31 @@ impl Partition {
             }
         }
         Ok(None)
+    }
+
+    /// [`Partition::offset_for_timestamp`] where blocking is not allowed: `None` when the
+    /// answer needs an uploaded segment's index (ask on the blocking pool then).
+    pub fn offset_for_timestamp_cached(&self, timestamp_us: u64) -> Option<Option<u64>> {
+        let view = self.view.read();
+        if view
+            .remote_only_segments()
+            .any(|s| s.max_timestamp >= timestamp_us)
+        {
+            return None;
+        }
+        Some(local_offset_for_timestamp(&view, timestamp_us))
+    }
+
+    /// [`Partition::batch_before`] where blocking is not allowed: `None` when the answer needs
+    /// an uploaded segment's index.
+    pub fn batch_before_cached(&self, offset: u64) -> Option<Option<u64>> {
+        let view = self.view.read();
+        let end = offset.min(view.high_watermark);
+        match local_batch_before(&view, end) {
+            Some(base) => Some(Some(base)),
+            None if view.remote_only_segments().any(|s| s.base_offset < end) => None,
+            None => Some(None),
+        }
     }
 
     /// The offset of the batch with the greatest max timestamp, and that timestamp (the first
@@ -1520,6 +1537,19 @@ impl Partition {
         view.segments.splice(first..first + count, new_segment);
         Ok(())
     }
+}
+
+/// [`Partition::batch_before`] over the local segments.
+fn local_batch_before(view: &View, end: u64) -> Option<u64> {
+    let below = view.segments.partition_point(|s| s.base_offset < end);
+    view.segments[..below].iter().rev().find_map(|seg| {
+        let rel = end - seg.base_offset;
+        let i = seg
+            .entries
+            .partition_point(|e| u64::from(e.relative_offset) < rel);
+        let e = seg.entries.get(i.checked_sub(1)?)?;
+        Some(seg.base_offset + u64::from(e.relative_offset))
+    })
 }
 
 /// [`Partition::offset_for_timestamp`] over the local segments.
@@ -2110,6 +2140,11 @@ mod tests {
         assert_eq!(p.batch_before(5).unwrap(), Some(4));
         assert_eq!(p.batch_before(2).unwrap(), Some(0));
         assert_eq!(p.batch_before(0).unwrap(), None);
+        // Where blocking is not allowed, answers that need a remote index are refused.
+        assert_eq!(p.offset_for_timestamp_cached(ts), None);
+        assert_eq!(p.batch_before_cached(5), None);
+        assert_eq!(p.batch_before_cached(7), Some(Some(6)));
+        assert_eq!(p.offset_for_timestamp_cached(u64::MAX), Some(None));
         let c = faulty.counts();
         assert_eq!(c.gets + c.get_ranges, 0, "{c:?}");
 
