@@ -43,6 +43,7 @@ use bytes::Bytes;
 // SEAM (#20): the parts are wired in by the tiering and partition work; until then unused.
 #[allow(dead_code)]
 mod cache;
+mod faults;
 mod manifest;
 mod object;
 #[allow(dead_code)]
@@ -52,6 +53,8 @@ mod tiering;
 
 #[allow(unused_imports)]
 pub(crate) use cache::ReadCache;
+#[doc(hidden)]
+pub use faults::{FaultyRemote, RemoteCallCounts};
 pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION};
 pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind};
 #[allow(unused_imports)]
