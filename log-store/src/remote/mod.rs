@@ -49,7 +49,6 @@ mod object;
 #[allow(dead_code)]
 mod reader;
 mod restore;
-#[allow(dead_code)]
 mod tiering;
 
 #[allow(unused_imports)]
@@ -62,8 +61,8 @@ pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind};
 pub(crate) use reader::RemoteReader;
 pub(crate) use restore::restore_from_remote;
 pub use restore::RestoreReport;
-#[allow(unused_imports)]
-pub(crate) use tiering::Tiering;
+pub use tiering::TierReport;
+pub(crate) use tiering::{RoundInput, Signal as TieringSignal, Tiering, TopicWork};
 
 /// An object store as the log store needs it: whole objects in, whole objects or ranges out.
 ///
