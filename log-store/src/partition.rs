@@ -84,7 +84,6 @@ pub struct PartitionStats {
 
 /// A sealed local segment ready to upload ([`Partition::upload_candidates`]).
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // wired in by the tiering part (#20)
 pub(crate) struct UploadCandidate {
     /// Its manifest entry, `log_crc32c` still 0 and `upload_epoch` still to be set.
     pub segment: RemoteSegment,
@@ -1061,7 +1060,6 @@ impl Partition {
     }
 
     /// Lets reads below the local log start go to the remote tier through `reader`.
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn attach_remote(&self, reader: Arc<RemoteReader>) {
         *self.remote_reader.write() = Some(reader);
     }
@@ -1070,7 +1068,6 @@ impl Partition {
     /// oldest first, each with what its manifest entry will say (all but `log_crc32c`, which
     /// the uploader computes while it reads the file, and `upload_epoch`) and its index as
     /// uploaded. Segments holding no batch are skipped: there is nothing to upload.
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn upload_candidates(&self) -> Vec<UploadCandidate> {
         let view = self.view.read();
         let uploaded_to = view.remote.next_offset().unwrap_or(0);
@@ -1092,7 +1089,6 @@ impl Partition {
     /// Makes `manifest` this partition's: written durably to `remote-manifest` in the folder,
     /// then the view follows (reads, log start). Refused unless it is this partition's and its
     /// epoch is above the current one's (a purge may have installed a newer one meanwhile).
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn install_manifest(&self, manifest: RemoteManifest) -> Result<()> {
         let _install = self.manifest_install.lock();
         self.install_manifest_locked(manifest)
@@ -1123,7 +1119,6 @@ impl Partition {
     /// Deletes the oldest local sealed segment if its base offset is `base` and the manifest
     /// covers all of it (uploaded, and the manifest naming it durable), unless maintenance
     /// holds the partition (then `None`, as retention). Returns the bytes freed.
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn delete_uploaded_segment(&self, base: u64) -> Result<Option<u64>> {
         let Some(_maintenance) = self.maintenance.try_lock() else {
             return Ok(None);
