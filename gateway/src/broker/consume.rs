@@ -1834,6 +1834,67 @@ mod tests {
         (messages, polled.current_offset)
     }
 
+    /// Offsets by time, KIP-1005's -4/-5 and native polls by timestamp and from the end, over a
+    /// partition whose older segments are only in the remote tier (a folder here): the same
+    /// answers as when the data was local, the look-ups that need a remote index run on the
+    /// blocking pool (a cached look-up on the worker answers "not here" first).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn look_ups_and_polls_answer_over_offloaded_data() {
+        use wharf_log_store::remote::{ObjectStoreRemote, RemoteConfig, RemoteSettings, RemoteTier};
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = tempfile::tempdir().unwrap();
+        let remote = ObjectStoreRemote::open(RemoteConfig::filesystem(bucket.path())).unwrap();
+        let config = StoreConfig {
+            background_tasks: false,
+            remote: Some(RemoteTier {
+                store: Arc::new(remote),
+                settings: RemoteSettings::default(),
+            }),
+            ..StoreConfig::default()
+        };
+        let b = Broker::open(dir.path(), config, BrokerSettings::for_tests()).unwrap();
+        let settings = wharf_log_store::TopicSettings {
+            remote_storage: true,
+            // One batch per segment; every uploaded segment leaves the local disk.
+            segment_size: Some(1),
+            local_retention_bytes: Some(1),
+            ..Default::default()
+        };
+        let t = b
+            .create_kafka_topic("tiered", 1, settings, false)
+            .await
+            .unwrap()
+            .unwrap();
+        let p = b.partition_handle(t.stream_id, t.id, 0).unwrap();
+        for i in 0..4 {
+            plain(&p, 1000 * (i + 1), &[b"v"]).await;
+        }
+        let at = |ts| b.kafka_offset_for_time("tiered", 0, ts, Isolation::ReadUncommitted);
+        assert_eq!(at(EARLIEST_LOCAL).await.unwrap(), (0, -1));
+        assert_eq!(at(LATEST_TIERED).await.unwrap(), (-1, -1), "nothing uploaded");
+        let before = [at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()];
+        assert_eq!(before, [(1, 2000), (3, 4000)]);
+
+        let report = b.store.tier_once(super::super::now_us()).unwrap();
+        assert_eq!(report.local_deleted_segments, 3, "{report:?}");
+        assert_eq!(at(EARLIEST_LOCAL).await.unwrap(), (3, -1));
+        assert_eq!(at(LATEST_TIERED).await.unwrap(), (2, -1));
+        assert_eq!(at(EARLIEST).await.unwrap(), (0, -1));
+        assert_eq!([at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()], before);
+        assert_eq!(at(500).await.unwrap(), (0, 1000));
+
+        // Native polls: by timestamp (its batch is remote) and the last messages (walked back
+        // over the remote segments' indexes).
+        assert_eq!(p.offset_for_timestamp_cached(1_500_000), None, "needs the blocking pool");
+        let txns = b.partition_txns(&p).await.unwrap();
+        let (got, _) = poll_at(&b, &t, &p, &txns, poll(1, PollingStrategy::Timestamp(1_500_000), 10, false), 1 << 20).await;
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, vec![1, 2, 3], "from the remote tier on into the local one");
+        let (got, _) = poll_at(&b, &t, &p, &txns, poll(1, PollingStrategy::Last, 3, false), 1 << 20).await;
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, vec![1, 2, 3], "the last 3 start in the remote tier");
+    }
+
     fn stored_position(b: &Broker, t: &wharf_log_store::TopicInfo, consumer: u32) -> Option<u64> {
         let key = OffsetKey {
             owner: b
