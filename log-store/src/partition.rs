@@ -799,7 +799,8 @@ impl Partition {
                 if cached_only {
                     return (Ok(None), generation);
                 }
-                let (segment, hw, epoch) = (segment.clone(), view.high_watermark, view.remote.epoch);
+                let (segment, hw, epoch) =
+                    (segment.clone(), view.high_watermark, view.remote.epoch);
                 drop(view);
                 match self.read_remote(&segment, from, max_bytes) {
                     Ok(batches) if batches.is_empty() => {
@@ -1775,7 +1776,8 @@ fn load_manifest(dir: &Path, key: PartitionKey) -> Result<Option<RemoteManifest>
         path: path.clone(),
         reason,
     };
-    let manifest = RemoteManifest::decode(&bytes, MANIFEST_FILE).map_err(|e| corrupt(e.to_string()))?;
+    let manifest =
+        RemoteManifest::decode(&bytes, MANIFEST_FILE).map_err(|e| corrupt(e.to_string()))?;
     if (manifest.stream, manifest.topic, manifest.partition)
         != (key.stream, key.topic, key.partition)
     {
@@ -1893,9 +1895,16 @@ mod tests {
         let first = &c[0];
         assert_eq!(first.segment.next_offset, 2);
         assert_eq!(first.segment.batches, 1);
-        assert_eq!(first.segment.log_size, fs::metadata(&first.log_path).unwrap().len());
+        assert_eq!(
+            first.segment.log_size,
+            fs::metadata(&first.log_path).unwrap().len()
+        );
         let index = fs::read(dir.path().join(crate::segment::file_name(0, INDEX_EXT))).unwrap();
-        assert_eq!(&first.index[..], &index[..], "the index as in the .index file");
+        assert_eq!(
+            &first.index[..],
+            &index[..],
+            "the index as in the .index file"
+        );
         assert_eq!(first.segment.index_size, index.len() as u64);
         assert_eq!(first.segment.index_crc32c, crc32c::crc32c(&index));
         assert_eq!(first.segment.max_timestamp_offset, 0);
@@ -1907,7 +1916,11 @@ mod tests {
             .iter()
             .map(|c| c.segment.base_offset)
             .collect();
-        assert_eq!(left, vec![4], "what the manifest names is not offered again");
+        assert_eq!(
+            left,
+            vec![4],
+            "what the manifest names is not offered again"
+        );
     }
 
     #[tokio::test]
@@ -1927,7 +1940,10 @@ mod tests {
             epoch: m.epoch + 1,
             ..m.clone()
         };
-        assert!(p.install_manifest(other).is_err(), "another partition's manifest");
+        assert!(
+            p.install_manifest(other).is_err(),
+            "another partition's manifest"
+        );
         p.close().unwrap();
         drop(p);
 
@@ -1965,7 +1981,11 @@ mod tests {
         // Segment 2 is not uploaded yet: it stays.
         assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
         assert!(c[1].log_path.exists());
-        assert_eq!(p.log_start_offset(), 0, "offsets 0..2 are still readable, remotely");
+        assert_eq!(
+            p.log_start_offset(),
+            0,
+            "offsets 0..2 are still readable, remotely"
+        );
         assert_eq!(p.local_log_start_offset(), 2);
         assert!(p.has_remote_data());
         // A busy maintenance lock: deletion waits for the next round, as retention does.
@@ -1973,7 +1993,10 @@ mod tests {
         let held = p.maintenance();
         assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
         drop(held);
-        assert_eq!(p.delete_uploaded_segment(2).unwrap(), Some(c[1].segment.log_size));
+        assert_eq!(
+            p.delete_uploaded_segment(2).unwrap(),
+            Some(c[1].segment.log_size)
+        );
     }
 
     #[tokio::test]
@@ -1987,8 +2010,7 @@ mod tests {
         drop(p);
         // The local disk lost, the manifest restored into an empty folder.
         let fresh = tempfile::tempdir().unwrap();
-        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode())
-            .unwrap();
+        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode()).unwrap();
         let (p, _) = Partition::open(&files(), KEY, fresh.path(), settings()).unwrap();
         assert_eq!(p.high_watermark(), 6);
         assert_eq!(p.local_log_start_offset(), 6);
@@ -1997,7 +2019,10 @@ mod tests {
             .append(NewBatch::native(native_payload(1, |_| vec![1; 10])).unwrap())
             .await
             .unwrap();
-        assert_eq!(r.base_offset, 6, "new appends continue after the uploaded offsets");
+        assert_eq!(
+            r.base_offset, 6,
+            "new appends continue after the uploaded offsets"
+        );
     }
 
     #[tokio::test]
@@ -2056,8 +2081,14 @@ mod tests {
     fn reader_on(faulty: &Arc<FaultyRemote>, root: &Path) -> Arc<RemoteReader> {
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let as_store: Arc<dyn RemoteStore> = faulty.clone();
-        let cache = ReadCache::open(&root.join("cache"), 1 << 20, 4096, as_store, Arc::clone(&metrics))
-            .unwrap();
+        let cache = ReadCache::open(
+            &root.join("cache"),
+            1 << 20,
+            4096,
+            as_store,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
         let prefix = PartitionPrefix::new(KEY.stream, KEY.topic, 42, KEY.partition);
         Arc::new(RemoteReader::new(prefix, Arc::new(cache), metrics))
     }
@@ -2074,12 +2105,19 @@ mod tests {
             store.put(&key, &mut &log[..], log.len() as u64).unwrap();
             let key = prefix.index(entry.base_offset, entry.upload_epoch);
             store
-                .put(&key, &mut &candidate.index[..], candidate.index.len() as u64)
+                .put(
+                    &key,
+                    &mut &candidate.index[..],
+                    candidate.index.len() as u64,
+                )
                 .unwrap();
         }
         p.install_manifest(m).unwrap();
         for candidate in &c {
-            assert!(p.delete_uploaded_segment(candidate.segment.base_offset).unwrap().is_some());
+            assert!(p
+                .delete_uploaded_segment(candidate.segment.base_offset)
+                .unwrap()
+                .is_some());
         }
     }
 
@@ -2153,7 +2191,11 @@ mod tests {
         assert!(p.offset_for_timestamp(ts).is_err());
         assert!(p.batch_before(2).is_err());
         assert_eq!(p.read(6, 1 << 20).unwrap().batches.len(), 1);
-        assert_eq!(p.offset_for_timestamp(u64::MAX).unwrap(), None, "no segment is that recent");
+        assert_eq!(
+            p.offset_for_timestamp(u64::MAX).unwrap(),
+            None,
+            "no segment is that recent"
+        );
     }
 
     #[tokio::test]
@@ -2170,7 +2212,10 @@ mod tests {
         let mut log = faulty.inner().get(&key).unwrap().unwrap().to_vec();
         let last = log.len() - 1;
         log[last] ^= 0x40;
-        faulty.inner().put(&key, &mut &log[..], log.len() as u64).unwrap();
+        faulty
+            .inner()
+            .put(&key, &mut &log[..], log.len() as u64)
+            .unwrap();
         assert!(matches!(
             p.read(0, 1 << 20),
             Err(StoreError::Remote(RemoteError::Corrupt { .. }))
@@ -2212,7 +2257,11 @@ mod tests {
         assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (3, 6));
         let r = p.read(0, 1).unwrap();
         assert_eq!(r.log_start_offset, 3);
-        assert_eq!(r.batches[0].envelope().base_offset, 2, "the batch holding the start");
+        assert_eq!(
+            r.batches[0].envelope().base_offset,
+            2,
+            "the batch holding the start"
+        );
         assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(3));
     }
 }
