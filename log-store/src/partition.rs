@@ -1091,6 +1091,10 @@ impl Partition {
     /// the uploader computes while it reads the file, and `upload_epoch`) and its index as
     /// uploaded. Segments holding no batch are skipped: there is nothing to upload.
     pub(crate) fn upload_candidates(&self) -> Vec<UploadCandidate> {
+        if self.swap_failed.load(Ordering::Acquire) {
+            // The view may no longer match the files: nothing is uploaded until a restart.
+            return Vec::new();
+        }
         let view = self.view.read();
         let uploaded_to = view.remote.next_offset().unwrap_or(0);
         let n = view.segments.len().saturating_sub(1);
