@@ -1636,7 +1636,8 @@ fn load_manifest(dir: &Path, key: PartitionKey) -> Result<Option<RemoteManifest>
         path: path.clone(),
         reason,
     };
-    let manifest = RemoteManifest::decode(&bytes, MANIFEST_FILE).map_err(|e| corrupt(e.to_string()))?;
+    let manifest =
+        RemoteManifest::decode(&bytes, MANIFEST_FILE).map_err(|e| corrupt(e.to_string()))?;
     if (manifest.stream, manifest.topic, manifest.partition)
         != (key.stream, key.topic, key.partition)
     {
@@ -1754,9 +1755,16 @@ mod tests {
         let first = &c[0];
         assert_eq!(first.segment.next_offset, 2);
         assert_eq!(first.segment.batches, 1);
-        assert_eq!(first.segment.log_size, fs::metadata(&first.log_path).unwrap().len());
+        assert_eq!(
+            first.segment.log_size,
+            fs::metadata(&first.log_path).unwrap().len()
+        );
         let index = fs::read(dir.path().join(crate::segment::file_name(0, INDEX_EXT))).unwrap();
-        assert_eq!(&first.index[..], &index[..], "the index as in the .index file");
+        assert_eq!(
+            &first.index[..],
+            &index[..],
+            "the index as in the .index file"
+        );
         assert_eq!(first.segment.index_size, index.len() as u64);
         assert_eq!(first.segment.index_crc32c, crc32c::crc32c(&index));
         assert_eq!(first.segment.max_timestamp_offset, 0);
@@ -1768,7 +1776,11 @@ mod tests {
             .iter()
             .map(|c| c.segment.base_offset)
             .collect();
-        assert_eq!(left, vec![4], "what the manifest names is not offered again");
+        assert_eq!(
+            left,
+            vec![4],
+            "what the manifest names is not offered again"
+        );
     }
 
     #[tokio::test]
@@ -1788,7 +1800,10 @@ mod tests {
             epoch: m.epoch + 1,
             ..m.clone()
         };
-        assert!(p.install_manifest(other).is_err(), "another partition's manifest");
+        assert!(
+            p.install_manifest(other).is_err(),
+            "another partition's manifest"
+        );
         p.close().unwrap();
         drop(p);
 
@@ -1826,7 +1841,11 @@ mod tests {
         // Segment 2 is not uploaded yet: it stays.
         assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
         assert!(c[1].log_path.exists());
-        assert_eq!(p.log_start_offset(), 0, "offsets 0..2 are still readable, remotely");
+        assert_eq!(
+            p.log_start_offset(),
+            0,
+            "offsets 0..2 are still readable, remotely"
+        );
         assert_eq!(p.local_log_start_offset(), 2);
         assert!(p.has_remote_data());
         // A busy maintenance lock: deletion waits for the next round, as retention does.
@@ -1834,7 +1853,10 @@ mod tests {
         let held = p.maintenance();
         assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
         drop(held);
-        assert_eq!(p.delete_uploaded_segment(2).unwrap(), Some(c[1].segment.log_size));
+        assert_eq!(
+            p.delete_uploaded_segment(2).unwrap(),
+            Some(c[1].segment.log_size)
+        );
     }
 
     #[tokio::test]
@@ -1848,8 +1870,7 @@ mod tests {
         drop(p);
         // The local disk lost, the manifest restored into an empty folder.
         let fresh = tempfile::tempdir().unwrap();
-        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode())
-            .unwrap();
+        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode()).unwrap();
         let (p, _) = Partition::open(&files(), KEY, fresh.path(), settings()).unwrap();
         assert_eq!(p.high_watermark(), 6);
         assert_eq!(p.local_log_start_offset(), 6);
@@ -1858,7 +1879,10 @@ mod tests {
             .append(NewBatch::native(native_payload(1, |_| vec![1; 10])).unwrap())
             .await
             .unwrap();
-        assert_eq!(r.base_offset, 6, "new appends continue after the uploaded offsets");
+        assert_eq!(
+            r.base_offset, 6,
+            "new appends continue after the uploaded offsets"
+        );
     }
 
     #[tokio::test]
