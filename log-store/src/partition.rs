@@ -779,6 +779,8 @@ impl Partition {
         max_bytes: u64,
         cached_only: bool,
     ) -> (Result<Option<ReadResult>>, u64) {
+        let mut from = from;
+        let mut remote_attempts = 0;
         let (ranges, log_start, hw, generation) = loop {
             let view = self.view.read();
             if view.generation % 2 == 1 {
@@ -791,8 +793,43 @@ impl Partition {
                 continue;
             }
             let log_start = view.log_start();
+            from = from.max(log_start);
+            if let Some(segment) = view.remote_segment_for(from) {
+                // Only in the remote tier: never read on an async worker.
+                let generation = view.generation;
+                if cached_only {
+                    return (Ok(None), generation);
+                }
+                let (segment, hw, epoch) = (segment.clone(), view.high_watermark, view.remote.epoch);
+                drop(view);
+                match self.read_remote(&segment, from, max_bytes) {
+                    Ok(batches) if batches.is_empty() => {
+                        // Nothing at or after `from` in that segment: the next one has it.
+                        from = segment.next_offset.max(from + 1);
+                        continue;
+                    }
+                    Ok(batches) => {
+                        let result = ReadResult {
+                            batches,
+                            log_start_offset: log_start,
+                            high_watermark: hw,
+                        };
+                        return (Ok(Some(result)), generation);
+                    }
+                    // The segment went (total retention) while we read: plan again against
+                    // the new manifest, a few times at most.
+                    Err(StoreError::Remote(crate::remote::RemoteError::NotFound(_)))
+                        if remote_attempts < READ_ATTEMPTS
+                            && self.view.read().remote.epoch != epoch =>
+                    {
+                        remote_attempts += 1;
+                        continue;
+                    }
+                    Err(e) => return (Err(e), generation),
+                }
+            }
             break (
-                plan_read(&view, from.max(log_start), max_bytes),
+                plan_read(&view, from, max_bytes),
                 log_start,
                 view.high_watermark,
                 view.generation,
@@ -802,6 +839,27 @@ impl Partition {
             self.read_ranges(ranges, log_start, hw, cached_only),
             generation,
         )
+    }
+
+    /// Batches of one uploaded segment from `from` (blocking on the object store).
+    fn read_remote(
+        &self,
+        segment: &RemoteSegment,
+        from: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<StoredBatch>> {
+        Ok(self.reader()?.read(segment, from, max_bytes)?)
+    }
+
+    /// The attached remote reader; an error when uploaded data must be read and the store has
+    /// no remote tier (configured off after data was uploaded).
+    fn reader(&self) -> Result<Arc<RemoteReader>> {
+        self.remote_reader.read().clone().ok_or_else(|| {
+            StoreError::Remote(crate::remote::RemoteError::Config(format!(
+                "partition {} has data in the remote tier, but the server has no remote storage configured",
+                self.key
+            )))
+        })
     }
 
     fn read_ranges(
@@ -859,41 +917,102 @@ impl Partition {
     }
 
     /// The first offset of the first batch whose max timestamp is at or after `timestamp_us`,
-    /// or `None` when no batch is that recent.
-    pub fn offset_for_timestamp(&self, timestamp_us: u64) -> Option<u64> {
-        let view = self.view.read();
-        let hw = view.high_watermark;
-        for seg in &view.segments {
-            if let Some(i) = find_by_timestamp(&seg.entries, timestamp_us) {
-                let offset = seg.base_offset + u64::from(seg.entries[i].relative_offset);
-                return (offset < hw).then_some(offset.max(view.log_start()));
+    /// or `None` when no batch is that recent. Uploaded segments are searched first; one whose
+    /// manifest entry says it is too old is skipped unread, so only a look-up whose answer is
+    /// remote fetches (one index). May block on the object store when
+    /// [`Partition::has_remote_data`]: async callers run it on the blocking pool then.
+    pub fn offset_for_timestamp(&self, timestamp_us: u64) -> Result<Option<u64>> {
+        let remote: Vec<RemoteSegment> = {
+            let view = self.view.read();
+            let remote: Vec<RemoteSegment> = view
+                .remote_only_segments()
+                .filter(|s| s.max_timestamp >= timestamp_us)
+                .cloned()
+                .collect();
+            if remote.is_empty() {
+                return Ok(local_offset_for_timestamp(&view, timestamp_us));
+            }
+            remote
+        };
+        let reader = self.reader()?;
+        for segment in &remote {
+            if let Some(offset) = reader.offset_for_timestamp(segment, timestamp_us)? {
+                let view = self.view.read();
+                return Ok((offset < view.high_watermark).then_some(offset.max(view.log_start())));
             }
         }
-        None
+        Ok(local_offset_for_timestamp(&self.view.read(), timestamp_us))
     }
 
     /// The first offset of the last batch that starts below `offset` (and below the high
-    /// watermark), from the in-memory index: how a reader that wants the records just before an
-    /// offset walks the log back batch by batch, over a compacted log's holes. It may start
-    /// below the log start when the log start is inside it; `None` when no batch is that old.
-    pub fn batch_before(&self, offset: u64) -> Option<u64> {
-        let view = self.view.read();
-        let end = offset.min(view.high_watermark);
-        let below = view.segments.partition_point(|s| s.base_offset < end);
-        view.segments[..below].iter().rev().find_map(|seg| {
-            let rel = end - seg.base_offset;
-            let i = seg
-                .entries
-                .partition_point(|e| u64::from(e.relative_offset) < rel);
-            let e = seg.entries.get(i.checked_sub(1)?)?;
-            Some(seg.base_offset + u64::from(e.relative_offset))
-        })
+    /// watermark), from the in-memory index, or below the local segments from the uploaded
+    /// ones' indexes: how a reader that wants the records just before an offset walks the log
+    /// back batch by batch, over a compacted log's holes. It may start below the log start when
+    /// the log start is inside it; `None` when no batch is that old. May block on the object
+    /// store when [`Partition::has_remote_data`].
+    pub fn batch_before(&self, offset: u64) -> Result<Option<u64>> {
+        let (remote, end) = {
+            let view = self.view.read();
+            let end = offset.min(view.high_watermark);
+            let local = local_batch_before(&view, end);
+            if local.is_some() {
+                return Ok(local);
+            }
+            let remote: Vec<RemoteSegment> = view
+                .remote_only_segments()
+                .filter(|s| s.base_offset < end)
+                .cloned()
+                .collect();
+            (remote, end)
+        };
+        if remote.is_empty() {
+            return Ok(None);
+        }
+        let reader = self.reader()?;
+        for segment in remote.iter().rev() {
+            if let Some(base) = reader.batch_before(segment, end)? {
+                return Ok(Some(base));
+            }
+        }
+        Ok(None)
     }
 
-    /// The offset of the batch with the greatest max timestamp, and that timestamp.
+    /// [`Partition::offset_for_timestamp`] where blocking is not allowed: `None` when the
+    /// answer needs an uploaded segment's index (ask on the blocking pool then).
+    pub fn offset_for_timestamp_cached(&self, timestamp_us: u64) -> Option<Option<u64>> {
+        let view = self.view.read();
+        if view
+            .remote_only_segments()
+            .any(|s| s.max_timestamp >= timestamp_us)
+        {
+            return None;
+        }
+        Some(local_offset_for_timestamp(&view, timestamp_us))
+    }
+
+    /// [`Partition::batch_before`] where blocking is not allowed: `None` when the answer needs
+    /// an uploaded segment's index.
+    pub fn batch_before_cached(&self, offset: u64) -> Option<Option<u64>> {
+        let view = self.view.read();
+        let end = offset.min(view.high_watermark);
+        match local_batch_before(&view, end) {
+            Some(base) => Some(Some(base)),
+            None if view.remote_only_segments().any(|s| s.base_offset < end) => None,
+            None => Some(None),
+        }
+    }
+
+    /// The offset of the batch with the greatest max timestamp, and that timestamp (the first
+    /// such batch on a tie). Uploaded segments count through their manifest entries, so this
+    /// never reads the remote tier.
     pub fn max_timestamp(&self) -> Option<(u64, u64)> {
         let view = self.view.read();
         let mut best: Option<(u64, u64)> = None;
+        for seg in view.remote_only_segments() {
+            if best.is_none_or(|(_, ts)| seg.max_timestamp > ts) {
+                best = Some((seg.max_timestamp_offset, seg.max_timestamp));
+            }
+        }
         for seg in &view.segments {
             for e in seg.entries.iter() {
                 if best.is_none_or(|(_, ts)| e.max_timestamp > ts) {
@@ -1420,6 +1539,31 @@ impl Partition {
     }
 }
 
+/// [`Partition::batch_before`] over the local segments.
+fn local_batch_before(view: &View, end: u64) -> Option<u64> {
+    let below = view.segments.partition_point(|s| s.base_offset < end);
+    view.segments[..below].iter().rev().find_map(|seg| {
+        let rel = end - seg.base_offset;
+        let i = seg
+            .entries
+            .partition_point(|e| u64::from(e.relative_offset) < rel);
+        let e = seg.entries.get(i.checked_sub(1)?)?;
+        Some(seg.base_offset + u64::from(e.relative_offset))
+    })
+}
+
+/// [`Partition::offset_for_timestamp`] over the local segments.
+fn local_offset_for_timestamp(view: &View, timestamp_us: u64) -> Option<u64> {
+    let hw = view.high_watermark;
+    for seg in &view.segments {
+        if let Some(i) = find_by_timestamp(&seg.entries, timestamp_us) {
+            let offset = seg.base_offset + u64::from(seg.entries[i].relative_offset);
+            return (offset < hw).then_some(offset.max(view.log_start()));
+        }
+    }
+    None
+}
+
 /// A local segment's manifest entry, `log_crc32c` and `upload_epoch` left for the uploader.
 fn remote_entry(s: &Segment, index: &[u8]) -> RemoteSegment {
     let at = |e: &IndexEntry| s.base_offset + u64::from(e.relative_offset);
@@ -1919,5 +2063,185 @@ mod tests {
         let p = Partition::create(&files(), KEY, dir.path(), settings()).unwrap();
         assert_eq!(p.remote_manifest().epoch, 0);
         assert!(!dir.path().join(MANIFEST_FILE).exists());
+    }
+
+    // ----- reads of uploaded data -----
+
+    use crate::remote::{
+        FaultyRemote, ObjectStoreRemote, PartitionPrefix, ReadCache, RemoteConfig, RemoteError,
+        RemoteStore,
+    };
+
+    /// A filesystem object store behind a fault switch, and a reader of this partition's
+    /// objects in it.
+    fn tier(root: &Path) -> (Arc<FaultyRemote>, Arc<RemoteReader>) {
+        let store = ObjectStoreRemote::open(RemoteConfig::filesystem(root.join("bucket"))).unwrap();
+        let faulty = FaultyRemote::new(Arc::new(store));
+        let reader = reader_on(&faulty, root);
+        (faulty, reader)
+    }
+
+    /// A new reader (nothing kept parsed, an empty cache) through `faulty`.
+    fn reader_on(faulty: &Arc<FaultyRemote>, root: &Path) -> Arc<RemoteReader> {
+        let metrics = Arc::new(crate::metrics::StoreMetrics::default());
+        let as_store: Arc<dyn RemoteStore> = faulty.clone();
+        let cache = ReadCache::open(&root.join("cache"), 1 << 20, 4096, as_store, Arc::clone(&metrics))
+            .unwrap();
+        let prefix = PartitionPrefix::new(KEY.stream, KEY.topic, 42, KEY.partition);
+        Arc::new(RemoteReader::new(prefix, Arc::new(cache), metrics))
+    }
+
+    /// Uploads every candidate as the tiering thread does (objects, then the manifest), and
+    /// deletes the local copies.
+    fn offload(p: &Partition, store: &dyn RemoteStore, prefix: &PartitionPrefix) {
+        let c = p.upload_candidates();
+        let mut m = uploaded(p, &c);
+        for (entry, candidate) in m.segments.iter_mut().rev().zip(c.iter().rev()) {
+            let log = fs::read(&candidate.log_path).unwrap();
+            entry.log_crc32c = crc32c::crc32c(&log);
+            let key = prefix.log(entry.base_offset, entry.upload_epoch);
+            store.put(&key, &mut &log[..], log.len() as u64).unwrap();
+            let key = prefix.index(entry.base_offset, entry.upload_epoch);
+            store
+                .put(&key, &mut &candidate.index[..], candidate.index.len() as u64)
+                .unwrap();
+        }
+        p.install_manifest(m).unwrap();
+        for candidate in &c {
+            assert!(p.delete_uploaded_segment(candidate.segment.base_offset).unwrap().is_some());
+        }
+    }
+
+    fn read_all(p: &Partition, from: u64) -> Vec<StoredBatch> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while at < p.high_watermark() {
+            let r = p.read(at, 1).unwrap();
+            let last = r.batches.last().unwrap().envelope().last_offset();
+            out.extend(r.batches);
+            at = last + 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn uploaded_data_reads_back_byte_exact_only_where_blocking_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let before = read_all(&p, 0);
+        let max_ts = p.max_timestamp();
+        let (faulty, reader) = tier(root.path());
+        p.attach_remote(Arc::clone(&reader));
+        offload(&p, &**faulty.inner(), reader.prefix());
+        assert_eq!(p.stats().segments, 1, "only the active segment is local");
+        assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (0, 6));
+
+        // An async worker never reads the remote tier: it is sent to the blocking pool.
+        assert!(p.read_cached(0, 1 << 20).unwrap().is_none());
+        assert!(p.read_cached(3, 1 << 20).unwrap().is_none());
+        faulty.reset_counts();
+        let after = tokio::task::spawn_blocking({
+            let p = Arc::clone(&p);
+            move || read_all(&p, 0)
+        })
+        .await
+        .unwrap();
+        assert_eq!(after, before, "byte-exact");
+        // A read inside a batch starts with that batch, from the segment holding it only.
+        let r = p.read(3, 1 << 20).unwrap();
+        assert_eq!(r.batches.len(), 1);
+        assert_eq!(r.batches[0].envelope().base_offset, 2);
+        assert_eq!((r.log_start_offset, r.high_watermark), (0, 8));
+
+        // Each segment's index was fetched once and is kept parsed: look-ups fetch nothing.
+        faulty.reset_counts();
+        assert_eq!(p.max_timestamp(), max_ts, "from the manifest's stats");
+        let ts = before[1].envelope().max_timestamp;
+        assert_eq!(p.offset_for_timestamp(ts).unwrap(), Some(2));
+        assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(0));
+        assert_eq!(p.batch_before(6).unwrap(), Some(4));
+        assert_eq!(p.batch_before(5).unwrap(), Some(4));
+        assert_eq!(p.batch_before(2).unwrap(), Some(0));
+        assert_eq!(p.batch_before(0).unwrap(), None);
+        // Where blocking is not allowed, answers that need a remote index are refused.
+        assert_eq!(p.offset_for_timestamp_cached(ts), None);
+        assert_eq!(p.batch_before_cached(5), None);
+        assert_eq!(p.batch_before_cached(7), Some(Some(6)));
+        assert_eq!(p.offset_for_timestamp_cached(u64::MAX), Some(None));
+        let c = faulty.counts();
+        assert_eq!(c.gets + c.get_ranges, 0, "{c:?}");
+
+        // The store down: reads and look-ups of remote data fail, local ones do not.
+        faulty.set_down(true);
+        p.attach_remote(reader_on(&faulty, root.path()));
+        assert!(matches!(
+            p.read(0, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Unavailable { .. }))
+        ));
+        assert!(p.offset_for_timestamp(ts).is_err());
+        assert!(p.batch_before(2).is_err());
+        assert_eq!(p.read(6, 1 << 20).unwrap().batches.len(), 1);
+        assert_eq!(p.offset_for_timestamp(u64::MAX).unwrap(), None, "no segment is that recent");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_remote_object_is_an_error_never_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 2).await;
+        let (faulty, reader) = tier(root.path());
+        p.attach_remote(Arc::clone(&reader));
+        offload(&p, &**faulty.inner(), reader.prefix());
+        let m = p.remote_manifest();
+        let seg = &m.segments[0];
+        let key = reader.prefix().log(seg.base_offset, seg.upload_epoch);
+        let mut log = faulty.inner().get(&key).unwrap().unwrap().to_vec();
+        let last = log.len() - 1;
+        log[last] ^= 0x40;
+        faulty.inner().put(&key, &mut &log[..], log.len() as u64).unwrap();
+        assert!(matches!(
+            p.read(0, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Corrupt { .. }))
+        ));
+        // A manifest whose index checksum disagrees with the object.
+        let mut bad = m.clone();
+        bad.epoch += 1;
+        bad.segments[1].index_crc32c ^= 1;
+        p.install_manifest(bad).unwrap();
+        assert!(matches!(
+            p.read(2, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Corrupt { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn uploaded_data_without_a_remote_tier_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 1).await;
+        let (faulty, reader) = tier(root.path());
+        offload(&p, &**faulty.inner(), reader.prefix());
+        assert!(matches!(
+            p.read(0, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Config(_)))
+        ));
+        assert_eq!(p.read(2, 1 << 20).unwrap().batches.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn delete_records_moves_the_log_start_inside_the_remote_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let (faulty, reader) = tier(root.path());
+        p.attach_remote(Arc::clone(&reader));
+        offload(&p, &**faulty.inner(), reader.prefix());
+        assert_eq!(p.delete_records_before(3).unwrap(), 3);
+        assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (3, 6));
+        let r = p.read(0, 1).unwrap();
+        assert_eq!(r.log_start_offset, 3);
+        assert_eq!(r.batches[0].envelope().base_offset, 2, "the batch holding the start");
+        assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(3));
     }
 }
