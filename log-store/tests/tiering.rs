@@ -114,6 +114,19 @@ fn prefix(created: u64, p: u32) -> String {
     format!("topics/0-0-{created}/{p}/")
 }
 
+/// Every batch from `from` to the high watermark, bytes as stored, read as a consumer does
+/// (the blocking read, which goes to the remote tier below the local segments).
+fn read_all(p: &wharf_log_store::Partition, mut from: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let r = p.read(from, 1 << 20).unwrap();
+        let Some(last) = r.batches.last() else { break };
+        from = last.last_offset() + 1;
+        out.extend(r.batches.iter().map(|b| b.as_bytes().to_vec()));
+    }
+    out
+}
+
 async fn append_batches(store: &LogStore, n: usize, seed: u64) {
     let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
     for i in 0..n {
@@ -139,6 +152,9 @@ async fn uploads_sealed_segments_with_a_checksummed_manifest_then_deletes_local_
         .iter()
         .map(|p| std::fs::read(p).unwrap())
         .collect();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    let local_batches = read_all(&p, 0);
+    assert_eq!(local_batches.len(), 5);
 
     let report = store.tier_once(now_us()).unwrap();
     assert!(report.succeeded(), "{report:?}");
@@ -189,8 +205,12 @@ async fn uploads_sealed_segments_with_a_checksummed_manifest_then_deletes_local_
     // one stays.
     assert_eq!(report.local_deleted_segments, 4);
     assert_eq!(local_logs(&pdir), logs[4..].to_vec());
-    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
     assert_eq!(p.local_log_start_offset(), 8);
+    assert_eq!(
+        read_all(&p, 0),
+        local_batches,
+        "offloaded batches read back byte-exact"
+    );
     assert_eq!(
         p.log_start_offset(),
         0,
