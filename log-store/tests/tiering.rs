@@ -660,3 +660,36 @@ async fn the_tiering_thread_runs_rounds_and_close_stops_it_after_the_call_in_fli
         "calls after close was asked: before {before:?}, after {after:?}"
     );
 }
+
+/// DeleteRecords into the remote tier: the next round drops the segments wholly below the new
+/// log start from the manifest (then deletes their objects) and records the start inside the
+/// first kept segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_below_the_local_data_shrinks_the_manifest() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 4, 120).await;
+    store.tier_once(now_us()).unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (0, 6));
+    assert_eq!(p.delete_records_before(5).unwrap(), 5);
+
+    let report = store.tier_once(now_us()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.remote_deleted_segments, 2, "[0,2) and [2,4)");
+    let prefix = prefix(topic.created_at, 0);
+    let manifest = rig.manifest(&prefix);
+    assert_eq!(manifest.segments.len(), 1);
+    assert_eq!(manifest.start_offset(), Some(5));
+    assert_eq!(
+        rig.keys(&prefix).len(),
+        1 + 2,
+        "manifest and the kept segment"
+    );
+    assert_eq!(p.log_start_offset(), 5);
+    let first = read_all(&p, 0);
+    assert_eq!(first.len(), 2, "the batch holding 5, then the active one");
+    store.close().unwrap();
+}

@@ -1000,7 +1000,8 @@ fn current_manifest(topic: &TopicWork, p: &Partition) -> RemoteManifest {
 /// One past the last uploaded offset (0: nothing uploaded). Local sealed segments starting
 /// below it are uploaded: uploads are whole segments.
 fn uploaded_end(p: &Partition) -> u64 {
-    p.remote_manifest().next_offset().unwrap_or(0)
+    // Cheap (no copy of the manifest): called for every segment retention looks at.
+    p.last_remote_offset().map_or(0, |last| last + 1)
 }
 
 /// Local bytes not in the remote tier: sealed segments not uploaded and the active one.
