@@ -1,7 +1,7 @@
 //! The read-ahead cache of remote data on local disk: remote objects are read in fixed-size
 //! chunks, each kept as a file in the cache folder until the cache's byte bound evicts it
-//! (least recently used first). A miss fetches the chunk and the next one ahead in one ranged
-//! read. The folder is emptied when the store opens, and a chunk is written whole (temporary
+//! (least recently used first). A miss fetches, in one ranged read, the missing chunks of the
+//! read and the next one ahead (as many as the bound holds). The folder is emptied when the store opens, and a chunk is written whole (temporary
 //! file, rename) before it is read, so a crash never leaves a short chunk behind.
 //!
 //! The byte bound holds for the folder at every moment, not just between reads: room for a
@@ -291,19 +291,33 @@ impl ReadCache {
         }
         RemoteMetrics::add(&self.metrics.remote.cache_misses, 1);
         let start = id.1 * self.chunk_size;
-        // Read ahead the next chunk when it exists and is neither cached nor being fetched.
-        let next: ChunkId = (id.0.clone(), id.1 + 1);
-        let next_len = self.chunk_size.min(object_len.saturating_sub(start + len));
+        // One ranged get for the run of missing chunks from this one to the end of the
+        // caller's range and one chunk ahead, stopping at a chunk cached or being fetched,
+        // at the object's end, and at what the bound can hold.
+        let last = (wanted.end - 1) / self.chunk_size + 1;
+        let mut lens = vec![len];
         let mut total = len;
-        if next_len > 0 && !state.chunks.contains_key(&next) && !state.in_flight.contains_key(&next)
-        {
+        for n in id.1 + 1..=last {
+            let at = n * self.chunk_size;
+            if at >= object_len {
+                break;
+            }
+            let next: ChunkId = (id.0.clone(), n);
+            let next_len = self.chunk_size.min(object_len - at);
+            if state.chunks.contains_key(&next)
+                || state.in_flight.contains_key(&next)
+                || total + next_len > self.max_bytes
+            {
+                break;
+            }
+            lens.push(next_len);
             total += next_len;
         }
         self.make_room(&mut state, total);
         let free = self.max_bytes.saturating_sub(state.cached + state.reserved);
-        if total > free {
-            // Not both: the chunk alone, if it fits.
-            total = len;
+        // Fetches in progress may hold part of the room: fewer chunks then.
+        while total > free && lens.len() > 1 {
+            total -= lens.pop().unwrap_or(0);
         }
         if total > free {
             // Cannot be kept (bigger than the bound, or the rest is reserved by fetches in
@@ -318,9 +332,8 @@ impl ReadCache {
         }
         state.reserved += total;
         let token = state.next();
-        state.in_flight.insert(id.clone(), token);
-        if total > len {
-            state.in_flight.insert(next, token);
+        for n in id.1..id.1 + lens.len() as u64 {
+            state.in_flight.insert((id.0.clone(), n), token);
         }
         Plan::Fetch {
             range: start..start + total,
@@ -329,7 +342,7 @@ impl ReadCache {
         }
     }
 
-    /// Fetches `range`; with `cache`, it is chunk `n` (`len` bytes) and maybe the next one:
+    /// Fetches `range`; with `cache`, it is chunk `n` (`len` bytes) and the chunks after it:
     /// their files are written into the room reserved and published, and chunk `n` answered.
     /// Without, the bytes fetched are answered as they are.
     fn fetch(
@@ -373,8 +386,14 @@ impl ReadCache {
             return Ok(bytes);
         }
         let mut pieces = vec![(n, bytes.slice(..len as usize))];
-        if want > len {
-            pieces.push((n + 1, bytes.slice(len as usize..)));
+        let mut at = len;
+        while at < want {
+            let end = (at + self.chunk_size).min(want);
+            pieces.push((
+                n + pieces.len() as u64,
+                bytes.slice(at as usize..end as usize),
+            ));
+            at = end;
         }
         let mut written = Vec::with_capacity(pieces.len());
         for (chunk, piece) in &pieces {
@@ -703,6 +722,45 @@ mod tests {
             &data[..]
         );
         assert_eq!(f.remote.counts().get_ranges, 2);
+    }
+
+    /// A read across several missing chunks fetches them (and one ahead) in one ranged get;
+    /// a read larger than the bound fetches what fits at a time and stays under it.
+    #[test]
+    fn a_read_across_missing_chunks_fetches_them_in_one_get() {
+        let f = fixture();
+        let cache = f.cache(1 << 20, 1_000);
+        let data = f.object("k", 10_000);
+        assert_eq!(
+            &cache.read("k", 10_000, 1_500..5_200).expect("read")[..],
+            &data[1_500..5_200]
+        );
+        let c = f.remote.counts();
+        assert_eq!(
+            (c.get_ranges, c.get_range_bytes),
+            (1, 6_000),
+            "chunks 1..=5 and 6 ahead"
+        );
+        // Chunk 1 is cached: the run stops there and only chunk 0 is fetched.
+        assert_eq!(
+            &cache.read("k", 10_000, 0..4_000).expect("read")[..],
+            &data[..4_000]
+        );
+        let c = f.remote.counts();
+        assert_eq!((c.get_ranges, c.get_range_bytes), (2, 7_000));
+
+        let g = fixture();
+        const MAX: u64 = 3_000;
+        let small = g.cache(MAX, 1_000);
+        let data = g.object("k", 10_000);
+        assert_eq!(
+            &small.read("k", 10_000, 0..10_000).expect("read")[..],
+            &data[..]
+        );
+        assert!(g.folder_bytes() <= MAX);
+        let c = g.remote.counts();
+        assert_eq!(c.get_range_bytes, 10_000, "every byte fetched once");
+        assert_eq!(c.get_ranges, 4, "3 + 3 + 3 + 1 chunks");
     }
 
     /// Least recently used chunks go first.

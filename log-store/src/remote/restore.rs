@@ -150,7 +150,7 @@ fn refuse_local_data(pdir: &Path) -> Result<()> {
         let name = name.to_string_lossy();
         if name != MANIFEST_FILE && name != format!("{MANIFEST_FILE}.tmp") {
             return Err(StoreError::io(
-                &entry.path(),
+                entry.path(),
                 std::io::Error::new(
                     std::io::ErrorKind::AlreadyExists,
                     "the partition folder already holds data: restore only into an empty data \
