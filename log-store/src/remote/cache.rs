@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -204,10 +204,11 @@ impl ReadCache {
         state.cached + state.reserved
     }
 
-    /// Chunk `n` of `key`: where the answered bytes start in the object, and the bytes. They
-    /// are the whole chunk, except when a chunk cannot be cached at all (bigger than the
-    /// bound, or no room left beside fetches in progress): then only the caller's part of it
-    /// (`wanted`) is fetched.
+    /// Chunk `n` of `key`, at least the caller's part of it (`wanted`): where the answered
+    /// bytes start in the object, and the bytes. A cached chunk answers just that part (read
+    /// from its file); a fetched one answers the whole chunk, unless it cannot be cached at
+    /// all (bigger than the bound, or no room beside fetches in progress): then only the
+    /// caller's part is fetched.
     fn chunk(
         &self,
         key: &str,
@@ -220,20 +221,25 @@ impl ReadCache {
         let len = self.chunk_size.min(object_len - start);
         loop {
             match self.plan(&id, object_len, len, wanted) {
-                Plan::Hit(file, file_len) => match read_chunk_file(file, file_len, len) {
-                    Ok(bytes) => return Ok((start, bytes)),
-                    Err(e) => {
-                        // A damaged or short chunk file: drop it and fetch again.
-                        tracing::warn!(
-                            key,
-                            chunk = n,
-                            error = %e,
-                            "remote read cache: a chunk file could not be read back; fetching again"
-                        );
-                        let mut state = self.state.lock();
-                        self.evict(&mut state, &id);
+                Plan::Hit(file, file_len) => {
+                    // Only the caller's part of the chunk is read from its file.
+                    let from = wanted.start.max(start);
+                    let to = wanted.end.min(start + len);
+                    match read_chunk_file(&file, file_len, len, from - start..to - start) {
+                        Ok(bytes) => return Ok((from, bytes)),
+                        Err(e) => {
+                            // A damaged or short chunk file: drop it and fetch again.
+                            tracing::warn!(
+                                key,
+                                chunk = n,
+                                error = %e,
+                                "remote read cache: a chunk file could not be read back; fetching again"
+                            );
+                            let mut state = self.state.lock();
+                            self.evict(&mut state, &id);
+                        }
                     }
-                },
+                }
                 Plan::Wait => {
                     let mut state = self.state.lock();
                     state.waiting += 1;
@@ -482,8 +488,10 @@ impl ReadCache {
     }
 }
 
-/// Reads a cached chunk file, which must hold exactly `file_len` bytes (= the chunk's `len`).
-fn read_chunk_file(mut file: File, file_len: u64, len: u64) -> io::Result<Bytes> {
+/// Reads bytes `part` of a cached chunk file, which must hold exactly `file_len` bytes (= the
+/// chunk's `len`).
+fn read_chunk_file(file: &File, file_len: u64, len: u64, part: Range<u64>) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
     if file_len != len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -497,8 +505,8 @@ fn read_chunk_file(mut file: File, file_len: u64, len: u64) -> io::Result<Bytes>
             format!("the chunk file is {on_disk} bytes long, {len} expected"),
         ));
     }
-    let mut buf = BytesMut::zeroed(len as usize);
-    file.read_exact(&mut buf)?;
+    let mut buf = BytesMut::zeroed((part.end - part.start) as usize);
+    file.read_exact_at(&mut buf, part.start)?;
     Ok(buf.freeze())
 }
 
