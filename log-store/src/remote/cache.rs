@@ -167,9 +167,10 @@ impl ReadCache {
             if first == last {
                 single = part;
             } else {
-                // The caller bounds `range` (whole batches up to its max bytes).
+                // The caller bounds `range` (whole batches up to its max bytes); the buffer
+                // still grows with the bytes actually read, from a bounded start.
                 out.get_or_insert_with(|| {
-                    BytesMut::with_capacity((range.end - range.start) as usize)
+                    BytesMut::with_capacity((range.end - range.start).min(MAX_CHUNK_SIZE) as usize)
                 })
                 .extend_from_slice(&part);
             }
