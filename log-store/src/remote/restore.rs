@@ -43,15 +43,7 @@ pub(crate) fn restore_from_remote(
     })?;
     let disk = &config.disk;
     let catalog_path = dir.join("catalog");
-    if catalog_path.exists() {
-        return Err(StoreError::io(
-            &catalog_path,
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "the data directory already holds a catalog: restore only into an empty one",
-            ),
-        ));
-    }
+    refuse_catalog(&catalog_path)?;
     disk.create_dir_all(&dir.join("streams"))?;
     // A server running on this folder holds the lock; restoring under it would corrupt both.
     let lock_path = dir.join(".lock");
@@ -65,6 +57,8 @@ pub(crate) fn restore_from_remote(
             ),
         )
     })?;
+    // Again under the lock: a store may have made one since.
+    refuse_catalog(&catalog_path)?;
 
     let store = &tier.store;
     let copy = store
@@ -122,6 +116,24 @@ pub(crate) fn restore_from_remote(
                     )
                     .into());
                 }
+                // Every object the manifest names must be there: a restore that succeeded
+                // with reads failing later would be worse than none.
+                let present: std::collections::HashSet<String> =
+                    store.list(prefix.as_str())?.into_iter().collect();
+                for seg in &manifest.segments {
+                    for object in [
+                        prefix.log(seg.base_offset, seg.upload_epoch),
+                        prefix.index(seg.base_offset, seg.upload_epoch),
+                    ] {
+                        if !present.contains(&object) {
+                            return Err(corrupt(
+                                &object,
+                                format!("named by '{key}' but not in the remote store"),
+                            )
+                            .into());
+                        }
+                    }
+                }
                 let pdir = partition_dir(dir, s.id, t.id, p);
                 refuse_local_data(&pdir)?;
                 disk.create_dir_all(&pdir)?;
@@ -134,6 +146,20 @@ pub(crate) fn restore_from_remote(
     // Last: with the catalog written, the folder is a store (and a second restore refused).
     disk.write_durable(&catalog_path, body)?;
     Ok(report)
+}
+
+/// Refuses a data directory that holds a catalog: it is a store, whatever else it lacks.
+fn refuse_catalog(catalog_path: &Path) -> Result<()> {
+    if catalog_path.exists() {
+        return Err(StoreError::io(
+            catalog_path,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the data directory already holds a catalog: restore only into an empty one",
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a partition folder holding anything but a manifest (left by an earlier, cut-short
@@ -150,7 +176,7 @@ fn refuse_local_data(pdir: &Path) -> Result<()> {
         let name = name.to_string_lossy();
         if name != MANIFEST_FILE && name != format!("{MANIFEST_FILE}.tmp") {
             return Err(StoreError::io(
-                &entry.path(),
+                entry.path(),
                 std::io::Error::new(
                     std::io::ErrorKind::AlreadyExists,
                     "the partition folder already holds data: restore only into an empty data \
