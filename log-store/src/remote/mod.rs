@@ -54,7 +54,7 @@ mod tiering;
 #[allow(unused_imports)]
 pub(crate) use cache::ReadCache;
 pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION};
-pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind};
+pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind, S3Config};
 #[allow(unused_imports)]
 pub(crate) use reader::RemoteReader;
 pub(crate) use restore::restore_from_remote;
