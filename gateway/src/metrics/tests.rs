@@ -503,6 +503,24 @@ fn while_the_store_opens_only_the_servers_own_figures_are_given() {
     }
 }
 
+/// The remote tier's series come from the broker's store: its counters as they are, and
+/// `wharf_remote_storage_enabled` 0 for a server without a remote tier.
+#[tokio::test]
+async fn the_remote_tier_series_read_the_stores_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(true));
+    let broker = open(dir.path(), &metrics);
+    let remote = &broker.store_metrics().remote;
+    wharf_log_store::RemoteMetrics::add(&remote.failing_rounds, 3);
+    wharf_log_store::RemoteMetrics::add(&remote.upload_failures, 7);
+    let text = exposition(&metrics, Some(&broker), true);
+    check_well_formed(&text);
+    assert_eq!(value(&text, "wharf_remote_storage_enabled"), "0");
+    assert_eq!(value(&text, "wharf_remote_failing_rounds"), "3");
+    assert_eq!(value(&text, "wharf_remote_upload_failures_total"), "7");
+    assert_eq!(value(&text, "wharf_remote_bytes"), "0");
+}
+
 #[test]
 fn connections_are_counted_until_their_guard_drops() {
     let metrics = Metrics::new(false);
