@@ -716,7 +716,10 @@ mod remote_tests {
                 &r.local_deleted_bytes,
                 "wharf_remote_local_deleted_bytes_total",
             ),
-            (&r.remote_deleted_segments, "wharf_remote_deleted_segments_total"),
+            (
+                &r.remote_deleted_segments,
+                "wharf_remote_deleted_segments_total",
+            ),
             (&r.remote_deleted_bytes, "wharf_remote_deleted_bytes_total"),
             (&r.read_bytes, "wharf_remote_read_bytes_total"),
             (&r.cache_hits, "wharf_remote_cache_hits_total"),
@@ -749,7 +752,10 @@ mod remote_tests {
         ] {
             assert_eq!(value(&text, series), v, "{series}");
         }
-        assert!(text.contains("# TYPE wharf_remote_failing_rounds gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE wharf_remote_failing_rounds gauge"),
+            "{text}"
+        );
 
         // Without a remote tier: the families are there, at zero, and say so.
         let mut s = Scrape::default();
