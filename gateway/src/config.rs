@@ -1765,10 +1765,12 @@ copy_max_bytes_per_second = "10 MiB"
         // The secret is not in the server config's debug form.
         assert!(!format!("{c:?}").contains("secret"), "{c:?}");
         // A plain number of bytes per second, and the environment's overrides.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive").display().to_string();
         let env = env(&[
             ("WHARF_REMOTE_STORAGE_ENABLE", "true"),
             ("WHARF_REMOTE_STORAGE_KIND", "filesystem"),
-            ("WHARF_REMOTE_STORAGE_ROOT", "/tmp/wharf-env-archive"),
+            ("WHARF_REMOTE_STORAGE_ROOT", root.as_str()),
             ("WHARF_REMOTE_STORAGE_COPY_MAX_BYTES_PER_SECOND", "4096"),
         ]);
         let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
