@@ -848,6 +848,17 @@ impl RawRemoteStorage {
                 if self.enable && text(&self.bucket).is_none() {
                     return Err(invalid("bucket", "must be set for kind = \"s3\"".into()));
                 }
+                // object_store would refuse it only at the first request, while running.
+                let plain = text(&self.endpoint)
+                    .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://"));
+                if plain && !self.allow_http {
+                    return Err(invalid(
+                        "allow_http",
+                        "the endpoint is plain http://: set allow_http = true (trusted networks \
+                         only) or use https://"
+                            .into(),
+                    ));
+                }
                 RemoteKind::S3(S3Config {
                     bucket: self.bucket.trim().to_string(),
                     region: text(&self.region),
@@ -1799,6 +1810,10 @@ copy_max_bytes_per_second = "10 MiB"
             (
                 "copy_max_bytes_per_second = -1",
                 "copy_max_bytes_per_second",
+            ),
+            (
+                "enable = true\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"",
+                "allow_http",
             ),
             (
                 "copy_max_bytes_per_second = \"fast\"",
