@@ -30,6 +30,12 @@ struct Args {
     /// collectors. `RUST_LOG` chooses which lines, as ever.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Rebuild a lost data directory from the remote tier first (`[remote_storage]` must be
+    /// on): the catalog's copy and every partition's manifest are fetched, so everything that
+    /// was uploaded is readable again and new messages follow it. Refused when the data
+    /// directory already holds a catalog. The server then starts as usual.
+    #[arg(long)]
+    restore_from_remote: bool,
 }
 
 /// The `--log-format` choices.
@@ -72,6 +78,15 @@ fn main() -> ExitCode {
         }
     };
     fit_connections_to_limit(&mut config, limit.soft);
+    if args.restore_from_remote {
+        match restore_from_remote(&config) {
+            Ok(report) => println!("{report}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,6 +109,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--restore-from-remote`: fills the (empty) data directory from the remote tier and says
+/// what came back. Runs before the server's runtime starts: the remote store has its own.
+fn restore_from_remote(config: &ServerConfig) -> Result<String, String> {
+    let dir = config.data_dir();
+    if config.store.remote.is_none() {
+        return Err(
+            "--restore-from-remote needs the remote tier: set [remote_storage] enable = true \
+             (and where the objects are) in the config"
+                .into(),
+        );
+    }
+    tracing::info!(data_dir = %dir.display(), "restoring the data directory from the remote tier");
+    let r = wharf_log_store::LogStore::restore_from_remote(dir, &config.store).map_err(|e| {
+        format!(
+            "cannot restore {} from the remote tier: {e} (the data directory must hold no \
+             catalog; start without --restore-from-remote to keep what it holds)",
+            dir.display()
+        )
+    })?;
+    Ok(format!(
+        "restored {} from the remote tier: {} streams, {} topics, {} partitions, {} uploaded \
+         segments ({} bytes) readable again; {} topics without remote storage and {} \
+         partitions with nothing uploaded come back empty; consumer offsets, users and \
+         groups are not in the remote tier",
+        dir.display(),
+        r.streams,
+        r.topics,
+        r.partitions,
+        r.segments,
+        r.bytes,
+        r.local_only_topics,
+        r.partitions_without_manifest
+    ))
 }
 
 /// Lets the server use every descriptor the operator allowed: the soft `RLIMIT_NOFILE` (often
@@ -225,6 +275,93 @@ mod tests {
             connections_within(Some(100), 512, RESERVED_DESCRIPTORS, 4096, 4096),
             Some((1, 1))
         );
+    }
+
+    #[test]
+    fn restoring_needs_the_remote_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Overrides::default()
+        };
+        let config = ServerConfig::load_from(&overrides, &[]).unwrap();
+        let e = restore_from_remote(&config).unwrap_err();
+        assert!(e.contains("[remote_storage] enable = true"), "{e}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "nothing is made when refused"
+        );
+    }
+
+    /// A server config over `data` with a folder as the remote tier.
+    fn tiered_config(data: &std::path::Path, bucket: &std::path::Path) -> ServerConfig {
+        let file = data.with_extension("toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[remote_storage]\nenable = true\nkind = \"filesystem\"\nroot = \"{}\"\n",
+                bucket.display()
+            ),
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            data_dir: Some(data.to_path_buf()),
+            ..Overrides::default()
+        };
+        let mut config = ServerConfig::load_from(&overrides, &[]).unwrap();
+        config.store.background_tasks = false;
+        config
+    }
+
+    /// The restore brings back the catalog's topics (a remote-storage one and a local-only
+    /// one) and says what does not come back; a second restore over the result is refused
+    /// and says why, leaving the directory as it was.
+    #[test]
+    fn restore_rebuilds_the_catalog_and_refuses_a_directory_that_has_one() {
+        use wharf_log_store::{Ident, LogStore, TopicSettings};
+        let tmp = tempfile::tempdir().unwrap();
+        let bucket = tmp.path().join("bucket");
+        let lost = tmp.path().join("lost");
+        let config = tiered_config(&lost, &bucket);
+        {
+            let (store, _) = LogStore::open(&lost, config.store.clone()).unwrap();
+            store.create_stream("shop").unwrap();
+            let tiered = TopicSettings {
+                remote_storage: true,
+                ..TopicSettings::default()
+            };
+            store
+                .create_topic(Ident::Name("shop"), "audit", 2, tiered)
+                .unwrap();
+            store
+                .create_topic(Ident::Name("shop"), "cache", 1, TopicSettings::default())
+                .unwrap();
+            // One round stores the catalog's copy (nothing is sealed, so no segment).
+            store.tier_once(1).unwrap();
+            store.close().unwrap();
+        }
+        let fresh = tmp.path().join("fresh");
+        let config = tiered_config(&fresh, &bucket);
+        let report = restore_from_remote(&config).unwrap();
+        assert!(
+            report.contains("1 streams, 2 topics, 3 partitions, 0 uploaded segments (0 bytes)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("1 topics without remote storage and 2 partitions with nothing"),
+            "{report}"
+        );
+        let (store, _) = LogStore::open(&fresh, config.store.clone()).unwrap();
+        let audit = store
+            .topic(Ident::Name("shop"), Ident::Name("audit"))
+            .unwrap();
+        assert!(audit.settings.remote_storage);
+        store.close().unwrap();
+        drop(store);
+        let e = restore_from_remote(&config).unwrap_err();
+        assert!(e.contains("already holds a catalog"), "{e}");
+        assert!(e.contains("start without --restore-from-remote"), "{e}");
     }
 
     #[test]

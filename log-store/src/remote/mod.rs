@@ -56,7 +56,7 @@ pub(crate) use cache::ReadCache;
 #[doc(hidden)]
 pub use faults::{FaultyRemote, RemoteCallCounts};
 pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION};
-pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind};
+pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind, S3Config};
 #[allow(unused_imports)]
 pub(crate) use reader::RemoteReader;
 pub(crate) use restore::restore_from_remote;
