@@ -29,6 +29,8 @@ pub struct TestServer {
     pub native_listeners: Vec<SocketAddr>,
     /// Every Kafka listener, the main one (`kafka_addr`) first.
     pub kafka_listeners: Vec<SocketAddr>,
+    /// The HTTP listener (`/metrics`), when the configuration turns it on.
+    pub http_addr: Option<SocketAddr>,
     running: Option<Running>,
     data_dir: PathBuf,
     /// The configuration it runs with (restarts reuse it).
@@ -102,6 +104,7 @@ impl TestServer {
             kafka_addr: running.kafka_addr,
             native_listeners: running.native_listeners.clone(),
             kafka_listeners: running.kafka_listeners.clone(),
+            http_addr: running.http_addr,
             running: Some(running),
             data_dir: config.data_dir.clone(),
             config,
@@ -169,6 +172,7 @@ impl TestServer {
         self.kafka_addr = running.kafka_addr;
         self.native_listeners = running.native_listeners.clone();
         self.kafka_listeners = running.kafka_listeners.clone();
+        self.http_addr = running.http_addr;
         self.running = Some(running);
     }
 }
@@ -510,6 +514,7 @@ pub mod client_programs {
 /// runs itself with `--exact <test> --ignored`, and that ignored test (which calls
 /// [`serve_as_child_process`]) prints the Kafka address and serves until killed.
 pub mod child_server {
+    use std::ffi::OsStr;
     use std::io::{BufRead, BufReader};
     use std::net::SocketAddr;
     use std::path::Path;
@@ -522,6 +527,12 @@ pub mod child_server {
     /// Starts this test binary's ignored test `test` as a server process on the data directory
     /// `dir`, passed in the environment variable `dir_var`. Returns it and its Kafka address.
     pub fn spawn(test: &str, dir_var: &str, dir: &Path) -> (Child, SocketAddr) {
+        spawn_with_env(test, &[(dir_var, dir.as_os_str())])
+    }
+
+    /// [`spawn`] with any environment variables `env` (the data directory and whatever else the
+    /// ignored test `test` reads to build its configuration).
+    pub fn spawn_with_env(test: &str, env: &[(&str, &OsStr)]) -> (Child, SocketAddr) {
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut child = Command::new(exe)
             .args([
@@ -531,7 +542,7 @@ pub mod child_server {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(dir_var, dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -745,26 +756,30 @@ impl S3Server {
     /// A `[remote_storage]` section of `configs/server.toml` for this server (keys under
     /// `prefix`), with `extra` lines (`key = value`) added: for [`test_config_with_toml`].
     pub fn config_toml(&self, prefix: &str, extra: &str) -> String {
-        format!(
-            "[remote_storage]\n\
-             enable = true\n\
-             kind = \"s3\"\n\
-             bucket = \"{bucket}\"\n\
-             region = \"{region}\"\n\
-             endpoint = \"{endpoint}\"\n\
-             access_key_id = \"{key}\"\n\
-             secret_access_key = \"{secret}\"\n\
-             path_style = true\n\
-             allow_http = true\n\
-             prefix = \"{prefix}\"\n\
-             {extra}\n",
-            bucket = self.bucket,
-            region = Self::REGION,
-            endpoint = self.endpoint(),
-            key = Self::ACCESS_KEY,
-            secret = Self::SECRET_KEY,
-        )
+        remote_storage_toml(self.port, &self.bucket, prefix, extra)
     }
+}
+
+/// A `[remote_storage]` section for the S3 server of [`S3Server`] on `port` with `bucket` (keys
+/// under `prefix`, `extra` lines added): also for a server process that has only the port.
+pub fn remote_storage_toml(port: u16, bucket: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        "[remote_storage]\n\
+         enable = true\n\
+         kind = \"s3\"\n\
+         bucket = \"{bucket}\"\n\
+         region = \"{region}\"\n\
+         endpoint = \"http://127.0.0.1:{port}\"\n\
+         access_key_id = \"{key}\"\n\
+         secret_access_key = \"{secret}\"\n\
+         path_style = true\n\
+         allow_http = true\n\
+         prefix = \"{prefix}\"\n\
+         {extra}\n",
+        region = S3Server::REGION,
+        key = S3Server::ACCESS_KEY,
+        secret = S3Server::SECRET_KEY,
+    )
 }
 
 impl Drop for S3Server {
