@@ -3,10 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::{Table, Value};
+
+use wharf_log_store::remote::{
+    ObjectStoreRemote, RemoteConfig, RemoteKind, RemoteSettings, RemoteTier, S3Config,
+};
 use wharf_log_store::{Durability, StoreConfig};
 
 use crate::broker::{CoordinatorSettings, LoginSettings, TransactionSettings};
@@ -61,6 +66,42 @@ struct RawConfig {
     auth: RawAuth,
     http: RawHttp,
     metrics: RawMetrics,
+    remote_storage: RawRemoteStorage,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteStorage {
+    enable: bool,
+    kind: String,
+    bucket: String,
+    region: String,
+    endpoint: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    path_style: bool,
+    allow_http: bool,
+    root: String,
+    prefix: String,
+    request_timeout: String,
+    connect_timeout: String,
+    cache_dir: String,
+    cache_max_size: String,
+    chunk_size: String,
+    task_interval: String,
+    retry_backoff: String,
+    retry_backoff_max: String,
+    copy_max_bytes_per_second: SizeOrCount,
+}
+
+/// A byte figure written either as a plain integer (`0`) or as a size with a unit
+/// (`"10 MiB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeOrCount {
+    Count(i64),
+    Size(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -601,8 +642,7 @@ impl RawConfig {
                 .filter(|&n| n >= 8)
                 .ok_or_else(|| invalid("storage", "max_open_files", "must be at least 8".into()))?,
             cleaner: self.cleaner.resolve()?,
-            // SEAM (#20, gateway part): `[remote_storage]` builds the remote tier here.
-            remote: None,
+            remote: self.remote_storage.resolve()?,
         };
         let kafka = self.kafka.resolve()?;
         let native_limits = connection_limits(
@@ -729,6 +769,130 @@ impl RawConfig {
             http: self.http.resolve()?,
             metrics: self.metrics.resolve()?,
         })
+    }
+}
+
+/// Smallest and largest `[remote_storage] chunk_size`: a remote read fetches a chunk and the
+/// next one in one request and holds them in memory while they are written to the cache.
+pub const MIN_REMOTE_CHUNK: u64 = 1 << 10;
+pub const MAX_REMOTE_CHUNK: u64 = 64 << 20;
+
+impl RawRemoteStorage {
+    /// The remote tier (`None` while `enable` is false). Every setting is checked either way;
+    /// the object store's client is built only when enabled, and makes no request yet, so a
+    /// server starts while its object store is down.
+    fn resolve(&self) -> Result<Option<RemoteTier>, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            section: "remote_storage",
+            key,
+            message,
+        };
+        let positive = |key, text: &str| {
+            parse_duration(text)
+                .and_then(|d| {
+                    (!d.is_zero())
+                        .then_some(d)
+                        .ok_or_else(|| "must be positive".to_string())
+                })
+                .map_err(|m| invalid(key, m))
+        };
+        let text = |v: &str| {
+            let v = v.trim();
+            (!v.is_empty()).then(|| v.to_string())
+        };
+        let request_timeout = positive("request_timeout", &self.request_timeout)?;
+        let connect_timeout = positive("connect_timeout", &self.connect_timeout)?;
+        let chunk_size = parse_size(&self.chunk_size)
+            .and_then(|v| {
+                (MIN_REMOTE_CHUNK..=MAX_REMOTE_CHUNK)
+                    .contains(&v)
+                    .then_some(v)
+                    .ok_or_else(|| "must be 1 KiB..=64 MiB".to_string())
+            })
+            .map_err(|m| invalid("chunk_size", m))?;
+        // A read fetches a chunk and the one after it: the cache holds at least both.
+        let cache_max_bytes = parse_size(&self.cache_max_size)
+            .and_then(|v| {
+                (v >= 2 * chunk_size).then_some(v).ok_or_else(|| {
+                    format!("must be at least two chunks ({} B)", 2 * chunk_size)
+                })
+            })
+            .map_err(|m| invalid("cache_max_size", m))?;
+        let task_interval = positive("task_interval", &self.task_interval)?;
+        let retry_backoff = positive("retry_backoff", &self.retry_backoff)?;
+        let retry_backoff_max = positive("retry_backoff_max", &self.retry_backoff_max)?;
+        if retry_backoff_max < retry_backoff {
+            return Err(invalid(
+                "retry_backoff_max",
+                format!("must be at least retry_backoff ({retry_backoff:?})"),
+            ));
+        }
+        let copy_max_bytes_per_second = match &self.copy_max_bytes_per_second {
+            SizeOrCount::Count(n) => u64::try_from(*n).map_err(|_| {
+                "must be 0 (unlimited) or a positive number of bytes".to_string()
+            }),
+            SizeOrCount::Size(t) => parse_size(t),
+        }
+        .map_err(|m| invalid("copy_max_bytes_per_second", m))?;
+        let settings = RemoteSettings {
+            cache_dir: text(&self.cache_dir).map(PathBuf::from),
+            cache_max_bytes,
+            chunk_size,
+            task_interval,
+            retry_backoff,
+            retry_backoff_max,
+            copy_max_bytes_per_second: (copy_max_bytes_per_second > 0)
+                .then_some(copy_max_bytes_per_second),
+        };
+        let kind = match self.kind.trim() {
+            "s3" => {
+                if self.enable && text(&self.bucket).is_none() {
+                    return Err(invalid("bucket", "must be set for kind = \"s3\"".into()));
+                }
+                RemoteKind::S3(S3Config {
+                    bucket: self.bucket.trim().to_string(),
+                    region: text(&self.region),
+                    endpoint: text(&self.endpoint),
+                    access_key_id: text(&self.access_key_id),
+                    secret_access_key: text(&self.secret_access_key),
+                    session_token: text(&self.session_token),
+                    path_style: self.path_style,
+                    allow_http: self.allow_http,
+                })
+            }
+            "filesystem" => match text(&self.root) {
+                Some(root) => RemoteKind::Filesystem {
+                    root: PathBuf::from(root),
+                },
+                None if self.enable => {
+                    return Err(invalid(
+                        "root",
+                        "must be set for kind = \"filesystem\"".into(),
+                    ))
+                }
+                None => return Ok(None),
+            },
+            other => {
+                return Err(invalid(
+                    "kind",
+                    format!("'{other}' is not \"s3\" or \"filesystem\""),
+                ))
+            }
+        };
+        if !self.enable {
+            return Ok(None);
+        }
+        let config = RemoteConfig {
+            kind,
+            prefix: self.prefix.trim().to_string(),
+            request_timeout,
+            connect_timeout,
+        };
+        let store = ObjectStoreRemote::open(config).map_err(|e| invalid("kind", e.to_string()))?;
+        Ok(Some(RemoteTier {
+            store: Arc::new(store),
+            settings,
+        }))
     }
 }
 
@@ -1523,6 +1687,126 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("segment_size"), "{e}");
+    }
+
+    /// Loads the defaults with `text` as the config file.
+    fn load_toml(text: &str) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        let o = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        ServerConfig::load_from(&o, &[])
+    }
+
+    #[test]
+    fn remote_storage_is_off_by_default_and_its_defaults_are_the_stores() {
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        assert!(c.store.remote.is_none(), "remote.log.storage.system.enable=false");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        let c = load_toml(&format!(
+            "[remote_storage]\nenable = true\nkind = \"filesystem\"\nroot = \"{}\"\n",
+            root.display()
+        ))
+        .unwrap();
+        let tier = c.store.remote.expect("a remote tier");
+        // server.toml documents the store's own defaults (Kafka's where it has them).
+        assert_eq!(tier.settings, RemoteSettings::default());
+        assert_eq!(tier.settings.task_interval, Duration::from_secs(30));
+        assert_eq!(tier.settings.retry_backoff, Duration::from_millis(500));
+        assert_eq!(tier.settings.retry_backoff_max, Duration::from_secs(30));
+        assert_eq!(tier.settings.copy_max_bytes_per_second, None);
+        assert_eq!(tier.settings.cache_max_bytes, 1 << 30);
+        assert_eq!(tier.settings.chunk_size, 4 << 20);
+        // The folder store works: what is put is there to get.
+        tier.store.put("k", &mut &b"abc"[..], 3).unwrap();
+        assert_eq!(tier.store.get("k").unwrap().as_deref(), Some(&b"abc"[..]));
+        assert!(root.is_dir());
+    }
+
+    #[test]
+    fn remote_storage_settings_come_from_file_and_env() {
+        let text = r#"
+[remote_storage]
+enable = true
+kind = "s3"
+bucket = "wharf-archive"
+region = "eu-west-1"
+endpoint = "http://127.0.0.1:9"
+access_key_id = "id"
+secret_access_key = "secret"
+allow_http = true
+prefix = "wharf/test/"
+cache_dir = "/var/cache/wharf"
+cache_max_size = "64 MiB"
+chunk_size = "1 MiB"
+task_interval = "2 s"
+retry_backoff = "100 ms"
+retry_backoff_max = "1 s"
+copy_max_bytes_per_second = "10 MiB"
+"#;
+        // No request is made: a server starts while its object store is down.
+        let c = load_toml(text).unwrap();
+        let tier = c.store.remote.clone().expect("a remote tier");
+        let s = &tier.settings;
+        assert_eq!(s.cache_dir, Some(PathBuf::from("/var/cache/wharf")));
+        assert_eq!((s.cache_max_bytes, s.chunk_size), (64 << 20, 1 << 20));
+        assert_eq!(s.task_interval, Duration::from_secs(2));
+        assert_eq!(
+            (s.retry_backoff, s.retry_backoff_max),
+            (Duration::from_millis(100), Duration::from_secs(1))
+        );
+        assert_eq!(s.copy_max_bytes_per_second, Some(10 << 20));
+        // The secret is not in the server config's debug form.
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        // A plain number of bytes per second, and the environment's overrides.
+        let env = env(&[
+            ("WHARF_REMOTE_STORAGE_ENABLE", "true"),
+            ("WHARF_REMOTE_STORAGE_KIND", "filesystem"),
+            ("WHARF_REMOTE_STORAGE_ROOT", "/tmp/wharf-env-archive"),
+            ("WHARF_REMOTE_STORAGE_COPY_MAX_BYTES_PER_SECOND", "4096"),
+        ]);
+        let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+        let tier = c.store.remote.expect("a remote tier from the environment");
+        assert_eq!(tier.settings.copy_max_bytes_per_second, Some(4096));
+    }
+
+    #[test]
+    fn remote_storage_mistakes_are_named() {
+        for (text, key) in [
+            ("enable = true", "bucket"),
+            ("enable = true\nkind = \"filesystem\"", "root"),
+            ("kind = \"gcs\"", "kind"),
+            ("chunk_size = \"512 B\"", "chunk_size"),
+            ("chunk_size = \"65 MiB\"", "chunk_size"),
+            (
+                "chunk_size = \"4 MiB\"\ncache_max_size = \"7 MiB\"",
+                "cache_max_size",
+            ),
+            ("request_timeout = \"0 s\"", "request_timeout"),
+            ("task_interval = \"soon\"", "task_interval"),
+            (
+                "retry_backoff = \"2 s\"\nretry_backoff_max = \"1 s\"",
+                "retry_backoff_max",
+            ),
+            ("copy_max_bytes_per_second = -1", "copy_max_bytes_per_second"),
+            ("copy_max_bytes_per_second = \"fast\"", "copy_max_bytes_per_second"),
+        ] {
+            let e = load_toml(&format!("[remote_storage]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("[remote_storage] {key}:")),
+                "{text}: {e}"
+            );
+        }
+        let e = load_toml("[remote_storage]\nbukket = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown config key [remote_storage] bukket"), "{e}");
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

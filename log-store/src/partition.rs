@@ -27,6 +27,7 @@ use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{find_by_relative_offset, find_by_timestamp, IndexEntry};
 use crate::open_files::{Handle, OpenFiles, SegmentFile};
+use crate::remote::{RemoteManifest, RemoteReader, RemoteSegment, MANIFEST_FILE};
 use crate::segment::{list_segments, Segment, SegmentRepair, SegmentWriter, INDEX_EXT, LOG_EXT};
 
 /// Where a partition sits: (stream id, topic id, partition id).
@@ -83,10 +84,10 @@ pub struct PartitionStats {
 
 /// A sealed local segment ready to upload ([`Partition::upload_candidates`]).
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // SEAM (#20): used by the tiering part.
+#[allow(dead_code)] // wired in by the tiering part (#20)
 pub(crate) struct UploadCandidate {
     /// Its manifest entry, `log_crc32c` still 0 and `upload_epoch` still to be set.
-    pub segment: crate::remote::RemoteSegment,
+    pub segment: RemoteSegment,
     pub log_path: PathBuf,
     /// The index as uploaded: every entry encoded, as in the `.index` file.
     pub index: Bytes,
@@ -112,14 +113,58 @@ struct View {
     /// otherwise. A read planned at one generation and finished at another may have read a
     /// renamed file at old positions, so it is discarded and planned again.
     generation: u64,
+    /// What the remote tier holds (the installed manifest; empty, epoch 0, when nothing was
+    /// ever uploaded). Replaced whole by [`Partition::install_manifest`].
+    remote: Arc<RemoteManifest>,
 }
 
 impl View {
-    fn log_start(&self) -> u64 {
+    /// The first offset on local disk that is readable.
+    fn local_start(&self) -> u64 {
         self.segments
             .first()
             .map_or(self.high_watermark, |s| s.base_offset)
             .max(self.records_start)
+    }
+
+    /// The first readable offset: in the remote tier when it holds older data than the local
+    /// disk, else the local start.
+    fn log_start(&self) -> u64 {
+        let local = self.local_start();
+        match self.remote.start_offset() {
+            Some(remote) if remote < local => remote.max(self.records_start),
+            _ => local,
+        }
+    }
+
+    /// The base offset of the first local segment: offsets below it are only remote.
+    fn first_local_base(&self) -> u64 {
+        self.segments
+            .first()
+            .map_or(self.high_watermark, |s| s.base_offset)
+    }
+
+    /// The uploaded segment a read of `from` (at or above the log start) must come from, if
+    /// `from` is below the local segments and the remote tier holds it (or the first batch
+    /// after it, still below the local segments).
+    fn remote_segment_for(&self, from: u64) -> Option<&RemoteSegment> {
+        let local = self.first_local_base();
+        if from >= local {
+            return None;
+        }
+        self.remote
+            .segment_for(from)
+            .filter(|s| s.base_offset < local && s.batches > 0)
+    }
+
+    /// The uploaded segments that hold readable offsets no local segment holds, oldest first.
+    fn remote_only_segments(&self) -> impl Iterator<Item = &RemoteSegment> {
+        let local = self.first_local_base();
+        let start = self.log_start();
+        self.remote
+            .segments
+            .iter()
+            .filter(move |s| s.next_offset > start && s.base_offset < local && s.batches > 0)
     }
 }
 
@@ -174,6 +219,12 @@ pub struct Partition {
     /// A compaction swap failed halfway: the view no longer matches the files, so reads fail
     /// too until a restart recovers the swap from its manifest.
     swap_failed: AtomicBool,
+    /// Reads the uploaded segments (attached when the store has a remote tier). Touched only
+    /// by reads of remote data, never on the local read path.
+    remote_reader: RwLock<Option<Arc<RemoteReader>>>,
+    /// Held while a manifest is checked, written and installed, so that two installs (the
+    /// tiering thread's and a purge's) never interleave and the epoch check holds.
+    manifest_install: Mutex<()>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -199,24 +250,34 @@ impl Partition {
         dir: &Path,
         settings: EffectiveSettings,
     ) -> Result<Arc<Partition>> {
+        Partition::create_after(files, key, dir, settings, None)
+    }
+
+    /// Creates a partition in `dir` with no local segment but the first one, empty: at 0, or
+    /// (`remote`: its manifest, kept in the folder) where the uploaded segments end, as after
+    /// a restore from the remote tier.
+    fn create_after(
+        files: &Arc<OpenFiles>,
+        key: PartitionKey,
+        dir: &Path,
+        settings: EffectiveSettings,
+        remote: Option<RemoteManifest>,
+    ) -> Result<Arc<Partition>> {
         let disk = files.disk();
         disk.create_dir_all(dir)?;
-        remove_stale_files(disk, dir)?;
+        remove_stale_files(disk, dir, remote.is_some())?;
         // Make the new folders (partition, and the topic and stream above it, up to the
         // `streams` folder) durable too. The partition folder itself is synced by
         // `SegmentWriter::create`.
         if let Some(parent) = dir.parent() {
             disk.sync_dir_and_ancestors(parent, 4)?;
         }
-        let (segment, writer) = SegmentWriter::create(files, dir, 0).map_err(|n| n.error)?;
-        Ok(Partition::assemble(
-            files,
-            key,
-            dir,
-            settings,
-            vec![segment],
-            writer,
-        ))
+        let remote = remote.unwrap_or_else(|| empty_manifest(key));
+        let base = remote.next_offset().unwrap_or(0);
+        let (segment, writer) = SegmentWriter::create(files, dir, base).map_err(|n| n.error)?;
+        let partition = Partition::assemble(files, key, dir, settings, vec![segment], writer);
+        partition.view.write().remote = Arc::new(remote);
+        Ok(partition)
     }
 
     /// Opens a partition, verifying the tail of its last segment and repairing what it must.
@@ -234,9 +295,13 @@ impl Partition {
         let checkpoint = crate::compaction::Checkpoint::load(dir)?;
         let bases = list_segments(dir)?;
         remove_orphan_indexes(disk, dir, &bases);
+        let remote = load_manifest(dir, key)?;
         if bases.is_empty() {
+            // Everything uploaded and nothing local (a restored data directory): the local log
+            // goes on where the remote one ends. An empty manifest is kept too: its epoch
+            // keeps new uploads' keys apart from older objects.
             return Ok((
-                Partition::create(files, key, dir, settings)?,
+                Partition::create_after(files, key, dir, settings, remote)?,
                 PartitionRepair::default(),
             ));
         }
@@ -266,6 +331,9 @@ impl Partition {
         let writer = SegmentWriter::resume(files, last);
         let partition = Partition::assemble(files, key, dir, settings, segments, writer);
         *partition.checkpoint.lock() = checkpoint;
+        if let Some(remote) = remote {
+            partition.view.write().remote = Arc::new(remote);
+        }
         if let Some(doc) = crate::durable_file::read_durable(&dir.join(RECORDS_START_FILE))? {
             let start = doc
                 .get(..8)
@@ -296,6 +364,7 @@ impl Partition {
                 high_watermark: hw,
                 records_start: 0,
                 generation: 0,
+                remote: Arc::new(empty_manifest(key)),
             }),
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(Some(writer)),
@@ -310,6 +379,8 @@ impl Partition {
             swapping: Mutex::new(()),
             checkpoint: Mutex::new(crate::compaction::Checkpoint::default()),
             swap_failed: AtomicBool::new(false),
+            remote_reader: RwLock::new(None),
+            manifest_install: Mutex::new(()),
         })
     }
 
@@ -708,6 +779,8 @@ impl Partition {
         max_bytes: u64,
         cached_only: bool,
     ) -> (Result<Option<ReadResult>>, u64) {
+        let mut from = from;
+        let mut remote_attempts = 0;
         let (ranges, log_start, hw, generation) = loop {
             let view = self.view.read();
             if view.generation % 2 == 1 {
@@ -720,8 +793,43 @@ impl Partition {
                 continue;
             }
             let log_start = view.log_start();
+            from = from.max(log_start);
+            if let Some(segment) = view.remote_segment_for(from) {
+                // Only in the remote tier: never read on an async worker.
+                let generation = view.generation;
+                if cached_only {
+                    return (Ok(None), generation);
+                }
+                let (segment, hw, epoch) = (segment.clone(), view.high_watermark, view.remote.epoch);
+                drop(view);
+                match self.read_remote(&segment, from, max_bytes) {
+                    Ok(batches) if batches.is_empty() => {
+                        // Nothing at or after `from` in that segment: the next one has it.
+                        from = segment.next_offset.max(from + 1);
+                        continue;
+                    }
+                    Ok(batches) => {
+                        let result = ReadResult {
+                            batches,
+                            log_start_offset: log_start,
+                            high_watermark: hw,
+                        };
+                        return (Ok(Some(result)), generation);
+                    }
+                    // The segment went (total retention) while we read: plan again against
+                    // the new manifest, a few times at most.
+                    Err(StoreError::Remote(crate::remote::RemoteError::NotFound(_)))
+                        if remote_attempts < READ_ATTEMPTS
+                            && self.view.read().remote.epoch != epoch =>
+                    {
+                        remote_attempts += 1;
+                        continue;
+                    }
+                    Err(e) => return (Err(e), generation),
+                }
+            }
             break (
-                plan_read(&view, from.max(log_start), max_bytes),
+                plan_read(&view, from, max_bytes),
                 log_start,
                 view.high_watermark,
                 view.generation,
@@ -731,6 +839,27 @@ impl Partition {
             self.read_ranges(ranges, log_start, hw, cached_only),
             generation,
         )
+    }
+
+    /// Batches of one uploaded segment from `from` (blocking on the object store).
+    fn read_remote(
+        &self,
+        segment: &RemoteSegment,
+        from: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<StoredBatch>> {
+        Ok(self.reader()?.read(segment, from, max_bytes)?)
+    }
+
+    /// The attached remote reader; an error when uploaded data must be read and the store has
+    /// no remote tier (configured off after data was uploaded).
+    fn reader(&self) -> Result<Arc<RemoteReader>> {
+        self.remote_reader.read().clone().ok_or_else(|| {
+            StoreError::Remote(crate::remote::RemoteError::Config(format!(
+                "partition {} has data in the remote tier, but the server has no remote storage configured",
+                self.key
+            )))
+        })
     }
 
     fn read_ranges(
@@ -788,41 +917,85 @@ impl Partition {
     }
 
     /// The first offset of the first batch whose max timestamp is at or after `timestamp_us`,
-    /// or `None` when no batch is that recent.
-    pub fn offset_for_timestamp(&self, timestamp_us: u64) -> Option<u64> {
-        let view = self.view.read();
-        let hw = view.high_watermark;
-        for seg in &view.segments {
-            if let Some(i) = find_by_timestamp(&seg.entries, timestamp_us) {
-                let offset = seg.base_offset + u64::from(seg.entries[i].relative_offset);
-                return (offset < hw).then_some(offset.max(view.log_start()));
+    /// or `None` when no batch is that recent. Uploaded segments are searched first; one whose
+    /// manifest entry says it is too old is skipped unread, so only a look-up whose answer is
+    /// remote fetches (one index). May block on the object store when
+    /// [`Partition::has_remote_data`]: async callers run it on the blocking pool then.
+    pub fn offset_for_timestamp(&self, timestamp_us: u64) -> Result<Option<u64>> {
+        let remote: Vec<RemoteSegment> = {
+            let view = self.view.read();
+            let remote: Vec<RemoteSegment> = view
+                .remote_only_segments()
+                .filter(|s| s.max_timestamp >= timestamp_us)
+                .cloned()
+                .collect();
+            if remote.is_empty() {
+                return Ok(local_offset_for_timestamp(&view, timestamp_us));
+            }
+            remote
+        };
+        let reader = self.reader()?;
+        for segment in &remote {
+            if let Some(offset) = reader.offset_for_timestamp(segment, timestamp_us)? {
+                let view = self.view.read();
+                return Ok((offset < view.high_watermark).then_some(offset.max(view.log_start())));
             }
         }
-        None
+        Ok(local_offset_for_timestamp(&self.view.read(), timestamp_us))
     }
 
     /// The first offset of the last batch that starts below `offset` (and below the high
-    /// watermark), from the in-memory index: how a reader that wants the records just before an
-    /// offset walks the log back batch by batch, over a compacted log's holes. It may start
-    /// below the log start when the log start is inside it; `None` when no batch is that old.
-    pub fn batch_before(&self, offset: u64) -> Option<u64> {
-        let view = self.view.read();
-        let end = offset.min(view.high_watermark);
-        let below = view.segments.partition_point(|s| s.base_offset < end);
-        view.segments[..below].iter().rev().find_map(|seg| {
-            let rel = end - seg.base_offset;
-            let i = seg
-                .entries
-                .partition_point(|e| u64::from(e.relative_offset) < rel);
-            let e = seg.entries.get(i.checked_sub(1)?)?;
-            Some(seg.base_offset + u64::from(e.relative_offset))
-        })
+    /// watermark), from the in-memory index, or below the local segments from the uploaded
+    /// ones' indexes: how a reader that wants the records just before an offset walks the log
+    /// back batch by batch, over a compacted log's holes. It may start below the log start when
+    /// the log start is inside it; `None` when no batch is that old. May block on the object
+    /// store when [`Partition::has_remote_data`].
+    pub fn batch_before(&self, offset: u64) -> Result<Option<u64>> {
+        let (remote, end) = {
+            let view = self.view.read();
+            let end = offset.min(view.high_watermark);
+            let below = view.segments.partition_point(|s| s.base_offset < end);
+            let local = view.segments[..below].iter().rev().find_map(|seg| {
+                let rel = end - seg.base_offset;
+                let i = seg
+                    .entries
+                    .partition_point(|e| u64::from(e.relative_offset) < rel);
+                let e = seg.entries.get(i.checked_sub(1)?)?;
+                Some(seg.base_offset + u64::from(e.relative_offset))
+            });
+            if local.is_some() {
+                return Ok(local);
+            }
+            let remote: Vec<RemoteSegment> = view
+                .remote_only_segments()
+                .filter(|s| s.base_offset < end)
+                .cloned()
+                .collect();
+            (remote, end)
+        };
+        if remote.is_empty() {
+            return Ok(None);
+        }
+        let reader = self.reader()?;
+        for segment in remote.iter().rev() {
+            if let Some(base) = reader.batch_before(segment, end)? {
+                return Ok(Some(base));
+            }
+        }
+        Ok(None)
     }
 
-    /// The offset of the batch with the greatest max timestamp, and that timestamp.
+    /// The offset of the batch with the greatest max timestamp, and that timestamp (the first
+    /// such batch on a tie). Uploaded segments count through their manifest entries, so this
+    /// never reads the remote tier.
     pub fn max_timestamp(&self) -> Option<(u64, u64)> {
         let view = self.view.read();
         let mut best: Option<(u64, u64)> = None;
+        for seg in view.remote_only_segments() {
+            if best.is_none_or(|(_, ts)| seg.max_timestamp > ts) {
+                best = Some((seg.max_timestamp_offset, seg.max_timestamp));
+            }
+        }
         for seg in &view.segments {
             for e in seg.entries.iter() {
                 if best.is_none_or(|(_, ts)| e.max_timestamp > ts) {
@@ -842,58 +1015,119 @@ impl Partition {
 
     /// The first offset on local disk (Kafka's earliest-local, ListOffsets `-4`): the log
     /// start, unless older data is only in the remote tier.
-    /// SEAM (#20, partition part): the remote view is not built yet.
     pub fn local_log_start_offset(&self) -> u64 {
-        self.view.read().log_start()
+        self.view.read().local_start()
     }
 
     /// The last offset uploaded to the remote tier (Kafka's latest-tiered, ListOffsets `-5`);
     /// `None` when nothing is.
-    /// SEAM (#20, partition part).
     pub fn last_remote_offset(&self) -> Option<u64> {
-        None
+        self.view
+            .read()
+            .remote
+            .next_offset()
+            .and_then(|n| n.checked_sub(1))
     }
 
-    /// What this partition has in the remote tier, as its manifest says now (empty: nothing).
-    /// SEAM (#20, partition part).
-    pub fn remote_manifest(&self) -> crate::remote::RemoteManifest {
-        crate::remote::RemoteManifest::default()
+    /// What this partition has in the remote tier, as its installed manifest says now (no
+    /// segments and epoch 0: nothing was ever uploaded; its `topic_created_us` is then 0 too,
+    /// for the uploader to fill in).
+    pub fn remote_manifest(&self) -> RemoteManifest {
+        RemoteManifest::clone(&self.view.read().remote)
+    }
+
+    /// True when some readable offsets are only in the remote tier: reads and look-ups there
+    /// may block on the object store, so async callers run them on the blocking pool.
+    pub fn has_remote_data(&self) -> bool {
+        let view = self.view.read();
+        view.log_start() < view.first_local_base()
     }
 
     /// Lets reads below the local log start go to the remote tier through `reader`.
-    /// SEAM (#20, partition part).
-    #[allow(dead_code)] // SEAM (#20)
-    pub(crate) fn attach_remote(&self, reader: Arc<crate::remote::RemoteReader>) {
-        let _ = reader;
+    #[allow(dead_code)] // wired in by the tiering part (#20)
+    pub(crate) fn attach_remote(&self, reader: Arc<RemoteReader>) {
+        *self.remote_reader.write() = Some(reader);
     }
 
-    /// The sealed local segments not yet named by the manifest, oldest first, each with what
-    /// its manifest entry will say (all but `log_crc32c`, which the uploader computes while it
-    /// reads the file) and its index as uploaded.
-    /// SEAM (#20, partition part).
-    #[allow(dead_code)] // SEAM (#20)
+    /// The sealed local segments not yet named by the manifest (from the manifest's end on),
+    /// oldest first, each with what its manifest entry will say (all but `log_crc32c`, which
+    /// the uploader computes while it reads the file, and `upload_epoch`) and its index as
+    /// uploaded. Segments holding no batch are skipped: there is nothing to upload.
+    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn upload_candidates(&self) -> Vec<UploadCandidate> {
-        Vec::new()
+        let view = self.view.read();
+        let uploaded_to = view.remote.next_offset().unwrap_or(0);
+        let n = view.segments.len().saturating_sub(1);
+        view.segments[..n]
+            .iter()
+            .filter(|s| s.base_offset >= uploaded_to && !s.entries.is_empty())
+            .map(|s| {
+                let index: Vec<u8> = s.entries.iter().flat_map(|e| e.encode()).collect();
+                UploadCandidate {
+                    segment: remote_entry(s, &index),
+                    log_path: s.log_path.clone(),
+                    index: Bytes::from(index),
+                }
+            })
+            .collect()
     }
 
     /// Makes `manifest` this partition's: written durably to `remote-manifest` in the folder,
-    /// then the view follows (reads, log start). Refused unless its epoch is above the current
-    /// one's.
-    /// SEAM (#20, partition part).
-    #[allow(dead_code)] // SEAM (#20)
-    pub(crate) fn install_manifest(&self, manifest: crate::remote::RemoteManifest) -> Result<()> {
-        let _ = manifest;
+    /// then the view follows (reads, log start). Refused unless it is this partition's and its
+    /// epoch is above the current one's (a purge may have installed a newer one meanwhile).
+    #[allow(dead_code)] // wired in by the tiering part (#20)
+    pub(crate) fn install_manifest(&self, manifest: RemoteManifest) -> Result<()> {
+        let _install = self.manifest_install.lock();
+        self.install_manifest_locked(manifest)
+    }
+
+    fn install_manifest_locked(&self, manifest: RemoteManifest) -> Result<()> {
+        let current = self.view.read().remote.epoch;
+        if (manifest.stream, manifest.topic, manifest.partition)
+            != (self.key.stream, self.key.topic, self.key.partition)
+        {
+            return Err(StoreError::InvalidSetting(format!(
+                "manifest of partition {}/{}/{} offered to {}",
+                manifest.stream, manifest.topic, manifest.partition, self.key
+            )));
+        }
+        if manifest.epoch <= current {
+            return Err(StoreError::InvalidSetting(format!(
+                "{}: manifest epoch {} is not above the installed {current}",
+                self.key, manifest.epoch
+            )));
+        }
+        self.disk
+            .write_durable(&self.dir.join(MANIFEST_FILE), &manifest.encode())?;
+        self.view.write().remote = Arc::new(manifest);
         Ok(())
     }
 
     /// Deletes the oldest local sealed segment if its base offset is `base` and the manifest
-    /// names it (uploaded), unless maintenance holds the partition (then `None`, as retention).
-    /// Returns the bytes freed.
-    /// SEAM (#20, partition part).
-    #[allow(dead_code)] // SEAM (#20)
+    /// covers all of it (uploaded, and the manifest naming it durable), unless maintenance
+    /// holds the partition (then `None`, as retention). Returns the bytes freed.
+    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn delete_uploaded_segment(&self, base: u64) -> Result<Option<u64>> {
-        let _ = base;
-        Ok(None)
+        let Some(_maintenance) = self.maintenance.try_lock() else {
+            return Ok(None);
+        };
+        let uploaded = {
+            let view = self.view.read();
+            match (view.segments.first(), view.remote.next_offset()) {
+                (Some(s), Some(uploaded_to)) => {
+                    s.base_offset == base
+                        && uploaded_to >= s.next_offset()
+                        && view.remote.segments.iter().any(|r| {
+                            r.base_offset <= s.base_offset && s.next_offset() <= r.next_offset
+                        })
+                }
+                _ => false,
+            }
+        };
+        if !uploaded {
+            return Ok(None);
+        }
+        self.delete_oldest_segment_locked(base)
     }
 
     /// The offset the next batch will get; everything below it is readable.
@@ -1068,6 +1302,21 @@ impl Partition {
     pub(crate) fn purge_locked(&self) -> Result<()> {
         let mut guard = self.writer.lock();
         self.check_open()?;
+        {
+            // The remote tier forgets the partition first (a new, empty manifest: the tiering
+            // thread's sweep deletes the old objects), so that a crash half-way never brings
+            // purged data back from it; the next epoch keeps the new uploads' keys apart.
+            let _install = self.manifest_install.lock();
+            let current = Arc::clone(&self.view.read().remote);
+            if current.epoch > 0 || !current.segments.is_empty() {
+                self.install_manifest_locked(RemoteManifest {
+                    epoch: current.epoch + 1,
+                    log_start: 0,
+                    segments: Vec::new(),
+                    ..RemoteManifest::clone(&current)
+                })?;
+            }
+        }
         self.unsynced_sealed.lock().clear();
         let old = std::mem::take(&mut self.view.write().segments);
         let fail = |e: StoreError| {
@@ -1273,6 +1522,43 @@ impl Partition {
     }
 }
 
+/// [`Partition::offset_for_timestamp`] over the local segments.
+fn local_offset_for_timestamp(view: &View, timestamp_us: u64) -> Option<u64> {
+    let hw = view.high_watermark;
+    for seg in &view.segments {
+        if let Some(i) = find_by_timestamp(&seg.entries, timestamp_us) {
+            let offset = seg.base_offset + u64::from(seg.entries[i].relative_offset);
+            return (offset < hw).then_some(offset.max(view.log_start()));
+        }
+    }
+    None
+}
+
+/// A local segment's manifest entry, `log_crc32c` and `upload_epoch` left for the uploader.
+fn remote_entry(s: &Segment, index: &[u8]) -> RemoteSegment {
+    let at = |e: &IndexEntry| s.base_offset + u64::from(e.relative_offset);
+    let mut max: Option<&IndexEntry> = None;
+    for e in s.entries.iter() {
+        if max.is_none_or(|m| e.max_timestamp > m.max_timestamp) {
+            max = Some(e);
+        }
+    }
+    RemoteSegment {
+        base_offset: s.base_offset,
+        upload_epoch: 0,
+        next_offset: s.next_offset(),
+        log_size: s.size,
+        log_crc32c: 0,
+        index_size: index.len() as u64,
+        index_crc32c: crc32c::crc32c(index),
+        batches: s.entries.len() as u64,
+        first_append_timestamp: s.first_append_timestamp().unwrap_or(0),
+        last_append_timestamp: s.last_append_timestamp().unwrap_or(0),
+        max_timestamp: max.map_or(0, |e| e.max_timestamp),
+        max_timestamp_offset: max.map_or(s.base_offset, at),
+    }
+}
+
 /// A sealed segment as the cleaner sees it: its index (shared with the view), taken under the
 /// view lock.
 #[derive(Debug, Clone)]
@@ -1427,7 +1713,8 @@ fn read_at_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io:
 /// again) may still hold of an earlier one: a compaction manifest or checkpoint, cleaned files,
 /// a log start, segments. A leftover manifest would otherwise be applied to the new partition's
 /// segments at the next open. Made durable by the folder sync of the new first segment.
-fn remove_stale_files(disk: &Disk, dir: &Path) -> Result<()> {
+/// With `keep_manifest` (a restore), the remote manifest stays: it is this partition's.
+fn remove_stale_files(disk: &Disk, dir: &Path, keep_manifest: bool) -> Result<()> {
     for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
         let entry = entry.map_err(|e| StoreError::io(dir, e))?;
         let name = entry.file_name();
@@ -1435,6 +1722,7 @@ fn remove_stale_files(disk: &Disk, dir: &Path) -> Result<()> {
         let stale = name.starts_with("cleaner-")
             || name.ends_with(crate::compaction::swap::CLEANED_SUFFIX)
             || name == RECORDS_START_FILE
+            || (name == MANIFEST_FILE && !keep_manifest)
             || name.ends_with(&format!(".{LOG_EXT}"))
             || name.ends_with(&format!(".{INDEX_EXT}"));
         if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
@@ -1443,6 +1731,35 @@ fn remove_stale_files(disk: &Disk, dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The manifest nothing was uploaded under yet.
+fn empty_manifest(key: PartitionKey) -> RemoteManifest {
+    RemoteManifest::new(key.stream, key.topic, 0, key.partition)
+}
+
+/// The partition's remote manifest from its folder, `None` when there is none. A damaged one,
+/// or one of another partition, is refused: guessing what was uploaded could delete the only
+/// copy of data.
+fn load_manifest(dir: &Path, key: PartitionKey) -> Result<Option<RemoteManifest>> {
+    let path = dir.join(MANIFEST_FILE);
+    let Some(bytes) = crate::durable_file::read_durable(&path)? else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| StoreError::CorruptMetadata {
+        path: path.clone(),
+        reason,
+    };
+    let manifest = RemoteManifest::decode(&bytes, MANIFEST_FILE).map_err(|e| corrupt(e.to_string()))?;
+    if (manifest.stream, manifest.topic, manifest.partition)
+        != (key.stream, key.topic, key.partition)
+    {
+        return Err(corrupt(format!(
+            "the manifest is partition {}/{}/{}'s, not {key}'s",
+            manifest.stream, manifest.topic, manifest.partition
+        )));
+    }
+    Ok(Some(manifest))
 }
 
 fn remove_orphan_indexes(disk: &Disk, dir: &Path, bases: &[u64]) {
@@ -1484,5 +1801,213 @@ fn clone_err(e: &StoreError) -> StoreError {
             },
         },
         other => StoreError::PartitionFailed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+    use crate::batch::tests::native_payload;
+
+    const KEY: PartitionKey = PartitionKey {
+        stream: 1,
+        topic: 2,
+        partition: 3,
+    };
+
+    fn settings() -> EffectiveSettings {
+        EffectiveSettings {
+            // Small enough that every batch of the tests below gets a segment of its own.
+            segment_size: 100,
+            segment_max_age_us: u64::MAX,
+            durability: Durability::Os,
+            log_append_time: false,
+            max_batch_bytes: 1 << 20,
+        }
+    }
+
+    fn files() -> Arc<OpenFiles> {
+        OpenFiles::new(Disk::real(), 64)
+    }
+
+    /// A partition with `sealed` sealed segments of one batch of 2 messages each, and the
+    /// active segment after them holding one more such batch (a segment rolls when the next
+    /// batch would not fit).
+    async fn filled(dir: &Path, sealed: usize) -> Arc<Partition> {
+        let p = Partition::create(&files(), KEY, dir, settings()).unwrap();
+        for i in 0..=sealed {
+            let payload = native_payload(2, |m| vec![i as u8; 40 + m]);
+            p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+        }
+        p
+    }
+
+    /// The manifest an uploader would install after uploading `candidates`.
+    fn uploaded(p: &Partition, candidates: &[UploadCandidate]) -> RemoteManifest {
+        let mut m = p.remote_manifest();
+        m.epoch += 1;
+        m.topic_created_us = 42;
+        m.segments.extend(candidates.iter().map(|c| RemoteSegment {
+            upload_epoch: m.epoch,
+            log_crc32c: 7,
+            ..c.segment.clone()
+        }));
+        m
+    }
+
+    #[tokio::test]
+    async fn upload_candidates_are_the_sealed_segments_past_the_manifest_with_their_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let c = p.upload_candidates();
+        let bases: Vec<u64> = c.iter().map(|c| c.segment.base_offset).collect();
+        // Three sealed segments; the active one (base 6, one batch) is never a candidate.
+        assert_eq!(bases, vec![0, 2, 4]);
+        let first = &c[0];
+        assert_eq!(first.segment.next_offset, 2);
+        assert_eq!(first.segment.batches, 1);
+        assert_eq!(first.segment.log_size, fs::metadata(&first.log_path).unwrap().len());
+        let index = fs::read(dir.path().join(crate::segment::file_name(0, INDEX_EXT))).unwrap();
+        assert_eq!(&first.index[..], &index[..], "the index as in the .index file");
+        assert_eq!(first.segment.index_size, index.len() as u64);
+        assert_eq!(first.segment.index_crc32c, crc32c::crc32c(&index));
+        assert_eq!(first.segment.max_timestamp_offset, 0);
+        assert!(first.segment.first_append_timestamp > 0);
+
+        p.install_manifest(uploaded(&p, &c[..2])).unwrap();
+        let left: Vec<u64> = p
+            .upload_candidates()
+            .iter()
+            .map(|c| c.segment.base_offset)
+            .collect();
+        assert_eq!(left, vec![4], "what the manifest names is not offered again");
+    }
+
+    #[tokio::test]
+    async fn install_manifest_needs_a_growing_epoch_and_this_partition_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let c = p.upload_candidates();
+        let m = uploaded(&p, &c[..2]);
+        p.install_manifest(m.clone()).unwrap();
+        assert_eq!(p.last_remote_offset(), Some(3));
+        assert!(
+            p.install_manifest(m.clone()).is_err(),
+            "the same epoch again is refused"
+        );
+        let other = RemoteManifest {
+            partition: 9,
+            epoch: m.epoch + 1,
+            ..m.clone()
+        };
+        assert!(p.install_manifest(other).is_err(), "another partition's manifest");
+        p.close().unwrap();
+        drop(p);
+
+        let (p, _) = Partition::open(&files(), KEY, dir.path(), settings()).unwrap();
+        assert_eq!(p.remote_manifest(), m, "loaded from the folder");
+        assert_eq!(p.last_remote_offset(), Some(3));
+        p.close().unwrap();
+        drop(p);
+
+        // A damaged manifest is refused, naming the file, never guessed around.
+        let path = dir.path().join(MANIFEST_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        match Partition::open(&files(), KEY, dir.path(), settings()) {
+            Err(StoreError::CorruptMetadata { path: named, .. }) => assert_eq!(named, path),
+            other => panic!("a corrupt manifest was accepted: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_uploaded_segments_are_deleted_and_the_log_start_stays_remote() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let c = p.upload_candidates();
+        // Nothing uploaded: nothing deleted.
+        assert_eq!(p.delete_uploaded_segment(0).unwrap(), None);
+        p.install_manifest(uploaded(&p, &c[..1])).unwrap();
+        // Not the oldest local segment: refused.
+        assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
+        let size = p.delete_uploaded_segment(0).unwrap();
+        assert_eq!(size, Some(c[0].segment.log_size));
+        assert!(!c[0].log_path.exists());
+        // Segment 2 is not uploaded yet: it stays.
+        assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
+        assert!(c[1].log_path.exists());
+        assert_eq!(p.log_start_offset(), 0, "offsets 0..2 are still readable, remotely");
+        assert_eq!(p.local_log_start_offset(), 2);
+        assert!(p.has_remote_data());
+        // A busy maintenance lock: deletion waits for the next round, as retention does.
+        p.install_manifest(uploaded(&p, &c[1..2])).unwrap();
+        let held = p.maintenance();
+        assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
+        drop(held);
+        assert_eq!(p.delete_uploaded_segment(2).unwrap(), Some(c[1].segment.log_size));
+    }
+
+    #[tokio::test]
+    async fn an_empty_folder_with_a_manifest_goes_on_after_the_uploaded_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let c = p.upload_candidates();
+        let m = uploaded(&p, &c);
+        p.install_manifest(m.clone()).unwrap();
+        p.close().unwrap();
+        drop(p);
+        // The local disk lost, the manifest restored into an empty folder.
+        let fresh = tempfile::tempdir().unwrap();
+        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode())
+            .unwrap();
+        let (p, _) = Partition::open(&files(), KEY, fresh.path(), settings()).unwrap();
+        assert_eq!(p.high_watermark(), 6);
+        assert_eq!(p.local_log_start_offset(), 6);
+        assert_eq!(p.log_start_offset(), 0);
+        let r = p
+            .append(NewBatch::native(native_payload(1, |_| vec![1; 10])).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 6, "new appends continue after the uploaded offsets");
+    }
+
+    #[tokio::test]
+    async fn purge_installs_an_empty_manifest_of_the_next_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let c = p.upload_candidates();
+        let m = uploaded(&p, &c);
+        p.install_manifest(m.clone()).unwrap();
+        {
+            let _m = p.maintenance();
+            p.purge_locked().unwrap();
+        }
+        let after = p.remote_manifest();
+        assert_eq!(after.epoch, m.epoch + 1);
+        assert!(after.segments.is_empty());
+        assert_eq!(after.topic_created_us, 42);
+        assert_eq!(p.last_remote_offset(), None);
+        assert_eq!((p.log_start_offset(), p.high_watermark()), (0, 0));
+        let on_disk = crate::durable_file::read_durable(&dir.path().join(MANIFEST_FILE))
+            .unwrap()
+            .unwrap();
+        assert_eq!(RemoteManifest::decode(&on_disk, "m").unwrap(), after);
+    }
+
+    #[tokio::test]
+    async fn a_new_partition_in_a_reused_folder_drops_an_old_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 2).await;
+        let c = p.upload_candidates();
+        p.install_manifest(uploaded(&p, &c)).unwrap();
+        p.close().unwrap();
+        drop(p);
+        let p = Partition::create(&files(), KEY, dir.path(), settings()).unwrap();
+        assert_eq!(p.remote_manifest().epoch, 0);
+        assert!(!dir.path().join(MANIFEST_FILE).exists());
     }
 }

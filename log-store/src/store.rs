@@ -41,6 +41,7 @@ use crate::names::validate_name;
 use crate::offsets::ConsumerOffsets;
 use crate::open_files::{capacity_within_limit, OpenFiles};
 use crate::partition::{now_us, Partition, PartitionKey, PartitionRepair};
+use crate::remote::{PartitionPrefix, RoundInput, TierReport, Tiering, TopicWork};
 
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -216,6 +217,8 @@ struct Inner {
     wake: Condvar,
     background: Mutex<Option<JoinHandle<()>>>,
     cleaner: Cleaner,
+    /// The remote tier at work, with a remote tier in the config.
+    tiering: Option<Tiering>,
     _lock: File,
 }
 
@@ -312,6 +315,10 @@ impl LogStore {
             },
         };
         let files = OpenFiles::new(disk.clone(), capacity_within_limit(config.max_open_files));
+        let tiering = match &config.remote {
+            Some(tier) => Some(Tiering::open(tier, &dir, disk, Arc::clone(files.metrics()))?),
+            None => None,
+        };
         let mut report = OpenReport::default();
         let mut partitions = HashMap::new();
         for s in &doc.streams {
@@ -327,6 +334,14 @@ impl LogStore {
                     let pdir = partition_dir(&dir, s.id, t.id, p);
                     let (partition, repair) =
                         Partition::open(&files, key, &pdir, settings.clone())?;
+                    if let Some(tiering) = &tiering {
+                        partition.attach_remote(tiering.reader(PartitionPrefix::new(
+                            s.id,
+                            t.id,
+                            t.created_at,
+                            p,
+                        )));
+                    }
                     if !repair.segments.is_empty() {
                         report.repaired.push((key, repair));
                     }
@@ -357,6 +372,7 @@ impl LogStore {
                 }),
                 stats: Mutex::new(CleanerStats::default()),
             },
+            tiering,
             _lock: lock,
         });
         if inner.config.background_tasks {
@@ -366,6 +382,16 @@ impl LogStore {
                 .spawn(move || background(weak))
                 .map_err(|e| StoreError::io(&inner.dir, e))?;
             *inner.background.lock() = Some(handle);
+            if let Some(tiering) = &inner.tiering {
+                let weak = Arc::downgrade(&inner);
+                let signal = Arc::clone(tiering.signal());
+                let interval = tiering.settings().task_interval;
+                let handle = std::thread::Builder::new()
+                    .name("wharf-tiering".into())
+                    .spawn(move || tiering_loop(weak, signal, interval))
+                    .map_err(|e| StoreError::io(&inner.dir, e))?;
+                tiering.set_thread(handle);
+            }
         }
         Ok((LogStore { inner }, report))
     }
@@ -375,9 +401,119 @@ impl LogStore {
     }
 
     /// The remote tier's state now, `None` without one.
-    /// SEAM (#20, tiering part).
     pub fn remote_status(&self) -> Option<crate::remote::RemoteStatus> {
-        None
+        let tiering = self.inner.tiering.as_ref()?;
+        Some(tiering.status(&self.tiered_topics()))
+    }
+
+    /// Runs one tiering round as of server time `now_us` (µs since the epoch): uploads sealed
+    /// segments of topics with remote storage, stores and installs their manifests, applies
+    /// their local and total retention, stores the catalog's copy when it changed, empties the
+    /// remote prefixes of deleted topics and sweeps unnamed objects. The "wharf-tiering"
+    /// thread calls this every `task_interval`; tests call it to run a round at a chosen
+    /// moment. Rounds run one at a time. Partitions that fail are retried after a backoff
+    /// (measured against `now_us`) and listed in the report; refused without a remote tier.
+    pub fn tier_once(&self, now_us: u64) -> Result<TierReport> {
+        let Some(tiering) = &self.inner.tiering else {
+            return Err(StoreError::InvalidSetting(
+                "the store has no remote tier".into(),
+            ));
+        };
+        let live_prefixes = {
+            let catalog = self.inner.catalog.read();
+            let mut live = std::collections::HashSet::new();
+            for s in &catalog.doc.streams {
+                for t in &s.topics {
+                    live.insert(PartitionPrefix::topic(s.id, t.id, t.created_at));
+                    for p in 0..t.partitions {
+                        live.insert(
+                            PartitionPrefix::new(s.id, t.id, t.created_at, p)
+                                .as_str()
+                                .to_string(),
+                        );
+                    }
+                }
+            }
+            live
+        };
+        let catalog_path = self.inner.dir.join("catalog");
+        Ok(tiering.round(RoundInput {
+            now_us,
+            topics: self.tiered_topics(),
+            catalog_path: Some(catalog_path),
+            live_prefixes,
+        }))
+    }
+
+    /// The topics with remote storage on, with their partitions.
+    fn tiered_topics(&self) -> Vec<TopicWork> {
+        let catalog = self.inner.catalog.read();
+        catalog
+            .doc
+            .streams
+            .iter()
+            .flat_map(|s| s.topics.iter().map(move |t| (s.id, t)))
+            .filter(|(_, t)| t.settings.remote_storage)
+            .map(|(sid, t)| TopicWork {
+                stream: sid,
+                topic: t.id,
+                created_us: t.created_at,
+                settings: t.settings.clone(),
+                partitions: catalog
+                    .partitions
+                    .get(&(sid, t.id))
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Lets `parts` (of topic `sid`/`tid` created at `created_us`) read their uploaded data.
+    fn attach_remote(&self, sid: u32, tid: u32, created_us: u64, parts: &[Arc<Partition>]) {
+        if let Some(tiering) = &self.inner.tiering {
+            for p in parts {
+                p.attach_remote(tiering.reader(PartitionPrefix::new(
+                    sid,
+                    tid,
+                    created_us,
+                    p.key().partition,
+                )));
+            }
+        }
+    }
+
+    /// Records, durably and before the catalog stops naming them, the remote prefixes whose
+    /// objects the tiering thread is to delete. Nothing to do without a remote tier.
+    fn record_remote_deletions(&self, prefixes: &[String]) -> Result<()> {
+        match &self.inner.tiering {
+            Some(tiering) => tiering.record_deletions(prefixes),
+            None => Ok(()),
+        }
+    }
+
+    /// Saves `doc` after recording `prefixes` for deletion; takes the record back when the
+    /// save fails.
+    fn save_deleting(&self, doc: &CatalogDoc, prefixes: &[String]) -> Result<()> {
+        self.record_remote_deletions(prefixes)?;
+        let saved = self.save(doc);
+        if saved.is_err() && !prefixes.is_empty() {
+            if let Some(tiering) = &self.inner.tiering {
+                tiering.unrecord_deletions(prefixes);
+            }
+        }
+        saved
+    }
+
+    /// Refuses remote storage on a store without a remote tier, as Kafka does.
+    fn check_remote_storage(&self, settings: &TopicSettings) -> Result<()> {
+        if settings.remote_storage && self.inner.config.remote.is_none() {
+            return Err(StoreError::InvalidSetting(
+                "Tiered Storage functionality is disabled in the broker. Topic cannot be \
+                 configured with remote log storage"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Rebuilds the data directory `dir` (which must hold no catalog) from the remote tier of
@@ -421,7 +557,11 @@ impl LogStore {
             reason: e.to_string(),
         })?;
         self.disk()
-            .write_durable(&self.inner.dir.join("catalog"), &bytes)
+            .write_durable(&self.inner.dir.join("catalog"), &bytes)?;
+        if let Some(tiering) = &self.inner.tiering {
+            tiering.catalog_changed();
+        }
+        Ok(())
     }
 
     fn doc(&self) -> CatalogDoc {
@@ -494,9 +634,16 @@ impl LogStore {
     pub fn delete_stream(&self, s: Ident<'_>) -> Result<()> {
         let _changing = self.inner.changes.lock();
         let mut doc = self.doc();
-        let id = doc.stream(s)?.id;
+        let stream = doc.stream(s)?;
+        let id = stream.id;
+        let prefixes: Vec<String> = stream
+            .topics
+            .iter()
+            .filter(|t| t.settings.remote_storage)
+            .map(|t| PartitionPrefix::topic(id, t.id, t.created_at))
+            .collect();
         doc.streams.retain(|d| d.id != id);
-        self.save(&doc)?;
+        self.save_deleting(&doc, &prefixes)?;
         let dropped: Vec<Arc<Partition>> = {
             let mut catalog = self.inner.catalog.write();
             catalog.doc = doc;
@@ -535,6 +682,7 @@ impl LogStore {
     ) -> Result<TopicInfo> {
         validate_name("topic", name)?;
         settings.validate()?;
+        self.check_remote_storage(&settings)?;
         check_partition_count(partitions)?;
         let _changing = self.inner.changes.lock();
         let mut doc = self.doc();
@@ -582,6 +730,7 @@ impl LogStore {
                 return Err(e);
             }
         };
+        self.attach_remote(sid, tid, info.created_at, &parts);
         let mut catalog = self.inner.catalog.write();
         catalog.doc = doc;
         catalog.partitions.insert((sid, tid), parts);
@@ -613,11 +762,19 @@ impl LogStore {
             validate_name("topic", n)?;
         }
         settings.validate()?;
+        self.check_remote_storage(&settings)?;
         let _changing = self.inner.changes.lock();
         let mut doc = self.doc();
         let stream = doc.stream_mut(s)?;
         let sid = stream.id;
-        let tid = stream.topic(t)?.id;
+        let old = stream.topic(t)?;
+        let tid = old.id;
+        if old.settings.remote_storage && !settings.remote_storage {
+            // Kafka 3.x refuses the same: the uploaded data would be neither read nor deleted.
+            return Err(StoreError::InvalidSetting(
+                "Disabling remote storage feature on the topic level is not supported".into(),
+            ));
+        }
         if let Some(n) = new_name {
             if stream.topics.iter().any(|d| d.name == n && d.id != tid) {
                 return Err(StoreError::TopicExists {
@@ -646,9 +803,15 @@ impl LogStore {
         let _changing = self.inner.changes.lock();
         let mut doc = self.doc();
         let stream = doc.stream_mut(s)?;
-        let (sid, tid) = (stream.id, stream.topic(t)?.id);
+        let topic = stream.topic(t)?;
+        let (sid, tid) = (stream.id, topic.id);
+        let prefixes: Vec<String> = if topic.settings.remote_storage {
+            vec![PartitionPrefix::topic(sid, tid, topic.created_at)]
+        } else {
+            Vec::new()
+        };
         stream.topics.retain(|d| d.id != tid);
-        self.save(&doc)?;
+        self.save_deleting(&doc, &prefixes)?;
         let dropped = {
             let mut catalog = self.inner.catalog.write();
             catalog.doc = doc;
@@ -755,6 +918,8 @@ impl LogStore {
             }
             return Err(e);
         }
+        let created_us = doc.stream(Ident::Id(sid))?.topic(Ident::Id(tid))?.created_at;
+        self.attach_remote(sid, tid, created_us, &created);
         let mut catalog = self.inner.catalog.write();
         catalog.doc = doc;
         catalog
@@ -784,7 +949,18 @@ impl LogStore {
                 ))
             })?;
         topic.partitions = new;
-        self.save(&doc)?;
+        let prefixes: Vec<String> = if topic.settings.remote_storage {
+            (new..old)
+                .map(|p| {
+                    PartitionPrefix::new(sid, tid, topic.created_at, p)
+                        .as_str()
+                        .to_string()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.save_deleting(&doc, &prefixes)?;
         let dropped: Vec<Arc<Partition>> = {
             let mut catalog = self.inner.catalog.write();
             catalog.doc = doc;
@@ -867,6 +1043,11 @@ impl LogStore {
         for (settings, parts) in topics {
             // A compacted topic keeps its data unless its policy also says `delete`.
             if !settings.cleanup_policy.delete {
+                continue;
+            }
+            // Remote storage: the tiering round applies both retentions, and never deletes
+            // local data that is not uploaded.
+            if settings.remote_storage {
                 continue;
             }
             if let Some(expiry) = settings.message_expiry {
@@ -1073,6 +1254,7 @@ impl Inner {
         let handles = [
             self.background.lock().take(),
             self.cleaner.thread.lock().take(),
+            self.tiering.as_ref().and_then(Tiering::stop),
         ];
         for h in handles.into_iter().flatten() {
             if h.thread().id() != std::thread::current().id() {
@@ -1208,6 +1390,36 @@ fn background(store: Weak<Inner>) {
         // The store may be dropped while we hold it; let Drop run on its own thread then.
         if Arc::strong_count(&store.inner) == 1 {
             *store.inner.stop.lock() = true;
+            return;
+        }
+    }
+}
+
+/// The tiering loop: a round every `interval`, until the store is closed or dropped. The wait
+/// and a round's throttle pauses end at once when the store closes; a round in progress ends
+/// after its current call to the object store.
+fn tiering_loop(store: Weak<Inner>, signal: Arc<crate::remote::TieringSignal>, interval: Duration) {
+    loop {
+        if !signal.pause(interval.max(Duration::from_millis(10))) {
+            return;
+        }
+        let Some(inner) = store.upgrade() else { return };
+        let store = LogStore { inner };
+        match store.tier_once(now_us()) {
+            Ok(report) => {
+                if report.uploaded_segments > 0 {
+                    tracing::debug!(
+                        segments = report.uploaded_segments,
+                        bytes = report.uploaded_bytes,
+                        "uploaded to the remote tier"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("tiering round failed: {e}"),
+        }
+        // The store may be dropped while we hold it; let Drop run on its own thread then.
+        if Arc::strong_count(&store.inner) == 1 {
+            signal.stop();
             return;
         }
     }

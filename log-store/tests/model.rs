@@ -268,7 +268,7 @@ fn run(configs: Vec<Config>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .unwrap();
                 let m = &model[topic][partition];
                 let want = m.batches().find(|b| b.max_ts >= ts).map(|b| b.base);
-                prop_assert_eq!(p.offset_for_timestamp(ts), want);
+                prop_assert_eq!(p.offset_for_timestamp(ts).unwrap(), want);
             }
             Op::Retention { advance_us } => {
                 let now = latest.saturating_add(advance_us);

@@ -222,11 +222,11 @@ async fn kafka_batches_and_timestamp_lookups() {
     let payload = read.batches[0].payload();
     assert_eq!(i64::from_be_bytes(payload[0..8].try_into().unwrap()), 5);
 
-    assert_eq!(p.offset_for_timestamp(0), Some(0));
-    assert_eq!(p.offset_for_timestamp(1_004_000), Some(0));
-    assert_eq!(p.offset_for_timestamp(1_004_001), Some(5));
-    assert_eq!(p.offset_for_timestamp(3_000_000), Some(7));
-    assert_eq!(p.offset_for_timestamp(3_000_001), None);
+    assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(0));
+    assert_eq!(p.offset_for_timestamp(1_004_000).unwrap(), Some(0));
+    assert_eq!(p.offset_for_timestamp(1_004_001).unwrap(), Some(5));
+    assert_eq!(p.offset_for_timestamp(3_000_000).unwrap(), Some(7));
+    assert_eq!(p.offset_for_timestamp(3_000_001).unwrap(), None);
     assert_eq!(p.max_timestamp(), Some((7, 3_000_000)));
 
     let lat = store.partition(Ident::Id(0), "lat".into(), 0).unwrap();

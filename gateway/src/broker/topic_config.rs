@@ -20,10 +20,18 @@
 //! | `max.compaction.lag.ms` | dirty records older than this are compacted whatever the ratio |
 //! | `delete.retention.ms` | how long tombstones and transaction markers survive compaction |
 //! | `compression.type` | only `producer` (batches are kept as sent) |
+//! | `remote.storage.enable` | sealed segments go to the remote tier (KIP-405) |
+//! | `local.retention.ms` (-2: as `retention.ms`) | how long uploaded segments stay on local disk |
+//! | `local.retention.bytes` (-2: as `retention.bytes`) | local bytes kept (topic as a whole) |
+//!
+//! Tiered storage follows Kafka's `LogConfig` rules: remote storage needs a server with a
+//! remote tier, is refused for compacted topics, cannot be turned off once on, and the local
+//! retentions may not exceed the total ones (nor be -1 while those are finite).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use wharf_log_store::remote::RemoteSettings;
 use wharf_log_store::{CleanerConfig, CleanupPolicy, Ratio};
 
 use super::{
@@ -281,7 +289,13 @@ pub const NAMES: &[&str] = &[
     "max.compaction.lag.ms",
     "delete.retention.ms",
     "compression.type",
+    "remote.storage.enable",
+    "local.retention.ms",
+    "local.retention.bytes",
 ];
+
+/// Kafka's `local.retention.*` value for "as the total retention" (their default).
+pub const FOLLOW_RETENTION: i64 = -2;
 
 fn known(name: &str) -> Result<(), ConfigError> {
     if NAMES.contains(&name) {
@@ -360,6 +374,14 @@ pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(),
             s.delete_retention = Some(Duration::from_millis(at_least(name, v, 0)?))
         }
         ("compression.type", None | Some("producer")) => {}
+        ("remote.storage.enable", None) => s.remote_storage = false,
+        ("remote.storage.enable", Some(v)) => s.remote_storage = boolean(name, v)?,
+        ("local.retention.ms", None) => s.local_retention = None,
+        ("local.retention.ms", Some(v)) => {
+            s.local_retention = local_retention(name, v)?.map(Duration::from_millis)
+        }
+        ("local.retention.bytes", None) => s.local_retention_bytes = None,
+        ("local.retention.bytes", Some(v)) => s.local_retention_bytes = local_retention(name, v)?,
         ("message.timestamp.type" | "compression.type", Some(v)) => {
             return Err(ConfigError(format!(
                 "{name}: '{v}' is not supported by Wharf"
@@ -369,6 +391,98 @@ pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(),
             return Err(ConfigError(format!(
                 "{other} is not a topic config Wharf has"
             )))
+        }
+    }
+    Ok(())
+}
+
+/// A boolean config as Kafka's `ConfigDef` reads one: `true` or `false`, any case.
+fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError(format!(
+            "Invalid value {v} for configuration {name}: Expected value to be either true or false"
+        ))),
+    }
+}
+
+/// `local.retention.ms` or `.bytes`: at least -2 (Kafka's validator); -2 follows the total
+/// retention, and so does -1, which Kafka accepts only while the total retention is -1 too
+/// ([`check_local_forever`]). Wharf needs a positive figure otherwise (the store keeps at
+/// least 1 ms and 1 byte locally), where Kafka also takes 0.
+fn local_retention(name: &str, v: &str) -> Result<Option<u64>, ConfigError> {
+    match long(name, v)? {
+        FOLLOW_RETENTION | -1 => Ok(None),
+        n if n > 0 => Ok(Some(n.unsigned_abs())),
+        0 => Err(ConfigError(format!(
+            "Invalid value 0 for configuration {name}: Wharf keeps uploaded data locally at least 1; use 1 or more, or -2 to follow the total retention"
+        ))),
+        n => Err(ConfigError(format!(
+            "Invalid value {n} for configuration {name}: Value must be at least -2"
+        ))),
+    }
+}
+
+/// Kafka's rule for a local retention of -1 (keep locally forever): only while the total
+/// retention is forever too (`Value must not be -1 as retention.ms value is set as ...`).
+/// `changes` are the ones just applied to `s`.
+fn check_local_forever(s: &TopicSettings, changes: &[ConfigChange]) -> Result<(), ConfigError> {
+    if !s.remote_storage {
+        return Ok(());
+    }
+    for c in changes {
+        let ConfigOp::Set(v) = &c.op else { continue };
+        if v.trim() != "-1" {
+            continue;
+        }
+        let (total_name, total) = match c.name.as_str() {
+            "local.retention.ms" => ("retention.ms", s.message_expiry.map(millis)),
+            "local.retention.bytes" => ("retention.bytes", s.max_size),
+            _ => continue,
+        };
+        if let Some(total) = total {
+            return Err(ConfigError(format!(
+                "Invalid value -1 for configuration {}: Value must not be -1 as {total_name} value is set as {total}.",
+                c.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's tiered-storage rules for a topic with `remote.storage.enable=true`
+/// (`LogConfig.validate`): the server must have a remote tier, the topic must not be
+/// compacted, and the local retentions may not exceed the total ones.
+fn check_remote(s: &TopicSettings, defaults: &StoreConfig) -> Result<(), ConfigError> {
+    if !s.remote_storage {
+        return Ok(());
+    }
+    if defaults.remote.is_none() {
+        return Err(ConfigError(
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
+                .into(),
+        ));
+    }
+    if s.cleanup_policy.compact {
+        return Err(ConfigError(
+            "Remote log storage is unsupported for the compacted topics".into(),
+        ));
+    }
+    if let (Some(local), Some(total)) = (s.local_retention_bytes, s.max_size) {
+        if local > total {
+            return Err(ConfigError(format!(
+                "Invalid value {local} for configuration local.retention.bytes: Value must not be more than retention.bytes property value: {total}"
+            )));
+        }
+    }
+    if let (Some(local), Some(total)) = (s.local_retention, s.message_expiry) {
+        if local > total {
+            return Err(ConfigError(format!(
+                "Invalid value {} for configuration local.retention.ms: Value must not be more than retention.ms property value: {}",
+                millis(local),
+                millis(total)
+            )));
         }
     }
     Ok(())
@@ -399,6 +513,7 @@ pub fn check(s: &TopicSettings, defaults: &StoreConfig) -> Result<(), ConfigErro
             )));
         }
     }
+    check_remote(s, defaults)?;
     s.validate().map_err(|e| match e {
         StoreError::InvalidSetting(why) => ConfigError(why),
         other => ConfigError(other.to_string()),
@@ -421,6 +536,13 @@ pub fn changed(
     for c in changes {
         apply(&mut s, &c.name, &c.op)?;
     }
+    // Kafka 3.x: remote storage, once on, stays on (its data would otherwise be orphaned).
+    if current.remote_storage && !s.remote_storage {
+        return Err(ConfigError(
+            "Disabling remote storage feature on the topic level is not supported.".into(),
+        ));
+    }
+    check_local_forever(&s, changes)?;
     check(&s, defaults)?;
     Ok(s)
 }
@@ -586,6 +708,26 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
             ConfigSource::Default,
             ConfigType::String,
         ),
+        entry(
+            "remote.storage.enable",
+            s.remote_storage.to_string(),
+            topic_or(s.remote_storage),
+            ConfigType::Boolean,
+        ),
+        entry(
+            "local.retention.ms",
+            s.local_retention
+                .map_or(FOLLOW_RETENTION.to_string(), |d| millis(d).to_string()),
+            topic_or(s.local_retention.is_some()),
+            ConfigType::Long,
+        ),
+        entry(
+            "local.retention.bytes",
+            s.local_retention_bytes
+                .map_or(FOLLOW_RETENTION.to_string(), |b| b.to_string()),
+            topic_or(s.local_retention_bytes.is_some()),
+            ConfigType::Long,
+        ),
     ]
 }
 
@@ -593,6 +735,12 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
 /// configuration sets them.
 pub fn broker_defaults(defaults: &StoreConfig) -> Vec<ConfigEntry> {
     let c = &defaults.cleaner;
+    // Without a remote tier, the remote log manager's settings are the server's defaults.
+    let builtin_remote = RemoteSettings::default();
+    let remote = defaults
+        .remote
+        .as_ref()
+        .map_or(&builtin_remote, |r| &r.settings);
     let entry = |name: &str, value: String, config_type| ConfigEntry {
         name: name.into(),
         value,
@@ -644,6 +792,38 @@ pub fn broker_defaults(defaults: &StoreConfig) -> Vec<ConfigEntry> {
         entry(
             "log.cleaner.delete.retention.ms",
             millis(c.delete_retention).to_string(),
+            ConfigType::Long,
+        ),
+        entry(
+            "remote.log.storage.system.enable",
+            defaults.remote.is_some().to_string(),
+            ConfigType::Boolean,
+        ),
+        entry(
+            "remote.log.manager.task.interval.ms",
+            millis(remote.task_interval).to_string(),
+            ConfigType::Long,
+        ),
+        entry(
+            "remote.log.manager.task.retry.backoff.ms",
+            millis(remote.retry_backoff).to_string(),
+            ConfigType::Long,
+        ),
+        entry(
+            "remote.log.manager.task.retry.backoff.max.ms",
+            millis(remote.retry_backoff_max).to_string(),
+            ConfigType::Long,
+        ),
+        entry(
+            "remote.log.manager.copy.max.bytes.per.second",
+            remote
+                .copy_max_bytes_per_second
+                .map_or(i64::MAX.to_string(), |b| b.to_string()),
+            ConfigType::Long,
+        ),
+        entry(
+            "remote.log.index.file.cache.total.size.bytes",
+            remote.cache_max_bytes.to_string(),
             ConfigType::Long,
         ),
     ]
@@ -975,6 +1155,269 @@ mod tests {
         );
         assert_eq!(value("log.cleaner.delete.retention.ms"), "86400000");
         assert!(d.iter().all(|e| e.source == ConfigSource::StaticBroker));
+    }
+}
+
+#[cfg(test)]
+mod remote_storage_tests {
+    use super::*;
+    use wharf_log_store::remote::{ObjectStoreRemote, RemoteConfig, RemoteTier};
+
+    /// A server config with a remote tier (a local folder as the object store).
+    fn tiered(dir: &std::path::Path) -> StoreConfig {
+        let store = ObjectStoreRemote::open(RemoteConfig::filesystem(dir)).unwrap();
+        StoreConfig {
+            remote: Some(RemoteTier {
+                store: Arc::new(store),
+                settings: RemoteSettings::default(),
+            }),
+            ..StoreConfig::default()
+        }
+    }
+
+    fn create(changes: &[(&str, &str)], defaults: &StoreConfig) -> Result<TopicSettings, String> {
+        let changes: Vec<_> = changes
+            .iter()
+            .map(|(n, v)| ConfigChange::set(*n, *v))
+            .collect();
+        new_topic_settings(&changes, defaults).map_err(|e| e.0)
+    }
+
+    fn get(entries: &[ConfigEntry], name: &str) -> ConfigEntry {
+        entries.iter().find(|e| e.name == name).cloned().unwrap()
+    }
+
+    #[test]
+    fn tiered_configs_have_kafkas_names_defaults_and_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = tiered(dir.path());
+        let plain = describe(&TopicSettings::default(), &server);
+        for (name, value, config_type) in [
+            ("remote.storage.enable", "false", ConfigType::Boolean),
+            ("local.retention.ms", "-2", ConfigType::Long),
+            ("local.retention.bytes", "-2", ConfigType::Long),
+        ] {
+            let e = get(&plain, name);
+            assert_eq!(
+                (e.value.as_str(), e.source, e.config_type),
+                (value, ConfigSource::Default, config_type),
+                "{name}"
+            );
+        }
+        let s = create(
+            &[
+                ("remote.storage.enable", "TRUE"),
+                ("retention.ms", "86400000"),
+                ("local.retention.ms", "3600000"),
+                ("retention.bytes", "1000000"),
+                ("local.retention.bytes", "100000"),
+            ],
+            &server,
+        )
+        .unwrap();
+        assert!(s.remote_storage);
+        assert_eq!(s.local_retention, Some(Duration::from_secs(3600)));
+        assert_eq!(s.local_retention_bytes, Some(100_000));
+        let d = describe(&s, &server);
+        for (name, value) in [
+            ("remote.storage.enable", "true"),
+            ("local.retention.ms", "3600000"),
+            ("local.retention.bytes", "100000"),
+        ] {
+            let e = get(&d, name);
+            assert_eq!(
+                (e.value.as_str(), e.source),
+                (value, ConfigSource::DynamicTopic),
+                "{name}"
+            );
+        }
+        // -2 (and a delete) return them to following the total retention.
+        let mut back = s.clone();
+        set(&mut back, "local.retention.ms", Some("-2")).unwrap();
+        set(&mut back, "local.retention.bytes", None).unwrap();
+        assert_eq!((back.local_retention, back.local_retention_bytes), (None, None));
+    }
+
+    /// Kafka's validators: a boolean is true or false in any case; the local retentions are
+    /// at least -2.
+    #[test]
+    fn malformed_tiered_values_are_refused_with_kafkas_words() {
+        let mut s = TopicSettings::default();
+        let e = set(&mut s, "remote.storage.enable", Some("yes")).unwrap_err();
+        assert_eq!(
+            e.0,
+            "Invalid value yes for configuration remote.storage.enable: Expected value to be either true or false"
+        );
+        for name in ["local.retention.ms", "local.retention.bytes"] {
+            let e = set(&mut s, name, Some("-3")).unwrap_err();
+            assert_eq!(
+                e.0,
+                format!("Invalid value -3 for configuration {name}: Value must be at least -2")
+            );
+            assert!(set(&mut s, name, Some("soon")).is_err(), "{name}");
+            // Kafka takes 0; Wharf's store keeps at least 1 ms / 1 byte, and says so.
+            assert!(set(&mut s, name, Some("0")).unwrap_err().0.contains(name));
+        }
+        assert_eq!(s, TopicSettings::default(), "nothing applied");
+    }
+
+    /// Kafka: "Tiered Storage functionality is disabled in the broker" without a remote tier,
+    /// answered as INVALID_CONFIG on the Kafka door.
+    #[test]
+    fn remote_storage_needs_a_server_with_a_remote_tier() {
+        let e = create(&[("remote.storage.enable", "true")], &StoreConfig::default()).unwrap_err();
+        assert_eq!(
+            e,
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
+        );
+        let broker_error = BrokerError::from(ConfigError(e));
+        assert_eq!(
+            crate::kafka::errors::for_broker(&broker_error),
+            crate::kafka::errors::code::INVALID_CONFIG
+        );
+        // The local retentions alone are accepted (Kafka ignores them without remote storage).
+        create(&[("local.retention.ms", "1000")], &StoreConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        assert!(create(&[("remote.storage.enable", "true")], &tiered(dir.path())).is_ok());
+    }
+
+    #[test]
+    fn remote_storage_is_refused_for_compacted_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = tiered(dir.path());
+        for policy in ["compact", "compact,delete"] {
+            let e = create(
+                &[("remote.storage.enable", "true"), ("cleanup.policy", policy)],
+                &server,
+            )
+            .unwrap_err();
+            assert_eq!(e, "Remote log storage is unsupported for the compacted topics");
+        }
+        // Nor may a tiered topic become compacted later.
+        let s = create(&[("remote.storage.enable", "true")], &server).unwrap();
+        let append = ConfigChange {
+            name: "cleanup.policy".into(),
+            op: ConfigOp::Append("compact".into()),
+        };
+        assert!(changed(&s, AlterMode::Incremental, &[append], &server).is_err());
+    }
+
+    /// Kafka 3.x refuses `remote.storage.enable=false` on a topic that has it on, by a set, a
+    /// delete (back to the default) or a legacy AlterConfigs that leaves it out.
+    #[test]
+    fn remote_storage_once_on_stays_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = tiered(dir.path());
+        let s = create(&[("remote.storage.enable", "true")], &server).unwrap();
+        let refused = "Disabling remote storage feature on the topic level is not supported.";
+        for (mode, change) in [
+            (
+                AlterMode::Incremental,
+                ConfigChange::set("remote.storage.enable", "false"),
+            ),
+            (
+                AlterMode::Incremental,
+                ConfigChange::delete("remote.storage.enable"),
+            ),
+            (AlterMode::Replace, ConfigChange::set("retention.ms", "1000")),
+        ] {
+            let e = changed(&s, mode, std::slice::from_ref(&change), &server).unwrap_err();
+            assert_eq!(e.0, refused, "{mode:?} {change:?}");
+        }
+        // Setting it on again, or changing anything else, is fine.
+        let again = changed(
+            &s,
+            AlterMode::Incremental,
+            &[
+                ConfigChange::set("remote.storage.enable", "true"),
+                ConfigChange::set("local.retention.ms", "1000"),
+            ],
+            &server,
+        )
+        .unwrap();
+        assert!(again.remote_storage);
+    }
+
+    /// Kafka's `validateRemoteStorageRetentionTime/Size`: the local retention may not exceed
+    /// the total one, nor be -1 while that is finite; -1 with a total of -1 is accepted.
+    #[test]
+    fn local_retention_stays_within_the_total_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = tiered(dir.path());
+        let on = ("remote.storage.enable", "true");
+        let e = create(
+            &[on, ("retention.ms", "1000"), ("local.retention.ms", "2000")],
+            &server,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "Invalid value 2000 for configuration local.retention.ms: Value must not be more than retention.ms property value: 1000"
+        );
+        let e = create(
+            &[on, ("retention.bytes", "1000"), ("local.retention.bytes", "2000")],
+            &server,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "Invalid value 2000 for configuration local.retention.bytes: Value must not be more than retention.bytes property value: 1000"
+        );
+        let e = create(
+            &[on, ("retention.ms", "1000"), ("local.retention.ms", "-1")],
+            &server,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "Invalid value -1 for configuration local.retention.ms: Value must not be -1 as retention.ms value is set as 1000."
+        );
+        let e = create(
+            &[on, ("retention.bytes", "5000"), ("local.retention.bytes", "-1")],
+            &server,
+        )
+        .unwrap_err();
+        assert!(e.contains("as retention.bytes value is set as 5000."), "{e}");
+        // Forever locally while forever in total: the same as following it.
+        let s = create(&[on, ("local.retention.ms", "-1")], &server).unwrap();
+        assert_eq!(s.local_retention, None);
+        // Equal is allowed.
+        create(
+            &[on, ("retention.ms", "1000"), ("local.retention.ms", "1000")],
+            &server,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_broker_describes_its_remote_log_settings() {
+        let value = |d: &[ConfigEntry], n: &str| get(d, n).value;
+        let off = broker_defaults(&StoreConfig::default());
+        assert_eq!(value(&off, "remote.log.storage.system.enable"), "false");
+        assert_eq!(value(&off, "remote.log.manager.task.interval.ms"), "30000");
+        assert_eq!(value(&off, "remote.log.manager.task.retry.backoff.ms"), "500");
+        assert_eq!(
+            value(&off, "remote.log.manager.task.retry.backoff.max.ms"),
+            "30000"
+        );
+        assert_eq!(
+            value(&off, "remote.log.manager.copy.max.bytes.per.second"),
+            i64::MAX.to_string()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = tiered(dir.path());
+        if let Some(r) = server.remote.as_mut() {
+            r.settings.copy_max_bytes_per_second = Some(1 << 20);
+            r.settings.task_interval = Duration::from_secs(5);
+        }
+        let on = broker_defaults(&server);
+        assert_eq!(value(&on, "remote.log.storage.system.enable"), "true");
+        assert_eq!(value(&on, "remote.log.manager.task.interval.ms"), "5000");
+        assert_eq!(
+            value(&on, "remote.log.manager.copy.max.bytes.per.second"),
+            "1048576"
+        );
+        assert!(on.iter().all(|e| e.source == ConfigSource::StaticBroker));
     }
 }
 

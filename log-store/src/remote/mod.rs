@@ -43,24 +43,26 @@ use bytes::Bytes;
 // SEAM (#20): the parts are wired in by the tiering and partition work; until then unused.
 #[allow(dead_code)]
 mod cache;
+mod faults;
 mod manifest;
 mod object;
 #[allow(dead_code)]
 mod reader;
 mod restore;
-#[allow(dead_code)]
 mod tiering;
 
 #[allow(unused_imports)]
 pub(crate) use cache::ReadCache;
+#[doc(hidden)]
+pub use faults::{FaultyRemote, RemoteCallCounts};
 pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION};
-pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind};
+pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind, S3Config};
 #[allow(unused_imports)]
 pub(crate) use reader::RemoteReader;
 pub(crate) use restore::restore_from_remote;
 pub use restore::RestoreReport;
-#[allow(unused_imports)]
-pub(crate) use tiering::Tiering;
+pub use tiering::TierReport;
+pub(crate) use tiering::{RoundInput, Signal as TieringSignal, Tiering, TopicWork};
 
 /// An object store as the log store needs it: whole objects in, whole objects or ranges out.
 ///

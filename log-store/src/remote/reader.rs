@@ -2,10 +2,24 @@
 //! batch before an offset. A segment's index object is fetched once and kept parsed (a bounded
 //! number of them); its log is read through the read-ahead [`ReadCache`]. Every batch read is
 //! checked (envelope checksum) before it is handed out.
+//!
+//! Every call may block on the object store: callers are the partition's blocking paths, never
+//! an async worker.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{PartitionPrefix, ReadCache};
+use parking_lot::Mutex;
+
+use super::{PartitionPrefix, ReadCache, RemoteError, RemoteSegment};
+use crate::batch::StoredBatch;
+use crate::index::{decode_prefix, find_by_relative_offset, find_by_timestamp, IndexEntry};
+use crate::index::INDEX_ENTRY_LEN;
+
+/// Parsed indexes a reader keeps, counted in entries (about 40 bytes each in memory): 64 Ki
+/// entries, 2.5 MiB, whatever the number of segments. The most recent one is always kept, so
+/// a segment whose index alone is larger is still read with one fetch of its index.
+const MAX_CACHED_INDEX_ENTRIES: usize = 64 * 1024;
 
 /// Reads one partition's uploaded segments.
 #[derive(Debug)]
@@ -13,6 +27,8 @@ pub(crate) struct RemoteReader {
     prefix: PartitionPrefix,
     cache: Arc<ReadCache>,
     metrics: Arc<crate::metrics::StoreMetrics>,
+    /// Recently used parsed indexes, least recent first, by (base offset, upload epoch).
+    indexes: Mutex<VecDeque<((u64, u64), Arc<[IndexEntry]>)>>,
 }
 
 impl RemoteReader {
@@ -26,6 +42,192 @@ impl RemoteReader {
             prefix,
             cache,
             metrics,
+            indexes: Mutex::new(VecDeque::new()),
         }
     }
+
+    /// Where this reader's objects are.
+    pub fn prefix(&self) -> &PartitionPrefix {
+        &self.prefix
+    }
+
+    /// Whole batches of `segment` starting with the one that holds `from` (or the first one
+    /// after it), up to `max_bytes` of stored bytes but at least one; empty when the segment
+    /// holds nothing at or after `from`. Every batch's checksum is verified.
+    pub fn read(
+        &self,
+        segment: &RemoteSegment,
+        from: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<StoredBatch>, RemoteError> {
+        let entries = self.index(segment)?;
+        let start = first_entry_at(segment.base_offset, &entries, from);
+        let mut taken = 0u64;
+        let mut count = 0usize;
+        for e in &entries[start..] {
+            if count > 0 && taken + u64::from(e.length) > max_bytes {
+                break;
+            }
+            taken += u64::from(e.length);
+            count += 1;
+        }
+        let picked = &entries[start..start + count];
+        let (Some(first), Some(last)) = (picked.first(), picked.last()) else {
+            return Ok(Vec::new());
+        };
+        let key = self.prefix.log(segment.base_offset, segment.upload_epoch);
+        let corrupt = |reason: String| RemoteError::Corrupt {
+            key: key.clone(),
+            reason,
+        };
+        let range = first.position..last.end_position();
+        let bytes = self.cache.read(&key, segment.log_size, range.clone())?;
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(corrupt(format!(
+                "{} bytes read for {}..{}",
+                bytes.len(),
+                range.start,
+                range.end
+            )));
+        }
+        let mut batches = Vec::with_capacity(picked.len());
+        let mut at = 0usize;
+        for e in picked {
+            let len = e.length as usize;
+            let batch = StoredBatch::from_bytes(bytes.slice(at..at + len))
+                .and_then(|b| b.verify().map(|()| b))
+                .map_err(|err| corrupt(format!("batch at byte {}: {err}", e.position)))?;
+            let want = segment.base_offset + u64::from(e.relative_offset);
+            if batch.envelope().base_offset != want {
+                return Err(corrupt(format!(
+                    "batch at byte {} holds offset {}, its index says {want}",
+                    e.position,
+                    batch.envelope().base_offset
+                )));
+            }
+            batches.push(batch);
+            at += len;
+        }
+        Ok(batches)
+    }
+
+    /// The first offset of the first batch of `segment` whose max timestamp is at or after
+    /// `timestamp_us`.
+    pub fn offset_for_timestamp(
+        &self,
+        segment: &RemoteSegment,
+        timestamp_us: u64,
+    ) -> Result<Option<u64>, RemoteError> {
+        let entries = self.index(segment)?;
+        Ok(find_by_timestamp(&entries, timestamp_us)
+            .map(|i| segment.base_offset + u64::from(entries[i].relative_offset)))
+    }
+
+    /// The first offset of the last batch of `segment` that starts below `end`.
+    pub fn batch_before(
+        &self,
+        segment: &RemoteSegment,
+        end: u64,
+    ) -> Result<Option<u64>, RemoteError> {
+        let Some(rel) = end.checked_sub(segment.base_offset) else {
+            return Ok(None);
+        };
+        let entries = self.index(segment)?;
+        let i = entries.partition_point(|e| u64::from(e.relative_offset) < rel);
+        Ok(i.checked_sub(1)
+            .map(|i| segment.base_offset + u64::from(entries[i].relative_offset)))
+    }
+
+    /// The parsed index of `segment`, fetched (and checked against the manifest) on a miss.
+    pub fn index(&self, segment: &RemoteSegment) -> Result<Arc<[IndexEntry]>, RemoteError> {
+        let id = (segment.base_offset, segment.upload_epoch);
+        {
+            let mut indexes = self.indexes.lock();
+            if let Some(i) = indexes.iter().position(|(k, _)| *k == id) {
+                let hit = indexes.remove(i).map(|(_, e)| e);
+                if let Some(entries) = hit {
+                    indexes.push_back((id, Arc::clone(&entries)));
+                    return Ok(entries);
+                }
+            }
+        }
+        // Fetched without the lock held: a slow store never holds up hits on other indexes.
+        let entries = self.fetch_index(segment)?;
+        let mut indexes = self.indexes.lock();
+        indexes.retain(|(k, _)| *k != id);
+        indexes.push_back((id, Arc::clone(&entries)));
+        let mut held: usize = indexes.iter().map(|(_, e)| e.len()).sum();
+        while held > MAX_CACHED_INDEX_ENTRIES && indexes.len() > 1 {
+            if let Some((_, old)) = indexes.pop_front() {
+                held -= old.len();
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Forgets what is kept of `segment` (its objects are being deleted).
+    pub fn forget(&self, segment: &RemoteSegment) {
+        let id = (segment.base_offset, segment.upload_epoch);
+        self.indexes.lock().retain(|(k, _)| *k != id);
+        self.cache
+            .forget(&self.prefix.log(segment.base_offset, segment.upload_epoch));
+        self.cache
+            .forget(&self.prefix.index(segment.base_offset, segment.upload_epoch));
+    }
+
+    /// Parsed indexes held now, in entries (for tests of the bound).
+    #[cfg(test)]
+    fn cached_index_entries(&self) -> usize {
+        self.indexes.lock().iter().map(|(_, e)| e.len()).sum()
+    }
+
+    fn fetch_index(&self, segment: &RemoteSegment) -> Result<Arc<[IndexEntry]>, RemoteError> {
+        let key = self.prefix.index(segment.base_offset, segment.upload_epoch);
+        let corrupt = |reason: String| RemoteError::Corrupt {
+            key: key.clone(),
+            reason,
+        };
+        // The manifest's own checksum vouches for these sizes; they are checked against each
+        // other before anything is read, so nothing is allocated from a length that lies.
+        let expected = segment
+            .batches
+            .checked_mul(INDEX_ENTRY_LEN as u64)
+            .filter(|&n| n == segment.index_size)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "{} bytes in the manifest for {} batches",
+                    segment.index_size, segment.batches
+                ))
+            })?;
+        let bytes = self.cache.read(&key, expected, 0..expected)?;
+        if bytes.len() as u64 != expected {
+            return Err(corrupt(format!("{} bytes, expected {expected}", bytes.len())));
+        }
+        if crc32c::crc32c(&bytes) != segment.index_crc32c {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let entries = decode_prefix(&bytes);
+        let whole = entries.len() as u64 == segment.batches
+            && entries.last().is_some_and(|e| {
+                e.end_position() == segment.log_size
+                    && segment.base_offset + e.end_relative_offset() == segment.next_offset
+            });
+        if !whole {
+            return Err(corrupt(format!(
+                "{} of {} entries readable, or they do not end where the manifest says",
+                entries.len(),
+                segment.batches
+            )));
+        }
+        Ok(entries.into())
+    }
+}
+
+/// The entry holding `from`, or the first one after it (`entries.len()`: none).
+fn first_entry_at(base: u64, entries: &[IndexEntry], from: u64) -> usize {
+    let Some(rel) = from.checked_sub(base) else {
+        return 0;
+    };
+    find_by_relative_offset(entries, rel)
+        .unwrap_or_else(|| entries.partition_point(|e| u64::from(e.relative_offset) < rel))
 }

@@ -1,9 +1,961 @@
-//! The tiering thread: every `task_interval` (and when a segment is sealed) it uploads the
-//! sealed segments of topics with remote storage on, then stores the partition's manifest
-//! (remotely, then durably in the partition folder), then deletes local copies past the local
-//! retention and remote segments past the total retention. Failures are retried with backoff
-//! per partition; local data that is not uploaded is never deleted meanwhile.
+//! The tiering work: in rounds (every `task_interval` on the "wharf-tiering" thread, or one at a
+//! time through [`crate::LogStore::tier_once`]) it uploads the sealed segments of topics with
+//! remote storage on, stores each partition's manifest (remotely, then durably in the partition
+//! folder), deletes local copies past the local retention and remote segments past the total
+//! retention, keeps a copy of the catalog in the remote store, removes the objects of deleted
+//! topics and partitions, and sweeps objects no manifest names. Failures are retried with
+//! exponential backoff per partition; local data that is not uploaded is never deleted
+//! meanwhile, and appends never wait for any of this.
+//!
+//! This module owns the per-partition tiering state (backoff, what the remote copy of the
+//! manifest is), the record of pending remote deletions (`remote-deletions` in the data
+//! directory) and the read-ahead cache the partitions' remote readers share.
 
-/// The tiering thread's handle.
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    PartitionPrefix, ReadCache, RemoteError, RemoteManifest, RemoteReader, RemoteSegment,
+    RemoteSettings, RemoteStatus, RemoteStore, RemoteTier, CATALOG_KEY,
+};
+use crate::compaction::throttle::Throttle;
+use crate::config::TopicSettings;
+use crate::disk::Disk;
+use crate::durable_file::read_durable;
+use crate::error::{Result, StoreError};
+use crate::metrics::{RemoteMetrics, StoreMetrics};
+use crate::partition::{Partition, PartitionKey, UploadCandidate};
+
+/// The durable record of remote prefixes whose objects are to be deleted, in the data directory.
+pub(crate) const DELETIONS_FILE: &str = "remote-deletions";
+
+/// What one tiering round did ([`crate::LogStore::tier_once`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierReport {
+    /// Segments uploaded and named by an installed manifest, and their `.log` bytes.
+    pub uploaded_segments: u64,
+    pub uploaded_bytes: u64,
+    /// Local copies of uploaded segments deleted by the local retention, and their bytes.
+    pub local_deleted_segments: u64,
+    pub local_deleted_bytes: u64,
+    /// Remote segments dropped from a manifest by the total retention (or the log start), and
+    /// their `.log` bytes.
+    pub remote_deleted_segments: u64,
+    pub remote_deleted_bytes: u64,
+    /// Objects deleted because no manifest names them (left by a kill, a purge, a failure).
+    pub orphans_deleted: u64,
+    /// The catalog's copy was stored this round.
+    pub catalog_uploaded: bool,
+    /// Prefixes of deleted topics or partitions emptied (and their objects deleted).
+    pub prefixes_deleted: u64,
+    pub objects_deleted: u64,
+    /// Partitions whose work failed this round (retried after their backoff).
+    pub failed_partitions: Vec<PartitionKey>,
+    /// Partitions skipped because they are waiting out a backoff.
+    pub backed_off_partitions: Vec<PartitionKey>,
+    /// What failed, one line each.
+    pub errors: Vec<String>,
+}
+
+impl TierReport {
+    /// True when every part of the round reached the object store.
+    pub fn succeeded(&self) -> bool {
+        self.errors.is_empty() && self.backed_off_partitions.is_empty()
+    }
+}
+
+/// A remote-storage topic as a round sees it.
+pub(crate) struct TopicWork {
+    pub stream: u32,
+    pub topic: u32,
+    pub created_us: u64,
+    pub settings: TopicSettings,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl TopicWork {
+    fn prefix(&self, partition: u32) -> PartitionPrefix {
+        PartitionPrefix::new(self.stream, self.topic, self.created_us, partition)
+    }
+}
+
+/// What the store hands a round.
+pub(crate) struct RoundInput {
+    pub now_us: u64,
+    /// Topics with remote storage on.
+    pub topics: Vec<TopicWork>,
+    /// The local catalog file, when there is one.
+    pub catalog_path: Option<PathBuf>,
+    /// Topic and partition prefixes that are in the catalog now: a recorded deletion of one of
+    /// them (the catalog change failed after the record was written) is dropped, not done.
+    pub live_prefixes: HashSet<String>,
+}
+
+/// Stops the tiering thread: its waits (interval, upload throttle) end when the store closes.
 #[derive(Debug, Default)]
-pub(crate) struct Tiering {}
+pub(crate) struct Signal {
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Signal {
+    pub fn stopping(&self) -> bool {
+        *self.stop.lock()
+    }
+
+    /// Waits up to `d`; false when the store is closing.
+    pub fn pause(&self, d: Duration) -> bool {
+        let mut stop = self.stop.lock();
+        if !*stop && !d.is_zero() {
+            self.wake.wait_for(&mut stop, d);
+        }
+        !*stop
+    }
+
+    pub fn stop(&self) {
+        *self.stop.lock() = true;
+        self.wake.notify_all();
+    }
+}
+
+/// One partition's tiering state, kept across rounds.
+#[derive(Debug)]
+struct PartitionState {
+    /// The manifest epoch the remote copy is known to hold; `None`: not known (first round
+    /// after open), so the local manifest is stored again and the prefix swept.
+    synced_epoch: Option<u64>,
+    /// Objects under the prefix may not all be named by the manifest.
+    sweep_needed: bool,
+    /// Consecutive failed rounds, and when (server µs) the next attempt may run.
+    failures: u32,
+    retry_at_us: u64,
+}
+
+impl Default for PartitionState {
+    fn default() -> Self {
+        PartitionState {
+            synced_epoch: None,
+            sweep_needed: true,
+            failures: 0,
+            retry_at_us: 0,
+        }
+    }
+}
+
+/// State held across a whole round: rounds run one at a time.
+#[derive(Debug)]
+struct Rounds {
+    partitions: HashMap<PartitionPrefix, PartitionState>,
+    catalog_uploaded: u64,
+    throttle: Throttle,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DeletionsDoc {
+    version: u32,
+    prefixes: Vec<String>,
+}
+
+/// The store's remote tier at work.
+#[derive(Debug)]
+pub(crate) struct Tiering {
+    store: Arc<dyn RemoteStore>,
+    settings: RemoteSettings,
+    cache: Arc<ReadCache>,
+    metrics: Arc<StoreMetrics>,
+    disk: Disk,
+    signal: Arc<Signal>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    rounds: Mutex<Rounds>,
+    /// Pending remote deletions, and the file that makes them durable (written under the lock).
+    deletions: Mutex<Vec<String>>,
+    deletions_path: PathBuf,
+    /// Bumped whenever the catalog file changes; the round stores a copy when it moved.
+    catalog_generation: AtomicU64,
+}
+
+impl Tiering {
+    /// Opens the tier of a store in `data_dir`: empties the read-ahead cache and loads the
+    /// pending deletions.
+    pub fn open(
+        tier: &RemoteTier,
+        data_dir: &Path,
+        disk: &Disk,
+        metrics: Arc<StoreMetrics>,
+    ) -> Result<Tiering> {
+        let settings = tier.settings.clone();
+        let cache_dir = settings
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("remote-cache"));
+        let cache = ReadCache::open(
+            &cache_dir,
+            settings.cache_max_bytes,
+            settings.chunk_size,
+            Arc::clone(&tier.store),
+            Arc::clone(&metrics),
+        )?;
+        let deletions_path = data_dir.join(DELETIONS_FILE);
+        let deletions = match read_durable(&deletions_path)? {
+            Some(bytes) => {
+                let doc: DeletionsDoc =
+                    serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptMetadata {
+                        path: deletions_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                doc.prefixes
+            }
+            None => Vec::new(),
+        };
+        let throttle = Throttle::new(settings.copy_max_bytes_per_second);
+        Ok(Tiering {
+            store: Arc::clone(&tier.store),
+            settings,
+            cache: Arc::new(cache),
+            metrics,
+            disk: disk.clone(),
+            signal: Arc::new(Signal::default()),
+            thread: Mutex::new(None),
+            rounds: Mutex::new(Rounds {
+                partitions: HashMap::new(),
+                catalog_uploaded: 0,
+                throttle,
+            }),
+            deletions: Mutex::new(deletions),
+            deletions_path,
+            catalog_generation: AtomicU64::new(1),
+        })
+    }
+
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    pub fn signal(&self) -> &Arc<Signal> {
+        &self.signal
+    }
+
+    /// The reader a partition uses for its data below the local log start.
+    pub fn reader(&self, prefix: PartitionPrefix) -> Arc<RemoteReader> {
+        Arc::new(RemoteReader::new(
+            prefix,
+            Arc::clone(&self.cache),
+            Arc::clone(&self.metrics),
+        ))
+    }
+
+    /// The catalog file changed: its copy is stored again next round.
+    pub fn catalog_changed(&self) {
+        self.catalog_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn set_thread(&self, handle: JoinHandle<()>) {
+        *self.thread.lock() = Some(handle);
+    }
+
+    /// Stops the thread (a round in progress ends after its current call) and returns its
+    /// handle to join.
+    pub fn stop(&self) -> Option<JoinHandle<()>> {
+        self.signal.stop();
+        self.thread.lock().take()
+    }
+
+    /// Records, durably, that everything under `prefixes` is to be deleted. Called before the
+    /// catalog stops naming them, so that a crash in between leaves the record (a record of a
+    /// topic still in the catalog is dropped undone).
+    pub fn record_deletions(&self, prefixes: &[String]) -> Result<()> {
+        if prefixes.is_empty() {
+            return Ok(());
+        }
+        let mut pending = self.deletions.lock();
+        let mut next = pending.clone();
+        for p in prefixes {
+            if !next.contains(p) {
+                next.push(p.clone());
+            }
+        }
+        self.write_deletions(&next)?;
+        *pending = next;
+        Ok(())
+    }
+
+    /// Takes back a record whose catalog change failed (best effort: a leftover record of a
+    /// live topic is dropped by the round).
+    pub fn unrecord_deletions(&self, prefixes: &[String]) {
+        let mut pending = self.deletions.lock();
+        let next: Vec<String> = pending
+            .iter()
+            .filter(|p| !prefixes.contains(p))
+            .cloned()
+            .collect();
+        if self.write_deletions(&next).is_ok() {
+            *pending = next;
+        }
+    }
+
+    /// Prefixes waiting to be emptied.
+    pub fn pending_deletions(&self) -> Vec<String> {
+        self.deletions.lock().clone()
+    }
+
+    fn write_deletions(&self, prefixes: &[String]) -> Result<()> {
+        let doc = DeletionsDoc {
+            version: 1,
+            prefixes: prefixes.to_vec(),
+        };
+        let bytes = serde_json::to_vec(&doc).map_err(|e| StoreError::CorruptMetadata {
+            path: self.deletions_path.clone(),
+            reason: e.to_string(),
+        })?;
+        self.disk.write_durable(&self.deletions_path, &bytes)
+    }
+
+    /// The tier's state now, for the topics given.
+    pub fn status(&self, topics: &[TopicWork]) -> RemoteStatus {
+        let mut status = RemoteStatus {
+            cache_bytes: self.cache.cached_bytes(),
+            ..RemoteStatus::default()
+        };
+        for p in topics.iter().flat_map(|t| &t.partitions) {
+            let manifest = p.remote_manifest();
+            status.remote_segments += manifest.segments.len() as u64;
+            status.remote_bytes += manifest.log_bytes();
+            let uploaded_end = manifest.next_offset().unwrap_or(0);
+            for (base, size, _) in p.sealed_segments() {
+                if base >= uploaded_end {
+                    status.pending_segments += 1;
+                    status.pending_bytes += size;
+                }
+            }
+        }
+        status
+    }
+
+    /// One round over `input`. Per-partition failures are counted in the report and backed
+    /// off; the round goes on with the other partitions.
+    pub fn round(&self, input: RoundInput) -> TierReport {
+        let mut rounds = self.rounds.lock();
+        let mut report = TierReport::default();
+        if self.signal.stopping() {
+            return report;
+        }
+        let now = input.now_us;
+        self.store_catalog(&mut rounds, input.catalog_path.as_deref(), &mut report);
+
+        let mut seen = HashSet::new();
+        for topic in &input.topics {
+            // Uploads (and the remote copy of the manifest) first, partition by partition.
+            let mut ready = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                if self.signal.stopping() {
+                    return report;
+                }
+                let prefix = topic.prefix(p.key().partition);
+                seen.insert(prefix.clone());
+                if !p.is_open() {
+                    continue;
+                }
+                let Rounds {
+                    partitions,
+                    throttle,
+                    ..
+                } = &mut *rounds;
+                let state = partitions.entry(prefix.clone()).or_default();
+                if state.failures > 0 && now < state.retry_at_us {
+                    report.backed_off_partitions.push(p.key());
+                    continue;
+                }
+                match self.copy_partition(topic, p, &prefix, state, throttle, &mut report) {
+                    Ok(()) => ready.push((Arc::clone(p), prefix)),
+                    Err(e) => self.failed(p, state, now, e, &mut report),
+                }
+            }
+            if self.signal.stopping() {
+                return report;
+            }
+            // Then the retentions, over the partitions that reached the store.
+            let local = self.local_retention(topic, &ready, now, &mut report);
+            for (key, e) in local {
+                if let Some((p, prefix)) = ready.iter().find(|(p, _)| p.key() == key) {
+                    let state = rounds.partitions.entry(prefix.clone()).or_default();
+                    self.failed(p, state, now, e, &mut report);
+                }
+            }
+            ready.retain(|(p, _)| !report.failed_partitions.contains(&p.key()));
+            let total = self.total_retention(topic, &ready, &mut rounds, now, &mut report);
+            for (p, prefix) in &ready {
+                let state = rounds.partitions.entry(prefix.clone()).or_default();
+                match total.iter().position(|(k, _)| *k == p.key()) {
+                    Some(_) => {}
+                    None => self.recovered(p, state),
+                }
+            }
+            for (key, e) in total {
+                if let Some((p, prefix)) = ready.iter().find(|(p, _)| p.key() == key) {
+                    let state = rounds.partitions.entry(prefix.clone()).or_default();
+                    self.failed(p, state, now, e, &mut report);
+                }
+            }
+        }
+        // Partitions gone from the catalog (or no longer tiered) are forgotten.
+        rounds.partitions.retain(|k, _| seen.contains(k));
+        if !self.signal.stopping() {
+            self.delete_prefixes(&input.live_prefixes, &mut report);
+        }
+        let failing = &self.metrics.remote.failing_rounds;
+        if report.succeeded() {
+            failing.store(0, Ordering::Relaxed);
+        } else {
+            RemoteMetrics::add(failing, 1);
+        }
+        report
+    }
+
+    fn failed(
+        &self,
+        p: &Partition,
+        state: &mut PartitionState,
+        now: u64,
+        e: StoreError,
+        report: &mut TierReport,
+    ) {
+        if self.signal.stopping() {
+            // Interrupted by close, not a failure of the object store.
+            return;
+        }
+        state.failures = state.failures.saturating_add(1);
+        let shift = state.failures.saturating_sub(1).min(32);
+        let backoff = self
+            .settings
+            .retry_backoff
+            .saturating_mul(1u32 << shift.min(31))
+            .min(self.settings.retry_backoff_max);
+        state.retry_at_us = now.saturating_add(backoff.as_micros().min(u128::from(u64::MAX)) as u64);
+        RemoteMetrics::add(&self.metrics.remote.upload_failures, 1);
+        if state.failures == 1 {
+            tracing::warn!(
+                partition = %p.key(),
+                "tiering to the remote store failed, retrying with backoff (local data is kept): {e}"
+            );
+        } else {
+            tracing::debug!(partition = %p.key(), failures = state.failures, "tiering failed again: {e}");
+        }
+        report.failed_partitions.push(p.key());
+        report.errors.push(format!("{}: {e}", p.key()));
+    }
+
+    fn recovered(&self, p: &Partition, state: &mut PartitionState) {
+        if state.failures > 0 {
+            tracing::info!(
+                partition = %p.key(),
+                failures = state.failures,
+                "tiering to the remote store recovered"
+            );
+        }
+        state.failures = 0;
+        state.retry_at_us = 0;
+    }
+
+    /// Stores the catalog's copy when the catalog changed since the last copy.
+    fn store_catalog(&self, rounds: &mut Rounds, path: Option<&Path>, report: &mut TierReport) {
+        let generation = self.catalog_generation.load(Ordering::Acquire);
+        let Some(path) = path else { return };
+        if rounds.catalog_uploaded == generation {
+            return;
+        }
+        // The exact bytes of the durable file: a restore writes them back as they are.
+        let stored = match std::fs::read(path) {
+            Ok(bytes) => self
+                .put_bytes(CATALOG_KEY, &bytes)
+                .map_err(StoreError::from),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => Err(StoreError::io(path, e)),
+        };
+        match stored {
+            Ok(()) => {
+                rounds.catalog_uploaded = generation;
+                report.catalog_uploaded = true;
+            }
+            Err(e) => report.errors.push(format!("catalog copy: {e}")),
+        }
+    }
+
+    fn put_bytes(&self, key: &str, bytes: &[u8]) -> std::result::Result<(), RemoteError> {
+        self.store.put(key, &mut &bytes[..], bytes.len() as u64)
+    }
+
+    /// Brings the remote copy of the manifest in line, sweeps when needed, then uploads the
+    /// sealed segments not uploaded yet and installs the manifest naming them.
+    fn copy_partition(
+        &self,
+        topic: &TopicWork,
+        p: &Partition,
+        prefix: &PartitionPrefix,
+        state: &mut PartitionState,
+        throttle: &mut Throttle,
+        report: &mut TierReport,
+    ) -> Result<()> {
+        let mut manifest = current_manifest(topic, p);
+        if state.synced_epoch != Some(manifest.epoch) {
+            // Someone else installed it (a purge, DeleteRecords) or this is the first round
+            // since open: the remote copy may be older.
+            if manifest.epoch > 0 {
+                self.put_bytes(&prefix.manifest(), &manifest.encode())?;
+            }
+            state.synced_epoch = Some(manifest.epoch);
+            state.sweep_needed = true;
+        }
+        if state.sweep_needed {
+            report.orphans_deleted += self.sweep(prefix, &manifest)?;
+            state.sweep_needed = false;
+        }
+        let candidates = p.upload_candidates();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        // The epoch of the manifest that will name them is part of their keys; a retry after
+        // a failure or a kill overwrites the same keys.
+        let epoch = manifest.epoch + 1;
+        let mut next = manifest.clone();
+        next.epoch = epoch;
+        let mut failure = None;
+        let mut bytes = 0;
+        for c in &candidates {
+            if self.signal.stopping() {
+                return Ok(());
+            }
+            if next
+                .next_offset()
+                .is_some_and(|end| c.segment.base_offset < end)
+            {
+                continue;
+            }
+            match self.upload_segment(prefix, epoch, c, throttle) {
+                Ok(segment) => {
+                    bytes += segment.log_size;
+                    next.segments.push(segment);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let added = (next.segments.len() - manifest.segments.len()) as u64;
+        if added > 0 {
+            // What was uploaded is committed even when a later segment failed.
+            self.put_bytes(&prefix.manifest(), &next.encode())?;
+            p.install_manifest(next.clone())?;
+            state.synced_epoch = Some(epoch);
+            let m = &self.metrics.remote;
+            RemoteMetrics::add(&m.uploaded_segments, added);
+            RemoteMetrics::add(&m.uploaded_bytes, bytes);
+            report.uploaded_segments += added;
+            report.uploaded_bytes += bytes;
+            manifest = next;
+        }
+        let _ = manifest;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Uploads one segment's log (streamed from its file, CRC-32C computed on the way, at most
+    /// `copy_max_bytes_per_second`) and index; returns its manifest entry.
+    fn upload_segment(
+        &self,
+        prefix: &PartitionPrefix,
+        epoch: u64,
+        c: &UploadCandidate,
+        throttle: &mut Throttle,
+    ) -> Result<RemoteSegment> {
+        let mut segment = c.segment.clone();
+        segment.upload_epoch = epoch;
+        let file = self
+            .disk
+            .open(&c.log_path, OpenOptions::new().read(true))?;
+        let mut source = Upload {
+            file,
+            crc: 0,
+            throttle,
+            signal: &self.signal,
+        };
+        let base = segment.base_offset;
+        self.store
+            .put(&prefix.log(base, epoch), &mut source, segment.log_size)?;
+        segment.log_crc32c = source.crc;
+        self.put_bytes(&prefix.index(base, epoch), &c.index)?;
+        segment.index_size = c.index.len() as u64;
+        segment.index_crc32c = crc32c::crc32c(&c.index);
+        Ok(segment)
+    }
+
+    /// Deletes every object under `prefix` the manifest does not name. Returns how many.
+    fn sweep(&self, prefix: &PartitionPrefix, manifest: &RemoteManifest) -> Result<u64> {
+        let mut named: HashSet<String> = manifest
+            .segments
+            .iter()
+            .flat_map(|s| {
+                [
+                    prefix.log(s.base_offset, s.upload_epoch),
+                    prefix.index(s.base_offset, s.upload_epoch),
+                ]
+            })
+            .collect();
+        if manifest.epoch > 0 {
+            named.insert(prefix.manifest());
+        }
+        let mut deleted = 0;
+        for key in self.store.list(prefix.as_str())? {
+            if !named.contains(&key) {
+                self.store.delete(&key)?;
+                self.cache.forget(&key);
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(prefix = prefix.as_str(), deleted, "removed objects no manifest names");
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes local copies of uploaded segments past the local retention: by age
+    /// (`local_retention`, else `message_expiry`) per partition, then by the topic's local size
+    /// (`local_retention_bytes`, else `max_size`), oldest first across its partitions. Segments
+    /// not uploaded are never deleted. Returns the partitions that failed.
+    fn local_retention(
+        &self,
+        topic: &TopicWork,
+        ready: &[(Arc<Partition>, PartitionPrefix)],
+        now: u64,
+        report: &mut TierReport,
+    ) -> Vec<(PartitionKey, StoreError)> {
+        let mut failed = Vec::new();
+        let mut blocked: HashSet<PartitionKey> = HashSet::new();
+        let settings = &topic.settings;
+        let note = |bytes: u64, report: &mut TierReport| {
+            let m = &self.metrics.remote;
+            RemoteMetrics::add(&m.local_deleted_segments, 1);
+            RemoteMetrics::add(&m.local_deleted_bytes, bytes);
+            report.local_deleted_segments += 1;
+            report.local_deleted_bytes += bytes;
+        };
+        if let Some(age) = settings.local_retention.or(settings.message_expiry) {
+            let age_us = age.as_micros().min(u128::from(u64::MAX)) as u64;
+            for (p, _) in ready {
+                let uploaded_end = uploaded_end(p);
+                for (base, _, last_ts) in p.sealed_segments() {
+                    if last_ts.saturating_add(age_us) > now || base >= uploaded_end {
+                        break;
+                    }
+                    match p.delete_uploaded_segment(base) {
+                        Ok(Some(bytes)) => note(bytes, report),
+                        Ok(None) => {
+                            blocked.insert(p.key());
+                            break;
+                        }
+                        Err(e) => {
+                            blocked.insert(p.key());
+                            failed.push((p.key(), e));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(max) = settings.local_retention_bytes.or(settings.max_size) {
+            // The topic's local bytes count every partition, tiered or not this round.
+            let mut size: u64 = topic.partitions.iter().map(|p| p.stats().size_bytes).sum();
+            while size > max {
+                let oldest = ready
+                    .iter()
+                    .filter(|(p, _)| !blocked.contains(&p.key()))
+                    .filter_map(|(p, _)| {
+                        let &(base, _, ts) = p.sealed_segments().first()?;
+                        (base < uploaded_end(p)).then_some((ts, base, p))
+                    })
+                    .min_by_key(|&(ts, base, p)| (ts, p.key().partition, base));
+                let Some((_, base, p)) = oldest else { break };
+                match p.delete_uploaded_segment(base) {
+                    Ok(Some(bytes)) => {
+                        size = size.saturating_sub(bytes);
+                        note(bytes, report);
+                    }
+                    Ok(None) => {
+                        blocked.insert(p.key());
+                    }
+                    Err(e) => {
+                        blocked.insert(p.key());
+                        failed.push((p.key(), e));
+                    }
+                }
+            }
+        }
+        failed
+    }
+
+    /// Applies the total retention to the manifests: remote segments wholly below the log
+    /// start (DeleteRecords), past `message_expiry`, or over `max_size` (remote bytes plus
+    /// local bytes not uploaded) are dropped from a new manifest, which is stored and installed
+    /// before their objects are deleted. A segment still on local disk goes locally first.
+    fn total_retention(
+        &self,
+        topic: &TopicWork,
+        ready: &[(Arc<Partition>, PartitionPrefix)],
+        rounds: &mut Rounds,
+        now: u64,
+        report: &mut TierReport,
+    ) -> Vec<(PartitionKey, StoreError)> {
+        let mut failed = Vec::new();
+        let settings = &topic.settings;
+        // Per partition: the manifest now, and the one this step makes.
+        let mut plans: Vec<Plan> = ready
+            .iter()
+            .map(|(p, prefix)| {
+                let current = current_manifest(topic, p);
+                Plan {
+                    p: Arc::clone(p),
+                    prefix: prefix.clone(),
+                    next: current.clone(),
+                    current,
+                    blocked: false,
+                }
+            })
+            .collect();
+        for plan in &mut plans {
+            let start = plan.p.log_start_offset();
+            plan.next.segments.retain(|s| s.next_offset > start);
+            if plan.next.start_offset().is_some_and(|s| s < start) {
+                plan.next.log_start = start;
+            }
+        }
+        let delete_policy = settings.cleanup_policy.delete;
+        if let (true, Some(expiry)) = (delete_policy, settings.message_expiry) {
+            let expiry_us = expiry.as_micros().min(u128::from(u64::MAX)) as u64;
+            for plan in &mut plans {
+                while let Some(first) = plan.next.segments.first() {
+                    if first.last_append_timestamp.saturating_add(expiry_us) > now {
+                        break;
+                    }
+                    match self.drop_local_copy(plan, report) {
+                        Ok(true) => {
+                            plan.next.segments.remove(0);
+                        }
+                        Ok(false) => break,
+                        Err(e) => {
+                            plan.blocked = true;
+                            failed.push((plan.p.key(), e));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let (true, Some(max)) = (delete_policy, settings.max_size) {
+            let mut size: u64 = plans.iter().map(|pl| pl.next.log_bytes()).sum::<u64>()
+                + topic
+                    .partitions
+                    .iter()
+                    .map(|p| not_uploaded_bytes(p))
+                    .sum::<u64>();
+            while size > max {
+                let oldest = plans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, pl)| !pl.blocked)
+                    .filter_map(|(i, pl)| {
+                        let s = pl.next.segments.first()?;
+                        Some((s.last_append_timestamp, pl.p.key().partition, s.base_offset, i))
+                    })
+                    .min();
+                let Some((_, _, _, i)) = oldest else { break };
+                let plan = &mut plans[i];
+                match self.drop_local_copy(plan, report) {
+                    Ok(true) => {
+                        let gone = plan.next.segments.remove(0);
+                        size = size.saturating_sub(gone.log_size);
+                    }
+                    Ok(false) => plan.blocked = true,
+                    Err(e) => {
+                        plan.blocked = true;
+                        failed.push((plan.p.key(), e));
+                    }
+                }
+            }
+        }
+        for plan in plans {
+            if plan.next == plan.current {
+                continue;
+            }
+            if self.signal.stopping() {
+                break;
+            }
+            let state = rounds.partitions.entry(plan.prefix.clone()).or_default();
+            match self.shrink(&plan, state, report) {
+                Ok(()) => {}
+                Err(e) => failed.push((plan.p.key(), e)),
+            }
+        }
+        failed
+    }
+
+    /// If the first segment of `plan.next` is still on local disk, deletes the local copy
+    /// first (it is uploaded). False: it could not go now (maintenance holds the partition).
+    fn drop_local_copy(&self, plan: &mut Plan, report: &mut TierReport) -> Result<bool> {
+        let Some(first) = plan.next.segments.first() else {
+            return Ok(false);
+        };
+        if first.next_offset <= plan.p.local_log_start_offset() {
+            return Ok(true);
+        }
+        let base = first.base_offset;
+        match plan.p.delete_uploaded_segment(base)? {
+            Some(bytes) => {
+                let m = &self.metrics.remote;
+                RemoteMetrics::add(&m.local_deleted_segments, 1);
+                RemoteMetrics::add(&m.local_deleted_bytes, bytes);
+                report.local_deleted_segments += 1;
+                report.local_deleted_bytes += bytes;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Stores and installs the shrunk manifest, then deletes the objects it no longer names.
+    fn shrink(&self, plan: &Plan, state: &mut PartitionState, report: &mut TierReport) -> Result<()> {
+        let mut next = plan.next.clone();
+        next.epoch = plan.current.epoch + 1;
+        self.put_bytes(&plan.prefix.manifest(), &next.encode())?;
+        plan.p.install_manifest(next.clone())?;
+        state.synced_epoch = Some(next.epoch);
+        let kept: HashSet<(u64, u64)> = next
+            .segments
+            .iter()
+            .map(|s| (s.base_offset, s.upload_epoch))
+            .collect();
+        for s in &plan.current.segments {
+            if kept.contains(&(s.base_offset, s.upload_epoch)) {
+                continue;
+            }
+            let log = plan.prefix.log(s.base_offset, s.upload_epoch);
+            let index = plan.prefix.index(s.base_offset, s.upload_epoch);
+            self.cache.forget(&log);
+            // The manifest no longer names them: a failed deletion leaves orphans for the sweep.
+            if self.store.delete(&log).and_then(|()| self.store.delete(&index)).is_err() {
+                state.sweep_needed = true;
+            }
+            let m = &self.metrics.remote;
+            RemoteMetrics::add(&m.remote_deleted_segments, 1);
+            RemoteMetrics::add(&m.remote_deleted_bytes, s.log_size);
+            report.remote_deleted_segments += 1;
+            report.remote_deleted_bytes += s.log_size;
+        }
+        Ok(())
+    }
+
+    /// Empties the prefixes of deleted topics and partitions, then drops their records.
+    fn delete_prefixes(&self, live: &HashSet<String>, report: &mut TierReport) {
+        let pending = self.pending_deletions();
+        let mut done = Vec::new();
+        for prefix in pending {
+            if self.signal.stopping() {
+                break;
+            }
+            if live.contains(&prefix) {
+                // The catalog change that recorded it did not happen.
+                done.push(prefix);
+                continue;
+            }
+            let emptied = self.store.list(&prefix).and_then(|keys| {
+                let mut n = 0;
+                for key in keys {
+                    self.store.delete(&key)?;
+                    self.cache.forget(&key);
+                    n += 1;
+                }
+                Ok(n)
+            });
+            match emptied {
+                Ok(n) => {
+                    report.objects_deleted += n;
+                    report.prefixes_deleted += 1;
+                    done.push(prefix);
+                }
+                Err(e) => report.errors.push(format!("deleting {prefix}: {e}")),
+            }
+        }
+        if !done.is_empty() {
+            self.unrecord_deletions(&done);
+        }
+    }
+}
+
+/// A manifest change the total retention is making.
+struct Plan {
+    p: Arc<Partition>,
+    prefix: PartitionPrefix,
+    current: RemoteManifest,
+    next: RemoteManifest,
+    /// Its oldest segment cannot go this round.
+    blocked: bool,
+}
+
+/// The partition's manifest, with its identity filled in when nothing was ever installed.
+fn current_manifest(topic: &TopicWork, p: &Partition) -> RemoteManifest {
+    let manifest = p.remote_manifest();
+    if manifest.epoch == 0 && manifest.segments.is_empty() {
+        RemoteManifest::new(topic.stream, topic.topic, topic.created_us, p.key().partition)
+    } else {
+        manifest
+    }
+}
+
+/// One past the last uploaded offset (0: nothing uploaded). Local sealed segments starting
+/// below it are uploaded: uploads are whole segments.
+fn uploaded_end(p: &Partition) -> u64 {
+    p.remote_manifest().next_offset().unwrap_or(0)
+}
+
+/// Local bytes not in the remote tier: sealed segments not uploaded and the active one.
+fn not_uploaded_bytes(p: &Partition) -> u64 {
+    let end = uploaded_end(p);
+    let uploaded: u64 = p
+        .sealed_segments()
+        .iter()
+        .filter(|&&(base, _, _)| base < end)
+        .map(|&(_, size, _)| size)
+        .sum();
+    p.stats().size_bytes.saturating_sub(uploaded)
+}
+
+/// A segment file read for upload: computes its CRC-32C and keeps to the rate limit; a wait
+/// ends (with an error) when the store closes.
+struct Upload<'a> {
+    file: std::fs::File,
+    crc: u32,
+    throttle: &'a mut Throttle,
+    signal: &'a Signal,
+}
+
+impl Read for Upload<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        let wait = self.throttle.charge(n as u64, Instant::now());
+        if !self.signal.pause(wait) {
+            return Err(std::io::Error::other("the store is closing"));
+        }
+        Ok(n)
+    }
+}
