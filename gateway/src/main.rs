@@ -30,6 +30,12 @@ struct Args {
     /// collectors. `RUST_LOG` chooses which lines, as ever.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Rebuild a lost data directory from the remote tier first (`[remote_storage]` must be
+    /// on): the catalog's copy and every partition's manifest are fetched, so everything that
+    /// was uploaded is readable again and new messages follow it. Refused when the data
+    /// directory already holds a catalog. The server then starts as usual.
+    #[arg(long)]
+    restore_from_remote: bool,
 }
 
 /// The `--log-format` choices.
@@ -72,6 +78,15 @@ fn main() -> ExitCode {
         }
     };
     fit_connections_to_limit(&mut config, limit.soft);
+    if args.restore_from_remote {
+        match restore_from_remote(&config) {
+            Ok(report) => println!("{report}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,6 +109,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--restore-from-remote`: fills the (empty) data directory from the remote tier and says
+/// what came back. Runs before the server's runtime starts: the remote store has its own.
+fn restore_from_remote(config: &ServerConfig) -> Result<String, String> {
+    let dir = config.data_dir();
+    if config.store.remote.is_none() {
+        return Err(
+            "--restore-from-remote needs the remote tier: set [remote_storage] enable = true \
+             (and where the objects are) in the config"
+                .into(),
+        );
+    }
+    tracing::info!(data_dir = %dir.display(), "restoring the data directory from the remote tier");
+    let r = wharf_log_store::LogStore::restore_from_remote(dir, &config.store).map_err(|e| {
+        format!(
+            "cannot restore {} from the remote tier: {e} (the data directory must hold no \
+             catalog; start without --restore-from-remote to keep what it holds)",
+            dir.display()
+        )
+    })?;
+    Ok(format!(
+        "restored {} from the remote tier: {} streams, {} topics, {} partitions, {} uploaded \
+         segments ({} bytes) readable again",
+        dir.display(),
+        r.streams,
+        r.topics,
+        r.partitions,
+        r.segments,
+        r.bytes
+    ))
 }
 
 /// Lets the server use every descriptor the operator allowed: the soft `RLIMIT_NOFILE` (often
@@ -224,6 +270,22 @@ mod tests {
         assert_eq!(
             connections_within(Some(100), 512, RESERVED_DESCRIPTORS, 4096, 4096),
             Some((1, 1))
+        );
+    }
+
+    #[test]
+    fn restoring_needs_the_remote_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Overrides::default()
+        };
+        let config = ServerConfig::load_from(&overrides, &[]).unwrap();
+        let e = restore_from_remote(&config).unwrap_err();
+        assert!(e.contains("[remote_storage] enable = true"), "{e}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "nothing is made when refused"
         );
     }
 

@@ -71,22 +71,29 @@ pub fn read_durable(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io(path, e)),
     };
-    let corrupt = |reason: &str| StoreError::CorruptMetadata {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
+    decode_durable(&bytes)
+        .map(|body| Some(body.to_vec()))
+        .map_err(|reason| StoreError::CorruptMetadata {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        })
+}
+
+/// The contents of a document file's bytes (as [`write_durable`] wrote them, wherever they
+/// were found: a copy in the remote store is checked like the file), or why they are not one.
+pub(crate) fn decode_durable(bytes: &[u8]) -> std::result::Result<&[u8], &'static str> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
-        return Err(corrupt("missing header"));
+        return Err("missing header");
     }
-    let len = le_u32(&bytes, 8) as usize;
+    let len = le_u32(bytes, 8) as usize;
     if bytes.len() - HEADER_LEN != len {
-        return Err(corrupt("length does not match the header"));
+        return Err("length does not match the header");
     }
     let body = &bytes[HEADER_LEN..];
-    if crc32c::crc32c(body) != le_u32(&bytes, 12) {
-        return Err(corrupt("checksum mismatch"));
+    if crc32c::crc32c(body) != le_u32(bytes, 12) {
+        return Err("checksum mismatch");
     }
-    Ok(Some(body.to_vec()))
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -2010,4 +2010,179 @@ mod tests {
         assert_eq!(p.remote_manifest().epoch, 0);
         assert!(!dir.path().join(MANIFEST_FILE).exists());
     }
+
+    // ----- reads of uploaded data -----
+
+    use crate::remote::{
+        FaultyRemote, ObjectStoreRemote, PartitionPrefix, ReadCache, RemoteConfig, RemoteError,
+        RemoteStore,
+    };
+
+    /// A filesystem object store behind a fault switch, and a reader of this partition's
+    /// objects in it.
+    fn tier(root: &Path) -> (Arc<FaultyRemote>, Arc<RemoteReader>) {
+        let store = ObjectStoreRemote::open(RemoteConfig::filesystem(root.join("bucket"))).unwrap();
+        let faulty = FaultyRemote::new(Arc::new(store));
+        let reader = reader_on(&faulty, root);
+        (faulty, reader)
+    }
+
+    /// A new reader (nothing kept parsed, an empty cache) through `faulty`.
+    fn reader_on(faulty: &Arc<FaultyRemote>, root: &Path) -> Arc<RemoteReader> {
+        let metrics = Arc::new(crate::metrics::StoreMetrics::default());
+        let as_store: Arc<dyn RemoteStore> = faulty.clone();
+        let cache = ReadCache::open(&root.join("cache"), 1 << 20, 4096, as_store, Arc::clone(&metrics))
+            .unwrap();
+        let prefix = PartitionPrefix::new(KEY.stream, KEY.topic, 42, KEY.partition);
+        Arc::new(RemoteReader::new(prefix, Arc::new(cache), metrics))
+    }
+
+    /// Uploads every candidate as the tiering thread does (objects, then the manifest), and
+    /// deletes the local copies.
+    fn offload(p: &Partition, store: &dyn RemoteStore, prefix: &PartitionPrefix) {
+        let c = p.upload_candidates();
+        let mut m = uploaded(p, &c);
+        for (entry, candidate) in m.segments.iter_mut().rev().zip(c.iter().rev()) {
+            let log = fs::read(&candidate.log_path).unwrap();
+            entry.log_crc32c = crc32c::crc32c(&log);
+            let key = prefix.log(entry.base_offset, entry.upload_epoch);
+            store.put(&key, &mut &log[..], log.len() as u64).unwrap();
+            let key = prefix.index(entry.base_offset, entry.upload_epoch);
+            store
+                .put(&key, &mut &candidate.index[..], candidate.index.len() as u64)
+                .unwrap();
+        }
+        p.install_manifest(m).unwrap();
+        for candidate in &c {
+            assert!(p.delete_uploaded_segment(candidate.segment.base_offset).unwrap().is_some());
+        }
+    }
+
+    fn read_all(p: &Partition, from: u64) -> Vec<StoredBatch> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while at < p.high_watermark() {
+            let r = p.read(at, 1).unwrap();
+            let last = r.batches.last().unwrap().envelope().last_offset();
+            out.extend(r.batches);
+            at = last + 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn uploaded_data_reads_back_byte_exact_only_where_blocking_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let before = read_all(&p, 0);
+        let max_ts = p.max_timestamp();
+        let (faulty, reader) = tier(root.path());
+        p.attach_remote(Arc::clone(&reader));
+        offload(&p, &**faulty.inner(), reader.prefix());
+        assert_eq!(p.stats().segments, 1, "only the active segment is local");
+        assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (0, 6));
+
+        // An async worker never reads the remote tier: it is sent to the blocking pool.
+        assert!(p.read_cached(0, 1 << 20).unwrap().is_none());
+        assert!(p.read_cached(3, 1 << 20).unwrap().is_none());
+        faulty.reset_counts();
+        let after = tokio::task::spawn_blocking({
+            let p = Arc::clone(&p);
+            move || read_all(&p, 0)
+        })
+        .await
+        .unwrap();
+        assert_eq!(after, before, "byte-exact");
+        // A read inside a batch starts with that batch, from the segment holding it only.
+        let r = p.read(3, 1 << 20).unwrap();
+        assert_eq!(r.batches.len(), 1);
+        assert_eq!(r.batches[0].envelope().base_offset, 2);
+        assert_eq!((r.log_start_offset, r.high_watermark), (0, 8));
+
+        // Each segment's index was fetched once and is kept parsed: look-ups fetch nothing.
+        faulty.reset_counts();
+        assert_eq!(p.max_timestamp(), max_ts, "from the manifest's stats");
+        let ts = before[1].envelope().max_timestamp;
+        assert_eq!(p.offset_for_timestamp(ts).unwrap(), Some(2));
+        assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(0));
+        assert_eq!(p.batch_before(6).unwrap(), Some(4));
+        assert_eq!(p.batch_before(5).unwrap(), Some(4));
+        assert_eq!(p.batch_before(2).unwrap(), Some(0));
+        assert_eq!(p.batch_before(0).unwrap(), None);
+        let c = faulty.counts();
+        assert_eq!(c.gets + c.get_ranges, 0, "{c:?}");
+
+        // The store down: reads and look-ups of remote data fail, local ones do not.
+        faulty.set_down(true);
+        p.attach_remote(reader_on(&faulty, root.path()));
+        assert!(matches!(
+            p.read(0, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Unavailable { .. }))
+        ));
+        assert!(p.offset_for_timestamp(ts).is_err());
+        assert!(p.batch_before(2).is_err());
+        assert_eq!(p.read(6, 1 << 20).unwrap().batches.len(), 1);
+        assert_eq!(p.offset_for_timestamp(u64::MAX).unwrap(), None, "no segment is that recent");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_remote_object_is_an_error_never_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 2).await;
+        let (faulty, reader) = tier(root.path());
+        p.attach_remote(Arc::clone(&reader));
+        offload(&p, &**faulty.inner(), reader.prefix());
+        let m = p.remote_manifest();
+        let seg = &m.segments[0];
+        let key = reader.prefix().log(seg.base_offset, seg.upload_epoch);
+        let mut log = faulty.inner().get(&key).unwrap().unwrap().to_vec();
+        let last = log.len() - 1;
+        log[last] ^= 0x40;
+        faulty.inner().put(&key, &mut &log[..], log.len() as u64).unwrap();
+        assert!(matches!(
+            p.read(0, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Corrupt { .. }))
+        ));
+        // A manifest whose index checksum disagrees with the object.
+        let mut bad = m.clone();
+        bad.epoch += 1;
+        bad.segments[1].index_crc32c ^= 1;
+        p.install_manifest(bad).unwrap();
+        assert!(matches!(
+            p.read(2, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Corrupt { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn uploaded_data_without_a_remote_tier_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 1).await;
+        let (faulty, reader) = tier(root.path());
+        offload(&p, &**faulty.inner(), reader.prefix());
+        assert!(matches!(
+            p.read(0, 1 << 20),
+            Err(StoreError::Remote(RemoteError::Config(_)))
+        ));
+        assert_eq!(p.read(2, 1 << 20).unwrap().batches.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn delete_records_moves_the_log_start_inside_the_remote_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let (faulty, reader) = tier(root.path());
+        p.attach_remote(Arc::clone(&reader));
+        offload(&p, &**faulty.inner(), reader.prefix());
+        assert_eq!(p.delete_records_before(3).unwrap(), 3);
+        assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (3, 6));
+        let r = p.read(0, 1).unwrap();
+        assert_eq!(r.log_start_offset, 3);
+        assert_eq!(r.batches[0].envelope().base_offset, 2, "the batch holding the start");
+        assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(3));
+    }
 }

@@ -102,28 +102,28 @@ pub struct OpenReport {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct CatalogDoc {
-    version: u32,
-    next_stream_id: u32,
-    streams: Vec<StreamDoc>,
+pub(crate) struct CatalogDoc {
+    pub(crate) version: u32,
+    pub(crate) next_stream_id: u32,
+    pub(crate) streams: Vec<StreamDoc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StreamDoc {
-    id: u32,
-    name: String,
-    created_at: u64,
-    next_topic_id: u32,
-    topics: Vec<TopicDoc>,
+pub(crate) struct StreamDoc {
+    pub(crate) id: u32,
+    pub(crate) name: String,
+    pub(crate) created_at: u64,
+    pub(crate) next_topic_id: u32,
+    pub(crate) topics: Vec<TopicDoc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TopicDoc {
-    id: u32,
-    name: String,
-    created_at: u64,
-    partitions: u32,
-    settings: TopicSettings,
+pub(crate) struct TopicDoc {
+    pub(crate) id: u32,
+    pub(crate) name: String,
+    pub(crate) created_at: u64,
+    pub(crate) partitions: u32,
+    pub(crate) settings: TopicSettings,
 }
 
 impl CatalogDoc {
@@ -280,7 +280,7 @@ fn stream_dir(root: &Path, s: u32) -> PathBuf {
 fn topic_dir(root: &Path, s: u32, t: u32) -> PathBuf {
     stream_dir(root, s).join("topics").join(t.to_string())
 }
-fn partition_dir(root: &Path, s: u32, t: u32, p: u32) -> PathBuf {
+pub(crate) fn partition_dir(root: &Path, s: u32, t: u32, p: u32) -> PathBuf {
     topic_dir(root, s, t).join("partitions").join(p.to_string())
 }
 

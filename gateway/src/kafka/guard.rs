@@ -122,7 +122,7 @@ const NEVER: i16 = i16::MAX;
 const APIS: [Api; 38] = [
     Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
     Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
-    Api { key: 2, min: 1, max: 7, flexible_from: 6, walk: list_offsets },
+    Api { key: 2, min: 1, max: 10, flexible_from: 6, walk: list_offsets },
     Api { key: 3, min: 0, max: 12, flexible_from: 9, walk: metadata },
     Api { key: 8, min: 2, max: 9, flexible_from: 8, walk: offset_commit },
     Api { key: 9, min: 1, max: 7, flexible_from: 6, walk: offset_fetch },

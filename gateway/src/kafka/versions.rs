@@ -9,7 +9,9 @@
 pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (PRODUCE, 0, 11),
     (FETCH, 4, 12),
-    (LIST_OFFSETS, 1, 7),
+    // v8/v9: the earliest-local (-4) and latest-tiered (-5) look-ups of KIP-1005; v10:
+    // timeout_ms for look-ups that read the remote tier.
+    (LIST_OFFSETS, 1, 10),
     (METADATA, 0, 12),
     (OFFSET_COMMIT, 2, 9),
     (OFFSET_FETCH, 1, 7),

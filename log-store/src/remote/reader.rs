@@ -231,3 +231,90 @@ fn first_entry_at(base: u64, entries: &[IndexEntry], from: u64) -> usize {
     find_by_relative_offset(entries, rel)
         .unwrap_or_else(|| entries.partition_point(|e| u64::from(e.relative_offset) < rel))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+    use crate::remote::{FaultyRemote, ObjectStoreRemote, RemoteConfig, RemoteStore};
+
+    /// One segment of `batches` one-record batches of 100 bytes, as a manifest entry and the
+    /// index bytes uploaded for it.
+    fn segment(base: u64, batches: u64) -> (RemoteSegment, Vec<u8>) {
+        let entries: Vec<IndexEntry> = (0..batches)
+            .map(|i| IndexEntry {
+                relative_offset: i as u32,
+                record_count: 1,
+                position: i * 100,
+                length: 100,
+                max_timestamp: i,
+                append_timestamp: i,
+            })
+            .collect();
+        let index: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
+        let seg = RemoteSegment {
+            base_offset: base,
+            upload_epoch: 1,
+            next_offset: base + batches,
+            log_size: batches * 100,
+            log_crc32c: 0,
+            index_size: index.len() as u64,
+            index_crc32c: crc32c::crc32c(&index),
+            batches,
+            first_append_timestamp: 0,
+            last_append_timestamp: batches - 1,
+            max_timestamp: batches - 1,
+            max_timestamp_offset: base + batches - 1,
+        };
+        (seg, index)
+    }
+
+    #[test]
+    fn parsed_indexes_stay_under_their_entry_bound() {
+        let root = tempfile::tempdir().unwrap();
+        let store = ObjectStoreRemote::open(RemoteConfig::filesystem(root.path().join("b"))).unwrap();
+        let faulty = FaultyRemote::new(Arc::new(store));
+        let metrics = Arc::new(crate::metrics::StoreMetrics::default());
+        let dyn_store: Arc<dyn RemoteStore> = faulty.clone();
+        let cache = ReadCache::open(&root.path().join("c"), 1 << 20, 1 << 16, dyn_store, Arc::clone(&metrics)).unwrap();
+        let reader = RemoteReader::new(PartitionPrefix::new(0, 0, 1, 0), Arc::new(cache), metrics);
+        // Each index holds a third of the bound: at most three stay parsed.
+        let per = (MAX_CACHED_INDEX_ENTRIES / 3) as u64;
+        let segments: Vec<RemoteSegment> = (0..6)
+            .map(|i| {
+                let (seg, index) = segment(i * per, per);
+                let key = reader.prefix().index(seg.base_offset, seg.upload_epoch);
+                faulty.put(&key, &mut &index[..], index.len() as u64).unwrap();
+                seg
+            })
+            .collect();
+        for seg in &segments {
+            assert_eq!(reader.index(seg).unwrap().len() as u64, per);
+            assert!(
+                reader.cached_index_entries() <= MAX_CACHED_INDEX_ENTRIES,
+                "bound MAX_CACHED_INDEX_ENTRIES exceeded"
+            );
+        }
+        faulty.reset_counts();
+        // The most recent ones are kept: no fetch.
+        reader.index(&segments[5]).unwrap();
+        reader.index(&segments[4]).unwrap();
+        assert_eq!(faulty.counts().get_ranges + faulty.counts().gets, 0);
+        // The oldest went: fetched again.
+        reader.index(&segments[0]).unwrap();
+        assert_eq!(faulty.counts().get_ranges + faulty.counts().gets, 1);
+        // A bigger index than the bound alone is still served (and kept alone).
+        let (big, index) = segment(10 * per, MAX_CACHED_INDEX_ENTRIES as u64 + 1);
+        let key = reader.prefix().index(big.base_offset, big.upload_epoch);
+        faulty.put(&key, &mut &index[..], index.len() as u64).unwrap();
+        assert_eq!(reader.index(&big).unwrap().len(), MAX_CACHED_INDEX_ENTRIES + 1);
+        assert_eq!(reader.cached_index_entries(), MAX_CACHED_INDEX_ENTRIES + 1);
+        // An index that disagrees with its manifest entry is refused.
+        let mut lying = segments[1].clone();
+        lying.upload_epoch = 1;
+        lying.batches += 1;
+        reader.forget(&lying);
+        assert!(matches!(reader.index(&lying), Err(RemoteError::Corrupt { .. })));
+    }
+}
