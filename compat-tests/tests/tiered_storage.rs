@@ -94,6 +94,8 @@ const TOPIC: &str = "tiered";
 const SEGMENT_BYTES: &str = "8192";
 /// Records of the workload: about 80 KB, ten-odd segments.
 const RECORDS: usize = 300;
+/// Records per produced batch (about 2.5 KB).
+const BATCH: usize = 10;
 /// The first record's CreateTime (ms); record `i` has `BASE_TS_MS + i`.
 const BASE_TS_MS: i64 = 1_700_000_000_000;
 
@@ -177,33 +179,37 @@ async fn create_tiered_topic(kafka: SocketAddr) {
     }
 }
 
-/// Produces `recs` (idempotent, so in order), checking that record `i` lands at offset
-/// `first + i`.
+/// Produces `recs` (idempotent, so in order) in batches of [`BATCH`] records, checking that
+/// record `i` lands at offset `first + i`. Small batches make many segments: a batch never
+/// straddles two.
 async fn produce(kafka: SocketAddr, recs: &[Rec], first: i64) {
     let producer: FutureProducer = kafka_client(kafka)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let sends = recs.iter().map(|r| {
-        let producer = &producer;
-        async move {
-            producer
-                .send(
-                    FutureRecord::to(TOPIC)
-                        .partition(0)
-                        .key(&r.key)
-                        .payload(&r.value)
-                        .timestamp(r.timestamp_ms),
-                    Duration::from_secs(30),
-                )
-                .await
+    for (n, chunk) in recs.chunks(BATCH).enumerate() {
+        let sends = chunk.iter().map(|r| {
+            let producer = &producer;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(TOPIC)
+                            .partition(0)
+                            .key(&r.key)
+                            .payload(&r.value)
+                            .timestamp(r.timestamp_ms),
+                        Duration::from_secs(30),
+                    )
+                    .await
+            }
+        });
+        let delivered = within("produce", futures_util::future::join_all(sends)).await;
+        for (j, d) in delivered.into_iter().enumerate() {
+            let i = n * BATCH + j;
+            let delivery = d.unwrap_or_else(|(e, _)| panic!("record {i} not produced: {e}"));
+            assert_eq!(delivery.offset, first + i as i64, "record {i}'s offset");
         }
-    });
-    let delivered = within("produce", futures_util::future::join_all(sends)).await;
-    for (i, d) in delivered.into_iter().enumerate() {
-        let delivery = d.unwrap_or_else(|(e, _)| panic!("record {i} not produced: {e}"));
-        assert_eq!(delivery.offset, first + i as i64, "record {i}'s offset");
     }
 }
 
@@ -288,20 +294,26 @@ fn remote_manifest(remote: &ObjectStoreRemote) -> Option<RemoteManifest> {
 /// Waits until every sealed segment is uploaded and gone from local disk: one local segment
 /// (the active one) left, starting where the bucket's manifest ends. Returns that offset.
 async fn wait_until_offloaded(remote: &ObjectStoreRemote, data: &Path, what: &str) -> u64 {
-    within(what, async {
-        loop {
-            let local = local_segments(data);
-            if let (Some(m), [active]) = (remote_manifest(remote), local.as_slice()) {
-                if *active > 0 && m.next_offset() == Some(*active) {
-                    return *active;
-                }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let local = local_segments(data);
+        let manifest = remote_manifest(remote);
+        if let (Some(m), [active]) = (&manifest, local.as_slice()) {
+            if *active > 0 && m.next_offset() == Some(*active) {
+                return *active;
             }
-            // A bounded poll: the uploads happen on the server's own thread on its interval,
-            // with nothing in this process to await.
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    })
-    .await
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?}: {what}; local segments {local:?}, uploaded up to {:?}, \
+             bucket {:?}",
+            manifest.map(|m| m.next_offset()),
+            remote.list("").expect("list the bucket")
+        );
+        // A bounded poll: the uploads happen on the server's own thread on its interval, with
+        // nothing in this process to await.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A `/metrics` scrape: the sum of the samples of each family name.
@@ -505,17 +517,17 @@ async fn offloaded_records_are_read_byte_exact_by_librdkafka_and_the_iggy_sdk() 
         keys.iter().any(|k| k == "catalog"),
         "the catalog's copy is in the bucket: {keys:?}"
     );
-    let http = server.http_addr.expect("the HTTP listener");
-    let m = scrape(http).await;
-    assert!(
-        metric(&m, "wharf_remote_uploaded_segments") >= manifest.segments.len() as f64,
-        "uploaded segments on /metrics: {m:?}"
-    );
-    assert!(
-        metric(&m, "wharf_remote_local_deleted_segments") >= manifest.segments.len() as f64,
-        "locally deleted segments on /metrics: {m:?}"
-    );
 
+    tokio::task::block_in_place(|| rdkafka_reads(kafka, 0, &recs));
+    iggy_reads(server.addr, PollingStrategy::offset(0), 0, &recs).await;
+    // Record 30 starts a produced batch: the native door finds batches by their timestamps.
+    iggy_reads(
+        server.addr,
+        PollingStrategy::timestamp(IggyTimestamp::from((BASE_TS_MS as u64 + 30) * 1000)),
+        30,
+        &recs[30..60],
+    )
+    .await;
     assert_eq!(list_offset(kafka, 9, -2).await, 0, "earliest");
     assert_eq!(
         list_offset(kafka, 9, -4).await,
@@ -534,16 +546,15 @@ async fn offloaded_records_are_read_byte_exact_by_librdkafka_and_the_iggy_sdk() 
         "a timestamp look-up inside the remote tier"
     );
 
-    tokio::task::block_in_place(|| rdkafka_reads(kafka, 0, &recs));
-    iggy_reads(server.addr, PollingStrategy::offset(0), 0, &recs).await;
-    iggy_reads(
-        server.addr,
-        PollingStrategy::timestamp(IggyTimestamp::from((BASE_TS_MS as u64 + 37) * 1000)),
-        37,
-        &recs[37..60],
-    )
-    .await;
-    let m = scrape(http).await;
+    let m = scrape(server.http_addr.expect("the HTTP listener")).await;
+    assert!(
+        metric(&m, "wharf_remote_uploaded_segments") >= manifest.segments.len() as f64,
+        "uploaded segments on /metrics: {m:?}"
+    );
+    assert!(
+        metric(&m, "wharf_remote_local_deleted_segments") >= manifest.segments.len() as f64,
+        "locally deleted segments on /metrics: {m:?}"
+    );
     assert!(
         metric(&m, "wharf_remote_fetched_bytes") > 0.0,
         "the reads came from the object store: {m:?}"
