@@ -84,7 +84,6 @@ pub struct PartitionStats {
 
 /// A sealed local segment ready to upload ([`Partition::upload_candidates`]).
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // wired in by the tiering part (#20)
 pub(crate) struct UploadCandidate {
     /// Its manifest entry, `log_crc32c` still 0 and `upload_epoch` still to be set.
     pub segment: RemoteSegment,
@@ -954,15 +953,7 @@ impl Partition {
         let (remote, end) = {
             let view = self.view.read();
             let end = offset.min(view.high_watermark);
-            let below = view.segments.partition_point(|s| s.base_offset < end);
-            let local = view.segments[..below].iter().rev().find_map(|seg| {
-                let rel = end - seg.base_offset;
-                let i = seg
-                    .entries
-                    .partition_point(|e| u64::from(e.relative_offset) < rel);
-                let e = seg.entries.get(i.checked_sub(1)?)?;
-                Some(seg.base_offset + u64::from(e.relative_offset))
-            });
+            let local = local_batch_before(&view, end);
             if local.is_some() {
                 return Ok(local);
             }
@@ -983,6 +974,31 @@ impl Partition {
             }
         }
         Ok(None)
+    }
+
+    /// [`Partition::offset_for_timestamp`] where blocking is not allowed: `None` when the
+    /// answer needs an uploaded segment's index (ask on the blocking pool then).
+    pub fn offset_for_timestamp_cached(&self, timestamp_us: u64) -> Option<Option<u64>> {
+        let view = self.view.read();
+        if view
+            .remote_only_segments()
+            .any(|s| s.max_timestamp >= timestamp_us)
+        {
+            return None;
+        }
+        Some(local_offset_for_timestamp(&view, timestamp_us))
+    }
+
+    /// [`Partition::batch_before`] where blocking is not allowed: `None` when the answer needs
+    /// an uploaded segment's index.
+    pub fn batch_before_cached(&self, offset: u64) -> Option<Option<u64>> {
+        let view = self.view.read();
+        let end = offset.min(view.high_watermark);
+        match local_batch_before(&view, end) {
+            Some(base) => Some(Some(base)),
+            None if view.remote_only_segments().any(|s| s.base_offset < end) => None,
+            None => Some(None),
+        }
     }
 
     /// The offset of the batch with the greatest max timestamp, and that timestamp (the first
@@ -1044,7 +1060,6 @@ impl Partition {
     }
 
     /// Lets reads below the local log start go to the remote tier through `reader`.
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn attach_remote(&self, reader: Arc<RemoteReader>) {
         *self.remote_reader.write() = Some(reader);
     }
@@ -1053,7 +1068,6 @@ impl Partition {
     /// oldest first, each with what its manifest entry will say (all but `log_crc32c`, which
     /// the uploader computes while it reads the file, and `upload_epoch`) and its index as
     /// uploaded. Segments holding no batch are skipped: there is nothing to upload.
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn upload_candidates(&self) -> Vec<UploadCandidate> {
         let view = self.view.read();
         let uploaded_to = view.remote.next_offset().unwrap_or(0);
@@ -1075,7 +1089,6 @@ impl Partition {
     /// Makes `manifest` this partition's: written durably to `remote-manifest` in the folder,
     /// then the view follows (reads, log start). Refused unless it is this partition's and its
     /// epoch is above the current one's (a purge may have installed a newer one meanwhile).
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn install_manifest(&self, manifest: RemoteManifest) -> Result<()> {
         let _install = self.manifest_install.lock();
         self.install_manifest_locked(manifest)
@@ -1106,7 +1119,6 @@ impl Partition {
     /// Deletes the oldest local sealed segment if its base offset is `base` and the manifest
     /// covers all of it (uploaded, and the manifest naming it durable), unless maintenance
     /// holds the partition (then `None`, as retention). Returns the bytes freed.
-    #[allow(dead_code)] // wired in by the tiering part (#20)
     pub(crate) fn delete_uploaded_segment(&self, base: u64) -> Result<Option<u64>> {
         let Some(_maintenance) = self.maintenance.try_lock() else {
             return Ok(None);
@@ -1522,6 +1534,19 @@ impl Partition {
     }
 }
 
+/// [`Partition::batch_before`] over the local segments.
+fn local_batch_before(view: &View, end: u64) -> Option<u64> {
+    let below = view.segments.partition_point(|s| s.base_offset < end);
+    view.segments[..below].iter().rev().find_map(|seg| {
+        let rel = end - seg.base_offset;
+        let i = seg
+            .entries
+            .partition_point(|e| u64::from(e.relative_offset) < rel);
+        let e = seg.entries.get(i.checked_sub(1)?)?;
+        Some(seg.base_offset + u64::from(e.relative_offset))
+    })
+}
+
 /// [`Partition::offset_for_timestamp`] over the local segments.
 fn local_offset_for_timestamp(view: &View, timestamp_us: u64) -> Option<u64> {
     let hw = view.high_watermark;
@@ -1750,7 +1775,8 @@ fn load_manifest(dir: &Path, key: PartitionKey) -> Result<Option<RemoteManifest>
         path: path.clone(),
         reason,
     };
-    let manifest = RemoteManifest::decode(&bytes, MANIFEST_FILE).map_err(|e| corrupt(e.to_string()))?;
+    let manifest =
+        RemoteManifest::decode(&bytes, MANIFEST_FILE).map_err(|e| corrupt(e.to_string()))?;
     if (manifest.stream, manifest.topic, manifest.partition)
         != (key.stream, key.topic, key.partition)
     {
@@ -1868,9 +1894,16 @@ mod tests {
         let first = &c[0];
         assert_eq!(first.segment.next_offset, 2);
         assert_eq!(first.segment.batches, 1);
-        assert_eq!(first.segment.log_size, fs::metadata(&first.log_path).unwrap().len());
+        assert_eq!(
+            first.segment.log_size,
+            fs::metadata(&first.log_path).unwrap().len()
+        );
         let index = fs::read(dir.path().join(crate::segment::file_name(0, INDEX_EXT))).unwrap();
-        assert_eq!(&first.index[..], &index[..], "the index as in the .index file");
+        assert_eq!(
+            &first.index[..],
+            &index[..],
+            "the index as in the .index file"
+        );
         assert_eq!(first.segment.index_size, index.len() as u64);
         assert_eq!(first.segment.index_crc32c, crc32c::crc32c(&index));
         assert_eq!(first.segment.max_timestamp_offset, 0);
@@ -1882,7 +1915,11 @@ mod tests {
             .iter()
             .map(|c| c.segment.base_offset)
             .collect();
-        assert_eq!(left, vec![4], "what the manifest names is not offered again");
+        assert_eq!(
+            left,
+            vec![4],
+            "what the manifest names is not offered again"
+        );
     }
 
     #[tokio::test]
@@ -1902,7 +1939,10 @@ mod tests {
             epoch: m.epoch + 1,
             ..m.clone()
         };
-        assert!(p.install_manifest(other).is_err(), "another partition's manifest");
+        assert!(
+            p.install_manifest(other).is_err(),
+            "another partition's manifest"
+        );
         p.close().unwrap();
         drop(p);
 
@@ -1940,7 +1980,11 @@ mod tests {
         // Segment 2 is not uploaded yet: it stays.
         assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
         assert!(c[1].log_path.exists());
-        assert_eq!(p.log_start_offset(), 0, "offsets 0..2 are still readable, remotely");
+        assert_eq!(
+            p.log_start_offset(),
+            0,
+            "offsets 0..2 are still readable, remotely"
+        );
         assert_eq!(p.local_log_start_offset(), 2);
         assert!(p.has_remote_data());
         // A busy maintenance lock: deletion waits for the next round, as retention does.
@@ -1948,7 +1992,10 @@ mod tests {
         let held = p.maintenance();
         assert_eq!(p.delete_uploaded_segment(2).unwrap(), None);
         drop(held);
-        assert_eq!(p.delete_uploaded_segment(2).unwrap(), Some(c[1].segment.log_size));
+        assert_eq!(
+            p.delete_uploaded_segment(2).unwrap(),
+            Some(c[1].segment.log_size)
+        );
     }
 
     #[tokio::test]
@@ -1962,8 +2009,7 @@ mod tests {
         drop(p);
         // The local disk lost, the manifest restored into an empty folder.
         let fresh = tempfile::tempdir().unwrap();
-        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode())
-            .unwrap();
+        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode()).unwrap();
         let (p, _) = Partition::open(&files(), KEY, fresh.path(), settings()).unwrap();
         assert_eq!(p.high_watermark(), 6);
         assert_eq!(p.local_log_start_offset(), 6);
@@ -1972,7 +2018,10 @@ mod tests {
             .append(NewBatch::native(native_payload(1, |_| vec![1; 10])).unwrap())
             .await
             .unwrap();
-        assert_eq!(r.base_offset, 6, "new appends continue after the uploaded offsets");
+        assert_eq!(
+            r.base_offset, 6,
+            "new appends continue after the uploaded offsets"
+        );
     }
 
     #[tokio::test]
@@ -2110,6 +2159,11 @@ mod tests {
         assert_eq!(p.batch_before(5).unwrap(), Some(4));
         assert_eq!(p.batch_before(2).unwrap(), Some(0));
         assert_eq!(p.batch_before(0).unwrap(), None);
+        // Where blocking is not allowed, answers that need a remote index are refused.
+        assert_eq!(p.offset_for_timestamp_cached(ts), None);
+        assert_eq!(p.batch_before_cached(5), None);
+        assert_eq!(p.batch_before_cached(7), Some(Some(6)));
+        assert_eq!(p.offset_for_timestamp_cached(u64::MAX), Some(None));
         let c = faulty.counts();
         assert_eq!(c.gets + c.get_ranges, 0, "{c:?}");
 

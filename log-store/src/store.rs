@@ -316,7 +316,12 @@ impl LogStore {
         };
         let files = OpenFiles::new(disk.clone(), capacity_within_limit(config.max_open_files));
         let tiering = match &config.remote {
-            Some(tier) => Some(Tiering::open(tier, &dir, disk, Arc::clone(files.metrics()))?),
+            Some(tier) => Some(Tiering::open(
+                tier,
+                &dir,
+                disk,
+                Arc::clone(files.metrics()),
+            )?),
             None => None,
         };
         let mut report = OpenReport::default();
@@ -918,7 +923,10 @@ impl LogStore {
             }
             return Err(e);
         }
-        let created_us = doc.stream(Ident::Id(sid))?.topic(Ident::Id(tid))?.created_at;
+        let created_us = doc
+            .stream(Ident::Id(sid))?
+            .topic(Ident::Id(tid))?
+            .created_at;
         self.attach_remote(sid, tid, created_us, &created);
         let mut catalog = self.inner.catalog.write();
         catalog.doc = doc;
@@ -1236,6 +1244,12 @@ impl LogStore {
         self.inner.offsets.sync()
     }
 
+    /// True once [`LogStore::close`] has begun (or the store is being dropped): background
+    /// work, tiering included, starts nothing new.
+    pub fn is_closing(&self) -> bool {
+        *self.inner.stop.lock()
+    }
+
     /// Stops the background thread, fails queued appends, syncs everything and closes the
     /// partitions. The store refuses appends afterwards.
     pub fn close(&self) -> Result<()> {
@@ -1247,6 +1261,8 @@ impl LogStore {
 
 impl Inner {
     fn stop_background(&self) {
+        // The tiering thread first: once `stop` reads true, no tiering call starts any more.
+        let tiering = self.tiering.as_ref().and_then(Tiering::stop);
         *self.stop.lock() = true;
         self.wake.notify_all();
         *self.cleaner.signal.stop.lock() = true;
@@ -1254,7 +1270,7 @@ impl Inner {
         let handles = [
             self.background.lock().take(),
             self.cleaner.thread.lock().take(),
-            self.tiering.as_ref().and_then(Tiering::stop),
+            tiering,
         ];
         for h in handles.into_iter().flatten() {
             if h.thread().id() != std::thread::current().id() {

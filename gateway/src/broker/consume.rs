@@ -401,7 +401,7 @@ impl Broker {
             let last_fetchable = txns.map_or(stats.high_watermark, |h| {
                 h.read().last_stable_offset(stats.high_watermark)
             });
-            Ok(look_up(&p, &stats, timestamp, last_fetchable))
+            look_up(&p, &stats, timestamp, last_fetchable)
         })
         .await
     }
@@ -547,10 +547,20 @@ impl Broker {
         let (start, min_ts) = match req.strategy {
             PollingStrategy::Offset(o) if o > current => return Ok(nothing),
             PollingStrategy::Offset(o) => (o, None),
-            PollingStrategy::Timestamp(ts) => match partition.offset_for_timestamp(ts) {
-                Some(o) if o < stable => (o, Some(ts)),
-                _ => return Ok(nothing),
-            },
+            PollingStrategy::Timestamp(ts) => {
+                // An answer in the remote tier may block on the object store: not here.
+                let found = match partition.offset_for_timestamp_cached(ts) {
+                    Some(found) => found,
+                    None => {
+                        let p = Arc::clone(&partition);
+                        blocking(move || Ok(p.offset_for_timestamp(ts)?)).await?
+                    }
+                };
+                match found {
+                    Some(o) if o < stable => (o, Some(ts)),
+                    _ => return Ok(nothing),
+                }
+            }
             PollingStrategy::First => (stats.log_start_offset, None),
             // Found below, by walking back from the LSO: a compacted log has holes.
             PollingStrategy::Last => (stable, None),
@@ -962,36 +972,47 @@ async fn wait_for_any(targets: &[FetchTarget], fetched: &[Fetched], deadline: In
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// The first offset on local disk (KIP-1005, ListOffsets v8+).
+const EARLIEST_LOCAL: i64 = -4;
+/// The last offset uploaded to the remote tier, -1 when none (KIP-1005, ListOffsets v9+).
+const LATEST_TIERED: i64 = -5;
 
 /// `(offset, timestamp)` for a ListOffsets timestamp; `(-1, -1)` when nothing matches. Look-ups
 /// go through the time index to a batch, then through that batch's records. `last_fetchable`
-/// (read after `stats`) is the latest offset, and a record found by time must lie below it, as
-/// in Kafka's `Partition.fetchOffsetForTimestamp`.
+/// (read after `stats`) is the latest offset, and a record found by time (or the latest tiered
+/// offset) must lie below it, as in Kafka's `Partition.fetchOffsetForTimestamp`. May block on
+/// the object store (the answer is in the remote tier): callers run it on the blocking pool.
 fn look_up(
     p: &Partition,
     stats: &PartitionStats,
     timestamp: i64,
     last_fetchable: u64,
-) -> (i64, i64) {
+) -> Result<(i64, i64), BrokerError> {
     let found = match timestamp {
-        LATEST => return (last_fetchable as i64, -1),
-        EARLIEST => return (stats.log_start_offset as i64, -1),
-        _ => look_up_by_time(p, stats, timestamp),
+        LATEST => return Ok((last_fetchable as i64, -1)),
+        EARLIEST => return Ok((stats.log_start_offset as i64, -1)),
+        EARLIEST_LOCAL => return Ok((p.local_log_start_offset() as i64, -1)),
+        LATEST_TIERED => (p.last_remote_offset().map_or(-1, |o| o as i64), -1),
+        _ => look_up_by_time(p, stats, timestamp)?,
     };
-    match found {
+    Ok(match found {
         (o, _) if o >= 0 && (o as u64) < last_fetchable => found,
         _ => (-1, -1),
-    }
+    })
 }
 
 /// The record a ListOffsets time look-up (-3, or a timestamp) finds, bounded only by the log.
-fn look_up_by_time(p: &Partition, stats: &PartitionStats, timestamp: i64) -> (i64, i64) {
-    match timestamp {
+fn look_up_by_time(
+    p: &Partition,
+    stats: &PartitionStats,
+    timestamp: i64,
+) -> Result<(i64, i64), BrokerError> {
+    Ok(match timestamp {
         MAX_TIMESTAMP => {
             let Some((batch_offset, _)) = p.max_timestamp() else {
-                return (-1, -1);
+                return Ok((-1, -1));
             };
-            record_times(p, batch_offset)
+            record_times(p, batch_offset)?
                 .into_iter()
                 .filter(|&(o, _)| o >= stats.log_start_offset as i64)
                 .fold(None, |best: Option<(i64, i64)>, (o, ts)| match best {
@@ -1001,46 +1022,54 @@ fn look_up_by_time(p: &Partition, stats: &PartitionStats, timestamp: i64) -> (i6
                 .unwrap_or((-1, -1))
         }
         ts if ts >= 0 => {
-            let Some(batch_offset) = p.offset_for_timestamp((ts as u64).saturating_mul(1000))
+            let Some(batch_offset) = p.offset_for_timestamp((ts as u64).saturating_mul(1000))?
             else {
-                return (-1, -1);
+                return Ok((-1, -1));
             };
             // The batch found is the first whose newest record is recent enough; the answer is
             // its first record at or after the timestamp, or the next batch's first.
             let mut from = batch_offset;
             loop {
-                let Some((times, end)) = batch_record_times(p, from) else {
-                    return (-1, -1);
+                let Some((times, end)) = batch_record_times(p, from)? else {
+                    return Ok((-1, -1));
                 };
                 if let Some(&(o, t)) = times
                     .iter()
                     .find(|&&(o, t)| t >= ts && o >= stats.log_start_offset as i64)
                 {
-                    return (o, t);
+                    return Ok((o, t));
                 }
                 // On past the batch's span, not its last record: a compacted batch may end
                 // in a hole, or hold no record at all.
                 if end <= from || end >= stats.high_watermark {
-                    return (-1, -1);
+                    return Ok((-1, -1));
                 }
                 from = end;
             }
         }
         _ => (-1, -1),
-    }
+    })
 }
 
 /// `(offset, timestamp ms)` of every record of the batch that holds `offset`.
-fn record_times(p: &Partition, offset: u64) -> Vec<(i64, i64)> {
-    batch_record_times(p, offset).map_or_else(Vec::new, |(times, _)| times)
+fn record_times(p: &Partition, offset: u64) -> Result<Vec<(i64, i64)>, BrokerError> {
+    Ok(batch_record_times(p, offset)?.map_or_else(Vec::new, |(times, _)| times))
 }
 
 /// `(offset, timestamp ms)` of every record of the batch that holds `offset` (or the first
-/// after it), and the offset after that batch's span.
-fn batch_record_times(p: &Partition, offset: u64) -> Option<(Vec<(i64, i64)>, u64)> {
-    let read = p.read(offset, 1).ok()?;
-    let batch = read.batches.first()?;
-    let native = translate::as_native(batch).ok()?;
+/// after it), and the offset after that batch's span. A failed read (the remote tier
+/// unreachable) is an error, not "no record".
+fn batch_record_times(
+    p: &Partition,
+    offset: u64,
+) -> Result<Option<(Vec<(i64, i64)>, u64)>, BrokerError> {
+    let read = p.read(offset, 1)?;
+    let Some(batch) = read.batches.first() else {
+        return Ok(None);
+    };
+    let Ok(native) = translate::as_native(batch) else {
+        return Ok(None);
+    };
     let times = Messages::new(&native)
         .map(|m| {
             let us = if m.origin_timestamp() > 0 {
@@ -1051,7 +1080,7 @@ fn batch_record_times(p: &Partition, offset: u64) -> Option<(Vec<(i64, i64)>, u6
             (m.offset() as i64, (us / 1000) as i64)
         })
         .collect();
-    Some((times, batch.last_offset() + 1))
+    Ok(Some((times, batch.last_offset() + 1)))
 }
 
 /// Messages of a poll: slices of stored batches, and what they cover.
@@ -1138,7 +1167,16 @@ fn last_start(
     let (mut start, mut found, mut bytes, mut skipped) = (end, 0u32, 0usize, 0usize);
     let mut before = end;
     while found < count && before > log_start {
-        let Some(base) = partition.batch_before(before) else {
+        let base = if cached_only {
+            // A batch before the local segments needs an uploaded index: a blocking look-up.
+            match partition.batch_before_cached(before) {
+                Some(base) => base,
+                None => return Ok(None),
+            }
+        } else {
+            partition.batch_before(before)?
+        };
+        let Some(base) = base else {
             break;
         };
         let read = if cached_only {
@@ -1724,15 +1762,15 @@ mod tests {
         let hw = stats.high_watermark;
         let lso = txns.read().last_stable_offset(hw);
         assert_eq!((lso, hw), (1, 3));
-        assert_eq!(look_up(&p, &stats, LATEST, lso), (1, -1));
-        assert_eq!(look_up(&p, &stats, LATEST, hw), (3, -1));
-        assert_eq!(look_up(&p, &stats, EARLIEST, lso), (0, -1));
-        assert_eq!(look_up(&p, &stats, 500, lso), (0, 1000));
+        assert_eq!(look_up(&p, &stats, LATEST, lso).unwrap(), (1, -1));
+        assert_eq!(look_up(&p, &stats, LATEST, hw).unwrap(), (3, -1));
+        assert_eq!(look_up(&p, &stats, EARLIEST, lso).unwrap(), (0, -1));
+        assert_eq!(look_up(&p, &stats, 500, lso).unwrap(), (0, 1000));
         // Found at or past the LSO: no answer for read_committed, as Kafka.
-        assert_eq!(look_up(&p, &stats, 1500, lso), (-1, -1));
-        assert_eq!(look_up(&p, &stats, 1500, hw), (1, 2000));
-        assert_eq!(look_up(&p, &stats, MAX_TIMESTAMP, lso), (-1, -1));
-        assert_eq!(look_up(&p, &stats, MAX_TIMESTAMP, hw), (2, 3000));
+        assert_eq!(look_up(&p, &stats, 1500, lso).unwrap(), (-1, -1));
+        assert_eq!(look_up(&p, &stats, 1500, hw).unwrap(), (1, 2000));
+        assert_eq!(look_up(&p, &stats, MAX_TIMESTAMP, lso).unwrap(), (-1, -1));
+        assert_eq!(look_up(&p, &stats, MAX_TIMESTAMP, hw).unwrap(), (2, 3000));
 
         // Through the broker, with no open transaction the LSO is the high watermark.
         let (t, q) = kafka_topic(&b, "no-txn").await;
@@ -1794,6 +1832,67 @@ mod tests {
             .collect();
         assert_eq!(messages.len(), polled.count as usize);
         (messages, polled.current_offset)
+    }
+
+    /// Offsets by time, KIP-1005's -4/-5 and native polls by timestamp and from the end, over a
+    /// partition whose older segments are only in the remote tier (a folder here): the same
+    /// answers as when the data was local, the look-ups that need a remote index run on the
+    /// blocking pool (a cached look-up on the worker answers "not here" first).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn look_ups_and_polls_answer_over_offloaded_data() {
+        use wharf_log_store::remote::{ObjectStoreRemote, RemoteConfig, RemoteSettings, RemoteTier};
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = tempfile::tempdir().unwrap();
+        let remote = ObjectStoreRemote::open(RemoteConfig::filesystem(bucket.path())).unwrap();
+        let config = StoreConfig {
+            background_tasks: false,
+            remote: Some(RemoteTier {
+                store: Arc::new(remote),
+                settings: RemoteSettings::default(),
+            }),
+            ..StoreConfig::default()
+        };
+        let b = Broker::open(dir.path(), config, BrokerSettings::for_tests()).unwrap();
+        let settings = wharf_log_store::TopicSettings {
+            remote_storage: true,
+            // One batch per segment; every uploaded segment leaves the local disk.
+            segment_size: Some(1),
+            local_retention_bytes: Some(1),
+            ..Default::default()
+        };
+        let t = b
+            .create_kafka_topic("tiered", 1, settings, false)
+            .await
+            .unwrap()
+            .unwrap();
+        let p = b.partition_handle(t.stream_id, t.id, 0).unwrap();
+        for i in 0..4 {
+            plain(&p, 1000 * (i + 1), &[b"v"]).await;
+        }
+        let at = |ts| b.kafka_offset_for_time("tiered", 0, ts, Isolation::ReadUncommitted);
+        assert_eq!(at(EARLIEST_LOCAL).await.unwrap(), (0, -1));
+        assert_eq!(at(LATEST_TIERED).await.unwrap(), (-1, -1), "nothing uploaded");
+        let before = [at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()];
+        assert_eq!(before, [(1, 2000), (3, 4000)]);
+
+        let report = b.store.tier_once(super::super::now_us()).unwrap();
+        assert_eq!(report.local_deleted_segments, 3, "{report:?}");
+        assert_eq!(at(EARLIEST_LOCAL).await.unwrap(), (3, -1));
+        assert_eq!(at(LATEST_TIERED).await.unwrap(), (2, -1));
+        assert_eq!(at(EARLIEST).await.unwrap(), (0, -1));
+        assert_eq!([at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()], before);
+        assert_eq!(at(500).await.unwrap(), (0, 1000));
+
+        // Native polls: by timestamp (its batch is remote) and the last messages (walked back
+        // over the remote segments' indexes).
+        assert_eq!(p.offset_for_timestamp_cached(1_500_000), None, "needs the blocking pool");
+        let txns = b.partition_txns(&p).await.unwrap();
+        let (got, _) = poll_at(&b, &t, &p, &txns, poll(1, PollingStrategy::Timestamp(1_500_000), 10, false), 1 << 20).await;
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, vec![1, 2, 3], "from the remote tier on into the local one");
+        let (got, _) = poll_at(&b, &t, &p, &txns, poll(1, PollingStrategy::Last, 3, false), 1 << 20).await;
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, vec![1, 2, 3], "the last 3 start in the remote tier");
     }
 
     fn stored_position(b: &Broker, t: &wharf_log_store::TopicInfo, consumer: u32) -> Option<u64> {

@@ -213,7 +213,9 @@ impl PartitionProducers {
             self.producers.clear();
             *self.txns.write() = PartitionTxns::default();
         }
-        let mut from = self.covered_to.max(partition.log_start_offset());
+        // From the local log start: what is only in the remote tier is never downloaded to
+        // rebuild producer state (Kafka rebuilds it from the local log and its snapshots).
+        let mut from = self.covered_to.max(partition.local_log_start_offset());
         while from < hw {
             let read = partition.read(from, 4 << 20)?;
             if read.batches.is_empty() {

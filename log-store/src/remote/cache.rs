@@ -1,7 +1,7 @@
 //! The read-ahead cache of remote data on local disk: remote objects are read in fixed-size
 //! chunks, each kept as a file in the cache folder until the cache's byte bound evicts it
-//! (least recently used first). A miss fetches the chunk and the next one ahead in one ranged
-//! read. The folder is emptied when the store opens, and a chunk is written whole (temporary
+//! (least recently used first). A miss fetches, in one ranged read, the missing chunks of the
+//! read and the next one ahead (as many as the bound holds). The folder is emptied when the store opens, and a chunk is written whole (temporary
 //! file, rename) before it is read, so a crash never leaves a short chunk behind.
 //!
 //! The byte bound holds for the folder at every moment, not just between reads: room for a
@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,9 +167,10 @@ impl ReadCache {
             if first == last {
                 single = part;
             } else {
-                // The caller bounds `range` (whole batches up to its max bytes).
+                // The caller bounds `range` (whole batches up to its max bytes); the buffer
+                // still grows with the bytes actually read, from a bounded start.
                 out.get_or_insert_with(|| {
-                    BytesMut::with_capacity((range.end - range.start) as usize)
+                    BytesMut::with_capacity((range.end - range.start).min(MAX_CHUNK_SIZE) as usize)
                 })
                 .extend_from_slice(&part);
             }
@@ -204,10 +205,11 @@ impl ReadCache {
         state.cached + state.reserved
     }
 
-    /// Chunk `n` of `key`: where the answered bytes start in the object, and the bytes. They
-    /// are the whole chunk, except when a chunk cannot be cached at all (bigger than the
-    /// bound, or no room left beside fetches in progress): then only the caller's part of it
-    /// (`wanted`) is fetched.
+    /// Chunk `n` of `key`, at least the caller's part of it (`wanted`): where the answered
+    /// bytes start in the object, and the bytes. A cached chunk answers just that part (read
+    /// from its file); a fetched one answers the whole chunk, unless it cannot be cached at
+    /// all (bigger than the bound, or no room beside fetches in progress): then only the
+    /// caller's part is fetched.
     fn chunk(
         &self,
         key: &str,
@@ -220,20 +222,25 @@ impl ReadCache {
         let len = self.chunk_size.min(object_len - start);
         loop {
             match self.plan(&id, object_len, len, wanted) {
-                Plan::Hit(file, file_len) => match read_chunk_file(file, file_len, len) {
-                    Ok(bytes) => return Ok((start, bytes)),
-                    Err(e) => {
-                        // A damaged or short chunk file: drop it and fetch again.
-                        tracing::warn!(
-                            key,
-                            chunk = n,
-                            error = %e,
-                            "remote read cache: a chunk file could not be read back; fetching again"
-                        );
-                        let mut state = self.state.lock();
-                        self.evict(&mut state, &id);
+                Plan::Hit(file, file_len) => {
+                    // Only the caller's part of the chunk is read from its file.
+                    let from = wanted.start.max(start);
+                    let to = wanted.end.min(start + len);
+                    match read_chunk_file(&file, file_len, len, from - start..to - start) {
+                        Ok(bytes) => return Ok((from, bytes)),
+                        Err(e) => {
+                            // A damaged or short chunk file: drop it and fetch again.
+                            tracing::warn!(
+                                key,
+                                chunk = n,
+                                error = %e,
+                                "remote read cache: a chunk file could not be read back; fetching again"
+                            );
+                            let mut state = self.state.lock();
+                            self.evict(&mut state, &id);
+                        }
                     }
-                },
+                }
                 Plan::Wait => {
                     let mut state = self.state.lock();
                     state.waiting += 1;
@@ -291,19 +298,33 @@ impl ReadCache {
         }
         RemoteMetrics::add(&self.metrics.remote.cache_misses, 1);
         let start = id.1 * self.chunk_size;
-        // Read ahead the next chunk when it exists and is neither cached nor being fetched.
-        let next: ChunkId = (id.0.clone(), id.1 + 1);
-        let next_len = self.chunk_size.min(object_len.saturating_sub(start + len));
+        // One ranged get for the run of missing chunks from this one to the end of the
+        // caller's range and one chunk ahead, stopping at a chunk cached or being fetched,
+        // at the object's end, and at what the bound can hold.
+        let last = (wanted.end - 1) / self.chunk_size + 1;
+        let mut lens = vec![len];
         let mut total = len;
-        if next_len > 0 && !state.chunks.contains_key(&next) && !state.in_flight.contains_key(&next)
-        {
+        for n in id.1 + 1..=last {
+            let at = n * self.chunk_size;
+            if at >= object_len {
+                break;
+            }
+            let next: ChunkId = (id.0.clone(), n);
+            let next_len = self.chunk_size.min(object_len - at);
+            if state.chunks.contains_key(&next)
+                || state.in_flight.contains_key(&next)
+                || total + next_len > self.max_bytes
+            {
+                break;
+            }
+            lens.push(next_len);
             total += next_len;
         }
         self.make_room(&mut state, total);
         let free = self.max_bytes.saturating_sub(state.cached + state.reserved);
-        if total > free {
-            // Not both: the chunk alone, if it fits.
-            total = len;
+        // Fetches in progress may hold part of the room: fewer chunks then.
+        while total > free && lens.len() > 1 {
+            total -= lens.pop().unwrap_or(0);
         }
         if total > free {
             // Cannot be kept (bigger than the bound, or the rest is reserved by fetches in
@@ -318,9 +339,8 @@ impl ReadCache {
         }
         state.reserved += total;
         let token = state.next();
-        state.in_flight.insert(id.clone(), token);
-        if total > len {
-            state.in_flight.insert(next, token);
+        for n in id.1..id.1 + lens.len() as u64 {
+            state.in_flight.insert((id.0.clone(), n), token);
         }
         Plan::Fetch {
             range: start..start + total,
@@ -329,7 +349,7 @@ impl ReadCache {
         }
     }
 
-    /// Fetches `range`; with `cache`, it is chunk `n` (`len` bytes) and maybe the next one:
+    /// Fetches `range`; with `cache`, it is chunk `n` (`len` bytes) and the chunks after it:
     /// their files are written into the room reserved and published, and chunk `n` answered.
     /// Without, the bytes fetched are answered as they are.
     fn fetch(
@@ -373,8 +393,14 @@ impl ReadCache {
             return Ok(bytes);
         }
         let mut pieces = vec![(n, bytes.slice(..len as usize))];
-        if want > len {
-            pieces.push((n + 1, bytes.slice(len as usize..)));
+        let mut at = len;
+        while at < want {
+            let end = (at + self.chunk_size).min(want);
+            pieces.push((
+                n + pieces.len() as u64,
+                bytes.slice(at as usize..end as usize),
+            ));
+            at = end;
         }
         let mut written = Vec::with_capacity(pieces.len());
         for (chunk, piece) in &pieces {
@@ -463,8 +489,10 @@ impl ReadCache {
     }
 }
 
-/// Reads a cached chunk file, which must hold exactly `file_len` bytes (= the chunk's `len`).
-fn read_chunk_file(mut file: File, file_len: u64, len: u64) -> io::Result<Bytes> {
+/// Reads bytes `part` of a cached chunk file, which must hold exactly `file_len` bytes (= the
+/// chunk's `len`).
+fn read_chunk_file(file: &File, file_len: u64, len: u64, part: Range<u64>) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
     if file_len != len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -478,8 +506,8 @@ fn read_chunk_file(mut file: File, file_len: u64, len: u64) -> io::Result<Bytes>
             format!("the chunk file is {on_disk} bytes long, {len} expected"),
         ));
     }
-    let mut buf = BytesMut::zeroed(len as usize);
-    file.read_exact(&mut buf)?;
+    let mut buf = BytesMut::zeroed((part.end - part.start) as usize);
+    file.read_exact_at(&mut buf, part.start)?;
     Ok(buf.freeze())
 }
 
@@ -703,6 +731,45 @@ mod tests {
             &data[..]
         );
         assert_eq!(f.remote.counts().get_ranges, 2);
+    }
+
+    /// A read across several missing chunks fetches them (and one ahead) in one ranged get;
+    /// a read larger than the bound fetches what fits at a time and stays under it.
+    #[test]
+    fn a_read_across_missing_chunks_fetches_them_in_one_get() {
+        let f = fixture();
+        let cache = f.cache(1 << 20, 1_000);
+        let data = f.object("k", 10_000);
+        assert_eq!(
+            &cache.read("k", 10_000, 1_500..5_200).expect("read")[..],
+            &data[1_500..5_200]
+        );
+        let c = f.remote.counts();
+        assert_eq!(
+            (c.get_ranges, c.get_range_bytes),
+            (1, 6_000),
+            "chunks 1..=5 and 6 ahead"
+        );
+        // Chunk 1 is cached: the run stops there and only chunk 0 is fetched.
+        assert_eq!(
+            &cache.read("k", 10_000, 0..4_000).expect("read")[..],
+            &data[..4_000]
+        );
+        let c = f.remote.counts();
+        assert_eq!((c.get_ranges, c.get_range_bytes), (2, 7_000));
+
+        let g = fixture();
+        const MAX: u64 = 3_000;
+        let small = g.cache(MAX, 1_000);
+        let data = g.object("k", 10_000);
+        assert_eq!(
+            &small.read("k", 10_000, 0..10_000).expect("read")[..],
+            &data[..]
+        );
+        assert!(g.folder_bytes() <= MAX);
+        let c = g.remote.counts();
+        assert_eq!(c.get_range_bytes, 10_000, "every byte fetched once");
+        assert_eq!(c.get_ranges, 4, "3 + 3 + 3 + 1 chunks");
     }
 
     /// Least recently used chunks go first.

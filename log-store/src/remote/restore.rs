@@ -122,6 +122,24 @@ pub(crate) fn restore_from_remote(
                     )
                     .into());
                 }
+                // Every object the manifest names must be there: a restore that succeeded
+                // with reads failing later would be worse than none.
+                let present: std::collections::HashSet<String> =
+                    store.list(prefix.as_str())?.into_iter().collect();
+                for seg in &manifest.segments {
+                    for object in [
+                        prefix.log(seg.base_offset, seg.upload_epoch),
+                        prefix.index(seg.base_offset, seg.upload_epoch),
+                    ] {
+                        if !present.contains(&object) {
+                            return Err(corrupt(
+                                &object,
+                                format!("named by '{key}' but not in the remote store"),
+                            )
+                            .into());
+                        }
+                    }
+                }
                 let pdir = partition_dir(dir, s.id, t.id, p);
                 refuse_local_data(&pdir)?;
                 disk.create_dir_all(&pdir)?;
@@ -150,7 +168,7 @@ fn refuse_local_data(pdir: &Path) -> Result<()> {
         let name = name.to_string_lossy();
         if name != MANIFEST_FILE && name != format!("{MANIFEST_FILE}.tmp") {
             return Err(StoreError::io(
-                &entry.path(),
+                entry.path(),
                 std::io::Error::new(
                     std::io::ErrorKind::AlreadyExists,
                     "the partition folder already holds data: restore only into an empty data \

@@ -156,6 +156,9 @@ impl Default for PartitionState {
 struct Rounds {
     partitions: HashMap<PartitionPrefix, PartitionState>,
     catalog_uploaded: u64,
+    /// Backoff of the store-wide work (the catalog's copy, deletions of removed topics).
+    store_failures: u32,
+    store_retry_at_us: u64,
     throttle: Throttle,
 }
 
@@ -228,6 +231,8 @@ impl Tiering {
             rounds: Mutex::new(Rounds {
                 partitions: HashMap::new(),
                 catalog_uploaded: 0,
+                store_failures: 0,
+                store_retry_at_us: 0,
                 throttle,
             }),
             deletions: Mutex::new(deletions),
@@ -349,7 +354,13 @@ impl Tiering {
             return report;
         }
         let now = input.now_us;
-        self.store_catalog(&mut rounds, input.catalog_path.as_deref(), &mut report);
+        let store_work = rounds.store_failures == 0 || now >= rounds.store_retry_at_us;
+        let mut store_failed = false;
+        if store_work {
+            let before = report.errors.len();
+            self.store_catalog(&mut rounds, input.catalog_path.as_deref(), &mut report);
+            store_failed = report.errors.len() > before;
+        }
 
         let mut seen = HashSet::new();
         for topic in &input.topics {
@@ -408,8 +419,20 @@ impl Tiering {
         }
         // Partitions gone from the catalog (or no longer tiered) are forgotten.
         rounds.partitions.retain(|k, _| seen.contains(k));
-        if !self.signal.stopping() {
+        if store_work && !self.signal.stopping() {
+            let before = report.errors.len();
             self.delete_prefixes(&input.live_prefixes, &mut report);
+            if store_failed || report.errors.len() > before {
+                rounds.store_failures = rounds.store_failures.saturating_add(1);
+                let delay = self.backoff(rounds.store_failures);
+                rounds.store_retry_at_us = now.saturating_add(delay);
+            } else {
+                rounds.store_failures = 0;
+            }
+        } else if !store_work {
+            report
+                .errors
+                .push("catalog copy and deletions: waiting out a backoff".into());
         }
         let failing = &self.metrics.remote.failing_rounds;
         if report.succeeded() {
@@ -433,13 +456,7 @@ impl Tiering {
             return;
         }
         state.failures = state.failures.saturating_add(1);
-        let shift = state.failures.saturating_sub(1).min(32);
-        let backoff = self
-            .settings
-            .retry_backoff
-            .saturating_mul(1u32 << shift.min(31))
-            .min(self.settings.retry_backoff_max);
-        state.retry_at_us = now.saturating_add(backoff.as_micros().min(u128::from(u64::MAX)) as u64);
+        state.retry_at_us = now.saturating_add(self.backoff(state.failures));
         RemoteMetrics::add(&self.metrics.remote.upload_failures, 1);
         if state.failures == 1 {
             tracing::warn!(
@@ -451,6 +468,18 @@ impl Tiering {
         }
         report.failed_partitions.push(p.key());
         report.errors.push(format!("{}: {e}", p.key()));
+    }
+
+    /// The wait (µs) after `failures` failures in a row: `retry_backoff`, doubled after each
+    /// further failure, at most `retry_backoff_max`.
+    fn backoff(&self, failures: u32) -> u64 {
+        let shift = failures.saturating_sub(1).min(31);
+        let wait = self
+            .settings
+            .retry_backoff
+            .saturating_mul(1u32 << shift)
+            .min(self.settings.retry_backoff_max);
+        wait.as_micros().min(u128::from(u64::MAX)) as u64
     }
 
     fn recovered(&self, p: &Partition, state: &mut PartitionState) {
@@ -514,6 +543,9 @@ impl Tiering {
             state.synced_epoch = Some(manifest.epoch);
             state.sweep_needed = true;
         }
+        if self.signal.stopping() {
+            return Ok(());
+        }
         if state.sweep_needed {
             report.orphans_deleted += self.sweep(prefix, &manifest)?;
             state.sweep_needed = false;
@@ -551,7 +583,7 @@ impl Tiering {
             }
         }
         let added = (next.segments.len() - manifest.segments.len()) as u64;
-        if added > 0 {
+        if added > 0 && !self.signal.stopping() {
             // What was uploaded is committed even when a later segment failed.
             self.put_bytes(&prefix.manifest(), &next.encode())?;
             p.install_manifest(next.clone())?;
@@ -581,9 +613,7 @@ impl Tiering {
     ) -> Result<RemoteSegment> {
         let mut segment = c.segment.clone();
         segment.upload_epoch = epoch;
-        let file = self
-            .disk
-            .open(&c.log_path, OpenOptions::new().read(true))?;
+        let file = self.disk.open(&c.log_path, OpenOptions::new().read(true))?;
         let mut source = Upload {
             file,
             crc: 0,
@@ -594,6 +624,11 @@ impl Tiering {
         self.store
             .put(&prefix.log(base, epoch), &mut source, segment.log_size)?;
         segment.log_crc32c = source.crc;
+        if self.signal.stopping() {
+            return Err(StoreError::PartitionClosed(format!(
+                "{prefix:?} (the store is closing)"
+            )));
+        }
         self.put_bytes(&prefix.index(base, epoch), &c.index)?;
         segment.index_size = c.index.len() as u64;
         segment.index_crc32c = crc32c::crc32c(&c.index);
@@ -617,6 +652,13 @@ impl Tiering {
         }
         let mut deleted = 0;
         for key in self.store.list(prefix.as_str())? {
+            if self.signal.stopping() {
+                // The rest waits for the next sweep.
+                return Err(StoreError::PartitionClosed(format!(
+                    "{} (the store is closing)",
+                    prefix.as_str()
+                )));
+            }
             if !named.contains(&key) {
                 self.store.delete(&key)?;
                 self.cache.forget(&key);
@@ -624,7 +666,11 @@ impl Tiering {
             }
         }
         if deleted > 0 {
-            tracing::info!(prefix = prefix.as_str(), deleted, "removed objects no manifest names");
+            tracing::info!(
+                prefix = prefix.as_str(),
+                deleted,
+                "removed objects no manifest names"
+            );
         }
         Ok(deleted)
     }
@@ -775,7 +821,12 @@ impl Tiering {
                     .filter(|(_, pl)| !pl.blocked)
                     .filter_map(|(i, pl)| {
                         let s = pl.next.segments.first()?;
-                        Some((s.last_append_timestamp, pl.p.key().partition, s.base_offset, i))
+                        Some((
+                            s.last_append_timestamp,
+                            pl.p.key().partition,
+                            s.base_offset,
+                            i,
+                        ))
                     })
                     .min();
                 let Some((_, _, _, i)) = oldest else { break };
@@ -833,7 +884,12 @@ impl Tiering {
     }
 
     /// Stores and installs the shrunk manifest, then deletes the objects it no longer names.
-    fn shrink(&self, plan: &Plan, state: &mut PartitionState, report: &mut TierReport) -> Result<()> {
+    fn shrink(
+        &self,
+        plan: &Plan,
+        state: &mut PartitionState,
+        report: &mut TierReport,
+    ) -> Result<()> {
         let mut next = plan.next.clone();
         next.epoch = plan.current.epoch + 1;
         self.put_bytes(&plan.prefix.manifest(), &next.encode())?;
@@ -848,11 +904,20 @@ impl Tiering {
             if kept.contains(&(s.base_offset, s.upload_epoch)) {
                 continue;
             }
+            if self.signal.stopping() {
+                state.sweep_needed = true;
+                break;
+            }
             let log = plan.prefix.log(s.base_offset, s.upload_epoch);
             let index = plan.prefix.index(s.base_offset, s.upload_epoch);
             self.cache.forget(&log);
             // The manifest no longer names them: a failed deletion leaves orphans for the sweep.
-            if self.store.delete(&log).and_then(|()| self.store.delete(&index)).is_err() {
+            if self
+                .store
+                .delete(&log)
+                .and_then(|()| self.store.delete(&index))
+                .is_err()
+            {
                 state.sweep_needed = true;
             }
             let m = &self.metrics.remote;
@@ -880,6 +945,12 @@ impl Tiering {
             let emptied = self.store.list(&prefix).and_then(|keys| {
                 let mut n = 0;
                 for key in keys {
+                    if self.signal.stopping() {
+                        return Err(RemoteError::Unavailable {
+                            key,
+                            reason: "the store is closing".into(),
+                        });
+                    }
                     self.store.delete(&key)?;
                     self.cache.forget(&key);
                     n += 1;
@@ -915,7 +986,12 @@ struct Plan {
 fn current_manifest(topic: &TopicWork, p: &Partition) -> RemoteManifest {
     let manifest = p.remote_manifest();
     if manifest.epoch == 0 && manifest.segments.is_empty() {
-        RemoteManifest::new(topic.stream, topic.topic, topic.created_us, p.key().partition)
+        RemoteManifest::new(
+            topic.stream,
+            topic.topic,
+            topic.created_us,
+            p.key().partition,
+        )
     } else {
         manifest
     }
@@ -924,7 +1000,8 @@ fn current_manifest(topic: &TopicWork, p: &Partition) -> RemoteManifest {
 /// One past the last uploaded offset (0: nothing uploaded). Local sealed segments starting
 /// below it are uploaded: uploads are whole segments.
 fn uploaded_end(p: &Partition) -> u64 {
-    p.remote_manifest().next_offset().unwrap_or(0)
+    // Cheap (no copy of the manifest): called for every segment retention looks at.
+    p.last_remote_offset().map_or(0, |last| last + 1)
 }
 
 /// Local bytes not in the remote tier: sealed segments not uploaded and the active one.

@@ -1,0 +1,695 @@
+//! The tiering rounds against a real remote store (a local folder through `object_store`),
+//! wrapped in a `FaultyRemote` to take it down, fail chosen puts and hold calls in flight.
+//! Rounds are driven by hand with `LogStore::tier_once(now_us)`; no test sleeps.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use wharf_log_store::remote::{
+    FaultyRemote, ObjectStoreRemote, RemoteConfig, RemoteManifest, RemoteSettings, RemoteStore,
+    RemoteTier, CATALOG_KEY,
+};
+use wharf_log_store::{read_durable, Ident, LogStore, StoreConfig, StoreError, TopicSettings};
+
+struct Rig {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    remote: Arc<FaultyRemote>,
+    settings: RemoteSettings,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = ObjectStoreRemote::open(RemoteConfig::filesystem(tmp.path().join("bucket")))
+            .expect("filesystem remote");
+        let settings = RemoteSettings {
+            retry_backoff: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_secs(4),
+            task_interval: Duration::from_secs(3600),
+            ..RemoteSettings::default()
+        };
+        Rig {
+            data: tmp.path().join("data"),
+            _tmp: tmp,
+            remote: FaultyRemote::new(Arc::new(real)),
+            settings,
+        }
+    }
+
+    fn config(&self, background: bool) -> StoreConfig {
+        StoreConfig {
+            background_tasks: background,
+            remote: Some(RemoteTier {
+                store: Arc::clone(&self.remote) as Arc<dyn RemoteStore>,
+                settings: self.settings.clone(),
+            }),
+            ..config()
+        }
+    }
+
+    fn open(&self) -> LogStore {
+        LogStore::open(&self.data, self.config(false)).unwrap().0
+    }
+
+    /// Keys under `prefix` in the real store (faults bypassed), sorted.
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = self.remote.inner().list(prefix).unwrap();
+        keys.sort();
+        keys
+    }
+
+    fn object(&self, key: &str) -> Vec<u8> {
+        self.remote.inner().get(key).unwrap().expect(key).to_vec()
+    }
+
+    fn manifest(&self, prefix: &str) -> RemoteManifest {
+        let key = format!("{prefix}manifest");
+        RemoteManifest::decode(&self.object(&key), &key).unwrap()
+    }
+
+    fn partition_dir(&self, p: u32) -> PathBuf {
+        self.data.join(format!("streams/0/topics/0/partitions/{p}"))
+    }
+}
+
+/// Every batch in its own segment; uploaded sealed segments leave local disk at once.
+fn tiered() -> TopicSettings {
+    TopicSettings {
+        segment_size: Some(1),
+        remote_storage: true,
+        local_retention_bytes: Some(1),
+        ..TopicSettings::default()
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+const SEC: u64 = 1_000_000;
+
+/// The `.log` files in a partition folder, sorted by name.
+fn local_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+fn prefix(created: u64, p: u32) -> String {
+    format!("topics/0-0-{created}/{p}/")
+}
+
+/// Every batch from `from` to the high watermark, bytes as stored, read as a consumer does
+/// (the blocking read, which goes to the remote tier below the local segments).
+fn read_all(p: &wharf_log_store::Partition, mut from: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let r = p.read(from, 1 << 20).unwrap();
+        let Some(last) = r.batches.last() else { break };
+        from = last.last_offset() + 1;
+        out.extend(r.batches.iter().map(|b| b.as_bytes().to_vec()));
+    }
+    out
+}
+
+async fn append_batches(store: &LogStore, n: usize, seed: u64) {
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    for i in 0..n {
+        p.append(seeded_batch(seed + i as u64, 2, 100))
+            .await
+            .unwrap();
+    }
+}
+
+/// Sealed segments go up log, index and manifest; the manifest's checksums are those of the
+/// objects, and the local copy goes only once the manifest naming it is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_sealed_segments_with_a_checksummed_manifest_then_deletes_local_copies() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 5, 1).await;
+    let pdir = rig.partition_dir(0);
+    let logs = local_logs(&pdir);
+    assert_eq!(logs.len(), 5, "one segment per batch");
+    let sealed: Vec<Vec<u8>> = logs[..4]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    let local_batches = read_all(&p, 0);
+    assert_eq!(local_batches.len(), 5);
+
+    let report = store.tier_once(now_us()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.uploaded_segments, 4, "{report:?}");
+    assert_eq!(
+        report.uploaded_bytes,
+        sealed.iter().map(|s| s.len() as u64).sum::<u64>()
+    );
+    assert!(report.catalog_uploaded);
+
+    let prefix = prefix(topic.created_at, 0);
+    let manifest = rig.manifest(&prefix);
+    assert_eq!(manifest.epoch, 1);
+    assert_eq!(
+        (manifest.stream, manifest.topic, manifest.partition),
+        (0, 0, 0)
+    );
+    assert_eq!(manifest.topic_created_us, topic.created_at);
+    assert_eq!(manifest.segments.len(), 4);
+    assert_eq!(manifest.next_offset(), Some(8), "2 messages per batch");
+    for (seg, local) in manifest.segments.iter().zip(&sealed) {
+        let log = rig.object(&format!("{prefix}{:020}-1.log", seg.base_offset));
+        assert_eq!(
+            &log, local,
+            "the uploaded log is the local file byte for byte"
+        );
+        assert_eq!(seg.log_crc32c, crc32c::crc32c(&log));
+        assert_eq!(seg.log_size, log.len() as u64);
+        let index = rig.object(&format!("{prefix}{:020}-1.index", seg.base_offset));
+        assert_eq!(seg.index_crc32c, crc32c::crc32c(&index));
+        assert_eq!(seg.index_size, index.len() as u64);
+    }
+    assert_eq!(
+        rig.keys(&prefix).len(),
+        1 + 2 * 4,
+        "manifest + log and index per segment"
+    );
+    // The local durable copy is the same manifest.
+    let local_manifest = read_durable(&pdir.join("remote-manifest"))
+        .unwrap()
+        .unwrap();
+    let key = format!("{prefix}manifest");
+    assert_eq!(
+        RemoteManifest::decode(&local_manifest, &key).unwrap(),
+        manifest
+    );
+    // Local retention (1 byte): every uploaded sealed segment left local disk; the active
+    // one stays.
+    assert_eq!(report.local_deleted_segments, 4);
+    assert_eq!(local_logs(&pdir), logs[4..].to_vec());
+    assert_eq!(p.local_log_start_offset(), 8);
+    assert_eq!(
+        read_all(&p, 0),
+        local_batches,
+        "offloaded batches read back byte-exact"
+    );
+    assert_eq!(
+        p.log_start_offset(),
+        0,
+        "older data is still readable remotely"
+    );
+    assert_eq!(p.last_remote_offset(), Some(7));
+    let m = &store.metrics().remote;
+    assert_eq!(wharf_log_store::RemoteMetrics::get(&m.uploaded_segments), 4);
+    assert_eq!(
+        wharf_log_store::RemoteMetrics::get(&m.local_deleted_segments),
+        4
+    );
+    // The catalog copy is the local file's exact bytes.
+    assert_eq!(
+        rig.object(CATALOG_KEY),
+        std::fs::read(rig.data.join("catalog")).unwrap()
+    );
+
+    // Nothing new: the next round puts nothing at all.
+    rig.remote.reset_counts();
+    let report = store.tier_once(now_us()).unwrap();
+    assert_eq!(report.uploaded_segments, 0);
+    assert!(!report.catalog_uploaded);
+    assert_eq!(rig.remote.counts().puts, 0, "{:?}", rig.remote.counts());
+    let status = store.remote_status().unwrap();
+    assert_eq!((status.remote_segments, status.pending_segments), (4, 0));
+    store.close().unwrap();
+}
+
+/// Store down: appends go on, nothing local is deleted (not even by the plain retention with
+/// a 1-byte max size), the failing-rounds alert counts up, retries wait out a doubling
+/// backoff without calling the store, and everything goes up once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_keeps_local_data_and_appends_then_uploads_resume_after_backoff() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let settings = TopicSettings {
+        max_size: Some(1),
+        ..tiered()
+    };
+    store.create_topic(Ident::Id(0), "t", 1, settings).unwrap();
+    rig.remote.set_down(true);
+    append_batches(&store, 3, 10).await;
+    let pdir = rig.partition_dir(0);
+
+    let t0 = now_us() + 3600 * SEC;
+    let report = store.tier_once(t0).unwrap();
+    assert_eq!(report.failed_partitions.len(), 1, "{report:?}");
+    assert_eq!(report.uploaded_segments, 0);
+    // The plain retention skips remote-storage topics: their data is not uploaded.
+    assert_eq!(store.enforce_retention(t0).unwrap(), 0);
+    append_batches(&store, 2, 20).await;
+    assert_eq!(
+        local_logs(&pdir).len(),
+        5,
+        "nothing local deleted while down"
+    );
+    let m = &store.metrics().remote;
+    let failing = || wharf_log_store::RemoteMetrics::get(&m.failing_rounds);
+    assert_eq!(failing(), 1);
+    assert!(wharf_log_store::RemoteMetrics::get(&m.upload_failures) >= 1);
+    let status = store.remote_status().unwrap();
+    assert_eq!(status.pending_segments, 4, "sealed and waiting");
+
+    // Backoff 1 s, doubling to at most 4 s, measured on the rounds' clock: no call before it.
+    rig.remote.reset_counts();
+    let report = store.tier_once(t0 + SEC / 2).unwrap();
+    assert_eq!(report.backed_off_partitions.len(), 1);
+    let counts = rig.remote.counts();
+    assert_eq!(counts.puts + counts.lists + counts.deletes, 0, "{counts:?}");
+    assert_eq!(
+        failing(),
+        2,
+        "a round with a partition backing off is still failing"
+    );
+    let report = store.tier_once(t0 + SEC).unwrap();
+    assert_eq!(
+        report.failed_partitions.len(),
+        1,
+        "tried again after 1 s: {report:?}"
+    );
+    let report = store.tier_once(t0 + 2 * SEC).unwrap();
+    assert_eq!(report.backed_off_partitions.len(), 1, "now 2 s: {report:?}");
+
+    rig.remote.set_down(false);
+    let report = store.tier_once(t0 + 3 * SEC).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.uploaded_segments, 4);
+    assert_eq!(
+        failing(),
+        0,
+        "the alert clears once a round reaches the store"
+    );
+    assert_eq!(local_logs(&pdir).len(), 1, "uploaded, then deleted locally");
+    store.close().unwrap();
+}
+
+/// A kill between the segment objects and the manifest (simulated: the manifest put fails,
+/// then the store is reopened): nothing local is deleted, and the next round uploads the same
+/// keys again and finishes, leaving no stray object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_manifest_put_is_finished_by_the_next_round_after_reopen() {
+    let rig = Rig::new();
+    let created = {
+        let store = rig.open();
+        store.create_stream("s").unwrap();
+        let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+        append_batches(&store, 4, 30).await;
+        rig.remote.fail_puts_matching(Some("/manifest"));
+        let report = store.tier_once(now_us()).unwrap();
+        assert_eq!(report.failed_partitions.len(), 1, "{report:?}");
+        assert_eq!(report.uploaded_segments, 0);
+        assert_eq!(local_logs(&rig.partition_dir(0)).len(), 4);
+        assert!(!rig.partition_dir(0).join("remote-manifest").exists());
+        store.close().unwrap();
+        topic.created_at
+    };
+    let prefix = prefix(created, 0);
+    assert_eq!(rig.keys(&prefix).len(), 2 * 3, "objects up, manifest not");
+    rig.remote.fail_puts_matching(None);
+
+    let store = rig.open();
+    let report = store.tier_once(now_us()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.uploaded_segments, 3);
+    assert_eq!(rig.keys(&prefix).len(), 1 + 2 * 3, "same keys, no orphan");
+    assert_eq!(rig.manifest(&prefix).epoch, 1);
+    assert_eq!(local_logs(&rig.partition_dir(0)).len(), 1);
+    store.close().unwrap();
+}
+
+/// Objects under a partition's prefix that no manifest names (a kill mid-upload of a segment
+/// that is gone since) are deleted by the first round after open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_round_after_open_sweeps_unnamed_objects() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 2, 40).await;
+    store.tier_once(now_us()).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let prefix = prefix(topic.created_at, 0);
+    let stray = format!("{prefix}{:020}-7.log", 99);
+    rig.remote.inner().put(&stray, &mut &b"x"[..], 1).unwrap();
+    let before = rig.keys(&prefix);
+
+    let store = rig.open();
+    let report = store.tier_once(now_us()).unwrap();
+    assert_eq!(report.orphans_deleted, 1, "{report:?}");
+    let after = rig.keys(&prefix);
+    assert!(!after.contains(&stray));
+    assert_eq!(after.len(), before.len() - 1);
+    store.close().unwrap();
+}
+
+/// Total retention by time: the new manifest is stored and installed before the objects of
+/// the expired segments are deleted; the log start moves to the local data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_retention_by_time_deletes_remote_segments_after_the_new_manifest() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let settings = TopicSettings {
+        message_expiry: Some(Duration::from_secs(3600)),
+        ..tiered()
+    };
+    let topic = store.create_topic(Ident::Id(0), "t", 1, settings).unwrap();
+    append_batches(&store, 4, 50).await;
+    let report = store.tier_once(now_us()).unwrap();
+    assert_eq!(
+        (report.uploaded_segments, report.remote_deleted_segments),
+        (3, 0)
+    );
+    let prefix = prefix(topic.created_at, 0);
+    let uploaded = rig.manifest(&prefix);
+    assert_eq!(rig.keys(&prefix).len(), 7);
+
+    let report = store.tier_once(now_us() + 2 * 3600 * SEC).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.remote_deleted_segments, 3);
+    assert_eq!(report.remote_deleted_bytes, uploaded.log_bytes());
+    let manifest = rig.manifest(&prefix);
+    assert_eq!(manifest.epoch, uploaded.epoch + 1);
+    assert!(manifest.segments.is_empty());
+    assert_eq!(rig.keys(&prefix), vec![format!("{prefix}manifest")]);
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    assert_eq!(
+        p.log_start_offset(),
+        6,
+        "the active segment is all that is left"
+    );
+    assert_eq!(p.remote_manifest(), manifest);
+    let m = &store.metrics().remote;
+    assert_eq!(
+        wharf_log_store::RemoteMetrics::get(&m.remote_deleted_segments),
+        3
+    );
+    store.close().unwrap();
+}
+
+/// Total retention by size counts remote bytes plus local bytes not uploaded; the oldest
+/// remote segment goes first, its local copy before it when still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_retention_by_size_keeps_the_topic_under_max_size() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    create_plain_topic(&store);
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    for i in 0..6 {
+        p.append(seeded_batch(60 + i, 2, 100)).await.unwrap();
+    }
+    let seg = std::fs::metadata(&local_logs(&rig.partition_dir(0))[0])
+        .unwrap()
+        .len();
+    // Room for three segments in all.
+    let max = 3 * seg;
+    let settings = TopicSettings {
+        max_size: Some(max),
+        local_retention_bytes: Some(max),
+        ..tiered()
+    };
+    store
+        .update_topic(Ident::Id(0), Ident::Id(0), None, settings)
+        .unwrap();
+    let report = store.tier_once(now_us()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.uploaded_segments, 5);
+    let manifest = p.remote_manifest();
+    let local = p.stats().size_bytes;
+    let not_uploaded = std::fs::metadata(local_logs(&rig.partition_dir(0)).last().unwrap())
+        .unwrap()
+        .len();
+    assert!(
+        manifest.log_bytes() + not_uploaded <= max,
+        "remote {} + local not uploaded {not_uploaded} over max_size {max}",
+        manifest.log_bytes()
+    );
+    assert!(
+        local <= max,
+        "local {local} over local.retention.bytes {max}"
+    );
+    assert_eq!(manifest.segments.len(), 2, "{manifest:?}");
+    assert_eq!(manifest.start_offset(), Some(6), "the oldest went first");
+    assert_eq!(p.log_start_offset(), 6);
+    store.close().unwrap();
+}
+
+fn create_plain_topic(store: &LogStore) {
+    let settings = TopicSettings {
+        segment_size: Some(1),
+        ..TopicSettings::default()
+    };
+    store.create_topic(Ident::Id(0), "t", 1, settings).unwrap();
+}
+
+/// Purge: the partition installs an empty manifest; the next round stores it and sweeps the
+/// old objects; new uploads use keys of the next epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_empties_the_remote_prefix_and_uploads_start_again() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 3, 70).await;
+    store.tier_once(now_us()).unwrap();
+    let prefix = prefix(topic.created_at, 0);
+    assert_eq!(rig.keys(&prefix).len(), 5);
+
+    store.purge_topic(Ident::Id(0), Ident::Id(0)).unwrap();
+    let report = store.tier_once(now_us()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.orphans_deleted, 4, "two segments' log and index");
+    assert_eq!(rig.keys(&prefix), vec![format!("{prefix}manifest")]);
+    let purged = rig.manifest(&prefix);
+    assert!(purged.segments.is_empty());
+    assert_eq!(purged.epoch, 2);
+
+    append_batches(&store, 2, 80).await;
+    let report = store.tier_once(now_us()).unwrap();
+    assert_eq!(report.uploaded_segments, 1);
+    let manifest = rig.manifest(&prefix);
+    assert_eq!(manifest.segments[0].base_offset, 0);
+    assert_eq!(manifest.segments[0].upload_epoch, 3);
+    assert!(rig
+        .keys(&prefix)
+        .contains(&format!("{prefix}{:020}-3.log", 0)));
+    store.close().unwrap();
+}
+
+/// Deleting a topic records its prefix durably before the catalog changes; the record
+/// survives the store down and a reopen, and the round that reaches the store empties the
+/// prefix and drops the record. The catalog copy follows the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_topics_objects_are_deleted_through_a_durable_record() {
+    let rig = Rig::new();
+    let created = {
+        let store = rig.open();
+        store.create_stream("s").unwrap();
+        let topic = store.create_topic(Ident::Id(0), "t", 2, tiered()).unwrap();
+        append_batches(&store, 3, 90).await;
+        store.tier_once(now_us()).unwrap();
+        assert!(!rig.keys(&prefix(topic.created_at, 0)).is_empty());
+        rig.remote.set_down(true);
+        store.delete_topic(Ident::Id(0), Ident::Id(0)).unwrap();
+        let report = store.tier_once(now_us()).unwrap();
+        assert!(!report.succeeded());
+        assert_eq!(report.prefixes_deleted, 0);
+        store.close().unwrap();
+        topic.created_at
+    };
+    let record = read_durable(&rig.data.join("remote-deletions"))
+        .unwrap()
+        .expect("record");
+    let topic_prefix = format!("topics/0-0-{created}/");
+    assert!(
+        String::from_utf8_lossy(&record).contains(&topic_prefix),
+        "{}",
+        String::from_utf8_lossy(&record)
+    );
+    rig.remote.set_down(false);
+
+    let store = rig.open();
+    let report = store.tier_once(now_us()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.prefixes_deleted, 1);
+    assert!(
+        rig.keys(&topic_prefix).is_empty(),
+        "{:?}",
+        rig.keys(&topic_prefix)
+    );
+    let record = read_durable(&rig.data.join("remote-deletions"))
+        .unwrap()
+        .expect("record");
+    assert!(!String::from_utf8_lossy(&record).contains(&topic_prefix));
+    assert!(report.catalog_uploaded);
+    assert_eq!(
+        rig.object(CATALOG_KEY),
+        std::fs::read(rig.data.join("catalog")).unwrap()
+    );
+    store.close().unwrap();
+}
+
+/// Removing partitions records their prefixes; the others are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_partitions_lose_their_objects_and_the_others_keep_theirs() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 2, tiered()).unwrap();
+    for part in 0..2 {
+        let p = store.partition(Ident::Id(0), Ident::Id(0), part).unwrap();
+        for i in 0..2 {
+            p.append(seeded_batch(100 + i, 1, 50)).await.unwrap();
+        }
+    }
+    store.tier_once(now_us()).unwrap();
+    let (p0, p1) = (prefix(topic.created_at, 0), prefix(topic.created_at, 1));
+    assert_eq!((rig.keys(&p0).len(), rig.keys(&p1).len()), (3, 3));
+    store
+        .remove_partitions(Ident::Id(0), Ident::Id(0), 1)
+        .unwrap();
+    let report = store.tier_once(now_us()).unwrap();
+    assert_eq!(report.prefixes_deleted, 1, "{report:?}");
+    assert!(rig.keys(&p1).is_empty());
+    assert_eq!(rig.keys(&p0).len(), 3);
+    store.close().unwrap();
+}
+
+/// Kafka's refusals: remote storage without a remote tier, and turning it off once on.
+#[test]
+fn remote_storage_is_refused_without_a_tier_and_cannot_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = open(dir.path());
+    plain.create_stream("s").unwrap();
+    let err = plain
+        .create_topic(Ident::Id(0), "t", 1, tiered())
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidSetting(m) if m.contains("Tiered Storage functionality is disabled")),
+        "{err}"
+    );
+    assert!(plain.tier_once(now_us()).is_err());
+    assert!(plain.remote_status().is_none());
+    plain.close().unwrap();
+
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    let off = TopicSettings {
+        remote_storage: false,
+        ..tiered()
+    };
+    let err = store
+        .update_topic(Ident::Id(0), Ident::Id(0), None, off)
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidSetting(m) if m.contains("Disabling remote storage")),
+        "{err}"
+    );
+    store.close().unwrap();
+}
+
+/// The "wharf-tiering" thread runs rounds by itself, and closing the store stops it with at
+/// most the call in flight finishing: bound = no store call starts after close was asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tiering_thread_runs_rounds_and_close_stops_it_after_the_call_in_flight() {
+    let mut rig = Rig::new();
+    rig.settings.task_interval = Duration::from_millis(10);
+    let store = LogStore::open(&rig.data, rig.config(true)).unwrap().0;
+    store.create_stream("s").unwrap();
+    store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 3, 110).await;
+    // Hold the thread's next call to the store: proof that it runs rounds unasked.
+    rig.remote.set_paused(true);
+    assert!(
+        rig.remote.wait_for_held_calls(1, Duration::from_secs(30)),
+        "the tiering thread made no call to the store within 30 s"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let closing = store.clone();
+    let closer = std::thread::spawn(move || {
+        let result = closing.close();
+        let _ = tx.send(());
+        result
+    });
+    // Bounded wait (no sleep) until close has asked the thread to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !store.is_closing() {
+        assert!(std::time::Instant::now() < deadline, "close never began");
+        std::thread::yield_now();
+    }
+    let before = rig.remote.counts();
+    rig.remote.set_paused(false);
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("close did not return within 30 s of the held call ending");
+    closer.join().unwrap().unwrap();
+    let after = rig.remote.counts();
+    let calls =
+        |c: wharf_log_store::remote::RemoteCallCounts| c.puts + c.gets + c.lists + c.deletes;
+    assert!(
+        calls(after) <= calls(before),
+        "calls after close was asked: before {before:?}, after {after:?}"
+    );
+}
+
+/// DeleteRecords into the remote tier: the next round drops the segments wholly below the new
+/// log start from the manifest (then deletes their objects) and records the start inside the
+/// first kept segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_below_the_local_data_shrinks_the_manifest() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 4, 120).await;
+    store.tier_once(now_us()).unwrap();
+    let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+    assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (0, 6));
+    assert_eq!(p.delete_records_before(5).unwrap(), 5);
+
+    let report = store.tier_once(now_us()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.remote_deleted_segments, 2, "[0,2) and [2,4)");
+    let prefix = prefix(topic.created_at, 0);
+    let manifest = rig.manifest(&prefix);
+    assert_eq!(manifest.segments.len(), 1);
+    assert_eq!(manifest.start_offset(), Some(5));
+    assert_eq!(
+        rig.keys(&prefix).len(),
+        1 + 2,
+        "manifest and the kept segment"
+    );
+    assert_eq!(p.log_start_offset(), 5);
+    let first = read_all(&p, 0);
+    assert_eq!(first.len(), 2, "the batch holding 5, then the active one");
+    store.close().unwrap();
+}
