@@ -799,7 +799,8 @@ impl Partition {
                 if cached_only {
                     return (Ok(None), generation);
                 }
-                let (segment, hw, epoch) = (segment.clone(), view.high_watermark, view.remote.epoch);
+                let (segment, hw, epoch) =
+                    (segment.clone(), view.high_watermark, view.remote.epoch);
                 drop(view);
                 match self.read_remote(&segment, from, max_bytes) {
                     Ok(batches) if batches.is_empty() => {
@@ -2080,8 +2081,14 @@ mod tests {
     fn reader_on(faulty: &Arc<FaultyRemote>, root: &Path) -> Arc<RemoteReader> {
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let as_store: Arc<dyn RemoteStore> = faulty.clone();
-        let cache = ReadCache::open(&root.join("cache"), 1 << 20, 4096, as_store, Arc::clone(&metrics))
-            .unwrap();
+        let cache = ReadCache::open(
+            &root.join("cache"),
+            1 << 20,
+            4096,
+            as_store,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
         let prefix = PartitionPrefix::new(KEY.stream, KEY.topic, 42, KEY.partition);
         Arc::new(RemoteReader::new(prefix, Arc::new(cache), metrics))
     }
@@ -2098,12 +2105,19 @@ mod tests {
             store.put(&key, &mut &log[..], log.len() as u64).unwrap();
             let key = prefix.index(entry.base_offset, entry.upload_epoch);
             store
-                .put(&key, &mut &candidate.index[..], candidate.index.len() as u64)
+                .put(
+                    &key,
+                    &mut &candidate.index[..],
+                    candidate.index.len() as u64,
+                )
                 .unwrap();
         }
         p.install_manifest(m).unwrap();
         for candidate in &c {
-            assert!(p.delete_uploaded_segment(candidate.segment.base_offset).unwrap().is_some());
+            assert!(p
+                .delete_uploaded_segment(candidate.segment.base_offset)
+                .unwrap()
+                .is_some());
         }
     }
 
@@ -2177,7 +2191,11 @@ mod tests {
         assert!(p.offset_for_timestamp(ts).is_err());
         assert!(p.batch_before(2).is_err());
         assert_eq!(p.read(6, 1 << 20).unwrap().batches.len(), 1);
-        assert_eq!(p.offset_for_timestamp(u64::MAX).unwrap(), None, "no segment is that recent");
+        assert_eq!(
+            p.offset_for_timestamp(u64::MAX).unwrap(),
+            None,
+            "no segment is that recent"
+        );
     }
 
     #[tokio::test]
@@ -2194,7 +2212,10 @@ mod tests {
         let mut log = faulty.inner().get(&key).unwrap().unwrap().to_vec();
         let last = log.len() - 1;
         log[last] ^= 0x40;
-        faulty.inner().put(&key, &mut &log[..], log.len() as u64).unwrap();
+        faulty
+            .inner()
+            .put(&key, &mut &log[..], log.len() as u64)
+            .unwrap();
         assert!(matches!(
             p.read(0, 1 << 20),
             Err(StoreError::Remote(RemoteError::Corrupt { .. }))
@@ -2236,7 +2257,11 @@ mod tests {
         assert_eq!((p.log_start_offset(), p.local_log_start_offset()), (3, 6));
         let r = p.read(0, 1).unwrap();
         assert_eq!(r.log_start_offset, 3);
-        assert_eq!(r.batches[0].envelope().base_offset, 2, "the batch holding the start");
+        assert_eq!(
+            r.batches[0].envelope().base_offset,
+            2,
+            "the batch holding the start"
+        );
         assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(3));
     }
 }

@@ -114,7 +114,10 @@ fn now_us() -> u64 {
 
 fn remote_metrics(m: &StoreMetrics) -> (u64, u64) {
     use wharf_log_store::RemoteMetrics as R;
-    (R::get(&m.remote.fetched_bytes), R::get(&m.remote.cache_misses))
+    (
+        R::get(&m.remote.fetched_bytes),
+        R::get(&m.remote.cache_misses),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +214,10 @@ async fn the_object_store_down_fails_remote_reads_only() {
         "{remote_read:?}"
     );
     assert!(remote_ts.is_err());
-    assert!(!local_read.unwrap().batches.is_empty(), "local data is read");
+    assert!(
+        !local_read.unwrap().batches.is_empty(),
+        "local data is read"
+    );
     // Producers are unaffected.
     let r = p.append(seeded_batch(99, 1, 10)).await.unwrap();
     assert_eq!(r.base_offset, BATCHES * PER_BATCH as u64);
@@ -221,7 +227,11 @@ async fn the_object_store_down_fails_remote_reads_only() {
     let first = tokio::task::spawn_blocking(move || p2.read(0, 1).unwrap())
         .await
         .unwrap();
-    assert_eq!(first.batches[0].base_offset(), 0, "readable again once it is back");
+    assert_eq!(
+        first.batches[0].base_offset(),
+        0,
+        "readable again once it is back"
+    );
     store.close().unwrap();
 }
 

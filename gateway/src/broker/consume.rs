@@ -1051,6 +1051,9 @@ fn look_up_by_time(
     })
 }
 
+/// `(offset, timestamp ms)` of a batch's records, and the offset after the batch's span.
+type BatchTimes = (Vec<(i64, i64)>, u64);
+
 /// `(offset, timestamp ms)` of every record of the batch that holds `offset`.
 fn record_times(p: &Partition, offset: u64) -> Result<Vec<(i64, i64)>, BrokerError> {
     Ok(batch_record_times(p, offset)?.map_or_else(Vec::new, |(times, _)| times))
@@ -1059,10 +1062,7 @@ fn record_times(p: &Partition, offset: u64) -> Result<Vec<(i64, i64)>, BrokerErr
 /// `(offset, timestamp ms)` of every record of the batch that holds `offset` (or the first
 /// after it), and the offset after that batch's span. A failed read (the remote tier
 /// unreachable) is an error, not "no record".
-fn batch_record_times(
-    p: &Partition,
-    offset: u64,
-) -> Result<Option<(Vec<(i64, i64)>, u64)>, BrokerError> {
+fn batch_record_times(p: &Partition, offset: u64) -> Result<Option<BatchTimes>, BrokerError> {
     let read = p.read(offset, 1)?;
     let Some(batch) = read.batches.first() else {
         return Ok(None);
@@ -1840,7 +1840,9 @@ mod tests {
     /// blocking pool (a cached look-up on the worker answers "not here" first).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn look_ups_and_polls_answer_over_offloaded_data() {
-        use wharf_log_store::remote::{ObjectStoreRemote, RemoteConfig, RemoteSettings, RemoteTier};
+        use wharf_log_store::remote::{
+            ObjectStoreRemote, RemoteConfig, RemoteSettings, RemoteTier,
+        };
         let dir = tempfile::tempdir().unwrap();
         let bucket = tempfile::tempdir().unwrap();
         let remote = ObjectStoreRemote::open(RemoteConfig::filesystem(bucket.path())).unwrap();
@@ -1871,7 +1873,11 @@ mod tests {
         }
         let at = |ts| b.kafka_offset_for_time("tiered", 0, ts, Isolation::ReadUncommitted);
         assert_eq!(at(EARLIEST_LOCAL).await.unwrap(), (0, -1));
-        assert_eq!(at(LATEST_TIERED).await.unwrap(), (-1, -1), "nothing uploaded");
+        assert_eq!(
+            at(LATEST_TIERED).await.unwrap(),
+            (-1, -1),
+            "nothing uploaded"
+        );
         let before = [at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()];
         assert_eq!(before, [(1, 2000), (3, 4000)]);
 
@@ -1880,19 +1886,50 @@ mod tests {
         assert_eq!(at(EARLIEST_LOCAL).await.unwrap(), (3, -1));
         assert_eq!(at(LATEST_TIERED).await.unwrap(), (2, -1));
         assert_eq!(at(EARLIEST).await.unwrap(), (0, -1));
-        assert_eq!([at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()], before);
+        assert_eq!(
+            [at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()],
+            before
+        );
         assert_eq!(at(500).await.unwrap(), (0, 1000));
 
         // Native polls: by timestamp (its batch is remote) and the last messages (walked back
         // over the remote segments' indexes).
-        assert_eq!(p.offset_for_timestamp_cached(1_500_000), None, "needs the blocking pool");
+        assert_eq!(
+            p.offset_for_timestamp_cached(1_500_000),
+            None,
+            "needs the blocking pool"
+        );
         let txns = b.partition_txns(&p).await.unwrap();
-        let (got, _) = poll_at(&b, &t, &p, &txns, poll(1, PollingStrategy::Timestamp(1_500_000), 10, false), 1 << 20).await;
+        let (got, _) = poll_at(
+            &b,
+            &t,
+            &p,
+            &txns,
+            poll(1, PollingStrategy::Timestamp(1_500_000), 10, false),
+            1 << 20,
+        )
+        .await;
         let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
-        assert_eq!(offsets, vec![1, 2, 3], "from the remote tier on into the local one");
-        let (got, _) = poll_at(&b, &t, &p, &txns, poll(1, PollingStrategy::Last, 3, false), 1 << 20).await;
+        assert_eq!(
+            offsets,
+            vec![1, 2, 3],
+            "from the remote tier on into the local one"
+        );
+        let (got, _) = poll_at(
+            &b,
+            &t,
+            &p,
+            &txns,
+            poll(1, PollingStrategy::Last, 3, false),
+            1 << 20,
+        )
+        .await;
         let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
-        assert_eq!(offsets, vec![1, 2, 3], "the last 3 start in the remote tier");
+        assert_eq!(
+            offsets,
+            vec![1, 2, 3],
+            "the last 3 start in the remote tier"
+        );
     }
 
     fn stored_position(b: &Broker, t: &wharf_log_store::TopicInfo, consumer: u32) -> Option<u64> {

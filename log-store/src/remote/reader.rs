@@ -13,13 +13,16 @@ use parking_lot::Mutex;
 
 use super::{PartitionPrefix, ReadCache, RemoteError, RemoteSegment};
 use crate::batch::StoredBatch;
-use crate::index::{decode_prefix, find_by_relative_offset, find_by_timestamp, IndexEntry};
 use crate::index::INDEX_ENTRY_LEN;
+use crate::index::{decode_prefix, find_by_relative_offset, find_by_timestamp, IndexEntry};
 
 /// Parsed indexes a reader keeps, counted in entries (about 40 bytes each in memory): 64 Ki
 /// entries, 2.5 MiB, whatever the number of segments. The most recent one is always kept, so
 /// a segment whose index alone is larger is still read with one fetch of its index.
 const MAX_CACHED_INDEX_ENTRIES: usize = 64 * 1024;
+
+/// An uploaded segment's identity: (base offset, upload epoch).
+type SegmentId = (u64, u64);
 
 /// Reads one partition's uploaded segments.
 #[derive(Debug)]
@@ -27,8 +30,8 @@ pub(crate) struct RemoteReader {
     prefix: PartitionPrefix,
     cache: Arc<ReadCache>,
     metrics: Arc<crate::metrics::StoreMetrics>,
-    /// Recently used parsed indexes, least recent first, by (base offset, upload epoch).
-    indexes: Mutex<VecDeque<((u64, u64), Arc<[IndexEntry]>)>>,
+    /// Recently used parsed indexes, least recent first.
+    indexes: Mutex<VecDeque<(SegmentId, Arc<[IndexEntry]>)>>,
 }
 
 impl RemoteReader {
@@ -201,7 +204,10 @@ impl RemoteReader {
             })?;
         let bytes = self.cache.read(&key, expected, 0..expected)?;
         if bytes.len() as u64 != expected {
-            return Err(corrupt(format!("{} bytes, expected {expected}", bytes.len())));
+            return Err(corrupt(format!(
+                "{} bytes, expected {expected}",
+                bytes.len()
+            )));
         }
         if crc32c::crc32c(&bytes) != segment.index_crc32c {
             return Err(corrupt("checksum mismatch".into()));
@@ -273,11 +279,20 @@ mod tests {
     #[test]
     fn parsed_indexes_stay_under_their_entry_bound() {
         let root = tempfile::tempdir().unwrap();
-        let store = ObjectStoreRemote::open(RemoteConfig::filesystem(root.path().join("b"))).unwrap();
+        let store =
+            ObjectStoreRemote::open(RemoteConfig::filesystem(root.path().join("b"))).unwrap();
         let faulty = FaultyRemote::new(Arc::new(store));
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let dyn_store: Arc<dyn RemoteStore> = faulty.clone();
-        let cache = ReadCache::open(&root.path().join("c"), 1 << 20, 1 << 16, dyn_store, Arc::clone(&metrics)).unwrap();
+        // A cache far smaller than one index: what is not fetched again is the reader's doing.
+        let cache = ReadCache::open(
+            &root.path().join("c"),
+            1 << 13,
+            1 << 12,
+            dyn_store,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
         let reader = RemoteReader::new(PartitionPrefix::new(0, 0, 1, 0), Arc::new(cache), metrics);
         // Each index holds a third of the bound: at most three stay parsed.
         let per = (MAX_CACHED_INDEX_ENTRIES / 3) as u64;
@@ -285,7 +300,9 @@ mod tests {
             .map(|i| {
                 let (seg, index) = segment(i * per, per);
                 let key = reader.prefix().index(seg.base_offset, seg.upload_epoch);
-                faulty.put(&key, &mut &index[..], index.len() as u64).unwrap();
+                faulty
+                    .put(&key, &mut &index[..], index.len() as u64)
+                    .unwrap();
                 seg
             })
             .collect();
@@ -303,18 +320,26 @@ mod tests {
         assert_eq!(faulty.counts().get_ranges + faulty.counts().gets, 0);
         // The oldest went: fetched again.
         reader.index(&segments[0]).unwrap();
-        assert_eq!(faulty.counts().get_ranges + faulty.counts().gets, 1);
+        assert!(faulty.counts().get_ranges + faulty.counts().gets > 0);
         // A bigger index than the bound alone is still served (and kept alone).
         let (big, index) = segment(10 * per, MAX_CACHED_INDEX_ENTRIES as u64 + 1);
         let key = reader.prefix().index(big.base_offset, big.upload_epoch);
-        faulty.put(&key, &mut &index[..], index.len() as u64).unwrap();
-        assert_eq!(reader.index(&big).unwrap().len(), MAX_CACHED_INDEX_ENTRIES + 1);
+        faulty
+            .put(&key, &mut &index[..], index.len() as u64)
+            .unwrap();
+        assert_eq!(
+            reader.index(&big).unwrap().len(),
+            MAX_CACHED_INDEX_ENTRIES + 1
+        );
         assert_eq!(reader.cached_index_entries(), MAX_CACHED_INDEX_ENTRIES + 1);
         // An index that disagrees with its manifest entry is refused.
         let mut lying = segments[1].clone();
         lying.upload_epoch = 1;
         lying.batches += 1;
         reader.forget(&lying);
-        assert!(matches!(reader.index(&lying), Err(RemoteError::Corrupt { .. })));
+        assert!(matches!(
+            reader.index(&lying),
+            Err(RemoteError::Corrupt { .. })
+        ));
     }
 }
