@@ -813,9 +813,9 @@ impl RawRemoteStorage {
         // A read fetches a chunk and the one after it: the cache holds at least both.
         let cache_max_bytes = parse_size(&self.cache_max_size)
             .and_then(|v| {
-                (v >= 2 * chunk_size).then_some(v).ok_or_else(|| {
-                    format!("must be at least two chunks ({} B)", 2 * chunk_size)
-                })
+                (v >= 2 * chunk_size)
+                    .then_some(v)
+                    .ok_or_else(|| format!("must be at least two chunks ({} B)", 2 * chunk_size))
             })
             .map_err(|m| invalid("cache_max_size", m))?;
         let task_interval = positive("task_interval", &self.task_interval)?;
@@ -828,9 +828,8 @@ impl RawRemoteStorage {
             ));
         }
         let copy_max_bytes_per_second = match &self.copy_max_bytes_per_second {
-            SizeOrCount::Count(n) => u64::try_from(*n).map_err(|_| {
-                "must be 0 (unlimited) or a positive number of bytes".to_string()
-            }),
+            SizeOrCount::Count(n) => u64::try_from(*n)
+                .map_err(|_| "must be 0 (unlimited) or a positive number of bytes".to_string()),
             SizeOrCount::Size(t) => parse_size(t),
         }
         .map_err(|m| invalid("copy_max_bytes_per_second", m))?;
@@ -848,6 +847,17 @@ impl RawRemoteStorage {
             "s3" => {
                 if self.enable && text(&self.bucket).is_none() {
                     return Err(invalid("bucket", "must be set for kind = \"s3\"".into()));
+                }
+                // object_store would refuse it only at the first request, while running.
+                let plain = text(&self.endpoint)
+                    .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://"));
+                if plain && !self.allow_http {
+                    return Err(invalid(
+                        "allow_http",
+                        "the endpoint is plain http://: set allow_http = true (trusted networks \
+                         only) or use https://"
+                            .into(),
+                    ));
                 }
                 RemoteKind::S3(S3Config {
                     bucket: self.bucket.trim().to_string(),
@@ -1704,7 +1714,10 @@ mod tests {
     #[test]
     fn remote_storage_is_off_by_default_and_its_defaults_are_the_stores() {
         let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
-        assert!(c.store.remote.is_none(), "remote.log.storage.system.enable=false");
+        assert!(
+            c.store.remote.is_none(),
+            "remote.log.storage.system.enable=false"
+        );
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("archive");
         let c = load_toml(&format!(
@@ -1763,10 +1776,12 @@ copy_max_bytes_per_second = "10 MiB"
         // The secret is not in the server config's debug form.
         assert!(!format!("{c:?}").contains("secret"), "{c:?}");
         // A plain number of bytes per second, and the environment's overrides.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive").display().to_string();
         let env = env(&[
             ("WHARF_REMOTE_STORAGE_ENABLE", "true"),
             ("WHARF_REMOTE_STORAGE_KIND", "filesystem"),
-            ("WHARF_REMOTE_STORAGE_ROOT", "/tmp/wharf-env-archive"),
+            ("WHARF_REMOTE_STORAGE_ROOT", root.as_str()),
             ("WHARF_REMOTE_STORAGE_COPY_MAX_BYTES_PER_SECOND", "4096"),
         ]);
         let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
@@ -1792,8 +1807,18 @@ copy_max_bytes_per_second = "10 MiB"
                 "retry_backoff = \"2 s\"\nretry_backoff_max = \"1 s\"",
                 "retry_backoff_max",
             ),
-            ("copy_max_bytes_per_second = -1", "copy_max_bytes_per_second"),
-            ("copy_max_bytes_per_second = \"fast\"", "copy_max_bytes_per_second"),
+            (
+                "copy_max_bytes_per_second = -1",
+                "copy_max_bytes_per_second",
+            ),
+            (
+                "enable = true\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"",
+                "allow_http",
+            ),
+            (
+                "copy_max_bytes_per_second = \"fast\"",
+                "copy_max_bytes_per_second",
+            ),
         ] {
             let e = load_toml(&format!("[remote_storage]\n{text}\n"))
                 .unwrap_err()
@@ -1806,7 +1831,10 @@ copy_max_bytes_per_second = "10 MiB"
         let e = load_toml("[remote_storage]\nbukket = \"x\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unknown config key [remote_storage] bukket"), "{e}");
+        assert!(
+            e.contains("unknown config key [remote_storage] bukket"),
+            "{e}"
+        );
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

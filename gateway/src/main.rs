@@ -132,13 +132,17 @@ fn restore_from_remote(config: &ServerConfig) -> Result<String, String> {
     })?;
     Ok(format!(
         "restored {} from the remote tier: {} streams, {} topics, {} partitions, {} uploaded \
-         segments ({} bytes) readable again",
+         segments ({} bytes) readable again; {} topics without remote storage and {} \
+         partitions with nothing uploaded come back empty; consumer offsets, users and \
+         groups are not in the remote tier",
         dir.display(),
         r.streams,
         r.topics,
         r.partitions,
         r.segments,
-        r.bytes
+        r.bytes,
+        r.local_only_topics,
+        r.partitions_without_manifest
     ))
 }
 
@@ -287,6 +291,77 @@ mod tests {
             !dir.path().join("data").exists(),
             "nothing is made when refused"
         );
+    }
+
+    /// A server config over `data` with a folder as the remote tier.
+    fn tiered_config(data: &std::path::Path, bucket: &std::path::Path) -> ServerConfig {
+        let file = data.with_extension("toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[remote_storage]\nenable = true\nkind = \"filesystem\"\nroot = \"{}\"\n",
+                bucket.display()
+            ),
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            data_dir: Some(data.to_path_buf()),
+            ..Overrides::default()
+        };
+        let mut config = ServerConfig::load_from(&overrides, &[]).unwrap();
+        config.store.background_tasks = false;
+        config
+    }
+
+    /// The restore brings back the catalog's topics (a remote-storage one and a local-only
+    /// one) and says what does not come back; a second restore over the result is refused
+    /// and says why, leaving the directory as it was.
+    #[test]
+    fn restore_rebuilds_the_catalog_and_refuses_a_directory_that_has_one() {
+        use wharf_log_store::{Ident, LogStore, TopicSettings};
+        let tmp = tempfile::tempdir().unwrap();
+        let bucket = tmp.path().join("bucket");
+        let lost = tmp.path().join("lost");
+        let config = tiered_config(&lost, &bucket);
+        {
+            let (store, _) = LogStore::open(&lost, config.store.clone()).unwrap();
+            store.create_stream("shop").unwrap();
+            let tiered = TopicSettings {
+                remote_storage: true,
+                ..TopicSettings::default()
+            };
+            store
+                .create_topic(Ident::Name("shop"), "audit", 2, tiered)
+                .unwrap();
+            store
+                .create_topic(Ident::Name("shop"), "cache", 1, TopicSettings::default())
+                .unwrap();
+            // One round stores the catalog's copy (nothing is sealed, so no segment).
+            store.tier_once(1).unwrap();
+            store.close().unwrap();
+        }
+        let fresh = tmp.path().join("fresh");
+        let config = tiered_config(&fresh, &bucket);
+        let report = restore_from_remote(&config).unwrap();
+        assert!(
+            report.contains("1 streams, 2 topics, 3 partitions, 0 uploaded segments (0 bytes)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("1 topics without remote storage and 2 partitions with nothing"),
+            "{report}"
+        );
+        let (store, _) = LogStore::open(&fresh, config.store.clone()).unwrap();
+        let audit = store
+            .topic(Ident::Name("shop"), Ident::Name("audit"))
+            .unwrap();
+        assert!(audit.settings.remote_storage);
+        store.close().unwrap();
+        drop(store);
+        let e = restore_from_remote(&config).unwrap_err();
+        assert!(e.contains("already holds a catalog"), "{e}");
+        assert!(e.contains("start without --restore-from-remote"), "{e}");
     }
 
     #[test]

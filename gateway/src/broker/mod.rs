@@ -475,6 +475,12 @@ impl Broker {
         self.store.metrics()
     }
 
+    /// The remote tier's state now (uploads pending, bytes in the object store, the read
+    /// cache's bytes); `None` when the server has no remote tier.
+    pub fn remote_status(&self) -> Option<wharf_log_store::remote::RemoteStatus> {
+        self.store.remote_status()
+    }
+
     /// Rebalances since the start: (Kafka groups' completed rebalances, native groups'
     /// reassignments on a membership or partition-count change).
     pub fn group_rebalances(&self) -> (u64, u64) {

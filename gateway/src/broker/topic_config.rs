@@ -1235,7 +1235,10 @@ mod remote_storage_tests {
         let mut back = s.clone();
         set(&mut back, "local.retention.ms", Some("-2")).unwrap();
         set(&mut back, "local.retention.bytes", None).unwrap();
-        assert_eq!((back.local_retention, back.local_retention_bytes), (None, None));
+        assert_eq!(
+            (back.local_retention, back.local_retention_bytes),
+            (None, None)
+        );
     }
 
     /// Kafka's validators: a boolean is true or false in any case; the local retentions are
@@ -1265,7 +1268,11 @@ mod remote_storage_tests {
     /// answered as INVALID_CONFIG on the Kafka door.
     #[test]
     fn remote_storage_needs_a_server_with_a_remote_tier() {
-        let e = create(&[("remote.storage.enable", "true")], &StoreConfig::default()).unwrap_err();
+        let e = create(
+            &[("remote.storage.enable", "true")],
+            &StoreConfig::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
@@ -1287,11 +1294,17 @@ mod remote_storage_tests {
         let server = tiered(dir.path());
         for policy in ["compact", "compact,delete"] {
             let e = create(
-                &[("remote.storage.enable", "true"), ("cleanup.policy", policy)],
+                &[
+                    ("remote.storage.enable", "true"),
+                    ("cleanup.policy", policy),
+                ],
                 &server,
             )
             .unwrap_err();
-            assert_eq!(e, "Remote log storage is unsupported for the compacted topics");
+            assert_eq!(
+                e,
+                "Remote log storage is unsupported for the compacted topics"
+            );
         }
         // Nor may a tiered topic become compacted later.
         let s = create(&[("remote.storage.enable", "true")], &server).unwrap();
@@ -1319,7 +1332,10 @@ mod remote_storage_tests {
                 AlterMode::Incremental,
                 ConfigChange::delete("remote.storage.enable"),
             ),
-            (AlterMode::Replace, ConfigChange::set("retention.ms", "1000")),
+            (
+                AlterMode::Replace,
+                ConfigChange::set("retention.ms", "1000"),
+            ),
         ] {
             let e = changed(&s, mode, std::slice::from_ref(&change), &server).unwrap_err();
             assert_eq!(e.0, refused, "{mode:?} {change:?}");
@@ -1355,7 +1371,11 @@ mod remote_storage_tests {
             "Invalid value 2000 for configuration local.retention.ms: Value must not be more than retention.ms property value: 1000"
         );
         let e = create(
-            &[on, ("retention.bytes", "1000"), ("local.retention.bytes", "2000")],
+            &[
+                on,
+                ("retention.bytes", "1000"),
+                ("local.retention.bytes", "2000"),
+            ],
             &server,
         )
         .unwrap_err();
@@ -1373,11 +1393,18 @@ mod remote_storage_tests {
             "Invalid value -1 for configuration local.retention.ms: Value must not be -1 as retention.ms value is set as 1000."
         );
         let e = create(
-            &[on, ("retention.bytes", "5000"), ("local.retention.bytes", "-1")],
+            &[
+                on,
+                ("retention.bytes", "5000"),
+                ("local.retention.bytes", "-1"),
+            ],
             &server,
         )
         .unwrap_err();
-        assert!(e.contains("as retention.bytes value is set as 5000."), "{e}");
+        assert!(
+            e.contains("as retention.bytes value is set as 5000."),
+            "{e}"
+        );
         // Forever locally while forever in total: the same as following it.
         let s = create(&[on, ("local.retention.ms", "-1")], &server).unwrap();
         assert_eq!(s.local_retention, None);
@@ -1395,7 +1422,10 @@ mod remote_storage_tests {
         let off = broker_defaults(&StoreConfig::default());
         assert_eq!(value(&off, "remote.log.storage.system.enable"), "false");
         assert_eq!(value(&off, "remote.log.manager.task.interval.ms"), "30000");
-        assert_eq!(value(&off, "remote.log.manager.task.retry.backoff.ms"), "500");
+        assert_eq!(
+            value(&off, "remote.log.manager.task.retry.backoff.ms"),
+            "500"
+        );
         assert_eq!(
             value(&off, "remote.log.manager.task.retry.backoff.max.ms"),
             "30000"

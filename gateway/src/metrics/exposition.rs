@@ -23,6 +23,14 @@
 //!   cut to 255 bytes; `wharf_consumer_group_lag_series_omitted`: how many were left out;
 //! - `wharf_group_rebalances_total` {protocol}; `wharf_retention_deleted_segments_total`,
 //!   `wharf_retention_deleted_bytes_total`; `wharf_data_dir_bytes`;
+//! - the remote tier (`[remote_storage]`): `wharf_remote_storage_enabled`,
+//!   `wharf_remote_failing_rounds` (the alert: the object store unreachable),
+//!   `wharf_remote_uploaded_{segments,bytes}_total`, `wharf_remote_upload_failures_total`,
+//!   `wharf_remote_local_deleted_{segments,bytes}_total`,
+//!   `wharf_remote_deleted_{segments,bytes}_total`, `wharf_remote_read_bytes_total`,
+//!   `wharf_remote_fetched_bytes_total`, `wharf_remote_cache_{hits,misses}_total`,
+//!   `wharf_remote_cache_bytes`, `wharf_remote_pending_{segments,bytes}`,
+//!   `wharf_remote_{segments,bytes}`;
 //! - `wharf_up`, `wharf_ready`, `wharf_metrics_enabled`, `wharf_build_info` {version};
 //! - `process_cpu_seconds_total`, `process_resident_memory_bytes`,
 //!   `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
@@ -34,7 +42,8 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use wharf_log_store::HistogramSnapshot;
+use wharf_log_store::remote::RemoteStatus;
+use wharf_log_store::{HistogramSnapshot, RemoteMetrics};
 
 use super::process::{dir_bytes_cached, ProcessSample};
 use super::{DoorKind, Metrics};
@@ -468,6 +477,123 @@ impl Scrape {
             MetricType::Gauge,
             Value::Gauge(gauge(dir_bytes_cached(broker.data_dir()))),
         );
+        self.read_remote(&store.remote, broker.remote_status());
+    }
+
+    /// The remote tier's counters (zero without one) and its state now (`status`, `None`
+    /// without a remote tier: then zeros, and `wharf_remote_storage_enabled` 0).
+    fn read_remote(&mut self, r: &RemoteMetrics, status: Option<RemoteStatus>) {
+        let count = RemoteMetrics::get;
+        self.one(
+            "wharf_remote_storage_enabled",
+            "1 when the server has a remote tier ([remote_storage] enable, Kafka's \
+             remote.log.storage.system.enable).",
+            MetricType::Gauge,
+            Value::Gauge(i64::from(status.is_some())),
+        );
+        self.one(
+            "wharf_remote_failing_rounds",
+            "Consecutive tiering rounds that could not reach the object store; 0 once one \
+             does. Alert on > 0 for a while: uploads wait and local disk fills with what \
+             waits (never deleted before it is uploaded).",
+            MetricType::Gauge,
+            Value::Gauge(gauge(count(&r.failing_rounds))),
+        );
+        let counters: [(&'static str, &'static str, u64); 11] = [
+            (
+                "wharf_remote_uploaded_segments",
+                "Sealed segments uploaded to the object store (log, index and manifest stored).",
+                count(&r.uploaded_segments),
+            ),
+            (
+                "wharf_remote_uploaded_bytes",
+                "Log bytes of the segments uploaded.",
+                count(&r.uploaded_bytes),
+            ),
+            (
+                "wharf_remote_upload_failures",
+                "Failed attempts to upload a segment or store a manifest (each retried with \
+                 backoff).",
+                count(&r.upload_failures),
+            ),
+            (
+                "wharf_remote_local_deleted_segments",
+                "Local copies of uploaded segments deleted by local.retention.ms/.bytes.",
+                count(&r.local_deleted_segments),
+            ),
+            (
+                "wharf_remote_local_deleted_bytes",
+                "Bytes of the local copies deleted by the local retention.",
+                count(&r.local_deleted_bytes),
+            ),
+            (
+                "wharf_remote_deleted_segments",
+                "Segments deleted from the object store by retention.ms/.bytes, \
+                 DeleteRecords or a purge.",
+                count(&r.remote_deleted_segments),
+            ),
+            (
+                "wharf_remote_deleted_bytes",
+                "Log bytes of the segments deleted from the object store.",
+                count(&r.remote_deleted_bytes),
+            ),
+            (
+                "wharf_remote_read_bytes",
+                "Bytes served to consumers from the remote tier (through the read cache).",
+                count(&r.read_bytes),
+            ),
+            (
+                "wharf_remote_fetched_bytes",
+                "Bytes fetched from the object store into the read cache (read-ahead included).",
+                count(&r.fetched_bytes),
+            ),
+            (
+                "wharf_remote_cache_hits",
+                "Remote reads of a chunk already in the read cache.",
+                count(&r.cache_hits),
+            ),
+            (
+                "wharf_remote_cache_misses",
+                "Remote reads that fetched their chunk from the object store.",
+                count(&r.cache_misses),
+            ),
+        ];
+        for (name, help, v) in counters {
+            self.one(name, help, MetricType::Counter, Value::Counter(v));
+        }
+        let s = status.unwrap_or_default();
+        let gauges = [
+            (
+                "wharf_remote_pending_segments",
+                "Sealed segments of remote-storage topics not uploaded yet (grows while the \
+                 object store is down).",
+                s.pending_segments,
+            ),
+            (
+                "wharf_remote_pending_bytes",
+                "Bytes of the segments waiting for upload.",
+                s.pending_bytes,
+            ),
+            (
+                "wharf_remote_segments",
+                "Segments the partitions' manifests name (in the object store).",
+                s.remote_segments,
+            ),
+            (
+                "wharf_remote_bytes",
+                "Log bytes in the object store.",
+                s.remote_bytes,
+            ),
+            (
+                "wharf_remote_cache_bytes",
+                "Bytes the read cache holds on local disk ([remote_storage] cache_max_size at \
+                 most).",
+                s.cache_bytes,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            self.one(name, help, MetricType::Gauge, Value::Gauge(gauge(v)));
+        }
     }
 }
 
@@ -553,4 +679,90 @@ fn process_start_time() -> Option<f64> {
         .ok()?;
     // USER_HZ is 100 for every Linux user-space ABI.
     Some(boot as f64 + ticks as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod remote_tests {
+    use super::*;
+
+    fn encoded(scrape: Scrape) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry(scrape))
+            .expect("encodes");
+        out
+    }
+
+    fn value<'a>(text: &'a str, series: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+    }
+
+    /// Every remote-tier series carries its own figure: each counter and gauge is given a
+    /// distinct value, so a series wired to the wrong field fails.
+    #[test]
+    fn remote_tier_series_carry_the_stores_counts_and_status() {
+        let r = RemoteMetrics::default();
+        let fields = [
+            (&r.uploaded_segments, "wharf_remote_uploaded_segments_total"),
+            (&r.uploaded_bytes, "wharf_remote_uploaded_bytes_total"),
+            (&r.upload_failures, "wharf_remote_upload_failures_total"),
+            (&r.failing_rounds, "wharf_remote_failing_rounds"),
+            (
+                &r.local_deleted_segments,
+                "wharf_remote_local_deleted_segments_total",
+            ),
+            (
+                &r.local_deleted_bytes,
+                "wharf_remote_local_deleted_bytes_total",
+            ),
+            (
+                &r.remote_deleted_segments,
+                "wharf_remote_deleted_segments_total",
+            ),
+            (&r.remote_deleted_bytes, "wharf_remote_deleted_bytes_total"),
+            (&r.read_bytes, "wharf_remote_read_bytes_total"),
+            (&r.cache_hits, "wharf_remote_cache_hits_total"),
+            (&r.cache_misses, "wharf_remote_cache_misses_total"),
+            (&r.fetched_bytes, "wharf_remote_fetched_bytes_total"),
+        ];
+        for (i, (counter, _)) in fields.iter().enumerate() {
+            RemoteMetrics::add(counter, 100 + i as u64);
+        }
+        let status = RemoteStatus {
+            pending_segments: 1,
+            pending_bytes: 2,
+            remote_segments: 3,
+            remote_bytes: 4,
+            cache_bytes: 5,
+        };
+        let mut s = Scrape::default();
+        s.read_remote(&r, Some(status));
+        let text = encoded(s);
+        assert_eq!(value(&text, "wharf_remote_storage_enabled"), "1");
+        for (i, (_, series)) in fields.iter().enumerate() {
+            assert_eq!(value(&text, series), (100 + i).to_string(), "{series}");
+        }
+        for (series, v) in [
+            ("wharf_remote_pending_segments", "1"),
+            ("wharf_remote_pending_bytes", "2"),
+            ("wharf_remote_segments", "3"),
+            ("wharf_remote_bytes", "4"),
+            ("wharf_remote_cache_bytes", "5"),
+        ] {
+            assert_eq!(value(&text, series), v, "{series}");
+        }
+        assert!(
+            text.contains("# TYPE wharf_remote_failing_rounds gauge"),
+            "{text}"
+        );
+
+        // Without a remote tier: the families are there, at zero, and say so.
+        let mut s = Scrape::default();
+        s.read_remote(&RemoteMetrics::default(), None);
+        let text = encoded(s);
+        assert_eq!(value(&text, "wharf_remote_storage_enabled"), "0");
+        assert_eq!(value(&text, "wharf_remote_pending_bytes"), "0");
+        assert_eq!(value(&text, "wharf_remote_uploaded_bytes_total"), "0");
+    }
 }

@@ -503,6 +503,128 @@ fn while_the_store_opens_only_the_servers_own_figures_are_given() {
     }
 }
 
+/// The remote tier's series come from the broker's store: its counters as they are, and
+/// `wharf_remote_storage_enabled` 0 for a server without a remote tier.
+#[tokio::test]
+async fn the_remote_tier_series_read_the_stores_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new(true);
+    let broker = open(dir.path(), &metrics);
+    let remote = &broker.store_metrics().remote;
+    wharf_log_store::RemoteMetrics::add(&remote.failing_rounds, 3);
+    wharf_log_store::RemoteMetrics::add(&remote.upload_failures, 7);
+    let text = exposition(&metrics, Some(&broker), true);
+    check_well_formed(&text);
+    assert_eq!(value(&text, "wharf_remote_storage_enabled"), "0");
+    assert_eq!(value(&text, "wharf_remote_failing_rounds"), "3");
+    assert_eq!(value(&text, "wharf_remote_upload_failures_total"), "7");
+    assert_eq!(value(&text, "wharf_remote_bytes"), "0");
+}
+
+/// A server with a remote tier (a folder): sealed segments waiting show as pending, a tiering
+/// round moves them to the remote figures (uploaded, remote bytes, local deletions), and a
+/// fetch of the offloaded data counts its remote bytes, misses and fetches.
+#[tokio::test]
+async fn the_remote_tier_series_follow_uploads_and_remote_reads() {
+    use wharf_log_store::remote::{ObjectStoreRemote, RemoteConfig, RemoteSettings, RemoteTier};
+    let dir = tempfile::tempdir().unwrap();
+    let bucket =
+        ObjectStoreRemote::open(RemoteConfig::filesystem(dir.path().join("bucket"))).unwrap();
+    let config = StoreConfig {
+        background_tasks: false,
+        remote: Some(RemoteTier {
+            store: Arc::new(bucket),
+            settings: RemoteSettings::default(),
+        }),
+        ..StoreConfig::default()
+    };
+    let metrics = Metrics::new(true);
+    let broker = Broker::open(
+        &dir.path().join("data"),
+        config,
+        BrokerSettings::for_tests(),
+    )
+    .unwrap()
+    .with_metrics(Arc::clone(&metrics));
+    // Every batch in its own segment; uploaded segments leave local disk at once.
+    let settings = wharf_log_store::TopicSettings {
+        segment_size: Some(1),
+        remote_storage: true,
+        local_retention_bytes: Some(1),
+        ..Default::default()
+    };
+    broker
+        .create_kafka_topic("audit", 1, settings, false)
+        .await
+        .unwrap();
+    let batches: Vec<Bytes> = (1..=3).map(kafka_batch).collect();
+    for b in &batches {
+        produce(&broker, "audit", 0, b.clone()).await;
+    }
+    // Two sealed segments wait; the third is the active one.
+    let sealed = (batches[0].len() + batches[1].len()) as u64;
+    let text = exposition(&metrics, Some(&broker), true);
+    check_well_formed(&text);
+    assert_eq!(value(&text, "wharf_remote_storage_enabled"), "1");
+    assert_eq!(value(&text, "wharf_remote_pending_segments"), "2");
+    assert_eq!(value(&text, "wharf_remote_segments"), "0");
+
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    broker
+        .blocking(move |store| Ok(store.tier_once(now_us)?))
+        .await
+        .unwrap();
+    let text = exposition(&metrics, Some(&broker), true);
+    assert_eq!(value(&text, "wharf_remote_pending_segments"), "0");
+    assert_eq!(value(&text, "wharf_remote_pending_bytes"), "0");
+    assert_eq!(value(&text, "wharf_remote_uploaded_segments_total"), "2");
+    assert_eq!(value(&text, "wharf_remote_segments"), "2");
+    assert_eq!(
+        value(&text, "wharf_remote_local_deleted_segments_total"),
+        "2"
+    );
+    assert_eq!(value(&text, "wharf_remote_failing_rounds"), "0");
+    let uploaded: u64 = value(&text, "wharf_remote_uploaded_bytes_total")
+        .parse()
+        .unwrap();
+    assert!(
+        uploaded >= sealed,
+        "{uploaded} bytes uploaded for {sealed} sealed"
+    );
+    assert_eq!(
+        value(&text, "wharf_remote_bytes"),
+        uploaded.to_string(),
+        "the manifests name what was uploaded"
+    );
+    assert_eq!(value(&text, "wharf_remote_read_bytes_total"), "0");
+
+    // Offset 0 is now only in the object store.
+    let fetched = broker
+        .fetch(
+            vec![FetchWant {
+                topic: "audit".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 1 << 20,
+            }],
+            FetchLimits::new(1 << 20, 1 << 20, 1, Duration::ZERO),
+        )
+        .await;
+    let records = fetched[0].records.as_ref().expect("offloaded records");
+    assert_eq!(records[0], batches[0], "byte-exact from the object store");
+    let text = exposition(&metrics, Some(&broker), true);
+    let read: u64 = value(&text, "wharf_remote_read_bytes_total")
+        .parse()
+        .unwrap();
+    assert!(read >= batches[0].len() as u64, "{read}");
+    assert_ne!(value(&text, "wharf_remote_cache_misses_total"), "0");
+    assert_ne!(value(&text, "wharf_remote_fetched_bytes_total"), "0");
+    assert_ne!(value(&text, "wharf_remote_cache_bytes"), "0");
+}
+
 #[test]
 fn connections_are_counted_until_their_guard_drops() {
     let metrics = Metrics::new(false);

@@ -114,7 +114,11 @@ mod tests {
         let start = Instant::now();
         let at = deadline(10, 300, start);
         assert_eq!(by(at, std::future::pending::<()>()).await, None);
-        assert_eq!(start.elapsed(), Duration::from_millis(300), "bound: timeout_ms");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(300),
+            "bound: timeout_ms"
+        );
         assert_eq!(by(at, async { 7 }).await, Some(7), "a ready answer is kept");
         assert_eq!(by(None, async { 7 }).await, Some(7));
     }
