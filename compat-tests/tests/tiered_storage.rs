@@ -635,7 +635,6 @@ async fn object_store_down_leaves_producers_unaffected_and_local_data_in_place()
         -1,
         "latest tiered with nothing uploaded"
     );
-    assert!(remote_manifest(&remote).is_none(), "nothing was uploaded");
 
     s3.start_again();
     let local_start = wait_until_offloaded(
