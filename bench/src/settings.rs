@@ -618,16 +618,51 @@ mod tests {
 
     #[test]
     fn topic_names_and_existing_topics() {
-        let s = parse(&["pinned-producer", "--protocol", "kafka", "--topic", "t", "--keep-topic"])
-            .unwrap();
+        let s = parse(&[
+            "pinned-producer",
+            "--protocol",
+            "kafka",
+            "--topic",
+            "t",
+            "--keep-topic",
+        ])
+        .unwrap();
         assert_eq!((s.topic.as_deref(), s.existing_topic), (Some("t"), false));
-        let s = parse(&["pinned-consumer", "--protocol", "kafka", "--existing-topic", "t"]).unwrap();
+        let s = parse(&[
+            "pinned-consumer",
+            "--protocol",
+            "kafka",
+            "--existing-topic",
+            "t",
+        ])
+        .unwrap();
         assert_eq!((s.topic.as_deref(), s.existing_topic), (Some("t"), true));
         for bad in [
             &["pinned-consumer", "--existing-topic", "t"][..],
-            &["pinned-producer", "--protocol", "kafka", "--existing-topic", "t"],
-            &["pinned-consumer", "--protocol", "kafka", "--existing-topic", "t", "--keep-topic"],
-            &["pinned-consumer", "--protocol", "kafka", "--existing-topic", "t", "--topic", "u"],
+            &[
+                "pinned-producer",
+                "--protocol",
+                "kafka",
+                "--existing-topic",
+                "t",
+            ],
+            &[
+                "pinned-consumer",
+                "--protocol",
+                "kafka",
+                "--existing-topic",
+                "t",
+                "--keep-topic",
+            ],
+            &[
+                "pinned-consumer",
+                "--protocol",
+                "kafka",
+                "--existing-topic",
+                "t",
+                "--topic",
+                "u",
+            ],
             &["pinned-producer", "--topic", "t"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");

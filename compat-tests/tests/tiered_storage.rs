@@ -58,14 +58,19 @@ fn s3_server_serves_the_remote_tier_and_comes_back_on_its_port() {
         ["self-test/a/one", "self-test/a/two", "self-test/b/three"],
         "path-style keys land under the prefix"
     );
-    assert_eq!(remote.get("a/one").expect("get").as_deref(), Some(&body[..]));
+    assert_eq!(
+        remote.get("a/one").expect("get").as_deref(),
+        Some(&body[..])
+    );
     assert_eq!(
         remote.get_range("a/one", 1000..1010).expect("ranged get"),
         body[1000..1010]
     );
     assert!(remote.get("a/none").expect("get of nothing").is_none());
     remote.delete("a/two").expect("delete");
-    remote.delete("a/two").expect("deleting a missing object is no error");
+    remote
+        .delete("a/two")
+        .expect("deleting a missing object is no error");
     assert_eq!(remote.list("a/").expect("list"), ["a/one"]);
 
     let port = s3.port;
@@ -77,7 +82,10 @@ fn s3_server_serves_the_remote_tier_and_comes_back_on_its_port() {
     s3.start_again();
     assert_eq!(s3.port, port);
     assert_eq!(
-        remote.get("a/one").expect("get after the restart").as_deref(),
+        remote
+            .get("a/one")
+            .expect("get after the restart")
+            .as_deref(),
         Some(&body[..]),
         "the objects survive a stop and start"
     );
@@ -444,7 +452,11 @@ async fn iggy_reads(native: SocketAddr, strategy: PollingStrategy, from: u64, wa
                 let w = &want[got];
                 let offset = from + got as u64;
                 assert_eq!(m.header.offset, offset, "offset of message {got}");
-                assert_eq!(m.payload, Bytes::from(w.value.clone()), "payload at {offset}");
+                assert_eq!(
+                    m.payload,
+                    Bytes::from(w.value.clone()),
+                    "payload at {offset}"
+                );
                 let headers = m
                     .user_headers_map()
                     .expect("headers that decode")
@@ -629,7 +641,11 @@ async fn object_store_down_leaves_producers_unaffected_and_local_data_in_place()
         0.0,
         "{m:?}"
     );
-    assert_eq!(list_offset(server.kafka_addr, 9, -4).await, 0, "earliest local");
+    assert_eq!(
+        list_offset(server.kafka_addr, 9, -4).await,
+        0,
+        "earliest local"
+    );
     assert_eq!(
         list_offset(server.kafka_addr, 9, -5).await,
         -1,
@@ -665,8 +681,7 @@ async fn tiered_server_process() {
         .expect("the S3 port")
         .parse()
         .expect("a port");
-    child_server::serve_as_child_process(tiered_config(Path::new(&dir), port, SLOW_UPLOADS))
-        .await;
+    child_server::serve_as_child_process(tiered_config(Path::new(&dir), port, SLOW_UPLOADS)).await;
 }
 
 /// A server process SIGKILLed while it uploads (some segment objects in the bucket, the rest
@@ -730,9 +745,8 @@ async fn sigkill_during_uploads_then_restart_uploads_everything() {
                 .segments
                 .iter()
                 .flat_map(|s| {
-                    ["log", "index"].map(|ext| {
-                        format!("{dir}{:020}-{}.{ext}", s.base_offset, s.upload_epoch)
-                    })
+                    ["log", "index"]
+                        .map(|ext| format!("{dir}{:020}-{}.{ext}", s.base_offset, s.upload_epoch))
                 })
                 .chain([format!("{dir}manifest")])
                 .collect();
@@ -762,8 +776,8 @@ async fn restore_onto_an_empty_data_directory_reads_everything_uploaded() {
     create_tiered_topic(server.kafka_addr).await;
     let recs = records(0, RECORDS);
     produce(server.kafka_addr, &recs, 0).await;
-    let uploaded_end = wait_until_offloaded(&remote, lost.path(), "everything sealed uploaded")
-        .await as usize;
+    let uploaded_end =
+        wait_until_offloaded(&remote, lost.path(), "everything sealed uploaded").await as usize;
     within("the catalog's copy in the bucket", async {
         while remote.get("catalog").expect("get the catalog").is_none() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -786,7 +800,11 @@ async fn restore_onto_an_empty_data_directory_reads_everything_uploaded() {
     assert_eq!(report.segments, manifest.segments.len(), "{report:?}");
     let server = TestServer::start_config(config).await;
     let kafka = server.kafka_addr;
-    assert_eq!(list_offset(kafka, 9, -2).await, 0, "earliest after the restore");
+    assert_eq!(
+        list_offset(kafka, 9, -2).await,
+        0,
+        "earliest after the restore"
+    );
     assert_eq!(
         list_offset(kafka, 9, -1).await,
         uploaded_end as i64,
