@@ -9,6 +9,13 @@
 //! Every change to the partition's files goes through the store's [`Disk`], and their
 //! descriptors are opened and closed by the store's open-files cache: a partition holds none of
 //! its own between uses.
+//!
+//! With remote storage, the view also holds the partition's installed remote manifest: offsets
+//! below the local segments that it names are read from the object store through a
+//! [`RemoteReader`], only where blocking is allowed (the cached read and look-ups answer "not
+//! here" for them, so the local hot path never pays for the remote tier). The manifest is
+//! written durably in the folder before the view follows it, and a local segment is deleted
+//! only once an installed manifest covers it.
 
 use std::fs;
 use std::io::IoSlice;
@@ -780,65 +787,72 @@ impl Partition {
     ) -> (Result<Option<ReadResult>>, u64) {
         let mut from = from;
         let mut remote_attempts = 0;
-        let (ranges, log_start, hw, generation) = loop {
-            let view = self.view.read();
-            if view.generation % 2 == 1 {
-                let generation = view.generation;
-                drop(view);
-                if cached_only {
-                    return (Ok(None), generation);
+        loop {
+            let (ranges, log_start, hw, generation) = loop {
+                let view = self.view.read();
+                if view.generation % 2 == 1 {
+                    let generation = view.generation;
+                    drop(view);
+                    if cached_only {
+                        return (Ok(None), generation);
+                    }
+                    drop(self.swapping.lock());
+                    continue;
                 }
-                drop(self.swapping.lock());
-                continue;
+                let log_start = view.log_start();
+                from = from.max(log_start);
+                if let Some(segment) = view.remote_segment_for(from) {
+                    // Only in the remote tier: never read on an async worker.
+                    let generation = view.generation;
+                    if cached_only {
+                        return (Ok(None), generation);
+                    }
+                    let (segment, hw, epoch) =
+                        (segment.clone(), view.high_watermark, view.remote.epoch);
+                    drop(view);
+                    match self.read_remote(&segment, from, max_bytes) {
+                        Ok(batches) if batches.is_empty() => {
+                            // Nothing at or after `from` in that segment: the next one has it.
+                            from = segment.next_offset.max(from + 1);
+                            continue;
+                        }
+                        Ok(batches) => {
+                            let result = ReadResult {
+                                batches,
+                                log_start_offset: log_start,
+                                high_watermark: hw,
+                            };
+                            return (Ok(Some(result)), generation);
+                        }
+                        // The segment went (total retention) while we read: plan again against
+                        // the new manifest, a few times at most.
+                        Err(StoreError::Remote(crate::remote::RemoteError::NotFound(_)))
+                            if remote_attempts < READ_ATTEMPTS
+                                && self.view.read().remote.epoch != epoch =>
+                        {
+                            remote_attempts += 1;
+                            continue;
+                        }
+                        Err(e) => return (Err(e), generation),
+                    }
+                }
+                break (
+                    plan_read(&view, from, max_bytes),
+                    log_start,
+                    view.high_watermark,
+                    view.generation,
+                );
+            };
+            match self.read_ranges(ranges, log_start, hw, cached_only) {
+                // The local segment planned went (uploaded, then deleted by the local
+                // retention) while we read: its batches are remote now, read them there.
+                Err(ReadFailure::Moved(_)) if remote_attempts < READ_ATTEMPTS => {
+                    remote_attempts += 1;
+                }
+                Err(ReadFailure::Moved(e) | ReadFailure::Store(e)) => return (Err(e), generation),
+                Ok(result) => return (Ok(result), generation),
             }
-            let log_start = view.log_start();
-            from = from.max(log_start);
-            if let Some(segment) = view.remote_segment_for(from) {
-                // Only in the remote tier: never read on an async worker.
-                let generation = view.generation;
-                if cached_only {
-                    return (Ok(None), generation);
-                }
-                let (segment, hw, epoch) =
-                    (segment.clone(), view.high_watermark, view.remote.epoch);
-                drop(view);
-                match self.read_remote(&segment, from, max_bytes) {
-                    Ok(batches) if batches.is_empty() => {
-                        // Nothing at or after `from` in that segment: the next one has it.
-                        from = segment.next_offset.max(from + 1);
-                        continue;
-                    }
-                    Ok(batches) => {
-                        let result = ReadResult {
-                            batches,
-                            log_start_offset: log_start,
-                            high_watermark: hw,
-                        };
-                        return (Ok(Some(result)), generation);
-                    }
-                    // The segment went (total retention) while we read: plan again against
-                    // the new manifest, a few times at most.
-                    Err(StoreError::Remote(crate::remote::RemoteError::NotFound(_)))
-                        if remote_attempts < READ_ATTEMPTS
-                            && self.view.read().remote.epoch != epoch =>
-                    {
-                        remote_attempts += 1;
-                        continue;
-                    }
-                    Err(e) => return (Err(e), generation),
-                }
-            }
-            break (
-                plan_read(&view, from, max_bytes),
-                log_start,
-                view.high_watermark,
-                view.generation,
-            );
-        };
-        (
-            self.read_ranges(ranges, log_start, hw, cached_only),
-            generation,
-        )
+        }
     }
 
     /// Batches of one uploaded segment from `from` (blocking on the object store).
@@ -868,7 +882,7 @@ impl Partition {
         log_start: u64,
         hw: u64,
         cached_only: bool,
-    ) -> Result<Option<ReadResult>> {
+    ) -> Result<Option<ReadResult>, ReadFailure> {
         let mut batches = Vec::new();
         for range in ranges {
             let file = if cached_only {
@@ -880,13 +894,20 @@ impl Partition {
             } else {
                 match range.segment.log.handle() {
                     Ok(f) => f,
-                    // Retention deleted the segment after we planned: what remains starts later.
-                    Err(StoreError::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::NotFound && batches.is_empty() =>
-                    {
-                        continue
+                    Err(e @ StoreError::Io { .. }) if is_not_found(&e) && batches.is_empty() => {
+                        if self
+                            .view
+                            .read()
+                            .remote_segment_for(range.first_offset)
+                            .is_some()
+                        {
+                            return Err(ReadFailure::Moved(e));
+                        }
+                        // Retention deleted the segment after we planned: what remains starts
+                        // later.
+                        continue;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             };
             let len = (range.end - range.start) as usize;
@@ -905,7 +926,7 @@ impl Partition {
             let mut at = 0usize;
             for len in range.lengths {
                 let bytes = buf.slice(at..at + len as usize);
-                batches.push(StoredBatch::from_bytes(bytes)?);
+                batches.push(StoredBatch::from_bytes(bytes).map_err(StoreError::from)?);
                 at += len as usize;
             }
         }
@@ -1070,6 +1091,10 @@ impl Partition {
     /// the uploader computes while it reads the file, and `upload_epoch`) and its index as
     /// uploaded. Segments holding no batch are skipped: there is nothing to upload.
     pub(crate) fn upload_candidates(&self) -> Vec<UploadCandidate> {
+        if self.swap_failed.load(Ordering::Acquire) {
+            // The view may no longer match the files: nothing is uploaded until a restart.
+            return Vec::new();
+        }
         let view = self.view.read();
         let uploaded_to = view.remote.next_offset().unwrap_or(0);
         let n = view.segments.len().saturating_sub(1);
@@ -1130,7 +1155,7 @@ impl Partition {
                 (Some(s), Some(uploaded_to)) => {
                     s.base_offset == base
                         && uploaded_to >= s.next_offset()
-                        && view.remote.segments.iter().any(|r| {
+                        && view.remote.segment_for(s.base_offset).is_some_and(|r| {
                             r.base_offset <= s.base_offset && s.next_offset() <= r.next_offset
                         })
                 }
@@ -1632,9 +1657,29 @@ impl Chunk {
     }
 }
 
+/// Why a planned local read failed.
+enum ReadFailure {
+    Store(StoreError),
+    /// Its segment was deleted locally after the plan, but the remote tier holds it: plan
+    /// again (the error is what to answer if that keeps happening).
+    Moved(StoreError),
+}
+
+impl From<StoreError> for ReadFailure {
+    fn from(e: StoreError) -> Self {
+        ReadFailure::Store(e)
+    }
+}
+
+fn is_not_found(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// A contiguous byte range of one segment to read, and the lengths of the batches in it.
 struct ReadRange {
     segment: SegmentRef,
+    /// The first offset of its first batch.
+    first_offset: u64,
     start: u64,
     end: u64,
     lengths: Vec<u32>,
@@ -1685,6 +1730,7 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
                     log_path: seg.log_path.clone(),
                     log: Arc::clone(&seg.log),
                 },
+                first_offset: seg.base_offset + u64::from(e.relative_offset),
                 start: e.position,
                 end: e.position,
                 lengths: Vec::new(),
@@ -2096,6 +2142,18 @@ mod tests {
     /// Uploads every candidate as the tiering thread does (objects, then the manifest), and
     /// deletes the local copies.
     fn offload(p: &Partition, store: &dyn RemoteStore, prefix: &PartitionPrefix) {
+        for candidate in &upload(p, store, prefix) {
+            let base = candidate.segment.base_offset;
+            assert!(p.delete_uploaded_segment(base).unwrap().is_some());
+        }
+    }
+
+    /// Uploads every candidate and installs the manifest naming them; returns them.
+    fn upload(
+        p: &Partition,
+        store: &dyn RemoteStore,
+        prefix: &PartitionPrefix,
+    ) -> Vec<UploadCandidate> {
         let c = p.upload_candidates();
         let mut m = uploaded(p, &c);
         for (entry, candidate) in m.segments.iter_mut().rev().zip(c.iter().rev()) {
@@ -2113,12 +2171,36 @@ mod tests {
                 .unwrap();
         }
         p.install_manifest(m).unwrap();
-        for candidate in &c {
-            assert!(p
-                .delete_uploaded_segment(candidate.segment.base_offset)
-                .unwrap()
-                .is_some());
-        }
+        c
+    }
+
+    /// A read planned against a local segment that the local retention deletes (uploaded)
+    /// before the read opens it is planned again and served from the remote tier: it never
+    /// skips to the next local segment, which would hand a consumer a gap.
+    #[tokio::test]
+    async fn a_local_segment_deleted_under_a_planned_read_is_read_remotely() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let (faulty, reader) = tier(root.path());
+        upload(&p, &**faulty.inner(), reader.prefix());
+        p.close().unwrap();
+        drop(p);
+        // Reopened: no segment's descriptor is open, so the read opens the file after the plan.
+        let (p, _) = Partition::open(&files(), KEY, dir.path(), settings()).unwrap();
+        p.attach_remote(Arc::clone(&reader));
+        let (ranges, hw) = {
+            let view = p.view.read();
+            (plan_read(&view, 0, 1), view.high_watermark)
+        };
+        assert_eq!(ranges[0].first_offset, 0);
+        assert!(p.delete_uploaded_segment(0).unwrap().is_some());
+        assert!(matches!(
+            p.read_ranges(ranges, 0, hw, false),
+            Err(ReadFailure::Moved(_))
+        ));
+        let r = p.read(0, 1).unwrap();
+        assert_eq!(r.batches[0].base_offset(), 0, "no gap");
     }
 
     fn read_all(p: &Partition, from: u64) -> Vec<StoredBatch> {

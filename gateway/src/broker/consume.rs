@@ -1880,6 +1880,9 @@ mod tests {
         );
         let before = [at(1500).await.unwrap(), at(MAX_TIMESTAMP).await.unwrap()];
         assert_eq!(before, [(1, 2000), (3, 4000)]);
+        let txns = b.partition_txns(&p).await.unwrap();
+        let fetch = limits(Isolation::ReadUncommitted, 0, Duration::ZERO);
+        let (local, _) = fetch_at(&b, &p, &txns, 0, fetch).await;
 
         let report = b.store.tier_once(super::super::now_us()).unwrap();
         assert_eq!(report.local_deleted_segments, 3, "{report:?}");
@@ -1892,6 +1895,17 @@ mod tests {
         );
         assert_eq!(at(500).await.unwrap(), (0, 1000));
 
+        // A Kafka fetch from the start: the same bytes, the remote part read on the blocking
+        // pool after the cached read said "not here".
+        let (remote, _) = fetch_at(&b, &p, &txns, 0, fetch).await;
+        assert_eq!(base_offsets(&remote), vec![0, 1, 2, 3]);
+        assert_eq!(
+            remote.records.as_ref().unwrap(),
+            local.records.as_ref().unwrap(),
+            "byte-exact"
+        );
+        assert_eq!(remote.bounds.map(|s| s.log_start_offset), Some(0));
+
         // Native polls: by timestamp (its batch is remote) and the last messages (walked back
         // over the remote segments' indexes).
         assert_eq!(
@@ -1899,7 +1913,6 @@ mod tests {
             None,
             "needs the blocking pool"
         );
-        let txns = b.partition_txns(&p).await.unwrap();
         let (got, _) = poll_at(
             &b,
             &t,
