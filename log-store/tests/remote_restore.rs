@@ -19,7 +19,10 @@ use wharf_log_store::remote::{
     FaultyRemote, ObjectStoreRemote, PartitionPrefix, RemoteConfig, RemoteError, RemoteManifest,
     RemoteSettings, RemoteStore, RemoteTier, RestoreReport, CATALOG_KEY,
 };
-use wharf_log_store::{Ident, LogStore, StoreConfig, StoreError, TopicSettings};
+use wharf_log_store::{Ident, LogStore, RemoteMetrics, StoreConfig, StoreError, TopicSettings};
+
+/// The read-ahead cache's bound in these tests (the uploaded data is about 6 KB).
+const CACHE_MAX_BYTES: u64 = 2_000;
 
 struct Rig {
     tmp: tempfile::TempDir,
@@ -46,9 +49,10 @@ impl Rig {
             remote: Some(RemoteTier {
                 store: Arc::clone(&self.remote) as Arc<dyn RemoteStore>,
                 settings: RemoteSettings {
-                    // Small chunks: restored reads cross chunk boundaries.
+                    // Small chunks and a cache smaller than the uploaded data: restored reads
+                    // cross chunk boundaries and evict.
                     chunk_size: 1_000,
-                    cache_max_bytes: 10_000,
+                    cache_max_bytes: CACHE_MAX_BYTES,
                     task_interval: Duration::from_secs(3600),
                     ..RemoteSettings::default()
                 },
@@ -226,10 +230,24 @@ async fn a_lost_data_directory_is_rebuilt_from_the_uploaded_data() {
         rig.remote.counts().get_ranges > 0,
         "the restored data was read from the object store"
     );
-    let cached = std::fs::read_dir(fresh.join("remote-cache"))
+    // Bound CACHE_MAX_BYTES: reading all the uploaded data (more than the bound) through
+    // the store leaves at most that much in the cache folder, counted on disk.
+    let cache_dir = fresh.join("remote-cache");
+    let on_disk: u64 = std::fs::read_dir(&cache_dir)
         .unwrap()
-        .count();
-    assert!(cached > 0, "remote reads went through the cache folder");
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let fetched = RemoteMetrics::get(&store.metrics().remote.fetched_bytes);
+    assert!(
+        fetched > CACHE_MAX_BYTES,
+        "only {fetched} bytes went through the cache"
+    );
+    assert!(on_disk > 0, "remote reads went through the cache folder");
+    assert!(
+        on_disk <= CACHE_MAX_BYTES,
+        "cache folder {on_disk} bytes > {CACHE_MAX_BYTES}"
+    );
+    assert_eq!(store.remote_status().unwrap().cache_bytes, on_disk);
 
     // Appends continue after the uploaded offsets, and the next round uploads them under a
     // new manifest epoch.

@@ -43,15 +43,7 @@ pub(crate) fn restore_from_remote(
     })?;
     let disk = &config.disk;
     let catalog_path = dir.join("catalog");
-    if catalog_path.exists() {
-        return Err(StoreError::io(
-            &catalog_path,
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "the data directory already holds a catalog: restore only into an empty one",
-            ),
-        ));
-    }
+    refuse_catalog(&catalog_path)?;
     disk.create_dir_all(&dir.join("streams"))?;
     // A server running on this folder holds the lock; restoring under it would corrupt both.
     let lock_path = dir.join(".lock");
@@ -65,6 +57,8 @@ pub(crate) fn restore_from_remote(
             ),
         )
     })?;
+    // Again under the lock: a store may have made one since.
+    refuse_catalog(&catalog_path)?;
 
     let store = &tier.store;
     let copy = store
@@ -152,6 +146,20 @@ pub(crate) fn restore_from_remote(
     // Last: with the catalog written, the folder is a store (and a second restore refused).
     disk.write_durable(&catalog_path, body)?;
     Ok(report)
+}
+
+/// Refuses a data directory that holds a catalog: it is a store, whatever else it lacks.
+fn refuse_catalog(catalog_path: &Path) -> Result<()> {
+    if catalog_path.exists() {
+        return Err(StoreError::io(
+            catalog_path,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the data directory already holds a catalog: restore only into an empty one",
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a partition folder holding anything but a manifest (left by an earlier, cut-short
