@@ -663,7 +663,7 @@ impl S3Server {
             stdin,
             answers,
         };
-        let first = server.answer("PORT <n>: moto (moto[server] in target/kafka-clients/venv, installed by scripts/test) started");
+        let first = server.answer("printing its port");
         server.port = first
             .strip_prefix("PORT ")
             .and_then(|p| p.parse().ok())
@@ -675,9 +675,15 @@ impl S3Server {
     fn answer(&mut self, what: &str) -> String {
         match self.answers.recv_timeout(WAIT) {
             Ok(line) => line,
-            Err(_) => {
-                let status = self.child.try_wait().ok().flatten();
-                panic!("the S3 server did not answer within {WAIT:?} ({what}); exit status: {status:?}")
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait().ok();
+                panic!(
+                    "the S3 server exited ({status:?}) before {what}: is moto installed in \
+                     target/kafka-clients/venv? (scripts/test installs it)"
+                )
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the S3 server did not answer within {WAIT:?}: {what}")
             }
         }
     }
