@@ -590,7 +590,7 @@ fn manifest_dir(keys: &[String]) -> String {
 /// `wharf_remote_failing_rounds` rises, and nothing is deleted locally (offset 0 stays on disk,
 /// no sealed segment goes, -5 answers -1: nothing tiered); a restart with the store still down
 /// works too. Then the store comes back on its port: the uploads resume, the local copies go,
-/// and every record reads back byte-exact from the object store.
+/// the alert gauge returns to 0, and every record reads back byte-exact from the object store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_store_down_leaves_producers_unaffected_and_local_data_in_place() {
     let mut s3 = S3Server::start();
@@ -660,6 +660,16 @@ async fn object_store_down_leaves_producers_unaffected_and_local_data_in_place()
     )
     .await;
     assert!(local_start > 0);
+    within(
+        "the alert clears: wharf_remote_failing_rounds back to 0",
+        async {
+            // A bounded poll: the gauge is reset by the server's next successful round.
+            while metric(&scrape(http).await, "wharf_remote_failing_rounds") > 0.0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
     tokio::task::block_in_place(|| rdkafka_reads(server.kafka_addr, 0, &recs));
 }
 
