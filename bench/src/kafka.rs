@@ -83,7 +83,17 @@ pub async fn run(s: Arc<Settings>, progress: Arc<Progress>) -> Result<Vec<ActorS
             .map_err(|e| BenchError::Run(format!("the run failed: {e}")))?;
     }
     let admin: AdminClient<DefaultClientContext> = base(&s).create()?;
-    let topic = format!("wharf-bench-{}", s.run_id);
+    let topic = s
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("wharf-bench-{}", s.run_id));
+    if s.existing_topic {
+        let (s, topic) = (Arc::clone(&s), topic.clone());
+        return tokio::task::spawn_blocking(move || run_threads(&s, &topic, &progress))
+            .await
+            .map_err(|e| BenchError::Run(format!("the run failed: {e}")))
+            .and_then(|r| r);
+    }
     let mut new = NewTopic::new(&topic, s.partitions as i32, TopicReplication::Fixed(1));
     if let Some(d) = s.durability {
         new = new.set(
@@ -137,7 +147,10 @@ fn run_threads(
             let counts: Vec<u64> = (0..s.partitions)
                 .map(|p| Settings::share(s.messages, s.partitions, p))
                 .collect();
-            fill(s, topic, &counts, progress)?;
+            // --existing-topic: the messages are there already.
+            if !s.existing_topic {
+                fill(s, topic, &counts, progress)?;
+            }
             counts
         }
         _ => s.per_partition_pinned(),

@@ -161,6 +161,15 @@ pub struct Args {
     /// the log cleaner to work on afterwards.
     #[arg(long)]
     pub keep_topic: bool,
+    /// Kafka: the name of the topic it creates, instead of "wharf-bench-<run id>" (so a later
+    /// run can read it with --existing-topic).
+    #[arg(long, value_name = "NAME", conflicts_with = "existing_topic")]
+    pub topic: Option<String>,
+    /// Kafka, pinned-consumer: read --messages from the start of this topic, which already
+    /// holds them (e.g. kept by an earlier run with --keep-topic), instead of creating and
+    /// filling one; it is neither filled nor deleted.
+    #[arg(long, value_name = "NAME")]
+    pub existing_topic: Option<String>,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -261,6 +270,10 @@ pub struct Settings {
     pub topic_configs: Vec<(String, String)>,
     /// Kafka: the topic stays after the run.
     pub keep_topic: bool,
+    /// Kafka: the topic's name, when given (--topic or --existing-topic).
+    pub topic: Option<String>,
+    /// Kafka: `topic` exists with the messages already: no create, fill or delete.
+    pub existing_topic: bool,
     /// `connect`: each native connection logs in (else it pings).
     pub login: bool,
     /// `Some`: every connection speaks TLS.
@@ -318,6 +331,21 @@ impl Settings {
             Some(id) => Some(Settings::transactions(&a, id)?),
         };
         let (keys, topic_configs) = Settings::keys_and_topic_configs(&a)?;
+        if a.protocol != Protocol::Kafka && (a.topic.is_some() || a.existing_topic.is_some()) {
+            return bad("--topic and --existing-topic are for --protocol kafka".into());
+        }
+        if a.existing_topic.is_some()
+            && (a.workload != Workload::PinnedConsumer
+                || a.keys.is_some()
+                || !a.topic_config.is_empty()
+                || a.keep_topic)
+        {
+            return bad(
+                "--existing-topic is for pinned-consumer, which then creates, fills and deletes \
+                 nothing: no --keys, --topic-config or --keep-topic"
+                    .into(),
+            );
+        }
         let warmup = wharf_sdk::units::parse_duration(&a.warmup)
             .map_err(|e| BenchError::Usage(format!("--warmup: {e}")))?;
         let messages = match (&a.messages, &a.bytes) {
@@ -386,6 +414,8 @@ impl Settings {
             keys,
             topic_configs,
             keep_topic: a.keep_topic,
+            existing_topic: a.existing_topic.is_some(),
+            topic: a.existing_topic.or(a.topic),
             login: !a.no_login,
             tls: a.tls.resolve(),
             quiet: a.quiet,
@@ -584,6 +614,59 @@ mod tests {
         ])
         .unwrap();
         assert!(s.transactions.is_some());
+    }
+
+    #[test]
+    fn topic_names_and_existing_topics() {
+        let s = parse(&[
+            "pinned-producer",
+            "--protocol",
+            "kafka",
+            "--topic",
+            "t",
+            "--keep-topic",
+        ])
+        .unwrap();
+        assert_eq!((s.topic.as_deref(), s.existing_topic), (Some("t"), false));
+        let s = parse(&[
+            "pinned-consumer",
+            "--protocol",
+            "kafka",
+            "--existing-topic",
+            "t",
+        ])
+        .unwrap();
+        assert_eq!((s.topic.as_deref(), s.existing_topic), (Some("t"), true));
+        for bad in [
+            &["pinned-consumer", "--existing-topic", "t"][..],
+            &[
+                "pinned-producer",
+                "--protocol",
+                "kafka",
+                "--existing-topic",
+                "t",
+            ],
+            &[
+                "pinned-consumer",
+                "--protocol",
+                "kafka",
+                "--existing-topic",
+                "t",
+                "--keep-topic",
+            ],
+            &[
+                "pinned-consumer",
+                "--protocol",
+                "kafka",
+                "--existing-topic",
+                "t",
+                "--topic",
+                "u",
+            ],
+            &["pinned-producer", "--topic", "t"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -177,3 +177,29 @@ async fn bad_arguments_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("wharf-bench: "), "{err}");
 }
+
+/// `--topic NAME --keep-topic` leaves the produced topic under that name, and `pinned-consumer
+/// --existing-topic NAME` reads those messages from its start (what
+/// `scripts/bench tiered` does with a topic offloaded to object storage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_topic_is_read_again_with_existing_topic() {
+    let server = TestServer::start().await;
+    let (r, last) = bench(
+        &server,
+        "kafka",
+        &["pinned-producer", "--topic", "kept", "--keep-topic"],
+    )
+    .await;
+    check(&r, &last, true, false);
+    let (r, last) = bench(
+        &server,
+        "kafka",
+        &["pinned-consumer", "--existing-topic", "kept"],
+    )
+    .await;
+    check(&r, &last, false, true);
+    assert_eq!(
+        r["consumers"]["messages"], MESSAGES,
+        "the kept topic's messages, read from its start"
+    );
+}

@@ -29,6 +29,8 @@ pub struct TestServer {
     pub native_listeners: Vec<SocketAddr>,
     /// Every Kafka listener, the main one (`kafka_addr`) first.
     pub kafka_listeners: Vec<SocketAddr>,
+    /// The HTTP listener (`/metrics`), when the configuration turns it on.
+    pub http_addr: Option<SocketAddr>,
     running: Option<Running>,
     data_dir: PathBuf,
     /// The configuration it runs with (restarts reuse it).
@@ -102,6 +104,7 @@ impl TestServer {
             kafka_addr: running.kafka_addr,
             native_listeners: running.native_listeners.clone(),
             kafka_listeners: running.kafka_listeners.clone(),
+            http_addr: running.http_addr,
             running: Some(running),
             data_dir: config.data_dir.clone(),
             config,
@@ -169,6 +172,7 @@ impl TestServer {
         self.kafka_addr = running.kafka_addr;
         self.native_listeners = running.native_listeners.clone();
         self.kafka_listeners = running.kafka_listeners.clone();
+        self.http_addr = running.http_addr;
         self.running = Some(running);
     }
 }
@@ -510,6 +514,7 @@ pub mod client_programs {
 /// runs itself with `--exact <test> --ignored`, and that ignored test (which calls
 /// [`serve_as_child_process`]) prints the Kafka address and serves until killed.
 pub mod child_server {
+    use std::ffi::OsStr;
     use std::io::{BufRead, BufReader};
     use std::net::SocketAddr;
     use std::path::Path;
@@ -522,6 +527,12 @@ pub mod child_server {
     /// Starts this test binary's ignored test `test` as a server process on the data directory
     /// `dir`, passed in the environment variable `dir_var`. Returns it and its Kafka address.
     pub fn spawn(test: &str, dir_var: &str, dir: &Path) -> (Child, SocketAddr) {
+        spawn_with_env(test, &[(dir_var, dir.as_os_str())])
+    }
+
+    /// [`spawn`] with any environment variables `env` (the data directory and whatever else the
+    /// ignored test `test` reads to build its configuration).
+    pub fn spawn_with_env(test: &str, env: &[(&str, &OsStr)]) -> (Child, SocketAddr) {
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut child = Command::new(exe)
             .args([
@@ -531,7 +542,7 @@ pub mod child_server {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(dir_var, dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -595,4 +606,204 @@ pub fn seed_from_env(var: &str, default: u64) -> u64 {
             .unwrap_or_else(|_| panic!("{var}={s} is not a number")),
         Err(_) => default,
     }
+}
+
+/// An S3-compatible server for the tiered storage tests: moto's server mode (installed into the
+/// clients' venv by `scripts/test`), run by `compat-tests/programs/s3_server.py` on a loopback
+/// port with one bucket. [`S3Server::stop`] and [`S3Server::start_again`] take it down and
+/// bring it back on the same port with the same objects (they live in the program's memory);
+/// dropping it ends the program.
+#[derive(Debug)]
+pub struct S3Server {
+    /// The loopback port it listens on (kept across a stop and start).
+    pub port: u16,
+    /// The bucket it holds, made at start.
+    pub bucket: String,
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    answers: std::sync::mpsc::Receiver<String>,
+}
+
+impl S3Server {
+    /// The credentials the program's bucket was made with (moto accepts any).
+    pub const ACCESS_KEY: &'static str = "wharf-test";
+    pub const SECRET_KEY: &'static str = "wharf-test-secret";
+    pub const REGION: &'static str = "us-east-1";
+
+    /// Starts the server with the bucket `wharf-test`, failing the test if it is not serving
+    /// within [`WAIT`].
+    pub fn start() -> S3Server {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let bucket = "wharf-test".to_string();
+        let script = client_programs::repo().join("compat-tests/programs/s3_server.py");
+        let mut child = Command::new(client_programs::python())
+            .arg(&script)
+            .arg(&bucket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // moto logs every request; a failing test shows the server's own view anyway.
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdout = child.stdout.take().expect("the S3 server's stdout");
+        let (tx, answers) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut server = S3Server {
+            port: 0,
+            bucket,
+            child,
+            stdin,
+            answers,
+        };
+        let first = server.answer("printing its port");
+        server.port = first
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the S3 server printed {first:?}, not PORT <n>"));
+        server
+    }
+
+    /// The next line the program prints, within [`WAIT`].
+    fn answer(&mut self, what: &str) -> String {
+        match self.answers.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait().ok();
+                panic!(
+                    "the S3 server exited ({status:?}) before {what}: is moto installed in \
+                     target/kafka-clients/venv? (scripts/test installs it)"
+                )
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the S3 server did not answer within {WAIT:?}: {what}")
+            }
+        }
+    }
+
+    fn command(&mut self, command: &str, expect: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("the S3 server's stdin");
+        writeln!(stdin, "{command}")
+            .and_then(|_| stdin.flush())
+            .unwrap_or_else(|e| panic!("cannot tell the S3 server to {command}: {e}"));
+        let line = self.answer(command);
+        assert_eq!(line, expect, "the S3 server's answer to {command}");
+    }
+
+    /// Takes the server down: its port refuses connections until [`S3Server::start_again`].
+    pub fn stop(&mut self) {
+        self.command("stop", "STOPPED");
+    }
+
+    /// Brings the server back on the same port, with every object it held.
+    pub fn start_again(&mut self) {
+        self.command("start", "STARTED");
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The connection settings of the remote tier for this server's bucket (path-style, plain
+    /// HTTP), keys under `prefix`, each request bounded by `request_timeout`.
+    pub fn remote_config(
+        &self,
+        prefix: &str,
+        request_timeout: Duration,
+    ) -> wharf_log_store::remote::RemoteConfig {
+        use wharf_log_store::remote::{RemoteConfig, RemoteKind};
+        let mut kind = RemoteKind::S3(Default::default());
+        if let RemoteKind::S3(s3) = &mut kind {
+            s3.bucket = self.bucket.clone();
+            s3.region = Some(Self::REGION.into());
+            s3.endpoint = Some(self.endpoint());
+            s3.access_key_id = Some(Self::ACCESS_KEY.into());
+            s3.secret_access_key = Some(Self::SECRET_KEY.into());
+            s3.path_style = true;
+            s3.allow_http = true;
+        }
+        RemoteConfig {
+            kind,
+            prefix: prefix.into(),
+            request_timeout,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The remote tier's own client on this server's bucket, under `prefix`: what a test uses
+    /// to see what the server uploaded.
+    pub fn remote(&self, prefix: &str) -> wharf_log_store::remote::ObjectStoreRemote {
+        wharf_log_store::remote::ObjectStoreRemote::open(
+            self.remote_config(prefix, Duration::from_secs(10)),
+        )
+        .unwrap_or_else(|e| panic!("an object store client for {}: {e}", self.endpoint()))
+    }
+
+    /// Every key under `prefix` in the bucket, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        use wharf_log_store::remote::RemoteStore as _;
+        let mut keys = self
+            .remote("")
+            .list(prefix)
+            .unwrap_or_else(|e| panic!("listing {prefix} in the test bucket: {e}"));
+        keys.sort();
+        keys
+    }
+
+    /// A `[remote_storage]` section of `configs/server.toml` for this server (keys under
+    /// `prefix`), with `extra` lines (`key = value`) added: for [`test_config_with_toml`].
+    pub fn config_toml(&self, prefix: &str, extra: &str) -> String {
+        remote_storage_toml(self.port, &self.bucket, prefix, extra)
+    }
+}
+
+/// A `[remote_storage]` section for the S3 server of [`S3Server`] on `port` with `bucket` (keys
+/// under `prefix`, `extra` lines added): also for a server process that has only the port.
+pub fn remote_storage_toml(port: u16, bucket: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        "[remote_storage]\n\
+         enable = true\n\
+         kind = \"s3\"\n\
+         bucket = \"{bucket}\"\n\
+         region = \"{region}\"\n\
+         endpoint = \"http://127.0.0.1:{port}\"\n\
+         access_key_id = \"{key}\"\n\
+         secret_access_key = \"{secret}\"\n\
+         path_style = true\n\
+         allow_http = true\n\
+         prefix = \"{prefix}\"\n\
+         {extra}\n",
+        region = S3Server::REGION,
+        key = S3Server::ACCESS_KEY,
+        secret = S3Server::SECRET_KEY,
+    )
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        // Closing stdin ends the program; the kill covers a program that hangs.
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test configuration with the remote tier on `s3` (keys under `prefix`) and `extra`
+/// `[remote_storage]` lines, for example a short `task_interval`.
+pub fn test_config_with_remote(
+    data_dir: &Path,
+    s3: &S3Server,
+    prefix: &str,
+    extra: &str,
+) -> ServerConfig {
+    test_config_with_toml(data_dir, &s3.config_toml(prefix, extra))
 }
