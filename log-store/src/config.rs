@@ -126,8 +126,9 @@ pub struct TopicSettings {
     #[serde(default)]
     pub remote_storage: bool,
     /// With remote storage: sealed segments are kept on local disk until their newest batch is
-    /// this old, once uploaded (Kafka's `local.retention.ms`). `None`: as long as
-    /// `message_expiry` (Kafka's -2). Never longer than `message_expiry`.
+    /// this old, once uploaded (Kafka's `local.retention.ms`; 0: deleted locally as soon as
+    /// uploaded). `None`: as long as `message_expiry` (Kafka's -2). Never longer than
+    /// `message_expiry` on a topic with remote storage.
     #[serde(default)]
     pub local_retention: Option<Duration>,
     /// With remote storage: uploaded sealed segments are deleted locally, oldest first, while
@@ -192,25 +193,25 @@ impl TopicSettings {
                 "remote storage is not supported for compacted topics".into(),
             ));
         }
-        if self.local_retention == Some(Duration::ZERO) || self.local_retention_bytes == Some(0) {
-            return Err(StoreError::InvalidSetting(
-                "local retention must be positive; leave it unset to follow retention".into(),
-            ));
-        }
-        if let (Some(local), Some(total)) = (self.local_retention, self.message_expiry) {
-            if local > total {
-                return Err(StoreError::InvalidSetting(format!(
-                    "local retention {} ms is above retention {} ms",
-                    local.as_millis(),
-                    total.as_millis()
-                )));
+        // As Kafka's `LogConfig`: the local retentions are checked against the total ones only
+        // on a topic with remote storage (elsewhere they do nothing). 0 is allowed: uploaded
+        // segments then leave the local disk at the next tiering round.
+        if self.remote_storage {
+            if let (Some(local), Some(total)) = (self.local_retention, self.message_expiry) {
+                if local > total {
+                    return Err(StoreError::InvalidSetting(format!(
+                        "local retention {} ms is above retention {} ms",
+                        local.as_millis(),
+                        total.as_millis()
+                    )));
+                }
             }
-        }
-        if let (Some(local), Some(total)) = (self.local_retention_bytes, self.max_size) {
-            if local > total {
-                return Err(StoreError::InvalidSetting(format!(
-                    "local retention {local} bytes is above retention {total} bytes"
-                )));
+            if let (Some(local), Some(total)) = (self.local_retention_bytes, self.max_size) {
+                if local > total {
+                    return Err(StoreError::InvalidSetting(format!(
+                        "local retention {local} bytes is above retention {total} bytes"
+                    )));
+                }
             }
         }
         if let (Some(min), Some(max)) = (self.min_compaction_lag, self.max_compaction_lag) {
@@ -354,5 +355,51 @@ impl EffectiveSettings {
                 .max_batch_bytes
                 .unwrap_or(store.default_max_batch_bytes),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kafka's `LogConfig` checks the local retentions against the total ones only on topics
+    /// with remote storage, and takes 0 (deleted locally once uploaded).
+    #[test]
+    fn local_retentions_are_checked_only_with_remote_storage_and_may_be_zero() {
+        let above = TopicSettings {
+            message_expiry: Some(Duration::from_secs(60)),
+            local_retention: Some(Duration::from_secs(120)),
+            max_size: Some(1000),
+            local_retention_bytes: Some(2000),
+            ..TopicSettings::default()
+        };
+        assert!(above.validate().is_ok(), "no remote storage: not checked");
+        let tiered = TopicSettings {
+            remote_storage: true,
+            ..above.clone()
+        };
+        assert!(tiered.validate().is_err());
+        let bytes_only = TopicSettings {
+            local_retention: None,
+            ..tiered.clone()
+        };
+        assert!(bytes_only.validate().is_err(), "bytes above the total");
+        let zero = TopicSettings {
+            local_retention: Some(Duration::ZERO),
+            local_retention_bytes: Some(0),
+            ..tiered
+        };
+        assert!(zero.validate().is_ok());
+        let compacted = TopicSettings {
+            cleanup_policy: CleanupPolicy {
+                delete: false,
+                compact: true,
+            },
+            ..zero
+        };
+        assert!(
+            compacted.validate().is_err(),
+            "remote storage with compaction"
+        );
     }
 }

@@ -314,6 +314,25 @@ impl LogStore {
                 ..CatalogDoc::default()
             },
         };
+        // As Kafka refuses to start with tiered storage disabled while topics have it on: their
+        // uploaded data would be unreadable and their local copies would never be deleted.
+        if config.remote.is_none() {
+            let tiered: Vec<String> = doc
+                .streams
+                .iter()
+                .flat_map(|s| s.topics.iter().map(move |t| (s, t)))
+                .filter(|(_, t)| t.settings.remote_storage)
+                .map(|(s, t)| format!("'{}.{}'", s.name, t.name))
+                .collect();
+            if !tiered.is_empty() {
+                return Err(StoreError::InvalidSetting(format!(
+                    "topics {} have remote storage on, but the server has no remote tier: \
+                     configure [remote_storage] again, or delete all topics with \
+                     remote.storage.enable=true before disabling tiered storage",
+                    tiered.join(", ")
+                )));
+            }
+        }
         let files = OpenFiles::new(disk.clone(), capacity_within_limit(config.max_open_files));
         let tiering = match &config.remote {
             Some(tier) => Some(Tiering::open(

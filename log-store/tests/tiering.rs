@@ -616,6 +616,17 @@ fn remote_storage_is_refused_without_a_tier_and_cannot_be_turned_off() {
         "{err}"
     );
     store.close().unwrap();
+    drop(store);
+
+    // As Kafka refuses to start: the remote tier taken out of the config while a topic has
+    // remote storage on would leave its uploaded data unreadable.
+    let err = LogStore::open(&rig.data, config()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidSetting(m) if m.contains("'s.t'") && m.contains("remote.storage.enable=true")),
+        "{err}"
+    );
+    // With the tier back, it opens as before.
+    rig.open().close().unwrap();
 }
 
 /// The "wharf-tiering" thread runs rounds by itself, and closing the store stops it with at

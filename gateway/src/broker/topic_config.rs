@@ -409,15 +409,11 @@ fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
 
 /// `local.retention.ms` or `.bytes`: at least -2 (Kafka's validator); -2 follows the total
 /// retention, and so does -1, which Kafka accepts only while the total retention is -1 too
-/// ([`check_local_forever`]). Wharf needs a positive figure otherwise (the store keeps at
-/// least 1 ms and 1 byte locally), where Kafka also takes 0.
+/// ([`check_local_forever`]). 0, as in Kafka, deletes uploaded segments locally at once.
 fn local_retention(name: &str, v: &str) -> Result<Option<u64>, ConfigError> {
     match long(name, v)? {
         FOLLOW_RETENTION | -1 => Ok(None),
-        n if n > 0 => Ok(Some(n.unsigned_abs())),
-        0 => Err(ConfigError(format!(
-            "Invalid value 0 for configuration {name}: Wharf keeps uploaded data locally at least 1; use 1 or more, or -2 to follow the total retention"
-        ))),
+        n if n >= 0 => Ok(Some(n.unsigned_abs())),
         n => Err(ConfigError(format!(
             "Invalid value {n} for configuration {name}: Value must be at least -2"
         ))),
@@ -1258,10 +1254,13 @@ mod remote_storage_tests {
                 format!("Invalid value -3 for configuration {name}: Value must be at least -2")
             );
             assert!(set(&mut s, name, Some("soon")).is_err(), "{name}");
-            // Kafka takes 0; Wharf's store keeps at least 1 ms / 1 byte, and says so.
-            assert!(set(&mut s, name, Some("0")).unwrap_err().0.contains(name));
         }
         assert_eq!(s, TopicSettings::default(), "nothing applied");
+        // Kafka takes 0: uploaded segments leave the local disk at once.
+        set(&mut s, "local.retention.ms", Some("0")).unwrap();
+        set(&mut s, "local.retention.bytes", Some("0")).unwrap();
+        assert_eq!(s.local_retention, Some(Duration::ZERO));
+        assert_eq!(s.local_retention_bytes, Some(0));
     }
 
     /// Kafka: "Tiered Storage functionality is disabled in the broker" without a remote tier,
