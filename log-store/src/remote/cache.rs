@@ -1,27 +1,41 @@
 //! The read-ahead cache of remote data on local disk: remote objects are read in fixed-size
 //! chunks, each kept as a file in the cache folder until the cache's byte bound evicts it
 //! (least recently used first). A miss fetches, in one ranged read, the missing chunks of the
-//! read and the next one ahead (as many as the bound holds). The folder is emptied when the store opens, and a chunk is written whole (temporary
-//! file, rename) before it is read, so a crash never leaves a short chunk behind.
+//! read and the next one ahead (as many as the bound holds). When the store opens, the files
+//! the cache writes (`<n>.chunk`, `<n>.tmp`) are removed from the folder and nothing else is:
+//! the folder may be one the operator shares. A chunk is written whole (temporary file,
+//! rename) before it is read, so a crash never leaves a short chunk behind.
 //!
 //! The byte bound holds for the folder at every moment, not just between reads: room for a
 //! fetch is reserved (evicting older chunks, whose files are removed at once) before its files
 //! are written, and a fetch that cannot fit is served from memory without being cached.
 //! Concurrent misses of one chunk fetch it once: the first reader fetches, the others wait for
 //! it and then read the file.
+//!
+//! Being the one object every partition's reader shares, the cache also holds what must be
+//! bounded store-wide rather than per partition: the parsed indexes of uploaded segments
+//! (at most [`MAX_PARSED_INDEX_ENTRIES`] entries in all) and the limit on remote reads in
+//! progress (Kafka's `remote.log.reader.threads` and `remote.log.reader.max.pending.tasks`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
 
 use super::{RemoteError, RemoteStore};
+use crate::index::IndexEntry;
 use crate::metrics::RemoteMetrics;
+
+/// Parsed indexes of uploaded segments kept in memory by the whole store, in entries (about
+/// 40 bytes each): 1 Mi entries, about 40 MiB, whatever the number of partitions. An index
+/// larger than this alone is served but not kept (its bytes stay in the chunk cache).
+pub(crate) const MAX_PARSED_INDEX_ENTRIES: usize = 1 << 20;
 
 /// The largest chunk the cache accepts: a chunk is held whole in memory while fetched.
 pub(crate) const MAX_CHUNK_SIZE: u64 = 256 << 20;
@@ -75,6 +89,106 @@ pub(crate) struct ReadCache {
     state: Mutex<State>,
     /// Signalled when fetches finish (waiting readers look again).
     fetched: Condvar,
+    /// `cached + reserved`, published under the state lock whenever either changes, so
+    /// that the metrics read it without the lock (which eviction holds while removing files).
+    held: AtomicU64,
+    /// The parsed indexes every reader shares, under one store-wide bound.
+    indexes: Mutex<ParsedIndexes>,
+    /// Remote reads in progress and waiting, store-wide.
+    reads: ReadLimiter,
+}
+
+/// Parsed indexes by their object's key, least recently used dropped first.
+#[derive(Debug)]
+struct ParsedIndexes {
+    max_entries: usize,
+    held_entries: usize,
+    tick: u64,
+    by_key: HashMap<String, (u64, Arc<[IndexEntry]>)>,
+    lru: BTreeMap<u64, String>,
+}
+
+/// The store-wide bound on remote reads: `threads` run at once, up to `max_pending` more wait
+/// for a turn, and any further one is refused at once ([`RemoteError::Busy`], retriable), so
+/// a slow object store holds at most `threads + max_pending` of the server's blocking threads.
+#[derive(Debug)]
+pub(crate) struct ReadLimiter {
+    threads: usize,
+    max_pending: usize,
+    state: Mutex<Turns>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Turns {
+    running: usize,
+    pending: usize,
+}
+
+/// A remote read's turn: given back when dropped.
+#[derive(Debug)]
+pub(crate) struct ReadTurn<'a> {
+    limiter: &'a ReadLimiter,
+}
+
+impl ReadLimiter {
+    pub(crate) fn new(threads: usize, max_pending: usize) -> ReadLimiter {
+        ReadLimiter {
+            threads: threads.max(1),
+            max_pending,
+            state: Mutex::new(Turns::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// A turn to read remotely: at once when fewer than `threads` run, after waiting when
+    /// fewer than `max_pending` wait, else refused.
+    pub(crate) fn turn(&self) -> Result<ReadTurn<'_>, RemoteError> {
+        let mut turns = self.state.lock();
+        if turns.running >= self.threads {
+            if turns.pending >= self.max_pending {
+                return Err(RemoteError::Busy {
+                    running: turns.running,
+                    pending: turns.pending,
+                });
+            }
+            turns.pending += 1;
+            self.changed.notify_all();
+            while turns.running >= self.threads {
+                self.changed.wait(&mut turns);
+            }
+            turns.pending -= 1;
+        }
+        turns.running += 1;
+        Ok(ReadTurn { limiter: self })
+    }
+
+    /// Reads running and waiting now.
+    pub(crate) fn in_progress(&self) -> (usize, usize) {
+        let turns = self.state.lock();
+        (turns.running, turns.pending)
+    }
+
+    /// Waits (at most `timeout`) until `pending` reads wait for a turn; for tests.
+    #[cfg(test)]
+    pub(crate) fn wait_for_pending(&self, pending: usize, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut turns = self.state.lock();
+        while turns.pending < pending {
+            if self.changed.wait_until(&mut turns, deadline).timed_out() {
+                return turns.pending >= pending;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for ReadTurn<'_> {
+    fn drop(&mut self) {
+        let mut turns = self.limiter.state.lock();
+        turns.running -= 1;
+        self.limiter.changed.notify_all();
+    }
 }
 
 /// How a chunk is got: from its file, or fetched by this reader.
@@ -113,15 +227,15 @@ impl ReadCache {
             source,
         };
         fs::create_dir_all(dir).map_err(|e| local(dir, e))?;
-        // Only a cache: whatever an earlier run left (chunks, temporary files) goes.
+        // Only a cache: the chunks and temporary files an earlier run left go. Nothing else
+        // is touched: a folder set by mistake to one holding other files loses none of them.
         for entry in fs::read_dir(dir).map_err(|e| local(dir, e))? {
-            let path = entry.map_err(|e| local(dir, e))?.path();
-            let removed = if path.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            removed.map_err(|e| local(&path, e))?;
+            let entry = entry.map_err(|e| local(dir, e))?;
+            let is_file = entry.file_type().map_err(|e| local(dir, e))?.is_file();
+            if is_file && is_own_file_name(&entry.file_name()) {
+                let path = entry.path();
+                fs::remove_file(&path).map_err(|e| local(&path, e))?;
+            }
         }
         Ok(ReadCache {
             dir: dir.to_path_buf(),
@@ -131,7 +245,78 @@ impl ReadCache {
             metrics,
             state: Mutex::new(State::default()),
             fetched: Condvar::new(),
+            held: AtomicU64::new(0),
+            indexes: Mutex::new(ParsedIndexes {
+                max_entries: MAX_PARSED_INDEX_ENTRIES,
+                held_entries: 0,
+                tick: 0,
+                by_key: HashMap::new(),
+                lru: BTreeMap::new(),
+            }),
+            reads: ReadLimiter::new(
+                super::DEFAULT_READER_THREADS,
+                super::DEFAULT_READER_MAX_PENDING_TASKS,
+            ),
         })
+    }
+
+    /// The same cache with `threads` remote reads at once and `max_pending` waiting
+    /// (`remote.log.reader.threads`, `remote.log.reader.max.pending.tasks`).
+    pub fn with_read_limits(mut self, threads: usize, max_pending: usize) -> ReadCache {
+        self.reads = ReadLimiter::new(threads, max_pending);
+        self
+    }
+
+    /// The store-wide limit on remote reads: every reader takes a turn for each read.
+    pub fn reads(&self) -> &ReadLimiter {
+        &self.reads
+    }
+
+    /// The parsed index of the object `key`, if kept (it becomes the most recent).
+    pub fn parsed_index(&self, key: &str) -> Option<Arc<[IndexEntry]>> {
+        let mut kept = self.indexes.lock();
+        kept.tick += 1;
+        let tick = kept.tick;
+        let (old, entries) = kept.by_key.get_mut(key).map(|(used, entries)| {
+            let old = std::mem::replace(used, tick);
+            (old, Arc::clone(entries))
+        })?;
+        kept.lru.remove(&old);
+        kept.lru.insert(tick, key.to_string());
+        Some(entries)
+    }
+
+    /// Keeps the parsed index of `key`, dropping the least recently used ones until every
+    /// reader's together fit the store-wide bound; one larger than the bound alone is not kept.
+    pub fn keep_index(&self, key: &str, entries: Arc<[IndexEntry]>) {
+        let mut kept = self.indexes.lock();
+        kept.remove(key);
+        if entries.len() > kept.max_entries {
+            return;
+        }
+        while kept.held_entries + entries.len() > kept.max_entries {
+            let Some(oldest) = kept.lru.values().next().cloned() else {
+                break;
+            };
+            kept.remove(&oldest);
+        }
+        kept.tick += 1;
+        let tick = kept.tick;
+        kept.held_entries += entries.len();
+        kept.lru.insert(tick, key.to_string());
+        kept.by_key.insert(key.to_string(), (tick, entries));
+    }
+
+    /// Parsed index entries kept now, by every reader together.
+    pub fn parsed_index_entries(&self) -> usize {
+        self.indexes.lock().held_entries
+    }
+
+    /// A smaller store-wide bound on parsed index entries (tests of the bound).
+    #[cfg(test)]
+    pub(crate) fn with_index_bound(self, max_entries: usize) -> ReadCache {
+        self.indexes.lock().max_entries = max_entries;
+        self
     }
 
     /// Bytes `range` of the object `key` (whose size is `object_len`), from cached chunks,
@@ -183,6 +368,7 @@ impl ReadCache {
     /// Forgets every chunk of `key` (the object was deleted), removing their files; a fetch
     /// of `key` in progress will not cache what it gets.
     pub fn forget(&self, key: &str) {
+        self.indexes.lock().remove(key);
         let mut state = self.state.lock();
         let ids: Vec<ChunkId> = state
             .chunks
@@ -199,10 +385,17 @@ impl ReadCache {
         }
     }
 
-    /// Bytes held now (chunk files in the folder, and files being written).
+    /// Bytes held now (chunk files in the folder, and files being written). Never waits for
+    /// the cache's lock: the metrics endpoint reads it on an async worker.
     pub fn cached_bytes(&self) -> u64 {
-        let state = self.state.lock();
-        state.cached + state.reserved
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Publishes `cached + reserved` for [`Self::cached_bytes`]; called under the state lock
+    /// after every change of either.
+    fn publish(&self, state: &State) {
+        self.held
+            .store(state.cached + state.reserved, Ordering::Release);
     }
 
     /// Chunk `n` of `key`, at least the caller's part of it (`wanted`): where the answered
@@ -338,6 +531,7 @@ impl ReadCache {
             };
         }
         state.reserved += total;
+        self.publish(&state);
         let token = state.next();
         for n in id.1..id.1 + lens.len() as u64 {
             state.in_flight.insert((id.0.clone(), n), token);
@@ -382,6 +576,7 @@ impl ReadCache {
                 if cache {
                     let mut state = self.state.lock();
                     state.reserved -= want;
+                    self.publish(&state);
                     state.in_flight.retain(|_, t| *t != token);
                     self.fetched.notify_all();
                 }
@@ -436,6 +631,7 @@ impl ReadCache {
                 let _ = fs::remove_file(self.chunk_path(file));
             }
         }
+        self.publish(&state);
         state.in_flight.retain(|_, t| *t != token);
         self.fetched.notify_all();
         drop(state);
@@ -459,6 +655,7 @@ impl ReadCache {
         if let Some(c) = state.chunks.remove(id) {
             state.lru.remove(&c.used);
             state.cached -= c.len;
+            self.publish(state);
             let path = self.chunk_path(c.file);
             if let Err(e) = fs::remove_file(&path) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -487,6 +684,28 @@ impl ReadCache {
         }
         written
     }
+}
+
+impl ParsedIndexes {
+    fn remove(&mut self, key: &str) {
+        if let Some((used, entries)) = self.by_key.remove(key) {
+            self.lru.remove(&used);
+            self.held_entries -= entries.len();
+        }
+    }
+}
+
+/// True for the names the cache writes: `<n>.chunk` and `<n>.tmp`, `n` a decimal number.
+fn is_own_file_name(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let Some((number, ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    (ext == "chunk" || ext == "tmp")
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Reads bytes `part` of a cached chunk file, which must hold exactly `file_len` bytes (= the
@@ -906,16 +1125,68 @@ mod tests {
         assert_eq!(f.folder_bytes(), 1_000);
     }
 
-    /// Opening empties the folder (chunks and temporary files of an earlier run).
+    /// Bound attacked: what opening the cache deletes. Only the cache's own files (`<n>.chunk`,
+    /// `<n>.tmp`) of an earlier run go; any other file or folder in `cache_dir` (a data
+    /// directory set there by mistake, another program's files) survives untouched.
     #[test]
-    fn open_empties_the_folder() {
+    fn open_removes_only_the_caches_own_files() {
         let f = fixture();
-        fs::write(f.cache_dir.path().join("7.chunk"), b"old").expect("write");
-        fs::write(f.cache_dir.path().join("8.tmp"), b"half").expect("write");
-        fs::create_dir(f.cache_dir.path().join("sub")).expect("mkdir");
+        let dir = f.cache_dir.path();
+        fs::write(dir.join("7.chunk"), b"old").expect("write");
+        fs::write(dir.join("8.tmp"), b"half").expect("write");
+        let foreign = [
+            "catalog",
+            "notes.txt",
+            "x.chunk",
+            "7.chunk.bak",
+            "00000000000000000000.log",
+        ];
+        for name in foreign {
+            fs::write(dir.join(name), name.as_bytes()).expect("write");
+        }
+        fs::create_dir(dir.join("1")).expect("mkdir");
+        fs::write(dir.join("1").join("9.chunk"), b"theirs").expect("write");
+        fs::create_dir(dir.join("5.chunk")).expect("mkdir");
         let cache = f.cache(10_000, 1_000);
-        assert_eq!(f.folder_files(), 0);
+        assert!(!dir.join("7.chunk").exists(), "an old chunk survived");
+        assert!(!dir.join("8.tmp").exists(), "an old temporary file survived");
+        for name in foreign {
+            assert_eq!(
+                fs::read(dir.join(name)).expect("a foreign file was deleted"),
+                name.as_bytes()
+            );
+        }
+        assert_eq!(
+            fs::read(dir.join("1").join("9.chunk")).expect("a foreign folder was emptied"),
+            b"theirs"
+        );
+        assert!(dir.join("5.chunk").is_dir(), "a foreign folder was deleted");
         assert_eq!(cache.cached_bytes(), 0);
+    }
+
+    /// Bound attacked: `cached_bytes` (read by the metrics on an async worker) never waits
+    /// for the cache's lock, which eviction holds while it removes files.
+    #[test]
+    fn cached_bytes_is_read_without_the_caches_lock() {
+        let f = fixture();
+        let cache = Arc::new(f.cache(10_000, 1_000));
+        f.object("k", 2_500);
+        cache.read("k", 2_500, 0..10).expect("read");
+        let held = cache.state.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = Arc::clone(&cache);
+        let t = std::thread::spawn(move || {
+            let _ = tx.send(reader.cached_bytes());
+        });
+        let got = rx.recv_timeout(Duration::from_secs(20));
+        let expected = held.cached + held.reserved;
+        drop(held);
+        t.join().expect("thread");
+        assert_eq!(
+            got.expect("cached_bytes waited for the cache's lock"),
+            expected
+        );
+        assert_eq!(expected, 2_000);
     }
 
     /// Bad arguments are errors, never panics or huge allocations.

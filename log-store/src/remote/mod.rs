@@ -74,7 +74,9 @@ pub trait RemoteStore: Send + Sync + std::fmt::Debug {
     /// objects are sent in parts, so memory stays bounded whatever `len` is.
     fn put(&self, key: &str, source: &mut dyn std::io::Read, len: u64) -> Result<(), RemoteError>;
 
-    /// The whole object, or `None` when there is none under `key`.
+    /// The whole object, or `None` when there is none under `key`. Only small documents
+    /// (manifests, the catalog) are got whole: an object over [`MAX_GET_BYTES`] is
+    /// [`RemoteError::Corrupt`], refused before its bytes are read.
     fn get(&self, key: &str) -> Result<Option<Bytes>, RemoteError>;
 
     /// Bytes `range` of the object under `key` (the object must hold them all).
@@ -85,7 +87,22 @@ pub trait RemoteStore: Send + Sync + std::fmt::Debug {
 
     /// The keys of every object whose key starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError>;
+
+    /// Calls `each` with every key starting with `prefix`, as the listing arrives, so a prefix
+    /// of many objects is never held whole in memory; `each` returning an error stops the
+    /// listing with it. Stores that cannot stream keep the default, which lists first.
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(String) -> Result<(), RemoteError>,
+    ) -> Result<(), RemoteError> {
+        self.list(prefix)?.into_iter().try_for_each(each)
+    }
 }
+
+/// The largest object [`RemoteStore::get`] returns: the largest manifest (or catalog copy) a
+/// store may hold. Nothing bigger is ever allocated for a whole-object get.
+pub const MAX_GET_BYTES: u64 = manifest::MAX_MANIFEST_BYTES as u64;
 
 /// What went wrong talking to the remote tier.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +119,12 @@ pub enum RemoteError {
     /// The configuration cannot work (bucket, endpoint, credentials missing or malformed).
     #[error("remote storage configuration: {0}")]
     Config(String),
+    /// Remote reads are at their store-wide bound (`reader_threads` running and
+    /// `reader_max_pending_tasks` waiting): refused at once rather than held, retried later.
+    #[error(
+        "remote reads are at their bound ({running} running, {pending} waiting); retry later"
+    )]
+    Busy { running: usize, pending: usize },
     /// The local side of a transfer failed (reading a segment file, writing the cache).
     #[error("local file {path}: {source}")]
     Local {
@@ -117,7 +140,7 @@ impl RemoteError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            RemoteError::Unavailable { .. } | RemoteError::Local { .. }
+            RemoteError::Unavailable { .. } | RemoteError::Local { .. } | RemoteError::Busy { .. }
         )
     }
 }
@@ -141,8 +164,9 @@ impl Eq for RemoteTier {}
 /// How the store uses its remote tier, under Kafka's names where Kafka has them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSettings {
-    /// The read-ahead cache's folder; `None`: `remote-cache` in the data directory. Emptied
-    /// when the store opens (it is only a cache).
+    /// The read-ahead cache's folder; `None`: `remote-cache` in the data directory. The
+    /// cache's own files in it are removed when the store opens (it is only a cache); nothing
+    /// else in the folder is touched.
     pub cache_dir: Option<PathBuf>,
     /// Bytes the read-ahead cache may hold on local disk
     /// (like `remote.log.index.file.cache.total.size.bytes`, for data as well).
@@ -160,7 +184,17 @@ pub struct RemoteSettings {
     /// Bytes per second uploads may send at most (`remote.log.manager.copy.max.bytes.per.second`);
     /// `None`: unlimited.
     pub copy_max_bytes_per_second: Option<u64>,
+    /// Remote reads (fetches, offset and timestamp look-ups below the local log start) that
+    /// run at once, store-wide (`remote.log.reader.threads`)...
+    pub reader_threads: usize,
+    /// ...and that may wait for a turn (`remote.log.reader.max.pending.tasks`); any further
+    /// one is refused at once with a retriable error instead of holding a thread.
+    pub reader_max_pending_tasks: usize,
 }
+
+/// Kafka's defaults for `remote.log.reader.threads` and `remote.log.reader.max.pending.tasks`.
+pub const DEFAULT_READER_THREADS: usize = 10;
+pub const DEFAULT_READER_MAX_PENDING_TASKS: usize = 100;
 
 impl Default for RemoteSettings {
     fn default() -> Self {
@@ -172,6 +206,8 @@ impl Default for RemoteSettings {
             retry_backoff: Duration::from_millis(500),
             retry_backoff_max: Duration::from_secs(30),
             copy_max_bytes_per_second: None,
+            reader_threads: DEFAULT_READER_THREADS,
+            reader_max_pending_tasks: DEFAULT_READER_MAX_PENDING_TASKS,
         }
     }
 }

@@ -19,7 +19,11 @@ use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{RemoteError, RemoteStore};
+use super::{RemoteError, RemoteStore, MAX_GET_BYTES};
+
+/// Keys a streamed listing hands over per request to the store's runtime: the most a listing
+/// holds in memory at once, whatever the number of objects under the prefix.
+const LIST_PAGE: usize = 1_000;
 
 /// Objects up to this size are sent with one request; larger ones in parts of this size (S3
 /// wants parts of at least 5 MiB), so an upload holds one part in memory whatever its size.
@@ -278,8 +282,35 @@ impl RemoteStore for ObjectStoreRemote {
     fn get(&self, key: &str) -> Result<Option<Bytes>, RemoteError> {
         let path = self.path(key);
         let store = Arc::clone(&self.store);
-        match self.run(key, async move { store.get(&path).await?.bytes().await }) {
-            Ok(b) => Ok(Some(b)),
+        // The size the store announces is checked before the body is read, and the body is
+        // counted as it arrives (a store may announce one size and send more): nothing over
+        // the bound is ever held.
+        let got = self.run(key, async move {
+            let result = store.get(&path).await?;
+            let size = result.meta.size;
+            if size > MAX_GET_BYTES {
+                return Ok(Err(size));
+            }
+            let mut body = bytes::BytesMut::with_capacity(size.min(1 << 20) as usize);
+            let mut stream = result.into_stream();
+            while let Some(piece) = stream.next().await {
+                let piece = piece?;
+                let len = (body.len() + piece.len()) as u64;
+                if len > MAX_GET_BYTES {
+                    return Ok(Err(len));
+                }
+                body.extend_from_slice(&piece);
+            }
+            Ok(Ok(body.freeze()))
+        });
+        match got {
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(size)) => Err(RemoteError::Corrupt {
+                key: key.to_string(),
+                reason: format!(
+                    "{size} bytes or more, over the {MAX_GET_BYTES} bytes a manifest or catalog may have"
+                ),
+            }),
             Err(RemoteError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -309,24 +340,49 @@ impl RemoteStore for ObjectStoreRemote {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError> {
-        let full = format!("{}{prefix}", self.prefix);
-        let dir = ObjectPath::from(full.trim_end_matches('/'));
-        let store = Arc::clone(&self.store);
-        let strip = self.prefix.clone();
-        let want = full.clone();
-        let keys = self.run(prefix, async move {
-            let mut out = Vec::new();
-            let mut listing = store.list(Some(&dir));
-            while let Some(meta) = listing.next().await {
-                let key = meta?.location.to_string();
-                // Listing is by folder; keep the keys the string prefix names.
-                if key.starts_with(&want) {
-                    out.push(key[strip.len()..].to_string());
-                }
-            }
-            Ok(out)
+        let mut keys = Vec::new();
+        self.list_each(prefix, &mut |key| {
+            keys.push(key);
+            Ok(())
         })?;
         Ok(keys)
+    }
+
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(String) -> Result<(), RemoteError>,
+    ) -> Result<(), RemoteError> {
+        let full = format!("{}{prefix}", self.prefix);
+        let dir = ObjectPath::from(full.trim_end_matches('/'));
+        // The listing stays on the store's runtime and is drained a page at a time, each page
+        // one call bounded by the request timeout.
+        let listing = Arc::new(tokio::sync::Mutex::new(self.store.list(Some(&dir))));
+        let strip = self.prefix.len();
+        loop {
+            let listing = Arc::clone(&listing);
+            let page = self.run(prefix, async move {
+                let mut listing = listing.lock().await;
+                let mut page = Vec::with_capacity(LIST_PAGE);
+                while page.len() < LIST_PAGE {
+                    match listing.next().await {
+                        Some(meta) => page.push(meta?.location.to_string()),
+                        None => break,
+                    }
+                }
+                Ok(page)
+            })?;
+            let last = page.len() < LIST_PAGE;
+            for key in page {
+                // Listing is by folder; keep the keys the string prefix names.
+                if key.starts_with(&full) {
+                    each(key[strip..].to_string())?;
+                }
+            }
+            if last {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -380,6 +436,68 @@ mod tests {
             .delete("topics/1-1-7/0/manifest")
             .expect("deleting twice is fine");
         assert!(store.get("topics/1-1-7/0/manifest").expect("get").is_none());
+    }
+
+    /// Bound attacked: a whole-object get (manifests, the catalog) never holds more than
+    /// MAX_GET_BYTES: a bigger object at a manifest key is Corrupt, refused on its announced
+    /// size before its body is read (the object here is sparse: 600 MiB announced).
+    #[test]
+    fn a_get_over_max_get_bytes_is_corrupt_without_reading_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("bucket");
+        let store = ObjectStoreRemote::open(RemoteConfig::filesystem(&root)).expect("store");
+        let key = "topics/1-1-7/0/manifest";
+        std::fs::create_dir_all(root.join("topics/1-1-7/0")).expect("mkdir");
+        let file = std::fs::File::create(root.join(key)).expect("create");
+        file.set_len(600 << 20).expect("sparse 600 MiB");
+        assert!(600 << 20 > MAX_GET_BYTES);
+        let got = store.get(key);
+        assert!(
+            matches!(&got, Err(RemoteError::Corrupt { key: k, .. }) if k == key),
+            "{:?}",
+            got.map(|b| b.map(|b| b.len()))
+        );
+        // One at the bound's side of it is still got whole.
+        file.set_len(1 << 10).expect("truncate");
+        assert_eq!(store.get(key).expect("get").map(|b| b.len()), Some(1 << 10));
+    }
+
+    /// Bound attacked: a listing is handed over page by page (LIST_PAGE keys per call to the
+    /// store's runtime) and can be stopped by the caller; every key comes exactly once.
+    #[test]
+    fn a_listing_streams_its_keys_a_page_at_a_time() {
+        let (_dir, store) = local();
+        let n = LIST_PAGE * 2 + 7;
+        for i in 0..n {
+            store
+                .put(&format!("topics/1-1-7/0/{i:06}.log"), &mut &b"x"[..], 1)
+                .expect("put");
+        }
+        store
+            .put("topics/1-1-70/0/other", &mut &b"x"[..], 1)
+            .expect("put");
+        let mut seen = Vec::new();
+        store
+            .list_each("topics/1-1-7/", &mut |k| {
+                seen.push(k);
+                Ok(())
+            })
+            .expect("list");
+        seen.sort();
+        let expected: Vec<String> = (0..n).map(|i| format!("topics/1-1-7/0/{i:06}.log")).collect();
+        assert_eq!(seen, expected);
+        // The caller stops it: no more keys after the error.
+        let mut taken = 0;
+        let stopped = store.list_each("topics/1-1-7/", &mut |_| {
+            taken += 1;
+            if taken == 3 {
+                Err(RemoteError::Config("enough".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(stopped, Err(RemoteError::Config(_))));
+        assert_eq!(taken, 3);
     }
 
     #[test]

@@ -1,28 +1,20 @@
 //! Reading uploaded segments: whole batches from an offset, the offset for a timestamp, the
-//! batch before an offset. A segment's index object is fetched once and kept parsed (a bounded
-//! number of them); its log is read through the read-ahead [`ReadCache`]. Every batch read is
-//! checked (envelope checksum) before it is handed out.
+//! batch before an offset. A segment's index object is fetched once and kept parsed (in the
+//! store-wide bounded set the [`ReadCache`] holds for every partition); its log is read
+//! through the read-ahead cache. Every batch read is checked (envelope checksum) before it is
+//! handed out.
 //!
 //! Every call may block on the object store: callers are the partition's blocking paths, never
-//! an async worker.
+//! an async worker. Each call first takes a turn from the store-wide read limit (Kafka's
+//! `remote.log.reader.threads` and `.max.pending.tasks`), so a slow object store holds a
+//! bounded number of threads and further reads are refused at once, retriable.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 
 use super::{PartitionPrefix, ReadCache, RemoteError, RemoteSegment};
 use crate::batch::StoredBatch;
 use crate::index::INDEX_ENTRY_LEN;
 use crate::index::{decode_prefix, find_by_relative_offset, find_by_timestamp, IndexEntry};
-
-/// Parsed indexes a reader keeps, counted in entries (about 40 bytes each in memory): 64 Ki
-/// entries, 2.5 MiB, whatever the number of segments. The most recent one is always kept, so
-/// a segment whose index alone is larger is still read with one fetch of its index.
-const MAX_CACHED_INDEX_ENTRIES: usize = 64 * 1024;
-
-/// An uploaded segment's identity: (base offset, upload epoch).
-type SegmentId = (u64, u64);
 
 /// Reads one partition's uploaded segments.
 #[derive(Debug)]
@@ -30,8 +22,6 @@ pub(crate) struct RemoteReader {
     prefix: PartitionPrefix,
     cache: Arc<ReadCache>,
     metrics: Arc<crate::metrics::StoreMetrics>,
-    /// Recently used parsed indexes, least recent first.
-    indexes: Mutex<VecDeque<(SegmentId, Arc<[IndexEntry]>)>>,
 }
 
 impl RemoteReader {
@@ -45,7 +35,6 @@ impl RemoteReader {
             prefix,
             cache,
             metrics,
-            indexes: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -63,7 +52,8 @@ impl RemoteReader {
         from: u64,
         max_bytes: u64,
     ) -> Result<Vec<StoredBatch>, RemoteError> {
-        let entries = self.index(segment)?;
+        let _turn = self.cache.reads().turn()?;
+        let entries = self.parsed_index(segment)?;
         let start = first_entry_at(segment.base_offset, &entries, from);
         let mut taken = 0u64;
         let mut count = 0usize;
@@ -121,7 +111,8 @@ impl RemoteReader {
         segment: &RemoteSegment,
         timestamp_us: u64,
     ) -> Result<Option<u64>, RemoteError> {
-        let entries = self.index(segment)?;
+        let _turn = self.cache.reads().turn()?;
+        let entries = self.parsed_index(segment)?;
         Ok(find_by_timestamp(&entries, timestamp_us)
             .map(|i| segment.base_offset + u64::from(entries[i].relative_offset)))
     }
@@ -135,7 +126,8 @@ impl RemoteReader {
         let Some(rel) = end.checked_sub(segment.base_offset) else {
             return Ok(None);
         };
-        let entries = self.index(segment)?;
+        let _turn = self.cache.reads().turn()?;
+        let entries = self.parsed_index(segment)?;
         let i = entries.partition_point(|e| u64::from(e.relative_offset) < rel);
         Ok(i.checked_sub(1)
             .map(|i| segment.base_offset + u64::from(entries[i].relative_offset)))
@@ -143,45 +135,28 @@ impl RemoteReader {
 
     /// The parsed index of `segment`, fetched (and checked against the manifest) on a miss.
     pub fn index(&self, segment: &RemoteSegment) -> Result<Arc<[IndexEntry]>, RemoteError> {
-        let id = (segment.base_offset, segment.upload_epoch);
-        {
-            let mut indexes = self.indexes.lock();
-            if let Some(i) = indexes.iter().position(|(k, _)| *k == id) {
-                let hit = indexes.remove(i).map(|(_, e)| e);
-                if let Some(entries) = hit {
-                    indexes.push_back((id, Arc::clone(&entries)));
-                    return Ok(entries);
-                }
-            }
+        let _turn = self.cache.reads().turn()?;
+        self.parsed_index(segment)
+    }
+
+    /// [`Self::index`] within a turn the caller holds.
+    fn parsed_index(&self, segment: &RemoteSegment) -> Result<Arc<[IndexEntry]>, RemoteError> {
+        let key = self.prefix.index(segment.base_offset, segment.upload_epoch);
+        if let Some(entries) = self.cache.parsed_index(&key) {
+            return Ok(entries);
         }
-        // Fetched without the lock held: a slow store never holds up hits on other indexes.
+        // Fetched without a lock held: a slow store never holds up hits on other indexes.
         let entries = self.fetch_index(segment)?;
-        let mut indexes = self.indexes.lock();
-        indexes.retain(|(k, _)| *k != id);
-        indexes.push_back((id, Arc::clone(&entries)));
-        let mut held: usize = indexes.iter().map(|(_, e)| e.len()).sum();
-        while held > MAX_CACHED_INDEX_ENTRIES && indexes.len() > 1 {
-            if let Some((_, old)) = indexes.pop_front() {
-                held -= old.len();
-            }
-        }
+        self.cache.keep_index(&key, Arc::clone(&entries));
         Ok(entries)
     }
 
     /// Forgets what is kept of `segment` (its objects are being deleted).
     pub fn forget(&self, segment: &RemoteSegment) {
-        let id = (segment.base_offset, segment.upload_epoch);
-        self.indexes.lock().retain(|(k, _)| *k != id);
         self.cache
             .forget(&self.prefix.log(segment.base_offset, segment.upload_epoch));
         self.cache
             .forget(&self.prefix.index(segment.base_offset, segment.upload_epoch));
-    }
-
-    /// Parsed indexes held now, in entries (for tests of the bound).
-    #[cfg(test)]
-    fn cached_index_entries(&self) -> usize {
-        self.indexes.lock().iter().map(|(_, e)| e.len()).sum()
     }
 
     fn fetch_index(&self, segment: &RemoteSegment) -> Result<Arc<[IndexEntry]>, RemoteError> {
@@ -242,6 +217,8 @@ fn first_entry_at(base: u64, entries: &[IndexEntry], from: u64) -> usize {
 mod tests {
     #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+    use std::time::Duration;
+
     use super::*;
     use crate::remote::{FaultyRemote, ObjectStoreRemote, RemoteConfig, RemoteStore};
 
@@ -276,70 +253,146 @@ mod tests {
         (seg, index)
     }
 
-    #[test]
-    fn parsed_indexes_stay_under_their_entry_bound() {
-        let root = tempfile::tempdir().unwrap();
+    /// A filesystem store behind a fault switch, and one cache (as the store has one) with
+    /// `max_entries` parsed index entries store-wide and `threads`/`pending` read turns.
+    fn shared_cache(
+        root: &std::path::Path,
+        max_entries: usize,
+        threads: usize,
+        pending: usize,
+    ) -> (Arc<FaultyRemote>, Arc<ReadCache>) {
         let store =
-            ObjectStoreRemote::open(RemoteConfig::filesystem(root.path().join("b"))).unwrap();
+            ObjectStoreRemote::open(RemoteConfig::filesystem(root.join("b"))).unwrap();
         let faulty = FaultyRemote::new(Arc::new(store));
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let dyn_store: Arc<dyn RemoteStore> = faulty.clone();
-        // A cache far smaller than one index: what is not fetched again is the reader's doing.
-        let cache = ReadCache::open(
-            &root.path().join("c"),
-            1 << 13,
-            1 << 12,
-            dyn_store,
-            Arc::clone(&metrics),
-        )
-        .unwrap();
-        let reader = RemoteReader::new(PartitionPrefix::new(0, 0, 1, 0), Arc::new(cache), metrics);
-        // Each index holds a third of the bound: at most three stay parsed.
-        let per = (MAX_CACHED_INDEX_ENTRIES / 3) as u64;
-        let segments: Vec<RemoteSegment> = (0..6)
-            .map(|i| {
-                let (seg, index) = segment(i * per, per);
-                let key = reader.prefix().index(seg.base_offset, seg.upload_epoch);
-                faulty
-                    .put(&key, &mut &index[..], index.len() as u64)
-                    .unwrap();
-                seg
-            })
-            .collect();
-        for seg in &segments {
-            assert_eq!(reader.index(seg).unwrap().len() as u64, per);
-            assert!(
-                reader.cached_index_entries() <= MAX_CACHED_INDEX_ENTRIES,
-                "bound MAX_CACHED_INDEX_ENTRIES exceeded"
-            );
-        }
-        faulty.reset_counts();
-        // The most recent ones are kept: no fetch.
-        reader.index(&segments[5]).unwrap();
-        reader.index(&segments[4]).unwrap();
-        assert_eq!(faulty.counts().get_ranges + faulty.counts().gets, 0);
-        // The oldest went: fetched again.
-        reader.index(&segments[0]).unwrap();
-        assert!(faulty.counts().get_ranges + faulty.counts().gets > 0);
-        // A bigger index than the bound alone is still served (and kept alone).
-        let (big, index) = segment(10 * per, MAX_CACHED_INDEX_ENTRIES as u64 + 1);
-        let key = reader.prefix().index(big.base_offset, big.upload_epoch);
+        let cache = ReadCache::open(&root.join("c"), 1 << 20, 1 << 12, dyn_store, metrics)
+            .unwrap()
+            .with_index_bound(max_entries)
+            .with_read_limits(threads, pending);
+        (faulty, Arc::new(cache))
+    }
+
+    /// A reader of partition `partition` on `cache`, and its segment of `batches` uploaded.
+    fn partition_with_segment(
+        faulty: &FaultyRemote,
+        cache: &Arc<ReadCache>,
+        partition: u32,
+        batches: u64,
+    ) -> (RemoteReader, RemoteSegment) {
+        let metrics = Arc::new(crate::metrics::StoreMetrics::default());
+        let reader = RemoteReader::new(
+            PartitionPrefix::new(0, 0, 1, partition),
+            Arc::clone(cache),
+            metrics,
+        );
+        let (seg, index) = segment(0, batches);
+        let key = reader.prefix().index(seg.base_offset, seg.upload_epoch);
         faulty
             .put(&key, &mut &index[..], index.len() as u64)
             .unwrap();
-        assert_eq!(
-            reader.index(&big).unwrap().len(),
-            MAX_CACHED_INDEX_ENTRIES + 1
-        );
-        assert_eq!(reader.cached_index_entries(), MAX_CACHED_INDEX_ENTRIES + 1);
+        (reader, seg)
+    }
+
+    /// Bound attacked: the parsed indexes of many partitions' readers together stay within
+    /// one store-wide bound (not one bound per partition), the most recent ones kept.
+    #[test]
+    fn parsed_indexes_of_every_partition_stay_under_one_store_wide_bound() {
+        let root = tempfile::tempdir().unwrap();
+        let bound = 3_000;
+        let (faulty, cache) = shared_cache(root.path(), bound, 4, 4);
+        // 20 partitions, each index a third of the bound: a per-partition bound would keep
+        // all 20 (20 000 entries).
+        let parts: Vec<(RemoteReader, RemoteSegment)> = (0..20)
+            .map(|p| partition_with_segment(&faulty, &cache, p, 1_000))
+            .collect();
+        for (reader, seg) in &parts {
+            assert_eq!(reader.index(seg).unwrap().len(), 1_000);
+            assert!(
+                cache.parsed_index_entries() <= bound,
+                "store-wide bound of {bound} parsed index entries exceeded: {}",
+                cache.parsed_index_entries()
+            );
+        }
+        assert_eq!(cache.parsed_index_entries(), bound);
+        faulty.reset_counts();
+        // The most recent ones are kept: no fetch, not even from the chunk cache's store.
+        parts[19].0.index(&parts[19].1).unwrap();
+        parts[18].0.index(&parts[18].1).unwrap();
+        assert_eq!(faulty.counts().get_ranges + faulty.counts().gets, 0);
+        // An index bigger than the whole bound is served, and not kept.
+        let (big_reader, big) = partition_with_segment(&faulty, &cache, 99, bound as u64 + 1);
+        assert_eq!(big_reader.index(&big).unwrap().len(), bound + 1);
+        assert!(cache.parsed_index_entries() <= bound);
+        // Forgetting a segment drops its parsed index.
+        parts[19].0.forget(&parts[19].1);
+        assert!(cache.parsed_index_entries() <= bound - 1_000);
         // An index that disagrees with its manifest entry is refused.
-        let mut lying = segments[1].clone();
-        lying.upload_epoch = 1;
+        let mut lying = parts[1].1.clone();
         lying.batches += 1;
-        reader.forget(&lying);
+        parts[1].0.forget(&lying);
+        parts[1].0.forget(&parts[1].1);
         assert!(matches!(
-            reader.index(&lying),
+            parts[1].0.index(&lying),
             Err(RemoteError::Corrupt { .. })
         ));
+    }
+
+    /// Bound attacked: remote reads in progress store-wide. With the object store stalled,
+    /// at most `reader_threads` reads reach it, `reader_max_pending_tasks` more wait, and any
+    /// further one is refused at once with a retriable error instead of holding a thread.
+    #[test]
+    fn remote_reads_beyond_reader_threads_and_pending_tasks_are_refused_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let (threads, pending) = (2, 1);
+        let (faulty, cache) = shared_cache(root.path(), 1 << 20, threads, pending);
+        let parts: Vec<(RemoteReader, RemoteSegment)> = (0..6)
+            .map(|p| partition_with_segment(&faulty, &cache, p, 10))
+            .collect();
+        let parts = Arc::new(parts);
+        faulty.reset_counts();
+        faulty.set_paused(true);
+        let mut held = Vec::new();
+        for i in 0..threads + pending {
+            let parts = Arc::clone(&parts);
+            held.push(std::thread::spawn(move || {
+                let (reader, seg) = &parts[i];
+                reader.index(seg).map(|e| e.len())
+            }));
+            if i < threads {
+                assert!(
+                    faulty.wait_for_held_calls(i + 1, Duration::from_secs(20)),
+                    "read {i} never reached the stalled store"
+                );
+            }
+        }
+        assert!(
+            cache
+                .reads()
+                .wait_for_pending(pending, Duration::from_secs(20)),
+            "the reads over reader_threads never queued"
+        );
+        // Full: the next reads, of any partition, are refused at once.
+        for (reader, seg) in &parts[threads + pending..] {
+            let refused = reader.index(seg).unwrap_err();
+            assert!(matches!(refused, RemoteError::Busy { .. }), "{refused}");
+            assert!(refused.is_retriable());
+            let refused = reader.read(seg, 0, 1 << 20).unwrap_err();
+            assert!(matches!(refused, RemoteError::Busy { .. }), "{refused}");
+        }
+        assert_eq!(
+            faulty.held_calls(),
+            threads,
+            "more remote reads reached the store than reader_threads"
+        );
+        assert_eq!(cache.reads().in_progress(), (threads, pending));
+        faulty.set_paused(false);
+        for h in held {
+            assert_eq!(h.join().unwrap().unwrap(), 10);
+        }
+        assert_eq!(cache.reads().in_progress(), (0, 0));
+        // Turns come back: the refused reads now succeed.
+        let (reader, seg) = &parts[threads + pending];
+        assert_eq!(reader.index(seg).unwrap().len(), 10);
     }
 }

@@ -206,7 +206,8 @@ impl Tiering {
             settings.chunk_size,
             Arc::clone(&tier.store),
             Arc::clone(&metrics),
-        )?;
+        )?
+        .with_read_limits(settings.reader_threads, settings.reader_max_pending_tasks);
         let deletions_path = data_dir.join(DELETIONS_FILE);
         let deletions = match read_durable(&deletions_path)? {
             Some(bytes) => {
