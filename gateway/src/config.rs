@@ -93,6 +93,8 @@ struct RawRemoteStorage {
     retry_backoff: String,
     retry_backoff_max: String,
     copy_max_bytes_per_second: SizeOrCount,
+    reader_threads: u32,
+    reader_max_pending_tasks: u32,
 }
 
 /// A byte figure written either as a plain integer (`0`) or as a size with a unit
@@ -642,7 +644,9 @@ impl RawConfig {
                 .filter(|&n| n >= 8)
                 .ok_or_else(|| invalid("storage", "max_open_files", "must be at least 8".into()))?,
             cleaner: self.cleaner.resolve()?,
-            remote: self.remote_storage.resolve()?,
+            remote: self
+                .remote_storage
+                .resolve(Path::new(&self.server.data_dir))?,
         };
         let kafka = self.kafka.resolve()?;
         let native_limits = connection_limits(
@@ -777,11 +781,20 @@ impl RawConfig {
 pub const MIN_REMOTE_CHUNK: u64 = 1 << 10;
 pub const MAX_REMOTE_CHUNK: u64 = 64 << 20;
 
+/// Largest `reader_threads` and `reader_max_pending_tasks`: every remote read running or
+/// waiting holds one of the server's blocking threads (tokio's pool has 512), so together
+/// they stay well below it.
+pub const MAX_REMOTE_READERS: u32 = 128;
+
+/// The read cache's default folder in the data directory: the only place inside it the cache
+/// may be.
+pub const DEFAULT_REMOTE_CACHE_DIR: &str = "remote-cache";
+
 impl RawRemoteStorage {
     /// The remote tier (`None` while `enable` is false). Every setting is checked either way;
     /// the object store's client is built only when enabled, and makes no request yet, so a
     /// server starts while its object store is down.
-    fn resolve(&self) -> Result<Option<RemoteTier>, ConfigError> {
+    fn resolve(&self, data_dir: &Path) -> Result<Option<RemoteTier>, ConfigError> {
         let invalid = |key, message: String| ConfigError::Invalid {
             section: "remote_storage",
             key,
@@ -833,8 +846,22 @@ impl RawRemoteStorage {
             SizeOrCount::Size(t) => parse_size(t),
         }
         .map_err(|m| invalid("copy_max_bytes_per_second", m))?;
+        // Kafka: atLeast(1) for both.
+        let readers = |key, n: u32| {
+            (1..=MAX_REMOTE_READERS)
+                .contains(&n)
+                .then_some(n as usize)
+                .ok_or_else(|| invalid(key, format!("must be 1..={MAX_REMOTE_READERS}, not {n}")))
+        };
+        let reader_threads = readers("reader_threads", self.reader_threads)?;
+        let reader_max_pending_tasks =
+            readers("reader_max_pending_tasks", self.reader_max_pending_tasks)?;
+        let cache_dir = text(&self.cache_dir).map(PathBuf::from);
+        if let Some(dir) = &cache_dir {
+            check_cache_dir(dir, data_dir).map_err(|m| invalid("cache_dir", m))?;
+        }
         let settings = RemoteSettings {
-            cache_dir: text(&self.cache_dir).map(PathBuf::from),
+            cache_dir,
             cache_max_bytes,
             chunk_size,
             task_interval,
@@ -842,6 +869,8 @@ impl RawRemoteStorage {
             retry_backoff_max,
             copy_max_bytes_per_second: (copy_max_bytes_per_second > 0)
                 .then_some(copy_max_bytes_per_second),
+            reader_threads,
+            reader_max_pending_tasks,
         };
         let kind = match self.kind.trim() {
             "s3" => {
@@ -903,6 +932,67 @@ impl RawRemoteStorage {
             store: Arc::new(store),
             settings,
         }))
+    }
+}
+
+/// Refuses a read-cache folder that would share files with the data directory: the same
+/// folder, one holding it, or one inside it other than the default `remote-cache`. The cache
+/// removes its own files when the server starts; its folder must be its own.
+fn check_cache_dir(cache_dir: &Path, data_dir: &Path) -> Result<(), String> {
+    let cache = full_path(cache_dir)?;
+    let data = full_path(data_dir)?;
+    if cache == data.join(DEFAULT_REMOTE_CACHE_DIR) {
+        return Ok(());
+    }
+    let clash = if cache == data {
+        "is the data directory"
+    } else if data.starts_with(&cache) {
+        "contains the data directory"
+    } else if cache.starts_with(&data) {
+        "is inside the data directory"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "'{}' {clash} ('{}'); use a folder of its own, or leave it empty for \
+         '{DEFAULT_REMOTE_CACHE_DIR}' in the data directory",
+        cache_dir.display(),
+        data_dir.display()
+    ))
+}
+
+/// `path` absolute, with `.` and `..` resolved and symbolic links followed as far as the
+/// path exists (what does not exist yet is appended as written).
+fn full_path(path: &Path) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let absolute =
+        std::path::absolute(path).map_err(|e| format!("'{}': {e}", path.display()))?;
+    let mut lexical = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    // The longest part that exists, with its links resolved, then the rest.
+    let mut rest = Vec::new();
+    let mut existing = lexical.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            out.extend(rest.iter().rev());
+            return Ok(out);
+        }
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Ok(lexical),
+        }
     }
 }
 
@@ -1760,6 +1850,8 @@ task_interval = "2 s"
 retry_backoff = "100 ms"
 retry_backoff_max = "1 s"
 copy_max_bytes_per_second = "10 MiB"
+reader_threads = 4
+reader_max_pending_tasks = 20
 "#;
         // No request is made: a server starts while its object store is down.
         let c = load_toml(text).unwrap();
@@ -1773,6 +1865,7 @@ copy_max_bytes_per_second = "10 MiB"
             (Duration::from_millis(100), Duration::from_secs(1))
         );
         assert_eq!(s.copy_max_bytes_per_second, Some(10 << 20));
+        assert_eq!((s.reader_threads, s.reader_max_pending_tasks), (4, 20));
         // The secret is not in the server config's debug form.
         assert!(!format!("{c:?}").contains("secret"), "{c:?}");
         // A plain number of bytes per second, and the environment's overrides.
@@ -1819,6 +1912,9 @@ copy_max_bytes_per_second = "10 MiB"
                 "copy_max_bytes_per_second = \"fast\"",
                 "copy_max_bytes_per_second",
             ),
+            ("reader_threads = 0", "reader_threads"),
+            ("reader_threads = 129", "reader_threads"),
+            ("reader_max_pending_tasks = 0", "reader_max_pending_tasks"),
         ] {
             let e = load_toml(&format!("[remote_storage]\n{text}\n"))
                 .unwrap_err()
@@ -1835,6 +1931,57 @@ copy_max_bytes_per_second = "10 MiB"
             e.contains("unknown config key [remote_storage] bukket"),
             "{e}"
         );
+    }
+
+    /// Bound attacked: where the read cache may be. The cache removes its own files at
+    /// start, so a `cache_dir` equal to the data directory, holding it, or inside it (other
+    /// than the default `remote-cache`) is refused with the key named, however it is spelled.
+    #[test]
+    fn a_cache_dir_sharing_the_data_dir_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("1")).unwrap();
+        let d = data.display().to_string();
+        let t = tmp.path().display().to_string();
+        let load = |cache_dir: &str| {
+            let text = format!(
+                "[server]\ndata_dir = \"{d}\"\n[remote_storage]\ncache_dir = \"{cache_dir}\"\n"
+            );
+            load_toml(&text)
+        };
+        for bad in [
+            d.clone(),
+            format!("{d}/"),
+            format!("{d}/1/.."),
+            t.clone(),
+            "/".to_string(),
+            format!("{d}/1"),
+            format!("{d}/cache"),
+            format!("{d}/remote-cache/x"),
+        ] {
+            let e = load(&bad).expect_err(&bad).to_string();
+            assert!(
+                e.starts_with("[remote_storage] cache_dir:"),
+                "{bad}: {e}"
+            );
+        }
+        for good in [
+            format!("{d}/remote-cache"),
+            format!("{t}/cache"),
+            format!("{t}/data-cache"),
+        ] {
+            let c = load(&good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            // Checked while the tier is off too; it is not on here.
+            assert!(c.store.remote.is_none(), "{good}");
+        }
+        // A relative data directory is compared as the absolute path it names.
+        let cwd = std::env::current_dir().unwrap().display().to_string();
+        let e = load_toml(&format!(
+            "[server]\ndata_dir = \"./data\"\n[remote_storage]\ncache_dir = \"{cwd}/data\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("[remote_storage] cache_dir:"), "{e}");
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

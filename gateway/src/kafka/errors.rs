@@ -120,9 +120,14 @@ fn store_error(e: &StoreError) -> ResponseError {
         StoreError::Io { .. }
         | StoreError::PartitionFailed(_)
         | StoreError::CorruptMetadata { .. } => K::KafkaStorageError,
-        // The remote tier unreachable or a remote object corrupt: a log that cannot be read
-        // now, retriable, as the local disk's failures are.
-        StoreError::Remote(_) => K::KafkaStorageError,
+        // The object store unreachable or slow, remote reads at their bound, or a local file
+        // of the transfer failing: a log that cannot be read now, retriable, as the local
+        // disk's failures are.
+        StoreError::Remote(r) if r.is_retriable() => K::KafkaStorageError,
+        // A remote object damaged or missing, or remote data with no remote tier configured:
+        // retrying will not help. Kafka's RemoteStorageException is not an ApiException, so
+        // its Errors.forException answers UNKNOWN_SERVER_ERROR (not retriable).
+        StoreError::Remote(_) => K::UnknownServerError,
         // Deleted under the request, or the server is stopping: look again and retry.
         StoreError::PartitionClosed(_) => K::NotLeaderOrFollower,
     }
@@ -308,6 +313,48 @@ mod txn_tests {
                 9
             ),
             code::INVALID_PRODUCER_ID_MAPPING
+        );
+    }
+}
+
+#[cfg(test)]
+mod remote_tests {
+    use super::*;
+    // The store's error values, built here as the store would return them.
+    use wharf_log_store::remote::RemoteError;
+
+    fn code_of(e: RemoteError) -> i16 {
+        for_broker(&BrokerError::Store(StoreError::Remote(e)))
+    }
+
+    /// Bound attacked: how long clients retry a remote failure. What recovers by itself (the
+    /// object store down, reads at their bound) is KAFKA_STORAGE_ERROR, retriable; what never
+    /// does (no remote tier, a corrupt or missing object) is UNKNOWN_SERVER_ERROR, as Kafka
+    /// answers a RemoteStorageException, so clients do not retry it forever.
+    #[test]
+    fn only_remote_failures_that_recover_are_retriable() {
+        let unavailable = RemoteError::Unavailable {
+            key: "k".into(),
+            reason: "down".into(),
+        };
+        assert_eq!(code_of(unavailable), code::KAFKA_STORAGE_ERROR);
+        let busy = RemoteError::Busy {
+            running: 10,
+            pending: 100,
+        };
+        assert_eq!(code_of(busy), code::KAFKA_STORAGE_ERROR);
+        assert_eq!(
+            code_of(RemoteError::Config("no remote tier".into())),
+            code::UNKNOWN_SERVER_ERROR
+        );
+        let corrupt = RemoteError::Corrupt {
+            key: "k".into(),
+            reason: "checksum".into(),
+        };
+        assert_eq!(code_of(corrupt), code::UNKNOWN_SERVER_ERROR);
+        assert_eq!(
+            code_of(RemoteError::NotFound("k".into())),
+            code::UNKNOWN_SERVER_ERROR
         );
     }
 }
