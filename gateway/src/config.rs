@@ -965,8 +965,7 @@ fn check_cache_dir(cache_dir: &Path, data_dir: &Path) -> Result<(), String> {
 /// path exists (what does not exist yet is appended as written).
 fn full_path(path: &Path) -> Result<PathBuf, String> {
     use std::path::Component;
-    let absolute =
-        std::path::absolute(path).map_err(|e| format!("'{}': {e}", path.display()))?;
+    let absolute = std::path::absolute(path).map_err(|e| format!("'{}': {e}", path.display()))?;
     let mut lexical = PathBuf::new();
     for c in absolute.components() {
         match c {
@@ -1960,10 +1959,7 @@ reader_max_pending_tasks = 20
             format!("{d}/remote-cache/x"),
         ] {
             let e = load(&bad).expect_err(&bad).to_string();
-            assert!(
-                e.starts_with("[remote_storage] cache_dir:"),
-                "{bad}: {e}"
-            );
+            assert!(e.starts_with("[remote_storage] cache_dir:"), "{bad}: {e}");
         }
         for good in [
             format!("{d}/remote-cache"),

@@ -1149,7 +1149,10 @@ mod tests {
         fs::create_dir(dir.join("5.chunk")).expect("mkdir");
         let cache = f.cache(10_000, 1_000);
         assert!(!dir.join("7.chunk").exists(), "an old chunk survived");
-        assert!(!dir.join("8.tmp").exists(), "an old temporary file survived");
+        assert!(
+            !dir.join("8.tmp").exists(),
+            "an old temporary file survived"
+        );
         for name in foreign {
             assert_eq!(
                 fs::read(dir.join(name)).expect("a foreign file was deleted"),

@@ -121,9 +121,7 @@ pub enum RemoteError {
     Config(String),
     /// Remote reads are at their store-wide bound (`reader_threads` running and
     /// `reader_max_pending_tasks` waiting): refused at once rather than held, retried later.
-    #[error(
-        "remote reads are at their bound ({running} running, {pending} waiting); retry later"
-    )]
+    #[error("remote reads are at their bound ({running} running, {pending} waiting); retry later")]
     Busy { running: usize, pending: usize },
     /// The local side of a transfer failed (reading a segment file, writing the cache).
     #[error("local file {path}: {source}")]

@@ -449,8 +449,9 @@ mod tests {
         let key = "topics/1-1-7/0/manifest";
         std::fs::create_dir_all(root.join("topics/1-1-7/0")).expect("mkdir");
         let file = std::fs::File::create(root.join(key)).expect("create");
-        file.set_len(600 << 20).expect("sparse 600 MiB");
-        assert!(600 << 20 > MAX_GET_BYTES);
+        const ANNOUNCED: u64 = 600 << 20;
+        const _: () = assert!(ANNOUNCED > MAX_GET_BYTES);
+        file.set_len(ANNOUNCED).expect("sparse 600 MiB");
         let got = store.get(key);
         assert!(
             matches!(&got, Err(RemoteError::Corrupt { key: k, .. }) if k == key),
@@ -484,7 +485,9 @@ mod tests {
             })
             .expect("list");
         seen.sort();
-        let expected: Vec<String> = (0..n).map(|i| format!("topics/1-1-7/0/{i:06}.log")).collect();
+        let expected: Vec<String> = (0..n)
+            .map(|i| format!("topics/1-1-7/0/{i:06}.log"))
+            .collect();
         assert_eq!(seen, expected);
         // The caller stops it: no more keys after the error.
         let mut taken = 0;

@@ -261,8 +261,7 @@ mod tests {
         threads: usize,
         pending: usize,
     ) -> (Arc<FaultyRemote>, Arc<ReadCache>) {
-        let store =
-            ObjectStoreRemote::open(RemoteConfig::filesystem(root.join("b"))).unwrap();
+        let store = ObjectStoreRemote::open(RemoteConfig::filesystem(root.join("b"))).unwrap();
         let faulty = FaultyRemote::new(Arc::new(store));
         let metrics = Arc::new(crate::metrics::StoreMetrics::default());
         let dyn_store: Arc<dyn RemoteStore> = faulty.clone();
