@@ -1022,3 +1022,48 @@ async fn a_lost_local_manifest_is_refused_not_swept() {
     assert_eq!(rig.keys(&prefix), before);
     store.close().unwrap();
 }
+
+/// Review 15, the other refusal: a local `remote-manifest` older than the bucket's by more
+/// than a crash can leave (a data-directory backup put back) is refused on the first round,
+/// not used to sweep. Bound: no object deleted, the bucket's manifest untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_manifest_more_than_one_epoch_ahead_is_refused() {
+    let rig = Rig::new();
+    let settings = TopicSettings {
+        local_retention_bytes: None,
+        ..tiered()
+    };
+    let (created, old) = {
+        let store = rig.open();
+        store.create_stream("s").unwrap();
+        let topic = store.create_topic(Ident::Id(0), "t", 1, settings).unwrap();
+        append_batches(&store, 2, 900).await;
+        store.tier_once(now_us()).unwrap();
+        let old = std::fs::read(rig.partition_dir(0).join("remote-manifest")).unwrap();
+        append_batches(&store, 3, 910).await;
+        let report = store.tier_once(now_us()).unwrap();
+        assert_eq!(report.uploaded_segments, 3, "{report:?}");
+        store.close().unwrap();
+        (topic.created_at, old)
+    };
+    std::fs::write(rig.partition_dir(0).join("remote-manifest"), old).unwrap();
+    let prefix = prefix(created, 0);
+    let before = rig.keys(&prefix);
+    assert_eq!(rig.manifest(&prefix).epoch, 4);
+
+    let store = rig.open();
+    rig.remote.reset_counts();
+    let report = store.tier_once(now_us()).unwrap();
+    assert_eq!(report.failed_partitions.len(), 1, "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("above the local 1")),
+        "{report:?}"
+    );
+    assert_eq!(rig.remote.counts().deletes, 0, "{:?}", rig.remote.counts());
+    assert_eq!(rig.keys(&prefix), before);
+    assert_eq!(rig.manifest(&prefix).epoch, 4, "not overwritten");
+    store.close().unwrap();
+}
