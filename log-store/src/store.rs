@@ -939,11 +939,17 @@ impl LogStore {
             }
             return Err(e);
         }
-        let created_us = doc
-            .stream(Ident::Id(sid))?
-            .topic(Ident::Id(tid))?
-            .created_at;
+        let (created_us, tiered) = {
+            let topic = doc.stream(Ident::Id(sid))?.topic(Ident::Id(tid))?;
+            (topic.created_at, topic.settings.remote_storage)
+        };
         self.attach_remote(sid, tid, created_us, &created);
+        if let (Some(tiering), true) = (&self.inner.tiering, tiered) {
+            let prefixes: Vec<PartitionPrefix> = (old..new)
+                .map(|p| PartitionPrefix::new(sid, tid, created_us, p))
+                .collect();
+            tiering.partitions_added(&prefixes);
+        }
         let mut catalog = self.inner.catalog.write();
         catalog.doc = doc;
         catalog

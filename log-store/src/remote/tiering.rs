@@ -187,6 +187,10 @@ pub(crate) struct Tiering {
     deletions_path: PathBuf,
     /// Bumped whenever the catalog file changes; the round stores a copy when it moved.
     catalog_generation: AtomicU64,
+    /// Partition prefixes given to a new partition while objects of a removed one with the
+    /// same number may be left there: their first round sweeps by the new (empty) manifest
+    /// instead of checking the old remote one (which would refuse the new partition).
+    recreated: Mutex<HashSet<PartitionPrefix>>,
 }
 
 impl Tiering {
@@ -241,6 +245,7 @@ impl Tiering {
             deletions: Mutex::new(deletions),
             deletions_path,
             catalog_generation: AtomicU64::new(1),
+            recreated: Mutex::new(HashSet::new()),
         })
     }
 
@@ -259,6 +264,22 @@ impl Tiering {
             Arc::clone(&self.cache),
             Arc::clone(&self.metrics),
         ))
+    }
+
+    /// `prefixes` belong to partitions just added (under the store's `changes` lock): a
+    /// pending deletion of a removed partition with the same number is taken back, and the
+    /// new partition's first round sweeps what the removed one left instead.
+    pub fn partitions_added(&self, prefixes: &[PartitionPrefix]) {
+        let pending = self.pending_deletions();
+        let stale: Vec<String> = prefixes
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .filter(|p| pending.contains(p))
+            .collect();
+        if !stale.is_empty() {
+            self.unrecord_deletions(&stale);
+        }
+        self.recreated.lock().extend(prefixes.iter().cloned());
     }
 
     /// The catalog file changed: its copy is stored again next round.
@@ -386,6 +407,14 @@ impl Tiering {
                     ..
                 } = &mut *rounds;
                 let state = partitions.entry(prefix.clone()).or_default();
+                if self.recreated.lock().remove(&prefix) {
+                    // Known not to be the bucket's old manifest's partition: no first-round
+                    // check, a sweep by the new manifest.
+                    *state = PartitionState {
+                        synced_epoch: Some(u64::MAX),
+                        ..PartitionState::default()
+                    };
+                }
                 if state.failures > 0 && now < state.retry_at_us {
                     report.backed_off_partitions.push(p.key());
                     continue;
@@ -659,14 +688,16 @@ impl Tiering {
         let Some(bytes) = self.store.get(&key)? else {
             return Ok(());
         };
+        // The local file is what disagrees with the bucket (lost, or an older copy put back).
         let refuse = |why: String| {
-            Err(StoreError::Remote(RemoteError::Corrupt {
-                key: key.clone(),
+            Err(StoreError::CorruptMetadata {
+                path: p.dir().join(super::MANIFEST_FILE),
                 reason: format!(
-                    "{why}; refusing to overwrite or sweep it (data only the bucket holds would \
-                     be lost): restore the partition's remote-manifest or remove the remote copy"
+                    "{why} ('{key}'); refusing to overwrite or sweep the bucket's copy (data \
+                     only the bucket holds would be lost): put the bucket's manifest back in \
+                     place of the local file, or remove the remote objects"
                 ),
-            }))
+            })
         };
         let remote = match RemoteManifest::decode(&bytes, &key) {
             Ok(remote) => remote,
