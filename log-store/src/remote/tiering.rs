@@ -134,7 +134,9 @@ impl Signal {
 #[derive(Debug)]
 struct PartitionState {
     /// The manifest epoch the remote copy is known to hold; `None`: not known (first round
-    /// after open), so the local manifest is stored again and the prefix swept.
+    /// after open), so the remote copy is checked, the local manifest stored again and the
+    /// prefix swept; `Some(u64::MAX)`: a new partition took over a removed one's prefix (no
+    /// check of the old copy, stored again and swept).
     synced_epoch: Option<u64>,
     /// Objects under the prefix may not all be named by the manifest.
     sweep_needed: bool,
