@@ -154,6 +154,10 @@ pub struct RemoteMetrics {
     /// Remote segments deleted by the total retention (or DeleteRecords, or purge), and bytes.
     pub remote_deleted_segments: AtomicU64,
     pub remote_deleted_bytes: AtomicU64,
+    /// Objects deleted from the remote store, whatever deleted them: the total retention (a
+    /// segment's log and index), sweeps of objects no manifest names (after a purge, a kill,
+    /// a failure) and the prefixes of deleted topics and partitions.
+    pub remote_deleted_objects: AtomicU64,
     /// Bytes served to readers from the remote tier, and the cache's chunk hits and misses
     /// (a miss fetches the chunk from the object store).
     pub read_bytes: AtomicU64,

@@ -1115,9 +1115,28 @@ impl Partition {
     /// Makes `manifest` this partition's: written durably to `remote-manifest` in the folder,
     /// then the view follows (reads, log start). Refused unless it is this partition's and its
     /// epoch is above the current one's (a purge may have installed a newer one meanwhile).
+    // The tiering thread installs through `update_manifest` (epoch check and remote put under
+    // the lock); this plain install is for tests.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn install_manifest(&self, manifest: RemoteManifest) -> Result<()> {
         let _install = self.manifest_install.lock();
         self.install_manifest_locked(manifest)
+    }
+
+    /// Calls `change` with the installed manifest under the manifest-install lock, then
+    /// installs what it returns (if anything): the tiering thread checks the epoch and stores
+    /// the manifest remotely with no other install (a purge) in between, so the remote copy
+    /// never names data a newer local manifest dropped. A purge waits for the call.
+    pub(crate) fn update_manifest(
+        &self,
+        change: impl FnOnce(&RemoteManifest) -> Result<Option<RemoteManifest>>,
+    ) -> Result<()> {
+        let _install = self.manifest_install.lock();
+        let current = Arc::clone(&self.view.read().remote);
+        match change(&current)? {
+            Some(next) => self.install_manifest_locked(next),
+            None => Ok(()),
+        }
     }
 
     fn install_manifest_locked(&self, manifest: RemoteManifest) -> Result<()> {

@@ -443,29 +443,26 @@ impl LogStore {
                 "the store has no remote tier".into(),
             ));
         };
-        let live_prefixes = {
+        // Checked when a deletion record is processed, under `changes`: a deletion in progress
+        // has then either recorded and saved, or not begun.
+        let is_live = |prefix: &str| {
+            let _changing = self.inner.changes.lock();
             let catalog = self.inner.catalog.read();
-            let mut live = std::collections::HashSet::new();
-            for s in &catalog.doc.streams {
-                for t in &s.topics {
-                    live.insert(PartitionPrefix::topic(s.id, t.id, t.created_at));
-                    for p in 0..t.partitions {
-                        live.insert(
-                            PartitionPrefix::new(s.id, t.id, t.created_at, p)
-                                .as_str()
-                                .to_string(),
-                        );
-                    }
-                }
-            }
-            live
+            catalog.doc.streams.iter().any(|s| {
+                s.topics.iter().any(|t| {
+                    PartitionPrefix::topic(s.id, t.id, t.created_at) == prefix
+                        || (0..t.partitions).any(|p| {
+                            PartitionPrefix::new(s.id, t.id, t.created_at, p).as_str() == prefix
+                        })
+                })
+            })
         };
         let catalog_path = self.inner.dir.join("catalog");
         Ok(tiering.round(RoundInput {
             now_us,
             topics: self.tiered_topics(),
             catalog_path: Some(catalog_path),
-            live_prefixes,
+            is_live: Box::new(is_live),
         }))
     }
 
@@ -942,11 +939,17 @@ impl LogStore {
             }
             return Err(e);
         }
-        let created_us = doc
-            .stream(Ident::Id(sid))?
-            .topic(Ident::Id(tid))?
-            .created_at;
+        let (created_us, tiered) = {
+            let topic = doc.stream(Ident::Id(sid))?.topic(Ident::Id(tid))?;
+            (topic.created_at, topic.settings.remote_storage)
+        };
         self.attach_remote(sid, tid, created_us, &created);
+        if let (Some(tiering), true) = (&self.inner.tiering, tiered) {
+            let prefixes: Vec<PartitionPrefix> = (old..new)
+                .map(|p| PartitionPrefix::new(sid, tid, created_us, p))
+                .collect();
+            tiering.partitions_added(&prefixes);
+        }
         let mut catalog = self.inner.catalog.write();
         catalog.doc = doc;
         catalog

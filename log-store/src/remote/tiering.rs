@@ -89,15 +89,18 @@ impl TopicWork {
 }
 
 /// What the store hands a round.
-pub(crate) struct RoundInput {
+pub(crate) struct RoundInput<'a> {
     pub now_us: u64,
     /// Topics with remote storage on.
     pub topics: Vec<TopicWork>,
     /// The local catalog file, when there is one.
     pub catalog_path: Option<PathBuf>,
-    /// Topic and partition prefixes that are in the catalog now: a recorded deletion of one of
-    /// them (the catalog change failed after the record was written) is dropped, not done.
-    pub live_prefixes: HashSet<String>,
+    /// True when a topic or partition prefix is in the catalog as it is at the call (checked
+    /// under the store's `changes` lock, so that a deletion in progress has either recorded
+    /// and saved or not started): a recorded deletion of a live prefix (its catalog change
+    /// failed after the record was written) is dropped, not done. Never a snapshot taken
+    /// before the round: a topic deleted during the round would look live and keep its objects.
+    pub is_live: Box<dyn Fn(&str) -> bool + 'a>,
 }
 
 /// Stops the tiering thread: its waits (interval, upload throttle) end when the store closes.
@@ -131,7 +134,9 @@ impl Signal {
 #[derive(Debug)]
 struct PartitionState {
     /// The manifest epoch the remote copy is known to hold; `None`: not known (first round
-    /// after open), so the local manifest is stored again and the prefix swept.
+    /// after open), so the remote copy is checked, the local manifest stored again and the
+    /// prefix swept; `Some(u64::MAX)`: a new partition took over a removed one's prefix (no
+    /// check of the old copy, stored again and swept).
     synced_epoch: Option<u64>,
     /// Objects under the prefix may not all be named by the manifest.
     sweep_needed: bool,
@@ -184,6 +189,10 @@ pub(crate) struct Tiering {
     deletions_path: PathBuf,
     /// Bumped whenever the catalog file changes; the round stores a copy when it moved.
     catalog_generation: AtomicU64,
+    /// Partition prefixes given to a new partition while objects of a removed one with the
+    /// same number may be left there: their first round sweeps by the new (empty) manifest
+    /// instead of checking the old remote one (which would refuse the new partition).
+    recreated: Mutex<HashSet<PartitionPrefix>>,
 }
 
 impl Tiering {
@@ -239,6 +248,7 @@ impl Tiering {
             deletions: Mutex::new(deletions),
             deletions_path,
             catalog_generation: AtomicU64::new(1),
+            recreated: Mutex::new(HashSet::new()),
         })
     }
 
@@ -257,6 +267,22 @@ impl Tiering {
             Arc::clone(&self.cache),
             Arc::clone(&self.metrics),
         ))
+    }
+
+    /// `prefixes` belong to partitions just added (under the store's `changes` lock): a
+    /// pending deletion of a removed partition with the same number is taken back, and the
+    /// new partition's first round sweeps what the removed one left instead.
+    pub fn partitions_added(&self, prefixes: &[PartitionPrefix]) {
+        let pending = self.pending_deletions();
+        let stale: Vec<String> = prefixes
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .filter(|p| pending.contains(p))
+            .collect();
+        if !stale.is_empty() {
+            self.unrecord_deletions(&stale);
+        }
+        self.recreated.lock().extend(prefixes.iter().cloned());
     }
 
     /// The catalog file changed: its copy is stored again next round.
@@ -348,7 +374,7 @@ impl Tiering {
 
     /// One round over `input`. Per-partition failures are counted in the report and backed
     /// off; the round goes on with the other partitions.
-    pub fn round(&self, input: RoundInput) -> TierReport {
+    pub fn round(&self, input: RoundInput<'_>) -> TierReport {
         let mut rounds = self.rounds.lock();
         let mut report = TierReport::default();
         if self.signal.stopping() {
@@ -367,6 +393,7 @@ impl Tiering {
         for topic in &input.topics {
             // Uploads (and the remote copy of the manifest) first, partition by partition.
             let mut ready = Vec::with_capacity(topic.partitions.len());
+            let mut open = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
                 if self.signal.stopping() {
                     return report;
@@ -376,12 +403,21 @@ impl Tiering {
                 if !p.is_open() {
                     continue;
                 }
+                open.push((Arc::clone(p), prefix.clone()));
                 let Rounds {
                     partitions,
                     throttle,
                     ..
                 } = &mut *rounds;
                 let state = partitions.entry(prefix.clone()).or_default();
+                if self.recreated.lock().remove(&prefix) {
+                    // Known not to be the bucket's old manifest's partition: no first-round
+                    // check, a sweep by the new manifest.
+                    *state = PartitionState {
+                        synced_epoch: Some(u64::MAX),
+                        ..PartitionState::default()
+                    };
+                }
                 if state.failures > 0 && now < state.retry_at_us {
                     report.backed_off_partitions.push(p.key());
                     continue;
@@ -394,10 +430,16 @@ impl Tiering {
             if self.signal.stopping() {
                 return report;
             }
-            // Then the retentions, over the partitions that reached the store.
-            let local = self.local_retention(topic, &ready, now, &mut report);
+            // The local retention over every open partition, the store reachable or not: it
+            // deletes only what the installed (durable) manifest names, local work that never
+            // waits for the object store. The total retention (remote work) runs over the
+            // partitions that reached the store.
+            let local = self.local_retention(topic, &open, now, &mut report);
             for (key, e) in local {
-                if let Some((p, prefix)) = ready.iter().find(|(p, _)| p.key() == key) {
+                if report.failed_partitions.contains(&key) {
+                    continue;
+                }
+                if let Some((p, prefix)) = open.iter().find(|(p, _)| p.key() == key) {
                     let state = rounds.partitions.entry(prefix.clone()).or_default();
                     self.failed(p, state, now, e, &mut report);
                 }
@@ -422,7 +464,12 @@ impl Tiering {
         rounds.partitions.retain(|k, _| seen.contains(k));
         if store_work && !self.signal.stopping() {
             let before = report.errors.len();
-            self.delete_prefixes(&input.live_prefixes, &mut report);
+            // Not while the bucket's catalog copy is behind (its put failed, or the catalog
+            // changed since): it would name topics whose objects are gone, and a restore
+            // would bring them back empty.
+            if !store_failed {
+                self.delete_prefixes(&rounds, input.is_live.as_ref(), &mut report);
+            }
             if store_failed || report.errors.len() > before {
                 rounds.store_failures = rounds.store_failures.saturating_add(1);
                 let delay = self.backoff(rounds.store_failures);
@@ -524,7 +571,8 @@ impl Tiering {
     }
 
     /// Brings the remote copy of the manifest in line, sweeps when needed, then uploads the
-    /// sealed segments not uploaded yet and installs the manifest naming them.
+    /// sealed segments not uploaded yet, committing each (manifest stored remotely, then
+    /// installed) as soon as its objects are up: a close or a kill keeps what finished.
     fn copy_partition(
         &self,
         topic: &TopicWork,
@@ -534,73 +582,192 @@ impl Tiering {
         throttle: &mut Throttle,
         report: &mut TierReport,
     ) -> Result<()> {
-        let mut manifest = current_manifest(topic, p);
-        if state.synced_epoch != Some(manifest.epoch) {
-            // Someone else installed it (a purge, DeleteRecords) or this is the first round
-            // since open: the remote copy may be older.
-            if manifest.epoch > 0 {
-                self.put_bytes(&prefix.manifest(), &manifest.encode())?;
-            }
-            state.synced_epoch = Some(manifest.epoch);
+        let installed = p.remote_manifest().epoch;
+        if state.synced_epoch != Some(installed) {
+            // Someone else installed it (a purge) or this is the first round since open: the
+            // remote copy may be older (or, first round, not ours: checked before any sweep).
+            let first = state.synced_epoch.is_none();
+            state.synced_epoch = Some(self.publish_installed(topic, p, prefix, first)?);
             state.sweep_needed = true;
         }
         if self.signal.stopping() {
             return Ok(());
         }
         if state.sweep_needed {
+            let manifest = current_manifest(topic, p);
             report.orphans_deleted += self.sweep(prefix, &manifest)?;
             state.sweep_needed = false;
         }
         let candidates = p.upload_candidates();
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        // The epoch of the manifest that will name them is part of their keys; a retry after
-        // a failure or a kill overwrites the same keys.
-        let epoch = manifest.epoch + 1;
-        let mut next = manifest.clone();
-        next.epoch = epoch;
-        let mut failure = None;
-        let mut bytes = 0;
         for c in &candidates {
             if self.signal.stopping() {
                 return Ok(());
             }
-            if next
+            let manifest = current_manifest(topic, p);
+            if manifest
                 .next_offset()
                 .is_some_and(|end| c.segment.base_offset < end)
             {
                 continue;
             }
-            match self.upload_segment(prefix, epoch, c, throttle) {
-                Ok(segment) => {
-                    bytes += segment.log_size;
-                    next.segments.push(segment);
+            // The epoch of the manifest that will name it is part of its keys; a retry after
+            // a failure or a kill overwrites the same keys.
+            let epoch = manifest.epoch + 1;
+            let segment = match self.upload_segment(prefix, epoch, c, throttle) {
+                Ok(segment) => segment,
+                Err(e) => {
+                    // What went up may never be named (the retry can come under another
+                    // epoch, or the segment may be gone by then).
+                    state.sweep_needed = true;
+                    return Err(e);
+                }
+            };
+            // Committed even when the store is closing: the objects are whole.
+            let bytes = segment.log_size;
+            let mut next = manifest.clone();
+            next.epoch = epoch;
+            next.segments.push(segment);
+            match self.commit(p, prefix, manifest.epoch, next) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // A purge installed a newer manifest meanwhile: the objects just put are
+                    // not named by it; its copy goes up and the next round sweeps them.
+                    state.sweep_needed = true;
+                    let installed = self.publish_installed(topic, p, prefix, false)?;
+                    state.synced_epoch = Some(installed);
+                    return Ok(());
                 }
                 Err(e) => {
-                    failure = Some(e);
-                    break;
+                    state.sweep_needed = true;
+                    return Err(e);
                 }
             }
-        }
-        let added = (next.segments.len() - manifest.segments.len()) as u64;
-        if added > 0 && !self.signal.stopping() {
-            // What was uploaded is committed even when a later segment failed.
-            self.put_bytes(&prefix.manifest(), &next.encode())?;
-            p.install_manifest(next.clone())?;
             state.synced_epoch = Some(epoch);
             let m = &self.metrics.remote;
-            RemoteMetrics::add(&m.uploaded_segments, added);
+            RemoteMetrics::add(&m.uploaded_segments, 1);
             RemoteMetrics::add(&m.uploaded_bytes, bytes);
-            report.uploaded_segments += added;
+            report.uploaded_segments += 1;
             report.uploaded_bytes += bytes;
-            manifest = next;
         }
-        let _ = manifest;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
+        Ok(())
+    }
+
+    /// Stores the installed manifest remotely (when anything was ever installed), under the
+    /// partition's manifest-install lock so that no install overtakes the put. Returns its
+    /// epoch. `first` (the first round since open): the remote copy is read first, and a copy
+    /// that is not this partition's, or that is ahead of what a crash can leave (more than one
+    /// epoch above, or naming remote-only data the local manifest lost) is refused: sweeping by
+    /// the local manifest would delete data only the bucket holds.
+    fn publish_installed(
+        &self,
+        topic: &TopicWork,
+        p: &Partition,
+        prefix: &PartitionPrefix,
+        first: bool,
+    ) -> Result<u64> {
+        let mut epoch = 0;
+        p.update_manifest(|installed| {
+            if first {
+                self.check_remote_manifest(topic, p, prefix, installed)?;
+            }
+            if installed.epoch > 0 {
+                self.put_bytes(&prefix.manifest(), &installed.encode())?;
+            }
+            epoch = installed.epoch;
+            Ok(None)
+        })?;
+        Ok(epoch)
+    }
+
+    /// The first round's check of the remote manifest against the installed one.
+    fn check_remote_manifest(
+        &self,
+        topic: &TopicWork,
+        p: &Partition,
+        prefix: &PartitionPrefix,
+        installed: &RemoteManifest,
+    ) -> Result<()> {
+        let key = prefix.manifest();
+        let Some(bytes) = self.store.get(&key)? else {
+            return Ok(());
+        };
+        // The local file is what disagrees with the bucket (lost, or an older copy put back).
+        let refuse = |why: String| {
+            Err(StoreError::CorruptMetadata {
+                path: p.dir().join(super::MANIFEST_FILE),
+                reason: format!(
+                    "{why} ('{key}'); refusing to overwrite or sweep the bucket's copy (data \
+                     only the bucket holds would be lost): put the bucket's manifest back in \
+                     place of the local file, or remove the remote objects"
+                ),
+            })
+        };
+        let remote = match RemoteManifest::decode(&bytes, &key) {
+            Ok(remote) => remote,
+            // A damaged copy is replaced by the durable local one, when there is one.
+            Err(_) if installed.epoch > 0 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if (
+            remote.stream,
+            remote.topic,
+            remote.topic_created_us,
+            remote.partition,
+        ) != (
+            topic.stream,
+            topic.topic,
+            topic.created_us,
+            p.key().partition,
+        ) {
+            return refuse("the remote manifest is another partition's".into());
         }
+        if remote.epoch > installed.epoch.saturating_add(1) {
+            return refuse(format!(
+                "the remote manifest's epoch {} is above the local {} + 1",
+                remote.epoch, installed.epoch
+            ));
+        }
+        // A crash between the remote put and the local install leaves the remote copy one
+        // epoch ahead, naming segments still on local disk. Segments below the local data that
+        // the local manifest does not name are only in the bucket: the local file was lost.
+        let local_start = p.local_log_start_offset();
+        let remote_only = remote.segments.iter().any(|s| {
+            s.base_offset < local_start
+                && !installed
+                    .segments
+                    .iter()
+                    .any(|i| (i.base_offset, i.upload_epoch) == (s.base_offset, s.upload_epoch))
+        });
+        if remote_only {
+            return refuse(format!(
+                "the remote manifest (epoch {}) names segments below the local log start \
+                 {local_start} that the local one (epoch {}) does not",
+                remote.epoch, installed.epoch
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stores `next` remotely and installs it, both under the partition's manifest-install
+    /// lock, if the installed epoch is still `expected`. False: another install (a purge) came
+    /// first and nothing was stored.
+    fn commit(
+        &self,
+        p: &Partition,
+        prefix: &PartitionPrefix,
+        expected: u64,
+        next: RemoteManifest,
+    ) -> Result<bool> {
+        let mut committed = false;
+        p.update_manifest(|installed| {
+            if installed.epoch != expected {
+                return Ok(None);
+            }
+            self.put_bytes(&prefix.manifest(), &next.encode())?;
+            committed = true;
+            Ok(Some(next))
+        })?;
+        Ok(committed)
     }
 
     /// Uploads one segment's log (streamed from its file, CRC-32C computed on the way, at most
@@ -663,6 +830,7 @@ impl Tiering {
             if !named.contains(&key) {
                 self.store.delete(&key)?;
                 self.cache.forget(&key);
+                RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
                 deleted += 1;
             }
         }
@@ -893,8 +1061,11 @@ impl Tiering {
     ) -> Result<()> {
         let mut next = plan.next.clone();
         next.epoch = plan.current.epoch + 1;
-        self.put_bytes(&plan.prefix.manifest(), &next.encode())?;
-        plan.p.install_manifest(next.clone())?;
+        if !self.commit(&plan.p, &plan.prefix, plan.current.epoch, next.clone())? {
+            // A purge installed a newer manifest meanwhile: nothing was stored; the next
+            // round stores the purge's manifest and sweeps.
+            return Ok(());
+        }
         state.synced_epoch = Some(next.epoch);
         let kept: HashSet<(u64, u64)> = next
             .segments
@@ -913,13 +1084,11 @@ impl Tiering {
             let index = plan.prefix.index(s.base_offset, s.upload_epoch);
             self.cache.forget(&log);
             // The manifest no longer names them: a failed deletion leaves orphans for the sweep.
-            if self
-                .store
-                .delete(&log)
-                .and_then(|()| self.store.delete(&index))
-                .is_err()
-            {
-                state.sweep_needed = true;
+            for key in [&log, &index] {
+                match self.store.delete(key) {
+                    Ok(()) => RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1),
+                    Err(_) => state.sweep_needed = true,
+                }
             }
             let m = &self.metrics.remote;
             RemoteMetrics::add(&m.remote_deleted_segments, 1);
@@ -930,18 +1099,30 @@ impl Tiering {
         Ok(())
     }
 
-    /// Empties the prefixes of deleted topics and partitions, then drops their records.
-    fn delete_prefixes(&self, live: &HashSet<String>, report: &mut TierReport) {
+    /// Empties the prefixes of deleted topics and partitions, then drops their records. Each
+    /// record is checked against the catalog as it is then (`is_live`), and only while the
+    /// bucket's catalog copy is that of the catalog now (else the rest waits for the next
+    /// round, after the copy).
+    fn delete_prefixes(
+        &self,
+        rounds: &Rounds,
+        is_live: &dyn Fn(&str) -> bool,
+        report: &mut TierReport,
+    ) {
         let pending = self.pending_deletions();
         let mut done = Vec::new();
         for prefix in pending {
             if self.signal.stopping() {
                 break;
             }
-            if live.contains(&prefix) {
+            if is_live(&prefix) {
                 // The catalog change that recorded it did not happen.
                 done.push(prefix);
                 continue;
+            }
+            // Read after the check: a catalog saved meanwhile only makes this stricter.
+            if rounds.catalog_uploaded != self.catalog_generation.load(Ordering::Acquire) {
+                break;
             }
             let emptied = self.store.list(&prefix).and_then(|keys| {
                 let mut n = 0;
@@ -954,6 +1135,7 @@ impl Tiering {
                     }
                     self.store.delete(&key)?;
                     self.cache.forget(&key);
+                    RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
                     n += 1;
                 }
                 Ok(n)
