@@ -11,6 +11,7 @@ use toml::{Table, Value};
 
 use wharf_log_store::remote::{
     ObjectStoreRemote, RemoteConfig, RemoteKind, RemoteSettings, RemoteTier, S3Config,
+    MAX_MANIFEST_SEGMENTS,
 };
 use wharf_log_store::{Durability, StoreConfig};
 
@@ -93,6 +94,7 @@ struct RawRemoteStorage {
     retry_backoff: String,
     retry_backoff_max: String,
     copy_max_bytes_per_second: SizeOrCount,
+    manifest_max_segments: i64,
 }
 
 /// A byte figure written either as a plain integer (`0`) or as a size with a unit
@@ -833,6 +835,15 @@ impl RawRemoteStorage {
             SizeOrCount::Size(t) => parse_size(t),
         }
         .map_err(|m| invalid("copy_max_bytes_per_second", m))?;
+        let manifest_max_segments = usize::try_from(self.manifest_max_segments)
+            .ok()
+            .filter(|n| (1..=MAX_MANIFEST_SEGMENTS).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "manifest_max_segments",
+                    format!("must be 1..={MAX_MANIFEST_SEGMENTS}"),
+                )
+            })?;
         let settings = RemoteSettings {
             cache_dir: text(&self.cache_dir).map(PathBuf::from),
             cache_max_bytes,
@@ -842,6 +853,7 @@ impl RawRemoteStorage {
             retry_backoff_max,
             copy_max_bytes_per_second: (copy_max_bytes_per_second > 0)
                 .then_some(copy_max_bytes_per_second),
+            manifest_max_segments,
         };
         let kind = match self.kind.trim() {
             "s3" => {
@@ -1787,6 +1799,29 @@ copy_max_bytes_per_second = "10 MiB"
         let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
         let tier = c.store.remote.expect("a remote tier from the environment");
         assert_eq!(tier.settings.copy_max_bytes_per_second, Some(4096));
+    }
+
+    /// Bound: `manifest_max_segments` in 1..=MAX_MANIFEST_SEGMENTS (what a manifest that
+    /// reads back may name).
+    #[test]
+    fn manifest_max_segments_is_read_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = format!(
+            "[remote_storage]\nenable = true\nkind = \"filesystem\"\nroot = \"{}\"\n",
+            dir.path().join("archive").display()
+        );
+        let c = load_toml(&format!("{base}manifest_max_segments = 50\n")).unwrap();
+        let tier = c.store.remote.expect("a remote tier");
+        assert_eq!(tier.settings.manifest_max_segments, 50);
+        for bad in [0, -1, MAX_MANIFEST_SEGMENTS as i64 + 1] {
+            let e = load_toml(&format!("{base}manifest_max_segments = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("[remote_storage] manifest_max_segments: must be 1..=1048576"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -55,7 +55,9 @@ mod tiering;
 pub(crate) use cache::ReadCache;
 #[doc(hidden)]
 pub use faults::{FaultyRemote, RemoteCallCounts};
-pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION};
+#[cfg(test)]
+pub(crate) use manifest::CLONES;
+pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION, MAX_MANIFEST_SEGMENTS};
 pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind, S3Config};
 #[allow(unused_imports)]
 pub(crate) use reader::RemoteReader;
@@ -102,6 +104,16 @@ pub enum RemoteError {
     /// The configuration cannot work (bucket, endpoint, credentials missing or malformed).
     #[error("remote storage configuration: {0}")]
     Config(String),
+    /// A partition's manifest would name more segments than the bound
+    /// ([`RemoteSettings::manifest_max_segments`], at most [`MAX_MANIFEST_SEGMENTS`]): it is
+    /// not written, and the partition's uploads stop until retention shrinks its manifest or the
+    /// bound is raised (its local data is kept meanwhile).
+    #[error("the remote manifest of partition {partition} would name {segments} segments, over the bound of {max} (remote_storage.manifest_max_segments); uploads of this partition stop until retention shrinks it or the bound is raised")]
+    ManifestFull {
+        partition: String,
+        segments: usize,
+        max: usize,
+    },
     /// The local side of a transfer failed (reading a segment file, writing the cache).
     #[error("local file {path}: {source}")]
     Local {
@@ -160,6 +172,10 @@ pub struct RemoteSettings {
     /// Bytes per second uploads may send at most (`remote.log.manager.copy.max.bytes.per.second`);
     /// `None`: unlimited.
     pub copy_max_bytes_per_second: Option<u64>,
+    /// The most segments one partition's manifest may name (1..=[`MAX_MANIFEST_SEGMENTS`]).
+    /// The manifest is rewritten whole on every change, so this bounds that cost; a partition
+    /// at the bound stops uploading, with an alert, until retention shrinks its manifest.
+    pub manifest_max_segments: usize,
 }
 
 impl Default for RemoteSettings {
@@ -172,6 +188,7 @@ impl Default for RemoteSettings {
             retry_backoff: Duration::from_millis(500),
             retry_backoff_max: Duration::from_secs(30),
             copy_max_bytes_per_second: None,
+            manifest_max_segments: DEFAULT_MANIFEST_MAX_SEGMENTS,
         }
     }
 }
@@ -223,6 +240,10 @@ impl PartitionPrefix {
         format!("{}{base_offset:020}-{epoch}.index", self.0)
     }
 }
+
+/// Default of [`RemoteSettings::manifest_max_segments`]: about 35 MB of manifest, 100 TB of
+/// 1 GiB segments.
+pub const DEFAULT_MANIFEST_MAX_SEGMENTS: usize = 100_000;
 
 /// The key of the catalog's copy.
 pub const CATALOG_KEY: &str = "catalog";

@@ -324,23 +324,19 @@ impl Tiering {
         self.disk.write_durable(&self.deletions_path, &bytes)
     }
 
-    /// The tier's state now, for the topics given.
+    /// The tier's state now, for the topics given: the partitions' counters summed (no
+    /// manifest or segment list is copied, so a scrape costs the same whatever their length).
     pub fn status(&self, topics: &[TopicWork]) -> RemoteStatus {
         let mut status = RemoteStatus {
             cache_bytes: self.cache.cached_bytes(),
             ..RemoteStatus::default()
         };
         for p in topics.iter().flat_map(|t| &t.partitions) {
-            let manifest = p.remote_manifest();
-            status.remote_segments += manifest.segments.len() as u64;
-            status.remote_bytes += manifest.log_bytes();
-            let uploaded_end = manifest.next_offset().unwrap_or(0);
-            for (base, size, _) in p.sealed_segments() {
-                if base >= uploaded_end {
-                    status.pending_segments += 1;
-                    status.pending_bytes += size;
-                }
-            }
+            let c = p.tier_counts();
+            status.remote_segments += c.remote_segments;
+            status.remote_bytes += c.remote_bytes;
+            status.pending_segments += c.pending_segments;
+            status.pending_bytes += c.pending_bytes;
         }
         status
     }
@@ -538,7 +534,7 @@ impl Tiering {
             // Someone else installed it (a purge, DeleteRecords) or this is the first round
             // since open: the remote copy may be older.
             if manifest.epoch > 0 {
-                self.put_bytes(&prefix.manifest(), &manifest.encode())?;
+                self.put_bytes(&prefix.manifest(), &manifest.encode()?)?;
             }
             state.synced_epoch = Some(manifest.epoch);
             state.sweep_needed = true;
@@ -554,6 +550,8 @@ impl Tiering {
         if candidates.is_empty() {
             return Ok(());
         }
+        // A manifest at its bound takes nothing more: an error (the alert) instead of uploads.
+        let room = p.manifest_room()?;
         // The epoch of the manifest that will name them is part of their keys; a retry after
         // a failure or a kill overwrites the same keys.
         let epoch = manifest.epoch + 1;
@@ -561,7 +559,7 @@ impl Tiering {
         next.epoch = epoch;
         let mut failure = None;
         let mut bytes = 0;
-        for c in &candidates {
+        for c in candidates.iter().take(room) {
             if self.signal.stopping() {
                 return Ok(());
             }
@@ -585,7 +583,7 @@ impl Tiering {
         let added = (next.segments.len() - manifest.segments.len()) as u64;
         if added > 0 && !self.signal.stopping() {
             // What was uploaded is committed even when a later segment failed.
-            self.put_bytes(&prefix.manifest(), &next.encode())?;
+            self.put_bytes(&prefix.manifest(), &next.encode()?)?;
             p.install_manifest(next.clone())?;
             state.synced_epoch = Some(epoch);
             let m = &self.metrics.remote;
@@ -892,7 +890,7 @@ impl Tiering {
     ) -> Result<()> {
         let mut next = plan.next.clone();
         next.epoch = plan.current.epoch + 1;
-        self.put_bytes(&plan.prefix.manifest(), &next.encode())?;
+        self.put_bytes(&plan.prefix.manifest(), &next.encode()?)?;
         plan.p.install_manifest(next.clone())?;
         state.synced_epoch = Some(next.epoch);
         let kept: HashSet<(u64, u64)> = next
