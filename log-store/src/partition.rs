@@ -2285,7 +2285,7 @@ mod tests {
             }),
             ..crate::StoreConfig::default()
         };
-        let (store, _) = crate::LogStore::open(&dir.path().join("data"), config).unwrap();
+        let (store, _) = crate::LogStore::open(dir.path().join("data"), config).unwrap();
         store.create_stream("s").unwrap();
         let tiered = crate::TopicSettings {
             segment_size: Some(1),

@@ -47,7 +47,7 @@ impl Rig {
             }),
             ..config()
         };
-        LogStore::open(&self.tmp.path().join("data"), config)
+        LogStore::open(self.tmp.path().join("data"), config)
             .unwrap()
             .0
     }
