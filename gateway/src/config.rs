@@ -11,6 +11,7 @@ use toml::{Table, Value};
 
 use wharf_log_store::remote::{
     ObjectStoreRemote, RemoteConfig, RemoteKind, RemoteSettings, RemoteTier, S3Config,
+    MAX_MANIFEST_SEGMENTS,
 };
 use wharf_log_store::{Durability, StoreConfig};
 
@@ -95,6 +96,7 @@ struct RawRemoteStorage {
     copy_max_bytes_per_second: SizeOrCount,
     reader_threads: u32,
     reader_max_pending_tasks: u32,
+    manifest_max_segments: i64,
 }
 
 /// A byte figure written either as a plain integer (`0`) or as a size with a unit
@@ -860,6 +862,15 @@ impl RawRemoteStorage {
         if let Some(dir) = &cache_dir {
             check_cache_dir(dir, data_dir).map_err(|m| invalid("cache_dir", m))?;
         }
+        let manifest_max_segments = usize::try_from(self.manifest_max_segments)
+            .ok()
+            .filter(|n| (1..=MAX_MANIFEST_SEGMENTS).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "manifest_max_segments",
+                    format!("must be 1..={MAX_MANIFEST_SEGMENTS}"),
+                )
+            })?;
         let settings = RemoteSettings {
             cache_dir,
             cache_max_bytes,
@@ -871,6 +882,7 @@ impl RawRemoteStorage {
                 .then_some(copy_max_bytes_per_second),
             reader_threads,
             reader_max_pending_tasks,
+            manifest_max_segments,
         };
         let kind = match self.kind.trim() {
             "s3" => {
@@ -1879,6 +1891,29 @@ reader_max_pending_tasks = 20
         let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
         let tier = c.store.remote.expect("a remote tier from the environment");
         assert_eq!(tier.settings.copy_max_bytes_per_second, Some(4096));
+    }
+
+    /// Bound: `manifest_max_segments` in 1..=MAX_MANIFEST_SEGMENTS (what a manifest that
+    /// reads back may name).
+    #[test]
+    fn manifest_max_segments_is_read_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = format!(
+            "[remote_storage]\nenable = true\nkind = \"filesystem\"\nroot = \"{}\"\n",
+            dir.path().join("archive").display()
+        );
+        let c = load_toml(&format!("{base}manifest_max_segments = 50\n")).unwrap();
+        let tier = c.store.remote.expect("a remote tier");
+        assert_eq!(tier.settings.manifest_max_segments, 50);
+        for bad in [0, -1, MAX_MANIFEST_SEGMENTS as i64 + 1] {
+            let e = load_toml(&format!("{base}manifest_max_segments = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("[remote_storage] manifest_max_segments: must be 1..=1048576"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -127,16 +127,29 @@ pub struct TopicSettings {
     pub remote_storage: bool,
     /// With remote storage: sealed segments are kept on local disk until their newest batch is
     /// this old, once uploaded (Kafka's `local.retention.ms`; 0: deleted locally as soon as
-    /// uploaded). `None`: as long as `message_expiry` (Kafka's -2). Never longer than
-    /// `message_expiry` on a topic with remote storage.
+    /// uploaded). `None`: as long as `message_expiry` (Kafka's -2);
+    /// [`LOCAL_RETENTION_FOREVER`]: kept forever (Kafka's -1, only while `message_expiry` is
+    /// `None`). Never longer than `message_expiry` on a topic with remote storage.
     #[serde(default)]
     pub local_retention: Option<Duration>,
     /// With remote storage: uploaded sealed segments are deleted locally, oldest first, while
     /// the topic's local size is above this (Kafka's `local.retention.bytes`, which Wharf
-    /// applies to the topic as a whole like `max_size`). `None`: as `max_size` (Kafka's -2).
+    /// applies to the topic as a whole like `max_size`). `None`: as `max_size` (Kafka's -2);
+    /// [`LOCAL_RETENTION_BYTES_FOREVER`]: no bound (Kafka's -1, only while `max_size` is
+    /// `None`).
     #[serde(default)]
     pub local_retention_bytes: Option<u64>,
 }
+
+/// [`TopicSettings::local_retention`] of a topic that keeps uploaded segments locally forever
+/// (Kafka's `local.retention.ms=-1`), which a describe must tell from following
+/// `message_expiry` (`None`, Kafka's -2). The largest duration: the tiering's age arithmetic
+/// saturates, so it never expires; the catalog stores it like any other value, so older
+/// catalogs read as before.
+pub const LOCAL_RETENTION_FOREVER: Duration = Duration::MAX;
+/// [`TopicSettings::local_retention_bytes`] without a bound (Kafka's
+/// `local.retention.bytes=-1`), told apart from following `max_size` (`None`).
+pub const LOCAL_RETENTION_BYTES_FOREVER: u64 = u64::MAX;
 
 impl Default for TopicSettings {
     fn default() -> Self {
@@ -198,6 +211,12 @@ impl TopicSettings {
         // segments then leave the local disk at the next tiering round.
         if self.remote_storage {
             if let (Some(local), Some(total)) = (self.local_retention, self.message_expiry) {
+                if local == LOCAL_RETENTION_FOREVER {
+                    return Err(StoreError::InvalidSetting(format!(
+                        "local retention forever (-1) with a retention of {} ms",
+                        total.as_millis()
+                    )));
+                }
                 if local > total {
                     return Err(StoreError::InvalidSetting(format!(
                         "local retention {} ms is above retention {} ms",
@@ -207,6 +226,11 @@ impl TopicSettings {
                 }
             }
             if let (Some(local), Some(total)) = (self.local_retention_bytes, self.max_size) {
+                if local == LOCAL_RETENTION_BYTES_FOREVER {
+                    return Err(StoreError::InvalidSetting(format!(
+                        "local retention unbounded (-1) with a retention of {total} bytes"
+                    )));
+                }
                 if local > total {
                     return Err(StoreError::InvalidSetting(format!(
                         "local retention {local} bytes is above retention {total} bytes"
@@ -342,6 +366,9 @@ pub(crate) struct EffectiveSettings {
     pub durability: Durability,
     pub log_append_time: bool,
     pub max_batch_bytes: u32,
+    /// The bound on the partition's remote manifest (the store's remote tier's
+    /// `manifest_max_segments`; its default without one).
+    pub manifest_max_segments: usize,
 }
 
 impl EffectiveSettings {
@@ -354,6 +381,12 @@ impl EffectiveSettings {
             max_batch_bytes: topic
                 .max_batch_bytes
                 .unwrap_or(store.default_max_batch_bytes),
+            manifest_max_segments: store
+                .remote
+                .as_ref()
+                .map_or(crate::remote::DEFAULT_MANIFEST_MAX_SEGMENTS, |r| {
+                    r.settings.manifest_max_segments
+                }),
         }
     }
 }
@@ -401,5 +434,44 @@ mod tests {
             compacted.validate().is_err(),
             "remote storage with compaction"
         );
+    }
+
+    /// Kafka's -1 (keep locally forever) is stored apart from -2 (follow the total) and
+    /// survives the catalog's JSON; a catalog written before it existed reads the same.
+    #[test]
+    fn local_retention_forever_is_kept_apart_and_round_trips_through_the_catalog() {
+        let forever = TopicSettings {
+            remote_storage: true,
+            local_retention: Some(LOCAL_RETENTION_FOREVER),
+            local_retention_bytes: Some(LOCAL_RETENTION_BYTES_FOREVER),
+            ..TopicSettings::default()
+        };
+        assert!(
+            forever.validate().is_ok(),
+            "with a total retention of forever"
+        );
+        let json = serde_json::to_string(&forever).unwrap();
+        let back: TopicSettings = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, forever);
+        assert_ne!(back.local_retention, None);
+        // A catalog from before the tiered settings existed.
+        let mut old = serde_json::to_value(TopicSettings::default()).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        for k in ["remote_storage", "local_retention", "local_retention_bytes"] {
+            fields.remove(k);
+        }
+        let read: TopicSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(read, TopicSettings::default());
+        // Kafka: -1 locally only while the total is -1 too.
+        let finite = TopicSettings {
+            message_expiry: Some(Duration::from_secs(60)),
+            ..forever.clone()
+        };
+        assert!(finite.validate().is_err());
+        let bounded = TopicSettings {
+            max_size: Some(1000),
+            ..forever
+        };
+        assert!(bounded.validate().is_err());
     }
 }

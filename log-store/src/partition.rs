@@ -20,7 +20,7 @@
 use std::fs;
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -174,6 +174,34 @@ impl View {
     }
 }
 
+/// What a partition has in the remote tier and what waits for it, kept up to date where the
+/// manifest is installed and where segments are sealed, deleted or swapped (always under the
+/// view's write lock), so that reading them (every `/metrics` scrape) copies nothing.
+#[derive(Debug, Default)]
+struct TierCounters {
+    remote_segments: AtomicU64,
+    remote_bytes: AtomicU64,
+    pending_segments: AtomicU64,
+    pending_bytes: AtomicU64,
+}
+
+/// One partition's share of [`crate::remote::RemoteStatus`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TierCounts {
+    /// Segments and `.log` bytes its installed manifest names.
+    pub remote_segments: u64,
+    pub remote_bytes: u64,
+    /// Sealed local segments holding batches, not uploaded yet, and their bytes.
+    pub pending_segments: u64,
+    pub pending_bytes: u64,
+}
+
+/// True for a sealed segment that waits to be uploaded (as `upload_candidates` picks them:
+/// from the manifest's end on, holding at least one batch).
+fn waits_for_upload(view: &View, s: &Segment) -> bool {
+    s.base_offset >= view.remote.next_offset().unwrap_or(0) && !s.entries.is_empty()
+}
+
 /// The file in a partition folder that keeps a log start set inside a segment.
 const RECORDS_START_FILE: &str = "records-start";
 
@@ -231,6 +259,8 @@ pub struct Partition {
     /// Held while a manifest is checked, written and installed, so that two installs (the
     /// tiering thread's and a purge's) never interleave and the epoch check holds.
     manifest_install: Mutex<()>,
+    /// Read by [`Partition::tier_counts`].
+    tier: TierCounters,
 }
 
 impl std::fmt::Debug for Partition {
@@ -282,7 +312,11 @@ impl Partition {
         let base = remote.next_offset().unwrap_or(0);
         let (segment, writer) = SegmentWriter::create(files, dir, base).map_err(|n| n.error)?;
         let partition = Partition::assemble(files, key, dir, settings, vec![segment], writer);
-        partition.view.write().remote = Arc::new(remote);
+        {
+            let mut view = partition.view.write();
+            view.remote = Arc::new(remote);
+            partition.recount_tier(&view);
+        }
         Ok(partition)
     }
 
@@ -337,8 +371,12 @@ impl Partition {
         let writer = SegmentWriter::resume(files, last);
         let partition = Partition::assemble(files, key, dir, settings, segments, writer);
         *partition.checkpoint.lock() = checkpoint;
-        if let Some(remote) = remote {
-            partition.view.write().remote = Arc::new(remote);
+        {
+            let mut view = partition.view.write();
+            if let Some(remote) = remote {
+                view.remote = Arc::new(remote);
+            }
+            partition.recount_tier(&view);
         }
         if let Some(doc) = crate::durable_file::read_durable(&dir.join(RECORDS_START_FILE))? {
             let start = doc
@@ -387,6 +425,7 @@ impl Partition {
             swap_failed: AtomicBool::new(false),
             remote_reader: RwLock::new(None),
             manifest_install: Mutex::new(()),
+            tier: TierCounters::default(),
         })
     }
 
@@ -703,6 +742,14 @@ impl Partition {
             self.publish_locked(&mut view, written);
             if let Some(sealed) = view.segments.last_mut() {
                 sealed.entries.seal();
+            }
+            if let Some(sealed) = view.segments.last() {
+                if waits_for_upload(&view, sealed) {
+                    self.tier.pending_segments.fetch_add(1, Ordering::Relaxed);
+                    self.tier
+                        .pending_bytes
+                        .fetch_add(sealed.size, Ordering::Relaxed);
+                }
             }
             view.segments.push(segment);
         }
@@ -1140,7 +1187,10 @@ impl Partition {
     }
 
     fn install_manifest_locked(&self, manifest: RemoteManifest) -> Result<()> {
-        let current = self.view.read().remote.epoch;
+        let (current, current_segments) = {
+            let view = self.view.read();
+            (view.remote.epoch, view.remote.segments.len())
+        };
         if (manifest.stream, manifest.topic, manifest.partition)
             != (self.key.stream, self.key.topic, self.key.partition)
         {
@@ -1155,10 +1205,76 @@ impl Partition {
                 self.key, manifest.epoch
             )));
         }
+        if manifest.segments.len() > current_segments {
+            // Only growth is refused: a manifest over a lowered bound may still shrink.
+            manifest.check_size(self.manifest_max_segments())?;
+        }
         self.disk
-            .write_durable(&self.dir.join(MANIFEST_FILE), &manifest.encode())?;
-        self.view.write().remote = Arc::new(manifest);
+            .write_durable(&self.dir.join(MANIFEST_FILE), &manifest.encode()?)?;
+        let mut view = self.view.write();
+        view.remote = Arc::new(manifest);
+        self.recount_tier(&view);
         Ok(())
+    }
+
+    /// The bound on this partition's manifest ([`RemoteSettings::manifest_max_segments`]).
+    ///
+    /// [`RemoteSettings::manifest_max_segments`]: crate::remote::RemoteSettings::manifest_max_segments
+    fn manifest_max_segments(&self) -> usize {
+        self.settings.read().manifest_max_segments
+    }
+
+    /// How many more segments the manifest may name; [`RemoteError::ManifestFull`] when none,
+    /// so that the uploader stops (and alerts) rather than uploads what it cannot commit.
+    ///
+    /// [`RemoteError::ManifestFull`]: crate::remote::RemoteError::ManifestFull
+    pub(crate) fn manifest_room(&self) -> Result<usize> {
+        let max = self.manifest_max_segments();
+        let view = self.view.read();
+        let named = view.remote.segments.len();
+        if named >= max {
+            return Err(crate::remote::RemoteError::ManifestFull {
+                partition: self.key.to_string(),
+                segments: named + 1,
+                max,
+            }
+            .into());
+        }
+        Ok(max - named)
+    }
+
+    /// What this partition has in the remote tier and what waits for it: four counters, no
+    /// copy of the manifest or of the segment list.
+    pub(crate) fn tier_counts(&self) -> TierCounts {
+        let t = &self.tier;
+        TierCounts {
+            remote_segments: t.remote_segments.load(Ordering::Relaxed),
+            remote_bytes: t.remote_bytes.load(Ordering::Relaxed),
+            pending_segments: t.pending_segments.load(Ordering::Relaxed),
+            pending_bytes: t.pending_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets the tier counters from `view` (the caller holds its write lock): after a manifest
+    /// install, a purge, a compaction swap, an open. Sealing and deleting a segment adjust
+    /// them instead.
+    fn recount_tier(&self, view: &View) {
+        let n = view.segments.len().saturating_sub(1);
+        let (mut segments, mut bytes) = (0, 0);
+        for s in view.segments[..n]
+            .iter()
+            .filter(|s| waits_for_upload(view, s))
+        {
+            segments += 1;
+            bytes += s.size;
+        }
+        let t = &self.tier;
+        t.pending_segments.store(segments, Ordering::Relaxed);
+        t.pending_bytes.store(bytes, Ordering::Relaxed);
+        t.remote_segments
+            .store(view.remote.segments.len() as u64, Ordering::Relaxed);
+        t.remote_bytes
+            .store(view.remote.log_bytes(), Ordering::Relaxed);
     }
 
     /// Deletes the oldest local sealed segment if its base offset is `base` and the manifest
@@ -1233,6 +1349,8 @@ impl Partition {
 
     /// The sealed segments, oldest first: (base offset, size, last append timestamp).
     pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, u64)> {
+        #[cfg(test)]
+        tests::SEALED_LISTS.with(|c| c.set(c.get() + 1));
         let view = self.view.read();
         let n = view.segments.len().saturating_sub(1);
         view.segments[..n]
@@ -1268,6 +1386,11 @@ impl Partition {
             let mut view = self.view.write();
             if view.segments.len() < 2 || view.segments[0].base_offset != base {
                 return Ok(None);
+            }
+            if waits_for_upload(&view, &view.segments[0]) {
+                let size = view.segments[0].size;
+                sub_counter(&self.tier.pending_segments, 1);
+                sub_counter(&self.tier.pending_bytes, size);
             }
             view.segments.remove(0)
         };
@@ -1375,7 +1498,12 @@ impl Partition {
             }
         }
         self.unsynced_sealed.lock().clear();
-        let old = std::mem::take(&mut self.view.write().segments);
+        let old = {
+            let mut view = self.view.write();
+            let old = std::mem::take(&mut view.segments);
+            self.recount_tier(&view);
+            old
+        };
         let fail = |e: StoreError| {
             // Half-purged: refuse writes until a restart recovers what is on disk.
             self.state.store(FAILED, Ordering::Release);
@@ -1401,6 +1529,7 @@ impl Partition {
         view.segments = vec![segment];
         view.high_watermark = 0;
         view.records_start = 0;
+        self.recount_tier(&view);
         drop(view);
         self.high_watermark.send_replace(0);
         Ok(())
@@ -1575,8 +1704,16 @@ impl Partition {
             }
         });
         view.segments.splice(first..first + count, new_segment);
+        self.recount_tier(&view);
         Ok(())
     }
+}
+
+/// Takes `n` from a counter, never below 0.
+fn sub_counter(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
 }
 
 /// [`Partition::batch_before`] over the local segments.
@@ -1917,6 +2054,7 @@ mod tests {
             durability: Durability::Os,
             log_append_time: false,
             max_batch_bytes: 1 << 20,
+            manifest_max_segments: crate::remote::DEFAULT_MANIFEST_MAX_SEGMENTS,
         }
     }
 
@@ -2075,7 +2213,8 @@ mod tests {
         drop(p);
         // The local disk lost, the manifest restored into an empty folder.
         let fresh = tempfile::tempdir().unwrap();
-        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode()).unwrap();
+        crate::durable_file::write_durable(&fresh.path().join(MANIFEST_FILE), &m.encode().unwrap())
+            .unwrap();
         let (p, _) = Partition::open(&files(), KEY, fresh.path(), settings()).unwrap();
         assert_eq!(p.high_watermark(), 6);
         assert_eq!(p.local_log_start_offset(), 6);
@@ -2088,6 +2227,187 @@ mod tests {
             r.base_offset, 6,
             "new appends continue after the uploaded offsets"
         );
+    }
+
+    /// Bound: `manifest_max_segments`. A manifest naming more segments than it is refused
+    /// (nothing written, nothing installed) and the uploader is told there is no room; one
+    /// that shrinks is taken even over a lowered bound.
+    #[tokio::test]
+    async fn a_manifest_over_its_bound_is_refused_and_leaves_no_room_for_uploads() {
+        use crate::remote::RemoteError;
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 4).await;
+        p.set_settings(EffectiveSettings {
+            manifest_max_segments: 2,
+            ..settings()
+        });
+        assert_eq!(p.manifest_room().unwrap(), 2);
+        let c = p.upload_candidates();
+        match p.install_manifest(uploaded(&p, &c[..3])) {
+            Err(StoreError::Remote(RemoteError::ManifestFull { segments, max, .. })) => {
+                assert_eq!((segments, max), (3, 2));
+            }
+            other => panic!("a manifest over the bound was installed: {other:?}"),
+        }
+        assert!(!dir.path().join(MANIFEST_FILE).exists(), "nothing written");
+        assert_eq!(p.last_remote_offset(), None);
+
+        let at_bound = uploaded(&p, &c[..2]);
+        p.install_manifest(at_bound.clone()).unwrap();
+        assert!(matches!(
+            p.manifest_room(),
+            Err(StoreError::Remote(RemoteError::ManifestFull {
+                segments: 3,
+                max: 2,
+                ..
+            }))
+        ));
+        p.set_settings(EffectiveSettings {
+            manifest_max_segments: 1,
+            ..settings()
+        });
+        let mut shrunk = at_bound.clone();
+        shrunk.epoch += 1;
+        shrunk.segments.truncate(1);
+        p.install_manifest(shrunk)
+            .expect("a shrinking manifest over a lowered bound");
+        p.set_settings(EffectiveSettings {
+            manifest_max_segments: 5,
+            ..settings()
+        });
+        assert_eq!(p.manifest_room().unwrap(), 4);
+    }
+
+    thread_local! {
+        /// Sealed-segment lists built by this thread ([`Partition::sealed_segments`]).
+        pub(crate) static SEALED_LISTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Bound: a status (every `/metrics` scrape) copies no manifest and builds no
+    /// sealed-segment list, whatever the number of partitions and segments: counted, the old
+    /// status made one of each per partition.
+    #[tokio::test]
+    async fn remote_status_copies_no_manifest_and_no_segment_list() {
+        use crate::remote::{
+            ObjectStoreRemote, RemoteConfig, RemoteSettings, RemoteStore, RemoteTier, CLONES,
+        };
+        use crate::Ident;
+        use std::cell::Cell;
+        let dir = tempfile::tempdir().unwrap();
+        let remote =
+            ObjectStoreRemote::open(RemoteConfig::filesystem(dir.path().join("bucket"))).unwrap();
+        let config = crate::StoreConfig {
+            background_tasks: false,
+            remote: Some(RemoteTier {
+                store: Arc::new(remote) as Arc<dyn RemoteStore>,
+                settings: RemoteSettings::default(),
+            }),
+            ..crate::StoreConfig::default()
+        };
+        let (store, _) = crate::LogStore::open(dir.path().join("data"), config).unwrap();
+        store.create_stream("s").unwrap();
+        let tiered = crate::TopicSettings {
+            segment_size: Some(1),
+            remote_storage: true,
+            ..crate::TopicSettings::default()
+        };
+        store.create_topic(Ident::Id(0), "t", 3, tiered).unwrap();
+        for partition in 0..3 {
+            let p = store
+                .partition(Ident::Id(0), Ident::Id(0), partition)
+                .unwrap();
+            for i in 0..8u8 {
+                let payload = native_payload(1, |_| vec![i; 40]);
+                p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+            }
+        }
+        assert!(store.tier_once(now_us()).unwrap().succeeded());
+        let p = store.partition(Ident::Id(0), Ident::Id(0), 0).unwrap();
+        for i in 0..3u8 {
+            let payload = native_payload(1, |_| vec![i; 40]);
+            p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+        }
+        let (clones, lists) = (CLONES.with(Cell::get), SEALED_LISTS.with(Cell::get));
+        let status = store.remote_status().unwrap();
+        assert_eq!(
+            CLONES.with(Cell::get),
+            clones,
+            "manifests cloned by a status"
+        );
+        assert_eq!(
+            SEALED_LISTS.with(Cell::get),
+            lists,
+            "sealed lists built by a status"
+        );
+        assert_eq!((status.remote_segments, status.pending_segments), (21, 3));
+        let remote_bytes: u64 = (0..3)
+            .map(|i| {
+                let p = store.partition(Ident::Id(0), Ident::Id(0), i).unwrap();
+                p.remote_manifest().log_bytes()
+            })
+            .sum();
+        assert_eq!(status.remote_bytes, remote_bytes);
+        store.close().unwrap();
+    }
+
+    /// The counters `Tiering::status` sums, against a count from scratch after each change.
+    fn counted_from_scratch(p: &Partition) -> TierCounts {
+        let m = p.remote_manifest();
+        let end = m.next_offset().unwrap_or(0);
+        let view = p.view.read();
+        let n = view.segments.len() - 1;
+        let pending: Vec<u64> = view.segments[..n]
+            .iter()
+            .filter(|s| s.base_offset >= end && !s.entries.is_empty())
+            .map(|s| s.size)
+            .collect();
+        TierCounts {
+            remote_segments: m.segments.len() as u64,
+            remote_bytes: m.log_bytes(),
+            pending_segments: pending.len() as u64,
+            pending_bytes: pending.iter().sum(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tier_counters_follow_seals_installs_deletions_reopen_and_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let counts = p.tier_counts();
+        assert_eq!(counts.pending_segments, 3);
+        assert!(counts.pending_bytes > 0);
+        assert_eq!(counts, counted_from_scratch(&p));
+        let c = p.upload_candidates();
+        p.install_manifest(uploaded(&p, &c[..2])).unwrap();
+        let counts = p.tier_counts();
+        assert_eq!((counts.remote_segments, counts.pending_segments), (2, 1));
+        assert_eq!(counts, counted_from_scratch(&p));
+        // Deleting an uploaded local copy changes neither count.
+        let first = p.sealed_segments()[0].0;
+        assert!(p.delete_uploaded_segment(first).unwrap().is_some());
+        assert_eq!(p.tier_counts(), counts);
+        // A roll seals one more waiting segment.
+        let payload = native_payload(2, |m| vec![9; 40 + m]);
+        p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+        assert_eq!(p.tier_counts().pending_segments, 2);
+        assert_eq!(p.tier_counts(), counted_from_scratch(&p));
+        let counts = p.tier_counts();
+        p.close().unwrap();
+        drop(p);
+        let (p, _) = Partition::open(&files(), KEY, dir.path(), settings()).unwrap();
+        assert_eq!(p.tier_counts(), counts, "the same after a reopen");
+        // Deleting a segment that waits (as a plain topic's retention does) takes it out.
+        for _ in 0..2 {
+            let base = p.sealed_segments()[0].0;
+            assert!(p.try_delete_oldest_segment(base).unwrap().is_some());
+        }
+        assert_eq!(p.tier_counts().pending_segments, 1);
+        assert_eq!(p.tier_counts(), counted_from_scratch(&p));
+        {
+            let _m = p.maintenance();
+            p.purge_locked().unwrap();
+        }
+        assert_eq!(p.tier_counts(), TierCounts::default());
     }
 
     #[tokio::test]

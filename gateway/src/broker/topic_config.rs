@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_log_store::remote::RemoteSettings;
-use wharf_log_store::{CleanerConfig, CleanupPolicy, Ratio};
+use wharf_log_store::{
+    CleanerConfig, CleanupPolicy, Ratio, LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER,
+};
 
 use super::{
     Broker, BrokerError, Durability, Ident, StoreConfig, StoreError, TimestampType, TopicInfo,
@@ -378,10 +380,20 @@ pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(),
         ("remote.storage.enable", Some(v)) => s.remote_storage = boolean(name, v)?,
         ("local.retention.ms", None) => s.local_retention = None,
         ("local.retention.ms", Some(v)) => {
-            s.local_retention = local_retention(name, v)?.map(Duration::from_millis)
+            s.local_retention = match local_retention(name, v)? {
+                LocalRetention::Follow => None,
+                LocalRetention::Forever => Some(LOCAL_RETENTION_FOREVER),
+                LocalRetention::Limit(ms) => Some(Duration::from_millis(ms)),
+            }
         }
         ("local.retention.bytes", None) => s.local_retention_bytes = None,
-        ("local.retention.bytes", Some(v)) => s.local_retention_bytes = local_retention(name, v)?,
+        ("local.retention.bytes", Some(v)) => {
+            s.local_retention_bytes = match local_retention(name, v)? {
+                LocalRetention::Follow => None,
+                LocalRetention::Forever => Some(LOCAL_RETENTION_BYTES_FOREVER),
+                LocalRetention::Limit(bytes) => Some(bytes),
+            }
+        }
         ("message.timestamp.type" | "compression.type", Some(v)) => {
             return Err(ConfigError(format!(
                 "{name}: '{v}' is not supported by Wharf"
@@ -407,44 +419,38 @@ fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// `local.retention.ms` or `.bytes`: at least -2 (Kafka's validator); -2 follows the total
-/// retention, and so does -1, which Kafka accepts only while the total retention is -1 too
-/// ([`check_local_forever`]). 0, as in Kafka, deletes uploaded segments locally at once.
-fn local_retention(name: &str, v: &str) -> Result<Option<u64>, ConfigError> {
+/// A `local.retention.ms` or `.bytes` value.
+enum LocalRetention {
+    /// -2: as the total retention.
+    Follow,
+    /// -1: forever, which Kafka accepts only while the total retention is -1 too
+    /// ([`check_remote`]).
+    Forever,
+    /// 0 or more (0, as in Kafka, deletes uploaded segments locally at once).
+    Limit(u64),
+}
+
+/// `local.retention.ms` or `.bytes`: at least -2 (Kafka's validator).
+fn local_retention(name: &str, v: &str) -> Result<LocalRetention, ConfigError> {
     match long(name, v)? {
-        FOLLOW_RETENTION | -1 => Ok(None),
-        n if n >= 0 => Ok(Some(n.unsigned_abs())),
+        FOLLOW_RETENTION => Ok(LocalRetention::Follow),
+        -1 => Ok(LocalRetention::Forever),
+        n if n >= 0 => Ok(LocalRetention::Limit(n.unsigned_abs())),
         n => Err(ConfigError(format!(
             "Invalid value {n} for configuration {name}: Value must be at least -2"
         ))),
     }
 }
 
-/// Kafka's rule for a local retention of -1 (keep locally forever): only while the total
-/// retention is forever too (`Value must not be -1 as retention.ms value is set as ...`).
-/// `changes` are the ones just applied to `s`.
-fn check_local_forever(s: &TopicSettings, changes: &[ConfigChange]) -> Result<(), ConfigError> {
-    if !s.remote_storage {
-        return Ok(());
+/// A local retention as Kafka describes it: -2 when it follows the total, -1 forever.
+fn local_text(follow: bool, forever: bool, value: u64) -> String {
+    if follow {
+        FOLLOW_RETENTION.to_string()
+    } else if forever {
+        "-1".into()
+    } else {
+        value.to_string()
     }
-    for c in changes {
-        let ConfigOp::Set(v) = &c.op else { continue };
-        if v.trim() != "-1" {
-            continue;
-        }
-        let (total_name, total) = match c.name.as_str() {
-            "local.retention.ms" => ("retention.ms", s.message_expiry.map(millis)),
-            "local.retention.bytes" => ("retention.bytes", s.max_size),
-            _ => continue,
-        };
-        if let Some(total) = total {
-            return Err(ConfigError(format!(
-                "Invalid value -1 for configuration {}: Value must not be -1 as {total_name} value is set as {total}.",
-                c.name
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Kafka's tiered-storage rules for a topic with `remote.storage.enable=true`
@@ -465,7 +471,13 @@ fn check_remote(s: &TopicSettings, defaults: &StoreConfig) -> Result<(), ConfigE
             "Remote log storage is unsupported for the compacted topics".into(),
         ));
     }
+    // Kafka's `validateRemoteStorageRetentionSize/Time`, on the whole resulting config.
     if let (Some(local), Some(total)) = (s.local_retention_bytes, s.max_size) {
+        if local == LOCAL_RETENTION_BYTES_FOREVER {
+            return Err(ConfigError(format!(
+                "Invalid value -1 for configuration local.retention.bytes: Value must not be -1 as retention.bytes value is set as {total}."
+            )));
+        }
         if local > total {
             return Err(ConfigError(format!(
                 "Invalid value {local} for configuration local.retention.bytes: Value must not be more than retention.bytes property value: {total}"
@@ -473,6 +485,12 @@ fn check_remote(s: &TopicSettings, defaults: &StoreConfig) -> Result<(), ConfigE
         }
     }
     if let (Some(local), Some(total)) = (s.local_retention, s.message_expiry) {
+        if local == LOCAL_RETENTION_FOREVER {
+            return Err(ConfigError(format!(
+                "Invalid value -1 for configuration local.retention.ms: Value must not be -1 as retention.ms value is set as {}.",
+                millis(total)
+            )));
+        }
         if local > total {
             return Err(ConfigError(format!(
                 "Invalid value {} for configuration local.retention.ms: Value must not be more than retention.ms property value: {}",
@@ -538,7 +556,6 @@ pub fn changed(
             "Disabling remote storage feature on the topic level is not supported.".into(),
         ));
     }
-    check_local_forever(&s, changes)?;
     check(&s, defaults)?;
     Ok(s)
 }
@@ -712,15 +729,21 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
         ),
         entry(
             "local.retention.ms",
-            s.local_retention
-                .map_or(FOLLOW_RETENTION.to_string(), |d| millis(d).to_string()),
+            local_text(
+                s.local_retention.is_none(),
+                s.local_retention == Some(LOCAL_RETENTION_FOREVER),
+                s.local_retention.map_or(0, millis),
+            ),
             topic_or(s.local_retention.is_some()),
             ConfigType::Long,
         ),
         entry(
             "local.retention.bytes",
-            s.local_retention_bytes
-                .map_or(FOLLOW_RETENTION.to_string(), |b| b.to_string()),
+            local_text(
+                s.local_retention_bytes.is_none(),
+                s.local_retention_bytes == Some(LOCAL_RETENTION_BYTES_FOREVER),
+                s.local_retention_bytes.unwrap_or(0),
+            ),
             topic_or(s.local_retention_bytes.is_some()),
             ConfigType::Long,
         ),
@@ -1404,15 +1427,63 @@ mod remote_storage_tests {
             e.contains("as retention.bytes value is set as 5000."),
             "{e}"
         );
-        // Forever locally while forever in total: the same as following it.
+        // Forever locally while forever in total: kept as -1, apart from -2.
         let s = create(&[on, ("local.retention.ms", "-1")], &server).unwrap();
-        assert_eq!(s.local_retention, None);
+        assert_eq!(s.local_retention, Some(LOCAL_RETENTION_FOREVER));
         // Equal is allowed.
         create(
             &[on, ("retention.ms", "1000"), ("local.retention.ms", "1000")],
             &server,
         )
         .unwrap();
+    }
+
+    /// Kafka describes `local.retention.ms/bytes = -1` back as -1 with source
+    /// DYNAMIC_TOPIC_CONFIG, -2 (or nothing set) as -2 with source DEFAULT; a topic at -1 may
+    /// not then get a finite total retention.
+    #[test]
+    fn local_retention_forever_round_trips_through_describe_as_minus_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = tiered(dir.path());
+        let s = create(
+            &[
+                ("remote.storage.enable", "true"),
+                ("local.retention.ms", "-1"),
+                ("local.retention.bytes", "-1"),
+            ],
+            &server,
+        )
+        .unwrap();
+        let d = describe(&s, &server);
+        for name in ["local.retention.ms", "local.retention.bytes"] {
+            let e = get(&d, name);
+            assert_eq!(
+                (e.value.as_str(), e.source),
+                ("-1", ConfigSource::DynamicTopic),
+                "{name}"
+            );
+        }
+        let mut follow = s.clone();
+        set(&mut follow, "local.retention.ms", Some("-2")).unwrap();
+        let e = get(&describe(&follow, &server), "local.retention.ms");
+        assert_eq!((e.value.as_str(), e.source), ("-2", ConfigSource::Default));
+        // Kafka checks the whole resulting config: a finite total under a local -1 is refused.
+        for (total, total_value, local) in [
+            ("retention.ms", "1000", "local.retention.ms"),
+            ("retention.bytes", "5000", "local.retention.bytes"),
+        ] {
+            let e = changed(
+                &s,
+                AlterMode::Incremental,
+                &[ConfigChange::set(total, total_value)],
+                &server,
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.0,
+                format!("Invalid value -1 for configuration {local}: Value must not be -1 as {total} value is set as {total_value}.")
+            );
+        }
     }
 
     #[test]

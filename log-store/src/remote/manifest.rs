@@ -14,8 +14,19 @@ pub const MANIFEST_VERSION: u32 = 1;
 
 const MAGIC: &[u8; 8] = b"WHARFRM1";
 const HEADER_LEN: usize = 16;
-/// A manifest larger than this is refused before it is parsed (a million segments' worth).
-pub(crate) const MAX_MANIFEST_BYTES: usize = 512 << 20;
+/// The most segments one manifest may name, whatever the configured bound
+/// ([`super::RemoteSettings::manifest_max_segments`] is at most this): `encode` refuses more,
+/// so that every manifest written fits [`MAX_MANIFEST_BYTES`] and reads back.
+pub const MAX_MANIFEST_SEGMENTS: usize = 1 << 20;
+/// The JSON of one segment entry at its longest (every number at its largest): 427 bytes,
+/// rounded up. Checked by a test.
+const MAX_SEGMENT_JSON_BYTES: usize = 512;
+/// The JSON of a manifest without its segments at its longest, rounded up well beyond it.
+const MAX_MANIFEST_HEAD_JSON_BYTES: usize = 4096;
+/// A manifest body larger than this is refused before it is parsed: what
+/// [`MAX_MANIFEST_SEGMENTS`] segments take at most (512 MiB and 4 KiB).
+pub(crate) const MAX_MANIFEST_BYTES: usize =
+    MAX_MANIFEST_HEAD_JSON_BYTES + MAX_MANIFEST_SEGMENTS * MAX_SEGMENT_JSON_BYTES;
 
 /// One uploaded segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +55,7 @@ pub struct RemoteSegment {
 }
 
 /// What a partition has in the remote store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteManifest {
     pub version: u32,
     /// Which partition this is, so that a manifest is never read for another one.
@@ -60,6 +71,30 @@ pub struct RemoteManifest {
     /// Uploaded segments, oldest first, contiguous in offsets (each one's `base_offset` is at
     /// or above the previous one's `next_offset`).
     pub segments: Vec<RemoteSegment>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Manifests cloned by this thread: tests check that what must not copy one does not.
+    pub(crate) static CLONES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// By hand only so that tests can count clones (a whole manifest is O(segments) to copy).
+impl Clone for RemoteManifest {
+    fn clone(&self) -> Self {
+        #[cfg(test)]
+        CLONES.with(|c| c.set(c.get() + 1));
+        RemoteManifest {
+            version: self.version,
+            stream: self.stream,
+            topic: self.topic,
+            topic_created_us: self.topic_created_us,
+            partition: self.partition,
+            epoch: self.epoch,
+            log_start: self.log_start,
+            segments: self.segments.clone(),
+        }
+    }
 }
 
 impl RemoteManifest {
@@ -97,15 +132,45 @@ impl RemoteManifest {
         self.segments.iter().map(|s| s.log_size).sum()
     }
 
-    /// The manifest as stored: magic, length, CRC-32C, JSON body.
-    pub fn encode(&self) -> Vec<u8> {
-        let body = serde_json::to_vec(self).unwrap_or_default();
+    /// Refuses a manifest naming more than `max` segments.
+    pub fn check_size(&self, max: usize) -> Result<(), RemoteError> {
+        if self.segments.len() > max {
+            return Err(RemoteError::ManifestFull {
+                partition: format!("{}/{}/{}", self.stream, self.topic, self.partition),
+                segments: self.segments.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// The manifest as stored: magic, length, CRC-32C, JSON body. Refused
+    /// ([`RemoteError::ManifestFull`]) when it names more than [`MAX_MANIFEST_SEGMENTS`]
+    /// segments: what is written must always be readable by [`RemoteManifest::decode`].
+    pub fn encode(&self) -> Result<Vec<u8>, RemoteError> {
+        self.check_size(MAX_MANIFEST_SEGMENTS)?;
+        let refuse = |reason: String| RemoteError::Corrupt {
+            key: format!(
+                "manifest of partition {}/{}/{}",
+                self.stream, self.topic, self.partition
+            ),
+            reason,
+        };
+        let body = serde_json::to_vec(self).map_err(|e| refuse(e.to_string()))?;
+        if body.len() > MAX_MANIFEST_BYTES {
+            // Unreachable by the bounds above (a test checks the longest entry); kept so that
+            // the promise holds whatever the fields become.
+            return Err(refuse(format!(
+                "{} bytes is over {MAX_MANIFEST_BYTES}",
+                body.len()
+            )));
+        }
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
         out.extend_from_slice(&body);
-        out
+        Ok(out)
     }
 
     /// Reads a stored manifest; `key` names it in errors. Anything but a whole, checksummed
@@ -188,7 +253,7 @@ mod tests {
     fn round_trips_and_refuses_damage() {
         let mut m = RemoteManifest::new(1, 2, 3, 4);
         m.segments = vec![seg(0, 10), seg(10, 25)];
-        let bytes = m.encode();
+        let bytes = m.encode().unwrap();
         assert_eq!(RemoteManifest::decode(&bytes, "k").ok(), Some(m.clone()));
         for cut in [0, 7, 15, bytes.len() - 1] {
             assert!(
@@ -212,7 +277,7 @@ mod tests {
     fn refuses_overlapping_segments() {
         let mut m = RemoteManifest::new(1, 2, 3, 4);
         m.segments = vec![seg(0, 10), seg(5, 25)];
-        assert!(RemoteManifest::decode(&m.encode(), "k").is_err());
+        assert!(RemoteManifest::decode(&m.encode().unwrap(), "k").is_err());
     }
 
     #[test]
@@ -226,5 +291,64 @@ mod tests {
         assert_eq!(m.next_offset(), Some(25));
         m.log_start = 12;
         assert_eq!(m.start_offset(), Some(12));
+    }
+
+    fn longest_segment() -> RemoteSegment {
+        RemoteSegment {
+            base_offset: u64::MAX,
+            upload_epoch: u64::MAX,
+            next_offset: u64::MAX,
+            log_size: u64::MAX,
+            log_crc32c: u32::MAX,
+            index_size: u64::MAX,
+            index_crc32c: u32::MAX,
+            batches: u64::MAX,
+            first_append_timestamp: u64::MAX,
+            last_append_timestamp: u64::MAX,
+            max_timestamp: u64::MAX,
+            max_timestamp_offset: u64::MAX,
+        }
+    }
+
+    /// The bound `MAX_MANIFEST_BYTES` is derived from: no entry and no head is longer than
+    /// assumed, so `MAX_MANIFEST_SEGMENTS` segments always encode to what `decode` accepts.
+    #[test]
+    fn the_longest_entry_and_head_fit_the_assumed_sizes() {
+        let mut m = RemoteManifest::new(u32::MAX, u32::MAX, u64::MAX, u32::MAX);
+        m.version = u32::MAX;
+        m.epoch = u64::MAX;
+        m.log_start = u64::MAX;
+        let head = serde_json::to_vec(&m).unwrap().len();
+        assert!(head <= MAX_MANIFEST_HEAD_JSON_BYTES, "head {head}");
+        m.segments = vec![longest_segment(); 2];
+        // Each entry adds its JSON and one comma.
+        let per_entry = (serde_json::to_vec(&m).unwrap().len() - head) / 2;
+        assert!(per_entry <= MAX_SEGMENT_JSON_BYTES, "entry {per_entry}");
+    }
+
+    /// Bound: `MAX_MANIFEST_SEGMENTS`. One more segment is refused by `encode`, so no manifest
+    /// is ever written that `decode` refuses.
+    #[test]
+    fn encode_refuses_more_segments_than_decode_reads_back() {
+        // (At the bound itself the size follows from the test above; encoding a million
+        // entries here would only cost time.)
+        let mut m = RemoteManifest::new(1, 2, 3, 4);
+        m.segments = vec![seg(0, 1); MAX_MANIFEST_SEGMENTS + 1];
+        match m.encode() {
+            Err(RemoteError::ManifestFull {
+                partition,
+                segments,
+                max,
+            }) => {
+                assert_eq!(partition, "1/2/4");
+                assert_eq!(
+                    (segments, max),
+                    (MAX_MANIFEST_SEGMENTS + 1, MAX_MANIFEST_SEGMENTS)
+                );
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|b| b.len())),
+        }
+        m.segments.truncate(3);
+        assert!(m.encode().is_ok());
     }
 }

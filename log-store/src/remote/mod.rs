@@ -55,7 +55,9 @@ mod tiering;
 pub(crate) use cache::ReadCache;
 #[doc(hidden)]
 pub use faults::{FaultyRemote, RemoteCallCounts};
-pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION};
+#[cfg(test)]
+pub(crate) use manifest::CLONES;
+pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION, MAX_MANIFEST_SEGMENTS};
 pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind, S3Config};
 #[allow(unused_imports)]
 pub(crate) use reader::RemoteReader;
@@ -123,6 +125,16 @@ pub enum RemoteError {
     /// `reader_max_pending_tasks` waiting): refused at once rather than held, retried later.
     #[error("remote reads are at their bound ({running} running, {pending} waiting); retry later")]
     Busy { running: usize, pending: usize },
+    /// A partition's manifest would name more segments than the bound
+    /// ([`RemoteSettings::manifest_max_segments`], at most [`MAX_MANIFEST_SEGMENTS`]): it is
+    /// not written, and the partition's uploads stop until retention shrinks its manifest or the
+    /// bound is raised (its local data is kept meanwhile).
+    #[error("the remote manifest of partition {partition} would name {segments} segments, over the bound of {max} (remote_storage.manifest_max_segments); uploads of this partition stop until retention shrinks it or the bound is raised")]
+    ManifestFull {
+        partition: String,
+        segments: usize,
+        max: usize,
+    },
     /// The local side of a transfer failed (reading a segment file, writing the cache).
     #[error("local file {path}: {source}")]
     Local {
@@ -188,6 +200,10 @@ pub struct RemoteSettings {
     /// ...and that may wait for a turn (`remote.log.reader.max.pending.tasks`); any further
     /// one is refused at once with a retriable error instead of holding a thread.
     pub reader_max_pending_tasks: usize,
+    /// The most segments one partition's manifest may name (1..=[`MAX_MANIFEST_SEGMENTS`]).
+    /// The manifest is rewritten whole on every change, so this bounds that cost; a partition
+    /// at the bound stops uploading, with an alert, until retention shrinks its manifest.
+    pub manifest_max_segments: usize,
 }
 
 /// Kafka's defaults for `remote.log.reader.threads` and `remote.log.reader.max.pending.tasks`.
@@ -206,6 +222,7 @@ impl Default for RemoteSettings {
             copy_max_bytes_per_second: None,
             reader_threads: DEFAULT_READER_THREADS,
             reader_max_pending_tasks: DEFAULT_READER_MAX_PENDING_TASKS,
+            manifest_max_segments: DEFAULT_MANIFEST_MAX_SEGMENTS,
         }
     }
 }
@@ -257,6 +274,10 @@ impl PartitionPrefix {
         format!("{}{base_offset:020}-{epoch}.index", self.0)
     }
 }
+
+/// Default of [`RemoteSettings::manifest_max_segments`]: about 35 MB of manifest, 100 TB of
+/// 1 GiB segments.
+pub const DEFAULT_MANIFEST_MAX_SEGMENTS: usize = 100_000;
 
 /// The key of the catalog's copy.
 pub const CATALOG_KEY: &str = "catalog";

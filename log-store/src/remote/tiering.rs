@@ -351,23 +351,19 @@ impl Tiering {
         self.disk.write_durable(&self.deletions_path, &bytes)
     }
 
-    /// The tier's state now, for the topics given.
+    /// The tier's state now, for the topics given: the partitions' counters summed (no
+    /// manifest or segment list is copied, so a scrape costs the same whatever their length).
     pub fn status(&self, topics: &[TopicWork]) -> RemoteStatus {
         let mut status = RemoteStatus {
             cache_bytes: self.cache.cached_bytes(),
             ..RemoteStatus::default()
         };
         for p in topics.iter().flat_map(|t| &t.partitions) {
-            let manifest = p.remote_manifest();
-            status.remote_segments += manifest.segments.len() as u64;
-            status.remote_bytes += manifest.log_bytes();
-            let uploaded_end = manifest.next_offset().unwrap_or(0);
-            for (base, size, _) in p.sealed_segments() {
-                if base >= uploaded_end {
-                    status.pending_segments += 1;
-                    status.pending_bytes += size;
-                }
-            }
+            let c = p.tier_counts();
+            status.remote_segments += c.remote_segments;
+            status.remote_bytes += c.remote_bytes;
+            status.pending_segments += c.pending_segments;
+            status.pending_bytes += c.pending_bytes;
         }
         status
     }
@@ -599,7 +595,12 @@ impl Tiering {
             state.sweep_needed = false;
         }
         let candidates = p.upload_candidates();
-        for c in &candidates {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        // A manifest at its bound takes nothing more: an error (the alert) instead of uploads.
+        let room = p.manifest_room()?;
+        for c in candidates.iter().take(room) {
             if self.signal.stopping() {
                 return Ok(());
             }
@@ -671,7 +672,7 @@ impl Tiering {
                 self.check_remote_manifest(topic, p, prefix, installed)?;
             }
             if installed.epoch > 0 {
-                self.put_bytes(&prefix.manifest(), &installed.encode())?;
+                self.put_bytes(&prefix.manifest(), &installed.encode()?)?;
             }
             epoch = installed.epoch;
             Ok(None)
@@ -763,7 +764,7 @@ impl Tiering {
             if installed.epoch != expected {
                 return Ok(None);
             }
-            self.put_bytes(&prefix.manifest(), &next.encode())?;
+            self.put_bytes(&prefix.manifest(), &next.encode()?)?;
             committed = true;
             Ok(Some(next))
         })?;
