@@ -27,7 +27,7 @@
 //!   `wharf_remote_failing_rounds` (the alert: the object store unreachable),
 //!   `wharf_remote_uploaded_{segments,bytes}_total`, `wharf_remote_upload_failures_total`,
 //!   `wharf_remote_local_deleted_{segments,bytes}_total`,
-//!   `wharf_remote_deleted_{segments,bytes}_total`, `wharf_remote_read_bytes_total`,
+//!   `wharf_remote_deleted_{segments,bytes,objects}_total`, `wharf_remote_read_bytes_total`,
 //!   `wharf_remote_fetched_bytes_total`, `wharf_remote_cache_{hits,misses}_total`,
 //!   `wharf_remote_cache_bytes`, `wharf_remote_pending_{segments,bytes}`,
 //!   `wharf_remote_{segments,bytes}`;
@@ -499,7 +499,7 @@ impl Scrape {
             MetricType::Gauge,
             Value::Gauge(gauge(count(&r.failing_rounds))),
         );
-        let counters: [(&'static str, &'static str, u64); 11] = [
+        let counters: [(&'static str, &'static str, u64); 12] = [
             (
                 "wharf_remote_uploaded_segments",
                 "Sealed segments uploaded to the object store (log, index and manifest stored).",
@@ -536,6 +536,13 @@ impl Scrape {
                 "wharf_remote_deleted_bytes",
                 "Log bytes of the segments deleted from the object store.",
                 count(&r.remote_deleted_bytes),
+            ),
+            (
+                "wharf_remote_deleted_objects",
+                "Objects deleted from the object store: segments past the total retention, \
+                 objects no manifest names (sweeps after a purge or a failed upload), and \
+                 deleted topics' and partitions' objects.",
+                count(&r.remote_deleted_objects),
             ),
             (
                 "wharf_remote_read_bytes",
@@ -721,6 +728,10 @@ mod remote_tests {
                 "wharf_remote_deleted_segments_total",
             ),
             (&r.remote_deleted_bytes, "wharf_remote_deleted_bytes_total"),
+            (
+                &r.remote_deleted_objects,
+                "wharf_remote_deleted_objects_total",
+            ),
             (&r.read_bytes, "wharf_remote_read_bytes_total"),
             (&r.cache_hits, "wharf_remote_cache_hits_total"),
             (&r.cache_misses, "wharf_remote_cache_misses_total"),
