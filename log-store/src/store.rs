@@ -1107,6 +1107,16 @@ impl LogStore {
         Ok(freed)
     }
 
+    /// Installs the broker core's answers to the tiering thread: how far each partition may be
+    /// uploaded (its last stable offset) and the aborted transactions kept with each uploaded
+    /// segment ([`crate::remote::TieringHooks`]). Until then every sealed segment may be
+    /// uploaded. Does nothing without a remote tier.
+    pub fn set_tiering_hooks(&self, hooks: Arc<dyn crate::remote::TieringHooks>) {
+        if let Some(tiering) = &self.inner.tiering {
+            tiering.hooks.set(hooks);
+        }
+    }
+
     /// Starts the log cleaner: a background thread that compacts the partitions of topics whose
     /// cleanup policy includes `compact`, asking `keys` what the records are. It stops when
     /// the store closes. Does nothing when the cleaner is disabled in the config.

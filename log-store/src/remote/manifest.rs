@@ -41,6 +41,10 @@ pub struct RemoteSegment {
     /// The greatest max timestamp of its batches and the first offset of that batch.
     pub max_timestamp: u64,
     pub max_timestamp_offset: u64,
+    /// Aborted transactions with batches in it, as the broker core reported them at upload
+    /// ([`super::TieringHooks`]); absent in manifests written before this field existed.
+    #[serde(default)]
+    pub aborted: Vec<super::AbortedRange>,
 }
 
 /// What a partition has in the remote store.
@@ -181,6 +185,7 @@ mod tests {
             last_append_timestamp: 20,
             max_timestamp: 20,
             max_timestamp_offset: base,
+            aborted: Vec::new(),
         }
     }
 

@@ -184,6 +184,8 @@ pub(crate) struct Tiering {
     deletions_path: PathBuf,
     /// Bumped whenever the catalog file changes; the round stores a copy when it moved.
     catalog_generation: AtomicU64,
+    /// The broker core's answers: how far a partition may be uploaded, its aborted transactions.
+    pub(crate) hooks: super::HooksSlot,
 }
 
 impl Tiering {
@@ -238,6 +240,7 @@ impl Tiering {
             deletions: Mutex::new(deletions),
             deletions_path,
             catalog_generation: AtomicU64::new(1),
+            hooks: super::HooksSlot::default(),
         })
     }
 
@@ -527,7 +530,7 @@ impl Tiering {
     fn copy_partition(
         &self,
         topic: &TopicWork,
-        p: &Partition,
+        p: &Arc<Partition>,
         prefix: &PartitionPrefix,
         state: &mut PartitionState,
         throttle: &mut Throttle,
@@ -550,7 +553,7 @@ impl Tiering {
             report.orphans_deleted += self.sweep(prefix, &manifest)?;
             state.sweep_needed = false;
         }
-        let candidates = p.upload_candidates();
+        let candidates = self.hooks.upload_candidates(p);
         if candidates.is_empty() {
             return Ok(());
         }
@@ -629,9 +632,10 @@ impl Tiering {
                 "{prefix:?} (the store is closing)"
             )));
         }
-        self.put_bytes(&prefix.index(base, epoch), &c.index)?;
-        segment.index_size = c.index.len() as u64;
-        segment.index_crc32c = crc32c::crc32c(&c.index);
+        let index = c.index();
+        self.put_bytes(&prefix.index(base, epoch), &index)?;
+        segment.index_size = index.len() as u64;
+        segment.index_crc32c = crc32c::crc32c(&index);
         Ok(segment)
     }
 
