@@ -401,13 +401,14 @@ impl Broker {
         settings: BrokerSettings,
     ) -> Result<Broker, BrokerError> {
         // The producers' state first: the store's tiering thread asks it how far each partition
-        // may be uploaded, so its hooks are installed as soon as the store is open (its first
-        // round comes a task interval later).
+        // may be uploaded, so its hooks are in place before the thread's first round.
         let producers = std::sync::Arc::new(Producers::open(data_dir)?);
-        let (store, report) = LogStore::open(data_dir, store_config)?;
-        store.set_tiering_hooks(std::sync::Arc::new(tiering_hooks::BrokerTieringHooks::new(
-            std::sync::Arc::clone(&producers),
-        )));
+        let hooks = tiering_hooks::BrokerTieringHooks::new(std::sync::Arc::clone(&producers));
+        let (store, report) = LogStore::open_with_tiering_hooks(
+            data_dir,
+            store_config,
+            Some(std::sync::Arc::new(hooks)),
+        )?;
         for (partition, repair) in &report.repaired {
             tracing::warn!(%partition, "recovered: {:?}", repair.segments);
         }

@@ -4,9 +4,11 @@
 //! uploaded (kept in its manifest entry, opaque to the store, so that `read_committed` readers
 //! still skip them once the segment is only in the remote tier, also after a restore).
 //!
-//! The broker installs its hooks on the store at startup ([`crate::LogStore::set_tiering_hooks`]),
-//! as it hands the log cleaner its [`crate::compaction::RecordKeys`]. A store without hooks
-//! knows no transactions: every sealed segment may be uploaded and carries none.
+//! The broker installs its hooks on the store as it opens it
+//! ([`crate::LogStore::open_with_tiering_hooks`], so no round runs before them; or later with
+//! [`crate::LogStore::set_tiering_hooks`]), as it hands the log cleaner its
+//! [`crate::compaction::RecordKeys`]. A store without hooks knows no transactions: every
+//! sealed segment may be uploaded and carries none.
 
 use std::ops::Range;
 use std::sync::Arc;
