@@ -13,7 +13,10 @@ use bytes::{Bytes, BytesMut};
 use wharf_log_store::remote::{ObjectStoreRemote, RemoteConfig, RemoteSettings, RemoteTier};
 use wharf_log_store::{LogStore, TopicSettings};
 
-use super::consume::{FetchLimits, FetchWant, Isolation};
+use wharf_protocol::message::Messages;
+use wharf_protocol::{Consumer, PollingStrategy};
+
+use super::consume::{FetchLimits, FetchWant, Isolation, PollRequest};
 use super::kafka_batch::{encode_batch, NewRecord};
 use super::produce::{KafkaPartitionWrite, KafkaTopicWrite};
 use super::{Broker, BrokerSettings, StoreConfig};
@@ -146,6 +149,36 @@ async fn read_committed(b: &Broker, end: u64) -> (Vec<u64>, Vec<(i64, u64)>) {
     (kept, reported)
 }
 
+/// A native consumer polling from offset 0: the payloads it is handed (the server skips aborted
+/// transactions' records and markers for native readers).
+async fn native_payloads(b: &Broker) -> Vec<Vec<u8>> {
+    let t = b.kafka_topic(TOPIC).unwrap();
+    let mut payloads = Vec::new();
+    let mut next = 0;
+    for _ in 0..64 {
+        let req = PollRequest {
+            client_id: 1,
+            consumer: Consumer::Single(wharf_protocol::Identifier::Numeric(1)),
+            stream: t.stream_id,
+            topic: t.id,
+            partition: Some(0),
+            strategy: PollingStrategy::Offset(next),
+            count: 100,
+            auto_commit: false,
+        };
+        let polled = b.poll_messages(req, 100, 1 << 20).await.unwrap();
+        if polled.count == 0 {
+            break;
+        }
+        let joined: Vec<u8> = polled.messages.concat();
+        for m in Messages::new(&joined) {
+            next = m.offset() + 1;
+            payloads.push(m.payload().to_vec());
+        }
+    }
+    payloads
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_committed_skips_aborted_transactions_over_offloaded_data_after_restart_and_restore() {
     let tmp = tempfile::tempdir().unwrap();
@@ -216,6 +249,11 @@ async fn read_committed_skips_aborted_transactions_over_offloaded_data_after_res
     assert_eq!(end, 8);
     let expected = (vec![0, 4, 5, 6], vec![(aborter, 2)]);
     assert_eq!(read_committed(&b, end).await, expected, "same server");
+    let committed: Vec<Vec<u8>> = [&b"kept"[..], b"decided late", b"p1", b"p2"]
+        .iter()
+        .map(|v| v.to_vec())
+        .collect();
+    assert_eq!(native_payloads(&b).await, committed, "native, same server");
     b.close().await.unwrap();
     drop((b, p));
 
@@ -227,6 +265,11 @@ async fn read_committed_skips_aborted_transactions_over_offloaded_data_after_res
     );
     let b = Broker::open(&first, config(&bucket), BrokerSettings::for_tests()).unwrap();
     assert_eq!(read_committed(&b, end).await, expected, "after a restart");
+    assert_eq!(
+        native_payloads(&b).await,
+        committed,
+        "native, after a restart"
+    );
     b.close().await.unwrap();
     drop(b);
 
@@ -240,5 +283,10 @@ async fn read_committed_skips_aborted_transactions_over_offloaded_data_after_res
     assert_eq!(p.local_log_start_offset(), 7);
     assert_eq!(p.high_watermark(), 7);
     assert_eq!(read_committed(&b, 7).await, expected, "after a restore");
+    assert_eq!(
+        native_payloads(&b).await,
+        committed,
+        "native, after a restore"
+    );
     b.close().await.unwrap();
 }
