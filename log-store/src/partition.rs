@@ -89,14 +89,31 @@ pub struct PartitionStats {
     pub segments: usize,
 }
 
+/// Most segments one [`Partition::upload_candidates`] call returns: the rest wait for the next
+/// call, so a backlog (the object store down for a day) never makes one call walk or hold
+/// thousands of segments.
+pub(crate) const MAX_UPLOAD_CANDIDATES: usize = 64;
+
 /// A sealed local segment ready to upload ([`Partition::upload_candidates`]).
 #[derive(Debug, Clone)]
 pub(crate) struct UploadCandidate {
     /// Its manifest entry, `log_crc32c` still 0 and `upload_epoch` still to be set.
     pub segment: RemoteSegment,
     pub log_path: PathBuf,
-    /// The index as uploaded: every entry encoded, as in the `.index` file.
-    pub index: Bytes,
+    /// Its index entries, shared with the view (not copied): encoded only when uploaded.
+    entries: Arc<[IndexEntry]>,
+}
+
+impl UploadCandidate {
+    /// The index as uploaded: every entry encoded, as in the `.index` file. Built on each
+    /// call, so only the segment being uploaded has its index in memory.
+    pub fn index(&self) -> Bytes {
+        let mut index = Vec::with_capacity(self.entries.len() * crate::index::INDEX_ENTRY_LEN);
+        for e in self.entries.iter() {
+            index.extend_from_slice(&e.encode());
+        }
+        Bytes::from(index)
+    }
 }
 
 /// What recovery did to one partition.
@@ -205,6 +222,9 @@ fn waits_for_upload(view: &View, s: &Segment) -> bool {
 /// The file in a partition folder that keeps a log start set inside a segment.
 const RECORDS_START_FILE: &str = "records-start";
 
+#[cfg(test)]
+type CandidatesHook = Box<dyn Fn(&Partition, usize) + Send + Sync>;
+
 struct Pending {
     batch: NewBatch,
     done: oneshot::Sender<Result<AppendResult>>,
@@ -261,6 +281,9 @@ pub struct Partition {
     manifest_install: Mutex<()>,
     /// Read by [`Partition::tier_counts`].
     tier: TierCounters,
+    /// Test hook run by `upload_candidates` once the view lock is released.
+    #[cfg(test)]
+    after_candidates_taken: Mutex<Option<CandidatesHook>>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -423,6 +446,8 @@ impl Partition {
             swapping: Mutex::new(()),
             checkpoint: Mutex::new(crate::compaction::Checkpoint::default()),
             swap_failed: AtomicBool::new(false),
+            #[cfg(test)]
+            after_candidates_taken: Mutex::new(None),
             remote_reader: RwLock::new(None),
             manifest_install: Mutex::new(()),
             tier: TierCounters::default(),
@@ -1133,30 +1158,60 @@ impl Partition {
         *self.remote_reader.write() = Some(reader);
     }
 
-    /// The sealed local segments not yet named by the manifest (from the manifest's end on),
-    /// oldest first, each with what its manifest entry will say (all but `log_crc32c`, which
-    /// the uploader computes while it reads the file, and `upload_epoch`) and its index as
-    /// uploaded. Segments holding no batch are skipped: there is nothing to upload.
-    pub(crate) fn upload_candidates(&self) -> Vec<UploadCandidate> {
+    /// The sealed local segments not yet named by the manifest (from the manifest's end on)
+    /// that end at or below `limit` (the broker's last stable offset: a segment holding an
+    /// undecided transaction is never uploaded), oldest first, at most
+    /// [`MAX_UPLOAD_CANDIDATES`] of them, each with what its manifest entry will say (all but
+    /// `log_crc32c`, which the uploader computes while it reads the file, and `upload_epoch`).
+    /// Segments holding no batch are skipped: there is nothing to upload.
+    ///
+    /// Under the view lock only the segments' shared entries are taken; their statistics and
+    /// index checksums are computed after it is released, so an append (which publishes under
+    /// the write lock) never waits for them.
+    pub(crate) fn upload_candidates(&self, limit: u64) -> Vec<UploadCandidate> {
         if self.swap_failed.load(Ordering::Acquire) {
             // The view may no longer match the files: nothing is uploaded until a restart.
             return Vec::new();
         }
-        let view = self.view.read();
-        let uploaded_to = view.remote.next_offset().unwrap_or(0);
-        let n = view.segments.len().saturating_sub(1);
-        view.segments[..n]
-            .iter()
-            .filter(|s| s.base_offset >= uploaded_to && !s.entries.is_empty())
-            .map(|s| {
-                let index: Vec<u8> = s.entries.iter().flat_map(|e| e.encode()).collect();
-                UploadCandidate {
-                    segment: remote_entry(s, &index),
-                    log_path: s.log_path.clone(),
-                    index: Bytes::from(index),
-                }
+        let taken: Vec<(u64, u64, PathBuf, Arc<[IndexEntry]>)> = {
+            let view = self.view.read();
+            let uploaded_to = view.remote.next_offset().unwrap_or(0);
+            let n = view.segments.len().saturating_sub(1);
+            let sealed = &view.segments[..n];
+            let first = sealed.partition_point(|s| s.base_offset < uploaded_to);
+            sealed[first..]
+                .iter()
+                .filter(|s| !s.entries.is_empty())
+                .take_while(|s| s.next_offset() <= limit)
+                .take(MAX_UPLOAD_CANDIDATES)
+                .map(|s| {
+                    (
+                        s.base_offset,
+                        s.size,
+                        s.log_path.clone(),
+                        s.entries.shared(),
+                    )
+                })
+                .collect()
+        };
+        #[cfg(test)]
+        self.candidates_taken(&taken);
+        taken
+            .into_iter()
+            .map(|(base_offset, size, log_path, entries)| UploadCandidate {
+                segment: remote_entry(base_offset, size, &entries),
+                log_path,
+                entries,
             })
             .collect()
+    }
+
+    /// Test hook: runs between the view lock's release and the candidates' statistics.
+    #[cfg(test)]
+    fn candidates_taken(&self, taken: &[(u64, u64, PathBuf, Arc<[IndexEntry]>)]) {
+        if let Some(hook) = self.after_candidates_taken.lock().as_ref() {
+            hook(self, taken.len());
+        }
     }
 
     /// Makes `manifest` this partition's: written durably to `remote-manifest` in the folder,
@@ -1742,27 +1797,31 @@ fn local_offset_for_timestamp(view: &View, timestamp_us: u64) -> Option<u64> {
 }
 
 /// A local segment's manifest entry, `log_crc32c` and `upload_epoch` left for the uploader.
-fn remote_entry(s: &Segment, index: &[u8]) -> RemoteSegment {
-    let at = |e: &IndexEntry| s.base_offset + u64::from(e.relative_offset);
+/// The index checksum is computed entry by entry: the encoded index is not built here.
+fn remote_entry(base_offset: u64, size: u64, entries: &[IndexEntry]) -> RemoteSegment {
+    let at = |e: &IndexEntry| base_offset + u64::from(e.relative_offset);
     let mut max: Option<&IndexEntry> = None;
-    for e in s.entries.iter() {
+    let mut index_crc32c = 0;
+    for e in entries {
         if max.is_none_or(|m| e.max_timestamp > m.max_timestamp) {
             max = Some(e);
         }
+        index_crc32c = crc32c::crc32c_append(index_crc32c, &e.encode());
     }
     RemoteSegment {
-        base_offset: s.base_offset,
+        base_offset,
         upload_epoch: 0,
-        next_offset: s.next_offset(),
-        log_size: s.size,
+        next_offset: base_offset + entries.last().map_or(0, IndexEntry::end_relative_offset),
+        log_size: size,
         log_crc32c: 0,
-        index_size: index.len() as u64,
-        index_crc32c: crc32c::crc32c(index),
-        batches: s.entries.len() as u64,
-        first_append_timestamp: s.first_append_timestamp().unwrap_or(0),
-        last_append_timestamp: s.last_append_timestamp().unwrap_or(0),
+        index_size: (entries.len() * crate::index::INDEX_ENTRY_LEN) as u64,
+        index_crc32c,
+        batches: entries.len() as u64,
+        first_append_timestamp: entries.first().map_or(0, |e| e.append_timestamp),
+        last_append_timestamp: entries.last().map_or(0, |e| e.append_timestamp),
         max_timestamp: max.map_or(0, |e| e.max_timestamp),
-        max_timestamp_offset: max.map_or(s.base_offset, at),
+        max_timestamp_offset: max.map_or(base_offset, at),
+        aborted: Vec::new(),
     }
 }
 
@@ -2091,7 +2150,7 @@ mod tests {
     async fn upload_candidates_are_the_sealed_segments_past_the_manifest_with_their_stats() {
         let dir = tempfile::tempdir().unwrap();
         let p = filled(dir.path(), 3).await;
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         let bases: Vec<u64> = c.iter().map(|c| c.segment.base_offset).collect();
         // Three sealed segments; the active one (base 6, one batch) is never a candidate.
         assert_eq!(bases, vec![0, 2, 4]);
@@ -2104,7 +2163,7 @@ mod tests {
         );
         let index = fs::read(dir.path().join(crate::segment::file_name(0, INDEX_EXT))).unwrap();
         assert_eq!(
-            &first.index[..],
+            &first.index()[..],
             &index[..],
             "the index as in the .index file"
         );
@@ -2115,7 +2174,7 @@ mod tests {
 
         p.install_manifest(uploaded(&p, &c[..2])).unwrap();
         let left: Vec<u64> = p
-            .upload_candidates()
+            .upload_candidates(u64::MAX)
             .iter()
             .map(|c| c.segment.base_offset)
             .collect();
@@ -2126,11 +2185,190 @@ mod tests {
         );
     }
 
+    /// The upload limit (the broker's last stable offset): a segment is a candidate only when
+    /// it ends at or below it, and the ones after a refused segment wait too (uploads stay in
+    /// offset order).
+    #[tokio::test]
+    async fn upload_candidates_end_at_or_below_the_upload_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await; // sealed [0,2) [2,4) [4,6)
+        let bases = |limit| -> Vec<u64> {
+            p.upload_candidates(limit)
+                .iter()
+                .map(|c| c.segment.base_offset)
+                .collect()
+        };
+        assert_eq!(bases(0), Vec::<u64>::new(), "limit 0: nothing");
+        assert_eq!(
+            bases(3),
+            vec![0],
+            "[2,4) ends past 3: an open transaction at 3"
+        );
+        assert_eq!(
+            bases(4),
+            vec![0, 2],
+            "a segment ending exactly at the limit"
+        );
+        assert_eq!(bases(u64::MAX), vec![0, 2, 4]);
+        p.install_manifest(uploaded(&p, &p.upload_candidates(2)))
+            .unwrap();
+        assert_eq!(
+            bases(5),
+            vec![2],
+            "from the manifest's end, up to the limit"
+        );
+    }
+
+    /// Bound: at most MAX_UPLOAD_CANDIDATES segments per call, and none of their indexes is
+    /// copied or encoded by the call: each candidate shares its entries with the view (the
+    /// only index bytes built are the one segment's being uploaded, by `index()`).
+    #[tokio::test]
+    async fn upload_candidates_are_bounded_per_call_and_share_the_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = MAX_UPLOAD_CANDIDATES + 5;
+        let p = filled(dir.path(), sealed).await;
+        let c = p.upload_candidates(u64::MAX);
+        assert_eq!(c.len(), MAX_UPLOAD_CANDIDATES, "bounded per call");
+        let (view_sealed, _) = p.sealed_snapshot();
+        assert_eq!(view_sealed.len(), sealed);
+        for (candidate, in_view) in c.iter().zip(&view_sealed) {
+            assert!(
+                Arc::ptr_eq(&candidate.entries, &in_view.entries),
+                "segment {}: entries shared, not copied",
+                candidate.segment.base_offset
+            );
+            let index = candidate.index();
+            assert_eq!(candidate.segment.index_size, index.len() as u64);
+            assert_eq!(candidate.segment.index_crc32c, crc32c::crc32c(&index));
+        }
+        // The rest comes with the next calls, once the first ones are in the manifest.
+        p.install_manifest(uploaded(&p, &c)).unwrap();
+        assert_eq!(p.upload_candidates(u64::MAX).len(), 5);
+    }
+
+    /// An append is never blocked by `upload_candidates`: the view lock (which an append's
+    /// publish takes for writing) is free while the candidates' statistics are computed, and
+    /// an append made right then lands. Counted, not timed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_is_not_blocked_while_upload_candidates_are_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let free = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (f, n) = (Arc::clone(&free), Arc::clone(&calls));
+        *p.after_candidates_taken.lock() = Some(Box::new(move |p: &Partition, taken| {
+            assert_eq!(taken, 3);
+            n.fetch_add(1, Ordering::SeqCst);
+            if p.view.try_write().is_some() {
+                f.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        let c = p.upload_candidates(u64::MAX);
+        assert_eq!(c.len(), 3);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            free.load(Ordering::SeqCst),
+            1,
+            "the view lock is released before the candidates are prepared"
+        );
+        // And an append during the preparation completes (on another thread, joined there).
+        let appended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, handle) = (Arc::clone(&appended), tokio::runtime::Handle::current());
+        let target = Arc::clone(&p);
+        *p.after_candidates_taken.lock() = Some(Box::new(move |_: &Partition, _| {
+            let (target, a, handle) = (Arc::clone(&target), Arc::clone(&a), handle.clone());
+            std::thread::spawn(move || {
+                let payload = native_payload(2, |m| vec![9; 40 + m]);
+                handle
+                    .block_on(target.append(NewBatch::native(payload).unwrap()))
+                    .unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+            })
+            .join()
+            .unwrap();
+        }));
+        let before = p.high_watermark();
+        tokio::task::block_in_place(|| p.upload_candidates(u64::MAX));
+        assert_eq!(appended.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            p.high_watermark(),
+            before + 2,
+            "the append landed meanwhile"
+        );
+        *p.after_candidates_taken.lock() = None;
+    }
+
+    /// The broker's hooks: the limit bounds the candidates, and each carries the aborted
+    /// transactions reported for its offsets; a segment whose transactions are not known yet
+    /// ends the list (it waits for a later round).
+    #[tokio::test]
+    async fn the_hooks_bound_the_candidates_and_fill_their_aborted_transactions() {
+        use crate::remote::{AbortedRange, HooksSlot, TieringHooks};
+        #[derive(Debug)]
+        struct Hooks {
+            limit: u64,
+            unknown_from: u64,
+        }
+        impl TieringHooks for Hooks {
+            fn upload_limit(&self, _: &Arc<Partition>) -> u64 {
+                self.limit
+            }
+            fn aborted_transactions(
+                &self,
+                _: &Arc<Partition>,
+                offsets: std::ops::Range<u64>,
+            ) -> Option<Vec<AbortedRange>> {
+                (offsets.start < self.unknown_from).then(|| {
+                    vec![AbortedRange {
+                        producer_id: 7,
+                        first_offset: offsets.start,
+                        last_offset: offsets.end,
+                    }]
+                })
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 3).await;
+        let slot = HooksSlot::default();
+        assert_eq!(
+            slot.upload_candidates(&p).len(),
+            3,
+            "no hooks: no transactions"
+        );
+        slot.set(Arc::new(Hooks {
+            limit: 4,
+            unknown_from: u64::MAX,
+        }));
+        let c = slot.upload_candidates(&p);
+        let got: Vec<(u64, Vec<AbortedRange>)> = c
+            .iter()
+            .map(|c| (c.segment.base_offset, c.segment.aborted.clone()))
+            .collect();
+        let aborted = |first, last| AbortedRange {
+            producer_id: 7,
+            first_offset: first,
+            last_offset: last,
+        };
+        assert_eq!(
+            got,
+            vec![(0, vec![aborted(0, 2)]), (2, vec![aborted(2, 4)])]
+        );
+        slot.set(Arc::new(Hooks {
+            limit: u64::MAX,
+            unknown_from: 2,
+        }));
+        assert_eq!(
+            slot.upload_candidates(&p).len(),
+            1,
+            "stops at the unknown one"
+        );
+    }
+
     #[tokio::test]
     async fn install_manifest_needs_a_growing_epoch_and_this_partition_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let p = filled(dir.path(), 3).await;
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         let m = uploaded(&p, &c[..2]);
         p.install_manifest(m.clone()).unwrap();
         assert_eq!(p.last_remote_offset(), Some(3));
@@ -2172,7 +2410,7 @@ mod tests {
     async fn only_uploaded_segments_are_deleted_and_the_log_start_stays_remote() {
         let dir = tempfile::tempdir().unwrap();
         let p = filled(dir.path(), 3).await;
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         // Nothing uploaded: nothing deleted.
         assert_eq!(p.delete_uploaded_segment(0).unwrap(), None);
         p.install_manifest(uploaded(&p, &c[..1])).unwrap();
@@ -2206,7 +2444,7 @@ mod tests {
     async fn an_empty_folder_with_a_manifest_goes_on_after_the_uploaded_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let p = filled(dir.path(), 3).await;
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         let m = uploaded(&p, &c);
         p.install_manifest(m.clone()).unwrap();
         p.close().unwrap();
@@ -2242,7 +2480,7 @@ mod tests {
             ..settings()
         });
         assert_eq!(p.manifest_room().unwrap(), 2);
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         match p.install_manifest(uploaded(&p, &c[..3])) {
             Err(StoreError::Remote(RemoteError::ManifestFull { segments, max, .. })) => {
                 assert_eq!((segments, max), (3, 2));
@@ -2377,7 +2615,7 @@ mod tests {
         assert_eq!(counts.pending_segments, 3);
         assert!(counts.pending_bytes > 0);
         assert_eq!(counts, counted_from_scratch(&p));
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         p.install_manifest(uploaded(&p, &c[..2])).unwrap();
         let counts = p.tier_counts();
         assert_eq!((counts.remote_segments, counts.pending_segments), (2, 1));
@@ -2414,7 +2652,7 @@ mod tests {
     async fn purge_installs_an_empty_manifest_of_the_next_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let p = filled(dir.path(), 3).await;
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         let m = uploaded(&p, &c);
         p.install_manifest(m.clone()).unwrap();
         {
@@ -2437,7 +2675,7 @@ mod tests {
     async fn a_new_partition_in_a_reused_folder_drops_an_old_manifest() {
         let dir = tempfile::tempdir().unwrap();
         let p = filled(dir.path(), 2).await;
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         p.install_manifest(uploaded(&p, &c)).unwrap();
         p.close().unwrap();
         drop(p);
@@ -2493,7 +2731,7 @@ mod tests {
         store: &dyn RemoteStore,
         prefix: &PartitionPrefix,
     ) -> Vec<UploadCandidate> {
-        let c = p.upload_candidates();
+        let c = p.upload_candidates(u64::MAX);
         let mut m = uploaded(p, &c);
         for (entry, candidate) in m.segments.iter_mut().rev().zip(c.iter().rev()) {
             let log = fs::read(&candidate.log_path).unwrap();
@@ -2501,12 +2739,9 @@ mod tests {
             let key = prefix.log(entry.base_offset, entry.upload_epoch);
             store.put(&key, &mut &log[..], log.len() as u64).unwrap();
             let key = prefix.index(entry.base_offset, entry.upload_epoch);
+            let index = candidate.index();
             store
-                .put(
-                    &key,
-                    &mut &candidate.index[..],
-                    candidate.index.len() as u64,
-                )
+                .put(&key, &mut &index[..], index.len() as u64)
                 .unwrap();
         }
         p.install_manifest(m).unwrap();

@@ -287,6 +287,16 @@ pub(crate) fn partition_dir(root: &Path, s: u32, t: u32, p: u32) -> PathBuf {
 impl LogStore {
     /// Opens the store in `dir` (created if missing), recovering every partition.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(LogStore, OpenReport)> {
+        Self::open_with_tiering_hooks(dir, config, None)
+    }
+
+    /// [`LogStore::open`], with the tiering hooks in place before the tiering thread starts
+    /// (see [`LogStore::set_tiering_hooks`]): no round ever runs without them.
+    pub fn open_with_tiering_hooks(
+        dir: impl AsRef<Path>,
+        config: StoreConfig,
+        hooks: Option<Arc<dyn crate::remote::TieringHooks>>,
+    ) -> Result<(LogStore, OpenReport)> {
         let dir = dir.as_ref().to_path_buf();
         let disk = &config.disk;
         disk.create_dir_all(&dir.join("streams"))?;
@@ -343,6 +353,9 @@ impl LogStore {
             )?),
             None => None,
         };
+        if let (Some(tiering), Some(hooks)) = (&tiering, hooks) {
+            tiering.hooks.set(hooks);
+        }
         let mut report = OpenReport::default();
         let mut partitions = HashMap::new();
         for s in &doc.streams {
@@ -1108,6 +1121,16 @@ impl LogStore {
             }
         }
         Ok(freed)
+    }
+
+    /// Installs the broker core's answers to the tiering thread: how far each partition may be
+    /// uploaded (its last stable offset) and the aborted transactions kept with each uploaded
+    /// segment ([`crate::remote::TieringHooks`]). Until then every sealed segment may be
+    /// uploaded. Does nothing without a remote tier.
+    pub fn set_tiering_hooks(&self, hooks: Arc<dyn crate::remote::TieringHooks>) {
+        if let Some(tiering) = &self.inner.tiering {
+            tiering.hooks.set(hooks);
+        }
     }
 
     /// Starts the log cleaner: a background thread that compacts the partitions of topics whose

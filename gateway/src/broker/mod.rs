@@ -26,6 +26,9 @@ pub mod offsets;
 pub mod produce;
 pub mod producers;
 pub mod scram;
+mod tiering_hooks;
+#[cfg(test)]
+mod tiering_hooks_tests;
 pub mod topic_config;
 pub mod transactions;
 pub mod translate;
@@ -397,7 +400,15 @@ impl Broker {
         store_config: StoreConfig,
         settings: BrokerSettings,
     ) -> Result<Broker, BrokerError> {
-        let (store, report) = LogStore::open(data_dir, store_config)?;
+        // The producers' state first: the store's tiering thread asks it how far each partition
+        // may be uploaded, so its hooks are in place before the thread's first round.
+        let producers = std::sync::Arc::new(Producers::open(data_dir)?);
+        let hooks = tiering_hooks::BrokerTieringHooks::new(std::sync::Arc::clone(&producers));
+        let (store, report) = LogStore::open_with_tiering_hooks(
+            data_dir,
+            store_config,
+            Some(std::sync::Arc::new(hooks)),
+        )?;
         for (partition, repair) in &report.repaired {
             tracing::warn!(%partition, "recovered: {:?}", repair.segments);
         }
@@ -410,7 +421,6 @@ impl Broker {
             logins.settings.scram_iterations,
         )?;
         let groups = ConsumerGroups::open(data_dir)?;
-        let producers = Producers::open(data_dir)?;
         let transactions = TransactionCoordinator::open(data_dir, settings.transactions)?;
         let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
             store.topics(Ident::Id(s)).unwrap_or_default()
@@ -433,7 +443,7 @@ impl Broker {
             clients: Clients::default(),
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
-            producers: std::sync::Arc::new(producers),
+            producers,
             transactions: std::sync::Arc::new(transactions),
             max_partitions_per_topic: settings.max_partitions_per_topic,
             max_partitions: settings.max_partitions,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use wharf_log_store::{BatchFormat, Partition, PartitionKey};
 
 use super::kafka_batch::{self, add_sequence, BatchHeader, ControlType};
-use super::txn_state::{PartitionTxns, TxnHandle};
+use super::txn_state::{AbortedTxn, PartitionTxns, TxnHandle};
 use super::{BrokerError, SequenceError};
 
 /// Batches remembered per producer and partition (Kafka's window).
@@ -203,6 +203,25 @@ impl PartitionProducers {
         self.covered_to = self.covered_to.max(last);
     }
 
+    /// Takes what the remote tier's manifest says about transactions: the aborted ones with
+    /// batches in uploaded segments are remembered, and a transaction still open here whose
+    /// first batch was uploaded is closed (segments are uploaded only below the last stable
+    /// offset, so it was decided; an abort of it is among the seeded ones).
+    fn seed_from_remote(&mut self, partition: &Partition) {
+        let manifest = partition.remote_manifest();
+        let mut txns = self.txns.write();
+        for segment in &manifest.segments {
+            txns.close_decided(segment.base_offset..segment.next_offset);
+        }
+        txns.seed_aborted(manifest.segments.iter().flat_map(|segment| {
+            segment.aborted.iter().map(|a| AbortedTxn {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset,
+                last_offset: a.last_offset,
+            })
+        }));
+    }
+
     /// Applies what the log holds from `covered_to` on.
     fn replay(&mut self, partition: &Partition) -> Result<(), BrokerError> {
         let hw = partition.high_watermark();
@@ -215,7 +234,14 @@ impl PartitionProducers {
         }
         // From the local log start: what is only in the remote tier is never downloaded to
         // rebuild producer state (Kafka rebuilds it from the local log and its snapshots).
-        let mut from = self.covered_to.max(partition.local_log_start_offset());
+        // What this state never saw there (a restore, or a snapshot older than a local
+        // deletion) comes from the manifest instead: its segments carry their aborted
+        // transactions, and none of them holds an undecided one.
+        let local_start = partition.local_log_start_offset();
+        if self.covered_to < local_start {
+            self.seed_from_remote(partition);
+        }
+        let mut from = self.covered_to.max(local_start);
         while from < hw {
             let read = partition.read(from, 4 << 20)?;
             if read.batches.is_empty() {

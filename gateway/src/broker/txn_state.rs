@@ -74,8 +74,20 @@ impl PartitionTxns {
             first_offset: first,
             last_offset: marker_offset,
         };
-        // Markers are appended in offset order, so this keeps `aborted` sorted.
-        self.aborted.push_back(txn);
+        // Markers are appended in offset order, so this keeps `aborted` sorted; one seeded
+        // from the remote tier's manifest may already be there, with its real first offset.
+        let at = self
+            .aborted
+            .partition_point(|t| t.last_offset < marker_offset);
+        if let Some(known) = self
+            .aborted
+            .range(at..)
+            .take_while(|t| t.last_offset == marker_offset)
+            .find(|t| t.producer_id == producer_id)
+        {
+            return Some(*known);
+        }
+        self.aborted.insert(at, txn);
         Some(txn)
     }
 
@@ -134,6 +146,26 @@ impl PartitionTxns {
         }
     }
 
+    /// Adds aborted transactions known from elsewhere (the remote tier's manifest, for offsets
+    /// no longer on local disk), keeping the list in marker order. One already known (same
+    /// producer and marker) is kept once, with the earlier first offset.
+    pub fn seed_aborted(&mut self, known: impl IntoIterator<Item = AbortedTxn>) {
+        let mut all: Vec<AbortedTxn> = self.aborted.drain(..).chain(known).collect();
+        all.sort_by_key(|t| (t.last_offset, t.producer_id, t.first_offset));
+        all.dedup_by(|later, kept| {
+            (later.last_offset, later.producer_id) == (kept.last_offset, kept.producer_id)
+        });
+        self.aborted = all.into();
+    }
+
+    /// Forgets open transactions whose first batch lies in `offsets`: offsets uploaded to the
+    /// remote tier, which only takes segments below the last stable offset, so every
+    /// transaction with a batch there was decided (its abort, if it was one, comes with the
+    /// segment).
+    pub fn close_decided(&mut self, offsets: std::ops::Range<u64>) {
+        self.open.retain(|_, first| !offsets.contains(first));
+    }
+
     /// Number of aborted transactions remembered.
     pub fn aborted_count(&self) -> usize {
         self.aborted.len()
@@ -181,6 +213,29 @@ mod tests {
         assert!(!t.is_aborted(3, 2), "another producer");
         t.forget_before(6);
         assert_eq!(t.aborted_count(), 1);
+    }
+
+    #[test]
+    fn seeded_aborts_merge_in_marker_order_once_each() {
+        let mut t = PartitionTxns::default();
+        t.begin(1, 10);
+        t.end(1, 12, false);
+        let txn = |producer_id, first_offset, last_offset| AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset,
+        };
+        // The same abort replayed from its marker (first offset unknown there) and seeded.
+        t.end(2, 20, false);
+        t.seed_aborted([txn(3, 1, 5), txn(2, 15, 20), txn(1, 10, 12)]);
+        assert_eq!(
+            t.aborted_between(0, 100),
+            vec![txn(3, 1, 5), txn(1, 10, 12), txn(2, 15, 20)]
+        );
+        t.begin(4, 30);
+        t.begin(5, 40);
+        t.close_decided(0..35);
+        assert_eq!(t.first_open_offset(), Some(40));
     }
 
     #[test]

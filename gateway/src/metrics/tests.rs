@@ -569,6 +569,10 @@ async fn the_remote_tier_series_follow_uploads_and_remote_reads() {
     assert_eq!(value(&text, "wharf_remote_pending_segments"), "2");
     assert_eq!(value(&text, "wharf_remote_segments"), "0");
 
+    // Uploads wait for the partition's transaction state (its last stable offset bounds them).
+    let t = broker.kafka_topic("audit").unwrap();
+    let p = broker.partition_handle(t.stream_id, t.id, 0).unwrap();
+    broker.partition_txns(&p).await.unwrap();
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -44,6 +44,7 @@ use bytes::Bytes;
 #[allow(dead_code)]
 mod cache;
 mod faults;
+mod hooks;
 mod manifest;
 mod object;
 #[allow(dead_code)]
@@ -55,6 +56,8 @@ mod tiering;
 pub(crate) use cache::ReadCache;
 #[doc(hidden)]
 pub use faults::{FaultyRemote, RemoteCallCounts};
+pub(crate) use hooks::HooksSlot;
+pub use hooks::{AbortedRange, TieringHooks};
 #[cfg(test)]
 pub(crate) use manifest::CLONES;
 pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION, MAX_MANIFEST_SEGMENTS};

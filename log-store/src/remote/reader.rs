@@ -249,6 +249,7 @@ mod tests {
             last_append_timestamp: batches - 1,
             max_timestamp: batches - 1,
             max_timestamp_offset: base + batches - 1,
+            aborted: Vec::new(),
         };
         (seg, index)
     }

@@ -193,6 +193,8 @@ pub(crate) struct Tiering {
     /// same number may be left there: their first round sweeps by the new (empty) manifest
     /// instead of checking the old remote one (which would refuse the new partition).
     recreated: Mutex<HashSet<PartitionPrefix>>,
+    /// The broker core's answers: how far a partition may be uploaded, its aborted transactions.
+    pub(crate) hooks: super::HooksSlot,
 }
 
 impl Tiering {
@@ -249,6 +251,7 @@ impl Tiering {
             deletions_path,
             catalog_generation: AtomicU64::new(1),
             recreated: Mutex::new(HashSet::new()),
+            hooks: super::HooksSlot::default(),
         })
     }
 
@@ -572,7 +575,7 @@ impl Tiering {
     fn copy_partition(
         &self,
         topic: &TopicWork,
-        p: &Partition,
+        p: &Arc<Partition>,
         prefix: &PartitionPrefix,
         state: &mut PartitionState,
         throttle: &mut Throttle,
@@ -594,7 +597,7 @@ impl Tiering {
             report.orphans_deleted += self.sweep(prefix, &manifest)?;
             state.sweep_needed = false;
         }
-        let candidates = p.upload_candidates();
+        let candidates = self.hooks.upload_candidates(p);
         if candidates.is_empty() {
             return Ok(());
         }
@@ -798,9 +801,10 @@ impl Tiering {
                 "{prefix:?} (the store is closing)"
             )));
         }
-        self.put_bytes(&prefix.index(base, epoch), &c.index)?;
-        segment.index_size = c.index.len() as u64;
-        segment.index_crc32c = crc32c::crc32c(&c.index);
+        let index = c.index();
+        self.put_bytes(&prefix.index(base, epoch), &index)?;
+        segment.index_size = index.len() as u64;
+        segment.index_crc32c = crc32c::crc32c(&index);
         Ok(segment)
     }
 
