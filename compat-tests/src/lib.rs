@@ -189,9 +189,15 @@ pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
 
 /// The official `iggy` client, connected to `server`'s native door and logged in as root.
 pub async fn iggy_root_client(server: &TestServer) -> IggyClient {
+    iggy_root_client_at(server.addr).await
+}
+
+/// The official `iggy` client, connected to the native door at `native` (a server this test
+/// process did not start, such as a child process) and logged in as root.
+pub async fn iggy_root_client_at(native: SocketAddr) -> IggyClient {
     let client = IggyClient::builder()
         .with_tcp()
-        .with_server_address(server.addr.to_string())
+        .with_server_address(native.to_string())
         .with_no_delay()
         .build()
         .expect("iggy client");

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compat_tests::{
-    child_server, remote_storage_toml, test_config_with_toml, within, KafkaWire, Rng, S3Server,
-    TestServer, WAIT,
+    child_server, iggy_root_client_at, remote_storage_toml, test_config_with_toml, within,
+    KafkaWire, Rng, S3Server, TestServer, WAIT,
 };
 use iggy::prelude::{
-    Client as _, Consumer as IggyConsumer, HeaderKey, Identifier, IggyClient, IggyTimestamp,
-    MessageClient as _, PollingStrategy, UserClient as _,
+    Consumer as IggyConsumer, HeaderKey, Identifier, IggyTimestamp, MessageClient as _,
+    PollingStrategy,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
@@ -395,28 +395,6 @@ async fn list_offset(kafka: SocketAddr, version: i16, timestamp: i64) -> i64 {
 }
 
 /// The official `iggy` client on `native`, logged in as root.
-async fn iggy_client(native: SocketAddr) -> IggyClient {
-    let client = IggyClient::builder()
-        .with_tcp()
-        .with_server_address(native.to_string())
-        .with_no_delay()
-        .build()
-        .expect("iggy client");
-    within("connect", client.connect())
-        .await
-        .expect("the iggy client connects");
-    within(
-        "login",
-        client.login_user(
-            iggy::prelude::DEFAULT_ROOT_USERNAME,
-            iggy::prelude::DEFAULT_ROOT_PASSWORD,
-        ),
-    )
-    .await
-    .expect("root login");
-    client
-}
-
 fn named(s: &str) -> Identifier {
     Identifier::named(s).expect("a valid name")
 }
@@ -425,7 +403,7 @@ fn named(s: &str) -> Identifier {
 /// (the first at offset `from`), checking each byte-exact: payload, the Kafka key header and the
 /// timestamp.
 async fn iggy_reads(native: SocketAddr, strategy: PollingStrategy, from: u64, want: &[Rec]) {
-    let client = iggy_client(native).await;
+    let client = iggy_root_client_at(native).await;
     let consumer = IggyConsumer::new(named("tiered-reader"));
     let mut strategy = strategy;
     let mut got = 0usize;
