@@ -38,6 +38,11 @@ use crate::partition::{Partition, PartitionKey, UploadCandidate};
 /// The durable record of remote prefixes whose objects are to be deleted, in the data directory.
 pub(crate) const DELETIONS_FILE: &str = "remote-deletions";
 
+/// `PartitionState::synced_epoch` of a partition whose remote copy is not known but whose
+/// installed manifest is trusted: it is stored again (no check of the bucket's copy) before
+/// any sweep.
+const REPUBLISH: u64 = u64::MAX;
+
 /// What one tiering round did ([`crate::LogStore::tier_once`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TierReport {
@@ -135,8 +140,9 @@ impl Signal {
 struct PartitionState {
     /// The manifest epoch the remote copy is known to hold; `None`: not known (first round
     /// after open), so the remote copy is checked, the local manifest stored again and the
-    /// prefix swept; `Some(u64::MAX)`: a new partition took over a removed one's prefix (no
-    /// check of the old copy, stored again and swept).
+    /// prefix swept; `Some(REPUBLISH)`: a new partition took over a removed one's prefix, or
+    /// a commit failed after its put may have happened (no check of the bucket's copy, the
+    /// installed manifest stored again, then the prefix swept).
     synced_epoch: Option<u64>,
     /// Objects under the prefix may not all be named by the manifest.
     sweep_needed: bool,
@@ -393,6 +399,9 @@ impl Tiering {
             // Uploads (and the remote copy of the manifest) first, partition by partition.
             let mut ready = Vec::with_capacity(topic.partitions.len());
             let mut open = Vec::with_capacity(topic.partitions.len());
+            // In sync but at the manifest bound: retention runs on them (it is what frees
+            // room); they fail the round only if they are still full after it.
+            let mut full: Vec<(PartitionKey, StoreError)> = Vec::new();
             for p in &topic.partitions {
                 if self.signal.stopping() {
                     return report;
@@ -413,7 +422,7 @@ impl Tiering {
                     // Known not to be the bucket's old manifest's partition: no first-round
                     // check, a sweep by the new manifest.
                     *state = PartitionState {
-                        synced_epoch: Some(u64::MAX),
+                        synced_epoch: Some(REPUBLISH),
                         ..PartitionState::default()
                     };
                 }
@@ -422,7 +431,11 @@ impl Tiering {
                     continue;
                 }
                 match self.copy_partition(topic, p, &prefix, state, throttle, &mut report) {
-                    Ok(()) => ready.push((Arc::clone(p), prefix)),
+                    Ok(None) => ready.push((Arc::clone(p), prefix)),
+                    Ok(Some(e)) => {
+                        full.push((p.key(), e));
+                        ready.push((Arc::clone(p), prefix));
+                    }
                     Err(e) => self.failed(p, state, now, e, &mut report),
                 }
             }
@@ -433,23 +446,31 @@ impl Tiering {
             // deletes only what the installed (durable) manifest names, local work that never
             // waits for the object store. The total retention (remote work) runs over the
             // partitions that reached the store.
+            // Its errors are local (a file that would not go): reported and retried next round,
+            // but neither an upload failure nor a reason to back the uploads off.
             let local = self.local_retention(topic, &open, now, &mut report);
-            for (key, e) in local {
-                if report.failed_partitions.contains(&key) {
-                    continue;
-                }
-                if let Some((p, prefix)) = open.iter().find(|(p, _)| p.key() == key) {
-                    let state = rounds.partitions.entry(prefix.clone()).or_default();
-                    self.failed(p, state, now, e, &mut report);
-                }
+            for (key, e) in &local {
+                tracing::warn!(partition = %key, "local retention of uploaded segments failed: {e}");
+                report.errors.push(format!("{key}: local retention: {e}"));
             }
-            ready.retain(|(p, _)| !report.failed_partitions.contains(&p.key()));
+            ready.retain(|(p, _)| {
+                !report.failed_partitions.contains(&p.key())
+                    && !local.iter().any(|(k, _)| *k == p.key())
+            });
             let total = self.total_retention(topic, &ready, &mut rounds, now, &mut report);
             for (p, prefix) in &ready {
                 let state = rounds.partitions.entry(prefix.clone()).or_default();
-                match total.iter().position(|(k, _)| *k == p.key()) {
-                    Some(_) => {}
-                    None => self.recovered(p, state),
+                if total.iter().any(|(k, _)| *k == p.key()) {
+                    continue;
+                }
+                match full.iter().position(|(k, _)| *k == p.key()) {
+                    // Still no room after the retention: the alert, and a retry after backoff.
+                    Some(i) if p.manifest_room().is_err() => {
+                        let (_, e) = full.swap_remove(i);
+                        self.failed(p, state, now, e, &mut report);
+                    }
+                    // Room again: the next round uploads.
+                    _ => self.recovered(p, state),
                 }
             }
             for (key, e) in total {
@@ -572,6 +593,8 @@ impl Tiering {
     /// Brings the remote copy of the manifest in line, sweeps when needed, then uploads the
     /// sealed segments not uploaded yet, committing each (manifest stored remotely, then
     /// installed) as soon as its objects are up: a close or a kill keeps what finished.
+    /// `Ok(Some(ManifestFull))`: the remote copy is in sync but the manifest is at its bound,
+    /// so nothing was uploaded (the retention may still run on it).
     fn copy_partition(
         &self,
         topic: &TopicWork,
@@ -580,7 +603,7 @@ impl Tiering {
         state: &mut PartitionState,
         throttle: &mut Throttle,
         report: &mut TierReport,
-    ) -> Result<()> {
+    ) -> Result<Option<StoreError>> {
         let installed = p.remote_manifest().epoch;
         if state.synced_epoch != Some(installed) {
             // Someone else installed it (a purge) or this is the first round since open: the
@@ -590,7 +613,7 @@ impl Tiering {
             state.sweep_needed = true;
         }
         if self.signal.stopping() {
-            return Ok(());
+            return Ok(None);
         }
         if state.sweep_needed {
             let manifest = current_manifest(topic, p);
@@ -599,13 +622,16 @@ impl Tiering {
         }
         let candidates = self.hooks.upload_candidates(p);
         if candidates.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // A manifest at its bound takes nothing more: an error (the alert) instead of uploads.
-        let room = p.manifest_room()?;
+        let room = match p.manifest_room() {
+            Ok(room) => room,
+            Err(full) => return Ok(Some(full)),
+        };
         for c in candidates.iter().take(room) {
             if self.signal.stopping() {
-                return Ok(());
+                return Ok(None);
             }
             let manifest = current_manifest(topic, p);
             if manifest
@@ -639,9 +665,13 @@ impl Tiering {
                     state.sweep_needed = true;
                     let installed = self.publish_installed(topic, p, prefix, false)?;
                     state.synced_epoch = Some(installed);
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(e) => {
+                    // The put may have happened (the install then failed): the bucket may
+                    // name objects the installed manifest does not, so the installed one goes
+                    // up again before any sweep by it.
+                    state.synced_epoch = Some(REPUBLISH);
                     state.sweep_needed = true;
                     return Err(e);
                 }
@@ -653,7 +683,7 @@ impl Tiering {
             report.uploaded_segments += 1;
             report.uploaded_bytes += bytes;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Stores the installed manifest remotely (when anything was ever installed), under the
@@ -824,13 +854,15 @@ impl Tiering {
             named.insert(prefix.manifest());
         }
         let mut deleted = 0;
-        for key in self.store.list(prefix.as_str())? {
+        let mut closing = false;
+        // Page by page, deleting as the keys arrive: a prefix of many objects is never held.
+        self.store.list_each(prefix.as_str(), &mut |key| {
             if self.signal.stopping() {
-                // The rest waits for the next sweep.
-                return Err(StoreError::PartitionClosed(format!(
-                    "{} (the store is closing)",
-                    prefix.as_str()
-                )));
+                closing = true;
+                return Err(RemoteError::Unavailable {
+                    key,
+                    reason: "the store is closing".into(),
+                });
             }
             if !named.contains(&key) {
                 self.store.delete(&key)?;
@@ -838,7 +870,16 @@ impl Tiering {
                 RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
                 deleted += 1;
             }
-        }
+            Ok(())
+        })
+        .map_err(|e| {
+            if closing {
+                // The rest waits for the next sweep.
+                StoreError::PartitionClosed(format!("{} (the store is closing)", prefix.as_str()))
+            } else {
+                e.into()
+            }
+        })?;
         if deleted > 0 {
             tracing::info!(
                 prefix = prefix.as_str(),
@@ -1066,7 +1107,15 @@ impl Tiering {
     ) -> Result<()> {
         let mut next = plan.next.clone();
         next.epoch = plan.current.epoch + 1;
-        if !self.commit(&plan.p, &plan.prefix, plan.current.epoch, next.clone())? {
+        let committed = self
+            .commit(&plan.p, &plan.prefix, plan.current.epoch, next.clone())
+            .inspect_err(|_| {
+                // As in `copy_partition`: the bucket may now hold the shrunk manifest while
+                // the installed one still names the dropped segments.
+                state.synced_epoch = Some(REPUBLISH);
+                state.sweep_needed = true;
+            })?;
+        if !committed {
             // A purge installed a newer manifest meanwhile: nothing was stored; the next
             // round stores the purge's manifest and sweeps.
             return Ok(());
@@ -1129,9 +1178,11 @@ impl Tiering {
             if rounds.catalog_uploaded != self.catalog_generation.load(Ordering::Acquire) {
                 break;
             }
-            let emptied = self.store.list(&prefix).and_then(|keys| {
-                let mut n = 0;
-                for key in keys {
+            // Deleted as the listing's pages arrive: the keys are never held whole.
+            let mut n = 0;
+            let emptied = self
+                .store
+                .list_each(&prefix, &mut |key| {
                     if self.signal.stopping() {
                         return Err(RemoteError::Unavailable {
                             key,
@@ -1142,9 +1193,9 @@ impl Tiering {
                     self.cache.forget(&key);
                     RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
                     n += 1;
-                }
-                Ok(n)
-            });
+                    Ok(())
+                })
+                .map(|()| n);
             match emptied {
                 Ok(n) => {
                     report.objects_deleted += n;
