@@ -146,6 +146,8 @@ struct PartitionState {
     synced_epoch: Option<u64>,
     /// Objects under the prefix may not all be named by the manifest.
     sweep_needed: bool,
+    /// A recreated prefix whose durable mark goes once it is swept.
+    recreated: bool,
     /// Consecutive failed rounds, and when (server µs) the next attempt may run.
     failures: u32,
     retry_at_us: u64,
@@ -156,6 +158,7 @@ impl Default for PartitionState {
         PartitionState {
             synced_epoch: None,
             sweep_needed: true,
+            recreated: false,
             failures: 0,
             retry_at_us: 0,
         }
@@ -173,10 +176,17 @@ struct Rounds {
     throttle: Throttle,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct DeletionsDoc {
     version: u32,
+    /// Prefixes whose objects are to be deleted.
     prefixes: Vec<String>,
+    /// Partition prefixes given to a new partition while a removed one's objects (and
+    /// manifest) may be left there, until the new partition's first sweep: kept durably so
+    /// that a restart before that sweep does not check the old manifest (and refuse the new
+    /// partition for good).
+    #[serde(default)]
+    recreated: Vec<String>,
 }
 
 /// The store's remote tier at work.
@@ -190,15 +200,17 @@ pub(crate) struct Tiering {
     signal: Arc<Signal>,
     thread: Mutex<Option<JoinHandle<()>>>,
     rounds: Mutex<Rounds>,
-    /// Pending remote deletions, and the file that makes them durable (written under the lock).
-    deletions: Mutex<Vec<String>>,
+    /// Pending remote deletions and recreated prefixes, and the file that makes them durable
+    /// (written under the lock).
+    deletions: Mutex<DeletionsDoc>,
     deletions_path: PathBuf,
     /// Bumped whenever the catalog file changes; the round stores a copy when it moved.
     catalog_generation: AtomicU64,
     /// Partition prefixes given to a new partition while objects of a removed one with the
-    /// same number may be left there: their first round sweeps by the new (empty) manifest
-    /// instead of checking the old remote one (which would refuse the new partition).
-    recreated: Mutex<HashSet<PartitionPrefix>>,
+    /// same number may be left there, not yet taken up by a round: their first round sweeps by
+    /// the new (empty) manifest instead of checking the old remote one (which would refuse the
+    /// new partition). Loaded from the durable record at open.
+    recreated: Mutex<HashSet<String>>,
     /// The broker core's answers: how far a partition may be uploaded, its aborted transactions.
     pub(crate) hooks: super::HooksSlot,
 }
@@ -233,10 +245,11 @@ impl Tiering {
                         path: deletions_path.clone(),
                         reason: e.to_string(),
                     })?;
-                doc.prefixes
+                doc
             }
-            None => Vec::new(),
+            None => DeletionsDoc::default(),
         };
+        let recreated = deletions.recreated.iter().cloned().collect();
         let throttle = Throttle::new(settings.copy_max_bytes_per_second);
         Ok(Tiering {
             store: Arc::clone(&tier.store),
@@ -256,7 +269,7 @@ impl Tiering {
             deletions: Mutex::new(deletions),
             deletions_path,
             catalog_generation: AtomicU64::new(1),
-            recreated: Mutex::new(HashSet::new()),
+            recreated: Mutex::new(recreated),
             hooks: super::HooksSlot::default(),
         })
     }
@@ -281,17 +294,46 @@ impl Tiering {
     /// `prefixes` belong to partitions just added (under the store's `changes` lock): a
     /// pending deletion of a removed partition with the same number is taken back, and the
     /// new partition's first round sweeps what the removed one left instead.
+    ///
+    /// Both are durable in one write (the pending deletion dropped, the prefix marked
+    /// recreated until its first sweep). If that write fails the marks still hold until the
+    /// next restart (logged).
     pub fn partitions_added(&self, prefixes: &[PartitionPrefix]) {
-        let pending = self.pending_deletions();
-        let stale: Vec<String> = prefixes
-            .iter()
-            .map(|p| p.as_str().to_string())
-            .filter(|p| pending.contains(p))
-            .collect();
-        if !stale.is_empty() {
-            self.unrecord_deletions(&stale);
+        let added: Vec<String> = prefixes.iter().map(|p| p.as_str().to_string()).collect();
+        let mut doc = self.deletions.lock();
+        let mut next = doc.clone();
+        next.prefixes.retain(|p| !added.contains(p));
+        for p in &added {
+            if !next.recreated.contains(p) {
+                next.recreated.push(p.clone());
+            }
         }
-        self.recreated.lock().extend(prefixes.iter().cloned());
+        match self.write_deletions(&next) {
+            Ok(()) => *doc = next,
+            Err(e) => {
+                tracing::warn!("recording re-added partitions failed (kept until a restart): {e}");
+                doc.prefixes = next.prefixes;
+            }
+        }
+        self.recreated.lock().extend(added);
+    }
+
+    /// The recreated `prefix` was swept by its new partition's manifest: a restart may check
+    /// the bucket's manifest again. False when the record could not be written (retried).
+    fn recreated_swept(&self, prefix: &str) -> bool {
+        let mut doc = self.deletions.lock();
+        if !doc.recreated.iter().any(|p| p == prefix) {
+            return true;
+        }
+        let mut next = doc.clone();
+        next.recreated.retain(|p| p != prefix);
+        match self.write_deletions(&next) {
+            Ok(()) => {
+                *doc = next;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The catalog file changed: its copy is stored again next round.
@@ -317,41 +359,40 @@ impl Tiering {
         if prefixes.is_empty() {
             return Ok(());
         }
-        let mut pending = self.deletions.lock();
-        let mut next = pending.clone();
+        let mut doc = self.deletions.lock();
+        let mut next = doc.clone();
         for p in prefixes {
-            if !next.contains(p) {
-                next.push(p.clone());
+            if !next.prefixes.contains(p) {
+                next.prefixes.push(p.clone());
             }
         }
+        // A recreated partition removed again: its prefix is emptied, no sweep to wait for.
+        next.recreated.retain(|p| !prefixes.contains(p));
         self.write_deletions(&next)?;
-        *pending = next;
+        *doc = next;
         Ok(())
     }
 
     /// Takes back a record whose catalog change failed (best effort: a leftover record of a
     /// live topic is dropped by the round).
     pub fn unrecord_deletions(&self, prefixes: &[String]) {
-        let mut pending = self.deletions.lock();
-        let next: Vec<String> = pending
-            .iter()
-            .filter(|p| !prefixes.contains(p))
-            .cloned()
-            .collect();
+        let mut doc = self.deletions.lock();
+        let mut next = doc.clone();
+        next.prefixes.retain(|p| !prefixes.contains(p));
         if self.write_deletions(&next).is_ok() {
-            *pending = next;
+            *doc = next;
         }
     }
 
     /// Prefixes waiting to be emptied.
     pub fn pending_deletions(&self) -> Vec<String> {
-        self.deletions.lock().clone()
+        self.deletions.lock().prefixes.clone()
     }
 
-    fn write_deletions(&self, prefixes: &[String]) -> Result<()> {
+    fn write_deletions(&self, doc: &DeletionsDoc) -> Result<()> {
         let doc = DeletionsDoc {
             version: 1,
-            prefixes: prefixes.to_vec(),
+            ..doc.clone()
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| StoreError::CorruptMetadata {
             path: self.deletions_path.clone(),
@@ -418,11 +459,12 @@ impl Tiering {
                     ..
                 } = &mut *rounds;
                 let state = partitions.entry(prefix.clone()).or_default();
-                if self.recreated.lock().remove(&prefix) {
+                if self.recreated.lock().remove(prefix.as_str()) {
                     // Known not to be the bucket's old manifest's partition: no first-round
                     // check, a sweep by the new manifest.
                     *state = PartitionState {
                         synced_epoch: Some(REPUBLISH),
+                        recreated: true,
                         ..PartitionState::default()
                     };
                 }
@@ -619,6 +661,9 @@ impl Tiering {
             let manifest = current_manifest(topic, p);
             report.orphans_deleted += self.sweep(prefix, &manifest)?;
             state.sweep_needed = false;
+        }
+        if state.recreated && self.recreated_swept(prefix.as_str()) {
+            state.recreated = false;
         }
         let candidates = self.hooks.upload_candidates(p);
         if candidates.is_empty() {
