@@ -1178,7 +1178,11 @@ async fn a_failed_install_is_republished_before_the_next_sweep() {
     append_batches(&store, 1, 1210).await;
     hook.arm(1);
     let report = store.tier_once(t0 + SEC).unwrap();
-    assert_eq!(report.failed_partitions.len(), 1, "install refused: {report:?}");
+    assert_eq!(
+        report.failed_partitions.len(),
+        1,
+        "install refused: {report:?}"
+    );
     assert_eq!(rig.manifest(&prefix).epoch, 2, "the put went through");
 
     rig.remote.fail_puts_matching(Some(".log"));
@@ -1230,14 +1234,14 @@ async fn local_retention_errors_in_backoff_are_no_upload_failures() {
     hook.arm(1);
     let report = store.tier_once(t0 + 90 * 60 * SEC).unwrap();
     assert_eq!(report.backed_off_partitions.len(), 1, "{report:?}");
-    assert!(
-        report.errors.iter().any(|e| e.contains("local retention")),
-        "{report:?}"
-    );
     assert_eq!(
         metric(&store, |m| &m.upload_failures),
         1,
-        "a local error is no upload failure"
+        "a local error is no upload failure: {report:?}"
+    );
+    assert!(
+        report.errors.iter().any(|e| e.contains("local retention")),
+        "{report:?}"
     );
 
     // The backoff is still the upload's: over at t0 + 10 s + 2 h.

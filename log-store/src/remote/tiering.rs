@@ -901,30 +901,34 @@ impl Tiering {
         let mut deleted = 0;
         let mut closing = false;
         // Page by page, deleting as the keys arrive: a prefix of many objects is never held.
-        self.store.list_each(prefix.as_str(), &mut |key| {
-            if self.signal.stopping() {
-                closing = true;
-                return Err(RemoteError::Unavailable {
-                    key,
-                    reason: "the store is closing".into(),
-                });
-            }
-            if !named.contains(&key) {
-                self.store.delete(&key)?;
-                self.cache.forget(&key);
-                RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
-                deleted += 1;
-            }
-            Ok(())
-        })
-        .map_err(|e| {
-            if closing {
-                // The rest waits for the next sweep.
-                StoreError::PartitionClosed(format!("{} (the store is closing)", prefix.as_str()))
-            } else {
-                e.into()
-            }
-        })?;
+        self.store
+            .list_each(prefix.as_str(), &mut |key| {
+                if self.signal.stopping() {
+                    closing = true;
+                    return Err(RemoteError::Unavailable {
+                        key,
+                        reason: "the store is closing".into(),
+                    });
+                }
+                if !named.contains(&key) {
+                    self.store.delete(&key)?;
+                    self.cache.forget(&key);
+                    RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
+                    deleted += 1;
+                }
+                Ok(())
+            })
+            .map_err(|e| {
+                if closing {
+                    // The rest waits for the next sweep.
+                    StoreError::PartitionClosed(format!(
+                        "{} (the store is closing)",
+                        prefix.as_str()
+                    ))
+                } else {
+                    e.into()
+                }
+            })?;
         if deleted > 0 {
             tracing::info!(
                 prefix = prefix.as_str(),
