@@ -141,3 +141,48 @@ async fn a_partition_at_its_manifest_bound_stops_uploading_with_an_alert() {
     );
     store.close().unwrap();
 }
+
+/// Review N1. Bound: `manifest_max_segments`, freed by the total retention. A partition whose
+/// manifest is full still gets the total retention: lowering `retention.ms` (message expiry)
+/// drops its expired remote segments, and its uploads resume at the next round, all without
+/// a restart.
+#[tokio::test]
+async fn lowering_the_retention_frees_a_full_manifest_without_a_restart() {
+    let rig = Rig::new();
+    let store = rig.open(3);
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 6).await;
+    let now = now_us();
+    let report = store.tier_once(now).unwrap();
+    assert_eq!(report.uploaded_segments, 3, "{report:?}");
+    let report = store.tier_once(now + 60_000_000).unwrap();
+    assert!(!report.succeeded(), "full: {report:?}");
+
+    store
+        .update_topic(
+            Ident::Id(0),
+            Ident::Id(0),
+            None,
+            TopicSettings {
+                message_expiry: Some(Duration::from_secs(3600)),
+                ..tiered()
+            },
+        )
+        .unwrap();
+    // Past the backoff and past the new retention.
+    let later = now + 2 * 3600 * 1_000_000;
+    let report = store.tier_once(later).unwrap();
+    assert_eq!(report.remote_deleted_segments, 3, "{report:?}");
+    assert!(report.succeeded(), "room again, no alert: {report:?}");
+    let key = format!("topics/0-0-{}/0/manifest", topic.created_at);
+    let remote = rig.remote.inner().get(&key).unwrap().unwrap();
+    assert!(RemoteManifest::decode(&remote, &key)
+        .unwrap()
+        .segments
+        .is_empty());
+
+    let report = store.tier_once(later + 1_000_000).unwrap();
+    assert_eq!(report.uploaded_segments, 2, "uploads resume: {report:?}");
+    store.close().unwrap();
+}

@@ -15,7 +15,9 @@ use wharf_log_store::remote::{
     FaultyRemote, ObjectStoreRemote, RemoteConfig, RemoteManifest, RemoteSettings, RemoteStore,
     RemoteTier, CATALOG_KEY,
 };
-use wharf_log_store::{read_durable, Ident, LogStore, StoreConfig, StoreError, TopicSettings};
+use wharf_log_store::{
+    read_durable, Disk, FileHook, FileOp, Ident, LogStore, StoreConfig, StoreError, TopicSettings,
+};
 
 struct Rig {
     _tmp: tempfile::TempDir,
@@ -56,6 +58,14 @@ impl Rig {
 
     fn open(&self) -> LogStore {
         LogStore::open(&self.data, self.config(false)).unwrap().0
+    }
+
+    fn open_with_disk(&self, disk: Disk) -> LogStore {
+        let config = StoreConfig {
+            disk,
+            ..self.config(false)
+        };
+        LogStore::open(&self.data, config).unwrap().0
     }
 
     /// Keys under `prefix` in the real store (faults bypassed), sorted.
@@ -1107,5 +1117,213 @@ async fn a_partition_added_back_sweeps_what_the_removed_one_left() {
     assert_eq!(manifest.epoch, 1, "the new partition's first commit");
     assert_eq!(rig.keys(&prefix1), named_keys(&manifest, &prefix1));
     assert_eq!(read_all(&p1, 0).len(), 2, "the new partition's data only");
+    store.close().unwrap();
+}
+
+/// Fails the next `armed` operations `op` on a path containing `needle`.
+#[derive(Debug)]
+struct FailNext {
+    op: FileOp,
+    needle: &'static str,
+    armed: std::sync::atomic::AtomicU64,
+}
+
+impl FailNext {
+    fn new(op: FileOp, needle: &'static str) -> Arc<FailNext> {
+        Arc::new(FailNext {
+            op,
+            needle,
+            armed: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn arm(&self, n: u64) {
+        self.armed.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl FileHook for FailNext {
+    fn before(&self, op: FileOp, path: &Path) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if op == self.op
+            && path.to_string_lossy().contains(self.needle)
+            && self
+                .armed
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(std::io::Error::other("test fault"));
+        }
+        Ok(())
+    }
+}
+
+/// Review N3. Bound: every segment the bucket's manifest names has its objects. A manifest
+/// put whose local install fails leaves the bucket one epoch ahead; the next round stores the
+/// installed manifest again before it sweeps by it (its uploads then failing changes nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_install_is_republished_before_the_next_sweep() {
+    let rig = Rig::new();
+    let hook = FailNext::new(FileOp::Rename, "remote-manifest");
+    let store = rig.open_with_disk(Disk::with_hook(Arc::clone(&hook) as Arc<dyn FileHook>));
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 2, 1200).await;
+    let t0 = now_us();
+    let report = store.tier_once(t0).unwrap();
+    assert_eq!(report.uploaded_segments, 1, "{report:?}");
+    let prefix = prefix(topic.created_at, 0);
+    assert_eq!(rig.manifest(&prefix).epoch, 1);
+
+    append_batches(&store, 1, 1210).await;
+    hook.arm(1);
+    let report = store.tier_once(t0 + SEC).unwrap();
+    assert_eq!(
+        report.failed_partitions.len(),
+        1,
+        "install refused: {report:?}"
+    );
+    assert_eq!(rig.manifest(&prefix).epoch, 2, "the put went through");
+
+    rig.remote.fail_puts_matching(Some(".log"));
+    let report = store.tier_once(t0 + 10 * SEC).unwrap();
+    assert_eq!(report.failed_partitions.len(), 1, "{report:?}");
+    let manifest = rig.manifest(&prefix);
+    let keys = rig.keys(&prefix);
+    for key in named_keys(&manifest, &prefix) {
+        assert!(
+            keys.contains(&key),
+            "the bucket's manifest (epoch {}) names {key}, which is gone: {keys:?}",
+            manifest.epoch
+        );
+    }
+    rig.remote.fail_puts_matching(None);
+    let report = store.tier_once(t0 + 20 * SEC).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    store.close().unwrap();
+}
+
+/// Review N10. Bound: `upload_failures` counts uploads only, and the backoff is the uploads'.
+/// A local-retention error of a partition waiting out its backoff is reported (round errors)
+/// but neither counted as an upload failure nor pushes its retry further out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_retention_errors_in_backoff_are_no_upload_failures() {
+    let mut rig = Rig::new();
+    rig.settings.retry_backoff = Duration::from_secs(2 * 3600);
+    rig.settings.retry_backoff_max = Duration::from_secs(8 * 3600);
+    let hook = FailNext::new(FileOp::Remove, ".log");
+    let store = rig.open_with_disk(Disk::with_hook(Arc::clone(&hook) as Arc<dyn FileHook>));
+    store.create_stream("s").unwrap();
+    let settings = TopicSettings {
+        local_retention_bytes: None,
+        local_retention: Some(Duration::from_secs(3600)),
+        ..tiered()
+    };
+    store.create_topic(Ident::Id(0), "t", 1, settings).unwrap();
+    append_batches(&store, 4, 1300).await;
+    let t0 = now_us();
+    let report = store.tier_once(t0).unwrap();
+    assert_eq!(report.uploaded_segments, 3, "{report:?}");
+    append_batches(&store, 1, 1310).await;
+    rig.remote.set_down(true);
+    let report = store.tier_once(t0 + 10 * SEC).unwrap();
+    assert_eq!(report.failed_partitions.len(), 1, "{report:?}");
+    assert_eq!(metric(&store, |m| &m.upload_failures), 1);
+
+    // In backoff (until t0 + 10 s + 2 h), past the local retention: a local deletion fails.
+    hook.arm(1);
+    let report = store.tier_once(t0 + 90 * 60 * SEC).unwrap();
+    assert_eq!(report.backed_off_partitions.len(), 1, "{report:?}");
+    assert_eq!(
+        metric(&store, |m| &m.upload_failures),
+        1,
+        "a local error is no upload failure: {report:?}"
+    );
+    assert!(
+        report.errors.iter().any(|e| e.contains("local retention")),
+        "{report:?}"
+    );
+
+    // The backoff is still the upload's: over at t0 + 10 s + 2 h.
+    let report = store.tier_once(t0 + 2 * 3600 * SEC + 20 * SEC).unwrap();
+    assert!(report.backed_off_partitions.is_empty(), "{report:?}");
+    assert_eq!(report.failed_partitions.len(), 1, "the store is still down");
+    store.close().unwrap();
+}
+
+/// Review N4. Bound: a re-added partition is refused by no round. The mark that lets its first
+/// round sweep the removed partition's objects (instead of checking their manifest) survives a
+/// restart before that round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_added_back_is_not_refused_after_a_restart() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 2, tiered()).unwrap();
+    let p1 = store.partition(Ident::Id(0), Ident::Id(0), 1).unwrap();
+    for i in 0..3 {
+        p1.append(seeded_batch(1400 + i, 1, 50)).await.unwrap();
+    }
+    drop(p1);
+    store.tier_once(now_us()).unwrap();
+    let prefix1 = prefix(topic.created_at, 1);
+    assert_eq!(rig.manifest(&prefix1).epoch, 2);
+    store
+        .remove_partitions(Ident::Id(0), Ident::Id(0), 1)
+        .unwrap();
+    store.add_partitions(Ident::Id(0), Ident::Id(0), 1).unwrap();
+    let p1 = store.partition(Ident::Id(0), Ident::Id(0), 1).unwrap();
+    for i in 0..2 {
+        p1.append(seeded_batch(1500 + i, 1, 50)).await.unwrap();
+    }
+    drop(p1);
+    store.close().unwrap();
+    drop(store);
+
+    let store = rig.open();
+    let t = now_us() + 3600 * SEC;
+    let report = store.tier_once(t).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.uploaded_segments, 1, "{report:?}");
+    let manifest = rig.manifest(&prefix1);
+    assert_eq!(manifest.epoch, 1, "the new partition's first commit");
+    assert_eq!(rig.keys(&prefix1), named_keys(&manifest, &prefix1));
+    // The mark is gone once swept: the next restart checks the bucket's (own) manifest.
+    store.close().unwrap();
+    drop(store);
+    let store = rig.open();
+    let report = store.tier_once(t + SEC).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    store.close().unwrap();
+}
+
+/// Review N7. Bound: no listing is held whole. The orphan sweep and a deleted topic's prefix
+/// go through the streamed listing (`list_each`), never the collecting `list`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_and_prefix_deletions_stream_the_listing() {
+    let rig = Rig::new();
+    let store = rig.open();
+    store.create_stream("s").unwrap();
+    let topic = store.create_topic(Ident::Id(0), "t", 1, tiered()).unwrap();
+    append_batches(&store, 3, 1600).await;
+    let prefix = prefix(topic.created_at, 0);
+    let stray = format!("{prefix}{:020}-9.log", 0);
+    rig.remote
+        .inner()
+        .put(&stray, &mut &b"orphan"[..], 6)
+        .unwrap();
+    rig.remote.reset_counts();
+    let t0 = now_us();
+    let report = store.tier_once(t0).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.orphans_deleted, 1, "{report:?}");
+    store.delete_topic(Ident::Id(0), Ident::Id(0)).unwrap();
+    let report = store.tier_once(t0 + SEC).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.prefixes_deleted, 1, "{report:?}");
+    assert!(rig.keys(&prefix).is_empty());
+    let counts = rig.remote.counts();
+    assert_eq!(counts.lists, 0, "nothing listed whole: {counts:?}");
+    assert!(counts.streamed_lists >= 2, "{counts:?}");
     store.close().unwrap();
 }

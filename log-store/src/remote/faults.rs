@@ -32,7 +32,10 @@ pub struct RemoteCallCounts {
     pub get_ranges: u64,
     pub get_range_bytes: u64,
     pub deletes: u64,
+    /// Whole listings ([`RemoteStore::list`]).
     pub lists: u64,
+    /// Streamed listings ([`RemoteStore::list_each`]), forwarded as streams.
+    pub streamed_lists: u64,
     /// Calls refused by a fault (down, or a failing put).
     pub failed: u64,
 }
@@ -47,6 +50,7 @@ struct Counters {
     get_range_bytes: AtomicU64,
     deletes: AtomicU64,
     lists: AtomicU64,
+    streamed_lists: AtomicU64,
     failed: AtomicU64,
 }
 
@@ -161,6 +165,7 @@ impl FaultyRemote {
             get_range_bytes: get(&c.get_range_bytes),
             deletes: get(&c.deletes),
             lists: get(&c.lists),
+            streamed_lists: get(&c.streamed_lists),
             failed: get(&c.failed),
         }
     }
@@ -177,6 +182,7 @@ impl FaultyRemote {
             &c.get_range_bytes,
             &c.deletes,
             &c.lists,
+            &c.streamed_lists,
             &c.failed,
         ] {
             a.store(0, Ordering::SeqCst);
@@ -266,6 +272,15 @@ impl RemoteStore for FaultyRemote {
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError> {
         self.enter(&self.counters.lists, prefix)?;
         self.inner.list(prefix)
+    }
+
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(String) -> Result<(), RemoteError>,
+    ) -> Result<(), RemoteError> {
+        self.enter(&self.counters.streamed_lists, prefix)?;
+        self.inner.list_each(prefix, each)
     }
 }
 

@@ -38,6 +38,11 @@ use crate::partition::{Partition, PartitionKey, UploadCandidate};
 /// The durable record of remote prefixes whose objects are to be deleted, in the data directory.
 pub(crate) const DELETIONS_FILE: &str = "remote-deletions";
 
+/// `PartitionState::synced_epoch` of a partition whose remote copy is not known but whose
+/// installed manifest is trusted: it is stored again (no check of the bucket's copy) before
+/// any sweep.
+const REPUBLISH: u64 = u64::MAX;
+
 /// What one tiering round did ([`crate::LogStore::tier_once`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TierReport {
@@ -135,11 +140,14 @@ impl Signal {
 struct PartitionState {
     /// The manifest epoch the remote copy is known to hold; `None`: not known (first round
     /// after open), so the remote copy is checked, the local manifest stored again and the
-    /// prefix swept; `Some(u64::MAX)`: a new partition took over a removed one's prefix (no
-    /// check of the old copy, stored again and swept).
+    /// prefix swept; `Some(REPUBLISH)`: a new partition took over a removed one's prefix, or
+    /// a commit failed after its put may have happened (no check of the bucket's copy, the
+    /// installed manifest stored again, then the prefix swept).
     synced_epoch: Option<u64>,
     /// Objects under the prefix may not all be named by the manifest.
     sweep_needed: bool,
+    /// A recreated prefix whose durable mark goes once it is swept.
+    recreated: bool,
     /// Consecutive failed rounds, and when (server µs) the next attempt may run.
     failures: u32,
     retry_at_us: u64,
@@ -150,6 +158,7 @@ impl Default for PartitionState {
         PartitionState {
             synced_epoch: None,
             sweep_needed: true,
+            recreated: false,
             failures: 0,
             retry_at_us: 0,
         }
@@ -167,10 +176,17 @@ struct Rounds {
     throttle: Throttle,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct DeletionsDoc {
     version: u32,
+    /// Prefixes whose objects are to be deleted.
     prefixes: Vec<String>,
+    /// Partition prefixes given to a new partition while a removed one's objects (and
+    /// manifest) may be left there, until the new partition's first sweep: kept durably so
+    /// that a restart before that sweep does not check the old manifest (and refuse the new
+    /// partition for good).
+    #[serde(default)]
+    recreated: Vec<String>,
 }
 
 /// The store's remote tier at work.
@@ -184,15 +200,17 @@ pub(crate) struct Tiering {
     signal: Arc<Signal>,
     thread: Mutex<Option<JoinHandle<()>>>,
     rounds: Mutex<Rounds>,
-    /// Pending remote deletions, and the file that makes them durable (written under the lock).
-    deletions: Mutex<Vec<String>>,
+    /// Pending remote deletions and recreated prefixes, and the file that makes them durable
+    /// (written under the lock).
+    deletions: Mutex<DeletionsDoc>,
     deletions_path: PathBuf,
     /// Bumped whenever the catalog file changes; the round stores a copy when it moved.
     catalog_generation: AtomicU64,
     /// Partition prefixes given to a new partition while objects of a removed one with the
-    /// same number may be left there: their first round sweeps by the new (empty) manifest
-    /// instead of checking the old remote one (which would refuse the new partition).
-    recreated: Mutex<HashSet<PartitionPrefix>>,
+    /// same number may be left there, not yet taken up by a round: their first round sweeps by
+    /// the new (empty) manifest instead of checking the old remote one (which would refuse the
+    /// new partition). Loaded from the durable record at open.
+    recreated: Mutex<HashSet<String>>,
     /// The broker core's answers: how far a partition may be uploaded, its aborted transactions.
     pub(crate) hooks: super::HooksSlot,
 }
@@ -227,10 +245,11 @@ impl Tiering {
                         path: deletions_path.clone(),
                         reason: e.to_string(),
                     })?;
-                doc.prefixes
+                doc
             }
-            None => Vec::new(),
+            None => DeletionsDoc::default(),
         };
+        let recreated = deletions.recreated.iter().cloned().collect();
         let throttle = Throttle::new(settings.copy_max_bytes_per_second);
         Ok(Tiering {
             store: Arc::clone(&tier.store),
@@ -250,7 +269,7 @@ impl Tiering {
             deletions: Mutex::new(deletions),
             deletions_path,
             catalog_generation: AtomicU64::new(1),
-            recreated: Mutex::new(HashSet::new()),
+            recreated: Mutex::new(recreated),
             hooks: super::HooksSlot::default(),
         })
     }
@@ -275,17 +294,46 @@ impl Tiering {
     /// `prefixes` belong to partitions just added (under the store's `changes` lock): a
     /// pending deletion of a removed partition with the same number is taken back, and the
     /// new partition's first round sweeps what the removed one left instead.
+    ///
+    /// Both are durable in one write (the pending deletion dropped, the prefix marked
+    /// recreated until its first sweep). If that write fails the marks still hold until the
+    /// next restart (logged).
     pub fn partitions_added(&self, prefixes: &[PartitionPrefix]) {
-        let pending = self.pending_deletions();
-        let stale: Vec<String> = prefixes
-            .iter()
-            .map(|p| p.as_str().to_string())
-            .filter(|p| pending.contains(p))
-            .collect();
-        if !stale.is_empty() {
-            self.unrecord_deletions(&stale);
+        let added: Vec<String> = prefixes.iter().map(|p| p.as_str().to_string()).collect();
+        let mut doc = self.deletions.lock();
+        let mut next = doc.clone();
+        next.prefixes.retain(|p| !added.contains(p));
+        for p in &added {
+            if !next.recreated.contains(p) {
+                next.recreated.push(p.clone());
+            }
         }
-        self.recreated.lock().extend(prefixes.iter().cloned());
+        match self.write_deletions(&next) {
+            Ok(()) => *doc = next,
+            Err(e) => {
+                tracing::warn!("recording re-added partitions failed (kept until a restart): {e}");
+                doc.prefixes = next.prefixes;
+            }
+        }
+        self.recreated.lock().extend(added);
+    }
+
+    /// The recreated `prefix` was swept by its new partition's manifest: a restart may check
+    /// the bucket's manifest again. False when the record could not be written (retried).
+    fn recreated_swept(&self, prefix: &str) -> bool {
+        let mut doc = self.deletions.lock();
+        if !doc.recreated.iter().any(|p| p == prefix) {
+            return true;
+        }
+        let mut next = doc.clone();
+        next.recreated.retain(|p| p != prefix);
+        match self.write_deletions(&next) {
+            Ok(()) => {
+                *doc = next;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The catalog file changed: its copy is stored again next round.
@@ -311,41 +359,40 @@ impl Tiering {
         if prefixes.is_empty() {
             return Ok(());
         }
-        let mut pending = self.deletions.lock();
-        let mut next = pending.clone();
+        let mut doc = self.deletions.lock();
+        let mut next = doc.clone();
         for p in prefixes {
-            if !next.contains(p) {
-                next.push(p.clone());
+            if !next.prefixes.contains(p) {
+                next.prefixes.push(p.clone());
             }
         }
+        // A recreated partition removed again: its prefix is emptied, no sweep to wait for.
+        next.recreated.retain(|p| !prefixes.contains(p));
         self.write_deletions(&next)?;
-        *pending = next;
+        *doc = next;
         Ok(())
     }
 
     /// Takes back a record whose catalog change failed (best effort: a leftover record of a
     /// live topic is dropped by the round).
     pub fn unrecord_deletions(&self, prefixes: &[String]) {
-        let mut pending = self.deletions.lock();
-        let next: Vec<String> = pending
-            .iter()
-            .filter(|p| !prefixes.contains(p))
-            .cloned()
-            .collect();
+        let mut doc = self.deletions.lock();
+        let mut next = doc.clone();
+        next.prefixes.retain(|p| !prefixes.contains(p));
         if self.write_deletions(&next).is_ok() {
-            *pending = next;
+            *doc = next;
         }
     }
 
     /// Prefixes waiting to be emptied.
     pub fn pending_deletions(&self) -> Vec<String> {
-        self.deletions.lock().clone()
+        self.deletions.lock().prefixes.clone()
     }
 
-    fn write_deletions(&self, prefixes: &[String]) -> Result<()> {
+    fn write_deletions(&self, doc: &DeletionsDoc) -> Result<()> {
         let doc = DeletionsDoc {
             version: 1,
-            prefixes: prefixes.to_vec(),
+            ..doc.clone()
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| StoreError::CorruptMetadata {
             path: self.deletions_path.clone(),
@@ -393,6 +440,9 @@ impl Tiering {
             // Uploads (and the remote copy of the manifest) first, partition by partition.
             let mut ready = Vec::with_capacity(topic.partitions.len());
             let mut open = Vec::with_capacity(topic.partitions.len());
+            // In sync but at the manifest bound: retention runs on them (it is what frees
+            // room); they fail the round only if they are still full after it.
+            let mut full: Vec<(PartitionKey, StoreError)> = Vec::new();
             for p in &topic.partitions {
                 if self.signal.stopping() {
                     return report;
@@ -409,11 +459,12 @@ impl Tiering {
                     ..
                 } = &mut *rounds;
                 let state = partitions.entry(prefix.clone()).or_default();
-                if self.recreated.lock().remove(&prefix) {
+                if self.recreated.lock().remove(prefix.as_str()) {
                     // Known not to be the bucket's old manifest's partition: no first-round
                     // check, a sweep by the new manifest.
                     *state = PartitionState {
-                        synced_epoch: Some(u64::MAX),
+                        synced_epoch: Some(REPUBLISH),
+                        recreated: true,
                         ..PartitionState::default()
                     };
                 }
@@ -422,7 +473,11 @@ impl Tiering {
                     continue;
                 }
                 match self.copy_partition(topic, p, &prefix, state, throttle, &mut report) {
-                    Ok(()) => ready.push((Arc::clone(p), prefix)),
+                    Ok(None) => ready.push((Arc::clone(p), prefix)),
+                    Ok(Some(e)) => {
+                        full.push((p.key(), e));
+                        ready.push((Arc::clone(p), prefix));
+                    }
                     Err(e) => self.failed(p, state, now, e, &mut report),
                 }
             }
@@ -433,23 +488,31 @@ impl Tiering {
             // deletes only what the installed (durable) manifest names, local work that never
             // waits for the object store. The total retention (remote work) runs over the
             // partitions that reached the store.
+            // Its errors are local (a file that would not go): reported and retried next round,
+            // but neither an upload failure nor a reason to back the uploads off.
             let local = self.local_retention(topic, &open, now, &mut report);
-            for (key, e) in local {
-                if report.failed_partitions.contains(&key) {
-                    continue;
-                }
-                if let Some((p, prefix)) = open.iter().find(|(p, _)| p.key() == key) {
-                    let state = rounds.partitions.entry(prefix.clone()).or_default();
-                    self.failed(p, state, now, e, &mut report);
-                }
+            for (key, e) in &local {
+                tracing::warn!(partition = %key, "local retention of uploaded segments failed: {e}");
+                report.errors.push(format!("{key}: local retention: {e}"));
             }
-            ready.retain(|(p, _)| !report.failed_partitions.contains(&p.key()));
+            ready.retain(|(p, _)| {
+                !report.failed_partitions.contains(&p.key())
+                    && !local.iter().any(|(k, _)| *k == p.key())
+            });
             let total = self.total_retention(topic, &ready, &mut rounds, now, &mut report);
             for (p, prefix) in &ready {
                 let state = rounds.partitions.entry(prefix.clone()).or_default();
-                match total.iter().position(|(k, _)| *k == p.key()) {
-                    Some(_) => {}
-                    None => self.recovered(p, state),
+                if total.iter().any(|(k, _)| *k == p.key()) {
+                    continue;
+                }
+                match full.iter().position(|(k, _)| *k == p.key()) {
+                    // Still no room after the retention: the alert, and a retry after backoff.
+                    Some(i) if p.manifest_room().is_err() => {
+                        let (_, e) = full.swap_remove(i);
+                        self.failed(p, state, now, e, &mut report);
+                    }
+                    // Room again: the next round uploads.
+                    _ => self.recovered(p, state),
                 }
             }
             for (key, e) in total {
@@ -572,6 +635,8 @@ impl Tiering {
     /// Brings the remote copy of the manifest in line, sweeps when needed, then uploads the
     /// sealed segments not uploaded yet, committing each (manifest stored remotely, then
     /// installed) as soon as its objects are up: a close or a kill keeps what finished.
+    /// `Ok(Some(ManifestFull))`: the remote copy is in sync but the manifest is at its bound,
+    /// so nothing was uploaded (the retention may still run on it).
     fn copy_partition(
         &self,
         topic: &TopicWork,
@@ -580,7 +645,7 @@ impl Tiering {
         state: &mut PartitionState,
         throttle: &mut Throttle,
         report: &mut TierReport,
-    ) -> Result<()> {
+    ) -> Result<Option<StoreError>> {
         let installed = p.remote_manifest().epoch;
         if state.synced_epoch != Some(installed) {
             // Someone else installed it (a purge) or this is the first round since open: the
@@ -590,22 +655,28 @@ impl Tiering {
             state.sweep_needed = true;
         }
         if self.signal.stopping() {
-            return Ok(());
+            return Ok(None);
         }
         if state.sweep_needed {
             let manifest = current_manifest(topic, p);
             report.orphans_deleted += self.sweep(prefix, &manifest)?;
             state.sweep_needed = false;
         }
+        if state.recreated && self.recreated_swept(prefix.as_str()) {
+            state.recreated = false;
+        }
         let candidates = self.hooks.upload_candidates(p);
         if candidates.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // A manifest at its bound takes nothing more: an error (the alert) instead of uploads.
-        let room = p.manifest_room()?;
+        let room = match p.manifest_room() {
+            Ok(room) => room,
+            Err(full) => return Ok(Some(full)),
+        };
         for c in candidates.iter().take(room) {
             if self.signal.stopping() {
-                return Ok(());
+                return Ok(None);
             }
             let manifest = current_manifest(topic, p);
             if manifest
@@ -639,9 +710,13 @@ impl Tiering {
                     state.sweep_needed = true;
                     let installed = self.publish_installed(topic, p, prefix, false)?;
                     state.synced_epoch = Some(installed);
-                    return Ok(());
+                    return Ok(None);
                 }
                 Err(e) => {
+                    // The put may have happened (the install then failed): the bucket may
+                    // name objects the installed manifest does not, so the installed one goes
+                    // up again before any sweep by it.
+                    state.synced_epoch = Some(REPUBLISH);
                     state.sweep_needed = true;
                     return Err(e);
                 }
@@ -653,7 +728,7 @@ impl Tiering {
             report.uploaded_segments += 1;
             report.uploaded_bytes += bytes;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Stores the installed manifest remotely (when anything was ever installed), under the
@@ -824,21 +899,36 @@ impl Tiering {
             named.insert(prefix.manifest());
         }
         let mut deleted = 0;
-        for key in self.store.list(prefix.as_str())? {
-            if self.signal.stopping() {
-                // The rest waits for the next sweep.
-                return Err(StoreError::PartitionClosed(format!(
-                    "{} (the store is closing)",
-                    prefix.as_str()
-                )));
-            }
-            if !named.contains(&key) {
-                self.store.delete(&key)?;
-                self.cache.forget(&key);
-                RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
-                deleted += 1;
-            }
-        }
+        let mut closing = false;
+        // Page by page, deleting as the keys arrive: a prefix of many objects is never held.
+        self.store
+            .list_each(prefix.as_str(), &mut |key| {
+                if self.signal.stopping() {
+                    closing = true;
+                    return Err(RemoteError::Unavailable {
+                        key,
+                        reason: "the store is closing".into(),
+                    });
+                }
+                if !named.contains(&key) {
+                    self.store.delete(&key)?;
+                    self.cache.forget(&key);
+                    RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
+                    deleted += 1;
+                }
+                Ok(())
+            })
+            .map_err(|e| {
+                if closing {
+                    // The rest waits for the next sweep.
+                    StoreError::PartitionClosed(format!(
+                        "{} (the store is closing)",
+                        prefix.as_str()
+                    ))
+                } else {
+                    e.into()
+                }
+            })?;
         if deleted > 0 {
             tracing::info!(
                 prefix = prefix.as_str(),
@@ -1066,7 +1156,15 @@ impl Tiering {
     ) -> Result<()> {
         let mut next = plan.next.clone();
         next.epoch = plan.current.epoch + 1;
-        if !self.commit(&plan.p, &plan.prefix, plan.current.epoch, next.clone())? {
+        let committed = self
+            .commit(&plan.p, &plan.prefix, plan.current.epoch, next.clone())
+            .inspect_err(|_| {
+                // As in `copy_partition`: the bucket may now hold the shrunk manifest while
+                // the installed one still names the dropped segments.
+                state.synced_epoch = Some(REPUBLISH);
+                state.sweep_needed = true;
+            })?;
+        if !committed {
             // A purge installed a newer manifest meanwhile: nothing was stored; the next
             // round stores the purge's manifest and sweeps.
             return Ok(());
@@ -1129,9 +1227,11 @@ impl Tiering {
             if rounds.catalog_uploaded != self.catalog_generation.load(Ordering::Acquire) {
                 break;
             }
-            let emptied = self.store.list(&prefix).and_then(|keys| {
-                let mut n = 0;
-                for key in keys {
+            // Deleted as the listing's pages arrive: the keys are never held whole.
+            let mut n = 0;
+            let emptied = self
+                .store
+                .list_each(&prefix, &mut |key| {
                     if self.signal.stopping() {
                         return Err(RemoteError::Unavailable {
                             key,
@@ -1142,9 +1242,9 @@ impl Tiering {
                     self.cache.forget(&key);
                     RemoteMetrics::add(&self.metrics.remote.remote_deleted_objects, 1);
                     n += 1;
-                }
-                Ok(n)
-            });
+                    Ok(())
+                })
+                .map(|()| n);
             match emptied {
                 Ok(n) => {
                     report.objects_deleted += n;
