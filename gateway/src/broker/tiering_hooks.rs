@@ -167,6 +167,14 @@ mod tests {
         let hooks = BrokerTieringHooks::new(Arc::clone(&producers));
         let probe = Arc::clone(&producers.replay_probe);
         probe.hold(true);
+        // Held replays are let go on any failure too: the runtime waits for them at its end.
+        struct LetGo(Arc<crate::broker::producers::ReplayProbe>);
+        impl Drop for LetGo {
+            fn drop(&mut self) {
+                self.0.hold(false);
+            }
+        }
+        let _let_go = LetGo(Arc::clone(&probe));
         let partitions: Vec<_> = (0..PARTITIONS)
             .map(|p| store.partition(Ident::Id(0), Ident::Id(0), p).unwrap())
             .collect();
