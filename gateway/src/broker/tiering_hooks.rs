@@ -158,7 +158,7 @@ mod tests {
             background_tasks: false,
             ..StoreConfig::default()
         };
-        let (store, _) = LogStore::open(&tmp.path().join("data"), config).unwrap();
+        let (store, _) = LogStore::open(tmp.path().join("data"), config).unwrap();
         store.create_stream("s").unwrap();
         store
             .create_topic(Ident::Id(0), "t", PARTITIONS, TopicSettings::default())
