@@ -139,6 +139,13 @@ pub struct TopicSettings {
     /// `None`).
     #[serde(default)]
     pub local_retention_bytes: Option<u64>,
+    /// `local_retention` / `local_retention_bytes` set to Kafka's -2 explicitly: a topic
+    /// override (as Kafka describes it) that follows the total like an unset one. Written only
+    /// when set, so older catalogs read, and are written, as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_retention_follows: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_retention_bytes_follows: bool,
 }
 
 /// [`TopicSettings::local_retention`] of a topic that keeps uploaded segments locally forever
@@ -169,6 +176,8 @@ impl Default for TopicSettings {
             remote_storage: false,
             local_retention: None,
             local_retention_bytes: None,
+            local_retention_follows: false,
+            local_retention_bytes_follows: false,
         }
     }
 }

@@ -313,6 +313,46 @@ pub struct Producers {
     /// What the last snapshot wrote for partitions in use: written again for one that is busy
     /// producing when the next snapshot is taken.
     written: parking_lot::Mutex<HashMap<PartitionKey, PartitionProducers>>,
+    /// Counts (and may hold) the replays running (tests of the bound on loads at once).
+    #[cfg(test)]
+    pub(crate) replay_probe: Arc<ReplayProbe>,
+}
+
+/// The replays of a partition's log running now and the most seen at once; while held, a
+/// replay waits at its start (counted), so a test sees how many were started together.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct ReplayProbe {
+    /// (held, running, most at once).
+    state: parking_lot::Mutex<(bool, usize, usize)>,
+    changed: parking_lot::Condvar,
+}
+
+#[cfg(test)]
+impl ReplayProbe {
+    pub(crate) fn hold(&self, held: bool) {
+        self.state.lock().0 = held;
+        self.changed.notify_all();
+    }
+
+    /// (running now, most at once).
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let s = self.state.lock();
+        (s.1, s.2)
+    }
+
+    fn enter(&self) {
+        let mut s = self.state.lock();
+        s.1 += 1;
+        s.2 = s.2.max(s.1);
+        while s.0 {
+            self.changed.wait(&mut s);
+        }
+    }
+
+    fn leave(&self) {
+        self.state.lock().1 -= 1;
+    }
 }
 
 /// A partition's state in use.
@@ -349,6 +389,8 @@ impl Producers {
             loaded: parking_lot::Mutex::new(snapshot.partitions.into_iter().collect()),
             live: parking_lot::RwLock::default(),
             written: parking_lot::Mutex::default(),
+            #[cfg(test)]
+            replay_probe: Arc::default(),
         })
     }
 
@@ -414,8 +456,15 @@ impl Producers {
         }
         // Replaying reads the log: off the runtime's workers.
         let partition = Arc::clone(partition);
+        #[cfg(test)]
+        let probe = Arc::clone(&self.replay_probe);
         let guard = tokio::task::spawn_blocking(move || {
-            guard.replay(&partition)?;
+            #[cfg(test)]
+            probe.enter();
+            let replayed = guard.replay(&partition);
+            #[cfg(test)]
+            probe.leave();
+            replayed?;
             Ok(guard)
         })
         .await

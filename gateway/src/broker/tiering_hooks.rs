@@ -9,6 +9,9 @@
 //! The tiering thread is a plain thread (and tests call its round on async workers), so nothing
 //! here waits on async work: a partition whose transaction state is not loaded yet may not be
 //! uploaded (limit 0) until a load, started here on the broker's runtime, has finished.
+//! At most [`MAX_BACKGROUND_LOADS`] such loads run at once, the others waiting their turn: each
+//! replays a partition's local log on the blocking pool, which appends and reads share, and
+//! the first round after a start asks about every tiered partition.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -18,6 +21,10 @@ use wharf_log_store::remote::{AbortedRange, TieringHooks};
 use wharf_log_store::{Partition, PartitionKey};
 
 use super::Producers;
+
+/// Producer-state loads started here that run at once (each a replay of a partition's local
+/// log on the blocking pool); the others wait for a turn.
+pub(crate) const MAX_BACKGROUND_LOADS: usize = 2;
 
 /// The broker core's [`TieringHooks`], installed on the store when the broker opens.
 #[derive(Debug)]
@@ -31,6 +38,11 @@ pub(crate) struct BrokerTieringHooks {
     runtime: Option<tokio::runtime::Handle>,
     /// Partitions whose load has been started and has not finished: one load each.
     loading: Arc<parking_lot::Mutex<HashSet<PartitionKey>>>,
+    /// Turns to run a load: [`MAX_BACKGROUND_LOADS`].
+    turns: Arc<tokio::sync::Semaphore>,
+    /// Loads waiting for their turn (tests).
+    #[cfg(test)]
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl BrokerTieringHooks {
@@ -39,11 +51,14 @@ impl BrokerTieringHooks {
             producers,
             runtime: tokio::runtime::Handle::try_current().ok(),
             loading: Arc::default(),
+            turns: Arc::new(tokio::sync::Semaphore::new(MAX_BACKGROUND_LOADS)),
+            #[cfg(test)]
+            waiting: Arc::default(),
         }
     }
 
-    /// Starts loading `partition`'s producer and transaction state on the runtime, unless a
-    /// load is under way; returns at once.
+    /// Starts loading `partition`'s producer and transaction state on the runtime when a turn
+    /// is free, unless a load is under way; returns at once.
     fn load_in_background(&self, partition: &Arc<Partition>) {
         let Some(runtime) = &self.runtime else {
             return;
@@ -54,8 +69,19 @@ impl BrokerTieringHooks {
         }
         let (producers, loading) = (Arc::clone(&self.producers), Arc::clone(&self.loading));
         let partition = Arc::clone(partition);
+        let turns = Arc::clone(&self.turns);
+        #[cfg(test)]
+        let waiting = Arc::clone(&self.waiting);
         runtime.spawn(async move {
-            if let Err(e) = producers.partition(&partition).await {
+            #[cfg(test)]
+            waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Never closed: an error cannot happen, and would only mean loading without a turn.
+            let turn = turns.acquire_owned().await;
+            #[cfg(test)]
+            waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            let loaded = producers.partition(&partition).await;
+            drop(turn);
+            if let Err(e) = loaded {
                 super::log_server_failure(
                     &format!("loading the transactions of {key} for the remote tier"),
                     &e,
@@ -98,5 +124,85 @@ impl TieringHooks for BrokerTieringHooks {
                 })
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use wharf_log_store::{Ident, LogStore, StoreConfig, TopicSettings};
+
+    use super::*;
+
+    /// Yields until `done` holds, failing with `what` after a bound (no sleep).
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The first round after a start asks about every tiered partition whose state is not
+    /// loaded: at most `MAX_BACKGROUND_LOADS` replays run at once, the rest wait their turn
+    /// and all are loaded in the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_start_replays_at_most_max_background_loads_partitions_at_once() {
+        const PARTITIONS: u32 = 8;
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            background_tasks: false,
+            ..StoreConfig::default()
+        };
+        let (store, _) = LogStore::open(tmp.path().join("data"), config).unwrap();
+        store.create_stream("s").unwrap();
+        store
+            .create_topic(Ident::Id(0), "t", PARTITIONS, TopicSettings::default())
+            .unwrap();
+        let producers = Arc::new(Producers::open(tmp.path()).unwrap());
+        let hooks = BrokerTieringHooks::new(Arc::clone(&producers));
+        let probe = Arc::clone(&producers.replay_probe);
+        probe.hold(true);
+        // Held replays are let go on any failure too: the runtime waits for them at its end.
+        struct LetGo(Arc<crate::broker::producers::ReplayProbe>);
+        impl Drop for LetGo {
+            fn drop(&mut self) {
+                self.0.hold(false);
+            }
+        }
+        let _let_go = LetGo(Arc::clone(&probe));
+        let partitions: Vec<_> = (0..PARTITIONS)
+            .map(|p| store.partition(Ident::Id(0), Ident::Id(0), p).unwrap())
+            .collect();
+        for p in &partitions {
+            assert_eq!(hooks.upload_limit(p), 0, "not loaded yet");
+        }
+        // Every load has either started its replay (held at its start) or waits for a turn.
+        until("every load started or waiting", || {
+            probe.counts().0 + hooks.waiting.load(Ordering::SeqCst) == PARTITIONS as usize
+        })
+        .await;
+        assert_eq!(
+            probe.counts().0,
+            MAX_BACKGROUND_LOADS,
+            "replays started at once (bound MAX_BACKGROUND_LOADS)"
+        );
+        probe.hold(false);
+        until("every partition loaded", || {
+            partitions
+                .iter()
+                .all(|p| producers.ready_txns(&p.key()).is_some())
+        })
+        .await;
+        assert!(
+            probe.counts().1 <= MAX_BACKGROUND_LOADS,
+            "most replays at once: {} (bound MAX_BACKGROUND_LOADS)",
+            probe.counts().1
+        );
+        store.close().unwrap();
     }
 }

@@ -378,17 +378,27 @@ pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(),
         ("compression.type", None | Some("producer")) => {}
         ("remote.storage.enable", None) => s.remote_storage = false,
         ("remote.storage.enable", Some(v)) => s.remote_storage = boolean(name, v)?,
-        ("local.retention.ms", None) => s.local_retention = None,
+        ("local.retention.ms", None) => {
+            s.local_retention = None;
+            s.local_retention_follows = false;
+        }
         ("local.retention.ms", Some(v)) => {
-            s.local_retention = match local_retention(name, v)? {
+            let value = local_retention(name, v)?;
+            s.local_retention_follows = matches!(value, LocalRetention::Follow);
+            s.local_retention = match value {
                 LocalRetention::Follow => None,
                 LocalRetention::Forever => Some(LOCAL_RETENTION_FOREVER),
                 LocalRetention::Limit(ms) => Some(Duration::from_millis(ms)),
             }
         }
-        ("local.retention.bytes", None) => s.local_retention_bytes = None,
+        ("local.retention.bytes", None) => {
+            s.local_retention_bytes = None;
+            s.local_retention_bytes_follows = false;
+        }
         ("local.retention.bytes", Some(v)) => {
-            s.local_retention_bytes = match local_retention(name, v)? {
+            let value = local_retention(name, v)?;
+            s.local_retention_bytes_follows = matches!(value, LocalRetention::Follow);
+            s.local_retention_bytes = match value {
                 LocalRetention::Follow => None,
                 LocalRetention::Forever => Some(LOCAL_RETENTION_BYTES_FOREVER),
                 LocalRetention::Limit(bytes) => Some(bytes),
@@ -734,7 +744,8 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
                 s.local_retention == Some(LOCAL_RETENTION_FOREVER),
                 s.local_retention.map_or(0, millis),
             ),
-            topic_or(s.local_retention.is_some()),
+            // An explicit -2 is a topic override too (Kafka keeps it).
+            topic_or(s.local_retention.is_some() || s.local_retention_follows),
             ConfigType::Long,
         ),
         entry(
@@ -744,7 +755,7 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
                 s.local_retention_bytes == Some(LOCAL_RETENTION_BYTES_FOREVER),
                 s.local_retention_bytes.unwrap_or(0),
             ),
-            topic_or(s.local_retention_bytes.is_some()),
+            topic_or(s.local_retention_bytes.is_some() || s.local_retention_bytes_follows),
             ConfigType::Long,
         ),
     ]
@@ -1250,7 +1261,8 @@ mod remote_storage_tests {
                 "{name}"
             );
         }
-        // -2 (and a delete) return them to following the total retention.
+        // -2 (and a delete) return them to following the total retention; an explicit -2
+        // stays a topic override, as in Kafka (review item N9), a delete goes back to DEFAULT.
         let mut back = s.clone();
         set(&mut back, "local.retention.ms", Some("-2")).unwrap();
         set(&mut back, "local.retention.bytes", None).unwrap();
@@ -1258,6 +1270,24 @@ mod remote_storage_tests {
             (back.local_retention, back.local_retention_bytes),
             (None, None)
         );
+        let d = describe(&back, &server);
+        for (name, source) in [
+            ("local.retention.ms", ConfigSource::DynamicTopic),
+            ("local.retention.bytes", ConfigSource::Default),
+        ] {
+            let e = get(&d, name);
+            assert_eq!((e.value.as_str(), e.source), ("-2", source), "{name}");
+        }
+        set(&mut back, "local.retention.ms", None).unwrap();
+        let e = get(&describe(&back, &server), "local.retention.ms");
+        assert_eq!(e.source, ConfigSource::Default, "deleted");
+        // The catalog keeps the explicit -2, and writes nothing new for an unset one.
+        let doc = serde_json::to_string(&TopicSettings::default()).unwrap();
+        assert!(!doc.contains("follows"), "{doc}");
+        set(&mut back, "local.retention.ms", Some("-2")).unwrap();
+        let doc = serde_json::to_string(&back).unwrap();
+        let again: TopicSettings = serde_json::from_str(&doc).unwrap();
+        assert!(again.local_retention_follows);
     }
 
     /// Kafka's validators: a boolean is true or false in any case; the local retentions are
@@ -1439,7 +1469,8 @@ mod remote_storage_tests {
     }
 
     /// Kafka describes `local.retention.ms/bytes = -1` back as -1 with source
-    /// DYNAMIC_TOPIC_CONFIG, -2 (or nothing set) as -2 with source DEFAULT; a topic at -1 may
+    /// DYNAMIC_TOPIC_CONFIG, an explicit -2 as -2 DYNAMIC_TOPIC_CONFIG too (nothing set: -2
+    /// DEFAULT); a topic at -1 may
     /// not then get a finite total retention.
     #[test]
     fn local_retention_forever_round_trips_through_describe_as_minus_one() {
@@ -1466,7 +1497,10 @@ mod remote_storage_tests {
         let mut follow = s.clone();
         set(&mut follow, "local.retention.ms", Some("-2")).unwrap();
         let e = get(&describe(&follow, &server), "local.retention.ms");
-        assert_eq!((e.value.as_str(), e.source), ("-2", ConfigSource::Default));
+        assert_eq!(
+            (e.value.as_str(), e.source),
+            ("-2", ConfigSource::DynamicTopic)
+        );
         // Kafka checks the whole resulting config: a finite total under a local -1 is refused.
         for (total, total_value, local) in [
             ("retention.ms", "1000", "local.retention.ms"),

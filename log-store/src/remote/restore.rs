@@ -117,22 +117,29 @@ pub(crate) fn restore_from_remote(
                     .into());
                 }
                 // Every object the manifest names must be there: a restore that succeeded
-                // with reads failing later would be worse than none.
-                let present: std::collections::HashSet<String> =
-                    store.list(prefix.as_str())?.into_iter().collect();
-                for seg in &manifest.segments {
-                    for object in [
-                        prefix.log(seg.base_offset, seg.upload_epoch),
-                        prefix.index(seg.base_offset, seg.upload_epoch),
-                    ] {
-                        if !present.contains(&object) {
-                            return Err(corrupt(
-                                &object,
-                                format!("named by '{key}' but not in the remote store"),
-                            )
-                            .into());
-                        }
-                    }
+                // with reads failing later would be worse than none. The listing streams:
+                // only the named keys are held (as many as the manifest, which is in
+                // memory anyway), never every key under the prefix (orphans included).
+                let mut missing: std::collections::HashSet<String> = manifest
+                    .segments
+                    .iter()
+                    .flat_map(|seg| {
+                        [
+                            prefix.log(seg.base_offset, seg.upload_epoch),
+                            prefix.index(seg.base_offset, seg.upload_epoch),
+                        ]
+                    })
+                    .collect();
+                store.list_each(prefix.as_str(), &mut |object| {
+                    missing.remove(&object);
+                    Ok(())
+                })?;
+                if let Some(object) = missing.iter().min() {
+                    return Err(corrupt(
+                        object,
+                        format!("named by '{key}' but not in the remote store"),
+                    )
+                    .into());
                 }
                 let pdir = partition_dir(dir, s.id, t.id, p);
                 refuse_local_data(&pdir)?;
