@@ -274,6 +274,23 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
+/// Takes the data directory's lock file (`.lock`), held for as long as the returned file is:
+/// one process at a time works on a data directory (a store, or a restore into it).
+pub(crate) fn lock_data_dir(disk: &Disk, dir: &Path) -> Result<File> {
+    let lock_path = dir.join(".lock");
+    let lock = disk.create(&lock_path)?;
+    lock.try_lock().map_err(|e| {
+        StoreError::io(
+            &lock_path,
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!("the data directory is in use by another process ({e})"),
+            ),
+        )
+    })?;
+    Ok(lock)
+}
+
 fn stream_dir(root: &Path, s: u32) -> PathBuf {
     root.join("streams").join(s.to_string())
 }
@@ -300,17 +317,7 @@ impl LogStore {
         let dir = dir.as_ref().to_path_buf();
         let disk = &config.disk;
         disk.create_dir_all(&dir.join("streams"))?;
-        let lock_path = dir.join(".lock");
-        let lock = disk.create(&lock_path)?;
-        lock.try_lock().map_err(|e| {
-            StoreError::io(
-                &lock_path,
-                std::io::Error::new(
-                    std::io::ErrorKind::WouldBlock,
-                    format!("the data directory is in use by another process ({e})"),
-                ),
-            )
-        })?;
+        let lock = lock_data_dir(disk, &dir)?;
         let catalog_path = dir.join("catalog");
         let doc: CatalogDoc = match read_durable(&catalog_path)? {
             Some(bytes) => {

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::{PartitionPrefix, RemoteError, RemoteManifest, CATALOG_KEY, MANIFEST_FILE};
 use crate::error::{Result, StoreError};
-use crate::store::{partition_dir, CatalogDoc};
+use crate::store::{lock_data_dir, partition_dir, CatalogDoc};
 
 /// What a restore brought back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,17 +46,7 @@ pub(crate) fn restore_from_remote(
     refuse_catalog(&catalog_path)?;
     disk.create_dir_all(&dir.join("streams"))?;
     // A server running on this folder holds the lock; restoring under it would corrupt both.
-    let lock_path = dir.join(".lock");
-    let lock = disk.create(&lock_path)?;
-    lock.try_lock().map_err(|e| {
-        StoreError::io(
-            &lock_path,
-            std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                format!("the data directory is in use by another process ({e})"),
-            ),
-        )
-    })?;
+    let _lock = lock_data_dir(disk, dir)?;
     // Again under the lock: a store may have made one since.
     refuse_catalog(&catalog_path)?;
 
