@@ -49,6 +49,8 @@ pub use logins::LoginSettings;
 pub use producers::Producers;
 pub use transactions::{TransactionCoordinator, TransactionSettings};
 pub use users::{Action, Permissions, User, Users};
+/// What a [`StoreError::Remote`] carries: the doors map its kinds to their error codes.
+pub use wharf_log_store::remote::RemoteError;
 /// The store's vocabulary that the broker's use cases speak in (settings, catalog entries,
 /// positions and errors, and the file-system seam [`StoreConfig`] holds, where tests put
 /// faults). Doors name them through here, never through the store.

@@ -321,7 +321,7 @@ mod txn_tests {
 mod remote_tests {
     use super::*;
     // The store's error values, built here as the store would return them.
-    use wharf_log_store::remote::RemoteError;
+    use crate::broker::RemoteError;
 
     fn code_of(e: RemoteError) -> i16 {
         for_broker(&BrokerError::Store(StoreError::Remote(e)))
