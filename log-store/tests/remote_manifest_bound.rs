@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::remote::{folder_remote, now_us};
 use common::*;
 use wharf_log_store::remote::{
-    FaultyRemote, ObjectStoreRemote, RemoteConfig, RemoteManifest, RemoteSettings, RemoteStore,
-    RemoteTier,
+    FaultyRemote, RemoteManifest, RemoteSettings, RemoteStore, RemoteTier,
 };
 use wharf_log_store::{Ident, LogStore, StoreConfig, TopicSettings};
 
@@ -25,12 +25,8 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let tmp = tempfile::tempdir().unwrap();
-        let real = ObjectStoreRemote::open(RemoteConfig::filesystem(tmp.path().join("bucket")))
-            .expect("filesystem remote");
-        Rig {
-            tmp,
-            remote: FaultyRemote::new(Arc::new(real)),
-        }
+        let remote = folder_remote(&tmp.path().join("bucket"));
+        Rig { tmp, remote }
     }
 
     fn open(&self, manifest_max_segments: usize) -> LogStore {
@@ -60,13 +56,6 @@ fn tiered() -> TopicSettings {
         remote_storage: true,
         ..TopicSettings::default()
     }
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 async fn append_batches(store: &LogStore, n: usize) {

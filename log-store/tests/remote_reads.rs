@@ -11,11 +11,9 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::remote::{folder_remote, now_us};
 use common::*;
-use wharf_log_store::remote::{
-    FaultyRemote, ObjectStoreRemote, RemoteConfig, RemoteError, RemoteSettings, RemoteStore,
-    RemoteTier,
-};
+use wharf_log_store::remote::{FaultyRemote, RemoteError, RemoteSettings, RemoteStore, RemoteTier};
 use wharf_log_store::{Ident, LogStore, Partition, StoreError, StoreMetrics, TopicSettings};
 
 /// Batches appended; with 4 KiB segments and ~1.1 KiB batches, several segments seal.
@@ -35,11 +33,6 @@ fn tiered_config(faulty: &Arc<FaultyRemote>) -> wharf_log_store::StoreConfig {
         }),
         ..config()
     }
-}
-
-fn remote(root: &Path) -> Arc<FaultyRemote> {
-    let store = ObjectStoreRemote::open(RemoteConfig::filesystem(root)).unwrap();
-    FaultyRemote::new(Arc::new(store))
 }
 
 fn open_tiered(dir: &Path, faulty: &Arc<FaultyRemote>) -> LogStore {
@@ -105,13 +98,6 @@ fn offload(store: &LogStore, p: &Partition) {
     assert!(p.local_log_start_offset() > 0, "local copies deleted");
 }
 
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
 fn remote_metrics(m: &StoreMetrics) -> (u64, u64) {
     use wharf_log_store::RemoteMetrics as R;
     (
@@ -124,7 +110,7 @@ fn remote_metrics(m: &StoreMetrics) -> (u64, u64) {
 async fn offloaded_data_reads_back_byte_exact_with_the_same_look_ups_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = tempfile::tempdir().unwrap();
-    let faulty = remote(bucket.path());
+    let faulty = folder_remote(bucket.path());
     let store = open_tiered(dir.path(), &faulty);
     let p = filled(&store).await;
     let hw = p.high_watermark();
@@ -189,7 +175,7 @@ async fn offloaded_data_reads_back_byte_exact_with_the_same_look_ups_across_a_re
 async fn the_object_store_down_fails_remote_reads_only() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = tempfile::tempdir().unwrap();
-    let faulty = remote(bucket.path());
+    let faulty = folder_remote(bucket.path());
     let store = open_tiered(dir.path(), &faulty);
     let p = filled(&store).await;
     offload(&store, &p);
@@ -239,7 +225,7 @@ async fn the_object_store_down_fails_remote_reads_only() {
 async fn delete_records_moves_the_log_start_into_the_remote_tier() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = tempfile::tempdir().unwrap();
-    let faulty = remote(bucket.path());
+    let faulty = folder_remote(bucket.path());
     let store = open_tiered(dir.path(), &faulty);
     let p = filled(&store).await;
     offload(&store, &p);

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::remote::*;
 use common::*;
 use wharf_log_store::remote::{
-    FaultyRemote, ObjectStoreRemote, PartitionPrefix, RemoteConfig, RemoteError, RemoteManifest,
-    RemoteSettings, RemoteStore, RemoteTier, RestoreReport, CATALOG_KEY,
+    FaultyRemote, PartitionPrefix, RemoteError, RemoteManifest, RemoteSettings, RemoteStore,
+    RemoteTier, RestoreReport, CATALOG_KEY,
 };
 use wharf_log_store::{Ident, LogStore, RemoteMetrics, StoreConfig, StoreError, TopicSettings};
 
@@ -32,12 +33,8 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let tmp = tempfile::tempdir().unwrap();
-        let real = ObjectStoreRemote::open(RemoteConfig::filesystem(tmp.path().join("bucket")))
-            .expect("filesystem remote");
-        Rig {
-            tmp,
-            remote: FaultyRemote::new(Arc::new(real)),
-        }
+        let remote = folder_remote(&tmp.path().join("bucket"));
+        Rig { tmp, remote }
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -79,23 +76,6 @@ impl Rig {
             .put(key, &mut &bytes[..], bytes.len() as u64)
             .unwrap();
     }
-}
-
-/// Every batch in its own segment; uploaded sealed segments leave local disk at once.
-fn tiered() -> TopicSettings {
-    TopicSettings {
-        segment_size: Some(1),
-        remote_storage: true,
-        local_retention_bytes: Some(1),
-        ..TopicSettings::default()
-    }
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 /// Every batch of the partition from `from` on, read through the blocking path (which may

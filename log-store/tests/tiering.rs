@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::remote::*;
 use common::*;
 use wharf_log_store::remote::{
-    FaultyRemote, ObjectStoreRemote, RemoteConfig, RemoteManifest, RemoteSettings, RemoteStore,
-    RemoteTier, CATALOG_KEY,
+    FaultyRemote, RemoteManifest, RemoteSettings, RemoteStore, RemoteTier, CATALOG_KEY,
 };
 use wharf_log_store::{
     read_durable, Disk, FileHook, FileOp, Ident, LogStore, StoreConfig, StoreError, TopicSettings,
@@ -29,8 +29,6 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let tmp = tempfile::tempdir().unwrap();
-        let real = ObjectStoreRemote::open(RemoteConfig::filesystem(tmp.path().join("bucket")))
-            .expect("filesystem remote");
         let settings = RemoteSettings {
             retry_backoff: Duration::from_secs(1),
             retry_backoff_max: Duration::from_secs(4),
@@ -39,8 +37,8 @@ impl Rig {
         };
         Rig {
             data: tmp.path().join("data"),
+            remote: folder_remote(&tmp.path().join("bucket")),
             _tmp: tmp,
-            remote: FaultyRemote::new(Arc::new(real)),
             settings,
         }
     }
@@ -87,23 +85,6 @@ impl Rig {
     fn partition_dir(&self, p: u32) -> PathBuf {
         self.data.join(format!("streams/0/topics/0/partitions/{p}"))
     }
-}
-
-/// Every batch in its own segment; uploaded sealed segments leave local disk at once.
-fn tiered() -> TopicSettings {
-    TopicSettings {
-        segment_size: Some(1),
-        remote_storage: true,
-        local_retention_bytes: Some(1),
-        ..TopicSettings::default()
-    }
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 const SEC: u64 = 1_000_000;

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod power;
+pub mod remote;
 pub mod toy;
 
 use bytes::BytesMut;
