@@ -1219,7 +1219,7 @@ impl Partition {
     /// epoch is above the current one's (a purge may have installed a newer one meanwhile).
     // The tiering thread installs through `update_manifest` (epoch check and remote put under
     // the lock); this plain install is for tests.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn install_manifest(&self, manifest: RemoteManifest) -> Result<()> {
         let _install = self.manifest_install.lock();
         self.install_manifest_locked(manifest)
@@ -2713,7 +2713,7 @@ mod tests {
         )
         .unwrap();
         let prefix = PartitionPrefix::new(KEY.stream, KEY.topic, 42, KEY.partition);
-        Arc::new(RemoteReader::new(prefix, Arc::new(cache), metrics))
+        Arc::new(RemoteReader::new(prefix, Arc::new(cache)))
     }
 
     /// Uploads every candidate as the tiering thread does (objects, then the manifest), and

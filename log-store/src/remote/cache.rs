@@ -164,6 +164,7 @@ impl ReadLimiter {
     }
 
     /// Reads running and waiting now.
+    #[cfg(test)]
     pub(crate) fn in_progress(&self) -> (usize, usize) {
         let turns = self.state.lock();
         (turns.running, turns.pending)
@@ -308,6 +309,7 @@ impl ReadCache {
     }
 
     /// Parsed index entries kept now, by every reader together.
+    #[cfg(test)]
     pub fn parsed_index_entries(&self) -> usize {
         self.indexes.lock().held_entries
     }

@@ -40,19 +40,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-// SEAM (#20): the parts are wired in by the tiering and partition work; until then unused.
-#[allow(dead_code)]
 mod cache;
 mod faults;
 mod hooks;
 mod manifest;
 mod object;
-#[allow(dead_code)]
 mod reader;
 mod restore;
 mod tiering;
 
-#[allow(unused_imports)]
 pub(crate) use cache::ReadCache;
 #[doc(hidden)]
 pub use faults::{FaultyRemote, RemoteCallCounts};
@@ -62,7 +58,6 @@ pub use hooks::{AbortedRange, TieringHooks};
 pub(crate) use manifest::CLONES;
 pub use manifest::{RemoteManifest, RemoteSegment, MANIFEST_VERSION, MAX_MANIFEST_SEGMENTS};
 pub use object::{ObjectStoreRemote, RemoteConfig, RemoteKind, S3Config};
-#[allow(unused_imports)]
 pub(crate) use reader::RemoteReader;
 pub(crate) use restore::restore_from_remote;
 pub use restore::RestoreReport;
@@ -287,5 +282,4 @@ pub const CATALOG_KEY: &str = "catalog";
 /// Where the topics' objects start.
 pub const TOPICS_PREFIX: &str = "topics/";
 /// The name of a partition's manifest in its folder.
-#[allow(dead_code)]
 pub(crate) const MANIFEST_FILE: &str = "remote-manifest";

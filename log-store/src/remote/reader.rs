@@ -21,24 +21,16 @@ use crate::index::{decode_prefix, find_by_relative_offset, find_by_timestamp, In
 pub(crate) struct RemoteReader {
     prefix: PartitionPrefix,
     cache: Arc<ReadCache>,
-    metrics: Arc<crate::metrics::StoreMetrics>,
 }
 
 impl RemoteReader {
     /// A reader of the partition whose objects are under `prefix`, through the store's cache.
-    pub fn new(
-        prefix: PartitionPrefix,
-        cache: Arc<ReadCache>,
-        metrics: Arc<crate::metrics::StoreMetrics>,
-    ) -> RemoteReader {
-        RemoteReader {
-            prefix,
-            cache,
-            metrics,
-        }
+    pub fn new(prefix: PartitionPrefix, cache: Arc<ReadCache>) -> RemoteReader {
+        RemoteReader { prefix, cache }
     }
 
     /// Where this reader's objects are.
+    #[cfg(test)]
     pub fn prefix(&self) -> &PartitionPrefix {
         &self.prefix
     }
@@ -134,6 +126,7 @@ impl RemoteReader {
     }
 
     /// The parsed index of `segment`, fetched (and checked against the manifest) on a miss.
+    #[cfg(test)]
     pub fn index(&self, segment: &RemoteSegment) -> Result<Arc<[IndexEntry]>, RemoteError> {
         let _turn = self.cache.reads().turn()?;
         self.parsed_index(segment)
@@ -151,7 +144,9 @@ impl RemoteReader {
         Ok(entries)
     }
 
-    /// Forgets what is kept of `segment` (its objects are being deleted).
+    /// Forgets what is kept of `segment` (tests; the tiering thread forgets deleted objects'
+    /// keys in the cache itself).
+    #[cfg(test)]
     pub fn forget(&self, segment: &RemoteSegment) {
         self.cache
             .forget(&self.prefix.log(segment.base_offset, segment.upload_epoch));
@@ -280,12 +275,7 @@ mod tests {
         partition: u32,
         batches: u64,
     ) -> (RemoteReader, RemoteSegment) {
-        let metrics = Arc::new(crate::metrics::StoreMetrics::default());
-        let reader = RemoteReader::new(
-            PartitionPrefix::new(0, 0, 1, partition),
-            Arc::clone(cache),
-            metrics,
-        );
+        let reader = RemoteReader::new(PartitionPrefix::new(0, 0, 1, partition), Arc::clone(cache));
         let (seg, index) = segment(0, batches);
         let key = reader.prefix().index(seg.base_offset, seg.upload_epoch);
         faulty

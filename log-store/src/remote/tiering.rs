@@ -284,11 +284,7 @@ impl Tiering {
 
     /// The reader a partition uses for its data below the local log start.
     pub fn reader(&self, prefix: PartitionPrefix) -> Arc<RemoteReader> {
-        Arc::new(RemoteReader::new(
-            prefix,
-            Arc::clone(&self.cache),
-            Arc::clone(&self.metrics),
-        ))
+        Arc::new(RemoteReader::new(prefix, Arc::clone(&self.cache)))
     }
 
     /// `prefixes` belong to partitions just added (under the store's `changes` lock): a
@@ -1185,7 +1181,9 @@ impl Tiering {
             }
             let log = plan.prefix.log(s.base_offset, s.upload_epoch);
             let index = plan.prefix.index(s.base_offset, s.upload_epoch);
+            // Neither its chunks nor its parsed index are read again.
             self.cache.forget(&log);
+            self.cache.forget(&index);
             // The manifest no longer names them: a failed deletion leaves orphans for the sweep.
             for key in [&log, &index] {
                 match self.store.delete(key) {
