@@ -38,6 +38,8 @@ pub struct CoordinatorSettings {
     /// How long the first rebalance of an empty group waits for more members.
     pub initial_rebalance_delay: Duration,
     pub max_group_size: usize,
+    /// The consumer protocol's (KIP-848) settings.
+    pub consumer: ConsumerProtocolSettings,
 }
 
 impl Default for CoordinatorSettings {
@@ -47,6 +49,49 @@ impl Default for CoordinatorSettings {
             max_session_timeout: Duration::from_secs(1800),
             initial_rebalance_delay: Duration::from_secs(3),
             max_group_size: 10_000,
+            consumer: ConsumerProtocolSettings::default(),
+        }
+    }
+}
+
+/// The broker-wide settings of consumer-protocol (KIP-848) groups, Kafka's `group.consumer.*`
+/// broker configs with Kafka 4's defaults. A group's own configs
+/// ([`super::group_config::GroupConfig`]) override the session timeout and heartbeat interval
+/// within the min/max bounds.
+#[derive(Debug, Clone)]
+pub struct ConsumerProtocolSettings {
+    /// `group.consumer.session.timeout.ms` (45 s)
+    pub session_timeout: Duration,
+    /// `group.consumer.min.session.timeout.ms` (45 s)
+    pub min_session_timeout: Duration,
+    /// `group.consumer.max.session.timeout.ms` (60 s)
+    pub max_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms` (5 s)
+    pub heartbeat_interval: Duration,
+    /// `group.consumer.min.heartbeat.interval.ms` (5 s)
+    pub min_heartbeat_interval: Duration,
+    /// `group.consumer.max.heartbeat.interval.ms` (15 s)
+    pub max_heartbeat_interval: Duration,
+    /// `group.consumer.max.size` (Kafka: unbounded; here bounded like classic groups)
+    pub max_size: usize,
+    /// `group.consumer.assignors`: the first is the default (`uniform`, `range`)
+    pub assignors: Vec<String>,
+    /// `group.consumer.migration.policy` (`bidirectional`, `upgrade`, `downgrade`, `disabled`)
+    pub migration_policy: String,
+}
+
+impl Default for ConsumerProtocolSettings {
+    fn default() -> Self {
+        ConsumerProtocolSettings {
+            session_timeout: Duration::from_secs(45),
+            min_session_timeout: Duration::from_secs(45),
+            max_session_timeout: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(5),
+            min_heartbeat_interval: Duration::from_secs(5),
+            max_heartbeat_interval: Duration::from_secs(15),
+            max_size: 10_000,
+            assignors: vec!["uniform".into(), "range".into()],
+            migration_policy: "bidirectional".into(),
         }
     }
 }

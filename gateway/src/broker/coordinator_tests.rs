@@ -11,6 +11,7 @@ fn settings() -> CoordinatorSettings {
         max_session_timeout: Duration::from_secs(60),
         initial_rebalance_delay: Duration::ZERO,
         max_group_size: 100,
+        consumer: Default::default(),
     }
 }
 

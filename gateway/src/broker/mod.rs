@@ -15,6 +15,7 @@ pub mod clients;
 pub mod compaction;
 pub mod consume;
 pub mod coordinator;
+pub mod group_config;
 pub mod groups;
 pub mod identity;
 pub mod kafka_batch;
@@ -377,6 +378,8 @@ pub struct Broker {
     groups: std::sync::Arc<ConsumerGroups>,
     /// Classic (Kafka) consumer groups: membership, rebalances, offset commit checks.
     coordinator: std::sync::Arc<GroupCoordinator>,
+    /// Per-group configs (`consumer.session.timeout.ms`, ...) set by operators.
+    group_configs: std::sync::Arc<group_config::GroupConfigs>,
     /// Kafka idempotent producers' ids and sequence state.
     producers: std::sync::Arc<Producers>,
     /// Kafka transactional ids and their transactions.
@@ -423,6 +426,7 @@ impl Broker {
             logins.settings.scram_iterations,
         )?;
         let groups = ConsumerGroups::open(data_dir)?;
+        let group_configs = group_config::GroupConfigs::open(data_dir)?;
         let transactions = TransactionCoordinator::open(data_dir, settings.transactions)?;
         let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
             store.topics(Ident::Id(s)).unwrap_or_default()
@@ -445,6 +449,7 @@ impl Broker {
             clients: Clients::default(),
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
+            group_configs: std::sync::Arc::new(group_configs),
             producers,
             transactions: std::sync::Arc::new(transactions),
             max_partitions_per_topic: settings.max_partitions_per_topic,
@@ -497,6 +502,11 @@ impl Broker {
     /// reassignments on a membership or partition-count change).
     pub fn group_rebalances(&self) -> (u64, u64) {
         (self.coordinator.rebalances(), self.groups.rebalances())
+    }
+
+    /// `group`'s config overrides (KIP-848 group configs).
+    pub fn group_config(&self, group: &str) -> group_config::GroupConfig {
+        self.group_configs.get(group)
     }
 
     /// The data directory.

@@ -119,7 +119,7 @@ const NEVER: i16 = i16::MAX;
 
 /// The requests Wharf serves: anything else is [`GuardError::Unsupported`].
 #[rustfmt::skip]
-const APIS: [Api; 38] = [
+static APIS: &[Api] = &[
     Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
     Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
     Api { key: 2, min: 1, max: 10, flexible_from: 6, walk: list_offsets },
@@ -1905,7 +1905,7 @@ mod tests {
         // this keeps them honest for the day the table grows.
         let any_version: fn(i16, i16) -> Option<&'static Api> =
             |key, _| APIS.iter().find(|a| a.key == key);
-        for api in &APIS {
+        for api in APIS {
             let key = api_key(api);
             for v in api.max + 1..=crate_versions(key).max {
                 let frame = sample(key, v);
@@ -1927,7 +1927,7 @@ mod tests {
 
     #[test]
     fn flexible_versions_match_the_crate_header_versions() {
-        for api in &APIS {
+        for api in APIS {
             let key = api_key(api);
             let crate_versions = crate_versions(key);
             for v in crate_versions.min..=crate_versions.max {

@@ -91,6 +91,19 @@ pub const SASL_HANDSHAKE: i16 = 17;
 pub const SASL_AUTHENTICATE: i16 = 36;
 pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 50;
 pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 51;
+pub const DESCRIBE_LOG_DIRS: i16 = 35;
+pub const ALTER_REPLICA_LOG_DIRS: i16 = 34;
+pub const ELECT_LEADERS: i16 = 43;
+pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 45;
+pub const LIST_PARTITION_REASSIGNMENTS: i16 = 46;
+pub const DESCRIBE_CLIENT_QUOTAS: i16 = 48;
+pub const ALTER_CLIENT_QUOTAS: i16 = 49;
+pub const DESCRIBE_QUORUM: i16 = 55;
+pub const DESCRIBE_PRODUCERS: i16 = 61;
+pub const CONSUMER_GROUP_HEARTBEAT: i16 = 68;
+pub const CONSUMER_GROUP_DESCRIBE: i16 = 69;
+pub const DESCRIBE_TOPIC_PARTITIONS: i16 = 75;
+pub const LIST_CONFIG_RESOURCES: i16 = 74;
 
 /// Lowest Produce version actually served: v3 brought record batch v2.
 pub const PRODUCE_MIN_ACCEPTED: i16 = 3;

@@ -3,10 +3,15 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod configs;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
@@ -15,10 +20,16 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -26,8 +37,10 @@ pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -168,6 +181,41 @@ pub async fn dispatch(
         ),
         versions::ALTER_USER_SCRAM_CREDENTIALS => {
             answer(alter_user_scram_credentials::handle(req, decode(buf, v)?).await)
+        }
+        versions::CONSUMER_GROUP_HEARTBEAT => {
+            answer(consumer_group_heartbeat::handle(req, decode(buf, v)?).await)
+        }
+        versions::CONSUMER_GROUP_DESCRIBE => {
+            answer(consumer_group_describe::handle(req, decode(buf, v)?).await)
+        }
+        versions::DESCRIBE_TOPIC_PARTITIONS => {
+            answer(describe_topic_partitions::handle(req, decode(buf, v)?).await)
+        }
+        versions::DESCRIBE_LOG_DIRS => {
+            answer(describe_log_dirs::handle(req, decode(buf, v)?).await)
+        }
+        versions::ALTER_REPLICA_LOG_DIRS => {
+            answer(alter_replica_log_dirs::handle(req, decode(buf, v)?).await)
+        }
+        versions::ELECT_LEADERS => answer(elect_leaders::handle(req, decode(buf, v)?).await),
+        versions::LIST_PARTITION_REASSIGNMENTS => {
+            answer(list_partition_reassignments::handle(req, decode(buf, v)?).await)
+        }
+        versions::ALTER_PARTITION_REASSIGNMENTS => {
+            answer(alter_partition_reassignments::handle(req, decode(buf, v)?).await)
+        }
+        versions::DESCRIBE_QUORUM => answer(describe_quorum::handle(req, decode(buf, v)?).await),
+        versions::LIST_CONFIG_RESOURCES => {
+            answer(list_config_resources::handle(req, decode(buf, v)?).await)
+        }
+        versions::DESCRIBE_PRODUCERS => {
+            answer(describe_producers::handle(req, decode(buf, v)?).await)
+        }
+        versions::DESCRIBE_CLIENT_QUOTAS => {
+            answer(describe_client_quotas::handle(req, decode(buf, v)?).await)
+        }
+        versions::ALTER_CLIENT_QUOTAS => {
+            answer(alter_client_quotas::handle(req, decode(buf, v)?).await)
         }
         other => return Err(ConnectionError::Unsupported(other, v)),
     })
