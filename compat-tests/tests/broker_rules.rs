@@ -118,7 +118,9 @@ impl Conn {
             .with_topics(vec![
                 create_partitions_request::CreatePartitionsTopic::default()
                     .with_name(name(topic))
-                    .with_count(count),
+                    .with_count(count)
+                    // Null: no manual assignment (an empty list is one, refused as in Kafka).
+                    .with_assignments(None),
             ]);
         let resp: CreatePartitionsResponse = self.call(ApiKey::CreatePartitions, 3, &req).await;
         let r = &resp.results[0];

@@ -26,6 +26,12 @@ impl GroupConfigs {
         Ok(GroupConfigs {})
     }
 
+    /// The groups with at least one override (ListConfigResources' GROUP resources).
+    // SEAM (#18): the configs part lists what it stores; none are stored yet.
+    pub fn groups(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// `group`'s overrides (all `None` for a group with none set).
     pub fn get(&self, group: &str) -> GroupConfig {
         let _ = group;

@@ -10,6 +10,7 @@
 //! it to the blocking pool ([`Broker::blocking`]), as partition appends already do.
 
 pub mod acl;
+pub mod admin;
 pub mod catalog;
 pub mod clients;
 pub mod compaction;

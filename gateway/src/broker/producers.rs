@@ -58,10 +58,46 @@ struct StoredRange {
     base_offset: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<StoredRange>,
+    /// The newest batch's max timestamp (Kafka's `lastTimestamp`, shown by DescribeProducers);
+    /// -1 until a batch is recorded, and in snapshots written before it was kept.
+    #[serde(default = "no_value")]
+    last_timestamp: i64,
+    /// The coordinator epoch of the producer's last transaction marker; -1 before any. Wharf's
+    /// one coordinator writes markers with epoch 0.
+    #[serde(default = "no_value")]
+    coordinator_epoch: i32,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> ProducerEntry {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: -1,
+            coordinator_epoch: -1,
+        }
+    }
+}
+
+fn no_value<T: From<i8>>() -> T {
+    T::from(-1)
+}
+
+/// One producer with state on a partition, as DescribeProducers shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence number of its newest batch; -1 when its epoch has none yet.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// The first offset of its open transaction; -1 when none is open.
+    pub current_txn_start_offset: i64,
 }
 
 /// One partition's producer state.
@@ -131,6 +167,29 @@ impl PartitionProducers {
         }
     }
 
+    /// Every producer with state on this partition (read-only; for DescribeProducers).
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let txns = self.txns.read();
+        let open: HashMap<i64, u64> = txns.open_transactions().collect();
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| ActiveProducer {
+                producer_id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: open
+                    .get(&producer_id)
+                    .and_then(|&o| i64::try_from(o).ok())
+                    .unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     /// The epoch of `producer_id`'s batches here, if it has written any.
     pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
         self.producers.get(&producer_id).map(|e| e.epoch)
@@ -180,6 +239,8 @@ impl PartitionProducers {
             entry.epoch = producer_epoch;
             entry.batches.clear();
         }
+        // Wharf's markers all carry coordinator epoch 0 (one node, see `Broker::write_txn_marker`).
+        entry.coordinator_epoch = 0;
         self.txns.write().end(producer_id, marker_offset, commit);
         self.covered_to = self.covered_to.max(marker_offset + 1);
     }
@@ -196,6 +257,7 @@ impl PartitionProducers {
             last_seq: h.last_sequence(),
             base_offset,
         });
+        entry.last_timestamp = h.max_timestamp;
         while entry.batches.len() > WINDOW {
             entry.batches.pop_front();
         }

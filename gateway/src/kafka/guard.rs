@@ -158,6 +158,15 @@ static APIS: &[Api] = &[
     Api { key: 36, min: 0, max: 2, flexible_from: 2, walk: sasl_authenticate },
     Api { key: 50, min: 0, max: 0, flexible_from: 0, walk: describe_user_scram_credentials },
     Api { key: 51, min: 0, max: 0, flexible_from: 0, walk: alter_user_scram_credentials },
+    // ---- admin ----
+    Api { key: 35, min: 1, max: 4, flexible_from: 2, walk: describe_log_dirs },
+    Api { key: 34, min: 1, max: 2, flexible_from: 2, walk: alter_replica_log_dirs },
+    Api { key: 43, min: 0, max: 2, flexible_from: 2, walk: elect_leaders },
+    Api { key: 46, min: 0, max: 0, flexible_from: 0, walk: list_partition_reassignments },
+    Api { key: 45, min: 0, max: 1, flexible_from: 0, walk: alter_partition_reassignments },
+    Api { key: 55, min: 0, max: 2, flexible_from: 0, walk: describe_quorum },
+    Api { key: 74, min: 0, max: 1, flexible_from: 0, walk: list_config_resources },
+    Api { key: 61, min: 0, max: 0, flexible_from: 0, walk: describe_producers },
 ];
 
 fn lookup(api_key: i16, api_version: i16) -> Option<&'static Api> {
@@ -1011,6 +1020,86 @@ fn alter_user_scram_credentials(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+// ---- admin ----
+
+/// A topic name and a list of partition indexes, then the element's tags (the shape of most
+/// admin requests' topic entries).
+fn topic_partitions(c: &mut Cursor<'_>, f: bool) -> Res {
+    c.string(f, "topic name")?;
+    c.array(f, "partitions", |c| c.i32("partition"))?;
+    c.tags(f)
+}
+
+fn describe_log_dirs(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "topics", |c| topic_partitions(c, f))?;
+    c.tags(f)
+}
+
+fn alter_replica_log_dirs(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "dirs", |c| {
+        c.string(f, "path")?;
+        c.array(f, "topics", |c| topic_partitions(c, f))?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn elect_leaders(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    if v >= 1 {
+        c.i8("election_type")?;
+    }
+    c.array(f, "topic_partitions", |c| topic_partitions(c, f))?;
+    c.i32("timeout_ms")?;
+    c.tags(f)
+}
+
+fn list_partition_reassignments(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.i32("timeout_ms")?;
+    c.array(f, "topics", |c| topic_partitions(c, f))?;
+    c.tags(f)
+}
+
+fn alter_partition_reassignments(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.i32("timeout_ms")?;
+    if v >= 1 {
+        c.bool("allow_replication_factor_change")?;
+    }
+    c.array(f, "topics", |c| {
+        c.string(f, "topic name")?;
+        c.array(f, "partitions", |c| {
+            c.i32("partition_index")?;
+            c.array(f, "replicas", |c| c.i32("replica"))?;
+            c.tags(f)
+        })?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn describe_quorum(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "topics", |c| {
+        c.string(f, "topic_name")?;
+        c.array(f, "partitions", |c| {
+            c.i32("partition_index")?;
+            c.tags(f)
+        })?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn list_config_resources(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    if v >= 1 {
+        c.array(f, "resource_types", |c| c.i8("resource type"))?;
+    }
+    c.tags(f)
+}
+
+fn describe_producers(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "topics", |c| topic_partitions(c, f))?;
+    c.tags(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1716,6 +1805,156 @@ mod tests {
             .with_unknown_tagged_field(TAG, tag())
     }
 
+    // ---- admin ----
+
+    fn describe_log_dirs(_v: i16) -> DescribeLogDirsRequest {
+        use describe_log_dirs_request::DescribableLogDirTopic;
+        DescribeLogDirsRequest::default()
+            .with_topics(Some(vec![
+                DescribableLogDirTopic::default()
+                    .with_topic(topic("a"))
+                    .with_partitions(vec![0, 1])
+                    .with_unknown_tagged_field(TAG, tag()),
+                DescribableLogDirTopic::default()
+                    .with_topic(topic("b"))
+                    .with_partitions(vec![2, 3]),
+            ]))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn alter_replica_log_dirs(_v: i16) -> AlterReplicaLogDirsRequest {
+        use alter_replica_log_dirs_request::{AlterReplicaLogDir, AlterReplicaLogDirTopic};
+        let topics = || {
+            vec![
+                AlterReplicaLogDirTopic::default()
+                    .with_name(topic("a"))
+                    .with_partitions(vec![0, 1])
+                    .with_unknown_tagged_field(TAG, tag()),
+                AlterReplicaLogDirTopic::default()
+                    .with_name(topic("b"))
+                    .with_partitions(vec![2, 3]),
+            ]
+        };
+        AlterReplicaLogDirsRequest::default()
+            .with_dirs(vec![
+                AlterReplicaLogDir::default()
+                    .with_path(s("/data/one"))
+                    .with_topics(topics())
+                    .with_unknown_tagged_field(TAG, tag()),
+                AlterReplicaLogDir::default()
+                    .with_path(s("/data/two"))
+                    .with_topics(topics()),
+            ])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn elect_leaders(v: i16) -> ElectLeadersRequest {
+        use elect_leaders_request::TopicPartitions;
+        ElectLeadersRequest::default()
+            .with_election_type(if v >= 1 { 1 } else { 0 })
+            .with_topic_partitions(Some(vec![
+                TopicPartitions::default()
+                    .with_topic(topic("a"))
+                    .with_partitions(vec![0, 1])
+                    .with_unknown_tagged_field(TAG, tag()),
+                TopicPartitions::default()
+                    .with_topic(topic("b"))
+                    .with_partitions(vec![2, 3]),
+            ]))
+            .with_timeout_ms(1234)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn list_partition_reassignments(_v: i16) -> ListPartitionReassignmentsRequest {
+        use list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+        ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(1234)
+            .with_topics(Some(vec![
+                ListPartitionReassignmentsTopics::default()
+                    .with_name(topic("a"))
+                    .with_partition_indexes(vec![0, 1])
+                    .with_unknown_tagged_field(TAG, tag()),
+                ListPartitionReassignmentsTopics::default()
+                    .with_name(topic("b"))
+                    .with_partition_indexes(vec![2, 3]),
+            ]))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn alter_partition_reassignments(v: i16) -> AlterPartitionReassignmentsRequest {
+        use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+        let partitions = || {
+            vec![
+                ReassignablePartition::default()
+                    .with_partition_index(1)
+                    .with_replicas(Some(vec![BrokerId(1), BrokerId(2)]))
+                    .with_unknown_tagged_field(TAG, tag()),
+                ReassignablePartition::default()
+                    .with_partition_index(2)
+                    .with_replicas(Some(vec![BrokerId(3), BrokerId(4)])),
+            ]
+        };
+        AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(1234)
+            // Only v1+ has the field; v0 decodes it as its default, true.
+            .with_allow_replication_factor_change(v < 1)
+            .with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(topic("a"))
+                    .with_partitions(partitions())
+                    .with_unknown_tagged_field(TAG, tag()),
+                ReassignableTopic::default()
+                    .with_name(topic("b"))
+                    .with_partitions(partitions()),
+            ])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn describe_quorum(_v: i16) -> DescribeQuorumRequest {
+        use describe_quorum_request::{PartitionData, TopicData};
+        let partitions = || {
+            vec![
+                PartitionData::default()
+                    .with_partition_index(1)
+                    .with_unknown_tagged_field(TAG, tag()),
+                PartitionData::default().with_partition_index(2),
+            ]
+        };
+        DescribeQuorumRequest::default()
+            .with_topics(vec![
+                TopicData::default()
+                    .with_topic_name(topic("__cluster_metadata"))
+                    .with_partitions(partitions())
+                    .with_unknown_tagged_field(TAG, tag()),
+                TopicData::default()
+                    .with_topic_name(topic("b"))
+                    .with_partitions(partitions()),
+            ])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn list_config_resources(v: i16) -> ListConfigResourcesRequest {
+        let types = if v >= 1 { vec![2, 4] } else { vec![] };
+        ListConfigResourcesRequest::default()
+            .with_resource_types(types)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn describe_producers(_v: i16) -> DescribeProducersRequest {
+        use describe_producers_request::TopicRequest;
+        DescribeProducersRequest::default()
+            .with_topics(vec![
+                TopicRequest::default()
+                    .with_name(topic("a"))
+                    .with_partition_indexes(vec![0, 1])
+                    .with_unknown_tagged_field(TAG, tag()),
+                TopicRequest::default()
+                    .with_name(topic("b"))
+                    .with_partition_indexes(vec![2, 3]),
+            ])
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     /// Encodes header + `body` with the crate, checks that the crate decodes the frame back
     /// (to something that re-encodes to the same bytes), and returns the frame.
     fn encode<T: Encodable + Decodable>(key: ApiKey, v: i16, body: T) -> Vec<u8> {
@@ -1790,6 +2029,17 @@ mod tests {
                 encode(key, v, describe_user_scram_credentials(v))
             }
             ApiKey::AlterUserScramCredentials => encode(key, v, alter_user_scram_credentials(v)),
+            // ---- admin ----
+            ApiKey::DescribeLogDirs => encode(key, v, describe_log_dirs(v)),
+            ApiKey::AlterReplicaLogDirs => encode(key, v, alter_replica_log_dirs(v)),
+            ApiKey::ElectLeaders => encode(key, v, elect_leaders(v)),
+            ApiKey::ListPartitionReassignments => encode(key, v, list_partition_reassignments(v)),
+            ApiKey::AlterPartitionReassignments => {
+                encode(key, v, alter_partition_reassignments(v))
+            }
+            ApiKey::DescribeQuorum => encode(key, v, describe_quorum(v)),
+            ApiKey::ListConfigResources => encode(key, v, list_config_resources(v)),
+            ApiKey::DescribeProducers => encode(key, v, describe_producers(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -1820,7 +2070,16 @@ mod tests {
                 DeleteAcls => DeleteAclsRequest,
                 SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
                 DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
-                AlterUserScramCredentials => AlterUserScramCredentialsRequest)
+                AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+                // ---- admin ----
+                DescribeLogDirs => DescribeLogDirsRequest,
+                AlterReplicaLogDirs => AlterReplicaLogDirsRequest,
+                ElectLeaders => ElectLeadersRequest,
+                ListPartitionReassignments => ListPartitionReassignmentsRequest,
+                AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
+                DescribeQuorum => DescribeQuorumRequest,
+                ListConfigResources => ListConfigResourcesRequest,
+                DescribeProducers => DescribeProducersRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {

@@ -5,7 +5,9 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::admin;
 use crate::kafka::errors::{self, code};
+use crate::kafka::NODE_ID;
 
 pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(r.topics.len());
@@ -31,13 +33,6 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
                 continue;
             }
         };
-        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            results.push(fail(
-                code::INVALID_REPLICA_ASSIGNMENT,
-                "replica assignments are not supported on a single broker".into(),
-            ));
-            continue;
-        }
         let current = info.partitions as i32;
         if t.count <= current {
             results.push(fail(
@@ -48,6 +43,23 @@ pub async fn handle(req: &Request<'_>, r: CreatePartitionsRequest) -> CreatePart
                 ),
             ));
             continue;
+        }
+        // A manual assignment (null: none) must give each new partition this node, once, as
+        // Kafka's controller checks it against the cluster's brokers.
+        if let Some(given) = &t.assignments {
+            let replicas: Vec<Vec<i32>> = given
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect();
+            let lists: Vec<&[i32]> = replicas.iter().map(Vec::as_slice).collect();
+            let additional = usize::try_from(t.count - current).unwrap_or(usize::MAX);
+            if let Err(e) = admin::added_partitions_assignment(&lists, additional, NODE_ID) {
+                results.push(fail(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!("invalid manual partition assignment: {e}"),
+                ));
+                continue;
+            }
         }
         let adding = (t.count - current) as u32;
         let added = if r.validate_only {

@@ -8,9 +8,11 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::admin;
 use crate::broker::names::topic_uuid;
 use crate::broker::topic_config::{self, ConfigChange};
 use crate::kafka::errors::{self, code};
+use crate::kafka::NODE_ID;
 
 pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(r.topics.len());
@@ -29,34 +31,66 @@ pub async fn handle(req: &Request<'_>, r: CreateTopicsRequest) -> CreateTopicsRe
             ));
             continue;
         }
-        let partitions = match t.num_partitions {
-            -1 => req.door.config.default_partitions as i32,
-            n => n,
+        let partitions = if t.assignments.is_empty() {
+            let partitions = match t.num_partitions {
+                -1 => req.door.config.default_partitions as i32,
+                n => n,
+            };
+            if partitions <= 0 {
+                results.push(fail(
+                    code::INVALID_PARTITIONS,
+                    format!("number of partitions {partitions} must be positive"),
+                ));
+                continue;
+            }
+            if !matches!(t.replication_factor, -1 | 1) {
+                results.push(fail(
+                    code::INVALID_REPLICATION_FACTOR,
+                    format!(
+                        "replication factor {} is impossible: Wharf is one broker",
+                        t.replication_factor
+                    ),
+                ));
+                continue;
+            }
+            partitions
+        } else {
+            // A manual assignment, as Kafka's controller checks it: the count and factor come
+            // from it (both must be -1), and each partition's replicas must be this node.
+            if t.replication_factor != -1 || t.num_partitions != -1 {
+                let field = if t.replication_factor != -1 {
+                    "replication factor"
+                } else {
+                    "number of partitions"
+                };
+                results.push(fail(
+                    code::INVALID_REQUEST,
+                    format!("a manual partition assignment was given, so the {field} must be -1"),
+                ));
+                continue;
+            }
+            let replicas: Vec<Vec<i32>> = t
+                .assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect();
+            let assignments: Vec<(i32, &[i32])> = t
+                .assignments
+                .iter()
+                .zip(&replicas)
+                .map(|(a, r)| (a.partition_index, r.as_slice()))
+                .collect();
+            match admin::new_topic_assignment(&assignments, NODE_ID) {
+                Ok(count) => i32::try_from(count).unwrap_or(i32::MAX),
+                Err(e) => {
+                    results.push(fail(
+                        code::INVALID_REPLICA_ASSIGNMENT,
+                        format!("invalid manual partition assignment: {e}"),
+                    ));
+                    continue;
+                }
+            }
         };
-        if partitions <= 0 {
-            results.push(fail(
-                code::INVALID_PARTITIONS,
-                format!("number of partitions {partitions} must be positive"),
-            ));
-            continue;
-        }
-        if !matches!(t.replication_factor, -1 | 1) {
-            results.push(fail(
-                code::INVALID_REPLICATION_FACTOR,
-                format!(
-                    "replication factor {} is impossible: Wharf is one broker",
-                    t.replication_factor
-                ),
-            ));
-            continue;
-        }
-        if !t.assignments.is_empty() {
-            results.push(fail(
-                code::INVALID_REPLICA_ASSIGNMENT,
-                "replica assignments are not supported on a single broker".into(),
-            ));
-            continue;
-        }
         let nulls: Vec<&str> = t
             .configs
             .iter()
