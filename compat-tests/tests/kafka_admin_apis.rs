@@ -65,7 +65,11 @@ async fn create(wire: &mut KafkaWire, topic: &str, partitions: i32) {
             .with_replication_factor(1),
     ]);
     let r: CreateTopicsResponse = wire.call(ApiKey::CreateTopics, 7, &req).await;
-    assert_eq!(r.topics[0].error_code, NONE, "{:?}", r.topics[0].error_message);
+    assert_eq!(
+        r.topics[0].error_code, NONE,
+        "{:?}",
+        r.topics[0].error_message
+    );
 }
 
 /// Partition count of `topic` from Metadata v12.
@@ -133,19 +137,29 @@ async fn describe_log_dirs_shows_the_data_directory_and_partition_sizes() {
         let d = &r.results[0];
         assert_eq!(d.error_code, NONE);
         assert_eq!(d.log_dir.as_str(), dir.display().to_string(), "v{v}");
-        let sized = d.topics.iter().find(|t| t.name.0.as_str() == "sized").unwrap();
+        let sized = d
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == "sized")
+            .unwrap();
         let sizes: Vec<(i32, i64)> = sized
             .partitions
             .iter()
             .map(|p| (p.partition_index, p.partition_size))
             .collect();
         assert_eq!(sizes.len(), 2, "v{v}: {sizes:?}");
-        assert!(sizes.contains(&(1, 0)), "v{v}: partition 1 is empty: {sizes:?}");
+        assert!(
+            sizes.contains(&(1, 0)),
+            "v{v}: partition 1 is empty: {sizes:?}"
+        );
         assert!(
             sizes.iter().any(|&(p, n)| p == 0 && n > 20 * 8),
             "v{v}: partition 0 holds 20 records: {sizes:?}"
         );
-        assert!(sized.partitions.iter().all(|p| p.offset_lag == 0 && !p.is_future_key));
+        assert!(sized
+            .partitions
+            .iter()
+            .all(|p| p.offset_lag == 0 && !p.is_future_key));
         assert!(d.topics.iter().any(|t| t.name.0.as_str() == "other"));
         if v >= 4 {
             assert!(d.total_bytes > 0 && d.usable_bytes >= 0, "v{v}: {d:?}");
@@ -200,8 +214,7 @@ async fn alter_replica_log_dirs_accepts_only_the_data_directory() {
             entry(&dir.display().to_string(), "moved", vec![0, 3]),
             entry("/somewhere/else", "elsewhere", vec![0]),
         ]);
-        let r: AlterReplicaLogDirsResponse =
-            wire.call(ApiKey::AlterReplicaLogDirs, v, &req).await;
+        let r: AlterReplicaLogDirsResponse = wire.call(ApiKey::AlterReplicaLogDirs, v, &req).await;
         let mut codes: Vec<(&str, i32, i16)> = r
             .results
             .iter()
@@ -285,7 +298,11 @@ async fn elect_leaders_is_never_needed_on_one_node() {
         assert!(led.partition_result.is_empty(), "v{v}: {led:?}");
         if v >= 1 {
             let r: ElectLeadersResponse = wire
-                .call(ApiKey::ElectLeaders, v, &elect(7, Some(vec![("led", vec![0])])))
+                .call(
+                    ApiKey::ElectLeaders,
+                    v,
+                    &elect(7, Some(vec![("led", vec![0])])),
+                )
                 .await;
             assert_eq!(r.error_code, INVALID_REQUEST, "v{v}");
             assert_eq!(
@@ -346,8 +363,9 @@ async fn reassignments_to_this_node_complete_at_once() {
                 (9, Some(vec![NODE])),
             ],
         );
-        let r: AlterPartitionReassignmentsResponse =
-            wire.call(ApiKey::AlterPartitionReassignments, v, &req).await;
+        let r: AlterPartitionReassignmentsResponse = wire
+            .call(ApiKey::AlterPartitionReassignments, v, &req)
+            .await;
         assert_eq!(r.error_code, NONE);
         if v >= 1 {
             assert_eq!(r.allow_replication_factor_change, allow);
@@ -392,14 +410,15 @@ async fn reassignments_to_this_node_complete_at_once() {
 }
 
 fn quorum(topic: &str, partitions: &[i32]) -> DescribeQuorumRequest {
-    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
-        .with_topic_name(name(topic))
-        .with_partitions(
-            partitions
-                .iter()
-                .map(|&p| describe_quorum_request::PartitionData::default().with_partition_index(p))
-                .collect(),
-        )])
+    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default(
+    )
+    .with_topic_name(name(topic))
+    .with_partitions(
+        partitions
+            .iter()
+            .map(|&p| describe_quorum_request::PartitionData::default().with_partition_index(p))
+            .collect(),
+    )])
 }
 
 /// DescribeQuorum at every version: one voter, this node, the leader; from v2 the node and the
@@ -413,7 +432,11 @@ async fn describe_quorum_shows_this_node_as_the_only_voter() {
     assert_eq!(range, 0..=2);
     for v in range {
         let r: DescribeQuorumResponse = wire
-            .call(ApiKey::DescribeQuorum, v, &quorum("__cluster_metadata", &[0]))
+            .call(
+                ApiKey::DescribeQuorum,
+                v,
+                &quorum("__cluster_metadata", &[0]),
+            )
             .await;
         assert_eq!(r.error_code, NONE);
         let p = &r.topics[0].partitions[0];
@@ -455,7 +478,11 @@ async fn list_config_resources_lists_topics_and_this_broker() {
     let range = versions(&mut wire, ApiKey::ListConfigResources).await;
     assert_eq!(range, 0..=1);
     let r: ListConfigResourcesResponse = wire
-        .call(ApiKey::ListConfigResources, 0, &ListConfigResourcesRequest::default())
+        .call(
+            ApiKey::ListConfigResources,
+            0,
+            &ListConfigResourcesRequest::default(),
+        )
         .await;
     assert_eq!((r.error_code, r.config_resources.len()), (NONE, 0));
     let list = |types: Vec<i8>| ListConfigResourcesRequest::default().with_resource_types(types);
@@ -468,8 +495,9 @@ async fn list_config_resources_lists_topics_and_this_broker() {
         v.sort();
         v
     };
-    let r: ListConfigResourcesResponse =
-        wire.call(ApiKey::ListConfigResources, 1, &list(vec![])).await;
+    let r: ListConfigResourcesResponse = wire
+        .call(ApiKey::ListConfigResources, 1, &list(vec![]))
+        .await;
     assert_eq!(r.error_code, NONE);
     assert_eq!(
         listed(&r),
@@ -483,8 +511,9 @@ async fn list_config_resources_lists_topics_and_this_broker() {
         .call(ApiKey::ListConfigResources, 1, &list(vec![2, 32]))
         .await;
     assert_eq!(listed(&r), [(2, "configured".to_string())]);
-    let r: ListConfigResourcesResponse =
-        wire.call(ApiKey::ListConfigResources, 1, &list(vec![2, 99])).await;
+    let r: ListConfigResourcesResponse = wire
+        .call(ApiKey::ListConfigResources, 1, &list(vec![2, 99]))
+        .await;
     assert_eq!(
         (r.error_code, r.config_resources.len()),
         (UNSUPPORTED_VERSION, 0)
@@ -518,7 +547,11 @@ async fn describe_producers_shows_idempotent_and_transactional_state() {
     let idempotent = producer(server.kafka_addr, &[("enable.idempotence", "true")]);
     send(&idempotent, "produced", 0, 5).await;
 
-    let req = producers_of(&[("produced", &[0, 1, 4]), ("nope", &[0]), ("bad name!", &[0])]);
+    let req = producers_of(&[
+        ("produced", &[0, 1, 4]),
+        ("nope", &[0]),
+        ("bad name!", &[0]),
+    ]);
     let r: DescribeProducersResponse = wire.call(ApiKey::DescribeProducers, 0, &req).await;
     let p0 = &r.topics[0].partitions[0];
     assert_eq!(p0.error_code, NONE);
@@ -540,21 +573,35 @@ async fn describe_producers_shows_idempotent_and_transactional_state() {
 
     let txn = producer(
         server.kafka_addr,
-        &[("transactional.id", "admin-apis-txn"), ("transaction.timeout.ms", "60000")],
+        &[
+            ("transactional.id", "admin-apis-txn"),
+            ("transaction.timeout.ms", "60000"),
+        ],
     );
     tokio::task::block_in_place(|| txn.init_transactions(WAIT)).unwrap();
     txn.begin_transaction().unwrap();
     let first = send(&txn, "produced", 1, 3).await;
     let open: DescribeProducersResponse = wire
-        .call(ApiKey::DescribeProducers, 0, &producers_of(&[("produced", &[1])]))
+        .call(
+            ApiKey::DescribeProducers,
+            0,
+            &producers_of(&[("produced", &[1])]),
+        )
         .await;
     let p1 = &open.topics[0].partitions[0].active_producers;
     assert_eq!(p1.len(), 1, "{p1:?}");
-    assert_eq!(p1[0].current_txn_start_offset, first, "the open transaction");
+    assert_eq!(
+        p1[0].current_txn_start_offset, first,
+        "the open transaction"
+    );
     let txn_id = p1[0].producer_id;
     tokio::task::block_in_place(|| txn.commit_transaction(WAIT)).unwrap();
     let done: DescribeProducersResponse = wire
-        .call(ApiKey::DescribeProducers, 0, &producers_of(&[("produced", &[1])]))
+        .call(
+            ApiKey::DescribeProducers,
+            0,
+            &producers_of(&[("produced", &[1])]),
+        )
         .await;
     let p1 = &done.topics[0].partitions[0].active_producers;
     assert_eq!(p1[0].producer_id, txn_id);
@@ -603,10 +650,16 @@ async fn create_topics_takes_a_manual_assignment_naming_this_node() {
         let one: &[i32] = &[NODE];
         let cases: [(CreateTopicsRequest, i16); 5] = [
             (new_topic(&topic, -1, -1, &[(0, &[2])]), INVALID_ASSIGNMENT),
-            (new_topic(&topic, -1, -1, &[(0, one), (2, one)]), INVALID_ASSIGNMENT),
+            (
+                new_topic(&topic, -1, -1, &[(0, one), (2, one)]),
+                INVALID_ASSIGNMENT,
+            ),
             (new_topic(&topic, -1, 1, &[(0, one)]), INVALID_REQUEST),
             (new_topic(&topic, 1, -1, &[(0, one)]), INVALID_REQUEST),
-            (new_topic(&topic, -1, -1, &[(1, one), (0, one), (2, one)]), NONE),
+            (
+                new_topic(&topic, -1, -1, &[(1, one), (0, one), (2, one)]),
+                NONE,
+            ),
         ];
         for (req, want) in cases {
             let r: CreateTopicsResponse = wire.call(ApiKey::CreateTopics, v, &req).await;
@@ -623,17 +676,19 @@ async fn create_topics_takes_a_manual_assignment_naming_this_node() {
 fn grow(topic: &str, count: i32, assignments: Option<&[&[i32]]>) -> CreatePartitionsRequest {
     CreatePartitionsRequest::default()
         .with_timeout_ms(10_000)
-        .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
-            .with_name(name(topic))
-            .with_count(count)
-            .with_assignments(assignments.map(|a| {
-                a.iter()
-                    .map(|rs| {
-                        create_partitions_request::CreatePartitionsAssignment::default()
-                            .with_broker_ids(rs.iter().copied().map(BrokerId).collect())
-                    })
-                    .collect()
-            }))])
+        .with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name(topic))
+                .with_count(count)
+                .with_assignments(assignments.map(|a| {
+                    a.iter()
+                        .map(|rs| {
+                            create_partitions_request::CreatePartitionsAssignment::default()
+                                .with_broker_ids(rs.iter().copied().map(BrokerId).collect())
+                        })
+                        .collect()
+                })),
+        ])
 }
 
 /// CreatePartitions at every version: a manual assignment giving each new partition this node
@@ -724,16 +779,25 @@ async fn a_user_without_rights_is_refused_as_kafka_refuses() {
 
     let req = AlterReplicaLogDirsRequest::default().with_dirs(vec![
         alter_replica_log_dirs_request::AlterReplicaLogDir::default()
-            .with_path(s(&std::path::absolute(server.data_dir()).unwrap().display().to_string()))
-            .with_topics(vec![alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
-                .with_name(name("guarded"))
-                .with_partitions(vec![0])]),
+            .with_path(s(&std::path::absolute(server.data_dir())
+                .unwrap()
+                .display()
+                .to_string()))
+            .with_topics(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                    .with_name(name("guarded"))
+                    .with_partitions(vec![0]),
+            ]),
     ]);
     let r: AlterReplicaLogDirsResponse = wire.call(ApiKey::AlterReplicaLogDirs, 2, &req).await;
     assert_eq!(r.results[0].partitions[0].error_code, CLUSTER_DENIED);
 
     let r: ElectLeadersResponse = wire
-        .call(ApiKey::ElectLeaders, 2, &elect(0, Some(vec![("guarded", vec![0])])))
+        .call(
+            ApiKey::ElectLeaders,
+            2,
+            &elect(0, Some(vec![("guarded", vec![0])])),
+        )
         .await;
     assert_eq!(r.error_code, CLUSTER_DENIED);
     assert_eq!(
@@ -751,23 +815,39 @@ async fn a_user_without_rights_is_refused_as_kafka_refuses() {
     assert_eq!(r.error_code, CLUSTER_DENIED);
 
     let req = reassign(true, vec![(0, Some(vec![NODE]))]);
-    let r: AlterPartitionReassignmentsResponse =
-        wire.call(ApiKey::AlterPartitionReassignments, 1, &req).await;
+    let r: AlterPartitionReassignmentsResponse = wire
+        .call(ApiKey::AlterPartitionReassignments, 1, &req)
+        .await;
     assert_eq!(r.error_code, CLUSTER_DENIED);
     assert_eq!(r.responses[0].partitions[0].error_code, CLUSTER_DENIED);
 
     let r: DescribeQuorumResponse = wire
-        .call(ApiKey::DescribeQuorum, 2, &quorum("__cluster_metadata", &[0]))
+        .call(
+            ApiKey::DescribeQuorum,
+            2,
+            &quorum("__cluster_metadata", &[0]),
+        )
         .await;
     assert_eq!((r.error_code, r.topics.len()), (CLUSTER_DENIED, 0));
 
     let r: ListConfigResourcesResponse = wire
-        .call(ApiKey::ListConfigResources, 1, &ListConfigResourcesRequest::default())
+        .call(
+            ApiKey::ListConfigResources,
+            1,
+            &ListConfigResourcesRequest::default(),
+        )
         .await;
-    assert_eq!((r.error_code, r.config_resources.len()), (CLUSTER_DENIED, 0));
+    assert_eq!(
+        (r.error_code, r.config_resources.len()),
+        (CLUSTER_DENIED, 0)
+    );
 
     let r: DescribeProducersResponse = wire
-        .call(ApiKey::DescribeProducers, 0, &producers_of(&[("guarded", &[0])]))
+        .call(
+            ApiKey::DescribeProducers,
+            0,
+            &producers_of(&[("guarded", &[0])]),
+        )
         .await;
     assert_eq!(r.topics[0].partitions[0].error_code, TOPIC_DENIED);
 }

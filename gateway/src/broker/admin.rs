@@ -208,13 +208,15 @@ impl Broker {
                 topics.push(LogDirTopic { name, partitions });
             }
         }
-        let (usable, total) = crate::metrics::process::disk_space(self.data_dir())
-            .map_or((-1, -1), |(free, total)| {
+        let (usable, total) = crate::metrics::process::disk_space(self.data_dir()).map_or(
+            (-1, -1),
+            |(free, total)| {
                 (
                     i64::try_from(free).unwrap_or(i64::MAX),
                     i64::try_from(total).unwrap_or(i64::MAX),
                 )
-            });
+            },
+        );
         LogDir {
             path: self.log_dir_path(),
             total_bytes: total,

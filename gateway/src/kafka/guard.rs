@@ -2034,9 +2034,7 @@ mod tests {
             ApiKey::AlterReplicaLogDirs => encode(key, v, alter_replica_log_dirs(v)),
             ApiKey::ElectLeaders => encode(key, v, elect_leaders(v)),
             ApiKey::ListPartitionReassignments => encode(key, v, list_partition_reassignments(v)),
-            ApiKey::AlterPartitionReassignments => {
-                encode(key, v, alter_partition_reassignments(v))
-            }
+            ApiKey::AlterPartitionReassignments => encode(key, v, alter_partition_reassignments(v)),
             ApiKey::DescribeQuorum => encode(key, v, describe_quorum(v)),
             ApiKey::ListConfigResources => encode(key, v, list_config_resources(v)),
             ApiKey::DescribeProducers => encode(key, v, describe_producers(v)),

@@ -38,8 +38,9 @@ pub async fn handle(
             for &p in &topic.partitions {
                 if dest_of.insert((at, p), dir.path.to_string()).is_none() {
                     if let Some(t) = topics.get_mut(at) {
-                        t.partitions
-                            .push(AlterReplicaLogDirPartitionResult::default().with_partition_index(p));
+                        t.partitions.push(
+                            AlterReplicaLogDirPartitionResult::default().with_partition_index(p),
+                        );
                     }
                 }
             }

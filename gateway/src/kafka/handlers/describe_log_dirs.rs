@@ -12,7 +12,8 @@ use crate::kafka::errors::code;
 pub async fn handle(req: &Request<'_>, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     // Kafka: DESCRIBE on the cluster, else CLUSTER_AUTHORIZATION_FAILED and no directories.
     if !req.may(Operation::Describe, Resource::Cluster) {
-        return DescribeLogDirsResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+        return DescribeLogDirsResponse::default()
+            .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
     }
     // A null topic list asks for every partition.
     let wanted: Option<Vec<(String, Vec<i32>)>> = r.topics.map(|ts| {
