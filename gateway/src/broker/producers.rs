@@ -647,6 +647,56 @@ mod tests {
     }
 
     #[test]
+    fn active_producers_show_what_describe_producers_reports() {
+        let mut s = PartitionProducers::default();
+        s.record(
+            &BatchHeader {
+                max_timestamp: 1_700,
+                ..header(5, 1, 0, 3)
+            },
+            10,
+        );
+        s.txns.write().begin(9, 13);
+        s.record(&txn_header(9, 0, 0, 2), 13);
+        let active = s.active();
+        assert_eq!(
+            active,
+            [
+                ActiveProducer {
+                    producer_id: 5,
+                    epoch: 1,
+                    last_sequence: 2,
+                    last_timestamp: 1_700,
+                    coordinator_epoch: -1,
+                    current_txn_start_offset: -1,
+                },
+                ActiveProducer {
+                    producer_id: 9,
+                    epoch: 0,
+                    last_sequence: 1,
+                    last_timestamp: 0,
+                    coordinator_epoch: -1,
+                    current_txn_start_offset: 13,
+                },
+            ]
+        );
+        // The marker closes the transaction and records the coordinator epoch (0, one node);
+        // a bumped epoch has no sequences yet.
+        s.record_marker(9, 1, 15, false);
+        let nine = &s.active()[1];
+        assert_eq!(
+            (nine.epoch, nine.last_sequence, nine.coordinator_epoch),
+            (1, -1, 0)
+        );
+        assert_eq!(nine.current_txn_start_offset, -1);
+        // Snapshots written before these were kept load as "unknown".
+        let old = br#"{"covered_to":3,"producers":{"4":{"epoch":2,"batches":[]}}}"#;
+        let old: PartitionProducers = serde_json::from_slice(old).unwrap();
+        let four = &old.active()[0];
+        assert_eq!((four.last_timestamp, four.coordinator_epoch), (-1, -1));
+    }
+
+    #[test]
     fn markers_move_the_epoch_as_kafka_does() {
         let mut s = PartitionProducers::default();
         s.txns.write().begin(7, 0);
