@@ -187,6 +187,9 @@ def ck_create_with_assignments():
     done = wait(ck_admin().create_partitions([NewPartitions(name, 4, replica_assignment=[[NODE + 1]])]), "bad")
     err = done[name][1]
     check(err is not None and err.code() == 39, f"another broker: {done}")  # INVALID_REPLICA_ASSIGNMENT
+    # No assignment: null on the wire, the broker places them.
+    done = wait(ck_admin().create_partitions([NewPartitions(name, 5)]), "grow again")
+    check(done[name][1] is None and partition_count(name) == 5, f"grown to five: {done}")
     bad = topic("ck-bad")
     done = wait(ck_admin().create_topics([CNewTopic(bad, 1, replica_assignment=[[NODE + 1]])]), "bad topic")
     err = done[bad][1]

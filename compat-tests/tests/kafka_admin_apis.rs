@@ -237,6 +237,45 @@ async fn alter_replica_log_dirs_accepts_only_the_data_directory() {
     }
 }
 
+/// AlterReplicaLogDirs takes one destination per partition, as Kafka's map of them does: a
+/// partition named under several directories is answered once, for the last one. The bound:
+/// a request naming one partition 60000 times gets one answer entry (no work per repeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_replica_log_dirs_answers_each_partition_once() {
+    let server = TestServer::start().await;
+    let mut wire = KafkaWire::open(server.kafka_addr).await;
+    create(&mut wire, "twice", 1).await;
+    let dir = std::path::absolute(server.data_dir())
+        .unwrap()
+        .display()
+        .to_string();
+    let entry = |path: &str, partitions: Vec<i32>| {
+        alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+            .with_path(s(path))
+            .with_topics(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                    .with_name(name("twice"))
+                    .with_partitions(partitions),
+            ])
+    };
+    let req = AlterReplicaLogDirsRequest::default().with_dirs(vec![
+        entry(&dir, vec![0; 60_000]),
+        entry("/elsewhere", vec![0]),
+    ]);
+    let r: AlterReplicaLogDirsResponse = wire.call(ApiKey::AlterReplicaLogDirs, 2, &req).await;
+    assert_eq!(r.results.len(), 1);
+    let codes: Vec<i16> = r.results[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, [LOG_DIR_NOT_FOUND], "the last destination named");
+    let req = AlterReplicaLogDirsRequest::default()
+        .with_dirs(vec![entry("/elsewhere", vec![0]), entry(&dir, vec![0])]);
+    let r: AlterReplicaLogDirsResponse = wire.call(ApiKey::AlterReplicaLogDirs, 2, &req).await;
+    assert_eq!(r.results[0].partitions[0].error_code, NONE);
+}
+
 fn elect(election_type: i8, topics: Option<Vec<(&str, Vec<i32>)>>) -> ElectLeadersRequest {
     ElectLeadersRequest::default()
         .with_election_type(election_type)
