@@ -51,6 +51,9 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (SASL_AUTHENTICATE, 0, 2),
     (DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0),
     (ALTER_USER_SCRAM_CREDENTIALS, 0, 0),
+    // quotas
+    (DESCRIBE_CLIENT_QUOTAS, 0, 1),
+    (ALTER_CLIENT_QUOTAS, 0, 1),
 ];
 
 pub const PRODUCE: i16 = 0;
