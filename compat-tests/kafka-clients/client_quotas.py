@@ -118,8 +118,9 @@ def quota_apis_at_each_version():
 
 
 def create_topic(name):
-    futures = AdminClient({"bootstrap.servers": BOOTSTRAP}).create_topics(
-        [NewTopic(name, num_partitions=1, replication_factor=1)])
+    # The client must outlive its futures.
+    client = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    futures = client.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
     futures[name].result(timeout=WAIT_S)
 
 
@@ -155,7 +156,9 @@ def confluent_consumer_is_throttled():
     client_id = f"py-throttled-consumer-{RUN}"
     create_topic(topic)
     n = 150
-    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5})
+    # Batches well below the quota's window (20 000 B): as in Kafka, a batch above
+    # quota x (samples - 1) windows could never be fetched by that client.
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5, "batch.size": 4096})
     for i in range(n):
         p.produce(topic, value=(f"{i:06d}" + "y" * 1000).encode())
     check(p.flush(WAIT_S) == 0, "produced")
