@@ -108,7 +108,9 @@ async fn describe(
 
 /// The described entries as `[(entity, [(key, value)])]`, entities and keys in order.
 #[allow(clippy::type_complexity)]
-fn entries(r: &DescribeClientQuotasResponse) -> Vec<(Vec<(String, Option<String>)>, Vec<(String, f64)>)> {
+fn entries(
+    r: &DescribeClientQuotasResponse,
+) -> Vec<(Vec<(String, Option<String>)>, Vec<(String, f64)>)> {
     let mut out: Vec<_> = r
         .entries
         .as_ref()
@@ -118,11 +120,19 @@ fn entries(r: &DescribeClientQuotasResponse) -> Vec<(Vec<(String, Option<String>
             let mut entity: Vec<(String, Option<String>)> = e
                 .entity
                 .iter()
-                .map(|d| (d.entity_type.to_string(), d.entity_name.as_ref().map(|n| n.to_string())))
+                .map(|d| {
+                    (
+                        d.entity_type.to_string(),
+                        d.entity_name.as_ref().map(|n| n.to_string()),
+                    )
+                })
                 .collect();
             entity.sort();
-            let mut values: Vec<(String, f64)> =
-                e.values.iter().map(|v| (v.key.to_string(), v.value)).collect();
+            let mut values: Vec<(String, f64)> = e
+                .values
+                .iter()
+                .map(|v| (v.key.to_string(), v.value))
+                .collect();
             values.sort_by(|a, b| a.0.cmp(&b.0));
             (entity, values)
         })
@@ -168,12 +178,21 @@ async fn quota_apis_at_every_advertised_version() {
             &mut conn,
             v,
             vec![
-                alteration(&[("user", Some(user))], &[("producer_byte_rate", Some(1024.0))]),
+                alteration(
+                    &[("user", Some(user))],
+                    &[("producer_byte_rate", Some(1024.0))],
+                ),
                 alteration(
                     &[("user", Some(user)), ("client-id", None)],
-                    &[("consumer_byte_rate", Some(2048.0)), ("request_percentage", Some(12.5))],
+                    &[
+                        ("consumer_byte_rate", Some(2048.0)),
+                        ("request_percentage", Some(12.5)),
+                    ],
                 ),
-                alteration(&[("client-id", Some("c"))], &[("controller_mutation_rate", Some(3.0))]),
+                alteration(
+                    &[("client-id", Some("c"))],
+                    &[("controller_mutation_rate", Some(3.0))],
+                ),
             ],
             false,
         )
@@ -190,7 +209,10 @@ async fn quota_apis_at_every_advertised_version() {
                     ent(&[("client-id", None), ("user", Some(user))]),
                     vals(&[("consumer_byte_rate", 2048.0), ("request_percentage", 12.5)])
                 ),
-                (ent(&[("user", Some(user))]), vals(&[("producer_byte_rate", 1024.0)])),
+                (
+                    ent(&[("user", Some(user))]),
+                    vals(&[("producer_byte_rate", 1024.0)])
+                ),
             ],
             "v{v}"
         );
@@ -216,14 +238,20 @@ async fn quota_apis_at_every_advertised_version() {
         let r = describe(&mut conn, v, &[(2, "client-id", None)], true).await;
         assert_eq!(
             entries(&r),
-            vec![(ent(&[("client-id", Some("c"))]), vals(&[("controller_mutation_rate", 3.0)]))]
+            vec![(
+                ent(&[("client-id", Some("c"))]),
+                vals(&[("controller_mutation_rate", 3.0)])
+            )]
         );
 
         // validate_only changes nothing.
         let checked = alter(
             &mut conn,
             v,
-            vec![alteration(&[("user", Some(user))], &[("producer_byte_rate", None)])],
+            vec![alteration(
+                &[("user", Some(user))],
+                &[("producer_byte_rate", None)],
+            )],
             true,
         )
         .await;
@@ -237,23 +265,37 @@ async fn quota_apis_at_every_advertised_version() {
             v,
             vec![
                 alteration(&[("user", Some(user))], &[("no_such_quota", Some(1.0))]),
-                alteration(&[("user", Some(user))], &[("producer_byte_rate", Some(-1.0))]),
-                alteration(&[("group", Some("g"))], &[("producer_byte_rate", Some(1.0))]),
+                alteration(
+                    &[("user", Some(user))],
+                    &[("producer_byte_rate", Some(-1.0))],
+                ),
+                alteration(
+                    &[("group", Some("g"))],
+                    &[("producer_byte_rate", Some(1.0))],
+                ),
                 alteration(&[("user", Some(""))], &[("producer_byte_rate", Some(1.0))]),
                 alteration(&[("ip", Some("10.0.0.1")), ("user", None)], &[]),
-                alteration(&[("client-id", Some("d"))], &[("producer_byte_rate", Some(0.5))]),
+                alteration(
+                    &[("client-id", Some("d"))],
+                    &[("producer_byte_rate", Some(0.5))],
+                ),
             ],
             false,
         )
         .await;
         assert!(
-            refused.iter().all(|(code, m)| *code == INVALID_REQUEST && m.is_some()),
+            refused
+                .iter()
+                .all(|(code, m)| *code == INVALID_REQUEST && m.is_some()),
             "v{v}: {refused:?}"
         );
         // A filter naming an unknown entity type: UNSUPPORTED_VERSION, as Kafka; a bad match:
         // INVALID_REQUEST. Both without entries.
         let r = describe(&mut conn, v, &[(0, "group", Some("g"))], false).await;
-        assert_eq!((r.error_code, r.entries.is_none()), (UNSUPPORTED_VERSION, true));
+        assert_eq!(
+            (r.error_code, r.entries.is_none()),
+            (UNSUPPORTED_VERSION, true)
+        );
         let r = describe(&mut conn, v, &[(0, "user", None)], false).await;
         assert_eq!((r.error_code, r.entries.is_none()), (INVALID_REQUEST, true));
 
@@ -267,7 +309,10 @@ async fn quota_apis_at_every_advertised_version() {
                     &[("user", Some(user)), ("client-id", None)],
                     &[("consumer_byte_rate", None), ("request_percentage", None)],
                 ),
-                alteration(&[("client-id", Some("c"))], &[("controller_mutation_rate", None)]),
+                alteration(
+                    &[("client-id", Some("c"))],
+                    &[("controller_mutation_rate", None)],
+                ),
             ],
             false,
         )
@@ -315,9 +360,11 @@ fn produce_req(topic: &str, records: Bytes) -> ProduceRequest {
         .with_timeout_ms(10_000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(TopicName(s(topic)))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])])
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records)),
+            ])])
 }
 
 fn fetch_req(topic: &str, offset: i64, max_bytes: i32) -> FetchRequest {
@@ -338,7 +385,9 @@ fn fetch_req(topic: &str, offset: i64, max_bytes: i32) -> FetchRequest {
 
 /// A server whose quotas are measured over 2 windows of 1 s (Kafka's default is 11): the first
 /// throttle comes after one second's worth of bytes, so the tests stay short.
-async fn start_with_short_windows(tweak: impl FnOnce(&mut wharf_gateway::config::ServerConfig)) -> TestServer {
+async fn start_with_short_windows(
+    tweak: impl FnOnce(&mut wharf_gateway::config::ServerConfig),
+) -> TestServer {
     TestServer::start_with(|c| {
         c.kafka.quota_windows.samples = 2;
         c.kafka.quota_windows.size = Duration::from_secs(1);
@@ -370,7 +419,10 @@ async fn a_producer_over_its_quota_is_throttled_and_held_to_it() {
     let set = alter(
         &mut admin,
         1,
-        vec![alteration(&[("client-id", Some(WIRE_CLIENT))], &[("producer_byte_rate", Some(quota))])],
+        vec![alteration(
+            &[("client-id", Some(WIRE_CLIENT))],
+            &[("producer_byte_rate", Some(quota))],
+        )],
         false,
     )
     .await;
@@ -434,7 +486,11 @@ async fn a_consumer_over_its_quota_gets_throttled_answers() {
     let batches = 40;
     for _ in 0..batches {
         let r: ProduceResponse = producer
-            .call(ApiKey::Produce, 9, &produce_req("read-quota", records.clone()))
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_req("read-quota", records.clone()),
+            )
             .await;
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     }
@@ -442,7 +498,10 @@ async fn a_consumer_over_its_quota_gets_throttled_answers() {
     let set = alter(
         &mut producer,
         0,
-        vec![alteration(&[("client-id", Some(WIRE_CLIENT))], &[("consumer_byte_rate", Some(quota))])],
+        vec![alteration(
+            &[("client-id", Some(WIRE_CLIENT))],
+            &[("consumer_byte_rate", Some(quota))],
+        )],
         false,
     )
     .await;
@@ -456,15 +515,25 @@ async fn a_consumer_over_its_quota_gets_throttled_answers() {
     let mut answers = 0;
     while offset < total {
         answers += 1;
-        assert!(answers < 500, "still reading after {answers} answers: {tally:?}");
+        assert!(
+            answers < 500,
+            "still reading after {answers} answers: {tally:?}"
+        );
         let r: FetchResponse = conn
-            .call(ApiKey::Fetch, 12, &fetch_req("read-quota", offset, 50 << 20))
+            .call(
+                ApiKey::Fetch,
+                12,
+                &fetch_req("read-quota", offset, 50 << 20),
+            )
             .await;
         assert_eq!(r.error_code, 0);
         if r.throttle_time_ms > 0 {
             tally.throttled += 1;
             tally.announced_ms += r.throttle_time_ms as u64;
-            assert!(r.responses.is_empty(), "a throttled Fetch answers no partitions");
+            assert!(
+                r.responses.is_empty(),
+                "a throttled Fetch answers no partitions"
+            );
             continue;
         }
         let p = &r.responses[0].partitions[0];
@@ -514,7 +583,12 @@ async fn user_quotas_follow_the_principal_and_need_cluster_rights() {
     let sasl = server.kafka_listeners[1];
     let root_client = compat_tests::iggy_root_client(&server).await;
     root_client
-        .create_user("nobody", "secret-pass", iggy::prelude::UserStatus::Active, None)
+        .create_user(
+            "nobody",
+            "secret-pass",
+            iggy::prelude::UserStatus::Active,
+            None,
+        )
         .await
         .unwrap();
 
@@ -523,7 +597,10 @@ async fn user_quotas_follow_the_principal_and_need_cluster_rights() {
         &mut anonymous,
         1,
         vec![
-            alteration(&[("user", Some("iggy"))], &[("producer_byte_rate", Some(20_000.0))]),
+            alteration(
+                &[("user", Some("iggy"))],
+                &[("producer_byte_rate", Some(20_000.0))],
+            ),
             alteration(&[("user", None)], &[("producer_byte_rate", Some(1e9))]),
         ],
         false,
@@ -536,27 +613,42 @@ async fn user_quotas_follow_the_principal_and_need_cluster_rights() {
     let records = batch(10, 1000);
     let mut root_throttled = 0;
     for _ in 0..8 {
-        let r: ProduceResponse = root.call(ApiKey::Produce, 9, &produce_req("users", records.clone())).await;
+        let r: ProduceResponse = root
+            .call(ApiKey::Produce, 9, &produce_req("users", records.clone()))
+            .await;
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
         root_throttled += u32::from(r.throttle_time_ms > 0);
     }
-    assert!(root_throttled >= 3, "user=iggy's quota throttled root {root_throttled} times");
+    assert!(
+        root_throttled >= 3,
+        "user=iggy's quota throttled root {root_throttled} times"
+    );
     for _ in 0..8 {
         let r: ProduceResponse = anonymous
             .call(ApiKey::Produce, 9, &produce_req("users", records.clone()))
             .await;
-        assert_eq!(r.throttle_time_ms, 0, "ANONYMOUS has user=<default>'s large quota");
+        assert_eq!(
+            r.throttle_time_ms, 0,
+            "ANONYMOUS has user=<default>'s large quota"
+        );
     }
 
     let mut nobody = KafkaWire::open(sasl).await;
     plain(&mut nobody, "nobody", "secret-pass").await;
     for v in 0..=1 {
         let r = describe(&mut nobody, v, &[], false).await;
-        assert_eq!((r.error_code, r.entries.is_none()), (CLUSTER_DENIED, true), "v{v}");
+        assert_eq!(
+            (r.error_code, r.entries.is_none()),
+            (CLUSTER_DENIED, true),
+            "v{v}"
+        );
         let refused = alter(
             &mut nobody,
             v,
-            vec![alteration(&[("user", Some("nobody"))], &[("producer_byte_rate", None)])],
+            vec![alteration(
+                &[("user", Some("nobody"))],
+                &[("producer_byte_rate", None)],
+            )],
             false,
         )
         .await;
@@ -565,7 +657,13 @@ async fn user_quotas_follow_the_principal_and_need_cluster_rights() {
     }
     // Root may.
     let r = describe(&mut root, 1, &[(0, "user", Some("iggy"))], true).await;
-    assert_eq!(entries(&r), vec![(ent(&[("user", Some("iggy"))]), vals(&[("producer_byte_rate", 20_000.0)]))]);
+    assert_eq!(
+        entries(&r),
+        vec![(
+            ent(&[("user", Some("iggy"))]),
+            vals(&[("producer_byte_rate", 20_000.0)])
+        )]
+    );
 }
 
 /// Authenticates with SASL/PLAIN.
@@ -599,7 +697,10 @@ async fn quotas_survive_a_restart() {
     let set = alter(
         &mut conn,
         1,
-        vec![alteration(&[("client-id", Some(WIRE_CLIENT))], &[("producer_byte_rate", Some(10_000.0))])],
+        vec![alteration(
+            &[("client-id", Some(WIRE_CLIENT))],
+            &[("producer_byte_rate", Some(10_000.0))],
+        )],
         false,
     )
     .await;
@@ -610,15 +711,23 @@ async fn quotas_survive_a_restart() {
     let r = describe(&mut conn, 1, &[], false).await;
     assert_eq!(
         entries(&r),
-        vec![(ent(&[("client-id", Some(WIRE_CLIENT))]), vals(&[("producer_byte_rate", 10_000.0)]))]
+        vec![(
+            ent(&[("client-id", Some(WIRE_CLIENT))]),
+            vals(&[("producer_byte_rate", 10_000.0)])
+        )]
     );
     let records = batch(10, 1000);
     let mut throttled = 0;
     for _ in 0..4 {
-        let r: ProduceResponse = conn.call(ApiKey::Produce, 9, &produce_req("kept", records.clone())).await;
+        let r: ProduceResponse = conn
+            .call(ApiKey::Produce, 9, &produce_req("kept", records.clone()))
+            .await;
         throttled += u32::from(r.throttle_time_ms > 0);
     }
-    assert!(throttled >= 2, "the kept quota throttles after the restart ({throttled})");
+    assert!(
+        throttled >= 2,
+        "the kept quota throttles after the restart ({throttled})"
+    );
 }
 
 /// kafka-python's own encoders and decoders of both APIs (its admin client has no quota

@@ -1141,8 +1141,8 @@ impl RawKafka {
         if self.quota_window_num == 0 {
             return Err(invalid("quota_window_num", "must be at least 1".into()));
         }
-        let quota_window_size = parse_duration(&self.quota_window_size)
-            .map_err(|m| invalid("quota_window_size", m))?;
+        let quota_window_size =
+            parse_duration(&self.quota_window_size).map_err(|m| invalid("quota_window_size", m))?;
         if quota_window_size < Duration::from_secs(1) {
             return Err(invalid(
                 "quota_window_size",

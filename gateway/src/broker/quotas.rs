@@ -210,7 +210,9 @@ impl ClientQuotas {
         for c in filter {
             let t = c.entity_type.as_str();
             if t.is_empty() {
-                return Err(QuotaError::InvalidRequest("Invalid empty entity type.".into()));
+                return Err(QuotaError::InvalidRequest(
+                    "Invalid empty entity type.".into(),
+                ));
             }
             if exact.contains_key(t) || specified.contains(&t) {
                 return Err(QuotaError::InvalidRequest(format!(
@@ -350,9 +352,7 @@ impl ClientQuotas {
             if let Some(c) = c {
                 e.insert(CLIENT_ID.into(), c.map(str::to_string));
             }
-            entities
-                .get(&e)
-                .is_some_and(|q| q.contains_key(kind.key()))
+            entities.get(&e).is_some_and(|q| q.contains_key(kind.key()))
         };
         let both = (user.to_string(), client_id.to_string());
         let user_only = (user.to_string(), String::new());
@@ -497,7 +497,9 @@ fn validate(a: &QuotaAlteration) -> Result<(QuotaEntity, Vec<(String, Option<f64
             )));
         }
         if name.as_deref() == Some("") {
-            return Err(QuotaError::InvalidRequest(format!("Empty {t} not supported")));
+            return Err(QuotaError::InvalidRequest(format!(
+                "Empty {t} not supported"
+            )));
         }
         entity.insert(t.clone(), name.clone());
     }
@@ -534,8 +536,8 @@ fn validate(a: &QuotaAlteration) -> Result<(QuotaEntity, Vec<(String, Option<f64
                 "Invalid configuration key {key}"
             )));
         };
-        // `!(v > 0)` also refuses NaN.
-        if !(*value > 0.0) {
+        // NaN is refused too.
+        if value.is_nan() || *value <= 0.0 {
             return Err(QuotaError::InvalidRequest(format!(
                 "Quota {key} must be greater than 0"
             )));
@@ -614,7 +616,9 @@ impl Sensors {
 
 impl QuotaWindows {
     fn size_ms(self) -> i64 {
-        i64::try_from(self.size.as_millis()).unwrap_or(i64::MAX).max(1)
+        i64::try_from(self.size.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 
     fn expire_ms(self) -> i64 {

@@ -359,7 +359,11 @@ async fn answer_frame(
         // A Fetch answer's bytes count against its consumer's byte rate. Over it, the answer
         // is Kafka's throttled one (no partitions) and its bytes are not counted, as Kafka's
         // KafkaApis does.
-        let size = answer.iter().map(Bytes::len).sum::<usize>().saturating_sub(4);
+        let size = answer
+            .iter()
+            .map(Bytes::len)
+            .sum::<usize>()
+            .saturating_sub(4);
         let now = Instant::now();
         let fetch = QuotaKind::Fetch;
         let throttle = door

@@ -1790,7 +1790,10 @@ mod tests {
         };
         let entry = || {
             EntryData::default()
-                .with_entity(vec![entity("user", Some(s("alice"))), entity("client-id", None)])
+                .with_entity(vec![
+                    entity("user", Some(s("alice"))),
+                    entity("client-id", None),
+                ])
                 .with_ops(vec![
                     op("producer_byte_rate", 1024.0, false),
                     op("consumer_byte_rate", 0.0, true),
