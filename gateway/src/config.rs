@@ -1715,6 +1715,30 @@ mod tests {
         }
     }
 
+    /// `[kafka] quota_window_num` (at least 1, default Kafka's 11) and `quota_window_size` (at
+    /// least 1 s, default 1 s).
+    #[test]
+    fn quota_windows_are_read_and_checked() {
+        let load = |var: &str, value: &str| {
+            ServerConfig::load_from(&Overrides::default(), &env(&[(var, value)]))
+        };
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        assert_eq!(c.kafka.quota_windows, QuotaWindows::default());
+        assert_eq!(c.kafka.quota_windows.samples, 11);
+        let c = load("WHARF_KAFKA_QUOTA_WINDOW_NUM", "3").unwrap();
+        assert_eq!(c.kafka.quota_windows.samples, 3);
+        let c = load("WHARF_KAFKA_QUOTA_WINDOW_SIZE", "2 s").unwrap();
+        assert_eq!(c.kafka.quota_windows.size, Duration::from_secs(2));
+        let e = load("WHARF_KAFKA_QUOTA_WINDOW_NUM", "0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[kafka] quota_window_num"), "{e}");
+        let e = load("WHARF_KAFKA_QUOTA_WINDOW_SIZE", "500 ms")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[kafka] quota_window_size"), "{e}");
+    }
+
     #[test]
     fn transaction_settings_are_read_and_checked() {
         let var = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];

@@ -41,6 +41,8 @@ pub const KAFKA_APIS: &[(i16, &str)] = &[
     (42, "DeleteGroups"),
     (44, "IncrementalAlterConfigs"),
     (47, "OffsetDelete"),
+    (48, "DescribeClientQuotas"),
+    (49, "AlterClientQuotas"),
     (50, "DescribeUserScramCredentials"),
     (51, "AlterUserScramCredentials"),
     (60, "DescribeCluster"),
