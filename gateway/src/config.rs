@@ -15,6 +15,7 @@ use wharf_log_store::remote::{
 };
 use wharf_log_store::{Durability, StoreConfig};
 
+use crate::broker::quotas::QuotaWindows;
 use crate::broker::{CoordinatorSettings, LoginSettings, TransactionSettings};
 
 /// The defaults, exactly as documented in `configs/server.toml`.
@@ -151,6 +152,8 @@ struct RawKafka {
     transaction_remove_expired_transaction_cleanup_interval: String,
     max_transactional_ids: u32,
     max_inflight_decompressions: u32,
+    quota_window_num: u32,
+    quota_window_size: String,
     authentication: String,
     allow_anonymous: bool,
     sasl_enabled_mechanisms: String,
@@ -485,6 +488,9 @@ pub struct KafkaConfig {
     /// Produce requests that may decompress batches at once for a compacted topic's keyless
     /// check (each batch at most 256 MiB decompressed); 1..=[`MAX_INFLIGHT_DECOMPRESSIONS`].
     pub max_inflight_decompressions: usize,
+    /// The client quotas' rate windows (Kafka's `quota.window.num` and
+    /// `quota.window.size.seconds`).
+    pub quota_windows: QuotaWindows,
 }
 
 /// Most `[kafka] max_inflight_decompressions`: 64 × 256 MiB is already 16 GiB.
@@ -1132,6 +1138,17 @@ impl RawKafka {
                 format!("must be 1..={MAX_INFLIGHT_DECOMPRESSIONS}"),
             ));
         }
+        if self.quota_window_num == 0 {
+            return Err(invalid("quota_window_num", "must be at least 1".into()));
+        }
+        let quota_window_size =
+            parse_duration(&self.quota_window_size).map_err(|m| invalid("quota_window_size", m))?;
+        if quota_window_size < Duration::from_secs(1) {
+            return Err(invalid(
+                "quota_window_size",
+                "must be at least 1 s, as Kafka's quota.window.size.seconds".into(),
+            ));
+        }
         let authentication =
             kafka_authentication(&self.authentication).map_err(|m| invalid("authentication", m))?;
         let mut sasl_mechanisms = Vec::new();
@@ -1250,6 +1267,10 @@ impl RawKafka {
             default_partitions: self.default_partitions,
             default_stream: self.default_stream,
             max_inflight_decompressions: self.max_inflight_decompressions as usize,
+            quota_windows: QuotaWindows {
+                samples: self.quota_window_num,
+                size: quota_window_size,
+            },
         })
     }
 }
@@ -1692,6 +1713,30 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    /// `[kafka] quota_window_num` (at least 1, default Kafka's 11) and `quota_window_size` (at
+    /// least 1 s, default 1 s).
+    #[test]
+    fn quota_windows_are_read_and_checked() {
+        let load = |var: &str, value: &str| {
+            ServerConfig::load_from(&Overrides::default(), &env(&[(var, value)]))
+        };
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        assert_eq!(c.kafka.quota_windows, QuotaWindows::default());
+        assert_eq!(c.kafka.quota_windows.samples, 11);
+        let c = load("WHARF_KAFKA_QUOTA_WINDOW_NUM", "3").unwrap();
+        assert_eq!(c.kafka.quota_windows.samples, 3);
+        let c = load("WHARF_KAFKA_QUOTA_WINDOW_SIZE", "2 s").unwrap();
+        assert_eq!(c.kafka.quota_windows.size, Duration::from_secs(2));
+        let e = load("WHARF_KAFKA_QUOTA_WINDOW_NUM", "0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[kafka] quota_window_num"), "{e}");
+        let e = load("WHARF_KAFKA_QUOTA_WINDOW_SIZE", "500 ms")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[kafka] quota_window_size"), "{e}");
     }
 
     #[test]

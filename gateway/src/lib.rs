@@ -267,10 +267,12 @@ async fn open_and_serve(
             max_partitions: config.max_partitions,
         };
         let inflight = config.kafka.max_inflight_decompressions;
+        let quota_windows = config.kafka.quota_windows;
         let metrics = Arc::clone(&metrics);
         tokio::task::spawn_blocking(move || {
             Broker::open(&data_dir, store, settings).map(|b| {
                 b.with_max_inflight_decompressions(inflight)
+                    .with_quota_windows(quota_windows)
                     .with_metrics(metrics)
             })
         })

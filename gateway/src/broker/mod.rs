@@ -27,6 +27,7 @@ pub mod names;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
+pub mod quotas;
 pub mod scram;
 mod tiering_hooks;
 #[cfg(test)]
@@ -385,6 +386,8 @@ pub struct Broker {
     producers: std::sync::Arc<Producers>,
     /// Kafka transactional ids and their transactions.
     transactions: std::sync::Arc<TransactionCoordinator>,
+    /// Client quotas (persisted) and their byte-rate sensors.
+    quotas: quotas::ClientQuotas,
     /// Most partitions one topic may have, and all topics together (checked before a create).
     max_partitions_per_topic: u32,
     max_partitions: u32,
@@ -429,6 +432,7 @@ impl Broker {
         let groups = ConsumerGroups::open(data_dir)?;
         let group_configs = group_config::GroupConfigs::open(data_dir)?;
         let transactions = TransactionCoordinator::open(data_dir, settings.transactions)?;
+        let quotas = quotas::ClientQuotas::open(data_dir)?;
         let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
             store.topics(Ident::Id(s)).unwrap_or_default()
         });
@@ -453,6 +457,7 @@ impl Broker {
             group_configs: std::sync::Arc::new(group_configs),
             producers,
             transactions: std::sync::Arc::new(transactions),
+            quotas,
             max_partitions_per_topic: settings.max_partitions_per_topic,
             max_partitions: settings.max_partitions,
             started_at: now_us(),

@@ -19,7 +19,7 @@
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -33,6 +33,7 @@ use super::{guard, versions, Door};
 /// Largest frame read before SASL authentication on a SASL listener: Kafka's default
 /// `sasl.server.max.receive.size` (512 KiB).
 pub const MAX_UNAUTHENTICATED_FRAME: u32 = 512 * 1024;
+use crate::broker::quotas::QuotaKind;
 use crate::broker::Principal;
 use crate::config::KafkaListener;
 
@@ -114,11 +115,18 @@ pub async fn serve(
             }
             Gate::Sasl => handle_sasl_frame(&door, &listener, &mut session, local, peer, frame)
                 .await
-                .map(|(answer, after)| Handled::Answer(answer, after)),
+                .map(|(answer, after)| Handled::Answer(answer, after, Duration::ZERO)),
         };
-        let (answer, after) = match handled {
-            Ok(Handled::Answer(answer, after)) => (answer, after),
-            Ok(Handled::Unanswered) => continue, // acks=0
+        let (answer, after, mute) = match handled {
+            Ok(Handled::Answer(answer, after, mute)) => (answer, after, mute),
+            Ok(Handled::Unanswered(mute)) => {
+                // acks=0: no answer, but a producer over its quota is muted all the same.
+                drop(grant);
+                if muted(mute, &mut stopped).await {
+                    break "stopped".into();
+                }
+                continue;
+            }
             Ok(Handled::Close) => {
                 // acks=0 with an error: as Kafka, close so the producer refreshes its metadata.
                 tracing::debug!(%peer, "closing kafka connection: acks=0 produce failed");
@@ -141,6 +149,11 @@ pub async fn serve(
         }
         // The request's bytes count against the budget until it is answered.
         drop(grant);
+        // quota (KIP-219): the answer carries throttle_time_ms and goes out at once; the
+        // connection then reads nothing more from the client until the throttle time is over.
+        if muted(mute, &mut stopped).await {
+            break "stopped".into();
+        }
         if after == After::Close {
             // As Kafka (connection.failed.authentication.delay.ms): the failure answer is read
             // before the close, and a client that retries at once is slowed down. Some clients
@@ -155,6 +168,18 @@ pub async fn serve(
     };
     session.close(&door);
     tracing::debug!(%peer, reason, "kafka connection closed");
+}
+
+/// Waits out a quota's throttle time (nothing is read from the client meanwhile); true when
+/// the server stopped during the wait.
+async fn muted(mute: Duration, stopped: &mut crate::server::Stopped) -> bool {
+    if mute.is_zero() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(mute) => false,
+        () = crate::server::until_stopped(stopped) => true,
+    }
 }
 
 impl ConnectionError {
@@ -232,10 +257,12 @@ fn count_errors(door: &Door, api_key: i16, body: &dyn ResponseBody) {
 /// What a handled frame leaves the connection to do.
 #[derive(Debug)]
 pub enum Handled {
-    /// Write these parts, then keep the connection open or close it.
-    Answer(Vec<Bytes>, After),
-    /// Nothing to send back: an acks=0 Produce that succeeded.
-    Unanswered,
+    /// Write these parts, then keep the connection open or close it; then read nothing more
+    /// for the duration (a client over its byte-rate quota, KIP-219).
+    Answer(Vec<Bytes>, After, Duration),
+    /// Nothing to send back: an acks=0 Produce that succeeded; then read nothing more for the
+    /// duration (a producer over its quota).
+    Unanswered(Duration),
     /// Close without an answer: an acks=0 Produce with an error (Kafka's `closeConnection`).
     Close,
 }
@@ -244,8 +271,8 @@ impl Handled {
     /// The parts to write, when there is an answer.
     pub fn into_parts(self) -> Option<Vec<Bytes>> {
         match self {
-            Handled::Answer(parts, _) => Some(parts),
-            Handled::Unanswered | Handled::Close => None,
+            Handled::Answer(parts, _, _) => Some(parts),
+            Handled::Unanswered(_) | Handled::Close => None,
         }
     }
 }
@@ -273,13 +300,15 @@ async fn answer_frame(
     peer: SocketAddr,
     frame: Bytes,
 ) -> Result<Handled, ConnectionError> {
+    // Kafka's `request.sizeInBytes`: the header and body, what a producer's quota counts.
+    let request_size = frame.len();
     let (api_key, version, header, mut buf) = match check_frame(frame)? {
         // An ApiVersions above our range, answered UNSUPPORTED_VERSION.
         Checked::Answered(answer) => {
             door.broker
                 .metrics()
                 .kafka_error(versions::API_VERSIONS, UNSUPPORTED_VERSION);
-            return Ok(Handled::Answer(answer, After::KeepOpen));
+            return Ok(Handled::Answer(answer, After::KeepOpen, Duration::ZERO));
         }
         Checked::Request {
             api_key,
@@ -298,18 +327,72 @@ async fn answer_frame(
         principal,
     };
     let body = handlers::dispatch(&request, api_key, &mut buf).await?;
-    // No body: an acks=0 Produce that succeeded; it has no answer and counts as a request.
-    let Some(body) = body else {
-        return Ok(Handled::Unanswered);
+    let client_id = request.client_id.as_deref().unwrap_or("");
+    // A Produce's request bytes count against its producer's byte rate, answered or not
+    // (Kafka's KafkaApis records them once the produce is done).
+    let produce_throttle = if api_key == versions::PRODUCE {
+        door.broker.record_quota_bytes(
+            QuotaKind::Produce,
+            principal,
+            client_id,
+            request_size,
+            Instant::now(),
+        )
+    } else {
+        0
     };
-    count_errors(door, api_key, body.as_ref());
+    // No body: an acks=0 Produce that succeeded; it has no answer and counts as a request.
+    let Some(mut body) = body else {
+        return Ok(Handled::Unanswered(throttle_time(produce_throttle)));
+    };
     if body.unanswered() {
-        // An acks=0 Produce with an error: as Kafka's KafkaApis, its errors are counted (done
-        // above) and the connection is closed without an answer.
+        // An acks=0 Produce with an error: as Kafka's KafkaApis, its errors are counted and
+        // the connection is closed without an answer.
+        count_errors(door, api_key, body.as_ref());
         return Ok(Handled::Close);
     }
-    encode(header.correlation_id, api_key, version, body.as_ref())
-        .map(|answer| Handled::Answer(answer, After::KeepOpen))
+    if produce_throttle > 0 {
+        body.throttle(produce_throttle);
+    }
+    let answer = encode(header.correlation_id, api_key, version, body.as_ref())?;
+    if api_key == versions::FETCH {
+        // A Fetch answer's bytes count against its consumer's byte rate. Over it, the answer
+        // is Kafka's throttled one (no partitions) and its bytes are not counted, as Kafka's
+        // KafkaApis does.
+        let size = answer
+            .iter()
+            .map(Bytes::len)
+            .sum::<usize>()
+            .saturating_sub(4);
+        let now = Instant::now();
+        let fetch = QuotaKind::Fetch;
+        let throttle = door
+            .broker
+            .record_quota_bytes(fetch, principal, client_id, size, now);
+        if throttle > 0 {
+            door.broker
+                .unrecord_quota_bytes(fetch, principal, client_id, size, now);
+            body.throttle(throttle);
+            count_errors(door, api_key, body.as_ref());
+            let answer = encode(header.correlation_id, api_key, version, body.as_ref())?;
+            return Ok(Handled::Answer(
+                answer,
+                After::KeepOpen,
+                throttle_time(throttle),
+            ));
+        }
+    }
+    count_errors(door, api_key, body.as_ref());
+    Ok(Handled::Answer(
+        answer,
+        After::KeepOpen,
+        throttle_time(produce_throttle),
+    ))
+}
+
+/// A throttle time in milliseconds as a duration (none when not positive).
+fn throttle_time(ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Checks, decodes and answers a SaslHandshake or SaslAuthenticate frame against `session`;
@@ -384,6 +467,12 @@ pub trait ResponseBody: Send {
     /// (called only while metrics are on).
     fn errors(&self, each: &mut dyn FnMut(i16)) {
         let _ = each;
+    }
+
+    /// Sets the answer's `throttle_time_ms` for a client over its byte-rate quota (Produce,
+    /// Fetch; KIP-219). A Fetch answer then carries no partitions, as Kafka's.
+    fn throttle(&mut self, ms: i32) {
+        let _ = ms;
     }
 
     /// True for an answer that must not be sent (an acks=0 Produce with an error): the

@@ -167,6 +167,9 @@ static APIS: &[Api] = &[
     Api { key: 55, min: 0, max: 2, flexible_from: 0, walk: describe_quorum },
     Api { key: 74, min: 0, max: 1, flexible_from: 0, walk: list_config_resources },
     Api { key: 61, min: 0, max: 0, flexible_from: 0, walk: describe_producers },
+    // quotas
+    Api { key: 48, min: 0, max: 1, flexible_from: 1, walk: describe_client_quotas },
+    Api { key: 49, min: 0, max: 1, flexible_from: 1, walk: alter_client_quotas },
 ];
 
 fn lookup(api_key: i16, api_version: i16) -> Option<&'static Api> {
@@ -1100,6 +1103,38 @@ fn describe_producers(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+// ---- quotas ----
+
+fn describe_client_quotas(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "components", |c| {
+        c.string(f, "entity_type")?;
+        c.i8("match_type")?;
+        c.string(f, "match")?;
+        c.tags(f)
+    })?;
+    c.bool("strict")?;
+    c.tags(f)
+}
+
+fn alter_client_quotas(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "entries", |c| {
+        c.array(f, "entity", |c| {
+            c.string(f, "entity_type")?;
+            c.string(f, "entity_name")?;
+            c.tags(f)
+        })?;
+        c.array(f, "ops", |c| {
+            c.string(f, "key")?;
+            c.i64("value")?;
+            c.bool("remove")?;
+            c.tags(f)
+        })?;
+        c.tags(f)
+    })?;
+    c.bool("validate_only")?;
+    c.tags(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1955,6 +1990,61 @@ mod tests {
             .with_unknown_tagged_field(TAG, tag())
     }
 
+    // ---- quotas ----
+
+    fn describe_client_quotas(_v: i16) -> DescribeClientQuotasRequest {
+        use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+        let component = |t, m, name| {
+            ComponentData::default()
+                .with_entity_type(s(t))
+                .with_match_type(m)
+                .with_match(name)
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        DescribeClientQuotasRequest::default()
+            .with_components(vec![
+                component("user", 0, Some(s("alice"))),
+                component("client-id", 1, None),
+            ])
+            .with_strict(true)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
+    fn alter_client_quotas(_v: i16) -> AlterClientQuotasRequest {
+        use kafka_protocol::messages::alter_client_quotas_request::{
+            EntityData, EntryData, OpData,
+        };
+        let entity = |t, name| {
+            EntityData::default()
+                .with_entity_type(s(t))
+                .with_entity_name(name)
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        let op = |k, v, remove| {
+            OpData::default()
+                .with_key(s(k))
+                .with_value(v)
+                .with_remove(remove)
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        let entry = || {
+            EntryData::default()
+                .with_entity(vec![
+                    entity("user", Some(s("alice"))),
+                    entity("client-id", None),
+                ])
+                .with_ops(vec![
+                    op("producer_byte_rate", 1024.0, false),
+                    op("consumer_byte_rate", 0.0, true),
+                ])
+                .with_unknown_tagged_field(TAG, tag())
+        };
+        AlterClientQuotasRequest::default()
+            .with_entries(vec![entry(), entry()])
+            .with_validate_only(true)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     /// Encodes header + `body` with the crate, checks that the crate decodes the frame back
     /// (to something that re-encodes to the same bytes), and returns the frame.
     fn encode<T: Encodable + Decodable>(key: ApiKey, v: i16, body: T) -> Vec<u8> {
@@ -2038,6 +2128,9 @@ mod tests {
             ApiKey::DescribeQuorum => encode(key, v, describe_quorum(v)),
             ApiKey::ListConfigResources => encode(key, v, list_config_resources(v)),
             ApiKey::DescribeProducers => encode(key, v, describe_producers(v)),
+            // quotas
+            ApiKey::DescribeClientQuotas => encode(key, v, describe_client_quotas(v)),
+            ApiKey::AlterClientQuotas => encode(key, v, alter_client_quotas(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -2077,7 +2170,9 @@ mod tests {
                 AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
                 DescribeQuorum => DescribeQuorumRequest,
                 ListConfigResources => ListConfigResourcesRequest,
-                DescribeProducers => DescribeProducersRequest)
+                DescribeProducers => DescribeProducersRequest,
+                DescribeClientQuotas => DescribeClientQuotasRequest,
+                AlterClientQuotas => AlterClientQuotasRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {

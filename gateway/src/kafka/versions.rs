@@ -60,6 +60,9 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (DESCRIBE_QUORUM, 0, 2),
     (LIST_CONFIG_RESOURCES, 0, 1),
     (DESCRIBE_PRODUCERS, 0, 0),
+    // quotas
+    (DESCRIBE_CLIENT_QUOTAS, 0, 1),
+    (ALTER_CLIENT_QUOTAS, 0, 1),
 ];
 
 pub const PRODUCE: i16 = 0;

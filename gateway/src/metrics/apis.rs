@@ -46,6 +46,8 @@ pub const KAFKA_APIS: &[(i16, &str)] = &[
     (45, "AlterPartitionReassignments"),
     (46, "ListPartitionReassignments"),
     (47, "OffsetDelete"),
+    (48, "DescribeClientQuotas"),
+    (49, "AlterClientQuotas"),
     (50, "DescribeUserScramCredentials"),
     (51, "AlterUserScramCredentials"),
     (55, "DescribeQuorum"),

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
     SaslAuthenticateResponse, SaslHandshakeResponse, SyncGroupResponse, TxnOffsetCommitResponse,
 };
+use kafka_protocol::messages::{AlterClientQuotasResponse, DescribeClientQuotasResponse};
 
 /// Kafka's error codes with Kafka's names for them (`org.apache.kafka.common.protocol.Errors`),
 /// -1 to 120 by code, then Wharf's one word for a request that ended its connection instead of
@@ -251,6 +252,9 @@ pub fn each_error(answer: &dyn Any, each: &mut dyn FnMut(i16)) {
             .flat_map(|t| &t.results_by_partition)
             .for_each(|p| each(p.partition_error_code));
     }
+    if let Some(r) = answer.downcast_ref::<AlterClientQuotasResponse>() {
+        return r.entries.iter().for_each(|e| each(e.error_code));
+    }
     macro_rules! top_level {
         ($($t:ty),*) => {
             $(if let Some(r) = answer.downcast_ref::<$t>() {
@@ -268,7 +272,8 @@ pub fn each_error(answer: &dyn Any, each: &mut dyn FnMut(i16)) {
         AddOffsetsToTxnResponse,
         SaslHandshakeResponse,
         SaslAuthenticateResponse,
-        ApiVersionsResponse
+        ApiVersionsResponse,
+        DescribeClientQuotasResponse
     );
 }
 

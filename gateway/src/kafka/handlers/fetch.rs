@@ -30,7 +30,9 @@ use crate::kafka::errors;
 
 pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
     let limits = FetchLimits::new(
-        usize::try_from(r.max_bytes).unwrap_or(0),
+        usize::try_from(r.max_bytes)
+            .unwrap_or(0)
+            .min(req.fetch_quota_max_bytes()), // quota
         req.door.config.fetch_max_bytes as usize,
         usize::try_from(r.min_bytes).unwrap_or(0),
         Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
@@ -204,6 +206,13 @@ impl ResponseBody for FetchAnswer {
 
     fn errors(&self, each: &mut dyn FnMut(i16)) {
         crate::metrics::kafka_errors::fetch(&self.response, each);
+    }
+
+    // quota: Kafka's throttled answer (`getThrottledResponse`) carries no partitions.
+    fn throttle(&mut self, ms: i32) {
+        self.response.throttle_time_ms = ms;
+        self.response.responses.clear();
+        self.records.clear();
     }
 }
 

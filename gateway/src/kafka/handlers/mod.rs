@@ -101,6 +101,13 @@ impl Request<'_> {
             .is_ok()
     }
 
+    /// The most bytes a Fetch answer may hold under the client's consumer byte-rate quota
+    /// (`usize::MAX` without one).
+    pub fn fetch_quota_max_bytes(&self) -> usize {
+        self.broker()
+            .fetch_quota_max_bytes(self.principal, self.client_id.as_deref().unwrap_or(""))
+    }
+
     /// The existing topic a Kafka name points to.
     pub fn topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         self.broker().kafka_topic(name)

@@ -172,6 +172,11 @@ impl ResponseBody for ProduceAnswer {
     fn unanswered(&self) -> bool {
         self.unanswered
     }
+
+    // quota
+    fn throttle(&mut self, ms: i32) {
+        self.response.throttle_time_ms = ms;
+    }
 }
 
 fn answer(
