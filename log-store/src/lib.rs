@@ -55,7 +55,7 @@ pub use batch::{
 };
 pub use compaction::{CleanReport, CleanerStats, PartitionCleaning};
 pub use config::{
-    CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicSettings,
+    CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicCompression, TopicSettings,
     LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
 pub use disk::{Disk, FileHook, FileOp};

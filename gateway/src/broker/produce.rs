@@ -179,6 +179,47 @@ async fn refuse_keyless(
     .map_err(|e| BrokerError::Internal(format!("keyless record check failed: {e}")))?
 }
 
+/// A topic's batches rebuilt with its `compression.type` where their codec differs (Kafka's
+/// `LogValidator`: a batch keeps its bytes only when its codec is the topic's, or the topic
+/// keeps the producer's), off the runtime's workers. Like the keyless check, the request holds
+/// one of `permits` while it decompresses and compresses, so at most that many requests hold
+/// opened batches (each bounded by [`kafka_batch::MAX_DECOMPRESSED`]) at once.
+async fn recompress(
+    checked: Vec<(BatchHeader, Bytes)>,
+    target: super::topic_config::TargetCompression,
+    permits: &Arc<tokio::sync::Semaphore>,
+) -> Result<Vec<(BatchHeader, Bytes)>, BrokerError> {
+    let Some(codec) = target.codec else {
+        return Ok(checked);
+    };
+    if !checked
+        .iter()
+        .any(|(h, _)| h.codec().is_ok_and(|c| target.recompresses(c)))
+    {
+        return Ok(checked);
+    }
+    let permit = Arc::clone(permits)
+        .acquire_owned()
+        .await
+        .map_err(|e| BrokerError::Internal(format!("decompression permits closed: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let rebuilt = checked
+            .into_iter()
+            .map(|(h, b)| {
+                if !target.recompresses(h.codec()?) {
+                    return Ok((h, b));
+                }
+                let b = kafka_batch::recompress(&b, codec, target.level)?;
+                Ok((BatchHeader::parse(&b)?, b))
+            })
+            .collect::<Result<Vec<_>, KafkaBatchError>>();
+        drop(permit);
+        rebuilt.map_err(BrokerError::from)
+    })
+    .await
+    .map_err(|e| BrokerError::Internal(format!("recompression failed: {e}")))?
+}
+
 /// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
 fn random_message_id() -> u128 {
     let mut b: [u8; 16] = rand::random();
@@ -314,6 +355,12 @@ impl Broker {
         } else {
             checked
         };
+        let checked = recompress(
+            checked,
+            self.target_compression(&topic),
+            &self.decompressions,
+        )
+        .await?;
         let log_append_time = topic.settings.timestamp_type == TimestampType::LogAppendTime;
         let first = if checked.iter().any(|(h, _)| h.has_producer()) {
             let verify = |producer_id, producer_epoch, key| match transactional_id {
