@@ -51,7 +51,11 @@ fn broker_entries(req: &Request<'_>) -> Vec<ConfigEntry> {
     // A listener bound to port 0 is known by the port it got: the one this client reached,
     // when it came in on it.
     let bound = |l: &crate::config::KafkaListener| {
-        if l.address == req.listener.address {
+        let this = l.address == req.listener.address
+            || (l.address.port() == 0
+                && l.address.ip() == req.listener.address.ip()
+                && l.security_protocol() == req.listener.security_protocol());
+        if this {
             req.local
         } else {
             l.address
@@ -512,7 +516,13 @@ pub async fn alter_resource(
                 .alter_topic_config(t.stream_id, t.id, mode, changes, validate_only)
                 .await
                 .map(drop)
-                .map_err(|e| errors::answer("alter configs failed", &e))
+                .map_err(|e| match e {
+                    // Kafka's validator's words, as they are.
+                    crate::broker::BrokerError::Store(crate::broker::StoreError::InvalidSetting(
+                        why,
+                    )) => (code::INVALID_CONFIG, why),
+                    e => errors::answer("alter configs failed", &e),
+                })
         }
         RESOURCE_BROKER => {
             let scope = broker_scope(name, false)?;
