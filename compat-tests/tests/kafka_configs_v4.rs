@@ -252,7 +252,11 @@ async fn compression_type_is_a_topic_config_as_in_kafka() {
         let r = inc(
             &mut c,
             version,
-            vec![inc_resource(TOPIC, "zipped", &[("compression.type", 0, Some(codec))])],
+            vec![inc_resource(
+                TOPIC,
+                "zipped",
+                &[("compression.type", 0, Some(codec))],
+            )],
         )
         .await;
         assert_eq!(r[0].0, 0, "{r:?}");
@@ -276,7 +280,11 @@ async fn compression_type_is_a_topic_config_as_in_kafka() {
     let refused = inc(
         &mut c,
         1,
-        vec![inc_resource(TOPIC, "zipped", &[("compression.type", 0, Some("brotli"))])],
+        vec![inc_resource(
+            TOPIC,
+            "zipped",
+            &[("compression.type", 0, Some("brotli"))],
+        )],
     )
     .await;
     assert_eq!(
@@ -306,7 +314,11 @@ async fn compression_type_is_a_topic_config_as_in_kafka() {
     let r = inc(
         &mut c,
         1,
-        vec![inc_resource(TOPIC, "zipped", &[("compression.type", 2, Some("gzip"))])],
+        vec![inc_resource(
+            TOPIC,
+            "zipped",
+            &[("compression.type", 2, Some("gzip"))],
+        )],
     )
     .await;
     assert_eq!(
@@ -319,7 +331,11 @@ async fn compression_type_is_a_topic_config_as_in_kafka() {
     let r = inc(
         &mut c,
         1,
-        vec![inc_resource(TOPIC, "zipped", &[("cleanup.policy", 2, Some("compact"))])],
+        vec![inc_resource(
+            TOPIC,
+            "zipped",
+            &[("cleanup.policy", 2, Some("compact"))],
+        )],
     )
     .await;
     assert_eq!(r[0].0, 0, "{r:?}");
@@ -328,7 +344,11 @@ async fn compression_type_is_a_topic_config_as_in_kafka() {
     let r = inc(
         &mut c,
         1,
-        vec![inc_resource(TOPIC, "zipped", &[("cleanup.policy", 3, Some("delete"))])],
+        vec![inc_resource(
+            TOPIC,
+            "zipped",
+            &[("cleanup.policy", 3, Some("delete"))],
+        )],
     )
     .await;
     assert_eq!(r[0].0, 0, "{r:?}");
@@ -371,7 +391,11 @@ async fn produced_batches_are_stored_with_the_topics_codec() {
         let r = inc(
             &mut c,
             1,
-            vec![inc_resource(TOPIC, topic, &[("compression.type", 0, Some(codec))])],
+            vec![inc_resource(
+                TOPIC,
+                topic,
+                &[("compression.type", 0, Some(codec))],
+            )],
         )
         .await;
         assert_eq!(r[0].0, 0, "{r:?}");
@@ -501,7 +525,11 @@ async fn group_configs_are_kafkas_group_resource() {
     let r = inc(
         &mut c,
         1,
-        vec![inc_resource(GROUP, "", &[("consumer.session.timeout.ms", 0, Some("50000"))])],
+        vec![inc_resource(
+            GROUP,
+            "",
+            &[("consumer.session.timeout.ms", 0, Some("50000"))],
+        )],
     )
     .await;
     assert_eq!(r[0].0, INVALID_REQUEST, "{r:?}");
@@ -571,10 +599,7 @@ async fn broker_configs_are_described_and_the_dynamic_ones_altered() {
         assert_eq!(entry(&d, "default.replication.factor").0, "1");
         assert_eq!(entry(&d, "min.insync.replicas").0, "1");
         assert_eq!(entry(&d, "group.consumer.session.timeout.ms").0, "45000");
-        assert_eq!(
-            entry(&d, "compression.type"),
-            ("producer".into(), 5, false)
-        );
+        assert_eq!(entry(&d, "compression.type"), ("producer".into(), 5, false));
     }
     let d = describe(&mut c, 4, BROKER, "7").await;
     assert_eq!(
@@ -589,7 +614,11 @@ async fn broker_configs_are_described_and_the_dynamic_ones_altered() {
     let r = inc(
         &mut c,
         1,
-        vec![inc_resource(BROKER, "", &[("num.partitions", 0, Some("3"))])],
+        vec![inc_resource(
+            BROKER,
+            "",
+            &[("num.partitions", 0, Some("3"))],
+        )],
     )
     .await;
     assert_eq!(
@@ -602,7 +631,11 @@ async fn broker_configs_are_described_and_the_dynamic_ones_altered() {
     let r = inc(
         &mut c,
         1,
-        vec![inc_resource(BROKER, "2", &[("compression.type", 0, Some("gzip"))])],
+        vec![inc_resource(
+            BROKER,
+            "2",
+            &[("compression.type", 0, Some("gzip"))],
+        )],
     )
     .await;
     assert_eq!(
@@ -616,7 +649,11 @@ async fn broker_configs_are_described_and_the_dynamic_ones_altered() {
         let r = inc(
             &mut c,
             version,
-            vec![inc_resource(BROKER, "", &[("compression.type", 0, Some("gzip"))])],
+            vec![inc_resource(
+                BROKER,
+                "",
+                &[("compression.type", 0, Some("gzip"))],
+            )],
         )
         .await;
         assert_eq!(r[0].0, 0, "{r:?}");
@@ -660,7 +697,11 @@ async fn each_resource_and_config_appears_once() {
         1,
         vec![
             inc_resource(TOPIC, "once", &set("gzip")),
-            inc_resource(GROUP, "g", &[("consumer.session.timeout.ms", 0, Some("50000"))]),
+            inc_resource(
+                GROUP,
+                "g",
+                &[("consumer.session.timeout.ms", 0, Some("50000"))],
+            ),
             inc_resource(TOPIC, "once", &set("zstd")),
         ],
     )
@@ -687,10 +728,7 @@ async fn each_resource_and_config_appears_once() {
     .await;
     assert_eq!(
         r[0],
-        (
-            INVALID_REQUEST,
-            "Error due to duplicate config keys".into()
-        )
+        (INVALID_REQUEST, "Error due to duplicate config keys".into())
     );
     let d = describe(&mut c, 4, TOPIC, "once").await;
     assert_eq!(entry(&d, "compression.type").0, "producer");

@@ -200,7 +200,12 @@ mod tests {
             "Cannot update these configs dynamically: Set(num.partitions)"
         );
         assert_eq!(
-            refused(b.alter(Scope::Cluster, inc, &[set("compression.type", "brotli")], false)),
+            refused(b.alter(
+                Scope::Cluster,
+                inc,
+                &[set("compression.type", "brotli")],
+                false
+            )),
             "Invalid value brotli for configuration compression.type: String must be one of: \
              uncompressed, zstd, lz4, snappy, gzip, producer"
         );
@@ -216,11 +221,25 @@ mod tests {
             ),
             Err(BrokerConfigError::InvalidConfig(_))
         ));
-        b.alter(Scope::Cluster, inc, &[set("compression.type", "zstd")], true)
-            .unwrap();
-        assert_eq!(b.value("compression.type"), None, "validate_only stores nothing");
-        b.alter(Scope::Cluster, inc, &[set("compression.type", "gzip")], false)
-            .unwrap();
+        b.alter(
+            Scope::Cluster,
+            inc,
+            &[set("compression.type", "zstd")],
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            b.value("compression.type"),
+            None,
+            "validate_only stores nothing"
+        );
+        b.alter(
+            Scope::Cluster,
+            inc,
+            &[set("compression.type", "gzip")],
+            false,
+        )
+        .unwrap();
         assert_eq!(
             b.value("compression.type"),
             Some(("gzip".into(), ConfigSource::DynamicDefaultBroker))
@@ -249,9 +268,17 @@ mod tests {
             Some(("gzip".into(), ConfigSource::DynamicDefaultBroker))
         );
         // Legacy AlterConfigs replaces the whole set of its scope.
-        b.alter(Scope::Cluster, AlterMode::Replace, &[set(ZSTD_LEVEL, "7")], false)
-            .unwrap();
+        b.alter(
+            Scope::Cluster,
+            AlterMode::Replace,
+            &[set(ZSTD_LEVEL, "7")],
+            false,
+        )
+        .unwrap();
         assert_eq!(b.value("compression.type"), None);
-        assert_eq!(b.of(Scope::Cluster).get(ZSTD_LEVEL).map(String::as_str), Some("7"));
+        assert_eq!(
+            b.of(Scope::Cluster).get(ZSTD_LEVEL).map(String::as_str),
+            Some("7")
+        );
     }
 }

@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use wharf_log_store::{read_durable, write_durable};
 
 use super::coordinator::ConsumerProtocolSettings;
-use super::topic_config::{AlterMode, ConfigChange, ConfigEntry, ConfigOp, ConfigSource, ConfigType};
+use super::topic_config::{
+    AlterMode, ConfigChange, ConfigEntry, ConfigOp, ConfigSource, ConfigType,
+};
 use super::BrokerError;
 
 /// `consumer.session.timeout.ms`
@@ -88,7 +90,11 @@ fn apply(c: &mut GroupConfig, change: &ConfigChange) -> Result<(), GroupConfigEr
     // Kafka's controller refuses APPEND and SUBTRACT on a key that is not a list before it
     // looks at the name.
     if let ConfigOp::Append(_) | ConfigOp::Subtract(_) = change.op {
-        let op = if matches!(change.op, ConfigOp::Append(_)) { "APPEND" } else { "SUBTRACT" };
+        let op = if matches!(change.op, ConfigOp::Append(_)) {
+            "APPEND"
+        } else {
+            "SUBTRACT"
+        };
         return Err(GroupConfigError::InvalidConfig(format!(
             "Can't {op} to key {} because its type is not LIST.",
             change.name
@@ -288,7 +294,9 @@ mod tests {
             name: CONSUMER_SESSION_TIMEOUT_MS.into(),
             op: ConfigOp::Append("1".into()),
         }]))
-        .starts_with("Can't APPEND to key consumer.session.timeout.ms because its type is not LIST."));
+        .starts_with(
+            "Can't APPEND to key consumer.session.timeout.ms because its type is not LIST."
+        ));
         // Nothing refused was kept.
         assert_eq!(g.get("g"), GroupConfig::default());
         // The cross rule sees the whole config: a session of 45 s with a heartbeat of 15 s
@@ -336,7 +344,11 @@ mod tests {
                 true,
             )
             .unwrap();
-            assert_eq!(g.get("g"), GroupConfig::default(), "validate_only stores nothing");
+            assert_eq!(
+                g.get("g"),
+                GroupConfig::default(),
+                "validate_only stores nothing"
+            );
             g.alter(
                 "g",
                 AlterMode::Incremental,

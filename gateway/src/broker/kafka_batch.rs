@@ -1128,7 +1128,13 @@ mod tests {
         producer[21..23].copy_from_slice(&with_txn);
         let crc = crc32c::crc32c(&producer[21..]);
         producer[17..21].copy_from_slice(&crc.to_be_bytes());
-        let codecs = [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd];
+        let codecs = [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ];
         for from in codecs {
             let source = if from == Codec::None {
                 producer.clone().freeze()
@@ -1147,7 +1153,10 @@ mod tests {
                 assert!(h.is_transactional());
                 assert_eq!(h.records_count, 2);
                 let newest = BatchHeader::parse(&plain).unwrap().max_timestamp;
-                assert_eq!(h.max_timestamp, newest, "maxTimestamp is the records' newest");
+                assert_eq!(
+                    h.max_timestamp, newest,
+                    "maxTimestamp is the records' newest"
+                );
                 let mut buf = out.clone();
                 let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
                     .unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e:?}"));

@@ -279,7 +279,11 @@ pub fn apply(s: &mut TopicSettings, name: &str, op: &ConfigOp) -> Result<(), Con
         ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
             if !is_list(name) {
                 // Kafka's controller words it so, before it looks at the name.
-                let op = if matches!(op, ConfigOp::Append(_)) { "APPEND" } else { "SUBTRACT" };
+                let op = if matches!(op, ConfigOp::Append(_)) {
+                    "APPEND"
+                } else {
+                    "SUBTRACT"
+                };
                 return Err(ConfigError(format!(
                     "Can't {op} to key {name} because its type is not LIST."
                 )));
@@ -461,7 +465,8 @@ pub const LZ4_LEVEL: &str = "compression.lz4.level";
 /// `compression.zstd.level`
 pub const ZSTD_LEVEL: &str = "compression.zstd.level";
 /// Kafka's `compression.type` values (`BrokerCompressionType`), in Kafka's order.
-pub const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 /// Kafka's default levels: gzip's -1 (zlib's default, 6), LZ4 9, zstd 3.
 const DEFAULT_GZIP_LEVEL: i32 = -1;
 const DEFAULT_LZ4_LEVEL: i32 = 9;
@@ -487,7 +492,11 @@ pub fn compression_level(name: &str, v: &str) -> Result<i32, ConfigError> {
             "Invalid value {v} for configuration {name}: Not a number of type INT"
         ))
     })?;
-    let bad = |why: String| Err(ConfigError(format!("Invalid value {n} for configuration {name}: {why}")));
+    let bad = |why: String| {
+        Err(ConfigError(format!(
+            "Invalid value {n} for configuration {name}: {why}"
+        )))
+    };
     match name {
         GZIP_LEVEL if n > 9 || (n < 1 && n != DEFAULT_GZIP_LEVEL) => {
             bad("Value must be between 1 and 9 or equal to -1".into())
@@ -537,7 +546,11 @@ pub fn target_compression(
         "uncompressed" => (Some(Codec::None), None),
         "gzip" => (
             Some(Codec::Gzip),
-            Some(level(s.compression.gzip_level, GZIP_LEVEL, DEFAULT_GZIP_LEVEL)),
+            Some(level(
+                s.compression.gzip_level,
+                GZIP_LEVEL,
+                DEFAULT_GZIP_LEVEL,
+            )),
         ),
         "snappy" => (Some(Codec::Snappy), None),
         "lz4" => (
@@ -546,7 +559,11 @@ pub fn target_compression(
         ),
         "zstd" => (
             Some(Codec::Zstd),
-            Some(level(s.compression.zstd_level, ZSTD_LEVEL, DEFAULT_ZSTD_LEVEL)),
+            Some(level(
+                s.compression.zstd_level,
+                ZSTD_LEVEL,
+                DEFAULT_ZSTD_LEVEL,
+            )),
         ),
         _ => (None, None),
     };
@@ -1181,7 +1198,10 @@ mod tests {
             "delete.retention.ms",
         ] {
             let e = apply(&mut s, name, &append("1")).unwrap_err();
-            assert!(e.0.ends_with("because its type is not LIST."), "{name}: {e}");
+            assert!(
+                e.0.ends_with("because its type is not LIST."),
+                "{name}: {e}"
+            );
             assert!(apply(&mut s, name, &subtract("1")).is_err(), "{name}");
         }
         // Kafka's controller says so before it looks at the name.

@@ -85,7 +85,11 @@ fn broker_entries(req: &Request<'_>) -> Vec<ConfigEntry> {
     let mut entries = vec![
         e("node.id", NODE_ID.to_string(), ConfigType::Int),
         e("broker.id", NODE_ID.to_string(), ConfigType::Int),
-        e("process.roles", "broker,controller".into(), ConfigType::List),
+        e(
+            "process.roles",
+            "broker,controller".into(),
+            ConfigType::List,
+        ),
         e("listeners", listeners_text, ConfigType::List),
         e("advertised.listeners", advertised_text, ConfigType::String),
         e(
@@ -106,17 +110,17 @@ fn broker_entries(req: &Request<'_>) -> Vec<ConfigEntry> {
         e("delete.topic.enable", "true".into(), ConfigType::Boolean),
         e("default.replication.factor", "1".into(), ConfigType::Int),
         e("min.insync.replicas", "1".into(), ConfigType::Int),
-        e("offsets.topic.replication.factor", "1".into(), ConfigType::Short),
+        e(
+            "offsets.topic.replication.factor",
+            "1".into(),
+            ConfigType::Short,
+        ),
         e(
             "transaction.state.log.replication.factor",
             "1".into(),
             ConfigType::Short,
         ),
-        e(
-            "transaction.state.log.min.isr",
-            "1".into(),
-            ConfigType::Int,
-        ),
+        e("transaction.state.log.min.isr", "1".into(), ConfigType::Int),
         e(
             "socket.request.max.bytes",
             c.max_request_size.to_string(),
@@ -255,10 +259,7 @@ fn broker_entries(req: &Request<'_>) -> Vec<ConfigEntry> {
     entries.extend(topic_config::broker_defaults(store));
     // The dynamic ones: set at run time (this node's value, else the cluster-wide one), else
     // Kafka's defaults.
-    let builtin = topic_config::describe(
-        &crate::broker::TopicSettings::default(),
-        store,
-    );
+    let builtin = topic_config::describe(&crate::broker::TopicSettings::default(), store);
     for name in DYNAMIC {
         let default = builtin.iter().find(|d| d.name == *name);
         let (value, source) = broker.broker_configs().value(name).unwrap_or_else(|| {
@@ -369,10 +370,7 @@ fn described(
         },
         RESOURCE_GROUP => {
             if name.is_empty() {
-                return Err((
-                    code::INVALID_REQUEST,
-                    "Group name must not be empty".into(),
-                ));
+                return Err((code::INVALID_REQUEST, "Group name must not be empty".into()));
             }
             let broker = req.broker();
             Ok((
@@ -518,9 +516,9 @@ pub async fn alter_resource(
                 .map(drop)
                 .map_err(|e| match e {
                     // Kafka's validator's words, as they are.
-                    crate::broker::BrokerError::Store(crate::broker::StoreError::InvalidSetting(
-                        why,
-                    )) => (code::INVALID_CONFIG, why),
+                    crate::broker::BrokerError::Store(
+                        crate::broker::StoreError::InvalidSetting(why),
+                    ) => (code::INVALID_CONFIG, why),
                     e => errors::answer("alter configs failed", &e),
                 })
         }
