@@ -747,6 +747,62 @@ mod tests {
         assert_eq!(permits.available_permits(), 1, "the permit is given back");
     }
 
+    /// Bound: recompression (Kafka's rebuild of a batch whose codec is not the topic's) holds
+    /// one of the same `max_inflight_decompressions` permits as the keyless check while it
+    /// opens batches. With the only permit taken, a gzip batch for a zstd topic waits (paused
+    /// time) and nothing is rebuilt; a batch already in the topic's codec, or a `producer`
+    /// topic, needs no permit; once the permit is back, the batch is rebuilt as zstd.
+    #[tokio::test(start_paused = true)]
+    async fn recompression_waits_for_a_permit_and_rebuilds_only_other_codecs() {
+        use super::super::topic_config::TargetCompression;
+        let r = NewRecord {
+            timestamp_ms: 0,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: Vec::new(),
+        };
+        let plain = encode_sparse_batch(0, 0, [(0, &r)].into_iter());
+        let gzip = kafka_batch::recompress(&plain, Codec::Gzip, None).unwrap();
+        let zstd = TargetCompression {
+            codec: Some(Codec::Zstd),
+            level: Some(3),
+        };
+        let producer = TargetCompression {
+            codec: None,
+            level: None,
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let held = Arc::clone(&permits).acquire_owned().await.unwrap();
+        let waiting = recompress(check_batches(&gzip, true).unwrap(), zstd, &permits);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;
+        assert!(waited.is_err(), "recompressed without a permit");
+        let same = recompress(
+            check_batches(&zstd_batch(&plain), true).unwrap(),
+            zstd,
+            &permits,
+        )
+        .await
+        .unwrap();
+        assert_eq!(same[0].0.codec(), Ok(Codec::Zstd), "kept as sent");
+        let kept = recompress(check_batches(&gzip, true).unwrap(), producer, &permits)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept[0].1, gzip,
+            "a producer topic keeps the batch byte for byte"
+        );
+        drop(held);
+        let rebuilt = recompress(check_batches(&gzip, true).unwrap(), zstd, &permits)
+            .await
+            .unwrap();
+        assert_eq!(rebuilt[0].0.codec(), Ok(Codec::Zstd));
+        assert_eq!(
+            kafka_batch::records_section(&rebuilt[0].1).unwrap(),
+            kafka_batch::records_section(&plain).unwrap()
+        );
+        assert_eq!(permits.available_permits(), 1, "the permit is given back");
+    }
+
     #[test]
     fn zero_ids_get_uuid_v4s_and_others_stay() {
         let mut blob = BytesMut::new();

@@ -1400,6 +1400,107 @@ mod tests {
 }
 
 #[cfg(test)]
+mod compression_tests {
+    use super::*;
+
+    /// `compression.type` and its levels: Kafka's values and bounds, the topic's own value
+    /// over the server's dynamic one over Kafka's default, in what is described and in the
+    /// codec and level batches are stored with; Kafka keeps a batch already in the topic's
+    /// codec whatever its level.
+    #[test]
+    fn compression_follows_the_topic_then_the_server_then_kafkas_default() {
+        let defaults = StoreConfig::default();
+        let mut s = TopicSettings::default();
+        for v in COMPRESSION_TYPES {
+            set(&mut s, "compression.type", Some(v)).unwrap();
+        }
+        assert!(
+            set(&mut s, "compression.type", Some("GZIP")).is_err(),
+            "case-sensitive"
+        );
+        for (name, ok, bad) in [
+            (GZIP_LEVEL, ["-1", "1", "9"], ["0", "10", "-2"]),
+            (LZ4_LEVEL, ["1", "9", "17"], ["0", "18", "-1"]),
+            (ZSTD_LEVEL, ["-131072", "3", "22"], ["-131073", "23", "x"]),
+        ] {
+            for v in ok {
+                set(&mut s, name, Some(v)).unwrap_or_else(|e| panic!("{name}={v}: {e}"));
+            }
+            for v in bad {
+                assert!(set(&mut s, name, Some(v)).is_err(), "{name}={v}");
+            }
+        }
+        let s = TopicSettings::default();
+        let none = |_: &str| None;
+        assert_eq!(
+            target_compression(&s, &none),
+            TargetCompression {
+                codec: None,
+                level: None
+            }
+        );
+        let server = |name: &str| match name {
+            "compression.type" => Some("zstd".to_string()),
+            ZSTD_LEVEL => Some("7".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            target_compression(&s, &server),
+            TargetCompression {
+                codec: Some(Codec::Zstd),
+                level: Some(7)
+            }
+        );
+        let own = changed(
+            &s,
+            AlterMode::Incremental,
+            &[
+                ConfigChange::set("compression.type", "lz4"),
+                ConfigChange::set(LZ4_LEVEL, "4"),
+            ],
+            &defaults,
+        )
+        .unwrap();
+        let t = target_compression(&own, &server);
+        assert_eq!((t.codec, t.level), (Some(Codec::Lz4), Some(4)));
+        assert!(t.recompresses(Codec::Gzip) && t.recompresses(Codec::None));
+        assert!(!t.recompresses(Codec::Lz4), "same codec, any level: kept");
+        let gzip = target_compression(
+            &changed(
+                &s,
+                AlterMode::Incremental,
+                &[ConfigChange::set("compression.type", "gzip")],
+                &defaults,
+            )
+            .unwrap(),
+            &none,
+        );
+        assert_eq!(gzip.level, Some(-1), "Kafka's default gzip level");
+        let described = |s: &TopicSettings| {
+            describe_with(s, &defaults, &|name| {
+                (name == "compression.type")
+                    .then(|| ("zstd".to_string(), ConfigSource::DynamicDefaultBroker))
+            })
+            .into_iter()
+            .find(|e| e.name == "compression.type")
+            .map(|e| (e.value, e.source))
+            .unwrap()
+        };
+        assert_eq!(
+            described(&s),
+            ("zstd".into(), ConfigSource::DynamicDefaultBroker)
+        );
+        assert_eq!(described(&own), ("lz4".into(), ConfigSource::DynamicTopic));
+        let plain = describe(&s, &defaults);
+        let level = plain.iter().find(|e| e.name == ZSTD_LEVEL).unwrap();
+        assert_eq!(
+            (level.value.as_str(), level.source),
+            ("3", ConfigSource::Default)
+        );
+    }
+}
+
+#[cfg(test)]
 mod remote_storage_tests {
     use super::*;
     use wharf_log_store::remote::{ObjectStoreRemote, RemoteConfig, RemoteTier};
