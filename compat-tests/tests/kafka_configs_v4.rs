@@ -748,3 +748,120 @@ async fn python_clients_use_configs_v4() {
     )
     .await;
 }
+
+/// SASL/PLAIN on a raw connection.
+async fn plain(c: &mut KafkaWire, user: &str, password: &str) {
+    let hs: SaslHandshakeResponse = c
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
+        )
+        .await;
+    assert_eq!(hs.error_code, 0);
+    let auth: SaslAuthenticateResponse = c
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            &SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from(format!("\0{user}\0{password}"))),
+        )
+        .await;
+    assert_eq!(auth.error_code, 0, "{:?}", auth.error_message);
+}
+
+/// Kafka's authorization of config resources: DescribeConfigs needs DESCRIBE_CONFIGS and the
+/// alter APIs ALTER_CONFIGS on the group (GROUP_AUTHORIZATION_FAILED), the cluster for the
+/// broker (CLUSTER_AUTHORIZATION_FAILED). A user without rights gets those; a Group Describe
+/// binding lets the user describe the group's configs, not change them. Both listeners are
+/// described, each with its security protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_resources_are_authorized_as_in_kafka() {
+    use iggy::prelude::{UserClient as _, UserStatus};
+    use wharf_gateway::config::{KafkaAuthentication, KafkaListener};
+    const GROUP_DENIED: i16 = 30;
+    const CLUSTER_DENIED: i16 = 31;
+    let server = TestServer::start_with(|c| {
+        c.kafka.more_listeners = vec![KafkaListener {
+            address: "127.0.0.1:0".parse().unwrap(),
+            advertised_host: None,
+            advertised_port: None,
+            authentication: KafkaAuthentication::Sasl,
+            tls: false,
+        }];
+    })
+    .await;
+    let root = compat_tests::iggy_root_client(&server).await;
+    within(
+        "create alice",
+        root.create_user("alice", "alice-pw", UserStatus::Active, None),
+    )
+    .await
+    .unwrap();
+    let sasl = server.kafka_listeners[1];
+    let mut alice = KafkaWire::open(sasl).await;
+    plain(&mut alice, "alice", "alice-pw").await;
+    let session = [("consumer.session.timeout.ms", 0, Some("50000"))];
+    for (kind, name, denied) in [
+        (GROUP, "billing", GROUP_DENIED),
+        (BROKER, "1", CLUSTER_DENIED),
+    ] {
+        let d = describe(&mut alice, 4, kind, name).await;
+        assert_eq!(d.error_code, denied, "{kind} {name}");
+        assert!(d.configs.is_empty());
+        let changes: &[(&str, i8, Option<&str>)] = if kind == GROUP {
+            &session
+        } else {
+            &[("compression.type", 0, Some("gzip"))]
+        };
+        let r = inc(&mut alice, 1, vec![inc_resource(kind, name, changes)]).await;
+        assert_eq!(r[0].0, denied, "{kind} {name}: {r:?}");
+        assert_eq!(legacy(&mut alice, 2, kind, name, &[]).await.0, denied);
+    }
+    // Root grants alice Describe on the group.
+    let mut admin = KafkaWire::open(sasl).await;
+    plain(&mut admin, "iggy", "iggy").await;
+    let grant: CreateAclsResponse = admin
+        .call(
+            ApiKey::CreateAcls,
+            3,
+            &CreateAclsRequest::default().with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(3)
+                    .with_resource_name(s("billing"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(8)
+                    .with_permission_type(3),
+            ]),
+        )
+        .await;
+    assert_eq!(grant.results[0].error_code, 0, "{grant:?}");
+    let d = describe(&mut alice, 4, GROUP, "billing").await;
+    assert_eq!(d.error_code, 0);
+    assert_eq!(entry(&d, "consumer.session.timeout.ms").0, "45000");
+    let r = inc(
+        &mut alice,
+        1,
+        vec![inc_resource(GROUP, "billing", &session)],
+    )
+    .await;
+    assert_eq!(r[0].0, GROUP_DENIED, "{r:?}");
+    // Root may; and sees both listeners.
+    let r = inc(
+        &mut admin,
+        1,
+        vec![inc_resource(GROUP, "billing", &session)],
+    )
+    .await;
+    assert_eq!(r[0].0, 0, "{r:?}");
+    let d = describe(&mut admin, 4, BROKER, "1").await;
+    // The listener this client is on shows the port it was bound to; the other as configured.
+    let listeners = entry(&d, "listeners").0;
+    assert!(
+        listeners.starts_with("PLAINTEXT://127.0.0.1:")
+            && listeners.ends_with(&format!(",SASL_PLAINTEXT://{sasl}")),
+        "{listeners}"
+    );
+}
