@@ -237,7 +237,7 @@ async fn stored_codecs(c: &mut KafkaWire, topic: &str) -> (Vec<i16>, usize) {
 /// Kafka's bounds; APPEND/SUBTRACT only on list settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compression_type_is_a_topic_config_as_in_kafka() {
-    let server = TestServer::start().await;
+    let mut server = TestServer::start().await;
     server.create_kafka_topic("zipped", 1).await;
     let mut c = KafkaWire::open(server.kafka_addr).await;
     for version in 1..=4 {
@@ -372,6 +372,12 @@ async fn compression_type_is_a_topic_config_as_in_kafka() {
             "Null value not supported for : compression.type".into()
         )
     );
+    // The topic's compression settings are in its catalog entry: a restart keeps them.
+    server.restart().await;
+    let mut c = KafkaWire::open(server.kafka_addr).await;
+    let d = describe(&mut c, 4, TOPIC, "zipped").await;
+    assert_eq!(entry(&d, "compression.type"), ("lz4".into(), 1, false));
+    assert_eq!(entry(&d, "compression.lz4.level"), ("12".into(), 1, false));
 }
 
 /// Bound: the stored batch's codec is the topic's. A gzip batch produced into a zstd topic is
