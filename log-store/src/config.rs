@@ -146,6 +146,32 @@ pub struct TopicSettings {
     pub local_retention_follows: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub local_retention_bytes_follows: bool,
+    /// Kafka's `compression.type` and `compression.*.level` set on the topic. The broker
+    /// gives them meaning (it recompresses produced batches); the store only keeps them.
+    /// Written only when set, so older catalogs read, and are written, as before.
+    #[serde(default, skip_serializing_if = "TopicCompression::is_unset")]
+    pub compression: TopicCompression,
+}
+
+/// A topic's compression configs as set on it; `None`: not set (the server default holds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCompression {
+    /// `producer`, `uncompressed`, `gzip`, `snappy`, `lz4` or `zstd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_level: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lz4_level: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd_level: Option<i32>,
+}
+
+impl TopicCompression {
+    /// Nothing set on the topic.
+    pub fn is_unset(&self) -> bool {
+        *self == TopicCompression::default()
+    }
 }
 
 /// [`TopicSettings::local_retention`] of a topic that keeps uploaded segments locally forever
@@ -178,6 +204,7 @@ impl Default for TopicSettings {
             local_retention_bytes: None,
             local_retention_follows: false,
             local_retention_bytes_follows: false,
+            compression: TopicCompression::default(),
         }
     }
 }

@@ -55,8 +55,9 @@ pub use batch::{
 };
 pub use compaction::{CleanReport, CleanerStats, PartitionCleaning};
 pub use config::{
-    CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicSettings,
-    LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicCompression,
+    TopicSettings, LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER, MAX_SEGMENT_SIZE,
+    MIN_SEGMENT_SIZE,
 };
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};

@@ -327,8 +327,10 @@ fn cluster_action(op: Operation) -> Option<Action<'static>> {
 fn group_action(op: Operation, name: &str) -> Option<Action<'_>> {
     let right = match op {
         Operation::Read => GroupRight::Read,
-        Operation::Describe => GroupRight::Describe,
-        Operation::Delete => GroupRight::Delete,
+        // KIP-848's group configs: describing them needs Describe on the group, changing
+        // them its managing right (Delete), Wharf's strongest right on one group.
+        Operation::Describe | Operation::DescribeConfigs => GroupRight::Describe,
+        Operation::Delete | Operation::AlterConfigs => GroupRight::Delete,
         _ => return None,
     };
     Some(Action::Group(right, name))

@@ -406,18 +406,34 @@ fn snappy_decompress(body: &[u8]) -> Result<Bytes, KafkaBatchError> {
 /// no other kind), snappy in xerial's framing when `xerial_snappy` (else one raw block, as
 /// librdkafka writes it).
 pub fn compress(codec: Codec, raw: &[u8], xerial_snappy: bool) -> Result<Vec<u8>, KafkaBatchError> {
+    compress_at(codec, raw, xerial_snappy, None)
+}
+
+/// [`compress`] at a level (Kafka's `compression.*.level`; `None` or gzip's -1: the codec's
+/// default). Snappy has no level.
+pub fn compress_at(
+    codec: Codec,
+    raw: &[u8],
+    xerial_snappy: bool,
+    level: Option<i32>,
+) -> Result<Vec<u8>, KafkaBatchError> {
     use std::io::Write;
     let io = |e: std::io::Error| KafkaBatchError::Compress(e.to_string());
     match codec {
         Codec::None => Ok(raw.to_vec()),
         Codec::Gzip => {
-            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let gzip_level = match level.and_then(|l| u32::try_from(l).ok()) {
+                Some(l) if (1..=9).contains(&l) => flate2::Compression::new(l),
+                _ => flate2::Compression::default(),
+            };
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), gzip_level);
             w.write_all(raw).map_err(io)?;
             w.finish().map_err(io)
         }
-        Codec::Zstd => zstd::bulk::compress(raw, 0).map_err(io),
+        Codec::Zstd => zstd::bulk::compress(raw, level.unwrap_or(0)).map_err(io),
         Codec::Lz4 => {
             let mut w = lz4::EncoderBuilder::new()
+                .level(level.and_then(|l| u32::try_from(l).ok()).unwrap_or(0))
                 .block_size(lz4::BlockSize::Max64KB)
                 .block_mode(lz4::BlockMode::Independent)
                 .checksum(lz4::ContentChecksum::NoChecksum)
@@ -446,6 +462,51 @@ pub fn compress(codec: Codec, raw: &[u8], xerial_snappy: bool) -> Result<Vec<u8>
             Ok(out)
         }
     }
+}
+
+impl Codec {
+    /// The codec's bits in a batch's attributes.
+    pub fn bits(self) -> i16 {
+        match self {
+            Codec::None => 0,
+            Codec::Gzip => 1,
+            Codec::Snappy => 2,
+            Codec::Lz4 => 3,
+            Codec::Zstd => 4,
+        }
+    }
+}
+
+/// A produced batch rebuilt with `codec` at `level`, as Kafka's `LogValidator` rebuilds one
+/// whose codec is not the topic's `compression.type`: the records (whose offset deltas must
+/// run 0, 1, 2, ..., [`walk_produced`]) are kept byte for byte and compressed anew (snappy in
+/// xerial's framing, as Kafka's broker writes it); base offset, producer id, epoch, base
+/// sequence, the transactional and timestamp-type bits and `baseTimestamp` stay; a CreateTime
+/// batch's `maxTimestamp` is its records' newest (as Kafka sets it); length, codec bits and
+/// CRC-32C are set anew. Decompression is bounded by [`MAX_DECOMPRESSED`].
+pub fn recompress(b: &[u8], codec: Codec, level: Option<i32>) -> Result<Bytes, KafkaBatchError> {
+    let h = BatchHeader::parse(b)?;
+    let section = records_section(b)?;
+    let mut max_delta = i64::MIN;
+    let count = walk_produced(&section, h.records_count, |r| {
+        max_delta = max_delta.max(r.timestamp_delta);
+    })?;
+    let count = i32::try_from(count).map_err(|_| KafkaBatchError::Truncated)?;
+    let body = compress_at(codec, &section, true, level)?;
+    let attributes = (h.attributes & !ATTR_CODEC_MASK) | codec.bits();
+    let out = with_records(b, attributes, &body, count)?;
+    if h.log_append_time() || count == 0 {
+        return Ok(out);
+    }
+    let max = h.base_timestamp.saturating_add(max_delta);
+    if max == h.max_timestamp {
+        return Ok(out);
+    }
+    let mut m = BytesMut::from(&out[..]);
+    m[35..43].copy_from_slice(&max.to_be_bytes());
+    let crc = crc32c::crc32c(&m[21..]);
+    m[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(m.freeze())
 }
 
 /// A batch read back from the log, opened for log compaction: its header and its records
@@ -1047,6 +1108,61 @@ mod tests {
             v >>= 7;
         }
         out.push(v as u8);
+    }
+
+    /// Kafka's `LogValidator` rebuild for a topic whose `compression.type` differs from the
+    /// batch's: every codec to every other, the records unchanged, the producer fields and the
+    /// transactional bit kept, the codec bits, lengths, maxTimestamp and CRC set anew, the
+    /// result a batch every reader (the crate's decoder too) opens.
+    #[test]
+    fn recompression_keeps_records_and_producer_fields() {
+        let plain = sample();
+        let raw = records_section(&plain).unwrap();
+        // An idempotent, transactional producer's batch whose maxTimestamp the client left 0.
+        let mut producer = BytesMut::from(&plain[..]);
+        producer[43..51].copy_from_slice(&77i64.to_be_bytes());
+        producer[51..53].copy_from_slice(&3i16.to_be_bytes());
+        producer[53..57].copy_from_slice(&40i32.to_be_bytes());
+        producer[35..43].copy_from_slice(&0i64.to_be_bytes());
+        let with_txn = (be_i16(&producer, 21) | ATTR_TRANSACTIONAL).to_be_bytes();
+        producer[21..23].copy_from_slice(&with_txn);
+        let crc = crc32c::crc32c(&producer[21..]);
+        producer[17..21].copy_from_slice(&crc.to_be_bytes());
+        let codecs = [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ];
+        for from in codecs {
+            let source = if from == Codec::None {
+                producer.clone().freeze()
+            } else {
+                compressed(&producer, from, from.bits() | ATTR_TRANSACTIONAL)
+            };
+            for to in codecs {
+                let out = recompress(&source, to, Some(5)).unwrap();
+                let h = validate(&out).unwrap();
+                assert_eq!(h.codec().unwrap(), to, "{from:?} -> {to:?}");
+                assert_eq!(records_section(&out).unwrap(), raw, "{from:?} -> {to:?}");
+                assert_eq!(
+                    (h.producer_id, h.producer_epoch, h.base_sequence),
+                    (77, 3, 40)
+                );
+                assert!(h.is_transactional());
+                assert_eq!(h.records_count, 2);
+                let newest = BatchHeader::parse(&plain).unwrap().max_timestamp;
+                assert_eq!(
+                    h.max_timestamp, newest,
+                    "maxTimestamp is the records' newest"
+                );
+                let mut buf = out.clone();
+                let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                    .unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e:?}"));
+                assert_eq!(decoded.records.len(), 2);
+            }
+        }
     }
 
     #[test]

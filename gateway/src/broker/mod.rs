@@ -11,6 +11,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod broker_config;
 pub mod catalog;
 pub mod clients;
 pub mod compaction;
@@ -382,6 +383,8 @@ pub struct Broker {
     coordinator: std::sync::Arc<GroupCoordinator>,
     /// Per-group configs (`consumer.session.timeout.ms`, ...) set by operators.
     group_configs: std::sync::Arc<group_config::GroupConfigs>,
+    /// Dynamic broker configs (`compression.type`, ...) set by operators.
+    broker_configs: std::sync::Arc<broker_config::BrokerConfigs>,
     /// Kafka idempotent producers' ids and sequence state.
     producers: std::sync::Arc<Producers>,
     /// Kafka transactional ids and their transactions.
@@ -431,6 +434,7 @@ impl Broker {
         )?;
         let groups = ConsumerGroups::open(data_dir)?;
         let group_configs = group_config::GroupConfigs::open(data_dir)?;
+        let broker_configs = broker_config::BrokerConfigs::open(data_dir)?;
         let transactions = TransactionCoordinator::open(data_dir, settings.transactions)?;
         let quotas = quotas::ClientQuotas::open(data_dir)?;
         let outside = names::outside_rules(&settings.kafka_default_stream, &store.streams(), |s| {
@@ -455,6 +459,7 @@ impl Broker {
             groups: std::sync::Arc::new(groups),
             coordinator: std::sync::Arc::new(GroupCoordinator::new(settings.groups)),
             group_configs: std::sync::Arc::new(group_configs),
+            broker_configs: std::sync::Arc::new(broker_configs),
             producers,
             transactions: std::sync::Arc::new(transactions),
             quotas,
@@ -513,6 +518,21 @@ impl Broker {
     /// `group`'s config overrides (KIP-848 group configs).
     pub fn group_config(&self, group: &str) -> group_config::GroupConfig {
         self.group_configs.get(group)
+    }
+
+    /// Every group's config overrides (DescribeConfigs and the alter APIs on GROUP resources).
+    pub fn group_configs(&self) -> &group_config::GroupConfigs {
+        &self.group_configs
+    }
+
+    /// The dynamic broker configs (the alter APIs on BROKER resources).
+    pub fn broker_configs(&self) -> &broker_config::BrokerConfigs {
+        &self.broker_configs
+    }
+
+    /// The consumer protocol's broker-wide settings (the bounds of group configs).
+    pub fn consumer_protocol_settings(&self) -> &coordinator::ConsumerProtocolSettings {
+        &self.coordinator.settings().consumer
     }
 
     /// The data directory.

@@ -179,6 +179,47 @@ async fn refuse_keyless(
     .map_err(|e| BrokerError::Internal(format!("keyless record check failed: {e}")))?
 }
 
+/// A topic's batches rebuilt with its `compression.type` where their codec differs (Kafka's
+/// `LogValidator`: a batch keeps its bytes only when its codec is the topic's, or the topic
+/// keeps the producer's), off the runtime's workers. Like the keyless check, the request holds
+/// one of `permits` while it decompresses and compresses, so at most that many requests hold
+/// opened batches (each bounded by [`kafka_batch::MAX_DECOMPRESSED`]) at once.
+async fn recompress(
+    checked: Vec<(BatchHeader, Bytes)>,
+    target: super::topic_config::TargetCompression,
+    permits: &Arc<tokio::sync::Semaphore>,
+) -> Result<Vec<(BatchHeader, Bytes)>, BrokerError> {
+    let Some(codec) = target.codec else {
+        return Ok(checked);
+    };
+    if !checked
+        .iter()
+        .any(|(h, _)| h.codec().is_ok_and(|c| target.recompresses(c)))
+    {
+        return Ok(checked);
+    }
+    let permit = Arc::clone(permits)
+        .acquire_owned()
+        .await
+        .map_err(|e| BrokerError::Internal(format!("decompression permits closed: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let rebuilt = checked
+            .into_iter()
+            .map(|(h, b)| {
+                if !target.recompresses(h.codec()?) {
+                    return Ok((h, b));
+                }
+                let b = kafka_batch::recompress(&b, codec, target.level)?;
+                Ok((BatchHeader::parse(&b)?, b))
+            })
+            .collect::<Result<Vec<_>, KafkaBatchError>>();
+        drop(permit);
+        rebuilt.map_err(BrokerError::from)
+    })
+    .await
+    .map_err(|e| BrokerError::Internal(format!("recompression failed: {e}")))?
+}
+
 /// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
 fn random_message_id() -> u128 {
     let mut b: [u8; 16] = rand::random();
@@ -314,6 +355,12 @@ impl Broker {
         } else {
             checked
         };
+        let checked = recompress(
+            checked,
+            self.target_compression(&topic),
+            &self.decompressions,
+        )
+        .await?;
         let log_append_time = topic.settings.timestamp_type == TimestampType::LogAppendTime;
         let first = if checked.iter().any(|(h, _)| h.has_producer()) {
             let verify = |producer_id, producer_epoch, key| match transactional_id {
@@ -697,6 +744,62 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(done.len(), 1);
+        assert_eq!(permits.available_permits(), 1, "the permit is given back");
+    }
+
+    /// Bound: recompression (Kafka's rebuild of a batch whose codec is not the topic's) holds
+    /// one of the same `max_inflight_decompressions` permits as the keyless check while it
+    /// opens batches. With the only permit taken, a gzip batch for a zstd topic waits (paused
+    /// time) and nothing is rebuilt; a batch already in the topic's codec, or a `producer`
+    /// topic, needs no permit; once the permit is back, the batch is rebuilt as zstd.
+    #[tokio::test(start_paused = true)]
+    async fn recompression_waits_for_a_permit_and_rebuilds_only_other_codecs() {
+        use super::super::topic_config::TargetCompression;
+        let r = NewRecord {
+            timestamp_ms: 0,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: Vec::new(),
+        };
+        let plain = encode_sparse_batch(0, 0, [(0, &r)].into_iter());
+        let gzip = kafka_batch::recompress(&plain, Codec::Gzip, None).unwrap();
+        let zstd = TargetCompression {
+            codec: Some(Codec::Zstd),
+            level: Some(3),
+        };
+        let producer = TargetCompression {
+            codec: None,
+            level: None,
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let held = Arc::clone(&permits).acquire_owned().await.unwrap();
+        let waiting = recompress(check_batches(&gzip, true).unwrap(), zstd, &permits);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;
+        assert!(waited.is_err(), "recompressed without a permit");
+        let same = recompress(
+            check_batches(&zstd_batch(&plain), true).unwrap(),
+            zstd,
+            &permits,
+        )
+        .await
+        .unwrap();
+        assert_eq!(same[0].0.codec(), Ok(Codec::Zstd), "kept as sent");
+        let kept = recompress(check_batches(&gzip, true).unwrap(), producer, &permits)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept[0].1, gzip,
+            "a producer topic keeps the batch byte for byte"
+        );
+        drop(held);
+        let rebuilt = recompress(check_batches(&gzip, true).unwrap(), zstd, &permits)
+            .await
+            .unwrap();
+        assert_eq!(rebuilt[0].0.codec(), Ok(Codec::Zstd));
+        assert_eq!(
+            kafka_batch::records_section(&rebuilt[0].1).unwrap(),
+            kafka_batch::records_section(&plain).unwrap()
+        );
         assert_eq!(permits.available_permits(), 1, "the permit is given back");
     }
 

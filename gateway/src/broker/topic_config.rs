@@ -19,7 +19,8 @@
 //! | `min.compaction.lag.ms` | records younger than this are not compacted |
 //! | `max.compaction.lag.ms` | dirty records older than this are compacted whatever the ratio |
 //! | `delete.retention.ms` | how long tombstones and transaction markers survive compaction |
-//! | `compression.type` | only `producer` (batches are kept as sent) |
+//! | `compression.type` | the codec produced batches are stored with (`producer`: as sent) |
+//! | `compression.gzip.level`, `.lz4.level`, `.zstd.level` | the level the broker compresses at |
 //! | `remote.storage.enable` | sealed segments go to the remote tier (KIP-405) |
 //! | `local.retention.ms` (-2: as `retention.ms`) | how long uploaded segments stay on local disk |
 //! | `local.retention.bytes` (-2: as `retention.bytes`) | local bytes kept (topic as a whole) |
@@ -27,6 +28,11 @@
 //! Tiered storage follows Kafka's `LogConfig` rules: remote storage needs a server with a
 //! remote tier, is refused for compacted topics, cannot be turned off once on, and the local
 //! retentions may not exceed the total ones (nor be -1 while those are finite).
+//!
+//! `compression.type` follows Kafka's `LogValidator`: a topic whose codec differs from a
+//! produced batch's has the batch rebuilt with its own codec ([`TargetCompression`], used by
+//! [`super::produce`]); the server default is the dynamic broker config of the same name
+//! ([`super::broker_config`]), else `producer`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +42,7 @@ use wharf_log_store::{
     CleanerConfig, CleanupPolicy, Ratio, LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER,
 };
 
+use super::kafka_batch::Codec;
 use super::{
     Broker, BrokerError, Durability, Ident, StoreConfig, StoreError, TimestampType, TopicInfo,
     TopicSettings,
@@ -104,10 +111,16 @@ pub enum AlterMode {
 pub enum ConfigSource {
     /// Set on the topic.
     DynamicTopic,
+    /// Set at run time on this node (a BROKER resource named by its id).
+    DynamicBroker,
+    /// Set at run time cluster-wide (the BROKER resource with an empty name).
+    DynamicDefaultBroker,
     /// The server's configuration sets it (for a topic config: the default it follows).
     StaticBroker,
     /// The built-in default.
     Default,
+    /// Set on a group (a GROUP resource).
+    Group,
 }
 
 impl ConfigSource {
@@ -115,8 +128,11 @@ impl ConfigSource {
     pub fn kafka_code(self) -> i8 {
         match self {
             ConfigSource::DynamicTopic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
+            ConfigSource::Group => 8,
         }
     }
 
@@ -124,8 +140,11 @@ impl ConfigSource {
     pub fn name(self) -> &'static str {
         match self {
             ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",
+            ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG",
+            ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG",
             ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG",
             ConfigSource::Default => "DEFAULT_CONFIG",
+            ConfigSource::Group => "GROUP_CONFIG",
         }
     }
 }
@@ -136,6 +155,7 @@ pub enum ConfigType {
     Boolean,
     String,
     Int,
+    Short,
     Long,
     Double,
     List,
@@ -148,6 +168,7 @@ impl ConfigType {
             ConfigType::Boolean => 1,
             ConfigType::String => 2,
             ConfigType::Int => 3,
+            ConfigType::Short => 4,
             ConfigType::Long => 5,
             ConfigType::Double => 6,
             ConfigType::List => 7,
@@ -257,9 +278,14 @@ pub fn apply(s: &mut TopicSettings, name: &str, op: &ConfigOp) -> Result<(), Con
         ConfigOp::Delete => set(s, name, None),
         ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
             if !is_list(name) {
-                known(name)?;
+                // Kafka's controller words it so, before it looks at the name.
+                let op = if matches!(op, ConfigOp::Append(_)) {
+                    "APPEND"
+                } else {
+                    "SUBTRACT"
+                };
                 return Err(ConfigError(format!(
-                    "Config value append or subtract is not allowed for config key: {name} (not a list)"
+                    "Can't {op} to key {name} because its type is not LIST."
                 )));
             }
             let mut p = s.cleanup_policy;
@@ -291,6 +317,9 @@ pub const NAMES: &[&str] = &[
     "max.compaction.lag.ms",
     "delete.retention.ms",
     "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
     "remote.storage.enable",
     "local.retention.ms",
     "local.retention.bytes",
@@ -298,16 +327,6 @@ pub const NAMES: &[&str] = &[
 
 /// Kafka's `local.retention.*` value for "as the total retention" (their default).
 pub const FOLLOW_RETENTION: i64 = -2;
-
-fn known(name: &str) -> Result<(), ConfigError> {
-    if NAMES.contains(&name) {
-        Ok(())
-    } else {
-        Err(ConfigError(format!(
-            "{name} is not a topic config Wharf has"
-        )))
-    }
-}
 
 /// Sets (`Some`) or resets to the default (`None`) one config on `s`.
 pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(), ConfigError> {
@@ -375,7 +394,17 @@ pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(),
         ("delete.retention.ms", Some(v)) => {
             s.delete_retention = Some(Duration::from_millis(at_least(name, v, 0)?))
         }
-        ("compression.type", None | Some("producer")) => {}
+        ("compression.type", None) => s.compression.codec = None,
+        ("compression.type", Some(v)) => {
+            compression_type(name, v)?;
+            s.compression.codec = Some(v.to_string());
+        }
+        (GZIP_LEVEL, None) => s.compression.gzip_level = None,
+        (GZIP_LEVEL, Some(v)) => s.compression.gzip_level = Some(compression_level(name, v)?),
+        (LZ4_LEVEL, None) => s.compression.lz4_level = None,
+        (LZ4_LEVEL, Some(v)) => s.compression.lz4_level = Some(compression_level(name, v)?),
+        (ZSTD_LEVEL, None) => s.compression.zstd_level = None,
+        (ZSTD_LEVEL, Some(v)) => s.compression.zstd_level = Some(compression_level(name, v)?),
         ("remote.storage.enable", None) => s.remote_storage = false,
         ("remote.storage.enable", Some(v)) => s.remote_storage = boolean(name, v)?,
         ("local.retention.ms", None) => {
@@ -404,7 +433,7 @@ pub fn set(s: &mut TopicSettings, name: &str, value: Option<&str>) -> Result<(),
                 LocalRetention::Limit(bytes) => Some(bytes),
             }
         }
-        ("message.timestamp.type" | "compression.type", Some(v)) => {
+        ("message.timestamp.type", Some(v)) => {
             return Err(ConfigError(format!(
                 "{name}: '{v}' is not supported by Wharf"
             )))
@@ -427,6 +456,165 @@ fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
             "Invalid value {v} for configuration {name}: Expected value to be either true or false"
         ))),
     }
+}
+
+/// `compression.gzip.level`
+pub const GZIP_LEVEL: &str = "compression.gzip.level";
+/// `compression.lz4.level`
+pub const LZ4_LEVEL: &str = "compression.lz4.level";
+/// `compression.zstd.level`
+pub const ZSTD_LEVEL: &str = "compression.zstd.level";
+/// Kafka's `compression.type` values (`BrokerCompressionType`), in Kafka's order.
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+/// Kafka's default levels: gzip's -1 (zlib's default, 6), LZ4 9, zstd 3.
+const DEFAULT_GZIP_LEVEL: i32 = -1;
+const DEFAULT_LZ4_LEVEL: i32 = 9;
+const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// A `compression.type` value, checked as Kafka's `ValidString` does (case-sensitive).
+pub fn compression_type(name: &str, v: &str) -> Result<(), ConfigError> {
+    if COMPRESSION_TYPES.contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "Invalid value {v} for configuration {name}: String must be one of: {}",
+            COMPRESSION_TYPES.join(", ")
+        )))
+    }
+}
+
+/// A `compression.*.level` value within Kafka's bounds for its codec (gzip 1..=9 or -1,
+/// LZ4 1..=17, zstd -131072..=22).
+pub fn compression_level(name: &str, v: &str) -> Result<i32, ConfigError> {
+    let n = v.trim().parse::<i32>().map_err(|_| {
+        ConfigError(format!(
+            "Invalid value {v} for configuration {name}: Not a number of type INT"
+        ))
+    })?;
+    let bad = |why: String| {
+        Err(ConfigError(format!(
+            "Invalid value {n} for configuration {name}: {why}"
+        )))
+    };
+    match name {
+        GZIP_LEVEL if n > 9 || (n < 1 && n != DEFAULT_GZIP_LEVEL) => {
+            bad("Value must be between 1 and 9 or equal to -1".into())
+        }
+        LZ4_LEVEL if n < 1 => bad("Value must be at least 1".into()),
+        LZ4_LEVEL if n > 17 => bad("Value must be no more than 17".into()),
+        ZSTD_LEVEL if n < -131_072 => bad("Value must be at least -131072".into()),
+        ZSTD_LEVEL if n > 22 => bad("Value must be no more than 22".into()),
+        _ => Ok(n),
+    }
+}
+
+/// The codec and level the broker stores a topic's produced batches with (Kafka's
+/// `LogConfig.compression`): `codec` `None` for `producer` (each batch as it was sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetCompression {
+    pub codec: Option<Codec>,
+    /// The level for `codec` (snappy and uncompressed have none).
+    pub level: Option<i32>,
+}
+
+impl TargetCompression {
+    /// Whether a batch compressed with `source` must be rebuilt: Kafka rewrites a batch whose
+    /// codec is not the topic's, and keeps one that has it, whatever its level.
+    pub fn recompresses(&self, source: Codec) -> bool {
+        self.codec.is_some_and(|target| target != source)
+    }
+}
+
+/// A topic's target compression: its own `compression.type` and level, else the server's
+/// (`server`: the dynamic broker config of a name, if set), else Kafka's defaults.
+pub fn target_compression(
+    s: &TopicSettings,
+    server: &dyn Fn(&str) -> Option<String>,
+) -> TargetCompression {
+    let codec_name = s
+        .compression
+        .codec
+        .clone()
+        .or_else(|| server("compression.type"))
+        .unwrap_or_else(|| "producer".into());
+    let level = |own: Option<i32>, name: &str, default: i32| {
+        own.or_else(|| server(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(default)
+    };
+    let (codec, level) = match codec_name.as_str() {
+        "uncompressed" => (Some(Codec::None), None),
+        "gzip" => (
+            Some(Codec::Gzip),
+            Some(level(
+                s.compression.gzip_level,
+                GZIP_LEVEL,
+                DEFAULT_GZIP_LEVEL,
+            )),
+        ),
+        "snappy" => (Some(Codec::Snappy), None),
+        "lz4" => (
+            Some(Codec::Lz4),
+            Some(level(s.compression.lz4_level, LZ4_LEVEL, DEFAULT_LZ4_LEVEL)),
+        ),
+        "zstd" => (
+            Some(Codec::Zstd),
+            Some(level(
+                s.compression.zstd_level,
+                ZSTD_LEVEL,
+                DEFAULT_ZSTD_LEVEL,
+            )),
+        ),
+        _ => (None, None),
+    };
+    TargetCompression { codec, level }
+}
+
+/// The compression configs of a topic as described: its own value, else the server's dynamic
+/// one (with that source), else Kafka's default.
+fn compression_entries(
+    s: &TopicSettings,
+    server: &dyn Fn(&str) -> Option<(String, ConfigSource)>,
+) -> Vec<ConfigEntry> {
+    let entry = |name: &str, own: Option<String>, default: String, config_type| {
+        let (value, source) = match own {
+            Some(v) => (v, ConfigSource::DynamicTopic),
+            None => server(name).unwrap_or((default, ConfigSource::Default)),
+        };
+        ConfigEntry {
+            name: name.into(),
+            value,
+            source,
+            config_type,
+        }
+    };
+    let c = &s.compression;
+    vec![
+        entry(
+            "compression.type",
+            c.codec.clone(),
+            "producer".into(),
+            ConfigType::String,
+        ),
+        entry(
+            GZIP_LEVEL,
+            c.gzip_level.map(|l| l.to_string()),
+            DEFAULT_GZIP_LEVEL.to_string(),
+            ConfigType::Int,
+        ),
+        entry(
+            LZ4_LEVEL,
+            c.lz4_level.map(|l| l.to_string()),
+            DEFAULT_LZ4_LEVEL.to_string(),
+            ConfigType::Int,
+        ),
+        entry(
+            ZSTD_LEVEL,
+            c.zstd_level.map(|l| l.to_string()),
+            DEFAULT_ZSTD_LEVEL.to_string(),
+            ConfigType::Int,
+        ),
+    ]
 }
 
 /// A `local.retention.ms` or `.bytes` value.
@@ -603,6 +791,16 @@ fn durability_text(d: Durability) -> String {
 /// (`STATIC_BROKER_CONFIG` for a compaction default the server config changed from Kafka's,
 /// `DEFAULT_CONFIG` otherwise).
 pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
+    describe_with(s, defaults, &|_| None)
+}
+
+/// [`describe`], with the server's dynamic broker configs (`server`: a name's value and source,
+/// if set) behind the topic's compression configs.
+pub fn describe_with(
+    s: &TopicSettings,
+    defaults: &StoreConfig,
+    server: &dyn Fn(&str) -> Option<(String, ConfigSource)>,
+) -> Vec<ConfigEntry> {
     let builtin = CleanerConfig::default();
     let cleaner = &defaults.cleaner;
     let entry = |name: &str, value: String, source: ConfigSource, config_type| ConfigEntry {
@@ -626,7 +824,7 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
         (false, false) => ConfigSource::Default,
     };
     let (min_lag, max_lag) = lags(s, cleaner);
-    vec![
+    let mut entries = vec![
         entry(
             "retention.ms",
             ms_or_forever(s.message_expiry),
@@ -726,12 +924,6 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
             ConfigType::Long,
         ),
         entry(
-            "compression.type",
-            "producer".into(),
-            ConfigSource::Default,
-            ConfigType::String,
-        ),
-        entry(
             "remote.storage.enable",
             s.remote_storage.to_string(),
             topic_or(s.remote_storage),
@@ -758,7 +950,9 @@ pub fn describe(s: &TopicSettings, defaults: &StoreConfig) -> Vec<ConfigEntry> {
             topic_or(s.local_retention_bytes.is_some() || s.local_retention_bytes_follows),
             ConfigType::Long,
         ),
-    ]
+    ];
+    entries.extend(compression_entries(s, server));
+    entries
 }
 
 /// The server's log and cleaner settings under Kafka's broker config names, as the server's
@@ -875,7 +1069,16 @@ pub fn new_topic_settings(
 impl Broker {
     /// A topic's configs with their sources.
     pub fn topic_config(&self, topic: &TopicInfo) -> Vec<ConfigEntry> {
-        describe(&topic.settings, self.store_defaults())
+        describe_with(&topic.settings, self.store_defaults(), &|name| {
+            self.broker_configs.value(name)
+        })
+    }
+
+    /// The codec and level `topic`'s produced batches are stored with.
+    pub fn target_compression(&self, topic: &TopicInfo) -> TargetCompression {
+        target_compression(&topic.settings, &|name| {
+            self.broker_configs.value(name).map(|(v, _)| v)
+        })
     }
 
     /// Changes a topic's configs (checked whole, then stored), or only checks them when
@@ -995,10 +1198,18 @@ mod tests {
             "delete.retention.ms",
         ] {
             let e = apply(&mut s, name, &append("1")).unwrap_err();
-            assert!(e.0.contains("not a list"), "{name}: {e}");
+            assert!(
+                e.0.ends_with("because its type is not LIST."),
+                "{name}: {e}"
+            );
             assert!(apply(&mut s, name, &subtract("1")).is_err(), "{name}");
         }
-        assert!(apply(&mut s, "no.such.config", &append("1"))
+        // Kafka's controller says so before it looks at the name.
+        assert_eq!(
+            apply(&mut s, "no.such.config", &append("1")).unwrap_err().0,
+            "Can't APPEND to key no.such.config because its type is not LIST."
+        );
+        assert!(apply(&mut s, "no.such.config", &ConfigOp::Set("1".into()))
             .unwrap_err()
             .0
             .contains("not a topic config"));
@@ -1185,6 +1396,107 @@ mod tests {
         );
         assert_eq!(value("log.cleaner.delete.retention.ms"), "86400000");
         assert!(d.iter().all(|e| e.source == ConfigSource::StaticBroker));
+    }
+}
+
+#[cfg(test)]
+mod compression_tests {
+    use super::*;
+
+    /// `compression.type` and its levels: Kafka's values and bounds, the topic's own value
+    /// over the server's dynamic one over Kafka's default, in what is described and in the
+    /// codec and level batches are stored with; Kafka keeps a batch already in the topic's
+    /// codec whatever its level.
+    #[test]
+    fn compression_follows_the_topic_then_the_server_then_kafkas_default() {
+        let defaults = StoreConfig::default();
+        let mut s = TopicSettings::default();
+        for v in COMPRESSION_TYPES {
+            set(&mut s, "compression.type", Some(v)).unwrap();
+        }
+        assert!(
+            set(&mut s, "compression.type", Some("GZIP")).is_err(),
+            "case-sensitive"
+        );
+        for (name, ok, bad) in [
+            (GZIP_LEVEL, ["-1", "1", "9"], ["0", "10", "-2"]),
+            (LZ4_LEVEL, ["1", "9", "17"], ["0", "18", "-1"]),
+            (ZSTD_LEVEL, ["-131072", "3", "22"], ["-131073", "23", "x"]),
+        ] {
+            for v in ok {
+                set(&mut s, name, Some(v)).unwrap_or_else(|e| panic!("{name}={v}: {e}"));
+            }
+            for v in bad {
+                assert!(set(&mut s, name, Some(v)).is_err(), "{name}={v}");
+            }
+        }
+        let s = TopicSettings::default();
+        let none = |_: &str| None;
+        assert_eq!(
+            target_compression(&s, &none),
+            TargetCompression {
+                codec: None,
+                level: None
+            }
+        );
+        let server = |name: &str| match name {
+            "compression.type" => Some("zstd".to_string()),
+            ZSTD_LEVEL => Some("7".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            target_compression(&s, &server),
+            TargetCompression {
+                codec: Some(Codec::Zstd),
+                level: Some(7)
+            }
+        );
+        let own = changed(
+            &s,
+            AlterMode::Incremental,
+            &[
+                ConfigChange::set("compression.type", "lz4"),
+                ConfigChange::set(LZ4_LEVEL, "4"),
+            ],
+            &defaults,
+        )
+        .unwrap();
+        let t = target_compression(&own, &server);
+        assert_eq!((t.codec, t.level), (Some(Codec::Lz4), Some(4)));
+        assert!(t.recompresses(Codec::Gzip) && t.recompresses(Codec::None));
+        assert!(!t.recompresses(Codec::Lz4), "same codec, any level: kept");
+        let gzip = target_compression(
+            &changed(
+                &s,
+                AlterMode::Incremental,
+                &[ConfigChange::set("compression.type", "gzip")],
+                &defaults,
+            )
+            .unwrap(),
+            &none,
+        );
+        assert_eq!(gzip.level, Some(-1), "Kafka's default gzip level");
+        let described = |s: &TopicSettings| {
+            describe_with(s, &defaults, &|name| {
+                (name == "compression.type")
+                    .then(|| ("zstd".to_string(), ConfigSource::DynamicDefaultBroker))
+            })
+            .into_iter()
+            .find(|e| e.name == "compression.type")
+            .map(|e| (e.value, e.source))
+            .unwrap()
+        };
+        assert_eq!(
+            described(&s),
+            ("zstd".into(), ConfigSource::DynamicDefaultBroker)
+        );
+        assert_eq!(described(&own), ("lz4".into(), ConfigSource::DynamicTopic));
+        let plain = describe(&s, &defaults);
+        let level = plain.iter().find(|e| e.name == ZSTD_LEVEL).unwrap();
+        assert_eq!(
+            (level.value.as_str(), level.source),
+            ("3", ConfigSource::Default)
+        );
     }
 }
 
