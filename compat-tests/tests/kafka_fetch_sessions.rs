@@ -78,10 +78,9 @@ fn batch(n: usize) -> Bytes {
 
 /// The topic's id, from Metadata v12.
 async fn topic_id(conn: &mut KafkaWire, topic: &str) -> Uuid {
-    let req = MetadataRequest::default()
-        .with_topics(Some(vec![
-            metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic)))
-        ]));
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ]));
     let resp: MetadataResponse = conn.call(ApiKey::Metadata, 12, &req).await;
     assert_eq!(resp.topics[0].error_code, 0, "{topic}");
     let id = resp.topics[0].topic_id;
@@ -96,9 +95,11 @@ async fn produce(conn: &mut KafkaWire, topic: &str, partition: i32, n: usize) ->
         .with_timeout_ms(10_000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(name(topic))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch(n)))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch(n))),
+            ])]);
     let resp: ProduceResponse = conn.call(ApiKey::Produce, 11, &req).await;
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0, "{:?}", p.error_message);
@@ -106,7 +107,12 @@ async fn produce(conn: &mut KafkaWire, topic: &str, partition: i32, n: usize) ->
 }
 
 /// A topic of a Fetch: by name before v13, by id from it.
-fn fetch_topic(version: i16, topic: &str, id: Uuid, parts: &[(i32, i64)]) -> fetch_request::FetchTopic {
+fn fetch_topic(
+    version: i16,
+    topic: &str,
+    id: Uuid,
+    parts: &[(i32, i64)],
+) -> fetch_request::FetchTopic {
     let t = fetch_request::FetchTopic::default().with_partitions(
         parts
             .iter()
@@ -182,10 +188,11 @@ async fn fetch_and_produce_by_topic_id_at_every_new_version() {
 
     // Produce v12 names the topic; v13 gives its id (KIP-516) and is answered by id.
     for version in [12, 13] {
-        let topic = produce_request::TopicProduceData::default()
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+        let topic = produce_request::TopicProduceData::default().with_partition_data(vec![
+            produce_request::PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(batch(2)))]);
+                .with_records(Some(batch(2))),
+        ]);
         let topic = if version >= 13 {
             topic.with_topic_id(id)
         } else {
@@ -215,7 +222,10 @@ async fn fetch_and_produce_by_topic_id_at_every_new_version() {
                 "the unknown id is answered as asked"
             );
             let lost = &resp.responses[1].partition_responses[0];
-            assert_eq!(lost.error_code, UNKNOWN_TOPIC_ID, "Produce v13 to an unknown id");
+            assert_eq!(
+                lost.error_code, UNKNOWN_TOPIC_ID,
+                "Produce v13 to an unknown id"
+            );
         } else {
             assert_eq!(resp.responses[0].name, name("by-id"));
         }
@@ -241,7 +251,10 @@ async fn fetch_and_produce_by_topic_id_at_every_new_version() {
             [(0, 0, true), (1, 0, false), (0, UNKNOWN_TOPIC_ID, false)],
             "v{version}"
         );
-        assert_eq!(resp.responses[0].partitions[0].high_watermark, 4, "v{version}");
+        assert_eq!(
+            resp.responses[0].partitions[0].high_watermark, 4,
+            "v{version}"
+        );
     }
     // And by name below v13, as before.
     for version in 4..=12 {
@@ -267,7 +280,9 @@ async fn incremental_fetch_sessions_answer_only_what_changed() {
         let all = [(0, 0), (1, 0), (2, 0)];
 
         // Full request at epoch 0: every partition, and a new session.
-        let full = fetch(&mut conn, version,
+        let full = fetch(
+            &mut conn,
+            version,
             fetch_req(0, 0, vec![fetch_topic(version, &topic, id, &all)]),
         )
         .await;
@@ -282,11 +297,17 @@ async fn incremental_fetch_sessions_answer_only_what_changed() {
 
         // Epoch 1 moves every position past the record: nothing changed, nothing answered.
         let moved = [(0, 1), (1, 1), (2, 1)];
-        let quiet = fetch(&mut conn, version,
+        let quiet = fetch(
+            &mut conn,
+            version,
             fetch_req(session, 1, vec![fetch_topic(version, &topic, id, &moved)]),
         )
         .await;
-        assert_eq!((quiet.error_code, quiet.session_id), (0, session), "v{version}");
+        assert_eq!(
+            (quiet.error_code, quiet.session_id),
+            (0, session),
+            "v{version}"
+        );
         assert_eq!(answered(&quiet), [], "v{version}: no news");
 
         // A record in partition 1: epoch 2 names no partition and hears only about that one.
@@ -302,13 +323,21 @@ async fn incremental_fetch_sessions_answer_only_what_changed() {
 
         // Forget partitions 1 and 2; partition 1 is still at its old position for the
         // session, so a record in partition 2 is not news any more.
-        let forgotten = fetch_req(session, 3, vec![])
-            .with_forgotten_topics_data(vec![forget(version, &topic, id, &[1, 2])]);
+        let forgotten = fetch_req(session, 3, vec![]).with_forgotten_topics_data(vec![forget(
+            version,
+            &topic,
+            id,
+            &[1, 2],
+        )]);
         let after = fetch(&mut conn, version, forgotten).await;
         assert_eq!(after.error_code, 0, "v{version}");
         produce(&mut conn, &topic, 2, 1).await;
         let silent = fetch(&mut conn, version, fetch_req(session, 4, vec![])).await;
-        assert_eq!(answered(&silent), [], "v{version}: partition 2 was forgotten");
+        assert_eq!(
+            answered(&silent),
+            [],
+            "v{version}: partition 2 was forgotten"
+        );
 
         // A session made by name cannot go on by id, nor the reverse.
         let other = if version >= 13 { 12 } else { 13 };
@@ -323,7 +352,9 @@ async fn incremental_fetch_sessions_answer_only_what_changed() {
         assert_eq!(lost.error_code, SESSION_NOT_FOUND, "v{version}");
 
         // Epoch -1 closes the session: a sessionless answer, then the session is gone.
-        let closing = fetch(&mut conn, version,
+        let closing = fetch(
+            &mut conn,
+            version,
             fetch_req(session, -1, vec![fetch_topic(version, &topic, id, &all)]),
         )
         .await;
@@ -353,14 +384,22 @@ async fn the_session_cache_holds_at_most_its_slots() {
         let req = fetch_req(0, 0, vec![fetch_topic(18, "slots", id, &[(0, 0)])]);
         let resp: FetchResponse = conn.call(ApiKey::Fetch, 18, &req).await;
         assert_eq!(resp.error_code, 0);
-        assert_eq!(answered(&resp).len(), 1, "answered whether or not a session was made");
+        assert_eq!(
+            answered(&resp).len(),
+            1,
+            "answered whether or not a session was made"
+        );
         if resp.session_id == 0 {
             sessionless += 1;
         } else {
             assert!(sessions.insert(resp.session_id), "session ids are unique");
         }
     }
-    assert_eq!(sessions.len(), SLOTS as usize, "at most the configured slots");
+    assert_eq!(
+        sessions.len(),
+        SLOTS as usize,
+        "at most the configured slots"
+    );
     assert_eq!(sessionless, 4 * SLOTS);
     // The sessions in the cache all work (none was evicted: all are recent and equal).
     for &s in &sessions {
@@ -417,7 +456,11 @@ async fn metadata_finds_topics_by_id_and_tells_their_operations() {
             (UNKNOWN_TOPIC_ID, None, unknown),
             "v{version}"
         );
-        assert_eq!(lost.topic_authorized_operations, i32::MIN, "none for an unknown id");
+        assert_eq!(
+            lost.topic_authorized_operations,
+            i32::MIN,
+            "none for an unknown id"
+        );
         assert_eq!(resp.topics[2].topic_id, id);
     }
     // Cluster operations in Metadata v8-v10 only.
@@ -467,7 +510,9 @@ fn dtp(topics: &[&str], limit: i32, cursor: Option<(&str, i32)>) -> DescribeTopi
         .with_topics(
             topics
                 .iter()
-                .map(|t| describe_topic_partitions_request::TopicRequest::default().with_name(name(t)))
+                .map(|t| {
+                    describe_topic_partitions_request::TopicRequest::default().with_name(name(t))
+                })
                 .collect(),
         )
         .with_response_partition_limit(limit)
@@ -478,8 +523,12 @@ fn dtp(topics: &[&str], limit: i32, cursor: Option<(&str, i32)>) -> DescribeTopi
         }))
 }
 
+/// A DescribeTopicPartitions page: (topic, error, partitions) of each topic answered, and
+/// the next cursor.
+type Page = (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>);
+
 /// (topic, error, partitions) of each topic answered, and the next cursor.
-fn pages(r: &DescribeTopicPartitionsResponse) -> (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>) {
+fn pages(r: &DescribeTopicPartitionsResponse) -> Page {
     let topics = r
         .topics
         .iter()
@@ -510,11 +559,17 @@ async fn describe_topic_partitions_pages_by_cursor() {
 
     // Name order, two partitions a page, the cursor where to go on.
     let first = describe(&mut conn, dtp(&asked, 2, None)).await;
-    assert_eq!(pages(&first), (vec![(s("dtp-a"), 0, vec![0, 1])], Some((s("dtp-a"), 2))));
+    assert_eq!(
+        pages(&first),
+        (vec![(s("dtp-a"), 0, vec![0, 1])], Some((s("dtp-a"), 2)))
+    );
     assert_eq!(first.topics[0].topic_id, a);
     assert_eq!(first.topics[0].topic_authorized_operations, all_topic_ops());
     let p = &first.topics[0].partitions[0];
-    assert_eq!((p.leader_id.0, p.replica_nodes.len(), p.isr_nodes.len()), (1, 1, 1));
+    assert_eq!(
+        (p.leader_id.0, p.replica_nodes.len(), p.isr_nodes.len()),
+        (1, 1, 1)
+    );
     let second = describe(&mut conn, dtp(&asked, 2, Some(("dtp-a", 2)))).await;
     assert_eq!(
         pages(&second),
@@ -527,7 +582,10 @@ async fn describe_topic_partitions_pages_by_cursor() {
     assert_eq!(
         pages(&last),
         (
-            vec![(s("dtp-b"), 0, vec![1]), (s("dtp-missing"), UNKNOWN_TOPIC, vec![])],
+            vec![
+                (s("dtp-b"), 0, vec![1]),
+                (s("dtp-missing"), UNKNOWN_TOPIC, vec![])
+            ],
             None
         )
     );
@@ -552,7 +610,10 @@ async fn describe_topic_partitions_pages_by_cursor() {
         assert_eq!(
             pages(&bad),
             (
-                vec![(s("dtp-a"), INVALID_REQUEST, vec![]), (s("dtp-b"), INVALID_REQUEST, vec![])],
+                vec![
+                    (s("dtp-a"), INVALID_REQUEST, vec![]),
+                    (s("dtp-b"), INVALID_REQUEST, vec![])
+                ],
                 None
             ),
             "{cursor:?}"

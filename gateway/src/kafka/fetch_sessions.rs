@@ -322,7 +322,11 @@ impl FetchSessions {
         }
         for w in &wanted {
             let key = (w.topic.clone(), w.partition);
-            match session.at.get(&key).and_then(|seq| session.order.get_mut(seq)) {
+            match session
+                .at
+                .get(&key)
+                .and_then(|seq| session.order.get_mut(seq))
+            {
                 Some(c) => {
                     c.offset = w.offset;
                     c.max_bytes = w.max_bytes;
@@ -359,17 +363,10 @@ impl FetchSessions {
     /// After a full request's partitions were read: creates a session holding them (what they
     /// asked and were told), if the next shard has room or can evict. The session id to
     /// answer with, or [`INVALID_SESSION_ID`].
-    pub fn create(
-        &self,
-        uses_topic_ids: bool,
-        partitions: &[(Wanted, Told)],
-        now: u64,
-    ) -> i32 {
+    pub fn create(&self, uses_topic_ids: bool, partitions: &[(Wanted, Told)], now: u64) -> i32 {
         let n = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let mut shard = self.shards[n].lock();
-        if shard.sessions.len() >= shard.max_entries
-            && !shard.try_evict(partitions.len(), now)
-        {
+        if shard.sessions.len() >= shard.max_entries && !shard.try_evict(partitions.len(), now) {
             return INVALID_SESSION_ID;
         }
         let id = shard.new_id();
@@ -492,7 +489,12 @@ mod tests {
         let cache = FetchSessions::new(1000);
         let wanted = vec![named("t", 0, 0), named("t", 1, 0), named("t", 2, 0)];
         let (ctx, wants) = cache.open(0, INITIAL_EPOCH, false, wanted.clone(), vec![], 0);
-        assert_eq!(ctx, Context::Full { uses_topic_ids: false });
+        assert_eq!(
+            ctx,
+            Context::Full {
+                uses_topic_ids: false
+            }
+        );
         assert_eq!(wants, wanted);
         let answered: Vec<(Wanted, Told)> = wants.into_iter().map(|w| (w, told(5))).collect();
         let id = cache.create(false, &answered, 0);
@@ -579,7 +581,12 @@ mod tests {
         assert_eq!(cache.stats().sessions, 0);
         let id = session(&cache, 2, 0);
         let (ctx, _) = cache.open(id, INITIAL_EPOCH, false, vec![], vec![], 0);
-        assert_eq!(ctx, Context::Full { uses_topic_ids: false });
+        assert_eq!(
+            ctx,
+            Context::Full {
+                uses_topic_ids: false
+            }
+        );
         assert_eq!(cache.stats().sessions, 0);
     }
 
@@ -646,7 +653,12 @@ mod tests {
         for _ in 0..100 {
             let id = session(&cache, 1, 0);
             assert!(id > 0);
-            assert!(cache.shard_of(id).unwrap().lock().sessions.contains_key(&id));
+            assert!(cache
+                .shard_of(id)
+                .unwrap()
+                .lock()
+                .sessions
+                .contains_key(&id));
         }
         assert_eq!(cache.stats().sessions, 100);
     }

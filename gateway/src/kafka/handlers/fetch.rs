@@ -29,7 +29,7 @@ use crate::broker::consume::{FetchLimits, FetchWant, Fetched, Isolation};
 use crate::kafka::connection::{ResponseBody, ResponseFrame};
 use crate::kafka::errors;
 use crate::kafka::fetch_sessions::{
-    Context, TopicKey, Told, Wanted, INVALID_FETCH_SESSION_EPOCH, INVALID_SESSION_ID,
+    Context, Told, TopicKey, Wanted, INVALID_FETCH_SESSION_EPOCH, INVALID_SESSION_ID,
 };
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
@@ -632,11 +632,14 @@ mod tests {
         };
         let mut many = vec![(3, 0); 100_000];
         many.push((1, 5));
-        let wants = distinct_wants(vec![
-            topic("a", many),
-            topic("b", vec![(3, 1)]),
-            topic("a", vec![(3, 9), (2, 0)]),
-        ], false);
+        let wants = distinct_wants(
+            vec![
+                topic("a", many),
+                topic("b", vec![(3, 1)]),
+                topic("a", vec![(3, 9), (2, 0)]),
+            ],
+            false,
+        );
         let got: Vec<(&str, i32, i64)> = wants
             .iter()
             .map(|w| match &w.topic {
