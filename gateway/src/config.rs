@@ -139,6 +139,7 @@ struct RawKafka {
     default_partitions: u32,
     default_stream: String,
     fetch_max_bytes: String,
+    max_incremental_fetch_session_cache_slots: u32,
     max_connections: u32,
     max_connections_per_ip: u32,
     connections_max_idle: String,
@@ -476,6 +477,9 @@ pub struct KafkaConfig {
     pub max_request_size: u32,
     /// Most record bytes in one Fetch answer (Kafka's fetch.max.bytes).
     pub fetch_max_bytes: u32,
+    /// Incremental fetch sessions kept (Kafka's max.incremental.fetch.session.cache.slots);
+    /// 0 declines every session.
+    pub max_incremental_fetch_session_cache_slots: u32,
     pub limits: ConnectionLimits,
     pub auto_create_topics: bool,
     pub default_partitions: u32,
@@ -1262,6 +1266,8 @@ impl RawKafka {
             more_listeners,
             max_request_size,
             fetch_max_bytes,
+            max_incremental_fetch_session_cache_slots: self
+                .max_incremental_fetch_session_cache_slots,
             limits,
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
@@ -1540,6 +1546,7 @@ mod tests {
         assert_eq!(c.root_username, "iggy");
         assert_eq!(c.queued_max_request_bytes, 512 << 20);
         assert_eq!(c.kafka.fetch_max_bytes, 55 << 20);
+        assert_eq!(c.kafka.max_incremental_fetch_session_cache_slots, 1000);
         assert_eq!(c.native.max_poll_bytes, 55 << 20);
         assert_eq!(c.kafka.limits.idle_timeout, Duration::from_secs(600));
         assert_eq!(

@@ -307,6 +307,9 @@ async fn open_and_serve(
     let door = Arc::new(kafka::Door {
         broker: Arc::clone(&broker),
         cluster_id: kafka::cluster_id(&broker).await?,
+        fetch_sessions: kafka::fetch_sessions::FetchSessions::new(
+            config.kafka.max_incremental_fetch_session_cache_slots,
+        ),
         config: config.kafka.clone(),
     });
     let native_listeners: Vec<SocketAddr> = native_bound.iter().map(|(_, a, _)| *a).collect();

@@ -95,6 +95,9 @@ async fn harness() -> Harness {
         _dir: dir,
         door: Door {
             broker: Arc::new(broker),
+            fetch_sessions: wharf_gateway::kafka::fetch_sessions::FetchSessions::new(
+                config.kafka.max_incremental_fetch_session_cache_slots,
+            ),
             config: config.kafka,
             cluster_id: "authz-test-cluster".into(),
         },

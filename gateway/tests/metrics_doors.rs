@@ -147,6 +147,9 @@ async fn both_doors_count_requests_errors_and_connections() {
             broker: Arc::clone(&broker),
             config: config.kafka.clone(),
             cluster_id: "metrics-test".into(),
+            fetch_sessions: wharf_gateway::kafka::fetch_sessions::FetchSessions::new(
+                config.kafka.max_incremental_fetch_session_cache_slots,
+            ),
         }),
         shared,
         stopped,

@@ -1360,6 +1360,23 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// What a Kafka answer says when asked for `resource`'s authorized operations (Metadata,
+    /// DescribeCluster, DescribeTopicPartitions): the bit field when `principal` may describe
+    /// the resource, else 0 (Kafka's `AuthHelper`: no operations are disclosed for a resource
+    /// the principal may not describe).
+    pub fn kafka_disclosed_operations(&self, principal: &Principal, resource: Resource<'_>) -> i32 {
+        if self
+            .authorize_kafka(principal, Operation::Describe, resource)
+            .is_ok()
+        {
+            self.kafka_authorized_operations(principal, resource)
+        } else {
+            0
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "acl_tests.rs"]
 mod tests;

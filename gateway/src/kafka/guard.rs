@@ -120,10 +120,10 @@ const NEVER: i16 = i16::MAX;
 /// The requests Wharf serves: anything else is [`GuardError::Unsupported`].
 #[rustfmt::skip]
 static APIS: &[Api] = &[
-    Api { key: 0, min: 3, max: 11, flexible_from: 9, walk: produce },
-    Api { key: 1, min: 4, max: 12, flexible_from: 12, walk: fetch },
+    Api { key: 0, min: 3, max: 13, flexible_from: 9, walk: produce },
+    Api { key: 1, min: 4, max: 18, flexible_from: 12, walk: fetch },
     Api { key: 2, min: 1, max: 10, flexible_from: 6, walk: list_offsets },
-    Api { key: 3, min: 0, max: 12, flexible_from: 9, walk: metadata },
+    Api { key: 3, min: 0, max: 13, flexible_from: 9, walk: metadata },
     Api { key: 8, min: 2, max: 9, flexible_from: 8, walk: offset_commit },
     Api { key: 9, min: 1, max: 7, flexible_from: 6, walk: offset_fetch },
     Api { key: 10, min: 0, max: 3, flexible_from: 3, walk: find_coordinator },
@@ -133,7 +133,7 @@ static APIS: &[Api] = &[
     Api { key: 14, min: 0, max: 5, flexible_from: 4, walk: sync_group },
     Api { key: 15, min: 0, max: 5, flexible_from: 5, walk: describe_groups },
     Api { key: 16, min: 0, max: 4, flexible_from: 3, walk: list_groups },
-    Api { key: 18, min: 0, max: 3, flexible_from: 3, walk: api_versions },
+    Api { key: 18, min: 0, max: 4, flexible_from: 3, walk: api_versions },
     Api { key: 19, min: 2, max: 7, flexible_from: 5, walk: create_topics },
     Api { key: 20, min: 1, max: 5, flexible_from: 4, walk: delete_topics },
     Api { key: 21, min: 0, max: 2, flexible_from: 2, walk: delete_records },
@@ -153,7 +153,7 @@ static APIS: &[Api] = &[
     Api { key: 42, min: 0, max: 2, flexible_from: 2, walk: delete_groups },
     Api { key: 44, min: 0, max: 1, flexible_from: 1, walk: incremental_alter_configs },
     Api { key: 47, min: 0, max: 0, flexible_from: NEVER, walk: offset_delete },
-    Api { key: 60, min: 0, max: 1, flexible_from: 0, walk: describe_cluster },
+    Api { key: 60, min: 0, max: 2, flexible_from: 0, walk: describe_cluster },
     Api { key: 17, min: 1, max: 1, flexible_from: NEVER, walk: sasl_handshake },
     Api { key: 36, min: 0, max: 2, flexible_from: 2, walk: sasl_authenticate },
     Api { key: 50, min: 0, max: 0, flexible_from: 0, walk: describe_user_scram_credentials },
@@ -170,6 +170,8 @@ static APIS: &[Api] = &[
     // quotas
     Api { key: 48, min: 0, max: 1, flexible_from: 1, walk: describe_client_quotas },
     Api { key: 49, min: 0, max: 1, flexible_from: 1, walk: alter_client_quotas },
+    // ---- versions ----
+    Api { key: 75, min: 0, max: 0, flexible_from: 0, walk: describe_topic_partitions },
 ];
 
 fn lookup(api_key: i16, api_version: i16) -> Option<&'static Api> {
@@ -1135,6 +1137,25 @@ fn alter_client_quotas(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+// ---- versions ----
+
+fn describe_topic_partitions(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "topics", |c| {
+        c.string(f, "topic name")?;
+        c.tags(f)
+    })?;
+    c.i32("response_partition_limit")?;
+    // A nullable struct: an i8 presence marker, 1 = present (anything else: null, as the
+    // crate reads it).
+    let [present] = c.fixed("cursor")?;
+    if present == 1 {
+        c.string(f, "cursor topic_name")?;
+        c.i32("cursor partition_index")?;
+        c.tags(f)?;
+    }
+    c.tags(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -2045,6 +2066,27 @@ mod tests {
             .with_unknown_tagged_field(TAG, tag())
     }
 
+    // ---- versions ----
+
+    fn describe_topic_partitions(v: i16) -> DescribeTopicPartitionsRequest {
+        use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                TopicRequest::default()
+                    .with_name(TopicName(s("alpha")))
+                    .with_unknown_tagged_field(TAG, tag()),
+                TopicRequest::default().with_name(TopicName(s("beta"))),
+            ])
+            .with_response_partition_limit(7)
+            .with_cursor((v == 0).then(|| {
+                Cursor::default()
+                    .with_topic_name(TopicName(s("beta")))
+                    .with_partition_index(3)
+                    .with_unknown_tagged_field(TAG, tag())
+            }))
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     /// Encodes header + `body` with the crate, checks that the crate decodes the frame back
     /// (to something that re-encodes to the same bytes), and returns the frame.
     fn encode<T: Encodable + Decodable>(key: ApiKey, v: i16, body: T) -> Vec<u8> {
@@ -2131,6 +2173,7 @@ mod tests {
             // quotas
             ApiKey::DescribeClientQuotas => encode(key, v, describe_client_quotas(v)),
             ApiKey::AlterClientQuotas => encode(key, v, alter_client_quotas(v)),
+            ApiKey::DescribeTopicPartitions => encode(key, v, describe_topic_partitions(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -2172,7 +2215,8 @@ mod tests {
                 ListConfigResources => ListConfigResourcesRequest,
                 DescribeProducers => DescribeProducersRequest,
                 DescribeClientQuotas => DescribeClientQuotasRequest,
-                AlterClientQuotas => AlterClientQuotasRequest)
+                AlterClientQuotas => AlterClientQuotasRequest,
+                DescribeTopicPartitions => DescribeTopicPartitionsRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {
@@ -2294,14 +2338,14 @@ mod tests {
     fn unknown_apis_and_versions_are_unsupported() {
         assert!(is_known(18, 0) && is_known(18, 3) && is_known(47, 0) && is_known(60, 1));
         for (key, v) in [
-            (18, 4),
+            (18, 5),
             (18, -1),
             (0, 2),
-            (0, 12),
+            (0, 14),
             (1, 3),
             (17, 0),
             (-1, 0),
-            (60, 2),
+            (60, 3),
         ] {
             assert!(!is_known(key, v), "{key} v{v}");
             let frame = header(key, v);

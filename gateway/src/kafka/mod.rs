@@ -7,10 +7,12 @@
 //! - [`guard`]: walks a request's lengths before the `kafka-protocol` decoders allocate;
 //! - [`versions`]: which API versions are advertised and accepted;
 //! - [`errors`]: Kafka error codes and the broker errors they stand for;
+//! - [`fetch_sessions`]: the incremental fetch sessions (KIP-227) kept between Fetch requests;
 //! - [`handlers`]: one module per API, like franz-go's `kfake`.
 
 pub mod connection;
 pub mod errors;
+pub mod fetch_sessions;
 pub mod guard;
 pub mod handlers;
 pub mod session;
@@ -35,6 +37,9 @@ pub struct Door {
     pub config: KafkaConfig,
     /// Stable across restarts: kept in the data directory.
     pub cluster_id: String,
+    /// The incremental fetch sessions of every connection (a session outlives its connection,
+    /// as in Kafka).
+    pub fetch_sessions: fetch_sessions::FetchSessions,
 }
 
 /// The host and port this server tells a client of `listener` to connect to: the listener's

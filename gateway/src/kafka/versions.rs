@@ -1,18 +1,19 @@
 //! Which Kafka API versions this door advertises and accepts.
 //!
-//! Only what is implemented is advertised (kafka.md section 8), below the versions that switch
-//! to topic ids (Fetch 13, Produce 13) or need transactions v2 (Produce 12). Produce is
+//! Only what is implemented is advertised (kafka.md section 8). Produce 12 is advertised but
+//! transactions v2 (KIP-890 part 2) is not: clients use it only when ApiVersions finalizes the
+//! `transaction.version` feature, which it never does. Produce is
 //! advertised from v0, as Kafka 4 does, because librdkafka before 2.11.1 only compresses when
 //! Produce v0 is in range; versions 0-2 (the old message sets) are refused when they arrive.
 
 /// `(api key, lowest advertised, highest)`.
 pub const ADVERTISED: &[(i16, i16, i16)] = &[
-    (PRODUCE, 0, 11),
-    (FETCH, 4, 12),
+    (PRODUCE, 0, 13),
+    (FETCH, 4, 18),
     // v8/v9: the earliest-local (-4) and latest-tiered (-5) look-ups of KIP-1005; v10:
     // timeout_ms for look-ups that read the remote tier.
     (LIST_OFFSETS, 1, 10),
-    (METADATA, 0, 12),
+    (METADATA, 0, 13),
     (OFFSET_COMMIT, 2, 9),
     (OFFSET_FETCH, 1, 7),
     (FIND_COORDINATOR, 0, 3),
@@ -22,7 +23,7 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (SYNC_GROUP, 0, 5),
     (DESCRIBE_GROUPS, 0, 5),
     (LIST_GROUPS, 0, 4),
-    (API_VERSIONS, 0, 3),
+    (API_VERSIONS, 0, 4),
     (CREATE_TOPICS, 2, 7),
     (DELETE_TOPICS, 1, 5),
     (DELETE_RECORDS, 0, 2),
@@ -44,7 +45,8 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (DELETE_GROUPS, 0, 2),
     (INCREMENTAL_ALTER_CONFIGS, 0, 1),
     (OFFSET_DELETE, 0, 0),
-    (DESCRIBE_CLUSTER, 0, 1),
+    (DESCRIBE_CLUSTER, 0, 2),
+    (DESCRIBE_TOPIC_PARTITIONS, 0, 0),
     // From v1 only: v0 exchanges raw SASL tokens outside Kafka framing; clients use v1 with
     // SaslAuthenticate whenever the broker advertises it.
     (SASL_HANDSHAKE, 1, 1),
@@ -163,6 +165,6 @@ mod tests {
         }
         assert!(!accepted(PRODUCE, 2));
         assert!(accepted(PRODUCE, 3));
-        assert!(!accepted(FETCH, 13));
+        assert!(accepted(FETCH, 13) && accepted(FETCH, 18) && !accepted(FETCH, 19));
     }
 }

@@ -3,8 +3,9 @@
 //! Kafka format, at most the smaller of the request's `max_bytes` and the server's
 //! `fetch_max_bytes` but at least one batch per response (KIP-74), a long poll woken by
 //! appends) and encodes the answer with its records spliced in, not copied
-//! ([`FetchAnswer`]). Fetch sessions are declined (session id 0), so clients send full
-//! requests. `isolation_level` (v4+) is the broker's: `read_committed` answers stop at the
+//! ([`FetchAnswer`]). Fetch sessions (KIP-227) are kept by [`crate::kafka::fetch_sessions`]:
+//! an incremental answer carries only partitions with news. From v13 topics are named by id
+//! (KIP-516), and an id no topic has is UNKNOWN_TOPIC_ID. `isolation_level` (v4+) is the broker's: `read_committed` answers stop at the
 //! last stable offset and list the aborted transactions their data overlaps; every v4+ answer
 //! carries the last stable offset.
 //!
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::fetch_request::FetchTopic;
+use kafka_protocol::messages::fetch_request::{FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -27,8 +28,21 @@ use crate::broker::acl::{Operation, Resource};
 use crate::broker::consume::{FetchLimits, FetchWant, Fetched, Isolation};
 use crate::kafka::connection::{ResponseBody, ResponseFrame};
 use crate::kafka::errors;
+use crate::kafka::fetch_sessions::{
+    Context, Told, TopicKey, Wanted, INVALID_FETCH_SESSION_EPOCH, INVALID_SESSION_ID,
+};
+use kafka_protocol::error::ResponseError;
+use uuid::Uuid;
+
+/// First version whose requests may name a session (KIP-227).
+const FIRST_SESSIONS: i16 = 7;
+/// First version naming topics by id (KIP-516).
+const FIRST_TOPIC_IDS: i16 = 13;
+const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 
 pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
+    let version = req.version;
+    let uses_topic_ids = version >= FIRST_TOPIC_IDS;
     let limits = FetchLimits::new(
         usize::try_from(r.max_bytes)
             .unwrap_or(0)
@@ -38,22 +52,65 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
         Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
     )
     .with_isolation(Isolation::from_kafka(r.isolation_level));
-    let wants = distinct_wants(r.topics);
+    let wanted = distinct_wants(r.topics, uses_topic_ids);
+    let sessions = &req.door.fetch_sessions;
+    let now = sessions.now_ms();
+    let (context, wants) = if version >= FIRST_SESSIONS {
+        let forgotten = forgotten(r.forgotten_topics_data, uses_topic_ids);
+        sessions.open(
+            r.session_id,
+            r.session_epoch,
+            uses_topic_ids,
+            wanted,
+            forgotten,
+            now,
+        )
+    } else {
+        (Context::Sessionless, wanted)
+    };
+    if let Context::Error(code) = context {
+        return session_error(code, INVALID_SESSION_ID);
+    }
+    // Fetch v13+ names topics by id: an id no topic has is UNKNOWN_TOPIC_ID.
+    let ids = if uses_topic_ids {
+        super::metadata::topic_names_by_id(req)
+    } else {
+        HashMap::new()
+    };
+    let names: Vec<Option<Arc<str>>> = wants
+        .iter()
+        .map(|w| match &w.topic {
+            TopicKey::Name(n) => Some(Arc::clone(n)),
+            TopicKey::Id(id) => ids.get(id).cloned(),
+        })
+        .collect();
     // Partitions of topics the principal may not read: TOPIC_AUTHORIZATION_FAILED, unread.
     let mut may_read: HashMap<Arc<str>, bool> = HashMap::new();
-    let denied: Vec<bool> = wants
+    let refusals: Vec<Option<i16>> = names
         .iter()
-        .map(|w| {
-            !*may_read
-                .entry(Arc::clone(&w.topic))
-                .or_insert_with(|| req.may(Operation::Read, Resource::Topic(&w.topic)))
+        .map(|name| match name {
+            None => Some(UNKNOWN_TOPIC_ID),
+            Some(n) => {
+                let allowed = *may_read
+                    .entry(Arc::clone(n))
+                    .or_insert_with(|| req.may(Operation::Read, Resource::Topic(n)));
+                (!allowed).then_some(errors::code::TOPIC_AUTHORIZATION_FAILED)
+            }
         })
         .collect();
     let asked: Vec<FetchWant> = wants
         .iter()
-        .zip(&denied)
-        .filter(|(_, &d)| !d)
-        .map(|(w, _)| w.clone())
+        .zip(&names)
+        .zip(&refusals)
+        .filter_map(|((w, name), refused)| match (name, refused) {
+            (Some(topic), None) => Some(FetchWant {
+                topic: Arc::clone(topic),
+                partition: w.partition,
+                offset: w.offset,
+                max_bytes: usize::try_from(w.max_bytes).unwrap_or(0),
+            }),
+            _ => None,
+        })
         .collect();
     let mut fetched = if asked.is_empty() && !wants.is_empty() {
         Vec::new()
@@ -61,48 +118,104 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
         req.broker().fetch(asked, limits).await
     }
     .into_iter();
-    let mut records = Vec::with_capacity(wants.len());
-    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
-    for (w, &denied) in wants.iter().zip(&denied) {
-        let outcome = if denied { None } else { fetched.next() };
-        let (data, batches) = match outcome {
-            Some(f) => partition(req.version, w.partition, f),
-            None => (refused(req.version, w.partition, denied), Vec::new()),
+    let mut answered: Vec<(PartitionData, Vec<Bytes>)> = Vec::with_capacity(wants.len());
+    let mut told: Vec<(Wanted, Told)> = Vec::with_capacity(wants.len());
+    for (w, refused) in wants.into_iter().zip(refusals) {
+        let outcome = if refused.is_none() {
+            fetched.next()
+        } else {
+            None
         };
+        let (data, batches) = match outcome {
+            Some(f) => partition(version, w.partition, f),
+            None => (refused_partition(version, w.partition, refused), Vec::new()),
+        };
+        let t = Told {
+            records_bytes: batches.iter().map(Bytes::len).sum(),
+            high_watermark: data.high_watermark,
+            log_start_offset: data.log_start_offset,
+            error: data.error_code,
+        };
+        told.push((w, t));
+        answered.push((data, batches));
+    }
+    let (session_id, carried) = match context {
+        Context::Full { uses_topic_ids } => {
+            (sessions.create(uses_topic_ids, &told, now), Vec::new())
+        }
+        Context::Incremental { id, epoch } => match sessions.filter(id, epoch, &told) {
+            Ok(carried) => (id, carried),
+            // A duplicate request moved the session on (Kafka answers with the session's
+            // id), or the session was evicted while this one was read.
+            Err(code) if code == INVALID_FETCH_SESSION_EPOCH => return session_error(code, id),
+            Err(code) => return session_error(code, INVALID_SESSION_ID),
+        },
+        Context::Sessionless | Context::Error(_) => (INVALID_SESSION_ID, Vec::new()),
+    };
+    let mut records = Vec::with_capacity(answered.len());
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    for (i, ((w, _), (data, batches))) in told.into_iter().zip(answered).enumerate() {
+        if !carried.get(i).copied().unwrap_or(true) {
+            continue;
+        }
         records.push(Some(batches));
         // As Kafka groups its answer: consecutive partitions of one topic share an entry.
         match responses.last_mut() {
-            Some(t) if *t.topic.0 == *w.topic => t.partitions.push(data),
-            _ => responses.push(
-                FetchableTopicResponse::default()
-                    .with_topic(TopicName(StrBytes::from_string(w.topic.to_string())))
-                    .with_partitions(vec![data]),
-            ),
+            Some(t) if same_topic(t, &w.topic) => t.partitions.push(data),
+            _ => {
+                let t = FetchableTopicResponse::default().with_partitions(vec![data]);
+                responses.push(match &w.topic {
+                    TopicKey::Id(id) => t.with_topic_id(*id),
+                    TopicKey::Name(n) => {
+                        t.with_topic(TopicName(StrBytes::from_string(n.to_string())))
+                    }
+                });
+            }
         }
     }
     FetchAnswer {
-        response: FetchResponse::default().with_responses(responses),
+        response: FetchResponse::default()
+            .with_session_id(session_id)
+            .with_responses(responses),
         records,
+    }
+}
+
+/// Whether `t` is the answer entry of `topic`.
+fn same_topic(t: &FetchableTopicResponse, topic: &TopicKey) -> bool {
+    match topic {
+        TopicKey::Id(id) => t.topic_id == *id,
+        TopicKey::Name(n) => *t.topic.0 == **n,
+    }
+}
+
+/// The answer to a request with a session error: the error, no partitions.
+fn session_error(code: i16, session_id: i32) -> FetchAnswer {
+    FetchAnswer {
+        response: FetchResponse::default()
+            .with_error_code(code)
+            .with_session_id(session_id),
+        records: Vec::new(),
     }
 }
 
 /// The partitions a request asks for, as Kafka keeps them (an insertion-ordered map by topic
 /// and partition): each partition once, where it first appears, with the fetch offset and
 /// `max_bytes` of its last appearance. A request listing one partition a million times costs
-/// one read and one answer entry.
-fn distinct_wants(topics: Vec<FetchTopic>) -> Vec<FetchWant> {
-    let mut wants: Vec<FetchWant> = Vec::new();
-    let mut seen: HashMap<(Arc<str>, i32), usize> = HashMap::new();
+/// one read and one answer entry. From v13 topics are named by id.
+fn distinct_wants(topics: Vec<FetchTopic>, by_id: bool) -> Vec<Wanted> {
+    let mut wants: Vec<Wanted> = Vec::new();
+    let mut seen: HashMap<(TopicKey, i32), usize> = HashMap::new();
     for t in topics {
-        let topic: Arc<str> = Arc::from(t.topic.0.as_str());
+        let topic = topic_key(by_id, t.topic_id, &t.topic);
         for p in t.partitions {
-            let want = FetchWant {
-                topic: Arc::clone(&topic),
+            let want = Wanted {
+                topic: topic.clone(),
                 partition: p.partition,
                 offset: p.fetch_offset,
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                max_bytes: p.partition_max_bytes,
             };
-            match seen.entry((Arc::clone(&topic), p.partition)) {
+            match seen.entry((topic.clone(), p.partition)) {
                 Entry::Occupied(at) => wants[*at.get()] = want,
                 Entry::Vacant(slot) => {
                     slot.insert(wants.len());
@@ -114,14 +227,30 @@ fn distinct_wants(topics: Vec<FetchTopic>) -> Vec<FetchWant> {
     wants
 }
 
-/// The answer for a partition that was not read: refused (TOPIC_AUTHORIZATION_FAILED), or
-/// missing from the broker's answer (which never happens: one outcome per partition asked).
-fn refused(version: i16, index: i32, denied: bool) -> PartitionData {
-    let error = if denied {
-        errors::code::TOPIC_AUTHORIZATION_FAILED
+fn topic_key(by_id: bool, id: Uuid, name: &TopicName) -> TopicKey {
+    if by_id {
+        TopicKey::Id(id)
     } else {
-        errors::code::UNKNOWN_SERVER_ERROR
-    };
+        TopicKey::Name(Arc::from(name.0.as_str()))
+    }
+}
+
+/// The partitions a request (v7+) asks its session to forget.
+fn forgotten(topics: Vec<ForgottenTopic>, by_id: bool) -> Vec<(TopicKey, i32)> {
+    topics
+        .into_iter()
+        .flat_map(|t| {
+            let topic = topic_key(by_id, t.topic_id, &t.topic);
+            t.partitions.into_iter().map(move |p| (topic.clone(), p))
+        })
+        .collect()
+}
+
+/// The answer for a partition that was not read: refused with `error` (an unknown topic id,
+/// or TOPIC_AUTHORIZATION_FAILED), or missing from the broker's answer (which never happens:
+/// one outcome per partition asked). Kafka's `FetchResponse.partitionResponse`.
+fn refused_partition(version: i16, index: i32, error: Option<i16>) -> PartitionData {
+    let error = error.unwrap_or(errors::code::UNKNOWN_SERVER_ERROR);
     let data = PartitionData::default()
         .with_partition_index(index)
         .with_error_code(error)
@@ -512,14 +641,20 @@ mod tests {
         };
         let mut many = vec![(3, 0); 100_000];
         many.push((1, 5));
-        let wants = distinct_wants(vec![
-            topic("a", many),
-            topic("b", vec![(3, 1)]),
-            topic("a", vec![(3, 9), (2, 0)]),
-        ]);
+        let wants = distinct_wants(
+            vec![
+                topic("a", many),
+                topic("b", vec![(3, 1)]),
+                topic("a", vec![(3, 9), (2, 0)]),
+            ],
+            false,
+        );
         let got: Vec<(&str, i32, i64)> = wants
             .iter()
-            .map(|w| (&*w.topic, w.partition, w.offset))
+            .map(|w| match &w.topic {
+                TopicKey::Name(n) => (&**n, w.partition, w.offset),
+                TopicKey::Id(_) => unreachable!("named topics"),
+            })
             .collect();
         assert_eq!(got, [("a", 3, 9), ("a", 1, 5), ("b", 3, 1), ("a", 2, 0)]);
     }

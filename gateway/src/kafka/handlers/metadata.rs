@@ -1,5 +1,7 @@
 //! Metadata: one broker (this server) leads every partition; topics are listed or looked up by
-//! name, and created on request when `kafka.auto_create_topics` allows it.
+//! name (or by id from v12), and created on request when `kafka.auto_create_topics` allows it.
+//! Topic and cluster authorized operations are given when asked (v8+; the cluster's only
+//! v8-v10, then DescribeCluster's).
 
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
@@ -11,6 +13,10 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const UNKNOWN_TOPIC_ID: i16 = kafka_protocol::error::ResponseError::UnknownTopicId.code();
 
 pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
     let (host, port) = req.advertised();
@@ -37,7 +43,30 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
             let auto = req.door.config.auto_create_topics
                 && (req.version < 4 || r.allow_auto_topic_creation);
             let mut out = Vec::with_capacity(list.len());
+            let mut ids = None;
             for wanted in list {
+                // v12+: a topic may be named by id instead (KIP-516). An id no topic has is
+                // UNKNOWN_TOPIC_ID; ids are not secret, so a topic the principal may not
+                // describe is TOPIC_AUTHORIZATION_FAILED with its id and no name (as Kafka).
+                if req.version >= 12 && !wanted.topic_id.is_nil() {
+                    let ids = ids.get_or_insert_with(|| topic_names_by_id(req));
+                    let id = wanted.topic_id;
+                    let unnamed = MetadataResponseTopic::default()
+                        .with_name(None)
+                        .with_topic_id(id);
+                    out.push(match ids.get(&id) {
+                        None => unnamed.with_error_code(UNKNOWN_TOPIC_ID),
+                        Some(name) if !req.may(Operation::Describe, Resource::Topic(name)) => {
+                            unnamed.with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                        }
+                        Some(name) => {
+                            let name = name.to_string();
+                            let found = req.topic(&name).map_err(|e| errors::for_broker(&e));
+                            topic(req, name, found)
+                        }
+                    });
+                    continue;
+                }
                 let name = wanted
                     .name
                     .map(|n| n.0.as_str().to_string())
@@ -67,12 +96,15 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
     if (8..=10).contains(&req.version) && r.include_cluster_authorized_operations {
         resp = resp.with_cluster_authorized_operations(
             req.broker()
-                .kafka_authorized_operations(req.principal, Resource::Cluster),
+                .kafka_disclosed_operations(req.principal, Resource::Cluster),
         );
     }
+    // As Kafka: every topic the principal may describe gets its operations, whether it exists
+    // or not; refused topics and unknown ids keep the default.
     if req.version >= 8 && r.include_topic_authorized_operations {
         for t in &mut resp.topics {
-            if t.error_code == code::NONE {
+            if t.error_code != code::TOPIC_AUTHORIZATION_FAILED && t.error_code != UNKNOWN_TOPIC_ID
+            {
                 let name = t.name.as_ref().map_or("", |n| n.0.as_str());
                 t.topic_authorized_operations = req
                     .broker()
@@ -134,4 +166,14 @@ fn topic(req: &Request<'_>, name: String, found: Result<TopicInfo, i16>) -> Meta
             out
         }
     }
+}
+
+/// Every topic Kafka clients can reach, by its id (KIP-516): how Fetch v13+, Produce v13 and
+/// Metadata v12+ find the topic an id names.
+pub fn topic_names_by_id(req: &Request<'_>) -> HashMap<uuid::Uuid, Arc<str>> {
+    req.broker()
+        .kafka_topics()
+        .into_iter()
+        .map(|(name, t)| (topic_uuid(&t), Arc::from(name)))
+        .collect()
 }

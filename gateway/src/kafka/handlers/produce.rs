@@ -1,9 +1,13 @@
 //! Produce: decodes the request, makes one broker call ([`Broker::produce_kafka`]: batch
 //! checks, idempotence, transactions, concurrent appends) and encodes each partition's outcome. acks 0, 1 and
 //! -1 are accepted (an acks=0 Produce with an error closes the connection, as Kafka's); 1 and -1 both wait for the topic's durability mode (there are no replicas
-//! to wait for).
+//! to wait for). v13 names topics by id (KIP-516). v12 (KIP-890's "the broker adds the
+//! partition to the transaction") is served as v11: clients send it for transactional records
+//! only when the `transaction.version` feature is finalized at 2, which ApiVersions never says.
 //!
 //! [`Broker::produce_kafka`]: crate::broker::Broker::produce_kafka
+
+use std::collections::HashMap;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{
@@ -19,6 +23,10 @@ use crate::broker::produce::{KafkaPartitionWrite, KafkaTopicWrite, Produced};
 use crate::broker::BrokerError;
 use crate::kafka::connection::ResponseBody;
 use crate::kafka::errors::{self, code};
+
+/// First version naming topics by id (KIP-516).
+const FIRST_TOPIC_IDS: i16 = 13;
+const UNKNOWN_TOPIC_ID: i16 = kafka_protocol::error::ResponseError::UnknownTopicId.code();
 
 /// `None`: an acks=0 Produce without error, which has no answer.
 pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceAnswer> {
@@ -47,14 +55,32 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceAnswe
     } else {
         None
     };
-    let mut names = Vec::with_capacity(r.topic_data.len());
+    // v13 names topics by id (KIP-516): an id no topic has is UNKNOWN_TOPIC_ID, before any
+    // authorization (as Kafka).
+    let ids = if req.version >= FIRST_TOPIC_IDS {
+        super::metadata::topic_names_by_id(req)
+    } else {
+        HashMap::new()
+    };
+    let mut heads = Vec::with_capacity(r.topic_data.len());
     let mut writes = Vec::with_capacity(r.topic_data.len());
-    // Topics the principal may not write to: every partition TOPIC_AUTHORIZATION_FAILED.
-    let mut denied = Vec::with_capacity(r.topic_data.len());
+    // Topics refused whole: every partition answers with the code.
+    let mut denied: Vec<Option<i16>> = Vec::with_capacity(r.topic_data.len());
     for t in r.topic_data {
-        denied.push(!req.may(Operation::Write, Resource::Topic(t.name.0.as_str())));
+        let (name, unknown) = if req.version >= FIRST_TOPIC_IDS {
+            match ids.get(&t.topic_id) {
+                Some(n) => (n.to_string(), None),
+                None => (String::new(), Some(UNKNOWN_TOPIC_ID)),
+            }
+        } else {
+            (t.name.0.as_str().to_string(), None)
+        };
+        denied.push(unknown.or_else(|| {
+            (!req.may(Operation::Write, Resource::Topic(&name)))
+                .then_some(code::TOPIC_AUTHORIZATION_FAILED)
+        }));
         writes.push(KafkaTopicWrite {
-            name: t.name.0.as_str().to_string(),
+            name,
             partitions: t
                 .partition_data
                 .into_iter()
@@ -64,21 +90,24 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceAnswe
                 })
                 .collect(),
         });
-        names.push(t.name);
+        // The answer names the topic as the request did: by name before v13, by id from it.
+        heads.push(
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id),
+        );
     }
     let responses: Vec<TopicProduceResponse> = if let Some((error, message)) = refusal {
-        names
+        heads
             .into_iter()
             .zip(writes)
-            .map(|(name, w)| {
+            .map(|(head, w)| {
                 let parts = w
                     .partitions
                     .iter()
                     .map(|p| failed(req.version, p.index, error, message.map(String::from)))
                     .collect();
-                TopicProduceResponse::default()
-                    .with_name(name)
-                    .with_partition_responses(parts)
+                head.with_partition_responses(parts)
             })
             .collect()
     } else {
@@ -89,7 +118,7 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceAnswe
         let allowed: Vec<KafkaTopicWrite> = writes
             .into_iter()
             .zip(&denied)
-            .filter(|(_, &d)| !d)
+            .filter(|(_, d)| d.is_none())
             .map(|(w, _)| w)
             .collect();
         let mut outcomes = req
@@ -101,33 +130,23 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceAnswe
             )
             .await
             .into_iter();
-        names
+        heads
             .into_iter()
             .zip(indexes)
             .zip(denied)
-            .map(|((name, indexes), denied)| {
-                let outcomes = if denied {
-                    Vec::new()
-                } else {
-                    outcomes.next().unwrap_or_default()
-                };
-                let parts = if denied {
-                    indexes
+            .map(|((head, indexes), denied)| {
+                let parts = match denied {
+                    Some(error) => indexes
                         .into_iter()
-                        .map(|index| {
-                            failed(req.version, index, code::TOPIC_AUTHORIZATION_FAILED, None)
-                        })
-                        .collect()
-                } else {
-                    indexes
+                        .map(|index| failed(req.version, index, error, None))
+                        .collect(),
+                    None => indexes
                         .into_iter()
-                        .zip(outcomes)
+                        .zip(outcomes.next().unwrap_or_default())
                         .map(|(index, outcome)| answer(req.version, index, outcome))
-                        .collect()
+                        .collect(),
                 };
-                TopicProduceResponse::default()
-                    .with_name(name)
-                    .with_partition_responses(parts)
+                head.with_partition_responses(parts)
             })
             .collect()
     };
