@@ -14,6 +14,8 @@ pub mod catalog;
 pub mod clients;
 pub mod compaction;
 pub mod consume;
+pub mod assignor;
+pub mod consumer_protocol;
 pub mod coordinator;
 pub mod group_config;
 pub mod groups;

@@ -88,6 +88,12 @@ pub fn group_error(e: &GroupError) -> ResponseError {
         GroupError::GroupMaxSizeReached => K::GroupMaxSizeReached,
         GroupError::NonEmptyGroup => K::NonEmptyGroup,
         GroupError::GroupIdNotFound => K::GroupIdNotFound,
+        GroupError::FencedMemberEpoch => K::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => K::StaleMemberEpoch,
+        GroupError::UnreleasedInstanceId => K::UnreleasedInstanceId,
+        GroupError::UnsupportedAssignor => K::UnsupportedAssignor,
+        GroupError::InvalidRegularExpression => K::InvalidRegularExpression,
+        GroupError::InvalidRequest(_) => K::InvalidRequest,
     }
 }
 

@@ -21,7 +21,7 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (LEAVE_GROUP, 0, 5),
     (SYNC_GROUP, 0, 5),
     (DESCRIBE_GROUPS, 0, 5),
-    (LIST_GROUPS, 0, 4),
+    (LIST_GROUPS, 0, 5),
     (API_VERSIONS, 0, 3),
     (CREATE_TOPICS, 2, 7),
     (DELETE_TOPICS, 1, 5),
@@ -51,6 +51,9 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (SASL_AUTHENTICATE, 0, 2),
     (DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0),
     (ALTER_USER_SCRAM_CREDENTIALS, 0, 0),
+    // ---- kip848 ----
+    (CONSUMER_GROUP_HEARTBEAT, 0, 1),
+    (CONSUMER_GROUP_DESCRIBE, 0, 1),
 ];
 
 pub const PRODUCE: i16 = 0;
