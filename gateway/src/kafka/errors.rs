@@ -69,6 +69,7 @@ pub mod code {
     pub const PRODUCER_FENCED: i16 = E::ProducerFenced.code();
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = E::TransactionalIdNotFound.code();
     pub const TRANSACTION_ABORTABLE: i16 = E::TransactionAbortable.code();
+    pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
 }
 
 /// The Kafka error for a group coordinator refusal.
