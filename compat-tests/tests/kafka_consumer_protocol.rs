@@ -23,7 +23,6 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 /// Kafka's error codes these tests expect.
 mod code {
@@ -31,6 +30,7 @@ mod code {
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
     pub const INVALID_REQUEST: i16 = 42;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const FENCED_MEMBER_EPOCH: i16 = 110;
     pub const UNRELEASED_INSTANCE_ID: i16 = 111;
     pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
@@ -86,6 +86,8 @@ struct Seen {
     records: Vec<(i32, i64)>,
     /// The first offset it consumed per partition.
     first: BTreeMap<i32, i64>,
+    /// How many (topic, partition) it was last assigned.
+    assigned: usize,
 }
 
 /// A librdkafka consumer with `group.protocol=consumer`, polling on its own thread.
@@ -114,12 +116,12 @@ impl Member {
         let thread = std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 let message = consumer.poll(Duration::from_millis(50));
-                let assignment: BTreeSet<i32> = consumer
-                    .assignment()
-                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-                    .unwrap_or_default();
+                let tpl = consumer.assignment().unwrap_or_default();
+                let assignment: BTreeSet<i32> =
+                    tpl.elements().iter().map(|e| e.partition()).collect();
                 {
                     let mut seen = seen2.lock().unwrap();
+                    seen.assigned = tpl.count();
                     if seen.assignments.last() != Some(&assignment) {
                         seen.assignments.push(assignment);
                     }
@@ -292,4 +294,317 @@ async fn librdkafka_members_join_and_leave_with_incremental_moves_and_exact_comm
         assert_eq!(Some(first), next, "partition {p} resumed at its commit");
     }
     d.stop().await;
+}
+
+// ---- the wire: every advertised version, Kafka's error codes ----
+
+/// A heartbeat request: `owned` None leaves the field null (as a plain heartbeat may).
+fn beat(
+    group: &str,
+    member: &str,
+    epoch: i32,
+    topics: Option<&[&str]>,
+    owned: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
+) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 })
+        .with_subscribed_topic_names(
+            topics.map(|t| t.iter().map(|n| TopicName(s(n))).collect()),
+        )
+        .with_topic_partitions(owned.map(|o| {
+            o.into_iter()
+                .map(|(id, p)| OwnedPartitions::default().with_topic_id(id).with_partitions(p))
+                .collect()
+        }))
+}
+
+async fn heartbeat(
+    wire: &mut KafkaWire,
+    v: i16,
+    req: &ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    wire.call(ApiKey::ConsumerGroupHeartbeat, v, req).await
+}
+
+/// The assignment of an answer as (topic id, sorted partitions).
+fn parts(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<(uuid::Uuid, Vec<i32>)>> {
+    r.assignment.as_ref().map(|a| {
+        let mut out: Vec<(uuid::Uuid, Vec<i32>)> = a
+            .topic_partitions
+            .iter()
+            .map(|t| {
+                let mut p = t.partitions.clone();
+                p.sort_unstable();
+                (t.topic_id, p)
+            })
+            .collect();
+        out.sort();
+        out
+    })
+}
+
+fn count(a: &Option<Vec<(uuid::Uuid, Vec<i32>)>>) -> usize {
+    a.iter().flatten().map(|(_, p)| p.len()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_at_every_version_joins_heartbeats_and_leaves_with_kafkas_errors() {
+    let server = server().await;
+    server.create_kafka_topic("wire-a", 3).await;
+    let mut wire = KafkaWire::open(server.kafka_addr).await;
+    for v in 0..=1i16 {
+        let group = format!("wire-g{v}");
+        // v0: the coordinator names the member (Kafka's 22-character base64 UUID); v1
+        // (KIP-1082): the client must, and an empty id is INVALID_REQUEST.
+        let mut join = beat(&group, "", 0, Some(&["wire-a"]), Some(vec![]));
+        if v >= 1 {
+            let r = heartbeat(&mut wire, v, &join).await;
+            assert_eq!(r.error_code, code::INVALID_REQUEST, "v{v} empty member id");
+            join = join.with_member_id(s("client-made-id"));
+        }
+        let r = heartbeat(&mut wire, v, &join).await;
+        assert_eq!(r.error_code, code::NONE, "v{v} join: {:?}", r.error_message);
+        let member = r.member_id.clone().unwrap().to_string();
+        if v == 0 {
+            assert_eq!(member.len(), 22, "a Kafka-shaped member id");
+        } else {
+            assert_eq!(member, "client-made-id");
+        }
+        assert_eq!(r.member_epoch, 1);
+        assert_eq!(r.heartbeat_interval_ms, 300);
+        assert_eq!(count(&parts(&r)), 3, "the only member gets every partition");
+        let owned = parts(&r).unwrap();
+
+        // A plain heartbeat (no fields changed) answers no assignment.
+        let plain = beat(&group, &member, 1, None, None);
+        let r = heartbeat(&mut wire, v, &plain).await;
+        assert_eq!((r.error_code, r.member_epoch), (code::NONE, 1));
+        assert!(r.assignment.is_none(), "unchanged assignment not re-sent");
+        // A full heartbeat (rebalance timeout, topics, owned partitions) gets it again.
+        let full = beat(&group, &member, 1, Some(&["wire-a"]), Some(owned.clone()))
+            .with_rebalance_timeout_ms(30_000);
+        assert_eq!(parts(&heartbeat(&mut wire, v, &full).await), Some(owned));
+
+        // Kafka's errors.
+        let ahead = beat(&group, &member, 7, None, None);
+        assert_eq!(heartbeat(&mut wire, v, &ahead).await.error_code, code::FENCED_MEMBER_EPOCH);
+        let stranger = beat(&group, "nobody", 1, None, None);
+        assert_eq!(heartbeat(&mut wire, v, &stranger).await.error_code, code::UNKNOWN_MEMBER_ID);
+        let assignor = beat(&group, &member, 1, None, None).with_server_assignor(Some(s("sticky")));
+        assert_eq!(heartbeat(&mut wire, v, &assignor).await.error_code, code::UNSUPPORTED_ASSIGNOR);
+        let bad_epoch = beat(&group, &member, -3, None, None);
+        assert_eq!(heartbeat(&mut wire, v, &bad_epoch).await.error_code, code::INVALID_REQUEST);
+        let no_timeout = beat(&group, "x", 0, Some(&["wire-a"]), Some(vec![]))
+            .with_rebalance_timeout_ms(-1);
+        assert_eq!(heartbeat(&mut wire, v, &no_timeout).await.error_code, code::INVALID_REQUEST);
+        let owning_on_join = beat(&group, "x", 0, Some(&["wire-a"]), None);
+        assert_eq!(
+            heartbeat(&mut wire, v, &owning_on_join).await.error_code,
+            code::INVALID_REQUEST
+        );
+        if v >= 1 {
+            let regex = beat(&group, "y", 0, None, Some(vec![]))
+                .with_subscribed_topic_regex(Some(s("wire-(")));
+            assert_eq!(
+                heartbeat(&mut wire, v, &regex).await.error_code,
+                code::INVALID_REGULAR_EXPRESSION
+            );
+        }
+        let lost = beat("no-such-group", &member, 1, None, None);
+        assert_eq!(heartbeat(&mut wire, v, &lost).await.error_code, code::GROUP_ID_NOT_FOUND);
+
+        // Leaving: epoch -1 is echoed; the member is gone afterwards.
+        let leave = beat(&group, &member, -1, None, None);
+        let r = heartbeat(&mut wire, v, &leave).await;
+        assert_eq!((r.error_code, r.member_epoch), (code::NONE, -1));
+        assert_eq!(heartbeat(&mut wire, v, &plain).await.error_code, code::UNKNOWN_MEMBER_ID);
+    }
+}
+
+/// Two members by hand: the second gets nothing until the first has reported releasing the
+/// partitions it must give up; the first stays at its epoch until then; OffsetCommit checks
+/// the member epoch (STALE_MEMBER_EPOCH); ConsumerGroupDescribe (v0, v1) shows the epochs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_revoked_before_they_are_assigned() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+    let server = server().await;
+    server.create_kafka_topic("rev-a", 4).await;
+    let mut wire = KafkaWire::open(server.kafka_addr).await;
+    let g = "rev-g";
+    let r1 = heartbeat(&mut wire, 1, &beat(g, "m1", 0, Some(&["rev-a"]), Some(vec![]))).await;
+    assert_eq!((r1.error_code, r1.member_epoch, count(&parts(&r1))), (code::NONE, 1, 4));
+    let all_four = parts(&r1).unwrap();
+    let topic_id = all_four[0].0;
+
+    let r2 = heartbeat(&mut wire, 1, &beat(g, "m2", 0, Some(&["rev-a"]), Some(vec![]))).await;
+    assert_eq!(r2.error_code, code::NONE);
+    assert_eq!(r2.member_epoch, 2, "the join bumped the group epoch");
+    assert_eq!(count(&parts(&r2)), 0, "m1 still owns every partition");
+
+    // m1, still owning all four, is asked to keep two: its epoch stays 1 until it releases.
+    let r = heartbeat(&mut wire, 1, &beat(g, "m1", 1, None, Some(all_four.clone()))).await;
+    assert_eq!((r.error_code, r.member_epoch), (code::NONE, 1));
+    let kept = parts(&r).unwrap();
+    assert_eq!(count(&Some(kept.clone())), 2);
+
+    // A commit at the group's new epoch by m1 is stale; at its own epoch it is accepted.
+    let commit = |epoch: i32| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(g)))
+            .with_member_id(s("m1"))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("rev-a")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(kept[0].1[0])
+                    .with_committed_offset(0)])])
+    };
+    let stale: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 9, &commit(2)).await;
+    assert_eq!(stale.topics[0].partitions[0].error_code, code::STALE_MEMBER_EPOCH);
+    let fine: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 9, &commit(1)).await;
+    assert_eq!(fine.topics[0].partitions[0].error_code, code::NONE);
+
+    // m2 still gets nothing: m1 has not reported the release.
+    let r = heartbeat(&mut wire, 1, &beat(g, "m2", 2, None, Some(vec![]))).await;
+    assert_eq!((r.error_code, count(&parts(&r))), (code::NONE, 0));
+
+    // m1 reports owning only what it keeps: it moves to epoch 2; then m2 gets the rest.
+    let r = heartbeat(&mut wire, 1, &beat(g, "m1", 1, None, Some(kept.clone()))).await;
+    assert_eq!((r.error_code, r.member_epoch), (code::NONE, 2));
+    let r = heartbeat(&mut wire, 1, &beat(g, "m2", 2, None, Some(vec![]))).await;
+    assert_eq!((r.error_code, r.member_epoch), (code::NONE, 2));
+    let given = parts(&r).unwrap();
+    assert_eq!(count(&Some(given.clone())), 2);
+    let mut union: Vec<i32> = kept[0].1.iter().chain(given[0].1.iter()).copied().collect();
+    union.sort_unstable();
+    assert_eq!(union, vec![0, 1, 2, 3]);
+
+    for v in 0..=1i16 {
+        let d: ConsumerGroupDescribeResponse = wire
+            .call(
+                ApiKey::ConsumerGroupDescribe,
+                v,
+                &ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(s(g)), GroupId(s("rev-none"))]),
+            )
+            .await;
+        let group = &d.groups[0];
+        assert_eq!(group.error_code, code::NONE);
+        assert_eq!(group.group_state.as_str(), "Stable");
+        assert_eq!((group.group_epoch, group.assignment_epoch), (2, 2));
+        assert_eq!(group.assignor_name.as_str(), "uniform");
+        assert_eq!(group.members.len(), 2);
+        for m in &group.members {
+            assert_eq!(m.member_epoch, 2);
+            assert_eq!(m.assignment.topic_partitions[0].topic_id, topic_id);
+            assert_eq!(m.assignment.topic_partitions[0].topic_name.as_str(), "rev-a");
+            assert_eq!(m.member_type, if v >= 1 { 1 } else { -1 });
+        }
+        assert_eq!(d.groups[1].error_code, code::GROUP_ID_NOT_FOUND);
+    }
+
+    // ListGroups v5 filters by type.
+    for (types, expect) in [(vec!["consumer"], true), (vec!["classic"], false), (vec![], true)] {
+        let l: ListGroupsResponse = wire
+            .call(
+                ApiKey::ListGroups,
+                5,
+                &ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect()),
+            )
+            .await;
+        let found = l.groups.iter().find(|x| x.group_id.as_str() == g);
+        assert_eq!(found.is_some(), expect, "types {types:?}");
+        if let Some(x) = found {
+            assert_eq!(
+                (x.group_type.as_str(), x.protocol_type.as_str(), x.group_state.as_str()),
+                ("consumer", "consumer", "Stable")
+            );
+        }
+    }
+}
+
+/// A static member leaving with epoch -2 keeps its partitions; a new member with the same
+/// instance id takes them over at once. While the instance is held, another join with it is
+/// UNRELEASED_INSTANCE_ID, and the replaced member id is FENCED_INSTANCE_ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_comes_back_to_its_partitions() {
+    let server = server().await;
+    server.create_kafka_topic("static-a", 4).await;
+    let mut wire = KafkaWire::open(server.kafka_addr).await;
+    let g = "static-g";
+    let join = |member: &str, instance: &str| {
+        beat(g, member, 0, Some(&["static-a"]), Some(vec![])).with_instance_id(Some(s(instance)))
+    };
+    let r = heartbeat(&mut wire, 1, &join("s1", "i1")).await;
+    assert_eq!((r.error_code, r.member_epoch), (code::NONE, 1));
+    let r = heartbeat(&mut wire, 1, &join("other", "i2")).await;
+    assert_eq!(r.error_code, code::NONE);
+    // Let the first give up half, so both are settled.
+    let all = heartbeat(&mut wire, 1, &beat(g, "s1", 1, None, None).with_instance_id(Some(s("i1")))).await;
+    let mine = parts(&all).unwrap();
+    let r = heartbeat(&mut wire, 1, &beat(g, "s1", 1, None, Some(mine.clone())).with_instance_id(Some(s("i1")))).await;
+    assert_eq!(r.member_epoch, 2);
+
+    let r = heartbeat(&mut wire, 1, &join("s1-again", "i1")).await;
+    assert_eq!(r.error_code, code::UNRELEASED_INSTANCE_ID);
+
+    let leave = beat(g, "s1", -2, None, None).with_instance_id(Some(s("i1")));
+    let r = heartbeat(&mut wire, 1, &leave).await;
+    assert_eq!((r.error_code, r.member_epoch), (code::NONE, -2));
+
+    let r = heartbeat(&mut wire, 1, &join("s1-new", "i1")).await;
+    assert_eq!(r.error_code, code::NONE);
+    assert_eq!(parts(&r), Some(mine), "the new instance holds the same partitions");
+    assert_eq!(r.member_epoch, 2, "no rebalance: the group epoch did not move");
+
+    let old = beat(g, "s1", 2, None, None).with_instance_id(Some(s("i1")));
+    assert_eq!(heartbeat(&mut wire, 1, &old).await.error_code, code::FENCED_INSTANCE_ID);
+}
+
+/// A regex subscription (v1) takes topics created later, on the next heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_subscription_picks_up_new_topics() {
+    let server = server().await;
+    server.create_kafka_topic("rx-one", 2).await;
+    server.create_kafka_topic("other-topic", 2).await;
+    let mut wire = KafkaWire::open(server.kafka_addr).await;
+    let join = beat("rx-g", "m", 0, None, Some(vec![]))
+        .with_subscribed_topic_regex(Some(s("rx-.*")));
+    let r = heartbeat(&mut wire, 1, &join).await;
+    assert_eq!((r.error_code, count(&parts(&r))), (code::NONE, 2), "{:?}", r.error_message);
+    server.create_kafka_topic("rx-two", 3).await;
+    let r = heartbeat(&mut wire, 1, &beat("rx-g", "m", 1, None, Some(parts(&r).unwrap()))).await;
+    assert_eq!(r.error_code, code::NONE);
+    assert_eq!(r.member_epoch, 2, "a new matching topic bumps the epoch");
+    assert_eq!(count(&parts(&r)), 5, "both matching topics, not other-topic");
+}
+
+/// librdkafka's own regex subscription (`^rx-.*`) with the consumer protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_regex_subscription() {
+    let server = server().await;
+    server.create_kafka_topic("lre-a", 2).await;
+    server.create_kafka_topic("lre-b", 1).await;
+    server.create_kafka_topic("unrelated", 1).await;
+    let produced: BTreeSet<(i32, i64)> = produce(&server, "lre-a", 2, 2).await;
+    let mut m = Member::start(&server, "lre-g", "^lre-.*", &[]);
+    wait_until(
+        "the regex member reads lre-a",
+        || m.records().len() >= produced.len(),
+        || format!("{:?}", m.history()),
+    )
+    .await;
+    wait_until(
+        "lre-a's two partitions and lre-b's one, not unrelated's",
+        || m.seen.lock().unwrap().assigned == 3,
+        || format!("{:?}", m.history()),
+    )
+    .await;
+    m.stop().await;
 }
