@@ -608,3 +608,91 @@ async fn librdkafka_regex_subscription() {
     .await;
     m.stop().await;
 }
+
+/// OffsetFetch v8 asks for several groups at once; v9 names the member, which a consumer
+/// group checks (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH) while an anonymous fetch (admin
+/// clients) passes. DescribeGroups v6 says a consumer group is not a classic group, and an
+/// unknown one is GROUP_ID_NOT_FOUND; v5 reads both as Dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_fetch_v8_v9_and_describe_groups_v6() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::{
+        DescribeGroupsRequest, DescribeGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
+        OffsetFetchRequest, OffsetFetchResponse,
+    };
+    let server = server().await;
+    server.create_kafka_topic("of-a", 2).await;
+    let mut wire = KafkaWire::open(server.kafka_addr).await;
+    let r = heartbeat(&mut wire, 1, &beat("of-g", "m", 0, Some(&["of-a"]), Some(vec![]))).await;
+    assert_eq!((r.error_code, r.member_epoch), (code::NONE, 1));
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("of-g")))
+        .with_member_id(s("m"))
+        .with_generation_id_or_member_epoch(1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("of-a")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(1)
+                .with_committed_offset(17)])]);
+    let c: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 9, &commit).await;
+    assert_eq!(c.topics[0].partitions[0].error_code, code::NONE);
+
+    let group = |id: &str, member: Option<&str>, epoch: i32| {
+        OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s(id)))
+            .with_member_id(member.map(s))
+            .with_member_epoch(epoch)
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(TopicName(s("of-a")))
+                .with_partition_indexes(vec![0, 1])]))
+    };
+    for v in 8..=9i16 {
+        let mut groups = vec![group("of-g", None, -1), group("of-other", None, -1)];
+        if v >= 9 {
+            groups.push(group("of-g", Some("m"), 1));
+            groups.push(group("of-g", Some("m"), 5));
+            groups.push(group("of-g", Some("ghost"), 1));
+        }
+        let f: OffsetFetchResponse = wire
+            .call(ApiKey::OffsetFetch, v, &OffsetFetchRequest::default().with_groups(groups))
+            .await;
+        let offsets = |i: usize| -> Vec<i64> {
+            f.groups[i].topics[0].partitions.iter().map(|p| p.committed_offset).collect()
+        };
+        assert_eq!(f.groups[0].error_code, code::NONE, "v{v}");
+        assert_eq!(offsets(0), vec![-1, 17], "v{v}: the commit, -1 where none");
+        assert_eq!(offsets(1), vec![-1, -1], "v{v}: a group without commits");
+        if v >= 9 {
+            assert_eq!(offsets(2), vec![-1, 17], "the member at its epoch");
+            assert_eq!(f.groups[3].error_code, code::STALE_MEMBER_EPOCH);
+            assert_eq!(f.groups[4].error_code, code::UNKNOWN_MEMBER_ID);
+        }
+    }
+
+    for v in [5i16, 6] {
+        let d: DescribeGroupsResponse = wire
+            .call(
+                ApiKey::DescribeGroups,
+                v,
+                &DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(s("of-g")), GroupId(s("of-nobody"))]),
+            )
+            .await;
+        for g in &d.groups {
+            assert_eq!(g.group_state.as_str(), "Dead", "v{v}");
+            let expect = if v >= 6 { code::GROUP_ID_NOT_FOUND } else { code::NONE };
+            assert_eq!(g.error_code, expect, "v{v} {:?}", g.group_id);
+        }
+        if v >= 6 {
+            assert_eq!(
+                d.groups[0].error_message.as_deref(),
+                Some("Group of-g is not a classic group.")
+            );
+        }
+    }
+}
