@@ -48,7 +48,11 @@ fn moved(before: &BTreeMap<u32, Vec<u32>>, after: &BTreeMap<u32, Vec<u32>>) -> u
 fn check_balanced(owners: &BTreeMap<u32, Vec<u32>>) {
     let mut all: Vec<u32> = owners.values().flatten().copied().collect();
     all.sort_unstable();
-    assert_eq!(all, (0..PARTITIONS).collect::<Vec<_>>(), "each partition owned once");
+    assert_eq!(
+        all,
+        (0..PARTITIONS).collect::<Vec<_>>(),
+        "each partition owned once"
+    );
     let loads: Vec<usize> = owners.values().map(Vec::len).collect();
     let (lo, hi) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
     assert!(hi - lo <= 1, "balanced within one: {owners:?}");
@@ -68,9 +72,12 @@ async fn iggy_group_members_joining_and_leaving_move_only_what_they_must() {
     let mut last = BTreeMap::new();
     for n in 1..=4usize {
         let c = iggy_root_client(&server).await;
-        within("join", c.join_consumer_group(&id("inc"), &id("t"), &id("workers")))
-            .await
-            .unwrap();
+        within(
+            "join",
+            c.join_consumer_group(&id("inc"), &id("t"), &id("workers")),
+        )
+        .await
+        .unwrap();
         members.push(c);
         let now = owners(&admin).await;
         assert_eq!(now.len(), n);
@@ -100,7 +107,11 @@ async fn iggy_group_members_joining_and_leaving_move_only_what_they_must() {
         .unwrap();
         let now = owners(&admin).await;
         check_balanced(&now);
-        assert_eq!(moved(&last, &now), 0, "a leave moves only the leaver's: {last:?} -> {now:?}");
+        assert_eq!(
+            moved(&last, &now),
+            0,
+            "a leave moves only the leaver's: {last:?} -> {now:?}"
+        );
         last = now;
     }
 }

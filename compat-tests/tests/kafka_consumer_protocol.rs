@@ -65,7 +65,9 @@ async fn produce(
     for i in 0..per_partition {
         for p in 0..partitions {
             let value = format!("p{p} n{i}");
-            let record = FutureRecord::<(), _>::to(topic).partition(p).payload(&value);
+            let record = FutureRecord::<(), _>::to(topic)
+                .partition(p)
+                .payload(&value);
             let delivered = tokio::time::timeout(WAIT, producer.send(record, WAIT))
                 .await
                 .expect("delivery in time")
@@ -98,7 +100,12 @@ struct Member {
 }
 
 impl Member {
-    fn start(server: &TestServer, group: &str, subscription: &str, extra: &[(&str, &str)]) -> Member {
+    fn start(
+        server: &TestServer,
+        group: &str,
+        subscription: &str,
+        extra: &[(&str, &str)],
+    ) -> Member {
         let mut config = server.kafka_config();
         config
             .set("group.id", group)
@@ -181,7 +188,11 @@ impl Member {
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool, state: impl Fn() -> String) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < WAIT, "timed out after {WAIT:?}: {what}; {}", state());
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out after {WAIT:?}: {what}; {}",
+            state()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -240,7 +251,14 @@ async fn librdkafka_members_join_and_leave_with_incremental_moves_and_exact_comm
     wait_until(
         "three members share six partitions two by two",
         || [&a, &b, &c].iter().all(|m| m.assignment().len() == 2),
-        || format!("a {:?} b {:?} c {:?}", a.history(), b.history(), c.history()),
+        || {
+            format!(
+                "a {:?} b {:?} c {:?}",
+                a.history(),
+                b.history(),
+                c.history()
+            )
+        },
     )
     .await;
     wait_until(
@@ -290,7 +308,11 @@ async fn librdkafka_members_join_and_leave_with_incremental_moves_and_exact_comm
     let got: BTreeSet<(i32, i64)> = d.records().into_iter().collect();
     assert_eq!(got, fresh, "resumed exactly at the committed offsets");
     for (p, first) in d.first_offsets() {
-        let next = produced.iter().filter(|(q, _)| *q == p).map(|(_, o)| o + 1).max();
+        let next = produced
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| o + 1)
+            .max();
         assert_eq!(Some(first), next, "partition {p} resumed at its commit");
     }
     d.stop().await;
@@ -311,12 +333,14 @@ fn beat(
         .with_member_id(s(member))
         .with_member_epoch(epoch)
         .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 })
-        .with_subscribed_topic_names(
-            topics.map(|t| t.iter().map(|n| TopicName(s(n))).collect()),
-        )
+        .with_subscribed_topic_names(topics.map(|t| t.iter().map(|n| TopicName(s(n))).collect()))
         .with_topic_partitions(owned.map(|o| {
             o.into_iter()
-                .map(|(id, p)| OwnedPartitions::default().with_topic_id(id).with_partitions(p))
+                .map(|(id, p)| {
+                    OwnedPartitions::default()
+                        .with_topic_id(id)
+                        .with_partitions(p)
+                })
                 .collect()
         }))
 }
@@ -390,16 +414,31 @@ async fn heartbeat_at_every_version_joins_heartbeats_and_leaves_with_kafkas_erro
 
         // Kafka's errors.
         let ahead = beat(&group, &member, 7, None, None);
-        assert_eq!(heartbeat(&mut wire, v, &ahead).await.error_code, code::FENCED_MEMBER_EPOCH);
+        assert_eq!(
+            heartbeat(&mut wire, v, &ahead).await.error_code,
+            code::FENCED_MEMBER_EPOCH
+        );
         let stranger = beat(&group, "nobody", 1, None, None);
-        assert_eq!(heartbeat(&mut wire, v, &stranger).await.error_code, code::UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            heartbeat(&mut wire, v, &stranger).await.error_code,
+            code::UNKNOWN_MEMBER_ID
+        );
         let assignor = beat(&group, &member, 1, None, None).with_server_assignor(Some(s("sticky")));
-        assert_eq!(heartbeat(&mut wire, v, &assignor).await.error_code, code::UNSUPPORTED_ASSIGNOR);
+        assert_eq!(
+            heartbeat(&mut wire, v, &assignor).await.error_code,
+            code::UNSUPPORTED_ASSIGNOR
+        );
         let bad_epoch = beat(&group, &member, -3, None, None);
-        assert_eq!(heartbeat(&mut wire, v, &bad_epoch).await.error_code, code::INVALID_REQUEST);
-        let no_timeout = beat(&group, "x", 0, Some(&["wire-a"]), Some(vec![]))
-            .with_rebalance_timeout_ms(-1);
-        assert_eq!(heartbeat(&mut wire, v, &no_timeout).await.error_code, code::INVALID_REQUEST);
+        assert_eq!(
+            heartbeat(&mut wire, v, &bad_epoch).await.error_code,
+            code::INVALID_REQUEST
+        );
+        let no_timeout =
+            beat(&group, "x", 0, Some(&["wire-a"]), Some(vec![])).with_rebalance_timeout_ms(-1);
+        assert_eq!(
+            heartbeat(&mut wire, v, &no_timeout).await.error_code,
+            code::INVALID_REQUEST
+        );
         let owning_on_join = beat(&group, "x", 0, Some(&["wire-a"]), None);
         assert_eq!(
             heartbeat(&mut wire, v, &owning_on_join).await.error_code,
@@ -414,13 +453,19 @@ async fn heartbeat_at_every_version_joins_heartbeats_and_leaves_with_kafkas_erro
             );
         }
         let lost = beat("no-such-group", &member, 1, None, None);
-        assert_eq!(heartbeat(&mut wire, v, &lost).await.error_code, code::GROUP_ID_NOT_FOUND);
+        assert_eq!(
+            heartbeat(&mut wire, v, &lost).await.error_code,
+            code::GROUP_ID_NOT_FOUND
+        );
 
         // Leaving: epoch -1 is echoed; the member is gone afterwards.
         let leave = beat(&group, &member, -1, None, None);
         let r = heartbeat(&mut wire, v, &leave).await;
         assert_eq!((r.error_code, r.member_epoch), (code::NONE, -1));
-        assert_eq!(heartbeat(&mut wire, v, &plain).await.error_code, code::UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            heartbeat(&mut wire, v, &plain).await.error_code,
+            code::UNKNOWN_MEMBER_ID
+        );
     }
 }
 
@@ -437,18 +482,36 @@ async fn partitions_are_revoked_before_they_are_assigned() {
     server.create_kafka_topic("rev-a", 4).await;
     let mut wire = KafkaWire::open(server.kafka_addr).await;
     let g = "rev-g";
-    let r1 = heartbeat(&mut wire, 1, &beat(g, "m1", 0, Some(&["rev-a"]), Some(vec![]))).await;
-    assert_eq!((r1.error_code, r1.member_epoch, count(&parts(&r1))), (code::NONE, 1, 4));
+    let r1 = heartbeat(
+        &mut wire,
+        1,
+        &beat(g, "m1", 0, Some(&["rev-a"]), Some(vec![])),
+    )
+    .await;
+    assert_eq!(
+        (r1.error_code, r1.member_epoch, count(&parts(&r1))),
+        (code::NONE, 1, 4)
+    );
     let all_four = parts(&r1).unwrap();
     let topic_id = all_four[0].0;
 
-    let r2 = heartbeat(&mut wire, 1, &beat(g, "m2", 0, Some(&["rev-a"]), Some(vec![]))).await;
+    let r2 = heartbeat(
+        &mut wire,
+        1,
+        &beat(g, "m2", 0, Some(&["rev-a"]), Some(vec![])),
+    )
+    .await;
     assert_eq!(r2.error_code, code::NONE);
     assert_eq!(r2.member_epoch, 2, "the join bumped the group epoch");
     assert_eq!(count(&parts(&r2)), 0, "m1 still owns every partition");
 
     // m1, still owning all four, is asked to keep two: its epoch stays 1 until it releases.
-    let r = heartbeat(&mut wire, 1, &beat(g, "m1", 1, None, Some(all_four.clone()))).await;
+    let r = heartbeat(
+        &mut wire,
+        1,
+        &beat(g, "m1", 1, None, Some(all_four.clone())),
+    )
+    .await;
     assert_eq!((r.error_code, r.member_epoch), (code::NONE, 1));
     let kept = parts(&r).unwrap();
     assert_eq!(count(&Some(kept.clone())), 2);
@@ -466,7 +529,10 @@ async fn partitions_are_revoked_before_they_are_assigned() {
                     .with_committed_offset(0)])])
     };
     let stale: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 9, &commit(2)).await;
-    assert_eq!(stale.topics[0].partitions[0].error_code, code::STALE_MEMBER_EPOCH);
+    assert_eq!(
+        stale.topics[0].partitions[0].error_code,
+        code::STALE_MEMBER_EPOCH
+    );
     let fine: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 9, &commit(1)).await;
     assert_eq!(fine.topics[0].partitions[0].error_code, code::NONE);
 
@@ -503,26 +569,38 @@ async fn partitions_are_revoked_before_they_are_assigned() {
         for m in &group.members {
             assert_eq!(m.member_epoch, 2);
             assert_eq!(m.assignment.topic_partitions[0].topic_id, topic_id);
-            assert_eq!(m.assignment.topic_partitions[0].topic_name.as_str(), "rev-a");
+            assert_eq!(
+                m.assignment.topic_partitions[0].topic_name.as_str(),
+                "rev-a"
+            );
             assert_eq!(m.member_type, if v >= 1 { 1 } else { -1 });
         }
         assert_eq!(d.groups[1].error_code, code::GROUP_ID_NOT_FOUND);
     }
 
     // ListGroups v5 filters by type.
-    for (types, expect) in [(vec!["consumer"], true), (vec!["classic"], false), (vec![], true)] {
+    for (types, expect) in [
+        (vec!["consumer"], true),
+        (vec!["classic"], false),
+        (vec![], true),
+    ] {
         let l: ListGroupsResponse = wire
             .call(
                 ApiKey::ListGroups,
                 5,
-                &ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect()),
+                &ListGroupsRequest::default()
+                    .with_types_filter(types.iter().map(|t| s(t)).collect()),
             )
             .await;
         let found = l.groups.iter().find(|x| x.group_id.as_str() == g);
         assert_eq!(found.is_some(), expect, "types {types:?}");
         if let Some(x) = found {
             assert_eq!(
-                (x.group_type.as_str(), x.protocol_type.as_str(), x.group_state.as_str()),
+                (
+                    x.group_type.as_str(),
+                    x.protocol_type.as_str(),
+                    x.group_state.as_str()
+                ),
                 ("consumer", "consumer", "Stable")
             );
         }
@@ -546,9 +624,19 @@ async fn a_static_member_comes_back_to_its_partitions() {
     let r = heartbeat(&mut wire, 1, &join("other", "i2")).await;
     assert_eq!(r.error_code, code::NONE);
     // Let the first give up half, so both are settled.
-    let all = heartbeat(&mut wire, 1, &beat(g, "s1", 1, None, None).with_instance_id(Some(s("i1")))).await;
+    let all = heartbeat(
+        &mut wire,
+        1,
+        &beat(g, "s1", 1, None, None).with_instance_id(Some(s("i1"))),
+    )
+    .await;
     let mine = parts(&all).unwrap();
-    let r = heartbeat(&mut wire, 1, &beat(g, "s1", 1, None, Some(mine.clone())).with_instance_id(Some(s("i1")))).await;
+    let r = heartbeat(
+        &mut wire,
+        1,
+        &beat(g, "s1", 1, None, Some(mine.clone())).with_instance_id(Some(s("i1"))),
+    )
+    .await;
     assert_eq!(r.member_epoch, 2);
 
     let r = heartbeat(&mut wire, 1, &join("s1-again", "i1")).await;
@@ -560,11 +648,21 @@ async fn a_static_member_comes_back_to_its_partitions() {
 
     let r = heartbeat(&mut wire, 1, &join("s1-new", "i1")).await;
     assert_eq!(r.error_code, code::NONE);
-    assert_eq!(parts(&r), Some(mine), "the new instance holds the same partitions");
-    assert_eq!(r.member_epoch, 2, "no rebalance: the group epoch did not move");
+    assert_eq!(
+        parts(&r),
+        Some(mine),
+        "the new instance holds the same partitions"
+    );
+    assert_eq!(
+        r.member_epoch, 2,
+        "no rebalance: the group epoch did not move"
+    );
 
     let old = beat(g, "s1", 2, None, None).with_instance_id(Some(s("i1")));
-    assert_eq!(heartbeat(&mut wire, 1, &old).await.error_code, code::FENCED_INSTANCE_ID);
+    assert_eq!(
+        heartbeat(&mut wire, 1, &old).await.error_code,
+        code::FENCED_INSTANCE_ID
+    );
 }
 
 /// A regex subscription (v1) takes topics created later, on the next heartbeat.
@@ -574,15 +672,29 @@ async fn a_regex_subscription_picks_up_new_topics() {
     server.create_kafka_topic("rx-one", 2).await;
     server.create_kafka_topic("other-topic", 2).await;
     let mut wire = KafkaWire::open(server.kafka_addr).await;
-    let join = beat("rx-g", "m", 0, None, Some(vec![]))
-        .with_subscribed_topic_regex(Some(s("rx-.*")));
+    let join =
+        beat("rx-g", "m", 0, None, Some(vec![])).with_subscribed_topic_regex(Some(s("rx-.*")));
     let r = heartbeat(&mut wire, 1, &join).await;
-    assert_eq!((r.error_code, count(&parts(&r))), (code::NONE, 2), "{:?}", r.error_message);
+    assert_eq!(
+        (r.error_code, count(&parts(&r))),
+        (code::NONE, 2),
+        "{:?}",
+        r.error_message
+    );
     server.create_kafka_topic("rx-two", 3).await;
-    let r = heartbeat(&mut wire, 1, &beat("rx-g", "m", 1, None, Some(parts(&r).unwrap()))).await;
+    let r = heartbeat(
+        &mut wire,
+        1,
+        &beat("rx-g", "m", 1, None, Some(parts(&r).unwrap())),
+    )
+    .await;
     assert_eq!(r.error_code, code::NONE);
     assert_eq!(r.member_epoch, 2, "a new matching topic bumps the epoch");
-    assert_eq!(count(&parts(&r)), 5, "both matching topics, not other-topic");
+    assert_eq!(
+        count(&parts(&r)),
+        5,
+        "both matching topics, not other-topic"
+    );
 }
 
 /// librdkafka's own regex subscription (`^rx-.*`) with the consumer protocol.
@@ -628,7 +740,12 @@ async fn offset_fetch_v8_v9_and_describe_groups_v6() {
     let server = server().await;
     server.create_kafka_topic("of-a", 2).await;
     let mut wire = KafkaWire::open(server.kafka_addr).await;
-    let r = heartbeat(&mut wire, 1, &beat("of-g", "m", 0, Some(&["of-a"]), Some(vec![]))).await;
+    let r = heartbeat(
+        &mut wire,
+        1,
+        &beat("of-g", "m", 0, Some(&["of-a"]), Some(vec![])),
+    )
+    .await;
     assert_eq!((r.error_code, r.member_epoch), (code::NONE, 1));
     let commit = OffsetCommitRequest::default()
         .with_group_id(GroupId(s("of-g")))
@@ -659,10 +776,18 @@ async fn offset_fetch_v8_v9_and_describe_groups_v6() {
             groups.push(group("of-g", Some("ghost"), 1));
         }
         let f: OffsetFetchResponse = wire
-            .call(ApiKey::OffsetFetch, v, &OffsetFetchRequest::default().with_groups(groups))
+            .call(
+                ApiKey::OffsetFetch,
+                v,
+                &OffsetFetchRequest::default().with_groups(groups),
+            )
             .await;
         let offsets = |i: usize| -> Vec<i64> {
-            f.groups[i].topics[0].partitions.iter().map(|p| p.committed_offset).collect()
+            f.groups[i].topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.committed_offset)
+                .collect()
         };
         assert_eq!(f.groups[0].error_code, code::NONE, "v{v}");
         assert_eq!(offsets(0), vec![-1, 17], "v{v}: the commit, -1 where none");
@@ -685,7 +810,11 @@ async fn offset_fetch_v8_v9_and_describe_groups_v6() {
             .await;
         for g in &d.groups {
             assert_eq!(g.group_state.as_str(), "Dead", "v{v}");
-            let expect = if v >= 6 { code::GROUP_ID_NOT_FOUND } else { code::NONE };
+            let expect = if v >= 6 {
+                code::GROUP_ID_NOT_FOUND
+            } else {
+                code::NONE
+            };
             assert_eq!(g.error_code, expect, "v{v} {:?}", g.group_id);
         }
         if v >= 6 {

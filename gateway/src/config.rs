@@ -1148,7 +1148,10 @@ impl RawKafka {
             ));
         }
         if c.max_size == 0 {
-            return Err(invalid("group_consumer_max_size", "must be at least 1".into()));
+            return Err(invalid(
+                "group_consumer_max_size",
+                "must be at least 1".into(),
+            ));
         }
         if c.assignors.is_empty()
             || c.assignors
@@ -1160,7 +1163,8 @@ impl RawKafka {
                 "a comma-separated list of uniform and range".into(),
             ));
         }
-        if !["bidirectional", "upgrade", "downgrade", "disabled"].contains(&c.migration_policy.as_str())
+        if !["bidirectional", "upgrade", "downgrade", "disabled"]
+            .contains(&c.migration_policy.as_str())
         {
             return Err(invalid(
                 "group_consumer_migration_policy",
@@ -1840,11 +1844,31 @@ mod tests {
         let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
         assert_eq!(c.kafka.groups.consumer.assignors, ["range", "uniform"]);
         for (key, value, named) in [
-            ("WHARF_KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT", "10 s", "group_consumer_session_timeout"),
-            ("WHARF_KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL", "1 s", "group_consumer_heartbeat_interval"),
-            ("WHARF_KAFKA_GROUP_CONSUMER_ASSIGNORS", "sticky", "group_consumer_assignors"),
-            ("WHARF_KAFKA_GROUP_CONSUMER_MIGRATION_POLICY", "sideways", "group_consumer_migration_policy"),
-            ("WHARF_KAFKA_GROUP_CONSUMER_MAX_SIZE", "0", "group_consumer_max_size"),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT",
+                "10 s",
+                "group_consumer_session_timeout",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL",
+                "1 s",
+                "group_consumer_heartbeat_interval",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_ASSIGNORS",
+                "sticky",
+                "group_consumer_assignors",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_MIGRATION_POLICY",
+                "sideways",
+                "group_consumer_migration_policy",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_MAX_SIZE",
+                "0",
+                "group_consumer_max_size",
+            ),
         ] {
             let e = ServerConfig::load_from(&Overrides::default(), &var(key, value))
                 .unwrap_err()

@@ -79,8 +79,10 @@ fn range(members: &[MemberSpec], topics: &BTreeMap<Uuid, u32>) -> BTreeMap<Strin
     let mut sorted: Vec<&MemberSpec> = members.iter().collect();
     sorted.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     for topic in topics.keys() {
-        let subscribers: Vec<&&MemberSpec> =
-            sorted.iter().filter(|m| m.subscribed.contains(topic)).collect();
+        let subscribers: Vec<&&MemberSpec> = sorted
+            .iter()
+            .filter(|m| m.subscribed.contains(topic))
+            .collect();
         let Ok(n) = i32::try_from(subscribers.len()) else {
             continue;
         };
@@ -130,7 +132,9 @@ fn uniform(members: &[MemberSpec], topics: &BTreeMap<Uuid, u32>) -> BTreeMap<Str
     let subscribers: BTreeMap<Uuid, Vec<usize>> = topics
         .keys()
         .map(|t| {
-            let subs = (0..n).filter(|&i| sorted[i].subscribed.contains(t)).collect();
+            let subs = (0..n)
+                .filter(|&i| sorted[i].subscribed.contains(t))
+                .collect();
             (*t, subs)
         })
         .collect();
@@ -218,7 +222,11 @@ mod tests {
         let mut seen = BTreeSet::new();
         for m in members {
             for (t, parts) in &out[&m.member_id] {
-                assert!(m.subscribed.contains(t), "{} got an unsubscribed topic", m.member_id);
+                assert!(
+                    m.subscribed.contains(t),
+                    "{} got an unsubscribed topic",
+                    m.member_id
+                );
                 for p in parts {
                     assert!(seen.insert((*t, *p)), "partition {p} assigned twice");
                 }
@@ -311,7 +319,10 @@ mod tests {
         ];
         let out = Assignor::Range.assign(&members, &topics);
         check_complete(&members, &topics, &out);
-        let expect_m1 = Assignment::from([(a, BTreeSet::from([0, 1, 2])), (b, BTreeSet::from([0, 1, 2]))]);
+        let expect_m1 = Assignment::from([
+            (a, BTreeSet::from([0, 1, 2])),
+            (b, BTreeSet::from([0, 1, 2])),
+        ]);
         assert_eq!(out["m1"], expect_m1);
         assert_eq!(count(&out["m2"]), 4);
     }

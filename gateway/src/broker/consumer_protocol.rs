@@ -256,7 +256,10 @@ pub fn validate(req: &Heartbeat, settings: &ConsumerProtocolSettings) -> Result<
                 .subscribed_topic_names
                 .as_ref()
                 .is_none_or(Vec::is_empty);
-            let no_regex = req.subscribed_topic_regex.as_deref().is_none_or(str::is_empty);
+            let no_regex = req
+                .subscribed_topic_regex
+                .as_deref()
+                .is_none_or(str::is_empty);
             if no_names && no_regex {
                 return Err(InvalidRequest(
                     "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
@@ -410,8 +413,7 @@ impl ConsumerGroup {
             .values()
             .filter(|m| {
                 m.session_deadline <= now
-                    || m
-                        .rebalance_deadline
+                    || m.rebalance_deadline
                         .is_some_and(|(at, epoch)| at <= now && m.epoch == epoch)
             })
             .map(|m| m.id.clone())
@@ -433,7 +435,11 @@ impl ConsumerGroup {
         if let Some(m) = self.members.remove(member_id) {
             self.forget_partitions(&m);
             if let Some(i) = &m.instance_id {
-                if self.statics.get(i).is_some_and(|holder| holder == member_id) {
+                if self
+                    .statics
+                    .get(i)
+                    .is_some_and(|holder| holder == member_id)
+                {
                     self.statics.remove(i);
                 }
             }
@@ -445,9 +451,7 @@ impl ConsumerGroup {
     fn forget_partitions(&mut self, m: &Member) {
         for (t, parts) in m.assigned.iter().chain(m.revoking.iter()) {
             for p in parts {
-                if self.partition_epochs.get(&(*t, *p)).is_some() {
-                    self.partition_epochs.remove(&(*t, *p));
-                }
+                self.partition_epochs.remove(&(*t, *p));
             }
         }
     }

@@ -70,8 +70,14 @@ impl Fixture {
         if req.member_epoch < 0 {
             return self.group.leave(req);
         }
-        self.group
-            .heartbeat(req, &self.settings, SESSION, INTERVAL, &self.topics, self.now)
+        self.group.heartbeat(
+            req,
+            &self.settings,
+            SESSION,
+            INTERVAL,
+            &self.topics,
+            self.now,
+        )
     }
 
     fn assigned(&self, member: &str) -> Assignment {
@@ -104,11 +110,18 @@ fn a_member_whose_session_lapses_is_fenced_and_its_partitions_move() {
     assert!(f.group.members.contains_key("m1"));
     f.now += Duration::from_secs(1);
     f.group.expire(f.now);
-    assert!(!f.group.members.contains_key("m1"), "fenced at its session timeout");
+    assert!(
+        !f.group.members.contains_key("m1"),
+        "fenced at its session timeout"
+    );
     assert_eq!(f.group.state(), ConsumerGroupState::Assigning);
     let r = f.send(&beat("m2", 2, Some(&m2))).unwrap();
     assert_eq!(r.member_epoch, 3);
-    assert_eq!(size(&r.assignment.unwrap()), 4, "the survivor takes every partition");
+    assert_eq!(
+        size(&r.assignment.unwrap()),
+        4,
+        "the survivor takes every partition"
+    );
 }
 
 #[test]
@@ -118,7 +131,10 @@ fn a_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced() {
     f.send(&join("m2", &["a"])).unwrap();
     let all = f.assigned("m1");
     f.send(&beat("m1", 1, Some(&all))).unwrap();
-    assert_eq!(f.group.members["m1"].state, MemberState::UnrevokedPartitions);
+    assert_eq!(
+        f.group.members["m1"].state,
+        MemberState::UnrevokedPartitions
+    );
     // m1 keeps heartbeating but never releases; the bound is its 10 s rebalance timeout.
     f.now += Duration::from_secs(9);
     f.send(&beat("m1", 1, Some(&all))).unwrap();
@@ -126,7 +142,10 @@ fn a_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced() {
     assert!(f.group.members.contains_key("m1"));
     f.now += Duration::from_secs(1);
     f.group.expire(f.now);
-    assert!(!f.group.members.contains_key("m1"), "fenced at its rebalance timeout");
+    assert!(
+        !f.group.members.contains_key("m1"),
+        "fenced at its rebalance timeout"
+    );
     // Its partitions are free: m2 gets all four.
     let r = f.send(&beat("m2", 2, Some(&Assignment::new()))).unwrap();
     assert_eq!(size(&r.assignment.unwrap()), 4);
@@ -209,7 +228,10 @@ fn offset_commits_check_the_member_epoch() {
         group_instance_id: None,
         generation: epoch,
     };
-    assert!(f.group.validate_offset_commit(who("", -1), false).is_ok(), "empty group");
+    assert!(
+        f.group.validate_offset_commit(who("", -1), false).is_ok(),
+        "empty group"
+    );
     f.send(&join("m1", &["a"])).unwrap();
     assert_eq!(
         f.group.validate_offset_commit(who("", -1), false),
@@ -220,7 +242,10 @@ fn offset_commits_check_the_member_epoch() {
         Err(GroupError::StaleMemberEpoch)
     );
     assert!(f.group.validate_offset_commit(who("m1", 1), false).is_ok());
-    assert!(f.group.validate_offset_commit(who("", -1), true).is_ok(), "anonymous txn");
+    assert!(
+        f.group.validate_offset_commit(who("", -1), true).is_ok(),
+        "anonymous txn"
+    );
     assert_eq!(
         f.group.validate_offset_fetch(Some(("m1", 0))),
         Err(GroupError::StaleMemberEpoch)
@@ -241,5 +266,8 @@ fn regexes_are_bounded_and_match_whole_names() {
     );
     let re = compile_regex("top.c").unwrap();
     assert!(re.is_match("topic"));
-    assert!(!re.is_match("topics"), "whole names only, as Kafka's RE2J matches()");
+    assert!(
+        !re.is_match("topics"),
+        "whole names only, as Kafka's RE2J matches()"
+    );
 }

@@ -1458,9 +1458,8 @@ impl GroupCoordinator {
         if state.closed {
             return Err(GroupError::NotCoordinator);
         }
-        let leaving =
-            req.member_epoch == consumer_protocol::LEAVE_EPOCH
-                || req.member_epoch == consumer_protocol::LEAVE_STATIC_EPOCH;
+        let leaving = req.member_epoch == consumer_protocol::LEAVE_EPOCH
+            || req.member_epoch == consumer_protocol::LEAVE_STATIC_EPOCH;
         if !state.consumer.contains_key(&req.group_id) {
             // Kafka's getOrMaybeCreateConsumerGroup: created by a joining member; a classic
             // group in the way gives way only when it has no members.
@@ -1474,9 +1473,10 @@ impl GroupCoordinator {
                 Some(_) => return Err(GroupError::GroupIdNotFound),
                 None => {}
             }
-            state
-                .consumer
-                .insert(req.group_id.clone(), ConsumerGroup::new(&req.group_id, settings));
+            state.consumer.insert(
+                req.group_id.clone(),
+                ConsumerGroup::new(&req.group_id, settings),
+            );
         }
         let Some(group) = state.consumer.get_mut(&req.group_id) else {
             return Err(GroupError::GroupIdNotFound);
@@ -1564,7 +1564,10 @@ impl GroupCoordinator {
             }
         }
         let classic = state.groups.values().filter_map(Group::next_deadline);
-        let consumer = state.consumer.values().filter_map(ConsumerGroup::next_deadline);
+        let consumer = state
+            .consumer
+            .values()
+            .filter_map(ConsumerGroup::next_deadline);
         let next = classic.chain(consumer).min();
         state.next_wake = next;
         next

@@ -471,9 +471,15 @@ mod tests {
         for client in [1, 2, 3] {
             g.join(0, 0, gid, client, 6).unwrap();
         }
-        let before: BTreeMap<u32, Vec<u32>> = g.get(0, 0, gid, 6).unwrap().members.into_iter().collect();
+        let before: BTreeMap<u32, Vec<u32>> =
+            g.get(0, 0, gid, 6).unwrap().members.into_iter().collect();
         assert!(before.values().all(|p| p.len() == 2), "{before:?}");
-        let after: BTreeMap<u32, Vec<u32>> = g.join(0, 0, gid, 4, 6).unwrap().members.into_iter().collect();
+        let after: BTreeMap<u32, Vec<u32>> = g
+            .join(0, 0, gid, 4, 6)
+            .unwrap()
+            .members
+            .into_iter()
+            .collect();
         let moved = |a: &BTreeMap<u32, Vec<u32>>, b: &BTreeMap<u32, Vec<u32>>| {
             a.iter()
                 .map(|(c, parts)| {
@@ -482,13 +488,25 @@ mod tests {
                 })
                 .sum::<usize>()
         };
-        assert_eq!(moved(&before, &after), 1, "6 over 4 members: one partition moves");
+        assert_eq!(
+            moved(&before, &after),
+            1,
+            "6 over 4 members: one partition moves"
+        );
         assert_eq!(after[&4].len(), 1);
         g.leave(0, 0, gid, 1, 6).unwrap();
-        let left: BTreeMap<u32, Vec<u32>> = g.get(0, 0, gid, 6).unwrap().members.into_iter().collect();
-        let stayed: BTreeMap<u32, Vec<u32>> =
-            after.iter().filter(|(c, _)| **c != 1).map(|(c, p)| (*c, p.clone())).collect();
-        assert_eq!(moved(&stayed, &left), 0, "those who stay keep every partition");
+        let left: BTreeMap<u32, Vec<u32>> =
+            g.get(0, 0, gid, 6).unwrap().members.into_iter().collect();
+        let stayed: BTreeMap<u32, Vec<u32>> = after
+            .iter()
+            .filter(|(c, _)| **c != 1)
+            .map(|(c, p)| (*c, p.clone()))
+            .collect();
+        assert_eq!(
+            moved(&stayed, &left),
+            0,
+            "those who stay keep every partition"
+        );
         assert_eq!(left.values().map(Vec::len).sum::<usize>(), 6);
     }
 }

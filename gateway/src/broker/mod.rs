@@ -10,11 +10,11 @@
 //! it to the blocking pool ([`Broker::blocking`]), as partition appends already do.
 
 pub mod acl;
+pub mod assignor;
 pub mod catalog;
 pub mod clients;
 pub mod compaction;
 pub mod consume;
-pub mod assignor;
 pub mod consumer_protocol;
 pub mod coordinator;
 pub mod group_config;

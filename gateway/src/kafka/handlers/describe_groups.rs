@@ -42,9 +42,10 @@ pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResp
                 Err(GroupError::GroupIdNotFound) => {
                     let out = out.with_group_state(str_bytes("Dead"));
                     if v >= 6 {
-                        out.with_error_code(code::GROUP_ID_NOT_FOUND).with_error_message(Some(
-                            str_bytes(format!("Group {name} is not a classic group.")),
-                        ))
+                        out.with_error_code(code::GROUP_ID_NOT_FOUND)
+                            .with_error_message(Some(str_bytes(format!(
+                                "Group {name} is not a classic group."
+                            ))))
                     } else {
                         out.with_error_code(code::NONE)
                     }

@@ -41,8 +41,12 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
                 // kip848: a topic asked for by id alone (v12+), as librdkafka resolves the
                 // topic ids of KIP-848 assignments; an unknown id is UNKNOWN_TOPIC_ID.
                 if wanted.name.is_none() && !wanted.topic_id.is_nil() {
-                    let known = req.broker().kafka_topic_names_by_id().remove(&wanted.topic_id);
-                    let Some(name) = known.filter(|n| req.may(Operation::Describe, Resource::Topic(n)))
+                    let known = req
+                        .broker()
+                        .kafka_topic_names_by_id()
+                        .remove(&wanted.topic_id);
+                    let Some(name) =
+                        known.filter(|n| req.may(Operation::Describe, Resource::Topic(n)))
                     else {
                         out.push(
                             MetadataResponseTopic::default()

@@ -137,8 +137,9 @@ fn fetch_group(
             topics: Vec::new(),
         };
     }
-    let unstable =
-        |topic: &str, index: i32| stable && req.broker().has_pending_txn_offset(group, topic, index);
+    let unstable = |topic: &str, index: i32| {
+        stable && req.broker().has_pending_txn_offset(group, topic, index)
+    };
     let topics = match asked {
         Some(asked) => asked
             .into_iter()
