@@ -16,6 +16,7 @@ use wharf_log_store::remote::{
 use wharf_log_store::{Durability, StoreConfig};
 
 use crate::broker::quotas::QuotaWindows;
+use crate::broker::coordinator::ConsumerProtocolSettings;
 use crate::broker::{CoordinatorSettings, LoginSettings, TransactionSettings};
 
 /// The defaults, exactly as documented in `configs/server.toml`.
@@ -147,6 +148,15 @@ struct RawKafka {
     group_min_session_timeout: String,
     group_max_session_timeout: String,
     group_initial_rebalance_delay: String,
+    group_consumer_session_timeout: String,
+    group_consumer_min_session_timeout: String,
+    group_consumer_max_session_timeout: String,
+    group_consumer_heartbeat_interval: String,
+    group_consumer_min_heartbeat_interval: String,
+    group_consumer_max_heartbeat_interval: String,
+    group_consumer_max_size: u32,
+    group_consumer_assignors: String,
+    group_consumer_migration_policy: String,
     transaction_max_timeout: String,
     transactional_id_expiration: String,
     transaction_abort_timed_out_transaction_cleanup_interval: String,
@@ -1089,6 +1099,88 @@ impl RawKafka {
                 "must be at least group_min_session_timeout and below 24 days".into(),
             ));
         }
+        // KIP-848's `group.consumer.*`, checked as Kafka's GroupCoordinatorConfig does.
+        let consumer = ConsumerProtocolSettings {
+            session_timeout: duration(
+                "group_consumer_session_timeout",
+                &self.group_consumer_session_timeout,
+            )?,
+            min_session_timeout: duration(
+                "group_consumer_min_session_timeout",
+                &self.group_consumer_min_session_timeout,
+            )?,
+            max_session_timeout: duration(
+                "group_consumer_max_session_timeout",
+                &self.group_consumer_max_session_timeout,
+            )?,
+            heartbeat_interval: duration(
+                "group_consumer_heartbeat_interval",
+                &self.group_consumer_heartbeat_interval,
+            )?,
+            min_heartbeat_interval: duration(
+                "group_consumer_min_heartbeat_interval",
+                &self.group_consumer_min_heartbeat_interval,
+            )?,
+            max_heartbeat_interval: duration(
+                "group_consumer_max_heartbeat_interval",
+                &self.group_consumer_max_heartbeat_interval,
+            )?,
+            max_size: usize::try_from(self.group_consumer_max_size).unwrap_or(usize::MAX),
+            assignors: self
+                .group_consumer_assignors
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            migration_policy: self.group_consumer_migration_policy.trim().to_lowercase(),
+        };
+        let c = &consumer;
+        if !(c.min_session_timeout..=c.max_session_timeout).contains(&c.session_timeout)
+            || c.max_session_timeout.as_millis() > i32::MAX as u128
+        {
+            return Err(invalid(
+                "group_consumer_session_timeout",
+                "must lie within group_consumer_min_session_timeout and group_consumer_max_session_timeout".into(),
+            ));
+        }
+        if !(c.min_heartbeat_interval..=c.max_heartbeat_interval).contains(&c.heartbeat_interval)
+            || c.heartbeat_interval.is_zero()
+        {
+            return Err(invalid(
+                "group_consumer_heartbeat_interval",
+                "must lie within group_consumer_min_heartbeat_interval and group_consumer_max_heartbeat_interval".into(),
+            ));
+        }
+        if c.heartbeat_interval >= c.session_timeout {
+            return Err(invalid(
+                "group_consumer_heartbeat_interval",
+                "must be below group_consumer_session_timeout".into(),
+            ));
+        }
+        if c.max_size == 0 {
+            return Err(invalid(
+                "group_consumer_max_size",
+                "must be at least 1".into(),
+            ));
+        }
+        if c.assignors.is_empty()
+            || c.assignors
+                .iter()
+                .any(|a| crate::broker::assignor::Assignor::from_name(a).is_none())
+        {
+            return Err(invalid(
+                "group_consumer_assignors",
+                "a comma-separated list of uniform and range".into(),
+            ));
+        }
+        if !["bidirectional", "upgrade", "downgrade", "disabled"]
+            .contains(&c.migration_policy.as_str())
+        {
+            return Err(invalid(
+                "group_consumer_migration_policy",
+                "one of bidirectional, upgrade, downgrade, disabled".into(),
+            ));
+        }
         let groups = CoordinatorSettings {
             min_session_timeout: min_session,
             max_session_timeout: max_session,
@@ -1096,6 +1188,7 @@ impl RawKafka {
                 "group_initial_rebalance_delay",
                 &self.group_initial_rebalance_delay,
             )?,
+            consumer,
             ..CoordinatorSettings::default()
         };
         let transactions = TransactionSettings {
@@ -1787,6 +1880,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("group_min_session_timeout"), "{e}");
+    }
+
+    /// KIP-848's group.consumer.* keys: Kafka 4's defaults, and Kafka's bounds enforced.
+    #[test]
+    fn consumer_protocol_settings_are_read_and_checked() {
+        let c = ServerConfig::load_from(&Overrides::default(), &[]).unwrap();
+        let d = &c.kafka.groups.consumer;
+        assert_eq!(d.session_timeout, Duration::from_secs(45));
+        assert_eq!(d.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(d.assignors, ["uniform", "range"]);
+        assert_eq!(d.migration_policy, "bidirectional");
+        let var = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let env = var("WHARF_KAFKA_GROUP_CONSUMER_ASSIGNORS", "range, uniform");
+        let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+        assert_eq!(c.kafka.groups.consumer.assignors, ["range", "uniform"]);
+        for (key, value, named) in [
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT",
+                "10 s",
+                "group_consumer_session_timeout",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL",
+                "1 s",
+                "group_consumer_heartbeat_interval",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_ASSIGNORS",
+                "sticky",
+                "group_consumer_assignors",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_MIGRATION_POLICY",
+                "sideways",
+                "group_consumer_migration_policy",
+            ),
+            (
+                "WHARF_KAFKA_GROUP_CONSUMER_MAX_SIZE",
+                "0",
+                "group_consumer_max_size",
+            ),
+        ] {
+            let e = ServerConfig::load_from(&Overrides::default(), &var(key, value))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{key}={value}: {e}");
+        }
     }
 
     #[test]

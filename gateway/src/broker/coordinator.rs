@@ -26,6 +26,11 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
+use super::consumer_protocol::{
+    self, ConsumerGroup, ConsumerGroupView, Heartbeat, HeartbeatAnswer, TopicsView,
+};
+use super::group_config::GroupConfig;
+
 /// A member that has joined but never completed a join is dropped after this long (Kafka's
 /// `NewMemberJoinTimeoutMs`): it probably went away mid-join.
 const NEW_MEMBER_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -125,6 +130,19 @@ pub enum GroupError {
     NonEmptyGroup,
     #[error("group not found")]
     GroupIdNotFound,
+    // KIP-848 (consumer protocol) refusals.
+    #[error("the member epoch is fenced: abandon the partitions and rejoin")]
+    FencedMemberEpoch,
+    #[error("the member epoch is not the member's current one")]
+    StaleMemberEpoch,
+    #[error("the instance id is still held by another member")]
+    UnreleasedInstanceId,
+    #[error("the server assignor is not supported")]
+    UnsupportedAssignor,
+    #[error("invalid regular expression")]
+    InvalidRegularExpression,
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
 }
 
 /// The group states, named as Kafka names them in DescribeGroups and ListGroups.
@@ -273,7 +291,10 @@ pub struct GroupSummary {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// The state's name as Kafka spells it (classic or consumer group states).
+    pub state: &'static str,
+    /// `classic` or `consumer` (ListGroups v5's group type).
+    pub group_type: &'static str,
 }
 
 #[derive(Debug)]
@@ -740,6 +761,8 @@ impl Group {
 #[derive(Debug, Default)]
 struct State {
     groups: HashMap<String, Group>,
+    /// The consumer-protocol (KIP-848) groups; a group id names a group in one map or the other.
+    consumer: HashMap<String, ConsumerGroup>,
     /// When the timer task will next look; an earlier deadline must wake it.
     next_wake: Option<Instant>,
     /// Set at shutdown: everything is answered NOT_COORDINATOR from then on.
@@ -778,7 +801,12 @@ impl GroupCoordinator {
 
     /// Wakes the timer task if something now times out before it planned to look.
     fn reschedule(&self, state: &mut State, group_id: &str) {
-        let Some(at) = state.groups.get(group_id).and_then(Group::next_deadline) else {
+        let classic = state.groups.get(group_id).and_then(Group::next_deadline);
+        let consumer = state
+            .consumer
+            .get(group_id)
+            .and_then(ConsumerGroup::next_deadline);
+        let Some(at) = classic.into_iter().chain(consumer).min() else {
             return;
         };
         if state.next_wake.is_none_or(|w| at < w) {
@@ -827,6 +855,15 @@ impl GroupCoordinator {
         let mut state = self.state.lock();
         if state.closed {
             return fail(GroupError::NotCoordinator);
+        }
+        // A consumer-protocol group of this id: an empty one gives way to the classic group
+        // (Kafka converts it); classic members cannot join one with members here.
+        match state.consumer.get(&req.group_id) {
+            Some(g) if g.is_empty() => {
+                state.consumer.remove(&req.group_id);
+            }
+            Some(_) => return fail(GroupError::InconsistentGroupProtocol),
+            None => {}
         }
         if !req.member_id.is_empty() && !state.groups.contains_key(&req.group_id) {
             return fail(GroupError::UnknownMemberId);
@@ -1201,6 +1238,11 @@ impl GroupCoordinator {
         if state.closed {
             return Err(GroupError::NotCoordinator);
         }
+        if let Some(group) = state.consumer.get(group_id) {
+            return group
+                .validate_offset_commit(who, transactional)
+                .map(|()| write());
+        }
         let Some(group) = state.groups.get_mut(group_id) else {
             return if who.generation < 0 {
                 Ok(write())
@@ -1256,6 +1298,10 @@ impl GroupCoordinator {
         if state.closed {
             return Err(GroupError::NotCoordinator);
         }
+        if state.consumer.contains_key(group_id) {
+            // Kafka: "Group .. is not a classic group."
+            return Err(GroupError::GroupIdNotFound);
+        }
         let Some(group) = state.groups.get(group_id) else {
             return Ok(GroupSummary {
                 state: if has_offsets {
@@ -1310,15 +1356,23 @@ impl GroupCoordinator {
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
+                state: g.state.name(),
+                group_type: "classic",
             })
+            .chain(state.consumer.iter().map(|(id, g)| GroupListing {
+                group_id: id.clone(),
+                protocol_type: "consumer".to_string(),
+                state: g.state().name(),
+                group_type: "consumer",
+            }))
             .collect();
         for name in with_offsets {
-            if !state.groups.contains_key(&name) {
+            if !state.groups.contains_key(&name) && !state.consumer.contains_key(&name) {
                 out.push(GroupListing {
                     group_id: name,
                     protocol_type: String::new(),
-                    state: GroupState::Empty,
+                    state: GroupState::Empty.name(),
+                    group_type: "classic",
                 });
             }
         }
@@ -1336,6 +1390,14 @@ impl GroupCoordinator {
         let mut state = self.state.lock();
         if state.closed {
             return Err(GroupError::NotCoordinator);
+        }
+        if let Some(g) = state.consumer.get(group_id) {
+            if !g.is_empty() {
+                return Err(GroupError::NonEmptyGroup);
+            }
+            state.consumer.remove(group_id);
+            delete_offsets();
+            return Ok(());
         }
         match state.groups.get(group_id) {
             Some(g) if g.state != GroupState::Empty || !g.pending.is_empty() => {
@@ -1381,6 +1443,93 @@ impl GroupCoordinator {
         }
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848): join, heartbeat, reconcile or leave. `topics` are the
+    /// topics a subscription can name; `config` the group's own session/heartbeat settings.
+    pub fn consumer_heartbeat(
+        &self,
+        req: &Heartbeat,
+        config: &GroupConfig,
+        topics: &TopicsView,
+    ) -> Result<HeartbeatAnswer, GroupError> {
+        let settings = &self.settings.consumer;
+        consumer_protocol::validate(req, settings)?;
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(GroupError::NotCoordinator);
+        }
+        let leaving = req.member_epoch == consumer_protocol::LEAVE_EPOCH
+            || req.member_epoch == consumer_protocol::LEAVE_STATIC_EPOCH;
+        if !state.consumer.contains_key(&req.group_id) {
+            // Kafka's getOrMaybeCreateConsumerGroup: created by a joining member; a classic
+            // group in the way gives way only when it has no members.
+            if leaving || req.member_epoch != 0 {
+                return Err(GroupError::GroupIdNotFound);
+            }
+            match state.groups.get(&req.group_id) {
+                Some(g) if g.state == GroupState::Empty && g.pending.is_empty() => {
+                    state.groups.remove(&req.group_id);
+                }
+                Some(_) => return Err(GroupError::GroupIdNotFound),
+                None => {}
+            }
+            state.consumer.insert(
+                req.group_id.clone(),
+                ConsumerGroup::new(&req.group_id, settings),
+            );
+        }
+        let Some(group) = state.consumer.get_mut(&req.group_id) else {
+            return Err(GroupError::GroupIdNotFound);
+        };
+        let result = if leaving {
+            group.leave(req)
+        } else {
+            let session = config
+                .consumer_session_timeout_ms
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map_or(settings.session_timeout, Duration::from_millis);
+            let interval = config
+                .consumer_heartbeat_interval_ms
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map_or(settings.heartbeat_interval, Duration::from_millis);
+            group.heartbeat(req, settings, session, interval, topics, now)
+        };
+        self.reschedule(&mut state, &req.group_id);
+        result
+    }
+
+    /// ConsumerGroupDescribe for one group: GROUP_ID_NOT_FOUND unless it is a consumer group.
+    pub fn describe_consumer_group(&self, group_id: &str) -> Result<ConsumerGroupView, GroupError> {
+        let state = self.state.lock();
+        if state.closed {
+            return Err(GroupError::NotCoordinator);
+        }
+        state
+            .consumer
+            .get(group_id)
+            .map(ConsumerGroup::view)
+            .ok_or(GroupError::GroupIdNotFound)
+    }
+
+    /// True when `group_id` is a consumer-protocol group here.
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.state.lock().consumer.contains_key(group_id)
+    }
+
+    /// OffsetFetch v9's member check for consumer groups (`member`: id and epoch, when the
+    /// request names one); other groups are not checked.
+    pub fn check_offset_fetch(
+        &self,
+        group_id: &str,
+        member: Option<(&str, i32)>,
+    ) -> Result<(), GroupError> {
+        let state = self.state.lock();
+        match state.consumer.get(group_id) {
+            Some(g) => g.validate_offset_fetch(member),
+            None => Ok(()),
+        }
+    }
+
     /// Runs the group timers until `stopped` turns true, then answers every waiting member
     /// NOT_COORDINATOR (as Kafka does when a coordinator unloads its groups).
     pub async fn drive_timers(&self, mut stopped: watch::Receiver<bool>) {
@@ -1409,7 +1558,17 @@ impl GroupCoordinator {
                 g.expire(&self.settings, now);
             }
         }
-        let next = state.groups.values().filter_map(Group::next_deadline).min();
+        for g in state.consumer.values_mut() {
+            if g.next_deadline().is_some_and(|d| d <= now) {
+                g.expire(now);
+            }
+        }
+        let classic = state.groups.values().filter_map(Group::next_deadline);
+        let consumer = state
+            .consumer
+            .values()
+            .filter_map(ConsumerGroup::next_deadline);
+        let next = classic.chain(consumer).min();
         state.next_wake = next;
         next
     }
@@ -1427,6 +1586,7 @@ impl GroupCoordinator {
             }
         }
         state.groups.clear();
+        state.consumer.clear();
     }
 }
 

@@ -389,12 +389,14 @@ async fn leaving_empties_the_group_which_can_then_be_deleted() {
             GroupListing {
                 group_id: "g".into(),
                 protocol_type: "consumer".into(),
-                state: GroupState::Empty
+                state: "Empty",
+                group_type: "classic",
             },
             GroupListing {
                 group_id: "offsets-only".into(),
                 protocol_type: String::new(),
-                state: GroupState::Empty
+                state: "Empty",
+                group_type: "classic",
             },
         ]
     );

@@ -1,13 +1,14 @@
 //! Native (Iggy) consumer groups: server-side assignment of a topic's partitions to the clients
 //! that joined. Any membership change (join, leave, disconnect, partition count change) assigns
-//! again round-robin: partition `i` goes to member `i % members`, members in order of joining.
-//! A member polling without a partition id takes its own partitions in turn.
+//! again with the `uniform` assignor of KIP-848 groups ([`super::assignor`]): members keep the
+//! partitions they hold where balance allows, so only what must move moves (incremental
+//! rebalancing). A member polling without a partition id takes its own partitions in turn.
 //!
 //! Group definitions (ids and names) are persisted; membership is per connection and is formed
 //! again after a restart. Committed positions live in the log store's offsets, keyed by the
 //! group's name, so Kafka groups of the same name share them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +16,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use wharf_log_store::{read_durable, write_durable, Ident};
 
+use super::assignor::{Assignment, Assignor, MemberSpec};
 use super::BrokerError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,17 +91,39 @@ impl Group {
         }
     }
 
+    /// Assigns the partitions with the server-side `uniform` assignor of KIP-848 groups:
+    /// members keep what they hold where balance allows, so a join or leave moves only the
+    /// partitions it must (incremental rebalancing), and loads differ by at most one.
     fn rebalance(&mut self) {
+        // One topic per group: any fixed id names it for the assignor.
+        let topic = uuid::Uuid::nil();
+        let id = |client: u32| format!("{client:010}");
+        let specs: Vec<MemberSpec> = self
+            .members
+            .iter()
+            .map(|m| MemberSpec {
+                member_id: id(m.client_id),
+                subscribed: BTreeSet::from([topic]),
+                current: Assignment::from([(
+                    topic,
+                    m.partitions
+                        .iter()
+                        .filter_map(|p| i32::try_from(*p).ok())
+                        .collect(),
+                )]),
+            })
+            .collect();
+        let topics = BTreeMap::from([(topic, self.partitions_count)]);
+        let mut target = Assignor::Uniform.assign(&specs, &topics);
         for m in &mut self.members {
-            m.partitions.clear();
+            m.partitions = target
+                .remove(&id(m.client_id))
+                .and_then(|mut a| a.remove(&topic))
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| u32::try_from(p).ok())
+                .collect();
             m.next = 0;
-        }
-        let n = self.members.len();
-        if n == 0 {
-            return;
-        }
-        for p in 0..self.partitions_count {
-            self.members[p as usize % n].partitions.push(p);
         }
     }
 }
@@ -409,11 +433,12 @@ mod tests {
         let one = g.join(0, 0, gid, 10, 3).unwrap();
         assert_eq!(one.members, vec![(10, vec![0, 1, 2])]);
         let two = g.join(0, 0, Ident::Name("workers"), 11, 3).unwrap();
-        assert_eq!(two.members, vec![(10, vec![0, 2]), (11, vec![1])]);
+        // Incremental: the first member keeps two of its three, the newcomer takes one.
+        assert_eq!(two.members, vec![(10, vec![0, 1]), (11, vec![2])]);
         let polled: Vec<_> = (0..4)
             .map(|_| g.next_partition(0, 0, gid, 10, 3).unwrap())
             .collect();
-        assert_eq!(polled, [Some(0), Some(2), Some(0), Some(2)]);
+        assert_eq!(polled, [Some(0), Some(1), Some(0), Some(1)]);
         assert!(matches!(
             g.next_partition(0, 0, gid, 99, 3),
             Err(BrokerError::NotGroupMember(_))
@@ -434,5 +459,54 @@ mod tests {
         let again = g.get(0, 0, Ident::Name("workers"), 3).unwrap();
         assert_eq!((again.id, again.members.len()), (info.id, 0));
         assert_eq!(g.create(0, 0, "second", 3).unwrap().id, info.id + 1);
+    }
+
+    /// The bound of incremental rebalancing: a join moves only what the newcomer's share
+    /// needs, a leave moves only the leaver's partitions.
+    #[test]
+    fn joins_and_leaves_move_only_what_they_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ConsumerGroups::open(dir.path()).unwrap();
+        let gid = Ident::Id(g.create(0, 0, "inc", 6).unwrap().id);
+        for client in [1, 2, 3] {
+            g.join(0, 0, gid, client, 6).unwrap();
+        }
+        let before: BTreeMap<u32, Vec<u32>> =
+            g.get(0, 0, gid, 6).unwrap().members.into_iter().collect();
+        assert!(before.values().all(|p| p.len() == 2), "{before:?}");
+        let after: BTreeMap<u32, Vec<u32>> = g
+            .join(0, 0, gid, 4, 6)
+            .unwrap()
+            .members
+            .into_iter()
+            .collect();
+        let moved = |a: &BTreeMap<u32, Vec<u32>>, b: &BTreeMap<u32, Vec<u32>>| {
+            a.iter()
+                .map(|(c, parts)| {
+                    let now = b.get(c).cloned().unwrap_or_default();
+                    parts.iter().filter(|p| !now.contains(p)).count()
+                })
+                .sum::<usize>()
+        };
+        assert_eq!(
+            moved(&before, &after),
+            1,
+            "6 over 4 members: one partition moves"
+        );
+        assert_eq!(after[&4].len(), 1);
+        g.leave(0, 0, gid, 1, 6).unwrap();
+        let left: BTreeMap<u32, Vec<u32>> =
+            g.get(0, 0, gid, 6).unwrap().members.into_iter().collect();
+        let stayed: BTreeMap<u32, Vec<u32>> = after
+            .iter()
+            .filter(|(c, _)| **c != 1)
+            .map(|(c, p)| (*c, p.clone()))
+            .collect();
+        assert_eq!(
+            moved(&stayed, &left),
+            0,
+            "those who stay keep every partition"
+        );
+        assert_eq!(left.values().map(Vec::len).sum::<usize>(), 6);
     }
 }

@@ -4,7 +4,11 @@
 //!
 //! [`GroupCoordinator`]: super::GroupCoordinator
 
+use std::collections::HashMap;
+
+use super::consumer_protocol::{ConsumerGroupView, Heartbeat, HeartbeatAnswer, TopicsView};
 use super::coordinator::{GroupError, JoinRequest, JoinResult, MemberRef, SyncRequest, SyncResult};
+use super::names::topic_uuid;
 use super::offsets::group_ident;
 use super::{Broker, GroupInfo, TopicInfo};
 use wharf_protocol::Identifier;
@@ -33,6 +37,50 @@ impl Broker {
         leaving: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         self.coordinator.leave(group, leaving)
+    }
+
+    /// Kafka ConsumerGroupHeartbeat (KIP-848). `may_describe` says which topics the member's
+    /// principal may see: only those can be subscribed to (by name or by regex).
+    pub fn consumer_group_heartbeat(
+        &self,
+        req: &Heartbeat,
+        may_describe: impl Fn(&str) -> bool,
+    ) -> Result<HeartbeatAnswer, GroupError> {
+        let topics = TopicsView {
+            by_name: self
+                .kafka_topics()
+                .into_iter()
+                .filter(|(name, _)| may_describe(name))
+                .map(|(name, t)| {
+                    let id = topic_uuid(&t);
+                    (name, (id, t.partitions))
+                })
+                .collect(),
+        };
+        let config = self.group_config(&req.group_id);
+        self.coordinator.consumer_heartbeat(req, &config, &topics)
+    }
+
+    /// Kafka ConsumerGroupDescribe for one group.
+    pub fn describe_consumer_group(&self, group: &str) -> Result<ConsumerGroupView, GroupError> {
+        self.coordinator.describe_consumer_group(group)
+    }
+
+    /// The Kafka name of every topic by its topic id (to name the topics of assignments).
+    pub fn kafka_topic_names_by_id(&self) -> HashMap<uuid::Uuid, String> {
+        self.kafka_topics()
+            .into_iter()
+            .map(|(name, t)| (topic_uuid(&t), name))
+            .collect()
+    }
+
+    /// OffsetFetch v9's member check (only consumer-protocol groups are checked).
+    pub fn check_offset_fetch_member(
+        &self,
+        group: &str,
+        member: Option<(&str, i32)>,
+    ) -> Result<(), GroupError> {
+        self.coordinator.check_offset_fetch(group, member)
     }
 
     /// Expires Kafka group members and rebalances on their deadlines until `stopped`.

@@ -12,10 +12,12 @@
 pub mod acl;
 pub mod admin;
 pub mod broker_config;
+pub mod assignor;
 pub mod catalog;
 pub mod clients;
 pub mod compaction;
 pub mod consume;
+pub mod consumer_protocol;
 pub mod coordinator;
 pub mod group_config;
 pub mod groups;

@@ -69,6 +69,7 @@ pub mod code {
     pub const PRODUCER_FENCED: i16 = E::ProducerFenced.code();
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = E::TransactionalIdNotFound.code();
     pub const TRANSACTION_ABORTABLE: i16 = E::TransactionAbortable.code();
+    pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
 }
 
 /// The Kafka error for a group coordinator refusal.
@@ -88,6 +89,12 @@ pub fn group_error(e: &GroupError) -> ResponseError {
         GroupError::GroupMaxSizeReached => K::GroupMaxSizeReached,
         GroupError::NonEmptyGroup => K::NonEmptyGroup,
         GroupError::GroupIdNotFound => K::GroupIdNotFound,
+        GroupError::FencedMemberEpoch => K::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => K::StaleMemberEpoch,
+        GroupError::UnreleasedInstanceId => K::UnreleasedInstanceId,
+        GroupError::UnsupportedAssignor => K::UnsupportedAssignor,
+        GroupError::InvalidRegularExpression => K::InvalidRegularExpression,
+        GroupError::InvalidRequest(_) => K::InvalidRequest,
     }
 }
 

@@ -125,14 +125,14 @@ static APIS: &[Api] = &[
     Api { key: 2, min: 1, max: 10, flexible_from: 6, walk: list_offsets },
     Api { key: 3, min: 0, max: 13, flexible_from: 9, walk: metadata },
     Api { key: 8, min: 2, max: 9, flexible_from: 8, walk: offset_commit },
-    Api { key: 9, min: 1, max: 7, flexible_from: 6, walk: offset_fetch },
+    Api { key: 9, min: 1, max: 9, flexible_from: 6, walk: offset_fetch },
     Api { key: 10, min: 0, max: 3, flexible_from: 3, walk: find_coordinator },
     Api { key: 11, min: 0, max: 9, flexible_from: 6, walk: join_group },
     Api { key: 12, min: 0, max: 4, flexible_from: 4, walk: heartbeat },
     Api { key: 13, min: 0, max: 5, flexible_from: 4, walk: leave_group },
     Api { key: 14, min: 0, max: 5, flexible_from: 4, walk: sync_group },
-    Api { key: 15, min: 0, max: 5, flexible_from: 5, walk: describe_groups },
-    Api { key: 16, min: 0, max: 4, flexible_from: 3, walk: list_groups },
+    Api { key: 15, min: 0, max: 6, flexible_from: 5, walk: describe_groups },
+    Api { key: 16, min: 0, max: 5, flexible_from: 3, walk: list_groups },
     Api { key: 18, min: 0, max: 4, flexible_from: 3, walk: api_versions },
     Api { key: 19, min: 2, max: 7, flexible_from: 5, walk: create_topics },
     Api { key: 20, min: 1, max: 5, flexible_from: 4, walk: delete_topics },
@@ -172,6 +172,9 @@ static APIS: &[Api] = &[
     Api { key: 49, min: 0, max: 1, flexible_from: 1, walk: alter_client_quotas },
     // ---- versions ----
     Api { key: 75, min: 0, max: 0, flexible_from: 0, walk: describe_topic_partitions },
+    // ---- kip848 ----
+    Api { key: 68, min: 0, max: 1, flexible_from: 0, walk: consumer_group_heartbeat },
+    Api { key: 69, min: 0, max: 1, flexible_from: 0, walk: consumer_group_describe },
 ];
 
 fn lookup(api_key: i16, api_version: i16) -> Option<&'static Api> {
@@ -1156,6 +1159,34 @@ fn describe_topic_partitions(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
     c.tags(f)
 }
 
+// ---- kip848 ----
+
+fn consumer_group_heartbeat(c: &mut Cursor<'_>, v: i16, f: bool) -> Res {
+    c.string(f, "group_id")?;
+    c.string(f, "member_id")?;
+    c.i32("member_epoch")?;
+    c.string(f, "instance_id")?;
+    c.string(f, "rack_id")?;
+    c.i32("rebalance_timeout_ms")?;
+    c.array(f, "subscribed_topic_names", |c| c.string(f, "topic name"))?;
+    if v >= 1 {
+        c.string(f, "subscribed_topic_regex")?;
+    }
+    c.string(f, "server_assignor")?;
+    c.array(f, "topic_partitions", |c| {
+        c.uuid("topic_id")?;
+        c.array(f, "partitions", |c| c.i32("partition"))?;
+        c.tags(f)
+    })?;
+    c.tags(f)
+}
+
+fn consumer_group_describe(c: &mut Cursor<'_>, _v: i16, f: bool) -> Res {
+    c.array(f, "group_ids", |c| c.string(f, "group id"))?;
+    c.bool("include_authorized_operations")?;
+    c.tags(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -2087,6 +2118,38 @@ mod tests {
             .with_unknown_tagged_field(TAG, tag())
     }
 
+    // ---- kip848 ----
+
+    fn consumer_group_heartbeat(v: i16) -> ConsumerGroupHeartbeatRequest {
+        use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+        let r = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_member_id(s("m"))
+            .with_member_epoch(3)
+            .with_instance_id(Some(s("i")))
+            .with_rack_id(None)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![topic("a"), topic("b")]))
+            .with_server_assignor(Some(s("uniform")))
+            .with_topic_partitions(Some(vec![TopicPartitions::default()
+                .with_topic_id(uuid::Uuid::from_bytes([7; 16]))
+                .with_partitions(vec![0, 2])
+                .with_unknown_tagged_field(TAG, tag())]))
+            .with_unknown_tagged_field(TAG, tag());
+        if v >= 1 {
+            r.with_subscribed_topic_regex(Some(s("a.*")))
+        } else {
+            r
+        }
+    }
+
+    fn consumer_group_describe(_v: i16) -> ConsumerGroupDescribeRequest {
+        ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(s("g")), GroupId(s("h"))])
+            .with_include_authorized_operations(true)
+            .with_unknown_tagged_field(TAG, tag())
+    }
+
     /// Encodes header + `body` with the crate, checks that the crate decodes the frame back
     /// (to something that re-encodes to the same bytes), and returns the frame.
     fn encode<T: Encodable + Decodable>(key: ApiKey, v: i16, body: T) -> Vec<u8> {
@@ -2174,6 +2237,9 @@ mod tests {
             ApiKey::DescribeClientQuotas => encode(key, v, describe_client_quotas(v)),
             ApiKey::AlterClientQuotas => encode(key, v, alter_client_quotas(v)),
             ApiKey::DescribeTopicPartitions => encode(key, v, describe_topic_partitions(v)),
+            // ---- kip848 ----
+            ApiKey::ConsumerGroupHeartbeat => encode(key, v, consumer_group_heartbeat(v)),
+            ApiKey::ConsumerGroupDescribe => encode(key, v, consumer_group_describe(v)),
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -2216,7 +2282,9 @@ mod tests {
                 DescribeProducers => DescribeProducersRequest,
                 DescribeClientQuotas => DescribeClientQuotasRequest,
                 AlterClientQuotas => AlterClientQuotasRequest,
-                DescribeTopicPartitions => DescribeTopicPartitionsRequest)
+                DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+                ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+                ConsumerGroupDescribe => ConsumerGroupDescribeRequest)
         };
         (@ $key:expr, $t:ident, $body:expr, $none:expr, $($k:ident => $ty:ty),*) => {
             match $key {

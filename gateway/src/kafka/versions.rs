@@ -15,14 +15,14 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     (LIST_OFFSETS, 1, 10),
     (METADATA, 0, 13),
     (OFFSET_COMMIT, 2, 9),
-    (OFFSET_FETCH, 1, 7),
+    (OFFSET_FETCH, 1, 9),
     (FIND_COORDINATOR, 0, 3),
     (JOIN_GROUP, 0, 9),
     (HEARTBEAT, 0, 4),
     (LEAVE_GROUP, 0, 5),
     (SYNC_GROUP, 0, 5),
-    (DESCRIBE_GROUPS, 0, 5),
-    (LIST_GROUPS, 0, 4),
+    (DESCRIBE_GROUPS, 0, 6),
+    (LIST_GROUPS, 0, 5),
     (API_VERSIONS, 0, 4),
     (CREATE_TOPICS, 2, 7),
     (DELETE_TOPICS, 1, 5),
@@ -65,6 +65,9 @@ pub const ADVERTISED: &[(i16, i16, i16)] = &[
     // quotas
     (DESCRIBE_CLIENT_QUOTAS, 0, 1),
     (ALTER_CLIENT_QUOTAS, 0, 1),
+    // ---- kip848 ----
+    (CONSUMER_GROUP_HEARTBEAT, 0, 1),
+    (CONSUMER_GROUP_DESCRIBE, 0, 1),
 ];
 
 pub const PRODUCE: i16 = 0;

@@ -56,6 +56,8 @@ pub const KAFKA_APIS: &[(i16, &str)] = &[
     (65, "DescribeTransactions"),
     (66, "ListTransactions"),
     (74, "ListConfigResources"),
+    (68, "ConsumerGroupHeartbeat"),
+    (69, "ConsumerGroupDescribe"),
 ];
 
 /// Native (Iggy 0.8) command codes, by code, with their names; Wharf's own commands last.

@@ -1,11 +1,13 @@
 //! DescribeGroups: state, protocol and members of each group (metadata and assignments only
-//! while the group is Stable, as Kafka does). A group nobody knows reads as Dead.
+//! while the group is Stable, as Kafka does). A group nobody knows reads as Dead (v6:
+//! GROUP_ID_NOT_FOUND with a message, as is a consumer-protocol group).
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::{str_bytes, Request};
 use crate::broker::acl::{Operation, Resource};
+use crate::broker::coordinator::{GroupError, GroupState};
 use crate::kafka::errors::{code, for_group};
 
 pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
@@ -35,7 +37,25 @@ pub fn handle(req: &Request<'_>, r: DescribeGroupsRequest) -> DescribeGroupsResp
                     .with_group_state(str_bytes("Dead"));
             }
             match req.broker().describe_kafka_group(&name) {
+                // A consumer-protocol group is not a classic group: v6 says so (KIP-1043),
+                // older versions read it as Dead, as Kafka 4 answers.
+                Err(GroupError::GroupIdNotFound) => {
+                    let out = out.with_group_state(str_bytes("Dead"));
+                    if v >= 6 {
+                        out.with_error_code(code::GROUP_ID_NOT_FOUND)
+                            .with_error_message(Some(str_bytes(format!(
+                                "Group {name} is not a classic group."
+                            ))))
+                    } else {
+                        out.with_error_code(code::NONE)
+                    }
+                }
                 Err(e) => out.with_error_code(for_group(&e)),
+                // v6: a group nobody knows is GROUP_ID_NOT_FOUND.
+                Ok(s) if v >= 6 && s.state == GroupState::Dead => out
+                    .with_group_state(str_bytes("Dead"))
+                    .with_error_code(code::GROUP_ID_NOT_FOUND)
+                    .with_error_message(Some(str_bytes(format!("Group {name} not found.")))),
                 Ok(s) => out
                     .with_error_code(code::NONE)
                     .with_group_state(str_bytes(s.state.name()))

@@ -1,0 +1,915 @@
+//! KIP-848 consumer groups (`group.protocol=consumer`), as Kafka 4's `GroupMetadataManager`
+//! runs them: the server owns the assignment. Members heartbeat (ConsumerGroupHeartbeat) with
+//! their subscription and the partitions they own; a change of membership, subscription or
+//! subscribed topics' partitions bumps the group epoch; the target assignment is then computed
+//! by a server-side [`Assignor`] for that epoch; and each member is reconciled towards its
+//! target one heartbeat at a time, revocation before assignment: a partition is only handed to
+//! its new owner once the old owner has reported it released, and a member only moves to the
+//! new epoch once it has released what it must give up.
+//!
+//! What this module owns: one consumer group's state ([`ConsumerGroup`]), the heartbeat/leave
+//! logic and its errors (Kafka's exact codes: FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID,
+//! UNRELEASED_INSTANCE_ID, FENCED_INSTANCE_ID, UNSUPPORTED_ASSIGNOR, INVALID_REQUEST, ...),
+//! static membership (a static member leaving with epoch -2 keeps its assignment for a session
+//! timeout; a new member with the same instance id takes it over), server-side regular
+//! expression subscriptions (RE2 syntax, matched against whole topic names as Kafka's RE2J
+//! does), session and rebalance timeouts as deadlines the coordinator's timer task serves,
+//! and the member epoch checks of OffsetCommit/OffsetFetch for these groups. The
+//! [`super::GroupCoordinator`] keeps these groups beside its classic ones, under its lock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::assignor::{Assignment, Assignor, MemberSpec};
+use super::coordinator::{ConsumerProtocolSettings, GroupError, MemberRef};
+
+/// Kafka's `LEAVE_GROUP_MEMBER_EPOCH`: the member leaves for good.
+pub const LEAVE_EPOCH: i32 = -1;
+/// Kafka's `LEAVE_GROUP_STATIC_MEMBER_EPOCH`: a static member leaves for now.
+pub const LEAVE_STATIC_EPOCH: i32 = -2;
+/// ConsumerGroupHeartbeat v1 (KIP-1082): the client generates its member id.
+const CLIENT_MEMBER_ID_VERSION: i16 = 1;
+/// A bound on a subscription's compiled regular expression (the `regex` crate's size limit):
+/// the pattern comes from the client, so its automaton must not grow without bound.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// A bound on a subscription's regular expression text.
+pub const REGEX_MAX_LEN: usize = 4096;
+
+/// The topics a heartbeat may subscribe to: name -> (topic id, partition count).
+#[derive(Debug, Clone, Default)]
+pub struct TopicsView {
+    pub by_name: BTreeMap<String, (Uuid, u32)>,
+}
+
+impl TopicsView {
+    /// The name of topic `id`, if it exists.
+    pub fn name_of(&self, id: &Uuid) -> Option<&str> {
+        self.by_name
+            .iter()
+            .find(|(_, (tid, _))| tid == id)
+            .map(|(n, _)| n.as_str())
+    }
+
+    fn fingerprint(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+}
+
+/// A ConsumerGroupHeartbeat, in the coordinator's terms.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    pub version: i16,
+    pub group_id: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// The partitions the member owns, by topic id; `None` when not sent.
+    pub owned: Option<Vec<(Uuid, Vec<i32>)>>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatAnswer {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's assigned partitions, when sent (see Kafka's rules in `heartbeat`).
+    pub assignment: Option<Assignment>,
+}
+
+/// The reconciliation state of a member, as Kafka's `MemberState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Stable,
+    /// Waiting for the member to release partitions it must give up.
+    UnrevokedPartitions,
+    /// Waiting for other members to release partitions this one is to get.
+    UnreleasedPartitions,
+}
+
+/// The state of a consumer group, named as Kafka's `ConsumerGroupState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerGroupState {
+    Empty,
+    Assigning,
+    Reconciling,
+    Stable,
+}
+
+impl ConsumerGroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsumerGroupState::Empty => "Empty",
+            ConsumerGroupState::Assigning => "Assigning",
+            ConsumerGroupState::Reconciling => "Reconciling",
+            ConsumerGroupState::Stable => "Stable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    id: String,
+    instance_id: Option<String>,
+    rack_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    rebalance_timeout: Duration,
+    names: BTreeSet<String>,
+    regex: Option<String>,
+    /// Topic names the regex matched when last resolved.
+    regex_matches: BTreeSet<String>,
+    server_assignor: Option<String>,
+    state: MemberState,
+    epoch: i32,
+    previous_epoch: i32,
+    assigned: Assignment,
+    revoking: Assignment,
+    session_deadline: Instant,
+    /// Fenced at this instant if still at this epoch (set while revoking).
+    rebalance_deadline: Option<(Instant, i32)>,
+}
+
+impl Member {
+    fn new(id: String, now: Instant) -> Member {
+        Member {
+            id,
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            rebalance_timeout: Duration::ZERO,
+            names: BTreeSet::new(),
+            regex: None,
+            regex_matches: BTreeSet::new(),
+            server_assignor: None,
+            state: MemberState::Stable,
+            epoch: 0,
+            previous_epoch: 0,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            session_deadline: now,
+            rebalance_deadline: None,
+        }
+    }
+
+    fn subscribed_names(&self) -> impl Iterator<Item = &String> {
+        self.names.iter().chain(self.regex_matches.iter())
+    }
+
+    fn is_reconciled_to(&self, epoch: i32) -> bool {
+        self.state == MemberState::Stable && self.epoch == epoch
+    }
+
+    fn update_epoch(&mut self, epoch: i32) {
+        self.previous_epoch = self.epoch;
+        self.epoch = epoch;
+    }
+}
+
+/// A member as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerMemberView {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub assignment: Assignment,
+    pub target_assignment: Assignment,
+}
+
+/// A consumer group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupView {
+    pub group_id: String,
+    pub state: ConsumerGroupState,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor_name: String,
+    pub members: Vec<ConsumerMemberView>,
+}
+
+/// One consumer-protocol group.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroup {
+    id: String,
+    group_epoch: i32,
+    assignment_epoch: i32,
+    members: BTreeMap<String, Member>,
+    /// instance id -> member id of the static members.
+    statics: HashMap<String, String>,
+    /// Member id -> target assignment at `assignment_epoch`.
+    target: HashMap<String, Assignment>,
+    /// (topic, partition) -> epoch of the member owning it (assigned or being revoked).
+    partition_epochs: HashMap<(Uuid, i32), i32>,
+    /// Subscribed topic name -> (id, partitions) as of the last epoch bump.
+    metadata: BTreeMap<String, (Uuid, u32)>,
+    /// The topic names regexes were last resolved against.
+    resolved_against: Vec<String>,
+    /// The assignor of the last target assignment.
+    assignor: Assignor,
+}
+
+/// Checks a heartbeat as Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid` does.
+pub fn validate(req: &Heartbeat, settings: &ConsumerProtocolSettings) -> Result<(), GroupError> {
+    use GroupError::InvalidRequest;
+    if req.group_id.is_empty() {
+        return Err(InvalidRequest("GroupId can't be empty."));
+    }
+    if req.instance_id.as_deref() == Some("") {
+        return Err(InvalidRequest("InstanceId can't be empty."));
+    }
+    if req.rack_id.as_deref() == Some("") {
+        return Err(InvalidRequest("RackId can't be empty."));
+    }
+    if req.version >= CLIENT_MEMBER_ID_VERSION && req.member_id.is_empty() {
+        return Err(InvalidRequest("MemberId can't be empty."));
+    }
+    match req.member_epoch {
+        0 => {
+            if req.rebalance_timeout_ms == -1 {
+                return Err(InvalidRequest(
+                    "RebalanceTimeoutMs must be provided in first request.",
+                ));
+            }
+            if req.owned.as_ref().is_none_or(|o| !o.is_empty()) {
+                return Err(InvalidRequest(
+                    "TopicPartitions must be empty when (re-)joining.",
+                ));
+            }
+            let no_names = req
+                .subscribed_topic_names
+                .as_ref()
+                .is_none_or(Vec::is_empty);
+            let no_regex = req
+                .subscribed_topic_regex
+                .as_deref()
+                .is_none_or(str::is_empty);
+            if no_names && no_regex {
+                return Err(InvalidRequest(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                ));
+            }
+        }
+        e if e > 0 || e == LEAVE_EPOCH => {
+            if req.member_id.is_empty() {
+                return Err(InvalidRequest("MemberId can't be empty."));
+            }
+        }
+        LEAVE_STATIC_EPOCH => {
+            if req.member_id.is_empty() {
+                return Err(InvalidRequest("MemberId can't be empty."));
+            }
+            if req.instance_id.is_none() {
+                return Err(InvalidRequest("InstanceId can't be null."));
+            }
+        }
+        _ => return Err(InvalidRequest("MemberEpoch is invalid.")),
+    }
+    if let Some(re) = req.subscribed_topic_regex.as_deref() {
+        if !re.is_empty() {
+            compile_regex(re)?;
+        }
+    }
+    if let Some(a) = &req.server_assignor {
+        if !settings.assignors.iter().any(|n| n == a) || Assignor::from_name(a).is_none() {
+            return Err(GroupError::UnsupportedAssignor);
+        }
+    }
+    Ok(())
+}
+
+/// A subscription regex, anchored at both ends: Kafka matches whole topic names.
+pub fn compile_regex(re: &str) -> Result<regex::Regex, GroupError> {
+    if re.len() > REGEX_MAX_LEN {
+        return Err(GroupError::InvalidRegularExpression);
+    }
+    regex::RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|_| GroupError::InvalidRegularExpression)
+}
+
+/// Kafka's member ids are `Uuid.randomUuid().toString()`: 22 characters of URL-safe base64.
+fn new_member_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
+fn owned_is_subset(owned: Option<&Vec<(Uuid, Vec<i32>)>>, target: &Assignment) -> bool {
+    let Some(owned) = owned else {
+        return false;
+    };
+    owned.iter().all(|(t, parts)| {
+        target
+            .get(t)
+            .is_some_and(|have| parts.iter().all(|p| have.contains(p)))
+    })
+}
+
+/// Does the member still report owning any of `revoking`? (Not reporting counts as owning.)
+fn owns_any(owned: Option<&Vec<(Uuid, Vec<i32>)>>, revoking: &Assignment) -> bool {
+    let Some(owned) = owned else {
+        return true;
+    };
+    owned.iter().any(|(t, parts)| {
+        revoking
+            .get(t)
+            .is_some_and(|r| parts.iter().any(|p| r.contains(p)))
+    })
+}
+
+/// Kafka's `throwIfConsumerGroupMemberEpochIsInvalid`.
+fn check_epoch(
+    member: &Member,
+    received: i32,
+    owned: Option<&Vec<(Uuid, Vec<i32>)>>,
+) -> Result<(), GroupError> {
+    if received > member.epoch {
+        return Err(GroupError::FencedMemberEpoch);
+    }
+    if received < member.epoch
+        && (received != member.previous_epoch || !owned_is_subset(owned, &member.assigned))
+    {
+        return Err(GroupError::FencedMemberEpoch);
+    }
+    Ok(())
+}
+
+impl ConsumerGroup {
+    pub fn new(id: &str, settings: &ConsumerProtocolSettings) -> ConsumerGroup {
+        ConsumerGroup {
+            id: id.to_string(),
+            group_epoch: 0,
+            assignment_epoch: 0,
+            members: BTreeMap::new(),
+            statics: HashMap::new(),
+            target: HashMap::new(),
+            partition_epochs: HashMap::new(),
+            metadata: BTreeMap::new(),
+            resolved_against: Vec::new(),
+            assignor: default_assignor(settings),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn state(&self) -> ConsumerGroupState {
+        if self.members.is_empty() {
+            ConsumerGroupState::Empty
+        } else if self.group_epoch > self.assignment_epoch {
+            ConsumerGroupState::Assigning
+        } else if self
+            .members
+            .values()
+            .all(|m| m.is_reconciled_to(self.assignment_epoch))
+        {
+            ConsumerGroupState::Stable
+        } else {
+            ConsumerGroupState::Reconciling
+        }
+    }
+
+    /// The earliest session or rebalance deadline of a member.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.members
+            .values()
+            .flat_map(|m| {
+                [
+                    Some(m.session_deadline),
+                    m.rebalance_deadline.map(|(at, _)| at),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Fences the members whose session expired, or that did not release their partitions
+    /// within their rebalance timeout.
+    pub fn expire(&mut self, now: Instant) {
+        let lapsed: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.session_deadline <= now
+                    || m.rebalance_deadline
+                        .is_some_and(|(at, epoch)| at <= now && m.epoch == epoch)
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in lapsed {
+            tracing::info!(group = %self.id, member = %id, "consumer group member fenced: session or rebalance timeout");
+            self.fence(&id);
+        }
+        // A rebalance deadline the member got past is dropped.
+        for m in self.members.values_mut() {
+            if m.rebalance_deadline.is_some_and(|(_, e)| e != m.epoch) {
+                m.rebalance_deadline = None;
+            }
+        }
+    }
+
+    /// Removes a member and bumps the group epoch (Kafka's `consumerGroupFenceMember`).
+    fn fence(&mut self, member_id: &str) {
+        if let Some(m) = self.members.remove(member_id) {
+            self.forget_partitions(&m);
+            if let Some(i) = &m.instance_id {
+                if self
+                    .statics
+                    .get(i)
+                    .is_some_and(|holder| holder == member_id)
+                {
+                    self.statics.remove(i);
+                }
+            }
+        }
+        self.target.remove(member_id);
+        self.group_epoch += 1;
+    }
+
+    fn forget_partitions(&mut self, m: &Member) {
+        for (t, parts) in m.assigned.iter().chain(m.revoking.iter()) {
+            for p in parts {
+                self.partition_epochs.remove(&(*t, *p));
+            }
+        }
+    }
+
+    fn record_partitions(&mut self, m: &Member) {
+        for (t, parts) in m.assigned.iter().chain(m.revoking.iter()) {
+            for p in parts {
+                self.partition_epochs.insert((*t, *p), m.epoch);
+            }
+        }
+    }
+
+    /// Stores `m` in place of the member of the same id, keeping the partition epochs right.
+    fn put_member(&mut self, m: Member) {
+        if let Some(old) = self.members.remove(&m.id) {
+            self.forget_partitions(&old);
+        }
+        self.record_partitions(&m);
+        if let Some(i) = &m.instance_id {
+            self.statics.insert(i.clone(), m.id.clone());
+        }
+        self.members.insert(m.id.clone(), m);
+    }
+
+    /// A ConsumerGroupHeartbeat (already [`validate`]d) with a leave epoch (-1, -2).
+    pub fn leave(&mut self, req: &Heartbeat) -> Result<HeartbeatAnswer, GroupError> {
+        let answer = |epoch| HeartbeatAnswer {
+            member_id: req.member_id.clone(),
+            member_epoch: epoch,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        };
+        match &req.instance_id {
+            None => {
+                if !self.members.contains_key(&req.member_id) {
+                    return Err(GroupError::UnknownMemberId);
+                }
+                tracing::info!(group = %self.id, member = %req.member_id, "consumer group member left");
+                self.fence(&req.member_id);
+                Ok(answer(req.member_epoch))
+            }
+            Some(instance) => {
+                let holder = self
+                    .statics
+                    .get(instance)
+                    .cloned()
+                    .ok_or(GroupError::UnknownMemberId)?;
+                if holder != req.member_id {
+                    return Err(GroupError::FencedInstanceId);
+                }
+                if req.member_epoch == LEAVE_STATIC_EPOCH {
+                    // Kept, with its assignment, until its session times out or its instance
+                    // rejoins.
+                    if let Some(mut m) = self.members.get(&holder).cloned() {
+                        m.epoch = LEAVE_STATIC_EPOCH;
+                        m.revoking.clear();
+                        m.rebalance_deadline = None;
+                        self.put_member(m);
+                    }
+                    tracing::info!(group = %self.id, member = %holder, "static member left for now");
+                    Ok(answer(LEAVE_STATIC_EPOCH))
+                } else {
+                    tracing::info!(group = %self.id, member = %holder, "static member left");
+                    self.fence(&holder);
+                    Ok(answer(req.member_epoch))
+                }
+            }
+        }
+    }
+
+    /// A ConsumerGroupHeartbeat (already [`validate`]d) joining (epoch 0) or heartbeating
+    /// (epoch > 0): Kafka's `consumerGroupHeartbeat`.
+    pub fn heartbeat(
+        &mut self,
+        req: &Heartbeat,
+        settings: &ConsumerProtocolSettings,
+        session_timeout: Duration,
+        heartbeat_interval: Duration,
+        topics: &TopicsView,
+        now: Instant,
+    ) -> Result<HeartbeatAnswer, GroupError> {
+        let create = req.member_epoch == 0;
+        if self.members.len() >= settings.max_size
+            && (req.member_id.is_empty() || !self.members.contains_key(&req.member_id))
+        {
+            return Err(GroupError::GroupMaxSizeReached);
+        }
+        let member_id = if req.member_id.is_empty() {
+            new_member_id()
+        } else {
+            req.member_id.clone()
+        };
+        let owned = req.owned.as_ref();
+        let mut is_new = false;
+        let member = match &req.instance_id {
+            None => match self.members.get(&member_id) {
+                Some(m) => {
+                    check_epoch(m, req.member_epoch, owned)?;
+                    m.clone()
+                }
+                None if create => {
+                    is_new = true;
+                    Member::new(member_id.clone(), now)
+                }
+                None => return Err(GroupError::UnknownMemberId),
+            },
+            Some(instance) => {
+                let existing = self
+                    .statics
+                    .get(instance)
+                    .and_then(|id| self.members.get(id))
+                    .cloned();
+                match existing {
+                    None if create => match self.members.get(&member_id) {
+                        Some(m) => {
+                            check_epoch(m, req.member_epoch, owned)?;
+                            m.clone()
+                        }
+                        None => {
+                            is_new = true;
+                            Member::new(member_id.clone(), now)
+                        }
+                    },
+                    None => return Err(GroupError::UnknownMemberId),
+                    Some(old) if create => {
+                        if old.epoch != LEAVE_STATIC_EPOCH {
+                            return Err(GroupError::UnreleasedInstanceId);
+                        }
+                        // The new instance takes over the old one's assignment and target.
+                        let mut m = old.clone();
+                        m.id = member_id.clone();
+                        m.epoch = 0;
+                        m.previous_epoch = 0;
+                        if let Some(t) = self.target.remove(&old.id) {
+                            self.target.insert(member_id.clone(), t);
+                        }
+                        if let Some(gone) = self.members.remove(&old.id) {
+                            self.forget_partitions(&gone);
+                        }
+                        tracing::info!(group = %self.id, old = %old.id, new = %member_id, "static member rejoined");
+                        m
+                    }
+                    Some(old) => {
+                        if old.id != member_id {
+                            return Err(GroupError::FencedInstanceId);
+                        }
+                        check_epoch(&old, req.member_epoch, owned)?;
+                        old
+                    }
+                }
+            }
+        };
+        let mut updated = member.clone();
+        if let Some(i) = &req.instance_id {
+            updated.instance_id = Some(i.clone());
+        }
+        if let Some(r) = &req.rack_id {
+            updated.rack_id = Some(r.clone());
+        }
+        if req.rebalance_timeout_ms >= 0 {
+            updated.rebalance_timeout =
+                Duration::from_millis(u64::try_from(req.rebalance_timeout_ms).unwrap_or(0));
+        }
+        if let Some(a) = &req.server_assignor {
+            updated.server_assignor = Some(a.clone());
+        }
+        if let Some(names) = &req.subscribed_topic_names {
+            updated.names = names.iter().cloned().collect();
+        }
+        let mut regex_changed = false;
+        if let Some(re) = &req.subscribed_topic_regex {
+            let re = (!re.is_empty()).then(|| re.clone());
+            regex_changed = re != updated.regex;
+            updated.regex = re;
+        }
+        updated.client_id.clone_from(&req.client_id);
+        updated.client_host.clone_from(&req.client_host);
+        let mut bump = is_new || updated.names != member.names || regex_changed;
+
+        // Regexes are resolved again when the member's changed or the topics did.
+        let fingerprint = topics.fingerprint();
+        if fingerprint != self.resolved_against {
+            let ids: Vec<String> = self.members.keys().cloned().collect();
+            for id in ids {
+                if let Some(m) = self.members.get_mut(&id) {
+                    m.regex_matches = resolve(m.regex.as_deref(), topics);
+                }
+            }
+            self.resolved_against = fingerprint;
+            regex_changed = true;
+        }
+        if regex_changed {
+            updated.regex_matches = resolve(updated.regex.as_deref(), topics);
+        }
+
+        // The subscribed topics' metadata, with the updated member in.
+        let mut subscribed: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter(|m| m.id != updated.id)
+            .flat_map(Member::subscribed_names)
+            .collect();
+        subscribed.extend(updated.subscribed_names());
+        let metadata: BTreeMap<String, (Uuid, u32)> = subscribed
+            .into_iter()
+            .filter_map(|n| topics.by_name.get(n).map(|v| (n.clone(), *v)))
+            .collect();
+        if metadata != self.metadata {
+            self.metadata = metadata;
+            bump = true;
+        }
+        if bump {
+            self.group_epoch += 1;
+            tracing::info!(group = %self.id, epoch = self.group_epoch, "consumer group epoch bumped");
+        }
+        self.put_member(updated);
+
+        if self.group_epoch > self.assignment_epoch {
+            self.compute_target(settings);
+        }
+        let target = self.target.get(&member_id).cloned().unwrap_or_default();
+        let mut updated = self
+            .members
+            .get(&member_id)
+            .cloned()
+            .ok_or(GroupError::UnknownMemberId)?;
+        if !updated.is_reconciled_to(self.assignment_epoch) {
+            self.reconcile(&mut updated, &target, owned, now);
+        }
+        updated.session_deadline = now + session_timeout;
+        let assignment_changed = updated.assigned != member.assigned;
+        let answer = HeartbeatAnswer {
+            member_id: updated.id.clone(),
+            member_epoch: updated.epoch,
+            heartbeat_interval_ms: i32::try_from(heartbeat_interval.as_millis())
+                .unwrap_or(i32::MAX),
+            assignment: None,
+        };
+        let full = req.member_epoch == 0
+            || (req.rebalance_timeout_ms != -1
+                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
+                && req.owned.is_some());
+        let assignment = (full || assignment_changed).then(|| updated.assigned.clone());
+        self.put_member(updated);
+        Ok(HeartbeatAnswer {
+            assignment,
+            ..answer
+        })
+    }
+
+    /// The assignor for the next target: the one most members ask for, else the default.
+    fn choose_assignor(&self, settings: &ConsumerProtocolSettings) -> Assignor {
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some(a) = m.server_assignor.as_deref() {
+                *votes.entry(a).or_default() += 1;
+            }
+        }
+        votes
+            .into_iter()
+            .max_by_key(|(name, n)| (*n, std::cmp::Reverse(*name)))
+            .and_then(|(name, _)| Assignor::from_name(name))
+            .unwrap_or_else(|| default_assignor(settings))
+    }
+
+    fn compute_target(&mut self, settings: &ConsumerProtocolSettings) {
+        let assignor = self.choose_assignor(settings);
+        let specs: Vec<MemberSpec> = self
+            .members
+            .values()
+            .map(|m| MemberSpec {
+                member_id: m.id.clone(),
+                subscribed: m
+                    .subscribed_names()
+                    .filter_map(|n| self.metadata.get(n).map(|(id, _)| *id))
+                    .collect(),
+                current: self.target.get(&m.id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        let topics: BTreeMap<Uuid, u32> = self.metadata.values().copied().collect();
+        self.target = assignor.assign(&specs, &topics).into_iter().collect();
+        self.assignor = assignor;
+        self.assignment_epoch = self.group_epoch;
+    }
+
+    /// Kafka's `CurrentAssignmentBuilder`: moves `m` one step towards `target`.
+    fn reconcile(
+        &self,
+        m: &mut Member,
+        target: &Assignment,
+        owned: Option<&Vec<(Uuid, Vec<i32>)>>,
+        now: Instant,
+    ) {
+        let target_epoch = self.assignment_epoch;
+        let before = (m.state, m.epoch);
+        match m.state {
+            MemberState::Stable => {
+                if m.epoch != target_epoch {
+                    self.next_assignment(m, m.epoch, target, owned);
+                }
+            }
+            MemberState::UnrevokedPartitions => {
+                if !owns_any(owned, &m.revoking) {
+                    self.next_assignment(m, m.epoch + 1, target, owned);
+                }
+            }
+            MemberState::UnreleasedPartitions => {
+                self.next_assignment(m, m.epoch, target, owned);
+            }
+        }
+        if (m.state, m.epoch) != before {
+            m.rebalance_deadline = (m.state == MemberState::UnrevokedPartitions)
+                .then(|| (now + m.rebalance_timeout, m.epoch));
+        }
+    }
+
+    fn next_assignment(
+        &self,
+        m: &mut Member,
+        epoch: i32,
+        target: &Assignment,
+        owned: Option<&Vec<(Uuid, Vec<i32>)>>,
+    ) {
+        let mut assigned = Assignment::new();
+        let mut revoking = Assignment::new();
+        let mut pending = Assignment::new();
+        let mut unreleased = false;
+        let topics: BTreeSet<Uuid> = target.keys().chain(m.assigned.keys()).copied().collect();
+        let empty = BTreeSet::new();
+        for t in topics {
+            let want = target.get(&t).unwrap_or(&empty);
+            let have = m.assigned.get(&t).unwrap_or(&empty);
+            let keep: BTreeSet<i32> = have.intersection(want).copied().collect();
+            let give: BTreeSet<i32> = have.difference(&keep).copied().collect();
+            let mut get: BTreeSet<i32> = want.difference(&keep).copied().collect();
+            let before = get.len();
+            get.retain(|p| !self.partition_epochs.contains_key(&(t, *p)));
+            unreleased |= get.len() != before;
+            if !keep.is_empty() {
+                assigned.insert(t, keep);
+            }
+            if !give.is_empty() {
+                revoking.insert(t, give);
+            }
+            if !get.is_empty() {
+                pending.insert(t, get);
+            }
+        }
+        if !revoking.is_empty() && owns_any(owned, &revoking) {
+            m.state = MemberState::UnrevokedPartitions;
+            m.update_epoch(epoch);
+            m.assigned = assigned;
+            m.revoking = revoking;
+            return;
+        }
+        let target_epoch = self.assignment_epoch;
+        if !pending.is_empty() {
+            for (t, parts) in pending {
+                assigned.entry(t).or_default().extend(parts);
+            }
+        }
+        m.state = if unreleased {
+            MemberState::UnreleasedPartitions
+        } else {
+            MemberState::Stable
+        };
+        m.update_epoch(target_epoch);
+        m.assigned = assigned;
+        m.revoking = Assignment::new();
+    }
+
+    /// Kafka's `ConsumerGroup.validateOffsetCommit`.
+    pub fn validate_offset_commit(
+        &self,
+        who: MemberRef<'_>,
+        transactional: bool,
+    ) -> Result<(), GroupError> {
+        if who.generation < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        if transactional
+            && who.generation < 0
+            && who.member_id.is_empty()
+            && who.group_instance_id.is_none()
+        {
+            return Ok(());
+        }
+        let m = self
+            .members
+            .get(who.member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        if who.generation != m.epoch {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    /// Kafka's `ConsumerGroup.validateOffsetFetch`: `member` is None for a fetch that names
+    /// no member (admin clients, and OffsetFetch before v9).
+    pub fn validate_offset_fetch(&self, member: Option<(&str, i32)>) -> Result<(), GroupError> {
+        let Some((id, epoch)) = member else {
+            return Ok(());
+        };
+        let m = self.members.get(id).ok_or(GroupError::UnknownMemberId)?;
+        if m.epoch != epoch {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    /// ConsumerGroupDescribe's view.
+    pub fn view(&self) -> ConsumerGroupView {
+        ConsumerGroupView {
+            group_id: self.id.clone(),
+            state: self.state(),
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor_name: self.assignor.name().to_string(),
+            members: self
+                .members
+                .values()
+                .map(|m| ConsumerMemberView {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    member_epoch: m.epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topic_names: m.names.iter().cloned().collect(),
+                    subscribed_topic_regex: m.regex.clone(),
+                    assignment: m.assigned.clone(),
+                    target_assignment: self.target.get(&m.id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn default_assignor(settings: &ConsumerProtocolSettings) -> Assignor {
+    settings
+        .assignors
+        .iter()
+        .find_map(|n| Assignor::from_name(n))
+        .unwrap_or(Assignor::Uniform)
+}
+
+fn resolve(regex: Option<&str>, topics: &TopicsView) -> BTreeSet<String> {
+    let Some(Ok(re)) = regex.map(compile_regex) else {
+        return BTreeSet::new();
+    };
+    topics
+        .by_name
+        .keys()
+        .filter(|n| re.is_match(n))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "consumer_protocol_tests.rs"]
+mod tests;
