@@ -198,9 +198,13 @@ impl GroupConfigs {
     }
 
     /// The groups with at least one override (ListConfigResources' GROUP resources).
-    // SEAM (#18): the configs part lists what it stores; none are stored yet.
     pub fn groups(&self) -> Vec<String> {
-        Vec::new()
+        self.state
+            .lock()
+            .iter()
+            .filter(|(_, c)| **c != GroupConfig::default())
+            .map(|(g, _)| g.clone())
+            .collect()
     }
 
     /// `group`'s overrides (all `None` for a group with none set).
