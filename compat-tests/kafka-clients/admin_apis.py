@@ -166,7 +166,8 @@ def kp_create_with_assignments():
     check(partition_count(name) == 5, "grown to five")
 
 
-def wait(futures, what):
+def wait(futures):
+    """Each future's (result, None) or (None, KafkaError)."""
     out = {}
     for k, f in futures.items():
         try:
@@ -178,20 +179,20 @@ def wait(futures, what):
 
 def ck_create_with_assignments():
     name = topic("ck-assigned")
-    done = wait(ck_admin().create_topics([CNewTopic(name, 2, replica_assignment=[[NODE], [NODE]])]), "create")
+    done = wait(ck_admin().create_topics([CNewTopic(name, 2, replica_assignment=[[NODE], [NODE]])]))
     check(done[name][1] is None, f"create: {done}")
     check(partition_count(name) == 2, "two partitions assigned to this node")
-    done = wait(ck_admin().create_partitions([NewPartitions(name, 3, replica_assignment=[[NODE]])]), "grow")
+    done = wait(ck_admin().create_partitions([NewPartitions(name, 3, replica_assignment=[[NODE]])]))
     check(done[name][1] is None, f"grow: {done}")
     check(partition_count(name) == 3, "a third partition")
-    done = wait(ck_admin().create_partitions([NewPartitions(name, 4, replica_assignment=[[NODE + 1]])]), "bad")
+    done = wait(ck_admin().create_partitions([NewPartitions(name, 4, replica_assignment=[[NODE + 1]])]))
     err = done[name][1]
     check(err is not None and err.code() == 39, f"another broker: {done}")  # INVALID_REPLICA_ASSIGNMENT
     # No assignment: null on the wire, the broker places them.
-    done = wait(ck_admin().create_partitions([NewPartitions(name, 5)]), "grow again")
+    done = wait(ck_admin().create_partitions([NewPartitions(name, 5)]))
     check(done[name][1] is None and partition_count(name) == 5, f"grown to five: {done}")
     bad = topic("ck-bad")
-    done = wait(ck_admin().create_topics([CNewTopic(bad, 1, replica_assignment=[[NODE + 1]])]), "bad topic")
+    done = wait(ck_admin().create_topics([CNewTopic(bad, 1, replica_assignment=[[NODE + 1]])]))
     err = done[bad][1]
     check(err is not None and err.code() == 39, f"a topic on another broker: {done}")
 
