@@ -783,3 +783,57 @@ where
     assert_eq!(body.remaining(), 0);
     t
 }
+
+/// acks=0 Produce has no answer to carry throttle_time_ms, but its bytes count all the same and
+/// the connection is muted as Kafka does: 20 KB at once against 10 KB/s over a 1 s window asks
+/// for at least 1 s of silence, so a request sent after them is answered no sooner (a lower
+/// bound: a slow machine only lengthens it).
+#[tokio::test]
+async fn an_acks_0_producer_over_its_quota_is_muted() {
+    let server = start_with_short_windows(|_| {}).await;
+    server.create_kafka_topic("fire-and-forget", 1).await;
+    let mut admin = KafkaWire::open(server.kafka_addr).await;
+    let set = alter(
+        &mut admin,
+        1,
+        vec![alteration(
+            &[("client-id", Some(WIRE_CLIENT))],
+            &[("producer_byte_rate", Some(10_000.0))],
+        )],
+        false,
+    )
+    .await;
+    assert_eq!(set, vec![(0, None)]);
+    let mut conn = KafkaWire::open(server.kafka_addr).await;
+    let records = batch(10, 1000);
+    let started = Instant::now();
+    for _ in 0..3 {
+        let req = produce_req("fire-and-forget", records.clone()).with_acks(0);
+        conn.send(ApiKey::Produce, 9, &req).await;
+    }
+    let _: ApiVersionsResponse = conn
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "answered {:?} after 30 KB of acks=0 produce against 10 KB/s",
+        started.elapsed()
+    );
+    // Every record was stored all the same.
+    let r: ListOffsetsResponse = conn
+        .call(
+            ApiKey::ListOffsets,
+            1,
+            &ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(TopicName(s("fire-and-forget")))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                    ])]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].offset, 30);
+}

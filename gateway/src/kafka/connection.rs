@@ -15,6 +15,11 @@
 //! whether the request may be served (see [`super::session`]); SaslHandshake and
 //! SaslAuthenticate are run against it here, and an answer that ends the exchange (a failed
 //! authentication, an unsupported mechanism) is written before the connection closes.
+//!
+//! Client quotas (KIP-219): a Produce's request bytes and a Fetch answer's bytes are recorded
+//! against the client's byte-rate quota ([`crate::broker::quotas`]); over it, the answer carries
+//! `throttle_time_ms` (a Fetch answer then holds no partitions, as Kafka's) and goes out at once,
+//! and nothing more is read from the connection until that time is over.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
