@@ -31,6 +31,7 @@ mod code {
     pub const INVALID_REQUEST: i16 = 42;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const FENCED_MEMBER_EPOCH: i16 = 110;
     pub const UNRELEASED_INSTANCE_ID: i16 = 111;
     pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
@@ -797,6 +798,32 @@ async fn offset_fetch_v8_v9_and_describe_groups_v6() {
             assert_eq!(f.groups[3].error_code, code::STALE_MEMBER_EPOCH);
             assert_eq!(f.groups[4].error_code, code::UNKNOWN_MEMBER_ID);
         }
+    }
+
+    // OffsetDelete: a topic the consumer group's members subscribe to is refused.
+    {
+        use kafka_protocol::messages::offset_delete_request::{
+            OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+        let del: OffsetDeleteResponse = wire
+            .call(
+                ApiKey::OffsetDelete,
+                0,
+                &OffsetDeleteRequest::default()
+                    .with_group_id(GroupId(s("of-g")))
+                    .with_topics(vec![OffsetDeleteRequestTopic::default()
+                        .with_name(TopicName(s("of-a")))
+                        .with_partitions(vec![
+                            OffsetDeleteRequestPartition::default().with_partition_index(1)
+                        ])]),
+            )
+            .await;
+        assert_eq!(del.error_code, code::NONE);
+        assert_eq!(
+            del.topics[0].partitions[0].error_code,
+            code::GROUP_SUBSCRIBED_TO_TOPIC
+        );
     }
 
     for v in [5i16, 6] {

@@ -1511,6 +1511,20 @@ impl GroupCoordinator {
             .ok_or(GroupError::GroupIdNotFound)
     }
 
+    /// The topics the members of consumer-protocol group `group_id` subscribe to, when it is
+    /// one with members (OffsetDelete refuses those topics: GROUP_SUBSCRIBED_TO_TOPIC).
+    pub fn consumer_group_subscriptions(
+        &self,
+        group_id: &str,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        let state = self.state.lock();
+        state
+            .consumer
+            .get(group_id)
+            .filter(|g| !g.is_empty())
+            .map(ConsumerGroup::subscribed_topics)
+    }
+
     /// True when `group_id` is a consumer-protocol group here.
     pub fn is_consumer_group(&self, group_id: &str) -> bool {
         self.state.lock().consumer.contains_key(group_id)
