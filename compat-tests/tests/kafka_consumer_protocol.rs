@@ -852,3 +852,39 @@ async fn offset_fetch_v8_v9_and_describe_groups_v6() {
         }
     }
 }
+
+/// librdkafka static members (`group.instance.id`): one closes and comes back under the same
+/// instance id, and gets back exactly the partitions it had while the other keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_static_member_comes_back_to_its_partitions() {
+    let server = server().await;
+    server.create_kafka_topic("lst-a", 4).await;
+    let mut one = Member::start(&server, "lst-g", "lst-a", &[("group.instance.id", "one")]);
+    let mut two = Member::start(&server, "lst-g", "lst-a", &[("group.instance.id", "two")]);
+    wait_until(
+        "two static members split four partitions",
+        || one.assignment().len() == 2 && two.assignment().len() == 2,
+        || format!("one {:?} two {:?}", one.history(), two.history()),
+    )
+    .await;
+    let (had, kept) = (one.assignment(), two.assignment());
+    one.stop().await;
+    let mut back = Member::start(&server, "lst-g", "lst-a", &[("group.instance.id", "one")]);
+    wait_until(
+        "the instance gets its partitions back",
+        || back.assignment() == had,
+        || format!("back {:?} two {:?}", back.history(), two.history()),
+    )
+    .await;
+    assert_eq!(two.assignment(), kept, "the other member was not disturbed");
+    assert!(
+        two.history()
+            .iter()
+            .skip_while(|s| **s != kept)
+            .all(|s| *s == kept),
+        "two's assignment never changed: {:?}",
+        two.history()
+    );
+    back.stop().await;
+    two.stop().await;
+}
