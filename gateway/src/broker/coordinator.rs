@@ -15,6 +15,10 @@
 //! under one lock. Timers (session, rebalance, MEMBER_ID_REQUIRED, initial delay) are deadlines
 //! kept in the groups and served by one task, [`GroupCoordinator::drive_timers`], which sleeps
 //! until the earliest one.
+//!
+//! KIP-848 consumer-protocol groups ([`super::consumer_protocol`]) live beside the classic ones
+//! under the same lock and timer task: a group id names one kind or the other, and an empty
+//! group of one kind gives way to the other.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
