@@ -31,6 +31,7 @@ mod code {
     pub const INVALID_REQUEST: i16 = 42;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const FENCED_MEMBER_EPOCH: i16 = 110;
     pub const UNRELEASED_INSTANCE_ID: i16 = 111;
     pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
@@ -799,6 +800,32 @@ async fn offset_fetch_v8_v9_and_describe_groups_v6() {
         }
     }
 
+    // OffsetDelete: a topic the consumer group's members subscribe to is refused.
+    {
+        use kafka_protocol::messages::offset_delete_request::{
+            OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+        let del: OffsetDeleteResponse = wire
+            .call(
+                ApiKey::OffsetDelete,
+                0,
+                &OffsetDeleteRequest::default()
+                    .with_group_id(GroupId(s("of-g")))
+                    .with_topics(vec![OffsetDeleteRequestTopic::default()
+                        .with_name(TopicName(s("of-a")))
+                        .with_partitions(vec![
+                            OffsetDeleteRequestPartition::default().with_partition_index(1)
+                        ])]),
+            )
+            .await;
+        assert_eq!(del.error_code, code::NONE);
+        assert_eq!(
+            del.topics[0].partitions[0].error_code,
+            code::GROUP_SUBSCRIBED_TO_TOPIC
+        );
+    }
+
     for v in [5i16, 6] {
         let d: DescribeGroupsResponse = wire
             .call(
@@ -824,4 +851,40 @@ async fn offset_fetch_v8_v9_and_describe_groups_v6() {
             );
         }
     }
+}
+
+/// librdkafka static members (`group.instance.id`): one closes and comes back under the same
+/// instance id, and gets back exactly the partitions it had while the other keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_static_member_comes_back_to_its_partitions() {
+    let server = server().await;
+    server.create_kafka_topic("lst-a", 4).await;
+    let mut one = Member::start(&server, "lst-g", "lst-a", &[("group.instance.id", "one")]);
+    let mut two = Member::start(&server, "lst-g", "lst-a", &[("group.instance.id", "two")]);
+    wait_until(
+        "two static members split four partitions",
+        || one.assignment().len() == 2 && two.assignment().len() == 2,
+        || format!("one {:?} two {:?}", one.history(), two.history()),
+    )
+    .await;
+    let (had, kept) = (one.assignment(), two.assignment());
+    one.stop().await;
+    let mut back = Member::start(&server, "lst-g", "lst-a", &[("group.instance.id", "one")]);
+    wait_until(
+        "the instance gets its partitions back",
+        || back.assignment() == had,
+        || format!("back {:?} two {:?}", back.history(), two.history()),
+    )
+    .await;
+    assert_eq!(two.assignment(), kept, "the other member was not disturbed");
+    assert!(
+        two.history()
+            .iter()
+            .skip_while(|s| **s != kept)
+            .all(|s| *s == kept),
+        "two's assignment never changed: {:?}",
+        two.history()
+    );
+    back.stop().await;
+    two.stop().await;
 }

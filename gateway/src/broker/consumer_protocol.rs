@@ -862,6 +862,15 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Every topic name a member subscribes to (by name or through its regex).
+    pub fn subscribed_topics(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .flat_map(Member::subscribed_names)
+            .cloned()
+            .collect()
+    }
+
     /// ConsumerGroupDescribe's view.
     pub fn view(&self) -> ConsumerGroupView {
         ConsumerGroupView {

@@ -15,6 +15,10 @@
 //! under one lock. Timers (session, rebalance, MEMBER_ID_REQUIRED, initial delay) are deadlines
 //! kept in the groups and served by one task, [`GroupCoordinator::drive_timers`], which sleeps
 //! until the earliest one.
+//!
+//! KIP-848 consumer-protocol groups ([`super::consumer_protocol`]) live beside the classic ones
+//! under the same lock and timer task: a group id names one kind or the other, and an empty
+//! group of one kind gives way to the other.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1509,6 +1513,20 @@ impl GroupCoordinator {
             .get(group_id)
             .map(ConsumerGroup::view)
             .ok_or(GroupError::GroupIdNotFound)
+    }
+
+    /// The topics the members of consumer-protocol group `group_id` subscribe to, when it is
+    /// one with members (OffsetDelete refuses those topics: GROUP_SUBSCRIBED_TO_TOPIC).
+    pub fn consumer_group_subscriptions(
+        &self,
+        group_id: &str,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        let state = self.state.lock();
+        state
+            .consumer
+            .get(group_id)
+            .filter(|g| !g.is_empty())
+            .map(ConsumerGroup::subscribed_topics)
     }
 
     /// True when `group_id` is a consumer-protocol group here.

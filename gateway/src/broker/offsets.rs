@@ -438,19 +438,24 @@ impl Broker {
             return Err(GroupError::InvalidGroupId.into());
         }
         let has_offsets = self.group_has_offsets(group);
-        let subscribed = self
-            .coordinator
-            .with_subscriptions(group, |active| match active {
-                None if !has_offsets => Err(GroupError::GroupIdNotFound),
-                None => Ok(HashSet::new()),
-                Some((protocol_type, _)) if protocol_type != "consumer" => {
-                    Err(GroupError::NonEmptyGroup)
-                }
-                Some((_, subscriptions)) => Ok(subscriptions
-                    .iter()
-                    .flat_map(|s| subscribed_topics(s).unwrap_or_default())
-                    .collect::<HashSet<String>>()),
-            })??;
+        let subscribed = if let Some(topics) = self.coordinator.consumer_group_subscriptions(group)
+        {
+            // A consumer-protocol group: its members' subscriptions, resolved by the server.
+            topics.into_iter().collect::<HashSet<String>>()
+        } else {
+            self.coordinator
+                .with_subscriptions(group, |active| match active {
+                    None if !has_offsets => Err(GroupError::GroupIdNotFound),
+                    None => Ok(HashSet::new()),
+                    Some((protocol_type, _)) if protocol_type != "consumer" => {
+                        Err(GroupError::NonEmptyGroup)
+                    }
+                    Some((_, subscriptions)) => Ok(subscriptions
+                        .iter()
+                        .flat_map(|s| subscribed_topics(s).unwrap_or_default())
+                        .collect::<HashSet<String>>()),
+                })??
+        };
         let mut out = Vec::with_capacity(topics.len());
         for (topic, partitions) in topics {
             let mut results = Vec::with_capacity(partitions.len());
