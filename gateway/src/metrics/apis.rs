@@ -46,6 +46,7 @@ pub const KAFKA_APIS: &[(i16, &str)] = &[
     (60, "DescribeCluster"),
     (65, "DescribeTransactions"),
     (66, "ListTransactions"),
+    (75, "DescribeTopicPartitions"),
 ];
 
 /// Native (Iggy 0.8) command codes, by code, with their names; Wharf's own commands last.
