@@ -676,3 +676,148 @@ async fn real_clients_use_sessions_topic_ids_and_authorized_operations() {
     )
     .await;
 }
+
+/// A SASL user who may only read `shop.a`: the operations each answer discloses are hers, the
+/// cluster's none (she may not describe it: Kafka discloses nothing then), `shop.b` refused
+/// everywhere, in Fetch sessions too.
+#[tokio::test]
+async fn authorized_operations_are_the_principals() {
+    use iggy::prelude::{
+        Identifier, Permissions, StreamClient as _, StreamPermissions, TopicClient as _,
+        TopicPermissions, UserClient as _, UserStatus,
+    };
+    use std::collections::BTreeMap;
+    use wharf_gateway::config::KafkaAuthentication;
+
+    let server =
+        TestServer::start_with(|c| c.kafka.authentication = KafkaAuthentication::Sasl).await;
+    let root = compat_tests::iggy_root_client(&server).await;
+    compat_tests::create_stream_with_topic(&root, "shop", "a", 2).await;
+    compat_tests::create_stream_with_topic(&root, "mall", "b", 1).await;
+    let shop = Identifier::named("shop").unwrap();
+    let stream = root.get_stream(&shop).await.unwrap().unwrap();
+    let a = root
+        .get_topic(&shop, &Identifier::named("a").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let perms = Permissions {
+        global: Default::default(),
+        streams: Some(BTreeMap::from([(
+            stream.id as usize,
+            StreamPermissions {
+                topics: Some(BTreeMap::from([(
+                    a.id as usize,
+                    TopicPermissions {
+                        poll_messages: true,
+                        ..TopicPermissions::default()
+                    },
+                )])),
+                ..StreamPermissions::default()
+            },
+        )])),
+    };
+    root.create_user("alice", "alice-pw", UserStatus::Active, Some(perms))
+        .await
+        .unwrap();
+
+    let mut conn = KafkaWire::open(server.kafka_addr).await;
+    let hs: SaslHandshakeResponse = conn
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        )
+        .await;
+    assert_eq!(hs.error_code, 0);
+    let auth: SaslAuthenticateResponse = conn
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            &SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"\0alice\0alice-pw")),
+        )
+        .await;
+    assert_eq!(auth.error_code, 0, "{:?}", auth.error_message);
+
+    let denied = ResponseError::TopicAuthorizationFailed.code();
+    let (read, write, describe_op) = (1 << 3, 1 << 4, 1 << 8);
+
+    for version in 0..=2 {
+        let req =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+        let resp: DescribeClusterResponse = conn.call(ApiKey::DescribeCluster, version, &req).await;
+        assert_eq!(
+            resp.cluster_authorized_operations, 0,
+            "v{version}: nothing disclosed"
+        );
+    }
+
+    let req = MetadataRequest::default()
+        .with_topics(Some(
+            ["shop.a", "mall.b"]
+                .iter()
+                .map(|t| metadata_request::MetadataRequestTopic::default().with_name(Some(name(t))))
+                .collect(),
+        ))
+        .with_include_topic_authorized_operations(true);
+    let meta: MetadataResponse = conn.call(ApiKey::Metadata, 13, &req).await;
+    let a_ops = meta.topics[0].topic_authorized_operations;
+    assert_eq!(meta.topics[0].error_code, 0);
+    assert_eq!(
+        a_ops & (read | describe_op),
+        read | describe_op,
+        "{a_ops:b}"
+    );
+    assert_eq!(a_ops & write, 0, "{a_ops:b}");
+    assert_eq!(meta.topics[1].error_code, denied);
+    assert_eq!(meta.topics[1].topic_authorized_operations, i32::MIN);
+    let a_id = meta.topics[0].topic_id;
+
+    let page = describe(&mut conn, dtp(&["shop.a", "mall.b"], 100, None)).await;
+    assert_eq!(
+        pages(&page),
+        (
+            vec![
+                ("shop.a".to_string(), 0, vec![0, 1]),
+                ("mall.b".to_string(), denied, vec![])
+            ],
+            None
+        )
+    );
+    assert_eq!(page.topics[0].topic_authorized_operations, a_ops);
+    assert!(
+        page.topics[1].topic_id.is_nil(),
+        "no id for a refused topic"
+    );
+    let every = describe(&mut conn, dtp(&[], 100, None)).await;
+    assert_eq!(
+        pages(&every),
+        (vec![("shop.a".to_string(), 0, vec![0, 1])], None)
+    );
+
+    // A Fetch session: shop.a answered, mall.b refused in the full request and again in each
+    // incremental one (the session keeps it; authorization is checked every time).
+    let req = fetch_req(
+        0,
+        0,
+        vec![
+            fetch_topic(12, "shop.a", a_id, &[(0, 0), (1, 0)]),
+            fetch_topic(12, "mall.b", a_id, &[(0, 0)]),
+        ],
+    );
+    let full = fetch(&mut conn, 12, req).await;
+    assert_eq!(
+        answered(&full),
+        [(0, 0, false), (1, 0, false), (0, denied, false)]
+    );
+    assert!(full.session_id > 0);
+    let next = fetch(&mut conn, 12, fetch_req(full.session_id, 1, vec![])).await;
+    assert_eq!(next.error_code, 0);
+    assert_eq!(
+        answered(&next),
+        [(0, denied, false)],
+        "errors are always carried"
+    );
+    assert_eq!(next.responses[0].topic, name("mall.b"));
+}

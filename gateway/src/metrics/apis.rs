@@ -56,6 +56,7 @@ pub const KAFKA_APIS: &[(i16, &str)] = &[
     (65, "DescribeTransactions"),
     (66, "ListTransactions"),
     (74, "ListConfigResources"),
+    (75, "DescribeTopicPartitions"),
     (68, "ConsumerGroupHeartbeat"),
     (69, "ConsumerGroupDescribe"),
 ];
