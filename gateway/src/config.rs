@@ -15,8 +15,8 @@ use wharf_log_store::remote::{
 };
 use wharf_log_store::{Durability, StoreConfig};
 
-use crate::broker::quotas::QuotaWindows;
 use crate::broker::coordinator::ConsumerProtocolSettings;
+use crate::broker::quotas::QuotaWindows;
 use crate::broker::{CoordinatorSettings, LoginSettings, TransactionSettings};
 
 /// The defaults, exactly as documented in `configs/server.toml`.

@@ -11,8 +11,8 @@
 
 pub mod acl;
 pub mod admin;
-pub mod broker_config;
 pub mod assignor;
+pub mod broker_config;
 pub mod catalog;
 pub mod clients;
 pub mod compaction;

@@ -67,26 +67,6 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
                     });
                     continue;
                 }
-                // kip848: a topic asked for by id alone (v12+), as librdkafka resolves the
-                // topic ids of KIP-848 assignments; an unknown id is UNKNOWN_TOPIC_ID.
-                if wanted.name.is_none() && !wanted.topic_id.is_nil() {
-                    let known = req
-                        .broker()
-                        .kafka_topic_names_by_id()
-                        .remove(&wanted.topic_id);
-                    let Some(name) =
-                        known.filter(|n| req.may(Operation::Describe, Resource::Topic(n)))
-                    else {
-                        out.push(
-                            MetadataResponseTopic::default()
-                                .with_topic_id(wanted.topic_id)
-                                .with_error_code(code::UNKNOWN_TOPIC_ID),
-                        );
-                        continue;
-                    };
-                    out.push(topic(req, name.clone(), lookup(req, &name, false).await));
-                    continue;
-                }
                 let name = wanted
                     .name
                     .map(|n| n.0.as_str().to_string())
@@ -192,8 +172,8 @@ fn topic(req: &Request<'_>, name: String, found: Result<TopicInfo, i16>) -> Meta
 /// Metadata v12+ find the topic an id names.
 pub fn topic_names_by_id(req: &Request<'_>) -> HashMap<uuid::Uuid, Arc<str>> {
     req.broker()
-        .kafka_topics()
+        .kafka_topic_names_by_id()
         .into_iter()
-        .map(|(name, t)| (topic_uuid(&t), Arc::from(name)))
+        .map(|(id, name)| (id, Arc::from(name)))
         .collect()
 }
