@@ -55,10 +55,10 @@ pub const KAFKA_APIS: &[(i16, &str)] = &[
     (61, "DescribeProducers"),
     (65, "DescribeTransactions"),
     (66, "ListTransactions"),
-    (74, "ListConfigResources"),
-    (75, "DescribeTopicPartitions"),
     (68, "ConsumerGroupHeartbeat"),
     (69, "ConsumerGroupDescribe"),
+    (74, "ListConfigResources"),
+    (75, "DescribeTopicPartitions"),
 ];
 
 /// Native (Iggy 0.8) command codes, by code, with their names; Wharf's own commands last.

@@ -17,10 +17,16 @@ use kafka_protocol::messages::{
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
     SaslAuthenticateResponse, SaslHandshakeResponse, SyncGroupResponse, TxnOffsetCommitResponse,
 };
-use kafka_protocol::messages::{AlterClientQuotasResponse, DescribeClientQuotasResponse};
+use kafka_protocol::messages::{
+    AlterClientQuotasResponse, AlterPartitionReassignmentsResponse, AlterReplicaLogDirsResponse,
+    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse, DescribeClientQuotasResponse,
+    DescribeClusterResponse, DescribeLogDirsResponse, DescribeProducersResponse,
+    DescribeQuorumResponse, DescribeTopicPartitionsResponse, ElectLeadersResponse,
+    ListConfigResourcesResponse, ListPartitionReassignmentsResponse,
+};
 
 /// Kafka's error codes with Kafka's names for them (`org.apache.kafka.common.protocol.Errors`),
-/// -1 to 120 by code, then Wharf's one word for a request that ended its connection instead of
+/// -1 to 133 by code, then Wharf's one word for a request that ended its connection instead of
 /// an answer. The `error` label takes only these values: a code outside the table counts as
 /// UNKNOWN_SERVER_ERROR, as Kafka's `Errors.forCode` reads it.
 pub const KAFKA_ERRORS: &[(i16, &str)] = &[
@@ -146,6 +152,19 @@ pub const KAFKA_ERRORS: &[(i16, &str)] = &[
     (118, "TELEMETRY_TOO_LARGE"),
     (119, "INVALID_REGISTRATION"),
     (120, "TRANSACTION_ABORTABLE"),
+    (121, "INVALID_RECORD_STATE"),
+    (122, "SHARE_SESSION_NOT_FOUND"),
+    (123, "INVALID_SHARE_SESSION_EPOCH"),
+    (124, "FENCED_STATE_EPOCH"),
+    (125, "INVALID_VOTER_KEY"),
+    (126, "DUPLICATE_VOTER"),
+    (127, "VOTER_NOT_FOUND"),
+    (128, "INVALID_REGULAR_EXPRESSION"),
+    (129, "REBOOTSTRAP_REQUIRED"),
+    (130, "STREAMS_INVALID_TOPOLOGY"),
+    (131, "STREAMS_INVALID_TOPOLOGY_EPOCH"),
+    (132, "STREAMS_TOPOLOGY_FENCED"),
+    (133, "SHARE_SESSION_LIMIT_REACHED"),
     (i16::MIN, "CONNECTION_CLOSED"),
 ];
 
@@ -255,6 +274,54 @@ pub fn each_error(answer: &dyn Any, each: &mut dyn FnMut(i16)) {
     if let Some(r) = answer.downcast_ref::<AlterClientQuotasResponse>() {
         return r.entries.iter().for_each(|e| each(e.error_code));
     }
+    if let Some(r) = answer.downcast_ref::<ConsumerGroupDescribeResponse>() {
+        return r.groups.iter().for_each(|g| each(g.error_code));
+    }
+    if let Some(r) = answer.downcast_ref::<DescribeTopicPartitionsResponse>() {
+        return r.topics.iter().for_each(|t| each(t.error_code));
+    }
+    if let Some(r) = answer.downcast_ref::<DescribeQuorumResponse>() {
+        each(r.error_code);
+        return r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| each(p.error_code));
+    }
+    if let Some(r) = answer.downcast_ref::<DescribeProducersResponse>() {
+        return r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| each(p.error_code));
+    }
+    if let Some(r) = answer.downcast_ref::<ElectLeadersResponse>() {
+        each(r.error_code);
+        return r
+            .replica_election_results
+            .iter()
+            .flat_map(|t| &t.partition_result)
+            .for_each(|p| each(p.error_code));
+    }
+    if let Some(r) = answer.downcast_ref::<AlterPartitionReassignmentsResponse>() {
+        each(r.error_code);
+        return r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| each(p.error_code));
+    }
+    if let Some(r) = answer.downcast_ref::<DescribeLogDirsResponse>() {
+        each(r.error_code);
+        return r.results.iter().for_each(|d| each(d.error_code));
+    }
+    if let Some(r) = answer.downcast_ref::<AlterReplicaLogDirsResponse>() {
+        return r
+            .results
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| each(p.error_code));
+    }
     macro_rules! top_level {
         ($($t:ty),*) => {
             $(if let Some(r) = answer.downcast_ref::<$t>() {
@@ -273,7 +340,11 @@ pub fn each_error(answer: &dyn Any, each: &mut dyn FnMut(i16)) {
         SaslHandshakeResponse,
         SaslAuthenticateResponse,
         ApiVersionsResponse,
-        DescribeClientQuotasResponse
+        DescribeClientQuotasResponse,
+        ConsumerGroupHeartbeatResponse,
+        DescribeClusterResponse,
+        ListPartitionReassignmentsResponse,
+        ListConfigResourcesResponse
     );
 }
 
@@ -317,7 +388,8 @@ mod tests {
         assert_eq!(KAFKA_ERRORS[slot(3)].1, "UNKNOWN_TOPIC_OR_PARTITION");
         assert_eq!(KAFKA_ERRORS[slot(27)].1, "REBALANCE_IN_PROGRESS");
         assert_eq!(KAFKA_ERRORS[slot(120)].1, "TRANSACTION_ABORTABLE");
-        for code in [121, 999, i16::MAX, -2, i16::MIN] {
+        assert_eq!(KAFKA_ERRORS[slot(128)].1, "INVALID_REGULAR_EXPRESSION");
+        for code in [134, 999, i16::MAX, -2, i16::MIN] {
             assert_eq!(
                 KAFKA_ERRORS[slot(code)].1,
                 "UNKNOWN_SERVER_ERROR",
