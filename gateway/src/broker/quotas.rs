@@ -20,7 +20,7 @@
 //! `connection_creation_rate` are validated, persisted and described as Kafka does; this module
 //! enforces the two byte rates only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -291,17 +291,18 @@ impl ClientQuotas {
     ) -> Result<Vec<Result<(), QuotaError>>, BrokerError> {
         let _change = self.changes.lock();
         let mut next = self.entities.read().clone();
-        let mut seen: Vec<QuotaEntity> = Vec::new();
+        // Sets: a request may hold about a million alterations (`max_request_size`), and
+        // each is checked against all before it while `changes` is held.
+        let mut seen: BTreeSet<QuotaEntity> = BTreeSet::new();
         let mut results = Vec::with_capacity(alterations.len());
         for a in alterations {
             let outcome = validate(a).and_then(|(entity, changes)| {
-                if seen.contains(&entity) {
+                if !seen.insert(entity.clone()) {
                     return Err(QuotaError::InvalidRequest(format!(
                         "Ignoring duplicate entity {}",
                         shown(&entity)
                     )));
                 }
-                seen.push(entity.clone());
                 Ok((entity, changes))
             });
             match outcome {
@@ -471,8 +472,9 @@ impl ClientQuotas {
 #[allow(clippy::type_complexity)]
 fn validate(a: &QuotaAlteration) -> Result<(QuotaEntity, Vec<(String, Option<f64>)>), QuotaError> {
     let mut changes: Vec<(String, Option<f64>)> = Vec::with_capacity(a.ops.len());
+    let mut keys: HashSet<&str> = HashSet::with_capacity(a.ops.len());
     for (key, value) in &a.ops {
-        if changes.iter().any(|(k, _)| k == key) {
+        if !keys.insert(key.as_str()) {
             return Err(QuotaError::InvalidRequest(format!(
                 "Duplicate quota key {key} not updating quota for this entity"
             )));
