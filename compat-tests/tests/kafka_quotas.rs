@@ -562,6 +562,179 @@ async fn a_consumer_over_its_quota_gets_throttled_answers() {
     );
 }
 
+/// Sets `consumer_byte_rate` for the wire's client id: 1 byte/s, so every Fetch answer it gets
+/// is over the quota (an answer of a few dozen bytes measured over a window of at least 1 s).
+async fn throttle_every_fetch(admin: &mut KafkaWire) {
+    let set = alter(
+        admin,
+        1,
+        vec![alteration(
+            &[("client-id", Some(WIRE_CLIENT))],
+            &[("consumer_byte_rate", Some(1.0))],
+        )],
+        false,
+    )
+    .await;
+    assert_eq!(set, vec![(0, None)]);
+}
+
+/// A Fetch (v12, by topic name) of `topic`'s partition 0 in session `session` at `epoch`,
+/// listing the partition at `offset` when given.
+fn session_fetch(topic: &str, session: i32, epoch: i32, offset: Option<i64>) -> FetchRequest {
+    let topics = offset.map_or_else(Vec::new, |o| {
+        vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(o)
+                .with_partition_max_bytes(1 << 20)])]
+    });
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+}
+
+/// The high watermark of partition 0 after producing one batch there.
+async fn produce_one(conn: &mut KafkaWire, topic: &str) -> i64 {
+    let r: ProduceResponse = conn
+        .call(ApiKey::Produce, 9, &produce_req(topic, batch(2, 10)))
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    p.base_offset + 2
+}
+
+/// Bound: a throttled incremental Fetch leaves its session as it was (Kafka's
+/// `IncrementalFetchContext.getThrottledResponse`): the answer carries the session id, no
+/// error, no partitions, and the news it could not deliver (a high watermark that moved) is
+/// still news for the first answer after it. Sessions are not tied to connections, so the
+/// unthrottled request comes from another client id.
+#[tokio::test]
+async fn a_throttled_incremental_fetch_keeps_its_news_for_the_next_answer() {
+    let server = start_with_short_windows(|_| {}).await;
+    server.create_kafka_topic("session-news", 1).await;
+    let mut admin = KafkaWire::open(server.kafka_addr).await;
+    let h0 = produce_one(&mut admin, "session-news").await;
+    let mut conn = KafkaWire::open(server.kafka_addr).await;
+    // A full request at the end of the log: a session caching high watermark h0.
+    let full: FetchResponse = conn
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("session-news", 0, 0, Some(h0)),
+        )
+        .await;
+    assert_eq!((full.error_code, full.throttle_time_ms), (0, 0));
+    let session = full.session_id;
+    assert_ne!(session, 0, "a session is made");
+    assert_eq!(full.responses[0].partitions[0].high_watermark, h0);
+
+    let h1 = produce_one(&mut admin, "session-news").await;
+    throttle_every_fetch(&mut admin).await;
+    // Epoch 1, the partition moved on to h1: the answer would say the high watermark is h1,
+    // but it is throttled.
+    let throttled: FetchResponse = conn
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("session-news", session, 1, Some(h1)),
+        )
+        .await;
+    assert!(throttled.throttle_time_ms > 0, "over 1 byte/s: throttled");
+    assert_eq!(
+        (throttled.error_code, throttled.session_id),
+        (0, session),
+        "Kafka's throttled incremental answer: the session's id, no error"
+    );
+    assert!(throttled.responses.is_empty(), "no partitions");
+
+    // Epoch 2 from an unthrottled client: the new high watermark, never delivered, is news.
+    let mut other = KafkaWire::open(server.kafka_addr).await;
+    let next: FetchResponse = call_as(
+        &mut other,
+        "unthrottled",
+        ApiKey::Fetch,
+        12,
+        &session_fetch("session-news", session, 2, None),
+    )
+    .await;
+    assert_eq!(
+        (next.error_code, next.session_id, next.throttle_time_ms),
+        (0, session, 0)
+    );
+    let told: Vec<(i32, i64)> = next
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.high_watermark))
+        .collect();
+    assert_eq!(
+        told,
+        vec![(0, h1)],
+        "the high watermark the throttled answer did not deliver"
+    );
+}
+
+/// Bound: a throttled full Fetch makes no session (Kafka's `FullFetchContext
+/// .getThrottledResponse`: session id 0), so throttled clients cannot fill the session cache.
+/// With 8 slots (one per shard), 8 throttled full requests leave all 8 free: 8 unthrottled
+/// full requests after them each get a session (a cache filled by recent sessions of the same
+/// size would decline them).
+#[tokio::test]
+async fn a_throttled_full_fetch_makes_no_session() {
+    const SLOTS: usize = 8;
+    let server = start_with_short_windows(|c| {
+        c.kafka.max_incremental_fetch_session_cache_slots = SLOTS as u32;
+    })
+    .await;
+    server.create_kafka_topic("no-session", 1).await;
+    let mut admin = KafkaWire::open(server.kafka_addr).await;
+    let end = produce_one(&mut admin, "no-session").await;
+    throttle_every_fetch(&mut admin).await;
+    for i in 0..SLOTS {
+        // A connection each: a throttled one is muted for the throttle time.
+        let mut conn = KafkaWire::open(server.kafka_addr).await;
+        let r: FetchResponse = conn
+            .call(
+                ApiKey::Fetch,
+                12,
+                &session_fetch("no-session", 0, 0, Some(end)),
+            )
+            .await;
+        assert!(r.throttle_time_ms > 0, "request {i} throttled");
+        assert_eq!(
+            (r.error_code, r.session_id),
+            (0, 0),
+            "request {i}: Kafka's throttled full answer names no session"
+        );
+        assert!(r.responses.is_empty());
+    }
+    let mut other = KafkaWire::open(server.kafka_addr).await;
+    let mut sessions = std::collections::BTreeSet::new();
+    for i in 0..SLOTS {
+        let r: FetchResponse = call_as(
+            &mut other,
+            "unthrottled",
+            ApiKey::Fetch,
+            12,
+            &session_fetch("no-session", 0, 0, Some(end)),
+        )
+        .await;
+        assert_eq!((r.error_code, r.throttle_time_ms), (0, 0));
+        assert_ne!(
+            r.session_id, 0,
+            "full request {i} found the cache filled by throttled requests"
+        );
+        sessions.insert(r.session_id);
+    }
+    assert_eq!(sessions.len(), SLOTS);
+}
+
 /// User quotas apply to the authenticated principal: `user=iggy` throttles root on a SASL
 /// listener but not the anonymous listener's `ANONYMOUS` with the same client id, whose own
 /// `user=<default>` quota applies instead. A user without rights on the cluster may neither

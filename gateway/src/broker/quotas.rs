@@ -746,21 +746,28 @@ impl Broker {
             .record(kind, &user, client_id, bytes as f64, now)
     }
 
-    /// Takes back bytes recorded with [`Broker::record_quota_bytes`] (a throttled Fetch).
-    pub fn unrecord_quota_bytes(
+    /// The consumer-quota verdict on a Fetch answer of `bytes` (Kafka's `KafkaApis`
+    /// `processResponseCallback`): the throttle time in milliseconds, 0 when the answer may be
+    /// sent. Throttled, the answer is not sent (the client gets Kafka's throttled answer, no
+    /// partitions), so its bytes are taken back out of the rate at once.
+    pub fn record_fetch_quota(
         &self,
-        kind: QuotaKind,
         principal: &Principal,
         client_id: &str,
         bytes: usize,
         now: Instant,
-    ) {
+    ) -> i32 {
+        let kind = QuotaKind::Fetch;
         if !self.quotas.enabled(kind) {
-            return;
+            return 0;
         }
         let user = self.quota_user(principal);
-        self.quotas
-            .unrecord(kind, &user, client_id, bytes as f64, now);
+        let throttle = self.quotas.record(kind, &user, client_id, bytes as f64, now);
+        if throttle > 0 {
+            self.quotas
+                .unrecord(kind, &user, client_id, bytes as f64, now);
+        }
+        throttle
     }
 
     /// The most Fetch answer bytes `principal`'s client may get at once: its consumer quota's
