@@ -391,9 +391,41 @@ async fn start_with_short_windows(
     TestServer::start_with(|c| {
         c.kafka.quota_windows.samples = 2;
         c.kafka.quota_windows.size = Duration::from_secs(1);
+        // `/metrics`, for the server's own count of muted time.
+        c.http.address = Some("127.0.0.1:0".parse().unwrap());
         tweak(c);
     })
     .await
+}
+
+/// The server's count of quota mutes (KIP-219) and the milliseconds they lasted in all
+/// (`wharf_kafka_quota_mutes_total`, `wharf_kafka_quota_muted_seconds_total`). A mute is
+/// counted when it ends, before the connection reads again, so an answer to a request sent
+/// after a throttled answer is only ever seen once that throttle's mute is in the count.
+async fn quota_mutes(server: &TestServer) -> (u64, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let http = server.http_addr.expect("the HTTP listener is on");
+    let text = compat_tests::within("GET /metrics", async {
+        let mut conn = tokio::net::TcpStream::connect(http).await.unwrap();
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8(answer).unwrap()
+    })
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let mutes = value("wharf_kafka_quota_mutes_total") as u64;
+    let muted_ms = (value("wharf_kafka_quota_muted_seconds_total") * 1000.0).round() as u64;
+    (mutes, muted_ms)
 }
 
 /// What a run of requests got: bytes counted by the quota, answers throttled, the throttle
@@ -406,9 +438,11 @@ struct Tally {
 }
 
 /// Bound: a producer over `producer_byte_rate` gets `throttle_time_ms` > 0 and its connection
-/// is not read from for that long, so the bytes the server takes stay within the quota over
-/// the time they took plus the measuring window (counted in bytes; the elapsed time is only
-/// the denominator, so a slow machine can only make the bound easier to meet). A client id
+/// is not read from for that long: each request is answered only after every throttle
+/// announced before it was waited out in full (the server's own count of muted time, exact,
+/// no clock in the test), so the bytes the server takes stay within the quota over the time
+/// they took plus the measuring window (counted in bytes; the elapsed time is only the
+/// denominator, so a slow machine can only make the bound easier to meet). A client id
 /// without a quota on the same server is never throttled.
 #[tokio::test]
 async fn a_producer_over_its_quota_is_throttled_and_held_to_it() {
@@ -432,25 +466,21 @@ async fn a_producer_over_its_quota_is_throttled_and_held_to_it() {
     let records = batch(10, 1000); // about 10 KB a request
     let mut tally = Tally::default();
     let started = Instant::now();
-    let mut last_throttle: Option<(Instant, i32)> = None;
     for i in 0..30 {
         let req = produce_req("throttled", records.clone());
         let r: ProduceResponse = conn.call(ApiKey::Produce, 9, &req).await;
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "request {i} stored");
-        if let Some((at, ms)) = last_throttle.take() {
-            // Muted: the request sent right after a throttled answer is read only once the
-            // throttle time is over (a lower bound: slowness only lengthens it).
-            assert!(
-                at.elapsed() >= Duration::from_millis(ms as u64),
-                "request {i} was answered within the {ms} ms its connection was muted"
-            );
-        }
+        // Muted: request i was read only once every throttle announced before it was over.
+        assert_eq!(
+            quota_mutes(&server).await,
+            (u64::from(tally.throttled), tally.announced_ms),
+            "request {i} was read before the mutes announced to it ended: {tally:?}"
+        );
         tally.bytes += records.len() as u64;
         if r.throttle_time_ms > 0 {
             tally.throttled += 1;
             tally.announced_ms += r.throttle_time_ms as u64;
-            last_throttle = Some((Instant::now(), r.throttle_time_ms));
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -473,7 +503,8 @@ async fn a_producer_over_its_quota_is_throttled_and_held_to_it() {
 }
 
 /// Bound: a consumer over `consumer_byte_rate` gets Kafka's throttled answer (throttle_time_ms
-/// > 0, no partitions, its bytes not counted), and each answer holds at most the quota's worth
+/// > 0, no partitions, its bytes not counted, its connection muted for that long before the
+/// next request is read), and each answer holds at most the quota's worth
 /// of the window (Kafka bounds `max_bytes` by it) however much is asked for; the bytes it gets
 /// stay within the quota over the time taken plus the window. Every record is read exactly
 /// once, in order.
@@ -527,6 +558,12 @@ async fn a_consumer_over_its_quota_gets_throttled_answers() {
             )
             .await;
         assert_eq!(r.error_code, 0);
+        // Muted: this request was read only once every throttle announced before it was over.
+        assert_eq!(
+            quota_mutes(&server).await,
+            (u64::from(tally.throttled), tally.announced_ms),
+            "answer {answers} came before the mutes announced to it ended: {tally:?}"
+        );
         if r.throttle_time_ms > 0 {
             tally.throttled += 1;
             tally.announced_ms += r.throttle_time_ms as u64;
@@ -958,9 +995,10 @@ where
 }
 
 /// acks=0 Produce has no answer to carry throttle_time_ms, but its bytes count all the same and
-/// the connection is muted as Kafka does: 20 KB at once against 10 KB/s over a 1 s window asks
-/// for at least 1 s of silence, so a request sent after them is answered no sooner (a lower
-/// bound: a slow machine only lengthens it).
+/// the connection is muted as Kafka does: one request of about 25 KB against 10 KB/s, the
+/// first the sensor sees (so its window is the minimum of 1 s), asks for Kafka's
+/// `(25 KB / 10 KB/s - 1) × 1 s` ≈ 1.5 s of silence, and the next request is read only once
+/// that mute is over (the server's own count of muted time, no clock in the test).
 #[tokio::test]
 async fn an_acks_0_producer_over_its_quota_is_muted() {
     let server = start_with_short_windows(|_| {}).await;
@@ -978,19 +1016,21 @@ async fn an_acks_0_producer_over_its_quota_is_muted() {
     .await;
     assert_eq!(set, vec![(0, None)]);
     let mut conn = KafkaWire::open(server.kafka_addr).await;
-    let records = batch(10, 1000);
-    let started = Instant::now();
-    for _ in 0..3 {
-        let req = produce_req("fire-and-forget", records.clone()).with_acks(0);
-        conn.send(ApiKey::Produce, 9, &req).await;
-    }
+    let records = batch(25, 1000);
+    let req = produce_req("fire-and-forget", records.clone()).with_acks(0);
+    conn.send(ApiKey::Produce, 9, &req).await;
     let _: ApiVersionsResponse = conn
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
+    let (mutes, muted_ms) = quota_mutes(&server).await;
+    assert_eq!(
+        mutes, 1,
+        "the acks=0 produce muted its connection before the next request was read"
+    );
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "answered {:?} after 30 KB of acks=0 produce against 10 KB/s",
-        started.elapsed()
+        muted_ms >= 1000,
+        "muted {muted_ms} ms for {} bytes against 10 KB/s",
+        records.len()
     );
     // Every record was stored all the same.
     let r: ListOffsetsResponse = conn
@@ -1008,5 +1048,5 @@ async fn an_acks_0_producer_over_its_quota_is_muted() {
                     ])]),
         )
         .await;
-    assert_eq!(r.topics[0].partitions[0].offset, 30);
+    assert_eq!(r.topics[0].partitions[0].offset, 25);
 }

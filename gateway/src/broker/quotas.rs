@@ -762,7 +762,9 @@ impl Broker {
             return 0;
         }
         let user = self.quota_user(principal);
-        let throttle = self.quotas.record(kind, &user, client_id, bytes as f64, now);
+        let throttle = self
+            .quotas
+            .record(kind, &user, client_id, bytes as f64, now);
         if throttle > 0 {
             self.quotas
                 .unrecord(kind, &user, client_id, bytes as f64, now);

@@ -379,7 +379,9 @@ fn duplicates_in_a_large_alteration_are_found_by_set() {
     // The duplicate did not touch the first entity; the refused one was not created.
     let all = q.describe(&[], false).unwrap();
     assert_eq!(all.len(), ENTITIES);
-    let first = all.iter().find(|(e, _)| *e == client(0).into_iter().collect());
+    let first = all
+        .iter()
+        .find(|(e, _)| *e == client(0).into_iter().collect());
     let values = &first.expect("c0 kept").1;
     assert_eq!(values.get(CONSUMER_BYTE_RATE), None);
     assert_eq!(values.get(PRODUCER_BYTE_RATE), Some(&1000.0));

@@ -129,7 +129,7 @@ pub async fn serve(
             Ok(Handled::Unanswered(mute)) => {
                 // acks=0: no answer, but a producer over its quota is muted all the same.
                 drop(grant);
-                if muted(mute, &mut stopped).await {
+                if muted(&door, mute, &mut stopped).await {
                     break "stopped".into();
                 }
                 continue;
@@ -158,7 +158,7 @@ pub async fn serve(
         drop(grant);
         // quota (KIP-219): the answer carries throttle_time_ms and goes out at once; the
         // connection then reads nothing more from the client until the throttle time is over.
-        if muted(mute, &mut stopped).await {
+        if muted(&door, mute, &mut stopped).await {
             break "stopped".into();
         }
         if after == After::Close {
@@ -177,14 +177,18 @@ pub async fn serve(
     tracing::debug!(%peer, reason, "kafka connection closed");
 }
 
-/// Waits out a quota's throttle time (nothing is read from the client meanwhile); true when
+/// Waits out a quota's throttle time (nothing is read from the client meanwhile) and counts
+/// it once over, before the next read (`wharf_kafka_quota_muted_seconds_total`); true when
 /// the server stopped during the wait.
-async fn muted(mute: Duration, stopped: &mut crate::server::Stopped) -> bool {
+async fn muted(door: &Door, mute: Duration, stopped: &mut crate::server::Stopped) -> bool {
     if mute.is_zero() {
         return false;
     }
     tokio::select! {
-        () = tokio::time::sleep(mute) => false,
+        () = tokio::time::sleep(mute) => {
+            door.broker.metrics().kafka_quota_muted(mute);
+            false
+        }
         () = crate::server::until_stopped(stopped) => true,
     }
 }
@@ -366,7 +370,11 @@ async fn answer_frame(
     let mute = produce_throttle.max(body.throttled_ms());
     let answer = encode(header.correlation_id, api_key, version, body.as_ref())?;
     count_errors(door, api_key, body.as_ref());
-    Ok(Handled::Answer(answer, After::KeepOpen, throttle_time(mute)))
+    Ok(Handled::Answer(
+        answer,
+        After::KeepOpen,
+        throttle_time(mute),
+    ))
 }
 
 /// A throttle time in milliseconds as a duration (none when not positive).
