@@ -7,7 +7,9 @@
 //! an incremental answer carries only partitions with news. From v13 topics are named by id
 //! (KIP-516), and an id no topic has is UNKNOWN_TOPIC_ID. `isolation_level` (v4+) is the broker's: `read_committed` answers stop at the
 //! last stable offset and list the aborted transactions their data overlaps; every v4+ answer
-//! carries the last stable offset.
+//! carries the last stable offset. The answer is measured against the client's consumer
+//! byte-rate quota before its session is told anything: over it, Kafka's throttled answer
+//! (no partitions; a full request makes no session, an incremental one is left as it was).
 //!
 //! [`Broker::fetch`]: crate::broker::Broker::fetch
 
