@@ -391,9 +391,41 @@ async fn start_with_short_windows(
     TestServer::start_with(|c| {
         c.kafka.quota_windows.samples = 2;
         c.kafka.quota_windows.size = Duration::from_secs(1);
+        // `/metrics`, for the server's own count of muted time.
+        c.http.address = Some("127.0.0.1:0".parse().unwrap());
         tweak(c);
     })
     .await
+}
+
+/// The server's count of quota mutes (KIP-219) and the milliseconds they lasted in all
+/// (`wharf_kafka_quota_mutes_total`, `wharf_kafka_quota_muted_seconds_total`). A mute is
+/// counted when it ends, before the connection reads again, so an answer to a request sent
+/// after a throttled answer is only ever seen once that throttle's mute is in the count.
+async fn quota_mutes(server: &TestServer) -> (u64, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let http = server.http_addr.expect("the HTTP listener is on");
+    let text = compat_tests::within("GET /metrics", async {
+        let mut conn = tokio::net::TcpStream::connect(http).await.unwrap();
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8(answer).unwrap()
+    })
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let mutes = value("wharf_kafka_quota_mutes_total") as u64;
+    let muted_ms = (value("wharf_kafka_quota_muted_seconds_total") * 1000.0).round() as u64;
+    (mutes, muted_ms)
 }
 
 /// What a run of requests got: bytes counted by the quota, answers throttled, the throttle
@@ -406,9 +438,11 @@ struct Tally {
 }
 
 /// Bound: a producer over `producer_byte_rate` gets `throttle_time_ms` > 0 and its connection
-/// is not read from for that long, so the bytes the server takes stay within the quota over
-/// the time they took plus the measuring window (counted in bytes; the elapsed time is only
-/// the denominator, so a slow machine can only make the bound easier to meet). A client id
+/// is not read from for that long: each request is answered only after every throttle
+/// announced before it was waited out in full (the server's own count of muted time, exact,
+/// no clock in the test), so the bytes the server takes stay within the quota over the time
+/// they took plus the measuring window (counted in bytes; the elapsed time is only the
+/// denominator, so a slow machine can only make the bound easier to meet). A client id
 /// without a quota on the same server is never throttled.
 #[tokio::test]
 async fn a_producer_over_its_quota_is_throttled_and_held_to_it() {
@@ -432,25 +466,21 @@ async fn a_producer_over_its_quota_is_throttled_and_held_to_it() {
     let records = batch(10, 1000); // about 10 KB a request
     let mut tally = Tally::default();
     let started = Instant::now();
-    let mut last_throttle: Option<(Instant, i32)> = None;
     for i in 0..30 {
         let req = produce_req("throttled", records.clone());
         let r: ProduceResponse = conn.call(ApiKey::Produce, 9, &req).await;
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "request {i} stored");
-        if let Some((at, ms)) = last_throttle.take() {
-            // Muted: the request sent right after a throttled answer is read only once the
-            // throttle time is over (a lower bound: slowness only lengthens it).
-            assert!(
-                at.elapsed() >= Duration::from_millis(ms as u64),
-                "request {i} was answered within the {ms} ms its connection was muted"
-            );
-        }
+        // Muted: request i was read only once every throttle announced before it was over.
+        assert_eq!(
+            quota_mutes(&server).await,
+            (u64::from(tally.throttled), tally.announced_ms),
+            "request {i} was read before the mutes announced to it ended: {tally:?}"
+        );
         tally.bytes += records.len() as u64;
         if r.throttle_time_ms > 0 {
             tally.throttled += 1;
             tally.announced_ms += r.throttle_time_ms as u64;
-            last_throttle = Some((Instant::now(), r.throttle_time_ms));
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -473,7 +503,8 @@ async fn a_producer_over_its_quota_is_throttled_and_held_to_it() {
 }
 
 /// Bound: a consumer over `consumer_byte_rate` gets Kafka's throttled answer (throttle_time_ms
-/// > 0, no partitions, its bytes not counted), and each answer holds at most the quota's worth
+/// > 0, no partitions, its bytes not counted, its connection muted for that long before the
+/// next request is read), and each answer holds at most the quota's worth
 /// of the window (Kafka bounds `max_bytes` by it) however much is asked for; the bytes it gets
 /// stay within the quota over the time taken plus the window. Every record is read exactly
 /// once, in order.
@@ -527,6 +558,12 @@ async fn a_consumer_over_its_quota_gets_throttled_answers() {
             )
             .await;
         assert_eq!(r.error_code, 0);
+        // Muted: this request was read only once every throttle announced before it was over.
+        assert_eq!(
+            quota_mutes(&server).await,
+            (u64::from(tally.throttled), tally.announced_ms),
+            "answer {answers} came before the mutes announced to it ended: {tally:?}"
+        );
         if r.throttle_time_ms > 0 {
             tally.throttled += 1;
             tally.announced_ms += r.throttle_time_ms as u64;
@@ -560,6 +597,179 @@ async fn a_consumer_over_its_quota_gets_throttled_answers() {
         (tally.bytes as f64) <= bound,
         "{tally:?} in {elapsed:.1} s is above the quota's {bound} bytes"
     );
+}
+
+/// Sets `consumer_byte_rate` for the wire's client id: 1 byte/s, so every Fetch answer it gets
+/// is over the quota (an answer of a few dozen bytes measured over a window of at least 1 s).
+async fn throttle_every_fetch(admin: &mut KafkaWire) {
+    let set = alter(
+        admin,
+        1,
+        vec![alteration(
+            &[("client-id", Some(WIRE_CLIENT))],
+            &[("consumer_byte_rate", Some(1.0))],
+        )],
+        false,
+    )
+    .await;
+    assert_eq!(set, vec![(0, None)]);
+}
+
+/// A Fetch (v12, by topic name) of `topic`'s partition 0 in session `session` at `epoch`,
+/// listing the partition at `offset` when given.
+fn session_fetch(topic: &str, session: i32, epoch: i32, offset: Option<i64>) -> FetchRequest {
+    let topics = offset.map_or_else(Vec::new, |o| {
+        vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(o)
+                .with_partition_max_bytes(1 << 20)])]
+    });
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+}
+
+/// The high watermark of partition 0 after producing one batch there.
+async fn produce_one(conn: &mut KafkaWire, topic: &str) -> i64 {
+    let r: ProduceResponse = conn
+        .call(ApiKey::Produce, 9, &produce_req(topic, batch(2, 10)))
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    p.base_offset + 2
+}
+
+/// Bound: a throttled incremental Fetch leaves its session as it was (Kafka's
+/// `IncrementalFetchContext.getThrottledResponse`): the answer carries the session id, no
+/// error, no partitions, and the news it could not deliver (a high watermark that moved) is
+/// still news for the first answer after it. Sessions are not tied to connections, so the
+/// unthrottled request comes from another client id.
+#[tokio::test]
+async fn a_throttled_incremental_fetch_keeps_its_news_for_the_next_answer() {
+    let server = start_with_short_windows(|_| {}).await;
+    server.create_kafka_topic("session-news", 1).await;
+    let mut admin = KafkaWire::open(server.kafka_addr).await;
+    let h0 = produce_one(&mut admin, "session-news").await;
+    let mut conn = KafkaWire::open(server.kafka_addr).await;
+    // A full request at the end of the log: a session caching high watermark h0.
+    let full: FetchResponse = conn
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("session-news", 0, 0, Some(h0)),
+        )
+        .await;
+    assert_eq!((full.error_code, full.throttle_time_ms), (0, 0));
+    let session = full.session_id;
+    assert_ne!(session, 0, "a session is made");
+    assert_eq!(full.responses[0].partitions[0].high_watermark, h0);
+
+    let h1 = produce_one(&mut admin, "session-news").await;
+    throttle_every_fetch(&mut admin).await;
+    // Epoch 1, the partition moved on to h1: the answer would say the high watermark is h1,
+    // but it is throttled.
+    let throttled: FetchResponse = conn
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("session-news", session, 1, Some(h1)),
+        )
+        .await;
+    assert!(throttled.throttle_time_ms > 0, "over 1 byte/s: throttled");
+    assert_eq!(
+        (throttled.error_code, throttled.session_id),
+        (0, session),
+        "Kafka's throttled incremental answer: the session's id, no error"
+    );
+    assert!(throttled.responses.is_empty(), "no partitions");
+
+    // Epoch 2 from an unthrottled client: the new high watermark, never delivered, is news.
+    let mut other = KafkaWire::open(server.kafka_addr).await;
+    let next: FetchResponse = call_as(
+        &mut other,
+        "unthrottled",
+        ApiKey::Fetch,
+        12,
+        &session_fetch("session-news", session, 2, None),
+    )
+    .await;
+    assert_eq!(
+        (next.error_code, next.session_id, next.throttle_time_ms),
+        (0, session, 0)
+    );
+    let told: Vec<(i32, i64)> = next
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.high_watermark))
+        .collect();
+    assert_eq!(
+        told,
+        vec![(0, h1)],
+        "the high watermark the throttled answer did not deliver"
+    );
+}
+
+/// Bound: a throttled full Fetch makes no session (Kafka's `FullFetchContext
+/// .getThrottledResponse`: session id 0), so throttled clients cannot fill the session cache.
+/// With 8 slots (one per shard), 8 throttled full requests leave all 8 free: 8 unthrottled
+/// full requests after them each get a session (a cache filled by recent sessions of the same
+/// size would decline them).
+#[tokio::test]
+async fn a_throttled_full_fetch_makes_no_session() {
+    const SLOTS: usize = 8;
+    let server = start_with_short_windows(|c| {
+        c.kafka.max_incremental_fetch_session_cache_slots = SLOTS as u32;
+    })
+    .await;
+    server.create_kafka_topic("no-session", 1).await;
+    let mut admin = KafkaWire::open(server.kafka_addr).await;
+    let end = produce_one(&mut admin, "no-session").await;
+    throttle_every_fetch(&mut admin).await;
+    for i in 0..SLOTS {
+        // A connection each: a throttled one is muted for the throttle time.
+        let mut conn = KafkaWire::open(server.kafka_addr).await;
+        let r: FetchResponse = conn
+            .call(
+                ApiKey::Fetch,
+                12,
+                &session_fetch("no-session", 0, 0, Some(end)),
+            )
+            .await;
+        assert!(r.throttle_time_ms > 0, "request {i} throttled");
+        assert_eq!(
+            (r.error_code, r.session_id),
+            (0, 0),
+            "request {i}: Kafka's throttled full answer names no session"
+        );
+        assert!(r.responses.is_empty());
+    }
+    let mut other = KafkaWire::open(server.kafka_addr).await;
+    let mut sessions = std::collections::BTreeSet::new();
+    for i in 0..SLOTS {
+        let r: FetchResponse = call_as(
+            &mut other,
+            "unthrottled",
+            ApiKey::Fetch,
+            12,
+            &session_fetch("no-session", 0, 0, Some(end)),
+        )
+        .await;
+        assert_eq!((r.error_code, r.throttle_time_ms), (0, 0));
+        assert_ne!(
+            r.session_id, 0,
+            "full request {i} found the cache filled by throttled requests"
+        );
+        sessions.insert(r.session_id);
+    }
+    assert_eq!(sessions.len(), SLOTS);
 }
 
 /// User quotas apply to the authenticated principal: `user=iggy` throttles root on a SASL
@@ -785,9 +995,10 @@ where
 }
 
 /// acks=0 Produce has no answer to carry throttle_time_ms, but its bytes count all the same and
-/// the connection is muted as Kafka does: 20 KB at once against 10 KB/s over a 1 s window asks
-/// for at least 1 s of silence, so a request sent after them is answered no sooner (a lower
-/// bound: a slow machine only lengthens it).
+/// the connection is muted as Kafka does: one request of about 25 KB against 10 KB/s, the
+/// first the sensor sees (so its window is the minimum of 1 s), asks for Kafka's
+/// `(25 KB / 10 KB/s - 1) × 1 s` ≈ 1.5 s of silence, and the next request is read only once
+/// that mute is over (the server's own count of muted time, no clock in the test).
 #[tokio::test]
 async fn an_acks_0_producer_over_its_quota_is_muted() {
     let server = start_with_short_windows(|_| {}).await;
@@ -805,19 +1016,21 @@ async fn an_acks_0_producer_over_its_quota_is_muted() {
     .await;
     assert_eq!(set, vec![(0, None)]);
     let mut conn = KafkaWire::open(server.kafka_addr).await;
-    let records = batch(10, 1000);
-    let started = Instant::now();
-    for _ in 0..3 {
-        let req = produce_req("fire-and-forget", records.clone()).with_acks(0);
-        conn.send(ApiKey::Produce, 9, &req).await;
-    }
+    let records = batch(25, 1000);
+    let req = produce_req("fire-and-forget", records.clone()).with_acks(0);
+    conn.send(ApiKey::Produce, 9, &req).await;
     let _: ApiVersionsResponse = conn
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
+    let (mutes, muted_ms) = quota_mutes(&server).await;
+    assert_eq!(
+        mutes, 1,
+        "the acks=0 produce muted its connection before the next request was read"
+    );
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "answered {:?} after 30 KB of acks=0 produce against 10 KB/s",
-        started.elapsed()
+        muted_ms >= 1000,
+        "muted {muted_ms} ms for {} bytes against 10 KB/s",
+        records.len()
     );
     // Every record was stored all the same.
     let r: ListOffsetsResponse = conn
@@ -835,5 +1048,5 @@ async fn an_acks_0_producer_over_its_quota_is_muted() {
                     ])]),
         )
         .await;
-    assert_eq!(r.topics[0].partitions[0].offset, 30);
+    assert_eq!(r.topics[0].partitions[0].offset, 25);
 }

@@ -20,7 +20,7 @@
 //! `connection_creation_rate` are validated, persisted and described as Kafka does; this module
 //! enforces the two byte rates only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -291,17 +291,18 @@ impl ClientQuotas {
     ) -> Result<Vec<Result<(), QuotaError>>, BrokerError> {
         let _change = self.changes.lock();
         let mut next = self.entities.read().clone();
-        let mut seen: Vec<QuotaEntity> = Vec::new();
+        // Sets: a request may hold about a million alterations (`max_request_size`), and
+        // each is checked against all before it while `changes` is held.
+        let mut seen: BTreeSet<QuotaEntity> = BTreeSet::new();
         let mut results = Vec::with_capacity(alterations.len());
         for a in alterations {
             let outcome = validate(a).and_then(|(entity, changes)| {
-                if seen.contains(&entity) {
+                if !seen.insert(entity.clone()) {
                     return Err(QuotaError::InvalidRequest(format!(
                         "Ignoring duplicate entity {}",
                         shown(&entity)
                     )));
                 }
-                seen.push(entity.clone());
                 Ok((entity, changes))
             });
             match outcome {
@@ -471,8 +472,9 @@ impl ClientQuotas {
 #[allow(clippy::type_complexity)]
 fn validate(a: &QuotaAlteration) -> Result<(QuotaEntity, Vec<(String, Option<f64>)>), QuotaError> {
     let mut changes: Vec<(String, Option<f64>)> = Vec::with_capacity(a.ops.len());
+    let mut keys: HashSet<&str> = HashSet::with_capacity(a.ops.len());
     for (key, value) in &a.ops {
-        if changes.iter().any(|(k, _)| k == key) {
+        if !keys.insert(key.as_str()) {
             return Err(QuotaError::InvalidRequest(format!(
                 "Duplicate quota key {key} not updating quota for this entity"
             )));
@@ -744,21 +746,30 @@ impl Broker {
             .record(kind, &user, client_id, bytes as f64, now)
     }
 
-    /// Takes back bytes recorded with [`Broker::record_quota_bytes`] (a throttled Fetch).
-    pub fn unrecord_quota_bytes(
+    /// The consumer-quota verdict on a Fetch answer of `bytes` (Kafka's `KafkaApis`
+    /// `processResponseCallback`): the throttle time in milliseconds, 0 when the answer may be
+    /// sent. Throttled, the answer is not sent (the client gets Kafka's throttled answer, no
+    /// partitions), so its bytes are taken back out of the rate at once.
+    pub fn record_fetch_quota(
         &self,
-        kind: QuotaKind,
         principal: &Principal,
         client_id: &str,
         bytes: usize,
         now: Instant,
-    ) {
+    ) -> i32 {
+        let kind = QuotaKind::Fetch;
         if !self.quotas.enabled(kind) {
-            return;
+            return 0;
         }
         let user = self.quota_user(principal);
-        self.quotas
-            .unrecord(kind, &user, client_id, bytes as f64, now);
+        let throttle = self
+            .quotas
+            .record(kind, &user, client_id, bytes as f64, now);
+        if throttle > 0 {
+            self.quotas
+                .unrecord(kind, &user, client_id, bytes as f64, now);
+        }
+        throttle
     }
 
     /// The most Fetch answer bytes `principal`'s client may get at once: its consumer quota's

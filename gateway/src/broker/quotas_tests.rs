@@ -334,6 +334,59 @@ fn alterations_are_validated_as_kafka() {
     assert_eq!(all.len(), 2, "{all:?}");
 }
 
+/// Bound: one AlterClientQuotas may hold about a million alterations (`max_request_size`);
+/// a repeated entity and a repeated key are each found by one set look-up (not a scan of all
+/// before it), refused as Kafka's `ClientQuotaControlManager` does, and the rest applied.
+#[test]
+fn duplicates_in_a_large_alteration_are_found_by_set() {
+    let (_d, q) = open();
+    const ENTITIES: usize = 20_000;
+    let client = |i: usize| entity(None, Some(Some(&format!("c{i}"))));
+    let mut alterations: Vec<QuotaAlteration> = (0..ENTITIES)
+        .map(|i| QuotaAlteration {
+            entity: client(i),
+            ops: vec![(PRODUCER_BYTE_RATE.into(), Some(1000.0))],
+        })
+        .collect();
+    // The first entity again, after all the others.
+    alterations.push(QuotaAlteration {
+        entity: client(0),
+        ops: vec![(CONSUMER_BYTE_RATE.into(), Some(1000.0))],
+    });
+    // A new entity naming one key twice, among other keys.
+    alterations.push(QuotaAlteration {
+        entity: client(ENTITIES),
+        ops: vec![
+            (PRODUCER_BYTE_RATE.into(), Some(1.0)),
+            (CONSUMER_BYTE_RATE.into(), Some(1.0)),
+            (REQUEST_PERCENTAGE.into(), Some(1.0)),
+            (PRODUCER_BYTE_RATE.into(), None),
+        ],
+    });
+    let r = q.alter(&alterations, false).unwrap();
+    assert_eq!(r.len(), ENTITIES + 2);
+    assert!(r[..ENTITIES].iter().all(Result::is_ok));
+    match &r[ENTITIES] {
+        Err(QuotaError::InvalidRequest(m)) => {
+            assert!(m.contains("Ignoring duplicate entity"), "{m}")
+        }
+        other => panic!("{other:?}, wanted the duplicate entity refused"),
+    }
+    match &r[ENTITIES + 1] {
+        Err(QuotaError::InvalidRequest(m)) => assert!(m.contains("Duplicate quota key"), "{m}"),
+        other => panic!("{other:?}, wanted the duplicate key refused"),
+    }
+    // The duplicate did not touch the first entity; the refused one was not created.
+    let all = q.describe(&[], false).unwrap();
+    assert_eq!(all.len(), ENTITIES);
+    let first = all
+        .iter()
+        .find(|(e, _)| *e == client(0).into_iter().collect());
+    let values = &first.expect("c0 kept").1;
+    assert_eq!(values.get(CONSUMER_BYTE_RATE), None);
+    assert_eq!(values.get(PRODUCER_BYTE_RATE), Some(&1000.0));
+}
+
 #[test]
 fn quotas_persist_and_validate_only_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

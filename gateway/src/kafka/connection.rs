@@ -16,10 +16,12 @@
 //! SaslAuthenticate are run against it here, and an answer that ends the exchange (a failed
 //! authentication, an unsupported mechanism) is written before the connection closes.
 //!
-//! Client quotas (KIP-219): a Produce's request bytes and a Fetch answer's bytes are recorded
-//! against the client's byte-rate quota ([`crate::broker::quotas`]); over it, the answer carries
-//! `throttle_time_ms` (a Fetch answer then holds no partitions, as Kafka's) and goes out at once,
-//! and nothing more is read from the connection until that time is over.
+//! Client quotas (KIP-219): a Produce's request bytes are recorded here against the producer's
+//! byte-rate quota ([`crate::broker::quotas`]); a Fetch answer is measured against the
+//! consumer's by the Fetch handler, which alone knows the throttled answer's shape (no
+//! partitions, its fetch session untouched). Over a quota, the answer carries
+//! `throttle_time_ms` and goes out at once, and nothing more is read from the connection until
+//! that time is over.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -127,7 +129,7 @@ pub async fn serve(
             Ok(Handled::Unanswered(mute)) => {
                 // acks=0: no answer, but a producer over its quota is muted all the same.
                 drop(grant);
-                if muted(mute, &mut stopped).await {
+                if muted(&door, mute, &mut stopped).await {
                     break "stopped".into();
                 }
                 continue;
@@ -156,7 +158,7 @@ pub async fn serve(
         drop(grant);
         // quota (KIP-219): the answer carries throttle_time_ms and goes out at once; the
         // connection then reads nothing more from the client until the throttle time is over.
-        if muted(mute, &mut stopped).await {
+        if muted(&door, mute, &mut stopped).await {
             break "stopped".into();
         }
         if after == After::Close {
@@ -175,14 +177,18 @@ pub async fn serve(
     tracing::debug!(%peer, reason, "kafka connection closed");
 }
 
-/// Waits out a quota's throttle time (nothing is read from the client meanwhile); true when
+/// Waits out a quota's throttle time (nothing is read from the client meanwhile) and counts
+/// it once over, before the next read (`wharf_kafka_quota_muted_seconds_total`); true when
 /// the server stopped during the wait.
-async fn muted(mute: Duration, stopped: &mut crate::server::Stopped) -> bool {
+async fn muted(door: &Door, mute: Duration, stopped: &mut crate::server::Stopped) -> bool {
     if mute.is_zero() {
         return false;
     }
     tokio::select! {
-        () = tokio::time::sleep(mute) => false,
+        () = tokio::time::sleep(mute) => {
+            door.broker.metrics().kafka_quota_muted(mute);
+            false
+        }
         () = crate::server::until_stopped(stopped) => true,
     }
 }
@@ -359,39 +365,15 @@ async fn answer_frame(
     if produce_throttle > 0 {
         body.throttle(produce_throttle);
     }
+    // A Fetch's throttle was decided by its handler (the answer measured against the
+    // consumer's quota before its fetch session was told anything).
+    let mute = produce_throttle.max(body.throttled_ms());
     let answer = encode(header.correlation_id, api_key, version, body.as_ref())?;
-    if api_key == versions::FETCH {
-        // A Fetch answer's bytes count against its consumer's byte rate. Over it, the answer
-        // is Kafka's throttled one (no partitions) and its bytes are not counted, as Kafka's
-        // KafkaApis does.
-        let size = answer
-            .iter()
-            .map(Bytes::len)
-            .sum::<usize>()
-            .saturating_sub(4);
-        let now = Instant::now();
-        let fetch = QuotaKind::Fetch;
-        let throttle = door
-            .broker
-            .record_quota_bytes(fetch, principal, client_id, size, now);
-        if throttle > 0 {
-            door.broker
-                .unrecord_quota_bytes(fetch, principal, client_id, size, now);
-            body.throttle(throttle);
-            count_errors(door, api_key, body.as_ref());
-            let answer = encode(header.correlation_id, api_key, version, body.as_ref())?;
-            return Ok(Handled::Answer(
-                answer,
-                After::KeepOpen,
-                throttle_time(throttle),
-            ));
-        }
-    }
     count_errors(door, api_key, body.as_ref());
     Ok(Handled::Answer(
         answer,
         After::KeepOpen,
-        throttle_time(produce_throttle),
+        throttle_time(mute),
     ))
 }
 
@@ -474,10 +456,15 @@ pub trait ResponseBody: Send {
         let _ = each;
     }
 
-    /// Sets the answer's `throttle_time_ms` for a client over its byte-rate quota (Produce,
-    /// Fetch; KIP-219). A Fetch answer then carries no partitions, as Kafka's.
+    /// Sets the answer's `throttle_time_ms` for a producer over its byte-rate quota (KIP-219).
     fn throttle(&mut self, ms: i32) {
         let _ = ms;
+    }
+
+    /// The throttle time the answer's handler decided (a Fetch over its consumer quota:
+    /// Kafka's throttled answer); the connection is muted that long after sending it.
+    fn throttled_ms(&self) -> i32 {
+        0
     }
 
     /// True for an answer that must not be sent (an acks=0 Produce with an error): the

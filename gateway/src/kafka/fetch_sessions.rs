@@ -400,10 +400,45 @@ impl FetchSessions {
     }
 
     /// After an incremental request's partitions (in the order [`open`](Self::open) gave)
-    /// were read: which of them the answer carries (Kafka's `maybeUpdateResponseData`), the
-    /// session remembering what it told. Err: the top-level error the answer carries instead
-    /// of partitions (a duplicate request moved the epoch on, or the session is gone).
+    /// were read: which of them the answer would carry (Kafka's `maybeUpdateResponseData`),
+    /// the session left as it is. The answer is measured against the client's quota before
+    /// anything is remembered ([`filter`](Self::filter) remembers). Err: the top-level error
+    /// the answer carries instead of partitions (a duplicate request moved the epoch on, or
+    /// the session is gone).
+    pub fn preview(&self, id: i32, epoch: i32, told: &[(Wanted, Told)]) -> Result<Vec<bool>, i16> {
+        self.judge(id, epoch, told, false)
+    }
+
+    /// As [`preview`](Self::preview), the session remembering what it told: the answer is
+    /// sent. Between the two nothing changes the result: every change to a session moves its
+    /// epoch on, which this checks under the shard's lock.
     pub fn filter(&self, id: i32, epoch: i32, told: &[(Wanted, Told)]) -> Result<Vec<bool>, i16> {
+        self.judge(id, epoch, told, true)
+    }
+
+    /// The answer to a throttled incremental request (Kafka's
+    /// `IncrementalFetchContext.getThrottledResponse`): no partition of the session is
+    /// touched; INVALID_FETCH_SESSION_EPOCH when a duplicate request moved the epoch on, else
+    /// no error (a session evicted meanwhile is found out by the next request, as Kafka).
+    pub fn throttled(&self, id: i32, epoch: i32) -> i16 {
+        let moved_on = self
+            .shard_of(id)
+            .and_then(|shard| shard.lock().sessions.get(&id).map(|s| s.epoch != epoch))
+            .unwrap_or(false);
+        if moved_on {
+            INVALID_FETCH_SESSION_EPOCH
+        } else {
+            0
+        }
+    }
+
+    fn judge(
+        &self,
+        id: i32,
+        epoch: i32,
+        told: &[(Wanted, Told)],
+        remember: bool,
+    ) -> Result<Vec<bool>, i16> {
         let shard = self.shard_of(id).ok_or(FETCH_SESSION_ID_NOT_FOUND)?;
         let mut shard = shard.lock();
         let session = shard
@@ -420,26 +455,25 @@ impl FetchSessions {
                 carried.push(true);
                 continue;
             };
-            let mut respond = t.records_bytes > 0;
-            if c.high_watermark != t.high_watermark {
-                respond = true;
-                c.high_watermark = t.high_watermark;
+            let respond = t.records_bytes > 0
+                || c.high_watermark != t.high_watermark
+                || c.log_start_offset != t.log_start_offset
+                || t.error != 0;
+            carried.push(respond);
+            if !remember {
+                continue;
             }
-            if c.log_start_offset != t.log_start_offset {
-                respond = true;
-                c.log_start_offset = t.log_start_offset;
-            }
+            c.high_watermark = t.high_watermark;
+            c.log_start_offset = t.log_start_offset;
             if t.error != 0 {
                 // So the partition is sent again once the error is gone.
                 c.high_watermark = -1;
-                respond = true;
             }
             if t.records_bytes > 0 {
                 if let Some(c) = session.remove(&key) {
                     session.push(c);
                 }
             }
-            carried.push(respond);
         }
         Ok(carried)
     }
@@ -537,6 +571,38 @@ mod tests {
         cache.open(id, 3, false, vec![], vec![], 3);
         let healed = vec![(wants[0].clone(), told(5)), (wants[1].clone(), told(6))];
         assert_eq!(cache.filter(id, 4, &healed), Ok(vec![true, false]));
+    }
+
+    /// A throttled answer is measured with `preview` and never remembered: the news it
+    /// would have carried (a moved high watermark, records that would rotate a partition)
+    /// is still news for the next answer, as Kafka's throttled contexts leave the session.
+    #[test]
+    fn a_preview_leaves_the_session_as_it_was() {
+        let cache = FetchSessions::new(1000);
+        let id = session(&cache, 2, 0);
+        let (ctx, wants) = cache.open(id, 1, false, vec![], vec![], 1);
+        assert_eq!(ctx, Context::Incremental { id, epoch: 2 });
+        let mut news: Vec<(Wanted, Told)> = wants.into_iter().map(|w| (w, told(5))).collect();
+        news[0].1.records_bytes = 10;
+        news[1].1.high_watermark = 9;
+        // Throttled: measured twice, answered without partitions, nothing remembered.
+        assert_eq!(cache.preview(id, 2, &news), Ok(vec![true, true]));
+        assert_eq!(cache.preview(id, 2, &news), Ok(vec![true, true]));
+        assert_eq!(cache.throttled(id, 2), 0);
+        // A duplicate of the request, seen after the next one moved the epoch on.
+        assert_eq!(cache.throttled(id, 1), INVALID_FETCH_SESSION_EPOCH);
+        // The next request: same order (nothing rotated), the high watermark still news.
+        let (ctx, wants) = cache.open(id, 2, false, vec![], vec![], 2);
+        assert_eq!(ctx, Context::Incremental { id, epoch: 3 });
+        assert_eq!(wants, vec![named("t", 0, 0), named("t", 1, 0)]);
+        let mut quiet: Vec<(Wanted, Told)> = wants.into_iter().map(|w| (w, told(5))).collect();
+        quiet[1].1.high_watermark = 9;
+        assert_eq!(cache.filter(id, 3, &quiet), Ok(vec![false, true]));
+        // Remembered now: the same high watermark is no longer news.
+        let (_, wants) = cache.open(id, 3, false, vec![], vec![], 3);
+        let mut again: Vec<(Wanted, Told)> = wants.into_iter().map(|w| (w, told(5))).collect();
+        again[1].1.high_watermark = 9;
+        assert_eq!(cache.filter(id, 4, &again), Ok(vec![false, false]));
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - `wharf_topic_{bytes,messages}_{in,out}_total` {stream, topic}: produced and fetched;
 //! - `wharf_connections`, `wharf_connections_accepted_total`,
 //!   `wharf_connections_refused_total` {door};
+//! - `wharf_kafka_quota_mutes_total`, `wharf_kafka_quota_muted_seconds_total`: connections
+//!   muted over client quotas (KIP-219) and for how long;
 //! - `wharf_append_duration_seconds`, `wharf_fsync_duration_seconds`,
 //!   `wharf_append_group_messages`, `wharf_append_group_bytes`: the store's histograms;
 //! - `wharf_partition_log_start_offset`, `wharf_partition_high_watermark`,
@@ -249,6 +251,18 @@ impl Scrape {
             "Client connections closed at once for being over the door's connection caps.",
             MetricType::Counter,
         ) = per_door(&|d| metrics.connections_refused(d), true);
+        let (mutes, muted_ms) = metrics.kafka_quota_mutes();
+        *self.family(
+            "wharf_kafka_quota_mutes",
+            "Kafka answers over a client quota after which the connection was muted for the \
+             answer's throttle_time_ms (KIP-219), counted as each mute ends.",
+            MetricType::Counter,
+        ) = vec![(Vec::new(), Value::Counter(mutes))];
+        *self.family(
+            "wharf_kafka_quota_muted_seconds",
+            "Time Kafka connections were muted over client quotas (Kafka's throttle-time).",
+            MetricType::Counter,
+        ) = vec![(Vec::new(), Value::CounterF(muted_ms as f64 / 1000.0))];
     }
 
     fn read_requests(&mut self, metrics: &Metrics) {

@@ -130,6 +130,9 @@ pub struct Metrics {
     connections: [AtomicU64; 2],
     accepted: [AtomicU64; 2],
     refused: [AtomicU64; 2],
+    /// Kafka connections muted over a client quota (KIP-219), and for how long in all (ms).
+    kafka_quota_mutes: AtomicU64,
+    kafka_quota_muted_ms: AtomicU64,
     /// By [`apis::kafka_slot`], the last one `Unknown`.
     kafka_requests: Box<[RequestStats]>,
     /// By [`apis::native_slot`], the last one `Unknown`.
@@ -262,6 +265,8 @@ impl Metrics {
             connections: Default::default(),
             accepted: Default::default(),
             refused: Default::default(),
+            kafka_quota_mutes: AtomicU64::new(0),
+            kafka_quota_muted_ms: AtomicU64::new(0),
             kafka_requests: slots(apis::KAFKA_APIS.len()),
             native_requests: slots(apis::NATIVE_APIS.len()),
             kafka_errors: counters((apis::KAFKA_APIS.len() + 1) * kafka_errors::KAFKA_ERRORS.len()),
@@ -410,6 +415,24 @@ impl Metrics {
     /// Connections of `door` refused (over its caps) since the start.
     pub fn connections_refused(&self, door: DoorKind) -> u64 {
         self.refused[door as usize].load(Ordering::Relaxed)
+    }
+
+    /// A Kafka connection over a client quota was muted for `mute` (counted once the mute
+    /// is over, before anything more is read from it; counted whether metrics are on or not,
+    /// as connections: a rare path).
+    pub fn kafka_quota_muted(&self, mute: Duration) {
+        let ms = u64::try_from(mute.as_millis()).unwrap_or(u64::MAX);
+        self.kafka_quota_mutes.fetch_add(1, Ordering::Relaxed);
+        self.kafka_quota_muted_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Kafka connections muted over a client quota since the start, and the milliseconds
+    /// they were muted in all.
+    pub fn kafka_quota_mutes(&self) -> (u64, u64) {
+        (
+            self.kafka_quota_mutes.load(Ordering::Relaxed),
+            self.kafka_quota_muted_ms.load(Ordering::Relaxed),
+        )
     }
 
     /// The start of a request to time: `None` when metrics are off, so the doors read no

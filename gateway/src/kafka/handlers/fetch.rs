@@ -7,7 +7,9 @@
 //! an incremental answer carries only partitions with news. From v13 topics are named by id
 //! (KIP-516), and an id no topic has is UNKNOWN_TOPIC_ID. `isolation_level` (v4+) is the broker's: `read_committed` answers stop at the
 //! last stable offset and list the aborted transactions their data overlaps; every v4+ answer
-//! carries the last stable offset.
+//! carries the last stable offset. The answer is measured against the client's consumer
+//! byte-rate quota before its session is told anything: over it, Kafka's throttled answer
+//! (no partitions; a full request makes no session, an incremental one is left as it was).
 //!
 //! [`Broker::fetch`]: crate::broker::Broker::fetch
 
@@ -139,22 +141,21 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
         told.push((w, t));
         answered.push((data, batches));
     }
-    let (session_id, carried) = match context {
-        Context::Full { uses_topic_ids } => {
-            (sessions.create(uses_topic_ids, &told, now), Vec::new())
-        }
-        Context::Incremental { id, epoch } => match sessions.filter(id, epoch, &told) {
-            Ok(carried) => (id, carried),
+    // Which partitions the answer carries, the session not yet told (Kafka's
+    // `getResponseSize` iterates without updating the context).
+    let carried = match &context {
+        Context::Incremental { id, epoch } => match sessions.preview(*id, *epoch, &told) {
+            Ok(carried) => carried,
             // A duplicate request moved the session on (Kafka answers with the session's
             // id), or the session was evicted while this one was read.
-            Err(code) if code == INVALID_FETCH_SESSION_EPOCH => return session_error(code, id),
+            Err(code) if code == INVALID_FETCH_SESSION_EPOCH => return session_error(code, *id),
             Err(code) => return session_error(code, INVALID_SESSION_ID),
         },
-        Context::Sessionless | Context::Error(_) => (INVALID_SESSION_ID, Vec::new()),
+        _ => vec![true; told.len()],
     };
     let mut records = Vec::with_capacity(answered.len());
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
-    for (i, ((w, _), (data, batches))) in told.into_iter().zip(answered).enumerate() {
+    for (i, ((w, _), (data, batches))) in told.iter().zip(answered).enumerate() {
         if !carried.get(i).copied().unwrap_or(true) {
             continue;
         }
@@ -173,12 +174,45 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
             }
         }
     }
-    FetchAnswer {
-        response: FetchResponse::default()
-            .with_session_id(session_id)
-            .with_responses(responses),
+    let mut answer = FetchAnswer {
+        response: FetchResponse::default().with_responses(responses),
         records,
+    };
+    // quota: the answer's bytes against the consumer's byte rate, before the session is
+    // told anything (Kafka's `KafkaApis.handleFetchRequest`). Over it, Kafka's throttled
+    // answer: no partitions, the session untouched; a full request makes no session.
+    let throttle = req.broker().record_fetch_quota(
+        req.principal,
+        req.client_id.as_deref().unwrap_or(""),
+        answer.quota_size(version),
+        std::time::Instant::now(),
+    );
+    if throttle > 0 {
+        let (error, session_id) = match context {
+            Context::Incremental { id, epoch } => (sessions.throttled(id, epoch), id),
+            _ => (0, INVALID_SESSION_ID),
+        };
+        return FetchAnswer {
+            response: FetchResponse::default()
+                .with_throttle_time_ms(throttle)
+                .with_error_code(error)
+                .with_session_id(session_id),
+            records: Vec::new(),
+        };
     }
+    let session_id = match context {
+        Context::Full { uses_topic_ids } => sessions.create(uses_topic_ids, &told, now),
+        Context::Incremental { id, epoch } => match sessions.filter(id, epoch, &told) {
+            // The same partitions as the preview: only a request moving the epoch on changes
+            // a session, and that is checked.
+            Ok(_) => id,
+            Err(code) if code == INVALID_FETCH_SESSION_EPOCH => return session_error(code, id),
+            Err(code) => return session_error(code, INVALID_SESSION_ID),
+        },
+        Context::Sessionless | Context::Error(_) => INVALID_SESSION_ID,
+    };
+    answer.response.session_id = session_id;
+    answer
 }
 
 /// Whether `t` is the answer entry of `topic`.
@@ -337,12 +371,41 @@ impl ResponseBody for FetchAnswer {
         crate::metrics::kafka_errors::fetch(&self.response, each);
     }
 
-    // quota: Kafka's throttled answer (`getThrottledResponse`) carries no partitions.
-    fn throttle(&mut self, ms: i32) {
-        self.response.throttle_time_ms = ms;
-        self.response.responses.clear();
-        self.records.clear();
+    // quota: the handler decided the throttle (see `handle`); the connection is muted so long.
+    fn throttled_ms(&self) -> i32 {
+        self.response.throttle_time_ms
     }
+}
+
+impl FetchAnswer {
+    /// The answer's size as Kafka's consumer quota counts it (`FetchResponse.sizeOf`: the
+    /// body and 4 bytes of response header), the records counted, not encoded.
+    fn quota_size(&self, version: i16) -> usize {
+        let flexible = version >= FIRST_FLEXIBLE;
+        // `response` holds every partition's records as null; `records` holds them.
+        let skeleton = self.response.compute_size(version).unwrap_or(0);
+        let records: usize = self
+            .records
+            .iter()
+            .flatten()
+            .map(|parts| {
+                let len: usize = parts.iter().map(Bytes::len).sum();
+                // The length in place of the null marker (int32 -1, or varint 0).
+                if flexible {
+                    len + varint_len(len + 1) - 1
+                } else {
+                    len
+                }
+            })
+            .sum();
+        4 + skeleton + records
+    }
+}
+
+/// Bytes of `v` as an unsigned varint.
+fn varint_len(v: usize) -> usize {
+    let bits = usize::BITS - v.leading_zeros();
+    (bits.max(1) as usize).div_ceil(7)
 }
 
 /// Record parts shorter than this are copied into the frame's buffer, while fewer than
@@ -559,6 +622,24 @@ mod tests {
         let size = u32::from_be_bytes(whole[..4].try_into().unwrap()) as usize;
         assert_eq!(size, whole.len() - 4, "v{version}: size prefix");
         (parts, whole[4..].to_vec())
+    }
+
+    /// The size the consumer quota counts is Kafka's `FetchResponse.sizeOf` (4 + the body),
+    /// worked out without encoding the records: equal to the encoded body's length plus 4
+    /// at every advertised version (null, empty, small and multi-byte-varint records).
+    #[test]
+    fn the_quota_size_is_the_encoded_size() {
+        let (lo, hi) = versions::range(versions::FETCH).unwrap();
+        for version in lo..=hi {
+            let answer = FetchAnswer::from(sample(version).0);
+            let mut body = BytesMut::new();
+            answer.encode_body(&mut body, version).unwrap();
+            assert_eq!(answer.quota_size(version), 4 + body.len(), "v{version}");
+        }
+        assert_eq!(
+            [0, 1, 127, 128, 16_383, 16_384].map(varint_len),
+            [1, 1, 1, 2, 2, 3]
+        );
     }
 
     #[test]
