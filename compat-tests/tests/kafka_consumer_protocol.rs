@@ -27,6 +27,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 /// Kafka's error codes these tests expect.
 mod code {
     pub const NONE: i16 = 0;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
     pub const INVALID_REQUEST: i16 = 42;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
@@ -536,6 +537,12 @@ async fn partitions_are_revoked_before_they_are_assigned() {
     );
     let fine: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 9, &commit(1)).await;
     assert_eq!(fine.topics[0].partitions[0].error_code, code::NONE);
+    // Below v9 a consumer-protocol member's commit is refused, as Kafka refuses it.
+    let old: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 8, &commit(1)).await;
+    assert_eq!(
+        old.topics[0].partitions[0].error_code,
+        code::UNSUPPORTED_VERSION
+    );
 
     // m2 still gets nothing: m1 has not reported the release.
     let r = heartbeat(&mut wire, 1, &beat(g, "m2", 2, None, Some(vec![]))).await;

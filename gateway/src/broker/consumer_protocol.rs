@@ -983,6 +983,11 @@ impl ConsumerGroup {
         !self.members.is_empty() && self.members.values().all(|m| m.classic.is_some())
     }
 
+    /// True when `member_id` is a member here.
+    pub fn has_member(&self, member_id: &str) -> bool {
+        self.members.contains_key(member_id)
+    }
+
     /// True when `member_id` is a classic-protocol member here.
     pub fn is_classic_member(&self, member_id: &str) -> bool {
         self.members

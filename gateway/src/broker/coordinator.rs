@@ -1788,6 +1788,17 @@ impl GroupCoordinator {
             .map(ConsumerGroup::subscribed_topics)
     }
 
+    /// True when `member_id` is a consumer-protocol (not classic) member of consumer group
+    /// `group_id`: such a member must commit with OffsetCommit v9+ (Kafka's
+    /// `ConsumerGroup.validateOffsetCommit`).
+    pub fn uses_consumer_protocol(&self, group_id: &str, member_id: &str) -> bool {
+        let state = self.state.lock();
+        state
+            .consumer
+            .get(group_id)
+            .is_some_and(|g| g.has_member(member_id) && !g.is_classic_member(member_id))
+    }
+
     /// True when `group_id` is a consumer-protocol group here.
     pub fn is_consumer_group(&self, group_id: &str) -> bool {
         self.state.lock().consumer.contains_key(group_id)

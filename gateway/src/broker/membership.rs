@@ -85,6 +85,12 @@ impl Broker {
             .collect()
     }
 
+    /// True when OffsetCommit below v9 must be refused (UNSUPPORTED_VERSION): the committing
+    /// member of `group` uses the consumer protocol.
+    pub fn offset_commit_needs_v9(&self, group: &str, member_id: &str) -> bool {
+        self.coordinator.uses_consumer_protocol(group, member_id)
+    }
+
     /// OffsetFetch v9's member check (only consumer-protocol groups are checked).
     pub fn check_offset_fetch_member(
         &self,
