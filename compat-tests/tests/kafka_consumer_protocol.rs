@@ -934,7 +934,10 @@ async fn a_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_wh
         || format!("{:?} {}", old.history(), old.records().len()),
     )
     .await;
-    assert_eq!(group_type(&mut wire, group).await.as_deref(), Some("classic"));
+    assert_eq!(
+        group_type(&mut wire, group).await.as_deref(),
+        Some("classic")
+    );
 
     produced.extend(produce(&server, topic, PARTITIONS, 5).await);
     let mut new = Member::start(&server, group, topic, &[]);
@@ -960,7 +963,11 @@ async fn a_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_wh
         )
         .await;
     assert_eq!(d.groups[0].error_code, code::NONE);
-    assert_eq!(d.groups[0].members.len(), 2, "both members are in the consumer group");
+    assert_eq!(
+        d.groups[0].members.len(),
+        2,
+        "both members are in the consumer group"
+    );
 
     produced.extend(produce(&server, topic, PARTITIONS, 5).await);
     wait_until(

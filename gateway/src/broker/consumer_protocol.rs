@@ -321,7 +321,7 @@ pub fn compile_regex(re: &str) -> Result<regex::Regex, GroupError> {
 }
 
 /// Kafka's member ids are `Uuid.randomUuid().toString()`: 22 characters of URL-safe base64.
-fn new_member_id() -> String {
+pub fn new_member_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
 
@@ -995,20 +995,38 @@ impl ConsumerGroup {
             .is_some_and(|m| m.classic.is_some())
     }
 
-    /// The protocol a classic member joining with `protocols` uses: its most preferred one
-    /// that every other classic member supports.
-    fn classic_protocol_for(&self, member_id: &str, protocols: &[(String, Bytes)]) -> Option<String> {
-        protocols
-            .iter()
-            .map(|(name, _)| name)
-            .find(|name| {
-                self.members
-                    .values()
-                    .filter(|m| m.id != member_id)
-                    .filter_map(|m| m.classic.as_ref())
-                    .all(|c| c.protocols.iter().any(|(p, _)| p == *name))
+    /// Kafka's `supportsClassicProtocols`: a classic member may join with `protocols` when
+    /// one of them is supported by every other classic member.
+    fn supports_classic(&self, member_id: &str, protocols: &[(String, Bytes)]) -> bool {
+        protocols.iter().any(|(name, _)| {
+            self.members
+                .values()
+                .filter(|m| m.id != member_id)
+                .filter_map(|m| m.classic.as_ref())
+                .all(|c| c.protocols.iter().any(|(p, _)| p == name))
+        })
+    }
+
+    /// Kafka's `waitingOnUnreleasedPartition`: some partition of `m`'s target is still owned
+    /// by another member.
+    fn waiting_on_unreleased(&self, m: &Member) -> bool {
+        let Some(target) = self.target.get(&m.id) else {
+            return false;
+        };
+        target.iter().any(|(t, parts)| {
+            parts.iter().any(|p| {
+                m.assigned.get(t).is_none_or(|a| !a.contains(p))
+                    && self.partition_epochs.contains_key(&(*t, *p))
             })
-            .cloned()
+        })
+    }
+
+    /// Kafka's join timeout: a classic member told to rejoin is fenced if it has not within
+    /// its rebalance timeout (the deadline holds while it stays at its epoch).
+    fn schedule_join_timeout(m: &mut Member, now: Instant) {
+        if m.rebalance_deadline.is_none() {
+            m.rebalance_deadline = Some((now + m.rebalance_timeout, m.epoch));
+        }
     }
 
     /// A classic member (re)joins: its subscription and owned partitions come from the
@@ -1020,15 +1038,15 @@ impl ConsumerGroup {
         topics: &TopicsView,
         now: Instant,
     ) -> Result<ClassicJoined, GroupError> {
-        let protocol = self
-            .classic_protocol_for(&j.member_id, &j.protocols)
-            .ok_or(GroupError::InconsistentGroupProtocol)?;
-        let metadata = j
+        if !self.supports_classic(&j.member_id, &j.protocols) {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        // Every protocol carries the same subscription; the answers name the first protocol.
+        let (protocol, metadata) = j
             .protocols
-            .iter()
-            .find(|(n, _)| *n == protocol)
-            .map(|(_, m)| m.clone())
-            .unwrap_or_default();
+            .first()
+            .cloned()
+            .ok_or(GroupError::InconsistentGroupProtocol)?;
         let sub = decode_subscription(&metadata).ok_or(GroupError::InconsistentGroupProtocol)?;
         let existing = self.members.get(&j.member_id).cloned();
         if existing.is_none() && self.members.len() >= settings.max_size {
@@ -1074,6 +1092,10 @@ impl ConsumerGroup {
             .get(&j.member_id)
             .cloned()
             .ok_or(GroupError::UnknownMemberId)?;
+        if updated.state != MemberState::UnrevokedPartitions {
+            // The member rejoined: its join timeout is over.
+            updated.rebalance_deadline = None;
+        }
         if !updated.is_reconciled_to(self.assignment_epoch) {
             self.reconcile(&mut updated, &target, Some(&owned), now);
         }
@@ -1120,11 +1142,23 @@ impl ConsumerGroup {
         now: Instant,
     ) -> Result<(String, Bytes), GroupError> {
         let m = self.classic_member(who.member_id, who.group_instance_id, who.generation)?;
-        let chosen = m.classic.as_ref().map(|c| c.chosen.clone()).unwrap_or_default();
+        let chosen = m
+            .classic
+            .as_ref()
+            .map(|c| c.chosen.clone())
+            .unwrap_or_default();
         if protocol_type.is_some_and(|t| t != "consumer")
             || protocol_name.is_some_and(|n| n != chosen)
         {
             return Err(GroupError::InconsistentGroupProtocol);
+        }
+        // A rebalance started since the join: rejoin first (unless still revoking, which the
+        // next join finishes).
+        if self.group_epoch > m.epoch && m.state != MemberState::UnrevokedPartitions {
+            let mut late = m.clone();
+            Self::schedule_join_timeout(&mut late, now);
+            self.put_member(late);
+            return Err(GroupError::RebalanceInProgress);
         }
         let names: HashMap<Uuid, &str> = self
             .metadata
@@ -1148,19 +1182,29 @@ impl ConsumerGroup {
 
     /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS while it is not reconciled to the
     /// current target (it must rejoin to release or receive partitions).
-    pub fn classic_heartbeat(&mut self, who: MemberRef<'_>, now: Instant) -> Result<(), GroupError> {
+    pub fn classic_heartbeat(
+        &mut self,
+        who: MemberRef<'_>,
+        now: Instant,
+    ) -> Result<(), GroupError> {
         let m = self.classic_member(who.member_id, who.group_instance_id, who.generation)?;
-        let reconciled =
-            self.group_epoch == self.assignment_epoch && m.is_reconciled_to(self.assignment_epoch);
+        // Rejoin when the group epoch moved on, to finish a revocation, or to collect
+        // partitions that are free now.
+        let rejoin = m.epoch < self.group_epoch
+            || m.state == MemberState::UnrevokedPartitions
+            || (m.state == MemberState::UnreleasedPartitions && !self.waiting_on_unreleased(m));
         let mut touched = m.clone();
         if let Some(c) = &touched.classic {
             touched.session_deadline = now + c.session_timeout;
         }
+        if rejoin {
+            Self::schedule_join_timeout(&mut touched, now);
+        }
         self.put_member(touched);
-        if reconciled {
-            Ok(())
-        } else {
+        if rejoin {
             Err(GroupError::RebalanceInProgress)
+        } else {
+            Ok(())
         }
     }
 

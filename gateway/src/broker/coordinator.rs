@@ -921,7 +921,8 @@ impl GroupCoordinator {
                 state.consumer.remove(&req.group_id);
             }
             Some(_) => {
-                let answer = self.join_consumer_group(&mut state, req, session, rebalance, topics, now);
+                let answer =
+                    self.join_consumer_group(&mut state, req, session, rebalance, topics, now);
                 return match answer {
                     Ok(result) => {
                         let _ = tx.send(result);
@@ -1128,16 +1129,15 @@ impl GroupCoordinator {
         let Some(group) = state.consumer.get_mut(&req.group_id) else {
             return Err((member_id, GroupError::UnknownMemberId));
         };
-        if member_id.is_empty() && req.group_instance_id.is_none() && req.require_known_member_id
-        {
+        if member_id.is_empty() && req.group_instance_id.is_none() && req.require_known_member_id {
             // The member joins again with this id (Kafka's MEMBER_ID_REQUIRED round trip).
             return Ok(JoinResult::failed(
-                &new_member_id(&req.client_id),
+                &consumer_protocol::new_member_id(),
                 GroupError::MemberIdRequired,
             ));
         }
         let id = if member_id.is_empty() {
-            new_member_id(&req.client_id)
+            consumer_protocol::new_member_id()
         } else {
             member_id.clone()
         };

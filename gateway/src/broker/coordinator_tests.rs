@@ -593,7 +593,11 @@ fn consumer_join(member: &str) -> Heartbeat {
     }
 }
 
-fn consumer_beat(member: &str, epoch: i32, owned: &Option<super::super::assignor::Assignment>) -> Heartbeat {
+fn consumer_beat(
+    member: &str,
+    epoch: i32,
+    owned: &Option<super::super::assignor::Assignment>,
+) -> Heartbeat {
     Heartbeat {
         member_epoch: epoch,
         rebalance_timeout_ms: -1,
@@ -626,7 +630,9 @@ async fn stable_classic_member(c: &Arc<GroupCoordinator>) -> String {
         &[(uuid::Uuid::from_bytes([1; 16]), (0..4).collect())]
             .into_iter()
             .collect(),
-        &[(uuid::Uuid::from_bytes([1; 16]), "a")].into_iter().collect(),
+        &[(uuid::Uuid::from_bytes([1; 16]), "a")]
+            .into_iter()
+            .collect(),
     );
     s.assignments = vec![(a.clone(), all)];
     let got = c.sync(s).await;
@@ -641,31 +647,66 @@ async fn a_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_wh
     let a = stable_classic_member(&c).await;
 
     // Upgrade: the consumer-protocol member joins; the classic member keeps what it owns.
-    let first = c.consumer_heartbeat(&consumer_join("c"), &config, &topics_a()).unwrap();
+    let first = c
+        .consumer_heartbeat(&consumer_join("c"), &config, &topics_a())
+        .unwrap();
     assert!(c.is_consumer_group("m"), "the classic group was upgraded");
-    assert_eq!(first.member_epoch, 2, "the group epoch continues from generation 1");
-    assert_eq!(first.assignment.as_ref().map(|a| a.len()), Some(0), "nothing free yet");
+    assert_eq!(
+        first.member_epoch, 2,
+        "the group epoch continues from generation 1"
+    );
+    assert_eq!(
+        first.assignment.as_ref().map(|a| a.len()),
+        Some(0),
+        "nothing free yet"
+    );
     // The classic member is told to rejoin; rejoining (eager: owning nothing) releases.
-    assert_eq!(c.heartbeat("m", who(&a, 1)), Err(GroupError::RebalanceInProgress));
+    assert_eq!(
+        c.heartbeat("m", who(&a, 1)),
+        Err(GroupError::RebalanceInProgress)
+    );
     let rejoined = c.join_with_topics(classic_join(&a, &[]), &topics_a()).await;
     assert_eq!(rejoined.error, None);
     assert_eq!(rejoined.generation, 2, "the member epoch is the generation");
-    assert_eq!(c.heartbeat("m", who(&a, 1)), Err(GroupError::IllegalGeneration));
+    assert_eq!(
+        c.heartbeat("m", who(&a, 1)),
+        Err(GroupError::IllegalGeneration)
+    );
     let synced = c.sync(sync("m", &a, 2, &[])).await;
     assert_eq!(synced.error, None);
     let kept = partitions(&synced.assignment);
-    assert_eq!(kept.len(), 2, "the server-side target splits the partitions: {kept:?}");
+    assert_eq!(
+        kept.len(),
+        2,
+        "the server-side target splits the partitions: {kept:?}"
+    );
     assert_eq!(c.heartbeat("m", who(&a, 2)), Ok(()));
     // The consumer member now gets the released half.
     let got = c
-        .consumer_heartbeat(&consumer_beat("c", 2, &first.assignment), &config, &topics_a())
+        .consumer_heartbeat(
+            &consumer_beat("c", 2, &first.assignment),
+            &config,
+            &topics_a(),
+        )
         .unwrap();
-    let mine: Vec<i32> = got.assignment.unwrap().values().flatten().copied().collect();
+    let mine: Vec<i32> = got
+        .assignment
+        .unwrap()
+        .values()
+        .flatten()
+        .copied()
+        .collect();
     assert_eq!(mine.len(), 2);
-    assert!(mine.iter().all(|p| !kept.contains(p)), "no partition has two owners");
+    assert!(
+        mine.iter().all(|p| !kept.contains(p)),
+        "no partition has two owners"
+    );
     // Commits: the classic member by its generation, a stale one refused as a classic group does.
     assert_eq!(c.commit_offsets("m", who(&a, 2), || ()), Ok(()));
-    assert_eq!(c.commit_offsets("m", who(&a, 1), || ()), Err(GroupError::IllegalGeneration));
+    assert_eq!(
+        c.commit_offsets("m", who(&a, 1), || ()),
+        Err(GroupError::IllegalGeneration)
+    );
 
     // Downgrade: the last consumer-protocol member leaves; the group is classic again and
     // rebalances, the classic member rejoining as its leader.
@@ -673,7 +714,10 @@ async fn a_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_wh
     leave.owned = None;
     c.consumer_heartbeat(&leave, &config, &topics_a()).unwrap();
     assert!(!c.is_consumer_group("m"), "the group was downgraded");
-    assert_eq!(c.heartbeat("m", who(&a, 3)), Err(GroupError::RebalanceInProgress));
+    assert_eq!(
+        c.heartbeat("m", who(&a, 3)),
+        Err(GroupError::RebalanceInProgress)
+    );
     let joined = c.join(classic_join(&a, &kept)).await;
     assert_eq!((joined.error, joined.leader.as_str()), (None, a.as_str()));
     assert_eq!(joined.generation, 4);
@@ -717,11 +761,15 @@ async fn a_consumer_group_whose_policy_forbids_downgrade_keeps_its_classic_membe
     let c = coordinator(s);
     let config = GroupConfig::default();
     let a = stable_classic_member(&c).await;
-    c.consumer_heartbeat(&consumer_join("c"), &config, &topics_a()).unwrap();
+    c.consumer_heartbeat(&consumer_join("c"), &config, &topics_a())
+        .unwrap();
     let mut leave = consumer_beat("c", -1, &None);
     leave.owned = None;
     c.consumer_heartbeat(&leave, &config, &topics_a()).unwrap();
-    assert!(c.is_consumer_group("m"), "policy `upgrade` never downgrades");
+    assert!(
+        c.is_consumer_group("m"),
+        "policy `upgrade` never downgrades"
+    );
     // A classic member's JoinGroup into the consumer group is answered by the server.
     let rejoined = c.join_with_topics(classic_join(&a, &[]), &topics_a()).await;
     assert_eq!(rejoined.error, None);
@@ -732,5 +780,8 @@ async fn a_consumer_group_whose_policy_forbids_downgrade_keeps_its_classic_membe
         protocol_type: "connect".into(),
         ..join("m", "")
     };
-    assert_eq!(c.join(other).await.error, Some(GroupError::InconsistentGroupProtocol));
+    assert_eq!(
+        c.join(other).await.error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
 }
