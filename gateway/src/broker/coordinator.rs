@@ -1219,7 +1219,7 @@ impl GroupCoordinator {
         );
         if !allowed
             || g.protocol_type.as_deref() != Some("consumer")
-            || g.members.len() >= self.settings.consumer.max_size
+            || g.members.len() > self.settings.consumer.max_size
         {
             return Err(GroupError::GroupIdNotFound);
         }
