@@ -27,6 +27,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 /// Kafka's error codes these tests expect.
 mod code {
     pub const NONE: i16 = 0;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
     pub const INVALID_REQUEST: i16 = 42;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
@@ -536,6 +537,12 @@ async fn partitions_are_revoked_before_they_are_assigned() {
     );
     let fine: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 9, &commit(1)).await;
     assert_eq!(fine.topics[0].partitions[0].error_code, code::NONE);
+    // Below v9 a consumer-protocol member's commit is refused, as Kafka refuses it.
+    let old: OffsetCommitResponse = wire.call(ApiKey::OffsetCommit, 8, &commit(1)).await;
+    assert_eq!(
+        old.topics[0].partitions[0].error_code,
+        code::UNSUPPORTED_VERSION
+    );
 
     // m2 still gets nothing: m1 has not reported the release.
     let r = heartbeat(&mut wire, 1, &beat(g, "m2", 2, None, Some(vec![]))).await;
@@ -887,4 +894,117 @@ async fn librdkafka_static_member_comes_back_to_its_partitions() {
     );
     back.stop().await;
     two.stop().await;
+}
+
+/// The type ListGroups v5 gives group `g` ("classic", "consumer"), if listed.
+async fn group_type(wire: &mut KafkaWire, g: &str) -> Option<String> {
+    let l: ListGroupsResponse = wire
+        .call(ApiKey::ListGroups, 5, &ListGroupsRequest::default())
+        .await;
+    l.groups
+        .iter()
+        .find(|x| x.group_id.as_str() == g)
+        .map(|x| x.group_type.to_string())
+}
+
+/// Online migration as Kafka 4 does it (`group.consumer.migration.policy=bidirectional`): a
+/// librdkafka consumer with the classic protocol owns everything; a consumer-protocol member
+/// joining upgrades the group (the classic member keeps speaking JoinGroup/SyncGroup and gets
+/// the server's assignment); when that member leaves, the group is classic again and the
+/// classic member takes everything back. Every record is consumed exactly once throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_when_it_leaves() {
+    const PARTITIONS: i32 = 4;
+    let server = server().await;
+    let topic = "mig-a";
+    let group = "mig-g";
+    server.create_kafka_topic(topic, PARTITIONS).await;
+    let mut wire = KafkaWire::open(server.kafka_addr).await;
+    let mut produced = produce(&server, topic, PARTITIONS, 5).await;
+    let classic = [
+        ("group.protocol", "classic"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "300"),
+    ];
+
+    let mut old = Member::start(&server, group, topic, &classic);
+    wait_until(
+        "the classic member owns every partition and reads everything",
+        || old.assignment() == all(PARTITIONS) && old.records().len() == produced.len(),
+        || format!("{:?} {}", old.history(), old.records().len()),
+    )
+    .await;
+    assert_eq!(
+        group_type(&mut wire, group).await.as_deref(),
+        Some("classic")
+    );
+
+    produced.extend(produce(&server, topic, PARTITIONS, 5).await);
+    let mut new = Member::start(&server, group, topic, &[]);
+    wait_until(
+        "the consumer-protocol member gets a share from the server's assignor",
+        || {
+            let (x, y) = (old.assignment(), new.assignment());
+            x.len() == 2 && y.len() == 2 && x.is_disjoint(&y)
+        },
+        || format!("old {:?} new {:?}", old.history(), new.history()),
+    )
+    .await;
+    assert_eq!(
+        group_type(&mut wire, group).await.as_deref(),
+        Some("consumer"),
+        "upgraded"
+    );
+    let d: ConsumerGroupDescribeResponse = wire
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            0,
+            &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]),
+        )
+        .await;
+    assert_eq!(d.groups[0].error_code, code::NONE);
+    assert_eq!(
+        d.groups[0].members.len(),
+        2,
+        "both members are in the consumer group"
+    );
+
+    produced.extend(produce(&server, topic, PARTITIONS, 5).await);
+    wait_until(
+        "everything produced so far is consumed",
+        || consumed(&[&old, &new]).len() >= produced.len(),
+        || format!("{} of {}", consumed(&[&old, &new]).len(), produced.len()),
+    )
+    .await;
+
+    // The consumer-protocol member leaves: downgrade, and the classic member rebalances to
+    // everything (as its group's leader, assigning client-side again).
+    new.stop().await;
+    wait_until(
+        "the classic member takes every partition back",
+        || old.assignment() == all(PARTITIONS),
+        || format!("old {:?}", old.history()),
+    )
+    .await;
+    assert_eq!(
+        group_type(&mut wire, group).await.as_deref(),
+        Some("classic"),
+        "downgraded"
+    );
+    produced.extend(produce(&server, topic, PARTITIONS, 5).await);
+    wait_until(
+        "everything is consumed after the downgrade",
+        || {
+            let got: BTreeSet<(i32, i64)> = consumed(&[&old, &new]).into_iter().collect();
+            got == produced
+        },
+        || format!("{} of {}", consumed(&[&old, &new]).len(), produced.len()),
+    )
+    .await;
+    assert_eq!(
+        consumed(&[&old, &new]).len(),
+        produced.len(),
+        "a record was consumed twice across the migrations"
+    );
+    old.stop().await;
 }

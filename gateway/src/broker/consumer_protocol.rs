@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use base64::Engine;
+use bytes::Bytes;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -139,6 +140,18 @@ struct Member {
     session_deadline: Instant,
     /// Fenced at this instant if still at this epoch (set while revoking).
     rebalance_deadline: Option<(Instant, i32)>,
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat).
+    classic: Option<ClassicProtocol>,
+}
+
+/// What a classic-protocol member inside a consumer group joined with.
+#[derive(Debug, Clone)]
+struct ClassicProtocol {
+    session_timeout: Duration,
+    /// (name, subscription metadata) in the member's order of preference.
+    protocols: Vec<(String, Bytes)>,
+    /// The protocol (client assignor name) the member's answers name.
+    chosen: String,
 }
 
 impl Member {
@@ -161,6 +174,7 @@ impl Member {
             revoking: Assignment::new(),
             session_deadline: now,
             rebalance_deadline: None,
+            classic: None,
         }
     }
 
@@ -307,7 +321,7 @@ pub fn compile_regex(re: &str) -> Result<regex::Regex, GroupError> {
 }
 
 /// Kafka's member ids are `Uuid.randomUuid().toString()`: 22 characters of URL-safe base64.
-fn new_member_id() -> String {
+pub fn new_member_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
 
@@ -548,6 +562,8 @@ impl ConsumerGroup {
         let mut is_new = false;
         let member = match &req.instance_id {
             None => match self.members.get(&member_id) {
+                // A classic member speaks JoinGroup/Heartbeat, not this.
+                Some(m) if m.classic.is_some() => return Err(GroupError::UnknownMemberId),
                 Some(m) => {
                     check_epoch(m, req.member_epoch, owned)?;
                     m.clone()
@@ -629,8 +645,51 @@ impl ConsumerGroup {
         }
         updated.client_id.clone_from(&req.client_id);
         updated.client_host.clone_from(&req.client_host);
-        let mut bump = is_new || updated.names != member.names || regex_changed;
+        let bump = is_new || updated.names != member.names || regex_changed;
 
+        self.admit(updated, bump, regex_changed, topics, settings);
+        let target = self.target.get(&member_id).cloned().unwrap_or_default();
+        let mut updated = self
+            .members
+            .get(&member_id)
+            .cloned()
+            .ok_or(GroupError::UnknownMemberId)?;
+        if !updated.is_reconciled_to(self.assignment_epoch) {
+            self.reconcile(&mut updated, &target, owned, now);
+        }
+        updated.session_deadline = now + session_timeout;
+        let assignment_changed = updated.assigned != member.assigned;
+        let answer = HeartbeatAnswer {
+            member_id: updated.id.clone(),
+            member_epoch: updated.epoch,
+            heartbeat_interval_ms: i32::try_from(heartbeat_interval.as_millis())
+                .unwrap_or(i32::MAX),
+            assignment: None,
+        };
+        let full = req.member_epoch == 0
+            || (req.rebalance_timeout_ms != -1
+                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
+                && req.owned.is_some());
+        let assignment = (full || assignment_changed).then(|| updated.assigned.clone());
+        self.put_member(updated);
+        Ok(HeartbeatAnswer {
+            assignment,
+            ..answer
+        })
+    }
+
+    /// Stores a joining or updated member: resolves regexes again when the member's or the
+    /// topics changed, refreshes the subscribed topics' metadata, bumps the group epoch when
+    /// anything the assignment depends on changed (`bump` says the member did), and computes
+    /// the new target assignment.
+    fn admit(
+        &mut self,
+        mut updated: Member,
+        mut bump: bool,
+        mut regex_changed: bool,
+        topics: &TopicsView,
+        settings: &ConsumerProtocolSettings,
+    ) {
         // Regexes are resolved again when the member's changed or the topics did.
         let fingerprint = topics.fingerprint();
         if fingerprint != self.resolved_against {
@@ -672,34 +731,6 @@ impl ConsumerGroup {
         if self.group_epoch > self.assignment_epoch {
             self.compute_target(settings);
         }
-        let target = self.target.get(&member_id).cloned().unwrap_or_default();
-        let mut updated = self
-            .members
-            .get(&member_id)
-            .cloned()
-            .ok_or(GroupError::UnknownMemberId)?;
-        if !updated.is_reconciled_to(self.assignment_epoch) {
-            self.reconcile(&mut updated, &target, owned, now);
-        }
-        updated.session_deadline = now + session_timeout;
-        let assignment_changed = updated.assigned != member.assigned;
-        let answer = HeartbeatAnswer {
-            member_id: updated.id.clone(),
-            member_epoch: updated.epoch,
-            heartbeat_interval_ms: i32::try_from(heartbeat_interval.as_millis())
-                .unwrap_or(i32::MAX),
-            assignment: None,
-        };
-        let full = req.member_epoch == 0
-            || (req.rebalance_timeout_ms != -1
-                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
-                && req.owned.is_some());
-        let assignment = (full || assignment_changed).then(|| updated.assigned.clone());
-        self.put_member(updated);
-        Ok(HeartbeatAnswer {
-            assignment,
-            ..answer
-        })
     }
 
     /// The assignor for the next target: the one most members ask for, else the default.
@@ -844,7 +875,12 @@ impl ConsumerGroup {
             .get(who.member_id)
             .ok_or(GroupError::UnknownMemberId)?;
         if who.generation != m.epoch {
-            return Err(GroupError::StaleMemberEpoch);
+            // A classic member's epoch is its generation, checked as a classic group does.
+            return Err(if m.classic.is_some() {
+                GroupError::IllegalGeneration
+            } else {
+                GroupError::StaleMemberEpoch
+            });
         }
         Ok(())
     }
@@ -897,6 +933,519 @@ impl ConsumerGroup {
                 .collect(),
         }
     }
+}
+
+/// A classic member's JoinGroup into a consumer group, in the group's terms.
+#[derive(Debug, Clone)]
+pub struct ClassicJoin {
+    /// Decided by the coordinator (a new member gets a fresh one).
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+}
+
+/// The answer to a classic member's JoinGroup into a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicJoined {
+    pub member_id: String,
+    /// The member epoch, which is the member's generation.
+    pub epoch: i32,
+    pub protocol_name: String,
+}
+
+/// A classic group's member, as an online upgrade or downgrade carries it over.
+#[derive(Debug, Clone)]
+pub struct ClassicSeed {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    /// The group's chosen protocol.
+    pub protocol_name: String,
+    /// The member's current assignment (a `ConsumerProtocolAssignment`).
+    pub assignment: Bytes,
+}
+
+/// Classic-protocol members inside a consumer group (Kafka's `classicGroupJoinToConsumerGroup`
+/// and its siblings): their assignment is the server-side one, handed out through SyncGroup;
+/// JoinGroup is their heartbeat with owned partitions, and a Heartbeat answers
+/// REBALANCE_IN_PROGRESS while they must rejoin to release or receive partitions.
+impl ConsumerGroup {
+    /// True when every member speaks the classic protocol (and there is one).
+    pub fn only_classic_members(&self) -> bool {
+        !self.members.is_empty() && self.members.values().all(|m| m.classic.is_some())
+    }
+
+    /// True when `member_id` is a member here.
+    pub fn has_member(&self, member_id: &str) -> bool {
+        self.members.contains_key(member_id)
+    }
+
+    /// True when `member_id` is a classic-protocol member here.
+    pub fn is_classic_member(&self, member_id: &str) -> bool {
+        self.members
+            .get(member_id)
+            .is_some_and(|m| m.classic.is_some())
+    }
+
+    /// Kafka's `supportsClassicProtocols`: a classic member may join with `protocols` when
+    /// one of them is supported by every other classic member.
+    fn supports_classic(&self, member_id: &str, protocols: &[(String, Bytes)]) -> bool {
+        protocols.iter().any(|(name, _)| {
+            self.members
+                .values()
+                .filter(|m| m.id != member_id)
+                .filter_map(|m| m.classic.as_ref())
+                .all(|c| c.protocols.iter().any(|(p, _)| p == name))
+        })
+    }
+
+    /// Kafka's `waitingOnUnreleasedPartition`: some partition of `m`'s target is still owned
+    /// by another member.
+    fn waiting_on_unreleased(&self, m: &Member) -> bool {
+        let Some(target) = self.target.get(&m.id) else {
+            return false;
+        };
+        target.iter().any(|(t, parts)| {
+            parts.iter().any(|p| {
+                m.assigned.get(t).is_none_or(|a| !a.contains(p))
+                    && self.partition_epochs.contains_key(&(*t, *p))
+            })
+        })
+    }
+
+    /// Kafka's join timeout: a classic member told to rejoin is fenced if it has not within
+    /// its rebalance timeout (the deadline holds while it stays at its epoch).
+    fn schedule_join_timeout(m: &mut Member, now: Instant) {
+        if m.rebalance_deadline.is_none() {
+            m.rebalance_deadline = Some((now + m.rebalance_timeout, m.epoch));
+        }
+    }
+
+    /// A classic member (re)joins: its subscription and owned partitions come from the
+    /// protocol metadata; it is reconciled one step towards its target like any member.
+    pub fn classic_join(
+        &mut self,
+        j: ClassicJoin,
+        settings: &ConsumerProtocolSettings,
+        topics: &TopicsView,
+        now: Instant,
+    ) -> Result<ClassicJoined, GroupError> {
+        if !self.supports_classic(&j.member_id, &j.protocols) {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        // Every protocol carries the same subscription; the answers name the first protocol.
+        let (protocol, metadata) = j
+            .protocols
+            .first()
+            .cloned()
+            .ok_or(GroupError::InconsistentGroupProtocol)?;
+        let sub = decode_subscription(&metadata).ok_or(GroupError::InconsistentGroupProtocol)?;
+        let existing = self.members.get(&j.member_id).cloned();
+        if existing.is_none() && self.members.len() >= settings.max_size {
+            return Err(GroupError::GroupMaxSizeReached);
+        }
+        if existing.as_ref().is_some_and(|m| m.classic.is_none()) {
+            return Err(GroupError::UnknownMemberId);
+        }
+        let is_new = existing.is_none();
+        let member = existing.unwrap_or_else(|| Member::new(j.member_id.clone(), now));
+        if let Some(instance) = &j.instance_id {
+            // A static member's new incarnation takes its predecessor's place and target.
+            if let Some(old) = self.statics.get(instance).cloned() {
+                if old != j.member_id {
+                    if let Some(gone) = self.members.remove(&old) {
+                        self.forget_partitions(&gone);
+                    }
+                    if let Some(t) = self.target.remove(&old) {
+                        self.target.insert(j.member_id.clone(), t);
+                    }
+                }
+            }
+        }
+        let before = member.names.clone();
+        let mut updated = member.clone();
+        updated.instance_id.clone_from(&j.instance_id);
+        updated.client_id = j.client_id;
+        updated.client_host = j.client_host;
+        updated.rebalance_timeout = j.rebalance_timeout;
+        updated.names = sub.topics.into_iter().collect();
+        updated.regex = None;
+        updated.classic = Some(ClassicProtocol {
+            session_timeout: j.session_timeout,
+            protocols: j.protocols,
+            chosen: protocol.clone(),
+        });
+        let bump = is_new || updated.names != before;
+        self.admit(updated, bump, false, topics, settings);
+        let owned = names_to_ids(&sub.owned, topics);
+        let target = self.target.get(&j.member_id).cloned().unwrap_or_default();
+        let mut updated = self
+            .members
+            .get(&j.member_id)
+            .cloned()
+            .ok_or(GroupError::UnknownMemberId)?;
+        if updated.state != MemberState::UnrevokedPartitions {
+            // The member rejoined: its join timeout is over.
+            updated.rebalance_deadline = None;
+        }
+        if !updated.is_reconciled_to(self.assignment_epoch) {
+            self.reconcile(&mut updated, &target, Some(&owned), now);
+        }
+        updated.session_deadline = now + j.session_timeout;
+        let epoch = updated.epoch;
+        self.put_member(updated);
+        Ok(ClassicJoined {
+            member_id: j.member_id,
+            epoch,
+            protocol_name: protocol,
+        })
+    }
+
+    /// The checks a classic member's SyncGroup and Heartbeat start with.
+    fn classic_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<&Member, GroupError> {
+        if let Some(holder) = instance_id.and_then(|i| self.statics.get(i)) {
+            if holder != member_id {
+                return Err(GroupError::FencedInstanceId);
+            }
+        }
+        let m = self
+            .members
+            .get(member_id)
+            .filter(|m| m.classic.is_some())
+            .ok_or(GroupError::UnknownMemberId)?;
+        if m.epoch != generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(m)
+    }
+
+    /// A classic member's SyncGroup: its current assignment, as `ConsumerProtocolAssignment`
+    /// bytes, with the protocol name it joined with.
+    pub fn classic_sync(
+        &mut self,
+        who: MemberRef<'_>,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        now: Instant,
+    ) -> Result<(String, Bytes), GroupError> {
+        let m = self.classic_member(who.member_id, who.group_instance_id, who.generation)?;
+        let chosen = m
+            .classic
+            .as_ref()
+            .map(|c| c.chosen.clone())
+            .unwrap_or_default();
+        if protocol_type.is_some_and(|t| t != "consumer")
+            || protocol_name.is_some_and(|n| n != chosen)
+        {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        // A rebalance started since the join: rejoin first (unless still revoking, which the
+        // next join finishes).
+        if self.group_epoch > m.epoch && m.state != MemberState::UnrevokedPartitions {
+            let mut late = m.clone();
+            Self::schedule_join_timeout(&mut late, now);
+            self.put_member(late);
+            return Err(GroupError::RebalanceInProgress);
+        }
+        let names: HashMap<Uuid, &str> = self
+            .metadata
+            .iter()
+            .map(|(n, (id, _))| (*id, n.as_str()))
+            .collect();
+        let version = m
+            .classic
+            .as_ref()
+            .and_then(|c| c.protocols.iter().find(|(n, _)| *n == chosen))
+            .and_then(|(_, meta)| meta.get(..2))
+            .map_or(0, |v| i16::from_be_bytes([v[0], v[1]]).clamp(0, 3));
+        let assignment = encode_assignment(version, &m.assigned, &names);
+        let mut touched = m.clone();
+        if let Some(c) = &touched.classic {
+            touched.session_deadline = now + c.session_timeout;
+        }
+        self.put_member(touched);
+        Ok((chosen, assignment))
+    }
+
+    /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS while it is not reconciled to the
+    /// current target (it must rejoin to release or receive partitions).
+    pub fn classic_heartbeat(
+        &mut self,
+        who: MemberRef<'_>,
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        let m = self.classic_member(who.member_id, who.group_instance_id, who.generation)?;
+        // Rejoin when the group epoch moved on, to finish a revocation, or to collect
+        // partitions that are free now.
+        let rejoin = m.epoch < self.group_epoch
+            || m.state == MemberState::UnrevokedPartitions
+            || (m.state == MemberState::UnreleasedPartitions && !self.waiting_on_unreleased(m));
+        let mut touched = m.clone();
+        if let Some(c) = &touched.classic {
+            touched.session_deadline = now + c.session_timeout;
+        }
+        if rejoin {
+            Self::schedule_join_timeout(&mut touched, now);
+        }
+        self.put_member(touched);
+        if rejoin {
+            Err(GroupError::RebalanceInProgress)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A classic member's LeaveGroup (by member id, or by instance id for a static member).
+    pub fn classic_leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        let id = match instance_id {
+            Some(i) => match self.statics.get(i) {
+                None => return Err(GroupError::UnknownMemberId),
+                Some(holder) if !member_id.is_empty() && holder != member_id => {
+                    return Err(GroupError::FencedInstanceId)
+                }
+                Some(holder) => holder.clone(),
+            },
+            None if self.members.contains_key(member_id) => member_id.to_string(),
+            None => return Err(GroupError::UnknownMemberId),
+        };
+        tracing::info!(group = %self.id, member = %id, "classic member left the consumer group");
+        self.fence(&id);
+        Ok(())
+    }
+
+    /// Online upgrade (Kafka's `ConsumerGroup.fromClassicGroup`): the classic group's members
+    /// become classic members of a consumer group whose epoch is the classic generation, each
+    /// owning (and targeted at) what its current assignment gives it. `None` when a member's
+    /// subscription or assignment cannot be read.
+    pub fn from_classic(
+        id: &str,
+        settings: &ConsumerProtocolSettings,
+        generation: i32,
+        seeds: Vec<ClassicSeed>,
+        topics: &TopicsView,
+        now: Instant,
+    ) -> Option<ConsumerGroup> {
+        let mut group = ConsumerGroup::new(id, settings);
+        group.group_epoch = generation;
+        group.assignment_epoch = generation;
+        for seed in seeds {
+            let meta = seed
+                .protocols
+                .iter()
+                .find(|(n, _)| *n == seed.protocol_name)
+                .map(|(_, m)| m.clone())?;
+            let sub = decode_subscription(&meta)?;
+            let assigned = if seed.assignment.is_empty() {
+                Vec::new()
+            } else {
+                decode_assignment(&seed.assignment)?
+            };
+            let mut m = Member::new(seed.member_id.clone(), now);
+            m.instance_id = seed.instance_id;
+            m.client_id = seed.client_id;
+            m.client_host = seed.client_host;
+            m.rebalance_timeout = seed.rebalance_timeout;
+            m.names = sub.topics.into_iter().collect();
+            m.epoch = generation;
+            m.previous_epoch = generation;
+            m.assigned = to_assignment(&names_to_ids(&assigned, topics));
+            m.session_deadline = now + seed.session_timeout;
+            m.classic = Some(ClassicProtocol {
+                session_timeout: seed.session_timeout,
+                protocols: seed.protocols,
+                chosen: seed.protocol_name,
+            });
+            group.target.insert(m.id.clone(), m.assigned.clone());
+            group.put_member(m);
+        }
+        group.metadata = group
+            .subscribed_topics()
+            .into_iter()
+            .filter_map(|n| topics.by_name.get(&n).map(|v| (n, *v)))
+            .collect();
+        group.resolved_against = topics.fingerprint();
+        Some(group)
+    }
+
+    /// Online downgrade (Kafka's `ClassicGroup.fromConsumerGroup`): the (all classic) members
+    /// with their current assignments, and the generation the classic group continues from.
+    pub fn to_classic(&self) -> (i32, Vec<ClassicSeed>) {
+        let names: HashMap<Uuid, &str> = self
+            .metadata
+            .iter()
+            .map(|(n, (id, _))| (*id, n.as_str()))
+            .collect();
+        let seeds = self
+            .members
+            .values()
+            .filter_map(|m| {
+                let c = m.classic.as_ref()?;
+                Some(ClassicSeed {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout: c.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    protocols: c.protocols.clone(),
+                    protocol_name: c.chosen.clone(),
+                    assignment: encode_assignment(0, &m.assigned, &names),
+                })
+            })
+            .collect();
+        (self.group_epoch, seeds)
+    }
+}
+
+/// A classic member's `ConsumerProtocolSubscription`: what it subscribes to and owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicSubscription {
+    pub topics: Vec<String>,
+    pub owned: Vec<(String, Vec<i32>)>,
+}
+
+/// Big-endian fields read with every length checked against the bytes left.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.i16()?).ok()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+
+    /// Nullable bytes, skipped.
+    fn skip_bytes(&mut self) -> Option<()> {
+        let len = self.i32()?;
+        if len >= 0 {
+            self.take(usize::try_from(len).ok()?)?;
+        }
+        Some(())
+    }
+
+    /// An array's count, refused when the bytes left cannot hold that many elements of at
+    /// least `min` bytes each (so no allocation follows an unchecked length).
+    fn count(&mut self, min: usize) -> Option<usize> {
+        let n = usize::try_from(self.i32()?).ok()?;
+        (n <= self.0.len() / min).then_some(n)
+    }
+
+    fn topic_partitions(&mut self) -> Option<Vec<(String, Vec<i32>)>> {
+        let n = self.count(6)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let topic = self.string()?;
+            let k = self.count(4)?;
+            let mut parts = Vec::with_capacity(k);
+            for _ in 0..k {
+                parts.push(self.i32()?);
+            }
+            out.push((topic, parts));
+        }
+        Some(out)
+    }
+}
+
+/// Reads a `ConsumerProtocolSubscription` (v0: topics, user data; v1+: owned partitions).
+pub fn decode_subscription(b: &[u8]) -> Option<ClassicSubscription> {
+    let mut r = Reader(b);
+    let version = r.i16()?;
+    if version < 0 {
+        return None;
+    }
+    let n = r.count(2)?;
+    let mut topics = Vec::with_capacity(n);
+    for _ in 0..n {
+        topics.push(r.string()?);
+    }
+    r.skip_bytes()?;
+    let owned = if version >= 1 {
+        r.topic_partitions()?
+    } else {
+        Vec::new()
+    };
+    Some(ClassicSubscription { topics, owned })
+}
+
+/// Reads a `ConsumerProtocolAssignment`'s partitions.
+pub fn decode_assignment(b: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    let mut r = Reader(b);
+    if r.i16()? < 0 {
+        return None;
+    }
+    r.topic_partitions()
+}
+
+/// Writes a `ConsumerProtocolAssignment` (no user data) naming topics by `names`.
+pub fn encode_assignment(version: i16, a: &Assignment, names: &HashMap<Uuid, &str>) -> Bytes {
+    let named: Vec<(&str, &BTreeSet<i32>)> = a
+        .iter()
+        .filter_map(|(id, parts)| names.get(id).map(|n| (*n, parts)))
+        .collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&i32::try_from(named.len()).unwrap_or(0).to_be_bytes());
+    for (name, parts) in named {
+        out.extend_from_slice(&i16::try_from(name.len()).unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&i32::try_from(parts.len()).unwrap_or(0).to_be_bytes());
+        for p in parts {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(out)
+}
+
+/// Named partitions by topic id (topics that do not exist are dropped).
+fn names_to_ids(named: &[(String, Vec<i32>)], topics: &TopicsView) -> Vec<(Uuid, Vec<i32>)> {
+    named
+        .iter()
+        .filter_map(|(n, parts)| topics.by_name.get(n).map(|(id, _)| (*id, parts.clone())))
+        .collect()
+}
+
+fn to_assignment(parts: &[(Uuid, Vec<i32>)]) -> Assignment {
+    let mut a = Assignment::new();
+    for (t, ps) in parts {
+        if !ps.is_empty() {
+            a.entry(*t).or_default().extend(ps.iter().copied());
+        }
+    }
+    a
 }
 
 fn default_assignor(settings: &ConsumerProtocolSettings) -> Assignor {

@@ -271,3 +271,230 @@ fn regexes_are_bounded_and_match_whole_names() {
         "whole names only, as Kafka's RE2J matches()"
     );
 }
+
+// ---- classic members inside a consumer group ----
+
+/// A `ConsumerProtocolSubscription` of `version` to "a", owning `owned` of "a" (v1+).
+fn classic_subscription(version: i16, owned: &[i32]) -> Vec<u8> {
+    let mut b = version.to_be_bytes().to_vec();
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&1i16.to_be_bytes());
+    b.push(b'a');
+    b.extend_from_slice(&3i32.to_be_bytes()); // user data
+    b.extend_from_slice(b"xyz");
+    if version >= 1 {
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.push(b'a');
+        b.extend_from_slice(&(owned.len() as i32).to_be_bytes());
+        for p in owned {
+            b.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    if version >= 2 {
+        b.extend_from_slice(&7i32.to_be_bytes()); // generation
+    }
+    if version >= 3 {
+        b.extend_from_slice(&(-1i16).to_be_bytes()); // no rack
+    }
+    b
+}
+
+#[test]
+fn classic_protocol_bytes_are_read_with_every_length_checked() {
+    for v in 0..=3 {
+        let sub = decode_subscription(&classic_subscription(v, &[1, 3])).unwrap();
+        assert_eq!(sub.topics, vec!["a".to_string()]);
+        let owned = if v == 0 {
+            vec![]
+        } else {
+            vec![("a".to_string(), vec![1, 3])]
+        };
+        assert_eq!(sub.owned, owned, "version {v}");
+    }
+    // Counts beyond the bytes that follow are refused before anything is allocated.
+    let mut lying = classic_subscription(1, &[1]);
+    lying[2..6].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert_eq!(decode_subscription(&lying), None);
+    let whole = classic_subscription(1, &[1]);
+    for cut in 0..whole.len() {
+        assert_eq!(decode_subscription(&whole[..cut]), None, "cut at {cut}");
+    }
+    assert_eq!(decode_subscription(&[0xff, 0xff, 0, 0, 0, 0]), None);
+
+    let a: Assignment = [(topic_id(1), [0, 2].into_iter().collect())]
+        .into_iter()
+        .collect();
+    let names: HashMap<Uuid, &str> = [(topic_id(1), "a")].into_iter().collect();
+    let bytes = encode_assignment(3, &a, &names);
+    assert_eq!(
+        decode_assignment(&bytes),
+        Some(vec![("a".to_string(), vec![0, 2])])
+    );
+    let mut lying = bytes.to_vec();
+    lying[2..6].copy_from_slice(&(1i32 << 30).to_be_bytes());
+    assert_eq!(decode_assignment(&lying), None);
+}
+
+fn seed(member: &str, assigned: &[i32]) -> ClassicSeed {
+    let a: Assignment = [(topic_id(1), assigned.iter().copied().collect())]
+        .into_iter()
+        .collect();
+    let names: HashMap<Uuid, &str> = [(topic_id(1), "a")].into_iter().collect();
+    ClassicSeed {
+        member_id: member.into(),
+        instance_id: None,
+        client_id: "c".into(),
+        client_host: "h".into(),
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(30),
+        protocols: vec![(
+            "range".into(),
+            Bytes::from(classic_subscription(1, assigned)),
+        )],
+        protocol_name: "range".into(),
+        assignment: encode_assignment(0, &a, &names),
+    }
+}
+
+fn classic_who(member: &str, generation: i32) -> MemberRef<'_> {
+    MemberRef {
+        member_id: member,
+        group_instance_id: None,
+        generation,
+    }
+}
+
+#[test]
+fn an_upgraded_group_keeps_the_classic_assignment_until_the_classic_member_rejoins() {
+    let mut f = Fixture::new();
+    f.group = ConsumerGroup::from_classic(
+        "g",
+        &f.settings,
+        5,
+        vec![seed("old", &[0, 1, 2, 3])],
+        &f.topics,
+        f.now,
+    )
+    .unwrap();
+    assert_eq!(f.group.state(), ConsumerGroupState::Stable);
+    assert_eq!(
+        size(&f.assigned("old")),
+        4,
+        "owned as its classic assignment said"
+    );
+    assert_eq!(
+        f.group.classic_heartbeat(classic_who("old", 5), f.now),
+        Ok(())
+    );
+
+    let first = f.send(&join("new", &["a"])).unwrap();
+    assert_eq!(first.member_epoch, 6);
+    assert_eq!(
+        size(first.assignment.as_ref().unwrap()),
+        0,
+        "all still owned by old"
+    );
+    assert_eq!(
+        f.group.classic_heartbeat(classic_who("old", 5), f.now),
+        Err(GroupError::RebalanceInProgress)
+    );
+    // A cooperative member rejoining while still owning everything keeps its epoch, the
+    // partitions it must give up held back.
+    let j = |owned: &[i32]| ClassicJoin {
+        member_id: "old".into(),
+        instance_id: None,
+        client_id: "c".into(),
+        client_host: "h".into(),
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(30),
+        protocols: vec![("range".into(), Bytes::from(classic_subscription(1, owned)))],
+    };
+    let joined = f
+        .group
+        .classic_join(j(&[0, 1, 2, 3]), &f.settings, &f.topics, f.now)
+        .unwrap();
+    assert_eq!((joined.epoch, joined.protocol_name.as_str()), (5, "range"));
+    let (_, bytes) = f
+        .group
+        .classic_sync(
+            classic_who("old", 5),
+            Some("consumer"),
+            Some("range"),
+            f.now,
+        )
+        .unwrap();
+    assert_eq!(
+        decode_assignment(&bytes).unwrap()[0].1.len(),
+        2,
+        "only what it keeps"
+    );
+    assert_eq!(
+        f.group.classic_heartbeat(classic_who("old", 5), f.now),
+        Err(GroupError::RebalanceInProgress),
+        "it must rejoin to finish revoking"
+    );
+    let kept = f.assigned("old");
+    let kept: Vec<i32> = kept.values().flatten().copied().collect();
+    let joined = f
+        .group
+        .classic_join(j(&kept), &f.settings, &f.topics, f.now)
+        .unwrap();
+    assert_eq!(joined.epoch, 6);
+    assert_eq!(
+        f.group.classic_heartbeat(classic_who("old", 6), f.now),
+        Ok(())
+    );
+    let got = f.send(&beat("new", 6, first.assignment.as_ref())).unwrap();
+    assert_eq!(
+        size(got.assignment.as_ref().unwrap()),
+        2,
+        "the released half"
+    );
+
+    // The consumer-protocol member leaves: only classic members remain, with what they own.
+    f.send(&beat("new", -1, None)).unwrap();
+    assert!(f.group.only_classic_members());
+    let (generation, seeds) = f.group.to_classic();
+    assert_eq!(generation, 7);
+    assert_eq!(decode_assignment(&seeds[0].assignment).unwrap()[0].1, kept);
+}
+
+#[test]
+fn a_classic_member_that_does_not_rejoin_within_its_rebalance_timeout_is_fenced() {
+    let mut f = Fixture::new();
+    f.group = ConsumerGroup::from_classic(
+        "g",
+        &f.settings,
+        1,
+        vec![seed("old", &[0, 1, 2, 3])],
+        &f.topics,
+        f.now,
+    )
+    .unwrap();
+    f.send(&join("new", &["a"])).unwrap();
+    assert_eq!(
+        f.group.classic_heartbeat(classic_who("old", 1), f.now),
+        Err(GroupError::RebalanceInProgress)
+    );
+    // It keeps heartbeating (its session stays alive) but never rejoins.
+    let bound = Duration::from_secs(30);
+    f.now += bound - Duration::from_secs(1);
+    assert_eq!(
+        f.group.classic_heartbeat(classic_who("old", 1), f.now),
+        Err(GroupError::RebalanceInProgress)
+    );
+    f.group.expire(f.now);
+    assert!(
+        f.group.is_classic_member("old"),
+        "not before its rebalance timeout"
+    );
+    f.now += Duration::from_secs(1);
+    f.group.expire(f.now);
+    assert!(
+        !f.group.has_member("old"),
+        "fenced at its rebalance timeout"
+    );
+    let got = f.send(&beat("new", 2, Some(&Assignment::new()))).unwrap();
+    assert_eq!(size(got.assignment.as_ref().unwrap()), 4);
+}

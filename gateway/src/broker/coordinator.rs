@@ -18,7 +18,13 @@
 //!
 //! KIP-848 consumer-protocol groups ([`super::consumer_protocol`]) live beside the classic ones
 //! under the same lock and timer task: a group id names one kind or the other, and an empty
-//! group of one kind gives way to the other.
+//! group of one kind gives way to the other. Groups with members migrate as Kafka 4's do, per
+//! `group.consumer.migration.policy`: a classic group of protocol type `consumer` becomes a
+//! consumer group when a consumer-protocol member joins it (online upgrade: its members stay,
+//! as classic members whose assignment the server now computes, still speaking
+//! JoinGroup/SyncGroup/Heartbeat/LeaveGroup), and a consumer group whose last
+//! consumer-protocol member leaves while classic members remain becomes a classic group again
+//! and rebalances (online downgrade).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +37,8 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use super::consumer_protocol::{
-    self, ConsumerGroup, ConsumerGroupView, Heartbeat, HeartbeatAnswer, TopicsView,
+    self, ClassicJoin, ClassicSeed, ConsumerGroup, ConsumerGroupView, Heartbeat, HeartbeatAnswer,
+    TopicsView,
 };
 use super::group_config::GroupConfig;
 
@@ -438,6 +445,47 @@ impl Group {
         }
     }
 
+    /// Online downgrade: a classic group continuing a consumer group's classic members from
+    /// its epoch, with their current assignments, and rebalancing at once (Kafka's
+    /// `ClassicGroup.fromConsumerGroup` followed by a rebalance).
+    fn from_consumer(
+        id: &str,
+        rebalances: &Arc<AtomicU64>,
+        generation: i32,
+        seeds: Vec<ClassicSeed>,
+        settings: &CoordinatorSettings,
+        now: Instant,
+    ) -> Group {
+        let mut group = Group::new(id, rebalances);
+        group.generation = generation;
+        group.protocol_type = Some("consumer".to_string());
+        for s in seeds {
+            if let Some(i) = &s.instance_id {
+                group.statics.insert(i.clone(), s.member_id.clone());
+            }
+            group.members.push(Member {
+                id: s.member_id,
+                instance_id: s.instance_id,
+                client_id: s.client_id,
+                client_host: s.client_host,
+                session_timeout: s.session_timeout,
+                rebalance_timeout: s.rebalance_timeout,
+                protocol_type: "consumer".to_string(),
+                protocols: s.protocols,
+                assignment: s.assignment,
+                join_waiter: None,
+                sync_waiter: None,
+                last_heartbeat: now,
+                is_new: false,
+            });
+        }
+        group.leader = group.members.first().map(|m| m.id.clone());
+        group.protocol_name = group.select_protocol();
+        group.state = GroupState::Stable;
+        group.prepare_rebalance(settings, now);
+        group
+    }
+
     fn member(&self, id: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.id == id)
     }
@@ -821,7 +869,12 @@ impl GroupCoordinator {
 
     /// JoinGroup. Waits (without holding any lock) until the rebalance's join phase ends.
     pub async fn join(&self, req: JoinRequest) -> JoinResult {
-        let rx = match self.start_join(req) {
+        self.join_with_topics(req, &TopicsView::default()).await
+    }
+
+    /// JoinGroup, with the topics a classic member of a consumer group may subscribe to.
+    pub async fn join_with_topics(&self, req: JoinRequest, topics: &TopicsView) -> JoinResult {
+        let rx = match self.start_join(req, topics) {
             Ok(rx) => rx,
             Err((member_id, e)) => return JoinResult::failed(&member_id, e),
         };
@@ -833,6 +886,7 @@ impl GroupCoordinator {
     fn start_join(
         &self,
         req: JoinRequest,
+        topics: &TopicsView,
     ) -> Result<oneshot::Receiver<JoinResult>, (String, GroupError)> {
         let fail = |e| Err((req.member_id.clone(), e));
         if req.group_id.is_empty() {
@@ -861,12 +915,22 @@ impl GroupCoordinator {
             return fail(GroupError::NotCoordinator);
         }
         // A consumer-protocol group of this id: an empty one gives way to the classic group
-        // (Kafka converts it); classic members cannot join one with members here.
+        // (Kafka converts it); one with members takes the classic member in.
         match state.consumer.get(&req.group_id) {
             Some(g) if g.is_empty() => {
                 state.consumer.remove(&req.group_id);
             }
-            Some(_) => return fail(GroupError::InconsistentGroupProtocol),
+            Some(_) => {
+                let answer =
+                    self.join_consumer_group(&mut state, req, session, rebalance, topics, now);
+                return match answer {
+                    Ok(result) => {
+                        let _ = tx.send(result);
+                        Ok(rx)
+                    }
+                    Err(e) => Err(e),
+                };
+            }
             None => {}
         }
         if !req.member_id.is_empty() && !state.groups.contains_key(&req.group_id) {
@@ -1046,6 +1110,161 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// A classic member's JoinGroup into a consumer-protocol group with members (Kafka's
+    /// `classicGroupJoinToConsumerGroup`): answered at once, with the member epoch as the
+    /// generation; the assignment follows in SyncGroup.
+    fn join_consumer_group(
+        &self,
+        state: &mut State,
+        req: JoinRequest,
+        session: Duration,
+        rebalance: Duration,
+        topics: &TopicsView,
+        now: Instant,
+    ) -> Result<JoinResult, (String, GroupError)> {
+        let member_id = req.member_id.clone();
+        if req.protocol_type != "consumer" {
+            return Err((member_id, GroupError::InconsistentGroupProtocol));
+        }
+        let Some(group) = state.consumer.get_mut(&req.group_id) else {
+            return Err((member_id, GroupError::UnknownMemberId));
+        };
+        if member_id.is_empty() && req.group_instance_id.is_none() && req.require_known_member_id {
+            // The member joins again with this id (Kafka's MEMBER_ID_REQUIRED round trip).
+            return Ok(JoinResult::failed(
+                &consumer_protocol::new_member_id(),
+                GroupError::MemberIdRequired,
+            ));
+        }
+        let id = if member_id.is_empty() {
+            consumer_protocol::new_member_id()
+        } else {
+            member_id.clone()
+        };
+        let joined = group
+            .classic_join(
+                ClassicJoin {
+                    member_id: id.clone(),
+                    instance_id: req.group_instance_id,
+                    client_id: req.client_id,
+                    client_host: req.client_host,
+                    session_timeout: session,
+                    rebalance_timeout: rebalance,
+                    protocols: req.protocols,
+                },
+                &self.settings.consumer,
+                topics,
+                now,
+            )
+            .map_err(|e| (member_id, e))?;
+        let group_id = req.group_id;
+        self.reschedule(state, &group_id);
+        Ok(JoinResult {
+            error: None,
+            generation: joined.epoch,
+            protocol_type: Some("consumer".to_string()),
+            protocol_name: Some(joined.protocol_name),
+            leader: String::new(),
+            member_id: joined.member_id,
+            members: Vec::new(),
+            skip_assignment: false,
+        })
+    }
+
+    /// Online downgrade when the migration policy allows it and the group's members all speak
+    /// the classic protocol (the last consumer-protocol member just left).
+    fn maybe_downgrade(&self, state: &mut State, group_id: &str, now: Instant) {
+        if !matches!(
+            self.settings.consumer.migration_policy.as_str(),
+            "bidirectional" | "downgrade"
+        ) {
+            return;
+        }
+        let Some(group) = state.consumer.get(group_id) else {
+            return;
+        };
+        if !group.only_classic_members() || group.member_count() > self.settings.max_group_size {
+            return;
+        }
+        let (generation, seeds) = group.to_classic();
+        state.consumer.remove(group_id);
+        tracing::info!(group = %group_id, "consumer group downgraded to a classic group");
+        let classic = Group::from_consumer(
+            group_id,
+            &self.rebalances,
+            generation,
+            seeds,
+            &self.settings,
+            now,
+        );
+        state.groups.insert(group_id.to_string(), classic);
+    }
+
+    /// Online upgrade when a consumer-protocol member joins classic group `group_id` with
+    /// members (Kafka's `validateOnlineUpgrade` and `convertToConsumerGroup`); refused with
+    /// GROUP_ID_NOT_FOUND when the policy, the protocol type or the size do not allow it.
+    fn upgrade(
+        &self,
+        state: &mut State,
+        group_id: &str,
+        topics: &TopicsView,
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        let Some(g) = state.groups.get(group_id) else {
+            return Ok(());
+        };
+        let allowed = matches!(
+            self.settings.consumer.migration_policy.as_str(),
+            "bidirectional" | "upgrade"
+        );
+        if !allowed
+            || g.protocol_type.as_deref() != Some("consumer")
+            || g.members.len() > self.settings.consumer.max_size
+        {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        let protocol = g
+            .protocol_name
+            .clone()
+            .or_else(|| g.select_protocol())
+            .unwrap_or_default();
+        let seeds = g
+            .members
+            .iter()
+            .map(|m| ClassicSeed {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout: m.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: m.protocols.clone(),
+                protocol_name: protocol.clone(),
+                assignment: m.assignment.clone(),
+            })
+            .collect();
+        let converted = ConsumerGroup::from_classic(
+            group_id,
+            &self.settings.consumer,
+            g.generation,
+            seeds,
+            topics,
+            now,
+        )
+        .ok_or(GroupError::GroupIdNotFound)?;
+        if let Some(mut old) = state.groups.remove(group_id) {
+            // Members waiting in a join or sync retry against the consumer group.
+            for m in &mut old.members {
+                let id = m.id.clone();
+                m.answer_join(JoinResult::failed(&id, GroupError::RebalanceInProgress));
+                m.answer_sync(SyncResult::failed(GroupError::RebalanceInProgress));
+            }
+        }
+        tracing::info!(group = %group_id, "classic group upgraded to a consumer group");
+        state.consumer.insert(group_id.to_string(), converted);
+        Ok(())
+    }
+
     /// SyncGroup. The leader's call carries everyone's assignment; the others wait for it.
     pub async fn sync(&self, req: SyncRequest) -> SyncResult {
         let rx = match self.start_sync(req) {
@@ -1061,6 +1280,29 @@ impl GroupCoordinator {
         let mut state = self.state.lock();
         if state.closed {
             return Err(GroupError::NotCoordinator);
+        }
+        if let Some(group) = state.consumer.get_mut(&req.group_id) {
+            let who = MemberRef {
+                member_id: &req.member_id,
+                group_instance_id: req.group_instance_id.as_deref(),
+                generation: req.generation,
+            };
+            let (protocol_name, assignment) = group.classic_sync(
+                who,
+                req.protocol_type.as_deref(),
+                req.protocol_name.as_deref(),
+                now,
+            )?;
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(SyncResult {
+                error: None,
+                protocol_type: Some("consumer".to_string()),
+                protocol_name: Some(protocol_name),
+                assignment,
+            });
+            let id = req.group_id;
+            self.reschedule(&mut state, &id);
+            return Ok(rx);
         }
         let group = state
             .groups
@@ -1132,6 +1374,11 @@ impl GroupCoordinator {
         if state.closed {
             return Err(GroupError::NotCoordinator);
         }
+        if let Some(group) = state.consumer.get_mut(group_id) {
+            let result = group.classic_heartbeat(who, now);
+            self.reschedule(&mut state, group_id);
+            return result;
+        }
         let group = state
             .groups
             .get_mut(group_id)
@@ -1159,6 +1406,15 @@ impl GroupCoordinator {
         let mut state = self.state.lock();
         if state.closed {
             return Err(GroupError::NotCoordinator);
+        }
+        if let Some(group) = state.consumer.get_mut(group_id) {
+            let results = leaving
+                .iter()
+                .map(|(member_id, instance)| group.classic_leave(member_id, instance.as_deref()))
+                .collect();
+            self.maybe_downgrade(&mut state, group_id, now);
+            self.reschedule(&mut state, group_id);
+            return Ok(results);
         }
         let Some(group) = state.groups.get_mut(group_id) else {
             return Ok(leaving
@@ -1474,13 +1730,15 @@ impl GroupCoordinator {
                 Some(g) if g.state == GroupState::Empty && g.pending.is_empty() => {
                     state.groups.remove(&req.group_id);
                 }
-                Some(_) => return Err(GroupError::GroupIdNotFound),
+                Some(_) => self.upgrade(&mut state, &req.group_id, topics, now)?,
                 None => {}
             }
-            state.consumer.insert(
-                req.group_id.clone(),
-                ConsumerGroup::new(&req.group_id, settings),
-            );
+            if !state.consumer.contains_key(&req.group_id) {
+                state.consumer.insert(
+                    req.group_id.clone(),
+                    ConsumerGroup::new(&req.group_id, settings),
+                );
+            }
         }
         let Some(group) = state.consumer.get_mut(&req.group_id) else {
             return Err(GroupError::GroupIdNotFound);
@@ -1498,6 +1756,7 @@ impl GroupCoordinator {
                 .map_or(settings.heartbeat_interval, Duration::from_millis);
             group.heartbeat(req, settings, session, interval, topics, now)
         };
+        self.maybe_downgrade(&mut state, &req.group_id, now);
         self.reschedule(&mut state, &req.group_id);
         result
     }
@@ -1527,6 +1786,17 @@ impl GroupCoordinator {
             .get(group_id)
             .filter(|g| !g.is_empty())
             .map(ConsumerGroup::subscribed_topics)
+    }
+
+    /// True when `member_id` is a consumer-protocol (not classic) member of consumer group
+    /// `group_id`: such a member must commit with OffsetCommit v9+ (Kafka's
+    /// `ConsumerGroup.validateOffsetCommit`).
+    pub fn uses_consumer_protocol(&self, group_id: &str, member_id: &str) -> bool {
+        let state = self.state.lock();
+        state
+            .consumer
+            .get(group_id)
+            .is_some_and(|g| g.has_member(member_id) && !g.is_classic_member(member_id))
     }
 
     /// True when `group_id` is a consumer-protocol group here.
@@ -1576,10 +1846,15 @@ impl GroupCoordinator {
                 g.expire(&self.settings, now);
             }
         }
-        for g in state.consumer.values_mut() {
+        let mut expired = Vec::new();
+        for (id, g) in &mut state.consumer {
             if g.next_deadline().is_some_and(|d| d <= now) {
                 g.expire(now);
+                expired.push(id.clone());
             }
+        }
+        for id in expired {
+            self.maybe_downgrade(&mut state, &id, now);
         }
         let classic = state.groups.values().filter_map(Group::next_deadline);
         let consumer = state

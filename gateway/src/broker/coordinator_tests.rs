@@ -539,3 +539,249 @@ async fn completed_rebalances_are_counted() {
     assert_eq!(c.heartbeat("h", who(&a, 1)), Ok(()));
     assert_eq!(c.rebalances(), 3);
 }
+
+// ---- classic <-> consumer protocol migration ----
+
+/// A `ConsumerProtocolSubscription` v1 to `topics`, owning `owned` of topic "a".
+fn subscription(topics: &[&str], owned: &[i32]) -> Bytes {
+    let mut b = vec![0, 1];
+    b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        b.extend_from_slice(t.as_bytes());
+    }
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // no user data
+    if owned.is_empty() {
+        b.extend_from_slice(&0i32.to_be_bytes());
+    } else {
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.push(b'a');
+        b.extend_from_slice(&(owned.len() as i32).to_be_bytes());
+        for p in owned {
+            b.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    Bytes::from(b)
+}
+
+fn topics_a() -> TopicsView {
+    TopicsView {
+        by_name: [("a".to_string(), (uuid::Uuid::from_bytes([1; 16]), 4u32))]
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn classic_join(member: &str, owned: &[i32]) -> JoinRequest {
+    JoinRequest {
+        protocols: vec![("range".into(), subscription(&["a"], owned))],
+        ..join("m", member)
+    }
+}
+
+fn consumer_join(member: &str) -> Heartbeat {
+    Heartbeat {
+        version: 1,
+        group_id: "m".into(),
+        member_id: member.into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(vec!["a".into()]),
+        owned: Some(Vec::new()),
+        ..Heartbeat::default()
+    }
+}
+
+fn consumer_beat(
+    member: &str,
+    epoch: i32,
+    owned: &Option<super::super::assignor::Assignment>,
+) -> Heartbeat {
+    Heartbeat {
+        member_epoch: epoch,
+        rebalance_timeout_ms: -1,
+        subscribed_topic_names: None,
+        owned: owned.as_ref().map(|a| {
+            a.iter()
+                .map(|(t, p)| (*t, p.iter().copied().collect()))
+                .collect()
+        }),
+        ..consumer_join(member)
+    }
+}
+
+fn partitions(assignment: &Bytes) -> Vec<i32> {
+    consumer_protocol::decode_assignment(assignment)
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, p)| p)
+        .collect()
+}
+
+/// A classic group "m" with one member, Stable in generation 1 owning all four partitions.
+async fn stable_classic_member(c: &Arc<GroupCoordinator>) -> String {
+    let a = member_id(c, "m").await;
+    let joined = c.join_with_topics(classic_join(&a, &[]), &topics_a()).await;
+    assert_eq!((joined.error, joined.generation), (None, 1));
+    let mut s = sync("m", &a, 1, &[]);
+    let all = consumer_protocol::encode_assignment(
+        0,
+        &[(uuid::Uuid::from_bytes([1; 16]), (0..4).collect())]
+            .into_iter()
+            .collect(),
+        &[(uuid::Uuid::from_bytes([1; 16]), "a")]
+            .into_iter()
+            .collect(),
+    );
+    s.assignments = vec![(a.clone(), all)];
+    let got = c.sync(s).await;
+    assert_eq!(partitions(&got.assignment), vec![0, 1, 2, 3]);
+    a
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_when_it_leaves() {
+    let c = coordinator(settings());
+    let config = GroupConfig::default();
+    let a = stable_classic_member(&c).await;
+
+    // Upgrade: the consumer-protocol member joins; the classic member keeps what it owns.
+    let first = c
+        .consumer_heartbeat(&consumer_join("c"), &config, &topics_a())
+        .unwrap();
+    assert!(c.is_consumer_group("m"), "the classic group was upgraded");
+    assert_eq!(
+        first.member_epoch, 2,
+        "the group epoch continues from generation 1"
+    );
+    assert_eq!(
+        first.assignment.as_ref().map(|a| a.len()),
+        Some(0),
+        "nothing free yet"
+    );
+    // The classic member is told to rejoin; rejoining (eager: owning nothing) releases.
+    assert_eq!(
+        c.heartbeat("m", who(&a, 1)),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let rejoined = c.join_with_topics(classic_join(&a, &[]), &topics_a()).await;
+    assert_eq!(rejoined.error, None);
+    assert_eq!(rejoined.generation, 2, "the member epoch is the generation");
+    assert_eq!(
+        c.heartbeat("m", who(&a, 1)),
+        Err(GroupError::IllegalGeneration)
+    );
+    let synced = c.sync(sync("m", &a, 2, &[])).await;
+    assert_eq!(synced.error, None);
+    let kept = partitions(&synced.assignment);
+    assert_eq!(
+        kept.len(),
+        2,
+        "the server-side target splits the partitions: {kept:?}"
+    );
+    assert_eq!(c.heartbeat("m", who(&a, 2)), Ok(()));
+    // The consumer member now gets the released half.
+    let got = c
+        .consumer_heartbeat(
+            &consumer_beat("c", 2, &first.assignment),
+            &config,
+            &topics_a(),
+        )
+        .unwrap();
+    let mine: Vec<i32> = got
+        .assignment
+        .unwrap()
+        .values()
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(mine.len(), 2);
+    assert!(
+        mine.iter().all(|p| !kept.contains(p)),
+        "no partition has two owners"
+    );
+    // Commits: the classic member by its generation, a stale one refused as a classic group does.
+    assert_eq!(c.commit_offsets("m", who(&a, 2), || ()), Ok(()));
+    assert_eq!(
+        c.commit_offsets("m", who(&a, 1), || ()),
+        Err(GroupError::IllegalGeneration)
+    );
+
+    // Downgrade: the last consumer-protocol member leaves; the group is classic again and
+    // rebalances, the classic member rejoining as its leader.
+    let mut leave = consumer_beat("c", -1, &None);
+    leave.owned = None;
+    c.consumer_heartbeat(&leave, &config, &topics_a()).unwrap();
+    assert!(!c.is_consumer_group("m"), "the group was downgraded");
+    assert_eq!(
+        c.heartbeat("m", who(&a, 3)),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let joined = c.join(classic_join(&a, &kept)).await;
+    assert_eq!((joined.error, joined.leader.as_str()), (None, a.as_str()));
+    assert_eq!(joined.generation, 4);
+    assert_eq!(joined.members.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upgrade_is_refused_by_the_policy_or_a_non_consumer_group() {
+    let mut s = settings();
+    s.consumer.migration_policy = "downgrade".into();
+    let c = coordinator(s);
+    stable_classic_member(&c).await;
+    assert_eq!(
+        c.consumer_heartbeat(&consumer_join("c"), &GroupConfig::default(), &topics_a())
+            .err(),
+        Some(GroupError::GroupIdNotFound),
+        "policy `downgrade` does not upgrade"
+    );
+    assert!(!c.is_consumer_group("m"));
+
+    let c = coordinator(settings());
+    let other = |member: &str| JoinRequest {
+        protocol_type: "connect".into(),
+        ..join("m", member)
+    };
+    let first = c.join(other("")).await;
+    let joined = c.join(other(&first.member_id)).await;
+    assert_eq!(joined.error, None);
+    assert_eq!(
+        c.consumer_heartbeat(&consumer_join("c"), &GroupConfig::default(), &topics_a())
+            .err(),
+        Some(GroupError::GroupIdNotFound),
+        "only groups of protocol type `consumer` upgrade"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_consumer_group_whose_policy_forbids_downgrade_keeps_its_classic_members() {
+    let mut s = settings();
+    s.consumer.migration_policy = "upgrade".into();
+    let c = coordinator(s);
+    let config = GroupConfig::default();
+    let a = stable_classic_member(&c).await;
+    c.consumer_heartbeat(&consumer_join("c"), &config, &topics_a())
+        .unwrap();
+    let mut leave = consumer_beat("c", -1, &None);
+    leave.owned = None;
+    c.consumer_heartbeat(&leave, &config, &topics_a()).unwrap();
+    assert!(
+        c.is_consumer_group("m"),
+        "policy `upgrade` never downgrades"
+    );
+    // A classic member's JoinGroup into the consumer group is answered by the server.
+    let rejoined = c.join_with_topics(classic_join(&a, &[]), &topics_a()).await;
+    assert_eq!(rejoined.error, None);
+    let synced = c.sync(sync("m", &a, rejoined.generation, &[])).await;
+    assert_eq!(partitions(&synced.assignment), vec![0, 1, 2, 3]);
+    // Another protocol type cannot join it.
+    let other = JoinRequest {
+        protocol_type: "connect".into(),
+        ..join("m", "")
+    };
+    assert_eq!(
+        c.join(other).await.error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
+}

@@ -15,9 +15,30 @@ use wharf_protocol::Identifier;
 
 impl Broker {
     /// Kafka JoinGroup: resolves when the group's rebalance completes (or the member must
-    /// retry).
+    /// retry). A classic member of a consumer-protocol group subscribes through the topics.
     pub async fn join_group(&self, req: JoinRequest) -> JoinResult {
-        self.coordinator.join(req).await
+        let topics = if self.coordinator.is_consumer_group(&req.group_id) {
+            self.topics_view(|_| true)
+        } else {
+            TopicsView::default()
+        };
+        self.coordinator.join_with_topics(req, &topics).await
+    }
+
+    /// The Kafka topics a subscription may name (those `may_describe` allows), with their ids
+    /// and partition counts.
+    fn topics_view(&self, may_describe: impl Fn(&str) -> bool) -> TopicsView {
+        TopicsView {
+            by_name: self
+                .kafka_topics()
+                .into_iter()
+                .filter(|(name, _)| may_describe(name))
+                .map(|(name, t)| {
+                    let id = topic_uuid(&t);
+                    (name, (id, t.partitions))
+                })
+                .collect(),
+        }
     }
 
     /// Kafka SyncGroup: resolves with the member's assignment once the leader sent them.
@@ -46,17 +67,7 @@ impl Broker {
         req: &Heartbeat,
         may_describe: impl Fn(&str) -> bool,
     ) -> Result<HeartbeatAnswer, GroupError> {
-        let topics = TopicsView {
-            by_name: self
-                .kafka_topics()
-                .into_iter()
-                .filter(|(name, _)| may_describe(name))
-                .map(|(name, t)| {
-                    let id = topic_uuid(&t);
-                    (name, (id, t.partitions))
-                })
-                .collect(),
-        };
+        let topics = self.topics_view(may_describe);
         let config = self.group_config(&req.group_id);
         self.coordinator.consumer_heartbeat(req, &config, &topics)
     }
@@ -72,6 +83,12 @@ impl Broker {
             .into_iter()
             .map(|(name, t)| (topic_uuid(&t), name))
             .collect()
+    }
+
+    /// True when OffsetCommit below v9 must be refused (UNSUPPORTED_VERSION): the committing
+    /// member of `group` uses the consumer protocol.
+    pub fn offset_commit_needs_v9(&self, group: &str, member_id: &str) -> bool {
+        self.coordinator.uses_consumer_protocol(group, member_id)
     }
 
     /// OffsetFetch v9's member check (only consumer-protocol groups are checked).

@@ -19,9 +19,17 @@ pub async fn handle(req: &Request<'_>, r: OffsetCommitRequest) -> OffsetCommitRe
     // Kafka's checks: Read on the group (else every partition GROUP_AUTHORIZATION_FAILED),
     // then Read on each topic (else its partitions TOPIC_AUTHORIZATION_FAILED).
     let group_denied = !req.may(Operation::Read, Resource::Group(&group));
+    // A consumer-protocol member must commit with v9+ (its member epoch), as Kafka requires.
+    let too_old = !group_denied
+        && req.version < 9
+        && req
+            .broker()
+            .offset_commit_needs_v9(&group, r.member_id.as_str());
     for t in r.topics {
         let refused = if group_denied {
             Some(code::GROUP_AUTHORIZATION_FAILED)
+        } else if too_old {
+            Some(code::UNSUPPORTED_VERSION)
         } else if !req.may(Operation::Read, Resource::Topic(t.name.0.as_str())) {
             Some(code::TOPIC_AUTHORIZATION_FAILED)
         } else {
