@@ -162,7 +162,9 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
             KafkaBatchError::Control
             | KafkaBatchError::Transactional
             | KafkaBatchError::NoSequence(_)
-            | KafkaBatchError::OffsetDelta { .. } => K::InvalidRecord,
+            | KafkaBatchError::OffsetDelta { .. }
+            | KafkaBatchError::MoreThanOneBatch(_) => K::InvalidRecord,
+            KafkaBatchError::TooLarge { .. } => K::MessageTooLarge,
             KafkaBatchError::Magic(_) => K::UnsupportedForMessageFormat,
             _ => K::CorruptMessage,
         },
