@@ -183,6 +183,10 @@ pub enum BrokerError {
     InvalidRecords(#[from] KafkaBatchError),
     #[error("zstd needs Produce v7 or later")]
     ZstdNeedsNewerProduce,
+    /// A reader that cannot decode zstd (Kafka's Fetch before v10) asked for a topic stored
+    /// as zstd (Kafka's UNSUPPORTED_COMPRESSION_TYPE).
+    #[error("the topic is stored as zstd, which needs Fetch v10 or later")]
+    ZstdNeedsNewerFetch,
     /// Records without a key for a compacted topic (both doors; Kafka's INVALID_RECORD).
     #[error("{0}")]
     KeylessRecords(produce::KeylessRecords),

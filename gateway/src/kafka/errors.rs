@@ -168,7 +168,9 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
             KafkaBatchError::Magic(_) => K::UnsupportedForMessageFormat,
             _ => K::CorruptMessage,
         },
-        BrokerError::ZstdNeedsNewerProduce => K::UnsupportedCompressionType,
+        BrokerError::ZstdNeedsNewerProduce | BrokerError::ZstdNeedsNewerFetch => {
+            K::UnsupportedCompressionType
+        }
         BrokerError::KeylessRecords(_) => K::InvalidRecord,
         BrokerError::DeletePolicy(_) => K::PolicyViolation,
         BrokerError::Sequence(SequenceError::Duplicate(_)) => K::DuplicateSequenceNumber,
