@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use crate::broker::acl::{Operation, Resource};
 use crate::broker::broker_config::{BrokerConfigError, Scope, DYNAMIC};
-use crate::broker::group_config::{self, GroupConfigError};
+use crate::broker::group_config::GroupConfigError;
 use crate::broker::topic_config::{
     self, AlterMode, ConfigChange, ConfigEntry, ConfigOp, ConfigSource, ConfigType,
 };
@@ -372,14 +372,7 @@ fn described(
             if name.is_empty() {
                 return Err((code::INVALID_REQUEST, "Group name must not be empty".into()));
             }
-            let broker = req.broker();
-            Ok((
-                group_config::describe(
-                    &broker.group_config(name),
-                    broker.consumer_protocol_settings(),
-                ),
-                false,
-            ))
+            Ok((req.broker().describe_group_config(name), false))
         }
         other => Err((
             code::INVALID_REQUEST,
@@ -525,8 +518,8 @@ pub async fn alter_resource(
         RESOURCE_BROKER => {
             let scope = broker_scope(name, false)?;
             req.broker()
-                .broker_configs()
-                .alter(scope, mode, &changes, validate_only)
+                .alter_broker_config(scope, mode, changes, validate_only)
+                .await
                 .map_err(|e| match e {
                     BrokerConfigError::InvalidRequest(m) => (code::INVALID_REQUEST, m),
                     BrokerConfigError::InvalidConfig(m) => (code::INVALID_CONFIG, m),
@@ -534,16 +527,9 @@ pub async fn alter_resource(
                 })
         }
         RESOURCE_GROUP => {
-            let broker = req.broker();
-            broker
-                .group_configs()
-                .alter(
-                    name,
-                    mode,
-                    &changes,
-                    broker.consumer_protocol_settings(),
-                    validate_only,
-                )
+            req.broker()
+                .alter_group_config(name, mode, changes, validate_only)
+                .await
                 .map(drop)
                 .map_err(|e| match e {
                     GroupConfigError::InvalidRequest(m) => (code::INVALID_REQUEST, m),
