@@ -606,6 +606,14 @@ async fn broker_configs_are_described_and_the_dynamic_ones_altered() {
         assert_eq!(entry(&d, "min.insync.replicas").0, "1");
         assert_eq!(entry(&d, "group.consumer.session.timeout.ms").0, "45000");
         assert_eq!(entry(&d, "compression.type"), ("producer".into(), 5, false));
+        // Review 18a #8: the quotas' windows and the fetch session cache, as configured
+        // (Kafka's defaults: 11 windows of 1 s, 1000 slots), read-only.
+        assert_eq!(entry(&d, "quota.window.num"), ("11".into(), 4, true));
+        assert_eq!(entry(&d, "quota.window.size.seconds"), ("1".into(), 4, true));
+        assert_eq!(
+            entry(&d, "max.incremental.fetch.session.cache.slots"),
+            ("1000".into(), 4, true)
+        );
     }
     let d = describe(&mut c, 4, BROKER, "7").await;
     assert_eq!(

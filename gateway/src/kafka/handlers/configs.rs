@@ -230,6 +230,23 @@ fn broker_entries(req: &Request<'_>) -> Vec<ConfigEntry> {
             ms(c.transactions.id_expiration),
             ConfigType::Int,
         ),
+        // The client quotas' rate windows (Kafka's names for `[kafka] quota_window_num` and
+        // `quota_window_size`) and the fetch session cache (KIP-227).
+        e(
+            "quota.window.num",
+            c.quota_windows.samples.to_string(),
+            ConfigType::Int,
+        ),
+        e(
+            "quota.window.size.seconds",
+            c.quota_windows.size.as_secs().to_string(),
+            ConfigType::Int,
+        ),
+        e(
+            "max.incremental.fetch.session.cache.slots",
+            c.max_incremental_fetch_session_cache_slots.to_string(),
+            ConfigType::Int,
+        ),
         e(
             "log.segment.bytes",
             store.default_segment_size.to_string(),
