@@ -609,7 +609,10 @@ async fn broker_configs_are_described_and_the_dynamic_ones_altered() {
         // Review 18a #8: the quotas' windows and the fetch session cache, as configured
         // (Kafka's defaults: 11 windows of 1 s, 1000 slots), read-only.
         assert_eq!(entry(&d, "quota.window.num"), ("11".into(), 4, true));
-        assert_eq!(entry(&d, "quota.window.size.seconds"), ("1".into(), 4, true));
+        assert_eq!(
+            entry(&d, "quota.window.size.seconds"),
+            ("1".into(), 4, true)
+        );
         assert_eq!(
             entry(&d, "max.incremental.fetch.session.cache.slots"),
             ("1000".into(), 4, true)
@@ -926,18 +929,14 @@ async fn fetch_before_v10_of_a_zstd_topic_is_unsupported_compression() {
     };
     let unsupported = kafka_protocol::error::ResponseError::UnsupportedCompressionType.code();
     for version in [4i16, 9] {
-        let r: FetchResponse = c
-            .call(ApiKey::Fetch, version, &fetch("zstd-stored"))
-            .await;
+        let r: FetchResponse = c.call(ApiKey::Fetch, version, &fetch("zstd-stored")).await;
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, unsupported, "v{version}");
         assert!(
             p.records.as_ref().is_none_or(|b| b.is_empty()),
             "v{version}: records sent to a reader without zstd"
         );
-        let r: FetchResponse = c
-            .call(ApiKey::Fetch, version, &fetch("gzip-as-sent"))
-            .await;
+        let r: FetchResponse = c.call(ApiKey::Fetch, version, &fetch("gzip-as-sent")).await;
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "v{version}: a gzip topic is readable");
         assert!(p.records.as_ref().is_some_and(|b| !b.is_empty()));

@@ -260,7 +260,10 @@ pub(crate) mod tests {
         let seen = read_rx
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("a reader waited for the write of a change");
-        assert_eq!(seen, None, "the change is not in force before it is written");
+        assert_eq!(
+            seen, None,
+            "the change is not in force before it is written"
+        );
         release.send(()).unwrap();
         writer.join().unwrap().unwrap();
         reader.join().unwrap().unwrap();

@@ -585,7 +585,8 @@ pub fn recompress_within(
     }
     let attributes = (h.attributes & !ATTR_CODEC_MASK) | codec.bits();
     // A CreateTime batch's maxTimestamp is its records' newest; a LogAppendTime one keeps it.
-    let max = (!h.log_append_time() && count > 0).then(|| h.base_timestamp.saturating_add(max_delta));
+    let max =
+        (!h.log_append_time() && count > 0).then(|| h.base_timestamp.saturating_add(max_delta));
     with_records(b, attributes, body, count, max)
 }
 

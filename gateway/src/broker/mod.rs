@@ -568,9 +568,7 @@ impl Broker {
             configs.alter(&group, mode, &changes, &bounds, validate_only)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(BrokerError::Internal(format!("blocking task failed: {e}")).into())
-        })
+        .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}")).into()))
     }
 
     /// Changes the dynamic broker configs of `scope` (Kafka's checks of a BROKER resource

@@ -194,7 +194,13 @@ async fn recompress(
     target: super::topic_config::TargetCompression,
     max_batch: usize,
     permits: &Arc<tokio::sync::Semaphore>,
-) -> Result<(Vec<(BatchHeader, Bytes)>, Option<tokio::sync::OwnedSemaphorePermit>), BrokerError> {
+) -> Result<
+    (
+        Vec<(BatchHeader, Bytes)>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ),
+    BrokerError,
+> {
     let Some(codec) = target.codec else {
         return Ok((checked, None));
     };

@@ -543,17 +543,16 @@ pub async fn alter_resource(
                     BrokerConfigError::Broker(e) => errors::answer("alter configs failed", &e),
                 })
         }
-        RESOURCE_GROUP => {
-            req.broker()
-                .alter_group_config(name, mode, changes, validate_only)
-                .await
-                .map(drop)
-                .map_err(|e| match e {
-                    GroupConfigError::InvalidRequest(m) => (code::INVALID_REQUEST, m),
-                    GroupConfigError::InvalidConfig(m) => (code::INVALID_CONFIG, m),
-                    GroupConfigError::Broker(e) => errors::answer("alter configs failed", &e),
-                })
-        }
+        RESOURCE_GROUP => req
+            .broker()
+            .alter_group_config(name, mode, changes, validate_only)
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                GroupConfigError::InvalidRequest(m) => (code::INVALID_REQUEST, m),
+                GroupConfigError::InvalidConfig(m) => (code::INVALID_CONFIG, m),
+                GroupConfigError::Broker(e) => errors::answer("alter configs failed", &e),
+            }),
         other => Err((
             code::INVALID_REQUEST,
             format!("Unknown resource type {other}"),
