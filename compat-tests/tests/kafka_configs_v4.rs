@@ -606,6 +606,17 @@ async fn broker_configs_are_described_and_the_dynamic_ones_altered() {
         assert_eq!(entry(&d, "min.insync.replicas").0, "1");
         assert_eq!(entry(&d, "group.consumer.session.timeout.ms").0, "45000");
         assert_eq!(entry(&d, "compression.type"), ("producer".into(), 5, false));
+        // Review 18a #8: the quotas' windows and the fetch session cache, as configured
+        // (Kafka's defaults: 11 windows of 1 s, 1000 slots), read-only.
+        assert_eq!(entry(&d, "quota.window.num"), ("11".into(), 4, true));
+        assert_eq!(
+            entry(&d, "quota.window.size.seconds"),
+            ("1".into(), 4, true)
+        );
+        assert_eq!(
+            entry(&d, "max.incremental.fetch.session.cache.slots"),
+            ("1000".into(), 4, true)
+        );
     }
     let d = describe(&mut c, 4, BROKER, "7").await;
     assert_eq!(
@@ -870,4 +881,70 @@ async fn config_resources_are_authorized_as_in_kafka() {
             && listeners.ends_with(&format!(",SASL_PLAINTEXT://{sasl}")),
         "{listeners}"
     );
+}
+
+/// Review 18a #3: a reader older than Fetch v10 cannot decode zstd, so a partition of a topic
+/// stored as zstd (`compression.type=zstd`) is answered UNSUPPORTED_COMPRESSION_TYPE with no
+/// records at v4-v9, as Kafka's `maybeConvertFetchedData` answers; v10 reads the zstd batch.
+/// A `producer` topic holding gzip is read at v9 as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_before_v10_of_a_zstd_topic_is_unsupported_compression() {
+    let server = TestServer::start().await;
+    let mut c = KafkaWire::open(server.kafka_addr).await;
+    server.create_kafka_topic("zstd-stored", 1).await;
+    server.create_kafka_topic("gzip-as-sent", 1).await;
+    let r = inc(
+        &mut c,
+        1,
+        vec![inc_resource(
+            TOPIC,
+            "zstd-stored",
+            &[("compression.type", 0, Some("zstd"))],
+        )],
+    )
+    .await;
+    assert_eq!(r[0].0, 0, "{r:?}");
+    assert_eq!(
+        produce(&mut c, "zstd-stored", batch(3, Compression::Gzip)).await,
+        0
+    );
+    assert_eq!(
+        produce(&mut c, "gzip-as-sent", batch(3, Compression::Gzip)).await,
+        0
+    );
+    let fetch = |topic: &'static str| {
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(s(topic)))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])])
+    };
+    let unsupported = kafka_protocol::error::ResponseError::UnsupportedCompressionType.code();
+    for version in [4i16, 9] {
+        let r: FetchResponse = c.call(ApiKey::Fetch, version, &fetch("zstd-stored")).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, unsupported, "v{version}");
+        assert!(
+            p.records.as_ref().is_none_or(|b| b.is_empty()),
+            "v{version}: records sent to a reader without zstd"
+        );
+        let r: FetchResponse = c.call(ApiKey::Fetch, version, &fetch("gzip-as-sent")).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "v{version}: a gzip topic is readable");
+        assert!(p.records.as_ref().is_some_and(|b| !b.is_empty()));
+    }
+    let r: FetchResponse = c.call(ApiKey::Fetch, 10, &fetch("zstd-stored")).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "v10 reads zstd");
+    let raw = p.records.clone().unwrap_or_default();
+    let h = kafka_batch::validate(&raw).unwrap();
+    assert_eq!(h.attributes & 7, 4, "stored as zstd");
 }

@@ -499,8 +499,10 @@ pub struct KafkaConfig {
     pub groups: CoordinatorSettings,
     /// Transaction coordinator settings.
     pub transactions: TransactionSettings,
-    /// Produce requests that may decompress batches at once for a compacted topic's keyless
-    /// check (each batch at most 256 MiB decompressed); 1..=[`MAX_INFLIGHT_DECOMPRESSIONS`].
+    /// Produce requests that may decompress batches at once, for a compacted topic's keyless
+    /// check or a rebuild with the topic's `compression.type` (each batch at most 256 MiB
+    /// decompressed; a rebuilt batch, kept until appended, at most the topic's
+    /// `max.message.bytes`); 1..=[`MAX_INFLIGHT_DECOMPRESSIONS`].
     pub max_inflight_decompressions: usize,
     /// The client quotas' rate windows (Kafka's `quota.window.num` and
     /// `quota.window.size.seconds`).

@@ -21,6 +21,10 @@
 //! |                               | read_streams or manage_streams imply Read and Describe |
 //! |                               | on every group (Iggy's groups need only polling),      |
 //! |                               | manage_streams Delete                                  |
+//! | Group DescribeConfigs         | Describe on the group                                  |
+//! | Group AlterConfigs            | manage_servers (no group right is that narrow: Read is |
+//! |                               | every consumer's, Delete destroys; not grantable by    |
+//! |                               | CreateAcls on a group)                                 |
 //! | TransactionalId Write/Describe| a transactional-id grant                               |
 //! | the ACLs (Describe / Alter)   | read_users / manage_users: ACLs are users' rights      |
 //!
@@ -327,10 +331,16 @@ fn cluster_action(op: Operation) -> Option<Action<'static>> {
 fn group_action(op: Operation, name: &str) -> Option<Action<'_>> {
     let right = match op {
         Operation::Read => GroupRight::Read,
-        // KIP-848's group configs: describing them needs Describe on the group, changing
-        // them its managing right (Delete), Wharf's strongest right on one group.
+        // KIP-848's group configs: describing them needs Describe on the group.
         Operation::Describe | Operation::DescribeConfigs => GroupRight::Describe,
-        Operation::Delete | Operation::AlterConfigs => GroupRight::Delete,
+        Operation::Delete => GroupRight::Delete,
+        // Changing them has no right of its own on a group in Wharf's model, and neither of
+        // the group's rights is one to stretch: Read is every consumer's (any member could
+        // change its group's timeouts), Delete would let a group's deleter reconfigure it
+        // (Kafka: DELETE does not imply ALTER_CONFIGS). It is the operator's right that
+        // already changes every other dynamic config (broker configs, client quotas):
+        // manage_servers, Kafka's Cluster ALTER_CONFIGS.
+        Operation::AlterConfigs => return Some(Action::ManageServers),
         _ => return None,
     };
     Some(Action::Group(right, name))

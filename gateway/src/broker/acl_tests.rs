@@ -74,6 +74,26 @@ fn kafka_operations_map_onto_the_model() {
         "not a group operation"
     );
 
+    // Review 18a #10: changing a group's configs is the operator's (manage_servers), not a
+    // right of the group's: its deleter (or a member) may not reconfigure it; describing
+    // them needs Describe on it.
+    let mut deleter = Permissions::default();
+    deleter.groups.push(GroupGrant {
+        pattern: NamePattern::Literal("g".into()),
+        rights: GroupPermissions {
+            read: true,
+            delete: true,
+            ..Default::default()
+        },
+    });
+    assert!(group(&deleter, Operation::Delete, "g"));
+    assert!(group(&deleter, Operation::DescribeConfigs, "g"));
+    assert!(!group(&deleter, Operation::AlterConfigs, "g"));
+    let mut operator = Permissions::default();
+    operator.global.manage_servers = true;
+    assert!(group(&operator, Operation::AlterConfigs, "g"));
+    assert!(!group(&operator, Operation::Delete, "g"));
+
     let root = Permissions::all();
     assert!(group(&root, Operation::Delete, "any"));
     assert!(transactional_id_action(Operation::Write, "tx").is_some_and(|a| root.allows(a)));

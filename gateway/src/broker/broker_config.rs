@@ -63,11 +63,29 @@ impl Dynamic {
     }
 }
 
+/// How a settings document is written (durably; a test stalls it to show nobody waits).
+pub(crate) type WriteDocument =
+    Box<dyn Fn(&Path, &[u8]) -> Result<(), wharf_log_store::StoreError> + Send + Sync>;
+
 /// The dynamic broker configs set, persisted as one JSON document (`broker_configs`).
-#[derive(Debug)]
+/// Readers (every Kafka produce asks for the compression settings) take `state` only to read
+/// it; a change is computed and written under `changes` alone and swapped in after the
+/// write, so no reader waits for the disk.
 pub struct BrokerConfigs {
     path: PathBuf,
     state: Mutex<Dynamic>,
+    /// Serialises changes, so each is written whole before the next is computed.
+    changes: Mutex<()>,
+    write: WriteDocument,
+}
+
+impl std::fmt::Debug for BrokerConfigs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfigs")
+            .field("path", &self.path)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks one dynamic setting's value with the validator of the topic config it defaults.
@@ -91,7 +109,15 @@ impl BrokerConfigs {
         Ok(BrokerConfigs {
             path,
             state: Mutex::new(state),
+            changes: Mutex::new(()),
+            write: Box::new(write_durable),
         })
+    }
+
+    /// These configs written with `write` instead of `write_durable`.
+    #[cfg(test)]
+    pub(crate) fn with_writer(self, write: WriteDocument) -> BrokerConfigs {
+        BrokerConfigs { write, ..self }
     }
 
     /// A dynamic setting's value in force and where it comes from: this node's, else the
@@ -119,17 +145,21 @@ impl BrokerConfigs {
     /// as legacy AlterConfigs has it), as Kafka's broker checks a BROKER resource change:
     /// APPEND and SUBTRACT only on lists (none of Wharf's dynamic settings is one), then every
     /// setting in the result must be dynamic, then each value must pass its validator. Stored
-    /// unless `validate_only`.
-    pub fn alter(
+    /// unless `validate_only`. Blocks on the disk: callers are on the blocking pool
+    /// ([`super::Broker::alter_broker_config`]).
+    pub(super) fn alter(
         &self,
         scope: Scope,
         mode: AlterMode,
         changes: &[ConfigChange],
         validate_only: bool,
     ) -> Result<(), BrokerConfigError> {
-        let mut state = self.state.lock();
+        // Held across the write: two changes do not undo each other. Readers take `state`
+        // only, never this.
+        let _change = self.changes.lock();
+        let mut next = self.state.lock().clone();
         let mut props = match mode {
-            AlterMode::Incremental => state.scope(scope).clone(),
+            AlterMode::Incremental => next.scope(scope).clone(),
             AlterMode::Replace => BTreeMap::new(),
         };
         for c in changes {
@@ -167,21 +197,81 @@ impl BrokerConfigs {
         for (name, value) in &props {
             check_value(name, value)?;
         }
-        if validate_only || *state.scope(scope) == props {
+        if validate_only || *next.scope(scope) == props {
             return Ok(());
         }
-        let mut next = state.clone();
         *next.scope(scope) = props;
         let b = serde_json::to_vec(&next).map_err(|e| BrokerError::Internal(e.to_string()))?;
-        write_durable(&self.path, &b).map_err(BrokerError::from)?;
-        *state = next;
+        (self.write)(&self.path, &b).map_err(BrokerError::from)?;
+        *self.state.lock() = next;
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A writer that says it started and then waits to be let go: a write stalled on a slow
+    /// disk, deterministically.
+    pub(crate) fn stalled_writer() -> (
+        WriteDocument,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::SyncSender<()>,
+    ) {
+        let (entered, entered_rx) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let release_rx = Mutex::new(release_rx);
+        let write: WriteDocument = Box::new(move |path, b| {
+            let _ = entered.send(());
+            let _ = release_rx.lock().recv();
+            write_durable(path, b)
+        });
+        (write, entered_rx, release)
+    }
+
+    /// Review 18a #4: while a change is being written (the write stalled), readers of the
+    /// settings (every Kafka produce) get the old value at once instead of waiting for the
+    /// disk; the new value is read once it is written. Bound: no reader waits on a write.
+    #[test]
+    fn readers_do_not_wait_for_a_change_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (write, entered, release) = stalled_writer();
+        let b = std::sync::Arc::new(BrokerConfigs::open(dir.path()).unwrap().with_writer(write));
+        let writer = {
+            let b = std::sync::Arc::clone(&b);
+            std::thread::spawn(move || {
+                b.alter(
+                    Scope::Cluster,
+                    AlterMode::Incremental,
+                    &[ConfigChange::set("compression.type", "zstd")],
+                    false,
+                )
+            })
+        };
+        entered
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the change never reached its write");
+        let (read, read_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let b = std::sync::Arc::clone(&b);
+            std::thread::spawn(move || read.send(b.value("compression.type")))
+        };
+        let seen = read_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a reader waited for the write of a change");
+        assert_eq!(
+            seen, None,
+            "the change is not in force before it is written"
+        );
+        release.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+        reader.join().unwrap().unwrap();
+        assert_eq!(
+            b.value("compression.type"),
+            Some(("zstd".into(), ConfigSource::DynamicDefaultBroker))
+        );
+    }
 
     /// Kafka's checks of a BROKER resource change, a node's value over the cluster's, and the
     /// settings surviving a restart.

@@ -87,6 +87,11 @@ pub struct FetchLimits {
     pub min_bytes: usize,
     pub max_wait: Duration,
     pub isolation: Isolation,
+    /// Whether the reader decodes zstd (Kafka's Fetch v10+). When not, a partition whose
+    /// topic stores zstd ([`Broker::target_compression`]) is answered
+    /// [`BrokerError::ZstdNeedsNewerFetch`] with no records, as Kafka's
+    /// `maybeConvertFetchedData` answers UNSUPPORTED_COMPRESSION_TYPE.
+    pub zstd: bool,
 }
 
 impl FetchLimits {
@@ -105,7 +110,13 @@ impl FetchLimits {
             min_bytes: min_bytes.min(max_bytes),
             max_wait,
             isolation: Isolation::ReadUncommitted,
+            zstd: true,
         }
+    }
+
+    /// These limits for a reader that decodes zstd or not.
+    pub fn with_zstd(self, zstd: bool) -> FetchLimits {
+        FetchLimits { zstd, ..self }
     }
 
     /// These limits at `isolation`.
@@ -175,6 +186,13 @@ impl Broker {
             .partition(Ident::Id(stream), Ident::Id(topic), partition)?)
     }
 
+    /// Whether a topic's batches are stored as zstd (its `compression.type`, or the server's).
+    fn stores_zstd(&self, topic: &str) -> bool {
+        self.kafka_topic(topic).is_ok_and(|t| {
+            self.target_compression(&t).codec == Some(super::kafka_batch::Codec::Zstd)
+        })
+    }
+
     fn kafka_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, BrokerError> {
         let t = self.kafka_topic(topic)?;
         let p = u32::try_from(index).map_err(|_| StoreError::PartitionNotFound {
@@ -210,6 +228,10 @@ impl Broker {
                     continue;
                 }
             };
+            if !limits.zstd && self.stores_zstd(&w.topic) {
+                unknown.push((slot, BrokerError::ZstdNeedsNewerFetch));
+                continue;
+            }
             match self.reader_txns(&partition, limits.isolation).await {
                 Ok(txns) => targets.push(FetchTarget {
                     slot,

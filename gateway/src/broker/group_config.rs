@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use wharf_log_store::{read_durable, write_durable};
 
+use super::broker_config::WriteDocument;
 use super::coordinator::ConsumerProtocolSettings;
 use super::topic_config::{
     AlterMode, ConfigChange, ConfigEntry, ConfigOp, ConfigSource, ConfigType,
@@ -59,10 +60,22 @@ pub enum GroupConfigError {
 }
 
 /// Every group's overrides, persisted as one JSON document (`group_configs`).
-#[derive(Debug)]
 pub struct GroupConfigs {
     path: PathBuf,
     state: Mutex<BTreeMap<String, GroupConfig>>,
+    /// Serialises changes, so each is written whole before the next is computed; readers
+    /// (every ConsumerGroupHeartbeat) take `state` only and never wait for the disk.
+    changes: Mutex<()>,
+    write: WriteDocument,
+}
+
+impl std::fmt::Debug for GroupConfigs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConfigs")
+            .field("path", &self.path)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 fn millis_i32(d: std::time::Duration) -> i32 {
@@ -194,7 +207,15 @@ impl GroupConfigs {
         Ok(GroupConfigs {
             path,
             state: Mutex::new(state),
+            changes: Mutex::new(()),
+            write: Box::new(write_durable),
         })
+    }
+
+    /// These configs written with `write` instead of `write_durable`.
+    #[cfg(test)]
+    pub(crate) fn with_writer(self, write: WriteDocument) -> GroupConfigs {
+        GroupConfigs { write, ..self }
     }
 
     /// The groups with at least one override (ListConfigResources' GROUP resources).
@@ -214,8 +235,9 @@ impl GroupConfigs {
 
     /// Changes `group`'s configs (in [`AlterMode::Replace`], the changes are its whole config
     /// set), checks the result against `bounds`, and stores it unless `validate_only`.
-    /// Returns the group's configs after the change.
-    pub fn alter(
+    /// Returns the group's configs after the change. Blocks on the disk; the bounds are the
+    /// broker's: callers go through [`super::Broker::alter_group_config`].
+    pub(super) fn alter(
         &self,
         group: &str,
         mode: AlterMode,
@@ -228,28 +250,29 @@ impl GroupConfigs {
                 "Default group resources are not allowed.".into(),
             ));
         }
-        // Held across the write: two changes of one group do not undo each other.
-        let mut state = self.state.lock();
+        // Held across the write: two changes of one group do not undo each other. Readers
+        // take `state` only, never this.
+        let _change = self.changes.lock();
+        let mut next = self.state.lock().clone();
         let mut c = match mode {
-            AlterMode::Incremental => state.get(group).cloned().unwrap_or_default(),
+            AlterMode::Incremental => next.get(group).cloned().unwrap_or_default(),
             AlterMode::Replace => GroupConfig::default(),
         };
         for change in changes {
             apply(&mut c, change)?;
         }
         check(&c, bounds)?;
-        if validate_only || state.get(group).cloned().unwrap_or_default() == c {
+        if validate_only || next.get(group).cloned().unwrap_or_default() == c {
             return Ok(c);
         }
-        let mut next = state.clone();
         if c.is_empty() {
             next.remove(group);
         } else {
             next.insert(group.to_string(), c.clone());
         }
         let b = serde_json::to_vec(&next).map_err(|e| BrokerError::Internal(e.to_string()))?;
-        write_durable(&self.path, &b).map_err(BrokerError::from)?;
-        *state = next;
+        (self.write)(&self.path, &b).map_err(BrokerError::from)?;
+        *self.state.lock() = next;
         Ok(c)
     }
 }
@@ -257,6 +280,44 @@ impl GroupConfigs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review 18a #4: while a group config change is being written (the write stalled),
+    /// readers (every ConsumerGroupHeartbeat) get the old config at once. Bound: no reader
+    /// waits on a write.
+    #[test]
+    fn readers_do_not_wait_for_a_change_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (write, entered, release) = super::super::broker_config::tests::stalled_writer();
+        let g = std::sync::Arc::new(GroupConfigs::open(dir.path()).unwrap().with_writer(write));
+        let writer = {
+            let g = std::sync::Arc::clone(&g);
+            std::thread::spawn(move || {
+                g.alter(
+                    "g",
+                    AlterMode::Incremental,
+                    &[set(CONSUMER_SESSION_TIMEOUT_MS, "50000")],
+                    &ConsumerProtocolSettings::default(),
+                    false,
+                )
+            })
+        };
+        entered
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the change never reached its write");
+        let (read, read_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let g = std::sync::Arc::clone(&g);
+            std::thread::spawn(move || read.send(g.get("g")))
+        };
+        let seen = read_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a reader waited for the write of a change");
+        assert_eq!(seen, GroupConfig::default(), "not in force before written");
+        release.send(()).unwrap();
+        writer.join().unwrap().unwrap();
+        reader.join().unwrap().unwrap();
+        assert_eq!(g.get("g").consumer_session_timeout_ms, Some(50_000));
+    }
 
     fn set(name: &str, v: &str) -> ConfigChange {
         ConfigChange::set(name, v)

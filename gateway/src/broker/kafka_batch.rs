@@ -62,6 +62,16 @@ pub enum KafkaBatchError {
     Decompress(String),
     #[error("cannot compress the batch: {0}")]
     Compress(String),
+    /// Kafka's re-validation after recompression (`UnifiedLog.append`: RecordTooLargeException,
+    /// MESSAGE_TOO_LARGE): the rebuilt batch would be larger than the topic's
+    /// `max.message.bytes`. `size` is what was opened or built when the rebuild stopped: at
+    /// most `limit + 1` bytes of records are ever decompressed for an uncompressed target.
+    #[error("the rebuilt record batch is larger than {limit} bytes (at least {size})")]
+    TooLarge { size: usize, limit: usize },
+    /// Kafka's `LogValidator`: "Compressed outer record has more than one batch"
+    /// (INVALID_RECORD): a partition's records rebuilt are one batch.
+    #[error("a partition's records rebuilt with the topic's codec must be one batch, got {0}")]
+    MoreThanOneBatch(usize),
 }
 
 /// Compression codecs of the attributes' low three bits.
@@ -329,17 +339,36 @@ pub fn records_section(b: &[u8]) -> Result<Bytes, KafkaBatchError> {
     let body = b
         .get(HEADER_LEN..h.total_len().min(b.len()))
         .ok_or(KafkaBatchError::Truncated)?;
+    open_body(h.codec()?, body, MAX_DECOMPRESSED).map_err(|e| match e {
+        KafkaBatchError::TooLarge { .. } => {
+            KafkaBatchError::Decompress("expands past 256 MiB".into())
+        }
+        e => e,
+    })
+}
+
+/// A compressed records section opened, stopping as soon as it passes `limit` bytes
+/// ([`KafkaBatchError::TooLarge`] with the bytes opened so far, at most `limit + 1` for the
+/// streamed codecs).
+fn open_body(codec: Codec, body: &[u8], limit: usize) -> Result<Bytes, KafkaBatchError> {
     let bounded = |r: &mut dyn Read| -> Result<Bytes, KafkaBatchError> {
         let mut out = Vec::new();
-        r.take(MAX_DECOMPRESSED as u64 + 1)
+        r.take(limit as u64 + 1)
             .read_to_end(&mut out)
             .map_err(|e| KafkaBatchError::Decompress(e.to_string()))?;
-        if out.len() > MAX_DECOMPRESSED {
-            return Err(KafkaBatchError::Decompress("expands past 256 MiB".into()));
+        if out.len() > limit {
+            return Err(KafkaBatchError::TooLarge {
+                size: out.len(),
+                limit,
+            });
         }
         Ok(Bytes::from(out))
     };
-    match h.codec()? {
+    match codec {
+        Codec::None if body.len() > limit => Err(KafkaBatchError::TooLarge {
+            size: body.len(),
+            limit,
+        }),
         Codec::None => Ok(Bytes::copy_from_slice(body)),
         Codec::Gzip => bounded(&mut flate2::read::GzDecoder::new(body)),
         Codec::Zstd => bounded(
@@ -349,7 +378,7 @@ pub fn records_section(b: &[u8]) -> Result<Bytes, KafkaBatchError> {
         Codec::Lz4 => bounded(
             &mut lz4::Decoder::new(body).map_err(|e| KafkaBatchError::Decompress(e.to_string()))?,
         ),
-        Codec::Snappy => snappy_decompress(body),
+        Codec::Snappy => snappy_decompress(body, limit),
     }
 }
 
@@ -367,13 +396,16 @@ fn is_xerial(body: &[u8]) -> bool {
 
 /// Snappy as Kafka writes it: xerial framing (magic, then `[u32 length][raw block]`...), or a
 /// single raw block from clients that skip the framing.
-fn snappy_decompress(body: &[u8]) -> Result<Bytes, KafkaBatchError> {
+fn snappy_decompress(body: &[u8], limit: usize) -> Result<Bytes, KafkaBatchError> {
     let err = |e: snap::Error| KafkaBatchError::Decompress(e.to_string());
     let mut out = Vec::new();
     let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), KafkaBatchError> {
         let len = snap::raw::decompress_len(block).map_err(err)?;
-        if out.len() + len > MAX_DECOMPRESSED {
-            return Err(KafkaBatchError::Decompress("expands past 256 MiB".into()));
+        if out.len() + len > limit {
+            return Err(KafkaBatchError::TooLarge {
+                size: out.len() + len,
+                limit,
+            });
         }
         let start = out.len();
         out.resize(start + len, 0);
@@ -485,28 +517,77 @@ impl Codec {
 /// batch's `maxTimestamp` is its records' newest (as Kafka sets it); length, codec bits and
 /// CRC-32C are set anew. Decompression is bounded by [`MAX_DECOMPRESSED`].
 pub fn recompress(b: &[u8], codec: Codec, level: Option<i32>) -> Result<Bytes, KafkaBatchError> {
+    recompress_within(b, codec, level, usize::MAX).map_err(|e| match e {
+        KafkaBatchError::TooLarge { .. } => {
+            KafkaBatchError::Decompress("expands past 256 MiB".into())
+        }
+        e => e,
+    })
+}
+
+/// [`recompress`] into a batch of at most `max_batch` bytes (the topic's `max.message.bytes`),
+/// else [`KafkaBatchError::TooLarge`], as Kafka re-validates a batch's size after it rebuilt
+/// it. For an uncompressed target the rebuilt batch is its records, so decompression stops
+/// at `max_batch` bytes: a batch that opens to hundreds of MiB is refused having opened no
+/// more than the batch it could have become. Other targets open up to
+/// [`MAX_DECOMPRESSED`] and check the compressed result. Peak memory per batch: the opened
+/// records, plus the compressed body and the rebuilt batch for a compressed target (the
+/// rebuilt batch alone for an uncompressed one).
+pub fn recompress_within(
+    b: &[u8],
+    codec: Codec,
+    level: Option<i32>,
+    max_batch: usize,
+) -> Result<Bytes, KafkaBatchError> {
     let h = BatchHeader::parse(b)?;
-    let section = records_section(b)?;
+    let body = b
+        .get(HEADER_LEN..h.total_len().min(b.len()))
+        .ok_or(KafkaBatchError::Truncated)?;
+    let records_limit = max_batch.saturating_sub(HEADER_LEN);
+    let open_limit = match codec {
+        Codec::None => records_limit.min(MAX_DECOMPRESSED),
+        _ => MAX_DECOMPRESSED,
+    };
+    let section = open_body(h.codec()?, body, open_limit).map_err(|e| match e {
+        KafkaBatchError::TooLarge { size, .. }
+            if codec == Codec::None && open_limit == records_limit =>
+        {
+            KafkaBatchError::TooLarge {
+                size: size.saturating_add(HEADER_LEN),
+                limit: max_batch,
+            }
+        }
+        KafkaBatchError::TooLarge { .. } => {
+            KafkaBatchError::Decompress("expands past 256 MiB".into())
+        }
+        e => e,
+    })?;
     let mut max_delta = i64::MIN;
     let count = walk_produced(&section, h.records_count, |r| {
         max_delta = max_delta.max(r.timestamp_delta);
     })?;
     let count = i32::try_from(count).map_err(|_| KafkaBatchError::Truncated)?;
-    let body = compress_at(codec, &section, true, level)?;
+    // Uncompressed: the opened section is the body, no copy of it.
+    let compressed;
+    let body: &[u8] = match codec {
+        Codec::None => &section,
+        _ => {
+            compressed = compress_at(codec, &section, true, level)?;
+            &compressed
+        }
+    };
+    let size = HEADER_LEN.saturating_add(body.len());
+    if size > max_batch {
+        return Err(KafkaBatchError::TooLarge {
+            size,
+            limit: max_batch,
+        });
+    }
     let attributes = (h.attributes & !ATTR_CODEC_MASK) | codec.bits();
-    let out = with_records(b, attributes, &body, count)?;
-    if h.log_append_time() || count == 0 {
-        return Ok(out);
-    }
-    let max = h.base_timestamp.saturating_add(max_delta);
-    if max == h.max_timestamp {
-        return Ok(out);
-    }
-    let mut m = BytesMut::from(&out[..]);
-    m[35..43].copy_from_slice(&max.to_be_bytes());
-    let crc = crc32c::crc32c(&m[21..]);
-    m[17..21].copy_from_slice(&crc.to_be_bytes());
-    Ok(m.freeze())
+    // A CreateTime batch's maxTimestamp is its records' newest; a LogAppendTime one keeps it.
+    let max =
+        (!h.log_append_time() && count > 0).then(|| h.base_timestamp.saturating_add(max_delta));
+    with_records(b, attributes, body, count, max)
 }
 
 /// A batch read back from the log, opened for log compaction: its header and its records
@@ -634,19 +715,10 @@ pub fn retain_records(
     let codec = h.codec()?;
     let xerial = is_xerial(&b[HEADER_LEN..]);
     let body = compress(codec, &kept, xerial)?;
-    let mut out = with_records(b, h.attributes, &body, count)?;
-    if !h.log_append_time() {
-        // Kafka's cleaner: a CreateTime batch's maxTimestamp is its records' (a LogAppendTime
-        // one keeps the append time). The base timestamp stays: the records' deltas hold.
-        let max = h.base_timestamp.saturating_add(max_delta);
-        if max != h.max_timestamp {
-            let mut m = BytesMut::from(&out[..]);
-            m[35..43].copy_from_slice(&max.to_be_bytes());
-            let crc = crc32c::crc32c(&m[21..]);
-            m[17..21].copy_from_slice(&crc.to_be_bytes());
-            out = m.freeze();
-        }
-    }
+    // Kafka's cleaner: a CreateTime batch's maxTimestamp is its records' (a LogAppendTime one
+    // keeps the append time). The base timestamp stays: the records' deltas hold.
+    let max = (!h.log_append_time()).then(|| h.base_timestamp.saturating_add(max_delta));
+    let out = with_records(b, h.attributes, &body, count, max)?;
     Ok(Retained::Some(out))
 }
 
@@ -655,15 +727,17 @@ pub fn retain_records(
 /// everything else as it was.
 pub fn empty_batch_like(b: &[u8]) -> Result<Bytes, KafkaBatchError> {
     let h = BatchHeader::parse(b)?;
-    with_records(b, h.attributes & !ATTR_CODEC_MASK, &[], 0)
+    with_records(b, h.attributes & !ATTR_CODEC_MASK, &[], 0, None)
 }
 
-/// The header of batch `b` over a new records section of `count` records.
+/// The header of batch `b` over a new records section of `count` records, with a new
+/// `maxTimestamp` when given.
 fn with_records(
     b: &[u8],
     attributes: i16,
     body: &[u8],
     count: i32,
+    max_timestamp: Option<i64>,
 ) -> Result<Bytes, KafkaBatchError> {
     let header = b.get(..HEADER_LEN).ok_or(KafkaBatchError::Truncated)?;
     let batch_length = i32::try_from(HEADER_LEN - 12 + body.len())
@@ -674,6 +748,9 @@ fn with_records(
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
     out[21..23].copy_from_slice(&attributes.to_be_bytes());
     out[57..61].copy_from_slice(&count.to_be_bytes());
+    if let Some(max) = max_timestamp {
+        out[35..43].copy_from_slice(&max.to_be_bytes());
+    }
     let crc = crc32c::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     Ok(out.freeze())
@@ -1049,7 +1126,7 @@ mod tests {
     /// with `codec`, header fixed up (length, codec bits, CRC).
     pub(crate) fn compressed(plain: &[u8], codec: Codec, bits: i16) -> Bytes {
         let body = compress(codec, &plain[HEADER_LEN..], false).unwrap();
-        with_records(plain, bits, &body, be_i32(plain, 57)).unwrap()
+        with_records(plain, bits, &body, be_i32(plain, 57), None).unwrap()
     }
 
     /// Kafka's LogValidator: inner offsets of a produced batch run 0, 1, 2, ... An
@@ -1094,7 +1171,7 @@ mod tests {
         let mut body = Vec::new();
         put_varlong_u(&mut body, MAX_DECOMPRESSED as u64 + 1);
         body.extend_from_slice(&[0u8; 8]);
-        let b = with_records(&plain, 2, &body, 2).unwrap();
+        let b = with_records(&plain, 2, &body, 2, None).unwrap();
         assert!(matches!(
             records_section(&b),
             Err(KafkaBatchError::Decompress(m)) if m.contains("256 MiB")

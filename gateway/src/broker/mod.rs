@@ -183,6 +183,10 @@ pub enum BrokerError {
     InvalidRecords(#[from] KafkaBatchError),
     #[error("zstd needs Produce v7 or later")]
     ZstdNeedsNewerProduce,
+    /// A reader that cannot decode zstd (Kafka's Fetch before v10) asked for a topic stored
+    /// as zstd (Kafka's UNSUPPORTED_COMPRESSION_TYPE).
+    #[error("the topic is stored as zstd, which needs Fetch v10 or later")]
+    ZstdNeedsNewerFetch,
     /// Records without a key for a compacted topic (both doors; Kafka's INVALID_RECORD).
     #[error("{0}")]
     KeylessRecords(produce::KeylessRecords),
@@ -535,6 +539,54 @@ impl Broker {
     /// The consumer protocol's broker-wide settings (the bounds of group configs).
     pub fn consumer_protocol_settings(&self) -> &coordinator::ConsumerProtocolSettings {
         &self.coordinator.settings().consumer
+    }
+
+    /// `group`'s configs as DescribeConfigs shows them: its own values, else the broker's
+    /// `group.consumer.*` defaults.
+    pub fn describe_group_config(&self, group: &str) -> Vec<topic_config::ConfigEntry> {
+        group_config::describe(
+            &self.group_configs.get(group),
+            self.consumer_protocol_settings(),
+        )
+    }
+
+    /// Changes `group`'s configs (KIP-848 group configs), checked against the broker's
+    /// `group.consumer.*` bounds as Kafka's `GroupConfig` is, and stored unless
+    /// `validate_only`. Written on the blocking pool; readers of group configs (every
+    /// heartbeat) never wait for the write.
+    pub async fn alter_group_config(
+        &self,
+        group: &str,
+        mode: topic_config::AlterMode,
+        changes: Vec<topic_config::ConfigChange>,
+        validate_only: bool,
+    ) -> Result<group_config::GroupConfig, group_config::GroupConfigError> {
+        let configs = std::sync::Arc::clone(&self.group_configs);
+        let bounds = self.consumer_protocol_settings().clone();
+        let group = group.to_string();
+        tokio::task::spawn_blocking(move || {
+            configs.alter(&group, mode, &changes, &bounds, validate_only)
+        })
+        .await
+        .unwrap_or_else(|e| Err(BrokerError::Internal(format!("blocking task failed: {e}")).into()))
+    }
+
+    /// Changes the dynamic broker configs of `scope` (Kafka's checks of a BROKER resource
+    /// change), stored unless `validate_only`. Written on the blocking pool; readers of the
+    /// settings (every Kafka produce) never wait for the write.
+    pub async fn alter_broker_config(
+        &self,
+        scope: broker_config::Scope,
+        mode: topic_config::AlterMode,
+        changes: Vec<topic_config::ConfigChange>,
+        validate_only: bool,
+    ) -> Result<(), broker_config::BrokerConfigError> {
+        let configs = std::sync::Arc::clone(&self.broker_configs);
+        tokio::task::spawn_blocking(move || configs.alter(scope, mode, &changes, validate_only))
+            .await
+            .unwrap_or_else(|e| {
+                Err(BrokerError::Internal(format!("blocking task failed: {e}")).into())
+            })
     }
 
     /// The data directory.

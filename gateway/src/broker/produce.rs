@@ -182,42 +182,56 @@ async fn refuse_keyless(
 /// A topic's batches rebuilt with its `compression.type` where their codec differs (Kafka's
 /// `LogValidator`: a batch keeps its bytes only when its codec is the topic's, or the topic
 /// keeps the producer's), off the runtime's workers. Like the keyless check, the request holds
-/// one of `permits` while it decompresses and compresses, so at most that many requests hold
-/// opened batches (each bounded by [`kafka_batch::MAX_DECOMPRESSED`]) at once.
+/// one of `permits` while it decompresses and compresses; unlike it, the permit is handed back
+/// with the rebuilt batch and kept until the batch is appended, so the rebuilt bytes are
+/// counted by the permits too. What a permit covers is bounded: a partition's rebuilt records
+/// are one batch (Kafka's `LogValidator` takes one v2 batch per partition: INVALID_RECORD
+/// past it) of at most `max_batch` bytes, the topic's `max.message.bytes` (Kafka re-validates
+/// the size after recompressing: MESSAGE_TOO_LARGE), checked while decompressing for an
+/// uncompressed target ([`kafka_batch::recompress_within`]).
 async fn recompress(
     checked: Vec<(BatchHeader, Bytes)>,
     target: super::topic_config::TargetCompression,
+    max_batch: usize,
     permits: &Arc<tokio::sync::Semaphore>,
-) -> Result<Vec<(BatchHeader, Bytes)>, BrokerError> {
+) -> Result<
+    (
+        Vec<(BatchHeader, Bytes)>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ),
+    BrokerError,
+> {
     let Some(codec) = target.codec else {
-        return Ok(checked);
+        return Ok((checked, None));
     };
     if !checked
         .iter()
         .any(|(h, _)| h.codec().is_ok_and(|c| target.recompresses(c)))
     {
-        return Ok(checked);
+        return Ok((checked, None));
+    }
+    if checked.len() > 1 {
+        return Err(KafkaBatchError::MoreThanOneBatch(checked.len()).into());
     }
     let permit = Arc::clone(permits)
         .acquire_owned()
         .await
         .map_err(|e| BrokerError::Internal(format!("decompression permits closed: {e}")))?;
-    tokio::task::spawn_blocking(move || {
-        let rebuilt = checked
+    let rebuilt = tokio::task::spawn_blocking(move || {
+        checked
             .into_iter()
             .map(|(h, b)| {
                 if !target.recompresses(h.codec()?) {
                     return Ok((h, b));
                 }
-                let b = kafka_batch::recompress(&b, codec, target.level)?;
+                let b = kafka_batch::recompress_within(&b, codec, target.level, max_batch)?;
                 Ok((BatchHeader::parse(&b)?, b))
             })
-            .collect::<Result<Vec<_>, KafkaBatchError>>();
-        drop(permit);
-        rebuilt.map_err(BrokerError::from)
+            .collect::<Result<Vec<_>, KafkaBatchError>>()
     })
     .await
-    .map_err(|e| BrokerError::Internal(format!("recompression failed: {e}")))?
+    .map_err(|e| BrokerError::Internal(format!("recompression failed: {e}")))?;
+    Ok((rebuilt?, Some(permit)))
 }
 
 /// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
@@ -355,9 +369,15 @@ impl Broker {
         } else {
             checked
         };
-        let checked = recompress(
+        let max_batch = topic
+            .settings
+            .max_batch_bytes
+            .unwrap_or(self.store.config().default_max_batch_bytes);
+        // Held until the rebuilt batch is appended (dropped at the end of this call).
+        let (checked, _rebuilt) = recompress(
             checked,
             self.target_compression(&topic),
+            usize::try_from(max_batch).unwrap_or(usize::MAX),
             &self.decompressions,
         )
         .await?;
@@ -773,33 +793,46 @@ mod tests {
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(1));
         let held = Arc::clone(&permits).acquire_owned().await.unwrap();
-        let waiting = recompress(check_batches(&gzip, true).unwrap(), zstd, &permits);
+        let waiting = recompress(check_batches(&gzip, true).unwrap(), zstd, 1 << 20, &permits);
         let waited = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;
         assert!(waited.is_err(), "recompressed without a permit");
-        let same = recompress(
+        let (same, _) = recompress(
             check_batches(&zstd_batch(&plain), true).unwrap(),
             zstd,
+            1 << 20,
             &permits,
         )
         .await
         .unwrap();
         assert_eq!(same[0].0.codec(), Ok(Codec::Zstd), "kept as sent");
-        let kept = recompress(check_batches(&gzip, true).unwrap(), producer, &permits)
-            .await
-            .unwrap();
+        let (kept, _) = recompress(
+            check_batches(&gzip, true).unwrap(),
+            producer,
+            1 << 20,
+            &permits,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             kept[0].1, gzip,
             "a producer topic keeps the batch byte for byte"
         );
         drop(held);
-        let rebuilt = recompress(check_batches(&gzip, true).unwrap(), zstd, &permits)
-            .await
-            .unwrap();
+        let (rebuilt, permit) =
+            recompress(check_batches(&gzip, true).unwrap(), zstd, 1 << 20, &permits)
+                .await
+                .unwrap();
         assert_eq!(rebuilt[0].0.codec(), Ok(Codec::Zstd));
         assert_eq!(
             kafka_batch::records_section(&rebuilt[0].1).unwrap(),
             kafka_batch::records_section(&plain).unwrap()
         );
+        assert_eq!(
+            permits.available_permits(),
+            0,
+            "the permit stays with the rebuilt batch until it is appended"
+        );
+        drop(permit);
         assert_eq!(permits.available_permits(), 1, "the permit is given back");
     }
 

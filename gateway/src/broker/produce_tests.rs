@@ -666,3 +666,101 @@ async fn a_first_append_that_failed_after_writing_keeps_the_transaction_open() {
     assert_eq!(open, vec![(7, 1)], "open from where the batch may lie");
     assert_eq!(lso, 1);
 }
+
+/// A zstd batch holding one record whose value is `value_len` zero bytes, compressed as it is
+/// streamed (the test never holds the opened record either).
+fn zstd_zero_record_batch(value_len: usize) -> Bytes {
+    use std::io::Write;
+    let zigzag = |out: &mut Vec<u8>, v: i64| {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    };
+    // attributes, timestampDelta 0, offsetDelta 0, null key, the value's length; then the
+    // value and a header count of 0.
+    let mut inner = vec![0u8];
+    zigzag(&mut inner, 0);
+    zigzag(&mut inner, 0);
+    zigzag(&mut inner, -1);
+    zigzag(&mut inner, value_len as i64);
+    let mut record = Vec::new();
+    zigzag(&mut record, (inner.len() + value_len + 1) as i64);
+    record.extend_from_slice(&inner);
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    z.write_all(&record).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = value_len;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        z.write_all(&zeros[..n]).unwrap();
+        left -= n;
+    }
+    z.write_all(&[0]).unwrap();
+    let body = z.finish().unwrap();
+    let mut b = batch(-1, -1, -1, 1, false)[..kafka_batch::HEADER_LEN].to_vec();
+    b.extend_from_slice(&body);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[21..23].copy_from_slice(&4i16.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// Review 18a #1, bound: a zstd batch of a few KiB whose one record is 200 MiB of zeros,
+/// produced into a `compression.type=uncompressed` topic with the default
+/// `max.message.bytes`, is refused as Kafka refuses a batch too large after recompression
+/// (MESSAGE_TOO_LARGE) having opened at most `max.message.bytes + 1` bytes (counted by the
+/// refusal), not the 200 MiB; nothing is stored. Two batches of which one is rebuilt are
+/// refused as Kafka refuses more than one batch per partition (INVALID_RECORD).
+#[tokio::test]
+async fn recompression_to_uncompressed_opens_no_more_than_the_batch_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let settings = wharf_log_store::TopicSettings {
+        compression: wharf_log_store::TopicCompression {
+            codec: Some("uncompressed".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let t = b
+        .create_kafka_topic("plain", 1, settings, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let p = b.partition_handle(t.stream_id, t.id, 0).unwrap();
+    let bomb = zstd_zero_record_batch(200 << 20);
+    assert!(bomb.len() < 64 << 10, "{} bytes on the wire", bomb.len());
+    let limit = StoreConfig::default().default_max_batch_bytes as usize;
+    let e = produce(&b, "plain", bomb).await.unwrap_err();
+    let BrokerError::InvalidRecords(KafkaBatchError::TooLarge { size, limit: seen }) = e else {
+        panic!("not refused as too large after recompression: {e:?}");
+    };
+    assert_eq!(seen, limit, "the topic's max.message.bytes is the bound");
+    assert!(
+        size <= limit + 1,
+        "opened {size} bytes, bound max.message.bytes + 1 = {}",
+        limit + 1
+    );
+    assert_eq!(p.high_watermark(), 0, "nothing stored");
+
+    let mut two = zstd_zero_record_batch(10).to_vec();
+    two.extend_from_slice(&batch(-1, -1, -1, 1, false));
+    let e = produce(&b, "plain", Bytes::from(two)).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BrokerError::InvalidRecords(KafkaBatchError::MoreThanOneBatch(2))
+        ),
+        "{e:?}"
+    );
+    // One small batch is rebuilt and stored.
+    produce(&b, "plain", zstd_zero_record_batch(10))
+        .await
+        .unwrap();
+    assert_eq!(p.high_watermark(), 1);
+}

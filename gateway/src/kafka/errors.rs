@@ -162,11 +162,15 @@ pub fn broker_error(e: &BrokerError) -> ResponseError {
             KafkaBatchError::Control
             | KafkaBatchError::Transactional
             | KafkaBatchError::NoSequence(_)
-            | KafkaBatchError::OffsetDelta { .. } => K::InvalidRecord,
+            | KafkaBatchError::OffsetDelta { .. }
+            | KafkaBatchError::MoreThanOneBatch(_) => K::InvalidRecord,
+            KafkaBatchError::TooLarge { .. } => K::MessageTooLarge,
             KafkaBatchError::Magic(_) => K::UnsupportedForMessageFormat,
             _ => K::CorruptMessage,
         },
-        BrokerError::ZstdNeedsNewerProduce => K::UnsupportedCompressionType,
+        BrokerError::ZstdNeedsNewerProduce | BrokerError::ZstdNeedsNewerFetch => {
+            K::UnsupportedCompressionType
+        }
         BrokerError::KeylessRecords(_) => K::InvalidRecord,
         BrokerError::DeletePolicy(_) => K::PolicyViolation,
         BrokerError::Sequence(SequenceError::Duplicate(_)) => K::DuplicateSequenceNumber,

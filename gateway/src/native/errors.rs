@@ -59,6 +59,7 @@ pub fn status_for(e: &BrokerError) -> u32 {
         | E::CannotChangeRootCredentials
         | E::TooManyNewUsers(_)
         | E::ZstdNeedsNewerProduce
+        | E::ZstdNeedsNewerFetch
         | E::Sequence(_)
         | E::Transaction(_)
         | E::TxnProduce(_)

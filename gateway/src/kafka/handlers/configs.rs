@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use crate::broker::acl::{Operation, Resource};
 use crate::broker::broker_config::{BrokerConfigError, Scope, DYNAMIC};
-use crate::broker::group_config::{self, GroupConfigError};
+use crate::broker::group_config::GroupConfigError;
 use crate::broker::topic_config::{
     self, AlterMode, ConfigChange, ConfigEntry, ConfigOp, ConfigSource, ConfigType,
 };
@@ -230,6 +230,23 @@ fn broker_entries(req: &Request<'_>) -> Vec<ConfigEntry> {
             ms(c.transactions.id_expiration),
             ConfigType::Int,
         ),
+        // The client quotas' rate windows (Kafka's names for `[kafka] quota_window_num` and
+        // `quota_window_size`) and the fetch session cache (KIP-227).
+        e(
+            "quota.window.num",
+            c.quota_windows.samples.to_string(),
+            ConfigType::Int,
+        ),
+        e(
+            "quota.window.size.seconds",
+            c.quota_windows.size.as_secs().to_string(),
+            ConfigType::Int,
+        ),
+        e(
+            "max.incremental.fetch.session.cache.slots",
+            c.max_incremental_fetch_session_cache_slots.to_string(),
+            ConfigType::Int,
+        ),
         e(
             "log.segment.bytes",
             store.default_segment_size.to_string(),
@@ -372,14 +389,7 @@ fn described(
             if name.is_empty() {
                 return Err((code::INVALID_REQUEST, "Group name must not be empty".into()));
             }
-            let broker = req.broker();
-            Ok((
-                group_config::describe(
-                    &broker.group_config(name),
-                    broker.consumer_protocol_settings(),
-                ),
-                false,
-            ))
+            Ok((req.broker().describe_group_config(name), false))
         }
         other => Err((
             code::INVALID_REQUEST,
@@ -525,32 +535,24 @@ pub async fn alter_resource(
         RESOURCE_BROKER => {
             let scope = broker_scope(name, false)?;
             req.broker()
-                .broker_configs()
-                .alter(scope, mode, &changes, validate_only)
+                .alter_broker_config(scope, mode, changes, validate_only)
+                .await
                 .map_err(|e| match e {
                     BrokerConfigError::InvalidRequest(m) => (code::INVALID_REQUEST, m),
                     BrokerConfigError::InvalidConfig(m) => (code::INVALID_CONFIG, m),
                     BrokerConfigError::Broker(e) => errors::answer("alter configs failed", &e),
                 })
         }
-        RESOURCE_GROUP => {
-            let broker = req.broker();
-            broker
-                .group_configs()
-                .alter(
-                    name,
-                    mode,
-                    &changes,
-                    broker.consumer_protocol_settings(),
-                    validate_only,
-                )
-                .map(drop)
-                .map_err(|e| match e {
-                    GroupConfigError::InvalidRequest(m) => (code::INVALID_REQUEST, m),
-                    GroupConfigError::InvalidConfig(m) => (code::INVALID_CONFIG, m),
-                    GroupConfigError::Broker(e) => errors::answer("alter configs failed", &e),
-                })
-        }
+        RESOURCE_GROUP => req
+            .broker()
+            .alter_group_config(name, mode, changes, validate_only)
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                GroupConfigError::InvalidRequest(m) => (code::INVALID_REQUEST, m),
+                GroupConfigError::InvalidConfig(m) => (code::INVALID_CONFIG, m),
+                GroupConfigError::Broker(e) => errors::answer("alter configs failed", &e),
+            }),
         other => Err((
             code::INVALID_REQUEST,
             format!("Unknown resource type {other}"),

@@ -38,6 +38,8 @@ use uuid::Uuid;
 
 /// First version whose requests may name a session (KIP-227).
 const FIRST_SESSIONS: i16 = 7;
+/// First version whose readers decode zstd (KIP-110).
+const FIRST_ZSTD: i16 = 10;
 /// First version naming topics by id (KIP-516).
 const FIRST_TOPIC_IDS: i16 = 13;
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
@@ -53,7 +55,8 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
         usize::try_from(r.min_bytes).unwrap_or(0),
         Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)),
     )
-    .with_isolation(Isolation::from_kafka(r.isolation_level));
+    .with_isolation(Isolation::from_kafka(r.isolation_level))
+    .with_zstd(version >= FIRST_ZSTD);
     let wanted = distinct_wants(r.topics, uses_topic_ids);
     let sessions = &req.door.fetch_sessions;
     let now = sessions.now_ms();
