@@ -294,16 +294,28 @@ pub fn validate(req: &Heartbeat, settings: &ConsumerProtocolSettings) -> Result<
     Ok(())
 }
 
-/// A subscription regex, anchored at both ends: Kafka matches whole topic names.
+/// A subscription regex, anchored at both ends: Kafka matches whole topic names
+/// (`Pattern.compile(re).matcher(topic).matches()`). The client's text is validated on its
+/// own first (splicing it into `^(?:…)$` would turn `a)|(b` into a valid, unanchored
+/// pattern), and anchored on its parsed form, never by pasting text around it.
 pub fn compile_regex(re: &str) -> Result<regex::Regex, GroupError> {
     if re.len() > REGEX_MAX_LEN {
         return Err(GroupError::InvalidRegularExpression);
     }
-    regex::RegexBuilder::new(&format!("^(?:{re})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|_| GroupError::InvalidRegularExpression)
+    let build = |pattern: &str| {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|_| GroupError::InvalidRegularExpression)
+    };
+    build(re)?;
+    let hir = regex_syntax::Parser::new()
+        .parse(re)
+        .map_err(|_| GroupError::InvalidRegularExpression)?;
+    use regex_syntax::hir::{Hir, Look};
+    let whole = Hir::concat(vec![Hir::look(Look::Start), hir, Hir::look(Look::End)]);
+    build(&whole.to_string())
 }
 
 /// Kafka's member ids are `Uuid.randomUuid().toString()`: 22 characters of URL-safe base64.
