@@ -39,10 +39,13 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// A bound on a subscription's regular expression text.
 pub const REGEX_MAX_LEN: usize = 4096;
 
-/// The topics a heartbeat may subscribe to: name -> (topic id, partition count).
+/// The topics a heartbeat sees: every topic, name -> (topic id, partition count), so the
+/// group's view never depends on who heartbeats; `hidden` are those the heartbeating member's
+/// principal may not describe, left out of that member's own regex matches only.
 #[derive(Debug, Clone, Default)]
 pub struct TopicsView {
     pub by_name: BTreeMap<String, (Uuid, u32)>,
+    pub hidden: BTreeSet<String>,
 }
 
 impl TopicsView {
@@ -130,6 +133,8 @@ struct Member {
     regex: Option<String>,
     /// Topic names the regex matched when last resolved.
     regex_matches: BTreeSet<String>,
+    /// The topics changed since: resolved again at the member's next heartbeat, with its rights.
+    regex_stale: bool,
     server_assignor: Option<String>,
     state: MemberState,
     epoch: i32,
@@ -153,6 +158,7 @@ impl Member {
             names: BTreeSet::new(),
             regex: None,
             regex_matches: BTreeSet::new(),
+            regex_stale: false,
             server_assignor: None,
             state: MemberState::Stable,
             epoch: 0,
@@ -643,20 +649,20 @@ impl ConsumerGroup {
         updated.client_host.clone_from(&req.client_host);
         let mut bump = is_new || updated.names != member.names || regex_changed;
 
-        // Regexes are resolved again when the member's changed or the topics did.
+        // A regex is resolved with the rights of the member that set it (as Kafka authorizes
+        // per regex): when it changes, or at the member's first heartbeat after the topics
+        // changed. Another principal's heartbeat never re-resolves it.
         let fingerprint = topics.fingerprint();
         if fingerprint != self.resolved_against {
-            let ids: Vec<String> = self.members.keys().cloned().collect();
-            for id in ids {
-                if let Some(m) = self.members.get_mut(&id) {
-                    m.regex_matches = resolve(m.regex.as_deref(), topics);
-                }
+            for m in self.members.values_mut() {
+                m.regex_stale = m.regex.is_some();
             }
             self.resolved_against = fingerprint;
             regex_changed = true;
         }
-        if regex_changed {
+        if regex_changed || updated.regex_stale {
             updated.regex_matches = resolve(updated.regex.as_deref(), topics);
+            updated.regex_stale = false;
         }
 
         // The subscribed topics' metadata, with the updated member in.
@@ -926,7 +932,7 @@ fn resolve(regex: Option<&str>, topics: &TopicsView) -> BTreeSet<String> {
     topics
         .by_name
         .keys()
-        .filter(|n| re.is_match(n))
+        .filter(|n| re.is_match(n) && !topics.hidden.contains(*n))
         .cloned()
         .collect()
 }

@@ -15,6 +15,7 @@ fn topics(list: &[(&str, u8, u32)]) -> TopicsView {
             .iter()
             .map(|(name, id, parts)| ((*name).to_string(), (topic_id(*id), *parts)))
             .collect(),
+        hidden: BTreeSet::new(),
     }
 }
 

@@ -39,24 +39,22 @@ impl Broker {
         self.coordinator.leave(group, leaving)
     }
 
-    /// Kafka ConsumerGroupHeartbeat (KIP-848). `may_describe` says which topics the member's
-    /// principal may see: only those can be subscribed to (by name or by regex).
+    /// Kafka ConsumerGroupHeartbeat (KIP-848). The group sees every topic (its subscription
+    /// metadata must not depend on who heartbeats); `may_describe` says which topics the
+    /// member's principal may see, which only its own regex is resolved against (the door
+    /// checks its explicit names, as Kafka's KafkaApis).
     pub fn consumer_group_heartbeat(
         &self,
         req: &Heartbeat,
         may_describe: impl Fn(&str) -> bool,
     ) -> Result<HeartbeatAnswer, GroupError> {
-        let topics = TopicsView {
-            by_name: self
-                .kafka_topics()
-                .into_iter()
-                .filter(|(name, _)| may_describe(name))
-                .map(|(name, t)| {
-                    let id = topic_uuid(&t);
-                    (name, (id, t.partitions))
-                })
-                .collect(),
-        };
+        let mut topics = TopicsView::default();
+        for (name, t) in self.kafka_topics() {
+            if !may_describe(&name) {
+                topics.hidden.insert(name.clone());
+            }
+            topics.by_name.insert(name, (topic_uuid(&t), t.partitions));
+        }
         let config = self.group_config(&req.group_id);
         self.coordinator.consumer_heartbeat(req, &config, &topics)
     }
@@ -104,3 +102,7 @@ impl Broker {
         self.groups.count()
     }
 }
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;
