@@ -49,14 +49,6 @@ pub struct TopicsView {
 }
 
 impl TopicsView {
-    /// The name of topic `id`, if it exists.
-    pub fn name_of(&self, id: &Uuid) -> Option<&str> {
-        self.by_name
-            .iter()
-            .find(|(_, (tid, _))| tid == id)
-            .map(|(n, _)| n.as_str())
-    }
-
     fn fingerprint(&self) -> Vec<String> {
         self.by_name.keys().cloned().collect()
     }
