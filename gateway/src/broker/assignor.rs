@@ -414,7 +414,9 @@ mod tests {
         let mut work = Work::default();
         let out = uniform_counted(&members, &topics, &mut work);
         check_complete(&members, &topics, &out);
-        let kept = out["m1"].get(&a).map_or(0, |s| s.intersection(&all).count());
+        let kept = out["m1"]
+            .get(&a)
+            .map_or(0, |s| s.intersection(&all).count());
         assert_eq!(kept, (P / 2) as usize, "m1 keeps half");
         assert_eq!(count(&out["m2"]), (P / 2) as usize, "moves = P/2");
         assert!(

@@ -473,20 +473,35 @@ mod tests {
     #[tokio::test]
     async fn a_topic_id_finds_its_topic_and_a_recreated_topic_has_another() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Broker::open(dir.path(), StoreConfig::default(), BrokerSettings::for_tests())
-            .unwrap();
+        let b = Broker::open(
+            dir.path(),
+            StoreConfig::default(),
+            BrokerSettings::for_tests(),
+        )
+        .unwrap();
         let make = || b.create_kafka_topic("orders", 2, Default::default(), false);
         let t = make().await.unwrap().unwrap();
         let id = names::topic_uuid(&t);
         let (name, found) = b.kafka_topic_by_id(id).unwrap();
-        assert_eq!((name.as_str(), found.id, found.partitions), ("orders", t.id, 2));
-        assert!(b.kafka_topic_by_id(uuid::Uuid::from_bytes([7; 16])).is_none());
+        assert_eq!(
+            (name.as_str(), found.id, found.partitions),
+            ("orders", t.id, 2)
+        );
+        assert!(b
+            .kafka_topic_by_id(uuid::Uuid::from_bytes([7; 16]))
+            .is_none());
         b.delete_topic(t.stream_id, t.id).await.unwrap();
-        assert!(b.kafka_topic_by_id(id).is_none(), "a deleted topic's id names nothing");
+        assert!(
+            b.kafka_topic_by_id(id).is_none(),
+            "a deleted topic's id names nothing"
+        );
         let again = make().await.unwrap().unwrap();
         let new_id = names::topic_uuid(&again);
         if new_id != id {
-            assert!(b.kafka_topic_by_id(id).is_none(), "the old id stays unknown");
+            assert!(
+                b.kafka_topic_by_id(id).is_none(),
+                "the old id stays unknown"
+            );
         }
         assert_eq!(b.kafka_topic_by_id(new_id).unwrap().0, "orders");
     }

@@ -21,7 +21,12 @@ fn heartbeat(member: &str, epoch: i32) -> Heartbeat {
 #[tokio::test]
 async fn the_group_epoch_does_not_depend_on_who_heartbeats() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Broker::open(dir.path(), StoreConfig::default(), BrokerSettings::for_tests()).unwrap();
+    let b = Broker::open(
+        dir.path(),
+        StoreConfig::default(),
+        BrokerSettings::for_tests(),
+    )
+    .unwrap();
     for name in ["shared", "secret"] {
         b.create_kafka_topic(name, 2, Default::default(), false)
             .await
@@ -34,11 +39,17 @@ async fn the_group_epoch_does_not_depend_on_who_heartbeats() {
     let mut join1 = heartbeat("m1", 0);
     join1.subscribed_topic_names = Some(vec!["shared".into(), "secret".into()]);
     join1.owned = Some(Vec::new());
-    let mut e1 = b.consumer_group_heartbeat(&join1, everything).unwrap().member_epoch;
+    let mut e1 = b
+        .consumer_group_heartbeat(&join1, everything)
+        .unwrap()
+        .member_epoch;
     let mut join2 = heartbeat("m2", 0);
     join2.subscribed_topic_regex = Some("s.*".into());
     join2.owned = Some(Vec::new());
-    let mut e2 = b.consumer_group_heartbeat(&join2, no_secret).unwrap().member_epoch;
+    let mut e2 = b
+        .consumer_group_heartbeat(&join2, no_secret)
+        .unwrap()
+        .member_epoch;
     let epoch = b.describe_consumer_group("g").unwrap().group_epoch;
     // The bound: 10 alternating heartbeats of the two principals leave the group epoch as is.
     for _ in 0..5 {
@@ -52,7 +63,10 @@ async fn the_group_epoch_does_not_depend_on_who_heartbeats() {
             .member_epoch;
     }
     let g = b.describe_consumer_group("g").unwrap();
-    assert_eq!(g.group_epoch, epoch, "no rebalance from alternating principals");
+    assert_eq!(
+        g.group_epoch, epoch,
+        "no rebalance from alternating principals"
+    );
     let secret = topic_uuid(&b.kafka_topic("secret").unwrap());
     let m2 = g.members.iter().find(|m| m.member_id == "m2").unwrap();
     assert!(

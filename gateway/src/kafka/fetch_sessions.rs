@@ -562,7 +562,11 @@ mod tests {
     fn a_session_never_holds_more_than_max_partitions() {
         // The bound: a session holds at most `max_partitions` (4 here) partitions.
         let cache = FetchSessions::new(1000).with_max_partitions(4);
-        assert_eq!(session(&cache, 5, 0), INVALID_SESSION_ID, "too many for a session");
+        assert_eq!(
+            session(&cache, 5, 0),
+            INVALID_SESSION_ID,
+            "too many for a session"
+        );
         assert_eq!(cache.stats().sessions, 0);
         let id = session(&cache, 3, 0);
         assert!(id > 0);
