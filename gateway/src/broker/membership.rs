@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use super::consumer_protocol::{ConsumerGroupView, Heartbeat, HeartbeatAnswer, TopicsView};
+use super::consumer_protocol::{
+    ConsumerGroupView, Heartbeat, HeartbeatAnswer, TopicsView, LEAVE_EPOCH,
+};
 use super::coordinator::{GroupError, JoinRequest, JoinResult, MemberRef, SyncRequest, SyncResult};
 use super::names::topic_uuid;
 use super::offsets::group_ident;
@@ -56,7 +58,21 @@ impl Broker {
             topics.by_name.insert(name, (topic_uuid(&t), t.partitions));
         }
         let config = self.group_config(&req.group_id);
-        self.coordinator.consumer_heartbeat(req, &config, &topics)
+        let answer = self.coordinator.consumer_heartbeat(req, &config, &topics);
+        let group = &req.group_id;
+        if answer.is_ok()
+            && req.member_epoch == LEAVE_EPOCH
+            && self.coordinator.is_consumer_group(group)
+            && self
+                .coordinator
+                .consumer_group_subscriptions(group)
+                .is_none()
+        {
+            let has_offsets = self.group_has_offsets(group);
+            self.coordinator
+                .drop_empty_consumer_group(group, has_offsets);
+        }
+        answer
     }
 
     /// Kafka ConsumerGroupDescribe for one group.

@@ -79,3 +79,31 @@ async fn the_group_epoch_does_not_depend_on_who_heartbeats() {
         "m1 keeps the topic only it may see"
     );
 }
+
+#[tokio::test]
+async fn an_empty_group_without_offsets_is_dropped_when_its_last_member_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(
+        dir.path(),
+        StoreConfig::default(),
+        BrokerSettings::for_tests(),
+    )
+    .unwrap();
+    b.create_kafka_topic("t", 1, Default::default(), false)
+        .await
+        .unwrap();
+    // The bound: after 1,000 distinct groups joined and left, no consumer group is kept.
+    for n in 0..1000 {
+        let group = format!("g{n}");
+        let mut join = heartbeat("m", 0);
+        join.group_id.clone_from(&group);
+        join.subscribed_topic_names = Some(vec!["t".into()]);
+        join.owned = Some(Vec::new());
+        b.consumer_group_heartbeat(&join, |_| true).unwrap();
+        assert!(b.coordinator.is_consumer_group(&group));
+        let mut leave = heartbeat("m", LEAVE_EPOCH);
+        leave.group_id = group.clone();
+        b.consumer_group_heartbeat(&leave, |_| true).unwrap();
+        assert!(!b.coordinator.is_consumer_group(&group), "{group} dropped");
+    }
+}
