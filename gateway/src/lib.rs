@@ -309,7 +309,8 @@ async fn open_and_serve(
         cluster_id: kafka::cluster_id(&broker).await?,
         fetch_sessions: kafka::fetch_sessions::FetchSessions::new(
             config.kafka.max_incremental_fetch_session_cache_slots,
-        ),
+        )
+        .with_max_partitions(config.max_partitions as usize),
         config: config.kafka.clone(),
     });
     let native_listeners: Vec<SocketAddr> = native_bound.iter().map(|(_, a, _)| *a).collect();

@@ -106,10 +106,22 @@ fn range(members: &[MemberSpec], topics: &BTreeMap<Uuid, u32>) -> BTreeMap<Strin
 }
 
 /// Sticky and balanced: members keep the partitions of their current assignment that they
-/// still subscribe to; the free partitions go one by one to the least loaded subscriber; then
-/// partitions move from the most loaded member to a subscriber with at least two fewer until
-/// no such move exists (each move lowers the sum of squared loads, so this ends).
+/// still subscribe to, as far as balance allows; the rest go to the members below their share.
 fn uniform(members: &[MemberSpec], topics: &BTreeMap<Uuid, u32>) -> BTreeMap<String, Assignment> {
+    uniform_counted(members, topics, &mut Work::default())
+}
+
+/// Loop steps of one `uniform` run, counted so tests can bound the work without timing it.
+#[derive(Debug, Default)]
+struct Work {
+    steps: usize,
+}
+
+fn uniform_counted(
+    members: &[MemberSpec],
+    topics: &BTreeMap<Uuid, u32>,
+    work: &mut Work,
+) -> BTreeMap<String, Assignment> {
     let mut sorted: Vec<&MemberSpec> = members.iter().collect();
     sorted.sort_by(|a, b| a.member_id.cmp(&b.member_id));
     let n = sorted.len();
@@ -122,6 +134,7 @@ fn uniform(members: &[MemberSpec], topics: &BTreeMap<Uuid, u32>) -> BTreeMap<Str
             }
             let count = partition_count(topics, topic);
             for &p in parts {
+                work.steps += 1;
                 if (0..count).contains(&p) && !owner.contains_key(&(*topic, p)) {
                     owner.insert((*topic, p), i);
                     owned[i].insert((*topic, p));
@@ -138,47 +151,12 @@ fn uniform(members: &[MemberSpec], topics: &BTreeMap<Uuid, u32>) -> BTreeMap<Str
             (*t, subs)
         })
         .collect();
-    for (topic, subs) in &subscribers {
-        if subs.is_empty() {
-            continue;
-        }
-        for p in 0..partition_count(topics, topic) {
-            if owner.contains_key(&(*topic, p)) {
-                continue;
-            }
-            if let Some(&i) = subs.iter().min_by_key(|&&i| (owned[i].len(), i)) {
-                owner.insert((*topic, p), i);
-                owned[i].insert((*topic, p));
-            }
-        }
-    }
-    // Balance: move a partition from a member to a subscriber holding at least two fewer.
-    loop {
-        let mut moved = false;
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(owned[i].len()));
-        'members: for &from in &order {
-            // Newest-looking partitions first is arbitrary; take the highest for determinism.
-            let candidates: Vec<(Uuid, i32)> = owned[from].iter().rev().copied().collect();
-            for tp in candidates {
-                let best = subscribers
-                    .get(&tp.0)
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .filter(|&to| to != from && owned[to].len() + 1 < owned[from].len())
-                    .min_by_key(|&to| (owned[to].len(), to));
-                if let Some(to) = best {
-                    owned[from].remove(&tp);
-                    owned[to].insert(tp);
-                    moved = true;
-                    break 'members;
-                }
-            }
-        }
-        if !moved {
-            break;
-        }
+    // Homogeneous when every member subscribes to the same existing topics (the usual case).
+    let homogeneous = subscribers.values().all(|s| s.is_empty() || s.len() == n);
+    if homogeneous {
+        balance_by_quota(&subscribers, topics, &mut owned, &owner, work);
+    } else {
+        balance_by_moves(&subscribers, topics, &mut owned, &mut owner, work);
     }
     sorted
         .iter()
@@ -191,6 +169,118 @@ fn uniform(members: &[MemberSpec], topics: &BTreeMap<Uuid, u32>) -> BTreeMap<Str
             (m.member_id.clone(), a)
         })
         .collect()
+}
+
+/// Every member may take any partition: each gets a quota of `P / M`, and the `P % M` members
+/// holding the most keep one more (as Kafka's UniformHomogeneousAssignmentBuilder). Members
+/// over quota give up their excess in one pass; the excess and the unowned partitions fill
+/// the members under quota. O(P log P), and exactly the moves balance needs.
+fn balance_by_quota(
+    subscribers: &BTreeMap<Uuid, Vec<usize>>,
+    topics: &BTreeMap<Uuid, u32>,
+    owned: &mut [BTreeSet<(Uuid, i32)>],
+    owner: &BTreeMap<(Uuid, i32), usize>,
+    work: &mut Work,
+) {
+    let n = owned.len();
+    if n == 0 {
+        return;
+    }
+    let total: usize = subscribers
+        .iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(t, _)| usize::try_from(partition_count(topics, t)).unwrap_or(0))
+        .sum();
+    let (base, extra) = (total / n, total % n);
+    let mut by_load: Vec<usize> = (0..n).collect();
+    by_load.sort_by_key(|&i| (std::cmp::Reverse(owned[i].len()), i));
+    let mut quota = vec![base; n];
+    for &i in by_load.iter().take(extra) {
+        quota[i] += 1;
+    }
+    let mut pool: Vec<(Uuid, i32)> = Vec::new();
+    for (i, parts) in owned.iter_mut().enumerate() {
+        while parts.len() > quota[i] {
+            work.steps += 1;
+            // The highest partitions go first, for determinism.
+            if let Some(tp) = parts.pop_last() {
+                pool.push(tp);
+            }
+        }
+    }
+    for (topic, subs) in subscribers {
+        if subs.is_empty() {
+            continue;
+        }
+        for p in 0..partition_count(topics, topic) {
+            work.steps += 1;
+            if !owner.contains_key(&(*topic, p)) {
+                pool.push((*topic, p));
+            }
+        }
+    }
+    let mut pool = pool.into_iter();
+    for (i, parts) in owned.iter_mut().enumerate() {
+        while parts.len() < quota[i] {
+            work.steps += 1;
+            let Some(tp) = pool.next() else { break };
+            parts.insert(tp);
+        }
+    }
+}
+
+/// Members subscribe to different topics: each unowned partition goes to its least loaded
+/// subscriber, then partitions move to a subscriber holding at least two fewer than their
+/// owner until no such move exists (each move lowers the sum of squared loads, so this ends).
+/// A pass moves every partition it can, never one per pass.
+fn balance_by_moves(
+    subscribers: &BTreeMap<Uuid, Vec<usize>>,
+    topics: &BTreeMap<Uuid, u32>,
+    owned: &mut [BTreeSet<(Uuid, i32)>],
+    owner: &mut BTreeMap<(Uuid, i32), usize>,
+    work: &mut Work,
+) {
+    for (topic, subs) in subscribers {
+        if subs.is_empty() {
+            continue;
+        }
+        for p in 0..partition_count(topics, topic) {
+            work.steps += 1;
+            if owner.contains_key(&(*topic, p)) {
+                continue;
+            }
+            if let Some(&i) = subs.iter().min_by_key(|&&i| (owned[i].len(), i)) {
+                owner.insert((*topic, p), i);
+                owned[i].insert((*topic, p));
+            }
+        }
+    }
+    loop {
+        let mut moved = false;
+        let mut order: Vec<usize> = (0..owned.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(owned[i].len()), i));
+        for from in order {
+            let candidates: Vec<(Uuid, i32)> = owned[from].iter().rev().copied().collect();
+            for tp in candidates {
+                work.steps += 1;
+                let best = subscribers
+                    .get(&tp.0)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&to| to != from && owned[to].len() + 1 < owned[from].len())
+                    .min_by_key(|&to| (owned[to].len(), to));
+                if let Some(to) = best {
+                    owned[from].remove(&tp);
+                    owned[to].insert(tp);
+                    moved = true;
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +397,54 @@ mod tests {
         let members = vec![member("m1", &[a], current)];
         let out = Assignor::Uniform.assign(&members, &topics);
         assert_eq!(out["m1"], Assignment::from([(a, BTreeSet::from([0, 1]))]));
+    }
+
+    #[test]
+    fn uniform_scale_out_of_one_to_two_members_is_linear_in_partitions() {
+        // The bound: 1 -> 2 members over P = 100,000 partitions moves exactly P/2 partitions,
+        // keeps the other P/2 with their owner, and takes at most 4·P loop steps.
+        const P: u32 = 100_000;
+        let a = topic(1);
+        let topics = BTreeMap::from([(a, P)]);
+        let all: BTreeSet<i32> = (0..P as i32).collect();
+        let members = vec![
+            member("m1", &[a], Assignment::from([(a, all.clone())])),
+            member("m2", &[a], Assignment::new()),
+        ];
+        let mut work = Work::default();
+        let out = uniform_counted(&members, &topics, &mut work);
+        check_complete(&members, &topics, &out);
+        let kept = out["m1"]
+            .get(&a)
+            .map_or(0, |s| s.intersection(&all).count());
+        assert_eq!(kept, (P / 2) as usize, "m1 keeps half");
+        assert_eq!(count(&out["m2"]), (P / 2) as usize, "moves = P/2");
+        assert!(
+            work.steps <= 4 * P as usize,
+            "{} loop steps for P = {P}",
+            work.steps
+        );
+    }
+
+    #[test]
+    fn uniform_heterogeneous_rebalance_moves_many_per_pass() {
+        // Heterogeneous subscriptions: one member holds everything of `a`, two others join
+        // (one also subscribes to `b`). Balanced within one where subscriptions allow.
+        let (a, b) = (topic(1), topic(2));
+        let topics = BTreeMap::from([(a, 3000), (b, 10)]);
+        let all: BTreeSet<i32> = (0..3000).collect();
+        let members = vec![
+            member("m1", &[a], Assignment::from([(a, all)])),
+            member("m2", &[a], Assignment::new()),
+            member("m3", &[a, b], Assignment::new()),
+        ];
+        let mut work = Work::default();
+        let out = uniform_counted(&members, &topics, &mut work);
+        check_complete(&members, &topics, &out);
+        let loads: Vec<usize> = out.values().map(count).collect();
+        let (lo, hi) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+        assert!(hi - lo <= 1, "balanced within one: {loads:?}");
+        assert!(work.steps <= 20 * 3010, "{} loop steps", work.steps);
     }
 
     #[test]

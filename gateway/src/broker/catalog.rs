@@ -361,6 +361,29 @@ impl Broker {
             .topic(Ident::Name(&loc.stream), Ident::Name(&loc.topic))?)
     }
 
+    /// The topic a Kafka topic id names, with its Kafka name: the id is decoded (see
+    /// [`names::topic_uuid`]) and checked against the catalog, so one look-up costs what a
+    /// look-up by name costs, whatever the number of topics (Fetch v13+, Produce v13 and
+    /// Metadata v12+ name topics by id on every request). A re-created topic has another id.
+    pub fn kafka_topic_by_id(&self, id: uuid::Uuid) -> Option<(String, TopicInfo)> {
+        let (stream_id, topic_id, created_at) = names::topic_uuid_parts(id);
+        let stream = self.store.stream(Ident::Id(stream_id)).ok()?;
+        let topic = self
+            .store
+            .topic(Ident::Id(stream_id), Ident::Id(topic_id))
+            .ok()?;
+        if topic.created_at != created_at {
+            return None;
+        }
+        let exists = |n: &str| self.store.stream(Ident::Name(n)).is_ok();
+        if !names::reachable(&self.default_stream, exists, &stream.name, &topic.name) {
+            return None;
+        }
+        let name = names::kafka_name(&self.default_stream, &stream.name, &topic.name);
+        names::validate_kafka_name(&name).ok()?;
+        Some((name, topic))
+    }
+
     /// Every topic Kafka clients can reach, with its Kafka name (a legal one: topics named
     /// before the naming rule are left out).
     pub fn kafka_topics(&self) -> Vec<(String, TopicInfo)> {
@@ -437,4 +460,49 @@ impl Broker {
 /// The default stream's topics (none when it does not exist yet).
 fn default_topics(store: &wharf_log_store::LogStore, default: &str) -> Vec<TopicInfo> {
     store.topics(Ident::Name(default)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+    use crate::broker::BrokerSettings;
+    use wharf_log_store::StoreConfig;
+
+    #[tokio::test]
+    async fn a_topic_id_finds_its_topic_and_a_recreated_topic_has_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(
+            dir.path(),
+            StoreConfig::default(),
+            BrokerSettings::for_tests(),
+        )
+        .unwrap();
+        let make = || b.create_kafka_topic("orders", 2, Default::default(), false);
+        let t = make().await.unwrap().unwrap();
+        let id = names::topic_uuid(&t);
+        let (name, found) = b.kafka_topic_by_id(id).unwrap();
+        assert_eq!(
+            (name.as_str(), found.id, found.partitions),
+            ("orders", t.id, 2)
+        );
+        assert!(b
+            .kafka_topic_by_id(uuid::Uuid::from_bytes([7; 16]))
+            .is_none());
+        b.delete_topic(t.stream_id, t.id).await.unwrap();
+        assert!(
+            b.kafka_topic_by_id(id).is_none(),
+            "a deleted topic's id names nothing"
+        );
+        let again = make().await.unwrap().unwrap();
+        let new_id = names::topic_uuid(&again);
+        if new_id != id {
+            assert!(
+                b.kafka_topic_by_id(id).is_none(),
+                "the old id stays unknown"
+            );
+        }
+        assert_eq!(b.kafka_topic_by_id(new_id).unwrap().0, "orders");
+    }
 }

@@ -40,21 +40,16 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// A bound on a subscription's regular expression text.
 pub const REGEX_MAX_LEN: usize = 4096;
 
-/// The topics a heartbeat may subscribe to: name -> (topic id, partition count).
+/// The topics a heartbeat sees: every topic, name -> (topic id, partition count), so the
+/// group's view never depends on who heartbeats; `hidden` are those the heartbeating member's
+/// principal may not describe, left out of that member's own regex matches only.
 #[derive(Debug, Clone, Default)]
 pub struct TopicsView {
     pub by_name: BTreeMap<String, (Uuid, u32)>,
+    pub hidden: BTreeSet<String>,
 }
 
 impl TopicsView {
-    /// The name of topic `id`, if it exists.
-    pub fn name_of(&self, id: &Uuid) -> Option<&str> {
-        self.by_name
-            .iter()
-            .find(|(_, (tid, _))| tid == id)
-            .map(|(n, _)| n.as_str())
-    }
-
     fn fingerprint(&self) -> Vec<String> {
         self.by_name.keys().cloned().collect()
     }
@@ -131,6 +126,8 @@ struct Member {
     regex: Option<String>,
     /// Topic names the regex matched when last resolved.
     regex_matches: BTreeSet<String>,
+    /// The topics changed since: resolved again at the member's next heartbeat, with its rights.
+    regex_stale: bool,
     server_assignor: Option<String>,
     state: MemberState,
     epoch: i32,
@@ -166,6 +163,7 @@ impl Member {
             names: BTreeSet::new(),
             regex: None,
             regex_matches: BTreeSet::new(),
+            regex_stale: false,
             server_assignor: None,
             state: MemberState::Stable,
             epoch: 0,
@@ -308,16 +306,28 @@ pub fn validate(req: &Heartbeat, settings: &ConsumerProtocolSettings) -> Result<
     Ok(())
 }
 
-/// A subscription regex, anchored at both ends: Kafka matches whole topic names.
+/// A subscription regex, anchored at both ends: Kafka matches whole topic names
+/// (`Pattern.compile(re).matcher(topic).matches()`). The client's text is validated on its
+/// own first (splicing it into `^(?:…)$` would turn `a)|(b` into a valid, unanchored
+/// pattern), and anchored on its parsed form, never by pasting text around it.
 pub fn compile_regex(re: &str) -> Result<regex::Regex, GroupError> {
     if re.len() > REGEX_MAX_LEN {
         return Err(GroupError::InvalidRegularExpression);
     }
-    regex::RegexBuilder::new(&format!("^(?:{re})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|_| GroupError::InvalidRegularExpression)
+    let build = |pattern: &str| {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|_| GroupError::InvalidRegularExpression)
+    };
+    build(re)?;
+    let hir = regex_syntax::Parser::new()
+        .parse(re)
+        .map_err(|_| GroupError::InvalidRegularExpression)?;
+    use regex_syntax::hir::{Hir, Look};
+    let whole = Hir::concat(vec![Hir::look(Look::Start), hir, Hir::look(Look::End)]);
+    build(&whole.to_string())
 }
 
 /// Kafka's member ids are `Uuid.randomUuid().toString()`: 22 characters of URL-safe base64.
@@ -690,20 +700,20 @@ impl ConsumerGroup {
         topics: &TopicsView,
         settings: &ConsumerProtocolSettings,
     ) {
-        // Regexes are resolved again when the member's changed or the topics did.
+        // A regex is resolved with the rights of the member that set it (as Kafka authorizes
+        // per regex): when it changes, or at the member's first heartbeat after the topics
+        // changed. Another principal's heartbeat never re-resolves it.
         let fingerprint = topics.fingerprint();
         if fingerprint != self.resolved_against {
-            let ids: Vec<String> = self.members.keys().cloned().collect();
-            for id in ids {
-                if let Some(m) = self.members.get_mut(&id) {
-                    m.regex_matches = resolve(m.regex.as_deref(), topics);
-                }
+            for m in self.members.values_mut() {
+                m.regex_stale = m.regex.is_some();
             }
             self.resolved_against = fingerprint;
             regex_changed = true;
         }
-        if regex_changed {
+        if regex_changed || updated.regex_stale {
             updated.regex_matches = resolve(updated.regex.as_deref(), topics);
+            updated.regex_stale = false;
         }
 
         // The subscribed topics' metadata, with the updated member in.
@@ -1463,7 +1473,7 @@ fn resolve(regex: Option<&str>, topics: &TopicsView) -> BTreeSet<String> {
     topics
         .by_name
         .keys()
-        .filter(|n| re.is_match(n))
+        .filter(|n| re.is_match(n) && !topics.hidden.contains(*n))
         .cloned()
         .collect()
 }

@@ -15,6 +15,7 @@ fn topics(list: &[(&str, u8, u32)]) -> TopicsView {
             .iter()
             .map(|(name, id, parts)| ((*name).to_string(), (topic_id(*id), *parts)))
             .collect(),
+        hidden: BTreeSet::new(),
     }
 }
 
@@ -270,6 +271,17 @@ fn regexes_are_bounded_and_match_whole_names() {
         !re.is_match("topics"),
         "whole names only, as Kafka's RE2J matches()"
     );
+    // Unbalanced text is refused as RE2J refuses it, not spliced into a valid pattern that
+    // would match names starting with `a` or ending with `b`.
+    assert_eq!(
+        compile_regex("a)|(b").err(),
+        Some(GroupError::InvalidRegularExpression)
+    );
+    // Alternation stays inside the anchors, and a verbose-mode comment cannot swallow them.
+    let re = compile_regex("a|ab").unwrap();
+    assert!(re.is_match("ab") && !re.is_match("abc") && !re.is_match("xa"));
+    let re = compile_regex("(?x)abc#comment").unwrap();
+    assert!(re.is_match("abc") && !re.is_match("abcd"));
 }
 
 // ---- classic members inside a consumer group ----

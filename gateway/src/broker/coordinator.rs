@@ -1804,6 +1804,21 @@ impl GroupCoordinator {
         self.state.lock().consumer.contains_key(group_id)
     }
 
+    /// Drops consumer-protocol group `group_id` if it has no members (its last member left)
+    /// and no committed offsets, so joining and leaving cannot pile up empty groups (Kafka
+    /// deletes an empty group once its offsets expire; without offsets there is nothing to keep).
+    pub fn drop_empty_consumer_group(&self, group_id: &str, has_offsets: bool) {
+        let mut state = self.state.lock();
+        if !has_offsets
+            && state
+                .consumer
+                .get(group_id)
+                .is_some_and(ConsumerGroup::is_empty)
+        {
+            state.consumer.remove(group_id);
+        }
+    }
+
     /// OffsetFetch v9's member check for consumer groups (`member`: id and epoch, when the
     /// request names one); other groups are not checked.
     pub fn check_offset_fetch(

@@ -570,6 +570,7 @@ fn topics_a() -> TopicsView {
         by_name: [("a".to_string(), (uuid::Uuid::from_bytes([1; 16]), 4u32))]
             .into_iter()
             .collect(),
+        ..TopicsView::default()
     }
 }
 

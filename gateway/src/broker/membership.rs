@@ -4,9 +4,9 @@
 //!
 //! [`GroupCoordinator`]: super::GroupCoordinator
 
-use std::collections::HashMap;
-
-use super::consumer_protocol::{ConsumerGroupView, Heartbeat, HeartbeatAnswer, TopicsView};
+use super::consumer_protocol::{
+    ConsumerGroupView, Heartbeat, HeartbeatAnswer, TopicsView, LEAVE_EPOCH,
+};
 use super::coordinator::{GroupError, JoinRequest, JoinResult, MemberRef, SyncRequest, SyncResult};
 use super::names::topic_uuid;
 use super::offsets::group_ident;
@@ -25,20 +25,17 @@ impl Broker {
         self.coordinator.join_with_topics(req, &topics).await
     }
 
-    /// The Kafka topics a subscription may name (those `may_describe` allows), with their ids
-    /// and partition counts.
+    /// Every topic Kafka clients reach (the group's view never depends on who asks), with
+    /// those `may_describe` refuses marked hidden: a member's own regex never matches them.
     fn topics_view(&self, may_describe: impl Fn(&str) -> bool) -> TopicsView {
-        TopicsView {
-            by_name: self
-                .kafka_topics()
-                .into_iter()
-                .filter(|(name, _)| may_describe(name))
-                .map(|(name, t)| {
-                    let id = topic_uuid(&t);
-                    (name, (id, t.partitions))
-                })
-                .collect(),
+        let mut topics = TopicsView::default();
+        for (name, t) in self.kafka_topics() {
+            if !may_describe(&name) {
+                topics.hidden.insert(name.clone());
+            }
+            topics.by_name.insert(name, (topic_uuid(&t), t.partitions));
         }
+        topics
     }
 
     /// Kafka SyncGroup: resolves with the member's assignment once the leader sent them.
@@ -60,8 +57,10 @@ impl Broker {
         self.coordinator.leave(group, leaving)
     }
 
-    /// Kafka ConsumerGroupHeartbeat (KIP-848). `may_describe` says which topics the member's
-    /// principal may see: only those can be subscribed to (by name or by regex).
+    /// Kafka ConsumerGroupHeartbeat (KIP-848). The group sees every topic (its subscription
+    /// metadata must not depend on who heartbeats); `may_describe` says which topics the
+    /// member's principal may see, which only its own regex is resolved against (the door
+    /// checks its explicit names, as Kafka's KafkaApis).
     pub fn consumer_group_heartbeat(
         &self,
         req: &Heartbeat,
@@ -69,20 +68,26 @@ impl Broker {
     ) -> Result<HeartbeatAnswer, GroupError> {
         let topics = self.topics_view(may_describe);
         let config = self.group_config(&req.group_id);
-        self.coordinator.consumer_heartbeat(req, &config, &topics)
+        let answer = self.coordinator.consumer_heartbeat(req, &config, &topics);
+        let group = &req.group_id;
+        if answer.is_ok()
+            && req.member_epoch == LEAVE_EPOCH
+            && self.coordinator.is_consumer_group(group)
+            && self
+                .coordinator
+                .consumer_group_subscriptions(group)
+                .is_none()
+        {
+            let has_offsets = self.group_has_offsets(group);
+            self.coordinator
+                .drop_empty_consumer_group(group, has_offsets);
+        }
+        answer
     }
 
     /// Kafka ConsumerGroupDescribe for one group.
     pub fn describe_consumer_group(&self, group: &str) -> Result<ConsumerGroupView, GroupError> {
         self.coordinator.describe_consumer_group(group)
-    }
-
-    /// The Kafka name of every topic by its topic id (to name the topics of assignments).
-    pub fn kafka_topic_names_by_id(&self) -> HashMap<uuid::Uuid, String> {
-        self.kafka_topics()
-            .into_iter()
-            .map(|(name, t)| (topic_uuid(&t), name))
-            .collect()
     }
 
     /// True when OffsetCommit below v9 must be refused (UNSUPPORTED_VERSION): the committing
@@ -121,3 +126,7 @@ impl Broker {
         self.groups.count()
     }
 }
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;

@@ -249,6 +249,15 @@ pub fn topic_uuid(t: &TopicInfo) -> uuid::Uuid {
     uuid::Uuid::from_bytes(b)
 }
 
+/// The stream id, topic id and creation time a [`topic_uuid`] encodes (any id decodes; the
+/// catalog says whether such a topic exists).
+pub fn topic_uuid_parts(id: uuid::Uuid) -> (u32, u32, u64) {
+    let b = id.as_bytes();
+    let word = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let created = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+    (word(0), word(4), created)
+}
+
 /// Refuses a stream named `name` (new, or a rename of another) when it would capture the Kafka
 /// name of a default-stream topic. `default_topics` are the default stream's topics.
 pub fn check_stream_name(

@@ -380,7 +380,7 @@ impl Broker {
         out
     }
 
-    fn group_has_offsets(&self, group: &str) -> bool {
+    pub(super) fn group_has_offsets(&self, group: &str) -> bool {
         let owner = OffsetOwner::Group(group.to_string());
         self.store.offsets().any(|k| k.owner == owner)
     }

@@ -244,6 +244,9 @@ pub struct FetchSessions {
     id_range: i32,
     next_shard: AtomicUsize,
     started: Instant,
+    /// Most partitions one session holds (the server's `max_partitions`: no valid session
+    /// needs more). Kafka has no such cap; without it a client grows one session without end.
+    max_partitions: usize,
 }
 
 impl FetchSessions {
@@ -269,7 +272,16 @@ impl FetchSessions {
             id_range,
             next_shard: AtomicUsize::new(0),
             started: Instant::now(),
+            max_partitions: usize::MAX,
         }
+    }
+
+    /// Caps each session at `max_partitions` partitions (existing or not): a full request
+    /// naming more gets no session, an incremental one taking a session past it closes it
+    /// (FETCH_SESSION_ID_NOT_FOUND, so the client goes back to full requests).
+    pub fn with_max_partitions(mut self, max_partitions: usize) -> FetchSessions {
+        self.max_partitions = max_partitions;
+        self
     }
 
     /// Milliseconds on this cache's monotonic clock.
@@ -344,6 +356,10 @@ impl FetchSessions {
         for key in &forgotten {
             session.remove(key);
         }
+        if session.len() > self.max_partitions {
+            shard.remove(session_id);
+            return (Context::Error(FETCH_SESSION_ID_NOT_FOUND), Vec::new());
+        }
         if session.len() == 0 {
             shard.remove(session_id);
             return (Context::Sessionless, wanted);
@@ -364,6 +380,9 @@ impl FetchSessions {
     /// asked and were told), if the next shard has room or can evict. The session id to
     /// answer with, or [`INVALID_SESSION_ID`].
     pub fn create(&self, uses_topic_ids: bool, partitions: &[(Wanted, Told)], now: u64) -> i32 {
+        if partitions.len() > self.max_partitions {
+            return INVALID_SESSION_ID;
+        }
         let n = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
         let mut shard = self.shards[n].lock();
         if shard.sessions.len() >= shard.max_entries && !shard.try_evict(partitions.len(), now) {
@@ -603,6 +622,35 @@ mod tests {
         let mut again: Vec<(Wanted, Told)> = wants.into_iter().map(|w| (w, told(5))).collect();
         again[1].1.high_watermark = 9;
         assert_eq!(cache.filter(id, 4, &again), Ok(vec![false, false]));
+    }
+
+    #[test]
+    fn a_session_never_holds_more_than_max_partitions() {
+        // The bound: a session holds at most `max_partitions` (4 here) partitions.
+        let cache = FetchSessions::new(1000).with_max_partitions(4);
+        assert_eq!(
+            session(&cache, 5, 0),
+            INVALID_SESSION_ID,
+            "too many for a session"
+        );
+        assert_eq!(cache.stats().sessions, 0);
+        let id = session(&cache, 3, 0);
+        assert!(id > 0);
+        // Naming partitions that do not exist counts against the cap too.
+        let more = vec![named("t", 3, 0), named("nowhere", 9, 0)];
+        assert_eq!(
+            cache.open(id, 1, false, more, vec![], 1).0,
+            Context::Error(FETCH_SESSION_ID_NOT_FOUND),
+            "a session past the cap is closed"
+        );
+        assert_eq!(cache.stats().sessions, 0);
+        assert!(cache.stats().partitions <= 4);
+        // Up to the cap is fine.
+        let id = session(&cache, 3, 2);
+        let (ctx, wants) = cache.open(id, 1, false, vec![named("t", 3, 0)], vec![], 3);
+        assert_eq!(ctx, Context::Incremental { id, epoch: 2 });
+        assert_eq!(wants.len(), 4);
+        assert_eq!(cache.stats().partitions, 4);
     }
 
     #[test]

@@ -19,12 +19,21 @@ pub async fn handle(
     req: &Request<'_>,
     r: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
-    let names = req.broker().kafka_topic_names_by_id();
-    let assignment = |a: assignor::Assignment| {
+    // Only the ids the assignments name are looked up (one broker look-up each).
+    let mut names: std::collections::HashMap<uuid::Uuid, String> = Default::default();
+    let mut assignment = |a: assignor::Assignment| {
         Assignment::default().with_topic_partitions(
             a.into_iter()
                 .map(|(id, parts)| {
-                    let name = names.get(&id).cloned().unwrap_or_default();
+                    let name = names
+                        .entry(id)
+                        .or_insert_with(|| {
+                            req.broker()
+                                .kafka_topic_by_id(id)
+                                .map(|(n, _)| n)
+                                .unwrap_or_default()
+                        })
+                        .clone();
                     TopicPartitions::default()
                         .with_topic_id(id)
                         .with_topic_name(TopicName(str_bytes(name)))

@@ -78,7 +78,11 @@ pub async fn handle(req: &Request<'_>, r: FetchRequest) -> FetchAnswer {
     }
     // Fetch v13+ names topics by id: an id no topic has is UNKNOWN_TOPIC_ID.
     let ids = if uses_topic_ids {
-        super::metadata::topic_names_by_id(req)
+        let ids = wants.iter().filter_map(|w| match &w.topic {
+            TopicKey::Id(id) => Some(*id),
+            TopicKey::Name(_) => None,
+        });
+        super::metadata::topic_names_by_id(req, ids)
     } else {
         HashMap::new()
     };

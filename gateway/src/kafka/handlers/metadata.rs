@@ -43,24 +43,21 @@ pub async fn handle(req: &Request<'_>, r: MetadataRequest) -> MetadataResponse {
             let auto = req.door.config.auto_create_topics
                 && (req.version < 4 || r.allow_auto_topic_creation);
             let mut out = Vec::with_capacity(list.len());
-            let mut ids = None;
             for wanted in list {
                 // v12+: a topic may be named by id instead (KIP-516). An id no topic has is
                 // UNKNOWN_TOPIC_ID; ids are not secret, so a topic the principal may not
                 // describe is TOPIC_AUTHORIZATION_FAILED with its id and no name (as Kafka).
                 if req.version >= 12 && !wanted.topic_id.is_nil() {
-                    let ids = ids.get_or_insert_with(|| topic_names_by_id(req));
                     let id = wanted.topic_id;
                     let unnamed = MetadataResponseTopic::default()
                         .with_name(None)
                         .with_topic_id(id);
-                    out.push(match ids.get(&id) {
+                    out.push(match req.broker().kafka_topic_by_id(id).map(|(n, _)| n) {
                         None => unnamed.with_error_code(UNKNOWN_TOPIC_ID),
-                        Some(name) if !req.may(Operation::Describe, Resource::Topic(name)) => {
+                        Some(name) if !req.may(Operation::Describe, Resource::Topic(&name)) => {
                             unnamed.with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
                         }
                         Some(name) => {
-                            let name = name.to_string();
                             let found = req.topic(&name).map_err(|e| errors::for_broker(&e));
                             topic(req, name, found)
                         }
@@ -168,12 +165,20 @@ fn topic(req: &Request<'_>, name: String, found: Result<TopicInfo, i16>) -> Meta
     }
 }
 
-/// Every topic Kafka clients can reach, by its id (KIP-516): how Fetch v13+, Produce v13 and
-/// Metadata v12+ find the topic an id names.
-pub fn topic_names_by_id(req: &Request<'_>) -> HashMap<uuid::Uuid, Arc<str>> {
-    req.broker()
-        .kafka_topic_names_by_id()
-        .into_iter()
-        .map(|(id, name)| (id, Arc::from(name)))
-        .collect()
+/// The Kafka names of the topics `ids` name (KIP-516), ids no topic has left out: how Fetch
+/// v13+, Produce v13 and Metadata v12+ find the topics a request names by id. One broker
+/// look-up per distinct id, never a map of every topic.
+pub fn topic_names_by_id(
+    req: &Request<'_>,
+    ids: impl IntoIterator<Item = uuid::Uuid>,
+) -> HashMap<uuid::Uuid, Arc<str>> {
+    let mut out = HashMap::new();
+    for id in ids {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id) {
+            if let Some((name, _)) = req.broker().kafka_topic_by_id(id) {
+                e.insert(Arc::from(name));
+            }
+        }
+    }
+    out
 }

@@ -58,7 +58,7 @@ pub async fn handle(req: &Request<'_>, r: ProduceRequest) -> Option<ProduceAnswe
     // v13 names topics by id (KIP-516): an id no topic has is UNKNOWN_TOPIC_ID, before any
     // authorization (as Kafka).
     let ids = if req.version >= FIRST_TOPIC_IDS {
-        super::metadata::topic_names_by_id(req)
+        super::metadata::topic_names_by_id(req, r.topic_data.iter().map(|t| t.topic_id))
     } else {
         HashMap::new()
     };
