@@ -444,6 +444,69 @@ impl KafkaWire {
     pub async fn closed(&mut self) {
         assert!(self.read().await.is_none(), "the connection is still open");
     }
+
+    /// Authenticates as `user` with SASL/PLAIN (SaslHandshake v1, SaslAuthenticate v2).
+    pub async fn sasl_plain(&mut self, user: &str, password: &str) {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let hs: SaslHandshakeResponse = self
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+            )
+            .await;
+        assert_eq!(hs.error_code, 0);
+        let auth: SaslAuthenticateResponse = self
+            .call(
+                ApiKey::SaslAuthenticate,
+                2,
+                &SaslAuthenticateRequest::default()
+                    .with_auth_bytes(Bytes::from(format!("\0{user}\0{password}"))),
+            )
+            .await;
+        assert_eq!(auth.error_code, 0, "{:?}", auth.error_message);
+    }
+}
+
+/// An uncompressed record batch (magic 2) of the given (key, value) records, offsets from 0,
+/// timestamps 1_700_000_000_000 + i, no producer: what a plain producer sends.
+pub fn record_batch(records: impl IntoIterator<Item = (Option<Bytes>, Option<Bytes>)>) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key,
+            value,
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("an uncompressed batch encodes");
+    buf.freeze()
 }
 
 /// The third-party Kafka client programs in `compat-tests/kafka-clients/`, run as processes

@@ -766,27 +766,6 @@ async fn python_clients_use_configs_v4() {
     .await;
 }
 
-/// SASL/PLAIN on a raw connection.
-async fn plain(c: &mut KafkaWire, user: &str, password: &str) {
-    let hs: SaslHandshakeResponse = c
-        .call(
-            ApiKey::SaslHandshake,
-            1,
-            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-        )
-        .await;
-    assert_eq!(hs.error_code, 0);
-    let auth: SaslAuthenticateResponse = c
-        .call(
-            ApiKey::SaslAuthenticate,
-            2,
-            &SaslAuthenticateRequest::default()
-                .with_auth_bytes(Bytes::from(format!("\0{user}\0{password}"))),
-        )
-        .await;
-    assert_eq!(auth.error_code, 0, "{:?}", auth.error_message);
-}
-
 /// Kafka's authorization of config resources: DescribeConfigs needs DESCRIBE_CONFIGS and the
 /// alter APIs ALTER_CONFIGS on the group (GROUP_AUTHORIZATION_FAILED), the cluster for the
 /// broker (CLUSTER_AUTHORIZATION_FAILED). A user without rights gets those; a Group Describe
@@ -817,7 +796,7 @@ async fn config_resources_are_authorized_as_in_kafka() {
     .unwrap();
     let sasl = server.kafka_listeners[1];
     let mut alice = KafkaWire::open(sasl).await;
-    plain(&mut alice, "alice", "alice-pw").await;
+    alice.sasl_plain("alice", "alice-pw").await;
     let session = [("consumer.session.timeout.ms", 0, Some("50000"))];
     for (kind, name, denied) in [
         (GROUP, "billing", GROUP_DENIED),
@@ -837,7 +816,7 @@ async fn config_resources_are_authorized_as_in_kafka() {
     }
     // Root grants alice Describe on the group.
     let mut admin = KafkaWire::open(sasl).await;
-    plain(&mut admin, "iggy", "iggy").await;
+    admin.sasl_plain("iggy", "iggy").await;
     let grant: CreateAclsResponse = admin
         .call(
             ApiKey::CreateAcls,

@@ -7,15 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use compat_tests::{client_programs, KafkaWire, TestServer};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use uuid::Uuid;
 
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
@@ -46,34 +42,12 @@ fn name(s: &str) -> TopicName {
 
 /// A record batch of `n` small records.
 fn batch(n: usize) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: IndexMap::new(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    compat_tests::record_batch((0..n).map(|i| {
+        (
+            Some(Bytes::from(format!("k{i}"))),
+            Some(Bytes::from(format!("v{i}"))),
+        )
+    }))
 }
 
 /// The topic's id, from Metadata v12.

@@ -11,12 +11,8 @@ use bytes::{Bytes, BytesMut};
 use compat_tests::client_programs;
 use compat_tests::{KafkaWire, TestServer};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use wharf_gateway::config::{KafkaAuthentication, KafkaListener};
 
 const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
@@ -324,34 +320,9 @@ async fn quota_apis_at_every_advertised_version() {
 }
 
 fn batch(records: usize, value_len: usize) -> Bytes {
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(vec![b'q'; value_len])),
-            headers: IndexMap::new(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
+    compat_tests::record_batch(
+        (0..records).map(|_| (None, Some(Bytes::from(vec![b'q'; value_len])))),
     )
-    .unwrap();
-    buf.freeze()
 }
 
 fn produce_req(topic: &str, records: Bytes) -> ProduceRequest {
@@ -819,7 +790,7 @@ async fn user_quotas_follow_the_principal_and_need_cluster_rights() {
     assert_eq!(set, vec![(0, None), (0, None)]);
 
     let mut root = KafkaWire::open(sasl).await;
-    plain(&mut root, "iggy", "iggy").await;
+    root.sasl_plain("iggy", "iggy").await;
     let records = batch(10, 1000);
     let mut root_throttled = 0;
     for _ in 0..8 {
@@ -844,7 +815,7 @@ async fn user_quotas_follow_the_principal_and_need_cluster_rights() {
     }
 
     let mut nobody = KafkaWire::open(sasl).await;
-    plain(&mut nobody, "nobody", "secret-pass").await;
+    nobody.sasl_plain("nobody", "secret-pass").await;
     for v in 0..=1 {
         let r = describe(&mut nobody, v, &[], false).await;
         assert_eq!(
@@ -874,27 +845,6 @@ async fn user_quotas_follow_the_principal_and_need_cluster_rights() {
             vals(&[("producer_byte_rate", 20_000.0)])
         )]
     );
-}
-
-/// Authenticates with SASL/PLAIN.
-async fn plain(conn: &mut KafkaWire, user: &str, password: &str) {
-    let hs: SaslHandshakeResponse = conn
-        .call(
-            ApiKey::SaslHandshake,
-            1,
-            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-        )
-        .await;
-    assert_eq!(hs.error_code, 0);
-    let auth: SaslAuthenticateResponse = conn
-        .call(
-            ApiKey::SaslAuthenticate,
-            2,
-            &SaslAuthenticateRequest::default()
-                .with_auth_bytes(Bytes::from(format!("\0{user}\0{password}"))),
-        )
-        .await;
-    assert_eq!(auth.error_code, 0, "{:?}", auth.error_message);
 }
 
 /// Quotas are kept in the data directory: after a restart they are described as set and still

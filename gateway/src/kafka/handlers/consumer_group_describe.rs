@@ -63,7 +63,9 @@ pub async fn handle(
                 out
             };
             match req.broker().describe_consumer_group(&name) {
+                // Kafka fills in the operations only for a group it describes.
                 Err(e) => out
+                    .with_authorized_operations(i32::MIN)
                     .with_error_code(for_group(&e))
                     .with_error_message(Some(str_bytes(format!("Group {name} not found.")))),
                 Ok(g) => out
