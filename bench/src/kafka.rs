@@ -665,7 +665,9 @@ fn assign_from_start(c: &BaseConsumer, topic: &str, partitions: &[u32]) -> Resul
     Ok(())
 }
 
-/// A consumer assigned its partitions (pinned-consumer and end-to-end).
+/// A consumer assigned its partitions (pinned-consumer and end-to-end). One librdkafka consumer
+/// assigned several partitions (e.g. `--consumers 1 --partitions 4`) fetches them all in one
+/// Fetch request per broker.
 fn consume(
     s: &Settings,
     id: u32,
@@ -719,6 +721,7 @@ fn consume(
         }
         stats.messages += 1;
         stats.bytes += body.len() as u64;
+        *stats.per_partition.entry(m.partition() as u32).or_default() += 1;
         progress.add(1, body.len() as u64);
         if end_to_end {
             record(
@@ -771,6 +774,7 @@ fn consume_group(
         let len = m.payload().map_or(0, <[u8]>::len) as u64;
         stats.messages += 1;
         stats.bytes += len;
+        *stats.per_partition.entry(m.partition() as u32).or_default() += 1;
         coverage.saw(m.partition() as u32, m.offset() as u64);
         progress.add(1, len);
         if stats.messages.is_multiple_of(100) {

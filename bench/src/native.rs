@@ -320,7 +320,9 @@ async fn send(
     }
 }
 
-/// A consumer reading its partitions by offset (pinned-consumer and end-to-end).
+/// A consumer reading its partitions by offset (pinned-consumer and end-to-end), one poll
+/// request per partition in turn: with more partitions than consumers (e.g. `--consumers 1
+/// --partitions 4`) one connection polls each of its partitions round-robin.
 async fn consume(
     s: &Settings,
     id: u32,
@@ -432,6 +434,7 @@ async fn consume(
         }
     }
     stats.elapsed = start.elapsed();
+    stats.per_partition = mine.iter().copied().zip(got).collect();
     Ok(stats)
 }
 
@@ -479,6 +482,7 @@ async fn consume_group(
         last_news = Instant::now();
         record(&mut stats.latency, t.elapsed().as_micros() as u64, 1);
         stats.messages += n;
+        *stats.per_partition.entry(polled.partition_id).or_default() += n;
         stats.bytes += polled
             .messages
             .iter()

@@ -1,6 +1,7 @@
 //! What a run measured: each actor's counts and latency histogram, the live progress line, and
 //! the final report (text, whose last line is the summary, and JSON).
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,6 +69,9 @@ pub struct ActorStats {
     pub elapsed: Duration,
     pub latency_kind: LatencyKind,
     pub latency: Histogram<u64>,
+    /// Consumers: the measured messages read from each partition (shows which partitions one
+    /// consumer covered, e.g. all four with `--consumers 1 --partitions 4`).
+    pub per_partition: BTreeMap<u32, u64>,
 }
 
 impl ActorStats {
@@ -82,6 +86,7 @@ impl ActorStats {
             elapsed: Duration::ZERO,
             latency_kind,
             latency: histogram(),
+            per_partition: BTreeMap::new(),
         }
     }
 }
@@ -233,6 +238,9 @@ pub struct ActorReport {
     pub mb_per_s: f64,
     pub msgs_per_s: f64,
     pub latency: Percentiles,
+    /// Consumers: measured messages read per partition (JSON keys are the partition ids).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<u32, u64>,
 }
 
 /// The whole run, as written to `--json`.
@@ -370,6 +378,7 @@ impl Report {
                     mb_per_s: rate(a.bytes, a.elapsed) / 1e6,
                     msgs_per_s: rate(a.messages, a.elapsed),
                     latency: Percentiles::of(a.latency_kind, &a.latency),
+                    partitions: a.per_partition.clone(),
                 })
                 .collect(),
             settings,

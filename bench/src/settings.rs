@@ -12,7 +12,9 @@ use crate::BenchError;
 pub enum Workload {
     /// Each producer sends to its own partition.
     PinnedProducer,
-    /// Each consumer reads its own partition (filled first, not timed).
+    /// Each consumer reads its own partitions (filled first, not timed): consumer i of n reads
+    /// partitions i, i+n, ...; `--consumers 1 --partitions 4` has one consumer read all four
+    /// (Kafka: in one Fetch request; native: one poll per partition in turn).
     PinnedConsumer,
     /// Producers spread their batches over all partitions.
     BalancedProducer,
@@ -88,7 +90,9 @@ pub struct Args {
     /// Consumers (each with its own connection).
     #[arg(long, default_value_t = 1)]
     pub consumers: u32,
-    /// Partitions of the topic it creates (default: one per producer or consumer).
+    /// Partitions of the topic it creates (default: one per producer or consumer). More
+    /// partitions than consumers in pinned-consumer: each consumer reads several (consumer i of
+    /// n reads i, i+n, ...), --messages spread evenly over all of them.
     #[arg(long)]
     pub partitions: Option<u32>,
     /// Payload bytes per message (at least 9: a timestamp and a flag lead every payload).

@@ -203,3 +203,36 @@ async fn a_kept_topic_is_read_again_with_existing_topic() {
         "the kept topic's messages, read from its start"
     );
 }
+
+/// `pinned-consumer --consumers 1 --partitions 4` (the multi-partition fetch rows of
+/// `scripts/bench`): the one consumer reads all four partitions, each its even share of
+/// --messages, the same total as a one-partition run.
+async fn one_consumer_reads_four_partitions(protocol: &str) {
+    let server = TestServer::start().await;
+    let (r, last) = bench(
+        &server,
+        protocol,
+        &["pinned-consumer", "--consumers", "1", "--partitions", "4"],
+    )
+    .await;
+    check(&r, &last, false, true);
+    assert_eq!(r["settings"]["partitions"], 4);
+    let actors = r["actors"].as_array().unwrap();
+    assert_eq!(actors.len(), 1, "one consumer: {actors:?}");
+    let per_partition = actors[0]["partitions"].as_object().unwrap();
+    let expected: serde_json::Map<String, serde_json::Value> = (0..4)
+        .map(|p| (p.to_string(), serde_json::Value::from(MESSAGES / 4)))
+        .collect();
+    assert_eq!(per_partition, &expected, "messages read per partition");
+    assert_eq!(r["consumers"]["messages"], MESSAGES, "each message once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_kafka_consumer_reads_four_partitions() {
+    one_consumer_reads_four_partitions("kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_native_consumer_reads_four_partitions() {
+    one_consumer_reads_four_partitions("native").await;
+}
