@@ -28,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};
 
-use crate::batch::{NewBatch, StoredBatch, ENVELOPE_LEN};
+use crate::batch::{NewBatch, Stamped, StoredBatch};
 use crate::config::{Durability, EffectiveSettings};
 use crate::disk::Disk;
 use crate::error::{Result, StoreError};
@@ -604,7 +604,8 @@ impl Partition {
             }
             let base_offset = writer.base_offset + writer.next_relative + chunk.records;
             let position = writer.size + chunk.len;
-            let (header, payload, env) = batch.stamp(base_offset, now, settings.log_append_time);
+            let stamped = batch.stamp(base_offset, now, settings.log_append_time);
+            let env = *stamped.envelope();
             chunk
                 .entries
                 .push(IndexEntry::for_batch(writer.base_offset, position, &env));
@@ -613,7 +614,7 @@ impl Partition {
             group_messages += u64::from(env.record_count);
             group_bytes += env.stored_len();
             chunk.first_timestamp.get_or_insert(now);
-            chunk.parts.push((header, payload));
+            chunk.parts.push(stamped);
             let result = AppendResult {
                 base_offset,
                 last_offset: env.last_offset(),
@@ -699,9 +700,9 @@ impl Partition {
     /// the partition taking writes.
     fn write_chunk(&self, writer: &mut SegmentWriter, chunk: &Chunk) -> Result<Arc<Handle>> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(chunk.parts.len() * 2);
-        for (header, payload) in &chunk.parts {
-            slices.push(IoSlice::new(header));
-            slices.push(IoSlice::new(payload));
+        for stamped in &chunk.parts {
+            slices.push(IoSlice::new(stamped.head()));
+            slices.push(IoSlice::new(stamped.body()));
         }
         let index: Vec<u8> = chunk.entries.iter().flat_map(|e| e.encode()).collect();
         let log = match writer.append(&mut slices, chunk.len, &index) {
@@ -1854,7 +1855,7 @@ const READ_ATTEMPTS: usize = 4;
 #[derive(Default)]
 struct Chunk {
     base: u64,
-    parts: Vec<([u8; ENVELOPE_LEN], Bytes)>,
+    parts: Vec<Stamped>,
     entries: Vec<IndexEntry>,
     len: u64,
     records: u64,
