@@ -521,10 +521,30 @@ impl Partition {
             !std::mem::replace(&mut queue.writing, true)
         };
         if start_writer {
+            if append_inline() && self.settings.read().durability == Durability::Os {
+                self.write_inline();
+            } else {
+                let me = Arc::clone(self);
+                tokio::task::spawn_blocking(move || me.drain());
+            }
+        }
+        Ok(result)
+    }
+
+    /// Writes the queue's group in the calling task, then hands anything queued meanwhile to
+    /// the blocking pool.
+    fn write_inline(self: &Arc<Self>) {
+        let group = std::mem::take(&mut self.queue.lock().pending);
+        self.write_group(group);
+        let more = {
+            let mut queue = self.queue.lock();
+            queue.writing = !queue.pending.is_empty();
+            queue.writing
+        };
+        if more {
             let me = Arc::clone(self);
             tokio::task::spawn_blocking(move || me.drain());
         }
-        Ok(result)
     }
 
     /// The writer loop: runs until the queue is empty.
@@ -1845,6 +1865,13 @@ impl SealedSegment {
                 .last()
                 .map_or(0, IndexEntry::end_relative_offset)
     }
+}
+
+/// MEASUREMENT TOGGLE (to be removed): `WHARF_APPEND_INLINE=1` writes `os`-mode groups in the
+/// submitting task when the queue is idle.
+fn append_inline() -> bool {
+    static INLINE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INLINE.get_or_init(|| std::env::var("WHARF_APPEND_INLINE").is_ok_and(|v| v == "1"))
 }
 
 /// Reads planned and discarded because a compaction swap ran meanwhile, before a reader holds
