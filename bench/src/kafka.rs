@@ -316,6 +316,9 @@ fn producer(
             .set("transactional.id", id)
             .set("message.timeout.ms", "60000");
     }
+    if let Some(n) = s.max_in_queue {
+        config.set("queue.buffering.max.messages", n.to_string());
+    }
     let p: ThreadedProducer<Deliveries> = config
         .set("acks", s.acks.to_string())
         .set("linger.ms", s.linger_ms.to_string())

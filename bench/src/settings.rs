@@ -141,6 +141,11 @@ pub struct Args {
     /// Kafka producer linger.ms.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u32,
+    /// Kafka producer queue.buffering.max.messages: messages librdkafka holds before a send
+    /// waits (default: librdkafka's, 100000). A flat-out producer's send-to-ack latency is
+    /// about this many messages over the throughput.
+    #[arg(long, value_name = "N")]
+    pub max_in_queue: Option<u32>,
     /// Kafka producer enable.idempotence (the Java client's default since Kafka 3.0).
     #[arg(long)]
     pub idempotent: bool,
@@ -265,6 +270,7 @@ pub struct Settings {
     pub password: String,
     pub acks: i32,
     pub linger_ms: u32,
+    pub max_in_queue: Option<u32>,
     pub idempotent: bool,
     /// `Some`: Kafka producers are transactional (and idempotent).
     pub transactions: Option<Transactions>,
@@ -412,6 +418,7 @@ impl Settings {
             password: a.password,
             acks: a.acks,
             linger_ms: a.linger_ms,
+            max_in_queue: a.max_in_queue,
             // A transactional producer is an idempotent one (librdkafka turns it on by itself).
             idempotent: a.idempotent || transactions.is_some(),
             transactions,

@@ -96,6 +96,14 @@ impl Envelope {
 
     /// Encodes the envelope, computing the checksum over it and `payload`.
     pub fn encode(&self, payload: &[u8]) -> [u8; ENVELOPE_LEN] {
+        let mut buf = self.fields();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[..60]), payload);
+        buf[60..64].copy_from_slice(&crc.to_le_bytes());
+        buf
+    }
+
+    /// The envelope's bytes without the checksum (bytes 60..64 left zero).
+    fn fields(&self) -> [u8; ENVELOPE_LEN] {
         let mut buf = [0u8; ENVELOPE_LEN];
         buf[0..4].copy_from_slice(&self.payload_len.to_le_bytes());
         buf[4] = self.format.code();
@@ -105,8 +113,6 @@ impl Envelope {
         buf[24..32].copy_from_slice(&self.first_timestamp.to_le_bytes());
         buf[32..40].copy_from_slice(&self.max_timestamp.to_le_bytes());
         buf[40..48].copy_from_slice(&self.append_timestamp.to_le_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[..60]), payload);
-        buf[60..64].copy_from_slice(&crc.to_le_bytes());
         buf
     }
 
@@ -212,12 +218,112 @@ impl StoredBatch {
 #[derive(Debug)]
 pub struct NewBatch {
     format: BatchFormat,
-    payload: BytesMut,
+    payload: Payload,
     record_count: u32,
     /// Kafka only: client timestamps in µs (first, max).
     client_timestamps: (u64, u64),
     /// Native only: byte position of each message, so stamping does not walk twice.
     message_positions: Vec<u32>,
+}
+
+/// What a new batch carries, as stamping needs it.
+#[derive(Debug)]
+enum Payload {
+    /// Native messages: every message is stamped, in place.
+    Native(BytesMut),
+    /// A Kafka batch: the client's bytes stay shared (stamping writes a copy of the 61-byte
+    /// header only), with the CRC-32C of bytes 21.. (what the Kafka batch CRC covers), from
+    /// which the envelope checksum is derived without reading the records again.
+    Kafka { bytes: Bytes, body_crc: u32 },
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Native(b) => b.len(),
+            Payload::Kafka { bytes, .. } => bytes.len(),
+        }
+    }
+}
+
+/// The most bytes written in front of a stamped batch's shared body: the envelope and, for a
+/// Kafka batch, its stamped header.
+const STAMPED_HEAD_MAX: usize = ENVELOPE_LEN + KAFKA_BATCH_HEADER_LEN;
+
+/// A batch stamped for writing: `head` (the envelope, then for Kafka the stamped batch header)
+/// followed by `body`, which together are the stored bytes.
+#[derive(Debug)]
+pub(crate) struct Stamped {
+    head: [u8; STAMPED_HEAD_MAX],
+    head_len: usize,
+    body: Bytes,
+    envelope: Envelope,
+}
+
+impl Stamped {
+    /// The envelope, then any stamped payload bytes that are not in [`Stamped::body`].
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head[..self.head_len]
+    }
+    /// The rest of the payload.
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.body
+    }
+    pub(crate) fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+}
+
+/// CRC-32C's polynomial, bits reflected as the checksum keeps them.
+const CRC32C_POLY: u32 = 0x82F6_3B78;
+
+/// `a * b` modulo the CRC-32C polynomial, bits reflected (bit 31 holds x^0).
+const fn crc_mul(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    let mut bit = 0;
+    while bit < 32 {
+        if a & (1 << (31 - bit)) != 0 {
+            product ^= b;
+        }
+        // b *= x
+        b = if b & 1 != 0 {
+            (b >> 1) ^ CRC32C_POLY
+        } else {
+            b >> 1
+        };
+        bit += 1;
+    }
+    product
+}
+
+/// x^(2^k) modulo the polynomial, for k = 0..64.
+const CRC_X_POW2: [u32; 64] = {
+    let mut table = [0u32; 64];
+    table[0] = 1 << 30; // x^1
+    let mut k = 1;
+    while k < 64 {
+        table[k] = crc_mul(table[k - 1], table[k - 1]);
+        k += 1;
+    }
+    table
+};
+
+/// The CRC-32C of `a` followed by `len` bytes whose own CRC-32C is `b`, given `crc_a`: what
+/// `crc32c::crc32c_combine` gives, with a few multiplications instead of its matrix squarings,
+/// so the envelope checksum of a large batch costs no more than a small one.
+fn crc_concat(crc_a: u32, crc_b: u32, len: usize) -> u32 {
+    // Appending `len` bytes multiplies the first CRC by x^(8 len).
+    let mut shift = 1u32 << 31; // x^0
+    let mut n = len as u64;
+    let mut k = 3;
+    while n != 0 {
+        if n & 1 != 0 {
+            shift = crc_mul(shift, CRC_X_POW2[k]);
+        }
+        n >>= 1;
+        k += 1;
+    }
+    crc_mul(shift, crc_a) ^ crc_b
 }
 
 impl NewBatch {
@@ -263,7 +369,7 @@ impl NewBatch {
         Ok(NewBatch {
             format: BatchFormat::Native,
             record_count: positions.len() as u32,
-            payload,
+            payload: Payload::Native(payload),
             client_timestamps: (0, 0),
             message_positions: positions,
         })
@@ -271,8 +377,23 @@ impl NewBatch {
 
     /// Validates the header of one Kafka record batch v2 (magic 2). The Kafka CRC and the records
     /// themselves are the Kafka adapter's to check; this is what the store needs to trust the
-    /// batch's length, offsets and timestamps.
-    pub fn kafka(payload: BytesMut) -> Result<NewBatch, BatchError> {
+    /// batch's length, offsets and timestamps. The bytes are stored without being copied.
+    pub fn kafka(payload: impl Into<Bytes>) -> Result<NewBatch, BatchError> {
+        let payload = payload.into();
+        Self::kafka_with(payload, |p| crc32c::crc32c(&p[21..]))
+    }
+
+    /// [`NewBatch::kafka`] for a batch whose Kafka CRC (bytes 17..21, over bytes 21..) the
+    /// caller has checked: the store derives its own checksum from it instead of reading the
+    /// records again. A wrong CRC here makes the stored batch fail its checksum when read.
+    pub fn kafka_crc_checked(payload: Bytes) -> Result<NewBatch, BatchError> {
+        Self::kafka_with(payload, |p| be_i32(p, 17) as u32)
+    }
+
+    fn kafka_with(
+        payload: Bytes,
+        body_crc: impl FnOnce(&[u8]) -> u32,
+    ) -> Result<NewBatch, BatchError> {
         if payload.is_empty() {
             return Err(BatchError::Empty);
         }
@@ -298,10 +419,14 @@ impl NewBatch {
         let ms_to_us = |ms: i64| u64::try_from(ms).unwrap_or(0).saturating_mul(1000);
         let first = ms_to_us(be_i64(&payload, 27));
         let max = ms_to_us(be_i64(&payload, 35)).max(first);
+        let body_crc = body_crc(&payload);
         Ok(NewBatch {
             format: BatchFormat::Kafka,
             record_count: last_offset_delta as u32 + 1,
-            payload,
+            payload: Payload::Kafka {
+                bytes: payload,
+                body_crc,
+            },
             client_timestamps: (first, max),
             message_positions: Vec::new(),
         })
@@ -321,57 +446,86 @@ impl NewBatch {
         (ENVELOPE_LEN + self.payload.len()) as u64
     }
 
-    /// Stamps the server-owned fields for `base_offset` and `now_us` and returns the envelope
-    /// and the payload ready to be written.
-    pub(crate) fn stamp(
-        mut self,
-        base_offset: u64,
-        now_us: u64,
-        log_append_time: bool,
-    ) -> ([u8; ENVELOPE_LEN], Bytes, Envelope) {
-        let (first_timestamp, max_timestamp) = match self.format {
-            BatchFormat::Native => {
+    /// Stamps the server-owned fields for `base_offset` and `now_us` and returns the bytes
+    /// ready to be written. The envelope checksum is computed in the same pass as the native
+    /// messages' checksums, and derived from the Kafka batch CRC for Kafka batches.
+    pub(crate) fn stamp(self, base_offset: u64, now_us: u64, log_append_time: bool) -> Stamped {
+        let payload_len = self.payload.len();
+        let mut envelope = Envelope {
+            payload_len: payload_len as u32,
+            format: self.format,
+            base_offset,
+            record_count: self.record_count,
+            first_timestamp: now_us,
+            max_timestamp: now_us,
+            append_timestamp: now_us,
+        };
+        let mut head = [0u8; STAMPED_HEAD_MAX];
+        match self.payload {
+            Payload::Native(mut payload) => {
+                let fields = envelope.fields();
+                let mut crc = crc32c::crc32c(&fields[..60]);
                 for (i, &pos) in self.message_positions.iter().enumerate() {
                     let pos = pos as usize;
                     let end = self
                         .message_positions
                         .get(i + 1)
-                        .map_or(self.payload.len(), |&p| p as usize);
-                    let msg = &mut self.payload[pos..end];
+                        .map_or(payload_len, |&p| p as usize);
+                    let msg = &mut payload[pos..end];
                     msg[24..32].copy_from_slice(&(base_offset + i as u64).to_le_bytes());
                     msg[32..40].copy_from_slice(&now_us.to_le_bytes());
                     let checksum = xxhash_rust::xxh3::xxh3_64(&msg[8..]);
                     msg[0..8].copy_from_slice(&checksum.to_le_bytes());
+                    // While the message is in cache.
+                    crc = crc32c::crc32c_append(crc, msg);
                 }
-                (now_us, now_us)
+                head[..ENVELOPE_LEN].copy_from_slice(&fields);
+                head[60..64].copy_from_slice(&crc.to_le_bytes());
+                Stamped {
+                    head,
+                    head_len: ENVELOPE_LEN,
+                    body: payload.freeze(),
+                    envelope,
+                }
             }
-            BatchFormat::Kafka => {
-                self.payload[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
+            Payload::Kafka {
+                bytes,
+                mut body_crc,
+            } => {
+                let mut header = [0u8; KAFKA_BATCH_HEADER_LEN];
+                header.copy_from_slice(&bytes[..KAFKA_BATCH_HEADER_LEN]);
+                header[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
+                let records_len = payload_len - KAFKA_BATCH_HEADER_LEN;
                 if log_append_time {
+                    // The Kafka CRC covers the changed fields: take the old header's part out
+                    // of it and put the new one's in.
+                    let records_crc =
+                        body_crc ^ crc_concat(crc32c::crc32c(&header[21..]), 0, records_len);
                     let now_ms = (now_us / 1000) as i64;
-                    let attributes = u16::from_be_bytes([self.payload[21], self.payload[22]]);
-                    self.payload[21..23].copy_from_slice(&(attributes | 0x08).to_be_bytes());
-                    self.payload[35..43].copy_from_slice(&now_ms.to_be_bytes());
-                    let crc = crc32c::crc32c(&self.payload[21..]);
-                    self.payload[17..21].copy_from_slice(&crc.to_be_bytes());
+                    let attributes = u16::from_be_bytes([header[21], header[22]]);
+                    header[21..23].copy_from_slice(&(attributes | 0x08).to_be_bytes());
+                    header[35..43].copy_from_slice(&now_ms.to_be_bytes());
+                    body_crc = crc_concat(crc32c::crc32c(&header[21..]), records_crc, records_len);
+                    header[17..21].copy_from_slice(&body_crc.to_be_bytes());
                     let now_ms_us = now_ms as u64 * 1000;
-                    (now_ms_us, now_ms_us)
+                    (envelope.first_timestamp, envelope.max_timestamp) = (now_ms_us, now_ms_us);
                 } else {
-                    self.client_timestamps
+                    (envelope.first_timestamp, envelope.max_timestamp) = self.client_timestamps;
+                }
+                let fields = envelope.fields();
+                let crc = crc32c::crc32c_append(crc32c::crc32c(&fields[..60]), &header[..21]);
+                let crc = crc_concat(crc, body_crc, payload_len - 21);
+                head[..ENVELOPE_LEN].copy_from_slice(&fields);
+                head[60..64].copy_from_slice(&crc.to_le_bytes());
+                head[ENVELOPE_LEN..].copy_from_slice(&header);
+                Stamped {
+                    head,
+                    head_len: STAMPED_HEAD_MAX,
+                    body: bytes.slice(KAFKA_BATCH_HEADER_LEN..),
+                    envelope,
                 }
             }
-        };
-        let envelope = Envelope {
-            payload_len: self.payload.len() as u32,
-            format: self.format,
-            base_offset,
-            record_count: self.record_count,
-            first_timestamp,
-            max_timestamp,
-            append_timestamp: now_us,
-        };
-        let payload = self.payload.freeze();
-        (envelope.encode(&payload), payload, envelope)
+        }
     }
 }
 
@@ -434,6 +588,98 @@ pub(crate) mod tests {
         BytesMut::from(&b[..])
     }
 
+    /// The stored bytes of a stamped batch: the envelope and the payload.
+    fn stored(s: Stamped) -> (Vec<u8>, Vec<u8>) {
+        let mut all = s.head().to_vec();
+        all.extend_from_slice(s.body());
+        let payload = all.split_off(ENVELOPE_LEN);
+        (all, payload)
+    }
+
+    /// A small deterministic generator for test data.
+    fn next(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    #[test]
+    fn crc_concat_is_the_crc_of_the_concatenation() {
+        let mut seed = 1;
+        for len_b in [0usize, 1, 7, 8, 61, 1000, 4096, 70_001] {
+            let a: Vec<u8> = (0..next(&mut seed) % 100)
+                .map(|_| next(&mut seed) as u8)
+                .collect();
+            let b: Vec<u8> = (0..len_b).map(|_| next(&mut seed) as u8).collect();
+            let whole = crc32c::crc32c_append(crc32c::crc32c(&a), &b);
+            let (ca, cb) = (crc32c::crc32c(&a), crc32c::crc32c(&b));
+            assert_eq!(crc_concat(ca, cb, b.len()), whole, "len {len_b}");
+            assert_eq!(crc32c::crc32c_combine(ca, cb, b.len()), whole);
+        }
+    }
+
+    /// The derived envelope checksum of a Kafka batch (from its checked batch CRC, without
+    /// reading the records) equals the one computed over the stored bytes, for random batches,
+    /// with and without log-append time; and the stored bytes are the client's bytes with only
+    /// the stamped fields changed.
+    #[test]
+    fn derived_kafka_envelope_checksum_equals_the_direct_one() {
+        let mut seed = 7;
+        for round in 0..40 {
+            let filler = (next(&mut seed) % 5000) as usize;
+            let mut p = kafka_payload(3, 1_000, 2_000, filler);
+            for b in &mut p[KAFKA_BATCH_HEADER_LEN..] {
+                *b = next(&mut seed) as u8;
+            }
+            p[21..23].copy_from_slice(&((next(&mut seed) as u16) & 0x07).to_be_bytes());
+            let crc = crc32c::crc32c(&p[21..]);
+            p[17..21].copy_from_slice(&crc.to_be_bytes());
+            let client = p.clone().freeze();
+            for log_append_time in [false, true] {
+                for checked in [false, true] {
+                    let batch = if checked {
+                        NewBatch::kafka_crc_checked(client.clone()).unwrap()
+                    } else {
+                        NewBatch::kafka(client.clone()).unwrap()
+                    };
+                    let stamped = batch.stamp(round * 1000, 9_999_000, log_append_time);
+                    let (header, payload) = stored(stamped);
+                    let direct = crc32c::crc32c_append(crc32c::crc32c(&header[..60]), &payload);
+                    assert_eq!(
+                        le_u32(&header, 60),
+                        direct,
+                        "round {round} {log_append_time}"
+                    );
+                    Envelope::verify_payload(&header, &payload).unwrap();
+                    let kafka_crc = u32::from_be_bytes(payload[17..21].try_into().unwrap());
+                    assert_eq!(kafka_crc, crc32c::crc32c(&payload[21..]));
+                    assert_eq!(be_i64(&payload, 0), (round * 1000) as i64);
+                    assert_eq!(
+                        payload[KAFKA_BATCH_HEADER_LEN..],
+                        client[KAFKA_BATCH_HEADER_LEN..]
+                    );
+                    if !log_append_time {
+                        assert_eq!(payload[8..], client[8..]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A Kafka batch's records are written from the client's buffer, not from a copy.
+    #[test]
+    fn kafka_records_are_not_copied() {
+        let client = kafka_payload(2, 1, 2, 300).freeze();
+        let stamped = NewBatch::kafka(client.clone())
+            .unwrap()
+            .stamp(5, 1_000, false);
+        assert_eq!(
+            stamped.body().as_ptr(),
+            client[KAFKA_BATCH_HEADER_LEN..].as_ptr()
+        );
+    }
+
     #[test]
     fn envelope_round_trips_and_detects_flips() {
         let env = Envelope {
@@ -463,7 +709,7 @@ pub(crate) mod tests {
     fn native_batch_is_walked_and_stamped() {
         let batch = NewBatch::native(native_payload(3, |i| vec![i as u8; i + 1])).unwrap();
         assert_eq!(batch.record_count(), 3);
-        let (header, payload, _) = batch.stamp(100, 5_000, false);
+        let (header, payload) = stored(batch.stamp(100, 5_000, false));
         let env = Envelope::decode(&header).unwrap();
         assert_eq!((env.base_offset, env.record_count), (100, 3));
         Envelope::verify_payload(&header, &payload).unwrap();
@@ -503,7 +749,7 @@ pub(crate) mod tests {
     fn kafka_batch_gets_base_offset_and_log_append_time() {
         let batch = NewBatch::kafka(kafka_payload(4, 1_000, 2_000, 20)).unwrap();
         assert_eq!(batch.record_count(), 4);
-        let (header, payload, _) = batch.stamp(7, 9_999_000, false);
+        let (header, payload) = stored(batch.stamp(7, 9_999_000, false));
         let env = Envelope::decode(&header).unwrap();
         assert_eq!(
             (env.first_timestamp, env.max_timestamp),
@@ -512,7 +758,7 @@ pub(crate) mod tests {
         assert_eq!(be_i64(&payload, 0), 7);
 
         let batch = NewBatch::kafka(kafka_payload(1, 1_000, 2_000, 0)).unwrap();
-        let (header, payload, _) = batch.stamp(0, 9_999_000, true);
+        let (header, payload) = stored(batch.stamp(0, 9_999_000, true));
         let env = Envelope::decode(&header).unwrap();
         assert_eq!(env.max_timestamp, 9_999_000);
         assert_eq!(be_i64(&payload, 35), 9_999);

@@ -505,9 +505,13 @@ async fn a_roll_that_fails_after_a_write_in_the_same_group_keeps_what_was_writte
 
             // The writer is held in the first batch's write, so the next two wait together and
             // go in one group: the second is written to the active segment, then the third
-            // needs a new segment, whose creation fails.
+            // needs a new segment, whose creation fails. The first is submitted from a thread
+            // of its own: an `os` append to an idle partition is written by its submitter.
             let (started, release) = faults.hold_next_log_write();
-            let a = p.submit(native_batch(&first));
+            let a = {
+                let (p, batch) = (Arc::clone(&p), native_batch(&first));
+                tokio::task::spawn_blocking(move || p.submit(batch))
+            };
             started
                 .recv_timeout(WAIT)
                 .expect("the first write did not start");
@@ -517,7 +521,7 @@ async fn a_roll_that_fails_after_a_write_in_the_same_group_keeps_what_was_writte
             release.send(()).unwrap();
             let mut ledger = vec![
                 Acked {
-                    at: a.await.unwrap(),
+                    at: a.await.unwrap().await.unwrap(),
                     bodies: first,
                 },
                 Acked {

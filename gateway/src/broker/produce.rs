@@ -234,23 +234,55 @@ async fn recompress(
     Ok((rebuilt?, Some(permit)))
 }
 
-/// A random UUIDv4, as the u128 Iggy stores it (the UUID's bytes read little-endian).
-fn random_message_id() -> u128 {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    u128::from_le_bytes(b)
+/// Random UUIDv4 message ids, as the u128 Iggy stores them (the UUID's bytes read
+/// little-endian), as Iggy 0.8 gives messages sent with id 0 (`Uuid::new_v4().to_u128_le()`).
+/// One seed from the thread's cryptographic generator per send, then a SplitMix64 stream per
+/// half: the 122 random bits of each id come from a bijective mix of the seed and a counter,
+/// so the ids of one send are distinct and the ids of different sends are as unlikely to meet
+/// as independent UUIDv4s, at a few nanoseconds an id instead of a generator call each.
+struct MessageIds {
+    low: u64,
+    high: u64,
+}
+
+impl MessageIds {
+    fn new() -> MessageIds {
+        let [low, high]: [u64; 2] = rand::random();
+        MessageIds { low, high }
+    }
+
+    fn next_id(&mut self) -> u128 {
+        const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+        self.low = self.low.wrapping_add(GOLDEN);
+        self.high = self.high.wrapping_add(GOLDEN);
+        let id = u128::from(splitmix64(self.low)) | (u128::from(splitmix64(self.high)) << 64);
+        let mut b = id.to_le_bytes();
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        u128::from_le_bytes(b)
+    }
+}
+
+/// SplitMix64's output function: a bijection of u64 that mixes every input bit into every
+/// output bit.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Gives every message with id 0 a random one, in place.
 fn assign_ids(blob: &mut BytesMut) {
     // Walks the (already validated) headers in place: no per-request allocation.
+    let mut ids: Option<MessageIds> = None;
     let mut at = 0;
     while let Some(m) = Messages::new(&blob[at..]).next() {
         let len = m.bytes().len();
         let id = &mut blob[at + ID_AT..at + ID_AT + 16];
         if id.iter().all(|&b| b == 0) {
-            id.copy_from_slice(&random_message_id().to_le_bytes());
+            let next = ids.get_or_insert_with(MessageIds::new).next_id();
+            id.copy_from_slice(&next.to_le_bytes());
         }
         at += len;
     }
@@ -398,7 +430,7 @@ impl Broker {
             // Queue every batch now (so they are stored in request order), then wait.
             let mut appends: Vec<Append> = Vec::with_capacity(checked.len());
             for (_, b) in checked {
-                let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
+                let nb = NewBatch::kafka_crc_checked(b).map_err(StoreError::from)?;
                 appends.push(Box::pin(partition.submit(nb)));
             }
             let mut first: Option<AppendResult> = None;
@@ -452,7 +484,7 @@ impl Broker {
         for (h, b) in checked {
             if !h.has_producer() {
                 // A batch without a producer among idempotent ones: no sequence to follow.
-                let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
+                let nb = NewBatch::kafka_crc_checked(b).map_err(StoreError::from)?;
                 let res = partition.submit(nb).await?;
                 first.get_or_insert(res);
                 continue;
@@ -473,7 +505,7 @@ impl Broker {
                 },
                 SequenceCheck::Append => {
                     state.check_txn_state(&h)?;
-                    let nb = NewBatch::kafka(BytesMut::from(&b[..])).map_err(StoreError::from)?;
+                    let nb = NewBatch::kafka_crc_checked(b).map_err(StoreError::from)?;
                     let opens = opens && !txns.read().is_open(h.producer_id);
                     if opens {
                         txns.write()
@@ -539,7 +571,7 @@ impl Broker {
         state.check_marker(producer_id, producer_epoch)?;
         let now_ms = i64::try_from(super::now_us() / 1000).unwrap_or(i64::MAX);
         let marker = kafka_batch::encode_txn_marker(producer_id, producer_epoch, commit, 0, now_ms);
-        let nb = NewBatch::kafka(BytesMut::from(&marker[..])).map_err(StoreError::from)?;
+        let nb = NewBatch::kafka(marker).map_err(StoreError::from)?;
         let res = partition.submit(nb).await?;
         state.record_marker(producer_id, producer_epoch, res.base_offset, commit);
         state
@@ -847,5 +879,28 @@ mod tests {
         assert_eq!(ids[0].to_le_bytes()[6] >> 4, 4, "version nibble");
         assert_eq!(ids[1], 7);
         assert_eq!(blob.len(), 2 * (HEADER_LEN + 1));
+    }
+
+    /// The ids given to a send's messages with id 0 are distinct, nonzero and UUIDv4-shaped
+    /// (version 4, RFC 4122 variant), within one send and across sends.
+    #[test]
+    fn generated_ids_are_distinct_nonzero_uuid_v4s() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 {
+            let mut blob = BytesMut::new();
+            for _ in 0..2_000 {
+                wharf_protocol::message::encode_message(0, 0, b"x", &[], &mut blob);
+            }
+            assign_ids(&mut blob);
+            for m in Messages::new(&blob) {
+                let id = m.id();
+                let b = id.to_le_bytes();
+                assert_ne!(id, 0);
+                assert_eq!(b[6] >> 4, 4, "version nibble of {id:x}");
+                assert_eq!(b[8] >> 6, 0b10, "variant bits of {id:x}");
+                assert!(seen.insert(id), "id {id:x} given twice");
+            }
+        }
+        assert_eq!(seen.len(), 6_000);
     }
 }
