@@ -2001,7 +2001,10 @@ mod tests {
         assert!(e.contains("segment_size"), "{e}");
         // The steady writeback of `os` mode: a size, 0 turns it off.
         for (value, bytes) in [("0", 0), ("256 KiB", 256 << 10)] {
-            let env = vec![("WHARF_STORAGE_WRITEBACK_BYTES".to_string(), value.to_string())];
+            let env = vec![(
+                "WHARF_STORAGE_WRITEBACK_BYTES".to_string(),
+                value.to_string(),
+            )];
             let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
             assert_eq!(c.store.writeback_bytes, bytes, "{value}");
         }

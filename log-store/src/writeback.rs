@@ -86,8 +86,13 @@ impl Writeback {
         }
         // Wait for the range before the last one: the writer never runs more than two strides
         // ahead of the disk, and dirty pages never pile up behind it.
-        let wait = (self.waited_to < self.last_start)
-            .then(|| call(self.waited_to, self.last_start - self.waited_to, Flags::Wait));
+        let wait = (self.waited_to < self.last_start).then(|| {
+            call(
+                self.waited_to,
+                self.last_start - self.waited_to,
+                Flags::Wait,
+            )
+        });
         let result = wait
             .unwrap_or(Ok(()))
             .and_then(|()| call(self.started_to, to - self.started_to, Flags::Write));
