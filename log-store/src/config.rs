@@ -306,8 +306,8 @@ pub struct StoreConfig {
     pub default_max_batch_bytes: u32,
     /// How often the background syncer fsyncs `os`-mode partitions and the offsets journal.
     pub fsync_interval: Duration,
-    /// Every this many bytes appended to an `os`-mode segment log, the writer starts the
-    /// kernel's writeback of them (`sync_file_range`, RocksDB's `bytes_per_sync`), so that the
+    /// Every this many bytes appended to an `os`-mode segment log, a writeback thread has the
+    /// kernel start writing them (`sync_file_range`, RocksDB's `bytes_per_sync`), so that the
     /// periodic fsync finds little left to write and the writer never stalls behind a second's
     /// worth of dirty pages. Smoothing only: durability stays the periodic fsync. 0: off.
     pub writeback_bytes: u64,

@@ -422,10 +422,10 @@ impl SegmentWriter {
         self.log.sync_with(held)
     }
 
-    /// Starts the kernel's writeback of the log written through `log` once `stride` bytes
-    /// (0: never) have been appended since it was last started: smoothing for `os` mode, never
-    /// a durability promise (see [`crate::writeback`]). Never fails an append.
-    pub fn write_back(&mut self, log: &Handle, stride: u64) {
+    /// Has the kernel's writeback of the log (written through `log`) started once `stride`
+    /// bytes (0: never) have been appended since it was last started: smoothing for `os` mode,
+    /// never a durability promise (see [`crate::writeback`]). Never blocks, never fails.
+    pub fn write_back(&mut self, log: &Arc<Handle>, stride: u64) {
         self.writeback.after_append(log, self.size, stride);
     }
 
