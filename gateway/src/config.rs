@@ -236,6 +236,7 @@ struct RawStorage {
     segment_max_age: String,
     default_durability: String,
     fsync_interval: String,
+    writeback_bytes: String,
     max_batch_size: String,
     retention_interval: String,
     max_open_files: u32,
@@ -659,6 +660,8 @@ impl RawConfig {
             default_max_batch_bytes: max_batch,
             fsync_interval: parse_duration(&self.storage.fsync_interval)
                 .map_err(|m| invalid("storage", "fsync_interval", m))?,
+            writeback_bytes: parse_size(&self.storage.writeback_bytes)
+                .map_err(|m| invalid("storage", "writeback_bytes", m))?,
             retention_interval: parse_duration(&self.storage.retention_interval)
                 .map_err(|m| invalid("storage", "retention_interval", m))?,
             background_tasks: true,
@@ -1657,6 +1660,10 @@ mod tests {
         assert_eq!(c.store.default_segment_size, 1 << 30);
         assert_eq!(c.store.default_durability, Durability::Os);
         assert_eq!(c.store.fsync_interval, Duration::from_secs(1));
+        assert_eq!(
+            c.store.writeback_bytes,
+            wharf_log_store::DEFAULT_WRITEBACK_BYTES
+        );
         assert_eq!(c.kafka.groups.min_session_timeout, Duration::from_secs(6));
         assert_eq!(
             c.kafka.groups.max_session_timeout,
@@ -1992,6 +1999,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("segment_size"), "{e}");
+        // The steady writeback of `os` mode: a size, 0 turns it off.
+        for (value, bytes) in [("0", 0), ("256 KiB", 256 << 10)] {
+            let env = vec![(
+                "WHARF_STORAGE_WRITEBACK_BYTES".to_string(),
+                value.to_string(),
+            )];
+            let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+            assert_eq!(c.store.writeback_bytes, bytes, "{value}");
+        }
+        let env = vec![(
+            "WHARF_STORAGE_WRITEBACK_BYTES".to_string(),
+            "lots".to_string(),
+        )];
+        let e = ServerConfig::load_from(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("writeback_bytes"), "{e}");
     }
 
     /// Loads the defaults with `text` as the config file.

@@ -294,6 +294,9 @@ pub const MIN_SEGMENT_SIZE: u64 = 1;
 /// single file comfortably holds and retention can delete in one step.
 pub const MAX_SEGMENT_SIZE: u64 = 64 << 30;
 
+/// Default of [`StoreConfig::writeback_bytes`]: 1 MiB, RocksDB's usual `bytes_per_sync`.
+pub const DEFAULT_WRITEBACK_BYTES: u64 = 1 << 20;
+
 /// Store-wide settings and topic defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -303,6 +306,11 @@ pub struct StoreConfig {
     pub default_max_batch_bytes: u32,
     /// How often the background syncer fsyncs `os`-mode partitions and the offsets journal.
     pub fsync_interval: Duration,
+    /// Every this many bytes appended to an `os`-mode segment log, a writeback thread has the
+    /// kernel start writing them (`sync_file_range`, RocksDB's `bytes_per_sync`), so that the
+    /// periodic fsync finds little left to write and the writer never stalls behind a second's
+    /// worth of dirty pages. Smoothing only: durability stays the periodic fsync. 0: off.
+    pub writeback_bytes: u64,
     /// How often retention runs.
     pub retention_interval: Duration,
     /// Run the background syncer and retention thread (tests turn it off to drive them by hand).
@@ -366,6 +374,7 @@ impl Default for StoreConfig {
             default_durability: Durability::Os,
             default_max_batch_bytes: 16 << 20,
             fsync_interval: Duration::from_secs(1),
+            writeback_bytes: DEFAULT_WRITEBACK_BYTES,
             retention_interval: Duration::from_secs(60),
             background_tasks: true,
             disk: Disk::real(),
@@ -405,6 +414,8 @@ pub(crate) struct EffectiveSettings {
     /// The bound on the partition's remote manifest (the store's remote tier's
     /// `manifest_max_segments`; its default without one).
     pub manifest_max_segments: usize,
+    /// The store's `writeback_bytes`, used by `os`-mode appends.
+    pub writeback_bytes: u64,
 }
 
 impl EffectiveSettings {
@@ -423,6 +434,7 @@ impl EffectiveSettings {
                 .map_or(crate::remote::DEFAULT_MANIFEST_MAX_SEGMENTS, |r| {
                     r.settings.manifest_max_segments
                 }),
+            writeback_bytes: store.writeback_bytes,
         }
     }
 }

@@ -49,6 +49,7 @@ mod partition;
 pub mod remote;
 mod segment;
 mod store;
+mod writeback;
 
 pub use batch::{
     BatchFormat, Envelope, NewBatch, StoredBatch, ENVELOPE_LEN, NATIVE_MESSAGE_HEADER_LEN,
@@ -56,8 +57,8 @@ pub use batch::{
 pub use compaction::{CleanReport, CleanerStats, PartitionCleaning};
 pub use config::{
     CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicCompression,
-    TopicSettings, LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER, MAX_SEGMENT_SIZE,
-    MIN_SEGMENT_SIZE,
+    TopicSettings, DEFAULT_WRITEBACK_BYTES, LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER,
+    MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};

@@ -742,6 +742,15 @@ impl Partition {
         if writer.first_append_timestamp.is_none() {
             writer.first_append_timestamp = chunk.first_timestamp;
         }
+        // `os` mode: keep the disk writing as data arrives, so the periodic fdatasync has little
+        // left (`fsync` mode's group fdatasync writes it all anyway).
+        let (durability, stride) = {
+            let s = self.settings.read();
+            (s.durability, s.writeback_bytes)
+        };
+        if durability == Durability::Os {
+            writer.write_back(&log, stride);
+        }
         Ok(log)
     }
 
@@ -2139,6 +2148,7 @@ mod tests {
             log_append_time: false,
             max_batch_bytes: 1 << 20,
             manifest_max_segments: crate::remote::DEFAULT_MANIFEST_MAX_SEGMENTS,
+            writeback_bytes: 0,
         }
     }
 
@@ -2975,5 +2985,87 @@ mod tests {
             "the batch holding the start"
         );
         assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(3));
+    }
+
+    /// Bound: `writeback_bytes`. An `os`-mode writer starts the log's writeback once per
+    /// stride written (never with a stride of 0, never in `fsync` mode, whose group fdatasync
+    /// writes it all), and writeback changes nothing of durability: the periodic sync still
+    /// fdatasyncs the log.
+    #[tokio::test]
+    async fn os_mode_appends_start_writeback_every_stride_and_the_sync_still_fdatasyncs() {
+        #[derive(Debug, Default)]
+        struct LogSyncs(std::sync::atomic::AtomicU64);
+        impl crate::disk::FileHook for LogSyncs {
+            fn after(&self, op: crate::disk::FileOp, path: &Path, _: Option<&Path>) {
+                if op == crate::disk::FileOp::SyncData
+                    && path.extension().is_some_and(|e| e == LOG_EXT)
+                {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let stride = 16 << 10;
+        for (durability, writeback_bytes) in [
+            (Durability::Os, stride),
+            (Durability::Os, 0),
+            (Durability::Fsync, stride),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let syncs = Arc::new(LogSyncs::default());
+            let files = OpenFiles::new(Disk::with_hook(syncs.clone()), 64);
+            let p = Partition::create(
+                &files,
+                KEY,
+                dir.path(),
+                EffectiveSettings {
+                    segment_size: 1 << 30,
+                    durability,
+                    writeback_bytes,
+                    ..settings()
+                },
+            )
+            .unwrap();
+            for i in 0..100u8 {
+                let payload = native_payload(3, |m| vec![i; 1000 + 7 * m]);
+                let r = p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+                assert_eq!(r.base_offset, 3 * u64::from(i));
+            }
+            let (size, stats) = {
+                let w = p.writer.lock();
+                let w = w.as_ref().unwrap();
+                (w.size, w.writeback.stats)
+            };
+            let case = format!("{durability:?}, writeback_bytes {writeback_bytes}");
+            if durability == Durability::Os && writeback_bytes > 0 {
+                // Each range handed off is at least a stride, and they cover the log from its
+                // start; how many is the writeback module's to pin down (the thread's queue may
+                // have been full for one, which the next then takes in).
+                let batch = size / 100;
+                assert!(size > 20 * stride, "{case}: a test of {size} bytes");
+                assert!(
+                    (1..=size / stride).contains(&stats.ranges),
+                    "{case}: {stats:?} of {size} bytes"
+                );
+                assert!(stats.bytes <= size, "{case}: {stats:?}");
+                if stats.deferred == 0 {
+                    assert!(
+                        size - stats.bytes < stride + batch + 4096,
+                        "{case}: {stats:?}"
+                    );
+                }
+            } else {
+                assert_eq!(stats, Default::default(), "{case}");
+            }
+            let before = syncs.0.load(Ordering::Relaxed);
+            p.sync().unwrap();
+            let synced = syncs.0.load(Ordering::Relaxed) - before;
+            match durability {
+                Durability::Os => assert_eq!(synced, 1, "{case}: the periodic fdatasync"),
+                Durability::Fsync => assert_eq!(synced, 0, "{case}: each group was synced"),
+            }
+            if durability == Durability::Fsync {
+                assert!(syncs.0.load(Ordering::Relaxed) >= 1, "{case}");
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::disk::Disk;
 use crate::error::{Result, StoreError};
 use crate::index::{decode_prefix, IndexEntry, INDEX_ENTRY_LEN};
 use crate::open_files::{Access, Handle, OpenFiles, SegmentFile};
+use crate::writeback::Writeback;
 
 pub(crate) const LOG_EXT: &str = "log";
 pub(crate) const INDEX_EXT: &str = "index";
@@ -291,6 +292,8 @@ pub(crate) struct SegmentWriter {
     pub broken: bool,
     index_len: u64,
     disk: Disk,
+    /// The steady writeback of the log (`os` mode).
+    pub(crate) writeback: Writeback,
 }
 
 impl SegmentWriter {
@@ -369,6 +372,7 @@ impl SegmentWriter {
             broken: false,
             index_len: (segment.entries.len() * INDEX_ENTRY_LEN) as u64,
             disk: files.disk().clone(),
+            writeback: Writeback::at(segment.size),
         }
     }
 
@@ -416,6 +420,13 @@ impl SegmentWriter {
     /// cache has closed the file since, so no descriptor has to be found for it.
     pub fn sync_log(&self, held: Option<&Handle>) -> Result<()> {
         self.log.sync_with(held)
+    }
+
+    /// Has the kernel's writeback of the log (written through `log`) started once `stride`
+    /// bytes (0: never) have been appended since it was last started: smoothing for `os` mode,
+    /// never a durability promise (see [`crate::writeback`]). Never blocks, never fails.
+    pub fn write_back(&mut self, log: &Arc<Handle>, stride: u64) {
+        self.writeback.after_append(log, self.size, stride);
     }
 
     /// The log and the index, for a sync that must not hold up the writer.
