@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};
 
@@ -983,18 +983,19 @@ impl Partition {
                 }
             };
             let len = (range.end - range.start) as usize;
-            let mut buf = BytesMut::zeroed(len);
+            // Not zeroed: the reads below fill it, and it holds only what they filled.
+            let mut buf = Vec::with_capacity(len);
             if cached_only {
-                let whole = read_at_cached(&file, &mut buf, range.start)
+                let whole = read_at_cached(&file, &mut buf, len, range.start)
                     .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
                 if !whole {
                     return Ok(None);
                 }
             } else {
-                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut buf, range.start)
+                read_exact_at(&file, &mut buf, len, range.start)
                     .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
             }
-            let buf: Bytes = buf.freeze();
+            let buf = Bytes::from(buf);
             let mut at = 0usize;
             for len in range.lengths {
                 let bytes = buf.slice(at..at + len as usize);
@@ -1966,24 +1967,25 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
 /// cached" at once and callers read on their blocking threads.
 static NOWAIT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
-/// Fills `buf` from `offset` if the page cache holds all of it (`preadv2` with `RWF_NOWAIT`).
-/// False when some of it would have to come from the disk.
-fn read_at_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
-    use rustix::io::{preadv2, Errno, ReadWriteFlags};
+/// Appends the `len` bytes at `offset` to `buf` (empty, with room for them) if the page cache
+/// holds all of them (`preadv2` with `RWF_NOWAIT`). False when some of them would have to come
+/// from the disk; `buf` then holds a prefix of them at most, never bytes the file did not give.
+fn read_at_cached(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+) -> std::io::Result<bool> {
+    use rustix::io::Errno;
     if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
         return Ok(false);
     }
-    let mut done = 0usize;
-    while done < buf.len() {
-        let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
-        match preadv2(
-            file,
-            &mut slices,
-            offset + done as u64,
-            ReadWriteFlags::NOWAIT,
-        ) {
+    buf.reserve_exact(len.saturating_sub(buf.len()));
+    while buf.len() < len {
+        let done = buf.len();
+        match preadv2_nowait(file, buf, len - done, offset + done as u64) {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => done += n,
+            Ok(_) => {}
             Err(Errno::AGAIN) => return Ok(false),
             Err(Errno::INTR) => {}
             Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
@@ -1994,6 +1996,69 @@ fn read_at_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io:
         }
     }
     Ok(true)
+}
+
+/// One `preadv2(RWF_NOWAIT)` of at most `want` bytes at `offset` into `buf`'s spare capacity
+/// (at least `want`), not zeroed first: `buf` grows by exactly the bytes the kernel wrote.
+/// rustix's `preadv2` only takes initialised slices, and zeroing them first cost as much CPU as
+/// the read itself.
+#[allow(unsafe_code)]
+fn preadv2_nowait(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    want: usize,
+    offset: u64,
+) -> rustix::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = &mut buf.spare_capacity_mut()[..want];
+    let offset = libc::off_t::try_from(offset).map_err(|_| rustix::io::Errno::INVAL)?;
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    // SAFETY: `iov` describes `spare`, memory this function borrows mutably for the call, and
+    // the kernel writes at most `iov_len` bytes into it; no reference to it is read meanwhile.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+    let Ok(n) = usize::try_from(n) else {
+        return Err(
+            rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+                .unwrap_or(rustix::io::Errno::IO),
+        );
+    };
+    let n = n.min(want);
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity (`n` is what it
+    // returned, at most `want`, within the capacity).
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// Appends the `len` bytes at `offset` to `buf` (empty, with room for them), without zeroing
+/// them first; an error (`UnexpectedEof` when the file is shorter) and never bytes the file did
+/// not give otherwise.
+fn read_exact_at(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+) -> std::io::Result<()> {
+    use rustix::io::Errno;
+    buf.reserve_exact(len.saturating_sub(buf.len()));
+    while buf.len() < len {
+        let done = buf.len();
+        // Reads into the spare capacity, which may be larger than `len`: the excess is cut.
+        match rustix::io::pread(
+            file,
+            rustix::buffer::spare_capacity(buf),
+            offset + done as u64,
+        ) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(len);
+    Ok(())
 }
 
 /// Removes what a folder reused for a new partition (a partition index removed and added
@@ -2646,6 +2711,70 @@ mod tests {
             p.purge_locked().unwrap();
         }
         assert_eq!(p.tier_counts(), TierCounts::default());
+    }
+
+    /// The bound: a read buffer holds only bytes the file gave (it is not zeroed first), so a
+    /// read past the end of a file is an error and the buffer holds a prefix of the file.
+    #[test]
+    fn a_read_past_the_end_of_a_file_fails_and_keeps_only_the_bytes_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ten");
+        let content: Vec<u8> = (1..=10).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+
+        let mut buf = Vec::with_capacity(6);
+        read_exact_at(&file, &mut buf, 6, 4).unwrap();
+        assert_eq!(buf, content[4..]);
+
+        let mut buf = Vec::with_capacity(20);
+        let e = read_exact_at(&file, &mut buf, 20, 0).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(buf, content, "only what the file gave");
+
+        let mut buf = Vec::with_capacity(6);
+        match read_at_cached(&file, &mut buf, 6, 4) {
+            Ok(true) => assert_eq!(buf, content[4..]),
+            // The kernel may not know (RWF_NOWAIT unsupported) or the page went: not cached.
+            Ok(false) => assert!(content[4..].starts_with(&buf)),
+            Err(e) => panic!("cached read of cached bytes: {e}"),
+        }
+        let mut buf = Vec::with_capacity(20);
+        match read_at_cached(&file, &mut buf, 20, 0) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+            Ok(whole) => assert!(!whole, "a read past the end is never whole"),
+        }
+        assert!(
+            content.starts_with(&buf),
+            "only what the file gave: {buf:?}"
+        );
+    }
+
+    /// A segment file cut short under the read plan (its index still lists the batches) gives
+    /// an error or, for a cached read, "not cached": never batches made of unread bytes.
+    #[tokio::test]
+    async fn a_segment_truncated_under_the_read_plan_is_an_error_not_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(&files(), KEY, dir.path(), settings()).unwrap();
+        let payload = native_payload(2, |m| vec![7u8; 10 + m]);
+        p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+        let whole = p.read(0, u64::MAX).unwrap();
+        assert_eq!(whole.batches.len(), 1);
+        let stored = whole.batches[0].as_bytes().len() as u64;
+
+        let log = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|path| path.extension().is_some_and(|x| x == LOG_EXT))
+            .unwrap();
+        let cut = fs::OpenOptions::new().write(true).open(&log).unwrap();
+        cut.set_len(stored / 2).unwrap();
+
+        assert!(p.read(0, u64::MAX).is_err(), "a cut batch is an error");
+        match p.read_cached(0, u64::MAX) {
+            Err(_) | Ok(None) => {}
+            Ok(Some(r)) => panic!("a cut batch read from the cache: {r:?}"),
+        }
     }
 
     #[tokio::test]
