@@ -788,7 +788,15 @@ impl Partition {
     /// An offset below the log start reads from the log start: callers that must refuse such
     /// reads compare with `log_start_offset` in the result.
     pub fn read(&self, from: u64, max_bytes: u64) -> Result<ReadResult> {
-        self.read_from(from, max_bytes, false)
+        self.read_from(from, max_bytes, Fill::AtLeastOne, false)
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Reads as [`Partition::read`] does, but only batches that fit whole in `max_bytes`: none
+    /// when the first one is larger. For a reader that already holds data and has `max_bytes`
+    /// of room left: it reads no batch it would have to drop.
+    pub fn read_fitting(&self, from: u64, max_bytes: u64) -> Result<ReadResult> {
+        self.read_from(from, max_bytes, Fill::Fitting, false)
             .map(Option::unwrap_or_default)
     }
 
@@ -798,7 +806,12 @@ impl Partition {
     /// runtime's worker use this first: the common read of recent data costs no thread hop, and
     /// a slow disk never stalls the worker.
     pub fn read_cached(&self, from: u64, max_bytes: u64) -> Result<Option<ReadResult>> {
-        self.read_from(from, max_bytes, true)
+        self.read_from(from, max_bytes, Fill::AtLeastOne, true)
+    }
+
+    /// [`Partition::read_fitting`] from the page cache alone, as [`Partition::read_cached`].
+    pub fn read_fitting_cached(&self, from: u64, max_bytes: u64) -> Result<Option<ReadResult>> {
+        self.read_from(from, max_bytes, Fill::Fitting, true)
     }
 
     /// How many reads ([`Partition::read`], [`Partition::read_cached`]) this partition has
@@ -811,12 +824,13 @@ impl Partition {
         &self,
         from: u64,
         max_bytes: u64,
+        fill: Fill,
         cached_only: bool,
     ) -> Result<Option<ReadResult>> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.check_readable()?;
         for _ in 0..READ_ATTEMPTS {
-            let (result, generation) = self.read_planned(from, max_bytes, cached_only);
+            let (result, generation) = self.read_planned(from, max_bytes, fill, cached_only);
             // `Ok(None)` (cached reads only) sends the caller to a blocking read anyway.
             if matches!(result, Ok(None)) || self.view.read().generation == generation {
                 return self.check_readable().and(result);
@@ -834,7 +848,7 @@ impl Partition {
         } else {
             self.swapping.lock()
         };
-        let result = self.read_planned(from, max_bytes, cached_only).0;
+        let result = self.read_planned(from, max_bytes, fill, cached_only).0;
         self.check_readable().and(result)
     }
 
@@ -855,6 +869,7 @@ impl Partition {
         &self,
         from: u64,
         max_bytes: u64,
+        fill: Fill,
         cached_only: bool,
     ) -> (Result<Option<ReadResult>>, u64) {
         let mut from = from;
@@ -888,7 +903,20 @@ impl Partition {
                             from = segment.next_offset.max(from + 1);
                             continue;
                         }
-                        Ok(batches) => {
+                        Ok(mut batches) => {
+                            if fill == Fill::Fitting {
+                                // The remote reader returns at least one batch: keep those
+                                // that fit (maybe none).
+                                let mut taken = 0u64;
+                                let fit = batches
+                                    .iter()
+                                    .take_while(|b| {
+                                        taken += b.as_bytes().len() as u64;
+                                        taken <= max_bytes
+                                    })
+                                    .count();
+                                batches.truncate(fit);
+                            }
                             let result = ReadResult {
                                 batches,
                                 log_start_offset: log_start,
@@ -909,7 +937,7 @@ impl Partition {
                     }
                 }
                 break (
-                    plan_read(&view, from, max_bytes),
+                    plan_read(&view, from, max_bytes, fill),
                     log_start,
                     view.high_watermark,
                     view.generation,
@@ -1907,7 +1935,16 @@ struct SegmentRef {
     log: Arc<SegmentFile>,
 }
 
-fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
+/// How many batches a read returns when the first one is larger than its `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// That batch: a reader must always be able to make progress.
+    AtLeastOne,
+    /// None.
+    Fitting,
+}
+
+fn plan_read(view: &View, from: u64, max_bytes: u64, fill: Fill) -> Vec<ReadRange> {
     let mut ranges = Vec::new();
     if from >= view.high_watermark {
         return ranges;
@@ -1917,7 +1954,9 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
         .partition_point(|s| s.base_offset <= from)
         .saturating_sub(1);
     let mut taken = 0u64;
-    let mut any = false;
+    // Whether a batch may be taken past `max_bytes`: only a first one, and only for
+    // `Fill::AtLeastOne`.
+    let mut any = fill == Fill::Fitting;
     'segments: for seg in &view.segments[first..] {
         let start = if seg.base_offset <= from {
             let rel = from - seg.base_offset;
@@ -2713,6 +2752,44 @@ mod tests {
         assert_eq!(p.tier_counts(), TierCounts::default());
     }
 
+    /// The bound: a fitting read returns only whole batches within its `max_bytes` (none when
+    /// the first is larger) and plans no file read for a batch it would not return.
+    #[tokio::test]
+    async fn a_fitting_read_returns_no_batch_past_its_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 2).await;
+        let all = p.read(0, u64::MAX).unwrap();
+        let lens: Vec<u64> = all
+            .batches
+            .iter()
+            .map(|b| b.as_bytes().len() as u64)
+            .collect();
+        assert_eq!(lens.len(), 3);
+
+        assert_eq!(
+            p.read(0, lens[0] - 1).unwrap().batches.len(),
+            1,
+            "at least one"
+        );
+        let reads = p.reads();
+        let none = p.read_fitting(0, lens[0] - 1).unwrap();
+        assert!(none.batches.is_empty());
+        assert_eq!(none.high_watermark, all.high_watermark);
+        assert_eq!(p.reads(), reads + 1);
+        assert_eq!(p.read_fitting(0, lens[0]).unwrap().batches.len(), 1);
+        let two = p.read_fitting(0, lens[0] + lens[1] + lens[2] - 1).unwrap();
+        assert_eq!(two.batches.len(), 2, "across segments, within the bytes");
+        assert_eq!(two.batches[1].base_offset(), all.batches[1].base_offset());
+        match p.read_fitting_cached(2, lens[1] - 1).unwrap() {
+            Some(r) => assert!(r.batches.is_empty()),
+            None => {} // the kernel could not say what is cached
+        }
+        // The plan itself holds no range for such a read: no bytes are read and dropped.
+        let view = p.view.read();
+        assert!(plan_read(&view, 0, lens[0] - 1, Fill::Fitting).is_empty());
+        assert_eq!(plan_read(&view, 0, lens[0] - 1, Fill::AtLeastOne).len(), 1);
+    }
+
     /// The bound: a read buffer holds only bytes the file gave (it is not zeroed first), so a
     /// read past the end of a file is an error and the buffer holds a prefix of the file.
     #[test]
@@ -2894,7 +2971,10 @@ mod tests {
         p.attach_remote(Arc::clone(&reader));
         let (ranges, hw) = {
             let view = p.view.read();
-            (plan_read(&view, 0, 1), view.high_watermark)
+            (
+                plan_read(&view, 0, 1, Fill::AtLeastOne),
+                view.high_watermark,
+            )
         };
         assert_eq!(ranges[0].first_offset, 0);
         assert!(p.delete_uploaded_segment(0).unwrap().is_some());
