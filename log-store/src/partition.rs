@@ -788,15 +788,15 @@ impl Partition {
     /// An offset below the log start reads from the log start: callers that must refuse such
     /// reads compare with `log_start_offset` in the result.
     pub fn read(&self, from: u64, max_bytes: u64) -> Result<ReadResult> {
-        self.read_from(from, max_bytes, Fill::AtLeastOne, false)
-            .map(Option::unwrap_or_default)
+        self.read_bounded(from, ReadBounds::at_least_one(max_bytes))
     }
 
-    /// Reads as [`Partition::read`] does, but only batches that fit whole in `max_bytes`: none
-    /// when the first one is larger. For a reader that already holds data and has `max_bytes`
-    /// of room left: it reads no batch it would have to drop.
-    pub fn read_fitting(&self, from: u64, max_bytes: u64) -> Result<ReadResult> {
-        self.read_from(from, max_bytes, Fill::Fitting, false)
+    /// Reads as [`Partition::read`] does, within `bounds`: only batches that begin before
+    /// `bounds.until`, and with [`Fill::Fitting`] only batches that fit whole in
+    /// `bounds.max_bytes` (none when the first one is larger). For a reader that knows how much
+    /// it can still use: it reads no batch it would have to drop.
+    pub fn read_bounded(&self, from: u64, bounds: ReadBounds) -> Result<ReadResult> {
+        self.read_from(from, bounds, false)
             .map(Option::unwrap_or_default)
     }
 
@@ -806,12 +806,12 @@ impl Partition {
     /// runtime's worker use this first: the common read of recent data costs no thread hop, and
     /// a slow disk never stalls the worker.
     pub fn read_cached(&self, from: u64, max_bytes: u64) -> Result<Option<ReadResult>> {
-        self.read_from(from, max_bytes, Fill::AtLeastOne, true)
+        self.read_bounded_cached(from, ReadBounds::at_least_one(max_bytes))
     }
 
-    /// [`Partition::read_fitting`] from the page cache alone, as [`Partition::read_cached`].
-    pub fn read_fitting_cached(&self, from: u64, max_bytes: u64) -> Result<Option<ReadResult>> {
-        self.read_from(from, max_bytes, Fill::Fitting, true)
+    /// [`Partition::read_bounded`] from the page cache alone, as [`Partition::read_cached`].
+    pub fn read_bounded_cached(&self, from: u64, bounds: ReadBounds) -> Result<Option<ReadResult>> {
+        self.read_from(from, bounds, true)
     }
 
     /// How many reads ([`Partition::read`], [`Partition::read_cached`]) this partition has
@@ -823,14 +823,13 @@ impl Partition {
     fn read_from(
         &self,
         from: u64,
-        max_bytes: u64,
-        fill: Fill,
+        bounds: ReadBounds,
         cached_only: bool,
     ) -> Result<Option<ReadResult>> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.check_readable()?;
         for _ in 0..READ_ATTEMPTS {
-            let (result, generation) = self.read_planned(from, max_bytes, fill, cached_only);
+            let (result, generation) = self.read_planned(from, bounds, cached_only);
             // `Ok(None)` (cached reads only) sends the caller to a blocking read anyway.
             if matches!(result, Ok(None)) || self.view.read().generation == generation {
                 return self.check_readable().and(result);
@@ -848,7 +847,7 @@ impl Partition {
         } else {
             self.swapping.lock()
         };
-        let result = self.read_planned(from, max_bytes, fill, cached_only).0;
+        let result = self.read_planned(from, bounds, cached_only).0;
         self.check_readable().and(result)
     }
 
@@ -868,10 +867,10 @@ impl Partition {
     fn read_planned(
         &self,
         from: u64,
-        max_bytes: u64,
-        fill: Fill,
+        bounds: ReadBounds,
         cached_only: bool,
     ) -> (Result<Option<ReadResult>>, u64) {
+        let max_bytes = bounds.max_bytes;
         let mut from = from;
         let mut remote_attempts = 0;
         loop {
@@ -904,19 +903,20 @@ impl Partition {
                             continue;
                         }
                         Ok(mut batches) => {
-                            if fill == Fill::Fitting {
-                                // The remote reader returns at least one batch: keep those
-                                // that fit (maybe none).
-                                let mut taken = 0u64;
-                                let fit = batches
-                                    .iter()
-                                    .take_while(|b| {
-                                        taken += b.as_bytes().len() as u64;
-                                        taken <= max_bytes
-                                    })
-                                    .count();
-                                batches.truncate(fit);
-                            }
+                            // The remote reader returns at least one batch and knows no
+                            // `until`: keep what the bounds allow (maybe nothing).
+                            let mut taken = 0u64;
+                            let keep = batches
+                                .iter()
+                                .enumerate()
+                                .take_while(|(i, b)| {
+                                    taken += b.as_bytes().len() as u64;
+                                    b.base_offset() < bounds.until
+                                        && (taken <= max_bytes
+                                            || (*i == 0 && bounds.fill == Fill::AtLeastOne))
+                                })
+                                .count();
+                            batches.truncate(keep);
                             let result = ReadResult {
                                 batches,
                                 log_start_offset: log_start,
@@ -937,7 +937,7 @@ impl Partition {
                     }
                 }
                 break (
-                    plan_read(&view, from, max_bytes, fill),
+                    plan_read(&view, from, bounds),
                     log_start,
                     view.high_watermark,
                     view.generation,
@@ -1937,16 +1937,44 @@ struct SegmentRef {
 
 /// How many batches a read returns when the first one is larger than its `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fill {
+pub enum Fill {
     /// That batch: a reader must always be able to make progress.
     AtLeastOne,
     /// None.
     Fitting,
 }
 
-fn plan_read(view: &View, from: u64, max_bytes: u64, fill: Fill) -> Vec<ReadRange> {
+/// What a read ([`Partition::read_bounded`]) may return from its start on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBounds {
+    /// Stored bytes (envelopes included) of the batches returned; see [`Fill`] for a first
+    /// batch larger than this.
+    pub max_bytes: u64,
+    /// Only batches that begin before this offset are returned (`u64::MAX`: no bound).
+    pub until: u64,
+    pub fill: Fill,
+}
+
+impl ReadBounds {
+    /// [`Partition::read`]'s bounds: `max_bytes`, but at least one batch.
+    pub fn at_least_one(max_bytes: u64) -> ReadBounds {
+        ReadBounds {
+            max_bytes,
+            until: u64::MAX,
+            fill: Fill::AtLeastOne,
+        }
+    }
+}
+
+fn plan_read(view: &View, from: u64, bounds: ReadBounds) -> Vec<ReadRange> {
+    let ReadBounds {
+        max_bytes,
+        until,
+        fill,
+    } = bounds;
+    let end = view.high_watermark.min(until);
     let mut ranges = Vec::new();
-    if from >= view.high_watermark {
+    if from >= end {
         return ranges;
     }
     let first = view
@@ -1971,7 +1999,7 @@ fn plan_read(view: &View, from: u64, max_bytes: u64, fill: Fill) -> Vec<ReadRang
         };
         let mut range: Option<ReadRange> = None;
         for e in &seg.entries[start..] {
-            if seg.base_offset + u64::from(e.relative_offset) >= view.high_watermark {
+            if seg.base_offset + u64::from(e.relative_offset) >= end {
                 break;
             }
             if any && taken + u64::from(e.length) > max_bytes {
@@ -2772,22 +2800,44 @@ mod tests {
             "at least one"
         );
         let reads = p.reads();
-        let none = p.read_fitting(0, lens[0] - 1).unwrap();
+        let fitting = |max_bytes| ReadBounds {
+            max_bytes,
+            until: u64::MAX,
+            fill: Fill::Fitting,
+        };
+        let none = p.read_bounded(0, fitting(lens[0] - 1)).unwrap();
         assert!(none.batches.is_empty());
         assert_eq!(none.high_watermark, all.high_watermark);
         assert_eq!(p.reads(), reads + 1);
-        assert_eq!(p.read_fitting(0, lens[0]).unwrap().batches.len(), 1);
-        let two = p.read_fitting(0, lens[0] + lens[1] + lens[2] - 1).unwrap();
+        assert_eq!(
+            p.read_bounded(0, fitting(lens[0])).unwrap().batches.len(),
+            1
+        );
+        let two = p
+            .read_bounded(0, fitting(lens[0] + lens[1] + lens[2] - 1))
+            .unwrap();
         assert_eq!(two.batches.len(), 2, "across segments, within the bytes");
         assert_eq!(two.batches[1].base_offset(), all.batches[1].base_offset());
-        match p.read_fitting_cached(2, lens[1] - 1).unwrap() {
+        match p.read_bounded_cached(2, fitting(lens[1] - 1)).unwrap() {
             Some(r) => assert!(r.batches.is_empty()),
             None => {} // the kernel could not say what is cached
         }
         // The plan itself holds no range for such a read: no bytes are read and dropped.
         let view = p.view.read();
-        assert!(plan_read(&view, 0, lens[0] - 1, Fill::Fitting).is_empty());
-        assert_eq!(plan_read(&view, 0, lens[0] - 1, Fill::AtLeastOne).len(), 1);
+        assert!(plan_read(&view, 0, fitting(lens[0] - 1)).is_empty());
+        let one = ReadBounds::at_least_one(lens[0] - 1);
+        assert_eq!(plan_read(&view, 0, one).len(), 1);
+        // `until` bounds the batches by their first offset (2 messages each): a batch that
+        // begins at it is not planned, not even as the first one.
+        let until = |until| ReadBounds {
+            until,
+            ..ReadBounds::at_least_one(u64::MAX)
+        };
+        assert_eq!(plan_read(&view, 0, until(2))[0].lengths.len(), 1);
+        assert_eq!(plan_read(&view, 0, until(3)).len(), 2);
+        assert!(plan_read(&view, 2, until(2)).is_empty());
+        drop(view);
+        assert_eq!(p.read_bounded(1, until(4)).unwrap().batches.len(), 2);
     }
 
     /// The bound: a read buffer holds only bytes the file gave (it is not zeroed first), so a
@@ -2972,7 +3022,7 @@ mod tests {
         let (ranges, hw) = {
             let view = p.view.read();
             (
-                plan_read(&view, 0, 1, Fill::AtLeastOne),
+                plan_read(&view, 0, ReadBounds::at_least_one(1)),
                 view.high_watermark,
             )
         };
@@ -3027,6 +3077,23 @@ mod tests {
         assert_eq!(r.batches.len(), 1);
         assert_eq!(r.batches[0].envelope().base_offset, 2);
         assert_eq!((r.log_start_offset, r.high_watermark), (0, 8));
+        // A fitting read of remote data returns what fits, and nothing when the batch does not.
+        let len = r.batches[0].as_bytes().len() as u64;
+        let fitting = |max_bytes| ReadBounds {
+            max_bytes,
+            until: u64::MAX,
+            fill: Fill::Fitting,
+        };
+        assert_eq!(p.read_bounded(3, fitting(len)).unwrap().batches, r.batches);
+        let none = p.read_bounded(3, fitting(len - 1)).unwrap();
+        assert!(none.batches.is_empty());
+        let before_it = ReadBounds {
+            until: 2,
+            ..ReadBounds::at_least_one(1 << 20)
+        };
+        assert_eq!(p.read_bounded(0, before_it).unwrap().batches.len(), 1);
+        assert!(none.batches.is_empty());
+        assert_eq!((none.log_start_offset, none.high_watermark), (0, 8));
 
         // Each segment's index was fetched once and is kept parsed: look-ups fetch nothing.
         faulty.reset_counts();

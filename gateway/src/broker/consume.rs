@@ -25,7 +25,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
-use wharf_log_store::{BatchFormat, LogStore, Partition, StoredBatch, ENVELOPE_LEN};
+use wharf_log_store::{
+    BatchFormat, Fill, LogStore, Partition, ReadBounds, StoredBatch, ENVELOPE_LEN,
+};
 use wharf_protocol::message::Messages;
 use wharf_protocol::{Consumer, PollingStrategy};
 
@@ -929,23 +931,27 @@ fn read_kafka(
         // batches that fit in the room left, so that no batch is read only to be dropped (a
         // stored Kafka batch is its Kafka bytes behind an envelope; what does not fit as Kafka
         // bytes is still dropped below).
-        let result = if first_in_response && batches.is_empty() {
-            let step = room.max(1) as u64;
-            if cached_only {
-                p.read_cached(from, step)?
-            } else {
-                Some(p.read(from, step)?)
+        // Batches from `end` on (past the LSO) are not read either.
+        let bounds = if first_in_response && batches.is_empty() {
+            ReadBounds {
+                max_bytes: room.max(1) as u64,
+                until: end,
+                fill: Fill::AtLeastOne,
             }
         } else {
-            let step = room.saturating_add(ENVELOPE_LEN) as u64;
-            if cached_only {
-                p.read_fitting_cached(from, step)?
-            } else {
-                Some(p.read_fitting(from, step)?)
+            ReadBounds {
+                max_bytes: room.saturating_add(ENVELOPE_LEN) as u64,
+                until: end,
+                fill: Fill::Fitting,
             }
         };
-        let Some(result) = result else {
-            return Ok(None);
+        let result = if cached_only {
+            match p.read_bounded_cached(from, bounds)? {
+                Some(r) => r,
+                None => return Ok(None),
+            }
+        } else {
+            p.read_bounded(from, bounds)?
         };
         tally.store_reads += 1;
         tally.stored_bytes += result
@@ -1301,14 +1307,19 @@ fn collect_native(
         && !(out.count > 0 && bytes + skipped >= max_bytes)
     {
         // The store always gives at least one batch, so a small step still makes progress.
-        let step = READ_STEP.min(max_bytes.saturating_sub(bytes).max(1) as u64);
+        // Batches that begin past the messages still wanted are not read (offsets may have
+        // holes: then the next step reads on).
+        let bounds = ReadBounds {
+            until: from.saturating_add(u64::from(count - out.count)).min(stop),
+            ..ReadBounds::at_least_one(READ_STEP.min(max_bytes.saturating_sub(bytes).max(1) as u64))
+        };
         let read = if cached_only {
-            match partition.read_cached(from, step)? {
+            match partition.read_bounded_cached(from, bounds)? {
                 Some(r) => r,
                 None => return Ok(None),
             }
         } else {
-            partition.read(from, step)?
+            partition.read_bounded(from, bounds)?
         };
         if read.batches.is_empty() {
             break;
