@@ -71,7 +71,8 @@ pub use names::validate_name;
 pub use offsets::{CommittedOffset, ConsumerOffsets, OffsetKey, OffsetOwner};
 pub use open_files::{open_files_limit, raise_open_files_limit, OpenFilesLimit};
 pub use partition::{
-    AppendResult, Partition, PartitionKey, PartitionRepair, PartitionStats, ReadResult,
+    AppendResult, Fill, Partition, PartitionKey, PartitionRepair, PartitionStats, ReadBounds,
+    ReadResult,
 };
 pub use segment::SegmentRepair;
 pub use store::{Ident, LogStore, OpenReport, StreamInfo, TopicInfo};

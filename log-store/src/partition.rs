@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, watch};
 
@@ -822,7 +822,15 @@ impl Partition {
     /// An offset below the log start reads from the log start: callers that must refuse such
     /// reads compare with `log_start_offset` in the result.
     pub fn read(&self, from: u64, max_bytes: u64) -> Result<ReadResult> {
-        self.read_from(from, max_bytes, false)
+        self.read_bounded(from, ReadBounds::at_least_one(max_bytes))
+    }
+
+    /// Reads as [`Partition::read`] does, within `bounds`: only batches that begin before
+    /// `bounds.until`, and with [`Fill::Fitting`] only batches that fit whole in
+    /// `bounds.max_bytes` (none when the first one is larger). For a reader that knows how much
+    /// it can still use: it reads no batch it would have to drop.
+    pub fn read_bounded(&self, from: u64, bounds: ReadBounds) -> Result<ReadResult> {
+        self.read_from(from, bounds, false)
             .map(Option::unwrap_or_default)
     }
 
@@ -832,7 +840,12 @@ impl Partition {
     /// runtime's worker use this first: the common read of recent data costs no thread hop, and
     /// a slow disk never stalls the worker.
     pub fn read_cached(&self, from: u64, max_bytes: u64) -> Result<Option<ReadResult>> {
-        self.read_from(from, max_bytes, true)
+        self.read_bounded_cached(from, ReadBounds::at_least_one(max_bytes))
+    }
+
+    /// [`Partition::read_bounded`] from the page cache alone, as [`Partition::read_cached`].
+    pub fn read_bounded_cached(&self, from: u64, bounds: ReadBounds) -> Result<Option<ReadResult>> {
+        self.read_from(from, bounds, true)
     }
 
     /// How many reads ([`Partition::read`], [`Partition::read_cached`]) this partition has
@@ -844,13 +857,13 @@ impl Partition {
     fn read_from(
         &self,
         from: u64,
-        max_bytes: u64,
+        bounds: ReadBounds,
         cached_only: bool,
     ) -> Result<Option<ReadResult>> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.check_readable()?;
         for _ in 0..READ_ATTEMPTS {
-            let (result, generation) = self.read_planned(from, max_bytes, cached_only);
+            let (result, generation) = self.read_planned(from, bounds, cached_only);
             // `Ok(None)` (cached reads only) sends the caller to a blocking read anyway.
             if matches!(result, Ok(None)) || self.view.read().generation == generation {
                 return self.check_readable().and(result);
@@ -868,7 +881,7 @@ impl Partition {
         } else {
             self.swapping.lock()
         };
-        let result = self.read_planned(from, max_bytes, cached_only).0;
+        let result = self.read_planned(from, bounds, cached_only).0;
         self.check_readable().and(result)
     }
 
@@ -888,9 +901,10 @@ impl Partition {
     fn read_planned(
         &self,
         from: u64,
-        max_bytes: u64,
+        bounds: ReadBounds,
         cached_only: bool,
     ) -> (Result<Option<ReadResult>>, u64) {
+        let max_bytes = bounds.max_bytes;
         let mut from = from;
         let mut remote_attempts = 0;
         loop {
@@ -922,7 +936,21 @@ impl Partition {
                             from = segment.next_offset.max(from + 1);
                             continue;
                         }
-                        Ok(batches) => {
+                        Ok(mut batches) => {
+                            // The remote reader returns at least one batch and knows no
+                            // `until`: keep what the bounds allow (maybe nothing).
+                            let mut taken = 0u64;
+                            let keep = batches
+                                .iter()
+                                .enumerate()
+                                .take_while(|(i, b)| {
+                                    taken += b.as_bytes().len() as u64;
+                                    b.base_offset() < bounds.until
+                                        && (taken <= max_bytes
+                                            || (*i == 0 && bounds.fill == Fill::AtLeastOne))
+                                })
+                                .count();
+                            batches.truncate(keep);
                             let result = ReadResult {
                                 batches,
                                 log_start_offset: log_start,
@@ -943,7 +971,7 @@ impl Partition {
                     }
                 }
                 break (
-                    plan_read(&view, from, max_bytes),
+                    plan_read(&view, from, bounds),
                     log_start,
                     view.high_watermark,
                     view.generation,
@@ -1017,18 +1045,19 @@ impl Partition {
                 }
             };
             let len = (range.end - range.start) as usize;
-            let mut buf = BytesMut::zeroed(len);
+            // Not zeroed: the reads below fill it, and it holds only what they filled.
+            let mut buf = Vec::with_capacity(len);
             if cached_only {
-                let whole = read_at_cached(&file, &mut buf, range.start)
+                let whole = read_at_cached(&file, &mut buf, len, range.start)
                     .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
                 if !whole {
                     return Ok(None);
                 }
             } else {
-                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut buf, range.start)
+                read_exact_at(&file, &mut buf, len, range.start)
                     .map_err(|e| StoreError::io(&range.segment.log_path, e))?;
             }
-            let buf: Bytes = buf.freeze();
+            let buf = Bytes::from(buf);
             let mut at = 0usize;
             for len in range.lengths {
                 let bytes = buf.slice(at..at + len as usize);
@@ -1940,9 +1969,46 @@ struct SegmentRef {
     log: Arc<SegmentFile>,
 }
 
-fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
+/// How many batches a read returns when the first one is larger than its `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// That batch: a reader must always be able to make progress.
+    AtLeastOne,
+    /// None.
+    Fitting,
+}
+
+/// What a read ([`Partition::read_bounded`]) may return from its start on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBounds {
+    /// Stored bytes (envelopes included) of the batches returned; see [`Fill`] for a first
+    /// batch larger than this.
+    pub max_bytes: u64,
+    /// Only batches that begin before this offset are returned (`u64::MAX`: no bound).
+    pub until: u64,
+    pub fill: Fill,
+}
+
+impl ReadBounds {
+    /// [`Partition::read`]'s bounds: `max_bytes`, but at least one batch.
+    pub fn at_least_one(max_bytes: u64) -> ReadBounds {
+        ReadBounds {
+            max_bytes,
+            until: u64::MAX,
+            fill: Fill::AtLeastOne,
+        }
+    }
+}
+
+fn plan_read(view: &View, from: u64, bounds: ReadBounds) -> Vec<ReadRange> {
+    let ReadBounds {
+        max_bytes,
+        until,
+        fill,
+    } = bounds;
+    let end = view.high_watermark.min(until);
     let mut ranges = Vec::new();
-    if from >= view.high_watermark {
+    if from >= end {
         return ranges;
     }
     let first = view
@@ -1950,7 +2016,9 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
         .partition_point(|s| s.base_offset <= from)
         .saturating_sub(1);
     let mut taken = 0u64;
-    let mut any = false;
+    // Whether a batch may be taken past `max_bytes`: only a first one, and only for
+    // `Fill::AtLeastOne`.
+    let mut any = fill == Fill::Fitting;
     'segments: for seg in &view.segments[first..] {
         let start = if seg.base_offset <= from {
             let rel = from - seg.base_offset;
@@ -1965,7 +2033,7 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
         };
         let mut range: Option<ReadRange> = None;
         for e in &seg.entries[start..] {
-            if seg.base_offset + u64::from(e.relative_offset) >= view.high_watermark {
+            if seg.base_offset + u64::from(e.relative_offset) >= end {
                 break;
             }
             if any && taken + u64::from(e.length) > max_bytes {
@@ -2000,24 +2068,25 @@ fn plan_read(view: &View, from: u64, max_bytes: u64) -> Vec<ReadRange> {
 /// cached" at once and callers read on their blocking threads.
 static NOWAIT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
-/// Fills `buf` from `offset` if the page cache holds all of it (`preadv2` with `RWF_NOWAIT`).
-/// False when some of it would have to come from the disk.
-fn read_at_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
-    use rustix::io::{preadv2, Errno, ReadWriteFlags};
+/// Appends the `len` bytes at `offset` to `buf` (empty, with room for them) if the page cache
+/// holds all of them (`preadv2` with `RWF_NOWAIT`). False when some of them would have to come
+/// from the disk; `buf` then holds a prefix of them at most, never bytes the file did not give.
+fn read_at_cached(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+) -> std::io::Result<bool> {
+    use rustix::io::Errno;
     if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
         return Ok(false);
     }
-    let mut done = 0usize;
-    while done < buf.len() {
-        let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
-        match preadv2(
-            file,
-            &mut slices,
-            offset + done as u64,
-            ReadWriteFlags::NOWAIT,
-        ) {
+    buf.reserve_exact(len.saturating_sub(buf.len()));
+    while buf.len() < len {
+        let done = buf.len();
+        match preadv2_nowait(file, buf, len - done, offset + done as u64) {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => done += n,
+            Ok(_) => {}
             Err(Errno::AGAIN) => return Ok(false),
             Err(Errno::INTR) => {}
             Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
@@ -2028,6 +2097,69 @@ fn read_at_cached(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io:
         }
     }
     Ok(true)
+}
+
+/// One `preadv2(RWF_NOWAIT)` of at most `want` bytes at `offset` into `buf`'s spare capacity
+/// (at least `want`), not zeroed first: `buf` grows by exactly the bytes the kernel wrote.
+/// rustix's `preadv2` only takes initialised slices, and zeroing them first cost as much CPU as
+/// the read itself.
+#[allow(unsafe_code)]
+fn preadv2_nowait(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    want: usize,
+    offset: u64,
+) -> rustix::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = &mut buf.spare_capacity_mut()[..want];
+    let offset = libc::off_t::try_from(offset).map_err(|_| rustix::io::Errno::INVAL)?;
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    // SAFETY: `iov` describes `spare`, memory this function borrows mutably for the call, and
+    // the kernel writes at most `iov_len` bytes into it; no reference to it is read meanwhile.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+    let Ok(n) = usize::try_from(n) else {
+        return Err(
+            rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+                .unwrap_or(rustix::io::Errno::IO),
+        );
+    };
+    let n = n.min(want);
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity (`n` is what it
+    // returned, at most `want`, within the capacity).
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// Appends the `len` bytes at `offset` to `buf` (empty, with room for them), without zeroing
+/// them first; an error (`UnexpectedEof` when the file is shorter) and never bytes the file did
+/// not give otherwise.
+fn read_exact_at(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+) -> std::io::Result<()> {
+    use rustix::io::Errno;
+    buf.reserve_exact(len.saturating_sub(buf.len()));
+    while buf.len() < len {
+        let done = buf.len();
+        // Reads into the spare capacity, which may be larger than `len`: the excess is cut.
+        match rustix::io::pread(
+            file,
+            rustix::buffer::spare_capacity(buf),
+            offset + done as u64,
+        ) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(len);
+    Ok(())
 }
 
 /// Removes what a folder reused for a new partition (a partition index removed and added
@@ -2714,6 +2846,130 @@ mod tests {
         assert_eq!(p.tier_counts(), TierCounts::default());
     }
 
+    /// The bound: a fitting read returns only whole batches within its `max_bytes` (none when
+    /// the first is larger) and plans no file read for a batch it would not return.
+    #[tokio::test]
+    async fn a_fitting_read_returns_no_batch_past_its_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = filled(dir.path(), 2).await;
+        let all = p.read(0, u64::MAX).unwrap();
+        let lens: Vec<u64> = all
+            .batches
+            .iter()
+            .map(|b| b.as_bytes().len() as u64)
+            .collect();
+        assert_eq!(lens.len(), 3);
+
+        assert_eq!(
+            p.read(0, lens[0] - 1).unwrap().batches.len(),
+            1,
+            "at least one"
+        );
+        let reads = p.reads();
+        let fitting = |max_bytes| ReadBounds {
+            max_bytes,
+            until: u64::MAX,
+            fill: Fill::Fitting,
+        };
+        let none = p.read_bounded(0, fitting(lens[0] - 1)).unwrap();
+        assert!(none.batches.is_empty());
+        assert_eq!(none.high_watermark, all.high_watermark);
+        assert_eq!(p.reads(), reads + 1);
+        assert_eq!(
+            p.read_bounded(0, fitting(lens[0])).unwrap().batches.len(),
+            1
+        );
+        let two = p
+            .read_bounded(0, fitting(lens[0] + lens[1] + lens[2] - 1))
+            .unwrap();
+        assert_eq!(two.batches.len(), 2, "across segments, within the bytes");
+        assert_eq!(two.batches[1].base_offset(), all.batches[1].base_offset());
+        // `None`: the kernel could not say what is cached.
+        if let Some(r) = p.read_bounded_cached(2, fitting(lens[1] - 1)).unwrap() {
+            assert!(r.batches.is_empty());
+        }
+        // The plan itself holds no range for such a read: no bytes are read and dropped.
+        let view = p.view.read();
+        assert!(plan_read(&view, 0, fitting(lens[0] - 1)).is_empty());
+        let one = ReadBounds::at_least_one(lens[0] - 1);
+        assert_eq!(plan_read(&view, 0, one).len(), 1);
+        // `until` bounds the batches by their first offset (2 messages each): a batch that
+        // begins at it is not planned, not even as the first one.
+        let until = |until| ReadBounds {
+            until,
+            ..ReadBounds::at_least_one(u64::MAX)
+        };
+        assert_eq!(plan_read(&view, 0, until(2))[0].lengths.len(), 1);
+        assert_eq!(plan_read(&view, 0, until(3)).len(), 2);
+        assert!(plan_read(&view, 2, until(2)).is_empty());
+        drop(view);
+        assert_eq!(p.read_bounded(1, until(4)).unwrap().batches.len(), 2);
+    }
+
+    /// The bound: a read buffer holds only bytes the file gave (it is not zeroed first), so a
+    /// read past the end of a file is an error and the buffer holds a prefix of the file.
+    #[test]
+    fn a_read_past_the_end_of_a_file_fails_and_keeps_only_the_bytes_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ten");
+        let content: Vec<u8> = (1..=10).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+
+        let mut buf = Vec::with_capacity(6);
+        read_exact_at(&file, &mut buf, 6, 4).unwrap();
+        assert_eq!(buf, content[4..]);
+
+        let mut buf = Vec::with_capacity(20);
+        let e = read_exact_at(&file, &mut buf, 20, 0).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(buf, content, "only what the file gave");
+
+        let mut buf = Vec::with_capacity(6);
+        match read_at_cached(&file, &mut buf, 6, 4) {
+            Ok(true) => assert_eq!(buf, content[4..]),
+            // The kernel may not know (RWF_NOWAIT unsupported) or the page went: not cached.
+            Ok(false) => assert!(content[4..].starts_with(&buf)),
+            Err(e) => panic!("cached read of cached bytes: {e}"),
+        }
+        let mut buf = Vec::with_capacity(20);
+        match read_at_cached(&file, &mut buf, 20, 0) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+            Ok(whole) => assert!(!whole, "a read past the end is never whole"),
+        }
+        assert!(
+            content.starts_with(&buf),
+            "only what the file gave: {buf:?}"
+        );
+    }
+
+    /// A segment file cut short under the read plan (its index still lists the batches) gives
+    /// an error or, for a cached read, "not cached": never batches made of unread bytes.
+    #[tokio::test]
+    async fn a_segment_truncated_under_the_read_plan_is_an_error_not_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(&files(), KEY, dir.path(), settings()).unwrap();
+        let payload = native_payload(2, |m| vec![7u8; 10 + m]);
+        p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+        let whole = p.read(0, u64::MAX).unwrap();
+        assert_eq!(whole.batches.len(), 1);
+        let stored = whole.batches[0].as_bytes().len() as u64;
+
+        let log = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|path| path.extension().is_some_and(|x| x == LOG_EXT))
+            .unwrap();
+        let cut = fs::OpenOptions::new().write(true).open(&log).unwrap();
+        cut.set_len(stored / 2).unwrap();
+
+        assert!(p.read(0, u64::MAX).is_err(), "a cut batch is an error");
+        match p.read_cached(0, u64::MAX) {
+            Err(_) | Ok(None) => {}
+            Ok(Some(r)) => panic!("a cut batch read from the cache: {r:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn purge_installs_an_empty_manifest_of_the_next_epoch() {
         let dir = tempfile::tempdir().unwrap();
@@ -2831,7 +3087,10 @@ mod tests {
         p.attach_remote(Arc::clone(&reader));
         let (ranges, hw) = {
             let view = p.view.read();
-            (plan_read(&view, 0, 1), view.high_watermark)
+            (
+                plan_read(&view, 0, ReadBounds::at_least_one(1)),
+                view.high_watermark,
+            )
         };
         assert_eq!(ranges[0].first_offset, 0);
         assert!(p.delete_uploaded_segment(0).unwrap().is_some());
@@ -2884,6 +3143,23 @@ mod tests {
         assert_eq!(r.batches.len(), 1);
         assert_eq!(r.batches[0].envelope().base_offset, 2);
         assert_eq!((r.log_start_offset, r.high_watermark), (0, 8));
+        // A fitting read of remote data returns what fits, and nothing when the batch does not.
+        let len = r.batches[0].as_bytes().len() as u64;
+        let fitting = |max_bytes| ReadBounds {
+            max_bytes,
+            until: u64::MAX,
+            fill: Fill::Fitting,
+        };
+        assert_eq!(p.read_bounded(3, fitting(len)).unwrap().batches, r.batches);
+        let none = p.read_bounded(3, fitting(len - 1)).unwrap();
+        assert!(none.batches.is_empty());
+        let before_it = ReadBounds {
+            until: 2,
+            ..ReadBounds::at_least_one(1 << 20)
+        };
+        assert_eq!(p.read_bounded(0, before_it).unwrap().batches.len(), 1);
+        assert!(none.batches.is_empty());
+        assert_eq!((none.log_start_offset, none.high_watermark), (0, 8));
 
         // Each segment's index was fetched once and is kept parsed: look-ups fetch nothing.
         faulty.reset_counts();

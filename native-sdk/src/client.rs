@@ -192,9 +192,7 @@ impl Connection {
             // The body stays unread, so this connection cannot be used again.
             return Err(Error::Protocol(format!("answer of {len} bytes")));
         }
-        let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body).await.map_err(lost)?;
-        Ok(Bytes::from(body))
+        read_body(&mut self.stream, len).await.map_err(lost)
     }
 
     async fn write(&mut self, head: &[u8], payload: &[u8]) -> std::io::Result<()> {
@@ -221,6 +219,24 @@ impl Connection {
         }
         lost(e)
     }
+}
+
+/// An answer's body of `len` bytes (checked by the caller), read into a buffer that is not
+/// zeroed first (most of a poll's answer is messages: zeroing it cost as much as reading it).
+/// The buffer holds only what was read; an answer cut short is an error.
+async fn read_body(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    len: usize,
+) -> std::io::Result<Bytes> {
+    let mut body = BytesMut::with_capacity(len);
+    // Never past this answer: the next one's bytes stay in the stream.
+    let mut answer = stream.take(len as u64);
+    while body.len() < len {
+        if answer.read_buf(&mut body).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(body.freeze())
 }
 
 /// A logged-in connection whose requests are pipelined: several may be written before their
@@ -1268,5 +1284,37 @@ impl Client {
         self.call(DeletePersonalAccessToken { name: name.into() })
             .await
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+
+    /// The bound: an answer's body is exactly its `len` bytes; the next answer's bytes stay in
+    /// the stream.
+    #[tokio::test]
+    async fn an_answer_body_is_its_bytes_and_no_more() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        server.write_all(b"0123456789next!").await.unwrap();
+        let body = read_body(&mut client, 10).await.unwrap();
+        assert_eq!(&body[..], b"0123456789");
+        assert!(read_body(&mut client, 0).await.unwrap().is_empty());
+        let mut rest = [0u8; 5];
+        client.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"next!");
+    }
+
+    /// An answer cut short (the server closed mid-body) is an error, never a body padded with
+    /// bytes that were not read.
+    #[tokio::test]
+    async fn an_answer_cut_short_is_an_error() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        server.write_all(b"0123").await.unwrap();
+        drop(server);
+        let e = read_body(&mut client, 10).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

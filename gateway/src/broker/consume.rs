@@ -25,7 +25,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
-use wharf_log_store::{BatchFormat, LogStore, Partition, StoredBatch};
+use wharf_log_store::{
+    BatchFormat, Fill, LogStore, Partition, ReadBounds, StoredBatch, ENVELOPE_LEN,
+};
 use wharf_protocol::message::Messages;
 use wharf_protocol::{Consumer, PollingStrategy};
 
@@ -748,30 +750,31 @@ struct ReadPass {
     tally: ReadTally,
 }
 
-/// Reads every target once: from the page cache on this worker when it holds everything asked
-/// for, else on the blocking pool.
+/// Reads every target once: from the page cache on this worker while it holds what is asked
+/// for, and from the first target it does not on, on the blocking pool (the targets already
+/// read are kept, not read again).
 async fn read_all(targets: &Arc<Vec<FetchTarget>>, limits: FetchLimits) -> ReadPass {
-    let mut tally = ReadTally {
-        passes: 1,
-        ..ReadTally::default()
+    let mut pass = ReadPass {
+        fetched: Vec::with_capacity(targets.len()),
+        bytes: 0,
+        tally: ReadTally {
+            passes: 1,
+            ..ReadTally::default()
+        },
     };
-    if let Some(pass) = read_all_now(targets, limits, true, &mut tally) {
+    if read_all_now(targets, limits, true, &mut pass) {
         return pass;
     }
     let mine = Arc::clone(targets);
+    let tally = pass.tally;
     let read = tokio::task::spawn_blocking(move || {
-        let mut blocking_tally = ReadTally::default();
-        let pass = read_all_now(&mine, limits, false, &mut blocking_tally);
-        (pass, blocking_tally)
+        let done = read_all_now(&mine, limits, false, &mut pass);
+        (done, pass)
     })
     .await;
     match read {
-        Ok((Some(mut pass), blocking_tally)) => {
-            tally.add(blocking_tally);
-            pass.tally = tally;
-            pass
-        }
-        Ok((None, _)) | Err(_) => {
+        Ok((true, pass)) => pass,
+        Ok((false, _)) | Err(_) => {
             let e = BrokerError::Internal("fetch read task failed".into());
             super::log_server_failure("fetch", &e);
             let fetched = targets
@@ -789,8 +792,9 @@ async fn read_all(targets: &Arc<Vec<FetchTarget>>, limits: FetchLimits) -> ReadP
     }
 }
 
-/// One pass over the targets; `None` when `cached_only` and something was not in the page
-/// cache. Adds what it read to `tally` (also when it gives up).
+/// Goes on with a pass over the targets from the first one `pass` has no answer for; false
+/// when `cached_only` and something was not in the page cache (`pass` then holds the answers
+/// of the targets before it). Adds what it reads to `pass.tally` (also when it gives up).
 ///
 /// As in Kafka, once the answer holds records its byte limit only shrinks: a later partition
 /// gets what still fits, and once nothing does, its bounds and no records, without a read.
@@ -800,12 +804,15 @@ fn read_all_now(
     targets: &[FetchTarget],
     limits: FetchLimits,
     cached_only: bool,
-    tally: &mut ReadTally,
-) -> Option<ReadPass> {
+    pass: &mut ReadPass,
+) -> bool {
     let committed = limits.isolation == Isolation::ReadCommitted;
-    let mut total = 0usize;
-    let mut out = Vec::with_capacity(targets.len());
-    for t in targets {
+    let ReadPass {
+        fetched: out,
+        bytes: total,
+        tally,
+    } = pass;
+    for t in targets.iter().skip(out.len()) {
         let p = &t.partition;
         // The high watermark before the transaction state (see the module's doc).
         let stats = p.stats();
@@ -834,10 +841,10 @@ fn read_all_now(
             });
             continue;
         };
-        let budget = t.max_bytes.min(limits.max_bytes.saturating_sub(total));
+        let budget = t.max_bytes.min(limits.max_bytes.saturating_sub(*total));
         // Only the first partition with records may go past the limits (KIP-74); after it, a
         // partition with no room left is not read at all.
-        let first_in_response = total == 0;
+        let first_in_response = *total == 0;
         let records = if from >= end || (budget == 0 && !first_in_response) {
             Ok(Vec::new())
         } else {
@@ -849,7 +856,7 @@ fn read_all_now(
             };
             match read_kafka(p, window, cached_only, tally) {
                 Ok(Some(r)) => Ok(r),
-                Ok(None) => return None,
+                Ok(None) => return false,
                 Err(e) => {
                     let e = BrokerError::from(e);
                     super::log_server_failure(&format!("fetch from {}", p.key()), &e);
@@ -867,7 +874,7 @@ fn read_all_now(
             _ => None,
         };
         if let Ok(r) = &records {
-            total += r.iter().map(Bytes::len).sum::<usize>();
+            *total += r.iter().map(Bytes::len).sum::<usize>();
         }
         out.push(Fetched {
             bounds: Some(stats),
@@ -876,11 +883,7 @@ fn read_all_now(
             records,
         });
     }
-    Some(ReadPass {
-        fetched: out,
-        bytes: total,
-        tally: *tally,
-    })
+    true
 }
 
 /// The offset after a Kafka batch (its base offset plus its last offset delta, plus one).
@@ -923,14 +926,32 @@ fn read_kafka(
     let mut batches: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
     'read: while from < end {
-        let step = budget.saturating_sub(size).max(1) as u64;
+        let room = budget.saturating_sub(size);
+        // Until the answer holds a batch, a read returns at least one (KIP-74); after that, only
+        // batches that fit in the room left, so that no batch is read only to be dropped (a
+        // stored Kafka batch is its Kafka bytes behind an envelope; what does not fit as Kafka
+        // bytes is still dropped below).
+        // Batches from `end` on (past the LSO) are not read either.
+        let bounds = if first_in_response && batches.is_empty() {
+            ReadBounds {
+                max_bytes: room.max(1) as u64,
+                until: end,
+                fill: Fill::AtLeastOne,
+            }
+        } else {
+            ReadBounds {
+                max_bytes: room.saturating_add(ENVELOPE_LEN) as u64,
+                until: end,
+                fill: Fill::Fitting,
+            }
+        };
         let result = if cached_only {
-            match p.read_cached(from, step)? {
+            match p.read_bounded_cached(from, bounds)? {
                 Some(r) => r,
                 None => return Ok(None),
             }
         } else {
-            p.read(from, step)?
+            p.read_bounded(from, bounds)?
         };
         tally.store_reads += 1;
         tally.stored_bytes += result
@@ -1286,14 +1307,19 @@ fn collect_native(
         && !(out.count > 0 && bytes + skipped >= max_bytes)
     {
         // The store always gives at least one batch, so a small step still makes progress.
-        let step = READ_STEP.min(max_bytes.saturating_sub(bytes).max(1) as u64);
+        // Batches that begin past the messages still wanted are not read (offsets may have
+        // holes: then the next step reads on).
+        let bounds = ReadBounds {
+            until: from.saturating_add(u64::from(count - out.count)).min(stop),
+            ..ReadBounds::at_least_one(READ_STEP.min(max_bytes.saturating_sub(bytes).max(1) as u64))
+        };
         let read = if cached_only {
-            match partition.read_cached(from, step)? {
+            match partition.read_bounded_cached(from, bounds)? {
                 Some(r) => r,
                 None => return Ok(None),
             }
         } else {
-            partition.read(from, step)?
+            partition.read_bounded(from, bounds)?
         };
         if read.batches.is_empty() {
             break;
@@ -1461,6 +1487,44 @@ mod tests {
             assert_eq!(f.bounds.unwrap().high_watermark, i as u64 + 1);
         }
         assert_eq!(tally.store_reads, 1, "store reads: {tally:?}");
+    }
+
+    /// Bound: a fetch reads no batch it cannot return. Four partitions of two Kafka batches
+    /// each, every partition's `max_bytes` room for one batch and not two: the fetch answers
+    /// one batch per partition and reads exactly those four from the store (before, each
+    /// partition also read its second batch, only to drop it).
+    #[tokio::test]
+    async fn a_multi_partition_fetch_reads_no_batch_it_cannot_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path()).await;
+        let ps = topic(&b, "four", 4).await;
+        let value: &[u8] = &[7u8; 1000];
+        for p in &ps {
+            for _ in 0..2 {
+                append_kafka(p, kafka_records(-1, 1000, &[value; 10])).await;
+            }
+        }
+        let kafka_len = kafka_records(-1, 1000, &[value; 10]).len();
+        let name: Arc<str> = Arc::from("four");
+        let wants = (0..4)
+            .map(|p| FetchWant {
+                max_bytes: kafka_len + kafka_len / 2,
+                ..want(&name, p)
+            })
+            .collect();
+        let limits = FetchLimits::new(i32::MAX as usize, 1 << 20, 0, Duration::ZERO);
+        let (fetched, tally) = b.fetch_tallied(wants, limits).await;
+        for (i, f) in fetched.iter().enumerate() {
+            let records = f.records.as_ref().unwrap();
+            assert_eq!(records.len(), 1, "partition {i}: one batch fits");
+            assert_eq!(records[0].len(), kafka_len);
+        }
+        let stored_one = (kafka_len + ENVELOPE_LEN) as u64;
+        assert_eq!(
+            tally.stored_bytes,
+            4 * stored_one,
+            "only the batches returned are read: {tally:?}"
+        );
     }
 
     /// Bound: a long poll over many partitions spawns no task per partition (it waits on all of
