@@ -294,8 +294,10 @@ pub const MIN_SEGMENT_SIZE: u64 = 1;
 /// single file comfortably holds and retention can delete in one step.
 pub const MAX_SEGMENT_SIZE: u64 = 64 << 30;
 
-/// Default of [`StoreConfig::writeback_bytes`]: 1 MiB, RocksDB's usual `bytes_per_sync`.
-pub const DEFAULT_WRITEBACK_BYTES: u64 = 1 << 20;
+/// Default of [`StoreConfig::writeback_bytes`]: off. RocksDB's usual `bytes_per_sync` (1 MiB)
+/// cost a flat-out producer a quarter to a half of its throughput on a 2-CPU machine and did not
+/// lower its p99.9 (BENCHMARKS.md, "Performance").
+pub const DEFAULT_WRITEBACK_BYTES: u64 = 0;
 
 /// Store-wide settings and topic defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
