@@ -1,7 +1,9 @@
 //! A partition: an ordered run of segments with one writer and many readers.
 //!
-//! Appends are queued; whoever finds the queue idle starts a writer on tokio's blocking pool that
-//! drains it. Every batch waiting when the writer looks is written with one vectored `write` (and,
+//! Appends are queued; whoever finds the queue idle becomes the writer. For `os` topics it writes
+//! that one batch itself (a page-cache write, cheaper than a hop to another thread and back) and
+//! hands anything queued meanwhile to a writer on tokio's blocking pool; `fsync` topics always
+//! start the writer on the blocking pool, since they wait for the disk. Every batch waiting when the writer looks is written with one vectored `write` (and,
 //! for `fsync` topics, covered by one `fdatasync`): concurrent appends coalesce by themselves, and
 //! group commit falls out of the same loop. Readers never wait for the writer: they see segments
 //! and index entries through a read lock that the writer takes only to publish what it wrote, and
