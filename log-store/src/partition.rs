@@ -607,7 +607,8 @@ impl Partition {
                 let written = if chunk.parts.is_empty() {
                     Ok(())
                 } else {
-                    self.write_chunk(writer, &chunk).map(|h| held = Some(h))
+                    self.write_chunk(writer, &chunk, &settings)
+                        .map(|h| held = Some(h))
                 };
                 let rolled = written
                     .map_err(|e| (e, false))
@@ -651,7 +652,7 @@ impl Partition {
         if let Some((_, failed)) = failure.as_mut() {
             failed.extend(group.map(|p| p.done));
         } else if !chunk.parts.is_empty() {
-            match self.write_chunk(writer, &chunk) {
+            match self.write_chunk(writer, &chunk, &settings) {
                 Ok(h) => {
                     held = Some(h);
                     published.push(chunk);
@@ -724,7 +725,12 @@ impl Partition {
     /// Writes one chunk to the active segment; returns the log descriptor it wrote through. An
     /// error that leaves the files in doubt (the cut-back after a failed write failed too) stops
     /// the partition taking writes.
-    fn write_chunk(&self, writer: &mut SegmentWriter, chunk: &Chunk) -> Result<Arc<Handle>> {
+    fn write_chunk(
+        &self,
+        writer: &mut SegmentWriter,
+        chunk: &Chunk,
+        settings: &EffectiveSettings,
+    ) -> Result<Arc<Handle>> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(chunk.parts.len() * 2);
         for stamped in &chunk.parts {
             slices.push(IoSlice::new(stamped.head()));
@@ -746,12 +752,9 @@ impl Partition {
         }
         // `os` mode: keep the disk writing as data arrives, so the periodic fdatasync has little
         // left (`fsync` mode's group fdatasync writes it all anyway).
-        let (durability, stride) = {
-            let s = self.settings.read();
-            (s.durability, s.writeback_bytes)
-        };
-        if durability == Durability::Os {
-            writer.write_back(&log, stride);
+        // The group's snapshot of the settings: no second look under the settings lock per chunk.
+        if settings.durability == Durability::Os {
+            writer.write_back(&log, settings.writeback_bytes);
         }
         Ok(log)
     }
