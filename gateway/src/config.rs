@@ -237,6 +237,7 @@ struct RawStorage {
     default_durability: String,
     fsync_interval: String,
     writeback_bytes: String,
+    preallocate_bytes: String,
     max_batch_size: String,
     retention_interval: String,
     max_open_files: u32,
@@ -662,6 +663,8 @@ impl RawConfig {
                 .map_err(|m| invalid("storage", "fsync_interval", m))?,
             writeback_bytes: parse_size(&self.storage.writeback_bytes)
                 .map_err(|m| invalid("storage", "writeback_bytes", m))?,
+            preallocate_bytes: parse_size(&self.storage.preallocate_bytes)
+                .map_err(|m| invalid("storage", "preallocate_bytes", m))?,
             retention_interval: parse_duration(&self.storage.retention_interval)
                 .map_err(|m| invalid("storage", "retention_interval", m))?,
             background_tasks: true,
@@ -1664,6 +1667,10 @@ mod tests {
             c.store.writeback_bytes,
             wharf_log_store::DEFAULT_WRITEBACK_BYTES
         );
+        assert_eq!(
+            c.store.preallocate_bytes,
+            wharf_log_store::DEFAULT_PREALLOCATE_BYTES
+        );
         assert_eq!(c.kafka.groups.min_session_timeout, Duration::from_secs(6));
         assert_eq!(
             c.kafka.groups.max_session_timeout,
@@ -2016,6 +2023,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("writeback_bytes"), "{e}");
+        // Preallocation ahead of the log's end: a size, 0 turns it off.
+        for (value, bytes) in [("0", 0), ("8 MiB", 8 << 20)] {
+            let env = vec![(
+                "WHARF_STORAGE_PREALLOCATE_BYTES".to_string(),
+                value.to_string(),
+            )];
+            let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+            assert_eq!(c.store.preallocate_bytes, bytes, "{value}");
+        }
+        let env = vec![(
+            "WHARF_STORAGE_PREALLOCATE_BYTES".to_string(),
+            "plenty".to_string(),
+        )];
+        let e = ServerConfig::load_from(&Overrides::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("preallocate_bytes"), "{e}");
     }
 
     /// Loads the defaults with `text` as the config file.

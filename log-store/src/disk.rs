@@ -37,6 +37,9 @@ pub enum FileOp {
     Remove,
     /// Opening an existing segment file ([`Disk::open`]); a hook may fail it (say with EMFILE).
     Open,
+    /// Reserving disk blocks ahead of a log's end ([`Disk::reserve`]); a failure is never an
+    /// append's error.
+    Reserve,
     /// A segment file's descriptor was closed. Reported only to [`FileHook::after`]: a close
     /// cannot be refused.
     Close,
@@ -125,6 +128,15 @@ impl Disk {
     /// Opens the existing file `path` with `options` (never creating it).
     pub fn open(&self, path: &Path, options: &OpenOptions) -> Result<File> {
         self.run(FileOp::Open, path, None, || options.open(path))
+    }
+
+    /// Reserves the disk blocks of `len` bytes at `offset` of `file` without changing its size
+    /// (`fallocate(FALLOC_FL_KEEP_SIZE)`), so later writes there need no block allocation.
+    pub fn reserve(&self, file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
+        self.run(FileOp::Reserve, path, None, || {
+            rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, offset, len)
+                .map_err(io::Error::from)
+        })
     }
 
     /// Tells the hook that the store closed its descriptor of `path`.

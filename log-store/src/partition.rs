@@ -737,6 +737,7 @@ impl Partition {
             slices.push(IoSlice::new(stamped.body()));
         }
         let index: Vec<u8> = chunk.entries.iter().flat_map(|e| e.encode()).collect();
+        writer.reserve(chunk.len, settings.preallocate_bytes, settings.segment_size);
         let log = match writer.append(&mut slices, chunk.len, &index) {
             Ok(log) => log,
             Err(e) => {
@@ -798,7 +799,8 @@ impl Partition {
             }
             Err(not) => return Err(fail(not.error)),
         };
-        let old = std::mem::replace(writer, new_writer);
+        let mut old = std::mem::replace(writer, new_writer);
+        old.release_reserved();
         {
             // The sealed segment's last batches become visible in the same step that seals it,
             // so retention never sees it sealed without them.
@@ -2286,6 +2288,7 @@ mod tests {
             max_batch_bytes: 1 << 20,
             manifest_max_segments: crate::remote::DEFAULT_MANIFEST_MAX_SEGMENTS,
             writeback_bytes: 0,
+            preallocate_bytes: 0,
         }
     }
 
@@ -3266,6 +3269,106 @@ mod tests {
             "the batch holding the start"
         );
         assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(3));
+    }
+
+    /// Bound: `preallocate_bytes`. The active log's blocks are reserved ahead of its end in
+    /// steps of at least `preallocate_bytes` that grow with the segment (so never more than
+    /// the larger of a step and the data is held beyond it); a rolled segment gives the rest
+    /// back; 0 reserves nothing; a file system that refuses `fallocate` fails no append.
+    #[tokio::test]
+    async fn logs_reserve_blocks_ahead_in_growing_steps_and_give_the_rest_back_on_roll() {
+        use std::os::unix::fs::MetadataExt;
+        #[derive(Debug, Default)]
+        struct Refuse(bool, std::sync::atomic::AtomicU64);
+        impl crate::disk::FileHook for Refuse {
+            fn before(&self, op: crate::disk::FileOp, _: &Path) -> std::io::Result<()> {
+                if op != crate::disk::FileOp::Reserve {
+                    return Ok(());
+                }
+                self.1.fetch_add(1, Ordering::Relaxed);
+                if self.0 {
+                    Err(std::io::Error::from_raw_os_error(95)) // EOPNOTSUPP
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let step: u64 = 256 << 10;
+        let segment_size: u64 = 4 << 20;
+        // (len, allocated bytes) of every log file in `dir`, oldest first.
+        let logs = |dir: &Path| -> Vec<(u64, u64)> {
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == LOG_EXT))
+                .collect();
+            names.sort();
+            names
+                .iter()
+                .map(|p| {
+                    let m = std::fs::metadata(p).unwrap();
+                    (m.len(), m.blocks() * 512)
+                })
+                .collect()
+        };
+        for (preallocate_bytes, refuse) in [(step, false), (0, false), (step, true)] {
+            let case = format!("preallocate_bytes {preallocate_bytes}, refused {refuse}");
+            let dir = tempfile::tempdir().unwrap();
+            let hook = Arc::new(Refuse(refuse, Default::default()));
+            let files = OpenFiles::new(Disk::with_hook(hook.clone()), 64);
+            let p = Partition::create(
+                &files,
+                KEY,
+                dir.path(),
+                EffectiveSettings {
+                    segment_size,
+                    preallocate_bytes,
+                    ..settings()
+                },
+            )
+            .unwrap();
+            let mut rolled = false;
+            for i in 0..60u8 {
+                // About 100 KB a batch: a segment takes about 40.
+                let payload = native_payload(100, |_| vec![i; 1000]);
+                p.append(NewBatch::native(payload).unwrap()).await.unwrap();
+                let now = logs(dir.path());
+                let (len, allocated) = *now.last().unwrap();
+                if preallocate_bytes > 0 && !refuse {
+                    // Reserved past the data, by no more than the bound (plus a page and the
+                    // file's own extent blocks).
+                    assert!(allocated >= len.max(step), "{case}: batch {i}: {now:?}");
+                    assert!(
+                        allocated <= len + len.max(step) + (64 << 10),
+                        "{case}: batch {i}: {now:?}"
+                    );
+                } else {
+                    assert!(allocated <= len + (64 << 10), "{case}: batch {i}: {now:?}");
+                }
+                if now.len() > 1 {
+                    rolled = true;
+                    // The rolled segment holds no more than its data.
+                    let (len, allocated) = now[0];
+                    assert!(allocated <= len + (64 << 10), "{case}: {now:?}");
+                }
+            }
+            assert!(rolled, "{case}: the test must roll a segment");
+            let calls = hook.1.load(Ordering::Relaxed);
+            if preallocate_bytes == 0 {
+                assert_eq!(calls, 0, "{case}");
+            } else {
+                // Growing steps: a handful per segment, not one per append.
+                assert!((2..=20).contains(&calls), "{case}: {calls} reservations");
+            }
+            // Everything appended reads back.
+            let r = p.read(0, u64::MAX).unwrap();
+            let messages: u64 = r
+                .batches
+                .iter()
+                .map(|b| u64::from(b.envelope().record_count))
+                .sum();
+            assert_eq!(messages, 6000, "{case}");
+        }
     }
 
     /// Bound: `writeback_bytes`. An `os`-mode writer starts the log's writeback once per

@@ -294,6 +294,9 @@ pub(crate) struct SegmentWriter {
     disk: Disk,
     /// The steady writeback of the log (`os` mode).
     pub(crate) writeback: Writeback,
+    /// The log's disk blocks are reserved (preallocated, beyond its size) up to here; at most
+    /// `size` when nothing is known to be.
+    reserved_to: u64,
 }
 
 impl SegmentWriter {
@@ -373,6 +376,61 @@ impl SegmentWriter {
             index_len: (segment.entries.len() * INDEX_ENTRY_LEN) as u64,
             disk: files.disk().clone(),
             writeback: Writeback::at(segment.size),
+            // Blocks reserved before a restart are found again by the first reservation
+            // (reserving reserved blocks is free).
+            reserved_to: segment.size,
+        }
+    }
+
+    /// Before appending `len` bytes: reserves the log's disk blocks `step` bytes at a time
+    /// ahead of its end (within `segment_size`, or the append's end past it), so the append
+    /// and the kernel's later writeback find them allocated. With delayed allocation, the
+    /// writeback (the periodic fsync of `os` mode) allocates blocks holding the file's
+    /// allocation lock, sometimes for as long as a read of the free-block map queued behind
+    /// the device's writes takes; every append needs that lock to reserve the blocks it
+    /// dirties. Reserved blocks take neither. 0: off. Never fails the append: a file system
+    /// without `fallocate` or a full disk just leaves allocation to the write, which reports
+    /// what matters.
+    pub fn reserve(&mut self, len: u64, step: u64, segment_size: u64) {
+        let end = self.size.saturating_add(len);
+        if step == 0 || end <= self.reserved_to {
+            return;
+        }
+        let from = self.reserved_to.max(self.size);
+        // Steps grow with the segment (at least `step`, else as much as it holds already), so
+        // a busy log makes few calls and an idle one holds little: what is reserved beyond the
+        // data is at most the larger of `step` and the data itself.
+        let to = from
+            .saturating_add(step.max(self.size))
+            .min(segment_size.max(end))
+            .max(end);
+        // Whatever the outcome, the next try is a step further on: a refused call is not
+        // repeated per append.
+        self.reserved_to = to;
+        let Ok(log) = self.log.handle() else {
+            return;
+        };
+        if let Err(e) = self.disk.reserve(&log, self.log.path(), from, to - from) {
+            tracing::debug!(log = %self.log.path().display(), "cannot reserve blocks ahead: {e}");
+        }
+    }
+
+    /// The segment was rolled: gives back the blocks reserved beyond its end (cutting a file to
+    /// its own size frees them). Only a warning if that fails: the space is freed with the
+    /// segment.
+    pub fn release_reserved(&mut self) {
+        if self.reserved_to <= self.size {
+            return;
+        }
+        self.reserved_to = self.size;
+        let released = self
+            .log
+            .handle()
+            .and_then(|log| self.disk.set_len(&log, self.log.path(), self.size));
+        // A cut like any other: the file's next sync (the sealed segment's) must cover it.
+        self.log.written();
+        if let Err(e) = released {
+            tracing::warn!(log = %self.log.path().display(), "cannot release blocks reserved beyond a rolled segment: {e}");
         }
     }
 
@@ -404,6 +462,8 @@ impl SegmentWriter {
                 .and_then(|()| disk.set_len(&index, self.index.path(), self.index_len));
             self.log.written();
             self.index.written();
+            // Cutting back frees blocks reserved beyond the end too.
+            self.reserved_to = self.size;
             if let Err(cut_err) = cut {
                 tracing::error!(log = %self.log.path().display(), "cannot cut back a failed write: {cut_err}");
                 self.broken = true;

@@ -212,7 +212,8 @@ impl FileHook for PowerLoss {
                     PowerLoss::new_file(&mut m, path);
                 }
             }
-            FileOp::Write | FileOp::Truncate | FileOp::Open | FileOp::Close => {}
+            // Reserving blocks beyond the end changes no byte a reader (or a crash) sees.
+            FileOp::Write | FileOp::Truncate | FileOp::Open | FileOp::Close | FileOp::Reserve => {}
             FileOp::SyncData => {
                 let id = match m.live.get(path) {
                     Some(Node::File(id)) => *id,
