@@ -57,8 +57,8 @@ pub use batch::{
 pub use compaction::{CleanReport, CleanerStats, PartitionCleaning};
 pub use config::{
     CleanerConfig, CleanupPolicy, Durability, Ratio, StoreConfig, TimestampType, TopicCompression,
-    TopicSettings, DEFAULT_PREALLOCATE_BYTES, DEFAULT_WRITEBACK_BYTES, LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER,
-    MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
+    TopicSettings, DEFAULT_PREALLOCATE_BYTES, DEFAULT_WRITEBACK_BYTES,
+    LOCAL_RETENTION_BYTES_FOREVER, LOCAL_RETENTION_FOREVER, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
 pub use disk::{Disk, FileHook, FileOp};
 pub use durable_file::{read_durable, write_durable};
