@@ -2006,40 +2006,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("segment_size"), "{e}");
-        // The steady writeback of `os` mode: a size, 0 turns it off.
-        for (value, bytes) in [("0", 0), ("256 KiB", 256 << 10)] {
-            let env = vec![(
-                "WHARF_STORAGE_WRITEBACK_BYTES".to_string(),
-                value.to_string(),
-            )];
-            let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
-            assert_eq!(c.store.writeback_bytes, bytes, "{value}");
+        // The storage sizes where 0 turns a mechanism off: the steady writeback of `os` mode
+        // and preallocation ahead of the log's end. Each takes a size and names itself when
+        // given something else.
+        type Field = fn(&ServerConfig) -> u64;
+        let sizes: [(&str, &str, Field); 2] = [
+            ("WRITEBACK_BYTES", "writeback_bytes", |c| {
+                c.store.writeback_bytes
+            }),
+            ("PREALLOCATE_BYTES", "preallocate_bytes", |c| {
+                c.store.preallocate_bytes
+            }),
+        ];
+        for (var, name, field) in sizes {
+            let var = format!("WHARF_STORAGE_{var}");
+            for (value, bytes) in [("0", 0), ("256 KiB", 256 << 10), ("8 MiB", 8 << 20)] {
+                let env = vec![(var.clone(), value.to_string())];
+                let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
+                assert_eq!(field(&c), bytes, "{var}={value}");
+            }
+            let env = vec![(var.clone(), "lots".to_string())];
+            let e = ServerConfig::load_from(&Overrides::default(), &env)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{var}: {e}");
         }
-        let env = vec![(
-            "WHARF_STORAGE_WRITEBACK_BYTES".to_string(),
-            "lots".to_string(),
-        )];
-        let e = ServerConfig::load_from(&Overrides::default(), &env)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("writeback_bytes"), "{e}");
-        // Preallocation ahead of the log's end: a size, 0 turns it off.
-        for (value, bytes) in [("0", 0), ("8 MiB", 8 << 20)] {
-            let env = vec![(
-                "WHARF_STORAGE_PREALLOCATE_BYTES".to_string(),
-                value.to_string(),
-            )];
-            let c = ServerConfig::load_from(&Overrides::default(), &env).unwrap();
-            assert_eq!(c.store.preallocate_bytes, bytes, "{value}");
-        }
-        let env = vec![(
-            "WHARF_STORAGE_PREALLOCATE_BYTES".to_string(),
-            "plenty".to_string(),
-        )];
-        let e = ServerConfig::load_from(&Overrides::default(), &env)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("preallocate_bytes"), "{e}");
     }
 
     /// Loads the defaults with `text` as the config file.

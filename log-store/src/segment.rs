@@ -382,9 +382,10 @@ impl SegmentWriter {
         }
     }
 
-    /// Before appending `len` bytes: reserves the log's disk blocks `step` bytes at a time
-    /// ahead of its end (within `segment_size`, or the append's end past it), so the append
-    /// and the kernel's later writeback find them allocated. With delayed allocation, the
+    /// Before appending `len` bytes: reserves the log's disk blocks ahead of its end, in steps
+    /// of at least `step` and at least what the segment holds (within `segment_size`, or the
+    /// append's end past it), so the append and the kernel's later writeback find them
+    /// allocated. With delayed allocation, the
     /// writeback (the periodic fsync of `os` mode) allocates blocks holding the file's
     /// allocation lock, sometimes for as long as a read of the free-block map queued behind
     /// the device's writes takes; every append needs that lock to reserve the blocks it
